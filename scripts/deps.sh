@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs the Debian packages cynic needs that are missing. Idempotent and
+# quiet when nothing is missing. `scripts/deps.sh bench` adds the benchmark
+# peers (wrk, haproxy).
+set -eu
+pkgs="cmake make gcc pkg-config libcmocka-dev libuv1-dev libyaml-dev libjansson-dev
+node-llhttp python3-pytest"
+if [ "${1:-}" = bench ]; then
+  pkgs="$pkgs wrk haproxy"
+fi
+missing=""
+for p in $pkgs; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing"
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+    echo "deps: missing packages:$missing; run as root: apt-get install -y$missing" >&2
+    exit 1
+  fi
+else
+  SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing
