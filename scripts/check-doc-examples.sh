@@ -1,7 +1,8 @@
 #!/bin/sh
 # Compiles every ```c block of a Markdown file as its own translation unit
 # against the public headers; a block with a main() is also linked with
-# libcynic and run. Fails on the first block that does not build or exits
+# libcynic and run. $DOC_CFLAGS adds flags (the sanitizer builds pass their
+# -fsanitize so the example links with the instrumented library). Fails on the first block that does not build or exits
 # non-zero, naming the block's line in the document.
 set -eu
 cc="$1"; doc="$2"; inc="$3"; lib="$4"
@@ -19,11 +20,11 @@ for src in "$tmp"/block*.c; do
   name=$(basename "$src" .c)
   line=${name#*_line}
   if grep -q 'int main' "$src"; then
-    "$cc" -std=c11 -Wall -Wextra -Werror -I"$inc" "$src" "$lib" -lpthread -lm -o "$tmp/$name" ||
+    "$cc" -std=c11 -Wall -Wextra -Werror ${DOC_CFLAGS:-} -I"$inc" "$src" "$lib" -lpthread -lm -o "$tmp/$name" ||
       { echo "$doc:$line: example does not build" >&2; exit 1; }
     "$tmp/$name" > /dev/null || { echo "$doc:$line: example exited non-zero" >&2; exit 1; }
   else
-    "$cc" -std=c11 -Wall -Wextra -Werror -I"$inc" -c "$src" -o "$tmp/$name.o" ||
+    "$cc" -std=c11 -Wall -Wextra -Werror ${DOC_CFLAGS:-} -I"$inc" -c "$src" -o "$tmp/$name.o" ||
       { echo "$doc:$line: example does not compile" >&2; exit 1; }
   fi
 done
