@@ -33,6 +33,7 @@ typedef struct taker {
   cynic_tokens_t *t;
   cynic_ratetable_t *table;
   _Atomic bool *stop; /* NULL: run TAKES times */
+  _Atomic int *started; /* with stop: raised once this taker runs */
   uint64_t seed;
   uint64_t granted; /* tokens */
   uint64_t calls;
@@ -41,6 +42,8 @@ typedef struct taker {
 
 static void *take_loop(void *arg) {
   taker_t *k = arg;
+  if (k->started != NULL)
+    atomic_fetch_add(k->started, 1);
   for (uint64_t i = 0;; i++) {
     if (k->stop != NULL ? atomic_load(k->stop) : i >= TAKES)
       break;
@@ -109,10 +112,13 @@ static void test_stress_real_clock_bound(void **state) {
 typedef struct advancer {
   fake_clock_t *fc;
   _Atomic bool *stop;
+  _Atomic int *started;
 } advancer_t;
 
 static void *advance_loop(void *arg) {
   advancer_t *a = arg;
+  while (atomic_load(a->started) < THREADS - 1) /* all takers running */
+    sched_yield();
   for (int i = 0; i < 20000; i++) {
     fake_clock_advance(a->fc, CYNIC_US(1) + (uint64_t)(i % 7));
     if (i % 64 == 0)
@@ -134,8 +140,10 @@ static void test_stress_fake_clock_bound(void **state) {
   cynic_tokens_t *t = NULL;
   assert_int_equal(cynic_tokens_new(&cfg, &t), 0);
   _Atomic bool stop;
+  _Atomic int started;
   atomic_init(&stop, false);
-  advancer_t a = {&fc, &stop};
+  atomic_init(&started, 0);
+  advancer_t a = {&fc, &stop, &started};
   pthread_t adv;
   assert_int_equal(pthread_create(&adv, NULL, advance_loop, &a), 0);
   taker_t k[THREADS - 1];
@@ -143,6 +151,7 @@ static void test_stress_fake_clock_bound(void **state) {
   for (int i = 0; i < THREADS - 1; i++) {
     k[i].t = t;
     k[i].stop = &stop;
+    k[i].started = &started;
     k[i].seed = UINT64_C(0xfeed) + (uint64_t)i;
   }
   uint64_t granted = run_takers(k, THREADS - 1);
