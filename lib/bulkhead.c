@@ -1,0 +1,205 @@
+/*
+ * lib/bulkhead.c: Bulkheads and Back Pressure as lock-free accounting.
+ *
+ * State is one 64-bit word, in_use in the high half and pending in the low
+ * half, changed only by compare-and-swap. Every operation loads the word,
+ * decides from both counts, and publishes both new counts at once, so no
+ * interleaving can push either past its limit or below zero. Statistics are
+ * relaxed counters beside it, on their own cache line so that metric updates
+ * do not bounce the line the CAS loops spin on.
+ */
+#include "cynic/bulkhead.h"
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#define WORD(in_use, pending) (((uint64_t)(in_use) << 32) | (uint64_t)(pending))
+#define IN_USE(w) ((uint32_t)((w) >> 32))
+#define PENDING(w) ((uint32_t)(w))
+
+struct cynic_bulkhead {
+  alignas(64) _Atomic uint64_t state; /* in_use:32 | pending:32 */
+  uint32_t max_concurrent;
+  uint32_t max_pending;
+  bool allow_barging;
+  alignas(64) _Atomic uint64_t entered;
+  _Atomic uint64_t rejected_full;
+  _Atomic uint64_t left;
+  _Atomic uint64_t queued;
+  _Atomic uint64_t queue_rejected;
+  _Atomic uint64_t dequeued;
+  _Atomic uint64_t promoted;
+  _Atomic uint64_t misuse;
+};
+
+static void count(_Atomic uint64_t *c) {
+  atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* Replaces `*w` by `next` if the state still holds `*w`; on failure `*w` is
+ * refreshed. Acquire/release so that work done under a slot happens-before
+ * the next holder of that slot sees it free. */
+static bool publish(cynic_bulkhead_t *b, uint64_t *w, uint64_t next) {
+  return atomic_compare_exchange_weak_explicit(
+      &b->state, w, next, memory_order_acq_rel, memory_order_acquire);
+}
+
+/* May an arrival take a slot in state `w`? */
+static bool slot_open(const cynic_bulkhead_t *b, uint64_t w) {
+  if (IN_USE(w) >= b->max_concurrent)
+    return false;
+  return b->allow_barging || PENDING(w) == 0;
+}
+
+void cynic_bulkhead_config_default(cynic_bulkhead_config_t *cfg) {
+  if (cfg == NULL)
+    return;
+  cfg->max_concurrent = 100;
+  cfg->max_pending = 50;
+  cfg->allow_barging = false;
+}
+
+int cynic_bulkhead_new(const cynic_bulkhead_config_t *cfg,
+                       cynic_bulkhead_t **out) {
+  if (cfg == NULL || out == NULL || cfg->max_concurrent == 0)
+    return CYNIC_EINVAL;
+  /* aligned_alloc wants a size that is a multiple of the alignment. */
+  size_t size = (sizeof(cynic_bulkhead_t) + 63) / 64 * 64;
+  cynic_bulkhead_t *b = aligned_alloc(64, size);
+  if (b == NULL)
+    return CYNIC_ENOMEM;
+  atomic_init(&b->state, WORD(0, 0));
+  b->max_concurrent = cfg->max_concurrent;
+  b->max_pending = cfg->max_pending;
+  b->allow_barging = cfg->allow_barging;
+  atomic_init(&b->entered, 0);
+  atomic_init(&b->rejected_full, 0);
+  atomic_init(&b->left, 0);
+  atomic_init(&b->queued, 0);
+  atomic_init(&b->queue_rejected, 0);
+  atomic_init(&b->dequeued, 0);
+  atomic_init(&b->promoted, 0);
+  atomic_init(&b->misuse, 0);
+  *out = b;
+  return 0;
+}
+
+void cynic_bulkhead_free(cynic_bulkhead_t *b) { free(b); }
+
+int cynic_bulkhead_try_enter(cynic_bulkhead_t *b) {
+  uint64_t w = atomic_load_explicit(&b->state, memory_order_acquire);
+  for (;;) {
+    if (!slot_open(b, w)) {
+      count(&b->rejected_full);
+      return CYNIC_EFULL;
+    }
+    if (publish(b, &w, WORD(IN_USE(w) + 1, PENDING(w))))
+      break;
+  }
+  count(&b->entered);
+  return 0;
+}
+
+void cynic_bulkhead_leave(cynic_bulkhead_t *b) {
+  uint64_t w = atomic_load_explicit(&b->state, memory_order_acquire);
+  for (;;) {
+    if (IN_USE(w) == 0) {
+      count(&b->misuse);
+      return;
+    }
+    if (publish(b, &w, WORD(IN_USE(w) - 1, PENDING(w))))
+      break;
+  }
+  count(&b->left);
+}
+
+int cynic_bulkhead_queue(cynic_bulkhead_t *b) {
+  uint64_t w = atomic_load_explicit(&b->state, memory_order_acquire);
+  for (;;) {
+    if (PENDING(w) >= b->max_pending) {
+      count(&b->queue_rejected);
+      return CYNIC_EFULL;
+    }
+    if (publish(b, &w, WORD(IN_USE(w), PENDING(w) + 1)))
+      break;
+  }
+  count(&b->queued);
+  return 0;
+}
+
+void cynic_bulkhead_dequeue(cynic_bulkhead_t *b) {
+  uint64_t w = atomic_load_explicit(&b->state, memory_order_acquire);
+  for (;;) {
+    if (PENDING(w) == 0) {
+      count(&b->misuse);
+      return;
+    }
+    if (publish(b, &w, WORD(IN_USE(w), PENDING(w) - 1)))
+      break;
+  }
+  count(&b->dequeued);
+}
+
+int cynic_bulkhead_promote(cynic_bulkhead_t *b) {
+  uint64_t w = atomic_load_explicit(&b->state, memory_order_acquire);
+  for (;;) {
+    if (PENDING(w) == 0) {
+      count(&b->misuse);
+      return CYNIC_ESTATE;
+    }
+    if (IN_USE(w) >= b->max_concurrent)
+      return CYNIC_EFULL;
+    if (publish(b, &w, WORD(IN_USE(w) + 1, PENDING(w) - 1)))
+      break;
+  }
+  count(&b->promoted);
+  return 0;
+}
+
+int cynic_bulkhead_enter_or_queue(cynic_bulkhead_t *b, bool *queued) {
+  if (queued == NULL)
+    return CYNIC_EINVAL;
+  uint64_t w = atomic_load_explicit(&b->state, memory_order_acquire);
+  for (;;) {
+    if (slot_open(b, w)) {
+      if (publish(b, &w, WORD(IN_USE(w) + 1, PENDING(w)))) {
+        count(&b->entered);
+        *queued = false;
+        return 0;
+      }
+      continue;
+    }
+    if (PENDING(w) >= b->max_pending) {
+      count(&b->queue_rejected);
+      return CYNIC_EFULL;
+    }
+    if (publish(b, &w, WORD(IN_USE(w), PENDING(w) + 1))) {
+      count(&b->queued);
+      *queued = true;
+      return 0;
+    }
+  }
+}
+
+void cynic_bulkhead_stats(const cynic_bulkhead_t *b,
+                          cynic_bulkhead_stats_t *out) {
+  /* The counters are only read; the cast drops const for C11's
+   * atomic_load, whose parameter is not const-qualified in older libcs. */
+  cynic_bulkhead_t *m = (cynic_bulkhead_t *)b;
+  uint64_t w = atomic_load_explicit(&m->state, memory_order_acquire);
+  out->in_use = IN_USE(w);
+  out->max_concurrent = b->max_concurrent;
+  out->pending = PENDING(w);
+  out->max_pending = b->max_pending;
+  out->entered = atomic_load_explicit(&m->entered, memory_order_relaxed);
+  out->rejected_full =
+      atomic_load_explicit(&m->rejected_full, memory_order_relaxed);
+  out->left = atomic_load_explicit(&m->left, memory_order_relaxed);
+  out->queued = atomic_load_explicit(&m->queued, memory_order_relaxed);
+  out->queue_rejected =
+      atomic_load_explicit(&m->queue_rejected, memory_order_relaxed);
+  out->dequeued = atomic_load_explicit(&m->dequeued, memory_order_relaxed);
+  out->promoted = atomic_load_explicit(&m->promoted, memory_order_relaxed);
+  out->misuse = atomic_load_explicit(&m->misuse, memory_order_relaxed);
+}
