@@ -113,8 +113,7 @@ static uint64_t sat_mul3(uint64_t x) {
   return x > UINT64_MAX / 3 ? UINT64_MAX : x * 3;
 }
 
-uint64_t cynic_backoff_delay(const cynic_backoff_config_t *cfg,
-                             uint32_t attempt, uint64_t prev_ns,
+uint64_t cynic_backoff_delay(const cynic_backoff_config_t *cfg, uint32_t attempt, uint64_t prev_ns,
                              cynic_rng_t *rng) {
   if (cfg == NULL)
     return 0;

@@ -17,8 +17,7 @@ cynic_deadline_t cynic_deadline_in(uint64_t now, uint64_t timeout_ns) {
   return d;
 }
 
-cynic_deadline_t cynic_deadline_in_clock(const cynic_clock_t *clock,
-                                         uint64_t timeout_ns) {
+cynic_deadline_t cynic_deadline_in_clock(const cynic_clock_t *clock, uint64_t timeout_ns) {
   return cynic_deadline_in(cynic_clock_now(clock), timeout_ns);
 }
 
@@ -36,18 +35,19 @@ cynic_deadline_t cynic_deadline_min(cynic_deadline_t a, cynic_deadline_t b) {
   return a.at_ns <= b.at_ns ? a : b; /* "none" is UINT64_MAX: loses */
 }
 
-uint64_t cynic_deadline_for_hop(cynic_deadline_t d, uint64_t now,
-                                uint64_t hop_timeout_ns, uint64_t reserve_ns) {
+uint64_t cynic_deadline_for_hop(cynic_deadline_t d, uint64_t now, uint64_t hop_timeout_ns,
+                                uint64_t reserve_ns) {
   if (cynic_deadline_is_none(d))
     return hop_timeout_ns;
   uint64_t usable = cynic__sat_sub(cynic_deadline_left(d, now), reserve_ns);
   return usable < hop_timeout_ns ? usable : hop_timeout_ns;
 }
 
-static bool is_ows(char c) { return c == ' ' || c == '\t'; }
+static bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
 
-int cynic_deadline_from_ms_header(const char *s, size_t len, uint64_t now,
-                                  cynic_deadline_t *out) {
+int cynic_deadline_from_ms_header(const char *s, size_t len, uint64_t now, cynic_deadline_t *out) {
   if (out == NULL || (s == NULL && len > 0))
     return CYNIC_EINVAL;
   size_t i = 0, end = len;
@@ -73,8 +73,7 @@ int cynic_deadline_from_ms_header(const char *s, size_t len, uint64_t now,
   return 0;
 }
 
-size_t cynic_deadline_to_ms_header(cynic_deadline_t d, uint64_t now,
-                                   char *buf, size_t cap) {
+size_t cynic_deadline_to_ms_header(cynic_deadline_t d, uint64_t now, char *buf, size_t cap) {
   if (buf == NULL || cap == 0)
     return 0;
   buf[0] = '\0';

@@ -135,8 +135,7 @@ typedef struct cynic_backoff {
  * if `b` is NULL or the config is invalid (see cynic_backoff_config_validate).
  * Nothing to free.
  */
-CYNIC_API int cynic_backoff_init(cynic_backoff_t *b,
-                                 const cynic_backoff_config_t *cfg);
+CYNIC_API int cynic_backoff_init(cynic_backoff_t *b, const cynic_backoff_config_t *cfg);
 
 /*
  * The delay, in nanoseconds, to wait before the next retry; advances the
@@ -163,9 +162,8 @@ CYNIC_API void cynic_backoff_reset(cynic_backoff_t *b);
  * answered defensively (base 0 gives 0, cap < base is raised to base), never
  * with undefined behaviour.
  */
-CYNIC_API uint64_t cynic_backoff_delay(const cynic_backoff_config_t *cfg,
-                                       uint32_t attempt, uint64_t prev_ns,
-                                       cynic_rng_t *rng);
+CYNIC_API uint64_t cynic_backoff_delay(const cynic_backoff_config_t *cfg, uint32_t attempt,
+                                       uint64_t prev_ns, cynic_rng_t *rng);
 
 #ifdef __cplusplus
 }

@@ -57,8 +57,7 @@ CYNIC_API bool cynic_deadline_is_none(cynic_deadline_t d);
 CYNIC_API cynic_deadline_t cynic_deadline_in(uint64_t now, uint64_t timeout_ns);
 
 /* Same, reading `now` from `clock` (NULL or zeroed: CLOCK_MONOTONIC). */
-CYNIC_API cynic_deadline_t cynic_deadline_in_clock(const cynic_clock_t *clock,
-                                                   uint64_t timeout_ns);
+CYNIC_API cynic_deadline_t cynic_deadline_in_clock(const cynic_clock_t *clock, uint64_t timeout_ns);
 
 /*
  * Nanoseconds left until `d` at `now`: 0 once passed (never negative, never
@@ -71,8 +70,7 @@ CYNIC_API uint64_t cynic_deadline_left(cynic_deadline_t d, uint64_t now);
 CYNIC_API bool cynic_deadline_expired(cynic_deadline_t d, uint64_t now);
 
 /* The tighter (earlier) of two deadlines; "none" loses to any deadline. */
-CYNIC_API cynic_deadline_t cynic_deadline_min(cynic_deadline_t a,
-                                              cynic_deadline_t b);
+CYNIC_API cynic_deadline_t cynic_deadline_min(cynic_deadline_t a, cynic_deadline_t b);
 
 /*
  * The timeout to give the next hop:
@@ -86,8 +84,7 @@ CYNIC_API cynic_deadline_t cynic_deadline_min(cynic_deadline_t a,
  * timeout of its own; with no deadline either, the result is UINT64_MAX
  * (unbounded), which a caller should treat as a configuration gap.
  */
-CYNIC_API uint64_t cynic_deadline_for_hop(cynic_deadline_t d, uint64_t now,
-                                          uint64_t hop_timeout_ns,
+CYNIC_API uint64_t cynic_deadline_for_hop(cynic_deadline_t d, uint64_t now, uint64_t hop_timeout_ns,
                                           uint64_t reserve_ns);
 
 /*
@@ -106,8 +103,7 @@ CYNIC_API uint64_t cynic_deadline_for_hop(cynic_deadline_t d, uint64_t now,
  * Returns 0, or CYNIC_EINVAL (with *out untouched) for any other input, or if
  * s (with len > 0) or out is NULL.
  */
-CYNIC_API int cynic_deadline_from_ms_header(const char *s, size_t len,
-                                            uint64_t now,
+CYNIC_API int cynic_deadline_from_ms_header(const char *s, size_t len, uint64_t now,
                                             cynic_deadline_t *out);
 
 /*
@@ -117,8 +113,8 @@ CYNIC_API int cynic_deadline_from_ms_header(const char *s, size_t len,
  * empty string (if cap > 0) when `d` is "none" (send no header) or when `cap`
  * is too small; CYNIC_DEADLINE_MS_HEADER_MAX bytes are always enough.
  */
-CYNIC_API size_t cynic_deadline_to_ms_header(cynic_deadline_t d, uint64_t now,
-                                             char *buf, size_t cap);
+CYNIC_API size_t cynic_deadline_to_ms_header(cynic_deadline_t d, uint64_t now, char *buf,
+                                             size_t cap);
 
 #ifdef __cplusplus
 }

@@ -12,8 +12,8 @@
 
 #define MS CYNIC_MS(1)
 
-static cynic_backoff_config_t config(cynic_backoff_kind_t kind, uint64_t base,
-                                     uint64_t cap, uint64_t seed) {
+static cynic_backoff_config_t config(cynic_backoff_kind_t kind, uint64_t base, uint64_t cap,
+                                     uint64_t seed) {
   cynic_backoff_config_t c;
   cynic_backoff_config_default(&c);
   c.kind = kind;
@@ -164,8 +164,7 @@ static void test_config_default_and_validation(void **state) {
 
 static void test_exponential_exact_values_and_cap(void **state) {
   (void)state;
-  cynic_backoff_config_t c =
-      config(CYNIC_BACKOFF_EXPONENTIAL, 100 * MS, 1000 * MS, 1);
+  cynic_backoff_config_t c = config(CYNIC_BACKOFF_EXPONENTIAL, 100 * MS, 1000 * MS, 1);
   cynic_backoff_t b;
   assert_int_equal(cynic_backoff_init(&b, &c), 0);
   const uint64_t want[] = {100, 200, 400, 800, 1000, 1000, 1000};
@@ -179,8 +178,7 @@ static void test_exponential_exact_values_and_cap(void **state) {
 
 static void test_huge_attempts_saturate(void **state) {
   (void)state;
-  const cynic_backoff_kind_t kinds[] = {CYNIC_BACKOFF_EXPONENTIAL,
-                                        CYNIC_BACKOFF_FULL_JITTER};
+  const cynic_backoff_kind_t kinds[] = {CYNIC_BACKOFF_EXPONENTIAL, CYNIC_BACKOFF_FULL_JITTER};
   const uint32_t attempts[] = {34, 62, 63, 64, 65, 200, UINT32_MAX};
   cynic_rng_t r;
   cynic_rng_seed(&r, 5);
@@ -195,8 +193,7 @@ static void test_huge_attempts_saturate(void **state) {
     }
   }
   /* A cap at the very top of the range: 2^attempt * base must not wrap. */
-  cynic_backoff_config_t c =
-      config(CYNIC_BACKOFF_EXPONENTIAL, UINT64_C(1) << 40, UINT64_MAX, 1);
+  cynic_backoff_config_t c = config(CYNIC_BACKOFF_EXPONENTIAL, UINT64_C(1) << 40, UINT64_MAX, 1);
   assert_int_equal(cynic_backoff_delay(&c, 23, 0, NULL), UINT64_C(1) << 63);
   assert_int_equal(cynic_backoff_delay(&c, 24, 0, NULL), UINT64_MAX);
   assert_int_equal(cynic_backoff_delay(&c, 200, 0, NULL), UINT64_MAX);
@@ -225,24 +222,20 @@ static void test_huge_attempts_saturate(void **state) {
 static void test_full_jitter_exact_values_with_seed(void **state) {
   (void)state;
   /* Golden values from an independent model of the published formula. */
-  cynic_backoff_config_t c =
-      config(CYNIC_BACKOFF_FULL_JITTER, 100 * MS, 1000 * MS, 42);
+  cynic_backoff_config_t c = config(CYNIC_BACKOFF_FULL_JITTER, 100 * MS, 1000 * MS, 42);
   cynic_backoff_t b;
   assert_int_equal(cynic_backoff_init(&b, &c), 0);
-  const uint64_t want[] = {32571253,  9784812,   87092182,
-                           660156584, 769764517, 866563769};
+  const uint64_t want[] = {32571253, 9784812, 87092182, 660156584, 769764517, 866563769};
   for (size_t i = 0; i < 6; i++)
     assert_int_equal(cynic_backoff_next(&b), want[i]);
 }
 
 static void test_decorrelated_exact_values_with_seed(void **state) {
   (void)state;
-  cynic_backoff_config_t c =
-      config(CYNIC_BACKOFF_DECORRELATED_JITTER, 100 * MS, 1000 * MS, 42);
+  cynic_backoff_config_t c = config(CYNIC_BACKOFF_DECORRELATED_JITTER, 100 * MS, 1000 * MS, 42);
   cynic_backoff_t b;
   assert_int_equal(cynic_backoff_init(&b, &c), 0);
-  const uint64_t want[] = {167564959, 222955234, 271405281,
-                           691067301, 764068052, 1000000000};
+  const uint64_t want[] = {167564959, 222955234, 271405281, 691067301, 764068052, 1000000000};
   for (size_t i = 0; i < 6; i++)
     assert_int_equal(cynic_backoff_next(&b), want[i]);
 }
@@ -250,8 +243,7 @@ static void test_decorrelated_exact_values_with_seed(void **state) {
 static void test_full_jitter_stays_in_bounds(void **state) {
   (void)state;
   for (uint64_t seed = 1; seed <= 200; seed++) {
-    cynic_backoff_config_t c =
-        config(CYNIC_BACKOFF_FULL_JITTER, 10 * MS, 700 * MS, seed);
+    cynic_backoff_config_t c = config(CYNIC_BACKOFF_FULL_JITTER, 10 * MS, 700 * MS, seed);
     cynic_backoff_t b;
     assert_int_equal(cynic_backoff_init(&b, &c), 0);
     for (uint32_t n = 0; n < 20; n++) {
@@ -266,8 +258,7 @@ static void test_full_jitter_stays_in_bounds(void **state) {
 static void test_decorrelated_stays_in_bounds(void **state) {
   (void)state;
   for (uint64_t seed = 1; seed <= 200; seed++) {
-    cynic_backoff_config_t c =
-        config(CYNIC_BACKOFF_DECORRELATED_JITTER, 10 * MS, 700 * MS, seed);
+    cynic_backoff_config_t c = config(CYNIC_BACKOFF_DECORRELATED_JITTER, 10 * MS, 700 * MS, seed);
     cynic_backoff_t b;
     assert_int_equal(cynic_backoff_init(&b, &c), 0);
     uint64_t prev = 10 * MS; /* before the first retry, prev counts as base */
@@ -317,8 +308,7 @@ static void test_auto_seed_gives_each_sequence_its_own_jitter(void **state) {
 
 static void test_reset_does_not_replay_jitter(void **state) {
   (void)state;
-  cynic_backoff_config_t c =
-      config(CYNIC_BACKOFF_FULL_JITTER, CYNIC_SEC(1), CYNIC_SEC(100), 3);
+  cynic_backoff_config_t c = config(CYNIC_BACKOFF_FULL_JITTER, CYNIC_SEC(1), CYNIC_SEC(100), 3);
   cynic_backoff_t b;
   assert_int_equal(cynic_backoff_init(&b, &c), 0);
   uint64_t first[4];
@@ -348,8 +338,7 @@ static void test_jitter_spreads_a_thousand_clients(void **state) {
   int bucket[BUCKETS] = {0};
   uint64_t sum = 0;
   for (int i = 0; i < CLIENTS; i++) {
-    cynic_backoff_config_t c =
-        config(CYNIC_BACKOFF_FULL_JITTER, base, CYNIC_SEC(1), 1000 + i);
+    cynic_backoff_config_t c = config(CYNIC_BACKOFF_FULL_JITTER, base, CYNIC_SEC(1), 1000 + i);
     cynic_backoff_t b;
     assert_int_equal(cynic_backoff_init(&b, &c), 0);
     first[i] = cynic_backoff_next(&b);
@@ -366,8 +355,8 @@ static void test_jitter_spreads_a_thousand_clients(void **state) {
   /* Decorrelated jitter: first retries spread over [base, 3 * base]. */
   memset(bucket, 0, sizeof(bucket));
   for (int i = 0; i < CLIENTS; i++) {
-    cynic_backoff_config_t c = config(CYNIC_BACKOFF_DECORRELATED_JITTER, base,
-                                      CYNIC_SEC(1), 5000 + i);
+    cynic_backoff_config_t c =
+        config(CYNIC_BACKOFF_DECORRELATED_JITTER, base, CYNIC_SEC(1), 5000 + i);
     cynic_backoff_t b;
     assert_int_equal(cynic_backoff_init(&b, &c), 0);
     first[i] = cynic_backoff_next(&b);
@@ -380,8 +369,7 @@ static void test_jitter_spreads_a_thousand_clients(void **state) {
 
   /* And the reason jitter exists: without it, everyone comes back at once. */
   for (int i = 0; i < CLIENTS; i++) {
-    cynic_backoff_config_t c =
-        config(CYNIC_BACKOFF_EXPONENTIAL, base, CYNIC_SEC(1), 1000 + i);
+    cynic_backoff_config_t c = config(CYNIC_BACKOFF_EXPONENTIAL, base, CYNIC_SEC(1), 1000 + i);
     cynic_backoff_t b;
     assert_int_equal(cynic_backoff_init(&b, &c), 0);
     first[i] = cynic_backoff_next(&b);
@@ -391,8 +379,7 @@ static void test_jitter_spreads_a_thousand_clients(void **state) {
 
 static void test_stateless_helper(void **state) {
   (void)state;
-  cynic_backoff_config_t c =
-      config(CYNIC_BACKOFF_FULL_JITTER, 100 * MS, 1000 * MS, 42);
+  cynic_backoff_config_t c = config(CYNIC_BACKOFF_FULL_JITTER, 100 * MS, 1000 * MS, 42);
   /* Same stream as the stateful form when fed the same rng. */
   cynic_rng_t r;
   cynic_rng_seed(&r, 42);

@@ -19,8 +19,7 @@ static void test_arithmetic(void **state) {
   assert_int_equal(d.at_ns, CYNIC_SEC(10) + CYNIC_MS(250));
   assert_false(cynic_deadline_is_none(d));
   assert_int_equal(cynic_deadline_left(d, CYNIC_SEC(10)), CYNIC_MS(250));
-  assert_int_equal(cynic_deadline_left(d, CYNIC_SEC(10) + 100 * MS),
-                   150 * MS);
+  assert_int_equal(cynic_deadline_left(d, CYNIC_SEC(10) + 100 * MS), 150 * MS);
   assert_false(cynic_deadline_expired(d, CYNIC_SEC(10) + 250 * MS - 1));
   assert_int_equal(cynic_deadline_left(d, CYNIC_SEC(10) + 250 * MS - 1), 1);
   /* At the instant itself: expired, nothing left. */
@@ -44,8 +43,7 @@ static void test_none_and_saturation(void **state) {
   /* now + timeout past the end of time is "none", not a wrapped instant. */
   assert_true(cynic_deadline_is_none(cynic_deadline_in(UINT64_MAX - 5, 10)));
   assert_true(cynic_deadline_is_none(cynic_deadline_in(7, UINT64_MAX)));
-  assert_int_equal(cynic_deadline_in(UINT64_MAX - 10, 5).at_ns,
-                   UINT64_MAX - 5);
+  assert_int_equal(cynic_deadline_in(UINT64_MAX - 10, 5).at_ns, UINT64_MAX - 5);
 }
 
 static void test_clock_variant(void **state) {
@@ -79,23 +77,18 @@ static void test_for_hop(void **state) {
   /* Plenty of time: the hop's own timeout wins. */
   assert_int_equal(cynic_deadline_for_hop(d, t0, 250 * MS, 50 * MS), 250 * MS);
   /* 900 ms spent: 100 ms left, 50 kept for our reply -> 50 for the hop. */
-  assert_int_equal(cynic_deadline_for_hop(d, t0 + 900 * MS, 250 * MS, 50 * MS),
-                   50 * MS);
+  assert_int_equal(cynic_deadline_for_hop(d, t0 + 900 * MS, 250 * MS, 50 * MS), 50 * MS);
   /* Exactly the reserve left: 0, don't start. */
-  assert_int_equal(cynic_deadline_for_hop(d, t0 + 950 * MS, 250 * MS, 50 * MS),
-                   0);
+  assert_int_equal(cynic_deadline_for_hop(d, t0 + 950 * MS, 250 * MS, 50 * MS), 0);
   /* Less than the reserve, or past the deadline: still 0, never wrapped. */
-  assert_int_equal(cynic_deadline_for_hop(d, t0 + 990 * MS, 250 * MS, 50 * MS),
-                   0);
+  assert_int_equal(cynic_deadline_for_hop(d, t0 + 990 * MS, 250 * MS, 50 * MS), 0);
   assert_int_equal(cynic_deadline_for_hop(d, t0 + CYNIC_SEC(5), 250 * MS, 0), 0);
   /* No hop timeout: the deadline alone decides. */
-  assert_int_equal(cynic_deadline_for_hop(d, t0, UINT64_MAX, 100 * MS),
-                   900 * MS);
+  assert_int_equal(cynic_deadline_for_hop(d, t0, UINT64_MAX, 100 * MS), 900 * MS);
   /* No deadline: the hop timeout alone decides, the reserve is moot. */
   cynic_deadline_t n = cynic_deadline_none();
   assert_int_equal(cynic_deadline_for_hop(n, t0, 250 * MS, 50 * MS), 250 * MS);
-  assert_int_equal(cynic_deadline_for_hop(n, t0, UINT64_MAX, 50 * MS),
-                   UINT64_MAX);
+  assert_int_equal(cynic_deadline_for_hop(n, t0, UINT64_MAX, 50 * MS), UINT64_MAX);
   /* Three hops in a row, each keeping 10 ms: the budget shrinks, never grows. */
   uint64_t now = t0;
   cynic_deadline_t hop = d;
@@ -125,9 +118,9 @@ static void test_header_parse_table(void **state) {
       {"1", 0, 1},
       {"250", 0, 250},
       {"007", 0, 7},
-      {" 250", 0, 250},      /* leading OWS ignored */
-      {"250 ", 0, 250},      /* trailing OWS ignored */
-      {"\t 250 \t", 0, 250}, /* tabs are OWS too */
+      {" 250", 0, 250},                                /* leading OWS ignored */
+      {"250 ", 0, 250},                                /* trailing OWS ignored */
+      {"\t 250 \t", 0, 250},                           /* tabs are OWS too */
       {"18446744073709", 0, UINT64_C(18446744073709)}, /* largest: none */
       {"000000000000000000000000000042", 0, 42},
       {"", CYNIC_EINVAL, 0},
@@ -151,11 +144,9 @@ static void test_header_parse_table(void **state) {
   const uint64_t now = CYNIC_SEC(7);
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     cynic_deadline_t d = {12345};
-    int err = cynic_deadline_from_ms_header(cases[i].in, strlen(cases[i].in),
-                                            now, &d);
+    int err = cynic_deadline_from_ms_header(cases[i].in, strlen(cases[i].in), now, &d);
     if (err != cases[i].want_err)
-      fail_msg("case %zu \"%s\": got %d, want %d", i, cases[i].in, err,
-               cases[i].want_err);
+      fail_msg("case %zu \"%s\": got %d, want %d", i, cases[i].in, err, cases[i].want_err);
     if (cases[i].want_err == 0)
       assert_int_equal(d.at_ns, cynic__sat_add(now, cases[i].want_ms * MS));
     else
@@ -169,20 +160,18 @@ static void test_header_parse_edges(void **state) {
   /* Only len bytes are read: no NUL terminator needed, none honoured. */
   assert_int_equal(cynic_deadline_from_ms_header("123456", 3, 0, &d), 0);
   assert_int_equal(d.at_ns, 123 * MS);
-  assert_int_equal(cynic_deadline_from_ms_header("12\0" "3", 4, 0, &d),
+  assert_int_equal(cynic_deadline_from_ms_header("12\0"
+                                                 "3",
+                                                 4, 0, &d),
                    CYNIC_EINVAL);
-  assert_int_equal(cynic_deadline_from_ms_header(NULL, 0, 0, &d),
-                   CYNIC_EINVAL);
-  assert_int_equal(cynic_deadline_from_ms_header(NULL, 3, 0, &d),
-                   CYNIC_EINVAL);
-  assert_int_equal(cynic_deadline_from_ms_header("5", 1, 0, NULL),
-                   CYNIC_EINVAL);
+  assert_int_equal(cynic_deadline_from_ms_header(NULL, 0, 0, &d), CYNIC_EINVAL);
+  assert_int_equal(cynic_deadline_from_ms_header(NULL, 3, 0, &d), CYNIC_EINVAL);
+  assert_int_equal(cynic_deadline_from_ms_header("5", 1, 0, NULL), CYNIC_EINVAL);
   /* "0" means the caller has no time left: expired on arrival. */
   assert_int_equal(cynic_deadline_from_ms_header("0", 1, 99, &d), 0);
   assert_true(cynic_deadline_expired(d, 99));
   /* A large budget late in the clock's life saturates to "none". */
-  assert_int_equal(
-      cynic_deadline_from_ms_header("18446744073709", 14, CYNIC_SEC(1), &d), 0);
+  assert_int_equal(cynic_deadline_from_ms_header("18446744073709", 14, CYNIC_SEC(1), &d), 0);
   assert_true(cynic_deadline_is_none(d));
 }
 
@@ -201,15 +190,11 @@ static void test_header_format(void **state) {
   assert_int_equal(cynic_deadline_to_ms_header(d, now, buf, sizeof(buf)), 1);
   assert_string_equal(buf, "2");
   /* Expired: "0". */
-  assert_int_equal(cynic_deadline_to_ms_header(d, now + CYNIC_SEC(9), buf,
-                                               sizeof(buf)),
-                   1);
+  assert_int_equal(cynic_deadline_to_ms_header(d, now + CYNIC_SEC(9), buf, sizeof(buf)), 1);
   assert_string_equal(buf, "0");
   /* None: nothing to send. */
   memset(buf, 'x', sizeof(buf));
-  assert_int_equal(cynic_deadline_to_ms_header(cynic_deadline_none(), now, buf,
-                                               sizeof(buf)),
-                   0);
+  assert_int_equal(cynic_deadline_to_ms_header(cynic_deadline_none(), now, buf, sizeof(buf)), 0);
   assert_string_equal(buf, "");
   /* The longest value fits the advertised size. */
   d.at_ns = UINT64_MAX - 1;
