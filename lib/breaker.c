@@ -463,8 +463,8 @@ static int acquire_locked(cynic_breaker_t *b, cynic_breaker_permit_t *permit,
         rc = reject(b, retry_after_ns, until - now);
         goto out_unlock;
       }
-      uint64_t gen = transition_locked(b, CYNIC_BREAKER_HALF_OPEN,
-                                       CYNIC_BREAKER_REASON_OPEN_ELAPSED, now, 1);
+      uint64_t gen =
+          transition_locked(b, CYNIC_BREAKER_HALF_OPEN, CYNIC_BREAKER_REASON_OPEN_ELAPSED, now, 1);
       fill_permit(permit, w_make(CYNIC_BREAKER_HALF_OPEN, 1, gen), PERMIT_PROBE);
       rc = 0;
       goto out_unlock;

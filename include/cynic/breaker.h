@@ -85,16 +85,16 @@ CYNIC_API const char *cynic_breaker_state_name(cynic_breaker_state_t state);
 
 /* Why a transition happened. */
 typedef enum cynic_breaker_reason {
-  CYNIC_BREAKER_REASON_NONE = 0,        /* "none": no transition yet (snapshot only) */
-  CYNIC_BREAKER_REASON_FAULTS,          /* "fault_threshold": bucket reached `faults` */
-  CYNIC_BREAKER_REASON_FAILURE_RATE,    /* "failure_rate": window failure rate >= threshold */
-  CYNIC_BREAKER_REASON_SLOW_RATE,       /* "slow_call_rate": window slow rate >= threshold */
-  CYNIC_BREAKER_REASON_OPEN_ELAPSED,    /* "open_elapsed": open interval over, probing */
-  CYNIC_BREAKER_REASON_PROBES_SUCCEEDED, /* "probes_succeeded": half-open -> closed */
-  CYNIC_BREAKER_REASON_PROBE_FAILED,    /* "probe_failed": half-open -> open */
-  CYNIC_BREAKER_REASON_MANUAL_TRIP,     /* "manual_trip": cynic_breaker_trip() */
+  CYNIC_BREAKER_REASON_NONE = 0,            /* "none": no transition yet (snapshot only) */
+  CYNIC_BREAKER_REASON_FAULTS,              /* "fault_threshold": bucket reached `faults` */
+  CYNIC_BREAKER_REASON_FAILURE_RATE,        /* "failure_rate": window failure rate >= threshold */
+  CYNIC_BREAKER_REASON_SLOW_RATE,           /* "slow_call_rate": window slow rate >= threshold */
+  CYNIC_BREAKER_REASON_OPEN_ELAPSED,        /* "open_elapsed": open interval over, probing */
+  CYNIC_BREAKER_REASON_PROBES_SUCCEEDED,    /* "probes_succeeded": half-open -> closed */
+  CYNIC_BREAKER_REASON_PROBE_FAILED,        /* "probe_failed": half-open -> open */
+  CYNIC_BREAKER_REASON_MANUAL_TRIP,         /* "manual_trip": cynic_breaker_trip() */
   CYNIC_BREAKER_REASON_MANUAL_FORCE_CLOSED, /* "manual_force_closed" */
-  CYNIC_BREAKER_REASON_MANUAL_RESET,    /* "manual_reset": cynic_breaker_reset() */
+  CYNIC_BREAKER_REASON_MANUAL_RESET,        /* "manual_reset": cynic_breaker_reset() */
 } cynic_breaker_reason_t;
 
 /* The reason's short snake_case name (shown above), fit for logs and metric
@@ -129,27 +129,29 @@ typedef enum cynic_breaker_window_kind {
  * acquire after the interval noticed it, not when the interval ended).
  */
 typedef void (*cynic_breaker_transition_fn)(void *arg, cynic_breaker_state_t from,
-                                            cynic_breaker_state_t to,
-                                            cynic_breaker_reason_t reason, uint64_t at_ns);
+                                            cynic_breaker_state_t to, cynic_breaker_reason_t reason,
+                                            uint64_t at_ns);
 
 typedef struct cynic_breaker_window_config {
   cynic_breaker_window_kind_t kind; /* NONE (default), COUNT or TIME */
-  uint32_t size;         /* COUNT: calls, 1..10000; TIME: seconds, 1..3600 */
-  uint32_t min_calls;    /* rates are judged only from this many calls on; >= 1
-                            (and <= size for COUNT). Default 10 */
-  double failure_rate;   /* percent in (0, 100] that trips; 0 = not judged. Default 50 */
-  double slow_rate;      /* percent in (0, 100] that trips; 0 = not judged. Default 0 */
+  uint32_t size;                    /* COUNT: calls, 1..10000; TIME: seconds, 1..3600: at time t
+                                       the window holds the calls made in clock seconds
+                                       (t/1s - size, t/1s]. Default 100 */
+  uint32_t min_calls;               /* rates are judged only from this many calls on; >= 1
+                                       (and <= size for COUNT). Default 10 */
+  double failure_rate;              /* percent in (0, 100] that trips; 0 = not judged. Default 50 */
+  double slow_rate;                 /* percent in (0, 100] that trips; 0 = not judged. Default 0 */
 } cynic_breaker_window_config_t;
 
 typedef struct cynic_breaker_config {
   cynic_clock_t clock; /* zeroed = CLOCK_MONOTONIC */
 
   /* Leaky bucket. */
-  uint32_t faults;      /* trip when the level reaches this; 0 = no bucket. Default 5,
-                           at most CYNIC_BREAKER_MAX_FAULTS */
-  uint64_t leak_ns;     /* one fault leaks out per interval; > 0 when faults > 0.
-                           Default 10 s */
-  bool slow_is_fault;   /* slow successes also add to the bucket. Default false */
+  uint32_t faults;    /* trip when the level reaches this; 0 = no bucket. Default 5,
+                         at most CYNIC_BREAKER_MAX_FAULTS */
+  uint64_t leak_ns;   /* one fault leaks out per interval; > 0 when faults > 0.
+                         Default 10 s */
+  bool slow_is_fault; /* slow successes also add to the bucket. Default false */
 
   /* Failure-rate window; slow calls always count toward its slow-call rate. */
   cynic_breaker_window_config_t window;
@@ -160,10 +162,10 @@ typedef struct cynic_breaker_config {
    * open_multiplier for each consecutive trip (a failed probe), capped at
    * open_max_ns. Consecutive trips reset when probes close the breaker or on
    * reset(). */
-  uint64_t open_ns;        /* > 0. Default 30 s */
-  uint64_t open_max_ns;    /* cap; must be >= open_ns when open_multiplier > 1,
-                              ignored otherwise. Default 300 s */
-  double open_multiplier;  /* 1 = constant (default); at most 1000 */
+  uint64_t open_ns;       /* > 0. Default 30 s */
+  uint64_t open_max_ns;   /* cap; must be >= open_ns when open_multiplier > 1,
+                             ignored otherwise. Default 300 s */
+  double open_multiplier; /* 1 = constant (default); at most 1000 */
 
   uint32_t half_open_probes; /* probes at once, and successes needed to close;
                                 1..CYNIC_BREAKER_MAX_PROBES. Default 1 */
@@ -276,16 +278,17 @@ typedef struct cynic_breaker_snapshot {
   uint64_t rejected;    /* acquires answered CYNIC_EOPEN */
   uint64_t transitions; /* transitions, manual ones included */
   /* The current state's counting. */
-  double bucket_level;      /* leaked to now_ns; whole numbers (the bucket is discrete);
-                               0 without a bucket */
-  uint32_t window_calls;    /* calls in the window at now_ns; 0 without a window */
-  double failure_rate;      /* percent, -1 with fewer than min_calls or no window */
-  double slow_rate;         /* percent, -1 likewise */
-  uint32_t probes_in_flight; /* HALF_OPEN: admitted probes not yet given back */
-  uint32_t probe_successes;  /* HALF_OPEN: successes so far */
+  double bucket_level;        /* leaked to now_ns; whole numbers (the bucket is discrete);
+                                 0 without a bucket */
+  uint32_t window_calls;      /* calls in the window at now_ns; 0 without a window */
+  double failure_rate;        /* percent, -1 with fewer than min_calls or no window */
+  double slow_rate;           /* percent, -1 likewise */
+  uint32_t probes_in_flight;  /* HALF_OPEN: admitted probes not yet given back */
+  uint32_t probe_successes;   /* HALF_OPEN: successes so far */
   uint32_t consecutive_trips; /* trips since the breaker last closed by probes or reset */
   uint64_t open_interval_ns;  /* OPEN: this period's interval; HALF_OPEN: the one just
-                                 ended; otherwise open_ns */
+                                 ended; CLOSED: open_ns (the next trip's); forced
+                                 states leave it as it was */
   uint64_t next_probe_ns;     /* time until a probe may be admitted: OPEN: rest of the
                                  interval; FORCED_OPEN: UINT64_MAX; otherwise 0 */
 } cynic_breaker_snapshot_t;

@@ -95,9 +95,9 @@ static void test_names(void **state) {
   assert_string_equal(cynic_breaker_state_name(CYNIC_BREAKER_FORCED_OPEN), "forced_open");
   assert_string_equal(cynic_breaker_state_name(CYNIC_BREAKER_FORCED_CLOSED), "forced_closed");
   assert_string_equal(cynic_breaker_state_name((cynic_breaker_state_t)99), "unknown");
-  const char *names[] = {"none",         "fault_threshold",     "failure_rate",
-                         "slow_call_rate", "open_elapsed",      "probes_succeeded",
-                         "probe_failed", "manual_trip",         "manual_force_closed",
+  const char *names[] = {"none",           "fault_threshold", "failure_rate",
+                         "slow_call_rate", "open_elapsed",    "probes_succeeded",
+                         "probe_failed",   "manual_trip",     "manual_force_closed",
                          "manual_reset"};
   for (int r = 0; r <= (int)CYNIC_BREAKER_REASON_MANUAL_RESET; r++)
     assert_string_equal(cynic_breaker_reason_name((cynic_breaker_reason_t)r), names[r]);
@@ -370,7 +370,7 @@ static void test_clock_going_back_is_clamped(void **state) {
   cynic_breaker_t *b = make(&cfg);
   call(b, CYNIC_OUTCOME_FAILURE, 0);
   fake_clock_set(&fc, T0 - CYNIC_SEC(500)); /* the clock jumps back */
-  call(b, CYNIC_OUTCOME_FAILURE, 0);         /* treated as happening at T0 */
+  call(b, CYNIC_OUTCOME_FAILURE, 0);        /* treated as happening at T0 */
   assert_int_equal(nevents, 1);
   expect_event(0, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN, CYNIC_BREAKER_REASON_FAULTS, T0);
   cynic_breaker_free(b);
@@ -484,8 +484,7 @@ static void test_open_interval_grows_and_is_capped(void **state) {
   cfg.open_multiplier = 2.0;
   cfg.open_max_ns = CYNIC_SEC(5);
   cynic_breaker_t *b = tripped(&cfg);
-  const uint64_t expect[] = {CYNIC_SEC(1), CYNIC_SEC(2), CYNIC_SEC(4), CYNIC_SEC(5),
-                             CYNIC_SEC(5)};
+  const uint64_t expect[] = {CYNIC_SEC(1), CYNIC_SEC(2), CYNIC_SEC(4), CYNIC_SEC(5), CYNIC_SEC(5)};
   cynic_breaker_snapshot_t s;
   cynic_breaker_permit_t p;
   for (unsigned i = 0; i < 5; i++) {
@@ -569,7 +568,7 @@ static void test_stale_permits(void **state) {
   call(b, CYNIC_OUTCOME_FAILURE, 0);
   fake_clock_advance(&fc, CYNIC_SEC(30));
   assert_int_equal(cynic_breaker_acquire(b, &p, NULL), 0); /* the new period's probe */
-  assert_int_equal(cynic_breaker_release(b, &probe), 0);  /* frees nothing now */
+  assert_int_equal(cynic_breaker_release(b, &probe), 0);   /* frees nothing now */
   expect_rejected(b, 0);
   assert_int_equal(cynic_breaker_record(b, &probe, CYNIC_OUTCOME_SUCCESS, 0), 0);
   assert_int_equal(cynic_breaker_snapshot(b, &s), 0);
@@ -606,8 +605,8 @@ static void test_forced_open_survives_everything(void **state) {
   assert_int_equal(cynic_breaker_acquire(b, &before, NULL), 0);
   fake_clock_advance(&fc, 7);
   assert_int_equal(cynic_breaker_trip(b), 0);
-  expect_event(0, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_FORCED_OPEN,
-               CYNIC_BREAKER_REASON_MANUAL_TRIP, T0 + 7);
+  expect_event(0, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_FORCED_OPEN, CYNIC_BREAKER_REASON_MANUAL_TRIP,
+               T0 + 7);
   expect_rejected(b, UINT64_MAX);
   assert_int_equal(cynic_breaker_record(b, &before, CYNIC_OUTCOME_SUCCESS, 0), 0);
   fake_clock_advance(&fc, CYNIC_SEC(86400));
@@ -737,8 +736,7 @@ static void test_count_window(void **state) {
   assert_int_equal(state_of(b), CYNIC_BREAKER_CLOSED);
   call(b, CYNIC_OUTCOME_FAILURE, 0); /* S S F F: 50% >= 50%: trip */
   assert_int_equal(nevents, 1);
-  expect_event(0, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN, CYNIC_BREAKER_REASON_FAILURE_RATE,
-               T0);
+  expect_event(0, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN, CYNIC_BREAKER_REASON_FAILURE_RATE, T0);
   assert_int_equal(cynic_breaker_snapshot(b, &s), 0);
   assert_int_equal(s.window_calls, 0);
   assert_true(s.bucket_level == 0.0); /* no bucket */
@@ -759,8 +757,7 @@ static void test_count_window_min_calls(void **state) {
     call(b, CYNIC_OUTCOME_FAILURE, 0);
   assert_int_equal(state_of(b), CYNIC_BREAKER_CLOSED);
   call(b, CYNIC_OUTCOME_FAILURE, 0);
-  expect_event(0, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN, CYNIC_BREAKER_REASON_FAILURE_RATE,
-               T0);
+  expect_event(0, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN, CYNIC_BREAKER_REASON_FAILURE_RATE, T0);
   cynic_breaker_free(b);
 }
 

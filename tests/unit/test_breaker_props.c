@@ -127,10 +127,9 @@ static void snap(const cynic_breaker_t *b, const cynic_breaker_config_t *cfg,
     assert_int_equal(probes, 0);
   }
   if (m.state == CYNIC_BREAKER_OPEN)
-    assert_int_equal(s->next_probe_ns,
-                     s->since_ns + s->open_interval_ns > s->now_ns
-                         ? s->since_ns + s->open_interval_ns - s->now_ns
-                         : 0);
+    assert_int_equal(s->next_probe_ns, s->since_ns + s->open_interval_ns > s->now_ns
+                                           ? s->since_ns + s->open_interval_ns - s->now_ns
+                                           : 0);
 }
 
 static void step_acquire(cynic_breaker_t *b, const cynic_breaker_config_t *cfg) {
