@@ -50,8 +50,11 @@ bench: deps build
 	@scripts/deps.sh bench
 	$(BUILD)/bench_lib
 
-install: build
-	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+# Reconfigures with PREFIX so cynic.pc names the directories it is installed to.
+install:
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(BUILD) -j $(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
 format:
 	clang-format -i include/cynic/*.h lib/*.c tests/unit/*.c tests/unit/*.h bench/*.c examples/*.c
