@@ -2,7 +2,7 @@
  * fuzz/fuzz_config.c: libFuzzer target for the proxy's config loader, the
  * parser of outside input an operator hands us. Build:
  *   CC=clang cmake -S . -B build-fuzz -DCYNIC_FUZZ=ON && cmake --build build-fuzz -t fuzz_config
- *   build-fuzz/fuzz_config -max_len=4096 examples/   # seeds: the example configs
+ *   build-fuzz/src/proxy/fuzz_config -max_len=4096 CORPUS_DIR examples/
  * Any crash, leak, or sanitizer report is a bug; bad configs are expected.
  */
 #include <stddef.h>

@@ -1,12 +1,11 @@
 /*
  * src/proxy/config.c: YAML config to plain structs, strictly.
  *
- * Two passes. First libyaml's event parser builds a small tree of our own
- * (node_t), refusing anchors, aliases, tags, a second document, and anything
- * past the node-count and depth caps: the tree is bounded before we look at
- * it. Then a walk over the tree checks each mapping against its list of keys
- * (unknown and duplicate keys are errors, with a "did you mean" from edit
- * distance) and parses each value with a strict parser. Errors are collected
+ * Two passes. First config_yaml.c builds a bounded tree of the file (no
+ * anchors, aliases or tags; node count and depth capped). Then a walk over
+ * the tree checks each mapping against its list of keys (unknown and
+ * duplicate keys are errors, with a "did you mean" from edit distance) and
+ * parses each value with a strict parser (config_value.c). Errors are collected
  * (up to CYNIC__CONFIG_MAX_ERRORS) rather than stopping at the first; a value
  * that fails keeps its default so the walk can go on and find the next one.
  * Cross-checks (unique names, upstream references, overlapping addresses)
@@ -14,6 +13,8 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
+#include "config_value.h"
+#include "config_yaml.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,11 +24,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "cynic/common.h"
 
-#define NS_PER_US UINT64_C(1000)
 #define NS_PER_MS UINT64_C(1000000)
 #define NS_PER_S UINT64_C(1000000000)
 #define KIB UINT64_C(1024)
@@ -37,27 +36,17 @@
 
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 
-/* ---- the bounded YAML tree ------------------------------------------------- */
-
-typedef enum node_type { NODE_SCALAR, NODE_SEQ, NODE_MAP } node_type_t;
-
-typedef struct node {
-  node_type_t type;
-  cynic__config_mark_t mark;
-  bool plain;   /* scalar written without quotes */
-  bool has_nul; /* scalar holds a NUL byte (from a "\0" escape) */
-  char *str;    /* scalar bytes, NUL-terminated */
-  size_t len;
-  struct node **kids; /* sequence items; mapping keys and values interleaved */
-  size_t count;
-  size_t cap;
-} node_t;
+typedef cynic__yaml_node_t node_t;
+#define NODE_SCALAR CYNIC__YAML_SCALAR
+#define NODE_SEQ CYNIC__YAML_SEQ
+#define NODE_MAP CYNIC__YAML_MAP
+#define show cynic__config_show
+#define parse_digits cynic__config_digits
 
 typedef struct loader {
   cynic__config_errors_t *errs;
   cynic__config_t *cfg;
   bool check_files; /* loading from a file: check token_file is readable */
-  size_t nodes;
   bool nomem;
 } loader_t;
 
@@ -97,19 +86,6 @@ static void out_of_memory(loader_t *ld) {
     cynic__config_mark_t none = {0, 0};
     error_at_mark(ld, none, "out of memory while loading the config");
   }
-}
-
-/* A user's value fit for a message: at most 40 bytes, non-printables as '?'. */
-static const char *show(char buf[64], const char *s, size_t len) {
-  size_t n = 0;
-  for (size_t i = 0; i < len && n < 40; i++)
-    buf[n++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-  if (len > 40) {
-    memcpy(buf + n, "...", 3);
-    n += 3;
-  }
-  buf[n] = '\0';
-  return buf;
 }
 
 static const char *describe(const node_t *n) {
@@ -227,322 +203,15 @@ static void join(char *buf, size_t size, const char *const *list) {
   }
 }
 
-/* ---- building the tree from libyaml events --------------------------------- */
-
-static void node_free(node_t *n) {
-  if (n == NULL)
-    return;
-  for (size_t i = 0; i < n->count; i++)
-    node_free(n->kids[i]);
-  free(n->kids);
-  free(n->str);
-  free(n);
-}
-
-static cynic__config_mark_t yaml_mark(yaml_mark_t m) {
-  cynic__config_mark_t r = {(uint32_t)m.line + 1, (uint32_t)m.column + 1};
-  return r;
-}
-
-static bool add_kid(node_t *parent, node_t *kid) {
-  if (parent->count == parent->cap) {
-    size_t cap = parent->cap ? parent->cap * 2 : 8;
-    node_t **kids = realloc(parent->kids, cap * sizeof *kids);
-    if (kids == NULL)
-      return false;
-    parent->kids = kids;
-    parent->cap = cap;
-  }
-  parent->kids[parent->count++] = kid;
-  return true;
-}
-
-static void syntax_error(loader_t *ld, const yaml_parser_t *p) {
-  const char *problem = p->problem ? p->problem : "cannot parse";
-  const char *hint = "";
-  if (strstr(problem, "block sequence entries are not allowed") != NULL)
-    hint = "; a lone '-' starts a list here: to mean stderr, quote it: file: \"-\"";
-  else if (strstr(problem, "mapping values are not allowed") != NULL)
-    hint = "; a value with ': ' in it needs quotes, or a key is indented wrongly";
-  else if (strstr(problem, "found character that cannot start any token") != NULL)
-    hint = "; tabs cannot indent YAML, use spaces";
-  if (p->context != NULL)
-    error_at_mark(ld, yaml_mark(p->problem_mark), "YAML syntax error: %s %s%s", problem,
-                  p->context, hint);
-  else
-    error_at_mark(ld, yaml_mark(p->problem_mark), "YAML syntax error: %s%s", problem, hint);
-}
-
-/* Parse `len` bytes into a tree. Returns the root or NULL after adding errors. */
-static node_t *build_tree(loader_t *ld, const char *data, size_t len) {
-  yaml_parser_t parser;
-  yaml_event_t ev;
-  node_t *root = NULL;
-  node_t *stack[CYNIC__CONFIG_MAX_DEPTH];
-  size_t depth = 0;
-  unsigned documents = 0;
-  bool done = false, failed = false;
-
-  if (!yaml_parser_initialize(&parser)) {
-    out_of_memory(ld);
-    return NULL;
-  }
-  yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
-
-  while (!done && !failed) {
-    if (!yaml_parser_parse(&parser, &ev)) {
-      if (parser.error == YAML_MEMORY_ERROR)
-        out_of_memory(ld);
-      else
-        syntax_error(ld, &parser);
-      failed = true;
-      break;
-    }
-    cynic__config_mark_t mark = yaml_mark(ev.start_mark);
-    node_t *n = NULL;
-    const yaml_char_t *anchor = NULL, *tag = NULL;
-    switch (ev.type) {
-    case YAML_STREAM_END_EVENT:
-      done = true;
-      break;
-    case YAML_DOCUMENT_START_EVENT:
-      if (++documents > 1) {
-        error_at_mark(ld, mark, "a config is one YAML document; remove the second '---' and "
-                                "what follows, or merge it into the first");
-        failed = true;
-      }
-      break;
-    case YAML_ALIAS_EVENT:
-      error_at_mark(ld, mark, "YAML aliases (*%s) are not supported; write the value out in full",
-                    (const char *)ev.data.alias.anchor);
-      failed = true;
-      break;
-    case YAML_SCALAR_EVENT:
-      anchor = ev.data.scalar.anchor;
-      tag = ev.data.scalar.tag;
-      break;
-    case YAML_SEQUENCE_START_EVENT:
-      anchor = ev.data.sequence_start.anchor;
-      tag = ev.data.sequence_start.tag;
-      break;
-    case YAML_MAPPING_START_EVENT:
-      anchor = ev.data.mapping_start.anchor;
-      tag = ev.data.mapping_start.tag;
-      break;
-    case YAML_SEQUENCE_END_EVENT:
-    case YAML_MAPPING_END_EVENT:
-      if (depth > 0)
-        depth--;
-      break;
-    default:
-      break;
-    }
-    if (failed || done || (ev.type != YAML_SCALAR_EVENT && ev.type != YAML_SEQUENCE_START_EVENT &&
-                           ev.type != YAML_MAPPING_START_EVENT)) {
-      yaml_event_delete(&ev);
-      continue;
-    }
-    if (anchor != NULL) {
-      error_at_mark(ld, mark, "YAML anchors (&%s) are not supported; write values out in full",
-                    (const char *)anchor);
-      failed = true;
-    } else if (tag != NULL) {
-      error_at_mark(ld, mark, "YAML tags (%s) are not supported; remove the tag",
-                    (const char *)tag);
-      failed = true;
-    } else if (++ld->nodes > CYNIC__CONFIG_MAX_NODES) {
-      error_at_mark(ld, mark, "too many YAML nodes (more than %u); a config this big is a mistake",
-                    (unsigned)CYNIC__CONFIG_MAX_NODES);
-      failed = true;
-    } else if ((n = calloc(1, sizeof *n)) == NULL) {
-      out_of_memory(ld);
-      failed = true;
-    } else {
-      n->mark = mark;
-      if (ev.type == YAML_SCALAR_EVENT) {
-        n->type = NODE_SCALAR;
-        n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-        n->len = ev.data.scalar.length;
-        n->str = malloc(n->len + 1);
-        if (n->str == NULL) {
-          out_of_memory(ld);
-          failed = true;
-        } else {
-          memcpy(n->str, ev.data.scalar.value, n->len);
-          n->str[n->len] = '\0';
-          n->has_nul = memchr(n->str, '\0', n->len) != NULL;
-        }
-      } else {
-        n->type = ev.type == YAML_SEQUENCE_START_EVENT ? NODE_SEQ : NODE_MAP;
-      }
-      if (!failed) {
-        if (depth == 0 && root == NULL) {
-          root = n;
-        } else if (depth == 0) {
-          node_free(n); /* unreachable with one document; keep the tree sound */
-          n = NULL;
-        } else if (!add_kid(stack[depth - 1], n)) {
-          node_free(n);
-          n = NULL;
-          out_of_memory(ld);
-          failed = true;
-        }
-        if (n != NULL && n->type != NODE_SCALAR) {
-          if (depth == CYNIC__CONFIG_MAX_DEPTH) {
-            error_at_mark(ld, mark, "YAML nested more than %u levels deep",
-                          (unsigned)CYNIC__CONFIG_MAX_DEPTH);
-            failed = true;
-          } else {
-            stack[depth++] = n;
-          }
-        }
-      } else {
-        node_free(n);
-      }
-    }
-    yaml_event_delete(&ev);
-  }
-  yaml_parser_delete(&parser);
-  if (failed) {
-    node_free(root);
-    return NULL;
-  }
-  return root;
-}
-
-/* ---- strict value parsers -------------------------------------------------- */
-
-/* Leading decimal digits of s into *v; returns the count, or 0 if none. On
- * overflow sets *overflow and keeps counting so the caller can point at it. */
-static size_t parse_digits(const char *s, uint64_t *v, bool *overflow) {
-  size_t i = 0;
-  uint64_t acc = 0;
-  *overflow = false;
-  for (; s[i] >= '0' && s[i] <= '9'; i++) {
-    unsigned d = (unsigned)(s[i] - '0');
-    if (acc > (UINT64_MAX - d) / 10)
-      *overflow = true;
-    else
-      acc = acc * 10 + d;
-  }
-  *v = acc;
-  return i;
-}
-
-typedef struct unit {
-  const char *name;
-  uint64_t factor;
-} unit_t;
-
-static const unit_t duration_units[] = {{"us", NS_PER_US},        {"ms", NS_PER_MS},
-                                        {"s", NS_PER_S},          {"m", 60 * NS_PER_S},
-                                        {"h", 3600 * NS_PER_S},   {NULL, 0}};
-static const unit_t size_units[] = {{"B", 1},     {"KB", KIB},   {"MB", MIB},
-                                    {"GB", GIB},  {"KiB", KIB},  {"MiB", MIB},
-                                    {"GiB", GIB}, {NULL, 0}};
-
-/* Shared by durations and sizes: "<digits><unit>", or a bare "0". */
-static int parse_with_unit(const char *s, const unit_t *units, const char *what,
-                           const char *example, const char *unit_list, uint64_t *out, char *hint,
-                           size_t hint_size) {
-  char sv[64];
-  uint64_t v;
-  bool overflow;
-  if (s == NULL || s[0] == '\0') {
-    snprintf(hint, hint_size, "empty %s; write a whole number and a unit, e.g. %s", what, example);
-    return CYNIC_EINVAL;
-  }
-  show(sv, s, strlen(s));
-  if (s[0] == '-') {
-    snprintf(hint, hint_size, "'%s' is negative; a %s is 0 or more, e.g. %s", sv, what, example);
-    return CYNIC_ERANGE;
-  }
-  size_t n = parse_digits(s, &v, &overflow);
-  if (n == 0) {
-    snprintf(hint, hint_size, "'%s' is not a %s; write a whole number and a unit, e.g. %s", sv,
-             what, example);
-    return CYNIC_EINVAL;
-  }
-  if (s[n] == '\0') {
-    if (v == 0 && !overflow) {
-      *out = 0;
-      return 0;
-    }
-    snprintf(hint, hint_size, "'%s' has no unit; add a unit, e.g. %s", sv, example);
-    return CYNIC_EINVAL;
-  }
-  if (s[n] == '.' || s[n] == ',') {
-    snprintf(hint, hint_size,
-             "'%s': fractions are not supported; use a smaller unit (%s), e.g. %s", sv,
-             unit_list, example);
-    return CYNIC_EINVAL;
-  }
-  const char *u = s + n;
-  for (size_t i = 0; units[i].name != NULL; i++) {
-    if (strcmp(u, units[i].name) == 0) {
-      if (overflow || (units[i].factor > 1 && v > UINT64_MAX / units[i].factor)) {
-        snprintf(hint, hint_size, "'%s' is too large", sv);
-        return CYNIC_ERANGE;
-      }
-      *out = v * units[i].factor;
-      return 0;
-    }
-  }
-  char uv[64];
-  snprintf(hint, hint_size, "'%s': unknown unit '%s'; use %s", sv, show(uv, u, strlen(u)),
-           unit_list);
-  return CYNIC_EINVAL;
-}
-
-int cynic__config_parse_duration(const char *s, uint64_t *ns, char *hint, size_t hint_size) {
-  return parse_with_unit(s, duration_units, "duration", "250ms", "us, ms, s, m or h", ns, hint,
-                         hint_size);
-}
-
-int cynic__config_parse_size(const char *s, uint64_t *bytes, char *hint, size_t hint_size) {
-  return parse_with_unit(s, size_units, "size", "64KB", "B, KB, MB or GB (KB = 1024 bytes)",
-                         bytes, hint, hint_size);
-}
-
-int cynic__config_parse_percent(const char *s, uint32_t *pct, char *hint, size_t hint_size) {
-  char sv[64];
-  uint64_t v;
-  bool overflow;
-  if (s == NULL || s[0] == '\0') {
-    snprintf(hint, hint_size, "empty percentage; write e.g. 20%%");
-    return CYNIC_EINVAL;
-  }
-  show(sv, s, strlen(s));
-  if (s[0] == '-') {
-    snprintf(hint, hint_size, "'%s' is negative; use 0%%..100%%", sv);
-    return CYNIC_ERANGE;
-  }
-  size_t n = parse_digits(s, &v, &overflow);
-  if (n == 0) {
-    snprintf(hint, hint_size, "'%s' is not a percentage; write e.g. 20%%", sv);
-    return CYNIC_EINVAL;
-  }
-  if (s[n] == '.') {
-    snprintf(hint, hint_size, "'%s': use a whole percentage, e.g. 20%%", sv);
-    return CYNIC_EINVAL;
-  }
-  if (s[n] != '%' || s[n + 1] != '\0') {
-    snprintf(hint, hint_size, "'%s' is not a percentage; add '%%', e.g. 20%%", sv);
-    return CYNIC_EINVAL;
-  }
-  if (overflow || v > 100) {
-    snprintf(hint, hint_size, "'%s' is more than 100%%; use 0%%..100%%", sv);
-    return CYNIC_ERANGE;
-  }
-  *pct = (uint32_t)v;
-  return 0;
-}
-
 /* ---- mapping checks and typed getters -------------------------------------- */
 
 /* Check that n is a mapping whose keys are all in `keys` (NULL-terminated) and
  * appear once. Reports each problem; returns false only if n is no mapping. */
 static bool check_map(loader_t *ld, const node_t *n, const char *what, const char *const *keys) {
+  if (n->type == NODE_SCALAR && n->plain && n->len == 0) {
+    error_at(ld, n, "%s is empty; write its keys below it, or remove it to get the defaults", what);
+    return false;
+  }
   if (n->type != NODE_MAP) {
     error_at(ld, n, "%s must be a mapping of keys to values, got %s", what, describe(n));
     return false;
@@ -672,8 +341,8 @@ static const node_t *get_percent(loader_t *ld, const node_t *m, const char *key,
     return v;
   }
   if (pct < min || pct > max) {
-    error_at(ld, v, "%s: %u%% is out of range; use %u%%..%u%%", key, (unsigned)pct,
-             (unsigned)min, (unsigned)max);
+    error_at(ld, v, "%s: %u%% is out of range; use %u%%..%u%%", key, (unsigned)pct, (unsigned)min,
+             (unsigned)max);
     return v;
   }
   *out = pct;
@@ -896,8 +565,9 @@ static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allo
         digits = digits && *p >= '0' && *p <= '9';
       if (digits)
         error_at(ld, v, "%s: '%s' has no address; write an explicit one, e.g. %s", key, sv,
-                 allow_names ? "127.0.0.1:9000" : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 "
-                                                  "interface)");
+                 allow_names ? "127.0.0.1:9000"
+                             : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 "
+                               "interface)");
       else
         error_at(ld, v, "%s: '%s' has no port; write address:port, e.g. %s", key, sv, example);
       return false;
@@ -1002,32 +672,24 @@ static const char *const admin_keys[] = {"listen", "token_file", "allow_remote",
                                          NULL};
 static const char *const log_keys[] = {"file", "format", "level", "rotate", NULL};
 static const char *const rotate_keys[] = {"max_bytes", "keep", NULL};
-static const char *const listener_keys[] = {"name",
-                                            "listen",
-                                            "mode",
-                                            "upstream",
-                                            "max_connections",
-                                            "max_connections_per_client",
-                                            "timeouts",
-                                            "rate_limit",
-                                            "buffer",
-                                            NULL};
+static const char *const listener_keys[] = {
+    "name",     "listen",     "mode",   "upstream", "max_connections", "max_connections_per_client",
+    "timeouts", "rate_limit", "buffer", NULL};
 static const char *const listener_timeout_keys[] = {"header", "idle", NULL};
 static const char *const rate_limit_keys[] = {"per_client", "burst", NULL};
 static const char *const upstream_keys[] = {
-    "name",     "endpoints", "balance",  "resolve_interval", "timeouts", "keepalive", "bulkhead",
-    "breaker",  "required",  "retry",    "expect",           "limits",   "fallback",  NULL};
+    "name",    "endpoints", "balance", "resolve_interval", "timeouts", "keepalive", "bulkhead",
+    "breaker", "required",  "retry",   "expect",           "limits",   "fallback",  NULL};
 static const char *const upstream_timeout_keys[] = {"connect", "first_byte", "idle", "request",
                                                     NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "probes", "user_timeout", NULL};
 static const char *const bulkhead_keys[] = {"max_connections", "max_pending", "queue_timeout",
                                             NULL};
-static const char *const breaker_keys[] = {"faults",          "leak",
-                                           "open_for",        "open_max",
-                                           "open_multiplier", "half_open_probes",
-                                           "window",          NULL};
-static const char *const window_keys[] = {"type",         "size",      "min_calls", "failure_rate",
-                                          "slow_rate",    "slow_call", NULL};
+static const char *const breaker_keys[] = {
+    "faults",           "leak",   "open_for", "open_max", "open_multiplier",
+    "half_open_probes", "window", NULL};
+static const char *const window_keys[] = {"type",      "size",      "min_calls", "failure_rate",
+                                          "slow_rate", "slow_call", NULL};
 static const char *const retry_keys[] = {"attempts", "backoff", "budget", NULL};
 static const char *const expect_keys[] = {"status", "content_type", NULL};
 static const char *const limits_keys[] = {"max_response_bytes", "max_header_bytes", NULL};
@@ -1060,8 +722,9 @@ static void load_admin(loader_t *ld, const node_t *m) {
       parse_addr(ld, listen, "listen", false, true, &a->listen);
     const node_t *tf = get_string(ld, m, "token_file", CYNIC__CONFIG_MAX_PATH, &a->token_file);
     if (tf != NULL && a->token_file != NULL && ld->check_files && access(a->token_file, R_OK) != 0)
-      error_at(ld, tf, "token_file: cannot read '%s': %s; create it (the token on one line) or "
-                       "fix the path",
+      error_at(ld, tf,
+               "token_file: cannot read '%s': %s; create it (the token on one line) or "
+               "fix the path",
                a->token_file, strerror(errno));
     get_bool(ld, m, "allow_remote", &a->allow_remote);
     get_duration(ld, m, "drain_timeout", 0, 3600 * NS_PER_S, "0s..1h", &a->drain_timeout_ns);
@@ -1126,8 +789,9 @@ static void parse_rate(loader_t *ld, const node_t *v, cynic__config_listener_t *
     }
   }
   if (period == 0) {
-    error_at(ld, v, "per_client: '%s' is not a rate; write requests per unit, e.g. 100/s, 600/m "
-                    "or 1000/h",
+    error_at(ld, v,
+             "per_client: '%s' is not a rate; write requests per unit, e.g. 100/s, 600/m "
+             "or 1000/h",
              show(sv, s, v->len));
     return;
   }
@@ -1163,8 +827,8 @@ static void load_listener(loader_t *ld, const node_t *m, cynic__config_listener_
   else
     get_name(ld, m, "upstream", &l->upstream_name);
   get_u32(ld, m, "max_connections", 1, 1000000, &l->max_connections);
-  const node_t *pc = get_u32(ld, m, "max_connections_per_client", 0, 1000000,
-                             &l->max_connections_per_client);
+  const node_t *pc =
+      get_u32(ld, m, "max_connections_per_client", 0, 1000000, &l->max_connections_per_client);
   if (pc != NULL && l->max_connections_per_client > l->max_connections)
     error_at(ld, pc,
              "max_connections_per_client: %u is more than max_connections (%u); lower it or "
@@ -1179,8 +843,9 @@ static void load_listener(loader_t *ld, const node_t *m, cynic__config_listener_
   if (rl != NULL) {
     const node_t *pcv = get(rl, "per_client");
     if (pcv == NULL)
-      error_at(ld, get(m, "rate_limit"), "rate_limit is missing 'per_client'; add e.g. "
-                                         "per_client: 100/s");
+      error_at(ld, get(m, "rate_limit"),
+               "rate_limit is missing 'per_client'; add e.g. "
+               "per_client: 100/s");
     else
       parse_rate(ld, pcv, l);
     l->rate_burst = l->rate_count;
@@ -1196,8 +861,7 @@ static void load_endpoints(loader_t *ld, const node_t *m, cynic__config_upstream
     return;
   }
   if (v->type != NODE_SEQ) {
-    error_at(ld, v, "endpoints: expected a list, got %s; write e.g. [127.0.0.1:9000]",
-             describe(v));
+    error_at(ld, v, "endpoints: expected a list, got %s; write e.g. [127.0.0.1:9000]", describe(v));
     return;
   }
   if (v->count == 0 || v->count > CYNIC__CONFIG_MAX_ENDPOINTS) {
@@ -1246,8 +910,7 @@ static void load_window(loader_t *ld, const node_t *w, cynic__config_breaker_t *
     get_duration(ld, w, "size", NS_PER_S, 3600 * NS_PER_S, "1s..1h", &b->window_size_ns);
   }
   const node_t *mc = get_u32(ld, w, "min_calls", 1, 1000000, &b->window_min_calls);
-  if (mc != NULL && b->window_type == CYNIC__WINDOW_COUNT &&
-      b->window_min_calls > b->window_size)
+  if (mc != NULL && b->window_type == CYNIC__WINDOW_COUNT && b->window_min_calls > b->window_size)
     error_at(ld, mc,
              "min_calls: %u is more than the window size (%u calls), so the window could never "
              "decide; lower min_calls or raise size",
@@ -1281,8 +944,9 @@ static void load_breaker(loader_t *ld, const node_t *m, cynic__config_breaker_t 
         d = (s[0] >= '0' && s[0] <= '9') ? strtod(s, &end) : -1;
         if (end == NULL || *end != '\0' || errno != 0 || !(d >= 1.0 && d <= 100.0)) {
           char sv[64];
-          error_at(ld, mv, "open_multiplier: '%s' is not a number in 1..100; e.g. 2 doubles the "
-                           "open period after each failed probe",
+          error_at(ld, mv,
+                   "open_multiplier: '%s' is not a number in 1..100; e.g. 2 doubles the "
+                   "open period after each failed probe",
                    show(sv, s, mv->len));
         } else {
           b->open_multiplier = d;
@@ -1301,8 +965,9 @@ static void load_breaker(loader_t *ld, const node_t *m, cynic__config_breaker_t 
   if (omax == NULL)
     b->open_max_ns = b->open_for_ns;
   else if (b->open_max_ns < b->open_for_ns)
-    error_at(ld, omax, "open_max: shorter than open_for; open_max caps the open period, so make "
-                       "it at least open_for");
+    error_at(ld, omax,
+             "open_max: shorter than open_for; open_max caps the open period, so make "
+             "it at least open_for");
 }
 
 /* "50ms..1s" */
@@ -1347,8 +1012,9 @@ static void get_content_type(loader_t *ld, const node_t *m, char **out) {
   const node_t *v = get_string(ld, m, "content_type", 255, out);
   if (v != NULL && *out != NULL && !valid_content_type(*out)) {
     char sv[64];
-    error_at(ld, v, "content_type: '%s' is not a media type; write type/subtype, e.g. "
-                    "application/json",
+    error_at(ld, v,
+             "content_type: '%s' is not a media type; write type/subtype, e.g. "
+             "application/json",
              show(sv, *out, strlen(*out)));
   }
 }
@@ -1427,7 +1093,8 @@ static void load_http(loader_t *ld, const node_t *m, cynic__config_http_t *h) {
       }
     }
     get_content_type(ld, fb, &h->fallback_content_type);
-    if (h->fallback_content_type == NULL && (h->fallback_content_type = strdup("text/plain")) == NULL)
+    if (h->fallback_content_type == NULL &&
+        (h->fallback_content_type = strdup("text/plain")) == NULL)
       out_of_memory(ld);
   }
 }
@@ -1479,15 +1146,16 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
     kv = get_duration(ld, k, "user_timeout", 0, DAY_NS, "0 (kernel default) or up to 24h",
                       &u->user_timeout_ns);
     if (kv != NULL && u->user_timeout_ns % NS_PER_MS != 0)
-      error_at(ld, kv, "user_timeout: TCP_USER_TIMEOUT counts whole milliseconds; write e.g. "
-                       "90s");
+      error_at(ld, kv,
+               "user_timeout: TCP_USER_TIMEOUT counts whole milliseconds; write e.g. "
+               "90s");
   }
   const node_t *b = section(ld, m, "bulkhead", bulkhead_keys);
   if (b != NULL) {
     get_u32(ld, b, "max_connections", 1, 1000000, &u->max_connections);
     get_u32(ld, b, "max_pending", 0, 1000000, &u->max_pending);
-    const node_t *qt = get_duration(ld, b, "queue_timeout", 0, 3600 * NS_PER_S, "0s..1h",
-                                    &u->queue_timeout_ns);
+    const node_t *qt =
+        get_duration(ld, b, "queue_timeout", 0, 3600 * NS_PER_S, "0s..1h", &u->queue_timeout_ns);
     if (qt != NULL && u->queue_timeout_ns == 0 && u->max_pending > 0)
       error_at(ld, qt,
                "queue_timeout: 0 with max_pending %u means queued clients wait forever or not "
@@ -1531,8 +1199,9 @@ static void cross_check(loader_t *ld, const node_t *listeners) {
     const cynic__config_upstream_t *u = &cfg->upstreams[i];
     for (size_t j = 0; u->name != NULL && j < i; j++) {
       if (cfg->upstreams[j].name != NULL && strcmp(cfg->upstreams[j].name, u->name) == 0) {
-        error_at_mark(ld, u->mark, "upstream name '%s' is already used (line %u); names must be "
-                                   "unique",
+        error_at_mark(ld, u->mark,
+                      "upstream name '%s' is already used (line %u); names must be "
+                      "unique",
                       u->name, (unsigned)cfg->upstreams[j].mark.line);
         break;
       }
@@ -1542,8 +1211,9 @@ static void cross_check(loader_t *ld, const node_t *listeners) {
     cynic__config_listener_t *l = &cfg->listeners[i];
     for (size_t j = 0; l->name != NULL && j < i; j++) {
       if (cfg->listeners[j].name != NULL && strcmp(cfg->listeners[j].name, l->name) == 0) {
-        error_at_mark(ld, l->mark, "listener name '%s' is already used (line %u); names must be "
-                                   "unique",
+        error_at_mark(ld, l->mark,
+                      "listener name '%s' is already used (line %u); names must be "
+                      "unique",
                       l->name, (unsigned)cfg->listeners[j].mark.line);
         break;
       }
@@ -1552,16 +1222,18 @@ static void cross_check(loader_t *ld, const node_t *listeners) {
       for (size_t j = 0; j < i; j++) {
         const cynic__config_listener_t *o = &cfg->listeners[j];
         if (o->listen.host != NULL && addrs_clash(&l->listen, &o->listen)) {
-          error_at_mark(ld, l->listen.mark, "listen: %s overlaps listener '%s' (%s, line %u); "
-                                            "give each listener its own port",
+          error_at_mark(ld, l->listen.mark,
+                        "listen: %s overlaps listener '%s' (%s, line %u); "
+                        "give each listener its own port",
                         l->listen.text, o->name ? o->name : "?", o->listen.text,
                         (unsigned)o->listen.mark.line);
           break;
         }
       }
       if (cfg->admin.listen.host != NULL && addrs_clash(&l->listen, &cfg->admin.listen))
-        error_at_mark(ld, l->listen.mark, "listen: %s overlaps the admin listener (%s); give "
-                                          "traffic and operations separate ports",
+        error_at_mark(ld, l->listen.mark,
+                      "listen: %s overlaps the admin listener (%s); give "
+                      "traffic and operations separate ports",
                       l->listen.text, cfg->admin.listen.text);
     }
     if (l->upstream_name != NULL) {
@@ -1591,8 +1263,9 @@ static void load_root(loader_t *ld, const node_t *root) {
   cynic__config_t *cfg = ld->cfg;
   if (root == NULL || (root->type == NODE_SCALAR && root->plain && root->len == 0)) {
     cynic__config_mark_t none = {0, 0};
-    error_at_mark(ld, none, "the config is empty; it needs at least 'listeners' and 'upstreams' "
-                            "(see examples/quickstart.yaml)");
+    error_at_mark(ld, none,
+                  "the config is empty; it needs at least 'listeners' and 'upstreams' "
+                  "(see examples/quickstart.yaml)");
     load_admin(ld, NULL);
     return;
   }
@@ -1615,9 +1288,9 @@ static void load_root(loader_t *ld, const node_t *root) {
       load_upstream(ld, ups->kids[i], &cfg->upstreams[i]);
     }
   }
-  const node_t *lis = list_section(
-      ld, root, "listeners", CYNIC__CONFIG_MAX_LISTENERS,
-      "listeners: [{name: app, listen: 127.0.0.1:8080, upstream: app}]");
+  const node_t *lis =
+      list_section(ld, root, "listeners", CYNIC__CONFIG_MAX_LISTENERS,
+                   "listeners: [{name: app, listen: 127.0.0.1:8080, upstream: app}]");
   if (lis != NULL) {
     cfg->listeners = calloc(lis->count, sizeof *cfg->listeners);
     if (cfg->listeners == NULL) {
@@ -1681,8 +1354,9 @@ static int parse_common(const char *name, const char *data, size_t len, bool che
   *out = NULL;
   if (len > CYNIC__CONFIG_MAX_FILE_BYTES) {
     cynic__config_mark_t none = {0, 0};
-    error_at_mark(&ld, none, "the file is larger than 1 MiB (%zu bytes); a config this big is a "
-                             "mistake",
+    error_at_mark(&ld, none,
+                  "the file is larger than 1 MiB (%zu bytes); a config this big is a "
+                  "mistake",
                   len);
     return CYNIC_EINVAL;
   }
@@ -1701,10 +1375,17 @@ static int parse_common(const char *name, const char *data, size_t len, bool che
     cynic__config_free(cfg);
     return CYNIC_ENOMEM;
   }
-  node_t *root = build_tree(&ld, data, len);
-  if (errs->count == 0)
+  node_t *root = NULL;
+  char msg[CYNIC__CONFIG_MAX_MESSAGE];
+  cynic__config_mark_t mark = {0, 0};
+  int rc = cynic__yaml_load(data, len, &root, &mark, msg, sizeof msg);
+  if (rc == CYNIC_ENOMEM)
+    out_of_memory(&ld);
+  else if (rc != 0)
+    error_at_mark(&ld, mark, "%s", msg);
+  else
     load_root(&ld, root);
-  node_free(root);
+  cynic__yaml_free(root);
   if (errs->count > 0 || ld.nomem) {
     sort_errors(errs);
     cynic__config_free(cfg);

@@ -31,8 +31,8 @@
 
 /* ---- bounds (steady state: nothing in a config is unbounded) -------------- */
 #define CYNIC__CONFIG_MAX_FILE_BYTES (1024u * 1024u) /* 1 MiB */
-#define CYNIC__CONFIG_MAX_NODES 100000u /* YAML scalars + sequences + mappings */
-#define CYNIC__CONFIG_MAX_DEPTH 32u     /* nesting of sequences and mappings */
+#define CYNIC__CONFIG_MAX_NODES 100000u              /* YAML scalars + sequences + mappings */
+#define CYNIC__CONFIG_MAX_DEPTH 32u                  /* nesting of sequences and mappings */
 #define CYNIC__CONFIG_MAX_LISTENERS 64u
 #define CYNIC__CONFIG_MAX_UPSTREAMS 256u
 #define CYNIC__CONFIG_MAX_ENDPOINTS 64u /* per upstream */
@@ -147,12 +147,12 @@ typedef struct cynic__config_breaker {
  * used once http mode lands. has_* says whether the section was written. */
 typedef struct cynic__config_http {
   bool has_retry;
-  uint32_t retry_attempts;     /* extra attempts after the first, idempotent only */
+  uint32_t retry_attempts; /* extra attempts after the first, idempotent only */
   uint64_t retry_backoff_min_ns;
   uint64_t retry_backoff_max_ns;
-  uint32_t retry_budget_pct;   /* retries as a share of requests */
+  uint32_t retry_budget_pct; /* retries as a share of requests */
   bool has_expect;
-  uint16_t expect_status_min;  /* a status outside min..max is a fault */
+  uint16_t expect_status_min; /* a status outside min..max is a fault */
   uint16_t expect_status_max;
   char *expect_content_type;   /* NULL = any */
   uint64_t max_response_bytes; /* 0 = no limit */
@@ -242,13 +242,6 @@ int cynic__config_error_format(const cynic__config_errors_t *errs, size_t i, cha
 /* Print every error, one a line, plus a line saying so if some were dropped. */
 void cynic__config_errors_print(const cynic__config_errors_t *errs, FILE *out);
 
-/* Strict value parsers, exposed for tests. Each returns 0 or CYNIC_EINVAL /
- * CYNIC_ERANGE and, on failure, a hint for the user in hint[hint_size]. */
-/* "250ms", "10s", "2m", "1h", "500us", or "0"; whole numbers only. */
-int cynic__config_parse_duration(const char *s, uint64_t *ns, char *hint, size_t hint_size);
-/* "512B", "64KB", "10MB", "1GB" (KB = 1024 bytes; KiB, MiB, GiB are synonyms). */
-int cynic__config_parse_size(const char *s, uint64_t *bytes, char *hint, size_t hint_size);
-/* "20%": a whole number 0..100 followed by '%'. */
-int cynic__config_parse_percent(const char *s, uint32_t *pct, char *hint, size_t hint_size);
+/* The strict value parsers (durations, sizes, percentages) are in config_value.h. */
 
 #endif /* CYNIC_PROXY_CONFIG_H */

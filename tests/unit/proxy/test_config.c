@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "config_value.h"
 #include "cynic/common.h"
 
 #define MS UINT64_C(1000000)
@@ -405,10 +406,17 @@ typedef struct percent_case {
 static void test_parse_percent(void **state) {
   (void)state;
   static const percent_case_t cases[] = {
-      {"0%", 0, 0},         {"20%", 0, 20},           {"100%", 0, 100},
-      {"101%", CYNIC_ERANGE, 0}, {"99999999999999999999%", CYNIC_ERANGE, 0},
-      {"-5%", CYNIC_ERANGE, 0},  {"20", CYNIC_EINVAL, 0},    {"12.5%", CYNIC_EINVAL, 0},
-      {"%", CYNIC_EINVAL, 0},    {"", CYNIC_EINVAL, 0},      {"20%%", CYNIC_EINVAL, 0},
+      {"0%", 0, 0},
+      {"20%", 0, 20},
+      {"100%", 0, 100},
+      {"101%", CYNIC_ERANGE, 0},
+      {"99999999999999999999%", CYNIC_ERANGE, 0},
+      {"-5%", CYNIC_ERANGE, 0},
+      {"20", CYNIC_EINVAL, 0},
+      {"12.5%", CYNIC_EINVAL, 0},
+      {"%", CYNIC_EINVAL, 0},
+      {"", CYNIC_EINVAL, 0},
+      {"20%%", CYNIC_EINVAL, 0},
       {"0.2", CYNIC_EINVAL, 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
