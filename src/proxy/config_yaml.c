@@ -71,9 +71,24 @@ static bool add_kid(cynic__yaml_node_t *parent, cynic__yaml_node_t *kid) {
   return true;
 }
 
-static void syntax_error(tree_error_t *te, const yaml_parser_t *p) {
+static void syntax_error(tree_error_t *te, const yaml_parser_t *p, const char *data, size_t len) {
   const char *problem = p->problem ? p->problem : "cannot parse";
   const char *hint = "";
+  cynic__config_mark_t mark = yaml_mark(p->problem_mark);
+  if (p->error == YAML_READER_ERROR) {
+    /* The reader reports a byte offset, not a mark: count lines up to it. */
+    mark.line = 1;
+    mark.column = 1;
+    for (size_t i = 0; i < p->problem_offset && i < len; i++) {
+      if (data[i] == '\n') {
+        mark.line++;
+        mark.column = 1;
+      } else {
+        mark.column++;
+      }
+    }
+    hint = "; a config must be UTF-8 text";
+  }
   if (strstr(problem, "block sequence entries are not allowed") != NULL)
     hint = "; a lone '-' starts a list here: to mean stderr, quote it: file: \"-\"";
   else if (strstr(problem, "mapping values are not allowed") != NULL)
@@ -81,9 +96,9 @@ static void syntax_error(tree_error_t *te, const yaml_parser_t *p) {
   else if (strstr(problem, "found character that cannot start any token") != NULL)
     hint = "; tabs cannot indent YAML, use spaces";
   if (p->context != NULL)
-    fail(te, yaml_mark(p->problem_mark), "YAML syntax error: %s %s%s", problem, p->context, hint);
+    fail(te, mark, "YAML syntax error: %s %s%s", problem, p->context, hint);
   else
-    fail(te, yaml_mark(p->problem_mark), "YAML syntax error: %s%s", problem, hint);
+    fail(te, mark, "YAML syntax error: %s%s", problem, hint);
 }
 
 int cynic__yaml_load(const char *data, size_t len, cynic__yaml_node_t **out,
@@ -111,7 +126,7 @@ int cynic__yaml_load(const char *data, size_t len, cynic__yaml_node_t **out,
       if (parser.error == YAML_MEMORY_ERROR)
         fail_nomem(te);
       else
-        syntax_error(te, &parser);
+        syntax_error(te, &parser, data, len);
       failed = true;
       break;
     }

@@ -37,6 +37,18 @@ static void print_summary(const cynic__config_t *cfg) {
          cfg->admin.listen.text);
 }
 
+/* Things that are valid but not done yet: say so, so nobody is surprised. */
+static void print_notes(const cynic__config_t *cfg) {
+  for (size_t i = 0; i < cfg->listener_count; i++) {
+    const cynic__config_listener_t *l = &cfg->listeners[i];
+    if (l->mode == CYNIC__MODE_HTTP)
+      fprintf(stderr,
+              "%s:%u:%u: note: listener '%s' has mode: http, which is checked but not served "
+              "yet; use mode: tcp until http mode lands\n",
+              cfg->path, (unsigned)l->mark.line, (unsigned)l->mark.column, l->name);
+  }
+}
+
 int main(int argc, char **argv) {
   const char *path = NULL;
   bool check = false;
@@ -87,6 +99,7 @@ int main(int argc, char **argv) {
   if (check) {
     printf("%s: ok\n", path);
     print_summary(cfg);
+    print_notes(cfg);
     cynic__config_free(cfg);
     return 0;
   }

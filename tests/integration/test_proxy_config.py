@@ -128,6 +128,8 @@ BROKEN = [
      ["{f}:8:8: YAML anchors (&a) are not supported; write values out in full"]),
     ("two-documents", GOOD + "---\n" + GOOD,
      ["{f}:8:1: a config is one YAML document; remove the second '---' and what follows, or merge it into the first"]),
+    ("not-utf8", GOOD.replace("name: app", "name: app\xff").encode("latin-1"),
+     ["{f}:2:14: YAML syntax error: invalid leading UTF-8 octet; a config must be UTF-8 text"]),
     ("several-errors", with_upstream("timeouts: { connect: 1 }\nbulkhead: { max_connections: 0 }\nretry: { backoff: 1s..50ms }\n"),
      ["{f}:8:26: connect: '1' has no unit; add a unit, e.g. 250ms",
       "{f}:9:34: max_connections: 0 is out of range; use 1..1000000",
@@ -158,11 +160,24 @@ def test_good_base_is_ok(tmp_path):
 @pytest.mark.parametrize("name,text,expected", BROKEN, ids=[c[0] for c in BROKEN])
 def test_broken_config(tmp_path, name, text, expected):
     f = tmp_path / f"{name}.yaml"
-    f.write_text(text)
+    if isinstance(text, bytes):
+        f.write_bytes(text)
+    else:
+        f.write_text(text)
     r = check(f)
     assert r.returncode == 2
     assert r.stdout == ""
     assert r.stderr.splitlines() == [e.format(f=f) for e in expected]
+
+
+def test_http_mode_is_noted(tmp_path):
+    f = tmp_path / "http.yaml"
+    f.write_text(GOOD.replace("    upstream: backend\n", "    upstream: backend\n    mode: http\n"))
+    r = check(f)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{f}: ok\n1 listener, 1 upstream, 1 endpoint; admin on 127.0.0.1:9901\n"
+    assert r.stderr == (f"{f}:2:5: note: listener 'app' has mode: http, which is checked but not "
+                        "served yet; use mode: tcp until http mode lands\n")
 
 
 def test_missing_file(tmp_path):
