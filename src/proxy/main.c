@@ -1,9 +1,10 @@
 /*
  * src/proxy/main.c: the cynic command line.
  *
- * For now only the config side exists: `cynic --check -c FILE` loads and checks
- * a config and exits 0 (ok) or 2 (bad config). Running without --check is
- * where the daemon will start; until it lands it says so and exits 2.
+ * `cynic -c FILE` loads the config and runs the proxy (daemon.c) in the
+ * foreground until SIGTERM or SIGINT drains it: exit 0 after a drain, 1 when
+ * it cannot start (a listener address in use, say), 2 on a bad config, before
+ * anything is bound. `cynic --check -c FILE` only checks the config: 0 or 2.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 #include "config.h"
 #include "cynic/common.h"
+#include "proxy.h"
 
 #define EXIT_BAD_CONFIG 2
 #define EXIT_USAGE 2
@@ -77,10 +79,6 @@ int main(int argc, char **argv) {
       return EXIT_USAGE;
     }
   }
-  if (path == NULL && !check) {
-    fprintf(stderr, "cynic: the proxy is not built yet; use --check\n");
-    return EXIT_USAGE;
-  }
   if (path == NULL) {
     fprintf(stderr, "cynic: no config file; give one with -c FILE\n");
     usage(stderr);
@@ -103,7 +101,7 @@ int main(int argc, char **argv) {
     cynic__config_free(cfg);
     return 0;
   }
+  int status = cynic__proxy_run(cfg);
   cynic__config_free(cfg);
-  fprintf(stderr, "cynic: the proxy is not built yet; use --check\n");
-  return EXIT_USAGE;
+  return status;
 }

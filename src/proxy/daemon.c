@@ -1,0 +1,216 @@
+/*
+ * src/proxy/daemon.c: the cynic process: loop, signals, drain, log summaries.
+ *
+ * Start: upstreams (breakers, bulkheads, name resolution), then listeners.
+ * SIGTERM / SIGINT: drain (stop accepting, let open connections finish for up
+ * to admin.drain_timeout, close the rest, exit 0). SIGUSR1: reopen the log.
+ *
+ * Steady State for logs: an outage must not flood the disk. The first fault of
+ * each kind per thing (endpoint, upstream, listener) in a summary window is
+ * logged at once; the rest are counted and written as one summary line when
+ * the window ends ("1234 connect refused by db:5432 in the last 10s").
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CYNIC_LOG_SHIM_IMPL
+#include "log_shim.h"
+#include "proxy.h"
+
+#define SUMMARY_INTERVAL_MS 10000u
+
+static const char *const event_keys[] = {
+#define EVENT_KEY(name, key, msg, text) key,
+    CYNIC__EVENT_MAP(EVENT_KEY)
+#undef EVENT_KEY
+};
+static const char *const event_msgs[] = {
+#define EVENT_MSG(name, key, msg, text) msg,
+    CYNIC__EVENT_MAP(EVENT_MSG)
+#undef EVENT_MSG
+};
+static const char *const event_texts[] = {
+#define EVENT_TEXT(name, key, msg, text) text,
+    CYNIC__EVENT_MAP(EVENT_TEXT)
+#undef EVENT_TEXT
+};
+
+uint64_t cynic__proxy_clock(void *arg) {
+  const cynic__proxy_t *p = arg;
+  return uv_now(p->loop) * UINT64_C(1000000);
+}
+
+void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *what, const char *name,
+                        const char *upstream, const char *detail) {
+  c->total[ev]++;
+  if (c->window[ev]++ != 0)
+    return; /* counted; the window's summary line will say how many */
+  json_t *f = json_pack("{s:s, s:s}", "event", event_keys[ev], what, name);
+  if (f != NULL && upstream != NULL && strcmp(what, "upstream") != 0)
+    json_object_set_new(f, "upstream", json_string(upstream));
+  if (f != NULL && detail != NULL)
+    json_object_set_new(f, "error", json_string(detail));
+  cynic__log(CYNIC_LOG_WARN, event_msgs[ev], f);
+}
+
+/* Writes one summary line per counter that saw more than the one event
+ * already logged, and starts a new window. */
+static void summarise(cynic__counters_t *c, const char *what, const char *name) {
+  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++) {
+    uint32_t n = c->window[ev];
+    c->window[ev] = 0;
+    if (n <= 1)
+      continue;
+    char text[256];
+    snprintf(text, sizeof text, "%u %s %s in the last %us", n, event_texts[ev], name,
+             SUMMARY_INTERVAL_MS / 1000u);
+    cynic__log(CYNIC_LOG_WARN, text,
+               json_pack("{s:s, s:s, s:i, s:i}", "event", event_keys[ev], what, name, "count",
+                         (json_int_t)n, "window_s", (json_int_t)(SUMMARY_INTERVAL_MS / 1000u)));
+  }
+}
+
+static void on_summary(uv_timer_t *t) {
+  cynic__proxy_t *p = t->data;
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    for (size_t e = 0; e < u->endpoint_count; e++)
+      summarise(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text);
+    summarise(&u->counters, "upstream", u->cfg->name);
+  }
+  for (size_t i = 0; i < p->listener_count; i++)
+    summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
+}
+
+/* Ends the loop: every handle the proxy owns is closed; uv_run returns once
+ * their close callbacks have run. */
+static void stop(cynic__proxy_t *p) {
+  if (p->stopping)
+    return;
+  p->stopping = true;
+  cynic__listeners_stop(p);
+  cynic__upstreams_stop(p);
+  uv_close((uv_handle_t *)&p->sigterm, NULL);
+  uv_close((uv_handle_t *)&p->sigint, NULL);
+  uv_close((uv_handle_t *)&p->sigusr1, NULL);
+  uv_close((uv_handle_t *)&p->summary_timer, NULL);
+  uv_close((uv_handle_t *)&p->drain_timer, NULL);
+}
+
+void cynic__proxy_conn_gone(cynic__proxy_t *p) {
+  if (p->draining && p->conn_count == 0 && !p->stopping) {
+    cynic__log(CYNIC_LOG_INFO, "drained", json_pack("{s:b}", "complete", 1));
+    stop(p);
+  }
+}
+
+static void on_drain_deadline(uv_timer_t *t) {
+  cynic__proxy_t *p = t->data;
+  cynic__log(CYNIC_LOG_WARN, "drain timeout: closing the remaining connections",
+             json_pack("{s:i}", "connections", (json_int_t)p->conn_count));
+  cynic__tcp_close_all(p);
+}
+
+static void drain(cynic__proxy_t *p, const char *why) {
+  if (p->draining)
+    return;
+  p->draining = true;
+  uint64_t ms = (p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
+  cynic__log(CYNIC_LOG_INFO, "draining",
+             json_pack("{s:s, s:i, s:i}", "signal", why, "connections", (json_int_t)p->conn_count,
+                       "drain_timeout_ms", (json_int_t)ms));
+  cynic__listeners_stop(p); /* new connections are refused from now on */
+  if (p->conn_count == 0) {
+    cynic__proxy_conn_gone(p);
+    return;
+  }
+  uv_timer_start(&p->drain_timer, on_drain_deadline, ms, 0);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  cynic__proxy_t *p = s->data;
+  if (signum == SIGUSR1) {
+    int rc = cynic__log_reopen();
+    cynic__log(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log reopened",
+               json_pack("{s:s}", "result", rc == 0 ? "ok" : strerror(-rc)));
+    return;
+  }
+  drain(p, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int start_signal(cynic__proxy_t *p, uv_signal_t *s, int signum) {
+  uv_signal_init(p->loop, s);
+  s->data = p;
+  return uv_signal_start(s, on_signal, signum);
+}
+
+int cynic__proxy_run(const cynic__config_t *cfg) {
+  static const cynic_log_level_t levels[] = {
+      [CYNIC__LOG_DEBUG] = CYNIC_LOG_DEBUG,
+      [CYNIC__LOG_INFO] = CYNIC_LOG_INFO,
+      [CYNIC__LOG_WARN] = CYNIC_LOG_WARN,
+      [CYNIC__LOG_ERROR] = CYNIC_LOG_ERROR,
+  };
+  int rc = cynic__log_open(cfg->log.file, levels[cfg->log.level]);
+  if (rc != 0) {
+    fprintf(stderr, "cynic: cannot open log file %s: %s\n", cfg->log.file, strerror(-rc));
+    cynic__log_close();
+    return 1;
+  }
+  /* A peer that goes away while we write must be an error code, not a signal. */
+  signal(SIGPIPE, SIG_IGN);
+
+  cynic__proxy_t p;
+  memset(&p, 0, sizeof p);
+  uv_loop_t loop;
+  if (uv_loop_init(&loop) != 0) {
+    cynic__log_close();
+    return 1;
+  }
+  p.loop = &loop;
+  p.cfg = cfg;
+  cynic__list_init(&p.conns);
+  uv_timer_init(&loop, &p.summary_timer);
+  uv_timer_init(&loop, &p.drain_timer);
+  p.summary_timer.data = p.drain_timer.data = &p;
+  uv_unref((uv_handle_t *)&p.summary_timer);
+
+  int status = 0;
+  if (start_signal(&p, &p.sigterm, SIGTERM) != 0 || start_signal(&p, &p.sigint, SIGINT) != 0 ||
+      start_signal(&p, &p.sigusr1, SIGUSR1) != 0) {
+    cynic__log(CYNIC_LOG_ERROR, "cannot install signal handlers", NULL);
+    status = 1;
+  } else if ((rc = cynic__upstreams_start(&p)) != 0) {
+    cynic__log(CYNIC_LOG_ERROR, "cannot start upstreams",
+               json_pack("{s:s}", "error", rc < -1000 ? cynic_strerror(rc) : uv_strerror(rc)));
+    status = 1;
+  } else if (cynic__listeners_start(&p) != 0) {
+    status = 1; /* listener.c said which address and why */
+  } else {
+    uv_timer_start(&p.summary_timer, on_summary, SUMMARY_INTERVAL_MS, SUMMARY_INTERVAL_MS);
+    cynic__log(CYNIC_LOG_INFO, "started",
+               json_pack("{s:s, s:i, s:i, s:i}", "version", cynic_version(), "pid",
+                         (json_int_t)getpid(), "listeners", (json_int_t)p.listener_count,
+                         "upstreams", (json_int_t)p.upstream_count));
+  }
+  if (status != 0)
+    stop(&p);
+  uv_run(&loop, UV_RUN_DEFAULT);
+
+  cynic__listeners_free(&p);
+  cynic__upstreams_free(&p);
+  int close_rc = uv_loop_close(&loop);
+  if (close_rc != 0) {
+    cynic__log(CYNIC_LOG_ERROR, "event loop closed with handles still open",
+               json_pack("{s:s}", "error", uv_strerror(close_rc)));
+    if (status == 0)
+      status = 1;
+  }
+  if (status == 0)
+    cynic__log(CYNIC_LOG_INFO, "stopped", NULL);
+  cynic__log_close();
+  return status;
+}

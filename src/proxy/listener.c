@@ -1,0 +1,227 @@
+/*
+ * src/proxy/listener.c: bound addresses that accept clients.
+ *
+ * Handshaking and Fail Fast at the front door: past max_connections (and past
+ * max_connections_per_client for one client address) a new connection is
+ * accepted and closed at once, counted and summarised in the log, instead of
+ * being left in the kernel's backlog where the client cannot tell a busy
+ * proxy from a dead one. Every listener binds the explicit address of its
+ * config (NICs and names); port 0 takes an ephemeral port, which the
+ * "listening" log line reports.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log_shim.h"
+#include "proxy.h"
+
+#define LISTEN_BACKLOG 511
+
+static void address_text(const struct sockaddr_storage *ss, char *out, size_t size) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+    inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
+    snprintf(out, size, "%s:%u", ip, (unsigned)ntohs(s->sin_port));
+  } else {
+    const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+    inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip);
+    snprintf(out, size, "[%s]:%u", ip, (unsigned)ntohs(s->sin6_port));
+  }
+}
+
+/* The client's address as 16 bytes, IPv4 mapped into IPv6. */
+static void client_ip(const struct sockaddr_storage *ss, uint8_t ip[16]) {
+  memset(ip, 0, 16);
+  if (ss->ss_family == AF_INET) {
+    ip[10] = ip[11] = 0xff;
+    memcpy(ip + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+  } else if (ss->ss_family == AF_INET6) {
+    memcpy(ip, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+  }
+}
+
+static size_t ip_hash(const uint8_t ip[16], size_t buckets) {
+  uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
+  for (int i = 0; i < 16; i++)
+    h = (h ^ ip[i]) * UINT64_C(1099511628211);
+  return (size_t)(h & (buckets - 1));
+}
+
+/* Counts one more connection from `ip`: false when the client is at its limit
+ * (or the entry cannot be allocated: fail closed, never unbounded). */
+static bool client_enter(cynic__listener_t *l, const uint8_t ip[16]) {
+  cynic__client_count_t **slot = &l->clients[ip_hash(ip, l->client_buckets)];
+  for (cynic__client_count_t *c = *slot; c != NULL; c = c->next)
+    if (memcmp(c->ip, ip, 16) == 0) {
+      if (c->open >= l->cfg->max_connections_per_client)
+        return false;
+      c->open++;
+      return true;
+    }
+  cynic__client_count_t *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return false;
+  memcpy(c->ip, ip, 16);
+  c->open = 1;
+  c->next = *slot;
+  *slot = c;
+  return true;
+}
+
+void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]) {
+  l->open--;
+  if (l->client_buckets == 0)
+    return;
+  for (cynic__client_count_t **p = &l->clients[ip_hash(ip, l->client_buckets)]; *p != NULL;
+       p = &(*p)->next)
+    if (memcmp((*p)->ip, ip, 16) == 0) {
+      cynic__client_count_t *c = *p;
+      if (--c->open == 0) {
+        *p = c->next;
+        free(c);
+      }
+      return;
+    }
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  cynic__listener_t *l = server->data;
+  cynic__proxy_t *p = l->proxy;
+  if (status < 0) {
+    cynic__log(CYNIC_LOG_WARN, "accept failed",
+               json_pack("{s:s, s:s}", "listener", l->cfg->name, "error", uv_strerror(status)));
+    return;
+  }
+  uv_tcp_t *client = cynic__tcp_client_new(p);
+  if (client == NULL || uv_accept(server, (uv_stream_t *)client) != 0) {
+    /* Out of memory: libuv keeps the connection pending and stops reading the
+     * listener until uv_accept; this is the one case left to the backlog. */
+    if (client != NULL)
+      cynic__tcp_client_discard(client);
+    return;
+  }
+  struct sockaddr_storage peer;
+  int len = sizeof peer;
+  uint8_t ip[16];
+  memset(&peer, 0, sizeof peer);
+  uv_tcp_getpeername(client, (struct sockaddr *)&peer, &len);
+  client_ip(&peer, ip);
+  if (l->open >= l->cfg->max_connections) {
+    cynic__proxy_event(&l->counters, CYNIC__EV_MAX_CONNECTIONS, "listener", l->cfg->name, NULL,
+                       NULL);
+    cynic__tcp_client_discard(client);
+    return;
+  }
+  if (l->client_buckets != 0 && !client_enter(l, ip)) {
+    char who[80];
+    address_text(&peer, who, sizeof who);
+    cynic__proxy_event(&l->counters, CYNIC__EV_MAX_PER_CLIENT, "listener", l->cfg->name, NULL, who);
+    cynic__tcp_client_discard(client);
+    return;
+  }
+  l->open++;
+  cynic__tcp_start(l, client, ip);
+}
+
+static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
+  const cynic__config_addr_t *a = &l->cfg->listen;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  if (a->kind == CYNIC__ADDR_IPV4) {
+    struct sockaddr_in *s = (struct sockaddr_in *)&ss;
+    s->sin_family = AF_INET;
+    s->sin_port = htons(a->port);
+    memcpy(&s->sin_addr, a->ip, 4);
+  } else {
+    struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
+    s->sin6_family = AF_INET6;
+    s->sin6_port = htons(a->port);
+    memcpy(&s->sin6_addr, a->ip, 16);
+  }
+  int rc = uv_tcp_init(p->loop, &l->handle);
+  if (rc != 0)
+    return rc;
+  l->listening = true;
+  l->handle.data = l;
+  /* An IPv6 listener takes IPv6 only: [::] and 0.0.0.0 are separate choices. */
+  rc = uv_tcp_bind(&l->handle, (struct sockaddr *)&ss,
+                   a->kind == CYNIC__ADDR_IPV6 ? UV_TCP_IPV6ONLY : 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection);
+  if (rc != 0)
+    return rc;
+  int len = sizeof ss;
+  uv_tcp_getsockname(&l->handle, (struct sockaddr *)&ss, &len);
+  address_text(&ss, l->address, sizeof l->address);
+  cynic__log(CYNIC_LOG_INFO, "listening",
+             json_pack("{s:s, s:s, s:s, s:s}", "listener", l->cfg->name, "address", l->address,
+                       "mode", "tcp", "upstream", l->upstream->cfg->name));
+  return 0;
+}
+
+int cynic__listeners_start(cynic__proxy_t *p) {
+  const cynic__config_t *cfg = p->cfg;
+  p->listeners = calloc(cfg->listener_count, sizeof *p->listeners);
+  if (p->listeners == NULL)
+    return CYNIC_ENOMEM;
+  p->listener_count = cfg->listener_count;
+  for (size_t i = 0; i < cfg->listener_count; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    l->proxy = p;
+    l->cfg = &cfg->listeners[i];
+    l->upstream = &p->upstreams[l->cfg->upstream];
+    if (l->cfg->max_connections_per_client > 0) {
+      size_t n = 64;
+      while (n < l->cfg->max_connections / 4 && n < 65536)
+        n *= 2;
+      l->clients = calloc(n, sizeof *l->clients);
+      if (l->clients == NULL)
+        return CYNIC_ENOMEM;
+      l->client_buckets = n;
+    }
+  }
+  for (size_t i = 0; i < p->listener_count; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (l->cfg->mode == CYNIC__MODE_HTTP)
+      cynic__log(CYNIC_LOG_WARN, "http mode is not served yet: forwarding as tcp",
+                 json_pack("{s:s}", "listener", l->cfg->name));
+    int rc = listener_start(p, l);
+    if (rc != 0) {
+      cynic__log(CYNIC_LOG_ERROR, "cannot listen",
+                 json_pack("{s:s, s:s, s:s}", "listener", l->cfg->name, "address",
+                           l->cfg->listen.text, "error", uv_strerror(rc)));
+      return rc;
+    }
+  }
+  return 0;
+}
+
+void cynic__listeners_stop(cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->listener_count; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (l->listening) {
+      l->listening = false;
+      uv_close((uv_handle_t *)&l->handle, NULL);
+    }
+  }
+}
+
+void cynic__listeners_free(cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->listener_count; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    for (size_t b = 0; b < l->client_buckets; b++)
+      while (l->clients[b] != NULL) {
+        cynic__client_count_t *c = l->clients[b];
+        l->clients[b] = c->next;
+        free(c);
+      }
+    free(l->clients);
+  }
+  free(p->listeners);
+  p->listeners = NULL;
+  p->listener_count = 0;
+}

@@ -1,0 +1,234 @@
+/*
+ * src/proxy/proxy.h: the cynic daemon's internal objects and how they meet.
+ *
+ *   cynic__proxy_t      the process: one libuv loop, the config, every
+ *                       listener, upstream and open connection, the signals
+ *                       and the drain (daemon.c)
+ *   cynic__listener_t   a bound address that accepts clients, with its
+ *                       connection caps (listener.c)
+ *   cynic__upstream_t   an integration point: endpoints, one breaker each,
+ *                       the bulkhead and its queue of waiting clients
+ *                       (upstream.c)
+ *   cynic__conn_t       one proxied TCP connection: client and upstream
+ *                       sockets, a bounded buffer per direction, one timer
+ *                       for every timeout (tcp.c)
+ *
+ * Everything runs on the loop's thread; nothing here is thread safe, and
+ * nothing needs to be. libcynic's breakers and bulkheads are thread safe
+ * anyway; their clock is the loop's cached time (cynic__proxy_clock).
+ *
+ * Ownership: the proxy owns listeners and upstreams (arrays, allocated at
+ * start, freed at exit); a connection is owned by the proxy's list from accept
+ * until the last of its handles' close callbacks, where tcp.c frees it.
+ */
+#ifndef CYNIC_PROXY_PROXY_H
+#define CYNIC_PROXY_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "config.h"
+#include "cynic/breaker.h"
+#include "cynic/bulkhead.h"
+
+#define cynic__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* An intrusive doubly linked list (libuv's queue, H2O's linklist). A link whose
+ * next is NULL is in no list. */
+typedef struct cynic__link {
+  struct cynic__link *prev, *next;
+} cynic__link_t;
+
+static inline void cynic__list_init(cynic__link_t *head) {
+  head->prev = head->next = head;
+}
+static inline bool cynic__list_empty(const cynic__link_t *head) {
+  return head->next == head;
+}
+static inline bool cynic__linked(const cynic__link_t *l) {
+  return l->next != NULL;
+}
+static inline void cynic__list_push(cynic__link_t *head, cynic__link_t *l) {
+  l->prev = head->prev;
+  l->next = head;
+  head->prev->next = l;
+  head->prev = l;
+}
+static inline void cynic__list_remove(cynic__link_t *l) {
+  if (l->next == NULL)
+    return;
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->prev = l->next = NULL;
+}
+
+typedef struct cynic__proxy cynic__proxy_t;
+typedef struct cynic__upstream cynic__upstream_t;
+typedef struct cynic__listener cynic__listener_t;
+typedef struct cynic__conn cynic__conn_t;
+
+/* Faults and rejections counted for the rate-limited log summaries and, later,
+ * metrics. One enum so a kind, its log text and its counter cannot drift. */
+#define CYNIC__EVENT_MAP(XX)                                                                       \
+  XX(CONNECT_REFUSED, "connect_refused", "connect refused", "connect refused by")                  \
+  XX(CONNECT_TIMEOUT, "connect_timeout", "connect timeout", "connect timeouts to")                 \
+  XX(CONNECT_ERROR, "connect_error", "connect failed", "connect errors to")                        \
+  XX(RESET_BEFORE_FIRST_BYTE, "reset_before_first_byte", "upstream reset before its first byte",   \
+     "resets before the first byte from")                                                          \
+  XX(CLOSED_BEFORE_FIRST_BYTE, "closed_before_first_byte",                                         \
+     "upstream closed before its first byte", "closes before the first byte from")                 \
+  XX(FIRST_BYTE_TIMEOUT, "first_byte_timeout", "first-byte timeout", "first-byte timeouts from")   \
+  XX(IDLE_TIMEOUT, "idle_timeout", "idle timeout", "idle timeouts on connections to")              \
+  XX(BREAKER_OPEN, "breaker_open", "client closed: every breaker is open",                         \
+     "clients closed at once, every breaker open, for")                                            \
+  XX(BULKHEAD_FULL, "bulkhead_full", "client closed: bulkhead full",                               \
+     "clients closed at once, bulkhead full, for")                                                 \
+  XX(QUEUE_TIMEOUT, "queue_timeout", "client closed: queue timeout",                               \
+     "clients closed after the queue timeout for")                                                 \
+  XX(UNRESOLVED, "unresolved", "client closed: no endpoint address yet",                           \
+     "clients closed, no endpoint address yet, for")                                               \
+  XX(MAX_CONNECTIONS, "max_connections", "client closed: listener max_connections reached",        \
+     "clients closed at once, max_connections reached, on")                                        \
+  XX(MAX_PER_CLIENT, "max_connections_per_client", "client closed: per-client limit reached",      \
+     "clients closed at once, per-client limit, on")
+
+typedef enum cynic__event {
+#define CYNIC__EVENT_ENUM(name, key, msg, text) CYNIC__EV_##name,
+  CYNIC__EVENT_MAP(CYNIC__EVENT_ENUM)
+#undef CYNIC__EVENT_ENUM
+      CYNIC__EV_COUNT
+} cynic__event_t;
+
+/* Counters of one thing (endpoint, upstream or listener): totals since start,
+ * and the current summary window's counts (reset every summary interval). */
+typedef struct cynic__counters {
+  uint64_t total[CYNIC__EV_COUNT];
+  uint32_t window[CYNIC__EV_COUNT];
+} cynic__counters_t;
+
+typedef struct cynic__endpoint {
+  cynic__upstream_t *upstream;
+  const cynic__config_addr_t *addr; /* as configured; addr->text names it in logs */
+  struct sockaddr_storage sa;       /* resolved address; valid when resolved */
+  bool resolved;
+  bool resolving;       /* gai is in flight */
+  uv_getaddrinfo_t gai; /* host names only */
+  cynic_breaker_t *breaker;
+  uint32_t active; /* connections to it now (least_connections) */
+  cynic__counters_t counters;
+} cynic__endpoint_t;
+
+struct cynic__upstream {
+  cynic__proxy_t *proxy;
+  const cynic__config_upstream_t *cfg;
+  cynic__endpoint_t *endpoints;
+  size_t endpoint_count;
+  size_t next; /* round robin: where the next pick starts */
+  cynic_bulkhead_t *bulkhead;
+  cynic__link_t waiters; /* cynic__conn_t.wait_link, oldest first */
+  uv_timer_t resolve_timer;
+  bool has_names; /* some endpoint is a host name: re-resolve */
+  cynic__counters_t counters;
+};
+
+/* Open connections per client address, for max_connections_per_client. */
+typedef struct cynic__client_count {
+  struct cynic__client_count *next; /* bucket chain */
+  uint8_t ip[16];                   /* IPv4 as ::ffff:a.b.c.d */
+  uint32_t open;
+} cynic__client_count_t;
+
+struct cynic__listener {
+  cynic__proxy_t *proxy;
+  const cynic__config_listener_t *cfg;
+  cynic__upstream_t *upstream;
+  uv_tcp_t handle;
+  bool listening;   /* handle initialised and not yet closed */
+  char address[64]; /* the bound address, port 0 resolved */
+  uint32_t open;    /* client connections open now */
+  /* max_connections_per_client: a chained hash of the addresses with open
+   * connections; at most max_connections entries, so bounded. */
+  cynic__client_count_t **clients;
+  size_t client_buckets; /* power of two; 0 = no per-client limit */
+  cynic__counters_t counters;
+};
+
+struct cynic__proxy {
+  uv_loop_t *loop;
+  const cynic__config_t *cfg;
+  cynic__listener_t *listeners;
+  size_t listener_count;
+  cynic__upstream_t *upstreams;
+  size_t upstream_count;
+  cynic__link_t conns; /* every cynic__conn_t, for drain and exit */
+  size_t conn_count;
+  uv_signal_t sigterm, sigint, sigusr1;
+  uv_timer_t summary_timer; /* rate-limited error summaries */
+  uv_timer_t drain_timer;
+  bool draining;
+  bool stopping; /* closing every handle: the loop is about to end */
+};
+
+/* ---- daemon.c ------------------------------------------------------------ */
+
+/* Runs the proxy for `cfg` until a signal drains it. Returns the exit status:
+ * 0 after a drain, 1 when a listener cannot be bound or the loop fails. */
+int cynic__proxy_run(const cynic__config_t *cfg);
+
+/* The loop's cached time in ns (uv_now, read once per tick): the injected
+ * clock of every breaker. `arg` is the cynic__proxy_t. */
+uint64_t cynic__proxy_clock(void *arg);
+
+/* A connection has been freed: finish a drain when it was the last. */
+void cynic__proxy_conn_gone(cynic__proxy_t *p);
+
+/* Counts `ev` in `c` and logs it at once when it is the first of its kind in
+ * this summary window; later ones go into the window's summary line. `what`
+ * is "endpoint", "upstream" or "listener", `name` its name; `detail` may be
+ * NULL. */
+void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *what, const char *name,
+                        const char *upstream, const char *detail);
+
+/* ---- upstream.c ---------------------------------------------------------- */
+
+/* Creates the breakers and bulkhead of every upstream and starts resolving
+ * host names. 0 or a negative CYNIC_E* / UV error. */
+int cynic__upstreams_start(cynic__proxy_t *p);
+/* Stops timers and resolutions and closes handles (loop must run after). */
+void cynic__upstreams_stop(cynic__proxy_t *p);
+/* Frees breakers and bulkheads, after the loop has ended. */
+void cynic__upstreams_free(cynic__proxy_t *p);
+
+/* Picks an endpoint (balance, skipping open breakers) and takes a breaker
+ * permit on it: 0, CYNIC_EOPEN when every breaker is open, CYNIC_ESTATE when
+ * no endpoint has an address yet. */
+int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
+                         cynic_breaker_permit_t *permit);
+
+/* ---- listener.c ---------------------------------------------------------- */
+
+int cynic__listeners_start(cynic__proxy_t *p);
+void cynic__listeners_stop(cynic__proxy_t *p);
+void cynic__listeners_free(cynic__proxy_t *p);
+/* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
+void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
+
+/* ---- tcp.c --------------------------------------------------------------- */
+
+/* Takes over the accepted `client` handle (initialised on p->loop, accepted)
+ * and proxies it to l's upstream. On failure the client is closed and freed. */
+void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16]);
+/* Allocates a client handle initialised on the loop, for uv_accept. NULL on
+ * allocation failure. Free with cynic__tcp_discard() if it is not started. */
+uv_tcp_t *cynic__tcp_client_new(cynic__proxy_t *p);
+/* Closes and frees a handle from cynic__tcp_client_new that was never started. */
+void cynic__tcp_client_discard(uv_tcp_t *client);
+/* A bulkhead slot freed: run the upstream's oldest waiters that fit now. */
+void cynic__tcp_promote(cynic__upstream_t *u);
+/* Closes every connection (drain deadline, exit). */
+void cynic__tcp_close_all(cynic__proxy_t *p);
+
+#endif /* CYNIC_PROXY_PROXY_H */

@@ -1,0 +1,596 @@
+/*
+ * src/proxy/tcp.c: one proxied TCP connection, from accept to the last close.
+ *
+ *   accept -> [all breakers open? close at once]
+ *          -> bulkhead: slot / queued (queue_timeout) / full: close at once
+ *          -> pick endpoint (balance, skip open breakers) -> connect (connect timeout)
+ *          -> forward both ways until both sides have half-closed, a side resets,
+ *             or a timeout (first byte, idle) fires
+ *
+ * Back Pressure: each direction has one ring buffer of `buffer` bytes,
+ * allocated once when the upstream connection is up, and at most one write in
+ * flight. Reading a side stops when the buffer towards the other side is full
+ * and resumes as soon as a write drains some of it, so a peer that never reads
+ * costs at most the two buffers (plus the kernel's socket buffers), whatever
+ * the other peer sends. Bytes are tried with uv_try_write first, so the common
+ * case of a writable socket copies nothing and queues nothing.
+ *
+ * Half-close: EOF from one side is forwarded as shutdown(SHUT_WR) to the other
+ * once everything read before it has been written; the connection ends
+ * normally when both directions have been shut down. A reset (read or write
+ * error) is forwarded as a reset: both sockets are closed with SO_LINGER 0.
+ *
+ * Circuit breaker outcomes (one permit per connection):
+ *   fault    connect refused, connect error, connect timeout; a reset or a close
+ *            from the upstream before its first byte (unless the client had
+ *            already closed its side); the first-byte timeout
+ *   success  the first byte from the upstream: the endpoint answered. Recorded
+ *            then, not at close, so a long-lived connection (a database pool)
+ *            does not hold a half-open probe for hours.
+ *   released anything else that ends a connection before an outcome (the
+ *            client left, idle timeout before any byte, drain)
+ *
+ * Timeouts share one timer per connection. Reads only note the time of the
+ * last byte; the timer, when it fires, checks the deadlines and re-arms for the
+ * nearest one, so the hot path never touches the timer heap.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "log_shim.h"
+#include "proxy.h"
+
+typedef enum conn_state {
+  ST_NEW,        /* accepted, not yet admitted */
+  ST_QUEUED,     /* waiting for a bulkhead slot, on upstream->waiters */
+  ST_CONNECTING, /* holds a slot and a breaker permit; connect in flight */
+  ST_OPEN,       /* forwarding */
+  ST_CLOSING     /* handles closing; freed in the last close callback */
+} conn_state_t;
+
+/* One direction of a connection: bytes read from `from`, written to `to`. */
+typedef struct direction {
+  cynic__conn_t *conn;
+  uv_tcp_t *from, *to;
+  char *buf;      /* ring buffer of cap bytes */
+  size_t cap;     /* the listener's `buffer` */
+  size_t head;    /* first byte not yet written */
+  size_t len;     /* bytes read and not yet written */
+  size_t writing; /* bytes of the write in flight (from head); 0 = none */
+  uv_write_t write_req;
+  uv_shutdown_t shutdown_req;
+  bool reading;   /* uv_read_start is on for `from` */
+  bool eof;       /* `from` sent FIN */
+  bool shut;      /* shutdown sent to `to` */
+  bool shut_done; /* ... and completed */
+  uint64_t bytes; /* forwarded so far */
+} direction_t;
+
+struct cynic__conn {
+  cynic__link_t link;      /* cynic__proxy_t.conns */
+  cynic__link_t wait_link; /* cynic__upstream_t.waiters, while ST_QUEUED */
+  cynic__proxy_t *proxy;
+  cynic__listener_t *listener;
+  cynic__upstream_t *upstream;
+  cynic__endpoint_t *endpoint; /* set once picked; counts in endpoint->active */
+  conn_state_t state;
+  uv_tcp_t client;
+  uv_tcp_t server; /* initialised only when connecting (server_init) */
+  uv_timer_t timer;
+  uv_connect_t connect_req;
+  bool server_init;
+  bool started;     /* counted in the proxy and its listener */
+  int handles;      /* handles not yet closed; freed at 0 */
+  direction_t up;   /* client -> upstream */
+  direction_t down; /* upstream -> client */
+  char *buffers;    /* both rings, one allocation */
+  cynic_breaker_permit_t permit;
+  bool has_permit;        /* permit not yet recorded or released */
+  bool has_slot;          /* holds a bulkhead slot: leave() when freed */
+  bool got_first_byte;    /* from the upstream */
+  bool sent_first_byte;   /* to the upstream: starts the first-byte timeout */
+  uint64_t deadline_ms;   /* ST_QUEUED: queue timeout; ST_CONNECTING: connect timeout */
+  uint64_t first_byte_ms; /* 0 = not armed */
+  uint64_t last_active_ms;
+  uint64_t idle_ms;
+  uint8_t ip[16];
+};
+
+static void on_timer(uv_timer_t *t);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void conn_close(cynic__conn_t *c, bool reset);
+
+static uint64_t to_ms(uint64_t ns) {
+  uint64_t ms = ns / 1000000u + (ns % 1000000u != 0);
+  return ms;
+}
+
+/* ---- options -------------------------------------------------------------- */
+
+/* TCP keepalive and TCP_USER_TIMEOUT from the upstream's config (Integration
+ * Points: find the connection a firewall dropped without a word). Set with
+ * setsockopt directly: uv_tcp_keepalive sets only the idle time. */
+static void set_socket_options(uv_tcp_t *h, const cynic__config_upstream_t *u) {
+  uv_os_fd_t fd;
+  uv_tcp_nodelay(h, 1);
+  if (uv_fileno((uv_handle_t *)h, &fd) != 0)
+    return;
+  int on = 1;
+  int idle = (int)(u->keepalive_idle_ns / UINT64_C(1000000000));
+  int intvl = (int)(u->keepalive_interval_ns / UINT64_C(1000000000));
+  int cnt = (int)u->keepalive_probes;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  if (u->user_timeout_ns > 0) {
+    unsigned int ut = (unsigned int)(u->user_timeout_ns / 1000000u);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
+  }
+}
+
+/* Makes close() send RST instead of FIN: a reset is forwarded as a reset. */
+static void set_linger_zero(uv_tcp_t *h) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)h, &fd) != 0)
+    return;
+  struct linger l = {.l_onoff = 1, .l_linger = 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
+/* ---- breaker outcomes and counters ------------------------------------------ */
+
+static void fault(cynic__conn_t *c, cynic__event_t ev, const char *detail) {
+  cynic__endpoint_t *e = c->endpoint;
+  if (c->has_permit) {
+    c->has_permit = false;
+    cynic_breaker_record(e->breaker, &c->permit, CYNIC_OUTCOME_FAILURE, 0);
+  }
+  cynic__proxy_event(&e->counters, ev, "endpoint", e->addr->text, c->upstream->cfg->name, detail);
+}
+
+static void success(cynic__conn_t *c) {
+  if (c->has_permit) {
+    c->has_permit = false;
+    cynic_breaker_record(c->endpoint->breaker, &c->permit, CYNIC_OUTCOME_SUCCESS, 0);
+  }
+}
+
+static void upstream_event(cynic__conn_t *c, cynic__event_t ev) {
+  cynic__proxy_event(&c->upstream->counters, ev, "upstream", c->upstream->cfg->name, NULL, NULL);
+}
+
+/* ---- the timer ------------------------------------------------------------- */
+
+static void arm(cynic__conn_t *c) {
+  uint64_t next = UINT64_MAX;
+  if (c->state == ST_QUEUED || c->state == ST_CONNECTING)
+    next = c->deadline_ms;
+  if (c->state == ST_OPEN) {
+    next = c->last_active_ms + c->idle_ms;
+    if (c->first_byte_ms != 0 && c->first_byte_ms < next)
+      next = c->first_byte_ms;
+  }
+  if (next == UINT64_MAX)
+    return;
+  uint64_t now = uv_now(c->proxy->loop);
+  uv_timer_start(&c->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t) {
+  cynic__conn_t *c = t->data;
+  uint64_t now = uv_now(c->proxy->loop);
+  switch (c->state) {
+  case ST_QUEUED:
+    if (now >= c->deadline_ms) {
+      upstream_event(c, CYNIC__EV_QUEUE_TIMEOUT);
+      conn_close(c, false);
+      return;
+    }
+    break;
+  case ST_CONNECTING:
+    if (now >= c->deadline_ms) {
+      fault(c, CYNIC__EV_CONNECT_TIMEOUT, NULL);
+      conn_close(c, false);
+      return;
+    }
+    break;
+  case ST_OPEN:
+    if (c->first_byte_ms != 0 && now >= c->first_byte_ms) {
+      fault(c, CYNIC__EV_FIRST_BYTE_TIMEOUT, NULL);
+      conn_close(c, false);
+      return;
+    }
+    if (now >= c->last_active_ms + c->idle_ms) {
+      cynic__proxy_event(&c->endpoint->counters, CYNIC__EV_IDLE_TIMEOUT, "endpoint",
+                         c->endpoint->addr->text, c->upstream->cfg->name, NULL);
+      conn_close(c, false);
+      return;
+    }
+    break;
+  default:
+    return;
+  }
+  arm(c);
+}
+
+/* ---- freeing --------------------------------------------------------------- */
+
+static void conn_free(cynic__conn_t *c) {
+  cynic__proxy_t *p = c->proxy;
+  cynic__upstream_t *u = c->upstream;
+  if (c->endpoint != NULL)
+    c->endpoint->active--;
+  cynic__listener_release(c->listener, c->ip);
+  cynic__list_remove(&c->link);
+  p->conn_count--;
+  bool had_slot = c->has_slot;
+  free(c->buffers);
+  free(c);
+  if (had_slot) {
+    cynic_bulkhead_leave(u->bulkhead);
+    cynic__tcp_promote(u);
+  }
+  cynic__proxy_conn_gone(p);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  cynic__conn_t *c = h->data;
+  if (--c->handles == 0)
+    conn_free(c);
+}
+
+static void conn_close(cynic__conn_t *c, bool reset) {
+  if (c->state == ST_CLOSING)
+    return;
+  if (c->state == ST_QUEUED) {
+    cynic__list_remove(&c->wait_link);
+    cynic_bulkhead_dequeue(c->upstream->bulkhead);
+  }
+  c->state = ST_CLOSING;
+  if (c->has_permit) {
+    c->has_permit = false;
+    cynic_breaker_release(c->endpoint->breaker, &c->permit);
+  }
+  if (reset) {
+    set_linger_zero(&c->client);
+    if (c->server_init)
+      set_linger_zero(&c->server);
+  }
+  uv_close((uv_handle_t *)&c->client, on_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  if (c->server_init)
+    uv_close((uv_handle_t *)&c->server, on_handle_closed);
+}
+
+/* ---- forwarding ------------------------------------------------------------ */
+
+/* The pending bytes as at most two buffers (the ring may wrap). */
+static unsigned int pending_bufs(const direction_t *d, uv_buf_t bufs[2]) {
+  size_t first = d->head + d->len <= d->cap ? d->len : d->cap - d->head;
+  bufs[0] = uv_buf_init(d->buf + d->head, (unsigned int)first);
+  if (first == d->len)
+    return 1;
+  bufs[1] = uv_buf_init(d->buf, (unsigned int)(d->len - first));
+  return 2;
+}
+
+static void consume(direction_t *d, size_t n) {
+  d->head = (d->head + n) % d->cap;
+  d->len -= n;
+  d->bytes += n;
+  if (d->len == 0)
+    d->head = 0; /* keep the free space contiguous */
+}
+
+/* A write to `d->to` failed: that peer is gone; forward it as a reset. */
+static void write_failed(direction_t *d, int err) {
+  cynic__conn_t *c = d->conn;
+  if (d->to == &c->server && !c->got_first_byte)
+    fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
+  conn_close(c, true);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  cynic__conn_t *c = h->data;
+  direction_t *d = (uv_tcp_t *)h == &c->client ? &c->up : &c->down;
+  if (d->len == d->cap) {
+    *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS; never expected */
+    return;
+  }
+  size_t tail = (d->head + d->len) % d->cap;
+  size_t room = tail >= d->head ? d->cap - tail : d->head - tail;
+  *buf = uv_buf_init(d->buf + tail, (unsigned int)room);
+}
+
+static void on_write(uv_write_t *req, int status);
+static void on_shutdown(uv_shutdown_t *req, int status);
+
+/* Moves `d` along: writes what is pending (if no write is in flight), resumes
+ * reading when there is room, and forwards EOF once everything is written. */
+static void flush(direction_t *d) {
+  cynic__conn_t *c = d->conn;
+  if (d->writing == 0 && d->len > 0) {
+    uv_buf_t bufs[2];
+    unsigned int n = pending_bufs(d, bufs);
+    int w = uv_try_write((uv_stream_t *)d->to, bufs, n);
+    if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS) {
+      write_failed(d, w);
+      return;
+    }
+    if (w > 0)
+      consume(d, (size_t)w);
+    if (d->len > 0) {
+      n = pending_bufs(d, bufs);
+      int rc = uv_write(&d->write_req, (uv_stream_t *)d->to, bufs, n, on_write);
+      if (rc != 0) {
+        write_failed(d, rc);
+        return;
+      }
+      d->writing = d->len;
+    }
+  }
+  if (!d->reading && !d->eof && d->len < d->cap) {
+    if (uv_read_start((uv_stream_t *)d->from, on_alloc, on_read) == 0)
+      d->reading = true;
+  }
+  if (d->eof && d->len == 0 && d->writing == 0 && !d->shut) {
+    d->shut = true;
+    if (uv_shutdown(&d->shutdown_req, (uv_stream_t *)d->to, on_shutdown) != 0)
+      d->shut_done = true; /* the peer is gone already; nothing more to say */
+  }
+  if (c->up.shut_done && c->down.shut_done)
+    conn_close(c, false); /* both sides said goodbye: done */
+}
+
+static void on_write(uv_write_t *req, int status) {
+  direction_t *d = req->data;
+  if (d->conn->state == ST_CLOSING)
+    return;
+  if (status < 0) {
+    write_failed(d, status);
+    return;
+  }
+  consume(d, d->writing);
+  d->writing = 0;
+  flush(d);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status; /* a failed shutdown means the peer is gone: just as final */
+  direction_t *d = req->data;
+  if (d->conn->state == ST_CLOSING)
+    return;
+  d->shut_done = true;
+  flush(d);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  cynic__conn_t *c = s->data;
+  direction_t *d = (uv_tcp_t *)s == &c->client ? &c->up : &c->down;
+  if (c->state != ST_OPEN || nread == 0)
+    return;
+  if (nread > 0) {
+    uint64_t now = uv_now(c->proxy->loop);
+    c->last_active_ms = now;
+    d->len += (size_t)nread;
+    if (d == &c->down && !c->got_first_byte) {
+      c->got_first_byte = true;
+      c->first_byte_ms = 0;
+      success(c);
+    } else if (d == &c->up && !c->sent_first_byte) {
+      /* The first bytes towards the upstream: from now on it owes an answer. */
+      c->sent_first_byte = true;
+      if (!c->got_first_byte && c->upstream->cfg->first_byte_timeout_ns > 0) {
+        c->first_byte_ms = now + to_ms(c->upstream->cfg->first_byte_timeout_ns);
+        arm(c);
+      }
+    }
+    flush(d);
+    if (c->state == ST_OPEN && d->reading && d->len == d->cap) {
+      uv_read_stop(s); /* back pressure: the other side is behind */
+      d->reading = false;
+    }
+    return;
+  }
+  if (nread == UV_EOF) {
+    uv_read_stop(s);
+    d->reading = false;
+    d->eof = true;
+    if (d == &c->down && !c->got_first_byte && !c->up.eof)
+      fault(c, CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE, NULL);
+    flush(d);
+    return;
+  }
+  if (nread == UV_ENOBUFS) { /* cannot happen: reading stops when the ring is full */
+    uv_read_stop(s);
+    d->reading = false;
+    return;
+  }
+  /* A reset (or another read error): forward it as a reset. */
+  if (d == &c->down && !c->got_first_byte)
+    fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror((int)nread));
+  conn_close(c, true);
+}
+
+/* ---- connecting ------------------------------------------------------------ */
+
+static void direction_init(cynic__conn_t *c, direction_t *d, uv_tcp_t *from, uv_tcp_t *to,
+                           char *buf, size_t cap) {
+  d->conn = c;
+  d->from = from;
+  d->to = to;
+  d->buf = buf;
+  d->cap = cap;
+  d->write_req.data = d;
+  d->shutdown_req.data = d;
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  cynic__conn_t *c = req->data;
+  if (c->state == ST_CLOSING)
+    return;
+  if (status != 0) {
+    fault(c, status == UV_ECONNREFUSED ? CYNIC__EV_CONNECT_REFUSED : CYNIC__EV_CONNECT_ERROR,
+          uv_strerror(status));
+    conn_close(c, false);
+    return;
+  }
+  size_t cap = (size_t)c->listener->cfg->buffer_bytes;
+  c->buffers = malloc(2 * cap);
+  if (c->buffers == NULL) {
+    cynic__log(CYNIC_LOG_ERROR, "out of memory for connection buffers", NULL);
+    conn_close(c, true);
+    return;
+  }
+  direction_init(c, &c->up, &c->client, &c->server, c->buffers, cap);
+  direction_init(c, &c->down, &c->server, &c->client, c->buffers + cap, cap);
+  set_socket_options(&c->server, c->upstream->cfg);
+  c->state = ST_OPEN;
+  c->last_active_ms = uv_now(c->proxy->loop);
+  flush(&c->up); /* starts reading both sides */
+  flush(&c->down);
+  arm(c);
+}
+
+/* Holds a bulkhead slot: pick an endpoint and connect to it. */
+static void connect_upstream(cynic__conn_t *c) {
+  cynic__upstream_t *u = c->upstream;
+  cynic__endpoint_t *e;
+  int rc = cynic__upstream_pick(u, &e, &c->permit);
+  if (rc != 0) {
+    upstream_event(c, rc == CYNIC_EOPEN ? CYNIC__EV_BREAKER_OPEN : CYNIC__EV_UNRESOLVED);
+    conn_close(c, false);
+    return;
+  }
+  c->has_permit = true;
+  c->endpoint = e;
+  e->active++;
+  c->state = ST_CONNECTING;
+  c->deadline_ms = uv_now(c->proxy->loop) + to_ms(u->cfg->connect_timeout_ns);
+  rc = uv_tcp_init(c->proxy->loop, &c->server);
+  if (rc == 0) {
+    c->server_init = true;
+    c->handles++;
+    c->server.data = c;
+    c->connect_req.data = c;
+    rc = uv_tcp_connect(&c->connect_req, &c->server, (const struct sockaddr *)&e->sa, on_connect);
+  }
+  if (rc != 0) {
+    fault(c, rc == UV_ECONNREFUSED ? CYNIC__EV_CONNECT_REFUSED : CYNIC__EV_CONNECT_ERROR,
+          uv_strerror(rc));
+    conn_close(c, false);
+    return;
+  }
+  arm(c);
+}
+
+/* True when some endpoint's breaker might let a call through now. Lets a
+ * client be closed before it takes a bulkhead place when none would. */
+static bool any_breaker_available(const cynic__upstream_t *u) {
+  for (size_t i = 0; i < u->endpoint_count; i++) {
+    cynic_breaker_snapshot_t s;
+    if (cynic_breaker_snapshot(u->endpoints[i].breaker, &s) != 0)
+      return true;
+    if (s.state != CYNIC_BREAKER_OPEN && s.state != CYNIC_BREAKER_FORCED_OPEN)
+      return true;
+    if (s.state == CYNIC_BREAKER_OPEN && s.next_probe_ns == 0)
+      return true;
+  }
+  return false;
+}
+
+void cynic__tcp_promote(cynic__upstream_t *u) {
+  while (!cynic__list_empty(&u->waiters)) {
+    if (cynic_bulkhead_promote(u->bulkhead) != 0)
+      return;
+    cynic__link_t *l = u->waiters.next;
+    cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, wait_link);
+    cynic__list_remove(l);
+    c->has_slot = true;
+    c->state = ST_NEW;
+    connect_upstream(c);
+  }
+}
+
+/* ---- accept ---------------------------------------------------------------- */
+
+uv_tcp_t *cynic__tcp_client_new(cynic__proxy_t *p) {
+  cynic__conn_t *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return NULL;
+  c->proxy = p;
+  if (uv_tcp_init(p->loop, &c->client) != 0) {
+    free(c);
+    return NULL;
+  }
+  c->client.data = c;
+  return &c->client;
+}
+
+static void on_discarded(uv_handle_t *h) {
+  free(h->data);
+}
+
+void cynic__tcp_client_discard(uv_tcp_t *client) {
+  uv_close((uv_handle_t *)client, on_discarded);
+}
+
+void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16]) {
+  cynic__conn_t *c = cynic__container_of(client, cynic__conn_t, client);
+  cynic__proxy_t *p = l->proxy;
+  cynic__upstream_t *u = l->upstream;
+  c->listener = l;
+  c->upstream = u;
+  memcpy(c->ip, ip, 16);
+  cynic__list_push(&p->conns, &c->link);
+  p->conn_count++;
+  uv_timer_init(p->loop, &c->timer);
+  c->timer.data = c;
+  c->handles = 2; /* client, timer */
+  c->state = ST_NEW;
+  /* Idle: "no bytes either way" for the upstream; the listener's idle also
+   * counts bytes both ways in tcp mode, so a long download is not cut off
+   * because the client is quiet. The shorter one wins. */
+  c->idle_ms = to_ms(u->cfg->idle_timeout_ns);
+  uint64_t lidle = to_ms(l->cfg->idle_timeout_ns);
+  if (lidle > 0 && lidle < c->idle_ms)
+    c->idle_ms = lidle;
+  set_socket_options(&c->client, u->cfg);
+
+  if (!any_breaker_available(u)) {
+    upstream_event(c, CYNIC__EV_BREAKER_OPEN);
+    conn_close(c, false);
+    return;
+  }
+  bool queued = false;
+  if (cynic_bulkhead_enter_or_queue(u->bulkhead, &queued) != 0) {
+    upstream_event(c, CYNIC__EV_BULKHEAD_FULL);
+    conn_close(c, false);
+    return;
+  }
+  if (!queued) {
+    c->has_slot = true;
+    connect_upstream(c);
+    return;
+  }
+  c->state = ST_QUEUED;
+  c->deadline_ms = uv_now(p->loop) + to_ms(u->cfg->queue_timeout_ns);
+  cynic__list_push(&u->waiters, &c->wait_link);
+  arm(c);
+  cynic__tcp_promote(u); /* a slot may be free (fair mode queues behind waiters) */
+}
+
+void cynic__tcp_close_all(cynic__proxy_t *p) {
+  cynic__link_t *l = p->conns.next;
+  while (l != &p->conns) {
+    cynic__link_t *next = l->next; /* closing does not unlink; freeing does, later */
+    conn_close(cynic__container_of(l, cynic__conn_t, link), false);
+    l = next;
+  }
+}

@@ -1,0 +1,258 @@
+/*
+ * src/proxy/upstream.c: upstreams, their endpoints and breakers, balancing.
+ *
+ * Each endpoint has its own libcynic circuit breaker, clocked by the loop's
+ * cached time. A pick walks the endpoints in balance order and takes the first
+ * breaker permit it gets: endpoints whose breaker is open are skipped (Circuit
+ * Breaker), and when every one is open the caller closes the client at once
+ * (Fail Fast). Host names are resolved off the loop (uv_getaddrinfo runs in
+ * libuv's thread pool) at start and every resolve_interval; an endpoint keeps
+ * its last good address when a later resolution fails.
+ *
+ * The bulkhead is one libcynic bulkhead per upstream; its waiters (clients
+ * queued for a slot) are kept by tcp.c on the upstream's `waiters` list.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log_shim.h"
+#include "proxy.h"
+
+static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_state_t to,
+                          cynic_breaker_reason_t reason, uint64_t at_ns) {
+  (void)at_ns;
+  const cynic__endpoint_t *e = arg;
+  bool bad = to == CYNIC_BREAKER_OPEN || to == CYNIC_BREAKER_FORCED_OPEN;
+  cynic__log(bad ? CYNIC_LOG_WARN : CYNIC_LOG_INFO, "breaker transition",
+             json_pack("{s:s, s:s, s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
+                       e->addr->text, "from", cynic_breaker_state_name(from), "to",
+                       cynic_breaker_state_name(to), "reason", cynic_breaker_reason_name(reason)));
+}
+
+static int breaker_new(cynic__proxy_t *p, cynic__endpoint_t *e) {
+  const cynic__config_breaker_t *bc = &e->upstream->cfg->breaker;
+  cynic_breaker_config_t c;
+  cynic_breaker_config_default(&c);
+  c.clock.now = cynic__proxy_clock;
+  c.clock.arg = p;
+  c.faults = bc->faults;
+  c.leak_ns = bc->leak_ns;
+  c.open_ns = bc->open_for_ns;
+  c.open_max_ns = bc->open_max_ns > bc->open_for_ns ? bc->open_max_ns : bc->open_for_ns;
+  c.open_multiplier = bc->open_multiplier;
+  c.half_open_probes = bc->half_open_probes;
+  c.slow_call_ns = 0;
+  if (bc->window_type != CYNIC__WINDOW_NONE) {
+    c.window.kind = bc->window_type == CYNIC__WINDOW_COUNT ? CYNIC_BREAKER_WINDOW_COUNT
+                                                           : CYNIC_BREAKER_WINDOW_TIME;
+    c.window.size = bc->window_type == CYNIC__WINDOW_COUNT
+                        ? bc->window_size
+                        : (uint32_t)(bc->window_size_ns / UINT64_C(1000000000));
+    c.window.min_calls = bc->window_min_calls;
+    c.window.failure_rate = bc->failure_rate_pct;
+    c.window.slow_rate = bc->slow_rate_pct >= 100 ? 0 : bc->slow_rate_pct;
+    c.slow_call_ns = bc->slow_call_ns;
+  }
+  c.on_transition = on_transition;
+  c.on_transition_arg = e;
+  return cynic_breaker_new(&c, &e->breaker);
+}
+
+static void set_literal(cynic__endpoint_t *e) {
+  const cynic__config_addr_t *a = e->addr;
+  memset(&e->sa, 0, sizeof e->sa);
+  if (a->kind == CYNIC__ADDR_IPV4) {
+    struct sockaddr_in *s = (struct sockaddr_in *)&e->sa;
+    s->sin_family = AF_INET;
+    s->sin_port = htons(a->port);
+    memcpy(&s->sin_addr, a->ip, 4);
+  } else {
+    struct sockaddr_in6 *s = (struct sockaddr_in6 *)&e->sa;
+    s->sin6_family = AF_INET6;
+    s->sin6_port = htons(a->port);
+    memcpy(&s->sin6_addr, a->ip, 16);
+  }
+  e->resolved = true;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  cynic__endpoint_t *e = cynic__container_of(req, cynic__endpoint_t, gai);
+  e->resolving = false;
+  if (status == UV_ECANCELED) {
+    uv_freeaddrinfo(res);
+    return;
+  }
+  if (status != 0 || res == NULL || res->ai_addrlen > sizeof e->sa) {
+    cynic__log(CYNIC_LOG_WARN, "cannot resolve endpoint",
+               json_pack("{s:s, s:s, s:s, s:b}", "upstream", e->upstream->cfg->name, "endpoint",
+                         e->addr->text, "error", status != 0 ? uv_strerror(status) : "no address",
+                         "keeping_previous", e->resolved));
+    uv_freeaddrinfo(res);
+    return;
+  }
+  struct sockaddr_storage before = e->sa;
+  bool had = e->resolved;
+  memcpy(&e->sa, res->ai_addr, res->ai_addrlen);
+  ((struct sockaddr_in *)&e->sa)->sin_port = htons(e->addr->port);
+  e->resolved = true;
+  uv_freeaddrinfo(res);
+  if (!had || memcmp(&before, &e->sa, sizeof before) != 0) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (e->sa.ss_family == AF_INET)
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&e->sa)->sin_addr, ip, sizeof ip);
+    else
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&e->sa)->sin6_addr, ip, sizeof ip);
+    cynic__log(CYNIC_LOG_INFO, "endpoint resolved",
+               json_pack("{s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
+                         e->addr->text, "address", ip));
+  }
+}
+
+static void resolve(cynic__proxy_t *p, cynic__endpoint_t *e) {
+  if (e->addr->kind != CYNIC__ADDR_NAME || e->resolving)
+    return;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG;
+  int rc = uv_getaddrinfo(p->loop, &e->gai, on_resolved, e->addr->host, NULL, &hints);
+  if (rc == 0)
+    e->resolving = true;
+  else
+    cynic__log(CYNIC_LOG_WARN, "cannot resolve endpoint",
+               json_pack("{s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
+                         e->addr->text, "error", uv_strerror(rc)));
+}
+
+static void on_resolve_timer(uv_timer_t *t) {
+  cynic__upstream_t *u = t->data;
+  for (size_t i = 0; i < u->endpoint_count; i++)
+    resolve(u->proxy, &u->endpoints[i]);
+}
+
+int cynic__upstreams_start(cynic__proxy_t *p) {
+  const cynic__config_t *cfg = p->cfg;
+  p->upstreams = calloc(cfg->upstream_count, sizeof *p->upstreams);
+  if (p->upstreams == NULL)
+    return CYNIC_ENOMEM;
+  p->upstream_count = cfg->upstream_count;
+  for (size_t i = 0; i < cfg->upstream_count; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    u->proxy = p;
+    u->cfg = &cfg->upstreams[i];
+    cynic__list_init(&u->waiters);
+    uv_timer_init(p->loop, &u->resolve_timer);
+    u->resolve_timer.data = u;
+    u->endpoints = calloc(u->cfg->endpoint_count, sizeof *u->endpoints);
+    if (u->endpoints == NULL)
+      return CYNIC_ENOMEM;
+    u->endpoint_count = u->cfg->endpoint_count;
+    cynic_bulkhead_config_t bc;
+    cynic_bulkhead_config_default(&bc);
+    bc.max_concurrent = u->cfg->max_connections;
+    bc.max_pending = u->cfg->max_pending;
+    int rc = cynic_bulkhead_new(&bc, &u->bulkhead);
+    if (rc != 0)
+      return rc;
+    for (size_t k = 0; k < u->endpoint_count; k++) {
+      cynic__endpoint_t *e = &u->endpoints[k];
+      e->upstream = u;
+      e->addr = &u->cfg->endpoints[k];
+      if ((rc = breaker_new(p, e)) != 0)
+        return rc;
+      if (e->addr->kind == CYNIC__ADDR_NAME) {
+        u->has_names = true;
+        resolve(p, e);
+      } else {
+        set_literal(e);
+      }
+    }
+    if (u->has_names && u->cfg->resolve_interval_ns > 0) {
+      uint64_t ms = u->cfg->resolve_interval_ns / 1000000u;
+      if (ms == 0)
+        ms = 1;
+      uv_timer_start(&u->resolve_timer, on_resolve_timer, ms, ms);
+      uv_unref((uv_handle_t *)&u->resolve_timer);
+    }
+  }
+  return 0;
+}
+
+void cynic__upstreams_stop(cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    if (u->endpoints != NULL)
+      for (size_t k = 0; k < u->endpoint_count; k++)
+        if (u->endpoints[k].resolving)
+          uv_cancel((uv_req_t *)&u->endpoints[k].gai);
+    if (u->resolve_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&u->resolve_timer))
+      uv_close((uv_handle_t *)&u->resolve_timer, NULL);
+  }
+}
+
+void cynic__upstreams_free(cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    if (u->endpoints != NULL)
+      for (size_t k = 0; k < u->endpoint_count; k++)
+        cynic_breaker_free(u->endpoints[k].breaker);
+    free(u->endpoints);
+    cynic_bulkhead_free(u->bulkhead);
+  }
+  free(p->upstreams);
+  p->upstreams = NULL;
+  p->upstream_count = 0;
+}
+
+/* Tries endpoint `e`: true with a permit when it has an address and its
+ * breaker lets the call through. */
+static bool try_endpoint(cynic__endpoint_t *e, cynic_breaker_permit_t *permit, bool *any_resolved) {
+  if (!e->resolved)
+    return false;
+  *any_resolved = true;
+  return cynic_breaker_acquire(e->breaker, permit, NULL) == 0;
+}
+
+int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
+                         cynic_breaker_permit_t *permit) {
+  size_t n = u->endpoint_count;
+  bool any_resolved = false;
+  if (u->cfg->balance == CYNIC__BALANCE_ROUND_ROBIN) {
+    for (size_t i = 0; i < n; i++) {
+      size_t k = (u->next + i) % n;
+      if (try_endpoint(&u->endpoints[k], permit, &any_resolved)) {
+        u->next = (k + 1) % n;
+        *out = &u->endpoints[k];
+        return 0;
+      }
+    }
+  } else {
+    /* Least connections: fewest active first, ties in round-robin order. An
+     * endpoint whose breaker refuses is left out of the next rounds; at most
+     * 64 endpoints, so the O(n^2) walk is a few hundred comparisons. */
+    uint64_t tried = 0;
+    for (size_t round = 0; round < n; round++) {
+      size_t best = n;
+      for (size_t i = 0; i < n; i++) {
+        size_t k = (u->next + i) % n;
+        if (tried & (UINT64_C(1) << k))
+          continue;
+        if (best == n || u->endpoints[k].active < u->endpoints[best].active)
+          best = k;
+      }
+      if (best == n)
+        break;
+      tried |= UINT64_C(1) << best;
+      if (try_endpoint(&u->endpoints[best], permit, &any_resolved)) {
+        u->next = (best + 1) % n;
+        *out = &u->endpoints[best];
+        return 0;
+      }
+    }
+  }
+  return any_resolved ? CYNIC_EOPEN : CYNIC_ESTATE;
+}

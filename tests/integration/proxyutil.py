@@ -1,0 +1,337 @@
+"""Loopback helpers for the black-box tests of the `cynic` proxy daemon.
+
+- Cynic: start `cynic -c FILE` on a config text, read its JSON log lines from
+  stderr, learn each listener's bound address (port 0) from its "listening"
+  line, stop it with SIGTERM and check the exit status (in the sanitizer builds
+  a clean exit also means no leaks).
+- Backends: small threaded TCP servers an upstream can point at: echo, black
+  hole (accepts, never answers), flood (sends without end), greeter (speaks
+  first), and a refused port (bound, not listening).
+- wait_for: bounded polls instead of sleeps.
+
+Proxy-specific on purpose; tests/integration/netutil.py (from src/common's
+side) may absorb the generic parts later.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+BUILD = os.environ.get("CYNIC_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+CYNIC = os.path.join(BUILD, "cynic")
+
+
+def sanitized():
+    """True in a sanitizer build (slower: tests scale their volumes down)."""
+    try:
+        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("CYNIC_SANITIZE:") and line.split("=", 1)[1].strip():
+                    return True
+    except OSError:
+        pass
+    return "asan" in os.path.basename(os.path.abspath(BUILD))
+
+
+def wait_for(cond, timeout=10.0, interval=0.01, what="condition"):
+    """Poll cond() until it returns a truthy value or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class Cynic:
+    """A running `cynic -c FILE` with the given YAML text."""
+
+    def __init__(self, config_text, timeout=15.0):
+        self.dir = tempfile.TemporaryDirectory(prefix="cynic-test-")
+        self.config = os.path.join(self.dir.name, "cynic.yaml")
+        with open(self.config, "w") as f:
+            f.write(config_text)
+        self.lines = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen([CYNIC, "-c", self.config], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.wait_log(lambda r: r.get("msg") == "started", timeout)
+        self.listeners = {}
+        for r in self.records():
+            if r.get("msg") == "listening":
+                host, port = r["address"].rsplit(":", 1)
+                self.listeners[r["listener"]] = (host.strip("[]"), int(port))
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def addr(self, listener="app"):
+        return self.listeners[listener]
+
+    def connect(self, listener="app", timeout=10.0):
+        return socket.create_connection(self.addr(listener), timeout=timeout)
+
+    def records(self):
+        with self._cond:
+            lines = list(self.lines)
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"msg": "<not json>", "line": line})
+        return out
+
+    def logs(self, **match):
+        return [r for r in self.records() if all(r.get(k) == v for k, v in match.items())]
+
+    def wait_log(self, pred, timeout=10.0, what="a log line"):
+        deadline = time.monotonic() + timeout
+        while True:
+            for rec in self.records():
+                if pred(rec):
+                    return rec
+            if self.proc.poll() is not None:
+                self._reader.join(2)
+                raise AssertionError(f"cynic exited ({self.proc.returncode}) waiting for {what}:\n" + self.tail())
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}:\n" + self.tail())
+            with self._cond:
+                self._cond.wait(0.05)
+
+    def tail(self, n=40):
+        with self._cond:
+            return "\n".join(self.lines[-n:])
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=30.0, expect=0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("cynic did not stop on SIGTERM:\n" + self.tail())
+        self._reader.join(5)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        self.dir.cleanup()
+        assert rc == expect, f"exit status {rc}, expected {expect}:\n" + self.tail()
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Server:
+    """A threaded TCP server on 127.0.0.1:port (0: any) running handler(conn)
+    per client."""
+
+    def __init__(self, handler, backlog=128, port=0):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.accepted = 0
+        self.conns = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self):
+        return f"127.0.0.1:{self.port}"
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.conns.append(conn)
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn):
+        try:
+            self.handler(conn)
+        except OSError:
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self._stop = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+def echo_handler(conn):
+    """Echo until EOF, then half-close back (FIN) after everything echoed."""
+    while True:
+        data = conn.recv(1 << 16)
+        if not data:
+            break
+        conn.sendall(data)
+    conn.shutdown(socket.SHUT_WR)
+
+
+def echo(port=0):
+    return Server(echo_handler, port=port)
+
+
+def black_hole():
+    """Accepts and never reads or answers; holds the connection until closed."""
+    def handler(conn):
+        while True:
+            try:
+                if not conn.recv(1 << 16):
+                    return
+            except OSError:
+                return
+            # reads are discarded; nothing is ever sent
+    return Server(handler)
+
+
+def silent():
+    """Accepts, reads nothing, answers nothing (first-byte timeout target)."""
+    ev = threading.Event()
+    srv = Server(lambda conn: ev.wait(120))
+    srv.release = ev
+    return srv
+
+
+def flood(chunk=1 << 16):
+    """Sends without end as soon as a client connects."""
+    block = b"x" * chunk
+    def handler(conn):
+        while True:
+            conn.sendall(block)
+    return Server(handler)
+
+
+class Refused:
+    """A port that refuses connections: bound but never listening."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    @property
+    def endpoint(self):
+        return f"127.0.0.1:{self.port}"
+
+    def close(self):
+        self.sock.close()
+
+
+class ConnectBlackHole:
+    """A port where connect() hangs: a listener with backlog 0 whose accept
+    queue is already full (Linux then drops further SYNs), like a firewall
+    that drops packets."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.filler = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+    @property
+    def endpoint(self):
+        return f"127.0.0.1:{self.port}"
+
+    def close(self):
+        self.filler.close()
+        self.sock.close()
+
+
+def config(listeners, upstreams, admin="", log_level="info"):
+    """A config from listener and upstream YAML fragments (already indented
+    as list items)."""
+    return (f"admin:\n  listen: 127.0.0.1:0\n{admin}log:\n  file: \"-\"\n  level: {log_level}\n"
+            f"listeners:\n{listeners}upstreams:\n{upstreams}")
+
+
+def listener(name, upstream, extra=""):
+    out = f"  - name: {name}\n    listen: 127.0.0.1:0\n    upstream: {upstream}\n"
+    for line in extra.strip("\n").splitlines():
+        out += "    " + line + "\n"
+    return out
+
+
+def upstream(name, endpoints, extra=""):
+    out = f"  - name: {name}\n    endpoints: [{', '.join(endpoints)}]\n"
+    for line in extra.strip("\n").splitlines():
+        out += "    " + line + "\n"
+    return out
+
+
+def recv_all(sock, limit=1 << 24):
+    """Read until EOF; returns the bytes."""
+    out = bytearray()
+    while True:
+        data = sock.recv(1 << 16)
+        if not data:
+            return bytes(out)
+        out += data
+        assert len(out) <= limit, "more data than expected"
+
+
+def closed_within(sock, seconds):
+    """True when the peer closes (EOF or reset) within `seconds`; returns the
+    time it took, or None."""
+    sock.settimeout(seconds)
+    t0 = time.monotonic()
+    try:
+        while True:
+            data = sock.recv(1 << 16)
+            if not data:
+                return time.monotonic() - t0
+    except (ConnectionResetError, BrokenPipeError):
+        return time.monotonic() - t0
+    except socket.timeout:
+        return None

@@ -1,0 +1,104 @@
+"""Circuit breaker per endpoint, seen from outside: a refused endpoint trips
+its breaker after exactly `faults` faults while the other endpoint keeps
+serving; once every breaker is open clients are closed in well under the
+connect timeout; after `open_for` a probe goes through and a recovered
+endpoint closes its breaker. Every transition is logged with its reason."""
+import socket
+import time
+
+import proxyutil as pu
+
+
+def exchange(px, listener="app", payload=b"hello", timeout=10):
+    """One short client: True when the payload came back, False when the
+    proxy closed the client without an answer."""
+    try:
+        with px.connect(listener, timeout=timeout) as c:
+            c.sendall(payload)
+            c.shutdown(socket.SHUT_WR)
+            return pu.recv_all(c) == payload
+    except (ConnectionResetError, BrokenPipeError, OSError):
+        return False
+
+
+def transitions(px, endpoint):
+    return [(r["from"], r["to"], r["reason"]) for r in px.logs(msg="breaker transition", endpoint=endpoint)]
+
+
+def test_refused_endpoint_trips_then_recovers():
+    good = pu.echo()
+    bad = pu.Refused()
+    px = pu.Cynic(pu.config(
+        pu.listener("app", "backend"),
+        pu.upstream("backend", [bad.endpoint, good.endpoint], """
+balance: round_robin
+timeouts: { connect: 2s }
+breaker: { faults: 3, leak: 60s, open_for: 1500ms, half_open_probes: 1 }
+""")))
+    try:
+        results = []
+        while not transitions(px, bad.endpoint):
+            results.append(exchange(px))
+            assert len(results) < 20, "breaker never opened"
+        # exactly `faults` clients were lost, every other one was served
+        assert results.count(False) == 3, results
+        assert transitions(px, bad.endpoint) == [("closed", "open", "fault_threshold")]
+        refused = px.logs(msg="connect refused", endpoint=bad.endpoint)
+        assert len(refused) == 1  # the rest go into the 10 s summary
+        # open: the other endpoint serves everyone; the bad one is not tried
+        served_before = good.accepted
+        t0 = time.monotonic()
+        for _ in range(10):
+            assert exchange(px)
+        assert good.accepted == served_before + 10
+        opened_at = t0  # roughly; open_for is 1.5 s
+        # the endpoint recovers: a listener on its port
+        port = bad.port
+        bad.close()
+        recovered = pu.echo(port)
+        # after open_for a probe goes through and closes the breaker
+        pu.wait_for(lambda: exchange(px) and ("half_open", "closed", "probes_succeeded")
+                    in transitions(px, f"127.0.0.1:{port}"), timeout=15, interval=0.05,
+                    what="the breaker to close after a successful probe")
+        assert transitions(px, f"127.0.0.1:{port}") == [
+            ("closed", "open", "fault_threshold"),
+            ("open", "half_open", "open_elapsed"),
+            ("half_open", "closed", "probes_succeeded"),
+        ]
+        assert time.monotonic() - opened_at >= 1.0
+        # both endpoints serve again
+        before = recovered.accepted
+        for _ in range(6):
+            assert exchange(px)
+        assert recovered.accepted - before == 3
+        recovered.close()
+    finally:
+        px.stop()
+        good.close()
+
+
+def test_all_open_fails_fast_well_under_connect_timeout():
+    hole = pu.ConnectBlackHole()
+    px = pu.Cynic(pu.config(
+        pu.listener("app", "backend"),
+        pu.upstream("backend", [hole.endpoint], """
+timeouts: { connect: 1s }
+breaker: { faults: 2, leak: 60s, open_for: 60s }
+""")))
+    try:
+        # the first two clients wait for the connect timeout: faults
+        for _ in range(2):
+            with px.connect() as c:
+                took = pu.closed_within(c, 10)
+                assert took is not None and 0.8 <= took <= 5.0, took
+        px.wait_log(lambda r: r.get("msg") == "breaker transition" and r.get("to") == "open")
+        # now every client is closed at once, without a connect attempt
+        for _ in range(5):
+            with px.connect() as c:
+                took = pu.closed_within(c, 10)
+                assert took is not None and took < 0.2, took
+        assert px.logs(msg="client closed: every breaker is open", upstream="backend")
+        assert len(px.logs(msg="connect timeout")) == 1
+    finally:
+        px.stop()
+        hole.close()

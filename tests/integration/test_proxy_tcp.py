@@ -1,0 +1,205 @@
+"""cynic's TCP forwarding over loopback: bytes arrive identical both ways (small
+exchanges and a large transfer each way at once), half-close is propagated
+both ways, a reset is propagated as a reset, a server that speaks first works,
+and the daemon starts and stops cleanly (exit 0 after SIGTERM)."""
+import hashlib
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+import proxyutil as pu
+
+BIG = (20 if pu.sanitized() else 100) << 20  # bytes each way
+
+
+@pytest.fixture
+def echo_proxy():
+    srv = pu.echo()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
+    yield px, srv
+    px.stop()
+    srv.close()
+
+
+def test_small_exchanges_identical(echo_proxy):
+    px, _ = echo_proxy
+    with px.connect() as c:
+        for i in range(50):
+            msg = os.urandom(1 + i * 37)
+            c.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                got += c.recv(len(msg) - len(got))
+            assert got == msg
+    # many short connections, one after another
+    for i in range(30):
+        with px.connect() as c:
+            c.sendall(b"ping %d" % i)
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"ping %d" % i
+
+
+def test_large_transfer_each_way_identical(echo_proxy):
+    px, _ = echo_proxy
+    block = os.urandom(1 << 20)
+    sent = hashlib.sha256()
+    got = hashlib.sha256()
+    received = [0]
+    with px.connect(timeout=60) as c:
+        def reader():
+            while True:
+                data = c.recv(1 << 18)
+                if not data:
+                    return
+                got.update(data)
+                received[0] += len(data)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        t0 = time.monotonic()
+        for i in range(BIG >> 20):
+            # vary the block so a reordering or a dropped chunk changes the hash
+            chunk = struct.pack(">I", i) + block[4:]
+            c.sendall(chunk)
+            sent.update(chunk)
+        c.shutdown(socket.SHUT_WR)
+        t.join(120)
+        assert not t.is_alive()
+        elapsed = time.monotonic() - t0
+    assert received[0] == BIG
+    assert got.hexdigest() == sent.hexdigest()
+    print(f"{BIG >> 20} MB each way in {elapsed:.2f}s")
+
+
+def test_half_close_client_first(echo_proxy):
+    """The client's FIN reaches the upstream after all its bytes; the
+    upstream's answer and then its FIN come back."""
+    px, _ = echo_proxy
+    with px.connect() as c:
+        c.sendall(b"a" * 100000)
+        c.shutdown(socket.SHUT_WR)
+        assert pu.recv_all(c) == b"a" * 100000
+
+
+def test_half_close_upstream_first():
+    """The upstream sends, then half-closes while still reading: the client
+    sees EOF and can still send; the upstream gets those bytes."""
+    got = []
+    done = threading.Event()
+
+    def handler(conn):
+        conn.sendall(b"hello, then FIN")
+        conn.shutdown(socket.SHUT_WR)
+        got.append(pu.recv_all(conn))
+        done.set()
+
+    srv = pu.Server(handler)
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
+    try:
+        with px.connect() as c:
+            assert pu.recv_all(c) == b"hello, then FIN"
+            c.sendall(b"still talking after your FIN")
+            c.shutdown(socket.SHUT_WR)
+            assert done.wait(10)
+        assert got == [b"still talking after your FIN"]
+    finally:
+        px.stop()
+        srv.close()
+
+
+def test_reset_propagated_as_reset():
+    """An upstream that resets mid-stream: the client gets a reset, not a FIN."""
+    def handler(conn):
+        conn.recv(100)
+        conn.sendall(b"partial")
+        time.sleep(0.1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    srv = pu.Server(handler)
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
+    try:
+        with px.connect() as c:
+            c.sendall(b"go")
+            data = b""
+            with pytest.raises(ConnectionResetError):
+                while True:
+                    chunk = c.recv(100)
+                    if not chunk:
+                        break
+                    data += chunk
+            assert data in (b"", b"partial")
+    finally:
+        px.stop()
+        srv.close()
+
+
+def test_client_reset_reaches_upstream_as_reset():
+    seen = []
+    done = threading.Event()
+
+    def handler(conn):
+        try:
+            while conn.recv(100):
+                pass
+            seen.append("eof")
+        except ConnectionResetError:
+            seen.append("reset")
+        done.set()
+
+    srv = pu.Server(handler)
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
+    try:
+        c = px.connect()
+        c.sendall(b"x")
+        pu.wait_for(lambda: srv.accepted == 1, what="upstream connection")
+        time.sleep(0.05)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        assert done.wait(10)
+        assert seen == ["reset"]
+    finally:
+        px.stop()
+        srv.close()
+
+
+def test_server_speaks_first():
+    def handler(conn):
+        conn.sendall(b"220 welcome\r\n")
+        assert conn.recv(100) == b"QUIT\r\n"
+        conn.sendall(b"221 bye\r\n")
+
+    srv = pu.Server(handler)
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
+    try:
+        with px.connect() as c:
+            assert c.recv(100) == b"220 welcome\r\n"
+            c.sendall(b"QUIT\r\n")
+            assert pu.recv_all(c) == b"221 bye\r\n"
+    finally:
+        px.stop()
+        srv.close()
+
+
+def test_two_listeners_and_start_stop_logs():
+    a, b = pu.echo(), pu.echo()
+    px = pu.Cynic(pu.config(pu.listener("one", "ua") + pu.listener("two", "ub"),
+                            pu.upstream("ua", [a.endpoint]) + pu.upstream("ub", [b.endpoint])))
+    try:
+        for name in ("one", "two"):
+            with px.connect(name) as c:
+                c.sendall(name.encode())
+                c.shutdown(socket.SHUT_WR)
+                assert pu.recv_all(c) == name.encode()
+        assert a.accepted == 1 and b.accepted == 1
+    finally:
+        px.stop()
+        a.close()
+        b.close()
+    msgs = [r["msg"] for r in px.records()]
+    assert msgs[-1] == "stopped"
+    assert "draining" in msgs
