@@ -1,0 +1,1451 @@
+/*
+ * src/proxy/config.c: YAML config to plain structs, strictly.
+ *
+ * Two passes. First config_yaml.c builds a bounded tree of the file (no
+ * anchors, aliases or tags; node count and depth capped). Then a walk over
+ * the tree checks each mapping against its list of keys (unknown and
+ * duplicate keys are errors, with a "did you mean" from edit distance) and
+ * parses each value with a strict parser (config_value.c). Errors are collected
+ * (up to CYNIC__CONFIG_MAX_ERRORS) rather than stopping at the first; a value
+ * that fails keeps its default so the walk can go on and find the next one.
+ * Cross-checks (unique names, upstream references, overlapping addresses)
+ * run last, and the errors are sorted by position.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "config.h"
+#include "config_value.h"
+#include "config_yaml.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cynic/common.h"
+
+#define NS_PER_MS UINT64_C(1000000)
+#define NS_PER_S UINT64_C(1000000000)
+#define KIB UINT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define TIB (GIB * 1024)
+
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+
+typedef cynic__yaml_node_t node_t;
+
+typedef struct loader {
+  cynic__config_errors_t *errs;
+  cynic__config_t *cfg;
+  bool check_files; /* loading from a file: check token_file is readable */
+  bool nomem;
+} loader_t;
+
+/* ---- errors ---------------------------------------------------------------- */
+
+static void verror(loader_t *ld, cynic__config_mark_t mark, const char *fmt, va_list ap) {
+  cynic__config_errors_t *errs = ld->errs;
+  if (errs->count >= CYNIC__CONFIG_MAX_ERRORS) {
+    errs->truncated = true;
+    return;
+  }
+  cynic__config_error_t *e = &errs->list[errs->count++];
+  e->mark = mark;
+  vsnprintf(e->message, sizeof e->message, fmt, ap);
+}
+
+PRINTF_LIKE(3, 4)
+static void error_at_mark(loader_t *ld, cynic__config_mark_t mark, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  verror(ld, mark, fmt, ap);
+  va_end(ap);
+}
+
+PRINTF_LIKE(3, 4)
+static void error_at(loader_t *ld, const node_t *n, const char *fmt, ...) {
+  cynic__config_mark_t none = {0, 0};
+  va_list ap;
+  va_start(ap, fmt);
+  verror(ld, n ? n->mark : none, fmt, ap);
+  va_end(ap);
+}
+
+static void out_of_memory(loader_t *ld) {
+  if (!ld->nomem) {
+    ld->nomem = true;
+    cynic__config_mark_t none = {0, 0};
+    error_at_mark(ld, none, "out of memory while loading the config");
+  }
+}
+
+static const char *describe(const node_t *n) {
+  if (n->type == CYNIC__YAML_SEQ)
+    return "a list";
+  if (n->type == CYNIC__YAML_MAP)
+    return "a mapping";
+  if (n->plain && n->len == 0)
+    return "no value";
+  return "a single value";
+}
+
+static int mark_cmp(const cynic__config_mark_t *a, const cynic__config_mark_t *b) {
+  if (a->line != b->line)
+    return a->line < b->line ? -1 : 1;
+  if (a->column != b->column)
+    return a->column < b->column ? -1 : 1;
+  return 0;
+}
+
+/* Insertion sort: stable, and there are at most CYNIC__CONFIG_MAX_ERRORS. */
+static void sort_errors(cynic__config_errors_t *errs) {
+  for (size_t i = 1; i < errs->count; i++) {
+    cynic__config_error_t tmp = errs->list[i];
+    size_t j = i;
+    while (j > 0 && mark_cmp(&errs->list[j - 1].mark, &tmp.mark) > 0) {
+      errs->list[j] = errs->list[j - 1];
+      j--;
+    }
+    errs->list[j] = tmp;
+  }
+}
+
+int cynic__config_error_format(const cynic__config_errors_t *errs, size_t i, char *buf,
+                               size_t size) {
+  if (errs == NULL || i >= errs->count)
+    return snprintf(buf, size, "%s", "");
+  const cynic__config_error_t *e = &errs->list[i];
+  if (e->mark.line == 0)
+    return snprintf(buf, size, "%s: %s", errs->file, e->message);
+  return snprintf(buf, size, "%s:%u:%u: %s", errs->file, (unsigned)e->mark.line,
+                  (unsigned)e->mark.column, e->message);
+}
+
+void cynic__config_errors_print(const cynic__config_errors_t *errs, FILE *out) {
+  char line[CYNIC__CONFIG_MAX_PATH + CYNIC__CONFIG_MAX_MESSAGE + 32];
+  for (size_t i = 0; i < errs->count; i++) {
+    cynic__config_error_format(errs, i, line, sizeof line);
+    fprintf(out, "%s\n", line);
+  }
+  if (errs->truncated)
+    fprintf(out, "%s: stopped after %u errors; fix these and run --check again\n", errs->file,
+            (unsigned)CYNIC__CONFIG_MAX_ERRORS);
+}
+
+/* ---- did you mean ---------------------------------------------------------- */
+
+/* Levenshtein distance of two short strings; both are capped at 64 bytes. */
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64)
+    return SIZE_MAX;
+  size_t row[65];
+  for (size_t j = 0; j <= lb; j++)
+    row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      size_t best = diag + cost;
+      if (up + 1 < best)
+        best = up + 1;
+      if (row[j - 1] + 1 < best)
+        best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+/* The closest candidate if it is close enough to be a typo, else NULL. */
+static const char *closest(const char *word, const char *const *candidates, size_t n) {
+  const char *best = NULL;
+  size_t best_d = SIZE_MAX;
+  for (size_t i = 0; i < n; i++) {
+    size_t d = edit_distance(word, candidates[i]);
+    if (d < best_d) {
+      best_d = d;
+      best = candidates[i];
+    }
+  }
+  if (best == NULL || best_d == 0 || best_d > 2 || best_d * 2 >= strlen(best))
+    return NULL;
+  return best;
+}
+
+static size_t count_of(const char *const *list) {
+  size_t n = 0;
+  while (list[n] != NULL)
+    n++;
+  return n;
+}
+
+static void join(char *buf, size_t size, const char *const *list) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; list[i] != NULL && used < size; i++) {
+    int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", list[i]);
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+}
+
+/* ---- mapping checks and typed getters -------------------------------------- */
+
+/* Check that n is a mapping whose keys are all in `keys` (NULL-terminated) and
+ * appear once. Reports each problem; returns false only if n is no mapping. */
+static bool check_map(loader_t *ld, const node_t *n, const char *what, const char *const *keys) {
+  if (n->type == CYNIC__YAML_SCALAR && n->plain && n->len == 0) {
+    error_at(ld, n, "%s is empty; write its keys below it, or remove it to get the defaults", what);
+    return false;
+  }
+  if (n->type != CYNIC__YAML_MAP) {
+    error_at(ld, n, "%s must be a mapping of keys to values, got %s", what, describe(n));
+    return false;
+  }
+  for (size_t i = 0; i + 1 < n->count; i += 2) {
+    const node_t *k = n->kids[i];
+    char sv[64];
+    if (k->type != CYNIC__YAML_SCALAR) {
+      error_at(ld, k, "a key in %s is %s; keys are plain words", what, describe(k));
+      continue;
+    }
+    bool known = false;
+    for (size_t j = 0; keys[j] != NULL; j++)
+      known = known || strcmp(k->str, keys[j]) == 0;
+    if (!known) {
+      const char *guess = closest(k->str, keys, count_of(keys));
+      if (guess != NULL) {
+        error_at(ld, k, "unknown key '%s' in %s; did you mean '%s'?",
+                 cynic__config_show(sv, k->str, k->len), what, guess);
+      } else {
+        char list[256];
+        join(list, sizeof list, keys);
+        error_at(ld, k, "unknown key '%s' in %s; valid keys: %s",
+                 cynic__config_show(sv, k->str, k->len), what, list);
+      }
+      continue;
+    }
+    for (size_t j = 0; j < i; j += 2) {
+      const node_t *prev = n->kids[j];
+      if (prev->type == CYNIC__YAML_SCALAR && strcmp(prev->str, k->str) == 0) {
+        error_at(ld, k, "duplicate key '%s' (first at line %u); keep one", k->str,
+                 (unsigned)prev->mark.line);
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+/* The value of `key` in mapping m (first occurrence), or NULL. */
+static const node_t *get(const node_t *m, const char *key) {
+  if (m == NULL || m->type != CYNIC__YAML_MAP)
+    return NULL;
+  for (size_t i = 0; i + 1 < m->count; i += 2) {
+    const node_t *k = m->kids[i];
+    if (k->type == CYNIC__YAML_SCALAR && strcmp(k->str, key) == 0)
+      return m->kids[i + 1];
+  }
+  return NULL;
+}
+
+/* The text of a scalar value, or NULL after reporting why there is none. */
+static const char *scalar(loader_t *ld, const node_t *v, const char *key) {
+  if (v->type != CYNIC__YAML_SCALAR) {
+    error_at(ld, v, "%s: expected a single value, got %s", key, describe(v));
+    return NULL;
+  }
+  if (v->plain && v->len == 0) {
+    error_at(ld, v, "%s: missing value", key);
+    return NULL;
+  }
+  if (v->has_nul) {
+    error_at(ld, v, "%s: the value holds a NUL byte", key);
+    return NULL;
+  }
+  return v->str;
+}
+
+static const node_t *get_duration(loader_t *ld, const node_t *m, const char *key, uint64_t min,
+                                  uint64_t max, const char *range, uint64_t *out) {
+  const node_t *v = get(m, key);
+  if (v == NULL)
+    return NULL;
+  const char *s = scalar(ld, v, key);
+  if (s == NULL)
+    return v;
+  char hint[192];
+  uint64_t ns;
+  if (cynic__config_parse_duration(s, &ns, hint, sizeof hint) != 0) {
+    error_at(ld, v, "%s: %s", key, hint);
+    return v;
+  }
+  if (ns < min || ns > max) {
+    char sv[64];
+    error_at(ld, v, "%s: %s is out of range; use %s", key, cynic__config_show(sv, s, v->len),
+             range);
+    return v;
+  }
+  *out = ns;
+  return v;
+}
+
+static const node_t *get_size(loader_t *ld, const node_t *m, const char *key, uint64_t min,
+                              uint64_t max, const char *range, uint64_t *out) {
+  const node_t *v = get(m, key);
+  if (v == NULL)
+    return NULL;
+  const char *s = scalar(ld, v, key);
+  if (s == NULL)
+    return v;
+  char hint[192];
+  uint64_t bytes;
+  if (cynic__config_parse_size(s, &bytes, hint, sizeof hint) != 0) {
+    error_at(ld, v, "%s: %s", key, hint);
+    return v;
+  }
+  if (bytes < min || bytes > max) {
+    char sv[64];
+    error_at(ld, v, "%s: %s is out of range; use %s", key, cynic__config_show(sv, s, v->len),
+             range);
+    return v;
+  }
+  *out = bytes;
+  return v;
+}
+
+static const node_t *get_percent(loader_t *ld, const node_t *m, const char *key, uint32_t min,
+                                 uint32_t max, uint32_t *out) {
+  const node_t *v = get(m, key);
+  if (v == NULL)
+    return NULL;
+  const char *s = scalar(ld, v, key);
+  if (s == NULL)
+    return v;
+  char hint[192];
+  uint32_t pct;
+  if (cynic__config_parse_percent(s, &pct, hint, sizeof hint) != 0) {
+    error_at(ld, v, "%s: %s", key, hint);
+    return v;
+  }
+  if (pct < min || pct > max) {
+    error_at(ld, v, "%s: %u%% is out of range; use %u%%..%u%%", key, (unsigned)pct, (unsigned)min,
+             (unsigned)max);
+    return v;
+  }
+  *out = pct;
+  return v;
+}
+
+/* A whole number in min..max, written without sign, unit or quotes' help. */
+static bool parse_uint_node(loader_t *ld, const node_t *v, const char *key, uint64_t min,
+                            uint64_t max, uint64_t *out) {
+  const char *s = scalar(ld, v, key);
+  if (s == NULL)
+    return false;
+  char sv[64];
+  uint64_t n;
+  bool overflow;
+  size_t used = cynic__config_digits(s, &n, &overflow);
+  if (used == 0 || s[used] != '\0') {
+    if (s[0] == '-')
+      error_at(ld, v, "%s: '%s' is negative; use %llu..%llu", key,
+               cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
+    else
+      error_at(ld, v, "%s: '%s' is not a whole number; use %llu..%llu", key,
+               cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
+    return false;
+  }
+  if (overflow || n < min || n > max) {
+    error_at(ld, v, "%s: %s is out of range; use %llu..%llu", key,
+             cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
+    return false;
+  }
+  *out = n;
+  return true;
+}
+
+static const node_t *get_u32(loader_t *ld, const node_t *m, const char *key, uint32_t min,
+                             uint32_t max, uint32_t *out) {
+  const node_t *v = get(m, key);
+  uint64_t n;
+  if (v != NULL && parse_uint_node(ld, v, key, min, max, &n))
+    *out = (uint32_t)n;
+  return v;
+}
+
+static const node_t *get_bool(loader_t *ld, const node_t *m, const char *key, bool *out) {
+  const node_t *v = get(m, key);
+  if (v == NULL)
+    return NULL;
+  const char *s = scalar(ld, v, key);
+  if (s == NULL)
+    return v;
+  if (strcmp(s, "true") == 0) {
+    *out = true;
+  } else if (strcmp(s, "false") == 0) {
+    *out = false;
+  } else {
+    char sv[64];
+    error_at(ld, v, "%s: '%s' is not a boolean; use true or false", key,
+             cynic__config_show(sv, s, v->len));
+  }
+  return v;
+}
+
+/* One of `names` (NULL-terminated); *out is its index. */
+static const node_t *get_enum(loader_t *ld, const node_t *m, const char *key,
+                              const char *const *names, int *out) {
+  const node_t *v = get(m, key);
+  if (v == NULL)
+    return NULL;
+  const char *s = scalar(ld, v, key);
+  if (s == NULL)
+    return v;
+  for (int i = 0; names[i] != NULL; i++) {
+    if (strcmp(s, names[i]) == 0) {
+      *out = i;
+      return v;
+    }
+  }
+  char sv[64], list[128];
+  const char *guess = closest(s, names, count_of(names));
+  join(list, sizeof list, names);
+  if (guess != NULL)
+    error_at(ld, v, "%s: unknown value '%s'; did you mean '%s'?", key,
+             cynic__config_show(sv, s, v->len), guess);
+  else
+    error_at(ld, v, "%s: unknown value '%s'; use one of: %s", key,
+             cynic__config_show(sv, s, v->len), list);
+  return v;
+}
+
+/* A string of 1..max bytes, copied into *out (replacing what was there). */
+static const node_t *get_string(loader_t *ld, const node_t *m, const char *key, size_t max,
+                                char **out) {
+  const node_t *v = get(m, key);
+  if (v == NULL)
+    return NULL;
+  const char *s = scalar(ld, v, key);
+  if (s == NULL)
+    return v;
+  if (v->len == 0 || v->len > max) {
+    error_at(ld, v, "%s: must be 1..%zu bytes long, got %zu", key, max, v->len);
+    return v;
+  }
+  char *copy = strdup(s);
+  if (copy == NULL) {
+    out_of_memory(ld);
+    return v;
+  }
+  free(*out);
+  *out = copy;
+  return v;
+}
+
+static bool valid_name(const char *s, size_t len) {
+  if (len == 0 || len > CYNIC__CONFIG_MAX_NAME)
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-';
+    if (!ok)
+      return false;
+  }
+  return true;
+}
+
+static const node_t *get_name(loader_t *ld, const node_t *m, const char *key, char **out) {
+  const node_t *v = get(m, key);
+  if (v == NULL)
+    return NULL;
+  const char *s = scalar(ld, v, key);
+  if (s == NULL)
+    return v;
+  if (!valid_name(s, v->len)) {
+    char sv[64];
+    error_at(ld, v, "%s: '%s' is not a valid name; use 1..%u of A-Z a-z 0-9 _ . -", key,
+             cynic__config_show(sv, s, v->len), (unsigned)CYNIC__CONFIG_MAX_NAME);
+    return v;
+  }
+  char *copy = strdup(s);
+  if (copy == NULL) {
+    out_of_memory(ld);
+    return v;
+  }
+  free(*out);
+  *out = copy;
+  return v;
+}
+
+/* ---- addresses --------------------------------------------------------------- */
+
+static bool valid_hostname(const char *s, size_t len) {
+  if (len == 0 || len > 253)
+    return false;
+  size_t label = 0;
+  bool alpha = false;
+  for (size_t i = 0; i <= len; i++) {
+    char c = i < len ? s[i] : '.';
+    if (c == '.') {
+      if (label == 0 || label > 63 || s[i - 1] == '-')
+        return false;
+      label = 0;
+      continue;
+    }
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_';
+    if (!ok || (label == 0 && c == '-'))
+      return false;
+    alpha = alpha || !(c >= '0' && c <= '9');
+    label++;
+  }
+  return alpha; /* all digits and dots is a broken IPv4 address, not a name */
+}
+
+static void addr_clear(cynic__config_addr_t *a) {
+  free(a->host);
+  free(a->text);
+  memset(a, 0, sizeof *a);
+}
+
+/* Parse "1.2.3.4:port", "[v6]:port" or (allow_names) "host:port" from v into
+ * *out; port 0 only if allow_port0. Reports and returns false on a bad value. */
+static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allow_names,
+                       bool allow_port0, cynic__config_addr_t *out) {
+  const char *s = scalar(ld, v, key);
+  if (s == NULL)
+    return false;
+  char sv[64], host[256];
+  const char *example = allow_names ? "127.0.0.1:9000, [::1]:9000 or db.internal:5432"
+                                    : "127.0.0.1:8080 or [::1]:8080";
+  cynic__config_show(sv, s, v->len);
+  const char *port_s;
+  size_t host_len;
+  cynic__config_addr_t a;
+  memset(&a, 0, sizeof a);
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    if (close == NULL) {
+      error_at(ld, v, "%s: '%s' has no closing ']'; write e.g. [::1]:8080", key, sv);
+      return false;
+    }
+    host_len = (size_t)(close - s - 1);
+    if (close[1] != ':') {
+      error_at(ld, v, "%s: '%s' has no port; write address:port, e.g. [::1]:8080", key, sv);
+      return false;
+    }
+    port_s = close + 2;
+    if (host_len == 0 || host_len >= sizeof host) {
+      error_at(ld, v, "%s: '%s' is not a valid IPv6 address; write e.g. [::1]:8080", key, sv);
+      return false;
+    }
+    memcpy(host, s + 1, host_len);
+    host[host_len] = '\0';
+    if (inet_pton(AF_INET6, host, a.ip) != 1) {
+      error_at(ld, v, "%s: '%s' is not a valid IPv6 address; write e.g. [::1]:8080", key, sv);
+      return false;
+    }
+    a.kind = CYNIC__ADDR_IPV6;
+  } else {
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL) {
+      bool digits = true;
+      for (const char *p = s; *p; p++)
+        digits = digits && *p >= '0' && *p <= '9';
+      if (digits)
+        error_at(ld, v, "%s: '%s' has no address; write an explicit one, e.g. %s", key, sv,
+                 allow_names ? "127.0.0.1:9000"
+                             : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 "
+                               "interface)");
+      else
+        error_at(ld, v, "%s: '%s' has no port; write address:port, e.g. %s", key, sv, example);
+      return false;
+    }
+    if (strchr(s, ':') != colon) {
+      error_at(ld, v, "%s: '%s': an IPv6 address needs brackets, e.g. [::1]:8080", key, sv);
+      return false;
+    }
+    host_len = (size_t)(colon - s);
+    port_s = colon + 1;
+    if (host_len == 0) {
+      error_at(ld, v, "%s: '%s' has no address; write an explicit one, e.g. %s", key, sv,
+               allow_names ? "127.0.0.1:9000"
+                           : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 interface)");
+      return false;
+    }
+    if (host_len >= sizeof host) {
+      error_at(ld, v, "%s: the host in '%s' is too long", key, sv);
+      return false;
+    }
+    memcpy(host, s, host_len);
+    host[host_len] = '\0';
+    if (inet_pton(AF_INET, host, a.ip) == 1) {
+      a.kind = CYNIC__ADDR_IPV4;
+    } else if (valid_hostname(host, host_len)) {
+      if (!allow_names) {
+        error_at(ld, v, "%s: '%s' is a host name; bind an explicit IP address, e.g. %s", key, sv,
+                 example);
+        return false;
+      }
+      a.kind = CYNIC__ADDR_NAME;
+    } else {
+      error_at(ld, v, "%s: '%s' is not a valid %s; write e.g. %s", key, sv,
+               allow_names ? "IPv4 address or host name" : "IPv4 address", example);
+      return false;
+    }
+  }
+  uint64_t port;
+  bool overflow;
+  size_t used = cynic__config_digits(port_s, &port, &overflow);
+  if (used == 0 || port_s[used] != '\0') {
+    error_at(ld, v, "%s: '%s' has no valid port; write address:port, e.g. %s", key, sv, example);
+    return false;
+  }
+  if (overflow || port > 65535 || (port == 0 && !allow_port0)) {
+    error_at(ld, v, "%s: port in '%s' is out of range; use %s..65535", key, sv,
+             allow_port0 ? "0" : "1");
+    return false;
+  }
+  a.port = (uint16_t)port;
+  a.mark = v->mark;
+  a.host = strdup(host);
+  a.text = strdup(s);
+  if (a.host == NULL || a.text == NULL) {
+    addr_clear(&a);
+    out_of_memory(ld);
+    return false;
+  }
+  addr_clear(out);
+  *out = a;
+  return true;
+}
+
+static bool addr_set_default(loader_t *ld, cynic__config_addr_t *a, const char *text) {
+  node_t fake;
+  memset(&fake, 0, sizeof fake);
+  fake.type = CYNIC__YAML_SCALAR;
+  fake.plain = true;
+  fake.str = (char *)text;
+  fake.len = strlen(text);
+  return parse_addr(ld, &fake, "listen", false, true, a);
+}
+
+static bool addr_is_loopback(const cynic__config_addr_t *a) {
+  static const uint8_t v6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (a->kind == CYNIC__ADDR_IPV4)
+    return a->ip[0] == 127;
+  if (a->kind == CYNIC__ADDR_IPV6)
+    return memcmp(a->ip, v6_loopback, 16) == 0 ||
+           (memcmp(a->ip, v4_mapped, 12) == 0 && a->ip[12] == 127);
+  return false;
+}
+
+static bool addr_is_wildcard(const cynic__config_addr_t *a) {
+  static const uint8_t zero[16] = {0};
+  size_t n = a->kind == CYNIC__ADDR_IPV4 ? 4 : 16;
+  return memcmp(a->ip, zero, n) == 0;
+}
+
+/* Would binding both fail with EADDRINUSE? Port 0 never clashes. */
+static bool addrs_clash(const cynic__config_addr_t *a, const cynic__config_addr_t *b) {
+  if (a->port == 0 || a->port != b->port || a->kind != b->kind)
+    return false;
+  size_t n = a->kind == CYNIC__ADDR_IPV4 ? 4 : 16;
+  return memcmp(a->ip, b->ip, n) == 0 || addr_is_wildcard(a) || addr_is_wildcard(b);
+}
+
+/* ---- sections ---------------------------------------------------------------- */
+
+static const char *const admin_keys[] = {"listen", "token_file", "allow_remote", "drain_timeout",
+                                         NULL};
+static const char *const log_keys[] = {"file", "format", "level", "rotate", NULL};
+static const char *const rotate_keys[] = {"max_bytes", "keep", NULL};
+static const char *const listener_keys[] = {
+    "name",     "listen",     "mode",   "upstream", "max_connections", "max_connections_per_client",
+    "timeouts", "rate_limit", "buffer", NULL};
+static const char *const listener_timeout_keys[] = {"header", "idle", NULL};
+static const char *const rate_limit_keys[] = {"per_client", "burst", NULL};
+static const char *const upstream_keys[] = {
+    "name",    "endpoints", "balance", "resolve_interval", "timeouts", "keepalive", "bulkhead",
+    "breaker", "required",  "retry",   "expect",           "limits",   "fallback",  NULL};
+static const char *const upstream_timeout_keys[] = {"connect", "first_byte", "idle", "request",
+                                                    NULL};
+static const char *const keepalive_keys[] = {"idle", "interval", "probes", "user_timeout", NULL};
+static const char *const bulkhead_keys[] = {"max_connections", "max_pending", "queue_timeout",
+                                            NULL};
+static const char *const breaker_keys[] = {
+    "faults",           "leak",   "open_for", "open_max", "open_multiplier",
+    "half_open_probes", "window", NULL};
+static const char *const window_keys[] = {"type",      "size",      "min_calls", "failure_rate",
+                                          "slow_rate", "slow_call", NULL};
+static const char *const retry_keys[] = {"attempts", "backoff", "budget", NULL};
+static const char *const expect_keys[] = {"status", "content_type", NULL};
+static const char *const limits_keys[] = {"max_response_bytes", "max_header_bytes", NULL};
+static const char *const fallback_keys[] = {"status", "body", "content_type", NULL};
+static const char *const top_keys[] = {"admin", "log", "listeners", "upstreams", NULL};
+
+static const char *const mode_names[] = {"tcp", "http", NULL};
+static const char *const balance_names[] = {"round_robin", "least_connections", NULL};
+static const char *const window_names[] = {"count", "time", NULL};
+static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const format_names[] = {"json", NULL};
+
+#define DAY_NS (86400 * NS_PER_S)
+
+/* A sub-mapping `key` of m checked against keys, or NULL if absent or bad. */
+static const node_t *section(loader_t *ld, const node_t *m, const char *key,
+                             const char *const *keys) {
+  const node_t *v = get(m, key);
+  if (v == NULL || !check_map(ld, v, key, keys))
+    return NULL;
+  return v;
+}
+
+static void load_admin(loader_t *ld, const node_t *m) {
+  cynic__config_admin_t *a = &ld->cfg->admin;
+  const node_t *listen = NULL;
+  if (m != NULL && check_map(ld, m, "admin", admin_keys)) {
+    listen = get(m, "listen");
+    if (listen != NULL)
+      parse_addr(ld, listen, "listen", false, true, &a->listen);
+    const node_t *tf = get_string(ld, m, "token_file", CYNIC__CONFIG_MAX_PATH, &a->token_file);
+    if (tf != NULL && a->token_file != NULL && ld->check_files && access(a->token_file, R_OK) != 0)
+      error_at(ld, tf,
+               "token_file: cannot read '%s': %s; create it (the token on one line) or "
+               "fix the path",
+               a->token_file, strerror(errno));
+    get_bool(ld, m, "allow_remote", &a->allow_remote);
+    get_duration(ld, m, "drain_timeout", 0, 3600 * NS_PER_S, "0s..1h", &a->drain_timeout_ns);
+  }
+  if (a->listen.host != NULL && !addr_is_loopback(&a->listen) && a->token_file == NULL &&
+      !a->allow_remote)
+    error_at(ld, listen,
+             "listen: admin on %s is reachable from other hosts and has no token_file; add "
+             "token_file: /path/to/token, or allow_remote: true if this network is trusted",
+             a->listen.text);
+}
+
+static void load_log(loader_t *ld, const node_t *m) {
+  cynic__config_log_t *l = &ld->cfg->log;
+  if (m == NULL || !check_map(ld, m, "log", log_keys))
+    return;
+  get_string(ld, m, "file", CYNIC__CONFIG_MAX_PATH, &l->file);
+  int format = (int)l->format, level = (int)l->level;
+  const node_t *fv = get(m, "format");
+  if (fv != NULL && fv->type == CYNIC__YAML_SCALAR && strcmp(fv->str, "text") == 0)
+    error_at(ld, fv, "format: 'text' is not supported yet; use json");
+  else
+    get_enum(ld, m, "format", format_names, &format);
+  get_enum(ld, m, "level", level_names, &level);
+  l->format = (cynic__config_log_format_t)format;
+  l->level = (cynic__config_log_level_t)level;
+  const node_t *rot = section(ld, m, "rotate", rotate_keys);
+  if (rot != NULL) {
+    l->rotate_max_bytes = 100 * MIB;
+    get_size(ld, rot, "max_bytes", 64 * KIB, TIB, "64KB..1024GB", &l->rotate_max_bytes);
+    get_u32(ld, rot, "keep", 1, 100, &l->rotate_keep);
+    if (strcmp(l->file, "-") == 0)
+      error_at(ld, get(m, "rotate"),
+               "rotate: the log goes to stderr, which cannot be rotated; set file: to a path or "
+               "remove rotate");
+  }
+}
+
+/* "100/s", "6000/m", "10/h" into count and period. */
+static void parse_rate(loader_t *ld, const node_t *v, cynic__config_listener_t *l) {
+  const char *s = scalar(ld, v, "per_client");
+  if (s == NULL)
+    return;
+  char sv[64];
+  uint64_t n;
+  bool overflow;
+  size_t used = cynic__config_digits(s, &n, &overflow);
+  uint64_t period = 0;
+  if (used > 0 && s[used] == '/' && s[used + 1] != '\0' && s[used + 2] == '\0') {
+    switch (s[used + 1]) {
+    case 's':
+      period = NS_PER_S;
+      break;
+    case 'm':
+      period = 60 * NS_PER_S;
+      break;
+    case 'h':
+      period = 3600 * NS_PER_S;
+      break;
+    default:
+      break;
+    }
+  }
+  if (period == 0) {
+    error_at(ld, v,
+             "per_client: '%s' is not a rate; write requests per unit, e.g. 100/s, 600/m "
+             "or 1000/h",
+             cynic__config_show(sv, s, v->len));
+    return;
+  }
+  if (overflow || n < 1 || n > 1000000) {
+    error_at(ld, v, "per_client: %s is out of range; use 1..1000000 per s, m or h",
+             cynic__config_show(sv, s, v->len));
+    return;
+  }
+  l->rate_count = (uint32_t)n;
+  l->rate_period_ns = period;
+}
+
+static void load_listener(loader_t *ld, const node_t *m, cynic__config_listener_t *l) {
+  l->mark = m->mark;
+  l->max_connections = 10000;
+  l->header_timeout_ns = 10 * NS_PER_S;
+  l->idle_timeout_ns = 60 * NS_PER_S;
+  l->buffer_bytes = 64 * KIB;
+  if (!check_map(ld, m, "listener", listener_keys))
+    return;
+  if (get_name(ld, m, "name", &l->name) == NULL)
+    error_at(ld, m, "listener is missing 'name'; add name: <a unique name>");
+  const node_t *listen = get(m, "listen");
+  if (listen == NULL)
+    error_at(ld, m, "listener is missing 'listen'; add listen: 127.0.0.1:8080");
+  else
+    parse_addr(ld, listen, "listen", false, true, &l->listen);
+  int mode = CYNIC__MODE_TCP;
+  get_enum(ld, m, "mode", mode_names, &mode);
+  l->mode = (cynic__config_mode_t)mode;
+  if (get(m, "upstream") == NULL)
+    error_at(ld, m, "listener is missing 'upstream'; add upstream: <name of an upstream>");
+  else
+    get_name(ld, m, "upstream", &l->upstream_name);
+  get_u32(ld, m, "max_connections", 1, 1000000, &l->max_connections);
+  const node_t *pc =
+      get_u32(ld, m, "max_connections_per_client", 0, 1000000, &l->max_connections_per_client);
+  if (pc != NULL && l->max_connections_per_client > l->max_connections)
+    error_at(ld, pc,
+             "max_connections_per_client: %u is more than max_connections (%u); lower it or "
+             "raise max_connections",
+             (unsigned)l->max_connections_per_client, (unsigned)l->max_connections);
+  const node_t *t = section(ld, m, "timeouts", listener_timeout_keys);
+  if (t != NULL) {
+    get_duration(ld, t, "header", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h", &l->header_timeout_ns);
+    get_duration(ld, t, "idle", NS_PER_S, 7 * DAY_NS, "1s..168h", &l->idle_timeout_ns);
+  }
+  const node_t *rl = section(ld, m, "rate_limit", rate_limit_keys);
+  if (rl != NULL) {
+    const node_t *pcv = get(rl, "per_client");
+    if (pcv == NULL)
+      error_at(ld, get(m, "rate_limit"),
+               "rate_limit is missing 'per_client'; add e.g. "
+               "per_client: 100/s");
+    else
+      parse_rate(ld, pcv, l);
+    l->rate_burst = l->rate_count;
+    get_u32(ld, rl, "burst", 1, 1000000, &l->rate_burst);
+  }
+  get_size(ld, m, "buffer", 4 * KIB, 16 * MIB, "4KB..16MB", &l->buffer_bytes);
+}
+
+static void load_endpoints(loader_t *ld, const node_t *m, cynic__config_upstream_t *u) {
+  const node_t *v = get(m, "endpoints");
+  if (v == NULL) {
+    error_at(ld, m, "upstream is missing 'endpoints'; add endpoints: [127.0.0.1:9000]");
+    return;
+  }
+  if (v->type != CYNIC__YAML_SEQ) {
+    error_at(ld, v, "endpoints: expected a list, got %s; write e.g. [127.0.0.1:9000]", describe(v));
+    return;
+  }
+  if (v->count == 0 || v->count > CYNIC__CONFIG_MAX_ENDPOINTS) {
+    error_at(ld, v, "endpoints: %zu endpoints; use 1..%u", v->count,
+             (unsigned)CYNIC__CONFIG_MAX_ENDPOINTS);
+    return;
+  }
+  u->endpoints = calloc(v->count, sizeof *u->endpoints);
+  if (u->endpoints == NULL) {
+    out_of_memory(ld);
+    return;
+  }
+  for (size_t i = 0; i < v->count; i++) {
+    cynic__config_addr_t *e = &u->endpoints[u->endpoint_count];
+    if (!parse_addr(ld, v->kids[i], "endpoints", true, false, e))
+      continue;
+    for (size_t j = 0; j < u->endpoint_count; j++) {
+      if (strcmp(u->endpoints[j].host, e->host) == 0 && u->endpoints[j].port == e->port) {
+        error_at(ld, v->kids[i], "endpoints: %s is listed twice; remove one", e->text);
+        break;
+      }
+    }
+    u->endpoint_count++;
+  }
+}
+
+static void load_window(loader_t *ld, const node_t *w, cynic__config_breaker_t *b) {
+  int type = 0;
+  const node_t *tv = get(w, "type");
+  if (tv == NULL) {
+    error_at(ld, w, "window is missing 'type'; add type: count or type: time");
+    return;
+  }
+  if (get_enum(ld, w, "type", window_names, &type) == NULL)
+    return;
+  b->window_type = type == 0 ? CYNIC__WINDOW_COUNT : CYNIC__WINDOW_TIME;
+  b->window_min_calls = 10;
+  b->failure_rate_pct = 50;
+  b->slow_rate_pct = 100;
+  b->slow_call_ns = 2 * NS_PER_S;
+  if (b->window_type == CYNIC__WINDOW_COUNT) {
+    b->window_size = 100;
+    get_u32(ld, w, "size", 1, 100000, &b->window_size);
+  } else {
+    b->window_size_ns = 60 * NS_PER_S;
+    get_duration(ld, w, "size", NS_PER_S, 3600 * NS_PER_S, "1s..1h", &b->window_size_ns);
+  }
+  const node_t *mc = get_u32(ld, w, "min_calls", 1, 1000000, &b->window_min_calls);
+  if (mc != NULL && b->window_type == CYNIC__WINDOW_COUNT && b->window_min_calls > b->window_size)
+    error_at(ld, mc,
+             "min_calls: %u is more than the window size (%u calls), so the window could never "
+             "decide; lower min_calls or raise size",
+             (unsigned)b->window_min_calls, (unsigned)b->window_size);
+  get_percent(ld, w, "failure_rate", 1, 100, &b->failure_rate_pct);
+  get_percent(ld, w, "slow_rate", 1, 100, &b->slow_rate_pct);
+  get_duration(ld, w, "slow_call", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h", &b->slow_call_ns);
+}
+
+static void load_breaker(loader_t *ld, const node_t *m, cynic__config_breaker_t *b) {
+  b->faults = 5;
+  b->leak_ns = 10 * NS_PER_S;
+  b->open_for_ns = 30 * NS_PER_S;
+  b->open_multiplier = 1.0;
+  b->half_open_probes = 1;
+  const node_t *bv = section(ld, m, "breaker", breaker_keys);
+  const node_t *omax = NULL;
+  if (bv != NULL) {
+    get_u32(ld, bv, "faults", 1, 1000000, &b->faults);
+    get_duration(ld, bv, "leak", NS_PER_MS, DAY_NS, "1ms..24h", &b->leak_ns);
+    get_duration(ld, bv, "open_for", NS_PER_MS, DAY_NS, "1ms..24h", &b->open_for_ns);
+    b->open_max_ns = b->open_for_ns;
+    omax = get_duration(ld, bv, "open_max", NS_PER_MS, DAY_NS, "1ms..24h", &b->open_max_ns);
+    const node_t *mv = get(bv, "open_multiplier");
+    if (mv != NULL) {
+      const char *s = scalar(ld, mv, "open_multiplier");
+      char *end = NULL;
+      double d = 0;
+      if (s != NULL) {
+        errno = 0;
+        d = (s[0] >= '0' && s[0] <= '9') ? strtod(s, &end) : -1;
+        if (end == NULL || *end != '\0' || errno != 0 || !(d >= 1.0 && d <= 100.0)) {
+          char sv[64];
+          error_at(ld, mv,
+                   "open_multiplier: '%s' is not a number in 1..100; e.g. 2 doubles the "
+                   "open period after each failed probe",
+                   cynic__config_show(sv, s, mv->len));
+        } else {
+          b->open_multiplier = d;
+        }
+      }
+    }
+    const node_t *hp = get(bv, "half_open_probes");
+    if (hp != NULL && hp->type == CYNIC__YAML_SCALAR && strcmp(hp->str, "0") == 0)
+      error_at(ld, hp, "half_open_probes: 0 would leave the breaker open forever; use 1..1000");
+    else
+      get_u32(ld, bv, "half_open_probes", 1, 1000, &b->half_open_probes);
+    const node_t *w = section(ld, bv, "window", window_keys);
+    if (w != NULL)
+      load_window(ld, w, b);
+  }
+  if (omax == NULL)
+    b->open_max_ns = b->open_for_ns;
+  else if (b->open_max_ns < b->open_for_ns)
+    error_at(ld, omax,
+             "open_max: shorter than open_for; open_max caps the open period, so make "
+             "it at least open_for");
+}
+
+/* "50ms..1s" */
+static void parse_backoff(loader_t *ld, const node_t *v, cynic__config_http_t *h) {
+  const char *s = scalar(ld, v, "backoff");
+  if (s == NULL)
+    return;
+  char sv[64], lo[64], hint[192];
+  const char *dots = strstr(s, "..");
+  if (dots == NULL || (size_t)(dots - s) >= sizeof lo) {
+    error_at(ld, v, "backoff: '%s' is not a range; write min..max, e.g. 50ms..1s",
+             cynic__config_show(sv, s, v->len));
+    return;
+  }
+  memcpy(lo, s, (size_t)(dots - s));
+  lo[dots - s] = '\0';
+  uint64_t a, b;
+  if (cynic__config_parse_duration(lo, &a, hint, sizeof hint) != 0 ||
+      cynic__config_parse_duration(dots + 2, &b, hint, sizeof hint) != 0) {
+    error_at(ld, v, "backoff: %s", hint);
+    return;
+  }
+  if (a == 0 || a > b || b > 3600 * NS_PER_S) {
+    error_at(ld, v, "backoff: '%s' needs 0 < min <= max <= 1h, e.g. 50ms..1s",
+             cynic__config_show(sv, s, v->len));
+    return;
+  }
+  h->retry_backoff_min_ns = a;
+  h->retry_backoff_max_ns = b;
+}
+
+static bool valid_content_type(const char *s) {
+  const char *slash = strchr(s, '/');
+  if (slash == NULL || slash == s || slash[1] == '\0' || strlen(s) > 255)
+    return false;
+  for (const char *p = s; *p; p++)
+    if (*p <= 0x20 || *p >= 0x7f || (*p == '/' && p != slash) || *p == ';')
+      return false;
+  return true;
+}
+
+static void get_content_type(loader_t *ld, const node_t *m, char **out) {
+  const node_t *v = get_string(ld, m, "content_type", 255, out);
+  if (v != NULL && *out != NULL && !valid_content_type(*out)) {
+    char sv[64];
+    error_at(ld, v,
+             "content_type: '%s' is not a media type; write type/subtype, e.g. "
+             "application/json",
+             cynic__config_show(sv, *out, strlen(*out)));
+  }
+}
+
+static void load_http(loader_t *ld, const node_t *m, cynic__config_http_t *h) {
+  h->max_header_bytes = 32 * KIB;
+  const node_t *r = section(ld, m, "retry", retry_keys);
+  if (r != NULL) {
+    h->has_retry = true;
+    h->retry_attempts = 2;
+    h->retry_backoff_min_ns = 50 * NS_PER_MS;
+    h->retry_backoff_max_ns = NS_PER_S;
+    h->retry_budget_pct = 20;
+    get_u32(ld, r, "attempts", 0, 10, &h->retry_attempts);
+    const node_t *bo = get(r, "backoff");
+    if (bo != NULL)
+      parse_backoff(ld, bo, h);
+    get_percent(ld, r, "budget", 0, 100, &h->retry_budget_pct);
+  }
+  const node_t *e = section(ld, m, "expect", expect_keys);
+  if (e != NULL) {
+    h->has_expect = true;
+    h->expect_status_min = 200;
+    h->expect_status_max = 499;
+    const node_t *sv_node = get(e, "status");
+    const char *s = sv_node ? scalar(ld, sv_node, "status") : NULL;
+    if (s != NULL) {
+      uint64_t a, b;
+      bool o1, o2 = false;
+      size_t n1 = cynic__config_digits(s, &a, &o1), n2 = 0;
+      b = a;
+      if (n1 > 0 && s[n1] == '-')
+        n2 = cynic__config_digits(s + n1 + 1, &b, &o2);
+      bool ok = n1 == 3 && (s[n1] == '\0' || (n2 == 3 && s[n1 + 1 + n2] == '\0'));
+      if (!ok || o1 || o2 || a < 100 || b > 599 || a > b) {
+        char sv[64];
+        error_at(ld, sv_node, "status: '%s' is not a status range; write e.g. 200-499 or 200",
+                 cynic__config_show(sv, s, sv_node->len));
+      } else {
+        h->expect_status_min = (uint16_t)a;
+        h->expect_status_max = (uint16_t)b;
+      }
+    }
+    get_content_type(ld, e, &h->expect_content_type);
+  }
+  const node_t *lim = section(ld, m, "limits", limits_keys);
+  if (lim != NULL) {
+    const node_t *mr = get(lim, "max_response_bytes");
+    if (mr != NULL && mr->type == CYNIC__YAML_SCALAR && strcmp(mr->str, "0") == 0)
+      h->max_response_bytes = 0;
+    else
+      get_size(ld, lim, "max_response_bytes", KIB, TIB, "0 (no limit) or 1KB..1024GB",
+               &h->max_response_bytes);
+    get_size(ld, lim, "max_header_bytes", KIB, MIB, "1KB..1MB", &h->max_header_bytes);
+  }
+  const node_t *fb = section(ld, m, "fallback", fallback_keys);
+  if (fb != NULL) {
+    h->has_fallback = true;
+    uint32_t status = 503;
+    if (get(fb, "status") == NULL)
+      error_at(ld, get(m, "fallback"), "fallback is missing 'status'; add e.g. status: 503");
+    else
+      get_u32(ld, fb, "status", 200, 599, &status);
+    h->fallback_status = (uint16_t)status;
+    const node_t *body = get(fb, "body");
+    if (body != NULL) {
+      const char *s = scalar(ld, body, "body");
+      if (s != NULL && body->len > CYNIC__CONFIG_MAX_BODY) {
+        error_at(ld, body, "body: %zu bytes; the limit is %u", body->len,
+                 (unsigned)CYNIC__CONFIG_MAX_BODY);
+      } else if (s != NULL) {
+        h->fallback_body = strdup(s);
+        h->fallback_body_len = body->len;
+        if (h->fallback_body == NULL)
+          out_of_memory(ld);
+      }
+    }
+    get_content_type(ld, fb, &h->fallback_content_type);
+    if (h->fallback_content_type == NULL &&
+        (h->fallback_content_type = strdup("text/plain")) == NULL)
+      out_of_memory(ld);
+  }
+}
+
+static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_t *u) {
+  u->mark = m->mark;
+  u->resolve_interval_ns = 30 * NS_PER_S;
+  u->connect_timeout_ns = NS_PER_S;
+  u->first_byte_timeout_ns = 30 * NS_PER_S;
+  u->idle_timeout_ns = 60 * NS_PER_S;
+  u->keepalive_idle_ns = 60 * NS_PER_S;
+  u->keepalive_interval_ns = 10 * NS_PER_S;
+  u->keepalive_probes = 3;
+  u->max_connections = 100;
+  u->max_pending = 50;
+  u->queue_timeout_ns = 100 * NS_PER_MS;
+  if (!check_map(ld, m, "upstream", upstream_keys)) {
+    load_breaker(ld, NULL, &u->breaker); /* defaults, so the struct is whole */
+    load_http(ld, NULL, &u->http);
+    return;
+  }
+  if (get_name(ld, m, "name", &u->name) == NULL)
+    error_at(ld, m, "upstream is missing 'name'; add name: <a unique name>");
+  load_endpoints(ld, m, u);
+  int balance = CYNIC__BALANCE_ROUND_ROBIN;
+  get_enum(ld, m, "balance", balance_names, &balance);
+  u->balance = (cynic__config_balance_t)balance;
+  get_duration(ld, m, "resolve_interval", 0, DAY_NS, "0 (never) or up to 24h",
+               &u->resolve_interval_ns);
+  const node_t *t = section(ld, m, "timeouts", upstream_timeout_keys);
+  if (t != NULL) {
+    get_duration(ld, t, "connect", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h", &u->connect_timeout_ns);
+    get_duration(ld, t, "first_byte", 0, DAY_NS, "0 (off) or up to 24h", &u->first_byte_timeout_ns);
+    get_duration(ld, t, "idle", NS_PER_S, 7 * DAY_NS, "1s..168h", &u->idle_timeout_ns);
+    get_duration(ld, t, "request", 0, DAY_NS, "0 (off) or up to 24h", &u->request_timeout_ns);
+  }
+  const node_t *k = section(ld, m, "keepalive", keepalive_keys);
+  if (k != NULL) {
+    const node_t *kv;
+    kv = get_duration(ld, k, "idle", NS_PER_S, 32767 * NS_PER_S, "1s..32767s",
+                      &u->keepalive_idle_ns);
+    if (kv != NULL && u->keepalive_idle_ns % NS_PER_S != 0)
+      error_at(ld, kv, "idle: TCP_KEEPIDLE counts whole seconds; write e.g. 60s");
+    kv = get_duration(ld, k, "interval", NS_PER_S, 32767 * NS_PER_S, "1s..32767s",
+                      &u->keepalive_interval_ns);
+    if (kv != NULL && u->keepalive_interval_ns % NS_PER_S != 0)
+      error_at(ld, kv, "interval: TCP_KEEPINTVL counts whole seconds; write e.g. 10s");
+    get_u32(ld, k, "probes", 1, 127, &u->keepalive_probes);
+    kv = get_duration(ld, k, "user_timeout", 0, DAY_NS, "0 (kernel default) or up to 24h",
+                      &u->user_timeout_ns);
+    if (kv != NULL && u->user_timeout_ns % NS_PER_MS != 0)
+      error_at(ld, kv,
+               "user_timeout: TCP_USER_TIMEOUT counts whole milliseconds; write e.g. "
+               "90s");
+  }
+  const node_t *b = section(ld, m, "bulkhead", bulkhead_keys);
+  if (b != NULL) {
+    get_u32(ld, b, "max_connections", 1, 1000000, &u->max_connections);
+    get_u32(ld, b, "max_pending", 0, 1000000, &u->max_pending);
+    const node_t *qt =
+        get_duration(ld, b, "queue_timeout", 0, 3600 * NS_PER_S, "0s..1h", &u->queue_timeout_ns);
+    if (qt != NULL && u->queue_timeout_ns == 0 && u->max_pending > 0)
+      error_at(ld, qt,
+               "queue_timeout: 0 with max_pending %u means queued clients wait forever or not "
+               "at all; set queue_timeout (e.g. 100ms) or max_pending: 0",
+               (unsigned)u->max_pending);
+  }
+  load_breaker(ld, m, &u->breaker);
+  get_bool(ld, m, "required", &u->required);
+  load_http(ld, m, &u->http);
+}
+
+/* A list section: a sequence of 1..max mappings, each loaded by `one`. */
+static const node_t *list_section(loader_t *ld, const node_t *root, const char *key, size_t max,
+                                  const char *example) {
+  const node_t *v = get(root, key);
+  if (v == NULL) {
+    error_at(ld, root, "missing '%s'; add at least one, e.g. %s", key, example);
+    return NULL;
+  }
+  if (v->type != CYNIC__YAML_SEQ) {
+    error_at(ld, v, "%s: expected a list (lines starting with '- '), got %s", key, describe(v));
+    return NULL;
+  }
+  if (v->count == 0 || v->count > max) {
+    error_at(ld, v, "%s: %zu entries; use 1..%zu", key, v->count, max);
+    return NULL;
+  }
+  return v;
+}
+
+static size_t find_upstream(const cynic__config_t *cfg, const char *name) {
+  for (size_t i = 0; i < cfg->upstream_count; i++)
+    if (cfg->upstreams[i].name != NULL && strcmp(cfg->upstreams[i].name, name) == 0)
+      return i;
+  return SIZE_MAX;
+}
+
+static void cross_check(loader_t *ld, const node_t *listeners) {
+  cynic__config_t *cfg = ld->cfg;
+  for (size_t i = 0; i < cfg->upstream_count; i++) {
+    const cynic__config_upstream_t *u = &cfg->upstreams[i];
+    for (size_t j = 0; u->name != NULL && j < i; j++) {
+      if (cfg->upstreams[j].name != NULL && strcmp(cfg->upstreams[j].name, u->name) == 0) {
+        error_at_mark(ld, u->mark,
+                      "upstream name '%s' is already used (line %u); names must be "
+                      "unique",
+                      u->name, (unsigned)cfg->upstreams[j].mark.line);
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < cfg->listener_count; i++) {
+    cynic__config_listener_t *l = &cfg->listeners[i];
+    for (size_t j = 0; l->name != NULL && j < i; j++) {
+      if (cfg->listeners[j].name != NULL && strcmp(cfg->listeners[j].name, l->name) == 0) {
+        error_at_mark(ld, l->mark,
+                      "listener name '%s' is already used (line %u); names must be "
+                      "unique",
+                      l->name, (unsigned)cfg->listeners[j].mark.line);
+        break;
+      }
+    }
+    if (l->listen.host != NULL) {
+      for (size_t j = 0; j < i; j++) {
+        const cynic__config_listener_t *o = &cfg->listeners[j];
+        if (o->listen.host != NULL && addrs_clash(&l->listen, &o->listen)) {
+          error_at_mark(ld, l->listen.mark,
+                        "listen: %s overlaps listener '%s' (%s, line %u); "
+                        "give each listener its own port",
+                        l->listen.text, o->name ? o->name : "?", o->listen.text,
+                        (unsigned)o->listen.mark.line);
+          break;
+        }
+      }
+      if (cfg->admin.listen.host != NULL && addrs_clash(&l->listen, &cfg->admin.listen))
+        error_at_mark(ld, l->listen.mark,
+                      "listen: %s overlaps the admin listener (%s); give "
+                      "traffic and operations separate ports",
+                      l->listen.text, cfg->admin.listen.text);
+    }
+    if (l->upstream_name != NULL) {
+      l->upstream = find_upstream(cfg, l->upstream_name);
+      if (l->upstream == SIZE_MAX) {
+        const node_t *ln = listeners->kids[i];
+        const node_t *v = get(ln, "upstream");
+        const char *names[CYNIC__CONFIG_MAX_UPSTREAMS + 1];
+        size_t n = 0;
+        for (size_t j = 0; j < cfg->upstream_count; j++)
+          if (cfg->upstreams[j].name != NULL)
+            names[n++] = cfg->upstreams[j].name;
+        names[n] = NULL;
+        const char *guess = closest(l->upstream_name, names, n);
+        if (guess != NULL)
+          error_at(ld, v, "upstream: no upstream is named '%s'; did you mean '%s'?",
+                   l->upstream_name, guess);
+        else
+          error_at(ld, v, "upstream: no upstream is named '%s'; define it under upstreams:",
+                   l->upstream_name);
+      }
+    }
+  }
+}
+
+static void load_root(loader_t *ld, const node_t *root) {
+  cynic__config_t *cfg = ld->cfg;
+  if (root == NULL || (root->type == CYNIC__YAML_SCALAR && root->plain && root->len == 0)) {
+    cynic__config_mark_t none = {0, 0};
+    error_at_mark(ld, none,
+                  "the config is empty; it needs at least 'listeners' and 'upstreams' "
+                  "(see examples/quickstart.yaml)");
+    load_admin(ld, NULL);
+    return;
+  }
+  if (!check_map(ld, root, "the config", top_keys)) {
+    load_admin(ld, NULL);
+    return;
+  }
+  load_admin(ld, get(root, "admin"));
+  load_log(ld, get(root, "log"));
+  const node_t *ups = list_section(ld, root, "upstreams", CYNIC__CONFIG_MAX_UPSTREAMS,
+                                   "upstreams: [{name: app, endpoints: [127.0.0.1:9000]}]");
+  if (ups != NULL) {
+    cfg->upstreams = calloc(ups->count, sizeof *cfg->upstreams);
+    if (cfg->upstreams == NULL) {
+      out_of_memory(ld);
+      return;
+    }
+    for (size_t i = 0; i < ups->count; i++) {
+      cfg->upstream_count++;
+      load_upstream(ld, ups->kids[i], &cfg->upstreams[i]);
+    }
+  }
+  const node_t *lis =
+      list_section(ld, root, "listeners", CYNIC__CONFIG_MAX_LISTENERS,
+                   "listeners: [{name: app, listen: 127.0.0.1:8080, upstream: app}]");
+  if (lis != NULL) {
+    cfg->listeners = calloc(lis->count, sizeof *cfg->listeners);
+    if (cfg->listeners == NULL) {
+      out_of_memory(ld);
+      return;
+    }
+    for (size_t i = 0; i < lis->count; i++) {
+      cfg->listener_count++;
+      load_listener(ld, lis->kids[i], &cfg->listeners[i]);
+    }
+    cross_check(ld, lis);
+  }
+}
+
+/* ---- entry points -------------------------------------------------------------- */
+
+static void http_free(cynic__config_http_t *h) {
+  free(h->expect_content_type);
+  free(h->fallback_body);
+  free(h->fallback_content_type);
+}
+
+void cynic__config_free(cynic__config_t *cfg) {
+  if (cfg == NULL)
+    return;
+  for (size_t i = 0; i < cfg->listener_count; i++) {
+    cynic__config_listener_t *l = &cfg->listeners[i];
+    free(l->name);
+    free(l->upstream_name);
+    addr_clear(&l->listen);
+  }
+  free(cfg->listeners);
+  for (size_t i = 0; i < cfg->upstream_count; i++) {
+    cynic__config_upstream_t *u = &cfg->upstreams[i];
+    free(u->name);
+    for (size_t j = 0; j < u->endpoint_count; j++)
+      addr_clear(&u->endpoints[j]);
+    free(u->endpoints);
+    http_free(&u->http);
+  }
+  free(cfg->upstreams);
+  addr_clear(&cfg->admin.listen);
+  free(cfg->admin.token_file);
+  free(cfg->log.file);
+  free(cfg->path);
+  free(cfg);
+}
+
+static void errors_reset(cynic__config_errors_t *errs, const char *name) {
+  errs->count = 0;
+  errs->truncated = false;
+  snprintf(errs->file, sizeof errs->file, "%s", name ? name : "<config>");
+}
+
+static int parse_common(const char *name, const char *data, size_t len, bool check_files,
+                        cynic__config_t **out, cynic__config_errors_t *errs) {
+  loader_t ld;
+  memset(&ld, 0, sizeof ld);
+  ld.errs = errs;
+  ld.check_files = check_files;
+  *out = NULL;
+  if (len > CYNIC__CONFIG_MAX_FILE_BYTES) {
+    cynic__config_mark_t none = {0, 0};
+    error_at_mark(&ld, none,
+                  "the file is larger than 1 MiB (%zu bytes); a config this big is a "
+                  "mistake",
+                  len);
+    return CYNIC_EINVAL;
+  }
+  ld.cfg = calloc(1, sizeof *ld.cfg);
+  if (ld.cfg == NULL)
+    return CYNIC_ENOMEM;
+  cynic__config_t *cfg = ld.cfg;
+  cfg->path = strdup(name ? name : "<config>");
+  cfg->log.file = strdup("-");
+  cfg->log.level = CYNIC__LOG_INFO;
+  cfg->log.format = CYNIC__LOG_JSON;
+  cfg->log.rotate_keep = 5;
+  cfg->admin.drain_timeout_ns = 30 * NS_PER_S;
+  if (cfg->path == NULL || cfg->log.file == NULL ||
+      !addr_set_default(&ld, &cfg->admin.listen, "127.0.0.1:9901")) {
+    cynic__config_free(cfg);
+    return CYNIC_ENOMEM;
+  }
+  node_t *root = NULL;
+  char msg[CYNIC__CONFIG_MAX_MESSAGE];
+  cynic__config_mark_t mark = {0, 0};
+  int rc = cynic__yaml_load(data, len, &root, &mark, msg, sizeof msg);
+  if (rc == CYNIC_ENOMEM)
+    out_of_memory(&ld);
+  else if (rc != 0)
+    error_at_mark(&ld, mark, "%s", msg);
+  else
+    load_root(&ld, root);
+  cynic__yaml_free(root);
+  if (errs->count > 0 || ld.nomem) {
+    sort_errors(errs);
+    cynic__config_free(cfg);
+    return ld.nomem ? CYNIC_ENOMEM : CYNIC_EINVAL;
+  }
+  *out = cfg;
+  return 0;
+}
+
+int cynic__config_parse(const char *name, const char *data, size_t len, cynic__config_t **out,
+                        cynic__config_errors_t *errs) {
+  errors_reset(errs, name);
+  return parse_common(name, data, len, false, out, errs);
+}
+
+int cynic__config_load(const char *path, cynic__config_t **out, cynic__config_errors_t *errs) {
+  errors_reset(errs, path);
+  *out = NULL;
+  cynic__config_error_t *e = &errs->list[0];
+  e->mark.line = e->mark.column = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(e->message, sizeof e->message, "cannot open: %s", strerror(errno));
+    errs->count = 1;
+    return CYNIC_EINVAL;
+  }
+  /* Read at most one byte past the cap so an oversized file is seen without
+   * reading it all: the cap holds even for /dev/zero or a pipe. */
+  size_t cap = CYNIC__CONFIG_MAX_FILE_BYTES + 1, len = 0;
+  char *buf = malloc(cap);
+  if (buf == NULL) {
+    close(fd);
+    return CYNIC_ENOMEM;
+  }
+  while (len < cap) {
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      snprintf(e->message, sizeof e->message, "cannot read: %s", strerror(errno));
+      errs->count = 1;
+      free(buf);
+      close(fd);
+      return CYNIC_EINVAL;
+    }
+    if (n == 0)
+      break;
+    len += (size_t)n;
+  }
+  close(fd);
+  int rc;
+  if (len > CYNIC__CONFIG_MAX_FILE_BYTES) {
+    snprintf(e->message, sizeof e->message,
+             "the file is larger than 1 MiB; a config this big is a mistake");
+    errs->count = 1;
+    rc = CYNIC_EINVAL;
+  } else {
+    rc = parse_common(path, buf, len, true, out, errs);
+  }
+  free(buf);
+  return rc;
+}

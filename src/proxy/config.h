@@ -1,0 +1,247 @@
+/*
+ * src/proxy/config.h: the cynic proxy's YAML configuration, parsed and checked.
+ *
+ * cynic__config_load() reads a YAML file into plain C structs: durations are
+ * uint64_t nanoseconds, sizes uint64_t bytes, percentages whole numbers 0..100.
+ * Nothing here depends on libcynic's pattern types; the daemon maps these
+ * values onto breaker, bulkhead and rate-limit configs when it starts.
+ *
+ * Every problem found while loading (YAML syntax, wrong type, unknown or
+ * duplicate key, bad value, contradiction between keys) becomes one entry in a
+ * cynic__config_errors_t with the file, line and column it points at and a
+ * message that says what would be valid. Loading collects up to
+ * CYNIC__CONFIG_MAX_ERRORS errors instead of stopping at the first, and only
+ * returns a config when there were none: a config is either whole or refused.
+ *
+ * Steady state: the input is bounded before it is parsed (file size, YAML node
+ * count and nesting depth) and every list and string in the result has a cap,
+ * listed below and in docs/configuration.md. YAML anchors and aliases are
+ * refused, so an alias bomb cannot expand.
+ *
+ * Thread safety: loading has no global state; a loaded config is read-only and
+ * may be read from any thread until cynic__config_free().
+ */
+#ifndef CYNIC_PROXY_CONFIG_H
+#define CYNIC_PROXY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- bounds (steady state: nothing in a config is unbounded) -------------- */
+#define CYNIC__CONFIG_MAX_FILE_BYTES (1024u * 1024u) /* 1 MiB */
+#define CYNIC__CONFIG_MAX_NODES 100000u              /* YAML scalars + sequences + mappings */
+#define CYNIC__CONFIG_MAX_DEPTH 32u                  /* nesting of sequences and mappings */
+#define CYNIC__CONFIG_MAX_LISTENERS 64u
+#define CYNIC__CONFIG_MAX_UPSTREAMS 256u
+#define CYNIC__CONFIG_MAX_ENDPOINTS 64u /* per upstream */
+#define CYNIC__CONFIG_MAX_NAME 64u      /* listener and upstream names */
+#define CYNIC__CONFIG_MAX_PATH 4096u    /* file paths */
+#define CYNIC__CONFIG_MAX_BODY 65536u   /* http fallback body */
+#define CYNIC__CONFIG_MAX_ERRORS 20u
+#define CYNIC__CONFIG_MAX_MESSAGE 320u
+
+/* A position in the config file, 1-based; {0, 0} when there is none. */
+typedef struct cynic__config_mark {
+  uint32_t line;
+  uint32_t column;
+} cynic__config_mark_t;
+
+typedef enum cynic__config_addr_kind {
+  CYNIC__ADDR_IPV4, /* a dotted-quad literal */
+  CYNIC__ADDR_IPV6, /* a bracketed literal, [::1]:port */
+  CYNIC__ADDR_NAME  /* a host name, resolved by the daemon (endpoints only) */
+} cynic__config_addr_kind_t;
+
+/* host:port as written. Listeners and the admin listener take literals only. */
+typedef struct cynic__config_addr {
+  cynic__config_addr_kind_t kind;
+  char *host;     /* without brackets: "127.0.0.1", "::1", "db.internal" */
+  uint16_t port;  /* 0 only for listeners: ephemeral port, for tests */
+  uint8_t ip[16]; /* network order: 4 bytes for IPv4, 16 for IPv6, zero for names */
+  char *text;     /* as written, for logs and /status: "[::1]:8080" */
+  cynic__config_mark_t mark;
+} cynic__config_addr_t;
+
+typedef enum cynic__config_mode {
+  CYNIC__MODE_TCP,
+  CYNIC__MODE_HTTP /* accepted and checked; served once http mode lands */
+} cynic__config_mode_t;
+
+typedef enum cynic__config_balance {
+  CYNIC__BALANCE_ROUND_ROBIN,
+  CYNIC__BALANCE_LEAST_CONNECTIONS
+} cynic__config_balance_t;
+
+typedef enum cynic__config_window_type {
+  CYNIC__WINDOW_NONE, /* no failure-rate window: the leaky bucket alone trips */
+  CYNIC__WINDOW_COUNT,
+  CYNIC__WINDOW_TIME
+} cynic__config_window_type_t;
+
+typedef enum cynic__config_log_level {
+  CYNIC__LOG_DEBUG,
+  CYNIC__LOG_INFO,
+  CYNIC__LOG_WARN,
+  CYNIC__LOG_ERROR
+} cynic__config_log_level_t;
+
+typedef enum cynic__config_log_format {
+  CYNIC__LOG_JSON /* one JSON object a line; the only format so far */
+} cynic__config_log_format_t;
+
+/* admin: the operations interface, separate from traffic (NICs and names). */
+typedef struct cynic__config_admin {
+  cynic__config_addr_t listen; /* default 127.0.0.1:9901 */
+  char *token_file;            /* bearer token file, or NULL for none */
+  bool allow_remote;           /* non-loopback listen without a token */
+  uint64_t drain_timeout_ns;   /* in-flight work gets this long on drain; 30s */
+} cynic__config_admin_t;
+
+typedef struct cynic__config_log {
+  char *file;                        /* "-" = stderr, else a path reopened on SIGUSR1 */
+  cynic__config_log_format_t format; /* json */
+  cynic__config_log_level_t level;   /* info */
+  uint64_t rotate_max_bytes;         /* rotate past this size; 0 = no rotation */
+  uint32_t rotate_keep;              /* rotated files kept when rotating */
+} cynic__config_log_t;
+
+typedef struct cynic__config_listener {
+  char *name;
+  cynic__config_addr_t listen; /* an explicit IPv4 or IPv6 literal */
+  cynic__config_mode_t mode;
+  char *upstream_name;
+  size_t upstream;                     /* index into cynic__config_t.upstreams */
+  uint32_t max_connections;            /* past it: accept and close (fail fast) */
+  uint32_t max_connections_per_client; /* per client address; 0 = no limit */
+  uint64_t header_timeout_ns;          /* http: request head must arrive in this */
+  uint64_t idle_timeout_ns;            /* no bytes from the client this long: close */
+  /* Per-client token bucket (unwanted users): rate_count tokens every
+   * rate_period_ns, bucket holds burst. rate_count == 0: no rate limit. */
+  uint32_t rate_count;
+  uint64_t rate_period_ns;
+  uint32_t rate_burst;
+  uint64_t buffer_bytes; /* per direction per connection (back pressure) */
+  cynic__config_mark_t mark;
+} cynic__config_listener_t;
+
+typedef struct cynic__config_breaker {
+  uint32_t faults;           /* leaky-bucket level that trips the breaker */
+  uint64_t leak_ns;          /* one fault leaks out of the bucket every leak_ns */
+  uint64_t open_for_ns;      /* first open period before a half-open probe */
+  uint64_t open_max_ns;      /* cap on the open period as it grows */
+  double open_multiplier;    /* open period *= this after a failed probe; >= 1 */
+  uint32_t half_open_probes; /* calls let through while half-open */
+  /* optional failure-rate window, in addition to the bucket */
+  cynic__config_window_type_t window_type;
+  uint32_t window_size;      /* calls, for a count window */
+  uint64_t window_size_ns;   /* duration, for a time window */
+  uint32_t window_min_calls; /* no verdict on fewer calls than this */
+  uint32_t failure_rate_pct; /* trip at or above this share of failures */
+  uint32_t slow_rate_pct;    /* trip at or above this share of slow calls; 100 = off */
+  uint64_t slow_call_ns;     /* a call slower than this counts as slow */
+} cynic__config_breaker_t;
+
+/* The http-only keys (retry, expect, limits, fallback): parsed and checked now,
+ * used once http mode lands. has_* says whether the section was written. */
+typedef struct cynic__config_http {
+  bool has_retry;
+  uint32_t retry_attempts; /* extra attempts after the first, idempotent only */
+  uint64_t retry_backoff_min_ns;
+  uint64_t retry_backoff_max_ns;
+  uint32_t retry_budget_pct; /* retries as a share of requests */
+  bool has_expect;
+  uint16_t expect_status_min; /* a status outside min..max is a fault */
+  uint16_t expect_status_max;
+  char *expect_content_type;   /* NULL = any */
+  uint64_t max_response_bytes; /* 0 = no limit */
+  uint64_t max_header_bytes;
+  bool has_fallback;
+  uint16_t fallback_status;
+  char *fallback_body; /* NUL-terminated; fallback_body_len bytes */
+  size_t fallback_body_len;
+  char *fallback_content_type;
+} cynic__config_http_t;
+
+typedef struct cynic__config_upstream {
+  char *name;
+  cynic__config_addr_t *endpoints; /* 1..CYNIC__CONFIG_MAX_ENDPOINTS */
+  size_t endpoint_count;
+  cynic__config_balance_t balance;
+  uint64_t resolve_interval_ns; /* re-resolve host names; 0 = never */
+  uint64_t connect_timeout_ns;
+  uint64_t first_byte_timeout_ns; /* first byte sent to first byte back; 0 = off */
+  uint64_t idle_timeout_ns;       /* no bytes either way */
+  uint64_t request_timeout_ns;    /* whole exchange; 0 = off */
+  /* TCP keepalive (dead-connection detection) */
+  uint64_t keepalive_idle_ns;     /* TCP_KEEPIDLE, whole seconds */
+  uint64_t keepalive_interval_ns; /* TCP_KEEPINTVL, whole seconds */
+  uint32_t keepalive_probes;      /* TCP_KEEPCNT */
+  uint64_t user_timeout_ns;       /* TCP_USER_TIMEOUT, whole ms; 0 = kernel default */
+  /* bulkhead */
+  uint32_t max_connections;
+  uint32_t max_pending;
+  uint64_t queue_timeout_ns;
+  cynic__config_breaker_t breaker;
+  bool required; /* readiness fails when every endpoint's breaker is open */
+  cynic__config_http_t http;
+  cynic__config_mark_t mark;
+} cynic__config_upstream_t;
+
+typedef struct cynic__config {
+  char *path; /* the file it came from, or the name given to _parse */
+  cynic__config_admin_t admin;
+  cynic__config_log_t log;
+  cynic__config_listener_t *listeners;
+  size_t listener_count;
+  cynic__config_upstream_t *upstreams;
+  size_t upstream_count;
+} cynic__config_t;
+
+typedef struct cynic__config_error {
+  cynic__config_mark_t mark; /* {0,0}: about the file as a whole */
+  char message[CYNIC__CONFIG_MAX_MESSAGE];
+} cynic__config_error_t;
+
+typedef struct cynic__config_errors {
+  char file[CYNIC__CONFIG_MAX_PATH]; /* as given to load/parse */
+  size_t count;                      /* entries used in list */
+  bool truncated;                    /* more errors were found than fit */
+  cynic__config_error_t list[CYNIC__CONFIG_MAX_ERRORS];
+} cynic__config_errors_t;
+
+/*
+ * Load and check the YAML config at `path`. On success returns 0 and sets *out
+ * to a config the caller owns and frees with cynic__config_free(); errs->count
+ * is 0. On failure returns a negative CYNIC_E* code (CYNIC_EINVAL for a bad
+ * config or unreadable file, CYNIC_ENOMEM), leaves *out NULL, and fills errs.
+ * Loading from a file also checks that admin.token_file is readable.
+ */
+int cynic__config_load(const char *path, cynic__config_t **out, cynic__config_errors_t *errs);
+
+/*
+ * As cynic__config_load() but from `len` bytes at `data` (need not be
+ * NUL-terminated); `name` stands for the file name in messages. Touches no
+ * files. For tests and fuzzing.
+ */
+int cynic__config_parse(const char *name, const char *data, size_t len, cynic__config_t **out,
+                        cynic__config_errors_t *errs);
+
+/* Free a config from load/parse; NULL is fine. */
+void cynic__config_free(cynic__config_t *cfg);
+
+/*
+ * Write error `i` of `errs` as "file:line:column: message" (or "file: message"
+ * without a position) into buf, NUL-terminated and truncated to fit. Returns
+ * the length it would have had, like snprintf.
+ */
+int cynic__config_error_format(const cynic__config_errors_t *errs, size_t i, char *buf,
+                               size_t size);
+
+/* Print every error, one a line, plus a line saying so if some were dropped. */
+void cynic__config_errors_print(const cynic__config_errors_t *errs, FILE *out);
+
+/* The strict value parsers (durations, sizes, percentages) are in config_value.h. */
+
+#endif /* CYNIC_PROXY_CONFIG_H */

@@ -1,0 +1,152 @@
+/*
+ * src/proxy/config_value.c: strict parsers for durations, sizes and
+ * percentages (config_value.h). Whole numbers only, a unit always (bare 0
+ * aside), overflow detected before it happens.
+ */
+#include "config_value.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cynic/common.h"
+
+#define NS_PER_US UINT64_C(1000)
+#define NS_PER_MS UINT64_C(1000000)
+#define NS_PER_S UINT64_C(1000000000)
+#define KIB UINT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+
+const char *cynic__config_show(char buf[64], const char *s, size_t len) {
+  size_t n = 0;
+  for (size_t i = 0; i < len && n < 40; i++)
+    buf[n++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+  if (len > 40) {
+    memcpy(buf + n, "...", 3);
+    n += 3;
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
+size_t cynic__config_digits(const char *s, uint64_t *v, bool *overflow) {
+  size_t i = 0;
+  uint64_t acc = 0;
+  *overflow = false;
+  for (; s[i] >= '0' && s[i] <= '9'; i++) {
+    unsigned d = (unsigned)(s[i] - '0');
+    if (acc > (UINT64_MAX - d) / 10)
+      *overflow = true;
+    else
+      acc = acc * 10 + d;
+  }
+  *v = acc;
+  return i;
+}
+
+typedef struct unit {
+  const char *name;
+  uint64_t factor;
+} unit_t;
+
+static const unit_t duration_units[] = {{"us", NS_PER_US},      {"ms", NS_PER_MS},
+                                        {"s", NS_PER_S},        {"m", 60 * NS_PER_S},
+                                        {"h", 3600 * NS_PER_S}, {NULL, 0}};
+static const unit_t size_units[] = {{"B", 1},     {"KB", KIB},  {"MB", MIB},  {"GB", GIB},
+                                    {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB}, {NULL, 0}};
+
+/* Shared by durations and sizes: "<digits><unit>", or a bare "0". */
+static int parse_with_unit(const char *s, const unit_t *units, const char *what,
+                           const char *example, const char *unit_list, uint64_t *out, char *hint,
+                           size_t hint_size) {
+  char sv[64];
+  uint64_t v;
+  bool overflow;
+  if (s == NULL || s[0] == '\0') {
+    snprintf(hint, hint_size, "empty %s; write a whole number and a unit, e.g. %s", what, example);
+    return CYNIC_EINVAL;
+  }
+  cynic__config_show(sv, s, strlen(s));
+  if (s[0] == '-') {
+    snprintf(hint, hint_size, "'%s' is negative; a %s is 0 or more, e.g. %s", sv, what, example);
+    return CYNIC_ERANGE;
+  }
+  size_t n = cynic__config_digits(s, &v, &overflow);
+  if (n == 0) {
+    snprintf(hint, hint_size, "'%s' is not a %s; write a whole number and a unit, e.g. %s", sv,
+             what, example);
+    return CYNIC_EINVAL;
+  }
+  if (s[n] == '\0') {
+    if (v == 0 && !overflow) {
+      *out = 0;
+      return 0;
+    }
+    snprintf(hint, hint_size, "'%s' has no unit; add a unit, e.g. %s", sv, example);
+    return CYNIC_EINVAL;
+  }
+  if (s[n] == '.' || s[n] == ',') {
+    snprintf(hint, hint_size, "'%s': fractions are not supported; use a smaller unit (%s), e.g. %s",
+             sv, unit_list, example);
+    return CYNIC_EINVAL;
+  }
+  const char *u = s + n;
+  for (size_t i = 0; units[i].name != NULL; i++) {
+    if (strcmp(u, units[i].name) == 0) {
+      if (overflow || (units[i].factor > 1 && v > UINT64_MAX / units[i].factor)) {
+        snprintf(hint, hint_size, "'%s' is too large", sv);
+        return CYNIC_ERANGE;
+      }
+      *out = v * units[i].factor;
+      return 0;
+    }
+  }
+  char uv[64];
+  snprintf(hint, hint_size, "'%s': unknown unit '%s'; use %s", sv,
+           cynic__config_show(uv, u, strlen(u)), unit_list);
+  return CYNIC_EINVAL;
+}
+
+int cynic__config_parse_duration(const char *s, uint64_t *ns, char *hint, size_t hint_size) {
+  return parse_with_unit(s, duration_units, "duration", "250ms", "us, ms, s, m or h", ns, hint,
+                         hint_size);
+}
+
+int cynic__config_parse_size(const char *s, uint64_t *bytes, char *hint, size_t hint_size) {
+  return parse_with_unit(s, size_units, "size", "64KB", "B, KB, MB or GB (KB = 1024 bytes)", bytes,
+                         hint, hint_size);
+}
+
+int cynic__config_parse_percent(const char *s, uint32_t *pct, char *hint, size_t hint_size) {
+  char sv[64];
+  uint64_t v;
+  bool overflow;
+  if (s == NULL || s[0] == '\0') {
+    snprintf(hint, hint_size, "empty percentage; write e.g. 20%%");
+    return CYNIC_EINVAL;
+  }
+  cynic__config_show(sv, s, strlen(s));
+  if (s[0] == '-') {
+    snprintf(hint, hint_size, "'%s' is negative; use 0%%..100%%", sv);
+    return CYNIC_ERANGE;
+  }
+  size_t n = cynic__config_digits(s, &v, &overflow);
+  if (n == 0) {
+    snprintf(hint, hint_size, "'%s' is not a percentage; write e.g. 20%%", sv);
+    return CYNIC_EINVAL;
+  }
+  if (s[n] == '.') {
+    snprintf(hint, hint_size, "'%s': use a whole percentage, e.g. 20%%", sv);
+    return CYNIC_EINVAL;
+  }
+  if (s[n] != '%' || s[n + 1] != '\0') {
+    snprintf(hint, hint_size, "'%s' is not a percentage; add '%%', e.g. 20%%", sv);
+    return CYNIC_EINVAL;
+  }
+  if (overflow || v > 100) {
+    snprintf(hint, hint_size, "'%s' is more than 100%%; use 0%%..100%%", sv);
+    return CYNIC_ERANGE;
+  }
+  *pct = (uint32_t)v;
+  return 0;
+}

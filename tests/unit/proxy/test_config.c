@@ -1,0 +1,598 @@
+/* tests/unit/proxy/test_config.c: src/proxy/config.c, the YAML config loader.
+ *
+ * Good configs parse to exact values (every key, and every default); the
+ * duration, size and percent parsers are run over tables of good and bad
+ * inputs; bad configs give errors at the right line and column. The black-box
+ * table of broken files is in tests/integration/test_proxy_config.py. */
+#define _POSIX_C_SOURCE 200809L /* open_memstream */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "config_value.h"
+#include "cynic/common.h"
+
+#define MS UINT64_C(1000000)
+#define SEC UINT64_C(1000000000)
+#define KB UINT64_C(1024)
+#define MB (KB * 1024)
+#define GB (MB * 1024)
+
+static cynic__config_errors_t errs;
+
+/* Parse text that must be good; prints the errors if it is not. */
+static cynic__config_t *parse_ok(const char *text) {
+  cynic__config_t *cfg = NULL;
+  int rc = cynic__config_parse("t.yaml", text, strlen(text), &cfg, &errs);
+  if (rc != 0)
+    cynic__config_errors_print(&errs, stderr);
+  assert_int_equal(rc, 0);
+  assert_non_null(cfg);
+  assert_int_equal(errs.count, 0);
+  return cfg;
+}
+
+/* Parse text that must be bad; returns error 0 formatted. */
+static const char *parse_bad(const char *text) {
+  static char line[1024];
+  cynic__config_t *cfg = (cynic__config_t *)&errs; /* must be reset to NULL */
+  int rc = cynic__config_parse("t.yaml", text, strlen(text), &cfg, &errs);
+  assert_int_equal(rc, CYNIC_EINVAL);
+  assert_null(cfg);
+  assert_true(errs.count > 0);
+  cynic__config_error_format(&errs, 0, line, sizeof line);
+  return line;
+}
+
+static const char *const minimal = "listeners:\n"
+                                   "  - name: l\n"
+                                   "    listen: 127.0.0.1:8080\n"
+                                   "    upstream: u\n"
+                                   "upstreams:\n"
+                                   "  - name: u\n"
+                                   "    endpoints: [127.0.0.1:9000]\n";
+
+static void test_defaults(void **state) {
+  (void)state;
+  cynic__config_t *cfg = parse_ok(minimal);
+  assert_string_equal(cfg->path, "t.yaml");
+  /* admin */
+  assert_int_equal(cfg->admin.listen.kind, CYNIC__ADDR_IPV4);
+  assert_string_equal(cfg->admin.listen.host, "127.0.0.1");
+  assert_int_equal(cfg->admin.listen.port, 9901);
+  assert_string_equal(cfg->admin.listen.text, "127.0.0.1:9901");
+  assert_null(cfg->admin.token_file);
+  assert_false(cfg->admin.allow_remote);
+  assert_int_equal(cfg->admin.drain_timeout_ns, 30 * SEC);
+  /* log */
+  assert_string_equal(cfg->log.file, "-");
+  assert_int_equal(cfg->log.format, CYNIC__LOG_JSON);
+  assert_int_equal(cfg->log.level, CYNIC__LOG_INFO);
+  assert_int_equal(cfg->log.rotate_max_bytes, 0);
+  assert_int_equal(cfg->log.rotate_keep, 5);
+  /* listener */
+  assert_int_equal(cfg->listener_count, 1);
+  const cynic__config_listener_t *l = &cfg->listeners[0];
+  assert_string_equal(l->name, "l");
+  assert_int_equal(l->listen.kind, CYNIC__ADDR_IPV4);
+  assert_int_equal(l->listen.port, 8080);
+  assert_memory_equal(l->listen.ip, "\x7f\x00\x00\x01", 4);
+  assert_int_equal(l->mode, CYNIC__MODE_TCP);
+  assert_string_equal(l->upstream_name, "u");
+  assert_int_equal(l->upstream, 0);
+  assert_int_equal(l->max_connections, 10000);
+  assert_int_equal(l->max_connections_per_client, 0);
+  assert_int_equal(l->header_timeout_ns, 10 * SEC);
+  assert_int_equal(l->idle_timeout_ns, 60 * SEC);
+  assert_int_equal(l->rate_count, 0);
+  assert_int_equal(l->buffer_bytes, 64 * KB);
+  assert_int_equal(l->mark.line, 2);
+  assert_int_equal(l->mark.column, 5);
+  /* upstream */
+  assert_int_equal(cfg->upstream_count, 1);
+  const cynic__config_upstream_t *u = &cfg->upstreams[0];
+  assert_string_equal(u->name, "u");
+  assert_int_equal(u->endpoint_count, 1);
+  assert_string_equal(u->endpoints[0].host, "127.0.0.1");
+  assert_int_equal(u->endpoints[0].port, 9000);
+  assert_int_equal(u->balance, CYNIC__BALANCE_ROUND_ROBIN);
+  assert_int_equal(u->resolve_interval_ns, 30 * SEC);
+  assert_int_equal(u->connect_timeout_ns, 1 * SEC);
+  assert_int_equal(u->first_byte_timeout_ns, 30 * SEC);
+  assert_int_equal(u->idle_timeout_ns, 60 * SEC);
+  assert_int_equal(u->request_timeout_ns, 0);
+  assert_int_equal(u->keepalive_idle_ns, 60 * SEC);
+  assert_int_equal(u->keepalive_interval_ns, 10 * SEC);
+  assert_int_equal(u->keepalive_probes, 3);
+  assert_int_equal(u->user_timeout_ns, 0);
+  assert_int_equal(u->max_connections, 100);
+  assert_int_equal(u->max_pending, 50);
+  assert_int_equal(u->queue_timeout_ns, 100 * MS);
+  assert_int_equal(u->breaker.faults, 5);
+  assert_int_equal(u->breaker.leak_ns, 10 * SEC);
+  assert_int_equal(u->breaker.open_for_ns, 30 * SEC);
+  assert_int_equal(u->breaker.open_max_ns, 30 * SEC);
+  assert_true(u->breaker.open_multiplier == 1.0);
+  assert_int_equal(u->breaker.half_open_probes, 1);
+  assert_int_equal(u->breaker.window_type, CYNIC__WINDOW_NONE);
+  assert_false(u->required);
+  assert_false(u->http.has_retry);
+  assert_false(u->http.has_expect);
+  assert_false(u->http.has_fallback);
+  assert_int_equal(u->http.max_response_bytes, 0);
+  assert_int_equal(u->http.max_header_bytes, 32 * KB);
+  cynic__config_free(cfg);
+}
+
+static const char *const full =
+    "admin:\n"
+    "  listen: '[::1]:9902'\n"
+    "  token_file: /etc/cynic/token\n"
+    "  allow_remote: true\n"
+    "  drain_timeout: 2m\n"
+    "log:\n"
+    "  file: /var/log/cynic.log\n"
+    "  format: json\n"
+    "  level: debug\n"
+    "  rotate: { max_bytes: 10MB, keep: 3 }\n"
+    "listeners:\n"
+    "  - name: payments\n"
+    "    listen: 0.0.0.0:0\n"
+    "    mode: http\n"
+    "    upstream: payments-api\n"
+    "    max_connections: 500\n"
+    "    max_connections_per_client: 20\n"
+    "    timeouts: { header: 5s, idle: 2m }\n"
+    "    rate_limit: { per_client: 600/m, burst: 50 }\n"
+    "    buffer: 16KB\n"
+    "  - name: db\n"
+    "    listen: '[::]:5432'\n"
+    "    upstream: db\n"
+    "    rate_limit: { per_client: 10/s }\n"
+    "upstreams:\n"
+    "  - name: payments-api\n"
+    "    endpoints: [127.0.0.1:9000, '[::1]:9001', api.internal:443]\n"
+    "    balance: least_connections\n"
+    "    resolve_interval: 0\n"
+    "    timeouts: { connect: 250ms, first_byte: 2s, idle: 30s, request: 5s }\n"
+    "    keepalive: { idle: 30s, interval: 5s, probes: 4, user_timeout: 50s }\n"
+    "    bulkhead: { max_connections: 10, max_pending: 0, queue_timeout: 0s }\n"
+    "    breaker:\n"
+    "      faults: 7\n"
+    "      leak: 500ms\n"
+    "      open_for: 10s\n"
+    "      open_max: 5m\n"
+    "      open_multiplier: 1.5\n"
+    "      half_open_probes: 3\n"
+    "      window: { type: count, size: 50, min_calls: 20, failure_rate: 40%,\n"
+    "                slow_rate: 80%, slow_call: 1500ms }\n"
+    "    required: true\n"
+    "    retry: { attempts: 3, backoff: 20ms..2s, budget: 10% }\n"
+    "    expect: { status: 200-399, content_type: application/json }\n"
+    "    limits: { max_response_bytes: 1GB, max_header_bytes: 64KB }\n"
+    "    fallback: { status: 503, body: '{\"error\":\"down\"}', content_type: "
+    "application/json }\n"
+    "  - name: db\n"
+    "    endpoints: [db.internal:5432]\n"
+    "    breaker: { window: { type: time, size: 30s } }\n";
+
+static void test_every_key(void **state) {
+  (void)state;
+  cynic__config_t *cfg = parse_ok(full);
+  assert_int_equal(cfg->admin.listen.kind, CYNIC__ADDR_IPV6);
+  assert_string_equal(cfg->admin.listen.host, "::1");
+  assert_int_equal(cfg->admin.listen.port, 9902);
+  assert_string_equal(cfg->admin.listen.text, "[::1]:9902");
+  assert_string_equal(cfg->admin.token_file, "/etc/cynic/token");
+  assert_true(cfg->admin.allow_remote);
+  assert_int_equal(cfg->admin.drain_timeout_ns, 120 * SEC);
+  assert_string_equal(cfg->log.file, "/var/log/cynic.log");
+  assert_int_equal(cfg->log.level, CYNIC__LOG_DEBUG);
+  assert_int_equal(cfg->log.rotate_max_bytes, 10 * MB);
+  assert_int_equal(cfg->log.rotate_keep, 3);
+
+  assert_int_equal(cfg->listener_count, 2);
+  const cynic__config_listener_t *l = &cfg->listeners[0];
+  assert_string_equal(l->name, "payments");
+  assert_int_equal(l->listen.port, 0);
+  assert_memory_equal(l->listen.ip, "\0\0\0\0", 4);
+  assert_int_equal(l->mode, CYNIC__MODE_HTTP);
+  assert_int_equal(l->upstream, 0);
+  assert_int_equal(l->max_connections, 500);
+  assert_int_equal(l->max_connections_per_client, 20);
+  assert_int_equal(l->header_timeout_ns, 5 * SEC);
+  assert_int_equal(l->idle_timeout_ns, 120 * SEC);
+  assert_int_equal(l->rate_count, 600);
+  assert_int_equal(l->rate_period_ns, 60 * SEC);
+  assert_int_equal(l->rate_burst, 50);
+  assert_int_equal(l->buffer_bytes, 16 * KB);
+  l = &cfg->listeners[1];
+  assert_int_equal(l->listen.kind, CYNIC__ADDR_IPV6);
+  assert_string_equal(l->listen.host, "::");
+  assert_int_equal(l->upstream, 1);
+  assert_int_equal(l->rate_count, 10);
+  assert_int_equal(l->rate_period_ns, SEC);
+  assert_int_equal(l->rate_burst, 10); /* burst defaults to the rate */
+
+  const cynic__config_upstream_t *u = &cfg->upstreams[0];
+  assert_int_equal(u->endpoint_count, 3);
+  assert_int_equal(u->endpoints[0].kind, CYNIC__ADDR_IPV4);
+  assert_int_equal(u->endpoints[1].kind, CYNIC__ADDR_IPV6);
+  assert_string_equal(u->endpoints[1].host, "::1");
+  assert_int_equal(u->endpoints[1].port, 9001);
+  assert_int_equal(u->endpoints[2].kind, CYNIC__ADDR_NAME);
+  assert_string_equal(u->endpoints[2].host, "api.internal");
+  assert_int_equal(u->endpoints[2].port, 443);
+  assert_string_equal(u->endpoints[2].text, "api.internal:443");
+  assert_int_equal(u->balance, CYNIC__BALANCE_LEAST_CONNECTIONS);
+  assert_int_equal(u->resolve_interval_ns, 0);
+  assert_int_equal(u->connect_timeout_ns, 250 * MS);
+  assert_int_equal(u->first_byte_timeout_ns, 2 * SEC);
+  assert_int_equal(u->idle_timeout_ns, 30 * SEC);
+  assert_int_equal(u->request_timeout_ns, 5 * SEC);
+  assert_int_equal(u->keepalive_idle_ns, 30 * SEC);
+  assert_int_equal(u->keepalive_interval_ns, 5 * SEC);
+  assert_int_equal(u->keepalive_probes, 4);
+  assert_int_equal(u->user_timeout_ns, 50 * SEC);
+  assert_int_equal(u->max_connections, 10);
+  assert_int_equal(u->max_pending, 0);
+  assert_int_equal(u->queue_timeout_ns, 0);
+  assert_int_equal(u->breaker.faults, 7);
+  assert_int_equal(u->breaker.leak_ns, 500 * MS);
+  assert_int_equal(u->breaker.open_for_ns, 10 * SEC);
+  assert_int_equal(u->breaker.open_max_ns, 300 * SEC);
+  assert_true(u->breaker.open_multiplier == 1.5);
+  assert_int_equal(u->breaker.half_open_probes, 3);
+  assert_int_equal(u->breaker.window_type, CYNIC__WINDOW_COUNT);
+  assert_int_equal(u->breaker.window_size, 50);
+  assert_int_equal(u->breaker.window_min_calls, 20);
+  assert_int_equal(u->breaker.failure_rate_pct, 40);
+  assert_int_equal(u->breaker.slow_rate_pct, 80);
+  assert_int_equal(u->breaker.slow_call_ns, 1500 * MS);
+  assert_true(u->required);
+  assert_true(u->http.has_retry);
+  assert_int_equal(u->http.retry_attempts, 3);
+  assert_int_equal(u->http.retry_backoff_min_ns, 20 * MS);
+  assert_int_equal(u->http.retry_backoff_max_ns, 2 * SEC);
+  assert_int_equal(u->http.retry_budget_pct, 10);
+  assert_true(u->http.has_expect);
+  assert_int_equal(u->http.expect_status_min, 200);
+  assert_int_equal(u->http.expect_status_max, 399);
+  assert_string_equal(u->http.expect_content_type, "application/json");
+  assert_int_equal(u->http.max_response_bytes, GB);
+  assert_int_equal(u->http.max_header_bytes, 64 * KB);
+  assert_true(u->http.has_fallback);
+  assert_int_equal(u->http.fallback_status, 503);
+  assert_string_equal(u->http.fallback_body, "{\"error\":\"down\"}");
+  assert_int_equal(u->http.fallback_body_len, 16);
+  assert_string_equal(u->http.fallback_content_type, "application/json");
+
+  u = &cfg->upstreams[1];
+  assert_int_equal(u->breaker.window_type, CYNIC__WINDOW_TIME);
+  assert_int_equal(u->breaker.window_size_ns, 30 * SEC);
+  assert_int_equal(u->breaker.window_min_calls, 10);
+  assert_int_equal(u->breaker.failure_rate_pct, 50);
+  assert_int_equal(u->breaker.slow_rate_pct, 100);
+  assert_int_equal(u->breaker.slow_call_ns, 2 * SEC);
+  assert_int_equal(u->breaker.open_max_ns, 30 * SEC); /* = open_for */
+  cynic__config_free(cfg);
+}
+
+static void test_retry_and_fallback_defaults(void **state) {
+  (void)state;
+  char text[1024];
+  snprintf(text, sizeof text, "%s    retry: {}\n    fallback: { status: 502 }\n", minimal);
+  cynic__config_t *cfg = parse_ok(text);
+  const cynic__config_http_t *h = &cfg->upstreams[0].http;
+  assert_true(h->has_retry);
+  assert_int_equal(h->retry_attempts, 2);
+  assert_int_equal(h->retry_backoff_min_ns, 50 * MS);
+  assert_int_equal(h->retry_backoff_max_ns, SEC);
+  assert_int_equal(h->retry_budget_pct, 20);
+  assert_int_equal(h->fallback_status, 502);
+  assert_null(h->fallback_body);
+  assert_string_equal(h->fallback_content_type, "text/plain");
+  cynic__config_free(cfg);
+}
+
+typedef struct duration_case {
+  const char *in;
+  int rc;
+  uint64_t ns;
+} duration_case_t;
+
+static void test_parse_duration(void **state) {
+  (void)state;
+  static const duration_case_t cases[] = {
+      {"0", 0, 0},
+      {"0s", 0, 0},
+      {"1us", 0, 1000},
+      {"250ms", 0, 250 * MS},
+      {"10s", 0, 10 * SEC},
+      {"2m", 0, 120 * SEC},
+      {"1h", 0, 3600 * SEC},
+      {"007s", 0, 7 * SEC},
+      {"18446744073us", 0, UINT64_C(18446744073000)},
+      {"5124095h", 0, UINT64_C(5124095) * 3600 * SEC}, /* the largest whole hour that fits */
+      {"5124096h", CYNIC_ERANGE, 0},
+      {"18446744073709551615us", CYNIC_ERANGE, 0},
+      {"99999999999999999999ms", CYNIC_ERANGE, 0},
+      {"-1s", CYNIC_ERANGE, 0},
+      {"", CYNIC_EINVAL, 0},
+      {"250", CYNIC_EINVAL, 0},
+      {"1.5s", CYNIC_EINVAL, 0},
+      {"ms", CYNIC_EINVAL, 0},
+      {"10 s", CYNIC_EINVAL, 0},
+      {"10S", CYNIC_EINVAL, 0},
+      {"10sec", CYNIC_EINVAL, 0},
+      {"10ns", CYNIC_EINVAL, 0},
+      {"1d", CYNIC_EINVAL, 0},
+      {"+5s", CYNIC_EINVAL, 0},
+      {"1m30s", CYNIC_EINVAL, 0},
+      {"0x10s", CYNIC_EINVAL, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    uint64_t ns = 12345;
+    char hint[192] = "";
+    int rc = cynic__config_parse_duration(cases[i].in, &ns, hint, sizeof hint);
+    if (rc != cases[i].rc)
+      fail_msg("duration '%s': rc %d, want %d (%s)", cases[i].in, rc, cases[i].rc, hint);
+    if (rc == 0)
+      assert_int_equal(ns, cases[i].ns);
+    else
+      assert_true(hint[0] != '\0');
+  }
+  char hint[192];
+  uint64_t ns;
+  cynic__config_parse_duration("250", &ns, hint, sizeof hint);
+  assert_string_equal(hint, "'250' has no unit; add a unit, e.g. 250ms");
+  cynic__config_parse_duration("10sec", &ns, hint, sizeof hint);
+  assert_string_equal(hint, "'10sec': unknown unit 'sec'; use us, ms, s, m or h");
+}
+
+typedef struct size_case {
+  const char *in;
+  int rc;
+  uint64_t bytes;
+} size_case_t;
+
+static void test_parse_size(void **state) {
+  (void)state;
+  static const size_case_t cases[] = {
+      {"0", 0, 0},
+      {"512B", 0, 512},
+      {"64KB", 0, 64 * KB},
+      {"10MB", 0, 10 * MB},
+      {"1GB", 0, GB},
+      {"64KiB", 0, 64 * KB},
+      {"3MiB", 0, 3 * MB},
+      {"2GiB", 0, 2 * GB},
+      {"17179869183GB", 0, UINT64_C(17179869183) * GB},
+      {"17179869184GB", CYNIC_ERANGE, 0},
+      {"18446744073709551616B", CYNIC_ERANGE, 0},
+      {"-1KB", CYNIC_ERANGE, 0},
+      {"", CYNIC_EINVAL, 0},
+      {"1024", CYNIC_EINVAL, 0},
+      {"64kb", CYNIC_EINVAL, 0},
+      {"64K", CYNIC_EINVAL, 0},
+      {"1.5MB", CYNIC_EINVAL, 0},
+      {"1TB", CYNIC_EINVAL, 0},
+      {"MB", CYNIC_EINVAL, 0},
+      {"64 KB", CYNIC_EINVAL, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    uint64_t bytes = 12345;
+    char hint[192] = "";
+    int rc = cynic__config_parse_size(cases[i].in, &bytes, hint, sizeof hint);
+    if (rc != cases[i].rc)
+      fail_msg("size '%s': rc %d, want %d (%s)", cases[i].in, rc, cases[i].rc, hint);
+    if (rc == 0)
+      assert_int_equal(bytes, cases[i].bytes);
+  }
+}
+
+typedef struct percent_case {
+  const char *in;
+  int rc;
+  uint32_t pct;
+} percent_case_t;
+
+static void test_parse_percent(void **state) {
+  (void)state;
+  static const percent_case_t cases[] = {
+      {"0%", 0, 0},
+      {"20%", 0, 20},
+      {"100%", 0, 100},
+      {"101%", CYNIC_ERANGE, 0},
+      {"99999999999999999999%", CYNIC_ERANGE, 0},
+      {"-5%", CYNIC_ERANGE, 0},
+      {"20", CYNIC_EINVAL, 0},
+      {"12.5%", CYNIC_EINVAL, 0},
+      {"%", CYNIC_EINVAL, 0},
+      {"", CYNIC_EINVAL, 0},
+      {"20%%", CYNIC_EINVAL, 0},
+      {"0.2", CYNIC_EINVAL, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    uint32_t pct = 12345;
+    char hint[192] = "";
+    int rc = cynic__config_parse_percent(cases[i].in, &pct, hint, sizeof hint);
+    if (rc != cases[i].rc)
+      fail_msg("percent '%s': rc %d, want %d (%s)", cases[i].in, rc, cases[i].rc, hint);
+    if (rc == 0)
+      assert_int_equal(pct, cases[i].pct);
+  }
+}
+
+/* Errors name the file, line and column of the value at fault. */
+static void test_error_positions(void **state) {
+  (void)state;
+  assert_string_equal(parse_bad("listeners:\n"
+                                "  - name: l\n"
+                                "    listen: 127.0.0.1:8080\n"
+                                "    upstream: u\n"
+                                "    buffer: 64\n"
+                                "upstreams:\n"
+                                "  - name: u\n"
+                                "    endpoints: [127.0.0.1:9000]\n"),
+                      "t.yaml:5:13: buffer: '64' has no unit; add a unit, e.g. 64KB");
+  assert_string_equal(parse_bad(""), "t.yaml: the config is empty; it needs at least 'listeners' "
+                                     "and 'upstreams' (see examples/quickstart.yaml)");
+  assert_string_equal(parse_bad("a: &x 1\n"),
+                      "t.yaml:1:4: YAML anchors (&x) are not supported; write values out in full");
+  assert_string_equal(parse_bad("- 1\n"),
+                      "t.yaml:1:1: the config must be a mapping of keys to values, got a list");
+}
+
+/* Every error is collected, sorted by position, and capped. */
+static void test_errors_collected_and_capped(void **state) {
+  (void)state;
+  char text[8192];
+  size_t n = (size_t)snprintf(text, sizeof text, "%s", minimal);
+  for (int i = 0; i < 30; i++)
+    n += (size_t)snprintf(text + n, sizeof text - n, "    bogus%d: 1\n", i);
+  parse_bad(text);
+  assert_int_equal(errs.count, CYNIC__CONFIG_MAX_ERRORS);
+  assert_true(errs.truncated);
+  for (size_t i = 1; i < errs.count; i++)
+    assert_true(errs.list[i - 1].mark.line <= errs.list[i].mark.line);
+  assert_int_equal(errs.list[0].mark.line, 8);
+}
+
+static void test_bounds_on_input(void **state) {
+  (void)state;
+  /* larger than 1 MiB: refused before parsing */
+  size_t big = CYNIC__CONFIG_MAX_FILE_BYTES + 1;
+  char *text = malloc(big);
+  assert_non_null(text);
+  memset(text, '#', big);
+  cynic__config_t *cfg = NULL;
+  assert_int_equal(cynic__config_parse("t.yaml", text, big, &cfg, &errs), CYNIC_EINVAL);
+  assert_null(cfg);
+  assert_non_null(strstr(errs.list[0].message, "larger than 1 MiB"));
+  /* too deep */
+  size_t n = 0;
+  for (int i = 0; i < 100; i++)
+    text[n++] = '[';
+  for (int i = 0; i < 100; i++)
+    text[n++] = ']';
+  assert_int_equal(cynic__config_parse("t.yaml", text, n, &cfg, &errs), CYNIC_EINVAL);
+  assert_non_null(strstr(errs.list[0].message, "nested more than 32 levels"));
+  /* too many nodes */
+  n = 0;
+  text[n++] = '[';
+  for (int i = 0; i < 200000; i++) {
+    text[n++] = '1';
+    text[n++] = ',';
+  }
+  text[n++] = ']';
+  assert_int_equal(cynic__config_parse("t.yaml", text, n, &cfg, &errs), CYNIC_EINVAL);
+  assert_non_null(strstr(errs.list[0].message, "too many YAML nodes"));
+  free(text);
+}
+
+static void test_load_missing_file(void **state) {
+  (void)state;
+  cynic__config_t *cfg = NULL;
+  assert_int_equal(cynic__config_load("/nonexistent/cynic.yaml", &cfg, &errs), CYNIC_EINVAL);
+  assert_null(cfg);
+  char line[512];
+  cynic__config_error_format(&errs, 0, line, sizeof line);
+  assert_string_equal(line, "/nonexistent/cynic.yaml: cannot open: No such file or directory");
+}
+
+typedef struct addr_case {
+  const char *listen;   /* the listener's listen value, YAML-quoted */
+  const char *endpoint; /* the upstream's endpoint, YAML-quoted */
+  const char *error;    /* NULL: good; else a substring of the first error */
+} addr_case_t;
+
+static void test_addresses(void **state) {
+  (void)state;
+  static const addr_case_t cases[] = {
+      {"'127.0.0.1:8080'", "'127.0.0.1:9000'", NULL},
+      {"'0.0.0.0:8080'", "'10.0.0.1:1'", NULL},
+      {"'[::1]:8080'", "'[2001:db8::1]:65535'", NULL},
+      {"'[::]:0'", "'db-1.internal:5432'", NULL},
+      {"'127.0.0.1:8080'", "'Db_2:5432'", NULL},
+      {"'8080'", "'127.0.0.1:9000'", "has no address"},
+      {"':8080'", "'127.0.0.1:9000'", "has no address"},
+      {"'127.0.0.1'", "'127.0.0.1:9000'", "has no port"},
+      {"'127.0.0.1:'", "'127.0.0.1:9000'", "has no valid port"},
+      {"'127.0.0.1:80x'", "'127.0.0.1:9000'", "has no valid port"},
+      {"'127.0.0.1:99999999999999999999'", "'127.0.0.1:9000'", "out of range"},
+      {"'localhost:8080'", "'127.0.0.1:9000'", "is a host name"},
+      {"'1.2.3:8080'", "'127.0.0.1:9000'", "not a valid IPv4 address"},
+      {"'256.0.0.1:8080'", "'127.0.0.1:9000'", "not a valid IPv4 address"},
+      {"'::1:8080'", "'127.0.0.1:9000'", "needs brackets"},
+      {"'[::1]8080'", "'127.0.0.1:9000'", "has no port"},
+      {"'[::1:8080'", "'127.0.0.1:9000'", "no closing ']'"},
+      {"'[fe80::1%eth0]:80'", "'127.0.0.1:9000'", "not a valid IPv6 address"},
+      {"'127.0.0.1:8080'", "'127.0.0.1:0'", "use 1..65535"},
+      {"'127.0.0.1:8080'", "'-bad.example:80'", "not a valid IPv4 address or host name"},
+      {"'127.0.0.1:8080'", "'a..b:80'", "not a valid IPv4 address or host name"},
+      {"'127.0.0.1:8080'", "'300.1.1.1:80'", "not a valid IPv4 address or host name"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "listeners: [{name: l, listen: %s, upstream: u}]\n"
+             "upstreams: [{name: u, endpoints: [%s]}]\n",
+             cases[i].listen, cases[i].endpoint);
+    cynic__config_t *cfg = NULL;
+    int rc = cynic__config_parse("t.yaml", text, strlen(text), &cfg, &errs);
+    if (cases[i].error == NULL) {
+      if (rc != 0)
+        fail_msg("%s / %s: %s", cases[i].listen, cases[i].endpoint, errs.list[0].message);
+      cynic__config_free(cfg);
+    } else {
+      if (rc == 0)
+        fail_msg("%s / %s: accepted, want '%s'", cases[i].listen, cases[i].endpoint,
+                 cases[i].error);
+      if (strstr(errs.list[0].message, cases[i].error) == NULL)
+        fail_msg("%s / %s: '%s' lacks '%s'", cases[i].listen, cases[i].endpoint,
+                 errs.list[0].message, cases[i].error);
+    }
+  }
+}
+
+static void test_print_errors(void **state) {
+  (void)state;
+  parse_bad("listeners: 1\nupstreams: 2\n");
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&buf, &len);
+  assert_non_null(out);
+  cynic__config_errors_print(&errs, out);
+  fclose(out);
+  assert_string_equal(buf, "t.yaml:1:12: listeners: expected a list (lines starting with '- '), "
+                           "got a single value\n"
+                           "t.yaml:2:12: upstreams: expected a list (lines starting with '- '), "
+                           "got a single value\n");
+  free(buf);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_every_key),
+      cmocka_unit_test(test_retry_and_fallback_defaults),
+      cmocka_unit_test(test_parse_duration),
+      cmocka_unit_test(test_parse_size),
+      cmocka_unit_test(test_parse_percent),
+      cmocka_unit_test(test_error_positions),
+      cmocka_unit_test(test_errors_collected_and_capped),
+      cmocka_unit_test(test_bounds_on_input),
+      cmocka_unit_test(test_load_missing_file),
+      cmocka_unit_test(test_addresses),
+      cmocka_unit_test(test_print_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
