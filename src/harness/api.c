@@ -496,6 +496,35 @@ static void metrics_handler(req_ctx_t *r) {
                         (unsigned long long)h->proxies[i]->bytes_out[d]);
 }
 
+static void events_handler(req_ctx_t *r) {
+  const char *url = r->req->url.data ? r->req->url.data : "";
+  const char *q = strchr(url, '?');
+  unsigned long long since = 0, limit = 1000;
+  for (const char *p = q; p != NULL && *p; p = strchr(p + 1, '&')) {
+    const char *kv = p + 1;
+    char *end;
+    if (strncmp(kv, "since=", 6) == 0) {
+      since = strtoull(kv + 6, &end, 10);
+      if (end == kv + 6 || (*end && *end != '&')) {
+        reply_error(r, 400, "since must be an event id");
+        return;
+      }
+    } else if (strncmp(kv, "limit=", 6) == 0) {
+      limit = strtoull(kv + 6, &end, 10);
+      if (end == kv + 6 || (*end && *end != '&') || limit == 0 || limit > EVENTS_PAGE_MAX) {
+        reply_error(r, 400, "limit must be 1..10000");
+        return;
+      }
+    }
+  }
+  r->resp->status = 200;
+  r->resp->content_type = "application/x-ndjson";
+  if (events_dump(&r->h->events, since, limit, &r->resp->body) != 0) {
+    cynic__buf_reset(&r->resp->body);
+    reply_error(r, 500, "response too large");
+  }
+}
+
 /* ---- routing ------------------------------------------------------------- */
 
 #define MAX_SEGS 4
@@ -560,6 +589,10 @@ void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_respons
   }
   if (nsegs == 1 && strcmp(segs[0], "version") == 0) {
     is(&r, "GET") ? version_handler(&r) : not_allowed(&r);
+    return;
+  }
+  if (nsegs == 1 && strcmp(segs[0], "events") == 0) {
+    is(&r, "GET") ? events_handler(&r) : not_allowed(&r);
     return;
   }
   if (nsegs == 1 && strcmp(segs[0], "metrics") == 0 && h->proxy_metrics) {

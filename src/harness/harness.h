@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "events.h"
 #include "httpd.h"
 
 /* Hard caps (Steady State). */
@@ -80,6 +81,7 @@ struct harness {
   size_t nconns;
   uint64_t next_conn_id;
   cynic__httpd_t api;
+  events_t events;
 };
 
 /* ---- proxy.c: registry, listeners, accept, dial -------------------------- */

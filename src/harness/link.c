@@ -5,8 +5,10 @@
  */
 #include "link.h"
 
+#include <linux/sockios.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "addr.h"
 #include "toxic.h"
@@ -21,11 +23,14 @@ struct hconn {
   hdir_t dir[2];        /* indexed by stream */
   uv_getaddrinfo_t gai;
   uv_connect_t connect;
+  uv_timer_t dial_timer; /* accept_delay */
   uint16_t port;        /* upstream port while resolving */
   int open_handles;
   bool gai_pending;
   bool connected;
   bool closing;
+  bool sockets_closed; /* close_all ran */
+  int linger_eofs;     /* sockets that sent FIN while lingering */
 };
 
 static char readbuf[65536]; /* one loop thread: libuv reads here, we copy out */
@@ -135,13 +140,44 @@ void step_drop(step_ctx_t *ctx) {
   chunk_free(c);
 }
 
-void step_emit_close(step_ctx_t *ctx) {
+static void emit_marker(step_ctx_t *ctx, int kind) {
   chunk_t *c = calloc(1, sizeof(*c));
   if (c == NULL)
     return;
-  c->kind = CHUNK_CLOSE;
+  c->kind = kind;
   c->dir = ctx->dir;
   c->t = ctx->now;
+  q_push(ctx->out, c);
+}
+
+void step_emit_close(step_ctx_t *ctx) {
+  emit_marker(ctx, CHUNK_CLOSE);
+}
+
+void step_emit_reset(step_ctx_t *ctx) {
+  emit_marker(ctx, CHUNK_RESET);
+}
+
+bool step_can_generate(const step_ctx_t *ctx) {
+  return step_room(ctx) && ctx->dir->buffered < LINK_BUFFER_MAX;
+}
+
+void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
+  chunk_t *c = calloc(1, sizeof(*c));
+  block_t *b = malloc(sizeof(block_t) + n);
+  if (c == NULL || b == NULL) {
+    free(c);
+    free(b);
+    return;
+  }
+  b->refs = 1;
+  memcpy(b->data, p, n);
+  c->kind = CHUNK_DATA;
+  c->blk = b;
+  c->len = n;
+  c->dir = ctx->dir;
+  c->t = ctx->now;
+  ctx->dir->buffered += n;
   q_push(ctx->out, c);
 }
 
@@ -187,12 +223,76 @@ static void close_socket(uv_tcp_t *t, bool reset) {
   uv_close((uv_handle_t *)t, handle_closed);
 }
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_shutdown(uv_shutdown_t *req, int status);
+
+static void close_all(hconn_t *c, bool reset) {
+  if (c->sockets_closed)
+    return;
+  c->sockets_closed = true;
+  close_socket(&c->client, reset);
+  close_socket(&c->upstream, reset && c->connected);
+  uv_close((uv_handle_t *)&c->dial_timer, handle_closed);
+}
+
+#define LINGER_MS 1000
+
+static void on_linger_timeout(uv_timer_t *t) {
+  close_all(t->data, false);
+}
+
+static void on_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  hconn_t *c = s->data;
+  if (nread >= 0)
+    return; /* discarded */
+  uv_read_stop(s);
+  if (++c->linger_eofs == 2)
+    close_all(c, false);
+}
+
+/*
+ * A graceful close: FIN both ways once queued writes are out, then read and
+ * discard until both peers close or LINGER_MS passes. Closing a socket with
+ * unread input would make the kernel send RST, and the peer could lose the
+ * bytes we let through (limit_data's exact count, garbage, flood).
+ */
+static void begin_linger(hconn_t *c) {
+  uv_timer_stop(&c->dial_timer);
+  uv_tcp_t *socks[2] = {&c->client, &c->upstream};
+  for (int i = 0; i < 2; i++) {
+    hdir_t *in = i == 0 ? &c->dir[STREAM_UPSTREAM] : &c->dir[STREAM_DOWNSTREAM];
+    hdir_t *out = i == 0 ? &c->dir[STREAM_DOWNSTREAM] : &c->dir[STREAM_UPSTREAM];
+    if (!out->dst_shut) {
+      out->dst_shut = true;
+      out->shut.data = out;
+      uv_shutdown(&out->shut, (uv_stream_t *)socks[i], on_shutdown);
+    }
+    uv_read_stop((uv_stream_t *)socks[i]);
+    in->reading = false;
+    if (in->src_eof || uv_read_start((uv_stream_t *)socks[i], on_alloc, on_linger_read) != 0)
+      c->linger_eofs++;
+  }
+  if (c->linger_eofs == 2) {
+    close_all(c, false);
+    return;
+  }
+  uv_timer_start(&c->dial_timer, on_linger_timeout, LINGER_MS, 0);
+}
+
 void link_close(hconn_t *c, bool reset) {
   if (c->closing)
     return;
   c->closing = true;
   hproxy_t *p = c->proxy;
   if (p != NULL) {
+    hdir_t *u = &c->dir[STREAM_UPSTREAM], *dn = &c->dir[STREAM_DOWNSTREAM];
+    events_add(&c->h->events, "connection_closed",
+               json_pack("{s:s,s:I,s:b,s:{s:I,s:I},s:{s:I,s:I}}", "proxy", p->name, "conn",
+                         (json_int_t)c->id, "reset", reset, "upstream", "read",
+                         (json_int_t)u->bytes_read, "written", (json_int_t)u->bytes_written,
+                         "downstream", "read", (json_int_t)dn->bytes_read, "written",
+                         (json_int_t)dn->bytes_written));
     if (c->prev)
       c->prev->next = c->next;
     else
@@ -209,8 +309,11 @@ void link_close(hconn_t *c, bool reset) {
   }
   if (c->gai_pending)
     uv_cancel((uv_req_t *)&c->gai);
-  close_socket(&c->client, reset);
-  close_socket(&c->upstream, reset && c->connected);
+  if (!reset && c->connected) {
+    begin_linger(c);
+    return;
+  }
+  close_all(c, reset);
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -221,6 +324,8 @@ static void on_write(uv_write_t *req, int status) {
   hconn_t *c = d->conn;
   d->writes--;
   d->buffered -= ch->len;
+  if (status == 0)
+    d->bytes_written += ch->len;
   if (c->proxy != NULL && status == 0)
     c->proxy->bytes_out[d->stream] += ch->len;
   chunk_free(ch);
@@ -245,8 +350,17 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
     link_close(c, false);
 }
 
+/* Bytes the kernel still holds in the socket's send queue (Linux). */
+static int unsent(uv_tcp_t *t) {
+  uv_os_fd_t fd;
+  int n = 0;
+  if (uv_fileno((uv_handle_t *)t, &fd) != 0 || ioctl(fd, SIOCOUTQ, &n) != 0)
+    return 0;
+  return n;
+}
+
 /* Hand the output queue to the socket. true if anything moved. */
-static bool flush(hdir_t *d) {
+static bool flush(hdir_t *d, step_ctx_t *ctx) {
   bool progress = false;
   while (d->out.head != NULL && d->writes < LINK_WRITES_MAX && !d->close_when_flushed) {
     chunk_t *ch = q_pop(&d->out);
@@ -270,13 +384,21 @@ static bool flush(hdir_t *d) {
       d->shut.data = d;
       if (uv_shutdown(&d->shut, (uv_stream_t *)d->dst, on_shutdown) != 0)
         d->eof_done = true;
-    } else if (ch->kind == CHUNK_CLOSE) {
+    } else if (ch->kind == CHUNK_CLOSE || ch->kind == CHUNK_RESET) {
       d->close_when_flushed = true;
+      d->reset_when_flushed = ch->kind == CHUNK_RESET;
+      d->flush_deadline = ctx->now + UINT64_C(2000000000);
     }
     chunk_free(ch);
   }
   if (d->close_when_flushed && d->writes == 0) {
-    link_close(d->conn, false);
+    /* A reset discards what the kernel has not sent yet: wait (bounded) for
+     * the bytes the toxic let through to leave first. */
+    if (d->reset_when_flushed && ctx->now < d->flush_deadline && unsent(d->dst) > 0) {
+      step_wake_at(ctx, ctx->now + UINT64_C(1000000));
+      return false;
+    }
+    link_close(d->conn, d->reset_when_flushed);
     return false;
   }
   return progress;
@@ -333,6 +455,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     memcpy(ch->blk->data, buf->base, (size_t)nread);
     ch->len = (size_t)nread;
     d->buffered += ch->len;
+    d->bytes_read += ch->len;
     if (c->proxy != NULL)
       c->proxy->bytes_in[d->stream] += ch->len;
   }
@@ -340,10 +463,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pump(d);
 }
 
+static bool blackholed(const hconn_t *c) {
+  for (int i = 0; i < 2; i++)
+    for (size_t k = 0; k < c->dir[i].nstages; k++)
+      if (toxic_stage_blocks_reading(c->dir[i].stages[k]))
+        return true;
+  return false;
+}
+
 static void update_reading(hdir_t *d) {
   hconn_t *c = d->conn;
   bool want = c->connected && !c->closing && !d->src_eof && d->buffered < LINK_BUFFER_MAX &&
-              first_queue(d)->count < LINK_QUEUE_MAX;
+              first_queue(d)->count < LINK_QUEUE_MAX && !blackholed(c);
   if (want && !d->reading) {
     if (uv_read_start((uv_stream_t *)d->src, on_alloc, on_read) == 0)
       d->reading = true;
@@ -382,7 +513,7 @@ static void pump(hdir_t *d) {
       if (r == STEP_PROGRESS)
         progress = true;
     }
-    if (c->connected && flush(d))
+    if (c->connected && flush(d, &ctx))
       progress = true;
     if (c->closing)
       return;
@@ -410,6 +541,12 @@ static void roll(hconn_t *c, stage_t *st) {
   st->rng = k;
   uint64_t r = k ^ UINT64_C(0x5851F42D4C957F2D);
   st->active = rng_unit(&r) < st->toxic->toxicity;
+  if (c->proxy != NULL)
+    events_add(&c->h->events, st->active ? "toxic_applied" : "toxic_skipped",
+               json_pack("{s:s,s:I,s:s,s:s,s:s}", "proxy", c->proxy->name, "conn",
+                         (json_int_t)c->id, "toxic", st->toxic->name, "type",
+                         st->toxic->type->name, "stream",
+                         st->toxic->stream == STREAM_UPSTREAM ? "upstream" : "downstream"));
 }
 
 void link_add_toxic(hconn_t *c, toxic_t *t) {
@@ -424,6 +561,8 @@ void link_add_toxic(hconn_t *c, toxic_t *t) {
   toxic_stage_init(st, uv_hrtime());
   d->stages[d->nstages++] = st;
   pump(d);
+  if (!c->closing)
+    pump(&c->dir[!t->stream]);
 }
 
 void link_remove_toxic(hconn_t *c, toxic_t *t) {
@@ -439,6 +578,8 @@ void link_remove_toxic(hconn_t *c, toxic_t *t) {
     d->nstages--;
     free(st);
     pump(d);
+    if (!c->closing)
+      pump(&c->dir[!t->stream]); /* a blackhole stalls both directions */
     return;
   }
 }
@@ -467,6 +608,11 @@ static void on_connect(uv_connect_t *req, int status) {
   hconn_t *c = req->data;
   if (c->closing)
     return;
+  if (c->proxy != NULL)
+    events_add(&c->h->events, status < 0 ? "upstream_failed" : "upstream_connected",
+               json_pack("{s:s,s:I,s:s,s:s}", "proxy", c->proxy->name, "conn", (json_int_t)c->id,
+                         "upstream", c->proxy->upstream, "result",
+                         status < 0 ? uv_strerror(status) : "ok"));
   if (status < 0) {
     link_close(c, false);
     return;
@@ -515,6 +661,12 @@ static void dir_init(hconn_t *c, int stream) {
   d->timer.data = d;
 }
 
+static void start_dial(hconn_t *c);
+
+static void on_dial_timer(uv_timer_t *t) {
+  start_dial(t->data);
+}
+
 void link_accept(hproxy_t *p, uv_stream_t *listener) {
   harness_t *h = p->h;
   hconn_t *c = calloc(1, sizeof(*c));
@@ -523,11 +675,13 @@ void link_accept(hproxy_t *p, uv_stream_t *listener) {
   c->h = h;
   uv_tcp_init(h->loop, &c->client);
   uv_tcp_init(h->loop, &c->upstream);
+  uv_timer_init(h->loop, &c->dial_timer);
   c->client.data = c;
   c->upstream.data = c;
+  c->dial_timer.data = c;
   dir_init(c, STREAM_UPSTREAM);
   dir_init(c, STREAM_DOWNSTREAM);
-  c->open_handles = 4;
+  c->open_handles = 5;
   c->id = ++h->next_conn_id;
   c->key = rng_mix(h->seed ^ (++p->conn_seq * UINT64_C(0xD1B54A32D192ED03)), p->name);
   c->proxy = p;
@@ -541,12 +695,37 @@ void link_accept(hproxy_t *p, uv_stream_t *listener) {
     link_close(c, false);
     return;
   }
+  struct sockaddr_storage peer;
+  int plen = sizeof(peer);
+  char client[CYNIC_ADDR_STR_MAX] = "";
+  if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&peer, &plen) == 0)
+    cynic__addr_format((struct sockaddr *)&peer, client, sizeof(client));
+  events_add(&h->events, "connection_opened",
+             json_pack("{s:s,s:I,s:s}", "proxy", p->name, "conn", (json_int_t)c->id, "client",
+                       client));
   for (size_t i = 0; i < p->ntoxics; i++)
     link_add_toxic(c, p->toxics[i]);
+  if (c->closing)
+    return;
+  int64_t delay = 0;
+  for (int i = 0; i < 2; i++)
+    for (size_t k = 0; k < c->dir[i].nstages; k++) {
+      int64_t ms = toxic_stage_accept_delay(c->dir[i].stages[k]);
+      if (ms > delay)
+        delay = ms;
+    }
+  if (delay > 0) {
+    uv_timer_start(&c->dial_timer, on_dial_timer, (uint64_t)delay, 0);
+    return;
+  }
+  start_dial(c);
+}
 
+static void start_dial(hconn_t *c) {
   char host[CYNIC_ADDR_HOST_MAX];
   struct sockaddr_storage ss;
-  if (cynic__addr_split(p->upstream, host, sizeof(host), &c->port) != 0) {
+  if (c->closing || c->proxy == NULL ||
+      cynic__addr_split(c->proxy->upstream, host, sizeof(host), &c->port) != 0) {
     link_close(c, false);
     return;
   }
@@ -559,7 +738,7 @@ void link_accept(hproxy_t *p, uv_stream_t *listener) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   c->gai.data = c;
-  if (uv_getaddrinfo(h->loop, &c->gai, on_resolved, host, NULL, &hints) != 0) {
+  if (uv_getaddrinfo(c->h->loop, &c->gai, on_resolved, host, NULL, &hints) != 0) {
     link_close(c, false);
     return;
   }

@@ -187,6 +187,7 @@ static int finish(app_t *app, uv_loop_t *loop, int code) {
   shutdown_all(app);
   uv_run(loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(loop);
+  events_free(&app->h.events);
   cynic__log(CYNIC_LOG_INFO, "stopped", NULL);
   cynic__log_close();
   return rc == 0 ? code : 1;
@@ -229,6 +230,7 @@ int main(int argc, char **argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   h->loop = &loop;
+  events_init(&h->events);
   h->proxy_metrics = o.proxy_metrics;
   h->seed = o.have_seed ? o.seed : (uv_hrtime() ^ ((uint64_t)getpid() << 32));
   cynic__log(CYNIC_LOG_INFO, "seed", json_pack("{s:I}", "seed", (json_int_t)h->seed));

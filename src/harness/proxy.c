@@ -7,6 +7,7 @@
 #include "addr.h"
 #include "harness.h"
 #include "log.h"
+#include "toxic.h"
 
 hproxy_t *harness_find(harness_t *h, const char *name) {
   for (size_t i = 0; i < h->nproxies; i++)
@@ -64,8 +65,24 @@ static int resolve_listen(const char *host, uint16_t port, struct sockaddr_stora
   return 0;
 }
 
-int proxy_start(hproxy_t *p, char *err, size_t errlen) {
+/* A refuse toxic keeps the listener closed while it exists. */
+static bool refusing(const hproxy_t *p) {
+  for (size_t i = 0; i < p->ntoxics; i++)
+    if (p->toxics[i]->type->id == TOXIC_REFUSE)
+      return true;
+  return false;
+}
+
+static void close_listener(hproxy_t *p) {
   if (p->listener != NULL) {
+    p->listener->data = NULL;
+    uv_close((uv_handle_t *)p->listener, listener_closed);
+    p->listener = NULL;
+  }
+}
+
+int proxy_start(hproxy_t *p, char *err, size_t errlen) {
+  if (p->listener != NULL || refusing(p)) {
     p->enabled = true;
     return 0;
   }
@@ -111,9 +128,7 @@ int proxy_start(hproxy_t *p, char *err, size_t errlen) {
 
 void proxy_stop(hproxy_t *p) {
   if (p->listener != NULL) {
-    p->listener->data = NULL;
-    uv_close((uv_handle_t *)p->listener, listener_closed);
-    p->listener = NULL;
+    close_listener(p);
     json_t *f = json_pack("{s:s,s:s}", "name", p->name, "listen", p->listen);
     cynic__log(CYNIC_LOG_INFO, "stopped proxy", f);
   }
@@ -144,6 +159,8 @@ toxic_t *proxy_find_toxic(hproxy_t *p, const char *name) {
 
 void proxy_add_toxic(hproxy_t *p, toxic_t *t) {
   p->toxics[p->ntoxics++] = t;
+  if (t->type->id == TOXIC_REFUSE)
+    close_listener(p);
   for (hconn_t *c = p->conns; c != NULL;) {
     hconn_t *next = link_next(c); /* the toxic may close c at once */
     link_add_toxic(c, t);
@@ -163,7 +180,14 @@ void proxy_remove_toxic(hproxy_t *p, toxic_t *t) {
       p->ntoxics--;
       break;
     }
+  bool was_refuse = t->type->id == TOXIC_REFUSE;
   free(t);
+  if (was_refuse && p->enabled && !refusing(p)) {
+    char err[256];
+    if (proxy_start(p, err, sizeof(err)) != 0)
+      cynic__log(CYNIC_LOG_ERROR, "cannot listen again after refuse",
+                 json_pack("{s:s,s:s}", "name", p->name, "error", err));
+  }
 }
 
 void proxy_update_toxic(hproxy_t *p, toxic_t *t) {

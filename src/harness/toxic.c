@@ -47,8 +47,18 @@ static int validate_slicer(const toxic_t *t, char *err, size_t errlen) {
 static int validate_latency(const toxic_t *t, char *err, size_t errlen) {
   if (validate_nonneg(t, err, errlen))
     return -1;
-  if (t->attr[0] > 3600000 || t->attr[1] > 3600000) {
-    snprintf(err, errlen, "latency and jitter must be at most 3600000 ms");
+  if (t->attr[0] > 3600000 || (t->type->nattrs > 1 && t->attr[1] > 3600000)) {
+    snprintf(err, errlen, "durations must be at most 3600000 ms");
+    return -1;
+  }
+  return 0;
+}
+
+static int validate_bytes_cap(const toxic_t *t, char *err, size_t errlen) {
+  if (validate_nonneg(t, err, errlen))
+    return -1;
+  if (t->attr[0] > (INT64_C(1) << 40)) {
+    snprintf(err, errlen, "attribute bytes must be at most 2^40");
     return -1;
   }
   return 0;
@@ -62,6 +72,12 @@ static const toxic_type_t types[] = {
     {TOXIC_RESET_PEER, "reset_peer", 1, {"timeout"}, validate_nonneg},
     {TOXIC_SLICER, "slicer", 3, {"average_size", "size_variation", "delay"}, validate_slicer},
     {TOXIC_LIMIT_DATA, "limit_data", 1, {"bytes"}, validate_nonneg},
+    {TOXIC_REFUSE, "refuse", 0, {NULL}, NULL},
+    {TOXIC_BLACKHOLE, "blackhole", 0, {NULL}, NULL},
+    {TOXIC_ACCEPT_DELAY, "accept_delay", 1, {"delay"}, validate_latency},
+    {TOXIC_GARBAGE, "garbage", 1, {"bytes"}, validate_bytes_cap},
+    {TOXIC_FLOOD, "flood", 1, {"bytes"}, validate_bytes_cap},
+    {TOXIC_RESET_AFTER_BYTES, "reset_after_bytes", 1, {"bytes"}, validate_nonneg},
 };
 
 const toxic_type_t *toxic_type_find(const char *name) {

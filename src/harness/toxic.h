@@ -19,6 +19,13 @@ enum {
   TOXIC_RESET_PEER,
   TOXIC_SLICER,
   TOXIC_LIMIT_DATA,
+  /* beyond Toxiproxy */
+  TOXIC_REFUSE,
+  TOXIC_BLACKHOLE,
+  TOXIC_ACCEPT_DELAY,
+  TOXIC_GARBAGE,
+  TOXIC_FLOOD,
+  TOXIC_RESET_AFTER_BYTES,
 };
 
 struct toxic_type {

@@ -16,8 +16,22 @@
  *  - reset_peer: on the first data, wait `timeout` ms then reset (RST) both
  *    sides; data is dropped.
  *  - slow_close: data passes; the FIN is held `delay` ms.
+ *
+ * Beyond Toxiproxy:
+ *  - refuse: the proxy's listener is closed while the toxic exists (clients
+ *    get "connection refused"); handled in proxy.c, a no-op here.
+ *  - blackhole: the connection is accepted, then neither side is read nor
+ *    written: the peers' socket buffers fill. Removing it lets data flow.
+ *  - accept_delay: a new connection waits `delay` ms before the upstream is
+ *    dialled; handled at accept (link.c), a no-op here.
+ *  - garbage: the stream's sink gets `bytes` random bytes, then the
+ *    connection is closed; what the source sends is dropped.
+ *  - flood: the sink gets `bytes` random bytes (0 = without end) regardless
+ *    of what the source sends (dropped), then the connection is closed.
+ *  - reset_after_bytes: pass `bytes` bytes, then reset (RST) both sides.
  */
 #include <stdint.h>
+#include <string.h>
 
 #include "link.h"
 #include "toxic.h"
@@ -220,6 +234,77 @@ static int step_slow_close(stage_t *st, step_ctx_t *ctx) {
   return r;
 }
 
+bool toxic_stage_blocks_reading(const stage_t *st) {
+  return st->active && st->toxic->type->id == TOXIC_BLACKHOLE;
+}
+
+int64_t toxic_stage_accept_delay(const stage_t *st) {
+  return st->active && st->toxic->type->id == TOXIC_ACCEPT_DELAY ? st->toxic->attr[0] : 0;
+}
+
+/* garbage and flood: count (st->count) bytes generated so far. */
+static int step_generate(stage_t *st, step_ctx_t *ctx, int64_t total, bool endless) {
+  int r = STEP_IDLE;
+  while (ctx->in->head != NULL) { /* the source's bytes go nowhere */
+    step_drop(ctx);
+    r = STEP_PROGRESS;
+  }
+  if (st->done)
+    return r;
+  char buf[16384];
+  while (step_can_generate(ctx) && (endless || st->count < total)) {
+    size_t n = sizeof(buf);
+    if (!endless && (int64_t)n > total - st->count)
+      n = (size_t)(total - st->count);
+    for (size_t i = 0; i < n; i += 8) {
+      uint64_t v = rng_next(&st->rng);
+      memcpy(buf + i, &v, n - i < 8 ? n - i : 8);
+    }
+    step_emit_bytes(ctx, buf, n);
+    st->count += (int64_t)n;
+    r = STEP_PROGRESS;
+  }
+  if (!endless && st->count >= total && step_room(ctx)) {
+    st->done = true;
+    step_emit_close(ctx);
+    r = STEP_PROGRESS;
+  }
+  return r;
+}
+
+static int step_reset_after_bytes(stage_t *st, step_ctx_t *ctx) {
+  int r = STEP_IDLE;
+  int64_t limit = st->toxic->attr[0];
+  while (ctx->in->head != NULL) {
+    chunk_t *c = ctx->in->head;
+    if (st->done) {
+      step_drop(ctx);
+      r = STEP_PROGRESS;
+      continue;
+    }
+    if (!step_room(ctx))
+      break;
+    if (c->kind != CHUNK_DATA) {
+      step_pass(ctx);
+      r = STEP_PROGRESS;
+      continue;
+    }
+    int64_t left = limit - st->count;
+    if (left > 0) {
+      size_t n = (uint64_t)left < c->len ? (size_t)left : c->len;
+      st->count += (int64_t)n;
+      step_pass_part(ctx, n);
+      r = STEP_PROGRESS;
+    }
+    if (st->count >= limit) {
+      st->done = true;
+      step_emit_reset(ctx);
+      r = STEP_PROGRESS;
+    }
+  }
+  return r;
+}
+
 int toxic_step(stage_t *st, step_ctx_t *ctx) {
   if (!st->active)
     return pass_all(ctx);
@@ -238,6 +323,14 @@ int toxic_step(stage_t *st, step_ctx_t *ctx) {
     return step_reset_peer(st, ctx);
   case TOXIC_SLOW_CLOSE:
     return step_slow_close(st, ctx);
+  case TOXIC_BLACKHOLE:
+    return STEP_IDLE; /* holds everything; link.c stops reading */
+  case TOXIC_GARBAGE:
+    return step_generate(st, ctx, st->toxic->attr[0], false);
+  case TOXIC_FLOOD:
+    return step_generate(st, ctx, st->toxic->attr[0], st->toxic->attr[0] == 0);
+  case TOXIC_RESET_AFTER_BYTES:
+    return step_reset_after_bytes(st, ctx);
   default:
     return pass_all(ctx);
   }
