@@ -14,6 +14,11 @@ for p in $pkgs; do
     missing="$missing $p"
   fi
 done
+# The Toxiproxy compatibility suite runs toxiproxy-node-client under Node.js;
+# a machine that has no node at all gets Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing="$missing nodejs npm"
+fi
 [ -z "$missing" ] && exit 0
 echo "deps: installing$missing"
 if [ "$(id -u)" -ne 0 ]; then

@@ -37,11 +37,6 @@
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 
 typedef cynic__yaml_node_t node_t;
-#define NODE_SCALAR CYNIC__YAML_SCALAR
-#define NODE_SEQ CYNIC__YAML_SEQ
-#define NODE_MAP CYNIC__YAML_MAP
-#define show cynic__config_show
-#define parse_digits cynic__config_digits
 
 typedef struct loader {
   cynic__config_errors_t *errs;
@@ -89,9 +84,9 @@ static void out_of_memory(loader_t *ld) {
 }
 
 static const char *describe(const node_t *n) {
-  if (n->type == NODE_SEQ)
+  if (n->type == CYNIC__YAML_SEQ)
     return "a list";
-  if (n->type == NODE_MAP)
+  if (n->type == CYNIC__YAML_MAP)
     return "a mapping";
   if (n->plain && n->len == 0)
     return "no value";
@@ -208,18 +203,18 @@ static void join(char *buf, size_t size, const char *const *list) {
 /* Check that n is a mapping whose keys are all in `keys` (NULL-terminated) and
  * appear once. Reports each problem; returns false only if n is no mapping. */
 static bool check_map(loader_t *ld, const node_t *n, const char *what, const char *const *keys) {
-  if (n->type == NODE_SCALAR && n->plain && n->len == 0) {
+  if (n->type == CYNIC__YAML_SCALAR && n->plain && n->len == 0) {
     error_at(ld, n, "%s is empty; write its keys below it, or remove it to get the defaults", what);
     return false;
   }
-  if (n->type != NODE_MAP) {
+  if (n->type != CYNIC__YAML_MAP) {
     error_at(ld, n, "%s must be a mapping of keys to values, got %s", what, describe(n));
     return false;
   }
   for (size_t i = 0; i + 1 < n->count; i += 2) {
     const node_t *k = n->kids[i];
     char sv[64];
-    if (k->type != NODE_SCALAR) {
+    if (k->type != CYNIC__YAML_SCALAR) {
       error_at(ld, k, "a key in %s is %s; keys are plain words", what, describe(k));
       continue;
     }
@@ -229,19 +224,19 @@ static bool check_map(loader_t *ld, const node_t *n, const char *what, const cha
     if (!known) {
       const char *guess = closest(k->str, keys, count_of(keys));
       if (guess != NULL) {
-        error_at(ld, k, "unknown key '%s' in %s; did you mean '%s'?", show(sv, k->str, k->len),
-                 what, guess);
+        error_at(ld, k, "unknown key '%s' in %s; did you mean '%s'?",
+                 cynic__config_show(sv, k->str, k->len), what, guess);
       } else {
         char list[256];
         join(list, sizeof list, keys);
-        error_at(ld, k, "unknown key '%s' in %s; valid keys: %s", show(sv, k->str, k->len), what,
-                 list);
+        error_at(ld, k, "unknown key '%s' in %s; valid keys: %s",
+                 cynic__config_show(sv, k->str, k->len), what, list);
       }
       continue;
     }
     for (size_t j = 0; j < i; j += 2) {
       const node_t *prev = n->kids[j];
-      if (prev->type == NODE_SCALAR && strcmp(prev->str, k->str) == 0) {
+      if (prev->type == CYNIC__YAML_SCALAR && strcmp(prev->str, k->str) == 0) {
         error_at(ld, k, "duplicate key '%s' (first at line %u); keep one", k->str,
                  (unsigned)prev->mark.line);
         break;
@@ -253,11 +248,11 @@ static bool check_map(loader_t *ld, const node_t *n, const char *what, const cha
 
 /* The value of `key` in mapping m (first occurrence), or NULL. */
 static const node_t *get(const node_t *m, const char *key) {
-  if (m == NULL || m->type != NODE_MAP)
+  if (m == NULL || m->type != CYNIC__YAML_MAP)
     return NULL;
   for (size_t i = 0; i + 1 < m->count; i += 2) {
     const node_t *k = m->kids[i];
-    if (k->type == NODE_SCALAR && strcmp(k->str, key) == 0)
+    if (k->type == CYNIC__YAML_SCALAR && strcmp(k->str, key) == 0)
       return m->kids[i + 1];
   }
   return NULL;
@@ -265,7 +260,7 @@ static const node_t *get(const node_t *m, const char *key) {
 
 /* The text of a scalar value, or NULL after reporting why there is none. */
 static const char *scalar(loader_t *ld, const node_t *v, const char *key) {
-  if (v->type != NODE_SCALAR) {
+  if (v->type != CYNIC__YAML_SCALAR) {
     error_at(ld, v, "%s: expected a single value, got %s", key, describe(v));
     return NULL;
   }
@@ -296,7 +291,8 @@ static const node_t *get_duration(loader_t *ld, const node_t *m, const char *key
   }
   if (ns < min || ns > max) {
     char sv[64];
-    error_at(ld, v, "%s: %s is out of range; use %s", key, show(sv, s, v->len), range);
+    error_at(ld, v, "%s: %s is out of range; use %s", key, cynic__config_show(sv, s, v->len),
+             range);
     return v;
   }
   *out = ns;
@@ -319,7 +315,8 @@ static const node_t *get_size(loader_t *ld, const node_t *m, const char *key, ui
   }
   if (bytes < min || bytes > max) {
     char sv[64];
-    error_at(ld, v, "%s: %s is out of range; use %s", key, show(sv, s, v->len), range);
+    error_at(ld, v, "%s: %s is out of range; use %s", key, cynic__config_show(sv, s, v->len),
+             range);
     return v;
   }
   *out = bytes;
@@ -358,19 +355,19 @@ static bool parse_uint_node(loader_t *ld, const node_t *v, const char *key, uint
   char sv[64];
   uint64_t n;
   bool overflow;
-  size_t used = parse_digits(s, &n, &overflow);
+  size_t used = cynic__config_digits(s, &n, &overflow);
   if (used == 0 || s[used] != '\0') {
     if (s[0] == '-')
-      error_at(ld, v, "%s: '%s' is negative; use %llu..%llu", key, show(sv, s, v->len),
-               (unsigned long long)min, (unsigned long long)max);
+      error_at(ld, v, "%s: '%s' is negative; use %llu..%llu", key,
+               cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
     else
-      error_at(ld, v, "%s: '%s' is not a whole number; use %llu..%llu", key, show(sv, s, v->len),
-               (unsigned long long)min, (unsigned long long)max);
+      error_at(ld, v, "%s: '%s' is not a whole number; use %llu..%llu", key,
+               cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
     return false;
   }
   if (overflow || n < min || n > max) {
-    error_at(ld, v, "%s: %s is out of range; use %llu..%llu", key, show(sv, s, v->len),
-             (unsigned long long)min, (unsigned long long)max);
+    error_at(ld, v, "%s: %s is out of range; use %llu..%llu", key,
+             cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
     return false;
   }
   *out = n;
@@ -399,7 +396,8 @@ static const node_t *get_bool(loader_t *ld, const node_t *m, const char *key, bo
     *out = false;
   } else {
     char sv[64];
-    error_at(ld, v, "%s: '%s' is not a boolean; use true or false", key, show(sv, s, v->len));
+    error_at(ld, v, "%s: '%s' is not a boolean; use true or false", key,
+             cynic__config_show(sv, s, v->len));
   }
   return v;
 }
@@ -423,9 +421,11 @@ static const node_t *get_enum(loader_t *ld, const node_t *m, const char *key,
   const char *guess = closest(s, names, count_of(names));
   join(list, sizeof list, names);
   if (guess != NULL)
-    error_at(ld, v, "%s: unknown value '%s'; did you mean '%s'?", key, show(sv, s, v->len), guess);
+    error_at(ld, v, "%s: unknown value '%s'; did you mean '%s'?", key,
+             cynic__config_show(sv, s, v->len), guess);
   else
-    error_at(ld, v, "%s: unknown value '%s'; use one of: %s", key, show(sv, s, v->len), list);
+    error_at(ld, v, "%s: unknown value '%s'; use one of: %s", key,
+             cynic__config_show(sv, s, v->len), list);
   return v;
 }
 
@@ -475,7 +475,7 @@ static const node_t *get_name(loader_t *ld, const node_t *m, const char *key, ch
   if (!valid_name(s, v->len)) {
     char sv[64];
     error_at(ld, v, "%s: '%s' is not a valid name; use 1..%u of A-Z a-z 0-9 _ . -", key,
-             show(sv, s, v->len), (unsigned)CYNIC__CONFIG_MAX_NAME);
+             cynic__config_show(sv, s, v->len), (unsigned)CYNIC__CONFIG_MAX_NAME);
     return v;
   }
   char *copy = strdup(s);
@@ -529,7 +529,7 @@ static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allo
   char sv[64], host[256];
   const char *example = allow_names ? "127.0.0.1:9000, [::1]:9000 or db.internal:5432"
                                     : "127.0.0.1:8080 or [::1]:8080";
-  show(sv, s, v->len);
+  cynic__config_show(sv, s, v->len);
   const char *port_s;
   size_t host_len;
   cynic__config_addr_t a;
@@ -607,7 +607,7 @@ static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allo
   }
   uint64_t port;
   bool overflow;
-  size_t used = parse_digits(port_s, &port, &overflow);
+  size_t used = cynic__config_digits(port_s, &port, &overflow);
   if (used == 0 || port_s[used] != '\0') {
     error_at(ld, v, "%s: '%s' has no valid port; write address:port, e.g. %s", key, sv, example);
     return false;
@@ -634,7 +634,7 @@ static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allo
 static bool addr_set_default(loader_t *ld, cynic__config_addr_t *a, const char *text) {
   node_t fake;
   memset(&fake, 0, sizeof fake);
-  fake.type = NODE_SCALAR;
+  fake.type = CYNIC__YAML_SCALAR;
   fake.plain = true;
   fake.str = (char *)text;
   fake.len = strlen(text);
@@ -744,7 +744,7 @@ static void load_log(loader_t *ld, const node_t *m) {
   get_string(ld, m, "file", CYNIC__CONFIG_MAX_PATH, &l->file);
   int format = (int)l->format, level = (int)l->level;
   const node_t *fv = get(m, "format");
-  if (fv != NULL && fv->type == NODE_SCALAR && strcmp(fv->str, "text") == 0)
+  if (fv != NULL && fv->type == CYNIC__YAML_SCALAR && strcmp(fv->str, "text") == 0)
     error_at(ld, fv, "format: 'text' is not supported yet; use json");
   else
     get_enum(ld, m, "format", format_names, &format);
@@ -771,7 +771,7 @@ static void parse_rate(loader_t *ld, const node_t *v, cynic__config_listener_t *
   char sv[64];
   uint64_t n;
   bool overflow;
-  size_t used = parse_digits(s, &n, &overflow);
+  size_t used = cynic__config_digits(s, &n, &overflow);
   uint64_t period = 0;
   if (used > 0 && s[used] == '/' && s[used + 1] != '\0' && s[used + 2] == '\0') {
     switch (s[used + 1]) {
@@ -792,12 +792,12 @@ static void parse_rate(loader_t *ld, const node_t *v, cynic__config_listener_t *
     error_at(ld, v,
              "per_client: '%s' is not a rate; write requests per unit, e.g. 100/s, 600/m "
              "or 1000/h",
-             show(sv, s, v->len));
+             cynic__config_show(sv, s, v->len));
     return;
   }
   if (overflow || n < 1 || n > 1000000) {
     error_at(ld, v, "per_client: %s is out of range; use 1..1000000 per s, m or h",
-             show(sv, s, v->len));
+             cynic__config_show(sv, s, v->len));
     return;
   }
   l->rate_count = (uint32_t)n;
@@ -860,7 +860,7 @@ static void load_endpoints(loader_t *ld, const node_t *m, cynic__config_upstream
     error_at(ld, m, "upstream is missing 'endpoints'; add endpoints: [127.0.0.1:9000]");
     return;
   }
-  if (v->type != NODE_SEQ) {
+  if (v->type != CYNIC__YAML_SEQ) {
     error_at(ld, v, "endpoints: expected a list, got %s; write e.g. [127.0.0.1:9000]", describe(v));
     return;
   }
@@ -947,14 +947,14 @@ static void load_breaker(loader_t *ld, const node_t *m, cynic__config_breaker_t 
           error_at(ld, mv,
                    "open_multiplier: '%s' is not a number in 1..100; e.g. 2 doubles the "
                    "open period after each failed probe",
-                   show(sv, s, mv->len));
+                   cynic__config_show(sv, s, mv->len));
         } else {
           b->open_multiplier = d;
         }
       }
     }
     const node_t *hp = get(bv, "half_open_probes");
-    if (hp != NULL && hp->type == NODE_SCALAR && strcmp(hp->str, "0") == 0)
+    if (hp != NULL && hp->type == CYNIC__YAML_SCALAR && strcmp(hp->str, "0") == 0)
       error_at(ld, hp, "half_open_probes: 0 would leave the breaker open forever; use 1..1000");
     else
       get_u32(ld, bv, "half_open_probes", 1, 1000, &b->half_open_probes);
@@ -979,7 +979,7 @@ static void parse_backoff(loader_t *ld, const node_t *v, cynic__config_http_t *h
   const char *dots = strstr(s, "..");
   if (dots == NULL || (size_t)(dots - s) >= sizeof lo) {
     error_at(ld, v, "backoff: '%s' is not a range; write min..max, e.g. 50ms..1s",
-             show(sv, s, v->len));
+             cynic__config_show(sv, s, v->len));
     return;
   }
   memcpy(lo, s, (size_t)(dots - s));
@@ -991,7 +991,8 @@ static void parse_backoff(loader_t *ld, const node_t *v, cynic__config_http_t *h
     return;
   }
   if (a == 0 || a > b || b > 3600 * NS_PER_S) {
-    error_at(ld, v, "backoff: '%s' needs 0 < min <= max <= 1h, e.g. 50ms..1s", show(sv, s, v->len));
+    error_at(ld, v, "backoff: '%s' needs 0 < min <= max <= 1h, e.g. 50ms..1s",
+             cynic__config_show(sv, s, v->len));
     return;
   }
   h->retry_backoff_min_ns = a;
@@ -1015,7 +1016,7 @@ static void get_content_type(loader_t *ld, const node_t *m, char **out) {
     error_at(ld, v,
              "content_type: '%s' is not a media type; write type/subtype, e.g. "
              "application/json",
-             show(sv, *out, strlen(*out)));
+             cynic__config_show(sv, *out, strlen(*out)));
   }
 }
 
@@ -1044,15 +1045,15 @@ static void load_http(loader_t *ld, const node_t *m, cynic__config_http_t *h) {
     if (s != NULL) {
       uint64_t a, b;
       bool o1, o2 = false;
-      size_t n1 = parse_digits(s, &a, &o1), n2 = 0;
+      size_t n1 = cynic__config_digits(s, &a, &o1), n2 = 0;
       b = a;
       if (n1 > 0 && s[n1] == '-')
-        n2 = parse_digits(s + n1 + 1, &b, &o2);
+        n2 = cynic__config_digits(s + n1 + 1, &b, &o2);
       bool ok = n1 == 3 && (s[n1] == '\0' || (n2 == 3 && s[n1 + 1 + n2] == '\0'));
       if (!ok || o1 || o2 || a < 100 || b > 599 || a > b) {
         char sv[64];
         error_at(ld, sv_node, "status: '%s' is not a status range; write e.g. 200-499 or 200",
-                 show(sv, s, sv_node->len));
+                 cynic__config_show(sv, s, sv_node->len));
       } else {
         h->expect_status_min = (uint16_t)a;
         h->expect_status_max = (uint16_t)b;
@@ -1063,7 +1064,7 @@ static void load_http(loader_t *ld, const node_t *m, cynic__config_http_t *h) {
   const node_t *lim = section(ld, m, "limits", limits_keys);
   if (lim != NULL) {
     const node_t *mr = get(lim, "max_response_bytes");
-    if (mr != NULL && mr->type == NODE_SCALAR && strcmp(mr->str, "0") == 0)
+    if (mr != NULL && mr->type == CYNIC__YAML_SCALAR && strcmp(mr->str, "0") == 0)
       h->max_response_bytes = 0;
     else
       get_size(ld, lim, "max_response_bytes", KIB, TIB, "0 (no limit) or 1KB..1024GB",
@@ -1175,7 +1176,7 @@ static const node_t *list_section(loader_t *ld, const node_t *root, const char *
     error_at(ld, root, "missing '%s'; add at least one, e.g. %s", key, example);
     return NULL;
   }
-  if (v->type != NODE_SEQ) {
+  if (v->type != CYNIC__YAML_SEQ) {
     error_at(ld, v, "%s: expected a list (lines starting with '- '), got %s", key, describe(v));
     return NULL;
   }
@@ -1261,7 +1262,7 @@ static void cross_check(loader_t *ld, const node_t *listeners) {
 
 static void load_root(loader_t *ld, const node_t *root) {
   cynic__config_t *cfg = ld->cfg;
-  if (root == NULL || (root->type == NODE_SCALAR && root->plain && root->len == 0)) {
+  if (root == NULL || (root->type == CYNIC__YAML_SCALAR && root->plain && root->len == 0)) {
     cynic__config_mark_t none = {0, 0};
     error_at_mark(ld, none,
                   "the config is empty; it needs at least 'listeners' and 'upstreams' "

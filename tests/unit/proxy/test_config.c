@@ -4,6 +4,7 @@
  * duration, size and percent parsers are run over tables of good and bad
  * inputs; bad configs give errors at the right line and column. The black-box
  * table of broken files is in tests/integration/test_proxy_config.py. */
+#define _POSIX_C_SOURCE 200809L /* open_memstream */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -507,6 +508,77 @@ static void test_load_missing_file(void **state) {
   assert_string_equal(line, "/nonexistent/cynic.yaml: cannot open: No such file or directory");
 }
 
+typedef struct addr_case {
+  const char *listen;   /* the listener's listen value, YAML-quoted */
+  const char *endpoint; /* the upstream's endpoint, YAML-quoted */
+  const char *error;    /* NULL: good; else a substring of the first error */
+} addr_case_t;
+
+static void test_addresses(void **state) {
+  (void)state;
+  static const addr_case_t cases[] = {
+      {"'127.0.0.1:8080'", "'127.0.0.1:9000'", NULL},
+      {"'0.0.0.0:8080'", "'10.0.0.1:1'", NULL},
+      {"'[::1]:8080'", "'[2001:db8::1]:65535'", NULL},
+      {"'[::]:0'", "'db-1.internal:5432'", NULL},
+      {"'127.0.0.1:8080'", "'Db_2:5432'", NULL},
+      {"'8080'", "'127.0.0.1:9000'", "has no address"},
+      {"':8080'", "'127.0.0.1:9000'", "has no address"},
+      {"'127.0.0.1'", "'127.0.0.1:9000'", "has no port"},
+      {"'127.0.0.1:'", "'127.0.0.1:9000'", "has no valid port"},
+      {"'127.0.0.1:80x'", "'127.0.0.1:9000'", "has no valid port"},
+      {"'127.0.0.1:99999999999999999999'", "'127.0.0.1:9000'", "out of range"},
+      {"'localhost:8080'", "'127.0.0.1:9000'", "is a host name"},
+      {"'1.2.3:8080'", "'127.0.0.1:9000'", "not a valid IPv4 address"},
+      {"'256.0.0.1:8080'", "'127.0.0.1:9000'", "not a valid IPv4 address"},
+      {"'::1:8080'", "'127.0.0.1:9000'", "needs brackets"},
+      {"'[::1]8080'", "'127.0.0.1:9000'", "has no port"},
+      {"'[::1:8080'", "'127.0.0.1:9000'", "no closing ']'"},
+      {"'[fe80::1%eth0]:80'", "'127.0.0.1:9000'", "not a valid IPv6 address"},
+      {"'127.0.0.1:8080'", "'127.0.0.1:0'", "use 1..65535"},
+      {"'127.0.0.1:8080'", "'-bad.example:80'", "not a valid IPv4 address or host name"},
+      {"'127.0.0.1:8080'", "'a..b:80'", "not a valid IPv4 address or host name"},
+      {"'127.0.0.1:8080'", "'300.1.1.1:80'", "not a valid IPv4 address or host name"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "listeners: [{name: l, listen: %s, upstream: u}]\n"
+             "upstreams: [{name: u, endpoints: [%s]}]\n",
+             cases[i].listen, cases[i].endpoint);
+    cynic__config_t *cfg = NULL;
+    int rc = cynic__config_parse("t.yaml", text, strlen(text), &cfg, &errs);
+    if (cases[i].error == NULL) {
+      if (rc != 0)
+        fail_msg("%s / %s: %s", cases[i].listen, cases[i].endpoint, errs.list[0].message);
+      cynic__config_free(cfg);
+    } else {
+      if (rc == 0)
+        fail_msg("%s / %s: accepted, want '%s'", cases[i].listen, cases[i].endpoint,
+                 cases[i].error);
+      if (strstr(errs.list[0].message, cases[i].error) == NULL)
+        fail_msg("%s / %s: '%s' lacks '%s'", cases[i].listen, cases[i].endpoint,
+                 errs.list[0].message, cases[i].error);
+    }
+  }
+}
+
+static void test_print_errors(void **state) {
+  (void)state;
+  parse_bad("listeners: 1\nupstreams: 2\n");
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&buf, &len);
+  assert_non_null(out);
+  cynic__config_errors_print(&errs, out);
+  fclose(out);
+  assert_string_equal(buf, "t.yaml:1:12: listeners: expected a list (lines starting with '- '), "
+                           "got a single value\n"
+                           "t.yaml:2:12: upstreams: expected a list (lines starting with '- '), "
+                           "got a single value\n");
+  free(buf);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -519,6 +591,8 @@ int main(void) {
       cmocka_unit_test(test_errors_collected_and_capped),
       cmocka_unit_test(test_bounds_on_input),
       cmocka_unit_test(test_load_missing_file),
+      cmocka_unit_test(test_addresses),
+      cmocka_unit_test(test_print_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,321 @@
+/* httpd.c: libuv glue for the HTTP/1.1 JSON API server. */
+#include "httpd.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cynic/common.h"
+#include "json.h"
+
+struct cynic__httpd_conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  cynic__httpd_t *server;
+  cynic__httpd_conn_t *prev, *next;
+  cynic__http_parser_t parser;
+  size_t pending_write; /* bytes handed to uv_write and not yet written */
+  int open_handles;
+  bool reading;
+  bool closing;
+  bool close_after_write; /* answer sent with Connection: close */
+  bool lingering;         /* answered and shut down: discarding input until EOF */
+  uv_shutdown_t shutdown;
+};
+
+typedef struct write_req {
+  uv_write_t req;
+  size_t len;
+  char data[];
+} write_req_t;
+
+void cynic__httpd_config_default(cynic__httpd_config_t *c) {
+  c->limits.max_url = 8192;
+  c->limits.max_header_bytes = 16384;
+  c->limits.max_body = 1 << 20;
+  c->max_conns = 256;
+  c->max_response = 64u << 20;
+  c->max_pending_write = 4u << 20;
+  c->request_timeout_ms = 15000;
+  c->idle_timeout_ms = 60000;
+}
+
+static void maybe_done(cynic__httpd_t *s) {
+  if (s->closing && s->nconns == 0 && !s->listening && s->on_closed != NULL) {
+    void (*cb)(cynic__httpd_t *) = s->on_closed;
+    s->on_closed = NULL;
+    cb(s);
+  }
+}
+
+static void conn_handle_closed(uv_handle_t *h) {
+  cynic__httpd_conn_t *c = h->data;
+  if (--c->open_handles > 0)
+    return;
+  cynic__httpd_t *s = c->server;
+  cynic__http_parser_free(&c->parser);
+  free(c);
+  s->nconns--;
+  maybe_done(s);
+}
+
+static void conn_close(cynic__httpd_conn_t *c) {
+  if (c->closing)
+    return;
+  c->closing = true;
+  cynic__httpd_t *s = c->server;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+static void on_timeout(uv_timer_t *t) {
+  conn_close(t->data);
+}
+
+static void arm_timer(cynic__httpd_conn_t *c, uint64_t ms) {
+  if (ms > 0)
+    uv_timer_start(&c->timer, on_timeout, ms, 0);
+  else
+    uv_timer_stop(&c->timer);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  cynic__httpd_conn_t *c = h->data;
+  buf->base = c->server->readbuf;
+  buf->len = sizeof(c->server->readbuf);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* After the last answer: send FIN, then read and discard what the client
+ * still sends for a short while (lingering close). Closing at once with
+ * unread input would make the kernel answer RST and the client could lose the
+ * response we just wrote. */
+#define LINGER_MS 2000
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)req;
+  (void)status;
+}
+
+static void finish(cynic__httpd_conn_t *c) {
+  if (c->closing || c->lingering)
+    return;
+  c->lingering = true;
+  if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    conn_close(c);
+    return;
+  }
+  uv_timer_start(&c->timer, on_timeout, LINGER_MS, 0);
+  if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    c->reading = true;
+}
+
+static void update_reading(cynic__httpd_conn_t *c) {
+  if (c->lingering)
+    return;
+  bool want = !c->closing && !c->close_after_write &&
+              c->pending_write < c->server->config.max_pending_write;
+  if (want && !c->reading) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+      c->reading = true;
+  } else if (!want && c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+  }
+}
+
+static void on_write(uv_write_t *req, int status) {
+  write_req_t *w = (write_req_t *)req;
+  cynic__httpd_conn_t *c = req->handle->data;
+  c->pending_write -= w->len;
+  free(w);
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  if (c->close_after_write && c->pending_write == 0) {
+    finish(c);
+    return;
+  }
+  update_reading(c);
+}
+
+static void send_bytes(cynic__httpd_conn_t *c, const char *p, size_t n) {
+  write_req_t *w = malloc(sizeof(*w) + n);
+  if (w == NULL) {
+    conn_close(c);
+    return;
+  }
+  memcpy(w->data, p, n);
+  w->len = n;
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+    free(w);
+    conn_close(c);
+    return;
+  }
+  c->pending_write += n;
+}
+
+static void send_error(cynic__httpd_conn_t *c, int status, const char *reason) {
+  json_t *o = json_object();
+  json_object_set_new(o, "error", json_string(reason));
+  json_object_set_new(o, "status", json_integer(status));
+  cynic__buf_t body, out;
+  cynic__buf_init(&body, 4096);
+  cynic__buf_init(&out, 8192);
+  cynic__json_dump(o, &body);
+  cynic__buf_puts(&body, "\n");
+  json_decref(o);
+  if (cynic__http_response(&out, status, "application/json", body.data, body.len, false) == 0)
+    send_bytes(c, out.data, out.len);
+  cynic__buf_free(&body);
+  cynic__buf_free(&out);
+  c->close_after_write = true;
+  if (c->pending_write == 0)
+    finish(c);
+}
+
+static void answer(cynic__httpd_conn_t *c) {
+  cynic__httpd_t *s = c->server;
+  cynic__httpd_response_t resp;
+  resp.status = 200;
+  resp.content_type = "application/json";
+  resp.close = false;
+  cynic__buf_init(&resp.body, s->config.max_response);
+  s->handler(s->arg, &c->parser, &resp);
+  bool keep = cynic__http_keep_alive(&c->parser) && !resp.close && !s->closing;
+  cynic__buf_t out;
+  cynic__buf_init(&out, s->config.max_response + 4096);
+  if (cynic__http_response(&out, resp.status, resp.content_type, resp.body.data, resp.body.len,
+                           keep) == 0) {
+    send_bytes(c, out.data, out.len);
+  } else {
+    keep = false;
+  }
+  cynic__buf_free(&out);
+  cynic__buf_free(&resp.body);
+  if (!keep) {
+    c->close_after_write = true;
+    if (c->pending_write == 0)
+      finish(c);
+  }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  cynic__httpd_conn_t *c = stream->data;
+  if (c->lingering) {
+    if (nread < 0)
+      conn_close(c);
+    return;
+  }
+  if (nread < 0) {
+    if (nread == UV_EOF && cynic__http_parser_finish(&c->parser) == 0 && c->pending_write > 0) {
+      /* Half-closed after a complete request: finish writing, then close. */
+      c->close_after_write = true;
+      update_reading(c);
+      return;
+    }
+    conn_close(c);
+    return;
+  }
+  const char *p = buf->base;
+  size_t left = (size_t)nread;
+  while (left > 0 && !c->closing && !c->close_after_write) {
+    size_t used = 0;
+    bool was_started = c->parser.started;
+    int r = cynic__http_parser_feed(&c->parser, p, left, &used);
+    if (!was_started && c->parser.started)
+      arm_timer(c, c->server->config.request_timeout_ms);
+    if (r < 0) {
+      send_error(c, c->parser.error_status, c->parser.error_reason);
+      return;
+    }
+    p += used;
+    left -= used;
+    if (r == CYNIC_HTTP_READY) {
+      answer(c);
+      cynic__http_parser_next(&c->parser);
+      arm_timer(c, c->server->config.idle_timeout_ms);
+    }
+  }
+  update_reading(c);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  cynic__httpd_t *s = listener->data;
+  if (status < 0)
+    return;
+  cynic__httpd_conn_t *c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return;
+  c->server = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  uv_timer_init(s->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->open_handles = 2;
+  cynic__http_parser_init(&c->parser, &s->config.limits);
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->nconns > s->config.max_conns ||
+      s->closing) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  arm_timer(c, s->config.idle_timeout_ms);
+  update_reading(c);
+}
+
+int cynic__httpd_start(cynic__httpd_t *s, uv_loop_t *loop, const cynic__httpd_config_t *c,
+                       const struct sockaddr *addr, cynic__httpd_handler_t handler, void *arg) {
+  memset(s, 0, offsetof(cynic__httpd_t, readbuf));
+  s->loop = loop;
+  s->config = *c;
+  s->handler = handler;
+  s->arg = arg;
+  int err = uv_tcp_init(loop, &s->listener);
+  if (err)
+    return err;
+  s->listener.data = s;
+  s->listening = true;
+  err = uv_tcp_bind(&s->listener, addr, 0);
+  if (!err)
+    err = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+  return err;
+}
+
+int cynic__httpd_address(cynic__httpd_t *s, struct sockaddr_storage *out) {
+  int len = sizeof(*out);
+  return uv_tcp_getsockname(&s->listener, (struct sockaddr *)out, &len);
+}
+
+static void listener_closed(uv_handle_t *h) {
+  cynic__httpd_t *s = h->data;
+  s->listening = false;
+  maybe_done(s);
+}
+
+void cynic__httpd_close(cynic__httpd_t *s, void (*on_closed)(cynic__httpd_t *)) {
+  if (s->closing)
+    return;
+  s->closing = true;
+  s->on_closed = on_closed;
+  while (s->conns != NULL)
+    conn_close(s->conns);
+  if (s->listening && !uv_is_closing((uv_handle_t *)&s->listener))
+    uv_close((uv_handle_t *)&s->listener, listener_closed);
+}

@@ -1,0 +1,72 @@
+/*
+ * httpd.h: a small HTTP/1.1 server on a libuv loop for JSON control APIs (the
+ * harness API, the proxy's admin listener). Keep-alive and pipelining,
+ * answered in order; every limit explicit:
+ *   - max_conns connections (further ones are accepted and closed at once),
+ *   - the request limits of cynic__http_limits_t (answered 413/414/431),
+ *   - request_timeout_ms from a request's first byte to its last (slowloris),
+ *   - idle_timeout_ms between requests on a kept-alive connection,
+ *   - max_pending_write bytes of unsent responses per connection, past which
+ *     the connection stops being read (back pressure).
+ * Handlers run on the loop thread and must not block.
+ */
+#ifndef CYNIC_COMMON_HTTPD_H
+#define CYNIC_COMMON_HTTPD_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "http.h"
+
+typedef struct cynic__httpd_response {
+  int status;               /* default 200 */
+  const char *content_type; /* static string or NULL; default application/json */
+  cynic__buf_t body;        /* capped at the server's max_response */
+  bool close;               /* close the connection after this response */
+} cynic__httpd_response_t;
+
+/* Answer `req` by filling `resp`. `arg` is the one given to start. */
+typedef void (*cynic__httpd_handler_t)(void *arg, const cynic__http_parser_t *req,
+                                       cynic__httpd_response_t *resp);
+
+typedef struct cynic__httpd_config {
+  cynic__http_limits_t limits;
+  size_t max_conns;
+  size_t max_response;      /* response body cap (a handler past it gets ERANGE) */
+  size_t max_pending_write; /* per connection */
+  uint64_t request_timeout_ms;
+  uint64_t idle_timeout_ms;
+} cynic__httpd_config_t;
+
+typedef struct cynic__httpd_conn cynic__httpd_conn_t;
+
+typedef struct cynic__httpd {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  cynic__httpd_config_t config;
+  cynic__httpd_handler_t handler;
+  void *arg;
+  cynic__httpd_conn_t *conns; /* doubly linked */
+  size_t nconns;
+  bool listening;
+  bool closing;
+  void (*on_closed)(struct cynic__httpd *);
+  char readbuf[65536]; /* shared: libuv reads into it and we parse at once */
+} cynic__httpd_t;
+
+/* Sensible defaults for a local control API. */
+void cynic__httpd_config_default(cynic__httpd_config_t *c);
+/*
+ * Bind `addr` and listen. 0 or a libuv error code (UV_EADDRINUSE, ...); on
+ * error the server must still be closed with cynic__httpd_close.
+ */
+int cynic__httpd_start(cynic__httpd_t *s, uv_loop_t *loop, const cynic__httpd_config_t *c,
+                       const struct sockaddr *addr, cynic__httpd_handler_t handler, void *arg);
+/* The bound address (for port 0). 0 or a libuv error. */
+int cynic__httpd_address(cynic__httpd_t *s, struct sockaddr_storage *out);
+/* Close the listener and every connection; `on_closed` runs once all handles
+ * are closed (then `s` may be freed). */
+void cynic__httpd_close(cynic__httpd_t *s, void (*on_closed)(cynic__httpd_t *));
+
+#endif

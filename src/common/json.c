@@ -1,0 +1,105 @@
+/* json.c: jansson helpers. */
+#include "json.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "cynic/common.h"
+
+const char *cynic__json_type_name(const json_t *v) {
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    return "object";
+  case JSON_ARRAY:
+    return "array";
+  case JSON_STRING:
+    return "string";
+  case JSON_INTEGER:
+  case JSON_REAL:
+    return "number";
+  case JSON_TRUE:
+  case JSON_FALSE:
+    return "bool";
+  default:
+    return "null";
+  }
+}
+
+static int type_error(const json_t *v, const char *key, const char *want, char *err,
+                      size_t errlen) {
+  snprintf(err, errlen, "field \"%s\": expected %s, got %s", key, want,
+           cynic__json_type_name(v));
+  return CYNIC_EINVAL;
+}
+
+static const json_t *field(const json_t *obj, const char *key) {
+  const json_t *v = json_object_get(obj, key);
+  return (v == NULL || json_is_null(v)) ? NULL : v;
+}
+
+int cynic__json_get_string(const json_t *obj, const char *key, const char **out, char *err,
+                           size_t errlen) {
+  const json_t *v = field(obj, key);
+  if (v == NULL)
+    return 0;
+  if (!json_is_string(v))
+    return type_error(v, key, "string", err, errlen);
+  *out = json_string_value(v);
+  return 1;
+}
+
+int cynic__json_get_bool(const json_t *obj, const char *key, bool *out, char *err,
+                         size_t errlen) {
+  const json_t *v = field(obj, key);
+  if (v == NULL)
+    return 0;
+  if (!json_is_boolean(v))
+    return type_error(v, key, "bool", err, errlen);
+  *out = json_is_true(v);
+  return 1;
+}
+
+int cynic__json_get_int64(const json_t *obj, const char *key, int64_t *out, char *err,
+                          size_t errlen) {
+  const json_t *v = field(obj, key);
+  if (v == NULL)
+    return 0;
+  if (!json_is_integer(v))
+    return type_error(v, key, "integer", err, errlen);
+  *out = (int64_t)json_integer_value(v);
+  return 1;
+}
+
+int cynic__json_get_number(const json_t *obj, const char *key, double *out, char *err,
+                           size_t errlen) {
+  const json_t *v = field(obj, key);
+  if (v == NULL)
+    return 0;
+  if (!json_is_number(v))
+    return type_error(v, key, "number", err, errlen);
+  *out = json_number_value(v);
+  return 1;
+}
+
+static int dump_cb(const char *p, size_t n, void *data) {
+  return cynic__buf_append(data, p, n) == 0 ? 0 : -1;
+}
+
+int cynic__json_dump(const json_t *v, cynic__buf_t *b) {
+  size_t before = b->len;
+  if (json_dump_callback(v, dump_cb, b, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY |
+                                             JSON_REAL_PRECISION(15)) !=
+      0) {
+    b->len = before;
+    if (b->data)
+      b->data[before] = '\0';
+    return CYNIC_ERANGE;
+  }
+  return 0;
+}
+
+json_t *cynic__json_float(double x) {
+  if (isfinite(x) && x == floor(x) && fabs(x) < 9e15)
+    return json_integer((json_int_t)x);
+  return json_real(x); /* cynic__json_dump prints reals with 15 digits */
+}

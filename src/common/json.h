@@ -1,0 +1,40 @@
+/*
+ * json.h: small jansson helpers for JSON APIs: typed field access that
+ * reports the wrong type instead of asserting, and dumping into a bounded
+ * buffer. Event-loop agnostic.
+ *
+ * Field getters return 1 when the field is present with the expected type, 0
+ * when it is absent or JSON null (Go's decoder, which Toxiproxy clients are
+ * written against, treats null as "leave unchanged"), and CYNIC_EINVAL when it
+ * has another type; then `err` holds a message naming the field.
+ */
+#ifndef CYNIC_COMMON_JSON_H
+#define CYNIC_COMMON_JSON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+int cynic__json_get_string(const json_t *obj, const char *key, const char **out, char *err,
+                           size_t errlen);
+int cynic__json_get_bool(const json_t *obj, const char *key, bool *out, char *err,
+                         size_t errlen);
+/* Integers only: 1.5 and 1.0 are type errors, as in Go's int64 fields. */
+int cynic__json_get_int64(const json_t *obj, const char *key, int64_t *out, char *err,
+                          size_t errlen);
+/* Any JSON number. */
+int cynic__json_get_number(const json_t *obj, const char *key, double *out, char *err,
+                           size_t errlen);
+/* The JSON type's name as Go's decoder says it: "string", "number", "bool",
+ * "object", "array", "null". */
+const char *cynic__json_type_name(const json_t *v);
+/* Append the compact encoding of `v` (object keys in insertion order) to `b`.
+ * 0, CYNIC_ERANGE (buffer cap) or CYNIC_ENOMEM. */
+int cynic__json_dump(const json_t *v, cynic__buf_t *b);
+/* A JSON number for `x` as Go prints a float: integral values without ".0",
+ * others with up to 15 significant digits (so 0.1 stays 0.1). */
+json_t *cynic__json_float(double x);
+
+#endif

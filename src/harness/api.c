@@ -1,0 +1,647 @@
+/*
+ * api.c: the Toxiproxy-compatible HTTP API (server 2.12): routes, status
+ * codes, error bodies {"error": "...", "status": N}.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "harness.h"
+#include "json.h"
+#include "log.h"
+#include "toxic.h"
+#include "version.h"
+
+#define ERRLEN 512
+
+typedef struct req_ctx {
+  harness_t *h;
+  const cynic__http_parser_t *req;
+  cynic__httpd_response_t *resp;
+  const char *method;
+} req_ctx_t;
+
+/* ---- responses ----------------------------------------------------------- */
+
+static void reply_json(req_ctx_t *r, int status, json_t *body) {
+  r->resp->status = status;
+  r->resp->content_type = "application/json";
+  cynic__buf_reset(&r->resp->body);
+  if (body != NULL && cynic__json_dump(body, &r->resp->body) != 0) {
+    cynic__buf_reset(&r->resp->body);
+    r->resp->status = 500;
+    cynic__buf_puts(&r->resp->body, "{\"error\":\"response too large\",\"status\":500}\n");
+  }
+  json_decref(body);
+}
+
+static void reply_error(req_ctx_t *r, int status, const char *msg) {
+  json_t *o = json_object();
+  json_object_set_new(o, "error", json_string(msg));
+  json_object_set_new(o, "status", json_integer(status));
+  reply_json(r, status, o);
+  cynic__buf_puts(&r->resp->body, "\n"); /* Go's http.Error ends with a newline */
+}
+
+static void reply_empty(req_ctx_t *r, int status) {
+  r->resp->status = status;
+  r->resp->content_type = NULL;
+  cynic__buf_reset(&r->resp->body);
+}
+
+/* ---- JSON views ---------------------------------------------------------- */
+
+static json_t *proxy_to_json(const hproxy_t *p) {
+  json_t *o = json_object();
+  json_object_set_new(o, "name", json_string(p->name));
+  json_object_set_new(o, "listen", json_string(p->listen));
+  json_object_set_new(o, "upstream", json_string(p->upstream));
+  json_object_set_new(o, "enabled", json_boolean(p->enabled));
+  json_t *a = json_array();
+  /* Toxiproxy lists the upstream chain, then the downstream one. */
+  for (int s = 0; s < 2; s++)
+    for (size_t i = 0; i < p->ntoxics; i++)
+      if (p->toxics[i]->stream == s)
+        json_array_append_new(a, toxic_to_json(p->toxics[i]));
+  json_object_set_new(o, "toxics", a);
+  return o;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp((*(hproxy_t *const *)a)->name, (*(hproxy_t *const *)b)->name);
+}
+
+/* ---- request parsing ----------------------------------------------------- */
+
+static json_t *parse_body(req_ctx_t *r) {
+  json_error_t e;
+  const cynic__buf_t *b = &r->req->body;
+  json_t *v = json_loadb(b->data ? b->data : "", b->len, JSON_DECODE_ANY, &e);
+  if (v == NULL) {
+    char msg[ERRLEN];
+    snprintf(msg, sizeof(msg), "bad request body: %s", e.text);
+    reply_error(r, 400, msg);
+  }
+  return v;
+}
+
+static bool addr_valid(const char *s) {
+  char host[CYNIC_ADDR_HOST_MAX];
+  uint16_t port;
+  return strlen(s) < HARNESS_ADDR_MAX && cynic__addr_split(s, host, sizeof(host), &port) == 0;
+}
+
+typedef struct proxy_input {
+  const char *name, *listen, *upstream;
+  bool enabled;
+  toxic_t *toxics[HARNESS_MAX_TOXICS];
+  size_t ntoxics;
+} proxy_input_t;
+
+static void input_free(proxy_input_t *in) {
+  for (size_t i = 0; i < in->ntoxics; i++)
+    free(in->toxics[i]);
+  in->ntoxics = 0;
+}
+
+/*
+ * Read a proxy object of a create or populate request. `where` names the
+ * element in populate errors (" at proxy 3"). -1 with *status and err set.
+ */
+static int read_proxy(const json_t *o, const char *where, proxy_input_t *in, int *status,
+                      char *err, size_t errlen) {
+  char detail[256];
+  memset(in, 0, sizeof(*in));
+  in->enabled = true;
+  in->listen = "";
+  if (!json_is_object(o)) {
+    *status = 400;
+    snprintf(err, errlen, "bad request body: expected a JSON object%s", where);
+    return -1;
+  }
+  if (cynic__json_get_string(o, "name", &in->name, detail, sizeof(detail)) < 0 ||
+      cynic__json_get_string(o, "listen", &in->listen, detail, sizeof(detail)) < 0 ||
+      cynic__json_get_string(o, "upstream", &in->upstream, detail, sizeof(detail)) < 0 ||
+      cynic__json_get_bool(o, "enabled", &in->enabled, detail, sizeof(detail)) < 0) {
+    *status = 400;
+    snprintf(err, errlen, "bad request body: %s%s", detail, where);
+    return -1;
+  }
+  *status = 400;
+  if (in->name == NULL || in->name[0] == '\0') {
+    snprintf(err, errlen, "missing required field: name%s", where);
+    return -1;
+  }
+  if (in->upstream == NULL || in->upstream[0] == '\0') {
+    snprintf(err, errlen, "missing required field: upstream%s", where);
+    return -1;
+  }
+  if (!harness_name_valid(in->name)) {
+    snprintf(err, errlen,
+             "bad request body: field \"name\": 1-128 characters of A-Z a-z 0-9 . _ ~ : @ + -%s",
+             where);
+    return -1;
+  }
+  if (in->listen[0] == '\0')
+    in->listen = "127.0.0.1:0";
+  if (!addr_valid(in->listen)) {
+    snprintf(err, errlen, "bad request body: field \"listen\": not host:port%s", where);
+    return -1;
+  }
+  if (!addr_valid(in->upstream)) {
+    snprintf(err, errlen, "bad request body: field \"upstream\": not host:port%s", where);
+    return -1;
+  }
+  const json_t *toxics = json_object_get(o, "toxics");
+  if (toxics != NULL && !json_is_null(toxics)) {
+    if (!json_is_array(toxics)) {
+      snprintf(err, errlen, "bad request body: field \"toxics\": expected array%s", where);
+      return -1;
+    }
+    if (json_array_size(toxics) > HARNESS_MAX_TOXICS) {
+      *status = 507;
+      snprintf(err, errlen, "too many toxics (at most %d per proxy)%s", HARNESS_MAX_TOXICS,
+               where);
+      return -1;
+    }
+    size_t i;
+    const json_t *tj;
+    json_array_foreach(toxics, i, tj) {
+      toxic_t *t = malloc(sizeof(*t));
+      char terr[ERRLEN];
+      if (t == NULL || toxic_from_json(tj, t, status, terr, sizeof(terr)) != 0) {
+        free(t);
+        if (t == NULL) {
+          *status = 500;
+          snprintf(terr, sizeof(terr), "out of memory");
+        }
+        snprintf(err, errlen, "%s%s", terr, where);
+        input_free(in);
+        return -1;
+      }
+      for (size_t k = 0; k < in->ntoxics; k++)
+        if (strcmp(in->toxics[k]->name, t->name) == 0) {
+          free(t);
+          input_free(in);
+          *status = 409;
+          snprintf(err, errlen, "toxic already exists%s", where);
+          return -1;
+        }
+      in->toxics[in->ntoxics++] = t;
+    }
+  }
+  return 0;
+}
+
+/* Create a proxy from validated input, its toxics in place before it
+ * listens (so no connection slips through unpoisoned). NULL with *status/err. */
+static hproxy_t *create_proxy(harness_t *h, proxy_input_t *in, int *status, char *err,
+                              size_t errlen) {
+  hproxy_t *p = proxy_new(h, in->name, in->listen, in->upstream);
+  if (p == NULL) {
+    *status = 507;
+    snprintf(err, errlen, "too many proxies (at most %d)", HARNESS_MAX_PROXIES);
+    return NULL;
+  }
+  for (size_t i = 0; i < in->ntoxics; i++)
+    proxy_add_toxic(p, in->toxics[i]);
+  in->ntoxics = 0; /* now owned by the proxy */
+  if (in->enabled && proxy_start(p, err, errlen) != 0) {
+    proxy_delete(p);
+    *status = 500;
+    return NULL;
+  }
+  return p;
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+static void proxy_index(req_ctx_t *r) {
+  harness_t *h = r->h;
+  hproxy_t **sorted = malloc((h->nproxies + 1) * sizeof(*sorted));
+  if (sorted == NULL) {
+    reply_error(r, 500, "out of memory");
+    return;
+  }
+  memcpy(sorted, h->proxies, h->nproxies * sizeof(*sorted));
+  qsort(sorted, h->nproxies, sizeof(*sorted), by_name);
+  json_t *o = json_object();
+  for (size_t i = 0; i < h->nproxies; i++)
+    json_object_set_new(o, sorted[i]->name, proxy_to_json(sorted[i]));
+  free(sorted);
+  reply_json(r, 200, o);
+}
+
+static void proxy_create(req_ctx_t *r) {
+  json_t *body = parse_body(r);
+  if (body == NULL)
+    return;
+  proxy_input_t in;
+  int status;
+  char err[ERRLEN];
+  if (read_proxy(body, "", &in, &status, err, sizeof(err)) != 0) {
+    reply_error(r, status, err);
+    json_decref(body);
+    return;
+  }
+  if (harness_find(r->h, in.name) != NULL) {
+    reply_error(r, 409, "proxy already exists");
+  } else {
+    hproxy_t *p = create_proxy(r->h, &in, &status, err, sizeof(err));
+    if (p == NULL)
+      reply_error(r, status, err);
+    else
+      reply_json(r, 201, proxy_to_json(p));
+  }
+  input_free(&in);
+  json_decref(body);
+}
+
+/* Shared by POST /populate and -config. Returns the status; `out` gets the
+ * proxies applied (in input order). */
+static int populate(harness_t *h, const json_t *arr, json_t *out, char *err, size_t errlen) {
+  if (!json_is_array(arr)) {
+    snprintf(err, errlen, "bad request body: expected a JSON array of proxies");
+    return 400;
+  }
+  size_t n = json_array_size(arr);
+  if (n > HARNESS_MAX_PROXIES) {
+    snprintf(err, errlen, "too many proxies (at most %d)", HARNESS_MAX_PROXIES);
+    return 507;
+  }
+  proxy_input_t *ins = calloc(n + 1, sizeof(*ins));
+  if (ins == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return 500;
+  }
+  int status = 0;
+  size_t parsed = 0, fresh = 0;
+  /* Phase 1: validate everything before changing anything. */
+  for (size_t i = 0; i < n; i++) {
+    char where[64];
+    snprintf(where, sizeof(where), " at proxy %zu", i + 1);
+    if (read_proxy(json_array_get(arr, i), where, &ins[i], &status, err, errlen) != 0)
+      goto out_free_inputs;
+    parsed++;
+    for (size_t k = 0; k < i; k++)
+      if (strcmp(ins[k].name, ins[i].name) == 0) {
+        status = 400;
+        snprintf(err, errlen, "duplicate proxy name \"%s\"%s", ins[i].name, where);
+        goto out_free_inputs;
+      }
+    if (harness_find(h, ins[i].name) == NULL)
+      fresh++;
+  }
+  if (h->nproxies + fresh > HARNESS_MAX_PROXIES) {
+    status = 507;
+    snprintf(err, errlen, "too many proxies (at most %d)", HARNESS_MAX_PROXIES);
+    goto out_free_inputs;
+  }
+  /* Phase 2: apply. An identical existing proxy is kept as it is. */
+  for (size_t i = 0; i < n; i++) {
+    hproxy_t *old = harness_find(h, ins[i].name);
+    if (old != NULL && strcmp(old->listen, ins[i].listen) == 0 &&
+        strcmp(old->upstream, ins[i].upstream) == 0) {
+      json_array_append_new(out, proxy_to_json(old));
+      continue;
+    }
+    if (old != NULL)
+      proxy_delete(old);
+    hproxy_t *p = create_proxy(h, &ins[i], &status, err, errlen);
+    if (p == NULL)
+      goto out_free_inputs;
+    json_array_append_new(out, proxy_to_json(p));
+  }
+  status = 201;
+out_free_inputs:
+  for (size_t i = 0; i < parsed; i++)
+    input_free(&ins[i]);
+  free(ins);
+  return status;
+}
+
+static void populate_handler(req_ctx_t *r) {
+  json_t *body = parse_body(r);
+  if (body == NULL)
+    return;
+  json_t *list = json_array();
+  char err[ERRLEN];
+  int status = populate(r->h, body, list, err, sizeof(err));
+  json_decref(body);
+  json_t *o = json_object();
+  if (status != 201) {
+    json_object_set_new(o, "error", json_string(err));
+    json_object_set_new(o, "status", json_integer(status));
+  }
+  json_object_set_new(o, "proxies", list);
+  reply_json(r, status, o);
+}
+
+int api_load_config(harness_t *h, const char *text, size_t len, char *err, size_t errlen) {
+  json_error_t e;
+  json_t *v = json_loadb(text, len, 0, &e);
+  if (v == NULL) {
+    snprintf(err, errlen, "line %d, column %d: %s", e.line, e.column, e.text);
+    return -1;
+  }
+  json_t *list = json_array();
+  int status = populate(h, v, list, err, errlen);
+  json_decref(list);
+  json_decref(v);
+  return status == 201 ? 0 : -1;
+}
+
+static void reset_handler(req_ctx_t *r) {
+  harness_t *h = r->h;
+  for (size_t i = 0; i < h->nproxies; i++) {
+    hproxy_t *p = h->proxies[i];
+    char err[ERRLEN];
+    if (!p->enabled && proxy_start(p, err, sizeof(err)) != 0) {
+      reply_error(r, 500, err);
+      return;
+    }
+    while (p->ntoxics > 0)
+      proxy_remove_toxic(p, p->toxics[p->ntoxics - 1]);
+  }
+  reply_empty(r, 204);
+}
+
+static void proxy_update(req_ctx_t *r, hproxy_t *p) {
+  json_t *body = parse_body(r);
+  if (body == NULL)
+    return;
+  char detail[256], err[ERRLEN];
+  const char *listen = p->listen, *upstream = p->upstream;
+  bool enabled = p->enabled;
+  if (!json_is_object(body)) {
+    reply_error(r, 400, "bad request body: expected a JSON object");
+    goto out;
+  }
+  if (cynic__json_get_string(body, "listen", &listen, detail, sizeof(detail)) < 0 ||
+      cynic__json_get_string(body, "upstream", &upstream, detail, sizeof(detail)) < 0 ||
+      cynic__json_get_bool(body, "enabled", &enabled, detail, sizeof(detail)) < 0) {
+    snprintf(err, sizeof(err), "bad request body: %s", detail);
+    reply_error(r, 400, err);
+    goto out;
+  }
+  if (!addr_valid(listen) || !addr_valid(upstream)) {
+    reply_error(r, 400, "bad request body: listen and upstream must be host:port");
+    goto out;
+  }
+  if (strcmp(listen, p->listen) != 0 || strcmp(upstream, p->upstream) != 0) {
+    char l[HARNESS_ADDR_MAX], u[HARNESS_ADDR_MAX];
+    snprintf(l, sizeof(l), "%s", listen); /* may point into p */
+    snprintf(u, sizeof(u), "%s", upstream);
+    proxy_stop(p);
+    memcpy(p->listen, l, sizeof(l));
+    memcpy(p->upstream, u, sizeof(u));
+  }
+  if (enabled && p->listener == NULL) {
+    if (proxy_start(p, err, sizeof(err)) != 0) {
+      reply_error(r, 500, err);
+      goto out;
+    }
+  } else if (!enabled && p->enabled) {
+    proxy_stop(p);
+  }
+  reply_json(r, 200, proxy_to_json(p));
+out:
+  json_decref(body);
+}
+
+static void toxic_index(req_ctx_t *r, hproxy_t *p) {
+  json_t *o = proxy_to_json(p);
+  json_t *a = json_incref(json_object_get(o, "toxics"));
+  json_decref(o);
+  reply_json(r, 200, a);
+}
+
+static void toxic_create(req_ctx_t *r, hproxy_t *p) {
+  json_t *body = parse_body(r);
+  if (body == NULL)
+    return;
+  char err[ERRLEN];
+  int status;
+  toxic_t *t = malloc(sizeof(*t));
+  if (t == NULL) {
+    reply_error(r, 500, "out of memory");
+  } else if (toxic_from_json(body, t, &status, err, sizeof(err)) != 0) {
+    reply_error(r, status, err);
+  } else if (proxy_find_toxic(p, t->name) != NULL) {
+    reply_error(r, 409, "toxic already exists");
+  } else if (p->ntoxics == HARNESS_MAX_TOXICS) {
+    snprintf(err, sizeof(err), "too many toxics (at most %d per proxy)", HARNESS_MAX_TOXICS);
+    reply_error(r, 507, err);
+  } else {
+    proxy_add_toxic(p, t);
+    reply_json(r, 200, toxic_to_json(t));
+    t = NULL;
+  }
+  free(t);
+  json_decref(body);
+}
+
+static void toxic_update(req_ctx_t *r, hproxy_t *p, toxic_t *t) {
+  json_t *body = parse_body(r);
+  if (body == NULL)
+    return;
+  toxic_t next;
+  int status;
+  char err[ERRLEN];
+  if (toxic_update_json(body, t, &next, &status, err, sizeof(err)) != 0) {
+    reply_error(r, status, err);
+  } else {
+    *t = next;
+    proxy_update_toxic(p, t);
+    reply_json(r, 200, toxic_to_json(t));
+  }
+  json_decref(body);
+}
+
+static void version_handler(req_ctx_t *r) {
+  r->resp->status = 200;
+  r->resp->content_type = "application/json;charset=utf-8";
+  cynic__buf_printf(&r->resp->body, "{\"version\": \"%s+cynic.%s\"}\n",
+                    HARNESS_TOXIPROXY_VERSION, CYNIC_VERSION_STRING);
+}
+
+static void metrics_handler(req_ctx_t *r) {
+  harness_t *h = r->h;
+  r->resp->status = 200;
+  r->resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+  cynic__buf_t *b = &r->resp->body;
+  static const char *dirs[2] = {"upstream", "downstream"};
+  cynic__buf_puts(b, "# HELP toxiproxy_proxy_received_bytes_total The total bytes received "
+                     "from the source, per proxy and direction.\n"
+                     "# TYPE toxiproxy_proxy_received_bytes_total counter\n");
+  for (size_t i = 0; i < h->nproxies; i++)
+    for (int d = 0; d < 2; d++)
+      cynic__buf_printf(b,
+                        "toxiproxy_proxy_received_bytes_total{direction=\"%s\",listener=\"%s\","
+                        "proxy=\"%s\",upstream=\"%s\"} %llu\n",
+                        dirs[d], h->proxies[i]->listen, h->proxies[i]->name,
+                        h->proxies[i]->upstream,
+                        (unsigned long long)h->proxies[i]->bytes_in[d]);
+  cynic__buf_puts(b, "# HELP toxiproxy_proxy_sent_bytes_total The total bytes sent to the "
+                     "destination, per proxy and direction.\n"
+                     "# TYPE toxiproxy_proxy_sent_bytes_total counter\n");
+  for (size_t i = 0; i < h->nproxies; i++)
+    for (int d = 0; d < 2; d++)
+      cynic__buf_printf(b,
+                        "toxiproxy_proxy_sent_bytes_total{direction=\"%s\",listener=\"%s\","
+                        "proxy=\"%s\",upstream=\"%s\"} %llu\n",
+                        dirs[d], h->proxies[i]->listen, h->proxies[i]->name,
+                        h->proxies[i]->upstream,
+                        (unsigned long long)h->proxies[i]->bytes_out[d]);
+}
+
+static void events_handler(req_ctx_t *r) {
+  const char *url = r->req->url.data ? r->req->url.data : "";
+  const char *q = strchr(url, '?');
+  unsigned long long since = 0, limit = 1000;
+  for (const char *p = q; p != NULL && *p; p = strchr(p + 1, '&')) {
+    const char *kv = p + 1;
+    char *end;
+    if (strncmp(kv, "since=", 6) == 0) {
+      since = strtoull(kv + 6, &end, 10);
+      if (end == kv + 6 || (*end && *end != '&')) {
+        reply_error(r, 400, "since must be an event id");
+        return;
+      }
+    } else if (strncmp(kv, "limit=", 6) == 0) {
+      limit = strtoull(kv + 6, &end, 10);
+      if (end == kv + 6 || (*end && *end != '&') || limit == 0 || limit > EVENTS_PAGE_MAX) {
+        reply_error(r, 400, "limit must be 1..10000");
+        return;
+      }
+    }
+  }
+  r->resp->status = 200;
+  r->resp->content_type = "application/x-ndjson";
+  if (events_dump(&r->h->events, since, limit, &r->resp->body) != 0) {
+    cynic__buf_reset(&r->resp->body);
+    reply_error(r, 500, "response too large");
+  }
+}
+
+/* ---- routing ------------------------------------------------------------- */
+
+#define MAX_SEGS 4
+#define SEG_MAX (HARNESS_NAME_MAX * 3 + 1)
+
+static bool is(const req_ctx_t *r, const char *m) {
+  return strcmp(r->method, m) == 0;
+}
+
+static void not_allowed(req_ctx_t *r) {
+  reply_error(r, 405, "method not allowed");
+}
+
+void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
+  req_ctx_t r = {arg, req, resp, cynic__http_method(req)};
+  size_t ualen = 0;
+  const char *ua = cynic__http_header(req, "User-Agent", &ualen);
+  if (ua != NULL && ualen >= 8 && strncmp(ua, "Mozilla/", 8) == 0) {
+    /* Toxiproxy refuses browsers: a web page must not drive the harness. */
+    reply_error(&r, 403, "User agent not allowed");
+    return;
+  }
+  const char *url = req->url.data ? req->url.data : "";
+  size_t pathlen = strcspn(url, "?#");
+  char segs[MAX_SEGS][SEG_MAX];
+  size_t nsegs = 0;
+  if (pathlen == 0 || url[0] != '/') {
+    reply_error(&r, 404, "not found");
+    return;
+  }
+  const char *p = url + 1, *end = url + pathlen;
+  while (p <= end) {
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    const char *stop = slash ? slash : end;
+    if (nsegs == MAX_SEGS || stop == p ||
+        cynic__http_pct_decode(p, (size_t)(stop - p), segs[nsegs], SEG_MAX) != 0) {
+      reply_error(&r, 404, "not found");
+      return;
+    }
+    nsegs++;
+    if (slash == NULL)
+      break;
+    p = slash + 1;
+  }
+  harness_t *h = r.h;
+  if (nsegs == 1 && strcmp(segs[0], "proxies") == 0) {
+    if (is(&r, "GET"))
+      proxy_index(&r);
+    else if (is(&r, "POST"))
+      proxy_create(&r);
+    else
+      not_allowed(&r);
+    return;
+  }
+  if (nsegs == 1 && strcmp(segs[0], "reset") == 0) {
+    is(&r, "POST") ? reset_handler(&r) : not_allowed(&r);
+    return;
+  }
+  if (nsegs == 1 && strcmp(segs[0], "populate") == 0) {
+    is(&r, "POST") ? populate_handler(&r) : not_allowed(&r);
+    return;
+  }
+  if (nsegs == 1 && strcmp(segs[0], "version") == 0) {
+    is(&r, "GET") ? version_handler(&r) : not_allowed(&r);
+    return;
+  }
+  if (nsegs == 1 && strcmp(segs[0], "events") == 0) {
+    is(&r, "GET") ? events_handler(&r) : not_allowed(&r);
+    return;
+  }
+  if (nsegs == 1 && strcmp(segs[0], "metrics") == 0 && h->proxy_metrics) {
+    is(&r, "GET") ? metrics_handler(&r) : not_allowed(&r);
+    return;
+  }
+  if (nsegs >= 2 && nsegs <= 4 && strcmp(segs[0], "proxies") == 0 &&
+      (nsegs == 2 || strcmp(segs[2], "toxics") == 0)) {
+    bool known_method = is(&r, "GET") || is(&r, "POST") || is(&r, "PATCH") || is(&r, "DELETE");
+    if (nsegs == 3 && !(is(&r, "GET") || is(&r, "POST"))) {
+      not_allowed(&r);
+      return;
+    }
+    if (!known_method) {
+      not_allowed(&r);
+      return;
+    }
+    hproxy_t *px = harness_find(h, segs[1]);
+    if (px == NULL) {
+      reply_error(&r, 404, "proxy not found");
+      return;
+    }
+    if (nsegs == 2) {
+      if (is(&r, "GET"))
+        reply_json(&r, 200, proxy_to_json(px));
+      else if (is(&r, "DELETE")) {
+        proxy_delete(px);
+        reply_empty(&r, 204);
+      } else
+        proxy_update(&r, px);
+      return;
+    }
+    if (nsegs == 3) {
+      is(&r, "GET") ? toxic_index(&r, px) : toxic_create(&r, px);
+      return;
+    }
+    toxic_t *t = proxy_find_toxic(px, segs[3]);
+    if (t == NULL) {
+      reply_error(&r, 404, "toxic not found");
+      return;
+    }
+    if (is(&r, "GET"))
+      reply_json(&r, 200, toxic_to_json(t));
+    else if (is(&r, "DELETE")) {
+      proxy_remove_toxic(px, t);
+      reply_empty(&r, 204);
+    } else
+      toxic_update(&r, px, t);
+    return;
+  }
+  reply_error(&r, 404, "not found");
+}

@@ -1,0 +1,57 @@
+/*
+ * toxic.h: toxic types, and toxics to and from the API's JSON.
+ *
+ * A toxic's JSON is {"attributes":{...},"name","type","stream","toxicity"},
+ * the field order Toxiproxy's Go structs marshal in.
+ */
+#ifndef CYNIC_HARNESS_TOXIC_H
+#define CYNIC_HARNESS_TOXIC_H
+
+#include <jansson.h>
+
+#include "harness.h"
+
+enum {
+  TOXIC_LATENCY,
+  TOXIC_BANDWIDTH,
+  TOXIC_SLOW_CLOSE,
+  TOXIC_TIMEOUT,
+  TOXIC_RESET_PEER,
+  TOXIC_SLICER,
+  TOXIC_LIMIT_DATA,
+  /* beyond Toxiproxy */
+  TOXIC_REFUSE,
+  TOXIC_BLACKHOLE,
+  TOXIC_ACCEPT_DELAY,
+  TOXIC_GARBAGE,
+  TOXIC_FLOOD,
+  TOXIC_RESET_AFTER_BYTES,
+};
+
+struct toxic_type {
+  int id; /* TOXIC_* */
+  const char *name;
+  size_t nattrs;
+  const char *attr_names[TOXIC_MAX_ATTRS];
+  /* Reject attribute values that would hang or recurse forever; NULL = any. */
+  int (*validate)(const toxic_t *t, char *err, size_t errlen);
+};
+
+const toxic_type_t *toxic_type_find(const char *name);
+
+/*
+ * Build a toxic from a create request body (defaults: stream downstream,
+ * toxicity 1, name "<type>_<stream>", attributes 0). On failure returns -1 with
+ * *status (400) and err set; the caller checks name uniqueness (409).
+ */
+int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen);
+/* Apply an update body to a copy of `cur`: attributes merged, toxicity kept if
+ * absent; name, type and stream never change. -1 with *status and err. */
+int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status,
+                      char *err, size_t errlen);
+json_t *toxic_to_json(const toxic_t *t);
+/* Names of proxies and toxics: 1..HARNESS_NAME_MAX bytes of [A-Za-z0-9._~:@+-]
+ * (they travel in URL paths unescaped by the common clients). */
+bool harness_name_valid(const char *name);
+
+#endif

@@ -1,0 +1,10 @@
+#!/bin/sh
+# Runs the node:test compatibility suite against CYNIC_HARNESS (the binary).
+# Installs toxiproxy-node-client from package-lock.json when it is missing.
+set -eu
+cd "$(dirname "$0")"
+: "${CYNIC_HARNESS:?set CYNIC_HARNESS to the cynic-harness binary}"
+if [ ! -f node_modules/toxiproxy-node-client/package.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+exec node --test --test-reporter=spec compat.test.mjs

@@ -1,0 +1,347 @@
+"""cynic-harness: the Toxiproxy-compatible HTTP API over loopback."""
+import json
+import socket
+import time
+
+import pytest
+
+from harness_util import Harness, harness  # noqa: F401
+from netutil import TcpServer, connect, echo_handler, refused, wait_for
+
+
+def test_version(harness):
+    st, js, raw = harness.api.get("/version")
+    assert st == 200
+    assert js["version"].startswith("2.12.0")
+    assert raw.endswith(b"\n")
+
+
+def test_proxy_crud(harness):
+    api = harness.api
+    st, js, _ = api.get("/proxies")
+    assert (st, js) == (200, {})
+    p = harness.create("redis", "127.0.0.1:6379", listen="localhost:0")
+    assert p["name"] == "redis" and p["enabled"] is True and p["toxics"] == []
+    host, port = p["listen"].rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 0
+    assert list(p.keys()) == ["name", "listen", "upstream", "enabled", "toxics"]
+
+    st, js, _ = api.post("/proxies", {"name": "redis", "listen": "127.0.0.1:0", "upstream": "x:1"})
+    assert (st, js) == (409, {"error": "proxy already exists", "status": 409})
+
+    st, js, _ = api.get("/proxies/redis")
+    assert st == 200 and js == p
+    st, js, _ = api.get("/proxies")
+    assert st == 200 and js == {"redis": p}
+
+    # Update keeps omitted fields; POST and PATCH both work.
+    st, js, _ = api.patch("/proxies/redis", {"upstream": "127.0.0.1:6380"})
+    assert st == 200 and js["upstream"] == "127.0.0.1:6380" and js["listen"] == p["listen"]
+    assert js["enabled"] is True
+    st, js, _ = api.post("/proxies/redis", {"enabled": False})
+    assert st == 200 and js["enabled"] is False and js["upstream"] == "127.0.0.1:6380"
+    assert refused(int(port))
+    st, js, _ = api.post("/proxies/redis", {"enabled": True})
+    assert st == 200 and js["enabled"] is True and js["listen"] == p["listen"]
+
+    st, _, raw = api.delete("/proxies/redis")
+    assert st == 204 and raw == b""
+    st, js, _ = api.get("/proxies/redis")
+    assert (st, js) == (404, {"error": "proxy not found", "status": 404})
+    st, js, _ = api.delete("/proxies/redis")
+    assert st == 404
+
+
+def test_create_disabled_then_enable(harness):
+    p = harness.create("d", "127.0.0.1:1", enabled=False)
+    assert p["enabled"] is False
+    st, js, _ = harness.api.post("/proxies/d", {"enabled": True})
+    assert st == 200 and js["enabled"] is True and not js["listen"].endswith(":0")
+
+
+def test_toxic_crud(harness):
+    api = harness.api
+    harness.create("p", "127.0.0.1:1")
+    t = harness.add_toxic("p", type="latency", attributes={"latency": 100})
+    assert t == {"attributes": {"latency": 100, "jitter": 0}, "name": "latency_downstream",
+                 "type": "latency", "stream": "downstream", "toxicity": 1}
+    assert list(t.keys()) == ["attributes", "name", "type", "stream", "toxicity"]
+    t2 = harness.add_toxic("p", name="slow", type="bandwidth", stream="upstream", toxicity=0.5,
+                           attributes={"rate": 10})
+    assert t2["toxicity"] == 0.5 and t2["stream"] == "upstream"
+    st, js, _ = api.post("/proxies/p/toxics", {"type": "latency"})
+    assert (st, js) == (409, {"error": "toxic already exists", "status": 409})
+    st, js, _ = api.get("/proxies/p/toxics")
+    assert st == 200 and [x["name"] for x in js] == ["slow", "latency_downstream"]
+    st, js, _ = api.get("/proxies/p/toxics/slow")
+    assert st == 200 and js == t2
+    # Partial update: attributes merged, toxicity kept when absent.
+    st, js, _ = api.patch("/proxies/p/toxics/latency_downstream", {"attributes": {"jitter": 5}})
+    assert st == 200 and js["attributes"] == {"latency": 100, "jitter": 5} and js["toxicity"] == 1
+    st, js, _ = api.post("/proxies/p/toxics/slow", {"toxicity": 0.25})
+    assert st == 200 and js["toxicity"] == 0.25 and js["attributes"] == {"rate": 10}
+    st, js, _ = api.get("/proxies/p")
+    assert [x["name"] for x in js["toxics"]] == ["slow", "latency_downstream"]
+    st, _, raw = api.delete("/proxies/p/toxics/slow")
+    assert st == 204 and raw == b""
+    st, js, _ = api.get("/proxies/p/toxics/slow")
+    assert (st, js) == (404, {"error": "toxic not found", "status": 404})
+    st, js, _ = api.get("/proxies/nope/toxics")
+    assert (st, js) == (404, {"error": "proxy not found", "status": 404})
+
+
+def test_all_toxic_types_echo(harness):
+    harness.create("p", "127.0.0.1:1")
+    cases = {
+        "latency": {"latency": 10, "jitter": 2},
+        "bandwidth": {"rate": 100},
+        "slow_close": {"delay": 10},
+        "timeout": {"timeout": 10},
+        "reset_peer": {"timeout": 10},
+        "slicer": {"average_size": 10, "size_variation": 5, "delay": 10},
+        "limit_data": {"bytes": 10},
+    }
+    for typ, attrs in cases.items():
+        t = harness.add_toxic("p", type=typ, attributes=attrs)
+        assert t["attributes"] == attrs and t["type"] == typ
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    ({"type": "latency", "stream": "sideways"}, 400, "stream was invalid"),
+    ({"type": "nope"}, 400, "invalid toxic type"),
+    ({}, 400, "invalid toxic type"),
+    ({"type": "bandwidth", "attributes": {"rate": 0}}, 400, "rate"),
+    ({"type": "slicer", "attributes": {"average_size": 0}}, 400, "average_size"),
+    ({"type": "slicer", "attributes": {"average_size": 10, "size_variation": 10}}, 400, "size_variation"),
+    ({"type": "latency", "attributes": {"latency": -1}}, 400, "negative"),
+    ({"type": "latency", "attributes": {"latency": "5"}}, 400, "latency"),
+    ({"type": "latency", "attributes": {"latency": 1.5}}, 400, "latency"),
+    ({"type": "latency", "toxicity": 2}, 400, "toxicity"),
+    ({"type": "latency", "toxicity": "x"}, 400, "toxicity"),
+    ({"type": "latency", "attributes": []}, 400, "attributes"),
+    ({"type": 5}, 400, "type"),
+    ({"type": "latency", "name": "../x"}, 400, "name"),
+])
+def test_toxic_validation(harness, body, status, needle):
+    harness.create("p", "127.0.0.1:1")
+    st, js, raw = harness.api.post("/proxies/p/toxics", body)
+    assert st == status, raw
+    assert js["status"] == status and needle in js["error"], js
+
+
+def test_populate(harness):
+    api = harness.api
+    body = [{"name": "a", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"},
+            {"name": "b", "upstream": "127.0.0.1:2", "enabled": False}]
+    st, js, _ = api.post("/populate", body)
+    assert st == 201 and [p["name"] for p in js["proxies"]] == ["a", "b"]
+    a = js["proxies"][0]
+    assert js["proxies"][1]["enabled"] is False
+    # An identical proxy (same listen and upstream) is kept as it is.
+    st, js2, _ = api.post("/populate", [{"name": "a", "listen": a["listen"], "upstream": "127.0.0.1:1"}])
+    assert st == 201 and js2["proxies"][0] == a
+    harness.add_toxic("a", type="latency")
+    st, js3, _ = api.post("/populate", [{"name": "a", "listen": a["listen"], "upstream": "127.0.0.1:1"}])
+    assert st == 201 and js3["proxies"][0]["toxics"][0]["name"] == "latency_downstream"
+    # A changed one is replaced.
+    st, js4, _ = api.post("/populate", [{"name": "a", "listen": a["listen"], "upstream": "127.0.0.1:9"}])
+    assert st == 201 and js4["proxies"][0]["upstream"] == "127.0.0.1:9" and js4["proxies"][0]["toxics"] == []
+    # Validation happens before anything changes.
+    st, js5, _ = api.post("/populate", [{"name": "c", "upstream": "127.0.0.1:1"}, {"name": "d"}])
+    assert st == 400 and "missing required field: upstream at proxy 2" in js5["error"]
+    assert api.get("/proxies/c")[0] == 404
+    st, js6, _ = api.post("/populate", {"name": "x"})
+    assert st == 400
+
+
+def test_populate_with_toxics_atomic(harness):
+    up = TcpServer(echo_handler)
+    try:
+        st, js, raw = harness.api.post("/populate", [{
+            "name": "t", "upstream": up.address,
+            "toxics": [{"type": "limit_data", "attributes": {"bytes": 3}}]}])
+        assert st == 201, raw
+        assert js["proxies"][0]["toxics"][0]["type"] == "limit_data"
+        s = connect(harness.listen_port(js["proxies"][0]))
+        s.sendall(b"hello")
+        s.settimeout(10)
+        got = b""
+        while True:
+            d = s.recv(100)
+            if not d:
+                break
+            got += d
+        assert got == b"hel"
+        s.close()
+    finally:
+        up.close()
+
+
+def test_reset(harness):
+    api = harness.api
+    p = harness.create("r", "127.0.0.1:1")
+    harness.add_toxic("r", type="latency")
+    harness.add_toxic("r", type="timeout", stream="upstream")
+    api.post("/proxies/r", {"enabled": False})
+    st, _, raw = api.post("/reset")
+    assert st == 204 and raw == b""
+    st, js, _ = api.get("/proxies/r")
+    assert js["enabled"] is True and js["toxics"] == [] and js["listen"] == p["listen"]
+
+
+def test_bind_failure_500(harness):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    try:
+        st, js, _ = harness.api.post("/proxies", {"name": "x", "listen": f"127.0.0.1:{port}", "upstream": "127.0.0.1:1"})
+        assert st == 500 and js["status"] == 500 and "address already in use" in js["error"]
+        assert harness.api.get("/proxies/x")[0] == 404
+    finally:
+        blocker.close()
+
+
+def test_metrics_flag():
+    h = Harness("-proxy-metrics")
+    up = TcpServer(echo_handler)
+    try:
+        p = h.create("m", up.address)
+        s = connect(h.listen_port(p))
+        s.sendall(b"x" * 1000)
+        got = b""
+        s.settimeout(10)
+        while len(got) < 1000:
+            got += s.recv(4096)
+        s.close()
+
+        def counted():
+            st, _, raw = h.api.get("/metrics")
+            assert st == 200
+            return b'toxiproxy_proxy_received_bytes_total{direction="upstream"' in raw and \
+                b'proxy="m",upstream="%s"} 1000' % up.address.encode() in raw and raw
+        raw = wait_for(counted, what="metrics")
+        assert b'toxiproxy_proxy_sent_bytes_total{direction="downstream"' in raw
+    finally:
+        up.close()
+        h.stop()
+
+
+def test_metrics_off_by_default(harness):
+    assert harness.api.get("/metrics")[0] == 404
+
+
+def test_browser_refused(harness):
+    st, js, _ = harness.api.request("GET", "/proxies", headers={"User-Agent": "Mozilla/5.0"})
+    assert st == 403
+
+
+def raw_exchange(port, data, timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out = b""
+    try:
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may answer and stop reading before we are done
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+        return out
+    except ConnectionResetError:
+        return out
+    finally:
+        s.close()
+
+
+HOSTILE = [
+    # (method, path, raw body or JSON, expected status)
+    ("POST", "/proxies", b"{not json", 400),
+    ("POST", "/proxies", b"", 400),
+    ("POST", "/proxies", b"[]", 400),
+    ("POST", "/proxies", b'"str"', 400),
+    ("POST", "/proxies", b'{"name":"a"}', 400),
+    ("POST", "/proxies", b'{"upstream":"x:1"}', 400),
+    ("POST", "/proxies", b'{"name":5,"upstream":"x:1"}', 400),
+    ("POST", "/proxies", b'{"name":"a","upstream":"x:1","enabled":"yes"}', 400),
+    ("POST", "/proxies", b'{"name":"a","upstream":"no-port"}', 400),
+    ("POST", "/proxies", b'{"name":"a","upstream":"x:99999"}', 400),
+    ("POST", "/proxies", b'{"name":"a","listen":"[::1:5","upstream":"x:1"}', 400),
+    ("POST", "/proxies", b'{"name":"../../etc","upstream":"x:1"}', 400),
+    ("POST", "/proxies", b'{"name":"a/b","upstream":"x:1"}', 400),
+    ("POST", "/proxies", b'{"name":"' + b"n" * 200 + b'","upstream":"x:1"}', 400),
+    ("POST", "/proxies", b'{"name":"a\\u0000b","upstream":"x:1"}', 400),
+    ("POST", "/proxies", b'{"name":"a","upstream":"x:1"} trailing', 400),
+    ("POST", "/proxies", b"[" * 100000, 400),
+    ("GET", "/proxies/%2e%2e%2fetc", None, 404),
+    ("GET", "/proxies/..%2f..%2f", None, 404),
+    ("GET", "/proxies/a%00b", None, 404),
+    ("GET", "/../../etc/passwd", None, 404),
+    ("GET", "/nothing", None, 404),
+    ("PUT", "/proxies", None, 405),
+    ("DELETE", "/reset", None, 405),
+    ("POST", "/populate", b'{"proxies":[]}', 400),
+    ("POST", "/populate", b'[{"name":"a","upstream":"x:1"},{"name":"a","upstream":"x:1"}]', 400),
+    ("POST", "/populate", b"[5]", 400),
+]
+
+
+@pytest.mark.parametrize("method,path,body,status", HOSTILE)
+def test_hostile_requests(harness, method, path, body, status):
+    st, js, raw = harness.api.request(method, path, raw=body)
+    assert st == status, raw
+    if js is not None and status >= 400:
+        assert js.get("status") == status
+    # Still healthy afterwards, and nothing was created.
+    st, js, _ = harness.api.get("/proxies")
+    assert st == 200 and js == {}
+
+
+def test_hostile_transport(harness):
+    port = harness.port
+    # Body larger than the 1 MiB cap: refused before it is read.
+    out = raw_exchange(port, b"POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 413")
+    # A huge chunked body is cut off too.
+    chunk = b"100000\r\n" + b"a" * 0x100000 + b"\r\n"
+    out = raw_exchange(port, b"POST /proxies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 2)
+    assert out.startswith(b"HTTP/1.1 413")
+    # Oversized header block, oversized URL, garbage, a lone request line.
+    out = raw_exchange(port, b"GET /proxies HTTP/1.1\r\nX: " + b"a" * 40000 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431")
+    out = raw_exchange(port, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 414")
+    out = raw_exchange(port, b"\x00\x01\x02garbage\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400")
+    out = raw_exchange(port, b"GET /proxies HTTP/1.1\r\n")
+    assert out == b""
+    # Smuggling shape: both Content-Length and Transfer-Encoding.
+    out = raw_exchange(port, b"POST /reset HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400")
+    # Pipelined requests are answered in order.
+    out = raw_exchange(port, b"GET /version HTTP/1.1\r\nHost: x\r\n\r\nGET /proxies HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out.count(b"HTTP/1.1 200") == 2 and out.index(b"version") < out.index(b"{}")
+    assert harness.api.get("/version")[0] == 200
+
+
+def test_ten_thousand_proxies(harness):
+    """The registry is capped at 1000; the 1001st answers 507 and the server stays healthy."""
+    api = harness.api
+    body = [{"name": f"p{i}", "upstream": "127.0.0.1:1", "enabled": False} for i in range(10000)]
+    st, js, _ = api.post("/populate", body)
+    assert st == 507 and "too many proxies" in js["error"]
+    st, js, _ = api.post("/populate", body[:1000])
+    assert st == 201 and len(js["proxies"]) == 1000
+    st, js, _ = api.post("/proxies", {"name": "one-more", "upstream": "127.0.0.1:1", "enabled": False})
+    assert st == 507
+    for i in range(1000, 1050):
+        st, _, _ = api.post("/proxies", {"name": f"p{i}", "upstream": "127.0.0.1:1", "enabled": False})
+        assert st == 507
+    st, js, _ = api.get("/proxies")
+    assert st == 200 and len(js) == 1000
+    assert api.post("/reset")[0] == 204
+    st, js, _ = api.get("/proxies/p999")
+    assert st == 200 and js["enabled"] is True
