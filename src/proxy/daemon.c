@@ -16,8 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CYNIC_LOG_SHIM_IMPL
-#include "log_shim.h"
+#include "log.h"
 #include "proxy.h"
 
 #define SUMMARY_INTERVAL_MS 10000u

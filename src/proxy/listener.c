@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log_shim.h"
+#include "log.h"
 #include "proxy.h"
 
 #define LISTEN_BACKLOG 511

@@ -40,7 +40,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "log_shim.h"
+#include "log.h"
 #include "proxy.h"
 
 typedef enum conn_state {

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log_shim.h"
+#include "log.h"
 #include "proxy.h"
 
 static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_state_t to,

@@ -7,10 +7,8 @@
 - Backends: small threaded TCP servers an upstream can point at: echo, black
   hole (accepts, never answers), flood (sends without end), greeter (speaks
   first), and a refused port (bound, not listening).
-- wait_for: bounded polls instead of sleeps.
-
-Proxy-specific on purpose; tests/integration/netutil.py (from src/common's
-side) may absorb the generic parts later.
+- wait_for (from netutil.py, shared with the harness tests): bounded polls
+  instead of sleeps.
 """
 import json
 import os
@@ -20,6 +18,8 @@ import subprocess
 import tempfile
 import threading
 import time
+
+from netutil import wait_for  # noqa: F401  (re-exported for the proxy tests)
 
 BUILD = os.environ.get("CYNIC_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 CYNIC = os.path.join(BUILD, "cynic")
@@ -35,18 +35,6 @@ def sanitized():
     except OSError:
         pass
     return "asan" in os.path.basename(os.path.abspath(BUILD))
-
-
-def wait_for(cond, timeout=10.0, interval=0.01, what="condition"):
-    """Poll cond() until it returns a truthy value or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def process_sockets(pid):
