@@ -15,23 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "log.h"
 #include "proxy.h"
 
 #define LISTEN_BACKLOG 511
-
-static void address_text(const struct sockaddr_storage *ss, char *out, size_t size) {
-  char ip[INET6_ADDRSTRLEN] = "?";
-  if (ss->ss_family == AF_INET) {
-    const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
-    inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
-    snprintf(out, size, "%s:%u", ip, (unsigned)ntohs(s->sin_port));
-  } else {
-    const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
-    inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip);
-    snprintf(out, size, "[%s]:%u", ip, (unsigned)ntohs(s->sin6_port));
-  }
-}
 
 /* The client's address as 16 bytes, IPv4 mapped into IPv6. */
 static void client_ip(const struct sockaddr_storage *ss, uint8_t ip[16]) {
@@ -117,8 +105,8 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   if (l->client_buckets != 0 && !client_enter(l, ip)) {
-    char who[80];
-    address_text(&peer, who, sizeof who);
+    char who[CYNIC_ADDR_STR_MAX];
+    cynic__addr_format((struct sockaddr *)&peer, who, sizeof who);
     cynic__proxy_event(&l->counters, CYNIC__EV_MAX_PER_CLIENT, "listener", l->cfg->name, NULL, who);
     cynic__tcp_client_discard(client);
     return;
@@ -156,7 +144,7 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
     return rc;
   int len = sizeof ss;
   uv_tcp_getsockname(&l->handle, (struct sockaddr *)&ss, &len);
-  address_text(&ss, l->address, sizeof l->address);
+  cynic__addr_format((struct sockaddr *)&ss, l->address, sizeof l->address);
   cynic__log(CYNIC_LOG_INFO, "listening",
              json_pack("{s:s, s:s, s:s, s:s}", "listener", l->cfg->name, "address", l->address,
                        "mode", "tcp", "upstream", l->upstream->cfg->name));

@@ -146,9 +146,9 @@ struct cynic__listener {
   const cynic__config_listener_t *cfg;
   cynic__upstream_t *upstream;
   uv_tcp_t handle;
-  bool listening;   /* handle initialised and not yet closed */
-  char address[64]; /* the bound address, port 0 resolved */
-  uint32_t open;    /* client connections open now */
+  bool listening;    /* handle initialised and not yet closed */
+  char address[272]; /* the bound address, port 0 resolved (CYNIC_ADDR_STR_MAX) */
+  uint32_t open;     /* client connections open now */
   /* max_connections_per_client: a chained hash of the addresses with open
    * connections; at most max_connections entries, so bounded. */
   cynic__client_count_t **clients;

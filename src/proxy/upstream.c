@@ -12,12 +12,12 @@
  * The bulkhead is one libcynic bulkhead per upstream; its waiters (clients
  * queued for a slot) are kept by tcp.c on the upstream's `waiters` list.
  */
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -95,16 +95,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   }
   struct sockaddr_storage before = e->sa;
   bool had = e->resolved;
-  memcpy(&e->sa, res->ai_addr, res->ai_addrlen);
+  memcpy(&e->sa, res->ai_addr, res->ai_addrlen); /* the first address; no service asked */
+  /* sin_port and sin6_port sit at the same offset (POSIX layout on Linux) */
   ((struct sockaddr_in *)&e->sa)->sin_port = htons(e->addr->port);
   e->resolved = true;
   uv_freeaddrinfo(res);
   if (!had || memcmp(&before, &e->sa, sizeof before) != 0) {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (e->sa.ss_family == AF_INET)
-      inet_ntop(AF_INET, &((struct sockaddr_in *)&e->sa)->sin_addr, ip, sizeof ip);
-    else
-      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&e->sa)->sin6_addr, ip, sizeof ip);
+    char ip[CYNIC_ADDR_STR_MAX] = "?";
+    cynic__addr_format((struct sockaddr *)&e->sa, ip, sizeof ip);
     cynic__log(CYNIC_LOG_INFO, "endpoint resolved",
                json_pack("{s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
                          e->addr->text, "address", ip));
