@@ -43,8 +43,9 @@ test-tsan:
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  $(CURDIR)/scripts/no-aslr.sh ctest $(CTEST_ARGS) -L concurrency
 
+# The proxy in the foreground on the quickstart config (Ctrl-C drains and exits).
 run: deps build
-	$(BUILD)/example_flaky_call
+	$(BUILD)/cynic -c examples/quickstart.yaml
 
 bench: deps build
 	@scripts/deps.sh bench

@@ -177,6 +177,9 @@ int cynic__listeners_start(cynic__proxy_t *p) {
     if (l->cfg->mode == CYNIC__MODE_HTTP)
       cynic__log(CYNIC_LOG_WARN, "http mode is not served yet: forwarding as tcp",
                  json_pack("{s:s}", "listener", l->cfg->name));
+    if (l->cfg->rate_count > 0)
+      cynic__log(CYNIC_LOG_WARN, "rate_limit is not enforced yet in tcp mode",
+                 json_pack("{s:s}", "listener", l->cfg->name));
     int rc = listener_start(p, l);
     if (rc != 0) {
       cynic__log(CYNIC_LOG_ERROR, "cannot listen",
