@@ -140,6 +140,27 @@ static void on_signal(uv_signal_t *s, int signum) {
   drain(p, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* Binds the listeners: the proxy is open for business. Called once the host
+ * names of every endpoint have had their first resolution, so the first
+ * clients do not find endpoints without an address. */
+static void serve(cynic__proxy_t *p) {
+  if (cynic__listeners_start(p) != 0) {
+    p->status = 1; /* listener.c said which address and why */
+    stop(p);
+    return;
+  }
+  uv_timer_start(&p->summary_timer, on_summary, SUMMARY_INTERVAL_MS, SUMMARY_INTERVAL_MS);
+  cynic__log(CYNIC_LOG_INFO, "started",
+             json_pack("{s:s, s:i, s:i, s:i}", "version", cynic_version(), "pid",
+                       (json_int_t)getpid(), "listeners", (json_int_t)p->listener_count,
+                       "upstreams", (json_int_t)p->upstream_count));
+}
+
+void cynic__proxy_resolved(cynic__proxy_t *p) {
+  if (p->first_resolutions > 0 && --p->first_resolutions == 0 && !p->stopping && !p->draining)
+    serve(p);
+}
+
 static int start_signal(cynic__proxy_t *p, uv_signal_t *s, int signum) {
   uv_signal_init(p->loop, s);
   s->data = p;
@@ -177,30 +198,24 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   p.summary_timer.data = p.drain_timer.data = &p;
   uv_unref((uv_handle_t *)&p.summary_timer);
 
-  int status = 0;
   if (start_signal(&p, &p.sigterm, SIGTERM) != 0 || start_signal(&p, &p.sigint, SIGINT) != 0 ||
       start_signal(&p, &p.sigusr1, SIGUSR1) != 0) {
     cynic__log(CYNIC_LOG_ERROR, "cannot install signal handlers", NULL);
-    status = 1;
+    p.status = 1;
   } else if ((rc = cynic__upstreams_start(&p)) != 0) {
     cynic__log(CYNIC_LOG_ERROR, "cannot start upstreams",
                json_pack("{s:s}", "error", rc < -1000 ? cynic_strerror(rc) : uv_strerror(rc)));
-    status = 1;
-  } else if (cynic__listeners_start(&p) != 0) {
-    status = 1; /* listener.c said which address and why */
-  } else {
-    uv_timer_start(&p.summary_timer, on_summary, SUMMARY_INTERVAL_MS, SUMMARY_INTERVAL_MS);
-    cynic__log(CYNIC_LOG_INFO, "started",
-               json_pack("{s:s, s:i, s:i, s:i}", "version", cynic_version(), "pid",
-                         (json_int_t)getpid(), "listeners", (json_int_t)p.listener_count,
-                         "upstreams", (json_int_t)p.upstream_count));
+    p.status = 1;
+  } else if (p.first_resolutions == 0) {
+    serve(&p); /* no host names to wait for */
   }
-  if (status != 0)
+  if (p.status != 0)
     stop(&p);
   uv_run(&loop, UV_RUN_DEFAULT);
 
   cynic__listeners_free(&p);
   cynic__upstreams_free(&p);
+  int status = p.status;
   int close_rc = uv_loop_close(&loop);
   if (close_rc != 0) {
     cynic__log(CYNIC_LOG_ERROR, "event loop closed with handles still open",

@@ -115,6 +115,7 @@ typedef struct cynic__endpoint {
   struct sockaddr_storage sa;       /* resolved address; valid when resolved */
   bool resolved;
   bool resolving;       /* gai is in flight */
+  bool first;           /* the first resolution is in flight (start waits) */
   uv_getaddrinfo_t gai; /* host names only */
   cynic_breaker_t *breaker;
   uint32_t active; /* connections to it now (least_connections) */
@@ -168,8 +169,10 @@ struct cynic__proxy {
   uv_signal_t sigterm, sigint, sigusr1;
   uv_timer_t summary_timer; /* rate-limited error summaries */
   uv_timer_t drain_timer;
+  size_t first_resolutions; /* host names not yet resolved once: serve() at 0 */
   bool draining;
   bool stopping; /* closing every handle: the loop is about to end */
+  int status;    /* exit status */
 };
 
 /* ---- daemon.c ------------------------------------------------------------ */
@@ -181,6 +184,10 @@ int cynic__proxy_run(const cynic__config_t *cfg);
 /* The loop's cached time in ns (uv_now, read once per tick): the injected
  * clock of every breaker. `arg` is the cynic__proxy_t. */
 uint64_t cynic__proxy_clock(void *arg);
+
+/* An endpoint's first resolution is over (either way): the listeners are
+ * bound once every host name has had one. */
+void cynic__proxy_resolved(cynic__proxy_t *p);
 
 /* A connection has been freed: finish a drain when it was the last. */
 void cynic__proxy_conn_gone(cynic__proxy_t *p);

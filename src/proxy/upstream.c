@@ -78,13 +78,25 @@ static void set_literal(cynic__endpoint_t *e) {
   e->resolved = true;
 }
 
+static void resolved(cynic__endpoint_t *e, int status, struct addrinfo *res);
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   cynic__endpoint_t *e = cynic__container_of(req, cynic__endpoint_t, gai);
+  cynic__proxy_t *p = e->upstream->proxy;
   e->resolving = false;
   if (status == UV_ECANCELED) {
     uv_freeaddrinfo(res);
     return;
   }
+  /* Log first, then maybe bind the listeners (which logs "started"). */
+  resolved(e, status, res);
+  if (e->first) {
+    e->first = false;
+    cynic__proxy_resolved(p);
+  }
+}
+
+static void resolved(cynic__endpoint_t *e, int status, struct addrinfo *res) {
   if (status != 0 || res == NULL || res->ai_addrlen > sizeof e->sa) {
     cynic__log(CYNIC_LOG_WARN, "cannot resolve endpoint",
                json_pack("{s:s, s:s, s:s, s:b}", "upstream", e->upstream->cfg->name, "endpoint",
@@ -118,9 +130,14 @@ static void resolve(cynic__proxy_t *p, cynic__endpoint_t *e) {
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_ADDRCONFIG;
   int rc = uv_getaddrinfo(p->loop, &e->gai, on_resolved, e->addr->host, NULL, &hints);
-  if (rc == 0)
+  if (rc == 0) {
     e->resolving = true;
-  else
+    /* no listener bound yet: we are starting, and serve() waits for this */
+    if (!e->resolved && !e->first && !p->stopping && p->listener_count == 0) {
+      e->first = true;
+      p->first_resolutions++;
+    }
+  } else
     cynic__log(CYNIC_LOG_WARN, "cannot resolve endpoint",
                json_pack("{s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
                          e->addr->text, "error", uv_strerror(rc)));

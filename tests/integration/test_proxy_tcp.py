@@ -203,3 +203,28 @@ def test_two_listeners_and_start_stop_logs():
     msgs = [r["msg"] for r in px.records()]
     assert msgs[-1] == "stopped"
     assert "draining" in msgs
+
+
+def test_host_name_endpoint_resolved_off_the_loop():
+    """An endpoint written as a host name is resolved (uv_getaddrinfo, in
+    libuv's thread pool) and served; the resolution is logged."""
+    srv = pu.echo()
+    first = socket.getaddrinfo("localhost", 0, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG)[0]
+    if first[0] != socket.AF_INET:
+        pytest.skip("localhost does not resolve to IPv4 first here")
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"),
+                            pu.upstream("backend", [f"localhost:{srv.port}"], "resolve_interval: 1s")))
+    try:
+        rec = px.wait_log(lambda r: r.get("msg") == "endpoint resolved")
+        assert rec["endpoint"] == f"localhost:{srv.port}"
+        assert rec["address"] == f"127.0.0.1:{srv.port}"
+        with px.connect() as c:
+            c.sendall(b"by name")
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"by name"
+        # re-resolved every second; an unchanged address is not logged again
+        time.sleep(1.5)
+        assert len(px.logs(msg="endpoint resolved")) == 1
+    finally:
+        px.stop()
+        srv.close()
