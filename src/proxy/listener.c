@@ -211,6 +211,8 @@ void cynic__listeners_free(cynic__proxy_t *p) {
         free(c);
       }
     free(l->clients);
+    while (l->pool_len > 0)
+      free(l->pool[--l->pool_len]);
   }
   free(p->listeners);
   p->listeners = NULL;

@@ -135,6 +135,8 @@ struct cynic__upstream {
   cynic__counters_t counters;
 };
 
+#define CYNIC__BUFFER_POOL_MAX 64u /* free buffers kept per listener: 4 MB at 64KB */
+
 /* Open connections per client address, for max_connections_per_client. */
 typedef struct cynic__client_count {
   struct cynic__client_count *next; /* bucket chain */
@@ -154,6 +156,11 @@ struct cynic__listener {
    * connections; at most max_connections entries, so bounded. */
   cynic__client_count_t **clients;
   size_t client_buckets; /* power of two; 0 = no per-client limit */
+  /* Free connection buffers (cfg->buffer_bytes each), reused LIFO. A
+   * direction gives its buffer back as soon as it is empty, so an idle
+   * connection holds none; at most CYNIC__BUFFER_POOL_MAX are kept. */
+  char *pool[CYNIC__BUFFER_POOL_MAX];
+  uint32_t pool_len;
   cynic__counters_t counters;
 };
 

@@ -7,13 +7,15 @@
  *          -> forward both ways until both sides have half-closed, a side resets,
  *             or a timeout (first byte, idle) fires
  *
- * Back Pressure: each direction has one ring buffer of `buffer` bytes,
- * allocated once when the upstream connection is up, and at most one write in
- * flight. Reading a side stops when the buffer towards the other side is full
- * and resumes as soon as a write drains some of it, so a peer that never reads
- * costs at most the two buffers (plus the kernel's socket buffers), whatever
- * the other peer sends. Bytes are tried with uv_try_write first, so the common
- * case of a writable socket copies nothing and queues nothing.
+ * Back Pressure: each direction has at most one ring buffer of `buffer`
+ * bytes, taken from the listener's pool of free buffers when bytes arrive and
+ * given back as soon as it is empty again (an idle connection holds none), and
+ * at most one write in flight. Reading a side stops when the buffer towards
+ * the other side is full and resumes as soon as a write drains some of it, so
+ * a peer that never reads costs at most the two buffers (plus the kernel's
+ * socket buffers), whatever the other peer sends. Bytes are tried with
+ * uv_try_write straight from the read, so the common case of a writable
+ * socket queues nothing and the buffer goes back to the pool at once.
  *
  * Half-close: EOF from one side is forwarded as shutdown(SHUT_WR) to the other
  * once everything read before it has been written; the connection ends
@@ -55,7 +57,7 @@ typedef enum conn_state {
 typedef struct direction {
   cynic__conn_t *conn;
   uv_tcp_t *from, *to;
-  char *buf;      /* ring buffer of cap bytes */
+  char *buf;      /* ring buffer of cap bytes; NULL while empty (pooled) */
   size_t cap;     /* the listener's `buffer` */
   size_t head;    /* first byte not yet written */
   size_t len;     /* bytes read and not yet written */
@@ -86,7 +88,6 @@ struct cynic__conn {
   int handles;      /* handles not yet closed; freed at 0 */
   direction_t up;   /* client -> upstream */
   direction_t down; /* upstream -> client */
-  char *buffers;    /* both rings, one allocation */
   cynic_breaker_permit_t permit;
   bool has_permit;        /* permit not yet recorded or released */
   bool has_slot;          /* holds a bulkhead slot: leave() when freed */
@@ -217,6 +218,23 @@ static void on_timer(uv_timer_t *t) {
   arm(c);
 }
 
+/* ---- buffers --------------------------------------------------------------- */
+
+static char *buffer_get(cynic__listener_t *l) {
+  if (l->pool_len > 0)
+    return l->pool[--l->pool_len];
+  return malloc((size_t)l->cfg->buffer_bytes);
+}
+
+static void buffer_put(cynic__listener_t *l, char *buf) {
+  if (buf == NULL)
+    return;
+  if (l->pool_len < CYNIC__BUFFER_POOL_MAX)
+    l->pool[l->pool_len++] = buf;
+  else
+    free(buf);
+}
+
 /* ---- freeing --------------------------------------------------------------- */
 
 static void conn_free(cynic__conn_t *c) {
@@ -228,7 +246,8 @@ static void conn_free(cynic__conn_t *c) {
   cynic__list_remove(&c->link);
   p->conn_count--;
   bool had_slot = c->has_slot;
-  free(c->buffers);
+  buffer_put(c->listener, c->up.buf);
+  buffer_put(c->listener, c->down.buf);
   free(c);
   if (had_slot) {
     cynic_bulkhead_leave(u->bulkhead);
@@ -298,6 +317,15 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   cynic__conn_t *c = h->data;
   direction_t *d = (uv_tcp_t *)h == &c->client ? &c->up : &c->down;
+  if (d->buf == NULL) {
+    /* Bytes to read: take a ring from the listener's pool (flush gives it
+     * back when it is empty again). */
+    d->buf = buffer_get(c->listener);
+    if (d->buf == NULL) {
+      *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS: closed */
+      return;
+    }
+  }
   if (d->len == d->cap) {
     *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS; never expected */
     return;
@@ -337,6 +365,11 @@ static void flush(direction_t *d) {
   if (!d->reading && !d->eof && d->len < d->cap) {
     if (uv_read_start((uv_stream_t *)d->from, on_alloc, on_read) == 0)
       d->reading = true;
+  }
+  if (d->len == 0 && d->writing == 0 && d->buf != NULL) {
+    buffer_put(c->listener, d->buf); /* empty: an idle direction holds no memory */
+    d->buf = NULL;
+    d->head = 0;
   }
   if (d->eof && d->len == 0 && d->writing == 0 && !d->shut) {
     d->shut = true;
@@ -407,9 +440,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     flush(d);
     return;
   }
-  if (nread == UV_ENOBUFS) { /* cannot happen: reading stops when the ring is full */
+  if (nread == UV_ENOBUFS && d->buf != NULL) { /* cannot happen: reading stops when full */
     uv_read_stop(s);
     d->reading = false;
+    return;
+  }
+  if (nread == UV_ENOBUFS) { /* no memory for the ring: give up on this connection */
+    cynic__log(CYNIC_LOG_ERROR, "out of memory for a connection buffer", NULL);
+    conn_close(c, true);
     return;
   }
   /* A reset (or another read error): forward it as a reset. */
@@ -421,11 +459,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 /* ---- connecting ------------------------------------------------------------ */
 
 static void direction_init(cynic__conn_t *c, direction_t *d, uv_tcp_t *from, uv_tcp_t *to,
-                           char *buf, size_t cap) {
+                           size_t cap) {
   d->conn = c;
   d->from = from;
   d->to = to;
-  d->buf = buf;
   d->cap = cap;
   d->write_req.data = d;
   d->shutdown_req.data = d;
@@ -442,14 +479,8 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   size_t cap = (size_t)c->listener->cfg->buffer_bytes;
-  c->buffers = malloc(2 * cap);
-  if (c->buffers == NULL) {
-    cynic__log(CYNIC_LOG_ERROR, "out of memory for connection buffers", NULL);
-    conn_close(c, true);
-    return;
-  }
-  direction_init(c, &c->up, &c->client, &c->server, c->buffers, cap);
-  direction_init(c, &c->down, &c->server, &c->client, c->buffers + cap, cap);
+  direction_init(c, &c->up, &c->client, &c->server, cap);
+  direction_init(c, &c->down, &c->server, &c->client, cap);
   set_socket_options(&c->server, c->upstream->cfg);
   c->state = ST_OPEN;
   c->last_active_ms = uv_now(c->proxy->loop);
