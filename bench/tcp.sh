@@ -44,6 +44,9 @@ for _ in $(seq 1 100); do [ -s "$work/backend.port" ] && break; sleep 0.05; done
 backend=$(cat "$work/backend.port")
 
 cport=$(free_port); aport=$(free_port); hport=$(free_port)
+# HAProxy refuses to start when maxconn needs more descriptors than the hard
+# limit allows (two per connection plus some): size both proxies to fit.
+maxconn=$(( ($(ulimit -Hn) - 100) / 2 )); [ "$maxconn" -gt 20000 ] && maxconn=20000
 cat > "$work/cynic.yaml" <<YAML
 admin:
   listen: 127.0.0.1:$aport
@@ -55,13 +58,13 @@ listeners:
     listen: 127.0.0.1:$cport
     mode: tcp
     upstream: backend
-    max_connections: 20000
+    max_connections: $maxconn
     timeouts: { idle: 60s }
 upstreams:
   - name: backend
     endpoints: [127.0.0.1:$backend]
     timeouts: { connect: 1s, first_byte: 10s, idle: 60s }
-    bulkhead: { max_connections: 20000, max_pending: 1000, queue_timeout: 100ms }
+    bulkhead: { max_connections: $maxconn, max_pending: 1000, queue_timeout: 100ms }
     breaker: { faults: 5, leak: 10s, open_for: 30s, half_open_probes: 1 }
 YAML
 "$cynic" -c "$work/cynic.yaml" 2>"$work/cynic.stderr" & cynic_pid=$!; pids+=($cynic_pid)
@@ -69,7 +72,7 @@ YAML
 cat > "$work/haproxy.cfg" <<CFG
 global
   nbthread 1
-  maxconn 20000
+  maxconn $maxconn
 defaults
   mode tcp
   timeout connect 1s
@@ -79,7 +82,7 @@ frontend bench
   bind 127.0.0.1:$hport
   default_backend backend
 backend backend
-  server b1 127.0.0.1:$backend maxconn 20000
+  server b1 127.0.0.1:$backend maxconn $maxconn
 CFG
 haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.stderr" & haproxy_pid=$!; pids+=($haproxy_pid)
 wait_port "$cport"; wait_port "$hport"
