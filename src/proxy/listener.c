@@ -2,10 +2,10 @@
  * src/proxy/listener.c: bound addresses that accept clients.
  *
  * Handshaking and Fail Fast at the front door: past max_connections (and past
- * max_connections_per_client for one client address) a new connection is
- * accepted and closed at once, counted and summarised in the log, instead of
- * being left in the kernel's backlog where the client cannot tell a busy
- * proxy from a dead one. Every listener binds the explicit address of its
+ * max_connections_per_client or rate_limit for one client address) a new
+ * connection is accepted and closed at once, counted and summarised in the
+ * log, instead of being left in the kernel's backlog where the client cannot
+ * tell a busy proxy from a dead one. Every listener binds the explicit address of its
  * config (NICs and names); port 0 takes an ephemeral port, which the
  * "listening" log line reports.
  */
@@ -20,6 +20,7 @@
 #include "proxy.h"
 
 #define LISTEN_BACKLOG 511
+#define RATE_TABLE_CLIENTS 65536u /* client addresses a rate-limited listener tracks */
 
 /* The client's address as 16 bytes, IPv4 mapped into IPv6. */
 static void client_ip(const struct sockaddr_storage *ss, uint8_t ip[16]) {
@@ -98,6 +99,13 @@ static void on_connection(uv_stream_t *server, int status) {
   memset(&peer, 0, sizeof peer);
   uv_tcp_getpeername(client, (struct sockaddr *)&peer, &len);
   client_ip(&peer, ip);
+  if (l->rate != NULL && cynic_ratetable_take(l->rate, ip, 16, 1, NULL) != 0) {
+    char who[CYNIC_ADDR_STR_MAX];
+    cynic__addr_format((struct sockaddr *)&peer, who, sizeof who);
+    cynic__proxy_event(&l->counters, CYNIC__EV_RATE_LIMITED, "listener", l->cfg->name, NULL, who);
+    cynic__tcp_client_discard(client);
+    return;
+  }
   if (l->open >= l->cfg->max_connections) {
     cynic__proxy_event(&l->counters, CYNIC__EV_MAX_CONNECTIONS, "listener", l->cfg->name, NULL,
                        NULL);
@@ -171,14 +179,25 @@ int cynic__listeners_start(cynic__proxy_t *p) {
         return CYNIC_ENOMEM;
       l->client_buckets = n;
     }
+    if (l->cfg->rate_count > 0) {
+      /* Unwanted Users: new connections per client address. The table is
+       * bounded (least recently seen clients are forgotten first). */
+      cynic_ratetable_config_t rc;
+      cynic_ratetable_config_default(&rc);
+      rc.clock.now = cynic__proxy_clock;
+      rc.clock.arg = p;
+      rc.rate_per_sec = (double)l->cfg->rate_count * 1e9 / (double)l->cfg->rate_period_ns;
+      rc.burst = l->cfg->rate_burst;
+      rc.capacity = RATE_TABLE_CLIENTS;
+      int rc_new = cynic_ratetable_new(&rc, &l->rate);
+      if (rc_new != 0)
+        return rc_new;
+    }
   }
   for (size_t i = 0; i < p->listener_count; i++) {
     cynic__listener_t *l = &p->listeners[i];
     if (l->cfg->mode == CYNIC__MODE_HTTP)
       cynic__log(CYNIC_LOG_WARN, "http mode is not served yet: forwarding as tcp",
-                 json_pack("{s:s}", "listener", l->cfg->name));
-    if (l->cfg->rate_count > 0)
-      cynic__log(CYNIC_LOG_WARN, "rate_limit is not enforced yet in tcp mode",
                  json_pack("{s:s}", "listener", l->cfg->name));
     int rc = listener_start(p, l);
     if (rc != 0) {
@@ -211,6 +230,7 @@ void cynic__listeners_free(cynic__proxy_t *p) {
         free(c);
       }
     free(l->clients);
+    cynic_ratetable_free(l->rate);
     while (l->pool_len > 0)
       free(l->pool[--l->pool_len]);
   }

@@ -33,6 +33,7 @@
 #include "config.h"
 #include "cynic/breaker.h"
 #include "cynic/bulkhead.h"
+#include "cynic/ratelimit.h"
 
 #define cynic__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -93,7 +94,9 @@ typedef struct cynic__conn cynic__conn_t;
   XX(MAX_CONNECTIONS, "max_connections", "client closed: listener max_connections reached",        \
      "clients closed at once, max_connections reached, on")                                        \
   XX(MAX_PER_CLIENT, "max_connections_per_client", "client closed: per-client limit reached",      \
-     "clients closed at once, per-client limit, on")
+     "clients closed at once, per-client limit, on")                                               \
+  XX(RATE_LIMITED, "rate_limited", "client closed: rate limit",                                    \
+     "clients closed at once, over their rate limit, on")
 
 typedef enum cynic__event {
 #define CYNIC__EVENT_ENUM(name, key, msg, text) CYNIC__EV_##name,
@@ -161,6 +164,7 @@ struct cynic__listener {
    * connection holds none; at most CYNIC__BUFFER_POOL_MAX are kept. */
   char *pool[CYNIC__BUFFER_POOL_MAX];
   uint32_t pool_len;
+  cynic_ratetable_t *rate; /* rate_limit.per_client: new connections per client */
   cynic__counters_t counters;
 };
 

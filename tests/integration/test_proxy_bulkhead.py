@@ -169,3 +169,30 @@ def test_per_client_connection_limit():
         srv.release.set()
         px.stop()
         srv.close()
+
+
+def test_per_client_rate_limit_on_new_connections():
+    srv = pu.echo()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend", "rate_limit: { per_client: 2/s, burst: 3 }"),
+                            pu.upstream("backend", [srv.endpoint])))
+
+    def served(source):
+        try:
+            with held(px, source=source) as c:
+                c.sendall(b"hi")
+                c.shutdown(socket.SHUT_WR)
+                return pu.recv_all(c) == b"hi"
+        except OSError:
+            return False
+
+    try:
+        results = [served("127.0.0.1") for _ in range(4)]
+        assert results == [True, True, True, False], results  # a burst of 3, then closed
+        rec = px.wait_log(lambda r: r.get("msg") == "client closed: rate limit")
+        assert rec["listener"] == "app" and rec["error"].startswith("127.0.0.1:")
+        assert served("127.0.0.2")  # another client has its own bucket
+        time.sleep(0.6)  # 2/s: a token every 500 ms
+        assert served("127.0.0.1")
+    finally:
+        px.stop()
+        srv.close()
