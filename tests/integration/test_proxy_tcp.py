@@ -283,3 +283,35 @@ def test_many_clients_behaving_badly_leave_the_proxy_whole():
         srv.close()
     # every connection ended by itself: none was left for the drain deadline
     assert px.logs(msg="drained") and not px.logs(msg="drain timeout: closing the remaining connections")
+
+
+def test_ipv6_listener_and_endpoint():
+    srv = socket.socket(socket.AF_INET6)
+    try:
+        srv.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    srv.listen(8)
+    port = srv.getsockname()[1]
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            echo = pu.recv_all(conn)
+            conn.sendall(echo)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    text = pu.config(pu.listener("app", "backend"), pu.upstream("backend", [f"'[::1]:{port}'"]))
+    text = text.replace("listen: 127.0.0.1:0\n    upstream", "listen: '[::1]:0'\n    upstream")
+    px = pu.Cynic(text)
+    try:
+        host, lport = px.addr()
+        assert host == "::1"
+        with socket.create_connection(("::1", lport), timeout=10) as c:
+            c.sendall(b"over IPv6")
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"over IPv6"
+    finally:
+        px.stop()
+        srv.close()
