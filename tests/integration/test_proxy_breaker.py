@@ -102,3 +102,39 @@ breaker: { faults: 2, leak: 60s, open_for: 60s }
     finally:
         px.stop()
         hole.close()
+
+
+def upstream_sockets(px, port):
+    socks = pu.process_sockets(px.pid)
+    n = 0
+    for s in socks:
+        try:
+            if s.getpeername()[1] == port:
+                n += 1
+        except OSError:
+            pass
+        s.close()
+    return n
+
+
+def test_least_connections_picks_the_emptier_endpoint():
+    a, b = pu.black_hole(), pu.black_hole()  # hold connections, close on EOF
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"),
+                            pu.upstream("backend", [a.endpoint, b.endpoint], "balance: least_connections")))
+    try:
+        c1 = px.connect()  # a tie: the first endpoint
+        pu.wait_for(lambda: a.accepted == 1)
+        c2 = px.connect()  # a has one: b
+        pu.wait_for(lambda: b.accepted == 1)
+        c2.close()
+        pu.wait_for(lambda: upstream_sockets(px, b.port) == 0, what="the proxy to let go of b")
+        # round robin would now pick a; least connections picks b (0 < 1)
+        c3 = px.connect()
+        pu.wait_for(lambda: b.accepted == 2)
+        assert a.accepted == 1
+        c1.close()
+        c3.close()
+    finally:
+        px.stop()
+        a.close()
+        b.close()

@@ -143,3 +143,20 @@ def test_sigusr1_reopens_the_log_file(tmp_path):
         out, err = proc.communicate()
         assert err == b""  # everything went to the file
     assert '"stopped"' in log.read_text()
+
+
+def test_sigint_drains_too():
+    srv = pu.echo()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
+    try:
+        with px.connect() as c:
+            px.signal(signal.SIGINT)
+            px.wait_log(lambda r: r.get("msg") == "draining")
+            c.sendall(b"in flight")  # an open connection still works while draining
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"in flight"
+        assert px.proc.wait(10) == 0
+        assert px.logs(msg="draining")[0]["signal"] == "SIGINT"
+    finally:
+        px.stop()
+        srv.close()
