@@ -10,16 +10,19 @@
  * logged at once; the rest are counted and written as one summary line when
  * the window ends ("1234 connect refused by db:5432 in the last 10s").
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "proxy.h"
 
 #define SUMMARY_INTERVAL_MS 10000u
+#define ROTATE_CHECK_MS 1000u /* log.rotate: how often the file's size is checked */
 
 static const char *const event_keys[] = {
 #define EVENT_KEY(name, key, msg, text) key,
@@ -84,6 +87,39 @@ static void on_summary(uv_timer_t *t) {
     summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
 }
 
+/* log.rotate (Steady State: logs never fill the disk). The file's size is
+ * checked once a second rather than on every line (src/common's logger does
+ * not rotate), so a file may pass max_bytes by one second of logging, which
+ * the rate-limited summaries keep small. Rotation renames file.N-1 to file.N
+ * down to file to file.1 (the oldest, file.keep, is overwritten), then
+ * reopens `file`. Blocking file calls on the loop: a few renames a rotation. */
+static void on_rotate_check(uv_timer_t *t) {
+  const cynic__proxy_t *p = t->data;
+  const cynic__config_log_t *lc = &p->cfg->log;
+  struct stat st;
+  if (stat(lc->file, &st) != 0 || (uint64_t)st.st_size < lc->rotate_max_bytes)
+    return;
+  size_t n = strlen(lc->file) + 16;
+  char *from = malloc(n), *to = malloc(n);
+  if (from == NULL || to == NULL) {
+    free(from);
+    free(to);
+    return;
+  }
+  for (uint32_t i = lc->rotate_keep; i > 1; i--) {
+    snprintf(from, n, "%s.%u", lc->file, i - 1);
+    snprintf(to, n, "%s.%u", lc->file, i);
+    rename(from, to); /* a missing file.N-1 is fine */
+  }
+  snprintf(to, n, "%s.1", lc->file);
+  int rc = rename(lc->file, to) == 0 ? cynic__log_reopen() : -errno;
+  cynic__log(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log rotated",
+             json_pack("{s:s, s:I, s:s}", "previous", to, "bytes", (json_int_t)st.st_size, "result",
+                       rc == 0 ? "ok" : strerror(-rc)));
+  free(from);
+  free(to);
+}
+
 /* Ends the loop: every handle the proxy owns is closed; uv_run returns once
  * their close callbacks have run. */
 static void stop(cynic__proxy_t *p) {
@@ -96,6 +132,7 @@ static void stop(cynic__proxy_t *p) {
   uv_close((uv_handle_t *)&p->sigint, NULL);
   uv_close((uv_handle_t *)&p->sigusr1, NULL);
   uv_close((uv_handle_t *)&p->summary_timer, NULL);
+  uv_close((uv_handle_t *)&p->rotate_timer, NULL);
   uv_close((uv_handle_t *)&p->drain_timer, NULL);
 }
 
@@ -150,6 +187,8 @@ static void serve(cynic__proxy_t *p) {
     return;
   }
   uv_timer_start(&p->summary_timer, on_summary, SUMMARY_INTERVAL_MS, SUMMARY_INTERVAL_MS);
+  if (p->cfg->log.rotate_max_bytes > 0 && strcmp(p->cfg->log.file, "-") != 0)
+    uv_timer_start(&p->rotate_timer, on_rotate_check, 0, ROTATE_CHECK_MS);
   cynic__log(CYNIC_LOG_INFO, "started",
              json_pack("{s:s, s:i, s:i, s:i}", "version", cynic_version(), "pid",
                        (json_int_t)getpid(), "listeners", (json_int_t)p->listener_count,
@@ -194,6 +233,9 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   p.cfg = cfg;
   cynic__list_init(&p.conns);
   uv_timer_init(&loop, &p.summary_timer);
+  uv_timer_init(&loop, &p.rotate_timer);
+  p.rotate_timer.data = &p;
+  uv_unref((uv_handle_t *)&p.rotate_timer);
   uv_timer_init(&loop, &p.drain_timer);
   p.summary_timer.data = p.drain_timer.data = &p;
   uv_unref((uv_handle_t *)&p.summary_timer);

@@ -179,6 +179,7 @@ struct cynic__proxy {
   size_t conn_count;
   uv_signal_t sigterm, sigint, sigusr1;
   uv_timer_t summary_timer; /* rate-limited error summaries */
+  uv_timer_t rotate_timer;  /* log.rotate: checks the log file's size */
   uv_timer_t drain_timer;
   size_t first_resolutions; /* host names not yet resolved once: serve() at 0 */
   bool draining;

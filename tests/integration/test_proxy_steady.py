@@ -160,3 +160,26 @@ def test_sigint_drains_too():
     finally:
         px.stop()
         srv.close()
+
+
+def test_log_rotates_past_max_bytes_and_keeps_keep_files(tmp_path):
+    log = tmp_path / "cynic.log"
+    log.write_text("old line\n" * 10000)  # 90 KB: past max_bytes at the first check
+    (tmp_path / "cynic.log.1").write_text("older\n")
+    (tmp_path / "cynic.log.2").write_text("oldest: dropped (keep: 2)\n")
+    cfg = tmp_path / "cynic.yaml"
+    cfg.write_text(pu.config(pu.listener("app", "backend"), pu.upstream("backend", ["127.0.0.1:9"]))
+                   .replace('file: "-"', f'file: "{log}"\n  rotate: {{ max_bytes: 64KB, keep: 2 }}'))
+    proc = subprocess.Popen([pu.CYNIC, "-c", str(cfg)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        pu.wait_for(lambda: log.exists() and '"log rotated"' in log.read_text(), what="a rotation")
+        one = (tmp_path / "cynic.log.1").read_text()
+        assert one.startswith("old line\n") and '"started"' in one
+        assert (tmp_path / "cynic.log.2").read_text() == "older\n"
+        assert not (tmp_path / "cynic.log.3").exists()
+        assert len(log.read_text()) < 1000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        proc.communicate()
