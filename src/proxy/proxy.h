@@ -95,6 +95,9 @@ typedef struct cynic__conn cynic__conn_t;
      "clients closed at once, max_connections reached, on")                                        \
   XX(MAX_PER_CLIENT, "max_connections_per_client", "client closed: per-client limit reached",      \
      "clients closed at once, per-client limit, on")                                               \
+  XX(ACCEPT_ERROR, "accept_error", "accept failed", "accept errors on")                            \
+  XX(LOCAL_ERROR, "local_error", "client closed: no local resources for an upstream connection",   \
+     "clients closed, no local resources (descriptors, memory), for")                              \
   XX(RATE_LIMITED, "rate_limited", "client closed: rate limit",                                    \
      "clients closed at once, over their rate limit, on")
 

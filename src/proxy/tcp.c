@@ -512,6 +512,12 @@ static void connect_upstream(cynic__conn_t *c) {
     c->connect_req.data = c;
     rc = uv_tcp_connect(&c->connect_req, &c->server, (const struct sockaddr *)&e->sa, on_connect);
   }
+  if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
+    /* Our shortage, not the endpoint's fault: the permit goes back unused. */
+    upstream_event(c, CYNIC__EV_LOCAL_ERROR);
+    conn_close(c, false);
+    return;
+  }
   if (rc != 0) {
     fault(c, rc == UV_ECONNREFUSED ? CYNIC__EV_CONNECT_REFUSED : CYNIC__EV_CONNECT_ERROR,
           uv_strerror(rc));

@@ -183,3 +183,43 @@ def test_log_rotates_past_max_bytes_and_keeps_keep_files(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         proc.communicate()
+
+
+def test_descriptor_shortage_is_not_an_upstream_fault():
+    """Out of file descriptors: clients past the limit are shed (accept or
+    connect fails locally), counted and logged once, and the endpoint's
+    breaker is not blamed; once clients leave, the proxy serves again."""
+    srv = pu.black_hole()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"),
+                            pu.upstream("backend", [srv.endpoint], "breaker: { faults: 2 }")),
+                  nofile=40)
+    clients = []
+    try:
+        for _ in range(40):
+            try:
+                clients.append(px.connect(timeout=5))
+            except OSError:
+                break
+        px.wait_log(lambda r: r.get("event") in ("accept_error", "local_error"), timeout=10,
+                    what="a descriptor shortage to be noticed")
+        assert not px.logs(msg="breaker transition")
+        for c in clients:
+            c.close()
+        clients = []
+
+        def serves():
+            try:
+                with px.connect(timeout=5) as c:
+                    c.sendall(b"x")
+                    c.shutdown(socket.SHUT_WR)
+                    return pu.closed_within(c, 5) is not None  # black hole: EOF when done
+            except OSError:
+                return False
+        pu.wait_for(serves, timeout=15, what="the proxy to serve again")
+        assert not px.logs(msg="breaker transition")
+        assert len(px.logs(event="accept_error")) <= 1 and len(px.logs(event="local_error")) <= 1
+    finally:
+        for c in clients:
+            c.close()
+        px.stop()
+        srv.close()
