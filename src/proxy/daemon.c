@@ -58,6 +58,31 @@ void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *wha
   cynic__log(CYNIC_LOG_WARN, event_msgs[ev], f);
 }
 
+/* One "totals" line for a thing with any event counted since start: what
+ * happened, by kind (until /metrics exists, the record of each kind). */
+static void total(const cynic__counters_t *c, const char *what, const char *name) {
+  json_t *counts = json_object();
+  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+    if (c->total[ev] > 0)
+      json_object_set_new(counts, event_keys[ev], json_integer((json_int_t)c->total[ev]));
+  if (json_object_size(counts) == 0) {
+    json_decref(counts);
+    return;
+  }
+  cynic__log(CYNIC_LOG_INFO, "totals", json_pack("{s:s, s:o}", what, name, "counts", counts));
+}
+
+static void log_totals(const cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    const cynic__upstream_t *u = &p->upstreams[i];
+    for (size_t e = 0; e < u->endpoint_count; e++)
+      total(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text);
+    total(&u->counters, "upstream", u->cfg->name);
+  }
+  for (size_t i = 0; i < p->listener_count; i++)
+    total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
+}
+
 /* Writes one summary line per counter that saw more than the one event
  * already logged, and starts a new window. */
 static void summarise(cynic__counters_t *c, const char *what, const char *name) {
@@ -255,6 +280,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
     stop(&p);
   uv_run(&loop, UV_RUN_DEFAULT);
 
+  log_totals(&p);
   cynic__listeners_free(&p);
   cynic__upstreams_free(&p);
   int status = p.status;

@@ -131,6 +131,13 @@ class Cynic:
     def logs(self, **match):
         return [r for r in self.records() if all(r.get(k) == v for k, v in match.items())]
 
+    def totals(self, what, name):
+        """The counts by kind from the "totals" line logged at exit."""
+        for r in self.logs(msg="totals"):
+            if r.get(what) == name:
+                return r["counts"]
+        return {}
+
     def wait_log(self, pred, timeout=10.0, what="a log line"):
         deadline = time.monotonic() + timeout
         while True:

@@ -75,6 +75,7 @@ breaker: { faults: 3, leak: 60s, open_for: 1500ms, half_open_probes: 1 }
     finally:
         px.stop()
         good.close()
+    assert px.totals("endpoint", bad.endpoint) == {"connect_refused": 3}
 
 
 def test_all_open_fails_fast_well_under_connect_timeout():
@@ -102,6 +103,8 @@ breaker: { faults: 2, leak: 60s, open_for: 60s }
     finally:
         px.stop()
         hole.close()
+    assert px.totals("endpoint", hole.endpoint) == {"connect_timeout": 2}
+    assert px.totals("upstream", "backend") == {"breaker_open": 5}
 
 
 def upstream_sockets(px, port):
