@@ -163,7 +163,7 @@ static void stop(cynic__proxy_t *p) {
 
 void cynic__proxy_conn_gone(cynic__proxy_t *p) {
   if (p->draining && p->conn_count == 0 && !p->stopping) {
-    cynic__log(CYNIC_LOG_INFO, "drained", json_pack("{s:b}", "complete", 1));
+    cynic__log(CYNIC_LOG_INFO, "drained", json_pack("{s:b}", "complete", !p->drain_cut));
     stop(p);
   }
 }
@@ -172,12 +172,21 @@ static void on_drain_deadline(uv_timer_t *t) {
   cynic__proxy_t *p = t->data;
   cynic__log(CYNIC_LOG_WARN, "drain timeout: closing the remaining connections",
              json_pack("{s:i}", "connections", (json_int_t)p->conn_count));
+  p->drain_cut = true;
   cynic__tcp_close_all(p);
 }
 
 static void drain(cynic__proxy_t *p, const char *why) {
-  if (p->draining)
+  if (p->draining) {
+    /* A second signal while draining (Ctrl-C twice): do not wait any longer. */
+    if (!p->drain_cut && p->conn_count > 0) {
+      cynic__log(CYNIC_LOG_WARN, "second signal: closing the remaining connections now",
+                 json_pack("{s:s, s:i}", "signal", why, "connections", (json_int_t)p->conn_count));
+      p->drain_cut = true;
+      cynic__tcp_close_all(p);
+    }
     return;
+  }
   p->draining = true;
   uint64_t ms = (p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
   cynic__log(CYNIC_LOG_INFO, "draining",

@@ -186,8 +186,9 @@ struct cynic__proxy {
   uv_timer_t drain_timer;
   size_t first_resolutions; /* host names not yet resolved once: serve() at 0 */
   bool draining;
-  bool stopping; /* closing every handle: the loop is about to end */
-  int status;    /* exit status */
+  bool drain_cut; /* the drain deadline or a second signal closed connections */
+  bool stopping;  /* closing every handle: the loop is about to end */
+  int status;     /* exit status */
 };
 
 /* ---- daemon.c ------------------------------------------------------------ */

@@ -96,7 +96,7 @@ def test_sigterm_drains_open_transfer_and_refuses_new_connections():
         assert first + rest == chunk * chunks
         c.close()
         assert px.proc.wait(10) == 0
-        assert px.logs(msg="drained")
+        assert px.logs(msg="drained")[0]["complete"] is True
     finally:
         px.stop()
         srv.close()
@@ -116,6 +116,7 @@ def test_drain_timeout_closes_the_rest():
         took = time.monotonic() - t0
         assert 0.8 <= took <= 5.0, took
         assert px.logs(msg="drain timeout: closing the remaining connections")
+        assert px.logs(msg="drained")[0]["complete"] is False
         c.close()
     finally:
         srv.release.set()
@@ -221,5 +222,28 @@ def test_descriptor_shortage_is_not_an_upstream_fault():
     finally:
         for c in clients:
             c.close()
+        px.stop()
+        srv.close()
+
+
+def test_second_signal_ends_the_drain_at_once():
+    srv = pu.silent()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint]),
+                            admin="  drain_timeout: 60s\n"))
+    try:
+        c = px.connect()
+        pu.wait_for(lambda: srv.accepted == 1)
+        px.signal(signal.SIGINT)
+        px.wait_log(lambda r: r.get("msg") == "draining")
+        assert pu.closed_within(c, 0.3) is None  # still draining: the connection lives
+        t0 = time.monotonic()
+        px.signal(signal.SIGINT)
+        assert pu.closed_within(c, 10) is not None
+        assert px.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 2.0
+        assert px.logs(msg="second signal: closing the remaining connections now")
+        c.close()
+    finally:
+        srv.release.set()
         px.stop()
         srv.close()
