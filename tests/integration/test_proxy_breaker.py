@@ -4,7 +4,10 @@ serving; once every breaker is open clients are closed in well under the
 connect timeout; after `open_for` a probe goes through and a recovered
 endpoint closes its breaker. Every transition is logged with its reason."""
 import socket
+import struct
 import time
+
+import pytest
 
 import proxyutil as pu
 
@@ -141,3 +144,51 @@ def test_least_connections_picks_the_emptier_endpoint():
         px.stop()
         a.close()
         b.close()
+
+
+def rude(reset):
+    """Accepts, reads what comes, and closes (FIN) or resets (RST) without a
+    byte of answer."""
+    def handler(conn):
+        conn.recv(100)
+        if reset:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return pu.Server(handler)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["close", "reset"])
+def test_close_or_reset_before_first_byte_is_a_fault(reset):
+    srv = rude(reset)
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"),
+                            pu.upstream("backend", [srv.endpoint], "breaker: { faults: 2, open_for: 60s }")))
+    try:
+        for _ in range(2):
+            assert not exchange(px)
+        px.wait_log(lambda r: r.get("msg") == "breaker transition" and r.get("to") == "open")
+        assert srv.accepted == 2
+        assert not exchange(px)  # closed at once: the endpoint is not tried
+        assert srv.accepted == 2
+    finally:
+        px.stop()
+        srv.close()
+    kind = "reset_before_first_byte" if reset else "closed_before_first_byte"
+    assert px.totals("endpoint", srv.endpoint) == {kind: 2}
+
+
+def test_client_leaving_without_a_word_is_not_a_fault():
+    """A client that connects and closes without sending anything (a TCP
+    health check): the upstream closes too; that is no fault of its own."""
+    srv = pu.black_hole()  # closes when the client does, having said nothing
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"),
+                            pu.upstream("backend", [srv.endpoint], "breaker: { faults: 1 }")))
+    try:
+        for _ in range(3):
+            with px.connect() as c:
+                c.shutdown(socket.SHUT_WR)
+                assert pu.recv_all(c) == b""
+        pu.wait_for(lambda: srv.accepted == 3)
+    finally:
+        px.stop()
+        srv.close()
+    assert not px.logs(msg="breaker transition")
+    assert px.totals("endpoint", srv.endpoint) == {}
