@@ -125,7 +125,7 @@ typedef struct cynic__endpoint {
   uv_getaddrinfo_t gai; /* host names only */
   cynic_breaker_t *breaker;
   cynic_breaker_state_t state; /* as of its last transition (on_transition) */
-  uint32_t active; /* connections to it now (least_connections) */
+  uint32_t active;             /* connections to it now (least_connections) */
   cynic__counters_t counters;
 } cynic__endpoint_t;
 
@@ -157,6 +157,7 @@ struct cynic__listener {
   cynic__upstream_t *upstream;
   uv_tcp_t handle;
   bool listening;    /* handle initialised and not yet closed */
+  uv_tcp_t *reserve; /* a client handle kept to shed a connection when out of memory */
   char address[272]; /* the bound address, port 0 resolved (CYNIC_ADDR_STR_MAX) */
   uint32_t open;     /* client connections open now */
   /* max_connections_per_client: a chained hash of the addresses with open
