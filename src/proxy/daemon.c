@@ -40,6 +40,10 @@ static const char *const event_texts[] = {
 #undef EVENT_TEXT
 };
 
+const char *cynic__event_key(cynic__event_t ev) {
+  return ev < CYNIC__EV_COUNT ? event_keys[ev] : "unknown";
+}
+
 uint64_t cynic__proxy_clock(void *arg) {
   const cynic__proxy_t *p = arg;
   return uv_now(p->loop) * UINT64_C(1000000);

@@ -133,7 +133,9 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   l->open++;
-  cynic__tcp_start(l, client, ip);
+  uint16_t port = peer.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&peer)->sin6_port)
+                                             : ntohs(((struct sockaddr_in *)&peer)->sin_port);
+  cynic__tcp_start(l, client, ip, port);
 }
 
 static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {

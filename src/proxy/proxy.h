@@ -217,6 +217,9 @@ void cynic__proxy_conn_gone(cynic__proxy_t *p);
 void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *what, const char *name,
                         const char *upstream, const char *detail);
 
+/* The event's snake_case key ("connect_refused"); static. */
+const char *cynic__event_key(cynic__event_t ev);
+
 /* ---- upstream.c ---------------------------------------------------------- */
 
 /* Creates the breakers and bulkhead of every upstream and starts resolving
@@ -245,7 +248,7 @@ void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 
 /* Takes over the accepted `client` handle (initialised on p->loop, accepted)
  * and proxies it to l's upstream. On failure the client is closed and freed. */
-void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16]);
+void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port);
 /* Allocates a client handle initialised on the loop, for uv_accept. NULL on
  * allocation failure. Free with cynic__tcp_discard() if it is not started. */
 uv_tcp_t *cynic__tcp_client_new(cynic__proxy_t *p);
