@@ -155,6 +155,7 @@ static void stop(cynic__proxy_t *p) {
   if (p->stopping)
     return;
   p->stopping = true;
+  cynic__admin_stop(p);
   cynic__listeners_stop(p);
   cynic__upstreams_stop(p);
   uv_close((uv_handle_t *)&p->sigterm, NULL);
@@ -180,12 +181,12 @@ static void on_drain_deadline(uv_timer_t *t) {
   cynic__tcp_close_all(p);
 }
 
-static void drain(cynic__proxy_t *p, const char *why) {
+void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
   if (p->draining) {
     /* A second signal while draining (Ctrl-C twice): do not wait any longer. */
     if (!p->drain_cut && p->conn_count > 0) {
       cynic__log(CYNIC_LOG_WARN, "second signal: closing the remaining connections now",
-                 json_pack("{s:s, s:i}", "signal", why, "connections", (json_int_t)p->conn_count));
+                 json_pack("{s:s, s:i}", "cause", why, "connections", (json_int_t)p->conn_count));
       p->drain_cut = true;
       cynic__tcp_close_all(p);
     }
@@ -195,7 +196,7 @@ static void drain(cynic__proxy_t *p, const char *why) {
   uint64_t ms = (p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
   cynic__listeners_stop(p);              /* new connections are refused from now on... */
   cynic__log(CYNIC_LOG_INFO, "draining", /* ...which this line may promise */
-             json_pack("{s:s, s:i, s:i}", "signal", why, "connections", (json_int_t)p->conn_count,
+             json_pack("{s:s, s:i, s:i}", "cause", why, "connections", (json_int_t)p->conn_count,
                        "drain_timeout_ms", (json_int_t)ms));
   if (p->conn_count == 0) {
     cynic__proxy_conn_gone(p);
@@ -212,14 +213,14 @@ static void on_signal(uv_signal_t *s, int signum) {
                json_pack("{s:s}", "result", rc == 0 ? "ok" : strerror(-rc)));
     return;
   }
-  drain(p, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  cynic__proxy_drain(p, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /* Binds the listeners: the proxy is open for business. Called once the host
  * names of every endpoint have had their first resolution, so the first
  * clients do not find endpoints without an address. */
 static void serve(cynic__proxy_t *p) {
-  if (cynic__listeners_start(p) != 0) {
+  if (cynic__admin_start(p) != 0 || cynic__listeners_start(p) != 0) {
     p->status = 1; /* listener.c said which address and why */
     stop(p);
     return;
@@ -269,6 +270,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   }
   p.loop = &loop;
   p.cfg = cfg;
+  p.started_ms = uv_now(&loop);
   cynic__list_init(&p.conns);
   uv_timer_init(&loop, &p.summary_timer);
   uv_timer_init(&loop, &p.rotate_timer);

@@ -186,7 +186,9 @@ struct cynic__proxy {
   uv_timer_t summary_timer; /* rate-limited error summaries */
   uv_timer_t rotate_timer;  /* log.rotate: checks the log file's size */
   uv_timer_t drain_timer;
-  size_t first_resolutions; /* host names not yet resolved once: serve() at 0 */
+  struct cynic__admin *admin; /* the admin listener (admin.c); NULL when stopped */
+  uint64_t started_ms;        /* loop time at start, for uptime */
+  size_t first_resolutions;   /* host names not yet resolved once: serve() at 0 */
   bool draining;
   bool drain_cut; /* the drain deadline or a second signal closed connections */
   bool stopping;  /* closing every handle: the loop is about to end */
@@ -206,6 +208,9 @@ uint64_t cynic__proxy_clock(void *arg);
 /* An endpoint's first resolution is over (either way): the listeners are
  * bound once every host name has had one. */
 void cynic__proxy_resolved(cynic__proxy_t *p);
+
+/* Starts a drain, as SIGTERM does (`why` names the cause in the log). */
+void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
 
 /* A connection has been freed: finish a drain when it was the last. */
 void cynic__proxy_conn_gone(cynic__proxy_t *p);
@@ -235,6 +240,18 @@ void cynic__upstreams_free(cynic__proxy_t *p);
  * no endpoint has an address yet. */
 int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
                          cynic_breaker_permit_t *permit);
+
+/* True when some endpoint's breaker might let a call through now (not every
+ * one is open or forced open with time left). Cheap while one is not open. */
+bool cynic__upstream_available(const cynic__upstream_t *u);
+
+/* ---- admin.c ------------------------------------------------------------- */
+
+/* Binds admin.listen and serves the admin API (admin.c's header comment).
+ * 0 or an error (logged); cynic__admin_stop must follow either way. */
+int cynic__admin_start(cynic__proxy_t *p);
+/* Closes the admin listener and its connections (the loop must run after). */
+void cynic__admin_stop(cynic__proxy_t *p);
 
 /* ---- listener.c ---------------------------------------------------------- */
 
