@@ -87,6 +87,19 @@ static void log_totals(const cynic__proxy_t *p) {
     total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
 }
 
+/* "1234567" as "1,234,567", for people reading summary lines. */
+static void thousands(uint32_t n, char *out, size_t size) {
+  char digits[16];
+  int len = snprintf(digits, sizeof digits, "%u", n);
+  size_t o = 0;
+  for (int i = 0; i < len && o + 1 < size; i++) {
+    if (i > 0 && (len - i) % 3 == 0 && o + 2 < size)
+      out[o++] = ',';
+    out[o++] = digits[i];
+  }
+  out[o] = '\0';
+}
+
 /* Writes one summary line per counter that saw more than the one event
  * already logged, and starts a new window. */
 static void summarise(cynic__counters_t *c, const char *what, const char *name, const char *window,
@@ -97,7 +110,9 @@ static void summarise(cynic__counters_t *c, const char *what, const char *name, 
     if (n <= 1)
       continue;
     char text[256];
-    snprintf(text, sizeof text, "%u %s %s in the last %s", n, event_texts[ev], name, window);
+    char count[16];
+    thousands(n, count, sizeof count);
+    snprintf(text, sizeof text, "%s %s %s in the last %s", count, event_texts[ev], name, window);
     cynic__log(CYNIC_LOG_WARN, text,
                json_pack("{s:s, s:s, s:i, s:I}", "event", event_keys[ev], what, name, "count",
                          (json_int_t)n, "window_ms", (json_int_t)window_ms));

@@ -297,7 +297,7 @@ def test_repeated_faults_become_one_summary_line_per_window():
         singles, summaries = lines()
         assert summaries and len(singles) <= windows
         rec = summaries[0]
-        assert rec["msg"] == f"{rec['count']} connect refused by {bad.endpoint} in the last 1s"
+        assert rec["msg"] == f"{rec['count']:,} connect refused by {bad.endpoint} in the last 1s"
         assert rec["window_ms"] == 1000 and rec["endpoint"] == bad.endpoint
     finally:
         px.stop()
