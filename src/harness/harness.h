@@ -36,6 +36,7 @@
 #define LINK_QUEUE_MAX 64            /* chunks per stage queue */
 #define LINK_WRITES_MAX 16           /* uv_write requests in flight per direction */
 #define TOXIC_MAX_ATTRS 4
+#define TOXIC_STR_MAX 1024 /* bytes in a string attribute */
 
 #define HARNESS_TOXIPROXY_VERSION "2.12.0"
 
@@ -54,6 +55,7 @@ struct toxic {
   int stream;        /* STREAM_UPSTREAM (client->server) or STREAM_DOWNSTREAM */
   double toxicity;   /* share of connections affected, 0..1, rolled once per connection */
   int64_t attr[TOXIC_MAX_ATTRS]; /* in the order of type->attr_names */
+  char str[TOXIC_MAX_ATTRS][TOXIC_STR_MAX + 1]; /* the string attributes, same order */
   uint32_t version;  /* bumped by every update; part of the toxicity roll's key */
 };
 

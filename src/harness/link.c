@@ -150,6 +150,17 @@ static void emit_marker(step_ctx_t *ctx, int kind) {
   q_push(ctx->out, c);
 }
 
+void step_drop_part(step_ctx_t *ctx, size_t n) {
+  chunk_t *head = ctx->in->head;
+  if (n >= head->len) {
+    step_drop(ctx);
+    return;
+  }
+  head->off += n;
+  head->len -= n;
+  ctx->dir->buffered -= n;
+}
+
 void step_emit_close(step_ctx_t *ctx) {
   emit_marker(ctx, CHUNK_CLOSE);
 }
@@ -209,6 +220,7 @@ static void timer_closed(uv_handle_t *h) {
 static void free_stages(hdir_t *d) {
   for (size_t i = 0; i < d->nstages; i++) {
     q_clear(d, &d->stages[i]->in);
+    toxic_stage_free(d->stages[i]);
     free(d->stages[i]);
   }
   d->nstages = 0;
@@ -576,6 +588,7 @@ void link_remove_toxic(hconn_t *c, toxic_t *t) {
     q_splice(next, &st->in);
     memmove(&d->stages[k], &d->stages[k + 1], (d->nstages - k - 1) * sizeof(stage_t *));
     d->nstages--;
+    toxic_stage_free(st);
     free(st);
     pump(d);
     if (!c->closing)

@@ -48,6 +48,7 @@ typedef struct stage {
   uint64_t action_at; /* ns: timeout/reset_peer fire time (0 = not armed) */
   int64_t count;      /* bytes passed (limit_data) */
   bool done;          /* limit_data reached / reset armed */
+  struct http_state *http; /* HTTP-aware toxics: parser and per-message state */
 } stage_t;
 
 typedef struct hdir {
@@ -90,6 +91,8 @@ void step_pass(step_ctx_t *ctx);
 void step_pass_part(step_ctx_t *ctx, size_t n);
 /* Discard the head chunk (its bytes leave the direction's count). */
 void step_drop(step_ctx_t *ctx);
+/* Discard the first n bytes of the head data chunk. */
+void step_drop_part(step_ctx_t *ctx, size_t n);
 /* Put a CLOSE marker on the next queue (room not checked). */
 void step_emit_close(step_ctx_t *ctx);
 /* Put a RESET marker on the next queue: the writer resets both sides once
@@ -105,6 +108,11 @@ void step_wake_at(step_ctx_t *ctx, uint64_t t);
 int toxic_step(stage_t *st, step_ctx_t *ctx);
 /* Called when a stage is created for a connection. */
 void toxic_stage_init(stage_t *st, uint64_t now);
+/* Release what toxic_step allocated for the stage (not the stage itself). */
+void toxic_stage_free(stage_t *st);
+/* http_toxics.c: one step of an HTTP-aware stage. */
+int http_toxic_step(stage_t *st, step_ctx_t *ctx);
+void http_toxic_free(stage_t *st);
 /* An active stage that stops its connection reading (blackhole). */
 bool toxic_stage_blocks_reading(const stage_t *st);
 /* How long an active stage holds a new connection before the dial, in ms. */

@@ -26,6 +26,10 @@ enum {
   TOXIC_GARBAGE,
   TOXIC_FLOOD,
   TOXIC_RESET_AFTER_BYTES,
+  TOXIC_HTTP_STATUS,
+  TOXIC_HTTP_LATENCY,
+  TOXIC_HTTP_CONTENT_TYPE,
+  TOXIC_HTTP_DROP_FIRST_N,
 };
 
 struct toxic_type {
@@ -35,6 +39,10 @@ struct toxic_type {
   const char *attr_names[TOXIC_MAX_ATTRS];
   /* Reject attribute values that would hang or recurse forever; NULL = any. */
   int (*validate)(const toxic_t *t, char *err, size_t errlen);
+  /* 0 or 'i': integer attribute (t->attr); 's': string attribute (t->str) */
+  char attr_kinds[TOXIC_MAX_ATTRS];
+  int64_t defaults[TOXIC_MAX_ATTRS];         /* integers */
+  const char *str_defaults[TOXIC_MAX_ATTRS]; /* strings (NULL = "") */
 };
 
 const toxic_type_t *toxic_type_find(const char *name);

@@ -234,6 +234,10 @@ static int step_slow_close(stage_t *st, step_ctx_t *ctx) {
   return r;
 }
 
+void toxic_stage_free(stage_t *st) {
+  http_toxic_free(st);
+}
+
 bool toxic_stage_blocks_reading(const stage_t *st) {
   return st->active && st->toxic->type->id == TOXIC_BLACKHOLE;
 }
@@ -331,6 +335,11 @@ int toxic_step(stage_t *st, step_ctx_t *ctx) {
     return step_generate(st, ctx, st->toxic->attr[0], st->toxic->attr[0] == 0);
   case TOXIC_RESET_AFTER_BYTES:
     return step_reset_after_bytes(st, ctx);
+  case TOXIC_HTTP_STATUS:
+  case TOXIC_HTTP_LATENCY:
+  case TOXIC_HTTP_CONTENT_TYPE:
+  case TOXIC_HTTP_DROP_FIRST_N:
+    return http_toxic_step(st, ctx);
   default:
     return pass_all(ctx);
   }

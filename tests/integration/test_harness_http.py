@@ -1,0 +1,159 @@
+"""cynic-harness: HTTP-aware toxics over a real keep-alive HTTP/1.1 upstream."""
+import http.client
+import http.server
+import socket
+import threading
+import time
+
+import pytest
+
+from harness_util import Harness, harness  # noqa: F401
+from netutil import TcpServer, connect, echo_handler, recv_exactly
+
+SLACK = 1.5
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = self.path.encode()
+        self.send_response(200)
+        if not self.path.startswith("/noctype"):
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def web():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def get(conn, path):
+    conn.request("GET", path)
+    r = conn.getresponse()
+    return r.status, r.getheader("Content-Type"), r.read()
+
+
+def test_http_latency_per_request(harness, web):
+    p = harness.create("hl", web)
+    harness.add_toxic("hl", type="http_latency", attributes={"latency": 300})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    for i in range(3):
+        t0 = time.monotonic()
+        st, _, body = get(conn, f"/r{i}")
+        took = time.monotonic() - t0
+        assert (st, body) == (200, f"/r{i}".encode())
+        assert 0.3 <= took < 0.3 + SLACK, took
+    conn.close()
+
+
+def test_http_latency_upstream_requests(harness, web):
+    p = harness.create("hlu", web)
+    harness.add_toxic("hlu", type="http_latency", stream="upstream", attributes={"latency": 250})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    for i in range(2):
+        t0 = time.monotonic()
+        assert get(conn, f"/u{i}")[2] == f"/u{i}".encode()
+        assert 0.25 <= time.monotonic() - t0 < 0.25 + SLACK
+    conn.close()
+
+
+def status_sequence(web, seed, n=40):
+    h = Harness(seed=seed)
+    try:
+        p = h.create("hs", web)
+        h.add_toxic("hs", type="http_status",
+                    attributes={"status": 503, "percent": 50, "body": '{"error":"injected"}',
+                                "content_type": "application/json"})
+        conn = http.client.HTTPConnection("127.0.0.1", h.listen_port(p), timeout=20)
+        seq = []
+        for i in range(n):
+            st, ctype, body = get(conn, f"/s{i}")
+            if st == 503:
+                assert body == b'{"error":"injected"}' and ctype == "application/json"
+            else:
+                assert (st, body) == (200, f"/s{i}".encode())  # never out of step
+            seq.append(st)
+        conn.close()
+        return seq
+    finally:
+        h.stop()
+
+
+def test_http_status_share_reproducible(web):
+    a = status_sequence(web, seed=11)
+    b = status_sequence(web, seed=11)
+    c = status_sequence(web, seed=12)
+    assert a == b
+    assert 8 <= a.count(503) <= 32, a
+    assert a != c
+
+
+def test_http_status_all(harness, web):
+    p = harness.create("hsa", web)
+    harness.add_toxic("hsa", type="http_status", attributes={"status": 418, "body": "teapot"})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    for i in range(3):
+        st, ctype, body = get(conn, "/x")
+        assert (st, ctype, body) == (418, "text/plain", b"teapot")
+    conn.close()
+
+
+def test_http_drop_first_n(harness, web):
+    p = harness.create("hd", web)
+    t = harness.add_toxic("hd", type="http_drop_first_n", attributes={"n": 2})
+    assert t["attributes"] == {"n": 2, "status": 503}
+    for _ in range(2):  # per connection
+        conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+        assert [get(conn, f"/d{i}")[0] for i in range(4)] == [503, 503, 200, 200]
+        conn.close()
+
+
+def test_http_content_type_rewrite(harness, web):
+    p = harness.create("hc", web)
+    harness.add_toxic("hc", type="http_content_type", attributes={"content_type": "text/html; charset=utf-8"})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    assert get(conn, "/api/login") == (200, "text/html; charset=utf-8", b"/api/login")
+    assert get(conn, "/noctype") == (200, "text/html; charset=utf-8", b"/noctype")
+    conn.close()
+
+
+def test_http_toxic_steps_aside_for_non_http(harness):
+    up = TcpServer(echo_handler)
+    try:
+        p = harness.create("raw", up.address)
+        harness.add_toxic("raw", type="http_status", attributes={"status": 500})
+        s = connect(harness.listen_port(p))
+        s.sendall(b"\x00\x01 not http at all\r\n\r\n")
+        assert recv_exactly(s, 22) == b"\x00\x01 not http at all\r\n\r\n"
+        s.close()
+    finally:
+        up.close()
+
+
+@pytest.mark.parametrize("body", [
+    {"type": "http_status", "attributes": {"status": 99}},
+    {"type": "http_status", "attributes": {"percent": 101}},
+    {"type": "http_status", "attributes": {"body": 5}},
+    {"type": "http_status", "attributes": {"content_type": "a\r\nX-Evil: 1"}},
+    {"type": "http_status", "attributes": {"body": "x" * 2000}},
+    {"type": "http_status", "stream": "upstream"},
+    {"type": "http_content_type", "attributes": {"content_type": ""}},
+    {"type": "http_drop_first_n", "attributes": {"n": -1}},
+])
+def test_http_toxic_validation(harness, body):
+    harness.create("v", "127.0.0.1:1")
+    st, js, raw = harness.api.post("/proxies/v/toxics", body)
+    assert st == 400, raw
