@@ -32,7 +32,7 @@
 #define HARNESS_MAX_CONNS 4096       /* live proxied connections, all proxies */
 #define HARNESS_NAME_MAX 128         /* bytes in a proxy or toxic name */
 #define HARNESS_ADDR_MAX 300         /* bytes in a listen/upstream string */
-#define LINK_BUFFER_MAX (1u << 20)   /* bytes held per direction before reading stops */
+#define LINK_BUFFER_MAX (256u << 10) /* bytes held per direction before reading stops */
 #define LINK_QUEUE_MAX 64            /* chunks per stage queue */
 #define LINK_WRITES_MAX 16           /* uv_write requests in flight per direction */
 #define TOXIC_MAX_ATTRS 4

@@ -31,6 +31,7 @@ typedef struct options {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: cynic-harness [flags]\n"
+          "       cynic-harness ctl [-host URL] COMMAND   (the CLI; `ctl -h` lists commands)\n"
           "  -host HOST        API address (default localhost)\n"
           "  -port PORT        API port (default 8474; 0 picks a free one)\n"
           "  -config FILE      JSON array of proxies (with optional toxics) to create at start\n"
@@ -204,7 +205,11 @@ static void on_signal(uv_signal_t *sig, int signum) {
   shutdown_all(app);
 }
 
+int ctl_main(int argc, char **argv); /* ctl.c */
+
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+    return ctl_main(argc - 2, argv + 2);
   options_t o = {.host = "localhost", .port = "8474"};
   if (parse_flags(argc, argv, &o) != 0)
     return 2;

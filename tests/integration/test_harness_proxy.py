@@ -264,3 +264,32 @@ def test_bad_config_exits_2(tmp_path):
     assert r.returncode == 0 and b"cynic-harness version" in r.stdout
     r = subprocess.run([binary("cynic-harness"), "-bogus"], capture_output=True, timeout=20)
     assert r.returncode == 2
+
+
+def test_log_file_reopened_on_sigusr1(tmp_path):
+    import json
+    import signal
+    from netutil import binary, wait_for
+    import subprocess
+    log = tmp_path / "harness.log"
+    # With -log-file the JSON lines go to the file; read the address from there.
+    proc = subprocess.Popen([binary("cynic-harness"), "-port", "0", "-host", "127.0.0.1",
+                             "-log-file", str(log)], stderr=subprocess.PIPE)
+    try:
+        rec = wait_for(lambda: next((json.loads(l) for l in log.read_text().splitlines()
+                                     if '"API listening"' in l), None) if log.exists() else None,
+                       what="API listening in the log file")
+        assert rec["address"].startswith("127.0.0.1:")
+        rotated = tmp_path / "harness.log.1"
+        log.rename(rotated)
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: log.exists(), what="log reopened")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert '"shutting down"' in log.read_text()
+        assert '"API listening"' in rotated.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
