@@ -113,6 +113,8 @@ void link_close(hconn_t *c, bool reset);
 void link_add_toxic(hconn_t *c, toxic_t *t);
 void link_remove_toxic(hconn_t *c, toxic_t *t);
 void link_update_toxic(hconn_t *c, toxic_t *t);
+/* Free the process-wide read block (at exit). */
+void link_global_free(void);
 /* Next connection in a proxy's list (for iteration that may close). */
 hconn_t *link_next(hconn_t *c);
 

@@ -33,7 +33,20 @@ struct hconn {
   int linger_eofs;     /* sockets that sent FIN while lingering */
 };
 
-static char readbuf[65536]; /* one loop thread: libuv reads here, we copy out */
+/*
+ * Reads land in `spare`, a 64 KiB block: a large read keeps the block as its
+ * chunk (no copy) and the next read gets a fresh one; a small read is copied
+ * into a block of its own size and the spare is reused. One loop thread, so
+ * one spare for the whole process.
+ */
+#define READ_BLOCK 65536
+#define READ_KEEP_MIN (READ_BLOCK / 4)
+static block_t *spare;
+
+void link_global_free(void) {
+  free(spare);
+  spare = NULL;
+}
 
 static void pump(hdir_t *d);
 
@@ -425,8 +438,10 @@ static queue_t *first_queue(hdir_t *d) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)h;
   (void)suggested;
-  buf->base = readbuf;
-  buf->len = sizeof(readbuf);
+  if (spare == NULL)
+    spare = malloc(sizeof(block_t) + READ_BLOCK);
+  buf->base = spare ? spare->data : NULL;
+  buf->len = spare ? READ_BLOCK : 0; /* 0: libuv reports UV_ENOBUFS */
 }
 
 static hdir_t *dir_of_source(hconn_t *c, uv_stream_t *s) {
@@ -457,14 +472,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ch->kind = CHUNK_EOF;
   } else {
     ch->kind = CHUNK_DATA;
-    ch->blk = malloc(sizeof(block_t) + (size_t)nread);
-    if (ch->blk == NULL) {
-      free(ch);
-      link_close(c, true);
-      return;
+    if ((size_t)nread >= READ_KEEP_MIN && spare != NULL && buf->base == spare->data) {
+      ch->blk = spare;
+      spare = NULL;
+    } else {
+      ch->blk = malloc(sizeof(block_t) + (size_t)nread);
+      if (ch->blk == NULL) {
+        free(ch);
+        link_close(c, true);
+        return;
+      }
+      memcpy(ch->blk->data, buf->base, (size_t)nread);
     }
     ch->blk->refs = 1;
-    memcpy(ch->blk->data, buf->base, (size_t)nread);
     ch->len = (size_t)nread;
     d->buffered += ch->len;
     d->bytes_read += ch->len;

@@ -189,6 +189,7 @@ static int finish(app_t *app, uv_loop_t *loop, int code) {
   uv_run(loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(loop);
   events_free(&app->h.events);
+  link_global_free();
   cynic__log(CYNIC_LOG_INFO, "stopped", NULL);
   cynic__log_close();
   return rc == 0 ? code : 1;
