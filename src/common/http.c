@@ -73,6 +73,10 @@ static int on_headers_complete(llhttp_t *h) {
   /* Refuse an announced oversized body before reading any of it. */
   if ((h->flags & F_CONTENT_LENGTH) && h->content_length > p->limits.max_body)
     return fail(p, 413, "request body too large");
+  size_t n;
+  const char *expect = cynic__http_header(p, "Expect", &n);
+  if (expect != NULL && n == 12 && strncasecmp(expect, "100-continue", 12) == 0)
+    p->expect_continue = true;
   return 0;
 }
 
@@ -144,6 +148,7 @@ void cynic__http_parser_next(cynic__http_parser_t *p) {
   p->in_value = false;
   p->started = false;
   p->complete = false;
+  p->expect_continue = false;
   llhttp_resume(&p->llhttp);
 }
 

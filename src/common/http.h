@@ -42,6 +42,7 @@ typedef struct cynic__http_parser {
   cynic__buf_t body;
   bool started;   /* a request has begun (bytes seen since the last one) */
   bool complete;  /* a whole request is parsed and waiting to be answered */
+  bool expect_continue; /* the head asked for "100 Continue" before the body */
   int error_status;        /* set when feed fails: 400, 413, 414, 431 */
   const char *error_reason; /* static text for that failure */
 } cynic__http_parser_t;

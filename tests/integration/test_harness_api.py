@@ -345,3 +345,19 @@ def test_ten_thousand_proxies(harness):
     assert api.post("/reset")[0] == 204
     st, js, _ = api.get("/proxies/p999")
     assert st == 200 and js["enabled"] is True
+
+
+def test_expect_100_continue(harness):
+    """curl sends Expect: 100-continue for bodies over 1 KiB and waits for it."""
+    body = b'{"name":"big","upstream":"127.0.0.1:1","listen":"127.0.0.1:0","pad":"' + b"x" * 2000 + b'"}'
+    s = socket.create_connection(("127.0.0.1", harness.port), timeout=10)
+    s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body))
+    first = s.recv(4096)
+    assert first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    s.sendall(body)
+    rest = first[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+    while b"\r\n\r\n" not in rest:
+        rest += s.recv(4096)
+    assert rest.startswith(b"HTTP/1.1 201")
+    s.close()

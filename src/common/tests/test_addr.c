@@ -36,7 +36,8 @@ static void split_bad(void **state) {
   static const char *bad[] = {
       "",        "localhost", "host:",    "host:65536", "host:-1",   "host:1x",
       "::1:80",  "[::1]",     "[::1]80",  "[]:80",      "[host]:80", "a b:80",
-      "a/b:80",  "host:000080", "[::1:80", "host:+80",
+      "a/b:80",  "host:000080", "[::1:80", "host:+80",  "a\"b:80",  "a\\b:80",
+      "a{b}:80", "h\xc3\xa9:80",
   };
   char host[CYNIC_ADDR_HOST_MAX];
   uint16_t port;
