@@ -6,13 +6,16 @@
  *  - http_latency (latency, jitter ms): each request (upstream stream) or
  *    response (downstream) is held `latency` ± `jitter` ms from its first
  *    byte, then passes whole; keep-alive and pipelining keep their order.
- *  - http_status (status, percent, body, content_type): on the downstream
- *    stream, `percent` % of the responses (per response, from the seeded
- *    RNG) are replaced by `status` with `body`. The request still reaches the
- *    upstream: replacing the response keeps responses in request order even
- *    when clients pipeline.
- *  - http_drop_first_n (n, status): the first `n` responses of each
- *    connection are replaced by `status` (default 503), to test retries.
+ *  - http_status (status, percent, body, content_type): `percent` % of the
+ *    messages (per message, from the seeded RNG) are answered with `status`
+ *    and `body`. On the upstream stream the harness answers *instead of
+ *    forwarding*: the request never reaches the upstream (with a client that
+ *    pipelines, the answer may overtake responses still on their way). On
+ *    the downstream stream the upstream's response is replaced, which keeps
+ *    the order under pipelining but lets the request through.
+ *  - http_drop_first_n (n, status): the first `n` requests (upstream) or
+ *    responses (downstream) of each connection are answered with `status`
+ *    (default 503), to test retries.
  *  - http_content_type (content_type): every response's Content-Type is
  *    rewritten (or added), e.g. the book's HTML login page where JSON was
  *    expected.
@@ -84,6 +87,8 @@ void http_toxic_free(stage_t *st) {
   st->http = NULL;
 }
 
+/* The canned response: downstream it replaces the upstream's response;
+ * upstream it answers the client and the request goes nowhere. */
 static void emit_answer(stage_t *st, step_ctx_t *ctx, int status, const char *ctype,
                         const char *body) {
   char buf[TOXIC_STR_MAX * 2 + 512];
@@ -91,7 +96,11 @@ static void emit_answer(stage_t *st, step_ctx_t *ctx, int status, const char *ct
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                    "X-Cynic-Toxic: %s\r\n\r\n%s",
                    status, cynic__http_reason(status), ctype, strlen(body), st->toxic->name, body);
-  if (n > 0 && (size_t)n < sizeof(buf))
+  if (n <= 0 || (size_t)n >= sizeof(buf))
+    return;
+  if (ctx->dir->stream == STREAM_UPSTREAM)
+    step_answer_back(ctx, buf, (size_t)n);
+  else
     step_emit_bytes(ctx, buf, (size_t)n);
 }
 

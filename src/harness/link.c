@@ -205,6 +205,31 @@ void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
   q_push(ctx->out, c);
 }
 
+static void on_timer(uv_timer_t *t);
+
+void step_answer_back(step_ctx_t *ctx, const char *p, size_t n) {
+  hdir_t *other = &ctx->dir->conn->dir[!ctx->dir->stream];
+  chunk_t *c = calloc(1, sizeof(*c));
+  block_t *b = malloc(sizeof(block_t) + n);
+  if (c == NULL || b == NULL) {
+    free(c);
+    free(b);
+    return;
+  }
+  b->refs = 1;
+  memcpy(b->data, p, n);
+  c->kind = CHUNK_DATA;
+  c->blk = b;
+  c->len = n;
+  c->dir = other;
+  c->t = ctx->now;
+  other->buffered += n;
+  q_push(&other->out, c);
+  /* Not pumped from here: this direction's pump is running. */
+  other->timer_at = ctx->now;
+  uv_timer_start(&other->timer, on_timer, 0, 0);
+}
+
 void step_wake_at(step_ctx_t *ctx, uint64_t t) {
   if (t < ctx->wake)
     ctx->wake = t;

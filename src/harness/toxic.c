@@ -91,10 +91,6 @@ static int validate_http_status(const toxic_t *t, char *err, size_t errlen) {
     snprintf(err, errlen, "attribute content_type must not contain control characters");
     return -1;
   }
-  if (t->stream != STREAM_DOWNSTREAM) {
-    snprintf(err, errlen, "http toxics that answer for the upstream work on the downstream stream");
-    return -1;
-  }
   return 0;
 }
 
@@ -116,13 +112,7 @@ static int validate_http_drop(const toxic_t *t, char *err, size_t errlen) {
     snprintf(err, errlen, "attribute n must not be negative");
     return -1;
   }
-  if (validate_status(t->attr[1], err, errlen))
-    return -1;
-  if (t->stream != STREAM_DOWNSTREAM) {
-    snprintf(err, errlen, "http toxics that answer for the upstream work on the downstream stream");
-    return -1;
-  }
-  return 0;
+  return validate_status(t->attr[1], err, errlen);
 }
 
 static const toxic_type_t types[] = {

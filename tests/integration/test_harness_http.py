@@ -13,10 +13,14 @@ from netutil import TcpServer, connect, echo_handler, recv_exactly
 SLACK = 1.5
 
 
+SEEN = []
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
+        SEEN.append(self.path)
         body = self.path.encode()
         self.send_response(200)
         if not self.path.startswith("/noctype"):
@@ -121,6 +125,26 @@ def test_http_drop_first_n(harness, web):
         conn.close()
 
 
+def test_http_status_upstream_answers_instead_of_forwarding(harness, web):
+    p = harness.create("hsu", web)
+    harness.add_toxic("hsu", type="http_status", stream="upstream",
+                      attributes={"status": 503, "body": "down"})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    for i in range(3):
+        assert get(conn, f"/never{i}") == (503, "text/plain", b"down")
+    conn.close()
+    assert not [x for x in SEEN if x.startswith("/never")]
+
+
+def test_http_drop_first_n_upstream(harness, web):
+    p = harness.create("hdu", web)
+    harness.add_toxic("hdu", type="http_drop_first_n", stream="upstream", attributes={"n": 1})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    assert [get(conn, f"/first{i}")[0] for i in range(3)] == [503, 200, 200]
+    conn.close()
+    assert "/first0" not in SEEN and "/first1" in SEEN
+
+
 def test_http_content_type_rewrite(harness, web):
     p = harness.create("hc", web)
     harness.add_toxic("hc", type="http_content_type", attributes={"content_type": "text/html; charset=utf-8"})
@@ -149,7 +173,6 @@ def test_http_toxic_steps_aside_for_non_http(harness):
     {"type": "http_status", "attributes": {"body": 5}},
     {"type": "http_status", "attributes": {"content_type": "a\r\nX-Evil: 1"}},
     {"type": "http_status", "attributes": {"body": "x" * 2000}},
-    {"type": "http_status", "stream": "upstream"},
     {"type": "http_content_type", "attributes": {"content_type": ""}},
     {"type": "http_drop_first_n", "attributes": {"n": -1}},
 ])
