@@ -416,6 +416,29 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
     chunk_t *ch = q_pop(&d->out);
     progress = true;
     if (ch->kind == CHUNK_DATA && !d->dst_shut) {
+      if (d->writes == 0) {
+        /* Nothing queued in libuv: try the socket at once and skip the
+         * request (and its callback a loop turn later) when it all fits. */
+        uv_buf_t b = uv_buf_init(ch->blk->data + ch->off, (unsigned)ch->len);
+        int n = uv_try_write((uv_stream_t *)d->dst, &b, 1);
+        if (n > 0) {
+          d->buffered -= (size_t)n;
+          d->bytes_written += (size_t)n;
+          if (d->conn->proxy != NULL)
+            d->conn->proxy->bytes_out[d->stream] += (size_t)n;
+          if ((size_t)n == ch->len) {
+            chunk_free(ch);
+            continue;
+          }
+          ch->off += (size_t)n;
+          ch->len -= (size_t)n;
+        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+          d->buffered -= ch->len;
+          chunk_free(ch);
+          link_close(d->conn, true);
+          return true;
+        }
+      }
       uv_buf_t b = uv_buf_init(ch->blk->data + ch->off, (unsigned)ch->len);
       ch->wreq.data = ch;
       if (uv_write(&ch->wreq, (uv_stream_t *)d->dst, &b, 1, on_write) == 0) {
