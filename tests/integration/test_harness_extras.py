@@ -135,7 +135,11 @@ def test_flood_endless_and_sized(harness, echo):
 
 def test_reset_after_bytes(harness):
     def sender(c):
+        # Wait for the client's request: a reset racing the client's connect()
+        # would surface as ECONNRESET from connect itself.
+        c.settimeout(10)
         try:
+            c.recv(10)
             c.sendall(b"r" * 100_000)
         except OSError:
             pass
@@ -150,6 +154,7 @@ def test_reset_after_bytes(harness):
         p = harness.create("rab", up.address)
         harness.add_toxic("rab", type="reset_after_bytes", attributes={"bytes": 1000})
         s = connect(harness.listen_port(p))
+        s.sendall(b"go")
         s.settimeout(10)
         got = b""
         with pytest.raises(ConnectionResetError):
