@@ -8,8 +8,8 @@
 #include <time.h>
 
 static struct {
-  FILE *file;   /* NULL = stderr */
-  char *path;   /* for reopen; NULL = stderr */
+  FILE *file; /* NULL = stderr */
+  char *path; /* for reopen; NULL = stderr */
   cynic_log_level_t min;
 } logger = {NULL, NULL, CYNIC_LOG_INFO};
 

@@ -109,8 +109,8 @@ static void input_free(proxy_input_t *in) {
  * Read a proxy object of a create or populate request. `where` names the
  * element in populate errors (" at proxy 3"). -1 with *status and err set.
  */
-static int read_proxy(const json_t *o, const char *where, proxy_input_t *in, int *status,
-                      char *err, size_t errlen) {
+static int read_proxy(const json_t *o, const char *where, proxy_input_t *in, int *status, char *err,
+                      size_t errlen) {
   char detail[256];
   memset(in, 0, sizeof(*in));
   in->enabled = true;
@@ -161,8 +161,7 @@ static int read_proxy(const json_t *o, const char *where, proxy_input_t *in, int
     }
     if (json_array_size(toxics) > HARNESS_MAX_TOXICS) {
       *status = 507;
-      snprintf(err, errlen, "too many toxics (at most %d per proxy)%s", HARNESS_MAX_TOXICS,
-               where);
+      snprintf(err, errlen, "too many toxics (at most %d per proxy)%s", HARNESS_MAX_TOXICS, where);
       return -1;
     }
     size_t i;
@@ -462,8 +461,8 @@ static void toxic_update(req_ctx_t *r, hproxy_t *p, toxic_t *t) {
 static void version_handler(req_ctx_t *r) {
   r->resp->status = 200;
   r->resp->content_type = "application/json;charset=utf-8";
-  cynic__buf_printf(&r->resp->body, "{\"version\": \"%s+cynic.%s\"}\n",
-                    HARNESS_TOXIPROXY_VERSION, CYNIC_VERSION_STRING);
+  cynic__buf_printf(&r->resp->body, "{\"version\": \"%s+cynic.%s\"}\n", HARNESS_TOXIPROXY_VERSION,
+                    CYNIC_VERSION_STRING);
 }
 
 static void metrics_handler(req_ctx_t *r) {
@@ -481,8 +480,7 @@ static void metrics_handler(req_ctx_t *r) {
                         "toxiproxy_proxy_received_bytes_total{direction=\"%s\",listener=\"%s\","
                         "proxy=\"%s\",upstream=\"%s\"} %llu\n",
                         dirs[d], h->proxies[i]->listen, h->proxies[i]->name,
-                        h->proxies[i]->upstream,
-                        (unsigned long long)h->proxies[i]->bytes_in[d]);
+                        h->proxies[i]->upstream, (unsigned long long)h->proxies[i]->bytes_in[d]);
   cynic__buf_puts(b, "# HELP toxiproxy_proxy_sent_bytes_total The total bytes sent to the "
                      "destination, per proxy and direction.\n"
                      "# TYPE toxiproxy_proxy_sent_bytes_total counter\n");
@@ -492,8 +490,7 @@ static void metrics_handler(req_ctx_t *r) {
                         "toxiproxy_proxy_sent_bytes_total{direction=\"%s\",listener=\"%s\","
                         "proxy=\"%s\",upstream=\"%s\"} %llu\n",
                         dirs[d], h->proxies[i]->listen, h->proxies[i]->name,
-                        h->proxies[i]->upstream,
-                        (unsigned long long)h->proxies[i]->bytes_out[d]);
+                        h->proxies[i]->upstream, (unsigned long long)h->proxies[i]->bytes_out[d]);
 }
 
 static void events_handler(req_ctx_t *r) {

@@ -166,8 +166,7 @@ static int parse_url(const char *url, ctl_t *c) {
 
 /* Send and check; prints the API's error. Returns the parsed JSON (or a JSON
  * true for empty bodies) or NULL. */
-static json_t *call(const ctl_t *c, const char *method, const char *path, json_t *body,
-                    int want) {
+static json_t *call(const ctl_t *c, const char *method, const char *path, json_t *body, int want) {
   char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
   json_decref(body);
   response_t r = {0};
@@ -191,18 +190,17 @@ static json_t *call(const ctl_t *c, const char *method, const char *path, json_t
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: cynic-harness ctl [-host URL] COMMAND\n"
-          "  list                                  proxies and their toxics\n"
-          "  inspect NAME                          one proxy, its toxics and attributes\n"
-          "  create NAME -l LISTEN -u UPSTREAM     a new proxy\n"
-          "  toggle NAME                           enable <-> disable\n"
-          "  delete NAME                           remove a proxy\n"
-          "  toxic add NAME -t TYPE [-n TOXIC] [-s upstream|downstream] [-u] [-d]\n"
-          "            [-tox TOXICITY] [-a KEY=VALUE ...]\n"
-          "  toxic update NAME -n TOXIC [-tox TOXICITY] [-a KEY=VALUE ...]\n"
-          "  toxic remove NAME -n TOXIC\n"
-          "  -host defaults to $TOXIPROXY_URL or http://localhost:8474\n");
+  fprintf(f, "usage: cynic-harness ctl [-host URL] COMMAND\n"
+             "  list                                  proxies and their toxics\n"
+             "  inspect NAME                          one proxy, its toxics and attributes\n"
+             "  create NAME -l LISTEN -u UPSTREAM     a new proxy\n"
+             "  toggle NAME                           enable <-> disable\n"
+             "  delete NAME                           remove a proxy\n"
+             "  toxic add NAME -t TYPE [-n TOXIC] [-s upstream|downstream] [-u] [-d]\n"
+             "            [-tox TOXICITY] [-a KEY=VALUE ...]\n"
+             "  toxic update NAME -n TOXIC [-tox TOXICITY] [-a KEY=VALUE ...]\n"
+             "  toxic remove NAME -n TOXIC\n"
+             "  -host defaults to $TOXIPROXY_URL or http://localhost:8474\n");
 }
 
 static int cmd_list(const ctl_t *c) {
@@ -427,10 +425,9 @@ int ctl_main(int argc, char **argv) {
       fprintf(stderr, "ctl: create needs -l LISTEN and -u UPSTREAM\n");
       return 2;
     }
-    json_t *r = call(&c, "POST", "/proxies",
-                     json_pack("{s:s,s:s,s:s}", "name", name, "listen", listen, "upstream",
-                               upstream),
-                     201);
+    json_t *r =
+        call(&c, "POST", "/proxies",
+             json_pack("{s:s,s:s,s:s}", "name", name, "listen", listen, "upstream", upstream), 201);
     if (r == NULL)
       return 1;
     printf("Created new proxy %s listening on %s\n", name,

@@ -52,11 +52,11 @@ enum { STREAM_UPSTREAM = 0, STREAM_DOWNSTREAM = 1 };
 struct toxic {
   char name[HARNESS_NAME_MAX + 1];
   const toxic_type_t *type;
-  int stream;        /* STREAM_UPSTREAM (client->server) or STREAM_DOWNSTREAM */
-  double toxicity;   /* share of connections affected, 0..1, rolled once per connection */
-  int64_t attr[TOXIC_MAX_ATTRS]; /* in the order of type->attr_names */
+  int stream;      /* STREAM_UPSTREAM (client->server) or STREAM_DOWNSTREAM */
+  double toxicity; /* share of connections affected, 0..1, rolled once per connection */
+  int64_t attr[TOXIC_MAX_ATTRS];                /* in the order of type->attr_names */
   char str[TOXIC_MAX_ATTRS][TOXIC_STR_MAX + 1]; /* the string attributes, same order */
-  uint32_t version;  /* bumped by every update; part of the toxicity roll's key */
+  uint32_t version; /* bumped by every update; part of the toxicity roll's key */
 };
 
 struct hproxy {
@@ -67,10 +67,10 @@ struct hproxy {
   bool enabled;
   toxic_t *toxics[HARNESS_MAX_TOXICS]; /* creation order */
   size_t ntoxics;
-  uv_tcp_t *listener;  /* NULL when not listening; freed in its close callback */
-  hconn_t *conns;      /* live connections, doubly linked */
+  uv_tcp_t *listener; /* NULL when not listening; freed in its close callback */
+  hconn_t *conns;     /* live connections, doubly linked */
   size_t nconns;
-  uint64_t conn_seq;   /* connections accepted so far: keys the seeded RNG */
+  uint64_t conn_seq;                  /* connections accepted so far: keys the seeded RNG */
   uint64_t bytes_in[2], bytes_out[2]; /* per stream: read from source, written to sink */
 };
 

@@ -35,7 +35,7 @@
 #include "toxic.h"
 
 #define HEAD_MAX 65536 /* response head bytes buffered for a rewrite */
-#define MS(x) ((uint64_t)(x) * UINT64_C(1000000))
+#define MS(x) ((uint64_t)(x)*UINT64_C(1000000))
 
 enum { EV_NONE, EV_BEGIN, EV_COMPLETE };
 enum { MODE_PASS, MODE_HOLD, MODE_DROP, MODE_HEAD };
@@ -43,13 +43,13 @@ enum { MODE_PASS, MODE_HOLD, MODE_DROP, MODE_HEAD };
 typedef struct http_state {
   llhttp_t parser;
   llhttp_settings_t settings;
-  int event;        /* found by the parser at offset `scanned` of the head chunk */
-  size_t scanned;   /* bytes of the head chunk already parsed */
-  bool broken;      /* not HTTP: pass everything */
-  int mode;         /* what to do with the current message's bytes */
-  uint64_t messages;/* messages begun on this connection */
-  uint64_t deadline;/* MODE_HOLD: release time */
-  cynic__buf_t head;/* MODE_HEAD: the response head being collected */
+  int event;         /* found by the parser at offset `scanned` of the head chunk */
+  size_t scanned;    /* bytes of the head chunk already parsed */
+  bool broken;       /* not HTTP: pass everything */
+  int mode;          /* what to do with the current message's bytes */
+  uint64_t messages; /* messages begun on this connection */
+  uint64_t deadline; /* MODE_HOLD: release time */
+  cynic__buf_t head; /* MODE_HEAD: the response head being collected */
 } http_state_t;
 
 static int on_begin(llhttp_t *p) {
@@ -156,9 +156,8 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
     break;
   case TOXIC_HTTP_STATUS:
   case TOXIC_HTTP_DROP_FIRST_N: {
-    bool hit = t->type->id == TOXIC_HTTP_STATUS
-                   ? rng_range(&st->rng, 1, 100) <= t->attr[1]
-                   : hs->messages <= (uint64_t)t->attr[0];
+    bool hit = t->type->id == TOXIC_HTTP_STATUS ? rng_range(&st->rng, 1, 100) <= t->attr[1]
+                                                : hs->messages <= (uint64_t)t->attr[0];
     if (hit) {
       if (t->type->id == TOXIC_HTTP_STATUS)
         emit_answer(st, ctx, (int)t->attr[0], t->str[3], t->str[2]);

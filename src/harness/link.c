@@ -20,11 +20,11 @@ struct hconn {
   uint64_t id;          /* harness-wide */
   uint64_t key;         /* RNG key: (seed, proxy name, per-proxy sequence) */
   uv_tcp_t client, upstream;
-  hdir_t dir[2];        /* indexed by stream */
+  hdir_t dir[2]; /* indexed by stream */
   uv_getaddrinfo_t gai;
   uv_connect_t connect;
   uv_timer_t dial_timer; /* accept_delay */
-  uint16_t port;        /* upstream port while resolving */
+  uint16_t port;         /* upstream port while resolving */
   int open_handles;
   bool gai_pending;
   bool connected;
@@ -624,8 +624,8 @@ static void roll(hconn_t *c, stage_t *st) {
   if (c->proxy != NULL)
     events_add(&c->h->events, st->active ? "toxic_applied" : "toxic_skipped",
                json_pack("{s:s,s:I,s:s,s:s,s:s}", "proxy", c->proxy->name, "conn",
-                         (json_int_t)c->id, "toxic", st->toxic->name, "type",
-                         st->toxic->type->name, "stream",
+                         (json_int_t)c->id, "toxic", st->toxic->name, "type", st->toxic->type->name,
+                         "stream",
                          st->toxic->stream == STREAM_UPSTREAM ? "upstream" : "downstream"));
 }
 
@@ -781,9 +781,9 @@ void link_accept(hproxy_t *p, uv_stream_t *listener) {
   char client[CYNIC_ADDR_STR_MAX] = "";
   if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&peer, &plen) == 0)
     cynic__addr_format((struct sockaddr *)&peer, client, sizeof(client));
-  events_add(&h->events, "connection_opened",
-             json_pack("{s:s,s:I,s:s}", "proxy", p->name, "conn", (json_int_t)c->id, "client",
-                       client));
+  events_add(
+      &h->events, "connection_opened",
+      json_pack("{s:s,s:I,s:s}", "proxy", p->name, "conn", (json_int_t)c->id, "client", client));
   for (size_t i = 0; i < p->ntoxics; i++)
     link_add_toxic(c, p->toxics[i]);
   if (c->closing)

@@ -27,7 +27,7 @@ typedef struct chunk {
   struct chunk *next;
   block_t *blk; /* NULL unless CHUNK_DATA */
   size_t off, len;
-  uint64_t t;   /* ns: when the chunk entered its current queue */
+  uint64_t t; /* ns: when the chunk entered its current queue */
   int kind;
   uv_write_t wreq;
   struct hdir *dir;
@@ -40,36 +40,36 @@ typedef struct queue {
 
 typedef struct stage {
   toxic_t *toxic;
-  bool active;        /* won the toxicity roll for this connection */
+  bool active; /* won the toxicity roll for this connection */
   queue_t in;
-  uint64_t rng;       /* this stage's random stream */
-  uint64_t deadline;  /* ns: release time of the head chunk (0 = not set) */
-  uint64_t next_free; /* ns: bandwidth's line is busy until then */
-  uint64_t action_at; /* ns: timeout/reset_peer fire time (0 = not armed) */
-  int64_t count;      /* bytes passed (limit_data) */
-  bool done;          /* limit_data reached / reset armed */
+  uint64_t rng;            /* this stage's random stream */
+  uint64_t deadline;       /* ns: release time of the head chunk (0 = not set) */
+  uint64_t next_free;      /* ns: bandwidth's line is busy until then */
+  uint64_t action_at;      /* ns: timeout/reset_peer fire time (0 = not armed) */
+  int64_t count;           /* bytes passed (limit_data) */
+  bool done;               /* limit_data reached / reset armed */
   struct http_state *http; /* HTTP-aware toxics: parser and per-message state */
 } stage_t;
 
 typedef struct hdir {
   hconn_t *conn;
-  int stream;              /* STREAM_UPSTREAM: client -> upstream */
+  int stream; /* STREAM_UPSTREAM: client -> upstream */
   uv_tcp_t *src, *dst;
   stage_t *stages[HARNESS_MAX_TOXICS];
   size_t nstages;
   queue_t out;
-  size_t buffered;         /* bytes read and not yet written or dropped */
-  int writes;              /* uv_write requests in flight */
+  size_t buffered; /* bytes read and not yet written or dropped */
+  int writes;      /* uv_write requests in flight */
   bool reading;
-  bool src_eof;            /* the source sent FIN */
-  bool dst_shut;           /* shutdown of dst requested */
-  bool eof_done;           /* shutdown of dst completed */
-  bool close_when_flushed; /* a CLOSE or RESET marker reached the writer */
-  bool reset_when_flushed; /* ... and it was a RESET */
-  uint64_t flush_deadline; /* ns: stop waiting for the kernel to send (RESET) */
+  bool src_eof;                       /* the source sent FIN */
+  bool dst_shut;                      /* shutdown of dst requested */
+  bool eof_done;                      /* shutdown of dst completed */
+  bool close_when_flushed;            /* a CLOSE or RESET marker reached the writer */
+  bool reset_when_flushed;            /* ... and it was a RESET */
+  uint64_t flush_deadline;            /* ns: stop waiting for the kernel to send (RESET) */
   uint64_t bytes_read, bytes_written; /* this connection, this direction */
   uv_timer_t timer;
-  uint64_t timer_at;       /* ns the timer is armed for, 0 = idle */
+  uint64_t timer_at; /* ns the timer is armed for, 0 = idle */
   uv_shutdown_t shut;
 } hdir_t;
 

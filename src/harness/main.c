@@ -29,18 +29,17 @@ typedef struct options {
 } options_t;
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: cynic-harness [flags]\n"
-          "       cynic-harness ctl [-host URL] COMMAND   (the CLI; `ctl -h` lists commands)\n"
-          "  -host HOST        API address (default localhost)\n"
-          "  -port PORT        API port (default 8474; 0 picks a free one)\n"
-          "  -config FILE      JSON array of proxies (with optional toxics) to create at start\n"
-          "  -seed N           seed for every random choice (default: from the clock)\n"
-          "  -proxy-metrics    serve Prometheus byte counters at GET /metrics\n"
-          "  -runtime-metrics  accepted for compatibility; no effect\n"
-          "  -log-file FILE    JSON-lines log file, reopened on SIGUSR1 (default stderr)\n"
-          "  -log-level LEVEL  debug | info | warn | error (default info)\n"
-          "  -version          print the version and exit\n");
+  fprintf(f, "usage: cynic-harness [flags]\n"
+             "       cynic-harness ctl [-host URL] COMMAND   (the CLI; `ctl -h` lists commands)\n"
+             "  -host HOST        API address (default localhost)\n"
+             "  -port PORT        API port (default 8474; 0 picks a free one)\n"
+             "  -config FILE      JSON array of proxies (with optional toxics) to create at start\n"
+             "  -seed N           seed for every random choice (default: from the clock)\n"
+             "  -proxy-metrics    serve Prometheus byte counters at GET /metrics\n"
+             "  -runtime-metrics  accepted for compatibility; no effect\n"
+             "  -log-file FILE    JSON-lines log file, reopened on SIGUSR1 (default stderr)\n"
+             "  -log-level LEVEL  debug | info | warn | error (default info)\n"
+             "  -version          print the version and exit\n");
 }
 
 static bool parse_bool(const char *v, bool *out) {
@@ -225,8 +224,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (cynic__log_open(o.log_file, (cynic_log_level_t)level) != 0) {
-    fprintf(stderr, "cynic-harness: cannot open log file %s: %s\n", o.log_file,
-            strerror(errno));
+    fprintf(stderr, "cynic-harness: cannot open log file %s: %s\n", o.log_file, strerror(errno));
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -242,8 +240,7 @@ int main(int argc, char **argv) {
   cynic__log(CYNIC_LOG_INFO, "seed", json_pack("{s:I}", "seed", (json_int_t)h->seed));
 
   char hostport[CYNIC_ADDR_STR_MAX];
-  snprintf(hostport, sizeof(hostport), strchr(o.host, ':') ? "[%s]:%s" : "%s:%s", o.host,
-           o.port);
+  snprintf(hostport, sizeof(hostport), strchr(o.host, ':') ? "[%s]:%s" : "%s:%s", o.host, o.port);
   char host[CYNIC_ADDR_HOST_MAX];
   uint16_t port;
   struct sockaddr_storage ss;

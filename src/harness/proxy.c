@@ -120,8 +120,8 @@ int proxy_start(hproxy_t *p, char *err, size_t errlen) {
     cynic__addr_format((struct sockaddr *)&bound, p->listen, sizeof(p->listen));
   p->listener = l;
   p->enabled = true;
-  json_t *f = json_pack("{s:s,s:s,s:s}", "name", p->name, "listen", p->listen, "upstream",
-                        p->upstream);
+  json_t *f =
+      json_pack("{s:s,s:s,s:s}", "name", p->name, "listen", p->listen, "upstream", p->upstream);
   cynic__log(CYNIC_LOG_INFO, "started proxy", f);
   return 0;
 }

@@ -116,41 +116,89 @@ static int validate_http_drop(const toxic_t *t, char *err, size_t errlen) {
 }
 
 static const toxic_type_t types[] = {
-    {.id = TOXIC_LATENCY, .name = "latency", .nattrs = 2, .attr_names = {"latency", "jitter"},
+    {.id = TOXIC_LATENCY,
+     .name = "latency",
+     .nattrs = 2,
+     .attr_names = {"latency", "jitter"},
      .validate = validate_latency},
-    {.id = TOXIC_BANDWIDTH, .name = "bandwidth", .nattrs = 1, .attr_names = {"rate"},
+    {.id = TOXIC_BANDWIDTH,
+     .name = "bandwidth",
+     .nattrs = 1,
+     .attr_names = {"rate"},
      .validate = validate_bandwidth},
-    {.id = TOXIC_SLOW_CLOSE, .name = "slow_close", .nattrs = 1, .attr_names = {"delay"},
+    {.id = TOXIC_SLOW_CLOSE,
+     .name = "slow_close",
+     .nattrs = 1,
+     .attr_names = {"delay"},
      .validate = validate_nonneg},
-    {.id = TOXIC_TIMEOUT, .name = "timeout", .nattrs = 1, .attr_names = {"timeout"},
+    {.id = TOXIC_TIMEOUT,
+     .name = "timeout",
+     .nattrs = 1,
+     .attr_names = {"timeout"},
      .validate = validate_nonneg},
-    {.id = TOXIC_RESET_PEER, .name = "reset_peer", .nattrs = 1, .attr_names = {"timeout"},
+    {.id = TOXIC_RESET_PEER,
+     .name = "reset_peer",
+     .nattrs = 1,
+     .attr_names = {"timeout"},
      .validate = validate_nonneg},
-    {.id = TOXIC_SLICER, .name = "slicer", .nattrs = 3,
-     .attr_names = {"average_size", "size_variation", "delay"}, .validate = validate_slicer},
-    {.id = TOXIC_LIMIT_DATA, .name = "limit_data", .nattrs = 1, .attr_names = {"bytes"},
+    {.id = TOXIC_SLICER,
+     .name = "slicer",
+     .nattrs = 3,
+     .attr_names = {"average_size", "size_variation", "delay"},
+     .validate = validate_slicer},
+    {.id = TOXIC_LIMIT_DATA,
+     .name = "limit_data",
+     .nattrs = 1,
+     .attr_names = {"bytes"},
      .validate = validate_nonneg},
     {.id = TOXIC_REFUSE, .name = "refuse"},
     {.id = TOXIC_BLACKHOLE, .name = "blackhole"},
-    {.id = TOXIC_ACCEPT_DELAY, .name = "accept_delay", .nattrs = 1, .attr_names = {"delay"},
+    {.id = TOXIC_ACCEPT_DELAY,
+     .name = "accept_delay",
+     .nattrs = 1,
+     .attr_names = {"delay"},
      .validate = validate_latency},
-    {.id = TOXIC_GARBAGE, .name = "garbage", .nattrs = 1, .attr_names = {"bytes"},
+    {.id = TOXIC_GARBAGE,
+     .name = "garbage",
+     .nattrs = 1,
+     .attr_names = {"bytes"},
      .validate = validate_bytes_cap},
-    {.id = TOXIC_FLOOD, .name = "flood", .nattrs = 1, .attr_names = {"bytes"},
+    {.id = TOXIC_FLOOD,
+     .name = "flood",
+     .nattrs = 1,
+     .attr_names = {"bytes"},
      .validate = validate_bytes_cap},
-    {.id = TOXIC_RESET_AFTER_BYTES, .name = "reset_after_bytes", .nattrs = 1,
-     .attr_names = {"bytes"}, .validate = validate_nonneg},
-    {.id = TOXIC_HTTP_STATUS, .name = "http_status", .nattrs = 4,
+    {.id = TOXIC_RESET_AFTER_BYTES,
+     .name = "reset_after_bytes",
+     .nattrs = 1,
+     .attr_names = {"bytes"},
+     .validate = validate_nonneg},
+    {.id = TOXIC_HTTP_STATUS,
+     .name = "http_status",
+     .nattrs = 4,
      .attr_names = {"status", "percent", "body", "content_type"},
-     .validate = validate_http_status, .attr_kinds = {'i', 'i', 's', 's'},
-     .defaults = {503, 100}, .str_defaults = {NULL, NULL, "", "text/plain"}},
-    {.id = TOXIC_HTTP_LATENCY, .name = "http_latency", .nattrs = 2,
-     .attr_names = {"latency", "jitter"}, .validate = validate_latency},
-    {.id = TOXIC_HTTP_CONTENT_TYPE, .name = "http_content_type", .nattrs = 1,
-     .attr_names = {"content_type"}, .validate = validate_http_content_type,
-     .attr_kinds = {'s'}, .str_defaults = {"text/html"}},
-    {.id = TOXIC_HTTP_DROP_FIRST_N, .name = "http_drop_first_n", .nattrs = 2,
-     .attr_names = {"n", "status"}, .validate = validate_http_drop, .defaults = {1, 503}},
+     .validate = validate_http_status,
+     .attr_kinds = {'i', 'i', 's', 's'},
+     .defaults = {503, 100},
+     .str_defaults = {NULL, NULL, "", "text/plain"}},
+    {.id = TOXIC_HTTP_LATENCY,
+     .name = "http_latency",
+     .nattrs = 2,
+     .attr_names = {"latency", "jitter"},
+     .validate = validate_latency},
+    {.id = TOXIC_HTTP_CONTENT_TYPE,
+     .name = "http_content_type",
+     .nattrs = 1,
+     .attr_names = {"content_type"},
+     .validate = validate_http_content_type,
+     .attr_kinds = {'s'},
+     .str_defaults = {"text/html"}},
+    {.id = TOXIC_HTTP_DROP_FIRST_N,
+     .name = "http_drop_first_n",
+     .nattrs = 2,
+     .attr_names = {"n", "status"},
+     .validate = validate_http_drop,
+     .defaults = {1, 503}},
 };
 
 const toxic_type_t *toxic_type_find(const char *name) {
@@ -184,8 +232,7 @@ static int bad(int *status, int code, char *err, size_t errlen, const char *pref
   return -1;
 }
 
-static int read_attributes(const json_t *body, toxic_t *t, int *status, char *err,
-                           size_t errlen) {
+static int read_attributes(const json_t *body, toxic_t *t, int *status, char *err, size_t errlen) {
   const json_t *attrs = json_object_get(body, "attributes");
   char detail[256];
   if (attrs != NULL && !json_is_null(attrs) && !json_is_object(attrs))
@@ -220,8 +267,7 @@ static int read_attributes(const json_t *body, toxic_t *t, int *status, char *er
   return 0;
 }
 
-static int read_toxicity(const json_t *body, toxic_t *t, int *status, char *err,
-                         size_t errlen) {
+static int read_toxicity(const json_t *body, toxic_t *t, int *status, char *err, size_t errlen) {
   char detail[256];
   double tox;
   int r = cynic__json_get_number(body, "toxicity", &tox, detail, sizeof(detail));
@@ -278,8 +324,8 @@ int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, si
   return read_attributes(body, out, status, err, errlen);
 }
 
-int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status,
-                      char *err, size_t errlen) {
+int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
+                      size_t errlen) {
   if (!json_is_object(body))
     return bad(status, 400, err, errlen, "bad request body", "expected a JSON object");
   *out = *cur;

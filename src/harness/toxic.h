@@ -55,8 +55,8 @@ const toxic_type_t *toxic_type_find(const char *name);
 int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen);
 /* Apply an update body to a copy of `cur`: attributes merged, toxicity kept if
  * absent; name, type and stream never change. -1 with *status and err. */
-int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status,
-                      char *err, size_t errlen);
+int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
+                      size_t errlen);
 json_t *toxic_to_json(const toxic_t *t);
 /* Names of proxies and toxics: 1..HARNESS_NAME_MAX bytes of [A-Za-z0-9._~:@+-]
  * (they travel in URL paths unescaped by the common clients). */

@@ -36,8 +36,8 @@
 #include "link.h"
 #include "toxic.h"
 
-#define MS(x) ((uint64_t)(x) * UINT64_C(1000000))
-#define US(x) ((uint64_t)(x) * UINT64_C(1000))
+#define MS(x) ((uint64_t)(x)*UINT64_C(1000000))
+#define US(x) ((uint64_t)(x)*UINT64_C(1000))
 
 void toxic_stage_init(stage_t *st, uint64_t now) {
   (void)now;
@@ -92,7 +92,7 @@ static int step_latency(stage_t *st, step_ctx_t *ctx) {
 
 static int step_bandwidth(stage_t *st, step_ctx_t *ctx) {
   int r = STEP_IDLE;
-  int64_t rate = st->toxic->attr[0]; /* KB/s, validated > 0 */
+  int64_t rate = st->toxic->attr[0];         /* KB/s, validated > 0 */
   uint64_t piece_max = (uint64_t)rate * 100; /* 100 ms worth */
   while (ctx->in->head != NULL && step_room(ctx)) {
     chunk_t *c = ctx->in->head;
