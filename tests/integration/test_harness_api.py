@@ -1,6 +1,7 @@
 """cynic-harness: the Toxiproxy-compatible HTTP API over loopback."""
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -361,3 +362,93 @@ def test_expect_100_continue(harness):
         rest += s.recv(4096)
     assert rest.startswith(b"HTTP/1.1 201")
     s.close()
+
+
+def test_random_garbage_requests(harness):
+    """Seeded random bytes and mangled requests: always an answer or a close,
+    never a crash or a hang, and the server healthy afterwards."""
+    import random
+    rnd = random.Random(5)
+    templates = [
+        b"POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+        b"POST /populate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+        b"POST /proxies/p/toxics HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+    ]
+    harness.create("p", "127.0.0.1:1", enabled=False)
+    good = [b'{"name":"a","upstream":"127.0.0.1:1","enabled":false}',
+            b'[{"name":"b","upstream":"127.0.0.1:1","enabled":false}]',
+            b'{"type":"latency","attributes":{"latency":1}}']
+    for i in range(150):
+        k = rnd.randrange(3)
+        body = bytearray(good[k])
+        for _ in range(rnd.randint(1, 6)):
+            op = rnd.random()
+            pos = rnd.randrange(len(body) + 1)
+            if op < 0.4 and body:
+                body[pos % len(body)] = rnd.randrange(256)
+            elif op < 0.7:
+                body[pos:pos] = rnd.randbytes(rnd.randint(1, 8))
+            else:
+                del body[pos:pos + rnd.randint(1, 8)]
+        if rnd.random() < 0.2:
+            req = rnd.randbytes(rnd.randint(1, 300))
+        else:
+            req = templates[k] % len(body) + bytes(body)
+        s = socket.create_connection(("127.0.0.1", harness.port), timeout=10)
+        try:
+            s.sendall(req)
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+        except (ConnectionResetError, BrokenPipeError):
+            out = b""
+        finally:
+            s.close()
+        if out:
+            assert out.startswith(b"HTTP/1.1 "), out[:100]
+            status = int(out[9:12])
+            assert status in (200, 201, 204, 400, 404, 405, 409, 413, 414, 431, 507), out[:200]
+    st, js, _ = harness.api.get("/proxies")
+    assert st == 200 and "p" in js
+    assert harness.api.delete("/proxies/p")[0] == 204
+
+
+def test_ipv6_listen_and_upstream(harness):
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    srv = socket.socket(socket.AF_INET6)
+    srv.bind(("::1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+
+    def serve():
+        c, _ = srv.accept()
+        c.sendall(b"v6!" + c.recv(10))
+        c.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = harness.create("v6", f"[::1]:{port}", listen="[::1]:0")
+        assert p["listen"].startswith("[::1]:")
+        lport = int(p["listen"].rsplit(":", 1)[1])
+        s = socket.create_connection(("::1", lport), timeout=10)
+        s.sendall(b"hi")
+        got = b""
+        while len(got) < 5:
+            d = s.recv(10)
+            if not d:
+                break
+            got += d
+        assert got == b"v6!hi"
+        s.close()
+        t.join(10)
+    finally:
+        srv.close()
