@@ -452,3 +452,14 @@ def test_ipv6_listen_and_upstream(harness):
         t.join(10)
     finally:
         srv.close()
+
+
+def test_unknown_fields_ignored_like_toxiproxy(harness):
+    st, js, raw = harness.api.post("/proxies", {"name": "u", "upstream": "127.0.0.1:1",
+                                                "listen": "127.0.0.1:0", "colour": "red",
+                                                "nested": {"a": [1, 2]}})
+    assert st == 201, raw
+    assert "colour" not in js
+    st, js, raw = harness.api.post("/proxies/u/toxics", {"type": "latency", "extra": 1,
+                                                         "attributes": {"latency": 5, "bogus": "x"}})
+    assert st == 200 and js["attributes"] == {"latency": 5, "jitter": 0}, raw
