@@ -54,6 +54,10 @@ int cynic__log_level_parse(const char *s) {
   return -1;
 }
 
+bool cynic__log_enabled(cynic_log_level_t level) {
+  return level >= logger.min && level <= CYNIC_LOG_ERROR;
+}
+
 void cynic__log(cynic_log_level_t level, const char *msg, json_t *fields) {
   if (level < logger.min || level > CYNIC_LOG_ERROR) {
     json_decref(fields);

@@ -535,8 +535,21 @@ static void not_allowed(req_ctx_t *r) {
   reply_error(r, 405, "method not allowed");
 }
 
+static void route(req_ctx_t *r);
+
 void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
   req_ctx_t r = {arg, req, resp, cynic__http_method(req)};
+  route(&r);
+  if (cynic__log_enabled(CYNIC_LOG_DEBUG))
+    cynic__log(CYNIC_LOG_DEBUG, "api request",
+               json_pack("{s:s,s:s,s:i,s:i}", "method", r.method, "url",
+                         req->url.data ? req->url.data : "", "status", resp->status, "bytes",
+                         (int)resp->body.len));
+}
+
+static void route(req_ctx_t *rp) {
+  req_ctx_t r = *rp; /* the response is reached through r.resp */
+  const cynic__http_parser_t *req = r.req;
   size_t ualen = 0;
   const char *ua = cynic__http_header(req, "User-Agent", &ualen);
   if (ua != NULL && ualen >= 8 && strncmp(ua, "Mozilla/", 8) == 0) {
