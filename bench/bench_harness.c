@@ -1,12 +1,15 @@
 /*
  * bench_harness: cynic-harness against a plain proxy, on loopback, in one run.
  *
- *   bench_harness --harness PATH [--haproxy PATH] [--gib N] [--requests N]
+ *   bench_harness --harness PATH [--haproxy PATH] [--gib N] [--requests N] [--runs N]
  *
  * For each path (direct, through cynic-harness with no toxics, through HAProxy
  * in mode tcp) it measures the throughput of an N GiB one-way transfer and
  * the round-trip latency of small requests (64-byte echo, p50/p99), then
- * prints the ratios. Never part of the pass/fail suite.
+ * prints the ratios. Paths are measured in turn, `runs` rounds (default 3),
+ * and the median of each figure is reported, so a burst of load on a shared
+ * machine skews one round rather than the result. Never part of the pass/fail
+ * suite.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -218,6 +221,7 @@ int main(int argc, char **argv) {
   const char *harness = NULL, *haproxy = "/usr/sbin/haproxy";
   double gib = 2;
   int requests = 20000;
+  int runs = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--harness") == 0)
       harness = argv[i + 1];
@@ -227,7 +231,11 @@ int main(int argc, char **argv) {
       gib = atof(argv[i + 1]);
     else if (strcmp(argv[i], "--requests") == 0)
       requests = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--runs") == 0)
+      runs = atoi(argv[i + 1]);
   }
+  if (runs < 1 || runs > 15)
+    runs = 3;
   if (harness == NULL || requests < 100) {
     fprintf(stderr, "usage: bench_harness --harness PATH [--haproxy PATH] [--gib N] "
                     "[--requests N>=100]\n");
@@ -270,10 +278,22 @@ int main(int argc, char **argv) {
                {"cynic-harness", h_sink, h_echo, 0, 0, 0},
                {"haproxy (tcp)", x_sink, x_echo, 0, 0, 0}};
   int nrows = xpid > 0 ? 3 : 2;
+  double bps[3][15], p50[3][15], p99[3][15];
+  for (int k = 0; k < runs; k++)
+    for (int r = 0; r < nrows; r++) {
+      bps[r][k] = throughput(rows[r].sink, total);
+      latency(rows[r].echo, requests, &p50[r][k], &p99[r][k]);
+    }
   for (int r = 0; r < nrows; r++) {
-    rows[r].bps = throughput(rows[r].sink, total);
-    latency(rows[r].echo, requests, &rows[r].p50, &rows[r].p99);
+    qsort(bps[r], (size_t)runs, sizeof(double), cmp);
+    qsort(p50[r], (size_t)runs, sizeof(double), cmp);
+    qsort(p99[r], (size_t)runs, sizeof(double), cmp);
+    rows[r].bps = bps[r][runs / 2];
+    rows[r].p50 = p50[r][runs / 2];
+    rows[r].p99 = p99[r][runs / 2];
   }
+  printf("median of %d rounds, %.1f GiB per transfer, %d requests per latency run\n", runs, gib,
+         requests);
   printf("%-16s %12s %10s %10s\n", "path", "MB/s", "p50 us", "p99 us");
   for (int r = 0; r < nrows; r++)
     printf("%-16s %12.0f %10.1f %10.1f\n", rows[r].name, rows[r].bps / 1e6, rows[r].p50,
