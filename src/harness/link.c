@@ -670,6 +670,8 @@ void link_update_toxic(hconn_t *c, toxic_t *t) {
   for (size_t k = 0; k < d->nstages; k++)
     if (d->stages[k]->toxic == t) {
       d->stages[k]->deadline = 0;
+      if (!d->stages[k]->done)
+        d->stages[k]->action_at = 0; /* a new timeout counts from now */
       roll(c, d->stages[k]);
     }
   pump(d);
