@@ -199,6 +199,10 @@ static void answer(cynic__httpd_conn_t *c) {
   cynic__buf_init(&out, s->config.max_response + 4096);
   if (cynic__http_response(&out, resp.status, resp.content_type, resp.body.data, resp.body.len,
                            keep) == 0) {
+    /* HEAD: the same head, Content-Length included, and no body. */
+    bool has_body = resp.status != 204 && resp.status != 304;
+    if (strcmp(cynic__http_method(&c->parser), "HEAD") == 0 && has_body)
+      out.len -= resp.body.len;
     send_bytes(c, out.data, out.len);
   } else {
     keep = false;

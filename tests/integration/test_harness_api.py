@@ -463,3 +463,11 @@ def test_unknown_fields_ignored_like_toxiproxy(harness):
     st, js, raw = harness.api.post("/proxies/u/toxics", {"type": "latency", "extra": 1,
                                                          "attributes": {"latency": 5, "bogus": "x"}})
     assert st == 200 and js["attributes"] == {"latency": 5, "jitter": 0}, raw
+
+
+def test_head_request_has_no_body(harness):
+    out = raw_exchange(harness.port, b"HEAD /version HTTP/1.1\r\nHost: x\r\n\r\n"
+                                     b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    first, rest = out.split(b"\r\n\r\n", 1)
+    assert first.startswith(b"HTTP/1.1 405")
+    assert rest.startswith(b"HTTP/1.1 200")  # nothing between the two heads
