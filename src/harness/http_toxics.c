@@ -20,8 +20,11 @@
  *    rewritten (or added), e.g. the book's HTML login page where JSON was
  *    expected.
  *
- * Bytes that are not HTTP (a parse error, or a toxic added in the middle of
- * a message) make the stage step aside: everything passes unchanged.
+ * Bytes that are not HTTP (a parse error), or a toxic added to a connection
+ * that already carried bytes, make the stage step aside: chunks pass
+ * unchanged until one starts like a message ("HTTP/1." or "METHOD /"), where
+ * parsing starts again. On keep-alive connections that is the next request or
+ * response.
  */
 #include <llhttp.h>
 #include <stdio.h>
@@ -45,7 +48,9 @@ typedef struct http_state {
   llhttp_settings_t settings;
   int event;         /* found by the parser at offset `scanned` of the head chunk */
   size_t scanned;    /* bytes of the head chunk already parsed */
-  bool broken;       /* not HTTP: pass everything */
+  bool lost;         /* out of step with message boundaries (joined a live
+                        connection, or bytes that are not HTTP): chunks pass
+                        whole until one starts like a message */
   int mode;          /* what to do with the current message's bytes */
   uint64_t messages; /* messages begun on this connection */
   uint64_t deadline; /* MODE_HOLD: release time */
@@ -74,9 +79,40 @@ static http_state_t *state(stage_t *st, const step_ctx_t *ctx) {
   llhttp_init(&hs->parser, ctx->dir->stream == STREAM_UPSTREAM ? HTTP_REQUEST : HTTP_RESPONSE,
               &hs->settings);
   hs->parser.data = hs;
+  hs->lost = st->joined_live;
   cynic__buf_init(&hs->head, HEAD_MAX + TOXIC_STR_MAX + 64);
   st->http = hs;
   return hs;
+}
+
+/* Does the chunk start like a response ("HTTP/1.") or a request ("GET /")?
+ * Used to find a message boundary again; a body chunk that happens to start
+ * so would fool it, which the parser then reports and we step aside again. */
+static bool starts_message(const chunk_t *c, int stream) {
+  const char *p = c->blk->data + c->off;
+  size_t n = c->len;
+  if (stream == STREAM_DOWNSTREAM)
+    return n >= 7 && memcmp(p, "HTTP/1.", 7) == 0;
+  size_t i = 0;
+  while (i < n && i < 20 && p[i] >= 'A' && p[i] <= 'Z')
+    i++;
+  return i > 0 && i + 1 < n && p[i] == ' ' &&
+         (p[i + 1] == '/' || p[i + 1] == '*' || p[i + 1] == 'h');
+}
+
+static void restart_parser(http_state_t *hs, int stream) {
+  llhttp_init(&hs->parser, stream == STREAM_UPSTREAM ? HTTP_REQUEST : HTTP_RESPONSE, &hs->settings);
+  hs->parser.data = hs;
+  hs->lost = false;
+  hs->event = EV_NONE;
+  hs->scanned = 0;
+  hs->mode = MODE_PASS;
+}
+
+bool http_toxic_mid_message(const stage_t *st) {
+  const http_state_t *hs = st->http;
+  return hs != NULL && !hs->lost &&
+         (hs->mode == MODE_DROP || hs->mode == MODE_HEAD || hs->mode == MODE_HOLD);
 }
 
 void http_toxic_free(stage_t *st) {
@@ -300,7 +336,12 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
         r = STEP_PROGRESS;
       break;
     }
-    if (hs == NULL || hs->broken || c->kind != CHUNK_DATA) {
+    if (hs != NULL && hs->lost && c->kind == CHUNK_DATA && hs->scanned == 0 &&
+        starts_message(c, ctx->dir->stream)) {
+      restart_parser(hs, ctx->dir->stream);
+      continue;
+    }
+    if (hs == NULL || hs->lost || c->kind != CHUNK_DATA) {
       if (hs != NULL && !release_hold(st, ctx))
         break;
       if (hs != NULL && hs->mode != MODE_PASS && hs->mode != MODE_HOLD)
@@ -323,10 +364,10 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
         hs->scanned = (size_t)(pos - (c->blk->data + c->off));
         llhttp_resume(&hs->parser);
       } else {
-        /* Not HTTP (or joined mid-message): step aside for good. */
+        /* Not HTTP here: step aside until a chunk starts a message. */
         if (hs->mode == MODE_HEAD || hs->mode == MODE_HOLD)
           give_up(st, ctx);
-        hs->broken = true;
+        hs->lost = true;
         hs->mode = MODE_PASS;
         continue;
       }

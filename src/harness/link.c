@@ -49,6 +49,7 @@ void link_global_free(void) {
 }
 
 static void pump(hdir_t *d);
+static void unlink_retired(hdir_t *d);
 
 hconn_t *link_next(hconn_t *c) {
   return c->next;
@@ -595,6 +596,7 @@ static void pump(hdir_t *d) {
     }
     if (c->connected && flush(d, &ctx))
       progress = true;
+    unlink_retired(d);
     if (c->closing)
       return;
     if (!progress)
@@ -637,6 +639,7 @@ void link_add_toxic(hconn_t *c, toxic_t *t) {
   if (st == NULL)
     return;
   st->toxic = t;
+  st->joined_live = d->bytes_read > 0;
   roll(c, st);
   toxic_stage_init(st, uv_hrtime());
   d->stages[d->nstages++] = st;
@@ -645,19 +648,47 @@ void link_add_toxic(hconn_t *c, toxic_t *t) {
     pump(&c->dir[!t->stream]);
 }
 
+/* Take stage k out of its chain: what it held back goes on, behind what it
+ * already let through. */
+static void unlink_stage(hdir_t *d, size_t k) {
+  stage_t *st = d->stages[k];
+  queue_t *next = k + 1 < d->nstages ? &d->stages[k + 1]->in : &d->out;
+  q_splice(next, &st->in);
+  memmove(&d->stages[k], &d->stages[k + 1], (d->nstages - k - 1) * sizeof(stage_t *));
+  d->nstages--;
+  toxic_stage_free(st);
+  free(st);
+}
+
+/* Retired HTTP stages leave once the message they were altering is over. */
+static void unlink_retired(hdir_t *d) {
+  for (size_t k = 0; k < d->nstages;) {
+    stage_t *st = d->stages[k];
+    if (st->retired != NULL && !http_toxic_mid_message(st))
+      unlink_stage(d, k);
+    else
+      k++;
+  }
+}
+
 void link_remove_toxic(hconn_t *c, toxic_t *t) {
   hdir_t *d = &c->dir[t->stream];
   for (size_t k = 0; k < d->nstages; k++) {
     stage_t *st = d->stages[k];
     if (st->toxic != t)
       continue;
-    /* What the toxic held back goes on, behind what it already let through. */
-    queue_t *next = k + 1 < d->nstages ? &d->stages[k + 1]->in : &d->out;
-    q_splice(next, &st->in);
-    memmove(&d->stages[k], &d->stages[k + 1], (d->nstages - k - 1) * sizeof(stage_t *));
-    d->nstages--;
-    toxic_stage_free(st);
-    free(st);
+    if (st->active && http_toxic_mid_message(st)) {
+      /* Cutting an HTTP toxic out mid-message would leak the rest of a
+       * replaced response (or half a rewritten head) to the client: the stage
+       * keeps a copy of the toxic and leaves at the message's end. */
+      st->retired = malloc(sizeof(*st->retired));
+      if (st->retired != NULL) {
+        *st->retired = *t;
+        st->toxic = st->retired;
+        return;
+      }
+    }
+    unlink_stage(d, k);
     pump(d);
     if (!c->closing)
       pump(&c->dir[!t->stream]); /* a blackhole stalls both directions */

@@ -48,6 +48,9 @@ typedef struct stage {
   uint64_t action_at;      /* ns: timeout/reset_peer fire time (0 = not armed) */
   int64_t count;           /* bytes passed (limit_data) */
   bool done;               /* limit_data reached / reset armed */
+  bool joined_live;        /* added after this direction had carried bytes */
+  toxic_t *retired;        /* removed from the proxy mid-message: the stage's own
+                              copy of the toxic, kept until the message ends */
   struct http_state *http; /* HTTP-aware toxics: parser and per-message state */
 } stage_t;
 
@@ -115,6 +118,9 @@ void toxic_stage_init(stage_t *st, uint64_t now);
 void toxic_stage_free(stage_t *st);
 /* http_toxics.c: one step of an HTTP-aware stage. */
 int http_toxic_step(stage_t *st, step_ctx_t *ctx);
+/* Whether the stage is inside a message it alters (dropping, collecting or
+ * holding it): removing it then would cut that message in two. */
+bool http_toxic_mid_message(const stage_t *st);
 void http_toxic_free(stage_t *st);
 /* An active stage that stops its connection reading (blackhole). */
 bool toxic_stage_blocks_reading(const stage_t *st);

@@ -31,6 +31,7 @@
  *  - reset_after_bytes: pass `bytes` bytes, then reset (RST) both sides.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "link.h"
@@ -236,6 +237,8 @@ static int step_slow_close(stage_t *st, step_ctx_t *ctx) {
 
 void toxic_stage_free(stage_t *st) {
   http_toxic_free(st);
+  free(st->retired);
+  st->retired = NULL;
 }
 
 bool toxic_stage_blocks_reading(const stage_t *st) {

@@ -180,3 +180,18 @@ def test_http_toxic_validation(harness, body):
     harness.create("v", "127.0.0.1:1")
     st, js, raw = harness.api.post("/proxies/v/toxics", body)
     assert st == 400, raw
+
+
+def test_http_toxic_joins_live_keepalive_connection(harness, web):
+    p = harness.create("live", web)
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    assert get(conn, "/before")[0] == 200
+    harness.add_toxic("live", type="http_status", attributes={"status": 502, "body": "late"})
+    harness.add_toxic("live", name="up", type="http_drop_first_n", stream="upstream",
+                      attributes={"n": 1, "status": 429})
+    # Both pick up at the next message boundary of this very connection.
+    assert get(conn, "/after1") == (429, "text/plain", b"")
+    assert get(conn, "/after2") == (502, "text/plain", b"late")
+    assert harness.api.delete("/proxies/live/toxics/http_status_downstream")[0] == 204
+    assert get(conn, "/after3") == (200, "application/json", b"/after3")
+    conn.close()
