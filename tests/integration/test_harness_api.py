@@ -471,3 +471,25 @@ def test_head_request_has_no_body(harness):
     first, rest = out.split(b"\r\n\r\n", 1)
     assert first.startswith(b"HTTP/1.1 405")
     assert rest.startswith(b"HTTP/1.1 200")  # nothing between the two heads
+
+
+def test_api_connection_cap(harness):
+    """256 API connections at most; the next is closed at once; the API
+    recovers when clients leave."""
+    socks = [socket.create_connection(("127.0.0.1", harness.port), timeout=10) for _ in range(256)]
+    try:
+        # Make sure the server has accepted all of them: one request on the last.
+        socks[-1].sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert socks[-1].recv(4096).startswith(b"HTTP/1.1 200")
+        extra = socket.create_connection(("127.0.0.1", harness.port), timeout=10)
+        extra.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            assert extra.recv(4096) == b""
+        except ConnectionResetError:
+            pass
+        extra.close()
+    finally:
+        for s in socks:
+            s.close()
+    harness.api.close()
+    assert wait_for(lambda: harness.api.get("/version")[0] == 200, what="API back")
