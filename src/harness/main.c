@@ -211,6 +211,11 @@ int ctl_main(int argc, char **argv); /* ctl.c */
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "ctl") == 0)
     return ctl_main(argc - 2, argv + 2);
+  /* Installed (or linked) as cynic-harness-cli, the binary is the CLI. */
+  const char *base = strrchr(argv[0], '/');
+  base = base ? base + 1 : argv[0];
+  if (strcmp(base, "cynic-harness-cli") == 0)
+    return ctl_main(argc - 1, argv + 1);
   options_t o = {.host = "localhost", .port = "8474"};
   if (parse_flags(argc, argv, &o) != 0)
     return 2;

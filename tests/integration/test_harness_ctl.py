@@ -57,3 +57,15 @@ def test_ctl_errors(harness):
     r = subprocess.run([binary("cynic-harness"), "ctl", "-host", "http://127.0.0.1:1", "list"],
                        capture_output=True, timeout=30, text=True)
     assert r.returncode == 1 and "cannot connect" in r.stderr
+
+
+def test_ctl_env_url_and_cli_name(harness, tmp_path):
+    import os
+    env = dict(os.environ, TOXIPROXY_URL=f"http://{harness.address}")
+    r = subprocess.run([binary("cynic-harness"), "ctl", "create", "e", "-l", "127.0.0.1:0",
+                        "-u", "127.0.0.1:1"], capture_output=True, timeout=30, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    cli = tmp_path / "cynic-harness-cli"
+    cli.symlink_to(binary("cynic-harness"))
+    r = subprocess.run([str(cli), "list"], capture_output=True, timeout=30, text=True, env=env)
+    assert r.returncode == 0 and "e " in r.stdout, r.stderr
