@@ -491,6 +491,17 @@ static void metrics_handler(req_ctx_t *r) {
                         "proxy=\"%s\",upstream=\"%s\"} %llu\n",
                         dirs[d], h->proxies[i]->listen, h->proxies[i]->name,
                         h->proxies[i]->upstream, (unsigned long long)h->proxies[i]->bytes_out[d]);
+  /* cynic's own: connections per proxy. */
+  cynic__buf_puts(b, "# HELP cynic_harness_connections_active Proxied connections open now.\n"
+                     "# TYPE cynic_harness_connections_active gauge\n");
+  for (size_t i = 0; i < h->nproxies; i++)
+    cynic__buf_printf(b, "cynic_harness_connections_active{proxy=\"%s\"} %zu\n",
+                      h->proxies[i]->name, h->proxies[i]->nconns);
+  cynic__buf_puts(b, "# HELP cynic_harness_connections_total Connections accepted.\n"
+                     "# TYPE cynic_harness_connections_total counter\n");
+  for (size_t i = 0; i < h->nproxies; i++)
+    cynic__buf_printf(b, "cynic_harness_connections_total{proxy=\"%s\"} %llu\n",
+                      h->proxies[i]->name, (unsigned long long)h->proxies[i]->conn_seq);
 }
 
 static void events_handler(req_ctx_t *r) {

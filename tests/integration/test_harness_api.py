@@ -223,6 +223,7 @@ def test_metrics_flag():
                 b'proxy="m",upstream="%s"} 1000' % up.address.encode() in raw and raw
         raw = wait_for(counted, what="metrics")
         assert b'toxiproxy_proxy_sent_bytes_total{direction="downstream"' in raw
+        assert b'cynic_harness_connections_total{proxy="m"} 1' in raw
     finally:
         up.close()
         h.stop()
