@@ -112,3 +112,100 @@ def test_random_toxic_churn_under_traffic():
         stop.set()
         up.close()
         h.stop()
+
+
+HTTP_TYPES = {k: v for k, v in TYPES.items() if k.startswith("http_")}
+HTTP_TYPES["latency"] = TYPES["latency"]
+HTTP_TYPES["slicer"] = TYPES["slicer"]
+
+
+def http_client_loop(port, stop, rnd, errors):
+    import http.client
+    while not stop.is_set():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            for i in range(rnd.randint(1, 5)):
+                if rnd.random() < 0.3:
+                    conn.request("POST", f"/p{i}", body=rnd.randbytes(rnd.randint(0, 3000)))
+                else:
+                    conn.request("GET", f"/g{i}")
+                conn.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            errors.append(1)  # toxics do break requests: that is their job
+        finally:
+            conn.close()
+
+
+def test_random_http_toxic_churn_keepalive():
+    import http.server
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            body = b"x" * 1000
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length", "0"))
+            data = self.rfile.read(n)
+            self.send_response(201)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    rnd = random.Random(77)
+    h = Harness(seed=3)
+    stop = threading.Event()
+    errors = []
+    threads = []
+    try:
+        p = h.create("hchaos", f"127.0.0.1:{srv.server_address[1]}")
+        port = h.listen_port(p)
+        for i in range(3):
+            t = threading.Thread(target=http_client_loop, args=(port, stop, random.Random(i), errors),
+                                 daemon=True)
+            t.start()
+            threads.append(t)
+        names = []
+        deadline = time.monotonic() + 4
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            if rnd.random() < 0.5 or not names:
+                typ = rnd.choice(list(HTTP_TYPES))
+                st, _, raw = h.api.post("/proxies/hchaos/toxics", {
+                    "name": f"h{n}", "type": typ, "stream": rnd.choice(["upstream", "downstream"]),
+                    "attributes": HTTP_TYPES[typ](rnd)})
+                assert st in (200, 400), raw
+                if st == 200:
+                    names.append(f"h{n}")
+            else:
+                name = names.pop(rnd.randrange(len(names)))
+                assert h.api.delete(f"/proxies/hchaos/toxics/{name}")[0] == 204
+            time.sleep(0.01)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        assert h.api.post("/reset")[0] == 204
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/clean")
+        r = conn.getresponse()
+        assert r.status == 200 and r.read() == b"x" * 1000
+        conn.close()
+    finally:
+        stop.set()
+        h.stop()
+        srv.shutdown()
+        srv.server_close()
