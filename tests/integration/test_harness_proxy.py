@@ -308,3 +308,21 @@ def test_log_file_reopened_on_sigusr1(tmp_path):
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_proxy_pointed_at_itself_is_bounded(harness):
+    """Each connection dials the proxy again: the connection cap ends the
+    cascade, the client gets a close, and the API stays responsive."""
+    p = harness.create("loop", "127.0.0.1:1")
+    st, js, _ = harness.api.post("/proxies/loop", {"upstream": p["listen"]})
+    assert st == 200 and js["listen"] == p["listen"] and js["upstream"] == p["listen"]
+    s = connect(harness.listen_port(p))
+    s.sendall(b"x")
+    s.settimeout(30)
+    try:
+        assert s.recv(10) == b""
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert harness.api.get("/version")[0] == 200
+    assert harness.api.delete("/proxies/loop")[0] == 204
