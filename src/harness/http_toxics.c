@@ -38,10 +38,14 @@
 #include "toxic.h"
 
 #define HEAD_MAX 65536 /* response head bytes buffered for a rewrite */
+#define HEAD_KEEP 4096 /* a head buffer grown past this is released after use */
 #define MS(x) ((uint64_t)(x)*UINT64_C(1000000))
 
 enum { EV_NONE, EV_BEGIN, EV_COMPLETE };
 enum { MODE_PASS, MODE_HOLD, MODE_DROP, MODE_HEAD };
+
+struct http_state;
+static void head_done(struct http_state *hs);
 
 typedef struct http_state {
   llhttp_t parser;
@@ -56,6 +60,15 @@ typedef struct http_state {
   uint64_t deadline; /* MODE_HOLD: release time */
   cynic__buf_t head; /* MODE_HEAD: the response head being collected */
 } http_state_t;
+
+/* Forget the collected head; give back a buffer that an unusually large
+ * head grew, so thousands of idle connections do not each keep 64 KiB. */
+static void head_done(http_state_t *hs) {
+  if (hs->head.cap > HEAD_KEEP)
+    cynic__buf_free(&hs->head);
+  else
+    cynic__buf_reset(&hs->head);
+}
 
 static int on_begin(llhttp_t *p) {
   ((http_state_t *)p->data)->event = EV_BEGIN;
@@ -210,7 +223,7 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
     step_emit_bytes(ctx, h, hs->head.len);
     hs->mode = MODE_PASS;
   }
-  cynic__buf_reset(&hs->head);
+  head_done(hs);
 }
 
 /* Send what is buffered unchanged and pass from now on. */
@@ -218,7 +231,7 @@ static void give_up(stage_t *st, step_ctx_t *ctx) {
   http_state_t *hs = st->http;
   if (hs->head.len > 0)
     step_emit_bytes(ctx, hs->head.data, hs->head.len);
-  cynic__buf_reset(&hs->head);
+  head_done(hs);
   hs->mode = MODE_PASS;
 }
 
@@ -253,7 +266,7 @@ static bool release_hold(stage_t *st, step_ctx_t *ctx) {
   }
   if (hs->head.len > 0) {
     step_emit_bytes(ctx, hs->head.data, hs->head.len);
-    cynic__buf_reset(&hs->head);
+    head_done(hs);
   }
   return true;
 }
@@ -313,7 +326,7 @@ static bool on_event(stage_t *st, step_ctx_t *ctx) {
     hs->deadline = ctx->now + MS(delay < 0 ? 0 : delay);
   }
   hs->mode = MODE_HEAD;
-  cynic__buf_reset(&hs->head);
+  head_done(hs);
   return true;
 }
 
