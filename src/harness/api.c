@@ -101,7 +101,7 @@ typedef struct proxy_input {
 
 static void input_free(proxy_input_t *in) {
   for (size_t i = 0; i < in->ntoxics; i++)
-    free(in->toxics[i]);
+    toxic_free(in->toxics[i]);
   in->ntoxics = 0;
 }
 
@@ -169,19 +169,19 @@ static int read_proxy(const json_t *o, const char *where, proxy_input_t *in, int
     json_array_foreach(toxics, i, tj) {
       toxic_t *t = malloc(sizeof(*t));
       char terr[ERRLEN];
+      if (t == NULL) {
+        *status = 500;
+        snprintf(terr, sizeof(terr), "out of memory");
+      }
       if (t == NULL || toxic_from_json(tj, t, status, terr, sizeof(terr)) != 0) {
-        free(t);
-        if (t == NULL) {
-          *status = 500;
-          snprintf(terr, sizeof(terr), "out of memory");
-        }
+        free(t); /* toxic_from_json released what it had allocated */
         snprintf(err, errlen, "%s%s", terr, where);
         input_free(in);
         return -1;
       }
       for (size_t k = 0; k < in->ntoxics; k++)
         if (strcmp(in->toxics[k]->name, t->name) == 0) {
-          free(t);
+          toxic_free(t);
           input_free(in);
           *status = 409;
           snprintf(err, errlen, "toxic already exists%s", where);
@@ -437,7 +437,7 @@ static void toxic_create(req_ctx_t *r, hproxy_t *p) {
     reply_json(r, 200, toxic_to_json(t));
     t = NULL;
   }
-  free(t);
+  toxic_free(t); /* released already when parsing failed */
   json_decref(body);
 }
 
@@ -451,7 +451,8 @@ static void toxic_update(req_ctx_t *r, hproxy_t *p, toxic_t *t) {
   if (toxic_update_json(body, t, &next, &status, err, sizeof(err)) != 0) {
     reply_error(r, status, err);
   } else {
-    *t = next;
+    toxic_release(t);
+    *t = next; /* the toxic now owns next's strings */
     proxy_update_toxic(p, t);
     reply_json(r, 200, toxic_to_json(t));
   }

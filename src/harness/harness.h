@@ -54,9 +54,9 @@ struct toxic {
   const toxic_type_t *type;
   int stream;      /* STREAM_UPSTREAM (client->server) or STREAM_DOWNSTREAM */
   double toxicity; /* share of connections affected, 0..1, rolled once per connection */
-  int64_t attr[TOXIC_MAX_ATTRS];                /* in the order of type->attr_names */
-  char str[TOXIC_MAX_ATTRS][TOXIC_STR_MAX + 1]; /* the string attributes, same order */
-  uint32_t version; /* bumped by every update; part of the toxicity roll's key */
+  int64_t attr[TOXIC_MAX_ATTRS]; /* in the order of type->attr_names */
+  char *str[TOXIC_MAX_ATTRS];    /* string attributes, same order; heap, NULL = "" */
+  uint32_t version;              /* bumped by every update; part of the toxicity roll's key */
 };
 
 struct hproxy {

@@ -169,13 +169,13 @@ static void emit_rewritten_head(stage_t *st, step_ctx_t *ctx, size_t end) {
     bool blank = len <= 2 && (h[i] == '\r' || h[i] == '\n');
     if (blank) {
       if (!replaced)
-        cynic__buf_printf(&out, "Content-Type: %s\r\n", st->toxic->str[0]);
+        cynic__buf_printf(&out, "Content-Type: %s\r\n", toxic_str(st->toxic, 0));
       cynic__buf_append(&out, h + i, end - i);
       break;
     }
     if (!first && len > 13 && strncasecmp(h + i, "content-type:", 13) == 0) {
       if (!replaced)
-        cynic__buf_printf(&out, "Content-Type: %s\r\n", st->toxic->str[0]);
+        cynic__buf_printf(&out, "Content-Type: %s\r\n", toxic_str(st->toxic, 0));
       replaced = true;
     } else {
       cynic__buf_append(&out, h + i, len);
@@ -209,7 +209,7 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
                                                 : hs->messages <= (uint64_t)t->attr[0];
     if (hit) {
       if (t->type->id == TOXIC_HTTP_STATUS)
-        emit_answer(st, ctx, (int)t->attr[0], t->str[3], t->str[2]);
+        emit_answer(st, ctx, (int)t->attr[0], toxic_str(t, 3), toxic_str(t, 2));
       else
         emit_answer(st, ctx, (int)t->attr[1], "text/plain", "");
       hs->mode = MODE_DROP;

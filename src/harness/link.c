@@ -682,11 +682,12 @@ void link_remove_toxic(hconn_t *c, toxic_t *t) {
        * replaced response (or half a rewritten head) to the client: the stage
        * keeps a copy of the toxic and leaves at the message's end. */
       st->retired = malloc(sizeof(*st->retired));
-      if (st->retired != NULL) {
-        *st->retired = *t;
+      if (st->retired != NULL && toxic_copy(st->retired, t) == 0) {
         st->toxic = st->retired;
         return;
       }
+      free(st->retired);
+      st->retired = NULL;
     }
     unlink_stage(d, k);
     pump(d);

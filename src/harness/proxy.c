@@ -141,7 +141,7 @@ void proxy_delete(hproxy_t *p) {
   harness_t *h = p->h;
   proxy_stop(p);
   for (size_t i = 0; i < p->ntoxics; i++)
-    free(p->toxics[i]);
+    toxic_free(p->toxics[i]);
   for (size_t i = 0; i < h->nproxies; i++)
     if (h->proxies[i] == p) {
       h->proxies[i] = h->proxies[--h->nproxies];
@@ -181,7 +181,7 @@ void proxy_remove_toxic(hproxy_t *p, toxic_t *t) {
       break;
     }
   bool was_refuse = t->type->id == TOXIC_REFUSE;
-  free(t);
+  toxic_free(t);
   if (was_refuse && p->enabled && !refusing(p)) {
     char err[256];
     if (proxy_start(p, err, sizeof(err)) != 0)

@@ -2,6 +2,7 @@
 #include "toxic.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -87,7 +88,7 @@ static int validate_http_status(const toxic_t *t, char *err, size_t errlen) {
     snprintf(err, errlen, "attribute percent must be 0..100");
     return -1;
   }
-  if (!header_safe(t->str[3])) {
+  if (!header_safe(toxic_str(t, 3))) {
     snprintf(err, errlen, "attribute content_type must not contain control characters");
     return -1;
   }
@@ -95,7 +96,7 @@ static int validate_http_status(const toxic_t *t, char *err, size_t errlen) {
 }
 
 static int validate_http_content_type(const toxic_t *t, char *err, size_t errlen) {
-  if (t->str[0][0] == '\0' || !header_safe(t->str[0])) {
+  if (toxic_str(t, 0)[0] == '\0' || !header_safe(toxic_str(t, 0))) {
     snprintf(err, errlen, "attribute content_type must be a non-empty header value");
     return -1;
   }
@@ -232,6 +233,15 @@ static int bad(int *status, int code, char *err, size_t errlen, const char *pref
   return -1;
 }
 
+static int set_str(toxic_t *t, size_t i, const char *v) {
+  char *copy = strdup(v);
+  if (copy == NULL)
+    return -1;
+  free(t->str[i]);
+  t->str[i] = copy;
+  return 0;
+}
+
 static int read_attributes(const json_t *body, toxic_t *t, int *status, char *err, size_t errlen) {
   const json_t *attrs = json_object_get(body, "attributes");
   char detail[256];
@@ -251,7 +261,8 @@ static int read_attributes(const json_t *body, toxic_t *t, int *status, char *er
                    TOXIC_STR_MAX);
           return bad(status, 400, err, errlen, "bad request body", detail);
         }
-        snprintf(t->str[i], sizeof(t->str[i]), "%s", v);
+        if (set_str(t, i, v) != 0)
+          return bad(status, 500, err, errlen, "out of memory", NULL);
       }
       continue;
     }
@@ -282,11 +293,20 @@ static int read_toxicity(const json_t *body, toxic_t *t, int *status, char *err,
   return 0;
 }
 
+static int from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen);
+
 int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen) {
+  memset(out, 0, sizeof(*out));
+  int rc = from_json(body, out, status, err, errlen);
+  if (rc != 0)
+    toxic_release(out);
+  return rc;
+}
+
+static int from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen) {
   char detail[256];
   if (!json_is_object(body))
     return bad(status, 400, err, errlen, "bad request body", "expected a JSON object");
-  memset(out, 0, sizeof(*out));
   out->stream = STREAM_DOWNSTREAM;
   out->toxicity = 1.0;
   const char *name = NULL, *type = NULL, *stream = NULL;
@@ -310,8 +330,8 @@ int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, si
     return bad(status, 400, err, errlen, "invalid toxic type", NULL);
   for (size_t i = 0; i < out->type->nattrs; i++) {
     out->attr[i] = out->type->defaults[i];
-    if (out->type->str_defaults[i] != NULL)
-      snprintf(out->str[i], sizeof(out->str[i]), "%s", out->type->str_defaults[i]);
+    if (out->type->str_defaults[i] != NULL && set_str(out, i, out->type->str_defaults[i]) != 0)
+      return bad(status, 500, err, errlen, "out of memory", NULL);
   }
   if (name == NULL || name[0] == '\0')
     snprintf(out->name, sizeof(out->name), "%s_%s", out->type->name,
@@ -328,10 +348,43 @@ int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int 
                       size_t errlen) {
   if (!json_is_object(body))
     return bad(status, 400, err, errlen, "bad request body", "expected a JSON object");
-  *out = *cur;
-  if (read_toxicity(body, out, status, err, errlen))
-    return -1;
-  return read_attributes(body, out, status, err, errlen);
+  if (toxic_copy(out, cur) != 0)
+    return bad(status, 500, err, errlen, "out of memory", NULL);
+  if (read_toxicity(body, out, status, err, errlen) == 0 &&
+      read_attributes(body, out, status, err, errlen) == 0)
+    return 0;
+  toxic_release(out);
+  return -1;
+}
+
+const char *toxic_str(const toxic_t *t, size_t i) {
+  return i < TOXIC_MAX_ATTRS && t->str[i] != NULL ? t->str[i] : "";
+}
+
+void toxic_release(toxic_t *t) {
+  for (size_t i = 0; i < TOXIC_MAX_ATTRS; i++) {
+    free(t->str[i]);
+    t->str[i] = NULL;
+  }
+}
+
+void toxic_free(toxic_t *t) {
+  if (t == NULL)
+    return;
+  toxic_release(t);
+  free(t);
+}
+
+int toxic_copy(toxic_t *dst, const toxic_t *src) {
+  *dst = *src;
+  for (size_t i = 0; i < TOXIC_MAX_ATTRS; i++) {
+    dst->str[i] = NULL;
+    if (src->str[i] != NULL && (dst->str[i] = strdup(src->str[i])) == NULL) {
+      toxic_release(dst);
+      return -1;
+    }
+  }
+  return 0;
 }
 
 json_t *toxic_to_json(const toxic_t *t) {
@@ -339,7 +392,7 @@ json_t *toxic_to_json(const toxic_t *t) {
   json_t *a = json_object();
   for (size_t i = 0; i < t->type->nattrs; i++)
     json_object_set_new(a, t->type->attr_names[i],
-                        t->type->attr_kinds[i] == 's' ? json_string(t->str[i])
+                        t->type->attr_kinds[i] == 's' ? json_string(toxic_str(t, i))
                                                       : json_integer(t->attr[i]));
   json_object_set_new(o, "attributes", a);
   json_object_set_new(o, "name", json_string(t->name));

@@ -58,6 +58,15 @@ int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, si
 int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
                       size_t errlen);
 json_t *toxic_to_json(const toxic_t *t);
+/* String attribute i ("" when unset). */
+const char *toxic_str(const toxic_t *t, size_t i);
+/* Free the strings a toxic owns (the toxic itself stays); idempotent. */
+void toxic_release(toxic_t *t);
+/* toxic_release, then free(t). NULL is fine. */
+void toxic_free(toxic_t *t);
+/* A deep copy of src into dst (which owns nothing). 0, or -1 out of memory
+ * (dst then owns nothing). */
+int toxic_copy(toxic_t *dst, const toxic_t *src);
 /* Names of proxies and toxics: 1..HARNESS_NAME_MAX bytes of [A-Za-z0-9._~:@+-]
  * (they travel in URL paths unescaped by the common clients). */
 bool harness_name_valid(const char *name);

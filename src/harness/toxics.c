@@ -237,7 +237,7 @@ static int step_slow_close(stage_t *st, step_ctx_t *ctx) {
 
 void toxic_stage_free(stage_t *st) {
   http_toxic_free(st);
-  free(st->retired);
+  toxic_free(st->retired);
   st->retired = NULL;
 }
 
