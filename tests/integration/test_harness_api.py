@@ -494,3 +494,18 @@ def test_api_connection_cap(harness):
             s.close()
     harness.api.close()
     assert wait_for(lambda: harness.api.get("/version")[0] == 200, what="API back")
+
+
+def test_string_attributes_partial_update(harness):
+    harness.create("s", "127.0.0.1:1")
+    t = harness.add_toxic("s", type="http_status", attributes={"status": 500, "body": "a"})
+    assert t["attributes"] == {"status": 500, "percent": 100, "body": "a", "content_type": "text/plain"}
+    for body in ("bb", "", "ccc"):
+        st, js, _ = harness.api.patch("/proxies/s/toxics/http_status_downstream", {"attributes": {"body": body}})
+        assert st == 200 and js["attributes"] == {"status": 500, "percent": 100, "body": body,
+                                                  "content_type": "text/plain"}
+    st, js, _ = harness.api.patch("/proxies/s/toxics/http_status_downstream",
+                                  {"attributes": {"content_type": "bad\nvalue"}})
+    assert st == 400
+    st, js, _ = harness.api.get("/proxies/s/toxics/http_status_downstream")
+    assert js["attributes"]["content_type"] == "text/plain" and js["attributes"]["body"] == "ccc"
