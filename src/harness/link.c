@@ -23,7 +23,7 @@ struct hconn {
   hdir_t dir[2]; /* indexed by stream */
   uv_getaddrinfo_t gai;
   uv_connect_t connect;
-  uv_timer_t dial_timer; /* accept_delay */
+  uv_timer_t dial_timer; /* accept_delay's wait, later the linger deadline */
   uint16_t port;         /* upstream port while resolving */
   int open_handles;
   bool gai_pending;
@@ -37,7 +37,8 @@ struct hconn {
  * Reads land in `spare`, a 64 KiB block: a large read keeps the block as its
  * chunk (no copy) and the next read gets a fresh one; a small read is copied
  * into a block of its own size and the spare is reused. One loop thread, so
- * one spare for the whole process.
+ * one spare for the whole process. A kept block is at least a quarter full,
+ * so a direction's 256 KiB byte cap pins at most 1 MiB of blocks.
  */
 #define READ_BLOCK 65536
 #define READ_KEEP_MIN (READ_BLOCK / 4)
