@@ -509,6 +509,8 @@ static void events_handler(req_ctx_t *r) {
   const char *url = r->req->url.data ? r->req->url.data : "";
   const char *q = strchr(url, '?');
   unsigned long long since = 0, limit = 1000;
+  char proxy[HARNESS_NAME_MAX + 1];
+  bool by_proxy = false;
   for (const char *p = q; p != NULL && *p; p = strchr(p + 1, '&')) {
     const char *kv = p + 1;
     char *end;
@@ -518,6 +520,14 @@ static void events_handler(req_ctx_t *r) {
         reply_error(r, 400, "since must be an event id");
         return;
       }
+    } else if (strncmp(kv, "proxy=", 6) == 0) {
+      size_t n = strcspn(kv + 6, "&");
+      if (cynic__http_pct_decode(kv + 6, n, proxy, sizeof(proxy)) != 0 ||
+          !harness_name_valid(proxy)) {
+        reply_error(r, 400, "proxy must be a proxy name");
+        return;
+      }
+      by_proxy = true;
     } else if (strncmp(kv, "limit=", 6) == 0) {
       limit = strtoull(kv + 6, &end, 10);
       if (end == kv + 6 || (*end && *end != '&') || limit == 0 || limit > EVENTS_PAGE_MAX) {
@@ -528,7 +538,7 @@ static void events_handler(req_ctx_t *r) {
   }
   r->resp->status = 200;
   r->resp->content_type = "application/x-ndjson";
-  if (events_dump(&r->h->events, since, limit, &r->resp->body) != 0) {
+  if (events_dump(&r->h->events, since, limit, by_proxy ? proxy : NULL, &r->resp->body) != 0) {
     cynic__buf_reset(&r->resp->body);
     reply_error(r, 500, "response too large");
   }

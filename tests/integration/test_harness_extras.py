@@ -216,3 +216,19 @@ def test_event_log_is_bounded(harness, echo):
     first = events(harness, since=0, limit=2)
     assert first[0]["event"] == "dropped" and first[0]["count"] >= 1
     assert first[1]["id"] == first[0]["count"] + 1
+
+
+def test_event_log_filtered_by_proxy(harness, echo):
+    ports = {name: harness.listen_port(harness.create(name, echo.address)) for name in ("a1", "b1")}
+    for name in ("a1", "b1", "a1"):
+        s = connect(ports[name])
+        s.sendall(b"z")
+        assert recv_exactly(s, 1) == b"z"
+        s.close()
+    wait_for(lambda: len([e for e in events(harness) if e["event"] == "connection_closed"]) == 3,
+             what="three closes")
+    only_a = events(harness, proxy="a1")
+    assert only_a and all(e["proxy"] == "a1" for e in only_a)
+    assert len([e for e in only_a if e["event"] == "connection_opened"]) == 2
+    assert events(harness, proxy="zz") == []
+    assert harness.api.get("/events?proxy=../x")[0] == 400
