@@ -189,6 +189,44 @@ static json_t *call(const ctl_t *c, const char *method, const char *path, json_t
   return out;
 }
 
+/* GET /events and print the JSON lines as they are. */
+static int cmd_events(const ctl_t *c, int argc, char **argv) {
+  char path[512] = "/events?limit=10000";
+  size_t len = strlen(path);
+  for (int i = 0; i + 1 < argc; i += 2) {
+    const char *key = NULL;
+    if (strcmp(argv[i], "-since") == 0 || strcmp(argv[i], "--since") == 0)
+      key = "since";
+    else if (strcmp(argv[i], "-proxy") == 0 || strcmp(argv[i], "--proxy") == 0)
+      key = "proxy";
+    if (key == NULL || strlen(argv[i + 1]) > HARNESS_NAME_MAX) {
+      fprintf(stderr, "ctl: events takes -since ID and -proxy NAME\n");
+      return 2;
+    }
+    int n = snprintf(path + len, sizeof(path) - len, "&%s=%s", key, argv[i + 1]);
+    if (n < 0 || (size_t)n >= sizeof(path) - len)
+      return 2;
+    len += (size_t)n;
+  }
+  if (argc % 2 != 0) {
+    fprintf(stderr, "ctl: events takes -since ID and -proxy NAME\n");
+    return 2;
+  }
+  response_t r = {0};
+  cynic__buf_init(&r.body, CTL_RESPONSE_MAX);
+  int rc = request(c->host, c->port, "GET", path, NULL, &r);
+  if (rc == 0 && r.status == 200) {
+    fwrite(r.body.data ? r.body.data : "", 1, r.body.len, stdout);
+  } else if (rc == 0) {
+    fprintf(stderr, "ctl: GET %s: %d: %s\n", path, r.status, r.body.data ? r.body.data : "");
+    rc = 1;
+  } else {
+    rc = 1;
+  }
+  cynic__buf_free(&r.body);
+  return rc;
+}
+
 static void usage(FILE *f) {
   fprintf(f, "usage: cynic-harness ctl [-host URL] COMMAND\n"
              "  list                                  proxies and their toxics\n"
@@ -200,6 +238,7 @@ static void usage(FILE *f) {
              "            [-tox TOXICITY] [-a KEY=VALUE ...]\n"
              "  toxic update NAME -n TOXIC [-tox TOXICITY] [-a KEY=VALUE ...]\n"
              "  toxic remove NAME -n TOXIC\n"
+             "  events [-since ID] [-proxy NAME]      the event log, as JSON lines\n"
              "  -host defaults to $TOXIPROXY_URL or http://localhost:8474\n");
 }
 
@@ -384,6 +423,8 @@ int ctl_main(int argc, char **argv) {
     return cmd_list(&c);
   if (strcmp(cmd, "toxic") == 0 || strcmp(cmd, "t") == 0)
     return cmd_toxic(&c, left, rest);
+  if (strcmp(cmd, "events") == 0)
+    return cmd_events(&c, left, rest);
   if (left < 1) {
     usage(stderr);
     return 2;

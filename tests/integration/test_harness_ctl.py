@@ -69,3 +69,25 @@ def test_ctl_env_url_and_cli_name(harness, tmp_path):
     cli.symlink_to(binary("cynic-harness"))
     r = subprocess.run([str(cli), "list"], capture_output=True, timeout=30, text=True, env=env)
     assert r.returncode == 0 and "e " in r.stdout, r.stderr
+
+
+def test_ctl_events(harness):
+    import json
+    from netutil import TcpServer, connect, echo_handler, recv_exactly, wait_for
+    up = TcpServer(echo_handler)
+    try:
+        p = harness.create("ev", up.address)
+        s = connect(harness.listen_port(p))
+        s.sendall(b"q")
+        assert recv_exactly(s, 1) == b"q"
+        s.close()
+
+        def lines():
+            r = ctl(harness, "events", "-proxy", "ev", "-since", "0")
+            return [json.loads(x) for x in r.stdout.splitlines() if x]
+        evs = wait_for(lambda: [e for e in lines() if e["event"] == "connection_closed"] and lines(),
+                       what="closed event via ctl")
+        assert evs[0]["event"] == "connection_opened" and all(e["proxy"] == "ev" for e in evs)
+        assert ctl(harness, "events", "-bogus", "1", ok=False).returncode == 2
+    finally:
+        up.close()
