@@ -57,6 +57,7 @@ typedef struct http_state {
                         whole until one starts like a message */
   int mode;          /* what to do with the current message's bytes */
   uint64_t messages; /* messages begun on this connection */
+  uint64_t base;     /* upstream answers: responses out before this stage began */
   uint64_t deadline; /* MODE_HOLD: release time */
   cynic__buf_t head; /* MODE_HEAD: the response head being collected */
 } http_state_t;
@@ -93,6 +94,9 @@ static http_state_t *state(stage_t *st, const step_ctx_t *ctx) {
               &hs->settings);
   hs->parser.data = hs;
   hs->lost = st->joined_live;
+  if (ctx->dir->stream == STREAM_UPSTREAM &&
+      (st->toxic->type->id == TOXIC_HTTP_STATUS || st->toxic->type->id == TOXIC_HTTP_DROP_FIRST_N))
+    hs->base = step_answers_base((step_ctx_t *)ctx);
   cynic__buf_init(&hs->head, HEAD_MAX + TOXIC_STR_MAX + 64);
   st->http = hs;
   return hs;
@@ -147,8 +151,8 @@ static void emit_answer(stage_t *st, step_ctx_t *ctx, int status, const char *ct
                    status, cynic__http_reason(status), ctype, strlen(body), st->toxic->name, body);
   if (n <= 0 || (size_t)n >= sizeof(buf))
     return;
-  if (ctx->dir->stream == STREAM_UPSTREAM)
-    step_answer_back(ctx, buf, (size_t)n);
+  if (ctx->dir->stream == STREAM_UPSTREAM) /* after the responses to earlier requests */
+    step_answer_back(ctx, buf, (size_t)n, st->http->base + st->http->messages - 1);
   else
     step_emit_bytes(ctx, buf, (size_t)n);
 }

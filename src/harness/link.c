@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 
 #include "addr.h"
+#include "gate.h"
 #include "toxic.h"
 
 struct hconn {
@@ -75,6 +76,14 @@ static void q_push(queue_t *q, chunk_t *c) {
   else
     q->head = c;
   q->tail = c;
+  q->count++;
+}
+
+static void q_push_front(queue_t *q, chunk_t *c) {
+  c->next = q->head;
+  q->head = c;
+  if (q->tail == NULL)
+    q->tail = c;
   q->count++;
 }
 
@@ -209,8 +218,19 @@ void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
 
 static void on_timer(uv_timer_t *t);
 
-void step_answer_back(step_ctx_t *ctx, const char *p, size_t n) {
-  hdir_t *other = &ctx->dir->conn->dir[!ctx->dir->stream];
+static hdir_t *other_dir(hdir_t *d) {
+  return &d->conn->dir[!d->stream];
+}
+
+uint64_t step_answers_base(step_ctx_t *ctx) {
+  hdir_t *other = other_dir(ctx->dir);
+  if (other->gate == NULL)
+    other->gate = gate_new();
+  return other->gate ? gate_delivered(other->gate) : 0;
+}
+
+void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
+  hdir_t *other = other_dir(ctx->dir);
   chunk_t *c = calloc(1, sizeof(*c));
   block_t *b = malloc(sizeof(block_t) + n);
   if (c == NULL || b == NULL) {
@@ -224,9 +244,15 @@ void step_answer_back(step_ctx_t *ctx, const char *p, size_t n) {
   c->blk = b;
   c->len = n;
   c->dir = other;
-  c->t = ctx->now;
   other->buffered += n;
-  q_push(&other->out, c);
+  if (other->gate == NULL)
+    other->gate = gate_new();
+  if (other->gate != NULL) {
+    gate_push(other->gate, c, need, ctx->now);
+  } else {
+    c->t = ctx->now;
+    q_push(&other->out, c); /* no gate (out of memory): unordered, but delivered */
+  }
   /* Not pumped from here: this direction's pump is running. */
   other->timer_at = ctx->now;
   uv_timer_start(&other->timer, on_timer, 0, 0);
@@ -265,6 +291,8 @@ static void free_stages(hdir_t *d) {
   }
   d->nstages = 0;
   q_clear(d, &d->out);
+  gate_free(d->gate, d);
+  d->gate = NULL;
 }
 
 static void close_socket(uv_tcp_t *t, bool reset) {
@@ -414,9 +442,32 @@ static int unsent(uv_tcp_t *t) {
 /* Hand the output queue to the socket. true if anything moved. */
 static bool flush(hdir_t *d, step_ctx_t *ctx) {
   bool progress = false;
-  while (d->out.head != NULL && d->writes < LINK_WRITES_MAX && !d->close_when_flushed) {
-    chunk_t *ch = q_pop(&d->out);
+  for (;;) {
+    if (d->writes >= LINK_WRITES_MAX || d->close_when_flushed)
+      break;
+    /* A harness answer that is due goes before anything else queued. */
+    chunk_t *ch = d->gate ? gate_pop_due(d->gate, ctx->now) : NULL;
+    if (ch == NULL)
+      ch = q_pop(&d->out);
+    if (ch == NULL)
+      break;
     progress = true;
+    if (ch->kind == CHUNK_DATA && d->gate != NULL && !d->dst_shut) {
+      /* Count the responses going out; stop at a boundary where an answer
+       * falls due and send the rest after it. */
+      size_t ok = gate_scan(d->gate, ch->blk->data + ch->off, ch->len);
+      if (ok < ch->len) {
+        chunk_t *rest = calloc(1, sizeof(*rest));
+        if (rest != NULL) {
+          *rest = *ch;
+          rest->blk->refs++;
+          rest->off += ok;
+          rest->len -= ok;
+          ch->len = ok;
+          q_push_front(&d->out, rest);
+        }
+      }
+    }
     if (ch->kind == CHUNK_DATA && !d->dst_shut) {
       if (d->writes == 0) {
         /* Nothing queued in libuv: try the socket at once and skip the
@@ -466,6 +517,8 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
     }
     chunk_free(ch);
   }
+  if (d->gate != NULL)
+    step_wake_at(ctx, gate_deadline(d->gate));
   if (d->close_when_flushed && d->writes == 0) {
     /* A reset discards what the kernel has not sent yet: wait (bounded) for
      * the bytes the toxic let through to leave first. */

@@ -195,3 +195,52 @@ def test_http_toxic_joins_live_keepalive_connection(harness, web):
     assert harness.api.delete("/proxies/live/toxics/http_status_downstream")[0] == 204
     assert get(conn, "/after3") == (200, "application/json", b"/after3")
     conn.close()
+
+
+def read_responses(sock, count, timeout=20):
+    """Parse `count` Content-Length framed responses off a raw socket."""
+    sock.settimeout(timeout)
+    buf = b""
+    out = []
+    while len(out) < count:
+        while b"\r\n\r\n" not in buf:
+            d = sock.recv(65536)
+            assert d, f"EOF after {len(out)} responses"
+            buf += d
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v)
+        while len(buf) < length:
+            d = sock.recv(65536)
+            assert d, "EOF in a body"
+            buf += d
+        out.append((status, buf[:length]))
+        buf = buf[length:]
+    return out
+
+
+def test_upstream_answers_keep_order_with_pipelining(harness, web):
+    """A pipelining client: answers given in place of the upstream must wait
+    for the responses to earlier requests, as HTTP/1.1 requires."""
+    p = harness.create("pipe", web)
+    harness.add_toxic("pipe", type="http_status", stream="upstream",
+                      attributes={"status": 503, "percent": 50, "body": "no"})
+    harness.add_toxic("pipe", name="slow", type="http_latency",  # make the upstream's answers lag
+                      attributes={"latency": 50})
+    s = connect(harness.listen_port(p))
+    n = 20
+    s.sendall(b"".join(b"GET /pipe%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(n)))
+    got = read_responses(s, n)
+    s.close()
+    statuses = [st for st, _ in got]
+    assert 2 <= statuses.count(503) <= 18, statuses
+    for i, (st, body) in enumerate(got):
+        if st == 503:
+            assert body == b"no"
+        else:
+            assert (st, body) == (200, b"/pipe%d" % i), (i, st, body)
