@@ -14,6 +14,9 @@ struct gate {
 
 static int on_complete(llhttp_t *p) {
   gate_t *g = p->data;
+  /* An interim response (100 Continue) answers no request on its own. */
+  if (p->status_code >= 100 && p->status_code < 200 && p->status_code != 101)
+    return 0;
   g->delivered++;
   return HPE_PAUSED;
 }
