@@ -7,16 +7,39 @@
 struct gate {
   llhttp_t parser;
   llhttp_settings_t settings;
-  bool lost;            /* the stream stopped parsing as HTTP: no more waiting */
-  uint64_t delivered;   /* complete responses written to the client */
-  chunk_t *head, *tail; /* waiting answers; chunk->t holds the fallback time */
+  bool lost;                              /* the stream stopped parsing as HTTP: no more waiting */
+  uint64_t delivered;                     /* complete responses written to the client */
+  chunk_t *head, *tail;                   /* waiting answers; chunk->t holds the fallback time */
+  uint8_t head_req[GATE_HEAD_WINDOW / 8]; /* bit i % WINDOW: request i was HEAD */
 };
+
+static bool bit(const gate_t *g, uint64_t i) {
+  return (g->head_req[(i % GATE_HEAD_WINDOW) / 8] >> (i % 8)) & 1;
+}
+
+static void set_bit(gate_t *g, uint64_t i, bool on) {
+  uint8_t m = (uint8_t)(1u << (i % 8));
+  uint8_t *b = &g->head_req[(i % GATE_HEAD_WINDOW) / 8];
+  *b = on ? (uint8_t)(*b | m) : (uint8_t)(*b & ~m);
+}
+
+void gate_note_request(gate_t *g, uint64_t index, bool head) {
+  if (index >= g->delivered && index - g->delivered < GATE_HEAD_WINDOW)
+    set_bit(g, index, head);
+}
+
+/* A response to a HEAD request has a head only. */
+static int on_headers_complete(llhttp_t *p) {
+  gate_t *g = p->data;
+  return bit(g, g->delivered) ? 1 : 0;
+}
 
 static int on_complete(llhttp_t *p) {
   gate_t *g = p->data;
   /* An interim response (100 Continue) answers no request on its own. */
   if (p->status_code >= 100 && p->status_code < 200 && p->status_code != 101)
     return 0;
+  set_bit(g, g->delivered, false);
   g->delivered++;
   return HPE_PAUSED;
 }
@@ -27,6 +50,7 @@ gate_t *gate_new(void) {
     return NULL;
   llhttp_settings_init(&g->settings);
   g->settings.on_message_complete = on_complete;
+  g->settings.on_headers_complete = on_headers_complete;
   llhttp_init(&g->parser, HTTP_RESPONSE, &g->settings);
   g->parser.data = g;
   return g;

@@ -25,6 +25,11 @@ typedef struct gate gate_t;
 gate_t *gate_new(void);
 /* Free the gate and the answers still waiting (their bytes leave d's count). */
 void gate_free(gate_t *g, hdir_t *d);
+/* Request number `index` (counted like responses, from 0) was a HEAD: its
+ * response has no body whatever its Content-Length says. Requests more than
+ * GATE_HEAD_WINDOW ahead of the responses are not remembered. */
+#define GATE_HEAD_WINDOW 256
+void gate_note_request(gate_t *g, uint64_t index, bool head);
 /* Responses that have gone out so far (where a new answering toxic starts). */
 uint64_t gate_delivered(const gate_t *g);
 /* Queue an answer that may go once `need` responses are out. */

@@ -145,10 +145,13 @@ void http_toxic_free(stage_t *st) {
 static void emit_answer(stage_t *st, step_ctx_t *ctx, int status, const char *ctype,
                         const char *body) {
   char buf[TOXIC_STR_MAX * 2 + 512];
+  /* An answer to a HEAD request carries the length but not the body. */
+  bool head = ctx->dir->stream == STREAM_UPSTREAM && st->http->parser.method == HTTP_HEAD;
   int n = snprintf(buf, sizeof(buf),
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                    "X-Cynic-Toxic: %s\r\n\r\n%s",
-                   status, cynic__http_reason(status), ctype, strlen(body), st->toxic->name, body);
+                   status, cynic__http_reason(status), ctype, strlen(body), st->toxic->name,
+                   head ? "" : body);
   if (n <= 0 || (size_t)n >= sizeof(buf))
     return;
   if (ctx->dir->stream == STREAM_UPSTREAM) /* after the responses to earlier requests */
@@ -209,6 +212,8 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
     break;
   case TOXIC_HTTP_STATUS:
   case TOXIC_HTTP_DROP_FIRST_N: {
+    if (ctx->dir->stream == STREAM_UPSTREAM) /* the gate must know HEAD responses */
+      step_note_request(ctx, hs->base + hs->messages - 1, hs->parser.method == HTTP_HEAD);
     bool hit = t->type->id == TOXIC_HTTP_STATUS ? rng_range(&st->rng, 1, 100) <= t->attr[1]
                                                 : hs->messages <= (uint64_t)t->attr[0];
     if (hit) {

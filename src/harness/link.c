@@ -229,6 +229,12 @@ uint64_t step_answers_base(step_ctx_t *ctx) {
   return other->gate ? gate_delivered(other->gate) : 0;
 }
 
+void step_note_request(step_ctx_t *ctx, uint64_t index, bool head) {
+  hdir_t *other = other_dir(ctx->dir);
+  if (other->gate != NULL)
+    gate_note_request(other->gate, index, head);
+}
+
 void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
   hdir_t *other = other_dir(ctx->dir);
   chunk_t *c = calloc(1, sizeof(*c));

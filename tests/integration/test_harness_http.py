@@ -29,6 +29,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_HEAD(self):
+        SEEN.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.path)))  # the GET's length, no body
+        self.end_headers()
+
     def log_message(self, *a):
         pass
 
@@ -197,8 +203,9 @@ def test_http_toxic_joins_live_keepalive_connection(harness, web):
     conn.close()
 
 
-def read_responses(sock, count, timeout=20):
-    """Parse `count` Content-Length framed responses off a raw socket."""
+def read_responses(sock, count, timeout=20, heads=()):
+    """Parse `count` Content-Length framed responses off a raw socket; the
+    responses whose index is in `heads` answer HEAD requests (no body)."""
     sock.settimeout(timeout)
     buf = b""
     out = []
@@ -215,6 +222,8 @@ def read_responses(sock, count, timeout=20):
             k, _, v = line.partition(b":")
             if k.strip().lower() == b"content-length":
                 length = int(v)
+        if len(out) in heads:
+            length = 0
         while len(buf) < length:
             d = sock.recv(65536)
             assert d, "EOF in a body"
@@ -244,3 +253,25 @@ def test_upstream_answers_keep_order_with_pipelining(harness, web):
             assert body == b"no"
         else:
             assert (st, body) == (200, b"/pipe%d" % i), (i, st, body)
+
+
+def test_upstream_answers_in_order_after_head_requests(harness, web):
+    """A pipelined HEAD's response has a Content-Length but no body: the gate
+    must not wait for that body before an answer that follows it."""
+    p = harness.create("phead", web)
+    harness.add_toxic("phead", type="http_status", stream="upstream",
+                      attributes={"status": 503, "percent": 50, "body": "no"})
+    methods = [b"HEAD" if i % 2 == 0 else b"GET" for i in range(16)]
+    s = connect(harness.listen_port(p))
+    t0 = time.monotonic()
+    s.sendall(b"".join(b"%s /h%d HTTP/1.1\r\nHost: x\r\n\r\n" % (m, i) for i, m in enumerate(methods)))
+    heads = {i for i, m in enumerate(methods) if m == b"HEAD"}
+    got = read_responses(s, len(methods), heads=heads)
+    s.close()
+    assert time.monotonic() - t0 < 5  # not the 10 s fallback
+    assert 2 <= [st for st, _ in got].count(503) <= 14
+    for i, (st, body) in enumerate(got):
+        if st == 503:
+            assert body == (b"" if i in heads else b"no")
+        else:
+            assert (st, body) == (200, b"" if i in heads else b"/h%d" % i), (i, st, body)

@@ -130,6 +130,12 @@ void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
   (void)need;
 }
 
+void step_note_request(step_ctx_t *ctx, uint64_t index, bool head) {
+  (void)ctx;
+  (void)index;
+  (void)head;
+}
+
 uint64_t step_answers_base(step_ctx_t *ctx) {
   (void)ctx;
   return 0;
