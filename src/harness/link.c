@@ -666,6 +666,9 @@ static void pump(hdir_t *d) {
     if (d->timer_at == 0 || ctx.wake < d->timer_at || d->timer_at <= ctx.now) {
       uint64_t ms = ctx.wake > ctx.now ? (ctx.wake - ctx.now + 999999) / 1000000 : 0;
       d->timer_at = ctx.wake;
+      /* Timers count from the loop's cached time, which may lag; refresh it so
+       * a toxic never releases bytes before its delay (a vDSO clock read). */
+      uv_update_time(d->timer.loop);
       uv_timer_start(&d->timer, on_timer, ms, 0);
     }
   }
@@ -890,6 +893,7 @@ void link_accept(hproxy_t *p, uv_stream_t *listener) {
         delay = ms;
     }
   if (delay > 0) {
+    uv_update_time(c->dial_timer.loop); /* the delay counts from now, not the tick */
     uv_timer_start(&c->dial_timer, on_dial_timer, (uint64_t)delay, 0);
     return;
   }
