@@ -51,6 +51,7 @@ bench: deps build
 	@scripts/deps.sh bench
 	$(BUILD)/bench_lib
 	$(BUILD)/bench_harness --harness $(BUILD)/cynic-harness --runs 5
+	bench/tcp.sh $(BUILD)
 
 # Reconfigures with PREFIX so cynic.pc names the directories it is installed to.
 install:
