@@ -166,6 +166,7 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
     rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection);
   if (rc != 0)
     return rc;
+  cynic__tcp_listener_options(l);
   int len = sizeof ss;
   uv_tcp_getsockname(&l->handle, (struct sockaddr *)&ss, &len);
   cynic__addr_format((struct sockaddr *)&ss, l->address, sizeof l->address);

@@ -144,6 +144,13 @@ struct cynic__upstream {
 
 #define CYNIC__BUFFER_POOL_MAX 64u /* free buffers kept per listener: 4 MB at 64KB */
 
+/* Whether accepted sockets take their TCP options from the listening socket. */
+typedef enum cynic__options {
+  CYNIC__OPTIONS_PER_CONNECTION, /* set on every accepted socket (the safe default) */
+  CYNIC__OPTIONS_UNKNOWN,        /* set on the listener; the first accept checks */
+  CYNIC__OPTIONS_INHERITED       /* checked: accepted sockets carry them already */
+} cynic__options_t;
+
 /* Open connections per client address, for max_connections_per_client. */
 typedef struct cynic__client_count {
   struct cynic__client_count *next; /* bucket chain */
@@ -169,7 +176,8 @@ struct cynic__listener {
    * connection holds none; at most CYNIC__BUFFER_POOL_MAX are kept. */
   char *pool[CYNIC__BUFFER_POOL_MAX];
   uint32_t pool_len;
-  cynic_ratetable_t *rate; /* rate_limit.per_client: new connections per client */
+  cynic__options_t options; /* keepalive, user timeout, nodelay of client sockets */
+  cynic_ratetable_t *rate;  /* rate_limit.per_client: new connections per client */
   cynic__counters_t counters;
 };
 
@@ -269,6 +277,11 @@ void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
 /* Allocates a client handle initialised on the loop, for uv_accept. NULL on
  * allocation failure. Free with cynic__tcp_discard() if it is not started. */
 uv_tcp_t *cynic__tcp_client_new(cynic__proxy_t *p);
+/* Sets the upstream's TCP options (keepalive, user timeout, nodelay) on the
+ * listening socket of `l`, once it listens, so that accepted sockets can
+ * inherit them; cynic__tcp_start checks on the first connection that they
+ * did and otherwise sets them per connection. */
+void cynic__tcp_listener_options(cynic__listener_t *l);
 /* Closes and frees a handle from cynic__tcp_client_new that was never started. */
 void cynic__tcp_client_discard(uv_tcp_t *client);
 /* A bulkhead slot freed: run the upstream's oldest waiters that fit now. */

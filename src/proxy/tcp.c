@@ -93,6 +93,8 @@ struct cynic__conn {
   cynic_breaker_permit_t permit;
   bool has_permit;        /* permit not yet recorded or released */
   bool has_slot;          /* holds a bulkhead slot: leave() when freed */
+  bool client_was_reset;  /* a read from the client failed with ECONNRESET */
+  bool server_was_reset;  /* ... from the upstream */
   bool got_first_byte;    /* from the upstream */
   bool sent_first_byte;   /* to the upstream: starts the first-byte timeout */
   uint64_t deadline_ms;   /* ST_QUEUED: queue timeout; ST_CONNECTING: connect timeout */
@@ -117,25 +119,78 @@ static uint64_t to_ms(uint64_t ns) {
 /* ---- options -------------------------------------------------------------- */
 
 /* TCP keepalive and TCP_USER_TIMEOUT from the upstream's config (Integration
- * Points: find the connection a firewall dropped without a word). Set with
- * setsockopt directly: uv_tcp_keepalive sets only the idle time. */
-static void set_socket_options(uv_tcp_t *h, const cynic__config_upstream_t *u) {
-  uv_os_fd_t fd;
-  uv_tcp_nodelay(h, 1);
-  if (uv_fileno((uv_handle_t *)h, &fd) != 0)
-    return;
+ * Points: find the connection a firewall dropped without a word), and
+ * TCP_NODELAY. Set with setsockopt directly: uv_tcp_keepalive sets only the
+ * idle time. Returns false when one of them could not be set. */
+static bool set_fd_options(uv_os_fd_t fd, const cynic__config_upstream_t *u) {
   int on = 1;
   int idle = (int)(u->keepalive_idle_ns / UINT64_C(1000000000));
   int intvl = (int)(u->keepalive_interval_ns / UINT64_C(1000000000));
   int cnt = (int)u->keepalive_probes;
-  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  bool ok = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == 0;
+  ok &= setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == 0;
+  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) == 0;
+  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) == 0;
+  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) == 0;
   if (u->user_timeout_ns > 0) {
     unsigned int ut = (unsigned int)(u->user_timeout_ns / 1000000u);
-    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
+    ok &= setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut) == 0;
   }
+  return ok;
+}
+
+static void set_socket_options(uv_tcp_t *h, const cynic__config_upstream_t *u) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)h, &fd) == 0)
+    set_fd_options(fd, u);
+}
+
+static bool int_option_is(uv_os_fd_t fd, int level, int name, int want) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  return getsockopt(fd, level, name, &v, &len) == 0 && v == want;
+}
+
+/* True when the accepted socket `fd` already carries every option that
+ * set_fd_options would set: the kernel copied them from the listening socket
+ * (Linux does). Asked once per listener, on its first connection. */
+static bool options_inherited(uv_os_fd_t fd, const cynic__config_upstream_t *u) {
+  bool ok = int_option_is(fd, IPPROTO_TCP, TCP_NODELAY, 1) &&
+            int_option_is(fd, SOL_SOCKET, SO_KEEPALIVE, 1) &&
+            int_option_is(fd, IPPROTO_TCP, TCP_KEEPIDLE,
+                          (int)(u->keepalive_idle_ns / UINT64_C(1000000000))) &&
+            int_option_is(fd, IPPROTO_TCP, TCP_KEEPINTVL,
+                          (int)(u->keepalive_interval_ns / UINT64_C(1000000000))) &&
+            int_option_is(fd, IPPROTO_TCP, TCP_KEEPCNT, (int)u->keepalive_probes);
+  if (ok && u->user_timeout_ns > 0)
+    ok = int_option_is(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)(u->user_timeout_ns / 1000000u));
+  return ok;
+}
+
+void cynic__tcp_listener_options(cynic__listener_t *l) {
+  uv_os_fd_t fd;
+  l->options = CYNIC__OPTIONS_PER_CONNECTION;
+  if (uv_fileno((uv_handle_t *)&l->handle, &fd) == 0 && set_fd_options(fd, l->upstream->cfg))
+    l->options = CYNIC__OPTIONS_UNKNOWN;
+}
+
+/* The client socket's options: five setsockopt calls per connection, unless
+ * the listener's first connection showed that accepted sockets inherit them
+ * from the listening socket. Checked rather than assumed, so a kernel that
+ * does not copy them still gets every option on every socket. */
+static void set_client_options(cynic__listener_t *l, uv_tcp_t *client) {
+  uv_os_fd_t fd;
+  if (l->options == CYNIC__OPTIONS_INHERITED)
+    return;
+  if (uv_fileno((uv_handle_t *)client, &fd) != 0)
+    return;
+  if (l->options == CYNIC__OPTIONS_UNKNOWN) {
+    l->options = options_inherited(fd, l->upstream->cfg) ? CYNIC__OPTIONS_INHERITED
+                                                         : CYNIC__OPTIONS_PER_CONNECTION;
+    if (l->options == CYNIC__OPTIONS_INHERITED)
+      return;
+  }
+  set_fd_options(fd, l->upstream->cfg);
 }
 
 /* Makes close() send RST instead of FIN: a reset is forwarded as a reset. */
@@ -309,8 +364,11 @@ static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
     cynic_breaker_release(c->endpoint->breaker, &c->permit);
   }
   if (reset) {
-    set_linger_zero(&c->client);
-    if (c->server_init)
+    /* A socket that received a RST is closed already (the kernel has nothing
+     * to send on close), so only the other side needs SO_LINGER 0. */
+    if (!c->client_was_reset)
+      set_linger_zero(&c->client);
+    if (c->server_init && !c->server_was_reset)
       set_linger_zero(&c->server);
   }
   uv_close((uv_handle_t *)&c->client, on_handle_closed);
@@ -488,6 +546,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   /* A reset (or another read error): forward it as a reset. */
+  if (nread == UV_ECONNRESET) {
+    if (d == &c->up)
+      c->client_was_reset = true;
+    else
+      c->server_was_reset = true;
+  }
   if (d == &c->down && !c->got_first_byte)
     fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror((int)nread));
   conn_close(c, true, d == &c->down ? "upstream_reset" : "client_reset");
@@ -622,7 +686,7 @@ void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
   uint64_t lidle = to_ms(l->cfg->idle_timeout_ns);
   if (lidle > 0 && lidle < c->idle_ms)
     c->idle_ms = lidle;
-  set_socket_options(&c->client, u->cfg);
+  set_client_options(l, &c->client);
 
   if (!cynic__upstream_available(u)) {
     upstream_event(c, CYNIC__EV_BREAKER_OPEN);
