@@ -37,6 +37,13 @@ static const char *const event_texts[] = {
 #undef EVENT_TEXT
 };
 
+int64_t cynic__unix_ms(void) {
+  uv_timeval64_t tv;
+  if (uv_gettimeofday(&tv) != 0)
+    return 0;
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
 uint64_t cynic__proxy_clock(void *arg) {
   const cynic__proxy_t *p = arg;
   return uv_now(p->loop) * UINT64_C(1000000);
@@ -92,6 +99,7 @@ static void stop(cynic__proxy_t *p) {
   p->stopping = true;
   cynic__listeners_stop(p);
   cynic__upstreams_stop(p);
+  cynic__admin_stop(p);
   uv_close((uv_handle_t *)&p->sigterm, NULL);
   uv_close((uv_handle_t *)&p->sigint, NULL);
   uv_close((uv_handle_t *)&p->sigusr1, NULL);
@@ -127,6 +135,10 @@ static void drain(cynic__proxy_t *p, const char *why) {
     return;
   }
   uv_timer_start(&p->drain_timer, on_drain_deadline, ms, 0);
+}
+
+void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
+  drain(p, why);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -192,6 +204,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   }
   p.loop = &loop;
   p.cfg = cfg;
+  p.started_unix_ms = p.config_unix_ms = cynic__unix_ms();
   cynic__list_init(&p.conns);
   uv_timer_init(&loop, &p.summary_timer);
   uv_timer_init(&loop, &p.drain_timer);
@@ -206,6 +219,8 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
     cynic__log(CYNIC_LOG_ERROR, "cannot start upstreams",
                json_pack("{s:s}", "error", rc < -1000 ? cynic_strerror(rc) : uv_strerror(rc)));
     p.status = 1;
+  } else if (cynic__admin_start(&p) != 0) {
+    p.status = 1; /* admin.c said which address and why */
   } else if (p.first_resolutions == 0) {
     serve(&p); /* no host names to wait for */
   }
@@ -213,6 +228,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
     stop(&p);
   uv_run(&loop, UV_RUN_DEFAULT);
 
+  cynic__admin_free(&p);
   cynic__listeners_free(&p);
   cynic__upstreams_free(&p);
   int status = p.status;

@@ -105,6 +105,10 @@ typedef enum cynic__event {
       CYNIC__EV_COUNT
 } cynic__event_t;
 
+#include "metrics.h" /* needs CYNIC__EV_COUNT */
+
+typedef struct cynic__admin cynic__admin_t;
+
 /* Counters of one thing (endpoint, upstream or listener): totals since start,
  * and the current summary window's counts (reset every summary interval). */
 typedef struct cynic__counters {
@@ -123,6 +127,7 @@ typedef struct cynic__endpoint {
   cynic_breaker_t *breaker;
   uint32_t active; /* connections to it now (least_connections) */
   cynic__counters_t counters;
+  cynic__endpoint_stats_t stats; /* metrics.h: admin listener */
 } cynic__endpoint_t;
 
 struct cynic__upstream {
@@ -136,6 +141,7 @@ struct cynic__upstream {
   uv_timer_t resolve_timer;
   bool has_names; /* some endpoint is a host name: re-resolve */
   cynic__counters_t counters;
+  cynic__upstream_stats_t stats; /* metrics.h: admin listener */
 };
 
 #define CYNIC__BUFFER_POOL_MAX 64u /* free buffers kept per listener: 4 MB at 64KB */
@@ -166,6 +172,7 @@ struct cynic__listener {
   uint32_t pool_len;
   cynic_ratetable_t *rate; /* rate_limit.per_client: new connections per client */
   cynic__counters_t counters;
+  cynic__listener_stats_t stats; /* metrics.h: admin listener */
 };
 
 struct cynic__proxy {
@@ -184,6 +191,10 @@ struct cynic__proxy {
   bool draining;
   bool stopping; /* closing every handle: the loop is about to end */
   int status;    /* exit status */
+  cynic__admin_t *admin;      /* the admin listener (admin.c); NULL until started */
+  int64_t started_unix_ms;    /* wall clock at start, for /status */
+  int64_t config_unix_ms;     /* wall clock when the config in use was loaded */
+  uint64_t reloads;           /* successful reloads */
 };
 
 /* ---- daemon.c ------------------------------------------------------------ */
@@ -209,6 +220,13 @@ void cynic__proxy_conn_gone(cynic__proxy_t *p);
  * NULL. */
 void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *what, const char *name,
                         const char *upstream, const char *detail);
+
+/* Wall-clock time in ms since the epoch (for /status and logs, never for
+ * deadlines). */
+int64_t cynic__unix_ms(void);
+
+/* Starts a drain as SIGTERM does; `why` names the cause in the log. */
+void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
 
 /* ---- upstream.c ---------------------------------------------------------- */
 
@@ -248,5 +266,37 @@ void cynic__tcp_client_discard(uv_tcp_t *client);
 void cynic__tcp_promote(cynic__upstream_t *u);
 /* Closes every connection (drain deadline, exit). */
 void cynic__tcp_close_all(cynic__proxy_t *p);
+
+/* ---- metrics.c: hooks from the data path --------------------------------- */
+
+/* One finished client connection, reported by tcp.c when it is freed. Times
+ * are loop milliseconds; 0 = that phase never happened. */
+typedef struct cynic__conn_report {
+  cynic__listener_t *listener;
+  cynic__upstream_t *upstream;
+  cynic__endpoint_t *endpoint; /* NULL when none was picked */
+  int outcome;                 /* CYNIC__EV_* or CYNIC__OUT_* */
+  const char *decision;        /* breaker: the state the permit was taken in, or "rejected" */
+  const uint8_t *ip;           /* the client, 16 bytes, IPv4 mapped */
+  uint64_t accepted_ms, connect_ms, connected_ms, first_byte_ms, end_ms;
+  uint64_t bytes_up, bytes_down;
+} cynic__conn_report_t;
+
+void cynic__metrics_conn_started(cynic__upstream_t *u);
+void cynic__metrics_conn_done(const cynic__conn_report_t *r);
+void cynic__metrics_connected(cynic__upstream_t *u, uint64_t ms);
+void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t ms);
+/* A breaker transition (called from the breaker's callback: records only). */
+void cynic__metrics_transition(cynic__endpoint_t *e, cynic_breaker_state_t from,
+                               cynic_breaker_state_t to, cynic_breaker_reason_t reason);
+
+/* ---- admin.c ------------------------------------------------------------- */
+
+/* Binds admin.listen and serves the admin API. 0 or a negative error (logged). */
+int cynic__admin_start(cynic__proxy_t *p);
+/* Closes the admin listener (the loop must run after). */
+void cynic__admin_stop(cynic__proxy_t *p);
+/* Frees it, after the loop has ended. */
+void cynic__admin_free(cynic__proxy_t *p);
 
 #endif /* CYNIC_PROXY_PROXY_H */

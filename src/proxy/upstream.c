@@ -24,7 +24,8 @@
 static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_state_t to,
                           cynic_breaker_reason_t reason, uint64_t at_ns) {
   (void)at_ns;
-  const cynic__endpoint_t *e = arg;
+  cynic__endpoint_t *e = arg;
+  cynic__metrics_transition(e, from, to, reason);
   bool bad = to == CYNIC_BREAKER_OPEN || to == CYNIC_BREAKER_FORCED_OPEN;
   cynic__log(bad ? CYNIC_LOG_WARN : CYNIC_LOG_INFO, "breaker transition",
              json_pack("{s:s, s:s, s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",

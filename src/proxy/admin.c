@@ -1,0 +1,712 @@
+/*
+ * src/proxy/admin.c: the admin listener, the operations interface ("designing
+ * for production means designing for people who do operations").
+ *
+ * HTTP/1.1 + JSON on admin.listen (loopback by default; config.c refuses a
+ * non-loopback address without a token unless allow_remote), served by
+ * src/common's httpd on the proxy's own loop: answering at all is the
+ * liveness signal, and reading the breakers and bulkheads needs no locks.
+ *
+ *   GET  /                  the status page (status_page.html, embedded)
+ *   GET  /status            process, config, listeners, upstreams, endpoints,
+ *                           breakers, bulkheads, last transitions
+ *   GET  /status/history    per-second samples of every upstream (sparklines)
+ *   GET  /breakers[/{u}[/{e}]]
+ *   POST /breakers/{u}[/{e}]/trip | force_closed | reset
+ *   GET  /health  GET /ready  POST /drain  GET /metrics
+ *
+ * Errors are JSON {"error": "...", "status": N}: 404 unknown path, upstream or
+ * endpoint; 405 with Allow; 400 bad JSON body; 401 without the bearer token
+ * when admin.token_file is set (compared in constant time). docs/admin.md is
+ * the reference.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "admin.h"
+#include "json.h"
+#include "log.h"
+
+#define MAX_SEGS 4
+#define SEG_MAX 300
+#define TOKEN_MAX 4096
+#define REASON_MAX 127
+
+typedef struct req {
+  cynic__admin_t *a;
+  cynic__proxy_t *p;
+  const cynic__http_parser_t *http;
+  cynic__httpd_response_t *resp;
+  const char *method;
+  char segs[MAX_SEGS][SEG_MAX];
+  size_t nsegs;
+} req_t;
+
+/* ---- replies ---------------------------------------------------------------- */
+
+static void reply_json(req_t *r, int status, json_t *body) {
+  r->resp->status = status;
+  r->resp->content_type = "application/json";
+  cynic__buf_reset(&r->resp->body);
+  if (body == NULL || cynic__json_dump(body, &r->resp->body) != 0) {
+    cynic__buf_reset(&r->resp->body);
+    r->resp->status = 500;
+    cynic__buf_puts(&r->resp->body, "{\"error\":\"cannot build the response\",\"status\":500}");
+  }
+  cynic__buf_puts(&r->resp->body, "\n");
+  json_decref(body);
+}
+
+static void reply_error(req_t *r, int status, const char *msg) {
+  reply_json(r, status, json_pack("{s:s, s:i}", "error", msg, "status", status));
+}
+
+static void not_allowed(req_t *r, const char *allow) {
+  /* static header lines: the response outlives this frame */
+  r->resp->headers = strcmp(allow, "GET") == 0    ? "Allow: GET\r\n"
+                     : strcmp(allow, "POST") == 0 ? "Allow: POST\r\n"
+                                                  : "Allow: GET, POST\r\n";
+  char msg[96];
+  snprintf(msg, sizeof msg, "method %s not allowed here; use %s", r->method, allow);
+  reply_error(r, 405, msg);
+}
+
+static bool is(const req_t *r, const char *m) {
+  return strcmp(r->method, m) == 0;
+}
+
+/* ---- auth ---------------------------------------------------------------------- */
+
+/* Constant time in the token's length and content: every byte is compared
+ * whatever the first difference, and a length mismatch only sets a flag. */
+static bool token_ok(const cynic__admin_t *a, const char *got, size_t len) {
+  unsigned char diff = len != a->token_len;
+  for (size_t i = 0; i < a->token_len; i++)
+    diff |= (unsigned char)(a->token[i] ^ (i < len ? got[i] : 0));
+  return diff == 0;
+}
+
+static bool authorised(req_t *r) {
+  if (r->a->token == NULL)
+    return true;
+  size_t len = 0;
+  const char *h = cynic__http_header(r->http, "Authorization", &len);
+  if (h != NULL && len > 7 && strncasecmp(h, "Bearer ", 7) == 0 && token_ok(r->a, h + 7, len - 7))
+    return true;
+  r->resp->headers = "WWW-Authenticate: Bearer realm=\"cynic admin\"\r\n";
+  reply_error(r, 401, h == NULL ? "missing bearer token: send Authorization: Bearer <token>"
+                                : "bad bearer token");
+  return false;
+}
+
+static int load_token(cynic__admin_t *a, const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -errno;
+  char *t = malloc(TOKEN_MAX + 1);
+  if (t == NULL) {
+    fclose(f);
+    return -ENOMEM;
+  }
+  size_t n = fread(t, 1, TOKEN_MAX + 1, f);
+  fclose(f);
+  while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t'))
+    n--;
+  if (n == 0 || n > TOKEN_MAX) {
+    free(t);
+    return -EINVAL;
+  }
+  t[n] = '\0';
+  a->token = t;
+  a->token_len = n;
+  return 0;
+}
+
+/* ---- views ----------------------------------------------------------------------- */
+
+static json_t *iso_time(int64_t unix_ms) {
+  time_t s = (time_t)(unix_ms / 1000);
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  char buf[96];
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+           (int)(unix_ms % 1000));
+  return json_string(buf);
+}
+
+static json_t *seconds(uint64_t ns) {
+  if (ns == UINT64_MAX)
+    return json_null(); /* forced open: until an operator acts */
+  return json_real((double)(ns / 1000000u) / 1000.0);
+}
+
+static bool snap_open(const cynic_breaker_snapshot_t *s) {
+  return s->state == CYNIC_BREAKER_OPEN || s->state == CYNIC_BREAKER_FORCED_OPEN;
+}
+
+static json_t *breaker_json(const cynic__endpoint_t *e) {
+  cynic_breaker_snapshot_t s;
+  cynic_breaker_snapshot(e->breaker, &s);
+  const cynic__config_breaker_t *bc = &e->upstream->cfg->breaker;
+  int64_t now = cynic__unix_ms();
+  json_t *o = json_object();
+  json_object_set_new(o, "state", json_string(cynic_breaker_state_name(s.state)));
+  json_object_set_new(o, "reason", json_string(cynic_breaker_reason_name(s.last_reason)));
+  if (s.since_ns != 0 && s.now_ns >= s.since_ns) {
+    uint64_t ago_ms = (s.now_ns - s.since_ns) / 1000000u;
+    json_object_set_new(o, "since", iso_time(now - (int64_t)ago_ms));
+    json_object_set_new(o, "for_s", json_real((double)ago_ms / 1000.0));
+  } else {
+    json_object_set_new(o, "since", json_null());
+    json_object_set_new(o, "for_s", json_null());
+  }
+  json_object_set_new(o, "manual", json_boolean(s.state == CYNIC_BREAKER_FORCED_OPEN ||
+                                                s.state == CYNIC_BREAKER_FORCED_CLOSED));
+  if (e->stats.manual_by[0] != '\0') {
+    json_object_set_new(o, "changed_by", json_string(e->stats.manual_by));
+    json_object_set_new(o, "change_reason", json_string(e->stats.manual_reason));
+  }
+  json_object_set_new(o, "bucket_level", json_real(s.bucket_level));
+  json_object_set_new(o, "faults_to_trip", json_integer(bc->faults));
+  json_object_set_new(o, "failure_rate",
+                      s.failure_rate < 0 ? json_null() : json_real(s.failure_rate));
+  json_object_set_new(o, "window_calls", json_integer(s.window_calls));
+  json_object_set_new(o, "next_probe_s",
+                      s.state == CYNIC_BREAKER_OPEN || s.state == CYNIC_BREAKER_FORCED_OPEN
+                          ? seconds(s.next_probe_ns)
+                          : json_real(0));
+  json_object_set_new(o, "open_interval_s", seconds(s.open_interval_ns));
+  json_object_set_new(o, "consecutive_trips", json_integer(s.consecutive_trips));
+  json_object_set_new(o, "successes", json_integer((json_int_t)s.successes));
+  json_object_set_new(o, "failures", json_integer((json_int_t)s.failures));
+  json_object_set_new(o, "rejected", json_integer((json_int_t)s.rejected));
+  json_object_set_new(o, "transitions", json_integer((json_int_t)s.transitions));
+  return o;
+}
+
+static json_t *endpoint_json(const cynic__endpoint_t *e) {
+  json_t *o = json_object();
+  json_object_set_new(o, "name", json_string(e->addr->text));
+  char ip[CYNIC_ADDR_STR_MAX];
+  if (e->resolved && cynic__addr_format((const struct sockaddr *)&e->sa, ip, sizeof ip) == 0)
+    json_object_set_new(o, "address", json_string(ip));
+  else
+    json_object_set_new(o, "address", json_null());
+  json_object_set_new(o, "active", json_integer(e->active));
+  json_object_set_new(o, "breaker", breaker_json(e));
+  return o;
+}
+
+static json_t *bulkhead_json(const cynic__upstream_t *u) {
+  cynic_bulkhead_stats_t s;
+  cynic_bulkhead_stats(u->bulkhead, &s);
+  return json_pack("{s:i, s:i, s:i, s:i, s:I, s:I}", "in_use", (int)s.in_use, "limit",
+                   (int)s.max_concurrent, "pending", (int)s.pending, "pending_limit",
+                   (int)s.max_pending, "rejected_full",
+                   (json_int_t)u->counters.total[CYNIC__EV_BULKHEAD_FULL], "queue_timeouts",
+                   (json_int_t)u->counters.total[CYNIC__EV_QUEUE_TIMEOUT]);
+}
+
+static json_t *upstream_breakers_json(const cynic__upstream_t *u) {
+  json_t *eps = json_array();
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    json_array_append_new(eps, endpoint_json(&u->endpoints[k]));
+  return eps;
+}
+
+static json_t *upstream_json(const cynic__upstream_t *u) {
+  json_t *o = json_object();
+  json_object_set_new(o, "name", json_string(u->cfg->name));
+  json_object_set_new(o, "required", json_boolean(u->cfg->required));
+  json_object_set_new(o, "balance", json_string(u->cfg->balance == CYNIC__BALANCE_ROUND_ROBIN
+                                                     ? "round_robin"
+                                                     : "least_connections"));
+  json_object_set_new(o, "bulkhead", bulkhead_json(u));
+  size_t open = 0;
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    cynic_breaker_snapshot_t s;
+    cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
+    open += snap_open(&s);
+  }
+  json_object_set_new(o, "endpoints_open", json_integer((json_int_t)open));
+  json_object_set_new(o, "started", json_integer((json_int_t)u->stats.started));
+  json_object_set_new(o, "done", json_integer((json_int_t)u->stats.done));
+  json_object_set_new(o, "errors", json_integer((json_int_t)u->stats.errors));
+  double p99 = cynic__hist_quantile(&u->stats.first_byte, 0.99);
+  json_object_set_new(o, "first_byte_p99_s", p99 < 0 ? json_null() : json_real(p99));
+  /* http mode: retry budget and connection pool; none in tcp mode */
+  json_object_set_new(o, "retry_budget", json_null());
+  json_object_set_new(o, "pool", json_null());
+  json_object_set_new(o, "endpoints", upstream_breakers_json(u));
+  return o;
+}
+
+static json_t *transitions_json(const cynic__admin_t *a, const char *upstream) {
+  json_t *arr = json_array();
+  /* newest first */
+  for (size_t i = 0; i < a->ring_count; i++) {
+    const cynic__transition_rec_t *t =
+        &a->ring[(a->ring_next + CYNIC__TRANSITION_RING - 1 - i) % CYNIC__TRANSITION_RING];
+    if (upstream != NULL && strcmp(t->upstream, upstream) != 0)
+      continue;
+    json_t *o = json_object();
+    json_object_set_new(o, "time", iso_time(t->unix_ms));
+    json_object_set_new(o, "upstream", json_string(t->upstream));
+    json_object_set_new(o, "endpoint", json_string(t->endpoint));
+    json_object_set_new(o, "from", json_string(cynic_breaker_state_name(t->from)));
+    json_object_set_new(o, "to", json_string(cynic_breaker_state_name(t->to)));
+    json_object_set_new(o, "reason", json_string(cynic_breaker_reason_name(t->reason)));
+    if (t->by[0] != '\0') {
+      json_object_set_new(o, "by", json_string(t->by));
+      json_object_set_new(o, "why", json_string(t->why));
+    }
+    json_array_append_new(arr, o);
+  }
+  return arr;
+}
+
+bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
+bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
+  static char text[200];
+  if (p->draining) {
+    *why = "draining";
+    return false;
+  }
+  if (p->listener_count == 0) {
+    *why = "starting: resolving endpoint host names";
+    return false;
+  }
+  for (size_t i = 0; i < p->listener_count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    if (l->open >= l->cfg->max_connections) {
+      snprintf(text, sizeof text, "over capacity: listener %s has %u of max_connections %u open",
+               l->cfg->name, l->open, l->cfg->max_connections);
+      *why = text;
+      return false;
+    }
+  }
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    const cynic__upstream_t *u = &p->upstreams[i];
+    if (!u->cfg->required)
+      continue;
+    size_t open = 0;
+    for (size_t k = 0; k < u->endpoint_count; k++) {
+      cynic_breaker_snapshot_t s;
+      cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
+      open += snap_open(&s);
+    }
+    if (open == u->endpoint_count) {
+      snprintf(text, sizeof text, "required upstream %s: every endpoint's breaker is open",
+               u->cfg->name);
+      *why = text;
+      return false;
+    }
+  }
+  *why = "ready";
+  return true;
+}
+
+static void get_status(req_t *r) {
+  cynic__proxy_t *p = r->p;
+  int64_t now = cynic__unix_ms();
+  const char *why;
+  bool ready = cynic__admin_ready(p, &why);
+  json_t *o = json_object();
+  json_object_set_new(o, "version", json_string(cynic_version()));
+  json_object_set_new(o, "pid", json_integer((json_int_t)getpid()));
+  json_object_set_new(o, "started", iso_time(p->started_unix_ms));
+  json_object_set_new(o, "uptime_s", json_real((double)(now - p->started_unix_ms) / 1000.0));
+  json_object_set_new(o, "config",
+                      json_pack("{s:s, s:o, s:I}", "file", p->cfg->path, "loaded",
+                                iso_time(p->config_unix_ms), "reloads", (json_int_t)p->reloads));
+  json_object_set_new(o, "admin", json_string(r->a->address));
+  json_object_set_new(o, "ready", json_boolean(ready));
+  json_object_set_new(o, "ready_reason", json_string(why));
+  json_object_set_new(o, "draining", json_boolean(p->draining));
+  json_object_set_new(o, "connections", json_integer((json_int_t)p->conn_count));
+  json_t *ls = json_array();
+  for (size_t i = 0; i < p->listener_count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    json_t *lo = json_object();
+    json_object_set_new(lo, "name", json_string(l->cfg->name));
+    json_object_set_new(lo, "address", json_string(l->address));
+    json_object_set_new(lo, "mode",
+                        json_string(l->cfg->mode == CYNIC__MODE_HTTP ? "http" : "tcp"));
+    json_object_set_new(lo, "upstream", json_string(l->upstream->cfg->name));
+    json_object_set_new(lo, "open", json_integer(l->open));
+    json_object_set_new(lo, "max_connections", json_integer(l->cfg->max_connections));
+    json_object_set_new(lo, "max_connections_per_client",
+                        json_integer(l->cfg->max_connections_per_client));
+    json_object_set_new(lo, "listening", json_boolean(l->listening));
+    json_array_append_new(ls, lo);
+  }
+  json_object_set_new(o, "listeners", ls);
+  json_t *us = json_array();
+  for (size_t i = 0; i < p->upstream_count; i++)
+    json_array_append_new(us, upstream_json(&p->upstreams[i]));
+  json_object_set_new(o, "upstreams", us);
+  json_object_set_new(o, "transitions", transitions_json(r->a, NULL));
+  reply_json(r, 200, o);
+}
+
+static void get_history(req_t *r) {
+  json_t *o = json_object();
+  json_object_set_new(o, "interval_s", json_integer(1));
+  json_object_set_new(o, "now", json_integer((json_int_t)(cynic__unix_ms() / 1000)));
+  json_t *us = json_object();
+  for (size_t i = 0; i < r->p->upstream_count; i++)
+    json_object_set_new(us, r->p->upstreams[i].cfg->name,
+                        cynic__metrics_history(&r->p->upstreams[i]));
+  json_object_set_new(o, "upstreams", us);
+  reply_json(r, 200, o);
+}
+
+/* ---- breakers --------------------------------------------------------------------- */
+
+static cynic__upstream_t *find_upstream(cynic__proxy_t *p, const char *name) {
+  for (size_t i = 0; i < p->upstream_count; i++)
+    if (strcmp(p->upstreams[i].cfg->name, name) == 0)
+      return &p->upstreams[i];
+  return NULL;
+}
+
+static cynic__endpoint_t *find_endpoint(cynic__upstream_t *u, const char *name) {
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    if (strcmp(u->endpoints[k].addr->text, name) == 0)
+      return &u->endpoints[k];
+  return NULL;
+}
+
+static bool is_action(const char *s) {
+  return strcmp(s, "trip") == 0 || strcmp(s, "reset") == 0 || strcmp(s, "force_closed") == 0;
+}
+
+static json_t *breakers_of(const cynic__upstream_t *u) {
+  json_t *o = json_object();
+  json_object_set_new(o, "upstream", json_string(u->cfg->name));
+  json_object_set_new(o, "endpoints", upstream_breakers_json(u));
+  return o;
+}
+
+/* Reads the optional {"reason": "..."} body. false (answered 400) when the
+ * body is not a JSON object or reason is not a string. */
+static bool read_reason(req_t *r, char *out, size_t n) {
+  out[0] = '\0';
+  const cynic__buf_t *b = &r->http->body;
+  size_t len = b->len;
+  while (len > 0 && (b->data[len - 1] == ' ' || b->data[len - 1] == '\n' ||
+                     b->data[len - 1] == '\r' || b->data[len - 1] == '\t'))
+    len--;
+  if (len == 0)
+    return true;
+  json_error_t err;
+  json_t *v = json_loadb(b->data, b->len, 0, &err);
+  if (v == NULL) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "bad JSON body: %s (line %d, column %d)", err.text, err.line,
+             err.column);
+    reply_error(r, 400, msg);
+    return false;
+  }
+  if (!json_is_object(v)) {
+    json_decref(v);
+    reply_error(r, 400, "bad JSON body: expected an object like {\"reason\": \"...\"}");
+    return false;
+  }
+  const char *reason = NULL;
+  char detail[128];
+  if (cynic__json_get_string(v, "reason", &reason, detail, sizeof detail) < 0) {
+    json_decref(v);
+    char msg[192];
+    snprintf(msg, sizeof msg, "bad JSON body: %s", detail);
+    reply_error(r, 400, msg);
+    return false;
+  }
+  if (reason != NULL)
+    snprintf(out, n, "%s", reason);
+  json_decref(v);
+  return true;
+}
+
+static void apply(cynic__endpoint_t *e, const char *action) {
+  if (strcmp(action, "trip") == 0)
+    cynic_breaker_trip(e->breaker);
+  else if (strcmp(action, "force_closed") == 0)
+    cynic_breaker_force_closed(e->breaker);
+  else
+    cynic_breaker_reset(e->breaker);
+}
+
+static void breaker_action(req_t *r, cynic__upstream_t *u, cynic__endpoint_t *only,
+                           const char *action) {
+  char reason[REASON_MAX + 1];
+  if (!read_reason(r, reason, sizeof reason))
+    return;
+  char peer[CYNIC_ADDR_STR_MAX] = "?";
+  cynic__httpd_peer(r->http, peer, sizeof peer);
+  cynic__admin_t *a = r->a;
+  a->manual_by = peer;
+  a->manual_why = reason;
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    if (only == NULL || only == &u->endpoints[k])
+      apply(&u->endpoints[k], action);
+  a->manual_by = a->manual_why = NULL;
+  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "breaker_manual", "action", action,
+                        "upstream", u->cfg->name, "by", peer, "reason", reason);
+  if (f != NULL && only != NULL)
+    json_object_set_new(f, "endpoint", json_string(only->addr->text));
+  cynic__log(CYNIC_LOG_WARN, "breaker changed by an operator", f);
+  if (only != NULL)
+    reply_json(r, 200, json_pack("{s:s, s:o}", "upstream", u->cfg->name, "endpoint",
+                                 endpoint_json(only)));
+  else
+    reply_json(r, 200, breakers_of(u));
+}
+
+static void breakers(req_t *r) {
+  cynic__proxy_t *p = r->p;
+  if (r->nsegs == 1) {
+    if (!is(r, "GET"))
+      return not_allowed(r, "GET");
+    json_t *arr = json_array();
+    for (size_t i = 0; i < p->upstream_count; i++)
+      json_array_append_new(arr, breakers_of(&p->upstreams[i]));
+    return reply_json(r, 200, json_pack("{s:o}", "upstreams", arr));
+  }
+  cynic__upstream_t *u = find_upstream(p, r->segs[1]);
+  if (u == NULL) {
+    char msg[SEG_MAX + 40];
+    snprintf(msg, sizeof msg, "no upstream named '%s'", r->segs[1]);
+    return reply_error(r, 404, msg);
+  }
+  if (r->nsegs == 2) {
+    if (!is(r, "GET"))
+      return not_allowed(r, "GET");
+    return reply_json(r, 200, breakers_of(u));
+  }
+  if (r->nsegs == 3 && is_action(r->segs[2])) {
+    if (!is(r, "POST"))
+      return not_allowed(r, "POST");
+    return breaker_action(r, u, NULL, r->segs[2]);
+  }
+  cynic__endpoint_t *e = find_endpoint(u, r->segs[2]);
+  if (e == NULL) {
+    char msg[2 * SEG_MAX + 40];
+    snprintf(msg, sizeof msg, "upstream '%s' has no endpoint '%s'", u->cfg->name, r->segs[2]);
+    return reply_error(r, 404, msg);
+  }
+  if (r->nsegs == 3) {
+    if (!is(r, "GET"))
+      return not_allowed(r, "GET");
+    return reply_json(r, 200, json_pack("{s:s, s:o}", "upstream", u->cfg->name, "endpoint",
+                                        endpoint_json(e)));
+  }
+  if (r->nsegs == 4 && is_action(r->segs[3])) {
+    if (!is(r, "POST"))
+      return not_allowed(r, "POST");
+    return breaker_action(r, u, e, r->segs[3]);
+  }
+  reply_error(r, 404, "not found: use trip, force_closed or reset");
+}
+
+/* ---- drain ----------------------------------------------------------------------- */
+
+static void on_action(uv_timer_t *t) {
+  cynic__admin_t *a = t->data;
+  cynic__proxy_drain(a->proxy, "POST /drain");
+}
+
+static void post_drain(req_t *r) {
+  char peer[CYNIC_ADDR_STR_MAX] = "?";
+  cynic__httpd_peer(r->http, peer, sizeof peer);
+  bool already = r->p->draining;
+  if (!already) {
+    cynic__log(CYNIC_LOG_INFO, "drain requested",
+               json_pack("{s:s, s:s}", "event", "drain_requested", "by", peer));
+    /* After this answer is written: the drain may end the loop at once. */
+    uv_timer_start(&r->a->action_timer, on_action, 0, 0);
+  }
+  uint64_t ms = (r->p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
+  reply_json(r, 202, json_pack("{s:b, s:I, s:f}", "draining", 1, "connections",
+                               (json_int_t)r->p->conn_count, "drain_timeout_s",
+                               (double)ms / 1000.0));
+}
+
+/* ---- routing ---------------------------------------------------------------------- */
+
+static bool split(req_t *r) {
+  const char *url = r->http->url.data ? r->http->url.data : "";
+  size_t pathlen = strcspn(url, "?#");
+  r->nsegs = 0;
+  if (pathlen == 0 || url[0] != '/')
+    return false;
+  const char *s = url + 1, *end = url + pathlen;
+  while (s < end) {
+    const char *slash = memchr(s, '/', (size_t)(end - s));
+    const char *stop = slash ? slash : end;
+    if (r->nsegs == MAX_SEGS || stop == s ||
+        cynic__http_pct_decode(s, (size_t)(stop - s), r->segs[r->nsegs], SEG_MAX) != 0)
+      return false;
+    r->nsegs++;
+    if (slash == NULL)
+      break;
+    s = slash + 1;
+  }
+  return true;
+}
+
+static bool seg_is(const req_t *r, size_t n, const char *s0) {
+  return r->nsegs == n && strcmp(r->segs[0], s0) == 0;
+}
+
+static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_response_t *resp) {
+  cynic__admin_t *a = arg;
+  req_t *r = calloc(1, sizeof *r); /* ~1.2 KB of path segments: off the stack */
+  if (r == NULL) {
+    resp->status = 503;
+    cynic__buf_puts(&resp->body, "{\"error\":\"out of memory\",\"status\":503}\n");
+    return;
+  }
+  r->a = a;
+  r->p = a->proxy;
+  r->http = http;
+  r->resp = resp;
+  r->method = cynic__http_method(http);
+  if (!split(r)) {
+    reply_error(r, 404, "not found");
+  } else if (r->nsegs == 0) {
+    /* the page holds no data; its API calls carry the token */
+    if (!is(r, "GET") && !is(r, "HEAD")) {
+      not_allowed(r, "GET");
+    } else {
+      resp->status = 200;
+      resp->content_type = "text/html; charset=utf-8";
+      resp->headers = "Cache-Control: no-store\r\n";
+      cynic__buf_append(&resp->body, cynic__status_page, cynic__status_page_len);
+    }
+  } else if (!authorised(r)) {
+    /* answered 401 */
+  } else if (seg_is(r, 1, "status")) {
+    is(r, "GET") ? get_status(r) : not_allowed(r, "GET");
+  } else if (r->nsegs == 2 && strcmp(r->segs[0], "status") == 0 &&
+             strcmp(r->segs[1], "history") == 0) {
+    is(r, "GET") ? get_history(r) : not_allowed(r, "GET");
+  } else if (r->nsegs >= 1 && strcmp(r->segs[0], "breakers") == 0) {
+    breakers(r);
+  } else if (seg_is(r, 1, "health")) {
+    if (!is(r, "GET"))
+      not_allowed(r, "GET");
+    else
+      reply_json(r, 200, json_pack("{s:s, s:f}", "status", "alive", "uptime_s",
+                                   (double)(cynic__unix_ms() - r->p->started_unix_ms) / 1000.0));
+  } else if (seg_is(r, 1, "ready")) {
+    const char *why;
+    if (!is(r, "GET"))
+      not_allowed(r, "GET");
+    else {
+      bool ok = cynic__admin_ready(r->p, &why);
+      reply_json(r, ok ? 200 : 503, json_pack("{s:b, s:s}", "ready", ok, "reason", why));
+    }
+  } else if (seg_is(r, 1, "drain")) {
+    is(r, "POST") ? post_drain(r) : not_allowed(r, "POST");
+  } else if (seg_is(r, 1, "metrics")) {
+    if (!is(r, "GET")) {
+      not_allowed(r, "GET");
+    } else {
+      resp->status = 200;
+      resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+      if (cynic__metrics_render(r->p, &resp->body) != 0) {
+        cynic__buf_reset(&resp->body);
+        reply_error(r, 500, "cannot render the metrics");
+      }
+    }
+  } else {
+    reply_error(r, 404, "not found");
+  }
+  free(r);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------- */
+
+static void on_sample(uv_timer_t *t) {
+  cynic__admin_t *a = t->data;
+  cynic__metrics_sample(a->proxy);
+}
+
+int cynic__admin_start(cynic__proxy_t *p) {
+  const cynic__config_admin_t *ac = &p->cfg->admin;
+  cynic__admin_t *a = calloc(1, sizeof *a);
+  if (a == NULL)
+    return CYNIC_ENOMEM;
+  a->proxy = p;
+  p->admin = a;
+  uv_timer_init(p->loop, &a->sample_timer);
+  uv_timer_init(p->loop, &a->action_timer);
+  a->sample_timer.data = a->action_timer.data = a;
+  if (ac->token_file != NULL) {
+    int rc = load_token(a, ac->token_file);
+    if (rc != 0) {
+      cynic__log(CYNIC_LOG_ERROR, "cannot read admin.token_file",
+                 json_pack("{s:s, s:s}", "file", ac->token_file, "error",
+                           rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
+      return rc;
+    }
+  }
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  if (!cynic__addr_numeric(ac->listen.host, ac->listen.port, false, &ss)) {
+    cynic__log(CYNIC_LOG_ERROR, "bad admin address",
+               json_pack("{s:s}", "address", ac->listen.text));
+    return CYNIC_EINVAL;
+  }
+  cynic__httpd_config_t hc;
+  cynic__httpd_config_default(&hc);
+  hc.max_conns = 64;
+  hc.limits.max_body = 64u << 10;
+  a->httpd_started = true;
+  int rc = cynic__httpd_start(&a->httpd, p->loop, &hc, (struct sockaddr *)&ss, handle, a);
+  if (rc != 0) {
+    cynic__log(CYNIC_LOG_ERROR, "cannot listen",
+               json_pack("{s:s, s:s, s:s}", "listener", "admin", "address", ac->listen.text,
+                         "error", uv_strerror(rc)));
+    return rc;
+  }
+  cynic__httpd_address(&a->httpd, &ss);
+  cynic__addr_format((struct sockaddr *)&ss, a->address, sizeof a->address);
+  uv_timer_start(&a->sample_timer, on_sample, 1000, 1000);
+  uv_unref((uv_handle_t *)&a->sample_timer);
+  cynic__log(CYNIC_LOG_INFO, "admin listening",
+             json_pack("{s:s, s:s, s:b}", "listener", "admin", "address", a->address, "token",
+                       a->token != NULL));
+  return 0;
+}
+
+void cynic__admin_stop(cynic__proxy_t *p) {
+  cynic__admin_t *a = p->admin;
+  if (a == NULL || a->stopping)
+    return;
+  a->stopping = true;
+  uv_close((uv_handle_t *)&a->sample_timer, NULL);
+  uv_close((uv_handle_t *)&a->action_timer, NULL);
+  if (a->httpd_started)
+    cynic__httpd_close(&a->httpd, NULL);
+}
+
+void cynic__admin_free(cynic__proxy_t *p) {
+  cynic__admin_t *a = p->admin;
+  if (a == NULL)
+    return;
+  if (a->token != NULL) {
+    memset(a->token, 0, a->token_len);
+    free(a->token);
+  }
+  free(a);
+  p->admin = NULL;
+}
