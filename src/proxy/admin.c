@@ -21,6 +21,7 @@
  * the reference.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -539,6 +540,44 @@ static void post_drain(req_t *r) {
                                (double)ms / 1000.0));
 }
 
+static void post_reload(req_t *r) {
+  char peer[CYNIC_ADDR_STR_MAX + 16] = "POST /reload from ";
+  size_t n = strlen(peer);
+  cynic__httpd_peer(r->http, peer + n, sizeof peer - n);
+  int status = 500;
+  json_t *body = cynic__reload(r->p, peer, &status);
+  reply_json(r, status, body);
+}
+
+static void on_sighup(uv_signal_t *s, int signum) {
+  (void)signum;
+  cynic__admin_t *a = s->data;
+  int status;
+  json_decref(cynic__reload(a->proxy, "SIGHUP", &status)); /* reload.c logged the outcome */
+}
+
+int cynic__admin_reload_token(cynic__proxy_t *p, const cynic__config_t *n) {
+  cynic__admin_t *a = p->admin;
+  char *old = a->token;
+  size_t old_len = a->token_len;
+  a->token = NULL;
+  a->token_len = 0;
+  int rc = n->admin.token_file != NULL ? load_token(a, n->admin.token_file) : 0;
+  if (rc != 0) {
+    cynic__log(CYNIC_LOG_ERROR, "reload refused: cannot read admin.token_file",
+               json_pack("{s:s, s:s}", "file", n->admin.token_file, "error",
+                         rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
+    a->token = old;
+    a->token_len = old_len;
+    return rc;
+  }
+  if (old != NULL) {
+    memset(old, 0, old_len);
+    free(old);
+  }
+  return 0;
+}
+
 /* ---- routing ---------------------------------------------------------------------- */
 
 static bool split(req_t *r) {
@@ -614,6 +653,8 @@ static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_res
       bool ok = cynic__admin_ready(r->p, &why);
       reply_json(r, ok ? 200 : 503, json_pack("{s:b, s:s}", "ready", ok, "reason", why));
     }
+  } else if (seg_is(r, 1, "reload")) {
+    is(r, "POST") ? post_reload(r) : not_allowed(r, "POST");
   } else if (seg_is(r, 1, "drain")) {
     is(r, "POST") ? post_drain(r) : not_allowed(r, "POST");
   } else if (seg_is(r, 1, "metrics")) {
@@ -650,6 +691,10 @@ int cynic__admin_start(cynic__proxy_t *p) {
   uv_timer_init(p->loop, &a->sample_timer);
   uv_timer_init(p->loop, &a->action_timer);
   a->sample_timer.data = a->action_timer.data = a;
+  uv_signal_init(p->loop, &a->sighup);
+  a->sighup.data = a;
+  uv_signal_start(&a->sighup, on_sighup, SIGHUP);
+  uv_unref((uv_handle_t *)&a->sighup);
   if (ac->token_file != NULL) {
     int rc = load_token(a, ac->token_file);
     if (rc != 0) {
@@ -695,6 +740,7 @@ void cynic__admin_stop(cynic__proxy_t *p) {
   a->stopping = true;
   uv_close((uv_handle_t *)&a->sample_timer, NULL);
   uv_close((uv_handle_t *)&a->action_timer, NULL);
+  uv_close((uv_handle_t *)&a->sighup, NULL);
   if (a->httpd_started)
     cynic__httpd_close(&a->httpd, NULL);
 }

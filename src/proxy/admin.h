@@ -33,6 +33,7 @@ struct cynic__admin {
   size_t token_len;
   uv_timer_t sample_timer; /* one history sample per upstream per second */
   uv_timer_t action_timer; /* runs drain after the answer has been written */
+  uv_signal_t sighup;      /* reload */
   int open_handles;        /* timers + httpd not yet closed */
   bool stopping;
   /* The manual change in progress: the transition callback records these. */
@@ -40,6 +41,16 @@ struct cynic__admin {
   cynic__transition_rec_t ring[CYNIC__TRANSITION_RING];
   size_t ring_next, ring_count;
 };
+
+/* ---- reload.c ------------------------------------------------------------ */
+
+/* Reloads the config file (SIGHUP, POST /reload). Returns the JSON answer and
+ * sets *status: 200 applied, 400 bad config (nothing applied), 409 a change
+ * that needs a restart (nothing applied). `who` names the cause in the log. */
+json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status);
+/* Reads the token of `n`'s admin.token_file into the admin listener (or drops
+ * it when there is none). 0, or a negative errno with the old token kept. */
+int cynic__admin_reload_token(cynic__proxy_t *p, const cynic__config_t *n);
 
 /* ---- metrics.c ----------------------------------------------------------- */
 

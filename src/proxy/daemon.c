@@ -229,6 +229,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   uv_run(&loop, UV_RUN_DEFAULT);
 
   cynic__admin_free(&p);
+  cynic__config_free(p.reloaded_cfg); /* after everything that points into it */
   cynic__listeners_free(&p);
   cynic__upstreams_free(&p);
   int status = p.status;

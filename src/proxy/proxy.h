@@ -195,6 +195,8 @@ struct cynic__proxy {
   int64_t started_unix_ms;    /* wall clock at start, for /status */
   int64_t config_unix_ms;     /* wall clock when the config in use was loaded */
   uint64_t reloads;           /* successful reloads */
+  cynic__config_t *reloaded_cfg; /* the config in use after a reload (owned; the first
+                                    one belongs to main.c) */
 };
 
 /* ---- daemon.c ------------------------------------------------------------ */

@@ -1,0 +1,128 @@
+"""Reload (POST /reload and SIGHUP): a bad config is refused whole and the old
+one keeps serving; a good one is applied with the listeners' sockets, open
+connections and breaker state kept; a change that needs a restart is refused
+with 409 and nothing applied."""
+import signal
+import socket
+
+import adminutil as au
+import proxyutil as pu
+
+
+def exchange(px, listener="app", payload=b"hello"):
+    try:
+        with px.connect(listener, timeout=10) as c:
+            c.sendall(payload)
+            c.shutdown(socket.SHUT_WR)
+            return pu.recv_all(c) == payload
+    except OSError:
+        return False
+
+
+def make(good, bad, db_extra="", app_extra="", level="info"):
+    return pu.config(
+        pu.listener("app", "backend", app_extra) + pu.listener("other", "db"),
+        pu.upstream("backend", [good.endpoint]) +
+        pu.upstream("db", [bad.endpoint], "breaker: { faults: 2, leak: 60s, open_for: 60s }\n" + db_extra),
+        log_level=level)
+
+
+def rewrite(px, text):
+    with open(px.config, "w") as f:
+        f.write(text)
+
+
+def test_bad_config_is_refused_whole_and_the_old_one_serves():
+    good, bad = pu.echo(), pu.Refused()
+    px = pu.Cynic(make(good, bad))
+    adm = au.Admin(px)
+    try:
+        loaded = adm.status()["config"]["loaded"]
+        rewrite(px, make(good, bad).replace("faults: 2", "faults: two") + "bogus: 1\n")
+        status, _, js, _ = adm.post("/reload")
+        assert status == 400 and "old one keeps serving" in js["error"]
+        assert len(js["errors"]) == 2
+        assert any(px.config + ":" in e and "faults" in e for e in js["errors"]), js["errors"]
+        assert any("bogus" in e for e in js["errors"]), js["errors"]
+        rec = px.wait_log(lambda r: r.get("event") == "reload_refused")
+        assert rec["level"] == "error" and rec["by"].startswith("POST /reload from 127.0.0.1:")
+        assert exchange(px)
+        st = adm.status()
+        assert st["config"]["reloads"] == 0 and st["config"]["loaded"] == loaded
+        # the same through SIGHUP
+        px.signal(signal.SIGHUP)
+        pu.wait_for(lambda: len(px.logs(event="reload_refused")) == 2, what="second refusal")
+        assert px.logs(event="reload_refused")[1]["by"] == "SIGHUP"
+        assert exchange(px) and px.proc.poll() is None
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def test_good_reload_keeps_sockets_connections_and_breaker_state():
+    good, bad = pu.echo(), pu.Refused()
+    px = pu.Cynic(make(good, bad))
+    adm = au.Admin(px)
+    try:
+        addr = px.addr("app")
+        held = px.connect()
+        held.sendall(b"before")
+        assert held.recv(6) == b"before"
+        for _ in range(2):
+            assert not exchange(px, "other")
+        pu.wait_for(lambda: adm.breaker("db", bad.endpoint)["state"] == "open", what="db open")
+        adm.post(f"/breakers/backend/{good.endpoint}/force_closed", {"reason": "pinned"})
+        assert adm.get("/ready")[0] == 200
+        # new: db is required, app allows 3 connections, debug logging
+        rewrite(px, make(good, bad, db_extra="required: true", app_extra="max_connections: 3",
+                         level="debug"))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["reloaded"] is True and js["reloads"] == 1, js
+        st = adm.status()
+        assert st["config"]["reloads"] == 1
+        app = [l for l in st["listeners"] if l["name"] == "app"][0]
+        assert app["address"] == "%s:%d" % addr and app["max_connections"] == 3
+        # breaker state survived, manual ones too
+        assert adm.breaker("db", bad.endpoint)["state"] == "open"
+        assert adm.breaker("db", bad.endpoint)["failures"] == 2
+        assert adm.breaker("backend", good.endpoint)["state"] == "forced_closed"
+        # the new `required` is in force: db is all open
+        status, _, js, _ = adm.get("/ready")
+        assert status == 503 and "required upstream db" in js["reason"]
+        # the open connection kept going, new ones work on the same socket
+        held.sendall(b"after")
+        assert held.recv(5) == b"after"
+        held.close()
+        assert exchange(px)
+        assert px.logs(msg="config reloaded")
+        # SIGHUP reloads too
+        rewrite(px, make(good, bad, app_extra="max_connections: 4"))
+        px.signal(signal.SIGHUP)
+        pu.wait_for(lambda: adm.status()["config"]["reloads"] == 2, what="SIGHUP reload")
+        assert [l for l in adm.status()["listeners"] if l["name"] == "app"][0]["max_connections"] == 4
+        assert adm.get("/ready")[0] == 200  # db no longer required
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def test_changes_that_need_a_restart_are_refused_with_409():
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        for new, why in [
+            (text.replace("upstreams:\n", pu.listener("third", "backend") + "upstreams:\n"), "listener 'third' added"),
+            (text.replace("faults: 2", "faults: 3"), "upstream 'db': breaker changed"),
+            (text.replace(f"[{good.endpoint}]", f"[{good.endpoint}, 127.0.0.1:9]"), "upstream 'backend': endpoints changed"),
+        ]:
+            rewrite(px, new)
+            status, _, js, _ = adm.post("/reload")
+            assert status == 409 and why in js["error"] and "nothing was applied" in js["error"], js
+        assert adm.status()["config"]["reloads"] == 0
+        assert exchange(px)
+        assert adm.request("GET", "/reload")[0] == 405
+    finally:
+        px.stop()
+        good.close(), bad.close()
