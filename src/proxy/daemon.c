@@ -10,16 +10,19 @@
  * logged at once; the rest are counted and written as one summary line when
  * the window ends ("1234 connect refused by db:5432 in the last 10s").
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "proxy.h"
 
 #define SUMMARY_INTERVAL_MS 10000u
+#define ROTATE_CHECK_MS 1000u /* log.rotate: how often the file's size is checked */
 
 static const char *const event_keys[] = {
 #define EVENT_KEY(name, key, msg, text) key,
@@ -62,6 +65,31 @@ void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *wha
   cynic__log(CYNIC_LOG_WARN, event_msgs[ev], f);
 }
 
+/* One "totals" line for a thing with any event counted since start: what
+ * happened, by kind (until /metrics exists, the record of each kind). */
+static void total(const cynic__counters_t *c, const char *what, const char *name) {
+  json_t *counts = json_object();
+  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+    if (c->total[ev] > 0)
+      json_object_set_new(counts, event_keys[ev], json_integer((json_int_t)c->total[ev]));
+  if (json_object_size(counts) == 0) {
+    json_decref(counts);
+    return;
+  }
+  cynic__log(CYNIC_LOG_INFO, "totals", json_pack("{s:s, s:o}", what, name, "counts", counts));
+}
+
+static void log_totals(const cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    const cynic__upstream_t *u = &p->upstreams[i];
+    for (size_t e = 0; e < u->endpoint_count; e++)
+      total(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text);
+    total(&u->counters, "upstream", u->cfg->name);
+  }
+  for (size_t i = 0; i < p->listener_count; i++)
+    total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
+}
+
 /* Writes one summary line per counter that saw more than the one event
  * already logged, and starts a new window. */
 static void summarise(cynic__counters_t *c, const char *what, const char *name) {
@@ -91,6 +119,39 @@ static void on_summary(uv_timer_t *t) {
     summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
 }
 
+/* log.rotate (Steady State: logs never fill the disk). The file's size is
+ * checked once a second rather than on every line (src/common's logger does
+ * not rotate), so a file may pass max_bytes by one second of logging, which
+ * the rate-limited summaries keep small. Rotation renames file.N-1 to file.N
+ * down to file to file.1 (the oldest, file.keep, is overwritten), then
+ * reopens `file`. Blocking file calls on the loop: a few renames a rotation. */
+static void on_rotate_check(uv_timer_t *t) {
+  const cynic__proxy_t *p = t->data;
+  const cynic__config_log_t *lc = &p->cfg->log;
+  struct stat st;
+  if (stat(lc->file, &st) != 0 || (uint64_t)st.st_size < lc->rotate_max_bytes)
+    return;
+  size_t n = strlen(lc->file) + 16;
+  char *from = malloc(n), *to = malloc(n);
+  if (from == NULL || to == NULL) {
+    free(from);
+    free(to);
+    return;
+  }
+  for (uint32_t i = lc->rotate_keep; i > 1; i--) {
+    snprintf(from, n, "%s.%u", lc->file, i - 1);
+    snprintf(to, n, "%s.%u", lc->file, i);
+    rename(from, to); /* a missing file.N-1 is fine */
+  }
+  snprintf(to, n, "%s.1", lc->file);
+  int rc = rename(lc->file, to) == 0 ? cynic__log_reopen() : -errno;
+  cynic__log(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log rotated",
+             json_pack("{s:s, s:I, s:s}", "previous", to, "bytes", (json_int_t)st.st_size, "result",
+                       rc == 0 ? "ok" : strerror(-rc)));
+  free(from);
+  free(to);
+}
+
 /* Ends the loop: every handle the proxy owns is closed; uv_run returns once
  * their close callbacks have run. */
 static void stop(cynic__proxy_t *p) {
@@ -104,12 +165,13 @@ static void stop(cynic__proxy_t *p) {
   uv_close((uv_handle_t *)&p->sigint, NULL);
   uv_close((uv_handle_t *)&p->sigusr1, NULL);
   uv_close((uv_handle_t *)&p->summary_timer, NULL);
+  uv_close((uv_handle_t *)&p->rotate_timer, NULL);
   uv_close((uv_handle_t *)&p->drain_timer, NULL);
 }
 
 void cynic__proxy_conn_gone(cynic__proxy_t *p) {
   if (p->draining && p->conn_count == 0 && !p->stopping) {
-    cynic__log(CYNIC_LOG_INFO, "drained", json_pack("{s:b}", "complete", 1));
+    cynic__log(CYNIC_LOG_INFO, "drained", json_pack("{s:b}", "complete", !p->drain_cut));
     stop(p);
   }
 }
@@ -118,12 +180,21 @@ static void on_drain_deadline(uv_timer_t *t) {
   cynic__proxy_t *p = t->data;
   cynic__log(CYNIC_LOG_WARN, "drain timeout: closing the remaining connections",
              json_pack("{s:i}", "connections", (json_int_t)p->conn_count));
+  p->drain_cut = true;
   cynic__tcp_close_all(p);
 }
 
 static void drain(cynic__proxy_t *p, const char *why) {
-  if (p->draining)
+  if (p->draining) {
+    /* A second signal while draining (Ctrl-C twice): do not wait any longer. */
+    if (!p->drain_cut && p->conn_count > 0) {
+      cynic__log(CYNIC_LOG_WARN, "second signal: closing the remaining connections now",
+                 json_pack("{s:s, s:i}", "signal", why, "connections", (json_int_t)p->conn_count));
+      p->drain_cut = true;
+      cynic__tcp_close_all(p);
+    }
     return;
+  }
   p->draining = true;
   uint64_t ms = (p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
   cynic__log(CYNIC_LOG_INFO, "draining",
@@ -162,6 +233,8 @@ static void serve(cynic__proxy_t *p) {
     return;
   }
   uv_timer_start(&p->summary_timer, on_summary, SUMMARY_INTERVAL_MS, SUMMARY_INTERVAL_MS);
+  if (p->cfg->log.rotate_max_bytes > 0 && strcmp(p->cfg->log.file, "-") != 0)
+    uv_timer_start(&p->rotate_timer, on_rotate_check, 0, ROTATE_CHECK_MS);
   cynic__log(CYNIC_LOG_INFO, "started",
              json_pack("{s:s, s:i, s:i, s:i}", "version", cynic_version(), "pid",
                        (json_int_t)getpid(), "listeners", (json_int_t)p->listener_count,
@@ -207,6 +280,9 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   p.started_unix_ms = p.config_unix_ms = cynic__unix_ms();
   cynic__list_init(&p.conns);
   uv_timer_init(&loop, &p.summary_timer);
+  uv_timer_init(&loop, &p.rotate_timer);
+  p.rotate_timer.data = &p;
+  uv_unref((uv_handle_t *)&p.rotate_timer);
   uv_timer_init(&loop, &p.drain_timer);
   p.summary_timer.data = p.drain_timer.data = &p;
   uv_unref((uv_handle_t *)&p.summary_timer);
@@ -228,10 +304,11 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
     stop(&p);
   uv_run(&loop, UV_RUN_DEFAULT);
 
+  log_totals(&p);
   cynic__admin_free(&p);
-  cynic__config_free(p.reloaded_cfg); /* after everything that points into it */
   cynic__listeners_free(&p);
   cynic__upstreams_free(&p);
+  cynic__config_free(p.reloaded_cfg); /* after everything that points into it */
   int status = p.status;
   int close_rc = uv_loop_close(&loop);
   if (close_rc != 0) {

@@ -81,8 +81,9 @@ static void on_connection(uv_stream_t *server, int status) {
   cynic__listener_t *l = server->data;
   cynic__proxy_t *p = l->proxy;
   if (status < 0) {
-    cynic__log(CYNIC_LOG_WARN, "accept failed",
-               json_pack("{s:s, s:s}", "listener", l->cfg->name, "error", uv_strerror(status)));
+    /* EMFILE and friends: libuv sheds the connection; the log stays bounded. */
+    cynic__proxy_event(&l->counters, CYNIC__EV_ACCEPT_ERROR, "listener", l->cfg->name, NULL,
+                       uv_strerror(status));
     return;
   }
   uv_tcp_t *client = cynic__tcp_client_new(p);

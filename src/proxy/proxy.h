@@ -95,6 +95,9 @@ typedef struct cynic__conn cynic__conn_t;
      "clients closed at once, max_connections reached, on")                                        \
   XX(MAX_PER_CLIENT, "max_connections_per_client", "client closed: per-client limit reached",      \
      "clients closed at once, per-client limit, on")                                               \
+  XX(ACCEPT_ERROR, "accept_error", "accept failed", "accept errors on")                            \
+  XX(LOCAL_ERROR, "local_error", "client closed: no local resources for an upstream connection",   \
+     "clients closed, no local resources (descriptors, memory), for")                              \
   XX(RATE_LIMITED, "rate_limited", "client closed: rate limit",                                    \
      "clients closed at once, over their rate limit, on")
 
@@ -186,15 +189,17 @@ struct cynic__proxy {
   size_t conn_count;
   uv_signal_t sigterm, sigint, sigusr1;
   uv_timer_t summary_timer; /* rate-limited error summaries */
+  uv_timer_t rotate_timer;  /* log.rotate: checks the log file's size */
   uv_timer_t drain_timer;
   size_t first_resolutions; /* host names not yet resolved once: serve() at 0 */
   bool draining;
-  bool stopping; /* closing every handle: the loop is about to end */
-  int status;    /* exit status */
-  cynic__admin_t *admin;      /* the admin listener (admin.c); NULL until started */
-  int64_t started_unix_ms;    /* wall clock at start, for /status */
-  int64_t config_unix_ms;     /* wall clock when the config in use was loaded */
-  uint64_t reloads;           /* successful reloads */
+  bool drain_cut; /* the drain deadline or a second signal closed connections */
+  bool stopping;  /* closing every handle: the loop is about to end */
+  int status;     /* exit status */
+  cynic__admin_t *admin;         /* the admin listener (admin.c); NULL until started */
+  int64_t started_unix_ms;       /* wall clock at start, for /status */
+  int64_t config_unix_ms;        /* wall clock when the config in use was loaded */
+  uint64_t reloads;              /* successful reloads */
   cynic__config_t *reloaded_cfg; /* the config in use after a reload (owned; the first
                                     one belongs to main.c) */
 };

@@ -24,8 +24,8 @@
  *
  * Circuit breaker outcomes (one permit per connection):
  *   fault    connect refused, connect error, connect timeout; a reset or a close
- *            from the upstream before its first byte (unless the client had
- *            already closed its side); the first-byte timeout
+ *            from the upstream before its first byte (except a close after the
+ *            client closed without sending anything); the first-byte timeout
  *   success  the first byte from the upstream: the endpoint answered. Recorded
  *            then, not at close, so a long-lived connection (a database pool)
  *            does not hold a half-open probe for hours.
@@ -478,7 +478,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     uv_read_stop(s);
     d->reading = false;
     d->eof = true;
-    if (d == &c->down && !c->got_first_byte && !c->up.eof)
+    /* The upstream closed without a word: a fault, unless the client had
+     * closed without sending anything (a TCP health check, a client that
+     * changed its mind), to which closing is the right answer. */
+    if (d == &c->down && !c->got_first_byte && (c->sent_first_byte || !c->up.eof))
       fault(c, CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE, NULL);
     flush(d);
     return;
@@ -559,6 +562,12 @@ static void connect_upstream(cynic__conn_t *c) {
     c->server.data = c;
     c->connect_req.data = c;
     rc = uv_tcp_connect(&c->connect_req, &c->server, (const struct sockaddr *)&e->sa, on_connect);
+  }
+  if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
+    /* Our shortage, not the endpoint's fault: the permit goes back unused. */
+    upstream_event(c, CYNIC__EV_LOCAL_ERROR);
+    conn_close(c, false);
+    return;
   }
   if (rc != 0) {
     fault(c, rc == UV_ECONNREFUSED ? CYNIC__EV_CONNECT_REFUSED : CYNIC__EV_CONNECT_ERROR,

@@ -77,15 +77,20 @@ def rss_kb(pid):
 class Cynic:
     """A running `cynic -c FILE` with the given YAML text."""
 
-    def __init__(self, config_text, timeout=15.0):
+    def __init__(self, config_text, timeout=15.0, nofile=None):
         self.dir = tempfile.TemporaryDirectory(prefix="cynic-test-")
         self.config = os.path.join(self.dir.name, "cynic.yaml")
         with open(self.config, "w") as f:
             f.write(config_text)
         self.lines = []
         self._cond = threading.Condition()
+        def limit():
+            if nofile is not None:  # a descriptor shortage, on purpose
+                import resource
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen([CYNIC, "-c", self.config], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=limit)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.wait_log(lambda r: r.get("msg") == "started", timeout)
@@ -125,6 +130,13 @@ class Cynic:
 
     def logs(self, **match):
         return [r for r in self.records() if all(r.get(k) == v for k, v in match.items())]
+
+    def totals(self, what, name):
+        """The counts by kind from the "totals" line logged at exit."""
+        for r in self.logs(msg="totals"):
+            if r.get(what) == name:
+                return r["counts"]
+        return {}
 
     def wait_log(self, pred, timeout=10.0, what="a log line"):
         deadline = time.monotonic() + timeout

@@ -4,7 +4,10 @@ serving; once every breaker is open clients are closed in well under the
 connect timeout; after `open_for` a probe goes through and a recovered
 endpoint closes its breaker. Every transition is logged with its reason."""
 import socket
+import struct
 import time
+
+import pytest
 
 import proxyutil as pu
 
@@ -75,6 +78,7 @@ breaker: { faults: 3, leak: 60s, open_for: 1500ms, half_open_probes: 1 }
     finally:
         px.stop()
         good.close()
+    assert px.totals("endpoint", bad.endpoint) == {"connect_refused": 3}
 
 
 def test_all_open_fails_fast_well_under_connect_timeout():
@@ -102,3 +106,89 @@ breaker: { faults: 2, leak: 60s, open_for: 60s }
     finally:
         px.stop()
         hole.close()
+    assert px.totals("endpoint", hole.endpoint) == {"connect_timeout": 2}
+    assert px.totals("upstream", "backend") == {"breaker_open": 5}
+
+
+def upstream_sockets(px, port):
+    socks = pu.process_sockets(px.pid)
+    n = 0
+    for s in socks:
+        try:
+            if s.getpeername()[1] == port:
+                n += 1
+        except OSError:
+            pass
+        s.close()
+    return n
+
+
+def test_least_connections_picks_the_emptier_endpoint():
+    a, b = pu.black_hole(), pu.black_hole()  # hold connections, close on EOF
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"),
+                            pu.upstream("backend", [a.endpoint, b.endpoint], "balance: least_connections")))
+    try:
+        c1 = px.connect()  # a tie: the first endpoint
+        pu.wait_for(lambda: a.accepted == 1)
+        c2 = px.connect()  # a has one: b
+        pu.wait_for(lambda: b.accepted == 1)
+        c2.close()
+        pu.wait_for(lambda: upstream_sockets(px, b.port) == 0, what="the proxy to let go of b")
+        # round robin would now pick a; least connections picks b (0 < 1)
+        c3 = px.connect()
+        pu.wait_for(lambda: b.accepted == 2)
+        assert a.accepted == 1
+        c1.close()
+        c3.close()
+    finally:
+        px.stop()
+        a.close()
+        b.close()
+
+
+def rude(reset):
+    """Accepts, reads what comes, and closes (FIN) or resets (RST) without a
+    byte of answer."""
+    def handler(conn):
+        conn.recv(100)
+        if reset:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return pu.Server(handler)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["close", "reset"])
+def test_close_or_reset_before_first_byte_is_a_fault(reset):
+    srv = rude(reset)
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"),
+                            pu.upstream("backend", [srv.endpoint], "breaker: { faults: 2, open_for: 60s }")))
+    try:
+        for _ in range(2):
+            assert not exchange(px)
+        px.wait_log(lambda r: r.get("msg") == "breaker transition" and r.get("to") == "open")
+        assert srv.accepted == 2
+        assert not exchange(px)  # closed at once: the endpoint is not tried
+        assert srv.accepted == 2
+    finally:
+        px.stop()
+        srv.close()
+    kind = "reset_before_first_byte" if reset else "closed_before_first_byte"
+    assert px.totals("endpoint", srv.endpoint) == {kind: 2}
+
+
+def test_client_leaving_without_a_word_is_not_a_fault():
+    """A client that connects and closes without sending anything (a TCP
+    health check): the upstream closes too; that is no fault of its own."""
+    srv = pu.black_hole()  # closes when the client does, having said nothing
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"),
+                            pu.upstream("backend", [srv.endpoint], "breaker: { faults: 1 }")))
+    try:
+        for _ in range(3):
+            with px.connect() as c:
+                c.shutdown(socket.SHUT_WR)
+                assert pu.recv_all(c) == b""
+        pu.wait_for(lambda: srv.accepted == 3)
+    finally:
+        px.stop()
+        srv.close()
+    assert not px.logs(msg="breaker transition")
+    assert px.totals("endpoint", srv.endpoint) == {}

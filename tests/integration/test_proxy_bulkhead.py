@@ -48,6 +48,7 @@ bulkhead: { max_connections: 2, max_pending: 1, queue_timeout: 700ms }
         srv.release.set()
         px.stop()
         srv.close()
+    assert px.totals("upstream", "backend") == {"bulkhead_full": 1, "queue_timeout": 1}
 
 
 def test_bulkhead_promotes_a_waiter_when_a_slot_frees():

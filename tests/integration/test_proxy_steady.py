@@ -96,7 +96,7 @@ def test_sigterm_drains_open_transfer_and_refuses_new_connections():
         assert first + rest == chunk * chunks
         c.close()
         assert px.proc.wait(10) == 0
-        assert px.logs(msg="drained")
+        assert px.logs(msg="drained")[0]["complete"] is True
     finally:
         px.stop()
         srv.close()
@@ -116,6 +116,7 @@ def test_drain_timeout_closes_the_rest():
         took = time.monotonic() - t0
         assert 0.8 <= took <= 5.0, took
         assert px.logs(msg="drain timeout: closing the remaining connections")
+        assert px.logs(msg="drained")[0]["complete"] is False
         c.close()
     finally:
         srv.release.set()
@@ -143,3 +144,106 @@ def test_sigusr1_reopens_the_log_file(tmp_path):
         out, err = proc.communicate()
         assert err == b""  # everything went to the file
     assert '"stopped"' in log.read_text()
+
+
+def test_sigint_drains_too():
+    srv = pu.echo()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
+    try:
+        with px.connect() as c:
+            px.signal(signal.SIGINT)
+            px.wait_log(lambda r: r.get("msg") == "draining")
+            c.sendall(b"in flight")  # an open connection still works while draining
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"in flight"
+        assert px.proc.wait(10) == 0
+        assert px.logs(msg="draining")[0]["signal"] == "SIGINT"
+    finally:
+        px.stop()
+        srv.close()
+
+
+def test_log_rotates_past_max_bytes_and_keeps_keep_files(tmp_path):
+    log = tmp_path / "cynic.log"
+    log.write_text("old line\n" * 10000)  # 90 KB: past max_bytes at the first check
+    (tmp_path / "cynic.log.1").write_text("older\n")
+    (tmp_path / "cynic.log.2").write_text("oldest: dropped (keep: 2)\n")
+    cfg = tmp_path / "cynic.yaml"
+    cfg.write_text(pu.config(pu.listener("app", "backend"), pu.upstream("backend", ["127.0.0.1:9"]))
+                   .replace('file: "-"', f'file: "{log}"\n  rotate: {{ max_bytes: 64KB, keep: 2 }}'))
+    proc = subprocess.Popen([pu.CYNIC, "-c", str(cfg)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        pu.wait_for(lambda: log.exists() and '"log rotated"' in log.read_text(), what="a rotation")
+        one = (tmp_path / "cynic.log.1").read_text()
+        assert one.startswith("old line\n") and '"started"' in one
+        assert (tmp_path / "cynic.log.2").read_text() == "older\n"
+        assert not (tmp_path / "cynic.log.3").exists()
+        assert len(log.read_text()) < 1000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        proc.communicate()
+
+
+def test_descriptor_shortage_is_not_an_upstream_fault():
+    """Out of file descriptors: clients past the limit are shed (accept or
+    connect fails locally), counted and logged once, and the endpoint's
+    breaker is not blamed; once clients leave, the proxy serves again."""
+    srv = pu.black_hole()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"),
+                            pu.upstream("backend", [srv.endpoint], "breaker: { faults: 2 }")),
+                  nofile=40)
+    clients = []
+    try:
+        for _ in range(40):
+            try:
+                clients.append(px.connect(timeout=5))
+            except OSError:
+                break
+        px.wait_log(lambda r: r.get("event") in ("accept_error", "local_error"), timeout=10,
+                    what="a descriptor shortage to be noticed")
+        assert not px.logs(msg="breaker transition")
+        for c in clients:
+            c.close()
+        clients = []
+
+        def serves():
+            try:
+                with px.connect(timeout=5) as c:
+                    c.sendall(b"x")
+                    c.shutdown(socket.SHUT_WR)
+                    return pu.closed_within(c, 5) is not None  # black hole: EOF when done
+            except OSError:
+                return False
+        pu.wait_for(serves, timeout=15, what="the proxy to serve again")
+        assert not px.logs(msg="breaker transition")
+        assert len(px.logs(event="accept_error")) <= 1 and len(px.logs(event="local_error")) <= 1
+    finally:
+        for c in clients:
+            c.close()
+        px.stop()
+        srv.close()
+
+
+def test_second_signal_ends_the_drain_at_once():
+    srv = pu.silent()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint]),
+                            admin="  drain_timeout: 60s\n"))
+    try:
+        c = px.connect()
+        pu.wait_for(lambda: srv.accepted == 1)
+        px.signal(signal.SIGINT)
+        px.wait_log(lambda r: r.get("msg") == "draining")
+        assert pu.closed_within(c, 0.3) is None  # still draining: the connection lives
+        t0 = time.monotonic()
+        px.signal(signal.SIGINT)
+        assert pu.closed_within(c, 10) is not None
+        assert px.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 2.0
+        assert px.logs(msg="second signal: closing the remaining connections now")
+        c.close()
+    finally:
+        srv.release.set()
+        px.stop()
+        srv.close()

@@ -33,6 +33,7 @@ breaker: { faults: 100 }
         srv.release.set()
         px.stop()
         srv.close()
+    assert px.totals("endpoint", srv.endpoint) == {"first_byte_timeout": 1}
 
 
 def test_first_byte_answered_in_time_is_not_a_timeout():
@@ -82,6 +83,7 @@ timeouts: { idle: 1s }
     finally:
         px.stop()
         srv.close()
+    assert px.totals("endpoint", srv.endpoint) == {"idle_timeout": 1}
 
 
 def test_listener_idle_timeout():
