@@ -70,7 +70,7 @@ breaker: { faults: 100 }
         assert m.get("cynic_upstream_first_byte_seconds_count", upstream="backend") == n
         assert m.get("cynic_upstream_connect_duration_seconds_count", upstream="backend") == n
         assert m.get("cynic_connection_duration_seconds_count", upstream="backend") == n
-        assert 0 < m.get("cynic_connection_duration_seconds_sum", upstream="backend") < n * 5
+        assert 0 <= m.get("cynic_connection_duration_seconds_sum", upstream="backend") < n * 5  # ms resolution
         assert m.get("cynic_upstream_first_byte_seconds_bucket", upstream="backend", le="+Inf") == n
 
         assert m.get("cynic_connections_total", listener="flaky", outcome="connect_refused") == 3
