@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "addr.h"
 #include "admin.h"
 #include "json.h"
@@ -679,6 +680,7 @@ static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_res
 static void on_sample(uv_timer_t *t) {
   cynic__admin_t *a = t->data;
   cynic__metrics_sample(a->proxy);
+  cynic__accesslog_rotate(a->proxy->cfg->log.rotate_max_bytes, a->proxy->cfg->log.rotate_keep);
 }
 
 int cynic__admin_start(cynic__proxy_t *p) {
@@ -704,6 +706,9 @@ int cynic__admin_start(cynic__proxy_t *p) {
       return rc;
     }
   }
+  int lrc = cynic__accesslog_open(p->cfg);
+  if (lrc != 0)
+    return lrc; /* accesslog.c said which file and why */
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   if (!cynic__addr_numeric(ac->listen.host, ac->listen.port, false, &ss)) {
@@ -747,6 +752,7 @@ void cynic__admin_stop(cynic__proxy_t *p) {
 
 void cynic__admin_free(cynic__proxy_t *p) {
   cynic__admin_t *a = p->admin;
+  cynic__accesslog_close();
   if (a == NULL)
     return;
   if (a->token != NULL) {

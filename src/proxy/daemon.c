@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -216,6 +217,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   cynic__proxy_t *p = s->data;
   if (signum == SIGUSR1) {
     int rc = cynic__log_reopen();
+    cynic__accesslog_reopen();
     cynic__log(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log reopened",
                json_pack("{s:s}", "result", rc == 0 ? "ok" : strerror(-rc)));
     return;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "admin.h"
 
 static const double bounds[CYNIC__HIST_BUCKETS] = CYNIC__HIST_BOUNDS;
@@ -96,6 +97,7 @@ void cynic__metrics_conn_done(const cynic__conn_report_t *r) {
     u->stats.errors++;
   uint64_t ms = r->end_ms >= r->accepted_ms ? r->end_ms - r->accepted_ms : 0;
   cynic__hist_observe(&u->stats.duration, (double)ms / 1000.0);
+  cynic__accesslog_write(r);
 }
 
 void cynic__metrics_transition(cynic__endpoint_t *e, cynic_breaker_state_t from,

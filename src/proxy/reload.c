@@ -87,6 +87,8 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
       RESTART("listener '%s': mode changed", nl->name);
     if (!same_str(ol->upstream_name, nl->upstream_name))
       RESTART("listener '%s': upstream changed", nl->name);
+    if (!same_str(ol->access_log, nl->access_log))
+      RESTART("listener '%s': access_log changed", nl->name);
     if (ol->buffer_bytes != nl->buffer_bytes)
       RESTART("listener '%s': buffer changed", nl->name);
     if (ol->rate_count != nl->rate_count || ol->rate_period_ns != nl->rate_period_ns ||
