@@ -225,7 +225,7 @@ static void hist(cynic__buf_t *b, const char *name, const char *labels, const cy
 static uint64_t listener_outcome(const cynic__listener_t *l, int o) {
   uint64_t n = l->stats.outcomes[o];
   if (o == CYNIC__EV_MAX_CONNECTIONS || o == CYNIC__EV_MAX_PER_CLIENT ||
-      o == CYNIC__EV_RATE_LIMITED)
+      o == CYNIC__EV_RATE_LIMITED || o == CYNIC__EV_ACCEPT_ERROR)
     n += l->counters.total[o];
   return n;
 }
