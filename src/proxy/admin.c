@@ -274,7 +274,6 @@ static json_t *transitions_json(const cynic__admin_t *a, const char *upstream) {
   return arr;
 }
 
-bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
 bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
   static char text[200];
   if (p->draining) {
@@ -431,8 +430,18 @@ static bool read_reason(req_t *r, char *out, size_t n) {
     reply_error(r, 400, msg);
     return false;
   }
-  if (reason != NULL)
+  if (reason != NULL) {
     snprintf(out, n, "%s", reason);
+    /* cut at a character boundary: a cut UTF-8 sequence is not a JSON string */
+    size_t k = n - 1; /* reason[k]: the first byte not copied */
+    if (strlen(reason) > k && ((unsigned char)reason[k] & 0xC0) == 0x80) {
+      while (k > 0 && ((unsigned char)out[k - 1] & 0xC0) == 0x80)
+        k--;
+      if (k > 0)
+        k--; /* the sequence's lead byte */
+      out[k] = '\0';
+    }
+  }
   json_decref(v);
   return true;
 }
@@ -623,7 +632,7 @@ static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_res
     reply_error(r, 404, "not found");
   } else if (r->nsegs == 0) {
     /* the page holds no data; its API calls carry the token */
-    if (!is(r, "GET") && !is(r, "HEAD")) {
+    if (!is(r, "GET")) {
       not_allowed(r, "GET");
     } else {
       resp->status = 200;

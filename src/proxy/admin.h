@@ -42,6 +42,9 @@ struct cynic__admin {
   size_t ring_next, ring_count;
 };
 
+/* True when GET /ready answers 200; *why says why not (or "ready"). */
+bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
+
 /* ---- reload.c ------------------------------------------------------------ */
 
 /* Reloads the config file (SIGHUP, POST /reload). Returns the JSON answer and

@@ -243,8 +243,6 @@ static const cynic__event_t endpoint_faults[] = {
     CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE, CYNIC__EV_FIRST_BYTE_TIMEOUT,
 };
 
-extern bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
-
 int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   char ln[CYNIC__CONFIG_MAX_NAME * 2 + 8], un[CYNIC__CONFIG_MAX_NAME * 2 + 8], en[600];
   char labels[1400];

@@ -126,11 +126,15 @@ def test_trip_closes_clients_at_once_and_reset_lets_traffic_through():
         assert t["why"] == "db migration" and t["by"] == rec["by"]
         assert st["upstreams"][0]["endpoints"][0]["breaker"]["changed_by"] == rec["by"]
 
+        # a long reason is kept up to 127 bytes, cut at a character boundary
+        status, _, js, _ = adm.post("/breakers/backend/trip", {"reason": "é" * 100})
+        assert status == 200 and js["endpoints"][0]["breaker"]["change_reason"] == "é" * 63
         status, _, js, _ = adm.post("/breakers/backend/reset")
         assert status == 200 and js["endpoints"][0]["breaker"]["state"] == "closed"
         assert js["endpoints"][0]["breaker"]["reason"] == "manual_reset"
         assert exchange(px) and exchange(px)
         assert adm.status()["transitions"][0]["to"] == "closed"
+        assert len(adm.status()["transitions"]) == 3
     finally:
         px.stop()
         a.close()
