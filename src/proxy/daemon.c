@@ -198,10 +198,10 @@ static void drain(cynic__proxy_t *p, const char *why) {
   }
   p->draining = true;
   uint64_t ms = (p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
-  cynic__log(CYNIC_LOG_INFO, "draining",
+  cynic__listeners_stop(p); /* new connections are refused from now on... */
+  cynic__log(CYNIC_LOG_INFO, "draining", /* ...which this line may promise */
              json_pack("{s:s, s:i, s:i}", "signal", why, "connections", (json_int_t)p->conn_count,
                        "drain_timeout_ms", (json_int_t)ms));
-  cynic__listeners_stop(p); /* new connections are refused from now on */
   if (p->conn_count == 0) {
     cynic__proxy_conn_gone(p);
     return;

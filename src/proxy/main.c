@@ -26,7 +26,11 @@ static void usage(FILE *out) {
                "  -c, --config FILE   the YAML config (see docs/configuration.md)\n"
                "  -t, --check         load and check the config, print a summary, exit\n"
                "  -V, --version       print the version and exit\n"
-               "  -h, --help          print this help and exit\n");
+               "  -h, --help          print this help and exit\n"
+               "\n"
+               "signals: SIGTERM, SIGINT drain (a second one closes what is left);\n"
+               "         SIGUSR1 reopens the log file. Exit 0 after a drain, 1 when the\n"
+               "         proxy cannot start, 2 on a bad config. See docs/proxy.md.\n");
 }
 
 static void print_summary(const cynic__config_t *cfg) {

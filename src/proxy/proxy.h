@@ -128,6 +128,7 @@ typedef struct cynic__endpoint {
   bool first;           /* the first resolution is in flight (start waits) */
   uv_getaddrinfo_t gai; /* host names only */
   cynic_breaker_t *breaker;
+  cynic_breaker_state_t state; /* as of its last transition (on_transition) */
   uint32_t active; /* connections to it now (least_connections) */
   cynic__counters_t counters;
   cynic__endpoint_stats_t stats; /* metrics.h: admin listener */

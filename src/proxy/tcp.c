@@ -582,8 +582,11 @@ static void connect_upstream(cynic__conn_t *c) {
  * client be closed before it takes a bulkhead place when none would. */
 static bool any_breaker_available(const cynic__upstream_t *u) {
   for (size_t i = 0; i < u->endpoint_count; i++) {
+    const cynic__endpoint_t *e = &u->endpoints[i];
+    if (e->state != CYNIC_BREAKER_OPEN && e->state != CYNIC_BREAKER_FORCED_OPEN)
+      return true; /* the common case: no lock, no clock */
     cynic_breaker_snapshot_t s;
-    if (cynic_breaker_snapshot(u->endpoints[i].breaker, &s) != 0)
+    if (cynic_breaker_snapshot(e->breaker, &s) != 0)
       return true;
     if (s.state != CYNIC_BREAKER_OPEN && s.state != CYNIC_BREAKER_FORCED_OPEN)
       return true;

@@ -25,6 +25,7 @@ static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_s
                           cynic_breaker_reason_t reason, uint64_t at_ns) {
   (void)at_ns;
   cynic__endpoint_t *e = arg;
+  e->state = to; /* the loop's thread makes every transition: no race */
   cynic__metrics_transition(e, from, to, reason);
   bool bad = to == CYNIC_BREAKER_OPEN || to == CYNIC_BREAKER_FORCED_OPEN;
   cynic__log(bad ? CYNIC_LOG_WARN : CYNIC_LOG_INFO, "breaker transition",

@@ -152,6 +152,18 @@ class Cynic:
             with self._cond:
                 self._cond.wait(0.05)
 
+    def wait_msg(self, msg, timeout=10.0, **fields):
+        """Waits for a log line with this msg and these field values."""
+        return self.wait_log(lambda r: r.get("msg") == msg and all(r.get(k) == v for k, v in fields.items()),
+                             timeout, what=f"log line {msg!r} {fields}")
+
+    def wait_exit(self, timeout=10.0):
+        """Waits for the process to end by itself and for its last log lines;
+        returns the exit status."""
+        rc = self.proc.wait(timeout)
+        self._reader.join(5)
+        return rc
+
     def tail(self, n=40):
         with self._cond:
             return "\n".join(self.lines[-n:])

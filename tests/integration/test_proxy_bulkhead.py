@@ -40,8 +40,8 @@ bulkhead: { max_connections: 2, max_pending: 1, queue_timeout: 700ms }
         took3 = time.monotonic() - t3
         assert 0.6 <= took3 <= 2.5, took3
         assert srv.accepted == 2  # neither reached the upstream
-        assert px.logs(msg="client closed: bulkhead full", upstream="backend")
-        assert px.logs(msg="client closed: queue timeout", upstream="backend")
+        px.wait_msg("client closed: bulkhead full", upstream="backend")
+        px.wait_msg("client closed: queue timeout", upstream="backend")
     finally:
         for c in clients:
             c.close()
@@ -127,7 +127,7 @@ def test_listener_max_connections_accepts_and_closes():
         took = pu.closed_within(extra, 5)
         assert took is not None and took < 0.25, took
         extra.close()
-        assert px.logs(msg="client closed: listener max_connections reached", listener="app")
+        px.wait_msg("client closed: listener max_connections reached", listener="app")
         clients.pop().close()
         # a place is free again
         pu.wait_for(lambda: pu.closed_within(held_and_keep(px, clients), 0.3) is None,

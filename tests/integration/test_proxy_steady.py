@@ -95,7 +95,7 @@ def test_sigterm_drains_open_transfer_and_refuses_new_connections():
         rest = pu.recv_all(c)
         assert first + rest == chunk * chunks
         c.close()
-        assert px.proc.wait(10) == 0
+        assert px.wait_exit(10) == 0
         assert px.logs(msg="drained")[0]["complete"] is True
     finally:
         px.stop()
@@ -112,7 +112,7 @@ def test_drain_timeout_closes_the_rest():
         t0 = time.monotonic()
         px.signal(signal.SIGTERM)
         assert pu.closed_within(c, 10) is not None
-        assert px.proc.wait(10) == 0
+        assert px.wait_exit(10) == 0
         took = time.monotonic() - t0
         assert 0.8 <= took <= 5.0, took
         assert px.logs(msg="drain timeout: closing the remaining connections")
@@ -156,7 +156,7 @@ def test_sigint_drains_too():
             c.sendall(b"in flight")  # an open connection still works while draining
             c.shutdown(socket.SHUT_WR)
             assert pu.recv_all(c) == b"in flight"
-        assert px.proc.wait(10) == 0
+        assert px.wait_exit(10) == 0
         assert px.logs(msg="draining")[0]["signal"] == "SIGINT"
     finally:
         px.stop()
@@ -247,9 +247,9 @@ def test_second_signal_ends_the_drain_at_once():
         t0 = time.monotonic()
         px.signal(signal.SIGINT)
         assert pu.closed_within(c, 10) is not None
-        assert px.proc.wait(10) == 0
+        assert px.wait_exit(10) == 0
         assert time.monotonic() - t0 < 2.0
-        assert px.logs(msg="second signal: closing the remaining connections now")
+        assert px.logs(msg="second signal: closing the remaining connections now")  # exited: all read
         c.close()
     finally:
         srv.release.set()

@@ -3,9 +3,11 @@ exchanges and a large transfer each way at once), half-close is propagated
 both ways, a reset is propagated as a reset, a server that speaks first works,
 and the daemon starts and stops cleanly (exit 0 after SIGTERM)."""
 import hashlib
+import json
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -315,3 +317,25 @@ def test_ipv6_listener_and_endpoint():
     finally:
         px.stop()
         srv.close()
+
+
+def test_listener_address_in_use_exits_1(tmp_path):
+    """A listener that cannot bind: an error line naming it, exit 1, nothing
+    left running."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    cfg = tmp_path / "cynic.yaml"
+    cfg.write_text(pu.config(pu.listener("app", "backend"), pu.upstream("backend", ["127.0.0.1:9"]))
+                   .replace("listen: 127.0.0.1:0\n    upstream", f"listen: 127.0.0.1:{port}\n    upstream"))
+    try:
+        r = subprocess.run([pu.CYNIC, "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    finally:
+        taken.close()
+    assert r.returncode == 1, r.stderr
+    lines = [json.loads(line) for line in r.stderr.splitlines()]
+    err = [x for x in lines if x["msg"] == "cannot listen"]
+    assert len(err) == 1 and err[0]["listener"] == "app" and err[0]["address"] == f"127.0.0.1:{port}"
+    assert err[0]["error"] == "address already in use"
+    assert not [x for x in lines if x["msg"] == "started"]
