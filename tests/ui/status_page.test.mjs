@@ -136,8 +136,13 @@ upstreams:
     assert.match(await tile.locator(".transitions").textContent(), /closed → open \(fault_threshold\)/);
     await page.waitForFunction(() => document.querySelector("#ready").textContent.startsWith("not ready"));
     assert.equal(await page.locator('section.tile[data-upstream="api"]').getAttribute("data-state"), "ok");
-    for (let i = 0; i < 20; i++) assert.ok(await exchange(port("web")));
-    await page.waitForTimeout(2200); // two more samples in the sparklines
+    // a few more seconds of traffic, so the sparklines have something to show
+    for (let sec = 0; sec < 4; sec++) {
+      const n = 10 + 8 * sec;
+      for (let i = 0; i < n; i++) assert.ok(await exchange(port("web")));
+      await page.waitForTimeout(700);
+    }
+    await page.waitForTimeout(1100);
     await page.screenshot({ path: SHOT });
 
     // the operator resets it from the page, with a reason
