@@ -41,6 +41,10 @@ static const char *const event_texts[] = {
 #undef EVENT_TEXT
 };
 
+const char *cynic__event_key(cynic__event_t ev) {
+  return ev < CYNIC__EV_COUNT ? event_keys[ev] : "unknown";
+}
+
 int64_t cynic__unix_ms(void) {
   uv_timeval64_t tv;
   if (uv_gettimeofday(&tv) != 0)
@@ -198,7 +202,7 @@ static void drain(cynic__proxy_t *p, const char *why) {
   }
   p->draining = true;
   uint64_t ms = (p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
-  cynic__listeners_stop(p); /* new connections are refused from now on... */
+  cynic__listeners_stop(p);              /* new connections are refused from now on... */
   cynic__log(CYNIC_LOG_INFO, "draining", /* ...which this line may promise */
              json_pack("{s:s, s:i, s:i}", "signal", why, "connections", (json_int_t)p->conn_count,
                        "drain_timeout_ms", (json_int_t)ms));

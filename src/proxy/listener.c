@@ -86,12 +86,24 @@ static void on_connection(uv_stream_t *server, int status) {
                        uv_strerror(status));
     return;
   }
+  if (l->reserve == NULL)
+    l->reserve = cynic__tcp_client_new(p); /* refill after a shortage */
   uv_tcp_t *client = cynic__tcp_client_new(p);
-  if (client == NULL || uv_accept(server, (uv_stream_t *)client) != 0) {
-    /* Out of memory: libuv keeps the connection pending and stops reading the
-     * listener until uv_accept; this is the one case left to the backlog. */
+  if (client == NULL) {
+    /* Out of memory. libuv stops reading a listener until its pending
+     * connection is accepted, so accept it into the reserve and close it:
+     * shed, not stuck. */
+    client = l->reserve;
+    l->reserve = NULL;
+    if (client != NULL && uv_accept(server, (uv_stream_t *)client) == 0)
+      cynic__proxy_event(&l->counters, CYNIC__EV_ACCEPT_ERROR, "listener", l->cfg->name, NULL,
+                         "out of memory");
     if (client != NULL)
       cynic__tcp_client_discard(client);
+    return;
+  }
+  if (uv_accept(server, (uv_stream_t *)client) != 0) {
+    cynic__tcp_client_discard(client);
     return;
   }
   struct sockaddr_storage peer;
@@ -121,7 +133,9 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   l->open++;
-  cynic__tcp_start(l, client, ip);
+  uint16_t port = peer.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&peer)->sin6_port)
+                                             : ntohs(((struct sockaddr_in *)&peer)->sin_port);
+  cynic__tcp_start(l, client, ip, port);
 }
 
 static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
@@ -144,6 +158,7 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
     return rc;
   l->listening = true;
   l->handle.data = l;
+  l->reserve = cynic__tcp_client_new(p);
   /* An IPv6 listener takes IPv6 only: [::] and 0.0.0.0 are separate choices. */
   rc = uv_tcp_bind(&l->handle, (struct sockaddr *)&ss,
                    a->kind == CYNIC__ADDR_IPV6 ? UV_TCP_IPV6ONLY : 0);
@@ -217,6 +232,10 @@ void cynic__listeners_stop(cynic__proxy_t *p) {
     if (l->listening) {
       l->listening = false;
       uv_close((uv_handle_t *)&l->handle, NULL);
+    }
+    if (l->reserve != NULL) {
+      cynic__tcp_client_discard(l->reserve);
+      l->reserve = NULL;
     }
   }
 }

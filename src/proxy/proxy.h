@@ -129,7 +129,7 @@ typedef struct cynic__endpoint {
   uv_getaddrinfo_t gai; /* host names only */
   cynic_breaker_t *breaker;
   cynic_breaker_state_t state; /* as of its last transition (on_transition) */
-  uint32_t active; /* connections to it now (least_connections) */
+  uint32_t active;             /* connections to it now (least_connections) */
   cynic__counters_t counters;
   cynic__endpoint_stats_t stats; /* metrics.h: admin listener */
 } cynic__endpoint_t;
@@ -163,6 +163,7 @@ struct cynic__listener {
   cynic__upstream_t *upstream;
   uv_tcp_t handle;
   bool listening;    /* handle initialised and not yet closed */
+  uv_tcp_t *reserve; /* a client handle kept to shed a connection when out of memory */
   char address[272]; /* the bound address, port 0 resolved (CYNIC_ADDR_STR_MAX) */
   uint32_t open;     /* client connections open now */
   /* max_connections_per_client: a chained hash of the addresses with open
@@ -229,6 +230,9 @@ void cynic__proxy_conn_gone(cynic__proxy_t *p);
 void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *what, const char *name,
                         const char *upstream, const char *detail);
 
+/* The event's snake_case key ("connect_refused"); static. */
+const char *cynic__event_key(cynic__event_t ev);
+
 /* Wall-clock time in ms since the epoch (for /status and logs, never for
  * deadlines). */
 int64_t cynic__unix_ms(void);
@@ -264,7 +268,7 @@ void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 
 /* Takes over the accepted `client` handle (initialised on p->loop, accepted)
  * and proxies it to l's upstream. On failure the client is closed and freed. */
-void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16]);
+void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port);
 /* Allocates a client handle initialised on the loop, for uv_accept. NULL on
  * allocation failure. Free with cynic__tcp_discard() if it is not started. */
 uv_tcp_t *cynic__tcp_client_new(cynic__proxy_t *p);

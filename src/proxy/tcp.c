@@ -36,8 +36,10 @@
  * last byte; the timer, when it fires, checks the deadlines and re-arms for the
  * nearest one, so the hot path never touches the timer heap.
  */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -97,7 +99,10 @@ struct cynic__conn {
   uint64_t first_byte_ms; /* 0 = not armed */
   uint64_t last_active_ms;
   uint64_t idle_ms;
-  uint8_t ip[16];
+  uint64_t start_ms; /* accepted at */
+  const char *why;   /* why it ended, for the debug log; static string */
+  uint8_t ip[16];    /* the client's address (IPv4 mapped) */
+  uint16_t port;     /* the client's port */
   /* for metrics and the access log (metrics.c) */
   bool has_outcome;
   int outcome; /* CYNIC__EV_* or CYNIC__OUT_*: the first reason the connection ended */
@@ -107,7 +112,7 @@ struct cynic__conn {
 
 static void on_timer(uv_timer_t *t);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-static void conn_close(cynic__conn_t *c, bool reset);
+static void conn_close(cynic__conn_t *c, bool reset, const char *why);
 
 /* Notes why the connection ends; the first reason given wins. */
 static void set_outcome(cynic__conn_t *c, int outcome) {
@@ -160,6 +165,8 @@ static void set_linger_zero(uv_tcp_t *h) {
 static void fault(cynic__conn_t *c, cynic__event_t ev, const char *detail) {
   cynic__endpoint_t *e = c->endpoint;
   set_outcome(c, (int)ev);
+  if (c->why == NULL)
+    c->why = cynic__event_key(ev);
   if (c->has_permit) {
     c->has_permit = false;
     cynic_breaker_record(e->breaker, &c->permit, CYNIC_OUTCOME_FAILURE, 0);
@@ -178,6 +185,8 @@ static void upstream_event(cynic__conn_t *c, cynic__event_t ev) {
   set_outcome(c, (int)ev);
   if (ev == CYNIC__EV_BREAKER_OPEN)
     c->decision = "rejected";
+  if (c->why == NULL)
+    c->why = cynic__event_key(ev);
   cynic__proxy_event(&c->upstream->counters, ev, "upstream", c->upstream->cfg->name, NULL, NULL);
 }
 
@@ -205,28 +214,28 @@ static void on_timer(uv_timer_t *t) {
   case ST_QUEUED:
     if (now >= c->deadline_ms) {
       upstream_event(c, CYNIC__EV_QUEUE_TIMEOUT);
-      conn_close(c, false);
+      conn_close(c, false, NULL);
       return;
     }
     break;
   case ST_CONNECTING:
     if (now >= c->deadline_ms) {
       fault(c, CYNIC__EV_CONNECT_TIMEOUT, NULL);
-      conn_close(c, false);
+      conn_close(c, false, NULL);
       return;
     }
     break;
   case ST_OPEN:
     if (c->first_byte_ms != 0 && now >= c->first_byte_ms) {
       fault(c, CYNIC__EV_FIRST_BYTE_TIMEOUT, NULL);
-      conn_close(c, false);
+      conn_close(c, false, NULL);
       return;
     }
     if (now >= c->last_active_ms + c->idle_ms) {
       set_outcome(c, CYNIC__EV_IDLE_TIMEOUT);
       cynic__proxy_event(&c->endpoint->counters, CYNIC__EV_IDLE_TIMEOUT, "endpoint",
                          c->endpoint->addr->text, c->upstream->cfg->name, NULL);
-      conn_close(c, false);
+      conn_close(c, false, "idle_timeout");
       return;
     }
     break;
@@ -255,9 +264,32 @@ static void buffer_put(cynic__listener_t *l, char *buf) {
 
 /* ---- freeing --------------------------------------------------------------- */
 
+/* debug level: one line per connection, how it went and why it ended. */
+static void log_connection(const cynic__conn_t *c) {
+  char ip[INET6_ADDRSTRLEN] = "?", client[INET6_ADDRSTRLEN + 8];
+  static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(c->ip, v4mapped, 12) == 0) {
+    inet_ntop(AF_INET, c->ip + 12, ip, sizeof ip);
+    snprintf(client, sizeof client, "%s:%u", ip, (unsigned)c->port);
+  } else {
+    inet_ntop(AF_INET6, c->ip, ip, sizeof ip);
+    snprintf(client, sizeof client, "[%s]:%u", ip, (unsigned)c->port);
+  }
+  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "listener", c->listener->cfg->name,
+                        "client", client, "upstream", c->upstream->cfg->name, "reason",
+                        c->why != NULL ? c->why : "closed", "bytes_up", (json_int_t)c->up.bytes,
+                        "bytes_down", (json_int_t)c->down.bytes, "duration_ms",
+                        (json_int_t)(uv_now(c->proxy->loop) - c->start_ms));
+  if (f != NULL && c->endpoint != NULL)
+    json_object_set_new(f, "endpoint", json_string(c->endpoint->addr->text));
+  cynic__log(CYNIC_LOG_DEBUG, "connection closed", f);
+}
+
 static void conn_free(cynic__conn_t *c) {
   cynic__proxy_t *p = c->proxy;
   cynic__upstream_t *u = c->upstream;
+  if (p->cfg->log.level == CYNIC__LOG_DEBUG)
+    log_connection(c);
   if (c->endpoint != NULL)
     c->endpoint->active--;
   cynic__listener_release(c->listener, c->ip);
@@ -296,10 +328,12 @@ static void on_handle_closed(uv_handle_t *h) {
     conn_free(c);
 }
 
-static void conn_close(cynic__conn_t *c, bool reset) {
+static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
   if (c->state == ST_CLOSING)
     return;
   set_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
+  if (c->why == NULL)
+    c->why = why;
   if (c->state == ST_QUEUED) {
     cynic__list_remove(&c->wait_link);
     cynic_bulkhead_dequeue(c->upstream->bulkhead);
@@ -349,7 +383,7 @@ static void write_failed(direction_t *d, int err) {
   cynic__conn_t *c = d->conn;
   if (d->to == &c->server && !c->got_first_byte)
     fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
-  conn_close(c, true);
+  conn_close(c, true, d->to == &c->server ? "upstream_write_error" : "client_write_error");
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -416,7 +450,7 @@ static void flush(direction_t *d) {
       d->shut_done = true; /* the peer is gone already; nothing more to say */
   }
   if (c->up.shut_done && c->down.shut_done)
-    conn_close(c, false); /* both sides said goodbye: done */
+    conn_close(c, false, "closed"); /* both sides said goodbye: done */
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -494,13 +528,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == UV_ENOBUFS) { /* no memory for the ring: give up on this connection */
     set_outcome(c, CYNIC__OUT_CLOSED);
     cynic__log(CYNIC_LOG_ERROR, "out of memory for a connection buffer", NULL);
-    conn_close(c, true);
+    conn_close(c, true, "out_of_memory");
     return;
   }
   /* A reset (or another read error): forward it as a reset. */
   if (d == &c->down && !c->got_first_byte)
     fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror((int)nread));
-  conn_close(c, true);
+  conn_close(c, true, d == &c->down ? "upstream_reset" : "client_reset");
 }
 
 /* ---- connecting ------------------------------------------------------------ */
@@ -522,7 +556,7 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status != 0) {
     fault(c, status == UV_ECONNREFUSED ? CYNIC__EV_CONNECT_REFUSED : CYNIC__EV_CONNECT_ERROR,
           uv_strerror(status));
-    conn_close(c, false);
+    conn_close(c, false, NULL);
     return;
   }
   c->connected_ms = uv_now(c->proxy->loop);
@@ -545,7 +579,7 @@ static void connect_upstream(cynic__conn_t *c) {
   int rc = cynic__upstream_pick(u, &e, &c->permit);
   if (rc != 0) {
     upstream_event(c, rc == CYNIC_EOPEN ? CYNIC__EV_BREAKER_OPEN : CYNIC__EV_UNRESOLVED);
-    conn_close(c, false);
+    conn_close(c, false, NULL);
     return;
   }
   c->has_permit = true;
@@ -566,13 +600,13 @@ static void connect_upstream(cynic__conn_t *c) {
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
     /* Our shortage, not the endpoint's fault: the permit goes back unused. */
     upstream_event(c, CYNIC__EV_LOCAL_ERROR);
-    conn_close(c, false);
+    conn_close(c, false, NULL);
     return;
   }
   if (rc != 0) {
     fault(c, rc == UV_ECONNREFUSED ? CYNIC__EV_CONNECT_REFUSED : CYNIC__EV_CONNECT_ERROR,
           uv_strerror(rc));
-    conn_close(c, false);
+    conn_close(c, false, NULL);
     return;
   }
   arm(c);
@@ -632,13 +666,15 @@ void cynic__tcp_client_discard(uv_tcp_t *client) {
   uv_close((uv_handle_t *)client, on_discarded);
 }
 
-void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16]) {
+void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port) {
   cynic__conn_t *c = cynic__container_of(client, cynic__conn_t, client);
   cynic__proxy_t *p = l->proxy;
   cynic__upstream_t *u = l->upstream;
   c->listener = l;
   c->upstream = u;
   memcpy(c->ip, ip, 16);
+  c->port = port;
+  c->start_ms = uv_now(p->loop);
   cynic__list_push(&p->conns, &c->link);
   p->conn_count++;
   uv_timer_init(p->loop, &c->timer);
@@ -658,13 +694,13 @@ void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
 
   if (!any_breaker_available(u)) {
     upstream_event(c, CYNIC__EV_BREAKER_OPEN);
-    conn_close(c, false);
+    conn_close(c, false, NULL);
     return;
   }
   bool queued = false;
   if (cynic_bulkhead_enter_or_queue(u->bulkhead, &queued) != 0) {
     upstream_event(c, CYNIC__EV_BULKHEAD_FULL);
-    conn_close(c, false);
+    conn_close(c, false, NULL);
     return;
   }
   if (!queued) {
@@ -685,7 +721,7 @@ void cynic__tcp_close_all(cynic__proxy_t *p) {
     cynic__link_t *next = l->next; /* closing does not unlink; freeing does, later */
     cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
     set_outcome(c, CYNIC__OUT_CLOSED);
-    conn_close(c, false);
+    conn_close(c, false, "drain_cut");
     l = next;
   }
 }

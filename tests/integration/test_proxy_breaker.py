@@ -193,3 +193,24 @@ def test_client_leaving_without_a_word_is_not_a_fault():
         srv.close()
     assert not px.logs(msg="breaker transition")
     assert px.totals("endpoint", srv.endpoint) == {}
+
+
+def test_failure_rate_window_trips_the_breaker():
+    bad = pu.Refused()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [bad.endpoint], """
+breaker:
+  faults: 1000
+  open_for: 60s
+  window: { type: count, size: 4, min_calls: 4, failure_rate: 50% }
+""")))
+    try:
+        for _ in range(3):
+            assert not exchange(px)
+        assert not px.logs(msg="breaker transition")  # fewer than min_calls: no verdict
+        assert not exchange(px)
+        rec = px.wait_msg("breaker transition", endpoint=bad.endpoint)
+        assert (rec["from"], rec["to"], rec["reason"]) == ("closed", "open", "failure_rate")
+    finally:
+        px.stop()
+        bad.close()
+    assert px.totals("endpoint", bad.endpoint) == {"connect_refused": 4}

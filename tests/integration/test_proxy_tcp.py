@@ -339,3 +339,29 @@ def test_listener_address_in_use_exits_1(tmp_path):
     assert len(err) == 1 and err[0]["listener"] == "app" and err[0]["address"] == f"127.0.0.1:{port}"
     assert err[0]["error"] == "address already in use"
     assert not [x for x in lines if x["msg"] == "started"]
+
+
+def test_debug_log_has_one_line_per_connection():
+    srv = pu.echo()
+    bad = pu.Refused()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend") + pu.listener("nowhere", "refused"),
+                            pu.upstream("backend", [srv.endpoint]) + pu.upstream("refused", [bad.endpoint]),
+                            log_level="debug"))
+    try:
+        with px.connect() as c:
+            c.sendall(b"12345")
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"12345"
+            me = "%s:%d" % c.getsockname()
+        rec = px.wait_msg("connection closed", listener="app")
+        assert rec["client"] == me and rec["endpoint"] == srv.endpoint
+        assert (rec["reason"], rec["bytes_up"], rec["bytes_down"]) == ("closed", 5, 5)
+        assert rec["duration_ms"] >= 0
+        with px.connect("nowhere") as c:
+            assert pu.closed_within(c, 10) is not None
+        rec = px.wait_msg("connection closed", listener="nowhere")
+        assert (rec["reason"], rec["bytes_up"], rec["bytes_down"]) == ("connect_refused", 0, 0)
+    finally:
+        px.stop()
+        srv.close()
+        bad.close()

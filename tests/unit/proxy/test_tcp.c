@@ -20,6 +20,10 @@ void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *wha
   (void)what, (void)name, (void)upstream, (void)detail;
   c->total[ev]++;
 }
+const char *cynic__event_key(cynic__event_t ev) {
+  (void)ev;
+  return "event";
+}
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]) {
   (void)ip;
   l->open--;
