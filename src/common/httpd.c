@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cynic/common.h"
 #include "addr.h"
+#include "cynic/common.h"
 #include "json.h"
 
 struct cynic__httpd_conn {

@@ -102,8 +102,9 @@ static bool authorised(req_t *r) {
   if (h != NULL && len > 7 && strncasecmp(h, "Bearer ", 7) == 0 && token_ok(r->a, h + 7, len - 7))
     return true;
   r->resp->headers = "WWW-Authenticate: Bearer realm=\"cynic admin\"\r\n";
-  reply_error(r, 401, h == NULL ? "missing bearer token: send Authorization: Bearer <token>"
-                                : "bad bearer token");
+  reply_error(r, 401,
+              h == NULL ? "missing bearer token: send Authorization: Bearer <token>"
+                        : "bad bearer token");
   return false;
 }
 
@@ -137,9 +138,8 @@ static json_t *iso_time(int64_t unix_ms) {
   struct tm tm;
   gmtime_r(&s, &tm);
   char buf[96];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-           (int)(unix_ms % 1000));
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_ms % 1000));
   return json_string(buf);
 }
 
@@ -169,8 +169,9 @@ static json_t *breaker_json(const cynic__endpoint_t *e) {
     json_object_set_new(o, "since", json_null());
     json_object_set_new(o, "for_s", json_null());
   }
-  json_object_set_new(o, "manual", json_boolean(s.state == CYNIC_BREAKER_FORCED_OPEN ||
-                                                s.state == CYNIC_BREAKER_FORCED_CLOSED));
+  json_object_set_new(
+      o, "manual",
+      json_boolean(s.state == CYNIC_BREAKER_FORCED_OPEN || s.state == CYNIC_BREAKER_FORCED_CLOSED));
   if (e->stats.manual_by[0] != '\0') {
     json_object_set_new(o, "changed_by", json_string(e->stats.manual_by));
     json_object_set_new(o, "change_reason", json_string(e->stats.manual_reason));
@@ -227,9 +228,10 @@ static json_t *upstream_json(const cynic__upstream_t *u) {
   json_t *o = json_object();
   json_object_set_new(o, "name", json_string(u->cfg->name));
   json_object_set_new(o, "required", json_boolean(u->cfg->required));
-  json_object_set_new(o, "balance", json_string(u->cfg->balance == CYNIC__BALANCE_ROUND_ROBIN
-                                                     ? "round_robin"
-                                                     : "least_connections"));
+  json_object_set_new(o, "balance",
+                      json_string(u->cfg->balance == CYNIC__BALANCE_ROUND_ROBIN
+                                      ? "round_robin"
+                                      : "least_connections"));
   json_object_set_new(o, "bulkhead", bulkhead_json(u));
   size_t open = 0;
   for (size_t k = 0; k < u->endpoint_count; k++) {
@@ -338,8 +340,7 @@ static void get_status(req_t *r) {
     json_t *lo = json_object();
     json_object_set_new(lo, "name", json_string(l->cfg->name));
     json_object_set_new(lo, "address", json_string(l->address));
-    json_object_set_new(lo, "mode",
-                        json_string(l->cfg->mode == CYNIC__MODE_HTTP ? "http" : "tcp"));
+    json_object_set_new(lo, "mode", json_string(l->cfg->mode == CYNIC__MODE_HTTP ? "http" : "tcp"));
     json_object_set_new(lo, "upstream", json_string(l->upstream->cfg->name));
     json_object_set_new(lo, "open", json_integer(l->open));
     json_object_set_new(lo, "max_connections", json_integer(l->cfg->max_connections));
@@ -475,8 +476,8 @@ static void breaker_action(req_t *r, cynic__upstream_t *u, cynic__endpoint_t *on
     json_object_set_new(f, "endpoint", json_string(only->addr->text));
   cynic__log(CYNIC_LOG_WARN, "breaker changed by an operator", f);
   if (only != NULL)
-    reply_json(r, 200, json_pack("{s:s, s:o}", "upstream", u->cfg->name, "endpoint",
-                                 endpoint_json(only)));
+    reply_json(r, 200,
+               json_pack("{s:s, s:o}", "upstream", u->cfg->name, "endpoint", endpoint_json(only)));
   else
     reply_json(r, 200, breakers_of(u));
 }
@@ -516,8 +517,8 @@ static void breakers(req_t *r) {
   if (r->nsegs == 3) {
     if (!is(r, "GET"))
       return not_allowed(r, "GET");
-    return reply_json(r, 200, json_pack("{s:s, s:o}", "upstream", u->cfg->name, "endpoint",
-                                        endpoint_json(e)));
+    return reply_json(
+        r, 200, json_pack("{s:s, s:o}", "upstream", u->cfg->name, "endpoint", endpoint_json(e)));
   }
   if (r->nsegs == 4 && is_action(r->segs[3])) {
     if (!is(r, "POST"))
@@ -545,9 +546,9 @@ static void post_drain(req_t *r) {
     uv_timer_start(&r->a->action_timer, on_action, 0, 0);
   }
   uint64_t ms = (r->p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
-  reply_json(r, 202, json_pack("{s:b, s:I, s:f}", "draining", 1, "connections",
-                               (json_int_t)r->p->conn_count, "drain_timeout_s",
-                               (double)ms / 1000.0));
+  reply_json(r, 202,
+             json_pack("{s:b, s:I, s:f}", "draining", 1, "connections",
+                       (json_int_t)r->p->conn_count, "drain_timeout_s", (double)ms / 1000.0));
 }
 
 static void post_reload(req_t *r) {
@@ -653,8 +654,9 @@ static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_res
     if (!is(r, "GET"))
       not_allowed(r, "GET");
     else
-      reply_json(r, 200, json_pack("{s:s, s:f}", "status", "alive", "uptime_s",
-                                   (double)(cynic__unix_ms() - r->p->started_unix_ms) / 1000.0));
+      reply_json(r, 200,
+                 json_pack("{s:s, s:f}", "status", "alive", "uptime_s",
+                           (double)(cynic__unix_ms() - r->p->started_unix_ms) / 1000.0));
   } else if (seg_is(r, 1, "ready")) {
     const char *why;
     if (!is(r, "GET"))

@@ -672,9 +672,17 @@ static const char *const admin_keys[] = {"listen", "token_file", "allow_remote",
                                          NULL};
 static const char *const log_keys[] = {"file", "format", "level", "rotate", NULL};
 static const char *const rotate_keys[] = {"max_bytes", "keep", NULL};
-static const char *const listener_keys[] = {
-    "name",     "listen",     "mode",   "upstream", "max_connections", "max_connections_per_client",
-    "timeouts", "rate_limit", "buffer", "access_log", NULL};
+static const char *const listener_keys[] = {"name",
+                                            "listen",
+                                            "mode",
+                                            "upstream",
+                                            "max_connections",
+                                            "max_connections_per_client",
+                                            "timeouts",
+                                            "rate_limit",
+                                            "buffer",
+                                            "access_log",
+                                            NULL};
 static const char *const listener_timeout_keys[] = {"header", "idle", NULL};
 static const char *const rate_limit_keys[] = {"per_client", "burst", NULL};
 static const char *const upstream_keys[] = {

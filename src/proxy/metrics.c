@@ -168,8 +168,8 @@ void cynic__metrics_sample(cynic__proxy_t *p) {
 json_t *cynic__metrics_history(const cynic__upstream_t *u) {
   const cynic__upstream_stats_t *st = &u->stats;
   json_t *a = json_array();
-  size_t start = (st->history_next + CYNIC__HISTORY_SECONDS - st->history_count) %
-                 CYNIC__HISTORY_SECONDS;
+  size_t start =
+      (st->history_next + CYNIC__HISTORY_SECONDS - st->history_count) % CYNIC__HISTORY_SECONDS;
   for (size_t i = 0; i < st->history_count; i++) {
     const cynic__sample_t *s = &st->history[(start + i) % CYNIC__HISTORY_SECONDS];
     json_t *o = json_pack("{s:I, s:i, s:i, s:i, s:i, s:i}", "t", (json_int_t)s->unix_s, "conns",
@@ -238,9 +238,12 @@ static uint64_t upstream_event_total(const cynic__upstream_t *u, cynic__event_t 
 }
 
 static const cynic__event_t endpoint_faults[] = {
-    CYNIC__EV_CONNECT_REFUSED,          CYNIC__EV_CONNECT_TIMEOUT,
-    CYNIC__EV_CONNECT_ERROR,            CYNIC__EV_RESET_BEFORE_FIRST_BYTE,
-    CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE, CYNIC__EV_FIRST_BYTE_TIMEOUT,
+    CYNIC__EV_CONNECT_REFUSED,
+    CYNIC__EV_CONNECT_TIMEOUT,
+    CYNIC__EV_CONNECT_ERROR,
+    CYNIC__EV_RESET_BEFORE_FIRST_BYTE,
+    CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE,
+    CYNIC__EV_FIRST_BYTE_TIMEOUT,
 };
 
 int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
@@ -254,8 +257,7 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   cynic__buf_printf(b, "cynic_start_time_seconds %.3f\n", (double)p->started_unix_ms / 1000.0);
   header(b, "cynic_config_load_time_seconds", "gauge",
          "When the config in use was loaded, Unix time.");
-  cynic__buf_printf(b, "cynic_config_load_time_seconds %.3f\n",
-                    (double)p->config_unix_ms / 1000.0);
+  cynic__buf_printf(b, "cynic_config_load_time_seconds %.3f\n", (double)p->config_unix_ms / 1000.0);
   header(b, "cynic_config_reloads_total", "counter", "Successful config reloads.");
   cynic__buf_printf(b, "cynic_config_reloads_total %" PRIu64 "\n", p->reloads);
   header(b, "cynic_draining", "gauge", "1 while draining (SIGTERM or POST /drain).");
@@ -328,8 +330,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
-    cynic__buf_printf(b, "cynic_timeouts_total{upstream=\"%s\",kind=\"connect\"} %" PRIu64 "\n",
-                      un, upstream_event_total(u, CYNIC__EV_CONNECT_TIMEOUT));
+    cynic__buf_printf(b, "cynic_timeouts_total{upstream=\"%s\",kind=\"connect\"} %" PRIu64 "\n", un,
+                      upstream_event_total(u, CYNIC__EV_CONNECT_TIMEOUT));
     cynic__buf_printf(b, "cynic_timeouts_total{upstream=\"%s\",kind=\"first_byte\"} %" PRIu64 "\n",
                       un, upstream_event_total(u, CYNIC__EV_FIRST_BYTE_TIMEOUT));
     cynic__buf_printf(b, "cynic_timeouts_total{upstream=\"%s\",kind=\"idle\"} %" PRIu64 "\n", un,
@@ -367,9 +369,9 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
-    cynic__buf_printf(b, "cynic_bulkhead_rejections_total{upstream=\"%s\",reason=\"full\"} %" PRIu64
-                      "\n",
-                      un, u->counters.total[CYNIC__EV_BULKHEAD_FULL]);
+    cynic__buf_printf(
+        b, "cynic_bulkhead_rejections_total{upstream=\"%s\",reason=\"full\"} %" PRIu64 "\n", un,
+        u->counters.total[CYNIC__EV_BULKHEAD_FULL]);
     cynic__buf_printf(b,
                       "cynic_bulkhead_rejections_total{upstream=\"%s\",reason=\"queue_timeout\"} "
                       "%" PRIu64 "\n",
@@ -383,9 +385,9 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
                       p->upstreams[i].counters.total[CYNIC__EV_BREAKER_OPEN]);
 
   /* per endpoint */
-  static const cynic_breaker_state_t states[] = {
-      CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN, CYNIC_BREAKER_HALF_OPEN,
-      CYNIC_BREAKER_FORCED_OPEN, CYNIC_BREAKER_FORCED_CLOSED};
+  static const cynic_breaker_state_t states[] = {CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN,
+                                                 CYNIC_BREAKER_HALF_OPEN, CYNIC_BREAKER_FORCED_OPEN,
+                                                 CYNIC_BREAKER_FORCED_CLOSED};
   header(b, "cynic_breaker_state", "gauge",
          "1 for the breaker's current state, 0 for the others, per endpoint.");
   for (size_t i = 0; i < p->upstream_count; i++) {
@@ -396,7 +398,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
       cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
       esc(u->endpoints[k].addr->text, en, sizeof en);
       for (size_t j = 0; j < 5; j++)
-        cynic__buf_printf(b, "cynic_breaker_state{upstream=\"%s\",endpoint=\"%s\",state=\"%s\"} %d\n",
+        cynic__buf_printf(b,
+                          "cynic_breaker_state{upstream=\"%s\",endpoint=\"%s\",state=\"%s\"} %d\n",
                           un, en, cynic_breaker_state_name(states[j]), s.state == states[j]);
     }
   }
@@ -408,11 +411,12 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
     for (size_t k = 0; k < u->endpoint_count; k++) {
       esc(u->endpoints[k].addr->text, en, sizeof en);
       for (size_t j = 0; j < 5; j++)
-        cynic__buf_printf(b,
-                          "cynic_breaker_transitions_total{upstream=\"%s\",endpoint=\"%s\",to=\"%s\"} "
-                          "%" PRIu64 "\n",
-                          un, en, cynic_breaker_state_name(states[j]),
-                          u->endpoints[k].stats.transitions_to[states[j]]);
+        cynic__buf_printf(
+            b,
+            "cynic_breaker_transitions_total{upstream=\"%s\",endpoint=\"%s\",to=\"%s\"} "
+            "%" PRIu64 "\n",
+            un, en, cynic_breaker_state_name(states[j]),
+            u->endpoints[k].stats.transitions_to[states[j]]);
     }
   }
   header(b, "cynic_breaker_rejections_total", "counter",
@@ -423,9 +427,9 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
     for (size_t k = 0; k < u->endpoint_count; k++) {
       cynic_breaker_snapshot_t s;
       cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
-      cynic__buf_printf(b, "cynic_breaker_rejections_total{upstream=\"%s\",endpoint=\"%s\"} %" PRIu64
-                        "\n",
-                        un, esc(u->endpoints[k].addr->text, en, sizeof en), s.rejected);
+      cynic__buf_printf(
+          b, "cynic_breaker_rejections_total{upstream=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", un,
+          esc(u->endpoints[k].addr->text, en, sizeof en), s.rejected);
     }
   }
   header(b, "cynic_breaker_bucket_level", "gauge", "Faults in the breaker's leaky bucket now.");
@@ -444,9 +448,9 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
     for (size_t k = 0; k < u->endpoint_count; k++)
-      cynic__buf_printf(b, "cynic_endpoint_connections_active{upstream=\"%s\",endpoint=\"%s\"} %u\n",
-                        un, esc(u->endpoints[k].addr->text, en, sizeof en),
-                        u->endpoints[k].active);
+      cynic__buf_printf(b,
+                        "cynic_endpoint_connections_active{upstream=\"%s\",endpoint=\"%s\"} %u\n",
+                        un, esc(u->endpoints[k].addr->text, en, sizeof en), u->endpoints[k].active);
   }
   header(b, "cynic_endpoint_faults_total", "counter",
          "Faults counted against an endpoint's breaker, by kind.");
@@ -456,11 +460,12 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
     for (size_t k = 0; k < u->endpoint_count; k++) {
       esc(u->endpoints[k].addr->text, en, sizeof en);
       for (size_t j = 0; j < sizeof endpoint_faults / sizeof endpoint_faults[0]; j++)
-        cynic__buf_printf(b,
-                          "cynic_endpoint_faults_total{upstream=\"%s\",endpoint=\"%s\",kind=\"%s\"} "
-                          "%" PRIu64 "\n",
-                          un, en, event_keys[endpoint_faults[j]],
-                          u->endpoints[k].counters.total[endpoint_faults[j]]);
+        cynic__buf_printf(
+            b,
+            "cynic_endpoint_faults_total{upstream=\"%s\",endpoint=\"%s\",kind=\"%s\"} "
+            "%" PRIu64 "\n",
+            un, en, event_keys[endpoint_faults[j]],
+            u->endpoints[k].counters.total[endpoint_faults[j]]);
     }
   }
   return b->len > 0 ? 0 : CYNIC_ENOMEM;

@@ -25,7 +25,7 @@
 /* Upper bounds of the latency histograms, in seconds (+Inf is implicit). */
 #define CYNIC__HIST_BUCKETS 16
 #define CYNIC__HIST_BOUNDS                                                                         \
-  {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+  { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 }
 
 /* A Prometheus histogram: counts per bucket (not cumulative; the last slot is
  * +Inf), the sum of observations and their count. */
@@ -45,13 +45,13 @@ double cynic__hist_quantile(const cynic__hist_t *h, double q);
 
 /* One second of an upstream's life, for the status page's sparklines. */
 typedef struct cynic__sample {
-  int64_t unix_s;     /* the second this sample ends */
-  uint32_t conns;     /* connections that started in that second */
-  uint32_t done;      /* connections that ended in it */
-  uint32_t errors;    /* ... of which failed (fault or fail-fast rejection) */
-  float p99_ms;       /* time to first byte, p99 bucket bound; -1 = no data */
-  uint16_t open;      /* endpoints whose breaker was open at the end of it */
-  uint32_t in_use;    /* bulkhead slots in use at the end of it */
+  int64_t unix_s;  /* the second this sample ends */
+  uint32_t conns;  /* connections that started in that second */
+  uint32_t done;   /* connections that ended in it */
+  uint32_t errors; /* ... of which failed (fault or fail-fast rejection) */
+  float p99_ms;    /* time to first byte, p99 bucket bound; -1 = no data */
+  uint16_t open;   /* endpoints whose breaker was open at the end of it */
+  uint32_t in_use; /* bulkhead slots in use at the end of it */
 } cynic__sample_t;
 
 typedef struct cynic__endpoint_stats {
@@ -83,8 +83,8 @@ typedef struct cynic__upstream_stats {
 
 typedef struct cynic__listener_stats {
   uint64_t outcomes[CYNIC__OUT_COUNT + 1]; /* connections ended, by outcome (+1: room) */
-  uint64_t bytes_up;   /* client -> upstream, as written */
-  uint64_t bytes_down; /* upstream -> client, as written */
+  uint64_t bytes_up;                       /* client -> upstream, as written */
+  uint64_t bytes_down;                     /* upstream -> client, as written */
 } cynic__listener_stats_t;
 
 #endif /* CYNIC_PROXY_METRICS_H */

@@ -198,6 +198,8 @@ struct cynic__proxy {
   bool drain_cut; /* the drain deadline or a second signal closed connections */
   bool stopping;  /* closing every handle: the loop is about to end */
   int status;     /* exit status */
+
+  /* the admin listener (admin.c, metrics.c, reload.c) */
   cynic__admin_t *admin;         /* the admin listener (admin.c); NULL until started */
   int64_t started_unix_ms;       /* wall clock at start, for /status */
   int64_t config_unix_ms;        /* wall clock when the config in use was loaded */

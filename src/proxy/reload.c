@@ -44,9 +44,8 @@ static bool same_breaker(const cynic__config_breaker_t *a, const cynic__config_b
          a->open_max_ns == b->open_max_ns && a->open_multiplier == b->open_multiplier &&
          a->half_open_probes == b->half_open_probes && a->window_type == b->window_type &&
          a->window_size == b->window_size && a->window_size_ns == b->window_size_ns &&
-         a->window_min_calls == b->window_min_calls &&
-         a->failure_rate_pct == b->failure_rate_pct && a->slow_rate_pct == b->slow_rate_pct &&
-         a->slow_call_ns == b->slow_call_ns;
+         a->window_min_calls == b->window_min_calls && a->failure_rate_pct == b->failure_rate_pct &&
+         a->slow_rate_pct == b->slow_rate_pct && a->slow_call_ns == b->slow_call_ns;
 }
 
 static const cynic__config_listener_t *find_listener(const cynic__config_t *c, const char *name) {
@@ -71,7 +70,8 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
     RESTART("admin.listen changed (%s -> %s)", o->admin.listen.text, n->admin.listen.text);
   if (!same_str(o->log.file, n->log.file))
     RESTART("log.file changed");
-  if (o->log.rotate_max_bytes != n->log.rotate_max_bytes || o->log.rotate_keep != n->log.rotate_keep)
+  if (o->log.rotate_max_bytes != n->log.rotate_max_bytes ||
+      o->log.rotate_keep != n->log.rotate_keep)
     RESTART("log.rotate changed");
   for (size_t i = 0; i < o->listener_count; i++)
     if (find_listener(n, o->listeners[i].name) == NULL)
@@ -170,8 +170,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   if (cynic__admin_reload_token(p, n) != 0) {
     cynic__config_free(n);
     *status = 400;
-    return json_pack("{s:s, s:i}", "error",
-                     "admin.token_file cannot be read; nothing was applied", "status", 400);
+    return json_pack("{s:s, s:i}", "error", "admin.token_file cannot be read; nothing was applied",
+                     "status", 400);
   }
   static const cynic_log_level_t levels[] = {
       [CYNIC__LOG_DEBUG] = CYNIC_LOG_DEBUG,

@@ -153,11 +153,13 @@ static void test_history_ring_is_bounded_and_ordered(void **state) {
   assert_int_equal(json_array_size(h), CYNIC__HISTORY_SECONDS);
   json_t *first = json_array_get(h, 0), *last = json_array_get(h, CYNIC__HISTORY_SECONDS - 1);
   assert_int_equal(json_integer_value(json_object_get(first, "t")), 1000 + 5);
-  assert_int_equal(json_integer_value(json_object_get(last, "t")), 1000 + CYNIC__HISTORY_SECONDS + 4);
+  assert_int_equal(json_integer_value(json_object_get(last, "t")),
+                   1000 + CYNIC__HISTORY_SECONDS + 4);
   assert_int_equal(json_integer_value(json_object_get(last, "conns")), 1);
   /* the last second (s = 304) saw a 7 ms first byte: p99 bound 10 ms */
   assert_true(json_real_value(json_object_get(last, "p99_ms")) == 10.0);
-  assert_true(json_is_null(json_object_get(json_array_get(h, CYNIC__HISTORY_SECONDS - 2), "p99_ms")));
+  assert_true(
+      json_is_null(json_object_get(json_array_get(h, CYNIC__HISTORY_SECONDS - 2), "p99_ms")));
   json_decref(h);
   world_free(w);
 }
@@ -169,8 +171,11 @@ static void test_prometheus_text(void **state) {
   w->l.stats.bytes_up = 100;
   w->l.stats.bytes_down = 200;
   w->l.counters.total[CYNIC__EV_MAX_CONNECTIONS] = 2; /* listener rejections */
-  cynic__conn_report_t r = {.listener = &w->l, .upstream = &w->u, .outcome = CYNIC__OUT_OK,
-                            .accepted_ms = 10, .end_ms = 1510};
+  cynic__conn_report_t r = {.listener = &w->l,
+                            .upstream = &w->u,
+                            .outcome = CYNIC__OUT_OK,
+                            .accepted_ms = 10,
+                            .end_ms = 1510};
   cynic__metrics_conn_done(&r);
   r.outcome = CYNIC__EV_CONNECT_REFUSED;
   cynic__metrics_conn_done(&r);
@@ -182,7 +187,8 @@ static void test_prometheus_text(void **state) {
   assert_int_equal(cynic__metrics_render(&w->p, &b), 0);
   const char *t = b.data;
   assert_non_null(strstr(t, "# TYPE cynic_connections_total counter\n"));
-  assert_non_null(strstr(t, "cynic_connections_total{listener=\"web\",upstream=\"api\",outcome=\"ok\"} 1\n"));
+  assert_non_null(
+      strstr(t, "cynic_connections_total{listener=\"web\",upstream=\"api\",outcome=\"ok\"} 1\n"));
   assert_non_null(strstr(t, "outcome=\"connect_refused\"} 1\n"));
   assert_non_null(strstr(t, "outcome=\"max_connections\"} 2\n"));
   assert_non_null(strstr(t, "cynic_listener_connections_open{listener=\"web\"} 3\n"));
@@ -190,13 +196,18 @@ static void test_prometheus_text(void **state) {
   assert_non_null(strstr(t, "direction=\"to_client\"} 200\n"));
   assert_non_null(strstr(t, "# TYPE cynic_connection_duration_seconds histogram\n"));
   /* both connections lasted 1.5 s: le=1 has 0, le=2.5 has 2 (cumulative) */
-  assert_non_null(strstr(t, "cynic_connection_duration_seconds_bucket{upstream=\"api\",le=\"1\"} 0\n"));
-  assert_non_null(strstr(t, "cynic_connection_duration_seconds_bucket{upstream=\"api\",le=\"2.5\"} 2\n"));
-  assert_non_null(strstr(t, "cynic_connection_duration_seconds_bucket{upstream=\"api\",le=\"+Inf\"} 2\n"));
+  assert_non_null(
+      strstr(t, "cynic_connection_duration_seconds_bucket{upstream=\"api\",le=\"1\"} 0\n"));
+  assert_non_null(
+      strstr(t, "cynic_connection_duration_seconds_bucket{upstream=\"api\",le=\"2.5\"} 2\n"));
+  assert_non_null(
+      strstr(t, "cynic_connection_duration_seconds_bucket{upstream=\"api\",le=\"+Inf\"} 2\n"));
   assert_non_null(strstr(t, "cynic_connection_duration_seconds_sum{upstream=\"api\"} 3\n"));
   assert_non_null(strstr(t, "cynic_connection_duration_seconds_count{upstream=\"api\"} 2\n"));
-  assert_non_null(strstr(t, "cynic_breaker_state{upstream=\"api\",endpoint=\"127.0.0.1:9000\",state=\"forced_open\"} 1\n"));
-  assert_non_null(strstr(t, "cynic_breaker_state{upstream=\"api\",endpoint=\"127.0.0.1:9000\",state=\"closed\"} 0\n"));
+  assert_non_null(strstr(t, "cynic_breaker_state{upstream=\"api\",endpoint=\"127.0.0.1:9000\","
+                            "state=\"forced_open\"} 1\n"));
+  assert_non_null(strstr(
+      t, "cynic_breaker_state{upstream=\"api\",endpoint=\"127.0.0.1:9000\",state=\"closed\"} 0\n"));
   assert_non_null(strstr(t, "to=\"forced_open\"} 1\n"));
   assert_non_null(strstr(t, "cynic_bulkhead_limit{upstream=\"api\"} 4\n"));
   assert_non_null(strstr(t, "cynic_bulkhead_pending_limit{upstream=\"api\"} 2\n"));
