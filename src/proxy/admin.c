@@ -397,10 +397,12 @@ static json_t *breakers_of(const cynic__upstream_t *u) {
   return o;
 }
 
-/* Reads the optional {"reason": "..."} body. false (answered 400) when the
- * body is not a JSON object or reason is not a string. */
-static bool read_reason(req_t *r, char *out, size_t n) {
+/* Reads the optional {"reason": "...", "close_connections": bool} body.
+ * false (answered 400) when the body is not a JSON object or a field has the
+ * wrong type. */
+static bool read_reason(req_t *r, char *out, size_t n, bool *close_conns) {
   out[0] = '\0';
+  *close_conns = false;
   const cynic__buf_t *b = &r->http->body;
   size_t len = b->len;
   while (len > 0 && (b->data[len - 1] == ' ' || b->data[len - 1] == '\n' ||
@@ -424,7 +426,8 @@ static bool read_reason(req_t *r, char *out, size_t n) {
   }
   const char *reason = NULL;
   char detail[128];
-  if (cynic__json_get_string(v, "reason", &reason, detail, sizeof detail) < 0) {
+  if (cynic__json_get_string(v, "reason", &reason, detail, sizeof detail) < 0 ||
+      cynic__json_get_bool(v, "close_connections", close_conns, detail, sizeof detail) < 0) {
     json_decref(v);
     char msg[192];
     snprintf(msg, sizeof msg, "bad JSON body: %s", detail);
@@ -459,8 +462,11 @@ static void apply(cynic__endpoint_t *e, const char *action) {
 static void breaker_action(req_t *r, cynic__upstream_t *u, cynic__endpoint_t *only,
                            const char *action) {
   char reason[REASON_MAX + 1];
-  if (!read_reason(r, reason, sizeof reason))
+  bool close_conns;
+  if (!read_reason(r, reason, sizeof reason, &close_conns))
     return;
+  if (close_conns && strcmp(action, "trip") != 0)
+    return reply_error(r, 400, "close_connections goes with trip only");
   char peer[CYNIC_ADDR_STR_MAX] = "?";
   cynic__httpd_peer(r->http, peer, sizeof peer);
   cynic__admin_t *a = r->a;
@@ -470,8 +476,15 @@ static void breaker_action(req_t *r, cynic__upstream_t *u, cynic__endpoint_t *on
     if (only == NULL || only == &u->endpoints[k])
       apply(&u->endpoints[k], action);
   a->manual_by = a->manual_why = NULL;
-  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "breaker_manual", "action", action,
-                        "upstream", u->cfg->name, "by", peer, "reason", reason);
+  /* Optionally end what the tripped endpoints are doing now, too: for an
+   * endpoint that hangs or corrupts, not just one to keep new work from. */
+  size_t closed = 0;
+  for (size_t k = 0; close_conns && k < u->endpoint_count; k++)
+    if (only == NULL || only == &u->endpoints[k])
+      closed += cynic__tcp_close_endpoint(r->p, &u->endpoints[k]);
+  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "event", "breaker_manual", "action",
+                        action, "upstream", u->cfg->name, "by", peer, "reason", reason,
+                        "closed_connections", (json_int_t)closed);
   if (f != NULL && only != NULL)
     json_object_set_new(f, "endpoint", json_string(only->addr->text));
   cynic__log(CYNIC_LOG_WARN, "breaker changed by an operator", f);

@@ -280,6 +280,9 @@ void cynic__tcp_client_discard(uv_tcp_t *client);
 void cynic__tcp_promote(cynic__upstream_t *u);
 /* Closes every connection (drain deadline, exit). */
 void cynic__tcp_close_all(cynic__proxy_t *p);
+/* Closes every connection to endpoint `e` (an operator's trip with
+ * close_connections); returns how many. */
+size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e);
 
 /* ---- metrics.c: hooks from the data path --------------------------------- */
 

@@ -725,3 +725,19 @@ void cynic__tcp_close_all(cynic__proxy_t *p) {
     l = next;
   }
 }
+
+size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e) {
+  size_t n = 0;
+  cynic__link_t *l = p->conns.next;
+  while (l != &p->conns) {
+    cynic__link_t *next = l->next; /* closing does not unlink; freeing does, later */
+    cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
+    if (c->endpoint == e && c->state != ST_CLOSING) {
+      set_outcome(c, CYNIC__OUT_CLOSED);
+      conn_close(c, false, "tripped");
+      n++;
+    }
+    l = next;
+  }
+  return n;
+}

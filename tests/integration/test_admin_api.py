@@ -312,3 +312,35 @@ def test_admin_address_in_use_exits_1():
         assert r.returncode == 1 and b"cannot listen" in r.stderr and b"admin" in r.stderr
         assert time.monotonic() - t0 < 10
     blocker.close()
+
+
+def test_trip_can_close_open_connections_too():
+    a = pu.echo()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [a.endpoint])))
+    adm = au.Admin(px)
+    try:
+        held = px.connect()
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        # a plain trip leaves open connections alone
+        assert adm.post("/breakers/backend/trip")[0] == 200
+        held.sendall(b"2")
+        assert held.recv(1) == b"2"
+        for body, text in [({"close_connections": True}, "trip only"),
+                           ({"close_connections": "yes"}, "close_connections")]:
+            status, _, js, _ = adm.post("/breakers/backend/reset", body)
+            assert status == 400 and text in js["error"], js
+        # with close_connections, they end at once
+        status, _, js, _ = adm.post(f"/breakers/backend/{a.endpoint}/trip",
+                                    {"reason": "hangs", "close_connections": True})
+        assert status == 200
+        took = pu.closed_within(held, 5)
+        assert took is not None and took < 1.0, took
+        held.close()
+        rec = [r for r in px.logs(event="breaker_manual") if r.get("reason") == "hangs"][0]
+        assert rec["closed_connections"] == 1
+        m = adm.metrics()
+        assert m.get("cynic_connections_total", listener="app", outcome="closed") == 1
+    finally:
+        px.stop()
+        a.close()
