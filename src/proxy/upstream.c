@@ -29,9 +29,10 @@ static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_s
   cynic__metrics_transition(e, from, to, reason);
   bool bad = to == CYNIC_BREAKER_OPEN || to == CYNIC_BREAKER_FORCED_OPEN;
   cynic__log(bad ? CYNIC_LOG_WARN : CYNIC_LOG_INFO, "breaker transition",
-             json_pack("{s:s, s:s, s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
-                       e->addr->text, "from", cynic_breaker_state_name(from), "to",
-                       cynic_breaker_state_name(to), "reason", cynic_breaker_reason_name(reason)));
+             json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event", "breaker_transition", "upstream",
+                       e->upstream->cfg->name, "endpoint", e->addr->text, "from",
+                       cynic_breaker_state_name(from), "to", cynic_breaker_state_name(to), "reason",
+                       cynic_breaker_reason_name(reason)));
 }
 
 static int breaker_new(cynic__proxy_t *p, cynic__endpoint_t *e) {

@@ -115,7 +115,8 @@ def test_admin_events_follow_the_log_schema():
         manual = px.logs(event="breaker_manual")[0]
         assert manual["level"] == "warn" and manual["upstream"] == "backend" and manual["action"] == "trip"
         assert manual["reason"] == "maintenance" and manual["by"].startswith("127.0.0.1:")
-        tr = px.logs(msg="breaker transition")[0]
+        tr = px.logs(event="breaker_transition")[0]
+        assert tr["msg"] == "breaker transition"
         assert (tr["upstream"], tr["endpoint"], tr["from"], tr["to"], tr["reason"]) == \
             ("backend", good.endpoint, "closed", "forced_open", "manual_trip")
         assert px.logs(event="reloaded")[0]["reloads"] == 1
