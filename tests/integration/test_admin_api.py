@@ -112,7 +112,7 @@ def test_trip_closes_clients_at_once_and_reset_lets_traffic_through():
         for _ in range(5):
             with px.connect() as c:
                 took = pu.closed_within(c, 5)
-                assert took is not None and took < 0.5, took
+                assert took is not None and took < 1.0, took
         assert a.accepted == accepted  # nobody reached the upstream
         assert not exchange(px)
         # logged with who and why, in the log and in /status
@@ -335,7 +335,7 @@ def test_trip_can_close_open_connections_too():
                                     {"reason": "hangs", "close_connections": True})
         assert status == 200
         took = pu.closed_within(held, 5)
-        assert took is not None and took < 1.0, took
+        assert took is not None and took < 2.0, took  # at once; generous for loaded ASan runs
         held.close()
         rec = [r for r in px.logs(event="breaker_manual") if r.get("reason") == "hangs"][0]
         assert rec["closed_connections"] == 1
