@@ -94,6 +94,10 @@ def test_status_health_breakers_and_errors():
         # the status page is there too
         status, h, _, raw = adm.get("/")
         assert status == 200 and h["content-type"].startswith("text/html") and raw.lower().startswith(b"<!doctype html")
+        # self-contained: no script, style sheet or image from anywhere else
+        import re
+        assert not re.search(rb'(src|href)\s*=\s*["\']?(https?:)?//', raw), "external resource"
+        assert b"<script src" not in raw and b"<link" not in raw
     finally:
         px.stop()
         a.close(), b.close(), bad.close()

@@ -126,3 +126,30 @@ def test_changes_that_need_a_restart_are_refused_with_409():
     finally:
         px.stop()
         good.close(), bad.close()
+
+
+def test_reload_reads_the_token_again(tmp_path):
+    good, bad = pu.echo(), pu.Refused()
+    tok = tmp_path / "token"
+    tok.write_text("first\n")
+    text = make(good, bad).replace("admin:\n  listen: 127.0.0.1:0\n",
+                                   f"admin:\n  listen: 127.0.0.1:0\n  token_file: {tok}\n")
+    px = pu.Cynic(text)
+    adm = au.Admin(px, token="first")
+    try:
+        assert adm.get("/status")[0] == 200
+        tok.write_text("second\n")
+        assert adm.get("/status")[0] == 200  # read at start and on reload only
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        assert adm.get("/status")[0] == 401
+        adm.token = "second"
+        assert adm.get("/status")[0] == 200
+        # an unreadable token file refuses the reload and keeps the old token
+        tok.write_text("")
+        status, _, js, _ = adm.post("/reload")
+        assert status == 400 and "token_file" in js["error"]
+        assert adm.get("/status")[0] == 200
+    finally:
+        px.stop()
+        good.close(), bad.close()
