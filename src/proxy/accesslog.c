@@ -52,6 +52,8 @@ int cynic__accesslog_open(const cynic__config_t *cfg) {
     const char *path = cfg->listeners[i].access_log;
     if (path == NULL || find(path) != NULL)
       continue;
+    if (logs.n == CYNIC__CONFIG_MAX_LISTENERS)
+      return -EMFILE; /* never: one file per listener at most, and none is removed */
     alog_t *a = &logs.files[logs.n];
     a->f = open_file(path);
     if (a->f == NULL || (a->path = strdup(path)) == NULL) {

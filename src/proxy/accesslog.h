@@ -8,7 +8,8 @@
 
 #include "proxy.h"
 
-/* Opens every listener's access_log (append). 0 or a negative errno, logged. */
+/* Opens every listener's access_log (append) that is not open yet (a reload
+ * opens the new listeners' ones). 0 or a negative errno, logged. */
 int cynic__accesslog_open(const cynic__config_t *cfg);
 /* Reopens them (SIGUSR1, for logrotate); a file that cannot be reopened keeps
  * the old descriptor. */

@@ -580,26 +580,27 @@ static void on_sighup(uv_signal_t *s, int signum) {
   json_decref(cynic__reload(a->proxy, "SIGHUP", &status)); /* reload.c logged the outcome */
 }
 
-int cynic__admin_reload_token(cynic__proxy_t *p, const cynic__config_t *n) {
-  cynic__admin_t *a = p->admin;
-  char *old = a->token;
-  size_t old_len = a->token_len;
-  a->token = NULL;
-  a->token_len = 0;
-  int rc = n->admin.token_file != NULL ? load_token(a, n->admin.token_file) : 0;
-  if (rc != 0) {
+int cynic__admin_token_read(const cynic__config_t *n, char **token, size_t *len) {
+  cynic__admin_t tmp; /* load_token fills token and token_len only */
+  memset(&tmp, 0, sizeof tmp);
+  int rc = n->admin.token_file != NULL ? load_token(&tmp, n->admin.token_file) : 0;
+  if (rc != 0)
     cynic__log(CYNIC_LOG_ERROR, "reload refused: cannot read admin.token_file",
                json_pack("{s:s, s:s}", "file", n->admin.token_file, "error",
                          rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
-    a->token = old;
-    a->token_len = old_len;
-    return rc;
+  *token = tmp.token;
+  *len = tmp.token_len;
+  return rc;
+}
+
+void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len) {
+  cynic__admin_t *a = p->admin;
+  if (a->token != NULL) {
+    memset(a->token, 0, a->token_len);
+    free(a->token);
   }
-  if (old != NULL) {
-    memset(old, 0, old_len);
-    free(old);
-  }
-  return 0;
+  a->token = token;
+  a->token_len = len;
 }
 
 /* ---- routing ---------------------------------------------------------------------- */

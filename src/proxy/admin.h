@@ -51,9 +51,12 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
  * sets *status: 200 applied, 400 bad config (nothing applied), 409 a change
  * that needs a restart (nothing applied). `who` names the cause in the log. */
 json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status);
-/* Reads the token of `n`'s admin.token_file into the admin listener (or drops
- * it when there is none). 0, or a negative errno with the old token kept. */
-int cynic__admin_reload_token(cynic__proxy_t *p, const cynic__config_t *n);
+/* Reads the token of `n`'s admin.token_file into *token (malloc'd; NULL when
+ * there is none). 0, or a negative errno (logged). */
+int cynic__admin_token_read(const cynic__config_t *n, char **token, size_t *len);
+/* Makes `token` (from cynic__admin_token_read, owned from now on) the admin
+ * listener's, wiping and freeing the old one. */
+void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len);
 
 /* ---- metrics.c ----------------------------------------------------------- */
 

@@ -249,6 +249,15 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
 int cynic__upstreams_start(cynic__proxy_t *p);
 /* Stops timers and resolutions and closes handles (loop must run after). */
 void cynic__upstreams_stop(cynic__proxy_t *p);
+/* One upstream: creates its endpoints, breakers and bulkhead for `cfg` (u
+ * zeroed); host names are not resolved yet. 0 or a negative CYNIC_E*. */
+int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
+                         const cynic__config_upstream_t *cfg);
+/* Starts resolving u's host names, now and every resolve_interval. */
+void cynic__upstream_resolve_start(cynic__proxy_t *p, cynic__upstream_t *u);
+/* Undoes cynic__upstream_init (a reload that was refused): frees what it made
+ * and closes its timer; the slot may be reused from the next loop turn. */
+void cynic__upstream_discard(cynic__upstream_t *u);
 /* Frees breakers and bulkheads, after the loop has ended. */
 void cynic__upstreams_free(cynic__proxy_t *p);
 
@@ -263,6 +272,16 @@ int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
 int cynic__listeners_start(cynic__proxy_t *p);
 void cynic__listeners_stop(cynic__proxy_t *p);
 void cynic__listeners_free(cynic__proxy_t *p);
+/* One listener (l zeroed): its per-client tables for `cfg`, forwarding to u.
+ * 0 or a negative CYNIC_E*. */
+int cynic__listener_setup(cynic__proxy_t *p, cynic__listener_t *l,
+                          const cynic__config_listener_t *cfg, cynic__upstream_t *u);
+/* Binds and listens (logs "listening", or "cannot listen" and returns the
+ * libuv error). */
+int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l);
+/* Undoes setup and bind (a reload that was refused); the slot may be reused
+ * from the next loop turn. */
+void cynic__listener_discard(cynic__listener_t *l);
 /* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 

@@ -5,6 +5,10 @@
  * The new file is loaded and checked first; a bad one is refused whole (every
  * error in the answer and the log) and the old config keeps serving.
  *
+ * Listeners and upstreams that the new file adds are created in free slots
+ * (the arrays have room for the most a config may hold, so nothing moves),
+ * all or nothing: a listener that cannot bind undoes the whole reload (409).
+ *
  * What a reload applies in place, today: every value read per connection or
  * per decision - timeouts, keepalive, listener max_connections and
  * max_connections_per_client limits, balance, `required`, admin
@@ -13,7 +17,7 @@
  * breakers (state, bucket, counters) and bulkheads.
  *
  * What needs a restart, and is refused with 409 naming it (nothing applied):
- * listeners or upstreams added, removed or renamed; a listener's address,
+ * listeners or upstreams removed or renamed; a listener's address,
  * mode, upstream, buffer or rate_limit; an upstream's endpoints, breaker,
  * bulkhead or resolve_interval; the admin address; the log file. Applying
  * those means rebuilding objects that open connections point to (refcounted
@@ -28,6 +32,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "admin.h"
 #include "log.h"
 
@@ -80,7 +85,7 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
     const cynic__config_listener_t *nl = &n->listeners[i];
     const cynic__config_listener_t *ol = find_listener(o, nl->name);
     if (ol == NULL)
-      RESTART("listener '%s' added", nl->name);
+      continue; /* added: bound by apply() */
     if (!same_str(ol->listen.text, nl->listen.text))
       RESTART("listener '%s': listen changed", nl->name);
     if (ol->mode != nl->mode)
@@ -104,7 +109,7 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
     const cynic__config_upstream_t *nu = &n->upstreams[i];
     const cynic__config_upstream_t *ou = find_upstream(o, nu->name);
     if (ou == NULL)
-      RESTART("upstream '%s' added", nu->name);
+      continue; /* added: created by apply() */
     if (ou->endpoint_count != nu->endpoint_count)
       RESTART("upstream '%s': endpoints changed", nu->name);
     for (size_t k = 0; k < nu->endpoint_count; k++)
@@ -121,14 +126,79 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
 #undef RESTART
 }
 
-/* Points every object at its part of `n`. Same names, same endpoint order:
+/* The proxy's upstream named `name` among the first `count` slots. */
+static cynic__upstream_t *upstream_named(cynic__proxy_t *p, size_t count, const char *name) {
+  for (size_t i = 0; i < count; i++)
+    if (strcmp(p->upstreams[i].cfg->name, name) == 0)
+      return &p->upstreams[i];
+  return NULL;
+}
+
+/* Creates the upstreams and binds the listeners that `n` adds, in the free
+ * slots after the current ones, all or nothing: on the first failure what was
+ * made is undone, *why says what failed, and the proxy is as before. On
+ * success the counts include them and their host names are being resolved. */
+static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__config_t *n, char *why,
+                   size_t len, json_t *added) {
+  size_t nu0 = p->upstream_count, nl0 = p->listener_count;
+  size_t nu = nu0, nl = nl0;
+  int rc = cynic__accesslog_open(n); /* the new listeners' access logs */
+  if (rc != 0)
+    snprintf(why, len, "cannot open an access log: %s", strerror(-rc));
+  for (size_t i = 0; i < n->upstream_count && rc == 0; i++) {
+    if (find_upstream(o, n->upstreams[i].name) != NULL)
+      continue;
+    cynic__upstream_t *u = &p->upstreams[nu];
+    memset(u, 0, sizeof *u);
+    nu++;
+    if ((rc = cynic__upstream_init(p, u, &n->upstreams[i])) != 0)
+      snprintf(why, len, "upstream '%s': %s", n->upstreams[i].name, cynic_strerror(rc));
+  }
+  for (size_t i = 0; i < n->listener_count && rc == 0; i++) {
+    const cynic__config_listener_t *lc = &n->listeners[i];
+    if (find_listener(o, lc->name) != NULL)
+      continue;
+    cynic__listener_t *l = &p->listeners[nl];
+    memset(l, 0, sizeof *l);
+    nl++;
+    rc = cynic__listener_setup(p, l, lc, upstream_named(p, nu, lc->upstream_name));
+    if (rc != 0) {
+      snprintf(why, len, "listener '%s': %s", lc->name, cynic_strerror(rc));
+    } else if ((rc = cynic__listener_bind(p, l)) != 0) {
+      snprintf(why, len, "listener '%s' cannot listen on %s: %s", lc->name, lc->listen.text,
+               uv_strerror(rc));
+    }
+  }
+  if (rc != 0) {
+    for (size_t i = nl0; i < nl; i++)
+      cynic__listener_discard(&p->listeners[i]);
+    for (size_t i = nu0; i < nu; i++)
+      cynic__upstream_discard(&p->upstreams[i]);
+    return rc;
+  }
+  json_t *us = json_array(), *ls = json_array();
+  for (size_t i = nu0; i < nu; i++) {
+    cynic__upstream_resolve_start(p, &p->upstreams[i]);
+    json_array_append_new(us, json_string(p->upstreams[i].cfg->name));
+  }
+  for (size_t i = nl0; i < nl; i++)
+    json_array_append_new(ls, json_string(p->listeners[i].cfg->name));
+  json_object_set_new(added, "upstreams", us);
+  json_object_set_new(added, "listeners", ls);
+  p->upstream_count = nu;
+  p->listener_count = nl;
+  return 0;
+}
+
+/* Points every object made before this reload at its part of `n` (the first
+ * `nl` listeners and `nu` upstreams). Same names, same endpoint order:
  * needs_restart() said so. */
-static void swap(cynic__proxy_t *p, const cynic__config_t *n) {
-  for (size_t i = 0; i < p->listener_count; i++) {
+static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t nu) {
+  for (size_t i = 0; i < nl; i++) {
     cynic__listener_t *l = &p->listeners[i];
     l->cfg = find_listener(n, l->cfg->name);
   }
-  for (size_t i = 0; i < p->upstream_count; i++) {
+  for (size_t i = 0; i < nu; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
     u->cfg = find_upstream(n, u->cfg->name);
     for (size_t k = 0; k < u->endpoint_count; k++)
@@ -167,7 +237,9 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     snprintf(msg, sizeof msg, "this change needs a restart: %s; nothing was applied", why);
     return json_pack("{s:s, s:i}", "error", msg, "status", 409);
   }
-  if (cynic__admin_reload_token(p, n) != 0) {
+  char *token = NULL;
+  size_t token_len = 0;
+  if (cynic__admin_token_read(n, &token, &token_len) != 0) {
     cynic__config_free(n);
     *status = 400;
     return json_pack("{s:s, s:i}", "error", "admin.token_file cannot be read; nothing was applied",
@@ -179,9 +251,38 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       [CYNIC__LOG_WARN] = CYNIC_LOG_WARN,
       [CYNIC__LOG_ERROR] = CYNIC_LOG_ERROR,
   };
+  /* Additions: made before anything else changes, so a failure (an address
+   * in use) leaves everything as it was. */
+  size_t nl0 = p->listener_count, nu0 = p->upstream_count;
+  json_t *added = json_object();
+  bool adds = n->listener_count != p->cfg->listener_count ||
+              n->upstream_count != p->cfg->upstream_count; /* nothing removed: see above */
+  if (adds) {
+    char why2[WHY_MAX];
+    if (p->listener_count == 0) {
+      /* the listeners are bound once the first resolutions are done */
+      snprintf(why2, sizeof why2, "cynic is still starting; add listeners and upstreams after");
+      rc = CYNIC_ESTATE;
+    } else {
+      rc = add_new(p, p->cfg, n, why2, sizeof why2, added);
+    }
+    if (rc != 0) {
+      json_decref(added);
+      free(token);
+      cynic__config_free(n);
+      cynic__log(
+          CYNIC_LOG_ERROR, "reload refused: cannot add what it adds",
+          json_pack("{s:s, s:s, s:s}", "event", "reload_refused", "by", who, "reason", why2));
+      *status = 409;
+      char msg[WHY_MAX + 64];
+      snprintf(msg, sizeof msg, "%s; nothing was applied", why2);
+      return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+    }
+  }
+  cynic__admin_token_set(p, token, token_len);
   if (n->log.level != p->cfg->log.level)
     cynic__log_set_level(levels[n->log.level]);
-  swap(p, n);
+  swap(p, n, nl0, nu0);
   cynic__config_free(p->reloaded_cfg);
   p->reloaded_cfg = n;
   p->config_unix_ms = cynic__unix_ms();
@@ -190,6 +291,6 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
              json_pack("{s:s, s:s, s:s, s:I}", "event", "reloaded", "by", who, "file", n->path,
                        "reloads", (json_int_t)p->reloads));
   *status = 200;
-  return json_pack("{s:b, s:s, s:I}", "reloaded", 1, "file", n->path, "reloads",
-                   (json_int_t)p->reloads);
+  return json_pack("{s:b, s:s, s:I, s:o}", "reloaded", 1, "file", n->path, "reloads",
+                   (json_int_t)p->reloads, "added", added);
 }

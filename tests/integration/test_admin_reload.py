@@ -113,7 +113,7 @@ def test_changes_that_need_a_restart_are_refused_with_409():
     adm = au.Admin(px)
     try:
         for new, why in [
-            (text.replace("upstreams:\n", pu.listener("third", "backend") + "upstreams:\n"), "listener 'third' added"),
+            (text.replace(pu.listener("other", "db"), ""), "listener 'other' removed"),
             (text.replace("faults: 2", "faults: 3"), "upstream 'db': breaker changed"),
             (text.replace(f"[{good.endpoint}]", f"[{good.endpoint}, 127.0.0.1:9]"), "upstream 'backend': endpoints changed"),
         ]:
@@ -153,3 +153,64 @@ def test_reload_reads_the_token_again(tmp_path):
     finally:
         px.stop()
         good.close(), bad.close()
+
+
+def test_reload_adds_listeners_and_upstreams_all_or_nothing(tmp_path):
+    good, bad, fresh = pu.echo(), pu.Refused(), pu.echo()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        held = px.connect()
+        held.sendall(b"a")
+        assert held.recv(1) == b"a"
+        for _ in range(2):
+            assert not exchange(px, "other")
+        pu.wait_for(lambda: adm.breaker("db", bad.endpoint)["state"] == "open", what="db open")
+        # a listener on an address in use: the whole reload is refused
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        acc = tmp_path / "new-access.log"
+        added = text.replace("upstreams:\n",
+                             pu.listener("new", "fresh", f"access_log: {acc}").replace("127.0.0.1:0", f"127.0.0.1:{port}") +
+                             "upstreams:\n") + pu.upstream("fresh", [fresh.endpoint])
+        rewrite(px, added)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 409 and "listener 'new' cannot listen" in js["error"], js
+        st = adm.status()
+        assert [l["name"] for l in st["listeners"]] == ["app", "other"]
+        assert [u["name"] for u in st["upstreams"]] == ["backend", "db"]
+        assert st["config"]["reloads"] == 0
+        assert exchange(px)
+        # on a free port it goes through, in the same slots
+        busy.close()
+        rewrite(px, added.replace(f"127.0.0.1:{port}", "127.0.0.1:0"))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        assert js["added"] == {"upstreams": ["fresh"], "listeners": ["new"]}
+        st = adm.status()
+        new = [l for l in st["listeners"] if l["name"] == "new"][0]
+        assert new["upstream"] == "fresh" and new["listening"] is True
+        host, p = new["address"].rsplit(":", 1)
+        with socket.create_connection((host, int(p)), timeout=10) as c:
+            c.sendall(b"via new")
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"via new"
+        assert fresh.accepted == 1
+        pu.wait_for(lambda: acc.exists() and "via new" not in acc.read_text() and
+                    '"listener":"new"' in acc.read_text(), what="access line of the new listener")
+        # what was there keeps going: socket, open connection, breaker state
+        held.sendall(b"b")
+        assert held.recv(1) == b"b"
+        held.close()
+        assert exchange(px)
+        assert adm.breaker("db", bad.endpoint)["state"] == "open"
+        m = adm.metrics()
+        au.check_conventions(m)
+        assert m.get("cynic_connections_total", listener="new", upstream="fresh", outcome="ok") == 1
+        assert m.get("cynic_breaker_state", upstream="fresh", endpoint=fresh.endpoint, state="closed") == 1
+    finally:
+        px.stop()
+        good.close(), bad.close(), fresh.close()
