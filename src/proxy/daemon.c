@@ -163,9 +163,9 @@ static void stop(cynic__proxy_t *p) {
   if (p->stopping)
     return;
   p->stopping = true;
+  cynic__admin_stop(p);
   cynic__listeners_stop(p);
   cynic__upstreams_stop(p);
-  cynic__admin_stop(p);
   uv_close((uv_handle_t *)&p->sigterm, NULL);
   uv_close((uv_handle_t *)&p->sigint, NULL);
   uv_close((uv_handle_t *)&p->sigusr1, NULL);
@@ -189,12 +189,12 @@ static void on_drain_deadline(uv_timer_t *t) {
   cynic__tcp_close_all(p);
 }
 
-static void drain(cynic__proxy_t *p, const char *why) {
+void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
   if (p->draining) {
     /* A second signal while draining (Ctrl-C twice): do not wait any longer. */
     if (!p->drain_cut && p->conn_count > 0) {
       cynic__log(CYNIC_LOG_WARN, "second signal: closing the remaining connections now",
-                 json_pack("{s:s, s:i}", "signal", why, "connections", (json_int_t)p->conn_count));
+                 json_pack("{s:s, s:i}", "cause", why, "connections", (json_int_t)p->conn_count));
       p->drain_cut = true;
       cynic__tcp_close_all(p);
     }
@@ -204,17 +204,13 @@ static void drain(cynic__proxy_t *p, const char *why) {
   uint64_t ms = (p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
   cynic__listeners_stop(p);              /* new connections are refused from now on... */
   cynic__log(CYNIC_LOG_INFO, "draining", /* ...which this line may promise */
-             json_pack("{s:s, s:i, s:i}", "signal", why, "connections", (json_int_t)p->conn_count,
+             json_pack("{s:s, s:i, s:i}", "cause", why, "connections", (json_int_t)p->conn_count,
                        "drain_timeout_ms", (json_int_t)ms));
   if (p->conn_count == 0) {
     cynic__proxy_conn_gone(p);
     return;
   }
   uv_timer_start(&p->drain_timer, on_drain_deadline, ms, 0);
-}
-
-void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
-  drain(p, why);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -226,15 +222,15 @@ static void on_signal(uv_signal_t *s, int signum) {
                json_pack("{s:s}", "result", rc == 0 ? "ok" : strerror(-rc)));
     return;
   }
-  drain(p, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  cynic__proxy_drain(p, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /* Binds the listeners: the proxy is open for business. Called once the host
  * names of every endpoint have had their first resolution, so the first
  * clients do not find endpoints without an address. */
 static void serve(cynic__proxy_t *p) {
-  if (cynic__listeners_start(p) != 0) {
-    p->status = 1; /* listener.c said which address and why */
+  if (cynic__listeners_start(p) != 0) { /* the admin listener runs already */
+    p->status = 1;                      /* listener.c said which address and why */
     stop(p);
     return;
   }

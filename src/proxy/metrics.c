@@ -384,6 +384,35 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
                       esc(p->upstreams[i].cfg->name, un, sizeof un),
                       p->upstreams[i].counters.total[CYNIC__EV_BREAKER_OPEN]);
 
+  header(b, "cynic_events_total", "counter",
+         "Events by kind since start, for each endpoint (upstream, endpoint), upstream "
+         "(upstream) and listener (listener); the kinds of docs/admin.md.");
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    const cynic__upstream_t *u = &p->upstreams[i];
+    esc(u->cfg->name, un, sizeof un);
+    for (size_t k = 0; k < u->endpoint_count; k++) {
+      esc(u->endpoints[k].addr->text, en, sizeof en);
+      for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+        if (u->endpoints[k].counters.total[ev] != 0)
+          cynic__buf_printf(b,
+                            "cynic_events_total{upstream=\"%s\",endpoint=\"%s\",event=\"%s\"} "
+                            "%" PRIu64 "\n",
+                            un, en, event_keys[ev], u->endpoints[k].counters.total[ev]);
+    }
+    for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+      if (u->counters.total[ev] != 0)
+        cynic__buf_printf(b, "cynic_events_total{upstream=\"%s\",event=\"%s\"} %" PRIu64 "\n", un,
+                          event_keys[ev], u->counters.total[ev]);
+  }
+  for (size_t i = 0; i < p->listener_count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    esc(l->cfg->name, ln, sizeof ln);
+    for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+      if (l->counters.total[ev] != 0)
+        cynic__buf_printf(b, "cynic_events_total{listener=\"%s\",event=\"%s\"} %" PRIu64 "\n", ln,
+                          event_keys[ev], l->counters.total[ev]);
+  }
+
   /* per endpoint */
   static const cynic_breaker_state_t states[] = {CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN,
                                                  CYNIC_BREAKER_HALF_OPEN, CYNIC_BREAKER_FORCED_OPEN,

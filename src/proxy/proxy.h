@@ -222,6 +222,9 @@ uint64_t cynic__proxy_clock(void *arg);
  * bound once every host name has had one. */
 void cynic__proxy_resolved(cynic__proxy_t *p);
 
+/* Starts a drain, as SIGTERM does (`why` names the cause in the log). */
+void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
+
 /* A connection has been freed: finish a drain when it was the last. */
 void cynic__proxy_conn_gone(cynic__proxy_t *p);
 
@@ -266,6 +269,10 @@ void cynic__upstreams_free(cynic__proxy_t *p);
  * no endpoint has an address yet. */
 int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
                          cynic_breaker_permit_t *permit);
+
+/* True when some endpoint's breaker might let a call through now (not every
+ * one is open or forced open with time left). Cheap while one is not open. */
+bool cynic__upstream_available(const cynic__upstream_t *u);
 
 /* ---- listener.c ---------------------------------------------------------- */
 

@@ -612,24 +612,6 @@ static void connect_upstream(cynic__conn_t *c) {
   arm(c);
 }
 
-/* True when some endpoint's breaker might let a call through now. Lets a
- * client be closed before it takes a bulkhead place when none would. */
-static bool any_breaker_available(const cynic__upstream_t *u) {
-  for (size_t i = 0; i < u->endpoint_count; i++) {
-    const cynic__endpoint_t *e = &u->endpoints[i];
-    if (e->state != CYNIC_BREAKER_OPEN && e->state != CYNIC_BREAKER_FORCED_OPEN)
-      return true; /* the common case: no lock, no clock */
-    cynic_breaker_snapshot_t s;
-    if (cynic_breaker_snapshot(e->breaker, &s) != 0)
-      return true;
-    if (s.state != CYNIC_BREAKER_OPEN && s.state != CYNIC_BREAKER_FORCED_OPEN)
-      return true;
-    if (s.state == CYNIC_BREAKER_OPEN && s.next_probe_ns == 0)
-      return true;
-  }
-  return false;
-}
-
 void cynic__tcp_promote(cynic__upstream_t *u) {
   while (!cynic__list_empty(&u->waiters)) {
     if (cynic_bulkhead_promote(u->bulkhead) != 0)
@@ -692,7 +674,7 @@ void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
     c->idle_ms = lidle;
   set_socket_options(&c->client, u->cfg);
 
-  if (!any_breaker_available(u)) {
+  if (!cynic__upstream_available(u)) {
     upstream_event(c, CYNIC__EV_BREAKER_OPEN);
     conn_close(c, false, NULL);
     return;

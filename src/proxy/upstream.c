@@ -300,3 +300,19 @@ int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
   }
   return any_resolved ? CYNIC_EOPEN : CYNIC_ESTATE;
 }
+
+bool cynic__upstream_available(const cynic__upstream_t *u) {
+  for (size_t i = 0; i < u->endpoint_count; i++) {
+    const cynic__endpoint_t *e = &u->endpoints[i];
+    if (e->state != CYNIC_BREAKER_OPEN && e->state != CYNIC_BREAKER_FORCED_OPEN)
+      return true; /* the common case: no lock, no clock */
+    cynic_breaker_snapshot_t s;
+    if (cynic_breaker_snapshot(e->breaker, &s) != 0)
+      return true;
+    if (s.state != CYNIC_BREAKER_OPEN && s.state != CYNIC_BREAKER_FORCED_OPEN)
+      return true;
+    if (s.state == CYNIC_BREAKER_OPEN && s.next_probe_ns == 0)
+      return true; /* the open interval is over: the next pick is a probe */
+  }
+  return false;
+}

@@ -96,7 +96,7 @@ class Cynic:
         self.wait_log(lambda r: r.get("msg") == "started", timeout)
         self.listeners = {}
         for r in self.records():
-            if r.get("msg") == "listening":
+            if r.get("msg") in ("listening", "admin listening"):
                 host, port = r["address"].rsplit(":", 1)
                 self.listeners[r["listener"]] = (host.strip("[]"), int(port))
 
@@ -110,6 +110,16 @@ class Cynic:
     @property
     def pid(self):
         return self.proc.pid
+
+    def api(self, token=None):
+        """A client of the admin listener (netutil.Api)."""
+        from netutil import Api
+        api = Api(*self.listeners["admin"])
+        if token is not None:
+            orig = api.request
+            api.request = lambda m, p, body=None, raw=None, headers=None: orig(
+                m, p, body=body, raw=raw, headers={"Authorization": f"Bearer {token}", **(headers or {})})
+        return api
 
     def addr(self, listener="app"):
         return self.listeners[listener]
