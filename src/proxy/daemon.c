@@ -229,8 +229,8 @@ static void on_signal(uv_signal_t *s, int signum) {
  * names of every endpoint have had their first resolution, so the first
  * clients do not find endpoints without an address. */
 static void serve(cynic__proxy_t *p) {
-  if (cynic__listeners_start(p) != 0) { /* the admin listener runs already */
-    p->status = 1;                      /* listener.c said which address and why */
+  if (cynic__listeners_start(p) != 0) {
+    p->status = 1; /* listener.c said which address and why */
     stop(p);
     return;
   }
