@@ -13,7 +13,12 @@
  *   GET  /status/history    per-second samples of every upstream (sparklines)
  *   GET  /breakers[/{u}[/{e}]]
  *   POST /breakers/{u}[/{e}]/trip | force_closed | reset
- *   GET  /health  GET /ready  POST /drain  GET /metrics
+ *   GET  /health  GET /ready  POST /drain  POST /reload (reload.c; also SIGHUP)
+ *   GET  /metrics           Prometheus text (metrics.c)
+ *
+ * The admin listener starts before the traffic listeners (which wait for the
+ * first resolution of host names), so /ready can say "starting", and stays
+ * up during a drain, so it can say "draining".
  *
  * Errors are JSON {"error": "...", "status": N}: 404 unknown path, upstream or
  * endpoint; 405 with Allow; 400 bad JSON body; 401 without the bearer token
