@@ -312,7 +312,7 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
   }
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
-    if (l->open >= l->cfg->max_connections) {
+    if (!l->retired && l->open >= l->cfg->max_connections) {
       snprintf(text, sizeof text, "over capacity: listener %s has %u of max_connections %u open",
                l->cfg->name, l->open, l->cfg->max_connections);
       *why = text;
@@ -371,6 +371,7 @@ static void get_status(req_t *r) {
     json_object_set_new(lo, "max_connections_per_client",
                         json_integer(l->cfg->max_connections_per_client));
     json_object_set_new(lo, "listening", json_boolean(l->listening));
+    json_object_set_new(lo, "retired", json_boolean(l->retired));
     json_object_set_new(lo, "counts", counts_json(&l->counters));
     json_array_append_new(ls, lo);
   }

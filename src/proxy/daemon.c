@@ -311,6 +311,8 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   cynic__listeners_free(&p);
   cynic__upstreams_free(&p);
   cynic__config_free(p.reloaded_cfg); /* after everything that points into it */
+  for (size_t i = 0; i < p.pinned_count; i++)
+    cynic__config_free(p.pinned_cfgs[i]);
   int status = p.status;
   int close_rc = uv_loop_close(&loop);
   if (close_rc != 0) {

@@ -266,17 +266,25 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   cynic__buf_printf(b, "cynic_ready %d\n", cynic__admin_ready(p, &why) ? 1 : 0);
 
   header(b, "cynic_listener_connections_open", "gauge", "Client connections open now.");
-  for (size_t i = 0; i < p->listener_count; i++)
+  for (size_t i = 0; i < p->listener_count; i++) {
+    if (p->listeners[i].retired)
+      continue;
     cynic__buf_printf(b, "cynic_listener_connections_open{listener=\"%s\"} %u\n",
                       esc(p->listeners[i].cfg->name, ln, sizeof ln), p->listeners[i].open);
+  }
   header(b, "cynic_listener_connections_limit", "gauge", "The listener's max_connections.");
-  for (size_t i = 0; i < p->listener_count; i++)
+  for (size_t i = 0; i < p->listener_count; i++) {
+    if (p->listeners[i].retired)
+      continue;
     cynic__buf_printf(b, "cynic_listener_connections_limit{listener=\"%s\"} %u\n",
                       esc(p->listeners[i].cfg->name, ln, sizeof ln),
                       p->listeners[i].cfg->max_connections);
+  }
   header(b, "cynic_connections_total", "counter",
          "Client connections ended, by listener, upstream and outcome.");
   for (size_t i = 0; i < p->listener_count; i++) {
+    if (p->listeners[i].retired)
+      continue; /* removed by a reload; its name may be in use again */
     const cynic__listener_t *l = &p->listeners[i];
     esc(l->cfg->name, ln, sizeof ln);
     esc(l->upstream->cfg->name, un, sizeof un);
@@ -289,6 +297,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   header(b, "cynic_bytes_total", "counter",
          "Bytes forwarded, by listener, upstream and direction (to_upstream, to_client).");
   for (size_t i = 0; i < p->listener_count; i++) {
+    if (p->listeners[i].retired)
+      continue; /* removed by a reload; its name may be in use again */
     const cynic__listener_t *l = &p->listeners[i];
     esc(l->cfg->name, ln, sizeof ln);
     esc(l->upstream->cfg->name, un, sizeof un);
@@ -405,6 +415,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
                           event_keys[ev], u->counters.total[ev]);
   }
   for (size_t i = 0; i < p->listener_count; i++) {
+    if (p->listeners[i].retired)
+      continue; /* removed by a reload; its name may be in use again */
     const cynic__listener_t *l = &p->listeners[i];
     esc(l->cfg->name, ln, sizeof ln);
     for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)

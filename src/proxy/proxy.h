@@ -163,6 +163,7 @@ struct cynic__listener {
   cynic__upstream_t *upstream;
   uv_tcp_t handle;
   bool listening;    /* handle initialised and not yet closed */
+  bool retired;      /* removed by a reload: not accepting; its connections finish */
   uv_tcp_t *reserve; /* a client handle kept to shed a connection when out of memory */
   char address[272]; /* the bound address, port 0 resolved (CYNIC_ADDR_STR_MAX) */
   uint32_t open;     /* client connections open now */
@@ -206,6 +207,11 @@ struct cynic__proxy {
   uint64_t reloads;              /* successful reloads */
   cynic__config_t *reloaded_cfg; /* the config in use after a reload (owned; the first
                                     one belongs to main.c) */
+  /* configs replaced by a reload that retired listeners still point into
+   * (their cfg); freed at exit. At most 4: past that, a reload that removes
+   * a listener asks for a restart (reload.c). */
+  cynic__config_t *pinned_cfgs[4];
+  size_t pinned_count;
 };
 
 /* ---- daemon.c ------------------------------------------------------------ */

@@ -8,6 +8,12 @@
  * Listeners and upstreams that the new file adds are created in free slots
  * (the arrays have room for the most a config may hold, so nothing moves),
  * all or nothing: a listener that cannot bind undoes the whole reload (409).
+ * A listener the new file no longer has is retired: it stops accepting at
+ * once, its open connections finish with it, and it keeps its slot and the
+ * config it points into (pinned) until the process ends; /status lists it
+ * as retired, /metrics leaves it out (its name may come back). Pinned configs
+ * are capped: past 4 such reloads, removing asks for a
+ * restart; and the slots of retired listeners count against the 64.
  *
  * What a reload applies in place, today: every value read per connection or
  * per decision - timeouts, keepalive, listener max_connections and
@@ -17,7 +23,7 @@
  * breakers (state, bucket, counters) and bulkheads.
  *
  * What needs a restart, and is refused with 409 naming it (nothing applied):
- * listeners or upstreams removed or renamed; a listener's address,
+ * upstreams removed or renamed; a listener's address,
  * mode, upstream, buffer or rate_limit; an upstream's endpoints, breaker,
  * bulkhead or resolve_interval; the admin address; the log file. Applying
  * those means rebuilding objects that open connections point to (refcounted
@@ -78,9 +84,6 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
   if (o->log.rotate_max_bytes != n->log.rotate_max_bytes ||
       o->log.rotate_keep != n->log.rotate_keep)
     RESTART("log.rotate changed");
-  for (size_t i = 0; i < o->listener_count; i++)
-    if (find_listener(n, o->listeners[i].name) == NULL)
-      RESTART("listener '%s' removed", o->listeners[i].name);
   for (size_t i = 0; i < n->listener_count; i++) {
     const cynic__config_listener_t *nl = &n->listeners[i];
     const cynic__config_listener_t *ol = find_listener(o, nl->name);
@@ -158,6 +161,14 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
     const cynic__config_listener_t *lc = &n->listeners[i];
     if (find_listener(o, lc->name) != NULL)
       continue;
+    if (nl == CYNIC__CONFIG_MAX_LISTENERS) {
+      snprintf(why, len,
+               "no room for listener '%s': listeners removed by earlier reloads hold their "
+               "places until a restart",
+               lc->name);
+      rc = CYNIC_EFULL;
+      break;
+    }
     cynic__listener_t *l = &p->listeners[nl];
     memset(l, 0, sizeof *l);
     nl++;
@@ -190,13 +201,58 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
   return 0;
 }
 
+/* Listeners of the first `nl` that `n` no longer has: they stop accepting at
+ * once and are left to their open connections (which keep their listener and
+ * its config). Returns how many; their names go into `removed`. */
+static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, json_t *removed) {
+  size_t count = 0;
+  for (size_t i = 0; i < nl; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (l->retired || find_listener(n, l->cfg->name) != NULL)
+      continue;
+    if (l->listening) {
+      l->listening = false;
+      uv_close((uv_handle_t *)&l->handle, NULL);
+    }
+    if (l->reserve != NULL) {
+      cynic__tcp_client_discard(l->reserve);
+      l->reserve = NULL;
+    }
+    l->retired = true;
+    count++;
+    json_array_append_new(removed, json_string(l->cfg->name));
+    cynic__log(CYNIC_LOG_INFO, "listener removed",
+               json_pack("{s:s, s:s, s:s, s:i}", "event", "listener_removed", "listener",
+                         l->cfg->name, "address", l->address, "connections", (int)l->open));
+  }
+  return count;
+}
+
+static bool removes_listeners(const cynic__proxy_t *p, const cynic__config_t *n) {
+  for (size_t i = 0; i < p->listener_count; i++)
+    if (!p->listeners[i].retired && find_listener(n, p->listeners[i].cfg->name) == NULL)
+      return true;
+  return false;
+}
+
+static bool adds_anything(const cynic__config_t *o, const cynic__config_t *n) {
+  for (size_t i = 0; i < n->listener_count; i++)
+    if (find_listener(o, n->listeners[i].name) == NULL)
+      return true;
+  for (size_t i = 0; i < n->upstream_count; i++)
+    if (find_upstream(o, n->upstreams[i].name) == NULL)
+      return true;
+  return false;
+}
+
 /* Points every object made before this reload at its part of `n` (the first
  * `nl` listeners and `nu` upstreams). Same names, same endpoint order:
  * needs_restart() said so. */
 static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t nu) {
   for (size_t i = 0; i < nl; i++) {
     cynic__listener_t *l = &p->listeners[i];
-    l->cfg = find_listener(n, l->cfg->name);
+    if (!l->retired) /* a retired one keeps its old, pinned config */
+      l->cfg = find_listener(n, l->cfg->name);
   }
   for (size_t i = 0; i < nu; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
@@ -255,15 +311,23 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
    * in use) leaves everything as it was. */
   size_t nl0 = p->listener_count, nu0 = p->upstream_count;
   json_t *added = json_object();
-  bool adds = n->listener_count != p->cfg->listener_count ||
-              n->upstream_count != p->cfg->upstream_count; /* nothing removed: see above */
-  if (adds) {
+  bool adds = adds_anything(p->cfg, n);
+  bool removes = removes_listeners(p, n);
+  if (adds || removes) {
     char why2[WHY_MAX];
+    rc = 0;
     if (p->listener_count == 0) {
       /* the listeners are bound once the first resolutions are done */
-      snprintf(why2, sizeof why2, "cynic is still starting; add listeners and upstreams after");
+      snprintf(why2, sizeof why2,
+               "cynic is still starting; add or remove listeners and upstreams after");
       rc = CYNIC_ESTATE;
-    } else {
+    } else if (removes && p->reloaded_cfg != NULL &&
+               p->pinned_count == sizeof p->pinned_cfgs / sizeof p->pinned_cfgs[0]) {
+      snprintf(why2, sizeof why2,
+               "too many reloads have removed listeners (their old configs are kept while "
+               "their connections finish); restart to remove more");
+      rc = CYNIC_EFULL;
+    } else if (adds) {
       rc = add_new(p, p->cfg, n, why2, sizeof why2, added);
     }
     if (rc != 0) {
@@ -271,7 +335,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       free(token);
       cynic__config_free(n);
       cynic__log(
-          CYNIC_LOG_ERROR, "reload refused: cannot add what it adds",
+          CYNIC_LOG_ERROR, "reload refused: cannot add or remove what it says",
           json_pack("{s:s, s:s, s:s}", "event", "reload_refused", "by", who, "reason", why2));
       *status = 409;
       char msg[WHY_MAX + 64];
@@ -282,8 +346,15 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   cynic__admin_token_set(p, token, token_len);
   if (n->log.level != p->cfg->log.level)
     cynic__log_set_level(levels[n->log.level]);
+  json_t *removed = json_array();
+  size_t retired = retire(p, n, nl0, removed);
   swap(p, n, nl0, nu0);
-  cynic__config_free(p->reloaded_cfg);
+  /* The retired listeners point into the config being replaced: keep it (the
+   * first one is main.c's and lives to the end anyway). */
+  if (retired > 0 && p->reloaded_cfg != NULL)
+    p->pinned_cfgs[p->pinned_count++] = p->reloaded_cfg;
+  else
+    cynic__config_free(p->reloaded_cfg);
   p->reloaded_cfg = n;
   p->config_unix_ms = cynic__unix_ms();
   p->reloads++;
@@ -291,6 +362,6 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
              json_pack("{s:s, s:s, s:s, s:I}", "event", "reloaded", "by", who, "file", n->path,
                        "reloads", (json_int_t)p->reloads));
   *status = 200;
-  return json_pack("{s:b, s:s, s:I, s:o}", "reloaded", 1, "file", n->path, "reloads",
-                   (json_int_t)p->reloads, "added", added);
+  return json_pack("{s:b, s:s, s:I, s:o, s:{s:o}}", "reloaded", 1, "file", n->path, "reloads",
+                   (json_int_t)p->reloads, "added", added, "removed", "listeners", removed);
 }

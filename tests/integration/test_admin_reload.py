@@ -6,6 +6,7 @@ import signal
 import socket
 
 import adminutil as au
+import netutil
 import proxyutil as pu
 
 
@@ -113,7 +114,9 @@ def test_changes_that_need_a_restart_are_refused_with_409():
     adm = au.Admin(px)
     try:
         for new, why in [
-            (text.replace(pu.listener("other", "db"), ""), "listener 'other' removed"),
+            (text.replace("upstreams:\n", pu.listener("third", "backend") + "upstreams:\n")
+             .replace("- name: other\n    listen: 127.0.0.1:0\n    upstream: db", "- name: other\n    listen: 127.0.0.1:0\n    upstream: backend"),
+             "listener 'other': upstream changed"),
             (text.replace("faults: 2", "faults: 3"), "upstream 'db': breaker changed"),
             (text.replace(f"[{good.endpoint}]", f"[{good.endpoint}, 127.0.0.1:9]"), "upstream 'backend': endpoints changed"),
         ]:
@@ -214,3 +217,57 @@ def test_reload_adds_listeners_and_upstreams_all_or_nothing(tmp_path):
     finally:
         px.stop()
         good.close(), bad.close(), fresh.close()
+
+
+def test_reload_removes_a_listener_its_connections_finish_and_the_name_can_return():
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        # a second listener on the backend, with a client in the middle of a conversation
+        two = text.replace("upstreams:\n", pu.listener("side", "backend") + "upstreams:\n")
+        rewrite(px, two)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["added"]["listeners"] == ["side"], js
+        side = [l for l in adm.status()["listeners"] if l["name"] == "side"][0]
+        host, port = side["address"].rsplit(":", 1)
+        held = socket.create_connection((host, int(port)), timeout=10)
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        # remove it: it stops accepting, the open connection carries on
+        rewrite(px, text)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["removed"] == {"listeners": ["side"]}, js
+        assert netutil.refused(int(port))
+        st = adm.status()
+        gone = [l for l in st["listeners"] if l["name"] == "side"][0]
+        assert gone["retired"] is True and gone["listening"] is False and gone["open"] == 1
+        held.sendall(b"2")
+        assert held.recv(1) == b"2"
+        held.shutdown(socket.SHUT_WR)
+        assert pu.recv_all(held) == b""
+        held.close()
+        rec = px.wait_log(lambda r: r.get("event") == "listener_removed")
+        assert rec["listener"] == "side" and rec["connections"] == 1
+        m = adm.metrics()
+        au.check_conventions(m)
+        assert not m.all("cynic_connections_total", listener="side")
+        assert exchange(px)  # the others never noticed
+        # the name can come back, on a new socket; the metrics have one series
+        rewrite(px, two)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["added"]["listeners"] == ["side"], js
+        side = [l for l in adm.status()["listeners"] if l["name"] == "side" and not l["retired"]][0]
+        host, port = side["address"].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as c:
+            c.sendall(b"back")
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"back"
+        m = adm.metrics()
+        au.check_conventions(m)
+        assert m.get("cynic_connections_total", listener="side", outcome="ok") == 1
+        assert adm.status()["config"]["reloads"] == 3
+    finally:
+        px.stop()
+        good.close(), bad.close()
