@@ -87,10 +87,8 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
   for (size_t i = 0; i < n->listener_count; i++) {
     const cynic__config_listener_t *nl = &n->listeners[i];
     const cynic__config_listener_t *ol = find_listener(o, nl->name);
-    if (ol == NULL)
-      continue; /* added: bound by apply() */
-    if (!same_str(ol->listen.text, nl->listen.text))
-      RESTART("listener '%s': listen changed", nl->name);
+    if (ol == NULL || !same_str(ol->listen.text, nl->listen.text))
+      continue; /* added, or moved to another address: a new listener replaces it */
     if (ol->mode != nl->mode)
       RESTART("listener '%s': mode changed", nl->name);
     if (!same_str(ol->upstream_name, nl->upstream_name))
@@ -129,6 +127,13 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
 #undef RESTART
 }
 
+/* True when `n` has listener `lc` at another address than `o` has it (or `o`
+ * does not have it): it gets a new listener of its own. */
+static bool is_new_listener(const cynic__config_t *o, const cynic__config_listener_t *lc) {
+  const cynic__config_listener_t *ol = find_listener(o, lc->name);
+  return ol == NULL || !same_str(ol->listen.text, lc->listen.text);
+}
+
 /* The proxy's upstream named `name` among the first `count` slots. */
 static cynic__upstream_t *upstream_named(cynic__proxy_t *p, size_t count, const char *name) {
   for (size_t i = 0; i < count; i++)
@@ -159,7 +164,7 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
   }
   for (size_t i = 0; i < n->listener_count && rc == 0; i++) {
     const cynic__config_listener_t *lc = &n->listeners[i];
-    if (find_listener(o, lc->name) != NULL)
+    if (!is_new_listener(o, lc))
       continue;
     if (nl == CYNIC__CONFIG_MAX_LISTENERS) {
       snprintf(why, len,
@@ -208,8 +213,9 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
   size_t count = 0;
   for (size_t i = 0; i < nl; i++) {
     cynic__listener_t *l = &p->listeners[i];
-    if (l->retired || find_listener(n, l->cfg->name) != NULL)
-      continue;
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    if (l->retired || (lc != NULL && same_str(lc->listen.text, l->cfg->listen.text)))
+      continue; /* kept; one that moved address is replaced by its new listener */
     if (l->listening) {
       l->listening = false;
       uv_close((uv_handle_t *)&l->handle, NULL);
@@ -221,23 +227,28 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
     l->retired = true;
     count++;
     json_array_append_new(removed, json_string(l->cfg->name));
-    cynic__log(CYNIC_LOG_INFO, "listener removed",
-               json_pack("{s:s, s:s, s:s, s:i}", "event", "listener_removed", "listener",
-                         l->cfg->name, "address", l->address, "connections", (int)l->open));
+    json_t *f = json_pack("{s:s, s:s, s:s, s:i}", "event", "listener_removed", "listener",
+                          l->cfg->name, "address", l->address, "connections", (int)l->open);
+    if (f != NULL && lc != NULL)
+      json_object_set_new(f, "moved_to", json_string(lc->listen.text));
+    cynic__log(CYNIC_LOG_INFO, "listener removed", f);
   }
   return count;
 }
 
 static bool removes_listeners(const cynic__proxy_t *p, const cynic__config_t *n) {
-  for (size_t i = 0; i < p->listener_count; i++)
-    if (!p->listeners[i].retired && find_listener(n, p->listeners[i].cfg->name) == NULL)
+  for (size_t i = 0; i < p->listener_count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    if (!l->retired && (lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text)))
       return true;
+  }
   return false;
 }
 
 static bool adds_anything(const cynic__config_t *o, const cynic__config_t *n) {
   for (size_t i = 0; i < n->listener_count; i++)
-    if (find_listener(o, n->listeners[i].name) == NULL)
+    if (is_new_listener(o, &n->listeners[i]))
       return true;
   for (size_t i = 0; i < n->upstream_count; i++)
     if (find_upstream(o, n->upstreams[i].name) == NULL)

@@ -247,6 +247,7 @@ def test_drain_over_the_api():
         assert pu.recv_all(held) == b""
         held.close()
         assert px.proc.wait(15) == 0
+        px._reader.join(5)  # exited: read every line it wrote
         assert px.logs(msg="drain requested")[0]["by"].startswith("127.0.0.1:")
     finally:
         px.stop()
@@ -341,7 +342,7 @@ def test_trip_can_close_open_connections_too():
         took = pu.closed_within(held, 5)
         assert took is not None and took < 2.0, took  # at once; generous for loaded ASan runs
         held.close()
-        rec = [r for r in px.logs(event="breaker_manual") if r.get("reason") == "hangs"][0]
+        rec = px.wait_log(lambda r: r.get("event") == "breaker_manual" and r.get("reason") == "hangs")
         assert rec["closed_connections"] == 1
         m = adm.metrics()
         assert m.get("cynic_connections_total", listener="app", outcome="closed") == 1

@@ -95,7 +95,7 @@ def test_good_reload_keeps_sockets_connections_and_breaker_state():
         assert held.recv(5) == b"after"
         held.close()
         assert exchange(px)
-        assert px.logs(msg="config reloaded")
+        px.wait_log(lambda r: r.get("msg") == "config reloaded")
         # SIGHUP reloads too
         rewrite(px, make(good, bad, app_extra="max_connections: 4"))
         px.signal(signal.SIGHUP)
@@ -268,6 +268,27 @@ def test_reload_removes_a_listener_its_connections_finish_and_the_name_can_retur
         au.check_conventions(m)
         assert m.get("cynic_connections_total", listener="side", outcome="ok") == 1
         assert adm.status()["config"]["reloads"] == 3
+        # moved to another address: a new socket there, the old one's client finishes
+        held = socket.create_connection((host, int(port)), timeout=10)
+        held.sendall(b"3")
+        assert held.recv(1) == b"3"
+        moved = two.replace("- name: side\n    listen: 127.0.0.1:0", "- name: side\n    listen: 127.0.0.2:0")
+        assert moved != two
+        rewrite(px, moved)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["added"]["listeners"] == ["side"] and js["removed"] == {"listeners": ["side"]}, js
+        assert netutil.refused(int(port))
+        now = [l for l in adm.status()["listeners"] if l["name"] == "side" and not l["retired"]][0]
+        assert now["address"].startswith("127.0.0.2:")
+        h2, p2 = now["address"].rsplit(":", 1)
+        with socket.create_connection((h2, int(p2)), timeout=10) as c:
+            c.sendall(b"moved")
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"moved"
+        held.sendall(b"4")
+        assert held.recv(1) == b"4"
+        held.close()
+        px.wait_log(lambda r: r.get("event") == "listener_removed" and r.get("moved_to") == "127.0.0.2:0")
     finally:
         px.stop()
         good.close(), bad.close()
