@@ -23,7 +23,7 @@
  * breakers (state, bucket, counters) and bulkheads.
  *
  * What needs a restart, and is refused with 409 naming it (nothing applied):
- * upstreams removed or renamed; a listener's address,
+ * upstreams removed or renamed; a listener's (at the same address)
  * mode, upstream, buffer or rate_limit; an upstream's endpoints, breaker,
  * bulkhead or resolve_interval; the admin address; the log file. Applying
  * those means rebuilding objects that open connections point to (refcounted
