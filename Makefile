@@ -50,6 +50,7 @@ run: deps build
 bench: deps build
 	@scripts/deps.sh bench
 	$(BUILD)/bench_lib
+	bench/harness.sh $(BUILD)
 
 # Reconfigures with PREFIX so cynic.pc names the directories it is installed to.
 install:
