@@ -249,6 +249,7 @@ static json_t *upstream_json(const cynic__upstream_t *u) {
   json_t *o = json_object();
   json_object_set_new(o, "name", json_string(u->cfg->name));
   json_object_set_new(o, "required", json_boolean(u->cfg->required));
+  json_object_set_new(o, "retired", json_boolean(u->retired));
   json_object_set_new(o, "balance",
                       json_string(u->cfg->balance == CYNIC__BALANCE_ROUND_ROBIN
                                       ? "round_robin"
@@ -321,7 +322,7 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
   }
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
-    if (!u->cfg->required)
+    if (!u->cfg->required || u->retired)
       continue;
     size_t open = 0;
     for (size_t k = 0; k < u->endpoint_count; k++) {
@@ -390,8 +391,9 @@ static void get_history(req_t *r) {
   json_object_set_new(o, "now", json_integer((json_int_t)(cynic__unix_ms() / 1000)));
   json_t *us = json_object();
   for (size_t i = 0; i < r->p->upstream_count; i++)
-    json_object_set_new(us, r->p->upstreams[i].cfg->name,
-                        cynic__metrics_history(&r->p->upstreams[i]));
+    if (!r->p->upstreams[i].retired) /* a rebuilt one's name is taken by the new one */
+      json_object_set_new(us, r->p->upstreams[i].cfg->name,
+                          cynic__metrics_history(&r->p->upstreams[i]));
   json_object_set_new(o, "upstreams", us);
   reply_json(r, 200, o);
 }
@@ -400,7 +402,7 @@ static void get_history(req_t *r) {
 
 static cynic__upstream_t *find_upstream(cynic__proxy_t *p, const char *name) {
   for (size_t i = 0; i < p->upstream_count; i++)
-    if (strcmp(p->upstreams[i].cfg->name, name) == 0)
+    if (!p->upstreams[i].retired && strcmp(p->upstreams[i].cfg->name, name) == 0)
       return &p->upstreams[i];
   return NULL;
 }
@@ -528,7 +530,8 @@ static void breakers(req_t *r) {
       return not_allowed(r, "GET");
     json_t *arr = json_array();
     for (size_t i = 0; i < p->upstream_count; i++)
-      json_array_append_new(arr, breakers_of(&p->upstreams[i]));
+      if (!p->upstreams[i].retired)
+        json_array_append_new(arr, breakers_of(&p->upstreams[i]));
     return reply_json(r, 200, json_pack("{s:o}", "upstreams", arr));
   }
   cynic__upstream_t *u = find_upstream(p, r->segs[1]);

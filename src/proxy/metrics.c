@@ -137,6 +137,8 @@ static bool breaker_open(const cynic_breaker_snapshot_t *s) {
 void cynic__metrics_sample(cynic__proxy_t *p) {
   int64_t now_s = cynic__unix_ms() / 1000;
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     cynic__upstream_t *u = &p->upstreams[i];
     cynic__upstream_stats_t *st = &u->stats;
     cynic__sample_t *s = &st->history[st->history_next];
@@ -328,6 +330,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   for (size_t h = 0; h < sizeof hists / sizeof hists[0]; h++) {
     header(b, hists[h].name, "histogram", hists[h].help);
     for (size_t i = 0; i < p->upstream_count; i++) {
+      if (p->upstreams[i].retired)
+        continue; /* replaced or removed by a reload */
       const cynic__upstream_t *u = &p->upstreams[i];
       snprintf(labels, sizeof labels, "upstream=\"%s\"", esc(u->cfg->name, un, sizeof un));
       hist(b, hists[h].name, labels,
@@ -338,6 +342,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   header(b, "cynic_timeouts_total", "counter",
          "Timeouts by upstream and kind (connect, first_byte, idle, queue).");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
     cynic__buf_printf(b, "cynic_timeouts_total{upstream=\"%s\",kind=\"connect\"} %" PRIu64 "\n", un,
@@ -352,31 +358,43 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
 
   header(b, "cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     cynic_bulkhead_stats_t s;
     cynic_bulkhead_stats(p->upstreams[i].bulkhead, &s);
     cynic__buf_printf(b, "cynic_bulkhead_in_use{upstream=\"%s\"} %u\n",
                       esc(p->upstreams[i].cfg->name, un, sizeof un), s.in_use);
   }
   header(b, "cynic_bulkhead_limit", "gauge", "Bulkhead max_connections.");
-  for (size_t i = 0; i < p->upstream_count; i++)
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue;
     cynic__buf_printf(b, "cynic_bulkhead_limit{upstream=\"%s\"} %u\n",
                       esc(p->upstreams[i].cfg->name, un, sizeof un),
                       p->upstreams[i].cfg->max_connections);
+  }
   header(b, "cynic_bulkhead_pending", "gauge", "Clients waiting for a bulkhead slot.");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     cynic_bulkhead_stats_t s;
     cynic_bulkhead_stats(p->upstreams[i].bulkhead, &s);
     cynic__buf_printf(b, "cynic_bulkhead_pending{upstream=\"%s\"} %u\n",
                       esc(p->upstreams[i].cfg->name, un, sizeof un), s.pending);
   }
   header(b, "cynic_bulkhead_pending_limit", "gauge", "Bulkhead max_pending.");
-  for (size_t i = 0; i < p->upstream_count; i++)
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue;
     cynic__buf_printf(b, "cynic_bulkhead_pending_limit{upstream=\"%s\"} %u\n",
                       esc(p->upstreams[i].cfg->name, un, sizeof un),
                       p->upstreams[i].cfg->max_pending);
+  }
   header(b, "cynic_bulkhead_rejections_total", "counter",
          "Clients turned away by the bulkhead: full (slots and queue) or queue_timeout.");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
     cynic__buf_printf(
@@ -389,15 +407,20 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   }
   header(b, "cynic_fail_fast_total", "counter",
          "Clients closed at once because every breaker of the upstream was open.");
-  for (size_t i = 0; i < p->upstream_count; i++)
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue;
     cynic__buf_printf(b, "cynic_fail_fast_total{upstream=\"%s\"} %" PRIu64 "\n",
                       esc(p->upstreams[i].cfg->name, un, sizeof un),
                       p->upstreams[i].counters.total[CYNIC__EV_BREAKER_OPEN]);
+  }
 
   header(b, "cynic_events_total", "counter",
          "Events by kind since start, for each endpoint (upstream, endpoint), upstream "
          "(upstream) and listener (listener); the kinds of docs/admin.md.");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
     for (size_t k = 0; k < u->endpoint_count; k++) {
@@ -432,6 +455,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   header(b, "cynic_breaker_state", "gauge",
          "1 for the breaker's current state, 0 for the others, per endpoint.");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
     for (size_t k = 0; k < u->endpoint_count; k++) {
@@ -447,6 +472,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   header(b, "cynic_breaker_transitions_total", "counter",
          "Breaker transitions per endpoint, by the state entered.");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
     for (size_t k = 0; k < u->endpoint_count; k++) {
@@ -463,6 +490,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   header(b, "cynic_breaker_rejections_total", "counter",
          "Connection attempts an endpoint's breaker refused.");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
     for (size_t k = 0; k < u->endpoint_count; k++) {
@@ -475,6 +504,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   }
   header(b, "cynic_breaker_bucket_level", "gauge", "Faults in the breaker's leaky bucket now.");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
     for (size_t k = 0; k < u->endpoint_count; k++) {
@@ -486,6 +517,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   }
   header(b, "cynic_endpoint_connections_active", "gauge", "Connections to the endpoint now.");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
     for (size_t k = 0; k < u->endpoint_count; k++)
@@ -496,6 +529,8 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   header(b, "cynic_endpoint_faults_total", "counter",
          "Faults counted against an endpoint's breaker, by kind.");
   for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue; /* replaced or removed by a reload */
     const cynic__upstream_t *u = &p->upstreams[i];
     esc(u->cfg->name, un, sizeof un);
     for (size_t k = 0; k < u->endpoint_count; k++) {

@@ -144,6 +144,7 @@ struct cynic__upstream {
   cynic__link_t waiters; /* cynic__conn_t.wait_link, oldest first */
   uv_timer_t resolve_timer;
   bool has_names; /* some endpoint is a host name: re-resolve */
+  bool retired;   /* removed or replaced by a reload: its connections finish */
   cynic__counters_t counters;
   cynic__upstream_stats_t stats; /* metrics.h: admin listener */
 };

@@ -22,12 +22,14 @@
  * listeners keep their sockets and open connections; the upstreams keep their
  * breakers (state, bucket, counters) and bulkheads.
  *
+ * Upstreams removed, or rebuilt because their endpoints, breaker, bulkhead
+ * or resolve_interval changed, are retired the same way: a rebuilt one gets a
+ * new object (new breakers and bulkhead) that its listeners send new clients
+ * to; the old one's connections and queued clients finish with it.
+ *
  * What needs a restart, and is refused with 409 naming it (nothing applied):
- * upstreams removed or renamed; a listener's (at the same address)
- * mode, upstream, buffer or rate_limit; an upstream's endpoints, breaker,
- * bulkhead or resolve_interval; the admin address; the log file. Applying
- * those means rebuilding objects that open connections point to (refcounted
- * listeners and upstreams), which is the next step (docs/status/admin.md).
+ * a listener's (at the same address) mode, buffer, rate_limit or access_log;
+ * the admin address; the log file or its rotation.
  *
  * Ownership: the config the process started with belongs to main.c; a
  * reloaded one belongs to the proxy (p->reloaded_cfg) and is freed when the
@@ -73,6 +75,20 @@ static const cynic__config_upstream_t *find_upstream(const cynic__config_t *c, c
   return NULL;
 }
 
+/* True when upstream `nu` needs a new object: `o` does not have it, or its
+ * endpoints, breaker, bulkhead or resolve_interval changed (the objects made
+ * from those cannot change in place). */
+static bool upstream_rebuilt(const cynic__config_t *o, const cynic__config_upstream_t *nu) {
+  const cynic__config_upstream_t *ou = find_upstream(o, nu->name);
+  if (ou == NULL || ou->endpoint_count != nu->endpoint_count)
+    return true;
+  for (size_t k = 0; k < nu->endpoint_count; k++)
+    if (!same_str(ou->endpoints[k].text, nu->endpoints[k].text))
+      return true;
+  return !same_breaker(&ou->breaker, &nu->breaker) || ou->max_connections != nu->max_connections ||
+         ou->max_pending != nu->max_pending || ou->resolve_interval_ns != nu->resolve_interval_ns;
+}
+
 /* Fills `why` with the first change a reload cannot apply; false if none. */
 static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, char *why,
                           size_t len) {
@@ -91,8 +107,6 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
       continue; /* added, or moved to another address: a new listener replaces it */
     if (ol->mode != nl->mode)
       RESTART("listener '%s': mode changed", nl->name);
-    if (!same_str(ol->upstream_name, nl->upstream_name))
-      RESTART("listener '%s': upstream changed", nl->name);
     if (!same_str(ol->access_log, nl->access_log))
       RESTART("listener '%s': access_log changed", nl->name);
     if (ol->buffer_bytes != nl->buffer_bytes)
@@ -103,26 +117,8 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
     if ((ol->max_connections_per_client == 0) != (nl->max_connections_per_client == 0))
       RESTART("listener '%s': max_connections_per_client turned on or off", nl->name);
   }
-  for (size_t i = 0; i < o->upstream_count; i++)
-    if (find_upstream(n, o->upstreams[i].name) == NULL)
-      RESTART("upstream '%s' removed", o->upstreams[i].name);
-  for (size_t i = 0; i < n->upstream_count; i++) {
-    const cynic__config_upstream_t *nu = &n->upstreams[i];
-    const cynic__config_upstream_t *ou = find_upstream(o, nu->name);
-    if (ou == NULL)
-      continue; /* added: created by apply() */
-    if (ou->endpoint_count != nu->endpoint_count)
-      RESTART("upstream '%s': endpoints changed", nu->name);
-    for (size_t k = 0; k < nu->endpoint_count; k++)
-      if (!same_str(ou->endpoints[k].text, nu->endpoints[k].text))
-        RESTART("upstream '%s': endpoints changed", nu->name);
-    if (!same_breaker(&ou->breaker, &nu->breaker))
-      RESTART("upstream '%s': breaker changed", nu->name);
-    if (ou->max_connections != nu->max_connections || ou->max_pending != nu->max_pending)
-      RESTART("upstream '%s': bulkhead changed", nu->name);
-    if (ou->resolve_interval_ns != nu->resolve_interval_ns)
-      RESTART("upstream '%s': resolve_interval changed", nu->name);
-  }
+  /* Upstreams removed, added or rebuilt (endpoints, breaker, bulkhead,
+   * resolve_interval changed) are all applied: see upstream_rebuilt(). */
   return false;
 #undef RESTART
 }
@@ -136,10 +132,11 @@ static bool is_new_listener(const cynic__config_t *o, const cynic__config_listen
 
 /* The proxy's upstream named `name` among the first `count` slots. */
 static cynic__upstream_t *upstream_named(cynic__proxy_t *p, size_t count, const char *name) {
+  cynic__upstream_t *found = NULL;
   for (size_t i = 0; i < count; i++)
-    if (strcmp(p->upstreams[i].cfg->name, name) == 0)
-      return &p->upstreams[i];
-  return NULL;
+    if (!p->upstreams[i].retired && strcmp(p->upstreams[i].cfg->name, name) == 0)
+      found = &p->upstreams[i]; /* the last: a rebuilt one comes after the one it replaces */
+  return found;
 }
 
 /* Creates the upstreams and binds the listeners that `n` adds, in the free
@@ -154,8 +151,16 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
   if (rc != 0)
     snprintf(why, len, "cannot open an access log: %s", strerror(-rc));
   for (size_t i = 0; i < n->upstream_count && rc == 0; i++) {
-    if (find_upstream(o, n->upstreams[i].name) != NULL)
+    if (!upstream_rebuilt(o, &n->upstreams[i]))
       continue;
+    if (nu == CYNIC__CONFIG_MAX_UPSTREAMS) {
+      snprintf(why, len,
+               "no room for upstream '%s': upstreams removed by earlier reloads hold their "
+               "places until a restart",
+               n->upstreams[i].name);
+      rc = CYNIC_EFULL;
+      break;
+    }
     cynic__upstream_t *u = &p->upstreams[nu];
     memset(u, 0, sizeof *u);
     nu++;
@@ -251,9 +256,43 @@ static bool adds_anything(const cynic__config_t *o, const cynic__config_t *n) {
     if (is_new_listener(o, &n->listeners[i]))
       return true;
   for (size_t i = 0; i < n->upstream_count; i++)
-    if (find_upstream(o, n->upstreams[i].name) == NULL)
+    if (upstream_rebuilt(o, &n->upstreams[i]))
       return true;
   return false;
+}
+
+static bool removes_upstreams(const cynic__proxy_t *p, const cynic__config_t *n) {
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    const cynic__upstream_t *u = &p->upstreams[i];
+    const cynic__config_upstream_t *uc = find_upstream(n, u->cfg->name);
+    if (!u->retired && (uc == NULL || upstream_rebuilt(p->cfg, uc)))
+      return true;
+  }
+  return false;
+}
+
+/* Upstreams of the first `nu` that `n` no longer has, or has rebuilt: their
+ * listeners move to the new object (if any), their open connections and
+ * queued clients finish with the old one. Returns how many; names go into
+ * `removed`. */
+static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
+                               const cynic__config_t *n, size_t nu, json_t *removed) {
+  size_t count = 0;
+  for (size_t i = 0; i < nu; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    const cynic__config_upstream_t *uc = find_upstream(n, u->cfg->name);
+    if (u->retired || (uc != NULL && !upstream_rebuilt(o, uc)))
+      continue;
+    uv_timer_stop(&u->resolve_timer); /* an old object needs no fresh addresses */
+    u->retired = true;
+    count++;
+    json_array_append_new(removed, json_string(u->cfg->name));
+    cynic__log(CYNIC_LOG_INFO, uc != NULL ? "upstream rebuilt" : "upstream removed",
+               json_pack("{s:s, s:s, s:b}", "event",
+                         uc != NULL ? "upstream_rebuilt" : "upstream_removed", "upstream",
+                         u->cfg->name, "replaced", uc != NULL));
+  }
+  return count;
 }
 
 /* Points every object made before this reload at its part of `n` (the first
@@ -267,6 +306,8 @@ static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t 
   }
   for (size_t i = 0; i < nu; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
+    if (u->retired)
+      continue; /* keeps its old, pinned config */
     u->cfg = find_upstream(n, u->cfg->name);
     for (size_t k = 0; k < u->endpoint_count; k++)
       u->endpoints[k].addr = &u->cfg->endpoints[k];
@@ -323,7 +364,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   size_t nl0 = p->listener_count, nu0 = p->upstream_count;
   json_t *added = json_object();
   bool adds = adds_anything(p->cfg, n);
-  bool removes = removes_listeners(p, n);
+  bool removes = removes_listeners(p, n) || removes_upstreams(p, n);
   if (adds || removes) {
     char why2[WHY_MAX];
     rc = 0;
@@ -357,9 +398,18 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   cynic__admin_token_set(p, token, token_len);
   if (n->log.level != p->cfg->log.level)
     cynic__log_set_level(levels[n->log.level]);
-  json_t *removed = json_array();
+  json_t *removed = json_array(), *removed_ups = json_array();
   size_t retired = retire(p, n, nl0, removed);
+  retired += retire_upstreams(p, p->cfg, n, nu0, removed_ups);
   swap(p, n, nl0, nu0);
+  /* Listeners send new clients to the upstream their config names now: a
+   * rebuilt one, or another one. Open connections keep theirs. */
+  for (size_t i = 0; i < p->listener_count; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (!l->retired &&
+        (l->upstream->retired || strcmp(l->upstream->cfg->name, l->cfg->upstream_name) != 0))
+      l->upstream = upstream_named(p, p->upstream_count, l->cfg->upstream_name);
+  }
   /* The retired listeners point into the config being replaced: keep it (the
    * first one is main.c's and lives to the end anyway). */
   if (retired > 0 && p->reloaded_cfg != NULL)
@@ -373,6 +423,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
              json_pack("{s:s, s:s, s:s, s:I}", "event", "reloaded", "by", who, "file", n->path,
                        "reloads", (json_int_t)p->reloads));
   *status = 200;
-  return json_pack("{s:b, s:s, s:I, s:o, s:{s:o}}", "reloaded", 1, "file", n->path, "reloads",
-                   (json_int_t)p->reloads, "added", added, "removed", "listeners", removed);
+  return json_pack("{s:b, s:s, s:I, s:o, s:{s:o, s:o}}", "reloaded", 1, "file", n->path, "reloads",
+                   (json_int_t)p->reloads, "added", added, "removed", "listeners", removed,
+                   "upstreams", removed_ups);
 }

@@ -114,11 +114,8 @@ def test_changes_that_need_a_restart_are_refused_with_409():
     adm = au.Admin(px)
     try:
         for new, why in [
-            (text.replace("upstreams:\n", pu.listener("third", "backend") + "upstreams:\n")
-             .replace("- name: other\n    listen: 127.0.0.1:0\n    upstream: db", "- name: other\n    listen: 127.0.0.1:0\n    upstream: backend"),
-             "listener 'other': upstream changed"),
-            (text.replace("faults: 2", "faults: 3"), "upstream 'db': breaker changed"),
-            (text.replace(f"[{good.endpoint}]", f"[{good.endpoint}, 127.0.0.1:9]"), "upstream 'backend': endpoints changed"),
+            (text.replace("upstream: backend\n", "upstream: backend\n    buffer: 8KB\n", 1), "listener 'app': buffer changed"),
+            (text.replace('file: "-"', 'file: "/tmp/cynic-test-other.log"'), "log.file changed"),
         ]:
             rewrite(px, new)
             status, _, js, _ = adm.post("/reload")
@@ -238,7 +235,7 @@ def test_reload_removes_a_listener_its_connections_finish_and_the_name_can_retur
         # remove it: it stops accepting, the open connection carries on
         rewrite(px, text)
         status, _, js, _ = adm.post("/reload")
-        assert status == 200 and js["removed"] == {"listeners": ["side"]}, js
+        assert status == 200 and js["removed"]["listeners"] == ["side"], js
         assert netutil.refused(int(port))
         st = adm.status()
         gone = [l for l in st["listeners"] if l["name"] == "side"][0]
@@ -276,7 +273,7 @@ def test_reload_removes_a_listener_its_connections_finish_and_the_name_can_retur
         assert moved != two
         rewrite(px, moved)
         status, _, js, _ = adm.post("/reload")
-        assert status == 200 and js["added"]["listeners"] == ["side"] and js["removed"] == {"listeners": ["side"]}, js
+        assert status == 200 and js["added"]["listeners"] == ["side"] and js["removed"]["listeners"] == ["side"], js
         assert netutil.refused(int(port))
         now = [l for l in adm.status()["listeners"] if l["name"] == "side" and not l["retired"]][0]
         assert now["address"].startswith("127.0.0.2:")
@@ -292,3 +289,48 @@ def test_reload_removes_a_listener_its_connections_finish_and_the_name_can_retur
     finally:
         px.stop()
         good.close(), bad.close()
+
+
+def test_reload_rebuilds_and_removes_upstreams_old_connections_finish():
+    good, bad, good2 = pu.echo(), pu.Refused(), pu.echo()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        held = px.connect()
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        for _ in range(2):
+            assert not exchange(px, "other")
+        pu.wait_for(lambda: adm.breaker("db", bad.endpoint)["state"] == "open", what="db open")
+        # backend moves to another endpoint: a new upstream object; db is untouched
+        rewrite(px, make(good2, bad))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        assert js["added"]["upstreams"] == ["backend"] and js["removed"]["upstreams"] == ["backend"], js
+        assert exchange(px) and good2.accepted == 1
+        held.sendall(b"2")  # the old connection still goes to the old endpoint
+        assert held.recv(1) == b"2"
+        assert adm.breaker("db", bad.endpoint)["state"] == "open"  # unchanged: kept
+        st = adm.status()
+        backends = [u for u in st["upstreams"] if u["name"] == "backend"]
+        assert [u["retired"] for u in backends] == [True, False]
+        assert backends[1]["endpoints"][0]["name"] == good2.endpoint
+        m = adm.metrics()
+        au.check_conventions(m)
+        assert m.get("cynic_bulkhead_in_use", upstream="backend") == 0  # the new one only
+        assert list(adm.get("/status/history")[2]["upstreams"]) == ["db", "backend"]
+        held.close()
+        # a listener can switch upstream; an upstream nobody uses can go
+        switched = make(good2, bad).replace("upstream: db\n", "upstream: backend\n")
+        switched = switched[:switched.index("  - name: db\n")]
+        rewrite(px, switched)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["removed"]["upstreams"] == ["db"], js
+        assert exchange(px, "other") and good2.accepted == 2
+        assert adm.get("/breakers/db")[0] == 404
+        assert adm.get("/ready")[0] == 200
+        px.wait_log(lambda r: r.get("event") == "upstream_removed" and r.get("upstream") == "db")
+    finally:
+        px.stop()
+        good.close(), bad.close(), good2.close()
