@@ -189,21 +189,24 @@ int cynic__listener_setup(cynic__proxy_t *p, cynic__listener_t *l,
       return CYNIC_ENOMEM;
     l->client_buckets = n;
   }
-  if (l->cfg->rate_count > 0) {
-    /* Unwanted Users: new connections per client address. The table is
-     * bounded (least recently seen clients are forgotten first). */
-    cynic_ratetable_config_t rc;
-    cynic_ratetable_config_default(&rc);
-    rc.clock.now = cynic__proxy_clock;
-    rc.clock.arg = p;
-    rc.rate_per_sec = (double)l->cfg->rate_count * 1e9 / (double)l->cfg->rate_period_ns;
-    rc.burst = l->cfg->rate_burst;
-    rc.capacity = RATE_TABLE_CLIENTS;
-    int rc_new = cynic_ratetable_new(&rc, &l->rate);
-    if (rc_new != 0)
-      return rc_new;
-  }
-  return 0;
+  return cynic__listener_rate_new(p, cfg, &l->rate);
+}
+
+int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *cfg,
+                             cynic_ratetable_t **out) {
+  *out = NULL;
+  if (cfg->rate_count == 0)
+    return 0;
+  /* Unwanted Users: new connections per client address. The table is
+   * bounded (least recently seen clients are forgotten first). */
+  cynic_ratetable_config_t rc;
+  cynic_ratetable_config_default(&rc);
+  rc.clock.now = cynic__proxy_clock;
+  rc.clock.arg = p;
+  rc.rate_per_sec = (double)cfg->rate_count * 1e9 / (double)cfg->rate_period_ns;
+  rc.burst = cfg->rate_burst;
+  rc.capacity = RATE_TABLE_CLIENTS;
+  return cynic_ratetable_new(&rc, out);
 }
 
 int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l) {

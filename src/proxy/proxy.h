@@ -296,6 +296,10 @@ int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l);
 /* Undoes setup and bind (a reload that was refused); the slot may be reused
  * from the next loop turn. */
 void cynic__listener_discard(cynic__listener_t *l);
+/* The per-client rate table for cfg's rate_limit into *out (NULL without
+ * one). 0 or a negative CYNIC_E*. */
+int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *cfg,
+                             cynic_ratetable_t **out);
 /* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 

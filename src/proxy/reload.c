@@ -27,9 +27,12 @@
  * new object (new breakers and bulkhead) that its listeners send new clients
  * to; the old one's connections and queued clients finish with it.
  *
+ * A kept listener's access_log and rate_limit change in place (a new file
+ * opened, a new rate table made, before anything changes).
+ *
  * What needs a restart, and is refused with 409 naming it (nothing applied):
- * a listener's (at the same address) mode, buffer, rate_limit or access_log;
- * the admin address; the log file or its rotation.
+ * a listener's (at the same address) mode or buffer, per-client limits
+ * turned on or off; the admin address; the log file or its rotation.
  *
  * Ownership: the config the process started with belongs to main.c; a
  * reloaded one belongs to the proxy (p->reloaded_cfg) and is freed when the
@@ -107,13 +110,8 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
       continue; /* added, or moved to another address: a new listener replaces it */
     if (ol->mode != nl->mode)
       RESTART("listener '%s': mode changed", nl->name);
-    if (!same_str(ol->access_log, nl->access_log))
-      RESTART("listener '%s': access_log changed", nl->name);
     if (ol->buffer_bytes != nl->buffer_bytes)
       RESTART("listener '%s': buffer changed", nl->name);
-    if (ol->rate_count != nl->rate_count || ol->rate_period_ns != nl->rate_period_ns ||
-        ol->rate_burst != nl->rate_burst)
-      RESTART("listener '%s': rate_limit changed", nl->name);
     if ((ol->max_connections_per_client == 0) != (nl->max_connections_per_client == 0))
       RESTART("listener '%s': max_connections_per_client turned on or off", nl->name);
   }
@@ -147,9 +145,7 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
                    size_t len, json_t *added) {
   size_t nu0 = p->upstream_count, nl0 = p->listener_count;
   size_t nu = nu0, nl = nl0;
-  int rc = cynic__accesslog_open(n); /* the new listeners' access logs */
-  if (rc != 0)
-    snprintf(why, len, "cannot open an access log: %s", strerror(-rc));
+  int rc = 0;
   for (size_t i = 0; i < n->upstream_count && rc == 0; i++) {
     if (!upstream_rebuilt(o, &n->upstreams[i]))
       continue;
@@ -239,6 +235,35 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
     cynic__log(CYNIC_LOG_INFO, "listener removed", f);
   }
   return count;
+}
+
+static bool rate_changed(const cynic__config_listener_t *a, const cynic__config_listener_t *b) {
+  return a->rate_count != b->rate_count || a->rate_period_ns != b->rate_period_ns ||
+         a->rate_burst != b->rate_burst;
+}
+
+/* New rate tables for the kept listeners whose rate_limit changed, made
+ * before anything changes (they can fail). rates[i] is for listener i;
+ * changed[i] says whether to swap. */
+static int prepare_rates(cynic__proxy_t *p, const cynic__config_t *n, cynic_ratetable_t **rates,
+                         bool *changed, char *why, size_t len) {
+  for (size_t i = 0; i < p->listener_count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    rates[i] = NULL;
+    changed[i] = !l->retired && lc != NULL && same_str(lc->listen.text, l->cfg->listen.text) &&
+                 rate_changed(l->cfg, lc);
+    if (!changed[i])
+      continue;
+    int rc = cynic__listener_rate_new(p, lc, &rates[i]);
+    if (rc != 0) {
+      snprintf(why, len, "listener '%s': rate_limit: %s", lc->name, cynic_strerror(rc));
+      for (size_t k = 0; k < i; k++)
+        cynic_ratetable_free(rates[k]);
+      return rc;
+    }
+  }
+  return 0;
 }
 
 static bool removes_listeners(const cynic__proxy_t *p, const cynic__config_t *n) {
@@ -345,9 +370,27 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     snprintf(msg, sizeof msg, "this change needs a restart: %s; nothing was applied", why);
     return json_pack("{s:s, s:i}", "error", msg, "status", 409);
   }
+  /* Everything that can fail, before anything changes: the token, the new
+   * access logs, the new rate tables, then the additions. */
+  if ((rc = cynic__accesslog_open(n)) != 0) {
+    cynic__config_free(n);
+    *status = 409;
+    char msg[WHY_MAX];
+    snprintf(msg, sizeof msg, "cannot open an access log: %s; nothing was applied", strerror(-rc));
+    return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+  }
+  cynic_ratetable_t *rates[CYNIC__CONFIG_MAX_LISTENERS];
+  bool rate_swap[CYNIC__CONFIG_MAX_LISTENERS];
+  if ((rc = prepare_rates(p, n, rates, rate_swap, why, sizeof why)) != 0) {
+    cynic__config_free(n);
+    *status = 409;
+    return json_pack("{s:s, s:i}", "error", why, "status", 409);
+  }
   char *token = NULL;
   size_t token_len = 0;
   if (cynic__admin_token_read(n, &token, &token_len) != 0) {
+    for (size_t i = 0; i < p->listener_count; i++)
+      cynic_ratetable_free(rates[i]);
     cynic__config_free(n);
     *status = 400;
     return json_pack("{s:s, s:i}", "error", "admin.token_file cannot be read; nothing was applied",
@@ -385,6 +428,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     if (rc != 0) {
       json_decref(added);
       free(token);
+      for (size_t i = 0; i < nl0; i++)
+        cynic_ratetable_free(rates[i]);
       cynic__config_free(n);
       cynic__log(
           CYNIC_LOG_ERROR, "reload refused: cannot add or remove what it says",
@@ -396,6 +441,11 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     }
   }
   cynic__admin_token_set(p, token, token_len);
+  for (size_t i = 0; i < nl0; i++)
+    if (rate_swap[i]) { /* a new bucket per client: the new rate starts full */
+      cynic_ratetable_free(p->listeners[i].rate);
+      p->listeners[i].rate = rates[i];
+    }
   if (n->log.level != p->cfg->log.level)
     cynic__log_set_level(levels[n->log.level]);
   json_t *removed = json_array(), *removed_ups = json_array();

@@ -334,3 +334,29 @@ def test_reload_rebuilds_and_removes_upstreams_old_connections_finish():
     finally:
         px.stop()
         good.close(), bad.close(), good2.close()
+
+
+def test_reload_turns_on_an_access_log_and_a_rate_limit_in_place(tmp_path):
+    good, bad = pu.echo(), pu.Refused()
+    px = pu.Cynic(make(good, bad))
+    adm = au.Admin(px)
+    try:
+        addr = px.addr("app")
+        acc = tmp_path / "access.log"
+        rewrite(px, make(good, bad, app_extra=f"access_log: {acc}\nrate_limit: {{ per_client: 1/h, burst: 2 }}"))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        assert [l for l in adm.status()["listeners"] if l["name"] == "app"][0]["address"] == "%s:%d" % addr
+        assert exchange(px) and exchange(px)
+        assert not exchange(px)  # the third within the hour: over the rate
+        m = adm.metrics()
+        assert m.get("cynic_connections_total", listener="app", outcome="rate_limited") == 1
+        pu.wait_for(lambda: acc.exists() and acc.read_text().count('"listener":"app"') == 2,
+                    what="two access lines")
+        # and off again
+        rewrite(px, make(good, bad))
+        assert adm.post("/reload")[0] == 200
+        assert exchange(px)
+    finally:
+        px.stop()
+        good.close(), bad.close()
