@@ -30,9 +30,12 @@
  * A kept listener's access_log and rate_limit change in place (a new file
  * opened, a new rate table made, before anything changes).
  *
+ * The log file may change too (checked that it opens first; a line in the old
+ * file says where the log went).
+ *
  * What needs a restart, and is refused with 409 naming it (nothing applied):
  * a listener's (at the same address) mode or buffer, per-client limits
- * turned on or off; the admin address; the log file or its rotation.
+ * turned on or off; the admin address; the log's rotation settings.
  *
  * Ownership: the config the process started with belongs to main.c; a
  * reloaded one belongs to the proxy (p->reloaded_cfg) and is freed when the
@@ -40,6 +43,7 @@
  * a replaced config: every cfg pointer is swapped in one loop tick, and the
  * transition ring and logs copy what they need.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -98,8 +102,6 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
 #define RESTART(...) return snprintf(why, len, __VA_ARGS__), true
   if (!same_str(o->admin.listen.text, n->admin.listen.text))
     RESTART("admin.listen changed (%s -> %s)", o->admin.listen.text, n->admin.listen.text);
-  if (!same_str(o->log.file, n->log.file))
-    RESTART("log.file changed");
   if (o->log.rotate_max_bytes != n->log.rotate_max_bytes ||
       o->log.rotate_keep != n->log.rotate_keep)
     RESTART("log.rotate changed");
@@ -370,8 +372,21 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     snprintf(msg, sizeof msg, "this change needs a restart: %s; nothing was applied", why);
     return json_pack("{s:s, s:i}", "error", msg, "status", 409);
   }
-  /* Everything that can fail, before anything changes: the token, the new
-   * access logs, the new rate tables, then the additions. */
+  /* Everything that can fail, before anything changes: the log file, the
+   * token, the new access logs, the new rate tables, then the additions. */
+  bool new_log = !same_str(p->cfg->log.file, n->log.file);
+  if (new_log && strcmp(n->log.file, "-") != 0) {
+    FILE *f = fopen(n->log.file, "a"); /* can it be opened? (switched below) */
+    if (f == NULL) {
+      char msg[WHY_MAX];
+      snprintf(msg, sizeof msg, "log.file: cannot open '%s': %s; nothing was applied", n->log.file,
+               strerror(errno));
+      cynic__config_free(n);
+      *status = 409;
+      return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+    }
+    fclose(f);
+  }
   if ((rc = cynic__accesslog_open(n)) != 0) {
     cynic__config_free(n);
     *status = 409;
@@ -446,8 +461,14 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       cynic_ratetable_free(p->listeners[i].rate);
       p->listeners[i].rate = rates[i];
     }
-  if (n->log.level != p->cfg->log.level)
+  if (new_log) {
+    cynic__log(CYNIC_LOG_INFO, "log continues in another file",
+               json_pack("{s:s, s:s}", "event", "log_moved", "file", n->log.file));
+    if (cynic__log_open(n->log.file, levels[n->log.level]) != 0)
+      cynic__log_open("-", levels[n->log.level]); /* checked above; never lose the log */
+  } else if (n->log.level != p->cfg->log.level) {
     cynic__log_set_level(levels[n->log.level]);
+  }
   json_t *removed = json_array(), *removed_ups = json_array();
   size_t retired = retire(p, n, nl0, removed);
   retired += retire_upstreams(p, p->cfg, n, nu0, removed_ups);

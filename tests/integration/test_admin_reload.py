@@ -115,7 +115,7 @@ def test_changes_that_need_a_restart_are_refused_with_409():
     try:
         for new, why in [
             (text.replace("upstream: backend\n", "upstream: backend\n    buffer: 8KB\n", 1), "listener 'app': buffer changed"),
-            (text.replace('file: "-"', 'file: "/tmp/cynic-test-other.log"'), "log.file changed"),
+            (text.replace("admin:\n  listen: 127.0.0.1:0", "admin:\n  listen: 127.0.0.1:1", 1), "admin.listen changed"),
         ]:
             rewrite(px, new)
             status, _, js, _ = adm.post("/reload")
@@ -357,6 +357,27 @@ def test_reload_turns_on_an_access_log_and_a_rate_limit_in_place(tmp_path):
         rewrite(px, make(good, bad))
         assert adm.post("/reload")[0] == 200
         assert exchange(px)
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def test_reload_moves_the_log_to_a_file(tmp_path):
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        log = tmp_path / "cynic.log"
+        rewrite(px, text.replace('file: "-"', f'file: "{tmp_path}/no/such/dir/cynic.log"'))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 409 and "log.file: cannot open" in js["error"], js
+        rewrite(px, text.replace('file: "-"', f'file: "{log}"'))
+        assert adm.post("/reload")[0] == 200
+        px.wait_log(lambda r: r.get("event") == "log_moved" and r.get("file") == str(log))
+        pu.wait_for(lambda: log.exists() and '"config reloaded"' in log.read_text(), what="log in file")
+        assert exchange(px)
+        assert not [r for r in px.records() if r.get("msg") == "config reloaded"]  # not on stderr
     finally:
         px.stop()
         good.close(), bad.close()
