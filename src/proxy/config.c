@@ -670,7 +670,8 @@ static bool addrs_clash(const cynic__config_addr_t *a, const cynic__config_addr_
 
 static const char *const admin_keys[] = {"listen", "token_file", "allow_remote", "drain_timeout",
                                          NULL};
-static const char *const log_keys[] = {"file", "format", "level", "rotate", NULL};
+static const char *const log_keys[] = {"file",   "format",           "level",
+                                       "rotate", "summary_interval", NULL};
 static const char *const rotate_keys[] = {"max_bytes", "keep", NULL};
 static const char *const listener_keys[] = {"name",
                                             "listen",
@@ -759,6 +760,8 @@ static void load_log(loader_t *ld, const node_t *m) {
   get_enum(ld, m, "level", level_names, &level);
   l->format = (cynic__config_log_format_t)format;
   l->level = (cynic__config_log_level_t)level;
+  get_duration(ld, m, "summary_interval", 100 * NS_PER_MS, 3600 * NS_PER_S, "100ms..1h",
+               &l->summary_interval_ns);
   const node_t *rot = section(ld, m, "rotate", rotate_keys);
   if (rot != NULL) {
     l->rotate_max_bytes = 100 * MIB;
@@ -1383,6 +1386,7 @@ static int parse_common(const char *name, const char *data, size_t len, bool che
   cfg->log.level = CYNIC__LOG_INFO;
   cfg->log.format = CYNIC__LOG_JSON;
   cfg->log.rotate_keep = 5;
+  cfg->log.summary_interval_ns = 10 * NS_PER_S;
   cfg->admin.drain_timeout_ns = 30 * NS_PER_S;
   if (cfg->path == NULL || cfg->log.file == NULL ||
       !addr_set_default(&ld, &cfg->admin.listen, "127.0.0.1:9901")) {

@@ -105,6 +105,7 @@ typedef struct cynic__config_log {
   cynic__config_log_level_t level;   /* info */
   uint64_t rotate_max_bytes;         /* rotate past this size; 0 = no rotation */
   uint32_t rotate_keep;              /* rotated files kept when rotating */
+  uint64_t summary_interval_ns;      /* window of the rate-limited error summaries; 10s */
 } cynic__config_log_t;
 
 typedef struct cynic__config_listener {

@@ -8,7 +8,8 @@
  * Steady State for logs: an outage must not flood the disk. The first fault of
  * each kind per thing (endpoint, upstream, listener) in a summary window is
  * logged at once; the rest are counted and written as one summary line when
- * the window ends ("1234 connect refused by db:5432 in the last 10s").
+ * the window (log.summary_interval) ends ("1234 connect refused by
+ * db:5432 in the last 10s").
  */
 #include <errno.h>
 #include <signal.h>
@@ -22,7 +23,6 @@
 #include "log.h"
 #include "proxy.h"
 
-#define SUMMARY_INTERVAL_MS 10000u
 #define ROTATE_CHECK_MS 1000u /* log.rotate: how often the file's size is checked */
 
 static const char *const event_keys[] = {
@@ -95,33 +95,66 @@ static void log_totals(const cynic__proxy_t *p) {
     total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
 }
 
+/* "1234567" as "1,234,567", for people reading summary lines. */
+static void thousands(uint32_t n, char *out, size_t size) {
+  char digits[16];
+  int len = snprintf(digits, sizeof digits, "%u", n);
+  size_t o = 0;
+  for (int i = 0; i < len && o + 1 < size; i++) {
+    if (i > 0 && (len - i) % 3 == 0 && o + 2 < size)
+      out[o++] = ',';
+    out[o++] = digits[i];
+  }
+  out[o] = '\0';
+}
+
 /* Writes one summary line per counter that saw more than the one event
  * already logged, and starts a new window. */
-static void summarise(cynic__counters_t *c, const char *what, const char *name) {
+static void summarise(cynic__counters_t *c, const char *what, const char *name, const char *window,
+                      uint64_t window_ms) {
   for (int ev = 0; ev < CYNIC__EV_COUNT; ev++) {
     uint32_t n = c->window[ev];
     c->window[ev] = 0;
     if (n <= 1)
       continue;
     char text[256];
-    snprintf(text, sizeof text, "%u %s %s in the last %us", n, event_texts[ev], name,
-             SUMMARY_INTERVAL_MS / 1000u);
+    char count[16];
+    thousands(n, count, sizeof count);
+    snprintf(text, sizeof text, "%s %s %s in the last %s", count, event_texts[ev], name, window);
     cynic__log(CYNIC_LOG_WARN, text,
-               json_pack("{s:s, s:s, s:i, s:i}", "event", event_keys[ev], what, name, "count",
-                         (json_int_t)n, "window_s", (json_int_t)(SUMMARY_INTERVAL_MS / 1000u)));
+               json_pack("{s:s, s:s, s:i, s:I}", "event", event_keys[ev], what, name, "count",
+                         (json_int_t)n, "window_ms", (json_int_t)window_ms));
   }
+}
+
+/* The summary window as people write it: "10s", "1m", "250ms". */
+static void window_text(uint64_t ms, char *out, size_t size) {
+  if (ms % 60000u == 0)
+    snprintf(out, size, "%llum", (unsigned long long)(ms / 60000u));
+  else if (ms % 1000u == 0)
+    snprintf(out, size, "%llus", (unsigned long long)(ms / 1000u));
+  else
+    snprintf(out, size, "%llums", (unsigned long long)ms);
+}
+
+static uint64_t summary_ms(const cynic__proxy_t *p) {
+  uint64_t ms = p->cfg->log.summary_interval_ns / 1000000u;
+  return ms > 0 ? ms : 1;
 }
 
 static void on_summary(uv_timer_t *t) {
   cynic__proxy_t *p = t->data;
+  uint64_t ms = summary_ms(p);
+  char w[32];
+  window_text(ms, w, sizeof w);
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
     for (size_t e = 0; e < u->endpoint_count; e++)
-      summarise(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text);
-    summarise(&u->counters, "upstream", u->cfg->name);
+      summarise(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text, w, ms);
+    summarise(&u->counters, "upstream", u->cfg->name, w, ms);
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
+    summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name, w, ms);
 }
 
 /* log.rotate (Steady State: logs never fill the disk). The file's size is
@@ -234,7 +267,7 @@ static void serve(cynic__proxy_t *p) {
     stop(p);
     return;
   }
-  uv_timer_start(&p->summary_timer, on_summary, SUMMARY_INTERVAL_MS, SUMMARY_INTERVAL_MS);
+  uv_timer_start(&p->summary_timer, on_summary, summary_ms(p), summary_ms(p));
   if (p->cfg->log.rotate_max_bytes > 0 && strcmp(p->cfg->log.file, "-") != 0)
     uv_timer_start(&p->rotate_timer, on_rotate_check, 0, ROTATE_CHECK_MS);
   cynic__log(CYNIC_LOG_INFO, "started",

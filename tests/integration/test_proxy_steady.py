@@ -274,3 +274,40 @@ def test_second_signal_ends_the_drain_at_once():
         srv.release.set()
         px.stop()
         srv.close()
+
+
+def test_repeated_faults_become_one_summary_line_per_window():
+    """Steady state for logs: the first refused connect of a window is logged
+    at once, the rest only in one summary line at the window's end, which
+    counts the whole window."""
+    bad = pu.Refused()
+    text = pu.config(pu.listener("app", "backend"),
+                     pu.upstream("backend", [bad.endpoint], "breaker: { faults: 1000 }"))
+    px = pu.Cynic(text.replace("  level: info\n", "  level: info\n  summary_interval: 1s\n"))
+
+    def lines():
+        recs = px.logs(event="connect_refused")
+        return [r for r in recs if "count" not in r], [r for r in recs if "count" in r]
+
+    def accounted():
+        # a window with one refusal has its single line only; a window with
+        # more has its single line and a summary counting all of them
+        singles, summaries = lines()
+        return sum(r["count"] for r in summaries) + len(singles) - len(summaries)
+
+    try:
+        t0 = time.monotonic()
+        for _ in range(30):
+            with px.connect() as c:
+                assert pu.closed_within(c, 5) is not None
+        windows = int(time.monotonic() - t0) + 2  # the 30 refusals spanned at most this many
+        pu.wait_for(lambda: accounted() == 30, timeout=10, what="every refusal in the log")
+        singles, summaries = lines()
+        assert summaries and len(singles) <= windows
+        rec = summaries[0]
+        assert rec["msg"] == f"{rec['count']:,} connect refused by {bad.endpoint} in the last 1s"
+        assert rec["window_ms"] == 1000 and rec["endpoint"] == bad.endpoint
+    finally:
+        px.stop()
+        bad.close()
+    assert px.totals("endpoint", bad.endpoint) == {"connect_refused": 30}

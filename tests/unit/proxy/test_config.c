@@ -77,6 +77,7 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg->log.level, CYNIC__LOG_INFO);
   assert_int_equal(cfg->log.rotate_max_bytes, 0);
   assert_int_equal(cfg->log.rotate_keep, 5);
+  assert_int_equal(cfg->log.summary_interval_ns, 10 * SEC);
   /* listener */
   assert_int_equal(cfg->listener_count, 1);
   const cynic__config_listener_t *l = &cfg->listeners[0];
@@ -142,6 +143,7 @@ static const char *const full =
     "  format: json\n"
     "  level: debug\n"
     "  rotate: { max_bytes: 10MB, keep: 3 }\n"
+    "  summary_interval: 1m\n"
     "listeners:\n"
     "  - name: payments\n"
     "    listen: 0.0.0.0:0\n"
@@ -197,6 +199,7 @@ static void test_every_key(void **state) {
   assert_int_equal(cfg->log.level, CYNIC__LOG_DEBUG);
   assert_int_equal(cfg->log.rotate_max_bytes, 10 * MB);
   assert_int_equal(cfg->log.rotate_keep, 3);
+  assert_int_equal(cfg->log.summary_interval_ns, 60 * SEC);
 
   assert_int_equal(cfg->listener_count, 2);
   const cynic__config_listener_t *l = &cfg->listeners[0];
