@@ -50,7 +50,7 @@ run: deps build
 bench: deps build
 	@scripts/deps.sh bench
 	$(BUILD)/bench_lib
-	bench/harness.sh $(BUILD)
+	$(BUILD)/bench_harness --harness $(BUILD)/cynic-harness --runs 5
 
 # Reconfigures with PREFIX so cynic.pc names the directories it is installed to.
 install:

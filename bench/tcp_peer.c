@@ -13,8 +13,6 @@
  *                                    print connections/s
  *   tcp_peer idle PORT N             open N connections, one exchange each,
  *                                    print "ready", hold them until stdin closes
- *   tcp_peer lat PORT N              N 64-byte round trips on one connection,
- *                                    print "p50_us p99_us"
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -229,37 +227,6 @@ static int idle(int port, int n) {
   return 0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static int lat(int port, int n) {
-  if (n < 100)
-    n = 100;
-  double *us = malloc(sizeof(double) * (size_t)n);
-  char msg[MSG], back[MSG];
-  memset(msg, 'l', sizeof msg);
-  int fd = dial(port);
-  if (fd < 0 || us == NULL) {
-    perror("tcp_peer lat: connect");
-    return 1;
-  }
-  for (int i = 0; i < n; i++) {
-    double t0 = now_s();
-    if (write_full(fd, msg, MSG) != 0 || read_full(fd, back, MSG) != 0) {
-      fprintf(stderr, "tcp_peer lat: round trip %d failed\n", i);
-      return 1;
-    }
-    us[i] = (now_s() - t0) * 1e6;
-  }
-  qsort(us, (size_t)n, sizeof us[0], cmp_double);
-  printf("%.1f %.1f\n", us[n / 2], us[(size_t)((double)n * 0.99)]);
-  free(us);
-  close(fd);
-  return 0;
-}
-
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 3 && strcmp(argv[1], "serve") == 0)
@@ -270,9 +237,7 @@ int main(int argc, char **argv) {
     return rr(atoi(argv[2]), atof(argv[3]), atoi(argv[4]));
   if (argc >= 4 && strcmp(argv[1], "idle") == 0)
     return idle(atoi(argv[2]), atoi(argv[3]));
-  if (argc >= 4 && strcmp(argv[1], "lat") == 0)
-    return lat(atoi(argv[2]), atoi(argv[3]));
   fprintf(stderr, "usage: tcp_peer serve PORTFILE | bulk PORT MB | rr PORT SECONDS THREADS | "
-                  "idle PORT N | lat PORT N\n");
+                  "idle PORT N\n");
   return 2;
 }

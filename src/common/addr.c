@@ -34,8 +34,12 @@ int cynic__addr_split(const char *s, char *host, size_t hostlen, uint16_t *port)
   if (hlen >= hostlen)
     return CYNIC_EINVAL;
   for (size_t i = 0; i < hlen; i++) {
+    /* Host names, IPv4 and IPv6 literals (with a %zone): nothing that could
+     * smuggle into a log line, a metric label or a header. */
     unsigned char c = (unsigned char)hbeg[i];
-    if (c <= ' ' || c >= 0x7f || c == '/' || c == '[' || c == ']')
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_' || c == ':' || c == '%';
+    if (!ok)
       return CYNIC_EINVAL;
   }
   const char *p = colon + 1;

@@ -4,7 +4,8 @@
  * business, done asynchronously on the data path).
  *
  * Accepted forms: "host:port", "1.2.3.4:port", "[v6addr]:port", ":port" (empty
- * host = every interface). The port is 0..65535, decimal digits only.
+ * host = every interface). The port is 0..65535, decimal digits only. Host
+ * characters are limited to A-Z a-z 0-9 - . _ : % (names, literals, zones).
  */
 #ifndef CYNIC_COMMON_ADDR_H
 #define CYNIC_COMMON_ADDR_H

@@ -31,8 +31,7 @@ int cynic__buf_append(cynic__buf_t *b, const void *p, size_t n);
 /* Append a NUL-terminated string. */
 int cynic__buf_puts(cynic__buf_t *b, const char *s);
 /* Append printf-formatted text; same errors as append. */
-int cynic__buf_printf(cynic__buf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int cynic__buf_printf(cynic__buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cynic__buf_vprintf(cynic__buf_t *b, const char *fmt, va_list ap);
 /* Drop the first n bytes (n > len drops everything). */
 void cynic__buf_consume(cynic__buf_t *b, size_t n);

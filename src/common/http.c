@@ -73,6 +73,10 @@ static int on_headers_complete(llhttp_t *h) {
   /* Refuse an announced oversized body before reading any of it. */
   if ((h->flags & F_CONTENT_LENGTH) && h->content_length > p->limits.max_body)
     return fail(p, 413, "request body too large");
+  size_t n;
+  const char *expect = cynic__http_header(p, "Expect", &n);
+  if (expect != NULL && n == 12 && strncasecmp(expect, "100-continue", 12) == 0)
+    p->expect_continue = true;
   return 0;
 }
 
@@ -144,6 +148,7 @@ void cynic__http_parser_next(cynic__http_parser_t *p) {
   p->in_value = false;
   p->started = false;
   p->complete = false;
+  p->expect_continue = false;
   llhttp_resume(&p->llhttp);
 }
 
@@ -210,31 +215,51 @@ int cynic__http_pct_decode(const char *src, size_t n, char *dst, size_t dstlen) 
 
 const char *cynic__http_reason(int status) {
   switch (status) {
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 413: return "Payload Too Large";
-  case 414: return "URI Too Long";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  case 507: return "Insufficient Storage";
-  default: return "Unknown";
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 202:
+    return "Accepted";
+  case 204:
+    return "No Content";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 409:
+    return "Conflict";
+  case 413:
+    return "Payload Too Large";
+  case 414:
+    return "URI Too Long";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  case 507:
+    return "Insufficient Storage";
+  default:
+    return "Unknown";
   }
 }
 
-int cynic__http_response(cynic__buf_t *out, int status, const char *content_type,
-                         const char *body, size_t len, bool keep_alive) {
+int cynic__http_response(cynic__buf_t *out, int status, const char *content_type, const char *body,
+                         size_t len, bool keep_alive) {
   return cynic__http_response_headers(out, status, content_type, NULL, body, len, keep_alive);
 }
 

@@ -38,11 +38,12 @@ typedef struct cynic__http_parser {
   cynic__buf_t hdrs; /* header names and values, back to back */
   cynic__http_field_t fields[CYNIC_HTTP_MAX_FIELDS];
   size_t nfields;
-  bool in_value;  /* the last header callback was a value */
+  bool in_value; /* the last header callback was a value */
   cynic__buf_t body;
-  bool started;   /* a request has begun (bytes seen since the last one) */
-  bool complete;  /* a whole request is parsed and waiting to be answered */
-  int error_status;        /* set when feed fails: 400, 413, 414, 431 */
+  bool started;             /* a request has begun (bytes seen since the last one) */
+  bool complete;            /* a whole request is parsed and waiting to be answered */
+  bool expect_continue;     /* the head asked for "100 Continue" before the body */
+  int error_status;         /* set when feed fails: 400, 413, 414, 431 */
   const char *error_reason; /* static text for that failure */
 } cynic__http_parser_t;
 
@@ -87,8 +88,8 @@ const char *cynic__http_reason(int status);
  * NULL), Content-Length (omitted for 204 and 304), Connection: close when
  * !keep_alive, then the body. 0, CYNIC_ERANGE or CYNIC_ENOMEM.
  */
-int cynic__http_response(cynic__buf_t *out, int status, const char *content_type,
-                         const char *body, size_t len, bool keep_alive);
+int cynic__http_response(cynic__buf_t *out, int status, const char *content_type, const char *body,
+                         size_t len, bool keep_alive);
 /* As cynic__http_response, with `headers` (NULL, or complete header lines, each
  * ending in CRLF: "Allow: GET\r\n") written after Content-Type. */
 int cynic__http_response_headers(cynic__buf_t *out, int status, const char *content_type,

@@ -21,6 +21,7 @@ struct cynic__httpd_conn {
   bool closing;
   bool close_after_write; /* answer sent with Connection: close */
   bool lingering;         /* answered and shut down: discarding input until EOF */
+  bool continue_sent;     /* "100 Continue" already sent for this request */
   uv_shutdown_t shutdown;
 };
 
@@ -200,6 +201,10 @@ static void answer(cynic__httpd_conn_t *c) {
   cynic__buf_init(&out, s->config.max_response + 4096);
   if (cynic__http_response_headers(&out, resp.status, resp.content_type, resp.headers,
                                    resp.body.data, resp.body.len, keep) == 0) {
+    /* HEAD: the same head, Content-Length included, and no body. */
+    bool has_body = resp.status != 204 && resp.status != 304;
+    if (strcmp(cynic__http_method(&c->parser), "HEAD") == 0 && has_body)
+      out.len -= resp.body.len;
     send_bytes(c, out.data, out.len);
   } else {
     keep = false;
@@ -247,7 +252,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (r == CYNIC_HTTP_READY) {
       answer(c);
       cynic__http_parser_next(&c->parser);
+      c->continue_sent = false;
       arm_timer(c, c->server->config.idle_timeout_ms);
+    } else if (c->parser.expect_continue && !c->continue_sent) {
+      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      send_bytes(c, cont, sizeof(cont) - 1);
+      c->continue_sent = true;
     }
   }
   update_reading(c);

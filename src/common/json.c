@@ -27,8 +27,7 @@ const char *cynic__json_type_name(const json_t *v) {
 
 static int type_error(const json_t *v, const char *key, const char *want, char *err,
                       size_t errlen) {
-  snprintf(err, errlen, "field \"%s\": expected %s, got %s", key, want,
-           cynic__json_type_name(v));
+  snprintf(err, errlen, "field \"%s\": expected %s, got %s", key, want, cynic__json_type_name(v));
   return CYNIC_EINVAL;
 }
 
@@ -48,8 +47,7 @@ int cynic__json_get_string(const json_t *obj, const char *key, const char **out,
   return 1;
 }
 
-int cynic__json_get_bool(const json_t *obj, const char *key, bool *out, char *err,
-                         size_t errlen) {
+int cynic__json_get_bool(const json_t *obj, const char *key, bool *out, char *err, size_t errlen) {
   const json_t *v = field(obj, key);
   if (v == NULL)
     return 0;
@@ -87,9 +85,9 @@ static int dump_cb(const char *p, size_t n, void *data) {
 
 int cynic__json_dump(const json_t *v, cynic__buf_t *b) {
   size_t before = b->len;
-  if (json_dump_callback(v, dump_cb, b, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY |
-                                             JSON_REAL_PRECISION(15)) !=
-      0) {
+  if (json_dump_callback(v, dump_cb, b,
+                         JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY |
+                             JSON_REAL_PRECISION(15)) != 0) {
     b->len = before;
     if (b->data)
       b->data[before] = '\0';

@@ -19,8 +19,7 @@
 
 int cynic__json_get_string(const json_t *obj, const char *key, const char **out, char *err,
                            size_t errlen);
-int cynic__json_get_bool(const json_t *obj, const char *key, bool *out, char *err,
-                         size_t errlen);
+int cynic__json_get_bool(const json_t *obj, const char *key, bool *out, char *err, size_t errlen);
 /* Integers only: 1.5 and 1.0 are type errors, as in Go's int64 fields. */
 int cynic__json_get_int64(const json_t *obj, const char *key, int64_t *out, char *err,
                           size_t errlen);

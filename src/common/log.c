@@ -8,8 +8,8 @@
 #include <time.h>
 
 static struct {
-  FILE *file;   /* NULL = stderr */
-  char *path;   /* for reopen; NULL = stderr */
+  FILE *file; /* NULL = stderr */
+  char *path; /* for reopen; NULL = stderr */
   cynic_log_level_t min;
 } logger = {NULL, NULL, CYNIC_LOG_INFO};
 
@@ -56,6 +56,10 @@ int cynic__log_level_parse(const char *s) {
     if (strcmp(s, level_names[i]) == 0)
       return i;
   return -1;
+}
+
+bool cynic__log_enabled(cynic_log_level_t level) {
+  return level >= logger.min && level <= CYNIC_LOG_ERROR;
 }
 
 void cynic__log(cynic_log_level_t level, const char *msg, json_t *fields) {

@@ -13,6 +13,7 @@
 #define CYNIC_COMMON_LOG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 typedef enum cynic_log_level {
   CYNIC_LOG_DEBUG = 0,
@@ -32,6 +33,8 @@ void cynic__log_set_level(cynic_log_level_t min);
 void cynic__log_close(void);
 /* Parse "debug" | "info" | "warn" | "error"; -1 if none. */
 int cynic__log_level_parse(const char *s);
+/* Whether a line at `level` would be written (skip building costly fields). */
+bool cynic__log_enabled(cynic_log_level_t level);
 /* Emit one line. `fields` may be NULL; its reference is always consumed. */
 void cynic__log(cynic_log_level_t level, const char *msg, json_t *fields);
 

@@ -101,7 +101,7 @@ typedef struct proxy_input {
 
 static void input_free(proxy_input_t *in) {
   for (size_t i = 0; i < in->ntoxics; i++)
-    free(in->toxics[i]);
+    toxic_free(in->toxics[i]);
   in->ntoxics = 0;
 }
 
@@ -109,8 +109,8 @@ static void input_free(proxy_input_t *in) {
  * Read a proxy object of a create or populate request. `where` names the
  * element in populate errors (" at proxy 3"). -1 with *status and err set.
  */
-static int read_proxy(const json_t *o, const char *where, proxy_input_t *in, int *status,
-                      char *err, size_t errlen) {
+static int read_proxy(const json_t *o, const char *where, proxy_input_t *in, int *status, char *err,
+                      size_t errlen) {
   char detail[256];
   memset(in, 0, sizeof(*in));
   in->enabled = true;
@@ -161,8 +161,7 @@ static int read_proxy(const json_t *o, const char *where, proxy_input_t *in, int
     }
     if (json_array_size(toxics) > HARNESS_MAX_TOXICS) {
       *status = 507;
-      snprintf(err, errlen, "too many toxics (at most %d per proxy)%s", HARNESS_MAX_TOXICS,
-               where);
+      snprintf(err, errlen, "too many toxics (at most %d per proxy)%s", HARNESS_MAX_TOXICS, where);
       return -1;
     }
     size_t i;
@@ -170,19 +169,19 @@ static int read_proxy(const json_t *o, const char *where, proxy_input_t *in, int
     json_array_foreach(toxics, i, tj) {
       toxic_t *t = malloc(sizeof(*t));
       char terr[ERRLEN];
+      if (t == NULL) {
+        *status = 500;
+        snprintf(terr, sizeof(terr), "out of memory");
+      }
       if (t == NULL || toxic_from_json(tj, t, status, terr, sizeof(terr)) != 0) {
-        free(t);
-        if (t == NULL) {
-          *status = 500;
-          snprintf(terr, sizeof(terr), "out of memory");
-        }
+        free(t); /* toxic_from_json released what it had allocated */
         snprintf(err, errlen, "%s%s", terr, where);
         input_free(in);
         return -1;
       }
       for (size_t k = 0; k < in->ntoxics; k++)
         if (strcmp(in->toxics[k]->name, t->name) == 0) {
-          free(t);
+          toxic_free(t);
           input_free(in);
           *status = 409;
           snprintf(err, errlen, "toxic already exists%s", where);
@@ -438,7 +437,7 @@ static void toxic_create(req_ctx_t *r, hproxy_t *p) {
     reply_json(r, 200, toxic_to_json(t));
     t = NULL;
   }
-  free(t);
+  toxic_free(t); /* released already when parsing failed */
   json_decref(body);
 }
 
@@ -452,7 +451,8 @@ static void toxic_update(req_ctx_t *r, hproxy_t *p, toxic_t *t) {
   if (toxic_update_json(body, t, &next, &status, err, sizeof(err)) != 0) {
     reply_error(r, status, err);
   } else {
-    *t = next;
+    toxic_release(t);
+    *t = next; /* the toxic now owns next's strings */
     proxy_update_toxic(p, t);
     reply_json(r, 200, toxic_to_json(t));
   }
@@ -462,8 +462,8 @@ static void toxic_update(req_ctx_t *r, hproxy_t *p, toxic_t *t) {
 static void version_handler(req_ctx_t *r) {
   r->resp->status = 200;
   r->resp->content_type = "application/json;charset=utf-8";
-  cynic__buf_printf(&r->resp->body, "{\"version\": \"%s+cynic.%s\"}\n",
-                    HARNESS_TOXIPROXY_VERSION, CYNIC_VERSION_STRING);
+  cynic__buf_printf(&r->resp->body, "{\"version\": \"%s+cynic.%s\"}\n", HARNESS_TOXIPROXY_VERSION,
+                    CYNIC_VERSION_STRING);
 }
 
 static void metrics_handler(req_ctx_t *r) {
@@ -481,8 +481,7 @@ static void metrics_handler(req_ctx_t *r) {
                         "toxiproxy_proxy_received_bytes_total{direction=\"%s\",listener=\"%s\","
                         "proxy=\"%s\",upstream=\"%s\"} %llu\n",
                         dirs[d], h->proxies[i]->listen, h->proxies[i]->name,
-                        h->proxies[i]->upstream,
-                        (unsigned long long)h->proxies[i]->bytes_in[d]);
+                        h->proxies[i]->upstream, (unsigned long long)h->proxies[i]->bytes_in[d]);
   cynic__buf_puts(b, "# HELP toxiproxy_proxy_sent_bytes_total The total bytes sent to the "
                      "destination, per proxy and direction.\n"
                      "# TYPE toxiproxy_proxy_sent_bytes_total counter\n");
@@ -492,14 +491,26 @@ static void metrics_handler(req_ctx_t *r) {
                         "toxiproxy_proxy_sent_bytes_total{direction=\"%s\",listener=\"%s\","
                         "proxy=\"%s\",upstream=\"%s\"} %llu\n",
                         dirs[d], h->proxies[i]->listen, h->proxies[i]->name,
-                        h->proxies[i]->upstream,
-                        (unsigned long long)h->proxies[i]->bytes_out[d]);
+                        h->proxies[i]->upstream, (unsigned long long)h->proxies[i]->bytes_out[d]);
+  /* cynic's own: connections per proxy. */
+  cynic__buf_puts(b, "# HELP cynic_harness_connections_active Proxied connections open now.\n"
+                     "# TYPE cynic_harness_connections_active gauge\n");
+  for (size_t i = 0; i < h->nproxies; i++)
+    cynic__buf_printf(b, "cynic_harness_connections_active{proxy=\"%s\"} %zu\n",
+                      h->proxies[i]->name, h->proxies[i]->nconns);
+  cynic__buf_puts(b, "# HELP cynic_harness_connections_total Connections accepted.\n"
+                     "# TYPE cynic_harness_connections_total counter\n");
+  for (size_t i = 0; i < h->nproxies; i++)
+    cynic__buf_printf(b, "cynic_harness_connections_total{proxy=\"%s\"} %llu\n",
+                      h->proxies[i]->name, (unsigned long long)h->proxies[i]->conn_seq);
 }
 
 static void events_handler(req_ctx_t *r) {
   const char *url = r->req->url.data ? r->req->url.data : "";
   const char *q = strchr(url, '?');
   unsigned long long since = 0, limit = 1000;
+  char proxy[HARNESS_NAME_MAX + 1];
+  bool by_proxy = false;
   for (const char *p = q; p != NULL && *p; p = strchr(p + 1, '&')) {
     const char *kv = p + 1;
     char *end;
@@ -509,6 +520,14 @@ static void events_handler(req_ctx_t *r) {
         reply_error(r, 400, "since must be an event id");
         return;
       }
+    } else if (strncmp(kv, "proxy=", 6) == 0) {
+      size_t n = strcspn(kv + 6, "&");
+      if (cynic__http_pct_decode(kv + 6, n, proxy, sizeof(proxy)) != 0 ||
+          !harness_name_valid(proxy)) {
+        reply_error(r, 400, "proxy must be a proxy name");
+        return;
+      }
+      by_proxy = true;
     } else if (strncmp(kv, "limit=", 6) == 0) {
       limit = strtoull(kv + 6, &end, 10);
       if (end == kv + 6 || (*end && *end != '&') || limit == 0 || limit > EVENTS_PAGE_MAX) {
@@ -519,7 +538,7 @@ static void events_handler(req_ctx_t *r) {
   }
   r->resp->status = 200;
   r->resp->content_type = "application/x-ndjson";
-  if (events_dump(&r->h->events, since, limit, &r->resp->body) != 0) {
+  if (events_dump(&r->h->events, since, limit, by_proxy ? proxy : NULL, &r->resp->body) != 0) {
     cynic__buf_reset(&r->resp->body);
     reply_error(r, 500, "response too large");
   }
@@ -538,8 +557,21 @@ static void not_allowed(req_ctx_t *r) {
   reply_error(r, 405, "method not allowed");
 }
 
+static void route(req_ctx_t *r);
+
 void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
   req_ctx_t r = {arg, req, resp, cynic__http_method(req)};
+  route(&r);
+  if (cynic__log_enabled(CYNIC_LOG_DEBUG))
+    cynic__log(CYNIC_LOG_DEBUG, "api request",
+               json_pack("{s:s,s:s,s:i,s:i}", "method", r.method, "url",
+                         req->url.data ? req->url.data : "", "status", resp->status, "bytes",
+                         (int)resp->body.len));
+}
+
+static void route(req_ctx_t *rp) {
+  req_ctx_t r = *rp; /* the response is reached through r.resp */
+  const cynic__http_parser_t *req = r.req;
   size_t ualen = 0;
   const char *ua = cynic__http_header(req, "User-Agent", &ualen);
   if (ua != NULL && ualen >= 8 && strncmp(ua, "Mozilla/", 8) == 0) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "harness.h"
 #include "json.h"
 
 void events_init(events_t *e) {
@@ -50,17 +51,26 @@ void events_add(events_t *e, const char *event, json_t *fields) {
   e->next_id++;
 }
 
-int events_dump(const events_t *e, uint64_t since, size_t limit, cynic__buf_t *out) {
+int events_dump(const events_t *e, uint64_t since, size_t limit, const char *proxy,
+                cynic__buf_t *out) {
   int err = 0;
   if (since + 1 < e->first_id)
     err = cynic__buf_printf(out, "{\"event\":\"dropped\",\"count\":%llu}\n",
                             (unsigned long long)(e->first_id - since - 1));
+  /* Proxy names are restricted to characters that need no JSON escaping, so
+   * the field can be matched as text. */
+  char needle[HARNESS_NAME_MAX + 16];
+  if (proxy != NULL)
+    snprintf(needle, sizeof(needle), "\"proxy\":\"%s\",", proxy);
   uint64_t start = since + 1 > e->first_id ? since + 1 : e->first_id;
-  for (uint64_t id = start; !err && id < e->first_id + e->count && limit > 0; id++, limit--) {
+  for (uint64_t id = start; !err && id < e->first_id + e->count && limit > 0; id++) {
     const char *line = e->lines[(e->head + (id - e->first_id)) % EVENTS_MAX];
+    if (proxy != NULL && strstr(line, needle) == NULL)
+      continue;
     err = cynic__buf_puts(out, line);
     if (!err)
       err = cynic__buf_puts(out, "\n");
+    limit--;
   }
   return err;
 }

@@ -29,8 +29,10 @@ void events_init(events_t *e);
 void events_free(events_t *e);
 /* Record an event; `fields` (may be NULL) is consumed. */
 void events_add(events_t *e, const char *event, json_t *fields);
-/* Append the lines with id > since (at most `limit`) to `out`, preceded by a
- * {"event":"dropped","count":N} line if some were already overwritten. */
-int events_dump(const events_t *e, uint64_t since, size_t limit, cynic__buf_t *out);
+/* Append the lines with id > since (at most `limit`; only those of `proxy`
+ * unless NULL) to `out`, preceded by a {"event":"dropped","count":N} line if
+ * some were already overwritten. */
+int events_dump(const events_t *e, uint64_t since, size_t limit, const char *proxy,
+                cynic__buf_t *out);
 
 #endif

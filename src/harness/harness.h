@@ -32,10 +32,11 @@
 #define HARNESS_MAX_CONNS 4096       /* live proxied connections, all proxies */
 #define HARNESS_NAME_MAX 128         /* bytes in a proxy or toxic name */
 #define HARNESS_ADDR_MAX 300         /* bytes in a listen/upstream string */
-#define LINK_BUFFER_MAX (1u << 20)   /* bytes held per direction before reading stops */
+#define LINK_BUFFER_MAX (256u << 10) /* bytes held per direction before reading stops */
 #define LINK_QUEUE_MAX 64            /* chunks per stage queue */
 #define LINK_WRITES_MAX 16           /* uv_write requests in flight per direction */
 #define TOXIC_MAX_ATTRS 4
+#define TOXIC_STR_MAX 1024 /* bytes in a string attribute */
 
 #define HARNESS_TOXIPROXY_VERSION "2.12.0"
 
@@ -51,10 +52,11 @@ enum { STREAM_UPSTREAM = 0, STREAM_DOWNSTREAM = 1 };
 struct toxic {
   char name[HARNESS_NAME_MAX + 1];
   const toxic_type_t *type;
-  int stream;        /* STREAM_UPSTREAM (client->server) or STREAM_DOWNSTREAM */
-  double toxicity;   /* share of connections affected, 0..1, rolled once per connection */
+  int stream;      /* STREAM_UPSTREAM (client->server) or STREAM_DOWNSTREAM */
+  double toxicity; /* share of connections affected, 0..1, rolled once per connection */
   int64_t attr[TOXIC_MAX_ATTRS]; /* in the order of type->attr_names */
-  uint32_t version;  /* bumped by every update; part of the toxicity roll's key */
+  char *str[TOXIC_MAX_ATTRS];    /* string attributes, same order; heap, NULL = "" */
+  uint32_t version;              /* bumped by every update; part of the toxicity roll's key */
 };
 
 struct hproxy {
@@ -65,10 +67,10 @@ struct hproxy {
   bool enabled;
   toxic_t *toxics[HARNESS_MAX_TOXICS]; /* creation order */
   size_t ntoxics;
-  uv_tcp_t *listener;  /* NULL when not listening; freed in its close callback */
-  hconn_t *conns;      /* live connections, doubly linked */
+  uv_tcp_t *listener; /* NULL when not listening; freed in its close callback */
+  hconn_t *conns;     /* live connections, doubly linked */
   size_t nconns;
-  uint64_t conn_seq;   /* connections accepted so far: keys the seeded RNG */
+  uint64_t conn_seq;                  /* connections accepted so far: keys the seeded RNG */
   uint64_t bytes_in[2], bytes_out[2]; /* per stream: read from source, written to sink */
 };
 
@@ -111,6 +113,8 @@ void link_close(hconn_t *c, bool reset);
 void link_add_toxic(hconn_t *c, toxic_t *t);
 void link_remove_toxic(hconn_t *c, toxic_t *t);
 void link_update_toxic(hconn_t *c, toxic_t *t);
+/* Free the process-wide read block (at exit). */
+void link_global_free(void);
 /* Next connection in a proxy's list (for iteration that may close). */
 hconn_t *link_next(hconn_t *c);
 

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 
 #include "addr.h"
+#include "gate.h"
 #include "toxic.h"
 
 struct hconn {
@@ -20,11 +21,11 @@ struct hconn {
   uint64_t id;          /* harness-wide */
   uint64_t key;         /* RNG key: (seed, proxy name, per-proxy sequence) */
   uv_tcp_t client, upstream;
-  hdir_t dir[2];        /* indexed by stream */
+  hdir_t dir[2]; /* indexed by stream */
   uv_getaddrinfo_t gai;
   uv_connect_t connect;
-  uv_timer_t dial_timer; /* accept_delay */
-  uint16_t port;        /* upstream port while resolving */
+  uv_timer_t dial_timer; /* accept_delay's wait, later the linger deadline */
+  uint16_t port;         /* upstream port while resolving */
   int open_handles;
   bool gai_pending;
   bool connected;
@@ -33,9 +34,24 @@ struct hconn {
   int linger_eofs;     /* sockets that sent FIN while lingering */
 };
 
-static char readbuf[65536]; /* one loop thread: libuv reads here, we copy out */
+/*
+ * Reads land in `spare`, a 64 KiB block: a large read keeps the block as its
+ * chunk (no copy) and the next read gets a fresh one; a small read is copied
+ * into a block of its own size and the spare is reused. One loop thread, so
+ * one spare for the whole process. A kept block is at least a quarter full,
+ * so a direction's 256 KiB byte cap pins at most 1 MiB of blocks.
+ */
+#define READ_BLOCK 65536
+#define READ_KEEP_MIN (READ_BLOCK / 4)
+static block_t *spare;
+
+void link_global_free(void) {
+  free(spare);
+  spare = NULL;
+}
 
 static void pump(hdir_t *d);
+static void unlink_retired(hdir_t *d);
 
 hconn_t *link_next(hconn_t *c) {
   return c->next;
@@ -60,6 +76,14 @@ static void q_push(queue_t *q, chunk_t *c) {
   else
     q->head = c;
   q->tail = c;
+  q->count++;
+}
+
+static void q_push_front(queue_t *q, chunk_t *c) {
+  c->next = q->head;
+  q->head = c;
+  if (q->tail == NULL)
+    q->tail = c;
   q->count++;
 }
 
@@ -150,6 +174,17 @@ static void emit_marker(step_ctx_t *ctx, int kind) {
   q_push(ctx->out, c);
 }
 
+void step_drop_part(step_ctx_t *ctx, size_t n) {
+  chunk_t *head = ctx->in->head;
+  if (n >= head->len) {
+    step_drop(ctx);
+    return;
+  }
+  head->off += n;
+  head->len -= n;
+  ctx->dir->buffered -= n;
+}
+
 void step_emit_close(step_ctx_t *ctx) {
   emit_marker(ctx, CHUNK_CLOSE);
 }
@@ -181,6 +216,54 @@ void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
   q_push(ctx->out, c);
 }
 
+static void on_timer(uv_timer_t *t);
+
+static hdir_t *other_dir(hdir_t *d) {
+  return &d->conn->dir[!d->stream];
+}
+
+uint64_t step_answers_base(step_ctx_t *ctx) {
+  hdir_t *other = other_dir(ctx->dir);
+  if (other->gate == NULL)
+    other->gate = gate_new();
+  return other->gate ? gate_delivered(other->gate) : 0;
+}
+
+void step_note_request(step_ctx_t *ctx, uint64_t index, bool head) {
+  hdir_t *other = other_dir(ctx->dir);
+  if (other->gate != NULL)
+    gate_note_request(other->gate, index, head);
+}
+
+void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
+  hdir_t *other = other_dir(ctx->dir);
+  chunk_t *c = calloc(1, sizeof(*c));
+  block_t *b = malloc(sizeof(block_t) + n);
+  if (c == NULL || b == NULL) {
+    free(c);
+    free(b);
+    return;
+  }
+  b->refs = 1;
+  memcpy(b->data, p, n);
+  c->kind = CHUNK_DATA;
+  c->blk = b;
+  c->len = n;
+  c->dir = other;
+  other->buffered += n;
+  if (other->gate == NULL)
+    other->gate = gate_new();
+  if (other->gate != NULL) {
+    gate_push(other->gate, c, need, ctx->now);
+  } else {
+    c->t = ctx->now;
+    q_push(&other->out, c); /* no gate (out of memory): unordered, but delivered */
+  }
+  /* Not pumped from here: this direction's pump is running. */
+  other->timer_at = ctx->now;
+  uv_timer_start(&other->timer, on_timer, 0, 0);
+}
+
 void step_wake_at(step_ctx_t *ctx, uint64_t t) {
   if (t < ctx->wake)
     ctx->wake = t;
@@ -209,10 +292,13 @@ static void timer_closed(uv_handle_t *h) {
 static void free_stages(hdir_t *d) {
   for (size_t i = 0; i < d->nstages; i++) {
     q_clear(d, &d->stages[i]->in);
+    toxic_stage_free(d->stages[i]);
     free(d->stages[i]);
   }
   d->nstages = 0;
   q_clear(d, &d->out);
+  gate_free(d->gate, d);
+  d->gate = NULL;
 }
 
 static void close_socket(uv_tcp_t *t, bool reset) {
@@ -362,10 +448,56 @@ static int unsent(uv_tcp_t *t) {
 /* Hand the output queue to the socket. true if anything moved. */
 static bool flush(hdir_t *d, step_ctx_t *ctx) {
   bool progress = false;
-  while (d->out.head != NULL && d->writes < LINK_WRITES_MAX && !d->close_when_flushed) {
-    chunk_t *ch = q_pop(&d->out);
+  for (;;) {
+    if (d->writes >= LINK_WRITES_MAX || d->close_when_flushed)
+      break;
+    /* A harness answer that is due goes before anything else queued. */
+    chunk_t *ch = d->gate ? gate_pop_due(d->gate, ctx->now) : NULL;
+    if (ch == NULL)
+      ch = q_pop(&d->out);
+    if (ch == NULL)
+      break;
     progress = true;
+    if (ch->kind == CHUNK_DATA && d->gate != NULL && !d->dst_shut) {
+      /* Count the responses going out; stop at a boundary where an answer
+       * falls due and send the rest after it. */
+      size_t ok = gate_scan(d->gate, ch->blk->data + ch->off, ch->len);
+      if (ok < ch->len) {
+        chunk_t *rest = calloc(1, sizeof(*rest));
+        if (rest != NULL) {
+          *rest = *ch;
+          rest->blk->refs++;
+          rest->off += ok;
+          rest->len -= ok;
+          ch->len = ok;
+          q_push_front(&d->out, rest);
+        }
+      }
+    }
     if (ch->kind == CHUNK_DATA && !d->dst_shut) {
+      if (d->writes == 0) {
+        /* Nothing queued in libuv: try the socket at once and skip the
+         * request (and its callback a loop turn later) when it all fits. */
+        uv_buf_t b = uv_buf_init(ch->blk->data + ch->off, (unsigned)ch->len);
+        int n = uv_try_write((uv_stream_t *)d->dst, &b, 1);
+        if (n > 0) {
+          d->buffered -= (size_t)n;
+          d->bytes_written += (size_t)n;
+          if (d->conn->proxy != NULL)
+            d->conn->proxy->bytes_out[d->stream] += (size_t)n;
+          if ((size_t)n == ch->len) {
+            chunk_free(ch);
+            continue;
+          }
+          ch->off += (size_t)n;
+          ch->len -= (size_t)n;
+        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+          d->buffered -= ch->len;
+          chunk_free(ch);
+          link_close(d->conn, true);
+          return true;
+        }
+      }
       uv_buf_t b = uv_buf_init(ch->blk->data + ch->off, (unsigned)ch->len);
       ch->wreq.data = ch;
       if (uv_write(&ch->wreq, (uv_stream_t *)d->dst, &b, 1, on_write) == 0) {
@@ -391,6 +523,8 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
     }
     chunk_free(ch);
   }
+  if (d->gate != NULL)
+    step_wake_at(ctx, gate_deadline(d->gate));
   if (d->close_when_flushed && d->writes == 0) {
     /* A reset discards what the kernel has not sent yet: wait (bounded) for
      * the bytes the toxic let through to leave first. */
@@ -413,8 +547,10 @@ static queue_t *first_queue(hdir_t *d) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)h;
   (void)suggested;
-  buf->base = readbuf;
-  buf->len = sizeof(readbuf);
+  if (spare == NULL)
+    spare = malloc(sizeof(block_t) + READ_BLOCK);
+  buf->base = spare ? spare->data : NULL;
+  buf->len = spare ? READ_BLOCK : 0; /* 0: libuv reports UV_ENOBUFS */
 }
 
 static hdir_t *dir_of_source(hconn_t *c, uv_stream_t *s) {
@@ -445,14 +581,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ch->kind = CHUNK_EOF;
   } else {
     ch->kind = CHUNK_DATA;
-    ch->blk = malloc(sizeof(block_t) + (size_t)nread);
-    if (ch->blk == NULL) {
-      free(ch);
-      link_close(c, true);
-      return;
+    if ((size_t)nread >= READ_KEEP_MIN && spare != NULL && buf->base == spare->data) {
+      ch->blk = spare;
+      spare = NULL;
+    } else {
+      ch->blk = malloc(sizeof(block_t) + (size_t)nread);
+      if (ch->blk == NULL) {
+        free(ch);
+        link_close(c, true);
+        return;
+      }
+      memcpy(ch->blk->data, buf->base, (size_t)nread);
     }
     ch->blk->refs = 1;
-    memcpy(ch->blk->data, buf->base, (size_t)nread);
     ch->len = (size_t)nread;
     d->buffered += ch->len;
     d->bytes_read += ch->len;
@@ -515,6 +656,7 @@ static void pump(hdir_t *d) {
     }
     if (c->connected && flush(d, &ctx))
       progress = true;
+    unlink_retired(d);
     if (c->closing)
       return;
     if (!progress)
@@ -524,6 +666,9 @@ static void pump(hdir_t *d) {
     if (d->timer_at == 0 || ctx.wake < d->timer_at || d->timer_at <= ctx.now) {
       uint64_t ms = ctx.wake > ctx.now ? (ctx.wake - ctx.now + 999999) / 1000000 : 0;
       d->timer_at = ctx.wake;
+      /* Timers count from the loop's cached time, which may lag; refresh it so
+       * a toxic never releases bytes before its delay (a vDSO clock read). */
+      uv_update_time(d->timer.loop);
       uv_timer_start(&d->timer, on_timer, ms, 0);
     }
   }
@@ -544,8 +689,8 @@ static void roll(hconn_t *c, stage_t *st) {
   if (c->proxy != NULL)
     events_add(&c->h->events, st->active ? "toxic_applied" : "toxic_skipped",
                json_pack("{s:s,s:I,s:s,s:s,s:s}", "proxy", c->proxy->name, "conn",
-                         (json_int_t)c->id, "toxic", st->toxic->name, "type",
-                         st->toxic->type->name, "stream",
+                         (json_int_t)c->id, "toxic", st->toxic->name, "type", st->toxic->type->name,
+                         "stream",
                          st->toxic->stream == STREAM_UPSTREAM ? "upstream" : "downstream"));
 }
 
@@ -557,6 +702,7 @@ void link_add_toxic(hconn_t *c, toxic_t *t) {
   if (st == NULL)
     return;
   st->toxic = t;
+  st->joined_live = d->bytes_read > 0;
   roll(c, st);
   toxic_stage_init(st, uv_hrtime());
   d->stages[d->nstages++] = st;
@@ -565,18 +711,48 @@ void link_add_toxic(hconn_t *c, toxic_t *t) {
     pump(&c->dir[!t->stream]);
 }
 
+/* Take stage k out of its chain: what it held back goes on, behind what it
+ * already let through. */
+static void unlink_stage(hdir_t *d, size_t k) {
+  stage_t *st = d->stages[k];
+  queue_t *next = k + 1 < d->nstages ? &d->stages[k + 1]->in : &d->out;
+  q_splice(next, &st->in);
+  memmove(&d->stages[k], &d->stages[k + 1], (d->nstages - k - 1) * sizeof(stage_t *));
+  d->nstages--;
+  toxic_stage_free(st);
+  free(st);
+}
+
+/* Retired HTTP stages leave once the message they were altering is over. */
+static void unlink_retired(hdir_t *d) {
+  for (size_t k = 0; k < d->nstages;) {
+    stage_t *st = d->stages[k];
+    if (st->retired != NULL && !http_toxic_mid_message(st))
+      unlink_stage(d, k);
+    else
+      k++;
+  }
+}
+
 void link_remove_toxic(hconn_t *c, toxic_t *t) {
   hdir_t *d = &c->dir[t->stream];
   for (size_t k = 0; k < d->nstages; k++) {
     stage_t *st = d->stages[k];
     if (st->toxic != t)
       continue;
-    /* What the toxic held back goes on, behind what it already let through. */
-    queue_t *next = k + 1 < d->nstages ? &d->stages[k + 1]->in : &d->out;
-    q_splice(next, &st->in);
-    memmove(&d->stages[k], &d->stages[k + 1], (d->nstages - k - 1) * sizeof(stage_t *));
-    d->nstages--;
-    free(st);
+    if (st->active && http_toxic_mid_message(st)) {
+      /* Cutting an HTTP toxic out mid-message would leak the rest of a
+       * replaced response (or half a rewritten head) to the client: the stage
+       * keeps a copy of the toxic and leaves at the message's end. */
+      st->retired = malloc(sizeof(*st->retired));
+      if (st->retired != NULL && toxic_copy(st->retired, t) == 0) {
+        st->toxic = st->retired;
+        return;
+      }
+      free(st->retired);
+      st->retired = NULL;
+    }
+    unlink_stage(d, k);
     pump(d);
     if (!c->closing)
       pump(&c->dir[!t->stream]); /* a blackhole stalls both directions */
@@ -589,6 +765,8 @@ void link_update_toxic(hconn_t *c, toxic_t *t) {
   for (size_t k = 0; k < d->nstages; k++)
     if (d->stages[k]->toxic == t) {
       d->stages[k]->deadline = 0;
+      if (!d->stages[k]->done)
+        d->stages[k]->action_at = 0; /* a new timeout counts from now */
       roll(c, d->stages[k]);
     }
   pump(d);
@@ -700,9 +878,9 @@ void link_accept(hproxy_t *p, uv_stream_t *listener) {
   char client[CYNIC_ADDR_STR_MAX] = "";
   if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&peer, &plen) == 0)
     cynic__addr_format((struct sockaddr *)&peer, client, sizeof(client));
-  events_add(&h->events, "connection_opened",
-             json_pack("{s:s,s:I,s:s}", "proxy", p->name, "conn", (json_int_t)c->id, "client",
-                       client));
+  events_add(
+      &h->events, "connection_opened",
+      json_pack("{s:s,s:I,s:s}", "proxy", p->name, "conn", (json_int_t)c->id, "client", client));
   for (size_t i = 0; i < p->ntoxics; i++)
     link_add_toxic(c, p->toxics[i]);
   if (c->closing)
@@ -715,6 +893,7 @@ void link_accept(hproxy_t *p, uv_stream_t *listener) {
         delay = ms;
     }
   if (delay > 0) {
+    uv_update_time(c->dial_timer.loop); /* the delay counts from now, not the tick */
     uv_timer_start(&c->dial_timer, on_dial_timer, (uint64_t)delay, 0);
     return;
   }

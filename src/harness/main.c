@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -29,17 +30,17 @@ typedef struct options {
 } options_t;
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: cynic-harness [flags]\n"
-          "  -host HOST        API address (default localhost)\n"
-          "  -port PORT        API port (default 8474; 0 picks a free one)\n"
-          "  -config FILE      JSON array of proxies (with optional toxics) to create at start\n"
-          "  -seed N           seed for every random choice (default: from the clock)\n"
-          "  -proxy-metrics    serve Prometheus byte counters at GET /metrics\n"
-          "  -runtime-metrics  accepted for compatibility; no effect\n"
-          "  -log-file FILE    JSON-lines log file, reopened on SIGUSR1 (default stderr)\n"
-          "  -log-level LEVEL  debug | info | warn | error (default info)\n"
-          "  -version          print the version and exit\n");
+  fprintf(f, "usage: cynic-harness [flags]\n"
+             "       cynic-harness ctl [-host URL] COMMAND   (the CLI; `ctl -h` lists commands)\n"
+             "  -host HOST        API address (default localhost)\n"
+             "  -port PORT        API port (default 8474; 0 picks a free one)\n"
+             "  -config FILE      JSON array of proxies (with optional toxics) to create at start\n"
+             "  -seed N           seed for every random choice (default: from the clock)\n"
+             "  -proxy-metrics    serve Prometheus byte counters at GET /metrics\n"
+             "  -runtime-metrics  accepted for compatibility; no effect\n"
+             "  -log-file FILE    JSON-lines log file, reopened on SIGUSR1 (default stderr)\n"
+             "  -log-level LEVEL  debug | info | warn | error (default info)\n"
+             "  -version          print the version and exit\n");
 }
 
 static bool parse_bool(const char *v, bool *out) {
@@ -188,6 +189,7 @@ static int finish(app_t *app, uv_loop_t *loop, int code) {
   uv_run(loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(loop);
   events_free(&app->h.events);
+  link_global_free();
   cynic__log(CYNIC_LOG_INFO, "stopped", NULL);
   cynic__log_close();
   return rc == 0 ? code : 1;
@@ -204,7 +206,16 @@ static void on_signal(uv_signal_t *sig, int signum) {
   shutdown_all(app);
 }
 
+int ctl_main(int argc, char **argv); /* ctl.c */
+
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+    return ctl_main(argc - 2, argv + 2);
+  /* Installed (or linked) as cynic-harness-cli, the binary is the CLI. */
+  const char *base = strrchr(argv[0], '/');
+  base = base ? base + 1 : argv[0];
+  if (strcmp(base, "cynic-harness-cli") == 0)
+    return ctl_main(argc - 1, argv + 1);
   options_t o = {.host = "localhost", .port = "8474"};
   if (parse_flags(argc, argv, &o) != 0)
     return 2;
@@ -219,11 +230,17 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (cynic__log_open(o.log_file, (cynic_log_level_t)level) != 0) {
-    fprintf(stderr, "cynic-harness: cannot open log file %s: %s\n", o.log_file,
-            strerror(errno));
+    fprintf(stderr, "cynic-harness: cannot open log file %s: %s\n", o.log_file, strerror(errno));
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
+  /* Two descriptors per proxied connection and one per proxy: lift the soft
+   * descriptor limit to the hard one so the caps, not EMFILE, are the bound. */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
 
   static app_t app; /* large (the proxy table); zeroed */
   harness_t *h = &app.h;
@@ -236,8 +253,7 @@ int main(int argc, char **argv) {
   cynic__log(CYNIC_LOG_INFO, "seed", json_pack("{s:I}", "seed", (json_int_t)h->seed));
 
   char hostport[CYNIC_ADDR_STR_MAX];
-  snprintf(hostport, sizeof(hostport), strchr(o.host, ':') ? "[%s]:%s" : "%s:%s", o.host,
-           o.port);
+  snprintf(hostport, sizeof(hostport), strchr(o.host, ':') ? "[%s]:%s" : "%s:%s", o.host, o.port);
   char host[CYNIC_ADDR_HOST_MAX];
   uint16_t port;
   struct sockaddr_storage ss;

@@ -120,8 +120,8 @@ int proxy_start(hproxy_t *p, char *err, size_t errlen) {
     cynic__addr_format((struct sockaddr *)&bound, p->listen, sizeof(p->listen));
   p->listener = l;
   p->enabled = true;
-  json_t *f = json_pack("{s:s,s:s,s:s}", "name", p->name, "listen", p->listen, "upstream",
-                        p->upstream);
+  json_t *f =
+      json_pack("{s:s,s:s,s:s}", "name", p->name, "listen", p->listen, "upstream", p->upstream);
   cynic__log(CYNIC_LOG_INFO, "started proxy", f);
   return 0;
 }
@@ -141,7 +141,7 @@ void proxy_delete(hproxy_t *p) {
   harness_t *h = p->h;
   proxy_stop(p);
   for (size_t i = 0; i < p->ntoxics; i++)
-    free(p->toxics[i]);
+    toxic_free(p->toxics[i]);
   for (size_t i = 0; i < h->nproxies; i++)
     if (h->proxies[i] == p) {
       h->proxies[i] = h->proxies[--h->nproxies];
@@ -181,7 +181,7 @@ void proxy_remove_toxic(hproxy_t *p, toxic_t *t) {
       break;
     }
   bool was_refuse = t->type->id == TOXIC_REFUSE;
-  free(t);
+  toxic_free(t);
   if (was_refuse && p->enabled && !refusing(p)) {
     char err[256];
     if (proxy_start(p, err, sizeof(err)) != 0)

@@ -2,6 +2,7 @@
 #include "toxic.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -9,7 +10,7 @@
 
 static int validate_nonneg(const toxic_t *t, char *err, size_t errlen) {
   for (size_t i = 0; i < t->type->nattrs; i++)
-    if (t->attr[i] < 0) {
+    if (t->type->attr_kinds[i] != 's' && t->attr[i] < 0) {
       snprintf(err, errlen, "attribute %s must not be negative", t->type->attr_names[i]);
       return -1;
     }
@@ -64,20 +65,141 @@ static int validate_bytes_cap(const toxic_t *t, char *err, size_t errlen) {
   return 0;
 }
 
+static bool header_safe(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f)
+      return false;
+  return true;
+}
+
+static int validate_status(int64_t status, char *err, size_t errlen) {
+  if (status < 100 || status > 599) {
+    snprintf(err, errlen, "attribute status must be 100..599");
+    return -1;
+  }
+  return 0;
+}
+
+/* http_status: status, percent, body, content_type */
+static int validate_http_status(const toxic_t *t, char *err, size_t errlen) {
+  if (validate_status(t->attr[0], err, errlen))
+    return -1;
+  if (t->attr[1] < 0 || t->attr[1] > 100) {
+    snprintf(err, errlen, "attribute percent must be 0..100");
+    return -1;
+  }
+  if (!header_safe(toxic_str(t, 3))) {
+    snprintf(err, errlen, "attribute content_type must not contain control characters");
+    return -1;
+  }
+  return 0;
+}
+
+static int validate_http_content_type(const toxic_t *t, char *err, size_t errlen) {
+  if (toxic_str(t, 0)[0] == '\0' || !header_safe(toxic_str(t, 0))) {
+    snprintf(err, errlen, "attribute content_type must be a non-empty header value");
+    return -1;
+  }
+  if (t->stream != STREAM_DOWNSTREAM) {
+    snprintf(err, errlen, "http_content_type rewrites responses: use the downstream stream");
+    return -1;
+  }
+  return 0;
+}
+
+/* http_drop_first_n: n, status */
+static int validate_http_drop(const toxic_t *t, char *err, size_t errlen) {
+  if (t->attr[0] < 0) {
+    snprintf(err, errlen, "attribute n must not be negative");
+    return -1;
+  }
+  return validate_status(t->attr[1], err, errlen);
+}
+
 static const toxic_type_t types[] = {
-    {TOXIC_LATENCY, "latency", 2, {"latency", "jitter"}, validate_latency},
-    {TOXIC_BANDWIDTH, "bandwidth", 1, {"rate"}, validate_bandwidth},
-    {TOXIC_SLOW_CLOSE, "slow_close", 1, {"delay"}, validate_nonneg},
-    {TOXIC_TIMEOUT, "timeout", 1, {"timeout"}, validate_nonneg},
-    {TOXIC_RESET_PEER, "reset_peer", 1, {"timeout"}, validate_nonneg},
-    {TOXIC_SLICER, "slicer", 3, {"average_size", "size_variation", "delay"}, validate_slicer},
-    {TOXIC_LIMIT_DATA, "limit_data", 1, {"bytes"}, validate_nonneg},
-    {TOXIC_REFUSE, "refuse", 0, {NULL}, NULL},
-    {TOXIC_BLACKHOLE, "blackhole", 0, {NULL}, NULL},
-    {TOXIC_ACCEPT_DELAY, "accept_delay", 1, {"delay"}, validate_latency},
-    {TOXIC_GARBAGE, "garbage", 1, {"bytes"}, validate_bytes_cap},
-    {TOXIC_FLOOD, "flood", 1, {"bytes"}, validate_bytes_cap},
-    {TOXIC_RESET_AFTER_BYTES, "reset_after_bytes", 1, {"bytes"}, validate_nonneg},
+    {.id = TOXIC_LATENCY,
+     .name = "latency",
+     .nattrs = 2,
+     .attr_names = {"latency", "jitter"},
+     .validate = validate_latency},
+    {.id = TOXIC_BANDWIDTH,
+     .name = "bandwidth",
+     .nattrs = 1,
+     .attr_names = {"rate"},
+     .validate = validate_bandwidth},
+    {.id = TOXIC_SLOW_CLOSE,
+     .name = "slow_close",
+     .nattrs = 1,
+     .attr_names = {"delay"},
+     .validate = validate_nonneg},
+    {.id = TOXIC_TIMEOUT,
+     .name = "timeout",
+     .nattrs = 1,
+     .attr_names = {"timeout"},
+     .validate = validate_nonneg},
+    {.id = TOXIC_RESET_PEER,
+     .name = "reset_peer",
+     .nattrs = 1,
+     .attr_names = {"timeout"},
+     .validate = validate_nonneg},
+    {.id = TOXIC_SLICER,
+     .name = "slicer",
+     .nattrs = 3,
+     .attr_names = {"average_size", "size_variation", "delay"},
+     .validate = validate_slicer},
+    {.id = TOXIC_LIMIT_DATA,
+     .name = "limit_data",
+     .nattrs = 1,
+     .attr_names = {"bytes"},
+     .validate = validate_nonneg},
+    {.id = TOXIC_REFUSE, .name = "refuse"},
+    {.id = TOXIC_BLACKHOLE, .name = "blackhole"},
+    {.id = TOXIC_ACCEPT_DELAY,
+     .name = "accept_delay",
+     .nattrs = 1,
+     .attr_names = {"delay"},
+     .validate = validate_latency},
+    {.id = TOXIC_GARBAGE,
+     .name = "garbage",
+     .nattrs = 1,
+     .attr_names = {"bytes"},
+     .validate = validate_bytes_cap},
+    {.id = TOXIC_FLOOD,
+     .name = "flood",
+     .nattrs = 1,
+     .attr_names = {"bytes"},
+     .validate = validate_bytes_cap},
+    {.id = TOXIC_RESET_AFTER_BYTES,
+     .name = "reset_after_bytes",
+     .nattrs = 1,
+     .attr_names = {"bytes"},
+     .validate = validate_nonneg},
+    {.id = TOXIC_HTTP_STATUS,
+     .name = "http_status",
+     .nattrs = 4,
+     .attr_names = {"status", "percent", "body", "content_type"},
+     .validate = validate_http_status,
+     .attr_kinds = {'i', 'i', 's', 's'},
+     .defaults = {503, 100},
+     .str_defaults = {NULL, NULL, "", "text/plain"}},
+    {.id = TOXIC_HTTP_LATENCY,
+     .name = "http_latency",
+     .nattrs = 2,
+     .attr_names = {"latency", "jitter"},
+     .validate = validate_latency},
+    {.id = TOXIC_HTTP_CONTENT_TYPE,
+     .name = "http_content_type",
+     .nattrs = 1,
+     .attr_names = {"content_type"},
+     .validate = validate_http_content_type,
+     .attr_kinds = {'s'},
+     .str_defaults = {"text/html"}},
+    {.id = TOXIC_HTTP_DROP_FIRST_N,
+     .name = "http_drop_first_n",
+     .nattrs = 2,
+     .attr_names = {"n", "status"},
+     .validate = validate_http_drop,
+     .defaults = {1, 503}},
 };
 
 const toxic_type_t *toxic_type_find(const char *name) {
@@ -111,18 +233,41 @@ static int bad(int *status, int code, char *err, size_t errlen, const char *pref
   return -1;
 }
 
-static int read_attributes(const json_t *body, toxic_t *t, int *status, char *err,
-                           size_t errlen) {
+static int set_str(toxic_t *t, size_t i, const char *v) {
+  char *copy = strdup(v);
+  if (copy == NULL)
+    return -1;
+  free(t->str[i]);
+  t->str[i] = copy;
+  return 0;
+}
+
+static int read_attributes(const json_t *body, toxic_t *t, int *status, char *err, size_t errlen) {
   const json_t *attrs = json_object_get(body, "attributes");
-  if (attrs == NULL || json_is_null(attrs))
-    return 0;
-  if (!json_is_object(attrs))
+  char detail[256];
+  if (attrs != NULL && !json_is_null(attrs) && !json_is_object(attrs))
     return bad(status, 400, err, errlen, "bad request body",
                "field \"attributes\": expected object");
-  char detail[256];
-  for (size_t i = 0; i < t->type->nattrs; i++) {
+  for (size_t i = 0; attrs != NULL && json_is_object(attrs) && i < t->type->nattrs; i++) {
+    const char *name = t->type->attr_names[i];
+    if (t->type->attr_kinds[i] == 's') {
+      const char *v;
+      int r = cynic__json_get_string(attrs, name, &v, detail, sizeof(detail));
+      if (r < 0)
+        return bad(status, 400, err, errlen, "bad request body", detail);
+      if (r == 1) {
+        if (strlen(v) > TOXIC_STR_MAX) {
+          snprintf(detail, sizeof(detail), "attribute %s is longer than %d bytes", name,
+                   TOXIC_STR_MAX);
+          return bad(status, 400, err, errlen, "bad request body", detail);
+        }
+        if (set_str(t, i, v) != 0)
+          return bad(status, 500, err, errlen, "out of memory", NULL);
+      }
+      continue;
+    }
     int64_t v;
-    int r = cynic__json_get_int64(attrs, t->type->attr_names[i], &v, detail, sizeof(detail));
+    int r = cynic__json_get_int64(attrs, name, &v, detail, sizeof(detail));
     if (r < 0)
       return bad(status, 400, err, errlen, "bad request body", detail);
     if (r == 1)
@@ -133,8 +278,7 @@ static int read_attributes(const json_t *body, toxic_t *t, int *status, char *er
   return 0;
 }
 
-static int read_toxicity(const json_t *body, toxic_t *t, int *status, char *err,
-                         size_t errlen) {
+static int read_toxicity(const json_t *body, toxic_t *t, int *status, char *err, size_t errlen) {
   char detail[256];
   double tox;
   int r = cynic__json_get_number(body, "toxicity", &tox, detail, sizeof(detail));
@@ -149,11 +293,20 @@ static int read_toxicity(const json_t *body, toxic_t *t, int *status, char *err,
   return 0;
 }
 
+static int from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen);
+
 int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen) {
+  memset(out, 0, sizeof(*out));
+  int rc = from_json(body, out, status, err, errlen);
+  if (rc != 0)
+    toxic_release(out);
+  return rc;
+}
+
+static int from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen) {
   char detail[256];
   if (!json_is_object(body))
     return bad(status, 400, err, errlen, "bad request body", "expected a JSON object");
-  memset(out, 0, sizeof(*out));
   out->stream = STREAM_DOWNSTREAM;
   out->toxicity = 1.0;
   const char *name = NULL, *type = NULL, *stream = NULL;
@@ -175,6 +328,11 @@ int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, si
   out->type = type ? toxic_type_find(type) : NULL;
   if (out->type == NULL)
     return bad(status, 400, err, errlen, "invalid toxic type", NULL);
+  for (size_t i = 0; i < out->type->nattrs; i++) {
+    out->attr[i] = out->type->defaults[i];
+    if (out->type->str_defaults[i] != NULL && set_str(out, i, out->type->str_defaults[i]) != 0)
+      return bad(status, 500, err, errlen, "out of memory", NULL);
+  }
   if (name == NULL || name[0] == '\0')
     snprintf(out->name, sizeof(out->name), "%s_%s", out->type->name,
              out->stream == STREAM_UPSTREAM ? "upstream" : "downstream");
@@ -186,21 +344,56 @@ int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, si
   return read_attributes(body, out, status, err, errlen);
 }
 
-int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status,
-                      char *err, size_t errlen) {
+int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
+                      size_t errlen) {
   if (!json_is_object(body))
     return bad(status, 400, err, errlen, "bad request body", "expected a JSON object");
-  *out = *cur;
-  if (read_toxicity(body, out, status, err, errlen))
-    return -1;
-  return read_attributes(body, out, status, err, errlen);
+  if (toxic_copy(out, cur) != 0)
+    return bad(status, 500, err, errlen, "out of memory", NULL);
+  if (read_toxicity(body, out, status, err, errlen) == 0 &&
+      read_attributes(body, out, status, err, errlen) == 0)
+    return 0;
+  toxic_release(out);
+  return -1;
+}
+
+const char *toxic_str(const toxic_t *t, size_t i) {
+  return i < TOXIC_MAX_ATTRS && t->str[i] != NULL ? t->str[i] : "";
+}
+
+void toxic_release(toxic_t *t) {
+  for (size_t i = 0; i < TOXIC_MAX_ATTRS; i++) {
+    free(t->str[i]);
+    t->str[i] = NULL;
+  }
+}
+
+void toxic_free(toxic_t *t) {
+  if (t == NULL)
+    return;
+  toxic_release(t);
+  free(t);
+}
+
+int toxic_copy(toxic_t *dst, const toxic_t *src) {
+  *dst = *src;
+  for (size_t i = 0; i < TOXIC_MAX_ATTRS; i++) {
+    dst->str[i] = NULL;
+    if (src->str[i] != NULL && (dst->str[i] = strdup(src->str[i])) == NULL) {
+      toxic_release(dst);
+      return -1;
+    }
+  }
+  return 0;
 }
 
 json_t *toxic_to_json(const toxic_t *t) {
   json_t *o = json_object();
   json_t *a = json_object();
   for (size_t i = 0; i < t->type->nattrs; i++)
-    json_object_set_new(a, t->type->attr_names[i], json_integer(t->attr[i]));
+    json_object_set_new(a, t->type->attr_names[i],
+                        t->type->attr_kinds[i] == 's' ? json_string(toxic_str(t, i))
+                                                      : json_integer(t->attr[i]));
   json_object_set_new(o, "attributes", a);
   json_object_set_new(o, "name", json_string(t->name));
   json_object_set_new(o, "type", json_string(t->type->name));

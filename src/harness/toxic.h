@@ -26,6 +26,10 @@ enum {
   TOXIC_GARBAGE,
   TOXIC_FLOOD,
   TOXIC_RESET_AFTER_BYTES,
+  TOXIC_HTTP_STATUS,
+  TOXIC_HTTP_LATENCY,
+  TOXIC_HTTP_CONTENT_TYPE,
+  TOXIC_HTTP_DROP_FIRST_N,
 };
 
 struct toxic_type {
@@ -35,6 +39,10 @@ struct toxic_type {
   const char *attr_names[TOXIC_MAX_ATTRS];
   /* Reject attribute values that would hang or recurse forever; NULL = any. */
   int (*validate)(const toxic_t *t, char *err, size_t errlen);
+  /* 0 or 'i': integer attribute (t->attr); 's': string attribute (t->str) */
+  char attr_kinds[TOXIC_MAX_ATTRS];
+  int64_t defaults[TOXIC_MAX_ATTRS];         /* integers */
+  const char *str_defaults[TOXIC_MAX_ATTRS]; /* strings (NULL = "") */
 };
 
 const toxic_type_t *toxic_type_find(const char *name);
@@ -47,9 +55,18 @@ const toxic_type_t *toxic_type_find(const char *name);
 int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen);
 /* Apply an update body to a copy of `cur`: attributes merged, toxicity kept if
  * absent; name, type and stream never change. -1 with *status and err. */
-int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status,
-                      char *err, size_t errlen);
+int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
+                      size_t errlen);
 json_t *toxic_to_json(const toxic_t *t);
+/* String attribute i ("" when unset). */
+const char *toxic_str(const toxic_t *t, size_t i);
+/* Free the strings a toxic owns (the toxic itself stays); idempotent. */
+void toxic_release(toxic_t *t);
+/* toxic_release, then free(t). NULL is fine. */
+void toxic_free(toxic_t *t);
+/* A deep copy of src into dst (which owns nothing). 0, or -1 out of memory
+ * (dst then owns nothing). */
+int toxic_copy(toxic_t *dst, const toxic_t *src);
 /* Names of proxies and toxics: 1..HARNESS_NAME_MAX bytes of [A-Za-z0-9._~:@+-]
  * (they travel in URL paths unescaped by the common clients). */
 bool harness_name_valid(const char *name);

@@ -31,13 +31,14 @@
  *  - reset_after_bytes: pass `bytes` bytes, then reset (RST) both sides.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "link.h"
 #include "toxic.h"
 
-#define MS(x) ((uint64_t)(x) * UINT64_C(1000000))
-#define US(x) ((uint64_t)(x) * UINT64_C(1000))
+#define MS(x) ((uint64_t)(x)*UINT64_C(1000000))
+#define US(x) ((uint64_t)(x)*UINT64_C(1000))
 
 void toxic_stage_init(stage_t *st, uint64_t now) {
   (void)now;
@@ -92,7 +93,7 @@ static int step_latency(stage_t *st, step_ctx_t *ctx) {
 
 static int step_bandwidth(stage_t *st, step_ctx_t *ctx) {
   int r = STEP_IDLE;
-  int64_t rate = st->toxic->attr[0]; /* KB/s, validated > 0 */
+  int64_t rate = st->toxic->attr[0];         /* KB/s, validated > 0 */
   uint64_t piece_max = (uint64_t)rate * 100; /* 100 ms worth */
   while (ctx->in->head != NULL && step_room(ctx)) {
     chunk_t *c = ctx->in->head;
@@ -234,6 +235,12 @@ static int step_slow_close(stage_t *st, step_ctx_t *ctx) {
   return r;
 }
 
+void toxic_stage_free(stage_t *st) {
+  http_toxic_free(st);
+  toxic_free(st->retired);
+  st->retired = NULL;
+}
+
 bool toxic_stage_blocks_reading(const stage_t *st) {
   return st->active && st->toxic->type->id == TOXIC_BLACKHOLE;
 }
@@ -331,6 +338,11 @@ int toxic_step(stage_t *st, step_ctx_t *ctx) {
     return step_generate(st, ctx, st->toxic->attr[0], st->toxic->attr[0] == 0);
   case TOXIC_RESET_AFTER_BYTES:
     return step_reset_after_bytes(st, ctx);
+  case TOXIC_HTTP_STATUS:
+  case TOXIC_HTTP_LATENCY:
+  case TOXIC_HTTP_CONTENT_TYPE:
+  case TOXIC_HTTP_DROP_FIRST_N:
+    return http_toxic_step(st, ctx);
   default:
     return pass_all(ctx);
   }

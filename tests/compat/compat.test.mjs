@@ -154,6 +154,30 @@ test("every toxic type is created and echoed back", async () => {
   await proxy.remove();
 });
 
+test("cynic's extra toxic types go through the client too", async () => {
+  const proxy = await toxiproxy.createProxy({ name: "extras", listen: "localhost:0", upstream: echoAddr });
+  const cases = [
+    ["blackhole", "upstream", {}],
+    ["accept_delay", "downstream", { delay: 10 }],
+    ["garbage", "downstream", { bytes: 100 }],
+    ["flood", "downstream", { bytes: 0 }],
+    ["reset_after_bytes", "downstream", { bytes: 10 }],
+    ["http_latency", "upstream", { latency: 5, jitter: 1 }],
+    ["http_status", "downstream", { status: 503, percent: 50, body: "busy", content_type: "text/plain" }],
+    ["http_drop_first_n", "upstream", { n: 2, status: 429 }],
+    ["http_content_type", "downstream", { content_type: "text/html" }],
+    ["refuse", "downstream", {}],
+  ];
+  for (const [type, stream, attributes] of cases) {
+    const toxic = await proxy.addToxic({ name: `${type}_x`, type, stream, toxicity: 1, attributes });
+    assert.deepEqual(toxic.toJson(), { attributes, name: `${type}_x`, stream, toxicity: 1, type });
+  }
+  assert.ok(await connectRefused(portOf(proxy.listen)));
+  await toxiproxy.reset();
+  assert.equal(await roundTrip(portOf(proxy.listen), "back"), "back");
+  await proxy.remove();
+});
+
 test("toxic update, remove, 404 and 409", async () => {
   const proxy = await toxiproxy.createProxy({ name: "tox", listen: "localhost:0", upstream: echoAddr });
   const toxic = await proxy.addToxic({ name: "lat", type: "latency", stream: "downstream", toxicity: 1, attributes: { latency: 10 } });

@@ -77,7 +77,7 @@ def rss_kb(pid):
 class Cynic:
     """A running `cynic -c FILE` with the given YAML text."""
 
-    def __init__(self, config_text, timeout=15.0, nofile=None):
+    def __init__(self, config_text, timeout=15.0, nofile=None, env=None):
         self.dir = tempfile.TemporaryDirectory(prefix="cynic-test-")
         self.config = os.path.join(self.dir.name, "cynic.yaml")
         with open(self.config, "w") as f:
@@ -90,7 +90,7 @@ class Cynic:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.proc = subprocess.Popen([CYNIC, "-c", self.config], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     preexec_fn=limit)
+                                     preexec_fn=limit, env=env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.wait_log(lambda r: r.get("msg") == "started", timeout)
@@ -207,10 +207,10 @@ class Server:
     """A threaded TCP server on 127.0.0.1:port (0: any) running handler(conn)
     per client."""
 
-    def __init__(self, handler, backlog=128, port=0):
+    def __init__(self, handler, backlog=128, port=0, host="127.0.0.1"):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock.bind((host, port))
         self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.handler = handler

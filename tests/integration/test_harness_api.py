@@ -1,6 +1,7 @@
 """cynic-harness: the Toxiproxy-compatible HTTP API over loopback."""
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -222,6 +223,7 @@ def test_metrics_flag():
                 b'proxy="m",upstream="%s"} 1000' % up.address.encode() in raw and raw
         raw = wait_for(counted, what="metrics")
         assert b'toxiproxy_proxy_sent_bytes_total{direction="downstream"' in raw
+        assert b'cynic_harness_connections_total{proxy="m"} 1' in raw
     finally:
         up.close()
         h.stop()
@@ -345,3 +347,165 @@ def test_ten_thousand_proxies(harness):
     assert api.post("/reset")[0] == 204
     st, js, _ = api.get("/proxies/p999")
     assert st == 200 and js["enabled"] is True
+
+
+def test_expect_100_continue(harness):
+    """curl sends Expect: 100-continue for bodies over 1 KiB and waits for it."""
+    body = b'{"name":"big","upstream":"127.0.0.1:1","listen":"127.0.0.1:0","pad":"' + b"x" * 2000 + b'"}'
+    s = socket.create_connection(("127.0.0.1", harness.port), timeout=10)
+    s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body))
+    first = s.recv(4096)
+    assert first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    s.sendall(body)
+    rest = first[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+    while b"\r\n\r\n" not in rest:
+        rest += s.recv(4096)
+    assert rest.startswith(b"HTTP/1.1 201")
+    s.close()
+
+
+def test_random_garbage_requests(harness):
+    """Seeded random bytes and mangled requests: always an answer or a close,
+    never a crash or a hang, and the server healthy afterwards."""
+    import random
+    rnd = random.Random(5)
+    templates = [
+        b"POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+        b"POST /populate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+        b"POST /proxies/p/toxics HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+    ]
+    harness.create("p", "127.0.0.1:1", enabled=False)
+    good = [b'{"name":"a","upstream":"127.0.0.1:1","enabled":false}',
+            b'[{"name":"b","upstream":"127.0.0.1:1","enabled":false}]',
+            b'{"type":"latency","attributes":{"latency":1}}']
+    for i in range(150):
+        k = rnd.randrange(3)
+        body = bytearray(good[k])
+        for _ in range(rnd.randint(1, 6)):
+            op = rnd.random()
+            pos = rnd.randrange(len(body) + 1)
+            if op < 0.4 and body:
+                body[pos % len(body)] = rnd.randrange(256)
+            elif op < 0.7:
+                body[pos:pos] = rnd.randbytes(rnd.randint(1, 8))
+            else:
+                del body[pos:pos + rnd.randint(1, 8)]
+        if rnd.random() < 0.2:
+            req = rnd.randbytes(rnd.randint(1, 300))
+        else:
+            req = templates[k] % len(body) + bytes(body)
+        s = socket.create_connection(("127.0.0.1", harness.port), timeout=10)
+        try:
+            s.sendall(req)
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+        except (ConnectionResetError, BrokenPipeError):
+            out = b""
+        finally:
+            s.close()
+        if out:
+            assert out.startswith(b"HTTP/1.1 "), out[:100]
+            status = int(out[9:12])
+            assert status in (200, 201, 204, 400, 404, 405, 409, 413, 414, 431, 507), out[:200]
+    st, js, _ = harness.api.get("/proxies")
+    assert st == 200 and "p" in js
+    assert harness.api.delete("/proxies/p")[0] == 204
+
+
+def test_ipv6_listen_and_upstream(harness):
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    srv = socket.socket(socket.AF_INET6)
+    srv.bind(("::1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+
+    def serve():
+        c, _ = srv.accept()
+        c.sendall(b"v6!" + c.recv(10))
+        c.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = harness.create("v6", f"[::1]:{port}", listen="[::1]:0")
+        assert p["listen"].startswith("[::1]:")
+        lport = int(p["listen"].rsplit(":", 1)[1])
+        s = socket.create_connection(("::1", lport), timeout=10)
+        s.sendall(b"hi")
+        got = b""
+        while len(got) < 5:
+            d = s.recv(10)
+            if not d:
+                break
+            got += d
+        assert got == b"v6!hi"
+        s.close()
+        t.join(10)
+    finally:
+        srv.close()
+
+
+def test_unknown_fields_ignored_like_toxiproxy(harness):
+    st, js, raw = harness.api.post("/proxies", {"name": "u", "upstream": "127.0.0.1:1",
+                                                "listen": "127.0.0.1:0", "colour": "red",
+                                                "nested": {"a": [1, 2]}})
+    assert st == 201, raw
+    assert "colour" not in js
+    st, js, raw = harness.api.post("/proxies/u/toxics", {"type": "latency", "extra": 1,
+                                                         "attributes": {"latency": 5, "bogus": "x"}})
+    assert st == 200 and js["attributes"] == {"latency": 5, "jitter": 0}, raw
+
+
+def test_head_request_has_no_body(harness):
+    out = raw_exchange(harness.port, b"HEAD /version HTTP/1.1\r\nHost: x\r\n\r\n"
+                                     b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    first, rest = out.split(b"\r\n\r\n", 1)
+    assert first.startswith(b"HTTP/1.1 405")
+    assert rest.startswith(b"HTTP/1.1 200")  # nothing between the two heads
+
+
+def test_api_connection_cap(harness):
+    """256 API connections at most; the next is closed at once; the API
+    recovers when clients leave."""
+    socks = [socket.create_connection(("127.0.0.1", harness.port), timeout=10) for _ in range(256)]
+    try:
+        # Make sure the server has accepted all of them: one request on the last.
+        socks[-1].sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert socks[-1].recv(4096).startswith(b"HTTP/1.1 200")
+        extra = socket.create_connection(("127.0.0.1", harness.port), timeout=10)
+        extra.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            assert extra.recv(4096) == b""
+        except ConnectionResetError:
+            pass
+        extra.close()
+    finally:
+        for s in socks:
+            s.close()
+    harness.api.close()
+    assert wait_for(lambda: harness.api.get("/version")[0] == 200, what="API back")
+
+
+def test_string_attributes_partial_update(harness):
+    harness.create("s", "127.0.0.1:1")
+    t = harness.add_toxic("s", type="http_status", attributes={"status": 500, "body": "a"})
+    assert t["attributes"] == {"status": 500, "percent": 100, "body": "a", "content_type": "text/plain"}
+    for body in ("bb", "", "ccc"):
+        st, js, _ = harness.api.patch("/proxies/s/toxics/http_status_downstream", {"attributes": {"body": body}})
+        assert st == 200 and js["attributes"] == {"status": 500, "percent": 100, "body": body,
+                                                  "content_type": "text/plain"}
+    st, js, _ = harness.api.patch("/proxies/s/toxics/http_status_downstream",
+                                  {"attributes": {"content_type": "bad\nvalue"}})
+    assert st == 400
+    st, js, _ = harness.api.get("/proxies/s/toxics/http_status_downstream")
+    assert js["attributes"]["content_type"] == "text/plain" and js["attributes"]["body"] == "ccc"

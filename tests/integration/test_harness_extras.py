@@ -135,7 +135,11 @@ def test_flood_endless_and_sized(harness, echo):
 
 def test_reset_after_bytes(harness):
     def sender(c):
+        # Wait for the client's request: a reset racing the client's connect()
+        # would surface as ECONNRESET from connect itself.
+        c.settimeout(10)
         try:
+            c.recv(10)
             c.sendall(b"r" * 100_000)
         except OSError:
             pass
@@ -150,6 +154,7 @@ def test_reset_after_bytes(harness):
         p = harness.create("rab", up.address)
         harness.add_toxic("rab", type="reset_after_bytes", attributes={"bytes": 1000})
         s = connect(harness.listen_port(p))
+        s.sendall(b"go")
         s.settimeout(10)
         got = b""
         with pytest.raises(ConnectionResetError):
@@ -211,3 +216,19 @@ def test_event_log_is_bounded(harness, echo):
     first = events(harness, since=0, limit=2)
     assert first[0]["event"] == "dropped" and first[0]["count"] >= 1
     assert first[1]["id"] == first[0]["count"] + 1
+
+
+def test_event_log_filtered_by_proxy(harness, echo):
+    ports = {name: harness.listen_port(harness.create(name, echo.address)) for name in ("a1", "b1")}
+    for name in ("a1", "b1", "a1"):
+        s = connect(ports[name])
+        s.sendall(b"z")
+        assert recv_exactly(s, 1) == b"z"
+        s.close()
+    wait_for(lambda: len([e for e in events(harness) if e["event"] == "connection_closed"]) == 3,
+             what="three closes")
+    only_a = events(harness, proxy="a1")
+    assert only_a and all(e["proxy"] == "a1" for e in only_a)
+    assert len([e for e in only_a if e["event"] == "connection_opened"]) == 2
+    assert events(harness, proxy="zz") == []
+    assert harness.api.get("/events?proxy=../x")[0] == 400

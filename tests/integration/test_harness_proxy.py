@@ -66,38 +66,53 @@ def test_large_transfer_integrity(harness):
         up.close()
 
 
-def test_back_pressure_bounds_buffering(harness):
-    """A client that never reads: the harness stops reading the upstream."""
-    sent = [0]
+def metric(raw, name, direction):
+    for line in raw.decode().splitlines():
+        if line.startswith(name + "{") and f'direction="{direction}"' in line:
+            return int(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} {direction} not in metrics")
+
+
+def test_back_pressure_bounds_buffering():
+    """A client that never reads: the harness stops reading the upstream once
+    it holds its per-direction cap (256 KiB), whatever the kernel buffers."""
+    h = Harness("-proxy-metrics")
     done = threading.Event()
 
     def flood(c):
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
         chunk = b"x" * 65536
         c.settimeout(30)
         try:
             while not done.is_set():
-                sent[0] += c.send(chunk)
+                c.send(chunk)
         except OSError:
             pass
     up = TcpServer(flood)
     try:
-        p = harness.create("bp", up.address)
-        s = connect(harness.listen_port(p))
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        # The amount sent levels off: kernel buffers + the harness's 1 MiB cap.
-        wait_for(lambda: sent[0] > 0, what="flooding")
-        prev = -1
-        for _ in range(100):
-            time.sleep(0.05)
-            if sent[0] == prev:
-                break
-            prev = sent[0]
-        assert sent[0] < 16 << 20, sent[0]
+        p = h.create("bp", up.address)
+        s = connect(h.listen_port(p))
+
+        def held():
+            st, _, raw = h.api.get("/metrics")
+            got = metric(raw, "toxiproxy_proxy_received_bytes_total", "downstream")
+            out = metric(raw, "toxiproxy_proxy_sent_bytes_total", "downstream")
+            return got, out
+        # Wait until reading from the upstream stops (two equal samples).
+        last = [None]
+
+        def steady():
+            now = held()
+            same = now == last[0] and now[0] > 0
+            last[0] = now
+            return same
+        wait_for(steady, timeout=30, interval=0.2, what="reads to stop")
+        got, out = last[0]
+        assert got - out <= (256 << 10) + (64 << 10), (got, out)
         done.set()
         s.close()
     finally:
         up.close()
+        h.stop()
 
 
 def test_disable_refuses_and_closes_live_then_same_port(harness):
@@ -264,3 +279,50 @@ def test_bad_config_exits_2(tmp_path):
     assert r.returncode == 0 and b"cynic-harness version" in r.stdout
     r = subprocess.run([binary("cynic-harness"), "-bogus"], capture_output=True, timeout=20)
     assert r.returncode == 2
+
+
+def test_log_file_reopened_on_sigusr1(tmp_path):
+    import json
+    import signal
+    from netutil import binary, wait_for
+    import subprocess
+    log = tmp_path / "harness.log"
+    # With -log-file the JSON lines go to the file; read the address from there.
+    proc = subprocess.Popen([binary("cynic-harness"), "-port", "0", "-host", "127.0.0.1",
+                             "-log-file", str(log)], stderr=subprocess.PIPE)
+    try:
+        rec = wait_for(lambda: next((json.loads(l) for l in log.read_text().splitlines()
+                                     if '"API listening"' in l), None) if log.exists() else None,
+                       what="API listening in the log file")
+        assert rec["address"].startswith("127.0.0.1:")
+        rotated = tmp_path / "harness.log.1"
+        log.rename(rotated)
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: log.exists(), what="log reopened")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert '"shutting down"' in log.read_text()
+        assert '"API listening"' in rotated.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def test_proxy_pointed_at_itself_is_bounded(harness):
+    """Each connection dials the proxy again: the connection cap ends the
+    cascade, the client gets a close, and the API stays responsive."""
+    p = harness.create("loop", "127.0.0.1:1")
+    st, js, _ = harness.api.post("/proxies/loop", {"upstream": p["listen"]})
+    assert st == 200 and js["listen"] == p["listen"] and js["upstream"] == p["listen"]
+    s = connect(harness.listen_port(p))
+    s.sendall(b"x")
+    s.settimeout(30)
+    try:
+        assert s.recv(10) == b""
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert harness.api.get("/version")[0] == 200
+    assert harness.api.delete("/proxies/loop")[0] == 204

@@ -365,3 +365,78 @@ def test_debug_log_has_one_line_per_connection():
         px.stop()
         srv.close()
         bad.close()
+
+
+RESOLVER_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+/* getaddrinfo for one test name answers the IP written in a file. */
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res) {
+  int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+      (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))
+          dlsym(RTLD_NEXT, "getaddrinfo");
+  const char *name = getenv("CYNIC_TEST_NAME"), *file = getenv("CYNIC_TEST_ADDR_FILE");
+  char ip[64] = "";
+  if (name != NULL && file != NULL && node != NULL && strcmp(node, name) == 0) {
+    FILE *f = fopen(file, "r");
+    if (f != NULL) {
+      if (fscanf(f, "%63s", ip) != 1)
+        ip[0] = 0;
+      fclose(f);
+    }
+    return real(ip, service, hints, res);
+  }
+  return real(node, service, hints, res);
+}
+"""
+
+
+def test_endpoint_re_resolved_to_a_new_address(tmp_path):
+    """resolve_interval: when the name starts answering another address, new
+    connections go there (old ones are left alone). The name is answered by
+    a getaddrinfo shim preloaded into cynic, reading the address from a file."""
+    import shutil
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler for the resolver shim")
+    shim = tmp_path / "resolver.so"
+    src = tmp_path / "resolver.c"
+    src.write_text(RESOLVER_SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    a = pu.echo()  # 127.0.0.1:P, then the name moves to 127.0.0.2:P
+    try:
+        b = pu.Server(pu.echo_handler, port=a.port, host="127.0.0.2")
+    except OSError:
+        a.close()
+        pytest.skip("127.0.0.2 is not usable here")
+    answer = tmp_path / "answer"
+    answer.write_text("127.0.0.1\n")
+    env = dict(os.environ, LD_PRELOAD=str(shim), CYNIC_TEST_NAME="backend.test",
+               CYNIC_TEST_ADDR_FILE=str(answer))
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"),
+                            pu.upstream("backend", [f"backend.test:{a.port}"], "resolve_interval: 500ms")),
+                  env=env)
+    try:
+        px.wait_msg("endpoint resolved", address=f"127.0.0.1:{a.port}")
+
+        def served_by():
+            with px.connect() as c:
+                c.sendall(b"who")
+                c.shutdown(socket.SHUT_WR)
+                assert pu.recv_all(c) == b"who"
+            return a.accepted, b.accepted
+
+        assert served_by() == (1, 0)
+        answer.write_text("127.0.0.2\n")
+        px.wait_msg("endpoint resolved", address=f"127.0.0.2:{a.port}", timeout=10)
+        assert served_by() == (1, 1)
+    finally:
+        px.stop()
+        a.close()
+        b.close()

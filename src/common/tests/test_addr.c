@@ -1,12 +1,13 @@
 /* Unit tests of src/common/addr.c. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 #include "addr.h"
 #include "cynic/common.h"
@@ -34,9 +35,9 @@ static void split_good(void **state) {
 static void split_bad(void **state) {
   (void)state;
   static const char *bad[] = {
-      "",        "localhost", "host:",    "host:65536", "host:-1",   "host:1x",
-      "::1:80",  "[::1]",     "[::1]80",  "[]:80",      "[host]:80", "a b:80",
-      "a/b:80",  "host:000080", "[::1:80", "host:+80",
+      "",        "localhost", "host:",   "host:65536", "host:-1", "host:1x",      "::1:80",
+      "[::1]",   "[::1]80",   "[]:80",   "[host]:80",  "a b:80",  "a/b:80",       "host:000080",
+      "[::1:80", "host:+80",  "a\"b:80", "a\\b:80",    "a{b}:80", "h\xc3\xa9:80",
   };
   char host[CYNIC_ADDR_HOST_MAX];
   uint16_t port;

@@ -3,14 +3,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 #include "cynic/common.h"
 #include "http.h"
 
-static const cynic__http_limits_t limits = {.max_url = 64, .max_header_bytes = 256,
-                                            .max_body = 32};
+static const cynic__http_limits_t limits = {.max_url = 64, .max_header_bytes = 256, .max_body = 32};
 
 static int feed_all(cynic__http_parser_t *p, const char *s, size_t *used) {
   return cynic__http_parser_feed(p, s, strlen(s), used);
@@ -43,7 +43,8 @@ static void byte_by_byte_and_pipelined(void **state) {
   (void)state;
   cynic__http_parser_t p;
   cynic__http_parser_init(&p, &limits);
-  const char *two = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n";
+  const char *two =
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n";
   size_t len = strlen(two), off = 0, used;
   int ready = 0;
   /* byte by byte through the first request */
@@ -77,7 +78,9 @@ static void limits_answered(void **state) {
     const char *req;
     int status;
   } cases[] = {
-      {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n", 414},
+      {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
+       "HTTP/1.1\r\n",
+       414},
       {"POST / HTTP/1.1\r\nContent-Length: 33\r\n\r\n", 413},
       {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n", 400},
       {"\x01\x02 junk\r\n\r\n", 400},
@@ -134,8 +137,7 @@ static void pct_decode(void **state) {
   assert_int_equal(cynic__http_pct_decode("%zz", 3, out, sizeof(out)), CYNIC_EINVAL);
   assert_int_equal(cynic__http_pct_decode("%2", 2, out, sizeof(out)), CYNIC_EINVAL);
   assert_int_equal(cynic__http_pct_decode("%00", 3, out, sizeof(out)), CYNIC_EINVAL);
-  assert_int_equal(cynic__http_pct_decode("0123456789abcdef", 16, out, sizeof(out)),
-                   CYNIC_EINVAL);
+  assert_int_equal(cynic__http_pct_decode("0123456789abcdef", 16, out, sizeof(out)), CYNIC_EINVAL);
 }
 
 static void response_writer(void **state) {
@@ -149,11 +151,12 @@ static void response_writer(void **state) {
   assert_int_equal(cynic__http_response(&b, 204, NULL, NULL, 0, false), 0);
   assert_string_equal(b.data, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
   cynic__buf_reset(&b);
-  assert_int_equal(cynic__http_response_headers(&b, 405, "application/json", "Allow: GET\r\n",
-                                                "{}", 2, true),
-                   0);
-  assert_string_equal(b.data, "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n"
-                              "Allow: GET\r\nContent-Length: 2\r\n\r\n{}");
+  assert_int_equal(
+      cynic__http_response_headers(&b, 405, "application/json", "Allow: GET\r\n", "{}", 2, true),
+      0);
+  assert_string_equal(b.data,
+                      "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n"
+                      "Allow: GET\r\nContent-Length: 2\r\n\r\n{}");
   cynic__buf_t small;
   cynic__buf_init(&small, 10);
   assert_int_equal(cynic__http_response(&small, 200, NULL, "x", 1, true), CYNIC_ERANGE);
@@ -164,9 +167,9 @@ static void response_writer(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(simple_request),   cmocka_unit_test(byte_by_byte_and_pipelined),
-      cmocka_unit_test(limits_answered),  cmocka_unit_test(truncated_request),
-      cmocka_unit_test(pct_decode),       cmocka_unit_test(response_writer),
+      cmocka_unit_test(simple_request),  cmocka_unit_test(byte_by_byte_and_pipelined),
+      cmocka_unit_test(limits_answered), cmocka_unit_test(truncated_request),
+      cmocka_unit_test(pct_decode),      cmocka_unit_test(response_writer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

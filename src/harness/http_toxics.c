@@ -1,0 +1,404 @@
+/*
+ * http_toxics.c: toxics that understand HTTP/1.1 on the stream (the most
+ * requested Toxiproxy feature). llhttp finds message boundaries; each message
+ * gets one decision:
+ *
+ *  - http_latency (latency, jitter ms): each request (upstream stream) or
+ *    response (downstream) is held `latency` ± `jitter` ms from its first
+ *    byte, then passes whole; keep-alive and pipelining keep their order.
+ *  - http_status (status, percent, body, content_type): `percent` % of the
+ *    messages (per message, from the seeded RNG) are answered with `status`
+ *    and `body`. On the upstream stream the harness answers *instead of
+ *    forwarding*: the request never reaches the upstream (with a client that
+ *    pipelines, the answer may overtake responses still on their way). On
+ *    the downstream stream the upstream's response is replaced, which keeps
+ *    the order under pipelining but lets the request through.
+ *  - http_drop_first_n (n, status): the first `n` requests (upstream) or
+ *    responses (downstream) of each connection are answered with `status`
+ *    (default 503), to test retries.
+ *  - http_content_type (content_type): every response's Content-Type is
+ *    rewritten (or added), e.g. the book's HTML login page where JSON was
+ *    expected.
+ *
+ * Bytes that are not HTTP (a parse error), or a toxic added to a connection
+ * that already carried bytes, make the stage step aside: chunks pass
+ * unchanged until one starts like a message ("HTTP/1." or "METHOD /"), where
+ * parsing starts again. On keep-alive connections that is the next request or
+ * response.
+ */
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "http.h"
+#include "link.h"
+#include "toxic.h"
+
+#define HEAD_MAX 65536 /* response head bytes buffered for a rewrite */
+#define HEAD_KEEP 4096 /* a head buffer grown past this is released after use */
+#define MS(x) ((uint64_t)(x)*UINT64_C(1000000))
+
+enum { EV_NONE, EV_BEGIN, EV_COMPLETE };
+enum { MODE_PASS, MODE_HOLD, MODE_DROP, MODE_HEAD };
+
+struct http_state;
+static void head_done(struct http_state *hs);
+
+typedef struct http_state {
+  llhttp_t parser;
+  llhttp_settings_t settings;
+  int event;         /* found by the parser at offset `scanned` of the head chunk */
+  size_t scanned;    /* bytes of the head chunk already parsed */
+  bool lost;         /* out of step with message boundaries (joined a live
+                        connection, or bytes that are not HTTP): chunks pass
+                        whole until one starts like a message */
+  int mode;          /* what to do with the current message's bytes */
+  uint64_t messages; /* messages begun on this connection */
+  uint64_t base;     /* upstream answers: responses out before this stage began */
+  uint64_t deadline; /* MODE_HOLD: release time */
+  cynic__buf_t head; /* MODE_HEAD: the response head being collected */
+} http_state_t;
+
+/* Forget the collected head; give back a buffer that an unusually large
+ * head grew, so thousands of idle connections do not each keep 64 KiB. */
+static void head_done(http_state_t *hs) {
+  if (hs->head.cap > HEAD_KEEP)
+    cynic__buf_free(&hs->head);
+  else
+    cynic__buf_reset(&hs->head);
+}
+
+static int on_begin(llhttp_t *p) {
+  ((http_state_t *)p->data)->event = EV_BEGIN;
+  return HPE_PAUSED;
+}
+
+static int on_complete(llhttp_t *p) {
+  ((http_state_t *)p->data)->event = EV_COMPLETE;
+  return HPE_PAUSED;
+}
+
+static http_state_t *state(stage_t *st, const step_ctx_t *ctx) {
+  if (st->http != NULL)
+    return st->http;
+  http_state_t *hs = calloc(1, sizeof(*hs));
+  if (hs == NULL)
+    return NULL;
+  llhttp_settings_init(&hs->settings);
+  hs->settings.on_message_begin = on_begin;
+  hs->settings.on_message_complete = on_complete;
+  llhttp_init(&hs->parser, ctx->dir->stream == STREAM_UPSTREAM ? HTTP_REQUEST : HTTP_RESPONSE,
+              &hs->settings);
+  hs->parser.data = hs;
+  hs->lost = st->joined_live;
+  if (ctx->dir->stream == STREAM_UPSTREAM &&
+      (st->toxic->type->id == TOXIC_HTTP_STATUS || st->toxic->type->id == TOXIC_HTTP_DROP_FIRST_N))
+    hs->base = step_answers_base((step_ctx_t *)ctx);
+  cynic__buf_init(&hs->head, HEAD_MAX + TOXIC_STR_MAX + 64);
+  st->http = hs;
+  return hs;
+}
+
+/* Does the chunk start like a response ("HTTP/1.") or a request ("GET /")?
+ * Used to find a message boundary again; a body chunk that happens to start
+ * so would fool it, which the parser then reports and we step aside again. */
+static bool starts_message(const chunk_t *c, int stream) {
+  const char *p = c->blk->data + c->off;
+  size_t n = c->len;
+  if (stream == STREAM_DOWNSTREAM)
+    return n >= 7 && memcmp(p, "HTTP/1.", 7) == 0;
+  size_t i = 0;
+  while (i < n && i < 20 && p[i] >= 'A' && p[i] <= 'Z')
+    i++;
+  return i > 0 && i + 1 < n && p[i] == ' ' &&
+         (p[i + 1] == '/' || p[i + 1] == '*' || p[i + 1] == 'h');
+}
+
+static void restart_parser(http_state_t *hs, int stream) {
+  llhttp_init(&hs->parser, stream == STREAM_UPSTREAM ? HTTP_REQUEST : HTTP_RESPONSE, &hs->settings);
+  hs->parser.data = hs;
+  hs->lost = false;
+  hs->event = EV_NONE;
+  hs->scanned = 0;
+  hs->mode = MODE_PASS;
+}
+
+bool http_toxic_mid_message(const stage_t *st) {
+  const http_state_t *hs = st->http;
+  return hs != NULL && !hs->lost &&
+         (hs->mode == MODE_DROP || hs->mode == MODE_HEAD || hs->mode == MODE_HOLD);
+}
+
+void http_toxic_free(stage_t *st) {
+  if (st->http == NULL)
+    return;
+  cynic__buf_free(&st->http->head);
+  free(st->http);
+  st->http = NULL;
+}
+
+/* The canned response: downstream it replaces the upstream's response;
+ * upstream it answers the client and the request goes nowhere. */
+static void emit_answer(stage_t *st, step_ctx_t *ctx, int status, const char *ctype,
+                        const char *body) {
+  char buf[TOXIC_STR_MAX * 2 + 512];
+  /* An answer to a HEAD request carries the length but not the body. */
+  bool head = ctx->dir->stream == STREAM_UPSTREAM && st->http->parser.method == HTTP_HEAD;
+  int n = snprintf(buf, sizeof(buf),
+                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                   "X-Cynic-Toxic: %s\r\n\r\n%s",
+                   status, cynic__http_reason(status), ctype, strlen(body), st->toxic->name,
+                   head ? "" : body);
+  if (n <= 0 || (size_t)n >= sizeof(buf))
+    return;
+  if (ctx->dir->stream == STREAM_UPSTREAM) /* after the responses to earlier requests */
+    step_answer_back(ctx, buf, (size_t)n, st->http->base + st->http->messages - 1);
+  else
+    step_emit_bytes(ctx, buf, (size_t)n);
+}
+
+/* Replace (or add) the Content-Type of the head in hs->head[0, end). */
+static void emit_rewritten_head(stage_t *st, step_ctx_t *ctx, size_t end) {
+  http_state_t *hs = st->http;
+  const char *h = hs->head.data;
+  cynic__buf_t out;
+  cynic__buf_init(&out, HEAD_MAX + TOXIC_STR_MAX + 64);
+  bool replaced = false;
+  size_t i = 0;
+  bool first = true;
+  while (i < end) {
+    const char *nl = memchr(h + i, '\n', end - i);
+    size_t line_end = nl ? (size_t)(nl - h) + 1 : end;
+    size_t len = line_end - i;
+    bool blank = len <= 2 && (h[i] == '\r' || h[i] == '\n');
+    if (blank) {
+      if (!replaced)
+        cynic__buf_printf(&out, "Content-Type: %s\r\n", toxic_str(st->toxic, 0));
+      cynic__buf_append(&out, h + i, end - i);
+      break;
+    }
+    if (!first && len > 13 && strncasecmp(h + i, "content-type:", 13) == 0) {
+      if (!replaced)
+        cynic__buf_printf(&out, "Content-Type: %s\r\n", toxic_str(st->toxic, 0));
+      replaced = true;
+    } else {
+      cynic__buf_append(&out, h + i, len);
+    }
+    first = false;
+    i = line_end;
+  }
+  step_emit_bytes(ctx, out.data, out.len);
+  cynic__buf_free(&out);
+}
+
+/* The head is complete (hs->head[0, end) plus maybe body bytes after it):
+ * decide what this message gets. */
+static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
+  http_state_t *hs = st->http;
+  const toxic_t *t = st->toxic;
+  const char *h = hs->head.data;
+  switch (t->type->id) {
+  case TOXIC_HTTP_LATENCY:
+    hs->mode = MODE_HOLD; /* the buffer goes out at the deadline */
+    return;
+  case TOXIC_HTTP_CONTENT_TYPE:
+    emit_rewritten_head(st, ctx, end);
+    if (hs->head.len > end)
+      step_emit_bytes(ctx, h + end, hs->head.len - end);
+    hs->mode = MODE_PASS;
+    break;
+  case TOXIC_HTTP_STATUS:
+  case TOXIC_HTTP_DROP_FIRST_N: {
+    if (ctx->dir->stream == STREAM_UPSTREAM) /* the gate must know HEAD responses */
+      step_note_request(ctx, hs->base + hs->messages - 1, hs->parser.method == HTTP_HEAD);
+    bool hit = t->type->id == TOXIC_HTTP_STATUS ? rng_range(&st->rng, 1, 100) <= t->attr[1]
+                                                : hs->messages <= (uint64_t)t->attr[0];
+    if (hit) {
+      if (t->type->id == TOXIC_HTTP_STATUS)
+        emit_answer(st, ctx, (int)t->attr[0], toxic_str(t, 3), toxic_str(t, 2));
+      else
+        emit_answer(st, ctx, (int)t->attr[1], "text/plain", "");
+      hs->mode = MODE_DROP;
+    } else {
+      step_emit_bytes(ctx, h, hs->head.len);
+      hs->mode = MODE_PASS;
+    }
+    break;
+  }
+  default:
+    step_emit_bytes(ctx, h, hs->head.len);
+    hs->mode = MODE_PASS;
+  }
+  head_done(hs);
+}
+
+/* Send what is buffered unchanged and pass from now on. */
+static void give_up(stage_t *st, step_ctx_t *ctx) {
+  http_state_t *hs = st->http;
+  if (hs->head.len > 0)
+    step_emit_bytes(ctx, hs->head.data, hs->head.len);
+  head_done(hs);
+  hs->mode = MODE_PASS;
+}
+
+/* MODE_HEAD: look for the end of the head in the buffer. */
+static void try_finish_head(stage_t *st, step_ctx_t *ctx) {
+  http_state_t *hs = st->http;
+  const char *h = hs->head.data;
+  for (size_t i = 0; h != NULL && i < hs->head.len; i++) {
+    if (h[i] != '\n')
+      continue;
+    if (i + 1 < hs->head.len && h[i + 1] == '\n') {
+      decide(st, ctx, i + 2);
+      return;
+    }
+    if (i + 2 < hs->head.len && h[i + 1] == '\r' && h[i + 2] == '\n') {
+      decide(st, ctx, i + 3);
+      return;
+    }
+  }
+  if (hs->head.len > HEAD_MAX)
+    give_up(st, ctx);
+}
+
+/* MODE_HOLD: false while the message must wait; once due, the held bytes go. */
+static bool release_hold(stage_t *st, step_ctx_t *ctx) {
+  http_state_t *hs = st->http;
+  if (hs->mode != MODE_HOLD)
+    return true;
+  if (ctx->now < hs->deadline) {
+    step_wake_at(ctx, hs->deadline);
+    return false;
+  }
+  if (hs->head.len > 0) {
+    step_emit_bytes(ctx, hs->head.data, hs->head.len);
+    head_done(hs);
+  }
+  return true;
+}
+
+/* Handle the first n bytes of the head chunk in the current mode. false if
+ * they must wait (and the step stops). */
+static bool consume(stage_t *st, step_ctx_t *ctx, size_t n) {
+  http_state_t *hs = st->http;
+  chunk_t *c = ctx->in->head;
+  switch (hs->mode) {
+  case MODE_HOLD:
+    if (!release_hold(st, ctx))
+      return false;
+    /* fall through */
+  case MODE_PASS:
+    if (!step_room(ctx))
+      return false;
+    step_pass_part(ctx, n);
+    break;
+  case MODE_DROP:
+    step_drop_part(ctx, n);
+    break;
+  case MODE_HEAD:
+    if (cynic__buf_append(&hs->head, c->blk->data + c->off, n) != 0) {
+      give_up(st, ctx);
+      return true; /* the bytes stay; now in MODE_PASS */
+    }
+    step_drop_part(ctx, n);
+    try_finish_head(st, ctx);
+    break;
+  }
+  hs->scanned -= n;
+  return true;
+}
+
+/* false if the event must wait (a held message is not due yet). */
+static bool on_event(stage_t *st, step_ctx_t *ctx) {
+  http_state_t *hs = st->http;
+  const toxic_t *t = st->toxic;
+  if (!release_hold(st, ctx))
+    return false;
+  int ev = hs->event;
+  hs->event = EV_NONE;
+  if (ev == EV_COMPLETE) {
+    if (hs->mode == MODE_HEAD)
+      give_up(st, ctx);
+    hs->mode = MODE_PASS;
+    return true;
+  }
+  /* A message begins: collect its head before deciding, so that bytes that
+   * turn out not to be HTTP are passed on unchanged, never answered for. */
+  hs->messages++;
+  if (t->type->id == TOXIC_HTTP_LATENCY) {
+    int64_t delay = t->attr[0];
+    if (t->attr[1] > 0)
+      delay += rng_range(&st->rng, -t->attr[1], t->attr[1]);
+    hs->deadline = ctx->now + MS(delay < 0 ? 0 : delay);
+  }
+  hs->mode = MODE_HEAD;
+  head_done(hs);
+  return true;
+}
+
+int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
+  http_state_t *hs = state(st, ctx);
+  int r = STEP_IDLE;
+  for (;;) {
+    /* An event found at the start of the head chunk (or after the last
+     * byte of the queue) applies before anything else. */
+    if (hs != NULL && hs->event != EV_NONE && hs->scanned == 0) {
+      if (!on_event(st, ctx))
+        break;
+      r = STEP_PROGRESS;
+      continue;
+    }
+    chunk_t *c = ctx->in->head;
+    if (c == NULL) {
+      /* A held message may fall due with nothing new behind it. */
+      if (hs != NULL && hs->mode == MODE_HOLD && hs->head.len > 0 && release_hold(st, ctx))
+        r = STEP_PROGRESS;
+      break;
+    }
+    if (hs != NULL && hs->lost && c->kind == CHUNK_DATA && hs->scanned == 0 &&
+        starts_message(c, ctx->dir->stream)) {
+      restart_parser(hs, ctx->dir->stream);
+      continue;
+    }
+    if (hs == NULL || hs->lost || c->kind != CHUNK_DATA) {
+      if (hs != NULL && !release_hold(st, ctx))
+        break;
+      if (hs != NULL && hs->mode != MODE_PASS && hs->mode != MODE_HOLD)
+        give_up(st, ctx);
+      if (!step_room(ctx))
+        break;
+      step_pass(ctx);
+      if (hs != NULL)
+        hs->scanned = 0;
+      r = STEP_PROGRESS;
+      continue;
+    }
+    if (hs->event == EV_NONE && hs->scanned < c->len) {
+      const char *p = c->blk->data + c->off + hs->scanned;
+      llhttp_errno_t e = llhttp_execute(&hs->parser, p, c->len - hs->scanned);
+      if (e == HPE_OK) {
+        hs->scanned = c->len;
+      } else if (e == HPE_PAUSED) {
+        const char *pos = llhttp_get_error_pos(&hs->parser);
+        hs->scanned = (size_t)(pos - (c->blk->data + c->off));
+        llhttp_resume(&hs->parser);
+      } else {
+        /* Not HTTP here: step aside until a chunk starts a message. */
+        if (hs->mode == MODE_HEAD || hs->mode == MODE_HOLD)
+          give_up(st, ctx);
+        hs->lost = true;
+        hs->mode = MODE_PASS;
+        continue;
+      }
+    }
+    if (hs->scanned > 0) {
+      if (!consume(st, ctx, hs->scanned))
+        break;
+      r = STEP_PROGRESS;
+    }
+  }
+  return r;
+}

@@ -1,0 +1,277 @@
+"""cynic-harness: HTTP-aware toxics over a real keep-alive HTTP/1.1 upstream."""
+import http.client
+import http.server
+import socket
+import threading
+import time
+
+import pytest
+
+from harness_util import Harness, harness  # noqa: F401
+from netutil import TcpServer, connect, echo_handler, recv_exactly
+
+SLACK = 1.5
+
+
+SEEN = []
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        SEEN.append(self.path)
+        body = self.path.encode()
+        self.send_response(200)
+        if not self.path.startswith("/noctype"):
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_HEAD(self):
+        SEEN.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.path)))  # the GET's length, no body
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def web():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def get(conn, path):
+    conn.request("GET", path)
+    r = conn.getresponse()
+    return r.status, r.getheader("Content-Type"), r.read()
+
+
+def test_http_latency_per_request(harness, web):
+    p = harness.create("hl", web)
+    harness.add_toxic("hl", type="http_latency", attributes={"latency": 300})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    for i in range(3):
+        t0 = time.monotonic()
+        st, _, body = get(conn, f"/r{i}")
+        took = time.monotonic() - t0
+        assert (st, body) == (200, f"/r{i}".encode())
+        assert 0.3 <= took < 0.3 + SLACK, took
+    conn.close()
+
+
+def test_http_latency_upstream_requests(harness, web):
+    p = harness.create("hlu", web)
+    harness.add_toxic("hlu", type="http_latency", stream="upstream", attributes={"latency": 250})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    for i in range(2):
+        t0 = time.monotonic()
+        assert get(conn, f"/u{i}")[2] == f"/u{i}".encode()
+        assert 0.25 <= time.monotonic() - t0 < 0.25 + SLACK
+    conn.close()
+
+
+def status_sequence(web, seed, n=40):
+    h = Harness(seed=seed)
+    try:
+        p = h.create("hs", web)
+        h.add_toxic("hs", type="http_status",
+                    attributes={"status": 503, "percent": 50, "body": '{"error":"injected"}',
+                                "content_type": "application/json"})
+        conn = http.client.HTTPConnection("127.0.0.1", h.listen_port(p), timeout=20)
+        seq = []
+        for i in range(n):
+            st, ctype, body = get(conn, f"/s{i}")
+            if st == 503:
+                assert body == b'{"error":"injected"}' and ctype == "application/json"
+            else:
+                assert (st, body) == (200, f"/s{i}".encode())  # never out of step
+            seq.append(st)
+        conn.close()
+        return seq
+    finally:
+        h.stop()
+
+
+def test_http_status_share_reproducible(web):
+    a = status_sequence(web, seed=11)
+    b = status_sequence(web, seed=11)
+    c = status_sequence(web, seed=12)
+    assert a == b
+    assert 8 <= a.count(503) <= 32, a
+    assert a != c
+
+
+def test_http_status_all(harness, web):
+    p = harness.create("hsa", web)
+    harness.add_toxic("hsa", type="http_status", attributes={"status": 418, "body": "teapot"})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    for i in range(3):
+        st, ctype, body = get(conn, "/x")
+        assert (st, ctype, body) == (418, "text/plain", b"teapot")
+    conn.close()
+
+
+def test_http_drop_first_n(harness, web):
+    p = harness.create("hd", web)
+    t = harness.add_toxic("hd", type="http_drop_first_n", attributes={"n": 2})
+    assert t["attributes"] == {"n": 2, "status": 503}
+    for _ in range(2):  # per connection
+        conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+        assert [get(conn, f"/d{i}")[0] for i in range(4)] == [503, 503, 200, 200]
+        conn.close()
+
+
+def test_http_status_upstream_answers_instead_of_forwarding(harness, web):
+    p = harness.create("hsu", web)
+    harness.add_toxic("hsu", type="http_status", stream="upstream",
+                      attributes={"status": 503, "body": "down"})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    for i in range(3):
+        assert get(conn, f"/never{i}") == (503, "text/plain", b"down")
+    conn.close()
+    assert not [x for x in SEEN if x.startswith("/never")]
+
+
+def test_http_drop_first_n_upstream(harness, web):
+    p = harness.create("hdu", web)
+    harness.add_toxic("hdu", type="http_drop_first_n", stream="upstream", attributes={"n": 1})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    assert [get(conn, f"/first{i}")[0] for i in range(3)] == [503, 200, 200]
+    conn.close()
+    assert "/first0" not in SEEN and "/first1" in SEEN
+
+
+def test_http_content_type_rewrite(harness, web):
+    p = harness.create("hc", web)
+    harness.add_toxic("hc", type="http_content_type", attributes={"content_type": "text/html; charset=utf-8"})
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    assert get(conn, "/api/login") == (200, "text/html; charset=utf-8", b"/api/login")
+    assert get(conn, "/noctype") == (200, "text/html; charset=utf-8", b"/noctype")
+    conn.close()
+
+
+def test_http_toxic_steps_aside_for_non_http(harness):
+    up = TcpServer(echo_handler)
+    try:
+        p = harness.create("raw", up.address)
+        harness.add_toxic("raw", type="http_status", attributes={"status": 500})
+        s = connect(harness.listen_port(p))
+        s.sendall(b"\x00\x01 not http at all\r\n\r\n")
+        assert recv_exactly(s, 22) == b"\x00\x01 not http at all\r\n\r\n"
+        s.close()
+    finally:
+        up.close()
+
+
+@pytest.mark.parametrize("body", [
+    {"type": "http_status", "attributes": {"status": 99}},
+    {"type": "http_status", "attributes": {"percent": 101}},
+    {"type": "http_status", "attributes": {"body": 5}},
+    {"type": "http_status", "attributes": {"content_type": "a\r\nX-Evil: 1"}},
+    {"type": "http_status", "attributes": {"body": "x" * 2000}},
+    {"type": "http_content_type", "attributes": {"content_type": ""}},
+    {"type": "http_drop_first_n", "attributes": {"n": -1}},
+])
+def test_http_toxic_validation(harness, body):
+    harness.create("v", "127.0.0.1:1")
+    st, js, raw = harness.api.post("/proxies/v/toxics", body)
+    assert st == 400, raw
+
+
+def test_http_toxic_joins_live_keepalive_connection(harness, web):
+    p = harness.create("live", web)
+    conn = http.client.HTTPConnection("127.0.0.1", harness.listen_port(p), timeout=20)
+    assert get(conn, "/before")[0] == 200
+    harness.add_toxic("live", type="http_status", attributes={"status": 502, "body": "late"})
+    harness.add_toxic("live", name="up", type="http_drop_first_n", stream="upstream",
+                      attributes={"n": 1, "status": 429})
+    # Both pick up at the next message boundary of this very connection.
+    assert get(conn, "/after1") == (429, "text/plain", b"")
+    assert get(conn, "/after2") == (502, "text/plain", b"late")
+    assert harness.api.delete("/proxies/live/toxics/http_status_downstream")[0] == 204
+    assert get(conn, "/after3") == (200, "application/json", b"/after3")
+    conn.close()
+
+
+def read_responses(sock, count, timeout=20, heads=()):
+    """Parse `count` Content-Length framed responses off a raw socket; the
+    responses whose index is in `heads` answer HEAD requests (no body)."""
+    sock.settimeout(timeout)
+    buf = b""
+    out = []
+    while len(out) < count:
+        while b"\r\n\r\n" not in buf:
+            d = sock.recv(65536)
+            assert d, f"EOF after {len(out)} responses"
+            buf += d
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v)
+        if len(out) in heads:
+            length = 0
+        while len(buf) < length:
+            d = sock.recv(65536)
+            assert d, "EOF in a body"
+            buf += d
+        out.append((status, buf[:length]))
+        buf = buf[length:]
+    return out
+
+
+def test_upstream_answers_keep_order_with_pipelining(harness, web):
+    """A pipelining client: answers given in place of the upstream must wait
+    for the responses to earlier requests, as HTTP/1.1 requires."""
+    p = harness.create("pipe", web)
+    harness.add_toxic("pipe", type="http_status", stream="upstream",
+                      attributes={"status": 503, "percent": 50, "body": "no"})
+    harness.add_toxic("pipe", name="slow", type="http_latency",  # make the upstream's answers lag
+                      attributes={"latency": 50})
+    s = connect(harness.listen_port(p))
+    n = 20
+    s.sendall(b"".join(b"GET /pipe%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(n)))
+    got = read_responses(s, n)
+    s.close()
+    statuses = [st for st, _ in got]
+    assert 2 <= statuses.count(503) <= 18, statuses
+    for i, (st, body) in enumerate(got):
+        if st == 503:
+            assert body == b"no"
+        else:
+            assert (st, body) == (200, b"/pipe%d" % i), (i, st, body)
+
+
+def test_upstream_answers_in_order_after_head_requests(harness, web):
+    """A pipelined HEAD's response has a Content-Length but no body: the gate
+    must not wait for that body before an answer that follows it."""
+    p = harness.create("phead", web)
+    harness.add_toxic("phead", type="http_status", stream="upstream",
+                      attributes={"status": 503, "percent": 50, "body": "no"})
+    methods = [b"HEAD" if i % 2 == 0 else b"GET" for i in range(16)]
+    s = connect(harness.listen_port(p))
+    t0 = time.monotonic()
+    s.sendall(b"".join(b"%s /h%d HTTP/1.1\r\nHost: x\r\n\r\n" % (m, i) for i, m in enumerate(methods)))
+    heads = {i for i, m in enumerate(methods) if m == b"HEAD"}
+    got = read_responses(s, len(methods), heads=heads)
+    s.close()
+    assert time.monotonic() - t0 < 5  # not the 10 s fallback
+    assert 2 <= [st for st, _ in got].count(503) <= 14
+    for i, (st, body) in enumerate(got):
+        if st == 503:
+            assert body == (b"" if i in heads else b"no")
+        else:
+            assert (st, body) == (200, b"" if i in heads else b"/h%d" % i), (i, st, body)
