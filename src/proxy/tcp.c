@@ -288,7 +288,7 @@ static void log_connection(const cynic__conn_t *c) {
 static void conn_free(cynic__conn_t *c) {
   cynic__proxy_t *p = c->proxy;
   cynic__upstream_t *u = c->upstream;
-  if (p->cfg->log.level == CYNIC__LOG_DEBUG)
+  if (cynic__log_enabled(CYNIC_LOG_DEBUG)) /* no JSON built for nothing */
     log_connection(c);
   if (c->endpoint != NULL)
     c->endpoint->active--;
