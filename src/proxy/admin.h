@@ -51,6 +51,9 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
  * sets *status: 200 applied, 400 bad config (nothing applied), 409 a change
  * that needs a restart (nothing applied). `who` names the cause in the log. */
 json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status);
+/* Frees the config copies and pinned configs of retired listeners and
+ * upstreams, after the loop has ended. */
+void cynic__reload_free(cynic__proxy_t *p);
 /* Reads the token of `n`'s admin.token_file into *token (malloc'd; NULL when
  * there is none). 0, or a negative errno (logged). */
 int cynic__admin_token_read(const cynic__config_t *n, char **token, size_t *len);

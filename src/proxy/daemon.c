@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "accesslog.h"
+#include "admin.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -344,8 +345,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   cynic__listeners_free(&p);
   cynic__upstreams_free(&p);
   cynic__config_free(p.reloaded_cfg); /* after everything that points into it */
-  for (size_t i = 0; i < p.pinned_count; i++)
-    cynic__config_free(p.pinned_cfgs[i]);
+  cynic__reload_free(&p);
   int status = p.status;
   int close_rc = uv_loop_close(&loop);
   if (close_rc != 0) {

@@ -208,9 +208,13 @@ struct cynic__proxy {
   uint64_t reloads;              /* successful reloads */
   cynic__config_t *reloaded_cfg; /* the config in use after a reload (owned; the first
                                     one belongs to main.c) */
-  /* configs replaced by a reload that retired listeners still point into
-   * (their cfg); freed at exit. At most 4: past that, a reload that removes
-   * a listener asks for a restart (reload.c). */
+  /* Retired listeners and upstreams own a copy of their part of the config
+   * they were made from (reload.c), freed at exit; the whole config is kept
+   * (pinned) only when a copy could not be made. */
+  cynic__config_listener_t *retired_listener_cfgs[CYNIC__CONFIG_MAX_LISTENERS];
+  size_t retired_listener_cfg_count;
+  cynic__config_upstream_t *retired_upstream_cfgs[CYNIC__CONFIG_MAX_UPSTREAMS];
+  size_t retired_upstream_cfg_count;
   cynic__config_t *pinned_cfgs[4];
   size_t pinned_count;
 };

@@ -9,11 +9,11 @@
  * (the arrays have room for the most a config may hold, so nothing moves),
  * all or nothing: a listener that cannot bind undoes the whole reload (409).
  * A listener the new file no longer has is retired: it stops accepting at
- * once, its open connections finish with it, and it keeps its slot and the
- * config it points into (pinned) until the process ends; /status lists it
- * as retired, /metrics leaves it out (its name may come back). Pinned configs
- * are capped: past 4 such reloads, removing asks for a
- * restart; and the slots of retired listeners count against the 64.
+ * once, its open connections finish with it, and it keeps its slot and a
+ * copy of its part of the config until the process ends; /status lists it
+ * as retired, /metrics leaves it out (its name may come back). The slots of
+ * retired listeners count against the 64 (upstreams: 256); past that, an
+ * addition asks for a restart.
  *
  * What a reload applies in place, today: every value read per connection or
  * per decision - timeouts, keepalive, listener max_connections and
@@ -212,6 +212,86 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
 /* Listeners of the first `nl` that `n` no longer has: they stop accepting at
  * once and are left to their open connections (which keep their listener and
  * its config). Returns how many; their names go into `removed`. */
+static char *str_dup(const char *s) {
+  return s != NULL ? strdup(s) : NULL;
+}
+
+/* A copy of what a retired listener still reads of its config (names,
+ * addresses, limits, timeouts), owned by the proxy from now on: the config
+ * it came from can then be freed by the next reload. NULL without memory. */
+static cynic__config_listener_t *listener_cfg_copy(const cynic__config_listener_t *c) {
+  cynic__config_listener_t *d = malloc(sizeof *d);
+  if (d == NULL)
+    return NULL;
+  *d = *c;
+  d->name = str_dup(c->name);
+  d->upstream_name = str_dup(c->upstream_name);
+  d->access_log = str_dup(c->access_log);
+  d->listen.host = str_dup(c->listen.host);
+  d->listen.text = str_dup(c->listen.text);
+  if (d->name == NULL || d->upstream_name == NULL || d->listen.text == NULL ||
+      (c->access_log != NULL && d->access_log == NULL) ||
+      (c->listen.host != NULL && d->listen.host == NULL)) {
+    free(d->name), free(d->upstream_name), free(d->access_log);
+    free(d->listen.host), free(d->listen.text), free(d);
+    return NULL;
+  }
+  return d;
+}
+
+static void listener_cfg_free(cynic__config_listener_t *d) {
+  free(d->name), free(d->upstream_name), free(d->access_log);
+  free(d->listen.host), free(d->listen.text), free(d);
+}
+
+/* The same for a retired upstream: name, endpoints (addresses and names),
+ * timeouts; the http-only strings are not copied (tcp mode never reads
+ * them; NULL). */
+static void upstream_cfg_free(cynic__config_upstream_t *d) {
+  if (d->endpoints != NULL)
+    for (size_t k = 0; k < d->endpoint_count; k++)
+      free(d->endpoints[k].host), free(d->endpoints[k].text);
+  free(d->endpoints), free(d->name), free(d);
+}
+
+static cynic__config_upstream_t *upstream_cfg_copy(const cynic__config_upstream_t *c) {
+  cynic__config_upstream_t *d = malloc(sizeof *d);
+  if (d == NULL)
+    return NULL;
+  *d = *c;
+  d->http.expect_content_type = d->http.fallback_body = d->http.fallback_content_type = NULL;
+  d->http.fallback_body_len = 0;
+  d->name = str_dup(c->name);
+  d->endpoints = calloc(c->endpoint_count, sizeof *d->endpoints);
+  bool ok = d->name != NULL && d->endpoints != NULL;
+  for (size_t k = 0; ok && k < c->endpoint_count; k++) {
+    d->endpoints[k] = c->endpoints[k];
+    d->endpoints[k].host = str_dup(c->endpoints[k].host);
+    d->endpoints[k].text = str_dup(c->endpoints[k].text);
+    ok = d->endpoints[k].text != NULL &&
+         (c->endpoints[k].host == NULL || d->endpoints[k].host != NULL);
+  }
+  if (!ok) {
+    if (d->endpoints == NULL)
+      d->endpoint_count = 0;
+    upstream_cfg_free(d);
+    return NULL;
+  }
+  return d;
+}
+
+void cynic__reload_free(cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->retired_listener_cfg_count; i++)
+    listener_cfg_free(p->retired_listener_cfgs[i]);
+  for (size_t i = 0; i < p->retired_upstream_cfg_count; i++)
+    upstream_cfg_free(p->retired_upstream_cfgs[i]);
+  for (size_t i = 0; i < p->pinned_count; i++)
+    cynic__config_free(p->pinned_cfgs[i]);
+  p->retired_listener_cfg_count = p->retired_upstream_cfg_count = p->pinned_count = 0;
+}
+
+/* Returns how many retired objects still point into the config being
+ * replaced (a copy could not be made): then it must be kept. */
 static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, json_t *removed) {
   size_t count = 0;
   for (size_t i = 0; i < nl; i++) {
@@ -228,13 +308,22 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
       l->reserve = NULL;
     }
     l->retired = true;
-    count++;
     json_array_append_new(removed, json_string(l->cfg->name));
     json_t *f = json_pack("{s:s, s:s, s:s, s:i}", "event", "listener_removed", "listener",
                           l->cfg->name, "address", l->address, "connections", (int)l->open);
     if (f != NULL && lc != NULL)
       json_object_set_new(f, "moved_to", json_string(lc->listen.text));
     cynic__log(CYNIC_LOG_INFO, "listener removed", f);
+    /* a slot is used at most once, so the copies fit their array */
+    cynic__config_listener_t *copy = listener_cfg_copy(l->cfg);
+    if (copy != NULL && p->retired_listener_cfg_count < CYNIC__CONFIG_MAX_LISTENERS) {
+      l->cfg = copy;
+      p->retired_listener_cfgs[p->retired_listener_cfg_count++] = copy;
+    } else {
+      if (copy != NULL)
+        listener_cfg_free(copy);
+      count++; /* still points into the old config */
+    }
   }
   return count;
 }
@@ -312,12 +401,22 @@ static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
       continue;
     uv_timer_stop(&u->resolve_timer); /* an old object needs no fresh addresses */
     u->retired = true;
-    count++;
     json_array_append_new(removed, json_string(u->cfg->name));
     cynic__log(CYNIC_LOG_INFO, uc != NULL ? "upstream rebuilt" : "upstream removed",
                json_pack("{s:s, s:s, s:b}", "event",
                          uc != NULL ? "upstream_rebuilt" : "upstream_removed", "upstream",
                          u->cfg->name, "replaced", uc != NULL));
+    cynic__config_upstream_t *copy = upstream_cfg_copy(u->cfg);
+    if (copy != NULL && p->retired_upstream_cfg_count < CYNIC__CONFIG_MAX_UPSTREAMS) {
+      u->cfg = copy;
+      for (size_t k = 0; k < u->endpoint_count; k++)
+        u->endpoints[k].addr = &copy->endpoints[k];
+      p->retired_upstream_cfgs[p->retired_upstream_cfg_count++] = copy;
+    } else {
+      if (copy != NULL)
+        upstream_cfg_free(copy);
+      count++; /* still points into the old config */
+    }
   }
   return count;
 }
@@ -328,13 +427,13 @@ static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
 static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t nu) {
   for (size_t i = 0; i < nl; i++) {
     cynic__listener_t *l = &p->listeners[i];
-    if (!l->retired) /* a retired one keeps its old, pinned config */
+    if (!l->retired) /* a retired one keeps its own copy */
       l->cfg = find_listener(n, l->cfg->name);
   }
   for (size_t i = 0; i < nu; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
     if (u->retired)
-      continue; /* keeps its old, pinned config */
+      continue; /* keeps its own copy */
     u->cfg = find_upstream(n, u->cfg->name);
     for (size_t k = 0; k < u->endpoint_count; k++)
       u->endpoints[k].addr = &u->cfg->endpoints[k];
@@ -431,12 +530,6 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       snprintf(why2, sizeof why2,
                "cynic is still starting; add or remove listeners and upstreams after");
       rc = CYNIC_ESTATE;
-    } else if (removes && p->reloaded_cfg != NULL &&
-               p->pinned_count == sizeof p->pinned_cfgs / sizeof p->pinned_cfgs[0]) {
-      snprintf(why2, sizeof why2,
-               "too many reloads have removed listeners (their old configs are kept while "
-               "their connections finish); restart to remove more");
-      rc = CYNIC_EFULL;
     } else if (adds) {
       rc = add_new(p, p->cfg, n, why2, sizeof why2, added);
     }
@@ -481,12 +574,15 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
         (l->upstream->retired || strcmp(l->upstream->cfg->name, l->cfg->upstream_name) != 0))
       l->upstream = upstream_named(p, p->upstream_count, l->cfg->upstream_name);
   }
-  /* The retired listeners point into the config being replaced: keep it (the
-   * first one is main.c's and lives to the end anyway). */
-  if (retired > 0 && p->reloaded_cfg != NULL)
+  /* Retired objects own copies of their config; only when a copy could not
+   * be made (no memory) do they point into the config being replaced: keep it
+   * then (main.c's first one lives to the end anyway). */
+  if (retired > 0 && p->reloaded_cfg != NULL &&
+      p->pinned_count < sizeof p->pinned_cfgs / sizeof p->pinned_cfgs[0])
     p->pinned_cfgs[p->pinned_count++] = p->reloaded_cfg;
-  else
+  else if (retired == 0)
     cynic__config_free(p->reloaded_cfg);
+  /* else: out of memory and out of pins: leak it rather than free what is used */
   p->reloaded_cfg = n;
   p->config_unix_ms = cynic__unix_ms();
   p->reloads++;
