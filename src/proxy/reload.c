@@ -34,8 +34,8 @@
  * file says where the log went).
  *
  * What needs a restart, and is refused with 409 naming it (nothing applied):
- * a listener's (at the same address) mode or buffer, per-client limits
- * turned on or off; the admin address; the log's rotation settings.
+ * a listener's (at the same address) mode or buffer; the admin address; the
+ * log's rotation settings.
  *
  * Ownership: the config the process started with belongs to main.c; a
  * reloaded one belongs to the proxy (p->reloaded_cfg) and is freed when the
@@ -114,8 +114,6 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
       RESTART("listener '%s': mode changed", nl->name);
     if (ol->buffer_bytes != nl->buffer_bytes)
       RESTART("listener '%s': buffer changed", nl->name);
-    if ((ol->max_connections_per_client == 0) != (nl->max_connections_per_client == 0))
-      RESTART("listener '%s': max_connections_per_client turned on or off", nl->name);
   }
   /* Upstreams removed, added or rebuilt (endpoints, breaker, bulkhead,
    * resolve_interval changed) are all applied: see upstream_rebuilt(). */
@@ -333,6 +331,61 @@ static bool rate_changed(const cynic__config_listener_t *a, const cynic__config_
          a->rate_burst != b->rate_burst;
 }
 
+/* Per-client tables for the kept listeners that turn max_connections_per_client
+ * on (sized as listener.c does), made before anything changes. Connections
+ * open before the reload are not in the table: a client may have that many
+ * more until they close. tables[i] is for listener i, or NULL. */
+static int prepare_clients(cynic__proxy_t *p, const cynic__config_t *n,
+                           cynic__client_count_t ***tables, size_t *buckets) {
+  for (size_t i = 0; i < p->listener_count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    tables[i] = NULL;
+    buckets[i] = 0;
+    if (l->retired || lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text) ||
+        l->client_buckets != 0 || lc->max_connections_per_client == 0)
+      continue;
+    size_t nb = 64;
+    while (nb < lc->max_connections / 4 && nb < 65536)
+      nb *= 2;
+    tables[i] = calloc(nb, sizeof *tables[i]);
+    if (tables[i] == NULL) {
+      for (size_t k = 0; k < i; k++)
+        free(tables[k]);
+      return CYNIC_ENOMEM;
+    }
+    buckets[i] = nb;
+  }
+  return 0;
+}
+
+/* Applies prepare_clients' tables, and drops the tables of kept listeners
+ * that turn the limit off. */
+static void apply_clients(cynic__proxy_t *p, const cynic__config_t *n,
+                          cynic__client_count_t ***tables, const size_t *buckets, size_t nl) {
+  for (size_t i = 0; i < nl; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (tables[i] != NULL) {
+      l->clients = tables[i];
+      l->client_buckets = buckets[i];
+      continue;
+    }
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    if (l->retired || lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text) ||
+        l->client_buckets == 0 || lc->max_connections_per_client != 0)
+      continue;
+    for (size_t b = 0; b < l->client_buckets; b++)
+      while (l->clients[b] != NULL) {
+        cynic__client_count_t *c = l->clients[b];
+        l->clients[b] = c->next;
+        free(c);
+      }
+    free(l->clients);
+    l->clients = NULL;
+    l->client_buckets = 0;
+  }
+}
+
 /* New rate tables for the kept listeners whose rate_limit changed, made
  * before anything changes (they can fail). rates[i] is for listener i;
  * changed[i] says whether to swap. */
@@ -500,11 +553,20 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     *status = 409;
     return json_pack("{s:s, s:i}", "error", why, "status", 409);
   }
+  cynic__client_count_t **clients[CYNIC__CONFIG_MAX_LISTENERS];
+  size_t client_buckets[CYNIC__CONFIG_MAX_LISTENERS];
+  if (prepare_clients(p, n, clients, client_buckets) != 0) {
+    for (size_t i = 0; i < p->listener_count; i++)
+      cynic_ratetable_free(rates[i]);
+    cynic__config_free(n);
+    *status = 409;
+    return json_pack("{s:s, s:i}", "error", "out of memory; nothing was applied", "status", 409);
+  }
   char *token = NULL;
   size_t token_len = 0;
   if (cynic__admin_token_read(n, &token, &token_len) != 0) {
     for (size_t i = 0; i < p->listener_count; i++)
-      cynic_ratetable_free(rates[i]);
+      cynic_ratetable_free(rates[i]), free(clients[i]);
     cynic__config_free(n);
     *status = 400;
     return json_pack("{s:s, s:i}", "error", "admin.token_file cannot be read; nothing was applied",
@@ -537,7 +599,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       json_decref(added);
       free(token);
       for (size_t i = 0; i < nl0; i++)
-        cynic_ratetable_free(rates[i]);
+        cynic_ratetable_free(rates[i]), free(clients[i]);
       cynic__config_free(n);
       cynic__log(
           CYNIC_LOG_ERROR, "reload refused: cannot add or remove what it says",
@@ -549,6 +611,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     }
   }
   cynic__admin_token_set(p, token, token_len);
+  apply_clients(p, n, clients, client_buckets, nl0);
   for (size_t i = 0; i < nl0; i++)
     if (rate_swap[i]) { /* a new bucket per client: the new rate starts full */
       cynic_ratetable_free(p->listeners[i].rate);

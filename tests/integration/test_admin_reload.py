@@ -417,3 +417,27 @@ def test_many_reloads_that_retire_things_stay_bounded():
             c.close()
         px.stop()
         good.close(), bad.close(), good2.close()
+
+
+def test_reload_turns_the_per_client_limit_on_and_off():
+    good, bad = pu.echo(), pu.Refused()
+    px = pu.Cynic(make(good, bad))
+    adm = au.Admin(px)
+    try:
+        rewrite(px, make(good, bad, app_extra="max_connections_per_client: 1"))
+        assert adm.post("/reload")[0] == 200
+        held = px.connect()
+        held.sendall(b"a")
+        assert held.recv(1) == b"a"
+        with px.connect() as c:  # the same client's second: shed at once
+            assert pu.closed_within(c, 5) is not None
+        assert adm.metrics().get("cynic_connections_total", listener="app",
+                                 outcome="max_connections_per_client") == 1
+        rewrite(px, make(good, bad))
+        assert adm.post("/reload")[0] == 200
+        assert exchange(px)  # off again: a second one is fine
+        held.close()
+        assert exchange(px)
+    finally:
+        px.stop()
+        good.close(), bad.close()
