@@ -4,7 +4,7 @@
 # peers (wrk, haproxy).
 set -eu
 pkgs="cmake make gcc pkg-config libcmocka-dev libuv1-dev libyaml-dev libjansson-dev
-node-llhttp python3-pytest"
+node-llhttp python3-pytest chromium"
 if [ "${1:-}" = bench ]; then
   pkgs="$pkgs wrk haproxy"
 fi

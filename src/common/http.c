@@ -219,10 +219,14 @@ const char *cynic__http_reason(int status) {
     return "OK";
   case 201:
     return "Created";
+  case 202:
+    return "Accepted";
   case 204:
     return "No Content";
   case 400:
     return "Bad Request";
+  case 401:
+    return "Unauthorized";
   case 403:
     return "Forbidden";
   case 404:
@@ -256,10 +260,18 @@ const char *cynic__http_reason(int status) {
 
 int cynic__http_response(cynic__buf_t *out, int status, const char *content_type, const char *body,
                          size_t len, bool keep_alive) {
+  return cynic__http_response_headers(out, status, content_type, NULL, body, len, keep_alive);
+}
+
+int cynic__http_response_headers(cynic__buf_t *out, int status, const char *content_type,
+                                 const char *headers, const char *body, size_t len,
+                                 bool keep_alive) {
   size_t before = out->len;
   int err = cynic__buf_printf(out, "HTTP/1.1 %d %s\r\n", status, cynic__http_reason(status));
   if (!err && content_type != NULL)
     err = cynic__buf_printf(out, "Content-Type: %s\r\n", content_type);
+  if (!err && headers != NULL)
+    err = cynic__buf_puts(out, headers);
   bool no_body = status == 204 || status == 304;
   if (!err && !no_body)
     err = cynic__buf_printf(out, "Content-Length: %zu\r\n", len);

@@ -90,5 +90,10 @@ const char *cynic__http_reason(int status);
  */
 int cynic__http_response(cynic__buf_t *out, int status, const char *content_type, const char *body,
                          size_t len, bool keep_alive);
+/* As cynic__http_response, with `headers` (NULL, or complete header lines, each
+ * ending in CRLF: "Allow: GET\r\n") written after Content-Type. */
+int cynic__http_response_headers(cynic__buf_t *out, int status, const char *content_type,
+                                 const char *headers, const char *body, size_t len,
+                                 bool keep_alive);
 
 #endif

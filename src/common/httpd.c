@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "cynic/common.h"
 #include "json.h"
 
@@ -192,13 +193,14 @@ static void answer(cynic__httpd_conn_t *c) {
   resp.status = 200;
   resp.content_type = "application/json";
   resp.close = false;
+  resp.headers = NULL;
   cynic__buf_init(&resp.body, s->config.max_response);
   s->handler(s->arg, &c->parser, &resp);
   bool keep = cynic__http_keep_alive(&c->parser) && !resp.close && !s->closing;
   cynic__buf_t out;
   cynic__buf_init(&out, s->config.max_response + 4096);
-  if (cynic__http_response(&out, resp.status, resp.content_type, resp.body.data, resp.body.len,
-                           keep) == 0) {
+  if (cynic__http_response_headers(&out, resp.status, resp.content_type, resp.headers,
+                                   resp.body.data, resp.body.len, keep) == 0) {
     /* HEAD: the same head, Content-Length included, and no body. */
     bool has_body = resp.status != 204 && resp.status != 304;
     if (strcmp(cynic__http_method(&c->parser), "HEAD") == 0 && has_body)
@@ -311,6 +313,17 @@ int cynic__httpd_start(cynic__httpd_t *s, uv_loop_t *loop, const cynic__httpd_co
 int cynic__httpd_address(cynic__httpd_t *s, struct sockaddr_storage *out) {
   int len = sizeof(*out);
   return uv_tcp_getsockname(&s->listener, (struct sockaddr *)out, &len);
+}
+
+int cynic__httpd_peer(const cynic__http_parser_t *req, char *buf, size_t len) {
+  const cynic__httpd_conn_t *c =
+      (const cynic__httpd_conn_t *)((const char *)req - offsetof(cynic__httpd_conn_t, parser));
+  struct sockaddr_storage ss;
+  int n = sizeof ss;
+  int err = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n);
+  if (err == 0)
+    err = cynic__addr_format((struct sockaddr *)&ss, buf, len);
+  return err;
 }
 
 static void listener_closed(uv_handle_t *h) {

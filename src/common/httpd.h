@@ -24,6 +24,8 @@ typedef struct cynic__httpd_response {
   const char *content_type; /* static string or NULL; default application/json */
   cynic__buf_t body;        /* capped at the server's max_response */
   bool close;               /* close the connection after this response */
+  const char *headers;      /* NULL or extra header lines, each ending in CRLF ("Allow:
+                               GET\r\n"); must outlive the handler call (static text) */
 } cynic__httpd_response_t;
 
 /* Answer `req` by filling `resp`. `arg` is the one given to start. */
@@ -65,6 +67,9 @@ int cynic__httpd_start(cynic__httpd_t *s, uv_loop_t *loop, const cynic__httpd_co
                        const struct sockaddr *addr, cynic__httpd_handler_t handler, void *arg);
 /* The bound address (for port 0). 0 or a libuv error. */
 int cynic__httpd_address(cynic__httpd_t *s, struct sockaddr_storage *out);
+/* The address of the peer that sent `req` (a parser handed to the handler) as
+ * "ip:port" into buf. 0 or a libuv error. */
+int cynic__httpd_peer(const cynic__http_parser_t *req, char *buf, size_t len);
 /* Close the listener and every connection; `on_closed` runs once all handles
  * are closed (then `s` may be freed). */
 void cynic__httpd_close(cynic__httpd_t *s, void (*on_closed)(cynic__httpd_t *));

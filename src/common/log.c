@@ -39,6 +39,10 @@ int cynic__log_reopen(void) {
   return 0;
 }
 
+void cynic__log_set_level(cynic_log_level_t min) {
+  logger.min = min;
+}
+
 void cynic__log_close(void) {
   if (logger.file != NULL)
     fclose(logger.file);

@@ -27,6 +27,8 @@ typedef enum cynic_log_level {
 int cynic__log_open(const char *path, cynic_log_level_t min);
 /* Reopen the file given to cynic__log_open; no-op on stderr. */
 int cynic__log_reopen(void);
+/* Change the least severe level written (a config reload). */
+void cynic__log_set_level(cynic_log_level_t min);
 /* Close the file (back to stderr). */
 void cynic__log_close(void);
 /* Parse "debug" | "info" | "warn" | "error"; -1 if none. */

@@ -1,431 +1,780 @@
 /*
- * src/proxy/admin.c: the admin listener, the operators' interface (HTTP + JSON).
+ * src/proxy/admin.c: the admin listener, the operations interface ("designing
+ * for production means designing for people who do operations").
  *
- *   GET  /health                                   liveness: 200 while the loop runs
- *   GET  /ready                                    200, or 503 while draining or while a
- *                                                  `required` upstream has every breaker open
- *                                                  (Handshaking: the balancer in front stops
- *                                                  sending work this instance cannot do)
- *   GET  /status                                   version, uptime, listeners, upstreams,
- *                                                  endpoints, breakers, bulkheads
- *   GET  /breakers                                 every endpoint's breaker
- *   POST /breakers/{upstream}[/{endpoint}]/trip    force open (FORCED_OPEN)
- *   POST /breakers/{upstream}[/{endpoint}]/reset   back to automatic control (CLOSED)
- *   POST /drain                                    as SIGTERM: stop accepting, finish, exit
- *   GET  /metrics                                  Prometheus text, names cynic_*
+ * HTTP/1.1 + JSON on admin.listen (loopback by default; config.c refuses a
+ * non-loopback address without a token unless allow_remote), served by
+ * src/common's httpd on the proxy's own loop: answering at all is the
+ * liveness signal, and reading the breakers and bulkheads needs no locks.
  *
- * It is separate from traffic (NICs and names: its own address, loopback by
- * default) and served by src/common's httpd, whose every limit is explicit.
- * With admin.token_file, every request needs `Authorization: Bearer <token>`.
- * An endpoint in a path is written as configured (127.0.0.1:9000, db:5432;
- * IPv6 percent-encoded or as is: [::1]:9000).
+ *   GET  /                  the status page (status_page.html, embedded)
+ *   GET  /status            process, config, listeners, upstreams, endpoints,
+ *                           breakers, bulkheads, last transitions
+ *   GET  /status/history    per-second samples of every upstream (sparklines)
+ *   GET  /breakers[/{u}[/{e}]]
+ *   POST /breakers/{u}[/{e}]/trip | force_closed | reset
+ *   GET  /health  GET /ready  POST /drain  POST /reload (reload.c; also SIGHUP)
+ *   GET  /metrics           Prometheus text (metrics.c)
+ *
+ * The admin listener starts before the traffic listeners (which wait for the
+ * first resolution of host names), so /ready can say "starting", and stays
+ * up during a drain, so it can say "draining".
+ *
+ * Errors are JSON {"error": "...", "status": N}: 404 unknown path, upstream or
+ * endpoint; 405 with Allow; 400 bad JSON body; 401 without the bearer token
+ * when admin.token_file is set (compared in constant time). docs/admin.md is
+ * the reference.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "accesslog.h"
 #include "addr.h"
-#include "httpd.h"
+#include "admin.h"
 #include "json.h"
 #include "log.h"
-#include "proxy.h"
 
-#define TOKEN_MAX 4096u
-#define PATH_MAX_BYTES 1024u
+#define MAX_SEGS 4
+#define SEG_MAX 300
+#define TOKEN_MAX 4096
+#define REASON_MAX 127
 
-struct cynic__admin {
-  cynic__httpd_t httpd;
-  cynic__proxy_t *proxy;
-  char *token;      /* NULL: no authentication */
-  uv_timer_t later; /* POST /drain starts the drain after the answer is out */
-  int open_handles; /* httpd and timer not yet closed: freed at 0 */
-};
+typedef struct req {
+  cynic__admin_t *a;
+  cynic__proxy_t *p;
+  const cynic__http_parser_t *http;
+  cynic__httpd_response_t *resp;
+  const char *method;
+  char segs[MAX_SEGS][SEG_MAX];
+  size_t nsegs;
+} req_t;
 
-/* ---- answers --------------------------------------------------------------- */
+/* ---- replies ---------------------------------------------------------------- */
 
-static void reply(cynic__httpd_response_t *resp, int status, json_t *body) {
-  resp->status = status;
-  resp->content_type = "application/json";
-  cynic__buf_reset(&resp->body);
-  if (body != NULL && cynic__json_dump(body, &resp->body) == 0)
-    cynic__buf_puts(&resp->body, "\n");
+static void reply_json(req_t *r, int status, json_t *body) {
+  r->resp->status = status;
+  r->resp->content_type = "application/json";
+  cynic__buf_reset(&r->resp->body);
+  if (body == NULL || cynic__json_dump(body, &r->resp->body) != 0) {
+    cynic__buf_reset(&r->resp->body);
+    r->resp->status = 500;
+    cynic__buf_puts(&r->resp->body, "{\"error\":\"cannot build the response\",\"status\":500}");
+  }
+  cynic__buf_puts(&r->resp->body, "\n");
   json_decref(body);
 }
 
-static void reply_error(cynic__httpd_response_t *resp, int status, const char *message) {
-  reply(resp, status, json_pack("{s:s, s:i}", "error", message, "status", status));
+static void reply_error(req_t *r, int status, const char *msg) {
+  reply_json(r, status, json_pack("{s:s, s:i}", "error", msg, "status", status));
+}
+
+static void not_allowed(req_t *r, const char *allow) {
+  /* static header lines: the response outlives this frame */
+  r->resp->headers = strcmp(allow, "GET") == 0    ? "Allow: GET\r\n"
+                     : strcmp(allow, "POST") == 0 ? "Allow: POST\r\n"
+                                                  : "Allow: GET, POST\r\n";
+  char msg[96];
+  snprintf(msg, sizeof msg, "method %s not allowed here; use %s", r->method, allow);
+  reply_error(r, 405, msg);
+}
+
+static bool is(const req_t *r, const char *m) {
+  return strcmp(r->method, m) == 0;
+}
+
+/* ---- auth ---------------------------------------------------------------------- */
+
+/* Constant time in the token's length and content: every byte is compared
+ * whatever the first difference, and a length mismatch only sets a flag. */
+static bool token_ok(const cynic__admin_t *a, const char *got, size_t len) {
+  unsigned char diff = len != a->token_len;
+  for (size_t i = 0; i < a->token_len; i++)
+    diff |= (unsigned char)(a->token[i] ^ (i < len ? got[i] : 0));
+  return diff == 0;
+}
+
+static bool authorised(req_t *r) {
+  if (r->a->token == NULL)
+    return true;
+  size_t len = 0;
+  const char *h = cynic__http_header(r->http, "Authorization", &len);
+  if (h != NULL && len > 7 && strncasecmp(h, "Bearer ", 7) == 0 && token_ok(r->a, h + 7, len - 7))
+    return true;
+  r->resp->headers = "WWW-Authenticate: Bearer realm=\"cynic admin\"\r\n";
+  reply_error(r, 401,
+              h == NULL ? "missing bearer token: send Authorization: Bearer <token>"
+                        : "bad bearer token");
+  return false;
+}
+
+static int load_token(cynic__admin_t *a, const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -errno;
+  char *t = malloc(TOKEN_MAX + 1);
+  if (t == NULL) {
+    fclose(f);
+    return -ENOMEM;
+  }
+  size_t n = fread(t, 1, TOKEN_MAX + 1, f);
+  fclose(f);
+  while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t'))
+    n--;
+  if (n == 0 || n > TOKEN_MAX) {
+    free(t);
+    return -EINVAL;
+  }
+  t[n] = '\0';
+  a->token = t;
+  a->token_len = n;
+  return 0;
+}
+
+/* ---- views ----------------------------------------------------------------------- */
+
+static json_t *iso_time(int64_t unix_ms) {
+  time_t s = (time_t)(unix_ms / 1000);
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  char buf[96];
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_ms % 1000));
+  return json_string(buf);
+}
+
+static json_t *seconds(uint64_t ns) {
+  if (ns == UINT64_MAX)
+    return json_null(); /* forced open: until an operator acts */
+  return json_real((double)(ns / 1000000u) / 1000.0);
+}
+
+static bool snap_open(const cynic_breaker_snapshot_t *s) {
+  return s->state == CYNIC_BREAKER_OPEN || s->state == CYNIC_BREAKER_FORCED_OPEN;
 }
 
 static json_t *breaker_json(const cynic__endpoint_t *e) {
   cynic_breaker_snapshot_t s;
   cynic_breaker_snapshot(e->breaker, &s);
-  return json_pack(
-      "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "upstream", e->upstream->cfg->name,
-      "endpoint", e->addr->text, "state", cynic_breaker_state_name(s.state), "last_reason",
-      cynic_breaker_reason_name(s.last_reason), "successes", (json_int_t)s.successes, "failures",
-      (json_int_t)s.failures, "rejected", (json_int_t)s.rejected, "transitions",
-      (json_int_t)s.transitions, "next_probe_ms",
-      (json_int_t)(s.next_probe_ns == UINT64_MAX ? -1 : (int64_t)(s.next_probe_ns / 1000000u)));
-}
-
-static json_t *counts_json(const cynic__counters_t *c) {
+  const cynic__config_breaker_t *bc = &e->upstream->cfg->breaker;
+  int64_t now = cynic__unix_ms();
   json_t *o = json_object();
-  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-    if (c->total[ev] > 0)
-      json_object_set_new(o, cynic__event_key((cynic__event_t)ev),
-                          json_integer((json_int_t)c->total[ev]));
+  json_object_set_new(o, "state", json_string(cynic_breaker_state_name(s.state)));
+  json_object_set_new(o, "reason", json_string(cynic_breaker_reason_name(s.last_reason)));
+  if (s.since_ns != 0 && s.now_ns >= s.since_ns) {
+    uint64_t ago_ms = (s.now_ns - s.since_ns) / 1000000u;
+    json_object_set_new(o, "since", iso_time(now - (int64_t)ago_ms));
+    json_object_set_new(o, "for_s", json_real((double)ago_ms / 1000.0));
+  } else {
+    json_object_set_new(o, "since", json_null());
+    json_object_set_new(o, "for_s", json_null());
+  }
+  json_object_set_new(
+      o, "manual",
+      json_boolean(s.state == CYNIC_BREAKER_FORCED_OPEN || s.state == CYNIC_BREAKER_FORCED_CLOSED));
+  if (e->stats.manual_by[0] != '\0') {
+    json_object_set_new(o, "changed_by", json_string(e->stats.manual_by));
+    json_object_set_new(o, "change_reason", json_string(e->stats.manual_reason));
+  }
+  json_object_set_new(o, "bucket_level", json_real(s.bucket_level));
+  json_object_set_new(o, "faults_to_trip", json_integer(bc->faults));
+  json_object_set_new(o, "failure_rate",
+                      s.failure_rate < 0 ? json_null() : json_real(s.failure_rate));
+  json_object_set_new(o, "window_calls", json_integer(s.window_calls));
+  json_object_set_new(o, "next_probe_s",
+                      s.state == CYNIC_BREAKER_OPEN || s.state == CYNIC_BREAKER_FORCED_OPEN
+                          ? seconds(s.next_probe_ns)
+                          : json_real(0));
+  json_object_set_new(o, "open_interval_s", seconds(s.open_interval_ns));
+  json_object_set_new(o, "consecutive_trips", json_integer(s.consecutive_trips));
+  json_object_set_new(o, "successes", json_integer((json_int_t)s.successes));
+  json_object_set_new(o, "failures", json_integer((json_int_t)s.failures));
+  json_object_set_new(o, "rejected", json_integer((json_int_t)s.rejected));
+  json_object_set_new(o, "transitions", json_integer((json_int_t)s.transitions));
   return o;
 }
 
-/* ---- routes ---------------------------------------------------------------- */
+static const char *const event_keys[] = {
+#define EVENT_KEY(name, key, msg, text) key,
+    CYNIC__EVENT_MAP(EVENT_KEY)
+#undef EVENT_KEY
+};
 
-static void get_status(cynic__proxy_t *p, cynic__httpd_response_t *resp) {
-  json_t *listeners = json_array(), *upstreams = json_array();
+/* Totals since start by event kind, the kinds that happened only. */
+static json_t *counts_json(const cynic__counters_t *c) {
+  json_t *o = json_object();
+  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+    if (c->total[ev] != 0)
+      json_object_set_new(o, event_keys[ev], json_integer((json_int_t)c->total[ev]));
+  return o;
+}
+
+static json_t *endpoint_json(const cynic__endpoint_t *e) {
+  json_t *o = json_object();
+  json_object_set_new(o, "name", json_string(e->addr->text));
+  char ip[CYNIC_ADDR_STR_MAX];
+  if (e->resolved && cynic__addr_format((const struct sockaddr *)&e->sa, ip, sizeof ip) == 0)
+    json_object_set_new(o, "address", json_string(ip));
+  else
+    json_object_set_new(o, "address", json_null());
+  json_object_set_new(o, "active", json_integer(e->active));
+  json_object_set_new(o, "breaker", breaker_json(e));
+  json_object_set_new(o, "counts", counts_json(&e->counters));
+  return o;
+}
+
+static json_t *bulkhead_json(const cynic__upstream_t *u) {
+  cynic_bulkhead_stats_t s;
+  cynic_bulkhead_stats(u->bulkhead, &s);
+  return json_pack("{s:i, s:i, s:i, s:i, s:I, s:I}", "in_use", (int)s.in_use, "limit",
+                   (int)s.max_concurrent, "pending", (int)s.pending, "pending_limit",
+                   (int)s.max_pending, "rejected_full",
+                   (json_int_t)u->counters.total[CYNIC__EV_BULKHEAD_FULL], "queue_timeouts",
+                   (json_int_t)u->counters.total[CYNIC__EV_QUEUE_TIMEOUT]);
+}
+
+static json_t *upstream_breakers_json(const cynic__upstream_t *u) {
+  json_t *eps = json_array();
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    json_array_append_new(eps, endpoint_json(&u->endpoints[k]));
+  return eps;
+}
+
+static json_t *upstream_json(const cynic__upstream_t *u) {
+  json_t *o = json_object();
+  json_object_set_new(o, "name", json_string(u->cfg->name));
+  json_object_set_new(o, "required", json_boolean(u->cfg->required));
+  json_object_set_new(o, "retired", json_boolean(u->retired));
+  json_object_set_new(o, "balance",
+                      json_string(u->cfg->balance == CYNIC__BALANCE_ROUND_ROBIN
+                                      ? "round_robin"
+                                      : "least_connections"));
+  json_object_set_new(o, "bulkhead", bulkhead_json(u));
+  size_t open = 0;
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    cynic_breaker_snapshot_t s;
+    cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
+    open += snap_open(&s);
+  }
+  json_object_set_new(o, "endpoints_open", json_integer((json_int_t)open));
+  /* false: every breaker is open with time left; clients are closed at once */
+  json_object_set_new(o, "available", json_boolean(cynic__upstream_available(u)));
+  json_object_set_new(o, "counts", counts_json(&u->counters));
+  json_object_set_new(o, "started", json_integer((json_int_t)u->stats.started));
+  json_object_set_new(o, "done", json_integer((json_int_t)u->stats.done));
+  json_object_set_new(o, "errors", json_integer((json_int_t)u->stats.errors));
+  double p99 = cynic__hist_quantile(&u->stats.first_byte, 0.99);
+  json_object_set_new(o, "first_byte_p99_s", p99 < 0 ? json_null() : json_real(p99));
+  /* http mode: retry budget and connection pool; none in tcp mode */
+  json_object_set_new(o, "retry_budget", json_null());
+  json_object_set_new(o, "pool", json_null());
+  json_object_set_new(o, "endpoints", upstream_breakers_json(u));
+  return o;
+}
+
+static json_t *transitions_json(const cynic__admin_t *a, const char *upstream) {
+  json_t *arr = json_array();
+  /* newest first */
+  for (size_t i = 0; i < a->ring_count; i++) {
+    const cynic__transition_rec_t *t =
+        &a->ring[(a->ring_next + CYNIC__TRANSITION_RING - 1 - i) % CYNIC__TRANSITION_RING];
+    if (upstream != NULL && strcmp(t->upstream, upstream) != 0)
+      continue;
+    json_t *o = json_object();
+    json_object_set_new(o, "time", iso_time(t->unix_ms));
+    json_object_set_new(o, "upstream", json_string(t->upstream));
+    json_object_set_new(o, "endpoint", json_string(t->endpoint));
+    json_object_set_new(o, "from", json_string(cynic_breaker_state_name(t->from)));
+    json_object_set_new(o, "to", json_string(cynic_breaker_state_name(t->to)));
+    json_object_set_new(o, "reason", json_string(cynic_breaker_reason_name(t->reason)));
+    if (t->by[0] != '\0') {
+      json_object_set_new(o, "by", json_string(t->by));
+      json_object_set_new(o, "why", json_string(t->why));
+    }
+    json_array_append_new(arr, o);
+  }
+  return arr;
+}
+
+bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
+  static char text[200];
+  if (p->draining) {
+    *why = "draining";
+    return false;
+  }
+  if (p->listener_count == 0) {
+    *why = "starting: resolving endpoint host names";
+    return false;
+  }
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
-    json_array_append_new(
-        listeners,
-        json_pack("{s:s, s:s, s:s, s:i, s:i, s:o}", "name", l->cfg->name, "address",
-                  l->address[0] != '\0' ? l->address : l->cfg->listen.text, "upstream",
-                  l->upstream->cfg->name, "open", (json_int_t)l->open, "max_connections",
-                  (json_int_t)l->cfg->max_connections, "counts", counts_json(&l->counters)));
+    if (!l->retired && l->open >= l->cfg->max_connections) {
+      snprintf(text, sizeof text, "over capacity: listener %s has %u of max_connections %u open",
+               l->cfg->name, l->open, l->cfg->max_connections);
+      *why = text;
+      return false;
+    }
   }
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
-    cynic_bulkhead_stats_t b;
-    cynic_bulkhead_stats(u->bulkhead, &b);
-    json_t *endpoints = json_array();
-    for (size_t k = 0; k < u->endpoint_count; k++) {
-      const cynic__endpoint_t *e = &u->endpoints[k];
-      char addr[CYNIC_ADDR_STR_MAX] = "";
-      if (e->resolved)
-        cynic__addr_format((const struct sockaddr *)&e->sa, addr, sizeof addr);
-      json_array_append_new(
-          endpoints, json_pack("{s:s, s:s?, s:i, s:o, s:o}", "endpoint", e->addr->text, "address",
-                               e->resolved ? addr : NULL, "active", (json_int_t)e->active,
-                               "breaker", breaker_json(e), "counts", counts_json(&e->counters)));
-    }
-    json_array_append_new(upstreams,
-                          json_pack("{s:s, s:b, s:{s:i, s:i, s:i, s:i}, s:o, s:o}", "name",
-                                    u->cfg->name, "available", cynic__upstream_available(u),
-                                    "bulkhead", "in_use", (json_int_t)b.in_use, "max_connections",
-                                    (json_int_t)b.max_concurrent, "pending", (json_int_t)b.pending,
-                                    "max_pending", (json_int_t)b.max_pending, "endpoints",
-                                    endpoints, "counts", counts_json(&u->counters)));
-  }
-  reply(resp, 200,
-        json_pack("{s:s, s:I, s:b, s:I, s:o, s:o}", "version", cynic_version(), "uptime_ms",
-                  (json_int_t)(uv_now(p->loop) - p->started_ms), "draining", p->draining,
-                  "connections", (json_int_t)p->conn_count, "listeners", listeners, "upstreams",
-                  upstreams));
-}
-
-static void get_ready(cynic__proxy_t *p, cynic__httpd_response_t *resp) {
-  if (p->draining) {
-    reply(resp, 503, json_pack("{s:b, s:s}", "ready", 0, "reason", "draining"));
-    return;
-  }
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    const cynic__upstream_t *u = &p->upstreams[i];
-    if (u->cfg->required && !cynic__upstream_available(u)) {
-      char why[160];
-      snprintf(why, sizeof why, "required upstream '%s' has every breaker open", u->cfg->name);
-      reply(resp, 503, json_pack("{s:b, s:s}", "ready", 0, "reason", why));
-      return;
-    }
-  }
-  reply(resp, 200, json_pack("{s:b}", "ready", 1));
-}
-
-static void get_breakers(cynic__proxy_t *p, cynic__httpd_response_t *resp) {
-  json_t *list = json_array();
-  for (size_t i = 0; i < p->upstream_count; i++)
-    for (size_t k = 0; k < p->upstreams[i].endpoint_count; k++)
-      json_array_append_new(list, breaker_json(&p->upstreams[i].endpoints[k]));
-  reply(resp, 200, json_pack("{s:o}", "breakers", list));
-}
-
-/* POST /breakers/{upstream}[/{endpoint}]/{trip|reset}; `segs` are the
- * percent-decoded path segments after "breakers". */
-static void post_breakers(cynic__proxy_t *p, char **segs, size_t n, cynic__httpd_response_t *resp) {
-  if (n < 2 || n > 3) {
-    reply_error(resp, 404, "use POST /breakers/{upstream}[/{endpoint}]/trip or .../reset");
-    return;
-  }
-  const char *action = segs[n - 1];
-  bool trip = strcmp(action, "trip") == 0;
-  if (!trip && strcmp(action, "reset") != 0) {
-    reply_error(resp, 404, "unknown action; use trip or reset");
-    return;
-  }
-  cynic__upstream_t *u = NULL;
-  for (size_t i = 0; i < p->upstream_count; i++)
-    if (strcmp(p->upstreams[i].cfg->name, segs[0]) == 0)
-      u = &p->upstreams[i];
-  if (u == NULL) {
-    reply_error(resp, 404, "no upstream of that name");
-    return;
-  }
-  json_t *list = json_array();
-  for (size_t k = 0; k < u->endpoint_count; k++) {
-    cynic__endpoint_t *e = &u->endpoints[k];
-    if (n == 3 && strcmp(e->addr->text, segs[1]) != 0)
+    if (!u->cfg->required || u->retired)
       continue;
-    if (trip)
-      cynic_breaker_trip(e->breaker);
-    else
-      cynic_breaker_reset(e->breaker);
-    json_array_append_new(list, breaker_json(e));
-  }
-  if (json_array_size(list) == 0) {
-    json_decref(list);
-    reply_error(resp, 404, "no endpoint of that name in this upstream");
-    return;
-  }
-  cynic__log(CYNIC_LOG_WARN,
-             trip ? "breaker tripped by an operator" : "breaker reset by an operator",
-             json_pack("{s:s, s:s}", "upstream", u->cfg->name, "endpoint", n == 3 ? segs[1] : "*"));
-  reply(resp, 200, json_pack("{s:o}", "breakers", list));
-}
-
-static void metric_header(cynic__buf_t *b, const char *name, const char *type, const char *help) {
-  cynic__buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void get_metrics(cynic__proxy_t *p, cynic__httpd_response_t *resp) {
-  cynic__buf_t *b = &resp->body;
-  cynic__buf_reset(b);
-  resp->status = 200;
-  resp->content_type = "text/plain; version=0.0.4";
-  metric_header(b, "cynic_up", "gauge", "1 while the proxy runs.");
-  cynic__buf_printf(b, "cynic_up 1\n");
-  metric_header(b, "cynic_draining", "gauge", "1 while draining.");
-  cynic__buf_printf(b, "cynic_draining %d\n", p->draining ? 1 : 0);
-  metric_header(b, "cynic_connections_open", "gauge", "Client connections open, per listener.");
-  for (size_t i = 0; i < p->listener_count; i++)
-    cynic__buf_printf(b, "cynic_connections_open{listener=\"%s\"} %u\n", p->listeners[i].cfg->name,
-                      p->listeners[i].open);
-  metric_header(b, "cynic_events_total", "counter",
-                "Faults, timeouts and rejections by kind, per endpoint, upstream or listener.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    const cynic__upstream_t *u = &p->upstreams[i];
-    for (size_t k = 0; k < u->endpoint_count; k++)
-      for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-        if (u->endpoints[k].counters.total[ev] > 0)
-          cynic__buf_printf(b,
-                            "cynic_events_total{upstream=\"%s\",endpoint=\"%s\",event=\"%s\"} "
-                            "%llu\n",
-                            u->cfg->name, u->endpoints[k].addr->text,
-                            cynic__event_key((cynic__event_t)ev),
-                            (unsigned long long)u->endpoints[k].counters.total[ev]);
-    for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-      if (u->counters.total[ev] > 0)
-        cynic__buf_printf(b, "cynic_events_total{upstream=\"%s\",event=\"%s\"} %llu\n",
-                          u->cfg->name, cynic__event_key((cynic__event_t)ev),
-                          (unsigned long long)u->counters.total[ev]);
-  }
-  for (size_t i = 0; i < p->listener_count; i++)
-    for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-      if (p->listeners[i].counters.total[ev] > 0)
-        cynic__buf_printf(b, "cynic_events_total{listener=\"%s\",event=\"%s\"} %llu\n",
-                          p->listeners[i].cfg->name, cynic__event_key((cynic__event_t)ev),
-                          (unsigned long long)p->listeners[i].counters.total[ev]);
-  metric_header(b, "cynic_breaker_open", "gauge",
-                "1 while an endpoint's breaker is open or forced open.");
-  metric_header(b, "cynic_endpoint_connections", "gauge", "Connections open to an endpoint.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    const cynic__upstream_t *u = &p->upstreams[i];
+    size_t open = 0;
     for (size_t k = 0; k < u->endpoint_count; k++) {
-      const cynic__endpoint_t *e = &u->endpoints[k];
-      bool open = e->state == CYNIC_BREAKER_OPEN || e->state == CYNIC_BREAKER_FORCED_OPEN;
-      cynic__buf_printf(b, "cynic_breaker_open{upstream=\"%s\",endpoint=\"%s\",state=\"%s\"} %d\n",
-                        u->cfg->name, e->addr->text, cynic_breaker_state_name(e->state),
-                        open ? 1 : 0);
-      cynic__buf_printf(b, "cynic_endpoint_connections{upstream=\"%s\",endpoint=\"%s\"} %u\n",
-                        u->cfg->name, e->addr->text, e->active);
+      cynic_breaker_snapshot_t s;
+      cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
+      open += snap_open(&s);
+    }
+    if (open == u->endpoint_count) {
+      snprintf(text, sizeof text, "required upstream %s: every endpoint's breaker is open",
+               u->cfg->name);
+      *why = text;
+      return false;
     }
   }
-  metric_header(b, "cynic_bulkhead_in_use", "gauge", "Bulkhead slots in use, per upstream.");
-  metric_header(b, "cynic_bulkhead_pending", "gauge", "Clients queued for a slot, per upstream.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    cynic_bulkhead_stats_t s;
-    cynic_bulkhead_stats(p->upstreams[i].bulkhead, &s);
-    cynic__buf_printf(b, "cynic_bulkhead_in_use{upstream=\"%s\"} %u\n", p->upstreams[i].cfg->name,
-                      s.in_use);
-    cynic__buf_printf(b, "cynic_bulkhead_pending{upstream=\"%s\"} %u\n", p->upstreams[i].cfg->name,
-                      s.pending);
-  }
+  *why = "ready";
+  return true;
 }
 
-static void on_drain_later(uv_timer_t *t) {
-  struct cynic__admin *a = t->data;
+static void get_status(req_t *r) {
+  cynic__proxy_t *p = r->p;
+  int64_t now = cynic__unix_ms();
+  const char *why;
+  bool ready = cynic__admin_ready(p, &why);
+  json_t *o = json_object();
+  json_object_set_new(o, "version", json_string(cynic_version()));
+  json_object_set_new(o, "pid", json_integer((json_int_t)getpid()));
+  json_object_set_new(o, "started", iso_time(p->started_unix_ms));
+  json_object_set_new(o, "uptime_s", json_real((double)(now - p->started_unix_ms) / 1000.0));
+  json_object_set_new(o, "config",
+                      json_pack("{s:s, s:o, s:I}", "file", p->cfg->path, "loaded",
+                                iso_time(p->config_unix_ms), "reloads", (json_int_t)p->reloads));
+  json_object_set_new(o, "admin", json_string(r->a->address));
+  json_object_set_new(o, "ready", json_boolean(ready));
+  json_object_set_new(o, "ready_reason", json_string(why));
+  json_object_set_new(o, "draining", json_boolean(p->draining));
+  json_object_set_new(o, "connections", json_integer((json_int_t)p->conn_count));
+  json_t *ls = json_array();
+  for (size_t i = 0; i < p->listener_count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    json_t *lo = json_object();
+    json_object_set_new(lo, "name", json_string(l->cfg->name));
+    json_object_set_new(lo, "address", json_string(l->address));
+    json_object_set_new(lo, "mode", json_string(l->cfg->mode == CYNIC__MODE_HTTP ? "http" : "tcp"));
+    json_object_set_new(lo, "upstream", json_string(l->upstream->cfg->name));
+    json_object_set_new(lo, "open", json_integer(l->open));
+    json_object_set_new(lo, "max_connections", json_integer(l->cfg->max_connections));
+    json_object_set_new(lo, "max_connections_per_client",
+                        json_integer(l->cfg->max_connections_per_client));
+    json_object_set_new(lo, "listening", json_boolean(l->listening));
+    json_object_set_new(lo, "retired", json_boolean(l->retired));
+    json_object_set_new(lo, "counts", counts_json(&l->counters));
+    json_array_append_new(ls, lo);
+  }
+  json_object_set_new(o, "listeners", ls);
+  json_t *us = json_array();
+  for (size_t i = 0; i < p->upstream_count; i++)
+    json_array_append_new(us, upstream_json(&p->upstreams[i]));
+  json_object_set_new(o, "upstreams", us);
+  json_object_set_new(o, "transitions", transitions_json(r->a, NULL));
+  reply_json(r, 200, o);
+}
+
+static void get_history(req_t *r) {
+  json_t *o = json_object();
+  json_object_set_new(o, "interval_s", json_integer(1));
+  json_object_set_new(o, "now", json_integer((json_int_t)(cynic__unix_ms() / 1000)));
+  json_t *us = json_object();
+  for (size_t i = 0; i < r->p->upstream_count; i++)
+    if (!r->p->upstreams[i].retired) /* a rebuilt one's name is taken by the new one */
+      json_object_set_new(us, r->p->upstreams[i].cfg->name,
+                          cynic__metrics_history(&r->p->upstreams[i]));
+  json_object_set_new(o, "upstreams", us);
+  reply_json(r, 200, o);
+}
+
+/* ---- breakers --------------------------------------------------------------------- */
+
+static cynic__upstream_t *find_upstream(cynic__proxy_t *p, const char *name) {
+  for (size_t i = 0; i < p->upstream_count; i++)
+    if (!p->upstreams[i].retired && strcmp(p->upstreams[i].cfg->name, name) == 0)
+      return &p->upstreams[i];
+  return NULL;
+}
+
+static cynic__endpoint_t *find_endpoint(cynic__upstream_t *u, const char *name) {
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    if (strcmp(u->endpoints[k].addr->text, name) == 0)
+      return &u->endpoints[k];
+  return NULL;
+}
+
+static bool is_action(const char *s) {
+  return strcmp(s, "trip") == 0 || strcmp(s, "reset") == 0 || strcmp(s, "force_closed") == 0;
+}
+
+static json_t *breakers_of(const cynic__upstream_t *u) {
+  json_t *o = json_object();
+  json_object_set_new(o, "upstream", json_string(u->cfg->name));
+  json_object_set_new(o, "endpoints", upstream_breakers_json(u));
+  return o;
+}
+
+/* Reads the optional {"reason": "...", "close_connections": bool} body.
+ * false (answered 400) when the body is not a JSON object or a field has the
+ * wrong type. */
+static bool read_reason(req_t *r, char *out, size_t n, bool *close_conns) {
+  out[0] = '\0';
+  *close_conns = false;
+  const cynic__buf_t *b = &r->http->body;
+  size_t len = b->len;
+  while (len > 0 && (b->data[len - 1] == ' ' || b->data[len - 1] == '\n' ||
+                     b->data[len - 1] == '\r' || b->data[len - 1] == '\t'))
+    len--;
+  if (len == 0)
+    return true;
+  json_error_t err;
+  json_t *v = json_loadb(b->data, b->len, 0, &err);
+  if (v == NULL) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "bad JSON body: %s (line %d, column %d)", err.text, err.line,
+             err.column);
+    reply_error(r, 400, msg);
+    return false;
+  }
+  if (!json_is_object(v)) {
+    json_decref(v);
+    reply_error(r, 400, "bad JSON body: expected an object like {\"reason\": \"...\"}");
+    return false;
+  }
+  const char *reason = NULL;
+  char detail[128];
+  if (cynic__json_get_string(v, "reason", &reason, detail, sizeof detail) < 0 ||
+      cynic__json_get_bool(v, "close_connections", close_conns, detail, sizeof detail) < 0) {
+    json_decref(v);
+    char msg[192];
+    snprintf(msg, sizeof msg, "bad JSON body: %s", detail);
+    reply_error(r, 400, msg);
+    return false;
+  }
+  if (reason != NULL) {
+    snprintf(out, n, "%s", reason);
+    /* cut at a character boundary: a cut UTF-8 sequence is not a JSON string */
+    size_t k = n - 1; /* reason[k]: the first byte not copied */
+    if (strlen(reason) > k && ((unsigned char)reason[k] & 0xC0) == 0x80) {
+      while (k > 0 && ((unsigned char)out[k - 1] & 0xC0) == 0x80)
+        k--;
+      if (k > 0)
+        k--; /* the sequence's lead byte */
+      out[k] = '\0';
+    }
+  }
+  json_decref(v);
+  return true;
+}
+
+static void apply(cynic__endpoint_t *e, const char *action) {
+  if (strcmp(action, "trip") == 0)
+    cynic_breaker_trip(e->breaker);
+  else if (strcmp(action, "force_closed") == 0)
+    cynic_breaker_force_closed(e->breaker);
+  else
+    cynic_breaker_reset(e->breaker);
+}
+
+static void breaker_action(req_t *r, cynic__upstream_t *u, cynic__endpoint_t *only,
+                           const char *action) {
+  char reason[REASON_MAX + 1];
+  bool close_conns;
+  if (!read_reason(r, reason, sizeof reason, &close_conns))
+    return;
+  if (close_conns && strcmp(action, "trip") != 0)
+    return reply_error(r, 400, "close_connections goes with trip only");
+  char peer[CYNIC_ADDR_STR_MAX] = "?";
+  cynic__httpd_peer(r->http, peer, sizeof peer);
+  cynic__admin_t *a = r->a;
+  a->manual_by = peer;
+  a->manual_why = reason;
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    if (only == NULL || only == &u->endpoints[k])
+      apply(&u->endpoints[k], action);
+  a->manual_by = a->manual_why = NULL;
+  /* Optionally end what the tripped endpoints are doing now, too: for an
+   * endpoint that hangs or corrupts, not just one to keep new work from. */
+  size_t closed = 0;
+  for (size_t k = 0; close_conns && k < u->endpoint_count; k++)
+    if (only == NULL || only == &u->endpoints[k])
+      closed += cynic__tcp_close_endpoint(r->p, &u->endpoints[k]);
+  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "event", "breaker_manual", "action",
+                        action, "upstream", u->cfg->name, "by", peer, "reason", reason,
+                        "closed_connections", (json_int_t)closed);
+  if (f != NULL && only != NULL)
+    json_object_set_new(f, "endpoint", json_string(only->addr->text));
+  cynic__log(CYNIC_LOG_WARN, "breaker changed by an operator", f);
+  if (only != NULL)
+    reply_json(r, 200,
+               json_pack("{s:s, s:o}", "upstream", u->cfg->name, "endpoint", endpoint_json(only)));
+  else
+    reply_json(r, 200, breakers_of(u));
+}
+
+static void breakers(req_t *r) {
+  cynic__proxy_t *p = r->p;
+  if (r->nsegs == 1) {
+    if (!is(r, "GET"))
+      return not_allowed(r, "GET");
+    json_t *arr = json_array();
+    for (size_t i = 0; i < p->upstream_count; i++)
+      if (!p->upstreams[i].retired)
+        json_array_append_new(arr, breakers_of(&p->upstreams[i]));
+    return reply_json(r, 200, json_pack("{s:o}", "upstreams", arr));
+  }
+  cynic__upstream_t *u = find_upstream(p, r->segs[1]);
+  if (u == NULL) {
+    char msg[SEG_MAX + 40];
+    snprintf(msg, sizeof msg, "no upstream named '%s'", r->segs[1]);
+    return reply_error(r, 404, msg);
+  }
+  if (r->nsegs == 2) {
+    if (!is(r, "GET"))
+      return not_allowed(r, "GET");
+    return reply_json(r, 200, breakers_of(u));
+  }
+  if (r->nsegs == 3 && is_action(r->segs[2])) {
+    if (!is(r, "POST"))
+      return not_allowed(r, "POST");
+    return breaker_action(r, u, NULL, r->segs[2]);
+  }
+  cynic__endpoint_t *e = find_endpoint(u, r->segs[2]);
+  if (e == NULL) {
+    char msg[2 * SEG_MAX + 40];
+    snprintf(msg, sizeof msg, "upstream '%s' has no endpoint '%s'", u->cfg->name, r->segs[2]);
+    return reply_error(r, 404, msg);
+  }
+  if (r->nsegs == 3) {
+    if (!is(r, "GET"))
+      return not_allowed(r, "GET");
+    return reply_json(
+        r, 200, json_pack("{s:s, s:o}", "upstream", u->cfg->name, "endpoint", endpoint_json(e)));
+  }
+  if (r->nsegs == 4 && is_action(r->segs[3])) {
+    if (!is(r, "POST"))
+      return not_allowed(r, "POST");
+    return breaker_action(r, u, e, r->segs[3]);
+  }
+  reply_error(r, 404, "not found: use trip, force_closed or reset");
+}
+
+/* ---- drain ----------------------------------------------------------------------- */
+
+static void on_action(uv_timer_t *t) {
+  cynic__admin_t *a = t->data;
   cynic__proxy_drain(a->proxy, "POST /drain");
 }
 
-/* True when the request carries the admin token (or none is configured). */
-static bool authorised(const struct cynic__admin *a, const cynic__http_parser_t *req) {
-  if (a->token == NULL)
-    return true;
-  size_t len = 0;
-  const char *v = cynic__http_header(req, "Authorization", &len);
-  size_t tlen = strlen(a->token);
-  if (v == NULL || len != 7 + tlen || strncmp(v, "Bearer ", 7) != 0)
-    return false;
-  unsigned char diff = 0; /* the same time whatever the first wrong byte */
-  for (size_t i = 0; i < tlen; i++)
-    diff |= (unsigned char)(v[7 + i] ^ a->token[i]);
-  return diff == 0;
+static void post_drain(req_t *r) {
+  char peer[CYNIC_ADDR_STR_MAX] = "?";
+  cynic__httpd_peer(r->http, peer, sizeof peer);
+  bool already = r->p->draining;
+  if (!already) {
+    cynic__log(CYNIC_LOG_INFO, "drain requested",
+               json_pack("{s:s, s:s}", "event", "drain_requested", "by", peer));
+    /* After this answer is written: the drain may end the loop at once. */
+    uv_timer_start(&r->a->action_timer, on_action, 0, 0);
+  }
+  uint64_t ms = (r->p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
+  reply_json(r, 202,
+             json_pack("{s:b, s:I, s:f}", "draining", 1, "connections",
+                       (json_int_t)r->p->conn_count, "drain_timeout_s", (double)ms / 1000.0));
 }
 
-static void handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
-  struct cynic__admin *a = arg;
-  cynic__proxy_t *p = a->proxy;
-  if (!authorised(a, req)) {
-    reply_error(resp, 401, "missing or wrong bearer token (admin.token_file)");
-    return;
+static void post_reload(req_t *r) {
+  char peer[CYNIC_ADDR_STR_MAX + 16] = "POST /reload from ";
+  size_t n = strlen(peer);
+  cynic__httpd_peer(r->http, peer + n, sizeof peer - n);
+  int status = 500;
+  json_t *body = cynic__reload(r->p, peer, &status);
+  reply_json(r, status, body);
+}
+
+static void on_sighup(uv_signal_t *s, int signum) {
+  (void)signum;
+  cynic__admin_t *a = s->data;
+  int status;
+  json_decref(cynic__reload(a->proxy, "SIGHUP", &status)); /* reload.c logged the outcome */
+}
+
+int cynic__admin_token_read(const cynic__config_t *n, char **token, size_t *len) {
+  cynic__admin_t tmp; /* load_token fills token and token_len only */
+  memset(&tmp, 0, sizeof tmp);
+  int rc = n->admin.token_file != NULL ? load_token(&tmp, n->admin.token_file) : 0;
+  if (rc != 0)
+    cynic__log(CYNIC_LOG_ERROR, "reload refused: cannot read admin.token_file",
+               json_pack("{s:s, s:s}", "file", n->admin.token_file, "error",
+                         rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
+  *token = tmp.token;
+  *len = tmp.token_len;
+  return rc;
+}
+
+void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len) {
+  cynic__admin_t *a = p->admin;
+  if (a->token != NULL) {
+    memset(a->token, 0, a->token_len);
+    free(a->token);
   }
-  const char *method = cynic__http_method(req);
-  const char *url = req->url.data != NULL ? req->url.data : "";
+  a->token = token;
+  a->token_len = len;
+}
+
+/* ---- routing ---------------------------------------------------------------------- */
+
+static bool split(req_t *r) {
+  const char *url = r->http->url.data ? r->http->url.data : "";
   size_t pathlen = strcspn(url, "?#");
-  if (pathlen == 0 || url[0] != '/' || pathlen >= PATH_MAX_BYTES) {
-    reply_error(resp, 404, "not found");
-    return;
-  }
-  /* Split into at most 5 percent-decoded segments. */
-  char storage[5][PATH_MAX_BYTES];
-  char *segs[5];
-  size_t n = 0;
+  r->nsegs = 0;
+  if (pathlen == 0 || url[0] != '/')
+    return false;
   const char *s = url + 1, *end = url + pathlen;
   while (s < end) {
     const char *slash = memchr(s, '/', (size_t)(end - s));
-    const char *e = slash != NULL ? slash : end;
-    if (n == 5 || cynic__http_pct_decode(s, (size_t)(e - s), storage[n], PATH_MAX_BYTES) != 0) {
-      reply_error(resp, 404, "not found");
-      return;
-    }
-    segs[n] = storage[n];
-    n++;
-    s = slash != NULL ? slash + 1 : end;
+    const char *stop = slash ? slash : end;
+    if (r->nsegs == MAX_SEGS || stop == s ||
+        cynic__http_pct_decode(s, (size_t)(stop - s), r->segs[r->nsegs], SEG_MAX) != 0)
+      return false;
+    r->nsegs++;
+    if (slash == NULL)
+      break;
+    s = slash + 1;
   }
-  bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-  const char *first = n > 0 ? segs[0] : "";
-  bool known = true;
-  if (n == 1 && strcmp(first, "health") == 0) {
-    if (get)
-      reply(resp, 200, json_pack("{s:s}", "status", "alive"));
-    else
-      known = false;
-  } else if (n == 1 && strcmp(first, "ready") == 0) {
-    if (get)
-      get_ready(p, resp);
-    else
-      known = false;
-  } else if (n == 1 && strcmp(first, "status") == 0) {
-    if (get)
-      get_status(p, resp);
-    else
-      known = false;
-  } else if (n == 1 && strcmp(first, "metrics") == 0) {
-    if (get)
-      get_metrics(p, resp);
-    else
-      known = false;
-  } else if (n == 1 && strcmp(first, "drain") == 0) {
-    if (post) {
-      reply(resp, 202,
-            json_pack("{s:b, s:I}", "draining", 1, "connections", (json_int_t)p->conn_count));
-      uv_timer_start(&a->later, on_drain_later, 0, 0); /* after this answer is written */
-    } else {
-      known = false;
-    }
-  } else if (n >= 1 && strcmp(first, "breakers") == 0) {
-    if (n == 1 && get)
-      get_breakers(p, resp);
-    else if (n > 1 && post)
-      post_breakers(p, segs + 1, n - 1, resp);
-    else
-      known = false;
-  } else {
-    reply_error(resp, 404, "not found; see docs/admin.md");
+  return true;
+}
+
+static bool seg_is(const req_t *r, size_t n, const char *s0) {
+  return r->nsegs == n && strcmp(r->segs[0], s0) == 0;
+}
+
+static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_response_t *resp) {
+  cynic__admin_t *a = arg;
+  req_t *r = calloc(1, sizeof *r); /* ~1.2 KB of path segments: off the stack */
+  if (r == NULL) {
+    resp->status = 503;
+    cynic__buf_puts(&resp->body, "{\"error\":\"out of memory\",\"status\":503}\n");
     return;
   }
-  if (!known)
-    reply_error(resp, 405, "method not allowed");
-}
-
-/* ---- start and stop -------------------------------------------------------- */
-
-static int read_token(const char *path, char **out) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return CYNIC_EINVAL;
-  char *t = calloc(1, TOKEN_MAX + 1);
-  size_t n = t != NULL ? fread(t, 1, TOKEN_MAX, f) : 0;
-  fclose(f);
-  if (t == NULL)
-    return CYNIC_ENOMEM;
-  while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t'))
-    t[--n] = '\0';
-  if (n == 0) {
-    free(t);
-    return CYNIC_EINVAL;
+  r->a = a;
+  r->p = a->proxy;
+  r->http = http;
+  r->resp = resp;
+  r->method = cynic__http_method(http);
+  if (!split(r)) {
+    reply_error(r, 404, "not found");
+  } else if (r->nsegs == 0) {
+    /* the page holds no data; its API calls carry the token */
+    if (!is(r, "GET")) {
+      not_allowed(r, "GET");
+    } else {
+      resp->status = 200;
+      resp->content_type = "text/html; charset=utf-8";
+      resp->headers = "Cache-Control: no-store\r\n";
+      cynic__buf_append(&resp->body, cynic__status_page, cynic__status_page_len);
+    }
+  } else if (!authorised(r)) {
+    /* answered 401 */
+  } else if (seg_is(r, 1, "status")) {
+    is(r, "GET") ? get_status(r) : not_allowed(r, "GET");
+  } else if (r->nsegs == 2 && strcmp(r->segs[0], "status") == 0 &&
+             strcmp(r->segs[1], "history") == 0) {
+    is(r, "GET") ? get_history(r) : not_allowed(r, "GET");
+  } else if (r->nsegs >= 1 && strcmp(r->segs[0], "breakers") == 0) {
+    breakers(r);
+  } else if (seg_is(r, 1, "health")) {
+    if (!is(r, "GET"))
+      not_allowed(r, "GET");
+    else
+      reply_json(r, 200,
+                 json_pack("{s:s, s:f}", "status", "alive", "uptime_s",
+                           (double)(cynic__unix_ms() - r->p->started_unix_ms) / 1000.0));
+  } else if (seg_is(r, 1, "ready")) {
+    const char *why;
+    if (!is(r, "GET"))
+      not_allowed(r, "GET");
+    else {
+      bool ok = cynic__admin_ready(r->p, &why);
+      reply_json(r, ok ? 200 : 503, json_pack("{s:b, s:s}", "ready", ok, "reason", why));
+    }
+  } else if (seg_is(r, 1, "reload")) {
+    is(r, "POST") ? post_reload(r) : not_allowed(r, "POST");
+  } else if (seg_is(r, 1, "drain")) {
+    is(r, "POST") ? post_drain(r) : not_allowed(r, "POST");
+  } else if (seg_is(r, 1, "metrics")) {
+    if (!is(r, "GET")) {
+      not_allowed(r, "GET");
+    } else {
+      resp->status = 200;
+      resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+      if (cynic__metrics_render(r->p, &resp->body) != 0) {
+        cynic__buf_reset(&resp->body);
+        reply_error(r, 500, "cannot render the metrics");
+      }
+    }
+  } else {
+    reply_error(r, 404, "not found");
   }
-  *out = t;
-  return 0;
+  free(r);
 }
 
-static void admin_free(struct cynic__admin *a) {
-  free(a->token);
-  free(a);
-}
+/* ---- lifecycle ----------------------------------------------------------------------- */
 
-static void on_part_closed(struct cynic__admin *a) {
-  if (--a->open_handles == 0)
-    admin_free(a);
-}
-
-static void on_timer_closed(uv_handle_t *h) {
-  on_part_closed(h->data);
-}
-
-static void on_httpd_closed(cynic__httpd_t *h) {
-  on_part_closed(cynic__container_of(h, struct cynic__admin, httpd));
+static void on_sample(uv_timer_t *t) {
+  cynic__admin_t *a = t->data;
+  cynic__metrics_sample(a->proxy);
+  cynic__accesslog_rotate(a->proxy->cfg->log.rotate_max_bytes, a->proxy->cfg->log.rotate_keep);
 }
 
 int cynic__admin_start(cynic__proxy_t *p) {
   const cynic__config_admin_t *ac = &p->cfg->admin;
-  struct cynic__admin *a = calloc(1, sizeof *a);
+  cynic__admin_t *a = calloc(1, sizeof *a);
   if (a == NULL)
     return CYNIC_ENOMEM;
   a->proxy = p;
   p->admin = a;
-  uv_timer_init(p->loop, &a->later);
-  a->later.data = a;
-  a->open_handles = 1;
-  if (ac->token_file != NULL && read_token(ac->token_file, &a->token) != 0) {
-    cynic__log(CYNIC_LOG_ERROR, "cannot read the admin token",
-               json_pack("{s:s}", "token_file", ac->token_file));
-    return CYNIC_EINVAL;
+  uv_timer_init(p->loop, &a->sample_timer);
+  uv_timer_init(p->loop, &a->action_timer);
+  a->sample_timer.data = a->action_timer.data = a;
+  uv_signal_init(p->loop, &a->sighup);
+  a->sighup.data = a;
+  uv_signal_start(&a->sighup, on_sighup, SIGHUP);
+  uv_unref((uv_handle_t *)&a->sighup);
+  if (ac->token_file != NULL) {
+    int rc = load_token(a, ac->token_file);
+    if (rc != 0) {
+      cynic__log(CYNIC_LOG_ERROR, "cannot read admin.token_file",
+                 json_pack("{s:s, s:s}", "file", ac->token_file, "error",
+                           rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
+      return rc;
+    }
   }
+  int lrc = cynic__accesslog_open(p->cfg);
+  if (lrc != 0)
+    return lrc; /* accesslog.c said which file and why */
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
-  if (ac->listen.kind == CYNIC__ADDR_IPV4) {
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(ac->listen.port);
-    memcpy(&s4->sin_addr, ac->listen.ip, 4);
-  } else {
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(ac->listen.port);
-    memcpy(&s6->sin6_addr, ac->listen.ip, 16);
+  if (!cynic__addr_numeric(ac->listen.host, ac->listen.port, false, &ss)) {
+    cynic__log(CYNIC_LOG_ERROR, "bad admin address",
+               json_pack("{s:s}", "address", ac->listen.text));
+    return CYNIC_EINVAL;
   }
   cynic__httpd_config_t hc;
   cynic__httpd_config_default(&hc);
   hc.max_conns = 64;
-  hc.max_response = 16u << 20;
-  hc.limits.max_body = 64u * 1024u;
-  a->open_handles++; /* from here on the httpd must be closed, even if start fails */
+  hc.limits.max_body = 64u << 10;
+  a->httpd_started = true;
   int rc = cynic__httpd_start(&a->httpd, p->loop, &hc, (struct sockaddr *)&ss, handle, a);
   if (rc != 0) {
     cynic__log(CYNIC_LOG_ERROR, "cannot listen",
@@ -433,26 +782,37 @@ int cynic__admin_start(cynic__proxy_t *p) {
                          "error", uv_strerror(rc)));
     return rc;
   }
-  char text[CYNIC_ADDR_STR_MAX] = "?";
-  struct sockaddr_storage bound;
-  if (cynic__httpd_address(&a->httpd, &bound) == 0)
-    cynic__addr_format((struct sockaddr *)&bound, text, sizeof text);
+  cynic__httpd_address(&a->httpd, &ss);
+  cynic__addr_format((struct sockaddr *)&ss, a->address, sizeof a->address);
+  uv_timer_start(&a->sample_timer, on_sample, 1000, 1000);
+  uv_unref((uv_handle_t *)&a->sample_timer);
   cynic__log(CYNIC_LOG_INFO, "admin listening",
-             json_pack("{s:s, s:s, s:b}", "address", text, "listener", "admin", "token",
+             json_pack("{s:s, s:s, s:b}", "listener", "admin", "address", a->address, "token",
                        a->token != NULL));
   return 0;
 }
 
 void cynic__admin_stop(cynic__proxy_t *p) {
-  struct cynic__admin *a = p->admin;
+  cynic__admin_t *a = p->admin;
+  if (a == NULL || a->stopping)
+    return;
+  a->stopping = true;
+  uv_close((uv_handle_t *)&a->sample_timer, NULL);
+  uv_close((uv_handle_t *)&a->action_timer, NULL);
+  uv_close((uv_handle_t *)&a->sighup, NULL);
+  if (a->httpd_started)
+    cynic__httpd_close(&a->httpd, NULL);
+}
+
+void cynic__admin_free(cynic__proxy_t *p) {
+  cynic__admin_t *a = p->admin;
+  cynic__accesslog_close();
   if (a == NULL)
     return;
-  p->admin = NULL;
-  if (a->open_handles == 2) {
-    if (a->httpd.listening)
-      cynic__httpd_close(&a->httpd, on_httpd_closed);
-    else
-      a->open_handles--; /* uv_tcp_init failed: nothing to close */
+  if (a->token != NULL) {
+    memset(a->token, 0, a->token_len);
+    free(a->token);
   }
-  uv_close((uv_handle_t *)&a->later, on_timer_closed);
+  free(a);
+  p->admin = NULL;
 }

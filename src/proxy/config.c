@@ -673,9 +673,17 @@ static const char *const admin_keys[] = {"listen", "token_file", "allow_remote",
 static const char *const log_keys[] = {"file",   "format",           "level",
                                        "rotate", "summary_interval", NULL};
 static const char *const rotate_keys[] = {"max_bytes", "keep", NULL};
-static const char *const listener_keys[] = {
-    "name",     "listen",     "mode",   "upstream", "max_connections", "max_connections_per_client",
-    "timeouts", "rate_limit", "buffer", NULL};
+static const char *const listener_keys[] = {"name",
+                                            "listen",
+                                            "mode",
+                                            "upstream",
+                                            "max_connections",
+                                            "max_connections_per_client",
+                                            "timeouts",
+                                            "rate_limit",
+                                            "buffer",
+                                            "access_log",
+                                            NULL};
 static const char *const listener_timeout_keys[] = {"header", "idle", NULL};
 static const char *const rate_limit_keys[] = {"per_client", "burst", NULL};
 static const char *const upstream_keys[] = {
@@ -855,6 +863,10 @@ static void load_listener(loader_t *ld, const node_t *m, cynic__config_listener_
     get_u32(ld, rl, "burst", 1, 1000000, &l->rate_burst);
   }
   get_size(ld, m, "buffer", 4 * KIB, 16 * MIB, "4KB..16MB", &l->buffer_bytes);
+  const node_t *al = get_string(ld, m, "access_log", CYNIC__CONFIG_MAX_PATH, &l->access_log);
+  if (al != NULL && l->access_log != NULL && strcmp(l->access_log, "-") == 0)
+    error_at(ld, al,
+             "access_log: '-' would mix access lines into the log on stderr; give a file path");
 }
 
 static void load_endpoints(loader_t *ld, const node_t *m, cynic__config_upstream_t *u) {
@@ -1324,6 +1336,7 @@ void cynic__config_free(cynic__config_t *cfg) {
     cynic__config_listener_t *l = &cfg->listeners[i];
     free(l->name);
     free(l->upstream_name);
+    free(l->access_log);
     addr_clear(&l->listen);
   }
   free(cfg->listeners);

@@ -124,6 +124,7 @@ typedef struct cynic__config_listener {
   uint64_t rate_period_ns;
   uint32_t rate_burst;
   uint64_t buffer_bytes; /* per direction per connection (back pressure) */
+  char *access_log;      /* one JSON line per connection to this file; NULL = none */
   cynic__config_mark_t mark;
 } cynic__config_listener_t;
 

@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "accesslog.h"
+#include "admin.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -42,6 +44,13 @@ static const char *const event_texts[] = {
 
 const char *cynic__event_key(cynic__event_t ev) {
   return ev < CYNIC__EV_COUNT ? event_keys[ev] : "unknown";
+}
+
+int64_t cynic__unix_ms(void) {
+  uv_timeval64_t tv;
+  if (uv_gettimeofday(&tv) != 0)
+    return 0;
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 uint64_t cynic__proxy_clock(void *arg) {
@@ -242,6 +251,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   cynic__proxy_t *p = s->data;
   if (signum == SIGUSR1) {
     int rc = cynic__log_reopen();
+    cynic__accesslog_reopen();
     cynic__log(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log reopened",
                json_pack("{s:s}", "result", rc == 0 ? "ok" : strerror(-rc)));
     return;
@@ -253,7 +263,7 @@ static void on_signal(uv_signal_t *s, int signum) {
  * names of every endpoint have had their first resolution, so the first
  * clients do not find endpoints without an address. */
 static void serve(cynic__proxy_t *p) {
-  if (cynic__admin_start(p) != 0 || cynic__listeners_start(p) != 0) {
+  if (cynic__listeners_start(p) != 0) {
     p->status = 1; /* listener.c said which address and why */
     stop(p);
     return;
@@ -303,7 +313,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   }
   p.loop = &loop;
   p.cfg = cfg;
-  p.started_ms = uv_now(&loop);
+  p.started_unix_ms = p.config_unix_ms = cynic__unix_ms();
   cynic__list_init(&p.conns);
   uv_timer_init(&loop, &p.summary_timer);
   uv_timer_init(&loop, &p.rotate_timer);
@@ -321,6 +331,8 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
     cynic__log(CYNIC_LOG_ERROR, "cannot start upstreams",
                json_pack("{s:s}", "error", rc < -1000 ? cynic_strerror(rc) : uv_strerror(rc)));
     p.status = 1;
+  } else if (cynic__admin_start(&p) != 0) {
+    p.status = 1; /* admin.c said which address and why */
   } else if (p.first_resolutions == 0) {
     serve(&p); /* no host names to wait for */
   }
@@ -329,8 +341,11 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   uv_run(&loop, UV_RUN_DEFAULT);
 
   log_totals(&p);
+  cynic__admin_free(&p);
   cynic__listeners_free(&p);
   cynic__upstreams_free(&p);
+  cynic__config_free(p.reloaded_cfg); /* after everything that points into it */
+  cynic__reload_free(&p);
   int status = p.status;
   int close_rc = uv_loop_close(&loop);
   if (close_rc != 0) {

@@ -176,53 +176,103 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
   return 0;
 }
 
+int cynic__listener_setup(cynic__proxy_t *p, cynic__listener_t *l,
+                          const cynic__config_listener_t *cfg, cynic__upstream_t *u) {
+  l->proxy = p;
+  l->cfg = cfg;
+  l->upstream = u;
+  if (l->cfg->max_connections_per_client > 0) {
+    size_t n = 64;
+    while (n < l->cfg->max_connections / 4 && n < 65536)
+      n *= 2;
+    l->clients = calloc(n, sizeof *l->clients);
+    if (l->clients == NULL)
+      return CYNIC_ENOMEM;
+    l->client_buckets = n;
+  }
+  return cynic__listener_rate_new(p, cfg, &l->rate);
+}
+
+int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *cfg,
+                             cynic_ratetable_t **out) {
+  *out = NULL;
+  if (cfg->rate_count == 0)
+    return 0;
+  /* Unwanted Users: new connections per client address. The table is
+   * bounded (least recently seen clients are forgotten first). */
+  cynic_ratetable_config_t rc;
+  cynic_ratetable_config_default(&rc);
+  rc.clock.now = cynic__proxy_clock;
+  rc.clock.arg = p;
+  rc.rate_per_sec = (double)cfg->rate_count * 1e9 / (double)cfg->rate_period_ns;
+  rc.burst = cfg->rate_burst;
+  rc.capacity = RATE_TABLE_CLIENTS;
+  return cynic_ratetable_new(&rc, out);
+}
+
+int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l) {
+  if (l->cfg->mode == CYNIC__MODE_HTTP)
+    cynic__log(CYNIC_LOG_WARN, "http mode is not served yet: forwarding as tcp",
+               json_pack("{s:s}", "listener", l->cfg->name));
+  int rc = listener_start(p, l);
+  if (rc != 0)
+    cynic__log(CYNIC_LOG_ERROR, "cannot listen",
+               json_pack("{s:s, s:s, s:s}", "listener", l->cfg->name, "address",
+                         l->cfg->listen.text, "error", uv_strerror(rc)));
+  return rc;
+}
+
+static void listener_free(cynic__listener_t *l) {
+  for (size_t b = 0; b < l->client_buckets; b++)
+    while (l->clients[b] != NULL) {
+      cynic__client_count_t *c = l->clients[b];
+      l->clients[b] = c->next;
+      free(c);
+    }
+  free(l->clients);
+  l->clients = NULL;
+  l->client_buckets = 0;
+  cynic_ratetable_free(l->rate);
+  l->rate = NULL;
+  while (l->pool_len > 0)
+    free(l->pool[--l->pool_len]);
+}
+
+void cynic__listener_discard(cynic__listener_t *l) {
+  if (l->listening) {
+    l->listening = false;
+    uv_close((uv_handle_t *)&l->handle, NULL);
+  }
+  if (l->reserve != NULL) {
+    cynic__tcp_client_discard(l->reserve);
+    l->reserve = NULL;
+  }
+  listener_free(l);
+}
+
 int cynic__listeners_start(cynic__proxy_t *p) {
   const cynic__config_t *cfg = p->cfg;
-  p->listeners = calloc(cfg->listener_count, sizeof *p->listeners);
+  /* Room for the most a config may hold: a reload adds listeners in place and
+   * never moves one (connections and libuv hold pointers into them). */
+  p->listeners = calloc(CYNIC__CONFIG_MAX_LISTENERS, sizeof *p->listeners);
   if (p->listeners == NULL)
     return CYNIC_ENOMEM;
   p->listener_count = cfg->listener_count;
   for (size_t i = 0; i < cfg->listener_count; i++) {
-    cynic__listener_t *l = &p->listeners[i];
-    l->proxy = p;
-    l->cfg = &cfg->listeners[i];
-    l->upstream = &p->upstreams[l->cfg->upstream];
-    if (l->cfg->max_connections_per_client > 0) {
-      size_t n = 64;
-      while (n < l->cfg->max_connections / 4 && n < 65536)
-        n *= 2;
-      l->clients = calloc(n, sizeof *l->clients);
-      if (l->clients == NULL)
-        return CYNIC_ENOMEM;
-      l->client_buckets = n;
-    }
-    if (l->cfg->rate_count > 0) {
-      /* Unwanted Users: new connections per client address. The table is
-       * bounded (least recently seen clients are forgotten first). */
-      cynic_ratetable_config_t rc;
-      cynic_ratetable_config_default(&rc);
-      rc.clock.now = cynic__proxy_clock;
-      rc.clock.arg = p;
-      rc.rate_per_sec = (double)l->cfg->rate_count * 1e9 / (double)l->cfg->rate_period_ns;
-      rc.burst = l->cfg->rate_burst;
-      rc.capacity = RATE_TABLE_CLIENTS;
-      int rc_new = cynic_ratetable_new(&rc, &l->rate);
-      if (rc_new != 0)
-        return rc_new;
-    }
+    const cynic__config_listener_t *lc = &cfg->listeners[i];
+    /* by name: after a reload the upstreams' order may differ from cfg's */
+    cynic__upstream_t *u = &p->upstreams[lc->upstream];
+    for (size_t k = 0; k < p->upstream_count; k++)
+      if (strcmp(p->upstreams[k].cfg->name, lc->upstream_name) == 0)
+        u = &p->upstreams[k];
+    int rc = cynic__listener_setup(p, &p->listeners[i], lc, u);
+    if (rc != 0)
+      return rc;
   }
   for (size_t i = 0; i < p->listener_count; i++) {
-    cynic__listener_t *l = &p->listeners[i];
-    if (l->cfg->mode == CYNIC__MODE_HTTP)
-      cynic__log(CYNIC_LOG_WARN, "http mode is not served yet: forwarding as tcp",
-                 json_pack("{s:s}", "listener", l->cfg->name));
-    int rc = listener_start(p, l);
-    if (rc != 0) {
-      cynic__log(CYNIC_LOG_ERROR, "cannot listen",
-                 json_pack("{s:s, s:s, s:s}", "listener", l->cfg->name, "address",
-                           l->cfg->listen.text, "error", uv_strerror(rc)));
+    int rc = cynic__listener_bind(p, &p->listeners[i]);
+    if (rc != 0)
       return rc;
-    }
   }
   return 0;
 }
@@ -242,19 +292,8 @@ void cynic__listeners_stop(cynic__proxy_t *p) {
 }
 
 void cynic__listeners_free(cynic__proxy_t *p) {
-  for (size_t i = 0; i < p->listener_count; i++) {
-    cynic__listener_t *l = &p->listeners[i];
-    for (size_t b = 0; b < l->client_buckets; b++)
-      while (l->clients[b] != NULL) {
-        cynic__client_count_t *c = l->clients[b];
-        l->clients[b] = c->next;
-        free(c);
-      }
-    free(l->clients);
-    cynic_ratetable_free(l->rate);
-    while (l->pool_len > 0)
-      free(l->pool[--l->pool_len]);
-  }
+  for (size_t i = 0; i < p->listener_count; i++)
+    listener_free(&p->listeners[i]);
   free(p->listeners);
   p->listeners = NULL;
   p->listener_count = 0;

@@ -29,7 +29,8 @@ static void usage(FILE *out) {
                "  -h, --help          print this help and exit\n"
                "\n"
                "signals: SIGTERM, SIGINT drain (a second one closes what is left);\n"
-               "         SIGUSR1 reopens the log file. Exit 0 after a drain, 1 when the\n"
+               "         SIGUSR1 reopens the log files; SIGHUP reloads the config\n"
+               "         (docs/admin.md). Exit 0 after a drain, 1 when the\n"
                "         proxy cannot start, 2 on a bad config. See docs/proxy.md.\n");
 }
 

@@ -108,6 +108,10 @@ typedef enum cynic__event {
       CYNIC__EV_COUNT
 } cynic__event_t;
 
+#include "metrics.h" /* needs CYNIC__EV_COUNT */
+
+typedef struct cynic__admin cynic__admin_t;
+
 /* Counters of one thing (endpoint, upstream or listener): totals since start,
  * and the current summary window's counts (reset every summary interval). */
 typedef struct cynic__counters {
@@ -127,6 +131,7 @@ typedef struct cynic__endpoint {
   cynic_breaker_state_t state; /* as of its last transition (on_transition) */
   uint32_t active;             /* connections to it now (least_connections) */
   cynic__counters_t counters;
+  cynic__endpoint_stats_t stats; /* metrics.h: admin listener */
 } cynic__endpoint_t;
 
 struct cynic__upstream {
@@ -139,7 +144,9 @@ struct cynic__upstream {
   cynic__link_t waiters; /* cynic__conn_t.wait_link, oldest first */
   uv_timer_t resolve_timer;
   bool has_names; /* some endpoint is a host name: re-resolve */
+  bool retired;   /* removed or replaced by a reload: its connections finish */
   cynic__counters_t counters;
+  cynic__upstream_stats_t stats; /* metrics.h: admin listener */
 };
 
 #define CYNIC__BUFFER_POOL_MAX 64u /* free buffers kept per listener: 4 MB at 64KB */
@@ -164,6 +171,7 @@ struct cynic__listener {
   cynic__upstream_t *upstream;
   uv_tcp_t handle;
   bool listening;    /* handle initialised and not yet closed */
+  bool retired;      /* removed by a reload: not accepting; its connections finish */
   uv_tcp_t *reserve; /* a client handle kept to shed a connection when out of memory */
   char address[272]; /* the bound address, port 0 resolved (CYNIC_ADDR_STR_MAX) */
   uint32_t open;     /* client connections open now */
@@ -179,6 +187,7 @@ struct cynic__listener {
   cynic__options_t options; /* keepalive, user timeout, nodelay of client sockets */
   cynic_ratetable_t *rate;  /* rate_limit.per_client: new connections per client */
   cynic__counters_t counters;
+  cynic__listener_stats_t stats; /* metrics.h: admin listener */
 };
 
 struct cynic__proxy {
@@ -194,13 +203,28 @@ struct cynic__proxy {
   uv_timer_t summary_timer; /* rate-limited error summaries */
   uv_timer_t rotate_timer;  /* log.rotate: checks the log file's size */
   uv_timer_t drain_timer;
-  struct cynic__admin *admin; /* the admin listener (admin.c); NULL when stopped */
-  uint64_t started_ms;        /* loop time at start, for uptime */
-  size_t first_resolutions;   /* host names not yet resolved once: serve() at 0 */
+  size_t first_resolutions; /* host names not yet resolved once: serve() at 0 */
   bool draining;
   bool drain_cut; /* the drain deadline or a second signal closed connections */
   bool stopping;  /* closing every handle: the loop is about to end */
   int status;     /* exit status */
+
+  /* the admin listener (admin.c, metrics.c, reload.c) */
+  cynic__admin_t *admin;         /* the admin listener (admin.c); NULL until started */
+  int64_t started_unix_ms;       /* wall clock at start, for /status */
+  int64_t config_unix_ms;        /* wall clock when the config in use was loaded */
+  uint64_t reloads;              /* successful reloads */
+  cynic__config_t *reloaded_cfg; /* the config in use after a reload (owned; the first
+                                    one belongs to main.c) */
+  /* Retired listeners and upstreams own a copy of their part of the config
+   * they were made from (reload.c), freed at exit; the whole config is kept
+   * (pinned) only when a copy could not be made. */
+  cynic__config_listener_t *retired_listener_cfgs[CYNIC__CONFIG_MAX_LISTENERS];
+  size_t retired_listener_cfg_count;
+  cynic__config_upstream_t *retired_upstream_cfgs[CYNIC__CONFIG_MAX_UPSTREAMS];
+  size_t retired_upstream_cfg_count;
+  cynic__config_t *pinned_cfgs[4];
+  size_t pinned_count;
 };
 
 /* ---- daemon.c ------------------------------------------------------------ */
@@ -233,6 +257,13 @@ void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *wha
 /* The event's snake_case key ("connect_refused"); static. */
 const char *cynic__event_key(cynic__event_t ev);
 
+/* Wall-clock time in ms since the epoch (for /status and logs, never for
+ * deadlines). */
+int64_t cynic__unix_ms(void);
+
+/* Starts a drain as SIGTERM does; `why` names the cause in the log. */
+void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
+
 /* ---- upstream.c ---------------------------------------------------------- */
 
 /* Creates the breakers and bulkhead of every upstream and starts resolving
@@ -240,6 +271,15 @@ const char *cynic__event_key(cynic__event_t ev);
 int cynic__upstreams_start(cynic__proxy_t *p);
 /* Stops timers and resolutions and closes handles (loop must run after). */
 void cynic__upstreams_stop(cynic__proxy_t *p);
+/* One upstream: creates its endpoints, breakers and bulkhead for `cfg` (u
+ * zeroed); host names are not resolved yet. 0 or a negative CYNIC_E*. */
+int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
+                         const cynic__config_upstream_t *cfg);
+/* Starts resolving u's host names, now and every resolve_interval. */
+void cynic__upstream_resolve_start(cynic__proxy_t *p, cynic__upstream_t *u);
+/* Undoes cynic__upstream_init (a reload that was refused): frees what it made
+ * and closes its timer; the slot may be reused from the next loop turn. */
+void cynic__upstream_discard(cynic__upstream_t *u);
 /* Frees breakers and bulkheads, after the loop has ended. */
 void cynic__upstreams_free(cynic__proxy_t *p);
 
@@ -253,19 +293,25 @@ int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
  * one is open or forced open with time left). Cheap while one is not open. */
 bool cynic__upstream_available(const cynic__upstream_t *u);
 
-/* ---- admin.c ------------------------------------------------------------- */
-
-/* Binds admin.listen and serves the admin API (admin.c's header comment).
- * 0 or an error (logged); cynic__admin_stop must follow either way. */
-int cynic__admin_start(cynic__proxy_t *p);
-/* Closes the admin listener and its connections (the loop must run after). */
-void cynic__admin_stop(cynic__proxy_t *p);
-
 /* ---- listener.c ---------------------------------------------------------- */
 
 int cynic__listeners_start(cynic__proxy_t *p);
 void cynic__listeners_stop(cynic__proxy_t *p);
 void cynic__listeners_free(cynic__proxy_t *p);
+/* One listener (l zeroed): its per-client tables for `cfg`, forwarding to u.
+ * 0 or a negative CYNIC_E*. */
+int cynic__listener_setup(cynic__proxy_t *p, cynic__listener_t *l,
+                          const cynic__config_listener_t *cfg, cynic__upstream_t *u);
+/* Binds and listens (logs "listening", or "cannot listen" and returns the
+ * libuv error). */
+int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l);
+/* Undoes setup and bind (a reload that was refused); the slot may be reused
+ * from the next loop turn. */
+void cynic__listener_discard(cynic__listener_t *l);
+/* The per-client rate table for cfg's rate_limit into *out (NULL without
+ * one). 0 or a negative CYNIC_E*. */
+int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *cfg,
+                             cynic_ratetable_t **out);
 /* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 
@@ -288,5 +334,40 @@ void cynic__tcp_client_discard(uv_tcp_t *client);
 void cynic__tcp_promote(cynic__upstream_t *u);
 /* Closes every connection (drain deadline, exit). */
 void cynic__tcp_close_all(cynic__proxy_t *p);
+/* Closes every connection to endpoint `e` (an operator's trip with
+ * close_connections); returns how many. */
+size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e);
+
+/* ---- metrics.c: hooks from the data path --------------------------------- */
+
+/* One finished client connection, reported by tcp.c when it is freed. Times
+ * are loop milliseconds; 0 = that phase never happened. */
+typedef struct cynic__conn_report {
+  cynic__listener_t *listener;
+  cynic__upstream_t *upstream;
+  cynic__endpoint_t *endpoint; /* NULL when none was picked */
+  int outcome;                 /* CYNIC__EV_* or CYNIC__OUT_* */
+  const char *decision;        /* breaker: the state the permit was taken in, or "rejected" */
+  const uint8_t *ip;           /* the client, 16 bytes, IPv4 mapped */
+  uint64_t accepted_ms, connect_ms, connected_ms, first_byte_ms, end_ms;
+  uint64_t bytes_up, bytes_down;
+} cynic__conn_report_t;
+
+void cynic__metrics_conn_started(cynic__upstream_t *u);
+void cynic__metrics_conn_done(const cynic__conn_report_t *r);
+void cynic__metrics_connected(cynic__upstream_t *u, uint64_t ms);
+void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t ms);
+/* A breaker transition (called from the breaker's callback: records only). */
+void cynic__metrics_transition(cynic__endpoint_t *e, cynic_breaker_state_t from,
+                               cynic_breaker_state_t to, cynic_breaker_reason_t reason);
+
+/* ---- admin.c ------------------------------------------------------------- */
+
+/* Binds admin.listen and serves the admin API. 0 or a negative error (logged). */
+int cynic__admin_start(cynic__proxy_t *p);
+/* Closes the admin listener (the loop must run after). */
+void cynic__admin_stop(cynic__proxy_t *p);
+/* Frees it, after the loop has ended. */
+void cynic__admin_free(cynic__proxy_t *p);
 
 #endif /* CYNIC_PROXY_PROXY_H */

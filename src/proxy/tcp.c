@@ -105,11 +105,24 @@ struct cynic__conn {
   const char *why;   /* why it ended, for the debug log; static string */
   uint8_t ip[16];    /* the client's address (IPv4 mapped) */
   uint16_t port;     /* the client's port */
+  /* for metrics and the access log (metrics.c) */
+  bool has_outcome;
+  int outcome; /* CYNIC__EV_* or CYNIC__OUT_*: the first reason the connection ended */
+  const char *decision;
+  uint64_t accepted_ms, connect_ms, connected_ms, first_sent_ms, first_byte_at_ms;
 };
 
 static void on_timer(uv_timer_t *t);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_close(cynic__conn_t *c, bool reset, const char *why);
+
+/* Notes why the connection ends; the first reason given wins. */
+static void set_outcome(cynic__conn_t *c, int outcome) {
+  if (!c->has_outcome) {
+    c->has_outcome = true;
+    c->outcome = outcome;
+  }
+}
 
 static uint64_t to_ms(uint64_t ns) {
   uint64_t ms = ns / 1000000u + (ns % 1000000u != 0);
@@ -206,6 +219,7 @@ static void set_linger_zero(uv_tcp_t *h) {
 
 static void fault(cynic__conn_t *c, cynic__event_t ev, const char *detail) {
   cynic__endpoint_t *e = c->endpoint;
+  set_outcome(c, (int)ev);
   if (c->why == NULL)
     c->why = cynic__event_key(ev);
   if (c->has_permit) {
@@ -223,6 +237,9 @@ static void success(cynic__conn_t *c) {
 }
 
 static void upstream_event(cynic__conn_t *c, cynic__event_t ev) {
+  set_outcome(c, (int)ev);
+  if (ev == CYNIC__EV_BREAKER_OPEN)
+    c->decision = "rejected";
   if (c->why == NULL)
     c->why = cynic__event_key(ev);
   cynic__proxy_event(&c->upstream->counters, ev, "upstream", c->upstream->cfg->name, NULL, NULL);
@@ -270,6 +287,7 @@ static void on_timer(uv_timer_t *t) {
       return;
     }
     if (now >= c->last_active_ms + c->idle_ms) {
+      set_outcome(c, CYNIC__EV_IDLE_TIMEOUT);
       cynic__proxy_event(&c->endpoint->counters, CYNIC__EV_IDLE_TIMEOUT, "endpoint",
                          c->endpoint->addr->text, c->upstream->cfg->name, NULL);
       conn_close(c, false, "idle_timeout");
@@ -333,6 +351,22 @@ static void conn_free(cynic__conn_t *c) {
   cynic__list_remove(&c->link);
   p->conn_count--;
   bool had_slot = c->has_slot;
+  cynic__conn_report_t r = {
+      .listener = c->listener,
+      .upstream = u,
+      .endpoint = c->endpoint,
+      .outcome = c->has_outcome ? c->outcome : CYNIC__OUT_OK,
+      .decision = c->decision,
+      .ip = c->ip,
+      .accepted_ms = c->accepted_ms,
+      .connect_ms = c->connect_ms,
+      .connected_ms = c->connected_ms,
+      .first_byte_ms = c->first_byte_at_ms,
+      .end_ms = uv_now(p->loop),
+      .bytes_up = c->up.bytes,
+      .bytes_down = c->down.bytes,
+  };
+  cynic__metrics_conn_done(&r);
   buffer_put(c->listener, c->up.buf);
   buffer_put(c->listener, c->down.buf);
   free(c);
@@ -352,6 +386,7 @@ static void on_handle_closed(uv_handle_t *h) {
 static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
   if (c->state == ST_CLOSING)
     return;
+  set_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
   if (c->why == NULL)
     c->why = why;
   if (c->state == ST_QUEUED) {
@@ -393,6 +428,10 @@ static void consume(direction_t *d, size_t n) {
   d->head = (d->head + n) % d->cap;
   d->len -= n;
   d->bytes += n;
+  if (d == &d->conn->up)
+    d->conn->listener->stats.bytes_up += n;
+  else
+    d->conn->listener->stats.bytes_down += n;
   if (d->len == 0)
     d->head = 0; /* keep the free space contiguous */
 }
@@ -507,10 +546,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (d == &c->down && !c->got_first_byte) {
       c->got_first_byte = true;
       c->first_byte_ms = 0;
+      c->first_byte_at_ms = now;
+      cynic__metrics_first_byte(c->upstream,
+                                now - (c->sent_first_byte ? c->first_sent_ms : c->connected_ms));
       success(c);
     } else if (d == &c->up && !c->sent_first_byte) {
       /* The first bytes towards the upstream: from now on it owes an answer. */
       c->sent_first_byte = true;
+      c->first_sent_ms = now;
       if (!c->got_first_byte && c->upstream->cfg->first_byte_timeout_ns > 0) {
         c->first_byte_ms = now + to_ms(c->upstream->cfg->first_byte_timeout_ns);
         arm(c);
@@ -541,6 +584,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == UV_ENOBUFS) { /* no memory for the ring: give up on this connection */
+    set_outcome(c, CYNIC__OUT_CLOSED);
     cynic__log(CYNIC_LOG_ERROR, "out of memory for a connection buffer", NULL);
     conn_close(c, true, "out_of_memory");
     return;
@@ -579,6 +623,8 @@ static void on_connect(uv_connect_t *req, int status) {
     conn_close(c, false, NULL);
     return;
   }
+  c->connected_ms = uv_now(c->proxy->loop);
+  cynic__metrics_connected(c->upstream, c->connected_ms - c->connect_ms);
   size_t cap = (size_t)c->listener->cfg->buffer_bytes;
   direction_init(c, &c->up, &c->client, &c->server, cap);
   direction_init(c, &c->down, &c->server, &c->client, cap);
@@ -602,9 +648,11 @@ static void connect_upstream(cynic__conn_t *c) {
   }
   c->has_permit = true;
   c->endpoint = e;
+  c->decision = cynic_breaker_state_name(c->permit.state);
   e->active++;
   c->state = ST_CONNECTING;
-  c->deadline_ms = uv_now(c->proxy->loop) + to_ms(u->cfg->connect_timeout_ns);
+  c->connect_ms = uv_now(c->proxy->loop);
+  c->deadline_ms = c->connect_ms + to_ms(u->cfg->connect_timeout_ns);
   rc = uv_tcp_init(c->proxy->loop, &c->server);
   if (rc == 0) {
     c->server_init = true;
@@ -679,6 +727,8 @@ void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
   c->timer.data = c;
   c->handles = 2; /* client, timer */
   c->state = ST_NEW;
+  c->accepted_ms = uv_now(p->loop);
+  cynic__metrics_conn_started(u);
   /* Idle: "no bytes either way" for the upstream; the listener's idle also
    * counts bytes both ways in tcp mode, so a long download is not cut off
    * because the client is quiet. The shorter one wins. */
@@ -715,7 +765,25 @@ void cynic__tcp_close_all(cynic__proxy_t *p) {
   cynic__link_t *l = p->conns.next;
   while (l != &p->conns) {
     cynic__link_t *next = l->next; /* closing does not unlink; freeing does, later */
-    conn_close(cynic__container_of(l, cynic__conn_t, link), false, "drain_cut");
+    cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
+    set_outcome(c, CYNIC__OUT_CLOSED);
+    conn_close(c, false, "drain_cut");
     l = next;
   }
+}
+
+size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e) {
+  size_t n = 0;
+  cynic__link_t *l = p->conns.next;
+  while (l != &p->conns) {
+    cynic__link_t *next = l->next; /* closing does not unlink; freeing does, later */
+    cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
+    if (c->endpoint == e && c->state != ST_CLOSING) {
+      set_outcome(c, CYNIC__OUT_CLOSED);
+      conn_close(c, false, "tripped");
+      n++;
+    }
+    l = next;
+  }
+  return n;
 }

@@ -26,11 +26,13 @@ static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_s
   (void)at_ns;
   cynic__endpoint_t *e = arg;
   e->state = to; /* the loop's thread makes every transition: no race */
+  cynic__metrics_transition(e, from, to, reason);
   bool bad = to == CYNIC_BREAKER_OPEN || to == CYNIC_BREAKER_FORCED_OPEN;
   cynic__log(bad ? CYNIC_LOG_WARN : CYNIC_LOG_INFO, "breaker transition",
-             json_pack("{s:s, s:s, s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
-                       e->addr->text, "from", cynic_breaker_state_name(from), "to",
-                       cynic_breaker_state_name(to), "reason", cynic_breaker_reason_name(reason)));
+             json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event", "breaker_transition", "upstream",
+                       e->upstream->cfg->name, "endpoint", e->addr->text, "from",
+                       cynic_breaker_state_name(from), "to", cynic_breaker_state_name(to), "reason",
+                       cynic_breaker_reason_name(reason)));
 }
 
 static int breaker_new(cynic__proxy_t *p, cynic__endpoint_t *e) {
@@ -150,50 +152,76 @@ static void on_resolve_timer(uv_timer_t *t) {
     resolve(u->proxy, &u->endpoints[i]);
 }
 
+int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
+                         const cynic__config_upstream_t *cfg) {
+  u->proxy = p;
+  u->cfg = cfg;
+  cynic__list_init(&u->waiters);
+  uv_timer_init(p->loop, &u->resolve_timer);
+  u->resolve_timer.data = u;
+  u->endpoints = calloc(u->cfg->endpoint_count, sizeof *u->endpoints);
+  if (u->endpoints == NULL)
+    return CYNIC_ENOMEM;
+  u->endpoint_count = u->cfg->endpoint_count;
+  cynic_bulkhead_config_t bc;
+  cynic_bulkhead_config_default(&bc);
+  bc.max_concurrent = u->cfg->max_connections;
+  bc.max_pending = u->cfg->max_pending;
+  int rc = cynic_bulkhead_new(&bc, &u->bulkhead);
+  if (rc != 0)
+    return rc;
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    cynic__endpoint_t *e = &u->endpoints[k];
+    e->upstream = u;
+    e->addr = &u->cfg->endpoints[k];
+    if ((rc = breaker_new(p, e)) != 0)
+      return rc;
+    if (e->addr->kind == CYNIC__ADDR_NAME)
+      u->has_names = true;
+    else
+      set_literal(e);
+  }
+  return 0;
+}
+
+void cynic__upstream_resolve_start(cynic__proxy_t *p, cynic__upstream_t *u) {
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    if (u->endpoints[k].addr->kind == CYNIC__ADDR_NAME)
+      resolve(p, &u->endpoints[k]);
+  if (u->has_names && u->cfg->resolve_interval_ns > 0) {
+    uint64_t ms = u->cfg->resolve_interval_ns / 1000000u;
+    if (ms == 0)
+      ms = 1;
+    uv_timer_start(&u->resolve_timer, on_resolve_timer, ms, ms);
+    uv_unref((uv_handle_t *)&u->resolve_timer);
+  }
+}
+
+void cynic__upstream_discard(cynic__upstream_t *u) {
+  if (u->resolve_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&u->resolve_timer))
+    uv_close((uv_handle_t *)&u->resolve_timer, NULL);
+  if (u->endpoints != NULL)
+    for (size_t k = 0; k < u->endpoint_count; k++)
+      cynic_breaker_free(u->endpoints[k].breaker);
+  free(u->endpoints);
+  u->endpoints = NULL;
+  cynic_bulkhead_free(u->bulkhead);
+  u->bulkhead = NULL;
+}
+
 int cynic__upstreams_start(cynic__proxy_t *p) {
   const cynic__config_t *cfg = p->cfg;
-  p->upstreams = calloc(cfg->upstream_count, sizeof *p->upstreams);
+  /* Room for the most a config may hold: a reload adds upstreams in place and
+   * never moves one (connections and libuv hold pointers into them). */
+  p->upstreams = calloc(CYNIC__CONFIG_MAX_UPSTREAMS, sizeof *p->upstreams);
   if (p->upstreams == NULL)
     return CYNIC_ENOMEM;
   p->upstream_count = cfg->upstream_count;
   for (size_t i = 0; i < cfg->upstream_count; i++) {
-    cynic__upstream_t *u = &p->upstreams[i];
-    u->proxy = p;
-    u->cfg = &cfg->upstreams[i];
-    cynic__list_init(&u->waiters);
-    uv_timer_init(p->loop, &u->resolve_timer);
-    u->resolve_timer.data = u;
-    u->endpoints = calloc(u->cfg->endpoint_count, sizeof *u->endpoints);
-    if (u->endpoints == NULL)
-      return CYNIC_ENOMEM;
-    u->endpoint_count = u->cfg->endpoint_count;
-    cynic_bulkhead_config_t bc;
-    cynic_bulkhead_config_default(&bc);
-    bc.max_concurrent = u->cfg->max_connections;
-    bc.max_pending = u->cfg->max_pending;
-    int rc = cynic_bulkhead_new(&bc, &u->bulkhead);
+    int rc = cynic__upstream_init(p, &p->upstreams[i], &cfg->upstreams[i]);
     if (rc != 0)
       return rc;
-    for (size_t k = 0; k < u->endpoint_count; k++) {
-      cynic__endpoint_t *e = &u->endpoints[k];
-      e->upstream = u;
-      e->addr = &u->cfg->endpoints[k];
-      if ((rc = breaker_new(p, e)) != 0)
-        return rc;
-      if (e->addr->kind == CYNIC__ADDR_NAME) {
-        u->has_names = true;
-        resolve(p, e);
-      } else {
-        set_literal(e);
-      }
-    }
-    if (u->has_names && u->cfg->resolve_interval_ns > 0) {
-      uint64_t ms = u->cfg->resolve_interval_ns / 1000000u;
-      if (ms == 0)
-        ms = 1;
-      uv_timer_start(&u->resolve_timer, on_resolve_timer, ms, ms);
-      uv_unref((uv_handle_t *)&u->resolve_timer);
-    }
+    cynic__upstream_resolve_start(p, &p->upstreams[i]);
   }
   return 0;
 }

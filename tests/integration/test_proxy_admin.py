@@ -22,25 +22,29 @@ def test_health_ready_status_breakers_metrics():
     px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
     try:
         api = px.api()
-        assert api.get("/health")[:2] == (200, {"status": "alive"})
-        assert api.get("/ready")[:2] == (200, {"ready": True})
+        status, health, _ = api.get("/health")
+        assert status == 200 and health["status"] == "alive"
+        status, ready, _ = api.get("/ready")
+        assert status == 200 and ready["ready"] is True
         assert exchange(px)
         status, st, _ = api.get("/status")
         assert status == 200 and st["draining"] is False and st["version"]
         assert st["listeners"][0]["name"] == "app" and st["listeners"][0]["address"] == "%s:%d" % px.addr()
         up = st["upstreams"][0]
         assert up["name"] == "backend" and up["available"] is True
-        assert up["bulkhead"] == {"in_use": 0, "max_connections": 100, "pending": 0, "max_pending": 50}
+        b = up["bulkhead"]
+        assert (b["in_use"], b["limit"], b["pending"], b["pending_limit"]) == (0, 100, 0, 50)
         ep = up["endpoints"][0]
-        assert ep["endpoint"] == srv.endpoint and ep["address"] == srv.endpoint and ep["active"] == 0
+        assert ep["name"] == srv.endpoint and ep["address"] == srv.endpoint and ep["active"] == 0
         assert ep["breaker"]["state"] == "closed" and ep["breaker"]["successes"] == 1
         status, br, _ = api.get("/breakers")
-        assert status == 200 and [b["state"] for b in br["breakers"]] == ["closed"]
+        assert status == 200
+        assert [e["breaker"]["state"] for u in br["upstreams"] for e in u["endpoints"]] == ["closed"]
         status, _, raw = api.get("/metrics")
         text = raw.decode()
-        assert status == 200 and "cynic_up 1\n" in text
-        assert 'cynic_connections_open{listener="app"} 0\n' in text
-        assert f'cynic_breaker_open{{upstream="backend",endpoint="{srv.endpoint}",state="closed"}} 0\n' in text
+        assert status == 200 and "cynic_ready 1\n" in text
+        assert 'cynic_listener_connections_open{listener="app"} 0\n' in text
+        assert f'cynic_breaker_state{{upstream="backend",endpoint="{srv.endpoint}",state="closed"}} 1\n' in text
         assert 'cynic_bulkhead_in_use{upstream="backend"} 0\n' in text
         api.close()
     finally:
@@ -55,19 +59,20 @@ def test_trip_and_reset_by_hand_and_readiness_of_a_required_upstream():
     try:
         api = px.api()
         status, body, _ = api.post(f"/breakers/backend/{srv.endpoint}/trip")
-        assert status == 200 and body["breakers"][0]["state"] == "forced_open"
+        assert status == 200 and body["endpoint"]["breaker"]["state"] == "forced_open"
         rec = px.wait_msg("breaker transition", endpoint=srv.endpoint)
         assert (rec["to"], rec["reason"]) == ("forced_open", "manual_trip")
         accepted = srv.accepted
         assert not exchange(px)  # closed at once
         assert srv.accepted == accepted
         status, body, _ = api.get("/ready")
-        assert status == 503 and body["reason"] == "required upstream 'backend' has every breaker open"
+        assert status == 503 and body["reason"] == "required upstream backend: every endpoint's breaker is open"
+        assert api.get("/status")[1]["upstreams"][0]["available"] is False
         text = api.get("/metrics")[2].decode()
-        assert f'cynic_breaker_open{{upstream="backend",endpoint="{srv.endpoint}",state="forced_open"}} 1\n' in text
+        assert f'cynic_breaker_state{{upstream="backend",endpoint="{srv.endpoint}",state="forced_open"}} 1\n' in text
         assert 'cynic_events_total{upstream="backend",event="breaker_open"} 1\n' in text
         status, body, _ = api.post("/breakers/backend/reset")  # every endpoint of it
-        assert status == 200 and body["breakers"][0]["state"] == "closed"
+        assert status == 200 and body["endpoints"][0]["breaker"]["state"] == "closed"
         assert exchange(px)
         assert api.get("/ready")[0] == 200
         api.close()
@@ -88,7 +93,7 @@ def test_post_drain_drains_and_ready_says_so():
         assert status == 202 and body["draining"] is True
         px.wait_msg("draining", cause="POST /drain")
         status, body, _ = api.get("/ready")
-        assert status == 503 and body == {"ready": False, "reason": "draining"}
+        assert status == 503 and (body["ready"], body["reason"]) == (False, "draining")
         c.shutdown(socket.SHUT_WR)
         assert pu.recv_all(c) == b""
         c.close()
@@ -138,7 +143,7 @@ def test_post_drain_with_nothing_open_answers_then_exits():
     px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
     try:
         status, body, _ = px.api().post("/drain")
-        assert status == 202 and body == {"draining": True, "connections": 0}
+        assert status == 202 and (body["draining"], body["connections"]) == (True, 0)
         assert px.wait_exit(10) == 0
     finally:
         px.stop()

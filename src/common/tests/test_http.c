@@ -150,6 +150,13 @@ static void response_writer(void **state) {
   cynic__buf_reset(&b);
   assert_int_equal(cynic__http_response(&b, 204, NULL, NULL, 0, false), 0);
   assert_string_equal(b.data, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+  cynic__buf_reset(&b);
+  assert_int_equal(
+      cynic__http_response_headers(&b, 405, "application/json", "Allow: GET\r\n", "{}", 2, true),
+      0);
+  assert_string_equal(b.data,
+                      "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n"
+                      "Allow: GET\r\nContent-Length: 2\r\n\r\n{}");
   cynic__buf_t small;
   cynic__buf_init(&small, 10);
   assert_int_equal(cynic__http_response(&small, 200, NULL, "x", 1, true), CYNIC_ERANGE);

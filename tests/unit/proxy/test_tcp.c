@@ -42,6 +42,19 @@ int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
   (void)u, (void)out, (void)permit;
   return CYNIC_EOPEN;
 }
+/* metrics.c's hooks */
+void cynic__metrics_conn_started(cynic__upstream_t *u) {
+  (void)u;
+}
+void cynic__metrics_conn_done(const cynic__conn_report_t *r) {
+  (void)r;
+}
+void cynic__metrics_connected(cynic__upstream_t *u, uint64_t ms) {
+  (void)u, (void)ms;
+}
+void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t ms) {
+  (void)u, (void)ms;
+}
 
 #define CAP 1000u
 

@@ -1,0 +1,200 @@
+/*
+ * src/proxy/accesslog.c: the per-listener access log: one JSON line per
+ * client connection (docs/logs.md has the schema), written when the
+ * connection is freed.
+ *
+ * Files are opened once at start (listeners naming the same path share one
+ * FILE), appended to with line buffering, reopened on SIGUSR1 and, when
+ * log.rotate is set, rotated like the main log: past max_bytes the file
+ * becomes file.1, file.1 becomes file.2, ... up to keep files (Steady State).
+ *
+ * Process-wide, loop thread only, like src/common/log.c.
+ */
+#include "accesslog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "addr.h"
+#include "admin.h"
+#include "log.h"
+
+typedef struct alog {
+  char *path;
+  FILE *f; /* NULL when a reopen failed: lines are dropped, and counted */
+} alog_t;
+
+static struct {
+  alog_t files[CYNIC__CONFIG_MAX_LISTENERS];
+  size_t n;
+  uint64_t dropped; /* lines lost to a file that could not be (re)opened */
+} logs;
+
+static alog_t *find(const char *path) {
+  for (size_t i = 0; i < logs.n; i++)
+    if (strcmp(logs.files[i].path, path) == 0)
+      return &logs.files[i];
+  return NULL;
+}
+
+static FILE *open_file(const char *path) {
+  FILE *f = fopen(path, "a");
+  if (f != NULL)
+    setvbuf(f, NULL, _IOLBF, 0);
+  return f;
+}
+
+int cynic__accesslog_open(const cynic__config_t *cfg) {
+  for (size_t i = 0; i < cfg->listener_count; i++) {
+    const char *path = cfg->listeners[i].access_log;
+    if (path == NULL || find(path) != NULL)
+      continue;
+    if (logs.n == CYNIC__CONFIG_MAX_LISTENERS)
+      return -EMFILE; /* never: one file per listener at most, and none is removed */
+    alog_t *a = &logs.files[logs.n];
+    a->f = open_file(path);
+    if (a->f == NULL || (a->path = strdup(path)) == NULL) {
+      int err = errno;
+      cynic__log(CYNIC_LOG_ERROR, "cannot open access log",
+                 json_pack("{s:s, s:s, s:s}", "listener", cfg->listeners[i].name, "file", path,
+                           "error", strerror(err)));
+      if (a->f != NULL)
+        fclose(a->f);
+      a->f = NULL;
+      return -err;
+    }
+    logs.n++;
+  }
+  return 0;
+}
+
+void cynic__accesslog_reopen(void) {
+  for (size_t i = 0; i < logs.n; i++) {
+    FILE *f = open_file(logs.files[i].path);
+    if (f == NULL) {
+      cynic__log(CYNIC_LOG_ERROR, "cannot reopen access log",
+                 json_pack("{s:s, s:s}", "file", logs.files[i].path, "error", strerror(errno)));
+      continue; /* keep writing to the old one rather than losing lines */
+    }
+    if (logs.files[i].f != NULL)
+      fclose(logs.files[i].f);
+    logs.files[i].f = f;
+  }
+}
+
+void cynic__accesslog_rotate(uint64_t max_bytes, uint32_t keep) {
+  if (max_bytes == 0)
+    return;
+  for (size_t i = 0; i < logs.n; i++) {
+    alog_t *a = &logs.files[i];
+    struct stat st;
+    if (stat(a->path, &st) != 0 || (uint64_t)st.st_size < max_bytes)
+      continue;
+    size_t len = strlen(a->path) + 16;
+    char *from = malloc(len), *to = malloc(len);
+    if (from == NULL || to == NULL) {
+      free(from);
+      free(to);
+      return;
+    }
+    for (uint32_t k = keep; k > 1; k--) {
+      snprintf(from, len, "%s.%u", a->path, k - 1);
+      snprintf(to, len, "%s.%u", a->path, k);
+      rename(from, to); /* a missing file.N is fine */
+    }
+    snprintf(to, len, "%s.1", a->path);
+    int rc = rename(a->path, to);
+    free(from);
+    free(to);
+    FILE *f = open_file(a->path);
+    if (f != NULL) {
+      if (a->f != NULL)
+        fclose(a->f);
+      a->f = f;
+    }
+    cynic__log(rc == 0 && f != NULL ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "access log rotated",
+               json_pack("{s:s, s:s, s:i}", "file", a->path, "result",
+                         rc == 0 && f != NULL ? "ok" : strerror(errno), "keep", (int)keep));
+  }
+}
+
+void cynic__accesslog_close(void) {
+  for (size_t i = 0; i < logs.n; i++) {
+    if (logs.files[i].f != NULL)
+      fclose(logs.files[i].f);
+    free(logs.files[i].path);
+  }
+  memset(&logs, 0, sizeof logs);
+}
+
+static json_t *phase(uint64_t from, uint64_t to) {
+  if (from == 0 || to == 0 || to < from)
+    return json_null();
+  return json_integer((json_int_t)(to - from));
+}
+
+void cynic__accesslog_write(const cynic__conn_report_t *r) {
+  const char *path = r->listener->cfg->access_log;
+  if (path == NULL)
+    return;
+  alog_t *a = find(path);
+  if (a == NULL || a->f == NULL) {
+    logs.dropped++;
+    return;
+  }
+  char when[96];
+  int64_t ms = cynic__unix_ms();
+  time_t s = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec % 60, (int)(ms % 1000));
+  /* the client: IPv4 comes mapped (::ffff:a.b.c.d) */
+  char client[CYNIC_ADDR_STR_MAX] = "?";
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(r->ip, mapped, 12) == 0) {
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    in->sin_family = AF_INET;
+    memcpy(&in->sin_addr, r->ip + 12, 4);
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    in6->sin6_family = AF_INET6;
+    memcpy(&in6->sin6_addr, r->ip, 16);
+  }
+  if (cynic__addr_format((struct sockaddr *)&ss, client, sizeof client) == 0) {
+    char *colon = strrchr(client, ':'); /* no port is known here: drop ":0" */
+    if (colon != NULL)
+      *colon = '\0';
+    if (client[0] == '[') {
+      memmove(client, client + 1, strlen(client));
+      client[strlen(client) - 1] = '\0';
+    }
+  }
+  json_t *o = json_object();
+  json_object_set_new(o, "time", json_string(when));
+  json_object_set_new(o, "listener", json_string(r->listener->cfg->name));
+  json_object_set_new(o, "client", json_string(client));
+  json_object_set_new(o, "upstream", json_string(r->upstream->cfg->name));
+  json_object_set_new(o, "endpoint",
+                      r->endpoint != NULL ? json_string(r->endpoint->addr->text) : json_null());
+  json_object_set_new(o, "outcome", json_string(cynic__outcome_name(r->outcome)));
+  json_object_set_new(o, "breaker", r->decision != NULL ? json_string(r->decision) : json_null());
+  json_object_set_new(o, "queue_ms",
+                      r->connect_ms != 0 ? phase(r->accepted_ms, r->connect_ms) : json_null());
+  json_object_set_new(o, "connect_ms", phase(r->connect_ms, r->connected_ms));
+  json_object_set_new(o, "first_byte_ms", phase(r->connected_ms, r->first_byte_ms));
+  json_object_set_new(o, "duration_ms", phase(r->accepted_ms, r->end_ms));
+  json_object_set_new(o, "bytes_up", json_integer((json_int_t)r->bytes_up));
+  json_object_set_new(o, "bytes_down", json_integer((json_int_t)r->bytes_down));
+  char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(o);
+  if (text == NULL)
+    return;
+  fprintf(a->f, "%s\n", text);
+  free(text);
+}

@@ -1,0 +1,81 @@
+/*
+ * src/proxy/admin.h: the admin listener's state, shared by admin.c (the HTTP
+ * API), metrics.c (counters, history, Prometheus text) and status_page.c (the
+ * embedded HTML page, generated at build time from status_page.html).
+ */
+#ifndef CYNIC_PROXY_ADMIN_H
+#define CYNIC_PROXY_ADMIN_H
+
+#include <jansson.h>
+
+#include "buf.h"
+#include "httpd.h"
+#include "proxy.h"
+
+/* One breaker transition, copied (names included) so the ring never points
+ * into a config that a reload has freed. */
+typedef struct cynic__transition_rec {
+  int64_t unix_ms;
+  char upstream[CYNIC__CONFIG_MAX_NAME + 1];
+  char endpoint[280];
+  cynic_breaker_state_t from, to;
+  cynic_breaker_reason_t reason;
+  char by[64];   /* manual changes: the admin client's address; "" otherwise */
+  char why[128]; /* manual changes: the `reason` the operator gave */
+} cynic__transition_rec_t;
+
+struct cynic__admin {
+  cynic__proxy_t *proxy;
+  cynic__httpd_t httpd;
+  bool httpd_started;
+  char address[272]; /* bound address, port 0 resolved */
+  char *token;       /* bearer token from admin.token_file; NULL = none */
+  size_t token_len;
+  uv_timer_t sample_timer; /* one history sample per upstream per second */
+  uv_timer_t action_timer; /* runs drain after the answer has been written */
+  uv_signal_t sighup;      /* reload */
+  int open_handles;        /* timers + httpd not yet closed */
+  bool stopping;
+  /* The manual change in progress: the transition callback records these. */
+  const char *manual_by, *manual_why;
+  cynic__transition_rec_t ring[CYNIC__TRANSITION_RING];
+  size_t ring_next, ring_count;
+};
+
+/* True when GET /ready answers 200; *why says why not (or "ready"). */
+bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
+
+/* ---- reload.c ------------------------------------------------------------ */
+
+/* Reloads the config file (SIGHUP, POST /reload). Returns the JSON answer and
+ * sets *status: 200 applied, 400 bad config (nothing applied), 409 a change
+ * that needs a restart (nothing applied). `who` names the cause in the log. */
+json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status);
+/* Frees the config copies and pinned configs of retired listeners and
+ * upstreams, after the loop has ended. */
+void cynic__reload_free(cynic__proxy_t *p);
+/* Reads the token of `n`'s admin.token_file into *token (malloc'd; NULL when
+ * there is none). 0, or a negative errno (logged). */
+int cynic__admin_token_read(const cynic__config_t *n, char **token, size_t *len);
+/* Makes `token` (from cynic__admin_token_read, owned from now on) the admin
+ * listener's, wiping and freeing the old one. */
+void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len);
+
+/* ---- metrics.c ----------------------------------------------------------- */
+
+/* Takes one history sample of every upstream (the admin's 1 s timer). */
+void cynic__metrics_sample(cynic__proxy_t *p);
+/* Appends the Prometheus text exposition of everything to `out`. */
+int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *out);
+/* The upstream's history samples, oldest first, as a JSON array. */
+json_t *cynic__metrics_history(const cynic__upstream_t *u);
+/* True for outcomes that count as errors (faults and fail-fast rejections). */
+bool cynic__outcome_is_error(int outcome);
+/* "ok", "connect_refused", ... */
+const char *cynic__outcome_name(int outcome);
+
+/* ---- status_page.c (generated) ------------------------------------------- */
+extern const char cynic__status_page[];
+extern const size_t cynic__status_page_len;
+
+#endif /* CYNIC_PROXY_ADMIN_H */

@@ -1,0 +1,90 @@
+/*
+ * src/proxy/metrics.h: what the operator sees: counters, histograms, the
+ * per-second history of each upstream and the ring of breaker transitions
+ * (metrics.c), served by the admin listener (admin.c).
+ *
+ * The stats structs are embedded in the proxy's objects (proxy.h) and written
+ * from the loop thread only, by a few hook calls in tcp.c and upstream.c; the
+ * admin listener reads them on the same thread, so nothing here locks.
+ *
+ * Steady state: every table here has a fixed size set at compile time (the
+ * histogram buckets, CYNIC__HISTORY_SECONDS samples per upstream,
+ * CYNIC__TRANSITION_RING transitions); nothing grows with traffic.
+ *
+ * HTTP mode, when it lands, adds request outcomes and a request histogram
+ * beside the connection ones: the outcome list is one X-macro (proxy.h's
+ * CYNIC__EVENT_MAP plus the three below), so a new kind is one line.
+ */
+#ifndef CYNIC_PROXY_METRICS_H
+#define CYNIC_PROXY_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Upper bounds of the latency histograms, in seconds (+Inf is implicit). */
+#define CYNIC__HIST_BUCKETS 16
+#define CYNIC__HIST_BOUNDS                                                                         \
+  { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 }
+
+/* A Prometheus histogram: counts per bucket (not cumulative; the last slot is
+ * +Inf), the sum of observations and their count. */
+typedef struct cynic__hist {
+  uint64_t bucket[CYNIC__HIST_BUCKETS + 1];
+  double sum;
+  uint64_t count;
+} cynic__hist_t;
+
+void cynic__hist_observe(cynic__hist_t *h, double seconds);
+/* The upper bound of the bucket holding quantile q (0..1), in seconds; -1
+ * when empty; the largest finite bound for the +Inf bucket. */
+double cynic__hist_quantile(const cynic__hist_t *h, double q);
+
+#define CYNIC__HISTORY_SECONDS 300 /* samples per upstream, one a second */
+#define CYNIC__TRANSITION_RING 128 /* last breaker transitions kept, all upstreams */
+
+/* One second of an upstream's life, for the status page's sparklines. */
+typedef struct cynic__sample {
+  int64_t unix_s;  /* the second this sample ends */
+  uint32_t conns;  /* connections that started in that second */
+  uint32_t done;   /* connections that ended in it */
+  uint32_t errors; /* ... of which failed (fault or fail-fast rejection) */
+  float p99_ms;    /* time to first byte, p99 bucket bound; -1 = no data */
+  uint16_t open;   /* endpoints whose breaker was open at the end of it */
+  uint32_t in_use; /* bulkhead slots in use at the end of it */
+} cynic__sample_t;
+
+typedef struct cynic__endpoint_stats {
+  uint64_t transitions_to[5]; /* breaker transitions by the state entered */
+  char manual_by[64];         /* the last manual change: who ("" = none) */
+  char manual_reason[128];    /*   and why */
+} cynic__endpoint_stats_t;
+
+typedef struct cynic__upstream_stats {
+  uint64_t started;          /* connections that began (tcp_start) */
+  uint64_t done;             /* connections that ended */
+  uint64_t errors;           /* ... that failed */
+  cynic__hist_t connect;     /* connect() to connected */
+  cynic__hist_t first_byte;  /* first byte sent (or connected) to first byte back */
+  cynic__hist_t duration;    /* accept to close */
+  cynic__hist_t second_ttfb; /* first_byte of the current second (history p99) */
+  uint64_t last_started, last_done, last_errors; /* at the previous sample */
+  cynic__sample_t history[CYNIC__HISTORY_SECONDS];
+  size_t history_next;  /* ring position of the next sample */
+  size_t history_count; /* samples stored, up to CYNIC__HISTORY_SECONDS */
+} cynic__upstream_stats_t;
+
+/* Connection outcomes: every proxy event (proxy.h's CYNIC__EVENT_MAP, in
+ * order) and three endings that are not faults. */
+#define CYNIC__OUT_OK CYNIC__EV_COUNT           /* both sides closed normally */
+#define CYNIC__OUT_RESET (CYNIC__EV_COUNT + 1)  /* a peer reset after the upstream answered */
+#define CYNIC__OUT_CLOSED (CYNIC__EV_COUNT + 2) /* closed by cynic: drain deadline, no memory */
+#define CYNIC__OUT_COUNT (CYNIC__EV_COUNT + 3)
+
+typedef struct cynic__listener_stats {
+  uint64_t outcomes[CYNIC__OUT_COUNT + 1]; /* connections ended, by outcome (+1: room) */
+  uint64_t bytes_up;                       /* client -> upstream, as written */
+  uint64_t bytes_down;                     /* upstream -> client, as written */
+} cynic__listener_stats_t;
+
+#endif /* CYNIC_PROXY_METRICS_H */

@@ -1,0 +1,659 @@
+/*
+ * src/proxy/reload.c: SIGHUP and POST /reload: read the config file again and
+ * apply it without dropping a connection.
+ *
+ * The new file is loaded and checked first; a bad one is refused whole (every
+ * error in the answer and the log) and the old config keeps serving.
+ *
+ * Listeners and upstreams that the new file adds are created in free slots
+ * (the arrays have room for the most a config may hold, so nothing moves),
+ * all or nothing: a listener that cannot bind undoes the whole reload (409).
+ * A listener the new file no longer has is retired: it stops accepting at
+ * once, its open connections finish with it, and it keeps its slot and a
+ * copy of its part of the config until the process ends; /status lists it
+ * as retired, /metrics leaves it out (its name may come back). The slots of
+ * retired listeners count against the 64 (upstreams: 256); past that, an
+ * addition asks for a restart.
+ *
+ * What a reload applies in place, today: every value read per connection or
+ * per decision - timeouts, keepalive, listener max_connections and
+ * max_connections_per_client limits, balance, `required`, admin
+ * drain_timeout and token_file (the token is read again), log level. The
+ * listeners keep their sockets and open connections; the upstreams keep their
+ * breakers (state, bucket, counters) and bulkheads.
+ *
+ * Upstreams removed, or rebuilt because their endpoints, breaker, bulkhead
+ * or resolve_interval changed, are retired the same way: a rebuilt one gets a
+ * new object (new breakers and bulkhead) that its listeners send new clients
+ * to; the old one's connections and queued clients finish with it.
+ *
+ * A kept listener's access_log and rate_limit change in place (a new file
+ * opened, a new rate table made, before anything changes).
+ *
+ * The log file may change too (checked that it opens first; a line in the old
+ * file says where the log went).
+ *
+ * What needs a restart, and is refused with 409 naming it (nothing applied):
+ * a listener's (at the same address) mode or buffer; the admin address; the
+ * log's rotation settings.
+ *
+ * Ownership: the config the process started with belongs to main.c; a
+ * reloaded one belongs to the proxy (p->reloaded_cfg) and is freed when the
+ * next reload replaces it or after the loop ends. Nothing keeps a pointer into
+ * a replaced config: every cfg pointer is swapped in one loop tick, and the
+ * transition ring and logs copy what they need.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "accesslog.h"
+#include "admin.h"
+#include "log.h"
+
+#define WHY_MAX 512
+
+static bool same_str(const char *a, const char *b) {
+  if (a == NULL || b == NULL)
+    return a == b;
+  return strcmp(a, b) == 0;
+}
+
+static bool same_breaker(const cynic__config_breaker_t *a, const cynic__config_breaker_t *b) {
+  return a->faults == b->faults && a->leak_ns == b->leak_ns && a->open_for_ns == b->open_for_ns &&
+         a->open_max_ns == b->open_max_ns && a->open_multiplier == b->open_multiplier &&
+         a->half_open_probes == b->half_open_probes && a->window_type == b->window_type &&
+         a->window_size == b->window_size && a->window_size_ns == b->window_size_ns &&
+         a->window_min_calls == b->window_min_calls && a->failure_rate_pct == b->failure_rate_pct &&
+         a->slow_rate_pct == b->slow_rate_pct && a->slow_call_ns == b->slow_call_ns;
+}
+
+static const cynic__config_listener_t *find_listener(const cynic__config_t *c, const char *name) {
+  for (size_t i = 0; i < c->listener_count; i++)
+    if (strcmp(c->listeners[i].name, name) == 0)
+      return &c->listeners[i];
+  return NULL;
+}
+
+static const cynic__config_upstream_t *find_upstream(const cynic__config_t *c, const char *name) {
+  for (size_t i = 0; i < c->upstream_count; i++)
+    if (strcmp(c->upstreams[i].name, name) == 0)
+      return &c->upstreams[i];
+  return NULL;
+}
+
+/* True when upstream `nu` needs a new object: `o` does not have it, or its
+ * endpoints, breaker, bulkhead or resolve_interval changed (the objects made
+ * from those cannot change in place). */
+static bool upstream_rebuilt(const cynic__config_t *o, const cynic__config_upstream_t *nu) {
+  const cynic__config_upstream_t *ou = find_upstream(o, nu->name);
+  if (ou == NULL || ou->endpoint_count != nu->endpoint_count)
+    return true;
+  for (size_t k = 0; k < nu->endpoint_count; k++)
+    if (!same_str(ou->endpoints[k].text, nu->endpoints[k].text))
+      return true;
+  return !same_breaker(&ou->breaker, &nu->breaker) || ou->max_connections != nu->max_connections ||
+         ou->max_pending != nu->max_pending || ou->resolve_interval_ns != nu->resolve_interval_ns;
+}
+
+/* Fills `why` with the first change a reload cannot apply; false if none. */
+static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, char *why,
+                          size_t len) {
+#define RESTART(...) return snprintf(why, len, __VA_ARGS__), true
+  if (!same_str(o->admin.listen.text, n->admin.listen.text))
+    RESTART("admin.listen changed (%s -> %s)", o->admin.listen.text, n->admin.listen.text);
+  if (o->log.rotate_max_bytes != n->log.rotate_max_bytes ||
+      o->log.rotate_keep != n->log.rotate_keep)
+    RESTART("log.rotate changed");
+  for (size_t i = 0; i < n->listener_count; i++) {
+    const cynic__config_listener_t *nl = &n->listeners[i];
+    const cynic__config_listener_t *ol = find_listener(o, nl->name);
+    if (ol == NULL || !same_str(ol->listen.text, nl->listen.text))
+      continue; /* added, or moved to another address: a new listener replaces it */
+    if (ol->mode != nl->mode)
+      RESTART("listener '%s': mode changed", nl->name);
+    if (ol->buffer_bytes != nl->buffer_bytes)
+      RESTART("listener '%s': buffer changed", nl->name);
+  }
+  /* Upstreams removed, added or rebuilt (endpoints, breaker, bulkhead,
+   * resolve_interval changed) are all applied: see upstream_rebuilt(). */
+  return false;
+#undef RESTART
+}
+
+/* True when `n` has listener `lc` at another address than `o` has it (or `o`
+ * does not have it): it gets a new listener of its own. */
+static bool is_new_listener(const cynic__config_t *o, const cynic__config_listener_t *lc) {
+  const cynic__config_listener_t *ol = find_listener(o, lc->name);
+  return ol == NULL || !same_str(ol->listen.text, lc->listen.text);
+}
+
+/* The proxy's upstream named `name` among the first `count` slots. */
+static cynic__upstream_t *upstream_named(cynic__proxy_t *p, size_t count, const char *name) {
+  cynic__upstream_t *found = NULL;
+  for (size_t i = 0; i < count; i++)
+    if (!p->upstreams[i].retired && strcmp(p->upstreams[i].cfg->name, name) == 0)
+      found = &p->upstreams[i]; /* the last: a rebuilt one comes after the one it replaces */
+  return found;
+}
+
+/* Creates the upstreams and binds the listeners that `n` adds, in the free
+ * slots after the current ones, all or nothing: on the first failure what was
+ * made is undone, *why says what failed, and the proxy is as before. On
+ * success the counts include them and their host names are being resolved. */
+static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__config_t *n, char *why,
+                   size_t len, json_t *added) {
+  size_t nu0 = p->upstream_count, nl0 = p->listener_count;
+  size_t nu = nu0, nl = nl0;
+  int rc = 0;
+  for (size_t i = 0; i < n->upstream_count && rc == 0; i++) {
+    if (!upstream_rebuilt(o, &n->upstreams[i]))
+      continue;
+    if (nu == CYNIC__CONFIG_MAX_UPSTREAMS) {
+      snprintf(why, len,
+               "no room for upstream '%s': upstreams removed by earlier reloads hold their "
+               "places until a restart",
+               n->upstreams[i].name);
+      rc = CYNIC_EFULL;
+      break;
+    }
+    cynic__upstream_t *u = &p->upstreams[nu];
+    memset(u, 0, sizeof *u);
+    nu++;
+    if ((rc = cynic__upstream_init(p, u, &n->upstreams[i])) != 0)
+      snprintf(why, len, "upstream '%s': %s", n->upstreams[i].name, cynic_strerror(rc));
+  }
+  for (size_t i = 0; i < n->listener_count && rc == 0; i++) {
+    const cynic__config_listener_t *lc = &n->listeners[i];
+    if (!is_new_listener(o, lc))
+      continue;
+    if (nl == CYNIC__CONFIG_MAX_LISTENERS) {
+      snprintf(why, len,
+               "no room for listener '%s': listeners removed by earlier reloads hold their "
+               "places until a restart",
+               lc->name);
+      rc = CYNIC_EFULL;
+      break;
+    }
+    cynic__listener_t *l = &p->listeners[nl];
+    memset(l, 0, sizeof *l);
+    nl++;
+    rc = cynic__listener_setup(p, l, lc, upstream_named(p, nu, lc->upstream_name));
+    if (rc != 0) {
+      snprintf(why, len, "listener '%s': %s", lc->name, cynic_strerror(rc));
+    } else if ((rc = cynic__listener_bind(p, l)) != 0) {
+      snprintf(why, len, "listener '%s' cannot listen on %s: %s", lc->name, lc->listen.text,
+               uv_strerror(rc));
+    }
+  }
+  if (rc != 0) {
+    for (size_t i = nl0; i < nl; i++)
+      cynic__listener_discard(&p->listeners[i]);
+    for (size_t i = nu0; i < nu; i++)
+      cynic__upstream_discard(&p->upstreams[i]);
+    return rc;
+  }
+  json_t *us = json_array(), *ls = json_array();
+  for (size_t i = nu0; i < nu; i++) {
+    cynic__upstream_resolve_start(p, &p->upstreams[i]);
+    json_array_append_new(us, json_string(p->upstreams[i].cfg->name));
+  }
+  for (size_t i = nl0; i < nl; i++)
+    json_array_append_new(ls, json_string(p->listeners[i].cfg->name));
+  json_object_set_new(added, "upstreams", us);
+  json_object_set_new(added, "listeners", ls);
+  p->upstream_count = nu;
+  p->listener_count = nl;
+  return 0;
+}
+
+/* Listeners of the first `nl` that `n` no longer has: they stop accepting at
+ * once and are left to their open connections (which keep their listener and
+ * its config). Returns how many; their names go into `removed`. */
+static char *str_dup(const char *s) {
+  return s != NULL ? strdup(s) : NULL;
+}
+
+/* A copy of what a retired listener still reads of its config (names,
+ * addresses, limits, timeouts), owned by the proxy from now on: the config
+ * it came from can then be freed by the next reload. NULL without memory. */
+static cynic__config_listener_t *listener_cfg_copy(const cynic__config_listener_t *c) {
+  cynic__config_listener_t *d = malloc(sizeof *d);
+  if (d == NULL)
+    return NULL;
+  *d = *c;
+  d->name = str_dup(c->name);
+  d->upstream_name = str_dup(c->upstream_name);
+  d->access_log = str_dup(c->access_log);
+  d->listen.host = str_dup(c->listen.host);
+  d->listen.text = str_dup(c->listen.text);
+  if (d->name == NULL || d->upstream_name == NULL || d->listen.text == NULL ||
+      (c->access_log != NULL && d->access_log == NULL) ||
+      (c->listen.host != NULL && d->listen.host == NULL)) {
+    free(d->name), free(d->upstream_name), free(d->access_log);
+    free(d->listen.host), free(d->listen.text), free(d);
+    return NULL;
+  }
+  return d;
+}
+
+static void listener_cfg_free(cynic__config_listener_t *d) {
+  free(d->name), free(d->upstream_name), free(d->access_log);
+  free(d->listen.host), free(d->listen.text), free(d);
+}
+
+/* The same for a retired upstream: name, endpoints (addresses and names),
+ * timeouts; the http-only strings are not copied (tcp mode never reads
+ * them; NULL). */
+static void upstream_cfg_free(cynic__config_upstream_t *d) {
+  if (d->endpoints != NULL)
+    for (size_t k = 0; k < d->endpoint_count; k++)
+      free(d->endpoints[k].host), free(d->endpoints[k].text);
+  free(d->endpoints), free(d->name), free(d);
+}
+
+static cynic__config_upstream_t *upstream_cfg_copy(const cynic__config_upstream_t *c) {
+  cynic__config_upstream_t *d = malloc(sizeof *d);
+  if (d == NULL)
+    return NULL;
+  *d = *c;
+  d->http.expect_content_type = d->http.fallback_body = d->http.fallback_content_type = NULL;
+  d->http.fallback_body_len = 0;
+  d->name = str_dup(c->name);
+  d->endpoints = calloc(c->endpoint_count, sizeof *d->endpoints);
+  bool ok = d->name != NULL && d->endpoints != NULL;
+  for (size_t k = 0; ok && k < c->endpoint_count; k++) {
+    d->endpoints[k] = c->endpoints[k];
+    d->endpoints[k].host = str_dup(c->endpoints[k].host);
+    d->endpoints[k].text = str_dup(c->endpoints[k].text);
+    ok = d->endpoints[k].text != NULL &&
+         (c->endpoints[k].host == NULL || d->endpoints[k].host != NULL);
+  }
+  if (!ok) {
+    if (d->endpoints == NULL)
+      d->endpoint_count = 0;
+    upstream_cfg_free(d);
+    return NULL;
+  }
+  return d;
+}
+
+void cynic__reload_free(cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->retired_listener_cfg_count; i++)
+    listener_cfg_free(p->retired_listener_cfgs[i]);
+  for (size_t i = 0; i < p->retired_upstream_cfg_count; i++)
+    upstream_cfg_free(p->retired_upstream_cfgs[i]);
+  for (size_t i = 0; i < p->pinned_count; i++)
+    cynic__config_free(p->pinned_cfgs[i]);
+  p->retired_listener_cfg_count = p->retired_upstream_cfg_count = p->pinned_count = 0;
+}
+
+/* Returns how many retired objects still point into the config being
+ * replaced (a copy could not be made): then it must be kept. */
+static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, json_t *removed) {
+  size_t count = 0;
+  for (size_t i = 0; i < nl; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    if (l->retired || (lc != NULL && same_str(lc->listen.text, l->cfg->listen.text)))
+      continue; /* kept; one that moved address is replaced by its new listener */
+    if (l->listening) {
+      l->listening = false;
+      uv_close((uv_handle_t *)&l->handle, NULL);
+    }
+    if (l->reserve != NULL) {
+      cynic__tcp_client_discard(l->reserve);
+      l->reserve = NULL;
+    }
+    l->retired = true;
+    json_array_append_new(removed, json_string(l->cfg->name));
+    json_t *f = json_pack("{s:s, s:s, s:s, s:i}", "event", "listener_removed", "listener",
+                          l->cfg->name, "address", l->address, "connections", (int)l->open);
+    if (f != NULL && lc != NULL)
+      json_object_set_new(f, "moved_to", json_string(lc->listen.text));
+    cynic__log(CYNIC_LOG_INFO, "listener removed", f);
+    /* a slot is used at most once, so the copies fit their array */
+    cynic__config_listener_t *copy = listener_cfg_copy(l->cfg);
+    if (copy != NULL && p->retired_listener_cfg_count < CYNIC__CONFIG_MAX_LISTENERS) {
+      l->cfg = copy;
+      p->retired_listener_cfgs[p->retired_listener_cfg_count++] = copy;
+    } else {
+      if (copy != NULL)
+        listener_cfg_free(copy);
+      count++; /* still points into the old config */
+    }
+  }
+  return count;
+}
+
+static bool rate_changed(const cynic__config_listener_t *a, const cynic__config_listener_t *b) {
+  return a->rate_count != b->rate_count || a->rate_period_ns != b->rate_period_ns ||
+         a->rate_burst != b->rate_burst;
+}
+
+/* Per-client tables for the kept listeners that turn max_connections_per_client
+ * on (sized as listener.c does), made before anything changes. Connections
+ * open before the reload are not in the table: a client may have that many
+ * more until they close. tables[i] is for listener i, or NULL. */
+static int prepare_clients(cynic__proxy_t *p, const cynic__config_t *n,
+                           cynic__client_count_t ***tables, size_t *buckets) {
+  for (size_t i = 0; i < p->listener_count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    tables[i] = NULL;
+    buckets[i] = 0;
+    if (l->retired || lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text) ||
+        l->client_buckets != 0 || lc->max_connections_per_client == 0)
+      continue;
+    size_t nb = 64;
+    while (nb < lc->max_connections / 4 && nb < 65536)
+      nb *= 2;
+    tables[i] = calloc(nb, sizeof *tables[i]);
+    if (tables[i] == NULL) {
+      for (size_t k = 0; k < i; k++)
+        free(tables[k]);
+      return CYNIC_ENOMEM;
+    }
+    buckets[i] = nb;
+  }
+  return 0;
+}
+
+/* Applies prepare_clients' tables, and drops the tables of kept listeners
+ * that turn the limit off. */
+static void apply_clients(cynic__proxy_t *p, const cynic__config_t *n,
+                          cynic__client_count_t ***tables, const size_t *buckets, size_t nl) {
+  for (size_t i = 0; i < nl; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (tables[i] != NULL) {
+      l->clients = tables[i];
+      l->client_buckets = buckets[i];
+      continue;
+    }
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    if (l->retired || lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text) ||
+        l->client_buckets == 0 || lc->max_connections_per_client != 0)
+      continue;
+    for (size_t b = 0; b < l->client_buckets; b++)
+      while (l->clients[b] != NULL) {
+        cynic__client_count_t *c = l->clients[b];
+        l->clients[b] = c->next;
+        free(c);
+      }
+    free(l->clients);
+    l->clients = NULL;
+    l->client_buckets = 0;
+  }
+}
+
+/* New rate tables for the kept listeners whose rate_limit changed, made
+ * before anything changes (they can fail). rates[i] is for listener i;
+ * changed[i] says whether to swap. */
+static int prepare_rates(cynic__proxy_t *p, const cynic__config_t *n, cynic_ratetable_t **rates,
+                         bool *changed, char *why, size_t len) {
+  for (size_t i = 0; i < p->listener_count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    rates[i] = NULL;
+    changed[i] = !l->retired && lc != NULL && same_str(lc->listen.text, l->cfg->listen.text) &&
+                 rate_changed(l->cfg, lc);
+    if (!changed[i])
+      continue;
+    int rc = cynic__listener_rate_new(p, lc, &rates[i]);
+    if (rc != 0) {
+      snprintf(why, len, "listener '%s': rate_limit: %s", lc->name, cynic_strerror(rc));
+      for (size_t k = 0; k < i; k++)
+        cynic_ratetable_free(rates[k]);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+static bool removes_listeners(const cynic__proxy_t *p, const cynic__config_t *n) {
+  for (size_t i = 0; i < p->listener_count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    if (!l->retired && (lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text)))
+      return true;
+  }
+  return false;
+}
+
+static bool adds_anything(const cynic__config_t *o, const cynic__config_t *n) {
+  for (size_t i = 0; i < n->listener_count; i++)
+    if (is_new_listener(o, &n->listeners[i]))
+      return true;
+  for (size_t i = 0; i < n->upstream_count; i++)
+    if (upstream_rebuilt(o, &n->upstreams[i]))
+      return true;
+  return false;
+}
+
+static bool removes_upstreams(const cynic__proxy_t *p, const cynic__config_t *n) {
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    const cynic__upstream_t *u = &p->upstreams[i];
+    const cynic__config_upstream_t *uc = find_upstream(n, u->cfg->name);
+    if (!u->retired && (uc == NULL || upstream_rebuilt(p->cfg, uc)))
+      return true;
+  }
+  return false;
+}
+
+/* Upstreams of the first `nu` that `n` no longer has, or has rebuilt: their
+ * listeners move to the new object (if any), their open connections and
+ * queued clients finish with the old one. Returns how many; names go into
+ * `removed`. */
+static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
+                               const cynic__config_t *n, size_t nu, json_t *removed) {
+  size_t count = 0;
+  for (size_t i = 0; i < nu; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    const cynic__config_upstream_t *uc = find_upstream(n, u->cfg->name);
+    if (u->retired || (uc != NULL && !upstream_rebuilt(o, uc)))
+      continue;
+    uv_timer_stop(&u->resolve_timer); /* an old object needs no fresh addresses */
+    u->retired = true;
+    json_array_append_new(removed, json_string(u->cfg->name));
+    cynic__log(CYNIC_LOG_INFO, uc != NULL ? "upstream rebuilt" : "upstream removed",
+               json_pack("{s:s, s:s, s:b}", "event",
+                         uc != NULL ? "upstream_rebuilt" : "upstream_removed", "upstream",
+                         u->cfg->name, "replaced", uc != NULL));
+    cynic__config_upstream_t *copy = upstream_cfg_copy(u->cfg);
+    if (copy != NULL && p->retired_upstream_cfg_count < CYNIC__CONFIG_MAX_UPSTREAMS) {
+      u->cfg = copy;
+      for (size_t k = 0; k < u->endpoint_count; k++)
+        u->endpoints[k].addr = &copy->endpoints[k];
+      p->retired_upstream_cfgs[p->retired_upstream_cfg_count++] = copy;
+    } else {
+      if (copy != NULL)
+        upstream_cfg_free(copy);
+      count++; /* still points into the old config */
+    }
+  }
+  return count;
+}
+
+/* Points every object made before this reload at its part of `n` (the first
+ * `nl` listeners and `nu` upstreams). Same names, same endpoint order:
+ * needs_restart() said so. */
+static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t nu) {
+  for (size_t i = 0; i < nl; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (!l->retired) /* a retired one keeps its own copy */
+      l->cfg = find_listener(n, l->cfg->name);
+  }
+  for (size_t i = 0; i < nu; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    if (u->retired)
+      continue; /* keeps its own copy */
+    u->cfg = find_upstream(n, u->cfg->name);
+    for (size_t k = 0; k < u->endpoint_count; k++)
+      u->endpoints[k].addr = &u->cfg->endpoints[k];
+  }
+  p->cfg = n;
+}
+
+json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
+  static cynic__config_errors_t errs; /* ~10 KB: off the stack */
+  cynic__config_t *n = NULL;
+  char why[WHY_MAX];
+  int rc = cynic__config_load(p->cfg->path, &n, &errs);
+  if (rc != 0) {
+    json_t *list = json_array();
+    for (size_t i = 0; i < errs.count; i++) {
+      char line[CYNIC__CONFIG_MAX_PATH + CYNIC__CONFIG_MAX_MESSAGE + 32];
+      cynic__config_error_format(&errs, i, line, sizeof line);
+      json_array_append_new(list, json_string(line));
+    }
+    if (errs.count == 0)
+      json_array_append_new(list, json_string(cynic_strerror(rc)));
+    cynic__log(CYNIC_LOG_ERROR, "reload refused: bad config; the old one keeps serving",
+               json_pack("{s:s, s:s, s:s, s:O}", "event", "reload_refused", "by", who, "file",
+                         p->cfg->path, "errors", list));
+    *status = 400;
+    return json_pack("{s:s, s:i, s:o}", "error", "config refused; the old one keeps serving",
+                     "status", 400, "errors", list);
+  }
+  if (needs_restart(p->cfg, n, why, sizeof why)) {
+    cynic__config_free(n);
+    cynic__log(CYNIC_LOG_ERROR, "reload refused: this change needs a restart",
+               json_pack("{s:s, s:s, s:s}", "event", "reload_refused", "by", who, "reason", why));
+    *status = 409;
+    char msg[WHY_MAX + 64];
+    snprintf(msg, sizeof msg, "this change needs a restart: %s; nothing was applied", why);
+    return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+  }
+  /* Everything that can fail, before anything changes: the log file, the
+   * token, the new access logs, the new rate tables, then the additions. */
+  bool new_log = !same_str(p->cfg->log.file, n->log.file);
+  if (new_log && strcmp(n->log.file, "-") != 0) {
+    FILE *f = fopen(n->log.file, "a"); /* can it be opened? (switched below) */
+    if (f == NULL) {
+      char msg[WHY_MAX];
+      snprintf(msg, sizeof msg, "log.file: cannot open '%s': %s; nothing was applied", n->log.file,
+               strerror(errno));
+      cynic__config_free(n);
+      *status = 409;
+      return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+    }
+    fclose(f);
+  }
+  if ((rc = cynic__accesslog_open(n)) != 0) {
+    cynic__config_free(n);
+    *status = 409;
+    char msg[WHY_MAX];
+    snprintf(msg, sizeof msg, "cannot open an access log: %s; nothing was applied", strerror(-rc));
+    return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+  }
+  cynic_ratetable_t *rates[CYNIC__CONFIG_MAX_LISTENERS];
+  bool rate_swap[CYNIC__CONFIG_MAX_LISTENERS];
+  if ((rc = prepare_rates(p, n, rates, rate_swap, why, sizeof why)) != 0) {
+    cynic__config_free(n);
+    *status = 409;
+    return json_pack("{s:s, s:i}", "error", why, "status", 409);
+  }
+  cynic__client_count_t **clients[CYNIC__CONFIG_MAX_LISTENERS];
+  size_t client_buckets[CYNIC__CONFIG_MAX_LISTENERS];
+  if (prepare_clients(p, n, clients, client_buckets) != 0) {
+    for (size_t i = 0; i < p->listener_count; i++)
+      cynic_ratetable_free(rates[i]);
+    cynic__config_free(n);
+    *status = 409;
+    return json_pack("{s:s, s:i}", "error", "out of memory; nothing was applied", "status", 409);
+  }
+  char *token = NULL;
+  size_t token_len = 0;
+  if (cynic__admin_token_read(n, &token, &token_len) != 0) {
+    for (size_t i = 0; i < p->listener_count; i++)
+      cynic_ratetable_free(rates[i]), free(clients[i]);
+    cynic__config_free(n);
+    *status = 400;
+    return json_pack("{s:s, s:i}", "error", "admin.token_file cannot be read; nothing was applied",
+                     "status", 400);
+  }
+  static const cynic_log_level_t levels[] = {
+      [CYNIC__LOG_DEBUG] = CYNIC_LOG_DEBUG,
+      [CYNIC__LOG_INFO] = CYNIC_LOG_INFO,
+      [CYNIC__LOG_WARN] = CYNIC_LOG_WARN,
+      [CYNIC__LOG_ERROR] = CYNIC_LOG_ERROR,
+  };
+  /* Additions: made before anything else changes, so a failure (an address
+   * in use) leaves everything as it was. */
+  size_t nl0 = p->listener_count, nu0 = p->upstream_count;
+  json_t *added = json_object();
+  bool adds = adds_anything(p->cfg, n);
+  bool removes = removes_listeners(p, n) || removes_upstreams(p, n);
+  if (adds || removes) {
+    char why2[WHY_MAX];
+    rc = 0;
+    if (p->listener_count == 0) {
+      /* the listeners are bound once the first resolutions are done */
+      snprintf(why2, sizeof why2,
+               "cynic is still starting; add or remove listeners and upstreams after");
+      rc = CYNIC_ESTATE;
+    } else if (adds) {
+      rc = add_new(p, p->cfg, n, why2, sizeof why2, added);
+    }
+    if (rc != 0) {
+      json_decref(added);
+      free(token);
+      for (size_t i = 0; i < nl0; i++)
+        cynic_ratetable_free(rates[i]), free(clients[i]);
+      cynic__config_free(n);
+      cynic__log(
+          CYNIC_LOG_ERROR, "reload refused: cannot add or remove what it says",
+          json_pack("{s:s, s:s, s:s}", "event", "reload_refused", "by", who, "reason", why2));
+      *status = 409;
+      char msg[WHY_MAX + 64];
+      snprintf(msg, sizeof msg, "%s; nothing was applied", why2);
+      return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+    }
+  }
+  cynic__admin_token_set(p, token, token_len);
+  apply_clients(p, n, clients, client_buckets, nl0);
+  for (size_t i = 0; i < nl0; i++)
+    if (rate_swap[i]) { /* a new bucket per client: the new rate starts full */
+      cynic_ratetable_free(p->listeners[i].rate);
+      p->listeners[i].rate = rates[i];
+    }
+  if (new_log) {
+    cynic__log(CYNIC_LOG_INFO, "log continues in another file",
+               json_pack("{s:s, s:s}", "event", "log_moved", "file", n->log.file));
+    if (cynic__log_open(n->log.file, levels[n->log.level]) != 0)
+      cynic__log_open("-", levels[n->log.level]); /* checked above; never lose the log */
+  } else if (n->log.level != p->cfg->log.level) {
+    cynic__log_set_level(levels[n->log.level]);
+  }
+  json_t *removed = json_array(), *removed_ups = json_array();
+  size_t retired = retire(p, n, nl0, removed);
+  retired += retire_upstreams(p, p->cfg, n, nu0, removed_ups);
+  swap(p, n, nl0, nu0);
+  /* Listeners send new clients to the upstream their config names now: a
+   * rebuilt one, or another one. Open connections keep theirs. */
+  for (size_t i = 0; i < p->listener_count; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (!l->retired &&
+        (l->upstream->retired || strcmp(l->upstream->cfg->name, l->cfg->upstream_name) != 0))
+      l->upstream = upstream_named(p, p->upstream_count, l->cfg->upstream_name);
+  }
+  /* Retired objects own copies of their config; only when a copy could not
+   * be made (no memory) do they point into the config being replaced: keep it
+   * then (main.c's first one lives to the end anyway). */
+  if (retired > 0 && p->reloaded_cfg != NULL &&
+      p->pinned_count < sizeof p->pinned_cfgs / sizeof p->pinned_cfgs[0])
+    p->pinned_cfgs[p->pinned_count++] = p->reloaded_cfg;
+  else if (retired == 0)
+    cynic__config_free(p->reloaded_cfg);
+  /* else: out of memory and out of pins: leak it rather than free what is used */
+  p->reloaded_cfg = n;
+  p->config_unix_ms = cynic__unix_ms();
+  p->reloads++;
+  cynic__log(CYNIC_LOG_INFO, "config reloaded",
+             json_pack("{s:s, s:s, s:s, s:I}", "event", "reloaded", "by", who, "file", n->path,
+                       "reloads", (json_int_t)p->reloads));
+  *status = 200;
+  return json_pack("{s:b, s:s, s:I, s:o, s:{s:o, s:o}}", "reloaded", 1, "file", n->path, "reloads",
+                   (json_int_t)p->reloads, "added", added, "removed", "listeners", removed,
+                   "upstreams", removed_ups);
+}

@@ -1,0 +1,443 @@
+"""Reload (POST /reload and SIGHUP): a bad config is refused whole and the old
+one keeps serving; a good one is applied with the listeners' sockets, open
+connections and breaker state kept; a change that needs a restart is refused
+with 409 and nothing applied."""
+import signal
+import socket
+
+import adminutil as au
+import netutil
+import proxyutil as pu
+
+
+def exchange(px, listener="app", payload=b"hello"):
+    try:
+        with px.connect(listener, timeout=10) as c:
+            c.sendall(payload)
+            c.shutdown(socket.SHUT_WR)
+            return pu.recv_all(c) == payload
+    except OSError:
+        return False
+
+
+def make(good, bad, db_extra="", app_extra="", level="info"):
+    return pu.config(
+        pu.listener("app", "backend", app_extra) + pu.listener("other", "db"),
+        pu.upstream("backend", [good.endpoint]) +
+        pu.upstream("db", [bad.endpoint], "breaker: { faults: 2, leak: 60s, open_for: 60s }\n" + db_extra),
+        log_level=level)
+
+
+def rewrite(px, text):
+    with open(px.config, "w") as f:
+        f.write(text)
+
+
+def test_bad_config_is_refused_whole_and_the_old_one_serves():
+    good, bad = pu.echo(), pu.Refused()
+    px = pu.Cynic(make(good, bad))
+    adm = au.Admin(px)
+    try:
+        loaded = adm.status()["config"]["loaded"]
+        rewrite(px, make(good, bad).replace("faults: 2", "faults: two") + "bogus: 1\n")
+        status, _, js, _ = adm.post("/reload")
+        assert status == 400 and "old one keeps serving" in js["error"]
+        assert len(js["errors"]) == 2
+        assert any(px.config + ":" in e and "faults" in e for e in js["errors"]), js["errors"]
+        assert any("bogus" in e for e in js["errors"]), js["errors"]
+        rec = px.wait_log(lambda r: r.get("event") == "reload_refused")
+        assert rec["level"] == "error" and rec["by"].startswith("POST /reload from 127.0.0.1:")
+        assert exchange(px)
+        st = adm.status()
+        assert st["config"]["reloads"] == 0 and st["config"]["loaded"] == loaded
+        # the same through SIGHUP
+        px.signal(signal.SIGHUP)
+        pu.wait_for(lambda: len(px.logs(event="reload_refused")) == 2, what="second refusal")
+        assert px.logs(event="reload_refused")[1]["by"] == "SIGHUP"
+        assert exchange(px) and px.proc.poll() is None
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def test_good_reload_keeps_sockets_connections_and_breaker_state():
+    good, bad = pu.echo(), pu.Refused()
+    px = pu.Cynic(make(good, bad))
+    adm = au.Admin(px)
+    try:
+        addr = px.addr("app")
+        held = px.connect()
+        held.sendall(b"before")
+        assert held.recv(6) == b"before"
+        for _ in range(2):
+            assert not exchange(px, "other")
+        pu.wait_for(lambda: adm.breaker("db", bad.endpoint)["state"] == "open", what="db open")
+        adm.post(f"/breakers/backend/{good.endpoint}/force_closed", {"reason": "pinned"})
+        assert adm.get("/ready")[0] == 200
+        # new: db is required, app allows 3 connections, debug logging
+        rewrite(px, make(good, bad, db_extra="required: true", app_extra="max_connections: 3",
+                         level="debug"))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["reloaded"] is True and js["reloads"] == 1, js
+        st = adm.status()
+        assert st["config"]["reloads"] == 1
+        app = [l for l in st["listeners"] if l["name"] == "app"][0]
+        assert app["address"] == "%s:%d" % addr and app["max_connections"] == 3
+        # breaker state survived, manual ones too
+        assert adm.breaker("db", bad.endpoint)["state"] == "open"
+        assert adm.breaker("db", bad.endpoint)["failures"] == 2
+        assert adm.breaker("backend", good.endpoint)["state"] == "forced_closed"
+        # the new `required` is in force: db is all open
+        status, _, js, _ = adm.get("/ready")
+        assert status == 503 and "required upstream db" in js["reason"]
+        # the open connection kept going, new ones work on the same socket
+        held.sendall(b"after")
+        assert held.recv(5) == b"after"
+        held.close()
+        assert exchange(px)
+        px.wait_log(lambda r: r.get("msg") == "config reloaded")
+        # SIGHUP reloads too
+        rewrite(px, make(good, bad, app_extra="max_connections: 4"))
+        px.signal(signal.SIGHUP)
+        pu.wait_for(lambda: adm.status()["config"]["reloads"] == 2, what="SIGHUP reload")
+        assert [l for l in adm.status()["listeners"] if l["name"] == "app"][0]["max_connections"] == 4
+        assert adm.get("/ready")[0] == 200  # db no longer required
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def test_changes_that_need_a_restart_are_refused_with_409():
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        for new, why in [
+            (text.replace("upstream: backend\n", "upstream: backend\n    buffer: 8KB\n", 1), "listener 'app': buffer changed"),
+            (text.replace("admin:\n  listen: 127.0.0.1:0", "admin:\n  listen: 127.0.0.1:1", 1), "admin.listen changed"),
+        ]:
+            rewrite(px, new)
+            status, _, js, _ = adm.post("/reload")
+            assert status == 409 and why in js["error"] and "nothing was applied" in js["error"], js
+        assert adm.status()["config"]["reloads"] == 0
+        assert exchange(px)
+        assert adm.request("GET", "/reload")[0] == 405
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def test_reload_reads_the_token_again(tmp_path):
+    good, bad = pu.echo(), pu.Refused()
+    tok = tmp_path / "token"
+    tok.write_text("first\n")
+    text = make(good, bad).replace("admin:\n  listen: 127.0.0.1:0\n",
+                                   f"admin:\n  listen: 127.0.0.1:0\n  token_file: {tok}\n")
+    px = pu.Cynic(text)
+    adm = au.Admin(px, token="first")
+    try:
+        assert adm.get("/status")[0] == 200
+        tok.write_text("second\n")
+        assert adm.get("/status")[0] == 200  # read at start and on reload only
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        assert adm.get("/status")[0] == 401
+        adm.token = "second"
+        assert adm.get("/status")[0] == 200
+        # an unreadable token file refuses the reload and keeps the old token
+        tok.write_text("")
+        status, _, js, _ = adm.post("/reload")
+        assert status == 400 and "token_file" in js["error"]
+        assert adm.get("/status")[0] == 200
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def test_reload_adds_listeners_and_upstreams_all_or_nothing(tmp_path):
+    good, bad, fresh = pu.echo(), pu.Refused(), pu.echo()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        held = px.connect()
+        held.sendall(b"a")
+        assert held.recv(1) == b"a"
+        for _ in range(2):
+            assert not exchange(px, "other")
+        pu.wait_for(lambda: adm.breaker("db", bad.endpoint)["state"] == "open", what="db open")
+        # a listener on an address in use: the whole reload is refused
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        acc = tmp_path / "new-access.log"
+        added = text.replace("upstreams:\n",
+                             pu.listener("new", "fresh", f"access_log: {acc}").replace("127.0.0.1:0", f"127.0.0.1:{port}") +
+                             "upstreams:\n") + pu.upstream("fresh", [fresh.endpoint])
+        rewrite(px, added)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 409 and "listener 'new' cannot listen" in js["error"], js
+        st = adm.status()
+        assert [l["name"] for l in st["listeners"]] == ["app", "other"]
+        assert [u["name"] for u in st["upstreams"]] == ["backend", "db"]
+        assert st["config"]["reloads"] == 0
+        assert exchange(px)
+        # on a free port it goes through, in the same slots
+        busy.close()
+        rewrite(px, added.replace(f"127.0.0.1:{port}", "127.0.0.1:0"))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        assert js["added"] == {"upstreams": ["fresh"], "listeners": ["new"]}
+        st = adm.status()
+        new = [l for l in st["listeners"] if l["name"] == "new"][0]
+        assert new["upstream"] == "fresh" and new["listening"] is True
+        host, p = new["address"].rsplit(":", 1)
+        with socket.create_connection((host, int(p)), timeout=10) as c:
+            c.sendall(b"via new")
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"via new"
+        assert fresh.accepted == 1
+        pu.wait_for(lambda: acc.exists() and "via new" not in acc.read_text() and
+                    '"listener":"new"' in acc.read_text(), what="access line of the new listener")
+        # what was there keeps going: socket, open connection, breaker state
+        held.sendall(b"b")
+        assert held.recv(1) == b"b"
+        held.close()
+        assert exchange(px)
+        assert adm.breaker("db", bad.endpoint)["state"] == "open"
+        m = adm.metrics()
+        au.check_conventions(m)
+        assert m.get("cynic_connections_total", listener="new", upstream="fresh", outcome="ok") == 1
+        assert m.get("cynic_breaker_state", upstream="fresh", endpoint=fresh.endpoint, state="closed") == 1
+    finally:
+        px.stop()
+        good.close(), bad.close(), fresh.close()
+
+
+def test_reload_removes_a_listener_its_connections_finish_and_the_name_can_return():
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        # a second listener on the backend, with a client in the middle of a conversation
+        two = text.replace("upstreams:\n", pu.listener("side", "backend") + "upstreams:\n")
+        rewrite(px, two)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["added"]["listeners"] == ["side"], js
+        side = [l for l in adm.status()["listeners"] if l["name"] == "side"][0]
+        host, port = side["address"].rsplit(":", 1)
+        held = socket.create_connection((host, int(port)), timeout=10)
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        # remove it: it stops accepting, the open connection carries on
+        rewrite(px, text)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["removed"]["listeners"] == ["side"], js
+        assert netutil.refused(int(port))
+        st = adm.status()
+        gone = [l for l in st["listeners"] if l["name"] == "side"][0]
+        assert gone["retired"] is True and gone["listening"] is False and gone["open"] == 1
+        held.sendall(b"2")
+        assert held.recv(1) == b"2"
+        held.shutdown(socket.SHUT_WR)
+        assert pu.recv_all(held) == b""
+        held.close()
+        rec = px.wait_log(lambda r: r.get("event") == "listener_removed")
+        assert rec["listener"] == "side" and rec["connections"] == 1
+        m = adm.metrics()
+        au.check_conventions(m)
+        assert not m.all("cynic_connections_total", listener="side")
+        assert exchange(px)  # the others never noticed
+        # the name can come back, on a new socket; the metrics have one series
+        rewrite(px, two)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["added"]["listeners"] == ["side"], js
+        side = [l for l in adm.status()["listeners"] if l["name"] == "side" and not l["retired"]][0]
+        host, port = side["address"].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as c:
+            c.sendall(b"back")
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"back"
+        m = adm.metrics()
+        au.check_conventions(m)
+        assert m.get("cynic_connections_total", listener="side", outcome="ok") == 1
+        assert adm.status()["config"]["reloads"] == 3
+        # moved to another address: a new socket there, the old one's client finishes
+        held = socket.create_connection((host, int(port)), timeout=10)
+        held.sendall(b"3")
+        assert held.recv(1) == b"3"
+        moved = two.replace("- name: side\n    listen: 127.0.0.1:0", "- name: side\n    listen: 127.0.0.2:0")
+        assert moved != two
+        rewrite(px, moved)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["added"]["listeners"] == ["side"] and js["removed"]["listeners"] == ["side"], js
+        assert netutil.refused(int(port))
+        now = [l for l in adm.status()["listeners"] if l["name"] == "side" and not l["retired"]][0]
+        assert now["address"].startswith("127.0.0.2:")
+        h2, p2 = now["address"].rsplit(":", 1)
+        with socket.create_connection((h2, int(p2)), timeout=10) as c:
+            c.sendall(b"moved")
+            c.shutdown(socket.SHUT_WR)
+            assert pu.recv_all(c) == b"moved"
+        held.sendall(b"4")
+        assert held.recv(1) == b"4"
+        held.close()
+        px.wait_log(lambda r: r.get("event") == "listener_removed" and r.get("moved_to") == "127.0.0.2:0")
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def test_reload_rebuilds_and_removes_upstreams_old_connections_finish():
+    good, bad, good2 = pu.echo(), pu.Refused(), pu.echo()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        held = px.connect()
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        for _ in range(2):
+            assert not exchange(px, "other")
+        pu.wait_for(lambda: adm.breaker("db", bad.endpoint)["state"] == "open", what="db open")
+        # backend moves to another endpoint: a new upstream object; db is untouched
+        rewrite(px, make(good2, bad))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        assert js["added"]["upstreams"] == ["backend"] and js["removed"]["upstreams"] == ["backend"], js
+        assert exchange(px) and good2.accepted == 1
+        held.sendall(b"2")  # the old connection still goes to the old endpoint
+        assert held.recv(1) == b"2"
+        assert adm.breaker("db", bad.endpoint)["state"] == "open"  # unchanged: kept
+        st = adm.status()
+        backends = [u for u in st["upstreams"] if u["name"] == "backend"]
+        assert [u["retired"] for u in backends] == [True, False]
+        assert backends[1]["endpoints"][0]["name"] == good2.endpoint
+        m = adm.metrics()
+        au.check_conventions(m)
+        assert m.get("cynic_bulkhead_in_use", upstream="backend") == 0  # the new one only
+        assert list(adm.get("/status/history")[2]["upstreams"]) == ["db", "backend"]
+        held.close()
+        # a listener can switch upstream; an upstream nobody uses can go
+        switched = make(good2, bad).replace("upstream: db\n", "upstream: backend\n")
+        switched = switched[:switched.index("  - name: db\n")]
+        rewrite(px, switched)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["removed"]["upstreams"] == ["db"], js
+        assert exchange(px, "other") and good2.accepted == 2
+        assert adm.get("/breakers/db")[0] == 404
+        assert adm.get("/ready")[0] == 200
+        px.wait_log(lambda r: r.get("event") == "upstream_removed" and r.get("upstream") == "db")
+    finally:
+        px.stop()
+        good.close(), bad.close(), good2.close()
+
+
+def test_reload_turns_on_an_access_log_and_a_rate_limit_in_place(tmp_path):
+    good, bad = pu.echo(), pu.Refused()
+    px = pu.Cynic(make(good, bad))
+    adm = au.Admin(px)
+    try:
+        addr = px.addr("app")
+        acc = tmp_path / "access.log"
+        rewrite(px, make(good, bad, app_extra=f"access_log: {acc}\nrate_limit: {{ per_client: 1/h, burst: 2 }}"))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        assert [l for l in adm.status()["listeners"] if l["name"] == "app"][0]["address"] == "%s:%d" % addr
+        assert exchange(px) and exchange(px)
+        assert not exchange(px)  # the third within the hour: over the rate
+        m = adm.metrics()
+        assert m.get("cynic_connections_total", listener="app", outcome="rate_limited") == 1
+        pu.wait_for(lambda: acc.exists() and acc.read_text().count('"listener":"app"') == 2,
+                    what="two access lines")
+        # and off again
+        rewrite(px, make(good, bad))
+        assert adm.post("/reload")[0] == 200
+        assert exchange(px)
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def test_reload_moves_the_log_to_a_file(tmp_path):
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        log = tmp_path / "cynic.log"
+        rewrite(px, text.replace('file: "-"', f'file: "{tmp_path}/no/such/dir/cynic.log"'))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 409 and "log.file: cannot open" in js["error"], js
+        rewrite(px, text.replace('file: "-"', f'file: "{log}"'))
+        assert adm.post("/reload")[0] == 200
+        px.wait_log(lambda r: r.get("event") == "log_moved" and r.get("file") == str(log))
+        pu.wait_for(lambda: log.exists() and '"config reloaded"' in log.read_text(), what="log in file")
+        assert exchange(px)
+        assert not [r for r in px.records() if r.get("msg") == "config reloaded"]  # not on stderr
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def test_many_reloads_that_retire_things_stay_bounded():
+    """Twelve reloads that move a listener and rebuild an upstream, with a
+    connection open across each: every one applies (retired objects keep a
+    copy of their config, not the whole old file), traffic flows after each,
+    and the exit is clean (the sanitizer build checks for leaks)."""
+    good, bad, good2 = pu.echo(), pu.Refused(), pu.echo()
+    a = make(good, bad)
+    b = make(good2, bad).replace("- name: other\n    listen: 127.0.0.1:0", "- name: other\n    listen: 127.0.0.2:0")
+    px = pu.Cynic(a)
+    adm = au.Admin(px)
+    held = []
+    try:
+        for i in range(12):
+            c = px.connect()
+            c.sendall(b"x")
+            assert c.recv(1) == b"x"
+            held.append(c)
+            rewrite(px, b if i % 2 == 0 else a)
+            status, _, js, _ = adm.post("/reload")
+            assert status == 200, (i, js)
+            assert exchange(px)
+        for c in held:
+            c.sendall(b"y")
+            assert c.recv(1) == b"y"
+            c.close()
+        st = adm.status()
+        assert st["config"]["reloads"] == 12
+        assert sum(1 for u in st["upstreams"] if u["name"] == "backend" and not u["retired"]) == 1
+        au.check_conventions(adm.metrics())
+    finally:
+        for c in held:
+            c.close()
+        px.stop()
+        good.close(), bad.close(), good2.close()
+
+
+def test_reload_turns_the_per_client_limit_on_and_off():
+    good, bad = pu.echo(), pu.Refused()
+    px = pu.Cynic(make(good, bad))
+    adm = au.Admin(px)
+    try:
+        rewrite(px, make(good, bad, app_extra="max_connections_per_client: 1"))
+        assert adm.post("/reload")[0] == 200
+        held = px.connect()
+        held.sendall(b"a")
+        assert held.recv(1) == b"a"
+        with px.connect() as c:  # the same client's second: shed at once
+            assert pu.closed_within(c, 5) is not None
+        assert adm.metrics().get("cynic_connections_total", listener="app",
+                                 outcome="max_connections_per_client") == 1
+        rewrite(px, make(good, bad))
+        assert adm.post("/reload")[0] == 200
+        assert exchange(px)  # off again: a second one is fine
+        held.close()
+        assert exchange(px)
+    finally:
+        px.stop()
+        good.close(), bad.close()

@@ -1,0 +1,171 @@
+// The admin listener's status page in headless Chromium (Debian's
+// /usr/bin/chromium, driven by playwright-core): load the page, watch the tile
+// of an upstream turn red when its only endpoint refuses connections and its
+// breaker opens, click Reset, watch it turn green; save a screenshot.
+//
+// Env: CYNIC (the cynic binary), CYNIC_SCREENSHOT (where to write the PNG;
+// default: the build directory beside the binary), CHROMIUM (default
+// /usr/bin/chromium).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import net from "node:net";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const CYNIC = process.env.CYNIC;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+assert.ok(CYNIC, "set CYNIC to the cynic binary");
+const SHOT = process.env.CYNIC_SCREENSHOT || path.join(path.dirname(CYNIC), "status-page.png");
+
+function echoServer() {
+  return new Promise((resolve) => {
+    const srv = net.createServer((c) => { c.on("error", () => {}); c.pipe(c); });
+    srv.listen(0, "127.0.0.1", () => resolve(srv));
+  });
+}
+
+// A port that refuses: bind a server, note its port, close it.
+async function refusedPort() {
+  const srv = await echoServer();
+  const port = srv.address().port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+function startCynic(config) {
+  const dir = mkdtempSync(path.join(tmpdir(), "cynic-ui-"));
+  const file = path.join(dir, "cynic.yaml");
+  writeFileSync(file, config);
+  const proc = spawn(CYNIC, ["-c", file], { stdio: ["ignore", "ignore", "pipe"] });
+  const records = [];
+  let buf = "";
+  proc.stderr.on("data", (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try { records.push(JSON.parse(line)); } catch { records.push({ msg: "<not json>", line }); }
+    }
+  });
+  const waitLog = async (pred, ms = 10000) => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const r = records.find(pred);
+      if (r) return r;
+      if (proc.exitCode !== null) throw new Error("cynic exited: " + JSON.stringify(records.slice(-5)));
+      if (Date.now() > end) throw new Error("timed out waiting for a log line");
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  };
+  const stop = () => new Promise((resolve) => {
+    if (proc.exitCode !== null) return resolve(proc.exitCode);
+    proc.on("exit", (code) => { rmSync(dir, { recursive: true, force: true }); resolve(code); });
+    proc.kill("SIGTERM");
+  });
+  return { proc, records, waitLog, stop };
+}
+
+// One client through the proxy: resolves true when the echo came back.
+function exchange(port, payload = "hello") {
+  return new Promise((resolve) => {
+    const c = net.connect(port, "127.0.0.1");
+    let got = "";
+    c.on("connect", () => c.end(payload));
+    c.on("data", (d) => { got += d; });
+    c.on("close", () => resolve(got === payload));
+    c.on("error", () => resolve(false));
+    c.setTimeout(5000, () => c.destroy());
+  });
+}
+
+test("a tile turns red when its upstream fails, and green after Reset", async () => {
+  const echo = await echoServer();
+  const refused = await refusedPort();
+  const cy = startCynic(`admin:
+  listen: 127.0.0.1:0
+log:
+  file: "-"
+listeners:
+  - name: web
+    listen: 127.0.0.1:0
+    upstream: api
+  - name: pay
+    listen: 127.0.0.1:0
+    upstream: payments
+upstreams:
+  - name: api
+    endpoints: [127.0.0.1:${echo.address().port}]
+  - name: payments
+    endpoints: [127.0.0.1:${refused}]
+    required: true
+    breaker: { faults: 3, leak: 60s, open_for: 60s }
+`);
+  let browser;
+  try {
+    const admin = (await cy.waitLog((r) => r.msg === "admin listening")).address;
+    await cy.waitLog((r) => r.msg === "started");
+    const port = (name) => Number(cy.records.find((r) => r.msg === "listening" && r.listener === name).address.split(":").pop());
+    // a fresh profile each run: playwright passes it as --user-data-dir
+    browser = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), "cynic-chromium-")), {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1100, height: 390 },
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`http://${admin}/`);
+    const tile = page.locator('section.tile[data-upstream="payments"]');
+    await tile.waitFor({ timeout: 10000 });
+    assert.equal(await tile.getAttribute("data-state"), "ok");
+    assert.equal(await page.locator("#ready").textContent(), "ready");
+
+    // some traffic for the sparklines, then the payments endpoint refuses
+    for (let i = 0; i < 20; i++) assert.ok(await exchange(port("web")));
+    for (let i = 0; i < 3; i++) assert.equal(await exchange(port("pay")), false);
+    await page.waitForSelector('section.tile[data-upstream="payments"][data-state="open"]', { timeout: 10000 });
+    const red = await tile.evaluate((e) => getComputedStyle(e).borderTopColor);
+    assert.equal(red, "rgb(208, 49, 45)"); // --open
+    assert.match(await tile.locator("tr[data-state=open]").textContent(), /probe in/);
+    assert.match(await tile.locator(".transitions").textContent(), /closed → open \(fault_threshold\)/);
+    await page.waitForFunction(() => document.querySelector("#ready").textContent.startsWith("not ready"));
+    assert.equal(await page.locator('section.tile[data-upstream="api"]').getAttribute("data-state"), "ok");
+    // a few more seconds of traffic, so the sparklines have something to show
+    for (let sec = 0; sec < 4; sec++) {
+      const n = 10 + 8 * sec;
+      for (let i = 0; i < n; i++) assert.ok(await exchange(port("web")));
+      await page.waitForTimeout(700);
+    }
+    await page.waitForTimeout(1100);
+    await page.screenshot({ path: SHOT });
+
+    // the operator resets it from the page, with a reason
+    await page.fill("#reason", "endpoint restarted");
+    await tile.locator('button[data-action="reset"]').click();
+    await page.waitForSelector('section.tile[data-upstream="payments"][data-state="ok"]', { timeout: 10000 });
+    const green = await page.locator('section.tile[data-upstream="payments"]').evaluate((e) => getComputedStyle(e).borderTopColor);
+    assert.equal(green, "rgb(31, 157, 85)"); // --ok
+    const rec = await cy.waitLog((r) => r.msg === "breaker changed by an operator");
+    assert.equal(rec.action, "reset");
+    assert.equal(rec.upstream, "payments");
+    assert.equal(rec.reason, "endpoint restarted");
+    await page.waitForFunction(() => /manual_reset, by 127\.0\.0\.1:\d+: endpoint restarted/.test(
+      document.querySelector('section.tile[data-upstream="payments"] .transitions').textContent));
+
+    // and trips it again from the page: red, and traffic refused at once
+    await page.locator('section.tile[data-upstream="api"] button[data-action="trip"]').click();
+    await page.waitForSelector('section.tile[data-upstream="api"][data-state="open"]', { timeout: 10000 });
+    assert.equal(await exchange(port("web")), false);
+    assert.deepEqual(errors, []);
+  } finally {
+    if (browser) await browser.close();
+    assert.equal(await cy.stop(), 0);
+    echo.close();
+  }
+});
