@@ -135,6 +135,15 @@ def test_least_connections_picks_the_emptier_endpoint():
         pu.wait_for(lambda: b.accepted == 1)
         c2.close()
         pu.wait_for(lambda: upstream_sockets(px, b.port) == 0, what="the proxy to let go of b")
+        # the socket goes before the connection is freed: wait until the proxy
+        # itself counts no active connection to b, or c3 could see a tie
+        api = px.api()
+
+        def b_active():
+            _, body, _ = api.get("/status")
+            return [e for u in body["upstreams"] for e in u["endpoints"]
+                    if e["address"].endswith(f":{b.port}")][0]["active"]
+        pu.wait_for(lambda: b_active() == 0, what="b's active count to reach 0")
         # round robin would now pick a; least connections picks b (0 < 1)
         c3 = px.connect()
         pu.wait_for(lambda: b.accepted == 2)
