@@ -248,6 +248,40 @@ static const cynic__event_t endpoint_faults[] = {
     CYNIC__EV_FIRST_BYTE_TIMEOUT,
 };
 
+/* Per-upstream families with one sample each: the bulkhead and fail fast. */
+static uint64_t bh_in_use(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s) {
+  (void)u;
+  return s->in_use;
+}
+static uint64_t bh_limit(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s) {
+  (void)s;
+  return u->cfg->max_connections;
+}
+static uint64_t bh_pending(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s) {
+  (void)u;
+  return s->pending;
+}
+static uint64_t bh_pending_limit(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s) {
+  (void)s;
+  return u->cfg->max_pending;
+}
+static uint64_t fail_fast(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s) {
+  (void)s;
+  return u->counters.total[CYNIC__EV_BREAKER_OPEN];
+}
+static const struct {
+  const char *name, *type, *help;
+  uint64_t (*value)(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s);
+} upstream_gauges[] = {
+    {"cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.",
+     bh_in_use},
+    {"cynic_bulkhead_limit", "gauge", "Bulkhead max_connections.", bh_limit},
+    {"cynic_bulkhead_pending", "gauge", "Clients waiting for a bulkhead slot.", bh_pending},
+    {"cynic_bulkhead_pending_limit", "gauge", "Bulkhead max_pending.", bh_pending_limit},
+    {"cynic_fail_fast_total", "counter",
+     "Clients closed at once because every breaker of the upstream was open.", fail_fast},
+};
+
 int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
   char ln[CYNIC__CONFIG_MAX_NAME * 2 + 8], un[CYNIC__CONFIG_MAX_NAME * 2 + 8], en[600];
   char labels[1400];
@@ -356,39 +390,18 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
                       upstream_event_total(u, CYNIC__EV_QUEUE_TIMEOUT));
   }
 
-  header(b, "cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    cynic_bulkhead_stats_t s;
-    cynic_bulkhead_stats(p->upstreams[i].bulkhead, &s);
-    cynic__buf_printf(b, "cynic_bulkhead_in_use{upstream=\"%s\"} %u\n",
-                      esc(p->upstreams[i].cfg->name, un, sizeof un), s.in_use);
-  }
-  header(b, "cynic_bulkhead_limit", "gauge", "Bulkhead max_connections.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue;
-    cynic__buf_printf(b, "cynic_bulkhead_limit{upstream=\"%s\"} %u\n",
-                      esc(p->upstreams[i].cfg->name, un, sizeof un),
-                      p->upstreams[i].cfg->max_connections);
-  }
-  header(b, "cynic_bulkhead_pending", "gauge", "Clients waiting for a bulkhead slot.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    cynic_bulkhead_stats_t s;
-    cynic_bulkhead_stats(p->upstreams[i].bulkhead, &s);
-    cynic__buf_printf(b, "cynic_bulkhead_pending{upstream=\"%s\"} %u\n",
-                      esc(p->upstreams[i].cfg->name, un, sizeof un), s.pending);
-  }
-  header(b, "cynic_bulkhead_pending_limit", "gauge", "Bulkhead max_pending.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue;
-    cynic__buf_printf(b, "cynic_bulkhead_pending_limit{upstream=\"%s\"} %u\n",
-                      esc(p->upstreams[i].cfg->name, un, sizeof un),
-                      p->upstreams[i].cfg->max_pending);
+  /* One sample per live upstream for each of these families. */
+  for (size_t f = 0; f < sizeof upstream_gauges / sizeof upstream_gauges[0]; f++) {
+    header(b, upstream_gauges[f].name, upstream_gauges[f].type, upstream_gauges[f].help);
+    for (size_t i = 0; i < p->upstream_count; i++) {
+      const cynic__upstream_t *u = &p->upstreams[i];
+      if (u->retired)
+        continue; /* replaced or removed by a reload */
+      cynic_bulkhead_stats_t s;
+      cynic_bulkhead_stats(u->bulkhead, &s);
+      cynic__buf_printf(b, "%s{upstream=\"%s\"} %" PRIu64 "\n", upstream_gauges[f].name,
+                        esc(u->cfg->name, un, sizeof un), upstream_gauges[f].value(u, &s));
+    }
   }
   header(b, "cynic_bulkhead_rejections_total", "counter",
          "Clients turned away by the bulkhead: full (slots and queue) or queue_timeout.");
@@ -405,16 +418,6 @@ int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
                       "%" PRIu64 "\n",
                       un, u->counters.total[CYNIC__EV_QUEUE_TIMEOUT]);
   }
-  header(b, "cynic_fail_fast_total", "counter",
-         "Clients closed at once because every breaker of the upstream was open.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue;
-    cynic__buf_printf(b, "cynic_fail_fast_total{upstream=\"%s\"} %" PRIu64 "\n",
-                      esc(p->upstreams[i].cfg->name, un, sizeof un),
-                      p->upstreams[i].counters.total[CYNIC__EV_BREAKER_OPEN]);
-  }
-
   header(b, "cynic_events_total", "counter",
          "Events by kind since start, for each endpoint (upstream, endpoint), upstream "
          "(upstream) and listener (listener); the kinds of docs/admin.md.");
