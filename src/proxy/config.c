@@ -275,8 +275,13 @@ static const char *scalar(loader_t *ld, const node_t *v, const char *key) {
   return v->str;
 }
 
-static const node_t *get_duration(loader_t *ld, const node_t *m, const char *key, uint64_t min,
-                                  uint64_t max, const char *range, uint64_t *out) {
+/* A scalar parsed by `parse` (a duration or a size parser of config_value.c)
+ * and checked against [min, max]; `range` says what is valid. NULL when the key
+ * is absent; *out is set only when the value is good. */
+typedef int (*u64_parser_fn)(const char *s, uint64_t *out, char *hint, size_t hintlen);
+
+static const node_t *get_u64(loader_t *ld, const node_t *m, const char *key, u64_parser_fn parse,
+                             uint64_t min, uint64_t max, const char *range, uint64_t *out) {
   const node_t *v = get(m, key);
   if (v == NULL)
     return NULL;
@@ -284,43 +289,29 @@ static const node_t *get_duration(loader_t *ld, const node_t *m, const char *key
   if (s == NULL)
     return v;
   char hint[192];
-  uint64_t ns;
-  if (cynic__config_parse_duration(s, &ns, hint, sizeof hint) != 0) {
+  uint64_t val;
+  if (parse(s, &val, hint, sizeof hint) != 0) {
     error_at(ld, v, "%s: %s", key, hint);
     return v;
   }
-  if (ns < min || ns > max) {
+  if (val < min || val > max) {
     char sv[64];
     error_at(ld, v, "%s: %s is out of range; use %s", key, cynic__config_show(sv, s, v->len),
              range);
     return v;
   }
-  *out = ns;
+  *out = val;
   return v;
+}
+
+static const node_t *get_duration(loader_t *ld, const node_t *m, const char *key, uint64_t min,
+                                  uint64_t max, const char *range, uint64_t *out) {
+  return get_u64(ld, m, key, cynic__config_parse_duration, min, max, range, out);
 }
 
 static const node_t *get_size(loader_t *ld, const node_t *m, const char *key, uint64_t min,
                               uint64_t max, const char *range, uint64_t *out) {
-  const node_t *v = get(m, key);
-  if (v == NULL)
-    return NULL;
-  const char *s = scalar(ld, v, key);
-  if (s == NULL)
-    return v;
-  char hint[192];
-  uint64_t bytes;
-  if (cynic__config_parse_size(s, &bytes, hint, sizeof hint) != 0) {
-    error_at(ld, v, "%s: %s", key, hint);
-    return v;
-  }
-  if (bytes < min || bytes > max) {
-    char sv[64];
-    error_at(ld, v, "%s: %s is out of range; use %s", key, cynic__config_show(sv, s, v->len),
-             range);
-    return v;
-  }
-  *out = bytes;
-  return v;
+  return get_u64(ld, m, key, cynic__config_parse_size, min, max, range, out);
 }
 
 static const node_t *get_percent(loader_t *ld, const node_t *m, const char *key, uint32_t min,
