@@ -146,7 +146,9 @@ static int step_slicer(stage_t *st, step_ctx_t *ctx) {
   return r;
 }
 
-static int step_limit_data(stage_t *st, step_ctx_t *ctx) {
+/* Passes `attr[0]` bytes, then ends the stream: with a FIN (limit_data) or a
+ * RST (reset_after_bytes); whatever comes after is dropped. */
+static int step_pass_then_end(stage_t *st, step_ctx_t *ctx, bool reset) {
   int r = STEP_IDLE;
   int64_t limit = st->toxic->attr[0];
   while (ctx->in->head != NULL) {
@@ -172,11 +174,18 @@ static int step_limit_data(stage_t *st, step_ctx_t *ctx) {
     }
     if (st->count >= limit) {
       st->done = true;
-      step_emit_close(ctx);
+      if (reset)
+        step_emit_reset(ctx);
+      else
+        step_emit_close(ctx);
       r = STEP_PROGRESS;
     }
   }
   return r;
+}
+
+static int step_limit_data(stage_t *st, step_ctx_t *ctx) {
+  return step_pass_then_end(st, ctx, false);
 }
 
 static int step_timeout(stage_t *st, step_ctx_t *ctx) {
@@ -280,36 +289,7 @@ static int step_generate(stage_t *st, step_ctx_t *ctx, int64_t total, bool endle
 }
 
 static int step_reset_after_bytes(stage_t *st, step_ctx_t *ctx) {
-  int r = STEP_IDLE;
-  int64_t limit = st->toxic->attr[0];
-  while (ctx->in->head != NULL) {
-    chunk_t *c = ctx->in->head;
-    if (st->done) {
-      step_drop(ctx);
-      r = STEP_PROGRESS;
-      continue;
-    }
-    if (!step_room(ctx))
-      break;
-    if (c->kind != CHUNK_DATA) {
-      step_pass(ctx);
-      r = STEP_PROGRESS;
-      continue;
-    }
-    int64_t left = limit - st->count;
-    if (left > 0) {
-      size_t n = (uint64_t)left < c->len ? (size_t)left : c->len;
-      st->count += (int64_t)n;
-      step_pass_part(ctx, n);
-      r = STEP_PROGRESS;
-    }
-    if (st->count >= limit) {
-      st->done = true;
-      step_emit_reset(ctx);
-      r = STEP_PROGRESS;
-    }
-  }
-  return r;
+  return step_pass_then_end(st, ctx, true);
 }
 
 int toxic_step(stage_t *st, step_ctx_t *ctx) {
