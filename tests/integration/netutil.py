@@ -159,14 +159,15 @@ class Api:
 
 
 class TcpServer:
-    """A threaded loopback TCP server; `handler(sock)` runs per connection."""
+    """A threaded loopback TCP server on host:port (0: any); `handler(sock)`
+    runs per connection. close() also closes the connections still open."""
 
-    def __init__(self, handler, host="127.0.0.1"):
+    def __init__(self, handler, host="127.0.0.1", port=0, backlog=128):
         self.handler = handler
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(128)
+        self.sock.bind((host, port))
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.address = f"{host}:{self.port}"
         self.accepted = 0
@@ -175,6 +176,10 @@ class TcpServer:
         self._stop = False
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
+
+    @property
+    def endpoint(self):
+        return self.address
 
     def _loop(self):
         while not self._stop:
@@ -205,6 +210,11 @@ class TcpServer:
             pass
         self.sock.close()
         self._thread.join(5)
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
 
 
 def echo_handler(c):

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from netutil import wait_for  # noqa: F401  (re-exported for the proxy tests)
+from netutil import TcpServer, wait_for  # noqa: F401  (wait_for re-exported for the proxy tests)
 
 BUILD = os.environ.get("CYNIC_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 CYNIC = os.path.join(BUILD, "cynic")
@@ -203,60 +203,9 @@ class Cynic:
             self.proc.wait()
 
 
-class Server:
+class Server(TcpServer):
     """A threaded TCP server on 127.0.0.1:port (0: any) running handler(conn)
-    per client."""
-
-    def __init__(self, handler, backlog=128, port=0, host="127.0.0.1"):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(backlog)
-        self.port = self.sock.getsockname()[1]
-        self.handler = handler
-        self.accepted = 0
-        self.conns = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @property
-    def endpoint(self):
-        return f"127.0.0.1:{self.port}"
-
-    def _serve(self):
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self.conns.append(conn)
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
-
-    def _run(self, conn):
-        try:
-            self.handler(conn)
-        except OSError:
-            pass
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-    def close(self):
-        self._stop = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
+    per client: netutil's TcpServer, under the name the proxy tests use."""
 
 
 def echo_handler(conn):
