@@ -62,7 +62,7 @@ bool cynic__log_enabled(cynic_log_level_t level) {
   return level >= logger.min && level <= CYNIC_LOG_ERROR;
 }
 
-void cynic__log(cynic_log_level_t level, const char *msg, json_t *fields) {
+static void emit(cynic_log_level_t level, const char *event, const char *msg, json_t *fields) {
   if (level < logger.min || level > CYNIC_LOG_ERROR) {
     json_decref(fields);
     return;
@@ -81,6 +81,8 @@ void cynic__log(cynic_log_level_t level, const char *msg, json_t *fields) {
   }
   json_object_set_new(line, "time", json_string(when));
   json_object_set_new(line, "level", json_string(level_names[level]));
+  if (event != NULL)
+    json_object_set_new(line, "event", json_string(event));
   json_object_set_new(line, "msg", json_string(msg ? msg : ""));
   if (json_is_object(fields))
     json_object_update(line, fields);
@@ -93,4 +95,12 @@ void cynic__log(cynic_log_level_t level, const char *msg, json_t *fields) {
   fprintf(f, "%s\n", text);
   fflush(f);
   free(text);
+}
+
+void cynic__log(cynic_log_level_t level, const char *msg, json_t *fields) {
+  emit(level, NULL, msg, fields);
+}
+
+void cynic__log_event(cynic_log_level_t level, const char *event, const char *msg, json_t *fields) {
+  emit(level, event, msg, fields);
 }

@@ -37,5 +37,9 @@ int cynic__log_level_parse(const char *s);
 bool cynic__log_enabled(cynic_log_level_t level);
 /* Emit one line. `fields` may be NULL; its reference is always consumed. */
 void cynic__log(cynic_log_level_t level, const char *msg, json_t *fields);
+/* The same with a stable machine name for what happened, written as the
+ * `event` field right after `level` (programs match on it, people read `msg`).
+ * The proxy logs every line this way (docs/logs.md lists the names). */
+void cynic__log_event(cynic_log_level_t level, const char *event, const char *msg, json_t *fields);
 
 #endif

@@ -58,9 +58,9 @@ int cynic__accesslog_open(const cynic__config_t *cfg) {
     a->f = open_file(path);
     if (a->f == NULL || (a->path = strdup(path)) == NULL) {
       int err = errno;
-      cynic__log(CYNIC_LOG_ERROR, "cannot open access log",
-                 json_pack("{s:s, s:s, s:s}", "listener", cfg->listeners[i].name, "file", path,
-                           "error", strerror(err)));
+      cynic__log_event(CYNIC_LOG_ERROR, "access_log_failed", "cannot open access log",
+                       json_pack("{s:s, s:s, s:s}", "listener", cfg->listeners[i].name, "file",
+                                 path, "error", strerror(err)));
       if (a->f != NULL)
         fclose(a->f);
       a->f = NULL;
@@ -75,8 +75,9 @@ void cynic__accesslog_reopen(void) {
   for (size_t i = 0; i < logs.n; i++) {
     FILE *f = open_file(logs.files[i].path);
     if (f == NULL) {
-      cynic__log(CYNIC_LOG_ERROR, "cannot reopen access log",
-                 json_pack("{s:s, s:s}", "file", logs.files[i].path, "error", strerror(errno)));
+      cynic__log_event(
+          CYNIC_LOG_ERROR, "access_log_failed", "cannot reopen access log",
+          json_pack("{s:s, s:s}", "file", logs.files[i].path, "error", strerror(errno)));
       continue; /* keep writing to the old one rather than losing lines */
     }
     if (logs.files[i].f != NULL)
@@ -115,9 +116,10 @@ void cynic__accesslog_rotate(uint64_t max_bytes, uint32_t keep) {
         fclose(a->f);
       a->f = f;
     }
-    cynic__log(rc == 0 && f != NULL ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "access log rotated",
-               json_pack("{s:s, s:s, s:i}", "file", a->path, "result",
-                         rc == 0 && f != NULL ? "ok" : strerror(errno), "keep", (int)keep));
+    cynic__log_event(rc == 0 && f != NULL ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "access_log_rotated",
+                     "access log rotated",
+                     json_pack("{s:s, s:s, s:i}", "file", a->path, "result",
+                               rc == 0 && f != NULL ? "ok" : strerror(errno), "keep", (int)keep));
   }
 }
 

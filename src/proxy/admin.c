@@ -510,12 +510,11 @@ static void breaker_action(req_t *r, cynic__upstream_t *u, cynic__endpoint_t *on
   for (size_t k = 0; close_conns && k < u->endpoint_count; k++)
     if (only == NULL || only == &u->endpoints[k])
       closed += cynic__tcp_close_endpoint(r->p, &u->endpoints[k]);
-  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "event", "breaker_manual", "action",
-                        action, "upstream", u->cfg->name, "by", peer, "reason", reason,
-                        "closed_connections", (json_int_t)closed);
+  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i}", "action", action, "upstream", u->cfg->name,
+                        "by", peer, "reason", reason, "closed_connections", (json_int_t)closed);
   if (f != NULL && only != NULL)
     json_object_set_new(f, "endpoint", json_string(only->addr->text));
-  cynic__log(CYNIC_LOG_WARN, "breaker changed by an operator", f);
+  cynic__log_event(CYNIC_LOG_WARN, "breaker_manual", "breaker changed by an operator", f);
   if (only != NULL)
     reply_json(r, 200,
                json_pack("{s:s, s:o}", "upstream", u->cfg->name, "endpoint", endpoint_json(only)));
@@ -582,8 +581,8 @@ static void post_drain(req_t *r) {
   cynic__httpd_peer(r->http, peer, sizeof peer);
   bool already = r->p->draining;
   if (!already) {
-    cynic__log(CYNIC_LOG_INFO, "drain requested",
-               json_pack("{s:s, s:s}", "event", "drain_requested", "by", peer));
+    cynic__log_event(CYNIC_LOG_INFO, "drain_requested", "drain requested",
+                     json_pack("{s:s}", "by", peer));
     /* After this answer is written: the drain may end the loop at once. */
     uv_timer_start(&r->a->action_timer, on_action, 0, 0);
   }
@@ -614,9 +613,10 @@ int cynic__admin_token_read(const cynic__config_t *n, char **token, size_t *len)
   memset(&tmp, 0, sizeof tmp);
   int rc = n->admin.token_file != NULL ? load_token(&tmp, n->admin.token_file) : 0;
   if (rc != 0)
-    cynic__log(CYNIC_LOG_ERROR, "reload refused: cannot read admin.token_file",
-               json_pack("{s:s, s:s}", "file", n->admin.token_file, "error",
-                         rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
+    cynic__log_event(CYNIC_LOG_ERROR, "reload_refused",
+                     "reload refused: cannot read admin.token_file",
+                     json_pack("{s:s, s:s}", "file", n->admin.token_file, "error",
+                               rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
   *token = tmp.token;
   *len = tmp.token_len;
   return rc;
@@ -754,9 +754,10 @@ int cynic__admin_start(cynic__proxy_t *p) {
   if (ac->token_file != NULL) {
     int rc = load_token(a, ac->token_file);
     if (rc != 0) {
-      cynic__log(CYNIC_LOG_ERROR, "cannot read admin.token_file",
-                 json_pack("{s:s, s:s}", "file", ac->token_file, "error",
-                           rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
+      cynic__log_event(
+          CYNIC_LOG_ERROR, "start_failed", "cannot read admin.token_file",
+          json_pack("{s:s, s:s}", "file", ac->token_file, "error",
+                    rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
       return rc;
     }
   }
@@ -766,8 +767,8 @@ int cynic__admin_start(cynic__proxy_t *p) {
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   if (!cynic__addr_numeric(ac->listen.host, ac->listen.port, false, &ss)) {
-    cynic__log(CYNIC_LOG_ERROR, "bad admin address",
-               json_pack("{s:s}", "address", ac->listen.text));
+    cynic__log_event(CYNIC_LOG_ERROR, "start_failed", "bad admin address",
+                     json_pack("{s:s}", "address", ac->listen.text));
     return CYNIC_EINVAL;
   }
   cynic__httpd_config_t hc;
@@ -777,18 +778,18 @@ int cynic__admin_start(cynic__proxy_t *p) {
   a->httpd_started = true;
   int rc = cynic__httpd_start(&a->httpd, p->loop, &hc, (struct sockaddr *)&ss, handle, a);
   if (rc != 0) {
-    cynic__log(CYNIC_LOG_ERROR, "cannot listen",
-               json_pack("{s:s, s:s, s:s}", "listener", "admin", "address", ac->listen.text,
-                         "error", uv_strerror(rc)));
+    cynic__log_event(CYNIC_LOG_ERROR, "listen_failed", "cannot listen",
+                     json_pack("{s:s, s:s, s:s}", "listener", "admin", "address", ac->listen.text,
+                               "error", uv_strerror(rc)));
     return rc;
   }
   cynic__httpd_address(&a->httpd, &ss);
   cynic__addr_format((struct sockaddr *)&ss, a->address, sizeof a->address);
   uv_timer_start(&a->sample_timer, on_sample, 1000, 1000);
   uv_unref((uv_handle_t *)&a->sample_timer);
-  cynic__log(CYNIC_LOG_INFO, "admin listening",
-             json_pack("{s:s, s:s, s:b}", "listener", "admin", "address", a->address, "token",
-                       a->token != NULL));
+  cynic__log_event(CYNIC_LOG_INFO, "listening", "admin listening",
+                   json_pack("{s:s, s:s, s:b}", "listener", "admin", "address", a->address, "token",
+                             a->token != NULL));
   return 0;
 }
 

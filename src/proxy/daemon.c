@@ -63,12 +63,12 @@ void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *wha
   c->total[ev]++;
   if (c->window[ev]++ != 0)
     return; /* counted; the window's summary line will say how many */
-  json_t *f = json_pack("{s:s, s:s}", "event", event_keys[ev], what, name);
+  json_t *f = json_pack("{s:s}", what, name);
   if (f != NULL && upstream != NULL && strcmp(what, "upstream") != 0)
     json_object_set_new(f, "upstream", json_string(upstream));
   if (f != NULL && detail != NULL)
     json_object_set_new(f, "error", json_string(detail));
-  cynic__log(CYNIC_LOG_WARN, event_msgs[ev], f);
+  cynic__log_event(CYNIC_LOG_WARN, event_keys[ev], event_msgs[ev], f);
 }
 
 /* One "totals" line for a thing with any event counted since start: what
@@ -82,7 +82,8 @@ static void total(const cynic__counters_t *c, const char *what, const char *name
     json_decref(counts);
     return;
   }
-  cynic__log(CYNIC_LOG_INFO, "totals", json_pack("{s:s, s:o}", what, name, "counts", counts));
+  cynic__log_event(CYNIC_LOG_INFO, "totals", "totals",
+                   json_pack("{s:s, s:o}", what, name, "counts", counts));
 }
 
 static void log_totals(const cynic__proxy_t *p) {
@@ -122,9 +123,9 @@ static void summarise(cynic__counters_t *c, const char *what, const char *name, 
     char count[16];
     thousands(n, count, sizeof count);
     snprintf(text, sizeof text, "%s %s %s in the last %s", count, event_texts[ev], name, window);
-    cynic__log(CYNIC_LOG_WARN, text,
-               json_pack("{s:s, s:s, s:i, s:I}", "event", event_keys[ev], what, name, "count",
-                         (json_int_t)n, "window_ms", (json_int_t)window_ms));
+    cynic__log_event(CYNIC_LOG_WARN, event_keys[ev], text,
+                     json_pack("{s:s, s:i, s:I}", what, name, "count", (json_int_t)n, "window_ms",
+                               (json_int_t)window_ms));
   }
 }
 
@@ -184,9 +185,9 @@ static void on_rotate_check(uv_timer_t *t) {
   }
   snprintf(to, n, "%s.1", lc->file);
   int rc = rename(lc->file, to) == 0 ? cynic__log_reopen() : -errno;
-  cynic__log(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log rotated",
-             json_pack("{s:s, s:I, s:s}", "previous", to, "bytes", (json_int_t)st.st_size, "result",
-                       rc == 0 ? "ok" : strerror(-rc)));
+  cynic__log_event(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log_rotated", "log rotated",
+                   json_pack("{s:s, s:I, s:s}", "previous", to, "bytes", (json_int_t)st.st_size,
+                             "result", rc == 0 ? "ok" : strerror(-rc)));
   free(from);
   free(to);
 }
@@ -210,15 +211,16 @@ static void stop(cynic__proxy_t *p) {
 
 void cynic__proxy_conn_gone(cynic__proxy_t *p) {
   if (p->draining && p->conn_count == 0 && !p->stopping) {
-    cynic__log(CYNIC_LOG_INFO, "drained", json_pack("{s:b}", "complete", !p->drain_cut));
+    cynic__log_event(CYNIC_LOG_INFO, "drained", "drained",
+                     json_pack("{s:b}", "complete", !p->drain_cut));
     stop(p);
   }
 }
 
 static void on_drain_deadline(uv_timer_t *t) {
   cynic__proxy_t *p = t->data;
-  cynic__log(CYNIC_LOG_WARN, "drain timeout: closing the remaining connections",
-             json_pack("{s:i}", "connections", (json_int_t)p->conn_count));
+  cynic__log_event(CYNIC_LOG_WARN, "drain_cut", "drain timeout: closing the remaining connections",
+                   json_pack("{s:i}", "connections", (json_int_t)p->conn_count));
   p->drain_cut = true;
   cynic__tcp_close_all(p);
 }
@@ -227,8 +229,9 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
   if (p->draining) {
     /* A second signal while draining (Ctrl-C twice): do not wait any longer. */
     if (!p->drain_cut && p->conn_count > 0) {
-      cynic__log(CYNIC_LOG_WARN, "second signal: closing the remaining connections now",
-                 json_pack("{s:s, s:i}", "cause", why, "connections", (json_int_t)p->conn_count));
+      cynic__log_event(
+          CYNIC_LOG_WARN, "drain_cut", "second signal: closing the remaining connections now",
+          json_pack("{s:s, s:i}", "cause", why, "connections", (json_int_t)p->conn_count));
       p->drain_cut = true;
       cynic__tcp_close_all(p);
     }
@@ -236,10 +239,10 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
   }
   p->draining = true;
   uint64_t ms = (p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
-  cynic__listeners_stop(p);              /* new connections are refused from now on... */
-  cynic__log(CYNIC_LOG_INFO, "draining", /* ...which this line may promise */
-             json_pack("{s:s, s:i, s:i}", "cause", why, "connections", (json_int_t)p->conn_count,
-                       "drain_timeout_ms", (json_int_t)ms));
+  cynic__listeners_stop(p); /* new connections are refused from now on... */
+  cynic__log_event(CYNIC_LOG_INFO, "draining", "draining", /* ...which this line may promise */
+                   json_pack("{s:s, s:i, s:i}", "cause", why, "connections",
+                             (json_int_t)p->conn_count, "drain_timeout_ms", (json_int_t)ms));
   if (p->conn_count == 0) {
     cynic__proxy_conn_gone(p);
     return;
@@ -252,8 +255,8 @@ static void on_signal(uv_signal_t *s, int signum) {
   if (signum == SIGUSR1) {
     int rc = cynic__log_reopen();
     cynic__accesslog_reopen();
-    cynic__log(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log reopened",
-               json_pack("{s:s}", "result", rc == 0 ? "ok" : strerror(-rc)));
+    cynic__log_event(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log_reopened", "log reopened",
+                     json_pack("{s:s}", "result", rc == 0 ? "ok" : strerror(-rc)));
     return;
   }
   cynic__proxy_drain(p, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -271,10 +274,10 @@ static void serve(cynic__proxy_t *p) {
   uv_timer_start(&p->summary_timer, on_summary, summary_ms(p), summary_ms(p));
   if (p->cfg->log.rotate_max_bytes > 0 && strcmp(p->cfg->log.file, "-") != 0)
     uv_timer_start(&p->rotate_timer, on_rotate_check, 0, ROTATE_CHECK_MS);
-  cynic__log(CYNIC_LOG_INFO, "started",
-             json_pack("{s:s, s:i, s:i, s:i}", "version", cynic_version(), "pid",
-                       (json_int_t)getpid(), "listeners", (json_int_t)p->listener_count,
-                       "upstreams", (json_int_t)p->upstream_count));
+  cynic__log_event(CYNIC_LOG_INFO, "started", "started",
+                   json_pack("{s:s, s:i, s:i, s:i}", "version", cynic_version(), "pid",
+                             (json_int_t)getpid(), "listeners", (json_int_t)p->listener_count,
+                             "upstreams", (json_int_t)p->upstream_count));
 }
 
 void cynic__proxy_resolved(cynic__proxy_t *p) {
@@ -325,11 +328,12 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
 
   if (start_signal(&p, &p.sigterm, SIGTERM) != 0 || start_signal(&p, &p.sigint, SIGINT) != 0 ||
       start_signal(&p, &p.sigusr1, SIGUSR1) != 0) {
-    cynic__log(CYNIC_LOG_ERROR, "cannot install signal handlers", NULL);
+    cynic__log_event(CYNIC_LOG_ERROR, "start_failed", "cannot install signal handlers", NULL);
     p.status = 1;
   } else if ((rc = cynic__upstreams_start(&p)) != 0) {
-    cynic__log(CYNIC_LOG_ERROR, "cannot start upstreams",
-               json_pack("{s:s}", "error", rc < -1000 ? cynic_strerror(rc) : uv_strerror(rc)));
+    cynic__log_event(
+        CYNIC_LOG_ERROR, "start_failed", "cannot start upstreams",
+        json_pack("{s:s}", "error", rc < -1000 ? cynic_strerror(rc) : uv_strerror(rc)));
     p.status = 1;
   } else if (cynic__admin_start(&p) != 0) {
     p.status = 1; /* admin.c said which address and why */
@@ -349,13 +353,13 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   int status = p.status;
   int close_rc = uv_loop_close(&loop);
   if (close_rc != 0) {
-    cynic__log(CYNIC_LOG_ERROR, "event loop closed with handles still open",
-               json_pack("{s:s}", "error", uv_strerror(close_rc)));
+    cynic__log_event(CYNIC_LOG_ERROR, "stop_unclean", "event loop closed with handles still open",
+                     json_pack("{s:s}", "error", uv_strerror(close_rc)));
     if (status == 0)
       status = 1;
   }
   if (status == 0)
-    cynic__log(CYNIC_LOG_INFO, "stopped", NULL);
+    cynic__log_event(CYNIC_LOG_INFO, "stopped", "stopped", NULL);
   cynic__log_close();
   return status;
 }

@@ -170,9 +170,9 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
   int len = sizeof ss;
   uv_tcp_getsockname(&l->handle, (struct sockaddr *)&ss, &len);
   cynic__addr_format((struct sockaddr *)&ss, l->address, sizeof l->address);
-  cynic__log(CYNIC_LOG_INFO, "listening",
-             json_pack("{s:s, s:s, s:s, s:s}", "listener", l->cfg->name, "address", l->address,
-                       "mode", "tcp", "upstream", l->upstream->cfg->name));
+  cynic__log_event(CYNIC_LOG_INFO, "listening", "listening",
+                   json_pack("{s:s, s:s, s:s, s:s}", "listener", l->cfg->name, "address",
+                             l->address, "mode", "tcp", "upstream", l->upstream->cfg->name));
   return 0;
 }
 
@@ -212,13 +212,14 @@ int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *
 
 int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l) {
   if (l->cfg->mode == CYNIC__MODE_HTTP)
-    cynic__log(CYNIC_LOG_WARN, "http mode is not served yet: forwarding as tcp",
-               json_pack("{s:s}", "listener", l->cfg->name));
+    cynic__log_event(CYNIC_LOG_WARN, "http_mode_as_tcp",
+                     "http mode is not served yet: forwarding as tcp",
+                     json_pack("{s:s}", "listener", l->cfg->name));
   int rc = listener_start(p, l);
   if (rc != 0)
-    cynic__log(CYNIC_LOG_ERROR, "cannot listen",
-               json_pack("{s:s, s:s, s:s}", "listener", l->cfg->name, "address",
-                         l->cfg->listen.text, "error", uv_strerror(rc)));
+    cynic__log_event(CYNIC_LOG_ERROR, "listen_failed", "cannot listen",
+                     json_pack("{s:s, s:s, s:s}", "listener", l->cfg->name, "address",
+                               l->cfg->listen.text, "error", uv_strerror(rc)));
   return rc;
 }
 

@@ -307,11 +307,11 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
     }
     l->retired = true;
     json_array_append_new(removed, json_string(l->cfg->name));
-    json_t *f = json_pack("{s:s, s:s, s:s, s:i}", "event", "listener_removed", "listener",
-                          l->cfg->name, "address", l->address, "connections", (int)l->open);
+    json_t *f = json_pack("{s:s, s:s, s:i}", "listener", l->cfg->name, "address", l->address,
+                          "connections", (int)l->open);
     if (f != NULL && lc != NULL)
       json_object_set_new(f, "moved_to", json_string(lc->listen.text));
-    cynic__log(CYNIC_LOG_INFO, "listener removed", f);
+    cynic__log_event(CYNIC_LOG_INFO, "listener_removed", "listener removed", f);
     /* a slot is used at most once, so the copies fit their array */
     cynic__config_listener_t *copy = listener_cfg_copy(l->cfg);
     if (copy != NULL && p->retired_listener_cfg_count < CYNIC__CONFIG_MAX_LISTENERS) {
@@ -455,10 +455,9 @@ static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
     uv_timer_stop(&u->resolve_timer); /* an old object needs no fresh addresses */
     u->retired = true;
     json_array_append_new(removed, json_string(u->cfg->name));
-    cynic__log(CYNIC_LOG_INFO, uc != NULL ? "upstream rebuilt" : "upstream removed",
-               json_pack("{s:s, s:s, s:b}", "event",
-                         uc != NULL ? "upstream_rebuilt" : "upstream_removed", "upstream",
-                         u->cfg->name, "replaced", uc != NULL));
+    cynic__log_event(CYNIC_LOG_INFO, uc != NULL ? "upstream_rebuilt" : "upstream_removed",
+                     uc != NULL ? "upstream rebuilt" : "upstream removed",
+                     json_pack("{s:s, s:b}", "upstream", u->cfg->name, "replaced", uc != NULL));
     cynic__config_upstream_t *copy = upstream_cfg_copy(u->cfg);
     if (copy != NULL && p->retired_upstream_cfg_count < CYNIC__CONFIG_MAX_UPSTREAMS) {
       u->cfg = copy;
@@ -508,17 +507,18 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     }
     if (errs.count == 0)
       json_array_append_new(list, json_string(cynic_strerror(rc)));
-    cynic__log(CYNIC_LOG_ERROR, "reload refused: bad config; the old one keeps serving",
-               json_pack("{s:s, s:s, s:s, s:O}", "event", "reload_refused", "by", who, "file",
-                         p->cfg->path, "errors", list));
+    cynic__log_event(CYNIC_LOG_ERROR, "reload_refused",
+                     "reload refused: bad config; the old one keeps serving",
+                     json_pack("{s:s, s:s, s:O}", "by", who, "file", p->cfg->path, "errors", list));
     *status = 400;
     return json_pack("{s:s, s:i, s:o}", "error", "config refused; the old one keeps serving",
                      "status", 400, "errors", list);
   }
   if (needs_restart(p->cfg, n, why, sizeof why)) {
     cynic__config_free(n);
-    cynic__log(CYNIC_LOG_ERROR, "reload refused: this change needs a restart",
-               json_pack("{s:s, s:s, s:s}", "event", "reload_refused", "by", who, "reason", why));
+    cynic__log_event(CYNIC_LOG_ERROR, "reload_refused",
+                     "reload refused: this change needs a restart",
+                     json_pack("{s:s, s:s}", "by", who, "reason", why));
     *status = 409;
     char msg[WHY_MAX + 64];
     snprintf(msg, sizeof msg, "this change needs a restart: %s; nothing was applied", why);
@@ -601,9 +601,9 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       for (size_t i = 0; i < nl0; i++)
         cynic_ratetable_free(rates[i]), free(clients[i]);
       cynic__config_free(n);
-      cynic__log(
-          CYNIC_LOG_ERROR, "reload refused: cannot add or remove what it says",
-          json_pack("{s:s, s:s, s:s}", "event", "reload_refused", "by", who, "reason", why2));
+      cynic__log_event(CYNIC_LOG_ERROR, "reload_refused",
+                       "reload refused: cannot add or remove what it says",
+                       json_pack("{s:s, s:s}", "by", who, "reason", why2));
       *status = 409;
       char msg[WHY_MAX + 64];
       snprintf(msg, sizeof msg, "%s; nothing was applied", why2);
@@ -618,8 +618,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       p->listeners[i].rate = rates[i];
     }
   if (new_log) {
-    cynic__log(CYNIC_LOG_INFO, "log continues in another file",
-               json_pack("{s:s, s:s}", "event", "log_moved", "file", n->log.file));
+    cynic__log_event(CYNIC_LOG_INFO, "log_moved", "log continues in another file",
+                     json_pack("{s:s}", "file", n->log.file));
     if (cynic__log_open(n->log.file, levels[n->log.level]) != 0)
       cynic__log_open("-", levels[n->log.level]); /* checked above; never lose the log */
   } else if (n->log.level != p->cfg->log.level) {
@@ -649,9 +649,9 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   p->reloaded_cfg = n;
   p->config_unix_ms = cynic__unix_ms();
   p->reloads++;
-  cynic__log(CYNIC_LOG_INFO, "config reloaded",
-             json_pack("{s:s, s:s, s:s, s:I}", "event", "reloaded", "by", who, "file", n->path,
-                       "reloads", (json_int_t)p->reloads));
+  cynic__log_event(
+      CYNIC_LOG_INFO, "reloaded", "config reloaded",
+      json_pack("{s:s, s:s, s:I}", "by", who, "file", n->path, "reloads", (json_int_t)p->reloads));
   *status = 200;
   return json_pack("{s:b, s:s, s:I, s:o, s:{s:o, s:o}}", "reloaded", 1, "file", n->path, "reloads",
                    (json_int_t)p->reloads, "added", added, "removed", "listeners", removed,

@@ -337,7 +337,7 @@ static void log_connection(const cynic__conn_t *c) {
                         (json_int_t)(uv_now(c->proxy->loop) - c->start_ms));
   if (f != NULL && c->endpoint != NULL)
     json_object_set_new(f, "endpoint", json_string(c->endpoint->addr->text));
-  cynic__log(CYNIC_LOG_DEBUG, "connection closed", f);
+  cynic__log_event(CYNIC_LOG_DEBUG, "connection_closed", "connection closed", f);
 }
 
 static void conn_free(cynic__conn_t *c) {
@@ -585,7 +585,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread == UV_ENOBUFS) { /* no memory for the ring: give up on this connection */
     set_outcome(c, CYNIC__OUT_CLOSED);
-    cynic__log(CYNIC_LOG_ERROR, "out of memory for a connection buffer", NULL);
+    cynic__log_event(CYNIC_LOG_ERROR, "out_of_memory", "out of memory for a connection buffer",
+                     NULL);
     conn_close(c, true, "out_of_memory");
     return;
   }

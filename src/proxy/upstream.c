@@ -28,11 +28,11 @@ static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_s
   e->state = to; /* the loop's thread makes every transition: no race */
   cynic__metrics_transition(e, from, to, reason);
   bool bad = to == CYNIC_BREAKER_OPEN || to == CYNIC_BREAKER_FORCED_OPEN;
-  cynic__log(bad ? CYNIC_LOG_WARN : CYNIC_LOG_INFO, "breaker transition",
-             json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event", "breaker_transition", "upstream",
-                       e->upstream->cfg->name, "endpoint", e->addr->text, "from",
-                       cynic_breaker_state_name(from), "to", cynic_breaker_state_name(to), "reason",
-                       cynic_breaker_reason_name(reason)));
+  cynic__log_event(
+      bad ? CYNIC_LOG_WARN : CYNIC_LOG_INFO, "breaker_transition", "breaker transition",
+      json_pack("{s:s, s:s, s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
+                e->addr->text, "from", cynic_breaker_state_name(from), "to",
+                cynic_breaker_state_name(to), "reason", cynic_breaker_reason_name(reason)));
 }
 
 static int breaker_new(cynic__proxy_t *p, cynic__endpoint_t *e) {
@@ -101,10 +101,11 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 static void resolved(cynic__endpoint_t *e, int status, struct addrinfo *res) {
   if (status != 0 || res == NULL || res->ai_addrlen > sizeof e->sa) {
-    cynic__log(CYNIC_LOG_WARN, "cannot resolve endpoint",
-               json_pack("{s:s, s:s, s:s, s:b}", "upstream", e->upstream->cfg->name, "endpoint",
-                         e->addr->text, "error", status != 0 ? uv_strerror(status) : "no address",
-                         "keeping_previous", e->resolved));
+    cynic__log_event(CYNIC_LOG_WARN, "resolve_failed", "cannot resolve endpoint",
+                     json_pack("{s:s, s:s, s:s, s:b}", "upstream", e->upstream->cfg->name,
+                               "endpoint", e->addr->text, "error",
+                               status != 0 ? uv_strerror(status) : "no address", "keeping_previous",
+                               e->resolved));
     uv_freeaddrinfo(res);
     return;
   }
@@ -118,9 +119,9 @@ static void resolved(cynic__endpoint_t *e, int status, struct addrinfo *res) {
   if (!had || memcmp(&before, &e->sa, sizeof before) != 0) {
     char ip[CYNIC_ADDR_STR_MAX] = "?";
     cynic__addr_format((struct sockaddr *)&e->sa, ip, sizeof ip);
-    cynic__log(CYNIC_LOG_INFO, "endpoint resolved",
-               json_pack("{s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
-                         e->addr->text, "address", ip));
+    cynic__log_event(CYNIC_LOG_INFO, "resolved", "endpoint resolved",
+                     json_pack("{s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
+                               e->addr->text, "address", ip));
   }
 }
 
@@ -141,9 +142,9 @@ static void resolve(cynic__proxy_t *p, cynic__endpoint_t *e) {
       p->first_resolutions++;
     }
   } else
-    cynic__log(CYNIC_LOG_WARN, "cannot resolve endpoint",
-               json_pack("{s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
-                         e->addr->text, "error", uv_strerror(rc)));
+    cynic__log_event(CYNIC_LOG_WARN, "resolve_failed", "cannot resolve endpoint",
+                     json_pack("{s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
+                               e->addr->text, "error", uv_strerror(rc)));
 }
 
 static void on_resolve_timer(uv_timer_t *t) {
