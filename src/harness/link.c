@@ -605,7 +605,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     ch->blk->refs = 1;
     ch->len = (size_t)nread;
-    gate_read(&c->dir[STREAM_DOWNSTREAM].gate, d->stream, d->bytes_read == 0, ch->blk, 0, ch->len);
+    if (d->bytes_read == 0 || c->dir[STREAM_DOWNSTREAM].gate != NULL) /* HTTP framing */
+      gate_read(&c->dir[STREAM_DOWNSTREAM].gate, d->stream, d->bytes_read == 0, ch->blk, 0, ch->len);
     d->buffered += ch->len;
     d->bytes_read += ch->len;
     if (c->proxy != NULL)

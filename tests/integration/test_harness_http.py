@@ -341,6 +341,8 @@ class BodyUpstream:
         self.lock = threading.Lock()
         self.received = 0
         self.requests = []  # (method, path, body)
+        self.split = (b"", b"")
+        self.released = threading.Event()
         self.srv = TcpServer(self.handle)
         self.address = self.srv.address
 
@@ -373,6 +375,13 @@ class BodyUpstream:
                 body, buf = buf[:length], buf[length:]
                 with self.lock:
                     self.requests.append((method, path, body))
+                if path == b"/split":  # a body sent in two parts, the second on release()
+                    first, second = self.split
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/real\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(first) + len(second), first))
+                    self.released.wait(10)
+                    sock.sendall(second)
+                    continue
                 out = b"%s %s %d" % (method, path, len(body))
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
         except (EOFError, OSError, ValueError):
@@ -421,4 +430,45 @@ def test_http_toxic_joining_mid_body_ignores_a_body_that_looks_like_a_request(ha
             assert up.requests[1] == (b"POST", b"/up", body)
             assert [r[1] for r in up.requests] == [b"/first", b"/up"]
     finally:
+        up.close()
+
+
+def test_http_toxic_joining_mid_response_ignores_a_body_that_looks_like_a_response(harness):
+    """The downstream twin: a response body whose second part starts with
+    "HTTP/1.1 200 OK"; a content-type toxic added between the parts leaves
+    the body intact and rewrites the next real response only."""
+    up = BodyUpstream()
+    fake = b"HTTP/1.1 200 OK\r\nContent-Type: text/fake\r\nContent-Length: 0\r\n\r\n"
+    up.split = (b"part one|", fake)
+    try:
+        p = harness.create("midr", up.address)
+        s = connect(harness.listen_port(p))
+        s.settimeout(10)
+        s.sendall(b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while not got.endswith(b"part one|"):  # the head and the first part are through
+            d = s.recv(65536)
+            assert d, got
+            got += d
+        harness.add_toxic("midr", type="http_content_type",
+                          attributes={"content_type": "text/x-late"})
+        up.released.set()
+        want = len(b"part one|") + len(fake)
+        head, body = got.split(b"\r\n\r\n", 1)
+        while len(body) < want:
+            d = s.recv(65536)
+            assert d, body
+            body += d
+        assert b"Content-Type: text/real" in head
+        assert body == b"part one|" + fake  # intact: not taken for a response
+        s.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        nxt = b""
+        while b"GET /next 0" not in nxt:
+            d = s.recv(65536)
+            assert d, nxt
+            nxt += d
+        assert b"Content-Type: text/x-late" in nxt, nxt
+        s.close()
+    finally:
+        up.released.set()
         up.close()
