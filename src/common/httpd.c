@@ -19,9 +19,9 @@ struct cynic__httpd_conn {
   int open_handles;
   bool reading;
   bool closing;
-  bool close_after_write; /* answer sent with Connection: close */
-  bool lingering;         /* answered and shut down: discarding input until EOF */
-  bool continue_sent;     /* "100 Continue" already sent for this request */
+  bool close_after_write;          /* answer sent with Connection: close */
+  bool lingering;                  /* answered and shut down: discarding input until EOF */
+  bool continue_sent;              /* "100 Continue" already sent for this request */
   cynic__httpd_pending_t *pending; /* the current request's deferred answer */
   char *stash;                     /* bytes read after a deferred request */
   size_t stash_len;

@@ -731,7 +731,8 @@ static void not_allowed(req_ctx_t *r) {
 
 static void route(req_ctx_t *r);
 
-static void run_route(harness_t *h, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
+static void run_route(harness_t *h, const cynic__http_parser_t *req,
+                      cynic__httpd_response_t *resp) {
   req_ctx_t r = {h, req, resp, cynic__http_method(req)};
   route(&r);
   if (cynic__log_enabled(CYNIC_LOG_DEBUG))
@@ -761,10 +762,12 @@ void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_respons
         job_free(job);
         return;
       }
+      /* Answered from job_done; without memory to defer, the job is freed
+       * when its lookups end. */
       job->pending = cynic__httpd_defer(resp);
       if (job->pending != NULL)
-        return; /* answered from job_done */
-      job->orphan = true; /* freed when its lookups end */
+        return;
+      job->orphan = true;
       req_ctx_t r = {h, req, resp, m};
       reply_error(&r, 500, "out of memory");
       return;

@@ -18,10 +18,10 @@ struct gate {
   uint64_t up_last; /* request the current (or last) upstream response answers */
   /* The client's responses as written. */
   llhttp_t out;
-  bool lost;          /* they stopped parsing as HTTP: no more waiting */
-  uint64_t delivered; /* complete responses written to the client */
-  bool waiting;       /* a reader or a stage waits for the window to move */
-  bool moved;         /* ... and it moved (gate_take_moved) */
+  bool lost;            /* they stopped parsing as HTTP: no more waiting */
+  uint64_t delivered;   /* complete responses written to the client */
+  bool waiting;         /* a reader or a stage waits for the window to move */
+  bool moved;           /* ... and it moved (gate_take_moved) */
   chunk_t *head, *tail; /* waiting answers; chunk->t holds the fallback time */
   /* Bit i % GATE_WINDOW describes request i, for delivered <= i < delivered + WINDOW. */
   uint8_t head_bits[GATE_WINDOW / 8];     /* request i was HEAD */

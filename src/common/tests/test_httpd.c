@@ -18,7 +18,7 @@ typedef struct fixture {
   uv_tcp_t client;
   uv_connect_t connect;
   uv_write_t write;
-  uv_timer_t later;             /* completes the pending answer */
+  uv_timer_t later; /* completes the pending answer */
   uint64_t later_ms;
   cynic__httpd_pending_t *pending;
   bool request_seen_at_complete; /* cynic__httpd_pending_request was non-NULL */
@@ -104,7 +104,8 @@ static void on_connect(uv_connect_t *c, int status) {
 
 /* Run one exchange: `send` on a fresh connection; the pending answer is
  * completed `later_ms` after the handler deferred it. */
-static void exchange(fixture_t *f, uint64_t request_timeout_ms, uint64_t later_ms, const char *send) {
+static void exchange(fixture_t *f, uint64_t request_timeout_ms, uint64_t later_ms,
+                     const char *send) {
   memset(f, 0, sizeof(*f));
   fx = f;
   f->send = send;
@@ -115,12 +116,14 @@ static void exchange(fixture_t *f, uint64_t request_timeout_ms, uint64_t later_m
   cfg.request_timeout_ms = request_timeout_ms;
   struct sockaddr_in sa;
   uv_ip4_addr("127.0.0.1", 0, &sa);
-  assert_int_equal(cynic__httpd_start(&f->server, &f->loop, &cfg, (struct sockaddr *)&sa, handler, f), 0);
+  assert_int_equal(
+      cynic__httpd_start(&f->server, &f->loop, &cfg, (struct sockaddr *)&sa, handler, f), 0);
   struct sockaddr_storage bound;
   assert_int_equal(cynic__httpd_address(&f->server, &bound), 0);
   uv_timer_init(&f->loop, &f->later);
   uv_tcp_init(&f->loop, &f->client);
-  assert_int_equal(uv_tcp_connect(&f->connect, &f->client, (struct sockaddr *)&bound, on_connect), 0);
+  assert_int_equal(uv_tcp_connect(&f->connect, &f->client, (struct sockaddr *)&bound, on_connect),
+                   0);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&f->loop), 0); /* no handle left behind */
   f->got[f->got_len] = '\0';
