@@ -19,11 +19,26 @@ struct cynic__httpd_conn {
   int open_handles;
   bool reading;
   bool closing;
-  bool close_after_write; /* answer sent with Connection: close */
-  bool lingering;         /* answered and shut down: discarding input until EOF */
-  bool continue_sent;     /* "100 Continue" already sent for this request */
+  bool close_after_write;          /* answer sent with Connection: close */
+  bool lingering;                  /* answered and shut down: discarding input until EOF */
+  bool continue_sent;              /* "100 Continue" already sent for this request */
+  cynic__httpd_pending_t *pending; /* the current request's deferred answer */
+  char *stash;                     /* bytes read after a deferred request */
+  size_t stash_len;
   uv_shutdown_t shutdown;
 };
+
+struct cynic__httpd_pending {
+  cynic__httpd_conn_t *conn; /* NULL once the client is gone */
+  cynic__httpd_response_t resp;
+};
+
+/* A handler's response with what cynic__httpd_defer needs to find. */
+typedef struct reply {
+  cynic__httpd_response_t resp; /* first: a handler's resp pointer is the reply's */
+  cynic__httpd_conn_t *conn;
+  cynic__httpd_pending_t *pending;
+} reply_t;
 
 typedef struct write_req {
   uv_write_t req;
@@ -56,6 +71,7 @@ static void conn_handle_closed(uv_handle_t *h) {
     return;
   cynic__httpd_t *s = c->server;
   cynic__http_parser_free(&c->parser);
+  free(c->stash);
   free(c);
   s->nconns--;
   maybe_done(s);
@@ -65,6 +81,10 @@ static void conn_close(cynic__httpd_conn_t *c) {
   if (c->closing)
     return;
   c->closing = true;
+  if (c->pending != NULL) { /* its owner still completes it: detach */
+    c->pending->conn = NULL;
+    c->pending = NULL;
+  }
   cynic__httpd_t *s = c->server;
   if (c->prev)
     c->prev->next = c->next;
@@ -124,7 +144,7 @@ static void finish(cynic__httpd_conn_t *c) {
 static void update_reading(cynic__httpd_conn_t *c) {
   if (c->lingering)
     return;
-  bool want = !c->closing && !c->close_after_write &&
+  bool want = !c->closing && !c->close_after_write && c->pending == NULL &&
               c->pending_write < c->server->config.max_pending_write;
   if (want && !c->reading) {
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
@@ -187,15 +207,18 @@ static void send_error(cynic__httpd_conn_t *c, int status, const char *reason) {
     finish(c);
 }
 
-static void answer(cynic__httpd_conn_t *c) {
+static void response_init(cynic__httpd_t *s, cynic__httpd_response_t *resp) {
+  resp->status = 200;
+  resp->content_type = "application/json";
+  resp->close = false;
+  resp->headers = NULL;
+  cynic__buf_init(&resp->body, s->config.max_response);
+}
+
+/* Send the answer to the current request; frees resp's body. */
+static void respond(cynic__httpd_conn_t *c, cynic__httpd_response_t *r) {
   cynic__httpd_t *s = c->server;
-  cynic__httpd_response_t resp;
-  resp.status = 200;
-  resp.content_type = "application/json";
-  resp.close = false;
-  resp.headers = NULL;
-  cynic__buf_init(&resp.body, s->config.max_response);
-  s->handler(s->arg, &c->parser, &resp);
+  cynic__httpd_response_t resp = *r;
   bool keep = cynic__http_keep_alive(&c->parser) && !resp.close && !s->closing;
   cynic__buf_t out;
   cynic__buf_init(&out, s->config.max_response + 4096);
@@ -218,6 +241,70 @@ static void answer(cynic__httpd_conn_t *c) {
   }
 }
 
+cynic__httpd_pending_t *cynic__httpd_defer(cynic__httpd_response_t *resp) {
+  reply_t *rp = (reply_t *)resp;
+  if (rp->pending != NULL)
+    return rp->pending;
+  cynic__httpd_pending_t *pd = calloc(1, sizeof(*pd));
+  if (pd == NULL)
+    return NULL;
+  pd->conn = rp->conn;
+  response_init(rp->conn->server, &pd->resp);
+  rp->pending = pd;
+  rp->conn->pending = pd;
+  return pd;
+}
+
+const cynic__http_parser_t *cynic__httpd_pending_request(const cynic__httpd_pending_t *pd) {
+  return pd->conn != NULL ? &pd->conn->parser : NULL;
+}
+
+cynic__httpd_response_t *cynic__httpd_pending_response(cynic__httpd_pending_t *pd) {
+  return &pd->resp;
+}
+
+/* Answer the current request. true if the handler deferred it. */
+static bool answer(cynic__httpd_conn_t *c) {
+  reply_t rp;
+  rp.conn = c;
+  rp.pending = NULL;
+  response_init(c->server, &rp.resp);
+  c->server->handler(c->server->arg, &c->parser, &rp.resp);
+  if (rp.pending != NULL) {
+    cynic__buf_free(&rp.resp.body);
+    return true;
+  }
+  respond(c, &rp.resp);
+  return false;
+}
+
+static void feed(cynic__httpd_conn_t *c, const char *p, size_t left);
+
+void cynic__httpd_complete(cynic__httpd_pending_t *pd) {
+  cynic__httpd_conn_t *c = pd->conn;
+  if (c == NULL) { /* the client went away */
+    cynic__buf_free(&pd->resp.body);
+    free(pd);
+    return;
+  }
+  c->pending = NULL;
+  respond(c, &pd->resp);
+  free(pd);
+  cynic__http_parser_next(&c->parser);
+  c->continue_sent = false;
+  if (!c->closing && !c->lingering)
+    arm_timer(c, c->server->config.idle_timeout_ms);
+  /* The requests that waited behind it, then reading again. */
+  char *st = c->stash;
+  size_t n = c->stash_len;
+  c->stash = NULL;
+  c->stash_len = 0;
+  if (st != NULL)
+    feed(c, st, n);
+  free(st);
+  update_reading(c);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   cynic__httpd_conn_t *c = stream->data;
   if (c->lingering) {
@@ -235,8 +322,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  const char *p = buf->base;
-  size_t left = (size_t)nread;
+  feed(c, buf->base, (size_t)nread);
+  update_reading(c);
+}
+
+/* Parse and answer what was read; stops at a deferred answer, keeping the
+ * bytes after it (the read buffer is shared by all connections). */
+static void feed(cynic__httpd_conn_t *c, const char *p, size_t left) {
   while (left > 0 && !c->closing && !c->close_after_write) {
     size_t used = 0;
     bool was_started = c->parser.started;
@@ -250,7 +342,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     p += used;
     left -= used;
     if (r == CYNIC_HTTP_READY) {
-      answer(c);
+      if (answer(c)) {
+        if (left > 0 && (c->stash = malloc(left)) == NULL) {
+          conn_close(c);
+          return;
+        }
+        if (left > 0)
+          memcpy(c->stash, p, left);
+        c->stash_len = left;
+        return;
+      }
       cynic__http_parser_next(&c->parser);
       c->continue_sent = false;
       arm_timer(c, c->server->config.idle_timeout_ms);
@@ -260,7 +361,6 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       c->continue_sent = true;
     }
   }
-  update_reading(c);
 }
 
 static void on_connection(uv_stream_t *listener, int status) {

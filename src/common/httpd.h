@@ -57,6 +57,31 @@ typedef struct cynic__httpd {
   char readbuf[65536]; /* shared: libuv reads into it and we parse at once */
 } cynic__httpd_t;
 
+/*
+ * Deferred answers. A handler that cannot answer at once (it waits for a name
+ * to resolve, say) calls cynic__httpd_defer from inside the handler; what it
+ * wrote into `resp` is then ignored. The connection stops reading and keeps
+ * the bytes after the request (pipelined requests wait, so answers stay in
+ * request order) until cynic__httpd_complete sends the pending answer.
+ *
+ * The pending handle belongs to the caller until it calls complete, exactly
+ * once, also when the client went away meanwhile (the answer is then
+ * discarded) or the server closed. The request stays readable until then
+ * through cynic__httpd_pending_request, which is NULL once the client is
+ * gone. The request timeout keeps running while an answer is pending.
+ */
+typedef struct cynic__httpd_pending cynic__httpd_pending_t;
+/* From a handler: defer the answer to `resp`'s request. NULL if out of memory
+ * (then answer now). Calling it twice in one handler returns the same handle. */
+cynic__httpd_pending_t *cynic__httpd_defer(cynic__httpd_response_t *resp);
+/* The request of a pending answer; NULL if its client disconnected. */
+const cynic__http_parser_t *cynic__httpd_pending_request(const cynic__httpd_pending_t *pd);
+/* The response to fill (defaults as for a handler: 200, JSON, empty body). */
+cynic__httpd_response_t *cynic__httpd_pending_response(cynic__httpd_pending_t *pd);
+/* Send the pending answer (if the client is still there), carry on with the
+ * requests that were waiting behind it, and free `pd`. */
+void cynic__httpd_complete(cynic__httpd_pending_t *pd);
+
 /* Sensible defaults for a local control API. */
 void cynic__httpd_config_default(cynic__httpd_config_t *c);
 /*

@@ -257,6 +257,150 @@ static void proxy_create(req_ctx_t *r) {
   json_decref(body);
 }
 
+/* ---- listen names, resolved off the loop --------------------------------- */
+
+/*
+ * A request that may start a proxy on a listen host that is not a literal
+ * ("localhost:0") first resolves the names it could need with
+ * uv_getaddrinfo (libuv's threads), its answer deferred (httpd), and then
+ * runs from the start with the results in h->names. The loop never waits for
+ * a resolver, and a request runs all at once on the loop, so its checks and
+ * effects (populate's all-or-nothing) are as they were. At most
+ * API_NAMES_MAX names per request; further ones are "not resolved".
+ */
+#define API_NAMES_MAX (HARNESS_MAX_PROXIES + 16)
+
+typedef struct resolve_job {
+  harness_t *h;
+  cynic__httpd_pending_t *pending; /* the deferred answer; NULL for -config */
+  bool orphan;                     /* no answer to complete (out of memory) */
+  size_t n, left;                  /* names, lookups in flight */
+  hname_t *names;
+  uv_getaddrinfo_t *reqs;
+} resolve_job_t;
+
+static void add_name(resolve_job_t *job, const char *listen) {
+  char host[CYNIC_ADDR_HOST_MAX];
+  uint16_t port;
+  struct sockaddr_storage ss;
+  if (listen == NULL || cynic__addr_split(listen, host, sizeof(host), &port) != 0 ||
+      host[0] == '\0' || cynic__addr_numeric(host, port, true, &ss))
+    return;
+  for (size_t i = 0; i < job->n; i++)
+    if (strcmp(job->names[i].host, host) == 0)
+      return;
+  if (job->n == API_NAMES_MAX)
+    return;
+  snprintf(job->names[job->n].host, sizeof(job->names[job->n].host), "%s", host);
+  job->names[job->n].status = UV_EAI_AGAIN;
+  job->n++;
+}
+
+static void add_names_of(resolve_job_t *job, const json_t *o) {
+  const json_t *l = json_is_object(o) ? json_object_get(o, "listen") : NULL;
+  if (json_is_string(l))
+    add_name(job, json_string_value(l));
+}
+
+static void job_free(resolve_job_t *job) {
+  if (job == NULL)
+    return;
+  free(job->names);
+  free(job->reqs);
+  free(job);
+}
+
+/* The names a request with this body could bind: its "listen" fields and
+ * those of proxies not listening now (re-enable, reset, refuse removed).
+ * NULL when there is none (or out of memory: then they are "not resolved"). */
+static resolve_job_t *job_new(harness_t *h, const json_t *body) {
+  resolve_job_t *job = calloc(1, sizeof(*job));
+  if (job == NULL)
+    return NULL;
+  job->h = h;
+  job->names = calloc(API_NAMES_MAX, sizeof(*job->names));
+  if (job->names == NULL)
+    goto out_free;
+  if (json_is_array(body)) {
+    size_t i;
+    const json_t *o;
+    json_array_foreach(body, i, o) add_names_of(job, o);
+  } else {
+    add_names_of(job, body);
+  }
+  for (size_t i = 0; i < h->nproxies; i++)
+    if (h->proxies[i]->listener == NULL)
+      add_name(job, h->proxies[i]->listen);
+  if (job->n == 0)
+    goto out_free;
+  job->reqs = calloc(job->n, sizeof(*job->reqs));
+  if (job->reqs != NULL)
+    return job;
+out_free:
+  job_free(job);
+  return NULL;
+}
+
+static void run_route(harness_t *h, const cynic__http_parser_t *req, cynic__httpd_response_t *resp);
+
+static void job_done(resolve_job_t *job) {
+  harness_t *h = job->h;
+  if (job->pending != NULL) {
+    const cynic__http_parser_t *req = cynic__httpd_pending_request(job->pending);
+    if (req != NULL) { /* a client that went away gets nothing applied */
+      h->names = job->names;
+      h->nnames = job->n;
+      run_route(h, req, cynic__httpd_pending_response(job->pending));
+      h->names = NULL;
+      h->nnames = 0;
+    }
+    cynic__httpd_complete(job->pending);
+  }
+  job_free(job);
+}
+
+static void on_name(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  resolve_job_t *job = req->data;
+  hname_t *n = &job->names[req - job->reqs];
+  n->status = status < 0 ? status : UV_EAI_NONAME;
+  if (status == 0 && res != NULL) {
+    const struct addrinfo *ai = res;
+    for (const struct addrinfo *a = res; a; a = a->ai_next)
+      if (a->ai_family == AF_INET) { /* as Go's listener prefers, and our tests expect */
+        ai = a;
+        break;
+      }
+    if (ai->ai_addrlen <= sizeof(n->ss)) {
+      memcpy(&n->ss, ai->ai_addr, ai->ai_addrlen);
+      n->status = 0;
+    }
+  }
+  if (res != NULL)
+    uv_freeaddrinfo(res);
+  if (--job->left == 0 && job->pending != NULL)
+    job_done(job);
+  else if (job->left == 0 && job->orphan)
+    job_free(job);
+}
+
+/* Start the lookups on `loop`. Returns how many are in flight (0: all failed
+ * at once, their status set; the job is then the caller's). */
+static size_t job_start(resolve_job_t *job, uv_loop_t *loop) {
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  for (size_t i = 0; i < job->n; i++) {
+    job->reqs[i].data = job;
+    int rc = uv_getaddrinfo(loop, &job->reqs[i], on_name, job->names[i].host, NULL, &hints);
+    if (rc == 0)
+      job->left++;
+    else
+      job->names[i].status = rc;
+  }
+  return job->left;
+}
+
 /* Shared by POST /populate and -config. Returns the status; `out` gets the
  * proxies applied (in input order). */
 static int populate(harness_t *h, const json_t *arr, json_t *out, char *err, size_t errlen) {
@@ -296,6 +440,17 @@ static int populate(harness_t *h, const json_t *arr, json_t *out, char *err, siz
     status = 507;
     snprintf(err, errlen, "too many proxies (at most %d)", HARNESS_MAX_PROXIES);
     goto out_free_inputs;
+  }
+  /* A listen name that did not resolve fails the whole request up front
+   * (all or nothing), as a bind failure would. */
+  for (size_t i = 0; i < n; i++) {
+    struct sockaddr_storage ss;
+    char lerr[ERRLEN];
+    if (ins[i].enabled && proxy_listen_address(h, ins[i].listen, &ss, lerr, sizeof(lerr)) != 0) {
+      status = 500;
+      snprintf(err, errlen, "%s at proxy %zu", lerr, i + 1);
+      goto out_free_inputs;
+    }
   }
   /* Phase 2: apply. An identical existing proxy is kept as it is. */
   for (size_t i = 0; i < n; i++) {
@@ -344,8 +499,25 @@ int api_load_config(harness_t *h, const char *text, size_t len, char *err, size_
     snprintf(err, errlen, "line %d, column %d: %s", e.line, e.column, e.text);
     return -1;
   }
+  /* Startup, before the loop serves anything: the names resolve on libuv's
+   * threads, all at once, driven by a private loop. */
+  uv_loop_t tmp;
+  resolve_job_t *job = NULL;
+  if (uv_loop_init(&tmp) == 0) {
+    job = job_new(h, v);
+    if (job != NULL && job_start(job, &tmp) > 0)
+      uv_run(&tmp, UV_RUN_DEFAULT);
+    uv_loop_close(&tmp);
+  }
+  if (job != NULL) {
+    h->names = job->names;
+    h->nnames = job->n;
+  }
   json_t *list = json_array();
   int status = populate(h, v, list, err, errlen);
+  h->names = NULL;
+  h->nnames = 0;
+  job_free(job);
   json_decref(list);
   json_decref(v);
   return status == 201 ? 0 : -1;
@@ -559,14 +731,49 @@ static void not_allowed(req_ctx_t *r) {
 
 static void route(req_ctx_t *r);
 
-void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
-  req_ctx_t r = {arg, req, resp, cynic__http_method(req)};
+static void run_route(harness_t *h, const cynic__http_parser_t *req,
+                      cynic__httpd_response_t *resp) {
+  req_ctx_t r = {h, req, resp, cynic__http_method(req)};
   route(&r);
   if (cynic__log_enabled(CYNIC_LOG_DEBUG))
     cynic__log(CYNIC_LOG_DEBUG, "api request",
                json_pack("{s:s,s:s,s:i,s:i}", "method", r.method, "url",
                          req->url.data ? req->url.data : "", "status", resp->status, "bytes",
                          (int)resp->body.len));
+}
+
+void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
+  harness_t *h = arg;
+  const char *m = cynic__http_method(req);
+  if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
+    /* A request that may bind a listen name waits for it off the loop. */
+    json_error_t e;
+    const cynic__buf_t *b = &req->body;
+    json_t *body = json_loadb(b->data ? b->data : "", b->len, JSON_DECODE_ANY, &e);
+    resolve_job_t *job = job_new(h, body);
+    json_decref(body);
+    if (job != NULL) {
+      if (job_start(job, h->loop) == 0) { /* nothing in flight: run now */
+        h->names = job->names;
+        h->nnames = job->n;
+        run_route(h, req, resp);
+        h->names = NULL;
+        h->nnames = 0;
+        job_free(job);
+        return;
+      }
+      /* Answered from job_done; without memory to defer, the job is freed
+       * when its lookups end. */
+      job->pending = cynic__httpd_defer(resp);
+      if (job->pending != NULL)
+        return;
+      job->orphan = true;
+      req_ctx_t r = {h, req, resp, m};
+      reply_error(&r, 500, "out of memory");
+      return;
+    }
+  }
+  run_route(h, req, resp);
 }
 
 static void route(req_ctx_t *rp) {

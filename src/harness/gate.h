@@ -1,45 +1,96 @@
 /*
- * gate.h: keeps the harness's own HTTP answers in order with the upstream's
- * responses on a connection.
+ * gate.h: one HTTP/1.1 connection's view of request order, and the gate that
+ * keeps the harness's own answers in order with the upstream's responses.
  *
- * When an upstream-stream toxic (http_status, http_drop_first_n) answers a
- * request itself, a client that pipelines may still be waiting for responses
- * to earlier requests the upstream is working on. HTTP/1.1 answers in request
- * order, so the canned answer must wait until those responses have gone out.
- * The gate sits on the downstream writer: it counts complete responses
- * written to the client (llhttp in response mode) and releases each waiting
- * answer once `need` responses are out, splitting a chunk at a response
- * boundary when an answer falls due inside it. If the count cannot be trusted
- * (bytes that are not HTTP) or an answer has waited GATE_FALLBACK_NS, the
- * waiting answers go at once: never a deadlock.
+ * A connection whose first client bytes parse as an HTTP request gets a gate
+ * (link.c creates it on the first read; for other traffic it costs one failed
+ * parse of the first chunk and nothing after). The gate follows three byte
+ * streams with llhttp, each from its first byte, independently of the toxics:
+ *
+ *  - the client's requests as read (before any toxic): their number and which
+ *    were HEAD, so every response can be framed exactly;
+ *  - the upstream's responses as read: which request each one answers;
+ *  - the client's responses as written (after the toxics): how many have gone
+ *    out (`delivered`), where each waiting answer is released.
+ *
+ * Requests are numbered from 0 on the connection (the client's order, which
+ * is also the order of its responses). An answering stage (http_status,
+ * http_drop_first_n on the upstream stream) claims the number of each request
+ * it sees with gate_claim and marks the ones it answers; a stage further down
+ * the chain skips them, so any number of answering stages agree on the
+ * numbering. An answer to request i waits until i responses are out, then
+ * goes between two responses (a written chunk is split at the boundary).
+ *
+ * Bound: the gate remembers GATE_WINDOW requests ahead of the responses
+ * delivered (two bits each). When the client has that many requests
+ * outstanding, the gate stops following its requests and link.c stops
+ * reading the client (back pressure, gate_full) until responses go out;
+ * stages wait at a request beyond the window the same way. Nothing waits
+ * for a timer: GATE_FALLBACK_NS only frees answers if the response stream
+ * stops parsing in an unexpected way, never in normal operation.
+ *
+ * If the responses stop parsing as HTTP (or switch protocols), waiting
+ * answers go at once: never a deadlock.
  */
 #ifndef CYNIC_HARNESS_GATE_H
 #define CYNIC_HARNESS_GATE_H
 
+#include <llhttp.h>
+
 #include "link.h"
 
 #define GATE_FALLBACK_NS UINT64_C(10000000000) /* 10 s */
+#define GATE_WINDOW 256                        /* requests ahead of the responses */
+#define GATE_NONE UINT64_MAX                   /* "no request yet" for gate_claim */
 
 typedef struct gate gate_t;
 
+/* A gate that does not follow the requests (the connection's first bytes
+ * were not HTTP and an answering toxic needs ordering anyway). */
 gate_t *gate_new(void);
 /* Free the gate and the answers still waiting (their bytes leave d's count). */
 void gate_free(gate_t *g, hdir_t *d);
-/* Request number `index` (counted like responses, from 0) was a HEAD: its
- * response has no body whatever its Content-Length says. Requests more than
- * GATE_HEAD_WINDOW ahead of the responses are not remembered. */
-#define GATE_HEAD_WINDOW 256
-void gate_note_request(gate_t *g, uint64_t index, bool head);
-/* Responses that have gone out so far (where a new answering toxic starts). */
+
+/* link.c: bytes read on `stream`, before they enter the chain. *gp is the
+ * connection's gate (on the downstream direction); `first` says these are the
+ * connection's first bytes on the stream, which decide whether a gate is made.
+ * Keeps a reference to blk while the request window is full. */
+void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n);
+/* true while the client must not be read (GATE_WINDOW requests outstanding). */
+bool gate_full(const gate_t *g);
+/* true once after responses went out while a reader or stage waited on the
+ * window: link.c then wakes the upstream direction. */
+bool gate_take_moved(gate_t *g);
+
+/* The number of the request after `after` (GATE_NONE: the first one) that
+ * has not been answered by the harness: what a stage's next message is. */
+uint64_t gate_claim(const gate_t *g, uint64_t after);
+/* Whether request i is inside the window (false: wait; the gate remembers
+ * to report gate_take_moved when the window moves). */
+bool gate_room(gate_t *g, uint64_t i);
+/* Request i is answered by the harness (never reaches the upstream). */
+void gate_answered(gate_t *g, uint64_t i);
+/* Request i was HEAD (false when unknown). */
+bool gate_head(const gate_t *g, uint64_t i);
+/* For a stage joining a live connection: copy the framing state of the
+ * stream as read so far into *parser (its settings and data are kept) and
+ * the number of the last request begun there into *last. false (and *last
+ * still a best guess) when the gate does not follow that stream. */
+bool gate_footing(const gate_t *g, int stream, llhttp_t *parser, uint64_t *last);
+
+/* Responses that have gone out so far. */
 uint64_t gate_delivered(const gate_t *g);
+/* Legacy hint from a stage (kept for gates that do not follow requests). */
+void gate_note_request(gate_t *g, uint64_t index, bool head);
 /* Queue an answer that may go once `need` responses are out. */
 void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now);
 /* The first waiting answer if it is due now, else NULL. */
 chunk_t *gate_pop_due(gate_t *g, uint64_t now);
 /* When the first waiting answer falls due at the latest (UINT64_MAX: none). */
 uint64_t gate_deadline(const gate_t *g);
-/* Account n bytes about to be written. Returns how many of them may be
- * written before a waiting answer is due (n when none falls due inside). */
+/* Account n bytes about to be written to the client. Returns how many of
+ * them may be written before a waiting answer is due (n when none falls due
+ * inside). */
 size_t gate_scan(gate_t *g, const char *p, size_t n);
 
 #endif

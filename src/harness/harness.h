@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "addr.h"
 #include "buf.h"
 #include "events.h"
 #include "httpd.h"
@@ -74,8 +75,20 @@ struct hproxy {
   uint64_t bytes_in[2], bytes_out[2]; /* per stream: read from source, written to sink */
 };
 
+/* A listen host name resolved off the loop (api.c) for the request being run. */
+typedef struct hname {
+  char host[CYNIC_ADDR_HOST_MAX];
+  int status;                 /* 0, or a libuv error (UV_EAI_NONAME, ...) */
+  struct sockaddr_storage ss; /* the address, port 0 */
+} hname_t;
+
 struct harness {
   uv_loop_t *loop;
+  /* Names resolved for the API request now running: the loop never waits
+   * for a resolver, so a request that needs a name waits for it first (api.c)
+   * and proxy_start only looks names up here. NULL outside such a run. */
+  const hname_t *names;
+  size_t nnames;
   uint64_t seed;
   bool proxy_metrics;
   hproxy_t *proxies[HARNESS_MAX_PROXIES]; /* unordered; the API sorts by name */
@@ -90,8 +103,13 @@ struct harness {
 hproxy_t *harness_find(harness_t *h, const char *name);
 /* Create (not started) and register; NULL if out of memory. Caller checks caps. */
 hproxy_t *proxy_new(harness_t *h, const char *name, const char *listen, const char *upstream);
-/* Start listening. 0 or a libuv error; `err` gets a message like Toxiproxy's. */
+/* Start listening. 0 or a libuv error; `err` gets a message like Toxiproxy's.
+ * A listen host that is not a literal must be in h->names (else an error). */
 int proxy_start(hproxy_t *p, char *err, size_t errlen);
+/* The address `listen` (host:port) binds: a literal, or a name from h->names.
+ * 0, or a libuv error with `err` filled ("listen tcp ...: lookup ...: ..."). */
+int proxy_listen_address(const harness_t *h, const char *listen, struct sockaddr_storage *ss,
+                         char *err, size_t errlen);
 /* Stop listening and close every live connection. */
 void proxy_stop(hproxy_t *p);
 /* Stop, unregister and free the proxy and its toxics. */

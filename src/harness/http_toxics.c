@@ -20,11 +20,19 @@
  *    rewritten (or added), e.g. the book's HTML login page where JSON was
  *    expected.
  *
- * Bytes that are not HTTP (a parse error), or a toxic added to a connection
- * that already carried bytes, make the stage step aside: chunks pass
- * unchanged until one starts like a message ("HTTP/1." or "METHOD /"), where
- * parsing starts again. On keep-alive connections that is the next request or
- * response.
+ * Framing is exact: the connection's gate (gate.h) follows both streams from
+ * their first byte, so a toxic added to a live connection takes a copy of
+ * that framing state and starts at the next message boundary, even when a
+ * body chunk happens to look like a message. Bytes that are not HTTP (a parse
+ * error, a protocol switch) make the stage step aside for good: chunks pass
+ * unchanged. Only when the copy cannot be exact (the connection has no gate,
+ * or bytes were queued ahead of the new stage when it joined) does the stage
+ * fall back to finding its footing on a chunk that starts like a message
+ * ("HTTP/1." or "METHOD /").
+ *
+ * Messages are numbered by the gate in the client's request order, so that
+ * several answering stages on one connection agree (gate_claim) and a
+ * downstream stage knows which responses answer HEAD requests.
  */
 #include <llhttp.h>
 #include <stdio.h>
@@ -33,6 +41,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "gate.h"
 #include "http.h"
 #include "link.h"
 #include "toxic.h"
@@ -52,12 +61,15 @@ typedef struct http_state {
   llhttp_settings_t settings;
   int event;         /* found by the parser at offset `scanned` of the head chunk */
   size_t scanned;    /* bytes of the head chunk already parsed */
-  bool lost;         /* out of step with message boundaries (joined a live
-                        connection, or bytes that are not HTTP): chunks pass
-                        whole until one starts like a message */
+  bool lost;         /* out of step with message boundaries: chunks pass whole */
+  bool resync;       /* ... until one starts like a message (a join whose
+                        framing could not be copied exactly) */
+  int stream;        /* STREAM_* of the stage */
+  gate_t *gate;      /* the connection's gate during a step (NULL: none) */
   int mode;          /* what to do with the current message's bytes */
   uint64_t messages; /* messages begun on this connection */
-  uint64_t base;     /* upstream answers: responses out before this stage began */
+  uint64_t last;     /* number (gate.h) of the last message claimed; GATE_NONE */
+  uint64_t index;    /* number of the current message */
   uint64_t deadline; /* MODE_HOLD: release time */
   cynic__buf_t head; /* MODE_HEAD: the response head being collected */
 } http_state_t;
@@ -81,22 +93,65 @@ static int on_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-static http_state_t *state(stage_t *st, const step_ctx_t *ctx) {
-  if (st->http != NULL)
+static bool interim(const llhttp_t *p) {
+  return p->status_code >= 100 && p->status_code < 200 && p->status_code != 101;
+}
+
+/* A response's head is complete: which request does it answer, and was that
+ * a HEAD (whose response has a length but no body)? */
+static int on_headers(llhttp_t *p) {
+  http_state_t *hs = p->data;
+  if (hs->stream != STREAM_DOWNSTREAM || interim(p))
+    return 0;
+  hs->index = hs->last = hs->gate ? gate_claim(hs->gate, hs->last) : hs->last + 1;
+  return hs->gate != NULL && gate_head(hs->gate, hs->index) ? 1 : 0;
+}
+
+/* Nothing read before the stage joined is still on its way to it. */
+static bool chain_clear(const stage_t *st, const step_ctx_t *ctx) {
+  const hdir_t *d = ctx->dir;
+  for (size_t k = 0; k < d->nstages; k++) {
+    const stage_t *o = d->stages[k];
+    if (o->in.count > 0 || (o->http != NULL && o->http->head.len > 0))
+      return false;
+    if (o == st)
+      return true;
+  }
+  return true;
+}
+
+static http_state_t *state(stage_t *st, step_ctx_t *ctx) {
+  if (st->http != NULL) {
+    st->http->gate = step_gate(ctx);
     return st->http;
+  }
   http_state_t *hs = calloc(1, sizeof(*hs));
   if (hs == NULL)
     return NULL;
   llhttp_settings_init(&hs->settings);
   hs->settings.on_message_begin = on_begin;
   hs->settings.on_message_complete = on_complete;
+  hs->settings.on_headers_complete = on_headers;
   llhttp_init(&hs->parser, ctx->dir->stream == STREAM_UPSTREAM ? HTTP_REQUEST : HTTP_RESPONSE,
               &hs->settings);
   hs->parser.data = hs;
-  hs->lost = st->joined_live;
-  if (ctx->dir->stream == STREAM_UPSTREAM &&
-      (st->toxic->type->id == TOXIC_HTTP_STATUS || st->toxic->type->id == TOXIC_HTTP_DROP_FIRST_N))
-    hs->base = step_answers_base((step_ctx_t *)ctx);
+  hs->stream = ctx->dir->stream;
+  hs->gate = step_gate(ctx);
+  hs->last = GATE_NONE;
+  if (st->joined_live) {
+    /* Start where the stream's framing says, from the gate's copy; without
+     * a gate the connection did not start as HTTP: step aside for good. */
+    hs->lost = true;
+    if (hs->gate != NULL) {
+      uint64_t last;
+      if (chain_clear(st, ctx) && gate_footing(hs->gate, hs->stream, &hs->parser, &last)) {
+        hs->lost = false;
+        hs->last = last;
+      } else {
+        hs->resync = true;
+      }
+    }
+  }
   cynic__buf_init(&hs->head, HEAD_MAX + TOXIC_STR_MAX + 64);
   st->http = hs;
   return hs;
@@ -121,6 +176,8 @@ static void restart_parser(http_state_t *hs, int stream) {
   llhttp_init(&hs->parser, stream == STREAM_UPSTREAM ? HTTP_REQUEST : HTTP_RESPONSE, &hs->settings);
   hs->parser.data = hs;
   hs->lost = false;
+  hs->resync = false;
+  hs->last = GATE_NONE; /* unknown: the gate's next unanswered request */
   hs->event = EV_NONE;
   hs->scanned = 0;
   hs->mode = MODE_PASS;
@@ -155,7 +212,7 @@ static void emit_answer(stage_t *st, step_ctx_t *ctx, int status, const char *ct
   if (n <= 0 || (size_t)n >= sizeof(buf))
     return;
   if (ctx->dir->stream == STREAM_UPSTREAM) /* after the responses to earlier requests */
-    step_answer_back(ctx, buf, (size_t)n, st->http->base + st->http->messages - 1);
+    step_answer_back(ctx, buf, (size_t)n, st->http->index);
   else
     step_emit_bytes(ctx, buf, (size_t)n);
 }
@@ -212,11 +269,11 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
     break;
   case TOXIC_HTTP_STATUS:
   case TOXIC_HTTP_DROP_FIRST_N: {
-    if (ctx->dir->stream == STREAM_UPSTREAM) /* the gate must know HEAD responses */
-      step_note_request(ctx, hs->base + hs->messages - 1, hs->parser.method == HTTP_HEAD);
     bool hit = t->type->id == TOXIC_HTTP_STATUS ? rng_range(&st->rng, 1, 100) <= t->attr[1]
                                                 : hs->messages <= (uint64_t)t->attr[0];
     if (hit) {
+      if (ctx->dir->stream == STREAM_UPSTREAM && hs->gate != NULL)
+        gate_answered(hs->gate, hs->index); /* stages further on skip its number */
       if (t->type->id == TOXIC_HTTP_STATUS)
         emit_answer(st, ctx, (int)t->attr[0], toxic_str(t, 3), toxic_str(t, 2));
       else
@@ -317,6 +374,13 @@ static bool on_event(stage_t *st, step_ctx_t *ctx) {
   const toxic_t *t = st->toxic;
   if (!release_hold(st, ctx))
     return false;
+  if (hs->event == EV_BEGIN && hs->stream == STREAM_UPSTREAM) {
+    /* Number the request; past the gate's window, wait for responses. */
+    uint64_t i = hs->gate ? gate_claim(hs->gate, hs->last) : hs->last + 1;
+    if (hs->gate != NULL && !gate_room(hs->gate, i))
+      return false;
+    hs->index = hs->last = i;
+  }
   int ev = hs->event;
   hs->event = EV_NONE;
   if (ev == EV_COMPLETE) {
@@ -358,7 +422,7 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
         r = STEP_PROGRESS;
       break;
     }
-    if (hs != NULL && hs->lost && c->kind == CHUNK_DATA && hs->scanned == 0 &&
+    if (hs != NULL && hs->lost && hs->resync && c->kind == CHUNK_DATA && hs->scanned == 0 &&
         starts_message(c, ctx->dir->stream)) {
       restart_parser(hs, ctx->dir->stream);
       continue;
@@ -386,10 +450,11 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
         hs->scanned = (size_t)(pos - (c->blk->data + c->off));
         llhttp_resume(&hs->parser);
       } else {
-        /* Not HTTP here: step aside until a chunk starts a message. */
+        /* Not HTTP (or a protocol switch): step aside for good. */
         if (hs->mode == MODE_HEAD || hs->mode == MODE_HOLD)
           give_up(st, ctx);
         hs->lost = true;
+        hs->resync = false;
         hs->mode = MODE_PASS;
         continue;
       }

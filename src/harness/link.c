@@ -229,6 +229,10 @@ uint64_t step_answers_base(step_ctx_t *ctx) {
   return other->gate ? gate_delivered(other->gate) : 0;
 }
 
+struct gate *step_gate(step_ctx_t *ctx) {
+  return ctx->dir->stream == STREAM_DOWNSTREAM ? ctx->dir->gate : other_dir(ctx->dir)->gate;
+}
+
 void step_note_request(step_ctx_t *ctx, uint64_t index, bool head) {
   hdir_t *other = other_dir(ctx->dir);
   if (other->gate != NULL)
@@ -523,8 +527,14 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
     }
     chunk_free(ch);
   }
-  if (d->gate != NULL)
+  if (d->gate != NULL) {
     step_wake_at(ctx, gate_deadline(d->gate));
+    if (gate_take_moved(d->gate)) { /* the request window moved: the client's side goes on */
+      hdir_t *o = other_dir(d);
+      o->timer_at = ctx->now;
+      uv_timer_start(&o->timer, on_timer, 0, 0);
+    }
+  }
   if (d->close_when_flushed && d->writes == 0) {
     /* A reset discards what the kernel has not sent yet: wait (bounded) for
      * the bytes the toxic let through to leave first. */
@@ -595,6 +605,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     ch->blk->refs = 1;
     ch->len = (size_t)nread;
+    if (d->bytes_read == 0 || c->dir[STREAM_DOWNSTREAM].gate != NULL) /* HTTP framing */
+      gate_read(&c->dir[STREAM_DOWNSTREAM].gate, d->stream, d->bytes_read == 0, ch->blk, 0, ch->len);
     d->buffered += ch->len;
     d->bytes_read += ch->len;
     if (c->proxy != NULL)
@@ -615,7 +627,8 @@ static bool blackholed(const hconn_t *c) {
 static void update_reading(hdir_t *d) {
   hconn_t *c = d->conn;
   bool want = c->connected && !c->closing && !d->src_eof && d->buffered < LINK_BUFFER_MAX &&
-              first_queue(d)->count < LINK_QUEUE_MAX && !blackholed(c);
+              first_queue(d)->count < LINK_QUEUE_MAX && !blackholed(c) &&
+              !(d->stream == STREAM_UPSTREAM && gate_full(c->dir[STREAM_DOWNSTREAM].gate));
   if (want && !d->reading) {
     if (uv_read_start((uv_stream_t *)d->src, on_alloc, on_read) == 0)
       d->reading = true;

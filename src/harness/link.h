@@ -113,6 +113,8 @@ void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need);
 /* The number of responses already out on the other direction (a new
  * answering toxic counts from there); enables the gate. */
 uint64_t step_answers_base(step_ctx_t *ctx);
+/* The connection's gate (gate.h), NULL if it has none (not HTTP). */
+struct gate *step_gate(step_ctx_t *ctx);
 /* Tell the other direction's gate whether request `index` was a HEAD. */
 void step_note_request(step_ctx_t *ctx, uint64_t index, bool head);
 void step_wake_at(step_ctx_t *ctx, uint64_t t);

@@ -1,5 +1,4 @@
 /* proxy.c: the proxy registry, listeners and toxic bookkeeping. */
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,28 +40,33 @@ static void on_connection(uv_stream_t *listener, int status) {
   link_accept(p, listener);
 }
 
-/* Resolve the listen host synchronously: it is the control plane, and names
- * here are "localhost" or literals in practice. */
-static int resolve_listen(const char *host, uint16_t port, struct sockaddr_storage *ss) {
+int proxy_listen_address(const harness_t *h, const char *listen, struct sockaddr_storage *ss,
+                         char *err, size_t errlen) {
+  char host[CYNIC_ADDR_HOST_MAX];
+  uint16_t port;
+  if (cynic__addr_split(listen, host, sizeof(host), &port) != 0) {
+    snprintf(err, errlen, "listen tcp %s: invalid address", listen);
+    return UV_EINVAL;
+  }
   if (cynic__addr_numeric(host, port, true, ss))
     return 0;
-  struct addrinfo hints, *res = NULL;
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  int rc = getaddrinfo(host, NULL, &hints, &res);
-  if (rc != 0 || res == NULL)
-    return UV_EAI_NONAME;
-  const struct addrinfo *ai = res;
-  for (const struct addrinfo *a = res; a; a = a->ai_next)
-    if (a->ai_family == AF_INET) {
-      ai = a;
-      break;
+  /* Never getaddrinfo here: on the loop a slow resolver would stall every
+   * proxy. api.c resolved the names this request needs beforehand. */
+  for (size_t i = 0; i < h->nnames; i++) {
+    const hname_t *n = &h->names[i];
+    if (strcmp(n->host, host) != 0)
+      continue;
+    if (n->status != 0) {
+      snprintf(err, errlen, "listen tcp %s: lookup %s: %s", listen, host,
+               n->status == UV_EAI_NONAME ? "no such host" : uv_strerror(n->status));
+      return n->status;
     }
-  memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-  ((struct sockaddr_in *)ss)->sin_port = htons(port);
-  freeaddrinfo(res);
-  return 0;
+    *ss = n->ss;
+    ((struct sockaddr_in *)ss)->sin_port = htons(port); /* same offset for v6 */
+    return 0;
+  }
+  snprintf(err, errlen, "listen tcp %s: lookup %s: not resolved", listen, host);
+  return UV_EAI_AGAIN;
 }
 
 /* A refuse toxic keeps the listener closed while it exists. */
@@ -86,19 +90,10 @@ int proxy_start(hproxy_t *p, char *err, size_t errlen) {
     p->enabled = true;
     return 0;
   }
-  char host[CYNIC_ADDR_HOST_MAX];
-  uint16_t port;
   struct sockaddr_storage ss;
-  int rc = cynic__addr_split(p->listen, host, sizeof(host), &port);
-  if (rc != 0) {
-    snprintf(err, errlen, "listen tcp %s: invalid address", p->listen);
-    return UV_EINVAL;
-  }
-  rc = resolve_listen(host, port, &ss);
-  if (rc != 0) {
-    snprintf(err, errlen, "listen tcp %s: no such host", p->listen);
+  int rc = proxy_listen_address(p->h, p->listen, &ss, err, errlen);
+  if (rc != 0)
     return rc;
-  }
   uv_tcp_t *l = malloc(sizeof(*l));
   if (l == NULL) {
     snprintf(err, errlen, "out of memory");

@@ -275,3 +275,200 @@ def test_upstream_answers_in_order_after_head_requests(harness, web):
             assert body == (b"" if i in heads else b"no")
         else:
             assert (st, body) == (200, b"" if i in heads else b"/h%d" % i), (i, st, body)
+
+
+def test_two_answering_toxics_keep_pipelined_order(harness, web):
+    """Two answering toxics on the upstream stream of one connection: the gate
+    numbers requests itself, so both agree on which response each answer
+    follows and nothing waits for the 10 s fallback."""
+    p = harness.create("two", web)
+    harness.add_toxic("two", type="http_status", stream="upstream",
+                      attributes={"status": 503, "percent": 50, "body": "no"})
+    harness.add_toxic("two", type="http_drop_first_n", stream="upstream",
+                      attributes={"n": 5, "status": 429})
+    harness.add_toxic("two", name="slow", type="http_latency", attributes={"latency": 20})
+    s = connect(harness.listen_port(p))
+    n = 30
+    t0 = time.monotonic()
+    s.sendall(b"".join(b"GET /two%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(n)))
+    got = read_responses(s, n, timeout=10)
+    took = time.monotonic() - t0
+    s.close()
+    assert took < 3, took  # generous; the fallback would take 10 s
+    statuses = [st for st, _ in got]
+    assert statuses.count(429) == 5, statuses
+    assert statuses.count(503) >= 2, statuses
+    for i, (st, body) in enumerate(got):
+        if st == 503:
+            assert body == b"no"
+        elif st == 429:
+            assert body == b""
+        else:
+            assert (st, body) == (200, b"/two%d" % i), (i, st, body)
+
+
+def test_answers_in_order_beyond_the_request_window(harness, web):
+    """More pipelined requests than the gate's window (256): the client is
+    read as responses go out (back pressure), answers stay in order, HEAD
+    responses keep their framing, and nothing waits for the fallback."""
+    p = harness.create("many", web)
+    harness.add_toxic("many", type="http_status", stream="upstream",
+                      attributes={"status": 503, "percent": 30, "body": "no"})
+    n = 600
+    methods = [b"HEAD" if i % 7 == 3 else b"GET" for i in range(n)]
+    heads = {i for i, m in enumerate(methods) if m == b"HEAD"}
+    s = connect(harness.listen_port(p))
+    t0 = time.monotonic()
+    s.sendall(b"".join(b"%s /m%d HTTP/1.1\r\nHost: x\r\n\r\n" % (m, i) for i, m in enumerate(methods)))
+    got = read_responses(s, n, timeout=10, heads=heads)
+    took = time.monotonic() - t0
+    s.close()
+    assert took < 6, took  # generous for 600 requests; the fallback would take 10 s
+    assert 60 <= [st for st, _ in got].count(503) <= 300
+    for i, (st, body) in enumerate(got):
+        if st == 503:
+            assert body == (b"" if i in heads else b"no"), (i, body)
+        else:
+            assert (st, body) == (200, b"" if i in heads else b"/m%d" % i), (i, st, body)
+
+
+class BodyUpstream:
+    """A raw keep-alive HTTP/1.1 upstream: Content-Length requests, answered
+    with `METHOD PATH LEN` as the body; counts the bytes it has read and keeps
+    the bodies, so a test can tell what the harness forwarded."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.received = 0
+        self.requests = []  # (method, path, body)
+        self.split = (b"", b"")
+        self.released = threading.Event()
+        self.srv = TcpServer(self.handle)
+        self.address = self.srv.address
+
+    def handle(self, sock):
+        buf = b""
+
+        def more():
+            nonlocal buf
+            d = sock.recv(65536)
+            if not d:
+                raise EOFError
+            with self.lock:
+                self.received += len(d)
+            buf += d
+
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    more()
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.split(b"\r\n")
+                method, path, _ = lines[0].split(b" ", 2)
+                length = 0
+                for line in lines[1:]:
+                    k, _, v = line.partition(b":")
+                    if k.strip().lower() == b"content-length":
+                        length = int(v)
+                while len(buf) < length:
+                    more()
+                body, buf = buf[:length], buf[length:]
+                with self.lock:
+                    self.requests.append((method, path, body))
+                if path == b"/split":  # a body sent in two parts, the second on release()
+                    first, second = self.split
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/real\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(first) + len(second), first))
+                    self.released.wait(10)
+                    sock.sendall(second)
+                    continue
+                out = b"%s %s %d" % (method, path, len(body))
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
+        except (EOFError, OSError, ValueError):
+            pass
+
+    def wait_received(self, n, timeout=5.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if self.received >= n:
+                    return
+            time.sleep(0.01)
+        raise AssertionError(f"upstream read {self.received} of {n} bytes")
+
+    def close(self):
+        self.srv.close()
+
+
+def test_http_toxic_joining_mid_body_ignores_a_body_that_looks_like_a_request(harness):
+    """A toxic added while a request body is on its way: the rest of the body
+    starts with "GET / HTTP/1.1", yet the toxic knows it is body (the gate
+    followed the framing from the first byte), passes it intact and acts on
+    the next real request only."""
+    up = BodyUpstream()
+    try:
+        p = harness.create("mid", up.address)
+        s = connect(harness.listen_port(p))
+        first = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
+        s.sendall(first)
+        assert read_responses(s, 1) == [(200, b"GET /first 0")]
+        fake = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+        body = b"prefix|" + fake
+        head = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\nprefix|" % len(body)
+        s.sendall(head)
+        up.wait_received(len(first) + len(head))  # the harness passed it on
+        harness.add_toxic("mid", type="http_status", stream="upstream",
+                          attributes={"status": 503, "body": "late"})
+        harness.add_toxic("mid", name="down", type="http_content_type",
+                          attributes={"content_type": "text/x-late"})
+        s.sendall(fake)  # a chunk that starts like a request, inside the body
+        assert read_responses(s, 1) == [(200, b"POST /up %d" % len(body))]
+        s.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_responses(s, 1) == [(503, b"late")]
+        s.close()
+        with up.lock:
+            assert up.requests[1] == (b"POST", b"/up", body)
+            assert [r[1] for r in up.requests] == [b"/first", b"/up"]
+    finally:
+        up.close()
+
+
+def test_http_toxic_joining_mid_response_ignores_a_body_that_looks_like_a_response(harness):
+    """The downstream twin: a response body whose second part starts with
+    "HTTP/1.1 200 OK"; a content-type toxic added between the parts leaves
+    the body intact and rewrites the next real response only."""
+    up = BodyUpstream()
+    fake = b"HTTP/1.1 200 OK\r\nContent-Type: text/fake\r\nContent-Length: 0\r\n\r\n"
+    up.split = (b"part one|", fake)
+    try:
+        p = harness.create("midr", up.address)
+        s = connect(harness.listen_port(p))
+        s.settimeout(10)
+        s.sendall(b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while not got.endswith(b"part one|"):  # the head and the first part are through
+            d = s.recv(65536)
+            assert d, got
+            got += d
+        harness.add_toxic("midr", type="http_content_type",
+                          attributes={"content_type": "text/x-late"})
+        up.released.set()
+        want = len(b"part one|") + len(fake)
+        head, body = got.split(b"\r\n\r\n", 1)
+        while len(body) < want:
+            d = s.recv(65536)
+            assert d, body
+            body += d
+        assert b"Content-Type: text/real" in head
+        assert body == b"part one|" + fake  # intact: not taken for a response
+        s.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        nxt = b""
+        while b"GET /next 0" not in nxt:
+            d = s.recv(65536)
+            assert d, nxt
+            nxt += d
+        assert b"Content-Type: text/x-late" in nxt, nxt
+        s.close()
+    finally:
+        up.released.set()
+        up.close()
