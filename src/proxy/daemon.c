@@ -191,6 +191,15 @@ static void on_rotate_check(uv_timer_t *t) {
   free(to);
 }
 
+void cynic__proxy_rotate_apply(cynic__proxy_t *p) {
+  if (p->stopping)
+    return;
+  if (p->cfg->log.rotate_max_bytes > 0 && strcmp(p->cfg->log.file, "-") != 0)
+    uv_timer_start(&p->rotate_timer, on_rotate_check, 0, ROTATE_CHECK_MS);
+  else
+    uv_timer_stop(&p->rotate_timer);
+}
+
 /* Ends the loop: every handle the proxy owns is closed; uv_run returns once
  * their close callbacks have run. */
 static void stop(cynic__proxy_t *p) {
@@ -269,8 +278,7 @@ static void serve(cynic__proxy_t *p) {
     return;
   }
   uv_timer_start(&p->summary_timer, on_summary, summary_ms(p), summary_ms(p));
-  if (p->cfg->log.rotate_max_bytes > 0 && strcmp(p->cfg->log.file, "-") != 0)
-    uv_timer_start(&p->rotate_timer, on_rotate_check, 0, ROTATE_CHECK_MS);
+  cynic__proxy_rotate_apply(p);
   cynic__log(CYNIC_LOG_INFO, "started",
              json_pack("{s:s, s:i, s:i, s:i}", "version", cynic_version(), "pid",
                        (json_int_t)getpid(), "listeners", (json_int_t)p->listener_count,

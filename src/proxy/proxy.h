@@ -244,6 +244,12 @@ void cynic__proxy_resolved(cynic__proxy_t *p);
 /* Starts a drain, as SIGTERM does (`why` names the cause in the log). */
 void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
 
+/* Starts, restarts or stops the log.rotate check for the config in use (at
+ * start and after a reload that changed log.file or log.rotate); the check
+ * reads p->cfg each time, so a new max_bytes or keep applies from the next
+ * one. */
+void cynic__proxy_rotate_apply(cynic__proxy_t *p);
+
 /* A connection has been freed: finish a drain when it was the last. */
 void cynic__proxy_conn_gone(cynic__proxy_t *p);
 

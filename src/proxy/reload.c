@@ -31,11 +31,11 @@
  * opened, a new rate table made, before anything changes).
  *
  * The log file may change too (checked that it opens first; a line in the old
- * file says where the log went).
+ * file says where the log went), and so may log.rotate (the check timer is
+ * started, stopped or restarted; it reads the config in use).
  *
  * What needs a restart, and is refused with 409 naming it (nothing applied):
- * a listener's (at the same address) mode or buffer; the admin address; the
- * log's rotation settings.
+ * a listener's (at the same address) mode or buffer; the admin address.
  *
  * Ownership: the config the process started with belongs to main.c; a
  * reloaded one belongs to the proxy (p->reloaded_cfg) and is freed when the
@@ -102,9 +102,6 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
 #define RESTART(...) return snprintf(why, len, __VA_ARGS__), true
   if (!same_str(o->admin.listen.text, n->admin.listen.text))
     RESTART("admin.listen changed (%s -> %s)", o->admin.listen.text, n->admin.listen.text);
-  if (o->log.rotate_max_bytes != n->log.rotate_max_bytes ||
-      o->log.rotate_keep != n->log.rotate_keep)
-    RESTART("log.rotate changed");
   for (size_t i = 0; i < n->listener_count; i++) {
     const cynic__config_listener_t *nl = &n->listeners[i];
     const cynic__config_listener_t *ol = find_listener(o, nl->name);
@@ -626,6 +623,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     cynic__log_set_level(levels[n->log.level]);
   }
   json_t *removed = json_array(), *removed_ups = json_array();
+  uint64_t o_rotate_max = p->cfg->log.rotate_max_bytes;
+  uint32_t o_rotate_keep = p->cfg->log.rotate_keep;
   size_t retired = retire(p, n, nl0, removed);
   retired += retire_upstreams(p, p->cfg, n, nu0, removed_ups);
   swap(p, n, nl0, nu0);
@@ -647,6 +646,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     cynic__config_free(p->reloaded_cfg);
   /* else: out of memory and out of pins: leak it rather than free what is used */
   p->reloaded_cfg = n;
+  if (new_log || n->log.rotate_max_bytes != o_rotate_max || n->log.rotate_keep != o_rotate_keep)
+    cynic__proxy_rotate_apply(p); /* reads p->cfg: after swap() */
   p->config_unix_ms = cynic__unix_ms();
   p->reloads++;
   cynic__log(CYNIC_LOG_INFO, "config reloaded",

@@ -441,3 +441,54 @@ def test_reload_turns_the_per_client_limit_on_and_off():
     finally:
         px.stop()
         good.close(), bad.close()
+
+
+def size(path):
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # between the rename and the reopen
+        return -1
+
+
+def test_reload_applies_log_rotate(tmp_path):
+    """log.rotate turned on, then changed (keep 2 -> 3), by reloads: the check
+    starts with the first and reads the new keep after the second."""
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    log = tmp_path / "cynic.log"
+    rotated = lambda n: (tmp_path / f"cynic.log.{n}").exists()
+
+    def fill():  # past 64KB at once: the next check (every second) rotates
+        with open(log, "a") as f:
+            f.write('{"filler":"' + "x" * 70000 + '"}\n')
+
+    try:
+        to_file = text.replace('file: "-"', f'file: "{log}"')
+        rewrite(px, to_file)
+        assert adm.post("/reload")[0] == 200
+        pu.wait_for(lambda: log.exists() and '"config reloaded"' in log.read_text(), what="log in file")
+        rewrite(px, to_file.replace(f'file: "{log}"', f'file: "{log}"\n  rotate: {{ max_bytes: 64KB, keep: 2 }}'))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        fill()
+        pu.wait_for(lambda: rotated(1), timeout=10, what="first rotation")
+        fill()
+        pu.wait_for(lambda: rotated(2), timeout=10, what="second rotation")
+        fill()  # keep 2: file.2 is overwritten, never a file.3
+        pu.wait_for(lambda: 0 < size(log) < 65536, timeout=10, what="third rotation")
+        assert not rotated(3)
+        rewrite(px, to_file.replace(f'file: "{log}"', f'file: "{log}"\n  rotate: {{ max_bytes: 64KB, keep: 3 }}'))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        fill()
+        pu.wait_for(lambda: rotated(3), timeout=10, what="rotation with keep 3")
+        assert exchange(px)
+        # and off: the file then grows past max_bytes and stays
+        rewrite(px, to_file)
+        assert adm.post("/reload")[0] == 200
+        assert adm.status()["config"]["reloads"] == 4
+    finally:
+        px.stop()
+        good.close(), bad.close()
