@@ -25,7 +25,9 @@
  * Upstreams removed, or rebuilt because their endpoints, breaker, bulkhead
  * or resolve_interval changed, are retired the same way: a rebuilt one gets a
  * new object (new breakers and bulkhead) that its listeners send new clients
- * to; the old one's connections and queued clients finish with it.
+ * to; the old one's connections and queued clients finish with it. The new
+ * breakers of endpoints the old object had start where the old ones stand
+ * (cynic_breaker_carry: manual overrides with who/why/since, open ones open).
  *
  * A kept listener's access_log and rate_limit change in place (a new file
  * opened, a new rate table made, before anything changes).
@@ -134,6 +136,35 @@ static cynic__upstream_t *upstream_named(cynic__proxy_t *p, size_t count, const 
   return found;
 }
 
+/* A rebuilt upstream `u` starts where the one it replaces (`old`, NULL for a
+ * new name) stands, endpoint by endpoint (matched by address text): an
+ * operator's trip or force_closed with its who/why/since, and an open
+ * breaker (an endpoint known to be down gets no traffic from the new object
+ * until its interval ends). Endpoints the old one did not have start closed. */
+static void carry_breakers(cynic__upstream_t *u, const cynic__upstream_t *old) {
+  if (old == NULL)
+    return;
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    cynic__endpoint_t *e = &u->endpoints[k];
+    for (size_t j = 0; j < old->endpoint_count; j++) {
+      const cynic__endpoint_t *oe = &old->endpoints[j];
+      if (strcmp(oe->addr->text, e->addr->text) != 0)
+        continue;
+      cynic_breaker_snapshot_t s;
+      if (cynic_breaker_carry(e->breaker, oe->breaker) != 0 ||
+          cynic_breaker_snapshot(e->breaker, &s) != 0)
+        break;
+      e->state = s.state; /* carry fires no callback: mirror it here */
+      if (s.state == CYNIC_BREAKER_FORCED_OPEN || s.state == CYNIC_BREAKER_FORCED_CLOSED)
+      {
+        memcpy(e->stats.manual_by, oe->stats.manual_by, sizeof e->stats.manual_by);
+        memcpy(e->stats.manual_reason, oe->stats.manual_reason, sizeof e->stats.manual_reason);
+      }
+      break;
+    }
+  }
+}
+
 /* Creates the upstreams and binds the listeners that `n` adds, in the free
  * slots after the current ones, all or nothing: on the first failure what was
  * made is undone, *why says what failed, and the proxy is as before. On
@@ -159,6 +190,8 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
     nu++;
     if ((rc = cynic__upstream_init(p, u, &n->upstreams[i])) != 0)
       snprintf(why, len, "upstream '%s': %s", n->upstreams[i].name, cynic_strerror(rc));
+    else
+      carry_breakers(u, upstream_named(p, nu0, n->upstreams[i].name));
   }
   for (size_t i = 0; i < n->listener_count && rc == 0; i++) {
     const cynic__config_listener_t *lc = &n->listeners[i];

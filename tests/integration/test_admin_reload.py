@@ -2,6 +2,7 @@
 one keeps serving; a good one is applied with the listeners' sockets, open
 connections and breaker state kept; a change that needs a restart is refused
 with 409 and nothing applied."""
+import datetime
 import signal
 import socket
 
@@ -492,3 +493,66 @@ def test_reload_applies_log_rotate(tmp_path):
     finally:
         px.stop()
         good.close(), bad.close()
+
+
+def live_breaker(adm, upstream, endpoint):
+    """The breaker of the upstream in use (GET /breakers leaves retired ones
+    out; adminutil's breaker() reads /status, which lists them too)."""
+    status, _, js, _ = adm.get(f"/breakers/{upstream}/{endpoint}")
+    assert status == 200, js
+    return js["endpoint"]["breaker"]
+
+
+def same_time(a, b, within_s=0.05):
+    """Two ISO times from /status: `since` is the wall clock minus a monotonic
+    age, so it may differ by a millisecond between two reads."""
+    parse = lambda t: datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+    return abs(parse(a) - parse(b)) <= within_s
+
+
+def test_rebuilt_upstream_keeps_tripped_and_open_breakers():
+    """Endpoints added by a reload: the endpoints the upstream had keep their
+    breaker (an operator's trip with who/why/since, an automatic open), and
+    traffic goes to the new endpoint."""
+    good, bad, more, more2 = pu.echo(), pu.Refused(), pu.echo(), pu.echo()
+    px = pu.Cynic(make(good, bad))
+    adm = au.Admin(px)
+    try:
+        status, _, js, _ = adm.post(f"/breakers/backend/{good.endpoint}/trip", {"reason": "maintenance"})
+        assert status == 200, js
+        tripped = live_breaker(adm, "backend", good.endpoint)
+        assert tripped["state"] == "forced_open" and tripped["change_reason"] == "maintenance"
+        assert not exchange(px)
+        for _ in range(2):
+            assert not exchange(px, "other")
+        pu.wait_for(lambda: live_breaker(adm, "db", bad.endpoint)["state"] == "open", what="db open")
+        opened = live_breaker(adm, "db", bad.endpoint)
+        # add an endpoint to each upstream (and change db's fault count): both rebuilt
+        text = make(good, bad).replace(f"[{good.endpoint}]", f"[{good.endpoint}, {more.endpoint}]")
+        text = text.replace(f"[{bad.endpoint}]", f"[{bad.endpoint}, {more2.endpoint}]").replace("faults: 2", "faults: 3")
+        rewrite(px, text)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["removed"]["upstreams"] == ["backend", "db"], js
+        now = live_breaker(adm, "backend", good.endpoint)
+        assert now["state"] == "forced_open" and now["manual"] is True
+        assert now["changed_by"] == tripped["changed_by"] and now["change_reason"] == "maintenance"
+        assert same_time(now["since"], tripped["since"])
+        still = live_breaker(adm, "db", bad.endpoint)
+        assert still["state"] == "open" and same_time(still["since"], opened["since"])
+        assert still["next_probe_s"] is not None and still["next_probe_s"] > 30
+        assert live_breaker(adm, "backend", more.endpoint)["state"] == "closed"
+        # traffic goes to the new endpoints only
+        for _ in range(3):
+            assert exchange(px) and exchange(px, "other")
+        assert more.accepted == 3 and more2.accepted == 3
+        assert good.accepted == 0
+        st = adm.status()
+        ups = {u["name"]: u for u in st["upstreams"] if not u["retired"]}
+        assert ups["backend"]["endpoints_open"] == 1 and ups["db"]["endpoints_open"] == 1
+        # the operator's reset works on the new object
+        assert adm.post(f"/breakers/backend/{good.endpoint}/reset")[0] == 200
+        assert live_breaker(adm, "backend", good.endpoint)["state"] == "closed"
+        pu.wait_for(lambda: exchange(px) and good.accepted >= 1, timeout=10, what="traffic to the reset endpoint")
+    finally:
+        px.stop()
+        good.close(), bad.close(), more.close(), more2.close()
