@@ -367,6 +367,7 @@ static void get_status(req_t *r) {
     json_object_set_new(lo, "address", json_string(l->address));
     json_object_set_new(lo, "mode", json_string(l->cfg->mode == CYNIC__MODE_HTTP ? "http" : "tcp"));
     json_object_set_new(lo, "upstream", json_string(l->upstream->cfg->name));
+    json_object_set_new(lo, "buffer_bytes", json_integer((json_int_t)l->cfg->buffer_bytes));
     json_object_set_new(lo, "open", json_integer(l->open));
     json_object_set_new(lo, "max_connections", json_integer(l->cfg->max_connections));
     json_object_set_new(lo, "max_connections_per_client",

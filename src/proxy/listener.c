@@ -10,10 +10,13 @@
  * "listening" log line reports.
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "log.h"
@@ -173,6 +176,41 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
   cynic__log(CYNIC_LOG_INFO, "listening",
              json_pack("{s:s, s:s, s:s, s:s}", "listener", l->cfg->name, "address", l->address,
                        "mode", "tcp", "upstream", l->upstream->cfg->name));
+  return 0;
+}
+
+int cynic__listener_adopt(cynic__proxy_t *p, cynic__listener_t *l, const cynic__listener_t *from) {
+  uv_os_fd_t fd;
+  int rc = uv_fileno((const uv_handle_t *)&from->handle, &fd);
+  if (rc != 0)
+    return rc;
+  /* The same socket under a second descriptor: when the old listener closes
+   * its descriptor the socket, its port and its backlog stay with this one,
+   * so no client is refused in between. */
+  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (nfd < 0)
+    return uv_translate_sys_error(errno);
+  if ((rc = uv_tcp_init(p->loop, &l->handle)) != 0) {
+    close(nfd);
+    return rc;
+  }
+  l->listening = true;
+  l->handle.data = l;
+  l->reserve = cynic__tcp_client_new(p);
+  if ((rc = uv_tcp_open(&l->handle, nfd)) != 0) {
+    close(nfd); /* the handle does not own it yet; closing the handle is safe */
+    return rc;
+  }
+  /* listen() again on a listening socket only sets the backlog */
+  if ((rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection)) != 0)
+    return rc;
+  cynic__tcp_listener_options(l);
+  memcpy(l->address, from->address, sizeof l->address);
+  cynic__log(CYNIC_LOG_INFO, "listening",
+             json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "event", "listener_rebuilt", "listener",
+                       l->cfg->name, "address", l->address, "mode",
+                       l->cfg->mode == CYNIC__MODE_HTTP ? "http" : "tcp", "upstream",
+                       l->upstream->cfg->name, "buffer_bytes", (json_int_t)l->cfg->buffer_bytes));
   return 0;
 }
 

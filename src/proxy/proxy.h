@@ -311,6 +311,14 @@ int cynic__listener_setup(cynic__proxy_t *p, cynic__listener_t *l,
 /* Binds and listens (logs "listening", or "cannot listen" and returns the
  * libuv error). */
 int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l);
+/* Instead of bind: takes over the listening socket of `from` (a listener at
+ * the same address that a reload rebuilds because its mode or buffer
+ * changed) under a descriptor of its own, without closing or binding
+ * anything: `from` is then closed by the caller and its open connections
+ * finish with it; pending and new clients are accepted here. Logs
+ * "listening" (event listener_rebuilt). 0 or a libuv error; on error undo
+ * with cynic__listener_discard (the socket stays with `from`). */
+int cynic__listener_adopt(cynic__proxy_t *p, cynic__listener_t *l, const cynic__listener_t *from);
 /* Undoes setup and bind (a reload that was refused); the slot may be reused
  * from the next loop turn. */
 void cynic__listener_discard(cynic__listener_t *l);

@@ -36,8 +36,14 @@
  * file says where the log went), and so may log.rotate (the check timer is
  * started, stopped or restarted; it reads the config in use).
  *
+ * A listener whose mode or buffer changed at the same address is rebuilt:
+ * a new object takes over the old one's listening socket (a second
+ * descriptor for it, cynic__listener_adopt), then the old one closes its
+ * descriptor and is retired like a removed one (its connections and their
+ * buffers finish with it). The socket never closes: no client is refused.
+ *
  * What needs a restart, and is refused with 409 naming it (nothing applied):
- * a listener's (at the same address) mode or buffer; the admin address.
+ * the admin address.
  *
  * Ownership: the config the process started with belongs to main.c; a
  * reloaded one belongs to the proxy (p->reloaded_cfg) and is freed when the
@@ -104,27 +110,37 @@ static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, ch
 #define RESTART(...) return snprintf(why, len, __VA_ARGS__), true
   if (!same_str(o->admin.listen.text, n->admin.listen.text))
     RESTART("admin.listen changed (%s -> %s)", o->admin.listen.text, n->admin.listen.text);
-  for (size_t i = 0; i < n->listener_count; i++) {
-    const cynic__config_listener_t *nl = &n->listeners[i];
-    const cynic__config_listener_t *ol = find_listener(o, nl->name);
-    if (ol == NULL || !same_str(ol->listen.text, nl->listen.text))
-      continue; /* added, or moved to another address: a new listener replaces it */
-    if (ol->mode != nl->mode)
-      RESTART("listener '%s': mode changed", nl->name);
-    if (ol->buffer_bytes != nl->buffer_bytes)
-      RESTART("listener '%s': buffer changed", nl->name);
-  }
+  /* Listeners added, moved, or rebuilt at the same address (mode or buffer
+   * changed: a new object on the old one's socket) are all applied: see
+   * is_new_listener(). */
   /* Upstreams removed, added or rebuilt (endpoints, breaker, bulkhead,
    * resolve_interval changed) are all applied: see upstream_rebuilt(). */
   return false;
 #undef RESTART
 }
 
+/* True when a listener made from `ol` stays the object for `nl` (NULL: the new
+ * file does not have it): same address, mode and buffer (its buffer pool and
+ * its connections are sized by it). */
+static bool listener_kept(const cynic__config_listener_t *ol, const cynic__config_listener_t *nl) {
+  return nl != NULL && same_str(ol->listen.text, nl->listen.text) && ol->mode == nl->mode &&
+         ol->buffer_bytes == nl->buffer_bytes;
+}
+
 /* True when `n` has listener `lc` at another address than `o` has it (or `o`
- * does not have it): it gets a new listener of its own. */
+ * does not have it), or with another mode or buffer: it gets a new listener
+ * object of its own (at the same address, on the old one's socket). */
 static bool is_new_listener(const cynic__config_t *o, const cynic__config_listener_t *lc) {
   const cynic__config_listener_t *ol = find_listener(o, lc->name);
-  return ol == NULL || !same_str(ol->listen.text, lc->listen.text);
+  return ol == NULL || !listener_kept(ol, lc);
+}
+
+/* The proxy's listener in use named `name` among the first `count` slots. */
+static cynic__listener_t *listener_named(cynic__proxy_t *p, size_t count, const char *name) {
+  for (size_t i = 0; i < count; i++)
+    if (!p->listeners[i].retired && strcmp(p->listeners[i].cfg->name, name) == 0)
+      return &p->listeners[i];
+  return NULL;
 }
 
 /* The proxy's upstream named `name` among the first `count` slots. */
@@ -205,12 +221,21 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
       rc = CYNIC_EFULL;
       break;
     }
+    /* the same address: the new object takes over the old one's socket */
+    const cynic__config_listener_t *ol = find_listener(o, lc->name);
+    cynic__listener_t *from = ol != NULL && same_str(ol->listen.text, lc->listen.text)
+                                  ? listener_named(p, nl0, lc->name)
+                                  : NULL;
     cynic__listener_t *l = &p->listeners[nl];
     memset(l, 0, sizeof *l);
     nl++;
     rc = cynic__listener_setup(p, l, lc, upstream_named(p, nu, lc->upstream_name));
     if (rc != 0) {
       snprintf(why, len, "listener '%s': %s", lc->name, cynic_strerror(rc));
+    } else if (from != NULL) {
+      if ((rc = cynic__listener_adopt(p, l, from)) != 0)
+        snprintf(why, len, "listener '%s' cannot take over the socket on %s: %s", lc->name,
+                 from->address, uv_strerror(rc));
     } else if ((rc = cynic__listener_bind(p, l)) != 0) {
       snprintf(why, len, "listener '%s' cannot listen on %s: %s", lc->name, lc->listen.text,
                uv_strerror(rc));
@@ -325,8 +350,8 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
   for (size_t i = 0; i < nl; i++) {
     cynic__listener_t *l = &p->listeners[i];
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    if (l->retired || (lc != NULL && same_str(lc->listen.text, l->cfg->listen.text)))
-      continue; /* kept; one that moved address is replaced by its new listener */
+    if (l->retired || listener_kept(l->cfg, lc))
+      continue; /* kept; one that moved or was rebuilt is replaced by its new listener */
     if (l->listening) {
       l->listening = false;
       uv_close((uv_handle_t *)&l->handle, NULL);
@@ -339,8 +364,10 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
     json_array_append_new(removed, json_string(l->cfg->name));
     json_t *f = json_pack("{s:s, s:s, s:s, s:i}", "event", "listener_removed", "listener",
                           l->cfg->name, "address", l->address, "connections", (int)l->open);
-    if (f != NULL && lc != NULL)
+    if (f != NULL && lc != NULL && !same_str(lc->listen.text, l->cfg->listen.text))
       json_object_set_new(f, "moved_to", json_string(lc->listen.text));
+    else if (f != NULL && lc != NULL) /* its socket goes on in the new object */
+      json_object_set_new(f, "rebuilt", json_true());
     cynic__log(CYNIC_LOG_INFO, "listener removed", f);
     /* a slot is used at most once, so the copies fit their array */
     cynic__config_listener_t *copy = listener_cfg_copy(l->cfg);
@@ -372,8 +399,8 @@ static int prepare_clients(cynic__proxy_t *p, const cynic__config_t *n,
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
     tables[i] = NULL;
     buckets[i] = 0;
-    if (l->retired || lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text) ||
-        l->client_buckets != 0 || lc->max_connections_per_client == 0)
+    if (l->retired || !listener_kept(l->cfg, lc) || l->client_buckets != 0 ||
+        lc->max_connections_per_client == 0)
       continue;
     size_t nb = 64;
     while (nb < lc->max_connections / 4 && nb < 65536)
@@ -401,8 +428,8 @@ static void apply_clients(cynic__proxy_t *p, const cynic__config_t *n,
       continue;
     }
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    if (l->retired || lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text) ||
-        l->client_buckets == 0 || lc->max_connections_per_client != 0)
+    if (l->retired || !listener_kept(l->cfg, lc) || l->client_buckets == 0 ||
+        lc->max_connections_per_client != 0)
       continue;
     for (size_t b = 0; b < l->client_buckets; b++)
       while (l->clients[b] != NULL) {
@@ -425,8 +452,7 @@ static int prepare_rates(cynic__proxy_t *p, const cynic__config_t *n, cynic_rate
     const cynic__listener_t *l = &p->listeners[i];
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
     rates[i] = NULL;
-    changed[i] = !l->retired && lc != NULL && same_str(lc->listen.text, l->cfg->listen.text) &&
-                 rate_changed(l->cfg, lc);
+    changed[i] = !l->retired && listener_kept(l->cfg, lc) && rate_changed(l->cfg, lc);
     if (!changed[i])
       continue;
     int rc = cynic__listener_rate_new(p, lc, &rates[i]);
@@ -444,7 +470,7 @@ static bool removes_listeners(const cynic__proxy_t *p, const cynic__config_t *n)
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    if (!l->retired && (lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text)))
+    if (!l->retired && !listener_kept(l->cfg, lc))
       return true;
   }
   return false;

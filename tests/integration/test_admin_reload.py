@@ -4,6 +4,7 @@ connections and breaker state kept; a change that needs a restart is refused
 with 409 and nothing applied."""
 import datetime
 import signal
+import time
 import socket
 
 import adminutil as au
@@ -115,7 +116,6 @@ def test_changes_that_need_a_restart_are_refused_with_409():
     adm = au.Admin(px)
     try:
         for new, why in [
-            (text.replace("upstream: backend\n", "upstream: backend\n    buffer: 8KB\n", 1), "listener 'app': buffer changed"),
             (text.replace("admin:\n  listen: 127.0.0.1:0", "admin:\n  listen: 127.0.0.1:1", 1), "admin.listen changed"),
         ]:
             rewrite(px, new)
@@ -556,3 +556,69 @@ def test_rebuilt_upstream_keeps_tripped_and_open_breakers():
     finally:
         px.stop()
         good.close(), bad.close(), more.close(), more2.close()
+
+
+def test_listener_rebuilt_at_the_same_address_keeps_its_socket():
+    """A listener whose buffer (or mode) changed becomes a new object on the
+    same socket: no accept refused across the reload (a client connects in a
+    loop meanwhile), the connection opened before finishes with the old
+    object, new ones get the new buffer."""
+    import threading
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    stop = threading.Event()
+    results = []
+
+    def hammer():  # bounded: at most 5000 connections or 60 s
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and len(results) < 5000 and time.monotonic() < deadline:
+            results.append(exchange(px, payload=b"loop"))
+
+    try:
+        addr = px.addr("app")
+        before = [l for l in adm.status()["listeners"] if l["name"] == "app"][0]
+        assert before["buffer_bytes"] == 65536
+        held = px.connect()
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        t = threading.Thread(target=hammer)
+        t.start()
+        pu.wait_for(lambda: len(results) >= 20, what="the loop running")
+        rebuilt = text.replace("upstream: backend\n", "upstream: backend\n    buffer: 8KB\n", 1)
+        for new in (rebuilt, rebuilt.replace("buffer: 8KB\n", "buffer: 8KB\n    mode: http\n", 1)):
+            rewrite(px, new)
+            n0 = len(results)
+            status, _, js, _ = adm.post("/reload")
+            assert status == 200, js
+            assert js["added"]["listeners"] == ["app"] and js["removed"]["listeners"] == ["app"], js
+            pu.wait_for(lambda: len(results) >= n0 + 20, what="the loop after the reload")
+        stop.set()
+        t.join(timeout=70)
+        assert not t.is_alive()
+        assert len(results) >= 60 and all(results), (len(results), results.count(False))
+        st = adm.status()
+        apps = [l for l in st["listeners"] if l["name"] == "app"]
+        live = [l for l in apps if not l["retired"]]
+        assert len(live) == 1 and live[0]["address"] == "%s:%d" % addr
+        assert live[0]["buffer_bytes"] == 8192 and live[0]["mode"] == "http" and live[0]["listening"]
+        first = apps[0]  # the object the held client came in on: old buffer, still open
+        assert first["retired"] and first["buffer_bytes"] == 65536 and first["open"] == 1
+        held.sendall(b"2" * 100000)  # more than either buffer: flows through the old one
+        got = b""
+        while len(got) < 100000:
+            chunk = held.recv(65536)
+            assert chunk
+            got += chunk
+        assert got == b"2" * 100000
+        held.close()
+        pu.wait_for(lambda: [l for l in adm.status()["listeners"] if l["name"] == "app"][0]["open"] == 0,
+                    what="the old object's connection closed")
+        rec = px.wait_log(lambda r: r.get("event") == "listener_rebuilt")
+        assert rec["address"] == "%s:%d" % addr and rec["buffer_bytes"] == 8192
+        assert exchange(px)
+    finally:
+        stop.set()
+        px.stop()
+        good.close(), bad.close()
