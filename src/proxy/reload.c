@@ -42,8 +42,14 @@
  * descriptor and is retired like a removed one (its connections and their
  * buffers finish with it). The socket never closes: no client is refused.
  *
- * What needs a restart, and is refused with 409 naming it (nothing applied):
- * the admin address.
+ * A new admin address is bound before anything changes (failure refuses the
+ * whole reload, 409 with the error); the old admin listener answers the
+ * request that asked for the reload and closes a moment after.
+ *
+ * Nothing needs a restart any more; a reload is refused with 409 (nothing
+ * applied) when something it needs cannot be had: an address in use, a file
+ * that does not open, memory, or listeners and upstreams to add or remove
+ * while cynic is still starting.
  *
  * Ownership: the config the process started with belongs to main.c; a
  * reloaded one belongs to the proxy (p->reloaded_cfg) and is freed when the
@@ -104,20 +110,6 @@ static bool upstream_rebuilt(const cynic__config_t *o, const cynic__config_upstr
          ou->max_pending != nu->max_pending || ou->resolve_interval_ns != nu->resolve_interval_ns;
 }
 
-/* Fills `why` with the first change a reload cannot apply; false if none. */
-static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, char *why,
-                          size_t len) {
-#define RESTART(...) return snprintf(why, len, __VA_ARGS__), true
-  if (!same_str(o->admin.listen.text, n->admin.listen.text))
-    RESTART("admin.listen changed (%s -> %s)", o->admin.listen.text, n->admin.listen.text);
-  /* Listeners added, moved, or rebuilt at the same address (mode or buffer
-   * changed: a new object on the old one's socket) are all applied: see
-   * is_new_listener(). */
-  /* Upstreams removed, added or rebuilt (endpoints, breaker, bulkhead,
-   * resolve_interval changed) are all applied: see upstream_rebuilt(). */
-  return false;
-#undef RESTART
-}
 
 /* True when a listener made from `ol` stays the object for `nl` (NULL: the new
  * file does not have it): same address, mode and buffer (its buffer pool and
@@ -571,15 +563,6 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     return json_pack("{s:s, s:i, s:o}", "error", "config refused; the old one keeps serving",
                      "status", 400, "errors", list);
   }
-  if (needs_restart(p->cfg, n, why, sizeof why)) {
-    cynic__config_free(n);
-    cynic__log(CYNIC_LOG_ERROR, "reload refused: this change needs a restart",
-               json_pack("{s:s, s:s, s:s}", "event", "reload_refused", "by", who, "reason", why));
-    *status = 409;
-    char msg[WHY_MAX + 64];
-    snprintf(msg, sizeof msg, "this change needs a restart: %s; nothing was applied", why);
-    return json_pack("{s:s, s:i}", "error", msg, "status", 409);
-  }
   /* Everything that can fail, before anything changes: the log file, the
    * token, the new access logs, the new rate tables, then the additions. */
   bool new_log = !same_str(p->cfg->log.file, n->log.file);
@@ -634,6 +617,23 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       [CYNIC__LOG_WARN] = CYNIC_LOG_WARN,
       [CYNIC__LOG_ERROR] = CYNIC_LOG_ERROR,
   };
+  /* A new admin address is bound first (the loader checked the
+   * loopback/token rule on it); the old one answers this request and closes
+   * after. */
+  cynic__httpd_t *new_admin = NULL;
+  if (!same_str(p->cfg->admin.listen.text, n->admin.listen.text) &&
+      cynic__admin_listen_new(p, n, &new_admin, why, sizeof why) != 0) {
+    free(token);
+    for (size_t i = 0; i < p->listener_count; i++)
+      cynic_ratetable_free(rates[i]), free(clients[i]);
+    cynic__config_free(n);
+    cynic__log(CYNIC_LOG_ERROR, "reload refused: cannot move the admin listener",
+               json_pack("{s:s, s:s, s:s}", "event", "reload_refused", "by", who, "reason", why));
+    *status = 409;
+    char msg[WHY_MAX + 64];
+    snprintf(msg, sizeof msg, "%s; nothing was applied", why);
+    return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+  }
   /* Additions: made before anything else changes, so a failure (an address
    * in use) leaves everything as it was. */
   size_t nl0 = p->listener_count, nu0 = p->upstream_count;
@@ -653,6 +653,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     }
     if (rc != 0) {
       json_decref(added);
+      cynic__admin_listen_undo(new_admin);
       free(token);
       for (size_t i = 0; i < nl0; i++)
         cynic_ratetable_free(rates[i]), free(clients[i]);
@@ -667,6 +668,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     }
   }
   cynic__admin_token_set(p, token, token_len);
+  if (new_admin != NULL)
+    cynic__admin_listen_swap(p, new_admin);
   apply_clients(p, n, clients, client_buckets, nl0);
   for (size_t i = 0; i < nl0; i++)
     if (rate_swap[i]) { /* a new bucket per client: the new rate starts full */
@@ -713,7 +716,11 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
              json_pack("{s:s, s:s, s:s, s:I}", "event", "reloaded", "by", who, "file", n->path,
                        "reloads", (json_int_t)p->reloads));
   *status = 200;
-  return json_pack("{s:b, s:s, s:I, s:o, s:{s:o, s:o}}", "reloaded", 1, "file", n->path, "reloads",
-                   (json_int_t)p->reloads, "added", added, "removed", "listeners", removed,
-                   "upstreams", removed_ups);
+  json_t *answer =
+      json_pack("{s:b, s:s, s:I, s:o, s:{s:o, s:o}}", "reloaded", 1, "file", n->path, "reloads",
+                (json_int_t)p->reloads, "added", added, "removed", "listeners", removed,
+                "upstreams", removed_ups);
+  if (answer != NULL && new_admin != NULL) /* where to ask next (port 0 resolved) */
+    json_object_set_new(answer, "admin", json_string(p->admin->address));
+  return answer;
 }

@@ -109,22 +109,71 @@ def test_good_reload_keeps_sockets_connections_and_breaker_state():
         good.close(), bad.close()
 
 
-def test_changes_that_need_a_restart_are_refused_with_409():
+def test_reload_moves_the_admin_listener(tmp_path):
+    """admin.listen changed: the new address is bound first (in use: the
+    whole reload is refused, the old one keeps serving); the loopback/token
+    rule applies to it; on success the old listener answers the reload and
+    then closes."""
     good, bad = pu.echo(), pu.Refused()
     text = make(good, bad)
     px = pu.Cynic(text)
     adm = au.Admin(px)
+    busy = socket.socket()
     try:
-        for new, why in [
-            (text.replace("admin:\n  listen: 127.0.0.1:0", "admin:\n  listen: 127.0.0.1:1", 1), "admin.listen changed"),
-        ]:
-            rewrite(px, new)
-            status, _, js, _ = adm.post("/reload")
-            assert status == 409 and why in js["error"] and "nothing was applied" in js["error"], js
+        held = px.connect()
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        # the new address is in use: refused whole, nothing applied
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        rewrite(px, text.replace("admin:\n  listen: 127.0.0.1:0", f"admin:\n  listen: 127.0.0.1:{port}", 1)
+                .replace("upstream: backend\n", "upstream: backend\n    max_connections: 7\n", 1))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 409 and "admin.listen: cannot listen on 127.0.0.1:%d" % port in js["error"], js
+        assert "nothing was applied" in js["error"]
+        st = adm.status()
+        assert st["config"]["reloads"] == 0
+        assert [l for l in st["listeners"] if l["name"] == "app"][0]["max_connections"] != 7
+        rec = px.wait_log(lambda r: r.get("event") == "reload_refused")
+        assert "admin.listen" in rec["reason"]
+        # not loopback and no token: the loader refuses it (400), old one serves
+        rewrite(px, text.replace("admin:\n  listen: 127.0.0.1:0", "admin:\n  listen: 0.0.0.0:0", 1))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 400 and any("token_file" in e and "allow_remote" in e for e in js["errors"]), js
         assert adm.status()["config"]["reloads"] == 0
+        # another loopback address: bound first, the answer comes on the old one
+        old = (adm.host, adm.port)
+        rewrite(px, text.replace("admin:\n  listen: 127.0.0.1:0", "admin:\n  listen: 127.0.0.2:0", 1))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["admin"].startswith("127.0.0.2:"), js
+        rec = px.wait_log(lambda r: r.get("event") == "admin_moved")
+        assert rec["address"] == js["admin"] and rec["previous"] == "%s:%d" % old
+        host, p = js["admin"].rsplit(":", 1)
+        adm.host, adm.port = host, int(p)
+        st = adm.status()
+        assert st["config"]["reloads"] == 1 and st["admin"] == js["admin"]
+        pu.wait_for(lambda: netutil.refused(old[1], old[0]), timeout=10, what="old admin address closed")
+        # traffic never noticed
+        held.sendall(b"2")
+        assert held.recv(1) == b"2"
+        held.close()
         assert exchange(px)
+        # and back to a remote-reachable one with a token: allowed, token required there
+        tok = tmp_path / "token"
+        tok.write_text("sesame\n")
+        rewrite(px, text.replace("admin:\n  listen: 127.0.0.1:0",
+                                 f"admin:\n  listen: 0.0.0.0:0\n  token_file: {tok}", 1))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        host, p = js["admin"].rsplit(":", 1)
+        adm.host, adm.port = "127.0.0.1", int(p)
+        assert adm.get("/status")[0] == 401
+        adm.token = "sesame"
+        assert adm.status()["config"]["reloads"] == 2
         assert adm.request("GET", "/reload")[0] == 405
     finally:
+        busy.close()
         px.stop()
         good.close(), bad.close()
 
