@@ -322,7 +322,7 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
   }
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
-    if (!u->cfg->required || u->retired)
+    if (u->retired || !u->cfg->required)
       continue;
     size_t open = 0;
     for (size_t k = 0; k < u->endpoint_count; k++) {
@@ -362,6 +362,8 @@ static void get_status(req_t *r) {
   json_t *ls = json_array();
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
+    if (l->vacant)
+      continue; /* a retired one's slot, reclaimed */
     json_t *lo = json_object();
     json_object_set_new(lo, "name", json_string(l->cfg->name));
     json_object_set_new(lo, "address", json_string(l->address));
@@ -380,7 +382,8 @@ static void get_status(req_t *r) {
   json_object_set_new(o, "listeners", ls);
   json_t *us = json_array();
   for (size_t i = 0; i < p->upstream_count; i++)
-    json_array_append_new(us, upstream_json(&p->upstreams[i]));
+    if (!p->upstreams[i].vacant)
+      json_array_append_new(us, upstream_json(&p->upstreams[i]));
   json_object_set_new(o, "upstreams", us);
   json_object_set_new(o, "transitions", transitions_json(r->a, NULL));
   reply_json(r, 200, o);
@@ -734,6 +737,7 @@ static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_res
 
 static void on_sample(uv_timer_t *t) {
   cynic__admin_t *a = t->data;
+  cynic__reload_sweep(a->proxy);
   cynic__metrics_sample(a->proxy);
   cynic__accesslog_rotate(a->proxy->cfg->log.rotate_max_bytes, a->proxy->cfg->log.rotate_keep);
 }

@@ -54,6 +54,11 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
  * that cannot be applied now (an address in use, a file that does not open;
  * nothing applied). `who` names the cause in the log. */
 json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status);
+/* Reclaims the slots of retired listeners and upstreams that nothing points
+ * to any more (no connection, no queued client, no listener), so that a
+ * process reloaded for ever never runs out of them (Steady State). Called
+ * once a second and at the start of every reload; O(connections + slots). */
+void cynic__reload_sweep(cynic__proxy_t *p);
 /* Frees the config copies and pinned configs of retired listeners and
  * upstreams, after the loop has ended. */
 void cynic__reload_free(cynic__proxy_t *p);

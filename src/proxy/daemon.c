@@ -88,12 +88,15 @@ static void total(const cynic__counters_t *c, const char *what, const char *name
 static void log_totals(const cynic__proxy_t *p) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
+    if (u->vacant)
+      continue; /* reclaimed after a reload */
     for (size_t e = 0; e < u->endpoint_count; e++)
       total(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text);
     total(&u->counters, "upstream", u->cfg->name);
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
+    if (!p->listeners[i].vacant)
+      total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
 }
 
 /* "1234567" as "1,234,567", for people reading summary lines. */
@@ -150,12 +153,15 @@ static void on_summary(uv_timer_t *t) {
   window_text(ms, w, sizeof w);
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
+    if (u->vacant)
+      continue; /* reclaimed after a reload */
     for (size_t e = 0; e < u->endpoint_count; e++)
       summarise(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text, w, ms);
     summarise(&u->counters, "upstream", u->cfg->name, w, ms);
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name, w, ms);
+    if (!p->listeners[i].vacant)
+      summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name, w, ms);
 }
 
 /* log.rotate (Steady State: logs never fill the disk). The file's size is

@@ -141,6 +141,22 @@ static void on_connection(uv_stream_t *server, int status) {
   cynic__tcp_start(l, client, ip, port);
 }
 
+static void on_handle_closed(uv_handle_t *h) {
+  cynic__listener_t *l = h->data;
+  l->handle_open = false;
+}
+
+void cynic__listener_close(cynic__listener_t *l) {
+  if (l->listening) {
+    l->listening = false;
+    uv_close((uv_handle_t *)&l->handle, on_handle_closed);
+  }
+  if (l->reserve != NULL) {
+    cynic__tcp_client_discard(l->reserve);
+    l->reserve = NULL;
+  }
+}
+
 static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
   const cynic__config_addr_t *a = &l->cfg->listen;
   struct sockaddr_storage ss;
@@ -159,7 +175,7 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
   int rc = uv_tcp_init(p->loop, &l->handle);
   if (rc != 0)
     return rc;
-  l->listening = true;
+  l->listening = l->handle_open = true;
   l->handle.data = l;
   l->reserve = cynic__tcp_client_new(p);
   /* An IPv6 listener takes IPv6 only: [::] and 0.0.0.0 are separate choices. */
@@ -194,7 +210,7 @@ int cynic__listener_adopt(cynic__proxy_t *p, cynic__listener_t *l, const cynic__
     close(nfd);
     return rc;
   }
-  l->listening = true;
+  l->listening = l->handle_open = true;
   l->handle.data = l;
   l->reserve = cynic__tcp_client_new(p);
   if ((rc = uv_tcp_open(&l->handle, nfd)) != 0) {
@@ -277,15 +293,18 @@ static void listener_free(cynic__listener_t *l) {
 }
 
 void cynic__listener_discard(cynic__listener_t *l) {
-  if (l->listening) {
-    l->listening = false;
-    uv_close((uv_handle_t *)&l->handle, NULL);
-  }
-  if (l->reserve != NULL) {
-    cynic__tcp_client_discard(l->reserve);
-    l->reserve = NULL;
-  }
+  cynic__listener_close(l);
   listener_free(l);
+}
+
+bool cynic__listener_reclaim(cynic__listener_t *l) {
+  cynic__listener_close(l);
+  if (l->handle_open)
+    return false; /* libuv still holds the handle: the next sweep */
+  listener_free(l);
+  memset(l, 0, sizeof *l);
+  l->retired = l->vacant = true;
+  return true;
 }
 
 int cynic__listeners_start(cynic__proxy_t *p) {
@@ -317,15 +336,7 @@ int cynic__listeners_start(cynic__proxy_t *p) {
 
 void cynic__listeners_stop(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->listener_count; i++) {
-    cynic__listener_t *l = &p->listeners[i];
-    if (l->listening) {
-      l->listening = false;
-      uv_close((uv_handle_t *)&l->handle, NULL);
-    }
-    if (l->reserve != NULL) {
-      cynic__tcp_client_discard(l->reserve);
-      l->reserve = NULL;
-    }
+    cynic__listener_close(&p->listeners[i]);
   }
 }
 

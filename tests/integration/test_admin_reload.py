@@ -3,6 +3,7 @@ one keeps serving; a good one is applied with the listeners' sockets, open
 connections and breaker state kept; a change that needs a restart is refused
 with 409 and nothing applied."""
 import datetime
+import os
 import signal
 import time
 import socket
@@ -669,5 +670,96 @@ def test_listener_rebuilt_at_the_same_address_keeps_its_socket():
         assert exchange(px)
     finally:
         stop.set()
+        px.stop()
+        good.close(), bad.close()
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_retired_places_are_reclaimed_so_reloads_never_run_out():
+    """More reloads that move a listener (and rebuild an upstream) than there
+    are places (64 listeners): each one succeeds, because a retired object's
+    place is freed once its connections have finished. A retired listener
+    with an open connection keeps its place until that closes; afterwards
+    /status lists nothing retired and the descriptors are back where they
+    started."""
+    good, bad, good2 = pu.echo(), pu.Refused(), pu.echo()
+    a = make(good, bad)
+    b = make(good2, bad).replace("- name: other\n    listen: 127.0.0.1:0", "- name: other\n    listen: 127.0.0.2:0")
+    px = pu.Cynic(a)
+    adm = au.Admin(px)
+    rounds = 80  # > CYNIC__CONFIG_MAX_LISTENERS (64)
+    try:
+        assert exchange(px)
+        fds0 = fd_count(px.pid)
+        held = px.connect()
+        held.sendall(b"h")
+        assert held.recv(1) == b"h"
+        deadline = time.monotonic() + 120
+        for i in range(rounds):
+            assert time.monotonic() < deadline, f"{i} reloads in 120 s"
+            rewrite(px, b if i % 2 == 0 else a)
+            status, _, js, _ = adm.post("/reload")
+            assert status == 200, (i, js)
+            assert js["added"]["listeners"] == ["other"] and js["added"]["upstreams"] == ["backend"], (i, js)
+        assert exchange(px)
+        st = adm.status()
+        assert st["config"]["reloads"] == rounds
+        # every retired listener was reclaimed (by the next reload's or the
+        # once-a-second sweep); of the 80 retired backends only the held
+        # client's object is left (and the last one, until the next sweep)
+        pu.wait_for(lambda: not [l for l in adm.status()["listeners"] if l["retired"]],
+                    timeout=10, what="retired listeners reclaimed")
+        pu.wait_for(lambda: len([u for u in adm.status()["upstreams"] if u["retired"]]) == 1,
+                    timeout=10, what="retired upstreams reclaimed but the held one")
+        kept = [u for u in adm.status()["upstreams"] if u["retired"]][0]
+        assert kept["name"] == "backend" and kept["endpoints"][0]["name"] == good.endpoint
+        assert kept["endpoints"][0]["active"] == 1
+        held.sendall(b"i")
+        assert held.recv(1) == b"i"
+        held.close()
+        pu.wait_for(lambda: not [u for u in adm.status()["upstreams"] if u["retired"]],
+                    timeout=10, what="retired upstreams reclaimed")
+        st = adm.status()
+        assert len(st["listeners"]) == 2 and len(st["upstreams"]) == 2
+        pu.wait_for(lambda: fd_count(px.pid) <= fds0, timeout=10,
+                    what=f"descriptors back to {fds0}")
+        px.wait_log(lambda r: r.get("event") == "listener_reclaimed" and r.get("listener") == "other")
+        px.wait_log(lambda r: r.get("event") == "upstream_reclaimed" and r.get("upstream") == "backend")
+        au.check_conventions(adm.metrics())
+        assert exchange(px) and exchange(px)
+    finally:
+        px.stop()
+        good.close(), bad.close(), good2.close()
+
+
+def test_retired_listener_with_a_connection_keeps_its_place_until_it_closes():
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        moved = text.replace("- name: app\n    listen: 127.0.0.1:0", "- name: app\n    listen: 127.0.0.2:0")
+        held = px.connect()
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        rewrite(px, moved)
+        assert adm.post("/reload")[0] == 200
+        # two more sweeps (one a second) do not reclaim it while the client is open
+        n = len(px.logs(event="listener_reclaimed"))
+        t0 = adm.status()["uptime_s"]
+        pu.wait_for(lambda: adm.status()["uptime_s"] > t0 + 2.2, timeout=10, what="two sweeps")
+        apps = [l for l in adm.status()["listeners"] if l["name"] == "app"]
+        assert [l["retired"] for l in apps] == [True, False] and apps[0]["open"] == 1
+        assert len(px.logs(event="listener_reclaimed")) == n
+        held.sendall(b"2")
+        assert held.recv(1) == b"2"
+        held.close()
+        pu.wait_for(lambda: len([l for l in adm.status()["listeners"] if l["name"] == "app"]) == 1,
+                    timeout=10, what="the retired listener reclaimed")
+        px.wait_log(lambda r: r.get("event") == "listener_reclaimed" and r.get("listener") == "app")
+    finally:
         px.stop()
         good.close(), bad.close()
