@@ -26,12 +26,12 @@ typedef struct cynic__transition_rec {
 
 struct cynic__admin {
   cynic__proxy_t *proxy;
-  cynic__httpd_t *httpd;   /* the server on admin.listen (allocated: a reload may replace it) */
+  cynic__httpd_t *httpd; /* the server on admin.listen (allocated: a reload may replace it) */
   bool httpd_started;
   cynic__httpd_t *retiring; /* the one a reload moved away from, until retire_timer closes it */
   uv_timer_t retire_timer;  /* closes `retiring` once the /reload answer has gone out */
-  char address[272]; /* bound address, port 0 resolved */
-  char *token;       /* bearer token from admin.token_file; NULL = none */
+  char address[272];        /* bound address, port 0 resolved */
+  char *token;              /* bearer token from admin.token_file; NULL = none */
   size_t token_len;
   uv_timer_t sample_timer; /* one history sample per upstream per second */
   uv_timer_t action_timer; /* runs drain after the answer has been written */

@@ -143,10 +143,10 @@ struct cynic__upstream {
   cynic_bulkhead_t *bulkhead;
   cynic__link_t waiters; /* cynic__conn_t.wait_link, oldest first */
   uv_timer_t resolve_timer;
-  bool has_names; /* some endpoint is a host name: re-resolve */
-  bool retired;   /* removed or replaced by a reload: its connections finish */
-  bool vacant;    /* (retired too) drained and reclaimed: the slot is free, cfg NULL */
-  bool fresh;     /* made by the reload in progress (not yet committed) */
+  bool has_names;  /* some endpoint is a host name: re-resolve */
+  bool retired;    /* removed or replaced by a reload: its connections finish */
+  bool vacant;     /* (retired too) drained and reclaimed: the slot is free, cfg NULL */
+  bool fresh;      /* made by the reload in progress (not yet committed) */
   bool timer_open; /* resolve_timer initialised and its close callback not yet run */
   cynic__counters_t counters;
   cynic__upstream_stats_t stats; /* metrics.h: admin listener */

@@ -112,7 +112,6 @@ static bool upstream_rebuilt(const cynic__config_t *o, const cynic__config_upstr
          ou->max_pending != nu->max_pending || ou->resolve_interval_ns != nu->resolve_interval_ns;
 }
 
-
 /* True when a listener made from `ol` stays the object for `nl` (NULL: the new
  * file does not have it): same address, mode and buffer (its buffer pool and
  * its connections are sized by it). */
@@ -167,8 +166,7 @@ static void carry_breakers(cynic__upstream_t *u, const cynic__upstream_t *old) {
           cynic_breaker_snapshot(e->breaker, &s) != 0)
         break;
       e->state = s.state; /* carry fires no callback: mirror it here */
-      if (s.state == CYNIC_BREAKER_FORCED_OPEN || s.state == CYNIC_BREAKER_FORCED_CLOSED)
-      {
+      if (s.state == CYNIC_BREAKER_FORCED_OPEN || s.state == CYNIC_BREAKER_FORCED_CLOSED) {
         memcpy(e->stats.manual_by, oe->stats.manual_by, sizeof e->stats.manual_by);
         memcpy(e->stats.manual_reason, oe->stats.manual_reason, sizeof e->stats.manual_reason);
       }
@@ -501,8 +499,7 @@ static int prepare_clients(cynic__proxy_t *p, const cynic__config_t *n,
     if (l->retired)
       continue;
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    if ( !listener_kept(l->cfg, lc) || l->client_buckets != 0 ||
-        lc->max_connections_per_client == 0)
+    if (!listener_kept(l->cfg, lc) || l->client_buckets != 0 || lc->max_connections_per_client == 0)
       continue;
     size_t nb = 64;
     while (nb < lc->max_connections / 4 && nb < 65536)
@@ -532,8 +529,7 @@ static void apply_clients(cynic__proxy_t *p, const cynic__config_t *n,
     if (l->retired || l->fresh)
       continue;
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    if (!listener_kept(l->cfg, lc) || l->client_buckets == 0 ||
-        lc->max_connections_per_client != 0)
+    if (!listener_kept(l->cfg, lc) || l->client_buckets == 0 || lc->max_connections_per_client != 0)
       continue;
     for (size_t b = 0; b < l->client_buckets; b++)
       while (l->clients[b] != NULL) {
@@ -839,10 +835,9 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
              json_pack("{s:s, s:s, s:s, s:I}", "event", "reloaded", "by", who, "file", n->path,
                        "reloads", (json_int_t)p->reloads));
   *status = 200;
-  json_t *answer =
-      json_pack("{s:b, s:s, s:I, s:o, s:{s:o, s:o}}", "reloaded", 1, "file", n->path, "reloads",
-                (json_int_t)p->reloads, "added", added, "removed", "listeners", removed,
-                "upstreams", removed_ups);
+  json_t *answer = json_pack("{s:b, s:s, s:I, s:o, s:{s:o, s:o}}", "reloaded", 1, "file", n->path,
+                             "reloads", (json_int_t)p->reloads, "added", added, "removed",
+                             "listeners", removed, "upstreams", removed_ups);
   if (answer != NULL && new_admin != NULL) /* where to ask next (port 0 resolved) */
     json_object_set_new(answer, "admin", json_string(p->admin->address));
   return answer;
