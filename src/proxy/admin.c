@@ -785,7 +785,10 @@ int cynic__admin_listen_new(cynic__proxy_t *p, const cynic__config_t *n, cynic__
   int rc = cynic__httpd_start(s, p->loop, &hc, (struct sockaddr *)&ss, handle, p->admin);
   if (rc != 0) {
     snprintf(why, len, "admin.listen: cannot listen on %s: %s", ac->listen.text, uv_strerror(rc));
-    cynic__httpd_close(s, free_closed);
+    if (s->listening)
+      cynic__httpd_close(s, free_closed); /* frees it once libuv lets go */
+    else
+      free(s); /* no handle was made: nothing to close */
     return rc;
   }
   *out = s;
