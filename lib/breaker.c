@@ -664,6 +664,44 @@ int cynic_breaker_reset(cynic_breaker_t *b) {
   return manual(b, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_REASON_MANUAL_RESET);
 }
 
+int cynic_breaker_carry(cynic_breaker_t *to, const cynic_breaker_t *cfrom) {
+  if (to == NULL || cfrom == NULL || to == cfrom)
+    return CYNIC_EINVAL;
+  /* The mutex is not part of `from`'s observable value (as in snapshot). */
+  cynic_breaker_t *from = (cynic_breaker_t *)cfrom;
+  pthread_mutex_lock(&from->mu);
+  uint64_t now = now_locked(from);
+  cynic_breaker_state_t state = w_state(atomic_load_explicit(&from->word, memory_order_acquire));
+  uint64_t open_until = atomic_load_explicit(&from->open_until, memory_order_relaxed);
+  uint64_t since = from->since_ns, open_ns = from->cur_open_ns;
+  cynic_breaker_reason_t reason = from->last_reason;
+  uint32_t trips = from->consecutive_trips;
+  pthread_mutex_unlock(&from->mu);
+  if (state == CYNIC_BREAKER_CLOSED)
+    return 0;
+  if (state == CYNIC_BREAKER_HALF_OPEN) {
+    state = CYNIC_BREAKER_OPEN;
+    open_until = now; /* over: the next acquire probes */
+  }
+  pthread_mutex_lock(&to->mu);
+  if (now > to->last_now)
+    to->last_now = now;
+  uint64_t w = atomic_load_explicit(&to->word, memory_order_relaxed);
+  counters_clear(to);
+  if (state == CYNIC_BREAKER_OPEN) {
+    atomic_store_explicit(&to->open_until, open_until, memory_order_relaxed);
+    /* the next trip backs off from here, within to's own bounds */
+    uint64_t hi = to->cfg.open_multiplier > 1.0 ? to->cfg.open_max_ns : to->cfg.open_ns;
+    to->cur_open_ns = open_ns > hi ? hi : open_ns < to->cfg.open_ns ? to->cfg.open_ns : open_ns;
+    to->consecutive_trips = trips;
+  }
+  to->since_ns = since;
+  to->last_reason = reason;
+  atomic_store_explicit(&to->word, w_make(state, 0, w_gen(w) + 1), memory_order_release);
+  pthread_mutex_unlock(&to->mu);
+  return 0;
+}
+
 /* ---- snapshot ------------------------------------------------------------------- */
 
 int cynic_breaker_snapshot(const cynic_breaker_t *cb, cynic_breaker_snapshot_t *out) {

@@ -262,6 +262,32 @@ CYNIC_API int cynic_breaker_trip(cynic_breaker_t *b);
 CYNIC_API int cynic_breaker_force_closed(cynic_breaker_t *b);
 CYNIC_API int cynic_breaker_reset(cynic_breaker_t *b);
 
+/*
+ * Starts `to` where `from` stands: for a breaker rebuilt with another config
+ * (a reload that changed the thresholds or the endpoint list), so that what
+ * was known about the dependency is not forgotten.
+ *  - FORCED_OPEN and FORCED_CLOSED carry over as they are (an operator's
+ *    decision outlives a config change);
+ *  - OPEN carries over with the same end of its interval (`to` probes when
+ *    `from` would have) and the same open interval (within `to`'s open_ns ..
+ *    open_max_ns) and consecutive trips, so a later trip backs off from where
+ *    `from` was;
+ *  - HALF_OPEN becomes OPEN with the interval over: the next acquire of `to`
+ *    is a probe (the probes in flight belong to `from`);
+ *  - CLOSED leaves `to` as it is (a bucket or window of another config is not
+ *    comparable).
+ * The time of the last transition (since) and its reason carry over too. This
+ * is not a transition of `to`: the callback does not fire and `transitions`
+ * does not count it (the caller mirrors the state itself if it keeps a copy);
+ * totals (successes, failures, ...) are not carried. Permits of `to`
+ * outstanding from before become stale. Both breakers must read the same
+ * clock (times are copied as they are). `from` is only read (under its
+ * mutex, released before `to`'s is taken, so two carries in opposite
+ * directions cannot deadlock).
+ * Returns 0, or CYNIC_EINVAL when an argument is NULL or both are the same.
+ */
+CYNIC_API int cynic_breaker_carry(cynic_breaker_t *to, const cynic_breaker_t *from);
+
 /* A consistent picture of the breaker for metrics and the admin API. */
 typedef struct cynic_breaker_snapshot {
   cynic_breaker_state_t state;        /* as last set; an OPEN breaker whose interval

@@ -322,7 +322,7 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
   }
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
-    if (!u->cfg->required || u->retired)
+    if (u->retired || !u->cfg->required)
       continue;
     size_t open = 0;
     for (size_t k = 0; k < u->endpoint_count; k++) {
@@ -362,11 +362,14 @@ static void get_status(req_t *r) {
   json_t *ls = json_array();
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
+    if (l->vacant)
+      continue; /* a retired one's slot, reclaimed */
     json_t *lo = json_object();
     json_object_set_new(lo, "name", json_string(l->cfg->name));
     json_object_set_new(lo, "address", json_string(l->address));
     json_object_set_new(lo, "mode", json_string(l->cfg->mode == CYNIC__MODE_HTTP ? "http" : "tcp"));
     json_object_set_new(lo, "upstream", json_string(l->upstream->cfg->name));
+    json_object_set_new(lo, "buffer_bytes", json_integer((json_int_t)l->cfg->buffer_bytes));
     json_object_set_new(lo, "open", json_integer(l->open));
     json_object_set_new(lo, "max_connections", json_integer(l->cfg->max_connections));
     json_object_set_new(lo, "max_connections_per_client",
@@ -379,7 +382,8 @@ static void get_status(req_t *r) {
   json_object_set_new(o, "listeners", ls);
   json_t *us = json_array();
   for (size_t i = 0; i < p->upstream_count; i++)
-    json_array_append_new(us, upstream_json(&p->upstreams[i]));
+    if (!p->upstreams[i].vacant)
+      json_array_append_new(us, upstream_json(&p->upstreams[i]));
   json_object_set_new(o, "upstreams", us);
   json_object_set_new(o, "transitions", transitions_json(r->a, NULL));
   reply_json(r, 200, o);
@@ -733,8 +737,84 @@ static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_res
 
 static void on_sample(uv_timer_t *t) {
   cynic__admin_t *a = t->data;
+  cynic__reload_sweep(a->proxy);
   cynic__metrics_sample(a->proxy);
   cynic__accesslog_rotate(a->proxy->cfg->log.rotate_max_bytes, a->proxy->cfg->log.rotate_keep);
+}
+
+/* The admin listener's server limits: a local control API. */
+static void admin_httpd_config(cynic__httpd_config_t *hc) {
+  cynic__httpd_config_default(hc);
+  hc->max_conns = 64;
+  hc->limits.max_body = 64u << 10;
+}
+
+static void free_closed(cynic__httpd_t *s) {
+  free(s);
+}
+
+/* A moment after a reload moved the admin address, so the client that asked
+ * reads its answer (libuv writes it at once when the socket has room; the
+ * grace covers the client's read before its connection closes). */
+#define ADMIN_RETIRE_GRACE_MS 250u
+
+static void on_retire(uv_timer_t *t) {
+  cynic__admin_t *a = t->data;
+  if (a->retiring != NULL)
+    cynic__httpd_close(a->retiring, free_closed);
+  a->retiring = NULL;
+}
+
+int cynic__admin_listen_new(cynic__proxy_t *p, const cynic__config_t *n, cynic__httpd_t **out,
+                            char *why, size_t len) {
+  const cynic__config_admin_t *ac = &n->admin;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  *out = NULL;
+  if (!cynic__addr_numeric(ac->listen.host, ac->listen.port, false, &ss)) {
+    snprintf(why, len, "admin.listen: not a numeric address: %s", ac->listen.text);
+    return CYNIC_EINVAL;
+  }
+  cynic__httpd_t *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    snprintf(why, len, "admin.listen: out of memory");
+    return CYNIC_ENOMEM;
+  }
+  cynic__httpd_config_t hc;
+  admin_httpd_config(&hc);
+  int rc = cynic__httpd_start(s, p->loop, &hc, (struct sockaddr *)&ss, handle, p->admin);
+  if (rc != 0) {
+    snprintf(why, len, "admin.listen: cannot listen on %s: %s", ac->listen.text, uv_strerror(rc));
+    if (s->listening)
+      cynic__httpd_close(s, free_closed); /* frees it once libuv lets go */
+    else
+      free(s); /* no handle was made: nothing to close */
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+void cynic__admin_listen_undo(cynic__httpd_t *s) {
+  if (s != NULL)
+    cynic__httpd_close(s, free_closed);
+}
+
+void cynic__admin_listen_swap(cynic__proxy_t *p, cynic__httpd_t *s) {
+  cynic__admin_t *a = p->admin;
+  char before[sizeof a->address];
+  memcpy(before, a->address, sizeof before);
+  if (a->retiring != NULL) /* a second move within the grace: the first goes now */
+    cynic__httpd_close(a->retiring, free_closed);
+  a->retiring = a->httpd;
+  a->httpd = s;
+  struct sockaddr_storage ss;
+  if (cynic__httpd_address(s, &ss) == 0)
+    cynic__addr_format((struct sockaddr *)&ss, a->address, sizeof a->address);
+  uv_timer_start(&a->retire_timer, on_retire, ADMIN_RETIRE_GRACE_MS, 0);
+  cynic__log_event(CYNIC_LOG_INFO, "admin_moved", "admin listening",
+                   json_pack("{s:s, s:s, s:s, s:b}", "listener", "admin", "address", a->address,
+                             "previous", before, "token", a->token != NULL));
 }
 
 int cynic__admin_start(cynic__proxy_t *p) {
@@ -746,7 +826,8 @@ int cynic__admin_start(cynic__proxy_t *p) {
   p->admin = a;
   uv_timer_init(p->loop, &a->sample_timer);
   uv_timer_init(p->loop, &a->action_timer);
-  a->sample_timer.data = a->action_timer.data = a;
+  uv_timer_init(p->loop, &a->retire_timer);
+  a->sample_timer.data = a->action_timer.data = a->retire_timer.data = a;
   uv_signal_init(p->loop, &a->sighup);
   a->sighup.data = a;
   uv_signal_start(&a->sighup, on_sighup, SIGHUP);
@@ -772,18 +853,18 @@ int cynic__admin_start(cynic__proxy_t *p) {
     return CYNIC_EINVAL;
   }
   cynic__httpd_config_t hc;
-  cynic__httpd_config_default(&hc);
-  hc.max_conns = 64;
-  hc.limits.max_body = 64u << 10;
+  admin_httpd_config(&hc);
+  if ((a->httpd = calloc(1, sizeof *a->httpd)) == NULL)
+    return CYNIC_ENOMEM;
   a->httpd_started = true;
-  int rc = cynic__httpd_start(&a->httpd, p->loop, &hc, (struct sockaddr *)&ss, handle, a);
+  int rc = cynic__httpd_start(a->httpd, p->loop, &hc, (struct sockaddr *)&ss, handle, a);
   if (rc != 0) {
     cynic__log_event(CYNIC_LOG_ERROR, "listen_failed", "cannot listen",
                      json_pack("{s:s, s:s, s:s}", "listener", "admin", "address", ac->listen.text,
                                "error", uv_strerror(rc)));
     return rc;
   }
-  cynic__httpd_address(&a->httpd, &ss);
+  cynic__httpd_address(a->httpd, &ss);
   cynic__addr_format((struct sockaddr *)&ss, a->address, sizeof a->address);
   uv_timer_start(&a->sample_timer, on_sample, 1000, 1000);
   uv_unref((uv_handle_t *)&a->sample_timer);
@@ -800,9 +881,13 @@ void cynic__admin_stop(cynic__proxy_t *p) {
   a->stopping = true;
   uv_close((uv_handle_t *)&a->sample_timer, NULL);
   uv_close((uv_handle_t *)&a->action_timer, NULL);
+  uv_close((uv_handle_t *)&a->retire_timer, NULL);
   uv_close((uv_handle_t *)&a->sighup, NULL);
+  if (a->retiring != NULL)
+    cynic__httpd_close(a->retiring, free_closed);
+  a->retiring = NULL;
   if (a->httpd_started)
-    cynic__httpd_close(&a->httpd, NULL);
+    cynic__httpd_close(a->httpd, NULL);
 }
 
 void cynic__admin_free(cynic__proxy_t *p) {
@@ -814,6 +899,7 @@ void cynic__admin_free(cynic__proxy_t *p) {
     memset(a->token, 0, a->token_len);
     free(a->token);
   }
+  free(a->httpd);
   free(a);
   p->admin = NULL;
 }

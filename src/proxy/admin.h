@@ -26,10 +26,12 @@ typedef struct cynic__transition_rec {
 
 struct cynic__admin {
   cynic__proxy_t *proxy;
-  cynic__httpd_t httpd;
+  cynic__httpd_t *httpd; /* the server on admin.listen (allocated: a reload may replace it) */
   bool httpd_started;
-  char address[272]; /* bound address, port 0 resolved */
-  char *token;       /* bearer token from admin.token_file; NULL = none */
+  cynic__httpd_t *retiring; /* the one a reload moved away from, until retire_timer closes it */
+  uv_timer_t retire_timer;  /* closes `retiring` once the /reload answer has gone out */
+  char address[272];        /* bound address, port 0 resolved */
+  char *token;              /* bearer token from admin.token_file; NULL = none */
   size_t token_len;
   uv_timer_t sample_timer; /* one history sample per upstream per second */
   uv_timer_t action_timer; /* runs drain after the answer has been written */
@@ -49,14 +51,31 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
 
 /* Reloads the config file (SIGHUP, POST /reload). Returns the JSON answer and
  * sets *status: 200 applied, 400 bad config (nothing applied), 409 a change
- * that needs a restart (nothing applied). `who` names the cause in the log. */
+ * that cannot be applied now (an address in use, a file that does not open;
+ * nothing applied). `who` names the cause in the log. */
 json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status);
+/* Reclaims the slots of retired listeners and upstreams that nothing points
+ * to any more (no connection, no queued client, no listener), so that a
+ * process reloaded for ever never runs out of them (Steady State). Called
+ * once a second and at the start of every reload; O(connections + slots). */
+void cynic__reload_sweep(cynic__proxy_t *p);
 /* Frees the config copies and pinned configs of retired listeners and
  * upstreams, after the loop has ended. */
 void cynic__reload_free(cynic__proxy_t *p);
 /* Reads the token of `n`'s admin.token_file into *token (malloc'd; NULL when
  * there is none). 0, or a negative errno (logged). */
 int cynic__admin_token_read(const cynic__config_t *n, char **token, size_t *len);
+/* Binds `n`'s admin.listen for a reload that changes it (before anything
+ * changes): *out is a server already accepting there (its requests are
+ * answered by the same handler). 0, or a libuv / CYNIC_E* error with `why`
+ * filled (nothing left open). */
+int cynic__admin_listen_new(cynic__proxy_t *p, const cynic__config_t *n, cynic__httpd_t **out,
+                            char *why, size_t len);
+/* Undoes cynic__admin_listen_new (the reload was refused later). */
+void cynic__admin_listen_undo(cynic__httpd_t *s);
+/* Makes `s` the admin server; the old one (on which a POST /reload may be
+ * waiting for its answer) is closed a moment later, connections and all. */
+void cynic__admin_listen_swap(cynic__proxy_t *p, cynic__httpd_t *s);
 /* Makes `token` (from cynic__admin_token_read, owned from now on) the admin
  * listener's, wiping and freeing the old one. */
 void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len);

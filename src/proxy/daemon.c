@@ -89,12 +89,15 @@ static void total(const cynic__counters_t *c, const char *what, const char *name
 static void log_totals(const cynic__proxy_t *p) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
+    if (u->vacant)
+      continue; /* reclaimed after a reload */
     for (size_t e = 0; e < u->endpoint_count; e++)
       total(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text);
     total(&u->counters, "upstream", u->cfg->name);
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
+    if (!p->listeners[i].vacant)
+      total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
 }
 
 /* "1234567" as "1,234,567", for people reading summary lines. */
@@ -151,12 +154,15 @@ static void on_summary(uv_timer_t *t) {
   window_text(ms, w, sizeof w);
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
+    if (u->vacant)
+      continue; /* reclaimed after a reload */
     for (size_t e = 0; e < u->endpoint_count; e++)
       summarise(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text, w, ms);
     summarise(&u->counters, "upstream", u->cfg->name, w, ms);
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name, w, ms);
+    if (!p->listeners[i].vacant)
+      summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name, w, ms);
 }
 
 /* log.rotate (Steady State: logs never fill the disk). The file's size is
@@ -190,6 +196,15 @@ static void on_rotate_check(uv_timer_t *t) {
                              "result", rc == 0 ? "ok" : strerror(-rc)));
   free(from);
   free(to);
+}
+
+void cynic__proxy_rotate_apply(cynic__proxy_t *p) {
+  if (p->stopping)
+    return;
+  if (p->cfg->log.rotate_max_bytes > 0 && strcmp(p->cfg->log.file, "-") != 0)
+    uv_timer_start(&p->rotate_timer, on_rotate_check, 0, ROTATE_CHECK_MS);
+  else
+    uv_timer_stop(&p->rotate_timer);
 }
 
 /* Ends the loop: every handle the proxy owns is closed; uv_run returns once
@@ -272,8 +287,7 @@ static void serve(cynic__proxy_t *p) {
     return;
   }
   uv_timer_start(&p->summary_timer, on_summary, summary_ms(p), summary_ms(p));
-  if (p->cfg->log.rotate_max_bytes > 0 && strcmp(p->cfg->log.file, "-") != 0)
-    uv_timer_start(&p->rotate_timer, on_rotate_check, 0, ROTATE_CHECK_MS);
+  cynic__proxy_rotate_apply(p);
   cynic__log_event(CYNIC_LOG_INFO, "started", "started",
                    json_pack("{s:s, s:i, s:i, s:i}", "version", cynic_version(), "pid",
                              (json_int_t)getpid(), "listeners", (json_int_t)p->listener_count,

@@ -10,10 +10,13 @@
  * "listening" log line reports.
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "log.h"
@@ -138,6 +141,22 @@ static void on_connection(uv_stream_t *server, int status) {
   cynic__tcp_start(l, client, ip, port);
 }
 
+static void on_handle_closed(uv_handle_t *h) {
+  cynic__listener_t *l = h->data;
+  l->handle_open = false;
+}
+
+void cynic__listener_close(cynic__listener_t *l) {
+  if (l->listening) {
+    l->listening = false;
+    uv_close((uv_handle_t *)&l->handle, on_handle_closed);
+  }
+  if (l->reserve != NULL) {
+    cynic__tcp_client_discard(l->reserve);
+    l->reserve = NULL;
+  }
+}
+
 static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
   const cynic__config_addr_t *a = &l->cfg->listen;
   struct sockaddr_storage ss;
@@ -156,7 +175,7 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
   int rc = uv_tcp_init(p->loop, &l->handle);
   if (rc != 0)
     return rc;
-  l->listening = true;
+  l->listening = l->handle_open = true;
   l->handle.data = l;
   l->reserve = cynic__tcp_client_new(p);
   /* An IPv6 listener takes IPv6 only: [::] and 0.0.0.0 are separate choices. */
@@ -173,6 +192,41 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
   cynic__log_event(CYNIC_LOG_INFO, "listening", "listening",
                    json_pack("{s:s, s:s, s:s, s:s}", "listener", l->cfg->name, "address",
                              l->address, "mode", "tcp", "upstream", l->upstream->cfg->name));
+  return 0;
+}
+
+int cynic__listener_adopt(cynic__proxy_t *p, cynic__listener_t *l, const cynic__listener_t *from) {
+  uv_os_fd_t fd;
+  int rc = uv_fileno((const uv_handle_t *)&from->handle, &fd);
+  if (rc != 0)
+    return rc;
+  /* The same socket under a second descriptor: when the old listener closes
+   * its descriptor the socket, its port and its backlog stay with this one,
+   * so no client is refused in between. */
+  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (nfd < 0)
+    return uv_translate_sys_error(errno);
+  if ((rc = uv_tcp_init(p->loop, &l->handle)) != 0) {
+    close(nfd);
+    return rc;
+  }
+  l->listening = l->handle_open = true;
+  l->handle.data = l;
+  l->reserve = cynic__tcp_client_new(p);
+  if ((rc = uv_tcp_open(&l->handle, nfd)) != 0) {
+    close(nfd); /* the handle does not own it yet; closing the handle is safe */
+    return rc;
+  }
+  /* listen() again on a listening socket only sets the backlog */
+  if ((rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection)) != 0)
+    return rc;
+  cynic__tcp_listener_options(l);
+  memcpy(l->address, from->address, sizeof l->address);
+  cynic__log_event(CYNIC_LOG_INFO, "listener_rebuilt", "listening",
+                   json_pack("{s:s, s:s, s:s, s:s, s:I}", "listener", l->cfg->name, "address",
+                             l->address, "mode", l->cfg->mode == CYNIC__MODE_HTTP ? "http" : "tcp",
+                             "upstream", l->upstream->cfg->name, "buffer_bytes",
+                             (json_int_t)l->cfg->buffer_bytes));
   return 0;
 }
 
@@ -240,15 +294,18 @@ static void listener_free(cynic__listener_t *l) {
 }
 
 void cynic__listener_discard(cynic__listener_t *l) {
-  if (l->listening) {
-    l->listening = false;
-    uv_close((uv_handle_t *)&l->handle, NULL);
-  }
-  if (l->reserve != NULL) {
-    cynic__tcp_client_discard(l->reserve);
-    l->reserve = NULL;
-  }
+  cynic__listener_close(l);
   listener_free(l);
+}
+
+bool cynic__listener_reclaim(cynic__listener_t *l) {
+  cynic__listener_close(l);
+  if (l->handle_open)
+    return false; /* libuv still holds the handle: the next sweep */
+  listener_free(l);
+  memset(l, 0, sizeof *l);
+  l->retired = l->vacant = true;
+  return true;
 }
 
 int cynic__listeners_start(cynic__proxy_t *p) {
@@ -280,15 +337,7 @@ int cynic__listeners_start(cynic__proxy_t *p) {
 
 void cynic__listeners_stop(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->listener_count; i++) {
-    cynic__listener_t *l = &p->listeners[i];
-    if (l->listening) {
-      l->listening = false;
-      uv_close((uv_handle_t *)&l->handle, NULL);
-    }
-    if (l->reserve != NULL) {
-      cynic__tcp_client_discard(l->reserve);
-      l->reserve = NULL;
-    }
+    cynic__listener_close(&p->listeners[i]);
   }
 }
 

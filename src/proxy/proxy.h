@@ -143,8 +143,11 @@ struct cynic__upstream {
   cynic_bulkhead_t *bulkhead;
   cynic__link_t waiters; /* cynic__conn_t.wait_link, oldest first */
   uv_timer_t resolve_timer;
-  bool has_names; /* some endpoint is a host name: re-resolve */
-  bool retired;   /* removed or replaced by a reload: its connections finish */
+  bool has_names;  /* some endpoint is a host name: re-resolve */
+  bool retired;    /* removed or replaced by a reload: its connections finish */
+  bool vacant;     /* (retired too) drained and reclaimed: the slot is free, cfg NULL */
+  bool fresh;      /* made by the reload in progress (not yet committed) */
+  bool timer_open; /* resolve_timer initialised and its close callback not yet run */
   cynic__counters_t counters;
   cynic__upstream_stats_t stats; /* metrics.h: admin listener */
 };
@@ -172,6 +175,9 @@ struct cynic__listener {
   uv_tcp_t handle;
   bool listening;    /* handle initialised and not yet closed */
   bool retired;      /* removed by a reload: not accepting; its connections finish */
+  bool vacant;       /* (retired too) drained and reclaimed: the slot is free, cfg NULL */
+  bool fresh;        /* made by the reload in progress (not yet committed) */
+  bool handle_open;  /* handle initialised and its close callback not yet run */
   uv_tcp_t *reserve; /* a client handle kept to shed a connection when out of memory */
   char address[272]; /* the bound address, port 0 resolved (CYNIC_ADDR_STR_MAX) */
   uint32_t open;     /* client connections open now */
@@ -244,6 +250,12 @@ void cynic__proxy_resolved(cynic__proxy_t *p);
 /* Starts a drain, as SIGTERM does (`why` names the cause in the log). */
 void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
 
+/* Starts, restarts or stops the log.rotate check for the config in use (at
+ * start and after a reload that changed log.file or log.rotate); the check
+ * reads p->cfg each time, so a new max_bytes or keep applies from the next
+ * one. */
+void cynic__proxy_rotate_apply(cynic__proxy_t *p);
+
 /* A connection has been freed: finish a drain when it was the last. */
 void cynic__proxy_conn_gone(cynic__proxy_t *p);
 
@@ -278,8 +290,13 @@ int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
 /* Starts resolving u's host names, now and every resolve_interval. */
 void cynic__upstream_resolve_start(cynic__proxy_t *p, cynic__upstream_t *u);
 /* Undoes cynic__upstream_init (a reload that was refused): frees what it made
- * and closes its timer; the slot may be reused from the next loop turn. */
+ * and closes its timer; the slot may be reused once timer_open is false. */
 void cynic__upstream_discard(cynic__upstream_t *u);
+/* A retired upstream with nothing left that points to it: closes its timer
+ * and cancels resolutions in flight, and once those are done frees its
+ * breakers and bulkhead and marks the slot vacant. True when vacant now
+ * (then u->cfg is NULL; the caller frees the config copy it had first). */
+bool cynic__upstream_reclaim(cynic__upstream_t *u);
 /* Frees breakers and bulkheads, after the loop has ended. */
 void cynic__upstreams_free(cynic__proxy_t *p);
 
@@ -305,9 +322,24 @@ int cynic__listener_setup(cynic__proxy_t *p, cynic__listener_t *l,
 /* Binds and listens (logs "listening", or "cannot listen" and returns the
  * libuv error). */
 int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l);
+/* Instead of bind: takes over the listening socket of `from` (a listener at
+ * the same address that a reload rebuilds because its mode or buffer
+ * changed) under a descriptor of its own, without closing or binding
+ * anything: `from` is then closed by the caller and its open connections
+ * finish with it; pending and new clients are accepted here. Logs
+ * "listening" (event listener_rebuilt). 0 or a libuv error; on error undo
+ * with cynic__listener_discard (the socket stays with `from`). */
+int cynic__listener_adopt(cynic__proxy_t *p, cynic__listener_t *l, const cynic__listener_t *from);
 /* Undoes setup and bind (a reload that was refused); the slot may be reused
- * from the next loop turn. */
+ * once handle_open is false. */
 void cynic__listener_discard(cynic__listener_t *l);
+/* Stops accepting: closes the listening handle (its close callback clears
+ * handle_open) and the reserve client handle. */
+void cynic__listener_close(cynic__listener_t *l);
+/* A retired listener with no connection left: frees its tables and pool and
+ * marks the slot vacant (cfg NULL; the caller frees the copy it had first).
+ * True when vacant now; false while its handle is still closing. */
+bool cynic__listener_reclaim(cynic__listener_t *l);
 /* The per-client rate table for cfg's rate_limit into *out (NULL without
  * one). 0 or a negative CYNIC_E*. */
 int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *cfg,
@@ -334,6 +366,9 @@ void cynic__tcp_client_discard(uv_tcp_t *client);
 void cynic__tcp_promote(cynic__upstream_t *u);
 /* Closes every connection (drain deadline, exit). */
 void cynic__tcp_close_all(cynic__proxy_t *p);
+/* Sets listeners[i] / upstreams[i] for every slot some connection (open,
+ * queued or closing but not yet freed) points to. O(connections). */
+void cynic__tcp_mark_in_use(const cynic__proxy_t *p, bool *listeners, bool *upstreams);
 /* Closes every connection to endpoint `e` (an operator's trip with
  * close_connections); returns how many. */
 size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e);

@@ -6,14 +6,16 @@
  * error in the answer and the log) and the old config keeps serving.
  *
  * Listeners and upstreams that the new file adds are created in free slots
- * (the arrays have room for the most a config may hold, so nothing moves),
- * all or nothing: a listener that cannot bind undoes the whole reload (409).
- * A listener the new file no longer has is retired: it stops accepting at
- * once, its open connections finish with it, and it keeps its slot and a
- * copy of its part of the config until the process ends; /status lists it
- * as retired, /metrics leaves it out (its name may come back). The slots of
- * retired listeners count against the 64 (upstreams: 256); past that, an
- * addition asks for a restart.
+ * (the arrays have room for the most a config may hold, so nothing moves;
+ * vacant slots are reused first), all or nothing: a listener that cannot
+ * bind undoes the whole reload (409). A listener the new file no longer has
+ * is retired: it stops accepting at once, its open connections finish with
+ * it, and it keeps its slot and a copy of its part of the config while
+ * anything points to it; /status lists it as retired, /metrics leaves it
+ * out (its name may come back). cynic__reload_sweep() (every reload and
+ * once a second) then frees the slot and the copy: the slot is vacant
+ * (retired, cfg NULL) until a reload reuses it (Steady State: a process may
+ * be reloaded any number of times).
  *
  * What a reload applies in place, today: every value read per connection or
  * per decision - timeouts, keepalive, listener max_connections and
@@ -25,17 +27,31 @@
  * Upstreams removed, or rebuilt because their endpoints, breaker, bulkhead
  * or resolve_interval changed, are retired the same way: a rebuilt one gets a
  * new object (new breakers and bulkhead) that its listeners send new clients
- * to; the old one's connections and queued clients finish with it.
+ * to; the old one's connections and queued clients finish with it. The new
+ * breakers of endpoints the old object had start where the old ones stand
+ * (cynic_breaker_carry: manual overrides with who/why/since, open ones open).
  *
  * A kept listener's access_log and rate_limit change in place (a new file
  * opened, a new rate table made, before anything changes).
  *
  * The log file may change too (checked that it opens first; a line in the old
- * file says where the log went).
+ * file says where the log went), and so may log.rotate (the check timer is
+ * started, stopped or restarted; it reads the config in use).
  *
- * What needs a restart, and is refused with 409 naming it (nothing applied):
- * a listener's (at the same address) mode or buffer; the admin address; the
- * log's rotation settings.
+ * A listener whose mode or buffer changed at the same address is rebuilt:
+ * a new object takes over the old one's listening socket (a second
+ * descriptor for it, cynic__listener_adopt), then the old one closes its
+ * descriptor and is retired like a removed one (its connections and their
+ * buffers finish with it). The socket never closes: no client is refused.
+ *
+ * A new admin address is bound before anything changes (failure refuses the
+ * whole reload, 409 with the error); the old admin listener answers the
+ * request that asked for the reload and closes a moment after.
+ *
+ * Nothing needs a restart any more; a reload is refused with 409 (nothing
+ * applied) when something it needs cannot be had: an address in use, a file
+ * that does not open, memory, or listeners and upstreams to add or remove
+ * while cynic is still starting.
  *
  * Ownership: the config the process started with belongs to main.c; a
  * reloaded one belongs to the proxy (p->reloaded_cfg) and is freed when the
@@ -96,114 +112,199 @@ static bool upstream_rebuilt(const cynic__config_t *o, const cynic__config_upstr
          ou->max_pending != nu->max_pending || ou->resolve_interval_ns != nu->resolve_interval_ns;
 }
 
-/* Fills `why` with the first change a reload cannot apply; false if none. */
-static bool needs_restart(const cynic__config_t *o, const cynic__config_t *n, char *why,
-                          size_t len) {
-#define RESTART(...) return snprintf(why, len, __VA_ARGS__), true
-  if (!same_str(o->admin.listen.text, n->admin.listen.text))
-    RESTART("admin.listen changed (%s -> %s)", o->admin.listen.text, n->admin.listen.text);
-  if (o->log.rotate_max_bytes != n->log.rotate_max_bytes ||
-      o->log.rotate_keep != n->log.rotate_keep)
-    RESTART("log.rotate changed");
-  for (size_t i = 0; i < n->listener_count; i++) {
-    const cynic__config_listener_t *nl = &n->listeners[i];
-    const cynic__config_listener_t *ol = find_listener(o, nl->name);
-    if (ol == NULL || !same_str(ol->listen.text, nl->listen.text))
-      continue; /* added, or moved to another address: a new listener replaces it */
-    if (ol->mode != nl->mode)
-      RESTART("listener '%s': mode changed", nl->name);
-    if (ol->buffer_bytes != nl->buffer_bytes)
-      RESTART("listener '%s': buffer changed", nl->name);
-  }
-  /* Upstreams removed, added or rebuilt (endpoints, breaker, bulkhead,
-   * resolve_interval changed) are all applied: see upstream_rebuilt(). */
-  return false;
-#undef RESTART
+/* True when a listener made from `ol` stays the object for `nl` (NULL: the new
+ * file does not have it): same address, mode and buffer (its buffer pool and
+ * its connections are sized by it). */
+static bool listener_kept(const cynic__config_listener_t *ol, const cynic__config_listener_t *nl) {
+  return nl != NULL && same_str(ol->listen.text, nl->listen.text) && ol->mode == nl->mode &&
+         ol->buffer_bytes == nl->buffer_bytes;
 }
 
 /* True when `n` has listener `lc` at another address than `o` has it (or `o`
- * does not have it): it gets a new listener of its own. */
+ * does not have it), or with another mode or buffer: it gets a new listener
+ * object of its own (at the same address, on the old one's socket). */
 static bool is_new_listener(const cynic__config_t *o, const cynic__config_listener_t *lc) {
   const cynic__config_listener_t *ol = find_listener(o, lc->name);
-  return ol == NULL || !same_str(ol->listen.text, lc->listen.text);
+  return ol == NULL || !listener_kept(ol, lc);
 }
 
-/* The proxy's upstream named `name` among the first `count` slots. */
-static cynic__upstream_t *upstream_named(cynic__proxy_t *p, size_t count, const char *name) {
-  cynic__upstream_t *found = NULL;
+/* The proxy's listener in use named `name` among the first `count` slots. */
+static cynic__listener_t *listener_named(cynic__proxy_t *p, size_t count, const char *name) {
   for (size_t i = 0; i < count; i++)
-    if (!p->upstreams[i].retired && strcmp(p->upstreams[i].cfg->name, name) == 0)
-      found = &p->upstreams[i]; /* the last: a rebuilt one comes after the one it replaces */
+    if (!p->listeners[i].retired && !p->listeners[i].fresh &&
+        strcmp(p->listeners[i].cfg->name, name) == 0)
+      return &p->listeners[i];
+  return NULL;
+}
+
+/* The proxy's upstream in use named `name` among the first `count` slots
+ * (not one the reload in progress is making). */
+static cynic__upstream_t *upstream_named(cynic__proxy_t *p, size_t count, const char *name) {
+  for (size_t i = 0; i < count; i++)
+    if (!p->upstreams[i].retired && !p->upstreams[i].fresh &&
+        strcmp(p->upstreams[i].cfg->name, name) == 0)
+      return &p->upstreams[i];
+  return NULL;
+}
+
+/* A rebuilt upstream `u` starts where the one it replaces (`old`, NULL for a
+ * new name) stands, endpoint by endpoint (matched by address text): an
+ * operator's trip or force_closed with its who/why/since, and an open
+ * breaker (an endpoint known to be down gets no traffic from the new object
+ * until its interval ends). Endpoints the old one did not have start closed. */
+static void carry_breakers(cynic__upstream_t *u, const cynic__upstream_t *old) {
+  if (old == NULL)
+    return;
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    cynic__endpoint_t *e = &u->endpoints[k];
+    for (size_t j = 0; j < old->endpoint_count; j++) {
+      const cynic__endpoint_t *oe = &old->endpoints[j];
+      if (strcmp(oe->addr->text, e->addr->text) != 0)
+        continue;
+      cynic_breaker_snapshot_t s;
+      if (cynic_breaker_carry(e->breaker, oe->breaker) != 0 ||
+          cynic_breaker_snapshot(e->breaker, &s) != 0)
+        break;
+      e->state = s.state; /* carry fires no callback: mirror it here */
+      if (s.state == CYNIC_BREAKER_FORCED_OPEN || s.state == CYNIC_BREAKER_FORCED_CLOSED) {
+        memcpy(e->stats.manual_by, oe->stats.manual_by, sizeof e->stats.manual_by);
+        memcpy(e->stats.manual_reason, oe->stats.manual_reason, sizeof e->stats.manual_reason);
+      }
+      break;
+    }
+  }
+}
+
+/* A free upstream slot for a reload's new object: a vacant one whose timer
+ * libuv has let go of, else the next unused one; NULL when all
+ * CYNIC__CONFIG_MAX_UPSTREAMS are taken (by objects in use or retired ones
+ * still finishing connections). Marked fresh. */
+static cynic__upstream_t *take_upstream_slot(cynic__proxy_t *p) {
+  cynic__upstream_t *u = NULL;
+  for (size_t i = 0; i < p->upstream_count && u == NULL; i++)
+    if (p->upstreams[i].vacant && !p->upstreams[i].timer_open)
+      u = &p->upstreams[i];
+  if (u == NULL && p->upstream_count < CYNIC__CONFIG_MAX_UPSTREAMS)
+    u = &p->upstreams[p->upstream_count++];
+  if (u != NULL) {
+    memset(u, 0, sizeof *u);
+    u->fresh = true;
+  }
+  return u;
+}
+
+static cynic__listener_t *take_listener_slot(cynic__proxy_t *p) {
+  cynic__listener_t *l = NULL;
+  for (size_t i = 0; i < p->listener_count && l == NULL; i++)
+    if (p->listeners[i].vacant && !p->listeners[i].handle_open)
+      l = &p->listeners[i];
+  if (l == NULL && p->listener_count < CYNIC__CONFIG_MAX_LISTENERS)
+    l = &p->listeners[p->listener_count++];
+  if (l != NULL) {
+    memset(l, 0, sizeof *l);
+    l->fresh = true;
+  }
+  return l;
+}
+
+/* The upstream a new listener forwards to: one this reload makes, else the
+ * one in use. */
+static cynic__upstream_t *upstream_for(cynic__proxy_t *p, const char *name) {
+  cynic__upstream_t *found = NULL;
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    if (!u->retired && strcmp(u->cfg->name, name) == 0 && (found == NULL || u->fresh))
+      found = u;
+  }
   return found;
 }
 
-/* Creates the upstreams and binds the listeners that `n` adds, in the free
- * slots after the current ones, all or nothing: on the first failure what was
- * made is undone, *why says what failed, and the proxy is as before. On
- * success the counts include them and their host names are being resolved. */
+/* Creates the upstreams and binds the listeners that `n` adds, in free slots
+ * (vacant ones first), all or nothing: on the first failure what was made
+ * is undone (its slots left vacant), *why says what failed, and the proxy
+ * serves as before. On success their host names are being resolved. */
 static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__config_t *n, char *why,
                    size_t len, json_t *added) {
-  size_t nu0 = p->upstream_count, nl0 = p->listener_count;
-  size_t nu = nu0, nl = nl0;
+  cynic__upstream_t *made_u[CYNIC__CONFIG_MAX_UPSTREAMS];
+  cynic__listener_t *made_l[CYNIC__CONFIG_MAX_LISTENERS];
+  size_t nu = 0, nl = 0;
   int rc = 0;
   for (size_t i = 0; i < n->upstream_count && rc == 0; i++) {
     if (!upstream_rebuilt(o, &n->upstreams[i]))
       continue;
-    if (nu == CYNIC__CONFIG_MAX_UPSTREAMS) {
+    /* the one it replaces, before the new one is among the candidates */
+    const cynic__upstream_t *old = upstream_named(p, p->upstream_count, n->upstreams[i].name);
+    cynic__upstream_t *u = take_upstream_slot(p);
+    if (u == NULL) {
       snprintf(why, len,
-               "no room for upstream '%s': upstreams removed by earlier reloads hold their "
-               "places until a restart",
-               n->upstreams[i].name);
+               "no room for upstream '%s': all %u places are taken (a retired upstream frees "
+               "its place once its connections have finished)",
+               n->upstreams[i].name, (unsigned)CYNIC__CONFIG_MAX_UPSTREAMS);
       rc = CYNIC_EFULL;
       break;
     }
-    cynic__upstream_t *u = &p->upstreams[nu];
-    memset(u, 0, sizeof *u);
-    nu++;
+    made_u[nu++] = u;
     if ((rc = cynic__upstream_init(p, u, &n->upstreams[i])) != 0)
       snprintf(why, len, "upstream '%s': %s", n->upstreams[i].name, cynic_strerror(rc));
+    else
+      carry_breakers(u, old);
   }
   for (size_t i = 0; i < n->listener_count && rc == 0; i++) {
     const cynic__config_listener_t *lc = &n->listeners[i];
     if (!is_new_listener(o, lc))
       continue;
-    if (nl == CYNIC__CONFIG_MAX_LISTENERS) {
+    /* the same address: the new object takes over the old one's socket */
+    const cynic__config_listener_t *ol = find_listener(o, lc->name);
+    cynic__listener_t *from = ol != NULL && same_str(ol->listen.text, lc->listen.text)
+                                  ? listener_named(p, p->listener_count, lc->name)
+                                  : NULL;
+    cynic__listener_t *l = take_listener_slot(p);
+    if (l == NULL) {
       snprintf(why, len,
-               "no room for listener '%s': listeners removed by earlier reloads hold their "
-               "places until a restart",
-               lc->name);
+               "no room for listener '%s': all %u places are taken (a retired listener frees "
+               "its place once its connections have finished)",
+               lc->name, (unsigned)CYNIC__CONFIG_MAX_LISTENERS);
       rc = CYNIC_EFULL;
       break;
     }
-    cynic__listener_t *l = &p->listeners[nl];
-    memset(l, 0, sizeof *l);
-    nl++;
-    rc = cynic__listener_setup(p, l, lc, upstream_named(p, nu, lc->upstream_name));
+    made_l[nl++] = l;
+    rc = cynic__listener_setup(p, l, lc, upstream_for(p, lc->upstream_name));
     if (rc != 0) {
       snprintf(why, len, "listener '%s': %s", lc->name, cynic_strerror(rc));
+    } else if (from != NULL) {
+      if ((rc = cynic__listener_adopt(p, l, from)) != 0)
+        snprintf(why, len, "listener '%s' cannot take over the socket on %s: %s", lc->name,
+                 from->address, uv_strerror(rc));
     } else if ((rc = cynic__listener_bind(p, l)) != 0) {
       snprintf(why, len, "listener '%s' cannot listen on %s: %s", lc->name, lc->listen.text,
                uv_strerror(rc));
     }
   }
   if (rc != 0) {
-    for (size_t i = nl0; i < nl; i++)
-      cynic__listener_discard(&p->listeners[i]);
-    for (size_t i = nu0; i < nu; i++)
-      cynic__upstream_discard(&p->upstreams[i]);
+    /* vacant again; reused once libuv has closed their handles */
+    for (size_t i = 0; i < nl; i++) {
+      cynic__listener_discard(made_l[i]);
+      made_l[i]->cfg = NULL, made_l[i]->upstream = NULL;
+      made_l[i]->fresh = false, made_l[i]->retired = made_l[i]->vacant = true;
+    }
+    for (size_t i = 0; i < nu; i++) {
+      cynic__upstream_discard(made_u[i]);
+      made_u[i]->cfg = NULL;
+      made_u[i]->fresh = false, made_u[i]->retired = made_u[i]->vacant = true;
+    }
     return rc;
   }
   json_t *us = json_array(), *ls = json_array();
-  for (size_t i = nu0; i < nu; i++) {
-    cynic__upstream_resolve_start(p, &p->upstreams[i]);
-    json_array_append_new(us, json_string(p->upstreams[i].cfg->name));
+  /* still fresh: retire() and swap() tell them from the ones they replace;
+   * cynic__reload clears the flag after */
+  for (size_t i = 0; i < nu; i++) {
+    cynic__upstream_resolve_start(p, made_u[i]);
+    json_array_append_new(us, json_string(made_u[i]->cfg->name));
   }
-  for (size_t i = nl0; i < nl; i++)
-    json_array_append_new(ls, json_string(p->listeners[i].cfg->name));
+  for (size_t i = 0; i < nl; i++)
+    json_array_append_new(ls, json_string(made_l[i]->cfg->name));
   json_object_set_new(added, "upstreams", us);
   json_object_set_new(added, "listeners", ls);
-  p->upstream_count = nu;
-  p->listener_count = nl;
   return 0;
 }
 
@@ -278,6 +379,63 @@ static cynic__config_upstream_t *upstream_cfg_copy(const cynic__config_upstream_
   return d;
 }
 
+/* Frees the copy a retired object had, if it is one (otherwise it pointed
+ * into a pinned config, freed at exit). */
+static void release_listener_cfg(cynic__proxy_t *p, const cynic__config_listener_t *c) {
+  for (size_t i = 0; i < p->retired_listener_cfg_count; i++)
+    if (p->retired_listener_cfgs[i] == c) {
+      listener_cfg_free(p->retired_listener_cfgs[i]);
+      p->retired_listener_cfgs[i] = p->retired_listener_cfgs[--p->retired_listener_cfg_count];
+      return;
+    }
+}
+
+static void release_upstream_cfg(cynic__proxy_t *p, const cynic__config_upstream_t *c) {
+  for (size_t i = 0; i < p->retired_upstream_cfg_count; i++)
+    if (p->retired_upstream_cfgs[i] == c) {
+      upstream_cfg_free(p->retired_upstream_cfgs[i]);
+      p->retired_upstream_cfgs[i] = p->retired_upstream_cfgs[--p->retired_upstream_cfg_count];
+      return;
+    }
+}
+
+void cynic__reload_sweep(cynic__proxy_t *p) {
+  if (p->stopping || p->listeners == NULL || p->upstreams == NULL)
+    return;
+  bool lused[CYNIC__CONFIG_MAX_LISTENERS] = {false};
+  bool uused[CYNIC__CONFIG_MAX_UPSTREAMS] = {false};
+  cynic__tcp_mark_in_use(p, lused, uused);
+  for (size_t i = 0; i < p->listener_count; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (!l->retired || l->vacant || l->open > 0 || lused[i])
+      continue;
+    const cynic__config_listener_t *c = l->cfg;
+    char name[CYNIC__CONFIG_MAX_NAME + 1];
+    snprintf(name, sizeof name, "%s", c->name);
+    if (!cynic__listener_reclaim(l))
+      continue; /* its handle is still closing: the next sweep */
+    release_listener_cfg(p, c);
+    cynic__log_event(CYNIC_LOG_INFO, "listener_reclaimed", "retired listener's place freed",
+                     json_pack("{s:s}", "listener", name));
+  }
+  for (size_t i = 0; i < p->listener_count; i++)
+    if (!p->listeners[i].vacant && p->listeners[i].upstream != NULL)
+      uused[p->listeners[i].upstream - p->upstreams] = true; /* a retired one's, too */
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    if (!u->retired || u->vacant || uused[i] || !cynic__list_empty(&u->waiters))
+      continue;
+    const cynic__config_upstream_t *c = u->cfg;
+    char name[CYNIC__CONFIG_MAX_NAME + 1];
+    snprintf(name, sizeof name, "%s", c->name);
+    if (!cynic__upstream_reclaim(u))
+      continue; /* its timer or a resolution is still closing: the next sweep */
+    release_upstream_cfg(p, c);
+    cynic__log_event(CYNIC_LOG_INFO, "upstream_reclaimed", "retired upstream's place freed",
+                     json_pack("{s:s}", "upstream", name));
+  }
+}
+
 void cynic__reload_free(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->retired_listener_cfg_count; i++)
     listener_cfg_free(p->retired_listener_cfgs[i]);
@@ -294,23 +452,20 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
   size_t count = 0;
   for (size_t i = 0; i < nl; i++) {
     cynic__listener_t *l = &p->listeners[i];
+    if (l->retired || l->fresh)
+      continue;
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    if (l->retired || (lc != NULL && same_str(lc->listen.text, l->cfg->listen.text)))
-      continue; /* kept; one that moved address is replaced by its new listener */
-    if (l->listening) {
-      l->listening = false;
-      uv_close((uv_handle_t *)&l->handle, NULL);
-    }
-    if (l->reserve != NULL) {
-      cynic__tcp_client_discard(l->reserve);
-      l->reserve = NULL;
-    }
+    if (listener_kept(l->cfg, lc))
+      continue; /* kept; one that moved or was rebuilt is replaced by its new listener */
+    cynic__listener_close(l);
     l->retired = true;
     json_array_append_new(removed, json_string(l->cfg->name));
     json_t *f = json_pack("{s:s, s:s, s:i}", "listener", l->cfg->name, "address", l->address,
                           "connections", (int)l->open);
-    if (f != NULL && lc != NULL)
+    if (f != NULL && lc != NULL && !same_str(lc->listen.text, l->cfg->listen.text))
       json_object_set_new(f, "moved_to", json_string(lc->listen.text));
+    else if (f != NULL && lc != NULL) /* its socket goes on in the new object */
+      json_object_set_new(f, "rebuilt", json_true());
     cynic__log_event(CYNIC_LOG_INFO, "listener_removed", "listener removed", f);
     /* a slot is used at most once, so the copies fit their array */
     cynic__config_listener_t *copy = listener_cfg_copy(l->cfg);
@@ -339,11 +494,12 @@ static int prepare_clients(cynic__proxy_t *p, const cynic__config_t *n,
                            cynic__client_count_t ***tables, size_t *buckets) {
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
-    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
     tables[i] = NULL;
     buckets[i] = 0;
-    if (l->retired || lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text) ||
-        l->client_buckets != 0 || lc->max_connections_per_client == 0)
+    if (l->retired)
+      continue;
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    if (!listener_kept(l->cfg, lc) || l->client_buckets != 0 || lc->max_connections_per_client == 0)
       continue;
     size_t nb = 64;
     while (nb < lc->max_connections / 4 && nb < 65536)
@@ -370,9 +526,10 @@ static void apply_clients(cynic__proxy_t *p, const cynic__config_t *n,
       l->client_buckets = buckets[i];
       continue;
     }
+    if (l->retired || l->fresh)
+      continue;
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    if (l->retired || lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text) ||
-        l->client_buckets == 0 || lc->max_connections_per_client != 0)
+    if (!listener_kept(l->cfg, lc) || l->client_buckets == 0 || lc->max_connections_per_client != 0)
       continue;
     for (size_t b = 0; b < l->client_buckets; b++)
       while (l->clients[b] != NULL) {
@@ -393,10 +550,12 @@ static int prepare_rates(cynic__proxy_t *p, const cynic__config_t *n, cynic_rate
                          bool *changed, char *why, size_t len) {
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
-    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
     rates[i] = NULL;
-    changed[i] = !l->retired && lc != NULL && same_str(lc->listen.text, l->cfg->listen.text) &&
-                 rate_changed(l->cfg, lc);
+    changed[i] = false;
+    if (l->retired)
+      continue;
+    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    changed[i] = listener_kept(l->cfg, lc) && rate_changed(l->cfg, lc);
     if (!changed[i])
       continue;
     int rc = cynic__listener_rate_new(p, lc, &rates[i]);
@@ -413,8 +572,7 @@ static int prepare_rates(cynic__proxy_t *p, const cynic__config_t *n, cynic_rate
 static bool removes_listeners(const cynic__proxy_t *p, const cynic__config_t *n) {
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
-    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    if (!l->retired && (lc == NULL || !same_str(lc->listen.text, l->cfg->listen.text)))
+    if (!l->retired && !listener_kept(l->cfg, find_listener(n, l->cfg->name)))
       return true;
   }
   return false;
@@ -433,8 +591,10 @@ static bool adds_anything(const cynic__config_t *o, const cynic__config_t *n) {
 static bool removes_upstreams(const cynic__proxy_t *p, const cynic__config_t *n) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
+    if (u->retired)
+      continue;
     const cynic__config_upstream_t *uc = find_upstream(n, u->cfg->name);
-    if (!u->retired && (uc == NULL || upstream_rebuilt(p->cfg, uc)))
+    if (uc == NULL || upstream_rebuilt(p->cfg, uc))
       return true;
   }
   return false;
@@ -449,8 +609,10 @@ static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
   size_t count = 0;
   for (size_t i = 0; i < nu; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
+    if (u->retired || u->fresh)
+      continue;
     const cynic__config_upstream_t *uc = find_upstream(n, u->cfg->name);
-    if (u->retired || (uc != NULL && !upstream_rebuilt(o, uc)))
+    if (uc != NULL && !upstream_rebuilt(o, uc))
       continue;
     uv_timer_stop(&u->resolve_timer); /* an old object needs no fresh addresses */
     u->retired = true;
@@ -479,13 +641,13 @@ static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
 static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t nu) {
   for (size_t i = 0; i < nl; i++) {
     cynic__listener_t *l = &p->listeners[i];
-    if (!l->retired) /* a retired one keeps its own copy */
+    if (!l->retired && !l->fresh) /* a retired one keeps its own copy */
       l->cfg = find_listener(n, l->cfg->name);
   }
   for (size_t i = 0; i < nu; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
-    if (u->retired)
-      continue; /* keeps its own copy */
+    if (u->retired || u->fresh)
+      continue; /* keeps its own copy; a fresh one is made from n */
     u->cfg = find_upstream(n, u->cfg->name);
     for (size_t k = 0; k < u->endpoint_count; k++)
       u->endpoints[k].addr = &u->cfg->endpoints[k];
@@ -497,6 +659,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   static cynic__config_errors_t errs; /* ~10 KB: off the stack */
   cynic__config_t *n = NULL;
   char why[WHY_MAX];
+  cynic__reload_sweep(p); /* drained retired objects give their places back first */
   int rc = cynic__config_load(p->cfg->path, &n, &errs);
   if (rc != 0) {
     json_t *list = json_array();
@@ -513,16 +676,6 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     *status = 400;
     return json_pack("{s:s, s:i, s:o}", "error", "config refused; the old one keeps serving",
                      "status", 400, "errors", list);
-  }
-  if (needs_restart(p->cfg, n, why, sizeof why)) {
-    cynic__config_free(n);
-    cynic__log_event(CYNIC_LOG_ERROR, "reload_refused",
-                     "reload refused: this change needs a restart",
-                     json_pack("{s:s, s:s}", "by", who, "reason", why));
-    *status = 409;
-    char msg[WHY_MAX + 64];
-    snprintf(msg, sizeof msg, "this change needs a restart: %s; nothing was applied", why);
-    return json_pack("{s:s, s:i}", "error", msg, "status", 409);
   }
   /* Everything that can fail, before anything changes: the log file, the
    * token, the new access logs, the new rate tables, then the additions. */
@@ -578,9 +731,27 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       [CYNIC__LOG_WARN] = CYNIC_LOG_WARN,
       [CYNIC__LOG_ERROR] = CYNIC_LOG_ERROR,
   };
+  /* A new admin address is bound first (the loader checked the
+   * loopback/token rule on it); the old one answers this request and closes
+   * after. */
+  cynic__httpd_t *new_admin = NULL;
+  if (!same_str(p->cfg->admin.listen.text, n->admin.listen.text) &&
+      cynic__admin_listen_new(p, n, &new_admin, why, sizeof why) != 0) {
+    free(token);
+    for (size_t i = 0; i < p->listener_count; i++)
+      cynic_ratetable_free(rates[i]), free(clients[i]);
+    cynic__config_free(n);
+    cynic__log_event(CYNIC_LOG_ERROR, "reload_refused",
+                     "reload refused: cannot move the admin listener",
+                     json_pack("{s:s, s:s}", "by", who, "reason", why));
+    *status = 409;
+    char msg[WHY_MAX + 64];
+    snprintf(msg, sizeof msg, "%s; nothing was applied", why);
+    return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+  }
   /* Additions: made before anything else changes, so a failure (an address
    * in use) leaves everything as it was. */
-  size_t nl0 = p->listener_count, nu0 = p->upstream_count;
+  size_t nl0 = p->listener_count; /* the slots prepare_rates and prepare_clients saw */
   json_t *added = json_object();
   bool adds = adds_anything(p->cfg, n);
   bool removes = removes_listeners(p, n) || removes_upstreams(p, n);
@@ -597,6 +768,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     }
     if (rc != 0) {
       json_decref(added);
+      cynic__admin_listen_undo(new_admin);
       free(token);
       for (size_t i = 0; i < nl0; i++)
         cynic_ratetable_free(rates[i]), free(clients[i]);
@@ -611,6 +783,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     }
   }
   cynic__admin_token_set(p, token, token_len);
+  if (new_admin != NULL)
+    cynic__admin_listen_swap(p, new_admin);
   apply_clients(p, n, clients, client_buckets, nl0);
   for (size_t i = 0; i < nl0; i++)
     if (rate_swap[i]) { /* a new bucket per client: the new rate starts full */
@@ -626,9 +800,15 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     cynic__log_set_level(levels[n->log.level]);
   }
   json_t *removed = json_array(), *removed_ups = json_array();
-  size_t retired = retire(p, n, nl0, removed);
-  retired += retire_upstreams(p, p->cfg, n, nu0, removed_ups);
-  swap(p, n, nl0, nu0);
+  uint64_t o_rotate_max = p->cfg->log.rotate_max_bytes;
+  uint32_t o_rotate_keep = p->cfg->log.rotate_keep;
+  size_t retired = retire(p, n, p->listener_count, removed);
+  retired += retire_upstreams(p, p->cfg, n, p->upstream_count, removed_ups);
+  swap(p, n, p->listener_count, p->upstream_count);
+  for (size_t i = 0; i < p->listener_count; i++)
+    p->listeners[i].fresh = false;
+  for (size_t i = 0; i < p->upstream_count; i++)
+    p->upstreams[i].fresh = false;
   /* Listeners send new clients to the upstream their config names now: a
    * rebuilt one, or another one. Open connections keep theirs. */
   for (size_t i = 0; i < p->listener_count; i++) {
@@ -647,13 +827,18 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     cynic__config_free(p->reloaded_cfg);
   /* else: out of memory and out of pins: leak it rather than free what is used */
   p->reloaded_cfg = n;
+  if (new_log || n->log.rotate_max_bytes != o_rotate_max || n->log.rotate_keep != o_rotate_keep)
+    cynic__proxy_rotate_apply(p); /* reads p->cfg: after swap() */
   p->config_unix_ms = cynic__unix_ms();
   p->reloads++;
   cynic__log_event(
       CYNIC_LOG_INFO, "reloaded", "config reloaded",
       json_pack("{s:s, s:s, s:I}", "by", who, "file", n->path, "reloads", (json_int_t)p->reloads));
   *status = 200;
-  return json_pack("{s:b, s:s, s:I, s:o, s:{s:o, s:o}}", "reloaded", 1, "file", n->path, "reloads",
-                   (json_int_t)p->reloads, "added", added, "removed", "listeners", removed,
-                   "upstreams", removed_ups);
+  json_t *answer = json_pack("{s:b, s:s, s:I, s:o, s:{s:o, s:o}}", "reloaded", 1, "file", n->path,
+                             "reloads", (json_int_t)p->reloads, "added", added, "removed",
+                             "listeners", removed, "upstreams", removed_ups);
+  if (answer != NULL && new_admin != NULL) /* where to ask next (port 0 resolved) */
+    json_object_set_new(answer, "admin", json_string(p->admin->address));
+  return answer;
 }

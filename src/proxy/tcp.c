@@ -788,3 +788,13 @@ size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e) 
   }
   return n;
 }
+
+void cynic__tcp_mark_in_use(const cynic__proxy_t *p, bool *listeners, bool *upstreams) {
+  for (const cynic__link_t *l = p->conns.next; l != &p->conns; l = l->next) {
+    const cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
+    if (c->listener != NULL)
+      listeners[c->listener - p->listeners] = true;
+    if (c->upstream != NULL)
+      upstreams[c->upstream - p->upstreams] = true;
+  }
+}

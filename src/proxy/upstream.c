@@ -160,6 +160,7 @@ int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
   cynic__list_init(&u->waiters);
   uv_timer_init(p->loop, &u->resolve_timer);
   u->resolve_timer.data = u;
+  u->timer_open = true;
   u->endpoints = calloc(u->cfg->endpoint_count, sizeof *u->endpoints);
   if (u->endpoints == NULL)
     return CYNIC_ENOMEM;
@@ -198,9 +199,17 @@ void cynic__upstream_resolve_start(cynic__proxy_t *p, cynic__upstream_t *u) {
   }
 }
 
-void cynic__upstream_discard(cynic__upstream_t *u) {
+static void on_timer_closed(uv_handle_t *h) {
+  cynic__upstream_t *u = h->data;
+  u->timer_open = false;
+}
+
+static void close_timer(cynic__upstream_t *u) {
   if (u->resolve_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&u->resolve_timer))
-    uv_close((uv_handle_t *)&u->resolve_timer, NULL);
+    uv_close((uv_handle_t *)&u->resolve_timer, on_timer_closed);
+}
+
+static void upstream_free(cynic__upstream_t *u) {
   if (u->endpoints != NULL)
     for (size_t k = 0; k < u->endpoint_count; k++)
       cynic_breaker_free(u->endpoints[k].breaker);
@@ -208,6 +217,27 @@ void cynic__upstream_discard(cynic__upstream_t *u) {
   u->endpoints = NULL;
   cynic_bulkhead_free(u->bulkhead);
   u->bulkhead = NULL;
+}
+
+void cynic__upstream_discard(cynic__upstream_t *u) {
+  close_timer(u);
+  upstream_free(u);
+}
+
+bool cynic__upstream_reclaim(cynic__upstream_t *u) {
+  close_timer(u);
+  bool busy = u->timer_open;
+  for (size_t k = 0; u->endpoints != NULL && k < u->endpoint_count; k++)
+    if (u->endpoints[k].resolving) {
+      uv_cancel((uv_req_t *)&u->endpoints[k].gai); /* its callback still runs */
+      busy = true;
+    }
+  if (busy)
+    return false;
+  upstream_free(u);
+  memset(u, 0, sizeof *u);
+  u->retired = u->vacant = true;
+  return true;
 }
 
 int cynic__upstreams_start(cynic__proxy_t *p) {
@@ -234,8 +264,7 @@ void cynic__upstreams_stop(cynic__proxy_t *p) {
       for (size_t k = 0; k < u->endpoint_count; k++)
         if (u->endpoints[k].resolving)
           uv_cancel((uv_req_t *)&u->endpoints[k].gai);
-    if (u->resolve_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&u->resolve_timer))
-      uv_close((uv_handle_t *)&u->resolve_timer, NULL);
+    close_timer(u);
   }
 }
 

@@ -2,7 +2,10 @@
 one keeps serving; a good one is applied with the listeners' sockets, open
 connections and breaker state kept; a change that needs a restart is refused
 with 409 and nothing applied."""
+import datetime
+import os
 import signal
+import time
 import socket
 
 import adminutil as au
@@ -107,23 +110,71 @@ def test_good_reload_keeps_sockets_connections_and_breaker_state():
         good.close(), bad.close()
 
 
-def test_changes_that_need_a_restart_are_refused_with_409():
+def test_reload_moves_the_admin_listener(tmp_path):
+    """admin.listen changed: the new address is bound first (in use: the
+    whole reload is refused, the old one keeps serving); the loopback/token
+    rule applies to it; on success the old listener answers the reload and
+    then closes."""
     good, bad = pu.echo(), pu.Refused()
     text = make(good, bad)
     px = pu.Cynic(text)
     adm = au.Admin(px)
+    busy = socket.socket()
     try:
-        for new, why in [
-            (text.replace("upstream: backend\n", "upstream: backend\n    buffer: 8KB\n", 1), "listener 'app': buffer changed"),
-            (text.replace("admin:\n  listen: 127.0.0.1:0", "admin:\n  listen: 127.0.0.1:1", 1), "admin.listen changed"),
-        ]:
-            rewrite(px, new)
-            status, _, js, _ = adm.post("/reload")
-            assert status == 409 and why in js["error"] and "nothing was applied" in js["error"], js
+        held = px.connect()
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        # the new address is in use: refused whole, nothing applied
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        rewrite(px, text.replace("admin:\n  listen: 127.0.0.1:0", f"admin:\n  listen: 127.0.0.1:{port}", 1)
+                .replace("upstream: backend\n", "upstream: backend\n    max_connections: 7\n", 1))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 409 and "admin.listen: cannot listen on 127.0.0.1:%d" % port in js["error"], js
+        assert "nothing was applied" in js["error"]
+        st = adm.status()
+        assert st["config"]["reloads"] == 0
+        assert [l for l in st["listeners"] if l["name"] == "app"][0]["max_connections"] != 7
+        rec = px.wait_log(lambda r: r.get("event") == "reload_refused")
+        assert "admin.listen" in rec["reason"]
+        # not loopback and no token: the loader refuses it (400), old one serves
+        rewrite(px, text.replace("admin:\n  listen: 127.0.0.1:0", "admin:\n  listen: 0.0.0.0:0", 1))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 400 and any("token_file" in e and "allow_remote" in e for e in js["errors"]), js
         assert adm.status()["config"]["reloads"] == 0
+        # another loopback address: bound first, the answer comes on the old one
+        old = (adm.host, adm.port)
+        rewrite(px, text.replace("admin:\n  listen: 127.0.0.1:0", "admin:\n  listen: 127.0.0.2:0", 1))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["admin"].startswith("127.0.0.2:"), js
+        rec = px.wait_log(lambda r: r.get("event") == "admin_moved")
+        assert rec["address"] == js["admin"] and rec["previous"] == "%s:%d" % old
+        host, p = js["admin"].rsplit(":", 1)
+        adm.host, adm.port = host, int(p)
+        st = adm.status()
+        assert st["config"]["reloads"] == 1 and st["admin"] == js["admin"]
+        pu.wait_for(lambda: netutil.refused(old[1], old[0]), timeout=10, what="old admin address closed")
+        # traffic never noticed
+        held.sendall(b"2")
+        assert held.recv(1) == b"2"
+        held.close()
         assert exchange(px)
+        # and back to a remote-reachable one with a token: allowed, token required there
+        tok = tmp_path / "token"
+        tok.write_text("sesame\n")
+        rewrite(px, text.replace("admin:\n  listen: 127.0.0.1:0",
+                                 f"admin:\n  listen: 0.0.0.0:0\n  token_file: {tok}", 1))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        host, p = js["admin"].rsplit(":", 1)
+        adm.host, adm.port = "127.0.0.1", int(p)
+        assert adm.get("/status")[0] == 401
+        adm.token = "sesame"
+        assert adm.status()["config"]["reloads"] == 2
         assert adm.request("GET", "/reload")[0] == 405
     finally:
+        busy.close()
         px.stop()
         good.close(), bad.close()
 
@@ -438,6 +489,277 @@ def test_reload_turns_the_per_client_limit_on_and_off():
         assert exchange(px)  # off again: a second one is fine
         held.close()
         assert exchange(px)
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def size(path):
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # between the rename and the reopen
+        return -1
+
+
+def test_reload_applies_log_rotate(tmp_path):
+    """log.rotate turned on, then changed (keep 2 -> 3), by reloads: the check
+    starts with the first and reads the new keep after the second."""
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    log = tmp_path / "cynic.log"
+    rotated = lambda n: (tmp_path / f"cynic.log.{n}").exists()
+
+    def fill():  # past 64KB at once: the next check (every second) rotates
+        with open(log, "a") as f:
+            f.write('{"filler":"' + "x" * 70000 + '"}\n')
+
+    try:
+        to_file = text.replace('file: "-"', f'file: "{log}"')
+        rewrite(px, to_file)
+        assert adm.post("/reload")[0] == 200
+        pu.wait_for(lambda: log.exists() and '"config reloaded"' in log.read_text(), what="log in file")
+        rewrite(px, to_file.replace(f'file: "{log}"', f'file: "{log}"\n  rotate: {{ max_bytes: 64KB, keep: 2 }}'))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        fill()
+        pu.wait_for(lambda: rotated(1), timeout=10, what="first rotation")
+        fill()
+        pu.wait_for(lambda: rotated(2), timeout=10, what="second rotation")
+        fill()  # keep 2: file.2 is overwritten, never a file.3
+        pu.wait_for(lambda: 0 < size(log) < 65536, timeout=10, what="third rotation")
+        assert not rotated(3)
+        rewrite(px, to_file.replace(f'file: "{log}"', f'file: "{log}"\n  rotate: {{ max_bytes: 64KB, keep: 3 }}'))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        fill()
+        pu.wait_for(lambda: rotated(3), timeout=10, what="rotation with keep 3")
+        assert exchange(px)
+        # and off: the file then grows past max_bytes and stays
+        rewrite(px, to_file)
+        assert adm.post("/reload")[0] == 200
+        assert adm.status()["config"]["reloads"] == 4
+    finally:
+        px.stop()
+        good.close(), bad.close()
+
+
+def live_breaker(adm, upstream, endpoint):
+    """The breaker of the upstream in use (GET /breakers leaves retired ones
+    out; adminutil's breaker() reads /status, which lists them too)."""
+    status, _, js, _ = adm.get(f"/breakers/{upstream}/{endpoint}")
+    assert status == 200, js
+    return js["endpoint"]["breaker"]
+
+
+def same_time(a, b, within_s=0.05):
+    """Two ISO times from /status: `since` is the wall clock minus a monotonic
+    age, so it may differ by a millisecond between two reads."""
+    parse = lambda t: datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+    return abs(parse(a) - parse(b)) <= within_s
+
+
+def test_rebuilt_upstream_keeps_tripped_and_open_breakers():
+    """Endpoints added by a reload: the endpoints the upstream had keep their
+    breaker (an operator's trip with who/why/since, an automatic open), and
+    traffic goes to the new endpoint."""
+    good, bad, more, more2 = pu.echo(), pu.Refused(), pu.echo(), pu.echo()
+    px = pu.Cynic(make(good, bad))
+    adm = au.Admin(px)
+    try:
+        status, _, js, _ = adm.post(f"/breakers/backend/{good.endpoint}/trip", {"reason": "maintenance"})
+        assert status == 200, js
+        tripped = live_breaker(adm, "backend", good.endpoint)
+        assert tripped["state"] == "forced_open" and tripped["change_reason"] == "maintenance"
+        assert not exchange(px)
+        for _ in range(2):
+            assert not exchange(px, "other")
+        pu.wait_for(lambda: live_breaker(adm, "db", bad.endpoint)["state"] == "open", what="db open")
+        opened = live_breaker(adm, "db", bad.endpoint)
+        # add an endpoint to each upstream (and change db's fault count): both rebuilt
+        text = make(good, bad).replace(f"[{good.endpoint}]", f"[{good.endpoint}, {more.endpoint}]")
+        text = text.replace(f"[{bad.endpoint}]", f"[{bad.endpoint}, {more2.endpoint}]").replace("faults: 2", "faults: 3")
+        rewrite(px, text)
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["removed"]["upstreams"] == ["backend", "db"], js
+        now = live_breaker(adm, "backend", good.endpoint)
+        assert now["state"] == "forced_open" and now["manual"] is True
+        assert now["changed_by"] == tripped["changed_by"] and now["change_reason"] == "maintenance"
+        assert same_time(now["since"], tripped["since"])
+        still = live_breaker(adm, "db", bad.endpoint)
+        assert still["state"] == "open" and same_time(still["since"], opened["since"])
+        assert still["next_probe_s"] is not None and still["next_probe_s"] > 30
+        assert live_breaker(adm, "backend", more.endpoint)["state"] == "closed"
+        # traffic goes to the new endpoints only
+        for _ in range(3):
+            assert exchange(px) and exchange(px, "other")
+        assert more.accepted == 3 and more2.accepted == 3
+        assert good.accepted == 0
+        st = adm.status()
+        ups = {u["name"]: u for u in st["upstreams"] if not u["retired"]}
+        assert ups["backend"]["endpoints_open"] == 1 and ups["db"]["endpoints_open"] == 1
+        # the operator's reset works on the new object
+        assert adm.post(f"/breakers/backend/{good.endpoint}/reset")[0] == 200
+        assert live_breaker(adm, "backend", good.endpoint)["state"] == "closed"
+        pu.wait_for(lambda: exchange(px) and good.accepted >= 1, timeout=10, what="traffic to the reset endpoint")
+    finally:
+        px.stop()
+        good.close(), bad.close(), more.close(), more2.close()
+
+
+def test_listener_rebuilt_at_the_same_address_keeps_its_socket():
+    """A listener whose buffer (or mode) changed becomes a new object on the
+    same socket: no accept refused across the reload (a client connects in a
+    loop meanwhile), the connection opened before finishes with the old
+    object, new ones get the new buffer."""
+    import threading
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    stop = threading.Event()
+    results = []
+
+    def hammer():  # bounded: at most 5000 connections or 60 s
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and len(results) < 5000 and time.monotonic() < deadline:
+            results.append(exchange(px, payload=b"loop"))
+
+    try:
+        addr = px.addr("app")
+        before = [l for l in adm.status()["listeners"] if l["name"] == "app"][0]
+        assert before["buffer_bytes"] == 65536
+        held = px.connect()
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        t = threading.Thread(target=hammer)
+        t.start()
+        pu.wait_for(lambda: len(results) >= 20, what="the loop running")
+        rebuilt = text.replace("upstream: backend\n", "upstream: backend\n    buffer: 8KB\n", 1)
+        for new in (rebuilt, rebuilt.replace("buffer: 8KB\n", "buffer: 8KB\n    mode: http\n", 1)):
+            rewrite(px, new)
+            n0 = len(results)
+            status, _, js, _ = adm.post("/reload")
+            assert status == 200, js
+            assert js["added"]["listeners"] == ["app"] and js["removed"]["listeners"] == ["app"], js
+            pu.wait_for(lambda: len(results) >= n0 + 20, what="the loop after the reload")
+        stop.set()
+        t.join(timeout=70)
+        assert not t.is_alive()
+        assert len(results) >= 60 and all(results), (len(results), results.count(False))
+        st = adm.status()
+        apps = [l for l in st["listeners"] if l["name"] == "app"]
+        live = [l for l in apps if not l["retired"]]
+        assert len(live) == 1 and live[0]["address"] == "%s:%d" % addr
+        assert live[0]["buffer_bytes"] == 8192 and live[0]["mode"] == "http" and live[0]["listening"]
+        first = apps[0]  # the object the held client came in on: old buffer, still open
+        assert first["retired"] and first["buffer_bytes"] == 65536 and first["open"] == 1
+        held.sendall(b"2" * 100000)  # more than either buffer: flows through the old one
+        got = b""
+        while len(got) < 100000:
+            chunk = held.recv(65536)
+            assert chunk
+            got += chunk
+        assert got == b"2" * 100000
+        held.close()
+        pu.wait_for(lambda: [l for l in adm.status()["listeners"] if l["name"] == "app"][0]["open"] == 0,
+                    what="the old object's connection closed")
+        rec = px.wait_log(lambda r: r.get("event") == "listener_rebuilt")
+        assert rec["address"] == "%s:%d" % addr and rec["buffer_bytes"] == 8192
+        assert exchange(px)
+    finally:
+        stop.set()
+        px.stop()
+        good.close(), bad.close()
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_retired_places_are_reclaimed_so_reloads_never_run_out():
+    """More reloads that move a listener (and rebuild an upstream) than there
+    are places (64 listeners): each one succeeds, because a retired object's
+    place is freed once its connections have finished. A retired listener
+    with an open connection keeps its place until that closes; afterwards
+    /status lists nothing retired and the descriptors are back where they
+    started."""
+    good, bad, good2 = pu.echo(), pu.Refused(), pu.echo()
+    a = make(good, bad)
+    b = make(good2, bad).replace("- name: other\n    listen: 127.0.0.1:0", "- name: other\n    listen: 127.0.0.2:0")
+    px = pu.Cynic(a)
+    adm = au.Admin(px)
+    rounds = 80  # > CYNIC__CONFIG_MAX_LISTENERS (64)
+    try:
+        assert exchange(px)
+        fds0 = fd_count(px.pid)
+        held = px.connect()
+        held.sendall(b"h")
+        assert held.recv(1) == b"h"
+        deadline = time.monotonic() + 120
+        for i in range(rounds):
+            assert time.monotonic() < deadline, f"{i} reloads in 120 s"
+            rewrite(px, b if i % 2 == 0 else a)
+            status, _, js, _ = adm.post("/reload")
+            assert status == 200, (i, js)
+            assert js["added"]["listeners"] == ["other"] and js["added"]["upstreams"] == ["backend"], (i, js)
+        assert exchange(px)
+        st = adm.status()
+        assert st["config"]["reloads"] == rounds
+        # every retired listener was reclaimed (by the next reload's or the
+        # once-a-second sweep); of the 80 retired backends only the held
+        # client's object is left (and the last one, until the next sweep)
+        pu.wait_for(lambda: not [l for l in adm.status()["listeners"] if l["retired"]],
+                    timeout=10, what="retired listeners reclaimed")
+        pu.wait_for(lambda: len([u for u in adm.status()["upstreams"] if u["retired"]]) == 1,
+                    timeout=10, what="retired upstreams reclaimed but the held one")
+        kept = [u for u in adm.status()["upstreams"] if u["retired"]][0]
+        assert kept["name"] == "backend" and kept["endpoints"][0]["name"] == good.endpoint
+        assert kept["endpoints"][0]["active"] == 1
+        held.sendall(b"i")
+        assert held.recv(1) == b"i"
+        held.close()
+        pu.wait_for(lambda: not [u for u in adm.status()["upstreams"] if u["retired"]],
+                    timeout=10, what="retired upstreams reclaimed")
+        st = adm.status()
+        assert len(st["listeners"]) == 2 and len(st["upstreams"]) == 2
+        pu.wait_for(lambda: fd_count(px.pid) <= fds0, timeout=10,
+                    what=f"descriptors back to {fds0}")
+        px.wait_log(lambda r: r.get("event") == "listener_reclaimed" and r.get("listener") == "other")
+        px.wait_log(lambda r: r.get("event") == "upstream_reclaimed" and r.get("upstream") == "backend")
+        au.check_conventions(adm.metrics())
+        assert exchange(px) and exchange(px)
+    finally:
+        px.stop()
+        good.close(), bad.close(), good2.close()
+
+
+def test_retired_listener_with_a_connection_keeps_its_place_until_it_closes():
+    good, bad = pu.echo(), pu.Refused()
+    text = make(good, bad)
+    px = pu.Cynic(text)
+    adm = au.Admin(px)
+    try:
+        moved = text.replace("- name: app\n    listen: 127.0.0.1:0", "- name: app\n    listen: 127.0.0.2:0")
+        held = px.connect()
+        held.sendall(b"1")
+        assert held.recv(1) == b"1"
+        rewrite(px, moved)
+        assert adm.post("/reload")[0] == 200
+        # two more sweeps (one a second) do not reclaim it while the client is open
+        n = len(px.logs(event="listener_reclaimed"))
+        t0 = adm.status()["uptime_s"]
+        pu.wait_for(lambda: adm.status()["uptime_s"] > t0 + 2.2, timeout=10, what="two sweeps")
+        apps = [l for l in adm.status()["listeners"] if l["name"] == "app"]
+        assert [l["retired"] for l in apps] == [True, False] and apps[0]["open"] == 1
+        assert len(px.logs(event="listener_reclaimed")) == n
+        held.sendall(b"2")
+        assert held.recv(1) == b"2"
+        held.close()
+        pu.wait_for(lambda: len([l for l in adm.status()["listeners"] if l["name"] == "app"]) == 1,
+                    timeout=10, what="the retired listener reclaimed")
+        px.wait_log(lambda r: r.get("event") == "listener_reclaimed" and r.get("listener") == "app")
     finally:
         px.stop()
         good.close(), bad.close()

@@ -909,6 +909,109 @@ static void test_snapshot_does_not_move_state(void **state) {
   cynic_breaker_free(b);
 }
 
+/* ---- carry (a breaker rebuilt with another config) -------------------------------- */
+
+static void test_carry_open_keeps_the_end_of_the_interval(void **state) {
+  (void)state;
+  cynic_breaker_config_t cfg;
+  config(&cfg);
+  cfg.open_multiplier = 2.0;
+  cfg.open_max_ns = CYNIC_SEC(100);
+  cynic_breaker_t *from = tripped(&cfg); /* open at T0 for 30 s */
+  fake_clock_advance(&fc, CYNIC_SEC(10));
+  cynic_breaker_config_t c2 = cfg;
+  c2.faults = 7;
+  c2.open_ns = CYNIC_SEC(5); /* another config: the interval already running is kept */
+  cynic_breaker_t *to = make(&c2);
+  int before = nevents;
+  assert_int_equal(cynic_breaker_carry(to, from), 0);
+  assert_int_equal(nevents, before); /* not a transition: no callback */
+  cynic_breaker_snapshot_t s;
+  assert_int_equal(cynic_breaker_snapshot(to, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_OPEN);
+  assert_int_equal(s.since_ns, T0);
+  assert_int_equal(s.last_reason, CYNIC_BREAKER_REASON_FAULTS);
+  assert_int_equal(s.next_probe_ns, CYNIC_SEC(20));
+  assert_int_equal(s.open_interval_ns, CYNIC_SEC(30));
+  assert_int_equal(s.consecutive_trips, 1);
+  assert_int_equal(s.transitions, 0);
+  assert_int_equal(s.bucket_level, 0);
+  expect_rejected(to, CYNIC_SEC(20));
+  /* probes when `from` would have; a failed probe backs off from 30 s */
+  fake_clock_advance(&fc, CYNIC_SEC(20));
+  cynic_breaker_permit_t p;
+  assert_int_equal(cynic_breaker_acquire(to, &p, NULL), 0);
+  assert_int_equal(p.state, CYNIC_BREAKER_HALF_OPEN);
+  assert_int_equal(cynic_breaker_record(to, &p, CYNIC_OUTCOME_FAILURE, 0), 0);
+  assert_int_equal(cynic_breaker_snapshot(to, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_OPEN);
+  assert_int_equal(s.open_interval_ns, CYNIC_SEC(60));
+  assert_int_equal(s.consecutive_trips, 2);
+  /* `from` is unchanged */
+  assert_int_equal(state_of(from), CYNIC_BREAKER_OPEN);
+  cynic_breaker_free(from);
+  cynic_breaker_free(to);
+}
+
+static void test_carry_forced_half_open_and_closed(void **state) {
+  (void)state;
+  cynic_breaker_config_t cfg;
+  config(&cfg);
+  cynic_breaker_t *from = make(&cfg);
+  cynic_breaker_t *to = make(&cfg);
+  /* closed: nothing to carry, `to` keeps its own state */
+  call(to, CYNIC_OUTCOME_FAILURE, 0);
+  assert_int_equal(cynic_breaker_carry(to, from), 0);
+  cynic_breaker_snapshot_t s;
+  assert_int_equal(cynic_breaker_snapshot(to, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_CLOSED);
+  assert_int_equal(s.bucket_level, 1);
+  /* forced states carry as they are, with their time */
+  assert_int_equal(cynic_breaker_trip(from), 0);
+  fake_clock_advance(&fc, CYNIC_SEC(3));
+  assert_int_equal(cynic_breaker_carry(to, from), 0);
+  assert_int_equal(cynic_breaker_snapshot(to, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_FORCED_OPEN);
+  assert_int_equal(s.since_ns, T0);
+  assert_int_equal(s.last_reason, CYNIC_BREAKER_REASON_MANUAL_TRIP);
+  assert_int_equal(s.next_probe_ns, UINT64_MAX);
+  assert_int_equal(s.bucket_level, 0);
+  expect_rejected(to, UINT64_MAX);
+  assert_int_equal(cynic_breaker_force_closed(from), 0);
+  assert_int_equal(cynic_breaker_carry(to, from), 0);
+  assert_int_equal(state_of(to), CYNIC_BREAKER_FORCED_CLOSED);
+  call(to, CYNIC_OUTCOME_FAILURE, 0);
+  call(to, CYNIC_OUTCOME_FAILURE, 0);
+  assert_int_equal(state_of(to), CYNIC_BREAKER_FORCED_CLOSED);
+  /* half-open: open with the interval over, so the next acquire probes */
+  assert_int_equal(cynic_breaker_reset(from), 0);
+  cfg.faults = 1;
+  cynic_breaker_t *from2 = make(&cfg);
+  call(from2, CYNIC_OUTCOME_FAILURE, 0);
+  fake_clock_advance(&fc, CYNIC_SEC(30));
+  cynic_breaker_permit_t probe, p;
+  assert_int_equal(cynic_breaker_acquire(from2, &probe, NULL), 0);
+  assert_int_equal(state_of(from2), CYNIC_BREAKER_HALF_OPEN);
+  cynic_breaker_t *to2 = make(&cfg);
+  assert_int_equal(cynic_breaker_carry(to2, from2), 0);
+  assert_int_equal(cynic_breaker_snapshot(to2, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_OPEN);
+  assert_int_equal(s.next_probe_ns, 0);
+  assert_int_equal(cynic_breaker_acquire(to2, &p, NULL), 0);
+  assert_int_equal(p.state, CYNIC_BREAKER_HALF_OPEN);
+  assert_int_equal(cynic_breaker_record(to2, &p, CYNIC_OUTCOME_SUCCESS, 0), 0);
+  assert_int_equal(state_of(to2), CYNIC_BREAKER_CLOSED);
+  assert_int_equal(cynic_breaker_release(from2, &probe), 0);
+  /* bad arguments */
+  assert_int_equal(cynic_breaker_carry(NULL, from), CYNIC_EINVAL);
+  assert_int_equal(cynic_breaker_carry(to, NULL), CYNIC_EINVAL);
+  assert_int_equal(cynic_breaker_carry(to, to), CYNIC_EINVAL);
+  cynic_breaker_free(from);
+  cynic_breaker_free(to);
+  cynic_breaker_free(from2);
+  cynic_breaker_free(to2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),
@@ -934,6 +1037,8 @@ int main(void) {
       cmocka_unit_test(test_slow_rate_trips),
       cmocka_unit_test(test_bucket_and_window_together),
       cmocka_unit_test(test_snapshot_does_not_move_state),
+      cmocka_unit_test(test_carry_open_keeps_the_end_of_the_interval),
+      cmocka_unit_test(test_carry_forced_half_open_and_closed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
