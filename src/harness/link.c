@@ -345,11 +345,44 @@ static hdir_t *dir_of_source(hconn_t *c, uv_stream_t *s) {
   return s == (uv_stream_t *)&c->client ? &c->dir[STREAM_UPSTREAM] : &c->dir[STREAM_DOWNSTREAM];
 }
 
+/*
+ * Whether bytes just read may go straight to the sink from the read callback:
+ * no stage to pass, nothing queued or in flight before them, no gate, no
+ * shutdown or close pending. This is the no-toxic path of every small
+ * request; it skips the chunk, its block, the copy and the clock reads.
+ */
+static bool direct_ok(const hdir_t *d) {
+  return d->nstages == 0 && d->out.head == NULL && d->writes == 0 && d->gate == NULL &&
+         !d->dst_shut && !d->close_when_flushed && d->conn->connected;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hconn_t *c = s->data;
   hdir_t *d = dir_of_source(c, s);
   if (nread == 0 || c->closing)
     return;
+  size_t sent = 0; /* bytes the direct path already handed to the sink */
+  if (nread > 0) {
+    d->bytes_read += (size_t)nread;
+    if (c->proxy != NULL)
+      c->proxy->bytes_in[d->stream] += (size_t)nread;
+    if (direct_ok(d)) {
+      uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
+      int n = uv_try_write((uv_stream_t *)d->dst, &b, 1);
+      if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
+        link_close(c, true);
+        return;
+      }
+      if (n > 0) {
+        sent = (size_t)n;
+        d->bytes_written += sent;
+        if (c->proxy != NULL)
+          c->proxy->bytes_out[d->stream] += sent;
+      }
+      if (sent == (size_t)nread)
+        return; /* nothing held: reading goes on, no chain to pump */
+    }
+  }
   chunk_t *ch = chunk_new(CHUNK_DATA, d, uv_hrtime());
   if (ch == NULL) {
     link_close(c, true);
@@ -366,25 +399,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     d->src_eof = true;
     ch->kind = CHUNK_EOF;
   } else {
-    ch->kind = CHUNK_DATA;
-    if ((size_t)nread >= READ_KEEP_MIN && spare != NULL && buf->base == spare->data) {
+    /* What the socket did not take now (all of it unless the direct path ran). */
+    size_t left = (size_t)nread - sent;
+    if (left >= READ_KEEP_MIN && spare != NULL && buf->base == spare->data) {
       ch->blk = spare;
       spare = NULL;
+      ch->off = sent;
     } else {
-      ch->blk = malloc(sizeof(block_t) + (size_t)nread);
+      ch->blk = malloc(sizeof(block_t) + left);
       if (ch->blk == NULL) {
         free(ch);
         link_close(c, true);
         return;
       }
-      memcpy(ch->blk->data, buf->base, (size_t)nread);
+      memcpy(ch->blk->data, buf->base + sent, left);
     }
     ch->blk->refs = 1;
-    ch->len = (size_t)nread;
-    d->buffered += ch->len;
-    d->bytes_read += ch->len;
-    if (c->proxy != NULL)
-      c->proxy->bytes_in[d->stream] += ch->len;
+    ch->len = left;
+    d->buffered += left;
   }
   queue_push(first_queue(d), ch);
   pump(d);
