@@ -2,6 +2,7 @@
  * bench_harness: cynic-harness against a plain proxy, on loopback, in one run.
  *
  *   bench_harness --harness PATH [--haproxy PATH] [--gib N] [--requests N] [--runs N]
+ *                 [--pin none|split|one]
  *
  * For each path (direct, through cynic-harness with no toxics, through HAProxy
  * in mode tcp) it measures the throughput of an N GiB one-way transfer and
@@ -10,13 +11,22 @@
  * and the median of each figure is reported, so a burst of load on a shared
  * machine skews one round rather than the result. Never part of the pass/fail
  * suite.
+ *
+ * Fairness: both proxies get one thread (the harness is one libuv loop;
+ * HAProxy gets `nbthread 1`, as in bench/tcp.sh) and, with --pin, the same
+ * CPU placement: `split` puts this process (the client and both servers) on
+ * CPU 0 and the proxy under test, whichever it is, on CPU 1; `one` puts
+ * everything on CPU 0. The direct path runs under the same placement of the
+ * client and servers. The load average before and after is printed, since
+ * on a shared machine it decides how much the figures mean.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -144,12 +154,29 @@ static void latency(uint16_t port, int n, double *p50, double *p99) {
   close(fd);
 }
 
+/* Pin the calling process (and what it forks or starts later) to one CPU;
+ * -1 leaves it alone. */
+static void pin_to(int cpu) {
+  if (cpu < 0)
+    return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+    perror("sched_setaffinity");
+    exit(1);
+  }
+}
+
+static int proxy_cpu = -1; /* where spawned proxies run (--pin) */
+
 static pid_t spawn(char *const argv[], int *err_pipe) {
   int p[2];
   if (err_pipe && pipe(p) != 0)
     exit(1);
   pid_t pid = fork();
   if (pid == 0) {
+    pin_to(proxy_cpu);
     if (err_pipe) {
       dup2(p[1], 2);
       close(p[0]);
@@ -222,6 +249,7 @@ int main(int argc, char **argv) {
   double gib = 2;
   int requests = 20000;
   int runs = 3;
+  const char *pin = "none";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--harness") == 0)
       harness = argv[i + 1];
@@ -233,12 +261,27 @@ int main(int argc, char **argv) {
       requests = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--runs") == 0)
       runs = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--pin") == 0)
+      pin = argv[i + 1];
   }
+  int bench_cpu = -1;
+  if (strcmp(pin, "split") == 0) {
+    bench_cpu = 0;
+    proxy_cpu = 1;
+  } else if (strcmp(pin, "one") == 0) {
+    bench_cpu = proxy_cpu = 0;
+  } else if (strcmp(pin, "none") != 0) {
+    fprintf(stderr, "--pin takes none, split or one\n");
+    return 2;
+  }
+  pin_to(bench_cpu); /* before the server threads start: they inherit it */
+  double load0[3] = {0, 0, 0};
+  getloadavg(load0, 3);
   if (runs < 1 || runs > 15)
     runs = 3;
   if (harness == NULL || requests < 100) {
     fprintf(stderr, "usage: bench_harness --harness PATH [--haproxy PATH] [--gib N] "
-                    "[--requests N>=100]\n");
+                    "[--requests N>=100] [--runs N] [--pin none|split|one]\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -261,7 +304,7 @@ int main(int argc, char **argv) {
   int cfd = mkstemp(cfg);
   uint16_t x_sink = free_port(), x_echo = free_port();
   dprintf(cfd,
-          "global\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 5s\n"
+          "global\n  maxconn 1000\n  nbthread 1\ndefaults\n  mode tcp\n  timeout connect 5s\n"
           "  timeout client 60s\n  timeout server 60s\n"
           "listen sink\n  bind 127.0.0.1:%u\n  server s 127.0.0.1:%u\n"
           "listen echo\n  bind 127.0.0.1:%u\n  server e 127.0.0.1:%u\n",
@@ -292,8 +335,11 @@ int main(int argc, char **argv) {
     rows[r].p50 = p50[r][runs / 2];
     rows[r].p99 = p99[r][runs / 2];
   }
-  printf("median of %d rounds, %.1f GiB per transfer, %d requests per latency run\n", runs, gib,
-         requests);
+  double load1[3] = {0, 0, 0};
+  getloadavg(load1, 3);
+  printf("median of %d rounds, %.1f GiB per transfer, %d requests per latency run, pin %s\n",
+         runs, gib, requests, pin);
+  printf("load average (1 min) %.2f before, %.2f after\n", load0[0], load1[0]);
   printf("%-16s %12s %10s %10s\n", "path", "MB/s", "p50 us", "p99 us");
   for (int r = 0; r < nrows; r++)
     printf("%-16s %12.0f %10.1f %10.1f\n", rows[r].name, rows[r].bps / 1e6, rows[r].p50,

@@ -2,9 +2,12 @@
  * api.c: the Toxiproxy-compatible HTTP API (server 2.12): routes, status
  * codes, error bodies {"error": "...", "status": N}.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "harness.h"
@@ -638,11 +641,117 @@ static void version_handler(req_ctx_t *r) {
                     CYNIC_VERSION_STRING);
 }
 
+/*
+ * -runtime-metrics: Toxiproxy adds the Go client's runtime collectors there.
+ * A C program has no Go runtime; the honest equivalent is the Prometheus
+ * process collector's families (same names, types and HELP as client_golang's
+ * collectors.NewProcessCollector), read from /proc/self on each scrape.
+ * A family whose source cannot be read is left out, as the Go collector does.
+ * Blocking reads of procfs on the loop: a few microseconds, scrape-rate only.
+ */
+static bool read_small_file(const char *path, char *buf, size_t cap) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return false;
+  size_t n = fread(buf, 1, cap - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return n > 0;
+}
+
+/* Seconds since the epoch at boot ("btime" in /proc/stat); 0 if unknown. */
+static unsigned long long boot_time(void) {
+  static char stat[16384]; /* one loop thread */
+  if (!read_small_file("/proc/stat", stat, sizeof(stat)))
+    return 0;
+  const char *p = strstr(stat, "\nbtime ");
+  return p ? strtoull(p + 7, NULL, 10) : 0;
+}
+
+static void family(cynic__buf_t *b, const char *name, const char *type, const char *help) {
+  cynic__buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void process_metrics(cynic__buf_t *b) {
+  char stat[1024];
+  long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+  const char *rp =
+      read_small_file("/proc/self/stat", stat, sizeof(stat)) ? strrchr(stat, ')') : NULL;
+  /* Fields after "pid (comm)": 3 state ... 14 utime 15 stime ... 22 starttime
+   * 23 vsize 24 rss (proc(5)); comm may hold spaces, so count from its ')'. */
+  unsigned long long f[25] = {0};
+  int nf = 0;
+  if (rp != NULL && ticks > 0 && page > 0) {
+    char *end = (char *)rp + 1;
+    for (int i = 3; i <= 24; i++) {
+      while (*end == ' ')
+        end++;
+      if (*end == '\0')
+        break;
+      f[i] = i == 3 ? 0 : strtoull(end, &end, 10);
+      if (i == 3)
+        end++; /* the state letter */
+      nf = i;
+    }
+  }
+  if (nf == 24) {
+    family(b, "process_cpu_seconds_total", "counter",
+           "Total user and system CPU time spent in seconds.");
+    cynic__buf_printf(b, "process_cpu_seconds_total %.2f\n", (double)(f[14] + f[15]) / ticks);
+  }
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    family(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    cynic__buf_printf(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+  }
+  DIR *fds = opendir("/proc/self/fd");
+  if (fds != NULL) {
+    unsigned long long open = 0;
+    for (struct dirent *e; (e = readdir(fds)) != NULL;)
+      if (e->d_name[0] != '.')
+        open++;
+    closedir(fds);
+    family(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+    cynic__buf_printf(b, "process_open_fds %llu\n", open);
+  }
+  if (nf == 24) {
+    family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    cynic__buf_printf(b, "process_resident_memory_bytes %llu\n", f[24] * (unsigned long long)page);
+  }
+  unsigned long long btime = nf == 24 ? boot_time() : 0;
+  if (btime != 0) {
+    family(b, "process_start_time_seconds", "gauge",
+           "Start time of the process since unix epoch in seconds.");
+    cynic__buf_printf(b, "process_start_time_seconds %.2f\n",
+                      (double)btime + (double)f[22] / (double)ticks);
+  }
+  if (nf == 24) {
+    family(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+    cynic__buf_printf(b, "process_virtual_memory_bytes %llu\n", f[23]);
+  }
+  if (getrlimit(RLIMIT_AS, &rl) == 0) {
+    family(b, "process_virtual_memory_max_bytes", "gauge",
+           "Maximum amount of virtual memory available in bytes.");
+    /* RLIM_INFINITY is the largest uint64, printed as the Go client prints it. */
+    if (rl.rlim_cur == RLIM_INFINITY)
+      cynic__buf_puts(b, "process_virtual_memory_max_bytes 1.8446744073709552e+19\n");
+    else
+      cynic__buf_printf(b, "process_virtual_memory_max_bytes %llu\n",
+                        (unsigned long long)rl.rlim_cur);
+  }
+}
+
+/* GET /metrics: Toxiproxy's proxy families with -proxy-metrics, the process
+ * families with -runtime-metrics (the route exists when either is on). */
 static void metrics_handler(req_ctx_t *r) {
   harness_t *h = r->h;
   r->resp->status = 200;
   r->resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
   cynic__buf_t *b = &r->resp->body;
+  if (h->runtime_metrics)
+    process_metrics(b);
+  if (!h->proxy_metrics)
+    return;
   static const char *dirs[2] = {"upstream", "downstream"};
   cynic__buf_puts(b, "# HELP toxiproxy_proxy_received_bytes_total The total bytes received "
                      "from the source, per proxy and direction.\n"
@@ -834,7 +943,7 @@ static void route(req_ctx_t *rp) {
     is(&r, "GET") ? events_handler(&r) : not_allowed(&r);
     return;
   }
-  if (nsegs == 1 && strcmp(segs[0], "metrics") == 0 && h->proxy_metrics) {
+  if (nsegs == 1 && strcmp(segs[0], "metrics") == 0 && (h->proxy_metrics || h->runtime_metrics)) {
     is(&r, "GET") ? metrics_handler(&r) : not_allowed(&r);
     return;
   }

@@ -42,11 +42,6 @@ static void put_bit(uint8_t *bits, uint64_t i, bool on) {
   *b = on ? (uint8_t)(*b | m) : (uint8_t)(*b & ~m);
 }
 
-static void block_unref(block_t *b) {
-  if (b != NULL && --b->refs == 0)
-    free(b);
-}
-
 /* ---- the client's requests ----------------------------------------------- */
 
 static int req_begin(llhttp_t *p) {
@@ -278,11 +273,6 @@ bool gate_footing(const gate_t *g, int stream, llhttp_t *parser, uint64_t *last)
 }
 
 /* ---- the gate ------------------------------------------------------------- */
-
-void gate_note_request(gate_t *g, uint64_t index, bool head) {
-  if (!g->req_on && in_window(g, index))
-    put_bit(g->head_bits, index, head);
-}
 
 uint64_t gate_delivered(const gate_t *g) {
   return g->delivered;

@@ -80,8 +80,6 @@ bool gate_footing(const gate_t *g, int stream, llhttp_t *parser, uint64_t *last)
 
 /* Responses that have gone out so far. */
 uint64_t gate_delivered(const gate_t *g);
-/* Legacy hint from a stage (kept for gates that do not follow requests). */
-void gate_note_request(gate_t *g, uint64_t index, bool head);
 /* Queue an answer that may go once `need` responses are out. */
 void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now);
 /* The first waiting answer if it is due now, else NULL. */

@@ -91,6 +91,7 @@ struct harness {
   size_t nnames;
   uint64_t seed;
   bool proxy_metrics;
+  bool runtime_metrics;                   /* GET /metrics also serves the process families */
   hproxy_t *proxies[HARNESS_MAX_PROXIES]; /* unordered; the API sorts by name */
   size_t nproxies;
   size_t nconns;

@@ -57,222 +57,6 @@ hconn_t *link_next(hconn_t *c) {
   return c->next;
 }
 
-/* ---- chunks and queues --------------------------------------------------- */
-
-static void block_unref(block_t *b) {
-  if (b != NULL && --b->refs == 0)
-    free(b);
-}
-
-static void chunk_free(chunk_t *c) {
-  block_unref(c->blk);
-  free(c);
-}
-
-static void q_push(queue_t *q, chunk_t *c) {
-  c->next = NULL;
-  if (q->tail)
-    q->tail->next = c;
-  else
-    q->head = c;
-  q->tail = c;
-  q->count++;
-}
-
-static void q_push_front(queue_t *q, chunk_t *c) {
-  c->next = q->head;
-  q->head = c;
-  if (q->tail == NULL)
-    q->tail = c;
-  q->count++;
-}
-
-static chunk_t *q_pop(queue_t *q) {
-  chunk_t *c = q->head;
-  if (c == NULL)
-    return NULL;
-  q->head = c->next;
-  if (q->head == NULL)
-    q->tail = NULL;
-  q->count--;
-  c->next = NULL;
-  return c;
-}
-
-/* Append all of `from` to the end of `to`. */
-static void q_splice(queue_t *to, queue_t *from) {
-  if (from->head == NULL)
-    return;
-  if (to->tail)
-    to->tail->next = from->head;
-  else
-    to->head = from->head;
-  to->tail = from->tail;
-  to->count += from->count;
-  from->head = from->tail = NULL;
-  from->count = 0;
-}
-
-static void q_clear(hdir_t *d, queue_t *q) {
-  chunk_t *c;
-  while ((c = q_pop(q)) != NULL) {
-    if (c->kind == CHUNK_DATA)
-      d->buffered -= c->len;
-    chunk_free(c);
-  }
-}
-
-/* ---- helpers for toxics -------------------------------------------------- */
-
-bool step_room(const step_ctx_t *ctx) {
-  return ctx->out->count < LINK_QUEUE_MAX;
-}
-
-void step_pass(step_ctx_t *ctx) {
-  chunk_t *c = q_pop(ctx->in);
-  c->t = ctx->now;
-  q_push(ctx->out, c);
-}
-
-void step_pass_part(step_ctx_t *ctx, size_t n) {
-  chunk_t *head = ctx->in->head;
-  if (n >= head->len) {
-    step_pass(ctx);
-    return;
-  }
-  chunk_t *c = calloc(1, sizeof(*c));
-  if (c == NULL) { /* out of memory: pass it whole rather than lose bytes */
-    step_pass(ctx);
-    return;
-  }
-  c->kind = CHUNK_DATA;
-  c->blk = head->blk;
-  c->blk->refs++;
-  c->off = head->off;
-  c->len = n;
-  c->dir = ctx->dir;
-  c->t = ctx->now;
-  head->off += n;
-  head->len -= n;
-  q_push(ctx->out, c);
-}
-
-void step_drop(step_ctx_t *ctx) {
-  chunk_t *c = q_pop(ctx->in);
-  if (c->kind == CHUNK_DATA)
-    ctx->dir->buffered -= c->len;
-  chunk_free(c);
-}
-
-static void emit_marker(step_ctx_t *ctx, int kind) {
-  chunk_t *c = calloc(1, sizeof(*c));
-  if (c == NULL)
-    return;
-  c->kind = kind;
-  c->dir = ctx->dir;
-  c->t = ctx->now;
-  q_push(ctx->out, c);
-}
-
-void step_drop_part(step_ctx_t *ctx, size_t n) {
-  chunk_t *head = ctx->in->head;
-  if (n >= head->len) {
-    step_drop(ctx);
-    return;
-  }
-  head->off += n;
-  head->len -= n;
-  ctx->dir->buffered -= n;
-}
-
-void step_emit_close(step_ctx_t *ctx) {
-  emit_marker(ctx, CHUNK_CLOSE);
-}
-
-void step_emit_reset(step_ctx_t *ctx) {
-  emit_marker(ctx, CHUNK_RESET);
-}
-
-bool step_can_generate(const step_ctx_t *ctx) {
-  return step_room(ctx) && ctx->dir->buffered < LINK_BUFFER_MAX;
-}
-
-void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
-  chunk_t *c = calloc(1, sizeof(*c));
-  block_t *b = malloc(sizeof(block_t) + n);
-  if (c == NULL || b == NULL) {
-    free(c);
-    free(b);
-    return;
-  }
-  b->refs = 1;
-  memcpy(b->data, p, n);
-  c->kind = CHUNK_DATA;
-  c->blk = b;
-  c->len = n;
-  c->dir = ctx->dir;
-  c->t = ctx->now;
-  ctx->dir->buffered += n;
-  q_push(ctx->out, c);
-}
-
-static void on_timer(uv_timer_t *t);
-
-static hdir_t *other_dir(hdir_t *d) {
-  return &d->conn->dir[!d->stream];
-}
-
-uint64_t step_answers_base(step_ctx_t *ctx) {
-  hdir_t *other = other_dir(ctx->dir);
-  if (other->gate == NULL)
-    other->gate = gate_new();
-  return other->gate ? gate_delivered(other->gate) : 0;
-}
-
-struct gate *step_gate(step_ctx_t *ctx) {
-  return ctx->dir->stream == STREAM_DOWNSTREAM ? ctx->dir->gate : other_dir(ctx->dir)->gate;
-}
-
-void step_note_request(step_ctx_t *ctx, uint64_t index, bool head) {
-  hdir_t *other = other_dir(ctx->dir);
-  if (other->gate != NULL)
-    gate_note_request(other->gate, index, head);
-}
-
-void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
-  hdir_t *other = other_dir(ctx->dir);
-  chunk_t *c = calloc(1, sizeof(*c));
-  block_t *b = malloc(sizeof(block_t) + n);
-  if (c == NULL || b == NULL) {
-    free(c);
-    free(b);
-    return;
-  }
-  b->refs = 1;
-  memcpy(b->data, p, n);
-  c->kind = CHUNK_DATA;
-  c->blk = b;
-  c->len = n;
-  c->dir = other;
-  other->buffered += n;
-  if (other->gate == NULL)
-    other->gate = gate_new();
-  if (other->gate != NULL) {
-    gate_push(other->gate, c, need, ctx->now);
-  } else {
-    c->t = ctx->now;
-    q_push(&other->out, c); /* no gate (out of memory): unordered, but delivered */
-  }
-  /* Not pumped from here: this direction's pump is running. */
-  other->timer_at = ctx->now;
-  uv_timer_start(&other->timer, on_timer, 0, 0);
-}
-
-void step_wake_at(step_ctx_t *ctx, uint64_t t) {
-  if (t < ctx->wake)
-    ctx->wake = t;
-}
-
 /* ---- closing ------------------------------------------------------------- */
 
 static void maybe_free(hconn_t *c) {
@@ -295,12 +79,12 @@ static void timer_closed(uv_handle_t *h) {
 
 static void free_stages(hdir_t *d) {
   for (size_t i = 0; i < d->nstages; i++) {
-    q_clear(d, &d->stages[i]->in);
+    queue_clear(d, &d->stages[i]->in);
     toxic_stage_free(d->stages[i]);
     free(d->stages[i]);
   }
   d->nstages = 0;
-  q_clear(d, &d->out);
+  queue_clear(d, &d->out);
   gate_free(d->gate, d);
   d->gate = NULL;
 }
@@ -458,7 +242,7 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
     /* A harness answer that is due goes before anything else queued. */
     chunk_t *ch = d->gate ? gate_pop_due(d->gate, ctx->now) : NULL;
     if (ch == NULL)
-      ch = q_pop(&d->out);
+      ch = queue_pop(&d->out);
     if (ch == NULL)
       break;
     progress = true;
@@ -474,7 +258,7 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
           rest->off += ok;
           rest->len -= ok;
           ch->len = ok;
-          q_push_front(&d->out, rest);
+          queue_push_front(&d->out, rest);
         }
       }
     }
@@ -529,11 +313,8 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
   }
   if (d->gate != NULL) {
     step_wake_at(ctx, gate_deadline(d->gate));
-    if (gate_take_moved(d->gate)) { /* the request window moved: the client's side goes on */
-      hdir_t *o = other_dir(d);
-      o->timer_at = ctx->now;
-      uv_timer_start(&o->timer, on_timer, 0, 0);
-    }
+    if (gate_take_moved(d->gate)) /* the request window moved: the client's side goes on */
+      d->peer->woken = true;
   }
   if (d->close_when_flushed && d->writes == 0) {
     /* A reset discards what the kernel has not sent yet: wait (bounded) for
@@ -567,18 +348,53 @@ static hdir_t *dir_of_source(hconn_t *c, uv_stream_t *s) {
   return s == (uv_stream_t *)&c->client ? &c->dir[STREAM_UPSTREAM] : &c->dir[STREAM_DOWNSTREAM];
 }
 
+/*
+ * Whether bytes just read may go straight to the sink from the read callback:
+ * no stage to pass, nothing queued or in flight before them, no gate, no
+ * shutdown or close pending. This is the no-toxic path of every small
+ * request; it skips the chunk, its block, the copy and the clock reads.
+ */
+static bool direct_ok(const hdir_t *d) {
+  return d->nstages == 0 && d->out.head == NULL && d->writes == 0 && d->gate == NULL &&
+         !d->dst_shut && !d->close_when_flushed && d->conn->connected;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hconn_t *c = s->data;
   hdir_t *d = dir_of_source(c, s);
   if (nread == 0 || c->closing)
     return;
-  chunk_t *ch = calloc(1, sizeof(*ch));
+  size_t sent = 0; /* bytes the direct path already handed to the sink */
+  bool first = d->bytes_read == 0;
+  if (nread > 0) {
+    d->bytes_read += (size_t)nread;
+    if (c->proxy != NULL)
+      c->proxy->bytes_in[d->stream] += (size_t)nread;
+    /* Not a connection's first request bytes, nor an HTTP one's: the gate
+     * must see those to follow the framing. */
+    if (direct_ok(d) && !(first && d->stream == STREAM_UPSTREAM) &&
+        c->dir[STREAM_DOWNSTREAM].gate == NULL) {
+      uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
+      int n = uv_try_write((uv_stream_t *)d->dst, &b, 1);
+      if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
+        link_close(c, true);
+        return;
+      }
+      if (n > 0) {
+        sent = (size_t)n;
+        d->bytes_written += sent;
+        if (c->proxy != NULL)
+          c->proxy->bytes_out[d->stream] += sent;
+      }
+      if (sent == (size_t)nread)
+        return; /* nothing held: reading goes on, no chain to pump */
+    }
+  }
+  chunk_t *ch = chunk_new(CHUNK_DATA, d, uv_hrtime());
   if (ch == NULL) {
     link_close(c, true);
     return;
   }
-  ch->dir = d;
-  ch->t = uv_hrtime();
   if (nread < 0) {
     if (nread != UV_EOF) {
       free(ch);
@@ -590,29 +406,28 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     d->src_eof = true;
     ch->kind = CHUNK_EOF;
   } else {
-    ch->kind = CHUNK_DATA;
-    if ((size_t)nread >= READ_KEEP_MIN && spare != NULL && buf->base == spare->data) {
+    /* What the socket did not take now (all of it unless the direct path ran). */
+    size_t left = (size_t)nread - sent;
+    if (left >= READ_KEEP_MIN && spare != NULL && buf->base == spare->data) {
       ch->blk = spare;
       spare = NULL;
+      ch->off = sent;
     } else {
-      ch->blk = malloc(sizeof(block_t) + (size_t)nread);
+      ch->blk = malloc(sizeof(block_t) + left);
       if (ch->blk == NULL) {
         free(ch);
         link_close(c, true);
         return;
       }
-      memcpy(ch->blk->data, buf->base, (size_t)nread);
+      memcpy(ch->blk->data, buf->base + sent, left);
     }
     ch->blk->refs = 1;
-    ch->len = (size_t)nread;
-    if (d->bytes_read == 0 || c->dir[STREAM_DOWNSTREAM].gate != NULL) /* HTTP framing */
-      gate_read(&c->dir[STREAM_DOWNSTREAM].gate, d->stream, d->bytes_read == 0, ch->blk, 0, ch->len);
-    d->buffered += ch->len;
-    d->bytes_read += ch->len;
-    if (c->proxy != NULL)
-      c->proxy->bytes_in[d->stream] += ch->len;
+    ch->len = left;
+    if (first || c->dir[STREAM_DOWNSTREAM].gate != NULL) /* HTTP framing (gate.h) */
+      gate_read(&c->dir[STREAM_DOWNSTREAM].gate, d->stream, first, ch->blk, ch->off, ch->len);
+    d->buffered += left;
   }
-  q_push(first_queue(d), ch);
+  queue_push(first_queue(d), ch);
   pump(d);
 }
 
@@ -675,6 +490,13 @@ static void pump(hdir_t *d) {
     if (!progress)
       break;
   }
+  if (d->peer->woken) {
+    /* A step answered back on the other direction: wake it on the next loop
+     * turn rather than pump it from inside this one. */
+    d->peer->woken = false;
+    d->peer->timer_at = ctx.now;
+    uv_timer_start(&d->peer->timer, on_timer, 0, 0);
+  }
   if (ctx.wake != UINT64_MAX) {
     if (d->timer_at == 0 || ctx.wake < d->timer_at || d->timer_at <= ctx.now) {
       uint64_t ms = ctx.wake > ctx.now ? (ctx.wake - ctx.now + 999999) / 1000000 : 0;
@@ -729,7 +551,7 @@ void link_add_toxic(hconn_t *c, toxic_t *t) {
 static void unlink_stage(hdir_t *d, size_t k) {
   stage_t *st = d->stages[k];
   queue_t *next = k + 1 < d->nstages ? &d->stages[k + 1]->in : &d->out;
-  q_splice(next, &st->in);
+  queue_splice(next, &st->in);
   memmove(&d->stages[k], &d->stages[k + 1], (d->nstages - k - 1) * sizeof(stage_t *));
   d->nstages--;
   toxic_stage_free(st);
@@ -848,6 +670,7 @@ static void dir_init(hconn_t *c, int stream) {
   d->stream = stream;
   d->src = stream == STREAM_UPSTREAM ? &c->client : &c->upstream;
   d->dst = stream == STREAM_UPSTREAM ? &c->upstream : &c->client;
+  d->peer = &c->dir[!stream];
   uv_timer_init(c->h->loop, &d->timer);
   d->timer.data = d;
 }

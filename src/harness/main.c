@@ -26,6 +26,7 @@ typedef struct options {
   uint64_t seed;
   bool have_seed;
   bool proxy_metrics;
+  bool runtime_metrics;
   bool version;
 } options_t;
 
@@ -37,7 +38,7 @@ static void usage(FILE *f) {
              "  -config FILE      JSON array of proxies (with optional toxics) to create at start\n"
              "  -seed N           seed for every random choice (default: from the clock)\n"
              "  -proxy-metrics    serve Prometheus byte counters at GET /metrics\n"
-             "  -runtime-metrics  accepted for compatibility; no effect\n"
+             "  -runtime-metrics  serve process metrics (CPU, memory, fds) at GET /metrics\n"
              "  -log-file FILE    JSON-lines log file, reopened on SIGUSR1 (default stderr)\n"
              "  -log-level LEVEL  debug | info | warn | error (default info)\n"
              "  -version          print the version and exit\n");
@@ -82,10 +83,9 @@ static int parse_flags(int argc, char **argv, options_t *o) {
       flag = &o->proxy_metrics;
     else if (strcmp(name, "version") == 0)
       flag = &o->version;
-    else if (strcmp(name, "runtime-metrics") == 0) {
-      static bool ignored;
-      flag = &ignored;
-    } else if (strcmp(name, "h") == 0 || strcmp(name, "help") == 0) {
+    else if (strcmp(name, "runtime-metrics") == 0)
+      flag = &o->runtime_metrics;
+    else if (strcmp(name, "h") == 0 || strcmp(name, "help") == 0) {
       usage(stdout);
       exit(0);
     }
@@ -249,6 +249,7 @@ int main(int argc, char **argv) {
   h->loop = &loop;
   events_init(&h->events);
   h->proxy_metrics = o.proxy_metrics;
+  h->runtime_metrics = o.runtime_metrics;
   h->seed = o.have_seed ? o.seed : (uv_hrtime() ^ ((uint64_t)getpid() << 32));
   cynic__log(CYNIC_LOG_INFO, "seed", json_pack("{s:I}", "seed", (json_int_t)h->seed));
 

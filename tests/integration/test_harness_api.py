@@ -233,6 +233,91 @@ def test_metrics_off_by_default(harness):
     assert harness.api.get("/metrics")[0] == 404
 
 
+PROCESS_FAMILIES = {
+    "process_cpu_seconds_total": ("counter", "Total user and system CPU time spent in seconds."),
+    "process_max_fds": ("gauge", "Maximum number of open file descriptors."),
+    "process_open_fds": ("gauge", "Number of open file descriptors."),
+    "process_resident_memory_bytes": ("gauge", "Resident memory size in bytes."),
+    "process_start_time_seconds": ("gauge", "Start time of the process since unix epoch in seconds."),
+    "process_virtual_memory_bytes": ("gauge", "Virtual memory size in bytes."),
+    "process_virtual_memory_max_bytes": ("gauge",
+                                         "Maximum amount of virtual memory available in bytes."),
+}
+
+
+def scrape(h):
+    """GET /metrics parsed: ({name: value} for unlabelled samples, {name: (type, help)})."""
+    st, _, raw = h.api.get("/metrics")
+    assert st == 200
+    values, meta = {}, {}
+    for line in raw.decode().splitlines():
+        if line.startswith("# HELP "):
+            name, text = line[7:].split(" ", 1)
+            meta.setdefault(name, [None, None])[1] = text
+        elif line.startswith("# TYPE "):
+            name, kind = line[7:].split(" ", 1)
+            meta.setdefault(name, [None, None])[0] = kind
+        elif line and "{" not in line:
+            name, value = line.split(" ")
+            values[name] = float(value)
+    return values, {k: tuple(v) for k, v in meta.items()}
+
+
+def test_runtime_metrics_process_families():
+    import os
+    import resource
+    started = time.time()
+    h = Harness("-runtime-metrics")
+    up = TcpServer(echo_handler)
+    held = []
+    try:
+        values, meta = scrape(h)
+        for name, (kind, text) in PROCESS_FAMILIES.items():
+            assert meta.get(name) == (kind, text), name
+            assert name in values, name
+        assert not any(n.startswith("toxiproxy_") for n in meta)  # proxy families need their flag
+        assert values["process_resident_memory_bytes"] > 0
+        assert values["process_virtual_memory_bytes"] >= values["process_resident_memory_bytes"]
+        assert started - 5 <= values["process_start_time_seconds"] <= time.time() + 1
+        assert values["process_max_fds"] == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert values["process_cpu_seconds_total"] >= 0
+        # The count is the harness's own descriptors (within the scrape's own).
+        fds = len(os.listdir(f"/proc/{h.proc.pid}/fd"))
+        assert abs(values["process_open_fds"] - fds) <= 2, (values["process_open_fds"], fds)
+        base = values["process_open_fds"]
+
+        # Hold 20 proxied connections: 2 descriptors each in the harness.
+        p = h.create("rt", up.address)
+        for _ in range(20):
+            s = connect(h.listen_port(p))
+            s.sendall(b"ping")
+            s.settimeout(10)
+            assert s.recv(4) == b"ping"
+            held.append(s)
+        grown = wait_for(lambda: (scrape(h)[0]["process_open_fds"] >= base + 40) and scrape(h)[0],
+                         what="open fds to grow by 40")
+        assert grown["process_cpu_seconds_total"] >= values["process_cpu_seconds_total"]
+        for s in held:
+            s.close()
+        held.clear()
+        wait_for(lambda: scrape(h)[0]["process_open_fds"] <= base + 4, what="fds released")
+    finally:
+        for s in held:
+            s.close()
+        up.close()
+        h.stop()
+
+
+def test_both_metrics_flags():
+    h = Harness("-runtime-metrics", "-proxy-metrics")
+    try:
+        h.create("both", "127.0.0.1:1")
+        _, meta = scrape(h)
+        assert "process_open_fds" in meta and "toxiproxy_proxy_sent_bytes_total" in meta
+    finally:
+        h.stop()
+
+
 def test_browser_refused(harness):
     st, js, _ = harness.api.request("GET", "/proxies", headers={"User-Agent": "Mozilla/5.0"})
     assert st == 403

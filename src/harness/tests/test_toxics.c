@@ -1,8 +1,9 @@
 /*
  * Unit tests of src/harness/toxics.c: each toxic's step function driven by a
  * hand-moved clock, asserting exact release times, sizes and actions. The
- * queue helpers of link.c are replaced here by plain versions without
- * sockets (H2O style: include the .c under test).
+ * chunks, queues and step helpers are the real ones (chain.c, linked in, as
+ * are gate.c and http_toxics.c): nothing here stands in for the data plane
+ * (H2O style: include the .c under test to reach its statics).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,154 +15,16 @@
 #include <cmocka.h>
 
 #include "../toxics.c"
+#include "gate.h"
 
 #define MSEC(x) ((uint64_t)(x)*UINT64_C(1000000))
-
-/* ---- stand-ins for link.c ------------------------------------------------ */
-
-static void q_push(queue_t *q, chunk_t *c) {
-  c->next = NULL;
-  if (q->tail)
-    q->tail->next = c;
-  else
-    q->head = c;
-  q->tail = c;
-  q->count++;
-}
-
-static chunk_t *q_pop(queue_t *q) {
-  chunk_t *c = q->head;
-  if (c == NULL)
-    return NULL;
-  q->head = c->next;
-  if (q->head == NULL)
-    q->tail = NULL;
-  q->count--;
-  return c;
-}
-
-static void chunk_free(chunk_t *c) {
-  if (c->blk && --c->blk->refs == 0)
-    free(c->blk);
-  free(c);
-}
-
-bool step_room(const step_ctx_t *ctx) {
-  return ctx->out->count < LINK_QUEUE_MAX;
-}
-
-void step_pass(step_ctx_t *ctx) {
-  chunk_t *c = q_pop(ctx->in);
-  c->t = ctx->now;
-  q_push(ctx->out, c);
-}
-
-void step_pass_part(step_ctx_t *ctx, size_t n) {
-  chunk_t *head = ctx->in->head;
-  if (n >= head->len) {
-    step_pass(ctx);
-    return;
-  }
-  chunk_t *c = calloc(1, sizeof(*c));
-  c->kind = CHUNK_DATA;
-  c->blk = head->blk;
-  c->blk->refs++;
-  c->off = head->off;
-  c->len = n;
-  c->t = ctx->now;
-  head->off += n;
-  head->len -= n;
-  q_push(ctx->out, c);
-}
-
-void step_drop(step_ctx_t *ctx) {
-  chunk_t *c = q_pop(ctx->in);
-  if (c->kind == CHUNK_DATA)
-    ctx->dir->buffered -= c->len;
-  chunk_free(c);
-}
-
-void step_drop_part(step_ctx_t *ctx, size_t n) {
-  chunk_t *head = ctx->in->head;
-  if (n >= head->len) {
-    step_drop(ctx);
-    return;
-  }
-  head->off += n;
-  head->len -= n;
-  ctx->dir->buffered -= n;
-}
-
-static void marker(step_ctx_t *ctx, int kind) {
-  chunk_t *c = calloc(1, sizeof(*c));
-  c->kind = kind;
-  c->t = ctx->now;
-  q_push(ctx->out, c);
-}
-
-void step_emit_close(step_ctx_t *ctx) {
-  marker(ctx, CHUNK_CLOSE);
-}
-
-void step_emit_reset(step_ctx_t *ctx) {
-  marker(ctx, CHUNK_RESET);
-}
-
-bool step_can_generate(const step_ctx_t *ctx) {
-  return step_room(ctx) && ctx->dir->buffered < LINK_BUFFER_MAX;
-}
-
-void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
-  chunk_t *c = calloc(1, sizeof(*c));
-  c->blk = malloc(sizeof(block_t) + n);
-  c->blk->refs = 1;
-  memcpy(c->blk->data, p, n);
-  c->kind = CHUNK_DATA;
-  c->len = n;
-  c->t = ctx->now;
-  ctx->dir->buffered += n;
-  q_push(ctx->out, c);
-}
-
-void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
-  (void)ctx;
-  (void)p;
-  (void)n;
-  (void)need;
-}
-
-void step_note_request(step_ctx_t *ctx, uint64_t index, bool head) {
-  (void)ctx;
-  (void)index;
-  (void)head;
-}
-
-uint64_t step_answers_base(step_ctx_t *ctx) {
-  (void)ctx;
-  return 0;
-}
-
-void step_wake_at(step_ctx_t *ctx, uint64_t t) {
-  if (t < ctx->wake)
-    ctx->wake = t;
-}
-
-int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
-  (void)st;
-  (void)ctx;
-  return STEP_IDLE;
-}
-
-void http_toxic_free(stage_t *st) {
-  (void)st;
-}
 
 /* ---- fixture ------------------------------------------------------------- */
 
 typedef struct rig {
   toxic_t toxic;
   stage_t st;
-  hdir_t dir;
+  hdir_t dir, peer; /* the direction under test and the connection's other one */
   queue_t out;
   step_ctx_t ctx;
 } rig_t;
@@ -178,39 +41,48 @@ static rig_t *rig_new(const char *type, int64_t a0, int64_t a1, int64_t a2) {
   r->st.active = true;
   r->st.rng = 42;
   toxic_stage_init(&r->st, 0);
+  r->dir.stream = STREAM_DOWNSTREAM;
+  r->peer.stream = STREAM_UPSTREAM;
+  r->dir.peer = &r->peer;
+  r->peer.peer = &r->dir;
   r->ctx.dir = &r->dir;
   r->ctx.in = &r->st.in;
   r->ctx.out = &r->out;
   return r;
 }
 
+/* Frees everything still held; asserts every counted byte was accounted for. */
 static void rig_free(rig_t *r) {
-  chunk_t *c;
-  while ((c = q_pop(&r->st.in)) != NULL)
-    chunk_free(c);
-  while ((c = q_pop(&r->out)) != NULL)
-    chunk_free(c);
+  queue_clear(&r->dir, &r->st.in);
+  queue_clear(&r->dir, &r->out);
+  queue_clear(&r->peer, &r->peer.out);
+  gate_free(r->dir.gate, &r->dir);
+  gate_free(r->peer.gate, &r->peer);
+  toxic_stage_free(&r->st);
+  assert_int_equal(r->dir.buffered, 0);
+  assert_int_equal(r->peer.buffered, 0);
   free(r);
 }
 
 /* Data arriving at `t`. */
 static void feed(rig_t *r, uint64_t t, size_t n) {
-  chunk_t *c = calloc(1, sizeof(*c));
-  c->blk = malloc(sizeof(block_t) + n);
-  c->blk->refs = 1;
-  memset(c->blk->data, 'd', n);
-  c->kind = CHUNK_DATA;
+  char *bytes = malloc(n);
+  assert_non_null(bytes);
+  memset(bytes, 'd', n);
+  chunk_t *c = chunk_new(CHUNK_DATA, &r->dir, t);
+  assert_non_null(c);
+  c->blk = block_new(bytes, n);
+  assert_non_null(c->blk);
+  free(bytes);
   c->len = n;
-  c->t = t;
   r->dir.buffered += n;
-  q_push(&r->st.in, c);
+  queue_push(&r->st.in, c);
 }
 
 static void feed_eof(rig_t *r, uint64_t t) {
-  chunk_t *c = calloc(1, sizeof(*c));
-  c->kind = CHUNK_EOF;
-  c->t = t;
-  q_push(&r->st.in, c);
+  chunk_t *c = chunk_new(CHUNK_EOF, &r->dir, t);
+  assert_non_null(c);
+  queue_push(&r->st.in, c);
 }
 
 static int step_at(rig_t *r, uint64_t now) {
@@ -253,7 +125,9 @@ static void latency_jitter_in_bounds_and_ordered(void **state) {
     assert_true(due >= last); /* order kept */
     last = due;
     assert_int_equal(step_at(r, due), STEP_PROGRESS);
-    chunk_free(q_pop(&r->out));
+    chunk_t *c = queue_pop(&r->out);
+    r->dir.buffered -= c->len;
+    chunk_free(c);
   }
   rig_free(r);
 }
@@ -394,6 +268,58 @@ static void inactive_passes_everything(void **state) {
   rig_free(r);
 }
 
+/* ---- chain.c itself ------------------------------------------------------ */
+
+static void split_shares_block_and_counts(void **state) {
+  (void)state;
+  rig_t *r = rig_new("slicer", 4, 0, 0);
+  feed(r, 0, 10);
+  block_t *b = r->st.in.head->blk;
+  step_pass_part(&r->ctx, 4);
+  assert_int_equal(r->out.count, 1);
+  assert_ptr_equal(r->out.head->blk, b); /* no copy: both point into one block */
+  assert_int_equal(b->refs, 2);
+  assert_int_equal(r->out.head->off, 0);
+  assert_int_equal(r->st.in.head->off, 4);
+  assert_int_equal(r->st.in.head->len, 6);
+  step_drop_part(&r->ctx, 2);
+  assert_int_equal(r->dir.buffered, 8);
+  step_pass_part(&r->ctx, 100); /* more than left: the whole chunk moves */
+  assert_null(r->st.in.head);
+  assert_int_equal(r->out.count, 2);
+  assert_int_equal(r->out.tail->off, 6);
+  assert_int_equal(r->out.tail->len, 4);
+  assert_ptr_equal(r->out.tail->dir, &r->dir);
+  queue_t all = {0};
+  queue_splice(&all, &r->out);
+  assert_int_equal(all.count, 2);
+  assert_null(r->out.head);
+  queue_clear(&r->dir, &all);
+  assert_int_equal(r->dir.buffered, 0);
+  rig_free(r);
+}
+
+static void answer_back_goes_through_peer_gate(void **state) {
+  (void)state;
+  rig_t *r = rig_new("latency", 0, 0, 0);
+  r->ctx.now = MSEC(5);
+  assert_null(r->peer.gate);
+  step_answer_back(&r->ctx, "HTTP/1.1 503 x\r\n\r\n", 18, 0); /* creates the peer's gate */
+  assert_non_null(r->peer.gate);
+  assert_null(r->dir.gate);
+  assert_true(r->peer.woken);
+  assert_int_equal(r->peer.buffered, 18);
+  assert_int_equal(r->dir.buffered, 0);
+  chunk_t *c = gate_pop_due(r->peer.gate, MSEC(5)); /* nothing to wait for */
+  assert_non_null(c);
+  assert_int_equal(c->len, 18);
+  assert_ptr_equal(c->dir, &r->peer);
+  assert_memory_equal(c->blk->data + c->off, "HTTP/1.1 503", 12);
+  r->peer.buffered -= c->len;
+  chunk_free(c);
+  rig_free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(latency_holds_each_chunk),
@@ -406,6 +332,8 @@ int main(void) {
       cmocka_unit_test(slow_close_holds_fin),
       cmocka_unit_test(garbage_and_flood),
       cmocka_unit_test(inactive_passes_everything),
+      cmocka_unit_test(split_shares_block_and_counts),
+      cmocka_unit_test(answer_back_goes_through_peer_gate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,208 @@
+/*
+ * chain.c: chunks, queues and the step helpers toxics move bytes with. No
+ * sockets, timers or loop here (see chain.h); link.c and the unit tests link
+ * this same file.
+ */
+#include "chain.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gate.h"
+#include "link.h"
+
+/* ---- chunks and queues --------------------------------------------------- */
+
+void block_unref(block_t *b) {
+  if (b != NULL && --b->refs == 0)
+    free(b);
+}
+
+block_t *block_new(const char *p, size_t n) {
+  block_t *b = malloc(sizeof(block_t) + n);
+  if (b == NULL)
+    return NULL;
+  b->refs = 1;
+  memcpy(b->data, p, n);
+  return b;
+}
+
+chunk_t *chunk_new(int kind, hdir_t *d, uint64_t t) {
+  chunk_t *c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return NULL;
+  c->kind = kind;
+  c->dir = d;
+  c->t = t;
+  return c;
+}
+
+void chunk_free(chunk_t *c) {
+  block_unref(c->blk);
+  free(c);
+}
+
+void queue_push(queue_t *q, chunk_t *c) {
+  c->next = NULL;
+  if (q->tail)
+    q->tail->next = c;
+  else
+    q->head = c;
+  q->tail = c;
+  q->count++;
+}
+
+void queue_push_front(queue_t *q, chunk_t *c) {
+  c->next = q->head;
+  q->head = c;
+  if (q->tail == NULL)
+    q->tail = c;
+  q->count++;
+}
+
+chunk_t *queue_pop(queue_t *q) {
+  chunk_t *c = q->head;
+  if (c == NULL)
+    return NULL;
+  q->head = c->next;
+  if (q->head == NULL)
+    q->tail = NULL;
+  q->count--;
+  c->next = NULL;
+  return c;
+}
+
+void queue_splice(queue_t *to, queue_t *from) {
+  if (from->head == NULL)
+    return;
+  if (to->tail)
+    to->tail->next = from->head;
+  else
+    to->head = from->head;
+  to->tail = from->tail;
+  to->count += from->count;
+  from->head = from->tail = NULL;
+  from->count = 0;
+}
+
+void queue_clear(hdir_t *d, queue_t *q) {
+  chunk_t *c;
+  while ((c = queue_pop(q)) != NULL) {
+    if (c->kind == CHUNK_DATA)
+      d->buffered -= c->len;
+    chunk_free(c);
+  }
+}
+
+/* ---- helpers for toxics -------------------------------------------------- */
+
+bool step_room(const step_ctx_t *ctx) {
+  return ctx->out->count < LINK_QUEUE_MAX;
+}
+
+void step_pass(step_ctx_t *ctx) {
+  chunk_t *c = queue_pop(ctx->in);
+  c->t = ctx->now;
+  queue_push(ctx->out, c);
+}
+
+void step_pass_part(step_ctx_t *ctx, size_t n) {
+  chunk_t *head = ctx->in->head;
+  if (n >= head->len) {
+    step_pass(ctx);
+    return;
+  }
+  chunk_t *c = chunk_new(CHUNK_DATA, ctx->dir, ctx->now);
+  if (c == NULL) { /* out of memory: pass it whole rather than lose bytes */
+    step_pass(ctx);
+    return;
+  }
+  c->blk = head->blk;
+  c->blk->refs++;
+  c->off = head->off;
+  c->len = n;
+  head->off += n;
+  head->len -= n;
+  queue_push(ctx->out, c);
+}
+
+void step_drop(step_ctx_t *ctx) {
+  chunk_t *c = queue_pop(ctx->in);
+  if (c->kind == CHUNK_DATA)
+    ctx->dir->buffered -= c->len;
+  chunk_free(c);
+}
+
+void step_drop_part(step_ctx_t *ctx, size_t n) {
+  chunk_t *head = ctx->in->head;
+  if (n >= head->len) {
+    step_drop(ctx);
+    return;
+  }
+  head->off += n;
+  head->len -= n;
+  ctx->dir->buffered -= n;
+}
+
+static void emit_marker(step_ctx_t *ctx, int kind) {
+  chunk_t *c = chunk_new(kind, ctx->dir, ctx->now);
+  if (c != NULL)
+    queue_push(ctx->out, c);
+}
+
+void step_emit_close(step_ctx_t *ctx) {
+  emit_marker(ctx, CHUNK_CLOSE);
+}
+
+void step_emit_reset(step_ctx_t *ctx) {
+  emit_marker(ctx, CHUNK_RESET);
+}
+
+bool step_can_generate(const step_ctx_t *ctx) {
+  return step_room(ctx) && ctx->dir->buffered < LINK_BUFFER_MAX;
+}
+
+/* A data chunk owning a copy of p[0..n), counted in d; NULL out of memory. */
+static chunk_t *copy_chunk(hdir_t *d, const char *p, size_t n, uint64_t t) {
+  chunk_t *c = chunk_new(CHUNK_DATA, d, t);
+  block_t *b = block_new(p, n);
+  if (c == NULL || b == NULL) {
+    free(c);
+    free(b);
+    return NULL;
+  }
+  c->blk = b;
+  c->len = n;
+  d->buffered += n;
+  return c;
+}
+
+void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
+  chunk_t *c = copy_chunk(ctx->dir, p, n, ctx->now);
+  if (c != NULL)
+    queue_push(ctx->out, c);
+}
+
+struct gate *step_gate(step_ctx_t *ctx) {
+  return ctx->dir->stream == STREAM_DOWNSTREAM ? ctx->dir->gate : ctx->dir->peer->gate;
+}
+
+void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
+  hdir_t *other = ctx->dir->peer;
+  chunk_t *c = copy_chunk(other, p, n, ctx->now);
+  if (c == NULL)
+    return;
+  if (other->gate == NULL)
+    other->gate = gate_new();
+  if (other->gate != NULL)
+    gate_push(other->gate, c, need, ctx->now);
+  else
+    queue_push(&other->out, c); /* no gate (out of memory): unordered, but delivered */
+  /* Not pumped from here: this direction's pump is running. */
+  other->woken = true;
+}
+
+void step_wake_at(step_ctx_t *ctx, uint64_t t) {
+  if (t < ctx->wake)
+    ctx->wake = t;
+}
