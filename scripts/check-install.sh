@@ -11,6 +11,12 @@ pcdir="$dest$prefix/$libdir/pkgconfig"
 for lib in libcynic.a libcynic.so libcynic.so.0; do
   [ -e "$dest$prefix/$libdir/$lib" ] || { echo "missing $lib" >&2; exit 1; }
 done
+# The programs, and the harness's CLI name working from the install.
+for prog in cynic cynic-harness cynic-harness-cli; do
+  [ -x "$dest$prefix/bin/$prog" ] || { echo "missing bin/$prog" >&2; exit 1; }
+done
+"$dest$prefix/bin/cynic-harness-cli" -h 2>&1 | grep -q -i "usage" ||
+  { echo "cynic-harness-cli does not run as the CLI" >&2; exit 1; }
 cat > "$dest/use.c" <<'C'
 #include <cynic/cynic.h>
 #include <stdio.h>
