@@ -79,13 +79,13 @@ void cynic__metrics_conn_started(cynic__upstream_t *u) {
   u->stats.started++;
 }
 
-void cynic__metrics_connected(cynic__upstream_t *u, uint64_t ms) {
-  cynic__hist_observe(&u->stats.connect, (double)ms / 1000.0);
+void cynic__metrics_connected(cynic__upstream_t *u, uint64_t us) {
+  cynic__hist_observe(&u->stats.connect, (double)us / 1e6);
 }
 
-void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t ms) {
-  cynic__hist_observe(&u->stats.first_byte, (double)ms / 1000.0);
-  cynic__hist_observe(&u->stats.second_ttfb, (double)ms / 1000.0);
+void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t us) {
+  cynic__hist_observe(&u->stats.first_byte, (double)us / 1e6);
+  cynic__hist_observe(&u->stats.second_ttfb, (double)us / 1e6);
 }
 
 void cynic__metrics_conn_done(const cynic__conn_report_t *r) {
@@ -95,8 +95,8 @@ void cynic__metrics_conn_done(const cynic__conn_report_t *r) {
   u->stats.done++;
   if (cynic__outcome_is_error(r->outcome))
     u->stats.errors++;
-  uint64_t ms = r->end_ms >= r->accepted_ms ? r->end_ms - r->accepted_ms : 0;
-  cynic__hist_observe(&u->stats.duration, (double)ms / 1000.0);
+  uint64_t us = r->end_us >= r->accepted_us ? r->end_us - r->accepted_us : 0;
+  cynic__hist_observe(&u->stats.duration, (double)us / 1e6);
   cynic__accesslog_write(r);
 }
 
@@ -273,8 +273,7 @@ static const struct {
   const char *name, *type, *help;
   uint64_t (*value)(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s);
 } upstream_gauges[] = {
-    {"cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.",
-     bh_in_use},
+    {"cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.", bh_in_use},
     {"cynic_bulkhead_limit", "gauge", "Bulkhead max_connections.", bh_limit},
     {"cynic_bulkhead_pending", "gauge", "Clients waiting for a bulkhead slot.", bh_pending},
     {"cynic_bulkhead_pending_limit", "gauge", "Bulkhead max_pending.", bh_pending_limit},
