@@ -126,6 +126,7 @@ void cynic__metrics_transition(cynic__endpoint_t *e, cynic_breaker_state_t from,
   a->ring_next = (a->ring_next + 1) % CYNIC__TRANSITION_RING;
   if (a->ring_count < CYNIC__TRANSITION_RING)
     a->ring_count++;
+  cynic__admin_streams_kick(a);
 }
 
 /* ---- history ------------------------------------------------------------------ */
@@ -167,22 +168,34 @@ void cynic__metrics_sample(cynic__proxy_t *p) {
   }
 }
 
+static json_t *sample_json(const cynic__sample_t *s) {
+  json_t *o = json_pack("{s:I, s:i, s:i, s:i, s:i, s:i}", "t", (json_int_t)s->unix_s, "conns",
+                        (int)s->conns, "done", (int)s->done, "errors", (int)s->errors, "open",
+                        (int)s->open, "in_use", (int)s->in_use);
+  if (o != NULL)
+    json_object_set_new(o, "p99_ms", s->p99_ms < 0 ? json_null() : json_real(s->p99_ms));
+  return o;
+}
+
 json_t *cynic__metrics_history(const cynic__upstream_t *u) {
   const cynic__upstream_stats_t *st = &u->stats;
   json_t *a = json_array();
   size_t start =
       (st->history_next + CYNIC__HISTORY_SECONDS - st->history_count) % CYNIC__HISTORY_SECONDS;
   for (size_t i = 0; i < st->history_count; i++) {
-    const cynic__sample_t *s = &st->history[(start + i) % CYNIC__HISTORY_SECONDS];
-    json_t *o = json_pack("{s:I, s:i, s:i, s:i, s:i, s:i}", "t", (json_int_t)s->unix_s, "conns",
-                          (int)s->conns, "done", (int)s->done, "errors", (int)s->errors, "open",
-                          (int)s->open, "in_use", (int)s->in_use);
-    if (o == NULL)
-      continue;
-    json_object_set_new(o, "p99_ms", s->p99_ms < 0 ? json_null() : json_real(s->p99_ms));
-    json_array_append_new(a, o);
+    json_t *o = sample_json(&st->history[(start + i) % CYNIC__HISTORY_SECONDS]);
+    if (o != NULL)
+      json_array_append_new(a, o);
   }
   return a;
+}
+
+json_t *cynic__metrics_last_sample(const cynic__upstream_t *u) {
+  const cynic__upstream_stats_t *st = &u->stats;
+  if (st->history_count == 0)
+    return NULL;
+  size_t last = (st->history_next + CYNIC__HISTORY_SECONDS - 1) % CYNIC__HISTORY_SECONDS;
+  return sample_json(&st->history[last]);
 }
 
 /* ---- Prometheus text ------------------------------------------------------------- */
