@@ -246,6 +246,10 @@ uint64_t cynic__proxy_clock(void *arg);
 /* An endpoint's first resolution is over (either way): the listeners are
  * bound once every host name has had one. */
 void cynic__proxy_resolved(cynic__proxy_t *p);
+/* Binds the listeners (serve) if cynic is still starting and no first
+ * resolution is pending any more: after a reload during start retired the
+ * upstreams that were being waited for. */
+void cynic__proxy_serve_if_resolved(cynic__proxy_t *p);
 
 /* Starts a drain, as SIGTERM does (`why` names the cause in the log). */
 void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
