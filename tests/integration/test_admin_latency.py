@@ -12,7 +12,7 @@ import adminutil as au
 import proxyutil as pu
 
 DELAY_S = 0.003
-N = 10
+N = 20
 
 
 def delayed_echo(delay):
@@ -54,7 +54,7 @@ def test_first_byte_and_connect_times_have_microsecond_resolution(tmp_path):
         assert m.get(fb, upstream="loopback", le="0.0001") is not None
         assert m.get(fb, upstream="loopback", le="0.00025") is not None
         # 3 ms upstream: never at or under 2.5 ms (it sleeps 3 ms after reading),
-        # and some of the ten in the (2.5 ms, 5 ms] bucket
+        # and some of the twenty in the (2.5 ms, 5 ms] bucket
         assert m.get(fb, upstream="delayed", le="+Inf") == N
         assert m.get(fb, upstream="delayed", le="0.0025") == 0
         in_bucket = m.get(fb, upstream="delayed", le="0.005") - m.get(fb, upstream="delayed", le="0.0025")
