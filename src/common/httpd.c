@@ -297,7 +297,7 @@ cynic__httpd_stream_t *cynic__httpd_stream(cynic__httpd_response_t *resp, size_t
   char head[1024];
   int n = snprintf(head, sizeof head,
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\n\r\n",
-                   resp->status, resp->status == 200 ? "OK" : "Status",
+                   resp->status, cynic__http_reason(resp->status),
                    resp->content_type != NULL ? resp->content_type : "text/event-stream",
                    resp->headers != NULL ? resp->headers : "");
   if (n < 0 || (size_t)n >= sizeof head) {
