@@ -174,6 +174,24 @@ upstreams:
     // everything above came through the stream: no /status polling while live
     assert.equal(await page.locator("#live").textContent(), "live");
     assert.deepEqual(paths.slice(liveFrom).filter((p) => p === "/status" || p === "/status/history"), []);
+
+    // a browser without EventSource polls instead, and shows it
+    const old = await browser.newPage();
+    old.on("pageerror", (e) => errors.push(String(e)));
+    await old.addInitScript(() => { delete window.EventSource; });
+    const oldPaths = [];
+    old.on("request", (r) => oldPaths.push(new URL(r.url()).pathname));
+    await old.goto(`http://${admin}/`);
+    await old.locator('section.tile[data-upstream="api"][data-state="open"]').waitFor({ timeout: 10000 });
+    await old.waitForFunction(() => document.querySelectorAll("section.tile").length === 2);
+    const polls = () => oldPaths.filter((p) => p === "/status").length;
+    const before = polls();
+    for (const end = Date.now() + 10000; polls() < before + 2 && Date.now() < end;)
+      await new Promise((res) => setTimeout(res, 100));
+    assert.ok(polls() >= before + 2, "the page polls /status without EventSource");
+    assert.equal(await old.locator("#live").textContent(), "polling");
+    assert.ok(!oldPaths.includes("/status/stream"));
+    await old.close();
     assert.deepEqual(errors, []);
   } finally {
     if (browser) await browser.close();
