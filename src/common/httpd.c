@@ -2,6 +2,7 @@
 #include "httpd.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@ struct cynic__httpd_conn {
   bool lingering;                  /* answered and shut down: discarding input until EOF */
   bool continue_sent;              /* "100 Continue" already sent for this request */
   cynic__httpd_pending_t *pending; /* the current request's deferred answer */
+  cynic__httpd_stream_t *stream;   /* a streamed answer: the connection is its alone */
   char *stash;                     /* bytes read after a deferred request */
   size_t stash_len;
   uv_shutdown_t shutdown;
@@ -33,11 +35,19 @@ struct cynic__httpd_pending {
   cynic__httpd_response_t resp;
 };
 
+struct cynic__httpd_stream {
+  cynic__httpd_conn_t *conn;
+  size_t max_pending;
+  cynic__httpd_stream_cb on_close;
+  void *arg;
+};
+
 /* A handler's response with what cynic__httpd_defer needs to find. */
 typedef struct reply {
   cynic__httpd_response_t resp; /* first: a handler's resp pointer is the reply's */
   cynic__httpd_conn_t *conn;
   cynic__httpd_pending_t *pending;
+  cynic__httpd_stream_t *stream;
 } reply_t;
 
 typedef struct write_req {
@@ -84,6 +94,13 @@ static void conn_close(cynic__httpd_conn_t *c) {
   if (c->pending != NULL) { /* its owner still completes it: detach */
     c->pending->conn = NULL;
     c->pending = NULL;
+  }
+  if (c->stream != NULL) { /* tell its owner, then free it */
+    cynic__httpd_stream_t *st = c->stream;
+    c->stream = NULL;
+    st->conn = NULL;
+    st->on_close(st, st->arg);
+    free(st);
   }
   cynic__httpd_t *s = c->server;
   if (c->prev)
@@ -144,6 +161,11 @@ static void finish(cynic__httpd_conn_t *c) {
 static void update_reading(cynic__httpd_conn_t *c) {
   if (c->lingering)
     return;
+  if (c->stream != NULL) { /* always reading: only to see the client leave */
+    if (!c->reading && !c->closing && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+      c->reading = true;
+    return;
+  }
   bool want = !c->closing && !c->close_after_write && c->pending == NULL &&
               c->pending_write < c->server->config.max_pending_write;
   if (want && !c->reading) {
@@ -263,13 +285,79 @@ cynic__httpd_response_t *cynic__httpd_pending_response(cynic__httpd_pending_t *p
   return &pd->resp;
 }
 
-/* Answer the current request. true if the handler deferred it. */
+cynic__httpd_stream_t *cynic__httpd_stream(cynic__httpd_response_t *resp, size_t max_pending,
+                                           int sndbuf, cynic__httpd_stream_cb on_close, void *arg) {
+  reply_t *rp = (reply_t *)resp;
+  cynic__httpd_conn_t *c = rp->conn;
+  if (rp->stream != NULL || rp->pending != NULL)
+    return NULL;
+  cynic__httpd_stream_t *st = calloc(1, sizeof(*st));
+  if (st == NULL)
+    return NULL;
+  char head[1024];
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\n\r\n",
+                   resp->status, cynic__http_reason(resp->status),
+                   resp->content_type != NULL ? resp->content_type : "text/event-stream",
+                   resp->headers != NULL ? resp->headers : "");
+  if (n < 0 || (size_t)n >= sizeof head) {
+    free(st);
+    return NULL;
+  }
+  st->conn = c;
+  st->max_pending = max_pending;
+  st->on_close = on_close;
+  st->arg = arg;
+  rp->stream = st;
+  c->stream = st;
+  uv_timer_stop(&c->timer); /* no request or idle timeout on a stream */
+  if (sndbuf > 0)
+    uv_send_buffer_size((uv_handle_t *)&c->tcp, &sndbuf);
+  send_bytes(c, head, (size_t)n); /* on failure the connection closes: on_close runs */
+  return st;
+}
+
+int cynic__httpd_stream_write(cynic__httpd_stream_t *st, const char *p, size_t n) {
+  cynic__httpd_conn_t *c = st->conn;
+  if (c == NULL || c->closing)
+    return CYNIC_EINVAL;
+  if (c->pending_write + n > st->max_pending) {
+    conn_close(c); /* a slow reader: dropped (on_close runs, st is freed) */
+    return CYNIC_ERANGE;
+  }
+  size_t before = c->pending_write;
+  send_bytes(c, p, n);
+  return c->pending_write == before + n ? 0 : CYNIC_ENOMEM;
+}
+
+size_t cynic__httpd_stream_pending(const cynic__httpd_stream_t *st) {
+  return st->conn != NULL ? st->conn->pending_write : 0;
+}
+
+int cynic__httpd_stream_peer(const cynic__httpd_stream_t *st, char *buf, size_t len) {
+  if (st->conn == NULL)
+    return CYNIC_EINVAL;
+  return cynic__httpd_peer(&st->conn->parser, buf, len);
+}
+
+void cynic__httpd_stream_close(cynic__httpd_stream_t *st) {
+  if (st->conn != NULL)
+    conn_close(st->conn);
+}
+
+/* Answer the current request. true if the handler deferred it or made it a
+ * stream (nothing more is parsed on this connection then). */
 static bool answer(cynic__httpd_conn_t *c) {
   reply_t rp;
   rp.conn = c;
   rp.pending = NULL;
+  rp.stream = NULL;
   response_init(c->server, &rp.resp);
   c->server->handler(c->server->arg, &c->parser, &rp.resp);
+  if (rp.stream != NULL) {
+    cynic__buf_free(&rp.resp.body);
+    return true;
+  }
   if (rp.pending != NULL) {
     cynic__buf_free(&rp.resp.body);
     return true;
@@ -307,6 +395,11 @@ void cynic__httpd_complete(cynic__httpd_pending_t *pd) {
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   cynic__httpd_conn_t *c = stream->data;
+  if (c->stream != NULL) { /* a streamed answer: input is dropped */
+    if (nread < 0)
+      conn_close(c);
+    return;
+  }
   if (c->lingering) {
     if (nread < 0)
       conn_close(c);
@@ -343,6 +436,10 @@ static void feed(cynic__httpd_conn_t *c, const char *p, size_t left) {
     left -= used;
     if (r == CYNIC_HTTP_READY) {
       if (answer(c)) {
+        if (c->stream != NULL || c->closing) {
+          update_reading(c);
+          return; /* a stream: what follows the request is dropped */
+        }
         if (left > 0 && (c->stash = malloc(left)) == NULL) {
           conn_close(c);
           return;

@@ -82,6 +82,39 @@ cynic__httpd_response_t *cynic__httpd_pending_response(cynic__httpd_pending_t *p
  * requests that were waiting behind it, and free `pd`. */
 void cynic__httpd_complete(cynic__httpd_pending_t *pd);
 
+/*
+ * Streamed answers (server-sent events and the like). A handler that answers
+ * with an open-ended body calls cynic__httpd_stream after setting `resp`'s
+ * status, content_type and headers: the head goes out at once (no
+ * Content-Length, `Connection: close`), the request and idle timeouts stop,
+ * and the connection carries only what cynic__httpd_stream_write sends until
+ * it closes. Bytes the client sends after the request are read and dropped
+ * (reading goes on only to see it leave). Bounds: at most `max_pending`
+ * bytes handed to the socket and not yet written (a write past it closes the
+ * stream: a slow reader is dropped, memory never grows), and the socket's
+ * send buffer is set to `sndbuf` bytes (0: the kernel's default).
+ *
+ * `on_close` runs exactly once, when the stream ends for any reason (the
+ * client left, a write failed or overflowed, cynic__httpd_stream_close, the
+ * server closed); the handle is freed right after it returns, so the owner
+ * forgets it there. It may run inside cynic__httpd_stream_write or _close.
+ */
+typedef struct cynic__httpd_stream cynic__httpd_stream_t;
+typedef void (*cynic__httpd_stream_cb)(cynic__httpd_stream_t *st, void *arg);
+/* From a handler: NULL if out of memory (then answer normally). */
+cynic__httpd_stream_t *cynic__httpd_stream(cynic__httpd_response_t *resp, size_t max_pending,
+                                           int sndbuf, cynic__httpd_stream_cb on_close, void *arg);
+/* Queue `n` bytes. 0, or CYNIC_ERANGE when they would pass max_pending (the
+ * stream is closed: on_close has run), or a libuv / CYNIC_ENOMEM error (the
+ * same). */
+int cynic__httpd_stream_write(cynic__httpd_stream_t *st, const char *p, size_t n);
+/* Bytes queued and not yet written. */
+size_t cynic__httpd_stream_pending(const cynic__httpd_stream_t *st);
+/* The client's address as "ip:port" (as cynic__httpd_peer). */
+int cynic__httpd_stream_peer(const cynic__httpd_stream_t *st, char *buf, size_t len);
+/* Ends the stream now (on_close runs). */
+void cynic__httpd_stream_close(cynic__httpd_stream_t *st);
+
 /* Sensible defaults for a local control API. */
 void cynic__httpd_config_default(cynic__httpd_config_t *c);
 /*

@@ -132,10 +132,13 @@ void cynic__accesslog_close(void) {
   memset(&logs, 0, sizeof logs);
 }
 
-static json_t *phase(uint64_t from, uint64_t to) {
+/* A phase from `from` to `to` (microseconds, 0 = not reached) in `unit_us`
+ * units, rounded down: whole milliseconds for the *_ms fields, microseconds
+ * for the *_us ones. */
+static json_t *phase(uint64_t from, uint64_t to, uint64_t unit_us) {
   if (from == 0 || to == 0 || to < from)
     return json_null();
-  return json_integer((json_int_t)(to - from));
+  return json_integer((json_int_t)((to - from) / unit_us));
 }
 
 void cynic__accesslog_write(const cynic__conn_report_t *r) {
@@ -186,11 +189,26 @@ void cynic__accesslog_write(const cynic__conn_report_t *r) {
                       r->endpoint != NULL ? json_string(r->endpoint->addr->text) : json_null());
   json_object_set_new(o, "outcome", json_string(cynic__outcome_name(r->outcome)));
   json_object_set_new(o, "breaker", r->decision != NULL ? json_string(r->decision) : json_null());
-  json_object_set_new(o, "queue_ms",
-                      r->connect_ms != 0 ? phase(r->accepted_ms, r->connect_ms) : json_null());
-  json_object_set_new(o, "connect_ms", phase(r->connect_ms, r->connected_ms));
-  json_object_set_new(o, "first_byte_ms", phase(r->connected_ms, r->first_byte_ms));
-  json_object_set_new(o, "duration_ms", phase(r->accepted_ms, r->end_ms));
+  /* *_ms: whole milliseconds, as before microsecond timing existed (kept for
+   * the queries already written against them); *_us: the same phases in
+   * microseconds. */
+  static const struct {
+    const char *name;
+    uint64_t unit_us;
+  } units[] = {{"ms", 1000}, {"us", 1}};
+  char key[32];
+  for (size_t i = 0; i < 2; i++) {
+    uint64_t unit = units[i].unit_us;
+    snprintf(key, sizeof key, "queue_%s", units[i].name);
+    json_object_set_new(
+        o, key, r->connect_us != 0 ? phase(r->accepted_us, r->connect_us, unit) : json_null());
+    snprintf(key, sizeof key, "connect_%s", units[i].name);
+    json_object_set_new(o, key, phase(r->connect_us, r->connected_us, unit));
+    snprintf(key, sizeof key, "first_byte_%s", units[i].name);
+    json_object_set_new(o, key, phase(r->connected_us, r->first_byte_us, unit));
+    snprintf(key, sizeof key, "duration_%s", units[i].name);
+    json_object_set_new(o, key, phase(r->accepted_us, r->end_us, unit));
+  }
   json_object_set_new(o, "bytes_up", json_integer((json_int_t)r->bytes_up));
   json_object_set_new(o, "bytes_down", json_integer((json_int_t)r->bytes_down));
   char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -11,6 +11,8 @@
  *   GET  /status            process, config, listeners, upstreams, endpoints,
  *                           breakers, bulkheads, last transitions
  *   GET  /status/history    per-second samples of every upstream (sparklines)
+ *   GET  /status/stream     server-sent events: /status once a second and
+ *                           after breaker transitions, the newest samples
  *   GET  /breakers[/{u}[/{e}]]
  *   POST /breakers/{u}[/{e}]/trip | force_closed | reset
  *   GET  /health  GET /ready  POST /drain  POST /reload (reload.c; also SIGHUP)
@@ -341,8 +343,8 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
   return true;
 }
 
-static void get_status(req_t *r) {
-  cynic__proxy_t *p = r->p;
+static json_t *status_json(cynic__admin_t *a) {
+  cynic__proxy_t *p = a->proxy;
   int64_t now = cynic__unix_ms();
   const char *why;
   bool ready = cynic__admin_ready(p, &why);
@@ -354,7 +356,7 @@ static void get_status(req_t *r) {
   json_object_set_new(o, "config",
                       json_pack("{s:s, s:o, s:I}", "file", p->cfg->path, "loaded",
                                 iso_time(p->config_unix_ms), "reloads", (json_int_t)p->reloads));
-  json_object_set_new(o, "admin", json_string(r->a->address));
+  json_object_set_new(o, "admin", json_string(a->address));
   json_object_set_new(o, "ready", json_boolean(ready));
   json_object_set_new(o, "ready_reason", json_string(why));
   json_object_set_new(o, "draining", json_boolean(p->draining));
@@ -385,8 +387,12 @@ static void get_status(req_t *r) {
     if (!p->upstreams[i].vacant)
       json_array_append_new(us, upstream_json(&p->upstreams[i]));
   json_object_set_new(o, "upstreams", us);
-  json_object_set_new(o, "transitions", transitions_json(r->a, NULL));
-  reply_json(r, 200, o);
+  json_object_set_new(o, "transitions", transitions_json(a, NULL));
+  return o;
+}
+
+static void get_status(req_t *r) {
+  reply_json(r, 200, status_json(r->a));
 }
 
 static void get_history(req_t *r) {
@@ -636,6 +642,155 @@ void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len) {
   a->token_len = len;
 }
 
+/* ---- status streams (server-sent events) -------------------------------------------- */
+
+/* The stream's own token rule: EventSource cannot send headers, so with a
+ * token configured `?token=` (URL-encoded) is accepted here, and only here;
+ * the Authorization header works as everywhere. */
+static bool stream_authorised(req_t *r) {
+  if (r->a->token == NULL)
+    return true;
+  const char *url = r->http->url.data ? r->http->url.data : "";
+  const char *q = strchr(url, '?');
+  while (q != NULL) {
+    q++;
+    size_t n = strcspn(q, "&#");
+    if (n > 6 && strncmp(q, "token=", 6) == 0) {
+      char *got = malloc(TOKEN_MAX + 1);
+      bool ok = got != NULL && cynic__http_pct_decode(q + 6, n - 6, got, TOKEN_MAX + 1) == 0 &&
+                token_ok(r->a, got, strlen(got));
+      if (got != NULL) {
+        memset(got, 0, TOKEN_MAX + 1);
+        free(got);
+      }
+      if (ok)
+        return true;
+      break;
+    }
+    q = q[n] == '&' ? q + n : NULL;
+  }
+  return authorised(r);
+}
+
+static void on_stream_closed(cynic__httpd_stream_t *st, void *arg) {
+  cynic__admin_t *a = arg;
+  for (size_t i = 0; i < CYNIC__ADMIN_MAX_STREAMS; i++)
+    if (a->streams[i] == st) {
+      a->streams[i] = NULL;
+      a->stream_count--;
+    }
+}
+
+/* "event: NAME\ndata: JSON\n\n" for every stream; the JSON is compact (one
+ * line). A stream whose reader has fallen STREAM_MAX_PENDING behind is
+ * dropped (logged) rather than buffered for. */
+static void stream_push(cynic__admin_t *a, const char *event, json_t *data) {
+  if (data == NULL)
+    return;
+  cynic__buf_t b;
+  cynic__buf_init(&b, CYNIC__ADMIN_STREAM_MAX_PENDING);
+  cynic__buf_printf(&b, "event: %s\ndata: ", event);
+  int rc = cynic__json_dump(data, &b);
+  json_decref(data);
+  if (rc == 0)
+    rc = cynic__buf_puts(&b, "\n\n");
+  for (size_t i = 0; rc == 0 && i < CYNIC__ADMIN_MAX_STREAMS; i++) {
+    cynic__httpd_stream_t *st = a->streams[i];
+    if (st == NULL)
+      continue;
+    char peer[96] = "?";
+    cynic__httpd_stream_peer(st, peer, sizeof peer);
+    size_t pending = cynic__httpd_stream_pending(st);
+    if (cynic__httpd_stream_write(st, b.data, b.len) == CYNIC_ERANGE) {
+      a->streams_dropped++;
+      cynic__log_event(CYNIC_LOG_WARN, "status_stream_dropped",
+                       "status stream client dropped: it reads too slowly",
+                       json_pack("{s:s, s:I, s:I}", "client", peer, "pending_bytes",
+                                 (json_int_t)pending, "limit_bytes",
+                                 (json_int_t)CYNIC__ADMIN_STREAM_MAX_PENDING));
+    }
+  }
+  cynic__buf_free(&b);
+}
+
+static json_t *samples_json(cynic__admin_t *a) {
+  cynic__proxy_t *p = a->proxy;
+  json_t *us = json_object();
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    if (p->upstreams[i].retired)
+      continue;
+    json_t *s = cynic__metrics_last_sample(&p->upstreams[i]);
+    if (s != NULL)
+      json_object_set_new(us, p->upstreams[i].cfg->name, s);
+  }
+  return json_pack("{s:I, s:o}", "now", (json_int_t)(cynic__unix_ms() / 1000), "upstreams", us);
+}
+
+static void on_stream_timer(uv_timer_t *t) {
+  cynic__admin_t *a = t->data;
+  if (a->stream_count > 0)
+    stream_push(a, "transition", status_json(a));
+}
+
+void cynic__admin_streams_kick(cynic__admin_t *a) {
+  if (a->stream_count > 0 && !a->stopping && !uv_is_active((uv_handle_t *)&a->stream_timer))
+    uv_timer_start(&a->stream_timer, on_stream_timer, 0, 0);
+}
+
+/* Once a second, after the history sample: a `transition` still pending goes
+ * first (so a transition is always announced by its own event), then the
+ * newest samples and the status. */
+static void streams_tick(cynic__admin_t *a) {
+  if (a->stream_count == 0)
+    return;
+  if (uv_is_active((uv_handle_t *)&a->stream_timer)) {
+    uv_timer_stop(&a->stream_timer);
+    stream_push(a, "transition", status_json(a));
+  }
+  stream_push(a, "sample", samples_json(a));
+  stream_push(a, "status", status_json(a));
+}
+
+static void get_stream(req_t *r) {
+  cynic__admin_t *a = r->a;
+  if (a->stream_count >= CYNIC__ADMIN_MAX_STREAMS) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "too many status streams (the limit is %d); poll GET /status",
+             CYNIC__ADMIN_MAX_STREAMS);
+    r->resp->headers = "Retry-After: 5\r\n";
+    reply_error(r, 503, msg);
+    return;
+  }
+  size_t slot = 0;
+  while (a->streams[slot] != NULL)
+    slot++;
+  r->resp->status = 200;
+  r->resp->content_type = "text/event-stream";
+  r->resp->headers = "Cache-Control: no-store\r\n";
+  cynic__httpd_stream_t *st = cynic__httpd_stream(r->resp, CYNIC__ADMIN_STREAM_MAX_PENDING,
+                                                  CYNIC__ADMIN_STREAM_SNDBUF, on_stream_closed, a);
+  if (st == NULL) {
+    r->resp->headers = NULL;
+    reply_error(r, 503, "cannot open a status stream");
+    return;
+  }
+  a->streams[slot] = st;
+  a->stream_count++;
+  /* the client reconnects after 1 s if the connection drops; the first
+   * status at once, not at the next tick */
+  static const char retry[] = "retry: 1000\n\n";
+  if (cynic__httpd_stream_write(st, retry, sizeof retry - 1) != 0)
+    return; /* gone already: on_stream_closed freed the slot */
+  json_t *o = status_json(a);
+  cynic__buf_t b;
+  cynic__buf_init(&b, CYNIC__ADMIN_STREAM_MAX_PENDING);
+  if (o != NULL && cynic__buf_puts(&b, "event: status\ndata: ") == 0 &&
+      cynic__json_dump(o, &b) == 0 && cynic__buf_puts(&b, "\n\n") == 0)
+    cynic__httpd_stream_write(st, b.data, b.len);
+  json_decref(o);
+  cynic__buf_free(&b);
+}
+
 /* ---- routing ---------------------------------------------------------------------- */
 
 static bool split(req_t *r) {
@@ -688,6 +843,14 @@ static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_res
       resp->headers = "Cache-Control: no-store\r\n";
       cynic__buf_append(&resp->body, cynic__status_page, cynic__status_page_len);
     }
+  } else if (r->nsegs == 2 && strcmp(r->segs[0], "status") == 0 &&
+             strcmp(r->segs[1], "stream") == 0) {
+    if (!stream_authorised(r))
+      ; /* answered 401 */
+    else if (!is(r, "GET"))
+      not_allowed(r, "GET");
+    else
+      get_stream(r);
   } else if (!authorised(r)) {
     /* answered 401 */
   } else if (seg_is(r, 1, "status")) {
@@ -739,6 +902,7 @@ static void on_sample(uv_timer_t *t) {
   cynic__admin_t *a = t->data;
   cynic__reload_sweep(a->proxy);
   cynic__metrics_sample(a->proxy);
+  streams_tick(a);
   cynic__accesslog_rotate(a->proxy->cfg->log.rotate_max_bytes, a->proxy->cfg->log.rotate_keep);
 }
 
@@ -827,7 +991,9 @@ int cynic__admin_start(cynic__proxy_t *p) {
   uv_timer_init(p->loop, &a->sample_timer);
   uv_timer_init(p->loop, &a->action_timer);
   uv_timer_init(p->loop, &a->retire_timer);
-  a->sample_timer.data = a->action_timer.data = a->retire_timer.data = a;
+  uv_timer_init(p->loop, &a->stream_timer);
+  uv_unref((uv_handle_t *)&a->stream_timer);
+  a->sample_timer.data = a->action_timer.data = a->retire_timer.data = a->stream_timer.data = a;
   uv_signal_init(p->loop, &a->sighup);
   a->sighup.data = a;
   uv_signal_start(&a->sighup, on_sighup, SIGHUP);
@@ -882,6 +1048,7 @@ void cynic__admin_stop(cynic__proxy_t *p) {
   uv_close((uv_handle_t *)&a->sample_timer, NULL);
   uv_close((uv_handle_t *)&a->action_timer, NULL);
   uv_close((uv_handle_t *)&a->retire_timer, NULL);
+  uv_close((uv_handle_t *)&a->stream_timer, NULL);
   uv_close((uv_handle_t *)&a->sighup, NULL);
   if (a->retiring != NULL)
     cynic__httpd_close(a->retiring, free_closed);

@@ -24,6 +24,14 @@ typedef struct cynic__transition_rec {
   char why[128]; /* manual changes: the `reason` the operator gave */
 } cynic__transition_rec_t;
 
+/* GET /status/stream (server-sent events), bounded (Steady State): at most
+ * this many clients at once (more are answered 503), each with at most
+ * STREAM_MAX_PENDING bytes queued in cynic (a slower reader is dropped) on a
+ * socket whose send buffer is STREAM_SNDBUF bytes. */
+#define CYNIC__ADMIN_MAX_STREAMS 8
+#define CYNIC__ADMIN_STREAM_MAX_PENDING (1u << 20)
+#define CYNIC__ADMIN_STREAM_SNDBUF (64 << 10)
+
 struct cynic__admin {
   cynic__proxy_t *proxy;
   cynic__httpd_t *httpd; /* the server on admin.listen (allocated: a reload may replace it) */
@@ -40,12 +48,23 @@ struct cynic__admin {
   bool stopping;
   /* The manual change in progress: the transition callback records these. */
   const char *manual_by, *manual_why;
+  /* Status streams: a fixed table (a slot is NULL when free) and a 0 ms
+   * timer that pushes one `transition` event after the breaker transitions
+   * of a loop iteration (many transitions, one event). */
+  cynic__httpd_stream_t *streams[CYNIC__ADMIN_MAX_STREAMS];
+  size_t stream_count;
+  uv_timer_t stream_timer;
+  uint64_t streams_dropped; /* slow readers dropped since start */
   cynic__transition_rec_t ring[CYNIC__TRANSITION_RING];
   size_t ring_next, ring_count;
 };
 
 /* True when GET /ready answers 200; *why says why not (or "ready"). */
 bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
+
+/* After a breaker transition: the status streams get a `transition` event
+ * (once per loop iteration, from a 0 ms timer; nothing when none is open). */
+void cynic__admin_streams_kick(cynic__admin_t *a);
 
 /* ---- reload.c ------------------------------------------------------------ */
 
@@ -86,6 +105,8 @@ void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len);
 void cynic__metrics_sample(cynic__proxy_t *p);
 /* Appends the Prometheus text exposition of everything to `out`. */
 int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *out);
+/* The upstream's newest history sample as a JSON object; NULL when none. */
+json_t *cynic__metrics_last_sample(const cynic__upstream_t *u);
 /* The upstream's history samples, oldest first, as a JSON array. */
 json_t *cynic__metrics_history(const cynic__upstream_t *u);
 /* True for outcomes that count as errors (faults and fail-fast rejections). */

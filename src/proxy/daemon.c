@@ -295,7 +295,13 @@ static void serve(cynic__proxy_t *p) {
 }
 
 void cynic__proxy_resolved(cynic__proxy_t *p) {
-  if (p->first_resolutions > 0 && --p->first_resolutions == 0 && !p->stopping && !p->draining)
+  if (p->first_resolutions > 0 && --p->first_resolutions == 0)
+    cynic__proxy_serve_if_resolved(p);
+}
+
+void cynic__proxy_serve_if_resolved(cynic__proxy_t *p) {
+  if (p->listeners == NULL && p->first_resolutions == 0 && !p->stopping && !p->draining &&
+      p->status == 0)
     serve(p);
 }
 

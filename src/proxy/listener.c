@@ -321,8 +321,8 @@ int cynic__listeners_start(cynic__proxy_t *p) {
     /* by name: after a reload the upstreams' order may differ from cfg's */
     cynic__upstream_t *u = &p->upstreams[lc->upstream];
     for (size_t k = 0; k < p->upstream_count; k++)
-      if (strcmp(p->upstreams[k].cfg->name, lc->upstream_name) == 0)
-        u = &p->upstreams[k];
+      if (!p->upstreams[k].retired && strcmp(p->upstreams[k].cfg->name, lc->upstream_name) == 0)
+        u = &p->upstreams[k]; /* a reload during start may have retired some */
     int rc = cynic__listener_setup(p, &p->listeners[i], lc, u);
     if (rc != 0)
       return rc;

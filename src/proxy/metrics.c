@@ -79,13 +79,13 @@ void cynic__metrics_conn_started(cynic__upstream_t *u) {
   u->stats.started++;
 }
 
-void cynic__metrics_connected(cynic__upstream_t *u, uint64_t ms) {
-  cynic__hist_observe(&u->stats.connect, (double)ms / 1000.0);
+void cynic__metrics_connected(cynic__upstream_t *u, uint64_t us) {
+  cynic__hist_observe(&u->stats.connect, (double)us / 1e6);
 }
 
-void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t ms) {
-  cynic__hist_observe(&u->stats.first_byte, (double)ms / 1000.0);
-  cynic__hist_observe(&u->stats.second_ttfb, (double)ms / 1000.0);
+void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t us) {
+  cynic__hist_observe(&u->stats.first_byte, (double)us / 1e6);
+  cynic__hist_observe(&u->stats.second_ttfb, (double)us / 1e6);
 }
 
 void cynic__metrics_conn_done(const cynic__conn_report_t *r) {
@@ -95,8 +95,8 @@ void cynic__metrics_conn_done(const cynic__conn_report_t *r) {
   u->stats.done++;
   if (cynic__outcome_is_error(r->outcome))
     u->stats.errors++;
-  uint64_t ms = r->end_ms >= r->accepted_ms ? r->end_ms - r->accepted_ms : 0;
-  cynic__hist_observe(&u->stats.duration, (double)ms / 1000.0);
+  uint64_t us = r->end_us >= r->accepted_us ? r->end_us - r->accepted_us : 0;
+  cynic__hist_observe(&u->stats.duration, (double)us / 1e6);
   cynic__accesslog_write(r);
 }
 
@@ -126,6 +126,7 @@ void cynic__metrics_transition(cynic__endpoint_t *e, cynic_breaker_state_t from,
   a->ring_next = (a->ring_next + 1) % CYNIC__TRANSITION_RING;
   if (a->ring_count < CYNIC__TRANSITION_RING)
     a->ring_count++;
+  cynic__admin_streams_kick(a);
 }
 
 /* ---- history ------------------------------------------------------------------ */
@@ -167,22 +168,34 @@ void cynic__metrics_sample(cynic__proxy_t *p) {
   }
 }
 
+static json_t *sample_json(const cynic__sample_t *s) {
+  json_t *o = json_pack("{s:I, s:i, s:i, s:i, s:i, s:i}", "t", (json_int_t)s->unix_s, "conns",
+                        (int)s->conns, "done", (int)s->done, "errors", (int)s->errors, "open",
+                        (int)s->open, "in_use", (int)s->in_use);
+  if (o != NULL)
+    json_object_set_new(o, "p99_ms", s->p99_ms < 0 ? json_null() : json_real(s->p99_ms));
+  return o;
+}
+
 json_t *cynic__metrics_history(const cynic__upstream_t *u) {
   const cynic__upstream_stats_t *st = &u->stats;
   json_t *a = json_array();
   size_t start =
       (st->history_next + CYNIC__HISTORY_SECONDS - st->history_count) % CYNIC__HISTORY_SECONDS;
   for (size_t i = 0; i < st->history_count; i++) {
-    const cynic__sample_t *s = &st->history[(start + i) % CYNIC__HISTORY_SECONDS];
-    json_t *o = json_pack("{s:I, s:i, s:i, s:i, s:i, s:i}", "t", (json_int_t)s->unix_s, "conns",
-                          (int)s->conns, "done", (int)s->done, "errors", (int)s->errors, "open",
-                          (int)s->open, "in_use", (int)s->in_use);
-    if (o == NULL)
-      continue;
-    json_object_set_new(o, "p99_ms", s->p99_ms < 0 ? json_null() : json_real(s->p99_ms));
-    json_array_append_new(a, o);
+    json_t *o = sample_json(&st->history[(start + i) % CYNIC__HISTORY_SECONDS]);
+    if (o != NULL)
+      json_array_append_new(a, o);
   }
   return a;
+}
+
+json_t *cynic__metrics_last_sample(const cynic__upstream_t *u) {
+  const cynic__upstream_stats_t *st = &u->stats;
+  if (st->history_count == 0)
+    return NULL;
+  size_t last = (st->history_next + CYNIC__HISTORY_SECONDS - 1) % CYNIC__HISTORY_SECONDS;
+  return sample_json(&st->history[last]);
 }
 
 /* ---- Prometheus text ------------------------------------------------------------- */
@@ -273,8 +286,7 @@ static const struct {
   const char *name, *type, *help;
   uint64_t (*value)(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s);
 } upstream_gauges[] = {
-    {"cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.",
-     bh_in_use},
+    {"cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.", bh_in_use},
     {"cynic_bulkhead_limit", "gauge", "Bulkhead max_connections.", bh_limit},
     {"cynic_bulkhead_pending", "gauge", "Clients waiting for a bulkhead slot.", bh_pending},
     {"cynic_bulkhead_pending_limit", "gauge", "Bulkhead max_pending.", bh_pending_limit},

@@ -22,10 +22,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Upper bounds of the latency histograms, in seconds (+Inf is implicit). */
-#define CYNIC__HIST_BUCKETS 16
+/* Upper bounds of the latency histograms, in seconds (+Inf is implicit).
+ * Observations have microsecond resolution (uv_hrtime); the 0.1 ms and
+ * 0.25 ms buckets tell a loopback or same-host upstream (tens of µs) from a
+ * LAN one (a few hundred µs). */
+#define CYNIC__HIST_BUCKETS 18
 #define CYNIC__HIST_BOUNDS                                                                         \
-  { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 }
+  {                                                                                                \
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,   \
+        10, 30, 60                                                                                 \
+  }
 
 /* A Prometheus histogram: counts per bucket (not cumulative; the last slot is
  * +Inf), the sum of observations and their count. */

@@ -246,6 +246,10 @@ uint64_t cynic__proxy_clock(void *arg);
 /* An endpoint's first resolution is over (either way): the listeners are
  * bound once every host name has had one. */
 void cynic__proxy_resolved(cynic__proxy_t *p);
+/* Binds the listeners (serve) if cynic is still starting and no first
+ * resolution is pending any more: after a reload during start retired the
+ * upstreams that were being waited for. */
+void cynic__proxy_serve_if_resolved(cynic__proxy_t *p);
 
 /* Starts a drain, as SIGTERM does (`why` names the cause in the log). */
 void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
@@ -376,7 +380,8 @@ size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e);
 /* ---- metrics.c: hooks from the data path --------------------------------- */
 
 /* One finished client connection, reported by tcp.c when it is freed. Times
- * are loop milliseconds; 0 = that phase never happened. */
+ * are microseconds of the monotonic high-resolution clock (uv_hrtime / 1000);
+ * 0 = that phase never happened. */
 typedef struct cynic__conn_report {
   cynic__listener_t *listener;
   cynic__upstream_t *upstream;
@@ -384,14 +389,17 @@ typedef struct cynic__conn_report {
   int outcome;                 /* CYNIC__EV_* or CYNIC__OUT_* */
   const char *decision;        /* breaker: the state the permit was taken in, or "rejected" */
   const uint8_t *ip;           /* the client, 16 bytes, IPv4 mapped */
-  uint64_t accepted_ms, connect_ms, connected_ms, first_byte_ms, end_ms;
+  uint64_t accepted_us, connect_us, connected_us, first_byte_us, end_us;
   uint64_t bytes_up, bytes_down;
 } cynic__conn_report_t;
 
 void cynic__metrics_conn_started(cynic__upstream_t *u);
 void cynic__metrics_conn_done(const cynic__conn_report_t *r);
-void cynic__metrics_connected(cynic__upstream_t *u, uint64_t ms);
-void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t ms);
+/* A connect that succeeded after `us` microseconds. */
+void cynic__metrics_connected(cynic__upstream_t *u, uint64_t us);
+/* The upstream's first byte, `us` microseconds after the first byte sent (or
+ * the connect, when the upstream speaks first). */
+void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t us);
 /* A breaker transition (called from the breaker's callback: records only). */
 void cynic__metrics_transition(cynic__endpoint_t *e, cynic_breaker_state_t from,
                                cynic_breaker_state_t to, cynic_breaker_reason_t reason);

@@ -50,8 +50,14 @@
  *
  * Nothing needs a restart any more; a reload is refused with 409 (nothing
  * applied) when something it needs cannot be had: an address in use, a file
- * that does not open, memory, or listeners and upstreams to add or remove
- * while cynic is still starting.
+ * that does not open, memory.
+ *
+ * While cynic is still starting (first host-name resolutions pending, no
+ * listener bound yet) a reload applies too: upstreams are added, rebuilt and
+ * retired as at any time, the retired ones' pending first resolutions are no
+ * longer waited for, and the listeners are bound by serve() from the new
+ * config when nothing is left to wait for (at once, when the new endpoints
+ * are addresses).
  *
  * Ownership: the config the process started with belongs to main.c; a
  * reloaded one belongs to the proxy (p->reloaded_cfg) and is freed when the
@@ -224,7 +230,7 @@ static cynic__upstream_t *upstream_for(cynic__proxy_t *p, const char *name) {
  * is undone (its slots left vacant), *why says what failed, and the proxy
  * serves as before. On success their host names are being resolved. */
 static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__config_t *n, char *why,
-                   size_t len, json_t *added) {
+                   size_t len, json_t *added, bool starting) {
   cynic__upstream_t *made_u[CYNIC__CONFIG_MAX_UPSTREAMS];
   cynic__listener_t *made_l[CYNIC__CONFIG_MAX_LISTENERS];
   size_t nu = 0, nl = 0;
@@ -249,7 +255,9 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
     else
       carry_breakers(u, old);
   }
-  for (size_t i = 0; i < n->listener_count && rc == 0; i++) {
+  /* While starting no listener exists yet: serve() binds those of the config
+   * in use once the first resolutions are done. */
+  for (size_t i = 0; i < n->listener_count && rc == 0 && !starting; i++) {
     const cynic__config_listener_t *lc = &n->listeners[i];
     if (!is_new_listener(o, lc))
       continue;
@@ -655,6 +663,27 @@ static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t 
   p->cfg = n;
 }
 
+/* While starting, serve() waits for the first resolution of every endpoint's
+ * host name. A retired upstream's endpoints are no longer waited for: a name
+ * that never resolves (a typo the reload fixes) must not hold the start up
+ * until its lookup times out. Its lookup still completes (or times out) in
+ * libuv's thread pool; the sweep reclaims the slot after. */
+static void release_first_resolutions(cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    if (!u->retired || u->vacant)
+      continue;
+    for (size_t k = 0; k < u->endpoint_count; k++) {
+      cynic__endpoint_t *e = &u->endpoints[k];
+      if (e->first) {
+        e->first = false;
+        if (p->first_resolutions > 0)
+          p->first_resolutions--;
+      }
+    }
+  }
+}
+
 json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   static cynic__config_errors_t errs; /* ~10 KB: off the stack */
   cynic__config_t *n = NULL;
@@ -755,17 +784,15 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   json_t *added = json_object();
   bool adds = adds_anything(p->cfg, n);
   bool removes = removes_listeners(p, n) || removes_upstreams(p, n);
+  /* Still starting: no listener is bound yet (serve() binds them from the
+   * config in use once every first resolution is done), so only upstreams
+   * are added and retired here. */
+  bool starting = p->listeners == NULL;
   if (adds || removes) {
     char why2[WHY_MAX];
     rc = 0;
-    if (p->listener_count == 0) {
-      /* the listeners are bound once the first resolutions are done */
-      snprintf(why2, sizeof why2,
-               "cynic is still starting; add or remove listeners and upstreams after");
-      rc = CYNIC_ESTATE;
-    } else if (adds) {
-      rc = add_new(p, p->cfg, n, why2, sizeof why2, added);
-    }
+    if (adds)
+      rc = add_new(p, p->cfg, n, why2, sizeof why2, added, starting);
     if (rc != 0) {
       json_decref(added);
       cynic__admin_listen_undo(new_admin);
@@ -804,6 +831,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   uint32_t o_rotate_keep = p->cfg->log.rotate_keep;
   size_t retired = retire(p, n, p->listener_count, removed);
   retired += retire_upstreams(p, p->cfg, n, p->upstream_count, removed_ups);
+  if (starting)
+    release_first_resolutions(p);
   swap(p, n, p->listener_count, p->upstream_count);
   for (size_t i = 0; i < p->listener_count; i++)
     p->listeners[i].fresh = false;
@@ -840,5 +869,10 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
                              "listeners", removed, "upstreams", removed_ups);
   if (answer != NULL && new_admin != NULL) /* where to ask next (port 0 resolved) */
     json_object_set_new(answer, "admin", json_string(p->admin->address));
+  if (starting) {
+    if (answer != NULL)
+      json_object_set_new(answer, "starting", json_true());
+    cynic__proxy_serve_if_resolved(p); /* nothing left to wait for: bind now */
+  }
   return answer;
 }

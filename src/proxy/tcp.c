@@ -109,7 +109,11 @@ struct cynic__conn {
   bool has_outcome;
   int outcome; /* CYNIC__EV_* or CYNIC__OUT_*: the first reason the connection ended */
   const char *decision;
-  uint64_t accepted_ms, connect_ms, connected_ms, first_sent_ms, first_byte_at_ms;
+  /* Phase timestamps in microseconds (uv_hrtime, read once per phase event;
+   * 0 = not reached). The loop's millisecond clock (uv_now) is too coarse for
+   * a loopback or LAN upstream, whose phases last well under a millisecond;
+   * the timeouts above keep the loop clock. */
+  uint64_t accepted_us, connect_us, connected_us, first_sent_us, first_byte_at_us;
 };
 
 static void on_timer(uv_timer_t *t);
@@ -122,6 +126,11 @@ static void set_outcome(cynic__conn_t *c, int outcome) {
     c->has_outcome = true;
     c->outcome = outcome;
   }
+}
+
+/* Now in microseconds on the monotonic high-resolution clock (a vDSO call). */
+static uint64_t now_us(void) {
+  return uv_hrtime() / 1000u;
 }
 
 static uint64_t to_ms(uint64_t ns) {
@@ -358,11 +367,11 @@ static void conn_free(cynic__conn_t *c) {
       .outcome = c->has_outcome ? c->outcome : CYNIC__OUT_OK,
       .decision = c->decision,
       .ip = c->ip,
-      .accepted_ms = c->accepted_ms,
-      .connect_ms = c->connect_ms,
-      .connected_ms = c->connected_ms,
-      .first_byte_ms = c->first_byte_at_ms,
-      .end_ms = uv_now(p->loop),
+      .accepted_us = c->accepted_us,
+      .connect_us = c->connect_us,
+      .connected_us = c->connected_us,
+      .first_byte_us = c->first_byte_at_us,
+      .end_us = now_us(),
       .bytes_up = c->up.bytes,
       .bytes_down = c->down.bytes,
   };
@@ -546,14 +555,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (d == &c->down && !c->got_first_byte) {
       c->got_first_byte = true;
       c->first_byte_ms = 0;
-      c->first_byte_at_ms = now;
+      c->first_byte_at_us = now_us();
+      uint64_t from = c->sent_first_byte ? c->first_sent_us : c->connected_us;
       cynic__metrics_first_byte(c->upstream,
-                                now - (c->sent_first_byte ? c->first_sent_ms : c->connected_ms));
+                                c->first_byte_at_us >= from ? c->first_byte_at_us - from : 0);
       success(c);
     } else if (d == &c->up && !c->sent_first_byte) {
       /* The first bytes towards the upstream: from now on it owes an answer. */
       c->sent_first_byte = true;
-      c->first_sent_ms = now;
+      c->first_sent_us = now_us();
       if (!c->got_first_byte && c->upstream->cfg->first_byte_timeout_ns > 0) {
         c->first_byte_ms = now + to_ms(c->upstream->cfg->first_byte_timeout_ns);
         arm(c);
@@ -624,8 +634,9 @@ static void on_connect(uv_connect_t *req, int status) {
     conn_close(c, false, NULL);
     return;
   }
-  c->connected_ms = uv_now(c->proxy->loop);
-  cynic__metrics_connected(c->upstream, c->connected_ms - c->connect_ms);
+  c->connected_us = now_us();
+  cynic__metrics_connected(c->upstream,
+                           c->connected_us >= c->connect_us ? c->connected_us - c->connect_us : 0);
   size_t cap = (size_t)c->listener->cfg->buffer_bytes;
   direction_init(c, &c->up, &c->client, &c->server, cap);
   direction_init(c, &c->down, &c->server, &c->client, cap);
@@ -652,8 +663,8 @@ static void connect_upstream(cynic__conn_t *c) {
   c->decision = cynic_breaker_state_name(c->permit.state);
   e->active++;
   c->state = ST_CONNECTING;
-  c->connect_ms = uv_now(c->proxy->loop);
-  c->deadline_ms = c->connect_ms + to_ms(u->cfg->connect_timeout_ns);
+  c->connect_us = now_us();
+  c->deadline_ms = uv_now(c->proxy->loop) + to_ms(u->cfg->connect_timeout_ns);
   rc = uv_tcp_init(c->proxy->loop, &c->server);
   if (rc == 0) {
     c->server_init = true;
@@ -728,7 +739,7 @@ void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
   c->timer.data = c;
   c->handles = 2; /* client, timer */
   c->state = ST_NEW;
-  c->accepted_ms = uv_now(p->loop);
+  c->accepted_us = now_us();
   cynic__metrics_conn_started(u);
   /* Idle: "no bytes either way" for the upstream; the listener's idle also
    * counts bytes both ways in tcp mode, so a long download is not cut off

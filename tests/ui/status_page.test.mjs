@@ -1,7 +1,9 @@
 // The admin listener's status page in headless Chromium (Debian's
 // /usr/bin/chromium, driven by playwright-core): load the page, watch the tile
 // of an upstream turn red when its only endpoint refuses connections and its
-// breaker opens, click Reset, watch it turn green; save a screenshot.
+// breaker opens, click Reset, watch it turn green; save a screenshot. The
+// page follows GET /status/stream (server-sent events) and shows "live"; while
+// it is live it does not poll /status.
 //
 // Env: CYNIC (the cynic binary), CYNIC_SCREENSHOT (where to write the PNG;
 // default: the build directory beside the binary), CHROMIUM (default
@@ -120,9 +122,16 @@ upstreams:
     const page = await browser.newPage();
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
+    const paths = [];
+    page.on("request", (r) => paths.push(new URL(r.url()).pathname));
     await page.goto(`http://${admin}/`);
     const tile = page.locator('section.tile[data-upstream="payments"]');
     await tile.waitFor({ timeout: 10000 });
+    // the page switches to the event stream
+    await page.waitForSelector("#live.live", { timeout: 10000 });
+    assert.equal(await page.locator("#live").textContent(), "live");
+    assert.ok(paths.includes("/status/stream"), "the page asked for /status/stream");
+    const liveFrom = paths.length;
     assert.equal(await tile.getAttribute("data-state"), "ok");
     assert.equal(await page.locator("#ready").textContent(), "ready");
 
@@ -162,6 +171,27 @@ upstreams:
     await page.locator('section.tile[data-upstream="api"] button[data-action="trip"]').click();
     await page.waitForSelector('section.tile[data-upstream="api"][data-state="open"]', { timeout: 10000 });
     assert.equal(await exchange(port("web")), false);
+    // everything above came through the stream: no /status polling while live
+    assert.equal(await page.locator("#live").textContent(), "live");
+    assert.deepEqual(paths.slice(liveFrom).filter((p) => p === "/status" || p === "/status/history"), []);
+
+    // a browser without EventSource polls instead, and shows it
+    const old = await browser.newPage();
+    old.on("pageerror", (e) => errors.push(String(e)));
+    await old.addInitScript(() => { delete window.EventSource; });
+    const oldPaths = [];
+    old.on("request", (r) => oldPaths.push(new URL(r.url()).pathname));
+    await old.goto(`http://${admin}/`);
+    await old.locator('section.tile[data-upstream="api"][data-state="open"]').waitFor({ timeout: 10000 });
+    await old.waitForFunction(() => document.querySelectorAll("section.tile").length === 2);
+    const polls = () => oldPaths.filter((p) => p === "/status").length;
+    const before = polls();
+    for (const end = Date.now() + 10000; polls() < before + 2 && Date.now() < end;)
+      await new Promise((res) => setTimeout(res, 100));
+    assert.ok(polls() >= before + 2, "the page polls /status without EventSource");
+    assert.equal(await old.locator("#live").textContent(), "polling");
+    assert.ok(!oldPaths.includes("/status/stream"));
+    await old.close();
     assert.deepEqual(errors, []);
   } finally {
     if (browser) await browser.close();

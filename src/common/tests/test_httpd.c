@@ -1,6 +1,8 @@
 /* Unit tests of src/common/httpd.c over a real loopback socket on one loop:
  * deferred answers keep pipelined order; a deferred answer whose connection
- * is gone is discarded without a crash or a leak. */
+ * is gone is discarded without a crash or a leak; a streamed answer sends
+ * its head at once, ignores pipelined requests, is closed (on_close once)
+ * when a write passes max_pending or when its owner closes it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "cynic/common.h"
 #include "httpd.h"
 
 typedef struct fixture {
@@ -26,6 +29,9 @@ typedef struct fixture {
   char got[4096];
   size_t got_len;
   bool eof;
+  cynic__httpd_stream_t *stream; /* the streamed answer, until on_close */
+  int stream_closes;             /* on_close calls */
+  int overflow_rc;               /* the write past max_pending */
 } fixture_t;
 
 static fixture_t *fx;
@@ -33,8 +39,38 @@ static fixture_t *fx;
 static void on_later(uv_timer_t *t);
 static void finish_test(void);
 
+static void on_stream_close(cynic__httpd_stream_t *st, void *arg) {
+  fixture_t *f = arg;
+  assert_ptr_equal(st, f->stream);
+  f->stream = NULL;
+  f->stream_closes++;
+}
+
+static void on_stream_later(uv_timer_t *t) {
+  (void)t;
+  if (fx->stream != NULL)
+    cynic__httpd_stream_close(fx->stream);
+}
+
 static void handler(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
   (void)arg;
+  if (strncmp(req->url.data, "/stream", 7) == 0) {
+    resp->content_type = "text/event-stream";
+    resp->headers = "Cache-Control: no-store\r\n";
+    fx->stream = cynic__httpd_stream(resp, 4096, 0, on_stream_close, fx);
+    assert_non_null(fx->stream);
+    assert_int_equal(cynic__httpd_stream_write(fx->stream, "one;", 4), 0);
+    assert_true(cynic__httpd_stream_pending(fx->stream) >= 4);
+    if (strcmp(req->url.data, "/stream-overflow") == 0) {
+      static char big[8192];
+      memset(big, 'x', sizeof big);
+      fx->overflow_rc = cynic__httpd_stream_write(fx->stream, big, sizeof big);
+      assert_null(fx->stream); /* closed inside the write */
+    } else {
+      uv_timer_start(&fx->later, on_stream_later, fx->later_ms, 0);
+    }
+    return;
+  }
   if (strcmp(req->url.data, "/slow") == 0) {
     fx->pending = cynic__httpd_defer(resp);
     assert_non_null(fx->pending);
@@ -159,10 +195,40 @@ static void deferred_answer_after_connection_gone(void **state) {
   assert_int_equal(f.got_len, 0);
 }
 
+static void streamed_answer_closed_past_max_pending(void **state) {
+  (void)state;
+  fixture_t f;
+  exchange(&f, 5000, 0,
+           "GET /stream-overflow HTTP/1.1\r\nHost: a\r\n\r\n"
+           "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n");
+  assert_true(f.eof);
+  assert_int_equal(f.stream_closes, 1);
+  assert_int_equal(f.overflow_rc, CYNIC_ERANGE);
+  assert_non_null(strstr(f.got, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"));
+  assert_non_null(strstr(f.got, "Cache-Control: no-store\r\nConnection: close\r\n\r\none;"));
+  assert_null(strstr(f.got, "Content-Length"));
+  assert_null(strstr(f.got, "xxxx"));  /* the write past the bound was not sent */
+  assert_null(strstr(f.got, "/fast")); /* pipelined after a stream: dropped */
+}
+
+static void streamed_answer_closed_by_its_owner(void **state) {
+  (void)state;
+  fixture_t f;
+  /* a request timeout shorter than the stream's life: streams have none */
+  exchange(&f, 20, 100, "GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
+  assert_true(f.eof);
+  assert_int_equal(f.stream_closes, 1);
+  const char *body = strstr(f.got, "\r\n\r\n");
+  assert_non_null(body);
+  assert_string_equal(body + 4, "one;");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(deferred_answer_keeps_pipelined_order),
       cmocka_unit_test(deferred_answer_after_connection_gone),
+      cmocka_unit_test(streamed_answer_closed_past_max_pending),
+      cmocka_unit_test(streamed_answer_closed_by_its_owner),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

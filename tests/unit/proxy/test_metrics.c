@@ -21,6 +21,9 @@ int64_t cynic__unix_ms(void) {
 void cynic__accesslog_write(const cynic__conn_report_t *r) {
   (void)r;
 }
+void cynic__admin_streams_kick(cynic__admin_t *a) {
+  (void)a;
+}
 bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
   (void)p;
   *why = "ready";
@@ -36,16 +39,20 @@ static void test_bucket_edges_are_inclusive(void **state) {
   (void)state;
   cynic__hist_t h;
   memset(&h, 0, sizeof h);
-  cynic__hist_observe(&h, 0.001);  /* le="0.001" */
-  cynic__hist_observe(&h, 0.0011); /* le="0.0025" */
-  cynic__hist_observe(&h, 0);      /* le="0.0005" */
-  cynic__hist_observe(&h, 61);     /* +Inf */
+  cynic__hist_observe(&h, 0.001);    /* le="0.001" */
+  cynic__hist_observe(&h, 0.0011);   /* le="0.0025" */
+  cynic__hist_observe(&h, 0);        /* le="0.0001" */
+  cynic__hist_observe(&h, 0.000101); /* le="0.00025" (101 µs) */
+  cynic__hist_observe(&h, 0.0003);   /* le="0.0005" */
+  cynic__hist_observe(&h, 61);       /* +Inf */
   assert_int_equal(h.bucket[0], 1);
   assert_int_equal(h.bucket[1], 1);
   assert_int_equal(h.bucket[2], 1);
+  assert_int_equal(h.bucket[3], 1);
+  assert_int_equal(h.bucket[4], 1);
   assert_int_equal(h.bucket[CYNIC__HIST_BUCKETS], 1);
-  assert_int_equal(h.count, 4);
-  assert_true(h.sum > 61.0020 && h.sum < 61.0022);
+  assert_int_equal(h.count, 6);
+  assert_true(h.sum > 61.0024 && h.sum < 61.0026);
 }
 
 static void test_quantiles(void **state) {
@@ -145,7 +152,7 @@ static void test_history_ring_is_bounded_and_ordered(void **state) {
     fake_unix_ms = 1000000 + s * 1000;
     cynic__metrics_conn_started(&w->u);
     if (s % 2 == 0)
-      cynic__metrics_first_byte(&w->u, 7);
+      cynic__metrics_first_byte(&w->u, 7000); /* 7 ms in µs */
     cynic__metrics_sample(&w->p);
   }
   assert_int_equal(w->u.stats.history_count, CYNIC__HISTORY_SECONDS);
@@ -174,8 +181,8 @@ static void test_prometheus_text(void **state) {
   cynic__conn_report_t r = {.listener = &w->l,
                             .upstream = &w->u,
                             .outcome = CYNIC__OUT_OK,
-                            .accepted_ms = 10,
-                            .end_ms = 1510};
+                            .accepted_us = 10000,
+                            .end_us = 1510000};
   cynic__metrics_conn_done(&r);
   r.outcome = CYNIC__EV_CONNECT_REFUSED;
   cynic__metrics_conn_done(&r);
