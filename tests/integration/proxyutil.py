@@ -310,6 +310,20 @@ def upstream(name, endpoints, extra=""):
     return out
 
 
+def exchange(px, listener="app", payload=b"hello", timeout=10):
+    """One short client through a listener of px (anything with
+    connect(listener, timeout)): sends the payload, half-closes, reads to EOF.
+    True when the payload came back; False when the proxy closed the client
+    without it (refused, reset, shed)."""
+    try:
+        with px.connect(listener, timeout=timeout) as c:
+            c.sendall(payload)
+            c.shutdown(socket.SHUT_WR)
+            return recv_all(c) == payload
+    except OSError:
+        return False
+
+
 def recv_all(sock, limit=1 << 24):
     """Read until EOF; returns the bytes."""
     out = bytearray()

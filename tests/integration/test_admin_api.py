@@ -12,15 +12,7 @@ import netutil
 import proxyutil as pu
 
 
-def exchange(px, listener="app", payload=b"hello", timeout=10):
-    """True when the payload came back through the proxy."""
-    try:
-        with px.connect(listener, timeout=timeout) as c:
-            c.sendall(payload)
-            c.shutdown(socket.SHUT_WR)
-            return pu.recv_all(c) == payload
-    except OSError:
-        return False
+exchange = pu.exchange
 
 
 def two_upstreams(a, b, refused, extra_b=""):

@@ -28,11 +28,7 @@ def delayed_echo(delay):
     return pu.Server(handler)
 
 
-def exchange(px, listener, payload=b"ping"):
-    with px.connect(listener, timeout=10) as c:
-        c.sendall(payload)
-        c.shutdown(socket.SHUT_WR)
-        assert pu.recv_all(c) == payload
+exchange = pu.exchange
 
 
 def test_first_byte_and_connect_times_have_microsecond_resolution(tmp_path):
@@ -45,8 +41,8 @@ def test_first_byte_and_connect_times_have_microsecond_resolution(tmp_path):
     adm = au.Admin(px)
     try:
         for _ in range(N):
-            exchange(px, "slow")
-            exchange(px, "fast")
+            assert exchange(px, "slow", b"ping")
+            assert exchange(px, "fast", b"ping")
         m = adm.metrics()
         au.check_conventions(m)
         fb = "cynic_upstream_first_byte_seconds_bucket"

@@ -16,14 +16,7 @@ REQUIRED = {"time", "listener", "client", "upstream", "endpoint", "outcome", "br
             "queue_ms", "connect_ms", "first_byte_ms", "duration_ms", "bytes_up", "bytes_down"}
 
 
-def exchange(px, listener, payload):
-    try:
-        with px.connect(listener, timeout=10) as c:
-            c.sendall(payload)
-            c.shutdown(socket.SHUT_WR)
-            return pu.recv_all(c) == payload
-    except OSError:
-        return False
+exchange = pu.exchange
 
 
 def lines(path):

@@ -13,14 +13,7 @@ import netutil
 import proxyutil as pu
 
 
-def exchange(px, listener="app", payload=b"hello"):
-    try:
-        with px.connect(listener, timeout=10) as c:
-            c.sendall(payload)
-            c.shutdown(socket.SHUT_WR)
-            return pu.recv_all(c) == payload
-    except OSError:
-        return False
+exchange = pu.exchange
 
 
 def make(good, bad, db_extra="", app_extra="", level="info"):

@@ -115,11 +115,7 @@ class StartingCynic(pu.Cynic):
                 self.listeners[r["listener"]] = (host.strip("[]"), int(port))
 
 
-def exchange(px, listener, payload=b"hello"):
-    with px.connect(listener, timeout=10) as c:
-        c.sendall(payload)
-        c.shutdown(socket.SHUT_WR)
-        return pu.recv_all(c) == payload
+exchange = pu.exchange
 
 
 def test_reload_while_starting_fixes_a_name_that_never_resolves(tmp_path):
