@@ -609,6 +609,53 @@ static void gate_marks_where_messages_begin(void **state) {
   conn_rig_free(r);
 }
 
+
+/* The gate stops following requests when GATE_WINDOW are outstanding; a
+ * joining stage whose bytes reach past that point passes what the gate has
+ * followed and waits for the rest (never guesses), and goes on when a
+ * response moves the window. */
+static void joining_stage_waits_where_the_gate_paused(void **state) {
+  (void)state;
+  conn_rig_t *r = conn_rig_new();
+  conn_rig_add(r, STREAM_UPSTREAM, "latency", 100, 0, NULL);
+  static char gets[18 * (GATE_WINDOW - 1) + 1]; /* requests 0..254, pipelined */
+  for (int i = 0; i < GATE_WINDOW - 1; i++)
+    memcpy(gets + 18 * i, "GET / HTTP/1.1\r\n\r\n", 18);
+  conn_rig_read(r, STREAM_UPSTREAM, 0, gets);
+  const char *post = "POST /last HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345";
+  conn_rig_read(r, STREAM_UPSTREAM, 0, post); /* request 255 */
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(100));
+  free(conn_rig_sink(r, STREAM_UPSTREAM));
+  gate_t *g = r->dir[STREAM_DOWNSTREAM].gate;
+  assert_false(gate_full(g));
+  /* The body's end completes request 255: the window is full there, and the
+   * gate stops before the request after it. */
+  conn_rig_read(r, STREAM_UPSTREAM, MSEC(150), "67890GET /after HTTP/1.1\r\n\r\n");
+  assert_true(gate_full(g));
+  conn_rig_add(r, STREAM_UPSTREAM, "http_status", 503, 100, "late");
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(250));
+  char *got = conn_rig_sink(r, STREAM_UPSTREAM);
+  assert_string_equal(got, "67890"); /* followed: body; the rest waits */
+  free(got);
+  assert_int_equal(r->dir[STREAM_UPSTREAM].stages[1]->in.count, 1);
+  /* A response goes out to the client: the window moves, the gate follows
+   * the next request and says so. */
+  const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  assert_int_equal(gate_scan(g, resp, strlen(resp)), strlen(resp));
+  assert_true(gate_take_moved(g));
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(250));
+  got = conn_rig_sink(r, STREAM_UPSTREAM);
+  assert_string_equal(got, ""); /* request 256 answered, not forwarded */
+  free(got);
+  uint64_t need = 0;
+  char *answer = pop_answer(r, &need);
+  assert_non_null(answer);
+  assert_int_equal(strncmp(answer, "HTTP/1.1 503 ", 13), 0);
+  assert_int_equal(need, GATE_WINDOW);
+  free(answer);
+  conn_rig_free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(latency_holds_each_chunk),
@@ -627,6 +674,7 @@ int main(void) {
       cmocka_unit_test(joining_stage_takes_a_request_held_whole),
       cmocka_unit_test(joining_stage_behind_held_response_body_acts_on_next_response),
       cmocka_unit_test(gate_marks_where_messages_begin),
+      cmocka_unit_test(joining_stage_waits_where_the_gate_paused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
