@@ -321,7 +321,6 @@ static void answer_back_goes_through_peer_gate(void **state) {
   rig_free(r);
 }
 
-
 /* ---- toxics joining a live HTTP connection -------------------------------- */
 
 /*
@@ -608,7 +607,6 @@ static void gate_marks_where_messages_begin(void **state) {
   assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 25 + 38 * 2 + 1, &at, &last), GATE_NEVER);
   conn_rig_free(r);
 }
-
 
 /* The gate stops following requests when GATE_WINDOW are outstanding; a
  * joining stage whose bytes reach past that point passes what the gate has
