@@ -34,12 +34,20 @@ chunk_t *chunk_new(int kind, hdir_t *d, uint64_t t) {
   c->kind = kind;
   c->dir = d;
   c->t = t;
+  c->pos = CHUNK_NOPOS;
   return c;
 }
 
 void chunk_free(chunk_t *c) {
   block_unref(c->blk);
   free(c);
+}
+
+void chunk_skip(chunk_t *c, size_t n) {
+  c->off += n;
+  c->len -= n;
+  if (c->pos != CHUNK_NOPOS)
+    c->pos += n;
 }
 
 void queue_push(queue_t *q, chunk_t *c) {
@@ -94,6 +102,37 @@ void queue_clear(hdir_t *d, queue_t *q) {
   }
 }
 
+/* ---- the chain as a whole ------------------------------------------------ */
+
+queue_t *chain_in(hdir_t *d) {
+  return d->nstages > 0 ? &d->stages[0]->in : &d->out;
+}
+
+void chain_read(hdir_t *d, chunk_t *ch, bool first) {
+  if (ch->kind == CHUNK_DATA) {
+    /* The connection's gate lives on the downstream direction (gate.h). */
+    struct gate **gp = d->stream == STREAM_DOWNSTREAM ? &d->gate : &d->peer->gate;
+    if (first || *gp != NULL) /* HTTP framing, followed from the first byte */
+      gate_read(gp, d->stream, first, ch->blk, ch->off, ch->len, ch->pos);
+    d->buffered += ch->len;
+  }
+  queue_push(chain_in(d), ch);
+}
+
+int chain_step(hdir_t *d, step_ctx_t *ctx) {
+  int r = STEP_IDLE;
+  for (size_t k = 0; k < d->nstages; k++) {
+    ctx->in = &d->stages[k]->in;
+    ctx->out = k + 1 < d->nstages ? &d->stages[k + 1]->in : &d->out;
+    int s = toxic_step(d->stages[k], ctx);
+    if (s == STEP_CLOSE || s == STEP_RESET)
+      return s;
+    if (s == STEP_PROGRESS)
+      r = STEP_PROGRESS;
+  }
+  return r;
+}
+
 /* ---- helpers for toxics -------------------------------------------------- */
 
 bool step_room(const step_ctx_t *ctx) {
@@ -121,8 +160,8 @@ void step_pass_part(step_ctx_t *ctx, size_t n) {
   c->blk->refs++;
   c->off = head->off;
   c->len = n;
-  head->off += n;
-  head->len -= n;
+  c->pos = head->pos;
+  chunk_skip(head, n);
   queue_push(ctx->out, c);
 }
 
@@ -139,8 +178,7 @@ void step_drop_part(step_ctx_t *ctx, size_t n) {
     step_drop(ctx);
     return;
   }
-  head->off += n;
-  head->len -= n;
+  chunk_skip(head, n);
   ctx->dir->buffered -= n;
 }
 
@@ -178,9 +216,15 @@ static chunk_t *copy_chunk(hdir_t *d, const char *p, size_t n, uint64_t t) {
 }
 
 void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
+  step_emit_copy(ctx, p, n, CHUNK_NOPOS);
+}
+
+void step_emit_copy(step_ctx_t *ctx, const char *p, size_t n, uint64_t pos) {
   chunk_t *c = copy_chunk(ctx->dir, p, n, ctx->now);
-  if (c != NULL)
-    queue_push(ctx->out, c);
+  if (c == NULL)
+    return;
+  c->pos = pos;
+  queue_push(ctx->out, c);
 }
 
 struct gate *step_gate(step_ctx_t *ctx) {

@@ -9,13 +9,27 @@ struct gate {
   llhttp_t req;
   bool req_on;       /* following them (off: not HTTP, upgraded, or a gate_new gate) */
   bool req_paused;   /* GATE_WINDOW requests outstanding: stopped at `pend` */
+  bool req_began;    /* req_begin paused the parser at a request's first byte */
   uint64_t requests; /* requests begun */
+  uint64_t req_at;   /* stream position of the next byte to follow (`pend`'s) */
   block_t *pend;     /* bytes read while paused and not yet followed (a reference) */
   size_t pend_off, pend_len;
+  /* Request i began at stream position req_marks[i % GATE_MARKS] (the last
+   * GATE_MARKS requests; requests are numbered in order, so i is implicit). */
+  uint64_t req_marks[GATE_MARKS];
   /* The upstream's responses as read. */
   llhttp_t up;
   bool up_on;
-  uint64_t up_last; /* request the current (or last) upstream response answers */
+  bool up_began;     /* up_begin paused the parser at a response's first byte */
+  uint64_t up_last;  /* request the current (or last) upstream response answers */
+  uint64_t up_at;    /* stream position of the next byte to follow */
+  uint64_t up_count; /* responses (interim ones too) begun */
+  /* Response j (counting from 0, interim ones too) began at up_marks[j %
+   * GATE_MARKS].pos; `last` is up_last then: the request the response before
+   * it answered (GATE_NONE: none). */
+  struct {
+    uint64_t pos, last;
+  } up_marks[GATE_MARKS];
   /* The client's responses as written. */
   llhttp_t out;
   bool lost;            /* they stopped parsing as HTTP: no more waiting */
@@ -44,9 +58,12 @@ static void put_bit(uint8_t *bits, uint64_t i, bool on) {
 
 /* ---- the client's requests ----------------------------------------------- */
 
+/* Paused so that follow_requests learns where the request begins. */
 static int req_begin(llhttp_t *p) {
-  ((gate_t *)p->data)->requests++;
-  return 0;
+  gate_t *g = p->data;
+  g->requests++;
+  g->req_began = true;
+  return HPE_PAUSED;
 }
 
 static int req_headers(llhttp_t *p) {
@@ -62,23 +79,36 @@ static int req_complete(llhttp_t *p) {
   return g->requests >= g->delivered + GATE_WINDOW ? HPE_PAUSED : 0;
 }
 
+/* Follow n bytes at blk->data[off], the first at stream position g->req_at. */
 static void follow_requests(gate_t *g, block_t *blk, size_t off, size_t n) {
   const char *p = blk->data + off;
-  llhttp_errno_t e = llhttp_execute(&g->req, p, n);
-  if (e == HPE_OK)
-    return;
-  if (e != HPE_PAUSED) {
-    g->req_on = false; /* not HTTP (or switched protocols): stop following */
-    return;
+  uint64_t pos = g->req_at;
+  size_t done = 0;
+  for (;;) {
+    llhttp_errno_t e = llhttp_execute(&g->req, p + done, n - done);
+    if (e == HPE_OK) {
+      g->req_at = pos + n;
+      return;
+    }
+    if (e != HPE_PAUSED) {
+      g->req_on = false; /* not HTTP (or switched protocols): stop following */
+      return;
+    }
+    done = (size_t)(llhttp_get_error_pos(&g->req) - p);
+    if (!g->req_began)
+      break; /* the window is full */
+    g->req_began = false;
+    g->req_marks[(g->requests - 1) % GATE_MARKS] = pos + done;
+    llhttp_resume(&g->req);
   }
-  size_t at = (size_t)(llhttp_get_error_pos(&g->req) - p);
+  g->req_at = pos + done;
   g->req_paused = true;
   g->waiting = true;
-  if (at < n) {
+  if (done < n) {
     blk->refs++;
     g->pend = blk;
-    g->pend_off = off + at;
-    g->pend_len = n - at;
+    g->pend_off = off + done;
+    g->pend_len = n - done;
   }
 }
 
@@ -99,12 +129,40 @@ static bool interim(const llhttp_t *p) {
   return p->status_code >= 100 && p->status_code < 200 && p->status_code != 101;
 }
 
+/* Paused so that follow_responses learns where the response begins. */
+static int up_begin(llhttp_t *p) {
+  gate_t *g = p->data;
+  g->up_began = true;
+  return HPE_PAUSED;
+}
+
 static int up_headers(llhttp_t *p) {
   gate_t *g = p->data;
   if (interim(p))
     return 0;
   g->up_last = gate_claim(g, g->up_last);
   return gate_head(g, g->up_last) ? 1 : 0; /* a HEAD's response has no body */
+}
+
+/* Follow n response bytes at p, the first at stream position g->up_at. */
+static void follow_responses(gate_t *g, const char *p, size_t n) {
+  size_t done = 0;
+  for (;;) {
+    llhttp_errno_t e = llhttp_execute(&g->up, p + done, n - done);
+    if (e == HPE_OK)
+      break;
+    if (e != HPE_PAUSED || !g->up_began) {
+      g->up_on = false;
+      return;
+    }
+    done = (size_t)(llhttp_get_error_pos(&g->up) - p);
+    g->up_began = false;
+    g->up_marks[g->up_count % GATE_MARKS].pos = g->up_at + done;
+    g->up_marks[g->up_count % GATE_MARKS].last = g->up_last;
+    g->up_count++;
+    llhttp_resume(&g->up);
+  }
+  g->up_at += n;
 }
 
 /* ---- the client's responses ----------------------------------------------- */
@@ -140,6 +198,7 @@ gate_t *gate_new(void) {
     req_settings.on_headers_complete = req_headers;
     req_settings.on_message_complete = req_complete;
     llhttp_settings_init(&up_settings);
+    up_settings.on_message_begin = up_begin;
     up_settings.on_headers_complete = up_headers;
     llhttp_settings_init(&out_settings);
     out_settings.on_headers_complete = out_headers;
@@ -177,7 +236,8 @@ static bool may_be_request(const char *p, size_t n) {
   return n > 0 && p[0] >= 'A' && p[0] <= 'Z';
 }
 
-void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n) {
+void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
+               uint64_t pos) {
   gate_t *g = *gp;
   if (stream == STREAM_UPSTREAM) {
     if (first) {
@@ -185,6 +245,7 @@ void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, si
       if (!may_be_request(blk->data + off, n) || (fresh && (g = gate_new()) == NULL))
         return;
       g->req_on = g->up_on = true;
+      g->req_at = pos;
       follow_requests(g, blk, off, n);
       if (fresh && !g->req_on) { /* not HTTP: no gate, no further cost */
         gate_free(g, NULL);
@@ -195,6 +256,10 @@ void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, si
     }
     if (g == NULL || !g->req_on)
       return;
+    if (pos != g->req_at && !g->req_paused) {
+      g->req_on = false; /* bytes went by unseen: the framing is unknown from here */
+      return;
+    }
     if (g->req_paused) {
       /* Read while the window was full (link.c stops reading, so at most a
        * read already under way): stop following rather than buffer more. */
@@ -208,9 +273,13 @@ void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, si
   }
   if (g == NULL || !g->up_on)
     return;
-  llhttp_errno_t e = llhttp_execute(&g->up, blk->data + off, n);
-  if (e != HPE_OK)
+  if (pos != g->up_at) {
+    /* Bytes went by unseen (the upstream spoke before the gate was made):
+     * which response is which is unknown. */
     g->up_on = false;
+    return;
+  }
+  follow_responses(g, blk->data + off, n);
 }
 
 bool gate_full(const gate_t *g) {
@@ -252,24 +321,38 @@ bool gate_head(const gate_t *g, uint64_t i) {
   return get_bit(g, g->head_bits, i);
 }
 
-bool gate_footing(const gate_t *g, int stream, llhttp_t *parser, uint64_t *last) {
-  const llhttp_t *src;
+int gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last) {
+  /* The marks are in stream order and every message the gate followed has
+   * one (older ones fell out of the ring): the first mark at or after pos
+   * is a message's first byte, and the first there is if none older was
+   * forgotten. O(GATE_MARKS), once per chunk a joining stage sees before it
+   * finds its footing. */
   if (stream == STREAM_UPSTREAM) {
-    *last = g->requests > 0 ? g->requests - 1 : GATE_NONE;
-    if (!g->req_on || g->req_paused)
-      return false;
-    src = &g->req;
-  } else {
-    *last = g->up_last;
-    if (!g->up_on)
-      return false;
-    src = &g->up;
+    uint64_t from = g->requests > GATE_MARKS ? g->requests - GATE_MARKS : 0;
+    for (uint64_t i = from; i < g->requests; i++)
+      if (g->req_marks[i % GATE_MARKS] >= pos) {
+        *at = g->req_marks[i % GATE_MARKS];
+        *last = i == 0 ? GATE_NONE : i - 1;
+        return GATE_FOUND;
+      }
+    if (!g->req_on)
+      return GATE_NEVER;
+    *at = g->req_at;
+    if (g->req_paused)
+      g->waiting = true; /* report when the window moves (gate_take_moved) */
+    return GATE_NOT_YET;
   }
-  void *data = parser->data, *settings = parser->settings;
-  *parser = *src; /* llhttp's state is the struct: a copy parses on from here */
-  parser->data = data;
-  parser->settings = settings;
-  return true;
+  uint64_t from = g->up_count > GATE_MARKS ? g->up_count - GATE_MARKS : 0;
+  for (uint64_t j = from; j < g->up_count; j++)
+    if (g->up_marks[j % GATE_MARKS].pos >= pos) {
+      *at = g->up_marks[j % GATE_MARKS].pos;
+      *last = g->up_marks[j % GATE_MARKS].last;
+      return GATE_FOUND;
+    }
+  if (!g->up_on)
+    return GATE_NEVER;
+  *at = g->up_at;
+  return GATE_NOT_YET;
 }
 
 /* ---- the gate ------------------------------------------------------------- */

@@ -31,6 +31,13 @@
  *
  * If the responses stop parsing as HTTP (or switch protocols), waiting
  * answers go at once: never a deadlock.
+ *
+ * Where messages begin: on the requests and on the upstream's responses the
+ * gate remembers the stream positions (chunk_t.pos) where the last
+ * GATE_MARKS messages began, with their numbers. A toxic added to a live
+ * connection may first see bytes that were read long before it joined
+ * (another toxic held them); gate_find tells it exactly where the first
+ * message at or after them begins, or that it cannot know.
  */
 #ifndef CYNIC_HARNESS_GATE_H
 #define CYNIC_HARNESS_GATE_H
@@ -42,6 +49,13 @@
 #define GATE_FALLBACK_NS UINT64_C(10000000000) /* 10 s */
 #define GATE_WINDOW 256                        /* requests ahead of the responses */
 #define GATE_NONE UINT64_MAX                   /* "no request yet" for gate_claim */
+/* Message beginnings remembered per stream. A stage joining behind more
+ * messages than this still held by other toxics starts at the oldest one
+ * remembered (later than it could have, never at a wrong place); 64 keeps
+ * the two rings at 1.5 KiB per HTTP connection. */
+#define GATE_MARKS 64
+
+enum { GATE_FOUND, GATE_NOT_YET, GATE_NEVER }; /* gate_find */
 
 typedef struct gate gate_t;
 
@@ -51,11 +65,15 @@ gate_t *gate_new(void);
 /* Free the gate and the answers still waiting (their bytes leave d's count). */
 void gate_free(gate_t *g, hdir_t *d);
 
-/* link.c: bytes read on `stream`, before they enter the chain. *gp is the
- * connection's gate (on the downstream direction); `first` says these are the
- * connection's first bytes on the stream, which decide whether a gate is made.
- * Keeps a reference to blk while the request window is full. */
-void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n);
+/* link.c (chain_read): bytes read on `stream`, before they enter the chain,
+ * the first of them at stream position pos. *gp is the connection's gate (on
+ * the downstream direction); `first` says these are the connection's first
+ * bytes on the stream, which decide whether a gate is made. Bytes that do not
+ * follow on from the last ones seen (read before the gate existed) make it
+ * stop following that stream. Keeps a reference to blk while the request
+ * window is full. */
+void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
+               uint64_t pos);
 /* true while the client must not be read (GATE_WINDOW requests outstanding). */
 bool gate_full(const gate_t *g);
 /* true once after responses went out while a reader or stage waited on the
@@ -72,11 +90,18 @@ bool gate_room(gate_t *g, uint64_t i);
 void gate_answered(gate_t *g, uint64_t i);
 /* Request i was HEAD (false when unknown). */
 bool gate_head(const gate_t *g, uint64_t i);
-/* For a stage joining a live connection: copy the framing state of the
- * stream as read so far into *parser (its settings and data are kept) and
- * the number of the last request begun there into *last. false (and *last
- * still a best guess) when the gate does not follow that stream. */
-bool gate_footing(const gate_t *g, int stream, llhttp_t *parser, uint64_t *last);
+/* For a stage joining a live connection: the first message on `stream` that
+ * begins at or after stream position pos.
+ *  - GATE_FOUND: it begins at *at; *last is the number (as gate_claim's
+ *    `after`) of the message before it, GATE_NONE if none. When messages
+ *    between pos and *at are older than the ring holds, this is the oldest
+ *    one remembered: still a message's first byte.
+ *  - GATE_NOT_YET: no message begins in [pos, *at), where the gate has got
+ *    to; one may begin later (ask again for bytes from *at on; the gate
+ *    reports gate_take_moved when it goes on after a full window).
+ *  - GATE_NEVER: the gate does not follow the stream past what it
+ *    remembers, which is all before pos: nothing more will be known. */
+int gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last);
 
 /* Responses that have gone out so far. */
 uint64_t gate_delivered(const gate_t *g);

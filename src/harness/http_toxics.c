@@ -21,14 +21,16 @@
  *    expected.
  *
  * Framing is exact: the connection's gate (gate.h) follows both streams from
- * their first byte, so a toxic added to a live connection takes a copy of
- * that framing state and starts at the next message boundary, even when a
- * body chunk happens to look like a message. Bytes that are not HTTP (a parse
- * error, a protocol switch) make the stage step aside for good: chunks pass
- * unchanged. Only when the copy cannot be exact (the connection has no gate,
- * or bytes were queued ahead of the new stage when it joined) does the stage
- * fall back to finding its footing on a chunk that starts like a message
- * ("HTTP/1." or "METHOD /").
+ * their first byte and remembers where recent messages began, by stream
+ * position; every chunk carries the position of its first byte (chain.h). A
+ * toxic added to a live connection passes what it sees unchanged up to the
+ * first message that begins at or after the first byte it sees (bytes read
+ * before it joined may still reach it, held by another toxic), and parses
+ * from there with a fresh parser: a body chunk that happens to look like a
+ * message never fools it. Where the gate cannot tell (it stopped following
+ * the stream, or the connection has no gate: its first bytes were not HTTP)
+ * the stage steps aside for good, as it does on bytes that are not HTTP (a
+ * parse error, a protocol switch): chunks pass unchanged. It never guesses.
  *
  * Messages are numbered by the gate in the client's request order, so that
  * several answering stages on one connection agree (gate_claim) and a
@@ -62,8 +64,7 @@ typedef struct http_state {
   int event;         /* found by the parser at offset `scanned` of the head chunk */
   size_t scanned;    /* bytes of the head chunk already parsed */
   bool lost;         /* out of step with message boundaries: chunks pass whole */
-  bool resync;       /* ... until one starts like a message (a join whose
-                        framing could not be copied exactly) */
+  bool seeking;      /* joined live: passing bytes until a message begins (gate_find) */
   int stream;        /* STREAM_* of the stage */
   gate_t *gate;      /* the connection's gate during a step (NULL: none) */
   int mode;          /* what to do with the current message's bytes */
@@ -72,6 +73,8 @@ typedef struct http_state {
   uint64_t index;    /* number of the current message */
   uint64_t deadline; /* MODE_HOLD: release time */
   cynic__buf_t head; /* MODE_HEAD: the response head being collected */
+  uint64_t head_pos; /* stream position of head.data[0] (CHUNK_NOPOS: not one run
+                        of the source's bytes) */
 } http_state_t;
 
 /* Forget the collected head; give back a buffer that an unusually large
@@ -107,19 +110,6 @@ static int on_headers(llhttp_t *p) {
   return hs->gate != NULL && gate_head(hs->gate, hs->index) ? 1 : 0;
 }
 
-/* Nothing read before the stage joined is still on its way to it. */
-static bool chain_clear(const stage_t *st, const step_ctx_t *ctx) {
-  const hdir_t *d = ctx->dir;
-  for (size_t k = 0; k < d->nstages; k++) {
-    const stage_t *o = d->stages[k];
-    if (o->in.count > 0 || (o->http != NULL && o->http->head.len > 0))
-      return false;
-    if (o == st)
-      return true;
-  }
-  return true;
-}
-
 static http_state_t *state(stage_t *st, step_ctx_t *ctx) {
   if (st->http != NULL) {
     st->http->gate = step_gate(ctx);
@@ -138,49 +128,52 @@ static http_state_t *state(stage_t *st, step_ctx_t *ctx) {
   hs->stream = ctx->dir->stream;
   hs->gate = step_gate(ctx);
   hs->last = GATE_NONE;
-  if (st->joined_live) {
-    /* Start where the stream's framing says, from the gate's copy; without
-     * a gate the connection did not start as HTTP: step aside for good. */
-    hs->lost = true;
-    if (hs->gate != NULL) {
-      uint64_t last;
-      if (chain_clear(st, ctx) && gate_footing(hs->gate, hs->stream, &hs->parser, &last)) {
-        hs->lost = false;
-        hs->last = last;
-      } else {
-        hs->resync = true;
-      }
-    }
-  }
+  /* Joined live: find the first message by the gate's marks (seek); without
+   * a gate the connection did not start as HTTP: step aside for good. */
+  hs->seeking = st->joined_live;
   cynic__buf_init(&hs->head, HEAD_MAX + TOXIC_STR_MAX + 64);
   st->http = hs;
   return hs;
 }
 
-/* Does the chunk start like a response ("HTTP/1.") or a request ("GET /")?
- * Used to find a message boundary again; a body chunk that happens to start
- * so would fool it, which the parser then reports and we step aside again. */
-static bool starts_message(const chunk_t *c, int stream) {
-  const char *p = c->blk->data + c->off;
-  size_t n = c->len;
-  if (stream == STREAM_DOWNSTREAM)
-    return n >= 7 && memcmp(p, "HTTP/1.", 7) == 0;
-  size_t i = 0;
-  while (i < n && i < 20 && p[i] >= 'A' && p[i] <= 'Z')
-    i++;
-  return i > 0 && i + 1 < n && p[i] == ' ' &&
-         (p[i + 1] == '/' || p[i + 1] == '*' || p[i + 1] == 'h');
-}
-
-static void restart_parser(http_state_t *hs, int stream) {
-  llhttp_init(&hs->parser, stream == STREAM_UPSTREAM ? HTTP_REQUEST : HTTP_RESPONSE, &hs->settings);
-  hs->parser.data = hs;
-  hs->lost = false;
-  hs->resync = false;
-  hs->last = GATE_NONE; /* unknown: the gate's next unanswered request */
-  hs->event = EV_NONE;
-  hs->scanned = 0;
-  hs->mode = MODE_PASS;
+/*
+ * A stage that joined a live connection, at the head chunk c: pass what comes
+ * before the first message that begins at or after c's first byte, then
+ * parse from that message's first byte (the parser is still fresh: nothing
+ * was parsed while seeking). Chunks without a stream position (the harness's
+ * own bytes) and markers pass. false: wait (for queue room, or for the gate
+ * to follow bytes it has not reached yet).
+ */
+static bool seek(stage_t *st, step_ctx_t *ctx, const chunk_t *c) {
+  http_state_t *hs = st->http;
+  if (c->kind == CHUNK_DATA && c->pos != CHUNK_NOPOS) {
+    uint64_t at = 0, last = GATE_NONE;
+    int found = hs->gate != NULL ? gate_find(hs->gate, hs->stream, c->pos, &at, &last) : GATE_NEVER;
+    /* Nothing will tell where messages begin: step aside. (at < c->pos
+     * cannot be: the gate sees every byte before the chain does.) */
+    if (found == GATE_NEVER || at < c->pos) {
+      hs->seeking = false;
+      hs->lost = true;
+      return true;
+    }
+    if (at - c->pos < c->len) {
+      if (at > c->pos) {
+        if (!step_room(ctx))
+          return false;
+        step_pass_part(ctx, (size_t)(at - c->pos));
+        return true;
+      }
+      if (found == GATE_NOT_YET)
+        return false; /* the gate has not followed this byte yet */
+      hs->seeking = false;
+      hs->last = last;
+      return true;
+    }
+  }
+  if (!step_room(ctx))
+    return false;
+  step_pass(ctx);
+  return true;
 }
 
 bool http_toxic_mid_message(const stage_t *st) {
@@ -264,7 +257,8 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
   case TOXIC_HTTP_CONTENT_TYPE:
     emit_rewritten_head(st, ctx, end);
     if (hs->head.len > end)
-      step_emit_bytes(ctx, h + end, hs->head.len - end);
+      step_emit_copy(ctx, h + end, hs->head.len - end,
+                     hs->head_pos == CHUNK_NOPOS ? CHUNK_NOPOS : hs->head_pos + end);
     hs->mode = MODE_PASS;
     break;
   case TOXIC_HTTP_STATUS:
@@ -280,13 +274,13 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
         emit_answer(st, ctx, (int)t->attr[1], "text/plain", "");
       hs->mode = MODE_DROP;
     } else {
-      step_emit_bytes(ctx, h, hs->head.len);
+      step_emit_copy(ctx, h, hs->head.len, hs->head_pos);
       hs->mode = MODE_PASS;
     }
     break;
   }
   default:
-    step_emit_bytes(ctx, h, hs->head.len);
+    step_emit_copy(ctx, h, hs->head.len, hs->head_pos);
     hs->mode = MODE_PASS;
   }
   head_done(hs);
@@ -296,7 +290,7 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
 static void give_up(stage_t *st, step_ctx_t *ctx) {
   http_state_t *hs = st->http;
   if (hs->head.len > 0)
-    step_emit_bytes(ctx, hs->head.data, hs->head.len);
+    step_emit_copy(ctx, hs->head.data, hs->head.len, hs->head_pos);
   head_done(hs);
   hs->mode = MODE_PASS;
 }
@@ -331,7 +325,7 @@ static bool release_hold(stage_t *st, step_ctx_t *ctx) {
     return false;
   }
   if (hs->head.len > 0) {
-    step_emit_bytes(ctx, hs->head.data, hs->head.len);
+    step_emit_copy(ctx, hs->head.data, hs->head.len, hs->head_pos);
     head_done(hs);
   }
   return true;
@@ -356,6 +350,11 @@ static bool consume(stage_t *st, step_ctx_t *ctx, size_t n) {
     step_drop_part(ctx, n);
     break;
   case MODE_HEAD:
+    /* Keep the position while the collected bytes are one run of the source's. */
+    if (hs->head.len == 0)
+      hs->head_pos = c->pos;
+    else if (hs->head_pos != CHUNK_NOPOS && c->pos != hs->head_pos + hs->head.len)
+      hs->head_pos = CHUNK_NOPOS;
     if (cynic__buf_append(&hs->head, c->blk->data + c->off, n) != 0) {
       give_up(st, ctx);
       return true; /* the bytes stay; now in MODE_PASS */
@@ -422,9 +421,10 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
         r = STEP_PROGRESS;
       break;
     }
-    if (hs != NULL && hs->lost && hs->resync && c->kind == CHUNK_DATA && hs->scanned == 0 &&
-        starts_message(c, ctx->dir->stream)) {
-      restart_parser(hs, ctx->dir->stream);
+    if (hs != NULL && hs->seeking) {
+      if (!seek(st, ctx, c))
+        break;
+      r = STEP_PROGRESS;
       continue;
     }
     if (hs == NULL || hs->lost || c->kind != CHUNK_DATA) {
@@ -454,7 +454,6 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
         if (hs->mode == MODE_HEAD || hs->mode == MODE_HOLD)
           give_up(st, ctx);
         hs->lost = true;
-        hs->resync = false;
         hs->mode = MODE_PASS;
         continue;
       }

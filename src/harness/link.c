@@ -255,8 +255,7 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
         if (rest != NULL) {
           *rest = *ch;
           rest->blk->refs++;
-          rest->off += ok;
-          rest->len -= ok;
+          chunk_skip(rest, ok);
           ch->len = ok;
           queue_push_front(&d->out, rest);
         }
@@ -277,8 +276,7 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
             chunk_free(ch);
             continue;
           }
-          ch->off += (size_t)n;
-          ch->len -= (size_t)n;
+          chunk_skip(ch, (size_t)n);
         } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
           d->buffered -= ch->len;
           chunk_free(ch);
@@ -331,10 +329,6 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
 
 /* ---- reading ------------------------------------------------------------- */
 
-static queue_t *first_queue(hdir_t *d) {
-  return d->nstages > 0 ? &d->stages[0]->in : &d->out;
-}
-
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)h;
   (void)suggested;
@@ -366,6 +360,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   size_t sent = 0; /* bytes the direct path already handed to the sink */
   bool first = d->bytes_read == 0;
+  uint64_t pos = d->bytes_read; /* stream position of buf->base[0] */
   if (nread > 0) {
     d->bytes_read += (size_t)nread;
     if (c->proxy != NULL)
@@ -423,11 +418,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     ch->blk->refs = 1;
     ch->len = left;
-    if (first || c->dir[STREAM_DOWNSTREAM].gate != NULL) /* HTTP framing (gate.h) */
-      gate_read(&c->dir[STREAM_DOWNSTREAM].gate, d->stream, first, ch->blk, ch->off, ch->len);
-    d->buffered += left;
+    ch->pos = pos + sent;
   }
-  queue_push(first_queue(d), ch);
+  chain_read(d, ch, first); /* the gate follows the framing (gate.h) */
   pump(d);
 }
 
@@ -442,7 +435,7 @@ static bool blackholed(const hconn_t *c) {
 static void update_reading(hdir_t *d) {
   hconn_t *c = d->conn;
   bool want = c->connected && !c->closing && !d->src_eof && d->buffered < LINK_BUFFER_MAX &&
-              first_queue(d)->count < LINK_QUEUE_MAX && !blackholed(c) &&
+              chain_in(d)->count < LINK_QUEUE_MAX && !blackholed(c) &&
               !(d->stream == STREAM_UPSTREAM && gate_full(c->dir[STREAM_DOWNSTREAM].gate));
   if (want && !d->reading) {
     if (uv_read_start((uv_stream_t *)d->src, on_alloc, on_read) == 0)
@@ -471,17 +464,13 @@ static void pump(hdir_t *d) {
     bool progress = false;
     ctx.now = uv_hrtime();
     ctx.wake = UINT64_MAX;
-    for (size_t k = 0; k < d->nstages; k++) {
-      ctx.in = &d->stages[k]->in;
-      ctx.out = k + 1 < d->nstages ? &d->stages[k + 1]->in : &d->out;
-      int r = toxic_step(d->stages[k], &ctx);
-      if (r == STEP_CLOSE || r == STEP_RESET) {
-        link_close(c, r == STEP_RESET);
-        return;
-      }
-      if (r == STEP_PROGRESS)
-        progress = true;
+    int r = chain_step(d, &ctx);
+    if (r == STEP_CLOSE || r == STEP_RESET) {
+      link_close(c, r == STEP_RESET);
+      return;
     }
+    if (r == STEP_PROGRESS)
+      progress = true;
     if (c->connected && flush(d, &ctx))
       progress = true;
     unlink_retired(d);

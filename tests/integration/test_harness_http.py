@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness_util import Harness, harness  # noqa: F401
-from netutil import TcpServer, connect, echo_handler, recv_exactly
+from netutil import TcpServer, connect, echo_handler, recv_exactly, wait_for
 
 SLACK = 1.5
 
@@ -472,3 +472,106 @@ def test_http_toxic_joining_mid_response_ignores_a_body_that_looks_like_a_respon
     finally:
         up.released.set()
         up.close()
+
+
+def received(h, direction):
+    """Bytes the harness has read on `direction` (its -proxy-metrics counter)."""
+    st, _, raw = h.api.get("/metrics")
+    assert st == 200, raw
+    for line in raw.decode().splitlines():
+        if line.startswith("toxiproxy_proxy_received_bytes_total{") and \
+                f'direction="{direction}"' in line:
+            return int(line.rsplit(" ", 1)[1])
+    return 0
+
+
+HOLD_MS = 700  # generous: the test's API calls must fit inside it, on a loaded machine too
+
+
+def test_http_toxic_joining_behind_a_held_body_that_looks_like_a_request():
+    """The rest of a request body, starting "GET / HTTP/1.1", is read and held
+    by a latency toxic when an http_status toxic is added behind it: by then
+    the connection's gate has parsed past those bytes. The new toxic places
+    them by their stream position: it passes the body intact (the upstream
+    gets the whole request and answers it) and answers the next request."""
+    h = Harness("-proxy-metrics")
+    up = BodyUpstream()
+    try:
+        p = h.create("held", up.address)
+        h.add_toxic("held", name="hold", type="latency", stream="upstream",
+                    attributes={"latency": HOLD_MS})
+        s = connect(h.listen_port(p))
+        fake = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+        body = b"prefix|" + fake
+        head = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\nprefix|" % len(body)
+        s.sendall(head)
+        up.wait_received(len(head), timeout=10)  # through the latency
+        s.sendall(fake)
+        wait_for(lambda: received(h, "upstream") >= len(head) + len(fake), timeout=10,
+                 what="the harness to read the request-looking part")
+        h.add_toxic("held", type="http_status", stream="upstream",
+                    attributes={"status": 503, "percent": 100, "body": "late"})
+        with up.lock:
+            assert up.received == len(head), "not held when the toxic joined"
+        assert read_responses(s, 1) == [(200, b"POST /up %d" % len(body))]
+        s.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_responses(s, 1) == [(503, b"late")]
+        s.close()
+        with up.lock:
+            assert up.requests == [(b"POST", b"/up", body)]
+    finally:
+        up.close()
+        h.stop()
+
+
+def test_http_toxic_joining_behind_a_held_body_that_looks_like_a_response():
+    """The downstream twin: the second part of a response body starts
+    "HTTP/1.1 200 OK" and is held by a latency toxic when an http_status
+    toxic is added behind it; the body reaches the client intact and the next
+    response is the one replaced."""
+    h = Harness("-proxy-metrics")
+    up = BodyUpstream()
+    fake = b"HTTP/1.1 200 OK\r\nContent-Type: text/fake\r\nContent-Length: 0\r\n\r\n"
+    up.split = (b"part one|", fake)
+    try:
+        p = h.create("heldr", up.address)
+        h.add_toxic("heldr", name="hold", type="latency", attributes={"latency": HOLD_MS})
+        s = connect(h.listen_port(p))
+        s.settimeout(10)
+        s.sendall(b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while not got.endswith(b"part one|"):  # the head and the first part are through
+            d = s.recv(65536)
+            assert d, got
+            got += d
+        before = received(h, "downstream")
+        up.released.set()
+        wait_for(lambda: received(h, "downstream") >= before + len(fake), timeout=10,
+                 what="the harness to read the response-looking part")
+        h.add_toxic("heldr", type="http_status",
+                    attributes={"status": 502, "percent": 100, "body": "swapped"})
+        s.setblocking(False)
+        try:
+            early = s.recv(65536)
+        except BlockingIOError:
+            early = b""
+        s.setblocking(True)
+        s.settimeout(10)
+        assert early == b"", "not held when the toxic joined"
+        want = len(b"part one|") + len(fake)
+        head, body = got.split(b"\r\n\r\n", 1)
+        while len(body) < want:
+            d = s.recv(65536)
+            assert d, body
+            body += d
+        assert b"Content-Type: text/real" in head
+        assert body == b"part one|" + fake  # intact: neither replaced nor taken for a response
+        s.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_responses(s, 1) == [(502, b"swapped")]
+        s.close()
+        with up.lock:
+            assert [r[1] for r in up.requests] == [b"/split", b"/next"]
+    finally:
+        up.released.set()
+        up.close()
+        h.stop()

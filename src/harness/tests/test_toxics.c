@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -320,6 +321,339 @@ static void answer_back_goes_through_peer_gate(void **state) {
   rig_free(r);
 }
 
+/* ---- toxics joining a live HTTP connection -------------------------------- */
+
+/*
+ * A whole connection's two directions with their chains, driven the way
+ * link.c drives them: bytes enter through chain_read (which shows them to
+ * the gate, positions and all) and chain_step runs the stages. Only the
+ * sockets are missing: what reaches a direction's output queue is what its
+ * sink would get.
+ */
+typedef struct conn_rig {
+  hdir_t dir[2]; /* indexed by stream */
+  toxic_t toxics[4];
+  size_t ntoxics;
+} conn_rig_t;
+
+static conn_rig_t *conn_rig_new(void) {
+  conn_rig_t *r = calloc(1, sizeof(*r));
+  assert_non_null(r);
+  for (int i = 0; i < 2; i++) {
+    r->dir[i].stream = i;
+    r->dir[i].peer = &r->dir[!i];
+  }
+  return r;
+}
+
+/* Add a stage of `type` at the end of `stream`'s chain, as link_add_toxic
+ * does (joined_live once the direction has read bytes). */
+static stage_t *conn_rig_add(conn_rig_t *r, int stream, const char *type, int64_t a0, int64_t a1,
+                             const char *s2) {
+  assert_true(r->ntoxics < 4);
+  toxic_t *t = &r->toxics[r->ntoxics++];
+  t->type = toxic_type_find(type);
+  assert_non_null(t->type);
+  snprintf(t->name, sizeof(t->name), "%s", type);
+  t->stream = stream;
+  t->toxicity = 1;
+  t->attr[0] = a0;
+  t->attr[1] = a1;
+  if (s2 != NULL)
+    t->str[2] = strdup(s2);
+  hdir_t *d = &r->dir[stream];
+  stage_t *st = calloc(1, sizeof(*st));
+  assert_non_null(st);
+  st->toxic = t;
+  st->active = true;
+  st->rng = 7;
+  st->joined_live = d->bytes_read > 0;
+  toxic_stage_init(st, 0);
+  d->stages[d->nstages++] = st;
+  return st;
+}
+
+/* The source of `stream` sends s at `now` (one read). */
+static void conn_rig_read(conn_rig_t *r, int stream, uint64_t now, const char *s) {
+  hdir_t *d = &r->dir[stream];
+  size_t n = strlen(s);
+  chunk_t *c = chunk_new(CHUNK_DATA, d, now);
+  assert_non_null(c);
+  c->blk = block_new(s, n);
+  assert_non_null(c->blk);
+  c->len = n;
+  c->pos = d->bytes_read;
+  bool first = d->bytes_read == 0;
+  d->bytes_read += n;
+  chain_read(d, c, first);
+}
+
+/* Step `stream`'s chain at `now` until it rests; the wake-up it asks for. */
+static uint64_t conn_rig_run(conn_rig_t *r, int stream, uint64_t now) {
+  step_ctx_t ctx = {.dir = &r->dir[stream], .now = now, .wake = UINT64_MAX};
+  int s;
+  while ((s = chain_step(&r->dir[stream], &ctx)) == STEP_PROGRESS) {
+  }
+  assert_int_equal(s, STEP_IDLE);
+  return ctx.wake;
+}
+
+/* What reached `stream`'s sink (its output queue) since the last call, as
+ * a string; the chunks are consumed. */
+static char *conn_rig_sink(conn_rig_t *r, int stream) {
+  hdir_t *d = &r->dir[stream];
+  size_t n = 0;
+  for (chunk_t *c = d->out.head; c != NULL; c = c->next)
+    n += c->len;
+  char *s = calloc(1, n + 1);
+  assert_non_null(s);
+  size_t at = 0;
+  chunk_t *c;
+  while ((c = queue_pop(&d->out)) != NULL) {
+    if (c->kind == CHUNK_DATA) {
+      memcpy(s + at, c->blk->data + c->off, c->len);
+      at += c->len;
+      d->buffered -= c->len;
+    }
+    chunk_free(c);
+  }
+  return s;
+}
+
+static void conn_rig_free(conn_rig_t *r) {
+  for (int i = 0; i < 2; i++) {
+    hdir_t *d = &r->dir[i];
+    for (size_t k = 0; k < d->nstages; k++) {
+      queue_clear(d, &d->stages[k]->in);
+      toxic_stage_free(d->stages[k]);
+      free(d->stages[k]);
+    }
+    queue_clear(d, &d->out);
+  }
+  gate_free(r->dir[STREAM_DOWNSTREAM].gate, &r->dir[STREAM_DOWNSTREAM]);
+  gate_free(r->dir[STREAM_UPSTREAM].gate, &r->dir[STREAM_UPSTREAM]);
+  for (size_t i = 0; i < r->ntoxics; i++)
+    toxic_release(&r->toxics[i]);
+  assert_int_equal(r->dir[0].buffered, 0);
+  assert_int_equal(r->dir[1].buffered, 0);
+  free(r);
+}
+
+#define FAKE_REQUEST "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+#define FAKE_BODY FAKE_REQUEST FAKE_REQUEST FAKE_REQUEST
+
+/* The harness's answer waiting in the downstream gate (popped by its
+ * fallback time, so whatever it waits for): its text and its `need`. */
+static char *pop_answer(conn_rig_t *r, uint64_t *need) {
+  gate_t *g = r->dir[STREAM_DOWNSTREAM].gate;
+  assert_non_null(g);
+  chunk_t *c = gate_pop_due(g, UINT64_MAX - 1);
+  if (c == NULL)
+    return NULL;
+  char *s = strndup(c->blk->data + c->off, c->len);
+  *need = c->need;
+  r->dir[STREAM_DOWNSTREAM].buffered -= c->len;
+  chunk_free(c);
+  return s;
+}
+
+/*
+ * The known gap, closed: a latency stage holds the rest of a request body
+ * that starts "GET / HTTP/1.1" when an http_status stage joins behind it.
+ * The gate parsed past those bytes long ago (it is at the next request by
+ * then), so its state says nothing about them; their stream position and
+ * the gate's marks do. The body passes intact, the next request is answered.
+ */
+static void joining_stage_behind_held_body_acts_on_next_request(void **state) {
+  (void)state;
+  conn_rig_t *r = conn_rig_new();
+  conn_rig_add(r, STREAM_UPSTREAM, "latency", 100, 0, NULL);
+  const char *head = "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 88\r\n\r\nprefix|";
+  assert_int_equal(strlen("prefix|" FAKE_BODY), 88);
+  conn_rig_read(r, STREAM_UPSTREAM, MSEC(0), head);
+  assert_int_equal(conn_rig_run(r, STREAM_UPSTREAM, MSEC(0)), MSEC(100));
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(100));
+  char *got = conn_rig_sink(r, STREAM_UPSTREAM);
+  assert_string_equal(got, head); /* the head is through */
+  free(got);
+  conn_rig_read(r, STREAM_UPSTREAM, MSEC(150), FAKE_BODY); /* held until 250 */
+  conn_rig_read(r, STREAM_UPSTREAM, MSEC(160), "GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(170));
+  /* Joins now, with both chunks held ahead of it; the gate is past both. */
+  stage_t *st = conn_rig_add(r, STREAM_UPSTREAM, "http_status", 503, 100, "late");
+  assert_true(st->joined_live);
+  assert_int_equal(conn_rig_run(r, STREAM_UPSTREAM, MSEC(170)), MSEC(250));
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(250));
+  got = conn_rig_sink(r, STREAM_UPSTREAM);
+  assert_string_equal(got, FAKE_BODY); /* body bytes, passed intact */
+  free(got);
+  uint64_t need = 0;
+  assert_null(pop_answer(r, &need)); /* nothing answered */
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(260));
+  got = conn_rig_sink(r, STREAM_UPSTREAM);
+  assert_string_equal(got, ""); /* the real request does not reach the upstream */
+  free(got);
+  char *answer = pop_answer(r, &need);
+  assert_non_null(answer);
+  assert_int_equal(strncmp(answer, "HTTP/1.1 503 ", 13), 0);
+  assert_non_null(strstr(answer, "\r\n\r\nlate"));
+  assert_int_equal(need, 1); /* request 1: after the POST's response */
+  free(answer);
+  assert_null(pop_answer(r, &need));
+  conn_rig_free(r);
+}
+
+/* The rule is "the first message that begins at or after the first byte the
+ * stage sees": a request held whole (its first byte still ahead of the
+ * joining stage) is the stage's to act on, and keeps its number. */
+static void joining_stage_takes_a_request_held_whole(void **state) {
+  (void)state;
+  conn_rig_t *r = conn_rig_new();
+  conn_rig_add(r, STREAM_UPSTREAM, "latency", 100, 0, NULL);
+  conn_rig_read(r, STREAM_UPSTREAM, MSEC(0), "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(100));
+  free(conn_rig_sink(r, STREAM_UPSTREAM));
+  conn_rig_read(r, STREAM_UPSTREAM, MSEC(150), "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(150));
+  conn_rig_add(r, STREAM_UPSTREAM, "http_status", 418, 100, "b");
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(250));
+  char *got = conn_rig_sink(r, STREAM_UPSTREAM);
+  assert_string_equal(got, "");
+  free(got);
+  uint64_t need = 0;
+  char *answer = pop_answer(r, &need);
+  assert_non_null(answer);
+  assert_int_equal(strncmp(answer, "HTTP/1.1 418 ", 13), 0);
+  assert_int_equal(need, 1);
+  free(answer);
+  conn_rig_free(r);
+}
+
+/* The downstream twin: a held response body part that starts "HTTP/1.1 200";
+ * an http_status stage joining behind it replaces the next response only. */
+static void joining_stage_behind_held_response_body_acts_on_next_response(void **state) {
+  (void)state;
+  conn_rig_t *r = conn_rig_new();
+  conn_rig_add(r, STREAM_DOWNSTREAM, "latency", 100, 0, NULL);
+  conn_rig_read(r, STREAM_UPSTREAM, 0, "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+  conn_rig_run(r, STREAM_UPSTREAM, 0);
+  free(conn_rig_sink(r, STREAM_UPSTREAM));
+  const char *fake = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  char head[128];
+  snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\nbody|",
+           strlen("body|") + strlen(fake));
+  conn_rig_read(r, STREAM_DOWNSTREAM, MSEC(0), head);
+  conn_rig_run(r, STREAM_DOWNSTREAM, MSEC(100));
+  char *got = conn_rig_sink(r, STREAM_DOWNSTREAM);
+  assert_string_equal(got, head);
+  free(got);
+  conn_rig_read(r, STREAM_DOWNSTREAM, MSEC(150), fake);
+  conn_rig_read(r, STREAM_DOWNSTREAM, MSEC(160), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  conn_rig_run(r, STREAM_DOWNSTREAM, MSEC(170));
+  conn_rig_add(r, STREAM_DOWNSTREAM, "http_status", 502, 100, "swapped");
+  conn_rig_run(r, STREAM_DOWNSTREAM, MSEC(250));
+  got = conn_rig_sink(r, STREAM_DOWNSTREAM);
+  assert_string_equal(got, fake); /* the body's second part, intact */
+  free(got);
+  conn_rig_run(r, STREAM_DOWNSTREAM, MSEC(260));
+  got = conn_rig_sink(r, STREAM_DOWNSTREAM);
+  assert_int_equal(strncmp(got, "HTTP/1.1 502 ", 13), 0);
+  assert_non_null(strstr(got, "\r\n\r\nswapped"));
+  assert_null(strstr(got, "ok"));
+  free(got);
+  conn_rig_free(r);
+}
+
+/* The gate's marks: exact positions and numbers; older than the ring holds,
+ * the oldest remembered is given (a real first byte, just later). */
+static void gate_marks_where_messages_begin(void **state) {
+  (void)state;
+  conn_rig_t *r = conn_rig_new();
+  const char *req = "GET /0123 HTTP/1.1\r\n\r\n"; /* 22 bytes */
+  assert_int_equal(strlen(req), 22);
+  conn_rig_read(r, STREAM_UPSTREAM, 0, req);
+  gate_t *g = r->dir[STREAM_DOWNSTREAM].gate;
+  assert_non_null(g);
+  for (int i = 1; i < GATE_MARKS + 10; i++)
+    conn_rig_read(r, STREAM_UPSTREAM, 0, req);
+  uint64_t at = 0, last = 0;
+  assert_int_equal(gate_find(g, STREAM_UPSTREAM, 22 * 20 + 3, &at, &last), GATE_FOUND);
+  assert_int_equal(at, 22 * 21);
+  assert_int_equal(last, 20);
+  assert_int_equal(gate_find(g, STREAM_UPSTREAM, 1, &at, &last), GATE_FOUND);
+  assert_int_equal(at, 22 * 10); /* requests 0..9 fell out of the ring */
+  assert_int_equal(last, 9);
+  assert_int_equal(gate_find(g, STREAM_UPSTREAM, 22 * (GATE_MARKS + 10) - 5, &at, &last),
+                   GATE_NOT_YET);
+  assert_int_equal(at, 22 * (GATE_MARKS + 10)); /* none yet, up to where it has read */
+  /* Responses: a 100 Continue counts as a message of its own. */
+  conn_rig_read(r, STREAM_DOWNSTREAM, 0, "HTTP/1.1 100 Continue\r\n\r\n"); /* 25 bytes */
+  conn_rig_read(r, STREAM_DOWNSTREAM, 0, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 0, &at, &last), GATE_FOUND);
+  assert_int_equal(at, 0);
+  assert_int_equal(last, GATE_NONE);
+  assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 1, &at, &last), GATE_FOUND);
+  assert_int_equal(at, 25);
+  assert_int_equal(last, GATE_NONE); /* the interim answered no request */
+  conn_rig_read(r, STREAM_DOWNSTREAM, 0, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 26, &at, &last), GATE_FOUND);
+  assert_int_equal(last, 0);
+  /* Not HTTP any more: what it remembers still holds, nothing after. (The
+   * bytes that failed have a mark: a stage starting there fails the same way
+   * and steps aside too.) */
+  conn_rig_read(r, STREAM_DOWNSTREAM, 0, "\x01garbage");
+  assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 26, &at, &last), GATE_FOUND);
+  assert_int_equal(at, 25 + 38);
+  assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 25 + 38 * 2 + 1, &at, &last), GATE_NEVER);
+  conn_rig_free(r);
+}
+
+/* The gate stops following requests when GATE_WINDOW are outstanding; a
+ * joining stage whose bytes reach past that point passes what the gate has
+ * followed and waits for the rest (never guesses), and goes on when a
+ * response moves the window. */
+static void joining_stage_waits_where_the_gate_paused(void **state) {
+  (void)state;
+  conn_rig_t *r = conn_rig_new();
+  conn_rig_add(r, STREAM_UPSTREAM, "latency", 100, 0, NULL);
+  static char gets[18 * (GATE_WINDOW - 1) + 1]; /* requests 0..254, pipelined */
+  for (int i = 0; i < GATE_WINDOW - 1; i++)
+    memcpy(gets + 18 * i, "GET / HTTP/1.1\r\n\r\n", 18);
+  conn_rig_read(r, STREAM_UPSTREAM, 0, gets);
+  const char *post = "POST /last HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345";
+  conn_rig_read(r, STREAM_UPSTREAM, 0, post); /* request 255 */
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(100));
+  free(conn_rig_sink(r, STREAM_UPSTREAM));
+  gate_t *g = r->dir[STREAM_DOWNSTREAM].gate;
+  assert_false(gate_full(g));
+  /* The body's end completes request 255: the window is full there, and the
+   * gate stops before the request after it. */
+  conn_rig_read(r, STREAM_UPSTREAM, MSEC(150), "67890GET /after HTTP/1.1\r\n\r\n");
+  assert_true(gate_full(g));
+  conn_rig_add(r, STREAM_UPSTREAM, "http_status", 503, 100, "late");
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(250));
+  char *got = conn_rig_sink(r, STREAM_UPSTREAM);
+  assert_string_equal(got, "67890"); /* followed: body; the rest waits */
+  free(got);
+  assert_int_equal(r->dir[STREAM_UPSTREAM].stages[1]->in.count, 1);
+  /* A response goes out to the client: the window moves, the gate follows
+   * the next request and says so. */
+  const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  assert_int_equal(gate_scan(g, resp, strlen(resp)), strlen(resp));
+  assert_true(gate_take_moved(g));
+  conn_rig_run(r, STREAM_UPSTREAM, MSEC(250));
+  got = conn_rig_sink(r, STREAM_UPSTREAM);
+  assert_string_equal(got, ""); /* request 256 answered, not forwarded */
+  free(got);
+  uint64_t need = 0;
+  char *answer = pop_answer(r, &need);
+  assert_non_null(answer);
+  assert_int_equal(strncmp(answer, "HTTP/1.1 503 ", 13), 0);
+  assert_int_equal(need, GATE_WINDOW);
+  free(answer);
+  conn_rig_free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(latency_holds_each_chunk),
@@ -334,6 +668,11 @@ int main(void) {
       cmocka_unit_test(inactive_passes_everything),
       cmocka_unit_test(split_shares_block_and_counts),
       cmocka_unit_test(answer_back_goes_through_peer_gate),
+      cmocka_unit_test(joining_stage_behind_held_body_acts_on_next_request),
+      cmocka_unit_test(joining_stage_takes_a_request_held_whole),
+      cmocka_unit_test(joining_stage_behind_held_response_body_acts_on_next_response),
+      cmocka_unit_test(gate_marks_where_messages_begin),
+      cmocka_unit_test(joining_stage_waits_where_the_gate_paused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
