@@ -8,6 +8,7 @@
 #include "addr.h"
 #include "cynic/common.h"
 #include "json.h"
+#include "shed.h"
 
 struct cynic__httpd_conn {
   uv_tcp_t tcp;
@@ -368,8 +369,10 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (status < 0)
     return;
   cynic__httpd_conn_t *c = calloc(1, sizeof(*c));
-  if (c == NULL)
+  if (c == NULL) {
+    cynic__shed(listener); /* returning without uv_accept would stop the listener */
     return;
+  }
   c->server = s;
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
@@ -439,6 +442,7 @@ void cynic__httpd_close(cynic__httpd_t *s, void (*on_closed)(cynic__httpd_t *)) 
   s->on_closed = on_closed;
   while (s->conns != NULL)
     conn_close(s->conns);
+  cynic__shed_forget((uv_stream_t *)&s->listener);
   if (s->listening && !uv_is_closing((uv_handle_t *)&s->listener))
     uv_close((uv_handle_t *)&s->listener, listener_closed);
 }

@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "gate.h"
+#include "shed.h"
 #include "toxic.h"
 
 struct hconn {
@@ -861,8 +862,10 @@ static void on_dial_timer(uv_timer_t *t) {
 void link_accept(hproxy_t *p, uv_stream_t *listener) {
   harness_t *h = p->h;
   hconn_t *c = calloc(1, sizeof(*c));
-  if (c == NULL)
+  if (c == NULL) {
+    cynic__shed(listener); /* returning without uv_accept would stop the listener */
     return;
+  }
   c->h = h;
   uv_tcp_init(h->loop, &c->client);
   uv_tcp_init(h->loop, &c->upstream);
