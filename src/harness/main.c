@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "harness.h"
+#include "json.h"
 #include "log.h"
 #include "version.h"
 
@@ -209,6 +210,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
 int ctl_main(int argc, char **argv); /* ctl.c */
 
 int main(int argc, char **argv) {
+  cynic__json_init();
   if (argc > 1 && strcmp(argv[1], "ctl") == 0)
     return ctl_main(argc - 2, argv + 2);
   /* Installed (or linked) as cynic-harness-cli, the binary is the CLI. */
