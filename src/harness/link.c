@@ -713,8 +713,10 @@ void link_add_toxic(hconn_t *c, toxic_t *t) {
   if (c->closing || d->nstages == HARNESS_MAX_TOXICS)
     return;
   stage_t *st = calloc(1, sizeof(*st));
-  if (st == NULL)
+  if (st == NULL) { /* out of memory: closed, never let through unpoisoned */
+    link_close(c, false);
     return;
+  }
   st->toxic = t;
   st->joined_live = d->bytes_read > 0;
   roll(c, st);
