@@ -38,12 +38,13 @@ json_t *cynic__json_float(double x);
 
 /* Makes jansson allocate through a wrapper that counts failed allocations.
  * Called once, first thing in main(), before any JSON value exists (the
- * allocator must not change under live values). jansson answers a failed
- * allocation by leaving the value out (json_object_set_new with a NULL value
- * sets nothing), so a document built while memory ran out can be valid JSON
- * with fields missing: a caller compares the count before and after building
- * one and refuses the document when it moved. The count covers the whole
- * process (one event loop thread; the resolver threads make no JSON). */
+ * allocator must not change under live values). jansson mishandles a failed
+ * allocation: it leaves the value out (json_object_set_new with a NULL value
+ * sets nothing), drops characters while parsing, and can even write past a
+ * buffer. So a failed malloc is counted and retried after releasing a
+ * reserve (json.c): a caller compares the count before and after building or parsing
+ * a document and refuses the document when it moved. The count covers the
+ * whole process (one event loop thread; the resolver threads make no JSON). */
 void cynic__json_init(void);
 uint64_t cynic__json_alloc_failures(void);
 
