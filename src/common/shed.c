@@ -2,7 +2,11 @@
 #include "shed.h"
 
 #include <stdbool.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define SHED_WAITING_MAX 16
 
@@ -51,4 +55,35 @@ void cynic__shed_forget(uv_stream_t *server) {
       nwaiting--;
       return;
     }
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+  (void)p;
+  (void)status;
+  (void)events;
+}
+
+void cynic__reserve_fd_table(uv_loop_t *loop, int fds) {
+  static uv_poll_t poll; /* closed at once; static so it outlives this call */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      (rlim_t)fds > rl.rlim_cur)
+    fds = (int)rl.rlim_cur;
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0 || fds < 2)
+    goto out_close;
+  /* the lowest free descriptor from fds - 1 (one in use is left alone) */
+  int fd = s < fds - 1 ? fcntl(s, F_DUPFD_CLOEXEC, fds - 1) : s;
+  if (fd < 0)
+    goto out_close;
+  if (uv_poll_init(loop, &poll, fd) == 0) {
+    uv_poll_start(&poll, UV_READABLE, on_poll); /* the table grows here */
+    uv_poll_stop(&poll);
+    uv_close((uv_handle_t *)&poll, NULL);
+  }
+  if (fd != s)
+    close(fd);
+out_close:
+  if (s >= 0)
+    close(s);
 }

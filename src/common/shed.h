@@ -25,4 +25,16 @@ void cynic__shed(uv_stream_t *server);
 /* `server` is about to be closed: drop it from the waiting table. */
 void cynic__shed_forget(uv_stream_t *server);
 
+/*
+ * libuv keeps a table of watchers indexed by descriptor and grows it with
+ * realloc the first time a higher descriptor is watched; when that realloc
+ * fails, libuv calls abort() (uv__io_start, libuv 1.44). To keep a memory
+ * shortage from killing the process at an accept or a connect, the table is
+ * grown once at start-up for descriptors below min(`fds`, RLIMIT_NOFILE)
+ * (8 bytes each), by watching one descriptor near the top for a moment.
+ * Descriptors above it can still abort under memory shortage. Call right
+ * after uv_loop_init; the loop needs one iteration to finish the close.
+ */
+void cynic__reserve_fd_table(uv_loop_t *loop, int fds);
+
 #endif

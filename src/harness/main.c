@@ -14,6 +14,7 @@
 #include "harness.h"
 #include "json.h"
 #include "log.h"
+#include "shed.h"
 #include "version.h"
 
 #define CONFIG_MAX (16u << 20)
@@ -248,6 +249,8 @@ int main(int argc, char **argv) {
   harness_t *h = &app.h;
   uv_loop_t loop;
   uv_loop_init(&loop);
+  /* every proxied connection takes two descriptors, plus proxies and API */
+  cynic__reserve_fd_table(&loop, 2 * HARNESS_MAX_CONNS + HARNESS_MAX_PROXIES + 512);
   h->loop = &loop;
   events_init(&h->events);
   h->proxy_metrics = o.proxy_metrics;

@@ -22,6 +22,7 @@
 #include "accesslog.h"
 #include "admin.h"
 #include "log.h"
+#include "shed.h"
 #include "proxy.h"
 
 #define ROTATE_CHECK_MS 1000u /* log.rotate: how often the file's size is checked */
@@ -328,6 +329,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
     cynic__log_close();
     return 1;
   }
+  cynic__reserve_fd_table(&loop, 65536); /* libuv aborts if it cannot grow it later */
   p.loop = &loop;
   p.cfg = cfg;
   p.started_unix_ms = p.config_unix_ms = cynic__unix_ms();
