@@ -1,8 +1,8 @@
 /* shed.c: accept and close a connection a listener cannot afford (shed.h). */
 #include "shed.h"
 
-#include <stdbool.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -10,8 +10,8 @@
 
 #define SHED_WAITING_MAX 16
 
-static uv_tcp_t shed_tcp;  /* accepts a connection to shed, then closes */
-static bool shed_busy;     /* shed_tcp is closing */
+static uv_tcp_t shed_tcp;                      /* accepts a connection to shed, then closes */
+static bool shed_busy;                         /* shed_tcp is closing */
 static uv_stream_t *waiting[SHED_WAITING_MAX]; /* listeners paused until shed_tcp is free */
 static size_t nwaiting;
 

@@ -33,8 +33,8 @@ static void reply_json(req_ctx_t *r, int status, json_t *body) {
   if (err != 0) {
     cynic__buf_reset(&r->resp->body);
     r->resp->status = 500;
-    if (err != CYNIC_ERANGE ||
-        cynic__buf_puts(&r->resp->body, "{\"error\":\"response too large\",\"status\":500}\n") != 0) {
+    static const char too_large[] = "{\"error\":\"response too large\",\"status\":500}\n";
+    if (err != CYNIC_ERANGE || cynic__buf_puts(&r->resp->body, too_large) != 0) {
       /* out of memory: an empty 503 is answered with httpd's own body */
       cynic__buf_reset(&r->resp->body);
       r->resp->status = 503;
@@ -49,8 +49,9 @@ static void reply_error(req_ctx_t *r, int status, const char *msg) {
   json_object_set_new(o, "error", json_string(msg));
   json_object_set_new(o, "status", json_integer(status));
   reply_json(r, status, o);
-  if (r->resp->body.len > 0) /* (empty: out of memory, see reply_json) */
-    cynic__buf_puts(&r->resp->body, "\n"); /* Go's http.Error ends with a newline */
+  /* Go's http.Error ends with a newline (an empty body: out of memory, see reply_json) */
+  if (r->resp->body.len > 0)
+    cynic__buf_puts(&r->resp->body, "\n");
 }
 
 static void reply_empty(req_ctx_t *r, int status) {

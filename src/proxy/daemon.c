@@ -22,8 +22,8 @@
 #include "accesslog.h"
 #include "admin.h"
 #include "log.h"
-#include "shed.h"
 #include "proxy.h"
+#include "shed.h"
 
 #define ROTATE_CHECK_MS 1000u /* log.rotate: how often the file's size is checked */
 

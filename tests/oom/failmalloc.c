@@ -81,7 +81,8 @@ static void *boot_alloc(size_t size) {
     boot_used += need;
   }
   atomic_flag_clear(&boot_lock);
-  if (p == NULL) errno = ENOMEM;
+  if (p == NULL)
+    errno = ENOMEM;
   return p;
 }
 
@@ -119,14 +120,18 @@ static bool should_fail(size_t size) {
   int m = atomic_load_explicit(&mode, memory_order_relaxed);
   if (m == 0) {
     uint64_t b = atomic_load_explicit(&before, memory_order_relaxed);
-    if (b == 0) return false;
-    if (atomic_fetch_add(&boot_count, 1) + 1 < b) return false;
+    if (b == 0)
+      return false;
+    if (atomic_fetch_add(&boot_count, 1) + 1 < b)
+      return false;
     atomic_store(&before, 0);
     atomic_store(&mode, env_mode);
     m = env_mode;
-    if (m == 0) return false;
+    if (m == 0)
+      return false;
   }
-  if (size < atomic_load_explicit(&min_size, memory_order_relaxed)) return false;
+  if (size < atomic_load_explicit(&min_size, memory_order_relaxed))
+    return false;
   uint64_t n = atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed) + 1;
   bool fail;
   if (m == 2) {
@@ -134,7 +139,8 @@ static bool should_fail(size_t size) {
     fail = e != 0 && n % e == 0;
   } else {
     uint64_t s = atomic_load_explicit(&seed, memory_order_relaxed);
-    fail = splitmix64(s * 0x100000001b3ull ^ n) < atomic_load_explicit(&threshold, memory_order_relaxed);
+    fail = splitmix64(s * 0x100000001b3ull ^ n) <
+           atomic_load_explicit(&threshold, memory_order_relaxed);
   }
   if (fail) {
     atomic_fetch_add_explicit(&failed, 1, memory_order_relaxed);
@@ -147,21 +153,24 @@ static bool should_fail(size_t size) {
 
 static uint64_t parse_uint(const char *s, const char *end) {
   uint64_t v = 0;
-  for (; s < end && *s >= '0' && *s <= '9'; s++) v = v * 10 + (uint64_t)(*s - '0');
+  for (; s < end && *s >= '0' && *s <= '9'; s++)
+    v = v * 10 + (uint64_t)(*s - '0');
   return v;
 }
 
 /* "0.02" or "1" or "2e-2" is not needed: a decimal fraction up to 1. */
 static uint64_t parse_rate(const char *s, const char *end) {
   uint64_t whole = 0, frac = 0, scale = 1;
-  for (; s < end && *s >= '0' && *s <= '9'; s++) whole = whole * 10 + (uint64_t)(*s - '0');
+  for (; s < end && *s >= '0' && *s <= '9'; s++)
+    whole = whole * 10 + (uint64_t)(*s - '0');
   if (s < end && *s == '.') {
     for (s++; s < end && *s >= '0' && *s <= '9' && scale < 1000000000ull; s++) {
       frac = frac * 10 + (uint64_t)(*s - '0');
       scale *= 10;
     }
   }
-  if (whole >= 1) return UINT64_MAX;
+  if (whole >= 1)
+    return UINT64_MAX;
   /* frac / scale of 2^64, without floating point */
   return (uint64_t)(((unsigned __int128)frac << 64) / scale);
 }
@@ -183,12 +192,16 @@ static void parse_spec(const char *s, size_t len, uint64_t *after) {
   *after = 0;
   while (s < end) {
     const char *item = s;
-    while (s < end && *s != ',' && *s != ' ' && *s != '\n') s++;
+    while (s < end && *s != ',' && *s != ' ' && *s != '\n')
+      s++;
     const char *iend = s;
-    if (s < end) s++;
+    if (s < end)
+      s++;
     const char *eq = item;
-    while (eq < iend && *eq != '=') eq++;
-    if (eq == iend) continue;
+    while (eq < iend && *eq != '=')
+      eq++;
+    if (eq == iend)
+      continue;
     const char *v = eq + 1;
     if (key_is(item, eq, "seed")) {
       env_seed = parse_uint(v, iend);
@@ -218,7 +231,8 @@ static void publish(int m) {
 }
 
 static char *put_str(char *o, const char *s) {
-  while (*s) *o++ = *s++;
+  while (*s)
+    *o++ = *s++;
   return o;
 }
 
@@ -229,7 +243,8 @@ static char *put_uint(char *o, uint64_t v) {
     tmp[n++] = (char)('0' + v % 10);
     v /= 10;
   } while (v);
-  while (n) *o++ = tmp[--n];
+  while (n)
+    *o++ = tmp[--n];
   return o;
 }
 
@@ -251,10 +266,12 @@ static void write_ack(void) {
   o = put_uint(o, atomic_load(&failed));
   *o++ = '\n';
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return;
+  if (fd < 0)
+    return;
   ssize_t w = write(fd, line, (size_t)(o - line));
   close(fd);
-  if (w == o - line) rename(tmp, dst);
+  if (w == o - line)
+    rename(tmp, dst);
 }
 
 static void on_sigusr2(int sig) {
@@ -270,7 +287,8 @@ static void on_sigusr2(int sig) {
   int fd = open(ctl_path, O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     ssize_t r;
-    while (len < sizeof(buf) && (r = read(fd, buf + len, sizeof(buf) - len)) > 0) len += (size_t)r;
+    while (len < sizeof(buf) && (r = read(fd, buf + len, sizeof(buf) - len)) > 0)
+      len += (size_t)r;
     close(fd);
   }
   uint64_t after;
@@ -296,7 +314,8 @@ static void resolve(void) {
  * until the real functions are known, allocations come from `boot`. */
 static bool ready(void) {
   static atomic_int started;
-  if (atomic_load_explicit(&resolved, memory_order_acquire)) return true;
+  if (atomic_load_explicit(&resolved, memory_order_acquire))
+    return true;
   if (atomic_exchange(&started, 1) == 0) {
     resolve();
     return true;
@@ -308,9 +327,11 @@ __attribute__((constructor)) static void failmalloc_init(void) {
   ready();
   const char *spec = getenv("CYNIC_FAILMALLOC");
   const char *ctl = getenv("CYNIC_FAILMALLOC_CTL");
-  if (ctl != NULL && strlen(ctl) < sizeof(ctl_path) - 16) memcpy(ctl_path, ctl, strlen(ctl) + 1);
+  if (ctl != NULL && strlen(ctl) < sizeof(ctl_path) - 16)
+    memcpy(ctl_path, ctl, strlen(ctl) + 1);
   uint64_t after = 0;
-  if (spec != NULL) parse_spec(spec, strlen(spec), &after);
+  if (spec != NULL)
+    parse_spec(spec, strlen(spec), &after);
   if (after != 0 && env_mode != 0) {
     publish(0);
     atomic_store(&before, after);
@@ -324,17 +345,21 @@ __attribute__((constructor)) static void failmalloc_init(void) {
 }
 
 void *malloc(size_t size) {
-  if (!ready()) return boot_alloc(size);
-  if (should_fail(size)) return NULL;
+  if (!ready())
+    return boot_alloc(size);
+  if (should_fail(size))
+    return NULL;
   return real_malloc(size);
 }
 
 void *calloc(size_t n, size_t size) {
   if (!ready()) {
-    if (size != 0 && n > SIZE_MAX / size) return NULL;
+    if (size != 0 && n > SIZE_MAX / size)
+      return NULL;
     return boot_alloc(n * size); /* static: already zero */
   }
-  if (should_fail(n * size)) return NULL;
+  if (should_fail(n * size))
+    return NULL;
   return real_calloc(n, size);
 }
 
@@ -347,33 +372,43 @@ void *realloc(void *p, size_t size) {
     }
     return q;
   }
-  if (!ready()) return p == NULL ? boot_alloc(size) : NULL;
+  if (!ready())
+    return p == NULL ? boot_alloc(size) : NULL;
   /* realloc(p, 0) frees; a shrink cannot fail in practice: only growth and
    * fresh allocations are failed. */
-  if (size != 0 && should_fail(size)) return NULL;
+  if (size != 0 && should_fail(size))
+    return NULL;
   return real_realloc(p, size);
 }
 
 void free(void *p) {
-  if (p == NULL || in_boot(p)) return;
-  if (!ready()) return; /* cannot happen: a pointer not from boot needs real malloc */
+  if (p == NULL || in_boot(p))
+    return;
+  if (!ready())
+    return; /* cannot happen: a pointer not from boot needs real malloc */
   real_free(p);
 }
 
 void *aligned_alloc(size_t align, size_t size) {
-  if (!ready()) return boot_alloc(size);
-  if (should_fail(size)) return NULL;
+  if (!ready())
+    return boot_alloc(size);
+  if (should_fail(size))
+    return NULL;
   return real_aligned_alloc(align, size);
 }
 
 int posix_memalign(void **out, size_t align, size_t size) {
-  if (!ready()) return ENOMEM;
-  if (should_fail(size)) return ENOMEM;
+  if (!ready())
+    return ENOMEM;
+  if (should_fail(size))
+    return ENOMEM;
   return real_posix_memalign(out, align, size);
 }
 
 void *memalign(size_t align, size_t size) {
-  if (!ready()) return boot_alloc(size);
-  if (should_fail(size)) return NULL;
+  if (!ready())
+    return boot_alloc(size);
+  if (should_fail(size))
+    return NULL;
   return real_memalign(align, size);
 }
