@@ -120,12 +120,13 @@ static uint64_t alloc_failures;
  * lex_scan_string then copies past the end of the buffer it sized from the
  * saved text: heap corruption (found by tests/integration/test_oom.py: glibc
  * "free(): invalid next size", SIGSEGV in malloc). So a failed allocation is
- * counted and retried after giving back a ballast block held for this moment
- * (an emergency reserve): jansson finishes on sound memory and the caller,
- * seeing the count move, throws the result away (503). The ballast is taken
- * again on a later allocation, once memory allows. jansson still sees NULL if
- * every retry fails; nothing better can be done from outside jansson (its
- * results must stay freeable with free(), so no private arena).
+ * retried after giving back a ballast block held for this moment (an
+ * emergency reserve), so jansson finishes on sound memory. Only when every
+ * retry fails does jansson see NULL: that is counted, and the callers that
+ * compare the count throw the result away (503). The ballast is taken again
+ * on a later allocation, once memory allows. Nothing better can be done from
+ * outside jansson (its results must stay freeable with free(), so no private
+ * arena).
  * Event loop thread only (jansson is not used on other threads).
  */
 #define BALLAST_BYTES (1u << 20)
@@ -135,15 +136,16 @@ static void *ballast;
 static void *counting_malloc(size_t n) {
   void *p = malloc(n);
   if (p != NULL) {
-    if (ballast == NULL && alloc_failures != 0)
+    if (ballast == NULL)
       ballast = malloc(BALLAST_BYTES); /* back in reserve (mmap: costs address space only) */
     return p;
   }
-  alloc_failures++;
   free(ballast);
   ballast = NULL;
   for (int i = 0; i < ALLOC_RETRIES && p == NULL; i++)
     p = malloc(n);
+  if (p == NULL)
+    alloc_failures++; /* jansson sees this one: what it builds or parses is suspect */
   return p;
 }
 
