@@ -167,8 +167,12 @@ void step_drop(step_ctx_t *ctx) {
 
 static void emit_marker(step_ctx_t *ctx, int kind) {
   chunk_t *c = calloc(1, sizeof(*c));
-  if (c == NULL)
+  if (c == NULL) { /* out of memory: end the direction without the marker, never hang */
+    ctx->dir->close_when_flushed = true;
+    ctx->dir->reset_when_flushed = kind == CHUNK_RESET;
+    ctx->dir->flush_deadline = ctx->now + UINT64_C(2000000000);
     return;
+  }
   c->kind = kind;
   c->dir = ctx->dir;
   c->t = ctx->now;

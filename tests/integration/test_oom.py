@@ -349,6 +349,11 @@ def harness_round(h, rnd, model, echo_ep, round_no):
             if i % 3 == 0:
                 assert [t["name"] for t in js["toxics"]] == ["latency_downstream"], js
                 model.toxics[(name, "latency_downstream")] = True
+            if i % 3 == 1:  # a toxic that ends connections itself: its close must not be lost
+                lim = {"type": "limit_data", "attributes": {"bytes": 2000}}
+                ans = http_call(api, "POST", f"/proxies/{name}/toxics", json.dumps(lim).encode())
+                lj = check_answer("POST limit_data", ans, (200,))
+                model.toxics[(name, "limit_data_downstream")] = True if lj else (None if ans is None else False)
             tox = {"type": "latency", "stream": "upstream", "attributes": {"latency": 3, "jitter": 1}}
             ans = http_call(api, "POST", f"/proxies/{name}/toxics", json.dumps(tox).encode())
             tj = check_answer("POST toxics", ans, (200,))
@@ -401,7 +406,7 @@ def check_recovered_harness(h, model, rnd):
         for (pn, tn), known in model.toxics.items():
             if pn == name and known is not None:
                 assert (tn in names) == known, f"{name}/{tn}: expected {'present' if known else 'absent'}"
-        payload = rnd.randbytes(rnd.choice((1, 4000)))
+        payload = rnd.randbytes(rnd.choice((1, 1000)))
         if not exchange(("127.0.0.1", port), payload):
             again = [exchange(("127.0.0.1", port), payload) for _ in range(3)]
             events = h.api.get(f"/events?proxy={name}")[2].decode().splitlines()[-12:]
