@@ -54,8 +54,11 @@ void gate_free(gate_t *g, hdir_t *d);
 /* link.c: bytes read on `stream`, before they enter the chain. *gp is the
  * connection's gate (on the downstream direction); `first` says these are the
  * connection's first bytes on the stream, which decide whether a gate is made.
- * Keeps a reference to blk while the request window is full. */
-void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n);
+ * Keeps a reference to blk while the request window is full. -1 when the
+ * first bytes may start a request but the gate cannot be allocated: the
+ * connection cannot be followed (its HTTP toxics would step aside), so the
+ * caller resets it; else 0. */
+int gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n);
 /* true while the client must not be read (GATE_WINDOW requests outstanding). */
 bool gate_full(const gate_t *g);
 /* true once after responses went out while a reader or stage waited on the

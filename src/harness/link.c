@@ -202,12 +202,22 @@ bool step_can_generate(const step_ctx_t *ctx) {
   return step_room(ctx) && ctx->dir->buffered < LINK_BUFFER_MAX;
 }
 
+/* Out of memory in a toxic: bytes it meant to send cannot be queued. The
+ * connection is reset once what is being written has gone, rather than go on
+ * short of bytes (a client would wait for them). */
+static void out_of_memory(step_ctx_t *ctx) {
+  ctx->dir->close_when_flushed = true;
+  ctx->dir->reset_when_flushed = true;
+  ctx->dir->flush_deadline = ctx->now + UINT64_C(2000000000);
+}
+
 void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
   chunk_t *c = calloc(1, sizeof(*c));
   block_t *b = malloc(sizeof(block_t) + n);
   if (c == NULL || b == NULL) {
     free(c);
     free(b);
+    out_of_memory(ctx);
     return;
   }
   b->refs = 1;
@@ -251,6 +261,7 @@ void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
   if (c == NULL || b == NULL) {
     free(c);
     free(b);
+    out_of_memory(ctx); /* the client would wait for this answer for ever */
     return;
   }
   b->refs = 1;
@@ -610,8 +621,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     ch->blk->refs = 1;
     ch->len = (size_t)nread;
-    if (d->bytes_read == 0 || c->dir[STREAM_DOWNSTREAM].gate != NULL) /* HTTP framing */
-      gate_read(&c->dir[STREAM_DOWNSTREAM].gate, d->stream, d->bytes_read == 0, ch->blk, 0, ch->len);
+    if ((d->bytes_read == 0 || c->dir[STREAM_DOWNSTREAM].gate != NULL) && /* HTTP framing */
+        gate_read(&c->dir[STREAM_DOWNSTREAM].gate, d->stream, d->bytes_read == 0, ch->blk, 0,
+                  ch->len) != 0) {
+      chunk_free(ch); /* out of memory: unfollowed, its HTTP toxics would step aside */
+      link_close(c, true);
+      return;
+    }
     d->buffered += ch->len;
     d->bytes_read += ch->len;
     if (c->proxy != NULL)

@@ -172,6 +172,36 @@ def http_call(addr, method, path, body=b""):
     return status, headers, payload
 
 
+def http_answer(addr):
+    """GET / on a keep-alive connection; the status of the one answer, read by
+    its Content-Length, or None when the connection was closed or reset first.
+    Fails the test on a hang."""
+    try:
+        s = socket.create_connection(addr, timeout=IO_TIMEOUT)
+    except (ConnectionRefusedError, ConnectionResetError):
+        return None
+    raw = bytearray()
+    try:
+        s.settimeout(IO_TIMEOUT)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        while True:
+            head, sep, body = bytes(raw).partition(b"\r\n\r\n")
+            if sep:
+                m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+                if m and len(body) >= int(m.group(1)):
+                    return int(head[9:12])
+            d = s.recv(1 << 16)
+            if not d:
+                return None
+            raw += d
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    except socket.timeout:
+        raise AssertionError(f"HTTP answer hung ({bytes(raw[:200])!r})")
+    finally:
+        s.close()
+
+
 def check_answer(what, ans, ok_statuses, parse=json.loads):
     """An answer under failures: None (closed), a correct one, or a 5xx JSON error.
     Returns the parsed body of a correct answer, else None."""
@@ -360,6 +390,17 @@ def harness_round(h, rnd, model, echo_ep, round_no):
             model.toxics[(name, "latency_upstream")] = True if tj else (None if ans is None else False)
             port = int(js["listen"].rsplit(":", 1)[1])
             parallel_exchanges(("127.0.0.1", port), rnd, 6, (0, 10, 3000, 100000))
+            if i % 6 == 2:  # the harness answers in the upstream's place: never a hang
+                st = {"type": "http_status", "stream": "upstream", "name": "teapot",
+                      "attributes": {"status": 418, "body": "short"}}
+                ans = http_call(api, "POST", f"/proxies/{name}/toxics", json.dumps(st).encode())
+                if check_answer("POST http_status", ans, (200,)):
+                    for _ in range(3):
+                        got = http_answer(("127.0.0.1", port))
+                        assert got in (None, 418), got
+                    ans = http_call(api, "DELETE", f"/proxies/{name}/toxics/teapot")
+                    if ans is not None and ans[0] not in (204, 404):
+                        check_answer("DELETE http_status", ans, ())
         check_answer("GET /proxies", http_call(api, "GET", "/proxies"), (200,))
         if i % 4 == 3:
             victim = rnd.choice(sorted(model.proxies))
