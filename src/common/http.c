@@ -17,6 +17,19 @@ static int fail(cynic__http_parser_t *p, int status, const char *reason) {
   return -1;
 }
 
+/* Appends a piece of the request: an over-limit piece fails with `status`
+ * and `reason`, a failed allocation with 503 (the request may be fine: it is
+ * the server that is short, and the client may retry). */
+static int take(cynic__http_parser_t *p, cynic__buf_t *b, size_t limit, const char *at, size_t n,
+                int status, const char *reason) {
+  if (b->len + n > limit)
+    return fail(p, status, reason);
+  int err = cynic__buf_append(b, at, n);
+  if (err == CYNIC_ENOMEM)
+    return fail(p, 503, "out of memory");
+  return err != 0 ? fail(p, status, reason) : 0;
+}
+
 static int on_message_begin(llhttp_t *h) {
   owner(h)->started = true;
   return 0;
@@ -24,16 +37,12 @@ static int on_message_begin(llhttp_t *h) {
 
 static int on_url(llhttp_t *h, const char *at, size_t n) {
   cynic__http_parser_t *p = owner(h);
-  if (p->url.len + n > p->limits.max_url || cynic__buf_append(&p->url, at, n) != 0)
-    return fail(p, 414, "request target too long");
-  return 0;
+  return take(p, &p->url, p->limits.max_url, at, n, 414, "request target too long");
 }
 
 static int header_bytes(cynic__http_parser_t *p, const char *at, size_t n) {
-  if (p->hdrs.len + n > p->limits.max_header_bytes || p->hdrs.len + n > UINT32_MAX ||
-      cynic__buf_append(&p->hdrs, at, n) != 0)
-    return fail(p, 431, "request header fields too large");
-  return 0;
+  size_t limit = p->limits.max_header_bytes < UINT32_MAX ? p->limits.max_header_bytes : UINT32_MAX;
+  return take(p, &p->hdrs, limit, at, n, 431, "request header fields too large");
 }
 
 static int on_header_field(llhttp_t *h, const char *at, size_t n) {
@@ -82,9 +91,7 @@ static int on_headers_complete(llhttp_t *h) {
 
 static int on_body(llhttp_t *h, const char *at, size_t n) {
   cynic__http_parser_t *p = owner(h);
-  if (p->body.len + n > p->limits.max_body || cynic__buf_append(&p->body, at, n) != 0)
-    return fail(p, 413, "request body too large");
-  return 0;
+  return take(p, &p->body, p->limits.max_body, at, n, 413, "request body too large");
 }
 
 static int on_message_complete(llhttp_t *h) {

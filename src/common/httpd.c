@@ -9,6 +9,7 @@
 #include "addr.h"
 #include "cynic/common.h"
 #include "json.h"
+#include "shed.h"
 
 struct cynic__httpd_conn {
   uv_tcp_t tcp;
@@ -210,19 +211,29 @@ static void send_bytes(cynic__httpd_conn_t *c, const char *p, size_t n) {
   c->pending_write += n;
 }
 
+static const char oom_body[] = "{\"error\":\"out of memory\",\"status\":503}\n";
+
 static void send_error(cynic__httpd_conn_t *c, int status, const char *reason) {
+  uint64_t failures = cynic__json_alloc_failures();
   json_t *o = json_object();
   json_object_set_new(o, "error", json_string(reason));
   json_object_set_new(o, "status", json_integer(status));
   cynic__buf_t body, out;
   cynic__buf_init(&body, 4096);
   cynic__buf_init(&out, 8192);
-  cynic__json_dump(o, &body);
-  cynic__buf_puts(&body, "\n");
+  if (cynic__json_alloc_failures() != failures || cynic__json_dump(o, &body) != 0 ||
+      cynic__buf_puts(&body, "\n") != 0) {
+    /* out of memory: the error still says what it is, and ends the connection */
+    cynic__buf_free(&body);
+    status = 503;
+    body.data = (char *)oom_body;
+    body.len = sizeof(oom_body) - 1;
+  }
   json_decref(o);
   if (cynic__http_response(&out, status, "application/json", body.data, body.len, false) == 0)
     send_bytes(c, out.data, out.len);
-  cynic__buf_free(&body);
+  if (body.data != oom_body)
+    cynic__buf_free(&body);
   cynic__buf_free(&out);
   c->close_after_write = true;
   if (c->pending_write == 0)
@@ -234,7 +245,20 @@ static void response_init(cynic__httpd_t *s, cynic__httpd_response_t *resp) {
   resp->content_type = "application/json";
   resp->close = false;
   resp->headers = NULL;
+  resp->checked = false;
   cynic__buf_init(&resp->body, s->config.max_response);
+}
+
+/* A handler's answer built while jansson could not allocate may be valid JSON
+ * with fields left out: it is replaced by a 503 and the connection closed.
+ * (What the handler did stands: a client must read 503 as "unknown".) */
+static void out_of_memory(cynic__httpd_response_t *resp) {
+  cynic__buf_reset(&resp->body);
+  resp->status = 503;
+  resp->content_type = "application/json";
+  resp->headers = NULL;
+  resp->close = true;
+  cynic__buf_puts(&resp->body, oom_body); /* if it fails, respond() sends it from static */
 }
 
 /* Send the answer to the current request; frees resp's body. */
@@ -244,12 +268,21 @@ static void respond(cynic__httpd_conn_t *c, cynic__httpd_response_t *r) {
   bool keep = cynic__http_keep_alive(&c->parser) && !resp.close && !s->closing;
   cynic__buf_t out;
   cynic__buf_init(&out, s->config.max_response + 4096);
-  if (cynic__http_response_headers(&out, resp.status, resp.content_type, resp.headers,
-                                   resp.body.data, resp.body.len, keep) == 0) {
+  const char *data = resp.body.data;
+  size_t len = resp.body.len;
+  if (resp.status == 503 && len == 0) {
+    /* a handler out of memory even for its error body (see out_of_memory) */
+    data = oom_body;
+    len = sizeof(oom_body) - 1;
+    resp.content_type = "application/json";
+    keep = false;
+  }
+  if (cynic__http_response_headers(&out, resp.status, resp.content_type, resp.headers, data, len,
+                                   keep) == 0) {
     /* HEAD: the same head, Content-Length included, and no body. */
     bool has_body = resp.status != 204 && resp.status != 304;
     if (strcmp(cynic__http_method(&c->parser), "HEAD") == 0 && has_body)
-      out.len -= resp.body.len;
+      out.len -= len;
     send_bytes(c, out.data, out.len);
   } else {
     keep = false;
@@ -353,6 +386,7 @@ static bool answer(cynic__httpd_conn_t *c) {
   rp.pending = NULL;
   rp.stream = NULL;
   response_init(c->server, &rp.resp);
+  uint64_t failures = cynic__json_alloc_failures();
   c->server->handler(c->server->arg, &c->parser, &rp.resp);
   if (rp.stream != NULL) {
     cynic__buf_free(&rp.resp.body);
@@ -362,6 +396,9 @@ static bool answer(cynic__httpd_conn_t *c) {
     cynic__buf_free(&rp.resp.body);
     return true;
   }
+  if (cynic__json_alloc_failures() != failures && !rp.resp.checked && rp.resp.status != 204 &&
+      rp.resp.status != 304)
+    out_of_memory(&rp.resp); /* (an answer without a body cannot be missing fields) */
   respond(c, &rp.resp);
   return false;
 }
@@ -465,8 +502,10 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (status < 0)
     return;
   cynic__httpd_conn_t *c = calloc(1, sizeof(*c));
-  if (c == NULL)
+  if (c == NULL) {
+    cynic__shed(listener); /* returning without uv_accept would stop the listener */
     return;
+  }
   c->server = s;
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
@@ -536,6 +575,7 @@ void cynic__httpd_close(cynic__httpd_t *s, void (*on_closed)(cynic__httpd_t *)) 
   s->on_closed = on_closed;
   while (s->conns != NULL)
     conn_close(s->conns);
+  cynic__shed_forget((uv_stream_t *)&s->listener);
   if (s->listening && !uv_is_closing((uv_handle_t *)&s->listener))
     uv_close((uv_handle_t *)&s->listener, listener_closed);
 }

@@ -26,6 +26,9 @@ typedef struct cynic__httpd_response {
   bool close;               /* close the connection after this response */
   const char *headers;      /* NULL or extra header lines, each ending in CRLF ("Allow:
                                GET\r\n"); must outlive the handler call (static text) */
+  bool checked;             /* the handler vouches for its body although jansson ran out of
+                               memory during the call (it checked the body it built); else
+                               such an answer is replaced by a 503 (cynic__json_init) */
 } cynic__httpd_response_t;
 
 /* Answer `req` by filling `resp`. `arg` is the one given to start. */

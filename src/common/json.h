@@ -30,10 +30,23 @@ int cynic__json_get_number(const json_t *obj, const char *key, double *out, char
  * "object", "array", "null". */
 const char *cynic__json_type_name(const json_t *v);
 /* Append the compact encoding of `v` (object keys in insertion order) to `b`.
- * 0, CYNIC_ERANGE (buffer cap) or CYNIC_ENOMEM. */
+ * 0, CYNIC_ERANGE (buffer cap) or CYNIC_ENOMEM; on error `b` is as before. */
 int cynic__json_dump(const json_t *v, cynic__buf_t *b);
 /* A JSON number for `x` as Go prints a float: integral values without ".0",
  * others with up to 15 significant digits (so 0.1 stays 0.1). */
 json_t *cynic__json_float(double x);
+
+/* Makes jansson allocate through a wrapper that retries a failed allocation
+ * after releasing a reserve (json.c) and counts the allocations it could not
+ * make even so. Called once, first thing in main(), before any JSON value
+ * exists (the allocator must not change under live values). jansson
+ * mishandles a failed allocation: it leaves the value out (json_object_set_new
+ * with a NULL value sets nothing), drops characters while parsing, and can
+ * even write past a buffer. A caller compares the count before and after
+ * building or parsing a document and refuses the document when it moved. The
+ * count covers the whole process (one event loop thread; the resolver threads
+ * make no JSON). */
+void cynic__json_init(void);
+uint64_t cynic__json_alloc_failures(void);
 
 #endif

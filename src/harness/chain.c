@@ -108,15 +108,17 @@ queue_t *chain_in(hdir_t *d) {
   return d->nstages > 0 ? &d->stages[0]->in : &d->out;
 }
 
-void chain_read(hdir_t *d, chunk_t *ch, bool first) {
+int chain_read(hdir_t *d, chunk_t *ch, bool first) {
   if (ch->kind == CHUNK_DATA) {
     /* The connection's gate lives on the downstream direction (gate.h). */
     struct gate **gp = d->stream == STREAM_DOWNSTREAM ? &d->gate : &d->peer->gate;
-    if (first || *gp != NULL) /* HTTP framing, followed from the first byte */
-      gate_read(gp, d->stream, first, ch->blk, ch->off, ch->len, ch->pos);
+    if ((first || *gp != NULL) && /* HTTP framing, followed from the first byte */
+        gate_read(gp, d->stream, first, ch->blk, ch->off, ch->len, ch->pos) != 0)
+      return -1;
     d->buffered += ch->len;
   }
   queue_push(chain_in(d), ch);
+  return 0;
 }
 
 int chain_step(hdir_t *d, step_ctx_t *ctx) {
@@ -182,10 +184,23 @@ void step_drop_part(step_ctx_t *ctx, size_t n) {
   ctx->dir->buffered -= n;
 }
 
+/* Out of memory in a toxic: a marker or bytes it meant to send cannot be
+ * queued. The direction ends (reset, or closed for a lost CLOSE) once what is
+ * being written has gone, rather than hang or go on short of bytes a client
+ * would wait for. */
+static void out_of_memory(step_ctx_t *ctx, bool reset) {
+  ctx->dir->close_when_flushed = true;
+  ctx->dir->reset_when_flushed = reset;
+  ctx->dir->flush_deadline = ctx->now + UINT64_C(2000000000);
+}
+
 static void emit_marker(step_ctx_t *ctx, int kind) {
   chunk_t *c = chunk_new(kind, ctx->dir, ctx->now);
-  if (c != NULL)
-    queue_push(ctx->out, c);
+  if (c == NULL) {
+    out_of_memory(ctx, kind == CHUNK_RESET);
+    return;
+  }
+  queue_push(ctx->out, c);
 }
 
 void step_emit_close(step_ctx_t *ctx) {
@@ -221,8 +236,10 @@ void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
 
 void step_emit_copy(step_ctx_t *ctx, const char *p, size_t n, uint64_t pos) {
   chunk_t *c = copy_chunk(ctx->dir, p, n, ctx->now);
-  if (c == NULL)
+  if (c == NULL) {
+    out_of_memory(ctx, true);
     return;
+  }
   c->pos = pos;
   queue_push(ctx->out, c);
 }
@@ -234,8 +251,10 @@ struct gate *step_gate(step_ctx_t *ctx) {
 void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
   hdir_t *other = ctx->dir->peer;
   chunk_t *c = copy_chunk(other, p, n, ctx->now);
-  if (c == NULL)
+  if (c == NULL) {
+    out_of_memory(ctx, true); /* the client would wait for this answer for ever */
     return;
+  }
   if (other->gate == NULL)
     other->gate = gate_new();
   if (other->gate != NULL)

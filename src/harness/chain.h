@@ -117,8 +117,9 @@ queue_t *chain_in(struct hdir *d);
 /* link.c's reader: a chunk just read from d's source (data, with its stream
  * position set, or EOF) is shown to the connection's gate (gate_read; `first`:
  * the first bytes read on d) and queued at the chain's entry; its bytes join
- * d's count. */
-void chain_read(struct hdir *d, chunk_t *ch, bool first);
+ * d's count. -1 (nothing queued; the caller frees ch and resets the
+ * connection) when the gate cannot be allocated for request-like bytes. */
+int chain_read(struct hdir *d, chunk_t *ch, bool first);
 /* One pass over d's stages, in order (ctx->in and ctx->out are set here):
  * STEP_CLOSE or STEP_RESET as soon as a stage asks for it, else
  * STEP_PROGRESS if any stage moved something, else STEP_IDLE. */

@@ -236,29 +236,31 @@ static bool may_be_request(const char *p, size_t n) {
   return n > 0 && p[0] >= 'A' && p[0] <= 'Z';
 }
 
-void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
-               uint64_t pos) {
+int gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
+              uint64_t pos) {
   gate_t *g = *gp;
   if (stream == STREAM_UPSTREAM) {
     if (first) {
       bool fresh = g == NULL;
-      if (!may_be_request(blk->data + off, n) || (fresh && (g = gate_new()) == NULL))
-        return;
+      if (!may_be_request(blk->data + off, n))
+        return 0;
+      if (fresh && (g = gate_new()) == NULL)
+        return -1;
       g->req_on = g->up_on = true;
       g->req_at = pos;
       follow_requests(g, blk, off, n);
       if (fresh && !g->req_on) { /* not HTTP: no gate, no further cost */
         gate_free(g, NULL);
-        return;
+        return 0;
       }
       *gp = g;
-      return;
+      return 0;
     }
     if (g == NULL || !g->req_on)
-      return;
+      return 0;
     if (pos != g->req_at && !g->req_paused) {
       g->req_on = false; /* bytes went by unseen: the framing is unknown from here */
-      return;
+      return 0;
     }
     if (g->req_paused) {
       /* Read while the window was full (link.c stops reading, so at most a
@@ -266,20 +268,21 @@ void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, si
       g->req_on = false;
       block_unref(g->pend);
       g->pend = NULL;
-      return;
+      return 0;
     }
     follow_requests(g, blk, off, n);
-    return;
+    return 0;
   }
   if (g == NULL || !g->up_on)
-    return;
+    return 0;
   if (pos != g->up_at) {
     /* Bytes went by unseen (the upstream spoke before the gate was made):
      * which response is which is unknown. */
     g->up_on = false;
-    return;
+    return 0;
   }
   follow_responses(g, blk->data + off, n);
+  return 0;
 }
 
 bool gate_full(const gate_t *g) {

@@ -71,9 +71,11 @@ void gate_free(gate_t *g, hdir_t *d);
  * bytes on the stream, which decide whether a gate is made. Bytes that do not
  * follow on from the last ones seen (read before the gate existed) make it
  * stop following that stream. Keeps a reference to blk while the request
- * window is full. */
-void gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
-               uint64_t pos);
+ * window is full. -1 when the first bytes may start a request but the gate
+ * cannot be allocated: the connection cannot be followed (its HTTP toxics
+ * would step aside), so the caller resets it; else 0. */
+int gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
+              uint64_t pos);
 /* true while the client must not be read (GATE_WINDOW requests outstanding). */
 bool gate_full(const gate_t *g);
 /* true once after responses went out while a reader or stage waited on the

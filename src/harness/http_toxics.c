@@ -43,6 +43,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "cynic/common.h"
 #include "gate.h"
 #include "http.h"
 #include "link.h"
@@ -349,19 +350,30 @@ static bool consume(stage_t *st, step_ctx_t *ctx, size_t n) {
   case MODE_DROP:
     step_drop_part(ctx, n);
     break;
-  case MODE_HEAD:
+  case MODE_HEAD: {
     /* Keep the position while the collected bytes are one run of the source's. */
     if (hs->head.len == 0)
       hs->head_pos = c->pos;
     else if (hs->head_pos != CHUNK_NOPOS && c->pos != hs->head_pos + hs->head.len)
       hs->head_pos = CHUNK_NOPOS;
-    if (cynic__buf_append(&hs->head, c->blk->data + c->off, n) != 0) {
+    int err = cynic__buf_append(&hs->head, c->blk->data + c->off, n);
+    if (err == CYNIC_ENOMEM) {
+      /* Out of memory: the head cannot be held, and letting it pass would
+       * defeat the toxic: the rest is dropped and the connection reset. */
+      head_done(hs);
+      hs->mode = MODE_DROP;
+      step_drop_part(ctx, n);
+      step_emit_reset(ctx);
+      break;
+    }
+    if (err != 0) {
       give_up(st, ctx);
       return true; /* the bytes stay; now in MODE_PASS */
     }
     step_drop_part(ctx, n);
     try_finish_head(st, ctx);
     break;
+  }
   }
   hs->scanned -= n;
   return true;
@@ -404,6 +416,16 @@ static bool on_event(stage_t *st, step_ctx_t *ctx) {
 
 int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
   http_state_t *hs = state(st, ctx);
+  if (hs == NULL) {
+    /* Out of memory: without its parser the toxic would let the bytes pass
+     * unaltered; they are dropped and the connection reset instead. */
+    if (ctx->in->head == NULL)
+      return STEP_IDLE;
+    while (ctx->in->head != NULL)
+      step_drop(ctx);
+    step_emit_reset(ctx);
+    return STEP_PROGRESS;
+  }
   int r = STEP_IDLE;
   for (;;) {
     /* An event found at the start of the head chunk (or after the last

@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "gate.h"
+#include "shed.h"
 #include "toxic.h"
 
 struct hconn {
@@ -420,7 +421,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ch->len = left;
     ch->pos = pos + sent;
   }
-  chain_read(d, ch, first); /* the gate follows the framing (gate.h) */
+  if (chain_read(d, ch, first) != 0) { /* the gate follows the framing (gate.h) */
+    chunk_free(ch); /* out of memory: unfollowed, its HTTP toxics would step aside */
+    link_close(c, true);
+    return;
+  }
   pump(d);
 }
 
@@ -523,8 +528,10 @@ void link_add_toxic(hconn_t *c, toxic_t *t) {
   if (c->closing || d->nstages == HARNESS_MAX_TOXICS)
     return;
   stage_t *st = calloc(1, sizeof(*st));
-  if (st == NULL)
+  if (st == NULL) { /* out of memory: closed, never let through unpoisoned */
+    link_close(c, false);
     return;
+  }
   st->toxic = t;
   st->joined_live = d->bytes_read > 0;
   roll(c, st);
@@ -673,8 +680,10 @@ static void on_dial_timer(uv_timer_t *t) {
 void link_accept(hproxy_t *p, uv_stream_t *listener) {
   harness_t *h = p->h;
   hconn_t *c = calloc(1, sizeof(*c));
-  if (c == NULL)
+  if (c == NULL) {
+    cynic__shed(listener); /* returning without uv_accept would stop the listener */
     return;
+  }
   c->h = h;
   uv_tcp_init(h->loop, &c->client);
   uv_tcp_init(h->loop, &c->upstream);

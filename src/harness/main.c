@@ -12,7 +12,9 @@
 
 #include "addr.h"
 #include "harness.h"
+#include "json.h"
 #include "log.h"
+#include "shed.h"
 #include "version.h"
 
 #define CONFIG_MAX (16u << 20)
@@ -209,6 +211,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
 int ctl_main(int argc, char **argv); /* ctl.c */
 
 int main(int argc, char **argv) {
+  cynic__json_init();
   if (argc > 1 && strcmp(argv[1], "ctl") == 0)
     return ctl_main(argc - 2, argv + 2);
   /* Installed (or linked) as cynic-harness-cli, the binary is the CLI. */
@@ -246,6 +249,8 @@ int main(int argc, char **argv) {
   harness_t *h = &app.h;
   uv_loop_t loop;
   uv_loop_init(&loop);
+  /* every proxied connection takes two descriptors, plus proxies and API */
+  cynic__reserve_fd_table(&loop, 2 * HARNESS_MAX_CONNS + HARNESS_MAX_PROXIES + 512);
   h->loop = &loop;
   events_init(&h->events);
   h->proxy_metrics = o.proxy_metrics;

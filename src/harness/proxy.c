@@ -6,6 +6,7 @@
 #include "addr.h"
 #include "harness.h"
 #include "log.h"
+#include "shed.h"
 #include "toxic.h"
 
 hproxy_t *harness_find(harness_t *h, const char *name) {
@@ -80,6 +81,7 @@ static bool refusing(const hproxy_t *p) {
 static void close_listener(hproxy_t *p) {
   if (p->listener != NULL) {
     p->listener->data = NULL;
+    cynic__shed_forget((uv_stream_t *)p->listener);
     uv_close((uv_handle_t *)p->listener, listener_closed);
     p->listener = NULL;
   }

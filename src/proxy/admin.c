@@ -66,7 +66,15 @@ static void reply_json(req_t *r, int status, json_t *body) {
   if (body == NULL || cynic__json_dump(body, &r->resp->body) != 0) {
     cynic__buf_reset(&r->resp->body);
     r->resp->status = 500;
-    cynic__buf_puts(&r->resp->body, "{\"error\":\"cannot build the response\",\"status\":500}");
+    if (cynic__buf_puts(&r->resp->body,
+                        "{\"error\":\"cannot build the response\",\"status\":500}") != 0) {
+      /* out of memory: an empty 503 is answered with httpd's own body */
+      cynic__buf_reset(&r->resp->body);
+      r->resp->status = 503;
+      r->resp->close = true;
+      json_decref(body);
+      return;
+    }
   }
   cynic__buf_puts(&r->resp->body, "\n");
   json_decref(body);
@@ -449,7 +457,13 @@ static bool read_reason(req_t *r, char *out, size_t n, bool *close_conns) {
   if (len == 0)
     return true;
   json_error_t err;
+  uint64_t failures = cynic__json_alloc_failures();
   json_t *v = json_loadb(b->data, b->len, 0, &err);
+  if (cynic__json_alloc_failures() != failures) { /* may be cut short: see json.h */
+    json_decref(v);
+    reply_error(r, 503, "out of memory");
+    return false;
+  }
   if (v == NULL) {
     char msg[256];
     snprintf(msg, sizeof msg, "bad JSON body: %s (line %d, column %d)", err.text, err.line,

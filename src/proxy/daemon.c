@@ -23,6 +23,7 @@
 #include "admin.h"
 #include "log.h"
 #include "proxy.h"
+#include "shed.h"
 
 #define ROTATE_CHECK_MS 1000u /* log.rotate: how often the file's size is checked */
 
@@ -334,6 +335,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
     cynic__log_close();
     return 1;
   }
+  cynic__reserve_fd_table(&loop, 65536); /* libuv aborts if it cannot grow it later */
   p.loop = &loop;
   p.cfg = cfg;
   p.started_unix_ms = p.config_unix_ms = cynic__unix_ms();

@@ -21,6 +21,7 @@
 #include "addr.h"
 #include "log.h"
 #include "proxy.h"
+#include "shed.h"
 
 #define LISTEN_BACKLOG 511
 #define RATE_TABLE_CLIENTS 65536u /* client addresses a rate-limited listener tracks */
@@ -103,6 +104,8 @@ static void on_connection(uv_stream_t *server, int status) {
                          "out of memory");
     if (client != NULL)
       cynic__tcp_client_discard(client);
+    else
+      cynic__shed(server); /* no reserve either: never leave it pending */
     return;
   }
   if (uv_accept(server, (uv_stream_t *)client) != 0) {
@@ -149,6 +152,7 @@ static void on_handle_closed(uv_handle_t *h) {
 void cynic__listener_close(cynic__listener_t *l) {
   if (l->listening) {
     l->listening = false;
+    cynic__shed_forget((uv_stream_t *)&l->handle);
     uv_close((uv_handle_t *)&l->handle, on_handle_closed);
   }
   if (l->reserve != NULL) {

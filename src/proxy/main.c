@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "cynic/common.h"
+#include "json.h"
 #include "proxy.h"
 
 #define EXIT_BAD_CONFIG 2
@@ -57,6 +58,7 @@ static void print_notes(const cynic__config_t *cfg) {
 }
 
 int main(int argc, char **argv) {
+  cynic__json_init();
   const char *path = NULL;
   bool check = false;
   for (int i = 1; i < argc; i++) {
