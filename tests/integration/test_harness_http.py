@@ -433,6 +433,15 @@ def test_http_toxic_joining_mid_body_ignores_a_body_that_looks_like_a_request(ha
         up.close()
 
 
+def recv_until(s, done, got=b""):
+    """Reads s (with its timeout) until done(bytes so far); fails on EOF."""
+    while not done(got):
+        d = s.recv(65536)
+        assert d, got
+        got += d
+    return got
+
+
 def test_http_toxic_joining_mid_response_ignores_a_body_that_looks_like_a_response(harness):
     """The downstream twin: a response body whose second part starts with
     "HTTP/1.1 200 OK"; a content-type toxic added between the parts leaves
@@ -445,28 +454,17 @@ def test_http_toxic_joining_mid_response_ignores_a_body_that_looks_like_a_respon
         s = connect(harness.listen_port(p))
         s.settimeout(10)
         s.sendall(b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n")
-        got = b""
-        while not got.endswith(b"part one|"):  # the head and the first part are through
-            d = s.recv(65536)
-            assert d, got
-            got += d
+        got = recv_until(s, lambda b: b.endswith(b"part one|"))  # the head and the first part
         harness.add_toxic("midr", type="http_content_type",
                           attributes={"content_type": "text/x-late"})
         up.released.set()
         want = len(b"part one|") + len(fake)
         head, body = got.split(b"\r\n\r\n", 1)
-        while len(body) < want:
-            d = s.recv(65536)
-            assert d, body
-            body += d
+        body = recv_until(s, lambda b: len(b) >= want, body)
         assert b"Content-Type: text/real" in head
         assert body == b"part one|" + fake  # intact: not taken for a response
         s.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
-        nxt = b""
-        while b"GET /next 0" not in nxt:
-            d = s.recv(65536)
-            assert d, nxt
-            nxt += d
+        nxt = recv_until(s, lambda b: b"GET /next 0" in b)
         assert b"Content-Type: text/x-late" in nxt, nxt
         s.close()
     finally:
@@ -539,11 +537,7 @@ def test_http_toxic_joining_behind_a_held_body_that_looks_like_a_response():
         s = connect(h.listen_port(p))
         s.settimeout(10)
         s.sendall(b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n")
-        got = b""
-        while not got.endswith(b"part one|"):  # the head and the first part are through
-            d = s.recv(65536)
-            assert d, got
-            got += d
+        got = recv_until(s, lambda b: b.endswith(b"part one|"))  # the head and the first part
         before = received(h, "downstream")
         up.released.set()
         wait_for(lambda: received(h, "downstream") >= before + len(fake), timeout=10,
@@ -560,10 +554,7 @@ def test_http_toxic_joining_behind_a_held_body_that_looks_like_a_response():
         assert early == b"", "not held when the toxic joined"
         want = len(b"part one|") + len(fake)
         head, body = got.split(b"\r\n\r\n", 1)
-        while len(body) < want:
-            d = s.recv(65536)
-            assert d, body
-            body += d
+        body = recv_until(s, lambda b: len(b) >= want, body)
         assert b"Content-Type: text/real" in head
         assert body == b"part one|" + fake  # intact: neither replaced nor taken for a response
         s.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
