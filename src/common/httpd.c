@@ -354,7 +354,7 @@ int cynic__httpd_stream_write(cynic__httpd_stream_t *st, const char *p, size_t n
   cynic__httpd_conn_t *c = st->conn;
   if (c == NULL || c->closing)
     return CYNIC_EINVAL;
-  if (c->pending_write + n > st->max_pending) {
+  if (c->pending_write > st->max_pending) {
     conn_close(c); /* a slow reader: dropped (on_close runs, st is freed) */
     return CYNIC_ERANGE;
   }

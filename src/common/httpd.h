@@ -92,10 +92,12 @@ void cynic__httpd_complete(cynic__httpd_pending_t *pd);
  * Content-Length, `Connection: close`), the request and idle timeouts stop,
  * and the connection carries only what cynic__httpd_stream_write sends until
  * it closes. Bytes the client sends after the request are read and dropped
- * (reading goes on only to see it leave). Bounds: at most `max_pending`
- * bytes handed to the socket and not yet written (a write past it closes the
- * stream: a slow reader is dropped, memory never grows), and the socket's
- * send buffer is set to `sndbuf` bytes (0: the kernel's default).
+ * (reading goes on only to see it leave). Bounds: a write finding more than
+ * `max_pending` bytes handed to the socket and not yet written closes the
+ * stream instead (a slow reader is dropped, memory never grows); a client
+ * that keeps up gets every message whole, however large, so what is pending
+ * stays under max_pending + the largest single write. The socket's send
+ * buffer is set to `sndbuf` bytes (0: the kernel's default).
  *
  * `on_close` runs exactly once, when the stream ends for any reason (the
  * client left, a write failed or overflowed, cynic__httpd_stream_close, the
@@ -107,9 +109,9 @@ typedef void (*cynic__httpd_stream_cb)(cynic__httpd_stream_t *st, void *arg);
 /* From a handler: NULL if out of memory (then answer normally). */
 cynic__httpd_stream_t *cynic__httpd_stream(cynic__httpd_response_t *resp, size_t max_pending,
                                            int sndbuf, cynic__httpd_stream_cb on_close, void *arg);
-/* Queue `n` bytes. 0, or CYNIC_ERANGE when they would pass max_pending (the
- * stream is closed: on_close has run), or a libuv / CYNIC_ENOMEM error (the
- * same). */
+/* Queue `n` bytes. 0, or CYNIC_ERANGE when more than max_pending bytes were
+ * already pending (the stream is closed: on_close has run), or a libuv /
+ * CYNIC_ENOMEM error (the same). */
 int cynic__httpd_stream_write(cynic__httpd_stream_t *st, const char *p, size_t n);
 /* Bytes queued and not yet written. */
 size_t cynic__httpd_stream_pending(const cynic__httpd_stream_t *st);

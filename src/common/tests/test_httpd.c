@@ -26,7 +26,7 @@ typedef struct fixture {
   cynic__httpd_pending_t *pending;
   bool request_seen_at_complete; /* cynic__httpd_pending_request was non-NULL */
   const char *send;
-  char got[4096];
+  char got[16384];
   size_t got_len;
   bool eof;
   cynic__httpd_stream_t *stream; /* the streamed answer, until on_close */
@@ -59,12 +59,24 @@ static void handler(void *arg, const cynic__http_parser_t *req, cynic__httpd_res
     resp->headers = "Cache-Control: no-store\r\n";
     fx->stream = cynic__httpd_stream(resp, 4096, 0, on_stream_close, fx);
     assert_non_null(fx->stream);
+    if (strcmp(req->url.data, "/stream-big") == 0) {
+      /* Under the bound when written: one message larger than max_pending
+       * goes out whole to a client that reads. */
+      static char big[8192];
+      memset(big, 'y', sizeof big);
+      assert_int_equal(cynic__httpd_stream_write(fx->stream, big, sizeof big), 0);
+      uv_timer_start(&fx->later, on_stream_later, fx->later_ms, 0);
+      return;
+    }
     assert_int_equal(cynic__httpd_stream_write(fx->stream, "one;", 4), 0);
     assert_true(cynic__httpd_stream_pending(fx->stream) >= 4);
     if (strcmp(req->url.data, "/stream-overflow") == 0) {
       static char big[8192];
       memset(big, 'x', sizeof big);
-      fx->overflow_rc = cynic__httpd_stream_write(fx->stream, big, sizeof big);
+      /* Under the bound when written: queued whole. The next write finds more
+       * than the bound pending (nothing is written before the handler returns). */
+      assert_int_equal(cynic__httpd_stream_write(fx->stream, big, sizeof big), 0);
+      fx->overflow_rc = cynic__httpd_stream_write(fx->stream, "zzzz", 4);
       assert_null(fx->stream); /* closed inside the write */
     } else {
       uv_timer_start(&fx->later, on_stream_later, fx->later_ms, 0);
@@ -207,8 +219,20 @@ static void streamed_answer_closed_past_max_pending(void **state) {
   assert_non_null(strstr(f.got, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"));
   assert_non_null(strstr(f.got, "Cache-Control: no-store\r\nConnection: close\r\n\r\none;"));
   assert_null(strstr(f.got, "Content-Length"));
-  assert_null(strstr(f.got, "xxxx"));  /* the write past the bound was not sent */
+  assert_null(strstr(f.got, "zzzz")); /* the write past the bound was not sent */
   assert_null(strstr(f.got, "/fast")); /* pipelined after a stream: dropped */
+}
+
+static void streamed_answer_larger_than_the_bound_goes_whole_to_a_reader(void **state) {
+  (void)state;
+  fixture_t f;
+  exchange(&f, 5000, 200, "GET /stream-big HTTP/1.1\r\nHost: a\r\n\r\n");
+  assert_true(f.eof);
+  assert_int_equal(f.stream_closes, 1); /* closed by its owner, not dropped */
+  const char *body = strstr(f.got, "\r\n\r\n");
+  assert_non_null(body);
+  assert_int_equal(strlen(body + 4), 8192);
+  assert_int_equal(strspn(body + 4, "y"), 8192);
 }
 
 static void streamed_answer_closed_by_its_owner(void **state) {
@@ -228,6 +252,7 @@ int main(void) {
       cmocka_unit_test(deferred_answer_keeps_pipelined_order),
       cmocka_unit_test(deferred_answer_after_connection_gone),
       cmocka_unit_test(streamed_answer_closed_past_max_pending),
+      cmocka_unit_test(streamed_answer_larger_than_the_bound_goes_whole_to_a_reader),
       cmocka_unit_test(streamed_answer_closed_by_its_owner),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
