@@ -72,6 +72,15 @@ function startCynic(config) {
 }
 
 // One client through the proxy: resolves true when the echo came back.
+// The border colour of an upstream's tile, read in one step in the page (the
+// tiles are rebuilt on every update: a handle taken earlier may be detached).
+function tileColour(page, upstream) {
+  return page.evaluate((u) => {
+    const e = document.querySelector(`section.tile[data-upstream="${u}"]`);
+    return e ? getComputedStyle(e).borderTopColor : null;
+  }, upstream);
+}
+
 function exchange(port, payload = "hello") {
   return new Promise((resolve) => {
     const c = net.connect(port, "127.0.0.1");
@@ -139,8 +148,7 @@ upstreams:
     for (let i = 0; i < 20; i++) assert.ok(await exchange(port("web")));
     for (let i = 0; i < 3; i++) assert.equal(await exchange(port("pay")), false);
     await page.waitForSelector('section.tile[data-upstream="payments"][data-state="open"]', { timeout: 10000 });
-    const red = await tile.evaluate((e) => getComputedStyle(e).borderTopColor);
-    assert.equal(red, "rgb(208, 49, 45)"); // --open
+    assert.equal(await tileColour(page, "payments"), "rgb(208, 49, 45)"); // --open
     assert.match(await tile.locator("tr[data-state=open]").textContent(), /probe in/);
     assert.match(await tile.locator(".transitions").textContent(), /closed → open \(fault_threshold\)/);
     await page.waitForFunction(() => document.querySelector("#ready").textContent.startsWith("not ready"));
@@ -158,14 +166,34 @@ upstreams:
     await page.fill("#reason", "endpoint restarted");
     await tile.locator('button[data-action="reset"]').click();
     await page.waitForSelector('section.tile[data-upstream="payments"][data-state="ok"]', { timeout: 10000 });
-    const green = await page.locator('section.tile[data-upstream="payments"]').evaluate((e) => getComputedStyle(e).borderTopColor);
-    assert.equal(green, "rgb(31, 157, 85)"); // --ok
+    assert.equal(await tileColour(page, "payments"), "rgb(31, 157, 85)"); // --ok
     const rec = await cy.waitLog((r) => r.msg === "breaker changed by an operator");
     assert.equal(rec.action, "reset");
     assert.equal(rec.upstream, "payments");
     assert.equal(rec.reason, "endpoint restarted");
     await page.waitForFunction(() => /manual_reset, by 127\.0\.0\.1:\d+: endpoint restarted/.test(
       document.querySelector('section.tile[data-upstream="payments"] .transitions').textContent));
+
+    // a button held down across several updates is not rebuilt under the
+    // pointer: the click on release is not lost (force closed on api)
+    const FC = 'section.tile[data-upstream="api"] button[data-action="force_closed"]';
+    let held = false;
+    for (let i = 0; i < 5 && !held; i++) { // an update may move the layout between aim and press
+      const box = await page.locator(FC).boundingBox();
+      await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+      await page.mouse.down();
+      held = await page.evaluate((sel) => {
+        const b = document.querySelector(sel);
+        return b !== null && b.matches(":active") && (b.heldByTest = true);
+      }, FC);
+      if (!held) { await page.mouse.move(0, 0); await page.mouse.up(); } // released elsewhere: no click
+    }
+    assert.ok(held, "pressed the Force closed button");
+    await page.waitForTimeout(2500); // two seconds of stream updates
+    assert.equal(await page.evaluate((sel) => document.querySelector(sel).heldByTest === true, FC), true,
+      "the pressed button was rebuilt under the pointer");
+    await page.mouse.up();
+    await page.waitForSelector('section.tile[data-upstream="api"] tr[data-state="forced_closed"]', { timeout: 10000 });
 
     // and trips it again from the page: red, and traffic refused at once
     await page.locator('section.tile[data-upstream="api"] button[data-action="trip"]').click();
