@@ -77,7 +77,9 @@ def rss_kb(pid):
 class Cynic:
     """A running `cynic -c FILE` with the given YAML text."""
 
-    def __init__(self, config_text, timeout=15.0, nofile=None, env=None):
+    def __init__(self, config_text, timeout=15.0, nofile=None, env=None, wrap=(), wait_started=True):
+        """`wrap`: argv put in front of `cynic -c FILE` (it must exec it);
+        wait_started=False returns at once (call learn_listeners() later)."""
         self.dir = tempfile.TemporaryDirectory(prefix="cynic-test-")
         self.config = os.path.join(self.dir.name, "cynic.yaml")
         with open(self.config, "w") as f:
@@ -88,13 +90,18 @@ class Cynic:
             if nofile is not None:  # a descriptor shortage, on purpose
                 import resource
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-        self.proc = subprocess.Popen([CYNIC, "-c", self.config], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*wrap, CYNIC, "-c", self.config], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      preexec_fn=limit, env=env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.wait_log(lambda r: r.get("msg") == "started", timeout)
         self.listeners = {}
+        if wait_started:
+            self.wait_log(lambda r: r.get("msg") == "started", timeout)
+            self.learn_listeners()
+
+    def learn_listeners(self):
+        """The bound addresses from the `listening` lines logged so far."""
         for r in self.records():
             if r.get("msg") in ("listening", "admin listening"):
                 host, port = r["address"].rsplit(":", 1)

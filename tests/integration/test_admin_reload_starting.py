@@ -14,7 +14,6 @@ import random
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -89,30 +88,12 @@ class HangingDNS:
         self.sock.close()
 
 
-class StartingCynic(pu.Cynic):
+def starting_cynic(config_text, resolv):
     """pu.Cynic in its own mount namespace with the given resolv.conf, not
     waiting for "started"."""
-
-    def __init__(self, config_text, resolv):
-        self.dir = tempfile.TemporaryDirectory(prefix="cynic-test-")
-        self.config = os.path.join(self.dir.name, "cynic.yaml")
-        with open(self.config, "w") as f:
-            f.write(config_text)
-        self.lines = []
-        self._cond = threading.Condition()
-        script = 'mount --bind "$1" /etc/resolv.conf && exec "$2" -c "$3"'
-        self.proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script, "sh", resolv, pu.CYNIC,
-                                      self.config], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.listeners = {}
-
-    def learn_listeners(self):
-        for r in self.records():
-            if r.get("msg") in ("listening", "admin listening"):
-                host, port = r["address"].rsplit(":", 1)
-                self.listeners[r["listener"]] = (host.strip("[]"), int(port))
+    script = 'r="$1"; shift; mount --bind "$r" /etc/resolv.conf && exec "$@"'
+    return pu.Cynic(config_text, wrap=("unshare", "-m", "sh", "-c", script, "sh", resolv),
+                    wait_started=False)
 
 
 exchange = pu.exchange
@@ -126,7 +107,7 @@ def test_reload_while_starting_fixes_a_name_that_never_resolves(tmp_path):
     port = good.endpoint.rsplit(":", 1)[1]
     typo = pu.config(pu.listener("app", "backend"),
                      pu.upstream("backend", [f"bakend.typo.example:{port}"]))
-    px = StartingCynic(typo, str(resolv))
+    px = starting_cynic(typo, str(resolv))
     try:
         adm = au.Admin(px)
         pu.wait_for(lambda: dns.queries, timeout=10, what="the lookup at the name server")
