@@ -8,6 +8,7 @@ import socket
 import statistics
 import time
 
+import adminutil as au
 import proxyutil as pu
 
 
@@ -24,6 +25,7 @@ def test_bulkhead_fourth_closed_at_once_third_after_queue_timeout():
     px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint], """
 bulkhead: { max_connections: 2, max_pending: 1, queue_timeout: 700ms }
 """)))
+    adm = au.Admin(px)
     clients = []
     try:
         clients = [held(px), held(px)]
@@ -31,7 +33,8 @@ bulkhead: { max_connections: 2, max_pending: 1, queue_timeout: 700ms }
         third = held(px)
         t3 = time.monotonic()
         clients.append(third)
-        time.sleep(0.1)  # let the proxy queue the third before the fourth arrives
+        # the proxy has queued the third before the fourth arrives
+        pu.wait_for(lambda: adm.bulkhead("backend")["pending"] == 1, what="the third to be queued")
         fourth = held(px)
         clients.append(fourth)
         took4 = pu.closed_within(fourth, 5)
@@ -56,11 +59,12 @@ def test_bulkhead_promotes_a_waiter_when_a_slot_frees():
     px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint], """
 bulkhead: { max_connections: 2, max_pending: 1, queue_timeout: 5s }
 """)))
+    adm = au.Admin(px)
     try:
         a, b = held(px), held(px)
         pu.wait_for(lambda: srv.accepted == 2)
         c = held(px)
-        time.sleep(0.1)
+        pu.wait_for(lambda: adm.bulkhead("backend")["pending"] == 1, what="the third to be queued")
         assert srv.accepted == 2
         t0 = time.monotonic()
         a.close()  # its slot goes to the waiter, at once
