@@ -38,7 +38,9 @@ bulkhead: { max_connections: 2, max_pending: 1, queue_timeout: 700ms }
         fourth = held(px)
         clients.append(fourth)
         took4 = pu.closed_within(fourth, 5)
-        assert took4 is not None and took4 < 0.25, took4
+        # at once: well before the 700 ms the queued third waits (0.25 s was
+        # tight for a connect, accept and close on a loaded machine under ASan)
+        assert took4 is not None and took4 < 0.5, took4
         assert pu.closed_within(third, 10) is not None
         took3 = time.monotonic() - t3
         assert 0.6 <= took3 <= 2.5, took3
@@ -70,7 +72,7 @@ bulkhead: { max_connections: 2, max_pending: 1, queue_timeout: 5s }
         a.close()  # its slot goes to the waiter, at once
         c.sendall(b"queued, then served")
         assert c.recv(100) == b"queued, then served"
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 2.5  # at once, not after the 5 s queue_timeout
         assert srv.accepted == 3
         b.close()
         c.close()
