@@ -91,7 +91,8 @@ breaker: { faults: 2, leak: 60s, open_for: 60s }
         for _ in range(5):
             with px.connect() as c:
                 took = pu.closed_within(c, 10)
-                assert took is not None and took < 0.2, took
+                # at once: well under the 0.8 s a connect timeout takes
+                assert took is not None and took < 0.5, took
         px.wait_msg("client closed: every breaker is open", upstream="backend")
         px.wait_msg("connect timeout")
         assert len(px.logs(msg="connect timeout")) == 1  # the second went into the summary

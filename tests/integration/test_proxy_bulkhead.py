@@ -131,7 +131,7 @@ def test_listener_max_connections_accepts_and_closes():
         pu.wait_for(lambda: srv.accepted == 3)
         extra = held(px)
         took = pu.closed_within(extra, 5)
-        assert took is not None and took < 0.25, took
+        assert took is not None and took < 1.0, took  # at once (not held); generous for loaded ASan runs
         extra.close()
         px.wait_msg("client closed: listener max_connections reached", listener="app")
         clients.pop().close()
@@ -162,7 +162,7 @@ def test_per_client_connection_limit():
         third = held(px, source="127.0.0.1")
         clients.append(third)
         took = pu.closed_within(third, 5)
-        assert took is not None and took < 0.25, took
+        assert took is not None and took < 1.0, took  # at once (not held); generous for loaded ASan runs
         rec = px.wait_log(lambda r: r.get("msg") == "client closed: per-client limit reached")
         assert rec["error"].startswith("127.0.0.1:")
         # another client address is not affected
