@@ -62,6 +62,13 @@ class Admin:
                         return e["breaker"]
         raise AssertionError(f"no endpoint {upstream}/{endpoint}")
 
+    def bulkhead(self, upstream):
+        """The upstream's bulkhead in /status: in_use, pending and the counts."""
+        for u in self.status()["upstreams"]:
+            if u["name"] == upstream:
+                return u["bulkhead"]
+        raise AssertionError(f"no upstream {upstream}")
+
     def metrics(self):
         st, h, _, raw = self.get("/metrics")
         assert st == 200, st

@@ -102,11 +102,10 @@ def test_admin_events_follow_the_log_schema():
         adm.post("/breakers/backend/trip", {"reason": "maintenance"})
         adm.post("/reload")
         adm.post("/drain")
-        assert px.proc.wait(15) == 0
+        assert px.wait_exit(15) == 0  # and read every line it wrote: all are checked
         for r in px.records():
             assert {"time", "level", "msg"} <= set(r), r
             assert r["level"] in ("debug", "info", "warn", "error")
-        px._reader.join(5)  # exited: read every line it wrote
         manual = px.logs(event="breaker_manual")[0]
         assert manual["level"] == "warn" and manual["upstream"] == "backend" and manual["action"] == "trip"
         assert manual["reason"] == "maintenance" and manual["by"].startswith("127.0.0.1:")

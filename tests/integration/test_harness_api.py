@@ -778,7 +778,9 @@ def test_data_flows_while_a_listen_name_resolves(slow_harness):
         assert st == 201 and js["listen"].startswith("127.0.0.1:"), js
         assert result["took"] >= 1.4  # it really waited for the resolver
         assert trips >= 20, trips
-        assert worst < 0.5, worst  # generous: never the 1.5 s of the resolver
+        # never the 1.5 s of the resolver (a loop blocked by it stalls a round
+        # trip for most of that); 0.5 s was tight for one trip on a loaded ASan run
+        assert worst < 1.0, worst
     finally:
         up.close()
 

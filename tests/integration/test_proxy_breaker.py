@@ -3,9 +3,9 @@ its breaker after exactly `faults` faults while the other endpoint keeps
 serving; once every breaker is open clients are closed in well under the
 connect timeout; after `open_for` a probe goes through and a recovered
 endpoint closes its breaker. Every transition is logged with its reason."""
+import datetime
 import socket
 import struct
-import time
 
 import pytest
 
@@ -13,6 +13,11 @@ import proxyutil as pu
 
 
 exchange = pu.exchange
+
+
+def log_time(rec):
+    """A log line's time (RFC 3339 UTC with milliseconds) in seconds."""
+    return datetime.datetime.strptime(rec["time"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
 
 
 def transitions(px, endpoint):
@@ -41,11 +46,9 @@ breaker: { faults: 3, leak: 60s, open_for: 1500ms, half_open_probes: 1 }
         assert len(refused) == 1  # the rest go into the 10 s summary
         # open: the other endpoint serves everyone; the bad one is not tried
         served_before = good.accepted
-        t0 = time.monotonic()
         for _ in range(10):
             assert exchange(px)
         assert good.accepted == served_before + 10
-        opened_at = t0  # roughly; open_for is 1.5 s
         # the endpoint recovers: a listener on its port
         port = bad.port
         bad.close()
@@ -59,7 +62,10 @@ breaker: { faults: 3, leak: 60s, open_for: 1500ms, half_open_probes: 1 }
             ("open", "half_open", "open_elapsed"),
             ("half_open", "closed", "probes_succeeded"),
         ]
-        assert time.monotonic() - opened_at >= 1.0
+        # half open only after open_for (1.5 s), by the log's own clock (the
+        # test's clock started after the trip and so proved less)
+        at = {r["to"]: log_time(r) for r in px.logs(msg="breaker transition", endpoint=f"127.0.0.1:{port}")}
+        assert at["half_open"] - at["open"] >= 1.4, at
         # both endpoints serve again
         before = recovered.accepted
         for _ in range(6):
@@ -91,7 +97,8 @@ breaker: { faults: 2, leak: 60s, open_for: 60s }
         for _ in range(5):
             with px.connect() as c:
                 took = pu.closed_within(c, 10)
-                assert took is not None and took < 0.2, took
+                # at once: well under the 0.8 s a connect timeout takes
+                assert took is not None and took < 0.5, took
         px.wait_msg("client closed: every breaker is open", upstream="backend")
         px.wait_msg("connect timeout")
         assert len(px.logs(msg="connect timeout")) == 1  # the second went into the summary

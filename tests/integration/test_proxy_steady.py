@@ -267,7 +267,7 @@ def test_second_signal_ends_the_drain_at_once():
         px.signal(signal.SIGINT)
         assert pu.closed_within(c, 10) is not None
         assert px.wait_exit(10) == 0
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 5.0  # at once, not after the 60 s drain_timeout (exit under ASan is slow)
         assert px.logs(msg="second signal: closing the remaining connections now")  # exited: all read
         c.close()
     finally:

@@ -133,6 +133,12 @@ upstreams:
     page.on("pageerror", (e) => errors.push(String(e)));
     const paths = [];
     page.on("request", (r) => paths.push(new URL(r.url()).pathname));
+    // the `status` events the page receives on its stream (seen by the browser's
+    // network layer: the page shows none of them while a button is held)
+    let statusEvents = 0;
+    const cdp = await browser.newCDPSession(page);
+    cdp.on("Network.eventSourceMessageReceived", (e) => { if (e.eventName === "status") statusEvents++; });
+    await cdp.send("Network.enable");
     await page.goto(`http://${admin}/`);
     const tile = page.locator('section.tile[data-upstream="payments"]');
     await tile.waitFor({ timeout: 10000 });
@@ -189,7 +195,12 @@ upstreams:
       if (!held) { await page.mouse.move(0, 0); await page.mouse.up(); } // released elsewhere: no click
     }
     assert.ok(held, "pressed the Force closed button");
-    await page.waitForTimeout(2500); // two seconds of stream updates
+    // held across two status updates (one a second), bounded: without them
+    // there was nothing to rebuild the button and the check below proved nothing
+    const pressedAt = statusEvents;
+    for (const end = Date.now() + 10000; statusEvents < pressedAt + 2 && Date.now() < end;)
+      await page.waitForTimeout(100);
+    assert.ok(statusEvents >= pressedAt + 2, `${statusEvents - pressedAt} status updates while the button was held`);
     assert.equal(await page.evaluate((sel) => document.querySelector(sel).heldByTest === true, FC), true,
       "the pressed button was rebuilt under the pointer");
     await page.mouse.up();
