@@ -281,7 +281,7 @@ int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l) {
   return rc;
 }
 
-static void listener_free(cynic__listener_t *l) {
+void cynic__listener_clients_free(cynic__listener_t *l) {
   for (size_t b = 0; b < l->client_buckets; b++)
     while (l->clients[b] != NULL) {
       cynic__client_count_t *c = l->clients[b];
@@ -291,6 +291,10 @@ static void listener_free(cynic__listener_t *l) {
   free(l->clients);
   l->clients = NULL;
   l->client_buckets = 0;
+}
+
+static void listener_free(cynic__listener_t *l) {
+  cynic__listener_clients_free(l);
   cynic_ratetable_free(l->rate);
   l->rate = NULL;
   while (l->pool_len > 0)

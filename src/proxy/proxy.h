@@ -348,6 +348,9 @@ bool cynic__listener_reclaim(cynic__listener_t *l);
  * one). 0 or a negative CYNIC_E*. */
 int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *cfg,
                              cynic_ratetable_t **out);
+/* Frees l's per-client count table (max_connections_per_client) and leaves
+ * it off (clients NULL, client_buckets 0); the counts it held are lost. */
+void cynic__listener_clients_free(cynic__listener_t *l);
 /* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 

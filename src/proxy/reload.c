@@ -539,15 +539,7 @@ static void apply_clients(cynic__proxy_t *p, const cynic__config_t *n,
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
     if (!listener_kept(l->cfg, lc) || l->client_buckets == 0 || lc->max_connections_per_client != 0)
       continue;
-    for (size_t b = 0; b < l->client_buckets; b++)
-      while (l->clients[b] != NULL) {
-        cynic__client_count_t *c = l->clients[b];
-        l->clients[b] = c->next;
-        free(c);
-      }
-    free(l->clients);
-    l->clients = NULL;
-    l->client_buckets = 0;
+    cynic__listener_clients_free(l);
   }
 }
 
