@@ -37,6 +37,22 @@ static void client_ip(const struct sockaddr_storage *ss, uint8_t ip[16]) {
   }
 }
 
+void cynic__client_sockaddr(const uint8_t ip[16], uint16_t port, struct sockaddr_storage *ss) {
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  memset(ss, 0, sizeof *ss);
+  if (memcmp(ip, mapped, 12) == 0) {
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    memcpy(&in->sin_addr, ip + 12, 4);
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    memcpy(&in6->sin6_addr, ip, 16);
+  }
+}
+
 static size_t ip_hash(const uint8_t ip[16], size_t buckets) {
   uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
   for (int i = 0; i < 16; i++)

@@ -348,6 +348,10 @@ bool cynic__listener_reclaim(cynic__listener_t *l);
  * one). 0 or a negative CYNIC_E*. */
 int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *cfg,
                              cynic_ratetable_t **out);
+/* The client address `ip` (16 bytes as stored: IPv4 mapped into IPv6) and
+ * `port` as a sockaddr (AF_INET for a mapped address), for
+ * cynic__addr_format. */
+void cynic__client_sockaddr(const uint8_t ip[16], uint16_t port, struct sockaddr_storage *ss);
 /* Frees l's per-client count table (max_connections_per_client) and leaves
  * it off (clients NULL, client_buckets 0); the counts it held are lost. */
 void cynic__listener_clients_free(cynic__listener_t *l);

@@ -36,7 +36,6 @@
  * last byte; the timer, when it fires, checks the deadlines and re-arms for the
  * nearest one, so the hot path never touches the timer heap.
  */
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -44,6 +43,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "addr.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -330,15 +330,11 @@ static void buffer_put(cynic__listener_t *l, char *buf) {
 
 /* debug level: one line per connection, how it went and why it ended. */
 static void log_connection(const cynic__conn_t *c) {
-  char ip[INET6_ADDRSTRLEN] = "?", client[INET6_ADDRSTRLEN + 8];
-  static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (memcmp(c->ip, v4mapped, 12) == 0) {
-    inet_ntop(AF_INET, c->ip + 12, ip, sizeof ip);
-    snprintf(client, sizeof client, "%s:%u", ip, (unsigned)c->port);
-  } else {
-    inet_ntop(AF_INET6, c->ip, ip, sizeof ip);
-    snprintf(client, sizeof client, "[%s]:%u", ip, (unsigned)c->port);
-  }
+  char client[CYNIC_ADDR_STR_MAX] = "?";
+  struct sockaddr_storage ss;
+  cynic__client_sockaddr(c->ip, c->port, &ss);
+  if (cynic__addr_format((const struct sockaddr *)&ss, client, sizeof client) != 0)
+    snprintf(client, sizeof client, "?");
   json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "listener", c->listener->cfg->name,
                         "client", client, "upstream", c->upstream->cfg->name, "reason",
                         c->why != NULL ? c->why : "closed", "bytes_up", (json_int_t)c->up.bytes,
