@@ -695,19 +695,29 @@ static void on_stream_closed(cynic__httpd_stream_t *st, void *arg) {
     }
 }
 
-/* "event: NAME\ndata: JSON\n\n" for every stream; the JSON is compact (one
- * line). A stream whose reader has fallen STREAM_MAX_PENDING behind is
- * dropped (logged) rather than buffered for. */
+/* One server-sent event into b (initialised by the caller, freed by it):
+ * "event: NAME\ndata: JSON\n\n", the JSON compact (one line). Consumes
+ * data's reference (NULL is an error). 0 or a negative CYNIC_E*. */
+static int event_format(cynic__buf_t *b, const char *event, json_t *data) {
+  if (data == NULL)
+    return CYNIC_ENOMEM;
+  int rc = cynic__buf_printf(b, "event: %s\ndata: ", event);
+  if (rc == 0)
+    rc = cynic__json_dump(data, b);
+  json_decref(data);
+  if (rc == 0)
+    rc = cynic__buf_puts(b, "\n\n");
+  return rc;
+}
+
+/* The event for every stream. A stream whose reader has fallen
+ * STREAM_MAX_PENDING behind is dropped (logged) rather than buffered for. */
 static void stream_push(cynic__admin_t *a, const char *event, json_t *data) {
   if (data == NULL)
     return;
   cynic__buf_t b;
   cynic__buf_init(&b, CYNIC__ADMIN_STREAM_MAX_PENDING);
-  cynic__buf_printf(&b, "event: %s\ndata: ", event);
-  int rc = cynic__json_dump(data, &b);
-  json_decref(data);
-  if (rc == 0)
-    rc = cynic__buf_puts(&b, "\n\n");
+  int rc = event_format(&b, event, data);
   for (size_t i = 0; rc == 0 && i < CYNIC__ADMIN_MAX_STREAMS; i++) {
     cynic__httpd_stream_t *st = a->streams[i];
     if (st == NULL)
@@ -795,13 +805,10 @@ static void get_stream(req_t *r) {
   static const char retry[] = "retry: 1000\n\n";
   if (cynic__httpd_stream_write(st, retry, sizeof retry - 1) != 0)
     return; /* gone already: on_stream_closed freed the slot */
-  json_t *o = status_json(a);
   cynic__buf_t b;
   cynic__buf_init(&b, CYNIC__ADMIN_STREAM_MAX_PENDING);
-  if (o != NULL && cynic__buf_puts(&b, "event: status\ndata: ") == 0 &&
-      cynic__json_dump(o, &b) == 0 && cynic__buf_puts(&b, "\n\n") == 0)
+  if (event_format(&b, "status", status_json(a)) == 0)
     cynic__httpd_stream_write(st, b.data, b.len);
-  json_decref(o);
   cynic__buf_free(&b);
 }
 
