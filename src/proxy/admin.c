@@ -722,9 +722,12 @@ static void stream_push(cynic__admin_t *a, const char *event, json_t *data) {
     cynic__httpd_stream_t *st = a->streams[i];
     if (st == NULL)
       continue;
+    /* the peer's address (a getpeername) only for a stream the write below
+     * will drop: it is gone after the write */
     char peer[96] = "?";
-    cynic__httpd_stream_peer(st, peer, sizeof peer);
     size_t pending = cynic__httpd_stream_pending(st);
+    if (pending > CYNIC__ADMIN_STREAM_MAX_PENDING)
+      cynic__httpd_stream_peer(st, peer, sizeof peer);
     if (cynic__httpd_stream_write(st, b.data, b.len) == CYNIC_ERANGE) {
       a->streams_dropped++;
       cynic__log_event(CYNIC_LOG_WARN, "status_stream_dropped",
