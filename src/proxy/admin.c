@@ -372,7 +372,7 @@ static json_t *status_json(cynic__admin_t *a) {
   json_t *ls = json_array();
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
-    if (l->vacant)
+    if (l->cfg == NULL)
       continue; /* a retired one's slot, reclaimed */
     json_t *lo = json_object();
     json_object_set_new(lo, "name", json_string(l->cfg->name));
@@ -392,7 +392,7 @@ static json_t *status_json(cynic__admin_t *a) {
   json_object_set_new(o, "listeners", ls);
   json_t *us = json_array();
   for (size_t i = 0; i < p->upstream_count; i++)
-    if (!p->upstreams[i].vacant)
+    if (p->upstreams[i].cfg != NULL)
       json_array_append_new(us, upstream_json(&p->upstreams[i]));
   json_object_set_new(o, "upstreams", us);
   json_object_set_new(o, "transitions", transitions_json(a, NULL));

@@ -90,14 +90,14 @@ static void total(const cynic__counters_t *c, const char *what, const char *name
 static void log_totals(const cynic__proxy_t *p) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
-    if (u->vacant)
+    if (u->cfg == NULL)
       continue; /* reclaimed after a reload */
     for (size_t e = 0; e < u->endpoint_count; e++)
       total(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text);
     total(&u->counters, "upstream", u->cfg->name);
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    if (!p->listeners[i].vacant)
+    if (p->listeners[i].cfg != NULL)
       total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
 }
 
@@ -155,14 +155,14 @@ static void on_summary(uv_timer_t *t) {
   window_text(ms, w, sizeof w);
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
-    if (u->vacant)
+    if (u->cfg == NULL)
       continue; /* reclaimed after a reload */
     for (size_t e = 0; e < u->endpoint_count; e++)
       summarise(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text, w, ms);
     summarise(&u->counters, "upstream", u->cfg->name, w, ms);
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    if (!p->listeners[i].vacant)
+    if (p->listeners[i].cfg != NULL)
       summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name, w, ms);
 }
 

@@ -328,7 +328,7 @@ bool cynic__listener_reclaim(cynic__listener_t *l) {
     return false; /* libuv still holds the handle: the next sweep */
   listener_free(l);
   memset(l, 0, sizeof *l);
-  l->retired = l->vacant = true;
+  l->retired = true; /* cfg NULL: vacant */
   return true;
 }
 

@@ -136,7 +136,8 @@ typedef struct cynic__endpoint {
 
 struct cynic__upstream {
   cynic__proxy_t *proxy;
-  const cynic__config_upstream_t *cfg;
+  const cynic__config_upstream_t *cfg; /* NULL: a vacant slot (retired, drained and
+                                          reclaimed; free for a reload to reuse) */
   cynic__endpoint_t *endpoints;
   size_t endpoint_count;
   size_t next; /* round robin: where the next pick starts */
@@ -145,7 +146,6 @@ struct cynic__upstream {
   uv_timer_t resolve_timer;
   bool has_names;  /* some endpoint is a host name: re-resolve */
   bool retired;    /* removed or replaced by a reload: its connections finish */
-  bool vacant;     /* (retired too) drained and reclaimed: the slot is free, cfg NULL */
   bool fresh;      /* made by the reload in progress (not yet committed) */
   bool timer_open; /* resolve_timer initialised and its close callback not yet run */
   cynic__counters_t counters;
@@ -170,12 +170,12 @@ typedef struct cynic__client_count {
 
 struct cynic__listener {
   cynic__proxy_t *proxy;
-  const cynic__config_listener_t *cfg;
+  const cynic__config_listener_t *cfg; /* NULL: a vacant slot (retired, drained and
+                                          reclaimed; free for a reload to reuse) */
   cynic__upstream_t *upstream;
   uv_tcp_t handle;
   bool listening;    /* handle initialised and not yet closed */
   bool retired;      /* removed by a reload: not accepting; its connections finish */
-  bool vacant;       /* (retired too) drained and reclaimed: the slot is free, cfg NULL */
   bool fresh;        /* made by the reload in progress (not yet committed) */
   bool handle_open;  /* handle initialised and its close callback not yet run */
   uv_tcp_t *reserve; /* a client handle kept to shed a connection when out of memory */

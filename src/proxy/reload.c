@@ -188,7 +188,7 @@ static void carry_breakers(cynic__upstream_t *u, const cynic__upstream_t *old) {
 static cynic__upstream_t *take_upstream_slot(cynic__proxy_t *p) {
   cynic__upstream_t *u = NULL;
   for (size_t i = 0; i < p->upstream_count && u == NULL; i++)
-    if (p->upstreams[i].vacant && !p->upstreams[i].timer_open)
+    if (p->upstreams[i].cfg == NULL && !p->upstreams[i].timer_open)
       u = &p->upstreams[i];
   if (u == NULL && p->upstream_count < CYNIC__CONFIG_MAX_UPSTREAMS)
     u = &p->upstreams[p->upstream_count++];
@@ -202,7 +202,7 @@ static cynic__upstream_t *take_upstream_slot(cynic__proxy_t *p) {
 static cynic__listener_t *take_listener_slot(cynic__proxy_t *p) {
   cynic__listener_t *l = NULL;
   for (size_t i = 0; i < p->listener_count && l == NULL; i++)
-    if (p->listeners[i].vacant && !p->listeners[i].handle_open)
+    if (p->listeners[i].cfg == NULL && !p->listeners[i].handle_open)
       l = &p->listeners[i];
   if (l == NULL && p->listener_count < CYNIC__CONFIG_MAX_LISTENERS)
     l = &p->listeners[p->listener_count++];
@@ -293,12 +293,12 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
     for (size_t i = 0; i < nl; i++) {
       cynic__listener_discard(made_l[i]);
       made_l[i]->cfg = NULL, made_l[i]->upstream = NULL;
-      made_l[i]->fresh = false, made_l[i]->retired = made_l[i]->vacant = true;
+      made_l[i]->fresh = false, made_l[i]->retired = true;
     }
     for (size_t i = 0; i < nu; i++) {
       cynic__upstream_discard(made_u[i]);
       made_u[i]->cfg = NULL;
-      made_u[i]->fresh = false, made_u[i]->retired = made_u[i]->vacant = true;
+      made_u[i]->fresh = false, made_u[i]->retired = true;
     }
     return rc;
   }
@@ -415,7 +415,7 @@ void cynic__reload_sweep(cynic__proxy_t *p) {
   cynic__tcp_mark_in_use(p, lused, uused);
   for (size_t i = 0; i < p->listener_count; i++) {
     cynic__listener_t *l = &p->listeners[i];
-    if (!l->retired || l->vacant || l->open > 0 || lused[i])
+    if (!l->retired || l->cfg == NULL || l->open > 0 || lused[i])
       continue;
     const cynic__config_listener_t *c = l->cfg;
     char name[CYNIC__CONFIG_MAX_NAME + 1];
@@ -427,11 +427,11 @@ void cynic__reload_sweep(cynic__proxy_t *p) {
                      json_pack("{s:s}", "listener", name));
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    if (!p->listeners[i].vacant && p->listeners[i].upstream != NULL)
+    if (p->listeners[i].cfg != NULL && p->listeners[i].upstream != NULL)
       uused[p->listeners[i].upstream - p->upstreams] = true; /* a retired one's, too */
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
-    if (!u->retired || u->vacant || uused[i] || !cynic__list_empty(&u->waiters))
+    if (!u->retired || u->cfg == NULL || uused[i] || !cynic__list_empty(&u->waiters))
       continue;
     const cynic__config_upstream_t *c = u->cfg;
     char name[CYNIC__CONFIG_MAX_NAME + 1];
@@ -663,7 +663,7 @@ static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t 
 static void release_first_resolutions(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
-    if (!u->retired || u->vacant)
+    if (!u->retired || u->cfg == NULL)
       continue;
     for (size_t k = 0; k < u->endpoint_count; k++) {
       cynic__endpoint_t *e = &u->endpoints[k];
