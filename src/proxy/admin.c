@@ -729,7 +729,6 @@ static void stream_push(cynic__admin_t *a, const char *event, json_t *data) {
     if (pending > CYNIC__ADMIN_STREAM_MAX_PENDING)
       cynic__httpd_stream_peer(st, peer, sizeof peer);
     if (cynic__httpd_stream_write(st, b.data, b.len) == CYNIC_ERANGE) {
-      a->streams_dropped++;
       cynic__log_event(CYNIC_LOG_WARN, "status_stream_dropped",
                        "status stream client dropped: it reads too slowly",
                        json_pack("{s:s, s:I, s:I}", "client", peer, "pending_bytes",
