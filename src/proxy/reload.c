@@ -316,11 +316,13 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
   return 0;
 }
 
-/* Listeners of the first `nl` that `n` no longer has: they stop accepting at
- * once and are left to their open connections (which keep their listener and
- * its config). Returns how many; their names go into `removed`. */
 static char *str_dup(const char *s) {
   return s != NULL ? strdup(s) : NULL;
+}
+
+static void listener_cfg_free(cynic__config_listener_t *d) {
+  free(d->name), free(d->upstream_name), free(d->access_log);
+  free(d->listen.host), free(d->listen.text), free(d);
 }
 
 /* A copy of what a retired listener still reads of its config (names,
@@ -339,16 +341,10 @@ static cynic__config_listener_t *listener_cfg_copy(const cynic__config_listener_
   if (d->name == NULL || d->upstream_name == NULL || d->listen.text == NULL ||
       (c->access_log != NULL && d->access_log == NULL) ||
       (c->listen.host != NULL && d->listen.host == NULL)) {
-    free(d->name), free(d->upstream_name), free(d->access_log);
-    free(d->listen.host), free(d->listen.text), free(d);
+    listener_cfg_free(d);
     return NULL;
   }
   return d;
-}
-
-static void listener_cfg_free(cynic__config_listener_t *d) {
-  free(d->name), free(d->upstream_name), free(d->access_log);
-  free(d->listen.host), free(d->listen.text), free(d);
 }
 
 /* The same for a retired upstream: name, endpoints (addresses and names),
@@ -454,8 +450,11 @@ void cynic__reload_free(cynic__proxy_t *p) {
   p->retired_listener_cfg_count = p->retired_upstream_cfg_count = p->pinned_count = 0;
 }
 
-/* Returns how many retired objects still point into the config being
- * replaced (a copy could not be made): then it must be kept. */
+/* Listeners of the first `nl` that `n` no longer has: they stop accepting at
+ * once and are left to their open connections (which keep their listener and
+ * its config); their names go into `removed`. Returns how many retired
+ * objects still point into the config being replaced (a copy could not be
+ * made): then it must be kept. */
 static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, json_t *removed) {
   size_t count = 0;
   for (size_t i = 0; i < nl; i++) {
