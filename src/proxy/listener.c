@@ -255,16 +255,26 @@ int cynic__listener_setup(cynic__proxy_t *p, cynic__listener_t *l,
   l->proxy = p;
   l->cfg = cfg;
   l->upstream = u;
-  if (l->cfg->max_connections_per_client > 0) {
-    size_t n = 64;
-    while (n < l->cfg->max_connections / 4 && n < 65536)
-      n *= 2;
-    l->clients = calloc(n, sizeof *l->clients);
-    if (l->clients == NULL)
-      return CYNIC_ENOMEM;
-    l->client_buckets = n;
-  }
+  int rc = cynic__listener_clients_new(cfg, &l->clients, &l->client_buckets);
+  if (rc != 0)
+    return rc;
   return cynic__listener_rate_new(p, cfg, &l->rate);
+}
+
+int cynic__listener_clients_new(const cynic__config_listener_t *cfg, cynic__client_count_t ***out,
+                                size_t *buckets) {
+  *out = NULL;
+  *buckets = 0;
+  if (cfg->max_connections_per_client == 0)
+    return 0;
+  size_t n = 64;
+  while (n < cfg->max_connections / 4 && n < 65536)
+    n *= 2;
+  *out = calloc(n, sizeof **out);
+  if (*out == NULL)
+    return CYNIC_ENOMEM;
+  *buckets = n;
+  return 0;
 }
 
 int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *cfg,

@@ -352,6 +352,11 @@ int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *
  * `port` as a sockaddr (AF_INET for a mapped address), for
  * cynic__addr_format. */
 void cynic__client_sockaddr(const uint8_t ip[16], uint16_t port, struct sockaddr_storage *ss);
+/* A per-client count table for cfg's max_connections_per_client into *out
+ * with its bucket count (NULL and 0 without the limit); freed with
+ * cynic__listener_clients_free once a listener holds it. 0 or CYNIC_ENOMEM. */
+int cynic__listener_clients_new(const cynic__config_listener_t *cfg, cynic__client_count_t ***out,
+                                size_t *buckets);
 /* Frees l's per-client count table (max_connections_per_client) and leaves
  * it off (clients NULL, client_buckets 0); the counts it held are lost. */
 void cynic__listener_clients_free(cynic__listener_t *l);

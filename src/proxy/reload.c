@@ -494,7 +494,7 @@ static bool rate_changed(const cynic__config_listener_t *a, const cynic__config_
 }
 
 /* Per-client tables for the kept listeners that turn max_connections_per_client
- * on (sized as listener.c does), made before anything changes. Connections
+ * on, made before anything changes. Connections
  * open before the reload are not in the table: a client may have that many
  * more until they close. tables[i] is for listener i, or NULL. */
 static int prepare_clients(cynic__proxy_t *p, const cynic__config_t *n,
@@ -508,16 +508,11 @@ static int prepare_clients(cynic__proxy_t *p, const cynic__config_t *n,
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
     if (!listener_kept(l->cfg, lc) || l->client_buckets != 0 || lc->max_connections_per_client == 0)
       continue;
-    size_t nb = 64;
-    while (nb < lc->max_connections / 4 && nb < 65536)
-      nb *= 2;
-    tables[i] = calloc(nb, sizeof *tables[i]);
-    if (tables[i] == NULL) {
+    if (cynic__listener_clients_new(lc, &tables[i], &buckets[i]) != 0) {
       for (size_t k = 0; k < i; k++)
         free(tables[k]);
       return CYNIC_ENOMEM;
     }
-    buckets[i] = nb;
   }
   return 0;
 }
