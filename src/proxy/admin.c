@@ -209,21 +209,6 @@ static json_t *breaker_json(const cynic__endpoint_t *e) {
   return o;
 }
 
-static const char *const event_keys[] = {
-#define EVENT_KEY(name, key, msg, text) key,
-    CYNIC__EVENT_MAP(EVENT_KEY)
-#undef EVENT_KEY
-};
-
-/* Totals since start by event kind, the kinds that happened only. */
-static json_t *counts_json(const cynic__counters_t *c) {
-  json_t *o = json_object();
-  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-    if (c->total[ev] != 0)
-      json_object_set_new(o, event_keys[ev], json_integer((json_int_t)c->total[ev]));
-  return o;
-}
-
 static json_t *endpoint_json(const cynic__endpoint_t *e) {
   json_t *o = json_object();
   json_object_set_new(o, "name", json_string(e->addr->text));
@@ -234,7 +219,7 @@ static json_t *endpoint_json(const cynic__endpoint_t *e) {
     json_object_set_new(o, "address", json_null());
   json_object_set_new(o, "active", json_integer(e->active));
   json_object_set_new(o, "breaker", breaker_json(e));
-  json_object_set_new(o, "counts", counts_json(&e->counters));
+  json_object_set_new(o, "counts", cynic__counts_json(&e->counters));
   return o;
 }
 
@@ -274,7 +259,7 @@ static json_t *upstream_json(const cynic__upstream_t *u) {
   json_object_set_new(o, "endpoints_open", json_integer((json_int_t)open));
   /* false: every breaker is open with time left; clients are closed at once */
   json_object_set_new(o, "available", json_boolean(cynic__upstream_available(u)));
-  json_object_set_new(o, "counts", counts_json(&u->counters));
+  json_object_set_new(o, "counts", cynic__counts_json(&u->counters));
   json_object_set_new(o, "started", json_integer((json_int_t)u->stats.started));
   json_object_set_new(o, "done", json_integer((json_int_t)u->stats.done));
   json_object_set_new(o, "errors", json_integer((json_int_t)u->stats.errors));
@@ -386,7 +371,7 @@ static json_t *status_json(cynic__admin_t *a) {
                         json_integer(l->cfg->max_connections_per_client));
     json_object_set_new(lo, "listening", json_boolean(l->listening));
     json_object_set_new(lo, "retired", json_boolean(l->retired));
-    json_object_set_new(lo, "counts", counts_json(&l->counters));
+    json_object_set_new(lo, "counts", cynic__counts_json(&l->counters));
     json_array_append_new(ls, lo);
   }
   json_object_set_new(o, "listeners", ls);

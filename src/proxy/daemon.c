@@ -72,13 +72,18 @@ void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *wha
   cynic__log_event(CYNIC_LOG_WARN, event_keys[ev], event_msgs[ev], f);
 }
 
+json_t *cynic__counts_json(const cynic__counters_t *c) {
+  json_t *o = json_object();
+  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+    if (c->total[ev] != 0)
+      json_object_set_new(o, event_keys[ev], json_integer((json_int_t)c->total[ev]));
+  return o;
+}
+
 /* One "totals" line for a thing with any event counted since start: what
  * happened, by kind (until /metrics exists, the record of each kind). */
 static void total(const cynic__counters_t *c, const char *what, const char *name) {
-  json_t *counts = json_object();
-  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-    if (c->total[ev] > 0)
-      json_object_set_new(counts, event_keys[ev], json_integer((json_int_t)c->total[ev]));
+  json_t *counts = cynic__counts_json(c);
   if (json_object_size(counts) == 0) {
     json_decref(counts);
     return;

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -272,6 +273,9 @@ void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *wha
 
 /* The event's snake_case key ("connect_refused"); static. */
 const char *cynic__event_key(cynic__event_t ev);
+/* c's totals since start by event key, the kinds that happened only, as a
+ * new JSON object (NULL without memory). */
+json_t *cynic__counts_json(const cynic__counters_t *c);
 
 /* Wall-clock time in ms since the epoch (for /status and logs, never for
  * deadlines). */
