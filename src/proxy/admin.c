@@ -754,12 +754,14 @@ void cynic__admin_streams_kick(cynic__admin_t *a) {
 static void streams_tick(cynic__admin_t *a) {
   if (a->stream_count == 0)
     return;
+  /* one status for both events: nothing changes between them */
+  json_t *status = status_json(a);
   if (uv_is_active((uv_handle_t *)&a->stream_timer)) {
     uv_timer_stop(&a->stream_timer);
-    stream_push(a, "transition", status_json(a));
+    stream_push(a, "transition", json_incref(status));
   }
   stream_push(a, "sample", samples_json(a));
-  stream_push(a, "status", status_json(a));
+  stream_push(a, "status", status);
 }
 
 static void get_stream(req_t *r) {
