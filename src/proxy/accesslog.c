@@ -160,17 +160,7 @@ void cynic__accesslog_write(const cynic__conn_report_t *r) {
   /* the client: IPv4 comes mapped (::ffff:a.b.c.d) */
   char client[CYNIC_ADDR_STR_MAX] = "?";
   struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (memcmp(r->ip, mapped, 12) == 0) {
-    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-    in->sin_family = AF_INET;
-    memcpy(&in->sin_addr, r->ip + 12, 4);
-  } else {
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-    in6->sin6_family = AF_INET6;
-    memcpy(&in6->sin6_addr, r->ip, 16);
-  }
+  cynic__client_sockaddr(r->ip, 0, &ss);
   if (cynic__addr_format((struct sockaddr *)&ss, client, sizeof client) == 0) {
     char *colon = strrchr(client, ':'); /* no port is known here: drop ":0" */
     if (colon != NULL)

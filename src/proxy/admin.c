@@ -209,21 +209,6 @@ static json_t *breaker_json(const cynic__endpoint_t *e) {
   return o;
 }
 
-static const char *const event_keys[] = {
-#define EVENT_KEY(name, key, msg, text) key,
-    CYNIC__EVENT_MAP(EVENT_KEY)
-#undef EVENT_KEY
-};
-
-/* Totals since start by event kind, the kinds that happened only. */
-static json_t *counts_json(const cynic__counters_t *c) {
-  json_t *o = json_object();
-  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-    if (c->total[ev] != 0)
-      json_object_set_new(o, event_keys[ev], json_integer((json_int_t)c->total[ev]));
-  return o;
-}
-
 static json_t *endpoint_json(const cynic__endpoint_t *e) {
   json_t *o = json_object();
   json_object_set_new(o, "name", json_string(e->addr->text));
@@ -234,7 +219,7 @@ static json_t *endpoint_json(const cynic__endpoint_t *e) {
     json_object_set_new(o, "address", json_null());
   json_object_set_new(o, "active", json_integer(e->active));
   json_object_set_new(o, "breaker", breaker_json(e));
-  json_object_set_new(o, "counts", counts_json(&e->counters));
+  json_object_set_new(o, "counts", cynic__counts_json(&e->counters));
   return o;
 }
 
@@ -274,7 +259,7 @@ static json_t *upstream_json(const cynic__upstream_t *u) {
   json_object_set_new(o, "endpoints_open", json_integer((json_int_t)open));
   /* false: every breaker is open with time left; clients are closed at once */
   json_object_set_new(o, "available", json_boolean(cynic__upstream_available(u)));
-  json_object_set_new(o, "counts", counts_json(&u->counters));
+  json_object_set_new(o, "counts", cynic__counts_json(&u->counters));
   json_object_set_new(o, "started", json_integer((json_int_t)u->stats.started));
   json_object_set_new(o, "done", json_integer((json_int_t)u->stats.done));
   json_object_set_new(o, "errors", json_integer((json_int_t)u->stats.errors));
@@ -372,7 +357,7 @@ static json_t *status_json(cynic__admin_t *a) {
   json_t *ls = json_array();
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
-    if (l->vacant)
+    if (l->cfg == NULL)
       continue; /* a retired one's slot, reclaimed */
     json_t *lo = json_object();
     json_object_set_new(lo, "name", json_string(l->cfg->name));
@@ -386,13 +371,13 @@ static json_t *status_json(cynic__admin_t *a) {
                         json_integer(l->cfg->max_connections_per_client));
     json_object_set_new(lo, "listening", json_boolean(l->listening));
     json_object_set_new(lo, "retired", json_boolean(l->retired));
-    json_object_set_new(lo, "counts", counts_json(&l->counters));
+    json_object_set_new(lo, "counts", cynic__counts_json(&l->counters));
     json_array_append_new(ls, lo);
   }
   json_object_set_new(o, "listeners", ls);
   json_t *us = json_array();
   for (size_t i = 0; i < p->upstream_count; i++)
-    if (!p->upstreams[i].vacant)
+    if (p->upstreams[i].cfg != NULL)
       json_array_append_new(us, upstream_json(&p->upstreams[i]));
   json_object_set_new(o, "upstreams", us);
   json_object_set_new(o, "transitions", transitions_json(a, NULL));
@@ -695,28 +680,40 @@ static void on_stream_closed(cynic__httpd_stream_t *st, void *arg) {
     }
 }
 
-/* "event: NAME\ndata: JSON\n\n" for every stream; the JSON is compact (one
- * line). A stream whose reader has fallen STREAM_MAX_PENDING behind is
- * dropped (logged) rather than buffered for. */
+/* One server-sent event into b (initialised by the caller, freed by it):
+ * "event: NAME\ndata: JSON\n\n", the JSON compact (one line). Consumes
+ * data's reference (NULL is an error). 0 or a negative CYNIC_E*. */
+static int event_format(cynic__buf_t *b, const char *event, json_t *data) {
+  if (data == NULL)
+    return CYNIC_ENOMEM;
+  int rc = cynic__buf_printf(b, "event: %s\ndata: ", event);
+  if (rc == 0)
+    rc = cynic__json_dump(data, b);
+  json_decref(data);
+  if (rc == 0)
+    rc = cynic__buf_puts(b, "\n\n");
+  return rc;
+}
+
+/* The event for every stream. A stream whose reader has fallen
+ * STREAM_MAX_PENDING behind is dropped (logged) rather than buffered for. */
 static void stream_push(cynic__admin_t *a, const char *event, json_t *data) {
   if (data == NULL)
     return;
   cynic__buf_t b;
   cynic__buf_init(&b, CYNIC__ADMIN_STREAM_MAX_PENDING);
-  cynic__buf_printf(&b, "event: %s\ndata: ", event);
-  int rc = cynic__json_dump(data, &b);
-  json_decref(data);
-  if (rc == 0)
-    rc = cynic__buf_puts(&b, "\n\n");
+  int rc = event_format(&b, event, data);
   for (size_t i = 0; rc == 0 && i < CYNIC__ADMIN_MAX_STREAMS; i++) {
     cynic__httpd_stream_t *st = a->streams[i];
     if (st == NULL)
       continue;
+    /* the peer's address (a getpeername) only for a stream the write below
+     * will drop: it is gone after the write */
     char peer[96] = "?";
-    cynic__httpd_stream_peer(st, peer, sizeof peer);
     size_t pending = cynic__httpd_stream_pending(st);
+    if (pending > CYNIC__ADMIN_STREAM_MAX_PENDING)
+      cynic__httpd_stream_peer(st, peer, sizeof peer);
     if (cynic__httpd_stream_write(st, b.data, b.len) == CYNIC_ERANGE) {
-      a->streams_dropped++;
       cynic__log_event(CYNIC_LOG_WARN, "status_stream_dropped",
                        "status stream client dropped: it reads too slowly",
                        json_pack("{s:s, s:I, s:I}", "client", peer, "pending_bytes",
@@ -757,12 +754,14 @@ void cynic__admin_streams_kick(cynic__admin_t *a) {
 static void streams_tick(cynic__admin_t *a) {
   if (a->stream_count == 0)
     return;
+  /* one status for both events: nothing changes between them */
+  json_t *status = status_json(a);
   if (uv_is_active((uv_handle_t *)&a->stream_timer)) {
     uv_timer_stop(&a->stream_timer);
-    stream_push(a, "transition", status_json(a));
+    stream_push(a, "transition", json_incref(status));
   }
   stream_push(a, "sample", samples_json(a));
-  stream_push(a, "status", status_json(a));
+  stream_push(a, "status", status);
 }
 
 static void get_stream(req_t *r) {
@@ -795,13 +794,10 @@ static void get_stream(req_t *r) {
   static const char retry[] = "retry: 1000\n\n";
   if (cynic__httpd_stream_write(st, retry, sizeof retry - 1) != 0)
     return; /* gone already: on_stream_closed freed the slot */
-  json_t *o = status_json(a);
   cynic__buf_t b;
   cynic__buf_init(&b, CYNIC__ADMIN_STREAM_MAX_PENDING);
-  if (o != NULL && cynic__buf_puts(&b, "event: status\ndata: ") == 0 &&
-      cynic__json_dump(o, &b) == 0 && cynic__buf_puts(&b, "\n\n") == 0)
+  if (event_format(&b, "status", status_json(a)) == 0)
     cynic__httpd_stream_write(st, b.data, b.len);
-  json_decref(o);
   cynic__buf_free(&b);
 }
 

@@ -44,7 +44,6 @@ struct cynic__admin {
   uv_timer_t sample_timer; /* one history sample per upstream per second */
   uv_timer_t action_timer; /* runs drain after the answer has been written */
   uv_signal_t sighup;      /* reload */
-  int open_handles;        /* timers + httpd not yet closed */
   bool stopping;
   /* The manual change in progress: the transition callback records these. */
   const char *manual_by, *manual_why;
@@ -54,7 +53,6 @@ struct cynic__admin {
   cynic__httpd_stream_t *streams[CYNIC__ADMIN_MAX_STREAMS];
   size_t stream_count;
   uv_timer_t stream_timer;
-  uint64_t streams_dropped; /* slow readers dropped since start */
   cynic__transition_rec_t ring[CYNIC__TRANSITION_RING];
   size_t ring_next, ring_count;
 };

@@ -72,13 +72,18 @@ void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *wha
   cynic__log_event(CYNIC_LOG_WARN, event_keys[ev], event_msgs[ev], f);
 }
 
+json_t *cynic__counts_json(const cynic__counters_t *c) {
+  json_t *o = json_object();
+  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+    if (c->total[ev] != 0)
+      json_object_set_new(o, event_keys[ev], json_integer((json_int_t)c->total[ev]));
+  return o;
+}
+
 /* One "totals" line for a thing with any event counted since start: what
  * happened, by kind (until /metrics exists, the record of each kind). */
 static void total(const cynic__counters_t *c, const char *what, const char *name) {
-  json_t *counts = json_object();
-  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-    if (c->total[ev] > 0)
-      json_object_set_new(counts, event_keys[ev], json_integer((json_int_t)c->total[ev]));
+  json_t *counts = cynic__counts_json(c);
   if (json_object_size(counts) == 0) {
     json_decref(counts);
     return;
@@ -90,14 +95,14 @@ static void total(const cynic__counters_t *c, const char *what, const char *name
 static void log_totals(const cynic__proxy_t *p) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     const cynic__upstream_t *u = &p->upstreams[i];
-    if (u->vacant)
+    if (u->cfg == NULL)
       continue; /* reclaimed after a reload */
     for (size_t e = 0; e < u->endpoint_count; e++)
       total(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text);
     total(&u->counters, "upstream", u->cfg->name);
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    if (!p->listeners[i].vacant)
+    if (p->listeners[i].cfg != NULL)
       total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
 }
 
@@ -155,14 +160,14 @@ static void on_summary(uv_timer_t *t) {
   window_text(ms, w, sizeof w);
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
-    if (u->vacant)
+    if (u->cfg == NULL)
       continue; /* reclaimed after a reload */
     for (size_t e = 0; e < u->endpoint_count; e++)
       summarise(&u->endpoints[e].counters, "endpoint", u->endpoints[e].addr->text, w, ms);
     summarise(&u->counters, "upstream", u->cfg->name, w, ms);
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    if (!p->listeners[i].vacant)
+    if (p->listeners[i].cfg != NULL)
       summarise(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name, w, ms);
 }
 

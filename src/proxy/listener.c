@@ -37,6 +37,22 @@ static void client_ip(const struct sockaddr_storage *ss, uint8_t ip[16]) {
   }
 }
 
+void cynic__client_sockaddr(const uint8_t ip[16], uint16_t port, struct sockaddr_storage *ss) {
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  memset(ss, 0, sizeof *ss);
+  if (memcmp(ip, mapped, 12) == 0) {
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    memcpy(&in->sin_addr, ip + 12, 4);
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    memcpy(&in6->sin6_addr, ip, 16);
+  }
+}
+
 static size_t ip_hash(const uint8_t ip[16], size_t buckets) {
   uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
   for (int i = 0; i < 16; i++)
@@ -239,16 +255,26 @@ int cynic__listener_setup(cynic__proxy_t *p, cynic__listener_t *l,
   l->proxy = p;
   l->cfg = cfg;
   l->upstream = u;
-  if (l->cfg->max_connections_per_client > 0) {
-    size_t n = 64;
-    while (n < l->cfg->max_connections / 4 && n < 65536)
-      n *= 2;
-    l->clients = calloc(n, sizeof *l->clients);
-    if (l->clients == NULL)
-      return CYNIC_ENOMEM;
-    l->client_buckets = n;
-  }
+  int rc = cynic__listener_clients_new(cfg, &l->clients, &l->client_buckets);
+  if (rc != 0)
+    return rc;
   return cynic__listener_rate_new(p, cfg, &l->rate);
+}
+
+int cynic__listener_clients_new(const cynic__config_listener_t *cfg, cynic__client_count_t ***out,
+                                size_t *buckets) {
+  *out = NULL;
+  *buckets = 0;
+  if (cfg->max_connections_per_client == 0)
+    return 0;
+  size_t n = 64;
+  while (n < cfg->max_connections / 4 && n < 65536)
+    n *= 2;
+  *out = calloc(n, sizeof **out);
+  if (*out == NULL)
+    return CYNIC_ENOMEM;
+  *buckets = n;
+  return 0;
 }
 
 int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *cfg,
@@ -281,7 +307,7 @@ int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l) {
   return rc;
 }
 
-static void listener_free(cynic__listener_t *l) {
+void cynic__listener_clients_free(cynic__listener_t *l) {
   for (size_t b = 0; b < l->client_buckets; b++)
     while (l->clients[b] != NULL) {
       cynic__client_count_t *c = l->clients[b];
@@ -291,6 +317,10 @@ static void listener_free(cynic__listener_t *l) {
   free(l->clients);
   l->clients = NULL;
   l->client_buckets = 0;
+}
+
+static void listener_free(cynic__listener_t *l) {
+  cynic__listener_clients_free(l);
   cynic_ratetable_free(l->rate);
   l->rate = NULL;
   while (l->pool_len > 0)
@@ -308,7 +338,7 @@ bool cynic__listener_reclaim(cynic__listener_t *l) {
     return false; /* libuv still holds the handle: the next sweep */
   listener_free(l);
   memset(l, 0, sizeof *l);
-  l->retired = l->vacant = true;
+  l->retired = true; /* cfg NULL: vacant */
   return true;
 }
 

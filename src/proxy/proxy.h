@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -136,7 +137,8 @@ typedef struct cynic__endpoint {
 
 struct cynic__upstream {
   cynic__proxy_t *proxy;
-  const cynic__config_upstream_t *cfg;
+  const cynic__config_upstream_t *cfg; /* NULL: a vacant slot (retired, drained and
+                                          reclaimed; free for a reload to reuse) */
   cynic__endpoint_t *endpoints;
   size_t endpoint_count;
   size_t next; /* round robin: where the next pick starts */
@@ -145,7 +147,6 @@ struct cynic__upstream {
   uv_timer_t resolve_timer;
   bool has_names;  /* some endpoint is a host name: re-resolve */
   bool retired;    /* removed or replaced by a reload: its connections finish */
-  bool vacant;     /* (retired too) drained and reclaimed: the slot is free, cfg NULL */
   bool fresh;      /* made by the reload in progress (not yet committed) */
   bool timer_open; /* resolve_timer initialised and its close callback not yet run */
   cynic__counters_t counters;
@@ -170,12 +171,12 @@ typedef struct cynic__client_count {
 
 struct cynic__listener {
   cynic__proxy_t *proxy;
-  const cynic__config_listener_t *cfg;
+  const cynic__config_listener_t *cfg; /* NULL: a vacant slot (retired, drained and
+                                          reclaimed; free for a reload to reuse) */
   cynic__upstream_t *upstream;
   uv_tcp_t handle;
   bool listening;    /* handle initialised and not yet closed */
   bool retired;      /* removed by a reload: not accepting; its connections finish */
-  bool vacant;       /* (retired too) drained and reclaimed: the slot is free, cfg NULL */
   bool fresh;        /* made by the reload in progress (not yet committed) */
   bool handle_open;  /* handle initialised and its close callback not yet run */
   uv_tcp_t *reserve; /* a client handle kept to shed a connection when out of memory */
@@ -272,6 +273,9 @@ void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *wha
 
 /* The event's snake_case key ("connect_refused"); static. */
 const char *cynic__event_key(cynic__event_t ev);
+/* c's totals since start by event key, the kinds that happened only, as a
+ * new JSON object (NULL without memory). */
+json_t *cynic__counts_json(const cynic__counters_t *c);
 
 /* Wall-clock time in ms since the epoch (for /status and logs, never for
  * deadlines). */
@@ -348,6 +352,18 @@ bool cynic__listener_reclaim(cynic__listener_t *l);
  * one). 0 or a negative CYNIC_E*. */
 int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *cfg,
                              cynic_ratetable_t **out);
+/* The client address `ip` (16 bytes as stored: IPv4 mapped into IPv6) and
+ * `port` as a sockaddr (AF_INET for a mapped address), for
+ * cynic__addr_format. */
+void cynic__client_sockaddr(const uint8_t ip[16], uint16_t port, struct sockaddr_storage *ss);
+/* A per-client count table for cfg's max_connections_per_client into *out
+ * with its bucket count (NULL and 0 without the limit); freed with
+ * cynic__listener_clients_free once a listener holds it. 0 or CYNIC_ENOMEM. */
+int cynic__listener_clients_new(const cynic__config_listener_t *cfg, cynic__client_count_t ***out,
+                                size_t *buckets);
+/* Frees l's per-client count table (max_connections_per_client) and leaves
+ * it off (clients NULL, client_buckets 0); the counts it held are lost. */
+void cynic__listener_clients_free(cynic__listener_t *l);
 /* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 

@@ -188,7 +188,7 @@ static void carry_breakers(cynic__upstream_t *u, const cynic__upstream_t *old) {
 static cynic__upstream_t *take_upstream_slot(cynic__proxy_t *p) {
   cynic__upstream_t *u = NULL;
   for (size_t i = 0; i < p->upstream_count && u == NULL; i++)
-    if (p->upstreams[i].vacant && !p->upstreams[i].timer_open)
+    if (p->upstreams[i].cfg == NULL && !p->upstreams[i].timer_open)
       u = &p->upstreams[i];
   if (u == NULL && p->upstream_count < CYNIC__CONFIG_MAX_UPSTREAMS)
     u = &p->upstreams[p->upstream_count++];
@@ -202,7 +202,7 @@ static cynic__upstream_t *take_upstream_slot(cynic__proxy_t *p) {
 static cynic__listener_t *take_listener_slot(cynic__proxy_t *p) {
   cynic__listener_t *l = NULL;
   for (size_t i = 0; i < p->listener_count && l == NULL; i++)
-    if (p->listeners[i].vacant && !p->listeners[i].handle_open)
+    if (p->listeners[i].cfg == NULL && !p->listeners[i].handle_open)
       l = &p->listeners[i];
   if (l == NULL && p->listener_count < CYNIC__CONFIG_MAX_LISTENERS)
     l = &p->listeners[p->listener_count++];
@@ -293,12 +293,12 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
     for (size_t i = 0; i < nl; i++) {
       cynic__listener_discard(made_l[i]);
       made_l[i]->cfg = NULL, made_l[i]->upstream = NULL;
-      made_l[i]->fresh = false, made_l[i]->retired = made_l[i]->vacant = true;
+      made_l[i]->fresh = false, made_l[i]->retired = true;
     }
     for (size_t i = 0; i < nu; i++) {
       cynic__upstream_discard(made_u[i]);
       made_u[i]->cfg = NULL;
-      made_u[i]->fresh = false, made_u[i]->retired = made_u[i]->vacant = true;
+      made_u[i]->fresh = false, made_u[i]->retired = true;
     }
     return rc;
   }
@@ -316,11 +316,13 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
   return 0;
 }
 
-/* Listeners of the first `nl` that `n` no longer has: they stop accepting at
- * once and are left to their open connections (which keep their listener and
- * its config). Returns how many; their names go into `removed`. */
 static char *str_dup(const char *s) {
   return s != NULL ? strdup(s) : NULL;
+}
+
+static void listener_cfg_free(cynic__config_listener_t *d) {
+  free(d->name), free(d->upstream_name), free(d->access_log);
+  free(d->listen.host), free(d->listen.text), free(d);
 }
 
 /* A copy of what a retired listener still reads of its config (names,
@@ -339,16 +341,10 @@ static cynic__config_listener_t *listener_cfg_copy(const cynic__config_listener_
   if (d->name == NULL || d->upstream_name == NULL || d->listen.text == NULL ||
       (c->access_log != NULL && d->access_log == NULL) ||
       (c->listen.host != NULL && d->listen.host == NULL)) {
-    free(d->name), free(d->upstream_name), free(d->access_log);
-    free(d->listen.host), free(d->listen.text), free(d);
+    listener_cfg_free(d);
     return NULL;
   }
   return d;
-}
-
-static void listener_cfg_free(cynic__config_listener_t *d) {
-  free(d->name), free(d->upstream_name), free(d->access_log);
-  free(d->listen.host), free(d->listen.text), free(d);
 }
 
 /* The same for a retired upstream: name, endpoints (addresses and names),
@@ -415,7 +411,7 @@ void cynic__reload_sweep(cynic__proxy_t *p) {
   cynic__tcp_mark_in_use(p, lused, uused);
   for (size_t i = 0; i < p->listener_count; i++) {
     cynic__listener_t *l = &p->listeners[i];
-    if (!l->retired || l->vacant || l->open > 0 || lused[i])
+    if (!l->retired || l->cfg == NULL || l->open > 0 || lused[i])
       continue;
     const cynic__config_listener_t *c = l->cfg;
     char name[CYNIC__CONFIG_MAX_NAME + 1];
@@ -427,11 +423,11 @@ void cynic__reload_sweep(cynic__proxy_t *p) {
                      json_pack("{s:s}", "listener", name));
   }
   for (size_t i = 0; i < p->listener_count; i++)
-    if (!p->listeners[i].vacant && p->listeners[i].upstream != NULL)
+    if (p->listeners[i].cfg != NULL && p->listeners[i].upstream != NULL)
       uused[p->listeners[i].upstream - p->upstreams] = true; /* a retired one's, too */
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
-    if (!u->retired || u->vacant || uused[i] || !cynic__list_empty(&u->waiters))
+    if (!u->retired || u->cfg == NULL || uused[i] || !cynic__list_empty(&u->waiters))
       continue;
     const cynic__config_upstream_t *c = u->cfg;
     char name[CYNIC__CONFIG_MAX_NAME + 1];
@@ -454,8 +450,11 @@ void cynic__reload_free(cynic__proxy_t *p) {
   p->retired_listener_cfg_count = p->retired_upstream_cfg_count = p->pinned_count = 0;
 }
 
-/* Returns how many retired objects still point into the config being
- * replaced (a copy could not be made): then it must be kept. */
+/* Listeners of the first `nl` that `n` no longer has: they stop accepting at
+ * once and are left to their open connections (which keep their listener and
+ * its config); their names go into `removed`. Returns how many retired
+ * objects still point into the config being replaced (a copy could not be
+ * made): then it must be kept. */
 static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, json_t *removed) {
   size_t count = 0;
   for (size_t i = 0; i < nl; i++) {
@@ -495,7 +494,7 @@ static bool rate_changed(const cynic__config_listener_t *a, const cynic__config_
 }
 
 /* Per-client tables for the kept listeners that turn max_connections_per_client
- * on (sized as listener.c does), made before anything changes. Connections
+ * on, made before anything changes. Connections
  * open before the reload are not in the table: a client may have that many
  * more until they close. tables[i] is for listener i, or NULL. */
 static int prepare_clients(cynic__proxy_t *p, const cynic__config_t *n,
@@ -509,16 +508,11 @@ static int prepare_clients(cynic__proxy_t *p, const cynic__config_t *n,
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
     if (!listener_kept(l->cfg, lc) || l->client_buckets != 0 || lc->max_connections_per_client == 0)
       continue;
-    size_t nb = 64;
-    while (nb < lc->max_connections / 4 && nb < 65536)
-      nb *= 2;
-    tables[i] = calloc(nb, sizeof *tables[i]);
-    if (tables[i] == NULL) {
+    if (cynic__listener_clients_new(lc, &tables[i], &buckets[i]) != 0) {
       for (size_t k = 0; k < i; k++)
         free(tables[k]);
       return CYNIC_ENOMEM;
     }
-    buckets[i] = nb;
   }
   return 0;
 }
@@ -539,15 +533,7 @@ static void apply_clients(cynic__proxy_t *p, const cynic__config_t *n,
     const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
     if (!listener_kept(l->cfg, lc) || l->client_buckets == 0 || lc->max_connections_per_client != 0)
       continue;
-    for (size_t b = 0; b < l->client_buckets; b++)
-      while (l->clients[b] != NULL) {
-        cynic__client_count_t *c = l->clients[b];
-        l->clients[b] = c->next;
-        free(c);
-      }
-    free(l->clients);
-    l->clients = NULL;
-    l->client_buckets = 0;
+    cynic__listener_clients_free(l);
   }
 }
 
@@ -671,7 +657,7 @@ static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t 
 static void release_first_resolutions(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
-    if (!u->retired || u->vacant)
+    if (!u->retired || u->cfg == NULL)
       continue;
     for (size_t k = 0; k < u->endpoint_count; k++) {
       cynic__endpoint_t *e = &u->endpoints[k];

@@ -36,7 +36,6 @@
  * last byte; the timer, when it fires, checks the deadlines and re-arms for the
  * nearest one, so the hot path never touches the timer heap.
  */
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -44,6 +43,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "addr.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -101,7 +101,6 @@ struct cynic__conn {
   uint64_t first_byte_ms; /* 0 = not armed */
   uint64_t last_active_ms;
   uint64_t idle_ms;
-  uint64_t start_ms; /* accepted at */
   const char *why;   /* why it ended, for the debug log; static string */
   uint8_t ip[16];    /* the client's address (IPv4 mapped) */
   uint16_t port;     /* the client's port */
@@ -329,21 +328,17 @@ static void buffer_put(cynic__listener_t *l, char *buf) {
 /* ---- freeing --------------------------------------------------------------- */
 
 /* debug level: one line per connection, how it went and why it ended. */
-static void log_connection(const cynic__conn_t *c) {
-  char ip[INET6_ADDRSTRLEN] = "?", client[INET6_ADDRSTRLEN + 8];
-  static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (memcmp(c->ip, v4mapped, 12) == 0) {
-    inet_ntop(AF_INET, c->ip + 12, ip, sizeof ip);
-    snprintf(client, sizeof client, "%s:%u", ip, (unsigned)c->port);
-  } else {
-    inet_ntop(AF_INET6, c->ip, ip, sizeof ip);
-    snprintf(client, sizeof client, "[%s]:%u", ip, (unsigned)c->port);
-  }
+static void log_connection(const cynic__conn_t *c, uint64_t end_us) {
+  char client[CYNIC_ADDR_STR_MAX] = "?";
+  struct sockaddr_storage ss;
+  cynic__client_sockaddr(c->ip, c->port, &ss);
+  if (cynic__addr_format((const struct sockaddr *)&ss, client, sizeof client) != 0)
+    snprintf(client, sizeof client, "?");
   json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "listener", c->listener->cfg->name,
                         "client", client, "upstream", c->upstream->cfg->name, "reason",
                         c->why != NULL ? c->why : "closed", "bytes_up", (json_int_t)c->up.bytes,
                         "bytes_down", (json_int_t)c->down.bytes, "duration_ms",
-                        (json_int_t)(uv_now(c->proxy->loop) - c->start_ms));
+                        (json_int_t)((end_us - c->accepted_us) / 1000u));
   if (f != NULL && c->endpoint != NULL)
     json_object_set_new(f, "endpoint", json_string(c->endpoint->addr->text));
   cynic__log_event(CYNIC_LOG_DEBUG, "connection_closed", "connection closed", f);
@@ -352,8 +347,9 @@ static void log_connection(const cynic__conn_t *c) {
 static void conn_free(cynic__conn_t *c) {
   cynic__proxy_t *p = c->proxy;
   cynic__upstream_t *u = c->upstream;
+  uint64_t end_us = now_us();
   if (cynic__log_enabled(CYNIC_LOG_DEBUG)) /* no JSON built for nothing */
-    log_connection(c);
+    log_connection(c, end_us);
   if (c->endpoint != NULL)
     c->endpoint->active--;
   cynic__listener_release(c->listener, c->ip);
@@ -371,7 +367,7 @@ static void conn_free(cynic__conn_t *c) {
       .connect_us = c->connect_us,
       .connected_us = c->connected_us,
       .first_byte_us = c->first_byte_at_us,
-      .end_us = now_us(),
+      .end_us = end_us,
       .bytes_up = c->up.bytes,
       .bytes_down = c->down.bytes,
   };
@@ -732,7 +728,6 @@ void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
   c->upstream = u;
   memcpy(c->ip, ip, 16);
   c->port = port;
-  c->start_ms = uv_now(p->loop);
   cynic__list_push(&p->conns, &c->link);
   p->conn_count++;
   uv_timer_init(p->loop, &c->timer);

@@ -236,7 +236,7 @@ bool cynic__upstream_reclaim(cynic__upstream_t *u) {
     return false;
   upstream_free(u);
   memset(u, 0, sizeof *u);
-  u->retired = u->vacant = true;
+  u->retired = true; /* cfg NULL: vacant */
   return true;
 }
 

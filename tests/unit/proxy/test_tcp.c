@@ -34,6 +34,11 @@ void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]) {
   (void)ip;
   l->open--;
 }
+void cynic__client_sockaddr(const uint8_t ip[16], uint16_t port, struct sockaddr_storage *ss) {
+  (void)ip, (void)port;
+  memset(ss, 0, sizeof *ss);
+  ss->ss_family = AF_INET;
+}
 void cynic__proxy_conn_gone(cynic__proxy_t *p) {
   (void)p;
 }
