@@ -3,8 +3,11 @@
  * client connection (docs/logs.md has the schema), written when the
  * connection is freed.
  *
- * Files are opened once at start (listeners naming the same path share one
- * FILE), appended to with line buffering, reopened on SIGUSR1 and, when
+ * Files are opened at start and by reloads (listeners naming the same path
+ * share one FILE) and closed once no listener, live or retired with
+ * connections finishing, names them (cynic__accesslog_sweep), so at most one
+ * file per listener slot is open however many paths reloads bring. They are
+ * appended to with line buffering, reopened on SIGUSR1 and, when
  * log.rotate is set, rotated like the main log: past max_bytes the file
  * becomes file.1, file.1 becomes file.2, ... up to keep files (Steady State).
  *
@@ -53,7 +56,7 @@ int cynic__accesslog_open(const cynic__config_t *cfg) {
     if (path == NULL || find(path) != NULL)
       continue;
     if (logs.n == CYNIC__CONFIG_MAX_LISTENERS)
-      return -EMFILE; /* never: one file per listener at most, and none is removed */
+      return -EMFILE; /* a reload naming more new paths than the sweep freed */
     alog_t *a = &logs.files[logs.n];
     a->f = open_file(path);
     if (a->f == NULL || (a->path = strdup(path)) == NULL) {
@@ -69,6 +72,26 @@ int cynic__accesslog_open(const cynic__config_t *cfg) {
     logs.n++;
   }
   return 0;
+}
+
+void cynic__accesslog_sweep(const cynic__proxy_t *p) {
+  size_t kept = 0;
+  for (size_t i = 0; i < logs.n; i++) {
+    alog_t a = logs.files[i];
+    bool used = false;
+    for (size_t k = 0; k < p->listener_count && !used; k++) {
+      const cynic__config_listener_t *c = p->listeners[k].cfg; /* NULL: a free slot */
+      used = c != NULL && c->access_log != NULL && strcmp(c->access_log, a.path) == 0;
+    }
+    if (used) {
+      logs.files[kept++] = a;
+      continue;
+    }
+    if (a.f != NULL)
+      fclose(a.f);
+    free(a.path);
+  }
+  logs.n = kept;
 }
 
 void cynic__accesslog_reopen(void) {

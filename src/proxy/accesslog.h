@@ -11,6 +11,10 @@
 /* Opens every listener's access_log (append) that is not open yet (a reload
  * opens the new listeners' ones). 0 or a negative errno, logged. */
 int cynic__accesslog_open(const cynic__config_t *cfg);
+/* Closes the files no listener names any more (live, or retired with
+ * connections still finishing): reloads that change paths never pile up open
+ * files. Called by cynic__reload_sweep. */
+void cynic__accesslog_sweep(const cynic__proxy_t *p);
 /* Reopens them (SIGUSR1, for logrotate); a file that cannot be reopened keeps
  * the old descriptor. */
 void cynic__accesslog_reopen(void);

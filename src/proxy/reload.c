@@ -438,6 +438,7 @@ void cynic__reload_sweep(cynic__proxy_t *p) {
     cynic__log_event(CYNIC_LOG_INFO, "upstream_reclaimed", "retired upstream's place freed",
                      json_pack("{s:s}", "upstream", name));
   }
+  cynic__accesslog_sweep(p); /* after the reclaims: a freed listener's file may go */
 }
 
 void cynic__reload_free(cynic__proxy_t *p) {

@@ -756,3 +756,36 @@ def test_retired_listener_with_a_connection_keeps_its_place_until_it_closes():
     finally:
         px.stop()
         good.close(), bad.close()
+
+
+def test_access_logs_a_reload_stops_using_are_closed(tmp_path):
+    """80 reloads (more than the 64 files the access logs may hold open), each
+    naming a new access_log path for the app listener: every one succeeds, the
+    files the config no longer names are closed (descriptors stay flat), and
+    the current one gets the lines."""
+    good, bad = pu.echo(), pu.Refused()
+    base = make(good, bad)
+    px = pu.Cynic(base.replace("    upstream: backend\n",
+                               f"    upstream: backend\n    access_log: {tmp_path}/a0.log\n", 1))
+    adm = au.Admin(px)
+    rounds = 80
+    try:
+        assert exchange(px)
+        fds0 = fd_count(px.pid)
+        deadline = time.monotonic() + 120
+        for i in range(1, rounds + 1):
+            assert time.monotonic() < deadline, f"{i} reloads in 120 s"
+            rewrite(px, base.replace("    upstream: backend\n",
+                                     f"    upstream: backend\n    access_log: {tmp_path}/a{i}.log\n", 1))
+            status, _, js, _ = adm.post("/reload")
+            assert status == 200, (i, js)
+        pu.wait_for(lambda: fd_count(px.pid) <= fds0, timeout=10, what=f"descriptors back to {fds0}")
+        opened = [f for f in os.listdir(f"/proc/{px.pid}/fd")
+                  if os.readlink(f"/proc/{px.pid}/fd/{f}").startswith(str(tmp_path))]
+        assert len(opened) == 1, opened
+        assert exchange(px)
+        pu.wait_for(lambda: os.path.exists(tmp_path / f"a{rounds}.log") and
+                    os.path.getsize(tmp_path / f"a{rounds}.log") > 0, what="a line in the current log")
+    finally:
+        px.stop()
+        good.close(), bad.close()
