@@ -700,13 +700,30 @@ static bool read_small_file(const char *path, char *buf, size_t cap) {
   return n > 0;
 }
 
-/* Seconds since the epoch at boot ("btime" in /proc/stat); 0 if unknown. */
+/* Seconds since the epoch at boot ("btime" in /proc/stat); 0 if unknown.
+ * /proc/stat has no fixed size: "btime" comes after a line per CPU and the
+ * "intr" line (a count per interrupt, tens of KiB on a large machine), so it
+ * is read a line at a time through a small buffer rather than whole into a
+ * fixed one, which would cut it off there. Found once, then remembered (it
+ * cannot change while the system runs; one loop thread). */
 static unsigned long long boot_time(void) {
-  static char stat[16384]; /* one loop thread */
-  if (!read_small_file("/proc/stat", stat, sizeof(stat)))
+  static unsigned long long btime;
+  if (btime != 0)
+    return btime;
+  FILE *f = fopen("/proc/stat", "r");
+  if (f == NULL)
     return 0;
-  const char *p = strstr(stat, "\nbtime ");
-  return p ? strtoull(p + 7, NULL, 10) : 0;
+  char line[256];
+  bool line_start = true; /* line[] begins a line (a long one comes in pieces) */
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (line_start && strncmp(line, "btime ", 6) == 0) {
+      btime = strtoull(line + 6, NULL, 10);
+      break;
+    }
+    line_start = strchr(line, '\n') != NULL;
+  }
+  fclose(f);
+  return btime;
 }
 
 static void family(cynic__buf_t *b, const char *name, const char *type, const char *help) {
