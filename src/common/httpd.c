@@ -388,11 +388,7 @@ static bool answer(cynic__httpd_conn_t *c) {
   response_init(c->server, &rp.resp);
   uint64_t failures = cynic__json_alloc_failures();
   c->server->handler(c->server->arg, &c->parser, &rp.resp);
-  if (rp.stream != NULL) {
-    cynic__buf_free(&rp.resp.body);
-    return true;
-  }
-  if (rp.pending != NULL) {
+  if (rp.stream != NULL || rp.pending != NULL) { /* what it wrote into resp is not sent */
     cynic__buf_free(&rp.resp.body);
     return true;
   }
