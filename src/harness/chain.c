@@ -135,6 +135,12 @@ int chain_step(hdir_t *d, step_ctx_t *ctx) {
   return r;
 }
 
+void chain_end_when_flushed(hdir_t *d, bool reset, uint64_t now) {
+  d->close_when_flushed = true;
+  d->reset_when_flushed = reset;
+  d->flush_deadline = now + CHAIN_FLUSH_WAIT_NS;
+}
+
 /* ---- helpers for toxics -------------------------------------------------- */
 
 bool step_room(const step_ctx_t *ctx) {
@@ -189,9 +195,7 @@ void step_drop_part(step_ctx_t *ctx, size_t n) {
  * being written has gone, rather than hang or go on short of bytes a client
  * would wait for. */
 static void out_of_memory(step_ctx_t *ctx, bool reset) {
-  ctx->dir->close_when_flushed = true;
-  ctx->dir->reset_when_flushed = reset;
-  ctx->dir->flush_deadline = ctx->now + UINT64_C(2000000000);
+  chain_end_when_flushed(ctx->dir, reset, ctx->now);
 }
 
 static void emit_marker(step_ctx_t *ctx, int kind) {

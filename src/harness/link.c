@@ -304,9 +304,7 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
       if (uv_shutdown(&d->shut, (uv_stream_t *)d->dst, on_shutdown) != 0)
         d->eof_done = true;
     } else if (ch->kind == CHUNK_CLOSE || ch->kind == CHUNK_RESET) {
-      d->close_when_flushed = true;
-      d->reset_when_flushed = ch->kind == CHUNK_RESET;
-      d->flush_deadline = ctx->now + UINT64_C(2000000000);
+      chain_end_when_flushed(d, ch->kind == CHUNK_RESET, ctx->now);
     }
     chunk_free(ch);
   }
