@@ -32,11 +32,11 @@ struct gate {
   } up_marks[GATE_MARKS];
   /* The client's responses as written. */
   llhttp_t out;
-  bool lost;            /* they stopped parsing as HTTP: no more waiting */
-  uint64_t delivered;   /* complete responses written to the client */
-  bool waiting;         /* a reader or a stage waits for the window to move */
-  bool moved;           /* ... and it moved (gate_take_moved) */
-  chunk_t *head, *tail; /* waiting answers; chunk->t holds the fallback time */
+  bool lost;          /* they stopped parsing as HTTP: no more waiting */
+  uint64_t delivered; /* complete responses written to the client */
+  bool waiting;       /* a reader or a stage waits for the window to move */
+  bool moved;         /* ... and it moved (gate_take_moved) */
+  chunk_t *head;      /* waiting answers; chunk->t holds the fallback time */
   /* Bit i % GATE_WINDOW describes request i, for delivered <= i < delivered + WINDOW. */
   uint8_t head_bits[GATE_WINDOW / 8];     /* request i was HEAD */
   uint8_t answered_bits[GATE_WINDOW / 8]; /* request i is answered by the harness */
@@ -377,8 +377,6 @@ void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now) {
   }
   answer->next = *at;
   *at = answer;
-  if (answer->next == NULL)
-    g->tail = answer;
 }
 
 chunk_t *gate_pop_due(gate_t *g, uint64_t now) {
@@ -386,8 +384,6 @@ chunk_t *gate_pop_due(gate_t *g, uint64_t now) {
   if (c == NULL || !(g->lost || c->need <= g->delivered || now >= c->t))
     return NULL;
   g->head = c->next;
-  if (g->head == NULL)
-    g->tail = NULL;
   c->next = NULL;
   return c;
 }
