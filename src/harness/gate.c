@@ -360,10 +360,6 @@ int gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last)
 
 /* ---- the gate ------------------------------------------------------------- */
 
-uint64_t gate_delivered(const gate_t *g) {
-  return g->delivered;
-}
-
 void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now) {
   answer->next = NULL;
   answer->need = need;

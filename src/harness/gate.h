@@ -105,8 +105,6 @@ bool gate_head(const gate_t *g, uint64_t i);
  *    remembers, which is all before pos: nothing more will be known. */
 int gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last);
 
-/* Responses that have gone out so far. */
-uint64_t gate_delivered(const gate_t *g);
 /* Queue an answer that may go once `need` responses are out. */
 void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now);
 /* The first waiting answer if it is due now, else NULL. */
