@@ -430,7 +430,7 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
   for (;;) {
     /* An event found at the start of the head chunk (or after the last
      * byte of the queue) applies before anything else. */
-    if (hs != NULL && hs->event != EV_NONE && hs->scanned == 0) {
+    if (hs->event != EV_NONE && hs->scanned == 0) {
       if (!on_event(st, ctx))
         break;
       r = STEP_PROGRESS;
@@ -439,26 +439,25 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
     chunk_t *c = ctx->in->head;
     if (c == NULL) {
       /* A held message may fall due with nothing new behind it. */
-      if (hs != NULL && hs->mode == MODE_HOLD && hs->head.len > 0 && release_hold(st, ctx))
+      if (hs->mode == MODE_HOLD && hs->head.len > 0 && release_hold(st, ctx))
         r = STEP_PROGRESS;
       break;
     }
-    if (hs != NULL && hs->seeking) {
+    if (hs->seeking) {
       if (!seek(st, ctx, c))
         break;
       r = STEP_PROGRESS;
       continue;
     }
-    if (hs == NULL || hs->lost || c->kind != CHUNK_DATA) {
-      if (hs != NULL && !release_hold(st, ctx))
+    if (hs->lost || c->kind != CHUNK_DATA) {
+      if (!release_hold(st, ctx))
         break;
-      if (hs != NULL && hs->mode != MODE_PASS && hs->mode != MODE_HOLD)
+      if (hs->mode != MODE_PASS && hs->mode != MODE_HOLD)
         give_up(st, ctx);
       if (!step_room(ctx))
         break;
       step_pass(ctx);
-      if (hs != NULL)
-        hs->scanned = 0;
+      hs->scanned = 0;
       r = STEP_PROGRESS;
       continue;
     }
