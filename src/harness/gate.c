@@ -125,10 +125,6 @@ static void resume_requests(gate_t *g) {
 
 /* ---- the upstream's responses --------------------------------------------- */
 
-static bool interim(const llhttp_t *p) {
-  return p->status_code >= 100 && p->status_code < 200 && p->status_code != 101;
-}
-
 /* Paused so that follow_responses learns where the response begins. */
 static int up_begin(llhttp_t *p) {
   gate_t *g = p->data;
@@ -138,7 +134,7 @@ static int up_begin(llhttp_t *p) {
 
 static int up_headers(llhttp_t *p) {
   gate_t *g = p->data;
-  if (interim(p))
+  if (gate_interim(p))
     return 0;
   g->up_last = gate_claim(g, g->up_last);
   return gate_head(g, g->up_last) ? 1 : 0; /* a HEAD's response has no body */
@@ -174,7 +170,7 @@ static int out_headers(llhttp_t *p) {
 
 static int out_complete(llhttp_t *p) {
   gate_t *g = p->data;
-  if (interim(p)) /* a 100 Continue answers no request on its own */
+  if (gate_interim(p)) /* a 100 Continue answers no request on its own */
     return 0;
   put_bit(g->head_bits, g->delivered, false);
   put_bit(g->answered_bits, g->delivered, false);

@@ -57,6 +57,13 @@
 
 enum { GATE_FOUND, GATE_NOT_YET, GATE_NEVER }; /* gate_find */
 
+/* A response parsed by p is interim (1xx but 101): it answers no request on
+ * its own and the final response follows. Both the gate and the HTTP toxics
+ * number responses with this. */
+static inline bool gate_interim(const llhttp_t *p) {
+  return p->status_code >= 100 && p->status_code < 200 && p->status_code != 101;
+}
+
 typedef struct gate gate_t;
 
 /* A gate that does not follow the requests (the connection's first bytes

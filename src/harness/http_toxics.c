@@ -97,15 +97,11 @@ static int on_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-static bool interim(const llhttp_t *p) {
-  return p->status_code >= 100 && p->status_code < 200 && p->status_code != 101;
-}
-
 /* A response's head is complete: which request does it answer, and was that
  * a HEAD (whose response has a length but no body)? */
 static int on_headers(llhttp_t *p) {
   http_state_t *hs = p->data;
-  if (hs->stream != STREAM_DOWNSTREAM || interim(p))
+  if (hs->stream != STREAM_DOWNSTREAM || gate_interim(p))
     return 0;
   hs->index = hs->last = hs->gate ? gate_claim(hs->gate, hs->last) : hs->last + 1;
   return hs->gate != NULL && gate_head(hs->gate, hs->index) ? 1 : 0;
