@@ -378,6 +378,13 @@ out_free:
   return NULL;
 }
 
+/* Make job's names the ones proxy_listen_address sees while a request runs
+ * (h->names), or none (job NULL) once it has run. */
+static void use_names(harness_t *h, const resolve_job_t *job) {
+  h->names = job != NULL ? job->names : NULL;
+  h->nnames = job != NULL ? job->n : 0;
+}
+
 static void run_route(harness_t *h, const cynic__http_parser_t *req, cynic__httpd_response_t *resp);
 
 static void job_done(resolve_job_t *job) {
@@ -385,11 +392,9 @@ static void job_done(resolve_job_t *job) {
   if (job->pending != NULL) {
     const cynic__http_parser_t *req = cynic__httpd_pending_request(job->pending);
     if (req != NULL) { /* a client that went away gets nothing applied */
-      h->names = job->names;
-      h->nnames = job->n;
+      use_names(h, job);
       run_route(h, req, cynic__httpd_pending_response(job->pending));
-      h->names = NULL;
-      h->nnames = 0;
+      use_names(h, NULL);
     }
     cynic__httpd_complete(job->pending);
   }
@@ -546,14 +551,10 @@ int api_load_config(harness_t *h, const char *text, size_t len, char *err, size_
       uv_run(&tmp, UV_RUN_DEFAULT);
     uv_loop_close(&tmp);
   }
-  if (job != NULL) {
-    h->names = job->names;
-    h->nnames = job->n;
-  }
+  use_names(h, job);
   json_t *list = json_array();
   int status = populate(h, v, list, err, errlen);
-  h->names = NULL;
-  h->nnames = 0;
+  use_names(h, NULL);
   job_free(job);
   json_decref(list);
   json_decref(v);
@@ -921,11 +922,9 @@ void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_respons
     json_decref(body);
     if (job != NULL) {
       if (job_start(job, h->loop) == 0) { /* nothing in flight: run now */
-        h->names = job->names;
-        h->nnames = job->n;
+        use_names(h, job);
         run_route(h, req, resp);
-        h->names = NULL;
-        h->nnames = 0;
+        use_names(h, NULL);
         job_free(job);
         return;
       }
