@@ -104,14 +104,18 @@ void queue_clear(hdir_t *d, queue_t *q) {
 
 /* ---- the chain as a whole ------------------------------------------------ */
 
+/* Where the connection's gate is kept: on its downstream direction (gate.h). */
+static struct gate **gate_slot(hdir_t *d) {
+  return d->stream == STREAM_DOWNSTREAM ? &d->gate : &d->peer->gate;
+}
+
 queue_t *chain_in(hdir_t *d) {
   return d->nstages > 0 ? &d->stages[0]->in : &d->out;
 }
 
 int chain_read(hdir_t *d, chunk_t *ch, bool first) {
   if (ch->kind == CHUNK_DATA) {
-    /* The connection's gate lives on the downstream direction (gate.h). */
-    struct gate **gp = d->stream == STREAM_DOWNSTREAM ? &d->gate : &d->peer->gate;
+    struct gate **gp = gate_slot(d);
     if ((first || *gp != NULL) && /* HTTP framing, followed from the first byte */
         gate_read(gp, d->stream, first, ch->blk, ch->off, ch->len, ch->pos) != 0)
       return -1;
@@ -249,7 +253,7 @@ void step_emit_copy(step_ctx_t *ctx, const char *p, size_t n, uint64_t pos) {
 }
 
 struct gate *step_gate(step_ctx_t *ctx) {
-  return ctx->dir->stream == STREAM_DOWNSTREAM ? ctx->dir->gate : ctx->dir->peer->gate;
+  return *gate_slot(ctx->dir);
 }
 
 void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
