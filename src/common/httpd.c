@@ -388,11 +388,7 @@ static bool answer(cynic__httpd_conn_t *c) {
   response_init(c->server, &rp.resp);
   uint64_t failures = cynic__json_alloc_failures();
   c->server->handler(c->server->arg, &c->parser, &rp.resp);
-  if (rp.stream != NULL) {
-    cynic__buf_free(&rp.resp.body);
-    return true;
-  }
-  if (rp.pending != NULL) {
+  if (rp.stream != NULL || rp.pending != NULL) { /* what it wrote into resp is not sent */
     cynic__buf_free(&rp.resp.body);
     return true;
   }
@@ -457,7 +453,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 }
 
 /* Parse and answer what was read; stops at a deferred answer, keeping the
- * bytes after it (the read buffer is shared by all connections). */
+ * bytes after it (the read buffer is shared by all connections). The caller
+ * runs update_reading afterwards. */
 static void feed(cynic__httpd_conn_t *c, const char *p, size_t left) {
   while (left > 0 && !c->closing && !c->close_after_write) {
     size_t used = 0;
@@ -473,10 +470,8 @@ static void feed(cynic__httpd_conn_t *c, const char *p, size_t left) {
     left -= used;
     if (r == CYNIC_HTTP_READY) {
       if (answer(c)) {
-        if (c->stream != NULL || c->closing) {
-          update_reading(c);
+        if (c->stream != NULL || c->closing)
           return; /* a stream: what follows the request is dropped */
-        }
         if (left > 0 && (c->stash = malloc(left)) == NULL) {
           conn_close(c);
           return;

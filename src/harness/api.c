@@ -378,6 +378,13 @@ out_free:
   return NULL;
 }
 
+/* Make job's names the ones proxy_listen_address sees while a request runs
+ * (h->names), or none (job NULL) once it has run. */
+static void use_names(harness_t *h, const resolve_job_t *job) {
+  h->names = job != NULL ? job->names : NULL;
+  h->nnames = job != NULL ? job->n : 0;
+}
+
 static void run_route(harness_t *h, const cynic__http_parser_t *req, cynic__httpd_response_t *resp);
 
 static void job_done(resolve_job_t *job) {
@@ -385,11 +392,9 @@ static void job_done(resolve_job_t *job) {
   if (job->pending != NULL) {
     const cynic__http_parser_t *req = cynic__httpd_pending_request(job->pending);
     if (req != NULL) { /* a client that went away gets nothing applied */
-      h->names = job->names;
-      h->nnames = job->n;
+      use_names(h, job);
       run_route(h, req, cynic__httpd_pending_response(job->pending));
-      h->names = NULL;
-      h->nnames = 0;
+      use_names(h, NULL);
     }
     cynic__httpd_complete(job->pending);
   }
@@ -546,14 +551,10 @@ int api_load_config(harness_t *h, const char *text, size_t len, char *err, size_
       uv_run(&tmp, UV_RUN_DEFAULT);
     uv_loop_close(&tmp);
   }
-  if (job != NULL) {
-    h->names = job->names;
-    h->nnames = job->n;
-  }
+  use_names(h, job);
   json_t *list = json_array();
   int status = populate(h, v, list, err, errlen);
-  h->names = NULL;
-  h->nnames = 0;
+  use_names(h, NULL);
   job_free(job);
   json_decref(list);
   json_decref(v);
@@ -700,13 +701,30 @@ static bool read_small_file(const char *path, char *buf, size_t cap) {
   return n > 0;
 }
 
-/* Seconds since the epoch at boot ("btime" in /proc/stat); 0 if unknown. */
+/* Seconds since the epoch at boot ("btime" in /proc/stat); 0 if unknown.
+ * /proc/stat has no fixed size: "btime" comes after a line per CPU and the
+ * "intr" line (a count per interrupt, tens of KiB on a large machine), so it
+ * is read a line at a time through a small buffer rather than whole into a
+ * fixed one, which would cut it off there. Found once, then remembered (it
+ * cannot change while the system runs; one loop thread). */
 static unsigned long long boot_time(void) {
-  static char stat[16384]; /* one loop thread */
-  if (!read_small_file("/proc/stat", stat, sizeof(stat)))
+  static unsigned long long btime;
+  if (btime != 0)
+    return btime;
+  FILE *f = fopen("/proc/stat", "r");
+  if (f == NULL)
     return 0;
-  const char *p = strstr(stat, "\nbtime ");
-  return p ? strtoull(p + 7, NULL, 10) : 0;
+  char line[256];
+  bool line_start = true; /* line[] begins a line (a long one comes in pieces) */
+  while (fgets(line, sizeof(line), f) != NULL) {
+    if (line_start && strncmp(line, "btime ", 6) == 0) {
+      btime = strtoull(line + 6, NULL, 10);
+      break;
+    }
+    line_start = strchr(line, '\n') != NULL;
+  }
+  fclose(f);
+  return btime;
 }
 
 static void family(cynic__buf_t *b, const char *name, const char *type, const char *help) {
@@ -904,11 +922,9 @@ void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_respons
     json_decref(body);
     if (job != NULL) {
       if (job_start(job, h->loop) == 0) { /* nothing in flight: run now */
-        h->names = job->names;
-        h->nnames = job->n;
+        use_names(h, job);
         run_route(h, req, resp);
-        h->names = NULL;
-        h->nnames = 0;
+        use_names(h, NULL);
         job_free(job);
         return;
       }

@@ -104,14 +104,18 @@ void queue_clear(hdir_t *d, queue_t *q) {
 
 /* ---- the chain as a whole ------------------------------------------------ */
 
+/* Where the connection's gate is kept: on its downstream direction (gate.h). */
+static struct gate **gate_slot(hdir_t *d) {
+  return d->stream == STREAM_DOWNSTREAM ? &d->gate : &d->peer->gate;
+}
+
 queue_t *chain_in(hdir_t *d) {
   return d->nstages > 0 ? &d->stages[0]->in : &d->out;
 }
 
 int chain_read(hdir_t *d, chunk_t *ch, bool first) {
   if (ch->kind == CHUNK_DATA) {
-    /* The connection's gate lives on the downstream direction (gate.h). */
-    struct gate **gp = d->stream == STREAM_DOWNSTREAM ? &d->gate : &d->peer->gate;
+    struct gate **gp = gate_slot(d);
     if ((first || *gp != NULL) && /* HTTP framing, followed from the first byte */
         gate_read(gp, d->stream, first, ch->blk, ch->off, ch->len, ch->pos) != 0)
       return -1;
@@ -133,6 +137,12 @@ int chain_step(hdir_t *d, step_ctx_t *ctx) {
       r = STEP_PROGRESS;
   }
   return r;
+}
+
+void chain_end_when_flushed(hdir_t *d, bool reset, uint64_t now) {
+  d->close_when_flushed = true;
+  d->reset_when_flushed = reset;
+  d->flush_deadline = now + CHAIN_FLUSH_WAIT_NS;
 }
 
 /* ---- helpers for toxics -------------------------------------------------- */
@@ -189,9 +199,7 @@ void step_drop_part(step_ctx_t *ctx, size_t n) {
  * being written has gone, rather than hang or go on short of bytes a client
  * would wait for. */
 static void out_of_memory(step_ctx_t *ctx, bool reset) {
-  ctx->dir->close_when_flushed = true;
-  ctx->dir->reset_when_flushed = reset;
-  ctx->dir->flush_deadline = ctx->now + UINT64_C(2000000000);
+  chain_end_when_flushed(ctx->dir, reset, ctx->now);
 }
 
 static void emit_marker(step_ctx_t *ctx, int kind) {
@@ -245,7 +253,7 @@ void step_emit_copy(step_ctx_t *ctx, const char *p, size_t n, uint64_t pos) {
 }
 
 struct gate *step_gate(step_ctx_t *ctx) {
-  return ctx->dir->stream == STREAM_DOWNSTREAM ? ctx->dir->gate : ctx->dir->peer->gate;
+  return *gate_slot(ctx->dir);
 }
 
 void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {

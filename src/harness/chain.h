@@ -124,6 +124,12 @@ int chain_read(struct hdir *d, chunk_t *ch, bool first);
  * STEP_CLOSE or STEP_RESET as soon as a stage asks for it, else
  * STEP_PROGRESS if any stage moved something, else STEP_IDLE. */
 int chain_step(struct hdir *d, step_ctx_t *ctx);
+/* d ends once its writes are out: closed, or (reset) reset after waiting at
+ * most CHAIN_FLUSH_WAIT_NS from `now` for the kernel to send what it holds.
+ * The writer's answer to a CLOSE or RESET marker, and a stage's when it
+ * cannot queue one (out of memory). */
+#define CHAIN_FLUSH_WAIT_NS UINT64_C(2000000000) /* 2 s */
+void chain_end_when_flushed(struct hdir *d, bool reset, uint64_t now);
 
 /* ---- helpers for toxic step functions ------------------------------------ */
 

@@ -32,11 +32,11 @@ struct gate {
   } up_marks[GATE_MARKS];
   /* The client's responses as written. */
   llhttp_t out;
-  bool lost;            /* they stopped parsing as HTTP: no more waiting */
-  uint64_t delivered;   /* complete responses written to the client */
-  bool waiting;         /* a reader or a stage waits for the window to move */
-  bool moved;           /* ... and it moved (gate_take_moved) */
-  chunk_t *head, *tail; /* waiting answers; chunk->t holds the fallback time */
+  bool lost;          /* they stopped parsing as HTTP: no more waiting */
+  uint64_t delivered; /* complete responses written to the client */
+  bool waiting;       /* a reader or a stage waits for the window to move */
+  bool moved;         /* ... and it moved (gate_take_moved) */
+  chunk_t *head;      /* waiting answers; chunk->t holds the fallback time */
   /* Bit i % GATE_WINDOW describes request i, for delivered <= i < delivered + WINDOW. */
   uint8_t head_bits[GATE_WINDOW / 8];     /* request i was HEAD */
   uint8_t answered_bits[GATE_WINDOW / 8]; /* request i is answered by the harness */
@@ -125,10 +125,6 @@ static void resume_requests(gate_t *g) {
 
 /* ---- the upstream's responses --------------------------------------------- */
 
-static bool interim(const llhttp_t *p) {
-  return p->status_code >= 100 && p->status_code < 200 && p->status_code != 101;
-}
-
 /* Paused so that follow_responses learns where the response begins. */
 static int up_begin(llhttp_t *p) {
   gate_t *g = p->data;
@@ -138,7 +134,7 @@ static int up_begin(llhttp_t *p) {
 
 static int up_headers(llhttp_t *p) {
   gate_t *g = p->data;
-  if (interim(p))
+  if (gate_interim(p))
     return 0;
   g->up_last = gate_claim(g, g->up_last);
   return gate_head(g, g->up_last) ? 1 : 0; /* a HEAD's response has no body */
@@ -174,7 +170,7 @@ static int out_headers(llhttp_t *p) {
 
 static int out_complete(llhttp_t *p) {
   gate_t *g = p->data;
-  if (interim(p)) /* a 100 Continue answers no request on its own */
+  if (gate_interim(p)) /* a 100 Continue answers no request on its own */
     return 0;
   put_bit(g->head_bits, g->delivered, false);
   put_bit(g->answered_bits, g->delivered, false);
@@ -360,10 +356,6 @@ int gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last)
 
 /* ---- the gate ------------------------------------------------------------- */
 
-uint64_t gate_delivered(const gate_t *g) {
-  return g->delivered;
-}
-
 void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now) {
   answer->next = NULL;
   answer->need = need;
@@ -377,8 +369,6 @@ void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now) {
   }
   answer->next = *at;
   *at = answer;
-  if (answer->next == NULL)
-    g->tail = answer;
 }
 
 chunk_t *gate_pop_due(gate_t *g, uint64_t now) {
@@ -386,8 +376,6 @@ chunk_t *gate_pop_due(gate_t *g, uint64_t now) {
   if (c == NULL || !(g->lost || c->need <= g->delivered || now >= c->t))
     return NULL;
   g->head = c->next;
-  if (g->head == NULL)
-    g->tail = NULL;
   c->next = NULL;
   return c;
 }

@@ -57,6 +57,13 @@
 
 enum { GATE_FOUND, GATE_NOT_YET, GATE_NEVER }; /* gate_find */
 
+/* A response parsed by p is interim (1xx but 101): it answers no request on
+ * its own and the final response follows. Both the gate and the HTTP toxics
+ * number responses with this. */
+static inline bool gate_interim(const llhttp_t *p) {
+  return p->status_code >= 100 && p->status_code < 200 && p->status_code != 101;
+}
+
 typedef struct gate gate_t;
 
 /* A gate that does not follow the requests (the connection's first bytes
@@ -105,8 +112,6 @@ bool gate_head(const gate_t *g, uint64_t i);
  *    remembers, which is all before pos: nothing more will be known. */
 int gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last);
 
-/* Responses that have gone out so far. */
-uint64_t gate_delivered(const gate_t *g);
 /* Queue an answer that may go once `need` responses are out. */
 void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now);
 /* The first waiting answer if it is due now, else NULL. */

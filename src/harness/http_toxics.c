@@ -97,15 +97,11 @@ static int on_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-static bool interim(const llhttp_t *p) {
-  return p->status_code >= 100 && p->status_code < 200 && p->status_code != 101;
-}
-
 /* A response's head is complete: which request does it answer, and was that
  * a HEAD (whose response has a length but no body)? */
 static int on_headers(llhttp_t *p) {
   http_state_t *hs = p->data;
-  if (hs->stream != STREAM_DOWNSTREAM || interim(p))
+  if (hs->stream != STREAM_DOWNSTREAM || gate_interim(p))
     return 0;
   hs->index = hs->last = hs->gate ? gate_claim(hs->gate, hs->last) : hs->last + 1;
   return hs->gate != NULL && gate_head(hs->gate, hs->index) ? 1 : 0;
@@ -430,7 +426,7 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
   for (;;) {
     /* An event found at the start of the head chunk (or after the last
      * byte of the queue) applies before anything else. */
-    if (hs != NULL && hs->event != EV_NONE && hs->scanned == 0) {
+    if (hs->event != EV_NONE && hs->scanned == 0) {
       if (!on_event(st, ctx))
         break;
       r = STEP_PROGRESS;
@@ -439,26 +435,25 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
     chunk_t *c = ctx->in->head;
     if (c == NULL) {
       /* A held message may fall due with nothing new behind it. */
-      if (hs != NULL && hs->mode == MODE_HOLD && hs->head.len > 0 && release_hold(st, ctx))
+      if (hs->mode == MODE_HOLD && hs->head.len > 0 && release_hold(st, ctx))
         r = STEP_PROGRESS;
       break;
     }
-    if (hs != NULL && hs->seeking) {
+    if (hs->seeking) {
       if (!seek(st, ctx, c))
         break;
       r = STEP_PROGRESS;
       continue;
     }
-    if (hs == NULL || hs->lost || c->kind != CHUNK_DATA) {
-      if (hs != NULL && !release_hold(st, ctx))
+    if (hs->lost || c->kind != CHUNK_DATA) {
+      if (!release_hold(st, ctx))
         break;
-      if (hs != NULL && hs->mode != MODE_PASS && hs->mode != MODE_HOLD)
+      if (hs->mode != MODE_PASS && hs->mode != MODE_HOLD)
         give_up(st, ctx);
       if (!step_room(ctx))
         break;
       step_pass(ctx);
-      if (hs != NULL)
-        hs->scanned = 0;
+      hs->scanned = 0;
       r = STEP_PROGRESS;
       continue;
     }

@@ -193,6 +193,13 @@ void link_close(hconn_t *c, bool reset) {
 
 /* ---- writing ------------------------------------------------------------- */
 
+/* n bytes of d were taken by its sink's socket. */
+static void count_written(hdir_t *d, size_t n) {
+  d->bytes_written += n;
+  if (d->conn->proxy != NULL)
+    d->conn->proxy->bytes_out[d->stream] += n;
+}
+
 static void on_write(uv_write_t *req, int status) {
   chunk_t *ch = req->data;
   hdir_t *d = ch->dir;
@@ -200,9 +207,7 @@ static void on_write(uv_write_t *req, int status) {
   d->writes--;
   d->buffered -= ch->len;
   if (status == 0)
-    d->bytes_written += ch->len;
-  if (c->proxy != NULL && status == 0)
-    c->proxy->bytes_out[d->stream] += ch->len;
+    count_written(d, ch->len);
   chunk_free(ch);
   if (c->closing) {
     maybe_free(c);
@@ -270,9 +275,7 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
         int n = uv_try_write((uv_stream_t *)d->dst, &b, 1);
         if (n > 0) {
           d->buffered -= (size_t)n;
-          d->bytes_written += (size_t)n;
-          if (d->conn->proxy != NULL)
-            d->conn->proxy->bytes_out[d->stream] += (size_t)n;
+          count_written(d, (size_t)n);
           if ((size_t)n == ch->len) {
             chunk_free(ch);
             continue;
@@ -304,9 +307,7 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
       if (uv_shutdown(&d->shut, (uv_stream_t *)d->dst, on_shutdown) != 0)
         d->eof_done = true;
     } else if (ch->kind == CHUNK_CLOSE || ch->kind == CHUNK_RESET) {
-      d->close_when_flushed = true;
-      d->reset_when_flushed = ch->kind == CHUNK_RESET;
-      d->flush_deadline = ctx->now + UINT64_C(2000000000);
+      chain_end_when_flushed(d, ch->kind == CHUNK_RESET, ctx->now);
     }
     chunk_free(ch);
   }
@@ -378,9 +379,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       }
       if (n > 0) {
         sent = (size_t)n;
-        d->bytes_written += sent;
-        if (c->proxy != NULL)
-          c->proxy->bytes_out[d->stream] += sent;
+        count_written(d, sent);
       }
       if (sent == (size_t)nread)
         return; /* nothing held: reading goes on, no chain to pump */
