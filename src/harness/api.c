@@ -247,7 +247,7 @@ static void proxy_index(req_ctx_t *r) {
   harness_t *h = r->h;
   hproxy_t **sorted = malloc((h->nproxies + 1) * sizeof(*sorted));
   if (sorted == NULL) {
-    reply_error(r, 500, "out of memory");
+    reply_error(r, 503, "out of memory");
     return;
   }
   memcpy(sorted, h->proxies, h->nproxies * sizeof(*sorted));
@@ -634,7 +634,7 @@ static void toxic_create(req_ctx_t *r, hproxy_t *p) {
   int status;
   toxic_t *t = malloc(sizeof(*t));
   if (t == NULL) {
-    reply_error(r, 500, "out of memory");
+    reply_error(r, 503, "out of memory");
   } else if (toxic_from_json(body, t, &status, err, sizeof(err)) != 0) {
     reply_error(r, status, err);
   } else if (proxy_find_toxic(p, t->name) != NULL) {
@@ -935,7 +935,7 @@ void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_respons
         return;
       job->orphan = true;
       req_ctx_t r = {h, req, resp, m};
-      reply_error(&r, 500, "out of memory");
+      reply_error(&r, 503, "out of memory");
       return;
     }
   }
