@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cynic/common.h"
 
@@ -156,6 +157,103 @@ void cynic__json_init(void) {
 
 uint64_t cynic__json_alloc_failures(void) {
   return alloc_failures;
+}
+
+/* UTF-8 per RFC 3629 (Unicode table 3-7): no overlong forms, no surrogates,
+ * nothing above U+10FFFF. Returns how many leading bytes of s[0..n) form a
+ * prefix of a well-formed sequence (`*need`: the sequence's full length). */
+static size_t utf8_prefix(const unsigned char *s, size_t n, size_t *need) {
+  unsigned char c = s[0];
+  unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range */
+  if (c < 0x80) {
+    *need = 1;
+    return 1;
+  }
+  if (c >= 0xC2 && c <= 0xDF)
+    *need = 2;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    *need = 3;
+    if (c == 0xE0)
+      lo = 0xA0; /* overlong below */
+    else if (c == 0xED)
+      hi = 0x9F; /* surrogates above */
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    *need = 4;
+    if (c == 0xF0)
+      lo = 0x90;
+    else if (c == 0xF4)
+      hi = 0x8F; /* above U+10FFFF */
+  } else {
+    *need = 1; /* 80..C1, F5..FF never start a sequence */
+    return 0;
+  }
+  size_t k = 1;
+  if (k < n && s[k] >= lo && s[k] <= hi) {
+    for (k = 2; k < *need && k < n && (s[k] & 0xC0) == 0x80; k++)
+      ;
+  }
+  return k;
+}
+
+size_t cynic__utf8_seq_len(const unsigned char *s, size_t n) {
+  size_t need;
+  if (n == 0)
+    return 0;
+  size_t k = utf8_prefix(s, n, &need);
+  return k == need ? k : 0;
+}
+
+size_t cynic__utf8_bad_len(const unsigned char *s, size_t n) {
+  size_t need;
+  if (n == 0)
+    return 0;
+  size_t k = utf8_prefix(s, n, &need);
+  return k == 0 ? 1 : k; /* the lead byte and the continuations that fit it */
+}
+
+bool cynic__utf8_valid(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  for (size_t i = 0; i < n;) {
+    size_t k = cynic__utf8_seq_len(u + i, n - i);
+    if (k == 0)
+      return false;
+    i += k;
+  }
+  return true;
+}
+
+json_t *cynic__json_text(const char *s, size_t n) {
+  if (n == 0)
+    return json_string("");
+  if (cynic__utf8_valid(s, n))
+    return json_stringn(s, n);
+  /* each bad byte becomes at most 3 bytes (EF BF BD) */
+  if (n > (SIZE_MAX - 1) / 3)
+    return NULL;
+  char *out = malloc(3 * n + 1);
+  if (out == NULL)
+    return NULL;
+  const unsigned char *u = (const unsigned char *)s;
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    size_t k = cynic__utf8_seq_len(u + i, n - i);
+    if (k > 0) {
+      memcpy(out + o, u + i, k);
+      o += k;
+      i += k;
+    } else {
+      memcpy(out + o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      i += cynic__utf8_bad_len(u + i, n - i);
+    }
+  }
+  json_t *v = json_stringn(out, o);
+  free(out);
+  return v;
+}
+
+json_t *cynic__json_text0(const char *s) {
+  return s == NULL ? json_string("") : cynic__json_text(s, strlen(s));
 }
 
 json_t *cynic__json_float(double x) {

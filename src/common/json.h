@@ -36,6 +36,27 @@ int cynic__json_dump(const json_t *v, cynic__buf_t *b);
  * others with up to 15 significant digits (so 0.1 stays 0.1). */
 json_t *cynic__json_float(double x);
 
+/*
+ * A JSON string holding the bytes s[0..n) with every invalid UTF-8 sequence
+ * replaced by U+FFFD (one per maximal ill-formed subpart, as Unicode 15
+ * section 3.9 and the WHATWG decoder do, and as Go's encoding/json does when
+ * Toxiproxy echoes bytes). For text that came from a client: jansson's
+ * json_string() answers NULL for invalid UTF-8, and json_stringn_nocheck()
+ * would make a document that is not JSON. Bytes that are valid (NUL
+ * included: it is written as \u0000) pass unchanged. NULL only out of
+ * memory. `s` may be NULL when n is 0.
+ */
+json_t *cynic__json_text(const char *s, size_t n);
+/* The same for a NUL-terminated string; NULL `s` is "". */
+json_t *cynic__json_text0(const char *s);
+/* The length of the valid UTF-8 sequence at s[0..n), or 0 when the bytes there
+ * are not one (then the caller skips the maximal ill-formed subpart, whose
+ * length cynic__utf8_bad_len() gives). */
+size_t cynic__utf8_seq_len(const unsigned char *s, size_t n);
+size_t cynic__utf8_bad_len(const unsigned char *s, size_t n);
+/* Whether s[0..n) is all valid UTF-8. */
+bool cynic__utf8_valid(const char *s, size_t n);
+
 /* Makes jansson allocate through a wrapper that retries a failed allocation
  * after releasing a reserve (json.c) and counts the allocations it could not
  * make even so. Called once, first thing in main(), before any JSON value

@@ -1,5 +1,6 @@
 /* log.c: JSON-lines logger with reopen. */
 #include "log.h"
+#include "json.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -83,7 +84,8 @@ static void emit(cynic_log_level_t level, const char *event, const char *msg, js
   json_object_set_new(line, "level", json_string(level_names[level]));
   if (event != NULL)
     json_object_set_new(line, "event", json_string(event));
-  json_object_set_new(line, "msg", json_string(msg ? msg : ""));
+  /* the message may quote a client's bytes: never lose the line to them */
+  json_object_set_new(line, "msg", cynic__json_text0(msg));
   if (json_is_object(fields))
     json_object_update(line, fields);
   json_decref(fields);

@@ -47,9 +47,12 @@ static void reply_json(req_ctx_t *r, int status, json_t *body) {
   json_decref(body);
 }
 
+/* `msg` may quote the client's bytes (a name, a parser's message about the
+ * body), which need not be UTF-8: cynic__json_text replaces what is not, so
+ * the answer is always JSON. */
 static void reply_error(req_ctx_t *r, int status, const char *msg) {
   json_t *o = json_object();
-  json_object_set_new(o, "error", json_string(msg));
+  json_object_set_new(o, "error", cynic__json_text0(msg));
   json_object_set_new(o, "status", json_integer(status));
   reply_json(r, status, o);
   /* Go's http.Error ends with a newline (an empty body: out of memory, see reply_json) */
@@ -527,7 +530,7 @@ static void populate_handler(req_ctx_t *r) {
   json_decref(body);
   json_t *o = json_object();
   if (status != 201) {
-    json_object_set_new(o, "error", json_string(err));
+    json_object_set_new(o, "error", cynic__json_text0(err));
     json_object_set_new(o, "status", json_integer(status));
   }
   json_object_set_new(o, "proxies", list);
@@ -904,9 +907,10 @@ static void run_route(harness_t *h, const cynic__http_parser_t *req,
   req_ctx_t r = {h, req, resp, cynic__http_method(req)};
   route(&r);
   if (cynic__log_enabled(CYNIC_LOG_DEBUG))
+    /* the URL is the client's bytes: cynic__json_text keeps the line JSON */
     cynic__log(CYNIC_LOG_DEBUG, "api request",
-               json_pack("{s:s,s:s,s:i,s:i}", "method", r.method, "url",
-                         req->url.data ? req->url.data : "", "status", resp->status, "bytes",
+               json_pack("{s:s,s:o,s:i,s:i}", "method", r.method, "url",
+                         cynic__json_text0(req->url.data), "status", resp->status, "bytes",
                          (int)resp->body.len));
 }
 

@@ -292,18 +292,21 @@ int main(int argc, char **argv) {
     char err[512];
     if (text == NULL) {
       cynic__log(CYNIC_LOG_ERROR, "cannot read config",
-                 json_pack("{s:s,s:s}", "config", o.config, "error", strerror(errno)));
+                 json_pack("{s:o,s:s}", "config", cynic__json_text0(o.config), "error",
+                           strerror(errno)));
       return finish(&app, &loop, 2);
     }
     rc = api_load_config(h, text, len, err, sizeof(err));
     free(text);
     if (rc != 0) {
       cynic__log(CYNIC_LOG_ERROR, "bad config",
-                 json_pack("{s:s,s:s}", "config", o.config, "error", err));
+                 json_pack("{s:o,s:o}", "config", cynic__json_text0(o.config), "error",
+                           cynic__json_text0(err)));
       return finish(&app, &loop, 2);
     }
     cynic__log(CYNIC_LOG_INFO, "populated proxies from config",
-               json_pack("{s:s,s:i}", "config", o.config, "proxies", (int)h->nproxies));
+               json_pack("{s:o,s:i}", "config", cynic__json_text0(o.config), "proxies",
+                         (int)h->nproxies));
   }
 
   uv_signal_init(&loop, &app.sigint);

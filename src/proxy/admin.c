@@ -80,8 +80,16 @@ static void reply_json(req_t *r, int status, json_t *body) {
   json_decref(body);
 }
 
+/* `msg` may quote a path segment or a parser's message about the body: bytes
+ * from the client, which need not be UTF-8 (cynic__json_text replaces what
+ * is not, so the answer is always JSON). */
 static void reply_error(req_t *r, int status, const char *msg) {
-  reply_json(r, status, json_pack("{s:s, s:i}", "error", msg, "status", status));
+  json_t *o = json_object();
+  if (o != NULL) {
+    json_object_set_new(o, "error", cynic__json_text0(msg));
+    json_object_set_new(o, "status", json_integer(status));
+  }
+  reply_json(r, status, o);
 }
 
 static void not_allowed(req_t *r, const char *allow) {

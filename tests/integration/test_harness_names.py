@@ -1,0 +1,104 @@
+"""cynic-harness: names and bodies with bytes that are not UTF-8 (issue 10).
+A name in the path that decodes to invalid UTF-8 names nothing (404), a body
+that is not UTF-8 is a 400, and every answer is JSON, never a 500. The debug
+log line of each request stays JSON too."""
+import json
+import socket
+
+from harness_util import Harness, harness  # noqa: F401
+
+BAD = ["%ff", "%c3", "a%80b", "%e2%82", "%ed%a0%80", "%c0%af"]
+
+
+def strict_json(payload):
+    return json.loads(payload.decode("utf-8", "strict"))
+
+
+def check(api, method, path, want, raw=None, text=None):
+    hdrs = {"Content-Type": "application/json"} if raw is not None else None
+    st, _, payload = api.request(method, path, raw=raw, headers=hdrs)
+    assert st == want, (method, path, raw, st, payload)
+    js = strict_json(payload)
+    assert js["status"] == want and js["error"], (method, path, js)
+    if text is not None:
+        assert text in js["error"], (method, path, js)
+    return js
+
+
+def test_bad_bytes_in_names(harness):
+    api = harness.api
+    harness.create("x", "127.0.0.1:1")
+    harness.add_toxic("x", name="lat", type="latency")
+    for bad in BAD:
+        for method in ("GET", "POST", "PATCH", "DELETE"):
+            check(api, method, f"/proxies/{bad}", 404, raw=b"{}" if method in ("POST", "PATCH") else None)
+            check(api, method, f"/proxies/x/toxics/{bad}", 404, raw=b"{}" if method in ("POST", "PATCH") else None)
+        check(api, "GET", f"/proxies/{bad}/toxics", 404)
+        check(api, "POST", f"/proxies/{bad}/toxics", 404, raw=b'{"type":"latency"}')
+        check(api, "GET", f"/{bad}", 404)
+        check(api, "GET", f"/events?proxy={bad}", 400)
+    # escapes of characters a name cannot hold, and of ones it can
+    check(api, "GET", "/proxies/a%2Fb", 404)
+    check(api, "GET", "/proxies/%20", 404)
+    st, js, _ = api.get("/proxies/%78")  # %78 is "x"
+    assert st == 200 and js["name"] == "x"
+    # bodies that are not UTF-8: jansson refuses them, we answer 400 with JSON
+    bodies = [
+        b'{"name": "\xff", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"}',
+        b'{"name": "ok\xc3", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"}',
+        b'{"name": "\xed\xa0\x80", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"}',
+        b'{"name\xff": "a"}',
+        b"\xff",
+    ]
+    for body in bodies:
+        check(api, "POST", "/proxies", 400, raw=body, text="bad request body")
+        check(api, "POST", "/proxies/x", 400, raw=body)
+        check(api, "POST", "/proxies/x/toxics", 400, raw=body)
+        check(api, "POST", "/proxies/x/toxics/lat", 400, raw=body)
+        check(api, "POST", "/populate", 400, raw=b"[" + body + b"]")
+    check(api, "POST", "/proxies/x/toxics", 400, raw=b'{"name": "t\xff", "type": "latency"}')
+    # valid UTF-8 that a name may not hold: 400 with the rule
+    st, js, raw = api.post("/proxies", {"name": "caf\u00e9", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"})
+    assert st == 400 and strict_json(raw)["status"] == 400
+    st, js, raw = api.post("/proxies/x/toxics", {"name": "caf\u00e9", "type": "latency"})
+    assert st == 400 and strict_json(raw)["status"] == 400
+    # nothing was created or removed by any of it
+    st, js, _ = api.get("/proxies")
+    assert st == 200 and list(js) == ["x"] and [t["name"] for t in js["x"]["toxics"]] == ["lat"]
+
+
+def test_debug_log_of_raw_bytes_stays_json():
+    h = Harness("-log-level", "debug")
+    try:
+        # a request line with raw bytes above 0x7f in the path
+        s = socket.create_connection((h.host, h.port), timeout=10)
+        s.sendall(b"GET /proxies/\xff\xc3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] in (b"400", b"404"), data
+        strict_json(body)
+        # the request's debug line: JSON, with the URL's bad bytes replaced
+        rec = h.wait_log(lambda r: r.get("msg") == "api request" and r.get("url", "").startswith("/proxies/"))
+        assert rec["url"] == "/proxies/\ufffd\ufffd", rec
+    finally:
+        h.stop()
+
+
+def test_config_path_with_bad_bytes_is_logged_as_json(tmp_path):
+    import os
+    import subprocess
+
+    from netutil import binary
+    bad = os.path.join(os.fsencode(str(tmp_path)), b"no\xffsuch.json")
+    p = subprocess.run([os.fsencode(binary("cynic-harness")), b"-port", b"0", b"-config", bad],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode == 2
+    recs = [strict_json(ln) for ln in p.stderr.splitlines() if ln.strip()]
+    rec = [r for r in recs if r.get("msg") == "cannot read config"][0]
+    assert rec["config"].endswith("no\ufffdsuch.json") and rec["error"], rec
