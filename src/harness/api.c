@@ -848,19 +848,38 @@ static void metrics_handler(req_ctx_t *r) {
                       h->proxies[i]->name, (unsigned long long)h->proxies[i]->conn_seq);
 }
 
+/* A query value of decimal digits only (no sign, no space, no exponent: what
+ * strtoull would take beyond that, "-1" or " 3", is not a number here), at
+ * most `max`; the value ends at '&' or the string's end. */
+static bool query_uint(const char *v, uint64_t max, uint64_t *out) {
+  uint64_t x = 0;
+  size_t n = 0;
+  for (; v[n] != '\0' && v[n] != '&' && v[n] != '#'; n++) {
+    if (v[n] < '0' || v[n] > '9')
+      return false;
+    unsigned d = (unsigned)(v[n] - '0');
+    if (d > max || x > (max - d) / 10)
+      return false; /* above max: never wraps */
+    x = x * 10 + d;
+  }
+  if (n == 0)
+    return false;
+  *out = x;
+  return true;
+}
+
 static void events_handler(req_ctx_t *r) {
   const char *url = r->req->url.data ? r->req->url.data : "";
   const char *q = strchr(url, '?');
-  unsigned long long since = 0, limit = 1000;
+  uint64_t since = 0, limit = 1000;
   char proxy[HARNESS_NAME_MAX + 1];
   bool by_proxy = false;
   for (const char *p = q; p != NULL && *p; p = strchr(p + 1, '&')) {
     const char *kv = p + 1;
-    char *end;
     if (strncmp(kv, "since=", 6) == 0) {
-      since = strtoull(kv + 6, &end, 10);
-      if (end == kv + 6 || (*end && *end != '&')) {
-        reply_error(r, 400, "since must be an event id");
+      /* ids are JSON int64s (and events_dump adds 1 to since) */
+      if (!query_uint(kv + 6, EVENTS_ID_MAX, &since)) {
+        reply_error(r, 400, "since must be an event id: 0..9223372036854775807");
         return;
       }
     } else if (strncmp(kv, "proxy=", 6) == 0) {
@@ -872,8 +891,7 @@ static void events_handler(req_ctx_t *r) {
       }
       by_proxy = true;
     } else if (strncmp(kv, "limit=", 6) == 0) {
-      limit = strtoull(kv + 6, &end, 10);
-      if (end == kv + 6 || (*end && *end != '&') || limit == 0 || limit > EVENTS_PAGE_MAX) {
+      if (!query_uint(kv + 6, EVENTS_PAGE_MAX, &limit) || limit == 0) {
         reply_error(r, 400, "limit must be 1..10000");
         return;
       }
@@ -881,7 +899,8 @@ static void events_handler(req_ctx_t *r) {
   }
   r->resp->status = 200;
   r->resp->content_type = "application/x-ndjson";
-  if (events_dump(&r->h->events, since, limit, by_proxy ? proxy : NULL, &r->resp->body) != 0) {
+  if (events_dump(&r->h->events, since, (size_t)limit, by_proxy ? proxy : NULL, &r->resp->body) !=
+      0) {
     cynic__buf_reset(&r->resp->body);
     reply_error(r, 500, "response too large");
   }

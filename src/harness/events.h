@@ -17,6 +17,7 @@
 
 #define EVENTS_MAX 10000
 #define EVENTS_PAGE_MAX 10000 /* lines per response */
+#define EVENTS_ID_MAX INT64_MAX /* ids and `since` are JSON int64s */
 
 typedef struct events {
   char *lines[EVENTS_MAX]; /* ring; lines[(head + i) % MAX] has id first_id + i */
@@ -31,7 +32,8 @@ void events_free(events_t *e);
 void events_add(events_t *e, const char *event, json_t *fields);
 /* Append the lines with id > since (at most `limit`; only those of `proxy`
  * unless NULL) to `out`, preceded by a {"event":"dropped","count":N} line if
- * some were already overwritten. */
+ * some were already overwritten. 0 <= since <= EVENTS_ID_MAX (the caller
+ * checks); a since at or past the newest id appends nothing. */
 int events_dump(const events_t *e, uint64_t since, size_t limit, const char *proxy,
                 cynic__buf_t *out);
 
