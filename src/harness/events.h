@@ -16,7 +16,7 @@
 #include "buf.h"
 
 #define EVENTS_MAX 10000
-#define EVENTS_PAGE_MAX 10000 /* lines per response */
+#define EVENTS_PAGE_MAX 10000   /* lines per response */
 #define EVENTS_ID_MAX INT64_MAX /* ids and `since` are JSON int64s */
 
 typedef struct events {

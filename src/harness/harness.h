@@ -54,7 +54,7 @@ struct toxic {
   char name[HARNESS_NAME_MAX + 1];
   const toxic_type_t *type;
   int stream;      /* STREAM_UPSTREAM (client->server) or STREAM_DOWNSTREAM */
-  double toxicity; /* share of connections affected, 0..1, rolled once per connection */
+  double toxicity; /* share of connections affected (<= 0 never, >= 1 always), rolled once each */
   int64_t attr[TOXIC_MAX_ATTRS]; /* in the order of type->attr_names */
   char *str[TOXIC_MAX_ATTRS];    /* string attributes, same order; heap, NULL = "" */
   uint32_t version;              /* bumped by every update; part of the toxicity roll's key */

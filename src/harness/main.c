@@ -15,6 +15,7 @@
 #include "json.h"
 #include "log.h"
 #include "shed.h"
+#include "toxic.h"
 #include "version.h"
 
 #define CONFIG_MAX (16u << 20)
@@ -29,6 +30,7 @@ typedef struct options {
   bool have_seed;
   bool proxy_metrics;
   bool runtime_metrics;
+  bool strict_toxics;
   bool version;
 } options_t;
 
@@ -41,6 +43,8 @@ static void usage(FILE *f) {
              "  -seed N           seed for every random choice (default: from the clock)\n"
              "  -proxy-metrics    serve Prometheus byte counters at GET /metrics\n"
              "  -runtime-metrics  serve process metrics (CPU, memory, fds) at GET /metrics\n"
+             "  -strict-toxics    refuse toxic attributes outside their sensible ranges\n"
+             "                    (Toxiproxy, and the default, accept any integer)\n"
              "  -log-file FILE    JSON-lines log file, reopened on SIGUSR1 (default stderr)\n"
              "  -log-level LEVEL  debug | info | warn | error (default info)\n"
              "  -version          print the version and exit\n");
@@ -87,6 +91,8 @@ static int parse_flags(int argc, char **argv, options_t *o) {
       flag = &o->version;
     else if (strcmp(name, "runtime-metrics") == 0)
       flag = &o->runtime_metrics;
+    else if (strcmp(name, "strict-toxics") == 0)
+      flag = &o->strict_toxics;
     else if (strcmp(name, "h") == 0 || strcmp(name, "help") == 0) {
       usage(stdout);
       exit(0);
@@ -254,6 +260,7 @@ int main(int argc, char **argv) {
   h->loop = &loop;
   events_init(&h->events);
   h->proxy_metrics = o.proxy_metrics;
+  toxic_set_strict(o.strict_toxics);
   h->runtime_metrics = o.runtime_metrics;
   h->seed = o.have_seed ? o.seed : (uv_hrtime() ^ ((uint64_t)getpid() << 32));
   cynic__log(CYNIC_LOG_INFO, "seed", json_pack("{s:I}", "seed", (json_int_t)h->seed));
@@ -291,9 +298,9 @@ int main(int argc, char **argv) {
     char *text = read_file(o.config, &len);
     char err[512];
     if (text == NULL) {
-      cynic__log(CYNIC_LOG_ERROR, "cannot read config",
-                 json_pack("{s:o,s:s}", "config", cynic__json_text0(o.config), "error",
-                           strerror(errno)));
+      cynic__log(
+          CYNIC_LOG_ERROR, "cannot read config",
+          json_pack("{s:o,s:s}", "config", cynic__json_text0(o.config), "error", strerror(errno)));
       return finish(&app, &loop, 2);
     }
     rc = api_load_config(h, text, len, err, sizeof(err));
@@ -304,9 +311,9 @@ int main(int argc, char **argv) {
                            cynic__json_text0(err)));
       return finish(&app, &loop, 2);
     }
-    cynic__log(CYNIC_LOG_INFO, "populated proxies from config",
-               json_pack("{s:o,s:i}", "config", cynic__json_text0(o.config), "proxies",
-                         (int)h->nproxies));
+    cynic__log(
+        CYNIC_LOG_INFO, "populated proxies from config",
+        json_pack("{s:o,s:i}", "config", cynic__json_text0(o.config), "proxies", (int)h->nproxies));
   }
 
   uv_signal_init(&loop, &app.sigint);

@@ -1,6 +1,8 @@
 /* toxic.c: the toxic type table, attribute validation, JSON. */
 #include "toxic.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +22,8 @@ static int validate_nonneg(const toxic_t *t, char *err, size_t errlen) {
 static int validate_bandwidth(const toxic_t *t, char *err, size_t errlen) {
   if (t->attr[0] <= 0) {
     snprintf(err, errlen,
-             "attribute rate must be > 0 KB/s (a rate of 0 would stall the connection "
-             "forever; use a timeout toxic for that)");
+             "attribute rate must be > 0 KB/s (by default, as in Toxiproxy, a rate <= 0 "
+             "means no limit)");
     return -1;
   }
   if (t->attr[0] > INT64_MAX / 1000000) {
@@ -35,7 +37,9 @@ static int validate_slicer(const toxic_t *t, char *err, size_t errlen) {
   if (validate_nonneg(t, err, errlen))
     return -1;
   if (t->attr[0] <= 0) {
-    snprintf(err, errlen, "attribute average_size must be > 0 (0 would slice forever)");
+    snprintf(err, errlen,
+             "attribute average_size must be > 0 (by default it is taken, as "
+             "pieces of at least 1 byte)");
     return -1;
   }
   if (t->attr[1] >= t->attr[0]) {
@@ -121,37 +125,38 @@ static const toxic_type_t types[] = {
      .name = "latency",
      .nattrs = 2,
      .attr_names = {"latency", "jitter"},
-     .validate = validate_latency},
+     .strict = validate_latency},
     {.id = TOXIC_BANDWIDTH,
      .name = "bandwidth",
      .nattrs = 1,
      .attr_names = {"rate"},
-     .validate = validate_bandwidth},
+     .strict = validate_bandwidth},
     {.id = TOXIC_SLOW_CLOSE,
      .name = "slow_close",
      .nattrs = 1,
      .attr_names = {"delay"},
-     .validate = validate_nonneg},
+     .strict = validate_nonneg},
     {.id = TOXIC_TIMEOUT,
      .name = "timeout",
      .nattrs = 1,
      .attr_names = {"timeout"},
-     .validate = validate_nonneg},
+     .strict = validate_nonneg},
     {.id = TOXIC_RESET_PEER,
      .name = "reset_peer",
      .nattrs = 1,
      .attr_names = {"timeout"},
-     .validate = validate_nonneg},
+     .strict = validate_nonneg},
     {.id = TOXIC_SLICER,
      .name = "slicer",
      .nattrs = 3,
      .attr_names = {"average_size", "size_variation", "delay"},
-     .validate = validate_slicer},
+     .strict = validate_slicer},
     {.id = TOXIC_LIMIT_DATA,
      .name = "limit_data",
      .nattrs = 1,
      .attr_names = {"bytes"},
-     .validate = validate_nonneg},
+     .strict = validate_nonneg},
+    {.id = TOXIC_NOOP, .name = "noop"},
     {.id = TOXIC_REFUSE, .name = "refuse"},
     {.id = TOXIC_BLACKHOLE, .name = "blackhole"},
     {.id = TOXIC_ACCEPT_DELAY,
@@ -201,6 +206,12 @@ static const toxic_type_t types[] = {
      .validate = validate_http_drop,
      .defaults = {1, 503}},
 };
+
+static bool strict; /* -strict-toxics */
+
+void toxic_set_strict(bool on) {
+  strict = on;
+}
 
 const toxic_type_t *toxic_type_find(const char *name) {
   for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
@@ -275,6 +286,8 @@ static int read_attributes(const json_t *body, toxic_t *t, int *status, char *er
   }
   if (t->type->validate != NULL && t->type->validate(t, detail, sizeof(detail)) != 0)
     return bad(status, 400, err, errlen, "bad request body", detail);
+  if (strict && t->type->strict != NULL && t->type->strict(t, detail, sizeof(detail)) != 0)
+    return bad(status, 400, err, errlen, "bad request body (-strict-toxics)", detail);
   return 0;
 }
 
@@ -285,8 +298,14 @@ static int read_toxicity(const json_t *body, toxic_t *t, int *status, char *err,
   if (r < 0)
     return bad(status, 400, err, errlen, "bad request body", detail);
   if (r == 1) {
-    if (!(tox >= 0.0 && tox <= 1.0))
+    /* Toxiproxy decodes toxicity into a float32 and takes any value: at or
+     * below 0 the toxic never applies, at or above 1 always. Only a number
+     * a float32 cannot hold is a decoding error there, and here. */
+    if (!(fabs(tox) <= FLT_MAX))
       return bad(status, 400, err, errlen, "bad request body",
+                 "field \"toxicity\": out of range for a float32");
+    if (strict && !(tox >= 0.0 && tox <= 1.0))
+      return bad(status, 400, err, errlen, "bad request body (-strict-toxics)",
                  "field \"toxicity\": must be between 0 and 1");
     t->toxicity = tox;
   }
@@ -334,8 +353,10 @@ static int from_json(const json_t *body, toxic_t *out, int *status, char *err, s
       return bad(status, 500, err, errlen, "out of memory", NULL);
   }
   if (name == NULL || name[0] == '\0')
+    /* as Toxiproxy names it: the stream as the client spelt it (a valid
+     * stream is letters only, so the name is valid too) */
     snprintf(out->name, sizeof(out->name), "%s_%s", out->type->name,
-             out->stream == STREAM_UPSTREAM ? "upstream" : "downstream");
+             stream != NULL ? stream : "downstream");
   else if (!harness_name_valid(name))
     return bad(status, 400, err, errlen, "bad request body",
                "field \"name\": 1-128 characters of A-Z a-z 0-9 . _ ~ : @ + -");

@@ -19,6 +19,7 @@ enum {
   TOXIC_RESET_PEER,
   TOXIC_SLICER,
   TOXIC_LIMIT_DATA,
+  TOXIC_NOOP, /* Toxiproxy's no-op: passes everything */
   /* beyond Toxiproxy */
   TOXIC_REFUSE,
   TOXIC_BLACKHOLE,
@@ -37,8 +38,14 @@ struct toxic_type {
   const char *name;
   size_t nattrs;
   const char *attr_names[TOXIC_MAX_ATTRS];
-  /* Reject attribute values that would hang or recurse forever; NULL = any. */
+  /* Reject attribute values this type cannot act on; NULL = any. cynic's own
+   * toxics only: Toxiproxy's accept every integer (as Toxiproxy 2.12 does),
+   * and toxics.c gives each value a meaning (docs/harness.md). */
   int (*validate)(const toxic_t *t, char *err, size_t errlen);
+  /* With -strict-toxics only (toxic_set_strict): the ranges that make sense
+   * for Toxiproxy's toxics (no negative durations, slicer average_size > 0 and
+   * size_variation < average_size, bandwidth rate > 0); NULL = none. */
+  int (*strict)(const toxic_t *t, char *err, size_t errlen);
   /* 0 or 'i': integer attribute (t->attr); 's': string attribute (t->str) */
   char attr_kinds[TOXIC_MAX_ATTRS];
   int64_t defaults[TOXIC_MAX_ATTRS];         /* integers */
@@ -46,6 +53,10 @@ struct toxic_type {
 };
 
 const toxic_type_t *toxic_type_find(const char *name);
+/* -strict-toxics: also check Toxiproxy's toxics against `strict` and toxicity
+ * against 0..1 (default off: accept what Toxiproxy 2.12 accepts). Set once at
+ * start, before the API serves (one harness per process). */
+void toxic_set_strict(bool on);
 
 /*
  * Build a toxic from a create request body (defaults: stream downstream,

@@ -9,7 +9,8 @@
  *    latency toxics do not add up there; here they do). Order is kept.
  *  - bandwidth: `rate` KB/s with KB = 1000 bytes, as Toxiproxy computes it;
  *    chunks larger than 100 ms worth are split so the flow is smooth.
- *  - slicer: pieces of average_size ± size_variation bytes, `delay` µs apart.
+ *  - slicer: pieces of average_size ± size_variation bytes (at least 1),
+ *    `delay` µs apart.
  *  - limit_data: pass exactly `bytes` bytes, then close the connection.
  *  - timeout: drop everything; close `timeout` ms after the last chunk (or
  *    after the toxic took effect); 0 = never close.
@@ -37,8 +38,41 @@
 #include "link.h"
 #include "toxic.h"
 
-#define MS(x) ((uint64_t)(x)*UINT64_C(1000000))
-#define US(x) ((uint64_t)(x)*UINT64_C(1000))
+/*
+ * Toxiproxy's toxics take any integer (toxic.c checks ranges only with
+ * -strict-toxics), so every value read here is given a meaning first, as
+ * Toxiproxy's code gives it, and kept where arithmetic cannot overflow:
+ *  - a negative duration is 0 (Go's time.After fires at once); durations
+ *    saturate at TIME_CAP ms or µs (~35 years: "never" for a test);
+ *  - timeout <= 0 never closes; bandwidth rate <= 0 passes everything;
+ *  - a slicer piece is average_size ± size_variation bytes (size_variation
+ *    <= 0: no variation), at least 1 byte whatever the two say;
+ *  - limit_data bytes <= 0 passes nothing and closes at the first data.
+ */
+#define TIME_CAP (INT64_C(1) << 40)
+#define SIZE_CAP (INT64_C(1) << 40) /* bytes: more than any chunk */
+
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* ms or µs (negative: 0) as ns, saturated */
+static uint64_t ms_ns(int64_t ms) {
+  return (uint64_t)clamp64(ms, 0, TIME_CAP) * UINT64_C(1000000);
+}
+static uint64_t us_ns(int64_t us) {
+  return (uint64_t)clamp64(us, 0, TIME_CAP) * UINT64_C(1000);
+}
+
+/* v ± spread (spread <= 0: v), both clamped to ±cap first: no overflow */
+static int64_t vary(uint64_t *rng, int64_t v, int64_t spread, int64_t cap) {
+  v = clamp64(v, -cap, cap);
+  if (spread > 0) {
+    spread = clamp64(spread, 0, cap);
+    v += rng_range(rng, -spread, spread);
+  }
+  return v;
+}
 
 void toxic_stage_init(stage_t *st, uint64_t now) {
   (void)now;
@@ -70,12 +104,7 @@ static int step_latency(stage_t *st, step_ctx_t *ctx) {
       continue;
     }
     if (st->deadline == 0) {
-      int64_t delay = t->attr[0];
-      if (t->attr[1] > 0)
-        delay += rng_range(&st->rng, -t->attr[1], t->attr[1]);
-      if (delay < 0)
-        delay = 0;
-      st->deadline = c->t + MS(delay);
+      st->deadline = c->t + ms_ns(vary(&st->rng, t->attr[0], t->attr[1], TIME_CAP));
       if (st->deadline < st->next_free) /* keep order: never before the previous one */
         st->deadline = st->next_free;
     }
@@ -93,8 +122,11 @@ static int step_latency(stage_t *st, step_ctx_t *ctx) {
 
 static int step_bandwidth(stage_t *st, step_ctx_t *ctx) {
   int r = STEP_IDLE;
-  int64_t rate = st->toxic->attr[0];         /* KB/s, validated > 0 */
-  uint64_t piece_max = (uint64_t)rate * 100; /* 100 ms worth */
+  int64_t rate = st->toxic->attr[0]; /* KB/s */
+  if (rate <= 0)
+    return pass_all(ctx); /* no limit, as in Toxiproxy */
+  /* 100 ms worth (saturated: any chunk is less) */
+  uint64_t piece_max = (uint64_t)rate > UINT64_MAX / 100 ? UINT64_MAX : (uint64_t)rate * 100;
   while (ctx->in->head != NULL && step_room(ctx)) {
     chunk_t *c = ctx->in->head;
     if (c->kind != CHUNK_DATA) {
@@ -134,13 +166,11 @@ static int step_slicer(stage_t *st, step_ctx_t *ctx) {
       step_wake_at(ctx, st->deadline);
       break;
     }
-    int64_t size = t->attr[0];
-    if (t->attr[1] > 0)
-      size += rng_range(&st->rng, -t->attr[1], t->attr[1]);
+    int64_t size = vary(&st->rng, t->attr[0], t->attr[1], SIZE_CAP);
     if (size < 1)
-      size = 1;
+      size = 1; /* never an empty piece, whatever average_size and size_variation say */
     step_pass_part(ctx, (size_t)size);
-    st->deadline = t->attr[2] > 0 ? ctx->now + US(t->attr[2]) : 0;
+    st->deadline = t->attr[2] > 0 ? ctx->now + us_ns(t->attr[2]) : 0;
     r = STEP_PROGRESS;
   }
   return r;
@@ -192,13 +222,13 @@ static int step_timeout(stage_t *st, step_ctx_t *ctx) {
   int64_t ms = st->toxic->attr[0];
   int r = STEP_IDLE;
   if (ms > 0 && st->action_at == 0)
-    st->action_at = ctx->now + MS(ms);
+    st->action_at = ctx->now + ms_ns(ms);
   while (ctx->in->head != NULL) {
     if (ctx->in->head->kind != CHUNK_DATA)
       return STEP_CLOSE; /* the peer closed: so do we (Toxiproxy does the same) */
     step_drop(ctx);
     if (ms > 0)
-      st->action_at = ctx->now + MS(ms);
+      st->action_at = ctx->now + ms_ns(ms);
     r = STEP_PROGRESS;
   }
   if (ms > 0) {
@@ -214,7 +244,7 @@ static int step_reset_peer(stage_t *st, step_ctx_t *ctx) {
   while (ctx->in->head != NULL) {
     if (!st->done) {
       st->done = true;
-      st->action_at = ctx->now + MS(st->toxic->attr[0]);
+      st->action_at = ctx->now + ms_ns(st->toxic->attr[0]);
     }
     step_drop(ctx);
     r = STEP_PROGRESS;
@@ -232,7 +262,7 @@ static int step_slow_close(stage_t *st, step_ctx_t *ctx) {
   while (ctx->in->head != NULL && step_room(ctx)) {
     chunk_t *c = ctx->in->head;
     if (c->kind == CHUNK_EOF) {
-      uint64_t due = c->t + MS(st->toxic->attr[0]);
+      uint64_t due = c->t + ms_ns(st->toxic->attr[0]);
       if (ctx->now < due) {
         step_wake_at(ctx, due);
         break;

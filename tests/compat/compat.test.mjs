@@ -154,6 +154,26 @@ test("every toxic type is created and echoed back", async () => {
   await proxy.remove();
 });
 
+// Values Toxiproxy 2.12 accepts unchecked, as suites written for it use them
+// (toxiproxy-node-client's own test adds this slicer); issue 10.
+test("attribute values Toxiproxy accepts are accepted, and data still flows", async () => {
+  const proxy = await toxiproxy.createProxy({ name: "edges", listen: "localhost:0", upstream: echoAddr });
+  const cases = [
+    ["slicer", "downstream", { average_size: 1000, size_variation: 1000, delay: 1000 }, 1],
+    ["slicer", "upstream", { average_size: 0, size_variation: 0, delay: 0 }, 1],
+    ["latency", "downstream", { latency: -5, jitter: -1 }, 1],
+    ["bandwidth", "upstream", { rate: 0 }, 1],
+    ["noop", "downstream", {}, 2],
+    ["timeout", "upstream", { timeout: -1 }, -1],
+  ];
+  for (const [type, stream, attributes, toxicity] of cases) {
+    const toxic = await proxy.addToxic({ name: `${type}_${stream}`, type, stream, toxicity, attributes });
+    assert.deepEqual(toxic.toJson(), { attributes, name: `${type}_${stream}`, stream, toxicity, type });
+  }
+  assert.equal(await roundTrip(portOf(proxy.listen), "sliced but whole"), "sliced but whole");
+  await proxy.remove();
+});
+
 test("cynic's extra toxic types go through the client too", async () => {
   const proxy = await toxiproxy.createProxy({ name: "extras", listen: "localhost:0", upstream: echoAddr });
   const cases = [

@@ -259,6 +259,115 @@ static void garbage_and_flood(void **state) {
   rig_free(r);
 }
 
+/* Steps at `now` until the input is empty, taking the output as it comes
+ * (the out queue holds LINK_QUEUE_MAX chunks); every piece must be 1..max
+ * bytes. Returns the bytes passed. */
+static size_t drain_pieces(rig_t *r, uint64_t now, size_t max) {
+  size_t total = 0;
+  for (int guard = 0; guard < 100000 && (r->st.in.head != NULL || r->out.head != NULL); guard++) {
+    step_at(r, now);
+    while (r->out.head != NULL) {
+      chunk_t *c = queue_pop(&r->out);
+      if (c->kind == CHUNK_DATA) {
+        assert_true(c->len >= 1 && c->len <= max);
+        total += c->len;
+        r->dir.buffered -= c->len;
+      }
+      chunk_free(c);
+    }
+  }
+  return total;
+}
+
+/* Values Toxiproxy 2.12 accepts (no range checks there) get a sane meaning:
+ * no empty piece, no negative or overflowing sleep, no division by zero. */
+static void edges_of_toxiproxy_values(void **state) {
+  (void)state;
+  /* slicer: average_size 1000 ± 1000 (Toxiproxy's client test): 1..2000 B */
+  rig_t *r = rig_new("slicer", 1000, 1000, 0);
+  feed(r, 0, 50000);
+  assert_int_equal(drain_pieces(r, 0, 2000), 50000);
+  rig_free(r);
+  /* average_size 0 or below, no variation: one-byte pieces, never empty */
+  int64_t avgs[] = {0, -5, INT64_MIN};
+  for (size_t i = 0; i < sizeof(avgs) / sizeof(avgs[0]); i++) {
+    r = rig_new("slicer", avgs[i], i == 2 ? INT64_MAX : -1, -7); /* negative delay: none */
+    feed(r, 0, 300);
+    assert_int_equal(drain_pieces(r, 0, i == 2 ? 300 : 1), 300);
+    assert_int_equal(r->ctx.wake, UINT64_MAX);
+    rig_free(r);
+  }
+  /* huge everything: one piece, the delay saturates instead of wrapping */
+  r = rig_new("slicer", INT64_MAX, INT64_MAX, INT64_MAX);
+  feed(r, 0, 300);
+  step_at(r, MSEC(5));
+  assert_true(r->out.count >= 1 && r->out.head->len >= 1);
+  assert_true(r->st.deadline > MSEC(5) && r->st.deadline < UINT64_MAX / 2);
+  rig_free(r);
+  /* latency: negative is none; huge saturates (~35 years), not wrapping to "now" */
+  r = rig_new("latency", -1000, -5, 0);
+  feed(r, MSEC(7), 10);
+  assert_int_equal(step_at(r, MSEC(7)), STEP_PROGRESS);
+  rig_free(r);
+  r = rig_new("latency", INT64_MAX, INT64_MAX, 0);
+  feed(r, MSEC(7), 10);
+  assert_int_equal(step_at(r, MSEC(7)), STEP_IDLE);
+  assert_true(r->ctx.wake > MSEC(7) && r->ctx.wake <= MSEC(7) + MSEC(INT64_C(1) << 41));
+  rig_free(r);
+  r = rig_new("latency", 0, INT64_MAX, 0); /* jitter alone: 0 .. cap, never negative */
+  for (int i = 0; i < 50; i++) {
+    feed(r, MSEC(1), 1);
+    step_at(r, MSEC(1));
+    assert_true(r->st.deadline >= MSEC(1) || r->out.count > 0);
+  }
+  rig_free(r);
+  /* bandwidth: rate <= 0 passes everything at once; INT64_MAX does not overflow */
+  int64_t rates[] = {0, -1, INT64_MIN};
+  for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+    r = rig_new("bandwidth", rates[i], 0, 0);
+    feed(r, 0, 100000);
+    assert_int_equal(step_at(r, 0), STEP_PROGRESS);
+    assert_int_equal(r->out.count, 1);
+    assert_int_equal(r->out.head->len, 100000);
+    rig_free(r);
+  }
+  r = rig_new("bandwidth", INT64_MAX, 0, 0);
+  feed(r, 0, 100000);
+  step_at(r, 0);
+  assert_int_equal(r->out.count, 1); /* 100,000 B at ~9e18 KB/s: due at once */
+  rig_free(r);
+  /* timeout < 0: never closes (as 0) */
+  r = rig_new("timeout", -1, 0, 0);
+  feed(r, 0, 10);
+  assert_int_equal(step_at(r, MSEC(100000)), STEP_PROGRESS);
+  assert_int_equal(r->ctx.wake, UINT64_MAX);
+  rig_free(r);
+  /* reset_peer, slow_close < 0: at once */
+  r = rig_new("reset_peer", INT64_MIN, 0, 0);
+  feed(r, MSEC(3), 1);
+  assert_int_equal(step_at(r, MSEC(3)), STEP_RESET);
+  rig_free(r);
+  r = rig_new("slow_close", -30, 0, 0);
+  feed_eof(r, MSEC(1));
+  step_at(r, MSEC(1));
+  assert_int_equal(r->out.tail->kind, CHUNK_EOF);
+  rig_free(r);
+  /* limit_data < 0: nothing passes, closed at the first data */
+  r = rig_new("limit_data", -1, 0, 0);
+  feed(r, 0, 10);
+  step_at(r, 0);
+  assert_int_equal(r->out.count, 1);
+  assert_int_equal(r->out.head->kind, CHUNK_CLOSE);
+  rig_free(r);
+  /* noop passes everything */
+  r = rig_new("noop", 0, 0, 0);
+  feed(r, 0, 10);
+  feed_eof(r, 0);
+  step_at(r, 0);
+  assert_int_equal(r->out.count, 2);
+  rig_free(r);
+}
+
 static void inactive_passes_everything(void **state) {
   (void)state;
   rig_t *r = rig_new("latency", 1000, 0, 0);
@@ -665,6 +774,7 @@ int main(void) {
       cmocka_unit_test(reset_peer_after_first_data),
       cmocka_unit_test(slow_close_holds_fin),
       cmocka_unit_test(garbage_and_flood),
+      cmocka_unit_test(edges_of_toxiproxy_values),
       cmocka_unit_test(inactive_passes_everything),
       cmocka_unit_test(split_shares_block_and_counts),
       cmocka_unit_test(answer_back_goes_through_peer_gate),
