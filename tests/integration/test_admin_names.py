@@ -51,6 +51,20 @@ def test_bad_bytes_in_names_are_404_with_json():
             assert status == 400, (body, status, raw)
             js = strict_json(raw)
             assert js["status"] == 400 and js["error"].startswith("bad JSON body"), (body, js)
+        # raw bytes above 0x7f in the request line: the same 404 (or llhttp's 400), JSON
+        import socket
+        c = socket.create_connection((adm.host, adm.port), timeout=10)
+        c.sendall(b"GET /breakers/\xff\xc3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        c.close()
+        head, _, payload = data.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] in (b"400", b"404"), data
+        assert strict_json(payload)["status"] in (400, 404)
         # nothing was tripped by any of it, and the process logged only JSON lines
         assert adm.breaker("backend", ep)["state"] == "closed"
         assert not [r for r in px.records() if r.get("msg") == "<not json>"]
