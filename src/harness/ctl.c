@@ -5,6 +5,7 @@
  * per connection, bounded in time and size).
  */
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +284,11 @@ static int add_attr(json_t *attrs, const char *kv) {
     return -1;
   memcpy(key, kv, n);
   key[n] = '\0';
+  if (!cynic__utf8_valid(kv, strlen(kv))) {
+    /* jansson would drop the key or the value without a word */
+    fprintf(stderr, "ctl: attribute must be UTF-8 text: %s\n", key);
+    return -1;
+  }
   char *end;
   errno = 0;
   long long v = strtoll(eq + 1, &end, 10);
@@ -336,7 +342,8 @@ static int cmd_toxic(const ctl_t *c, int argc, char **argv) {
   if (tox != NULL) {
     char *end;
     toxicity = strtod(tox, &end);
-    if (*end != '\0' || end == tox) {
+    if (*end != '\0' || end == tox || !isfinite(toxicity)) {
+      /* nan and inf are no JSON: json_real would fail and the field vanish */
       fprintf(stderr, "ctl: toxicity must be a number: %s\n", tox);
       json_decref(attrs);
       json_decref(body);

@@ -102,3 +102,24 @@ def test_config_path_with_bad_bytes_is_logged_as_json(tmp_path):
     recs = [strict_json(ln) for ln in p.stderr.splitlines() if ln.strip()]
     rec = [r for r in recs if r.get("msg") == "cannot read config"][0]
     assert rec["config"].endswith("no\ufffdsuch.json") and rec["error"], rec
+
+
+def test_ctl_refuses_what_json_cannot_carry(harness):
+    """ctl built the request with jansson, which dropped a non-UTF-8 attribute
+    and a nan/inf toxicity without a word (the toxic came out with defaults)."""
+    import os
+    import subprocess
+
+    from netutil import binary
+    harness.create("c", "127.0.0.1:1")
+
+    def ctl(*args):
+        return subprocess.run([os.fsencode(binary("cynic-harness")), b"ctl", b"-host",
+                               f"http://{harness.address}".encode(), *args], capture_output=True, timeout=30)
+    for args in ([b"-a", b"latency=\xff"], [b"-a", b"lat\xc3=5"], [b"-tox", b"nan"], [b"-tox", b"inf"]):
+        r = ctl(b"toxic", b"add", b"c", b"-t", b"latency", *args)
+        assert r.returncode != 0, (args, r.stdout, r.stderr)
+    st, js, _ = harness.api.get("/proxies/c/toxics")
+    assert st == 200 and js == []
+    r = ctl(b"toxic", b"add", b"c", b"-t", b"latency", b"-a", b"latency=5", b"-tox", b"0.25")
+    assert r.returncode == 0, r.stderr
