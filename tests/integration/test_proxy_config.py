@@ -115,7 +115,7 @@ BROKEN = [
     ("admin-remote-without-token", GOOD + "admin:\n  listen: 0.0.0.0:9901\n",
      ["{f}:9:11: listen: admin on 0.0.0.0:9901 is reachable from other hosts and has no token_file; add token_file: /path/to/token, or allow_remote: true if this network is trusted"]),
     ("admin-token-unreadable", GOOD + "admin:\n  token_file: /nonexistent/token\n",
-     ["{f}:9:15: token_file: cannot read '/nonexistent/token': No such file or directory; create it (the token on one line) or fix the path"]),
+     ["{f}:9:15: token_file: '/nonexistent/token' cannot be read: No such file or directory; create it (the token on one line) or fix the path"]),
     ("summary-interval-too-short", GOOD + "log:\n  summary_interval: 10ms\n",
      ["{f}:9:21: summary_interval: 10ms is out of range; use 100ms..1h"]),
     ("rotate-stderr", GOOD + "log:\n  rotate: { keep: 3 }\n",
