@@ -340,31 +340,17 @@ static const node_t *get_percent(loader_t *ld, const node_t *m, const char *key,
   return v;
 }
 
-/* A whole number in min..max, written without sign, unit or quotes' help. */
+/* A whole number in min..max (cynic__config_parse_count: the one count parser). */
 static bool parse_uint_node(loader_t *ld, const node_t *v, const char *key, uint64_t min,
                             uint64_t max, uint64_t *out) {
   const char *s = scalar(ld, v, key);
   if (s == NULL)
     return false;
-  char sv[64];
-  uint64_t n;
-  bool overflow;
-  size_t used = cynic__config_digits(s, &n, &overflow);
-  if (used == 0 || s[used] != '\0') {
-    if (s[0] == '-')
-      error_at(ld, v, "%s: '%s' is negative; use %llu..%llu", key,
-               cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
-    else
-      error_at(ld, v, "%s: '%s' is not a whole number; use %llu..%llu", key,
-               cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
+  char hint[CYNIC__CONFIG_MAX_MESSAGE / 2];
+  if (cynic__config_parse_count(s, min, max, out, hint, sizeof hint) != 0) {
+    error_at(ld, v, "%s: %s", key, hint);
     return false;
   }
-  if (overflow || n < min || n > max) {
-    error_at(ld, v, "%s: %s is out of range; use %llu..%llu", key,
-             cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
-    return false;
-  }
-  *out = n;
   return true;
 }
 
@@ -954,24 +940,12 @@ static void load_breaker(loader_t *ld, const node_t *m, cynic__config_breaker_t 
     b->open_max_ns = b->open_for_ns;
     omax = get_duration(ld, bv, "open_max", NS_PER_MS, DAY_NS, "1ms..24h", &b->open_max_ns);
     const node_t *mv = get(bv, "open_multiplier");
-    if (mv != NULL) {
-      const char *s = scalar(ld, mv, "open_multiplier");
-      char *end = NULL;
-      double d = 0;
-      if (s != NULL) {
-        errno = 0;
-        d = (s[0] >= '0' && s[0] <= '9') ? strtod(s, &end) : -1;
-        if (end == NULL || *end != '\0' || errno != 0 || !(d >= 1.0 && d <= 100.0)) {
-          char sv[64];
-          error_at(ld, mv,
-                   "open_multiplier: '%s' is not a number in 1..100; e.g. 2 doubles the "
-                   "open period after each failed probe",
-                   cynic__config_show(sv, s, mv->len));
-        } else {
-          b->open_multiplier = d;
-        }
-      }
-    }
+    const char *s = mv != NULL ? scalar(ld, mv, "open_multiplier") : NULL;
+    char hint[CYNIC__CONFIG_MAX_MESSAGE / 2];
+    if (s != NULL &&
+        cynic__config_parse_number(s, 1, 100, &b->open_multiplier, hint, sizeof hint) != 0)
+      error_at(ld, mv, "open_multiplier: %s; e.g. 2 doubles the open period after each failed probe",
+               hint);
     const node_t *hp = get(bv, "half_open_probes");
     if (hp != NULL && hp->type == CYNIC__YAML_SCALAR && strcmp(hp->str, "0") == 0)
       error_at(ld, hp, "half_open_probes: 0 would leave the breaker open forever; use 1..1000");
