@@ -169,6 +169,40 @@ def test_log_file_may_be_a_character_device(tmp_path):
         echo.close()
 
 
+def test_start_with_a_fifo_log_file_exits_1_at_once(tmp_path):
+    echo = pu.echo()
+    try:
+        f = fifo(tmp_path / "log.fifo")
+        cfg = tmp_path / "cynic.yaml"
+        cfg.write_text(config_text(echo).replace('file: "-"', f"file: {f}"))
+        r = run([CYNIC, "-c", str(cfg)])
+        assert r.returncode == 1
+        assert r.stderr.startswith(f"cynic: cannot open log file {f}: has no reader"), r.stderr
+    finally:
+        echo.close()
+
+
+def test_log_file_may_be_stdout_when_it_is_a_pipe_with_a_reader(tmp_path):
+    # the container case: /dev/stdout is the collector's pipe (here, ours)
+    echo = pu.echo()
+    text = config_text(echo)
+    px = pu.Cynic(text)
+    adm = au.Admin(px, timeout=BOUND)
+    try:
+        with open(px.config, "w") as out:
+            out.write(text.replace('file: "-"', "file: /dev/stdout"))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200, js
+        responsive(px, adm)
+        import select  # the log continues on stdout (a bounded wait)
+        assert select.select([px.proc.stdout], [], [], BOUND)[0], "no log line on stdout"
+        line = px.proc.stdout.readline()
+        assert b'"event"' in line, line
+    finally:
+        px.stop()
+        echo.close()
+
+
 def test_access_log_refusal_on_reload_is_logged_as_reload_refused(tmp_path):
     echo = pu.echo()
     px = pu.Cynic(config_text(echo))
