@@ -51,17 +51,24 @@ static FILE *open_file(const char *path) {
   return cynic__file_open_log(path, &open_error);
 }
 
-int cynic__accesslog_open(const cynic__config_t *cfg) {
+int cynic__accesslog_open(const cynic__config_t *cfg, char *why, size_t why_size) {
   for (size_t i = 0; i < cfg->listener_count; i++) {
     const char *path = cfg->listeners[i].access_log;
     if (path == NULL || find(path) != NULL)
       continue;
-    if (logs.n == CYNIC__CONFIG_MAX_LISTENERS)
+    if (logs.n == CYNIC__CONFIG_MAX_LISTENERS) {
+      if (why != NULL)
+        snprintf(why, why_size, "listener '%s': access_log: too many access log files open",
+                 cfg->listeners[i].name);
       return -EMFILE; /* a reload naming more new paths than the sweep freed */
+    }
     alog_t *a = &logs.files[logs.n];
     a->f = open_file(path);
     if (a->f == NULL || (a->path = strdup(path)) == NULL) {
       int err = a->f == NULL ? open_error : -ENOMEM;
+      if (why != NULL)
+        snprintf(why, why_size, "listener '%s': access_log: cannot open '%s': %s",
+                 cfg->listeners[i].name, path, cynic__file_strerror(err));
       cynic__log_event(CYNIC_LOG_ERROR, "access_log_failed", "cannot open access log",
                        json_pack("{s:s, s:s, s:s}", "listener", cfg->listeners[i].name, "file",
                                  path, "error", cynic__file_strerror(err)));

@@ -981,7 +981,7 @@ int cynic__admin_start(cynic__proxy_t *p) {
       return rc;
     }
   }
-  int lrc = cynic__accesslog_open(p->cfg);
+  int lrc = cynic__accesslog_open(p->cfg, NULL, 0);
   if (lrc != 0)
     return lrc; /* accesslog.c said which file and why */
   struct sockaddr_storage ss;

@@ -722,10 +722,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     }
     fclose(f);
   }
-  if ((rc = cynic__accesslog_open(n)) != 0) {
+  if ((rc = cynic__accesslog_open(n, why, sizeof why)) != 0) {
     cynic__config_free(n);
-    snprintf(why, sizeof why, "cannot open an access log: %s (access_log_failed names it)",
-             cynic__file_strerror(rc));
     return refuse(p, who, status, 409, "reload refused: cannot open an access log", why);
   }
   cynic_ratetable_t *rates[CYNIC__CONFIG_MAX_LISTENERS];

@@ -217,7 +217,8 @@ def test_access_log_refusal_on_reload_is_logged_as_reload_refused(tmp_path):
         assert status == 409, js
         rec = px.wait_log(lambda r: r.get("event") == "reload_refused", what="reload_refused")
         assert rec["msg"] == "reload refused: cannot open an access log"
-        assert "has no reader" in rec["reason"]
+        assert rec["reason"].startswith(f"listener 'app': access_log: cannot open '{f}': has no reader"), rec
+        assert js["error"] == rec["reason"] + "; nothing was applied"
         failed = px.logs(event="access_log_failed")
         assert failed and failed[-1]["file"] == f
         responsive(px, adm)
