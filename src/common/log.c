@@ -2,6 +2,8 @@
 #include "log.h"
 #include "json.h"
 
+#include "file.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +32,10 @@ int cynic__log_open(const char *path, cynic_log_level_t min) {
 int cynic__log_reopen(void) {
   if (logger.path == NULL)
     return 0;
-  FILE *f = fopen(logger.path, "a");
+  int err;
+  FILE *f = cynic__file_open_log(logger.path, &err); /* never waits on a FIFO */
   if (f == NULL)
-    return -errno;
-  setvbuf(f, NULL, _IOLBF, 0);
+    return err;
   if (logger.file != NULL)
     fclose(logger.file);
   logger.file = f;

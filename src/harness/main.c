@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "file.h"
 #include "harness.h"
 #include "json.h"
 #include "log.h"
@@ -142,29 +143,6 @@ static int parse_flags(int argc, char **argv, options_t *o) {
   return 0;
 }
 
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return NULL;
-  cynic__buf_t b;
-  cynic__buf_init(&b, CONFIG_MAX);
-  char tmp[8192];
-  size_t n;
-  int err = 0;
-  while (!err && (n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-    err = cynic__buf_append(&b, tmp, n);
-  bool bad = err || ferror(f);
-  fclose(f);
-  if (bad) {
-    cynic__buf_free(&b);
-    errno = err ? EFBIG : EIO;
-    return NULL;
-  }
-  if (b.data == NULL)
-    cynic__buf_append(&b, "", 0);
-  return cynic__buf_detach(&b, len);
-}
-
 typedef struct app {
   harness_t h;
   uv_signal_t sigint, sigterm, sigusr1;
@@ -206,7 +184,10 @@ static int finish(app_t *app, uv_loop_t *loop, int code) {
 static void on_signal(uv_signal_t *sig, int signum) {
   app_t *app = sig->data;
   if (signum == SIGUSR1) {
-    cynic__log_reopen();
+    int rc = cynic__log_reopen(); /* on failure the old file stays in use */
+    if (rc != 0)
+      cynic__log(CYNIC_LOG_ERROR, "cannot reopen log file; still writing to the old one",
+                 json_pack("{s:s}", "error", cynic__file_strerror(rc)));
     return;
   }
   if (!app->stopping)
@@ -238,8 +219,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cynic-harness: invalid -log-level %s\n", o.log_level);
     return 2;
   }
-  if (cynic__log_open(o.log_file, (cynic_log_level_t)level) != 0) {
-    fprintf(stderr, "cynic-harness: cannot open log file %s: %s\n", o.log_file, strerror(errno));
+  int lrc = cynic__log_open(o.log_file, (cynic_log_level_t)level);
+  if (lrc != 0) {
+    fprintf(stderr, "cynic-harness: cannot open log file %s: %s\n", o.log_file,
+            cynic__file_strerror(lrc));
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -295,12 +278,14 @@ int main(int argc, char **argv) {
 
   if (o.config != NULL) {
     size_t len;
-    char *text = read_file(o.config, &len);
+    char *text = NULL;
+    /* Never waits on a FIFO; anything but a regular file is refused. */
+    int frc = cynic__file_read(o.config, CONFIG_MAX, &text, &len);
     char err[512];
-    if (text == NULL) {
-      cynic__log(
-          CYNIC_LOG_ERROR, "cannot read config",
-          json_pack("{s:o,s:s}", "config", cynic__json_text0(o.config), "error", strerror(errno)));
+    if (frc != 0) {
+      cynic__log(CYNIC_LOG_ERROR, "cannot read config",
+                 json_pack("{s:o,s:s}", "config", cynic__json_text0(o.config), "error",
+                            cynic__file_strerror(frc)));
       return finish(&app, &loop, 2);
     }
     rc = api_load_config(h, text, len, err, sizeof(err));

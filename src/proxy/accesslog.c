@@ -23,6 +23,7 @@
 
 #include "addr.h"
 #include "admin.h"
+#include "file.h"
 #include "log.h"
 
 typedef struct alog {
@@ -43,31 +44,38 @@ static alog_t *find(const char *path) {
   return NULL;
 }
 
+static int open_error; /* why the last open_file failed (file.h codes) */
+
+/* Never waits on a FIFO nobody reads (file.h says what is accepted). */
 static FILE *open_file(const char *path) {
-  FILE *f = fopen(path, "a");
-  if (f != NULL)
-    setvbuf(f, NULL, _IOLBF, 0);
-  return f;
+  return cynic__file_open_log(path, &open_error);
 }
 
-int cynic__accesslog_open(const cynic__config_t *cfg) {
+int cynic__accesslog_open(const cynic__config_t *cfg, char *why, size_t why_size) {
   for (size_t i = 0; i < cfg->listener_count; i++) {
     const char *path = cfg->listeners[i].access_log;
     if (path == NULL || find(path) != NULL)
       continue;
-    if (logs.n == CYNIC__CONFIG_MAX_LISTENERS)
+    if (logs.n == CYNIC__CONFIG_MAX_LISTENERS) {
+      if (why != NULL)
+        snprintf(why, why_size, "listener '%s': access_log: too many access log files open",
+                 cfg->listeners[i].name);
       return -EMFILE; /* a reload naming more new paths than the sweep freed */
+    }
     alog_t *a = &logs.files[logs.n];
     a->f = open_file(path);
     if (a->f == NULL || (a->path = strdup(path)) == NULL) {
-      int err = errno;
+      int err = a->f == NULL ? open_error : -ENOMEM;
+      if (why != NULL)
+        snprintf(why, why_size, "listener '%s': access_log: cannot open '%s': %s",
+                 cfg->listeners[i].name, path, cynic__file_strerror(err));
       cynic__log_event(CYNIC_LOG_ERROR, "access_log_failed", "cannot open access log",
                        json_pack("{s:s, s:s, s:s}", "listener", cfg->listeners[i].name, "file",
-                                 path, "error", strerror(err)));
+                                 path, "error", cynic__file_strerror(err)));
       if (a->f != NULL)
         fclose(a->f);
       a->f = NULL;
-      return -err;
+      return err;
     }
     logs.n++;
   }
@@ -98,9 +106,9 @@ void cynic__accesslog_reopen(void) {
   for (size_t i = 0; i < logs.n; i++) {
     FILE *f = open_file(logs.files[i].path);
     if (f == NULL) {
-      cynic__log_event(
-          CYNIC_LOG_ERROR, "access_log_failed", "cannot reopen access log",
-          json_pack("{s:s, s:s}", "file", logs.files[i].path, "error", strerror(errno)));
+      cynic__log_event(CYNIC_LOG_ERROR, "access_log_failed", "cannot reopen access log",
+                       json_pack("{s:s, s:s}", "file", logs.files[i].path, "error",
+                                 cynic__file_strerror(open_error)));
       continue; /* keep writing to the old one rather than losing lines */
     }
     if (logs.files[i].f != NULL)
@@ -130,7 +138,7 @@ void cynic__accesslog_rotate(uint64_t max_bytes, uint32_t keep) {
       rename(from, to); /* a missing file.N is fine */
     }
     snprintf(to, len, "%s.1", a->path);
-    int rc = rename(a->path, to);
+    int rc = rename(a->path, to) == 0 ? 0 : -errno;
     free(from);
     free(to);
     FILE *f = open_file(a->path);
@@ -142,7 +150,10 @@ void cynic__accesslog_rotate(uint64_t max_bytes, uint32_t keep) {
     cynic__log_event(rc == 0 && f != NULL ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "access_log_rotated",
                      "access log rotated",
                      json_pack("{s:s, s:s, s:i}", "file", a->path, "result",
-                               rc == 0 && f != NULL ? "ok" : strerror(errno), "keep", (int)keep));
+                               rc != 0     ? strerror(-rc)
+                               : f == NULL ? cynic__file_strerror(open_error)
+                                           : "ok",
+                               "keep", (int)keep));
   }
 }
 

@@ -9,8 +9,9 @@
 #include "proxy.h"
 
 /* Opens every listener's access_log (append) that is not open yet (a reload
- * opens the new listeners' ones). 0 or a negative errno, logged. */
-int cynic__accesslog_open(const cynic__config_t *cfg);
+ * opens the new listeners' ones). 0 or a negative errno / file.h code,
+ * logged as access_log_failed; `why` (when not NULL) says which file and why. */
+int cynic__accesslog_open(const cynic__config_t *cfg, char *why, size_t why_size);
 /* Closes the files no listener names any more (live, or retired with
  * connections still finishing): reloads that change paths never pile up open
  * files. Called by cynic__reload_sweep. */

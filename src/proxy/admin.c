@@ -41,10 +41,11 @@
 #include "admin.h"
 #include "json.h"
 #include "log.h"
+#include "token.h"
 
 #define MAX_SEGS 4
 #define SEG_MAX 300
-#define TOKEN_MAX 4096
+#define TOKEN_MAX CYNIC__TOKEN_MAX
 #define REASON_MAX 127
 
 typedef struct req {
@@ -129,29 +130,6 @@ static bool authorised(req_t *r) {
               h == NULL ? "missing bearer token: send Authorization: Bearer <token>"
                         : "bad bearer token");
   return false;
-}
-
-static int load_token(cynic__admin_t *a, const char *path) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return -errno;
-  char *t = malloc(TOKEN_MAX + 1);
-  if (t == NULL) {
-    fclose(f);
-    return -ENOMEM;
-  }
-  size_t n = fread(t, 1, TOKEN_MAX + 1, f);
-  fclose(f);
-  while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t'))
-    n--;
-  if (n == 0 || n > TOKEN_MAX) {
-    free(t);
-    return -EINVAL;
-  }
-  t[n] = '\0';
-  a->token = t;
-  a->token_len = n;
-  return 0;
 }
 
 /* ---- views ----------------------------------------------------------------------- */
@@ -625,20 +603,6 @@ static void on_sighup(uv_signal_t *s, int signum) {
   json_decref(cynic__reload(a->proxy, "SIGHUP", &status)); /* reload.c logged the outcome */
 }
 
-int cynic__admin_token_read(const cynic__config_t *n, char **token, size_t *len) {
-  cynic__admin_t tmp; /* load_token fills token and token_len only */
-  memset(&tmp, 0, sizeof tmp);
-  int rc = n->admin.token_file != NULL ? load_token(&tmp, n->admin.token_file) : 0;
-  if (rc != 0)
-    cynic__log_event(CYNIC_LOG_ERROR, "reload_refused",
-                     "reload refused: cannot read admin.token_file",
-                     json_pack("{s:s, s:s}", "file", n->admin.token_file, "error",
-                               rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
-  *token = tmp.token;
-  *len = tmp.token_len;
-  return rc;
-}
-
 void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len) {
   cynic__admin_t *a = p->admin;
   if (a->token != NULL) {
@@ -1017,16 +981,15 @@ int cynic__admin_start(cynic__proxy_t *p) {
   uv_signal_start(&a->sighup, on_sighup, SIGHUP);
   uv_unref((uv_handle_t *)&a->sighup);
   if (ac->token_file != NULL) {
-    int rc = load_token(a, ac->token_file);
+    char why[256];
+    int rc = cynic__token_read(ac->token_file, &a->token, &a->token_len, why, sizeof why);
     if (rc != 0) {
-      cynic__log_event(
-          CYNIC_LOG_ERROR, "start_failed", "cannot read admin.token_file",
-          json_pack("{s:s, s:s}", "file", ac->token_file, "error",
-                    rc == -EINVAL ? "empty, or longer than 4096 bytes" : strerror(-rc)));
+      cynic__log_event(CYNIC_LOG_ERROR, "start_failed", "cannot read admin.token_file",
+                       json_pack("{s:s, s:s}", "file", ac->token_file, "error", why));
       return rc;
     }
   }
-  int lrc = cynic__accesslog_open(p->cfg);
+  int lrc = cynic__accesslog_open(p->cfg, NULL, 0);
   if (lrc != 0)
     return lrc; /* accesslog.c said which file and why */
   struct sockaddr_storage ss;

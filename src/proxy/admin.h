@@ -79,9 +79,6 @@ void cynic__reload_sweep(cynic__proxy_t *p);
 /* Frees the config copies and pinned configs of retired listeners and
  * upstreams, after the loop has ended. */
 void cynic__reload_free(cynic__proxy_t *p);
-/* Reads the token of `n`'s admin.token_file into *token (malloc'd; NULL when
- * there is none). 0, or a negative errno (logged). */
-int cynic__admin_token_read(const cynic__config_t *n, char **token, size_t *len);
 /* Binds `n`'s admin.listen for a reload that changes it (before anything
  * changes): *out is a server already accepting there (its requests are
  * answered by the same handler). 0, or a libuv / CYNIC_E* error with `why`
@@ -93,7 +90,7 @@ void cynic__admin_listen_undo(cynic__httpd_t *s);
 /* Makes `s` the admin server; the old one (on which a POST /reload may be
  * waiting for its answer) is closed a moment later, connections and all. */
 void cynic__admin_listen_swap(cynic__proxy_t *p, cynic__httpd_t *s);
-/* Makes `token` (from cynic__admin_token_read, owned from now on) the admin
+/* Makes `token` (from cynic__token_read, or NULL for none; owned from now on) the admin
  * listener's, wiping and freeing the old one. */
 void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len);
 

@@ -13,6 +13,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
+
 #include "config_value.h"
 #include "config_yaml.h"
 
@@ -26,6 +27,8 @@
 #include <unistd.h>
 
 #include "cynic/common.h"
+#include "file.h"
+#include "token.h"
 
 #define NS_PER_MS UINT64_C(1000000)
 #define NS_PER_S UINT64_C(1000000000)
@@ -337,31 +340,17 @@ static const node_t *get_percent(loader_t *ld, const node_t *m, const char *key,
   return v;
 }
 
-/* A whole number in min..max, written without sign, unit or quotes' help. */
+/* A whole number in min..max (cynic__config_parse_count: the one count parser). */
 static bool parse_uint_node(loader_t *ld, const node_t *v, const char *key, uint64_t min,
                             uint64_t max, uint64_t *out) {
   const char *s = scalar(ld, v, key);
   if (s == NULL)
     return false;
-  char sv[64];
-  uint64_t n;
-  bool overflow;
-  size_t used = cynic__config_digits(s, &n, &overflow);
-  if (used == 0 || s[used] != '\0') {
-    if (s[0] == '-')
-      error_at(ld, v, "%s: '%s' is negative; use %llu..%llu", key,
-               cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
-    else
-      error_at(ld, v, "%s: '%s' is not a whole number; use %llu..%llu", key,
-               cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
+  char hint[CYNIC__CONFIG_MAX_MESSAGE / 2];
+  if (cynic__config_parse_count(s, min, max, out, hint, sizeof hint) != 0) {
+    error_at(ld, v, "%s: %s", key, hint);
     return false;
   }
-  if (overflow || n < min || n > max) {
-    error_at(ld, v, "%s: %s is out of range; use %llu..%llu", key,
-             cynic__config_show(sv, s, v->len), (unsigned long long)min, (unsigned long long)max);
-    return false;
-  }
-  *out = n;
   return true;
 }
 
@@ -721,11 +710,21 @@ static void load_admin(loader_t *ld, const node_t *m) {
     if (listen != NULL)
       parse_addr(ld, listen, "listen", false, true, &a->listen);
     const node_t *tf = get_string(ld, m, "token_file", CYNIC__CONFIG_MAX_PATH, &a->token_file);
-    if (tf != NULL && a->token_file != NULL && ld->check_files && access(a->token_file, R_OK) != 0)
-      error_at(ld, tf,
-               "token_file: cannot read '%s': %s; create it (the token on one line) or "
-               "fix the path",
-               a->token_file, strerror(errno));
+    if (tf != NULL && a->token_file != NULL && ld->check_files) {
+      /* The same reading and rule as start and reload (token.c): --check
+       * passes exactly the files the proxy accepts. */
+      char why[CYNIC__CONFIG_MAX_MESSAGE / 2], *token = NULL;
+      size_t len = 0;
+      int rc = cynic__token_read(a->token_file, &token, &len, why, sizeof why);
+      if (rc == -ENOMEM)
+        out_of_memory(ld);
+      else if (rc != 0)
+        error_at(ld, tf, "token_file: '%s' %s", a->token_file, why);
+      if (token != NULL) {
+        memset(token, 0, len);
+        free(token);
+      }
+    }
     get_bool(ld, m, "allow_remote", &a->allow_remote);
     get_duration(ld, m, "drain_timeout", 0, 3600 * NS_PER_S, "0s..1h", &a->drain_timeout_ns);
   }
@@ -941,24 +940,12 @@ static void load_breaker(loader_t *ld, const node_t *m, cynic__config_breaker_t 
     b->open_max_ns = b->open_for_ns;
     omax = get_duration(ld, bv, "open_max", NS_PER_MS, DAY_NS, "1ms..24h", &b->open_max_ns);
     const node_t *mv = get(bv, "open_multiplier");
-    if (mv != NULL) {
-      const char *s = scalar(ld, mv, "open_multiplier");
-      char *end = NULL;
-      double d = 0;
-      if (s != NULL) {
-        errno = 0;
-        d = (s[0] >= '0' && s[0] <= '9') ? strtod(s, &end) : -1;
-        if (end == NULL || *end != '\0' || errno != 0 || !(d >= 1.0 && d <= 100.0)) {
-          char sv[64];
-          error_at(ld, mv,
-                   "open_multiplier: '%s' is not a number in 1..100; e.g. 2 doubles the "
-                   "open period after each failed probe",
-                   cynic__config_show(sv, s, mv->len));
-        } else {
-          b->open_multiplier = d;
-        }
-      }
-    }
+    const char *s = mv != NULL ? scalar(ld, mv, "open_multiplier") : NULL;
+    char hint[CYNIC__CONFIG_MAX_MESSAGE / 2];
+    if (s != NULL &&
+        cynic__config_parse_number(s, 1, 100, &b->open_multiplier, hint, sizeof hint) != 0)
+      error_at(ld, mv, "open_multiplier: %s; e.g. 2 doubles the open period after each failed probe",
+               hint);
     const node_t *hp = get(bv, "half_open_probes");
     if (hp != NULL && hp->type == CYNIC__YAML_SCALAR && strcmp(hp->str, "0") == 0)
       error_at(ld, hp, "half_open_probes: 0 would leave the breaker open forever; use 1..1000");
@@ -1415,45 +1402,30 @@ int cynic__config_load(const char *path, cynic__config_t **out, cynic__config_er
   *out = NULL;
   cynic__config_error_t *e = &errs->list[0];
   e->mark.line = e->mark.column = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    snprintf(e->message, sizeof e->message, "cannot open: %s", strerror(errno));
-    errs->count = 1;
-    return CYNIC_EINVAL;
-  }
-  /* Read at most one byte past the cap so an oversized file is seen without
-   * reading it all: the cap holds even for /dev/zero or a pipe. */
-  size_t cap = CYNIC__CONFIG_MAX_FILE_BYTES + 1, len = 0;
-  char *buf = malloc(cap);
-  if (buf == NULL) {
-    close(fd);
+  /* Opened without waiting (a FIFO here must not freeze a running proxy on
+   * reload), refused unless a regular file, read to at most one byte past
+   * the cap: the cap holds even for a file that grows while it is read. */
+  char *buf = NULL;
+  size_t len = 0;
+  int frc = cynic__file_read(path, CYNIC__CONFIG_MAX_FILE_BYTES, &buf, &len);
+  if (frc == -ENOMEM)
     return CYNIC_ENOMEM;
-  }
-  while (len < cap) {
-    ssize_t n = read(fd, buf + len, cap - len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      snprintf(e->message, sizeof e->message, "cannot read: %s", strerror(errno));
-      errs->count = 1;
-      free(buf);
-      close(fd);
-      return CYNIC_EINVAL;
-    }
-    if (n == 0)
-      break;
-    len += (size_t)n;
-  }
-  close(fd);
-  int rc;
-  if (len > CYNIC__CONFIG_MAX_FILE_BYTES) {
+  if (frc == CYNIC__FILE_ETOOBIG) {
     snprintf(e->message, sizeof e->message,
              "the file is larger than 1 MiB; a config this big is a mistake");
     errs->count = 1;
-    rc = CYNIC_EINVAL;
-  } else {
-    rc = parse_common(path, buf, len, true, out, errs);
+    return CYNIC_EINVAL;
   }
+  if (frc != 0) {
+    if (frc == -EISDIR || frc <= CYNIC__FILE_EFIFO)
+      snprintf(e->message, sizeof e->message, "%s; give the path of a regular file",
+               cynic__file_strerror(frc));
+    else
+      snprintf(e->message, sizeof e->message, "cannot open: %s", cynic__file_strerror(frc));
+    errs->count = 1;
+    return CYNIC_EINVAL;
+  }
+  int rc = parse_common(path, buf, len, true, out, errs);
   free(buf);
   return rc;
 }

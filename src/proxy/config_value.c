@@ -150,3 +150,70 @@ int cynic__config_parse_percent(const char *s, uint32_t *pct, char *hint, size_t
   *pct = (uint32_t)v;
   return 0;
 }
+
+/* What is wrong with a number that is not plain decimal digits (shared by
+ * counts and numbers, so both refuse the same spellings the same way). */
+static void not_decimal(const char *s, const char *sv, const char *what, const char *range,
+                        char *hint, size_t hint_size) {
+  if (s[0] == '-')
+    snprintf(hint, hint_size, "'%s' is negative; use %s", sv, range);
+  else if (s[0] == '+')
+    snprintf(hint, hint_size, "'%s' has a sign; write the digits alone, in %s", sv, range);
+  else if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+    snprintf(hint, hint_size, "'%s' is hexadecimal; write it in decimal, in %s", sv, range);
+  else if (s[0] >= '0' && s[0] <= '9' && strpbrk(s, "eE") != NULL)
+    snprintf(hint, hint_size, "'%s' has an exponent; write all the digits, in %s", sv, range);
+  else
+    snprintf(hint, hint_size, "'%s' is not %s; use %s", sv, what, range);
+}
+
+int cynic__config_parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *hint,
+                              size_t hint_size) {
+  char sv[64], range[64];
+  uint64_t v;
+  bool overflow;
+  snprintf(range, sizeof range, "%llu..%llu", (unsigned long long)min, (unsigned long long)max);
+  cynic__config_show(sv, s, strlen(s));
+  size_t n = cynic__config_digits(s, &v, &overflow);
+  if (n == 0 || s[n] != '\0') {
+    not_decimal(s, sv, "a whole number", range, hint, hint_size);
+    return CYNIC_EINVAL;
+  }
+  if (overflow || v < min || v > max) {
+    snprintf(hint, hint_size, "%s is out of range; use %s", sv, range);
+    return CYNIC_ERANGE;
+  }
+  *out = v;
+  return 0;
+}
+
+int cynic__config_parse_number(const char *s, double min, double max, double *out, char *hint,
+                               size_t hint_size) {
+  char sv[64], range[64];
+  snprintf(range, sizeof range, "%g..%g", min, max);
+  cynic__config_show(sv, s, strlen(s));
+  uint64_t whole, frac = 0;
+  bool o1, o2 = false;
+  size_t n1 = cynic__config_digits(s, &whole, &o1), n2 = 0;
+  if (n1 > 0 && s[n1] == '.')
+    n2 = cynic__config_digits(s + n1 + 1, &frac, &o2);
+  bool ok = n1 > 0 && (s[n1] == '\0' || (n2 > 0 && s[n1 + 1 + n2] == '\0'));
+  if (!ok) {
+    not_decimal(s, sv, "a number", range, hint, hint_size);
+    return CYNIC_EINVAL;
+  }
+  if (n2 > 9) {
+    snprintf(hint, hint_size, "'%s' has more than 9 digits after the point; use %s", sv, range);
+    return CYNIC_EINVAL;
+  }
+  double scale = 1;
+  for (size_t i = 0; i < n2; i++)
+    scale *= 10;
+  double v = (double)whole + (double)frac / scale;
+  if (o1 || !(v >= min && v <= max)) {
+    snprintf(hint, hint_size, "%s is out of range; use %s", sv, range);
+    return CYNIC_ERANGE;
+  }
+  *out = v;
+  return 0;
+}

@@ -21,6 +21,16 @@ int cynic__config_parse_size(const char *s, uint64_t *bytes, char *hint, size_t 
 /* "20%": a whole number 0..100 followed by '%'. */
 int cynic__config_parse_percent(const char *s, uint32_t *pct, char *hint, size_t hint_size);
 
+/* A count: a whole decimal number in min..max ("100"). No sign, no unit, no
+ * fraction, no exponent ("1e3"), no hex ("0x10"): docs/configuration.md. */
+int cynic__config_parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *hint,
+                              size_t hint_size);
+/* A number: decimal digits with an optional fraction ("2", "1.5") in
+ * min..max. No sign, exponent, hex, "inf" or "nan" (strtod would take them
+ * all). At most 9 digits after the point. */
+int cynic__config_parse_number(const char *s, double min, double max, double *out, char *hint,
+                               size_t hint_size);
+
 /* Leading decimal digits of s into *v; returns how many, 0 if none. On
  * overflow sets *overflow (and *v is meaningless) but still counts them. */
 size_t cynic__config_digits(const char *s, uint64_t *v, bool *overflow);

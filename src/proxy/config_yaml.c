@@ -83,11 +83,17 @@ static void syntax_error(tree_error_t *te, const yaml_parser_t *p, const char *d
       if (data[i] == '\n') {
         mark.line++;
         mark.column = 1;
-      } else {
+      } else if (((unsigned char)data[i] & 0xc0) != 0x80) { /* characters, not bytes */
         mark.column++;
       }
     }
     hint = "; a config must be UTF-8 text";
+    if (p->problem_offset < len && data[p->problem_offset] == '\0') {
+      fail(te, mark,
+           "a NUL byte; a config must be UTF-8 text without NUL bytes (UTF-16 or UTF-32 "
+           "has them: convert it with iconv -t UTF-8)");
+      return;
+    }
   }
   if (strstr(problem, "block sequence entries are not allowed") != NULL)
     hint = "; a lone '-' starts a list here: to mean stderr, quote it: file: \"-\"";
@@ -120,6 +126,27 @@ int cynic__yaml_load(const char *data, size_t len, cynic__yaml_node_t **out,
     return err.rc;
   }
   yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
+  /* libyaml would decode a file that starts with a UTF-16 byte order mark;
+   * docs/configuration.md says a config is UTF-8, so say so at the BOM. */
+  static const struct {
+    const char *bom;
+    size_t len;
+    const char *name;
+  } boms[] = {{"\xff\xfe\0\0", 4, "UTF-32"},
+              {"\0\0\xfe\xff", 4, "UTF-32"},
+              {"\xff\xfe", 2, "UTF-16"},
+              {"\xfe\xff", 2, "UTF-16"}};
+  for (size_t i = 0; i < sizeof boms / sizeof boms[0]; i++)
+    if (len >= boms[i].len && memcmp(data, boms[i].bom, boms[i].len) == 0) {
+      cynic__config_mark_t first = {1, 1};
+      fail(te, first,
+           "the file is %s (it starts with a %s byte order mark); a config must be "
+           "UTF-8: convert it with iconv -f %s -t UTF-8",
+           boms[i].name, boms[i].name, boms[i].name);
+      yaml_parser_delete(&parser);
+      return err.rc;
+    }
+  yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
 
   while (!done && !failed) {
     if (!yaml_parser_parse(&parser, &ev)) {

@@ -21,6 +21,7 @@
 
 #include "accesslog.h"
 #include "admin.h"
+#include "file.h"
 #include "log.h"
 #include "proxy.h"
 #include "shed.h"
@@ -199,7 +200,7 @@ static void on_rotate_check(uv_timer_t *t) {
   int rc = rename(lc->file, to) == 0 ? cynic__log_reopen() : -errno;
   cynic__log_event(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log_rotated", "log rotated",
                    json_pack("{s:s, s:I, s:s}", "previous", to, "bytes", (json_int_t)st.st_size,
-                             "result", rc == 0 ? "ok" : strerror(-rc)));
+                             "result", rc == 0 ? "ok" : cynic__file_strerror(rc)));
   free(from);
   free(to);
 }
@@ -277,7 +278,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     int rc = cynic__log_reopen();
     cynic__accesslog_reopen();
     cynic__log_event(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log_reopened", "log reopened",
-                     json_pack("{s:s}", "result", rc == 0 ? "ok" : strerror(-rc)));
+                     json_pack("{s:s}", "result", rc == 0 ? "ok" : cynic__file_strerror(rc)));
     return;
   }
   cynic__proxy_drain(p, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -326,7 +327,8 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   };
   int rc = cynic__log_open(cfg->log.file, levels[cfg->log.level]);
   if (rc != 0) {
-    fprintf(stderr, "cynic: cannot open log file %s: %s\n", cfg->log.file, strerror(-rc));
+    fprintf(stderr, "cynic: cannot open log file %s: %s\n", cfg->log.file,
+            cynic__file_strerror(rc));
     cynic__log_close();
     return 1;
   }

@@ -71,7 +71,9 @@
 
 #include "accesslog.h"
 #include "admin.h"
+#include "file.h"
 #include "log.h"
+#include "token.h"
 
 #define WHY_MAX 512
 
@@ -671,6 +673,19 @@ static void release_first_resolutions(cynic__proxy_t *p) {
   }
 }
 
+/* Every refusal after the config parsed goes through here, so each one is
+ * logged as reload_refused with its reason, however the reload was asked for
+ * (POST /reload answers the same reason; SIGHUP has only the log). */
+static json_t *refuse(const cynic__proxy_t *p, const char *who, int *status, int code,
+                      const char *msg, const char *reason) {
+  cynic__log_event(CYNIC_LOG_ERROR, "reload_refused", msg,
+                   json_pack("{s:s, s:s, s:s}", "by", who, "file", p->cfg->path, "reason", reason));
+  *status = code;
+  char text[WHY_MAX + 64];
+  snprintf(text, sizeof text, "%s; nothing was applied", reason);
+  return json_pack("{s:s, s:i}", "error", text, "status", code);
+}
+
 json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   static cynic__config_errors_t errs; /* ~10 KB: off the stack */
   cynic__config_t *n = NULL;
@@ -697,30 +712,25 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
    * token, the new access logs, the new rate tables, then the additions. */
   bool new_log = !same_str(p->cfg->log.file, n->log.file);
   if (new_log && strcmp(n->log.file, "-") != 0) {
-    FILE *f = fopen(n->log.file, "a"); /* can it be opened? (switched below) */
+    int err;
+    FILE *f = cynic__file_open_log(n->log.file, &err); /* can it be opened? (switched below) */
     if (f == NULL) {
-      char msg[WHY_MAX];
-      snprintf(msg, sizeof msg, "log.file: cannot open '%s': %s; nothing was applied", n->log.file,
-               strerror(errno));
+      snprintf(why, sizeof why, "log.file: cannot open '%s': %s", n->log.file,
+               cynic__file_strerror(err));
       cynic__config_free(n);
-      *status = 409;
-      return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+      return refuse(p, who, status, 409, "reload refused: cannot open log.file", why);
     }
     fclose(f);
   }
-  if ((rc = cynic__accesslog_open(n)) != 0) {
+  if ((rc = cynic__accesslog_open(n, why, sizeof why)) != 0) {
     cynic__config_free(n);
-    *status = 409;
-    char msg[WHY_MAX];
-    snprintf(msg, sizeof msg, "cannot open an access log: %s; nothing was applied", strerror(-rc));
-    return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+    return refuse(p, who, status, 409, "reload refused: cannot open an access log", why);
   }
   cynic_ratetable_t *rates[CYNIC__CONFIG_MAX_LISTENERS];
   bool rate_swap[CYNIC__CONFIG_MAX_LISTENERS];
   if ((rc = prepare_rates(p, n, rates, rate_swap, why, sizeof why)) != 0) {
     cynic__config_free(n);
-    *status = 409;
-    return json_pack("{s:s, s:i}", "error", why, "status", 409);
+    return refuse(p, who, status, 409, "reload refused: cannot make a rate table", why);
   }
   cynic__client_count_t **clients[CYNIC__CONFIG_MAX_LISTENERS];
   size_t client_buckets[CYNIC__CONFIG_MAX_LISTENERS];
@@ -728,18 +738,20 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     for (size_t i = 0; i < p->listener_count; i++)
       cynic_ratetable_free(rates[i]);
     cynic__config_free(n);
-    *status = 409;
-    return json_pack("{s:s, s:i}", "error", "out of memory; nothing was applied", "status", 409);
+    return refuse(p, who, status, 409, "reload refused: out of memory", "out of memory");
   }
   char *token = NULL;
   size_t token_len = 0;
-  if (cynic__admin_token_read(n, &token, &token_len) != 0) {
+  /* The loader checked the file with the same function; read again here, as
+   * it may have changed since (then refused the same way). */
+  char twhy[256];
+  if (n->admin.token_file != NULL &&
+      cynic__token_read(n->admin.token_file, &token, &token_len, twhy, sizeof twhy) != 0) {
     for (size_t i = 0; i < p->listener_count; i++)
       cynic_ratetable_free(rates[i]), free(clients[i]);
+    snprintf(why, sizeof why, "admin.token_file: '%s' %s", n->admin.token_file, twhy);
     cynic__config_free(n);
-    *status = 400;
-    return json_pack("{s:s, s:i}", "error", "admin.token_file cannot be read; nothing was applied",
-                     "status", 400);
+    return refuse(p, who, status, 400, "reload refused: cannot read admin.token_file", why);
   }
   static const cynic_log_level_t levels[] = {
       [CYNIC__LOG_DEBUG] = CYNIC_LOG_DEBUG,
@@ -757,13 +769,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     for (size_t i = 0; i < p->listener_count; i++)
       cynic_ratetable_free(rates[i]), free(clients[i]);
     cynic__config_free(n);
-    cynic__log_event(CYNIC_LOG_ERROR, "reload_refused",
-                     "reload refused: cannot move the admin listener",
-                     json_pack("{s:s, s:s}", "by", who, "reason", why));
-    *status = 409;
-    char msg[WHY_MAX + 64];
-    snprintf(msg, sizeof msg, "%s; nothing was applied", why);
-    return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+    return refuse(p, who, status, 409, "reload refused: cannot move the admin listener", why);
   }
   /* Additions: made before anything else changes, so a failure (an address
    * in use) leaves everything as it was. */
@@ -787,13 +793,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       for (size_t i = 0; i < nl0; i++)
         cynic_ratetable_free(rates[i]), free(clients[i]);
       cynic__config_free(n);
-      cynic__log_event(CYNIC_LOG_ERROR, "reload_refused",
-                       "reload refused: cannot add or remove what it says",
-                       json_pack("{s:s, s:s}", "by", who, "reason", why2));
-      *status = 409;
-      char msg[WHY_MAX + 64];
-      snprintf(msg, sizeof msg, "%s; nothing was applied", why2);
-      return json_pack("{s:s, s:i}", "error", msg, "status", 409);
+      return refuse(p, who, status, 409, "reload refused: cannot add or remove what it says", why2);
     }
   }
   cynic__admin_token_set(p, token, token_len);

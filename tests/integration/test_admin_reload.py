@@ -189,10 +189,10 @@ def test_reload_reads_the_token_again(tmp_path):
         assert adm.get("/status")[0] == 401
         adm.token = "second"
         assert adm.get("/status")[0] == 200
-        # an unreadable token file refuses the reload and keeps the old token
+        # a bad token file refuses the reload and keeps the old token
         tok.write_text("")
         status, _, js, _ = adm.post("/reload")
-        assert status == 400 and "token_file" in js["error"]
+        assert status == 400 and "token_file" in js["errors"][0] and "is empty" in js["errors"][0], js
         assert adm.get("/status")[0] == 200
     finally:
         px.stop()

@@ -4,7 +4,7 @@
  * duration, size and percent parsers are run over tables of good and bad
  * inputs; bad configs give errors at the right line and column. The black-box
  * table of broken files is in tests/integration/test_proxy_config.py. */
-#define _POSIX_C_SOURCE 200809L /* open_memstream */
+#define _POSIX_C_SOURCE 200809L /* open_memstream, mkdtemp */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -511,6 +513,138 @@ static void test_load_missing_file(void **state) {
   assert_string_equal(line, "/nonexistent/cynic.yaml: cannot open: No such file or directory");
 }
 
+/* One parser for every count and one for every number: the documented
+ * rules (no sign, no exponent, no hex) hold for each key alike. */
+static void test_parse_count_and_number(void **state) {
+  (void)state;
+  static const struct {
+    const char *in;
+    int rc;
+  } counts[] = {{"0", 0},
+                {"100", 0},
+                {"1000000", 0},
+                {"0x10", CYNIC_EINVAL},
+                {"1e2", CYNIC_EINVAL},
+                {"+3", CYNIC_EINVAL},
+                {"-3", CYNIC_EINVAL},
+                {"1.5", CYNIC_EINVAL},
+                {"", CYNIC_EINVAL},
+                {"3 ", CYNIC_EINVAL},
+                {"1000001", CYNIC_ERANGE},
+                {"99999999999999999999999", CYNIC_ERANGE}};
+  for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+    uint64_t v = 0;
+    char hint[192] = "";
+    int rc = cynic__config_parse_count(counts[i].in, 0, 1000000, &v, hint, sizeof hint);
+    if (rc != counts[i].rc)
+      fail_msg("count '%s': rc %d, want %d (%s)", counts[i].in, rc, counts[i].rc, hint);
+  }
+  static const struct {
+    const char *in;
+    int rc;
+    double v;
+  } numbers[] = {{"1", 0, 1.0},
+                 {"1.5", 0, 1.5},
+                 {"100", 0, 100.0},
+                 {"2.25", 0, 2.25},
+                 {"0x10", CYNIC_EINVAL, 0},
+                 {"1e2", CYNIC_EINVAL, 0},
+                 {"1E2", CYNIC_EINVAL, 0},
+                 {"+3", CYNIC_EINVAL, 0},
+                 {"-3", CYNIC_EINVAL, 0},
+                 {"inf", CYNIC_EINVAL, 0},
+                 {"nan", CYNIC_EINVAL, 0},
+                 {".5", CYNIC_EINVAL, 0},
+                 {"2.", CYNIC_EINVAL, 0},
+                 {"1,5", CYNIC_EINVAL, 0},
+                 {"1.0000000001", CYNIC_EINVAL, 0},
+                 {"0.5", CYNIC_ERANGE, 0},
+                 {"100.5", CYNIC_ERANGE, 0},
+                 {"99999999999999999999999", CYNIC_ERANGE, 0}};
+  for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+    double v = -1;
+    char hint[192] = "";
+    int rc = cynic__config_parse_number(numbers[i].in, 1, 100, &v, hint, sizeof hint);
+    if (rc != numbers[i].rc)
+      fail_msg("number '%s': rc %d, want %d (%s)", numbers[i].in, rc, numbers[i].rc, hint);
+    if (rc == 0)
+      assert_true(v == numbers[i].v);
+  }
+  char text[1024];
+  snprintf(text, sizeof text, "%s    breaker: { open_multiplier: 0x10 }\n", minimal);
+  assert_string_equal(parse_bad(text),
+                      "t.yaml:8:33: open_multiplier: '0x10' is hexadecimal; write it in decimal, "
+                      "in 1..100; e.g. 2 doubles the open period after each failed probe");
+  snprintf(text, sizeof text, "%s    breaker: { open_multiplier: 1e2 }\n", minimal);
+  assert_string_equal(parse_bad(text),
+                      "t.yaml:8:33: open_multiplier: '1e2' has an exponent; write all the digits, "
+                      "in 1..100; e.g. 2 doubles the open period after each failed probe");
+  snprintf(text, sizeof text, "%s    breaker: { faults: +3 }\n", minimal);
+  assert_string_equal(
+      parse_bad(text),
+      "t.yaml:8:24: faults: '+3' has a sign; write the digits alone, in 1..1000000");
+}
+
+/* A config is UTF-8: a UTF-16/32 byte order mark or a NUL byte is refused
+ * with a position (libyaml would decode UTF-16 itself). */
+static void test_config_must_be_utf8(void **state) {
+  (void)state;
+  cynic__config_t *cfg = NULL;
+  char u16[256];
+  size_t n = 0;
+  u16[n++] = '\xff';
+  u16[n++] = '\xfe';
+  for (const char *p = "listeners: []\n"; *p; p++) {
+    u16[n++] = *p;
+    u16[n++] = '\0';
+  }
+  assert_int_equal(cynic__config_parse("t.yaml", u16, n, &cfg, &errs), CYNIC_EINVAL);
+  char line[512];
+  cynic__config_error_format(&errs, 0, line, sizeof line);
+  assert_string_equal(line, "t.yaml:1:1: the file is UTF-16 (it starts with a UTF-16 byte order "
+                            "mark); a config must be UTF-8: convert it with iconv -f UTF-16 -t "
+                            "UTF-8");
+  static const char u32[] = "\xff\xfe\0\0l\0\0\0";
+  assert_int_equal(cynic__config_parse("t.yaml", u32, sizeof u32 - 1, &cfg, &errs), CYNIC_EINVAL);
+  cynic__config_error_format(&errs, 0, line, sizeof line);
+  assert_non_null(strstr(line, "t.yaml:1:1: the file is UTF-32"));
+  static const char nul[] = "# \xc3\xa9\nlisteners: [\0]\n";
+  assert_int_equal(cynic__config_parse("t.yaml", nul, sizeof nul - 1, &cfg, &errs), CYNIC_EINVAL);
+  cynic__config_error_format(&errs, 0, line, sizeof line);
+  assert_string_equal(line, "t.yaml:2:13: a NUL byte; a config must be UTF-8 text without NUL "
+                            "bytes (UTF-16 or UTF-32 has them: convert it with iconv -t UTF-8)");
+  assert_null(cfg);
+}
+
+/* Loading reads regular files only, never waits on a FIFO, never reads a
+ * device: /dev/zero would otherwise be read to the cap. */
+static void test_load_refuses_what_is_not_a_regular_file(void **state) {
+  (void)state;
+  char dir[] = "/tmp/cynic-test-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char fifo[64];
+  snprintf(fifo, sizeof fifo, "%s/fifo.yaml", dir);
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  static const struct {
+    const char *path;
+    const char *words;
+  } cases[] = {{NULL, "is a FIFO (named pipe), not a regular file"},
+               {"/dev/zero", "is a device, not a regular file"},
+               {"/tmp", "is a directory, not a regular file"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *path = cases[i].path ? cases[i].path : fifo;
+    cynic__config_t *cfg = NULL;
+    assert_int_equal(cynic__config_load(path, &cfg, &errs), CYNIC_EINVAL);
+    assert_null(cfg);
+    char line[512], want[512];
+    cynic__config_error_format(&errs, 0, line, sizeof line);
+    snprintf(want, sizeof want, "%s: %s; give the path of a regular file", path, cases[i].words);
+    assert_string_equal(line, want);
+  }
+  unlink(fifo);
+  rmdir(dir);
+}
+
 typedef struct addr_case {
   const char *listen;   /* the listener's listen value, YAML-quoted */
   const char *endpoint; /* the upstream's endpoint, YAML-quoted */
@@ -594,6 +728,9 @@ int main(void) {
       cmocka_unit_test(test_errors_collected_and_capped),
       cmocka_unit_test(test_bounds_on_input),
       cmocka_unit_test(test_load_missing_file),
+      cmocka_unit_test(test_parse_count_and_number),
+      cmocka_unit_test(test_config_must_be_utf8),
+      cmocka_unit_test(test_load_refuses_what_is_not_a_regular_file),
       cmocka_unit_test(test_addresses),
       cmocka_unit_test(test_print_errors),
   };
