@@ -243,7 +243,7 @@ static void on_drain_deadline(uv_timer_t *t) {
   cynic__log_event(CYNIC_LOG_WARN, "drain_cut", "drain timeout: closing the remaining connections",
                    json_pack("{s:i}", "connections", (json_int_t)p->conn_count));
   p->drain_cut = true;
-  cynic__tcp_close_all(p);
+  cynic__sessions_close_all(p, "drain_cut");
 }
 
 void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
@@ -254,7 +254,7 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
           CYNIC_LOG_WARN, "drain_cut", "second signal: closing the remaining connections now",
           json_pack("{s:s, s:i}", "cause", why, "connections", (json_int_t)p->conn_count));
       p->drain_cut = true;
-      cynic__tcp_close_all(p);
+      cynic__sessions_close_all(p, "drain_cut");
     }
     return;
   }
@@ -344,7 +344,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   p.loop = &loop;
   p.cfg = cfg;
   p.started_unix_ms = p.config_unix_ms = cynic__unix_ms();
-  cynic__list_init(&p.conns);
+  cynic__list_init(&p.sessions);
   uv_timer_init(&loop, &p.summary_timer);
   uv_timer_init(&loop, &p.rotate_timer);
   p.rotate_timer.data = &p;

@@ -9,17 +9,18 @@
  *   cynic__upstream_t   an integration point: endpoints, one breaker each,
  *                       the bulkhead and its queue of waiting clients
  *                       (upstream.c)
- *   cynic__conn_t       one proxied TCP connection: client and upstream
- *                       sockets, a bounded buffer per direction, one timer
- *                       for every timeout (tcp.c)
+ *   cynic__session_t    one client session, the base every mode's session
+ *                       embeds (session.h); TCP mode's is cynic__conn_t: client
+ *                       and upstream sockets, a bounded buffer per direction,
+ *                       one timer for every timeout (tcp.c)
  *
  * Everything runs on the loop's thread; nothing here is thread safe, and
  * nothing needs to be. libcynic's breakers and bulkheads are thread safe
  * anyway; their clock is the loop's cached time (cynic__proxy_clock).
  *
  * Ownership: the proxy owns listeners and upstreams (arrays, allocated at
- * start, freed at exit); a connection is owned by the proxy's list from accept
- * until the last of its handles' close callbacks, where tcp.c frees it.
+ * start, freed at exit); a session is on the proxy's list from accept until
+ * the last of its handles' close callbacks, where its mode's file frees it.
  */
 #ifndef CYNIC_PROXY_PROXY_H
 #define CYNIC_PROXY_PROXY_H
@@ -70,7 +71,7 @@ static inline void cynic__list_remove(cynic__link_t *l) {
 typedef struct cynic__proxy cynic__proxy_t;
 typedef struct cynic__upstream cynic__upstream_t;
 typedef struct cynic__listener cynic__listener_t;
-typedef struct cynic__conn cynic__conn_t;
+typedef struct cynic__mode cynic__mode_t; /* session.h */
 
 /* Faults and rejections counted for the rate-limited log summaries and, later,
  * metrics. One enum so a kind, its log text and its counter cannot drift. */
@@ -174,6 +175,7 @@ struct cynic__listener {
   const cynic__config_listener_t *cfg; /* NULL: a vacant slot (retired, drained and
                                           reclaimed; free for a reload to reuse) */
   cynic__upstream_t *upstream;
+  const cynic__mode_t *mode; /* what accepted sockets are handed to (session.h) */
   uv_tcp_t handle;
   bool listening;    /* handle initialised and not yet closed */
   bool retired;      /* removed by a reload: not accepting; its connections finish */
@@ -204,8 +206,8 @@ struct cynic__proxy {
   size_t listener_count;
   cynic__upstream_t *upstreams;
   size_t upstream_count;
-  cynic__link_t conns; /* every cynic__conn_t, for drain and exit */
-  size_t conn_count;
+  cynic__link_t sessions; /* every cynic__session_t, for drain and exit */
+  size_t conn_count;       /* sessions on that list (client connections) */
   uv_signal_t sigterm, sigint, sigusr1;
   uv_timer_t summary_timer; /* rate-limited error summaries */
   uv_timer_t rotate_timer;  /* log.rotate: checks the log file's size */
@@ -367,35 +369,22 @@ void cynic__listener_clients_free(cynic__listener_t *l);
 /* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 
-/* ---- tcp.c --------------------------------------------------------------- */
+/* ---- session.c (the session base and the mode table: session.h) ---------- */
 
-/* Takes over the accepted `client` handle (initialised on p->loop, accepted)
- * and proxies it to l's upstream. On failure the client is closed and freed. */
-void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port);
-/* Allocates a client handle initialised on the loop, for uv_accept. NULL on
- * allocation failure. Free with cynic__tcp_discard() if it is not started. */
-uv_tcp_t *cynic__tcp_client_new(cynic__proxy_t *p);
-/* Sets the upstream's TCP options (keepalive, user timeout, nodelay) on the
- * listening socket of `l`, once it listens, so that accepted sockets can
- * inherit them; cynic__tcp_start checks on the first connection that they
- * did and otherwise sets them per connection. */
-void cynic__tcp_listener_options(cynic__listener_t *l);
-/* Closes and frees a handle from cynic__tcp_client_new that was never started. */
-void cynic__tcp_client_discard(uv_tcp_t *client);
-/* A bulkhead slot freed: run the upstream's oldest waiters that fit now. */
-void cynic__tcp_promote(cynic__upstream_t *u);
-/* Closes every connection (drain deadline, exit). */
-void cynic__tcp_close_all(cynic__proxy_t *p);
-/* Sets listeners[i] / upstreams[i] for every slot some connection (open,
- * queued or closing but not yet freed) points to. O(connections). */
-void cynic__tcp_mark_in_use(const cynic__proxy_t *p, bool *listeners, bool *upstreams);
-/* Closes every connection to endpoint `e` (an operator's trip with
- * close_connections); returns how many. */
-size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e);
+/* Closes every client session, whatever its mode (drain deadline, second
+ * signal, exit); `why` (static) names the cause in the debug log. */
+void cynic__sessions_close_all(cynic__proxy_t *p, const char *why);
+/* Closes every session with something going on with endpoint `e` (an
+ * operator's trip with close_connections); returns how many. */
+size_t cynic__sessions_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e,
+                                      const char *why);
+/* Sets listeners[i] / upstreams[i] for every slot some session (open, queued
+ * or closing but not yet freed) points to. O(sessions). */
+void cynic__sessions_mark_in_use(const cynic__proxy_t *p, bool *listeners, bool *upstreams);
 
 /* ---- metrics.c: hooks from the data path --------------------------------- */
 
-/* One finished client connection, reported by tcp.c when it is freed. Times
+/* One finished client connection, reported by its session when it is freed. Times
  * are microseconds of the monotonic high-resolution clock (uv_hrtime / 1000);
  * 0 = that phase never happened. */
 typedef struct cynic__conn_report {

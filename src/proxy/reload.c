@@ -408,7 +408,7 @@ void cynic__reload_sweep(cynic__proxy_t *p) {
     return;
   bool lused[CYNIC__CONFIG_MAX_LISTENERS] = {false};
   bool uused[CYNIC__CONFIG_MAX_UPSTREAMS] = {false};
-  cynic__tcp_mark_in_use(p, lused, uused);
+  cynic__sessions_mark_in_use(p, lused, uused);
   for (size_t i = 0; i < p->listener_count; i++) {
     cynic__listener_t *l = &p->listeners[i];
     if (!l->retired || l->cfg == NULL || l->open > 0 || lused[i])

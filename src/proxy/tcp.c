@@ -46,6 +46,9 @@
 #include "addr.h"
 #include "log.h"
 #include "proxy.h"
+#include "tcp.h"
+
+typedef struct cynic__conn cynic__conn_t;
 
 typedef enum conn_state {
   ST_NEW,        /* accepted, not yet admitted */
@@ -74,11 +77,8 @@ typedef struct direction {
 } direction_t;
 
 struct cynic__conn {
-  cynic__link_t link;      /* cynic__proxy_t.conns */
+  cynic__session_t base;   /* p->sessions, listener, upstream, client address */
   cynic__link_t wait_link; /* cynic__upstream_t.waiters, while ST_QUEUED */
-  cynic__proxy_t *proxy;
-  cynic__listener_t *listener;
-  cynic__upstream_t *upstream;
   cynic__endpoint_t *endpoint; /* set once picked; counts in endpoint->active */
   conn_state_t state;
   uv_tcp_t client;
@@ -101,9 +101,7 @@ struct cynic__conn {
   uint64_t first_byte_ms; /* 0 = not armed */
   uint64_t last_active_ms;
   uint64_t idle_ms;
-  const char *why;   /* why it ended, for the debug log; static string */
-  uint8_t ip[16];    /* the client's address (IPv4 mapped) */
-  uint16_t port;     /* the client's port */
+  const char *why; /* why it ended, for the debug log; static string */
   /* for metrics and the access log (metrics.c) */
   bool has_outcome;
   int outcome; /* CYNIC__EV_* or CYNIC__OUT_*: the first reason the connection ended */
@@ -118,6 +116,8 @@ struct cynic__conn {
 static void on_timer(uv_timer_t *t);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_close(cynic__conn_t *c, bool reset, const char *why);
+static void promote(cynic__upstream_t *u);
+static const cynic__session_ops_t session_ops;
 
 /* Notes why the connection ends; the first reason given wins. */
 static void set_outcome(cynic__conn_t *c, int outcome) {
@@ -188,7 +188,7 @@ static bool options_inherited(uv_os_fd_t fd, const cynic__config_upstream_t *u) 
   return ok;
 }
 
-void cynic__tcp_listener_options(cynic__listener_t *l) {
+static void listener_options(cynic__listener_t *l) {
   uv_os_fd_t fd;
   l->options = CYNIC__OPTIONS_PER_CONNECTION;
   if (uv_fileno((uv_handle_t *)&l->handle, &fd) == 0 && set_fd_options(fd, l->upstream->cfg))
@@ -234,7 +234,7 @@ static void fault(cynic__conn_t *c, cynic__event_t ev, const char *detail) {
     c->has_permit = false;
     cynic_breaker_record(e->breaker, &c->permit, CYNIC_OUTCOME_FAILURE, 0);
   }
-  cynic__proxy_event(&e->counters, ev, "endpoint", e->addr->text, c->upstream->cfg->name, detail);
+  cynic__proxy_event(&e->counters, ev, "endpoint", e->addr->text, c->base.upstream->cfg->name, detail);
 }
 
 static void success(cynic__conn_t *c) {
@@ -250,7 +250,7 @@ static void upstream_event(cynic__conn_t *c, cynic__event_t ev) {
     c->decision = "rejected";
   if (c->why == NULL)
     c->why = cynic__event_key(ev);
-  cynic__proxy_event(&c->upstream->counters, ev, "upstream", c->upstream->cfg->name, NULL, NULL);
+  cynic__proxy_event(&c->base.upstream->counters, ev, "upstream", c->base.upstream->cfg->name, NULL, NULL);
 }
 
 /* ---- the timer ------------------------------------------------------------- */
@@ -266,13 +266,13 @@ static void arm(cynic__conn_t *c) {
   }
   if (next == UINT64_MAX)
     return;
-  uint64_t now = uv_now(c->proxy->loop);
+  uint64_t now = uv_now(c->base.proxy->loop);
   uv_timer_start(&c->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
 static void on_timer(uv_timer_t *t) {
   cynic__conn_t *c = t->data;
-  uint64_t now = uv_now(c->proxy->loop);
+  uint64_t now = uv_now(c->base.proxy->loop);
   switch (c->state) {
   case ST_QUEUED:
     if (now >= c->deadline_ms) {
@@ -297,7 +297,7 @@ static void on_timer(uv_timer_t *t) {
     if (now >= c->last_active_ms + c->idle_ms) {
       set_outcome(c, CYNIC__EV_IDLE_TIMEOUT);
       cynic__proxy_event(&c->endpoint->counters, CYNIC__EV_IDLE_TIMEOUT, "endpoint",
-                         c->endpoint->addr->text, c->upstream->cfg->name, NULL);
+                         c->endpoint->addr->text, c->base.upstream->cfg->name, NULL);
       conn_close(c, false, "idle_timeout");
       return;
     }
@@ -331,11 +331,11 @@ static void buffer_put(cynic__listener_t *l, char *buf) {
 static void log_connection(const cynic__conn_t *c, uint64_t end_us) {
   char client[CYNIC_ADDR_STR_MAX] = "?";
   struct sockaddr_storage ss;
-  cynic__client_sockaddr(c->ip, c->port, &ss);
+  cynic__client_sockaddr(c->base.ip, c->base.port, &ss);
   if (cynic__addr_format((const struct sockaddr *)&ss, client, sizeof client) != 0)
     snprintf(client, sizeof client, "?");
-  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "listener", c->listener->cfg->name,
-                        "client", client, "upstream", c->upstream->cfg->name, "reason",
+  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "listener", c->base.listener->cfg->name,
+                        "client", client, "upstream", c->base.upstream->cfg->name, "reason",
                         c->why != NULL ? c->why : "closed", "bytes_up", (json_int_t)c->up.bytes,
                         "bytes_down", (json_int_t)c->down.bytes, "duration_ms",
                         (json_int_t)((end_us - c->accepted_us) / 1000u));
@@ -345,24 +345,23 @@ static void log_connection(const cynic__conn_t *c, uint64_t end_us) {
 }
 
 static void conn_free(cynic__conn_t *c) {
-  cynic__proxy_t *p = c->proxy;
-  cynic__upstream_t *u = c->upstream;
+  cynic__proxy_t *p = c->base.proxy;
+  cynic__upstream_t *u = c->base.upstream;
   uint64_t end_us = now_us();
   if (cynic__log_enabled(CYNIC_LOG_DEBUG)) /* no JSON built for nothing */
     log_connection(c, end_us);
   if (c->endpoint != NULL)
     c->endpoint->active--;
-  cynic__listener_release(c->listener, c->ip);
-  cynic__list_remove(&c->link);
-  p->conn_count--;
+  cynic__listener_release(c->base.listener, c->base.ip);
+  cynic__session_remove(p, &c->base);
   bool had_slot = c->has_slot;
   cynic__conn_report_t r = {
-      .listener = c->listener,
+      .listener = c->base.listener,
       .upstream = u,
       .endpoint = c->endpoint,
       .outcome = c->has_outcome ? c->outcome : CYNIC__OUT_OK,
       .decision = c->decision,
-      .ip = c->ip,
+      .ip = c->base.ip,
       .accepted_us = c->accepted_us,
       .connect_us = c->connect_us,
       .connected_us = c->connected_us,
@@ -372,12 +371,12 @@ static void conn_free(cynic__conn_t *c) {
       .bytes_down = c->down.bytes,
   };
   cynic__metrics_conn_done(&r);
-  buffer_put(c->listener, c->up.buf);
-  buffer_put(c->listener, c->down.buf);
+  buffer_put(c->base.listener, c->up.buf);
+  buffer_put(c->base.listener, c->down.buf);
   free(c);
   if (had_slot) {
     cynic_bulkhead_leave(u->bulkhead);
-    cynic__tcp_promote(u);
+    promote(u);
   }
   cynic__proxy_conn_gone(p);
 }
@@ -396,7 +395,7 @@ static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
     c->why = why;
   if (c->state == ST_QUEUED) {
     cynic__list_remove(&c->wait_link);
-    cynic_bulkhead_dequeue(c->upstream->bulkhead);
+    cynic_bulkhead_dequeue(c->base.upstream->bulkhead);
   }
   c->state = ST_CLOSING;
   if (c->has_permit) {
@@ -434,9 +433,9 @@ static void consume(direction_t *d, size_t n) {
   d->len -= n;
   d->bytes += n;
   if (d == &d->conn->up)
-    d->conn->listener->stats.bytes_up += n;
+    d->conn->base.listener->stats.bytes_up += n;
   else
-    d->conn->listener->stats.bytes_down += n;
+    d->conn->base.listener->stats.bytes_down += n;
   if (d->len == 0)
     d->head = 0; /* keep the free space contiguous */
 }
@@ -456,7 +455,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   if (d->buf == NULL) {
     /* Bytes to read: take a ring from the listener's pool (flush gives it
      * back when it is empty again). */
-    d->buf = buffer_get(c->listener);
+    d->buf = buffer_get(c->base.listener);
     if (d->buf == NULL) {
       *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS: closed */
       return;
@@ -503,7 +502,7 @@ static void flush(direction_t *d) {
       d->reading = true;
   }
   if (d->len == 0 && d->writing == 0 && d->buf != NULL) {
-    buffer_put(c->listener, d->buf); /* empty: an idle direction holds no memory */
+    buffer_put(c->base.listener, d->buf); /* empty: an idle direction holds no memory */
     d->buf = NULL;
     d->head = 0;
   }
@@ -545,7 +544,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->state != ST_OPEN || nread == 0)
     return;
   if (nread > 0) {
-    uint64_t now = uv_now(c->proxy->loop);
+    uint64_t now = uv_now(c->base.proxy->loop);
     c->last_active_ms = now;
     d->len += (size_t)nread;
     if (d == &c->down && !c->got_first_byte) {
@@ -553,15 +552,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       c->first_byte_ms = 0;
       c->first_byte_at_us = now_us();
       uint64_t from = c->sent_first_byte ? c->first_sent_us : c->connected_us;
-      cynic__metrics_first_byte(c->upstream,
+      cynic__metrics_first_byte(c->base.upstream,
                                 c->first_byte_at_us >= from ? c->first_byte_at_us - from : 0);
       success(c);
     } else if (d == &c->up && !c->sent_first_byte) {
       /* The first bytes towards the upstream: from now on it owes an answer. */
       c->sent_first_byte = true;
       c->first_sent_us = now_us();
-      if (!c->got_first_byte && c->upstream->cfg->first_byte_timeout_ns > 0) {
-        c->first_byte_ms = now + to_ms(c->upstream->cfg->first_byte_timeout_ns);
+      if (!c->got_first_byte && c->base.upstream->cfg->first_byte_timeout_ns > 0) {
+        c->first_byte_ms = now + to_ms(c->base.upstream->cfg->first_byte_timeout_ns);
         arm(c);
       }
     }
@@ -631,14 +630,14 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   c->connected_us = now_us();
-  cynic__metrics_connected(c->upstream,
+  cynic__metrics_connected(c->base.upstream,
                            c->connected_us >= c->connect_us ? c->connected_us - c->connect_us : 0);
-  size_t cap = (size_t)c->listener->cfg->buffer_bytes;
+  size_t cap = (size_t)c->base.listener->cfg->buffer_bytes;
   direction_init(c, &c->up, &c->client, &c->server, cap);
   direction_init(c, &c->down, &c->server, &c->client, cap);
-  set_socket_options(&c->server, c->upstream->cfg);
+  set_socket_options(&c->server, c->base.upstream->cfg);
   c->state = ST_OPEN;
-  c->last_active_ms = uv_now(c->proxy->loop);
+  c->last_active_ms = uv_now(c->base.proxy->loop);
   flush(&c->up); /* starts reading both sides */
   flush(&c->down);
   arm(c);
@@ -646,7 +645,7 @@ static void on_connect(uv_connect_t *req, int status) {
 
 /* Holds a bulkhead slot: pick an endpoint and connect to it. */
 static void connect_upstream(cynic__conn_t *c) {
-  cynic__upstream_t *u = c->upstream;
+  cynic__upstream_t *u = c->base.upstream;
   cynic__endpoint_t *e;
   int rc = cynic__upstream_pick(u, &e, &c->permit);
   if (rc != 0) {
@@ -660,8 +659,8 @@ static void connect_upstream(cynic__conn_t *c) {
   e->active++;
   c->state = ST_CONNECTING;
   c->connect_us = now_us();
-  c->deadline_ms = uv_now(c->proxy->loop) + to_ms(u->cfg->connect_timeout_ns);
-  rc = uv_tcp_init(c->proxy->loop, &c->server);
+  c->deadline_ms = uv_now(c->base.proxy->loop) + to_ms(u->cfg->connect_timeout_ns);
+  rc = uv_tcp_init(c->base.proxy->loop, &c->server);
   if (rc == 0) {
     c->server_init = true;
     c->handles++;
@@ -684,7 +683,7 @@ static void connect_upstream(cynic__conn_t *c) {
   arm(c);
 }
 
-void cynic__tcp_promote(cynic__upstream_t *u) {
+static void promote(cynic__upstream_t *u) {
   while (!cynic__list_empty(&u->waiters)) {
     if (cynic_bulkhead_promote(u->bulkhead) != 0)
       return;
@@ -699,11 +698,11 @@ void cynic__tcp_promote(cynic__upstream_t *u) {
 
 /* ---- accept ---------------------------------------------------------------- */
 
-uv_tcp_t *cynic__tcp_client_new(cynic__proxy_t *p) {
+static uv_tcp_t *client_new(cynic__proxy_t *p) {
   cynic__conn_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return NULL;
-  c->proxy = p;
+  c->base.proxy = p;
   if (uv_tcp_init(p->loop, &c->client) != 0) {
     free(c);
     return NULL;
@@ -716,20 +715,21 @@ static void on_discarded(uv_handle_t *h) {
   free(h->data);
 }
 
-void cynic__tcp_client_discard(uv_tcp_t *client) {
+static void client_discard(uv_tcp_t *client) {
   uv_close((uv_handle_t *)client, on_discarded);
 }
 
-void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port) {
+static void tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16],
+                      uint16_t port) {
   cynic__conn_t *c = cynic__container_of(client, cynic__conn_t, client);
   cynic__proxy_t *p = l->proxy;
   cynic__upstream_t *u = l->upstream;
-  c->listener = l;
-  c->upstream = u;
-  memcpy(c->ip, ip, 16);
-  c->port = port;
-  cynic__list_push(&p->conns, &c->link);
-  p->conn_count++;
+  c->base.listener = l;
+  c->base.upstream = u;
+  memcpy(c->base.ip, ip, 16);
+  c->base.port = port;
+  c->base.ops = &session_ops;
+  cynic__session_add(p, &c->base);
   uv_timer_init(p->loop, &c->timer);
   c->timer.data = c;
   c->handles = 2; /* client, timer */
@@ -765,42 +765,34 @@ void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
   c->deadline_ms = uv_now(p->loop) + to_ms(u->cfg->queue_timeout_ns);
   cynic__list_push(&u->waiters, &c->wait_link);
   arm(c);
-  cynic__tcp_promote(u); /* a slot may be free (fair mode queues behind waiters) */
+  promote(u); /* a slot may be free (fair mode queues behind waiters) */
 }
 
-void cynic__tcp_close_all(cynic__proxy_t *p) {
-  cynic__link_t *l = p->conns.next;
-  while (l != &p->conns) {
-    cynic__link_t *next = l->next; /* closing does not unlink; freeing does, later */
-    cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
-    set_outcome(c, CYNIC__OUT_CLOSED);
-    conn_close(c, false, "drain_cut");
-    l = next;
-  }
+/* ---- the session ops (rare events only) ------------------------------------ */
+
+static void session_close(cynic__session_t *s, const char *why) {
+  cynic__conn_t *c = cynic__container_of(s, cynic__conn_t, base);
+  if (c->state == ST_CLOSING)
+    return;
+  set_outcome(c, CYNIC__OUT_CLOSED);
+  conn_close(c, false, why);
 }
 
-size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e) {
-  size_t n = 0;
-  cynic__link_t *l = p->conns.next;
-  while (l != &p->conns) {
-    cynic__link_t *next = l->next; /* closing does not unlink; freeing does, later */
-    cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
-    if (c->endpoint == e && c->state != ST_CLOSING) {
-      set_outcome(c, CYNIC__OUT_CLOSED);
-      conn_close(c, false, "tripped");
-      n++;
-    }
-    l = next;
-  }
-  return n;
+static bool session_uses_endpoint(const cynic__session_t *s, const cynic__endpoint_t *e) {
+  const cynic__conn_t *c = cynic__container_of(s, cynic__conn_t, base);
+  return c->endpoint == e && c->state != ST_CLOSING;
 }
 
-void cynic__tcp_mark_in_use(const cynic__proxy_t *p, bool *listeners, bool *upstreams) {
-  for (const cynic__link_t *l = p->conns.next; l != &p->conns; l = l->next) {
-    const cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
-    if (c->listener != NULL)
-      listeners[c->listener - p->listeners] = true;
-    if (c->upstream != NULL)
-      upstreams[c->upstream - p->upstreams] = true;
-  }
-}
+static const cynic__session_ops_t session_ops = {
+    .close = session_close,
+    .uses_endpoint = session_uses_endpoint,
+    .mark_in_use = NULL, /* one listener, one upstream: the base says it */
+};
+
+const cynic__mode_t cynic__tcp_mode = {
+    .name = "tcp",
+    .client_new = client_new,
+    .client_discard = client_discard,
+    .start = tcp_start,
+    .listener_options = listener_options,
+};

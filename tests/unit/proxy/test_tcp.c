@@ -73,7 +73,7 @@ static int setup(void **state) {
   fixture_t *f = calloc(1, sizeof *f);
   f->lcfg.buffer_bytes = CAP;
   f->listener.cfg = &f->lcfg;
-  f->conn.listener = &f->listener;
+  f->conn.base.listener = &f->listener;
   f->conn.client.data = &f->conn;
   direction_init(&f->conn, &f->conn.up, &f->conn.client, &f->conn.server, CAP);
   *state = f;
