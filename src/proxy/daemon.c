@@ -342,6 +342,8 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   }
   cynic__reserve_fd_table(&loop, 65536); /* libuv aborts if it cannot grow it later */
   p.loop = &loop;
+  p.clock.now = cynic__proxy_clock;
+  p.clock.arg = &p;
   p.cfg = cfg;
   p.started_unix_ms = p.config_unix_ms = cynic__unix_ms();
   cynic__list_init(&p.sessions);

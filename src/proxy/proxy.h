@@ -144,12 +144,14 @@ struct cynic__upstream {
   size_t endpoint_count;
   size_t next; /* round robin: where the next pick starts */
   cynic_bulkhead_t *bulkhead;
-  cynic__link_t waiters; /* cynic__conn_t.wait_link, oldest first */
+  cynic__link_t waiters;  /* cynic__waiter_t.link, oldest first (upstream.c) */
+  uv_timer_t queue_timer; /* the oldest waiter's queue timeout (upstream.c) */
   uv_timer_t resolve_timer;
-  bool has_names;  /* some endpoint is a host name: re-resolve */
-  bool retired;    /* removed or replaced by a reload: its connections finish */
-  bool fresh;      /* made by the reload in progress (not yet committed) */
-  bool timer_open; /* resolve_timer initialised and its close callback not yet run */
+  bool has_names;      /* some endpoint is a host name: re-resolve */
+  bool retired;        /* removed or replaced by a reload: its connections finish */
+  bool fresh;          /* made by the reload in progress (not yet committed) */
+  uint8_t timer_open;  /* timers (resolve, queue) initialised whose close callbacks
+                          have not run yet: the slot is busy while non-zero */
   cynic__counters_t counters;
   cynic__upstream_stats_t stats; /* metrics.h: admin listener */
 };
@@ -201,6 +203,8 @@ struct cynic__listener {
 
 struct cynic__proxy {
   uv_loop_t *loop;
+  cynic_clock_t clock; /* breakers' and admission's clock: {cynic__proxy_clock, p}
+                          in the daemon; unit tests move a fake one by hand */
   const cynic__config_t *cfg;
   cynic__listener_t *listeners;
   size_t listener_count;
@@ -319,6 +323,43 @@ int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
 /* True when some endpoint's breaker might let a call through now (not every
  * one is open or forced open with time left). Cheap while one is not open. */
 bool cynic__upstream_available(const cynic__upstream_t *u);
+
+/* ---- upstream.c: admission (Bulkheads, with a bounded queue) ------------- */
+
+/* Something waiting for a bulkhead slot: embedded in whatever waits (a TCP
+ * connection today, an HTTP request tomorrow); upstream.c owns it only while
+ * it is queued. */
+typedef struct cynic__waiter cynic__waiter_t;
+/* The outcome for a waiter that was queued, called exactly once unless it was
+ * cancelled first: status 0, it holds a slot now (owes one
+ * cynic__admission_leave); CYNIC_EDEADLINE, its queue timeout passed (it is
+ * off the queue, holds nothing). The callback may close and free the waiter's
+ * owner. */
+typedef void (*cynic__admit_cb)(cynic__waiter_t *w, int status);
+struct cynic__waiter {
+  cynic__link_t link;   /* u->waiters while queued */
+  uint64_t deadline_ns; /* queue timeout, on p->clock: fixed when queued */
+  cynic__admit_cb cb;
+};
+
+/* Takes a slot of u's bulkhead for `w`: 0 with *queued false, it holds one now
+ * (the callback is not called); 0 with *queued true, it waits on u's queue and
+ * `cb` says how that ends; CYNIC_EFULL when slots and queue are full (fail
+ * fast). Fair: an arrival queues behind waiters even when a slot is free. */
+int cynic__admission_enter(cynic__upstream_t *u, cynic__waiter_t *w, cynic__admit_cb cb,
+                           bool *queued);
+/* A queued waiter gives up (its client left): off the queue, its callback is
+ * never called. A no-op for a waiter not on the queue. */
+void cynic__admission_cancel(cynic__upstream_t *u, cynic__waiter_t *w);
+/* Gives a slot back and hands free slots to the oldest waiters (their
+ * callbacks run before this returns). */
+void cynic__admission_leave(cynic__upstream_t *u);
+/* Ends the wait of every waiter whose deadline is at or before `now_ns`, oldest
+ * first, stopping at the first one not yet due (deadlines are in queue order:
+ * one queue_timeout for all; after a reload that shortens it a newer waiter
+ * may wait until the older ones ahead are due). Re-arms u's queue timer for
+ * the next deadline. Called by that timer; public for tests. */
+void cynic__admission_expire(cynic__upstream_t *u, uint64_t now_ns);
 
 /* ---- listener.c ---------------------------------------------------------- */
 

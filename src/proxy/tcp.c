@@ -78,7 +78,7 @@ typedef struct direction {
 
 struct cynic__conn {
   cynic__session_t base;   /* p->sessions, listener, upstream, client address */
-  cynic__link_t wait_link; /* cynic__upstream_t.waiters, while ST_QUEUED */
+  cynic__waiter_t waiter;  /* on the upstream's queue while ST_QUEUED (upstream.c) */
   cynic__endpoint_t *endpoint; /* set once picked; counts in endpoint->active */
   conn_state_t state;
   uv_tcp_t client;
@@ -97,7 +97,7 @@ struct cynic__conn {
   bool server_was_reset;  /* ... from the upstream */
   bool got_first_byte;    /* from the upstream */
   bool sent_first_byte;   /* to the upstream: starts the first-byte timeout */
-  uint64_t deadline_ms;   /* ST_QUEUED: queue timeout; ST_CONNECTING: connect timeout */
+  uint64_t deadline_ms;   /* ST_CONNECTING: connect timeout */
   uint64_t first_byte_ms; /* 0 = not armed */
   uint64_t last_active_ms;
   uint64_t idle_ms;
@@ -116,7 +116,6 @@ struct cynic__conn {
 static void on_timer(uv_timer_t *t);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_close(cynic__conn_t *c, bool reset, const char *why);
-static void promote(cynic__upstream_t *u);
 static const cynic__session_ops_t session_ops;
 
 /* Notes why the connection ends; the first reason given wins. */
@@ -257,7 +256,7 @@ static void upstream_event(cynic__conn_t *c, cynic__event_t ev) {
 
 static void arm(cynic__conn_t *c) {
   uint64_t next = UINT64_MAX;
-  if (c->state == ST_QUEUED || c->state == ST_CONNECTING)
+  if (c->state == ST_CONNECTING)
     next = c->deadline_ms;
   if (c->state == ST_OPEN) {
     next = c->last_active_ms + c->idle_ms;
@@ -274,13 +273,6 @@ static void on_timer(uv_timer_t *t) {
   cynic__conn_t *c = t->data;
   uint64_t now = uv_now(c->base.proxy->loop);
   switch (c->state) {
-  case ST_QUEUED:
-    if (now >= c->deadline_ms) {
-      upstream_event(c, CYNIC__EV_QUEUE_TIMEOUT);
-      conn_close(c, false, NULL);
-      return;
-    }
-    break;
   case ST_CONNECTING:
     if (now >= c->deadline_ms) {
       fault(c, CYNIC__EV_CONNECT_TIMEOUT, NULL);
@@ -374,10 +366,8 @@ static void conn_free(cynic__conn_t *c) {
   buffer_put(c->base.listener, c->up.buf);
   buffer_put(c->base.listener, c->down.buf);
   free(c);
-  if (had_slot) {
-    cynic_bulkhead_leave(u->bulkhead);
-    promote(u);
-  }
+  if (had_slot)
+    cynic__admission_leave(u); /* may start queued connections */
   cynic__proxy_conn_gone(p);
 }
 
@@ -393,10 +383,8 @@ static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
   set_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
   if (c->why == NULL)
     c->why = why;
-  if (c->state == ST_QUEUED) {
-    cynic__list_remove(&c->wait_link);
-    cynic_bulkhead_dequeue(c->base.upstream->bulkhead);
-  }
+  if (c->state == ST_QUEUED)
+    cynic__admission_cancel(c->base.upstream, &c->waiter);
   c->state = ST_CLOSING;
   if (c->has_permit) {
     c->has_permit = false;
@@ -683,17 +671,17 @@ static void connect_upstream(cynic__conn_t *c) {
   arm(c);
 }
 
-static void promote(cynic__upstream_t *u) {
-  while (!cynic__list_empty(&u->waiters)) {
-    if (cynic_bulkhead_promote(u->bulkhead) != 0)
-      return;
-    cynic__link_t *l = u->waiters.next;
-    cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, wait_link);
-    cynic__list_remove(l);
-    c->has_slot = true;
-    c->state = ST_NEW;
-    connect_upstream(c);
+/* The wait for a bulkhead slot is over (upstream.c): connect, or give up. */
+static void on_admitted(cynic__waiter_t *w, int status) {
+  cynic__conn_t *c = cynic__container_of(w, cynic__conn_t, waiter);
+  c->state = ST_NEW;
+  if (status != 0) {
+    upstream_event(c, CYNIC__EV_QUEUE_TIMEOUT);
+    conn_close(c, false, NULL);
+    return;
   }
+  c->has_slot = true;
+  connect_upstream(c);
 }
 
 /* ---- accept ---------------------------------------------------------------- */
@@ -751,21 +739,17 @@ static void tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
     return;
   }
   bool queued = false;
-  if (cynic_bulkhead_enter_or_queue(u->bulkhead, &queued) != 0) {
+  if (cynic__admission_enter(u, &c->waiter, on_admitted, &queued) != 0) {
     upstream_event(c, CYNIC__EV_BULKHEAD_FULL);
     conn_close(c, false, NULL);
     return;
   }
-  if (!queued) {
-    c->has_slot = true;
-    connect_upstream(c);
+  if (queued) {
+    c->state = ST_QUEUED; /* on_admitted goes on; upstream.c times the wait */
     return;
   }
-  c->state = ST_QUEUED;
-  c->deadline_ms = uv_now(p->loop) + to_ms(u->cfg->queue_timeout_ns);
-  cynic__list_push(&u->waiters, &c->wait_link);
-  arm(c);
-  promote(u); /* a slot may be free (fair mode queues behind waiters) */
+  c->has_slot = true;
+  connect_upstream(c);
 }
 
 /* ---- the session ops (rare events only) ------------------------------------ */

@@ -5,7 +5,8 @@
  * ns -> ms rounding of timeouts, and the check that lets accepted sockets
  * inherit their TCP options from the listening socket. The socket behaviour is tested black-box in
  * tests/integration/test_proxy_*.py. tcp.c is included to reach its statics
- * (H2O's way); the functions it calls in the other daemon files are stubbed. */
+ * (H2O's way); the rest of the daemon is linked as it is (cynic_proxy_daemon),
+ * nothing is stubbed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,51 +16,6 @@
 #include <cmocka.h>
 
 #include "../../../src/proxy/tcp.c"
-
-/* ---- stubs for daemon.c, listener.c, upstream.c --------------------------- */
-void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *what, const char *name,
-                        const char *upstream, const char *detail) {
-  (void)what, (void)name, (void)upstream, (void)detail;
-  c->total[ev]++;
-}
-const char *cynic__event_key(cynic__event_t ev) {
-  (void)ev;
-  return "event";
-}
-bool cynic__upstream_available(const cynic__upstream_t *u) {
-  (void)u;
-  return true;
-}
-void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]) {
-  (void)ip;
-  l->open--;
-}
-void cynic__client_sockaddr(const uint8_t ip[16], uint16_t port, struct sockaddr_storage *ss) {
-  (void)ip, (void)port;
-  memset(ss, 0, sizeof *ss);
-  ss->ss_family = AF_INET;
-}
-void cynic__proxy_conn_gone(cynic__proxy_t *p) {
-  (void)p;
-}
-int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
-                         cynic_breaker_permit_t *permit) {
-  (void)u, (void)out, (void)permit;
-  return CYNIC_EOPEN;
-}
-/* metrics.c's hooks */
-void cynic__metrics_conn_started(cynic__upstream_t *u) {
-  (void)u;
-}
-void cynic__metrics_conn_done(const cynic__conn_report_t *r) {
-  (void)r;
-}
-void cynic__metrics_connected(cynic__upstream_t *u, uint64_t ms) {
-  (void)u, (void)ms;
-}
-void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t ms) {
-  (void)u, (void)ms;
-}
 
 #define CAP 1000u
 
