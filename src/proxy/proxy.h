@@ -314,11 +314,36 @@ bool cynic__upstream_reclaim(cynic__upstream_t *u);
 /* Frees breakers and bulkheads, after the loop has ended. */
 void cynic__upstreams_free(cynic__proxy_t *p);
 
-/* Picks an endpoint (balance, skipping open breakers) and takes a breaker
- * permit on it: 0, CYNIC_EOPEN when every breaker is open, CYNIC_ESTATE when
- * no endpoint has an address yet. */
-int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
-                         cynic_breaker_permit_t *permit);
+/* ---- upstream.c: attempts (Circuit Breaker) ------------------------------- */
+
+/* One try at one endpoint: the endpoint picked and the breaker permit held on
+ * it until an outcome is recorded or the permit is released. Embedded in the
+ * caller (TCP: one per client connection; HTTP: one or more per request). */
+typedef struct cynic__attempt {
+  cynic__endpoint_t *endpoint;   /* picked (counted in endpoint->active until
+                                    cynic__attempt_end); NULL before a pick */
+  cynic_breaker_permit_t permit; /* valid while has_permit */
+  bool has_permit;               /* an outcome is still owed to the breaker */
+} cynic__attempt_t;
+
+/* Picks an endpoint of `u` (balance, skipping open breakers) and takes a
+ * breaker permit on it: 0, CYNIC_EOPEN when every breaker is open,
+ * CYNIC_ESTATE when no endpoint has an address yet (a left as it was). On 0
+ * the caller owes one cynic__attempt_end. */
+int cynic__attempt_start(cynic__upstream_t *u, cynic__attempt_t *a);
+/* The endpoint answered: success for its breaker (once; later calls and
+ * calls after a fault do nothing). */
+void cynic__attempt_success(cynic__attempt_t *a);
+/* The endpoint failed in the way `ev` (a CYNIC__EV_* fault) says: a failure
+ * for its breaker if the permit is still held, and the event counted (and
+ * logged, rate-limited) for the endpoint, with `detail` (NULL or text). */
+void cynic__attempt_fault(cynic__attempt_t *a, cynic__event_t ev, const char *detail);
+/* No outcome: the permit goes back unused (the client left, a local
+ * shortage, a drain). Idempotent. */
+void cynic__attempt_release(cynic__attempt_t *a);
+/* The attempt is over: releases a permit still held and leaves the
+ * endpoint's active count. a->endpoint stays set for the caller's report. */
+void cynic__attempt_end(cynic__attempt_t *a);
 
 /* True when some endpoint's breaker might let a call through now (not every
  * one is open or forced open with time left). Cheap while one is not open. */

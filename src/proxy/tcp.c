@@ -79,7 +79,7 @@ typedef struct direction {
 struct cynic__conn {
   cynic__session_t base;   /* p->sessions, listener, upstream, client address */
   cynic__waiter_t waiter;  /* on the upstream's queue while ST_QUEUED (upstream.c) */
-  cynic__endpoint_t *endpoint; /* set once picked; counts in endpoint->active */
+  cynic__attempt_t attempt; /* the endpoint and its breaker permit (upstream.c) */
   conn_state_t state;
   uv_tcp_t client;
   uv_tcp_t server; /* initialised only when connecting (server_init) */
@@ -90,8 +90,6 @@ struct cynic__conn {
   int handles;      /* handles not yet closed; freed at 0 */
   direction_t up;   /* client -> upstream */
   direction_t down; /* upstream -> client */
-  cynic_breaker_permit_t permit;
-  bool has_permit;        /* permit not yet recorded or released */
   bool has_slot;          /* holds a bulkhead slot: leave() when freed */
   bool client_was_reset;  /* a read from the client failed with ECONNRESET */
   bool server_was_reset;  /* ... from the upstream */
@@ -225,22 +223,10 @@ static void set_linger_zero(uv_tcp_t *h) {
 /* ---- breaker outcomes and counters ------------------------------------------ */
 
 static void fault(cynic__conn_t *c, cynic__event_t ev, const char *detail) {
-  cynic__endpoint_t *e = c->endpoint;
   set_outcome(c, (int)ev);
   if (c->why == NULL)
     c->why = cynic__event_key(ev);
-  if (c->has_permit) {
-    c->has_permit = false;
-    cynic_breaker_record(e->breaker, &c->permit, CYNIC_OUTCOME_FAILURE, 0);
-  }
-  cynic__proxy_event(&e->counters, ev, "endpoint", e->addr->text, c->base.upstream->cfg->name, detail);
-}
-
-static void success(cynic__conn_t *c) {
-  if (c->has_permit) {
-    c->has_permit = false;
-    cynic_breaker_record(c->endpoint->breaker, &c->permit, CYNIC_OUTCOME_SUCCESS, 0);
-  }
+  cynic__attempt_fault(&c->attempt, ev, detail);
 }
 
 static void upstream_event(cynic__conn_t *c, cynic__event_t ev) {
@@ -288,8 +274,8 @@ static void on_timer(uv_timer_t *t) {
     }
     if (now >= c->last_active_ms + c->idle_ms) {
       set_outcome(c, CYNIC__EV_IDLE_TIMEOUT);
-      cynic__proxy_event(&c->endpoint->counters, CYNIC__EV_IDLE_TIMEOUT, "endpoint",
-                         c->endpoint->addr->text, c->base.upstream->cfg->name, NULL);
+      cynic__proxy_event(&c->attempt.endpoint->counters, CYNIC__EV_IDLE_TIMEOUT, "endpoint",
+                         c->attempt.endpoint->addr->text, c->base.upstream->cfg->name, NULL);
       conn_close(c, false, "idle_timeout");
       return;
     }
@@ -331,8 +317,8 @@ static void log_connection(const cynic__conn_t *c, uint64_t end_us) {
                         c->why != NULL ? c->why : "closed", "bytes_up", (json_int_t)c->up.bytes,
                         "bytes_down", (json_int_t)c->down.bytes, "duration_ms",
                         (json_int_t)((end_us - c->accepted_us) / 1000u));
-  if (f != NULL && c->endpoint != NULL)
-    json_object_set_new(f, "endpoint", json_string(c->endpoint->addr->text));
+  if (f != NULL && c->attempt.endpoint != NULL)
+    json_object_set_new(f, "endpoint", json_string(c->attempt.endpoint->addr->text));
   cynic__log_event(CYNIC_LOG_DEBUG, "connection_closed", "connection closed", f);
 }
 
@@ -342,15 +328,14 @@ static void conn_free(cynic__conn_t *c) {
   uint64_t end_us = now_us();
   if (cynic__log_enabled(CYNIC_LOG_DEBUG)) /* no JSON built for nothing */
     log_connection(c, end_us);
-  if (c->endpoint != NULL)
-    c->endpoint->active--;
+  cynic__attempt_end(&c->attempt);
   cynic__listener_release(c->base.listener, c->base.ip);
   cynic__session_remove(p, &c->base);
   bool had_slot = c->has_slot;
   cynic__conn_report_t r = {
       .listener = c->base.listener,
       .upstream = u,
-      .endpoint = c->endpoint,
+      .endpoint = c->attempt.endpoint,
       .outcome = c->has_outcome ? c->outcome : CYNIC__OUT_OK,
       .decision = c->decision,
       .ip = c->base.ip,
@@ -386,10 +371,7 @@ static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
   if (c->state == ST_QUEUED)
     cynic__admission_cancel(c->base.upstream, &c->waiter);
   c->state = ST_CLOSING;
-  if (c->has_permit) {
-    c->has_permit = false;
-    cynic_breaker_release(c->endpoint->breaker, &c->permit);
-  }
+  cynic__attempt_release(&c->attempt); /* no outcome yet: the permit goes back */
   if (reset) {
     /* A socket that received a RST is closed already (the kernel has nothing
      * to send on close), so only the other side needs SO_LINGER 0. */
@@ -542,7 +524,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       uint64_t from = c->sent_first_byte ? c->first_sent_us : c->connected_us;
       cynic__metrics_first_byte(c->base.upstream,
                                 c->first_byte_at_us >= from ? c->first_byte_at_us - from : 0);
-      success(c);
+      cynic__attempt_success(&c->attempt); /* the endpoint answered */
     } else if (d == &c->up && !c->sent_first_byte) {
       /* The first bytes towards the upstream: from now on it owes an answer. */
       c->sent_first_byte = true;
@@ -634,17 +616,14 @@ static void on_connect(uv_connect_t *req, int status) {
 /* Holds a bulkhead slot: pick an endpoint and connect to it. */
 static void connect_upstream(cynic__conn_t *c) {
   cynic__upstream_t *u = c->base.upstream;
-  cynic__endpoint_t *e;
-  int rc = cynic__upstream_pick(u, &e, &c->permit);
+  int rc = cynic__attempt_start(u, &c->attempt);
   if (rc != 0) {
     upstream_event(c, rc == CYNIC_EOPEN ? CYNIC__EV_BREAKER_OPEN : CYNIC__EV_UNRESOLVED);
     conn_close(c, false, NULL);
     return;
   }
-  c->has_permit = true;
-  c->endpoint = e;
-  c->decision = cynic_breaker_state_name(c->permit.state);
-  e->active++;
+  cynic__endpoint_t *e = c->attempt.endpoint;
+  c->decision = cynic_breaker_state_name(c->attempt.permit.state);
   c->state = ST_CONNECTING;
   c->connect_us = now_us();
   c->deadline_ms = uv_now(c->base.proxy->loop) + to_ms(u->cfg->connect_timeout_ns);
@@ -764,7 +743,7 @@ static void session_close(cynic__session_t *s, const char *why) {
 
 static bool session_uses_endpoint(const cynic__session_t *s, const cynic__endpoint_t *e) {
   const cynic__conn_t *c = cynic__container_of(s, cynic__conn_t, base);
-  return c->endpoint == e && c->state != ST_CLOSING;
+  return c->attempt.endpoint == e && c->state != ST_CLOSING;
 }
 
 static const cynic__session_ops_t session_ops = {

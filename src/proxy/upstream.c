@@ -312,8 +312,10 @@ static bool try_endpoint(cynic__endpoint_t *e, cynic_breaker_permit_t *permit, b
   return cynic_breaker_acquire(e->breaker, permit, NULL) == 0;
 }
 
-int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
-                         cynic_breaker_permit_t *permit) {
+/* Picks an endpoint (balance, skipping open breakers) and takes a breaker
+ * permit on it: 0, CYNIC_EOPEN when every breaker is open, CYNIC_ESTATE when
+ * no endpoint has an address yet. */
+static int pick(cynic__upstream_t *u, cynic__endpoint_t **out, cynic_breaker_permit_t *permit) {
   size_t n = u->endpoint_count;
   bool any_resolved = false;
   if (u->cfg->balance == CYNIC__BALANCE_ROUND_ROBIN) {
@@ -350,6 +352,47 @@ int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
     }
   }
   return any_resolved ? CYNIC_EOPEN : CYNIC_ESTATE;
+}
+
+int cynic__attempt_start(cynic__upstream_t *u, cynic__attempt_t *a) {
+  cynic__endpoint_t *e;
+  int rc = pick(u, &e, &a->permit);
+  if (rc != 0)
+    return rc;
+  a->endpoint = e;
+  a->has_permit = true;
+  e->active++;
+  return 0;
+}
+
+void cynic__attempt_success(cynic__attempt_t *a) {
+  if (!a->has_permit)
+    return;
+  a->has_permit = false;
+  cynic_breaker_record(a->endpoint->breaker, &a->permit, CYNIC_OUTCOME_SUCCESS, 0);
+}
+
+void cynic__attempt_fault(cynic__attempt_t *a, cynic__event_t ev, const char *detail) {
+  cynic__endpoint_t *e = a->endpoint;
+  if (a->has_permit) {
+    a->has_permit = false;
+    cynic_breaker_record(e->breaker, &a->permit, CYNIC_OUTCOME_FAILURE, 0);
+  }
+  cynic__proxy_event(&e->counters, ev, "endpoint", e->addr->text, e->upstream->cfg->name, detail);
+}
+
+void cynic__attempt_release(cynic__attempt_t *a) {
+  if (!a->has_permit)
+    return;
+  a->has_permit = false;
+  cynic_breaker_release(a->endpoint->breaker, &a->permit);
+}
+
+void cynic__attempt_end(cynic__attempt_t *a) {
+  if (a->endpoint == NULL)
+    return;
+  cynic__attempt_release(a);
+  a->endpoint->active--;
 }
 
 bool cynic__upstream_available(const cynic__upstream_t *u) {
