@@ -20,6 +20,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "pool.h"
 #include "proxy.h"
 #include "session.h"
 #include "shed.h"
@@ -206,13 +207,14 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
     rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection);
   if (rc != 0)
     return rc;
-  l->mode->listener_options(l);
+  cynic__listener_options(l);
   int len = sizeof ss;
   uv_tcp_getsockname(&l->handle, (struct sockaddr *)&ss, &len);
   cynic__addr_format((struct sockaddr *)&ss, l->address, sizeof l->address);
   cynic__log_event(CYNIC_LOG_INFO, "listening", "listening",
                    json_pack("{s:s, s:s, s:s, s:s}", "listener", l->cfg->name, "address",
-                             l->address, "mode", l->mode->name, "upstream", l->upstream->cfg->name));
+                             l->address, "mode", l->mode->name, "upstream",
+                             l->upstream->cfg->name));
   return 0;
 }
 
@@ -241,7 +243,7 @@ int cynic__listener_adopt(cynic__proxy_t *p, cynic__listener_t *l, const cynic__
   /* listen() again on a listening socket only sets the backlog */
   if ((rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection)) != 0)
     return rc;
-  l->mode->listener_options(l);
+  cynic__listener_options(l);
   memcpy(l->address, from->address, sizeof l->address);
   cynic__log_event(CYNIC_LOG_INFO, "listener_rebuilt", "listening",
                    json_pack("{s:s, s:s, s:s, s:s, s:I}", "listener", l->cfg->name, "address",

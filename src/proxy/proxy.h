@@ -25,10 +25,10 @@
 #ifndef CYNIC_PROXY_PROXY_H
 #define CYNIC_PROXY_PROXY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <jansson.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -132,6 +132,9 @@ typedef struct cynic__endpoint {
   cynic_breaker_t *breaker;
   cynic_breaker_state_t state; /* as of its last transition (on_transition) */
   uint32_t active;             /* connections to it now (least_connections) */
+  cynic__link_t idle;          /* idle upstream connections (pool.c), newest last */
+  uint32_t idle_count;         /* on that list */
+  uint32_t idle_capacity;      /* the most kept idle: 0 in TCP mode (never reused) */
   cynic__counters_t counters;
   cynic__endpoint_stats_t stats; /* metrics.h: admin listener */
 } cynic__endpoint_t;
@@ -147,11 +150,11 @@ struct cynic__upstream {
   cynic__link_t waiters;  /* cynic__waiter_t.link, oldest first (upstream.c) */
   uv_timer_t queue_timer; /* the oldest waiter's queue timeout (upstream.c) */
   uv_timer_t resolve_timer;
-  bool has_names;      /* some endpoint is a host name: re-resolve */
-  bool retired;        /* removed or replaced by a reload: its connections finish */
-  bool fresh;          /* made by the reload in progress (not yet committed) */
-  uint8_t timer_open;  /* timers (resolve, queue) initialised whose close callbacks
-                          have not run yet: the slot is busy while non-zero */
+  bool has_names;     /* some endpoint is a host name: re-resolve */
+  bool retired;       /* removed or replaced by a reload: its connections finish */
+  bool fresh;         /* made by the reload in progress (not yet committed) */
+  uint8_t timer_open; /* timers (resolve, queue) initialised whose close callbacks
+                         have not run yet: the slot is busy while non-zero */
   cynic__counters_t counters;
   cynic__upstream_stats_t stats; /* metrics.h: admin listener */
 };
@@ -211,7 +214,7 @@ struct cynic__proxy {
   cynic__upstream_t *upstreams;
   size_t upstream_count;
   cynic__link_t sessions; /* every cynic__session_t, for drain and exit */
-  size_t conn_count;       /* sessions on that list (client connections) */
+  size_t conn_count;      /* sessions on that list (client connections) */
   uv_signal_t sigterm, sigint, sigusr1;
   uv_timer_t summary_timer; /* rate-limited error summaries */
   uv_timer_t rotate_timer;  /* log.rotate: checks the log file's size */

@@ -65,8 +65,8 @@ static inline void cynic__session_remove(cynic__proxy_t *p, cynic__session_t *s)
 }
 
 /* What a listener needs from its mode, one table per mode (tcp.c's
- * cynic__tcp_mode). All but listener_options run once per accepted
- * connection, never per byte. */
+ * cynic__tcp_mode). Each runs once per accepted connection, never per
+ * byte. Client socket options are the same in every mode (pool.c). */
 struct cynic__mode {
   const char *name; /* "tcp", for logs */
   /* A session with its client handle initialised on p's loop, ready for
@@ -78,10 +78,6 @@ struct cynic__mode {
    * (16 bytes, IPv4 mapped) and `port`. On any failure the session closes
    * and frees itself. */
   void (*start)(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port);
-  /* Sets the client sockets' TCP options on l's listening socket (once it
-   * listens, and again after a reload) so that accepted sockets can inherit
-   * them; l->options says whether the next accept must check. */
-  void (*listener_options)(cynic__listener_t *l);
 };
 
 /* The table for a listener's configured mode. `mode: http` is forwarded as

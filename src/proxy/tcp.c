@@ -45,6 +45,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "pool.h"
 #include "proxy.h"
 #include "tcp.h"
 
@@ -77,25 +78,22 @@ typedef struct direction {
 } direction_t;
 
 struct cynic__conn {
-  cynic__session_t base;   /* p->sessions, listener, upstream, client address */
-  cynic__waiter_t waiter;  /* on the upstream's queue while ST_QUEUED (upstream.c) */
+  cynic__session_t base;    /* p->sessions, listener, upstream, client address */
+  cynic__waiter_t waiter;   /* on the upstream's queue while ST_QUEUED (upstream.c) */
   cynic__attempt_t attempt; /* the endpoint and its breaker permit (upstream.c) */
   conn_state_t state;
   uv_tcp_t client;
-  uv_tcp_t server; /* initialised only when connecting (server_init) */
+  cynic__upconn_t server; /* the upstream connection (pool.c); open once connecting */
   uv_timer_t timer;
-  uv_connect_t connect_req;
-  bool server_init;
-  bool started;     /* counted in the proxy and its listener */
-  int handles;      /* handles not yet closed; freed at 0 */
-  direction_t up;   /* client -> upstream */
-  direction_t down; /* upstream -> client */
+  bool started;           /* counted in the proxy and its listener */
+  int handles;            /* handles not yet closed; freed at 0 */
+  direction_t up;         /* client -> upstream */
+  direction_t down;       /* upstream -> client */
   bool has_slot;          /* holds a bulkhead slot: leave() when freed */
   bool client_was_reset;  /* a read from the client failed with ECONNRESET */
   bool server_was_reset;  /* ... from the upstream */
   bool got_first_byte;    /* from the upstream */
   bool sent_first_byte;   /* to the upstream: starts the first-byte timeout */
-  uint64_t deadline_ms;   /* ST_CONNECTING: connect timeout */
   uint64_t first_byte_ms; /* 0 = not armed */
   uint64_t last_active_ms;
   uint64_t idle_ms;
@@ -134,92 +132,6 @@ static uint64_t to_ms(uint64_t ns) {
   return ms;
 }
 
-/* ---- options -------------------------------------------------------------- */
-
-/* TCP keepalive and TCP_USER_TIMEOUT from the upstream's config (Integration
- * Points: find the connection a firewall dropped without a word), and
- * TCP_NODELAY. Set with setsockopt directly: uv_tcp_keepalive sets only the
- * idle time. Returns false when one of them could not be set. */
-static bool set_fd_options(uv_os_fd_t fd, const cynic__config_upstream_t *u) {
-  int on = 1;
-  int idle = (int)(u->keepalive_idle_ns / UINT64_C(1000000000));
-  int intvl = (int)(u->keepalive_interval_ns / UINT64_C(1000000000));
-  int cnt = (int)u->keepalive_probes;
-  bool ok = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == 0;
-  ok &= setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == 0;
-  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) == 0;
-  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) == 0;
-  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) == 0;
-  if (u->user_timeout_ns > 0) {
-    unsigned int ut = (unsigned int)(u->user_timeout_ns / 1000000u);
-    ok &= setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut) == 0;
-  }
-  return ok;
-}
-
-static void set_socket_options(uv_tcp_t *h, const cynic__config_upstream_t *u) {
-  uv_os_fd_t fd;
-  if (uv_fileno((uv_handle_t *)h, &fd) == 0)
-    set_fd_options(fd, u);
-}
-
-static bool int_option_is(uv_os_fd_t fd, int level, int name, int want) {
-  int v = 0;
-  socklen_t len = sizeof v;
-  return getsockopt(fd, level, name, &v, &len) == 0 && v == want;
-}
-
-/* True when the accepted socket `fd` already carries every option that
- * set_fd_options would set: the kernel copied them from the listening socket
- * (Linux does). Asked once per listener, on its first connection. */
-static bool options_inherited(uv_os_fd_t fd, const cynic__config_upstream_t *u) {
-  bool ok = int_option_is(fd, IPPROTO_TCP, TCP_NODELAY, 1) &&
-            int_option_is(fd, SOL_SOCKET, SO_KEEPALIVE, 1) &&
-            int_option_is(fd, IPPROTO_TCP, TCP_KEEPIDLE,
-                          (int)(u->keepalive_idle_ns / UINT64_C(1000000000))) &&
-            int_option_is(fd, IPPROTO_TCP, TCP_KEEPINTVL,
-                          (int)(u->keepalive_interval_ns / UINT64_C(1000000000))) &&
-            int_option_is(fd, IPPROTO_TCP, TCP_KEEPCNT, (int)u->keepalive_probes);
-  if (ok && u->user_timeout_ns > 0)
-    ok = int_option_is(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)(u->user_timeout_ns / 1000000u));
-  return ok;
-}
-
-static void listener_options(cynic__listener_t *l) {
-  uv_os_fd_t fd;
-  l->options = CYNIC__OPTIONS_PER_CONNECTION;
-  if (uv_fileno((uv_handle_t *)&l->handle, &fd) == 0 && set_fd_options(fd, l->upstream->cfg))
-    l->options = CYNIC__OPTIONS_UNKNOWN;
-}
-
-/* The client socket's options: five setsockopt calls per connection, unless
- * the listener's first connection showed that accepted sockets inherit them
- * from the listening socket. Checked rather than assumed, so a kernel that
- * does not copy them still gets every option on every socket. */
-static void set_client_options(cynic__listener_t *l, uv_tcp_t *client) {
-  uv_os_fd_t fd;
-  if (l->options == CYNIC__OPTIONS_INHERITED)
-    return;
-  if (uv_fileno((uv_handle_t *)client, &fd) != 0)
-    return;
-  if (l->options == CYNIC__OPTIONS_UNKNOWN) {
-    l->options = options_inherited(fd, l->upstream->cfg) ? CYNIC__OPTIONS_INHERITED
-                                                         : CYNIC__OPTIONS_PER_CONNECTION;
-    if (l->options == CYNIC__OPTIONS_INHERITED)
-      return;
-  }
-  set_fd_options(fd, l->upstream->cfg);
-}
-
-/* Makes close() send RST instead of FIN: a reset is forwarded as a reset. */
-static void set_linger_zero(uv_tcp_t *h) {
-  uv_os_fd_t fd;
-  if (uv_fileno((uv_handle_t *)h, &fd) != 0)
-    return;
-  struct linger l = {.l_onoff = 1, .l_linger = 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-}
-
 /* ---- breaker outcomes and counters ------------------------------------------ */
 
 static void fault(cynic__conn_t *c, cynic__event_t ev, const char *detail) {
@@ -235,7 +147,8 @@ static void upstream_event(cynic__conn_t *c, cynic__event_t ev) {
     c->decision = "rejected";
   if (c->why == NULL)
     c->why = cynic__event_key(ev);
-  cynic__proxy_event(&c->base.upstream->counters, ev, "upstream", c->base.upstream->cfg->name, NULL, NULL);
+  cynic__proxy_event(&c->base.upstream->counters, ev, "upstream", c->base.upstream->cfg->name, NULL,
+                     NULL);
 }
 
 /* ---- the timer ------------------------------------------------------------- */
@@ -243,7 +156,7 @@ static void upstream_event(cynic__conn_t *c, cynic__event_t ev) {
 static void arm(cynic__conn_t *c) {
   uint64_t next = UINT64_MAX;
   if (c->state == ST_CONNECTING)
-    next = c->deadline_ms;
+    next = c->server.deadline_ms; /* the connect timeout (pool.c) */
   if (c->state == ST_OPEN) {
     next = c->last_active_ms + c->idle_ms;
     if (c->first_byte_ms != 0 && c->first_byte_ms < next)
@@ -260,7 +173,7 @@ static void on_timer(uv_timer_t *t) {
   uint64_t now = uv_now(c->base.proxy->loop);
   switch (c->state) {
   case ST_CONNECTING:
-    if (now >= c->deadline_ms) {
+    if (cynic__upconn_connect_expired(&c->server, now)) {
       fault(c, CYNIC__EV_CONNECT_TIMEOUT, NULL);
       conn_close(c, false, NULL);
       return;
@@ -312,11 +225,11 @@ static void log_connection(const cynic__conn_t *c, uint64_t end_us) {
   cynic__client_sockaddr(c->base.ip, c->base.port, &ss);
   if (cynic__addr_format((const struct sockaddr *)&ss, client, sizeof client) != 0)
     snprintf(client, sizeof client, "?");
-  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "listener", c->base.listener->cfg->name,
-                        "client", client, "upstream", c->base.upstream->cfg->name, "reason",
-                        c->why != NULL ? c->why : "closed", "bytes_up", (json_int_t)c->up.bytes,
-                        "bytes_down", (json_int_t)c->down.bytes, "duration_ms",
-                        (json_int_t)((end_us - c->accepted_us) / 1000u));
+  json_t *f = json_pack(
+      "{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "listener", c->base.listener->cfg->name, "client",
+      client, "upstream", c->base.upstream->cfg->name, "reason", c->why != NULL ? c->why : "closed",
+      "bytes_up", (json_int_t)c->up.bytes, "bytes_down", (json_int_t)c->down.bytes, "duration_ms",
+      (json_int_t)((end_us - c->accepted_us) / 1000u));
   if (f != NULL && c->attempt.endpoint != NULL)
     json_object_set_new(f, "endpoint", json_string(c->attempt.endpoint->addr->text));
   cynic__log_event(CYNIC_LOG_DEBUG, "connection_closed", "connection closed", f);
@@ -376,14 +289,11 @@ static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
     /* A socket that received a RST is closed already (the kernel has nothing
      * to send on close), so only the other side needs SO_LINGER 0. */
     if (!c->client_was_reset)
-      set_linger_zero(&c->client);
-    if (c->server_init && !c->server_was_reset)
-      set_linger_zero(&c->server);
+      cynic__sock_linger_zero(&c->client);
   }
   uv_close((uv_handle_t *)&c->client, on_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-  if (c->server_init)
-    uv_close((uv_handle_t *)&c->server, on_handle_closed);
+  cynic__upconn_close(&c->server, reset && !c->server_was_reset, on_handle_closed);
 }
 
 /* ---- forwarding ------------------------------------------------------------ */
@@ -413,9 +323,9 @@ static void consume(direction_t *d, size_t n) {
 /* A write to `d->to` failed: that peer is gone; forward it as a reset. */
 static void write_failed(direction_t *d, int err) {
   cynic__conn_t *c = d->conn;
-  if (d->to == &c->server && !c->got_first_byte)
+  if (d->to == &c->server.handle && !c->got_first_byte)
     fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
-  conn_close(c, true, d->to == &c->server ? "upstream_write_error" : "client_write_error");
+  conn_close(c, true, d->to == &c->server.handle ? "upstream_write_error" : "client_write_error");
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -589,8 +499,8 @@ static void direction_init(cynic__conn_t *c, direction_t *d, uv_tcp_t *from, uv_
   d->shutdown_req.data = d;
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-  cynic__conn_t *c = req->data;
+static void on_connect(cynic__upconn_t *uc, int status) {
+  cynic__conn_t *c = cynic__container_of(uc, cynic__conn_t, server);
   if (c->state == ST_CLOSING)
     return;
   if (status != 0) {
@@ -603,9 +513,8 @@ static void on_connect(uv_connect_t *req, int status) {
   cynic__metrics_connected(c->base.upstream,
                            c->connected_us >= c->connect_us ? c->connected_us - c->connect_us : 0);
   size_t cap = (size_t)c->base.listener->cfg->buffer_bytes;
-  direction_init(c, &c->up, &c->client, &c->server, cap);
-  direction_init(c, &c->down, &c->server, &c->client, cap);
-  set_socket_options(&c->server, c->base.upstream->cfg);
+  direction_init(c, &c->up, &c->client, &c->server.handle, cap);
+  direction_init(c, &c->down, &c->server.handle, &c->client, cap);
   c->state = ST_OPEN;
   c->last_active_ms = uv_now(c->base.proxy->loop);
   flush(&c->up); /* starts reading both sides */
@@ -626,15 +535,9 @@ static void connect_upstream(cynic__conn_t *c) {
   c->decision = cynic_breaker_state_name(c->attempt.permit.state);
   c->state = ST_CONNECTING;
   c->connect_us = now_us();
-  c->deadline_ms = uv_now(c->base.proxy->loop) + to_ms(u->cfg->connect_timeout_ns);
-  rc = uv_tcp_init(c->base.proxy->loop, &c->server);
-  if (rc == 0) {
-    c->server_init = true;
+  rc = cynic__upconn_connect(&c->server, c->base.proxy->loop, e, c, on_connect);
+  if (c->server.open)
     c->handles++;
-    c->server.data = c;
-    c->connect_req.data = c;
-    rc = uv_tcp_connect(&c->connect_req, &c->server, (const struct sockaddr *)&e->sa, on_connect);
-  }
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
     /* Our shortage, not the endpoint's fault: the permit goes back unused. */
     upstream_event(c, CYNIC__EV_LOCAL_ERROR);
@@ -686,8 +589,7 @@ static void client_discard(uv_tcp_t *client) {
   uv_close((uv_handle_t *)client, on_discarded);
 }
 
-static void tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16],
-                      uint16_t port) {
+static void tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port) {
   cynic__conn_t *c = cynic__container_of(client, cynic__conn_t, client);
   cynic__proxy_t *p = l->proxy;
   cynic__upstream_t *u = l->upstream;
@@ -710,7 +612,7 @@ static void tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
   uint64_t lidle = to_ms(l->cfg->idle_timeout_ns);
   if (lidle > 0 && lidle < c->idle_ms)
     c->idle_ms = lidle;
-  set_client_options(l, &c->client);
+  cynic__client_options(l, &c->client);
 
   if (!cynic__upstream_available(u)) {
     upstream_event(c, CYNIC__EV_BREAKER_OPEN);
@@ -757,5 +659,4 @@ const cynic__mode_t cynic__tcp_mode = {
     .client_new = client_new,
     .client_discard = client_discard,
     .start = tcp_start,
-    .listener_options = listener_options,
 };

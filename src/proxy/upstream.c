@@ -195,6 +195,7 @@ int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
     cynic__endpoint_t *e = &u->endpoints[k];
     e->upstream = u;
     e->addr = &u->cfg->endpoints[k];
+    cynic__list_init(&e->idle); /* capacity 0: TCP mode never reuses a connection */
     if ((rc = breaker_new(p, e)) != 0)
       return rc;
     if (e->addr->kind == CYNIC__ADDR_NAME)

@@ -2,8 +2,8 @@
  *
  * The ring buffer of one direction (what on_alloc offers, what pending_bufs
  * writes, how consume moves, wrap-around), the bounded buffer pool, the
- * ns -> ms rounding of timeouts, and the check that lets accepted sockets
- * inherit their TCP options from the listening socket. The socket behaviour is tested black-box in
+ * ns -> ms rounding of timeouts (the socket options are pool.c's:
+ * test_pool.c). The socket behaviour is tested black-box in
  * tests/integration/test_proxy_*.py. tcp.c is included to reach its statics
  * (H2O's way); the rest of the daemon is linked as it is (cynic_proxy_daemon),
  * nothing is stubbed. */
@@ -31,7 +31,7 @@ static int setup(void **state) {
   f->listener.cfg = &f->lcfg;
   f->conn.base.listener = &f->listener;
   f->conn.client.data = &f->conn;
-  direction_init(&f->conn, &f->conn.up, &f->conn.client, &f->conn.server, CAP);
+  direction_init(&f->conn, &f->conn.up, &f->conn.client, &f->conn.server.handle, CAP);
   *state = f;
   return 0;
 }
@@ -136,64 +136,6 @@ static void test_timeouts_round_up_to_ms(void **state) {
   assert_int_equal(to_ms(UINT64_C(250000000)), 250);
 }
 
-/* A listening socket on 127.0.0.1, port 0; one connection to it accepted
- * into *accepted (the connecting socket in *client). */
-static int listen_and_accept(int listener, int *client, int *accepted) {
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  if (bind(listener, (struct sockaddr *)&a, sizeof a) != 0 || listen(listener, 4) != 0 ||
-      getsockname(listener, (struct sockaddr *)&a, &len) != 0)
-    return -1;
-  *client = socket(AF_INET, SOCK_STREAM, 0);
-  if (*client < 0 || connect(*client, (struct sockaddr *)&a, sizeof a) != 0)
-    return -1;
-  *accepted = accept(listener, NULL, NULL);
-  return *accepted < 0 ? -1 : 0;
-}
-
-static void test_client_options_inherited_from_listener(void **state) {
-  (void)state;
-  cynic__config_upstream_t u = {.keepalive_idle_ns = UINT64_C(17000000000),
-                                .keepalive_interval_ns = UINT64_C(7000000000),
-                                .keepalive_probes = 4,
-                                .user_timeout_ns = UINT64_C(3500000000)};
-  int lfd = socket(AF_INET, SOCK_STREAM, 0), client = -1, accepted = -1;
-  assert_true(lfd >= 0);
-  assert_true(set_fd_options(lfd, &u));
-  assert_int_equal(listen_and_accept(lfd, &client, &accepted), 0);
-  /* Linux copies them into the accepted socket; cynic checks, not assumes. */
-  assert_true(options_inherited(accepted, &u));
-  assert_false(options_inherited(client, &u)); /* a socket nobody set */
-  u.keepalive_probes = 5;
-  assert_false(options_inherited(accepted, &u)); /* any difference counts */
-  u.keepalive_probes = 4;
-
-  /* The listener's state: checked on the first connection, then trusted. */
-  uv_loop_t loop;
-  uv_tcp_t h;
-  cynic__upstream_t up = {.cfg = &u};
-  cynic__listener_t l = {.upstream = &up, .options = CYNIC__OPTIONS_UNKNOWN};
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_int_equal(uv_tcp_init(&loop, &h), 0);
-  assert_int_equal(uv_tcp_open(&h, accepted), 0);
-  set_client_options(&l, &h);
-  assert_int_equal(l.options, CYNIC__OPTIONS_INHERITED);
-  uv_close((uv_handle_t *)&h, NULL);
-  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-
-  /* Not inherited (here: the client socket, which has none): set each time. */
-  cynic__listener_t l2 = {.upstream = &up, .options = CYNIC__OPTIONS_UNKNOWN};
-  assert_int_equal(uv_tcp_init(&loop, &h), 0);
-  assert_int_equal(uv_tcp_open(&h, client), 0);
-  set_client_options(&l2, &h);
-  assert_int_equal(l2.options, CYNIC__OPTIONS_PER_CONNECTION);
-  assert_true(options_inherited(client, &u)); /* ... and set they were */
-  uv_close((uv_handle_t *)&h, NULL);
-  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  close(lfd);
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_empty_ring_offers_everything, setup, teardown),
@@ -201,7 +143,6 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_full_ring_offers_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pool_is_bounded_and_reused, setup, teardown),
       cmocka_unit_test(test_timeouts_round_up_to_ms),
-      cmocka_unit_test(test_client_options_inherited_from_listener),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,15 +25,16 @@
 
 /* Two endpoints; 2 slots, 2 places in the queue, a 100ms queue timeout; a
  * breaker that opens at the first fault and stays open for a minute. */
-static const char yaml[] = "listeners:\n"
-                           "  - name: l\n"
-                           "    listen: 127.0.0.1:0\n"
-                           "    upstream: u\n"
-                           "upstreams:\n"
-                           "  - name: u\n"
-                           "    endpoints: [127.0.0.1:9001, 127.0.0.1:9002]\n"
-                           "    bulkhead: { max_connections: 2, max_pending: 2, queue_timeout: 100ms }\n"
-                           "    breaker: { faults: 1, leak: 60s, open_for: 60s }\n";
+static const char yaml[] =
+    "listeners:\n"
+    "  - name: l\n"
+    "    listen: 127.0.0.1:0\n"
+    "    upstream: u\n"
+    "upstreams:\n"
+    "  - name: u\n"
+    "    endpoints: [127.0.0.1:9001, 127.0.0.1:9002]\n"
+    "    bulkhead: { max_connections: 2, max_pending: 2, queue_timeout: 100ms }\n"
+    "    breaker: { faults: 1, leak: 60s, open_for: 60s }\n";
 
 typedef struct world {
   fake_clock_t clock;
@@ -46,9 +47,9 @@ typedef struct world {
 /* A waiter as a session would embed it, recording how its wait ended. */
 typedef struct client {
   cynic__waiter_t waiter;
-  int calls;   /* callbacks so far: exactly one, or none if cancelled */
-  int status;  /* the last callback's status */
-  int order;   /* when it was admitted (1, 2, ...) */
+  int calls;  /* callbacks so far: exactly one, or none if cancelled */
+  int status; /* the last callback's status */
+  int order;  /* when it was admitted (1, 2, ...) */
 } client_t;
 
 static int admitted_so_far;
@@ -150,7 +151,7 @@ static void test_queue_timeout_on_the_hand_moved_clock(void **state) {
   assert_true(queued); /* deadline 1100ms */
   fake_clock_advance(&w->clock, 30 * MS);
   assert_int_equal(cynic__admission_enter(&w->u, &c[3].waiter, on_admit, &queued), 0);
-  assert_true(queued); /* deadline 1130ms */
+  assert_true(queued);                                         /* deadline 1130ms */
   assert_true(uv_is_active((uv_handle_t *)&w->u.queue_timer)); /* armed for the oldest */
 
   /* 1ms before the first deadline: nothing ends */

@@ -1,0 +1,81 @@
+/* tests/unit/proxy/test_pool.c: the socket options of src/proxy/pool.c.
+ *
+ * The check that lets accepted sockets inherit their TCP options from the
+ * listening socket (Linux copies them; cynic checks on a listener's first
+ * accept rather than assume), and the fallback of setting them on every
+ * socket. Real sockets on 127.0.0.1; the daemon's modules are linked as they
+ * are (cynic_proxy_daemon). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pool.h"
+
+/* A listening socket on 127.0.0.1, port 0; one connection to it accepted
+ * into *accepted (the connecting socket in *client). */
+static int listen_and_accept(int listener, int *client, int *accepted) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  if (bind(listener, (struct sockaddr *)&a, sizeof a) != 0 || listen(listener, 4) != 0 ||
+      getsockname(listener, (struct sockaddr *)&a, &len) != 0)
+    return -1;
+  *client = socket(AF_INET, SOCK_STREAM, 0);
+  if (*client < 0 || connect(*client, (struct sockaddr *)&a, sizeof a) != 0)
+    return -1;
+  *accepted = accept(listener, NULL, NULL);
+  return *accepted < 0 ? -1 : 0;
+}
+
+static void test_client_options_inherited_from_listener(void **state) {
+  (void)state;
+  cynic__config_upstream_t u = {.keepalive_idle_ns = UINT64_C(17000000000),
+                                .keepalive_interval_ns = UINT64_C(7000000000),
+                                .keepalive_probes = 4,
+                                .user_timeout_ns = UINT64_C(3500000000)};
+  int lfd = socket(AF_INET, SOCK_STREAM, 0), client = -1, accepted = -1;
+  assert_true(lfd >= 0);
+  assert_true(cynic__sock_options_set(lfd, &u));
+  assert_int_equal(listen_and_accept(lfd, &client, &accepted), 0);
+  /* Linux copies them into the accepted socket; cynic checks, not assumes. */
+  assert_true(cynic__sock_options_match(accepted, &u));
+  assert_false(cynic__sock_options_match(client, &u)); /* a socket nobody set */
+  u.keepalive_probes = 5;
+  assert_false(cynic__sock_options_match(accepted, &u)); /* any difference counts */
+  u.keepalive_probes = 4;
+
+  /* The listener's state: checked on the first connection, then trusted. */
+  uv_loop_t loop;
+  uv_tcp_t h;
+  cynic__upstream_t up = {.cfg = &u};
+  cynic__listener_t l = {.upstream = &up, .options = CYNIC__OPTIONS_UNKNOWN};
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(uv_tcp_init(&loop, &h), 0);
+  assert_int_equal(uv_tcp_open(&h, accepted), 0);
+  cynic__client_options(&l, &h);
+  assert_int_equal(l.options, CYNIC__OPTIONS_INHERITED);
+  uv_close((uv_handle_t *)&h, NULL);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+
+  /* Not inherited (here: the client socket, which has none): set each time. */
+  cynic__listener_t l2 = {.upstream = &up, .options = CYNIC__OPTIONS_UNKNOWN};
+  assert_int_equal(uv_tcp_init(&loop, &h), 0);
+  assert_int_equal(uv_tcp_open(&h, client), 0);
+  cynic__client_options(&l2, &h);
+  assert_int_equal(l2.options, CYNIC__OPTIONS_PER_CONNECTION);
+  assert_true(cynic__sock_options_match(client, &u)); /* ... and set they were */
+  uv_close((uv_handle_t *)&h, NULL);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  close(lfd);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_client_options_inherited_from_listener),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
