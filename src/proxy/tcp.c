@@ -4,23 +4,15 @@
  *   accept -> [all breakers open? close at once]
  *          -> bulkhead: slot / queued (queue_timeout) / full: close at once
  *          -> pick endpoint (balance, skip open breakers) -> connect (connect timeout)
- *          -> forward both ways until both sides have half-closed, a side resets,
- *             or a timeout (first byte, idle) fires
+ *          -> relay both ways (relay.c: bounded rings, back pressure, half-close)
+ *             until both sides have half-closed, a side resets, or a timeout
+ *             (first byte, idle) fires
  *
- * Back Pressure: each direction has at most one ring buffer of `buffer`
- * bytes, taken from the listener's pool of free buffers when bytes arrive and
- * given back as soon as it is empty again (an idle connection holds none), and
- * at most one write in flight. Reading a side stops when the buffer towards
- * the other side is full and resumes as soon as a write drains some of it, so
- * a peer that never reads costs at most the two buffers (plus the kernel's
- * socket buffers), whatever the other peer sends. Bytes are tried with
- * uv_try_write straight from the read, so the common case of a writable
- * socket queues nothing and the buffer goes back to the pool at once.
- *
- * Half-close: EOF from one side is forwarded as shutdown(SHUT_WR) to the other
- * once everything read before it has been written; the connection ends
- * normally when both directions have been shut down. A reset (read or write
- * error) is forwarded as a reset: both sockets are closed with SO_LINGER 0.
+ * This file keeps only TCP mode's lifecycle: admission and the attempt
+ * (upstream.c), the upstream connection (pool.c), the byte relay (relay.c),
+ * the timeouts, and what is reported when the connection ends. A reset (read
+ * or write error) is forwarded as a reset: both sockets are closed with
+ * SO_LINGER 0.
  *
  * Circuit breaker outcomes (one permit per connection):
  *   fault    connect refused, connect error, connect timeout; a reset or a close
@@ -47,6 +39,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
+#include "relay.h"
 #include "tcp.h"
 
 typedef struct cynic__conn cynic__conn_t;
@@ -59,43 +52,20 @@ typedef enum conn_state {
   ST_CLOSING     /* handles closing; freed in the last close callback */
 } conn_state_t;
 
-/* One direction of a connection: bytes read from `from`, written to `to`. */
-typedef struct direction {
-  cynic__conn_t *conn;
-  uv_tcp_t *from, *to;
-  char *buf;      /* ring buffer of cap bytes; NULL while empty (pooled) */
-  size_t cap;     /* the listener's `buffer` */
-  size_t head;    /* first byte not yet written */
-  size_t len;     /* bytes read and not yet written */
-  size_t writing; /* bytes of the write in flight (from head); 0 = none */
-  uv_write_t write_req;
-  uv_shutdown_t shutdown_req;
-  bool reading;   /* uv_read_start is on for `from` */
-  bool eof;       /* `from` sent FIN */
-  bool shut;      /* shutdown sent to `to` */
-  bool shut_done; /* ... and completed */
-  uint64_t bytes; /* forwarded so far */
-} direction_t;
-
 struct cynic__conn {
   cynic__session_t base;    /* p->sessions, listener, upstream, client address */
   cynic__waiter_t waiter;   /* on the upstream's queue while ST_QUEUED (upstream.c) */
   cynic__attempt_t attempt; /* the endpoint and its breaker permit (upstream.c) */
   conn_state_t state;
-  uv_tcp_t client;
+  uv_tcp_t client;        /* data: &relay (the streams' callbacks are relay.c's) */
   cynic__upconn_t server; /* the upstream connection (pool.c); open once connecting */
-  uv_timer_t timer;
-  bool started;           /* counted in the proxy and its listener */
+  uv_timer_t timer;       /* data: this connection */
   int handles;            /* handles not yet closed; freed at 0 */
-  direction_t up;         /* client -> upstream */
-  direction_t down;       /* upstream -> client */
+  cynic__relay_t relay;   /* the byte pump (relay.c), set up once connected:
+                             relay.down.got_bytes = the upstream's first byte came,
+                             relay.up.got_bytes = the client's first byte went */
   bool has_slot;          /* holds a bulkhead slot: leave() when freed */
-  bool client_was_reset;  /* a read from the client failed with ECONNRESET */
-  bool server_was_reset;  /* ... from the upstream */
-  bool got_first_byte;    /* from the upstream */
-  bool sent_first_byte;   /* to the upstream: starts the first-byte timeout */
   uint64_t first_byte_ms; /* 0 = not armed */
-  uint64_t last_active_ms;
   uint64_t idle_ms;
   const char *why; /* why it ended, for the debug log; static string */
   /* for metrics and the access log (metrics.c) */
@@ -110,7 +80,6 @@ struct cynic__conn {
 };
 
 static void on_timer(uv_timer_t *t);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_close(cynic__conn_t *c, bool reset, const char *why);
 static const cynic__session_ops_t session_ops;
 
@@ -158,7 +127,7 @@ static void arm(cynic__conn_t *c) {
   if (c->state == ST_CONNECTING)
     next = c->server.deadline_ms; /* the connect timeout (pool.c) */
   if (c->state == ST_OPEN) {
-    next = c->last_active_ms + c->idle_ms;
+    next = c->relay.last_active_ms + c->idle_ms;
     if (c->first_byte_ms != 0 && c->first_byte_ms < next)
       next = c->first_byte_ms;
   }
@@ -185,7 +154,7 @@ static void on_timer(uv_timer_t *t) {
       conn_close(c, false, NULL);
       return;
     }
-    if (now >= c->last_active_ms + c->idle_ms) {
+    if (now >= c->relay.last_active_ms + c->idle_ms) {
       set_outcome(c, CYNIC__EV_IDLE_TIMEOUT);
       cynic__proxy_event(&c->attempt.endpoint->counters, CYNIC__EV_IDLE_TIMEOUT, "endpoint",
                          c->attempt.endpoint->addr->text, c->base.upstream->cfg->name, NULL);
@@ -197,23 +166,6 @@ static void on_timer(uv_timer_t *t) {
     return;
   }
   arm(c);
-}
-
-/* ---- buffers --------------------------------------------------------------- */
-
-static char *buffer_get(cynic__listener_t *l) {
-  if (l->pool_len > 0)
-    return l->pool[--l->pool_len];
-  return malloc((size_t)l->cfg->buffer_bytes);
-}
-
-static void buffer_put(cynic__listener_t *l, char *buf) {
-  if (buf == NULL)
-    return;
-  if (l->pool_len < CYNIC__BUFFER_POOL_MAX)
-    l->pool[l->pool_len++] = buf;
-  else
-    free(buf);
 }
 
 /* ---- freeing --------------------------------------------------------------- */
@@ -228,8 +180,8 @@ static void log_connection(const cynic__conn_t *c, uint64_t end_us) {
   json_t *f = json_pack(
       "{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "listener", c->base.listener->cfg->name, "client",
       client, "upstream", c->base.upstream->cfg->name, "reason", c->why != NULL ? c->why : "closed",
-      "bytes_up", (json_int_t)c->up.bytes, "bytes_down", (json_int_t)c->down.bytes, "duration_ms",
-      (json_int_t)((end_us - c->accepted_us) / 1000u));
+      "bytes_up", (json_int_t)c->relay.up.bytes, "bytes_down", (json_int_t)c->relay.down.bytes,
+      "duration_ms", (json_int_t)((end_us - c->accepted_us) / 1000u));
   if (f != NULL && c->attempt.endpoint != NULL)
     json_object_set_new(f, "endpoint", json_string(c->attempt.endpoint->addr->text));
   cynic__log_event(CYNIC_LOG_DEBUG, "connection_closed", "connection closed", f);
@@ -257,22 +209,28 @@ static void conn_free(cynic__conn_t *c) {
       .connected_us = c->connected_us,
       .first_byte_us = c->first_byte_at_us,
       .end_us = end_us,
-      .bytes_up = c->up.bytes,
-      .bytes_down = c->down.bytes,
+      .bytes_up = c->relay.up.bytes,
+      .bytes_down = c->relay.down.bytes,
   };
   cynic__metrics_conn_done(&r);
-  buffer_put(c->base.listener, c->up.buf);
-  buffer_put(c->base.listener, c->down.buf);
+  cynic__relay_free(&c->relay);
   free(c);
   if (had_slot)
     cynic__admission_leave(u); /* may start queued connections */
   cynic__proxy_conn_gone(p);
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  cynic__conn_t *c = h->data;
+static void handle_closed(cynic__conn_t *c) {
   if (--c->handles == 0)
     conn_free(c);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  handle_closed(h->data);
+}
+
+static void on_stream_closed(uv_handle_t *h) {
+  handle_closed(cynic__container_of(h->data, cynic__conn_t, relay));
 }
 
 static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
@@ -284,191 +242,58 @@ static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
   if (c->state == ST_QUEUED)
     cynic__admission_cancel(c->base.upstream, &c->waiter);
   c->state = ST_CLOSING;
+  cynic__relay_stop(&c->relay);
   cynic__attempt_release(&c->attempt); /* no outcome yet: the permit goes back */
-  if (reset) {
-    /* A socket that received a RST is closed already (the kernel has nothing
-     * to send on close), so only the other side needs SO_LINGER 0. */
-    if (!c->client_was_reset)
-      cynic__sock_linger_zero(&c->client);
-  }
-  uv_close((uv_handle_t *)&c->client, on_handle_closed);
-  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-  cynic__upconn_close(&c->server, reset && !c->server_was_reset, on_handle_closed);
+  /* A socket that received a RST is closed already (the kernel has nothing
+   * to send on close), so only the other side needs SO_LINGER 0. */
+  if (reset && !c->relay.up.from_reset)
+    cynic__sock_linger_zero(&c->client);
+  uv_close((uv_handle_t *)&c->client, on_stream_closed);
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+  cynic__upconn_close(&c->server, reset && !c->relay.down.from_reset, on_stream_closed);
 }
 
-/* ---- forwarding ------------------------------------------------------------ */
+/* ---- relay events (rare: once per direction, or once per connection) ------ */
 
-/* The pending bytes as at most two buffers (the ring may wrap). */
-static unsigned int pending_bufs(const direction_t *d, uv_buf_t bufs[2]) {
-  size_t first = d->head + d->len <= d->cap ? d->len : d->cap - d->head;
-  bufs[0] = uv_buf_init(d->buf + d->head, (unsigned int)first);
-  if (first == d->len)
-    return 1;
-  bufs[1] = uv_buf_init(d->buf, (unsigned int)(d->len - first));
-  return 2;
-}
-
-static void consume(direction_t *d, size_t n) {
-  d->head = (d->head + n) % d->cap;
-  d->len -= n;
-  d->bytes += n;
-  if (d == &d->conn->up)
-    d->conn->base.listener->stats.bytes_up += n;
-  else
-    d->conn->base.listener->stats.bytes_down += n;
-  if (d->len == 0)
-    d->head = 0; /* keep the free space contiguous */
-}
-
-/* A write to `d->to` failed: that peer is gone; forward it as a reset. */
-static void write_failed(direction_t *d, int err) {
-  cynic__conn_t *c = d->conn;
-  if (d->to == &c->server.handle && !c->got_first_byte)
-    fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
-  conn_close(c, true, d->to == &c->server.handle ? "upstream_write_error" : "client_write_error");
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)suggested;
-  cynic__conn_t *c = h->data;
-  direction_t *d = (uv_tcp_t *)h == &c->client ? &c->up : &c->down;
-  if (d->buf == NULL) {
-    /* Bytes to read: take a ring from the listener's pool (flush gives it
-     * back when it is empty again). */
-    d->buf = buffer_get(c->base.listener);
-    if (d->buf == NULL) {
-      *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS: closed */
-      return;
+static void relay_first_bytes(cynic__relay_t *r, cynic__relay_dir_t *d) {
+  cynic__conn_t *c = cynic__container_of(r, cynic__conn_t, relay);
+  if (d == &r->down) {
+    /* The upstream's first byte: the endpoint answered. */
+    c->first_byte_ms = 0;
+    c->first_byte_at_us = now_us();
+    uint64_t from = r->up.got_bytes ? c->first_sent_us : c->connected_us;
+    cynic__metrics_first_byte(c->base.upstream,
+                              c->first_byte_at_us >= from ? c->first_byte_at_us - from : 0);
+    cynic__attempt_success(&c->attempt);
+  } else {
+    /* The first bytes towards the upstream: from now on it owes an answer. */
+    c->first_sent_us = now_us();
+    if (!r->down.got_bytes && c->base.upstream->cfg->first_byte_timeout_ns > 0) {
+      c->first_byte_ms = r->last_active_ms + to_ms(c->base.upstream->cfg->first_byte_timeout_ns);
+      arm(c);
     }
   }
-  if (d->len == d->cap) {
-    *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS; never expected */
-    return;
-  }
-  size_t tail = (d->head + d->len) % d->cap;
-  size_t room = tail >= d->head ? d->cap - tail : d->head - tail;
-  *buf = uv_buf_init(d->buf + tail, (unsigned int)room);
 }
 
-static void on_write(uv_write_t *req, int status);
-static void on_shutdown(uv_shutdown_t *req, int status);
-
-/* Moves `d` along: writes what is pending (if no write is in flight), resumes
- * reading when there is room, and forwards EOF once everything is written. */
-static void flush(direction_t *d) {
-  cynic__conn_t *c = d->conn;
-  if (d->writing == 0 && d->len > 0) {
-    uv_buf_t bufs[2];
-    unsigned int n = pending_bufs(d, bufs);
-    int w = uv_try_write((uv_stream_t *)d->to, bufs, n);
-    if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS) {
-      write_failed(d, w);
-      return;
-    }
-    if (w > 0)
-      consume(d, (size_t)w);
-    if (d->len > 0) {
-      n = pending_bufs(d, bufs);
-      int rc = uv_write(&d->write_req, (uv_stream_t *)d->to, bufs, n, on_write);
-      if (rc != 0) {
-        write_failed(d, rc);
-        return;
-      }
-      d->writing = d->len;
-    }
-  }
-  if (!d->reading && !d->eof && d->len < d->cap) {
-    if (uv_read_start((uv_stream_t *)d->from, on_alloc, on_read) == 0)
-      d->reading = true;
-  }
-  if (d->len == 0 && d->writing == 0 && d->buf != NULL) {
-    buffer_put(c->base.listener, d->buf); /* empty: an idle direction holds no memory */
-    d->buf = NULL;
-    d->head = 0;
-  }
-  if (d->eof && d->len == 0 && d->writing == 0 && !d->shut) {
-    d->shut = true;
-    if (uv_shutdown(&d->shutdown_req, (uv_stream_t *)d->to, on_shutdown) != 0)
-      d->shut_done = true; /* the peer is gone already; nothing more to say */
-  }
-  if (c->up.shut_done && c->down.shut_done)
-    conn_close(c, false, "closed"); /* both sides said goodbye: done */
+static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
+  cynic__conn_t *c = cynic__container_of(r, cynic__conn_t, relay);
+  /* The upstream closed without a word: a fault, unless the client had
+   * closed without sending anything (a TCP health check, a client that
+   * changed its mind), to which closing is the right answer. */
+  if (d == &r->down && !r->down.got_bytes && (r->up.got_bytes || !r->up.eof))
+    fault(c, CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE, NULL);
 }
 
-static void on_write(uv_write_t *req, int status) {
-  direction_t *d = req->data;
-  if (d->conn->state == ST_CLOSING)
-    return;
-  if (status < 0) {
-    write_failed(d, status);
-    return;
-  }
-  consume(d, d->writing);
-  d->writing = 0;
-  flush(d);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status) {
-  (void)status; /* a failed shutdown means the peer is gone: just as final */
-  direction_t *d = req->data;
-  if (d->conn->state == ST_CLOSING)
-    return;
-  d->shut_done = true;
-  flush(d);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  (void)buf;
-  cynic__conn_t *c = s->data;
-  direction_t *d = (uv_tcp_t *)s == &c->client ? &c->up : &c->down;
-  if (c->state != ST_OPEN || nread == 0)
-    return;
-  if (nread > 0) {
-    uint64_t now = uv_now(c->base.proxy->loop);
-    c->last_active_ms = now;
-    d->len += (size_t)nread;
-    if (d == &c->down && !c->got_first_byte) {
-      c->got_first_byte = true;
-      c->first_byte_ms = 0;
-      c->first_byte_at_us = now_us();
-      uint64_t from = c->sent_first_byte ? c->first_sent_us : c->connected_us;
-      cynic__metrics_first_byte(c->base.upstream,
-                                c->first_byte_at_us >= from ? c->first_byte_at_us - from : 0);
-      cynic__attempt_success(&c->attempt); /* the endpoint answered */
-    } else if (d == &c->up && !c->sent_first_byte) {
-      /* The first bytes towards the upstream: from now on it owes an answer. */
-      c->sent_first_byte = true;
-      c->first_sent_us = now_us();
-      if (!c->got_first_byte && c->base.upstream->cfg->first_byte_timeout_ns > 0) {
-        c->first_byte_ms = now + to_ms(c->base.upstream->cfg->first_byte_timeout_ns);
-        arm(c);
-      }
-    }
-    flush(d);
-    if (c->state == ST_OPEN && d->reading && d->len == d->cap) {
-      uv_read_stop(s); /* back pressure: the other side is behind */
-      d->reading = false;
-    }
+static void relay_failed(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool writing) {
+  cynic__conn_t *c = cynic__container_of(r, cynic__conn_t, relay);
+  if (writing) {
+    /* A write to d->to failed: that peer is gone; forward it as a reset. */
+    if (d == &r->up && !r->down.got_bytes)
+      fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
+    conn_close(c, true, d == &r->up ? "upstream_write_error" : "client_write_error");
     return;
   }
-  if (nread == UV_EOF) {
-    uv_read_stop(s);
-    d->reading = false;
-    d->eof = true;
-    /* The upstream closed without a word: a fault, unless the client had
-     * closed without sending anything (a TCP health check, a client that
-     * changed its mind), to which closing is the right answer. */
-    if (d == &c->down && !c->got_first_byte && (c->sent_first_byte || !c->up.eof))
-      fault(c, CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE, NULL);
-    flush(d);
-    return;
-  }
-  if (nread == UV_ENOBUFS && d->buf != NULL) { /* cannot happen: reading stops when full */
-    uv_read_stop(s);
-    d->reading = false;
-    return;
-  }
-  if (nread == UV_ENOBUFS) { /* no memory for the ring: give up on this connection */
+  if (err == UV_ENOBUFS) { /* no memory for the ring: give up on this connection */
     set_outcome(c, CYNIC__OUT_CLOSED);
     cynic__log_event(CYNIC_LOG_ERROR, "out_of_memory", "out of memory for a connection buffer",
                      NULL);
@@ -476,28 +301,23 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   /* A reset (or another read error): forward it as a reset. */
-  if (nread == UV_ECONNRESET) {
-    if (d == &c->up)
-      c->client_was_reset = true;
-    else
-      c->server_was_reset = true;
-  }
-  if (d == &c->down && !c->got_first_byte)
-    fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror((int)nread));
-  conn_close(c, true, d == &c->down ? "upstream_reset" : "client_reset");
+  if (d == &r->down && !r->down.got_bytes)
+    fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
+  conn_close(c, true, d == &r->down ? "upstream_reset" : "client_reset");
 }
+
+static void relay_done(cynic__relay_t *r) {
+  conn_close(cynic__container_of(r, cynic__conn_t, relay), false, "closed");
+}
+
+static const cynic__relay_ops_t relay_ops = {
+    .first_bytes = relay_first_bytes,
+    .eof = relay_eof,
+    .failed = relay_failed,
+    .done = relay_done,
+};
 
 /* ---- connecting ------------------------------------------------------------ */
-
-static void direction_init(cynic__conn_t *c, direction_t *d, uv_tcp_t *from, uv_tcp_t *to,
-                           size_t cap) {
-  d->conn = c;
-  d->from = from;
-  d->to = to;
-  d->cap = cap;
-  d->write_req.data = d;
-  d->shutdown_req.data = d;
-}
 
 static void on_connect(cynic__upconn_t *uc, int status) {
   cynic__conn_t *c = cynic__container_of(uc, cynic__conn_t, server);
@@ -512,14 +332,12 @@ static void on_connect(cynic__upconn_t *uc, int status) {
   c->connected_us = now_us();
   cynic__metrics_connected(c->base.upstream,
                            c->connected_us >= c->connect_us ? c->connected_us - c->connect_us : 0);
-  size_t cap = (size_t)c->base.listener->cfg->buffer_bytes;
-  direction_init(c, &c->up, &c->client, &c->server.handle, cap);
-  direction_init(c, &c->down, &c->server.handle, &c->client, cap);
+  cynic__relay_init(&c->relay, c->base.listener, (uv_stream_t *)&c->client,
+                    cynic__upconn_stream(&c->server), &relay_ops);
   c->state = ST_OPEN;
-  c->last_active_ms = uv_now(c->base.proxy->loop);
-  flush(&c->up); /* starts reading both sides */
-  flush(&c->down);
-  arm(c);
+  cynic__relay_start(&c->relay);
+  if (c->state == ST_OPEN)
+    arm(c);
 }
 
 /* Holds a bulkhead slot: pick an endpoint and connect to it. */
@@ -535,7 +353,7 @@ static void connect_upstream(cynic__conn_t *c) {
   c->decision = cynic_breaker_state_name(c->attempt.permit.state);
   c->state = ST_CONNECTING;
   c->connect_us = now_us();
-  rc = cynic__upconn_connect(&c->server, c->base.proxy->loop, e, c, on_connect);
+  rc = cynic__upconn_connect(&c->server, c->base.proxy->loop, e, &c->relay, on_connect);
   if (c->server.open)
     c->handles++;
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
@@ -577,12 +395,12 @@ static uv_tcp_t *client_new(cynic__proxy_t *p) {
     free(c);
     return NULL;
   }
-  c->client.data = c;
+  c->client.data = &c->relay;
   return &c->client;
 }
 
 static void on_discarded(uv_handle_t *h) {
-  free(h->data);
+  free(cynic__container_of(h->data, cynic__conn_t, relay));
 }
 
 static void client_discard(uv_tcp_t *client) {
