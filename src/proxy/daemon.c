@@ -54,6 +54,20 @@ int64_t cynic__unix_ms(void) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+void cynic__proxy_config_warnings(const cynic__config_t *cfg) {
+  for (size_t i = 0; i < cfg->upstream_count; i++) {
+    const cynic__config_upstream_t *u = &cfg->upstreams[i];
+    if (u->keepalive_old_name.line == 0)
+      continue;
+    cynic__log_event(CYNIC_LOG_WARN, "config_deprecated",
+                     "config: 'keepalive' is deprecated; rename it to 'tcp_keepalive'",
+                     json_pack("{s:s, s:i, s:i, s:s, s:s, s:s}", "file", cfg->path, "line",
+                               (int)u->keepalive_old_name.line, "column",
+                               (int)u->keepalive_old_name.column, "upstream", u->name, "key",
+                               "keepalive", "use", "tcp_keepalive"));
+  }
+}
+
 uint64_t cynic__proxy_clock(void *arg) {
   const cynic__proxy_t *p = arg;
   return uv_now(p->loop) * UINT64_C(1000000);
@@ -330,6 +344,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
     cynic__log_close();
     return 1;
   }
+  cynic__proxy_config_warnings(cfg);
   /* A peer that goes away while we write must be an error code, not a signal. */
   signal(SIGPIPE, SIG_IGN);
 

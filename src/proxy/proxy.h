@@ -249,6 +249,11 @@ struct cynic__proxy {
  * 0 after a drain, 1 when a listener cannot be bound or the loop fails. */
 int cynic__proxy_run(const cynic__config_t *cfg);
 
+/* Logs a warning for each deprecated name `cfg` uses (today: an upstream's
+ * `keepalive`, now `tcp_keepalive`), with file, line and column; at start and
+ * after each reload. */
+void cynic__proxy_config_warnings(const cynic__config_t *cfg);
+
 /* The loop's cached time in ns (uv_now, read once per tick): the injected
  * clock of every breaker. `arg` is the cynic__proxy_t. */
 uint64_t cynic__proxy_clock(void *arg);

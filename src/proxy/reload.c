@@ -847,6 +847,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     cynic__proxy_rotate_apply(p); /* reads p->cfg: after swap() */
   p->config_unix_ms = cynic__unix_ms();
   p->reloads++;
+  cynic__proxy_config_warnings(n); /* deprecated names, in the log in use now */
   cynic__log_event(
       CYNIC_LOG_INFO, "reloaded", "config reloaded",
       json_pack("{s:s, s:s, s:I}", "by", who, "file", n->path, "reloads", (json_int_t)p->reloads));
