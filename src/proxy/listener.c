@@ -373,6 +373,12 @@ int cynic__listeners_start(cynic__proxy_t *p) {
   return 0;
 }
 
+void cynic__listeners_options_refresh(cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->listener_count; i++)
+    if (p->listeners[i].cfg != NULL)
+      cynic__listener_options_refresh(&p->listeners[i]);
+}
+
 void cynic__listeners_stop(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->listener_count; i++) {
     cynic__listener_close(&p->listeners[i]);

@@ -55,12 +55,29 @@ void cynic__sock_linger_zero(uv_tcp_t *h) {
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
 }
 
+/* Accepts a listener checks for inherited options before it sets them on
+ * every socket: more than one, because after a reload's refresh the sockets
+ * already in the accept queue still carry the old values. */
+#define OPTIONS_CHECKS 8u
+
 void cynic__listener_options(cynic__listener_t *l) {
   uv_os_fd_t fd;
   l->options = CYNIC__OPTIONS_PER_CONNECTION;
   if (uv_fileno((uv_handle_t *)&l->handle, &fd) == 0 &&
-      cynic__sock_options_set(fd, l->upstream->cfg))
+      cynic__sock_options_set(fd, l->upstream->cfg)) {
     l->options = CYNIC__OPTIONS_UNKNOWN;
+    l->options_checks = OPTIONS_CHECKS;
+  }
+}
+
+void cynic__listener_options_refresh(cynic__listener_t *l) {
+  uv_os_fd_t fd;
+  if (!l->listening || l->retired || uv_fileno((uv_handle_t *)&l->handle, &fd) != 0)
+    return;
+  if (l->options != CYNIC__OPTIONS_PER_CONNECTION &&
+      cynic__sock_options_match(fd, l->upstream->cfg))
+    return; /* unchanged: the verdict on inheritance stands */
+  cynic__listener_options(l);
 }
 
 /* Five setsockopt calls per connection, unless the listener's first
@@ -74,10 +91,14 @@ void cynic__client_options(cynic__listener_t *l, uv_tcp_t *client) {
   if (uv_fileno((uv_handle_t *)client, &fd) != 0)
     return;
   if (l->options == CYNIC__OPTIONS_UNKNOWN) {
-    l->options = cynic__sock_options_match(fd, l->upstream->cfg) ? CYNIC__OPTIONS_INHERITED
-                                                                 : CYNIC__OPTIONS_PER_CONNECTION;
-    if (l->options == CYNIC__OPTIONS_INHERITED)
+    if (cynic__sock_options_match(fd, l->upstream->cfg)) {
+      l->options = CYNIC__OPTIONS_INHERITED;
       return;
+    }
+    if (l->options_checks <= 1) /* this kernel does not copy them */
+      l->options = CYNIC__OPTIONS_PER_CONNECTION;
+    else
+      l->options_checks--; /* maybe accepted before a refresh: look again */
   }
   cynic__sock_options_set(fd, l->upstream->cfg);
 }

@@ -84,6 +84,11 @@ void cynic__sock_linger_zero(uv_tcp_t *h);
  * sockets inherit them, and marks the listener to check that on its next
  * accept (l->options). At bind, at adoption, and after every reload. */
 void cynic__listener_options(cynic__listener_t *l);
+/* After a reload (l's upstream or its options may have changed): when the
+ * listening socket's options differ from what l's upstream asks now, sets the
+ * new ones there as cynic__listener_options does, so new client sockets carry
+ * them. Open connections keep what they were given. */
+void cynic__listener_options_refresh(cynic__listener_t *l);
 /* The options of an accepted client socket of `l`: nothing when the
  * listener's accepted sockets are known to inherit them; otherwise checked
  * (once, after cynic__listener_options) or set (every accept). */

@@ -199,6 +199,7 @@ struct cynic__listener {
   char *pool[CYNIC__BUFFER_POOL_MAX];
   uint32_t pool_len;
   cynic__options_t options; /* keepalive, user timeout, nodelay of client sockets */
+  uint8_t options_checks;   /* UNKNOWN: accepts left to see them inherited (pool.c) */
   cynic_ratetable_t *rate;  /* rate_limit.per_client: new connections per client */
   cynic__counters_t counters;
   cynic__listener_stats_t stats; /* metrics.h: admin listener */
@@ -440,6 +441,9 @@ int cynic__listener_clients_new(const cynic__config_listener_t *cfg, cynic__clie
 /* Frees l's per-client count table (max_connections_per_client) and leaves
  * it off (clients NULL, client_buckets 0); the counts it held are lost. */
 void cynic__listener_clients_free(cynic__listener_t *l);
+/* After a reload: every listening socket gets the TCP options its upstream
+ * asks for now, so that new client sockets inherit them (pool.c). */
+void cynic__listeners_options_refresh(cynic__proxy_t *p);
 /* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 

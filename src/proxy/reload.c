@@ -833,6 +833,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
         (l->upstream->retired || strcmp(l->upstream->cfg->name, l->cfg->upstream_name) != 0))
       l->upstream = upstream_named(p, p->upstream_count, l->cfg->upstream_name);
   }
+  cynic__listeners_options_refresh(p); /* new client sockets inherit the new options */
   /* Retired objects own copies of their config; only when a copy could not
    * be made (no memory) do they point into the config being replaced: keep it
    * then (main.c's first one lives to the end anyway). */

@@ -73,9 +73,38 @@ static void test_client_options_inherited_from_listener(void **state) {
   close(lfd);
 }
 
+/* A socket accepted before a reload refreshed the listening socket carries
+ * the old values: one mismatch is not taken as "this kernel does not copy
+ * them"; a listener checks up to its budget, setting the options on each
+ * socket meanwhile, and only then sets them on every socket. */
+static void test_inheritance_check_has_a_budget(void **state) {
+  (void)state;
+  cynic__config_upstream_t u = {.keepalive_idle_ns = UINT64_C(23000000000),
+                                .keepalive_interval_ns = UINT64_C(7000000000),
+                                .keepalive_probes = 6};
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  cynic__upstream_t up = {.cfg = &u};
+  cynic__listener_t l = {.upstream = &up, .options = CYNIC__OPTIONS_UNKNOWN, .options_checks = 2};
+  for (int i = 0; i < 2; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0); /* carries none of them */
+    assert_true(fd >= 0);
+    uv_tcp_t h;
+    assert_int_equal(uv_tcp_init(&loop, &h), 0);
+    assert_int_equal(uv_tcp_open(&h, fd), 0);
+    cynic__client_options(&l, &h);
+    assert_true(cynic__sock_options_match(fd, &u)); /* set on this one */
+    assert_int_equal(l.options, i == 0 ? CYNIC__OPTIONS_UNKNOWN : CYNIC__OPTIONS_PER_CONNECTION);
+    uv_close((uv_handle_t *)&h, NULL);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  }
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_client_options_inherited_from_listener),
+      cmocka_unit_test(test_inheritance_check_has_a_budget),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
