@@ -32,13 +32,15 @@ typedef struct cynic__upconn cynic__upconn_t;
 typedef void (*cynic__upconn_cb)(cynic__upconn_t *uc, int status);
 
 struct cynic__upconn {
-  uv_tcp_t handle;             /* the transport; handle.data is the user's */
-  uv_connect_t connect_req;    /* data: this upconn */
+  uv_tcp_t handle; /* the transport; handle.data is the user's */
+  union {
+    uv_connect_t connect_req; /* while connecting; data: this upconn */
+    cynic__link_t idle;       /* while in its endpoint's idle pool (never connecting) */
+  };
   cynic__endpoint_t *endpoint; /* connected (or connecting) to */
   cynic__upconn_cb on_connect;
   uint64_t deadline_ms; /* the connect timeout on the loop clock; 0 once connected */
   bool open;            /* handle initialised and not yet closed */
-  cynic__link_t idle;   /* endpoint's idle pool while pooled */
 };
 
 /* Starts connecting `uc` (zeroed, or closed) to `e` on `loop`, the connect

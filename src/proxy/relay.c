@@ -119,7 +119,7 @@ static void flush(cynic__relay_dir_t *d) {
 
 static void on_write(uv_write_t *req, int status) {
   cynic__relay_dir_t *d = req->data;
-  if (!d->relay->running)
+  if (d->relay->ops == NULL)
     return;
   if (status < 0) {
     d->relay->ops->failed(d->relay, d, status, true);
@@ -133,7 +133,7 @@ static void on_write(uv_write_t *req, int status) {
 static void on_shutdown(uv_shutdown_t *req, int status) {
   (void)status; /* a failed shutdown means the peer is gone: just as final */
   cynic__relay_dir_t *d = req->data;
-  if (!d->relay->running)
+  if (d->relay->ops == NULL)
     return;
   d->shut_done = true;
   flush(d);
@@ -143,19 +143,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   (void)buf;
   cynic__relay_t *r = s->data;
   cynic__relay_dir_t *d = s == r->up.from ? &r->up : &r->down;
-  if (!r->running || nread == 0)
+  if (r->ops == NULL || nread == 0)
     return;
   if (nread > 0) {
-    r->last_active_ms = uv_now(r->loop);
+    r->last_active_ms = uv_now(s->loop);
     d->len += (size_t)nread;
     if (!d->got_bytes) {
       d->got_bytes = true;
       r->ops->first_bytes(r, d);
-      if (!r->running)
+      if (r->ops == NULL)
         return;
     }
     flush(d);
-    if (r->running && d->reading && d->len == d->cap) {
+    if (r->ops != NULL && d->reading && d->len == d->cap) {
       uv_read_stop(s); /* back pressure: the other side is behind */
       d->reading = false;
     }
@@ -166,7 +166,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     d->reading = false;
     d->eof = true;
     r->ops->eof(r, d);
-    if (r->running)
+    if (r->ops != NULL)
       flush(d);
     return;
   }
@@ -193,25 +193,24 @@ static void dir_init(cynic__relay_t *r, cynic__relay_dir_t *d, uv_stream_t *from
 }
 
 void cynic__relay_init(cynic__relay_t *r, cynic__listener_t *l, uv_stream_t *client,
-                       uv_stream_t *server, const cynic__relay_ops_t *ops) {
+                       uv_stream_t *server) {
   size_t cap = (size_t)l->cfg->buffer_bytes;
-  r->ops = ops;
+  r->ops = NULL; /* until started */
   r->listener = l;
-  r->loop = client->loop;
   dir_init(r, &r->up, client, server, cap);
   dir_init(r, &r->down, server, client, cap);
 }
 
-void cynic__relay_start(cynic__relay_t *r) {
-  r->running = true;
-  r->last_active_ms = uv_now(r->loop);
+void cynic__relay_start(cynic__relay_t *r, const cynic__relay_ops_t *ops) {
+  r->ops = ops;
+  r->last_active_ms = uv_now(r->up.from->loop);
   flush(&r->up); /* starts reading both sides */
-  if (r->running)
+  if (r->ops != NULL)
     flush(&r->down);
 }
 
 void cynic__relay_stop(cynic__relay_t *r) {
-  r->running = false;
+  r->ops = NULL;
 }
 
 void cynic__relay_free(cynic__relay_t *r) {

@@ -70,21 +70,20 @@ typedef struct cynic__relay_ops {
 } cynic__relay_ops_t;
 
 struct cynic__relay {
-  cynic__relay_dir_t up;   /* client -> upstream */
-  cynic__relay_dir_t down; /* upstream -> client */
-  const cynic__relay_ops_t *ops;
-  cynic__listener_t *listener; /* its buffer pool and byte counters */
-  uv_loop_t *loop;
-  uint64_t last_active_ms; /* the loop time of the last bytes read */
-  bool running;            /* started and not stopped */
+  cynic__relay_dir_t up;         /* client -> upstream */
+  cynic__relay_dir_t down;       /* upstream -> client */
+  const cynic__relay_ops_t *ops; /* NULL once stopped: nothing moves any more */
+  cynic__listener_t *listener;   /* its buffer pool and byte counters */
+  uint64_t last_active_ms;       /* the loop time of the last bytes read */
 };
 
 /* Sets `r` up between `client` and `server` (both open, handle.data = r),
  * with rings of the listener's buffer size; nothing is read yet. */
 void cynic__relay_init(cynic__relay_t *r, cynic__listener_t *l, uv_stream_t *client,
-                       uv_stream_t *server, const cynic__relay_ops_t *ops);
-/* Starts reading both sides. */
-void cynic__relay_start(cynic__relay_t *r);
+                       uv_stream_t *server);
+/* Starts reading both sides; `ops` (static) hears the rare events until
+ * cynic__relay_stop. */
+void cynic__relay_start(cynic__relay_t *r, const cynic__relay_ops_t *ops);
 /* The owner is closing: from now on no callback of the streams moves bytes
  * or calls the ops. Idempotent. */
 void cynic__relay_stop(cynic__relay_t *r);

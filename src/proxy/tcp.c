@@ -57,6 +57,7 @@ struct cynic__conn {
   cynic__waiter_t waiter;   /* on the upstream's queue while ST_QUEUED (upstream.c) */
   cynic__attempt_t attempt; /* the endpoint and its breaker permit (upstream.c) */
   conn_state_t state;
+  bool has_slot;          /* holds a bulkhead slot: leave() when freed */
   uv_tcp_t client;        /* data: &relay (the streams' callbacks are relay.c's) */
   cynic__upconn_t server; /* the upstream connection (pool.c); open once connecting */
   uv_timer_t timer;       /* data: this connection */
@@ -64,7 +65,6 @@ struct cynic__conn {
   cynic__relay_t relay;   /* the byte pump (relay.c), set up once connected:
                              relay.down.got_bytes = the upstream's first byte came,
                              relay.up.got_bytes = the client's first byte went */
-  bool has_slot;          /* holds a bulkhead slot: leave() when freed */
   uint64_t first_byte_ms; /* 0 = not armed */
   uint64_t idle_ms;
   const char *why; /* why it ended, for the debug log; static string */
@@ -333,9 +333,9 @@ static void on_connect(cynic__upconn_t *uc, int status) {
   cynic__metrics_connected(c->base.upstream,
                            c->connected_us >= c->connect_us ? c->connected_us - c->connect_us : 0);
   cynic__relay_init(&c->relay, c->base.listener, (uv_stream_t *)&c->client,
-                    cynic__upconn_stream(&c->server), &relay_ops);
+                    cynic__upconn_stream(&c->server));
   c->state = ST_OPEN;
-  cynic__relay_start(&c->relay);
+  cynic__relay_start(&c->relay, &relay_ops);
   if (c->state == ST_OPEN)
     arm(c);
 }

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -101,10 +102,35 @@ static void test_inheritance_check_has_a_budget(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The idle pool: capacity 0 (TCP mode) keeps nothing; otherwise at most
+ * `capacity`, oldest taken first. Never connected: the pool only links. */
+static void test_idle_pool_is_capped(void **state) {
+  (void)state;
+  cynic__endpoint_t e;
+  memset(&e, 0, sizeof e);
+  cynic__list_init(&e.idle);
+  cynic__upconn_t a, b, c;
+  memset(&a, 0, sizeof a), memset(&b, 0, sizeof b), memset(&c, 0, sizeof c);
+  a.endpoint = b.endpoint = c.endpoint = &e;
+  assert_false(cynic__pool_give(&a)); /* capacity 0: never reused */
+  assert_null(cynic__pool_take(&e));
+  e.idle_capacity = 2;
+  assert_true(cynic__pool_give(&a));
+  assert_true(cynic__pool_give(&b));
+  assert_false(cynic__pool_give(&c)); /* full: the caller closes it */
+  assert_int_equal(e.idle_count, 2);
+  assert_ptr_equal(cynic__pool_take(&e), &a);
+  assert_ptr_equal(cynic__pool_take(&e), &b);
+  assert_null(cynic__pool_take(&e));
+  assert_int_equal(e.idle_count, 0);
+  assert_true(cynic__list_empty(&e.idle));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_client_options_inherited_from_listener),
       cmocka_unit_test(test_inheritance_check_has_a_budget),
+      cmocka_unit_test(test_idle_pool_is_capped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,8 +30,7 @@ static int setup(void **state) {
   f->lcfg.buffer_bytes = CAP;
   f->listener.cfg = &f->lcfg;
   f->client.data = f->server.data = &f->relay;
-  cynic__relay_init(&f->relay, &f->listener, (uv_stream_t *)&f->client, (uv_stream_t *)&f->server,
-                    NULL);
+  cynic__relay_init(&f->relay, &f->listener, (uv_stream_t *)&f->client, (uv_stream_t *)&f->server);
   *state = f;
   return 0;
 }
