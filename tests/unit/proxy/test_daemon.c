@@ -46,7 +46,8 @@ void cynic__admin_stop(cynic__proxy_t *p) {
 void cynic__admin_free(cynic__proxy_t *p) {
   (void)p;
 }
-void cynic__accesslog_reopen(void) {}
+void cynic__accesslog_reopen(void) {
+}
 void cynic__reload_free(cynic__proxy_t *p) {
   (void)p;
 }
