@@ -10,9 +10,10 @@
  *                       the bulkhead and its queue of waiting clients
  *                       (upstream.c)
  *   cynic__session_t    one client session, the base every mode's session
- *                       embeds (session.h); TCP mode's is cynic__conn_t: client
- *                       and upstream sockets, a bounded buffer per direction,
- *                       one timer for every timeout (tcp.c)
+ *                       embeds (session.h); TCP mode's is cynic__conn_t: the
+ *                       client socket, an upstream connection (pool.c), the
+ *                       byte relay (relay.c), one timer for every timeout
+ *                       (tcp.c)
  *
  * Everything runs on the loop's thread; nothing here is thread safe, and
  * nothing needs to be. libcynic's breakers and bulkheads are thread safe
@@ -25,10 +26,10 @@
 #ifndef CYNIC_PROXY_PROXY_H
 #define CYNIC_PROXY_PROXY_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <sys/socket.h>
 #include <uv.h>
 
