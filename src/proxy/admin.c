@@ -504,7 +504,7 @@ static void breaker_action(req_t *r, cynic__upstream_t *u, cynic__endpoint_t *on
   size_t closed = 0;
   for (size_t k = 0; close_conns && k < u->endpoint_count; k++)
     if (only == NULL || only == &u->endpoints[k])
-      closed += cynic__tcp_close_endpoint(r->p, &u->endpoints[k]);
+      closed += cynic__sessions_close_endpoint(r->p, &u->endpoints[k], "tripped");
   json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i}", "action", action, "upstream", u->cfg->name,
                         "by", peer, "reason", reason, "closed_connections", (json_int_t)closed);
   if (f != NULL && only != NULL)

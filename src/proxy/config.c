@@ -203,8 +203,20 @@ static void join(char *buf, size_t size, const char *const *list) {
 
 /* ---- mapping checks and typed getters -------------------------------------- */
 
-/* Check that n is a mapping whose keys are all in `keys` (NULL-terminated) and
- * appear once. Reports each problem; returns false only if n is no mapping. */
+/* Old names that still load (the daemon logs a deprecation warning) but are
+ * never listed or suggested: {mapping, key}. */
+static const char *const deprecated_keys[][2] = {{"upstream", "keepalive"}};
+
+static bool deprecated_key(const char *what, const char *key) {
+  for (size_t i = 0; i < sizeof deprecated_keys / sizeof deprecated_keys[0]; i++)
+    if (strcmp(what, deprecated_keys[i][0]) == 0 && strcmp(key, deprecated_keys[i][1]) == 0)
+      return true;
+  return false;
+}
+
+/* Check that n is a mapping whose keys are all in `keys` (NULL-terminated, or
+ * deprecated_keys) and appear once. Reports each problem; returns false only
+ * if n is no mapping. */
 static bool check_map(loader_t *ld, const node_t *n, const char *what, const char *const *keys) {
   if (n->type == CYNIC__YAML_SCALAR && n->plain && n->len == 0) {
     error_at(ld, n, "%s is empty; write its keys below it, or remove it to get the defaults", what);
@@ -221,7 +233,7 @@ static bool check_map(loader_t *ld, const node_t *n, const char *what, const cha
       error_at(ld, k, "a key in %s is %s; keys are plain words", what, describe(k));
       continue;
     }
-    bool known = false;
+    bool known = deprecated_key(what, k->str);
     for (size_t j = 0; keys[j] != NULL; j++)
       known = known || strcmp(k->str, keys[j]) == 0;
     if (!known) {
@@ -258,6 +270,16 @@ static const node_t *get(const node_t *m, const char *key) {
     if (k->type == CYNIC__YAML_SCALAR && strcmp(k->str, key) == 0)
       return m->kids[i + 1];
   }
+  return NULL;
+}
+
+/* The key node `key` of mapping m (for its position), or NULL. */
+static const node_t *get_key(const node_t *m, const char *key) {
+  if (m == NULL || m->type != CYNIC__YAML_MAP)
+    return NULL;
+  for (size_t i = 0; i + 1 < m->count; i += 2)
+    if (m->kids[i]->type == CYNIC__YAML_SCALAR && strcmp(m->kids[i]->str, key) == 0)
+      return m->kids[i];
   return NULL;
 }
 
@@ -667,8 +689,8 @@ static const char *const listener_keys[] = {"name",
 static const char *const listener_timeout_keys[] = {"header", "idle", NULL};
 static const char *const rate_limit_keys[] = {"per_client", "burst", NULL};
 static const char *const upstream_keys[] = {
-    "name",    "endpoints", "balance", "resolve_interval", "timeouts", "keepalive", "bulkhead",
-    "breaker", "required",  "retry",   "expect",           "limits",   "fallback",  NULL};
+    "name",    "endpoints", "balance", "resolve_interval", "timeouts", "tcp_keepalive", "bulkhead",
+    "breaker", "required",  "retry",   "expect",           "limits",   "fallback",      NULL};
 static const char *const upstream_timeout_keys[] = {"connect", "first_byte", "idle", "request",
                                                     NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "probes", "user_timeout", NULL};
@@ -1125,7 +1147,19 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
     get_duration(ld, t, "idle", NS_PER_S, 7 * DAY_NS, "1s..168h", &u->idle_timeout_ns);
     get_duration(ld, t, "request", 0, DAY_NS, "0 (off) or up to 24h", &u->request_timeout_ns);
   }
-  const node_t *k = section(ld, m, "keepalive", keepalive_keys);
+  /* tcp_keepalive was called keepalive (a name HTTP keep-alive would make
+   * ambiguous): the old name still loads; u->keepalive_old_name says where, so
+   * the daemon can log a deprecation warning. */
+  const char *ka = "tcp_keepalive";
+  const node_t *old = get_key(m, "keepalive");
+  if (old != NULL) {
+    u->keepalive_old_name = old->mark;
+    if (get(m, "tcp_keepalive") != NULL)
+      error_at(ld, old, "keepalive: the old name of tcp_keepalive; give only tcp_keepalive");
+    else
+      ka = "keepalive";
+  }
+  const node_t *k = section(ld, m, ka, keepalive_keys);
   if (k != NULL) {
     const node_t *kv;
     kv = get_duration(ld, k, "idle", NS_PER_S, 32767 * NS_PER_S, "1s..32767s",

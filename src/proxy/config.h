@@ -176,11 +176,13 @@ typedef struct cynic__config_upstream {
   uint64_t first_byte_timeout_ns; /* first byte sent to first byte back; 0 = off */
   uint64_t idle_timeout_ns;       /* no bytes either way */
   uint64_t request_timeout_ns;    /* whole exchange; 0 = off */
-  /* TCP keepalive (dead-connection detection) */
+  /* tcp_keepalive: TCP keepalive (dead-connection detection) */
   uint64_t keepalive_idle_ns;     /* TCP_KEEPIDLE, whole seconds */
   uint64_t keepalive_interval_ns; /* TCP_KEEPINTVL, whole seconds */
   uint32_t keepalive_probes;      /* TCP_KEEPCNT */
   uint64_t user_timeout_ns;       /* TCP_USER_TIMEOUT, whole ms; 0 = kernel default */
+  cynic__config_mark_t keepalive_old_name; /* where `keepalive:` (the deprecated name
+                                              of tcp_keepalive) was used; {0, 0} = not */
   /* bulkhead */
   uint32_t max_connections;
   uint32_t max_pending;

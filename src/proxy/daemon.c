@@ -55,6 +55,20 @@ int64_t cynic__unix_ms(void) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+void cynic__proxy_config_warnings(const cynic__config_t *cfg) {
+  for (size_t i = 0; i < cfg->upstream_count; i++) {
+    const cynic__config_upstream_t *u = &cfg->upstreams[i];
+    if (u->keepalive_old_name.line == 0)
+      continue;
+    cynic__log_event(CYNIC_LOG_WARN, "config_deprecated",
+                     "config: 'keepalive' is deprecated; rename it to 'tcp_keepalive'",
+                     json_pack("{s:s, s:i, s:i, s:s, s:s, s:s}", "file", cfg->path, "line",
+                               (int)u->keepalive_old_name.line, "column",
+                               (int)u->keepalive_old_name.column, "upstream", u->name, "key",
+                               "keepalive", "use", "tcp_keepalive"));
+  }
+}
+
 uint64_t cynic__proxy_clock(void *arg) {
   const cynic__proxy_t *p = arg;
   return uv_now(p->loop) * UINT64_C(1000000);
@@ -244,7 +258,7 @@ static void on_drain_deadline(uv_timer_t *t) {
   cynic__log_event(CYNIC_LOG_WARN, "drain_cut", "drain timeout: closing the remaining connections",
                    json_pack("{s:i}", "connections", (json_int_t)p->conn_count));
   p->drain_cut = true;
-  cynic__tcp_close_all(p);
+  cynic__sessions_close_all(p, "drain_cut");
 }
 
 void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
@@ -255,7 +269,7 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
           CYNIC_LOG_WARN, "drain_cut", "second signal: closing the remaining connections now",
           json_pack("{s:s, s:i}", "cause", why, "connections", (json_int_t)p->conn_count));
       p->drain_cut = true;
-      cynic__tcp_close_all(p);
+      cynic__sessions_close_all(p, "drain_cut");
     }
     return;
   }
@@ -332,6 +346,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
     cynic__log_close();
     return 1;
   }
+  cynic__proxy_config_warnings(cfg);
   /* A peer that goes away while we write must be an error code, not a signal. */
   signal(SIGPIPE, SIG_IGN);
 
@@ -344,9 +359,11 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   }
   cynic__reserve_fd_table(&loop, 65536); /* libuv aborts if it cannot grow it later */
   p.loop = &loop;
+  p.clock.now = cynic__proxy_clock;
+  p.clock.arg = &p;
   p.cfg = cfg;
   p.started_unix_ms = p.config_unix_ms = cynic__unix_ms();
-  cynic__list_init(&p.conns);
+  cynic__list_init(&p.sessions);
   uv_timer_init(&loop, &p.summary_timer);
   uv_timer_init(&loop, &p.rotate_timer);
   p.rotate_timer.data = &p;

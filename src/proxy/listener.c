@@ -20,7 +20,9 @@
 
 #include "addr.h"
 #include "log.h"
+#include "pool.h"
 #include "proxy.h"
+#include "session.h"
 #include "shed.h"
 
 #define LISTEN_BACKLOG 511
@@ -107,8 +109,8 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   if (l->reserve == NULL)
-    l->reserve = cynic__tcp_client_new(p); /* refill after a shortage */
-  uv_tcp_t *client = cynic__tcp_client_new(p);
+    l->reserve = l->mode->client_new(p); /* refill after a shortage */
+  uv_tcp_t *client = l->mode->client_new(p);
   if (client == NULL) {
     /* Out of memory. libuv stops reading a listener until its pending
      * connection is accepted, so accept it into the reserve and close it:
@@ -119,13 +121,13 @@ static void on_connection(uv_stream_t *server, int status) {
       cynic__proxy_event(&l->counters, CYNIC__EV_ACCEPT_ERROR, "listener", l->cfg->name, NULL,
                          "out of memory");
     if (client != NULL)
-      cynic__tcp_client_discard(client);
+      l->mode->client_discard(client);
     else
       cynic__shed(server); /* no reserve either: never leave it pending */
     return;
   }
   if (uv_accept(server, (uv_stream_t *)client) != 0) {
-    cynic__tcp_client_discard(client);
+    l->mode->client_discard(client);
     return;
   }
   struct sockaddr_storage peer;
@@ -138,26 +140,26 @@ static void on_connection(uv_stream_t *server, int status) {
     char who[CYNIC_ADDR_STR_MAX];
     cynic__addr_format((struct sockaddr *)&peer, who, sizeof who);
     cynic__proxy_event(&l->counters, CYNIC__EV_RATE_LIMITED, "listener", l->cfg->name, NULL, who);
-    cynic__tcp_client_discard(client);
+    l->mode->client_discard(client);
     return;
   }
   if (l->open >= l->cfg->max_connections) {
     cynic__proxy_event(&l->counters, CYNIC__EV_MAX_CONNECTIONS, "listener", l->cfg->name, NULL,
                        NULL);
-    cynic__tcp_client_discard(client);
+    l->mode->client_discard(client);
     return;
   }
   if (l->client_buckets != 0 && !client_enter(l, ip)) {
     char who[CYNIC_ADDR_STR_MAX];
     cynic__addr_format((struct sockaddr *)&peer, who, sizeof who);
     cynic__proxy_event(&l->counters, CYNIC__EV_MAX_PER_CLIENT, "listener", l->cfg->name, NULL, who);
-    cynic__tcp_client_discard(client);
+    l->mode->client_discard(client);
     return;
   }
   l->open++;
   uint16_t port = peer.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&peer)->sin6_port)
                                              : ntohs(((struct sockaddr_in *)&peer)->sin_port);
-  cynic__tcp_start(l, client, ip, port);
+  l->mode->start(l, client, ip, port);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -172,7 +174,7 @@ void cynic__listener_close(cynic__listener_t *l) {
     uv_close((uv_handle_t *)&l->handle, on_handle_closed);
   }
   if (l->reserve != NULL) {
-    cynic__tcp_client_discard(l->reserve);
+    l->mode->client_discard(l->reserve);
     l->reserve = NULL;
   }
 }
@@ -197,7 +199,7 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
     return rc;
   l->listening = l->handle_open = true;
   l->handle.data = l;
-  l->reserve = cynic__tcp_client_new(p);
+  l->reserve = l->mode->client_new(p);
   /* An IPv6 listener takes IPv6 only: [::] and 0.0.0.0 are separate choices. */
   rc = uv_tcp_bind(&l->handle, (struct sockaddr *)&ss,
                    a->kind == CYNIC__ADDR_IPV6 ? UV_TCP_IPV6ONLY : 0);
@@ -205,13 +207,14 @@ static int listener_start(cynic__proxy_t *p, cynic__listener_t *l) {
     rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection);
   if (rc != 0)
     return rc;
-  cynic__tcp_listener_options(l);
+  cynic__listener_options(l);
   int len = sizeof ss;
   uv_tcp_getsockname(&l->handle, (struct sockaddr *)&ss, &len);
   cynic__addr_format((struct sockaddr *)&ss, l->address, sizeof l->address);
   cynic__log_event(CYNIC_LOG_INFO, "listening", "listening",
                    json_pack("{s:s, s:s, s:s, s:s}", "listener", l->cfg->name, "address",
-                             l->address, "mode", "tcp", "upstream", l->upstream->cfg->name));
+                             l->address, "mode", l->mode->name, "upstream",
+                             l->upstream->cfg->name));
   return 0;
 }
 
@@ -232,7 +235,7 @@ int cynic__listener_adopt(cynic__proxy_t *p, cynic__listener_t *l, const cynic__
   }
   l->listening = l->handle_open = true;
   l->handle.data = l;
-  l->reserve = cynic__tcp_client_new(p);
+  l->reserve = l->mode->client_new(p);
   if ((rc = uv_tcp_open(&l->handle, nfd)) != 0) {
     close(nfd); /* the handle does not own it yet; closing the handle is safe */
     return rc;
@@ -240,7 +243,7 @@ int cynic__listener_adopt(cynic__proxy_t *p, cynic__listener_t *l, const cynic__
   /* listen() again on a listening socket only sets the backlog */
   if ((rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection)) != 0)
     return rc;
-  cynic__tcp_listener_options(l);
+  cynic__listener_options(l);
   memcpy(l->address, from->address, sizeof l->address);
   cynic__log_event(CYNIC_LOG_INFO, "listener_rebuilt", "listening",
                    json_pack("{s:s, s:s, s:s, s:s, s:I}", "listener", l->cfg->name, "address",
@@ -255,6 +258,7 @@ int cynic__listener_setup(cynic__proxy_t *p, cynic__listener_t *l,
   l->proxy = p;
   l->cfg = cfg;
   l->upstream = u;
+  l->mode = cynic__mode_for(cfg->mode);
   int rc = cynic__listener_clients_new(cfg, &l->clients, &l->client_buckets);
   if (rc != 0)
     return rc;
@@ -367,6 +371,12 @@ int cynic__listeners_start(cynic__proxy_t *p) {
       return rc;
   }
   return 0;
+}
+
+void cynic__listeners_options_refresh(cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->listener_count; i++)
+    if (p->listeners[i].cfg != NULL)
+      cynic__listener_options_refresh(&p->listeners[i]);
 }
 
 void cynic__listeners_stop(cynic__proxy_t *p) {

@@ -55,6 +55,15 @@ static void print_notes(const cynic__config_t *cfg) {
               "yet; use mode: tcp until http mode lands\n",
               cfg->path, (unsigned)l->mark.line, (unsigned)l->mark.column, l->name);
   }
+  for (size_t i = 0; i < cfg->upstream_count; i++) {
+    const cynic__config_upstream_t *u = &cfg->upstreams[i];
+    if (u->keepalive_old_name.line != 0)
+      fprintf(stderr,
+              "%s:%u:%u: warning: upstream '%s': 'keepalive' is deprecated; rename it to "
+              "'tcp_keepalive'\n",
+              cfg->path, (unsigned)u->keepalive_old_name.line,
+              (unsigned)u->keepalive_old_name.column, u->name);
+  }
 }
 
 int main(int argc, char **argv) {

@@ -9,17 +9,19 @@
  *   cynic__upstream_t   an integration point: endpoints, one breaker each,
  *                       the bulkhead and its queue of waiting clients
  *                       (upstream.c)
- *   cynic__conn_t       one proxied TCP connection: client and upstream
- *                       sockets, a bounded buffer per direction, one timer
- *                       for every timeout (tcp.c)
+ *   cynic__session_t    one client session, the base every mode's session
+ *                       embeds (session.h); TCP mode's is cynic__conn_t: the
+ *                       client socket, an upstream connection (pool.c), the
+ *                       byte relay (relay.c), one timer for every timeout
+ *                       (tcp.c)
  *
  * Everything runs on the loop's thread; nothing here is thread safe, and
  * nothing needs to be. libcynic's breakers and bulkheads are thread safe
  * anyway; their clock is the loop's cached time (cynic__proxy_clock).
  *
  * Ownership: the proxy owns listeners and upstreams (arrays, allocated at
- * start, freed at exit); a connection is owned by the proxy's list from accept
- * until the last of its handles' close callbacks, where tcp.c frees it.
+ * start, freed at exit); a session is on the proxy's list from accept until
+ * the last of its handles' close callbacks, where its mode's file frees it.
  */
 #ifndef CYNIC_PROXY_PROXY_H
 #define CYNIC_PROXY_PROXY_H
@@ -70,7 +72,7 @@ static inline void cynic__list_remove(cynic__link_t *l) {
 typedef struct cynic__proxy cynic__proxy_t;
 typedef struct cynic__upstream cynic__upstream_t;
 typedef struct cynic__listener cynic__listener_t;
-typedef struct cynic__conn cynic__conn_t;
+typedef struct cynic__mode cynic__mode_t; /* session.h */
 
 /* Faults and rejections counted for the rate-limited log summaries and, later,
  * metrics. One enum so a kind, its log text and its counter cannot drift. */
@@ -131,6 +133,9 @@ typedef struct cynic__endpoint {
   cynic_breaker_t *breaker;
   cynic_breaker_state_t state; /* as of its last transition (on_transition) */
   uint32_t active;             /* connections to it now (least_connections) */
+  cynic__link_t idle;          /* idle upstream connections (pool.c), newest last */
+  uint32_t idle_count;         /* on that list */
+  uint32_t idle_capacity;      /* the most kept idle: 0 in TCP mode (never reused) */
   cynic__counters_t counters;
   cynic__endpoint_stats_t stats; /* metrics.h: admin listener */
 } cynic__endpoint_t;
@@ -143,12 +148,14 @@ struct cynic__upstream {
   size_t endpoint_count;
   size_t next; /* round robin: where the next pick starts */
   cynic_bulkhead_t *bulkhead;
-  cynic__link_t waiters; /* cynic__conn_t.wait_link, oldest first */
+  cynic__link_t waiters;  /* cynic__waiter_t.link, oldest first (upstream.c) */
+  uv_timer_t queue_timer; /* the oldest waiter's queue timeout (upstream.c) */
   uv_timer_t resolve_timer;
-  bool has_names;  /* some endpoint is a host name: re-resolve */
-  bool retired;    /* removed or replaced by a reload: its connections finish */
-  bool fresh;      /* made by the reload in progress (not yet committed) */
-  bool timer_open; /* resolve_timer initialised and its close callback not yet run */
+  bool has_names;     /* some endpoint is a host name: re-resolve */
+  bool retired;       /* removed or replaced by a reload: its connections finish */
+  bool fresh;         /* made by the reload in progress (not yet committed) */
+  uint8_t timer_open; /* timers (resolve, queue) initialised whose close callbacks
+                         have not run yet: the slot is busy while non-zero */
   cynic__counters_t counters;
   cynic__upstream_stats_t stats; /* metrics.h: admin listener */
 };
@@ -174,6 +181,7 @@ struct cynic__listener {
   const cynic__config_listener_t *cfg; /* NULL: a vacant slot (retired, drained and
                                           reclaimed; free for a reload to reuse) */
   cynic__upstream_t *upstream;
+  const cynic__mode_t *mode; /* what accepted sockets are handed to (session.h) */
   uv_tcp_t handle;
   bool listening;    /* handle initialised and not yet closed */
   bool retired;      /* removed by a reload: not accepting; its connections finish */
@@ -192,6 +200,7 @@ struct cynic__listener {
   char *pool[CYNIC__BUFFER_POOL_MAX];
   uint32_t pool_len;
   cynic__options_t options; /* keepalive, user timeout, nodelay of client sockets */
+  uint8_t options_checks;   /* UNKNOWN: accepts left to see them inherited (pool.c) */
   cynic_ratetable_t *rate;  /* rate_limit.per_client: new connections per client */
   cynic__counters_t counters;
   cynic__listener_stats_t stats; /* metrics.h: admin listener */
@@ -199,13 +208,15 @@ struct cynic__listener {
 
 struct cynic__proxy {
   uv_loop_t *loop;
+  cynic_clock_t clock; /* breakers' and admission's clock: {cynic__proxy_clock, p}
+                          in the daemon; unit tests move a fake one by hand */
   const cynic__config_t *cfg;
   cynic__listener_t *listeners;
   size_t listener_count;
   cynic__upstream_t *upstreams;
   size_t upstream_count;
-  cynic__link_t conns; /* every cynic__conn_t, for drain and exit */
-  size_t conn_count;
+  cynic__link_t sessions; /* every cynic__session_t, for drain and exit */
+  size_t conn_count;      /* sessions on that list (client connections) */
   uv_signal_t sigterm, sigint, sigusr1;
   uv_timer_t summary_timer; /* rate-limited error summaries */
   uv_timer_t rotate_timer;  /* log.rotate: checks the log file's size */
@@ -239,6 +250,11 @@ struct cynic__proxy {
 /* Runs the proxy for `cfg` until a signal drains it. Returns the exit status:
  * 0 after a drain, 1 when a listener cannot be bound or the loop fails. */
 int cynic__proxy_run(const cynic__config_t *cfg);
+
+/* Logs a warning for each deprecated name `cfg` uses (today: an upstream's
+ * `keepalive`, now `tcp_keepalive`), with file, line and column; at start and
+ * after each reload. */
+void cynic__proxy_config_warnings(const cynic__config_t *cfg);
 
 /* The loop's cached time in ns (uv_now, read once per tick): the injected
  * clock of every breaker. `arg` is the cynic__proxy_t. */
@@ -308,15 +324,77 @@ bool cynic__upstream_reclaim(cynic__upstream_t *u);
 /* Frees breakers and bulkheads, after the loop has ended. */
 void cynic__upstreams_free(cynic__proxy_t *p);
 
-/* Picks an endpoint (balance, skipping open breakers) and takes a breaker
- * permit on it: 0, CYNIC_EOPEN when every breaker is open, CYNIC_ESTATE when
- * no endpoint has an address yet. */
-int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
-                         cynic_breaker_permit_t *permit);
+/* ---- upstream.c: attempts (Circuit Breaker) ------------------------------- */
+
+/* One try at one endpoint: the endpoint picked and the breaker permit held on
+ * it until an outcome is recorded or the permit is released. Embedded in the
+ * caller (TCP: one per client connection; HTTP: one or more per request). */
+typedef struct cynic__attempt {
+  cynic__endpoint_t *endpoint;   /* picked (counted in endpoint->active until
+                                    cynic__attempt_end); NULL before a pick */
+  cynic_breaker_permit_t permit; /* valid while has_permit */
+  bool has_permit;               /* an outcome is still owed to the breaker */
+} cynic__attempt_t;
+
+/* Picks an endpoint of `u` (balance, skipping open breakers) and takes a
+ * breaker permit on it: 0, CYNIC_EOPEN when every breaker is open,
+ * CYNIC_ESTATE when no endpoint has an address yet (a left as it was). On 0
+ * the caller owes one cynic__attempt_end. */
+int cynic__attempt_start(cynic__upstream_t *u, cynic__attempt_t *a);
+/* The endpoint answered: success for its breaker (once; later calls and
+ * calls after a fault do nothing). */
+void cynic__attempt_success(cynic__attempt_t *a);
+/* The endpoint failed in the way `ev` (a CYNIC__EV_* fault) says: a failure
+ * for its breaker if the permit is still held, and the event counted (and
+ * logged, rate-limited) for the endpoint, with `detail` (NULL or text). */
+void cynic__attempt_fault(cynic__attempt_t *a, cynic__event_t ev, const char *detail);
+/* No outcome: the permit goes back unused (the client left, a local
+ * shortage, a drain). Idempotent. */
+void cynic__attempt_release(cynic__attempt_t *a);
+/* The attempt is over: releases a permit still held and leaves the
+ * endpoint's active count. a->endpoint stays set for the caller's report. */
+void cynic__attempt_end(cynic__attempt_t *a);
 
 /* True when some endpoint's breaker might let a call through now (not every
  * one is open or forced open with time left). Cheap while one is not open. */
 bool cynic__upstream_available(const cynic__upstream_t *u);
+
+/* ---- upstream.c: admission (Bulkheads, with a bounded queue) ------------- */
+
+/* Something waiting for a bulkhead slot: embedded in whatever waits (a TCP
+ * connection today, an HTTP request tomorrow); upstream.c owns it only while
+ * it is queued. */
+typedef struct cynic__waiter cynic__waiter_t;
+/* The outcome for a waiter that was queued, called exactly once unless it was
+ * cancelled first: status 0, it holds a slot now (owes one
+ * cynic__admission_leave); CYNIC_EDEADLINE, its queue timeout passed (it is
+ * off the queue, holds nothing). The callback may close and free the waiter's
+ * owner. */
+typedef void (*cynic__admit_cb)(cynic__waiter_t *w, int status);
+struct cynic__waiter {
+  cynic__link_t link;   /* u->waiters while queued */
+  uint64_t deadline_ns; /* queue timeout, on p->clock: fixed when queued */
+  cynic__admit_cb cb;
+};
+
+/* Takes a slot of u's bulkhead for `w`: 0 with *queued false, it holds one now
+ * (the callback is not called); 0 with *queued true, it waits on u's queue and
+ * `cb` says how that ends; CYNIC_EFULL when slots and queue are full (fail
+ * fast). Fair: an arrival queues behind waiters even when a slot is free. */
+int cynic__admission_enter(cynic__upstream_t *u, cynic__waiter_t *w, cynic__admit_cb cb,
+                           bool *queued);
+/* A queued waiter gives up (its client left): off the queue, its callback is
+ * never called. A no-op for a waiter not on the queue. */
+void cynic__admission_cancel(cynic__upstream_t *u, cynic__waiter_t *w);
+/* Gives a slot back and hands free slots to the oldest waiters (their
+ * callbacks run before this returns). */
+void cynic__admission_leave(cynic__upstream_t *u);
+/* Ends the wait of every waiter whose deadline is at or before `now_ns`, oldest
+ * first, stopping at the first one not yet due (deadlines are in queue order:
+ * one queue_timeout for all; after a reload that shortens it a newer waiter
+ * may wait until the older ones ahead are due). Re-arms u's queue timer for
+ * the next deadline. Called by that timer; public for tests. */
+void cynic__admission_expire(cynic__upstream_t *u, uint64_t now_ns);
 
 /* ---- listener.c ---------------------------------------------------------- */
 
@@ -364,38 +442,28 @@ int cynic__listener_clients_new(const cynic__config_listener_t *cfg, cynic__clie
 /* Frees l's per-client count table (max_connections_per_client) and leaves
  * it off (clients NULL, client_buckets 0); the counts it held are lost. */
 void cynic__listener_clients_free(cynic__listener_t *l);
+/* After a reload: every listening socket gets the TCP options its upstream
+ * asks for now, so that new client sockets inherit them (pool.c). */
+void cynic__listeners_options_refresh(cynic__proxy_t *p);
 /* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 
-/* ---- tcp.c --------------------------------------------------------------- */
+/* ---- session.c (the session base and the mode table: session.h) ---------- */
 
-/* Takes over the accepted `client` handle (initialised on p->loop, accepted)
- * and proxies it to l's upstream. On failure the client is closed and freed. */
-void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port);
-/* Allocates a client handle initialised on the loop, for uv_accept. NULL on
- * allocation failure. Free with cynic__tcp_discard() if it is not started. */
-uv_tcp_t *cynic__tcp_client_new(cynic__proxy_t *p);
-/* Sets the upstream's TCP options (keepalive, user timeout, nodelay) on the
- * listening socket of `l`, once it listens, so that accepted sockets can
- * inherit them; cynic__tcp_start checks on the first connection that they
- * did and otherwise sets them per connection. */
-void cynic__tcp_listener_options(cynic__listener_t *l);
-/* Closes and frees a handle from cynic__tcp_client_new that was never started. */
-void cynic__tcp_client_discard(uv_tcp_t *client);
-/* A bulkhead slot freed: run the upstream's oldest waiters that fit now. */
-void cynic__tcp_promote(cynic__upstream_t *u);
-/* Closes every connection (drain deadline, exit). */
-void cynic__tcp_close_all(cynic__proxy_t *p);
-/* Sets listeners[i] / upstreams[i] for every slot some connection (open,
- * queued or closing but not yet freed) points to. O(connections). */
-void cynic__tcp_mark_in_use(const cynic__proxy_t *p, bool *listeners, bool *upstreams);
-/* Closes every connection to endpoint `e` (an operator's trip with
- * close_connections); returns how many. */
-size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e);
+/* Closes every client session, whatever its mode (drain deadline, second
+ * signal, exit); `why` (static) names the cause in the debug log. */
+void cynic__sessions_close_all(cynic__proxy_t *p, const char *why);
+/* Closes every session with something going on with endpoint `e` (an
+ * operator's trip with close_connections); returns how many. */
+size_t cynic__sessions_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e,
+                                      const char *why);
+/* Sets listeners[i] / upstreams[i] for every slot some session (open, queued
+ * or closing but not yet freed) points to. O(sessions). */
+void cynic__sessions_mark_in_use(const cynic__proxy_t *p, bool *listeners, bool *upstreams);
 
 /* ---- metrics.c: hooks from the data path --------------------------------- */
 
-/* One finished client connection, reported by tcp.c when it is freed. Times
+/* One finished client connection, reported by its session when it is freed. Times
  * are microseconds of the monotonic high-resolution clock (uv_hrtime / 1000);
  * 0 = that phase never happened. */
 typedef struct cynic__conn_report {

@@ -410,7 +410,7 @@ void cynic__reload_sweep(cynic__proxy_t *p) {
     return;
   bool lused[CYNIC__CONFIG_MAX_LISTENERS] = {false};
   bool uused[CYNIC__CONFIG_MAX_UPSTREAMS] = {false};
-  cynic__tcp_mark_in_use(p, lused, uused);
+  cynic__sessions_mark_in_use(p, lused, uused);
   for (size_t i = 0; i < p->listener_count; i++) {
     cynic__listener_t *l = &p->listeners[i];
     if (!l->retired || l->cfg == NULL || l->open > 0 || lused[i])
@@ -833,6 +833,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
         (l->upstream->retired || strcmp(l->upstream->cfg->name, l->cfg->upstream_name) != 0))
       l->upstream = upstream_named(p, p->upstream_count, l->cfg->upstream_name);
   }
+  cynic__listeners_options_refresh(p); /* new client sockets inherit the new options */
   /* Retired objects own copies of their config; only when a copy could not
    * be made (no memory) do they point into the config being replaced: keep it
    * then (main.c's first one lives to the end anyway). */
@@ -847,6 +848,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     cynic__proxy_rotate_apply(p); /* reads p->cfg: after swap() */
   p->config_unix_ms = cynic__unix_ms();
   p->reloads++;
+  cynic__proxy_config_warnings(n); /* deprecated names, in the log in use now */
   cynic__log_event(
       CYNIC_LOG_INFO, "reloaded", "config reloaded",
       json_pack("{s:s, s:s, s:I}", "by", who, "file", n->path, "reloads", (json_int_t)p->reloads));

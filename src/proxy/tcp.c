@@ -4,23 +4,15 @@
  *   accept -> [all breakers open? close at once]
  *          -> bulkhead: slot / queued (queue_timeout) / full: close at once
  *          -> pick endpoint (balance, skip open breakers) -> connect (connect timeout)
- *          -> forward both ways until both sides have half-closed, a side resets,
- *             or a timeout (first byte, idle) fires
+ *          -> relay both ways (relay.c: bounded rings, back pressure, half-close)
+ *             until both sides have half-closed, a side resets, or a timeout
+ *             (first byte, idle) fires
  *
- * Back Pressure: each direction has at most one ring buffer of `buffer`
- * bytes, taken from the listener's pool of free buffers when bytes arrive and
- * given back as soon as it is empty again (an idle connection holds none), and
- * at most one write in flight. Reading a side stops when the buffer towards
- * the other side is full and resumes as soon as a write drains some of it, so
- * a peer that never reads costs at most the two buffers (plus the kernel's
- * socket buffers), whatever the other peer sends. Bytes are tried with
- * uv_try_write straight from the read, so the common case of a writable
- * socket queues nothing and the buffer goes back to the pool at once.
- *
- * Half-close: EOF from one side is forwarded as shutdown(SHUT_WR) to the other
- * once everything read before it has been written; the connection ends
- * normally when both directions have been shut down. A reset (read or write
- * error) is forwarded as a reset: both sockets are closed with SO_LINGER 0.
+ * This file keeps only TCP mode's lifecycle: admission and the attempt
+ * (upstream.c), the upstream connection (pool.c), the byte relay (relay.c),
+ * the timeouts, and what is reported when the connection ends. A reset (read
+ * or write error) is forwarded as a reset: both sockets are closed with
+ * SO_LINGER 0.
  *
  * Circuit breaker outcomes (one permit per connection):
  *   fault    connect refused, connect error, connect timeout; a reset or a close
@@ -45,7 +37,12 @@
 
 #include "addr.h"
 #include "log.h"
+#include "pool.h"
 #include "proxy.h"
+#include "relay.h"
+#include "tcp.h"
+
+typedef struct cynic__conn cynic__conn_t;
 
 typedef enum conn_state {
   ST_NEW,        /* accepted, not yet admitted */
@@ -55,55 +52,22 @@ typedef enum conn_state {
   ST_CLOSING     /* handles closing; freed in the last close callback */
 } conn_state_t;
 
-/* One direction of a connection: bytes read from `from`, written to `to`. */
-typedef struct direction {
-  cynic__conn_t *conn;
-  uv_tcp_t *from, *to;
-  char *buf;      /* ring buffer of cap bytes; NULL while empty (pooled) */
-  size_t cap;     /* the listener's `buffer` */
-  size_t head;    /* first byte not yet written */
-  size_t len;     /* bytes read and not yet written */
-  size_t writing; /* bytes of the write in flight (from head); 0 = none */
-  uv_write_t write_req;
-  uv_shutdown_t shutdown_req;
-  bool reading;   /* uv_read_start is on for `from` */
-  bool eof;       /* `from` sent FIN */
-  bool shut;      /* shutdown sent to `to` */
-  bool shut_done; /* ... and completed */
-  uint64_t bytes; /* forwarded so far */
-} direction_t;
-
 struct cynic__conn {
-  cynic__link_t link;      /* cynic__proxy_t.conns */
-  cynic__link_t wait_link; /* cynic__upstream_t.waiters, while ST_QUEUED */
-  cynic__proxy_t *proxy;
-  cynic__listener_t *listener;
-  cynic__upstream_t *upstream;
-  cynic__endpoint_t *endpoint; /* set once picked; counts in endpoint->active */
+  cynic__session_t base;    /* p->sessions, listener, upstream, client address */
+  cynic__waiter_t waiter;   /* on the upstream's queue while ST_QUEUED (upstream.c) */
+  cynic__attempt_t attempt; /* the endpoint and its breaker permit (upstream.c) */
   conn_state_t state;
-  uv_tcp_t client;
-  uv_tcp_t server; /* initialised only when connecting (server_init) */
-  uv_timer_t timer;
-  uv_connect_t connect_req;
-  bool server_init;
-  bool started;     /* counted in the proxy and its listener */
-  int handles;      /* handles not yet closed; freed at 0 */
-  direction_t up;   /* client -> upstream */
-  direction_t down; /* upstream -> client */
-  cynic_breaker_permit_t permit;
-  bool has_permit;        /* permit not yet recorded or released */
   bool has_slot;          /* holds a bulkhead slot: leave() when freed */
-  bool client_was_reset;  /* a read from the client failed with ECONNRESET */
-  bool server_was_reset;  /* ... from the upstream */
-  bool got_first_byte;    /* from the upstream */
-  bool sent_first_byte;   /* to the upstream: starts the first-byte timeout */
-  uint64_t deadline_ms;   /* ST_QUEUED: queue timeout; ST_CONNECTING: connect timeout */
+  uv_tcp_t client;        /* data: &relay (the streams' callbacks are relay.c's) */
+  cynic__upconn_t server; /* the upstream connection (pool.c); open once connecting */
+  uv_timer_t timer;       /* data: this connection */
+  int handles;            /* handles not yet closed; freed at 0 */
+  cynic__relay_t relay;   /* the byte pump (relay.c), set up once connected:
+                             relay.down.got_bytes = the upstream's first byte came,
+                             relay.up.got_bytes = the client's first byte went */
   uint64_t first_byte_ms; /* 0 = not armed */
-  uint64_t last_active_ms;
   uint64_t idle_ms;
-  const char *why;   /* why it ended, for the debug log; static string */
-  uint8_t ip[16];    /* the client's address (IPv4 mapped) */
-  uint16_t port;     /* the client's port */
+  const char *why; /* why it ended, for the debug log; static string */
   /* for metrics and the access log (metrics.c) */
   bool has_outcome;
   int outcome; /* CYNIC__EV_* or CYNIC__OUT_*: the first reason the connection ended */
@@ -116,8 +80,8 @@ struct cynic__conn {
 };
 
 static void on_timer(uv_timer_t *t);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_close(cynic__conn_t *c, bool reset, const char *why);
+static const cynic__session_ops_t session_ops;
 
 /* Notes why the connection ends; the first reason given wins. */
 static void set_outcome(cynic__conn_t *c, int outcome) {
@@ -137,111 +101,13 @@ static uint64_t to_ms(uint64_t ns) {
   return ms;
 }
 
-/* ---- options -------------------------------------------------------------- */
-
-/* TCP keepalive and TCP_USER_TIMEOUT from the upstream's config (Integration
- * Points: find the connection a firewall dropped without a word), and
- * TCP_NODELAY. Set with setsockopt directly: uv_tcp_keepalive sets only the
- * idle time. Returns false when one of them could not be set. */
-static bool set_fd_options(uv_os_fd_t fd, const cynic__config_upstream_t *u) {
-  int on = 1;
-  int idle = (int)(u->keepalive_idle_ns / UINT64_C(1000000000));
-  int intvl = (int)(u->keepalive_interval_ns / UINT64_C(1000000000));
-  int cnt = (int)u->keepalive_probes;
-  bool ok = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == 0;
-  ok &= setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == 0;
-  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) == 0;
-  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) == 0;
-  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) == 0;
-  if (u->user_timeout_ns > 0) {
-    unsigned int ut = (unsigned int)(u->user_timeout_ns / 1000000u);
-    ok &= setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut) == 0;
-  }
-  return ok;
-}
-
-static void set_socket_options(uv_tcp_t *h, const cynic__config_upstream_t *u) {
-  uv_os_fd_t fd;
-  if (uv_fileno((uv_handle_t *)h, &fd) == 0)
-    set_fd_options(fd, u);
-}
-
-static bool int_option_is(uv_os_fd_t fd, int level, int name, int want) {
-  int v = 0;
-  socklen_t len = sizeof v;
-  return getsockopt(fd, level, name, &v, &len) == 0 && v == want;
-}
-
-/* True when the accepted socket `fd` already carries every option that
- * set_fd_options would set: the kernel copied them from the listening socket
- * (Linux does). Asked once per listener, on its first connection. */
-static bool options_inherited(uv_os_fd_t fd, const cynic__config_upstream_t *u) {
-  bool ok = int_option_is(fd, IPPROTO_TCP, TCP_NODELAY, 1) &&
-            int_option_is(fd, SOL_SOCKET, SO_KEEPALIVE, 1) &&
-            int_option_is(fd, IPPROTO_TCP, TCP_KEEPIDLE,
-                          (int)(u->keepalive_idle_ns / UINT64_C(1000000000))) &&
-            int_option_is(fd, IPPROTO_TCP, TCP_KEEPINTVL,
-                          (int)(u->keepalive_interval_ns / UINT64_C(1000000000))) &&
-            int_option_is(fd, IPPROTO_TCP, TCP_KEEPCNT, (int)u->keepalive_probes);
-  if (ok && u->user_timeout_ns > 0)
-    ok = int_option_is(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)(u->user_timeout_ns / 1000000u));
-  return ok;
-}
-
-void cynic__tcp_listener_options(cynic__listener_t *l) {
-  uv_os_fd_t fd;
-  l->options = CYNIC__OPTIONS_PER_CONNECTION;
-  if (uv_fileno((uv_handle_t *)&l->handle, &fd) == 0 && set_fd_options(fd, l->upstream->cfg))
-    l->options = CYNIC__OPTIONS_UNKNOWN;
-}
-
-/* The client socket's options: five setsockopt calls per connection, unless
- * the listener's first connection showed that accepted sockets inherit them
- * from the listening socket. Checked rather than assumed, so a kernel that
- * does not copy them still gets every option on every socket. */
-static void set_client_options(cynic__listener_t *l, uv_tcp_t *client) {
-  uv_os_fd_t fd;
-  if (l->options == CYNIC__OPTIONS_INHERITED)
-    return;
-  if (uv_fileno((uv_handle_t *)client, &fd) != 0)
-    return;
-  if (l->options == CYNIC__OPTIONS_UNKNOWN) {
-    l->options = options_inherited(fd, l->upstream->cfg) ? CYNIC__OPTIONS_INHERITED
-                                                         : CYNIC__OPTIONS_PER_CONNECTION;
-    if (l->options == CYNIC__OPTIONS_INHERITED)
-      return;
-  }
-  set_fd_options(fd, l->upstream->cfg);
-}
-
-/* Makes close() send RST instead of FIN: a reset is forwarded as a reset. */
-static void set_linger_zero(uv_tcp_t *h) {
-  uv_os_fd_t fd;
-  if (uv_fileno((uv_handle_t *)h, &fd) != 0)
-    return;
-  struct linger l = {.l_onoff = 1, .l_linger = 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-}
-
 /* ---- breaker outcomes and counters ------------------------------------------ */
 
 static void fault(cynic__conn_t *c, cynic__event_t ev, const char *detail) {
-  cynic__endpoint_t *e = c->endpoint;
   set_outcome(c, (int)ev);
   if (c->why == NULL)
     c->why = cynic__event_key(ev);
-  if (c->has_permit) {
-    c->has_permit = false;
-    cynic_breaker_record(e->breaker, &c->permit, CYNIC_OUTCOME_FAILURE, 0);
-  }
-  cynic__proxy_event(&e->counters, ev, "endpoint", e->addr->text, c->upstream->cfg->name, detail);
-}
-
-static void success(cynic__conn_t *c) {
-  if (c->has_permit) {
-    c->has_permit = false;
-    cynic_breaker_record(c->endpoint->breaker, &c->permit, CYNIC_OUTCOME_SUCCESS, 0);
-  }
+  cynic__attempt_fault(&c->attempt, ev, detail);
 }
 
 static void upstream_event(cynic__conn_t *c, cynic__event_t ev) {
@@ -250,39 +116,33 @@ static void upstream_event(cynic__conn_t *c, cynic__event_t ev) {
     c->decision = "rejected";
   if (c->why == NULL)
     c->why = cynic__event_key(ev);
-  cynic__proxy_event(&c->upstream->counters, ev, "upstream", c->upstream->cfg->name, NULL, NULL);
+  cynic__proxy_event(&c->base.upstream->counters, ev, "upstream", c->base.upstream->cfg->name, NULL,
+                     NULL);
 }
 
 /* ---- the timer ------------------------------------------------------------- */
 
 static void arm(cynic__conn_t *c) {
   uint64_t next = UINT64_MAX;
-  if (c->state == ST_QUEUED || c->state == ST_CONNECTING)
-    next = c->deadline_ms;
+  if (c->state == ST_CONNECTING)
+    next = c->server.deadline_ms; /* the connect timeout (pool.c) */
   if (c->state == ST_OPEN) {
-    next = c->last_active_ms + c->idle_ms;
+    next = c->relay.last_active_ms + c->idle_ms;
     if (c->first_byte_ms != 0 && c->first_byte_ms < next)
       next = c->first_byte_ms;
   }
   if (next == UINT64_MAX)
     return;
-  uint64_t now = uv_now(c->proxy->loop);
+  uint64_t now = uv_now(c->base.proxy->loop);
   uv_timer_start(&c->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
 static void on_timer(uv_timer_t *t) {
   cynic__conn_t *c = t->data;
-  uint64_t now = uv_now(c->proxy->loop);
+  uint64_t now = uv_now(c->base.proxy->loop);
   switch (c->state) {
-  case ST_QUEUED:
-    if (now >= c->deadline_ms) {
-      upstream_event(c, CYNIC__EV_QUEUE_TIMEOUT);
-      conn_close(c, false, NULL);
-      return;
-    }
-    break;
   case ST_CONNECTING:
-    if (now >= c->deadline_ms) {
+    if (cynic__upconn_connect_expired(&c->server, now)) {
       fault(c, CYNIC__EV_CONNECT_TIMEOUT, NULL);
       conn_close(c, false, NULL);
       return;
@@ -294,10 +154,10 @@ static void on_timer(uv_timer_t *t) {
       conn_close(c, false, NULL);
       return;
     }
-    if (now >= c->last_active_ms + c->idle_ms) {
+    if (now >= c->relay.last_active_ms + c->idle_ms) {
       set_outcome(c, CYNIC__EV_IDLE_TIMEOUT);
-      cynic__proxy_event(&c->endpoint->counters, CYNIC__EV_IDLE_TIMEOUT, "endpoint",
-                         c->endpoint->addr->text, c->upstream->cfg->name, NULL);
+      cynic__proxy_event(&c->attempt.endpoint->counters, CYNIC__EV_IDLE_TIMEOUT, "endpoint",
+                         c->attempt.endpoint->addr->text, c->base.upstream->cfg->name, NULL);
       conn_close(c, false, "idle_timeout");
       return;
     }
@@ -308,84 +168,69 @@ static void on_timer(uv_timer_t *t) {
   arm(c);
 }
 
-/* ---- buffers --------------------------------------------------------------- */
-
-static char *buffer_get(cynic__listener_t *l) {
-  if (l->pool_len > 0)
-    return l->pool[--l->pool_len];
-  return malloc((size_t)l->cfg->buffer_bytes);
-}
-
-static void buffer_put(cynic__listener_t *l, char *buf) {
-  if (buf == NULL)
-    return;
-  if (l->pool_len < CYNIC__BUFFER_POOL_MAX)
-    l->pool[l->pool_len++] = buf;
-  else
-    free(buf);
-}
-
 /* ---- freeing --------------------------------------------------------------- */
 
 /* debug level: one line per connection, how it went and why it ended. */
 static void log_connection(const cynic__conn_t *c, uint64_t end_us) {
   char client[CYNIC_ADDR_STR_MAX] = "?";
   struct sockaddr_storage ss;
-  cynic__client_sockaddr(c->ip, c->port, &ss);
+  cynic__client_sockaddr(c->base.ip, c->base.port, &ss);
   if (cynic__addr_format((const struct sockaddr *)&ss, client, sizeof client) != 0)
     snprintf(client, sizeof client, "?");
-  json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "listener", c->listener->cfg->name,
-                        "client", client, "upstream", c->upstream->cfg->name, "reason",
-                        c->why != NULL ? c->why : "closed", "bytes_up", (json_int_t)c->up.bytes,
-                        "bytes_down", (json_int_t)c->down.bytes, "duration_ms",
-                        (json_int_t)((end_us - c->accepted_us) / 1000u));
-  if (f != NULL && c->endpoint != NULL)
-    json_object_set_new(f, "endpoint", json_string(c->endpoint->addr->text));
+  json_t *f = json_pack(
+      "{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "listener", c->base.listener->cfg->name, "client",
+      client, "upstream", c->base.upstream->cfg->name, "reason", c->why != NULL ? c->why : "closed",
+      "bytes_up", (json_int_t)c->relay.up.bytes, "bytes_down", (json_int_t)c->relay.down.bytes,
+      "duration_ms", (json_int_t)((end_us - c->accepted_us) / 1000u));
+  if (f != NULL && c->attempt.endpoint != NULL)
+    json_object_set_new(f, "endpoint", json_string(c->attempt.endpoint->addr->text));
   cynic__log_event(CYNIC_LOG_DEBUG, "connection_closed", "connection closed", f);
 }
 
 static void conn_free(cynic__conn_t *c) {
-  cynic__proxy_t *p = c->proxy;
-  cynic__upstream_t *u = c->upstream;
+  cynic__proxy_t *p = c->base.proxy;
+  cynic__upstream_t *u = c->base.upstream;
   uint64_t end_us = now_us();
   if (cynic__log_enabled(CYNIC_LOG_DEBUG)) /* no JSON built for nothing */
     log_connection(c, end_us);
-  if (c->endpoint != NULL)
-    c->endpoint->active--;
-  cynic__listener_release(c->listener, c->ip);
-  cynic__list_remove(&c->link);
-  p->conn_count--;
+  cynic__attempt_end(&c->attempt);
+  cynic__listener_release(c->base.listener, c->base.ip);
+  cynic__session_remove(p, &c->base);
   bool had_slot = c->has_slot;
   cynic__conn_report_t r = {
-      .listener = c->listener,
+      .listener = c->base.listener,
       .upstream = u,
-      .endpoint = c->endpoint,
+      .endpoint = c->attempt.endpoint,
       .outcome = c->has_outcome ? c->outcome : CYNIC__OUT_OK,
       .decision = c->decision,
-      .ip = c->ip,
+      .ip = c->base.ip,
       .accepted_us = c->accepted_us,
       .connect_us = c->connect_us,
       .connected_us = c->connected_us,
       .first_byte_us = c->first_byte_at_us,
       .end_us = end_us,
-      .bytes_up = c->up.bytes,
-      .bytes_down = c->down.bytes,
+      .bytes_up = c->relay.up.bytes,
+      .bytes_down = c->relay.down.bytes,
   };
   cynic__metrics_conn_done(&r);
-  buffer_put(c->listener, c->up.buf);
-  buffer_put(c->listener, c->down.buf);
+  cynic__relay_free(&c->relay);
   free(c);
-  if (had_slot) {
-    cynic_bulkhead_leave(u->bulkhead);
-    cynic__tcp_promote(u);
-  }
+  if (had_slot)
+    cynic__admission_leave(u); /* may start queued connections */
   cynic__proxy_conn_gone(p);
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  cynic__conn_t *c = h->data;
+static void handle_closed(cynic__conn_t *c) {
   if (--c->handles == 0)
     conn_free(c);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  handle_closed(h->data);
+}
+
+static void on_stream_closed(uv_handle_t *h) {
+  handle_closed(cynic__container_of(h->data, cynic__conn_t, relay));
 }
 
 static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
@@ -394,202 +239,61 @@ static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
   set_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
   if (c->why == NULL)
     c->why = why;
-  if (c->state == ST_QUEUED) {
-    cynic__list_remove(&c->wait_link);
-    cynic_bulkhead_dequeue(c->upstream->bulkhead);
-  }
+  if (c->state == ST_QUEUED)
+    cynic__admission_cancel(c->base.upstream, &c->waiter);
   c->state = ST_CLOSING;
-  if (c->has_permit) {
-    c->has_permit = false;
-    cynic_breaker_release(c->endpoint->breaker, &c->permit);
-  }
-  if (reset) {
-    /* A socket that received a RST is closed already (the kernel has nothing
-     * to send on close), so only the other side needs SO_LINGER 0. */
-    if (!c->client_was_reset)
-      set_linger_zero(&c->client);
-    if (c->server_init && !c->server_was_reset)
-      set_linger_zero(&c->server);
-  }
-  uv_close((uv_handle_t *)&c->client, on_handle_closed);
-  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-  if (c->server_init)
-    uv_close((uv_handle_t *)&c->server, on_handle_closed);
+  cynic__relay_stop(&c->relay);
+  cynic__attempt_release(&c->attempt); /* no outcome yet: the permit goes back */
+  /* A socket that received a RST is closed already (the kernel has nothing
+   * to send on close), so only the other side needs SO_LINGER 0. */
+  if (reset && !c->relay.up.from_reset)
+    cynic__sock_linger_zero(&c->client);
+  uv_close((uv_handle_t *)&c->client, on_stream_closed);
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+  cynic__upconn_close(&c->server, reset && !c->relay.down.from_reset, on_stream_closed);
 }
 
-/* ---- forwarding ------------------------------------------------------------ */
+/* ---- relay events (rare: once per direction, or once per connection) ------ */
 
-/* The pending bytes as at most two buffers (the ring may wrap). */
-static unsigned int pending_bufs(const direction_t *d, uv_buf_t bufs[2]) {
-  size_t first = d->head + d->len <= d->cap ? d->len : d->cap - d->head;
-  bufs[0] = uv_buf_init(d->buf + d->head, (unsigned int)first);
-  if (first == d->len)
-    return 1;
-  bufs[1] = uv_buf_init(d->buf, (unsigned int)(d->len - first));
-  return 2;
-}
-
-static void consume(direction_t *d, size_t n) {
-  d->head = (d->head + n) % d->cap;
-  d->len -= n;
-  d->bytes += n;
-  if (d == &d->conn->up)
-    d->conn->listener->stats.bytes_up += n;
-  else
-    d->conn->listener->stats.bytes_down += n;
-  if (d->len == 0)
-    d->head = 0; /* keep the free space contiguous */
-}
-
-/* A write to `d->to` failed: that peer is gone; forward it as a reset. */
-static void write_failed(direction_t *d, int err) {
-  cynic__conn_t *c = d->conn;
-  if (d->to == &c->server && !c->got_first_byte)
-    fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
-  conn_close(c, true, d->to == &c->server ? "upstream_write_error" : "client_write_error");
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)suggested;
-  cynic__conn_t *c = h->data;
-  direction_t *d = (uv_tcp_t *)h == &c->client ? &c->up : &c->down;
-  if (d->buf == NULL) {
-    /* Bytes to read: take a ring from the listener's pool (flush gives it
-     * back when it is empty again). */
-    d->buf = buffer_get(c->listener);
-    if (d->buf == NULL) {
-      *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS: closed */
-      return;
+static void relay_first_bytes(cynic__relay_t *r, cynic__relay_dir_t *d) {
+  cynic__conn_t *c = cynic__container_of(r, cynic__conn_t, relay);
+  if (d == &r->down) {
+    /* The upstream's first byte: the endpoint answered. */
+    c->first_byte_ms = 0;
+    c->first_byte_at_us = now_us();
+    uint64_t from = r->up.got_bytes ? c->first_sent_us : c->connected_us;
+    cynic__metrics_first_byte(c->base.upstream,
+                              c->first_byte_at_us >= from ? c->first_byte_at_us - from : 0);
+    cynic__attempt_success(&c->attempt);
+  } else {
+    /* The first bytes towards the upstream: from now on it owes an answer. */
+    c->first_sent_us = now_us();
+    if (!r->down.got_bytes && c->base.upstream->cfg->first_byte_timeout_ns > 0) {
+      c->first_byte_ms = r->last_active_ms + to_ms(c->base.upstream->cfg->first_byte_timeout_ns);
+      arm(c);
     }
   }
-  if (d->len == d->cap) {
-    *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS; never expected */
-    return;
-  }
-  size_t tail = (d->head + d->len) % d->cap;
-  size_t room = tail >= d->head ? d->cap - tail : d->head - tail;
-  *buf = uv_buf_init(d->buf + tail, (unsigned int)room);
 }
 
-static void on_write(uv_write_t *req, int status);
-static void on_shutdown(uv_shutdown_t *req, int status);
-
-/* Moves `d` along: writes what is pending (if no write is in flight), resumes
- * reading when there is room, and forwards EOF once everything is written. */
-static void flush(direction_t *d) {
-  cynic__conn_t *c = d->conn;
-  if (d->writing == 0 && d->len > 0) {
-    uv_buf_t bufs[2];
-    unsigned int n = pending_bufs(d, bufs);
-    int w = uv_try_write((uv_stream_t *)d->to, bufs, n);
-    if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS) {
-      write_failed(d, w);
-      return;
-    }
-    if (w > 0)
-      consume(d, (size_t)w);
-    if (d->len > 0) {
-      n = pending_bufs(d, bufs);
-      int rc = uv_write(&d->write_req, (uv_stream_t *)d->to, bufs, n, on_write);
-      if (rc != 0) {
-        write_failed(d, rc);
-        return;
-      }
-      d->writing = d->len;
-    }
-  }
-  if (!d->reading && !d->eof && d->len < d->cap) {
-    if (uv_read_start((uv_stream_t *)d->from, on_alloc, on_read) == 0)
-      d->reading = true;
-  }
-  if (d->len == 0 && d->writing == 0 && d->buf != NULL) {
-    buffer_put(c->listener, d->buf); /* empty: an idle direction holds no memory */
-    d->buf = NULL;
-    d->head = 0;
-  }
-  if (d->eof && d->len == 0 && d->writing == 0 && !d->shut) {
-    d->shut = true;
-    if (uv_shutdown(&d->shutdown_req, (uv_stream_t *)d->to, on_shutdown) != 0)
-      d->shut_done = true; /* the peer is gone already; nothing more to say */
-  }
-  if (c->up.shut_done && c->down.shut_done)
-    conn_close(c, false, "closed"); /* both sides said goodbye: done */
+static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
+  cynic__conn_t *c = cynic__container_of(r, cynic__conn_t, relay);
+  /* The upstream closed without a word: a fault, unless the client had
+   * closed without sending anything (a TCP health check, a client that
+   * changed its mind), to which closing is the right answer. */
+  if (d == &r->down && !r->down.got_bytes && (r->up.got_bytes || !r->up.eof))
+    fault(c, CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE, NULL);
 }
 
-static void on_write(uv_write_t *req, int status) {
-  direction_t *d = req->data;
-  if (d->conn->state == ST_CLOSING)
-    return;
-  if (status < 0) {
-    write_failed(d, status);
-    return;
-  }
-  consume(d, d->writing);
-  d->writing = 0;
-  flush(d);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status) {
-  (void)status; /* a failed shutdown means the peer is gone: just as final */
-  direction_t *d = req->data;
-  if (d->conn->state == ST_CLOSING)
-    return;
-  d->shut_done = true;
-  flush(d);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  (void)buf;
-  cynic__conn_t *c = s->data;
-  direction_t *d = (uv_tcp_t *)s == &c->client ? &c->up : &c->down;
-  if (c->state != ST_OPEN || nread == 0)
-    return;
-  if (nread > 0) {
-    uint64_t now = uv_now(c->proxy->loop);
-    c->last_active_ms = now;
-    d->len += (size_t)nread;
-    if (d == &c->down && !c->got_first_byte) {
-      c->got_first_byte = true;
-      c->first_byte_ms = 0;
-      c->first_byte_at_us = now_us();
-      uint64_t from = c->sent_first_byte ? c->first_sent_us : c->connected_us;
-      cynic__metrics_first_byte(c->upstream,
-                                c->first_byte_at_us >= from ? c->first_byte_at_us - from : 0);
-      success(c);
-    } else if (d == &c->up && !c->sent_first_byte) {
-      /* The first bytes towards the upstream: from now on it owes an answer. */
-      c->sent_first_byte = true;
-      c->first_sent_us = now_us();
-      if (!c->got_first_byte && c->upstream->cfg->first_byte_timeout_ns > 0) {
-        c->first_byte_ms = now + to_ms(c->upstream->cfg->first_byte_timeout_ns);
-        arm(c);
-      }
-    }
-    flush(d);
-    if (c->state == ST_OPEN && d->reading && d->len == d->cap) {
-      uv_read_stop(s); /* back pressure: the other side is behind */
-      d->reading = false;
-    }
+static void relay_failed(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool writing) {
+  cynic__conn_t *c = cynic__container_of(r, cynic__conn_t, relay);
+  if (writing) {
+    /* A write to d->to failed: that peer is gone; forward it as a reset. */
+    if (d == &r->up && !r->down.got_bytes)
+      fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
+    conn_close(c, true, d == &r->up ? "upstream_write_error" : "client_write_error");
     return;
   }
-  if (nread == UV_EOF) {
-    uv_read_stop(s);
-    d->reading = false;
-    d->eof = true;
-    /* The upstream closed without a word: a fault, unless the client had
-     * closed without sending anything (a TCP health check, a client that
-     * changed its mind), to which closing is the right answer. */
-    if (d == &c->down && !c->got_first_byte && (c->sent_first_byte || !c->up.eof))
-      fault(c, CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE, NULL);
-    flush(d);
-    return;
-  }
-  if (nread == UV_ENOBUFS && d->buf != NULL) { /* cannot happen: reading stops when full */
-    uv_read_stop(s);
-    d->reading = false;
-    return;
-  }
-  if (nread == UV_ENOBUFS) { /* no memory for the ring: give up on this connection */
+  if (err == UV_ENOBUFS) { /* no memory for the ring: give up on this connection */
     set_outcome(c, CYNIC__OUT_CLOSED);
     cynic__log_event(CYNIC_LOG_ERROR, "out_of_memory", "out of memory for a connection buffer",
                      NULL);
@@ -597,31 +301,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   /* A reset (or another read error): forward it as a reset. */
-  if (nread == UV_ECONNRESET) {
-    if (d == &c->up)
-      c->client_was_reset = true;
-    else
-      c->server_was_reset = true;
-  }
-  if (d == &c->down && !c->got_first_byte)
-    fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror((int)nread));
-  conn_close(c, true, d == &c->down ? "upstream_reset" : "client_reset");
+  if (d == &r->down && !r->down.got_bytes)
+    fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
+  conn_close(c, true, d == &r->down ? "upstream_reset" : "client_reset");
 }
+
+static void relay_done(cynic__relay_t *r) {
+  conn_close(cynic__container_of(r, cynic__conn_t, relay), false, "closed");
+}
+
+static const cynic__relay_ops_t relay_ops = {
+    .first_bytes = relay_first_bytes,
+    .eof = relay_eof,
+    .failed = relay_failed,
+    .done = relay_done,
+};
 
 /* ---- connecting ------------------------------------------------------------ */
 
-static void direction_init(cynic__conn_t *c, direction_t *d, uv_tcp_t *from, uv_tcp_t *to,
-                           size_t cap) {
-  d->conn = c;
-  d->from = from;
-  d->to = to;
-  d->cap = cap;
-  d->write_req.data = d;
-  d->shutdown_req.data = d;
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-  cynic__conn_t *c = req->data;
+static void on_connect(cynic__upconn_t *uc, int status) {
+  cynic__conn_t *c = cynic__container_of(uc, cynic__conn_t, server);
   if (c->state == ST_CLOSING)
     return;
   if (status != 0) {
@@ -631,44 +330,32 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   c->connected_us = now_us();
-  cynic__metrics_connected(c->upstream,
+  cynic__metrics_connected(c->base.upstream,
                            c->connected_us >= c->connect_us ? c->connected_us - c->connect_us : 0);
-  size_t cap = (size_t)c->listener->cfg->buffer_bytes;
-  direction_init(c, &c->up, &c->client, &c->server, cap);
-  direction_init(c, &c->down, &c->server, &c->client, cap);
-  set_socket_options(&c->server, c->upstream->cfg);
+  cynic__relay_init(&c->relay, c->base.listener, (uv_stream_t *)&c->client,
+                    cynic__upconn_stream(&c->server));
   c->state = ST_OPEN;
-  c->last_active_ms = uv_now(c->proxy->loop);
-  flush(&c->up); /* starts reading both sides */
-  flush(&c->down);
-  arm(c);
+  cynic__relay_start(&c->relay, &relay_ops);
+  if (c->state == ST_OPEN)
+    arm(c);
 }
 
 /* Holds a bulkhead slot: pick an endpoint and connect to it. */
 static void connect_upstream(cynic__conn_t *c) {
-  cynic__upstream_t *u = c->upstream;
-  cynic__endpoint_t *e;
-  int rc = cynic__upstream_pick(u, &e, &c->permit);
+  cynic__upstream_t *u = c->base.upstream;
+  int rc = cynic__attempt_start(u, &c->attempt);
   if (rc != 0) {
     upstream_event(c, rc == CYNIC_EOPEN ? CYNIC__EV_BREAKER_OPEN : CYNIC__EV_UNRESOLVED);
     conn_close(c, false, NULL);
     return;
   }
-  c->has_permit = true;
-  c->endpoint = e;
-  c->decision = cynic_breaker_state_name(c->permit.state);
-  e->active++;
+  cynic__endpoint_t *e = c->attempt.endpoint;
+  c->decision = cynic_breaker_state_name(c->attempt.permit.state);
   c->state = ST_CONNECTING;
   c->connect_us = now_us();
-  c->deadline_ms = uv_now(c->proxy->loop) + to_ms(u->cfg->connect_timeout_ns);
-  rc = uv_tcp_init(c->proxy->loop, &c->server);
-  if (rc == 0) {
-    c->server_init = true;
+  rc = cynic__upconn_connect(&c->server, c->base.proxy->loop, e, &c->relay, on_connect);
+  if (c->server.open)
     c->handles++;
-    c->server.data = c;
-    c->connect_req.data = c;
-    rc = uv_tcp_connect(&c->connect_req, &c->server, (const struct sockaddr *)&e->sa, on_connect);
-  }
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
     /* Our shortage, not the endpoint's fault: the permit goes back unused. */
     upstream_event(c, CYNIC__EV_LOCAL_ERROR);
@@ -684,52 +371,52 @@ static void connect_upstream(cynic__conn_t *c) {
   arm(c);
 }
 
-void cynic__tcp_promote(cynic__upstream_t *u) {
-  while (!cynic__list_empty(&u->waiters)) {
-    if (cynic_bulkhead_promote(u->bulkhead) != 0)
-      return;
-    cynic__link_t *l = u->waiters.next;
-    cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, wait_link);
-    cynic__list_remove(l);
-    c->has_slot = true;
-    c->state = ST_NEW;
-    connect_upstream(c);
+/* The wait for a bulkhead slot is over (upstream.c): connect, or give up. */
+static void on_admitted(cynic__waiter_t *w, int status) {
+  cynic__conn_t *c = cynic__container_of(w, cynic__conn_t, waiter);
+  c->state = ST_NEW;
+  if (status != 0) {
+    upstream_event(c, CYNIC__EV_QUEUE_TIMEOUT);
+    conn_close(c, false, NULL);
+    return;
   }
+  c->has_slot = true;
+  connect_upstream(c);
 }
 
 /* ---- accept ---------------------------------------------------------------- */
 
-uv_tcp_t *cynic__tcp_client_new(cynic__proxy_t *p) {
+static uv_tcp_t *client_new(cynic__proxy_t *p) {
   cynic__conn_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return NULL;
-  c->proxy = p;
+  c->base.proxy = p;
   if (uv_tcp_init(p->loop, &c->client) != 0) {
     free(c);
     return NULL;
   }
-  c->client.data = c;
+  c->client.data = &c->relay;
   return &c->client;
 }
 
 static void on_discarded(uv_handle_t *h) {
-  free(h->data);
+  free(cynic__container_of(h->data, cynic__conn_t, relay));
 }
 
-void cynic__tcp_client_discard(uv_tcp_t *client) {
+static void client_discard(uv_tcp_t *client) {
   uv_close((uv_handle_t *)client, on_discarded);
 }
 
-void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port) {
+static void tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port) {
   cynic__conn_t *c = cynic__container_of(client, cynic__conn_t, client);
   cynic__proxy_t *p = l->proxy;
   cynic__upstream_t *u = l->upstream;
-  c->listener = l;
-  c->upstream = u;
-  memcpy(c->ip, ip, 16);
-  c->port = port;
-  cynic__list_push(&p->conns, &c->link);
-  p->conn_count++;
+  c->base.listener = l;
+  c->base.upstream = u;
+  memcpy(c->base.ip, ip, 16);
+  c->base.port = port;
+  c->base.ops = &session_ops;
+  cynic__session_add(p, &c->base);
   uv_timer_init(p->loop, &c->timer);
   c->timer.data = c;
   c->handles = 2; /* client, timer */
@@ -743,7 +430,7 @@ void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
   uint64_t lidle = to_ms(l->cfg->idle_timeout_ns);
   if (lidle > 0 && lidle < c->idle_ms)
     c->idle_ms = lidle;
-  set_client_options(l, &c->client);
+  cynic__client_options(l, &c->client);
 
   if (!cynic__upstream_available(u)) {
     upstream_event(c, CYNIC__EV_BREAKER_OPEN);
@@ -751,56 +438,43 @@ void cynic__tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
     return;
   }
   bool queued = false;
-  if (cynic_bulkhead_enter_or_queue(u->bulkhead, &queued) != 0) {
+  if (cynic__admission_enter(u, &c->waiter, on_admitted, &queued) != 0) {
     upstream_event(c, CYNIC__EV_BULKHEAD_FULL);
     conn_close(c, false, NULL);
     return;
   }
-  if (!queued) {
-    c->has_slot = true;
-    connect_upstream(c);
+  if (queued) {
+    c->state = ST_QUEUED; /* on_admitted goes on; upstream.c times the wait */
     return;
   }
-  c->state = ST_QUEUED;
-  c->deadline_ms = uv_now(p->loop) + to_ms(u->cfg->queue_timeout_ns);
-  cynic__list_push(&u->waiters, &c->wait_link);
-  arm(c);
-  cynic__tcp_promote(u); /* a slot may be free (fair mode queues behind waiters) */
+  c->has_slot = true;
+  connect_upstream(c);
 }
 
-void cynic__tcp_close_all(cynic__proxy_t *p) {
-  cynic__link_t *l = p->conns.next;
-  while (l != &p->conns) {
-    cynic__link_t *next = l->next; /* closing does not unlink; freeing does, later */
-    cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
-    set_outcome(c, CYNIC__OUT_CLOSED);
-    conn_close(c, false, "drain_cut");
-    l = next;
-  }
+/* ---- the session ops (rare events only) ------------------------------------ */
+
+static void session_close(cynic__session_t *s, const char *why) {
+  cynic__conn_t *c = cynic__container_of(s, cynic__conn_t, base);
+  if (c->state == ST_CLOSING)
+    return;
+  set_outcome(c, CYNIC__OUT_CLOSED);
+  conn_close(c, false, why);
 }
 
-size_t cynic__tcp_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e) {
-  size_t n = 0;
-  cynic__link_t *l = p->conns.next;
-  while (l != &p->conns) {
-    cynic__link_t *next = l->next; /* closing does not unlink; freeing does, later */
-    cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
-    if (c->endpoint == e && c->state != ST_CLOSING) {
-      set_outcome(c, CYNIC__OUT_CLOSED);
-      conn_close(c, false, "tripped");
-      n++;
-    }
-    l = next;
-  }
-  return n;
+static bool session_uses_endpoint(const cynic__session_t *s, const cynic__endpoint_t *e) {
+  const cynic__conn_t *c = cynic__container_of(s, cynic__conn_t, base);
+  return c->attempt.endpoint == e && c->state != ST_CLOSING;
 }
 
-void cynic__tcp_mark_in_use(const cynic__proxy_t *p, bool *listeners, bool *upstreams) {
-  for (const cynic__link_t *l = p->conns.next; l != &p->conns; l = l->next) {
-    const cynic__conn_t *c = cynic__container_of(l, cynic__conn_t, link);
-    if (c->listener != NULL)
-      listeners[c->listener - p->listeners] = true;
-    if (c->upstream != NULL)
-      upstreams[c->upstream - p->upstreams] = true;
-  }
-}
+static const cynic__session_ops_t session_ops = {
+    .close = session_close,
+    .uses_endpoint = session_uses_endpoint,
+    .mark_in_use = NULL, /* one listener, one upstream: the base says it */
+};
+
+const cynic__mode_t cynic__tcp_mode = {
+    .name = "tcp",
+    .client_new = client_new,
+    .client_discard = client_discard,
+    .start = tcp_start,
+};

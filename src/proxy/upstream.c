@@ -9,8 +9,17 @@
  * libuv's thread pool) at start and every resolve_interval; an endpoint keeps
  * its last good address when a later resolution fails.
  *
- * The bulkhead is one libcynic bulkhead per upstream; its waiters (clients
- * queued for a slot) are kept by tcp.c on the upstream's `waiters` list.
+ * Admission (Bulkheads): one libcynic bulkhead per upstream caps what is in
+ * flight to it (connections in TCP mode, requests in HTTP mode), with a
+ * bounded queue of waiters. The waiters are embedded in whatever waits and
+ * kept here on the upstream's `waiters` list, oldest first; a freed slot goes
+ * to the oldest (fair: an arrival never jumps the queue). The queue timeout
+ * is one timer per upstream, armed for the oldest waiter's deadline, rather
+ * than one per waiter: every waiter of an upstream waits the same
+ * queue_timeout, so deadlines come in queue order and the next one to fire is
+ * always the head's; the timer is only re-armed when it fires (a promotion
+ * does not touch the timer heap), and a mode that queues requests (HTTP) needs
+ * no timer of its own for it.
  */
 #include <netdb.h>
 #include <netinet/in.h>
@@ -35,12 +44,19 @@ static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_s
                 cynic_breaker_state_name(to), "reason", cynic_breaker_reason_name(reason)));
 }
 
+/* p's clock: the loop's cached time unless a test injected its own. */
+static cynic_clock_t clock_of(cynic__proxy_t *p) {
+  if (p->clock.now != NULL)
+    return p->clock;
+  cynic_clock_t c = {cynic__proxy_clock, p};
+  return c;
+}
+
 static int breaker_new(cynic__proxy_t *p, cynic__endpoint_t *e) {
   const cynic__config_breaker_t *bc = &e->upstream->cfg->breaker;
   cynic_breaker_config_t c;
   cynic_breaker_config_default(&c);
-  c.clock.now = cynic__proxy_clock;
-  c.clock.arg = p;
+  c.clock = clock_of(p);
   c.faults = bc->faults;
   c.leak_ns = bc->leak_ns;
   c.open_ns = bc->open_for_ns;
@@ -160,7 +176,10 @@ int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
   cynic__list_init(&u->waiters);
   uv_timer_init(p->loop, &u->resolve_timer);
   u->resolve_timer.data = u;
-  u->timer_open = true;
+  uv_timer_init(p->loop, &u->queue_timer);
+  u->queue_timer.data = u;
+  uv_unref((uv_handle_t *)&u->queue_timer); /* waiters' own handles keep the loop */
+  u->timer_open = 2;
   u->endpoints = calloc(u->cfg->endpoint_count, sizeof *u->endpoints);
   if (u->endpoints == NULL)
     return CYNIC_ENOMEM;
@@ -176,6 +195,7 @@ int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
     cynic__endpoint_t *e = &u->endpoints[k];
     e->upstream = u;
     e->addr = &u->cfg->endpoints[k];
+    cynic__list_init(&e->idle); /* capacity 0: TCP mode never reuses a connection */
     if ((rc = breaker_new(p, e)) != 0)
       return rc;
     if (e->addr->kind == CYNIC__ADDR_NAME)
@@ -201,12 +221,14 @@ void cynic__upstream_resolve_start(cynic__proxy_t *p, cynic__upstream_t *u) {
 
 static void on_timer_closed(uv_handle_t *h) {
   cynic__upstream_t *u = h->data;
-  u->timer_open = false;
+  u->timer_open--;
 }
 
 static void close_timer(cynic__upstream_t *u) {
   if (u->resolve_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&u->resolve_timer))
     uv_close((uv_handle_t *)&u->resolve_timer, on_timer_closed);
+  if (u->queue_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&u->queue_timer))
+    uv_close((uv_handle_t *)&u->queue_timer, on_timer_closed);
 }
 
 static void upstream_free(cynic__upstream_t *u) {
@@ -226,7 +248,7 @@ void cynic__upstream_discard(cynic__upstream_t *u) {
 
 bool cynic__upstream_reclaim(cynic__upstream_t *u) {
   close_timer(u);
-  bool busy = u->timer_open;
+  bool busy = u->timer_open > 0;
   for (size_t k = 0; u->endpoints != NULL && k < u->endpoint_count; k++)
     if (u->endpoints[k].resolving) {
       uv_cancel((uv_req_t *)&u->endpoints[k].gai); /* its callback still runs */
@@ -291,8 +313,10 @@ static bool try_endpoint(cynic__endpoint_t *e, cynic_breaker_permit_t *permit, b
   return cynic_breaker_acquire(e->breaker, permit, NULL) == 0;
 }
 
-int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
-                         cynic_breaker_permit_t *permit) {
+/* Picks an endpoint (balance, skipping open breakers) and takes a breaker
+ * permit on it: 0, CYNIC_EOPEN when every breaker is open, CYNIC_ESTATE when
+ * no endpoint has an address yet. */
+static int pick(cynic__upstream_t *u, cynic__endpoint_t **out, cynic_breaker_permit_t *permit) {
   size_t n = u->endpoint_count;
   bool any_resolved = false;
   if (u->cfg->balance == CYNIC__BALANCE_ROUND_ROBIN) {
@@ -331,6 +355,47 @@ int cynic__upstream_pick(cynic__upstream_t *u, cynic__endpoint_t **out,
   return any_resolved ? CYNIC_EOPEN : CYNIC_ESTATE;
 }
 
+int cynic__attempt_start(cynic__upstream_t *u, cynic__attempt_t *a) {
+  cynic__endpoint_t *e;
+  int rc = pick(u, &e, &a->permit);
+  if (rc != 0)
+    return rc;
+  a->endpoint = e;
+  a->has_permit = true;
+  e->active++;
+  return 0;
+}
+
+void cynic__attempt_success(cynic__attempt_t *a) {
+  if (!a->has_permit)
+    return;
+  a->has_permit = false;
+  cynic_breaker_record(a->endpoint->breaker, &a->permit, CYNIC_OUTCOME_SUCCESS, 0);
+}
+
+void cynic__attempt_fault(cynic__attempt_t *a, cynic__event_t ev, const char *detail) {
+  cynic__endpoint_t *e = a->endpoint;
+  if (a->has_permit) {
+    a->has_permit = false;
+    cynic_breaker_record(e->breaker, &a->permit, CYNIC_OUTCOME_FAILURE, 0);
+  }
+  cynic__proxy_event(&e->counters, ev, "endpoint", e->addr->text, e->upstream->cfg->name, detail);
+}
+
+void cynic__attempt_release(cynic__attempt_t *a) {
+  if (!a->has_permit)
+    return;
+  a->has_permit = false;
+  cynic_breaker_release(a->endpoint->breaker, &a->permit);
+}
+
+void cynic__attempt_end(cynic__attempt_t *a) {
+  if (a->endpoint == NULL)
+    return;
+  cynic__attempt_release(a);
+  a->endpoint->active--;
+}
+
 bool cynic__upstream_available(const cynic__upstream_t *u) {
   for (size_t i = 0; i < u->endpoint_count; i++) {
     const cynic__endpoint_t *e = &u->endpoints[i];
@@ -345,4 +410,87 @@ bool cynic__upstream_available(const cynic__upstream_t *u) {
       return true; /* the open interval is over: the next pick is a probe */
   }
   return false;
+}
+
+/* ---- admission ------------------------------------------------------------ */
+
+static uint64_t now_ns(cynic__upstream_t *u) {
+  cynic_clock_t c = clock_of(u->proxy);
+  return c.now(c.arg);
+}
+
+static void on_queue_timer(uv_timer_t *t) {
+  cynic__upstream_t *u = t->data;
+  cynic__admission_expire(u, now_ns(u));
+}
+
+/* Arms the queue timer to fire `ns` from now, rounded up to the loop's ms. */
+static void queue_timer_arm(cynic__upstream_t *u, uint64_t ns) {
+  uint64_t ms = ns / 1000000u + (ns % 1000000u != 0);
+  uv_timer_start(&u->queue_timer, on_queue_timer, ms, 0); /* fails once closing: fine */
+}
+
+/* Hands free slots to the oldest waiters and runs their callbacks; true when
+ * `self` (a waiter being queued now, or NULL) got one: its callback is not
+ * run, its caller learns it from the return value. */
+static bool promote(cynic__upstream_t *u, cynic__waiter_t *self) {
+  bool got = false;
+  while (!cynic__list_empty(&u->waiters)) {
+    if (cynic_bulkhead_promote(u->bulkhead) != 0)
+      break;
+    cynic__waiter_t *w = cynic__container_of(u->waiters.next, cynic__waiter_t, link);
+    cynic__list_remove(&w->link);
+    if (w == self)
+      got = true;
+    else
+      w->cb(w, 0); /* may leave() again: the loop reads the list afresh */
+  }
+  return got;
+}
+
+int cynic__admission_enter(cynic__upstream_t *u, cynic__waiter_t *w, cynic__admit_cb cb,
+                           bool *queued) {
+  bool q = false;
+  *queued = false;
+  if (cynic_bulkhead_enter_or_queue(u->bulkhead, &q) != 0)
+    return CYNIC_EFULL;
+  if (!q)
+    return 0;
+  uint64_t now = now_ns(u);
+  w->cb = cb;
+  w->deadline_ns = now + u->cfg->queue_timeout_ns;
+  bool first = cynic__list_empty(&u->waiters);
+  cynic__list_push(&u->waiters, &w->link);
+  /* A slot may be free: fair mode queues an arrival behind waiters. */
+  if (promote(u, w))
+    return 0;
+  if (first) /* otherwise the timer is armed for an older, earlier deadline */
+    queue_timer_arm(u, w->deadline_ns - now);
+  *queued = true;
+  return 0;
+}
+
+void cynic__admission_cancel(cynic__upstream_t *u, cynic__waiter_t *w) {
+  if (!cynic__linked(&w->link))
+    return;
+  cynic__list_remove(&w->link);
+  cynic_bulkhead_dequeue(u->bulkhead);
+}
+
+void cynic__admission_leave(cynic__upstream_t *u) {
+  cynic_bulkhead_leave(u->bulkhead);
+  promote(u, NULL);
+}
+
+void cynic__admission_expire(cynic__upstream_t *u, uint64_t now) {
+  while (!cynic__list_empty(&u->waiters)) {
+    cynic__waiter_t *w = cynic__container_of(u->waiters.next, cynic__waiter_t, link);
+    if (w->deadline_ns > now) {
+      queue_timer_arm(u, w->deadline_ns - now);
+      return;
+    }
+    cynic__list_remove(&w->link);
+    cynic_bulkhead_dequeue(u->bulkhead);
+    w->cb(w, CYNIC_EDEADLINE);
+  }
 }

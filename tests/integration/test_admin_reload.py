@@ -797,3 +797,76 @@ def test_access_logs_a_reload_stops_using_are_closed(tmp_path):
     finally:
         px.stop()
         good.close(), bad.close()
+
+
+def keepalive_config(srv, idle, probes):
+    return pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint], f"""
+tcp_keepalive: {{ idle: {idle}s, interval: 7s, probes: {probes} }}
+"""))
+
+
+def upstream_ports(px, srv):
+    """The local ports of cynic's sockets to srv."""
+    socks = pu.process_sockets(px.pid)
+    try:
+        return {s.getsockname()[1] for s in socks if _peer(s) == ("127.0.0.1", srv.port)}
+    finally:
+        for s in socks:
+            s.close()
+
+
+def connect_and_read_options(px, srv):
+    """A new client through cynic, and TCP_KEEPIDLE and TCP_KEEPCNT of cynic's
+    two sockets for it (the accepted one, the one to the upstream), read back
+    with getsockopt. Returns (client, [(idle, cnt) client side, (idle, cnt)
+    upstream side])."""
+    before = upstream_ports(px, srv)
+    c = px.connect()
+    c.sendall(b"x")
+    assert c.recv(1) == b"x"
+    socks = pu.process_sockets(px.pid)
+    try:
+        client_side = [s for s in socks if _peer(s) == c.getsockname()]
+        up_side = [s for s in socks
+                   if _peer(s) == ("127.0.0.1", srv.port) and s.getsockname()[1] not in before]
+        assert len(client_side) == 1 and len(up_side) == 1
+        return c, [(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                    s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
+                   for s in (client_side[0], up_side[0])]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _peer(s):
+    try:
+        return s.getpeername()
+    except OSError:
+        return None  # a listening socket
+
+
+def test_reload_applies_tcp_keepalive_to_new_client_sockets_too():
+    # Accepted sockets inherit their options from the listening socket; a
+    # reload that changes them must refresh the listening socket (and the
+    # listener's "inherited" verdict), not only new upstream sockets.
+    srv = pu.echo()
+    px = pu.Cynic(keepalive_config(srv, 17, 4))
+    adm = au.Admin(px)
+    held = []
+    try:
+        for _ in range(2):  # the first accept settles "inherited"; the second trusts it
+            c, opts = connect_and_read_options(px, srv)
+            held.append(c)
+            assert opts == [(17, 4), (17, 4)]
+        rewrite(px, keepalive_config(srv, 23, 6))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["reloaded"] is True, js
+        for _ in range(2):  # checked again on the first accept after the reload
+            c, opts = connect_and_read_options(px, srv)
+            held.append(c)
+            assert opts == [(23, 6), (23, 6)]
+    finally:
+        for c in held:
+            c.close()
+        px.stop()
+        srv.close()

@@ -111,7 +111,7 @@ def peer(s):
 def test_keepalive_options_on_both_sockets():
     srv = pu.echo()
     px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint], """
-keepalive: { idle: 17s, interval: 7s, probes: 4, user_timeout: 3500ms }
+tcp_keepalive: { idle: 17s, interval: 7s, probes: 4, user_timeout: 3500ms }
 """)))
     socks = []
     try:
@@ -129,6 +129,32 @@ keepalive: { idle: 17s, interval: 7s, probes: 4, user_timeout: 3500ms }
                 assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
                 assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 3500
                 assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        for s in socks:
+            s.close()
+        px.stop()
+        srv.close()
+
+
+def test_keepalive_old_name_still_applies_with_a_warning():
+    srv = pu.echo()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint], """
+keepalive: { idle: 19s, probes: 5 }
+""")))
+    socks = []
+    try:
+        rec = px.wait_log(lambda r: r.get("event") == "config_deprecated")
+        assert rec["level"] == "warn" and rec["key"] == "keepalive" and rec["use"] == "tcp_keepalive"
+        assert rec["upstream"] == "backend" and rec["line"] > 0
+        with px.connect() as c:
+            c.sendall(b"x")
+            assert c.recv(10) == b"x"
+            socks = pu.process_sockets(px.pid)
+            mine = [s for s in socks if peer(s) in (c.getsockname(), ("127.0.0.1", srv.port))]
+            assert len(mine) == 2
+            for s in mine:
+                assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 19
+                assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 5
     finally:
         for s in socks:
             s.close()

@@ -716,6 +716,42 @@ static void test_print_errors(void **state) {
   free(buf);
 }
 
+/* tcp_keepalive, and `keepalive`, its old name: still loaded, with where it
+ * was used, for the daemon's deprecation warning; both at once is an error. */
+static void test_tcp_keepalive_and_its_old_name(void **state) {
+  (void)state;
+  static const char base[] = "listeners:\n"
+                             "  - name: l\n"
+                             "    listen: 127.0.0.1:8080\n"
+                             "    upstream: u\n"
+                             "upstreams:\n"
+                             "  - name: u\n"
+                             "    endpoints: [127.0.0.1:9000]\n";
+  char text[512];
+  snprintf(text, sizeof text, "%s    tcp_keepalive: { idle: 17s, probes: 4 }\n", base);
+  cynic__config_t *cfg = parse_ok(text);
+  assert_int_equal(cfg->upstreams[0].keepalive_idle_ns, 17 * SEC);
+  assert_int_equal(cfg->upstreams[0].keepalive_probes, 4);
+  assert_int_equal(cfg->upstreams[0].keepalive_old_name.line, 0);
+  cynic__config_free(cfg);
+
+  snprintf(text, sizeof text, "%s    keepalive: { idle: 17s, probes: 4 }\n", base);
+  cfg = parse_ok(text);
+  assert_int_equal(cfg->upstreams[0].keepalive_idle_ns, 17 * SEC);
+  assert_int_equal(cfg->upstreams[0].keepalive_probes, 4);
+  assert_int_equal(cfg->upstreams[0].keepalive_old_name.line, 8);
+  assert_int_equal(cfg->upstreams[0].keepalive_old_name.column, 5);
+  cynic__config_free(cfg);
+
+  snprintf(text, sizeof text, "%s    tcp_keepalive: { idle: 17s }\n    keepalive: { idle: 9s }\n",
+           base);
+  assert_string_equal(parse_bad(text), "t.yaml:9:5: keepalive: the old name of tcp_keepalive; "
+                                       "give only tcp_keepalive");
+  snprintf(text, sizeof text, "%s    tcp_keepalive: { idle: 1500ms }\n", base);
+  assert_string_equal(parse_bad(text),
+                      "t.yaml:8:28: idle: TCP_KEEPIDLE counts whole seconds; write e.g. 60s");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -733,6 +769,7 @@ int main(void) {
       cmocka_unit_test(test_load_refuses_what_is_not_a_regular_file),
       cmocka_unit_test(test_addresses),
       cmocka_unit_test(test_print_errors),
+      cmocka_unit_test(test_tcp_keepalive_and_its_old_name),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

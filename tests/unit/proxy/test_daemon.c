@@ -32,7 +32,8 @@ void cynic__listeners_stop(cynic__proxy_t *p) {
 void cynic__listeners_free(cynic__proxy_t *p) {
   (void)p;
 }
-void cynic__tcp_close_all(cynic__proxy_t *p) {
+void cynic__sessions_close_all(cynic__proxy_t *p, const char *why) {
+  (void)why;
   (void)p;
 }
 int cynic__admin_start(cynic__proxy_t *p) {

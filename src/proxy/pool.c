@@ -1,0 +1,161 @@
+/*
+ * src/proxy/pool.c: upstream connections, the per-endpoint idle pool and the
+ * socket options of every proxied socket (contracts in pool.h).
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "pool.h"
+
+/* ---- socket options ---------------------------------------------------------- */
+
+/* Set with setsockopt directly: uv_tcp_keepalive sets only the idle time. */
+bool cynic__sock_options_set(uv_os_fd_t fd, const cynic__config_upstream_t *u) {
+  int on = 1;
+  int idle = (int)(u->keepalive_idle_ns / UINT64_C(1000000000));
+  int intvl = (int)(u->keepalive_interval_ns / UINT64_C(1000000000));
+  int cnt = (int)u->keepalive_probes;
+  bool ok = setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == 0;
+  ok &= setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == 0;
+  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) == 0;
+  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) == 0;
+  ok &= setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) == 0;
+  if (u->user_timeout_ns > 0) {
+    unsigned int ut = (unsigned int)(u->user_timeout_ns / 1000000u);
+    ok &= setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut) == 0;
+  }
+  return ok;
+}
+
+static bool int_option_is(uv_os_fd_t fd, int level, int name, int want) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  return getsockopt(fd, level, name, &v, &len) == 0 && v == want;
+}
+
+bool cynic__sock_options_match(uv_os_fd_t fd, const cynic__config_upstream_t *u) {
+  bool ok = int_option_is(fd, IPPROTO_TCP, TCP_NODELAY, 1) &&
+            int_option_is(fd, SOL_SOCKET, SO_KEEPALIVE, 1) &&
+            int_option_is(fd, IPPROTO_TCP, TCP_KEEPIDLE,
+                          (int)(u->keepalive_idle_ns / UINT64_C(1000000000))) &&
+            int_option_is(fd, IPPROTO_TCP, TCP_KEEPINTVL,
+                          (int)(u->keepalive_interval_ns / UINT64_C(1000000000))) &&
+            int_option_is(fd, IPPROTO_TCP, TCP_KEEPCNT, (int)u->keepalive_probes);
+  if (ok && u->user_timeout_ns > 0)
+    ok = int_option_is(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, (int)(u->user_timeout_ns / 1000000u));
+  return ok;
+}
+
+void cynic__sock_linger_zero(uv_tcp_t *h) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)h, &fd) != 0)
+    return;
+  struct linger l = {.l_onoff = 1, .l_linger = 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
+/* Accepts a listener checks for inherited options before it sets them on
+ * every socket: more than one, because after a reload's refresh the sockets
+ * already in the accept queue still carry the old values. */
+#define OPTIONS_CHECKS 8u
+
+void cynic__listener_options(cynic__listener_t *l) {
+  uv_os_fd_t fd;
+  l->options = CYNIC__OPTIONS_PER_CONNECTION;
+  if (uv_fileno((uv_handle_t *)&l->handle, &fd) == 0 &&
+      cynic__sock_options_set(fd, l->upstream->cfg)) {
+    l->options = CYNIC__OPTIONS_UNKNOWN;
+    l->options_checks = OPTIONS_CHECKS;
+  }
+}
+
+void cynic__listener_options_refresh(cynic__listener_t *l) {
+  uv_os_fd_t fd;
+  if (!l->listening || l->retired || uv_fileno((uv_handle_t *)&l->handle, &fd) != 0)
+    return;
+  if (l->options != CYNIC__OPTIONS_PER_CONNECTION &&
+      cynic__sock_options_match(fd, l->upstream->cfg))
+    return; /* unchanged: the verdict on inheritance stands */
+  cynic__listener_options(l);
+}
+
+/* Five setsockopt calls per connection, unless the listener's first
+ * connection showed that accepted sockets inherit them from the listening
+ * socket. Checked rather than assumed, so a kernel that does not copy them
+ * still gets every option on every socket. */
+void cynic__client_options(cynic__listener_t *l, uv_tcp_t *client) {
+  uv_os_fd_t fd;
+  if (l->options == CYNIC__OPTIONS_INHERITED)
+    return;
+  if (uv_fileno((uv_handle_t *)client, &fd) != 0)
+    return;
+  if (l->options == CYNIC__OPTIONS_UNKNOWN) {
+    if (cynic__sock_options_match(fd, l->upstream->cfg)) {
+      l->options = CYNIC__OPTIONS_INHERITED;
+      return;
+    }
+    if (l->options_checks <= 1) /* this kernel does not copy them */
+      l->options = CYNIC__OPTIONS_PER_CONNECTION;
+    else
+      l->options_checks--; /* maybe accepted before a refresh: look again */
+  }
+  cynic__sock_options_set(fd, l->upstream->cfg);
+}
+
+/* ---- upstream connections ------------------------------------------------------ */
+
+static void on_connect(uv_connect_t *req, int status) {
+  cynic__upconn_t *uc = req->data;
+  if (status == 0) {
+    uv_os_fd_t fd;
+    uc->deadline_ms = 0;
+    if (uv_fileno((uv_handle_t *)&uc->handle, &fd) == 0)
+      cynic__sock_options_set(fd, uc->endpoint->upstream->cfg);
+  }
+  uc->on_connect(uc, status);
+}
+
+int cynic__upconn_connect(cynic__upconn_t *uc, uv_loop_t *loop, cynic__endpoint_t *e, void *data,
+                          cynic__upconn_cb cb) {
+  uint64_t ns = e->upstream->cfg->connect_timeout_ns;
+  uc->endpoint = e;
+  uc->on_connect = cb;
+  uc->deadline_ms = uv_now(loop) + ns / 1000000u + (ns % 1000000u != 0);
+  int rc = uv_tcp_init(loop, &uc->handle);
+  if (rc != 0)
+    return rc;
+  uc->open = true;
+  uc->handle.data = data;
+  uc->connect_req.data = uc;
+  return uv_tcp_connect(&uc->connect_req, &uc->handle, (const struct sockaddr *)&e->sa, on_connect);
+}
+
+void cynic__upconn_close(cynic__upconn_t *uc, bool reset, uv_close_cb cb) {
+  if (!uc->open)
+    return;
+  uc->open = false;
+  if (reset)
+    cynic__sock_linger_zero(&uc->handle);
+  uv_close((uv_handle_t *)&uc->handle, cb);
+}
+
+/* ---- the idle pool ------------------------------------------------------------- */
+
+cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e) {
+  if (e->idle_count == 0)
+    return NULL;
+  cynic__upconn_t *uc = cynic__container_of(e->idle.next, cynic__upconn_t, idle);
+  cynic__list_remove(&uc->idle);
+  e->idle_count--;
+  return uc;
+}
+
+bool cynic__pool_give(cynic__upconn_t *uc) {
+  cynic__endpoint_t *e = uc->endpoint;
+  if (e->idle_count >= e->idle_capacity)
+    return false;
+  cynic__list_push(&e->idle, &uc->idle);
+  e->idle_count++;
+  return true;
+}

@@ -1,0 +1,99 @@
+/*
+ * src/proxy/pool.h: upstream connections, the per-endpoint idle pool, and
+ * the socket options of every proxied socket (the transport).
+ *
+ * A cynic__upconn_t is one connection to one endpoint: its transport handle
+ * (plain TCP today; a TLS layer will sit behind this object, so nothing
+ * outside pool.c touches the socket's options or its connect), the connect in
+ * flight and its deadline. It is embedded in its user (TCP mode: in the
+ * client connection, no allocation of its own) or, for HTTP later, allocated
+ * so that it can outlive one exchange in its endpoint's idle pool.
+ *
+ * The idle pool of an endpoint keeps connections done with an exchange for
+ * the next one, at most `capacity` of them (Steady State: a hard cap set at
+ * creation). TCP mode never reuses a connection: its pools have capacity 0,
+ * take() finds nothing and give() keeps nothing.
+ *
+ * Socket options (Integration Points: find the connection a firewall dropped
+ * without a word): TCP keepalive and TCP_USER_TIMEOUT from the upstream's
+ * config, and TCP_NODELAY, on upstream sockets once connected and on client
+ * sockets, inherited from the listening socket where the kernel copies them
+ * (checked on a listener's first accept, not assumed); SO_LINGER 0 to forward
+ * a reset as a reset.
+ */
+#ifndef CYNIC_PROXY_POOL_H
+#define CYNIC_PROXY_POOL_H
+
+#include "proxy.h"
+
+typedef struct cynic__upconn cynic__upconn_t;
+
+/* The connect is over: status 0 (connected, options set) or a libuv error. */
+typedef void (*cynic__upconn_cb)(cynic__upconn_t *uc, int status);
+
+struct cynic__upconn {
+  uv_tcp_t handle; /* the transport; handle.data is the user's */
+  union {
+    uv_connect_t connect_req; /* while connecting; data: this upconn */
+    cynic__link_t idle;       /* while in its endpoint's idle pool (never connecting) */
+  };
+  cynic__endpoint_t *endpoint; /* connected (or connecting) to */
+  cynic__upconn_cb on_connect;
+  uint64_t deadline_ms; /* the connect timeout on the loop clock; 0 once connected */
+  bool open;            /* handle initialised and not yet closed */
+};
+
+/* Starts connecting `uc` (zeroed, or closed) to `e` on `loop`, the connect
+ * timeout taken from e's upstream; `data` goes into uc->handle.data for the
+ * user's own callbacks. 0: `cb` will be called once. Otherwise a libuv error
+ * (UV_EMFILE, UV_ENOMEM...: a local shortage; others: the endpoint's) and no
+ * callback. Either way, when uc->open the user must close it with
+ * cynic__upconn_close. */
+int cynic__upconn_connect(cynic__upconn_t *uc, uv_loop_t *loop, cynic__endpoint_t *e, void *data,
+                          cynic__upconn_cb cb);
+/* True when the connect is in flight and its deadline (ms, loop clock) has
+ * passed: the user's timer asks (one timer per session, not one more here). */
+static inline bool cynic__upconn_connect_expired(const cynic__upconn_t *uc, uint64_t now_ms) {
+  return uc->deadline_ms != 0 && now_ms >= uc->deadline_ms;
+}
+/* The stream to read and write (the transport's). */
+static inline uv_stream_t *cynic__upconn_stream(cynic__upconn_t *uc) {
+  return (uv_stream_t *)&uc->handle;
+}
+/* Closes uc's handle if open; `reset` sends RST instead of FIN (the peer
+ * reset us, or the other side did and we forward it). `cb` runs once the
+ * handle is closed (not at all when it was not open): only then may uc's
+ * memory go. */
+void cynic__upconn_close(cynic__upconn_t *uc, bool reset, uv_close_cb cb);
+
+/* An idle connection to `e` for a new exchange, taken out of its pool, or
+ * NULL (always NULL at capacity 0: TCP mode). */
+cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e);
+/* Offers `uc`, done with its exchange and healthy, to its endpoint's pool:
+ * true when kept (the pool holds it until take()), false when the pool is at
+ * capacity (always at capacity 0: the caller closes it). */
+bool cynic__pool_give(cynic__upconn_t *uc);
+
+/* Sets the upstream's TCP options (keepalive, user timeout, nodelay) on
+ * socket `fd`: false when one of them could not be set. */
+bool cynic__sock_options_set(uv_os_fd_t fd, const cynic__config_upstream_t *u);
+/* True when socket `fd` already carries every option cynic__sock_options_set
+ * would set. */
+bool cynic__sock_options_match(uv_os_fd_t fd, const cynic__config_upstream_t *u);
+/* Makes close() of `h` send RST instead of FIN. */
+void cynic__sock_linger_zero(uv_tcp_t *h);
+/* Sets the client sockets' options on l's listening socket, so that accepted
+ * sockets inherit them, and marks the listener to check that on its next
+ * accept (l->options). At bind, at adoption, and after every reload. */
+void cynic__listener_options(cynic__listener_t *l);
+/* After a reload (l's upstream or its options may have changed): when the
+ * listening socket's options differ from what l's upstream asks now, sets the
+ * new ones there as cynic__listener_options does, so new client sockets carry
+ * them. Open connections keep what they were given. */
+void cynic__listener_options_refresh(cynic__listener_t *l);
+/* The options of an accepted client socket of `l`: nothing when the
+ * listener's accepted sockets are known to inherit them; otherwise checked
+ * (once, after cynic__listener_options) or set (every accept). */
+void cynic__client_options(cynic__listener_t *l, uv_tcp_t *client);
+
+#endif /* CYNIC_PROXY_POOL_H */

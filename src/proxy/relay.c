@@ -1,0 +1,222 @@
+/*
+ * src/proxy/relay.c: the bounded byte pump both ways (contract in relay.h).
+ */
+#include <stdlib.h>
+
+#include "log.h"
+#include "relay.h"
+
+/* ---- buffers --------------------------------------------------------------- */
+
+static char *buffer_get(cynic__listener_t *l) {
+  if (l->pool_len > 0)
+    return l->pool[--l->pool_len];
+  return malloc((size_t)l->cfg->buffer_bytes);
+}
+
+static void buffer_put(cynic__listener_t *l, char *buf) {
+  if (buf == NULL)
+    return;
+  if (l->pool_len < CYNIC__BUFFER_POOL_MAX)
+    l->pool[l->pool_len++] = buf;
+  else
+    free(buf);
+}
+
+/* ---- the ring ---------------------------------------------------------------- */
+
+/* The pending bytes as at most two buffers (the ring may wrap). */
+static unsigned int pending_bufs(const cynic__relay_dir_t *d, uv_buf_t bufs[2]) {
+  size_t first = d->head + d->len <= d->cap ? d->len : d->cap - d->head;
+  bufs[0] = uv_buf_init(d->buf + d->head, (unsigned int)first);
+  if (first == d->len)
+    return 1;
+  bufs[1] = uv_buf_init(d->buf, (unsigned int)(d->len - first));
+  return 2;
+}
+
+static void consume(cynic__relay_dir_t *d, size_t n) {
+  d->head = (d->head + n) % d->cap;
+  d->len -= n;
+  d->bytes += n;
+  if (d == &d->relay->up)
+    d->relay->listener->stats.bytes_up += n;
+  else
+    d->relay->listener->stats.bytes_down += n;
+  if (d->len == 0)
+    d->head = 0; /* keep the free space contiguous */
+}
+
+/* ---- forwarding ------------------------------------------------------------ */
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_write(uv_write_t *req, int status);
+static void on_shutdown(uv_shutdown_t *req, int status);
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  cynic__relay_t *r = h->data;
+  cynic__relay_dir_t *d = (uv_stream_t *)h == r->up.from ? &r->up : &r->down;
+  if (d->buf == NULL) {
+    /* Bytes to read: take a ring from the listener's pool (flush gives it
+     * back when it is empty again). */
+    d->buf = buffer_get(r->listener);
+    if (d->buf == NULL) {
+      *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS: closed */
+      return;
+    }
+  }
+  if (d->len == d->cap) {
+    *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS; never expected */
+    return;
+  }
+  size_t tail = (d->head + d->len) % d->cap;
+  size_t room = tail >= d->head ? d->cap - tail : d->head - tail;
+  *buf = uv_buf_init(d->buf + tail, (unsigned int)room);
+}
+
+/* Moves `d` along: writes what is pending (if no write is in flight), resumes
+ * reading when there is room, and forwards EOF once everything is written. */
+static void flush(cynic__relay_dir_t *d) {
+  cynic__relay_t *r = d->relay;
+  if (d->writing == 0 && d->len > 0) {
+    uv_buf_t bufs[2];
+    unsigned int n = pending_bufs(d, bufs);
+    int w = uv_try_write(d->to, bufs, n);
+    if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS) {
+      r->ops->failed(r, d, w, true);
+      return;
+    }
+    if (w > 0)
+      consume(d, (size_t)w);
+    if (d->len > 0) {
+      n = pending_bufs(d, bufs);
+      int rc = uv_write(&d->write_req, d->to, bufs, n, on_write);
+      if (rc != 0) {
+        r->ops->failed(r, d, rc, true);
+        return;
+      }
+      d->writing = d->len;
+    }
+  }
+  if (!d->reading && !d->eof && d->len < d->cap) {
+    if (uv_read_start(d->from, on_alloc, on_read) == 0)
+      d->reading = true;
+  }
+  if (d->len == 0 && d->writing == 0 && d->buf != NULL) {
+    buffer_put(r->listener, d->buf); /* empty: an idle direction holds no memory */
+    d->buf = NULL;
+    d->head = 0;
+  }
+  if (d->eof && d->len == 0 && d->writing == 0 && !d->shut) {
+    d->shut = true;
+    if (uv_shutdown(&d->shutdown_req, d->to, on_shutdown) != 0)
+      d->shut_done = true; /* the peer is gone already; nothing more to say */
+  }
+  if (r->up.shut_done && r->down.shut_done)
+    r->ops->done(r); /* both sides said goodbye */
+}
+
+static void on_write(uv_write_t *req, int status) {
+  cynic__relay_dir_t *d = req->data;
+  if (d->relay->ops == NULL)
+    return;
+  if (status < 0) {
+    d->relay->ops->failed(d->relay, d, status, true);
+    return;
+  }
+  consume(d, d->writing);
+  d->writing = 0;
+  flush(d);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status; /* a failed shutdown means the peer is gone: just as final */
+  cynic__relay_dir_t *d = req->data;
+  if (d->relay->ops == NULL)
+    return;
+  d->shut_done = true;
+  flush(d);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  cynic__relay_t *r = s->data;
+  cynic__relay_dir_t *d = s == r->up.from ? &r->up : &r->down;
+  if (r->ops == NULL || nread == 0)
+    return;
+  if (nread > 0) {
+    r->last_active_ms = uv_now(s->loop);
+    d->len += (size_t)nread;
+    if (!d->got_bytes) {
+      d->got_bytes = true;
+      r->ops->first_bytes(r, d);
+      if (r->ops == NULL)
+        return;
+    }
+    flush(d);
+    if (r->ops != NULL && d->reading && d->len == d->cap) {
+      uv_read_stop(s); /* back pressure: the other side is behind */
+      d->reading = false;
+    }
+    return;
+  }
+  if (nread == UV_EOF) {
+    uv_read_stop(s);
+    d->reading = false;
+    d->eof = true;
+    r->ops->eof(r, d);
+    if (r->ops != NULL)
+      flush(d);
+    return;
+  }
+  if (nread == UV_ENOBUFS && d->buf != NULL) { /* cannot happen: reading stops when full */
+    uv_read_stop(s);
+    d->reading = false;
+    return;
+  }
+  if (nread == UV_ECONNRESET)
+    d->from_reset = true;
+  r->ops->failed(r, d, (int)nread, false); /* a reset, another error, or no memory */
+}
+
+/* ---- the owner's side ---------------------------------------------------------- */
+
+static void dir_init(cynic__relay_t *r, cynic__relay_dir_t *d, uv_stream_t *from, uv_stream_t *to,
+                     size_t cap) {
+  d->relay = r;
+  d->from = from;
+  d->to = to;
+  d->cap = cap;
+  d->write_req.data = d;
+  d->shutdown_req.data = d;
+}
+
+void cynic__relay_init(cynic__relay_t *r, cynic__listener_t *l, uv_stream_t *client,
+                       uv_stream_t *server) {
+  size_t cap = (size_t)l->cfg->buffer_bytes;
+  r->ops = NULL; /* until started */
+  r->listener = l;
+  dir_init(r, &r->up, client, server, cap);
+  dir_init(r, &r->down, server, client, cap);
+}
+
+void cynic__relay_start(cynic__relay_t *r, const cynic__relay_ops_t *ops) {
+  r->ops = ops;
+  r->last_active_ms = uv_now(r->up.from->loop);
+  flush(&r->up); /* starts reading both sides */
+  if (r->ops != NULL)
+    flush(&r->down);
+}
+
+void cynic__relay_stop(cynic__relay_t *r) {
+  r->ops = NULL;
+}
+
+void cynic__relay_free(cynic__relay_t *r) {
+  if (r->listener == NULL)
+    return;
+  buffer_put(r->listener, r->up.buf);
+  buffer_put(r->listener, r->down.buf);
+  r->up.buf = r->down.buf = NULL;
+}

@@ -1,0 +1,95 @@
+/*
+ * src/proxy/relay.h: the bounded byte pump between two streams, both ways.
+ *
+ * Back Pressure: each direction has at most one ring buffer of `cap` bytes,
+ * taken from the listener's pool of free buffers when bytes arrive and given
+ * back as soon as it is empty again (an idle relay holds none), and at most
+ * one write in flight. Reading a side stops when the buffer towards the other
+ * side is full and resumes as soon as a write drains some of it, so a peer
+ * that never reads costs at most the two buffers (plus the kernel's socket
+ * buffers), whatever the other peer sends. Bytes are tried with uv_try_write
+ * straight from the read, so the common case of a writable socket queues
+ * nothing and the buffer goes back to the pool at once.
+ *
+ * Half-close: EOF from one side is forwarded as shutdown(SHUT_WR) to the other
+ * once everything read before it has been written; the relay is done when
+ * both directions have been shut down. A read or write error is reported to
+ * the owner, who forwards it as a reset (closes both with SO_LINGER 0).
+ *
+ * The relay is embedded in its owner (TCP mode's connection; HTTP will use it
+ * to stream bodies and to tunnel). The per-byte path (alloc, read, write,
+ * consume) calls no function pointer: the owner hears of rare events only
+ * (a direction's first bytes, EOF, an error, done) through its ops, and
+ * reads the rest (last_active_ms, bytes, from_reset) from the fields.
+ *
+ * The two streams' handle.data must point to the relay while it runs; the
+ * owner closes the streams (after cynic__relay_stop) and gives the buffers
+ * back with cynic__relay_free once their close callbacks have run.
+ */
+#ifndef CYNIC_PROXY_RELAY_H
+#define CYNIC_PROXY_RELAY_H
+
+#include "proxy.h"
+
+typedef struct cynic__relay cynic__relay_t;
+
+/* One direction: bytes read from `from`, written to `to`. */
+typedef struct cynic__relay_dir {
+  cynic__relay_t *relay;
+  uv_stream_t *from, *to;
+  char *buf;      /* ring buffer of cap bytes; NULL while empty (pooled) */
+  size_t cap;     /* the listener's `buffer` */
+  size_t head;    /* first byte not yet written */
+  size_t len;     /* bytes read and not yet written */
+  size_t writing; /* bytes of the write in flight (from head); 0 = none */
+  uv_write_t write_req;
+  uv_shutdown_t shutdown_req;
+  bool reading;    /* uv_read_start is on for `from` */
+  bool eof;        /* `from` sent FIN */
+  bool shut;       /* shutdown sent to `to` */
+  bool shut_done;  /* ... and completed */
+  bool got_bytes;  /* some bytes were read from `from` */
+  bool from_reset; /* a read from `from` failed with ECONNRESET (it is closed) */
+  uint64_t bytes;  /* forwarded so far */
+} cynic__relay_dir_t;
+
+/* What the owner hears, on rare events only. Each may close the owner (after
+ * cynic__relay_stop, which the owner calls first thing when it closes). */
+typedef struct cynic__relay_ops {
+  /* The first bytes read from d->from (once per direction), before they are
+   * forwarded. */
+  void (*first_bytes)(cynic__relay_t *r, cynic__relay_dir_t *d);
+  /* d->from sent FIN (before it is forwarded). */
+  void (*eof)(cynic__relay_t *r, cynic__relay_dir_t *d);
+  /* Reading d->from (writing = false) or writing d->to (true) failed with
+   * libuv error `err`; UV_ENOBUFS when reading: no memory for a buffer. The
+   * owner must close, with a reset. */
+  void (*failed)(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool writing);
+  /* Both directions have been shut down: the owner closes normally. */
+  void (*done)(cynic__relay_t *r);
+} cynic__relay_ops_t;
+
+struct cynic__relay {
+  cynic__relay_dir_t up;         /* client -> upstream */
+  cynic__relay_dir_t down;       /* upstream -> client */
+  const cynic__relay_ops_t *ops; /* NULL once stopped: nothing moves any more */
+  cynic__listener_t *listener;   /* its buffer pool and byte counters */
+  uint64_t last_active_ms;       /* the loop time of the last bytes read */
+};
+
+/* Sets `r` up between `client` and `server` (both open, handle.data = r),
+ * with rings of the listener's buffer size; nothing is read yet. */
+void cynic__relay_init(cynic__relay_t *r, cynic__listener_t *l, uv_stream_t *client,
+                       uv_stream_t *server);
+/* Starts reading both sides; `ops` (static) hears the rare events until
+ * cynic__relay_stop. */
+void cynic__relay_start(cynic__relay_t *r, const cynic__relay_ops_t *ops);
+/* The owner is closing: from now on no callback of the streams moves bytes
+ * or calls the ops. Idempotent. */
+void cynic__relay_stop(cynic__relay_t *r);
+/* Gives the buffers back to the listener's pool (after the streams' close
+ * callbacks: a write in flight may still point into them until then). A
+ * relay never initialised (all zero) is fine. */
+void cynic__relay_free(cynic__relay_t *r);
+
+#endif /* CYNIC_PROXY_RELAY_H */
