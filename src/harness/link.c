@@ -13,6 +13,7 @@
 #include "addr.h"
 #include "gate.h"
 #include "shed.h"
+#include "sock.h"
 #include "toxic.h"
 
 struct hconn {
@@ -391,6 +392,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
+    /* A reset right behind the last bytes reaches us as UV_EOF (sock.h). */
+    if (nread == UV_EOF && cynic__sock_pending_error(s) == UV_ECONNRESET)
+      nread = UV_ECONNRESET;
     if (nread != UV_EOF) {
       free(ch);
       link_close(c, true); /* a reset on one side resets the other */

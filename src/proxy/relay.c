@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "relay.h"
+#include "sock.h"
 
 /* ---- buffers --------------------------------------------------------------- */
 
@@ -161,6 +162,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     return;
   }
+  /* A reset that came right behind the last bytes reaches us as UV_EOF
+   * (sock.h): ask the socket, so that it is forwarded as a reset. */
+  if (nread == UV_EOF)
+    nread = cynic__sock_pending_error(s) == UV_ECONNRESET ? UV_ECONNRESET : UV_EOF;
   if (nread == UV_EOF) {
     uv_read_stop(s);
     d->reading = false;

@@ -115,6 +115,43 @@ def test_back_pressure_bounds_buffering():
         h.stop()
 
 
+def test_reset_right_behind_data_reaches_the_client_as_reset(harness):
+    """An upstream whose last bytes and reset arrive together (libuv then
+    reports EOF, not ECONNRESET): with no toxic the client still gets a
+    reset, never a FIN. Before the fix most rounds ended in a FIN."""
+    import struct
+    payload = b"r" * 1024
+
+    def handler(conn):
+        conn.recv(100)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.sendall(payload)
+        conn.close()
+
+    srv = TcpServer(handler)
+    try:
+        p = harness.create("rst", srv.endpoint)
+        port = harness.listen_port(p)
+        fins = []
+        for i in range(30):
+            with connect(port) as c:
+                c.sendall(b"go")
+                data = b""
+                try:
+                    while True:
+                        chunk = c.recv(1 << 16)
+                        if not chunk:
+                            fins.append((i, len(data)))
+                            break
+                        data += chunk
+                except ConnectionResetError:
+                    pass
+                assert payload.startswith(data)
+        assert fins == [], f"rounds that ended in a FIN instead of a reset (round, bytes): {fins}"
+    finally:
+        srv.close()
+
+
 def test_disable_refuses_and_closes_live_then_same_port(harness):
     up = TcpServer(echo_handler)
     try:

@@ -140,6 +140,43 @@ def test_reset_propagated_as_reset():
         srv.close()
 
 
+def test_reset_right_behind_data_reaches_the_client_as_reset():
+    """An upstream whose last bytes and reset arrive together (libuv then
+    reports EOF, not ECONNRESET): the client still gets a reset, never a FIN
+    that would make a cut answer look whole. Found by the fault matrix
+    (reset_after_bytes); before the fix about half of the rounds ended in a
+    FIN."""
+    payload = b"r" * 1024
+    def handler(conn):
+        conn.recv(100)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.sendall(payload)
+        conn.close()
+
+    srv = pu.Server(handler)
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
+    try:
+        fins = []
+        for i in range(30):
+            with px.connect() as c:
+                c.sendall(b"go")
+                data = b""
+                try:
+                    while True:
+                        chunk = c.recv(1 << 16)
+                        if not chunk:
+                            fins.append((i, len(data)))
+                            break
+                        data += chunk
+                except ConnectionResetError:
+                    pass
+                assert payload.startswith(data)
+        assert fins == [], f"rounds that ended in a FIN instead of a reset (round, bytes): {fins}"
+    finally:
+        px.stop()
+        srv.close()
+
+
 def test_client_reset_reaches_upstream_as_reset():
     seen = []
     done = threading.Event()
