@@ -8,7 +8,7 @@ DESTDIR    ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build test test-normal test-asan test-tsan run bench install clean format
+.PHONY: all deps build test test-normal test-asan test-tsan run bench install clean format faults-doc
 
 all: build
 
@@ -52,6 +52,13 @@ bench: deps build
 	$(BUILD)/bench_lib
 	$(BUILD)/bench_harness --harness $(BUILD)/cynic-harness --runs 5
 	bench/tcp.sh $(BUILD)
+
+# docs/faults.md from a fresh run of the fault matrix (tests/faults/); the
+# matrix's last test fails when the committed file no longer matches a run.
+faults-doc: deps build
+	cd tests/faults && CYNIC_BUILD_DIR=$(CURDIR)/$(BUILD) CYNIC_FAULTS_OUT=$(CURDIR)/$(BUILD)/faults/tcp.json \
+	  pytest-3 -q -p no:cacheprovider test_fault_matrix_tcp.py --deselect test_fault_matrix_tcp.py::test_zz_doc_matches_this_run
+	scripts/faults-doc.py $(BUILD)/faults/tcp.json > docs/faults.md
 
 # Reconfigures with PREFIX so cynic.pc names the directories it is installed to.
 install:
