@@ -41,6 +41,7 @@
 #include "admin.h"
 #include "json.h"
 #include "log.h"
+#include "reload.h"
 #include "token.h"
 
 #define MAX_SEGS 4

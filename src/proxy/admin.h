@@ -66,19 +66,6 @@ void cynic__admin_streams_kick(cynic__admin_t *a);
 
 /* ---- reload.c ------------------------------------------------------------ */
 
-/* Reloads the config file (SIGHUP, POST /reload). Returns the JSON answer and
- * sets *status: 200 applied, 400 bad config (nothing applied), 409 a change
- * that cannot be applied now (an address in use, a file that does not open;
- * nothing applied). `who` names the cause in the log. */
-json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status);
-/* Reclaims the slots of retired listeners and upstreams that nothing points
- * to any more (no connection, no queued client, no listener), so that a
- * process reloaded for ever never runs out of them (Steady State). Called
- * once a second and at the start of every reload; O(connections + slots). */
-void cynic__reload_sweep(cynic__proxy_t *p);
-/* Frees the config copies and pinned configs of retired listeners and
- * upstreams, after the loop has ended. */
-void cynic__reload_free(cynic__proxy_t *p);
 /* Binds `n`'s admin.listen for a reload that changes it (before anything
  * changes): *out is a server already accepting there (its requests are
  * answered by the same handler). 0, or a libuv / CYNIC_E* error with `why`

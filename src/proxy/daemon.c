@@ -24,6 +24,7 @@
 #include "file.h"
 #include "log.h"
 #include "proxy.h"
+#include "reload.h"
 #include "shed.h"
 
 #define ROTATE_CHECK_MS 1000u /* log.rotate: how often the file's size is checked */
@@ -96,7 +97,8 @@ json_t *cynic__counts_json(const cynic__counters_t *c) {
 }
 
 /* One "totals" line for a thing with any event counted since start: what
- * happened, by kind (until /metrics exists, the record of each kind). */
+ * happened, by kind: the process's record at exit (while it runs, /metrics
+ * has the same counts). */
 static void total(const cynic__counters_t *c, const char *what, const char *name) {
   json_t *counts = cynic__counts_json(c);
   if (json_object_size(counts) == 0) {

@@ -73,6 +73,7 @@
 #include "admin.h"
 #include "file.h"
 #include "log.h"
+#include "reload.h"
 #include "token.h"
 
 #define WHY_MAX 512
@@ -633,8 +634,9 @@ static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
 }
 
 /* Points every object made before this reload at its part of `n` (the first
- * `nl` listeners and `nu` upstreams). Same names, same endpoint order:
- * needs_restart() said so. */
+ * `nl` listeners and `nu` upstreams). Only objects kept by this reload are
+ * left to point at: a kept upstream has the same name and endpoints in the
+ * same order (upstream_rebuilt() said so), so endpoint k stays endpoint k. */
 static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t nu) {
   for (size_t i = 0; i < nl; i++) {
     cynic__listener_t *l = &p->listeners[i];

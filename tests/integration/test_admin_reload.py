@@ -1,7 +1,9 @@
 """Reload (POST /reload and SIGHUP): a bad config is refused whole and the old
 one keeps serving; a good one is applied with the listeners' sockets, open
-connections and breaker state kept; a change that needs a restart is refused
-with 409 and nothing applied."""
+connections and breaker state kept; listeners and upstreams added, rebuilt or
+retired in place (nothing needs a restart); a change that cannot be had now (an
+address in use, a file that does not open) is refused with 409 and nothing
+applied."""
 import datetime
 import os
 import signal
