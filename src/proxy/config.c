@@ -1335,31 +1335,14 @@ static void load_root(loader_t *ld, const node_t *root) {
 
 /* ---- entry points -------------------------------------------------------------- */
 
-static void http_free(cynic__config_http_t *h) {
-  free(h->expect_content_type);
-  free(h->fallback_body);
-  free(h->fallback_content_type);
-}
-
 void cynic__config_free(cynic__config_t *cfg) {
   if (cfg == NULL)
     return;
-  for (size_t i = 0; i < cfg->listener_count; i++) {
-    cynic__config_listener_t *l = &cfg->listeners[i];
-    free(l->name);
-    free(l->upstream_name);
-    free(l->access_log);
-    addr_clear(&l->listen);
-  }
+  for (size_t i = 0; i < cfg->listener_count; i++)
+    cynic__config_listener_clear(&cfg->listeners[i]); /* config_copy.c's field list */
   free(cfg->listeners);
-  for (size_t i = 0; i < cfg->upstream_count; i++) {
-    cynic__config_upstream_t *u = &cfg->upstreams[i];
-    free(u->name);
-    for (size_t j = 0; j < u->endpoint_count; j++)
-      addr_clear(&u->endpoints[j]);
-    free(u->endpoints);
-    http_free(&u->http);
-  }
+  for (size_t i = 0; i < cfg->upstream_count; i++)
+    cynic__config_upstream_clear(&cfg->upstreams[i]);
   free(cfg->upstreams);
   addr_clear(&cfg->admin.listen);
   free(cfg->admin.token_file);

@@ -92,6 +92,9 @@ typedef enum cynic__config_log_format {
 } cynic__config_log_format_t;
 
 /* admin: the operations interface, separate from traffic (NICs and names). */
+/* Each field of admin, log, listener, upstream (and the structs in them) is
+ * listed once more in config_copy.c, with how a reload applies a change to it
+ * (cynic__config_change_t, below); test_config fails until it is. */
 typedef struct cynic__config_admin {
   cynic__config_addr_t listen; /* default 127.0.0.1:9901 */
   char *token_file;            /* bearer token file, or NULL for none */
@@ -245,6 +248,101 @@ int cynic__config_error_format(const cynic__config_errors_t *errs, size_t i, cha
 
 /* Print every error, one a line, plus a line saying so if some were dropped. */
 void cynic__config_errors_print(const cynic__config_errors_t *errs, FILE *out);
+
+/* ---- copy and compare (config_copy.c) -------------------------------------- */
+
+/*
+ * What a change to a setting needs from a running daemon, one class per field.
+ * config_copy.c lists every field of the listener, upstream, log and admin
+ * structs above once, with its class: the copies, the frees and the
+ * comparisons below all walk that one list, and tests/unit/proxy/test_config.c
+ * fails when a field of these structs is missing from it. A new field is
+ * therefore given a class (and so a way to be applied) when it is added.
+ * Each class is one bit; a comparison returns the bits of what changed.
+ */
+typedef enum cynic__config_change {
+  CYNIC__CHANGE_NONE = 0,              /* not a setting: a file position, a derived index */
+  CYNIC__CHANGE_READ = 1u << 0,        /* read where it is used: pointing at the new config applies it */
+  CYNIC__CHANGE_REBUILD = 1u << 1,     /* the object made from it cannot change: a new object */
+  CYNIC__CHANGE_ADDRESS = 1u << 2,     /* listener: another address (a new bind) */
+  CYNIC__CHANGE_ROUTE = 1u << 3,       /* listener: new clients go to another upstream */
+  CYNIC__CHANGE_RATE = 1u << 4,        /* listener: a new per-client rate table */
+  CYNIC__CHANGE_CLIENTS = 1u << 5,     /* listener: the per-client count table, made or dropped */
+  CYNIC__CHANGE_ACCESSLOG = 1u << 6,   /* listener: another access log file */
+  CYNIC__CHANGE_SOCKET = 1u << 7,      /* upstream: TCP options set on the listening sockets */
+  CYNIC__CHANGE_LOG_FILE = 1u << 8,    /* log: another file */
+  CYNIC__CHANGE_LOG_LEVEL = 1u << 9,   /* log: another level */
+  CYNIC__CHANGE_LOG_ROTATE = 1u << 10, /* log: the rotation check timer */
+  CYNIC__CHANGE_ADMIN_LISTEN = 1u << 11, /* admin: another address (a new bind) */
+  CYNIC__CHANGE_TOKEN = 1u << 12       /* admin: another token file */
+} cynic__config_change_t;
+
+/*
+ * A deep copy of one listener's (upstream's) part of a config: every string
+ * and array is copied, so the copy outlives the config it came from (a
+ * retired object keeps reading its own). Returns a new struct the caller owns
+ * and frees with the matching _free, or NULL without memory.
+ */
+cynic__config_listener_t *cynic__config_listener_copy(const cynic__config_listener_t *c);
+cynic__config_upstream_t *cynic__config_upstream_copy(const cynic__config_upstream_t *c);
+/* Free a copy from _copy (its strings and arrays, then the struct); NULL is fine. */
+void cynic__config_listener_free(cynic__config_listener_t *c);
+void cynic__config_upstream_free(cynic__config_upstream_t *c);
+/* Free what a struct owns (strings, arrays) but not the struct itself, which
+ * is left with NULL pointers: for the arrays of a loaded config. */
+void cynic__config_listener_clear(cynic__config_listener_t *c);
+void cynic__config_upstream_clear(cynic__config_upstream_t *c);
+
+/*
+ * Compare two versions of one part (the same listener or upstream, found by
+ * name, in the config in use and in a reloaded one): returns the OR of the
+ * classes of every field that differs (cynic__config_change_t), 0 when the
+ * two are the same setting for setting. Positions in the file are not
+ * compared (CYNIC__CHANGE_NONE). Strings compare by content, endpoints one
+ * by one in order.
+ */
+unsigned cynic__config_listener_diff(const cynic__config_listener_t *a,
+                                     const cynic__config_listener_t *b);
+unsigned cynic__config_upstream_diff(const cynic__config_upstream_t *a,
+                                     const cynic__config_upstream_t *b);
+unsigned cynic__config_log_diff(const cynic__config_log_t *a, const cynic__config_log_t *b);
+unsigned cynic__config_admin_diff(const cynic__config_admin_t *a, const cynic__config_admin_t *b);
+
+/* The field list behind the functions above, for tests: how each field is
+ * copied and compared (kind) and what a change to it needs (change). */
+typedef enum cynic__config_kind {
+  CYNIC__FIELD_VALUE,     /* a number, enum, bool, position or byte array: copied as is */
+  CYNIC__FIELD_STR,       /* char *, NUL-terminated or NULL: duplicated */
+  CYNIC__FIELD_ADDR,      /* cynic__config_addr_t: its own fields */
+  CYNIC__FIELD_ENDPOINTS, /* cynic__config_addr_t *, the count in the size_t right after */
+  CYNIC__FIELD_BREAKER,   /* cynic__config_breaker_t: its own fields */
+  CYNIC__FIELD_HTTP       /* cynic__config_http_t: its own fields */
+} cynic__config_kind_t;
+
+typedef enum cynic__config_part {
+  CYNIC__PART_ADDR,
+  CYNIC__PART_LISTENER,
+  CYNIC__PART_BREAKER,
+  CYNIC__PART_HTTP,
+  CYNIC__PART_UPSTREAM,
+  CYNIC__PART_LOG,
+  CYNIC__PART_ADMIN,
+  CYNIC__PART_COUNT
+} cynic__config_part_t;
+
+typedef struct cynic__config_field {
+  const char *name;
+  size_t offset; /* offsetof in its struct */
+  size_t size;   /* sizeof the member */
+  size_t align;  /* its alignment (for the test that every member is listed) */
+  cynic__config_kind_t kind;
+  unsigned change; /* cynic__config_change_t; in a nested part, NONE = not compared */
+} cynic__config_field_t;
+
+/* The fields of `part` in declaration order; *count set, *struct_size the
+ * sizeof of its struct. Static data. */
+const cynic__config_field_t *cynic__config_fields(cynic__config_part_t part, size_t *count,
+                                                  size_t *struct_size);
 
 /* The strict value parsers (durations, sizes, percentages) are in config_value.h. */
 

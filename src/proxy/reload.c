@@ -78,19 +78,9 @@
 
 #define WHY_MAX 512
 
-static bool same_str(const char *a, const char *b) {
-  if (a == NULL || b == NULL)
-    return a == b;
-  return strcmp(a, b) == 0;
-}
-
-static bool same_breaker(const cynic__config_breaker_t *a, const cynic__config_breaker_t *b) {
-  return a->faults == b->faults && a->leak_ns == b->leak_ns && a->open_for_ns == b->open_for_ns &&
-         a->open_max_ns == b->open_max_ns && a->open_multiplier == b->open_multiplier &&
-         a->half_open_probes == b->half_open_probes && a->window_type == b->window_type &&
-         a->window_size == b->window_size && a->window_size_ns == b->window_size_ns &&
-         a->window_min_calls == b->window_min_calls && a->failure_rate_pct == b->failure_rate_pct &&
-         a->slow_rate_pct == b->slow_rate_pct && a->slow_call_ns == b->slow_call_ns;
+/* True when listener `nl` is at another address than `ol`. */
+static bool moved(const cynic__config_listener_t *ol, const cynic__config_listener_t *nl) {
+  return (cynic__config_listener_diff(ol, nl) & CYNIC__CHANGE_ADDRESS) != 0;
 }
 
 static const cynic__config_listener_t *find_listener(const cynic__config_t *c, const char *name) {
@@ -107,26 +97,20 @@ static const cynic__config_upstream_t *find_upstream(const cynic__config_t *c, c
   return NULL;
 }
 
-/* True when upstream `nu` needs a new object: `o` does not have it, or its
- * endpoints, breaker, bulkhead or resolve_interval changed (the objects made
- * from those cannot change in place). */
+/* True when upstream `nu` needs a new object: `o` does not have it, or a
+ * field whose objects cannot change in place did (endpoints, breaker,
+ * bulkhead, resolve_interval: CYNIC__CHANGE_REBUILD in config_copy.c). */
 static bool upstream_rebuilt(const cynic__config_t *o, const cynic__config_upstream_t *nu) {
   const cynic__config_upstream_t *ou = find_upstream(o, nu->name);
-  if (ou == NULL || ou->endpoint_count != nu->endpoint_count)
-    return true;
-  for (size_t k = 0; k < nu->endpoint_count; k++)
-    if (!same_str(ou->endpoints[k].text, nu->endpoints[k].text))
-      return true;
-  return !same_breaker(&ou->breaker, &nu->breaker) || ou->max_connections != nu->max_connections ||
-         ou->max_pending != nu->max_pending || ou->resolve_interval_ns != nu->resolve_interval_ns;
+  return ou == NULL || (cynic__config_upstream_diff(ou, nu) & CYNIC__CHANGE_REBUILD) != 0;
 }
 
 /* True when a listener made from `ol` stays the object for `nl` (NULL: the new
  * file does not have it): same address, mode and buffer (its buffer pool and
  * its connections are sized by it). */
 static bool listener_kept(const cynic__config_listener_t *ol, const cynic__config_listener_t *nl) {
-  return nl != NULL && same_str(ol->listen.text, nl->listen.text) && ol->mode == nl->mode &&
-         ol->buffer_bytes == nl->buffer_bytes;
+  return nl != NULL &&
+         (cynic__config_listener_diff(ol, nl) & (CYNIC__CHANGE_ADDRESS | CYNIC__CHANGE_REBUILD)) == 0;
 }
 
 /* True when `n` has listener `lc` at another address than `o` has it (or `o`
@@ -266,7 +250,7 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
       continue;
     /* the same address: the new object takes over the old one's socket */
     const cynic__config_listener_t *ol = find_listener(o, lc->name);
-    cynic__listener_t *from = ol != NULL && same_str(ol->listen.text, lc->listen.text)
+    cynic__listener_t *from = ol != NULL && !moved(ol, lc)
                                   ? listener_named(p, p->listener_count, lc->name)
                                   : NULL;
     cynic__listener_t *l = take_listener_slot(p);
@@ -319,79 +303,12 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
   return 0;
 }
 
-static char *str_dup(const char *s) {
-  return s != NULL ? strdup(s) : NULL;
-}
-
-static void listener_cfg_free(cynic__config_listener_t *d) {
-  free(d->name), free(d->upstream_name), free(d->access_log);
-  free(d->listen.host), free(d->listen.text), free(d);
-}
-
-/* A copy of what a retired listener still reads of its config (names,
- * addresses, limits, timeouts), owned by the proxy from now on: the config
- * it came from can then be freed by the next reload. NULL without memory. */
-static cynic__config_listener_t *listener_cfg_copy(const cynic__config_listener_t *c) {
-  cynic__config_listener_t *d = malloc(sizeof *d);
-  if (d == NULL)
-    return NULL;
-  *d = *c;
-  d->name = str_dup(c->name);
-  d->upstream_name = str_dup(c->upstream_name);
-  d->access_log = str_dup(c->access_log);
-  d->listen.host = str_dup(c->listen.host);
-  d->listen.text = str_dup(c->listen.text);
-  if (d->name == NULL || d->upstream_name == NULL || d->listen.text == NULL ||
-      (c->access_log != NULL && d->access_log == NULL) ||
-      (c->listen.host != NULL && d->listen.host == NULL)) {
-    listener_cfg_free(d);
-    return NULL;
-  }
-  return d;
-}
-
-/* The same for a retired upstream: name, endpoints (addresses and names),
- * timeouts; the http-only strings are not copied (tcp mode never reads
- * them; NULL). */
-static void upstream_cfg_free(cynic__config_upstream_t *d) {
-  if (d->endpoints != NULL)
-    for (size_t k = 0; k < d->endpoint_count; k++)
-      free(d->endpoints[k].host), free(d->endpoints[k].text);
-  free(d->endpoints), free(d->name), free(d);
-}
-
-static cynic__config_upstream_t *upstream_cfg_copy(const cynic__config_upstream_t *c) {
-  cynic__config_upstream_t *d = malloc(sizeof *d);
-  if (d == NULL)
-    return NULL;
-  *d = *c;
-  d->http.expect_content_type = d->http.fallback_body = d->http.fallback_content_type = NULL;
-  d->http.fallback_body_len = 0;
-  d->name = str_dup(c->name);
-  d->endpoints = calloc(c->endpoint_count, sizeof *d->endpoints);
-  bool ok = d->name != NULL && d->endpoints != NULL;
-  for (size_t k = 0; ok && k < c->endpoint_count; k++) {
-    d->endpoints[k] = c->endpoints[k];
-    d->endpoints[k].host = str_dup(c->endpoints[k].host);
-    d->endpoints[k].text = str_dup(c->endpoints[k].text);
-    ok = d->endpoints[k].text != NULL &&
-         (c->endpoints[k].host == NULL || d->endpoints[k].host != NULL);
-  }
-  if (!ok) {
-    if (d->endpoints == NULL)
-      d->endpoint_count = 0;
-    upstream_cfg_free(d);
-    return NULL;
-  }
-  return d;
-}
-
 /* Frees the copy a retired object had, if it is one (otherwise it pointed
  * into a pinned config, freed at exit). */
 static void release_listener_cfg(cynic__proxy_t *p, const cynic__config_listener_t *c) {
   for (size_t i = 0; i < p->retired_listener_cfg_count; i++)
     if (p->retired_listener_cfgs[i] == c) {
-      listener_cfg_free(p->retired_listener_cfgs[i]);
+      cynic__config_listener_free(p->retired_listener_cfgs[i]);
       p->retired_listener_cfgs[i] = p->retired_listener_cfgs[--p->retired_listener_cfg_count];
       return;
     }
@@ -400,7 +317,7 @@ static void release_listener_cfg(cynic__proxy_t *p, const cynic__config_listener
 static void release_upstream_cfg(cynic__proxy_t *p, const cynic__config_upstream_t *c) {
   for (size_t i = 0; i < p->retired_upstream_cfg_count; i++)
     if (p->retired_upstream_cfgs[i] == c) {
-      upstream_cfg_free(p->retired_upstream_cfgs[i]);
+      cynic__config_upstream_free(p->retired_upstream_cfgs[i]);
       p->retired_upstream_cfgs[i] = p->retired_upstream_cfgs[--p->retired_upstream_cfg_count];
       return;
     }
@@ -446,9 +363,9 @@ void cynic__reload_sweep(cynic__proxy_t *p) {
 
 void cynic__reload_free(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->retired_listener_cfg_count; i++)
-    listener_cfg_free(p->retired_listener_cfgs[i]);
+    cynic__config_listener_free(p->retired_listener_cfgs[i]);
   for (size_t i = 0; i < p->retired_upstream_cfg_count; i++)
-    upstream_cfg_free(p->retired_upstream_cfgs[i]);
+    cynic__config_upstream_free(p->retired_upstream_cfgs[i]);
   for (size_t i = 0; i < p->pinned_count; i++)
     cynic__config_free(p->pinned_cfgs[i]);
   p->retired_listener_cfg_count = p->retired_upstream_cfg_count = p->pinned_count = 0;
@@ -473,19 +390,19 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
     json_array_append_new(removed, json_string(l->cfg->name));
     json_t *f = json_pack("{s:s, s:s, s:i}", "listener", l->cfg->name, "address", l->address,
                           "connections", (int)l->open);
-    if (f != NULL && lc != NULL && !same_str(lc->listen.text, l->cfg->listen.text))
+    if (f != NULL && lc != NULL && moved(l->cfg, lc))
       json_object_set_new(f, "moved_to", json_string(lc->listen.text));
     else if (f != NULL && lc != NULL) /* its socket goes on in the new object */
       json_object_set_new(f, "rebuilt", json_true());
     cynic__log_event(CYNIC_LOG_INFO, "listener_removed", "listener removed", f);
     /* a slot is used at most once, so the copies fit their array */
-    cynic__config_listener_t *copy = listener_cfg_copy(l->cfg);
+    cynic__config_listener_t *copy = cynic__config_listener_copy(l->cfg);
     if (copy != NULL && p->retired_listener_cfg_count < CYNIC__CONFIG_MAX_LISTENERS) {
       l->cfg = copy;
       p->retired_listener_cfgs[p->retired_listener_cfg_count++] = copy;
     } else {
       if (copy != NULL)
-        listener_cfg_free(copy);
+        cynic__config_listener_free(copy);
       count++; /* still points into the old config */
     }
   }
@@ -493,8 +410,7 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
 }
 
 static bool rate_changed(const cynic__config_listener_t *a, const cynic__config_listener_t *b) {
-  return a->rate_count != b->rate_count || a->rate_period_ns != b->rate_period_ns ||
-         a->rate_burst != b->rate_burst;
+  return (cynic__config_listener_diff(a, b) & CYNIC__CHANGE_RATE) != 0;
 }
 
 /* Per-client tables for the kept listeners that turn max_connections_per_client
@@ -618,7 +534,7 @@ static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
     cynic__log_event(CYNIC_LOG_INFO, uc != NULL ? "upstream_rebuilt" : "upstream_removed",
                      uc != NULL ? "upstream rebuilt" : "upstream removed",
                      json_pack("{s:s, s:b}", "upstream", u->cfg->name, "replaced", uc != NULL));
-    cynic__config_upstream_t *copy = upstream_cfg_copy(u->cfg);
+    cynic__config_upstream_t *copy = cynic__config_upstream_copy(u->cfg);
     if (copy != NULL && p->retired_upstream_cfg_count < CYNIC__CONFIG_MAX_UPSTREAMS) {
       u->cfg = copy;
       for (size_t k = 0; k < u->endpoint_count; k++)
@@ -626,7 +542,7 @@ static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
       p->retired_upstream_cfgs[p->retired_upstream_cfg_count++] = copy;
     } else {
       if (copy != NULL)
-        upstream_cfg_free(copy);
+        cynic__config_upstream_free(copy);
       count++; /* still points into the old config */
     }
   }
@@ -712,7 +628,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   }
   /* Everything that can fail, before anything changes: the log file, the
    * token, the new access logs, the new rate tables, then the additions. */
-  bool new_log = !same_str(p->cfg->log.file, n->log.file);
+  unsigned log_changes = cynic__config_log_diff(&p->cfg->log, &n->log);
+  bool new_log = (log_changes & CYNIC__CHANGE_LOG_FILE) != 0;
   if (new_log && strcmp(n->log.file, "-") != 0) {
     int err;
     FILE *f = cynic__file_open_log(n->log.file, &err); /* can it be opened? (switched below) */
@@ -765,7 +682,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
    * loopback/token rule on it); the old one answers this request and closes
    * after. */
   cynic__httpd_t *new_admin = NULL;
-  if (!same_str(p->cfg->admin.listen.text, n->admin.listen.text) &&
+  if ((cynic__config_admin_diff(&p->cfg->admin, &n->admin) & CYNIC__CHANGE_ADMIN_LISTEN) != 0 &&
       cynic__admin_listen_new(p, n, &new_admin, why, sizeof why) != 0) {
     free(token);
     for (size_t i = 0; i < p->listener_count; i++)
@@ -812,12 +729,10 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
                      json_pack("{s:s}", "file", n->log.file));
     if (cynic__log_open(n->log.file, levels[n->log.level]) != 0)
       cynic__log_open("-", levels[n->log.level]); /* checked above; never lose the log */
-  } else if (n->log.level != p->cfg->log.level) {
+  } else if (log_changes & CYNIC__CHANGE_LOG_LEVEL) {
     cynic__log_set_level(levels[n->log.level]);
   }
   json_t *removed = json_array(), *removed_ups = json_array();
-  uint64_t o_rotate_max = p->cfg->log.rotate_max_bytes;
-  uint32_t o_rotate_keep = p->cfg->log.rotate_keep;
   size_t retired = retire(p, n, p->listener_count, removed);
   retired += retire_upstreams(p, p->cfg, n, p->upstream_count, removed_ups);
   if (starting)
@@ -846,7 +761,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     cynic__config_free(p->reloaded_cfg);
   /* else: out of memory and out of pins: leak it rather than free what is used */
   p->reloaded_cfg = n;
-  if (new_log || n->log.rotate_max_bytes != o_rotate_max || n->log.rotate_keep != o_rotate_keep)
+  if (log_changes & (CYNIC__CHANGE_LOG_FILE | CYNIC__CHANGE_LOG_ROTATE))
     cynic__proxy_rotate_apply(p); /* reads p->cfg: after swap() */
   p->config_unix_ms = cynic__unix_ms();
   p->reloads++;

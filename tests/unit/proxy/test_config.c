@@ -3,7 +3,9 @@
  * Good configs parse to exact values (every key, and every default); the
  * duration, size and percent parsers are run over tables of good and bad
  * inputs; bad configs give errors at the right line and column. The black-box
- * table of broken files is in tests/integration/test_proxy_config.py. */
+ * table of broken files is in tests/integration/test_proxy_config.py.
+ * config_copy.c's copies and comparisons are checked member by member from
+ * its own field list (which must cover every member of the structs). */
 #define _POSIX_C_SOURCE 200809L /* open_memstream, mkdtemp */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -752,6 +754,304 @@ static void test_tcp_keepalive_and_its_old_name(void **state) {
                       "t.yaml:8:28: idle: TCP_KEEPIDLE counts whole seconds; write e.g. 60s");
 }
 
+/* ---- copy and compare (config_copy.c) ---------------------------------------- */
+
+/* Every member of each struct is in config_copy.c's list: walked in order, the
+ * listed members tile the struct with nothing between them but the padding
+ * their alignment needs, and nothing after the last but the struct's own. A
+ * member added to config.h and not to the list leaves a gap (or moves the
+ * end) and fails here. (A bool that falls into existing padding would not
+ * show; sizeof would not change either. Rare, and the gap check catches every
+ * other case.) */
+static void test_field_lists_cover_their_structs(void **state) {
+  (void)state;
+  static const char *const names[] = {"addr", "listener", "breaker", "http",
+                                      "upstream", "log", "admin"};
+  for (int part = 0; part < CYNIC__PART_COUNT; part++) {
+    size_t count, size, end = 0, max_align = 1;
+    const cynic__config_field_t *f = cynic__config_fields(part, &count, &size);
+    assert_true(count > 0);
+    for (size_t i = 0; i < count; i++) {
+      size_t at = (end + f[i].align - 1) / f[i].align * f[i].align;
+      if (f[i].offset != at)
+        fail_msg("%s.%s is at %zu, expected %zu: a member before it is not listed in "
+                 "config_copy.c",
+                 names[part], f[i].name, f[i].offset, at);
+      end = f[i].offset + f[i].size;
+      if (f[i].align > max_align)
+        max_align = f[i].align;
+    }
+    size_t total = (end + max_align - 1) / max_align * max_align;
+    if (total != size)
+      fail_msg("%s: members listed end at %zu, the struct is %zu bytes: a member after '%s' "
+               "is not listed in config_copy.c",
+               names[part], total, size, f[count - 1].name);
+  }
+}
+
+static const cynic__config_field_t *part_fields(cynic__config_kind_t kind, size_t *count) {
+  size_t size;
+  cynic__config_part_t part = kind == CYNIC__FIELD_BREAKER ? CYNIC__PART_BREAKER
+                              : kind == CYNIC__FIELD_HTTP  ? CYNIC__PART_HTTP
+                                                           : CYNIC__PART_ADDR;
+  return cynic__config_fields(part, count, &size);
+}
+
+/* `b` is a deep copy of `a` per the field list: equal values and strings,
+ * and no pointer shared. */
+static void assert_deep_copy(const cynic__config_field_t *f, size_t count, const void *a,
+                             const void *b, const char *where) {
+  for (size_t i = 0; i < count; i++) {
+    const char *x = (const char *)a + f[i].offset, *y = (const char *)b + f[i].offset;
+    switch (f[i].kind) {
+    case CYNIC__FIELD_VALUE:
+      if (memcmp(x, y, f[i].size) != 0)
+        fail_msg("%s.%s: copy differs", where, f[i].name);
+      break;
+    case CYNIC__FIELD_STR: {
+      const char *sx = *(char *const *)x, *sy = *(char *const *)y;
+      if (sx == NULL) {
+        assert_null(sy);
+        break;
+      }
+      if (sy == NULL || sx == sy || strcmp(sx, sy) != 0)
+        fail_msg("%s.%s: not a copy of its own ('%s')", where, f[i].name, sx);
+      break;
+    }
+    case CYNIC__FIELD_ENDPOINTS: {
+      const cynic__config_addr_t *lx = *(cynic__config_addr_t *const *)x;
+      const cynic__config_addr_t *ly = *(cynic__config_addr_t *const *)y;
+      size_t n = *(const size_t *)(x + sizeof lx), nf;
+      assert_int_equal(n, *(const size_t *)(y + sizeof ly));
+      assert_true(n > 0);
+      assert_ptr_not_equal(lx, ly);
+      const cynic__config_field_t *af = part_fields(f[i].kind, &nf);
+      for (size_t k = 0; k < n; k++)
+        assert_deep_copy(af, nf, &lx[k], &ly[k], f[i].name);
+      break;
+    }
+    default: {
+      size_t nf;
+      const cynic__config_field_t *nfs = part_fields(f[i].kind, &nf);
+      assert_deep_copy(nfs, nf, x, y, f[i].name);
+      break;
+    }
+    }
+  }
+}
+
+/* Changes one member (a different value or string) in place. Strings of a
+ * deep copy are replaced (freed); `owned` false: the old one is left alone
+ * (a shallow copy of a part embedded in a config) and the new one is leaked
+ * into `keep` for the caller to free. */
+static void change_member(const cynic__config_field_t *f, void *s, bool owned, char **keep) {
+  char *at = (char *)s + f->offset;
+  if (f->kind == CYNIC__FIELD_STR) {
+    char **str = (char **)at;
+    char *n = malloc(strlen(*str ? *str : "") + 2);
+    assert_non_null(n);
+    strcpy(n, *str ? *str : "");
+    strcat(n, "x");
+    if (owned)
+      free(*str);
+    else
+      *keep = n;
+    *str = n;
+  } else {
+    at[0] ^= 1; /* a different number, enum, bool, position or byte */
+  }
+}
+
+typedef struct expected_change {
+  const char *member; /* "listen", or "breaker.faults" for a nested one */
+  unsigned change;
+} expected_change_t;
+
+/* Copies of `orig` with one member changed each (nested ones too) must
+ * compare as that member's class; the copy itself compares equal (0). */
+static void check_every_change(const cynic__config_field_t *f, size_t count, const void *orig,
+                               void *(*copy)(const void *), void (*release)(void *),
+                               unsigned (*diff)(const void *, const void *), size_t struct_size,
+                               const expected_change_t *expect) {
+  int seen = 0;
+  for (size_t i = 0; i < count; i++) {
+    size_t nf = 0;
+    const cynic__config_field_t *nfs = NULL;
+    if (f[i].kind != CYNIC__FIELD_VALUE && f[i].kind != CYNIC__FIELD_STR)
+      nfs = part_fields(f[i].kind, &nf);
+    for (size_t j = 0; j < (nfs ? nf : 1); j++) {
+      char *keep = NULL;
+      void *c = NULL;
+      char shallow[1024];
+      if (copy != NULL) {
+        c = copy(orig);
+        assert_non_null(c);
+      } else {
+        assert_true(struct_size <= sizeof shallow);
+        memcpy(shallow, orig, struct_size);
+        c = shallow;
+      }
+      assert_int_equal(diff(orig, c), 0);
+      char name[128];
+      unsigned want = f[i].change;
+      if (nfs == NULL) {
+        change_member(&f[i], c, copy != NULL, &keep);
+        snprintf(name, sizeof name, "%s", f[i].name);
+      } else {
+        char *inner = (char *)c + f[i].offset;
+        if (f[i].kind == CYNIC__FIELD_ENDPOINTS) /* the last endpoint */
+          inner = (char *)(*(cynic__config_addr_t **)inner +
+                           (*(size_t *)(inner + sizeof(void *)) - 1));
+        change_member(&nfs[j], inner, copy != NULL, &keep);
+        if (nfs[j].change == CYNIC__CHANGE_NONE)
+          want = CYNIC__CHANGE_NONE;
+        snprintf(name, sizeof name, "%s.%s", f[i].name, nfs[j].name);
+      }
+      unsigned got = diff(orig, c);
+      if (got != want)
+        fail_msg("changing %s: diff %#x, expected %#x", name, got, want);
+      if (want == CYNIC__CHANGE_NONE && strcmp(f[i].name, "mark") != 0 &&
+          strcmp(f[i].name, "upstream") != 0 && strcmp(f[i].name, "keepalive_old_name") != 0 &&
+          strstr(name, ".mark") == NULL)
+        fail_msg("%s: only positions and derived indexes may go unnoticed", name);
+      for (const expected_change_t *e = expect; e->member != NULL; e++)
+        if (strcmp(e->member, name) == 0) {
+          if (got != e->change)
+            fail_msg("changing %s: diff %#x, reload needs %#x", name, got, e->change);
+          seen++;
+        }
+      if (copy != NULL)
+        release(c);
+      free(keep);
+    }
+  }
+  int listed = 0;
+  for (const expected_change_t *e = expect; e->member != NULL; e++)
+    listed++;
+  assert_int_equal(seen, listed); /* every expectation named a real member */
+}
+
+static void *listener_copy(const void *c) {
+  return cynic__config_listener_copy(c);
+}
+static void listener_release(void *c) {
+  cynic__config_listener_free(c);
+}
+static unsigned listener_diff(const void *a, const void *b) {
+  return cynic__config_listener_diff(a, b);
+}
+static void *upstream_copy(const void *c) {
+  return cynic__config_upstream_copy(c);
+}
+static void upstream_release(void *c) {
+  cynic__config_upstream_free(c);
+}
+static unsigned upstream_diff(const void *a, const void *b) {
+  return cynic__config_upstream_diff(a, b);
+}
+static unsigned log_diff(const void *a, const void *b) {
+  return cynic__config_log_diff(a, b);
+}
+static unsigned admin_diff(const void *a, const void *b) {
+  return cynic__config_admin_diff(a, b);
+}
+
+static void test_copies_are_deep_and_equal(void **state) {
+  (void)state;
+  cynic__config_t *cfg = parse_ok(full);
+  cfg->listeners[0].access_log = strdup("/var/log/payments.log"); /* every string set */
+  assert_non_null(cfg->listeners[0].access_log);
+  size_t count, size;
+  const cynic__config_field_t *f = cynic__config_fields(CYNIC__PART_LISTENER, &count, &size);
+  for (size_t i = 0; i < cfg->listener_count; i++) {
+    cynic__config_listener_t *c = cynic__config_listener_copy(&cfg->listeners[i]);
+    assert_non_null(c);
+    assert_deep_copy(f, count, &cfg->listeners[i], c, "listener");
+    assert_int_equal(cynic__config_listener_diff(&cfg->listeners[i], c), 0);
+    cynic__config_listener_free(c);
+  }
+  f = cynic__config_fields(CYNIC__PART_UPSTREAM, &count, &size);
+  for (size_t i = 0; i < cfg->upstream_count; i++) {
+    cynic__config_upstream_t *c = cynic__config_upstream_copy(&cfg->upstreams[i]);
+    assert_non_null(c);
+    assert_deep_copy(f, count, &cfg->upstreams[i], c, "upstream");
+    assert_int_equal(cynic__config_upstream_diff(&cfg->upstreams[i], c), 0);
+    cynic__config_upstream_free(c);
+  }
+  cynic__config_listener_free(NULL);
+  cynic__config_upstream_free(NULL);
+  cynic__config_free(cfg);
+}
+
+/* What reload.c does with each class is tested by test_admin_reload.py; here,
+ * that each member reports the class reload acts on. The table below pins the
+ * classes reload's decisions rest on. */
+static void test_every_change_is_detected(void **state) {
+  (void)state;
+  cynic__config_t *cfg = parse_ok(full);
+  cfg->listeners[0].access_log = strdup("/var/log/payments.log");
+  assert_non_null(cfg->listeners[0].access_log);
+  static const expected_change_t listener[] = {
+      {"listen.text", CYNIC__CHANGE_ADDRESS},
+      {"listen.port", CYNIC__CHANGE_ADDRESS},
+      {"mode", CYNIC__CHANGE_REBUILD},
+      {"buffer_bytes", CYNIC__CHANGE_REBUILD},
+      {"upstream_name", CYNIC__CHANGE_ROUTE},
+      {"max_connections", CYNIC__CHANGE_READ},
+      {"max_connections_per_client", CYNIC__CHANGE_CLIENTS},
+      {"idle_timeout_ns", CYNIC__CHANGE_READ},
+      {"rate_count", CYNIC__CHANGE_RATE},
+      {"rate_period_ns", CYNIC__CHANGE_RATE},
+      {"rate_burst", CYNIC__CHANGE_RATE},
+      {"access_log", CYNIC__CHANGE_ACCESSLOG},
+      {"listen.mark", CYNIC__CHANGE_NONE},
+      {"mark", CYNIC__CHANGE_NONE},
+      {NULL, 0},
+  };
+  static const expected_change_t upstream[] = {
+      {"endpoints.text", CYNIC__CHANGE_REBUILD},
+      {"endpoint_count", CYNIC__CHANGE_REBUILD},
+      {"breaker.faults", CYNIC__CHANGE_REBUILD},
+      {"breaker.open_multiplier", CYNIC__CHANGE_REBUILD},
+      {"breaker.slow_call_ns", CYNIC__CHANGE_REBUILD},
+      {"max_connections", CYNIC__CHANGE_REBUILD},
+      {"max_pending", CYNIC__CHANGE_REBUILD},
+      {"resolve_interval_ns", CYNIC__CHANGE_REBUILD},
+      {"queue_timeout_ns", CYNIC__CHANGE_READ},
+      {"connect_timeout_ns", CYNIC__CHANGE_READ},
+      {"balance", CYNIC__CHANGE_READ},
+      {"required", CYNIC__CHANGE_READ},
+      {"keepalive_probes", CYNIC__CHANGE_SOCKET},
+      {"user_timeout_ns", CYNIC__CHANGE_SOCKET},
+      {"http.fallback_body", CYNIC__CHANGE_READ},
+      {"keepalive_old_name", CYNIC__CHANGE_NONE},
+      {NULL, 0},
+  };
+  static const expected_change_t log[] = {
+      {"file", CYNIC__CHANGE_LOG_FILE},         {"level", CYNIC__CHANGE_LOG_LEVEL},
+      {"rotate_max_bytes", CYNIC__CHANGE_LOG_ROTATE}, {"rotate_keep", CYNIC__CHANGE_LOG_ROTATE},
+      {"summary_interval_ns", CYNIC__CHANGE_READ}, {NULL, 0},
+  };
+  static const expected_change_t admin[] = {
+      {"listen.text", CYNIC__CHANGE_ADMIN_LISTEN},
+      {"token_file", CYNIC__CHANGE_TOKEN},
+      {"drain_timeout_ns", CYNIC__CHANGE_READ},
+      {NULL, 0},
+  };
+  size_t count, size;
+  const cynic__config_field_t *f = cynic__config_fields(CYNIC__PART_LISTENER, &count, &size);
+  check_every_change(f, count, &cfg->listeners[0], listener_copy, listener_release, listener_diff,
+                     size, listener);
+  f = cynic__config_fields(CYNIC__PART_UPSTREAM, &count, &size);
+  check_every_change(f, count, &cfg->upstreams[0], upstream_copy, upstream_release, upstream_diff,
+                     size, upstream);
+  f = cynic__config_fields(CYNIC__PART_LOG, &count, &size);
+  check_every_change(f, count, &cfg->log, NULL, NULL, log_diff, size, log);
+  f = cynic__config_fields(CYNIC__PART_ADMIN, &count, &size);
+  check_every_change(f, count, &cfg->admin, NULL, NULL, admin_diff, size, admin);
+  cynic__config_free(cfg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -770,6 +1070,9 @@ int main(void) {
       cmocka_unit_test(test_addresses),
       cmocka_unit_test(test_print_errors),
       cmocka_unit_test(test_tcp_keepalive_and_its_old_name),
+      cmocka_unit_test(test_field_lists_cover_their_structs),
+      cmocka_unit_test(test_copies_are_deep_and_equal),
+      cmocka_unit_test(test_every_change_is_detected),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
