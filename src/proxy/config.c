@@ -3,9 +3,10 @@
  *
  * Two passes. First config_yaml.c builds a bounded tree of the file (no
  * anchors, aliases or tags; node count and depth capped). Then a walk over
- * the tree checks each mapping against its list of keys (unknown and
- * duplicate keys are errors, with a "did you mean" from edit distance) and
- * parses each value with a strict parser (config_value.c). Errors are collected
+ * the tree checks each mapping against its list of keys (cynic's schema, here;
+ * the reader, config_schema.c, reports unknown and duplicate keys, with a "did
+ * you mean" from edit distance) and parses each value with a strict parser
+ * (config_value.c). Errors are collected
  * (up to CYNIC__CONFIG_MAX_ERRORS) rather than stopping at the first; a value
  * that fails keeps its default so the walk can go on and find the next one.
  * Cross-checks (unique names, upstream references, overlapping addresses)
@@ -14,6 +15,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
 
+#include "config_schema.h"
 #include "config_value.h"
 #include "config_yaml.h"
 
@@ -37,174 +39,18 @@
 #define GIB (MIB * 1024)
 #define TIB (GIB * 1024)
 
-#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-
 typedef cynic__yaml_node_t node_t;
 
 typedef struct loader {
-  cynic__config_errors_t *errs;
+  cynic__schema_t rd; /* the schema reader: errors, out of memory */
   cynic__config_t *cfg;
   bool check_files; /* loading from a file: check token_file is readable */
-  bool nomem;
 } loader_t;
 
-/* ---- errors ---------------------------------------------------------------- */
-
-static void verror(loader_t *ld, cynic__config_mark_t mark, const char *fmt, va_list ap) {
-  cynic__config_errors_t *errs = ld->errs;
-  if (errs->count >= CYNIC__CONFIG_MAX_ERRORS) {
-    errs->truncated = true;
-    return;
-  }
-  cynic__config_error_t *e = &errs->list[errs->count++];
-  e->mark = mark;
-  vsnprintf(e->message, sizeof e->message, fmt, ap);
-}
-
-PRINTF_LIKE(3, 4)
-static void error_at_mark(loader_t *ld, cynic__config_mark_t mark, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  verror(ld, mark, fmt, ap);
-  va_end(ap);
-}
-
-PRINTF_LIKE(3, 4)
-static void error_at(loader_t *ld, const node_t *n, const char *fmt, ...) {
-  cynic__config_mark_t none = {0, 0};
-  va_list ap;
-  va_start(ap, fmt);
-  verror(ld, n ? n->mark : none, fmt, ap);
-  va_end(ap);
-}
-
-static void out_of_memory(loader_t *ld) {
-  if (!ld->nomem) {
-    ld->nomem = true;
-    cynic__config_mark_t none = {0, 0};
-    error_at_mark(ld, none, "out of memory while loading the config");
-  }
-}
-
-static const char *describe(const node_t *n) {
-  if (n->type == CYNIC__YAML_SEQ)
-    return "a list";
-  if (n->type == CYNIC__YAML_MAP)
-    return "a mapping";
-  if (n->plain && n->len == 0)
-    return "no value";
-  return "a single value";
-}
-
-static int mark_cmp(const cynic__config_mark_t *a, const cynic__config_mark_t *b) {
-  if (a->line != b->line)
-    return a->line < b->line ? -1 : 1;
-  if (a->column != b->column)
-    return a->column < b->column ? -1 : 1;
-  return 0;
-}
-
-/* Insertion sort: stable, and there are at most CYNIC__CONFIG_MAX_ERRORS. */
-static void sort_errors(cynic__config_errors_t *errs) {
-  for (size_t i = 1; i < errs->count; i++) {
-    cynic__config_error_t tmp = errs->list[i];
-    size_t j = i;
-    while (j > 0 && mark_cmp(&errs->list[j - 1].mark, &tmp.mark) > 0) {
-      errs->list[j] = errs->list[j - 1];
-      j--;
-    }
-    errs->list[j] = tmp;
-  }
-}
-
-int cynic__config_error_format(const cynic__config_errors_t *errs, size_t i, char *buf,
-                               size_t size) {
-  if (errs == NULL || i >= errs->count)
-    return snprintf(buf, size, "%s", "");
-  const cynic__config_error_t *e = &errs->list[i];
-  if (e->mark.line == 0)
-    return snprintf(buf, size, "%s: %s", errs->file, e->message);
-  return snprintf(buf, size, "%s:%u:%u: %s", errs->file, (unsigned)e->mark.line,
-                  (unsigned)e->mark.column, e->message);
-}
-
-void cynic__config_errors_print(const cynic__config_errors_t *errs, FILE *out) {
-  char line[CYNIC__CONFIG_MAX_PATH + CYNIC__CONFIG_MAX_MESSAGE + 32];
-  for (size_t i = 0; i < errs->count; i++) {
-    cynic__config_error_format(errs, i, line, sizeof line);
-    fprintf(out, "%s\n", line);
-  }
-  if (errs->truncated)
-    fprintf(out, "%s: stopped after %u errors; fix these and run --check again\n", errs->file,
-            (unsigned)CYNIC__CONFIG_MAX_ERRORS);
-}
-
-/* ---- did you mean ---------------------------------------------------------- */
-
-/* Levenshtein distance of two short strings; both are capped at 64 bytes. */
-static size_t edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64)
-    return SIZE_MAX;
-  size_t row[65];
-  for (size_t j = 0; j <= lb; j++)
-    row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= lb; j++) {
-      size_t up = row[j];
-      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      size_t best = diag + cost;
-      if (up + 1 < best)
-        best = up + 1;
-      if (row[j - 1] + 1 < best)
-        best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
-    }
-  }
-  return row[lb];
-}
-
-/* The closest candidate if it is close enough to be a typo, else NULL. */
-static const char *closest(const char *word, const char *const *candidates, size_t n) {
-  const char *best = NULL;
-  size_t best_d = SIZE_MAX;
-  for (size_t i = 0; i < n; i++) {
-    size_t d = edit_distance(word, candidates[i]);
-    if (d < best_d) {
-      best_d = d;
-      best = candidates[i];
-    }
-  }
-  if (best == NULL || best_d == 0 || best_d > 2 || best_d * 2 >= strlen(best))
-    return NULL;
-  return best;
-}
-
-static size_t count_of(const char *const *list) {
-  size_t n = 0;
-  while (list[n] != NULL)
-    n++;
-  return n;
-}
-
-static void join(char *buf, size_t size, const char *const *list) {
-  size_t used = 0;
-  buf[0] = '\0';
-  for (size_t i = 0; list[i] != NULL && used < size; i++) {
-    int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", list[i]);
-    if (w < 0)
-      break;
-    used += (size_t)w;
-  }
-}
-
-/* ---- mapping checks and typed getters -------------------------------------- */
+/* ---- cynic's schema ------------------------------------------------------------ */
 
 /* Old names that still load (the daemon logs a deprecation warning) but are
- * never listed or suggested: {mapping, key}. */
+ * never listed or suggested: {mapping, key}. The schema reader asks. */
 static const char *const deprecated_keys[][2] = {{"upstream", "keepalive"}};
 
 static bool deprecated_key(const char *what, const char *key) {
@@ -212,246 +58,6 @@ static bool deprecated_key(const char *what, const char *key) {
     if (strcmp(what, deprecated_keys[i][0]) == 0 && strcmp(key, deprecated_keys[i][1]) == 0)
       return true;
   return false;
-}
-
-/* Check that n is a mapping whose keys are all in `keys` (NULL-terminated, or
- * deprecated_keys) and appear once. Reports each problem; returns false only
- * if n is no mapping. */
-static bool check_map(loader_t *ld, const node_t *n, const char *what, const char *const *keys) {
-  if (n->type == CYNIC__YAML_SCALAR && n->plain && n->len == 0) {
-    error_at(ld, n, "%s is empty; write its keys below it, or remove it to get the defaults", what);
-    return false;
-  }
-  if (n->type != CYNIC__YAML_MAP) {
-    error_at(ld, n, "%s must be a mapping of keys to values, got %s", what, describe(n));
-    return false;
-  }
-  for (size_t i = 0; i + 1 < n->count; i += 2) {
-    const node_t *k = n->kids[i];
-    char sv[64];
-    if (k->type != CYNIC__YAML_SCALAR) {
-      error_at(ld, k, "a key in %s is %s; keys are plain words", what, describe(k));
-      continue;
-    }
-    bool known = deprecated_key(what, k->str);
-    for (size_t j = 0; keys[j] != NULL; j++)
-      known = known || strcmp(k->str, keys[j]) == 0;
-    if (!known) {
-      const char *guess = closest(k->str, keys, count_of(keys));
-      if (guess != NULL) {
-        error_at(ld, k, "unknown key '%s' in %s; did you mean '%s'?",
-                 cynic__config_show(sv, k->str, k->len), what, guess);
-      } else {
-        char list[256];
-        join(list, sizeof list, keys);
-        error_at(ld, k, "unknown key '%s' in %s; valid keys: %s",
-                 cynic__config_show(sv, k->str, k->len), what, list);
-      }
-      continue;
-    }
-    for (size_t j = 0; j < i; j += 2) {
-      const node_t *prev = n->kids[j];
-      if (prev->type == CYNIC__YAML_SCALAR && strcmp(prev->str, k->str) == 0) {
-        error_at(ld, k, "duplicate key '%s' (first at line %u); keep one", k->str,
-                 (unsigned)prev->mark.line);
-        break;
-      }
-    }
-  }
-  return true;
-}
-
-/* The value of `key` in mapping m (first occurrence), or NULL. */
-static const node_t *get(const node_t *m, const char *key) {
-  if (m == NULL || m->type != CYNIC__YAML_MAP)
-    return NULL;
-  for (size_t i = 0; i + 1 < m->count; i += 2) {
-    const node_t *k = m->kids[i];
-    if (k->type == CYNIC__YAML_SCALAR && strcmp(k->str, key) == 0)
-      return m->kids[i + 1];
-  }
-  return NULL;
-}
-
-/* The key node `key` of mapping m (for its position), or NULL. */
-static const node_t *get_key(const node_t *m, const char *key) {
-  if (m == NULL || m->type != CYNIC__YAML_MAP)
-    return NULL;
-  for (size_t i = 0; i + 1 < m->count; i += 2)
-    if (m->kids[i]->type == CYNIC__YAML_SCALAR && strcmp(m->kids[i]->str, key) == 0)
-      return m->kids[i];
-  return NULL;
-}
-
-/* The text of a scalar value, or NULL after reporting why there is none. */
-static const char *scalar(loader_t *ld, const node_t *v, const char *key) {
-  if (v->type != CYNIC__YAML_SCALAR) {
-    error_at(ld, v, "%s: expected a single value, got %s", key, describe(v));
-    return NULL;
-  }
-  if (v->plain && v->len == 0) {
-    error_at(ld, v, "%s: missing value", key);
-    return NULL;
-  }
-  if (v->has_nul) {
-    error_at(ld, v, "%s: the value holds a NUL byte", key);
-    return NULL;
-  }
-  return v->str;
-}
-
-/* A scalar parsed by `parse` (a duration or a size parser of config_value.c)
- * and checked against [min, max]; `range` says what is valid. NULL when the key
- * is absent; *out is set only when the value is good. */
-typedef int (*u64_parser_fn)(const char *s, uint64_t *out, char *hint, size_t hintlen);
-
-static const node_t *get_u64(loader_t *ld, const node_t *m, const char *key, u64_parser_fn parse,
-                             uint64_t min, uint64_t max, const char *range, uint64_t *out) {
-  const node_t *v = get(m, key);
-  if (v == NULL)
-    return NULL;
-  const char *s = scalar(ld, v, key);
-  if (s == NULL)
-    return v;
-  char hint[192];
-  uint64_t val;
-  if (parse(s, &val, hint, sizeof hint) != 0) {
-    error_at(ld, v, "%s: %s", key, hint);
-    return v;
-  }
-  if (val < min || val > max) {
-    char sv[64];
-    error_at(ld, v, "%s: %s is out of range; use %s", key, cynic__config_show(sv, s, v->len),
-             range);
-    return v;
-  }
-  *out = val;
-  return v;
-}
-
-static const node_t *get_duration(loader_t *ld, const node_t *m, const char *key, uint64_t min,
-                                  uint64_t max, const char *range, uint64_t *out) {
-  return get_u64(ld, m, key, cynic__config_parse_duration, min, max, range, out);
-}
-
-static const node_t *get_size(loader_t *ld, const node_t *m, const char *key, uint64_t min,
-                              uint64_t max, const char *range, uint64_t *out) {
-  return get_u64(ld, m, key, cynic__config_parse_size, min, max, range, out);
-}
-
-static const node_t *get_percent(loader_t *ld, const node_t *m, const char *key, uint32_t min,
-                                 uint32_t max, uint32_t *out) {
-  const node_t *v = get(m, key);
-  if (v == NULL)
-    return NULL;
-  const char *s = scalar(ld, v, key);
-  if (s == NULL)
-    return v;
-  char hint[192];
-  uint32_t pct;
-  if (cynic__config_parse_percent(s, &pct, hint, sizeof hint) != 0) {
-    error_at(ld, v, "%s: %s", key, hint);
-    return v;
-  }
-  if (pct < min || pct > max) {
-    error_at(ld, v, "%s: %u%% is out of range; use %u%%..%u%%", key, (unsigned)pct, (unsigned)min,
-             (unsigned)max);
-    return v;
-  }
-  *out = pct;
-  return v;
-}
-
-/* A whole number in min..max (cynic__config_parse_count: the one count parser). */
-static bool parse_uint_node(loader_t *ld, const node_t *v, const char *key, uint64_t min,
-                            uint64_t max, uint64_t *out) {
-  const char *s = scalar(ld, v, key);
-  if (s == NULL)
-    return false;
-  char hint[CYNIC__CONFIG_MAX_MESSAGE / 2];
-  if (cynic__config_parse_count(s, min, max, out, hint, sizeof hint) != 0) {
-    error_at(ld, v, "%s: %s", key, hint);
-    return false;
-  }
-  return true;
-}
-
-static const node_t *get_u32(loader_t *ld, const node_t *m, const char *key, uint32_t min,
-                             uint32_t max, uint32_t *out) {
-  const node_t *v = get(m, key);
-  uint64_t n;
-  if (v != NULL && parse_uint_node(ld, v, key, min, max, &n))
-    *out = (uint32_t)n;
-  return v;
-}
-
-static const node_t *get_bool(loader_t *ld, const node_t *m, const char *key, bool *out) {
-  const node_t *v = get(m, key);
-  if (v == NULL)
-    return NULL;
-  const char *s = scalar(ld, v, key);
-  if (s == NULL)
-    return v;
-  if (strcmp(s, "true") == 0) {
-    *out = true;
-  } else if (strcmp(s, "false") == 0) {
-    *out = false;
-  } else {
-    char sv[64];
-    error_at(ld, v, "%s: '%s' is not a boolean; use true or false", key,
-             cynic__config_show(sv, s, v->len));
-  }
-  return v;
-}
-
-/* One of `names` (NULL-terminated); *out is its index. */
-static const node_t *get_enum(loader_t *ld, const node_t *m, const char *key,
-                              const char *const *names, int *out) {
-  const node_t *v = get(m, key);
-  if (v == NULL)
-    return NULL;
-  const char *s = scalar(ld, v, key);
-  if (s == NULL)
-    return v;
-  for (int i = 0; names[i] != NULL; i++) {
-    if (strcmp(s, names[i]) == 0) {
-      *out = i;
-      return v;
-    }
-  }
-  char sv[64], list[128];
-  const char *guess = closest(s, names, count_of(names));
-  join(list, sizeof list, names);
-  if (guess != NULL)
-    error_at(ld, v, "%s: unknown value '%s'; did you mean '%s'?", key,
-             cynic__config_show(sv, s, v->len), guess);
-  else
-    error_at(ld, v, "%s: unknown value '%s'; use one of: %s", key,
-             cynic__config_show(sv, s, v->len), list);
-  return v;
-}
-
-/* A string of 1..max bytes, copied into *out (replacing what was there). */
-static const node_t *get_string(loader_t *ld, const node_t *m, const char *key, size_t max,
-                                char **out) {
-  const node_t *v = get(m, key);
-  if (v == NULL)
-    return NULL;
-  const char *s = scalar(ld, v, key);
-  if (s == NULL)
-    return v;
-  if (v->len == 0 || v->len > max) {
-    error_at(ld, v, "%s: must be 1..%zu bytes long, got %zu", key, max, v->len);
-    return v;
-  }
-  char *copy = strdup(s);
-  if (copy == NULL) {
-    out_of_memory(ld);
-    return v;
-  }
-  free(*out);
-  *out = copy;
-  return v;
 }
 
 static bool valid_name(const char *s, size_t len) {
@@ -468,21 +74,22 @@ static bool valid_name(const char *s, size_t len) {
 }
 
 static const node_t *get_name(loader_t *ld, const node_t *m, const char *key, char **out) {
-  const node_t *v = get(m, key);
+  const node_t *v = cynic__schema_get(m, key);
   if (v == NULL)
     return NULL;
-  const char *s = scalar(ld, v, key);
+  const char *s = cynic__schema_scalar(&ld->rd, v, key);
   if (s == NULL)
     return v;
   if (!valid_name(s, v->len)) {
     char sv[64];
-    error_at(ld, v, "%s: '%s' is not a valid name; use 1..%u of A-Z a-z 0-9 _ . -", key,
-             cynic__config_show(sv, s, v->len), (unsigned)CYNIC__CONFIG_MAX_NAME);
+    cynic__schema_error_at(&ld->rd, v,
+                           "%s: '%s' is not a valid name; use 1..%u of A-Z a-z 0-9 _ . -", key,
+                           cynic__config_show(sv, s, v->len), (unsigned)CYNIC__CONFIG_MAX_NAME);
     return v;
   }
   char *copy = strdup(s);
   if (copy == NULL) {
-    out_of_memory(ld);
+    cynic__schema_out_of_memory(&ld->rd);
     return v;
   }
   free(*out);
@@ -525,7 +132,7 @@ static void addr_clear(cynic__config_addr_t *a) {
  * *out; port 0 only if allow_port0. Reports and returns false on a bad value. */
 static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allow_names,
                        bool allow_port0, cynic__config_addr_t *out) {
-  const char *s = scalar(ld, v, key);
+  const char *s = cynic__schema_scalar(&ld->rd, v, key);
   if (s == NULL)
     return false;
   char sv[64], host[256];
@@ -539,23 +146,27 @@ static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allo
   if (s[0] == '[') {
     const char *close = strchr(s, ']');
     if (close == NULL) {
-      error_at(ld, v, "%s: '%s' has no closing ']'; write e.g. [::1]:8080", key, sv);
+      cynic__schema_error_at(&ld->rd, v, "%s: '%s' has no closing ']'; write e.g. [::1]:8080", key,
+                             sv);
       return false;
     }
     host_len = (size_t)(close - s - 1);
     if (close[1] != ':') {
-      error_at(ld, v, "%s: '%s' has no port; write address:port, e.g. [::1]:8080", key, sv);
+      cynic__schema_error_at(&ld->rd, v,
+                             "%s: '%s' has no port; write address:port, e.g. [::1]:8080", key, sv);
       return false;
     }
     port_s = close + 2;
     if (host_len == 0 || host_len >= sizeof host) {
-      error_at(ld, v, "%s: '%s' is not a valid IPv6 address; write e.g. [::1]:8080", key, sv);
+      cynic__schema_error_at(
+          &ld->rd, v, "%s: '%s' is not a valid IPv6 address; write e.g. [::1]:8080", key, sv);
       return false;
     }
     memcpy(host, s + 1, host_len);
     host[host_len] = '\0';
     if (inet_pton(AF_INET6, host, a.ip) != 1) {
-      error_at(ld, v, "%s: '%s' is not a valid IPv6 address; write e.g. [::1]:8080", key, sv);
+      cynic__schema_error_at(
+          &ld->rd, v, "%s: '%s' is not a valid IPv6 address; write e.g. [::1]:8080", key, sv);
       return false;
     }
     a.kind = CYNIC__ADDR_IPV6;
@@ -566,28 +177,32 @@ static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allo
       for (const char *p = s; *p; p++)
         digits = digits && *p >= '0' && *p <= '9';
       if (digits)
-        error_at(ld, v, "%s: '%s' has no address; write an explicit one, e.g. %s", key, sv,
-                 allow_names ? "127.0.0.1:9000"
-                             : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 "
-                               "interface)");
+        cynic__schema_error_at(&ld->rd, v,
+                               "%s: '%s' has no address; write an explicit one, e.g. %s", key, sv,
+                               allow_names ? "127.0.0.1:9000"
+                                           : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 "
+                                             "interface)");
       else
-        error_at(ld, v, "%s: '%s' has no port; write address:port, e.g. %s", key, sv, example);
+        cynic__schema_error_at(&ld->rd, v, "%s: '%s' has no port; write address:port, e.g. %s", key,
+                               sv, example);
       return false;
     }
     if (strchr(s, ':') != colon) {
-      error_at(ld, v, "%s: '%s': an IPv6 address needs brackets, e.g. [::1]:8080", key, sv);
+      cynic__schema_error_at(&ld->rd, v,
+                             "%s: '%s': an IPv6 address needs brackets, e.g. [::1]:8080", key, sv);
       return false;
     }
     host_len = (size_t)(colon - s);
     port_s = colon + 1;
     if (host_len == 0) {
-      error_at(ld, v, "%s: '%s' has no address; write an explicit one, e.g. %s", key, sv,
-               allow_names ? "127.0.0.1:9000"
-                           : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 interface)");
+      cynic__schema_error_at(
+          &ld->rd, v, "%s: '%s' has no address; write an explicit one, e.g. %s", key, sv,
+          allow_names ? "127.0.0.1:9000"
+                      : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 interface)");
       return false;
     }
     if (host_len >= sizeof host) {
-      error_at(ld, v, "%s: the host in '%s' is too long", key, sv);
+      cynic__schema_error_at(&ld->rd, v, "%s: the host in '%s' is too long", key, sv);
       return false;
     }
     memcpy(host, s, host_len);
@@ -596,14 +211,15 @@ static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allo
       a.kind = CYNIC__ADDR_IPV4;
     } else if (valid_hostname(host, host_len)) {
       if (!allow_names) {
-        error_at(ld, v, "%s: '%s' is a host name; bind an explicit IP address, e.g. %s", key, sv,
-                 example);
+        cynic__schema_error_at(&ld->rd, v,
+                               "%s: '%s' is a host name; bind an explicit IP address, e.g. %s", key,
+                               sv, example);
         return false;
       }
       a.kind = CYNIC__ADDR_NAME;
     } else {
-      error_at(ld, v, "%s: '%s' is not a valid %s; write e.g. %s", key, sv,
-               allow_names ? "IPv4 address or host name" : "IPv4 address", example);
+      cynic__schema_error_at(&ld->rd, v, "%s: '%s' is not a valid %s; write e.g. %s", key, sv,
+                             allow_names ? "IPv4 address or host name" : "IPv4 address", example);
       return false;
     }
   }
@@ -611,12 +227,13 @@ static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allo
   bool overflow;
   size_t used = cynic__config_digits(port_s, &port, &overflow);
   if (used == 0 || port_s[used] != '\0') {
-    error_at(ld, v, "%s: '%s' has no valid port; write address:port, e.g. %s", key, sv, example);
+    cynic__schema_error_at(&ld->rd, v, "%s: '%s' has no valid port; write address:port, e.g. %s",
+                           key, sv, example);
     return false;
   }
   if (overflow || port > 65535 || (port == 0 && !allow_port0)) {
-    error_at(ld, v, "%s: port in '%s' is out of range; use %s..65535", key, sv,
-             allow_port0 ? "0" : "1");
+    cynic__schema_error_at(&ld->rd, v, "%s: port in '%s' is out of range; use %s..65535", key, sv,
+                           allow_port0 ? "0" : "1");
     return false;
   }
   a.port = (uint16_t)port;
@@ -625,7 +242,7 @@ static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allo
   a.text = strdup(s);
   if (a.host == NULL || a.text == NULL) {
     addr_clear(&a);
-    out_of_memory(ld);
+    cynic__schema_out_of_memory(&ld->rd);
     return false;
   }
   addr_clear(out);
@@ -718,8 +335,8 @@ static const char *const format_names[] = {"json", NULL};
 /* A sub-mapping `key` of m checked against keys, or NULL if absent or bad. */
 static const node_t *section(loader_t *ld, const node_t *m, const char *key,
                              const char *const *keys) {
-  const node_t *v = get(m, key);
-  if (v == NULL || !check_map(ld, v, key, keys))
+  const node_t *v = cynic__schema_get(m, key);
+  if (v == NULL || !cynic__schema_check_map(&ld->rd, v, key, keys))
     return NULL;
   return v;
 }
@@ -727,11 +344,12 @@ static const node_t *section(loader_t *ld, const node_t *m, const char *key,
 static void load_admin(loader_t *ld, const node_t *m) {
   cynic__config_admin_t *a = &ld->cfg->admin;
   const node_t *listen = NULL;
-  if (m != NULL && check_map(ld, m, "admin", admin_keys)) {
-    listen = get(m, "listen");
+  if (m != NULL && cynic__schema_check_map(&ld->rd, m, "admin", admin_keys)) {
+    listen = cynic__schema_get(m, "listen");
     if (listen != NULL)
       parse_addr(ld, listen, "listen", false, true, &a->listen);
-    const node_t *tf = get_string(ld, m, "token_file", CYNIC__CONFIG_MAX_PATH, &a->token_file);
+    const node_t *tf =
+        cynic__schema_get_string(&ld->rd, m, "token_file", CYNIC__CONFIG_MAX_PATH, &a->token_file);
     if (tf != NULL && a->token_file != NULL && ld->check_files) {
       /* The same reading and rule as start and reload (token.c): --check
        * passes exactly the files the proxy accepts. */
@@ -739,56 +357,60 @@ static void load_admin(loader_t *ld, const node_t *m) {
       size_t len = 0;
       int rc = cynic__token_read(a->token_file, &token, &len, why, sizeof why);
       if (rc == -ENOMEM)
-        out_of_memory(ld);
+        cynic__schema_out_of_memory(&ld->rd);
       else if (rc != 0)
-        error_at(ld, tf, "token_file: '%s' %s", a->token_file, why);
+        cynic__schema_error_at(&ld->rd, tf, "token_file: '%s' %s", a->token_file, why);
       if (token != NULL) {
         memset(token, 0, len);
         free(token);
       }
     }
-    get_bool(ld, m, "allow_remote", &a->allow_remote);
-    get_duration(ld, m, "drain_timeout", 0, 3600 * NS_PER_S, "0s..1h", &a->drain_timeout_ns);
+    cynic__schema_get_bool(&ld->rd, m, "allow_remote", &a->allow_remote);
+    cynic__schema_get_duration(&ld->rd, m, "drain_timeout", 0, 3600 * NS_PER_S, "0s..1h",
+                               &a->drain_timeout_ns);
   }
   if (a->listen.host != NULL && !addr_is_loopback(&a->listen) && a->token_file == NULL &&
       !a->allow_remote)
-    error_at(ld, listen,
-             "listen: admin on %s is reachable from other hosts and has no token_file; add "
-             "token_file: /path/to/token, or allow_remote: true if this network is trusted",
-             a->listen.text);
+    cynic__schema_error_at(
+        &ld->rd, listen,
+        "listen: admin on %s is reachable from other hosts and has no token_file; add "
+        "token_file: /path/to/token, or allow_remote: true if this network is trusted",
+        a->listen.text);
 }
 
 static void load_log(loader_t *ld, const node_t *m) {
   cynic__config_log_t *l = &ld->cfg->log;
-  if (m == NULL || !check_map(ld, m, "log", log_keys))
+  if (m == NULL || !cynic__schema_check_map(&ld->rd, m, "log", log_keys))
     return;
-  get_string(ld, m, "file", CYNIC__CONFIG_MAX_PATH, &l->file);
+  cynic__schema_get_string(&ld->rd, m, "file", CYNIC__CONFIG_MAX_PATH, &l->file);
   int format = (int)l->format, level = (int)l->level;
-  const node_t *fv = get(m, "format");
+  const node_t *fv = cynic__schema_get(m, "format");
   if (fv != NULL && fv->type == CYNIC__YAML_SCALAR && strcmp(fv->str, "text") == 0)
-    error_at(ld, fv, "format: 'text' is not supported yet; use json");
+    cynic__schema_error_at(&ld->rd, fv, "format: 'text' is not supported yet; use json");
   else
-    get_enum(ld, m, "format", format_names, &format);
-  get_enum(ld, m, "level", level_names, &level);
+    cynic__schema_get_enum(&ld->rd, m, "format", format_names, &format);
+  cynic__schema_get_enum(&ld->rd, m, "level", level_names, &level);
   l->format = (cynic__config_log_format_t)format;
   l->level = (cynic__config_log_level_t)level;
-  get_duration(ld, m, "summary_interval", 100 * NS_PER_MS, 3600 * NS_PER_S, "100ms..1h",
-               &l->summary_interval_ns);
+  cynic__schema_get_duration(&ld->rd, m, "summary_interval", 100 * NS_PER_MS, 3600 * NS_PER_S,
+                             "100ms..1h", &l->summary_interval_ns);
   const node_t *rot = section(ld, m, "rotate", rotate_keys);
   if (rot != NULL) {
     l->rotate_max_bytes = 100 * MIB;
-    get_size(ld, rot, "max_bytes", 64 * KIB, TIB, "64KB..1024GB", &l->rotate_max_bytes);
-    get_u32(ld, rot, "keep", 1, 100, &l->rotate_keep);
+    cynic__schema_get_size(&ld->rd, rot, "max_bytes", 64 * KIB, TIB, "64KB..1024GB",
+                           &l->rotate_max_bytes);
+    cynic__schema_get_u32(&ld->rd, rot, "keep", 1, 100, &l->rotate_keep);
     if (strcmp(l->file, "-") == 0)
-      error_at(ld, get(m, "rotate"),
-               "rotate: the log goes to stderr, which cannot be rotated; set file: to a path or "
-               "remove rotate");
+      cynic__schema_error_at(
+          &ld->rd, cynic__schema_get(m, "rotate"),
+          "rotate: the log goes to stderr, which cannot be rotated; set file: to a path or "
+          "remove rotate");
   }
 }
 
 /* "100/s", "6000/m", "10/h" into count and period. */
 static void parse_rate(loader_t *ld, const node_t *v, cynic__config_listener_t *l) {
-  const char *s = scalar(ld, v, "per_client");
+  const char *s = cynic__schema_scalar(&ld->rd, v, "per_client");
   if (s == NULL)
     return;
   char sv[64];
@@ -812,15 +434,17 @@ static void parse_rate(loader_t *ld, const node_t *v, cynic__config_listener_t *
     }
   }
   if (period == 0) {
-    error_at(ld, v,
-             "per_client: '%s' is not a rate; write requests per unit, e.g. 100/s, 600/m "
-             "or 1000/h",
-             cynic__config_show(sv, s, v->len));
+    cynic__schema_error_at(
+        &ld->rd, v,
+        "per_client: '%s' is not a rate; write requests per unit, e.g. 100/s, 600/m "
+        "or 1000/h",
+        cynic__config_show(sv, s, v->len));
     return;
   }
   if (overflow || n < 1 || n > 1000000) {
-    error_at(ld, v, "per_client: %s is out of range; use 1..1000000 per s, m or h",
-             cynic__config_show(sv, s, v->len));
+    cynic__schema_error_at(&ld->rd, v,
+                           "per_client: %s is out of range; use 1..1000000 per s, m or h",
+                           cynic__config_show(sv, s, v->len));
     return;
   }
   l->rate_count = (uint32_t)n;
@@ -833,72 +457,81 @@ static void load_listener(loader_t *ld, const node_t *m, cynic__config_listener_
   l->header_timeout_ns = 10 * NS_PER_S;
   l->idle_timeout_ns = 60 * NS_PER_S;
   l->buffer_bytes = 64 * KIB;
-  if (!check_map(ld, m, "listener", listener_keys))
+  if (!cynic__schema_check_map(&ld->rd, m, "listener", listener_keys))
     return;
   if (get_name(ld, m, "name", &l->name) == NULL)
-    error_at(ld, m, "listener is missing 'name'; add name: <a unique name>");
-  const node_t *listen = get(m, "listen");
+    cynic__schema_error_at(&ld->rd, m, "listener is missing 'name'; add name: <a unique name>");
+  const node_t *listen = cynic__schema_get(m, "listen");
   if (listen == NULL)
-    error_at(ld, m, "listener is missing 'listen'; add listen: 127.0.0.1:8080");
+    cynic__schema_error_at(&ld->rd, m, "listener is missing 'listen'; add listen: 127.0.0.1:8080");
   else
     parse_addr(ld, listen, "listen", false, true, &l->listen);
   int mode = CYNIC__MODE_TCP;
-  get_enum(ld, m, "mode", mode_names, &mode);
+  cynic__schema_get_enum(&ld->rd, m, "mode", mode_names, &mode);
   l->mode = (cynic__config_mode_t)mode;
-  if (get(m, "upstream") == NULL)
-    error_at(ld, m, "listener is missing 'upstream'; add upstream: <name of an upstream>");
+  if (cynic__schema_get(m, "upstream") == NULL)
+    cynic__schema_error_at(&ld->rd, m,
+                           "listener is missing 'upstream'; add upstream: <name of an upstream>");
   else
     get_name(ld, m, "upstream", &l->upstream_name);
-  get_u32(ld, m, "max_connections", 1, 1000000, &l->max_connections);
-  const node_t *pc =
-      get_u32(ld, m, "max_connections_per_client", 0, 1000000, &l->max_connections_per_client);
+  cynic__schema_get_u32(&ld->rd, m, "max_connections", 1, 1000000, &l->max_connections);
+  const node_t *pc = cynic__schema_get_u32(&ld->rd, m, "max_connections_per_client", 0, 1000000,
+                                           &l->max_connections_per_client);
   if (pc != NULL && l->max_connections_per_client > l->max_connections)
-    error_at(ld, pc,
-             "max_connections_per_client: %u is more than max_connections (%u); lower it or "
-             "raise max_connections",
-             (unsigned)l->max_connections_per_client, (unsigned)l->max_connections);
+    cynic__schema_error_at(
+        &ld->rd, pc,
+        "max_connections_per_client: %u is more than max_connections (%u); lower it or "
+        "raise max_connections",
+        (unsigned)l->max_connections_per_client, (unsigned)l->max_connections);
   const node_t *t = section(ld, m, "timeouts", listener_timeout_keys);
   if (t != NULL) {
-    get_duration(ld, t, "header", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h", &l->header_timeout_ns);
-    get_duration(ld, t, "idle", NS_PER_S, 7 * DAY_NS, "1s..168h", &l->idle_timeout_ns);
+    cynic__schema_get_duration(&ld->rd, t, "header", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h",
+                               &l->header_timeout_ns);
+    cynic__schema_get_duration(&ld->rd, t, "idle", NS_PER_S, 7 * DAY_NS, "1s..168h",
+                               &l->idle_timeout_ns);
   }
   const node_t *rl = section(ld, m, "rate_limit", rate_limit_keys);
   if (rl != NULL) {
-    const node_t *pcv = get(rl, "per_client");
+    const node_t *pcv = cynic__schema_get(rl, "per_client");
     if (pcv == NULL)
-      error_at(ld, get(m, "rate_limit"),
-               "rate_limit is missing 'per_client'; add e.g. "
-               "per_client: 100/s");
+      cynic__schema_error_at(&ld->rd, cynic__schema_get(m, "rate_limit"),
+                             "rate_limit is missing 'per_client'; add e.g. "
+                             "per_client: 100/s");
     else
       parse_rate(ld, pcv, l);
     l->rate_burst = l->rate_count;
-    get_u32(ld, rl, "burst", 1, 1000000, &l->rate_burst);
+    cynic__schema_get_u32(&ld->rd, rl, "burst", 1, 1000000, &l->rate_burst);
   }
-  get_size(ld, m, "buffer", 4 * KIB, 16 * MIB, "4KB..16MB", &l->buffer_bytes);
-  const node_t *al = get_string(ld, m, "access_log", CYNIC__CONFIG_MAX_PATH, &l->access_log);
+  cynic__schema_get_size(&ld->rd, m, "buffer", 4 * KIB, 16 * MIB, "4KB..16MB", &l->buffer_bytes);
+  const node_t *al =
+      cynic__schema_get_string(&ld->rd, m, "access_log", CYNIC__CONFIG_MAX_PATH, &l->access_log);
   if (al != NULL && l->access_log != NULL && strcmp(l->access_log, "-") == 0)
-    error_at(ld, al,
-             "access_log: '-' would mix access lines into the log on stderr; give a file path");
+    cynic__schema_error_at(
+        &ld->rd, al,
+        "access_log: '-' would mix access lines into the log on stderr; give a file path");
 }
 
 static void load_endpoints(loader_t *ld, const node_t *m, cynic__config_upstream_t *u) {
-  const node_t *v = get(m, "endpoints");
+  const node_t *v = cynic__schema_get(m, "endpoints");
   if (v == NULL) {
-    error_at(ld, m, "upstream is missing 'endpoints'; add endpoints: [127.0.0.1:9000]");
+    cynic__schema_error_at(&ld->rd, m,
+                           "upstream is missing 'endpoints'; add endpoints: [127.0.0.1:9000]");
     return;
   }
   if (v->type != CYNIC__YAML_SEQ) {
-    error_at(ld, v, "endpoints: expected a list, got %s; write e.g. [127.0.0.1:9000]", describe(v));
+    cynic__schema_error_at(&ld->rd, v,
+                           "endpoints: expected a list, got %s; write e.g. [127.0.0.1:9000]",
+                           cynic__schema_describe(v));
     return;
   }
   if (v->count == 0 || v->count > CYNIC__CONFIG_MAX_ENDPOINTS) {
-    error_at(ld, v, "endpoints: %zu endpoints; use 1..%u", v->count,
-             (unsigned)CYNIC__CONFIG_MAX_ENDPOINTS);
+    cynic__schema_error_at(&ld->rd, v, "endpoints: %zu endpoints; use 1..%u", v->count,
+                           (unsigned)CYNIC__CONFIG_MAX_ENDPOINTS);
     return;
   }
   u->endpoints = calloc(v->count, sizeof *u->endpoints);
   if (u->endpoints == NULL) {
-    out_of_memory(ld);
+    cynic__schema_out_of_memory(&ld->rd);
     return;
   }
   for (size_t i = 0; i < v->count; i++) {
@@ -907,7 +540,8 @@ static void load_endpoints(loader_t *ld, const node_t *m, cynic__config_upstream
       continue;
     for (size_t j = 0; j < u->endpoint_count; j++) {
       if (strcmp(u->endpoints[j].host, e->host) == 0 && u->endpoints[j].port == e->port) {
-        error_at(ld, v->kids[i], "endpoints: %s is listed twice; remove one", e->text);
+        cynic__schema_error_at(&ld->rd, v->kids[i], "endpoints: %s is listed twice; remove one",
+                               e->text);
         break;
       }
     }
@@ -917,12 +551,12 @@ static void load_endpoints(loader_t *ld, const node_t *m, cynic__config_upstream
 
 static void load_window(loader_t *ld, const node_t *w, cynic__config_breaker_t *b) {
   int type = 0;
-  const node_t *tv = get(w, "type");
+  const node_t *tv = cynic__schema_get(w, "type");
   if (tv == NULL) {
-    error_at(ld, w, "window is missing 'type'; add type: count or type: time");
+    cynic__schema_error_at(&ld->rd, w, "window is missing 'type'; add type: count or type: time");
     return;
   }
-  if (get_enum(ld, w, "type", window_names, &type) == NULL)
+  if (cynic__schema_get_enum(&ld->rd, w, "type", window_names, &type) == NULL)
     return;
   b->window_type = type == 0 ? CYNIC__WINDOW_COUNT : CYNIC__WINDOW_TIME;
   b->window_min_calls = 10;
@@ -931,20 +565,24 @@ static void load_window(loader_t *ld, const node_t *w, cynic__config_breaker_t *
   b->slow_call_ns = 2 * NS_PER_S;
   if (b->window_type == CYNIC__WINDOW_COUNT) {
     b->window_size = 100;
-    get_u32(ld, w, "size", 1, 100000, &b->window_size);
+    cynic__schema_get_u32(&ld->rd, w, "size", 1, 100000, &b->window_size);
   } else {
     b->window_size_ns = 60 * NS_PER_S;
-    get_duration(ld, w, "size", NS_PER_S, 3600 * NS_PER_S, "1s..1h", &b->window_size_ns);
+    cynic__schema_get_duration(&ld->rd, w, "size", NS_PER_S, 3600 * NS_PER_S, "1s..1h",
+                               &b->window_size_ns);
   }
-  const node_t *mc = get_u32(ld, w, "min_calls", 1, 1000000, &b->window_min_calls);
+  const node_t *mc =
+      cynic__schema_get_u32(&ld->rd, w, "min_calls", 1, 1000000, &b->window_min_calls);
   if (mc != NULL && b->window_type == CYNIC__WINDOW_COUNT && b->window_min_calls > b->window_size)
-    error_at(ld, mc,
-             "min_calls: %u is more than the window size (%u calls), so the window could never "
-             "decide; lower min_calls or raise size",
-             (unsigned)b->window_min_calls, (unsigned)b->window_size);
-  get_percent(ld, w, "failure_rate", 1, 100, &b->failure_rate_pct);
-  get_percent(ld, w, "slow_rate", 1, 100, &b->slow_rate_pct);
-  get_duration(ld, w, "slow_call", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h", &b->slow_call_ns);
+    cynic__schema_error_at(
+        &ld->rd, mc,
+        "min_calls: %u is more than the window size (%u calls), so the window could never "
+        "decide; lower min_calls or raise size",
+        (unsigned)b->window_min_calls, (unsigned)b->window_size);
+  cynic__schema_get_percent(&ld->rd, w, "failure_rate", 1, 100, &b->failure_rate_pct);
+  cynic__schema_get_percent(&ld->rd, w, "slow_rate", 1, 100, &b->slow_rate_pct);
+  cynic__schema_get_duration(&ld->rd, w, "slow_call", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h",
+                             &b->slow_call_ns);
 }
 
 static void load_breaker(loader_t *ld, const node_t *m, cynic__config_breaker_t *b) {
@@ -956,23 +594,27 @@ static void load_breaker(loader_t *ld, const node_t *m, cynic__config_breaker_t 
   const node_t *bv = section(ld, m, "breaker", breaker_keys);
   const node_t *omax = NULL;
   if (bv != NULL) {
-    get_u32(ld, bv, "faults", 1, 1000000, &b->faults);
-    get_duration(ld, bv, "leak", NS_PER_MS, DAY_NS, "1ms..24h", &b->leak_ns);
-    get_duration(ld, bv, "open_for", NS_PER_MS, DAY_NS, "1ms..24h", &b->open_for_ns);
+    cynic__schema_get_u32(&ld->rd, bv, "faults", 1, 1000000, &b->faults);
+    cynic__schema_get_duration(&ld->rd, bv, "leak", NS_PER_MS, DAY_NS, "1ms..24h", &b->leak_ns);
+    cynic__schema_get_duration(&ld->rd, bv, "open_for", NS_PER_MS, DAY_NS, "1ms..24h",
+                               &b->open_for_ns);
     b->open_max_ns = b->open_for_ns;
-    omax = get_duration(ld, bv, "open_max", NS_PER_MS, DAY_NS, "1ms..24h", &b->open_max_ns);
-    const node_t *mv = get(bv, "open_multiplier");
-    const char *s = mv != NULL ? scalar(ld, mv, "open_multiplier") : NULL;
+    omax = cynic__schema_get_duration(&ld->rd, bv, "open_max", NS_PER_MS, DAY_NS, "1ms..24h",
+                                      &b->open_max_ns);
+    const node_t *mv = cynic__schema_get(bv, "open_multiplier");
+    const char *s = mv != NULL ? cynic__schema_scalar(&ld->rd, mv, "open_multiplier") : NULL;
     char hint[CYNIC__CONFIG_MAX_MESSAGE / 2];
     if (s != NULL &&
         cynic__config_parse_number(s, 1, 100, &b->open_multiplier, hint, sizeof hint) != 0)
-      error_at(ld, mv, "open_multiplier: %s; e.g. 2 doubles the open period after each failed probe",
-               hint);
-    const node_t *hp = get(bv, "half_open_probes");
+      cynic__schema_error_at(
+          &ld->rd, mv,
+          "open_multiplier: %s; e.g. 2 doubles the open period after each failed probe", hint);
+    const node_t *hp = cynic__schema_get(bv, "half_open_probes");
     if (hp != NULL && hp->type == CYNIC__YAML_SCALAR && strcmp(hp->str, "0") == 0)
-      error_at(ld, hp, "half_open_probes: 0 would leave the breaker open forever; use 1..1000");
+      cynic__schema_error_at(
+          &ld->rd, hp, "half_open_probes: 0 would leave the breaker open forever; use 1..1000");
     else
-      get_u32(ld, bv, "half_open_probes", 1, 1000, &b->half_open_probes);
+      cynic__schema_get_u32(&ld->rd, bv, "half_open_probes", 1, 1000, &b->half_open_probes);
     const node_t *w = section(ld, bv, "window", window_keys);
     if (w != NULL)
       load_window(ld, w, b);
@@ -980,21 +622,23 @@ static void load_breaker(loader_t *ld, const node_t *m, cynic__config_breaker_t 
   if (omax == NULL)
     b->open_max_ns = b->open_for_ns;
   else if (b->open_max_ns < b->open_for_ns)
-    error_at(ld, omax,
-             "open_max: shorter than open_for; open_max caps the open period, so make "
-             "it at least open_for");
+    cynic__schema_error_at(
+        &ld->rd, omax,
+        "open_max: shorter than open_for; open_max caps the open period, so make "
+        "it at least open_for");
 }
 
 /* "50ms..1s" */
 static void parse_backoff(loader_t *ld, const node_t *v, cynic__config_http_t *h) {
-  const char *s = scalar(ld, v, "backoff");
+  const char *s = cynic__schema_scalar(&ld->rd, v, "backoff");
   if (s == NULL)
     return;
   char sv[64], lo[64], hint[192];
   const char *dots = strstr(s, "..");
   if (dots == NULL || (size_t)(dots - s) >= sizeof lo) {
-    error_at(ld, v, "backoff: '%s' is not a range; write min..max, e.g. 50ms..1s",
-             cynic__config_show(sv, s, v->len));
+    cynic__schema_error_at(&ld->rd, v,
+                           "backoff: '%s' is not a range; write min..max, e.g. 50ms..1s",
+                           cynic__config_show(sv, s, v->len));
     return;
   }
   memcpy(lo, s, (size_t)(dots - s));
@@ -1002,12 +646,12 @@ static void parse_backoff(loader_t *ld, const node_t *v, cynic__config_http_t *h
   uint64_t a, b;
   if (cynic__config_parse_duration(lo, &a, hint, sizeof hint) != 0 ||
       cynic__config_parse_duration(dots + 2, &b, hint, sizeof hint) != 0) {
-    error_at(ld, v, "backoff: %s", hint);
+    cynic__schema_error_at(&ld->rd, v, "backoff: %s", hint);
     return;
   }
   if (a == 0 || a > b || b > 3600 * NS_PER_S) {
-    error_at(ld, v, "backoff: '%s' needs 0 < min <= max <= 1h, e.g. 50ms..1s",
-             cynic__config_show(sv, s, v->len));
+    cynic__schema_error_at(&ld->rd, v, "backoff: '%s' needs 0 < min <= max <= 1h, e.g. 50ms..1s",
+                           cynic__config_show(sv, s, v->len));
     return;
   }
   h->retry_backoff_min_ns = a;
@@ -1025,13 +669,13 @@ static bool valid_content_type(const char *s) {
 }
 
 static void get_content_type(loader_t *ld, const node_t *m, char **out) {
-  const node_t *v = get_string(ld, m, "content_type", 255, out);
+  const node_t *v = cynic__schema_get_string(&ld->rd, m, "content_type", 255, out);
   if (v != NULL && *out != NULL && !valid_content_type(*out)) {
     char sv[64];
-    error_at(ld, v,
-             "content_type: '%s' is not a media type; write type/subtype, e.g. "
-             "application/json",
-             cynic__config_show(sv, *out, strlen(*out)));
+    cynic__schema_error_at(&ld->rd, v,
+                           "content_type: '%s' is not a media type; write type/subtype, e.g. "
+                           "application/json",
+                           cynic__config_show(sv, *out, strlen(*out)));
   }
 }
 
@@ -1044,19 +688,19 @@ static void load_http(loader_t *ld, const node_t *m, cynic__config_http_t *h) {
     h->retry_backoff_min_ns = 50 * NS_PER_MS;
     h->retry_backoff_max_ns = NS_PER_S;
     h->retry_budget_pct = 20;
-    get_u32(ld, r, "attempts", 0, 10, &h->retry_attempts);
-    const node_t *bo = get(r, "backoff");
+    cynic__schema_get_u32(&ld->rd, r, "attempts", 0, 10, &h->retry_attempts);
+    const node_t *bo = cynic__schema_get(r, "backoff");
     if (bo != NULL)
       parse_backoff(ld, bo, h);
-    get_percent(ld, r, "budget", 0, 100, &h->retry_budget_pct);
+    cynic__schema_get_percent(&ld->rd, r, "budget", 0, 100, &h->retry_budget_pct);
   }
   const node_t *e = section(ld, m, "expect", expect_keys);
   if (e != NULL) {
     h->has_expect = true;
     h->expect_status_min = 200;
     h->expect_status_max = 499;
-    const node_t *sv_node = get(e, "status");
-    const char *s = sv_node ? scalar(ld, sv_node, "status") : NULL;
+    const node_t *sv_node = cynic__schema_get(e, "status");
+    const char *s = sv_node ? cynic__schema_scalar(&ld->rd, sv_node, "status") : NULL;
     if (s != NULL) {
       uint64_t a, b;
       bool o1, o2 = false;
@@ -1067,8 +711,9 @@ static void load_http(loader_t *ld, const node_t *m, cynic__config_http_t *h) {
       bool ok = n1 == 3 && (s[n1] == '\0' || (n2 == 3 && s[n1 + 1 + n2] == '\0'));
       if (!ok || o1 || o2 || a < 100 || b > 599 || a > b) {
         char sv[64];
-        error_at(ld, sv_node, "status: '%s' is not a status range; write e.g. 200-499 or 200",
-                 cynic__config_show(sv, s, sv_node->len));
+        cynic__schema_error_at(&ld->rd, sv_node,
+                               "status: '%s' is not a status range; write e.g. 200-499 or 200",
+                               cynic__config_show(sv, s, sv_node->len));
       } else {
         h->expect_status_min = (uint16_t)a;
         h->expect_status_max = (uint16_t)b;
@@ -1078,40 +723,42 @@ static void load_http(loader_t *ld, const node_t *m, cynic__config_http_t *h) {
   }
   const node_t *lim = section(ld, m, "limits", limits_keys);
   if (lim != NULL) {
-    const node_t *mr = get(lim, "max_response_bytes");
+    const node_t *mr = cynic__schema_get(lim, "max_response_bytes");
     if (mr != NULL && mr->type == CYNIC__YAML_SCALAR && strcmp(mr->str, "0") == 0)
       h->max_response_bytes = 0;
     else
-      get_size(ld, lim, "max_response_bytes", KIB, TIB, "0 (no limit) or 1KB..1024GB",
-               &h->max_response_bytes);
-    get_size(ld, lim, "max_header_bytes", KIB, MIB, "1KB..1MB", &h->max_header_bytes);
+      cynic__schema_get_size(&ld->rd, lim, "max_response_bytes", KIB, TIB,
+                             "0 (no limit) or 1KB..1024GB", &h->max_response_bytes);
+    cynic__schema_get_size(&ld->rd, lim, "max_header_bytes", KIB, MIB, "1KB..1MB",
+                           &h->max_header_bytes);
   }
   const node_t *fb = section(ld, m, "fallback", fallback_keys);
   if (fb != NULL) {
     h->has_fallback = true;
     uint32_t status = 503;
-    if (get(fb, "status") == NULL)
-      error_at(ld, get(m, "fallback"), "fallback is missing 'status'; add e.g. status: 503");
+    if (cynic__schema_get(fb, "status") == NULL)
+      cynic__schema_error_at(&ld->rd, cynic__schema_get(m, "fallback"),
+                             "fallback is missing 'status'; add e.g. status: 503");
     else
-      get_u32(ld, fb, "status", 200, 599, &status);
+      cynic__schema_get_u32(&ld->rd, fb, "status", 200, 599, &status);
     h->fallback_status = (uint16_t)status;
-    const node_t *body = get(fb, "body");
+    const node_t *body = cynic__schema_get(fb, "body");
     if (body != NULL) {
-      const char *s = scalar(ld, body, "body");
+      const char *s = cynic__schema_scalar(&ld->rd, body, "body");
       if (s != NULL && body->len > CYNIC__CONFIG_MAX_BODY) {
-        error_at(ld, body, "body: %zu bytes; the limit is %u", body->len,
-                 (unsigned)CYNIC__CONFIG_MAX_BODY);
+        cynic__schema_error_at(&ld->rd, body, "body: %zu bytes; the limit is %u", body->len,
+                               (unsigned)CYNIC__CONFIG_MAX_BODY);
       } else if (s != NULL) {
         h->fallback_body = strdup(s);
         h->fallback_body_len = body->len;
         if (h->fallback_body == NULL)
-          out_of_memory(ld);
+          cynic__schema_out_of_memory(&ld->rd);
       }
     }
     get_content_type(ld, fb, &h->fallback_content_type);
     if (h->fallback_content_type == NULL &&
         (h->fallback_content_type = strdup("text/plain")) == NULL)
-      out_of_memory(ld);
+      cynic__schema_out_of_memory(&ld->rd);
   }
 }
 
@@ -1127,88 +774,97 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
   u->max_connections = 100;
   u->max_pending = 50;
   u->queue_timeout_ns = 100 * NS_PER_MS;
-  if (!check_map(ld, m, "upstream", upstream_keys)) {
+  if (!cynic__schema_check_map(&ld->rd, m, "upstream", upstream_keys)) {
     load_breaker(ld, NULL, &u->breaker); /* defaults, so the struct is whole */
     load_http(ld, NULL, &u->http);
     return;
   }
   if (get_name(ld, m, "name", &u->name) == NULL)
-    error_at(ld, m, "upstream is missing 'name'; add name: <a unique name>");
+    cynic__schema_error_at(&ld->rd, m, "upstream is missing 'name'; add name: <a unique name>");
   load_endpoints(ld, m, u);
   int balance = CYNIC__BALANCE_ROUND_ROBIN;
-  get_enum(ld, m, "balance", balance_names, &balance);
+  cynic__schema_get_enum(&ld->rd, m, "balance", balance_names, &balance);
   u->balance = (cynic__config_balance_t)balance;
-  get_duration(ld, m, "resolve_interval", 0, DAY_NS, "0 (never) or up to 24h",
-               &u->resolve_interval_ns);
+  cynic__schema_get_duration(&ld->rd, m, "resolve_interval", 0, DAY_NS, "0 (never) or up to 24h",
+                             &u->resolve_interval_ns);
   const node_t *t = section(ld, m, "timeouts", upstream_timeout_keys);
   if (t != NULL) {
-    get_duration(ld, t, "connect", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h", &u->connect_timeout_ns);
-    get_duration(ld, t, "first_byte", 0, DAY_NS, "0 (off) or up to 24h", &u->first_byte_timeout_ns);
-    get_duration(ld, t, "idle", NS_PER_S, 7 * DAY_NS, "1s..168h", &u->idle_timeout_ns);
-    get_duration(ld, t, "request", 0, DAY_NS, "0 (off) or up to 24h", &u->request_timeout_ns);
+    cynic__schema_get_duration(&ld->rd, t, "connect", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h",
+                               &u->connect_timeout_ns);
+    cynic__schema_get_duration(&ld->rd, t, "first_byte", 0, DAY_NS, "0 (off) or up to 24h",
+                               &u->first_byte_timeout_ns);
+    cynic__schema_get_duration(&ld->rd, t, "idle", NS_PER_S, 7 * DAY_NS, "1s..168h",
+                               &u->idle_timeout_ns);
+    cynic__schema_get_duration(&ld->rd, t, "request", 0, DAY_NS, "0 (off) or up to 24h",
+                               &u->request_timeout_ns);
   }
   /* tcp_keepalive was called keepalive (a name HTTP keep-alive would make
    * ambiguous): the old name still loads; u->keepalive_old_name says where, so
    * the daemon can log a deprecation warning. */
   const char *ka = "tcp_keepalive";
-  const node_t *old = get_key(m, "keepalive");
+  const node_t *old = cynic__schema_get_key(m, "keepalive");
   if (old != NULL) {
     u->keepalive_old_name = old->mark;
-    if (get(m, "tcp_keepalive") != NULL)
-      error_at(ld, old, "keepalive: the old name of tcp_keepalive; give only tcp_keepalive");
+    if (cynic__schema_get(m, "tcp_keepalive") != NULL)
+      cynic__schema_error_at(&ld->rd, old,
+                             "keepalive: the old name of tcp_keepalive; give only tcp_keepalive");
     else
       ka = "keepalive";
   }
   const node_t *k = section(ld, m, ka, keepalive_keys);
   if (k != NULL) {
     const node_t *kv;
-    kv = get_duration(ld, k, "idle", NS_PER_S, 32767 * NS_PER_S, "1s..32767s",
-                      &u->keepalive_idle_ns);
+    kv = cynic__schema_get_duration(&ld->rd, k, "idle", NS_PER_S, 32767 * NS_PER_S, "1s..32767s",
+                                    &u->keepalive_idle_ns);
     if (kv != NULL && u->keepalive_idle_ns % NS_PER_S != 0)
-      error_at(ld, kv, "idle: TCP_KEEPIDLE counts whole seconds; write e.g. 60s");
-    kv = get_duration(ld, k, "interval", NS_PER_S, 32767 * NS_PER_S, "1s..32767s",
-                      &u->keepalive_interval_ns);
+      cynic__schema_error_at(&ld->rd, kv,
+                             "idle: TCP_KEEPIDLE counts whole seconds; write e.g. 60s");
+    kv = cynic__schema_get_duration(&ld->rd, k, "interval", NS_PER_S, 32767 * NS_PER_S,
+                                    "1s..32767s", &u->keepalive_interval_ns);
     if (kv != NULL && u->keepalive_interval_ns % NS_PER_S != 0)
-      error_at(ld, kv, "interval: TCP_KEEPINTVL counts whole seconds; write e.g. 10s");
-    get_u32(ld, k, "probes", 1, 127, &u->keepalive_probes);
-    kv = get_duration(ld, k, "user_timeout", 0, DAY_NS, "0 (kernel default) or up to 24h",
-                      &u->user_timeout_ns);
+      cynic__schema_error_at(&ld->rd, kv,
+                             "interval: TCP_KEEPINTVL counts whole seconds; write e.g. 10s");
+    cynic__schema_get_u32(&ld->rd, k, "probes", 1, 127, &u->keepalive_probes);
+    kv = cynic__schema_get_duration(&ld->rd, k, "user_timeout", 0, DAY_NS,
+                                    "0 (kernel default) or up to 24h", &u->user_timeout_ns);
     if (kv != NULL && u->user_timeout_ns % NS_PER_MS != 0)
-      error_at(ld, kv,
-               "user_timeout: TCP_USER_TIMEOUT counts whole milliseconds; write e.g. "
-               "90s");
+      cynic__schema_error_at(&ld->rd, kv,
+                             "user_timeout: TCP_USER_TIMEOUT counts whole milliseconds; write e.g. "
+                             "90s");
   }
   const node_t *b = section(ld, m, "bulkhead", bulkhead_keys);
   if (b != NULL) {
-    get_u32(ld, b, "max_connections", 1, 1000000, &u->max_connections);
-    get_u32(ld, b, "max_pending", 0, 1000000, &u->max_pending);
-    const node_t *qt =
-        get_duration(ld, b, "queue_timeout", 0, 3600 * NS_PER_S, "0s..1h", &u->queue_timeout_ns);
+    cynic__schema_get_u32(&ld->rd, b, "max_connections", 1, 1000000, &u->max_connections);
+    cynic__schema_get_u32(&ld->rd, b, "max_pending", 0, 1000000, &u->max_pending);
+    const node_t *qt = cynic__schema_get_duration(&ld->rd, b, "queue_timeout", 0, 3600 * NS_PER_S,
+                                                  "0s..1h", &u->queue_timeout_ns);
     if (qt != NULL && u->queue_timeout_ns == 0 && u->max_pending > 0)
-      error_at(ld, qt,
-               "queue_timeout: 0 with max_pending %u means queued clients wait forever or not "
-               "at all; set queue_timeout (e.g. 100ms) or max_pending: 0",
-               (unsigned)u->max_pending);
+      cynic__schema_error_at(
+          &ld->rd, qt,
+          "queue_timeout: 0 with max_pending %u means queued clients wait forever or not "
+          "at all; set queue_timeout (e.g. 100ms) or max_pending: 0",
+          (unsigned)u->max_pending);
   }
   load_breaker(ld, m, &u->breaker);
-  get_bool(ld, m, "required", &u->required);
+  cynic__schema_get_bool(&ld->rd, m, "required", &u->required);
   load_http(ld, m, &u->http);
 }
 
 /* A list section: a sequence of 1..max mappings, each loaded by `one`. */
 static const node_t *list_section(loader_t *ld, const node_t *root, const char *key, size_t max,
                                   const char *example) {
-  const node_t *v = get(root, key);
+  const node_t *v = cynic__schema_get(root, key);
   if (v == NULL) {
-    error_at(ld, root, "missing '%s'; add at least one, e.g. %s", key, example);
+    cynic__schema_error_at(&ld->rd, root, "missing '%s'; add at least one, e.g. %s", key, example);
     return NULL;
   }
   if (v->type != CYNIC__YAML_SEQ) {
-    error_at(ld, v, "%s: expected a list (lines starting with '- '), got %s", key, describe(v));
+    cynic__schema_error_at(&ld->rd, v, "%s: expected a list (lines starting with '- '), got %s",
+                           key, cynic__schema_describe(v));
     return NULL;
   }
   if (v->count == 0 || v->count > max) {
-    error_at(ld, v, "%s: %zu entries; use 1..%zu", key, v->count, max);
+    cynic__schema_error_at(&ld->rd, v, "%s: %zu entries; use 1..%zu", key, v->count, max);
     return NULL;
   }
   return v;
@@ -1227,10 +883,10 @@ static void cross_check(loader_t *ld, const node_t *listeners) {
     const cynic__config_upstream_t *u = &cfg->upstreams[i];
     for (size_t j = 0; u->name != NULL && j < i; j++) {
       if (cfg->upstreams[j].name != NULL && strcmp(cfg->upstreams[j].name, u->name) == 0) {
-        error_at_mark(ld, u->mark,
-                      "upstream name '%s' is already used (line %u); names must be "
-                      "unique",
-                      u->name, (unsigned)cfg->upstreams[j].mark.line);
+        cynic__schema_error_at_mark(&ld->rd, u->mark,
+                                    "upstream name '%s' is already used (line %u); names must be "
+                                    "unique",
+                                    u->name, (unsigned)cfg->upstreams[j].mark.line);
         break;
       }
     }
@@ -1239,10 +895,10 @@ static void cross_check(loader_t *ld, const node_t *listeners) {
     cynic__config_listener_t *l = &cfg->listeners[i];
     for (size_t j = 0; l->name != NULL && j < i; j++) {
       if (cfg->listeners[j].name != NULL && strcmp(cfg->listeners[j].name, l->name) == 0) {
-        error_at_mark(ld, l->mark,
-                      "listener name '%s' is already used (line %u); names must be "
-                      "unique",
-                      l->name, (unsigned)cfg->listeners[j].mark.line);
+        cynic__schema_error_at_mark(&ld->rd, l->mark,
+                                    "listener name '%s' is already used (line %u); names must be "
+                                    "unique",
+                                    l->name, (unsigned)cfg->listeners[j].mark.line);
         break;
       }
     }
@@ -1250,38 +906,40 @@ static void cross_check(loader_t *ld, const node_t *listeners) {
       for (size_t j = 0; j < i; j++) {
         const cynic__config_listener_t *o = &cfg->listeners[j];
         if (o->listen.host != NULL && addrs_clash(&l->listen, &o->listen)) {
-          error_at_mark(ld, l->listen.mark,
-                        "listen: %s overlaps listener '%s' (%s, line %u); "
-                        "give each listener its own port",
-                        l->listen.text, o->name ? o->name : "?", o->listen.text,
-                        (unsigned)o->listen.mark.line);
+          cynic__schema_error_at_mark(&ld->rd, l->listen.mark,
+                                      "listen: %s overlaps listener '%s' (%s, line %u); "
+                                      "give each listener its own port",
+                                      l->listen.text, o->name ? o->name : "?", o->listen.text,
+                                      (unsigned)o->listen.mark.line);
           break;
         }
       }
       if (cfg->admin.listen.host != NULL && addrs_clash(&l->listen, &cfg->admin.listen))
-        error_at_mark(ld, l->listen.mark,
-                      "listen: %s overlaps the admin listener (%s); give "
-                      "traffic and operations separate ports",
-                      l->listen.text, cfg->admin.listen.text);
+        cynic__schema_error_at_mark(&ld->rd, l->listen.mark,
+                                    "listen: %s overlaps the admin listener (%s); give "
+                                    "traffic and operations separate ports",
+                                    l->listen.text, cfg->admin.listen.text);
     }
     if (l->upstream_name != NULL) {
       l->upstream = find_upstream(cfg, l->upstream_name);
       if (l->upstream == SIZE_MAX) {
         const node_t *ln = listeners->kids[i];
-        const node_t *v = get(ln, "upstream");
+        const node_t *v = cynic__schema_get(ln, "upstream");
         const char *names[CYNIC__CONFIG_MAX_UPSTREAMS + 1];
         size_t n = 0;
         for (size_t j = 0; j < cfg->upstream_count; j++)
           if (cfg->upstreams[j].name != NULL)
             names[n++] = cfg->upstreams[j].name;
         names[n] = NULL;
-        const char *guess = closest(l->upstream_name, names, n);
+        const char *guess = cynic__schema_closest(l->upstream_name, names, n);
         if (guess != NULL)
-          error_at(ld, v, "upstream: no upstream is named '%s'; did you mean '%s'?",
-                   l->upstream_name, guess);
+          cynic__schema_error_at(&ld->rd, v,
+                                 "upstream: no upstream is named '%s'; did you mean '%s'?",
+                                 l->upstream_name, guess);
         else
-          error_at(ld, v, "upstream: no upstream is named '%s'; define it under upstreams:",
-                   l->upstream_name);
+          cynic__schema_error_at(
+              &ld->rd, v,
+              "upstream: no upstream is named '%s'; define it under upstreams:", l->upstream_name);
       }
     }
   }
@@ -1291,24 +949,25 @@ static void load_root(loader_t *ld, const node_t *root) {
   cynic__config_t *cfg = ld->cfg;
   if (root == NULL || (root->type == CYNIC__YAML_SCALAR && root->plain && root->len == 0)) {
     cynic__config_mark_t none = {0, 0};
-    error_at_mark(ld, none,
-                  "the config is empty; it needs at least 'listeners' and 'upstreams' "
-                  "(see examples/quickstart.yaml)");
+    cynic__schema_error_at_mark(
+        &ld->rd, none,
+        "the config is empty; it needs at least 'listeners' and 'upstreams' "
+        "(see examples/quickstart.yaml)");
     load_admin(ld, NULL);
     return;
   }
-  if (!check_map(ld, root, "the config", top_keys)) {
+  if (!cynic__schema_check_map(&ld->rd, root, "the config", top_keys)) {
     load_admin(ld, NULL);
     return;
   }
-  load_admin(ld, get(root, "admin"));
-  load_log(ld, get(root, "log"));
+  load_admin(ld, cynic__schema_get(root, "admin"));
+  load_log(ld, cynic__schema_get(root, "log"));
   const node_t *ups = list_section(ld, root, "upstreams", CYNIC__CONFIG_MAX_UPSTREAMS,
                                    "upstreams: [{name: app, endpoints: [127.0.0.1:9000]}]");
   if (ups != NULL) {
     cfg->upstreams = calloc(ups->count, sizeof *cfg->upstreams);
     if (cfg->upstreams == NULL) {
-      out_of_memory(ld);
+      cynic__schema_out_of_memory(&ld->rd);
       return;
     }
     for (size_t i = 0; i < ups->count; i++) {
@@ -1322,7 +981,7 @@ static void load_root(loader_t *ld, const node_t *root) {
   if (lis != NULL) {
     cfg->listeners = calloc(lis->count, sizeof *cfg->listeners);
     if (cfg->listeners == NULL) {
-      out_of_memory(ld);
+      cynic__schema_out_of_memory(&ld->rd);
       return;
     }
     for (size_t i = 0; i < lis->count; i++) {
@@ -1361,15 +1020,16 @@ static int parse_common(const char *name, const char *data, size_t len, bool che
                         cynic__config_t **out, cynic__config_errors_t *errs) {
   loader_t ld;
   memset(&ld, 0, sizeof ld);
-  ld.errs = errs;
+  ld.rd.errs = errs;
+  ld.rd.deprecated = deprecated_key;
   ld.check_files = check_files;
   *out = NULL;
   if (len > CYNIC__CONFIG_MAX_FILE_BYTES) {
     cynic__config_mark_t none = {0, 0};
-    error_at_mark(&ld, none,
-                  "the file is larger than 1 MiB (%zu bytes); a config this big is a "
-                  "mistake",
-                  len);
+    cynic__schema_error_at_mark(&ld.rd, none,
+                                "the file is larger than 1 MiB (%zu bytes); a config this big is a "
+                                "mistake",
+                                len);
     return CYNIC_EINVAL;
   }
   ld.cfg = calloc(1, sizeof *ld.cfg);
@@ -1393,16 +1053,16 @@ static int parse_common(const char *name, const char *data, size_t len, bool che
   cynic__config_mark_t mark = {0, 0};
   int rc = cynic__yaml_load(data, len, &root, &mark, msg, sizeof msg);
   if (rc == CYNIC_ENOMEM)
-    out_of_memory(&ld);
+    cynic__schema_out_of_memory(&ld.rd);
   else if (rc != 0)
-    error_at_mark(&ld, mark, "%s", msg);
+    cynic__schema_error_at_mark(&ld.rd, mark, "%s", msg);
   else
     load_root(&ld, root);
   cynic__yaml_free(root);
-  if (errs->count > 0 || ld.nomem) {
-    sort_errors(errs);
+  if (errs->count > 0 || ld.rd.nomem) {
+    cynic__schema_sort_errors(errs);
     cynic__config_free(cfg);
-    return ld.nomem ? CYNIC_ENOMEM : CYNIC_EINVAL;
+    return ld.rd.nomem ? CYNIC_ENOMEM : CYNIC_EINVAL;
   }
   *out = cfg;
   return 0;

@@ -17,13 +17,11 @@
 
 #include "config.h"
 
+/* clang-format off */
 #define FIELD(type, member, kind, change)                                                          \
-  {#member,                                                                                        \
-   offsetof(type, member),                                                                         \
-   sizeof(((type *)0)->member),                                                                    \
-   __alignof__(((type *)0)->member),                                                               \
-   CYNIC__FIELD_##kind,                                                                            \
-   CYNIC__CHANGE_##change}
+  {#member, offsetof(type, member), sizeof(((type *)0)->member),                                   \
+   __alignof__(((type *)0)->member), CYNIC__FIELD_##kind, CYNIC__CHANGE_##change}
+/* clang-format on */
 
 /* In a nested struct only NONE matters (not compared); any other class says
  * "compared", and the parent field's class is what a change reports. */
@@ -56,10 +54,9 @@ static const cynic__config_field_t listener_fields[] = {
 
 #define B(m) FIELD(cynic__config_breaker_t, m, VALUE, READ)
 static const cynic__config_field_t breaker_fields[] = {
-    B(faults),         B(leak_ns),        B(open_for_ns),     B(open_max_ns),
-    B(open_multiplier), B(half_open_probes), B(window_type),   B(window_size),
-    B(window_size_ns), B(window_min_calls), B(failure_rate_pct), B(slow_rate_pct),
-    B(slow_call_ns),
+    B(faults),           B(leak_ns),       B(open_for_ns),  B(open_max_ns),    B(open_multiplier),
+    B(half_open_probes), B(window_type),   B(window_size),  B(window_size_ns), B(window_min_calls),
+    B(failure_rate_pct), B(slow_rate_pct), B(slow_call_ns),
 };
 #undef B
 
