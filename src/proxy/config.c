@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "cynic/common.h"
 #include "file.h"
 #include "token.h"
@@ -128,48 +129,84 @@ static void addr_clear(cynic__config_addr_t *a) {
   memset(a, 0, sizeof *a);
 }
 
-/* Parse "1.2.3.4:port", "[v6]:port" or (allow_names) "host:port" from v into
- * *out; port 0 only if allow_port0. Reports and returns false on a bad value. */
-static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allow_names,
-                       bool allow_port0, cynic__config_addr_t *out) {
-  const char *s = cynic__schema_scalar(&ld->rd, v, key);
-  if (s == NULL)
+/* What an address is checked against, and how it is shown in messages. */
+typedef struct addr_rules {
+  const char *key;  /* the key, for messages */
+  const char *show; /* the value as shown in messages (cynic__config_show) */
+  const char *example;
+  bool allow_names;
+  bool allow_port0;
+} addr_rules_t;
+
+static void no_address(loader_t *ld, const node_t *v, const addr_rules_t *r) {
+  cynic__schema_error_at(
+      &ld->rd, v, "%s: '%s' has no address; write an explicit one, e.g. %s", r->key, r->show,
+      r->allow_names ? "127.0.0.1:9000" : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 interface)");
+}
+
+/* Sets a->kind and a->ip from `host` (brackets removed), or reports what it
+ * is not and returns false. */
+static bool check_host(loader_t *ld, const node_t *v, const addr_rules_t *r, const char *host,
+                       bool bracketed, cynic__config_addr_t *a) {
+  if (bracketed) {
+    if (inet_pton(AF_INET6, host, a->ip) != 1) {
+      cynic__schema_error_at(&ld->rd, v,
+                             "%s: '%s' is not a valid IPv6 address; write e.g. [::1]:8080", r->key,
+                             r->show);
+      return false;
+    }
+    a->kind = CYNIC__ADDR_IPV6;
+  } else if (inet_pton(AF_INET, host, a->ip) == 1) {
+    a->kind = CYNIC__ADDR_IPV4;
+  } else if (valid_hostname(host, strlen(host))) {
+    if (!r->allow_names) {
+      cynic__schema_error_at(&ld->rd, v,
+                             "%s: '%s' is a host name; bind an explicit IP address, e.g. %s",
+                             r->key, r->show, r->example);
+      return false;
+    }
+    a->kind = CYNIC__ADDR_NAME;
+  } else {
+    cynic__schema_error_at(&ld->rd, v, "%s: '%s' is not a valid %s; write e.g. %s", r->key, r->show,
+                           r->allow_names ? "IPv4 address or host name" : "IPv4 address",
+                           r->example);
     return false;
-  char sv[64], host[256];
-  const char *example = allow_names ? "127.0.0.1:9000, [::1]:9000 or db.internal:5432"
-                                    : "127.0.0.1:8080 or [::1]:8080";
-  cynic__config_show(sv, s, v->len);
-  const char *port_s;
+  }
+  return true;
+}
+
+static void port_out_of_range(loader_t *ld, const node_t *v, const addr_rules_t *r) {
+  cynic__schema_error_at(&ld->rd, v, "%s: port in '%s' is out of range; use %s..65535", r->key,
+                         r->show, r->allow_port0 ? "0" : "1");
+}
+
+/* cynic__addr_split refused `s`: say why, in the order a reader would fix
+ * it (form, then host, then port). */
+static void explain_bad_addr(loader_t *ld, const node_t *v, const addr_rules_t *r, const char *s) {
+  char host[CYNIC_ADDR_HOST_MAX];
+  const char *port_s, *hbeg = s;
   size_t host_len;
+  bool bracketed = s[0] == '[';
   cynic__config_addr_t a;
-  memset(&a, 0, sizeof a);
-  if (s[0] == '[') {
+  if (bracketed) {
     const char *close = strchr(s, ']');
     if (close == NULL) {
-      cynic__schema_error_at(&ld->rd, v, "%s: '%s' has no closing ']'; write e.g. [::1]:8080", key,
-                             sv);
-      return false;
+      cynic__schema_error_at(&ld->rd, v, "%s: '%s' has no closing ']'; write e.g. [::1]:8080",
+                             r->key, r->show);
+      return;
     }
-    host_len = (size_t)(close - s - 1);
     if (close[1] != ':') {
-      cynic__schema_error_at(&ld->rd, v,
-                             "%s: '%s' has no port; write address:port, e.g. [::1]:8080", key, sv);
-      return false;
+      cynic__schema_error_at(
+          &ld->rd, v, "%s: '%s' has no port; write address:port, e.g. [::1]:8080", r->key, r->show);
+      return;
     }
-    port_s = close + 2;
+    hbeg = s + 1, host_len = (size_t)(close - hbeg), port_s = close + 2;
     if (host_len == 0 || host_len >= sizeof host) {
-      cynic__schema_error_at(
-          &ld->rd, v, "%s: '%s' is not a valid IPv6 address; write e.g. [::1]:8080", key, sv);
-      return false;
+      cynic__schema_error_at(&ld->rd, v,
+                             "%s: '%s' is not a valid IPv6 address; write e.g. [::1]:8080", r->key,
+                             r->show);
+      return;
     }
-    memcpy(host, s + 1, host_len);
-    host[host_len] = '\0';
-    if (inet_pton(AF_INET6, host, a.ip) != 1) {
-      cynic__schema_error_at(
-          &ld->rd, v, "%s: '%s' is not a valid IPv6 address; write e.g. [::1]:8080", key, sv);
-      return false;
-    }
-    a.kind = CYNIC__ADDR_IPV6;
   } else {
     const char *colon = strrchr(s, ':');
     if (colon == NULL) {
@@ -177,66 +214,74 @@ static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allo
       for (const char *p = s; *p; p++)
         digits = digits && *p >= '0' && *p <= '9';
       if (digits)
-        cynic__schema_error_at(&ld->rd, v,
-                               "%s: '%s' has no address; write an explicit one, e.g. %s", key, sv,
-                               allow_names ? "127.0.0.1:9000"
-                                           : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 "
-                                             "interface)");
+        no_address(ld, v, r);
       else
-        cynic__schema_error_at(&ld->rd, v, "%s: '%s' has no port; write address:port, e.g. %s", key,
-                               sv, example);
-      return false;
+        cynic__schema_error_at(&ld->rd, v, "%s: '%s' has no port; write address:port, e.g. %s",
+                               r->key, r->show, r->example);
+      return;
     }
     if (strchr(s, ':') != colon) {
-      cynic__schema_error_at(&ld->rd, v,
-                             "%s: '%s': an IPv6 address needs brackets, e.g. [::1]:8080", key, sv);
-      return false;
-    }
-    host_len = (size_t)(colon - s);
-    port_s = colon + 1;
-    if (host_len == 0) {
       cynic__schema_error_at(
-          &ld->rd, v, "%s: '%s' has no address; write an explicit one, e.g. %s", key, sv,
-          allow_names ? "127.0.0.1:9000"
-                      : "127.0.0.1:8080 (0.0.0.0:8080 for every IPv4 interface)");
-      return false;
+          &ld->rd, v, "%s: '%s': an IPv6 address needs brackets, e.g. [::1]:8080", r->key, r->show);
+      return;
+    }
+    host_len = (size_t)(colon - s), port_s = colon + 1;
+    if (host_len == 0) {
+      no_address(ld, v, r);
+      return;
     }
     if (host_len >= sizeof host) {
-      cynic__schema_error_at(&ld->rd, v, "%s: the host in '%s' is too long", key, sv);
-      return false;
-    }
-    memcpy(host, s, host_len);
-    host[host_len] = '\0';
-    if (inet_pton(AF_INET, host, a.ip) == 1) {
-      a.kind = CYNIC__ADDR_IPV4;
-    } else if (valid_hostname(host, host_len)) {
-      if (!allow_names) {
-        cynic__schema_error_at(&ld->rd, v,
-                               "%s: '%s' is a host name; bind an explicit IP address, e.g. %s", key,
-                               sv, example);
-        return false;
-      }
-      a.kind = CYNIC__ADDR_NAME;
-    } else {
-      cynic__schema_error_at(&ld->rd, v, "%s: '%s' is not a valid %s; write e.g. %s", key, sv,
-                             allow_names ? "IPv4 address or host name" : "IPv4 address", example);
-      return false;
+      cynic__schema_error_at(&ld->rd, v, "%s: the host in '%s' is too long", r->key, r->show);
+      return;
     }
   }
+  memcpy(host, hbeg, host_len);
+  host[host_len] = '\0';
+  if (!check_host(ld, v, r, host, bracketed, &a))
+    return;
   uint64_t port;
   bool overflow;
   size_t used = cynic__config_digits(port_s, &port, &overflow);
-  if (used == 0 || port_s[used] != '\0') {
+  if (used > 0 && port_s[used] == '\0' && (overflow || port > 65535))
+    port_out_of_range(ld, v, r);
+  else /* no digits, something after them, or more than 5 of them */
     cynic__schema_error_at(&ld->rd, v, "%s: '%s' has no valid port; write address:port, e.g. %s",
-                           key, sv, example);
+                           r->key, r->show, r->example);
+}
+
+/* Parse "1.2.3.4:port", "[v6]:port" or (allow_names) "host:port" from v into
+ * *out; port 0 only if allow_port0. The form is addr.c's (cynic__addr_split,
+ * the one host:port parser); the config adds what it allows (literals or
+ * names, port 0) and messages that say how to fix a value. Reports and
+ * returns false on a bad value. */
+static bool parse_addr(loader_t *ld, const node_t *v, const char *key, bool allow_names,
+                       bool allow_port0, cynic__config_addr_t *out) {
+  const char *s = cynic__schema_scalar(&ld->rd, v, key);
+  if (s == NULL)
+    return false;
+  char sv[64], host[CYNIC_ADDR_HOST_MAX];
+  addr_rules_t r = {key, cynic__config_show(sv, s, v->len),
+                    allow_names ? "127.0.0.1:9000, [::1]:9000 or db.internal:5432"
+                                : "127.0.0.1:8080 or [::1]:8080",
+                    allow_names, allow_port0};
+  uint16_t port;
+  cynic__config_addr_t a;
+  memset(&a, 0, sizeof a);
+  if (cynic__addr_split(s, host, sizeof host, &port) != 0) {
+    explain_bad_addr(ld, v, &r, s);
     return false;
   }
-  if (overflow || port > 65535 || (port == 0 && !allow_port0)) {
-    cynic__schema_error_at(&ld->rd, v, "%s: port in '%s' is out of range; use %s..65535", key, sv,
-                           allow_port0 ? "0" : "1");
+  if (host[0] == '\0') { /* ":8080": addr.c's every interface; the config wants it explicit */
+    no_address(ld, v, &r);
     return false;
   }
-  a.port = (uint16_t)port;
+  if (!check_host(ld, v, &r, host, s[0] == '[', &a))
+    return false;
+  if (port == 0 && !allow_port0) {
+    port_out_of_range(ld, v, &r);
+    return false;
+  }
+  a.port = port;
   a.mark = v->mark;
   a.host = strdup(host);
   a.text = strdup(s);

@@ -667,6 +667,9 @@ static void test_addresses(void **state) {
       {"'127.0.0.1:'", "'127.0.0.1:9000'", "has no valid port"},
       {"'127.0.0.1:80x'", "'127.0.0.1:9000'", "has no valid port"},
       {"'127.0.0.1:99999999999999999999'", "'127.0.0.1:9000'", "out of range"},
+      {"'127.0.0.1:65536'", "'127.0.0.1:9000'", "out of range"},
+      /* addr.c's form: at most 5 port digits, as everywhere else */
+      {"'127.0.0.1:000080'", "'127.0.0.1:9000'", "has no valid port"},
       {"'localhost:8080'", "'127.0.0.1:9000'", "is a host name"},
       {"'1.2.3:8080'", "'127.0.0.1:9000'", "not a valid IPv4 address"},
       {"'256.0.0.1:8080'", "'127.0.0.1:9000'", "not a valid IPv4 address"},
