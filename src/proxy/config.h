@@ -308,6 +308,12 @@ unsigned cynic__config_upstream_diff(const cynic__config_upstream_t *a,
 unsigned cynic__config_log_diff(const cynic__config_log_t *a, const cynic__config_log_t *b);
 unsigned cynic__config_admin_diff(const cynic__config_admin_t *a, const cynic__config_admin_t *b);
 
+/* The listener (upstream) named `name` in cfg, or NULL. */
+const cynic__config_listener_t *cynic__config_listener_find(const cynic__config_t *cfg,
+                                                            const char *name);
+const cynic__config_upstream_t *cynic__config_upstream_find(const cynic__config_t *cfg,
+                                                            const char *name);
+
 /* The field list behind the functions above, for tests: how each field is
  * copied and compared (kind) and what a change to it needs (change). */
 typedef enum cynic__config_kind {

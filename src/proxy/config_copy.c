@@ -342,3 +342,19 @@ unsigned cynic__config_log_diff(const cynic__config_log_t *a, const cynic__confi
 unsigned cynic__config_admin_diff(const cynic__config_admin_t *a, const cynic__config_admin_t *b) {
   return diff(&parts[CYNIC__PART_ADMIN], a, b);
 }
+
+const cynic__config_listener_t *cynic__config_listener_find(const cynic__config_t *cfg,
+                                                            const char *name) {
+  for (size_t i = 0; i < cfg->listener_count; i++)
+    if (strcmp(cfg->listeners[i].name, name) == 0)
+      return &cfg->listeners[i];
+  return NULL;
+}
+
+const cynic__config_upstream_t *cynic__config_upstream_find(const cynic__config_t *cfg,
+                                                            const char *name) {
+  for (size_t i = 0; i < cfg->upstream_count; i++)
+    if (strcmp(cfg->upstreams[i].name, name) == 0)
+      return &cfg->upstreams[i];
+  return NULL;
+}

@@ -221,13 +221,56 @@ static void on_rotate_check(uv_timer_t *t) {
   free(to);
 }
 
-void cynic__proxy_rotate_apply(cynic__proxy_t *p) {
+/* The check timer for `log` (the config in use, or the one a reload is
+ * applying: the first check runs on a later loop turn, after the swap). */
+static void rotate_apply(cynic__proxy_t *p, const cynic__config_log_t *log) {
   if (p->stopping)
     return;
-  if (p->cfg->log.rotate_max_bytes > 0 && strcmp(p->cfg->log.file, "-") != 0)
+  if (log->rotate_max_bytes > 0 && strcmp(log->file, "-") != 0)
     uv_timer_start(&p->rotate_timer, on_rotate_check, 0, ROTATE_CHECK_MS);
   else
     uv_timer_stop(&p->rotate_timer);
+}
+
+void cynic__proxy_rotate_apply(cynic__proxy_t *p) {
+  rotate_apply(p, &p->cfg->log);
+}
+
+static const cynic_log_level_t log_levels[] = {
+    [CYNIC__LOG_DEBUG] = CYNIC_LOG_DEBUG,
+    [CYNIC__LOG_INFO] = CYNIC_LOG_INFO,
+    [CYNIC__LOG_WARN] = CYNIC_LOG_WARN,
+    [CYNIC__LOG_ERROR] = CYNIC_LOG_ERROR,
+};
+
+int cynic__proxy_log_prepare(const cynic__proxy_t *p, const cynic__config_t *n, char *why,
+                             size_t len) {
+  unsigned changes = cynic__config_log_diff(&p->cfg->log, &n->log);
+  if (!(changes & CYNIC__CHANGE_LOG_FILE) || strcmp(n->log.file, "-") == 0)
+    return 0;
+  int err = 0;
+  FILE *f = cynic__file_open_log(n->log.file, &err); /* can it be opened? (switched in _apply) */
+  if (f == NULL) {
+    snprintf(why, len, "log.file: cannot open '%s': %s", n->log.file, cynic__file_strerror(err));
+    return err < 0 ? err : CYNIC_EINVAL;
+  }
+  fclose(f);
+  return 0;
+}
+
+void cynic__proxy_log_apply(cynic__proxy_t *p, const cynic__config_t *n) {
+  unsigned changes = cynic__config_log_diff(&p->cfg->log, &n->log);
+  cynic_log_level_t level = log_levels[n->log.level];
+  if (changes & CYNIC__CHANGE_LOG_FILE) {
+    cynic__log_event(CYNIC_LOG_INFO, "log_moved", "log continues in another file",
+                     json_pack("{s:s}", "file", n->log.file));
+    if (cynic__log_open(n->log.file, level) != 0)
+      cynic__log_open("-", level); /* checked by _prepare; never lose the log */
+  } else if (changes & CYNIC__CHANGE_LOG_LEVEL) {
+    cynic__log_set_level(level);
+  }
+  if (changes & (CYNIC__CHANGE_LOG_FILE | CYNIC__CHANGE_LOG_ROTATE))
+    rotate_apply(p, &n->log);
 }
 
 /* Ends the loop: every handle the proxy owns is closed; uv_run returns once
@@ -335,13 +378,7 @@ static int start_signal(cynic__proxy_t *p, uv_signal_t *s, int signum) {
 }
 
 int cynic__proxy_run(const cynic__config_t *cfg) {
-  static const cynic_log_level_t levels[] = {
-      [CYNIC__LOG_DEBUG] = CYNIC_LOG_DEBUG,
-      [CYNIC__LOG_INFO] = CYNIC_LOG_INFO,
-      [CYNIC__LOG_WARN] = CYNIC_LOG_WARN,
-      [CYNIC__LOG_ERROR] = CYNIC_LOG_ERROR,
-  };
-  int rc = cynic__log_open(cfg->log.file, levels[cfg->log.level]);
+  int rc = cynic__log_open(cfg->log.file, log_levels[cfg->log.level]);
   if (rc != 0) {
     fprintf(stderr, "cynic: cannot open log file %s: %s\n", cfg->log.file,
             cynic__file_strerror(rc));

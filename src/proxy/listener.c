@@ -392,3 +392,78 @@ void cynic__listeners_free(cynic__proxy_t *p) {
   p->listeners = NULL;
   p->listener_count = 0;
 }
+
+/* ---- reload: the listeners' part ------------------------------------------ */
+
+void cynic__listeners_reload_undo(cynic__listeners_reload_t *r) {
+  for (size_t i = 0; i < r->count; i++) {
+    cynic_ratetable_free(r->rates[i]);
+    free(r->clients[i]);
+    r->rates[i] = NULL, r->clients[i] = NULL;
+  }
+}
+
+int cynic__listeners_reload_prepare(cynic__proxy_t *p, const cynic__config_t *n,
+                                    cynic__listeners_reload_t *r, const char **msg, char *why,
+                                    size_t len) {
+  r->count = p->listener_count;
+  for (size_t i = 0; i < r->count; i++) {
+    r->rates[i] = NULL, r->rate_swap[i] = false;
+    r->clients[i] = NULL, r->client_buckets[i] = 0, r->drop_clients[i] = false;
+  }
+  for (size_t i = 0; i < r->count; i++) {
+    const cynic__listener_t *l = &p->listeners[i];
+    if (l->retired || l->cfg == NULL)
+      continue;
+    const cynic__config_listener_t *lc = cynic__config_listener_find(n, l->cfg->name);
+    if (lc == NULL)
+      continue;
+    unsigned changes = cynic__config_listener_diff(l->cfg, lc);
+    if (changes & (CYNIC__CHANGE_ADDRESS | CYNIC__CHANGE_REBUILD))
+      continue; /* not kept: a new object is made from lc */
+    int rc = 0;
+    if (changes & CYNIC__CHANGE_RATE) {
+      r->rate_swap[i] = true;
+      if ((rc = cynic__listener_rate_new(p, lc, &r->rates[i])) != 0) {
+        *msg = "reload refused: cannot make a rate table";
+        snprintf(why, len, "listener '%s': rate_limit: %s", lc->name, cynic_strerror(rc));
+      }
+    }
+    if (rc == 0 && l->client_buckets == 0 && lc->max_connections_per_client != 0 &&
+        (rc = cynic__listener_clients_new(lc, &r->clients[i], &r->client_buckets[i])) != 0) {
+      *msg = "reload refused: out of memory";
+      snprintf(why, len, "out of memory");
+    }
+    if (rc != 0) {
+      cynic__listeners_reload_undo(r);
+      return rc;
+    }
+    r->drop_clients[i] = l->client_buckets != 0 && lc->max_connections_per_client == 0;
+  }
+  return 0;
+}
+
+void cynic__listeners_reload_apply(cynic__proxy_t *p, cynic__listeners_reload_t *r) {
+  for (size_t i = 0; i < r->count; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (r->clients[i] != NULL) {
+      l->clients = r->clients[i];
+      l->client_buckets = r->client_buckets[i];
+      r->clients[i] = NULL;
+    } else if (r->drop_clients[i]) {
+      cynic__listener_clients_free(l);
+    }
+    if (r->rate_swap[i]) { /* a new bucket per client: the new rate starts full */
+      cynic_ratetable_free(l->rate);
+      l->rate = r->rates[i];
+      r->rates[i] = NULL;
+    }
+  }
+  for (size_t i = 0; i < p->listener_count; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (!l->retired && l->cfg != NULL &&
+        (l->upstream->retired || strcmp(l->upstream->cfg->name, l->cfg->upstream_name) != 0))
+      l->upstream = cynic__upstream_named(p, l->cfg->upstream_name);
+  }
+  cynic__listeners_options_refresh(p); /* new client sockets inherit the new options */
+}

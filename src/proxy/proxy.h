@@ -276,6 +276,17 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
  * reads p->cfg each time, so a new max_bytes or keep applies from the next
  * one. */
 void cynic__proxy_rotate_apply(cynic__proxy_t *p);
+/* A reload's log part, first the check: when `n` names another log.file,
+ * can it be opened? 0, or a negative file.h / CYNIC_E* code with `why` set
+ * (nothing changed). */
+int cynic__proxy_log_prepare(const cynic__proxy_t *p, const cynic__config_t *n, char *why,
+                             size_t len);
+/* Then, once the reload cannot fail any more, before the objects point at
+ * `n`: a new log.file gets a last line in the old place (log_moved) and the
+ * log continues there (stderr should it fail to open after all), a new
+ * level applies, and the log.rotate check is started, restarted or stopped
+ * for `n` when log.file or log.rotate changed. */
+void cynic__proxy_log_apply(cynic__proxy_t *p, const cynic__config_t *n);
 
 /* A connection has been freed: finish a drain when it was the last. */
 void cynic__proxy_conn_gone(cynic__proxy_t *p);
@@ -313,6 +324,20 @@ int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
                          const cynic__config_upstream_t *cfg);
 /* Starts resolving u's host names, now and every resolve_interval. */
 void cynic__upstream_resolve_start(cynic__proxy_t *p, cynic__upstream_t *u);
+/* The upstream in use (neither retired nor being made by a reload) named
+ * `name`, or NULL. */
+cynic__upstream_t *cynic__upstream_named(cynic__proxy_t *p, const char *name);
+/* Points u and its endpoints at `cfg`: the same upstream in another config
+ * (a reload keeps u) or a retired u's own copy. Same endpoints in the same
+ * order (cynic__config_upstream_diff reports no CYNIC__CHANGE_REBUILD). */
+void cynic__upstream_cfg_set(cynic__upstream_t *u, const cynic__config_upstream_t *cfg);
+/* A rebuilt upstream `u` starts where the one it replaces (`old`, NULL for a
+ * new name) stands, endpoint by endpoint (matched by address text): an
+ * operator's trip or force_closed with its who/why/since, and an open
+ * breaker (an endpoint known to be down gets no traffic from the new object
+ * until its interval ends; cynic_breaker_carry). Endpoints the old one did
+ * not have start closed. */
+void cynic__upstream_carry(cynic__upstream_t *u, const cynic__upstream_t *old);
 /* Undoes cynic__upstream_init (a reload that was refused): frees what it made
  * and closes its timer; the slot may be reused once timer_open is false. */
 void cynic__upstream_discard(cynic__upstream_t *u);
@@ -447,6 +472,36 @@ void cynic__listener_clients_free(cynic__listener_t *l);
 void cynic__listeners_options_refresh(cynic__proxy_t *p);
 /* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
+
+/* A reload's changes to the listeners it keeps (same name, address, mode and
+ * buffer), made by _prepare before anything changes: slot i's new rate table
+ * (rate_limit changed) and new per-client table (max_connections_per_client
+ * turned on), or that its table goes (turned off). Owns the tables until
+ * _apply hands them over or _undo frees them. */
+typedef struct cynic__listeners_reload {
+  size_t count; /* the listener slots it covers: p->listener_count at _prepare */
+  cynic_ratetable_t *rates[CYNIC__CONFIG_MAX_LISTENERS];
+  bool rate_swap[CYNIC__CONFIG_MAX_LISTENERS]; /* replace the rate table (by rates[i], maybe NULL) */
+  cynic__client_count_t **clients[CYNIC__CONFIG_MAX_LISTENERS];
+  size_t client_buckets[CYNIC__CONFIG_MAX_LISTENERS];
+  bool drop_clients[CYNIC__CONFIG_MAX_LISTENERS]; /* the limit is turned off */
+} cynic__listeners_reload_t;
+/* Makes what the kept listeners need for config `n` (see above; which classes
+ * of change need what: cynic__config_listener_diff). 0, or a negative CYNIC_E*
+ * with *msg (static: the log line) and `why` (the reason) set and nothing
+ * left made. */
+int cynic__listeners_reload_prepare(cynic__proxy_t *p, const cynic__config_t *n,
+                                    cynic__listeners_reload_t *r, const char **msg, char *why,
+                                    size_t len);
+/* Frees what _prepare made (the reload was refused later). */
+void cynic__listeners_reload_undo(cynic__listeners_reload_t *r);
+/* Applies it once every object points at the new config: the new tables
+ * (connections open before the reload are not in a new per-client table: a
+ * client may have that many more until they close; a new rate table starts
+ * full), each listener in use sends new clients to the upstream its config
+ * names now (a rebuilt or another one; open connections keep theirs), and
+ * the listening sockets get the TCP options their upstream asks for now. */
+void cynic__listeners_reload_apply(cynic__proxy_t *p, cynic__listeners_reload_t *r);
 
 /* ---- session.c (the session base and the mode table: session.h) ---------- */
 

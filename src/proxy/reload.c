@@ -17,6 +17,20 @@
  * (retired, cfg NULL) until a reload reuses it (Steady State: a process may
  * be reloaded any number of times).
  *
+ * What changed, and so what each object needs, comes from config_copy.c:
+ * every field of a listener, upstream, log and admin part has a class there
+ * (cynic__config_change_t) and cynic__config_*_diff() returns the classes of
+ * what differs, so a new field cannot be missed here. This file prepares a
+ * reload and decides which objects are kept, rebuilt, added or retired; each
+ * module applies its own part: listener.c the kept listeners' rate and
+ * per-client tables, their upstream and socket options
+ * (cynic__listeners_reload_*), upstream.c the breakers a rebuilt upstream
+ * carries over and a kept one's config (cynic__upstream_carry, _cfg_set),
+ * accesslog.c the new files, daemon.c the log file, level and rotation
+ * (cynic__proxy_log_*), admin.c the token and the admin address. Everything
+ * that can fail is prepared first, in that order, and undone on the first
+ * failure; only then is anything applied.
+ *
  * What a reload applies in place, today: every value read per connection or
  * per decision - timeouts, keepalive, listener max_connections and
  * max_connections_per_client limits, balance, `required`, admin
@@ -83,25 +97,11 @@ static bool moved(const cynic__config_listener_t *ol, const cynic__config_listen
   return (cynic__config_listener_diff(ol, nl) & CYNIC__CHANGE_ADDRESS) != 0;
 }
 
-static const cynic__config_listener_t *find_listener(const cynic__config_t *c, const char *name) {
-  for (size_t i = 0; i < c->listener_count; i++)
-    if (strcmp(c->listeners[i].name, name) == 0)
-      return &c->listeners[i];
-  return NULL;
-}
-
-static const cynic__config_upstream_t *find_upstream(const cynic__config_t *c, const char *name) {
-  for (size_t i = 0; i < c->upstream_count; i++)
-    if (strcmp(c->upstreams[i].name, name) == 0)
-      return &c->upstreams[i];
-  return NULL;
-}
-
 /* True when upstream `nu` needs a new object: `o` does not have it, or a
  * field whose objects cannot change in place did (endpoints, breaker,
  * bulkhead, resolve_interval: CYNIC__CHANGE_REBUILD in config_copy.c). */
 static bool upstream_rebuilt(const cynic__config_t *o, const cynic__config_upstream_t *nu) {
-  const cynic__config_upstream_t *ou = find_upstream(o, nu->name);
+  const cynic__config_upstream_t *ou = cynic__config_upstream_find(o, nu->name);
   return ou == NULL || (cynic__config_upstream_diff(ou, nu) & CYNIC__CHANGE_REBUILD) != 0;
 }
 
@@ -117,7 +117,7 @@ static bool listener_kept(const cynic__config_listener_t *ol, const cynic__confi
  * does not have it), or with another mode or buffer: it gets a new listener
  * object of its own (at the same address, on the old one's socket). */
 static bool is_new_listener(const cynic__config_t *o, const cynic__config_listener_t *lc) {
-  const cynic__config_listener_t *ol = find_listener(o, lc->name);
+  const cynic__config_listener_t *ol = cynic__config_listener_find(o, lc->name);
   return ol == NULL || !listener_kept(ol, lc);
 }
 
@@ -128,44 +128,6 @@ static cynic__listener_t *listener_named(cynic__proxy_t *p, size_t count, const 
         strcmp(p->listeners[i].cfg->name, name) == 0)
       return &p->listeners[i];
   return NULL;
-}
-
-/* The proxy's upstream in use named `name` among the first `count` slots
- * (not one the reload in progress is making). */
-static cynic__upstream_t *upstream_named(cynic__proxy_t *p, size_t count, const char *name) {
-  for (size_t i = 0; i < count; i++)
-    if (!p->upstreams[i].retired && !p->upstreams[i].fresh &&
-        strcmp(p->upstreams[i].cfg->name, name) == 0)
-      return &p->upstreams[i];
-  return NULL;
-}
-
-/* A rebuilt upstream `u` starts where the one it replaces (`old`, NULL for a
- * new name) stands, endpoint by endpoint (matched by address text): an
- * operator's trip or force_closed with its who/why/since, and an open
- * breaker (an endpoint known to be down gets no traffic from the new object
- * until its interval ends). Endpoints the old one did not have start closed. */
-static void carry_breakers(cynic__upstream_t *u, const cynic__upstream_t *old) {
-  if (old == NULL)
-    return;
-  for (size_t k = 0; k < u->endpoint_count; k++) {
-    cynic__endpoint_t *e = &u->endpoints[k];
-    for (size_t j = 0; j < old->endpoint_count; j++) {
-      const cynic__endpoint_t *oe = &old->endpoints[j];
-      if (strcmp(oe->addr->text, e->addr->text) != 0)
-        continue;
-      cynic_breaker_snapshot_t s;
-      if (cynic_breaker_carry(e->breaker, oe->breaker) != 0 ||
-          cynic_breaker_snapshot(e->breaker, &s) != 0)
-        break;
-      e->state = s.state; /* carry fires no callback: mirror it here */
-      if (s.state == CYNIC_BREAKER_FORCED_OPEN || s.state == CYNIC_BREAKER_FORCED_CLOSED) {
-        memcpy(e->stats.manual_by, oe->stats.manual_by, sizeof e->stats.manual_by);
-        memcpy(e->stats.manual_reason, oe->stats.manual_reason, sizeof e->stats.manual_reason);
-      }
-      break;
-    }
-  }
 }
 
 /* A free upstream slot for a reload's new object: a vacant one whose timer
@@ -226,7 +188,7 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
     if (!upstream_rebuilt(o, &n->upstreams[i]))
       continue;
     /* the one it replaces, before the new one is among the candidates */
-    const cynic__upstream_t *old = upstream_named(p, p->upstream_count, n->upstreams[i].name);
+    const cynic__upstream_t *old = cynic__upstream_named(p, n->upstreams[i].name);
     cynic__upstream_t *u = take_upstream_slot(p);
     if (u == NULL) {
       snprintf(why, len,
@@ -240,7 +202,7 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
     if ((rc = cynic__upstream_init(p, u, &n->upstreams[i])) != 0)
       snprintf(why, len, "upstream '%s': %s", n->upstreams[i].name, cynic_strerror(rc));
     else
-      carry_breakers(u, old);
+      cynic__upstream_carry(u, old);
   }
   /* While starting no listener exists yet: serve() binds those of the config
    * in use once the first resolutions are done. */
@@ -249,7 +211,7 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
     if (!is_new_listener(o, lc))
       continue;
     /* the same address: the new object takes over the old one's socket */
-    const cynic__config_listener_t *ol = find_listener(o, lc->name);
+    const cynic__config_listener_t *ol = cynic__config_listener_find(o, lc->name);
     cynic__listener_t *from = ol != NULL && !moved(ol, lc)
                                   ? listener_named(p, p->listener_count, lc->name)
                                   : NULL;
@@ -382,7 +344,7 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
     cynic__listener_t *l = &p->listeners[i];
     if (l->retired || l->fresh)
       continue;
-    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
+    const cynic__config_listener_t *lc = cynic__config_listener_find(n, l->cfg->name);
     if (listener_kept(l->cfg, lc))
       continue; /* kept; one that moved or was rebuilt is replaced by its new listener */
     cynic__listener_close(l);
@@ -409,84 +371,10 @@ static size_t retire(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, jso
   return count;
 }
 
-static bool rate_changed(const cynic__config_listener_t *a, const cynic__config_listener_t *b) {
-  return (cynic__config_listener_diff(a, b) & CYNIC__CHANGE_RATE) != 0;
-}
-
-/* Per-client tables for the kept listeners that turn max_connections_per_client
- * on, made before anything changes. Connections
- * open before the reload are not in the table: a client may have that many
- * more until they close. tables[i] is for listener i, or NULL. */
-static int prepare_clients(cynic__proxy_t *p, const cynic__config_t *n,
-                           cynic__client_count_t ***tables, size_t *buckets) {
-  for (size_t i = 0; i < p->listener_count; i++) {
-    const cynic__listener_t *l = &p->listeners[i];
-    tables[i] = NULL;
-    buckets[i] = 0;
-    if (l->retired)
-      continue;
-    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    if (!listener_kept(l->cfg, lc) || l->client_buckets != 0 || lc->max_connections_per_client == 0)
-      continue;
-    if (cynic__listener_clients_new(lc, &tables[i], &buckets[i]) != 0) {
-      for (size_t k = 0; k < i; k++)
-        free(tables[k]);
-      return CYNIC_ENOMEM;
-    }
-  }
-  return 0;
-}
-
-/* Applies prepare_clients' tables, and drops the tables of kept listeners
- * that turn the limit off. */
-static void apply_clients(cynic__proxy_t *p, const cynic__config_t *n,
-                          cynic__client_count_t ***tables, const size_t *buckets, size_t nl) {
-  for (size_t i = 0; i < nl; i++) {
-    cynic__listener_t *l = &p->listeners[i];
-    if (tables[i] != NULL) {
-      l->clients = tables[i];
-      l->client_buckets = buckets[i];
-      continue;
-    }
-    if (l->retired || l->fresh)
-      continue;
-    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    if (!listener_kept(l->cfg, lc) || l->client_buckets == 0 || lc->max_connections_per_client != 0)
-      continue;
-    cynic__listener_clients_free(l);
-  }
-}
-
-/* New rate tables for the kept listeners whose rate_limit changed, made
- * before anything changes (they can fail). rates[i] is for listener i;
- * changed[i] says whether to swap. */
-static int prepare_rates(cynic__proxy_t *p, const cynic__config_t *n, cynic_ratetable_t **rates,
-                         bool *changed, char *why, size_t len) {
-  for (size_t i = 0; i < p->listener_count; i++) {
-    const cynic__listener_t *l = &p->listeners[i];
-    rates[i] = NULL;
-    changed[i] = false;
-    if (l->retired)
-      continue;
-    const cynic__config_listener_t *lc = find_listener(n, l->cfg->name);
-    changed[i] = listener_kept(l->cfg, lc) && rate_changed(l->cfg, lc);
-    if (!changed[i])
-      continue;
-    int rc = cynic__listener_rate_new(p, lc, &rates[i]);
-    if (rc != 0) {
-      snprintf(why, len, "listener '%s': rate_limit: %s", lc->name, cynic_strerror(rc));
-      for (size_t k = 0; k < i; k++)
-        cynic_ratetable_free(rates[k]);
-      return rc;
-    }
-  }
-  return 0;
-}
-
 static bool removes_listeners(const cynic__proxy_t *p, const cynic__config_t *n) {
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
-    if (!l->retired && !listener_kept(l->cfg, find_listener(n, l->cfg->name)))
+    if (!l->retired && !listener_kept(l->cfg, cynic__config_listener_find(n, l->cfg->name)))
       return true;
   }
   return false;
@@ -507,7 +395,7 @@ static bool removes_upstreams(const cynic__proxy_t *p, const cynic__config_t *n)
     const cynic__upstream_t *u = &p->upstreams[i];
     if (u->retired)
       continue;
-    const cynic__config_upstream_t *uc = find_upstream(n, u->cfg->name);
+    const cynic__config_upstream_t *uc = cynic__config_upstream_find(n, u->cfg->name);
     if (uc == NULL || upstream_rebuilt(p->cfg, uc))
       return true;
   }
@@ -525,7 +413,7 @@ static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
     cynic__upstream_t *u = &p->upstreams[i];
     if (u->retired || u->fresh)
       continue;
-    const cynic__config_upstream_t *uc = find_upstream(n, u->cfg->name);
+    const cynic__config_upstream_t *uc = cynic__config_upstream_find(n, u->cfg->name);
     if (uc != NULL && !upstream_rebuilt(o, uc))
       continue;
     uv_timer_stop(&u->resolve_timer); /* an old object needs no fresh addresses */
@@ -536,9 +424,7 @@ static size_t retire_upstreams(cynic__proxy_t *p, const cynic__config_t *o,
                      json_pack("{s:s, s:b}", "upstream", u->cfg->name, "replaced", uc != NULL));
     cynic__config_upstream_t *copy = cynic__config_upstream_copy(u->cfg);
     if (copy != NULL && p->retired_upstream_cfg_count < CYNIC__CONFIG_MAX_UPSTREAMS) {
-      u->cfg = copy;
-      for (size_t k = 0; k < u->endpoint_count; k++)
-        u->endpoints[k].addr = &copy->endpoints[k];
+      cynic__upstream_cfg_set(u, copy);
       p->retired_upstream_cfgs[p->retired_upstream_cfg_count++] = copy;
     } else {
       if (copy != NULL)
@@ -557,15 +443,13 @@ static void swap(cynic__proxy_t *p, const cynic__config_t *n, size_t nl, size_t 
   for (size_t i = 0; i < nl; i++) {
     cynic__listener_t *l = &p->listeners[i];
     if (!l->retired && !l->fresh) /* a retired one keeps its own copy */
-      l->cfg = find_listener(n, l->cfg->name);
+      l->cfg = cynic__config_listener_find(n, l->cfg->name);
   }
   for (size_t i = 0; i < nu; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
     if (u->retired || u->fresh)
       continue; /* keeps its own copy; a fresh one is made from n */
-    u->cfg = find_upstream(n, u->cfg->name);
-    for (size_t k = 0; k < u->endpoint_count; k++)
-      u->endpoints[k].addr = &u->cfg->endpoints[k];
+    cynic__upstream_cfg_set(u, cynic__config_upstream_find(n, u->cfg->name));
   }
   p->cfg = n;
 }
@@ -626,38 +510,23 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     return json_pack("{s:s, s:i, s:o}", "error", "config refused; the old one keeps serving",
                      "status", 400, "errors", list);
   }
-  /* Everything that can fail, before anything changes: the log file, the
-   * token, the new access logs, the new rate tables, then the additions. */
-  unsigned log_changes = cynic__config_log_diff(&p->cfg->log, &n->log);
-  bool new_log = (log_changes & CYNIC__CHANGE_LOG_FILE) != 0;
-  if (new_log && strcmp(n->log.file, "-") != 0) {
-    int err;
-    FILE *f = cynic__file_open_log(n->log.file, &err); /* can it be opened? (switched below) */
-    if (f == NULL) {
-      snprintf(why, sizeof why, "log.file: cannot open '%s': %s", n->log.file,
-               cynic__file_strerror(err));
-      cynic__config_free(n);
-      return refuse(p, who, status, 409, "reload refused: cannot open log.file", why);
-    }
-    fclose(f);
+  /* Everything that can fail, before anything changes, module by module:
+   * the log file (daemon.c), the new access logs (accesslog.c), the kept
+   * listeners' new tables (listener.c), the token and a new admin address
+   * (admin.c), then the additions. */
+  if (cynic__proxy_log_prepare(p, n, why, sizeof why) != 0) {
+    cynic__config_free(n);
+    return refuse(p, who, status, 409, "reload refused: cannot open log.file", why);
   }
   if ((rc = cynic__accesslog_open(n, why, sizeof why)) != 0) {
     cynic__config_free(n);
     return refuse(p, who, status, 409, "reload refused: cannot open an access log", why);
   }
-  cynic_ratetable_t *rates[CYNIC__CONFIG_MAX_LISTENERS];
-  bool rate_swap[CYNIC__CONFIG_MAX_LISTENERS];
-  if ((rc = prepare_rates(p, n, rates, rate_swap, why, sizeof why)) != 0) {
+  static cynic__listeners_reload_t lr; /* ~3 KB: off the stack; loop thread only */
+  const char *msg = NULL;
+  if (cynic__listeners_reload_prepare(p, n, &lr, &msg, why, sizeof why) != 0) {
     cynic__config_free(n);
-    return refuse(p, who, status, 409, "reload refused: cannot make a rate table", why);
-  }
-  cynic__client_count_t **clients[CYNIC__CONFIG_MAX_LISTENERS];
-  size_t client_buckets[CYNIC__CONFIG_MAX_LISTENERS];
-  if (prepare_clients(p, n, clients, client_buckets) != 0) {
-    for (size_t i = 0; i < p->listener_count; i++)
-      cynic_ratetable_free(rates[i]);
-    cynic__config_free(n);
-    return refuse(p, who, status, 409, "reload refused: out of memory", "out of memory");
+    return refuse(p, who, status, 409, msg, why);
   }
   char *token = NULL;
   size_t token_len = 0;
@@ -666,18 +535,11 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   char twhy[256];
   if (n->admin.token_file != NULL &&
       cynic__token_read(n->admin.token_file, &token, &token_len, twhy, sizeof twhy) != 0) {
-    for (size_t i = 0; i < p->listener_count; i++)
-      cynic_ratetable_free(rates[i]), free(clients[i]);
+    cynic__listeners_reload_undo(&lr);
     snprintf(why, sizeof why, "admin.token_file: '%s' %s", n->admin.token_file, twhy);
     cynic__config_free(n);
     return refuse(p, who, status, 400, "reload refused: cannot read admin.token_file", why);
   }
-  static const cynic_log_level_t levels[] = {
-      [CYNIC__LOG_DEBUG] = CYNIC_LOG_DEBUG,
-      [CYNIC__LOG_INFO] = CYNIC_LOG_INFO,
-      [CYNIC__LOG_WARN] = CYNIC_LOG_WARN,
-      [CYNIC__LOG_ERROR] = CYNIC_LOG_ERROR,
-  };
   /* A new admin address is bound first (the loader checked the
    * loopback/token rule on it); the old one answers this request and closes
    * after. */
@@ -685,14 +547,12 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   if ((cynic__config_admin_diff(&p->cfg->admin, &n->admin) & CYNIC__CHANGE_ADMIN_LISTEN) != 0 &&
       cynic__admin_listen_new(p, n, &new_admin, why, sizeof why) != 0) {
     free(token);
-    for (size_t i = 0; i < p->listener_count; i++)
-      cynic_ratetable_free(rates[i]), free(clients[i]);
+    cynic__listeners_reload_undo(&lr);
     cynic__config_free(n);
     return refuse(p, who, status, 409, "reload refused: cannot move the admin listener", why);
   }
   /* Additions: made before anything else changes, so a failure (an address
    * in use) leaves everything as it was. */
-  size_t nl0 = p->listener_count; /* the slots prepare_rates and prepare_clients saw */
   json_t *added = json_object();
   bool adds = adds_anything(p->cfg, n);
   bool removes = removes_listeners(p, n) || removes_upstreams(p, n);
@@ -709,8 +569,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       json_decref(added);
       cynic__admin_listen_undo(new_admin);
       free(token);
-      for (size_t i = 0; i < nl0; i++)
-        cynic_ratetable_free(rates[i]), free(clients[i]);
+      cynic__listeners_reload_undo(&lr);
       cynic__config_free(n);
       return refuse(p, who, status, 409, "reload refused: cannot add or remove what it says", why2);
     }
@@ -718,20 +577,8 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   cynic__admin_token_set(p, token, token_len);
   if (new_admin != NULL)
     cynic__admin_listen_swap(p, new_admin);
-  apply_clients(p, n, clients, client_buckets, nl0);
-  for (size_t i = 0; i < nl0; i++)
-    if (rate_swap[i]) { /* a new bucket per client: the new rate starts full */
-      cynic_ratetable_free(p->listeners[i].rate);
-      p->listeners[i].rate = rates[i];
-    }
-  if (new_log) {
-    cynic__log_event(CYNIC_LOG_INFO, "log_moved", "log continues in another file",
-                     json_pack("{s:s}", "file", n->log.file));
-    if (cynic__log_open(n->log.file, levels[n->log.level]) != 0)
-      cynic__log_open("-", levels[n->log.level]); /* checked above; never lose the log */
-  } else if (log_changes & CYNIC__CHANGE_LOG_LEVEL) {
-    cynic__log_set_level(levels[n->log.level]);
-  }
+  /* Nothing can fail from here on: each module applies its part. */
+  cynic__proxy_log_apply(p, n); /* the lines below go to the new log.file */
   json_t *removed = json_array(), *removed_ups = json_array();
   size_t retired = retire(p, n, p->listener_count, removed);
   retired += retire_upstreams(p, p->cfg, n, p->upstream_count, removed_ups);
@@ -742,15 +589,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     p->listeners[i].fresh = false;
   for (size_t i = 0; i < p->upstream_count; i++)
     p->upstreams[i].fresh = false;
-  /* Listeners send new clients to the upstream their config names now: a
-   * rebuilt one, or another one. Open connections keep theirs. */
-  for (size_t i = 0; i < p->listener_count; i++) {
-    cynic__listener_t *l = &p->listeners[i];
-    if (!l->retired &&
-        (l->upstream->retired || strcmp(l->upstream->cfg->name, l->cfg->upstream_name) != 0))
-      l->upstream = upstream_named(p, p->upstream_count, l->cfg->upstream_name);
-  }
-  cynic__listeners_options_refresh(p); /* new client sockets inherit the new options */
+  cynic__listeners_reload_apply(p, &lr); /* tables, upstreams, socket options */
   /* Retired objects own copies of their config; only when a copy could not
    * be made (no memory) do they point into the config being replaced: keep it
    * then (main.c's first one lives to the end anyway). */
@@ -761,8 +600,6 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     cynic__config_free(p->reloaded_cfg);
   /* else: out of memory and out of pins: leak it rather than free what is used */
   p->reloaded_cfg = n;
-  if (log_changes & (CYNIC__CHANGE_LOG_FILE | CYNIC__CHANGE_LOG_ROTATE))
-    cynic__proxy_rotate_apply(p); /* reads p->cfg: after swap() */
   p->config_unix_ms = cynic__unix_ms();
   p->reloads++;
   cynic__proxy_config_warnings(n); /* deprecated names, in the log in use now */

@@ -494,3 +494,43 @@ void cynic__admission_expire(cynic__upstream_t *u, uint64_t now) {
     w->cb(w, CYNIC_EDEADLINE);
   }
 }
+
+/* ---- reload: the upstreams' part ------------------------------------------ */
+
+cynic__upstream_t *cynic__upstream_named(cynic__proxy_t *p, const char *name) {
+  for (size_t i = 0; i < p->upstream_count; i++)
+    if (!p->upstreams[i].retired && !p->upstreams[i].fresh && p->upstreams[i].cfg != NULL &&
+        strcmp(p->upstreams[i].cfg->name, name) == 0)
+      return &p->upstreams[i];
+  return NULL;
+}
+
+void cynic__upstream_cfg_set(cynic__upstream_t *u, const cynic__config_upstream_t *cfg) {
+  u->cfg = cfg;
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    u->endpoints[k].addr = &cfg->endpoints[k];
+}
+
+void cynic__upstream_carry(cynic__upstream_t *u, const cynic__upstream_t *old) {
+  if (old == NULL)
+    return;
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    cynic__endpoint_t *e = &u->endpoints[k];
+    for (size_t j = 0; j < old->endpoint_count; j++) {
+      const cynic__endpoint_t *oe = &old->endpoints[j];
+      if (strcmp(oe->addr->text, e->addr->text) != 0)
+        continue;
+      cynic_breaker_snapshot_t s;
+      if (cynic_breaker_carry(e->breaker, oe->breaker) != 0 ||
+          cynic_breaker_snapshot(e->breaker, &s) != 0)
+        break;
+      e->state = s.state; /* carry fires no callback: mirror it here */
+      if (s.state == CYNIC_BREAKER_FORCED_OPEN || s.state == CYNIC_BREAKER_FORCED_CLOSED) {
+        memcpy(e->stats.manual_by, oe->stats.manual_by, sizeof e->stats.manual_by);
+        memcpy(e->stats.manual_reason, oe->stats.manual_reason, sizeof e->stats.manual_reason);
+      }
+      break;
+    }
+  }
+}
+
