@@ -923,6 +923,9 @@ static void check_every_change(const cynic__config_field_t *f, size_t count, con
             fail_msg("changing %s: diff %#x, reload needs %#x", name, got, e->change);
           seen++;
         }
+      /* a value back as it was: a changed endpoint_count would free too few */
+      if (nfs == NULL && f[i].kind == CYNIC__FIELD_VALUE)
+        change_member(&f[i], c, true, &keep);
       if (copy != NULL)
         release(c);
       free(keep);
