@@ -180,10 +180,10 @@ typedef struct cynic__config_upstream {
   uint64_t idle_timeout_ns;       /* no bytes either way */
   uint64_t request_timeout_ns;    /* whole exchange; 0 = off */
   /* tcp_keepalive: TCP keepalive (dead-connection detection) */
-  uint64_t keepalive_idle_ns;     /* TCP_KEEPIDLE, whole seconds */
-  uint64_t keepalive_interval_ns; /* TCP_KEEPINTVL, whole seconds */
-  uint32_t keepalive_probes;      /* TCP_KEEPCNT */
-  uint64_t user_timeout_ns;       /* TCP_USER_TIMEOUT, whole ms; 0 = kernel default */
+  uint64_t keepalive_idle_ns;              /* TCP_KEEPIDLE, whole seconds */
+  uint64_t keepalive_interval_ns;          /* TCP_KEEPINTVL, whole seconds */
+  uint32_t keepalive_probes;               /* TCP_KEEPCNT */
+  uint64_t user_timeout_ns;                /* TCP_USER_TIMEOUT, whole ms; 0 = kernel default */
   cynic__config_mark_t keepalive_old_name; /* where `keepalive:` (the deprecated name
                                               of tcp_keepalive) was used; {0, 0} = not */
   /* bulkhead */
@@ -262,7 +262,7 @@ void cynic__config_errors_print(const cynic__config_errors_t *errs, FILE *out);
  */
 typedef enum cynic__config_change {
   CYNIC__CHANGE_NONE = 0,              /* not a setting: a file position, a derived index */
-  CYNIC__CHANGE_READ = 1u << 0,        /* read where it is used: pointing at the new config applies it */
+  CYNIC__CHANGE_READ = 1u << 0,        /* read where used: pointing at the new config applies it */
   CYNIC__CHANGE_REBUILD = 1u << 1,     /* the object made from it cannot change: a new object */
   CYNIC__CHANGE_ADDRESS = 1u << 2,     /* listener: another address (a new bind) */
   CYNIC__CHANGE_ROUTE = 1u << 3,       /* listener: new clients go to another upstream */
@@ -274,7 +274,7 @@ typedef enum cynic__config_change {
   CYNIC__CHANGE_LOG_LEVEL = 1u << 9,   /* log: another level */
   CYNIC__CHANGE_LOG_ROTATE = 1u << 10, /* log: the rotation check timer */
   CYNIC__CHANGE_ADMIN_LISTEN = 1u << 11, /* admin: another address (a new bind) */
-  CYNIC__CHANGE_TOKEN = 1u << 12       /* admin: another token file */
+  CYNIC__CHANGE_TOKEN = 1u << 12         /* admin: another token file */
 } cynic__config_change_t;
 
 /*

@@ -199,20 +199,25 @@ static void clear(const part_t *pt, void *s) {
   }
 }
 
+/* Sets every pointer `d` owns per `pt` to NULL (in nested parts too, not
+ * in arrays: those pointers are NULL themselves): after a byte copy, nothing
+ * is shared with the original any more, and clear() frees nothing of it. */
+static void unshare(const part_t *pt, void *d) {
+  for (size_t i = 0; i < pt->count; i++) {
+    const cynic__config_field_t *f = &pt->fields[i];
+    if (f->kind == CYNIC__FIELD_STR || f->kind == CYNIC__FIELD_ENDPOINTS)
+      *(void **)AT(d, f) = NULL;
+    else if (f->kind != CYNIC__FIELD_VALUE)
+      unshare(nested(f->kind), AT(d, f));
+  }
+}
+
 /* `d` holds a byte copy of `s`; gives it copies of everything `s` owns.
  * False without memory: then what could not be copied is NULL in `d` (so
  * clear() frees exactly what was copied). */
 static bool copy_owned(const part_t *pt, void *d, const void *s) {
   bool ok = true;
-  for (size_t i = 0; i < pt->count; i++) { /* first nothing shared, then copies */
-    const cynic__config_field_t *f = &pt->fields[i];
-    if (f->kind == CYNIC__FIELD_STR || f->kind == CYNIC__FIELD_ENDPOINTS)
-      *(void **)AT(d, f) = NULL;
-    else if (f->kind != CYNIC__FIELD_VALUE)
-      copy_owned(nested(f->kind), AT(d, f), NULL);
-  }
-  if (s == NULL)
-    return true; /* only the first pass: used by the pass above on nested parts */
+  unshare(pt, d);
   for (size_t i = 0; i < pt->count && ok; i++) {
     const cynic__config_field_t *f = &pt->fields[i];
     const char *from = AT_CONST(s, f);
@@ -232,7 +237,7 @@ static bool copy_owned(const part_t *pt, void *d, const void *s) {
       ok = copy != NULL;
       for (size_t k = 0; ok && k < n; k++) { /* nothing shared, should one copy fail */
         copy[k] = list[k];
-        copy_owned(nested(f->kind), &copy[k], NULL);
+        unshare(nested(f->kind), &copy[k]);
       }
       for (size_t k = 0; ok && k < n; k++)
         ok = copy_owned(nested(f->kind), &copy[k], &list[k]);

@@ -481,7 +481,7 @@ void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 typedef struct cynic__listeners_reload {
   size_t count; /* the listener slots it covers: p->listener_count at _prepare */
   cynic_ratetable_t *rates[CYNIC__CONFIG_MAX_LISTENERS];
-  bool rate_swap[CYNIC__CONFIG_MAX_LISTENERS]; /* replace the rate table (by rates[i], maybe NULL) */
+  bool rate_swap[CYNIC__CONFIG_MAX_LISTENERS]; /* replace the rate table (by rates[i], or NULL) */
   cynic__client_count_t **clients[CYNIC__CONFIG_MAX_LISTENERS];
   size_t client_buckets[CYNIC__CONFIG_MAX_LISTENERS];
   bool drop_clients[CYNIC__CONFIG_MAX_LISTENERS]; /* the limit is turned off */

@@ -109,8 +109,8 @@ static bool upstream_rebuilt(const cynic__config_t *o, const cynic__config_upstr
  * file does not have it): same address, mode and buffer (its buffer pool and
  * its connections are sized by it). */
 static bool listener_kept(const cynic__config_listener_t *ol, const cynic__config_listener_t *nl) {
-  return nl != NULL &&
-         (cynic__config_listener_diff(ol, nl) & (CYNIC__CHANGE_ADDRESS | CYNIC__CHANGE_REBUILD)) == 0;
+  return nl != NULL && (cynic__config_listener_diff(ol, nl) &
+                        (CYNIC__CHANGE_ADDRESS | CYNIC__CHANGE_REBUILD)) == 0;
 }
 
 /* True when `n` has listener `lc` at another address than `o` has it (or `o`
@@ -212,9 +212,8 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
       continue;
     /* the same address: the new object takes over the old one's socket */
     const cynic__config_listener_t *ol = cynic__config_listener_find(o, lc->name);
-    cynic__listener_t *from = ol != NULL && !moved(ol, lc)
-                                  ? listener_named(p, p->listener_count, lc->name)
-                                  : NULL;
+    cynic__listener_t *from =
+        ol != NULL && !moved(ol, lc) ? listener_named(p, p->listener_count, lc->name) : NULL;
     cynic__listener_t *l = take_listener_slot(p);
     if (l == NULL) {
       snprintf(why, len,

@@ -533,4 +533,3 @@ void cynic__upstream_carry(cynic__upstream_t *u, const cynic__upstream_t *old) {
     }
   }
 }
-

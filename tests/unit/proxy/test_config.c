@@ -768,8 +768,8 @@ static void test_tcp_keepalive_and_its_old_name(void **state) {
  * other case.) */
 static void test_field_lists_cover_their_structs(void **state) {
   (void)state;
-  static const char *const names[] = {"addr", "listener", "breaker", "http",
-                                      "upstream", "log", "admin"};
+  static const char *const names[] = {"addr",     "listener", "breaker", "http",
+                                      "upstream", "log",      "admin"};
   for (int part = 0; part < CYNIC__PART_COUNT; part++) {
     size_t count, size, end = 0, max_align = 1;
     const cynic__config_field_t *f = cynic__config_fields(part, &count, &size);
@@ -903,8 +903,8 @@ static void check_every_change(const cynic__config_field_t *f, size_t count, con
       } else {
         char *inner = (char *)c + f[i].offset;
         if (f[i].kind == CYNIC__FIELD_ENDPOINTS) /* the last endpoint */
-          inner = (char *)(*(cynic__config_addr_t **)inner +
-                           (*(size_t *)(inner + sizeof(void *)) - 1));
+          inner =
+              (char *)(*(cynic__config_addr_t **)inner + (*(size_t *)(inner + sizeof(void *)) - 1));
         change_member(&nfs[j], inner, copy != NULL, &keep);
         if (nfs[j].change == CYNIC__CHANGE_NONE)
           want = CYNIC__CHANGE_NONE;
@@ -1034,9 +1034,12 @@ static void test_every_change_is_detected(void **state) {
       {NULL, 0},
   };
   static const expected_change_t log[] = {
-      {"file", CYNIC__CHANGE_LOG_FILE},         {"level", CYNIC__CHANGE_LOG_LEVEL},
-      {"rotate_max_bytes", CYNIC__CHANGE_LOG_ROTATE}, {"rotate_keep", CYNIC__CHANGE_LOG_ROTATE},
-      {"summary_interval_ns", CYNIC__CHANGE_READ}, {NULL, 0},
+      {"file", CYNIC__CHANGE_LOG_FILE},
+      {"level", CYNIC__CHANGE_LOG_LEVEL},
+      {"rotate_max_bytes", CYNIC__CHANGE_LOG_ROTATE},
+      {"rotate_keep", CYNIC__CHANGE_LOG_ROTATE},
+      {"summary_interval_ns", CYNIC__CHANGE_READ},
+      {NULL, 0},
   };
   static const expected_change_t admin[] = {
       {"listen.text", CYNIC__CHANGE_ADMIN_LISTEN},
