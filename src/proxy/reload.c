@@ -79,13 +79,11 @@
  * a replaced config: every cfg pointer is swapped in one loop tick, and the
  * transition ring and logs copy what they need.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "accesslog.h"
 #include "admin.h"
-#include "file.h"
 #include "log.h"
 #include "reload.h"
 #include "token.h"
