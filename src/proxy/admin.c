@@ -465,8 +465,8 @@ static json_t *status_json(cynic__admin_t *a) {
 
 /*
  * GET /status, /status/history, /breakers and /metrics grow with the config
- * (at the documented limits, 256 upstreams x 64 endpoints: ~12 MB of
- * /status, ~30 MB of /metrics). They are never built whole: httpd asks for a
+ * (at the documented limits, 256 upstreams x 64 endpoints: ~6 MB of
+ * /status, ~29 MB of /metrics). They are never built whole: httpd asks for a
  * slice of about 64 KB when the previous one has been written, and each
  * slice renders the next upstreams (one upstream at least, whole: each
  * upstream's part is one instant; the answer as a whole spans the time it

@@ -32,7 +32,7 @@ typedef struct cynic__transition_rec {
 #define CYNIC__ADMIN_STREAM_MAX_PENDING (1u << 20)
 #define CYNIC__ADMIN_STREAM_SNDBUF (64 << 10)
 /* One event's largest size: a `status` at the documented config limits
- * (256 upstreams x 64 endpoints) is ~12 MB; an event past this is not sent
+ * (256 upstreams x 64 endpoints) is ~6 MB; an event past this is not sent
  * and the failure is logged. A stream may hold STREAM_MAX_PENDING plus the
  * largest event of a tick queued before it counts as a slow reader. */
 #define CYNIC__ADMIN_EVENT_MAX (64u << 20)
