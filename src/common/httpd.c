@@ -436,7 +436,8 @@ static void send_slice(cynic__httpd_conn_t *c, const char *head, size_t head_len
   k += head_len;
   if (c->chunked && n > 0)
     k += (size_t)sprintf(w->data + k, "%zx\r\n", n);
-  memcpy(w->data + k, p, n);
+  if (n > 0) /* (an empty slice's data may be NULL) */
+    memcpy(w->data + k, p, n);
   k += n;
   if (c->chunked && n > 0) {
     memcpy(w->data + k, "\r\n", 2);

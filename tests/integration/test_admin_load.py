@@ -124,7 +124,8 @@ def test_hostile_pipelined_admin_clients_do_not_stall_the_data_plane():
         assert worst < 1.0, f"a proxied round trip took {worst:.2f} s while the admin was busy"
         # the bug: +230 MB (history) and 1.75 GB (/metrics). Bounded now by
         # one slice per connection plus a 64 KiB read each.
-        limit = 256 * 1024 if pu.sanitized() else 64 * 1024
+        # (ASan's quarantine holds freed memory: up to 256 MB more there)
+        limit = 768 * 1024 if pu.sanitized() else 64 * 1024
         assert peak - base_rss < limit, f"RSS grew {peak - base_rss} KB under admin load"
     finally:
         for s in socks:

@@ -58,7 +58,8 @@ def test_pipelined_get_proxies_does_not_stall_forwarding():
         assert len(samples) > 100
         assert samples[-1] < 1.0, f"a proxied round trip took {samples[-1]:.2f} s"
         # one answer (~100 KB) in flight per connection, not 500
-        limit = 256 * 1024 if pu.sanitized() else 64 * 1024
+        # (ASan's quarantine holds freed memory: up to 256 MB more there)
+        limit = 768 * 1024 if pu.sanitized() else 64 * 1024
         assert peak - base_rss < limit, f"RSS grew {peak - base_rss} KB"
     finally:
         for s in socks:
