@@ -77,7 +77,7 @@ void cynic__httpd_config_default(cynic__httpd_config_t *c) {
   c->request_timeout_ms = 15000;
   c->idle_timeout_ms = 60000;
   c->slice_bytes = 64u << 10;
-  c->work_budget_us = 2000;
+  c->work_budget_us = 1000;
 }
 
 static void maybe_done(cynic__httpd_t *s) {

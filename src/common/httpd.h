@@ -73,7 +73,7 @@ typedef struct cynic__httpd_config {
   uint64_t request_timeout_ms;
   uint64_t idle_timeout_ms;
   size_t slice_bytes;      /* a produced body's slice, about (default 64 KiB) */
-  uint64_t work_budget_us; /* queued handler/slice work per loop turn (default 2000) */
+  uint64_t work_budget_us; /* queued handler/slice work per loop turn (default 1000) */
 } cynic__httpd_config_t;
 
 typedef struct cynic__httpd_conn cynic__httpd_conn_t;
