@@ -2,7 +2,13 @@
  * deferred answers keep pipelined order; a deferred answer whose connection
  * is gone is discarded without a crash or a leak; a streamed answer sends
  * its head at once, ignores pipelined requests, is closed (on_close once)
- * when a write passes max_pending or when its owner closes it. */
+ * when a write passes max_pending or when its owner closes it. The
+ * bulkhead of a control plane: one request in flight per connection and no
+ * read-ahead, produced bodies in chunked slices with back pressure, a
+ * producer's failure before the head (503) and after it (cut, no last
+ * chunk), eviction of the longest-idle connection at capacity, a silent
+ * connection closed at the request timeout, an answer with close set (401)
+ * ending the connection. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -311,6 +317,14 @@ static int failing_produce(void *arg, cynic__buf_t *out, size_t want) {
   return CYNIC_ERANGE;
 }
 
+static int failing_at_once(void *arg, cynic__buf_t *out, size_t want) {
+  bh_t *b = arg;
+  (void)want;
+  atomic_fetch_add(&b->produced, 1);
+  cynic__buf_puts(out, "half a bo"); /* then a failure: none of it is sent */
+  return CYNIC_ENOMEM;
+}
+
 static void count_free(void *arg) {
   bh_t *b = arg;
   atomic_fetch_add(&b->produce_frees, 1);
@@ -320,9 +334,12 @@ static void bh_handler(void *arg, const cynic__http_parser_t *req, cynic__httpd_
   bh_t *b = arg;
   atomic_fetch_add(&b->handled, 1);
   const char *url = req->url.data;
-  if (strcmp(url, "/big") == 0 || strcmp(url, "/fail-late") == 0) {
+  if (strcmp(url, "/big") == 0 || strcmp(url, "/fail-late") == 0 ||
+      strcmp(url, "/fail-early") == 0) {
     resp->content_type = "text/plain";
-    resp->produce = strcmp(url, "/big") == 0 ? big_produce : failing_produce;
+    resp->produce = strcmp(url, "/big") == 0         ? big_produce
+                    : strcmp(url, "/fail-late") == 0 ? failing_produce
+                                                     : failing_at_once;
     resp->produce_free = count_free;
     resp->produce_arg = b;
     return;
@@ -504,6 +521,33 @@ static void client_fail_late(bh_t *b) {
   free(got);
 }
 
+/* A failure before the head: a 503 JSON error (out of memory), the
+ * connection closed; nothing of the half-made body. */
+static void client_fail_early(bh_t *b) {
+  int fd = cl_connect(b);
+  cl_send(fd, "GET /fail-early HTTP/1.1\r\nHost: a\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n");
+  size_t len;
+  char *got = cl_read(fd, NULL, &len);
+  close(fd);
+  CHECK(strstr(got, "HTTP/1.1 503 ") == got);
+  CHECK(strstr(got, "Content-Type: application/json\r\n") != NULL);
+  CHECK(strstr(got, "Connection: close\r\n") != NULL);
+  CHECK(strstr(got, "{\"error\":\"out of memory\",\"status\":503}") != NULL);
+  CHECK(strstr(got, "half a bo") == NULL);
+  CHECK(strstr(got, "/after") == NULL);
+  CHECK(atomic_load(&b->produce_frees) == 1);
+  free(got);
+}
+
+static void produced_body_failing_before_the_head_is_a_503(void **state) {
+  (void)state;
+  static bh_t b;
+  memset(&b, 0, sizeof b);
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  bh_run(&b, &cfg, client_fail_early);
+}
+
 static void produced_body_failing_after_the_head_cuts_the_connection(void **state) {
   (void)state;
   static bh_t b;
@@ -608,6 +652,7 @@ int main(void) {
       cmocka_unit_test(streamed_answer_larger_than_the_bound_goes_whole_to_a_reader),
       cmocka_unit_test(streamed_answer_closed_by_its_owner),
       cmocka_unit_test(one_in_flight_no_read_ahead_and_back_pressure),
+      cmocka_unit_test(produced_body_failing_before_the_head_is_a_503),
       cmocka_unit_test(produced_body_failing_after_the_head_cuts_the_connection),
       cmocka_unit_test(at_capacity_the_longest_idle_connection_is_evicted),
       cmocka_unit_test(a_silent_connection_closes_at_the_request_timeout),
