@@ -245,8 +245,7 @@ static void enqueue(cynic__httpd_conn_t *c) {
     uv_idle_start(&s->work, on_work);
 }
 
-static bool feed(cynic__httpd_conn_t *c, const char *p, size_t left, char *owned,
-                 size_t owned_len);
+static bool feed(cynic__httpd_conn_t *c, const char *p, size_t left, char *owned, size_t owned_len);
 
 /* At rest after an answer: parse what was read after it (queueing the next
  * request), or read again. */

@@ -342,9 +342,11 @@ static void l_bytes(out_t *o, const cynic__listener_t *l) {
   char ln[NAME_BUF], un[NAME_BUF];
   esc(l->cfg->name, ln, sizeof ln);
   esc(l->upstream->cfg->name, un, sizeof un);
-  emit(o, "cynic_bytes_total{listener=\"%s\",upstream=\"%s\",direction=\"to_upstream\"} %" PRIu64 "\n",
+  emit(o,
+       "cynic_bytes_total{listener=\"%s\",upstream=\"%s\",direction=\"to_upstream\"} %" PRIu64 "\n",
        ln, un, l->stats.bytes_up);
-  emit(o, "cynic_bytes_total{listener=\"%s\",upstream=\"%s\",direction=\"to_client\"} %" PRIu64 "\n",
+  emit(o,
+       "cynic_bytes_total{listener=\"%s\",upstream=\"%s\",direction=\"to_client\"} %" PRIu64 "\n",
        ln, un, l->stats.bytes_down);
 }
 
@@ -363,7 +365,8 @@ static void u_hist(out_t *o, const cynic__upstream_t *u, const char *name, size_
   hist(o, name, labels, (const cynic__hist_t *)((const char *)&u->stats + off));
 }
 static void u_connect(out_t *o, const cynic__upstream_t *u) {
-  u_hist(o, u, "cynic_upstream_connect_duration_seconds", offsetof(cynic__upstream_stats_t, connect));
+  u_hist(o, u, "cynic_upstream_connect_duration_seconds",
+         offsetof(cynic__upstream_stats_t, connect));
 }
 static void u_first_byte(out_t *o, const cynic__upstream_t *u) {
   u_hist(o, u, "cynic_upstream_first_byte_seconds", offsetof(cynic__upstream_stats_t, first_byte));
@@ -455,7 +458,9 @@ static void u_breaker_transitions(out_t *o, const cynic__upstream_t *u) {
   for (size_t k = 0; k < u->endpoint_count; k++) {
     esc(u->endpoints[k].addr->text, en, sizeof en);
     for (size_t j = 0; j < 5; j++)
-      emit(o, "cynic_breaker_transitions_total{upstream=\"%s\",endpoint=\"%s\",to=\"%s\"} %" PRIu64 "\n",
+      emit(o,
+           "cynic_breaker_transitions_total{upstream=\"%s\",endpoint=\"%s\",to=\"%s\"} %" PRIu64
+           "\n",
            un, en, cynic_breaker_state_name(states[j]),
            u->endpoints[k].stats.transitions_to[states[j]]);
   }
@@ -497,7 +502,8 @@ static void u_endpoint_faults(out_t *o, const cynic__upstream_t *u) {
   for (size_t k = 0; k < u->endpoint_count; k++) {
     esc(u->endpoints[k].addr->text, en, sizeof en);
     for (size_t j = 0; j < sizeof endpoint_faults / sizeof endpoint_faults[0]; j++)
-      emit(o, "cynic_endpoint_faults_total{upstream=\"%s\",endpoint=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
+      emit(o,
+           "cynic_endpoint_faults_total{upstream=\"%s\",endpoint=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
            un, en, event_keys[endpoint_faults[j]],
            u->endpoints[k].counters.total[endpoint_faults[j]]);
   }

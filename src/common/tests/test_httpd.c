@@ -13,17 +13,17 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include <cmocka.h>
 
@@ -234,7 +234,7 @@ static void streamed_answer_closed_past_max_pending(void **state) {
   assert_non_null(strstr(f.got, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"));
   assert_non_null(strstr(f.got, "Cache-Control: no-store\r\nConnection: close\r\n\r\none;"));
   assert_null(strstr(f.got, "Content-Length"));
-  assert_null(strstr(f.got, "zzzz")); /* the write past the bound was not sent */
+  assert_null(strstr(f.got, "zzzz"));  /* the write past the bound was not sent */
   assert_null(strstr(f.got, "/fast")); /* pipelined after a stream: dropped */
 }
 
