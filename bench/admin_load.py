@@ -12,7 +12,7 @@ measures proxied round trips (32 bytes out and back on one kept connection,
   idle     no admin client;
   hostile  N clients pipelining GET /metrics (60 each) or GET
            /status/history (5,000 each), alternately, never reading;
-  polling  one client fetching /metrics in a loop, reading it whole.
+  polling  one client fetching /metrics (--poll PATH) in a loop, reading it whole.
 
 For each phase: p50/p99/max of the round trips and the differences and
 ratios against idle, and cynic's RSS (before, peak, after). Prints the load
@@ -68,6 +68,7 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--upstreams", type=int, default=256)
     ap.add_argument("--endpoints", type=int, default=64)
+    ap.add_argument("--poll", default="/metrics", help="the path the polling client fetches")
     a = ap.parse_args()
     echo = pu.echo()
     px = pu.Cynic(big_config(a.upstreams, a.endpoints, echo.endpoint), timeout=120)
@@ -90,7 +91,7 @@ def main():
     def polling_load(stop):
         while not stop.is_set():
             with socket.create_connection(addr, timeout=60) as s:
-                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                s.sendall(b"GET " + a.poll.encode() + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
                 while s.recv(1 << 20):
                     pass
 
