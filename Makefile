@@ -8,7 +8,7 @@ DESTDIR    ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build test test-normal test-asan test-tsan run bench install clean format faults-doc
+.PHONY: all deps build test test-normal test-asan test-tsan run bench install clean format faults-doc fuzz
 
 all: build
 
@@ -53,6 +53,13 @@ bench: deps build
 	$(BUILD)/bench_harness --harness $(BUILD)/cynic-harness --runs 5
 	bench/tcp.sh $(BUILD)
 
+# Every libFuzzer target for FUZZ_SECONDS each (default 60), two at a time,
+# after replaying fuzz/regressions/ (scripts/fuzz.sh). CI runs it after test.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@scripts/deps.sh fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
 # docs/faults.md from a fresh run of the fault matrix (tests/faults/); the
 # matrix's last test fails when the committed file no longer matches a run.
 faults-doc: deps build
@@ -70,4 +77,4 @@ format:
 	clang-format -i include/cynic/*.h lib/*.c tests/unit/*.c tests/unit/*.h bench/*.c examples/*.c
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-fuzz

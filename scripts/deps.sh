@@ -1,12 +1,15 @@
 #!/bin/sh
 # Installs the Debian packages cynic needs that are missing. Idempotent and
 # quiet when nothing is missing. `scripts/deps.sh bench` adds the benchmark
-# peers (wrk, haproxy).
+# peers (wrk, haproxy); `scripts/deps.sh fuzz` adds clang and libFuzzer.
 set -eu
 pkgs="cmake make gcc pkg-config libcmocka-dev libuv1-dev libyaml-dev libjansson-dev
 node-llhttp python3-pytest chromium"
 if [ "${1:-}" = bench ]; then
   pkgs="$pkgs wrk haproxy"
+fi
+if [ "${1:-}" = fuzz ]; then
+  pkgs="$pkgs clang libclang-rt-14-dev"
 fi
 missing=""
 for p in $pkgs; do

@@ -26,8 +26,18 @@ struct cynic__httpd_conn {
   bool continue_sent;              /* "100 Continue" already sent for this request */
   cynic__httpd_pending_t *pending; /* the current request's deferred answer */
   cynic__httpd_stream_t *stream;   /* a streamed answer: the connection is its alone */
-  char *stash;                     /* bytes read after a deferred request */
-  size_t stash_len;
+  char *stash;                     /* bytes read after the request in flight (<= one read) */
+  size_t stash_len, stash_off;     /* stash[stash_off..stash_len) not parsed yet */
+  bool request_ready;              /* a parsed request waits in the work queue for its answer */
+  bool queued;                     /* on the server's work queue */
+  cynic__httpd_conn_t *work_next;
+  /* A produced body in progress (cynic__httpd_produce_cb). */
+  cynic__httpd_produce_cb produce;
+  void (*produce_free)(void *arg);
+  void *produce_arg;
+  bool chunked;     /* slices are framed as chunks (HTTP/1.1) */
+  bool keep;        /* keep the connection after the produced body */
+  uint64_t last_io; /* uv_now of the last read or write progress (eviction order) */
   uv_shutdown_t shutdown;
 };
 
@@ -66,10 +76,12 @@ void cynic__httpd_config_default(cynic__httpd_config_t *c) {
   c->max_pending_write = 4u << 20;
   c->request_timeout_ms = 15000;
   c->idle_timeout_ms = 60000;
+  c->slice_bytes = 64u << 10;
+  c->work_budget_us = 1000;
 }
 
 static void maybe_done(cynic__httpd_t *s) {
-  if (s->closing && s->nconns == 0 && !s->listening && s->on_closed != NULL) {
+  if (s->closing && s->nconns == 0 && !s->listening && !s->work_open && s->on_closed != NULL) {
     void (*cb)(cynic__httpd_t *) = s->on_closed;
     s->on_closed = NULL;
     cb(s);
@@ -88,10 +100,40 @@ static void conn_handle_closed(uv_handle_t *h) {
   maybe_done(s);
 }
 
+static void unqueue(cynic__httpd_conn_t *c) {
+  cynic__httpd_t *s = c->server;
+  if (!c->queued)
+    return;
+  c->queued = false;
+  cynic__httpd_conn_t **pp = &s->work_head, *prev = NULL;
+  while (*pp != c) { /* O(queue), only when a queued connection closes */
+    prev = *pp;
+    pp = &(*pp)->work_next;
+  }
+  *pp = c->work_next;
+  if (s->work_tail == c)
+    s->work_tail = prev;
+  c->work_next = NULL;
+}
+
+static void produce_end(cynic__httpd_conn_t *c) {
+  if (c->produce == NULL)
+    return;
+  void (*fr)(void *) = c->produce_free;
+  void *arg = c->produce_arg;
+  c->produce = NULL;
+  c->produce_free = NULL;
+  c->produce_arg = NULL;
+  if (fr != NULL)
+    fr(arg);
+}
+
 static void conn_close(cynic__httpd_conn_t *c) {
   if (c->closing)
     return;
   c->closing = true;
+  unqueue(c);
+  produce_end(c);
   if (c->pending != NULL) { /* its owner still completes it: detach */
     c->pending->conn = NULL;
     c->pending = NULL;
@@ -159,6 +201,15 @@ static void finish(cynic__httpd_conn_t *c) {
     c->reading = true;
 }
 
+/* The connection has nothing in flight: no request waiting for its answer,
+ * no answer or slice being written, no deferred answer, no stream. */
+static bool at_rest(const cynic__httpd_conn_t *c) {
+  return !c->request_ready && !c->queued && c->produce == NULL && c->pending == NULL &&
+         c->stream == NULL && c->pending_write == 0;
+}
+
+/* No read-ahead: a connection is read only when it is at rest and every
+ * pipelined byte already read has been parsed. */
 static void update_reading(cynic__httpd_conn_t *c) {
   if (c->lingering)
     return;
@@ -167,8 +218,7 @@ static void update_reading(cynic__httpd_conn_t *c) {
       c->reading = true;
     return;
   }
-  bool want = !c->closing && !c->close_after_write && c->pending == NULL &&
-              c->pending_write < c->server->config.max_pending_write;
+  bool want = !c->closing && !c->close_after_write && at_rest(c) && c->stash == NULL;
   if (want && !c->reading) {
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
       c->reading = true;
@@ -178,29 +228,82 @@ static void update_reading(cynic__httpd_conn_t *c) {
   }
 }
 
+static void on_work(uv_idle_t *h);
+
+static void enqueue(cynic__httpd_conn_t *c) {
+  cynic__httpd_t *s = c->server;
+  if (c->queued || c->closing)
+    return;
+  c->queued = true;
+  c->work_next = NULL;
+  if (s->work_tail != NULL)
+    s->work_tail->work_next = c;
+  else
+    s->work_head = c;
+  s->work_tail = c;
+  if (s->work_open && !uv_is_active((uv_handle_t *)&s->work))
+    uv_idle_start(&s->work, on_work);
+}
+
+static bool feed(cynic__httpd_conn_t *c, const char *p, size_t left, char *owned, size_t owned_len);
+
+/* At rest after an answer: parse what was read after it (queueing the next
+ * request), or read again. */
+static void advance(cynic__httpd_conn_t *c) {
+  if (c->closing || c->lingering || c->close_after_write || !at_rest(c)) {
+    update_reading(c);
+    return;
+  }
+  if (c->stash != NULL) {
+    /* feed keeps what follows the next request (it may move the stash) */
+    char *st = c->stash;
+    size_t off = c->stash_off, n = c->stash_len;
+    c->stash = NULL;
+    c->stash_len = c->stash_off = 0;
+    if (!feed(c, st + off, n - off, st, n))
+      free(st);
+  }
+  update_reading(c);
+}
+
 static void on_write(uv_write_t *req, int status) {
   write_req_t *w = (write_req_t *)req;
   cynic__httpd_conn_t *c = req->handle->data;
   c->pending_write -= w->len;
   free(w);
+  if (c->closing)
+    return;
   if (status < 0) {
     conn_close(c);
     return;
   }
-  if (c->close_after_write && c->pending_write == 0) {
+  c->last_io = uv_now(c->server->loop);
+  if (c->stream != NULL || c->pending_write > 0)
+    return;
+  if (c->close_after_write) {
     finish(c);
     return;
   }
-  update_reading(c);
+  /* A client that reads an answer makes progress: its idle time starts
+   * again (not after a "100 Continue": the request timeout runs on). */
+  if (c->produce != NULL || !c->parser.started)
+    arm_timer(c, c->server->config.idle_timeout_ms);
+  if (c->produce != NULL)
+    enqueue(c); /* the next slice, now the previous one is written */
+  else
+    advance(c);
 }
 
-static void send_bytes(cynic__httpd_conn_t *c, const char *p, size_t n) {
+/* A write request with room for n bytes; NULL (and the connection closed)
+ * when out of memory. */
+static write_req_t *write_alloc(cynic__httpd_conn_t *c, size_t n) {
   write_req_t *w = malloc(sizeof(*w) + n);
-  if (w == NULL) {
+  if (w == NULL)
     conn_close(c);
-    return;
-  }
-  memcpy(w->data, p, n);
+  return w;
+}
+
+static void write_send(cynic__httpd_conn_t *c, write_req_t *w, size_t n) {
   w->len = n;
   uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
   if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
@@ -209,6 +312,14 @@ static void send_bytes(cynic__httpd_conn_t *c, const char *p, size_t n) {
     return;
   }
   c->pending_write += n;
+}
+
+static void send_bytes(cynic__httpd_conn_t *c, const char *p, size_t n) {
+  write_req_t *w = write_alloc(c, n);
+  if (w == NULL)
+    return;
+  memcpy(w->data, p, n);
+  write_send(c, w, n);
 }
 
 static const char oom_body[] = "{\"error\":\"out of memory\",\"status\":503}\n";
@@ -241,11 +352,9 @@ static void send_error(cynic__httpd_conn_t *c, int status, const char *reason) {
 }
 
 static void response_init(cynic__httpd_t *s, cynic__httpd_response_t *resp) {
+  memset(resp, 0, sizeof *resp);
   resp->status = 200;
   resp->content_type = "application/json";
-  resp->close = false;
-  resp->headers = NULL;
-  resp->checked = false;
   cynic__buf_init(&resp->body, s->config.max_response);
 }
 
@@ -259,6 +368,25 @@ static void out_of_memory(cynic__httpd_response_t *resp) {
   resp->headers = NULL;
   resp->close = true;
   cynic__buf_puts(&resp->body, oom_body); /* if it fails, respond() sends it from static */
+}
+
+/* The current request is answered (its last byte handed to uv_write): forget
+ * it; the next one is parsed once the answer is written (advance). */
+static void request_done(cynic__httpd_conn_t *c, bool keep) {
+  cynic__http_parser_next(&c->parser);
+  c->continue_sent = false;
+  if (!keep) {
+    c->close_after_write = true;
+    if (c->pending_write == 0)
+      finish(c);
+    return;
+  }
+  if (!c->closing && !c->lingering)
+    arm_timer(c, c->server->config.idle_timeout_ms);
+  if (c->pending_write == 0)
+    advance(c);
+  else
+    update_reading(c);
 }
 
 /* Send the answer to the current request; frees resp's body. */
@@ -289,11 +417,125 @@ static void respond(cynic__httpd_conn_t *c, cynic__httpd_response_t *r) {
   }
   cynic__buf_free(&out);
   cynic__buf_free(&resp.body);
-  if (!keep) {
-    c->close_after_write = true;
-    if (c->pending_write == 0)
-      finish(c);
+  if (!c->closing)
+    request_done(c, keep);
+}
+
+/* One slice of a produced body into a single write: the chunk framing
+ * (HTTP/1.1) around `n` bytes of `p`, and the last chunk after it when
+ * `last`. */
+static void send_slice(cynic__httpd_conn_t *c, const char *head, size_t head_len, const char *p,
+                       size_t n, bool last) {
+  static const char end[] = "0\r\n\r\n";
+  write_req_t *w = write_alloc(c, head_len + n + 32 + sizeof end);
+  if (w == NULL)
+    return;
+  size_t k = 0;
+  memcpy(w->data, head, head_len);
+  k += head_len;
+  if (c->chunked && n > 0)
+    k += (size_t)sprintf(w->data + k, "%zx\r\n", n);
+  if (n > 0) /* (an empty slice's data may be NULL) */
+    memcpy(w->data + k, p, n);
+  k += n;
+  if (c->chunked && n > 0) {
+    memcpy(w->data + k, "\r\n", 2);
+    k += 2;
   }
+  if (c->chunked && last) {
+    memcpy(w->data + k, end, sizeof end - 1);
+    k += sizeof end - 1;
+  }
+  if (k == 0) { /* an empty slice: ask for the next one */
+    free(w);
+    if (!last)
+      enqueue(c);
+    return;
+  }
+  write_send(c, w, k);
+}
+
+/* The next slice of the body being produced (from the work queue). An error
+ * after the head cuts the connection: no terminating chunk is ever sent. */
+static void produce_next(cynic__httpd_conn_t *c) {
+  cynic__httpd_t *s = c->server;
+  cynic__buf_t b;
+  cynic__buf_init(&b, s->config.max_response);
+  uint64_t failures = cynic__json_alloc_failures();
+  int rc = c->produce(c->produce_arg, &b, s->config.slice_bytes);
+  if (rc < 0 || cynic__json_alloc_failures() != failures) {
+    cynic__buf_free(&b);
+    conn_close(c);
+    return;
+  }
+  bool last = rc > 0;
+  send_slice(c, "", 0, b.data, b.len, last);
+  cynic__buf_free(&b);
+  if (c->closing)
+    return;
+  if (last) {
+    produce_end(c);
+    request_done(c, c->keep);
+  }
+}
+
+/* The first slice of a produced body, made before the head so that a
+ * failure can still be answered with a status. */
+static void produce_first(cynic__httpd_conn_t *c, cynic__httpd_response_t *resp) {
+  cynic__httpd_t *s = c->server;
+  c->produce = resp->produce;
+  c->produce_free = resp->produce_free;
+  c->produce_arg = resp->produce_arg;
+  bool head_only = strcmp(cynic__http_method(&c->parser), "HEAD") == 0;
+  uint64_t failures = cynic__json_alloc_failures();
+  cynic__buf_reset(&resp->body);
+  int rc = c->produce(c->produce_arg, &resp->body, s->config.slice_bytes);
+  bool oom = cynic__json_alloc_failures() != failures;
+  if (rc < 0 || oom) {
+    produce_end(c);
+    cynic__buf_reset(&resp->body);
+    int status = rc == CYNIC_ENOMEM || oom ? 503 : 500;
+    resp->status = status;
+    resp->content_type = "application/json";
+    resp->headers = NULL;
+    resp->close = true;
+    if (status == 500)
+      cynic__buf_puts(&resp->body, "{\"error\":\"cannot build the response\",\"status\":500}\n");
+    respond(c, resp); /* a 503 with an empty body gets httpd's own */
+    return;
+  }
+  if (rc > 0) { /* all of it in one slice: sent whole */
+    produce_end(c);
+    respond(c, resp);
+    return;
+  }
+  int major = c->parser.llhttp.http_major, minor = c->parser.llhttp.http_minor;
+  c->chunked = major > 1 || (major == 1 && minor >= 1);
+  c->keep = c->chunked && cynic__http_keep_alive(&c->parser) && !resp->close && !s->closing;
+  char head[1024];
+  int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s\r\n",
+                   resp->status, cynic__http_reason(resp->status),
+                   resp->content_type != NULL ? resp->content_type : "application/octet-stream",
+                   resp->headers != NULL ? resp->headers : "",
+                   c->chunked ? "Transfer-Encoding: chunked\r\n" : "",
+                   c->keep ? "" : "Connection: close\r\n");
+  if (n < 0 || (size_t)n >= sizeof head) {
+    produce_end(c);
+    cynic__buf_free(&resp->body);
+    send_error(c, 500, "response head too large");
+    return;
+  }
+  if (head_only) { /* the head a GET would get, and no body */
+    cynic__buf_free(&resp->body);
+    produce_end(c);
+    send_bytes(c, head, (size_t)n);
+    if (!c->closing)
+      request_done(c, c->keep);
+    return;
+  }
+  send_slice(c, head, (size_t)n, resp->body.data, resp->body.len, false);
+  cynic__buf_free(&resp->body);
+  /* the next slice once this one is written (on_write queues it) */
 }
 
 cynic__httpd_pending_t *cynic__httpd_defer(cynic__httpd_response_t *resp) {
@@ -373,14 +615,18 @@ int cynic__httpd_stream_peer(const cynic__httpd_stream_t *st, char *buf, size_t 
   return cynic__httpd_peer(&st->conn->parser, buf, len);
 }
 
+void cynic__httpd_stream_set_max_pending(cynic__httpd_stream_t *st, size_t max_pending) {
+  st->max_pending = max_pending;
+}
+
 void cynic__httpd_stream_close(cynic__httpd_stream_t *st) {
   if (st->conn != NULL)
     conn_close(st->conn);
 }
 
-/* Answer the current request. true if the handler deferred it or made it a
- * stream (nothing more is parsed on this connection then). */
-static bool answer(cynic__httpd_conn_t *c) {
+/* Answer the current request (from the work queue). */
+static void answer(cynic__httpd_conn_t *c) {
+  c->request_ready = false;
   reply_t rp;
   rp.conn = c;
   rp.pending = NULL;
@@ -388,18 +634,61 @@ static bool answer(cynic__httpd_conn_t *c) {
   response_init(c->server, &rp.resp);
   uint64_t failures = cynic__json_alloc_failures();
   c->server->handler(c->server->arg, &c->parser, &rp.resp);
+  bool oom = cynic__json_alloc_failures() != failures;
   if (rp.stream != NULL || rp.pending != NULL) { /* what it wrote into resp is not sent */
+    if (rp.resp.produce_free != NULL)
+      rp.resp.produce_free(rp.resp.produce_arg);
     cynic__buf_free(&rp.resp.body);
-    return true;
+    if (rp.stream != NULL) { /* what follows the request is dropped */
+      free(c->stash);
+      c->stash = NULL;
+      c->stash_len = c->stash_off = 0;
+      update_reading(c);
+    }
+    return;
   }
-  if (cynic__json_alloc_failures() != failures && !rp.resp.checked && rp.resp.status != 204 &&
-      rp.resp.status != 304)
+  if (rp.resp.produce != NULL) {
+    if (oom) { /* the handler itself ran short: nothing of it is trusted */
+      if (rp.resp.produce_free != NULL)
+        rp.resp.produce_free(rp.resp.produce_arg);
+      rp.resp.produce = NULL;
+      out_of_memory(&rp.resp);
+      respond(c, &rp.resp);
+      return;
+    }
+    produce_first(c, &rp.resp);
+    return;
+  }
+  if (oom && !rp.resp.checked && rp.resp.status != 204 && rp.resp.status != 304)
     out_of_memory(&rp.resp); /* (an answer without a body cannot be missing fields) */
   respond(c, &rp.resp);
-  return false;
 }
 
-static void feed(cynic__httpd_conn_t *c, const char *p, size_t left);
+/* The work queue: handlers and slices, round robin between connections, for
+ * at most work_budget_us per loop turn (then the loop polls again: the data
+ * plane's I/O goes first). An idle handle keeps the poll from blocking while
+ * work is left. */
+static void on_work(uv_idle_t *h) {
+  cynic__httpd_t *s = h->data;
+  uint64_t start = uv_hrtime();
+  uint64_t budget = s->config.work_budget_us * 1000u;
+  while (s->work_head != NULL) {
+    cynic__httpd_conn_t *c = s->work_head;
+    s->work_head = c->work_next;
+    if (s->work_head == NULL)
+      s->work_tail = NULL;
+    c->work_next = NULL;
+    c->queued = false;
+    if (c->request_ready)
+      answer(c);
+    else if (c->produce != NULL && c->pending_write == 0)
+      produce_next(c);
+    if (uv_hrtime() - start >= budget)
+      break;
+  }
+  if (s->work_head == NULL)
+    uv_idle_stop(h);
+}
 
 void cynic__httpd_complete(cynic__httpd_pending_t *pd) {
   cynic__httpd_conn_t *c = pd->conn;
@@ -409,21 +698,8 @@ void cynic__httpd_complete(cynic__httpd_pending_t *pd) {
     return;
   }
   c->pending = NULL;
-  respond(c, &pd->resp);
+  respond(c, &pd->resp); /* then the requests that waited behind it (advance) */
   free(pd);
-  cynic__http_parser_next(&c->parser);
-  c->continue_sent = false;
-  if (!c->closing && !c->lingering)
-    arm_timer(c, c->server->config.idle_timeout_ms);
-  /* The requests that waited behind it, then reading again. */
-  char *st = c->stash;
-  size_t n = c->stash_len;
-  c->stash = NULL;
-  c->stash_len = 0;
-  if (st != NULL)
-    feed(c, st, n);
-  free(st);
-  update_reading(c);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -439,23 +715,23 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    if (nread == UV_EOF && cynic__http_parser_finish(&c->parser) == 0 && c->pending_write > 0) {
-      /* Half-closed after a complete request: finish writing, then close. */
-      c->close_after_write = true;
-      update_reading(c);
-      return;
-    }
-    conn_close(c);
+    conn_close(c); /* read only at rest: nothing of ours is left to write */
     return;
   }
-  feed(c, buf->base, (size_t)nread);
+  if (nread > 0)
+    c->last_io = uv_now(c->server->loop);
+  feed(c, buf->base, (size_t)nread, NULL, 0);
   update_reading(c);
 }
 
-/* Parse and answer what was read; stops at a deferred answer, keeping the
- * bytes after it (the read buffer is shared by all connections). The caller
- * runs update_reading afterwards. */
-static void feed(cynic__httpd_conn_t *c, const char *p, size_t left) {
+/* Parse what was read up to one complete request, which is queued for its
+ * answer; the bytes after it are kept as the stash (the read buffer is
+ * shared by all connections) and parsed once the answer is written. When p
+ * points into `owned` (the previous stash, owned_len bytes), that buffer is
+ * kept rather than copied: true then (the caller must not free it). The
+ * caller runs update_reading afterwards. */
+static bool feed(cynic__httpd_conn_t *c, const char *p, size_t left, char *owned,
+                 size_t owned_len) {
   while (left > 0 && !c->closing && !c->close_after_write) {
     size_t used = 0;
     bool was_started = c->parser.started;
@@ -464,32 +740,54 @@ static void feed(cynic__httpd_conn_t *c, const char *p, size_t left) {
       arm_timer(c, c->server->config.request_timeout_ms);
     if (r < 0) {
       send_error(c, c->parser.error_status, c->parser.error_reason);
-      return;
+      return false;
     }
     p += used;
     left -= used;
     if (r == CYNIC_HTTP_READY) {
-      if (answer(c)) {
-        if (c->stream != NULL || c->closing)
-          return; /* a stream: what follows the request is dropped */
-        if (left > 0 && (c->stash = malloc(left)) == NULL) {
+      bool kept = false;
+      if (left > 0 && owned != NULL) {
+        c->stash = owned;
+        c->stash_len = owned_len;
+        c->stash_off = (size_t)(p - owned);
+        kept = true;
+      } else if (left > 0) {
+        if ((c->stash = malloc(left)) == NULL) {
           conn_close(c);
-          return;
+          return false;
         }
-        if (left > 0)
-          memcpy(c->stash, p, left);
+        memcpy(c->stash, p, left);
         c->stash_len = left;
-        return;
+        c->stash_off = 0;
       }
-      cynic__http_parser_next(&c->parser);
-      c->continue_sent = false;
-      arm_timer(c, c->server->config.idle_timeout_ms);
+      c->request_ready = true;
+      enqueue(c);
+      return kept;
     } else if (c->parser.expect_continue && !c->continue_sent) {
       static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
       send_bytes(c, cont, sizeof(cont) - 1);
       c->continue_sent = true;
     }
   }
+  return false;
+}
+
+/* At capacity: the connection idle longest (no read or write progress for
+ * the longest time) makes room. Streams and closing ones are not candidates;
+ * false when there is none. */
+static bool evict_idlest(cynic__httpd_t *s, cynic__httpd_conn_t *except) {
+  cynic__httpd_conn_t *victim = NULL;
+  for (cynic__httpd_conn_t *c = s->conns; c != NULL; c = c->next) {
+    if (c == except || c->closing || c->stream != NULL)
+      continue;
+    if (victim == NULL || c->last_io <= victim->last_io) /* ties: the older one */
+      victim = c;
+  }
+  if (victim == NULL)
+    return false;
+  s->evictions++;
+  conn_close(victim);
+  return true;
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -507,19 +805,29 @@ static void on_connection(uv_stream_t *listener, int status) {
   c->tcp.data = c;
   c->timer.data = c;
   c->open_handles = 2;
+  c->last_io = uv_now(s->loop);
   cynic__http_parser_init(&c->parser, &s->config.limits);
   c->next = s->conns;
   if (s->conns)
     s->conns->prev = c;
   s->conns = c;
   s->nconns++;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->nconns > s->config.max_conns ||
-      s->closing) {
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->closing) {
+    conn_close(c);
+    return;
+  }
+  /* nconns counts closing connections until libuv lets go of them: count
+   * the live ones */
+  size_t live = 0;
+  for (cynic__httpd_conn_t *o = s->conns; o != NULL; o = o->next)
+    live += !o->closing;
+  if (live > s->config.max_conns && !evict_idlest(s, c)) {
     conn_close(c);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  arm_timer(c, s->config.idle_timeout_ms);
+  /* a connection that never speaks gets the time of one request */
+  arm_timer(c, s->config.request_timeout_ms);
   update_reading(c);
 }
 
@@ -528,6 +836,8 @@ int cynic__httpd_start(cynic__httpd_t *s, uv_loop_t *loop, const cynic__httpd_co
   memset(s, 0, offsetof(cynic__httpd_t, readbuf));
   s->loop = loop;
   s->config = *c;
+  if (s->config.slice_bytes == 0)
+    s->config.slice_bytes = 64u << 10;
   s->handler = handler;
   s->arg = arg;
   int err = uv_tcp_init(loop, &s->listener);
@@ -535,6 +845,9 @@ int cynic__httpd_start(cynic__httpd_t *s, uv_loop_t *loop, const cynic__httpd_co
     return err;
   s->listener.data = s;
   s->listening = true;
+  uv_idle_init(loop, &s->work); /* cannot fail on Unix */
+  s->work.data = s;
+  s->work_open = true;
   err = uv_tcp_bind(&s->listener, addr, 0);
   if (!err)
     err = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
@@ -557,9 +870,33 @@ int cynic__httpd_peer(const cynic__http_parser_t *req, char *buf, size_t len) {
   return err;
 }
 
+size_t cynic__httpd_peer_key(const cynic__http_parser_t *req, unsigned char key[16]) {
+  const cynic__httpd_conn_t *c =
+      (const cynic__httpd_conn_t *)((const char *)req - offsetof(cynic__httpd_conn_t, parser));
+  struct sockaddr_storage ss;
+  int n = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) != 0)
+    return 0;
+  if (ss.ss_family == AF_INET) {
+    memcpy(key, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    return 4;
+  }
+  if (ss.ss_family == AF_INET6) {
+    memcpy(key, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    return 16;
+  }
+  return 0;
+}
+
 static void listener_closed(uv_handle_t *h) {
   cynic__httpd_t *s = h->data;
   s->listening = false;
+  maybe_done(s);
+}
+
+static void work_closed(uv_handle_t *h) {
+  cynic__httpd_t *s = h->data;
+  s->work_open = false;
   maybe_done(s);
 }
 
@@ -570,6 +907,8 @@ void cynic__httpd_close(cynic__httpd_t *s, void (*on_closed)(cynic__httpd_t *)) 
   s->on_closed = on_closed;
   while (s->conns != NULL)
     conn_close(s->conns);
+  if (s->work_open && !uv_is_closing((uv_handle_t *)&s->work))
+    uv_close((uv_handle_t *)&s->work, work_closed);
   cynic__shed_forget((uv_stream_t *)&s->listener);
   if (s->listening && !uv_is_closing((uv_handle_t *)&s->listener))
     uv_close((uv_handle_t *)&s->listener, listener_closed);

@@ -29,7 +29,37 @@ typedef struct cynic__httpd_response {
   bool checked;             /* the handler vouches for its body although jansson ran out of
                                memory during the call (it checked the body it built); else
                                such an answer is replaced by a 503 (cynic__json_init) */
+  /* A produced (streamed) body instead of `body`: see cynic__httpd_produce_cb. */
+  int (*produce)(void *arg, cynic__buf_t *out, size_t want);
+  void (*produce_free)(void *arg); /* runs exactly once for a set produce; may be NULL */
+  void *produce_arg;
 } cynic__httpd_response_t;
+
+/*
+ * Produced bodies (large answers without building them whole). A handler sets
+ * resp->produce, produce_arg and produce_free (and status, content_type,
+ * headers) and leaves `body` empty. httpd calls produce(arg, out, want) to
+ * append about `want` bytes to `out` (more when one unit cannot be cut, at
+ * most max_response; fewer is fine) and return 1 when that was the end of the
+ * body, 0 when more follows, or a negative CYNIC_E* error. jansson running
+ * out of memory during a call counts as an error.
+ *
+ * The first call is made before the head is sent: an error there is answered
+ * 503 (out of memory) or 500 with a JSON error body; a body complete in the
+ * first call is sent whole with Content-Length. Otherwise the head goes out
+ * with Transfer-Encoding: chunked (HTTP/1.0: no length, Connection: close)
+ * and each further slice is asked for only once the previous one has been
+ * written to the socket (back pressure: a client that does not read gets
+ * nothing more produced), from the server's work queue (work_budget_us). An
+ * error after the head aborts the connection without the terminating chunk,
+ * so no HTTP/1.1 client can take a cut body for a complete one (an HTTP/1.0
+ * client, which reads to the close, cannot tell: send HTTP/1.1).
+ *
+ * produce_free(arg) runs exactly once: when the body is complete, failed, or
+ * abandoned (client gone, server closed). produce runs between loop turns,
+ * so it must read its data afresh each call (objects may be gone since).
+ */
+typedef int (*cynic__httpd_produce_cb)(void *arg, cynic__buf_t *out, size_t want);
 
 /* Answer `req` by filling `resp`. `arg` is the one given to start. */
 typedef void (*cynic__httpd_handler_t)(void *arg, const cynic__http_parser_t *req,
@@ -42,6 +72,8 @@ typedef struct cynic__httpd_config {
   size_t max_pending_write; /* per connection */
   uint64_t request_timeout_ms;
   uint64_t idle_timeout_ms;
+  size_t slice_bytes;      /* a produced body's slice, about (default 64 KiB) */
+  uint64_t work_budget_us; /* queued handler/slice work per loop turn (default 1000) */
 } cynic__httpd_config_t;
 
 typedef struct cynic__httpd_conn cynic__httpd_conn_t;
@@ -54,6 +86,10 @@ typedef struct cynic__httpd {
   void *arg;
   cynic__httpd_conn_t *conns; /* doubly linked */
   size_t nconns;
+  cynic__httpd_conn_t *work_head, *work_tail; /* connections with a handler or slice to run */
+  uv_idle_t work;                             /* runs the queue while it is not empty */
+  bool work_open;                             /* `work` initialised and not closed yet */
+  uint64_t evictions;                         /* idle connections evicted at capacity */
   bool listening;
   bool closing;
   void (*on_closed)(struct cynic__httpd *);
@@ -117,6 +153,8 @@ int cynic__httpd_stream_write(cynic__httpd_stream_t *st, const char *p, size_t n
 size_t cynic__httpd_stream_pending(const cynic__httpd_stream_t *st);
 /* The client's address as "ip:port" (as cynic__httpd_peer). */
 int cynic__httpd_stream_peer(const cynic__httpd_stream_t *st, char *buf, size_t len);
+/* Changes the stream's max_pending (an owner whose messages grew). */
+void cynic__httpd_stream_set_max_pending(cynic__httpd_stream_t *st, size_t max_pending);
 /* Ends the stream now (on_close runs). */
 void cynic__httpd_stream_close(cynic__httpd_stream_t *st);
 
@@ -133,6 +171,9 @@ int cynic__httpd_address(cynic__httpd_t *s, struct sockaddr_storage *out);
 /* The address of the peer that sent `req` (a parser handed to the handler) as
  * "ip:port" into buf. 0 or a libuv error. */
 int cynic__httpd_peer(const cynic__http_parser_t *req, char *buf, size_t len);
+/* The peer's address bytes (4 for IPv4, 16 for IPv6) into key[16]; their
+ * count, or 0 when unknown. A key for per-client tables. */
+size_t cynic__httpd_peer_key(const cynic__http_parser_t *req, unsigned char key[16]);
 /* Close the listener and every connection; `on_closed` runs once all handles
  * are closed (then `s` may be freed). */
 void cynic__httpd_close(cynic__httpd_t *s, void (*on_closed)(cynic__httpd_t *));

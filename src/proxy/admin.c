@@ -119,18 +119,86 @@ static bool token_ok(const cynic__admin_t *a, const char *got, size_t len) {
   return diff == 0;
 }
 
+/* The penalty box entry of a client past its failed-authentication budget
+ * (NULL: none, or its time is up). */
+static cynic__admin_blocked_t *blocked_find(cynic__admin_t *a, const unsigned char *key,
+                                            size_t keylen, uint64_t now) {
+  for (size_t i = 0; i < CYNIC__ADMIN_AUTH_BLOCKED; i++) {
+    cynic__admin_blocked_t *b = &a->blocked[i];
+    if (b->keylen == keylen && keylen > 0 && memcmp(b->key, key, keylen) == 0)
+      return b->until_ns > now ? b : NULL;
+  }
+  return NULL;
+}
+
+static void blocked_add(cynic__admin_t *a, const unsigned char *key, size_t keylen,
+                        uint64_t until) {
+  cynic__admin_blocked_t *slot = NULL;
+  for (size_t i = 0; i < CYNIC__ADMIN_AUTH_BLOCKED && slot == NULL; i++)
+    if (a->blocked[i].keylen == keylen && memcmp(a->blocked[i].key, key, keylen) == 0)
+      slot = &a->blocked[i];
+  if (slot == NULL) { /* else the entry whose time ends first (free ones: 0) */
+    slot = &a->blocked[0];
+    for (size_t i = 1; i < CYNIC__ADMIN_AUTH_BLOCKED; i++)
+      if (a->blocked[i].until_ns < slot->until_ns)
+        slot = &a->blocked[i];
+  }
+  memcpy(slot->key, key, keylen);
+  slot->keylen = keylen;
+  slot->until_ns = until;
+}
+
+/* 429 for a client past its failed-authentication budget; the connection
+ * closes (as after a 401). */
+static void too_many_failures(req_t *r, uint64_t wait_ns) {
+  static const char *const retry[] = {"Retry-After: 1\r\n", "Retry-After: 2\r\n",
+                                      "Retry-After: 5\r\n"};
+  uint64_t s = (wait_ns + 999999999u) / 1000000000u;
+  r->resp->headers = s <= 1 ? retry[0] : s <= 2 ? retry[1] : retry[2];
+  reply_error(r, 429, "too many failed authentications from this address; retry later");
+  r->resp->close = true;
+}
+
+/* Checks the bearer token (or `got`, the stream's ?token=, when non-NULL).
+ * A failure is answered 401 and closes the connection (a client without the
+ * token keeps no admin slot); failures are counted per client address and a
+ * client past CYNIC__ADMIN_AUTH_RATE/BURST is answered 429 before its token
+ * is even compared, so guessing is bounded to that rate. */
+static bool check_token(req_t *r, const char *got, size_t got_len, bool has) {
+  cynic__admin_t *a = r->a;
+  unsigned char key[16];
+  size_t keylen = cynic__httpd_peer_key(r->http, key);
+  uint64_t now = uv_hrtime();
+  cynic__admin_blocked_t *b = keylen > 0 ? blocked_find(a, key, keylen, now) : NULL;
+  if (b != NULL) {
+    too_many_failures(r, b->until_ns - now);
+    return false;
+  }
+  if (has && token_ok(a, got, got_len))
+    return true;
+  uint64_t wait_ns = 0;
+  if (keylen > 0 && a->auth_failures != NULL &&
+      cynic_ratetable_take(a->auth_failures, key, keylen, 1, &wait_ns) == CYNIC_ELIMITED) {
+    blocked_add(a, key, keylen, now + (wait_ns == UINT64_MAX ? 1000000000u : wait_ns));
+    too_many_failures(r, wait_ns);
+    return false;
+  }
+  r->resp->headers = "WWW-Authenticate: Bearer realm=\"cynic admin\"\r\n";
+  reply_error(r, 401,
+              !has ? "missing bearer token: send Authorization: Bearer <token>"
+                   : "bad bearer token");
+  r->resp->close = true;
+  return false;
+}
+
 static bool authorised(req_t *r) {
   if (r->a->token == NULL)
     return true;
   size_t len = 0;
   const char *h = cynic__http_header(r->http, "Authorization", &len);
-  if (h != NULL && len > 7 && strncasecmp(h, "Bearer ", 7) == 0 && token_ok(r->a, h + 7, len - 7))
-    return true;
-  r->resp->headers = "WWW-Authenticate: Bearer realm=\"cynic admin\"\r\n";
-  reply_error(r, 401,
-              h == NULL ? "missing bearer token: send Authorization: Bearer <token>"
-                        : "bad bearer token");
-  return false;
+  if (h != NULL && len > 7 && strncasecmp(h, "Bearer ", 7) == 0)
+    return check_token(r, h + 7, len - 7, true);
+  return check_token(r, NULL, 0, h != NULL);
 }
 
 /* ---- views ----------------------------------------------------------------------- */
@@ -323,7 +391,9 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
   return true;
 }
 
-static json_t *status_json(cynic__admin_t *a) {
+/* /status without its upstreams (status_json adds them; GET /status streams
+ * them one by one). */
+static json_t *status_head_json(cynic__admin_t *a) {
   cynic__proxy_t *p = a->proxy;
   int64_t now = cynic__unix_ms();
   const char *why;
@@ -362,30 +432,159 @@ static json_t *status_json(cynic__admin_t *a) {
     json_array_append_new(ls, lo);
   }
   json_object_set_new(o, "listeners", ls);
+  json_object_set_new(o, "transitions", transitions_json(a, NULL));
+  return o;
+}
+
+/* The whole status in one object (the status stream's events). */
+static json_t *status_json(cynic__admin_t *a) {
+  cynic__proxy_t *p = a->proxy;
+  json_t *o = status_head_json(a);
   json_t *us = json_array();
   for (size_t i = 0; i < p->upstream_count; i++)
     if (p->upstreams[i].cfg != NULL)
       json_array_append_new(us, upstream_json(&p->upstreams[i]));
   json_object_set_new(o, "upstreams", us);
-  json_object_set_new(o, "transitions", transitions_json(a, NULL));
   return o;
 }
 
+/* ---- produced answers: the large ones, in slices ------------------------------------ */
+
+/*
+ * GET /status, /status/history, /breakers and /metrics grow with the config
+ * (at the documented limits, 256 upstreams x 64 endpoints: ~6 MB of
+ * /status, ~29 MB of /metrics). They are never built whole: httpd asks for a
+ * slice of about 64 KB when the previous one has been written, and each
+ * slice renders the next upstreams (one upstream at least, whole: each
+ * upstream's part is one instant; the answer as a whole spans the time it
+ * takes the client to read it). The producer keeps slot indices, not
+ * pointers: a reload between two slices may retire an upstream (cfg NULL:
+ * skipped), free its config copy or reuse its slot (then the new upstream is
+ * shown); p->upstreams itself never moves. Nothing of a request is kept but
+ * the admin and the cursor (the admin outlives its connections: httpd_close
+ * frees producers before admin_free).
+ */
+static json_t *breakers_of(const cynic__upstream_t *u);
+
+enum listing_kind { LIST_STATUS, LIST_HISTORY, LIST_BREAKERS, LIST_METRICS };
+
+typedef struct listing {
+  cynic__admin_t *a;
+  enum listing_kind kind;
+  size_t next;  /* the upstream slot next */
+  bool started; /* the opening part is out */
+  bool any;     /* an upstream is out: the next one needs a comma */
+  cynic__metrics_cursor_t cur;
+} listing_t;
+
+static int dump_into(cynic__buf_t *b, json_t *v) {
+  if (v == NULL)
+    return CYNIC_ENOMEM;
+  int rc = cynic__json_dump(v, b);
+  json_decref(v);
+  return rc;
+}
+
+static int listing_open(listing_t *l, cynic__buf_t *b) {
+  switch (l->kind) {
+  case LIST_STATUS: {
+    size_t before = b->len;
+    int rc = dump_into(b, status_head_json(l->a));
+    if (rc != 0)
+      return rc;
+    if (b->len - before < 2 || b->data[b->len - 1] != '}')
+      return CYNIC_ENOMEM;
+    b->len--; /* reopen the object */
+    return cynic__buf_puts(b, ",\"upstreams\":[");
+  }
+  case LIST_HISTORY:
+    return cynic__buf_printf(b, "{\"interval_s\":1,\"now\":%lld,\"upstreams\":{",
+                             (long long)(cynic__unix_ms() / 1000));
+  case LIST_BREAKERS:
+    return cynic__buf_puts(b, "{\"upstreams\":[");
+  default:
+    return 0;
+  }
+}
+
+/* One upstream's part; 0 with nothing appended for a slot not shown. */
+static int listing_item(listing_t *l, cynic__buf_t *b, const cynic__upstream_t *u) {
+  bool shown = l->kind == LIST_STATUS ? u->cfg != NULL : !u->retired && u->cfg != NULL;
+  if (!shown)
+    return 0;
+  int rc = l->any ? cynic__buf_puts(b, ",") : 0;
+  l->any = true;
+  if (rc != 0)
+    return rc;
+  switch (l->kind) {
+  case LIST_STATUS:
+    return dump_into(b, upstream_json(u));
+  case LIST_HISTORY: /* a rebuilt one's name is taken by the new one */
+    rc = dump_into(b, json_string(u->cfg->name));
+    if (rc == 0)
+      rc = cynic__buf_puts(b, ":");
+    return rc != 0 ? rc : dump_into(b, cynic__metrics_history(u));
+  default:
+    return dump_into(b, breakers_of(u));
+  }
+}
+
+/* JSON through jansson costs ~60 ms a MB here (an object per field; the
+ * 6 MB /status at the config limits took ~0.4 s whole), several times the
+ * Prometheus text's printf (~10 ms a MB): its slices are kept to ~16 KB,
+ * i.e. one upstream (64 endpoints: ~24 KB, ~1.5 ms), so a slice stays near
+ * the loop-turn budget. Measured with one client polling /status at the
+ * limits: proxied p99 +1.3 ms over idle, against +4.2 ms with 64 KB slices. */
+#define LISTING_JSON_SLICE (16u << 10)
+
+static int listing_produce(void *arg, cynic__buf_t *b, size_t want) {
+  listing_t *l = arg;
+  cynic__proxy_t *p = l->a->proxy;
+  if (l->kind == LIST_METRICS)
+    return cynic__metrics_render_next(p, b, &l->cur, want);
+  if (want > LISTING_JSON_SLICE)
+    want = LISTING_JSON_SLICE;
+  int rc = 0;
+  if (!l->started) {
+    if ((rc = listing_open(l, b)) != 0)
+      return rc;
+    l->started = true;
+  }
+  while (b->len < want && l->next < p->upstream_count)
+    if ((rc = listing_item(l, b, &p->upstreams[l->next++])) != 0)
+      return rc;
+  if (l->next < p->upstream_count)
+    return 0;
+  rc = cynic__buf_puts(b, l->kind == LIST_HISTORY ? "}}\n" : "]}\n");
+  return rc != 0 ? rc : 1;
+}
+
+static void listing_free(void *arg) {
+  free(arg);
+}
+
+static void reply_listing(req_t *r, enum listing_kind kind) {
+  listing_t *l = calloc(1, sizeof *l);
+  if (l == NULL) {
+    reply_error(r, 503, "out of memory");
+    return;
+  }
+  l->a = r->a;
+  l->kind = kind;
+  r->resp->status = 200;
+  r->resp->content_type =
+      kind == LIST_METRICS ? "text/plain; version=0.0.4; charset=utf-8" : "application/json";
+  r->resp->produce = listing_produce;
+  r->resp->produce_free = listing_free;
+  r->resp->produce_arg = l;
+}
+
 static void get_status(req_t *r) {
-  reply_json(r, 200, status_json(r->a));
+  reply_listing(r, LIST_STATUS);
 }
 
 static void get_history(req_t *r) {
-  json_t *o = json_object();
-  json_object_set_new(o, "interval_s", json_integer(1));
-  json_object_set_new(o, "now", json_integer((json_int_t)(cynic__unix_ms() / 1000)));
-  json_t *us = json_object();
-  for (size_t i = 0; i < r->p->upstream_count; i++)
-    if (!r->p->upstreams[i].retired) /* a rebuilt one's name is taken by the new one */
-      json_object_set_new(us, r->p->upstreams[i].cfg->name,
-                          cynic__metrics_history(&r->p->upstreams[i]));
-  json_object_set_new(o, "upstreams", us);
-  reply_json(r, 200, o);
+  reply_listing(r, LIST_HISTORY);
 }
 
 /* ---- breakers --------------------------------------------------------------------- */
@@ -523,11 +722,7 @@ static void breakers(req_t *r) {
   if (r->nsegs == 1) {
     if (!is(r, "GET"))
       return not_allowed(r, "GET");
-    json_t *arr = json_array();
-    for (size_t i = 0; i < p->upstream_count; i++)
-      if (!p->upstreams[i].retired)
-        json_array_append_new(arr, breakers_of(&p->upstreams[i]));
-    return reply_json(r, 200, json_pack("{s:o}", "upstreams", arr));
+    return reply_listing(r, LIST_BREAKERS);
   }
   cynic__upstream_t *u = find_upstream(p, r->segs[1]);
   if (u == NULL) {
@@ -622,6 +817,9 @@ void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len) {
 static bool stream_authorised(req_t *r) {
   if (r->a->token == NULL)
     return true;
+  size_t hlen;
+  if (cynic__http_header(r->http, "Authorization", &hlen) != NULL)
+    return authorised(r); /* the header, when sent, is what counts */
   const char *url = r->http->url.data ? r->http->url.data : "";
   const char *q = strchr(url, '?');
   while (q != NULL) {
@@ -629,15 +827,18 @@ static bool stream_authorised(req_t *r) {
     size_t n = strcspn(q, "&#");
     if (n > 6 && strncmp(q, "token=", 6) == 0) {
       char *got = malloc(TOKEN_MAX + 1);
-      bool ok = got != NULL && cynic__http_pct_decode(q + 6, n - 6, got, TOKEN_MAX + 1) == 0 &&
-                token_ok(r->a, got, strlen(got));
-      if (got != NULL) {
-        memset(got, 0, TOKEN_MAX + 1);
-        free(got);
+      if (got == NULL) {
+        reply_error(r, 503, "out of memory");
+        return false;
       }
-      if (ok)
-        return true;
-      break;
+      bool ok;
+      if (cynic__http_pct_decode(q + 6, n - 6, got, TOKEN_MAX + 1) == 0)
+        ok = check_token(r, got, strlen(got), true);
+      else
+        ok = check_token(r, "", 0, true); /* undecodable: a failure like any other */
+      memset(got, 0, TOKEN_MAX + 1);
+      free(got);
+      return ok;
     }
     q = q[n] == '&' ? q + n : NULL;
   }
@@ -668,15 +869,31 @@ static int event_format(cynic__buf_t *b, const char *event, json_t *data) {
   return rc;
 }
 
-/* The event for every stream. A stream whose reader has fallen
- * STREAM_MAX_PENDING behind is dropped (logged) rather than buffered for. */
-static void stream_push(cynic__admin_t *a, const char *event, json_t *data) {
-  if (data == NULL)
-    return;
-  cynic__buf_t b;
-  cynic__buf_init(&b, CYNIC__ADMIN_STREAM_MAX_PENDING);
-  int rc = event_format(&b, event, data);
-  for (size_t i = 0; rc == 0 && i < CYNIC__ADMIN_MAX_STREAMS; i++) {
+/* Appends one event to b; a failure (out of memory, past
+ * CYNIC__ADMIN_EVENT_MAX) is logged: the docs promise every event, so one
+ * that cannot be made is never dropped silently. */
+static int event_add(cynic__buf_t *b, const char *event, json_t *data) {
+  size_t before = b->len;
+  int rc = event_format(b, event, data);
+  if (rc != 0) {
+    b->len = before;
+    cynic__log_event(CYNIC_LOG_ERROR, "status_stream_event_failed",
+                     "a status stream event could not be made",
+                     json_pack("{s:s, s:s, s:I}", "event", event, "error", cynic_strerror(rc),
+                               "limit_bytes", (json_int_t)CYNIC__ADMIN_EVENT_MAX));
+  }
+  return rc;
+}
+
+/* Queues `b` (whole events) on every stream, in one write each. A stream
+ * whose reader still has more than STREAM_MAX_PENDING plus the previous
+ * push pending (it has not read the last one) is dropped (logged) rather
+ * than buffered for: a reader that keeps up gets every event, however large
+ * the status, and what is queued per stream stays under STREAM_MAX_PENDING
+ * plus two pushes. */
+static void stream_send(cynic__admin_t *a, const cynic__buf_t *b) {
+  size_t allow = CYNIC__ADMIN_STREAM_MAX_PENDING + a->stream_last_push;
+  for (size_t i = 0; b->len > 0 && i < CYNIC__ADMIN_MAX_STREAMS; i++) {
     cynic__httpd_stream_t *st = a->streams[i];
     if (st == NULL)
       continue;
@@ -684,16 +901,26 @@ static void stream_push(cynic__admin_t *a, const char *event, json_t *data) {
      * will drop: it is gone after the write */
     char peer[96] = "?";
     size_t pending = cynic__httpd_stream_pending(st);
-    if (pending > CYNIC__ADMIN_STREAM_MAX_PENDING)
+    if (pending > allow)
       cynic__httpd_stream_peer(st, peer, sizeof peer);
-    if (cynic__httpd_stream_write(st, b.data, b.len) == CYNIC_ERANGE) {
+    cynic__httpd_stream_set_max_pending(st, allow);
+    if (cynic__httpd_stream_write(st, b->data, b->len) == CYNIC_ERANGE) {
       cynic__log_event(CYNIC_LOG_WARN, "status_stream_dropped",
                        "status stream client dropped: it reads too slowly",
                        json_pack("{s:s, s:I, s:I}", "client", peer, "pending_bytes",
-                                 (json_int_t)pending, "limit_bytes",
-                                 (json_int_t)CYNIC__ADMIN_STREAM_MAX_PENDING));
+                                 (json_int_t)pending, "limit_bytes", (json_int_t)allow));
     }
   }
+  if (b->len > 0)
+    a->stream_last_push = b->len;
+}
+
+/* The event for every stream. */
+static void stream_push(cynic__admin_t *a, const char *event, json_t *data) {
+  cynic__buf_t b;
+  cynic__buf_init(&b, CYNIC__ADMIN_EVENT_MAX);
+  if (event_add(&b, event, data) == 0)
+    stream_send(a, &b);
   cynic__buf_free(&b);
 }
 
@@ -727,14 +954,19 @@ void cynic__admin_streams_kick(cynic__admin_t *a) {
 static void streams_tick(cynic__admin_t *a) {
   if (a->stream_count == 0)
     return;
-  /* one status for both events: nothing changes between them */
+  /* one status for both events: nothing changes between them; all of the
+   * tick's events in one write */
   json_t *status = status_json(a);
+  cynic__buf_t b;
+  cynic__buf_init(&b, CYNIC__ADMIN_EVENT_MAX);
   if (uv_is_active((uv_handle_t *)&a->stream_timer)) {
     uv_timer_stop(&a->stream_timer);
-    stream_push(a, "transition", json_incref(status));
+    event_add(&b, "transition", json_incref(status));
   }
-  stream_push(a, "sample", samples_json(a));
-  stream_push(a, "status", status);
+  event_add(&b, "sample", samples_json(a));
+  event_add(&b, "status", status);
+  stream_send(a, &b);
+  cynic__buf_free(&b);
 }
 
 static void get_stream(req_t *r) {
@@ -768,9 +1000,11 @@ static void get_stream(req_t *r) {
   if (cynic__httpd_stream_write(st, retry, sizeof retry - 1) != 0)
     return; /* gone already: on_stream_closed freed the slot */
   cynic__buf_t b;
-  cynic__buf_init(&b, CYNIC__ADMIN_STREAM_MAX_PENDING);
-  if (event_format(&b, "status", status_json(a)) == 0)
+  cynic__buf_init(&b, CYNIC__ADMIN_EVENT_MAX);
+  if (event_add(&b, "status", status_json(a)) == 0) {
+    cynic__httpd_stream_set_max_pending(st, CYNIC__ADMIN_STREAM_MAX_PENDING + b.len);
     cynic__httpd_stream_write(st, b.data, b.len);
+  }
   cynic__buf_free(&b);
 }
 
@@ -866,12 +1100,7 @@ static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_res
     if (!is(r, "GET")) {
       not_allowed(r, "GET");
     } else {
-      resp->status = 200;
-      resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-      if (cynic__metrics_render(r->p, &resp->body) != 0) {
-        cynic__buf_reset(&resp->body);
-        reply_error(r, 500, "cannot render the metrics");
-      }
+      reply_listing(r, LIST_METRICS); /* a failure: 503/500, or a cut connection */
     }
   } else {
     reply_error(r, 404, "not found");
@@ -894,6 +1123,10 @@ static void admin_httpd_config(cynic__httpd_config_t *hc) {
   cynic__httpd_config_default(hc);
   hc->max_conns = 64;
   hc->limits.max_body = 64u << 10;
+  /* Whole answers are small (one upstream at most; the large ones are
+   * produced in slices): with 64 connections, at most 64 x (1 MiB + a
+   * slice + one 64 KiB read + the request limits) of admin memory. */
+  hc->max_response = 1u << 20;
 }
 
 static void free_closed(cynic__httpd_t *s) {
@@ -981,6 +1214,13 @@ int cynic__admin_start(cynic__proxy_t *p) {
   a->sighup.data = a;
   uv_signal_start(&a->sighup, on_sighup, SIGHUP);
   uv_unref((uv_handle_t *)&a->sighup);
+  cynic_ratetable_config_t rc_cfg;
+  cynic_ratetable_config_default(&rc_cfg);
+  rc_cfg.rate_per_sec = CYNIC__ADMIN_AUTH_RATE;
+  rc_cfg.burst = CYNIC__ADMIN_AUTH_BURST;
+  rc_cfg.capacity = CYNIC__ADMIN_AUTH_CLIENTS;
+  if (cynic_ratetable_new(&rc_cfg, &a->auth_failures) != 0)
+    return CYNIC_ENOMEM;
   if (ac->token_file != NULL) {
     char why[256];
     int rc = cynic__token_read(ac->token_file, &a->token, &a->token_len, why, sizeof why);
@@ -1048,6 +1288,7 @@ void cynic__admin_free(cynic__proxy_t *p) {
     memset(a->token, 0, a->token_len);
     free(a->token);
   }
+  cynic_ratetable_free(a->auth_failures);
   free(a->httpd);
   free(a);
   p->admin = NULL;

@@ -31,6 +31,27 @@ typedef struct cynic__transition_rec {
 #define CYNIC__ADMIN_MAX_STREAMS 8
 #define CYNIC__ADMIN_STREAM_MAX_PENDING (1u << 20)
 #define CYNIC__ADMIN_STREAM_SNDBUF (64 << 10)
+/* One event's largest size: a `status` at the documented config limits
+ * (256 upstreams x 64 endpoints) is ~6 MB; an event past this is not sent
+ * and the failure is logged. A stream may hold STREAM_MAX_PENDING plus the
+ * largest event of a tick queued before it counts as a slow reader. */
+#define CYNIC__ADMIN_EVENT_MAX (64u << 20)
+
+/* Failed authentications (401) per client address (Unwanted Users): a
+ * token bucket of AUTH_BURST refilled at AUTH_RATE a second, for up to
+ * AUTH_CLIENTS addresses (least recently seen evicted). A client past it is
+ * answered 429 without its token being compared, until its bucket has a
+ * token again (AUTH_BLOCKED addresses remembered at once). */
+#define CYNIC__ADMIN_AUTH_RATE 5.0
+#define CYNIC__ADMIN_AUTH_BURST 20.0
+#define CYNIC__ADMIN_AUTH_CLIENTS 1024u
+#define CYNIC__ADMIN_AUTH_BLOCKED 64u
+
+typedef struct cynic__admin_blocked {
+  unsigned char key[16]; /* the client's address bytes */
+  size_t keylen;         /* 0: free */
+  uint64_t until_ns;     /* uv_hrtime() before which its requests get 429 */
+} cynic__admin_blocked_t;
 
 struct cynic__admin {
   cynic__proxy_t *proxy;
@@ -52,9 +73,12 @@ struct cynic__admin {
    * of a loop iteration (many transitions, one event). */
   cynic__httpd_stream_t *streams[CYNIC__ADMIN_MAX_STREAMS];
   size_t stream_count;
+  size_t stream_last_push; /* bytes of the last push to the streams (the slow-reader bound) */
   uv_timer_t stream_timer;
   cynic__transition_rec_t ring[CYNIC__TRANSITION_RING];
   size_t ring_next, ring_count;
+  cynic_ratetable_t *auth_failures; /* failed authentications by client address */
+  cynic__admin_blocked_t blocked[CYNIC__ADMIN_AUTH_BLOCKED];
 };
 
 /* True when GET /ready answers 200; *why says why not (or "ready"). */
@@ -85,8 +109,24 @@ void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len);
 
 /* Takes one history sample of every upstream (the admin's 1 s timer). */
 void cynic__metrics_sample(cynic__proxy_t *p);
-/* Appends the Prometheus text exposition of everything to `out`. */
+/* Appends the Prometheus text exposition of everything to `out`. 0, or
+ * CYNIC_ERANGE / CYNIC_ENOMEM (then `out` holds a cut exposition: never
+ * serve it). */
 int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *out);
+/* Where a streamed exposition is (indices only: a reload between two calls
+ * retires or reuses slots, and each step reads its object afresh). Zero it
+ * to start. */
+typedef struct cynic__metrics_cursor {
+  size_t family;    /* index into metrics.c's family table */
+  size_t item;      /* the listener or upstream slot next */
+  bool started;     /* the process families are out */
+  bool header_done; /* the current family's HELP/TYPE is out */
+} cynic__metrics_cursor_t;
+/* Appends the next part of the exposition, about `want` bytes (more by at
+ * most one upstream's rows of one family, ~40 KB at the limits): 1 when
+ * that was the end, 0 when more follows, or CYNIC_ERANGE / CYNIC_ENOMEM. */
+int cynic__metrics_render_next(cynic__proxy_t *p, cynic__buf_t *out, cynic__metrics_cursor_t *cur,
+                               size_t want);
 /* The upstream's newest history sample as a JSON object; NULL when none. */
 json_t *cynic__metrics_last_sample(const cynic__upstream_t *u);
 /* The upstream's history samples, oldest first, as a JSON array. */

@@ -14,6 +14,7 @@
  * (cynic_breaker_state{state="open"} 1). docs/admin.md lists them all.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -200,8 +201,37 @@ json_t *cynic__metrics_last_sample(const cynic__upstream_t *u) {
 
 /* ---- Prometheus text ------------------------------------------------------------- */
 
-static int header(cynic__buf_t *b, const char *name, const char *type, const char *help) {
-  return cynic__buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+/*
+ * The exposition is rendered in steps (one family's header, or one family's
+ * rows for one listener or upstream) so that /metrics can be streamed in
+ * slices (admin.c, httpd's produced bodies): a config at the documented
+ * limits makes ~30 MB of text, which must never be built whole on the loop
+ * that forwards traffic. The cursor holds indices, never pointers: between
+ * two slices a reload may retire an upstream (cfg NULL) or reuse its slot,
+ * so every step reads its object afresh and skips retired ones. A step
+ * writes at most one upstream's rows of one family (64 endpoints x 5 lines:
+ * ~40 KB), so a slice overshoots `want` by that much at most.
+ */
+
+/* Appends, remembering the first failure (an exposition with a line missing
+ * must never be served as complete: issue 9). */
+typedef struct out {
+  cynic__buf_t *b;
+  int err;
+} out_t;
+
+static void emit(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit(out_t *o, const char *fmt, ...) {
+  if (o->err != 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  o->err = cynic__buf_vprintf(o->b, fmt, ap);
+  va_end(ap);
+}
+
+static void header(out_t *o, const char *name, const char *type, const char *help) {
+  emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* Label values here are config names and addresses ([A-Za-z0-9_.-], ':', '[',
@@ -223,16 +253,19 @@ static const char *esc(const char *s, char *out, size_t n) {
   return out;
 }
 
-static void hist(cynic__buf_t *b, const char *name, const char *labels, const cynic__hist_t *h) {
+#define NAME_BUF (CYNIC__CONFIG_MAX_NAME * 2 + 8)
+#define ADDR_BUF 600
+
+static void hist(out_t *o, const char *name, const char *labels, const cynic__hist_t *h) {
   uint64_t cum = 0;
   for (size_t i = 0; i < CYNIC__HIST_BUCKETS; i++) {
     cum += h->bucket[i];
-    cynic__buf_printf(b, "%s_bucket{%s,le=\"%g\"} %" PRIu64 "\n", name, labels, bounds[i], cum);
+    emit(o, "%s_bucket{%s,le=\"%g\"} %" PRIu64 "\n", name, labels, bounds[i], cum);
   }
   cum += h->bucket[CYNIC__HIST_BUCKETS];
-  cynic__buf_printf(b, "%s_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n", name, labels, cum);
-  cynic__buf_printf(b, "%s_sum{%s} %.9g\n", name, labels, h->sum);
-  cynic__buf_printf(b, "%s_count{%s} %" PRIu64 "\n", name, labels, h->count);
+  emit(o, "%s_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n", name, labels, cum);
+  emit(o, "%s_sum{%s} %.9g\n", name, labels, h->sum);
+  emit(o, "%s_count{%s} %" PRIu64 "\n", name, labels, h->count);
 }
 
 /* The listener-level rejections never become connections in tcp.c: they are
@@ -261,303 +294,327 @@ static const cynic__event_t endpoint_faults[] = {
     CYNIC__EV_FIRST_BYTE_TIMEOUT,
 };
 
-/* Per-upstream families with one sample each: the bulkhead and fail fast. */
-static uint64_t bh_in_use(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s) {
-  (void)u;
-  return s->in_use;
+static const cynic_breaker_state_t states[] = {CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN,
+                                               CYNIC_BREAKER_HALF_OPEN, CYNIC_BREAKER_FORCED_OPEN,
+                                               CYNIC_BREAKER_FORCED_CLOSED};
+
+/* ---- the families: rows for one listener or one upstream ---- */
+
+static void process_rows(out_t *o, cynic__proxy_t *p) {
+  const char *why;
+  header(o, "cynic_build_info", "gauge", "Build information; always 1.");
+  emit(o, "cynic_build_info{version=\"%s\"} 1\n", cynic_version());
+  header(o, "cynic_start_time_seconds", "gauge", "When the process started, Unix time.");
+  emit(o, "cynic_start_time_seconds %.3f\n", (double)p->started_unix_ms / 1000.0);
+  header(o, "cynic_config_load_time_seconds", "gauge",
+         "When the config in use was loaded, Unix time.");
+  emit(o, "cynic_config_load_time_seconds %.3f\n", (double)p->config_unix_ms / 1000.0);
+  header(o, "cynic_config_reloads_total", "counter", "Successful config reloads.");
+  emit(o, "cynic_config_reloads_total %" PRIu64 "\n", p->reloads);
+  header(o, "cynic_draining", "gauge", "1 while draining (SIGTERM or POST /drain).");
+  emit(o, "cynic_draining %d\n", p->draining ? 1 : 0);
+  header(o, "cynic_ready", "gauge", "1 when GET /ready answers 200.");
+  emit(o, "cynic_ready %d\n", cynic__admin_ready(p, &why) ? 1 : 0);
 }
-static uint64_t bh_limit(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s) {
-  (void)s;
-  return u->cfg->max_connections;
+
+static void l_open(out_t *o, const cynic__listener_t *l) {
+  char ln[NAME_BUF];
+  emit(o, "cynic_listener_connections_open{listener=\"%s\"} %u\n", esc(l->cfg->name, ln, sizeof ln),
+       l->open);
 }
-static uint64_t bh_pending(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s) {
-  (void)u;
-  return s->pending;
+
+static void l_limit(out_t *o, const cynic__listener_t *l) {
+  char ln[NAME_BUF];
+  emit(o, "cynic_listener_connections_limit{listener=\"%s\"} %u\n",
+       esc(l->cfg->name, ln, sizeof ln), l->cfg->max_connections);
 }
-static uint64_t bh_pending_limit(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s) {
-  (void)s;
-  return u->cfg->max_pending;
+
+static void l_conns(out_t *o, const cynic__listener_t *l) {
+  char ln[NAME_BUF], un[NAME_BUF];
+  esc(l->cfg->name, ln, sizeof ln);
+  esc(l->upstream->cfg->name, un, sizeof un);
+  for (int k = 0; k < CYNIC__OUT_COUNT; k++)
+    emit(o, "cynic_connections_total{listener=\"%s\",upstream=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+         ln, un, cynic__outcome_name(k), listener_outcome(l, k));
 }
-static uint64_t fail_fast(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s) {
-  (void)s;
-  return u->counters.total[CYNIC__EV_BREAKER_OPEN];
+
+static void l_bytes(out_t *o, const cynic__listener_t *l) {
+  char ln[NAME_BUF], un[NAME_BUF];
+  esc(l->cfg->name, ln, sizeof ln);
+  esc(l->upstream->cfg->name, un, sizeof un);
+  emit(o,
+       "cynic_bytes_total{listener=\"%s\",upstream=\"%s\",direction=\"to_upstream\"} %" PRIu64 "\n",
+       ln, un, l->stats.bytes_up);
+  emit(o,
+       "cynic_bytes_total{listener=\"%s\",upstream=\"%s\",direction=\"to_client\"} %" PRIu64 "\n",
+       ln, un, l->stats.bytes_down);
 }
-static const struct {
+
+static void l_events(out_t *o, const cynic__listener_t *l) {
+  char ln[NAME_BUF];
+  esc(l->cfg->name, ln, sizeof ln);
+  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+    if (l->counters.total[ev] != 0)
+      emit(o, "cynic_events_total{listener=\"%s\",event=\"%s\"} %" PRIu64 "\n", ln, event_keys[ev],
+           l->counters.total[ev]);
+}
+
+static void u_hist(out_t *o, const cynic__upstream_t *u, const char *name, size_t off) {
+  char un[NAME_BUF], labels[NAME_BUF + 16];
+  snprintf(labels, sizeof labels, "upstream=\"%s\"", esc(u->cfg->name, un, sizeof un));
+  hist(o, name, labels, (const cynic__hist_t *)((const char *)&u->stats + off));
+}
+static void u_connect(out_t *o, const cynic__upstream_t *u) {
+  u_hist(o, u, "cynic_upstream_connect_duration_seconds",
+         offsetof(cynic__upstream_stats_t, connect));
+}
+static void u_first_byte(out_t *o, const cynic__upstream_t *u) {
+  u_hist(o, u, "cynic_upstream_first_byte_seconds", offsetof(cynic__upstream_stats_t, first_byte));
+}
+static void u_duration(out_t *o, const cynic__upstream_t *u) {
+  u_hist(o, u, "cynic_connection_duration_seconds", offsetof(cynic__upstream_stats_t, duration));
+}
+
+static void u_timeouts(out_t *o, const cynic__upstream_t *u) {
+  static const struct {
+    const char *kind;
+    cynic__event_t ev;
+  } kinds[] = {{"connect", CYNIC__EV_CONNECT_TIMEOUT},
+               {"first_byte", CYNIC__EV_FIRST_BYTE_TIMEOUT},
+               {"idle", CYNIC__EV_IDLE_TIMEOUT},
+               {"queue", CYNIC__EV_QUEUE_TIMEOUT}};
+  char un[NAME_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+    emit(o, "cynic_timeouts_total{upstream=\"%s\",kind=\"%s\"} %" PRIu64 "\n", un, kinds[k].kind,
+         upstream_event_total(u, kinds[k].ev));
+}
+
+static void u_gauge(out_t *o, const cynic__upstream_t *u, const char *name, uint64_t v) {
+  char un[NAME_BUF];
+  emit(o, "%s{upstream=\"%s\"} %" PRIu64 "\n", name, esc(u->cfg->name, un, sizeof un), v);
+}
+static void u_bh_in_use(out_t *o, const cynic__upstream_t *u) {
+  cynic_bulkhead_stats_t s;
+  cynic_bulkhead_stats(u->bulkhead, &s);
+  u_gauge(o, u, "cynic_bulkhead_in_use", s.in_use);
+}
+static void u_bh_limit(out_t *o, const cynic__upstream_t *u) {
+  u_gauge(o, u, "cynic_bulkhead_limit", u->cfg->max_connections);
+}
+static void u_bh_pending(out_t *o, const cynic__upstream_t *u) {
+  cynic_bulkhead_stats_t s;
+  cynic_bulkhead_stats(u->bulkhead, &s);
+  u_gauge(o, u, "cynic_bulkhead_pending", s.pending);
+}
+static void u_bh_pending_limit(out_t *o, const cynic__upstream_t *u) {
+  u_gauge(o, u, "cynic_bulkhead_pending_limit", u->cfg->max_pending);
+}
+static void u_fail_fast(out_t *o, const cynic__upstream_t *u) {
+  u_gauge(o, u, "cynic_fail_fast_total", u->counters.total[CYNIC__EV_BREAKER_OPEN]);
+}
+
+static void u_bh_rejections(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  emit(o, "cynic_bulkhead_rejections_total{upstream=\"%s\",reason=\"full\"} %" PRIu64 "\n", un,
+       u->counters.total[CYNIC__EV_BULKHEAD_FULL]);
+  emit(o, "cynic_bulkhead_rejections_total{upstream=\"%s\",reason=\"queue_timeout\"} %" PRIu64 "\n",
+       un, u->counters.total[CYNIC__EV_QUEUE_TIMEOUT]);
+}
+
+static void u_events(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    esc(u->endpoints[k].addr->text, en, sizeof en);
+    for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+      if (u->endpoints[k].counters.total[ev] != 0)
+        emit(o, "cynic_events_total{upstream=\"%s\",endpoint=\"%s\",event=\"%s\"} %" PRIu64 "\n",
+             un, en, event_keys[ev], u->endpoints[k].counters.total[ev]);
+  }
+  for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
+    if (u->counters.total[ev] != 0)
+      emit(o, "cynic_events_total{upstream=\"%s\",event=\"%s\"} %" PRIu64 "\n", un, event_keys[ev],
+           u->counters.total[ev]);
+}
+
+static void u_breaker_state(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    cynic_breaker_snapshot_t s;
+    cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
+    esc(u->endpoints[k].addr->text, en, sizeof en);
+    for (size_t j = 0; j < 5; j++)
+      emit(o, "cynic_breaker_state{upstream=\"%s\",endpoint=\"%s\",state=\"%s\"} %d\n", un, en,
+           cynic_breaker_state_name(states[j]), s.state == states[j]);
+  }
+}
+
+static void u_breaker_transitions(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    esc(u->endpoints[k].addr->text, en, sizeof en);
+    for (size_t j = 0; j < 5; j++)
+      emit(o,
+           "cynic_breaker_transitions_total{upstream=\"%s\",endpoint=\"%s\",to=\"%s\"} %" PRIu64
+           "\n",
+           un, en, cynic_breaker_state_name(states[j]),
+           u->endpoints[k].stats.transitions_to[states[j]]);
+  }
+}
+
+static void u_breaker_rejections(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    cynic_breaker_snapshot_t s;
+    cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
+    emit(o, "cynic_breaker_rejections_total{upstream=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", un,
+         esc(u->endpoints[k].addr->text, en, sizeof en), s.rejected);
+  }
+}
+
+static void u_bucket_level(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    cynic_breaker_snapshot_t s;
+    cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
+    emit(o, "cynic_breaker_bucket_level{upstream=\"%s\",endpoint=\"%s\"} %g\n", un,
+         esc(u->endpoints[k].addr->text, en, sizeof en), s.bucket_level);
+  }
+}
+
+static void u_endpoint_active(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    emit(o, "cynic_endpoint_connections_active{upstream=\"%s\",endpoint=\"%s\"} %u\n", un,
+         esc(u->endpoints[k].addr->text, en, sizeof en), u->endpoints[k].active);
+}
+
+static void u_endpoint_faults(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    esc(u->endpoints[k].addr->text, en, sizeof en);
+    for (size_t j = 0; j < sizeof endpoint_faults / sizeof endpoint_faults[0]; j++)
+      emit(o,
+           "cynic_endpoint_faults_total{upstream=\"%s\",endpoint=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
+           un, en, event_keys[endpoint_faults[j]],
+           u->endpoints[k].counters.total[endpoint_faults[j]]);
+  }
+}
+
+/* The families in order; a NULL name continues the previous family (the
+ * events of listeners after those of upstreams). */
+static const struct family {
   const char *name, *type, *help;
-  uint64_t (*value)(const cynic__upstream_t *u, const cynic_bulkhead_stats_t *s);
-} upstream_gauges[] = {
-    {"cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.", bh_in_use},
-    {"cynic_bulkhead_limit", "gauge", "Bulkhead max_connections.", bh_limit},
-    {"cynic_bulkhead_pending", "gauge", "Clients waiting for a bulkhead slot.", bh_pending},
-    {"cynic_bulkhead_pending_limit", "gauge", "Bulkhead max_pending.", bh_pending_limit},
+  void (*listener)(out_t *o, const cynic__listener_t *l);
+  void (*upstream)(out_t *o, const cynic__upstream_t *u);
+} families[] = {
+    {"cynic_listener_connections_open", "gauge", "Client connections open now.", l_open, NULL},
+    {"cynic_listener_connections_limit", "gauge", "The listener's max_connections.", l_limit, NULL},
+    {"cynic_connections_total", "counter",
+     "Client connections ended, by listener, upstream and outcome.", l_conns, NULL},
+    {"cynic_bytes_total", "counter",
+     "Bytes forwarded, by listener, upstream and direction (to_upstream, to_client).", l_bytes,
+     NULL},
+    {"cynic_upstream_connect_duration_seconds", "histogram", "Time to connect to an endpoint.",
+     NULL, u_connect},
+    {"cynic_upstream_first_byte_seconds", "histogram",
+     "From the first byte sent to the upstream (or the connect, when it speaks first) to its "
+     "first byte back.",
+     NULL, u_first_byte},
+    {"cynic_connection_duration_seconds", "histogram", "Client connections from accept to close.",
+     NULL, u_duration},
+    {"cynic_timeouts_total", "counter",
+     "Timeouts by upstream and kind (connect, first_byte, idle, queue).", NULL, u_timeouts},
+    {"cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.", NULL,
+     u_bh_in_use},
+    {"cynic_bulkhead_limit", "gauge", "Bulkhead max_connections.", NULL, u_bh_limit},
+    {"cynic_bulkhead_pending", "gauge", "Clients waiting for a bulkhead slot.", NULL, u_bh_pending},
+    {"cynic_bulkhead_pending_limit", "gauge", "Bulkhead max_pending.", NULL, u_bh_pending_limit},
     {"cynic_fail_fast_total", "counter",
-     "Clients closed at once because every breaker of the upstream was open.", fail_fast},
+     "Clients closed at once because every breaker of the upstream was open.", NULL, u_fail_fast},
+    {"cynic_bulkhead_rejections_total", "counter",
+     "Clients turned away by the bulkhead: full (slots and queue) or queue_timeout.", NULL,
+     u_bh_rejections},
+    {"cynic_events_total", "counter",
+     "Events by kind since start, for each endpoint (upstream, endpoint), upstream "
+     "(upstream) and listener (listener); the kinds of docs/admin.md.",
+     NULL, u_events},
+    {NULL, NULL, NULL, l_events, NULL},
+    {"cynic_breaker_state", "gauge",
+     "1 for the breaker's current state, 0 for the others, per endpoint.", NULL, u_breaker_state},
+    {"cynic_breaker_transitions_total", "counter",
+     "Breaker transitions per endpoint, by the state entered.", NULL, u_breaker_transitions},
+    {"cynic_breaker_rejections_total", "counter",
+     "Connection attempts an endpoint's breaker refused.", NULL, u_breaker_rejections},
+    {"cynic_breaker_bucket_level", "gauge", "Faults in the breaker's leaky bucket now.", NULL,
+     u_bucket_level},
+    {"cynic_endpoint_connections_active", "gauge", "Connections to the endpoint now.", NULL,
+     u_endpoint_active},
+    {"cynic_endpoint_faults_total", "counter",
+     "Faults counted against an endpoint's breaker, by kind.", NULL, u_endpoint_faults},
 };
+#define NFAMILIES (sizeof families / sizeof families[0])
+
+/* One step at the cursor; false when the exposition is complete. */
+static bool step(cynic__proxy_t *p, out_t *o, cynic__metrics_cursor_t *cur) {
+  if (cur->family == 0 && cur->item == 0 && !cur->started) {
+    process_rows(o, p);
+    cur->started = true;
+    return true;
+  }
+  if (cur->family >= NFAMILIES)
+    return false;
+  const struct family *f = &families[cur->family];
+  if (cur->item == 0 && f->name != NULL && !cur->header_done) {
+    header(o, f->name, f->type, f->help);
+    cur->header_done = true;
+    return true;
+  }
+  size_t count = f->listener != NULL ? p->listener_count : p->upstream_count;
+  if (cur->item >= count) {
+    cur->family++;
+    cur->item = 0;
+    cur->header_done = false;
+    return true;
+  }
+  size_t i = cur->item++;
+  if (f->listener != NULL) {
+    const cynic__listener_t *l = &p->listeners[i];
+    if (!l->retired && l->cfg != NULL) /* removed by a reload; its name may be in use again */
+      f->listener(o, l);
+  } else {
+    const cynic__upstream_t *u = &p->upstreams[i];
+    if (!u->retired && u->cfg != NULL) /* replaced or removed by a reload */
+      f->upstream(o, u);
+  }
+  return true;
+}
+
+int cynic__metrics_render_next(cynic__proxy_t *p, cynic__buf_t *b, cynic__metrics_cursor_t *cur,
+                               size_t want) {
+  out_t o = {b, 0};
+  size_t start = b->len;
+  bool more = true;
+  while (more && o.err == 0 && b->len - start < want)
+    more = step(p, &o, cur);
+  if (o.err != 0)
+    return o.err;
+  return more ? 0 : 1;
+}
 
 int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *b) {
-  char ln[CYNIC__CONFIG_MAX_NAME * 2 + 8], un[CYNIC__CONFIG_MAX_NAME * 2 + 8], en[600];
-  char labels[1400];
-  const char *why;
-
-  header(b, "cynic_build_info", "gauge", "Build information; always 1.");
-  cynic__buf_printf(b, "cynic_build_info{version=\"%s\"} 1\n", cynic_version());
-  header(b, "cynic_start_time_seconds", "gauge", "When the process started, Unix time.");
-  cynic__buf_printf(b, "cynic_start_time_seconds %.3f\n", (double)p->started_unix_ms / 1000.0);
-  header(b, "cynic_config_load_time_seconds", "gauge",
-         "When the config in use was loaded, Unix time.");
-  cynic__buf_printf(b, "cynic_config_load_time_seconds %.3f\n", (double)p->config_unix_ms / 1000.0);
-  header(b, "cynic_config_reloads_total", "counter", "Successful config reloads.");
-  cynic__buf_printf(b, "cynic_config_reloads_total %" PRIu64 "\n", p->reloads);
-  header(b, "cynic_draining", "gauge", "1 while draining (SIGTERM or POST /drain).");
-  cynic__buf_printf(b, "cynic_draining %d\n", p->draining ? 1 : 0);
-  header(b, "cynic_ready", "gauge", "1 when GET /ready answers 200.");
-  cynic__buf_printf(b, "cynic_ready %d\n", cynic__admin_ready(p, &why) ? 1 : 0);
-
-  header(b, "cynic_listener_connections_open", "gauge", "Client connections open now.");
-  for (size_t i = 0; i < p->listener_count; i++) {
-    if (p->listeners[i].retired)
-      continue;
-    cynic__buf_printf(b, "cynic_listener_connections_open{listener=\"%s\"} %u\n",
-                      esc(p->listeners[i].cfg->name, ln, sizeof ln), p->listeners[i].open);
-  }
-  header(b, "cynic_listener_connections_limit", "gauge", "The listener's max_connections.");
-  for (size_t i = 0; i < p->listener_count; i++) {
-    if (p->listeners[i].retired)
-      continue;
-    cynic__buf_printf(b, "cynic_listener_connections_limit{listener=\"%s\"} %u\n",
-                      esc(p->listeners[i].cfg->name, ln, sizeof ln),
-                      p->listeners[i].cfg->max_connections);
-  }
-  header(b, "cynic_connections_total", "counter",
-         "Client connections ended, by listener, upstream and outcome.");
-  for (size_t i = 0; i < p->listener_count; i++) {
-    if (p->listeners[i].retired)
-      continue; /* removed by a reload; its name may be in use again */
-    const cynic__listener_t *l = &p->listeners[i];
-    esc(l->cfg->name, ln, sizeof ln);
-    esc(l->upstream->cfg->name, un, sizeof un);
-    for (int o = 0; o < CYNIC__OUT_COUNT; o++)
-      cynic__buf_printf(b,
-                        "cynic_connections_total{listener=\"%s\",upstream=\"%s\",outcome=\"%s\"} "
-                        "%" PRIu64 "\n",
-                        ln, un, cynic__outcome_name(o), listener_outcome(l, o));
-  }
-  header(b, "cynic_bytes_total", "counter",
-         "Bytes forwarded, by listener, upstream and direction (to_upstream, to_client).");
-  for (size_t i = 0; i < p->listener_count; i++) {
-    if (p->listeners[i].retired)
-      continue; /* removed by a reload; its name may be in use again */
-    const cynic__listener_t *l = &p->listeners[i];
-    esc(l->cfg->name, ln, sizeof ln);
-    esc(l->upstream->cfg->name, un, sizeof un);
-    cynic__buf_printf(b,
-                      "cynic_bytes_total{listener=\"%s\",upstream=\"%s\",direction=\"to_upstream\"}"
-                      " %" PRIu64 "\n",
-                      ln, un, l->stats.bytes_up);
-    cynic__buf_printf(b,
-                      "cynic_bytes_total{listener=\"%s\",upstream=\"%s\",direction=\"to_client\"}"
-                      " %" PRIu64 "\n",
-                      ln, un, l->stats.bytes_down);
-  }
-
-  static const struct {
-    const char *name, *help;
-    size_t off;
-  } hists[] = {
-      {"cynic_upstream_connect_duration_seconds", "Time to connect to an endpoint.",
-       offsetof(cynic__upstream_stats_t, connect)},
-      {"cynic_upstream_first_byte_seconds",
-       "From the first byte sent to the upstream (or the connect, when it speaks first) to its "
-       "first byte back.",
-       offsetof(cynic__upstream_stats_t, first_byte)},
-      {"cynic_connection_duration_seconds", "Client connections from accept to close.",
-       offsetof(cynic__upstream_stats_t, duration)},
-  };
-  for (size_t h = 0; h < sizeof hists / sizeof hists[0]; h++) {
-    header(b, hists[h].name, "histogram", hists[h].help);
-    for (size_t i = 0; i < p->upstream_count; i++) {
-      if (p->upstreams[i].retired)
-        continue; /* replaced or removed by a reload */
-      const cynic__upstream_t *u = &p->upstreams[i];
-      snprintf(labels, sizeof labels, "upstream=\"%s\"", esc(u->cfg->name, un, sizeof un));
-      hist(b, hists[h].name, labels,
-           (const cynic__hist_t *)((const char *)&u->stats + hists[h].off));
-    }
-  }
-
-  header(b, "cynic_timeouts_total", "counter",
-         "Timeouts by upstream and kind (connect, first_byte, idle, queue).");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    const cynic__upstream_t *u = &p->upstreams[i];
-    esc(u->cfg->name, un, sizeof un);
-    cynic__buf_printf(b, "cynic_timeouts_total{upstream=\"%s\",kind=\"connect\"} %" PRIu64 "\n", un,
-                      upstream_event_total(u, CYNIC__EV_CONNECT_TIMEOUT));
-    cynic__buf_printf(b, "cynic_timeouts_total{upstream=\"%s\",kind=\"first_byte\"} %" PRIu64 "\n",
-                      un, upstream_event_total(u, CYNIC__EV_FIRST_BYTE_TIMEOUT));
-    cynic__buf_printf(b, "cynic_timeouts_total{upstream=\"%s\",kind=\"idle\"} %" PRIu64 "\n", un,
-                      upstream_event_total(u, CYNIC__EV_IDLE_TIMEOUT));
-    cynic__buf_printf(b, "cynic_timeouts_total{upstream=\"%s\",kind=\"queue\"} %" PRIu64 "\n", un,
-                      upstream_event_total(u, CYNIC__EV_QUEUE_TIMEOUT));
-  }
-
-  /* One sample per live upstream for each of these families. */
-  for (size_t f = 0; f < sizeof upstream_gauges / sizeof upstream_gauges[0]; f++) {
-    header(b, upstream_gauges[f].name, upstream_gauges[f].type, upstream_gauges[f].help);
-    for (size_t i = 0; i < p->upstream_count; i++) {
-      const cynic__upstream_t *u = &p->upstreams[i];
-      if (u->retired)
-        continue; /* replaced or removed by a reload */
-      cynic_bulkhead_stats_t s;
-      cynic_bulkhead_stats(u->bulkhead, &s);
-      cynic__buf_printf(b, "%s{upstream=\"%s\"} %" PRIu64 "\n", upstream_gauges[f].name,
-                        esc(u->cfg->name, un, sizeof un), upstream_gauges[f].value(u, &s));
-    }
-  }
-  header(b, "cynic_bulkhead_rejections_total", "counter",
-         "Clients turned away by the bulkhead: full (slots and queue) or queue_timeout.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    const cynic__upstream_t *u = &p->upstreams[i];
-    esc(u->cfg->name, un, sizeof un);
-    cynic__buf_printf(
-        b, "cynic_bulkhead_rejections_total{upstream=\"%s\",reason=\"full\"} %" PRIu64 "\n", un,
-        u->counters.total[CYNIC__EV_BULKHEAD_FULL]);
-    cynic__buf_printf(b,
-                      "cynic_bulkhead_rejections_total{upstream=\"%s\",reason=\"queue_timeout\"} "
-                      "%" PRIu64 "\n",
-                      un, u->counters.total[CYNIC__EV_QUEUE_TIMEOUT]);
-  }
-  header(b, "cynic_events_total", "counter",
-         "Events by kind since start, for each endpoint (upstream, endpoint), upstream "
-         "(upstream) and listener (listener); the kinds of docs/admin.md.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    const cynic__upstream_t *u = &p->upstreams[i];
-    esc(u->cfg->name, un, sizeof un);
-    for (size_t k = 0; k < u->endpoint_count; k++) {
-      esc(u->endpoints[k].addr->text, en, sizeof en);
-      for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-        if (u->endpoints[k].counters.total[ev] != 0)
-          cynic__buf_printf(b,
-                            "cynic_events_total{upstream=\"%s\",endpoint=\"%s\",event=\"%s\"} "
-                            "%" PRIu64 "\n",
-                            un, en, event_keys[ev], u->endpoints[k].counters.total[ev]);
-    }
-    for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-      if (u->counters.total[ev] != 0)
-        cynic__buf_printf(b, "cynic_events_total{upstream=\"%s\",event=\"%s\"} %" PRIu64 "\n", un,
-                          event_keys[ev], u->counters.total[ev]);
-  }
-  for (size_t i = 0; i < p->listener_count; i++) {
-    if (p->listeners[i].retired)
-      continue; /* removed by a reload; its name may be in use again */
-    const cynic__listener_t *l = &p->listeners[i];
-    esc(l->cfg->name, ln, sizeof ln);
-    for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
-      if (l->counters.total[ev] != 0)
-        cynic__buf_printf(b, "cynic_events_total{listener=\"%s\",event=\"%s\"} %" PRIu64 "\n", ln,
-                          event_keys[ev], l->counters.total[ev]);
-  }
-
-  /* per endpoint */
-  static const cynic_breaker_state_t states[] = {CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN,
-                                                 CYNIC_BREAKER_HALF_OPEN, CYNIC_BREAKER_FORCED_OPEN,
-                                                 CYNIC_BREAKER_FORCED_CLOSED};
-  header(b, "cynic_breaker_state", "gauge",
-         "1 for the breaker's current state, 0 for the others, per endpoint.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    const cynic__upstream_t *u = &p->upstreams[i];
-    esc(u->cfg->name, un, sizeof un);
-    for (size_t k = 0; k < u->endpoint_count; k++) {
-      cynic_breaker_snapshot_t s;
-      cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
-      esc(u->endpoints[k].addr->text, en, sizeof en);
-      for (size_t j = 0; j < 5; j++)
-        cynic__buf_printf(b,
-                          "cynic_breaker_state{upstream=\"%s\",endpoint=\"%s\",state=\"%s\"} %d\n",
-                          un, en, cynic_breaker_state_name(states[j]), s.state == states[j]);
-    }
-  }
-  header(b, "cynic_breaker_transitions_total", "counter",
-         "Breaker transitions per endpoint, by the state entered.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    const cynic__upstream_t *u = &p->upstreams[i];
-    esc(u->cfg->name, un, sizeof un);
-    for (size_t k = 0; k < u->endpoint_count; k++) {
-      esc(u->endpoints[k].addr->text, en, sizeof en);
-      for (size_t j = 0; j < 5; j++)
-        cynic__buf_printf(
-            b,
-            "cynic_breaker_transitions_total{upstream=\"%s\",endpoint=\"%s\",to=\"%s\"} "
-            "%" PRIu64 "\n",
-            un, en, cynic_breaker_state_name(states[j]),
-            u->endpoints[k].stats.transitions_to[states[j]]);
-    }
-  }
-  header(b, "cynic_breaker_rejections_total", "counter",
-         "Connection attempts an endpoint's breaker refused.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    const cynic__upstream_t *u = &p->upstreams[i];
-    esc(u->cfg->name, un, sizeof un);
-    for (size_t k = 0; k < u->endpoint_count; k++) {
-      cynic_breaker_snapshot_t s;
-      cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
-      cynic__buf_printf(
-          b, "cynic_breaker_rejections_total{upstream=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", un,
-          esc(u->endpoints[k].addr->text, en, sizeof en), s.rejected);
-    }
-  }
-  header(b, "cynic_breaker_bucket_level", "gauge", "Faults in the breaker's leaky bucket now.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    const cynic__upstream_t *u = &p->upstreams[i];
-    esc(u->cfg->name, un, sizeof un);
-    for (size_t k = 0; k < u->endpoint_count; k++) {
-      cynic_breaker_snapshot_t s;
-      cynic_breaker_snapshot(u->endpoints[k].breaker, &s);
-      cynic__buf_printf(b, "cynic_breaker_bucket_level{upstream=\"%s\",endpoint=\"%s\"} %g\n", un,
-                        esc(u->endpoints[k].addr->text, en, sizeof en), s.bucket_level);
-    }
-  }
-  header(b, "cynic_endpoint_connections_active", "gauge", "Connections to the endpoint now.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    const cynic__upstream_t *u = &p->upstreams[i];
-    esc(u->cfg->name, un, sizeof un);
-    for (size_t k = 0; k < u->endpoint_count; k++)
-      cynic__buf_printf(b,
-                        "cynic_endpoint_connections_active{upstream=\"%s\",endpoint=\"%s\"} %u\n",
-                        un, esc(u->endpoints[k].addr->text, en, sizeof en), u->endpoints[k].active);
-  }
-  header(b, "cynic_endpoint_faults_total", "counter",
-         "Faults counted against an endpoint's breaker, by kind.");
-  for (size_t i = 0; i < p->upstream_count; i++) {
-    if (p->upstreams[i].retired)
-      continue; /* replaced or removed by a reload */
-    const cynic__upstream_t *u = &p->upstreams[i];
-    esc(u->cfg->name, un, sizeof un);
-    for (size_t k = 0; k < u->endpoint_count; k++) {
-      esc(u->endpoints[k].addr->text, en, sizeof en);
-      for (size_t j = 0; j < sizeof endpoint_faults / sizeof endpoint_faults[0]; j++)
-        cynic__buf_printf(
-            b,
-            "cynic_endpoint_faults_total{upstream=\"%s\",endpoint=\"%s\",kind=\"%s\"} "
-            "%" PRIu64 "\n",
-            un, en, event_keys[endpoint_faults[j]],
-            u->endpoints[k].counters.total[endpoint_faults[j]]);
-    }
-  }
-  return b->len > 0 ? 0 : CYNIC_ENOMEM;
+  cynic__metrics_cursor_t cur;
+  memset(&cur, 0, sizeof cur);
+  int rc;
+  while ((rc = cynic__metrics_render_next(p, b, &cur, SIZE_MAX)) == 0)
+    ;
+  return rc < 0 ? rc : 0;
 }

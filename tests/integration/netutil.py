@@ -251,6 +251,21 @@ def recv_all(s, timeout=10.0, limit=1 << 30):
     return bytes(out)
 
 
+def recv_to_end(s, timeout=10.0):
+    """Read until the peer ends the stream; returns (bytes, how) where how is
+    "fin" (EOF) or "reset" (ECONNRESET)."""
+    s.settimeout(timeout)
+    out = bytearray()
+    try:
+        while True:
+            d = s.recv(1 << 16)
+            if not d:
+                return bytes(out), "fin"
+            out += d
+    except ConnectionResetError:
+        return bytes(out), "reset"
+
+
 def recv_exactly(s, n, timeout=10.0):
     s.settimeout(timeout)
     out = bytearray()

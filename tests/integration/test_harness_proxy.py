@@ -6,7 +6,7 @@ import threading
 import time
 
 from harness_util import Harness, harness  # noqa: F401
-from netutil import TcpServer, connect, echo_handler, recv_all, recv_exactly, refused, wait_for
+from netutil import TcpServer, connect, echo_handler, recv_all, recv_exactly, recv_to_end, refused, wait_for
 
 
 def test_forward_echo_and_half_close(harness):
@@ -136,17 +136,10 @@ def test_reset_right_behind_data_reaches_the_client_as_reset(harness):
         for i in range(30):
             with connect(port) as c:
                 c.sendall(b"go")
-                data = b""
-                try:
-                    while True:
-                        chunk = c.recv(1 << 16)
-                        if not chunk:
-                            fins.append((i, len(data)))
-                            break
-                        data += chunk
-                except ConnectionResetError:
-                    pass
+                data, how = recv_to_end(c)
                 assert payload.startswith(data)
+                if how == "fin":
+                    fins.append((i, len(data)))
         assert fins == [], f"rounds that ended in a FIN instead of a reset (round, bytes): {fins}"
     finally:
         srv.close()

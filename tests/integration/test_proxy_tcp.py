@@ -14,6 +14,7 @@ import time
 import pytest
 
 import proxyutil as pu
+from netutil import recv_to_end
 
 BIG = (20 if pu.sanitized() else 100) << 20  # bytes each way
 
@@ -160,17 +161,10 @@ def test_reset_right_behind_data_reaches_the_client_as_reset():
         for i in range(30):
             with px.connect() as c:
                 c.sendall(b"go")
-                data = b""
-                try:
-                    while True:
-                        chunk = c.recv(1 << 16)
-                        if not chunk:
-                            fins.append((i, len(data)))
-                            break
-                        data += chunk
-                except ConnectionResetError:
-                    pass
+                data, how = recv_to_end(c)
                 assert payload.startswith(data)
+                if how == "fin":
+                    fins.append((i, len(data)))
         assert fins == [], f"rounds that ended in a FIN instead of a reset (round, bytes): {fins}"
     finally:
         px.stop()

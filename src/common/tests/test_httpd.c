@@ -2,13 +2,28 @@
  * deferred answers keep pipelined order; a deferred answer whose connection
  * is gone is discarded without a crash or a leak; a streamed answer sends
  * its head at once, ignores pipelined requests, is closed (on_close once)
- * when a write passes max_pending or when its owner closes it. */
+ * when a write passes max_pending or when its owner closes it. The
+ * bulkhead of a control plane: one request in flight per connection and no
+ * read-ahead, produced bodies in chunked slices with back pressure, a
+ * producer's failure before the head (503) and after it (cut, no last
+ * chunk), eviction of the longest-idle connection at capacity, a silent
+ * connection closed at the request timeout, an answer with close set (401)
+ * ending the connection. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -219,7 +234,7 @@ static void streamed_answer_closed_past_max_pending(void **state) {
   assert_non_null(strstr(f.got, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"));
   assert_non_null(strstr(f.got, "Cache-Control: no-store\r\nConnection: close\r\n\r\none;"));
   assert_null(strstr(f.got, "Content-Length"));
-  assert_null(strstr(f.got, "zzzz")); /* the write past the bound was not sent */
+  assert_null(strstr(f.got, "zzzz"));  /* the write past the bound was not sent */
   assert_null(strstr(f.got, "/fast")); /* pipelined after a stream: dropped */
 }
 
@@ -247,6 +262,392 @@ static void streamed_answer_closed_by_its_owner(void **state) {
   assert_string_equal(body + 4, "one;");
 }
 
+/* ---- bulkhead tests: a blocking client in a thread against the loop ---- */
+
+typedef struct bh {
+  uv_loop_t loop;
+  cynic__httpd_t server;
+  uv_async_t stop;
+  int port;
+  void (*client)(struct bh *b);
+  pthread_t thread;
+  atomic_int handled;       /* handler calls */
+  atomic_int produced;      /* produce calls */
+  atomic_int produce_frees; /* produce_free calls */
+  atomic_int big_done;      /* the produced body of /big is complete */
+  atomic_int order_ok;      /* /next ran only after /big was complete */
+  atomic_int failed;        /* a CHECK failed (cmocka's asserts are for the main thread) */
+  size_t big_slices;        /* slices in /big */
+} bh_t;
+
+static bh_t *bhx;
+
+/* In the client thread: report and remember (the main thread asserts). */
+#define CHECK(c)                                                                                   \
+  do {                                                                                             \
+    if (!(c)) {                                                                                    \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c);                        \
+      atomic_store(&bhx->failed, 1);                                                               \
+    }                                                                                              \
+  } while (0)
+
+static int big_produce(void *arg, cynic__buf_t *out, size_t want) {
+  bh_t *b = arg;
+  int n = atomic_fetch_add(&b->produced, 1);
+  char line[64];
+  while (out->len < want) {
+    snprintf(line, sizeof line, "slice %06d line ............................\n", n);
+    cynic__buf_puts(out, line);
+  }
+  if ((size_t)n + 1 >= b->big_slices) {
+    atomic_store(&b->big_done, 1);
+    return 1;
+  }
+  return 0;
+}
+
+static int failing_produce(void *arg, cynic__buf_t *out, size_t want) {
+  bh_t *b = arg;
+  int n = atomic_fetch_add(&b->produced, 1);
+  if (n == 0) { /* the first slice: the head goes out with it */
+    while (out->len < want)
+      cynic__buf_puts(out, "partial body partial body partial body\n");
+    return 0;
+  }
+  return CYNIC_ERANGE;
+}
+
+static int failing_at_once(void *arg, cynic__buf_t *out, size_t want) {
+  bh_t *b = arg;
+  (void)want;
+  atomic_fetch_add(&b->produced, 1);
+  cynic__buf_puts(out, "half a bo"); /* then a failure: none of it is sent */
+  return CYNIC_ENOMEM;
+}
+
+static void count_free(void *arg) {
+  bh_t *b = arg;
+  atomic_fetch_add(&b->produce_frees, 1);
+}
+
+static void bh_handler(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
+  bh_t *b = arg;
+  atomic_fetch_add(&b->handled, 1);
+  const char *url = req->url.data;
+  if (strcmp(url, "/big") == 0 || strcmp(url, "/fail-late") == 0 ||
+      strcmp(url, "/fail-early") == 0) {
+    resp->content_type = "text/plain";
+    resp->produce = strcmp(url, "/big") == 0         ? big_produce
+                    : strcmp(url, "/fail-late") == 0 ? failing_produce
+                                                     : failing_at_once;
+    resp->produce_free = count_free;
+    resp->produce_arg = b;
+    return;
+  }
+  if (strcmp(url, "/deny") == 0) {
+    resp->status = 401;
+    resp->close = true;
+  }
+  if (strcmp(url, "/next") == 0)
+    atomic_store(&b->order_ok, atomic_load(&b->big_done));
+  cynic__buf_puts(&resp->body, url);
+}
+
+static void *bh_thread(void *arg) {
+  bh_t *b = arg;
+  b->client(b);
+  uv_async_send(&b->stop);
+  return NULL;
+}
+
+static void bh_stop(uv_async_t *a) {
+  bh_t *b = a->data;
+  uv_close((uv_handle_t *)a, NULL);
+  cynic__httpd_close(&b->server, server_closed);
+}
+
+static void bh_run(bh_t *b, cynic__httpd_config_t *cfg, void (*client)(bh_t *)) {
+  bhx = b;
+  b->client = client;
+  CHECK((uv_loop_init(&b->loop)) == (0));
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", 0, &sa);
+  assert_int_equal(
+      cynic__httpd_start(&b->server, &b->loop, cfg, (struct sockaddr *)&sa, bh_handler, b), 0);
+  struct sockaddr_storage bound;
+  CHECK((cynic__httpd_address(&b->server, &bound)) == (0));
+  b->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  uv_async_init(&b->loop, &b->stop, bh_stop);
+  b->stop.data = b;
+  CHECK((pthread_create(&b->thread, NULL, bh_thread, b)) == (0));
+  uv_run(&b->loop, UV_RUN_DEFAULT);
+  pthread_join(b->thread, NULL);
+  assert_int_equal(atomic_load(&b->failed), 0);
+  assert_int_equal(uv_loop_close(&b->loop), 0); /* no handle left behind */
+}
+
+static int cl_connect(bh_t *b) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)b->port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK((connect(fd, (struct sockaddr *)&sa, sizeof sa)) == (0));
+  struct timeval tv = {10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+static void cl_send(int fd, const char *s) {
+  size_t n = strlen(s);
+  while (n > 0) {
+    ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
+    CHECK(k > 0);
+    s += k;
+    n -= (size_t)k;
+  }
+}
+
+/* Reads until EOF (or `until` appears, when non-NULL) into a malloc'd
+ * buffer; *len set. */
+static char *cl_read(int fd, const char *until, size_t *len) {
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  for (;;) {
+    if (n == cap) {
+      cap *= 2;
+      buf = realloc(buf, cap + 1);
+    }
+    ssize_t k = recv(fd, buf + n, cap - n, 0);
+    if (k <= 0)
+      break;
+    n += (size_t)k;
+    buf[n] = '\0';
+    if (until != NULL && n >= strlen(until) && strstr(buf + (n > 4096 ? n - 4096 : 0), until))
+      break;
+  }
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Pipelined behind a large produced body, with the client not reading:
+ * the next request is not answered (one in flight), the socket is not read
+ * ahead (the 1,000 requests behind are not parsed), and the producer is
+ * not asked for more than the socket takes (back pressure). Then the
+ * client reads: everything arrives, chunked, in order. */
+static void client_one_in_flight(bh_t *b) {
+  int fd = cl_connect(b);
+  cl_send(fd, "GET /big HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+  static char many[40 * 1000 + 128];
+  many[0] = '\0';
+  for (int i = 0; i < 1000; i++)
+    strcat(many, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+  strcat(many, "GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  cl_send(fd, many);
+  sleep_ms(300);
+  int produced = atomic_load(&b->produced);
+  CHECK((atomic_load(&b->handled)) == (1)); /* /big only */
+  CHECK(produced >= 1);
+  CHECK((size_t)produced < b->big_slices / 2); /* the socket took what it could */
+  size_t len;
+  char *got = cl_read(fd, NULL, &len);
+  close(fd);
+  CHECK(atomic_load(&b->order_ok));
+  CHECK((atomic_load(&b->handled)) == (1 + 1 + 1000 + 1));
+  CHECK((atomic_load(&b->produce_frees)) == (1));
+  CHECK((strstr(got, "Transfer-Encoding: chunked\r\n")) != NULL);
+  const char *end = strstr(got, "\r\n0\r\n\r\n");
+  const char *next = strstr(got, "/next");
+  CHECK((end) != NULL);
+  CHECK((next) != NULL);
+  CHECK(end < next);
+  CHECK((strstr(got, "/last")) != NULL);
+  /* the slices decode to the whole body, in order */
+  const char *p = strstr(got, "\r\n\r\n");
+  int expect = 0;
+  for (p = p != NULL && end != NULL ? p + 4 : NULL; p != NULL;) {
+    unsigned long n = strtoul(p, NULL, 16);
+    /* bounded by the chunk-size line, not strstr over the whole 64 MiB
+     * left (ASan's strstr measures its haystack first: quadratic) */
+    const char *crlf = memchr(p, '\r', (size_t)(got + len - p));
+    CHECK((crlf) != NULL);
+    p = crlf + 2;
+    if (n == 0)
+      break;
+    char want[32];
+    snprintf(want, sizeof want, "slice %06d", expect++);
+    CHECK(memcmp(p, want, strlen(want)) == 0);
+    p += n;
+    CHECK(memcmp(p, "\r\n", 2) == 0);
+    p += 2;
+  }
+  CHECK(((size_t)expect) == (b->big_slices));
+  free(got);
+}
+
+static void one_in_flight_no_read_ahead_and_back_pressure(void **state) {
+  (void)state;
+  static bh_t b;
+  memset(&b, 0, sizeof b);
+  b.big_slices = 4096; /* 4096 x 16 KiB: 64 MiB, far more than the socket buffers hold */
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  cfg.slice_bytes = 16384;
+  bh_run(&b, &cfg, client_one_in_flight);
+}
+
+/* An error after the head cuts the connection: no terminating chunk. An
+ * error before it is a 500 with a JSON body. */
+static void client_fail_late(bh_t *b) {
+  int fd = cl_connect(b);
+  cl_send(fd, "GET /fail-late HTTP/1.1\r\nHost: a\r\n\r\n");
+  size_t len;
+  char *got = cl_read(fd, NULL, &len);
+  close(fd);
+  CHECK((strstr(got, "HTTP/1.1 200 OK\r\n")) != NULL);
+  CHECK((strstr(got, "Transfer-Encoding: chunked\r\n")) != NULL);
+  CHECK((strstr(got, "\r\n0\r\n\r\n")) == NULL);
+  CHECK((atomic_load(&b->produce_frees)) == (1));
+  free(got);
+}
+
+/* A failure before the head: a 503 JSON error (out of memory), the
+ * connection closed; nothing of the half-made body. */
+static void client_fail_early(bh_t *b) {
+  int fd = cl_connect(b);
+  cl_send(fd, "GET /fail-early HTTP/1.1\r\nHost: a\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n");
+  size_t len;
+  char *got = cl_read(fd, NULL, &len);
+  close(fd);
+  CHECK(strstr(got, "HTTP/1.1 503 ") == got);
+  CHECK(strstr(got, "Content-Type: application/json\r\n") != NULL);
+  CHECK(strstr(got, "Connection: close\r\n") != NULL);
+  CHECK(strstr(got, "{\"error\":\"out of memory\",\"status\":503}") != NULL);
+  CHECK(strstr(got, "half a bo") == NULL);
+  CHECK(strstr(got, "/after") == NULL);
+  CHECK(atomic_load(&b->produce_frees) == 1);
+  free(got);
+}
+
+static void produced_body_failing_before_the_head_is_a_503(void **state) {
+  (void)state;
+  static bh_t b;
+  memset(&b, 0, sizeof b);
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  bh_run(&b, &cfg, client_fail_early);
+}
+
+static void produced_body_failing_after_the_head_cuts_the_connection(void **state) {
+  (void)state;
+  static bh_t b;
+  memset(&b, 0, sizeof b);
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  cfg.slice_bytes = 1024;
+  bh_run(&b, &cfg, client_fail_late);
+}
+
+/* At capacity, a new connection evicts the one idle longest. */
+static void client_evict(bh_t *b) {
+  int old = cl_connect(b);
+  cl_send(old, "GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+  size_t len;
+  free(cl_read(old, "/a", &len));
+  sleep_ms(50);
+  int busy = cl_connect(b);
+  cl_send(busy, "GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+  free(cl_read(busy, "/b", &len));
+  int fresh = cl_connect(b); /* the third: max_conns is 2 */
+  cl_send(fresh, "GET /c HTTP/1.1\r\nHost: a\r\n\r\n");
+  char *got = cl_read(fresh, "/c", &len);
+  CHECK((strstr(got, "HTTP/1.1 200")) != NULL);
+  free(got);
+  got = cl_read(old, NULL, &len); /* evicted: EOF */
+  CHECK((len) == (0));
+  free(got);
+  cl_send(busy, "GET /d HTTP/1.1\r\nHost: a\r\n\r\n"); /* kept */
+  got = cl_read(busy, "/d", &len);
+  CHECK((strstr(got, "/d")) != NULL);
+  free(got);
+  CHECK((b->server.evictions) == (1));
+  close(old);
+  close(busy);
+  close(fresh);
+}
+
+static void at_capacity_the_longest_idle_connection_is_evicted(void **state) {
+  (void)state;
+  static bh_t b;
+  memset(&b, 0, sizeof b);
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  cfg.max_conns = 2;
+  bh_run(&b, &cfg, client_evict);
+}
+
+/* A connection that never sends a byte is closed at request_timeout_ms (not
+ * the longer idle timeout). */
+static void client_silent(bh_t *b) {
+  int fd = cl_connect(b);
+  uint64_t t0 = mono_ms();
+  size_t len;
+  free(cl_read(fd, NULL, &len));
+  uint64_t took = mono_ms() - t0;
+  close(fd);
+  CHECK((len) == (0));
+  CHECK(took >= 150);
+  CHECK(took < 2000);
+}
+
+static void a_silent_connection_closes_at_the_request_timeout(void **state) {
+  (void)state;
+  static bh_t b;
+  memset(&b, 0, sizeof b);
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  cfg.request_timeout_ms = 200;
+  cfg.idle_timeout_ms = 60000;
+  bh_run(&b, &cfg, client_silent);
+}
+
+/* A response with close set (a 401, say) ends the connection: requests
+ * pipelined behind it are not answered. */
+static void client_deny(bh_t *b) {
+  int fd = cl_connect(b);
+  cl_send(fd, "GET /deny HTTP/1.1\r\nHost: a\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n");
+  size_t len;
+  char *got = cl_read(fd, NULL, &len);
+  close(fd);
+  CHECK((strstr(got, "HTTP/1.1 401")) != NULL);
+  CHECK((strstr(got, "Connection: close\r\n")) != NULL);
+  CHECK((strstr(got, "/after")) == NULL);
+  free(got);
+}
+
+static void a_response_with_close_ends_the_connection(void **state) {
+  (void)state;
+  static bh_t b;
+  memset(&b, 0, sizeof b);
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  bh_run(&b, &cfg, client_deny);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(deferred_answer_keeps_pipelined_order),
@@ -254,6 +655,12 @@ int main(void) {
       cmocka_unit_test(streamed_answer_closed_past_max_pending),
       cmocka_unit_test(streamed_answer_larger_than_the_bound_goes_whole_to_a_reader),
       cmocka_unit_test(streamed_answer_closed_by_its_owner),
+      cmocka_unit_test(one_in_flight_no_read_ahead_and_back_pressure),
+      cmocka_unit_test(produced_body_failing_before_the_head_is_a_503),
+      cmocka_unit_test(produced_body_failing_after_the_head_cuts_the_connection),
+      cmocka_unit_test(at_capacity_the_longest_idle_connection_is_evicted),
+      cmocka_unit_test(a_silent_connection_closes_at_the_request_timeout),
+      cmocka_unit_test(a_response_with_close_ends_the_connection),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
