@@ -63,7 +63,8 @@ static inline uint64_t cynic_clock_now(const cynic_clock_t *clock) {
   XX(ELIMITED, -1003, "rate limit exceeded")                                   \
   XX(EBUDGET, -1004, "retry budget exhausted")                                 \
   XX(EDEADLINE, -1005, "deadline exceeded")                                    \
-  XX(ESTATE, -1006, "operation not allowed in the current state")
+  XX(ESTATE, -1006, "operation not allowed in the current state")              \
+  XX(EDEPENDENCY, -1007, "the dependency failed")
 
 typedef enum cynic_errno {
 #define CYNIC_ERRNO_ENUM(name, value, msg) CYNIC_##name = (value),
