@@ -186,6 +186,13 @@ uint64_t cynic_tokens_available(const cynic_tokens_t *t) {
                       now_t);
 }
 
+int cynic_tokens_snapshot(const cynic_tokens_t *t, cynic_tokens_snapshot_t *out) {
+  if (t == NULL || out == NULL)
+    return CYNIC_EINVAL;
+  cynic_tokens_stats(t, out);
+  return 0;
+}
+
 void cynic_tokens_stats(const cynic_tokens_t *t, cynic_tokens_stats_t *out) {
   cynic_tokens_t *m = (cynic_tokens_t *)t;
   out->granted = atomic_load_explicit(&m->granted, memory_order_relaxed);
@@ -471,6 +478,14 @@ int cynic_ratetable_take(cynic_ratetable_t *t, const void *key, size_t keylen,
 
   set_wait(wait_ns, wait);
   return err;
+}
+
+int cynic_ratetable_snapshot(const cynic_ratetable_t *t, cynic_ratetable_snapshot_t *out) {
+  if (t == NULL || out == NULL)
+    return CYNIC_EINVAL;
+  /* The mutex is not part of the table's observable value. */
+  cynic_ratetable_stats((cynic_ratetable_t *)t, out);
+  return 0;
 }
 
 void cynic_ratetable_stats(cynic_ratetable_t *t,

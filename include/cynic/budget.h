@@ -114,9 +114,11 @@ CYNIC_API int cynic_budget_withdraw(cynic_budget_t *b);
 /*
  * The budget's state now (reads the clock once). The window fields are
  * consistent with one another and with `balance`; they may lag deposits made
- * concurrently. Takes the same short mutex as withdraw.
+ * concurrently. Takes the same short mutex as withdraw. Returns 0, or
+ * CYNIC_EINVAL when an argument is NULL. (It returned void and took a
+ * non-const pointer before issue 15; callers of that form still build.)
  */
-CYNIC_API void cynic_budget_snapshot(cynic_budget_t *b, cynic_budget_snapshot_t *out);
+CYNIC_API int cynic_budget_snapshot(const cynic_budget_t *b, cynic_budget_snapshot_t *out);
 
 #ifdef __cplusplus
 }

@@ -86,7 +86,14 @@ CYNIC_API int cynic_tokens_take(cynic_tokens_t *t, uint32_t n,
 /* Whole tokens available now (for metrics; may be stale at once). */
 CYNIC_API uint64_t cynic_tokens_available(const cynic_tokens_t *t);
 
-/* Totals since creation; each counter exact, not one instant across them. */
+/* The name every component uses for its picture. */
+typedef cynic_tokens_stats_t cynic_tokens_snapshot_t;
+
+/* Totals since creation; each counter exact, not one instant across them.
+ * Returns 0, or CYNIC_EINVAL when an argument is NULL. */
+CYNIC_API int cynic_tokens_snapshot(const cynic_tokens_t *t, cynic_tokens_snapshot_t *out);
+
+/* The older name of cynic_tokens_snapshot(), kept for existing callers. */
 CYNIC_API void cynic_tokens_stats(const cynic_tokens_t *t,
                                   cynic_tokens_stats_t *out);
 
@@ -170,7 +177,15 @@ CYNIC_API int cynic_ratetable_take(cynic_ratetable_t *t, const void *key,
                                    size_t keylen, uint32_t n,
                                    uint64_t *wait_ns);
 
-/* Current size and totals, read under the mutex (one consistent instant). */
+/* The name every component uses for its picture. */
+typedef cynic_ratetable_stats_t cynic_ratetable_snapshot_t;
+
+/* Current size and totals, read under the mutex (one consistent instant).
+ * Returns 0, or CYNIC_EINVAL when an argument is NULL. */
+CYNIC_API int cynic_ratetable_snapshot(const cynic_ratetable_t *t,
+                                       cynic_ratetable_snapshot_t *out);
+
+/* The older name of cynic_ratetable_snapshot(), kept for existing callers. */
 CYNIC_API void cynic_ratetable_stats(cynic_ratetable_t *t,
                                      cynic_ratetable_stats_t *out);
 

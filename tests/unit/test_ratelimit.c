@@ -103,6 +103,10 @@ static void test_tokens_exact_grants_and_waits(void **state) {
   assert_int_equal(s.granted, 6);
   assert_int_equal(s.takes, 3);
   assert_int_equal(s.limited, 5);
+  cynic_tokens_snapshot_t snap;
+  assert_int_equal(cynic_tokens_snapshot(t, &snap), 0);
+  assert_int_equal(snap.granted, 6);
+  assert_int_equal(cynic_tokens_snapshot(NULL, &snap), CYNIC_EINVAL);
   cynic_tokens_free(t);
 }
 
@@ -402,6 +406,11 @@ static void test_table_long_keys(void **state) {
   s = tstats(t);
   assert_int_equal(s.size, 64);
   assert_int_equal(s.misses, 1005);
+  /* The uniform snapshot name answers the same. */
+  cynic_ratetable_snapshot_t snap;
+  assert_int_equal(cynic_ratetable_snapshot(t, &snap), 0);
+  assert_int_equal(snap.misses, 1005);
+  assert_int_equal(cynic_ratetable_snapshot(NULL, &snap), CYNIC_EINVAL);
   cynic_ratetable_free(t);
 }
 
