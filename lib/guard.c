@@ -26,6 +26,13 @@ struct cynic_guard {
   cynic_guard_config_t cfg;
 };
 
+/* Deadline arithmetic inline (the deadline.h functions are out of line in
+ * another unit, and the guard runs them on every call): same semantics. */
+static inline bool expired(cynic_deadline_t d, uint64_t now) { return now >= d.at_ns; }
+static inline uint64_t left(cynic_deadline_t d, uint64_t now) {
+  return d.at_ns == CYNIC_DEADLINE_NONE_NS ? UINT64_MAX : cynic__sat_sub(d.at_ns, now);
+}
+
 void cynic_guard_config_default(cynic_guard_config_t *cfg) {
   if (cfg == NULL)
     return;
@@ -106,9 +113,12 @@ static cynic_guard_action_t start(const cynic_guard_t *g, cynic_guard_call_t *c,
     c->retry_after_ns = rc == CYNIC_ELIMITED ? wait : 0;
     return finish(c, rc, ns);
   }
-  if (g->cfg.timeout_ns != 0)
-    c->deadline = cynic_deadline_min(c->deadline, cynic_deadline_in(now, g->cfg.timeout_ns));
-  if (cynic_deadline_expired(c->deadline, now))
+  if (g->cfg.timeout_ns != 0) {
+    uint64_t at = cynic__sat_add(now, g->cfg.timeout_ns); /* UINT64_MAX: none */
+    if (at < c->deadline.at_ns)
+      c->deadline.at_ns = at;
+  }
+  if (expired(c->deadline, now))
     return finish(c, CYNIC_EDEADLINE, ns);
   if (g->cfg.budget != NULL)
     cynic_budget_deposit(g->cfg.budget); /* the original request, once */
@@ -118,17 +128,17 @@ static cynic_guard_action_t start(const cynic_guard_t *g, cynic_guard_call_t *c,
 
 static cynic_guard_action_t attempt(const cynic_guard_t *g, cynic_guard_call_t *c, uint64_t now,
                                     uint64_t *ns) {
-  if (cynic_deadline_expired(c->deadline, now))
+  if (expired(c->deadline, now))
     return finish(c, CYNIC_EDEADLINE, ns);
   if (g->cfg.bulkhead != NULL) {
     int rc;
     if (c->blocking && g->cfg.bulkhead_wait_ns != 0) {
-      uint64_t left = cynic_deadline_left(c->deadline, now);
+      uint64_t rest = left(c->deadline, now);
       rc = cynic_bulkhead_enter_wait(g->cfg.bulkhead,
-                                     left < g->cfg.bulkhead_wait_ns ? left : g->cfg.bulkhead_wait_ns);
+                                     rest < g->cfg.bulkhead_wait_ns ? rest : g->cfg.bulkhead_wait_ns);
       if (rc != 0) {
         now = cynic_clock_now(&g->cfg.clock);
-        if (rc == CYNIC_EDEADLINE && !cynic_deadline_expired(c->deadline, now))
+        if (rc == CYNIC_EDEADLINE && !expired(c->deadline, now))
           rc = CYNIC_EFULL; /* the bulkhead's wait ran out, not the call's time */
       }
     } else {
@@ -150,7 +160,7 @@ static cynic_guard_action_t attempt(const cynic_guard_t *g, cynic_guard_call_t *
   c->attempts++;
   c->started_ns = now;
   c->phase = PHASE_RUNNING;
-  *ns = cynic_deadline_left(c->deadline, now);
+  *ns = left(c->deadline, now);
   return CYNIC_GUARD_RUN;
 }
 
@@ -168,7 +178,7 @@ static cynic_guard_action_t after_failure(const cynic_guard_t *g, cynic_guard_ca
     c->backoff_ready = true;
   }
   uint64_t delay = cynic_backoff_next(&c->backoff);
-  if (cynic_deadline_left(c->deadline, now) <= delay)
+  if (left(c->deadline, now) <= delay)
     return finish(c, CYNIC_EDEADLINE, ns);
   if (g->cfg.budget != NULL && cynic_budget_withdraw(g->cfg.budget) != 0)
     return finish(c, CYNIC_EBUDGET, ns);
@@ -266,6 +276,8 @@ int cynic_guard_call(const cynic_guard_t *g, const void *key, size_t keylen,
     switch (cynic_guard_step(g, c, &ns)) {
     case CYNIC_GUARD_RUN:
       cynic_guard_report(g, c, fn(arg, ns));
+      if (c->phase == PHASE_DONE)
+        return c->rc; /* a success: no need to step again */
       break;
     case CYNIC_GUARD_WAIT:
       if (g->cfg.sleep != NULL)
