@@ -180,7 +180,10 @@ CYNIC_API int cynic_bulkhead_enter_or_queue(cynic_bulkhead_t *b, bool *queued);
  *   CYNIC_EDEADLINE   the timeout passed before a slot came;
  *   CYNIC_EINVAL      b is NULL; CYNIC_ENOMEM if the wait could not be set
  *                     up (pthread_cond_init failed).
- * UINT64_MAX waits without a limit. Waiters are served in arrival order and
+ * When a slot is free and nobody waits, this is one CAS, like try_enter();
+ * only a caller that has to wait sets up a condition variable and takes the
+ * bulkhead's mutex. UINT64_MAX waits without a limit. Waiters are served in
+ * arrival order and
  * none is lost: leave() and dequeue(), from any thread, promote the oldest
  * one. No caller lock is needed; the waiter lives on the calling thread's
  * stack and nothing is allocated. Not for an event loop's thread (it blocks).
