@@ -129,7 +129,11 @@ typedef enum cynic_breaker_window_kind {
  * Called on every transition, synchronously, in the thread that caused it, in
  * transition order, WITH THE BREAKER'S MUTEX HELD: keep it short (log a line, bump
  * a metric) and never call any cynic_breaker_* function on the same breaker from
- * it (that deadlocks or sees a half-made transition). `at_ns` is the clock time at
+ * it (that deadlocks or sees a half-made transition). It may call other cynic
+ * objects that never block and never call user code (a budget, a token bucket or
+ * table, cynic_bulkhead_leave()); not cynic_bulkhead_enter_wait() or
+ * cynic_guard_call() (they block with this mutex held), nor another breaker whose
+ * own callback may call this one (lock-order deadlock). `at_ns` is the clock time at
  * which the breaker made the transition (for OPEN -> HALF_OPEN: when the first
  * acquire after the interval noticed it, not when the interval ended).
  */
