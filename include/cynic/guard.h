@@ -121,8 +121,9 @@ typedef struct cynic_guard_call {
   int fn_rc;               /* the dependency's last answer; 0 if never called */
   int stop;                /* what ended the call when rc != 0: CYNIC_ELIMITED,
                               CYNIC_EDEADLINE, CYNIC_EBUDGET, CYNIC_EFULL,
-                              CYNIC_EOPEN, CYNIC_EDEPENDENCY (attempts ran out
-                              or no retry allowed), CYNIC_EINVAL */
+                              CYNIC_EOPEN, CYNIC_EDEPENDENCY (attempts ran out),
+                              CYNIC_EINVAL, CYNIC_ESTATE (abandoned, or stepped
+                              without its report) */
   uint32_t attempts;       /* calls made to the dependency */
   uint32_t retries;        /* budget withdrawals (retries granted) */
   uint64_t retry_after_ns; /* ELIMITED / EOPEN: when to come back; else 0 */
