@@ -3,12 +3,13 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+LIB_BUILD  ?= build-lib
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build test test-normal test-asan test-tsan run bench install clean format faults-doc fuzz
+.PHONY: all deps build test test-normal test-asan test-tsan run bench install install-lib clean format faults-doc fuzz
 
 all: build
 
@@ -73,8 +74,16 @@ install:
 	cmake --build $(BUILD) -j $(JOBS)
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
+# libcynic alone (libraries, headers, cynic.pc): a lib-only build in its own
+# directory, so neither the programs nor the tests (nor their packages) are
+# needed. Needs only cmake, a C11 compiler and pthreads.
+install-lib:
+	cmake -S . -B $(LIB_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCYNIC_LIB_ONLY=ON -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(LIB_BUILD) -j $(JOBS) --target cynic_shared cynic_static
+	DESTDIR=$(DESTDIR) cmake --install $(LIB_BUILD) --component lib
+
 format:
 	clang-format -i include/cynic/*.h lib/*.c tests/unit/*.c tests/unit/*.h bench/*.c examples/*.c
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-fuzz
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(LIB_BUILD) build-fuzz

@@ -69,6 +69,8 @@ struct cynic_breaker {
   uint32_t consecutive_trips;
   uint64_t cur_open_ns;
   uint32_t probe_successes;
+  uint32_t probe_failures; /* half_open_calls mode only */
+  uint32_t probe_needed;   /* successes that close: half_open_successes, or N */
   /* Leaky bucket: level at `anchor`; leaks happen at anchor + k * leak_ns. */
   uint32_t level;
   uint64_t anchor;
@@ -153,6 +155,19 @@ void cynic_breaker_config_default(cynic_breaker_config_t *cfg) {
   cfg->open_max_ns = CYNIC_SEC(300);
   cfg->open_multiplier = 1.0;
   cfg->half_open_probes = 1;
+  cfg->half_open_calls = 0;
+  cfg->half_open_successes = 0;
+}
+
+void cynic_breaker_config_rate(cynic_breaker_config_t *cfg) {
+  if (cfg == NULL)
+    return;
+  cynic_breaker_config_default(cfg);
+  cfg->leak_ns = CYNIC_SEC(1);
+  cfg->window.kind = CYNIC_BREAKER_WINDOW_COUNT;
+  cfg->window.size = 100;
+  cfg->window.min_calls = 20;
+  cfg->window.failure_rate = 50.0;
 }
 
 static bool rate_ok(double r) {
@@ -194,6 +209,9 @@ static int validate(const cynic_breaker_config_t *c) {
     return CYNIC_EINVAL;
   if (c->half_open_probes == 0 || c->half_open_probes > CYNIC_BREAKER_MAX_PROBES)
     return CYNIC_EINVAL;
+  if (c->half_open_calls > CYNIC_BREAKER_MAX_PROBES ||
+      (c->half_open_calls > 0 && c->half_open_successes > c->half_open_calls))
+    return CYNIC_EINVAL;
   return 0;
 }
 
@@ -211,6 +229,7 @@ int cynic_breaker_new(const cynic_breaker_config_t *cfg, cynic_breaker_t **out) 
   memset(b, 0, sizeof(*b));
   b->cfg = *cfg;
   b->window_on = cfg->window.kind != CYNIC_BREAKER_WINDOW_NONE;
+  b->probe_needed = cfg->half_open_successes != 0 ? cfg->half_open_successes : cfg->half_open_calls;
   b->slow_counts = cfg->slow_is_fault || (b->window_on && cfg->window.slow_rate > 0.0);
   if (cfg->window.kind == CYNIC_BREAKER_WINDOW_COUNT) {
     b->ring = calloc(cfg->window.size, sizeof(*b->ring));
@@ -377,6 +396,7 @@ static void counters_clear(cynic_breaker_t *b) {
   b->level = 0;
   b->anchor = 0;
   b->probe_successes = 0;
+  b->probe_failures = 0;
   b->w_calls = b->w_failures = b->w_slow = 0;
   b->ring_pos = b->ring_filled = 0;
   b->tb_started = false;
@@ -587,9 +607,14 @@ int cynic_breaker_record(cynic_breaker_t *b, const cynic_breaker_permit_t *permi
     uint64_t now = now_locked(b);
     release_slot(b, permit);
     bool failed = what == W_FAILURE || (what == W_SLOW && b->slow_counts);
+    uint32_t needed = b->cfg.half_open_calls != 0 ? b->probe_needed : b->cfg.half_open_probes;
+    /* Failures a half-open period survives: none by default; with N probes
+     * judged, as many as still leave `needed` successes possible. */
+    uint32_t tolerated = b->cfg.half_open_calls != 0 ? b->cfg.half_open_calls - needed : 0;
     if (failed) {
-      trip_locked(b, CYNIC_BREAKER_REASON_PROBE_FAILED, now);
-    } else if (++b->probe_successes >= b->cfg.half_open_probes) {
+      if (++b->probe_failures > tolerated)
+        trip_locked(b, CYNIC_BREAKER_REASON_PROBE_FAILED, now);
+    } else if (++b->probe_successes >= needed) {
       b->consecutive_trips = 0;
       b->cur_open_ns = b->cfg.open_ns;
       transition_locked(b, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_REASON_PROBES_SUCCEEDED, now, 0);
@@ -741,6 +766,7 @@ int cynic_breaker_snapshot(const cynic_breaker_t *cb, cynic_breaker_snapshot_t *
   if (out->state == CYNIC_BREAKER_HALF_OPEN) {
     out->probes_in_flight = w_inflight(w);
     out->probe_successes = b->probe_successes;
+    out->probe_failures = b->probe_failures;
   }
   out->consecutive_trips = b->consecutive_trips;
   out->open_interval_ns = b->cur_open_ns;

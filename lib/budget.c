@@ -201,7 +201,11 @@ out_unlock:
   return err;
 }
 
-void cynic_budget_snapshot(cynic_budget_t *b, cynic_budget_snapshot_t *out) {
+int cynic_budget_snapshot(const cynic_budget_t *cb, cynic_budget_snapshot_t *out) {
+  if (cb == NULL || out == NULL)
+    return CYNIC_EINVAL;
+  /* The mutex is not part of the budget's observable value. */
+  cynic_budget_t *b = (cynic_budget_t *)cb;
   window_t w;
   pthread_mutex_lock(&b->lock);
   read_window(b, &w);
@@ -213,4 +217,5 @@ void cynic_budget_snapshot(cynic_budget_t *b, cynic_budget_snapshot_t *out) {
   out->total_withdrawals = b->total_withdrawals;
   out->total_exhausted = b->total_exhausted;
   pthread_mutex_unlock(&b->lock);
+  return 0;
 }

@@ -8,21 +8,48 @@
  * relaxed counters beside it, on their own cache line so that metric updates
  * do not bounce the line the CAS loops spin on.
  */
+#define _POSIX_C_SOURCE 200809L
 #include "cynic/bulkhead.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define WORD(in_use, pending) (((uint64_t)(in_use) << 32) | (uint64_t)(pending))
 #define IN_USE(w) ((uint32_t)((w) >> 32))
 #define PENDING(w) ((uint32_t)(w))
+
+/*
+ * A thread blocked in cynic_bulkhead_enter_wait(), on its own stack. Each
+ * waiter has its own condition variable so a promotion wakes exactly the
+ * thread it chose (no thundering herd, no stolen wake-up).
+ */
+typedef struct waiter {
+  struct waiter *next;
+  struct waiter *prev;
+  pthread_cond_t cond;
+  bool granted; /* set under `lock` by the thread that promoted it */
+} waiter_t;
 
 struct cynic_bulkhead {
   alignas(64) _Atomic uint64_t state; /* in_use:32 | pending:32 */
   uint32_t max_concurrent;
   uint32_t max_pending;
   bool allow_barging;
+  /*
+   * Blocking waiters. `blocked` is read by leave() after its CAS: non-zero
+   * means some thread may be waiting, so leave() takes `lock` and hands the
+   * freed slot to the oldest waiter. A waiter raises `blocked` before its
+   * enter_or_queue CAS, so a leave() whose CAS comes later in the state
+   * word's order sees it (the CAS chain carries the happens-before).
+   */
+  _Atomic uint32_t blocked;
+  pthread_mutex_t lock; /* guards head, tail and every waiter's `granted` */
+  waiter_t *head;       /* oldest waiter: FIFO among blocking waiters */
+  waiter_t *tail;
   alignas(64) _Atomic uint64_t entered;
   _Atomic uint64_t rejected_full;
   _Atomic uint64_t left;
@@ -31,6 +58,7 @@ struct cynic_bulkhead {
   _Atomic uint64_t dequeued;
   _Atomic uint64_t promoted;
   _Atomic uint64_t misuse;
+  _Atomic uint64_t timed_out;
 };
 
 static void count(_Atomic uint64_t *c) {
@@ -81,11 +109,61 @@ int cynic_bulkhead_new(const cynic_bulkhead_config_t *cfg,
   atomic_init(&b->dequeued, 0);
   atomic_init(&b->promoted, 0);
   atomic_init(&b->misuse, 0);
+  atomic_init(&b->timed_out, 0);
+  atomic_init(&b->blocked, 0);
+  if (pthread_mutex_init(&b->lock, NULL) != 0) {
+    free(b);
+    return CYNIC_ENOMEM;
+  }
+  b->head = NULL;
+  b->tail = NULL;
   *out = b;
   return 0;
 }
 
-void cynic_bulkhead_free(cynic_bulkhead_t *b) { free(b); }
+void cynic_bulkhead_free(cynic_bulkhead_t *b) {
+  if (b == NULL)
+    return;
+  pthread_mutex_destroy(&b->lock);
+  free(b);
+}
+
+/* Hands free slots to the oldest blocking waiters, under `lock`. */
+static void wake_waiters_locked(cynic_bulkhead_t *b) {
+  while (b->head != NULL && cynic_bulkhead_promote(b) == 0) {
+    waiter_t *w = b->head;
+    b->head = w->next;
+    if (b->head != NULL)
+      b->head->prev = NULL;
+    else
+      b->tail = NULL;
+    w->next = w->prev = NULL;
+    w->granted = true;
+    pthread_cond_signal(&w->cond);
+  }
+}
+
+static void unlink_locked(cynic_bulkhead_t *b, waiter_t *w) {
+  if (w->prev != NULL)
+    w->prev->next = w->next;
+  else
+    b->head = w->next;
+  if (w->next != NULL)
+    w->next->prev = w->prev;
+  else
+    b->tail = w->prev;
+  w->next = w->prev = NULL;
+}
+
+/* After a slot or a queue place was given back: if a thread may be blocked,
+ * give it the slot. One atomic load when nobody blocks. */
+static void after_release(cynic_bulkhead_t *b) {
+  if (atomic_load_explicit(&b->blocked, memory_order_seq_cst) == 0)
+    return;
+  pthread_mutex_lock(&b->lock);
+  wake_waiters_locked(b);
+  pthread_mutex_unlock(&b->lock);
+}
 
 int cynic_bulkhead_try_enter(cynic_bulkhead_t *b) {
   uint64_t w = atomic_load_explicit(&b->state, memory_order_acquire);
@@ -112,6 +190,7 @@ void cynic_bulkhead_leave(cynic_bulkhead_t *b) {
       break;
   }
   count(&b->left);
+  after_release(b);
 }
 
 int cynic_bulkhead_queue(cynic_bulkhead_t *b) {
@@ -139,6 +218,7 @@ void cynic_bulkhead_dequeue(cynic_bulkhead_t *b) {
       break;
   }
   count(&b->dequeued);
+  after_release(b);
 }
 
 int cynic_bulkhead_promote(cynic_bulkhead_t *b) {
@@ -182,6 +262,80 @@ int cynic_bulkhead_enter_or_queue(cynic_bulkhead_t *b, bool *queued) {
   }
 }
 
+int cynic_bulkhead_enter_wait(cynic_bulkhead_t *b, uint64_t timeout_ns) {
+  if (b == NULL)
+    return CYNIC_EINVAL;
+  if (timeout_ns == 0)
+    return cynic_bulkhead_try_enter(b);
+  /* Fast path: a slot free and nobody waiting (or barging allowed): take it
+   * with one CAS, no mutex, no condition variable. A refusal here is not
+   * counted: the caller goes on to queue. */
+  uint64_t w = atomic_load_explicit(&b->state, memory_order_acquire);
+  while (slot_open(b, w)) {
+    if (publish(b, &w, WORD(IN_USE(w) + 1, PENDING(w)))) {
+      count(&b->entered);
+      return 0;
+    }
+  }
+  /* The absolute end of the wait on CLOCK_MONOTONIC, saturated. */
+  struct timespec end;
+  bool forever = timeout_ns == UINT64_MAX;
+  if (!forever) {
+    uint64_t at = cynic__sat_add(cynic_clock_monotonic(NULL), timeout_ns);
+    end.tv_sec = (time_t)(at / UINT64_C(1000000000));
+    end.tv_nsec = (long)(at % UINT64_C(1000000000));
+  }
+  waiter_t self = {NULL, NULL, PTHREAD_COND_INITIALIZER, false};
+  pthread_condattr_t attr;
+  if (pthread_condattr_init(&attr) != 0)
+    return CYNIC_ENOMEM;
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  int rc = pthread_cond_init(&self.cond, &attr);
+  pthread_condattr_destroy(&attr);
+  if (rc != 0)
+    return CYNIC_ENOMEM;
+
+  atomic_fetch_add_explicit(&b->blocked, 1, memory_order_seq_cst);
+  pthread_mutex_lock(&b->lock);
+  bool queued = false;
+  rc = cynic_bulkhead_enter_or_queue(b, &queued);
+  if (rc == 0 && queued) {
+    self.prev = b->tail;
+    if (b->tail != NULL)
+      b->tail->next = &self;
+    else
+      b->head = &self;
+    b->tail = &self;
+    /* A slot may be free already (fair mode queues behind other waiters). */
+    wake_waiters_locked(b);
+    while (!self.granted) {
+      int e = forever ? pthread_cond_wait(&self.cond, &b->lock)
+                      : pthread_cond_timedwait(&self.cond, &b->lock, &end);
+      if (e == ETIMEDOUT && !self.granted) {
+        unlink_locked(b, &self);
+        rc = CYNIC_EDEADLINE;
+        break;
+      }
+    }
+  }
+  pthread_mutex_unlock(&b->lock);
+  atomic_fetch_sub_explicit(&b->blocked, 1, memory_order_seq_cst);
+  pthread_cond_destroy(&self.cond);
+  if (rc == CYNIC_EDEADLINE) {
+    count(&b->timed_out);
+    /* Gives the queue place back; may wake the next waiter in fair mode. */
+    cynic_bulkhead_dequeue(b);
+  }
+  return rc;
+}
+
+int cynic_bulkhead_snapshot(const cynic_bulkhead_t *b, cynic_bulkhead_snapshot_t *out) {
+  if (b == NULL || out == NULL)
+    return CYNIC_EINVAL;
+  cynic_bulkhead_stats(b, out);
+  return 0;
+}
+
 void cynic_bulkhead_stats(const cynic_bulkhead_t *b,
                           cynic_bulkhead_stats_t *out) {
   /* The counters are only read; the cast drops const for C11's
@@ -202,4 +356,6 @@ void cynic_bulkhead_stats(const cynic_bulkhead_t *b,
   out->dequeued = atomic_load_explicit(&m->dequeued, memory_order_relaxed);
   out->promoted = atomic_load_explicit(&m->promoted, memory_order_relaxed);
   out->misuse = atomic_load_explicit(&m->misuse, memory_order_relaxed);
+  out->timed_out = atomic_load_explicit(&m->timed_out, memory_order_relaxed);
+  out->rejected = out->rejected_full + out->queue_rejected + out->timed_out;
 }

@@ -186,6 +186,13 @@ uint64_t cynic_tokens_available(const cynic_tokens_t *t) {
                       now_t);
 }
 
+int cynic_tokens_snapshot(const cynic_tokens_t *t, cynic_tokens_snapshot_t *out) {
+  if (t == NULL || out == NULL)
+    return CYNIC_EINVAL;
+  cynic_tokens_stats(t, out);
+  return 0;
+}
+
 void cynic_tokens_stats(const cynic_tokens_t *t, cynic_tokens_stats_t *out) {
   cynic_tokens_t *m = (cynic_tokens_t *)t;
   out->granted = atomic_load_explicit(&m->granted, memory_order_relaxed);
@@ -251,14 +258,16 @@ typedef struct entry {
   uint32_t chain;    /* next entry in the same hash chain, or NIL */
   uint32_t lru_prev; /* towards the most recently used, or NIL */
   uint32_t lru_next; /* towards the least recently used, or NIL */
-  uint8_t keylen;
-  uint8_t key[CYNIC_RATETABLE_KEY_MAX];
+  uint8_t keylen;    /* bytes of key[] in use */
+  bool digest;       /* key[] holds the 128-bit digest of a longer key */
+  uint8_t key[CYNIC_RATETABLE_KEY_MAX]; /* the key itself, or its digest */
 } entry_t;
 
 struct cynic_ratetable {
   pthread_mutex_t lock; /* guards everything below except `p` and keys */
   bucket_params_t p;    /* read-only after creation */
   uint64_t k0, k1;      /* SipHash key, read-only after creation */
+  uint64_t k2, k3;      /* second, independent key: the digest's high half */
   uint32_t capacity;
   uint32_t mask;     /* heads has mask + 1 slots, a power of two */
   uint32_t size;     /* entries[0, size) are in use */
@@ -287,6 +296,12 @@ static void random_seed(cynic_ratetable_t *t) {
   }
   t->k0 = k[0];
   t->k1 = k[1];
+}
+
+/* The digest key, derived from the first so a seed still fixes the layout. */
+static void derive_digest_key(cynic_ratetable_t *t) {
+  t->k2 = splitmix64(t->k0 ^ UINT64_C(0x6c6f6e67206b6579)); /* "long key" */
+  t->k3 = splitmix64(t->k1 ^ t->k2);
 }
 
 int cynic_ratetable_new(const cynic_ratetable_config_t *cfg,
@@ -325,6 +340,7 @@ int cynic_ratetable_new(const cynic_ratetable_config_t *cfg,
   } else {
     random_seed(t);
   }
+  derive_digest_key(t);
   *out = t;
   return 0;
 
@@ -379,11 +395,11 @@ static void chain_unlink(cynic_ratetable_t *t, uint32_t i) {
 /* The entry for the key, created (evicting the LRU key if full) if absent,
  * and made the most recently used. Called with the lock held. */
 static uint32_t lookup(cynic_ratetable_t *t, const uint8_t *key,
-                       uint8_t keylen, uint64_t hash) {
+                       uint8_t keylen, bool digest, uint64_t hash) {
   uint32_t *head = &t->heads[hash & t->mask];
   for (uint32_t i = *head; i != NIL; i = t->entries[i].chain) {
     entry_t *e = &t->entries[i];
-    if (e->hash == hash && e->keylen == keylen &&
+    if (e->hash == hash && e->keylen == keylen && e->digest == digest &&
         memcmp(e->key, key, keylen) == 0) {
       t->hits++;
       if (t->lru_head != i) {
@@ -407,6 +423,7 @@ static uint32_t lookup(cynic_ratetable_t *t, const uint8_t *key,
   e->tat = 0; /* at or before now: a full bucket */
   e->hash = hash;
   e->keylen = keylen;
+  e->digest = digest;
   memcpy(e->key, key, keylen);
   e->chain = *head;
   *head = i;
@@ -416,9 +433,22 @@ static uint32_t lookup(cynic_ratetable_t *t, const uint8_t *key,
 
 int cynic_ratetable_take(cynic_ratetable_t *t, const void *key, size_t keylen,
                          uint32_t n, uint64_t *wait_ns) {
-  if (key == NULL || keylen == 0 || keylen > CYNIC_RATETABLE_KEY_MAX)
+  if (t == NULL || key == NULL || keylen == 0)
     return CYNIC_EINVAL;
   uint64_t hash = siphash13(t->k0, t->k1, key, keylen);
+  /* A key longer than KEY_MAX is stored as a 128-bit keyed digest: the chain
+   * hash and a second SipHash under an independent key. Outside the lock. */
+  uint8_t stored[CYNIC_RATETABLE_KEY_MAX];
+  bool digest = keylen > CYNIC_RATETABLE_KEY_MAX;
+  if (digest) {
+    uint64_t hi = siphash13(t->k2, t->k3, key, keylen);
+    for (int b = 0; b < 8; b++) {
+      stored[b] = (uint8_t)(hash >> (8 * b));
+      stored[8 + b] = (uint8_t)(hi >> (8 * b));
+    }
+    key = stored;
+    keylen = sizeof stored;
+  }
   uint64_t now_ns = 0, now_t = 0;
   if (n != 0 && n <= t->p.max_n) {
     now_ns = cynic_clock_now(&t->p.clock);
@@ -428,7 +458,7 @@ int cynic_ratetable_take(cynic_ratetable_t *t, const void *key, size_t keylen,
   uint64_t wait = 0;
 
   pthread_mutex_lock(&t->lock);
-  entry_t *e = &t->entries[lookup(t, key, (uint8_t)keylen, hash)];
+  entry_t *e = &t->entries[lookup(t, key, (uint8_t)keylen, digest, hash)];
   if (n > t->p.max_n) {
     err = CYNIC_ELIMITED;
     wait = UINT64_MAX;
@@ -448,6 +478,14 @@ int cynic_ratetable_take(cynic_ratetable_t *t, const void *key, size_t keylen,
 
   set_wait(wait_ns, wait);
   return err;
+}
+
+int cynic_ratetable_snapshot(const cynic_ratetable_t *t, cynic_ratetable_snapshot_t *out) {
+  if (t == NULL || out == NULL)
+    return CYNIC_EINVAL;
+  /* The mutex is not part of the table's observable value. */
+  cynic_ratetable_stats((cynic_ratetable_t *)t, out);
+  return 0;
 }
 
 void cynic_ratetable_stats(cynic_ratetable_t *t,

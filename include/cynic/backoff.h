@@ -105,8 +105,11 @@ typedef struct cynic_backoff_config {
 } cynic_backoff_config_t;
 
 /*
- * Fills `cfg` with the defaults of DESIGN.md's `backoff: 50ms..1s`: full
- * jitter, base 50 ms, cap 1 s, seed 0 (automatic).
+ * Fills `cfg` with the defaults: full jitter, base 50 ms, cap 1 s, seed 0
+ * (automatic). Why: full jitter spreads retries best (AWS's measurements);
+ * 50 ms is above an in-datacenter round trip, so the first retry gives a
+ * blip time to pass; the 1 s cap keeps a retried request within an
+ * interactive caller's patience.
  */
 CYNIC_API void cynic_backoff_config_default(cynic_backoff_config_t *cfg);
 

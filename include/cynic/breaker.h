@@ -47,7 +47,12 @@
  * e.g. a call admitted before a trip that finishes after it) count in the totals
  * but never in the bucket, the window or the half-open probe count.
  *
+ * Half-open by N probes (opt-in, half_open_calls): instead of "any probe
+ * failure reopens", the period is judged on N probe outcomes, as resilience4j does.
+ *
  * Thread safety: every function may be called from any thread on a shared breaker.
+ * A permit is a plain value: it may be recorded or released by another thread than
+ * the one that acquired it (still exactly once).
  * The state lives in one atomic word (state, probes in flight, generation):
  *  - acquire in CLOSED / FORCED_CLOSED is one atomic load: no clock read, no lock;
  *  - acquire in OPEN / FORCED_OPEN reads the clock but takes no lock, except the
@@ -124,7 +129,11 @@ typedef enum cynic_breaker_window_kind {
  * Called on every transition, synchronously, in the thread that caused it, in
  * transition order, WITH THE BREAKER'S MUTEX HELD: keep it short (log a line, bump
  * a metric) and never call any cynic_breaker_* function on the same breaker from
- * it (that deadlocks or sees a half-made transition). `at_ns` is the clock time at
+ * it (that deadlocks or sees a half-made transition). It may call other cynic
+ * objects that never block and never call user code (a budget, a token bucket or
+ * table, cynic_bulkhead_leave()); not cynic_bulkhead_enter_wait() or
+ * cynic_guard_call() (they block with this mutex held), nor another breaker whose
+ * own callback may call this one (lock-order deadlock). `at_ns` is the clock time at
  * which the breaker made the transition (for OPEN -> HALF_OPEN: when the first
  * acquire after the interval noticed it, not when the interval ended).
  */
@@ -172,12 +181,54 @@ typedef struct cynic_breaker_config {
 
   cynic_breaker_transition_fn on_transition; /* may be NULL */
   void *on_transition_arg;
+
+  /*
+   * Judging half-open by N probes (resilience4j's
+   * permittedNumberOfCallsInHalfOpenState), opt-in. 0 (the default): the
+   * rule above: half_open_probes successes close, any probe failure reopens.
+   * N in 1..CYNIC_BREAKER_MAX_PROBES: the half-open period is judged on N
+   * probe outcomes (at most half_open_probes in flight at once, admitted as
+   * others finish): it closes as soon as `half_open_successes` of them
+   * succeeded, and reopens as soon as that can no longer happen (more than
+   * N - half_open_successes failed). One unlucky probe, from a dependency
+   * that hangs now and then, then no longer doubles the open time.
+   */
+  uint32_t half_open_calls;
+  /* With half_open_calls = N: successes needed, 1..N; 0 means N (every probe
+   * must succeed). Ignored when half_open_calls is 0. */
+  uint32_t half_open_successes;
 } cynic_breaker_config_t;
 
-/* Fills `cfg` with the defaults above: DESIGN.md's
- * `breaker: { faults: 5, leak: 10s, open_for: 30s, half_open_probes: 1 }`, no
- * window, no growth, default clock, no callback. Does nothing if cfg is NULL. */
+/*
+ * Fills `cfg` with the defaults above: 5 faults, leak 10 s, open 30 s, one
+ * probe, no window, no growth, default clock, no callback, today's half-open
+ * rule. Does nothing if cfg is NULL. Why: five faults is a burst a healthy
+ * dependency does not produce at modest traffic, one leak per 10 s forgives
+ * a stray error, 30 s open lets a restarting dependency come back, one probe
+ * asks it as little as possible.
+ *
+ * These defaults suit LOW traffic only. The bucket counts faults, not a rate:
+ * it trips whenever faults arrive faster than one per leak_ns for long
+ * enough, whatever the number of successes around them. Sizing rule: the
+ * leak must outpace the expected fault rate at peak, leak_ns < 1 s /
+ * (peak calls/s * normal error ratio), with a margin. At 1,000 calls/s and
+ * 0.1 % errors (1 fault/s) a 10 s leak trips in about 6 s of healthy
+ * traffic. Above a few calls a second, judge a rate: set the window
+ * (cynic_breaker_config_rate() does) and keep the bucket, if at all, as the
+ * guard for low traffic, with a leak sized by the rule.
+ */
 CYNIC_API void cynic_breaker_config_default(cynic_breaker_config_t *cfg);
+
+/*
+ * Fills `cfg` with defaults safe at any traffic: those of
+ * cynic_breaker_config_default(), plus a COUNT window of the last 100 calls
+ * tripping at a 50 % failure rate from 20 calls on, and a bucket of 5 faults
+ * leaking one per second as the guard for low traffic (a dependency called
+ * a few times a minute never fills a 20-call window). Not the plain default,
+ * because existing callers (the cynic proxy among them) build on that one
+ * and rely on it having no window. Does nothing if cfg is NULL.
+ */
+CYNIC_API void cynic_breaker_config_rate(cynic_breaker_config_t *cfg);
 
 typedef struct cynic_breaker cynic_breaker_t;
 
@@ -317,6 +368,7 @@ typedef struct cynic_breaker_snapshot {
                                  states leave it as it was */
   uint64_t next_probe_ns;     /* time until a probe may be admitted: OPEN: rest of the
                                  interval; FORCED_OPEN: UINT64_MAX; otherwise 0 */
+  uint32_t probe_failures;    /* HALF_OPEN with half_open_calls: failures so far */
 } cynic_breaker_snapshot_t;
 
 /*

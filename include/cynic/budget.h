@@ -74,8 +74,12 @@ typedef struct cynic_budget_snapshot {
 } cynic_budget_snapshot_t;
 
 /*
- * Fills `cfg` with the defaults of DESIGN.md's `budget: 20%` and Finagle's:
- * ttl 10 s, 20 %, a minimum of 10 retries per second, the monotonic clock.
+ * Fills `cfg` with Finagle's RetryBudget defaults: ttl 10 s, 20 %, a
+ * minimum of 10 retries per second, the monotonic clock. Why: 20 % caps the
+ * extra load retries can add in an outage at 1.2x normal traffic, which a
+ * dependency sized with any headroom survives; a 10 s window is long enough
+ * to average out bursts and short enough to follow traffic; the reserve lets
+ * a quiet client still retry.
  */
 CYNIC_API void cynic_budget_config_default(cynic_budget_config_t *cfg);
 
@@ -110,9 +114,11 @@ CYNIC_API int cynic_budget_withdraw(cynic_budget_t *b);
 /*
  * The budget's state now (reads the clock once). The window fields are
  * consistent with one another and with `balance`; they may lag deposits made
- * concurrently. Takes the same short mutex as withdraw.
+ * concurrently. Takes the same short mutex as withdraw. Returns 0, or
+ * CYNIC_EINVAL when an argument is NULL. (It returned void and took a
+ * non-const pointer before issue 15; callers of that form still build.)
  */
-CYNIC_API void cynic_budget_snapshot(cynic_budget_t *b, cynic_budget_snapshot_t *out);
+CYNIC_API int cynic_budget_snapshot(const cynic_budget_t *b, cynic_budget_snapshot_t *out);
 
 #ifdef __cplusplus
 }

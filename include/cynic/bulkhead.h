@@ -32,11 +32,17 @@
  * orders its own waiters; the bulkhead guarantees the limits and no barging,
  * not a global FIFO across loops.
  *
+ Both forms may share one bulkhead:
+ * blocked threads and a loop's parked waiters are all `pending`; FIFO holds
+ * among the blocked threads, and no-barging holds against new arrivals.
+ *
  * Thread safety: every function may be called from any thread at any time
  * (except _free). The counts live in one 64-bit word (in_use:32 | pending:32)
  * changed only by compare-and-swap, so both move together atomically and
- * neither ever exceeds its limit, whatever the interleaving. The operations
- * are lock-free and never allocate. Statistics are separate relaxed counters:
+ * neither ever exceeds its limit, whatever the interleaving. The event-loop
+ * operations are lock-free and never allocate; leave() and dequeue() add one
+ * atomic load, and take the bulkhead's internal mutex only while some thread
+ * is blocked in enter_wait(). Statistics are separate relaxed counters:
  * each is exact, but a snapshot is not one instant across all of them (only
  * in_use and pending are read together).
  *
@@ -57,10 +63,14 @@ typedef struct cynic_bulkhead cynic_bulkhead_t;
 
 typedef struct cynic_bulkhead_config {
   /* Calls allowed in flight at once. 1..UINT32_MAX; 0 is CYNIC_EINVAL.
-   * Default 100 (DESIGN.md `bulkhead.max_connections`). */
+   * Default 100: the cynic proxy's default `bulkhead.max_connections`, a
+   * cap a single upstream rarely needs but one that stops a hung one from
+   * taking every file descriptor. Size it from Little's law: peak calls/s
+   * times the dependency's latency at its timeout. */
   uint32_t max_concurrent;
   /* Waiters allowed to hold a place in the queue. 0 = no queue: a full
-   * bulkhead rejects at once. Default 50. */
+   * bulkhead rejects at once. Default 50: half the slots, so a burst
+   * waits but a queue never hides an outage for long. */
   uint32_t max_pending;
   /* false (default): try_enter fails while waiters are pending (no queue
    * jumping). true: an arrival may take a free slot ahead of waiters. */
@@ -74,14 +84,26 @@ typedef struct cynic_bulkhead_stats {
   uint32_t pending;        /* waiters holding a queue place now */
   uint32_t max_pending;    /* the limit on pending */
   uint64_t entered;        /* try_enter / enter_or_queue that got a slot */
-  uint64_t rejected_full;  /* try_enter refused (slots full, or waiters first) */
+  uint64_t rejected_full;  /* try_enter refused (slots full, or waiters first);
+                              part of `rejected` */
   uint64_t left;           /* leave() that released a slot */
   uint64_t queued;         /* queue / enter_or_queue that got a queue place */
   uint64_t queue_rejected; /* queue / enter_or_queue refused: queue full */
   uint64_t dequeued;       /* waiters that gave up or timed out (dequeue) */
   uint64_t promoted;       /* waiters moved into a slot by promote() */
   uint64_t misuse;         /* leave/dequeue/promote with nothing to release */
+  uint64_t timed_out;      /* enter_wait() that gave up at its timeout */
+  /*
+   * Every answer that turned a caller away: rejected_full + queue_rejected +
+   * timed_out. With enter_or_queue() and enter_wait() each caller counts at
+   * most once; with the two-step try_enter() then queue(), a caller that
+   * try_enter refused and queue() then accepted is counted here too.
+   */
+  uint64_t rejected;
 } cynic_bulkhead_stats_t;
+
+/* The name every component uses for its picture (see cynic_bulkhead_snapshot). */
+typedef cynic_bulkhead_stats_t cynic_bulkhead_snapshot_t;
 /*
  * When the bulkhead is quiet (no call between the reads), these hold:
  *   in_use  == entered + promoted - left
@@ -147,7 +169,35 @@ CYNIC_API int cynic_bulkhead_promote(cynic_bulkhead_t *b);
  */
 CYNIC_API int cynic_bulkhead_enter_or_queue(cynic_bulkhead_t *b, bool *queued);
 
-/* Fills `*out` with the current counts and totals. */
+/*
+ * Takes a slot, waiting up to `timeout_ns` (on CLOCK_MONOTONIC: a blocked
+ * thread waits in real time, whatever clock the caller injects elsewhere) for
+ * one to free. Returns:
+ *   0                 a slot: make the call, then cynic_bulkhead_leave();
+ *   CYNIC_EFULL       at once, when the slots are full and `max_pending`
+ *                     callers already wait (or, with timeout_ns == 0, when
+ *                     try_enter() would refuse: 0 is try_enter());
+ *   CYNIC_EDEADLINE   the timeout passed before a slot came;
+ *   CYNIC_EINVAL      b is NULL; CYNIC_ENOMEM if the wait could not be set
+ *                     up (pthread_cond_init failed).
+ * When a slot is free and nobody waits, this is one CAS, like try_enter();
+ * only a caller that has to wait sets up a condition variable and takes the
+ * bulkhead's mutex. UINT64_MAX waits without a limit. Waiters are served in
+ * arrival order and
+ * none is lost: leave() and dequeue(), from any thread, promote the oldest
+ * one. No caller lock is needed; the waiter lives on the calling thread's
+ * stack and nothing is allocated. Not for an event loop's thread (it blocks).
+ */
+CYNIC_API int cynic_bulkhead_enter_wait(cynic_bulkhead_t *b, uint64_t timeout_ns);
+
+/*
+ * Fills `*out` with the current counts and totals. Returns 0, or
+ * CYNIC_EINVAL when an argument is NULL. The same scheme as every component:
+ * int cynic_X_snapshot(const cynic_X_t *, cynic_X_snapshot_t *).
+ */
+CYNIC_API int cynic_bulkhead_snapshot(const cynic_bulkhead_t *b, cynic_bulkhead_snapshot_t *out);
+
+/* The older name of cynic_bulkhead_snapshot(), kept for existing callers. */
 CYNIC_API void cynic_bulkhead_stats(const cynic_bulkhead_t *b,
                                     cynic_bulkhead_stats_t *out);
 

@@ -53,7 +53,25 @@ static inline uint64_t cynic_clock_now(const cynic_clock_t *clock) {
   return clock->now(clock->arg);
 }
 
-/* Error codes: XX(NAME, message). Values are negative and stable. */
+/*
+ * Error codes: XX(NAME, message). Values are negative and stable. Who returns
+ * what, beyond EINVAL and ENOMEM:
+ *   EOPEN        cynic_breaker_acquire(); cynic_guard_call() (c.stop)
+ *   EFULL        cynic_bulkhead_try_enter/queue/promote/enter_or_queue/
+ *                enter_wait(); cynic_guard_call()
+ *   ELIMITED     cynic_tokens_take(), cynic_ratetable_take(); cynic_guard_call()
+ *   EBUDGET      cynic_budget_withdraw(); cynic_guard_call() (c.stop)
+ *   EDEADLINE    cynic_bulkhead_enter_wait() (its timeout passed) and
+ *                cynic_guard_call() (the call's deadline); no pure deadline
+ *                helper returns it: they answer with the time left
+ *   ESTATE       cynic_bulkhead_promote() with nothing pending;
+ *                cynic_guard_report() out of turn
+ *   EDEPENDENCY  returned by no component: it is the code for a caller to say
+ *                "the dependency failed" (a guarded function's failure, a
+ *                log line), so cynic_strerror() prints it sensibly
+ *   ERANGE       returned by no libcynic function today; the cynic programs
+ *                use it for a buffer over its cap
+ */
 #define CYNIC_ERRNO_MAP(XX)                                                    \
   XX(EINVAL, -22, "invalid argument")                                          \
   XX(ENOMEM, -12, "out of memory")                                             \
@@ -63,7 +81,8 @@ static inline uint64_t cynic_clock_now(const cynic_clock_t *clock) {
   XX(ELIMITED, -1003, "rate limit exceeded")                                   \
   XX(EBUDGET, -1004, "retry budget exhausted")                                 \
   XX(EDEADLINE, -1005, "deadline exceeded")                                    \
-  XX(ESTATE, -1006, "operation not allowed in the current state")
+  XX(ESTATE, -1006, "operation not allowed in the current state")              \
+  XX(EDEPENDENCY, -1007, "the dependency failed")
 
 typedef enum cynic_errno {
 #define CYNIC_ERRNO_ENUM(name, value, msg) CYNIC_##name = (value),

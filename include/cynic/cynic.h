@@ -9,6 +9,7 @@
  *   backoff.h    exponential backoff with jitter, seedable PRNG (Dogpile)
  *   budget.h     retry budget (retries as a share of traffic)
  *   deadline.h   deadlines across hops (Timeouts)
+ *   guard.h      all of them around one call, in one documented order
  */
 #ifndef CYNIC_CYNIC_H
 #define CYNIC_CYNIC_H
@@ -20,6 +21,7 @@
 #include "cynic/budget.h"
 #include "cynic/bulkhead.h"
 #include "cynic/deadline.h"
+#include "cynic/guard.h"
 #include "cynic/ratelimit.h"
 
 #endif /* CYNIC_CYNIC_H */

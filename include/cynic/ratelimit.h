@@ -53,7 +53,10 @@ typedef struct cynic_tokens_stats {
   uint64_t limited; /* take() calls answered CYNIC_ELIMITED */
 } cynic_tokens_stats_t;
 
-/* Defaults from DESIGN.md `rate_limit: { per_client: 100/s, burst: 200 }`. */
+/* Defaults: 100 tokens/s, burst 200, as the cynic proxy's default
+ * `rate_limit: { per_client: 100/s, burst: 200 }`: a client may double its
+ * steady rate for two seconds (a page load, a reconnect storm) before it is
+ * told to slow down. */
 CYNIC_API void cynic_tokens_config_default(cynic_tokens_config_t *cfg);
 
 /*
@@ -83,13 +86,31 @@ CYNIC_API int cynic_tokens_take(cynic_tokens_t *t, uint32_t n,
 /* Whole tokens available now (for metrics; may be stale at once). */
 CYNIC_API uint64_t cynic_tokens_available(const cynic_tokens_t *t);
 
-/* Totals since creation; each counter exact, not one instant across them. */
+/* The name every component uses for its picture. */
+typedef cynic_tokens_stats_t cynic_tokens_snapshot_t;
+
+/* Totals since creation; each counter exact, not one instant across them.
+ * Returns 0, or CYNIC_EINVAL when an argument is NULL. */
+CYNIC_API int cynic_tokens_snapshot(const cynic_tokens_t *t, cynic_tokens_snapshot_t *out);
+
+/* The older name of cynic_tokens_snapshot(), kept for existing callers. */
 CYNIC_API void cynic_tokens_stats(const cynic_tokens_t *t,
                                   cynic_tokens_stats_t *out);
 
 /* ---- a table of buckets, one per client ----------------------------------- */
 
-/* The longest key: 16 bytes holds an IPv6 address. Longer keys: EINVAL. */
+/*
+ * Keys up to this many bytes (an IPv6 address) are stored as they are and
+ * compared bytewise. Longer keys (API keys, user ids, e-mail addresses) are
+ * accepted too, of any length, and stored as a 128-bit digest: two SipHash-1-3
+ * values under two independent random keys, so an entry stays 64 bytes and
+ * memory stays bounded by `capacity`. Why 128 bits is enough: two distinct
+ * long keys share a bucket only if both digests are equal; the hash key is
+ * secret, so a client cannot aim for that, and by chance it happens with
+ * probability about n^2 / 2^129 over n distinct keys: below 1e-14 even after
+ * 10^12 keys (the table holds at most 2^24 at once). A short key and a long
+ * one never share an entry: the entry records which kind it holds.
+ */
 #define CYNIC_RATETABLE_KEY_MAX 16
 /* The largest capacity accepted (entries are ~64 bytes each). */
 #define CYNIC_RATETABLE_CAPACITY_MAX (UINT32_C(1) << 24)
@@ -132,8 +153,10 @@ CYNIC_API int cynic_ratetable_new(const cynic_ratetable_config_t *cfg,
 CYNIC_API void cynic_ratetable_free(cynic_ratetable_t *t);
 
 /*
- * Takes `n` tokens from the bucket of `key` (keylen bytes, 1..KEY_MAX,
- * compared bytewise: a 4-byte and a 16-byte key are different clients).
+ * Takes `n` tokens from the bucket of `key` (keylen bytes, at least 1, any
+ * length; a 4-byte and a 16-byte key are different clients; keys longer
+ * than CYNIC_RATETABLE_KEY_MAX are told apart by a 128-bit digest, see
+ * above: hashing them costs one more SipHash, outside the lock).
  * Answers as cynic_tokens_take. A key not in the table gets a new, full
  * bucket; when the table is full the least recently used key is evicted for
  * it. Every take, granted or not, makes its key the most recently used.
@@ -144,7 +167,8 @@ CYNIC_API void cynic_ratetable_free(cynic_ratetable_t *t);
  * above the number of clients active within burst/rate seconds and
  * watch `evictions`. Memory stays bounded, which is the point.
  *
- * Returns CYNIC_EINVAL for a NULL key or a bad keylen (nothing recorded).
+ * Returns CYNIC_EINVAL for a NULL table or key or keylen 0 (nothing
+ * recorded). (Before issue 15, keys over 16 bytes were CYNIC_EINVAL.)
  * Thread safety: one mutex guards the table; the critical section is a hash
  * lookup, an LRU relink and the bucket arithmetic, with no allocation and
  * no clock read (the clock is read before taking the lock).
@@ -153,7 +177,15 @@ CYNIC_API int cynic_ratetable_take(cynic_ratetable_t *t, const void *key,
                                    size_t keylen, uint32_t n,
                                    uint64_t *wait_ns);
 
-/* Current size and totals, read under the mutex (one consistent instant). */
+/* The name every component uses for its picture. */
+typedef cynic_ratetable_stats_t cynic_ratetable_snapshot_t;
+
+/* Current size and totals, read under the mutex (one consistent instant).
+ * Returns 0, or CYNIC_EINVAL when an argument is NULL. */
+CYNIC_API int cynic_ratetable_snapshot(const cynic_ratetable_t *t,
+                                       cynic_ratetable_snapshot_t *out);
+
+/* The older name of cynic_ratetable_snapshot(), kept for existing callers. */
 CYNIC_API void cynic_ratetable_stats(cynic_ratetable_t *t,
                                      cynic_ratetable_stats_t *out);
 

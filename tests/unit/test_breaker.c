@@ -451,6 +451,107 @@ static void test_half_open_probe_limit_and_release(void **state) {
   cynic_breaker_free(b);
 }
 
+/* Half-open judged on N probes: one unlucky probe no longer reopens. */
+static void test_half_open_judged_on_n_probes(void **state) {
+  (void)state;
+  cynic_breaker_config_t cfg;
+  config(&cfg);
+  cfg.half_open_calls = 4;
+  cfg.half_open_successes = 3; /* one failure in four is tolerated */
+  cfg.open_multiplier = 2;
+  cynic_breaker_t *b = tripped(&cfg);
+  fake_clock_advance(&fc, CYNIC_SEC(30));
+  cynic_breaker_snapshot_t s;
+  call(b, CYNIC_OUTCOME_SUCCESS, 0);
+  call(b, CYNIC_OUTCOME_FAILURE, 0); /* the unlucky one */
+  assert_int_equal(cynic_breaker_snapshot(b, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_HALF_OPEN);
+  assert_int_equal(s.probe_successes, 1);
+  assert_int_equal(s.probe_failures, 1);
+  call(b, CYNIC_OUTCOME_SUCCESS, 0);
+  assert_int_equal(state_of(b), CYNIC_BREAKER_HALF_OPEN);
+  call(b, CYNIC_OUTCOME_SUCCESS, 0); /* 3 of 4: closes */
+  assert_int_equal(state_of(b), CYNIC_BREAKER_CLOSED);
+  expect_event(nevents - 1, CYNIC_BREAKER_HALF_OPEN, CYNIC_BREAKER_CLOSED,
+               CYNIC_BREAKER_REASON_PROBES_SUCCEEDED, T0 + CYNIC_SEC(30));
+
+  /* Two failures make 3 successes of 4 impossible: reopens at once, for
+   * twice as long. */
+  call(b, CYNIC_OUTCOME_FAILURE, 0);
+  assert_int_equal(state_of(b), CYNIC_BREAKER_OPEN);
+  fake_clock_advance(&fc, CYNIC_SEC(30));
+  call(b, CYNIC_OUTCOME_FAILURE, 0);
+  assert_int_equal(state_of(b), CYNIC_BREAKER_HALF_OPEN);
+  call(b, CYNIC_OUTCOME_FAILURE, 0);
+  assert_int_equal(cynic_breaker_snapshot(b, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_OPEN);
+  assert_int_equal(s.last_reason, CYNIC_BREAKER_REASON_PROBE_FAILED);
+  assert_int_equal(s.open_interval_ns, CYNIC_SEC(60));
+  cynic_breaker_free(b);
+
+  /* half_open_successes 0 means N: every probe must succeed. */
+  config(&cfg);
+  cfg.half_open_calls = 2;
+  b = tripped(&cfg);
+  fake_clock_advance(&fc, CYNIC_SEC(30));
+  call(b, CYNIC_OUTCOME_SUCCESS, 0);
+  assert_int_equal(state_of(b), CYNIC_BREAKER_HALF_OPEN);
+  call(b, CYNIC_OUTCOME_FAILURE, 0);
+  assert_int_equal(state_of(b), CYNIC_BREAKER_OPEN);
+  cynic_breaker_free(b);
+
+  config(&cfg);
+  cfg.half_open_calls = CYNIC_BREAKER_MAX_PROBES + 1;
+  expect_einval(&cfg);
+  cfg.half_open_calls = 2;
+  cfg.half_open_successes = 3;
+  expect_einval(&cfg);
+}
+
+/* The rate-judging defaults: a window on, the bucket leaking fast. */
+static void test_config_rate_defaults(void **state) {
+  (void)state;
+  cynic_breaker_config_t cfg;
+  cynic_breaker_config_rate(&cfg);
+  assert_int_equal(cfg.window.kind, CYNIC_BREAKER_WINDOW_COUNT);
+  assert_int_equal(cfg.window.size, 100);
+  assert_int_equal(cfg.window.min_calls, 20);
+  assert_int_equal(cfg.faults, 5);
+  assert_int_equal(cfg.leak_ns, CYNIC_SEC(1));
+  assert_int_equal(cfg.half_open_calls, 0);
+  cynic_breaker_config_default(&cfg);
+  assert_int_equal(cfg.window.kind, CYNIC_BREAKER_WINDOW_NONE); /* unchanged */
+  cynic_breaker_config_rate(NULL);
+
+  /* 1,000 calls/s with 0.1 % errors for a minute: the plain defaults trip,
+   * the rate defaults do not. */
+  for (int rate = 0; rate < 2; rate++) {
+    config(&cfg);
+    if (rate) {
+      cynic_breaker_config_rate(&cfg);
+      cfg.clock.now = counting_clock;
+      cfg.clock.arg = &fc;
+      cfg.on_transition = on_transition;
+    }
+    cynic_breaker_t *b = make(&cfg);
+    for (int i = 0; i < 60000; i++) {
+      fake_clock_advance(&fc, CYNIC_MS(1));
+      cynic_breaker_permit_t p;
+      if (cynic_breaker_acquire(b, &p, NULL) != 0)
+        continue;
+      cynic_breaker_record(b, &p, i % 1000 == 999 ? CYNIC_OUTCOME_FAILURE : CYNIC_OUTCOME_SUCCESS,
+                           0);
+    }
+    cynic_breaker_snapshot_t s;
+    cynic_breaker_snapshot(b, &s);
+    if (rate)
+      assert_int_equal(s.transitions, 0);
+    else
+      assert_true(s.transitions > 0);
+    cynic_breaker_free(b);
+  }
+}
+
 static void test_slow_probe(void **state) {
   (void)state;
   cynic_breaker_config_t cfg;
@@ -1025,6 +1126,8 @@ int main(void) {
       cmocka_unit_test(test_slow_calls_and_the_bucket),
       cmocka_unit_test(test_half_open_probe_limit_and_release),
       cmocka_unit_test(test_slow_probe),
+      cmocka_unit_test(test_half_open_judged_on_n_probes),
+      cmocka_unit_test(test_config_rate_defaults),
       cmocka_unit_test(test_open_interval_grows_and_is_capped),
       cmocka_unit_test(test_fractional_multiplier),
       cmocka_unit_test(test_stale_permits),

@@ -46,7 +46,8 @@ static int teardown(void **state) {
 static cynic_budget_snapshot_t snap(cynic_budget_t *b) {
   cynic_budget_snapshot_t s;
   memset(&s, 0xEE, sizeof(s));
-  cynic_budget_snapshot(b, &s);
+  assert_int_equal(cynic_budget_snapshot(b, &s), 0);
+  assert_int_equal(cynic_budget_snapshot(NULL, &s), CYNIC_EINVAL);
   return s;
 }
 

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -102,6 +103,10 @@ static void test_tokens_exact_grants_and_waits(void **state) {
   assert_int_equal(s.granted, 6);
   assert_int_equal(s.takes, 3);
   assert_int_equal(s.limited, 5);
+  cynic_tokens_snapshot_t snap;
+  assert_int_equal(cynic_tokens_snapshot(t, &snap), 0);
+  assert_int_equal(snap.granted, 6);
+  assert_int_equal(cynic_tokens_snapshot(NULL, &snap), CYNIC_EINVAL);
   cynic_tokens_free(t);
 }
 
@@ -355,10 +360,8 @@ static void test_table_key_length_rejected(void **state) {
   uint8_t key[CYNIC_RATETABLE_KEY_MAX + 1];
   memset(key, 7, sizeof(key));
   uint64_t wait = 99;
-  assert_int_equal(cynic_ratetable_take(t, key, sizeof(key), 1, &wait),
-                   CYNIC_EINVAL);
+  assert_int_equal(cynic_ratetable_take(t, key, 0, 1, &wait), CYNIC_EINVAL);
   assert_int_equal(wait, 99);
-  assert_int_equal(cynic_ratetable_take(t, key, 0, 1, NULL), CYNIC_EINVAL);
   assert_int_equal(cynic_ratetable_take(t, NULL, 4, 1, NULL), CYNIC_EINVAL);
   assert_int_equal(
       cynic_ratetable_take(t, key, CYNIC_RATETABLE_KEY_MAX, 1, NULL), 0);
@@ -367,6 +370,47 @@ static void test_table_key_length_rejected(void **state) {
   assert_int_equal(s.misses, 1);
   assert_int_equal(s.granted, 1);
   assert_int_equal(s.rejected, 0);
+  cynic_ratetable_free(t);
+}
+
+/* Keys of any length: each long key has its own bucket, a long key never
+ * shares one with a short key equal to its digest bytes, and memory stays
+ * bounded (long keys are evicted like short ones). */
+static void test_table_long_keys(void **state) {
+  (void)state;
+  fake_clock_t fc = {0};
+  cynic_ratetable_t *t = make_table(&fc, 10.0, 2.0, 64);
+  const char *mallory = "mallory@example.com"; /* 19 bytes: -22 before */
+  const char *malloryx = "mallory@example.comX";
+  char big[4096];
+  memset(big, 'k', sizeof big);
+  uint64_t wait = 0;
+  assert_int_equal(cynic_ratetable_take(t, mallory, strlen(mallory), 2, NULL), 0);
+  assert_int_equal(cynic_ratetable_take(t, mallory, strlen(mallory), 1, &wait), CYNIC_ELIMITED);
+  assert_int_equal(wait, CYNIC_MS(100));
+  /* One more byte, or a prefix: other clients with their own buckets. */
+  assert_int_equal(cynic_ratetable_take(t, malloryx, strlen(malloryx), 2, NULL), 0);
+  assert_int_equal(cynic_ratetable_take(t, mallory, 16, 2, NULL), 0);
+  assert_int_equal(cynic_ratetable_take(t, big, sizeof big, 2, NULL), 0);
+  big[4095] = 'j'; /* differs in the last byte only */
+  assert_int_equal(cynic_ratetable_take(t, big, sizeof big, 2, NULL), 0);
+  assert_int_equal(cynic_ratetable_take(t, big, sizeof big, 1, NULL), CYNIC_ELIMITED);
+  cynic_ratetable_stats_t s = tstats(t);
+  assert_int_equal(s.size, 5);
+  /* Many distinct long keys: no two collide, and the table stays at its cap. */
+  char k[64];
+  for (int i = 0; i < 1000; i++) {
+    int n = snprintf(k, sizeof k, "user-%d-with-a-long-api-key-0123456789", i);
+    assert_int_equal(cynic_ratetable_take(t, k, (size_t)n, 2, NULL), 0);
+  }
+  s = tstats(t);
+  assert_int_equal(s.size, 64);
+  assert_int_equal(s.misses, 1005);
+  /* The uniform snapshot name answers the same. */
+  cynic_ratetable_snapshot_t snap;
+  assert_int_equal(cynic_ratetable_snapshot(t, &snap), 0);
+  assert_int_equal(snap.misses, 1005);
+  assert_int_equal(cynic_ratetable_snapshot(NULL, &snap), CYNIC_EINVAL);
   cynic_ratetable_free(t);
 }
 
@@ -515,6 +559,7 @@ int main(void) {
       cmocka_unit_test(test_table_config_validation),
       cmocka_unit_test(test_table_keys_are_isolated),
       cmocka_unit_test(test_table_key_length_rejected),
+      cmocka_unit_test(test_table_long_keys),
       cmocka_unit_test(test_table_evicts_least_recently_used),
       cmocka_unit_test(test_table_capacity_holds_under_a_flood_of_keys),
       cmocka_unit_test(test_table_property_matches_lru_model),
