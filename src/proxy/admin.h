@@ -68,13 +68,16 @@ struct cynic__admin {
   bool stopping;
   /* The manual change in progress: the transition callback records these. */
   const char *manual_by, *manual_why;
-  /* Status streams: a fixed table (a slot is NULL when free) and a 0 ms
-   * timer that pushes one `transition` event after the breaker transitions
-   * of a loop iteration (many transitions, one event). */
+  /* Status streams: a fixed table (a slot is NULL when free). Their events
+   * are built in slices, once for all streams, by `stream_work` (an idle
+   * handle active while a build is wanted or under way; see admin.c). */
   cynic__httpd_stream_t *streams[CYNIC__ADMIN_MAX_STREAMS];
+  bool stream_fresh[CYNIC__ADMIN_MAX_STREAMS]; /* has not had its first `status` yet */
   size_t stream_count;
   size_t stream_last_push; /* bytes of the last push to the streams (the slow-reader bound) */
-  uv_timer_t stream_timer;
+  unsigned stream_want;    /* events wanted and not yet being built (STREAM_EV_* in admin.c) */
+  struct cynic__admin_stream_build *build; /* the build under way; NULL: none */
+  uv_idle_t stream_work;
   cynic__transition_rec_t ring[CYNIC__TRANSITION_RING];
   size_t ring_next, ring_count;
   cynic_ratetable_t *auth_failures; /* failed authentications by client address */
@@ -85,7 +88,8 @@ struct cynic__admin {
 bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
 
 /* After a breaker transition: the status streams get a `transition` event
- * (once per loop iteration, from a 0 ms timer; nothing when none is open). */
+ * (one for all the transitions of a loop iteration, built in slices from the
+ * next loop turn on; nothing when no stream is open). */
 void cynic__admin_streams_kick(cynic__admin_t *a);
 
 /* ---- reload.c ------------------------------------------------------------ */
