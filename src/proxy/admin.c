@@ -15,7 +15,7 @@
  *                           after breaker transitions, the newest samples
  *   GET  /breakers[/{u}[/{e}]]
  *   POST /breakers/{u}[/{e}]/trip | force_closed | reset
- *   GET  /health  GET /ready  POST /drain  POST /reload (reload.c; also SIGHUP)
+ *   GET  /health  GET /ready  POST /drain  POST /reload (reload.c; SIGHUP: daemon.c)
  *   GET  /metrics           Prometheus text (metrics.c)
  *
  * The admin listener starts before the traffic listeners (which wait for the
@@ -123,13 +123,6 @@ static void post_reload(req_t *r) {
   cynic__admin_reply_json(r, status, body);
 }
 
-static void on_sighup(uv_signal_t *s, int signum) {
-  (void)signum;
-  cynic__admin_t *a = s->data;
-  int status;
-  json_decref(cynic__reload(a->proxy, "SIGHUP", &status)); /* reload.c logged the outcome */
-}
-
 /* ---- routing ---------------------------------------------------------------------- */
 
 static bool split(req_t *r) {
@@ -234,14 +227,6 @@ static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_res
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
-static void on_sample(uv_timer_t *t) {
-  cynic__admin_t *a = t->data;
-  cynic__reload_sweep(a->proxy);
-  cynic__metrics_sample(a->proxy);
-  cynic__admin_streams_tick(a);
-  cynic__accesslog_rotate(a->proxy->cfg->log.rotate_max_bytes, a->proxy->cfg->log.rotate_keep);
-}
-
 /* The admin listener's server limits: a local control API. */
 static void admin_httpd_config(cynic__httpd_config_t *hc) {
   cynic__httpd_config_default(hc);
@@ -328,15 +313,10 @@ int cynic__admin_start(cynic__proxy_t *p) {
     return CYNIC_ENOMEM;
   a->proxy = p;
   p->admin = a;
-  uv_timer_init(p->loop, &a->sample_timer);
   uv_timer_init(p->loop, &a->action_timer);
   uv_timer_init(p->loop, &a->retire_timer);
   cynic__admin_streams_init(a);
-  a->sample_timer.data = a->action_timer.data = a->retire_timer.data = a;
-  uv_signal_init(p->loop, &a->sighup);
-  a->sighup.data = a;
-  uv_signal_start(&a->sighup, on_sighup, SIGHUP);
-  uv_unref((uv_handle_t *)&a->sighup);
+  a->action_timer.data = a->retire_timer.data = a;
   cynic_ratetable_config_t rc_cfg;
   cynic_ratetable_config_default(&rc_cfg);
   rc_cfg.rate_per_sec = CYNIC__ADMIN_AUTH_RATE;
@@ -377,8 +357,6 @@ int cynic__admin_start(cynic__proxy_t *p) {
   }
   cynic__httpd_address(a->httpd, &ss);
   cynic__addr_format((struct sockaddr *)&ss, a->address, sizeof a->address);
-  uv_timer_start(&a->sample_timer, on_sample, 1000, 1000);
-  uv_unref((uv_handle_t *)&a->sample_timer);
   cynic__log_event(CYNIC_LOG_INFO, "listening", "admin listening",
                    json_pack("{s:s, s:s, s:b}", "listener", "admin", "address", a->address, "token",
                              a->token != NULL));
@@ -390,11 +368,9 @@ void cynic__admin_stop(cynic__proxy_t *p) {
   if (a == NULL || a->stopping)
     return;
   a->stopping = true;
-  uv_close((uv_handle_t *)&a->sample_timer, NULL);
   uv_close((uv_handle_t *)&a->action_timer, NULL);
   uv_close((uv_handle_t *)&a->retire_timer, NULL);
   cynic__admin_streams_close(a);
-  uv_close((uv_handle_t *)&a->sighup, NULL);
   if (a->retiring != NULL)
     cynic__httpd_close(a->retiring, free_closed);
   a->retiring = NULL;

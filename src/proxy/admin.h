@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "httpd.h"
+#include "metrics.h"
 #include "proxy.h"
 
 /* One breaker transition, copied (names included) so the ring never points
@@ -66,9 +67,7 @@ struct cynic__admin {
   char address[272];        /* bound address, port 0 resolved */
   char *token;              /* bearer token from admin.token_file; NULL = none */
   size_t token_len;
-  uv_timer_t sample_timer; /* one history sample per upstream per second */
   uv_timer_t action_timer; /* runs drain after the answer has been written */
-  uv_signal_t sighup;      /* reload */
   bool stopping;
   /* The manual change in progress: the transition callback records these. */
   const char *manual_by, *manual_why;
@@ -125,37 +124,6 @@ void cynic__admin_listen_swap(cynic__proxy_t *p, cynic__httpd_t *s);
 /* Makes `token` (from cynic__token_read, or NULL for none; owned from now on) the admin
  * listener's, wiping and freeing the old one. */
 void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len);
-
-/* ---- metrics.c ----------------------------------------------------------- */
-
-/* Takes one history sample of every upstream (the admin's 1 s timer). */
-void cynic__metrics_sample(cynic__proxy_t *p);
-/* Appends the Prometheus text exposition of everything to `out`. 0, or
- * CYNIC_ERANGE / CYNIC_ENOMEM (then `out` holds a cut exposition: never
- * serve it). */
-int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *out);
-/* Where a streamed exposition is (indices only: a reload between two calls
- * retires or reuses slots, and each step reads its object afresh). Zero it
- * to start. */
-typedef struct cynic__metrics_cursor {
-  size_t family;    /* index into metrics.c's family table */
-  size_t item;      /* the listener or upstream slot next */
-  bool started;     /* the process families are out */
-  bool header_done; /* the current family's HELP/TYPE is out */
-} cynic__metrics_cursor_t;
-/* Appends the next part of the exposition, about `want` bytes (more by at
- * most one upstream's rows of one family, ~40 KB at the limits): 1 when
- * that was the end, 0 when more follows, or CYNIC_ERANGE / CYNIC_ENOMEM. */
-int cynic__metrics_render_next(cynic__proxy_t *p, cynic__buf_t *out, cynic__metrics_cursor_t *cur,
-                               size_t want);
-/* The upstream's newest history sample as a JSON object; NULL when none. */
-json_t *cynic__metrics_last_sample(const cynic__upstream_t *u);
-/* The upstream's history samples, oldest first, as a JSON array. */
-json_t *cynic__metrics_history(const cynic__upstream_t *u);
-/* True for outcomes that count as errors (faults and fail-fast rejections). */
-bool cynic__outcome_is_error(int outcome);
-/* "ok", "connect_refused", ... */
-const char *cynic__outcome_name(int outcome);
 
 /* ---- inside the admin API (admin*.c) -------------------------------------- */
 
@@ -236,7 +204,8 @@ void cynic__admin_reply_listing(cynic__admin_req_t *r, cynic__admin_listing_kind
 
 /* admin_stream.c. GET /status/stream. */
 void cynic__admin_get_stream(cynic__admin_req_t *r);
-/* Once a second: the streams get the newest samples and the status. */
+/* Once a second (daemon.c's tick, after the history sample): the streams
+ * get the newest samples and the status. */
 void cynic__admin_streams_tick(cynic__admin_t *a);
 /* The stream machinery's handle: made at admin start, closed at its stop
  * (a build under way is dropped; the streams close with the server). */
