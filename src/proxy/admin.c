@@ -47,37 +47,13 @@ typedef cynic__admin_req_t req_t;
 
 /* ---- replies ---------------------------------------------------------------- */
 
+/* The admin's JSON answers all end with a newline (httpd.h's helpers). */
 void cynic__admin_reply_json(req_t *r, int status, json_t *body) {
-  r->resp->status = status;
-  r->resp->content_type = "application/json";
-  cynic__buf_reset(&r->resp->body);
-  if (body == NULL || cynic__json_dump(body, &r->resp->body) != 0) {
-    cynic__buf_reset(&r->resp->body);
-    r->resp->status = 500;
-    if (cynic__buf_puts(&r->resp->body,
-                        "{\"error\":\"cannot build the response\",\"status\":500}") != 0) {
-      /* out of memory: an empty 503 is answered with httpd's own body */
-      cynic__buf_reset(&r->resp->body);
-      r->resp->status = 503;
-      r->resp->close = true;
-      json_decref(body);
-      return;
-    }
-  }
-  cynic__buf_puts(&r->resp->body, "\n");
-  json_decref(body);
+  cynic__httpd_reply_json(r->resp, status, body, true);
 }
 
-/* `msg` may quote a path segment or a parser's message about the body: bytes
- * from the client, which need not be UTF-8 (cynic__json_text replaces what
- * is not, so the answer is always JSON). */
 void cynic__admin_reply_error(req_t *r, int status, const char *msg) {
-  json_t *o = json_object();
-  if (o != NULL) {
-    json_object_set_new(o, "error", cynic__json_text0(msg));
-    json_object_set_new(o, "status", json_integer(status));
-  }
-  cynic__admin_reply_json(r, status, o);
+  cynic__httpd_reply_error(r->resp, status, msg);
 }
 
 void cynic__admin_not_allowed(req_t *r, const char *allow) {
