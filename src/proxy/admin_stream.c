@@ -42,13 +42,14 @@ static int event_format(cynic__buf_t *b, const char *event, json_t *data) {
  * push pending (it has not read the last one) is dropped (logged) rather
  * than buffered for: a reader that keeps up gets every event, however large
  * the status, and what is queued per stream stays under STREAM_MAX_PENDING
- * plus two pushes. */
-static void stream_send(cynic__admin_t *a, const cynic__buf_t *b) {
+ * plus two pushes. Streams with skip[i] set, and streams still waiting for
+ * their first status, get nothing. */
+static void stream_send(cynic__admin_t *a, const cynic__buf_t *b, const bool *skip) {
   size_t allow = CYNIC__ADMIN_STREAM_MAX_PENDING + a->stream_last_push;
   for (size_t i = 0; b->len > 0 && i < CYNIC__ADMIN_MAX_STREAMS; i++) {
     cynic__httpd_stream_t *st = a->streams[i];
-    if (st == NULL)
-      continue;
+    if (st == NULL || skip[i] || a->stream_fresh[i])
+      continue; /* welcomed by this push, or waiting for the next one's welcome */
     /* the peer's address (a getpeername) only for a stream the write below
      * will drop: it is gone after the write */
     char peer[96] = "?";
@@ -207,7 +208,7 @@ static void stream_build_send(cynic__admin_t *a, stream_build_t *b) {
       cynic__httpd_stream_write(st, b->out.data + b->data_at, n);
   }
   if (b->events & (STREAM_EV_TRANSITION | STREAM_EV_TICK))
-    stream_send(a, &b->out);
+    stream_send(a, &b->out, b->welcome);
 }
 
 /* One loop turn's share of the build: producer steps until the work budget
