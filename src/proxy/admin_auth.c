@@ -4,7 +4,6 @@
  * budget of failed authentications (Unwanted Users). docs/admin.md, "Token".
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -3,7 +3,6 @@
  * the shared event build in slices, the push and the slow-reader bound.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,6 @@
  * producer that renders the large ones (and /metrics) in slices.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
