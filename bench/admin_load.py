@@ -3,16 +3,19 @@
 
     CYNIC_BUILD_DIR=build python3 bench/admin_load.py [--seconds S] [--clients N]
                                                       [--upstreams U] [--endpoints E]
+                                                      [--poll PATH] [--streams N]
 
 Starts `cynic` with a config of U upstreams x E endpoints (default: the
 documented limits, 256 x 64), one listener to a loopback echo server, and
 measures proxied round trips (32 bytes out and back on one kept connection,
-1 ms apart) for S seconds in three phases of the same run:
+1 ms apart) for S seconds in four phases of the same run:
 
   idle     no admin client;
   hostile  N clients pipelining GET /metrics (60 each) or GET
            /status/history (5,000 each), alternately, never reading;
-  polling  one client fetching /metrics (--poll PATH) in a loop, reading it whole.
+  polling  one client fetching /metrics (--poll PATH) in a loop, reading it whole;
+  stream   one client reading GET /status/stream (--streams N: N of them)
+           as fast as the events come.
 
 For each phase: p50/p99/max of the round trips and the differences and
 ratios against idle, and cynic's RSS (before, peak, after). Prints the load
@@ -22,6 +25,7 @@ of the pass/fail suite.
 import argparse
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -69,6 +73,7 @@ def main():
     ap.add_argument("--upstreams", type=int, default=256)
     ap.add_argument("--endpoints", type=int, default=64)
     ap.add_argument("--poll", default="/metrics", help="the path the polling client fetches")
+    ap.add_argument("--streams", type=int, default=1, help="status stream clients (0: no phase)")
     a = ap.parse_args()
     echo = pu.echo()
     px = pu.Cynic(big_config(a.upstreams, a.endpoints, echo.endpoint), timeout=120)
@@ -95,11 +100,28 @@ def main():
                 while s.recv(1 << 20):
                     pass
 
+    def stream_load(stop):
+        # readers in their own processes (a Python reader here would hold
+        # the round-trip thread's GIL), reading as fast as events come
+        code = ("import socket,sys\n"
+                "s = socket.create_connection((sys.argv[1], int(sys.argv[2])))\n"
+                "s.sendall(b'GET /status/stream HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n')\n"
+                "while s.recv(1 << 20):\n    pass\n")
+        procs = [subprocess.Popen([sys.executable, "-c", code, addr[0], str(addr[1])])
+                 for _ in range(a.streams)]
+        stop.wait()
+        for pr in procs:
+            pr.kill()
+            pr.wait()
+
     results = {}
     results["idle"] = phase(px, a.seconds)
     results["hostile"] = phase(px, a.seconds, hostile_load)
     time.sleep(1)
     results["polling"] = phase(px, a.seconds, polling_load)
+    if a.streams > 0:
+        time.sleep(1)
+        results["stream"] = phase(px, a.seconds, stream_load)
     time.sleep(1)
     rss_end = pu.rss_kb(px.pid)
     idle = results["idle"]

@@ -351,6 +351,40 @@ static void send_error(cynic__httpd_conn_t *c, int status, const char *reason) {
     finish(c);
 }
 
+void cynic__httpd_reply_json(cynic__httpd_response_t *resp, int status, json_t *body,
+                             bool newline) {
+  static const char cannot[] = "{\"error\":\"cannot build the response\",\"status\":500}";
+  static const char too_large[] = "{\"error\":\"response too large\",\"status\":500}";
+  resp->status = status;
+  resp->content_type = "application/json";
+  cynic__buf_reset(&resp->body);
+  int err = body != NULL ? cynic__json_dump(body, &resp->body) : CYNIC_EINVAL;
+  json_decref(body);
+  if (err != 0) {
+    cynic__buf_reset(&resp->body);
+    resp->status = 500;
+    if (err == CYNIC_ENOMEM ||
+        cynic__buf_puts(&resp->body, err == CYNIC_ERANGE ? too_large : cannot) != 0) {
+      /* out of memory: an empty 503 is answered with httpd's own body */
+      cynic__buf_reset(&resp->body);
+      resp->status = 503;
+      resp->close = true;
+      return;
+    }
+  }
+  if (newline)
+    cynic__buf_puts(&resp->body, "\n");
+}
+
+void cynic__httpd_reply_error(cynic__httpd_response_t *resp, int status, const char *msg) {
+  json_t *o = json_object();
+  if (o != NULL) {
+    json_object_set_new(o, "error", cynic__json_text0(msg));
+    json_object_set_new(o, "status", json_integer(status));
+  }
+  cynic__httpd_reply_json(resp, status, o, true);
+}
+
 static void response_init(cynic__httpd_t *s, cynic__httpd_response_t *resp) {
   memset(resp, 0, sizeof *resp);
   resp->status = 200;

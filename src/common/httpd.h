@@ -13,6 +13,7 @@
 #ifndef CYNIC_COMMON_HTTPD_H
 #define CYNIC_COMMON_HTTPD_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <uv.h>
 
@@ -157,6 +158,27 @@ int cynic__httpd_stream_peer(const cynic__httpd_stream_t *st, char *buf, size_t 
 void cynic__httpd_stream_set_max_pending(cynic__httpd_stream_t *st, size_t max_pending);
 /* Ends the stream now (on_close runs). */
 void cynic__httpd_stream_close(cynic__httpd_stream_t *st);
+
+/*
+ * JSON answers, one way for every control API on this server (the proxy's
+ * admin listener, the harness API), so a failure to render one looks the
+ * same everywhere. cynic__httpd_reply_json makes `resp` a `status` answer
+ * whose body is `body` (its reference consumed) dumped compact, then "\n"
+ * when `newline`. When the body cannot be made: NULL (a json_pack that
+ * failed) is answered 500 {"error":"cannot build the response","status":500};
+ * a body past max_response (CYNIC_ERANGE) 500 {"error":"response too
+ * large","status":500}; out of memory an empty 503 that closes the
+ * connection (httpd sends its own out-of-memory body). The 500 bodies end
+ * with "\n" too when `newline`.
+ */
+void cynic__httpd_reply_json(cynic__httpd_response_t *resp, int status, json_t *body, bool newline);
+/*
+ * Answers {"error": msg, "status": status} and a "\n" (as Go's http.Error,
+ * which the harness API mimics). `msg` may quote a client's bytes, which need
+ * not be UTF-8: cynic__json_text replaces what is not, so the answer is
+ * always JSON. Failures as cynic__httpd_reply_json's.
+ */
+void cynic__httpd_reply_error(cynic__httpd_response_t *resp, int status, const char *msg);
 
 /* Sensible defaults for a local control API. */
 void cynic__httpd_config_default(cynic__httpd_config_t *c);

@@ -28,36 +28,15 @@ typedef struct req_ctx {
 
 /* ---- responses ----------------------------------------------------------- */
 
+/* JSON answers as every control API's (httpd.h): a success's body without a
+ * trailing newline (Toxiproxy's encoder writes none), an error's with one
+ * (Go's http.Error). */
 static void reply_json(req_ctx_t *r, int status, json_t *body) {
-  r->resp->status = status;
-  r->resp->content_type = "application/json";
-  cynic__buf_reset(&r->resp->body);
-  int err = body != NULL ? cynic__json_dump(body, &r->resp->body) : 0;
-  if (err != 0) {
-    cynic__buf_reset(&r->resp->body);
-    r->resp->status = 500;
-    static const char too_large[] = "{\"error\":\"response too large\",\"status\":500}\n";
-    if (err != CYNIC_ERANGE || cynic__buf_puts(&r->resp->body, too_large) != 0) {
-      /* out of memory: an empty 503 is answered with httpd's own body */
-      cynic__buf_reset(&r->resp->body);
-      r->resp->status = 503;
-      r->resp->close = true;
-    }
-  }
-  json_decref(body);
+  cynic__httpd_reply_json(r->resp, status, body, false);
 }
 
-/* `msg` may quote the client's bytes (a name, a parser's message about the
- * body), which need not be UTF-8: cynic__json_text replaces what is not, so
- * the answer is always JSON. */
 static void reply_error(req_ctx_t *r, int status, const char *msg) {
-  json_t *o = json_object();
-  json_object_set_new(o, "error", cynic__json_text0(msg));
-  json_object_set_new(o, "status", json_integer(status));
-  reply_json(r, status, o);
-  /* Go's http.Error ends with a newline (an empty body: out of memory, see reply_json) */
-  if (r->resp->body.len > 0)
-    cynic__buf_puts(&r->resp->body, "\n");
+  cynic__httpd_reply_error(r->resp, status, msg);
 }
 
 static void reply_empty(req_ctx_t *r, int status) {

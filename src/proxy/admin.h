@@ -1,15 +1,20 @@
 /*
- * src/proxy/admin.h: the admin listener's state, shared by admin.c (the HTTP
- * API), metrics.c (counters, history, Prometheus text) and status_page.c (the
+ * src/proxy/admin.h: the admin listener's state, shared by the admin API's
+ * files (admin.c: routing, replies, drain and reload endpoints, lifecycle;
+ * admin_auth.c: the token; admin_views.c: the JSON views and the sliced
+ * producer of the large ones; admin_stream.c: the status stream),
+ * metrics.c (counters, history, Prometheus text) and status_page.c (the
  * embedded HTML page, generated at build time from status_page.html).
  */
 #ifndef CYNIC_PROXY_ADMIN_H
 #define CYNIC_PROXY_ADMIN_H
 
 #include <jansson.h>
+#include <string.h>
 
 #include "buf.h"
 #include "httpd.h"
+#include "metrics.h"
 #include "proxy.h"
 
 /* One breaker transition, copied (names included) so the ring never points
@@ -62,19 +67,20 @@ struct cynic__admin {
   char address[272];        /* bound address, port 0 resolved */
   char *token;              /* bearer token from admin.token_file; NULL = none */
   size_t token_len;
-  uv_timer_t sample_timer; /* one history sample per upstream per second */
   uv_timer_t action_timer; /* runs drain after the answer has been written */
-  uv_signal_t sighup;      /* reload */
   bool stopping;
   /* The manual change in progress: the transition callback records these. */
   const char *manual_by, *manual_why;
-  /* Status streams: a fixed table (a slot is NULL when free) and a 0 ms
-   * timer that pushes one `transition` event after the breaker transitions
-   * of a loop iteration (many transitions, one event). */
+  /* Status streams: a fixed table (a slot is NULL when free). Their events
+   * are built in slices, once for all streams, by `stream_work` (an idle
+   * handle active while a build is wanted or under way; see admin.c). */
   cynic__httpd_stream_t *streams[CYNIC__ADMIN_MAX_STREAMS];
+  bool stream_fresh[CYNIC__ADMIN_MAX_STREAMS]; /* has not had its first `status` yet */
   size_t stream_count;
   size_t stream_last_push; /* bytes of the last push to the streams (the slow-reader bound) */
-  uv_timer_t stream_timer;
+  unsigned stream_want;    /* events wanted and not yet being built (STREAM_EV_* in admin.c) */
+  struct cynic__admin_stream_build *build; /* the build under way; NULL: none */
+  uv_idle_t stream_work;
   cynic__transition_rec_t ring[CYNIC__TRANSITION_RING];
   size_t ring_next, ring_count;
   cynic_ratetable_t *auth_failures; /* failed authentications by client address */
@@ -85,7 +91,8 @@ struct cynic__admin {
 bool cynic__admin_ready(cynic__proxy_t *p, const char **why);
 
 /* After a breaker transition: the status streams get a `transition` event
- * (once per loop iteration, from a 0 ms timer; nothing when none is open). */
+ * (one for all the transitions of a loop iteration, built in slices from the
+ * next loop turn on; nothing when no stream is open). */
 void cynic__admin_streams_kick(cynic__admin_t *a);
 
 /* ---- reload.c ------------------------------------------------------------ */
@@ -105,36 +112,92 @@ void cynic__admin_listen_swap(cynic__proxy_t *p, cynic__httpd_t *s);
  * listener's, wiping and freeing the old one. */
 void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len);
 
-/* ---- metrics.c ----------------------------------------------------------- */
+/* ---- inside the admin API (admin*.c) -------------------------------------- */
 
-/* Takes one history sample of every upstream (the admin's 1 s timer). */
-void cynic__metrics_sample(cynic__proxy_t *p);
-/* Appends the Prometheus text exposition of everything to `out`. 0, or
- * CYNIC_ERANGE / CYNIC_ENOMEM (then `out` holds a cut exposition: never
- * serve it). */
-int cynic__metrics_render(cynic__proxy_t *p, cynic__buf_t *out);
-/* Where a streamed exposition is (indices only: a reload between two calls
- * retires or reuses slots, and each step reads its object afresh). Zero it
- * to start. */
-typedef struct cynic__metrics_cursor {
-  size_t family;    /* index into metrics.c's family table */
-  size_t item;      /* the listener or upstream slot next */
-  bool started;     /* the process families are out */
-  bool header_done; /* the current family's HELP/TYPE is out */
-} cynic__metrics_cursor_t;
-/* Appends the next part of the exposition, about `want` bytes (more by at
- * most one upstream's rows of one family, ~40 KB at the limits): 1 when
- * that was the end, 0 when more follows, or CYNIC_ERANGE / CYNIC_ENOMEM. */
-int cynic__metrics_render_next(cynic__proxy_t *p, cynic__buf_t *out, cynic__metrics_cursor_t *cur,
-                               size_t want);
-/* The upstream's newest history sample as a JSON object; NULL when none. */
-json_t *cynic__metrics_last_sample(const cynic__upstream_t *u);
-/* The upstream's history samples, oldest first, as a JSON array. */
-json_t *cynic__metrics_history(const cynic__upstream_t *u);
-/* True for outcomes that count as errors (faults and fail-fast rejections). */
-bool cynic__outcome_is_error(int outcome);
-/* "ok", "connect_refused", ... */
-const char *cynic__outcome_name(int outcome);
+#define CYNIC__ADMIN_MAX_SEGS 4  /* path segments of a request, at most */
+#define CYNIC__ADMIN_SEG_MAX 300 /* one decoded segment's bytes, NUL included */
+
+/* One request while its handler runs (freed when it returns). */
+typedef struct cynic__admin_req {
+  cynic__admin_t *a;
+  cynic__proxy_t *p;
+  const cynic__http_parser_t *http;
+  cynic__httpd_response_t *resp;
+  const char *method;
+  char segs[CYNIC__ADMIN_MAX_SEGS][CYNIC__ADMIN_SEG_MAX]; /* the path, percent-decoded */
+  size_t nsegs;
+} cynic__admin_req_t;
+
+/* Answers `body` (its reference consumed; NULL: 500) as JSON. */
+void cynic__admin_reply_json(cynic__admin_req_t *r, int status, json_t *body);
+/* Answers {"error": msg, "status": status}; `msg` need not be UTF-8. */
+void cynic__admin_reply_error(cynic__admin_req_t *r, int status, const char *msg);
+/* 405 with Allow: `allow` ("GET", "POST" or "GET, POST"). */
+void cynic__admin_not_allowed(cynic__admin_req_t *r, const char *allow);
+/* True when the request's method is `m`. */
+static inline bool cynic__admin_is(const cynic__admin_req_t *r, const char *m) {
+  return strcmp(r->method, m) == 0;
+}
+
+/* admin_auth.c. True when the request may go on; otherwise it has been
+ * answered (401, or 429 past the failure budget; the connection closes). */
+bool cynic__admin_authorised(cynic__admin_req_t *r);
+/* The same for GET /status/stream, which also takes `?token=`. */
+bool cynic__admin_stream_authorised(cynic__admin_req_t *r);
+
+/* admin_views.c: the answers. */
+void cynic__admin_get_status(cynic__admin_req_t *r);
+void cynic__admin_get_history(cynic__admin_req_t *r);
+/* GET /breakers[/{u}[/{e}]] and POST .../trip | force_closed | reset. */
+void cynic__admin_breakers(cynic__admin_req_t *r);
+
+/*
+ * The large answers, produced in slices (admin_views.c): GET /status,
+ * /status/history, /breakers, /metrics, and the status stream's events.
+ * The cursor keeps slot indices, not pointers (a reload between two slices
+ * may retire an upstream or reuse its slot; p->upstreams never moves).
+ */
+typedef enum cynic__admin_listing_kind {
+  LIST_STATUS,
+  LIST_HISTORY,
+  LIST_BREAKERS,
+  LIST_METRICS
+} cynic__admin_listing_kind_t;
+
+typedef struct cynic__admin_listing {
+  cynic__admin_t *a;
+  cynic__admin_listing_kind_t kind;
+  size_t next;  /* the upstream slot next */
+  bool started; /* the opening part is out */
+  bool any;     /* an upstream is out: the next one needs a comma */
+  cynic__metrics_cursor_t cur;
+} cynic__admin_listing_t;
+
+/* JSON through jansson costs ~60 ms a MB here (an object per field; the
+ * 6 MB /status at the config limits took ~0.4 s whole), several times the
+ * Prometheus text's printf (~10 ms a MB): its slices are kept to ~16 KB,
+ * i.e. one upstream (64 endpoints: ~24 KB, ~1.5 ms), so a slice stays near
+ * the loop-turn budget. Measured with one client polling /status at the
+ * limits: proxied p99 +1.3 ms over idle, against +4.2 ms with 64 KB slices. */
+#define CYNIC__ADMIN_JSON_SLICE (16u << 10)
+
+/* A cynic__httpd_produce_cb over a cynic__admin_listing_t (zeroed but for
+ * `a` and `kind`): appends the next slice (JSON: at most ~JSON_SLICE, one
+ * upstream at least) to `b`; 1 at the end, 0 when more follows, or a
+ * negative CYNIC_E*. */
+int cynic__admin_listing_next(void *arg, cynic__buf_t *b, size_t want);
+/* Answers with a produced listing of `kind` (503 when out of memory). */
+void cynic__admin_reply_listing(cynic__admin_req_t *r, cynic__admin_listing_kind_t kind);
+
+/* admin_stream.c. GET /status/stream. */
+void cynic__admin_get_stream(cynic__admin_req_t *r);
+/* Once a second (daemon.c's tick, after the history sample): the streams
+ * get the newest samples and the status. */
+void cynic__admin_streams_tick(cynic__admin_t *a);
+/* The stream machinery's handle: made at admin start, closed at its stop
+ * (a build under way is dropped; the streams close with the server). */
+void cynic__admin_streams_init(cynic__admin_t *a);
+void cynic__admin_streams_close(cynic__admin_t *a);
 
 /* ---- status_page.c (generated) ------------------------------------------- */
 extern const char cynic__status_page[];

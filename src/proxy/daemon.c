@@ -4,6 +4,12 @@
  * Start: upstreams (breakers, bulkheads, name resolution), then listeners.
  * SIGTERM / SIGINT: drain (stop accepting, let open connections finish for up
  * to admin.drain_timeout, close the rest, exit 0). SIGUSR1: reopen the log.
+ * SIGHUP: reload the config (reload.c).
+ *
+ * The once-a-second tick (from the admin listener's start, so /status/history
+ * has samples while the first names resolve): the reload sweep, one history
+ * sample of every upstream, the status streams' tick (after the sample they
+ * carry), and the access logs' rotation check, in that order.
  *
  * Steady State for logs: an outage must not flood the disk. The first fault of
  * each kind per thing (endpoint, upstream, listener) in a summary window is
@@ -285,6 +291,8 @@ static void stop(cynic__proxy_t *p) {
   uv_close((uv_handle_t *)&p->sigterm, NULL);
   uv_close((uv_handle_t *)&p->sigint, NULL);
   uv_close((uv_handle_t *)&p->sigusr1, NULL);
+  uv_close((uv_handle_t *)&p->sighup, NULL);
+  uv_close((uv_handle_t *)&p->tick_timer, NULL);
   uv_close((uv_handle_t *)&p->summary_timer, NULL);
   uv_close((uv_handle_t *)&p->rotate_timer, NULL);
   uv_close((uv_handle_t *)&p->drain_timer, NULL);
@@ -331,8 +339,22 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
   uv_timer_start(&p->drain_timer, on_drain_deadline, ms, 0);
 }
 
+static void on_tick(uv_timer_t *t) {
+  cynic__proxy_t *p = t->data;
+  cynic__reload_sweep(p);
+  cynic__metrics_sample(p);
+  if (p->admin != NULL)
+    cynic__admin_streams_tick(p->admin);
+  cynic__accesslog_rotate(p->cfg->log.rotate_max_bytes, p->cfg->log.rotate_keep);
+}
+
 static void on_signal(uv_signal_t *s, int signum) {
   cynic__proxy_t *p = s->data;
+  if (signum == SIGHUP) {
+    int status;
+    json_decref(cynic__reload(p, "SIGHUP", &status)); /* reload.c logged the outcome */
+    return;
+  }
   if (signum == SIGUSR1) {
     int rc = cynic__log_reopen();
     cynic__accesslog_reopen();
@@ -410,6 +432,11 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   uv_timer_init(&loop, &p.drain_timer);
   p.summary_timer.data = p.drain_timer.data = &p;
   uv_unref((uv_handle_t *)&p.summary_timer);
+  uv_timer_init(&loop, &p.tick_timer);
+  p.tick_timer.data = &p;
+  uv_unref((uv_handle_t *)&p.tick_timer);
+  uv_signal_init(&loop, &p.sighup); /* started with the admin: a reload needs it */
+  p.sighup.data = &p;
 
   if (start_signal(&p, &p.sigterm, SIGTERM) != 0 || start_signal(&p, &p.sigint, SIGINT) != 0 ||
       start_signal(&p, &p.sigusr1, SIGUSR1) != 0) {
@@ -422,8 +449,11 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
     p.status = 1;
   } else if (cynic__admin_start(&p) != 0) {
     p.status = 1; /* admin.c said which address and why */
-  } else if (p.first_resolutions == 0) {
-    serve(&p); /* no host names to wait for */
+  } else {
+    uv_timer_start(&p.tick_timer, on_tick, 1000, 1000);
+    uv_signal_start(&p.sighup, on_signal, SIGHUP);
+    if (p.first_resolutions == 0)
+      serve(&p); /* no host names to wait for */
   }
   if (p.status != 0)
     stop(&p);

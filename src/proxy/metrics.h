@@ -22,6 +22,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
+#include "buf.h"
+
+struct cynic__proxy;
+struct cynic__upstream;
+
 /* Upper bounds of the latency histograms, in seconds (+Inf is implicit).
  * Observations have microsecond resolution (uv_hrtime); the 0.1 ms and
  * 0.25 ms buckets tell a loopback or same-host upstream (tens of µs) from a
@@ -92,5 +99,36 @@ typedef struct cynic__listener_stats {
   uint64_t bytes_up;                       /* client -> upstream, as written */
   uint64_t bytes_down;                     /* upstream -> client, as written */
 } cynic__listener_stats_t;
+
+/* ---- metrics.c's API (the proxy and upstream types are proxy.h's) ------- */
+
+/* Takes one history sample of every upstream (daemon.c's once-a-second tick). */
+void cynic__metrics_sample(struct cynic__proxy *p);
+/* Appends the Prometheus text exposition of everything to `out`. 0, or
+ * CYNIC_ERANGE / CYNIC_ENOMEM (then `out` holds a cut exposition: never
+ * serve it). */
+int cynic__metrics_render(struct cynic__proxy *p, cynic__buf_t *out);
+/* Where a streamed exposition is (indices only: a reload between two calls
+ * retires or reuses slots, and each step reads its object afresh). Zero it
+ * to start. */
+typedef struct cynic__metrics_cursor {
+  size_t family;    /* index into metrics.c's family table */
+  size_t item;      /* the listener or upstream slot next */
+  bool started;     /* the process families are out */
+  bool header_done; /* the current family's HELP/TYPE is out */
+} cynic__metrics_cursor_t;
+/* Appends the next part of the exposition, about `want` bytes (more by at
+ * most one upstream's rows of one family, ~40 KB at the limits): 1 when
+ * that was the end, 0 when more follows, or CYNIC_ERANGE / CYNIC_ENOMEM. */
+int cynic__metrics_render_next(struct cynic__proxy *p, cynic__buf_t *out,
+                               cynic__metrics_cursor_t *cur, size_t want);
+/* The upstream's newest history sample as a JSON object; NULL when none. */
+json_t *cynic__metrics_last_sample(const struct cynic__upstream *u);
+/* The upstream's history samples, oldest first, as a JSON array. */
+json_t *cynic__metrics_history(const struct cynic__upstream *u);
+/* True for outcomes that count as errors (faults and fail-fast rejections). */
+bool cynic__outcome_is_error(int outcome);
+/* "ok", "connect_refused", ... */
+const char *cynic__outcome_name(int outcome);
 
 #endif /* CYNIC_PROXY_METRICS_H */

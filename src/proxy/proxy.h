@@ -217,7 +217,8 @@ struct cynic__proxy {
   size_t upstream_count;
   cynic__link_t sessions; /* every cynic__session_t, for drain and exit */
   size_t conn_count;      /* sessions on that list (client connections) */
-  uv_signal_t sigterm, sigint, sigusr1;
+  uv_signal_t sigterm, sigint, sigusr1, sighup;
+  uv_timer_t tick_timer;    /* the once-a-second housekeeping (daemon.c, on_tick) */
   uv_timer_t summary_timer; /* rate-limited error summaries */
   uv_timer_t rotate_timer;  /* log.rotate: checks the log file's size */
   uv_timer_t drain_timer;

@@ -648,6 +648,47 @@ static void a_response_with_close_ends_the_connection(void **state) {
   bh_run(&b, &cfg, client_deny);
 }
 
+/* The JSON answers every control API shares (issue 9): the body, the
+ * newline choice, and what a body that cannot be made becomes. */
+static void json_answers_and_their_failures(void **state) {
+  (void)state;
+  cynic__httpd_response_t resp;
+  memset(&resp, 0, sizeof resp);
+  cynic__buf_init(&resp.body, 64);
+
+  cynic__httpd_reply_json(&resp, 201, json_pack("{s:i}", "a", 1), false);
+  assert_int_equal(resp.status, 201);
+  assert_string_equal(resp.content_type, "application/json");
+  assert_int_equal(resp.body.len, 7);
+  assert_memory_equal(resp.body.data, "{\"a\":1}", 7);
+
+  cynic__httpd_reply_json(&resp, 200, json_pack("{s:i}", "a", 1), true);
+  assert_int_equal(resp.body.len, 8);
+  assert_memory_equal(resp.body.data, "{\"a\":1}\n", 8);
+
+  cynic__httpd_reply_json(&resp, 200, NULL, true);
+  assert_int_equal(resp.status, 500);
+  assert_string_equal(resp.body.data, "{\"error\":\"cannot build the response\",\"status\":500}\n");
+
+  cynic__buf_free(&resp.body);
+  cynic__buf_init(&resp.body, 48); /* the 500's own body fits, a 100-byte string does not */
+  char big[101];
+  memset(big, 'x', 100);
+  big[100] = '\0';
+  cynic__httpd_reply_json(&resp, 200, json_string(big), false);
+  assert_int_equal(resp.status, 500);
+  assert_string_equal(resp.body.data, "{\"error\":\"response too large\",\"status\":500}");
+  assert_false(resp.close);
+
+  cynic__buf_free(&resp.body);
+  cynic__buf_init(&resp.body, 256);
+  cynic__httpd_reply_error(&resp, 404, "no proxy named \xff");
+  assert_int_equal(resp.status, 404);
+  assert_string_equal(resp.body.data,
+                      "{\"error\":\"no proxy named \xef\xbf\xbd\",\"status\":404}\n");
+  cynic__buf_free(&resp.body);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(deferred_answer_keeps_pipelined_order),
@@ -661,6 +702,7 @@ int main(void) {
       cmocka_unit_test(at_capacity_the_longest_idle_connection_is_evicted),
       cmocka_unit_test(a_silent_connection_closes_at_the_request_timeout),
       cmocka_unit_test(a_response_with_close_ends_the_connection),
+      cmocka_unit_test(json_answers_and_their_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

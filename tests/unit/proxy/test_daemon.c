@@ -11,7 +11,7 @@
 
 #include "../../../src/proxy/daemon.c"
 
-/* ---- stubs for listener.c, upstream.c, tcp.c, admin.c --------------------- */
+/* ---- stubs for listener.c, upstream.c, tcp.c, admin.c, metrics.c, reload.c, accesslog.c */
 int cynic__upstreams_start(cynic__proxy_t *p) {
   (void)p;
   return 0;
@@ -46,10 +46,72 @@ void cynic__admin_stop(cynic__proxy_t *p) {
 void cynic__admin_free(cynic__proxy_t *p) {
   (void)p;
 }
-void cynic__accesslog_reopen(void) {
-}
+void cynic__accesslog_reopen(void) {}
 void cynic__reload_free(cynic__proxy_t *p) {
   (void)p;
+}
+
+/* The tick's and SIGHUP's callees record the order they ran in. */
+static char calls[128];
+static void called(const char *what) {
+  size_t n = strlen(calls);
+  snprintf(calls + n, sizeof calls - n, "%s%s", n > 0 ? "," : "", what);
+}
+void cynic__reload_sweep(cynic__proxy_t *p) {
+  (void)p;
+  called("sweep");
+}
+void cynic__metrics_sample(cynic__proxy_t *p) {
+  (void)p;
+  called("sample");
+}
+void cynic__admin_streams_tick(cynic__admin_t *a) {
+  (void)a;
+  called("streams");
+}
+void cynic__accesslog_rotate(uint64_t max_bytes, uint32_t keep) {
+  (void)max_bytes;
+  (void)keep;
+  called("rotate");
+}
+json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
+  (void)p;
+  called(who);
+  *status = 200;
+  return json_object();
+}
+
+/* The daemon owns the once-a-second tick (issue 9): the reload sweep, the
+ * history sample, then the status streams (which carry that sample), then
+ * the access logs' rotation; without an admin listener, no streams. */
+static void test_tick_runs_the_housekeeping_in_order(void **state) {
+  (void)state;
+  cynic__config_t cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cynic__proxy_t p;
+  memset(&p, 0, sizeof p);
+  p.cfg = &cfg;
+  p.admin = (cynic__admin_t *)&p; /* only compared with NULL here */
+  p.tick_timer.data = &p;
+  calls[0] = '\0';
+  on_tick(&p.tick_timer);
+  assert_string_equal(calls, "sweep,sample,streams,rotate");
+  p.admin = NULL;
+  calls[0] = '\0';
+  on_tick(&p.tick_timer);
+  assert_string_equal(calls, "sweep,sample,rotate");
+}
+
+/* SIGHUP is the daemon's: it reloads (and nothing else). */
+static void test_sighup_reloads(void **state) {
+  (void)state;
+  cynic__proxy_t p;
+  memset(&p, 0, sizeof p);
+  p.sighup.data = &p;
+  calls[0] = '\0';
+  on_signal(&p.sighup, SIGHUP);
+  assert_string_equal(calls, "SIGHUP");
+  assert_false(p.draining);
 }
 
 static void test_thousands(void **state) {
@@ -93,6 +155,8 @@ static void test_event_keys(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_tick_runs_the_housekeeping_in_order),
+      cmocka_unit_test(test_sighup_reloads),
       cmocka_unit_test(test_thousands),
       cmocka_unit_test(test_window_text),
       cmocka_unit_test(test_event_keys),
