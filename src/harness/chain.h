@@ -10,7 +10,7 @@
  * wait says until when (ctx->wake) and link.c's timer wakes the chain.
  *
  * Nothing here touches a socket, a timer or the loop, so the unit tests
- * (src/harness/tests/test_toxics.c) drive the real code with a hand-moved
+ * (tests/unit/harness/test_toxics.c) drive the real code with a hand-moved
  * clock. The only state shared with link.c is the direction (hdir_t, in
  * link.h): its byte count, its gate and its peer direction.
  *

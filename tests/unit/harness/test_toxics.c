@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "../toxics.c"
+#include "toxics.c" /* src/harness: the unit under test, statics included */
 #include "gate.h"
 
 #define MSEC(x) ((uint64_t)(x)*UINT64_C(1000000))
