@@ -58,7 +58,7 @@ static json_t *proxy_to_json(const hproxy_t *p) {
   for (int s = 0; s < 2; s++)
     for (size_t i = 0; i < p->ntoxics; i++)
       if (p->toxics[i]->stream == s)
-        json_array_append_new(a, toxic_to_json(p->toxics[i]));
+        json_array_append_new(a, harness_toxic_to_json(p->toxics[i]));
   json_object_set_new(o, "toxics", a);
   return o;
 }
@@ -105,7 +105,7 @@ typedef struct proxy_input {
 
 static void input_free(proxy_input_t *in) {
   for (size_t i = 0; i < in->ntoxics; i++)
-    toxic_free(in->toxics[i]);
+    harness_toxic_free(in->toxics[i]);
   in->ntoxics = 0;
 }
 
@@ -177,15 +177,15 @@ static int read_proxy(const json_t *o, const char *where, proxy_input_t *in, int
         *status = 500;
         snprintf(terr, sizeof(terr), "out of memory");
       }
-      if (t == NULL || toxic_from_json(tj, t, status, terr, sizeof(terr)) != 0) {
-        free(t); /* toxic_from_json released what it had allocated */
+      if (t == NULL || harness_toxic_from_json(tj, t, status, terr, sizeof(terr)) != 0) {
+        free(t); /* harness_toxic_from_json released what it had allocated */
         snprintf(err, errlen, "%s%s", terr, where);
         input_free(in);
         return -1;
       }
       for (size_t k = 0; k < in->ntoxics; k++)
         if (strcmp(in->toxics[k]->name, t->name) == 0) {
-          toxic_free(t);
+          harness_toxic_free(t);
           input_free(in);
           *status = 409;
           snprintf(err, errlen, "toxic already exists%s", where);
@@ -206,17 +206,17 @@ static hproxy_t *create_proxy(harness_t *h, proxy_input_t *in, int *status, char
     snprintf(err, errlen, "too many proxies (at most %d)", HARNESS_MAX_PROXIES);
     return NULL;
   }
-  hproxy_t *p = proxy_new(h, in->name, in->listen, in->upstream);
+  hproxy_t *p = harness_proxy_new(h, in->name, in->listen, in->upstream);
   if (p == NULL) {
     *status = 503;
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
   for (size_t i = 0; i < in->ntoxics; i++)
-    proxy_add_toxic(p, in->toxics[i]);
+    harness_proxy_add_toxic(p, in->toxics[i]);
   in->ntoxics = 0; /* now owned by the proxy */
-  if (in->enabled && proxy_start(p, err, errlen) != 0) {
-    proxy_delete(p);
+  if (in->enabled && harness_proxy_start(p, err, errlen) != 0) {
+    harness_proxy_delete(p);
     *status = 500;
     return NULL;
   }
@@ -265,7 +265,7 @@ static void proxy_create(req_ctx_t *r) {
       if (r->resp->status != 201 || cynic__json_alloc_failures() != failures) {
         /* The answer could not be built whole: undo, so that a 503 means
          * nothing changed (found by tests/integration/test_oom.py). */
-        proxy_delete(p);
+        harness_proxy_delete(p);
         reply_error(r, 503, "out of memory");
       } else {
         r->resp->checked = true;
@@ -360,7 +360,7 @@ out_free:
   return NULL;
 }
 
-/* Make job's names the ones proxy_listen_address sees while a request runs
+/* Make job's names the ones harness_proxy_listen_address sees while a request runs
  * (h->names), or none (job NULL) once it has run. */
 static void use_names(harness_t *h, const resolve_job_t *job) {
   h->names = job != NULL ? job->names : NULL;
@@ -470,7 +470,7 @@ static int populate(harness_t *h, const json_t *arr, json_t *out, char *err, siz
   for (size_t i = 0; i < n; i++) {
     struct sockaddr_storage ss;
     char lerr[ERRLEN];
-    if (ins[i].enabled && proxy_listen_address(h, ins[i].listen, &ss, lerr, sizeof(lerr)) != 0) {
+    if (ins[i].enabled && harness_proxy_listen_address(h, ins[i].listen, &ss, lerr, sizeof(lerr)) != 0) {
       status = 500;
       snprintf(err, errlen, "%s at proxy %zu", lerr, i + 1);
       goto out_free_inputs;
@@ -485,7 +485,7 @@ static int populate(harness_t *h, const json_t *arr, json_t *out, char *err, siz
       continue;
     }
     if (old != NULL)
-      proxy_delete(old);
+      harness_proxy_delete(old);
     hproxy_t *p = create_proxy(h, &ins[i], &status, err, errlen);
     if (p == NULL)
       goto out_free_inputs;
@@ -516,7 +516,7 @@ static void populate_handler(req_ctx_t *r) {
   reply_json(r, status, o);
 }
 
-int api_load_config(harness_t *h, const char *text, size_t len, char *err, size_t errlen) {
+int harness_api_load_config(harness_t *h, const char *text, size_t len, char *err, size_t errlen) {
   json_error_t e;
   json_t *v = json_loadb(text, len, 0, &e);
   if (v == NULL) {
@@ -548,12 +548,12 @@ static void reset_handler(req_ctx_t *r) {
   for (size_t i = 0; i < h->nproxies; i++) {
     hproxy_t *p = h->proxies[i];
     char err[ERRLEN];
-    if (!p->enabled && proxy_start(p, err, sizeof(err)) != 0) {
+    if (!p->enabled && harness_proxy_start(p, err, sizeof(err)) != 0) {
       reply_error(r, 500, err);
       return;
     }
     while (p->ntoxics > 0)
-      proxy_remove_toxic(p, p->toxics[p->ntoxics - 1]);
+      harness_proxy_remove_toxic(p, p->toxics[p->ntoxics - 1]);
   }
   reply_empty(r, 204);
 }
@@ -584,17 +584,17 @@ static void proxy_update(req_ctx_t *r, hproxy_t *p) {
     char l[HARNESS_ADDR_MAX], u[HARNESS_ADDR_MAX];
     snprintf(l, sizeof(l), "%s", listen); /* may point into p */
     snprintf(u, sizeof(u), "%s", upstream);
-    proxy_stop(p);
+    harness_proxy_stop(p);
     memcpy(p->listen, l, sizeof(l));
     memcpy(p->upstream, u, sizeof(u));
   }
   if (enabled && p->listener == NULL) {
-    if (proxy_start(p, err, sizeof(err)) != 0) {
+    if (harness_proxy_start(p, err, sizeof(err)) != 0) {
       reply_error(r, 500, err);
       goto out;
     }
   } else if (!enabled && p->enabled) {
-    proxy_stop(p);
+    harness_proxy_stop(p);
   }
   reply_json(r, 200, proxy_to_json(p));
 out:
@@ -617,9 +617,9 @@ static void toxic_create(req_ctx_t *r, hproxy_t *p) {
   toxic_t *t = malloc(sizeof(*t));
   if (t == NULL) {
     reply_error(r, 503, "out of memory");
-  } else if (toxic_from_json(body, t, &status, err, sizeof(err)) != 0) {
+  } else if (harness_toxic_from_json(body, t, &status, err, sizeof(err)) != 0) {
     reply_error(r, status, err);
-  } else if (proxy_find_toxic(p, t->name) != NULL) {
+  } else if (harness_proxy_find_toxic(p, t->name) != NULL) {
     reply_error(r, 409, "toxic already exists");
   } else if (p->ntoxics == HARNESS_MAX_TOXICS) {
     snprintf(err, sizeof(err), "too many toxics (at most %d per proxy)", HARNESS_MAX_TOXICS);
@@ -627,16 +627,16 @@ static void toxic_create(req_ctx_t *r, hproxy_t *p) {
   } else {
     /* The answer first: a toxic is added only when it can be told whole. */
     uint64_t failures = cynic__json_alloc_failures();
-    reply_json(r, 200, toxic_to_json(t));
+    reply_json(r, 200, harness_toxic_to_json(t));
     if (r->resp->status == 200 && cynic__json_alloc_failures() == failures) {
-      proxy_add_toxic(p, t);
+      harness_proxy_add_toxic(p, t);
       t = NULL;
       r->resp->checked = true;
     } else {
       reply_error(r, 503, "out of memory");
     }
   }
-  toxic_free(t); /* released already when parsing failed */
+  harness_toxic_free(t); /* released already when parsing failed */
   json_decref(body);
 }
 
@@ -647,13 +647,13 @@ static void toxic_update(req_ctx_t *r, hproxy_t *p, toxic_t *t) {
   toxic_t next;
   int status;
   char err[ERRLEN];
-  if (toxic_update_json(body, t, &next, &status, err, sizeof(err)) != 0) {
+  if (harness_toxic_update_json(body, t, &next, &status, err, sizeof(err)) != 0) {
     reply_error(r, status, err);
   } else {
-    toxic_release(t);
+    harness_toxic_release(t);
     *t = next; /* the toxic now owns next's strings */
-    proxy_update_toxic(p, t);
-    reply_json(r, 200, toxic_to_json(t));
+    harness_proxy_update_toxic(p, t);
+    reply_json(r, 200, harness_toxic_to_json(t));
   }
   json_decref(body);
 }
@@ -856,7 +856,7 @@ static void events_handler(req_ctx_t *r) {
   for (const char *p = q; p != NULL && *p; p = strchr(p + 1, '&')) {
     const char *kv = p + 1;
     if (strncmp(kv, "since=", 6) == 0) {
-      /* ids are JSON int64s (and events_dump adds 1 to since) */
+      /* ids are JSON int64s (and harness_events_dump adds 1 to since) */
       if (!query_uint(kv + 6, EVENTS_ID_MAX, &since)) {
         reply_error(r, 400, "since must be an event id: 0..9223372036854775807");
         return;
@@ -878,7 +878,7 @@ static void events_handler(req_ctx_t *r) {
   }
   r->resp->status = 200;
   r->resp->content_type = "application/x-ndjson";
-  if (events_dump(&r->h->events, since, (size_t)limit, by_proxy ? proxy : NULL, &r->resp->body) !=
+  if (harness_events_dump(&r->h->events, since, (size_t)limit, by_proxy ? proxy : NULL, &r->resp->body) !=
       0) {
     cynic__buf_reset(&r->resp->body);
     reply_error(r, 500, "response too large");
@@ -912,7 +912,7 @@ static void run_route(harness_t *h, const cynic__http_parser_t *req,
                          (int)resp->body.len));
 }
 
-void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
+void harness_api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
   harness_t *h = arg;
   const char *m = cynic__http_method(req);
   if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
@@ -1026,7 +1026,7 @@ static void route(req_ctx_t *rp) {
       if (is(&r, "GET"))
         reply_json(&r, 200, proxy_to_json(px));
       else if (is(&r, "DELETE")) {
-        proxy_delete(px);
+        harness_proxy_delete(px);
         reply_empty(&r, 204);
       } else
         proxy_update(&r, px);
@@ -1036,15 +1036,15 @@ static void route(req_ctx_t *rp) {
       is(&r, "GET") ? toxic_index(&r, px) : toxic_create(&r, px);
       return;
     }
-    toxic_t *t = proxy_find_toxic(px, segs[3]);
+    toxic_t *t = harness_proxy_find_toxic(px, segs[3]);
     if (t == NULL) {
       reply_error(&r, 404, "toxic not found");
       return;
     }
     if (is(&r, "GET"))
-      reply_json(&r, 200, toxic_to_json(t));
+      reply_json(&r, 200, harness_toxic_to_json(t));
     else if (is(&r, "DELETE")) {
-      proxy_remove_toxic(px, t);
+      harness_proxy_remove_toxic(px, t);
       reply_empty(&r, 204);
     } else
       toxic_update(&r, px, t);

@@ -13,12 +13,12 @@
 
 /* ---- chunks and queues --------------------------------------------------- */
 
-void block_unref(block_t *b) {
+void harness_block_unref(block_t *b) {
   if (b != NULL && --b->refs == 0)
     free(b);
 }
 
-block_t *block_new(const char *p, size_t n) {
+block_t *harness_block_new(const char *p, size_t n) {
   block_t *b = malloc(sizeof(block_t) + n);
   if (b == NULL)
     return NULL;
@@ -27,7 +27,7 @@ block_t *block_new(const char *p, size_t n) {
   return b;
 }
 
-chunk_t *chunk_new(int kind, hdir_t *d, uint64_t t) {
+chunk_t *harness_chunk_new(int kind, hdir_t *d, uint64_t t) {
   chunk_t *c = calloc(1, sizeof(*c));
   if (c == NULL)
     return NULL;
@@ -38,19 +38,19 @@ chunk_t *chunk_new(int kind, hdir_t *d, uint64_t t) {
   return c;
 }
 
-void chunk_free(chunk_t *c) {
-  block_unref(c->blk);
+void harness_chunk_free(chunk_t *c) {
+  harness_block_unref(c->blk);
   free(c);
 }
 
-void chunk_skip(chunk_t *c, size_t n) {
+void harness_chunk_skip(chunk_t *c, size_t n) {
   c->off += n;
   c->len -= n;
   if (c->pos != CHUNK_NOPOS)
     c->pos += n;
 }
 
-void queue_push(queue_t *q, chunk_t *c) {
+void harness_queue_push(queue_t *q, chunk_t *c) {
   c->next = NULL;
   if (q->tail)
     q->tail->next = c;
@@ -60,7 +60,7 @@ void queue_push(queue_t *q, chunk_t *c) {
   q->count++;
 }
 
-void queue_push_front(queue_t *q, chunk_t *c) {
+void harness_queue_push_front(queue_t *q, chunk_t *c) {
   c->next = q->head;
   q->head = c;
   if (q->tail == NULL)
@@ -68,7 +68,7 @@ void queue_push_front(queue_t *q, chunk_t *c) {
   q->count++;
 }
 
-chunk_t *queue_pop(queue_t *q) {
+chunk_t *harness_queue_pop(queue_t *q) {
   chunk_t *c = q->head;
   if (c == NULL)
     return NULL;
@@ -80,7 +80,7 @@ chunk_t *queue_pop(queue_t *q) {
   return c;
 }
 
-void queue_splice(queue_t *to, queue_t *from) {
+void harness_queue_splice(queue_t *to, queue_t *from) {
   if (from->head == NULL)
     return;
   if (to->tail)
@@ -93,12 +93,12 @@ void queue_splice(queue_t *to, queue_t *from) {
   from->count = 0;
 }
 
-void queue_clear(hdir_t *d, queue_t *q) {
+void harness_queue_clear(hdir_t *d, queue_t *q) {
   chunk_t *c;
-  while ((c = queue_pop(q)) != NULL) {
+  while ((c = harness_queue_pop(q)) != NULL) {
     if (c->kind == CHUNK_DATA)
       d->buffered -= c->len;
-    chunk_free(c);
+    harness_chunk_free(c);
   }
 }
 
@@ -109,28 +109,28 @@ static struct gate **gate_slot(hdir_t *d) {
   return d->stream == STREAM_DOWNSTREAM ? &d->gate : &d->peer->gate;
 }
 
-queue_t *chain_in(hdir_t *d) {
+queue_t *harness_chain_in(hdir_t *d) {
   return d->nstages > 0 ? &d->stages[0]->in : &d->out;
 }
 
-int chain_read(hdir_t *d, chunk_t *ch, bool first) {
+int harness_chain_read(hdir_t *d, chunk_t *ch, bool first) {
   if (ch->kind == CHUNK_DATA) {
     struct gate **gp = gate_slot(d);
     if ((first || *gp != NULL) && /* HTTP framing, followed from the first byte */
-        gate_read(gp, d->stream, first, ch->blk, ch->off, ch->len, ch->pos) != 0)
+        harness_gate_read(gp, d->stream, first, ch->blk, ch->off, ch->len, ch->pos) != 0)
       return -1;
     d->buffered += ch->len;
   }
-  queue_push(chain_in(d), ch);
+  harness_queue_push(harness_chain_in(d), ch);
   return 0;
 }
 
-int chain_step(hdir_t *d, step_ctx_t *ctx) {
+int harness_chain_step(hdir_t *d, step_ctx_t *ctx) {
   int r = STEP_IDLE;
   for (size_t k = 0; k < d->nstages; k++) {
     ctx->in = &d->stages[k]->in;
     ctx->out = k + 1 < d->nstages ? &d->stages[k + 1]->in : &d->out;
-    int s = toxic_step(d->stages[k], ctx);
+    int s = harness_toxic_step(d->stages[k], ctx);
     if (s == STEP_CLOSE || s == STEP_RESET)
       return s;
     if (s == STEP_PROGRESS)
@@ -139,7 +139,7 @@ int chain_step(hdir_t *d, step_ctx_t *ctx) {
   return r;
 }
 
-void chain_end_when_flushed(hdir_t *d, bool reset, uint64_t now) {
+void harness_chain_end_when_flushed(hdir_t *d, bool reset, uint64_t now) {
   d->close_when_flushed = true;
   d->reset_when_flushed = reset;
   d->flush_deadline = now + CHAIN_FLUSH_WAIT_NS;
@@ -147,25 +147,25 @@ void chain_end_when_flushed(hdir_t *d, bool reset, uint64_t now) {
 
 /* ---- helpers for toxics -------------------------------------------------- */
 
-bool step_room(const step_ctx_t *ctx) {
+bool harness_step_room(const step_ctx_t *ctx) {
   return ctx->out->count < LINK_QUEUE_MAX;
 }
 
-void step_pass(step_ctx_t *ctx) {
-  chunk_t *c = queue_pop(ctx->in);
+void harness_step_pass(step_ctx_t *ctx) {
+  chunk_t *c = harness_queue_pop(ctx->in);
   c->t = ctx->now;
-  queue_push(ctx->out, c);
+  harness_queue_push(ctx->out, c);
 }
 
-void step_pass_part(step_ctx_t *ctx, size_t n) {
+void harness_step_pass_part(step_ctx_t *ctx, size_t n) {
   chunk_t *head = ctx->in->head;
   if (n >= head->len) {
-    step_pass(ctx);
+    harness_step_pass(ctx);
     return;
   }
-  chunk_t *c = chunk_new(CHUNK_DATA, ctx->dir, ctx->now);
+  chunk_t *c = harness_chunk_new(CHUNK_DATA, ctx->dir, ctx->now);
   if (c == NULL) { /* out of memory: pass it whole rather than lose bytes */
-    step_pass(ctx);
+    harness_step_pass(ctx);
     return;
   }
   c->blk = head->blk;
@@ -173,24 +173,24 @@ void step_pass_part(step_ctx_t *ctx, size_t n) {
   c->off = head->off;
   c->len = n;
   c->pos = head->pos;
-  chunk_skip(head, n);
-  queue_push(ctx->out, c);
+  harness_chunk_skip(head, n);
+  harness_queue_push(ctx->out, c);
 }
 
-void step_drop(step_ctx_t *ctx) {
-  chunk_t *c = queue_pop(ctx->in);
+void harness_step_drop(step_ctx_t *ctx) {
+  chunk_t *c = harness_queue_pop(ctx->in);
   if (c->kind == CHUNK_DATA)
     ctx->dir->buffered -= c->len;
-  chunk_free(c);
+  harness_chunk_free(c);
 }
 
-void step_drop_part(step_ctx_t *ctx, size_t n) {
+void harness_step_drop_part(step_ctx_t *ctx, size_t n) {
   chunk_t *head = ctx->in->head;
   if (n >= head->len) {
-    step_drop(ctx);
+    harness_step_drop(ctx);
     return;
   }
-  chunk_skip(head, n);
+  harness_chunk_skip(head, n);
   ctx->dir->buffered -= n;
 }
 
@@ -199,34 +199,34 @@ void step_drop_part(step_ctx_t *ctx, size_t n) {
  * being written has gone, rather than hang or go on short of bytes a client
  * would wait for. */
 static void out_of_memory(step_ctx_t *ctx, bool reset) {
-  chain_end_when_flushed(ctx->dir, reset, ctx->now);
+  harness_chain_end_when_flushed(ctx->dir, reset, ctx->now);
 }
 
 static void emit_marker(step_ctx_t *ctx, int kind) {
-  chunk_t *c = chunk_new(kind, ctx->dir, ctx->now);
+  chunk_t *c = harness_chunk_new(kind, ctx->dir, ctx->now);
   if (c == NULL) {
     out_of_memory(ctx, kind == CHUNK_RESET);
     return;
   }
-  queue_push(ctx->out, c);
+  harness_queue_push(ctx->out, c);
 }
 
-void step_emit_close(step_ctx_t *ctx) {
+void harness_step_emit_close(step_ctx_t *ctx) {
   emit_marker(ctx, CHUNK_CLOSE);
 }
 
-void step_emit_reset(step_ctx_t *ctx) {
+void harness_step_emit_reset(step_ctx_t *ctx) {
   emit_marker(ctx, CHUNK_RESET);
 }
 
-bool step_can_generate(const step_ctx_t *ctx) {
-  return step_room(ctx) && ctx->dir->buffered < LINK_BUFFER_MAX;
+bool harness_step_can_generate(const step_ctx_t *ctx) {
+  return harness_step_room(ctx) && ctx->dir->buffered < LINK_BUFFER_MAX;
 }
 
 /* A data chunk owning a copy of p[0..n), counted in d; NULL out of memory. */
 static chunk_t *copy_chunk(hdir_t *d, const char *p, size_t n, uint64_t t) {
-  chunk_t *c = chunk_new(CHUNK_DATA, d, t);
-  block_t *b = block_new(p, n);
+  chunk_t *c = harness_chunk_new(CHUNK_DATA, d, t);
+  block_t *b = harness_block_new(p, n);
   if (c == NULL || b == NULL) {
     free(c);
     free(b);
@@ -238,25 +238,25 @@ static chunk_t *copy_chunk(hdir_t *d, const char *p, size_t n, uint64_t t) {
   return c;
 }
 
-void step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
-  step_emit_copy(ctx, p, n, CHUNK_NOPOS);
+void harness_step_emit_bytes(step_ctx_t *ctx, const char *p, size_t n) {
+  harness_step_emit_copy(ctx, p, n, CHUNK_NOPOS);
 }
 
-void step_emit_copy(step_ctx_t *ctx, const char *p, size_t n, uint64_t pos) {
+void harness_step_emit_copy(step_ctx_t *ctx, const char *p, size_t n, uint64_t pos) {
   chunk_t *c = copy_chunk(ctx->dir, p, n, ctx->now);
   if (c == NULL) {
     out_of_memory(ctx, true);
     return;
   }
   c->pos = pos;
-  queue_push(ctx->out, c);
+  harness_queue_push(ctx->out, c);
 }
 
-struct gate *step_gate(step_ctx_t *ctx) {
+struct gate *harness_step_gate(step_ctx_t *ctx) {
   return *gate_slot(ctx->dir);
 }
 
-void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
+void harness_step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
   hdir_t *other = ctx->dir->peer;
   chunk_t *c = copy_chunk(other, p, n, ctx->now);
   if (c == NULL) {
@@ -264,16 +264,16 @@ void step_answer_back(step_ctx_t *ctx, const char *p, size_t n, uint64_t need) {
     return;
   }
   if (other->gate == NULL)
-    other->gate = gate_new();
+    other->gate = harness_gate_new();
   if (other->gate != NULL)
-    gate_push(other->gate, c, need, ctx->now);
+    harness_gate_push(other->gate, c, need, ctx->now);
   else
-    queue_push(&other->out, c); /* no gate (out of memory): unordered, but delivered */
+    harness_queue_push(&other->out, c); /* no gate (out of memory): unordered, but delivered */
   /* Not pumped from here: this direction's pump is running. */
   other->woken = true;
 }
 
-void step_wake_at(step_ctx_t *ctx, uint64_t t) {
+void harness_step_wake_at(step_ctx_t *ctx, uint64_t t) {
   if (t < ctx->wake)
     ctx->wake = t;
 }

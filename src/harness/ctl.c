@@ -393,9 +393,9 @@ static int cmd_toxic(const ctl_t *c, int argc, char **argv) {
   return 2;
 }
 
-int ctl_main(int argc, char **argv);
+int harness_ctl_main(int argc, char **argv);
 
-int ctl_main(int argc, char **argv) {
+int harness_ctl_main(int argc, char **argv) {
   ctl_t c;
   const char *url = getenv("TOXIPROXY_URL");
   if (url == NULL || url[0] == '\0')

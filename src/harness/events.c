@@ -9,19 +9,19 @@
 #include "harness.h"
 #include "json.h"
 
-void events_init(events_t *e) {
+void harness_events_init(events_t *e) {
   memset(e, 0, sizeof(*e));
   e->first_id = 1;
   e->next_id = 1;
 }
 
-void events_free(events_t *e) {
+void harness_events_free(events_t *e) {
   for (size_t i = 0; i < e->count; i++)
     free(e->lines[(e->head + i) % EVENTS_MAX]);
   e->count = 0;
 }
 
-void events_add(events_t *e, const char *event, json_t *fields) {
+void harness_events_add(events_t *e, const char *event, json_t *fields) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
@@ -51,7 +51,7 @@ void events_add(events_t *e, const char *event, json_t *fields) {
   e->next_id++;
 }
 
-int events_dump(const events_t *e, uint64_t since, size_t limit, const char *proxy,
+int harness_events_dump(const events_t *e, uint64_t since, size_t limit, const char *proxy,
                 cynic__buf_t *out) {
   int err = 0;
   if (since + 1 < e->first_id)

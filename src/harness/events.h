@@ -26,15 +26,15 @@ typedef struct events {
   uint64_t next_id;
 } events_t;
 
-void events_init(events_t *e);
-void events_free(events_t *e);
+void harness_events_init(events_t *e);
+void harness_events_free(events_t *e);
 /* Record an event; `fields` (may be NULL) is consumed. */
-void events_add(events_t *e, const char *event, json_t *fields);
+void harness_events_add(events_t *e, const char *event, json_t *fields);
 /* Append the lines with id > since (at most `limit`; only those of `proxy`
  * unless NULL) to `out`, preceded by a {"event":"dropped","count":N} line if
  * some were already overwritten. 0 <= since <= EVENTS_ID_MAX (the caller
  * checks); a since at or past the newest id appends nothing. */
-int events_dump(const events_t *e, uint64_t since, size_t limit, const char *proxy,
+int harness_events_dump(const events_t *e, uint64_t since, size_t limit, const char *proxy,
                 cynic__buf_t *out);
 
 #endif

@@ -7,7 +7,7 @@
 struct gate {
   /* The client's requests as read, before any toxic. */
   llhttp_t req;
-  bool req_on;       /* following them (off: not HTTP, upgraded, or a gate_new gate) */
+  bool req_on;       /* following them (off: not HTTP, upgraded, or a harness_gate_new gate) */
   bool req_paused;   /* GATE_WINDOW requests outstanding: stopped at `pend` */
   bool req_began;    /* req_begin paused the parser at a request's first byte */
   uint64_t requests; /* requests begun */
@@ -35,7 +35,7 @@ struct gate {
   bool lost;          /* they stopped parsing as HTTP: no more waiting */
   uint64_t delivered; /* complete responses written to the client */
   bool waiting;       /* a reader or a stage waits for the window to move */
-  bool moved;         /* ... and it moved (gate_take_moved) */
+  bool moved;         /* ... and it moved (harness_gate_take_moved) */
   chunk_t *head;      /* waiting answers; chunk->t holds the fallback time */
   /* Bit i % GATE_WINDOW describes request i, for delivered <= i < delivered + WINDOW. */
   uint8_t head_bits[GATE_WINDOW / 8];     /* request i was HEAD */
@@ -119,7 +119,7 @@ static void resume_requests(gate_t *g) {
   g->pend = NULL;
   if (b != NULL) {
     follow_requests(g, b, g->pend_off, g->pend_len);
-    block_unref(b);
+    harness_block_unref(b);
   }
 }
 
@@ -136,8 +136,8 @@ static int up_headers(llhttp_t *p) {
   gate_t *g = p->data;
   if (gate_interim(p))
     return 0;
-  g->up_last = gate_claim(g, g->up_last);
-  return gate_head(g, g->up_last) ? 1 : 0; /* a HEAD's response has no body */
+  g->up_last = harness_gate_claim(g, g->up_last);
+  return harness_gate_head(g, g->up_last) ? 1 : 0; /* a HEAD's response has no body */
 }
 
 /* Follow n response bytes at p, the first at stream position g->up_at. */
@@ -165,7 +165,7 @@ static void follow_responses(gate_t *g, const char *p, size_t n) {
 
 static int out_headers(llhttp_t *p) {
   gate_t *g = p->data;
-  return gate_head(g, g->delivered) ? 1 : 0;
+  return harness_gate_head(g, g->delivered) ? 1 : 0;
 }
 
 static int out_complete(llhttp_t *p) {
@@ -187,7 +187,7 @@ static int out_complete(llhttp_t *p) {
 static llhttp_settings_t req_settings, up_settings, out_settings;
 static bool settings_ready; /* one loop thread */
 
-gate_t *gate_new(void) {
+gate_t *harness_gate_new(void) {
   if (!settings_ready) {
     llhttp_settings_init(&req_settings);
     req_settings.on_message_begin = req_begin;
@@ -212,17 +212,17 @@ gate_t *gate_new(void) {
   return g;
 }
 
-void gate_free(gate_t *g, hdir_t *d) {
+void harness_gate_free(gate_t *g, hdir_t *d) {
   if (g == NULL)
     return;
   while (g->head != NULL) {
     chunk_t *c = g->head;
     g->head = c->next;
     d->buffered -= c->len;
-    block_unref(c->blk);
+    harness_block_unref(c->blk);
     free(c);
   }
-  block_unref(g->pend);
+  harness_block_unref(g->pend);
   free(g);
 }
 
@@ -232,7 +232,7 @@ static bool may_be_request(const char *p, size_t n) {
   return n > 0 && p[0] >= 'A' && p[0] <= 'Z';
 }
 
-int gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
+int harness_gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
               uint64_t pos) {
   gate_t *g = *gp;
   if (stream == STREAM_UPSTREAM) {
@@ -240,13 +240,13 @@ int gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, siz
       bool fresh = g == NULL;
       if (!may_be_request(blk->data + off, n))
         return 0;
-      if (fresh && (g = gate_new()) == NULL)
+      if (fresh && (g = harness_gate_new()) == NULL)
         return -1;
       g->req_on = g->up_on = true;
       g->req_at = pos;
       follow_requests(g, blk, off, n);
       if (fresh && !g->req_on) { /* not HTTP: no gate, no further cost */
-        gate_free(g, NULL);
+        harness_gate_free(g, NULL);
         return 0;
       }
       *gp = g;
@@ -262,7 +262,7 @@ int gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, siz
       /* Read while the window was full (link.c stops reading, so at most a
        * read already under way): stop following rather than buffer more. */
       g->req_on = false;
-      block_unref(g->pend);
+      harness_block_unref(g->pend);
       g->pend = NULL;
       return 0;
     }
@@ -281,11 +281,11 @@ int gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, siz
   return 0;
 }
 
-bool gate_full(const gate_t *g) {
+bool harness_gate_full(const gate_t *g) {
   return g != NULL && g->req_on && g->req_paused;
 }
 
-bool gate_take_moved(gate_t *g) {
+bool harness_gate_take_moved(gate_t *g) {
   bool m = g->moved;
   g->moved = false;
   return m;
@@ -293,7 +293,7 @@ bool gate_take_moved(gate_t *g) {
 
 /* ---- for stages ----------------------------------------------------------- */
 
-uint64_t gate_claim(const gate_t *g, uint64_t after) {
+uint64_t harness_gate_claim(const gate_t *g, uint64_t after) {
   uint64_t i = after + 1; /* GATE_NONE + 1 == 0 */
   /* Requests already answered to the client were all passed on by every
    * stage; one a stage has not seen was answered by the harness. */
@@ -304,23 +304,23 @@ uint64_t gate_claim(const gate_t *g, uint64_t after) {
   return i;
 }
 
-bool gate_room(gate_t *g, uint64_t i) {
+bool harness_gate_room(gate_t *g, uint64_t i) {
   if (i < g->delivered + GATE_WINDOW)
     return true;
   g->waiting = true;
   return false;
 }
 
-void gate_answered(gate_t *g, uint64_t i) {
+void harness_gate_answered(gate_t *g, uint64_t i) {
   if (in_window(g, i))
     put_bit(g->answered_bits, i, true);
 }
 
-bool gate_head(const gate_t *g, uint64_t i) {
+bool harness_gate_head(const gate_t *g, uint64_t i) {
   return get_bit(g, g->head_bits, i);
 }
 
-int gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last) {
+int harness_gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last) {
   /* The marks are in stream order and every message the gate followed has
    * one (older ones fell out of the ring): the first mark at or after pos
    * is a message's first byte, and the first there is if none older was
@@ -338,7 +338,7 @@ int gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last)
       return GATE_NEVER;
     *at = g->req_at;
     if (g->req_paused)
-      g->waiting = true; /* report when the window moves (gate_take_moved) */
+      g->waiting = true; /* report when the window moves (harness_gate_take_moved) */
     return GATE_NOT_YET;
   }
   uint64_t from = g->up_count > GATE_MARKS ? g->up_count - GATE_MARKS : 0;
@@ -356,7 +356,7 @@ int gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last)
 
 /* ---- the gate ------------------------------------------------------------- */
 
-void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now) {
+void harness_gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now) {
   answer->next = NULL;
   answer->need = need;
   answer->t = now + GATE_FALLBACK_NS;
@@ -371,7 +371,7 @@ void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now) {
   *at = answer;
 }
 
-chunk_t *gate_pop_due(gate_t *g, uint64_t now) {
+chunk_t *harness_gate_pop_due(gate_t *g, uint64_t now) {
   chunk_t *c = g->head;
   if (c == NULL || !(g->lost || c->need <= g->delivered || now >= c->t))
     return NULL;
@@ -380,11 +380,11 @@ chunk_t *gate_pop_due(gate_t *g, uint64_t now) {
   return c;
 }
 
-uint64_t gate_deadline(const gate_t *g) {
+uint64_t harness_gate_deadline(const gate_t *g) {
   return g->head != NULL ? g->head->t : UINT64_MAX;
 }
 
-size_t gate_scan(gate_t *g, const char *p, size_t n) {
+size_t harness_gate_scan(gate_t *g, const char *p, size_t n) {
   size_t off = 0;
   while (!g->lost && off < n) {
     llhttp_errno_t e = llhttp_execute(&g->out, p + off, n - off);

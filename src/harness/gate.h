@@ -16,7 +16,7 @@
  * Requests are numbered from 0 on the connection (the client's order, which
  * is also the order of its responses). An answering stage (http_status,
  * http_drop_first_n on the upstream stream) claims the number of each request
- * it sees with gate_claim and marks the ones it answers; a stage further down
+ * it sees with harness_gate_claim and marks the ones it answers; a stage further down
  * the chain skips them, so any number of answering stages agree on the
  * numbering. An answer to request i waits until i responses are out, then
  * goes between two responses (a written chunk is split at the boundary).
@@ -24,7 +24,7 @@
  * Bound: the gate remembers GATE_WINDOW requests ahead of the responses
  * delivered (two bits each). When the client has that many requests
  * outstanding, the gate stops following its requests and link.c stops
- * reading the client (back pressure, gate_full) until responses go out;
+ * reading the client (back pressure, harness_gate_full) until responses go out;
  * stages wait at a request beyond the window the same way. Nothing waits
  * for a timer: GATE_FALLBACK_NS only frees answers if the response stream
  * stops parsing in an unexpected way, never in normal operation.
@@ -36,7 +36,7 @@
  * gate remembers the stream positions (chunk_t.pos) where the last
  * GATE_MARKS messages began, with their numbers. A toxic added to a live
  * connection may first see bytes that were read long before it joined
- * (another toxic held them); gate_find tells it exactly where the first
+ * (another toxic held them); harness_gate_find tells it exactly where the first
  * message at or after them begins, or that it cannot know.
  */
 #ifndef CYNIC_HARNESS_GATE_H
@@ -48,14 +48,14 @@
 
 #define GATE_FALLBACK_NS UINT64_C(10000000000) /* 10 s */
 #define GATE_WINDOW 256                        /* requests ahead of the responses */
-#define GATE_NONE UINT64_MAX                   /* "no request yet" for gate_claim */
+#define GATE_NONE UINT64_MAX                   /* "no request yet" for harness_gate_claim */
 /* Message beginnings remembered per stream. A stage joining behind more
  * messages than this still held by other toxics starts at the oldest one
  * remembered (later than it could have, never at a wrong place); 64 keeps
  * the two rings at 1.5 KiB per HTTP connection. */
 #define GATE_MARKS 64
 
-enum { GATE_FOUND, GATE_NOT_YET, GATE_NEVER }; /* gate_find */
+enum { GATE_FOUND, GATE_NOT_YET, GATE_NEVER }; /* harness_gate_find */
 
 /* A response parsed by p is interim (1xx but 101): it answers no request on
  * its own and the final response follows. Both the gate and the HTTP toxics
@@ -68,11 +68,11 @@ typedef struct gate gate_t;
 
 /* A gate that does not follow the requests (the connection's first bytes
  * were not HTTP and an answering toxic needs ordering anyway). */
-gate_t *gate_new(void);
+gate_t *harness_gate_new(void);
 /* Free the gate and the answers still waiting (their bytes leave d's count). */
-void gate_free(gate_t *g, hdir_t *d);
+void harness_gate_free(gate_t *g, hdir_t *d);
 
-/* link.c (chain_read): bytes read on `stream`, before they enter the chain,
+/* link.c (harness_chain_read): bytes read on `stream`, before they enter the chain,
  * the first of them at stream position pos. *gp is the connection's gate (on
  * the downstream direction); `first` says these are the connection's first
  * bytes on the stream, which decide whether a gate is made. Bytes that do not
@@ -81,46 +81,46 @@ void gate_free(gate_t *g, hdir_t *d);
  * window is full. -1 when the first bytes may start a request but the gate
  * cannot be allocated: the connection cannot be followed (its HTTP toxics
  * would step aside), so the caller resets it; else 0. */
-int gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
+int harness_gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
               uint64_t pos);
 /* true while the client must not be read (GATE_WINDOW requests outstanding). */
-bool gate_full(const gate_t *g);
+bool harness_gate_full(const gate_t *g);
 /* true once after responses went out while a reader or stage waited on the
  * window: link.c then wakes the upstream direction. */
-bool gate_take_moved(gate_t *g);
+bool harness_gate_take_moved(gate_t *g);
 
 /* The number of the request after `after` (GATE_NONE: the first one) that
  * has not been answered by the harness: what a stage's next message is. */
-uint64_t gate_claim(const gate_t *g, uint64_t after);
+uint64_t harness_gate_claim(const gate_t *g, uint64_t after);
 /* Whether request i is inside the window (false: wait; the gate remembers
- * to report gate_take_moved when the window moves). */
-bool gate_room(gate_t *g, uint64_t i);
+ * to report harness_gate_take_moved when the window moves). */
+bool harness_gate_room(gate_t *g, uint64_t i);
 /* Request i is answered by the harness (never reaches the upstream). */
-void gate_answered(gate_t *g, uint64_t i);
+void harness_gate_answered(gate_t *g, uint64_t i);
 /* Request i was HEAD (false when unknown). */
-bool gate_head(const gate_t *g, uint64_t i);
+bool harness_gate_head(const gate_t *g, uint64_t i);
 /* For a stage joining a live connection: the first message on `stream` that
  * begins at or after stream position pos.
- *  - GATE_FOUND: it begins at *at; *last is the number (as gate_claim's
+ *  - GATE_FOUND: it begins at *at; *last is the number (as harness_gate_claim's
  *    `after`) of the message before it, GATE_NONE if none. When messages
  *    between pos and *at are older than the ring holds, this is the oldest
  *    one remembered: still a message's first byte.
  *  - GATE_NOT_YET: no message begins in [pos, *at), where the gate has got
  *    to; one may begin later (ask again for bytes from *at on; the gate
- *    reports gate_take_moved when it goes on after a full window).
+ *    reports harness_gate_take_moved when it goes on after a full window).
  *  - GATE_NEVER: the gate does not follow the stream past what it
  *    remembers, which is all before pos: nothing more will be known. */
-int gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last);
+int harness_gate_find(gate_t *g, int stream, uint64_t pos, uint64_t *at, uint64_t *last);
 
 /* Queue an answer that may go once `need` responses are out. */
-void gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now);
+void harness_gate_push(gate_t *g, chunk_t *answer, uint64_t need, uint64_t now);
 /* The first waiting answer if it is due now, else NULL. */
-chunk_t *gate_pop_due(gate_t *g, uint64_t now);
+chunk_t *harness_gate_pop_due(gate_t *g, uint64_t now);
 /* When the first waiting answer falls due at the latest (UINT64_MAX: none). */
-uint64_t gate_deadline(const gate_t *g);
+uint64_t harness_gate_deadline(const gate_t *g);
 /* Account n bytes about to be written to the client. Returns how many of
  * them may be written before a waiting answer is due (n when none falls due
  * inside). */
-size_t gate_scan(gate_t *g, const char *p, size_t n);
+size_t harness_gate_scan(gate_t *g, const char *p, size_t n);
 
 #endif

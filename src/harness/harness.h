@@ -13,6 +13,10 @@
  * listener; a connection owns its chunks and stages. A connection unlinks
  * itself from its proxy the moment it starts closing and never touches the
  * proxy again, so a proxy can be freed while its connections finish closing.
+ *
+ * Naming (STYLE.md): every non-static function of the harness carries the
+ * harness_ prefix (harness_gate_push, harness_link_close, ...); static ones
+ * carry none; shared code from src/common is cynic__.
  */
 #ifndef CYNIC_HARNESS_H
 #define CYNIC_HARNESS_H
@@ -86,7 +90,7 @@ struct harness {
   uv_loop_t *loop;
   /* Names resolved for the API request now running: the loop never waits
    * for a resolver, so a request that needs a name waits for it first (api.c)
-   * and proxy_start only looks names up here. NULL outside such a run. */
+   * and harness_proxy_start only looks names up here. NULL outside such a run. */
   const hname_t *names;
   size_t nnames;
   uint64_t seed;
@@ -103,45 +107,45 @@ struct harness {
 /* ---- proxy.c: registry, listeners, accept, dial -------------------------- */
 hproxy_t *harness_find(harness_t *h, const char *name);
 /* Create (not started) and register; NULL if out of memory. Caller checks caps. */
-hproxy_t *proxy_new(harness_t *h, const char *name, const char *listen, const char *upstream);
+hproxy_t *harness_proxy_new(harness_t *h, const char *name, const char *listen, const char *upstream);
 /* Start listening. 0 or a libuv error; `err` gets a message like Toxiproxy's.
  * A listen host that is not a literal must be in h->names (else an error). */
-int proxy_start(hproxy_t *p, char *err, size_t errlen);
+int harness_proxy_start(hproxy_t *p, char *err, size_t errlen);
 /* The address `listen` (host:port) binds: a literal, or a name from h->names.
  * 0, or a libuv error with `err` filled ("listen tcp ...: lookup ...: ..."). */
-int proxy_listen_address(const harness_t *h, const char *listen, struct sockaddr_storage *ss,
+int harness_proxy_listen_address(const harness_t *h, const char *listen, struct sockaddr_storage *ss,
                          char *err, size_t errlen);
 /* Stop listening and close every live connection. */
-void proxy_stop(hproxy_t *p);
+void harness_proxy_stop(hproxy_t *p);
 /* Stop, unregister and free the proxy and its toxics. */
-void proxy_delete(hproxy_t *p);
+void harness_proxy_delete(hproxy_t *p);
 /* Add a toxic (already validated, unique name) to the proxy and every live
  * connection. The proxy takes ownership. */
-void proxy_add_toxic(hproxy_t *p, toxic_t *t);
+void harness_proxy_add_toxic(hproxy_t *p, toxic_t *t);
 /* Remove and free a toxic; live connections deliver what it held back. */
-void proxy_remove_toxic(hproxy_t *p, toxic_t *t);
+void harness_proxy_remove_toxic(hproxy_t *p, toxic_t *t);
 /* The toxic's attributes or toxicity changed: live connections re-roll. */
-void proxy_update_toxic(hproxy_t *p, toxic_t *t);
-toxic_t *proxy_find_toxic(hproxy_t *p, const char *name);
+void harness_proxy_update_toxic(hproxy_t *p, toxic_t *t);
+toxic_t *harness_proxy_find_toxic(hproxy_t *p, const char *name);
 
 /* ---- link.c: a proxied connection's data plane --------------------------- */
 /* Take an accepted client socket and dial the upstream. */
-void link_accept(hproxy_t *p, uv_stream_t *listener);
+void harness_link_accept(hproxy_t *p, uv_stream_t *listener);
 /* Close a connection (graceful FIN, or RST when `reset`). */
-void link_close(hconn_t *c, bool reset);
-void link_add_toxic(hconn_t *c, toxic_t *t);
-void link_remove_toxic(hconn_t *c, toxic_t *t);
-void link_update_toxic(hconn_t *c, toxic_t *t);
+void harness_link_close(hconn_t *c, bool reset);
+void harness_link_add_toxic(hconn_t *c, toxic_t *t);
+void harness_link_remove_toxic(hconn_t *c, toxic_t *t);
+void harness_link_update_toxic(hconn_t *c, toxic_t *t);
 /* Free the process-wide read block (at exit). */
-void link_global_free(void);
+void harness_link_global_free(void);
 /* Next connection in a proxy's list (for iteration that may close). */
-hconn_t *link_next(hconn_t *c);
+hconn_t *harness_link_next(hconn_t *c);
 
 /* ---- api.c --------------------------------------------------------------- */
-void api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp);
+void harness_api_handle(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp);
 /* Load a JSON array of proxies (with optional toxics), as POST /populate. 0 or
  * -1 with `err` filled. */
-int api_load_config(harness_t *h, const char *text, size_t len, char *err, size_t errlen);
+int harness_api_load_config(harness_t *h, const char *text, size_t len, char *err, size_t errlen);
 
 /* ---- rng ----------------------------------------------------------------- */
 /* splitmix64: a tiny, well-mixed generator; every random choice of the data

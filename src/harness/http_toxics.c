@@ -33,7 +33,7 @@
  * parse error, a protocol switch): chunks pass unchanged. It never guesses.
  *
  * Messages are numbered by the gate in the client's request order, so that
- * several answering stages on one connection agree (gate_claim) and a
+ * several answering stages on one connection agree (harness_gate_claim) and a
  * downstream stage knows which responses answer HEAD requests.
  */
 #include <llhttp.h>
@@ -65,7 +65,7 @@ typedef struct http_state {
   int event;         /* found by the parser at offset `scanned` of the head chunk */
   size_t scanned;    /* bytes of the head chunk already parsed */
   bool lost;         /* out of step with message boundaries: chunks pass whole */
-  bool seeking;      /* joined live: passing bytes until a message begins (gate_find) */
+  bool seeking;      /* joined live: passing bytes until a message begins (harness_gate_find) */
   int stream;        /* STREAM_* of the stage */
   gate_t *gate;      /* the connection's gate during a step (NULL: none) */
   int mode;          /* what to do with the current message's bytes */
@@ -103,13 +103,13 @@ static int on_headers(llhttp_t *p) {
   http_state_t *hs = p->data;
   if (hs->stream != STREAM_DOWNSTREAM || gate_interim(p))
     return 0;
-  hs->index = hs->last = hs->gate ? gate_claim(hs->gate, hs->last) : hs->last + 1;
-  return hs->gate != NULL && gate_head(hs->gate, hs->index) ? 1 : 0;
+  hs->index = hs->last = hs->gate ? harness_gate_claim(hs->gate, hs->last) : hs->last + 1;
+  return hs->gate != NULL && harness_gate_head(hs->gate, hs->index) ? 1 : 0;
 }
 
 static http_state_t *state(stage_t *st, step_ctx_t *ctx) {
   if (st->http != NULL) {
-    st->http->gate = step_gate(ctx);
+    st->http->gate = harness_step_gate(ctx);
     return st->http;
   }
   http_state_t *hs = calloc(1, sizeof(*hs));
@@ -123,7 +123,7 @@ static http_state_t *state(stage_t *st, step_ctx_t *ctx) {
               &hs->settings);
   hs->parser.data = hs;
   hs->stream = ctx->dir->stream;
-  hs->gate = step_gate(ctx);
+  hs->gate = harness_step_gate(ctx);
   hs->last = GATE_NONE;
   /* Joined live: find the first message by the gate's marks (seek); without
    * a gate the connection did not start as HTTP: step aside for good. */
@@ -145,7 +145,7 @@ static bool seek(stage_t *st, step_ctx_t *ctx, const chunk_t *c) {
   http_state_t *hs = st->http;
   if (c->kind == CHUNK_DATA && c->pos != CHUNK_NOPOS) {
     uint64_t at = 0, last = GATE_NONE;
-    int found = hs->gate != NULL ? gate_find(hs->gate, hs->stream, c->pos, &at, &last) : GATE_NEVER;
+    int found = hs->gate != NULL ? harness_gate_find(hs->gate, hs->stream, c->pos, &at, &last) : GATE_NEVER;
     /* Nothing will tell where messages begin: step aside. (at < c->pos
      * cannot be: the gate sees every byte before the chain does.) */
     if (found == GATE_NEVER || at < c->pos) {
@@ -155,9 +155,9 @@ static bool seek(stage_t *st, step_ctx_t *ctx, const chunk_t *c) {
     }
     if (at - c->pos < c->len) {
       if (at > c->pos) {
-        if (!step_room(ctx))
+        if (!harness_step_room(ctx))
           return false;
-        step_pass_part(ctx, (size_t)(at - c->pos));
+        harness_step_pass_part(ctx, (size_t)(at - c->pos));
         return true;
       }
       if (found == GATE_NOT_YET)
@@ -167,19 +167,19 @@ static bool seek(stage_t *st, step_ctx_t *ctx, const chunk_t *c) {
       return true;
     }
   }
-  if (!step_room(ctx))
+  if (!harness_step_room(ctx))
     return false;
-  step_pass(ctx);
+  harness_step_pass(ctx);
   return true;
 }
 
-bool http_toxic_mid_message(const stage_t *st) {
+bool harness_http_toxic_mid_message(const stage_t *st) {
   const http_state_t *hs = st->http;
   return hs != NULL && !hs->lost &&
          (hs->mode == MODE_DROP || hs->mode == MODE_HEAD || hs->mode == MODE_HOLD);
 }
 
-void http_toxic_free(stage_t *st) {
+void harness_http_toxic_free(stage_t *st) {
   if (st->http == NULL)
     return;
   cynic__buf_free(&st->http->head);
@@ -202,9 +202,9 @@ static void emit_answer(stage_t *st, step_ctx_t *ctx, int status, const char *ct
   if (n <= 0 || (size_t)n >= sizeof(buf))
     return;
   if (ctx->dir->stream == STREAM_UPSTREAM) /* after the responses to earlier requests */
-    step_answer_back(ctx, buf, (size_t)n, st->http->index);
+    harness_step_answer_back(ctx, buf, (size_t)n, st->http->index);
   else
-    step_emit_bytes(ctx, buf, (size_t)n);
+    harness_step_emit_bytes(ctx, buf, (size_t)n);
 }
 
 /* Replace (or add) the Content-Type of the head in hs->head[0, end). */
@@ -223,13 +223,13 @@ static void emit_rewritten_head(stage_t *st, step_ctx_t *ctx, size_t end) {
     bool blank = len <= 2 && (h[i] == '\r' || h[i] == '\n');
     if (blank) {
       if (!replaced)
-        cynic__buf_printf(&out, "Content-Type: %s\r\n", toxic_str(st->toxic, 0));
+        cynic__buf_printf(&out, "Content-Type: %s\r\n", harness_toxic_str(st->toxic, 0));
       cynic__buf_append(&out, h + i, end - i);
       break;
     }
     if (!first && len > 13 && strncasecmp(h + i, "content-type:", 13) == 0) {
       if (!replaced)
-        cynic__buf_printf(&out, "Content-Type: %s\r\n", toxic_str(st->toxic, 0));
+        cynic__buf_printf(&out, "Content-Type: %s\r\n", harness_toxic_str(st->toxic, 0));
       replaced = true;
     } else {
       cynic__buf_append(&out, h + i, len);
@@ -237,7 +237,7 @@ static void emit_rewritten_head(stage_t *st, step_ctx_t *ctx, size_t end) {
     first = false;
     i = line_end;
   }
-  step_emit_bytes(ctx, out.data, out.len);
+  harness_step_emit_bytes(ctx, out.data, out.len);
   cynic__buf_free(&out);
 }
 
@@ -254,7 +254,7 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
   case TOXIC_HTTP_CONTENT_TYPE:
     emit_rewritten_head(st, ctx, end);
     if (hs->head.len > end)
-      step_emit_copy(ctx, h + end, hs->head.len - end,
+      harness_step_emit_copy(ctx, h + end, hs->head.len - end,
                      hs->head_pos == CHUNK_NOPOS ? CHUNK_NOPOS : hs->head_pos + end);
     hs->mode = MODE_PASS;
     break;
@@ -264,20 +264,20 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
                                                 : hs->messages <= (uint64_t)t->attr[0];
     if (hit) {
       if (ctx->dir->stream == STREAM_UPSTREAM && hs->gate != NULL)
-        gate_answered(hs->gate, hs->index); /* stages further on skip its number */
+        harness_gate_answered(hs->gate, hs->index); /* stages further on skip its number */
       if (t->type->id == TOXIC_HTTP_STATUS)
-        emit_answer(st, ctx, (int)t->attr[0], toxic_str(t, 3), toxic_str(t, 2));
+        emit_answer(st, ctx, (int)t->attr[0], harness_toxic_str(t, 3), harness_toxic_str(t, 2));
       else
         emit_answer(st, ctx, (int)t->attr[1], "text/plain", "");
       hs->mode = MODE_DROP;
     } else {
-      step_emit_copy(ctx, h, hs->head.len, hs->head_pos);
+      harness_step_emit_copy(ctx, h, hs->head.len, hs->head_pos);
       hs->mode = MODE_PASS;
     }
     break;
   }
   default:
-    step_emit_copy(ctx, h, hs->head.len, hs->head_pos);
+    harness_step_emit_copy(ctx, h, hs->head.len, hs->head_pos);
     hs->mode = MODE_PASS;
   }
   head_done(hs);
@@ -287,7 +287,7 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
 static void give_up(stage_t *st, step_ctx_t *ctx) {
   http_state_t *hs = st->http;
   if (hs->head.len > 0)
-    step_emit_copy(ctx, hs->head.data, hs->head.len, hs->head_pos);
+    harness_step_emit_copy(ctx, hs->head.data, hs->head.len, hs->head_pos);
   head_done(hs);
   hs->mode = MODE_PASS;
 }
@@ -318,11 +318,11 @@ static bool release_hold(stage_t *st, step_ctx_t *ctx) {
   if (hs->mode != MODE_HOLD)
     return true;
   if (ctx->now < hs->deadline) {
-    step_wake_at(ctx, hs->deadline);
+    harness_step_wake_at(ctx, hs->deadline);
     return false;
   }
   if (hs->head.len > 0) {
-    step_emit_copy(ctx, hs->head.data, hs->head.len, hs->head_pos);
+    harness_step_emit_copy(ctx, hs->head.data, hs->head.len, hs->head_pos);
     head_done(hs);
   }
   return true;
@@ -339,12 +339,12 @@ static bool consume(stage_t *st, step_ctx_t *ctx, size_t n) {
       return false;
     /* fall through */
   case MODE_PASS:
-    if (!step_room(ctx))
+    if (!harness_step_room(ctx))
       return false;
-    step_pass_part(ctx, n);
+    harness_step_pass_part(ctx, n);
     break;
   case MODE_DROP:
-    step_drop_part(ctx, n);
+    harness_step_drop_part(ctx, n);
     break;
   case MODE_HEAD: {
     /* Keep the position while the collected bytes are one run of the source's. */
@@ -358,15 +358,15 @@ static bool consume(stage_t *st, step_ctx_t *ctx, size_t n) {
        * defeat the toxic: the rest is dropped and the connection reset. */
       head_done(hs);
       hs->mode = MODE_DROP;
-      step_drop_part(ctx, n);
-      step_emit_reset(ctx);
+      harness_step_drop_part(ctx, n);
+      harness_step_emit_reset(ctx);
       break;
     }
     if (err != 0) {
       give_up(st, ctx);
       return true; /* the bytes stay; now in MODE_PASS */
     }
-    step_drop_part(ctx, n);
+    harness_step_drop_part(ctx, n);
     try_finish_head(st, ctx);
     break;
   }
@@ -383,8 +383,8 @@ static bool on_event(stage_t *st, step_ctx_t *ctx) {
     return false;
   if (hs->event == EV_BEGIN && hs->stream == STREAM_UPSTREAM) {
     /* Number the request; past the gate's window, wait for responses. */
-    uint64_t i = hs->gate ? gate_claim(hs->gate, hs->last) : hs->last + 1;
-    if (hs->gate != NULL && !gate_room(hs->gate, i))
+    uint64_t i = hs->gate ? harness_gate_claim(hs->gate, hs->last) : hs->last + 1;
+    if (hs->gate != NULL && !harness_gate_room(hs->gate, i))
       return false;
     hs->index = hs->last = i;
   }
@@ -410,7 +410,7 @@ static bool on_event(stage_t *st, step_ctx_t *ctx) {
   return true;
 }
 
-int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
+int harness_http_toxic_step(stage_t *st, step_ctx_t *ctx) {
   http_state_t *hs = state(st, ctx);
   if (hs == NULL) {
     /* Out of memory: without its parser the toxic would let the bytes pass
@@ -418,8 +418,8 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
     if (ctx->in->head == NULL)
       return STEP_IDLE;
     while (ctx->in->head != NULL)
-      step_drop(ctx);
-    step_emit_reset(ctx);
+      harness_step_drop(ctx);
+    harness_step_emit_reset(ctx);
     return STEP_PROGRESS;
   }
   int r = STEP_IDLE;
@@ -450,9 +450,9 @@ int http_toxic_step(stage_t *st, step_ctx_t *ctx) {
         break;
       if (hs->mode != MODE_PASS && hs->mode != MODE_HOLD)
         give_up(st, ctx);
-      if (!step_room(ctx))
+      if (!harness_step_room(ctx))
         break;
-      step_pass(ctx);
+      harness_step_pass(ctx);
       hs->scanned = 0;
       r = STEP_PROGRESS;
       continue;

@@ -47,7 +47,7 @@ struct hconn {
 #define READ_KEEP_MIN (READ_BLOCK / 4)
 static block_t *spare;
 
-void link_global_free(void) {
+void harness_link_global_free(void) {
   free(spare);
   spare = NULL;
 }
@@ -55,7 +55,7 @@ void link_global_free(void) {
 static void pump(hdir_t *d);
 static void unlink_retired(hdir_t *d);
 
-hconn_t *link_next(hconn_t *c) {
+hconn_t *harness_link_next(hconn_t *c) {
   return c->next;
 }
 
@@ -81,13 +81,13 @@ static void timer_closed(uv_handle_t *h) {
 
 static void free_stages(hdir_t *d) {
   for (size_t i = 0; i < d->nstages; i++) {
-    queue_clear(d, &d->stages[i]->in);
-    toxic_stage_free(d->stages[i]);
+    harness_queue_clear(d, &d->stages[i]->in);
+    harness_toxic_stage_free(d->stages[i]);
     free(d->stages[i]);
   }
   d->nstages = 0;
-  queue_clear(d, &d->out);
-  gate_free(d->gate, d);
+  harness_queue_clear(d, &d->out);
+  harness_gate_free(d->gate, d);
   d->gate = NULL;
 }
 
@@ -156,14 +156,14 @@ static void begin_linger(hconn_t *c) {
   uv_timer_start(&c->dial_timer, on_linger_timeout, LINGER_MS, 0);
 }
 
-void link_close(hconn_t *c, bool reset) {
+void harness_link_close(hconn_t *c, bool reset) {
   if (c->closing)
     return;
   c->closing = true;
   hproxy_t *p = c->proxy;
   if (p != NULL) {
     hdir_t *u = &c->dir[STREAM_UPSTREAM], *dn = &c->dir[STREAM_DOWNSTREAM];
-    events_add(&c->h->events, "connection_closed",
+    harness_events_add(&c->h->events, "connection_closed",
                json_pack("{s:s,s:I,s:b,s:{s:I,s:I},s:{s:I,s:I}}", "proxy", p->name, "conn",
                          (json_int_t)c->id, "reset", reset, "upstream", "read",
                          (json_int_t)u->bytes_read, "written", (json_int_t)u->bytes_written,
@@ -209,13 +209,13 @@ static void on_write(uv_write_t *req, int status) {
   d->buffered -= ch->len;
   if (status == 0)
     count_written(d, ch->len);
-  chunk_free(ch);
+  harness_chunk_free(ch);
   if (c->closing) {
     maybe_free(c);
     return;
   }
   if (status < 0) {
-    link_close(c, true);
+    harness_link_close(c, true);
     return;
   }
   pump(d);
@@ -228,7 +228,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
     return;
   d->eof_done = true;
   if (status < 0 || (c->dir[0].eof_done && c->dir[1].eof_done))
-    link_close(c, false);
+    harness_link_close(c, false);
 }
 
 /* Bytes the kernel still holds in the socket's send queue (Linux). */
@@ -247,24 +247,24 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
     if (d->writes >= LINK_WRITES_MAX || d->close_when_flushed)
       break;
     /* A harness answer that is due goes before anything else queued. */
-    chunk_t *ch = d->gate ? gate_pop_due(d->gate, ctx->now) : NULL;
+    chunk_t *ch = d->gate ? harness_gate_pop_due(d->gate, ctx->now) : NULL;
     if (ch == NULL)
-      ch = queue_pop(&d->out);
+      ch = harness_queue_pop(&d->out);
     if (ch == NULL)
       break;
     progress = true;
     if (ch->kind == CHUNK_DATA && d->gate != NULL && !d->dst_shut) {
       /* Count the responses going out; stop at a boundary where an answer
        * falls due and send the rest after it. */
-      size_t ok = gate_scan(d->gate, ch->blk->data + ch->off, ch->len);
+      size_t ok = harness_gate_scan(d->gate, ch->blk->data + ch->off, ch->len);
       if (ok < ch->len) {
         chunk_t *rest = calloc(1, sizeof(*rest));
         if (rest != NULL) {
           *rest = *ch;
           rest->blk->refs++;
-          chunk_skip(rest, ok);
+          harness_chunk_skip(rest, ok);
           ch->len = ok;
-          queue_push_front(&d->out, rest);
+          harness_queue_push_front(&d->out, rest);
         }
       }
     }
@@ -278,14 +278,14 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
           d->buffered -= (size_t)n;
           count_written(d, (size_t)n);
           if ((size_t)n == ch->len) {
-            chunk_free(ch);
+            harness_chunk_free(ch);
             continue;
           }
-          chunk_skip(ch, (size_t)n);
+          harness_chunk_skip(ch, (size_t)n);
         } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
           d->buffered -= ch->len;
-          chunk_free(ch);
-          link_close(d->conn, true);
+          harness_chunk_free(ch);
+          harness_link_close(d->conn, true);
           return true;
         }
       }
@@ -296,8 +296,8 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
         continue;
       }
       d->buffered -= ch->len;
-      chunk_free(ch);
-      link_close(d->conn, true);
+      harness_chunk_free(ch);
+      harness_link_close(d->conn, true);
       return true;
     }
     if (ch->kind == CHUNK_DATA)
@@ -308,23 +308,23 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
       if (uv_shutdown(&d->shut, (uv_stream_t *)d->dst, on_shutdown) != 0)
         d->eof_done = true;
     } else if (ch->kind == CHUNK_CLOSE || ch->kind == CHUNK_RESET) {
-      chain_end_when_flushed(d, ch->kind == CHUNK_RESET, ctx->now);
+      harness_chain_end_when_flushed(d, ch->kind == CHUNK_RESET, ctx->now);
     }
-    chunk_free(ch);
+    harness_chunk_free(ch);
   }
   if (d->gate != NULL) {
-    step_wake_at(ctx, gate_deadline(d->gate));
-    if (gate_take_moved(d->gate)) /* the request window moved: the client's side goes on */
+    harness_step_wake_at(ctx, harness_gate_deadline(d->gate));
+    if (harness_gate_take_moved(d->gate)) /* the request window moved: the client's side goes on */
       d->peer->woken = true;
   }
   if (d->close_when_flushed && d->writes == 0) {
     /* A reset discards what the kernel has not sent yet: wait (bounded) for
      * the bytes the toxic let through to leave first. */
     if (d->reset_when_flushed && ctx->now < d->flush_deadline && unsent(d->dst) > 0) {
-      step_wake_at(ctx, ctx->now + UINT64_C(1000000));
+      harness_step_wake_at(ctx, ctx->now + UINT64_C(1000000));
       return false;
     }
-    link_close(d->conn, d->reset_when_flushed);
+    harness_link_close(d->conn, d->reset_when_flushed);
     return false;
   }
   return progress;
@@ -375,7 +375,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
       int n = uv_try_write((uv_stream_t *)d->dst, &b, 1);
       if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
-        link_close(c, true);
+        harness_link_close(c, true);
         return;
       }
       if (n > 0) {
@@ -386,9 +386,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return; /* nothing held: reading goes on, no chain to pump */
     }
   }
-  chunk_t *ch = chunk_new(CHUNK_DATA, d, uv_hrtime());
+  chunk_t *ch = harness_chunk_new(CHUNK_DATA, d, uv_hrtime());
   if (ch == NULL) {
-    link_close(c, true);
+    harness_link_close(c, true);
     return;
   }
   if (nread < 0) {
@@ -397,7 +397,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       nread = UV_ECONNRESET;
     if (nread != UV_EOF) {
       free(ch);
-      link_close(c, true); /* a reset on one side resets the other */
+      harness_link_close(c, true); /* a reset on one side resets the other */
       return;
     }
     uv_read_stop(s);
@@ -415,7 +415,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       ch->blk = malloc(sizeof(block_t) + left);
       if (ch->blk == NULL) {
         free(ch);
-        link_close(c, true);
+        harness_link_close(c, true);
         return;
       }
       memcpy(ch->blk->data, buf->base + sent, left);
@@ -424,9 +424,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ch->len = left;
     ch->pos = pos + sent;
   }
-  if (chain_read(d, ch, first) != 0) { /* the gate follows the framing (gate.h) */
-    chunk_free(ch); /* out of memory: unfollowed, its HTTP toxics would step aside */
-    link_close(c, true);
+  if (harness_chain_read(d, ch, first) != 0) { /* the gate follows the framing (gate.h) */
+    harness_chunk_free(ch); /* out of memory: unfollowed, its HTTP toxics would step aside */
+    harness_link_close(c, true);
     return;
   }
   pump(d);
@@ -435,7 +435,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static bool blackholed(const hconn_t *c) {
   for (int i = 0; i < 2; i++)
     for (size_t k = 0; k < c->dir[i].nstages; k++)
-      if (toxic_stage_blocks_reading(c->dir[i].stages[k]))
+      if (harness_toxic_stage_blocks_reading(c->dir[i].stages[k]))
         return true;
   return false;
 }
@@ -443,8 +443,8 @@ static bool blackholed(const hconn_t *c) {
 static void update_reading(hdir_t *d) {
   hconn_t *c = d->conn;
   bool want = c->connected && !c->closing && !d->src_eof && d->buffered < LINK_BUFFER_MAX &&
-              chain_in(d)->count < LINK_QUEUE_MAX && !blackholed(c) &&
-              !(d->stream == STREAM_UPSTREAM && gate_full(c->dir[STREAM_DOWNSTREAM].gate));
+              harness_chain_in(d)->count < LINK_QUEUE_MAX && !blackholed(c) &&
+              !(d->stream == STREAM_UPSTREAM && harness_gate_full(c->dir[STREAM_DOWNSTREAM].gate));
   if (want && !d->reading) {
     if (uv_read_start((uv_stream_t *)d->src, on_alloc, on_read) == 0)
       d->reading = true;
@@ -472,9 +472,9 @@ static void pump(hdir_t *d) {
     bool progress = false;
     ctx.now = uv_hrtime();
     ctx.wake = UINT64_MAX;
-    int r = chain_step(d, &ctx);
+    int r = harness_chain_step(d, &ctx);
     if (r == STEP_CLOSE || r == STEP_RESET) {
-      link_close(c, r == STEP_RESET);
+      harness_link_close(c, r == STEP_RESET);
       return;
     }
     if (r == STEP_PROGRESS)
@@ -519,26 +519,26 @@ static void roll(hconn_t *c, stage_t *st) {
   uint64_t r = k ^ UINT64_C(0x5851F42D4C957F2D);
   st->active = rng_unit(&r) < st->toxic->toxicity;
   if (c->proxy != NULL)
-    events_add(&c->h->events, st->active ? "toxic_applied" : "toxic_skipped",
+    harness_events_add(&c->h->events, st->active ? "toxic_applied" : "toxic_skipped",
                json_pack("{s:s,s:I,s:s,s:s,s:s}", "proxy", c->proxy->name, "conn",
                          (json_int_t)c->id, "toxic", st->toxic->name, "type", st->toxic->type->name,
                          "stream",
                          st->toxic->stream == STREAM_UPSTREAM ? "upstream" : "downstream"));
 }
 
-void link_add_toxic(hconn_t *c, toxic_t *t) {
+void harness_link_add_toxic(hconn_t *c, toxic_t *t) {
   hdir_t *d = &c->dir[t->stream];
   if (c->closing || d->nstages == HARNESS_MAX_TOXICS)
     return;
   stage_t *st = calloc(1, sizeof(*st));
   if (st == NULL) { /* out of memory: closed, never let through unpoisoned */
-    link_close(c, false);
+    harness_link_close(c, false);
     return;
   }
   st->toxic = t;
   st->joined_live = d->bytes_read > 0;
   roll(c, st);
-  toxic_stage_init(st, uv_hrtime());
+  harness_toxic_stage_init(st, uv_hrtime());
   d->stages[d->nstages++] = st;
   pump(d);
   if (!c->closing)
@@ -550,10 +550,10 @@ void link_add_toxic(hconn_t *c, toxic_t *t) {
 static void unlink_stage(hdir_t *d, size_t k) {
   stage_t *st = d->stages[k];
   queue_t *next = k + 1 < d->nstages ? &d->stages[k + 1]->in : &d->out;
-  queue_splice(next, &st->in);
+  harness_queue_splice(next, &st->in);
   memmove(&d->stages[k], &d->stages[k + 1], (d->nstages - k - 1) * sizeof(stage_t *));
   d->nstages--;
-  toxic_stage_free(st);
+  harness_toxic_stage_free(st);
   free(st);
 }
 
@@ -561,25 +561,25 @@ static void unlink_stage(hdir_t *d, size_t k) {
 static void unlink_retired(hdir_t *d) {
   for (size_t k = 0; k < d->nstages;) {
     stage_t *st = d->stages[k];
-    if (st->retired != NULL && !http_toxic_mid_message(st))
+    if (st->retired != NULL && !harness_http_toxic_mid_message(st))
       unlink_stage(d, k);
     else
       k++;
   }
 }
 
-void link_remove_toxic(hconn_t *c, toxic_t *t) {
+void harness_link_remove_toxic(hconn_t *c, toxic_t *t) {
   hdir_t *d = &c->dir[t->stream];
   for (size_t k = 0; k < d->nstages; k++) {
     stage_t *st = d->stages[k];
     if (st->toxic != t)
       continue;
-    if (st->active && http_toxic_mid_message(st)) {
+    if (st->active && harness_http_toxic_mid_message(st)) {
       /* Cutting an HTTP toxic out mid-message would leak the rest of a
        * replaced response (or half a rewritten head) to the client: the stage
        * keeps a copy of the toxic and leaves at the message's end. */
       st->retired = malloc(sizeof(*st->retired));
-      if (st->retired != NULL && toxic_copy(st->retired, t) == 0) {
+      if (st->retired != NULL && harness_toxic_copy(st->retired, t) == 0) {
         st->toxic = st->retired;
         return;
       }
@@ -594,7 +594,7 @@ void link_remove_toxic(hconn_t *c, toxic_t *t) {
   }
 }
 
-void link_update_toxic(hconn_t *c, toxic_t *t) {
+void harness_link_update_toxic(hconn_t *c, toxic_t *t) {
   hdir_t *d = &c->dir[t->stream];
   for (size_t k = 0; k < d->nstages; k++)
     if (d->stages[k]->toxic == t) {
@@ -621,12 +621,12 @@ static void on_connect(uv_connect_t *req, int status) {
   if (c->closing)
     return;
   if (c->proxy != NULL)
-    events_add(&c->h->events, status < 0 ? "upstream_failed" : "upstream_connected",
+    harness_events_add(&c->h->events, status < 0 ? "upstream_failed" : "upstream_connected",
                json_pack("{s:s,s:I,s:s,s:s}", "proxy", c->proxy->name, "conn", (json_int_t)c->id,
                          "upstream", c->proxy->upstream, "result",
                          status < 0 ? uv_strerror(status) : "ok"));
   if (status < 0) {
-    link_close(c, false);
+    harness_link_close(c, false);
     return;
   }
   start_forwarding(c);
@@ -635,7 +635,7 @@ static void on_connect(uv_connect_t *req, int status) {
 static void dial(hconn_t *c, const struct sockaddr *sa) {
   c->connect.data = c;
   if (uv_tcp_connect(&c->connect, &c->upstream, sa, on_connect) != 0)
-    link_close(c, false);
+    harness_link_close(c, false);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -645,7 +645,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (res)
       uv_freeaddrinfo(res);
     if (!c->closing)
-      link_close(c, false);
+      harness_link_close(c, false);
     else
       maybe_free(c);
     return;
@@ -680,7 +680,7 @@ static void on_dial_timer(uv_timer_t *t) {
   start_dial(t->data);
 }
 
-void link_accept(hproxy_t *p, uv_stream_t *listener) {
+void harness_link_accept(hproxy_t *p, uv_stream_t *listener) {
   harness_t *h = p->h;
   hconn_t *c = calloc(1, sizeof(*c));
   if (c == NULL) {
@@ -707,7 +707,7 @@ void link_accept(hproxy_t *p, uv_stream_t *listener) {
   p->nconns++;
   h->nconns++;
   if (uv_accept(listener, (uv_stream_t *)&c->client) != 0 || h->nconns > HARNESS_MAX_CONNS) {
-    link_close(c, false);
+    harness_link_close(c, false);
     return;
   }
   struct sockaddr_storage peer;
@@ -715,17 +715,17 @@ void link_accept(hproxy_t *p, uv_stream_t *listener) {
   char client[CYNIC_ADDR_STR_MAX] = "";
   if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&peer, &plen) == 0)
     cynic__addr_format((struct sockaddr *)&peer, client, sizeof(client));
-  events_add(
+  harness_events_add(
       &h->events, "connection_opened",
       json_pack("{s:s,s:I,s:s}", "proxy", p->name, "conn", (json_int_t)c->id, "client", client));
   for (size_t i = 0; i < p->ntoxics; i++)
-    link_add_toxic(c, p->toxics[i]);
+    harness_link_add_toxic(c, p->toxics[i]);
   if (c->closing)
     return;
   int64_t delay = 0;
   for (int i = 0; i < 2; i++)
     for (size_t k = 0; k < c->dir[i].nstages; k++) {
-      int64_t ms = toxic_stage_accept_delay(c->dir[i].stages[k]);
+      int64_t ms = harness_toxic_stage_accept_delay(c->dir[i].stages[k]);
       if (ms > delay)
         delay = ms;
     }
@@ -742,7 +742,7 @@ static void start_dial(hconn_t *c) {
   struct sockaddr_storage ss;
   if (c->closing || c->proxy == NULL ||
       cynic__addr_split(c->proxy->upstream, host, sizeof(host), &c->port) != 0) {
-    link_close(c, false);
+    harness_link_close(c, false);
     return;
   }
   if (cynic__addr_numeric(host, c->port, false, &ss)) {
@@ -755,7 +755,7 @@ static void start_dial(hconn_t *c) {
   hints.ai_socktype = SOCK_STREAM;
   c->gai.data = c;
   if (uv_getaddrinfo(c->h->loop, &c->gai, on_resolved, host, NULL, &hints) != 0) {
-    link_close(c, false);
+    harness_link_close(c, false);
     return;
   }
   c->gai_pending = true;

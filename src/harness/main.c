@@ -161,7 +161,7 @@ static void shutdown_all(app_t *app) {
     return;
   app->stopping = true;
   while (app->h.nproxies > 0)
-    proxy_delete(app->h.proxies[app->h.nproxies - 1]);
+    harness_proxy_delete(app->h.proxies[app->h.nproxies - 1]);
   cynic__httpd_close(&app->h.api, api_closed);
   if (app->signals_started) {
     uv_close((uv_handle_t *)&app->sigint, NULL);
@@ -174,8 +174,8 @@ static int finish(app_t *app, uv_loop_t *loop, int code) {
   shutdown_all(app);
   uv_run(loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(loop);
-  events_free(&app->h.events);
-  link_global_free();
+  harness_events_free(&app->h.events);
+  harness_link_global_free();
   cynic__log(CYNIC_LOG_INFO, "stopped", NULL);
   cynic__log_close();
   return rc == 0 ? code : 1;
@@ -195,17 +195,17 @@ static void on_signal(uv_signal_t *sig, int signum) {
   shutdown_all(app);
 }
 
-int ctl_main(int argc, char **argv); /* ctl.c */
+int harness_ctl_main(int argc, char **argv); /* ctl.c */
 
 int main(int argc, char **argv) {
   cynic__json_init();
   if (argc > 1 && strcmp(argv[1], "ctl") == 0)
-    return ctl_main(argc - 2, argv + 2);
+    return harness_ctl_main(argc - 2, argv + 2);
   /* Installed (or linked) as cynic-harness-cli, the binary is the CLI. */
   const char *base = strrchr(argv[0], '/');
   base = base ? base + 1 : argv[0];
   if (strcmp(base, "cynic-harness-cli") == 0)
-    return ctl_main(argc - 1, argv + 1);
+    return harness_ctl_main(argc - 1, argv + 1);
   options_t o = {.host = "localhost", .port = "8474"};
   if (parse_flags(argc, argv, &o) != 0)
     return 2;
@@ -241,9 +241,9 @@ int main(int argc, char **argv) {
   /* every proxied connection takes two descriptors, plus proxies and API */
   cynic__reserve_fd_table(&loop, 2 * HARNESS_MAX_CONNS + HARNESS_MAX_PROXIES + 512);
   h->loop = &loop;
-  events_init(&h->events);
+  harness_events_init(&h->events);
   h->proxy_metrics = o.proxy_metrics;
-  toxic_set_strict(o.strict_toxics);
+  harness_toxic_set_strict(o.strict_toxics);
   h->runtime_metrics = o.runtime_metrics;
   h->seed = o.have_seed ? o.seed : (uv_hrtime() ^ ((uint64_t)getpid() << 32));
   cynic__log(CYNIC_LOG_INFO, "seed", json_pack("{s:I}", "seed", (json_int_t)h->seed));
@@ -265,7 +265,7 @@ int main(int argc, char **argv) {
   }
   cynic__httpd_config_t cfg;
   cynic__httpd_config_default(&cfg);
-  int rc = cynic__httpd_start(&h->api, &loop, &cfg, (struct sockaddr *)&ss, api_handle, h);
+  int rc = cynic__httpd_start(&h->api, &loop, &cfg, (struct sockaddr *)&ss, harness_api_handle, h);
   if (rc != 0) {
     cynic__log(CYNIC_LOG_ERROR, "cannot listen",
                json_pack("{s:s,s:s}", "address", hostport, "error", uv_strerror(rc)));
@@ -288,7 +288,7 @@ int main(int argc, char **argv) {
                             cynic__file_strerror(frc)));
       return finish(&app, &loop, 2);
     }
-    rc = api_load_config(h, text, len, err, sizeof(err));
+    rc = harness_api_load_config(h, text, len, err, sizeof(err));
     free(text);
     if (rc != 0) {
       cynic__log(CYNIC_LOG_ERROR, "bad config",

@@ -16,7 +16,7 @@ hproxy_t *harness_find(harness_t *h, const char *name) {
   return NULL;
 }
 
-hproxy_t *proxy_new(harness_t *h, const char *name, const char *listen, const char *upstream) {
+hproxy_t *harness_proxy_new(harness_t *h, const char *name, const char *listen, const char *upstream) {
   if (h->nproxies == HARNESS_MAX_PROXIES)
     return NULL;
   hproxy_t *p = calloc(1, sizeof(*p));
@@ -38,10 +38,10 @@ static void on_connection(uv_stream_t *listener, int status) {
   hproxy_t *p = listener->data;
   if (status < 0 || p == NULL)
     return;
-  link_accept(p, listener);
+  harness_link_accept(p, listener);
 }
 
-int proxy_listen_address(const harness_t *h, const char *listen, struct sockaddr_storage *ss,
+int harness_proxy_listen_address(const harness_t *h, const char *listen, struct sockaddr_storage *ss,
                          char *err, size_t errlen) {
   char host[CYNIC_ADDR_HOST_MAX];
   uint16_t port;
@@ -87,13 +87,13 @@ static void close_listener(hproxy_t *p) {
   }
 }
 
-int proxy_start(hproxy_t *p, char *err, size_t errlen) {
+int harness_proxy_start(hproxy_t *p, char *err, size_t errlen) {
   if (p->listener != NULL || refusing(p)) {
     p->enabled = true;
     return 0;
   }
   struct sockaddr_storage ss;
-  int rc = proxy_listen_address(p->h, p->listen, &ss, err, errlen);
+  int rc = harness_proxy_listen_address(p->h, p->listen, &ss, err, errlen);
   if (rc != 0)
     return rc;
   uv_tcp_t *l = malloc(sizeof(*l));
@@ -123,7 +123,7 @@ int proxy_start(hproxy_t *p, char *err, size_t errlen) {
   return 0;
 }
 
-void proxy_stop(hproxy_t *p) {
+void harness_proxy_stop(hproxy_t *p) {
   if (p->listener != NULL) {
     close_listener(p);
     json_t *f = json_pack("{s:s,s:s}", "name", p->name, "listen", p->listen);
@@ -131,14 +131,14 @@ void proxy_stop(hproxy_t *p) {
   }
   p->enabled = false;
   while (p->conns != NULL)
-    link_close(p->conns, false);
+    harness_link_close(p->conns, false);
 }
 
-void proxy_delete(hproxy_t *p) {
+void harness_proxy_delete(hproxy_t *p) {
   harness_t *h = p->h;
-  proxy_stop(p);
+  harness_proxy_stop(p);
   for (size_t i = 0; i < p->ntoxics; i++)
-    toxic_free(p->toxics[i]);
+    harness_toxic_free(p->toxics[i]);
   for (size_t i = 0; i < h->nproxies; i++)
     if (h->proxies[i] == p) {
       h->proxies[i] = h->proxies[--h->nproxies];
@@ -147,28 +147,28 @@ void proxy_delete(hproxy_t *p) {
   free(p);
 }
 
-toxic_t *proxy_find_toxic(hproxy_t *p, const char *name) {
+toxic_t *harness_proxy_find_toxic(hproxy_t *p, const char *name) {
   for (size_t i = 0; i < p->ntoxics; i++)
     if (strcmp(p->toxics[i]->name, name) == 0)
       return p->toxics[i];
   return NULL;
 }
 
-void proxy_add_toxic(hproxy_t *p, toxic_t *t) {
+void harness_proxy_add_toxic(hproxy_t *p, toxic_t *t) {
   p->toxics[p->ntoxics++] = t;
   if (t->type->id == TOXIC_REFUSE)
     close_listener(p);
   for (hconn_t *c = p->conns; c != NULL;) {
-    hconn_t *next = link_next(c); /* the toxic may close c at once */
-    link_add_toxic(c, t);
+    hconn_t *next = harness_link_next(c); /* the toxic may close c at once */
+    harness_link_add_toxic(c, t);
     c = next;
   }
 }
 
-void proxy_remove_toxic(hproxy_t *p, toxic_t *t) {
+void harness_proxy_remove_toxic(hproxy_t *p, toxic_t *t) {
   for (hconn_t *c = p->conns; c != NULL;) {
-    hconn_t *next = link_next(c);
-    link_remove_toxic(c, t);
+    hconn_t *next = harness_link_next(c);
+    harness_link_remove_toxic(c, t);
     c = next;
   }
   for (size_t i = 0; i < p->ntoxics; i++)
@@ -178,20 +178,20 @@ void proxy_remove_toxic(hproxy_t *p, toxic_t *t) {
       break;
     }
   bool was_refuse = t->type->id == TOXIC_REFUSE;
-  toxic_free(t);
+  harness_toxic_free(t);
   if (was_refuse && p->enabled && !refusing(p)) {
     char err[256];
-    if (proxy_start(p, err, sizeof(err)) != 0)
+    if (harness_proxy_start(p, err, sizeof(err)) != 0)
       cynic__log(CYNIC_LOG_ERROR, "cannot listen again after refuse",
                  json_pack("{s:s,s:s}", "name", p->name, "error", err));
   }
 }
 
-void proxy_update_toxic(hproxy_t *p, toxic_t *t) {
+void harness_proxy_update_toxic(hproxy_t *p, toxic_t *t) {
   t->version++;
   for (hconn_t *c = p->conns; c != NULL;) {
-    hconn_t *next = link_next(c);
-    link_update_toxic(c, t);
+    hconn_t *next = harness_link_next(c);
+    harness_link_update_toxic(c, t);
     c = next;
   }
 }

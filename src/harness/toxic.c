@@ -92,7 +92,7 @@ static int validate_http_status(const toxic_t *t, char *err, size_t errlen) {
     snprintf(err, errlen, "attribute percent must be 0..100");
     return -1;
   }
-  if (!header_safe(toxic_str(t, 3))) {
+  if (!header_safe(harness_toxic_str(t, 3))) {
     snprintf(err, errlen, "attribute content_type must not contain control characters");
     return -1;
   }
@@ -100,7 +100,7 @@ static int validate_http_status(const toxic_t *t, char *err, size_t errlen) {
 }
 
 static int validate_http_content_type(const toxic_t *t, char *err, size_t errlen) {
-  if (toxic_str(t, 0)[0] == '\0' || !header_safe(toxic_str(t, 0))) {
+  if (harness_toxic_str(t, 0)[0] == '\0' || !header_safe(harness_toxic_str(t, 0))) {
     snprintf(err, errlen, "attribute content_type must be a non-empty header value");
     return -1;
   }
@@ -209,11 +209,11 @@ static const toxic_type_t types[] = {
 
 static bool strict; /* -strict-toxics */
 
-void toxic_set_strict(bool on) {
+void harness_toxic_set_strict(bool on) {
   strict = on;
 }
 
-const toxic_type_t *toxic_type_find(const char *name) {
+const toxic_type_t *harness_toxic_type_find(const char *name) {
   for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
     if (strcmp(types[i].name, name) == 0)
       return &types[i];
@@ -314,11 +314,11 @@ static int read_toxicity(const json_t *body, toxic_t *t, int *status, char *err,
 
 static int from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen);
 
-int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen) {
+int harness_toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen) {
   memset(out, 0, sizeof(*out));
   int rc = from_json(body, out, status, err, errlen);
   if (rc != 0)
-    toxic_release(out);
+    harness_toxic_release(out);
   return rc;
 }
 
@@ -344,7 +344,7 @@ static int from_json(const json_t *body, toxic_t *out, int *status, char *err, s
       return bad(status, 400, err, errlen,
                  "stream was invalid, can be either upstream or downstream", NULL);
   }
-  out->type = type ? toxic_type_find(type) : NULL;
+  out->type = type ? harness_toxic_type_find(type) : NULL;
   if (out->type == NULL)
     return bad(status, 400, err, errlen, "invalid toxic type", NULL);
   for (size_t i = 0; i < out->type->nattrs; i++) {
@@ -365,55 +365,55 @@ static int from_json(const json_t *body, toxic_t *out, int *status, char *err, s
   return read_attributes(body, out, status, err, errlen);
 }
 
-int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
+int harness_toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
                       size_t errlen) {
   if (!json_is_object(body))
     return bad(status, 400, err, errlen, "bad request body", "expected a JSON object");
-  if (toxic_copy(out, cur) != 0)
+  if (harness_toxic_copy(out, cur) != 0)
     return bad(status, 500, err, errlen, "out of memory", NULL);
   if (read_toxicity(body, out, status, err, errlen) == 0 &&
       read_attributes(body, out, status, err, errlen) == 0)
     return 0;
-  toxic_release(out);
+  harness_toxic_release(out);
   return -1;
 }
 
-const char *toxic_str(const toxic_t *t, size_t i) {
+const char *harness_toxic_str(const toxic_t *t, size_t i) {
   return i < TOXIC_MAX_ATTRS && t->str[i] != NULL ? t->str[i] : "";
 }
 
-void toxic_release(toxic_t *t) {
+void harness_toxic_release(toxic_t *t) {
   for (size_t i = 0; i < TOXIC_MAX_ATTRS; i++) {
     free(t->str[i]);
     t->str[i] = NULL;
   }
 }
 
-void toxic_free(toxic_t *t) {
+void harness_toxic_free(toxic_t *t) {
   if (t == NULL)
     return;
-  toxic_release(t);
+  harness_toxic_release(t);
   free(t);
 }
 
-int toxic_copy(toxic_t *dst, const toxic_t *src) {
+int harness_toxic_copy(toxic_t *dst, const toxic_t *src) {
   *dst = *src;
   for (size_t i = 0; i < TOXIC_MAX_ATTRS; i++) {
     dst->str[i] = NULL;
     if (src->str[i] != NULL && (dst->str[i] = strdup(src->str[i])) == NULL) {
-      toxic_release(dst);
+      harness_toxic_release(dst);
       return -1;
     }
   }
   return 0;
 }
 
-json_t *toxic_to_json(const toxic_t *t) {
+json_t *harness_toxic_to_json(const toxic_t *t) {
   json_t *o = json_object();
   json_t *a = json_object();
   for (size_t i = 0; i < t->type->nattrs; i++)
     json_object_set_new(a, t->type->attr_names[i],
-                        t->type->attr_kinds[i] == 's' ? json_string(toxic_str(t, i))
+                        t->type->attr_kinds[i] == 's' ? json_string(harness_toxic_str(t, i))
                                                       : json_integer(t->attr[i]));
   json_object_set_new(o, "attributes", a);
   json_object_set_new(o, "name", json_string(t->name));

@@ -42,7 +42,7 @@ struct toxic_type {
    * toxics only: Toxiproxy's accept every integer (as Toxiproxy 2.12 does),
    * and toxics.c gives each value a meaning (docs/harness.md). */
   int (*validate)(const toxic_t *t, char *err, size_t errlen);
-  /* With -strict-toxics only (toxic_set_strict): the ranges that make sense
+  /* With -strict-toxics only (harness_toxic_set_strict): the ranges that make sense
    * for Toxiproxy's toxics (no negative durations, slicer average_size > 0 and
    * size_variation < average_size, bandwidth rate > 0); NULL = none. */
   int (*strict)(const toxic_t *t, char *err, size_t errlen);
@@ -52,32 +52,32 @@ struct toxic_type {
   const char *str_defaults[TOXIC_MAX_ATTRS]; /* strings (NULL = "") */
 };
 
-const toxic_type_t *toxic_type_find(const char *name);
+const toxic_type_t *harness_toxic_type_find(const char *name);
 /* -strict-toxics: also check Toxiproxy's toxics against `strict` and toxicity
  * against 0..1 (default off: accept what Toxiproxy 2.12 accepts). Set once at
  * start, before the API serves (one harness per process). */
-void toxic_set_strict(bool on);
+void harness_toxic_set_strict(bool on);
 
 /*
  * Build a toxic from a create request body (defaults: stream downstream,
  * toxicity 1, name "<type>_<stream>", attributes 0). On failure returns -1 with
  * *status (400) and err set; the caller checks name uniqueness (409).
  */
-int toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen);
+int harness_toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen);
 /* Apply an update body to a copy of `cur`: attributes merged, toxicity kept if
  * absent; name, type and stream never change. -1 with *status and err. */
-int toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
+int harness_toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
                       size_t errlen);
-json_t *toxic_to_json(const toxic_t *t);
+json_t *harness_toxic_to_json(const toxic_t *t);
 /* String attribute i ("" when unset). */
-const char *toxic_str(const toxic_t *t, size_t i);
+const char *harness_toxic_str(const toxic_t *t, size_t i);
 /* Free the strings a toxic owns (the toxic itself stays); idempotent. */
-void toxic_release(toxic_t *t);
-/* toxic_release, then free(t). NULL is fine. */
-void toxic_free(toxic_t *t);
+void harness_toxic_release(toxic_t *t);
+/* harness_toxic_release, then free(t). NULL is fine. */
+void harness_toxic_free(toxic_t *t);
 /* A deep copy of src into dst (which owns nothing). 0, or -1 out of memory
  * (dst then owns nothing). */
-int toxic_copy(toxic_t *dst, const toxic_t *src);
+int harness_toxic_copy(toxic_t *dst, const toxic_t *src);
 /* Names of proxies and toxics: 1..HARNESS_NAME_MAX bytes of [A-Za-z0-9._~:@+-]
  * (they travel in URL paths unescaped by the common clients). */
 bool harness_name_valid(const char *name);

@@ -74,7 +74,7 @@ static int64_t vary(uint64_t *rng, int64_t v, int64_t spread, int64_t cap) {
   return v;
 }
 
-void toxic_stage_init(stage_t *st, uint64_t now) {
+void harness_toxic_stage_init(stage_t *st, uint64_t now) {
   (void)now;
   st->deadline = 0;
   st->action_at = 0;
@@ -86,8 +86,8 @@ void toxic_stage_init(stage_t *st, uint64_t now) {
 /* An inactive toxic (lost the toxicity roll) lets everything through. */
 static int pass_all(step_ctx_t *ctx) {
   int r = STEP_IDLE;
-  while (ctx->in->head != NULL && step_room(ctx)) {
-    step_pass(ctx);
+  while (ctx->in->head != NULL && harness_step_room(ctx)) {
+    harness_step_pass(ctx);
     r = STEP_PROGRESS;
   }
   return r;
@@ -96,10 +96,10 @@ static int pass_all(step_ctx_t *ctx) {
 static int step_latency(stage_t *st, step_ctx_t *ctx) {
   int r = STEP_IDLE;
   const toxic_t *t = st->toxic;
-  while (ctx->in->head != NULL && step_room(ctx)) {
+  while (ctx->in->head != NULL && harness_step_room(ctx)) {
     chunk_t *c = ctx->in->head;
     if (c->kind != CHUNK_DATA) {
-      step_pass(ctx);
+      harness_step_pass(ctx);
       r = STEP_PROGRESS;
       continue;
     }
@@ -109,12 +109,12 @@ static int step_latency(stage_t *st, step_ctx_t *ctx) {
         st->deadline = st->next_free;
     }
     if (ctx->now < st->deadline) {
-      step_wake_at(ctx, st->deadline);
+      harness_step_wake_at(ctx, st->deadline);
       break;
     }
     st->next_free = st->deadline;
     st->deadline = 0;
-    step_pass(ctx);
+    harness_step_pass(ctx);
     r = STEP_PROGRESS;
   }
   return r;
@@ -127,10 +127,10 @@ static int step_bandwidth(stage_t *st, step_ctx_t *ctx) {
     return pass_all(ctx); /* no limit, as in Toxiproxy */
   /* 100 ms worth (saturated: any chunk is less) */
   uint64_t piece_max = (uint64_t)rate > UINT64_MAX / 100 ? UINT64_MAX : (uint64_t)rate * 100;
-  while (ctx->in->head != NULL && step_room(ctx)) {
+  while (ctx->in->head != NULL && harness_step_room(ctx)) {
     chunk_t *c = ctx->in->head;
     if (c->kind != CHUNK_DATA) {
-      step_pass(ctx);
+      harness_step_pass(ctx);
       r = STEP_PROGRESS;
       continue;
     }
@@ -141,12 +141,12 @@ static int step_bandwidth(stage_t *st, step_ctx_t *ctx) {
       st->deadline = start + (uint64_t)n * UINT64_C(1000000) / (uint64_t)rate;
     }
     if (ctx->now < st->deadline) {
-      step_wake_at(ctx, st->deadline);
+      harness_step_wake_at(ctx, st->deadline);
       break;
     }
     st->next_free = st->deadline;
     st->deadline = 0;
-    step_pass_part(ctx, n);
+    harness_step_pass_part(ctx, n);
     r = STEP_PROGRESS;
   }
   return r;
@@ -155,21 +155,21 @@ static int step_bandwidth(stage_t *st, step_ctx_t *ctx) {
 static int step_slicer(stage_t *st, step_ctx_t *ctx) {
   int r = STEP_IDLE;
   const toxic_t *t = st->toxic;
-  while (ctx->in->head != NULL && step_room(ctx)) {
+  while (ctx->in->head != NULL && harness_step_room(ctx)) {
     chunk_t *c = ctx->in->head;
     if (c->kind != CHUNK_DATA) {
-      step_pass(ctx);
+      harness_step_pass(ctx);
       r = STEP_PROGRESS;
       continue;
     }
     if (st->deadline != 0 && ctx->now < st->deadline) {
-      step_wake_at(ctx, st->deadline);
+      harness_step_wake_at(ctx, st->deadline);
       break;
     }
     int64_t size = vary(&st->rng, t->attr[0], t->attr[1], SIZE_CAP);
     if (size < 1)
       size = 1; /* never an empty piece, whatever average_size and size_variation say */
-    step_pass_part(ctx, (size_t)size);
+    harness_step_pass_part(ctx, (size_t)size);
     st->deadline = t->attr[2] > 0 ? ctx->now + us_ns(t->attr[2]) : 0;
     r = STEP_PROGRESS;
   }
@@ -184,14 +184,14 @@ static int step_pass_then_end(stage_t *st, step_ctx_t *ctx, bool reset) {
   while (ctx->in->head != NULL) {
     chunk_t *c = ctx->in->head;
     if (st->done) {
-      step_drop(ctx);
+      harness_step_drop(ctx);
       r = STEP_PROGRESS;
       continue;
     }
-    if (!step_room(ctx))
+    if (!harness_step_room(ctx))
       break;
     if (c->kind != CHUNK_DATA) {
-      step_pass(ctx);
+      harness_step_pass(ctx);
       r = STEP_PROGRESS;
       continue;
     }
@@ -199,15 +199,15 @@ static int step_pass_then_end(stage_t *st, step_ctx_t *ctx, bool reset) {
     if (left > 0) {
       size_t n = (uint64_t)left < c->len ? (size_t)left : c->len;
       st->count += (int64_t)n;
-      step_pass_part(ctx, n);
+      harness_step_pass_part(ctx, n);
       r = STEP_PROGRESS;
     }
     if (st->count >= limit) {
       st->done = true;
       if (reset)
-        step_emit_reset(ctx);
+        harness_step_emit_reset(ctx);
       else
-        step_emit_close(ctx);
+        harness_step_emit_close(ctx);
       r = STEP_PROGRESS;
     }
   }
@@ -226,7 +226,7 @@ static int step_timeout(stage_t *st, step_ctx_t *ctx) {
   while (ctx->in->head != NULL) {
     if (ctx->in->head->kind != CHUNK_DATA)
       return STEP_CLOSE; /* the peer closed: so do we (Toxiproxy does the same) */
-    step_drop(ctx);
+    harness_step_drop(ctx);
     if (ms > 0)
       st->action_at = ctx->now + ms_ns(ms);
     r = STEP_PROGRESS;
@@ -234,7 +234,7 @@ static int step_timeout(stage_t *st, step_ctx_t *ctx) {
   if (ms > 0) {
     if (ctx->now >= st->action_at)
       return STEP_CLOSE;
-    step_wake_at(ctx, st->action_at);
+    harness_step_wake_at(ctx, st->action_at);
   }
   return r;
 }
@@ -246,45 +246,45 @@ static int step_reset_peer(stage_t *st, step_ctx_t *ctx) {
       st->done = true;
       st->action_at = ctx->now + ms_ns(st->toxic->attr[0]);
     }
-    step_drop(ctx);
+    harness_step_drop(ctx);
     r = STEP_PROGRESS;
   }
   if (st->done) {
     if (ctx->now >= st->action_at)
       return STEP_RESET;
-    step_wake_at(ctx, st->action_at);
+    harness_step_wake_at(ctx, st->action_at);
   }
   return r;
 }
 
 static int step_slow_close(stage_t *st, step_ctx_t *ctx) {
   int r = STEP_IDLE;
-  while (ctx->in->head != NULL && step_room(ctx)) {
+  while (ctx->in->head != NULL && harness_step_room(ctx)) {
     chunk_t *c = ctx->in->head;
     if (c->kind == CHUNK_EOF) {
       uint64_t due = c->t + ms_ns(st->toxic->attr[0]);
       if (ctx->now < due) {
-        step_wake_at(ctx, due);
+        harness_step_wake_at(ctx, due);
         break;
       }
     }
-    step_pass(ctx);
+    harness_step_pass(ctx);
     r = STEP_PROGRESS;
   }
   return r;
 }
 
-void toxic_stage_free(stage_t *st) {
-  http_toxic_free(st);
-  toxic_free(st->retired);
+void harness_toxic_stage_free(stage_t *st) {
+  harness_http_toxic_free(st);
+  harness_toxic_free(st->retired);
   st->retired = NULL;
 }
 
-bool toxic_stage_blocks_reading(const stage_t *st) {
+bool harness_toxic_stage_blocks_reading(const stage_t *st) {
   return st->active && st->toxic->type->id == TOXIC_BLACKHOLE;
 }
 
-int64_t toxic_stage_accept_delay(const stage_t *st) {
+int64_t harness_toxic_stage_accept_delay(const stage_t *st) {
   return st->active && st->toxic->type->id == TOXIC_ACCEPT_DELAY ? st->toxic->attr[0] : 0;
 }
 
@@ -292,13 +292,13 @@ int64_t toxic_stage_accept_delay(const stage_t *st) {
 static int step_generate(stage_t *st, step_ctx_t *ctx, int64_t total, bool endless) {
   int r = STEP_IDLE;
   while (ctx->in->head != NULL) { /* the source's bytes go nowhere */
-    step_drop(ctx);
+    harness_step_drop(ctx);
     r = STEP_PROGRESS;
   }
   if (st->done)
     return r;
   char buf[16384];
-  while (step_can_generate(ctx) && (endless || st->count < total)) {
+  while (harness_step_can_generate(ctx) && (endless || st->count < total)) {
     size_t n = sizeof(buf);
     if (!endless && (int64_t)n > total - st->count)
       n = (size_t)(total - st->count);
@@ -306,13 +306,13 @@ static int step_generate(stage_t *st, step_ctx_t *ctx, int64_t total, bool endle
       uint64_t v = rng_next(&st->rng);
       memcpy(buf + i, &v, n - i < 8 ? n - i : 8);
     }
-    step_emit_bytes(ctx, buf, n);
+    harness_step_emit_bytes(ctx, buf, n);
     st->count += (int64_t)n;
     r = STEP_PROGRESS;
   }
-  if (!endless && st->count >= total && step_room(ctx)) {
+  if (!endless && st->count >= total && harness_step_room(ctx)) {
     st->done = true;
-    step_emit_close(ctx);
+    harness_step_emit_close(ctx);
     r = STEP_PROGRESS;
   }
   return r;
@@ -322,7 +322,7 @@ static int step_reset_after_bytes(stage_t *st, step_ctx_t *ctx) {
   return step_pass_then_end(st, ctx, true);
 }
 
-int toxic_step(stage_t *st, step_ctx_t *ctx) {
+int harness_toxic_step(stage_t *st, step_ctx_t *ctx) {
   if (!st->active)
     return pass_all(ctx);
   switch (st->toxic->type->id) {
@@ -352,7 +352,7 @@ int toxic_step(stage_t *st, step_ctx_t *ctx) {
   case TOXIC_HTTP_LATENCY:
   case TOXIC_HTTP_CONTENT_TYPE:
   case TOXIC_HTTP_DROP_FIRST_N:
-    return http_toxic_step(st, ctx);
+    return harness_http_toxic_step(st, ctx);
   default:
     return pass_all(ctx);
   }

@@ -32,7 +32,7 @@ typedef struct rig {
 
 static rig_t *rig_new(const char *type, int64_t a0, int64_t a1, int64_t a2) {
   rig_t *r = calloc(1, sizeof(*r));
-  r->toxic.type = toxic_type_find(type);
+  r->toxic.type = harness_toxic_type_find(type);
   assert_non_null(r->toxic.type);
   r->toxic.attr[0] = a0;
   r->toxic.attr[1] = a1;
@@ -41,7 +41,7 @@ static rig_t *rig_new(const char *type, int64_t a0, int64_t a1, int64_t a2) {
   r->st.toxic = &r->toxic;
   r->st.active = true;
   r->st.rng = 42;
-  toxic_stage_init(&r->st, 0);
+  harness_toxic_stage_init(&r->st, 0);
   r->dir.stream = STREAM_DOWNSTREAM;
   r->peer.stream = STREAM_UPSTREAM;
   r->dir.peer = &r->peer;
@@ -54,12 +54,12 @@ static rig_t *rig_new(const char *type, int64_t a0, int64_t a1, int64_t a2) {
 
 /* Frees everything still held; asserts every counted byte was accounted for. */
 static void rig_free(rig_t *r) {
-  queue_clear(&r->dir, &r->st.in);
-  queue_clear(&r->dir, &r->out);
-  queue_clear(&r->peer, &r->peer.out);
-  gate_free(r->dir.gate, &r->dir);
-  gate_free(r->peer.gate, &r->peer);
-  toxic_stage_free(&r->st);
+  harness_queue_clear(&r->dir, &r->st.in);
+  harness_queue_clear(&r->dir, &r->out);
+  harness_queue_clear(&r->peer, &r->peer.out);
+  harness_gate_free(r->dir.gate, &r->dir);
+  harness_gate_free(r->peer.gate, &r->peer);
+  harness_toxic_stage_free(&r->st);
   assert_int_equal(r->dir.buffered, 0);
   assert_int_equal(r->peer.buffered, 0);
   free(r);
@@ -70,26 +70,26 @@ static void feed(rig_t *r, uint64_t t, size_t n) {
   char *bytes = malloc(n);
   assert_non_null(bytes);
   memset(bytes, 'd', n);
-  chunk_t *c = chunk_new(CHUNK_DATA, &r->dir, t);
+  chunk_t *c = harness_chunk_new(CHUNK_DATA, &r->dir, t);
   assert_non_null(c);
-  c->blk = block_new(bytes, n);
+  c->blk = harness_block_new(bytes, n);
   assert_non_null(c->blk);
   free(bytes);
   c->len = n;
   r->dir.buffered += n;
-  queue_push(&r->st.in, c);
+  harness_queue_push(&r->st.in, c);
 }
 
 static void feed_eof(rig_t *r, uint64_t t) {
-  chunk_t *c = chunk_new(CHUNK_EOF, &r->dir, t);
+  chunk_t *c = harness_chunk_new(CHUNK_EOF, &r->dir, t);
   assert_non_null(c);
-  queue_push(&r->st.in, c);
+  harness_queue_push(&r->st.in, c);
 }
 
 static int step_at(rig_t *r, uint64_t now) {
   r->ctx.now = now;
   r->ctx.wake = UINT64_MAX;
-  return toxic_step(&r->st, &r->ctx);
+  return harness_toxic_step(&r->st, &r->ctx);
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -126,9 +126,9 @@ static void latency_jitter_in_bounds_and_ordered(void **state) {
     assert_true(due >= last); /* order kept */
     last = due;
     assert_int_equal(step_at(r, due), STEP_PROGRESS);
-    chunk_t *c = queue_pop(&r->out);
+    chunk_t *c = harness_queue_pop(&r->out);
     r->dir.buffered -= c->len;
-    chunk_free(c);
+    harness_chunk_free(c);
   }
   rig_free(r);
 }
@@ -267,13 +267,13 @@ static size_t drain_pieces(rig_t *r, uint64_t now, size_t max) {
   for (int guard = 0; guard < 100000 && (r->st.in.head != NULL || r->out.head != NULL); guard++) {
     step_at(r, now);
     while (r->out.head != NULL) {
-      chunk_t *c = queue_pop(&r->out);
+      chunk_t *c = harness_queue_pop(&r->out);
       if (c->kind == CHUNK_DATA) {
         assert_true(c->len >= 1 && c->len <= max);
         total += c->len;
         r->dir.buffered -= c->len;
       }
-      chunk_free(c);
+      harness_chunk_free(c);
     }
   }
   return total;
@@ -385,26 +385,26 @@ static void split_shares_block_and_counts(void **state) {
   rig_t *r = rig_new("slicer", 4, 0, 0);
   feed(r, 0, 10);
   block_t *b = r->st.in.head->blk;
-  step_pass_part(&r->ctx, 4);
+  harness_step_pass_part(&r->ctx, 4);
   assert_int_equal(r->out.count, 1);
   assert_ptr_equal(r->out.head->blk, b); /* no copy: both point into one block */
   assert_int_equal(b->refs, 2);
   assert_int_equal(r->out.head->off, 0);
   assert_int_equal(r->st.in.head->off, 4);
   assert_int_equal(r->st.in.head->len, 6);
-  step_drop_part(&r->ctx, 2);
+  harness_step_drop_part(&r->ctx, 2);
   assert_int_equal(r->dir.buffered, 8);
-  step_pass_part(&r->ctx, 100); /* more than left: the whole chunk moves */
+  harness_step_pass_part(&r->ctx, 100); /* more than left: the whole chunk moves */
   assert_null(r->st.in.head);
   assert_int_equal(r->out.count, 2);
   assert_int_equal(r->out.tail->off, 6);
   assert_int_equal(r->out.tail->len, 4);
   assert_ptr_equal(r->out.tail->dir, &r->dir);
   queue_t all = {0};
-  queue_splice(&all, &r->out);
+  harness_queue_splice(&all, &r->out);
   assert_int_equal(all.count, 2);
   assert_null(r->out.head);
-  queue_clear(&r->dir, &all);
+  harness_queue_clear(&r->dir, &all);
   assert_int_equal(r->dir.buffered, 0);
   rig_free(r);
 }
@@ -414,19 +414,19 @@ static void answer_back_goes_through_peer_gate(void **state) {
   rig_t *r = rig_new("latency", 0, 0, 0);
   r->ctx.now = MSEC(5);
   assert_null(r->peer.gate);
-  step_answer_back(&r->ctx, "HTTP/1.1 503 x\r\n\r\n", 18, 0); /* creates the peer's gate */
+  harness_step_answer_back(&r->ctx, "HTTP/1.1 503 x\r\n\r\n", 18, 0); /* creates the peer's gate */
   assert_non_null(r->peer.gate);
   assert_null(r->dir.gate);
   assert_true(r->peer.woken);
   assert_int_equal(r->peer.buffered, 18);
   assert_int_equal(r->dir.buffered, 0);
-  chunk_t *c = gate_pop_due(r->peer.gate, MSEC(5)); /* nothing to wait for */
+  chunk_t *c = harness_gate_pop_due(r->peer.gate, MSEC(5)); /* nothing to wait for */
   assert_non_null(c);
   assert_int_equal(c->len, 18);
   assert_ptr_equal(c->dir, &r->peer);
   assert_memory_equal(c->blk->data + c->off, "HTTP/1.1 503", 12);
   r->peer.buffered -= c->len;
-  chunk_free(c);
+  harness_chunk_free(c);
   rig_free(r);
 }
 
@@ -434,8 +434,8 @@ static void answer_back_goes_through_peer_gate(void **state) {
 
 /*
  * A whole connection's two directions with their chains, driven the way
- * link.c drives them: bytes enter through chain_read (which shows them to
- * the gate, positions and all) and chain_step runs the stages. Only the
+ * link.c drives them: bytes enter through harness_chain_read (which shows them to
+ * the gate, positions and all) and harness_chain_step runs the stages. Only the
  * sockets are missing: what reaches a direction's output queue is what its
  * sink would get.
  */
@@ -455,13 +455,13 @@ static conn_rig_t *conn_rig_new(void) {
   return r;
 }
 
-/* Add a stage of `type` at the end of `stream`'s chain, as link_add_toxic
+/* Add a stage of `type` at the end of `stream`'s chain, as harness_link_add_toxic
  * does (joined_live once the direction has read bytes). */
 static stage_t *conn_rig_add(conn_rig_t *r, int stream, const char *type, int64_t a0, int64_t a1,
                              const char *s2) {
   assert_true(r->ntoxics < 4);
   toxic_t *t = &r->toxics[r->ntoxics++];
-  t->type = toxic_type_find(type);
+  t->type = harness_toxic_type_find(type);
   assert_non_null(t->type);
   snprintf(t->name, sizeof(t->name), "%s", type);
   t->stream = stream;
@@ -477,7 +477,7 @@ static stage_t *conn_rig_add(conn_rig_t *r, int stream, const char *type, int64_
   st->active = true;
   st->rng = 7;
   st->joined_live = d->bytes_read > 0;
-  toxic_stage_init(st, 0);
+  harness_toxic_stage_init(st, 0);
   d->stages[d->nstages++] = st;
   return st;
 }
@@ -486,22 +486,22 @@ static stage_t *conn_rig_add(conn_rig_t *r, int stream, const char *type, int64_
 static void conn_rig_read(conn_rig_t *r, int stream, uint64_t now, const char *s) {
   hdir_t *d = &r->dir[stream];
   size_t n = strlen(s);
-  chunk_t *c = chunk_new(CHUNK_DATA, d, now);
+  chunk_t *c = harness_chunk_new(CHUNK_DATA, d, now);
   assert_non_null(c);
-  c->blk = block_new(s, n);
+  c->blk = harness_block_new(s, n);
   assert_non_null(c->blk);
   c->len = n;
   c->pos = d->bytes_read;
   bool first = d->bytes_read == 0;
   d->bytes_read += n;
-  chain_read(d, c, first);
+  harness_chain_read(d, c, first);
 }
 
 /* Step `stream`'s chain at `now` until it rests; the wake-up it asks for. */
 static uint64_t conn_rig_run(conn_rig_t *r, int stream, uint64_t now) {
   step_ctx_t ctx = {.dir = &r->dir[stream], .now = now, .wake = UINT64_MAX};
   int s;
-  while ((s = chain_step(&r->dir[stream], &ctx)) == STEP_PROGRESS) {
+  while ((s = harness_chain_step(&r->dir[stream], &ctx)) == STEP_PROGRESS) {
   }
   assert_int_equal(s, STEP_IDLE);
   return ctx.wake;
@@ -518,13 +518,13 @@ static char *conn_rig_sink(conn_rig_t *r, int stream) {
   assert_non_null(s);
   size_t at = 0;
   chunk_t *c;
-  while ((c = queue_pop(&d->out)) != NULL) {
+  while ((c = harness_queue_pop(&d->out)) != NULL) {
     if (c->kind == CHUNK_DATA) {
       memcpy(s + at, c->blk->data + c->off, c->len);
       at += c->len;
       d->buffered -= c->len;
     }
-    chunk_free(c);
+    harness_chunk_free(c);
   }
   return s;
 }
@@ -533,16 +533,16 @@ static void conn_rig_free(conn_rig_t *r) {
   for (int i = 0; i < 2; i++) {
     hdir_t *d = &r->dir[i];
     for (size_t k = 0; k < d->nstages; k++) {
-      queue_clear(d, &d->stages[k]->in);
-      toxic_stage_free(d->stages[k]);
+      harness_queue_clear(d, &d->stages[k]->in);
+      harness_toxic_stage_free(d->stages[k]);
       free(d->stages[k]);
     }
-    queue_clear(d, &d->out);
+    harness_queue_clear(d, &d->out);
   }
-  gate_free(r->dir[STREAM_DOWNSTREAM].gate, &r->dir[STREAM_DOWNSTREAM]);
-  gate_free(r->dir[STREAM_UPSTREAM].gate, &r->dir[STREAM_UPSTREAM]);
+  harness_gate_free(r->dir[STREAM_DOWNSTREAM].gate, &r->dir[STREAM_DOWNSTREAM]);
+  harness_gate_free(r->dir[STREAM_UPSTREAM].gate, &r->dir[STREAM_UPSTREAM]);
   for (size_t i = 0; i < r->ntoxics; i++)
-    toxic_release(&r->toxics[i]);
+    harness_toxic_release(&r->toxics[i]);
   assert_int_equal(r->dir[0].buffered, 0);
   assert_int_equal(r->dir[1].buffered, 0);
   free(r);
@@ -556,13 +556,13 @@ static void conn_rig_free(conn_rig_t *r) {
 static char *pop_answer(conn_rig_t *r, uint64_t *need) {
   gate_t *g = r->dir[STREAM_DOWNSTREAM].gate;
   assert_non_null(g);
-  chunk_t *c = gate_pop_due(g, UINT64_MAX - 1);
+  chunk_t *c = harness_gate_pop_due(g, UINT64_MAX - 1);
   if (c == NULL)
     return NULL;
   char *s = strndup(c->blk->data + c->off, c->len);
   *need = c->need;
   r->dir[STREAM_DOWNSTREAM].buffered -= c->len;
-  chunk_free(c);
+  harness_chunk_free(c);
   return s;
 }
 
@@ -686,34 +686,34 @@ static void gate_marks_where_messages_begin(void **state) {
   for (int i = 1; i < GATE_MARKS + 10; i++)
     conn_rig_read(r, STREAM_UPSTREAM, 0, req);
   uint64_t at = 0, last = 0;
-  assert_int_equal(gate_find(g, STREAM_UPSTREAM, 22 * 20 + 3, &at, &last), GATE_FOUND);
+  assert_int_equal(harness_gate_find(g, STREAM_UPSTREAM, 22 * 20 + 3, &at, &last), GATE_FOUND);
   assert_int_equal(at, 22 * 21);
   assert_int_equal(last, 20);
-  assert_int_equal(gate_find(g, STREAM_UPSTREAM, 1, &at, &last), GATE_FOUND);
+  assert_int_equal(harness_gate_find(g, STREAM_UPSTREAM, 1, &at, &last), GATE_FOUND);
   assert_int_equal(at, 22 * 10); /* requests 0..9 fell out of the ring */
   assert_int_equal(last, 9);
-  assert_int_equal(gate_find(g, STREAM_UPSTREAM, 22 * (GATE_MARKS + 10) - 5, &at, &last),
+  assert_int_equal(harness_gate_find(g, STREAM_UPSTREAM, 22 * (GATE_MARKS + 10) - 5, &at, &last),
                    GATE_NOT_YET);
   assert_int_equal(at, 22 * (GATE_MARKS + 10)); /* none yet, up to where it has read */
   /* Responses: a 100 Continue counts as a message of its own. */
   conn_rig_read(r, STREAM_DOWNSTREAM, 0, "HTTP/1.1 100 Continue\r\n\r\n"); /* 25 bytes */
   conn_rig_read(r, STREAM_DOWNSTREAM, 0, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-  assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 0, &at, &last), GATE_FOUND);
+  assert_int_equal(harness_gate_find(g, STREAM_DOWNSTREAM, 0, &at, &last), GATE_FOUND);
   assert_int_equal(at, 0);
   assert_int_equal(last, GATE_NONE);
-  assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 1, &at, &last), GATE_FOUND);
+  assert_int_equal(harness_gate_find(g, STREAM_DOWNSTREAM, 1, &at, &last), GATE_FOUND);
   assert_int_equal(at, 25);
   assert_int_equal(last, GATE_NONE); /* the interim answered no request */
   conn_rig_read(r, STREAM_DOWNSTREAM, 0, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-  assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 26, &at, &last), GATE_FOUND);
+  assert_int_equal(harness_gate_find(g, STREAM_DOWNSTREAM, 26, &at, &last), GATE_FOUND);
   assert_int_equal(last, 0);
   /* Not HTTP any more: what it remembers still holds, nothing after. (The
    * bytes that failed have a mark: a stage starting there fails the same way
    * and steps aside too.) */
   conn_rig_read(r, STREAM_DOWNSTREAM, 0, "\x01garbage");
-  assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 26, &at, &last), GATE_FOUND);
+  assert_int_equal(harness_gate_find(g, STREAM_DOWNSTREAM, 26, &at, &last), GATE_FOUND);
   assert_int_equal(at, 25 + 38);
-  assert_int_equal(gate_find(g, STREAM_DOWNSTREAM, 25 + 38 * 2 + 1, &at, &last), GATE_NEVER);
+  assert_int_equal(harness_gate_find(g, STREAM_DOWNSTREAM, 25 + 38 * 2 + 1, &at, &last), GATE_NEVER);
   conn_rig_free(r);
 }
 
@@ -734,11 +734,11 @@ static void joining_stage_waits_where_the_gate_paused(void **state) {
   conn_rig_run(r, STREAM_UPSTREAM, MSEC(100));
   free(conn_rig_sink(r, STREAM_UPSTREAM));
   gate_t *g = r->dir[STREAM_DOWNSTREAM].gate;
-  assert_false(gate_full(g));
+  assert_false(harness_gate_full(g));
   /* The body's end completes request 255: the window is full there, and the
    * gate stops before the request after it. */
   conn_rig_read(r, STREAM_UPSTREAM, MSEC(150), "67890GET /after HTTP/1.1\r\n\r\n");
-  assert_true(gate_full(g));
+  assert_true(harness_gate_full(g));
   conn_rig_add(r, STREAM_UPSTREAM, "http_status", 503, 100, "late");
   conn_rig_run(r, STREAM_UPSTREAM, MSEC(250));
   char *got = conn_rig_sink(r, STREAM_UPSTREAM);
@@ -748,8 +748,8 @@ static void joining_stage_waits_where_the_gate_paused(void **state) {
   /* A response goes out to the client: the window moves, the gate follows
    * the next request and says so. */
   const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-  assert_int_equal(gate_scan(g, resp, strlen(resp)), strlen(resp));
-  assert_true(gate_take_moved(g));
+  assert_int_equal(harness_gate_scan(g, resp, strlen(resp)), strlen(resp));
+  assert_true(harness_gate_take_moved(g));
   conn_rig_run(r, STREAM_UPSTREAM, MSEC(250));
   got = conn_rig_sink(r, STREAM_UPSTREAM);
   assert_string_equal(got, ""); /* request 256 answered, not forwarded */
