@@ -470,7 +470,8 @@ static int populate(harness_t *h, const json_t *arr, json_t *out, char *err, siz
   for (size_t i = 0; i < n; i++) {
     struct sockaddr_storage ss;
     char lerr[ERRLEN];
-    if (ins[i].enabled && harness_proxy_listen_address(h, ins[i].listen, &ss, lerr, sizeof(lerr)) != 0) {
+    if (ins[i].enabled &&
+        harness_proxy_listen_address(h, ins[i].listen, &ss, lerr, sizeof(lerr)) != 0) {
       status = 500;
       snprintf(err, errlen, "%s at proxy %zu", lerr, i + 1);
       goto out_free_inputs;
@@ -878,8 +879,8 @@ static void events_handler(req_ctx_t *r) {
   }
   r->resp->status = 200;
   r->resp->content_type = "application/x-ndjson";
-  if (harness_events_dump(&r->h->events, since, (size_t)limit, by_proxy ? proxy : NULL, &r->resp->body) !=
-      0) {
+  if (harness_events_dump(&r->h->events, since, (size_t)limit, by_proxy ? proxy : NULL,
+                          &r->resp->body) != 0) {
     cynic__buf_reset(&r->resp->body);
     reply_error(r, 500, "response too large");
   }

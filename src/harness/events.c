@@ -52,7 +52,7 @@ void harness_events_add(events_t *e, const char *event, json_t *fields) {
 }
 
 int harness_events_dump(const events_t *e, uint64_t since, size_t limit, const char *proxy,
-                cynic__buf_t *out) {
+                        cynic__buf_t *out) {
   int err = 0;
   if (since + 1 < e->first_id)
     err = cynic__buf_printf(out, "{\"event\":\"dropped\",\"count\":%llu}\n",

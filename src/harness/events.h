@@ -35,6 +35,6 @@ void harness_events_add(events_t *e, const char *event, json_t *fields);
  * some were already overwritten. 0 <= since <= EVENTS_ID_MAX (the caller
  * checks); a since at or past the newest id appends nothing. */
 int harness_events_dump(const events_t *e, uint64_t since, size_t limit, const char *proxy,
-                cynic__buf_t *out);
+                        cynic__buf_t *out);
 
 #endif

@@ -233,7 +233,7 @@ static bool may_be_request(const char *p, size_t n) {
 }
 
 int harness_gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
-              uint64_t pos) {
+                      uint64_t pos) {
   gate_t *g = *gp;
   if (stream == STREAM_UPSTREAM) {
     if (first) {

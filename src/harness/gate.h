@@ -82,7 +82,7 @@ void harness_gate_free(gate_t *g, hdir_t *d);
  * cannot be allocated: the connection cannot be followed (its HTTP toxics
  * would step aside), so the caller resets it; else 0. */
 int harness_gate_read(gate_t **gp, int stream, bool first, block_t *blk, size_t off, size_t n,
-              uint64_t pos);
+                      uint64_t pos);
 /* true while the client must not be read (GATE_WINDOW requests outstanding). */
 bool harness_gate_full(const gate_t *g);
 /* true once after responses went out while a reader or stage waited on the

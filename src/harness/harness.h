@@ -107,14 +107,15 @@ struct harness {
 /* ---- proxy.c: registry, listeners, accept, dial -------------------------- */
 hproxy_t *harness_find(harness_t *h, const char *name);
 /* Create (not started) and register; NULL if out of memory. Caller checks caps. */
-hproxy_t *harness_proxy_new(harness_t *h, const char *name, const char *listen, const char *upstream);
+hproxy_t *harness_proxy_new(harness_t *h, const char *name, const char *listen,
+                            const char *upstream);
 /* Start listening. 0 or a libuv error; `err` gets a message like Toxiproxy's.
  * A listen host that is not a literal must be in h->names (else an error). */
 int harness_proxy_start(hproxy_t *p, char *err, size_t errlen);
 /* The address `listen` (host:port) binds: a literal, or a name from h->names.
  * 0, or a libuv error with `err` filled ("listen tcp ...: lookup ...: ..."). */
-int harness_proxy_listen_address(const harness_t *h, const char *listen, struct sockaddr_storage *ss,
-                         char *err, size_t errlen);
+int harness_proxy_listen_address(const harness_t *h, const char *listen,
+                                 struct sockaddr_storage *ss, char *err, size_t errlen);
 /* Stop listening and close every live connection. */
 void harness_proxy_stop(hproxy_t *p);
 /* Stop, unregister and free the proxy and its toxics. */

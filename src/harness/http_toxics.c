@@ -145,7 +145,8 @@ static bool seek(stage_t *st, step_ctx_t *ctx, const chunk_t *c) {
   http_state_t *hs = st->http;
   if (c->kind == CHUNK_DATA && c->pos != CHUNK_NOPOS) {
     uint64_t at = 0, last = GATE_NONE;
-    int found = hs->gate != NULL ? harness_gate_find(hs->gate, hs->stream, c->pos, &at, &last) : GATE_NEVER;
+    int found =
+        hs->gate != NULL ? harness_gate_find(hs->gate, hs->stream, c->pos, &at, &last) : GATE_NEVER;
     /* Nothing will tell where messages begin: step aside. (at < c->pos
      * cannot be: the gate sees every byte before the chain does.) */
     if (found == GATE_NEVER || at < c->pos) {
@@ -255,7 +256,7 @@ static void decide(stage_t *st, step_ctx_t *ctx, size_t end) {
     emit_rewritten_head(st, ctx, end);
     if (hs->head.len > end)
       harness_step_emit_copy(ctx, h + end, hs->head.len - end,
-                     hs->head_pos == CHUNK_NOPOS ? CHUNK_NOPOS : hs->head_pos + end);
+                             hs->head_pos == CHUNK_NOPOS ? CHUNK_NOPOS : hs->head_pos + end);
     hs->mode = MODE_PASS;
     break;
   case TOXIC_HTTP_STATUS:

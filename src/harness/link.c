@@ -164,11 +164,11 @@ void harness_link_close(hconn_t *c, bool reset) {
   if (p != NULL) {
     hdir_t *u = &c->dir[STREAM_UPSTREAM], *dn = &c->dir[STREAM_DOWNSTREAM];
     harness_events_add(&c->h->events, "connection_closed",
-               json_pack("{s:s,s:I,s:b,s:{s:I,s:I},s:{s:I,s:I}}", "proxy", p->name, "conn",
-                         (json_int_t)c->id, "reset", reset, "upstream", "read",
-                         (json_int_t)u->bytes_read, "written", (json_int_t)u->bytes_written,
-                         "downstream", "read", (json_int_t)dn->bytes_read, "written",
-                         (json_int_t)dn->bytes_written));
+                       json_pack("{s:s,s:I,s:b,s:{s:I,s:I},s:{s:I,s:I}}", "proxy", p->name, "conn",
+                                 (json_int_t)c->id, "reset", reset, "upstream", "read",
+                                 (json_int_t)u->bytes_read, "written", (json_int_t)u->bytes_written,
+                                 "downstream", "read", (json_int_t)dn->bytes_read, "written",
+                                 (json_int_t)dn->bytes_written));
     if (c->prev)
       c->prev->next = c->next;
     else
@@ -520,10 +520,10 @@ static void roll(hconn_t *c, stage_t *st) {
   st->active = rng_unit(&r) < st->toxic->toxicity;
   if (c->proxy != NULL)
     harness_events_add(&c->h->events, st->active ? "toxic_applied" : "toxic_skipped",
-               json_pack("{s:s,s:I,s:s,s:s,s:s}", "proxy", c->proxy->name, "conn",
-                         (json_int_t)c->id, "toxic", st->toxic->name, "type", st->toxic->type->name,
-                         "stream",
-                         st->toxic->stream == STREAM_UPSTREAM ? "upstream" : "downstream"));
+                       json_pack("{s:s,s:I,s:s,s:s,s:s}", "proxy", c->proxy->name, "conn",
+                                 (json_int_t)c->id, "toxic", st->toxic->name, "type",
+                                 st->toxic->type->name, "stream",
+                                 st->toxic->stream == STREAM_UPSTREAM ? "upstream" : "downstream"));
 }
 
 void harness_link_add_toxic(hconn_t *c, toxic_t *t) {
@@ -622,9 +622,9 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   if (c->proxy != NULL)
     harness_events_add(&c->h->events, status < 0 ? "upstream_failed" : "upstream_connected",
-               json_pack("{s:s,s:I,s:s,s:s}", "proxy", c->proxy->name, "conn", (json_int_t)c->id,
-                         "upstream", c->proxy->upstream, "result",
-                         status < 0 ? uv_strerror(status) : "ok"));
+                       json_pack("{s:s,s:I,s:s,s:s}", "proxy", c->proxy->name, "conn",
+                                 (json_int_t)c->id, "upstream", c->proxy->upstream, "result",
+                                 status < 0 ? uv_strerror(status) : "ok"));
   if (status < 0) {
     harness_link_close(c, false);
     return;

@@ -16,7 +16,8 @@ hproxy_t *harness_find(harness_t *h, const char *name) {
   return NULL;
 }
 
-hproxy_t *harness_proxy_new(harness_t *h, const char *name, const char *listen, const char *upstream) {
+hproxy_t *harness_proxy_new(harness_t *h, const char *name, const char *listen,
+                            const char *upstream) {
   if (h->nproxies == HARNESS_MAX_PROXIES)
     return NULL;
   hproxy_t *p = calloc(1, sizeof(*p));
@@ -41,8 +42,8 @@ static void on_connection(uv_stream_t *listener, int status) {
   harness_link_accept(p, listener);
 }
 
-int harness_proxy_listen_address(const harness_t *h, const char *listen, struct sockaddr_storage *ss,
-                         char *err, size_t errlen) {
+int harness_proxy_listen_address(const harness_t *h, const char *listen,
+                                 struct sockaddr_storage *ss, char *err, size_t errlen) {
   char host[CYNIC_ADDR_HOST_MAX];
   uint16_t port;
   if (cynic__addr_split(listen, host, sizeof(host), &port) != 0) {

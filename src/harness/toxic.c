@@ -314,7 +314,8 @@ static int read_toxicity(const json_t *body, toxic_t *t, int *status, char *err,
 
 static int from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen);
 
-int harness_toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen) {
+int harness_toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err,
+                            size_t errlen) {
   memset(out, 0, sizeof(*out));
   int rc = from_json(body, out, status, err, errlen);
   if (rc != 0)
@@ -365,8 +366,8 @@ static int from_json(const json_t *body, toxic_t *out, int *status, char *err, s
   return read_attributes(body, out, status, err, errlen);
 }
 
-int harness_toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
-                      size_t errlen) {
+int harness_toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status,
+                              char *err, size_t errlen) {
   if (!json_is_object(body))
     return bad(status, 400, err, errlen, "bad request body", "expected a JSON object");
   if (harness_toxic_copy(out, cur) != 0)

@@ -63,11 +63,12 @@ void harness_toxic_set_strict(bool on);
  * toxicity 1, name "<type>_<stream>", attributes 0). On failure returns -1 with
  * *status (400) and err set; the caller checks name uniqueness (409).
  */
-int harness_toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err, size_t errlen);
+int harness_toxic_from_json(const json_t *body, toxic_t *out, int *status, char *err,
+                            size_t errlen);
 /* Apply an update body to a copy of `cur`: attributes merged, toxicity kept if
  * absent; name, type and stream never change. -1 with *status and err. */
-int harness_toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status, char *err,
-                      size_t errlen);
+int harness_toxic_update_json(const json_t *body, const toxic_t *cur, toxic_t *out, int *status,
+                              char *err, size_t errlen);
 json_t *harness_toxic_to_json(const toxic_t *t);
 /* String attribute i ("" when unset). */
 const char *harness_toxic_str(const toxic_t *t, size_t i);

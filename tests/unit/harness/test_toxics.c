@@ -713,7 +713,8 @@ static void gate_marks_where_messages_begin(void **state) {
   conn_rig_read(r, STREAM_DOWNSTREAM, 0, "\x01garbage");
   assert_int_equal(harness_gate_find(g, STREAM_DOWNSTREAM, 26, &at, &last), GATE_FOUND);
   assert_int_equal(at, 25 + 38);
-  assert_int_equal(harness_gate_find(g, STREAM_DOWNSTREAM, 25 + 38 * 2 + 1, &at, &last), GATE_NEVER);
+  assert_int_equal(harness_gate_find(g, STREAM_DOWNSTREAM, 25 + 38 * 2 + 1, &at, &last),
+                   GATE_NEVER);
   conn_rig_free(r);
 }
 
