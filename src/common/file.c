@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -119,6 +120,22 @@ out:
     *err = rc;
   errno = -rc > 0 && -rc < 2000 ? -rc : EINVAL;
   return NULL;
+}
+
+int cynic__file_rotate(const char *path, uint32_t keep, char *rotated, size_t len) {
+  size_t n = strlen(path);
+  if (n > 4096)
+    return -ENAMETOOLONG;
+  char from[4096 + 16], to[4096 + 16];
+  for (uint32_t i = keep; i > 1; i--) {
+    snprintf(from, sizeof from, "%s.%u", path, i - 1);
+    snprintf(to, sizeof to, "%s.%u", path, i);
+    rename(from, to); /* a missing path.N-1 is fine */
+  }
+  snprintf(to, sizeof to, "%s.1", path);
+  if (rotated != NULL && len > 0)
+    snprintf(rotated, len, "%s", to);
+  return rename(path, to) == 0 ? 0 : -errno;
 }
 
 const char *cynic__file_strerror(int err) {

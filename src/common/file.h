@@ -20,6 +20,7 @@
 #define CYNIC_COMMON_FILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Not a regular file where one is required: a FIFO, a device, a socket (a
@@ -47,6 +48,15 @@ int cynic__file_read(const char *path, size_t max, char **data, size_t *len);
  * descriptor is switched back to blocking once open, so no line is half
  * written. *err (when not NULL) gets the error when NULL is returned. */
 FILE *cynic__file_open_log(const char *path, int *err);
+
+/* Rotates a log file the logrotate way: path.(keep-1) -> path.keep, ...,
+ * path.1 -> path.2, then path -> path.1 (a missing path.N is skipped; what
+ * was path.keep is replaced). `keep` >= 1. The caller reopens `path`
+ * afterwards. The name path now has (path.1) is written to rotated[len]
+ * when it is not NULL. 0, -ENAMETOOLONG for a path over 4,096 bytes, or
+ * -errno of the last rename (path -> path.1). Used by the process log and
+ * the access logs alike. */
+int cynic__file_rotate(const char *path, uint32_t keep, char *rotated, size_t len);
 
 /* Words for an error from the functions above ("is a FIFO (named pipe), not
  * a regular file"; strerror for an errno). Static storage. */

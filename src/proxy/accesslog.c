@@ -125,22 +125,7 @@ void cynic__accesslog_rotate(uint64_t max_bytes, uint32_t keep) {
     struct stat st;
     if (stat(a->path, &st) != 0 || (uint64_t)st.st_size < max_bytes)
       continue;
-    size_t len = strlen(a->path) + 16;
-    char *from = malloc(len), *to = malloc(len);
-    if (from == NULL || to == NULL) {
-      free(from);
-      free(to);
-      return;
-    }
-    for (uint32_t k = keep; k > 1; k--) {
-      snprintf(from, len, "%s.%u", a->path, k - 1);
-      snprintf(to, len, "%s.%u", a->path, k);
-      rename(from, to); /* a missing file.N is fine */
-    }
-    snprintf(to, len, "%s.1", a->path);
-    int rc = rename(a->path, to) == 0 ? 0 : -errno;
-    free(from);
-    free(to);
+    int rc = cynic__file_rotate(a->path, keep, NULL, 0);
     FILE *f = open_file(a->path);
     if (f != NULL) {
       if (a->f != NULL)

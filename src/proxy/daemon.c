@@ -35,11 +35,6 @@
 
 #define ROTATE_CHECK_MS 1000u /* log.rotate: how often the file's size is checked */
 
-static const char *const event_keys[] = {
-#define EVENT_KEY(name, key, msg, text) key,
-    CYNIC__EVENT_MAP(EVENT_KEY)
-#undef EVENT_KEY
-};
 static const char *const event_msgs[] = {
 #define EVENT_MSG(name, key, msg, text) msg,
     CYNIC__EVENT_MAP(EVENT_MSG)
@@ -50,10 +45,6 @@ static const char *const event_texts[] = {
     CYNIC__EVENT_MAP(EVENT_TEXT)
 #undef EVENT_TEXT
 };
-
-const char *cynic__event_key(cynic__event_t ev) {
-  return ev < CYNIC__EV_COUNT ? event_keys[ev] : "unknown";
-}
 
 int64_t cynic__unix_ms(void) {
   uv_timeval64_t tv;
@@ -91,14 +82,14 @@ void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *wha
     json_object_set_new(f, "upstream", json_string(upstream));
   if (f != NULL && detail != NULL)
     json_object_set_new(f, "error", json_string(detail));
-  cynic__log_event(CYNIC_LOG_WARN, event_keys[ev], event_msgs[ev], f);
+  cynic__log_event(CYNIC_LOG_WARN, cynic__event_key(ev), event_msgs[ev], f);
 }
 
 json_t *cynic__counts_json(const cynic__counters_t *c) {
   json_t *o = json_object();
   for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
     if (c->total[ev] != 0)
-      json_object_set_new(o, event_keys[ev], json_integer((json_int_t)c->total[ev]));
+      json_object_set_new(o, cynic__event_key(ev), json_integer((json_int_t)c->total[ev]));
   return o;
 }
 
@@ -155,7 +146,7 @@ static void summarise(cynic__counters_t *c, const char *what, const char *name, 
     char count[16];
     thousands(n, count, sizeof count);
     snprintf(text, sizeof text, "%s %s %s in the last %s", count, event_texts[ev], name, window);
-    cynic__log_event(CYNIC_LOG_WARN, event_keys[ev], text,
+    cynic__log_event(CYNIC_LOG_WARN, cynic__event_key(ev), text,
                      json_pack("{s:s, s:i, s:I}", what, name, "count", (json_int_t)n, "window_ms",
                                (json_int_t)window_ms));
   }
@@ -206,25 +197,13 @@ static void on_rotate_check(uv_timer_t *t) {
   struct stat st;
   if (stat(lc->file, &st) != 0 || (uint64_t)st.st_size < lc->rotate_max_bytes)
     return;
-  size_t n = strlen(lc->file) + 16;
-  char *from = malloc(n), *to = malloc(n);
-  if (from == NULL || to == NULL) {
-    free(from);
-    free(to);
-    return;
-  }
-  for (uint32_t i = lc->rotate_keep; i > 1; i--) {
-    snprintf(from, n, "%s.%u", lc->file, i - 1);
-    snprintf(to, n, "%s.%u", lc->file, i);
-    rename(from, to); /* a missing file.N-1 is fine */
-  }
-  snprintf(to, n, "%s.1", lc->file);
-  int rc = rename(lc->file, to) == 0 ? cynic__log_reopen() : -errno;
+  char to[4096 + 16];
+  int rc = cynic__file_rotate(lc->file, lc->rotate_keep, to, sizeof to);
+  if (rc == 0)
+    rc = cynic__log_reopen();
   cynic__log_event(rc == 0 ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "log_rotated", "log rotated",
                    json_pack("{s:s, s:I, s:s}", "previous", to, "bytes", (json_int_t)st.st_size,
                              "result", rc == 0 ? "ok" : cynic__file_strerror(rc)));
-  free(from);
-  free(to);
 }
 
 /* The check timer for `log` (the config in use, or the one a reload is

@@ -23,15 +23,9 @@
 
 static const double bounds[CYNIC__HIST_BUCKETS] = CYNIC__HIST_BOUNDS;
 
-static const char *const event_keys[] = {
-#define EVENT_KEY(name, key, msg, text) key,
-    CYNIC__EVENT_MAP(EVENT_KEY)
-#undef EVENT_KEY
-};
-
 const char *cynic__outcome_name(int o) {
   if (o >= 0 && o < CYNIC__EV_COUNT)
-    return event_keys[o];
+    return cynic__event_key((cynic__event_t)o);
   switch (o) {
   case CYNIC__OUT_OK:
     return "ok";
@@ -355,7 +349,7 @@ static void l_events(out_t *o, const cynic__listener_t *l) {
   esc(l->cfg->name, ln, sizeof ln);
   for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
     if (l->counters.total[ev] != 0)
-      emit(o, "cynic_events_total{listener=\"%s\",event=\"%s\"} %" PRIu64 "\n", ln, event_keys[ev],
+      emit(o, "cynic_events_total{listener=\"%s\",event=\"%s\"} %" PRIu64 "\n", ln, cynic__event_key(ev),
            l->counters.total[ev]);
 }
 
@@ -431,11 +425,11 @@ static void u_events(out_t *o, const cynic__upstream_t *u) {
     for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
       if (u->endpoints[k].counters.total[ev] != 0)
         emit(o, "cynic_events_total{upstream=\"%s\",endpoint=\"%s\",event=\"%s\"} %" PRIu64 "\n",
-             un, en, event_keys[ev], u->endpoints[k].counters.total[ev]);
+             un, en, cynic__event_key(ev), u->endpoints[k].counters.total[ev]);
   }
   for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
     if (u->counters.total[ev] != 0)
-      emit(o, "cynic_events_total{upstream=\"%s\",event=\"%s\"} %" PRIu64 "\n", un, event_keys[ev],
+      emit(o, "cynic_events_total{upstream=\"%s\",event=\"%s\"} %" PRIu64 "\n", un, cynic__event_key(ev),
            u->counters.total[ev]);
 }
 
@@ -504,7 +498,7 @@ static void u_endpoint_faults(out_t *o, const cynic__upstream_t *u) {
     for (size_t j = 0; j < sizeof endpoint_faults / sizeof endpoint_faults[0]; j++)
       emit(o,
            "cynic_endpoint_faults_total{upstream=\"%s\",endpoint=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
-           un, en, event_keys[endpoint_faults[j]],
+           un, en, cynic__event_key(endpoint_faults[j]),
            u->endpoints[k].counters.total[endpoint_faults[j]]);
   }
 }

@@ -299,8 +299,17 @@ void cynic__proxy_conn_gone(cynic__proxy_t *p);
 void cynic__proxy_event(cynic__counters_t *c, cynic__event_t ev, const char *what, const char *name,
                         const char *upstream, const char *detail);
 
-/* The event's snake_case key ("connect_refused"); static. */
-const char *cynic__event_key(cynic__event_t ev);
+/* The event's snake_case key ("connect_refused"); static. The one table of
+ * keys (log events, metrics labels, access log outcomes): inline, so that the
+ * unit tests that include metrics.c without daemon.c share it too. */
+static inline const char *cynic__event_key(cynic__event_t ev) {
+  static const char *const keys[] = {
+#define CYNIC__EVENT_KEY(name, key, msg, text) key,
+      CYNIC__EVENT_MAP(CYNIC__EVENT_KEY)
+#undef CYNIC__EVENT_KEY
+  };
+  return (unsigned)ev < CYNIC__EV_COUNT ? keys[ev] : "unknown";
+}
 /* c's totals since start by event key, the kinds that happened only, as a
  * new JSON object (NULL without memory). */
 json_t *cynic__counts_json(const cynic__counters_t *c);

@@ -114,12 +114,53 @@ static void open_log_kinds(void **state) {
   unlink(p);
 }
 
+/* The first line of `path`, or "" when it does not exist. */
+static const char *content(const char *path) {
+  static char buf[64];
+  buf[0] = '\0';
+  FILE *f = fopen(path, "r");
+  if (f != NULL) {
+    if (fgets(buf, sizeof buf, f) == NULL)
+      buf[0] = '\0';
+    fclose(f);
+  }
+  return buf;
+}
+
+/* logrotate's shift: log -> log.1 -> log.2, the oldest beyond `keep` is
+ * replaced; a missing log.N is skipped; the new name is reported. */
+static void rotate_shifts_and_keeps(void **state) {
+  (void)state;
+  char log[128], one[140], two[140], three[140], rotated[160];
+  snprintf(log, sizeof log, "%s", path_in("app.log"));
+  snprintf(one, sizeof one, "%s.1", log);
+  snprintf(two, sizeof two, "%s.2", log);
+  snprintf(three, sizeof three, "%s.3", log);
+  write_file(log, "a", 1);
+  assert_int_equal(cynic__file_rotate(log, 2, rotated, sizeof rotated), 0); /* no .1 yet */
+  assert_string_equal(rotated, one);
+  assert_string_equal(content(one), "a");
+  assert_int_equal(access(log, F_OK), -1);
+  write_file(log, "b", 1);
+  assert_int_equal(cynic__file_rotate(log, 2, NULL, 0), 0);
+  write_file(log, "c", 1);
+  assert_int_equal(cynic__file_rotate(log, 2, NULL, 0), 0);
+  assert_string_equal(content(one), "c");
+  assert_string_equal(content(two), "b"); /* "a" was the oldest beyond keep 2 */
+  assert_int_equal(access(three, F_OK), -1);
+  /* nothing to rotate: the error of the last rename */
+  assert_int_equal(cynic__file_rotate(log, 2, NULL, 0), -ENOENT);
+  unlink(one);
+  unlink(two);
+}
+
 int main(void) {
   assert_non_null(mkdtemp(dir));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(read_regular_file),
       cmocka_unit_test(read_refuses_what_is_not_regular),
       cmocka_unit_test(open_log_kinds),
+      cmocka_unit_test(rotate_shifts_and_keeps),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   rmdir(dir);
