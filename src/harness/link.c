@@ -3,6 +3,7 @@
  * connection, asynchronously, so a slow dial never stalls other accepts), two
  * directions of toxic chains, half-close propagation, back pressure.
  */
+#include "err.h"
 #include "link.h"
 
 #include <linux/sockios.h>
@@ -624,7 +625,7 @@ static void on_connect(uv_connect_t *req, int status) {
     harness_events_add(&c->h->events, status < 0 ? "upstream_failed" : "upstream_connected",
                        json_pack("{s:s,s:I,s:s,s:s}", "proxy", c->proxy->name, "conn",
                                  (json_int_t)c->id, "upstream", c->proxy->upstream, "result",
-                                 status < 0 ? uv_strerror(status) : "ok"));
+                                 status < 0 ? cynic__strerror(status) : "ok"));
   if (status < 0) {
     harness_link_close(c, false);
     return;

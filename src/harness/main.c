@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "err.h"
 #include "addr.h"
 #include "file.h"
 #include "harness.h"
@@ -268,7 +269,7 @@ int main(int argc, char **argv) {
   int rc = cynic__httpd_start(&h->api, &loop, &cfg, (struct sockaddr *)&ss, harness_api_handle, h);
   if (rc != 0) {
     cynic__log(CYNIC_LOG_ERROR, "cannot listen",
-               json_pack("{s:s,s:s}", "address", hostport, "error", uv_strerror(rc)));
+               json_pack("{s:s,s:s}", "address", hostport, "error", cynic__strerror(rc)));
     return finish(&app, &loop, 1);
   }
   struct sockaddr_storage bound;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "addr.h"
 #include "harness.h"
 #include "log.h"
@@ -60,7 +61,7 @@ int harness_proxy_listen_address(const harness_t *h, const char *listen,
       continue;
     if (n->status != 0) {
       snprintf(err, errlen, "listen tcp %s: lookup %s: %s", listen, host,
-               n->status == UV_EAI_NONAME ? "no such host" : uv_strerror(n->status));
+               n->status == UV_EAI_NONAME ? "no such host" : cynic__strerror(n->status));
       return n->status;
     }
     *ss = n->ss;
@@ -108,7 +109,7 @@ int harness_proxy_start(hproxy_t *p, char *err, size_t errlen) {
   if (rc == 0)
     rc = uv_listen((uv_stream_t *)l, 511, on_connection);
   if (rc != 0) {
-    snprintf(err, errlen, "listen tcp %s: bind: %s", p->listen, uv_strerror(rc));
+    snprintf(err, errlen, "listen tcp %s: bind: %s", p->listen, cynic__strerror(rc));
     uv_close((uv_handle_t *)l, listener_closed);
     return rc;
   }

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "err.h"
 #include "accesslog.h"
 #include "addr.h"
 #include "admin.h"
@@ -249,7 +250,7 @@ int cynic__admin_listen_new(cynic__proxy_t *p, const cynic__config_t *n, cynic__
   admin_httpd_config(&hc);
   int rc = cynic__httpd_start(s, p->loop, &hc, (struct sockaddr *)&ss, handle, p->admin);
   if (rc != 0) {
-    snprintf(why, len, "admin.listen: cannot listen on %s: %s", ac->listen.text, uv_strerror(rc));
+    snprintf(why, len, "admin.listen: cannot listen on %s: %s", ac->listen.text, cynic__strerror(rc));
     if (s->listening)
       cynic__httpd_close(s, free_closed); /* frees it once libuv lets go */
     else
@@ -328,7 +329,7 @@ int cynic__admin_start(cynic__proxy_t *p) {
   if (rc != 0) {
     cynic__log_event(CYNIC_LOG_ERROR, "listen_failed", "cannot listen",
                      json_pack("{s:s, s:s, s:s}", "listener", "admin", "address", ac->listen.text,
-                               "error", uv_strerror(rc)));
+                               "error", cynic__strerror(rc)));
     return rc;
   }
   cynic__httpd_address(a->httpd, &ss);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "err.h"
 #include "accesslog.h"
 #include "addr.h"
 #include "admin.h"
@@ -131,7 +132,7 @@ static void stream_build_free(stream_build_t *b) {
 static void event_failed(const char *event, int rc) {
   cynic__log_event(CYNIC_LOG_ERROR, "status_stream_event_failed",
                    "a status stream event could not be made",
-                   json_pack("{s:s, s:s, s:I}", "event", event, "error", cynic_strerror(rc),
+                   json_pack("{s:s, s:s, s:I}", "event", event, "error", cynic__strerror(rc),
                              "limit_bytes", (json_int_t)CYNIC__ADMIN_EVENT_MAX));
 }
 

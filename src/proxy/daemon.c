@@ -27,6 +27,7 @@
 
 #include "accesslog.h"
 #include "admin.h"
+#include "err.h"
 #include "file.h"
 #include "log.h"
 #include "proxy.h"
@@ -424,7 +425,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   } else if ((rc = cynic__upstreams_start(&p)) != 0) {
     cynic__log_event(
         CYNIC_LOG_ERROR, "start_failed", "cannot start upstreams",
-        json_pack("{s:s}", "error", rc < -1000 ? cynic_strerror(rc) : uv_strerror(rc)));
+        json_pack("{s:s}", "error", cynic__strerror(rc)));
     p.status = 1;
   } else if (cynic__admin_start(&p) != 0) {
     p.status = 1; /* admin.c said which address and why */
@@ -448,7 +449,7 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   int close_rc = uv_loop_close(&loop);
   if (close_rc != 0) {
     cynic__log_event(CYNIC_LOG_ERROR, "stop_unclean", "event loop closed with handles still open",
-                     json_pack("{s:s}", "error", uv_strerror(close_rc)));
+                     json_pack("{s:s}", "error", cynic__strerror(close_rc)));
     if (status == 0)
       status = 1;
   }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "err.h"
 #include "addr.h"
 #include "log.h"
 #include "pool.h"
@@ -105,7 +106,7 @@ static void on_connection(uv_stream_t *server, int status) {
   if (status < 0) {
     /* EMFILE and friends: libuv sheds the connection; the log stays bounded. */
     cynic__proxy_event(&l->counters, CYNIC__EV_ACCEPT_ERROR, "listener", l->cfg->name, NULL,
-                       uv_strerror(status));
+                       cynic__strerror(status));
     return;
   }
   if (l->reserve == NULL)
@@ -307,7 +308,7 @@ int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l) {
   if (rc != 0)
     cynic__log_event(CYNIC_LOG_ERROR, "listen_failed", "cannot listen",
                      json_pack("{s:s, s:s, s:s}", "listener", l->cfg->name, "address",
-                               l->cfg->listen.text, "error", uv_strerror(rc)));
+                               l->cfg->listen.text, "error", cynic__strerror(rc)));
   return rc;
 }
 
@@ -426,7 +427,7 @@ int cynic__listeners_reload_prepare(cynic__proxy_t *p, const cynic__config_t *n,
       r->rate_swap[i] = true;
       if ((rc = cynic__listener_rate_new(p, lc, &r->rates[i])) != 0) {
         *msg = "reload refused: cannot make a rate table";
-        snprintf(why, len, "listener '%s': rate_limit: %s", lc->name, cynic_strerror(rc));
+        snprintf(why, len, "listener '%s': rate_limit: %s", lc->name, cynic__strerror(rc));
       }
     }
     if (rc == 0 && l->client_buckets == 0 && lc->max_connections_per_client != 0 &&

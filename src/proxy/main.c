@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "err.h"
 #include "config.h"
 #include "cynic/common.h"
 #include "json.h"
@@ -106,7 +107,7 @@ int main(int argc, char **argv) {
   int rc = cynic__config_load(path, &cfg, &errs);
   if (rc != 0) {
     if (errs.count == 0)
-      fprintf(stderr, "%s: %s\n", path, cynic_strerror(rc));
+      fprintf(stderr, "%s: %s\n", path, cynic__strerror(rc));
     cynic__config_errors_print(&errs, stderr);
     return EXIT_BAD_CONFIG;
   }

@@ -82,6 +82,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "err.h"
 #include "accesslog.h"
 #include "admin.h"
 #include "log.h"
@@ -198,7 +199,7 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
     }
     made_u[nu++] = u;
     if ((rc = cynic__upstream_init(p, u, &n->upstreams[i])) != 0)
-      snprintf(why, len, "upstream '%s': %s", n->upstreams[i].name, cynic_strerror(rc));
+      snprintf(why, len, "upstream '%s': %s", n->upstreams[i].name, cynic__strerror(rc));
     else
       cynic__upstream_carry(u, old);
   }
@@ -224,14 +225,14 @@ static int add_new(cynic__proxy_t *p, const cynic__config_t *o, const cynic__con
     made_l[nl++] = l;
     rc = cynic__listener_setup(p, l, lc, upstream_for(p, lc->upstream_name));
     if (rc != 0) {
-      snprintf(why, len, "listener '%s': %s", lc->name, cynic_strerror(rc));
+      snprintf(why, len, "listener '%s': %s", lc->name, cynic__strerror(rc));
     } else if (from != NULL) {
       if ((rc = cynic__listener_adopt(p, l, from)) != 0)
         snprintf(why, len, "listener '%s' cannot take over the socket on %s: %s", lc->name,
-                 from->address, uv_strerror(rc));
+                 from->address, cynic__strerror(rc));
     } else if ((rc = cynic__listener_bind(p, l)) != 0) {
       snprintf(why, len, "listener '%s' cannot listen on %s: %s", lc->name, lc->listen.text,
-               uv_strerror(rc));
+               cynic__strerror(rc));
     }
   }
   if (rc != 0) {
@@ -499,7 +500,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
       json_array_append_new(list, json_string(line));
     }
     if (errs.count == 0)
-      json_array_append_new(list, json_string(cynic_strerror(rc)));
+      json_array_append_new(list, json_string(cynic__strerror(rc)));
     cynic__log_event(CYNIC_LOG_ERROR, "reload_refused",
                      "reload refused: bad config; the old one keeps serving",
                      json_pack("{s:s, s:s, s:O}", "by", who, "file", p->cfg->path, "errors", list));

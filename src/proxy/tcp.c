@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "err.h"
 #include "addr.h"
 #include "log.h"
 #include "pool.h"
@@ -289,7 +290,7 @@ static void relay_failed(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool
   if (writing) {
     /* A write to d->to failed: that peer is gone; forward it as a reset. */
     if (d == &r->up && !r->down.got_bytes)
-      fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
+      fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, cynic__strerror(err));
     conn_close(c, true, d == &r->up ? "upstream_write_error" : "client_write_error");
     return;
   }
@@ -302,7 +303,7 @@ static void relay_failed(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool
   }
   /* A reset (or another read error): forward it as a reset. */
   if (d == &r->down && !r->down.got_bytes)
-    fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, uv_strerror(err));
+    fault(c, CYNIC__EV_RESET_BEFORE_FIRST_BYTE, cynic__strerror(err));
   conn_close(c, true, d == &r->down ? "upstream_reset" : "client_reset");
 }
 
@@ -325,7 +326,7 @@ static void on_connect(cynic__upconn_t *uc, int status) {
     return;
   if (status != 0) {
     fault(c, status == UV_ECONNREFUSED ? CYNIC__EV_CONNECT_REFUSED : CYNIC__EV_CONNECT_ERROR,
-          uv_strerror(status));
+          cynic__strerror(status));
     conn_close(c, false, NULL);
     return;
   }
@@ -364,7 +365,7 @@ static void connect_upstream(cynic__conn_t *c) {
   }
   if (rc != 0) {
     fault(c, rc == UV_ECONNREFUSED ? CYNIC__EV_CONNECT_REFUSED : CYNIC__EV_CONNECT_ERROR,
-          uv_strerror(rc));
+          cynic__strerror(rc));
     conn_close(c, false, NULL);
     return;
   }

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "addr.h"
 #include "log.h"
 #include "proxy.h"
@@ -120,7 +121,7 @@ static void resolved(cynic__endpoint_t *e, int status, struct addrinfo *res) {
     cynic__log_event(CYNIC_LOG_WARN, "resolve_failed", "cannot resolve endpoint",
                      json_pack("{s:s, s:s, s:s, s:b}", "upstream", e->upstream->cfg->name,
                                "endpoint", e->addr->text, "error",
-                               status != 0 ? uv_strerror(status) : "no address", "keeping_previous",
+                               status != 0 ? cynic__strerror(status) : "no address", "keeping_previous",
                                e->resolved));
     uv_freeaddrinfo(res);
     return;
@@ -160,7 +161,7 @@ static void resolve(cynic__proxy_t *p, cynic__endpoint_t *e) {
   } else
     cynic__log_event(CYNIC_LOG_WARN, "resolve_failed", "cannot resolve endpoint",
                      json_pack("{s:s, s:s, s:s}", "upstream", e->upstream->cfg->name, "endpoint",
-                               e->addr->text, "error", uv_strerror(rc)));
+                               e->addr->text, "error", cynic__strerror(rc)));
 }
 
 static void on_resolve_timer(uv_timer_t *t) {
