@@ -458,6 +458,10 @@ static void client_one_in_flight(bh_t *b) {
     strcat(many, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
   strcat(many, "GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
   cl_send(fd, many);
+  /* wait (bounded) for /big to start, then give the server time to do
+   * what it must not: answer /next, read ahead, produce past the socket */
+  for (int i = 0; i < 1000 && atomic_load(&b->produced) < 1; i++)
+    sleep_ms(10);
   sleep_ms(300);
   int produced = atomic_load(&b->produced);
   CHECK((atomic_load(&b->handled)) == (1)); /* /big only */
