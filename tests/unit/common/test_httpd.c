@@ -615,7 +615,7 @@ static void client_silent(bh_t *b) {
   close(fd);
   CHECK((len) == (0));
   CHECK(took >= 150);
-  CHECK(took < 2000);
+  CHECK(took < 10000); /* far below the 60 s idle timeout it rules out */
 }
 
 static void a_silent_connection_closes_at_the_request_timeout(void **state) {
