@@ -132,6 +132,7 @@ static void conn_close(cynic__httpd_conn_t *c) {
   if (c->closing)
     return;
   c->closing = true;
+  c->server->nlive--;
   unqueue(c);
   produce_end(c);
   if (c->pending != NULL) { /* its owner still completes it: detach */
@@ -846,16 +847,12 @@ static void on_connection(uv_stream_t *listener, int status) {
     s->conns->prev = c;
   s->conns = c;
   s->nconns++;
+  s->nlive++;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->closing) {
     conn_close(c);
     return;
   }
-  /* nconns counts closing connections until libuv lets go of them: count
-   * the live ones */
-  size_t live = 0;
-  for (cynic__httpd_conn_t *o = s->conns; o != NULL; o = o->next)
-    live += !o->closing;
-  if (live > s->config.max_conns && !evict_idlest(s, c)) {
+  if (s->nlive > s->config.max_conns && !evict_idlest(s, c)) {
     conn_close(c);
     return;
   }

@@ -86,7 +86,8 @@ typedef struct cynic__httpd {
   cynic__httpd_handler_t handler;
   void *arg;
   cynic__httpd_conn_t *conns; /* doubly linked */
-  size_t nconns;
+  size_t nconns; /* until libuv lets go of them, closing ones included */
+  size_t nlive;  /* not closing: what max_conns bounds */
   cynic__httpd_conn_t *work_head, *work_tail; /* connections with a handler or slice to run */
   uv_idle_t work;                             /* runs the queue while it is not empty */
   bool work_open;                             /* `work` initialised and not closed yet */
