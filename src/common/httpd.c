@@ -528,15 +528,14 @@ static void produce_first(cynic__httpd_conn_t *c, cynic__httpd_response_t *resp)
   bool oom = cynic__json_alloc_failures() != failures;
   if (rc < 0 || oom) {
     produce_end(c);
-    cynic__buf_reset(&resp->body);
-    int status = rc == CYNIC_ENOMEM || oom ? 503 : 500;
-    resp->status = status;
-    resp->content_type = "application/json";
-    resp->headers = NULL;
-    resp->close = true;
-    if (status == 500)
-      cynic__buf_puts(&resp->body, "{\"error\":\"cannot build the response\",\"status\":500}\n");
-    respond(c, resp); /* a 503 with an empty body gets httpd's own */
+    if (rc == CYNIC_ENOMEM || oom) {
+      out_of_memory(resp);
+    } else {
+      cynic__httpd_reply_json(resp, 500, NULL, true); /* "cannot build the response" */
+      resp->headers = NULL;
+      resp->close = true;
+    }
+    respond(c, resp);
     return;
   }
   if (rc > 0) { /* all of it in one slice: sent whole */
