@@ -889,23 +889,26 @@ int cynic__httpd_address(cynic__httpd_t *s, struct sockaddr_storage *out) {
   return uv_tcp_getsockname(&s->listener, (struct sockaddr *)out, &len);
 }
 
-int cynic__httpd_peer(const cynic__http_parser_t *req, char *buf, size_t len) {
+/* The address of the peer that sent `req` (a parser embedded in its
+ * connection). 0 or a libuv error. */
+static int peer_address(const cynic__http_parser_t *req, struct sockaddr_storage *ss) {
   const cynic__httpd_conn_t *c =
       (const cynic__httpd_conn_t *)((const char *)req - offsetof(cynic__httpd_conn_t, parser));
+  int n = sizeof *ss;
+  return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &n);
+}
+
+int cynic__httpd_peer(const cynic__http_parser_t *req, char *buf, size_t len) {
   struct sockaddr_storage ss;
-  int n = sizeof ss;
-  int err = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n);
+  int err = peer_address(req, &ss);
   if (err == 0)
     err = cynic__addr_format((struct sockaddr *)&ss, buf, len);
   return err;
 }
 
 size_t cynic__httpd_peer_key(const cynic__http_parser_t *req, unsigned char key[16]) {
-  const cynic__httpd_conn_t *c =
-      (const cynic__httpd_conn_t *)((const char *)req - offsetof(cynic__httpd_conn_t, parser));
   struct sockaddr_storage ss;
-  int n = sizeof ss;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) != 0)
+  if (peer_address(req, &ss) != 0)
     return 0;
   if (ss.ss_family == AF_INET) {
     memcpy(key, &((struct sockaddr_in *)&ss)->sin_addr, 4);
