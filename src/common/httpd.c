@@ -73,7 +73,6 @@ void cynic__httpd_config_default(cynic__httpd_config_t *c) {
   c->limits.max_body = 1 << 20;
   c->max_conns = 256;
   c->max_response = 64u << 20;
-  c->max_pending_write = 4u << 20;
   c->request_timeout_ms = 15000;
   c->idle_timeout_ms = 60000;
   c->slice_bytes = 64u << 10;

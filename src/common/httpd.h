@@ -2,12 +2,14 @@
  * httpd.h: a small HTTP/1.1 server on a libuv loop for JSON control APIs (the
  * harness API, the proxy's admin listener). Keep-alive and pipelining,
  * answered in order; every limit explicit:
- *   - max_conns connections (further ones are accepted and closed at once),
+ *   - max_conns connections (past it a new one evicts the connection idle
+ *     longest, or is closed at once when none can go),
  *   - the request limits of cynic__http_limits_t (answered 413/414/431),
  *   - request_timeout_ms from a request's first byte to its last (slowloris),
  *   - idle_timeout_ms between requests on a kept-alive connection,
- *   - max_pending_write bytes of unsent responses per connection, past which
- *     the connection stops being read (back pressure).
+ *   - one request in flight per connection and no read-ahead: unsent bytes
+ *     are at most one answer (max_response) or one slice of a produced body,
+ *     and a connection is not read until they are written (back pressure).
  * Handlers run on the loop thread and must not block.
  */
 #ifndef CYNIC_COMMON_HTTPD_H
@@ -70,7 +72,6 @@ typedef struct cynic__httpd_config {
   cynic__http_limits_t limits;
   size_t max_conns;
   size_t max_response;      /* response body cap (a handler past it gets ERANGE) */
-  size_t max_pending_write; /* per connection */
   uint64_t request_timeout_ms;
   uint64_t idle_timeout_ms;
   size_t slice_bytes;      /* a produced body's slice, about (default 64 KiB) */
