@@ -135,7 +135,7 @@ void cynic__accesslog_rotate(uint64_t max_bytes, uint32_t keep) {
     cynic__log_event(rc == 0 && f != NULL ? CYNIC_LOG_INFO : CYNIC_LOG_ERROR, "access_log_rotated",
                      "access log rotated",
                      json_pack("{s:s, s:s, s:i}", "file", a->path, "result",
-                               rc != 0     ? strerror(-rc)
+                               rc != 0     ? cynic__file_strerror(rc)
                                : f == NULL ? cynic__file_strerror(open_error)
                                            : "ok",
                                "keep", (int)keep));

@@ -35,10 +35,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "err.h"
 #include "accesslog.h"
 #include "addr.h"
 #include "admin.h"
+#include "err.h"
 #include "json.h"
 #include "log.h"
 #include "reload.h"
@@ -250,7 +250,8 @@ int cynic__admin_listen_new(cynic__proxy_t *p, const cynic__config_t *n, cynic__
   admin_httpd_config(&hc);
   int rc = cynic__httpd_start(s, p->loop, &hc, (struct sockaddr *)&ss, handle, p->admin);
   if (rc != 0) {
-    snprintf(why, len, "admin.listen: cannot listen on %s: %s", ac->listen.text, cynic__strerror(rc));
+    snprintf(why, len, "admin.listen: cannot listen on %s: %s", ac->listen.text,
+             cynic__strerror(rc));
     if (s->listening)
       cynic__httpd_close(s, free_closed); /* frees it once libuv lets go */
     else
@@ -360,10 +361,7 @@ void cynic__admin_free(cynic__proxy_t *p) {
   cynic__accesslog_close();
   if (a == NULL)
     return;
-  if (a->token != NULL) {
-    memset(a->token, 0, a->token_len);
-    free(a->token);
-  }
+  cynic__token_free(a->token, a->token_len);
   cynic_ratetable_free(a->auth_failures);
   free(a->httpd);
   free(a);

@@ -116,10 +116,7 @@ bool cynic__admin_authorised(req_t *r) {
 
 void cynic__admin_token_set(cynic__proxy_t *p, char *token, size_t len) {
   cynic__admin_t *a = p->admin;
-  if (a->token != NULL) {
-    memset(a->token, 0, a->token_len);
-    free(a->token);
-  }
+  cynic__token_free(a->token, a->token_len);
   a->token = token;
   a->token_len = len;
 }

@@ -379,13 +379,6 @@ void cynic__admin_get_history(req_t *r) {
 
 /* ---- breakers --------------------------------------------------------------------- */
 
-static cynic__upstream_t *find_upstream(cynic__proxy_t *p, const char *name) {
-  for (size_t i = 0; i < p->upstream_count; i++)
-    if (!p->upstreams[i].retired && strcmp(p->upstreams[i].cfg->name, name) == 0)
-      return &p->upstreams[i];
-  return NULL;
-}
-
 static cynic__endpoint_t *find_endpoint(cynic__upstream_t *u, const char *name) {
   for (size_t k = 0; k < u->endpoint_count; k++)
     if (strcmp(u->endpoints[k].addr->text, name) == 0)
@@ -515,7 +508,7 @@ void cynic__admin_breakers(req_t *r) {
       return cynic__admin_not_allowed(r, "GET");
     return cynic__admin_reply_listing(r, LIST_BREAKERS);
   }
-  cynic__upstream_t *u = find_upstream(p, r->segs[1]);
+  cynic__upstream_t *u = cynic__upstream_named(p, r->segs[1]);
   if (u == NULL) {
     char msg[CYNIC__ADMIN_SEG_MAX + 40];
     snprintf(msg, sizeof msg, "no upstream named '%s'", r->segs[1]);

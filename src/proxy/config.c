@@ -405,10 +405,7 @@ static void load_admin(loader_t *ld, const node_t *m) {
         cynic__schema_out_of_memory(&ld->rd);
       else if (rc != 0)
         cynic__schema_error_at(&ld->rd, tf, "token_file: '%s' %s", a->token_file, why);
-      if (token != NULL) {
-        memset(token, 0, len);
-        free(token);
-      }
+      cynic__token_free(token, len);
     }
     cynic__schema_get_bool(&ld->rd, m, "allow_remote", &a->allow_remote);
     cynic__schema_get_duration(&ld->rd, m, "drain_timeout", 0, 3600 * NS_PER_S, "0s..1h",

@@ -302,26 +302,22 @@ const node_t *cynic__schema_get_size(cynic__schema_t *sc, const node_t *m, const
   return get_u64(sc, m, key, cynic__config_parse_size, min, max, range, out);
 }
 
+/* parse_percent in the shape of get_u64's parser. */
+static int parse_percent_u64(const char *s, uint64_t *out, char *hint, size_t hintlen) {
+  uint32_t pct;
+  int rc = cynic__config_parse_percent(s, &pct, hint, hintlen);
+  if (rc == 0)
+    *out = pct;
+  return rc;
+}
+
 const node_t *cynic__schema_get_percent(cynic__schema_t *sc, const node_t *m, const char *key,
                                         uint32_t min, uint32_t max, uint32_t *out) {
-  const node_t *v = cynic__schema_get(m, key);
-  if (v == NULL)
-    return NULL;
-  const char *s = cynic__schema_scalar(sc, v, key);
-  if (s == NULL)
-    return v;
-  char hint[192];
-  uint32_t pct;
-  if (cynic__config_parse_percent(s, &pct, hint, sizeof hint) != 0) {
-    cynic__schema_error_at(sc, v, "%s: %s", key, hint);
-    return v;
-  }
-  if (pct < min || pct > max) {
-    cynic__schema_error_at(sc, v, "%s: %u%% is out of range; use %u%%..%u%%", key, (unsigned)pct,
-                           (unsigned)min, (unsigned)max);
-    return v;
-  }
-  *out = pct;
+  char range[32];
+  snprintf(range, sizeof range, "%u%%..%u%%", (unsigned)min, (unsigned)max);
+  uint64_t pct = *out; /* get_u64 sets it only when the value is good */
+  const node_t *v = get_u64(sc, m, key, parse_percent_u64, min, max, range, &pct);
+  *out = (uint32_t)pct;
   return v;
 }
 

@@ -349,8 +349,8 @@ static void l_events(out_t *o, const cynic__listener_t *l) {
   esc(l->cfg->name, ln, sizeof ln);
   for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
     if (l->counters.total[ev] != 0)
-      emit(o, "cynic_events_total{listener=\"%s\",event=\"%s\"} %" PRIu64 "\n", ln, cynic__event_key(ev),
-           l->counters.total[ev]);
+      emit(o, "cynic_events_total{listener=\"%s\",event=\"%s\"} %" PRIu64 "\n", ln,
+           cynic__event_key(ev), l->counters.total[ev]);
 }
 
 static void u_hist(out_t *o, const cynic__upstream_t *u, const char *name, size_t off) {
@@ -388,24 +388,25 @@ static void u_gauge(out_t *o, const cynic__upstream_t *u, const char *name, uint
   char un[NAME_BUF];
   emit(o, "%s{upstream=\"%s\"} %" PRIu64 "\n", name, esc(u->cfg->name, un, sizeof un), v);
 }
-static void u_bh_in_use(out_t *o, const cynic__upstream_t *u) {
+/* The one-number upstream families: the value of each (u_gauge prints it). */
+static uint64_t v_bh_in_use(const cynic__upstream_t *u) {
   cynic_bulkhead_stats_t s;
   cynic_bulkhead_stats(u->bulkhead, &s);
-  u_gauge(o, u, "cynic_bulkhead_in_use", s.in_use);
+  return s.in_use;
 }
-static void u_bh_limit(out_t *o, const cynic__upstream_t *u) {
-  u_gauge(o, u, "cynic_bulkhead_limit", u->cfg->max_connections);
+static uint64_t v_bh_limit(const cynic__upstream_t *u) {
+  return u->cfg->max_connections;
 }
-static void u_bh_pending(out_t *o, const cynic__upstream_t *u) {
+static uint64_t v_bh_pending(const cynic__upstream_t *u) {
   cynic_bulkhead_stats_t s;
   cynic_bulkhead_stats(u->bulkhead, &s);
-  u_gauge(o, u, "cynic_bulkhead_pending", s.pending);
+  return s.pending;
 }
-static void u_bh_pending_limit(out_t *o, const cynic__upstream_t *u) {
-  u_gauge(o, u, "cynic_bulkhead_pending_limit", u->cfg->max_pending);
+static uint64_t v_bh_pending_limit(const cynic__upstream_t *u) {
+  return u->cfg->max_pending;
 }
-static void u_fail_fast(out_t *o, const cynic__upstream_t *u) {
-  u_gauge(o, u, "cynic_fail_fast_total", u->counters.total[CYNIC__EV_BREAKER_OPEN]);
+static uint64_t v_fail_fast(const cynic__upstream_t *u) {
+  return u->counters.total[CYNIC__EV_BREAKER_OPEN];
 }
 
 static void u_bh_rejections(out_t *o, const cynic__upstream_t *u) {
@@ -429,8 +430,8 @@ static void u_events(out_t *o, const cynic__upstream_t *u) {
   }
   for (int ev = 0; ev < CYNIC__EV_COUNT; ev++)
     if (u->counters.total[ev] != 0)
-      emit(o, "cynic_events_total{upstream=\"%s\",event=\"%s\"} %" PRIu64 "\n", un, cynic__event_key(ev),
-           u->counters.total[ev]);
+      emit(o, "cynic_events_total{upstream=\"%s\",event=\"%s\"} %" PRIu64 "\n", un,
+           cynic__event_key(ev), u->counters.total[ev]);
 }
 
 static void u_breaker_state(out_t *o, const cynic__upstream_t *u) {
@@ -509,51 +510,59 @@ static const struct family {
   const char *name, *type, *help;
   void (*listener)(out_t *o, const cynic__listener_t *l);
   void (*upstream)(out_t *o, const cynic__upstream_t *u);
+  uint64_t (*upstream_value)(
+      const cynic__upstream_t *u); /* one number per upstream, named f->name */
 } families[] = {
-    {"cynic_listener_connections_open", "gauge", "Client connections open now.", l_open, NULL},
-    {"cynic_listener_connections_limit", "gauge", "The listener's max_connections.", l_limit, NULL},
+    {"cynic_listener_connections_open", "gauge", "Client connections open now.", l_open, NULL,
+     NULL},
+    {"cynic_listener_connections_limit", "gauge", "The listener's max_connections.", l_limit, NULL,
+     NULL},
     {"cynic_connections_total", "counter",
-     "Client connections ended, by listener, upstream and outcome.", l_conns, NULL},
+     "Client connections ended, by listener, upstream and outcome.", l_conns, NULL, NULL},
     {"cynic_bytes_total", "counter",
      "Bytes forwarded, by listener, upstream and direction (to_upstream, to_client).", l_bytes,
-     NULL},
+     NULL, NULL},
     {"cynic_upstream_connect_duration_seconds", "histogram", "Time to connect to an endpoint.",
-     NULL, u_connect},
+     NULL, u_connect, NULL},
     {"cynic_upstream_first_byte_seconds", "histogram",
      "From the first byte sent to the upstream (or the connect, when it speaks first) to its "
      "first byte back.",
-     NULL, u_first_byte},
+     NULL, u_first_byte, NULL},
     {"cynic_connection_duration_seconds", "histogram", "Client connections from accept to close.",
-     NULL, u_duration},
+     NULL, u_duration, NULL},
     {"cynic_timeouts_total", "counter",
-     "Timeouts by upstream and kind (connect, first_byte, idle, queue).", NULL, u_timeouts},
-    {"cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.", NULL,
-     u_bh_in_use},
-    {"cynic_bulkhead_limit", "gauge", "Bulkhead max_connections.", NULL, u_bh_limit},
-    {"cynic_bulkhead_pending", "gauge", "Clients waiting for a bulkhead slot.", NULL, u_bh_pending},
-    {"cynic_bulkhead_pending_limit", "gauge", "Bulkhead max_pending.", NULL, u_bh_pending_limit},
+     "Timeouts by upstream and kind (connect, first_byte, idle, queue).", NULL, u_timeouts, NULL},
+    {"cynic_bulkhead_in_use", "gauge", "Bulkhead slots (upstream connections) in use.", NULL, NULL,
+     v_bh_in_use},
+    {"cynic_bulkhead_limit", "gauge", "Bulkhead max_connections.", NULL, NULL, v_bh_limit},
+    {"cynic_bulkhead_pending", "gauge", "Clients waiting for a bulkhead slot.", NULL, NULL,
+     v_bh_pending},
+    {"cynic_bulkhead_pending_limit", "gauge", "Bulkhead max_pending.", NULL, NULL,
+     v_bh_pending_limit},
     {"cynic_fail_fast_total", "counter",
-     "Clients closed at once because every breaker of the upstream was open.", NULL, u_fail_fast},
+     "Clients closed at once because every breaker of the upstream was open.", NULL, NULL,
+     v_fail_fast},
     {"cynic_bulkhead_rejections_total", "counter",
      "Clients turned away by the bulkhead: full (slots and queue) or queue_timeout.", NULL,
-     u_bh_rejections},
+     u_bh_rejections, NULL},
     {"cynic_events_total", "counter",
      "Events by kind since start, for each endpoint (upstream, endpoint), upstream "
      "(upstream) and listener (listener); the kinds of docs/admin.md.",
-     NULL, u_events},
-    {NULL, NULL, NULL, l_events, NULL},
+     NULL, u_events, NULL},
+    {NULL, NULL, NULL, l_events, NULL, NULL},
     {"cynic_breaker_state", "gauge",
-     "1 for the breaker's current state, 0 for the others, per endpoint.", NULL, u_breaker_state},
+     "1 for the breaker's current state, 0 for the others, per endpoint.", NULL, u_breaker_state,
+     NULL},
     {"cynic_breaker_transitions_total", "counter",
-     "Breaker transitions per endpoint, by the state entered.", NULL, u_breaker_transitions},
+     "Breaker transitions per endpoint, by the state entered.", NULL, u_breaker_transitions, NULL},
     {"cynic_breaker_rejections_total", "counter",
-     "Connection attempts an endpoint's breaker refused.", NULL, u_breaker_rejections},
+     "Connection attempts an endpoint's breaker refused.", NULL, u_breaker_rejections, NULL},
     {"cynic_breaker_bucket_level", "gauge", "Faults in the breaker's leaky bucket now.", NULL,
-     u_bucket_level},
+     u_bucket_level, NULL},
     {"cynic_endpoint_connections_active", "gauge", "Connections to the endpoint now.", NULL,
-     u_endpoint_active},
+     u_endpoint_active, NULL},
     {"cynic_endpoint_faults_total", "counter",
-     "Faults counted against an endpoint's breaker, by kind.", NULL, u_endpoint_faults},
+     "Faults counted against an endpoint's breaker, by kind.", NULL, u_endpoint_faults, NULL},
 };
 #define NFAMILIES (sizeof families / sizeof families[0])
 
@@ -586,7 +595,11 @@ static bool step(cynic__proxy_t *p, out_t *o, cynic__metrics_cursor_t *cur) {
       f->listener(o, l);
   } else {
     const cynic__upstream_t *u = &p->upstreams[i];
-    if (!u->retired && u->cfg != NULL) /* replaced or removed by a reload */
+    if (u->retired || u->cfg == NULL) /* replaced or removed by a reload */
+      return true;
+    if (f->upstream_value != NULL)
+      u_gauge(o, u, f->name, f->upstream_value(u));
+    else
       f->upstream(o, u);
   }
   return true;

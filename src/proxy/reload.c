@@ -82,9 +82,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
 #include "accesslog.h"
 #include "admin.h"
+#include "err.h"
 #include "log.h"
 #include "reload.h"
 #include "token.h"
@@ -544,7 +544,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   cynic__httpd_t *new_admin = NULL;
   if ((cynic__config_admin_diff(&p->cfg->admin, &n->admin) & CYNIC__CHANGE_ADMIN_LISTEN) != 0 &&
       cynic__admin_listen_new(p, n, &new_admin, why, sizeof why) != 0) {
-    free(token);
+    cynic__token_free(token, token_len);
     cynic__listeners_reload_undo(&lr);
     cynic__config_free(n);
     return refuse(p, who, status, 409, "reload refused: cannot move the admin listener", why);
@@ -566,7 +566,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     if (rc != 0) {
       json_decref(added);
       cynic__admin_listen_undo(new_admin);
-      free(token);
+      cynic__token_free(token, token_len);
       cynic__listeners_reload_undo(&lr);
       cynic__config_free(n);
       return refuse(p, who, status, 409, "reload refused: cannot add or remove what it says", why2);

@@ -85,7 +85,13 @@ int cynic__token_read(const char *path, char **token, size_t *len, char *why, si
   *len = end;
   return 0;
 out_wipe:
-  memset(t, 0, n);
-  free(t);
+  cynic__token_free(t, n);
   return rc;
+}
+
+void cynic__token_free(char *token, size_t len) {
+  if (token == NULL)
+    return;
+  memset(token, 0, len);
+  free(token);
 }

@@ -25,4 +25,8 @@
  */
 int cynic__token_read(const char *path, char **token, size_t *len, char *why, size_t why_size);
 
+/* Wipes the `len` bytes of `token` (from cynic__token_read; NULL is fine) and
+ * frees it: every holder of a token lets go of it through here. */
+void cynic__token_free(char *token, size_t len);
+
 #endif

@@ -581,6 +581,11 @@ static void test_parse_count_and_number(void **state) {
   assert_string_equal(parse_bad(text),
                       "t.yaml:8:33: open_multiplier: '1e2' has an exponent; write all the digits, "
                       "in 1..100; e.g. 2 doubles the open period after each failed probe");
+  /* A percentage outside the key's range names the range (get_percent). */
+  snprintf(text, sizeof text, "%s    breaker: { window: { type: count, failure_rate: 0%% } }\n",
+           minimal);
+  assert_string_equal(parse_bad(text),
+                      "t.yaml:8:53: failure_rate: 0% is out of range; use 1%..100%");
   snprintf(text, sizeof text, "%s    breaker: { faults: +3 }\n", minimal);
   assert_string_equal(
       parse_bad(text),
