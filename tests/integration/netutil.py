@@ -266,6 +266,21 @@ def recv_to_end(s, timeout=10.0):
         return bytes(out), "reset"
 
 
+def raw_request(host, port, request, timeout=10.0):
+    """Send request (raw bytes, Connection: close) on a new connection and
+    read the answer to EOF within timeout; returns (head, body)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(request)
+        data = recv_all(s, timeout)
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def strict_json(payload):
+    """payload parsed as JSON from strict UTF-8 (bad bytes raise)."""
+    return json.loads(payload.decode("utf-8", "strict"))
+
+
 def recv_exactly(s, n, timeout=10.0):
     s.settimeout(timeout)
     out = bytearray()
