@@ -186,10 +186,17 @@ def test_metrics_stream_is_whole_and_chunked():
         echo.close()
 
 
-def test_hoarded_admin_slots_do_not_lock_out_probes():
+def small_px(admin=""):
+    """cynic with one listener in front of an echo upstream; returns
+    (cynic, the echo server, its admin). The caller stops and closes both."""
     echo = pu.echo()
-    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [echo.endpoint])))
-    adm = au.Admin(px)
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [echo.endpoint]),
+                            admin=admin))
+    return px, echo, au.Admin(px)
+
+
+def test_hoarded_admin_slots_do_not_lock_out_probes():
+    px, echo, adm = small_px()
     socks = []
     try:
         for _ in range(64):  # every slot, kept alive with one /health each
@@ -209,9 +216,7 @@ def test_hoarded_admin_slots_do_not_lock_out_probes():
 
 
 def test_a_silent_connection_is_closed_at_the_request_timeout():
-    echo = pu.echo()
-    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [echo.endpoint])))
-    adm = au.Admin(px)
+    px, echo, adm = small_px()
     try:
         s = socket.create_connection((adm.host, adm.port), timeout=10)
         took = pu.closed_within(s, 40)
@@ -226,10 +231,7 @@ def test_a_silent_connection_is_closed_at_the_request_timeout():
 def token_px(tmp_path):
     tok = tmp_path / "token"
     tok.write_text("s3cret-token\n")
-    echo = pu.echo()
-    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [echo.endpoint]),
-                            admin=au.token_config(tok)))
-    return px, echo, au.Admin(px)
+    return small_px(admin=au.token_config(tok))
 
 
 def read_response(s):
