@@ -830,7 +830,7 @@ static void metrics_handler(req_ctx_t *r) {
 
 /* A query value of decimal digits only (no sign, no space, no exponent: what
  * strtoull would take beyond that, "-1" or " 3", is not a number here), at
- * most `max`; the value ends at '&' or the string's end. */
+ * most `max`; the value ends at '&', '#' or the string's end. */
 static bool query_uint(const char *v, uint64_t max, uint64_t *out) {
   uint64_t x = 0;
   size_t n = 0;

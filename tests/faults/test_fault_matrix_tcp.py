@@ -35,6 +35,7 @@ import pytest
 
 import proxyutil as pu
 from harness_util import Harness
+from netutil import recv_exactly
 
 SLOW = pu.sanitized()
 MARGIN = 1.5 if SLOW else 0.5          # s a caller may wait past a configured bound
@@ -381,7 +382,7 @@ def test_idle_after_first_bytes(rig):
             "idle timeout")
     c = socket.create_connection(rig.app, timeout=10)
     c.sendall(b"a" * 100)
-    assert _recv_exactly(c, 100) == b"a" * 100
+    assert recv_exactly(c, 100) == b"a" * 100
     name = rig.toxic("timeout", timeout=0)
     c.sendall(b"b" * 100)
     gone = pu.closed_within(c, IDLE + MARGIN + 5)
@@ -396,15 +397,6 @@ def test_idle_after_first_bytes(rig):
     record(r, caller_sees="closed after the idle timeout", breaker="stays closed", bound_ms=ms(IDLE), worst_ms=ms(gone),
            detect_ms=ms(gone), recover_ms=ms(time.monotonic() - t1),
            fail_fast_us=None, healthy_worst_ms=ms(healthy), rss_delta_kb=rss)
-
-
-def _recv_exactly(c, n):
-    out = b""
-    while len(out) < n:
-        d = c.recv(n - len(out))
-        assert d, "closed early"
-        out += d
-    return out
 
 
 def test_endless_response(rig):

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -264,6 +265,47 @@ def recv_to_end(s, timeout=10.0):
             out += d
     except ConnectionResetError:
         return bytes(out), "reset"
+
+
+def reset_behind_data(payload):
+    """A server that reads the request, sends `payload` and resets at once
+    (SO_LINGER 0): its last bytes and the reset arrive together."""
+    def handler(conn):
+        conn.recv(100)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.sendall(payload)
+        conn.close()
+    return TcpServer(handler)
+
+
+def rounds_ending_in_fin(connect, payload, rounds=30):
+    """`rounds` calls through connect() to a reset_behind_data(payload)
+    server; each must get a prefix of payload. Returns the (round, bytes)
+    of those that ended in a FIN instead of a reset."""
+    fins = []
+    for i in range(rounds):
+        with connect() as c:
+            c.sendall(b"go")
+            data, how = recv_to_end(c)
+            assert payload.startswith(data)
+            if how == "fin":
+                fins.append((i, len(data)))
+    return fins
+
+
+def raw_request(host, port, request, timeout=10.0):
+    """Send request (raw bytes, Connection: close) on a new connection and
+    read the answer to EOF within timeout; returns (head, body)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(request)
+        data = recv_all(s, timeout)
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def strict_json(payload):
+    """payload parsed as JSON from strict UTF-8 (bad bytes raise)."""
+    return json.loads(payload.decode("utf-8", "strict"))
 
 
 def recv_exactly(s, n, timeout=10.0):

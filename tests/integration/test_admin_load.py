@@ -90,6 +90,31 @@ class RoundTrips:
         return self.samples
 
 
+def read_head(s):
+    """Reads up to the end of a response's head (bounded by s's timeout);
+    returns (head, the body bytes read with it)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = s.recv(4096)
+        assert d, f"closed before the end of the head: {data!r}"
+        data += d
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head + b"\r\n\r\n", rest
+
+
+def dechunk(data):
+    """The body of a chunked transfer, whole and terminated."""
+    body, pos = bytearray(), 0
+    while True:
+        eol = data.index(b"\r\n", pos)
+        n = int(data[pos:eol], 16)
+        if n == 0:
+            return bytes(body)
+        body += data[eol + 2:eol + 2 + n]
+        assert data[eol + 2 + n:eol + 4 + n] == b"\r\n"
+        pos = eol + 2 + n + 2
+
+
 def test_hostile_pipelined_admin_clients_do_not_stall_the_data_plane():
     echo = pu.echo()
     n_up, n_ep = (64, 32) if pu.sanitized() else (256, 64)  # the documented limits
@@ -146,33 +171,20 @@ def test_metrics_stream_is_whole_and_chunked():
     try:
         s = socket.create_connection((adm.host, adm.port), timeout=30)
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(4096)
+        head, rest = read_head(s)
         assert head.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding: chunked" in head
         # fewer upstreams now, while the answer is half-way
         with open(px.config, "w") as f:
             f.write(big_config(n_up // 2, n_ep, echo.endpoint))
         st, _, js, _ = adm.post("/reload")
         assert st == 200, js
-        data = bytearray(head.split(b"\r\n\r\n", 1)[1])
+        data = bytearray(rest)
         s.settimeout(30)
         while not data.endswith(b"\r\n0\r\n\r\n"):
             d = s.recv(1 << 20)
             assert d, "connection closed before the last chunk"
             data += d
-        data = bytes(data)
-        # decode the chunks
-        body, pos = bytearray(), 0
-        while True:
-            eol = data.index(b"\r\n", pos)
-            n = int(data[pos:eol], 16)
-            if n == 0:
-                break
-            body += data[eol + 2:eol + 2 + n]
-            assert data[eol + 2 + n:eol + 4 + n] == b"\r\n"
-            pos = eol + 2 + n + 2
-        m = au.parse_prometheus(body.decode())
+        m = au.parse_prometheus(dechunk(bytes(data)).decode())
         assert m.all("cynic_build_info")[0][1] == 1
         # the last family is there: nothing was cut
         assert m.all("cynic_endpoint_faults_total", upstream="backend")
@@ -186,10 +198,17 @@ def test_metrics_stream_is_whole_and_chunked():
         echo.close()
 
 
-def test_hoarded_admin_slots_do_not_lock_out_probes():
+def small_px(admin=""):
+    """cynic with one listener in front of an echo upstream; returns
+    (cynic, the echo server, its admin). The caller stops and closes both."""
     echo = pu.echo()
-    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [echo.endpoint])))
-    adm = au.Admin(px)
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [echo.endpoint]),
+                            admin=admin))
+    return px, echo, au.Admin(px)
+
+
+def test_hoarded_admin_slots_do_not_lock_out_probes():
+    px, echo, adm = small_px()
     socks = []
     try:
         for _ in range(64):  # every slot, kept alive with one /health each
@@ -209,9 +228,7 @@ def test_hoarded_admin_slots_do_not_lock_out_probes():
 
 
 def test_a_silent_connection_is_closed_at_the_request_timeout():
-    echo = pu.echo()
-    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [echo.endpoint])))
-    adm = au.Admin(px)
+    px, echo, adm = small_px()
     try:
         s = socket.create_connection((adm.host, adm.port), timeout=10)
         took = pu.closed_within(s, 40)
@@ -226,10 +243,7 @@ def test_a_silent_connection_is_closed_at_the_request_timeout():
 def token_px(tmp_path):
     tok = tmp_path / "token"
     tok.write_text("s3cret-token\n")
-    echo = pu.echo()
-    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [echo.endpoint]),
-                            admin=au.token_config(tok)))
-    return px, echo, au.Admin(px)
+    return small_px(admin=au.token_config(tok))
 
 
 def read_response(s):
@@ -357,13 +371,11 @@ def test_streamed_json_survives_a_reload_midway():
             s.settimeout(30)
             s.connect((adm.host, adm.port))
             s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += s.recv(4096)
+            head, rest = read_head(s)
             with open(px.config, "w") as f:
                 f.write(big_config(n_up // 2, n_ep, echo.endpoint))
             assert adm.post("/reload")[0] == 200
-            data = bytearray(head.split(b"\r\n\r\n", 1)[1])
+            data = bytearray(rest)
             while True:
                 d = s.recv(1 << 20)
                 if not d:
@@ -372,15 +384,7 @@ def test_streamed_json_survives_a_reload_midway():
             s.close()
             data = bytes(data)
             if b"Transfer-Encoding: chunked" in head:
-                body, pos = bytearray(), 0
-                while True:
-                    eol = data.index(b"\r\n", pos)
-                    n = int(data[pos:eol], 16)
-                    if n == 0:
-                        break
-                    body += data[eol + 2:eol + 2 + n]
-                    pos = eol + 2 + n + 2
-                data = bytes(body)
+                data = dechunk(data)
             js = json.loads(data)
             assert "upstreams" in js, path
             if path == b"/status" and not pu.sanitized():  # the reload did land mid-way

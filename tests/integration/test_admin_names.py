@@ -2,17 +2,12 @@
 invalid UTF-8 (%ff, a cut %c3, a stray %80) name nothing, so they are a 404
 with a JSON body like any unknown name, never a 500 (issue 10). The same for
 a request body whose bytes are not UTF-8: a 400 with a JSON body."""
-import json
-
 import adminutil as au
+import netutil
 import proxyutil as pu
+from netutil import strict_json
 
 BAD = ["%ff", "%c3", "a%80b", "%e2%82", "%ed%a0%80", "%c0%af", "%f4%90%80%80"]
-
-
-def strict_json(payload):
-    """The body parsed as JSON from strict UTF-8 (json.loads(bytes) is lenient about nothing here)."""
-    return json.loads(payload.decode("utf-8", "strict"))
 
 
 def test_bad_bytes_in_names_are_404_with_json():
@@ -52,18 +47,9 @@ def test_bad_bytes_in_names_are_404_with_json():
             js = strict_json(raw)
             assert js["status"] == 400 and js["error"].startswith("bad JSON body"), (body, js)
         # raw bytes above 0x7f in the request line: the same 404 (or llhttp's 400), JSON
-        import socket
-        c = socket.create_connection((adm.host, adm.port), timeout=10)
-        c.sendall(b"GET /breakers/\xff\xc3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        c.close()
-        head, _, payload = data.partition(b"\r\n\r\n")
-        assert head.split(b" ")[1] in (b"400", b"404"), data
+        head, payload = netutil.raw_request(
+            adm.host, adm.port, b"GET /breakers/\xff\xc3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert head.split(b" ")[1] in (b"400", b"404"), (head, payload)
         assert strict_json(payload)["status"] in (400, 404)
         # nothing was tripped by any of it, and the process logged only JSON lines
         assert adm.breaker("backend", ep)["state"] == "closed"

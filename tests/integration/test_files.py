@@ -7,7 +7,9 @@ traffic stopped. Every path is now opened without waiting and checked for
 its type. Each test bounds its waits (subprocess timeouts, HTTP timeouts), so
 a regression fails by timeout instead of hanging the suite.
 """
+import contextlib
 import os
+import select
 import signal
 import subprocess
 import time
@@ -35,6 +37,40 @@ def config_text(echo, extra_admin=""):
 def fifo(path):
     os.mkfifo(path)
     return str(path)
+
+
+@contextlib.contextmanager
+def running(config=None):
+    """An echo upstream and a cynic in front of it (config_text unless
+    config(echo) is given); yields (echo, the config text, cynic, its admin),
+    stopped and closed on the way out."""
+    echo = pu.echo()
+    try:
+        text = (config or config_text)(echo)
+        px = pu.Cynic(text)
+        try:
+            yield echo, text, px, au.Admin(px, timeout=BOUND)
+        finally:
+            px.stop()
+    finally:
+        echo.close()
+
+
+def reload_with(px, adm, text):
+    """Write text as px's config and POST /reload; returns adm.post's answer."""
+    with open(px.config, "w") as out:
+        out.write(text)
+    return adm.post("/reload")
+
+
+def sighup_is_refused_too(px, adm):
+    """SIGHUP refuses the same config as the POST /reload before it did (the
+    second reload_refused), and the proxy stays responsive."""
+    px.signal(signal.SIGHUP)
+    pu.wait_for(lambda: len(px.logs(event="reload_refused")) == 2, timeout=BOUND,
+                what="the SIGHUP refusal")
+    assert px.logs(event="reload_refused")[1]["by"] == "SIGHUP"
+    responsive(px, adm)
 
 
 def responsive(px, adm):
@@ -73,10 +109,7 @@ def test_check_refuses_devices_and_directories(tmp_path):
 
 
 def test_reload_of_a_fifo_config_is_refused_and_the_proxy_keeps_serving(tmp_path):
-    echo = pu.echo()
-    px = pu.Cynic(config_text(echo))
-    adm = au.Admin(px, timeout=BOUND)
-    try:
+    with running() as (_, _, px, adm):
         os.remove(px.config)
         fifo(px.config)
         status, _, js, _ = adm.post("/reload")
@@ -86,30 +119,16 @@ def test_reload_of_a_fifo_config_is_refused_and_the_proxy_keeps_serving(tmp_path
         rec = px.wait_log(lambda r: r.get("event") == "reload_refused", what="reload_refused")
         assert "FIFO" in rec["errors"][0]
         responsive(px, adm)
-        # the same through SIGHUP
-        px.signal(signal.SIGHUP)
-        pu.wait_for(lambda: len(px.logs(event="reload_refused")) == 2, timeout=BOUND,
-                    what="the SIGHUP refusal")
-        assert px.logs(event="reload_refused")[1]["by"] == "SIGHUP"
-        responsive(px, adm)
-    finally:
-        px.stop()
-        echo.close()
+        sighup_is_refused_too(px, adm)
 
 
 # ---- log files -------------------------------------------------------------------------
 
 
 def test_reload_to_a_fifo_log_file_is_refused_and_logged(tmp_path):
-    echo = pu.echo()
-    text = config_text(echo)
-    px = pu.Cynic(text)
-    adm = au.Admin(px, timeout=BOUND)
-    try:
+    with running() as (_, text, px, adm):
         f = fifo(tmp_path / "log.fifo")
-        with open(px.config, "w") as out:
-            out.write(text.replace('file: "-"', f"file: {f}"))
-        status, _, js, _ = adm.post("/reload")
+        status, _, js, _ = reload_with(px, adm, text.replace('file: "-"', f"file: {f}"))
         assert status == 409, js
         want = f"log.file: cannot open '{f}': has no reader"
         assert js["error"].startswith(want) and js["error"].endswith("; nothing was applied"), js
@@ -117,26 +136,13 @@ def test_reload_to_a_fifo_log_file_is_refused_and_logged(tmp_path):
         assert rec["msg"] == "reload refused: cannot open log.file"
         assert rec["reason"].startswith(want) and rec["by"].startswith("POST /reload")
         responsive(px, adm)
-        px.signal(signal.SIGHUP)  # was silent
-        pu.wait_for(lambda: len(px.logs(event="reload_refused")) == 2, timeout=BOUND,
-                    what="the SIGHUP refusal")
-        assert px.logs(event="reload_refused")[1]["by"] == "SIGHUP"
-        responsive(px, adm)
-    finally:
-        px.stop()
-        echo.close()
+        sighup_is_refused_too(px, adm)  # was silent
 
 
 def test_log_swapped_for_a_fifo_before_sigusr1_keeps_the_old_file(tmp_path):
-    echo = pu.echo()
-    text = config_text(echo)
-    px = pu.Cynic(text)
-    adm = au.Admin(px, timeout=BOUND)
     log = tmp_path / "cynic.log"
-    try:
-        with open(px.config, "w") as out:
-            out.write(text.replace('file: "-"', f"file: {log}"))
-        assert adm.post("/reload")[0] == 200
+    with running() as (_, text, px, adm):
+        assert reload_with(px, adm, text.replace('file: "-"', f"file: {log}"))[0] == 200
         pu.wait_for(log.exists, timeout=BOUND, what="the log file")
         os.rename(log, tmp_path / "cynic.log.1")  # logrotate's move ...
         fifo(log)  # ... and something else in its place
@@ -147,26 +153,14 @@ def test_log_swapped_for_a_fifo_before_sigusr1_keeps_the_old_file(tmp_path):
                     what="log_reopened in the old file")
         line = [x for x in old.read_text().splitlines() if '"log_reopened"' in x][-1]
         assert '"level":"error"' in line and "has no reader" in line, line
-    finally:
-        px.stop()
-        echo.close()
 
 
 def test_log_file_may_be_a_character_device(tmp_path):
     # containers point logs at /dev/stdout; /dev/null is the simplest device
-    echo = pu.echo()
-    text = config_text(echo)
-    px = pu.Cynic(text)
-    adm = au.Admin(px, timeout=BOUND)
-    try:
-        with open(px.config, "w") as out:
-            out.write(text.replace('file: "-"', "file: /dev/null"))
-        status, _, js, _ = adm.post("/reload")
+    with running() as (_, text, px, adm):
+        status, _, js, _ = reload_with(px, adm, text.replace('file: "-"', "file: /dev/null"))
         assert status == 200, js
         responsive(px, adm)
-    finally:
-        px.stop()
-        echo.close()
 
 
 def test_start_with_a_fifo_log_file_exits_1_at_once(tmp_path):
@@ -184,36 +178,22 @@ def test_start_with_a_fifo_log_file_exits_1_at_once(tmp_path):
 
 def test_log_file_may_be_stdout_when_it_is_a_pipe_with_a_reader(tmp_path):
     # the container case: /dev/stdout is the collector's pipe (here, ours)
-    echo = pu.echo()
-    text = config_text(echo)
-    px = pu.Cynic(text)
-    adm = au.Admin(px, timeout=BOUND)
-    try:
-        with open(px.config, "w") as out:
-            out.write(text.replace('file: "-"', "file: /dev/stdout"))
-        status, _, js, _ = adm.post("/reload")
+    with running() as (_, text, px, adm):
+        status, _, js, _ = reload_with(px, adm, text.replace('file: "-"', "file: /dev/stdout"))
         assert status == 200, js
         responsive(px, adm)
-        import select  # the log continues on stdout (a bounded wait)
+        # the log continues on stdout (a bounded wait)
         assert select.select([px.proc.stdout], [], [], BOUND)[0], "no log line on stdout"
         line = px.proc.stdout.readline()
         assert b'"event"' in line, line
-    finally:
-        px.stop()
-        echo.close()
 
 
 def test_access_log_refusal_on_reload_is_logged_as_reload_refused(tmp_path):
-    echo = pu.echo()
-    px = pu.Cynic(config_text(echo))
-    adm = au.Admin(px, timeout=BOUND)
-    try:
+    with running() as (echo, _, px, adm):
         f = fifo(tmp_path / "access.fifo")
         text = pu.config(pu.listener("app", "backend", f"access_log: {f}"),
                          pu.upstream("backend", [echo.endpoint]))
-        with open(px.config, "w") as out:
-            out.write(text)
-        status, _, js, _ = adm.post("/reload")
+        status, _, js, _ = reload_with(px, adm, text)
         assert status == 409, js
         rec = px.wait_log(lambda r: r.get("event") == "reload_refused", what="reload_refused")
         assert rec["msg"] == "reload refused: cannot open an access log"
@@ -222,9 +202,6 @@ def test_access_log_refusal_on_reload_is_logged_as_reload_refused(tmp_path):
         failed = px.logs(event="access_log_failed")
         assert failed and failed[-1]["file"] == f
         responsive(px, adm)
-    finally:
-        px.stop()
-        echo.close()
 
 
 # ---- the token file ---------------------------------------------------------------

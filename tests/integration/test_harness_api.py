@@ -442,7 +442,9 @@ def test_expect_100_continue(harness):
     s.sendall(body)
     rest = first[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
     while b"\r\n\r\n" not in rest:
-        rest += s.recv(4096)
+        d = s.recv(4096)
+        assert d, f"closed before the end of the head: {rest!r}"  # b"" forever: no wait
+        rest += d
     assert rest.startswith(b"HTTP/1.1 201")
     s.close()
 

@@ -2,16 +2,12 @@
 A name in the path that decodes to invalid UTF-8 names nothing (404), a body
 that is not UTF-8 is a 400, and every answer is JSON, never a 500. The debug
 log line of each request stays JSON too."""
-import json
-import socket
 
+import netutil
 from harness_util import Harness, harness  # noqa: F401
+from netutil import strict_json
 
 BAD = ["%ff", "%c3", "a%80b", "%e2%82", "%ed%a0%80", "%c0%af"]
-
-
-def strict_json(payload):
-    return json.loads(payload.decode("utf-8", "strict"))
 
 
 def check(api, method, path, want, raw=None, text=None):
@@ -71,17 +67,9 @@ def test_debug_log_of_raw_bytes_stays_json():
     h = Harness("-log-level", "debug")
     try:
         # a request line with raw bytes above 0x7f in the path
-        s = socket.create_connection((h.host, h.port), timeout=10)
-        s.sendall(b"GET /proxies/\xff\xc3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        assert head.split(b" ")[1] in (b"400", b"404"), data
+        head, body = netutil.raw_request(
+            h.host, h.port, b"GET /proxies/\xff\xc3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert head.split(b" ")[1] in (b"400", b"404"), (head, body)
         strict_json(body)
         # the request's debug line: JSON, with the URL's bad bytes replaced
         rec = h.wait_log(lambda r: r.get("msg") == "api request" and r.get("url", "").startswith("/proxies/"))

@@ -6,7 +6,8 @@ import threading
 import time
 
 from harness_util import Harness, harness  # noqa: F401
-from netutil import TcpServer, connect, echo_handler, recv_all, recv_exactly, recv_to_end, refused, wait_for
+from netutil import (TcpServer, connect, echo_handler, recv_all, recv_exactly, refused, reset_behind_data,
+                     rounds_ending_in_fin, wait_for)
 
 
 def test_forward_echo_and_half_close(harness):
@@ -119,27 +120,12 @@ def test_reset_right_behind_data_reaches_the_client_as_reset(harness):
     """An upstream whose last bytes and reset arrive together (libuv then
     reports EOF, not ECONNRESET): with no toxic the client still gets a
     reset, never a FIN. Before the fix most rounds ended in a FIN."""
-    import struct
     payload = b"r" * 1024
-
-    def handler(conn):
-        conn.recv(100)
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.sendall(payload)
-        conn.close()
-
-    srv = TcpServer(handler)
+    srv = reset_behind_data(payload)
     try:
         p = harness.create("rst", srv.endpoint)
         port = harness.listen_port(p)
-        fins = []
-        for i in range(30):
-            with connect(port) as c:
-                c.sendall(b"go")
-                data, how = recv_to_end(c)
-                assert payload.startswith(data)
-                if how == "fin":
-                    fins.append((i, len(data)))
+        fins = rounds_ending_in_fin(lambda: connect(port), payload)
         assert fins == [], f"rounds that ended in a FIN instead of a reset (round, bytes): {fins}"
     finally:
         srv.close()

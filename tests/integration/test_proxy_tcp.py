@@ -14,7 +14,7 @@ import time
 import pytest
 
 import proxyutil as pu
-from netutil import recv_to_end
+from netutil import reset_behind_data, rounds_ending_in_fin
 
 BIG = (20 if pu.sanitized() else 100) << 20  # bytes each way
 
@@ -148,23 +148,10 @@ def test_reset_right_behind_data_reaches_the_client_as_reset():
     (reset_after_bytes); before the fix about half of the rounds ended in a
     FIN."""
     payload = b"r" * 1024
-    def handler(conn):
-        conn.recv(100)
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.sendall(payload)
-        conn.close()
-
-    srv = pu.Server(handler)
+    srv = reset_behind_data(payload)
     px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [srv.endpoint])))
     try:
-        fins = []
-        for i in range(30):
-            with px.connect() as c:
-                c.sendall(b"go")
-                data, how = recv_to_end(c)
-                assert payload.startswith(data)
-                if how == "fin":
-                    fins.append((i, len(data)))
+        fins = rounds_ending_in_fin(px.connect, payload)
         assert fins == [], f"rounds that ended in a FIN instead of a reset (round, bytes): {fins}"
     finally:
         px.stop()
