@@ -36,14 +36,21 @@ static unsigned int pending_bufs(const cynic__relay_dir_t *d, uv_buf_t bufs[2]) 
   return 2;
 }
 
+/* The relay `d` belongs to: its `from` stream's data (relay.h), rather than a
+ * pointer per direction that would say the same. */
+static inline cynic__relay_t *dir_relay(const cynic__relay_dir_t *d) {
+  return d->from->data;
+}
+
 static void consume(cynic__relay_dir_t *d, size_t n) {
+  cynic__relay_t *r = dir_relay(d);
   d->head = (d->head + n) % d->cap;
   d->len -= n;
   d->bytes += n;
-  if (d == &d->relay->up)
-    d->relay->listener->stats.bytes_up += n;
+  if (d == &r->up)
+    r->listener->stats.bytes_up += n;
   else
-    d->relay->listener->stats.bytes_down += n;
+    r->listener->stats.bytes_down += n;
   if (d->len == 0)
     d->head = 0; /* keep the free space contiguous */
 }
@@ -79,7 +86,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 /* Moves `d` along: writes what is pending (if no write is in flight), resumes
  * reading when there is room, and forwards EOF once everything is written. */
 static void flush(cynic__relay_dir_t *d) {
-  cynic__relay_t *r = d->relay;
+  cynic__relay_t *r = dir_relay(d);
   if (d->writing == 0 && d->len > 0) {
     uv_buf_t bufs[2];
     unsigned int n = pending_bufs(d, bufs);
@@ -120,10 +127,11 @@ static void flush(cynic__relay_dir_t *d) {
 
 static void on_write(uv_write_t *req, int status) {
   cynic__relay_dir_t *d = req->data;
-  if (d->relay->ops == NULL)
+  cynic__relay_t *r = dir_relay(d);
+  if (r->ops == NULL)
     return;
   if (status < 0) {
-    d->relay->ops->failed(d->relay, d, status, true);
+    r->ops->failed(r, d, status, true);
     return;
   }
   consume(d, d->writing);
@@ -134,7 +142,7 @@ static void on_write(uv_write_t *req, int status) {
 static void on_shutdown(uv_shutdown_t *req, int status) {
   (void)status; /* a failed shutdown means the peer is gone: just as final */
   cynic__relay_dir_t *d = req->data;
-  if (d->relay->ops == NULL)
+  if (dir_relay(d)->ops == NULL)
     return;
   d->shut_done = true;
   flush(d);
@@ -187,9 +195,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 /* ---- the owner's side ---------------------------------------------------------- */
 
-static void dir_init(cynic__relay_t *r, cynic__relay_dir_t *d, uv_stream_t *from, uv_stream_t *to,
-                     size_t cap) {
-  d->relay = r;
+static void dir_init(cynic__relay_dir_t *d, uv_stream_t *from, uv_stream_t *to, size_t cap) {
   d->from = from;
   d->to = to;
   d->cap = cap;
@@ -202,8 +208,8 @@ void cynic__relay_init(cynic__relay_t *r, cynic__listener_t *l, uv_stream_t *cli
   size_t cap = (size_t)l->cfg->buffer_bytes;
   r->ops = NULL; /* until started */
   r->listener = l;
-  dir_init(r, &r->up, client, server, cap);
-  dir_init(r, &r->down, server, client, cap);
+  dir_init(&r->up, client, server, cap);
+  dir_init(&r->down, server, client, cap);
 }
 
 void cynic__relay_start(cynic__relay_t *r, const cynic__relay_ops_t *ops) {

@@ -22,8 +22,9 @@
  * (a direction's first bytes, EOF, an error, done) through its ops, and
  * reads the rest (last_active_ms, bytes, from_reset) from the fields.
  *
- * The two streams' handle.data must point to the relay while it runs; the
- * owner closes the streams (after cynic__relay_stop) and gives the buffers
+ * The two streams' handle.data must point to the relay from init until
+ * their close callbacks (a write's or shutdown's callback finds its relay
+ * there, even after cynic__relay_stop); the owner closes the streams (after cynic__relay_stop) and gives the buffers
  * back with cynic__relay_free once their close callbacks have run.
  */
 #ifndef CYNIC_PROXY_RELAY_H
@@ -35,8 +36,7 @@ typedef struct cynic__relay cynic__relay_t;
 
 /* One direction: bytes read from `from`, written to `to`. */
 typedef struct cynic__relay_dir {
-  cynic__relay_t *relay;
-  uv_stream_t *from, *to;
+  uv_stream_t *from, *to; /* from->data is the relay (see above) */
   char *buf;      /* ring buffer of cap bytes; NULL while empty (pooled) */
   size_t cap;     /* the listener's `buffer` */
   size_t head;    /* first byte not yet written */

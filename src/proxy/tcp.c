@@ -59,19 +59,20 @@ struct cynic__conn {
   cynic__attempt_t attempt; /* the endpoint and its breaker permit (upstream.c) */
   conn_state_t state;
   bool has_slot;          /* holds a bulkhead slot: leave() when freed */
+  bool has_outcome;       /* outcome is set (metrics.c) */
   uv_tcp_t client;        /* data: &relay (the streams' callbacks are relay.c's) */
   cynic__upconn_t server; /* the upstream connection (pool.c); open once connecting */
   uv_timer_t timer;       /* data: this connection */
   int handles;            /* handles not yet closed; freed at 0 */
+  int outcome; /* CYNIC__EV_* or CYNIC__OUT_*: the first reason the connection ended */
   cynic__relay_t relay;   /* the byte pump (relay.c), set up once connected:
                              relay.down.got_bytes = the upstream's first byte came,
                              relay.up.got_bytes = the client's first byte went */
   uint64_t first_byte_ms; /* 0 = not armed */
   uint64_t idle_ms;
   const char *why; /* why it ended, for the debug log; static string */
-  /* for metrics and the access log (metrics.c) */
-  bool has_outcome;
-  int outcome; /* CYNIC__EV_* or CYNIC__OUT_*: the first reason the connection ended */
+  /* for metrics and the access log (metrics.c), with has_outcome and outcome
+   * above (placed in padding holes) */
   const char *decision;
   /* Phase timestamps in microseconds (uv_hrtime, read once per phase event;
    * 0 = not reached). The loop's millisecond clock (uv_now) is too coarse for
