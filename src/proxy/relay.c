@@ -28,7 +28,7 @@ static void buffer_put(cynic__listener_t *l, char *buf) {
 
 /* The pending bytes as at most two buffers (the ring may wrap). */
 static unsigned int pending_bufs(const cynic__relay_dir_t *d, uv_buf_t bufs[2]) {
-  size_t first = d->head + d->len <= d->cap ? d->len : d->cap - d->head;
+  size_t first = (size_t)d->head + d->len <= d->cap ? d->len : (size_t)(d->cap - d->head);
   bufs[0] = uv_buf_init(d->buf + d->head, (unsigned int)first);
   if (first == d->len)
     return 1;
@@ -44,8 +44,8 @@ static inline cynic__relay_t *dir_relay(const cynic__relay_dir_t *d) {
 
 static void consume(cynic__relay_dir_t *d, size_t n) {
   cynic__relay_t *r = dir_relay(d);
-  d->head = (d->head + n) % d->cap;
-  d->len -= n;
+  d->head = (uint32_t)((d->head + n) % d->cap);
+  d->len -= (uint32_t)n;
   d->bytes += n;
   if (d == &r->up)
     r->listener->stats.bytes_up += n;
@@ -78,7 +78,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS; never expected */
     return;
   }
-  size_t tail = (d->head + d->len) % d->cap;
+  size_t tail = ((size_t)d->head + d->len) % d->cap;
   size_t room = tail >= d->head ? d->cap - tail : d->head - tail;
   *buf = uv_buf_init(d->buf + tail, (unsigned int)room);
 }
@@ -156,7 +156,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   if (nread > 0) {
     r->last_active_ms = uv_now(s->loop);
-    d->len += (size_t)nread;
+    d->len += (uint32_t)nread; /* at most the room on_alloc gave, < cap */
     if (!d->got_bytes) {
       d->got_bytes = true;
       r->ops->first_bytes(r, d);
@@ -198,7 +198,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void dir_init(cynic__relay_dir_t *d, uv_stream_t *from, uv_stream_t *to, size_t cap) {
   d->from = from;
   d->to = to;
-  d->cap = cap;
+  d->cap = (uint32_t)cap; /* <= 16 MB (config.c) */
   d->write_req.data = d;
   d->shutdown_req.data = d;
 }

@@ -37,11 +37,13 @@ typedef struct cynic__relay cynic__relay_t;
 /* One direction: bytes read from `from`, written to `to`. */
 typedef struct cynic__relay_dir {
   uv_stream_t *from, *to; /* from->data is the relay (see above) */
-  char *buf;      /* ring buffer of cap bytes; NULL while empty (pooled) */
-  size_t cap;     /* the listener's `buffer` */
-  size_t head;    /* first byte not yet written */
-  size_t len;     /* bytes read and not yet written */
-  size_t writing; /* bytes of the write in flight (from head); 0 = none */
+  char *buf;              /* ring buffer of cap bytes; NULL while empty (pooled) */
+  /* Ring offsets in 32 bits: `buffer` is at most 16 MB (config.c), and four
+   * 8-byte words here would cost 32 bytes a connection for nothing. */
+  uint32_t cap;     /* the listener's `buffer` */
+  uint32_t head;    /* first byte not yet written */
+  uint32_t len;     /* bytes read and not yet written */
+  uint32_t writing; /* bytes of the write in flight (from head); 0 = none */
   uv_write_t write_req;
   uv_shutdown_t shutdown_req;
   bool reading;    /* uv_read_start is on for `from` */

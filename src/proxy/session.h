@@ -44,8 +44,8 @@ typedef struct cynic__session_ops {
 struct cynic__session {
   cynic__link_t link; /* cynic__proxy_t.sessions, from start until freed */
   const cynic__session_ops_t *ops;
-  cynic__proxy_t *proxy;
-  cynic__listener_t *listener; /* set by start(); NULL before */
+  cynic__listener_t *listener; /* set by start(); NULL before. Its proxy is the
+                                  session's (no copy of the pointer here) */
   cynic__upstream_t *upstream; /* the listener's upstream at accept */
   uint8_t ip[16];              /* the client's address (IPv4 mapped) */
   uint16_t port;               /* the client's port */

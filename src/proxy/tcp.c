@@ -57,14 +57,15 @@ struct cynic__conn {
   cynic__session_t base;    /* p->sessions, listener, upstream, client address */
   cynic__waiter_t waiter;   /* on the upstream's queue while ST_QUEUED (upstream.c) */
   cynic__attempt_t attempt; /* the endpoint and its breaker permit (upstream.c) */
-  conn_state_t state;
-  bool has_slot;          /* holds a bulkhead slot: leave() when freed */
-  bool has_outcome;       /* outcome is set (metrics.c) */
+  /* Small fields together: one 8-byte word. */
+  uint8_t state;    /* conn_state_t */
+  uint8_t handles;  /* handles not yet closed (at most 3); freed at 0 */
+  bool has_slot;    /* holds a bulkhead slot: leave() when freed */
+  bool has_outcome; /* outcome is set (metrics.c) */
+  int outcome; /* CYNIC__EV_* or CYNIC__OUT_*: the first reason the connection ended */
   uv_tcp_t client;        /* data: &relay (the streams' callbacks are relay.c's) */
   cynic__upconn_t server; /* the upstream connection (pool.c); open once connecting */
   uv_timer_t timer;       /* data: this connection */
-  int handles;            /* handles not yet closed; freed at 0 */
-  int outcome; /* CYNIC__EV_* or CYNIC__OUT_*: the first reason the connection ended */
   cynic__relay_t relay;   /* the byte pump (relay.c), set up once connected:
                              relay.down.got_bytes = the upstream's first byte came,
                              relay.up.got_bytes = the client's first byte went */
@@ -135,13 +136,13 @@ static void arm(cynic__conn_t *c) {
   }
   if (next == UINT64_MAX)
     return;
-  uint64_t now = uv_now(c->base.proxy->loop);
+  uint64_t now = uv_now(c->client.loop);
   uv_timer_start(&c->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
 static void on_timer(uv_timer_t *t) {
   cynic__conn_t *c = t->data;
-  uint64_t now = uv_now(c->base.proxy->loop);
+  uint64_t now = uv_now(c->client.loop);
   switch (c->state) {
   case ST_CONNECTING:
     if (cynic__upconn_connect_expired(&c->server, now)) {
@@ -190,7 +191,7 @@ static void log_connection(const cynic__conn_t *c, uint64_t end_us) {
 }
 
 static void conn_free(cynic__conn_t *c) {
-  cynic__proxy_t *p = c->base.proxy;
+  cynic__proxy_t *p = c->base.listener->proxy;
   cynic__upstream_t *u = c->base.upstream;
   uint64_t end_us = now_us();
   if (cynic__log_enabled(CYNIC_LOG_DEBUG)) /* no JSON built for nothing */
@@ -355,7 +356,7 @@ static void connect_upstream(cynic__conn_t *c) {
   c->decision = cynic_breaker_state_name(c->attempt.permit.state);
   c->state = ST_CONNECTING;
   c->connect_us = now_us();
-  rc = cynic__upconn_connect(&c->server, c->base.proxy->loop, e, &c->relay, on_connect);
+  rc = cynic__upconn_connect(&c->server, c->client.loop, e, &c->relay, on_connect);
   if (c->server.open)
     c->handles++;
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
@@ -392,7 +393,6 @@ static uv_tcp_t *client_new(cynic__proxy_t *p) {
   cynic__conn_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return NULL;
-  c->base.proxy = p;
   if (uv_tcp_init(p->loop, &c->client) != 0) {
     free(c);
     return NULL;
