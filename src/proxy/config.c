@@ -15,6 +15,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
 
+#include "config_http.h"
 #include "config_schema.h"
 #include "config_value.h"
 #include "config_yaml.h"
@@ -347,12 +348,16 @@ static const char *const listener_keys[] = {"name",
                                             "rate_limit",
                                             "buffer",
                                             "access_log",
+                                            "limits",
+                                            "forwarded",
+                                            "request_id_header",
                                             NULL};
 static const char *const listener_timeout_keys[] = {"header", "idle", NULL};
 static const char *const rate_limit_keys[] = {"per_client", "burst", NULL};
 static const char *const upstream_keys[] = {
     "name",    "endpoints", "balance", "resolve_interval", "timeouts", "tcp_keepalive", "bulkhead",
-    "breaker", "required",  "retry",   "expect",           "limits",   "fallback",      NULL};
+    "breaker", "required",  "retry",   "expect",           "limits",   "fallback",      "pool",
+    NULL};
 static const char *const upstream_timeout_keys[] = {"connect", "first_byte", "idle", "request",
                                                     NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "probes", "user_timeout", NULL};
@@ -363,10 +368,6 @@ static const char *const breaker_keys[] = {
     "half_open_probes", "window", NULL};
 static const char *const window_keys[] = {"type",      "size",      "min_calls", "failure_rate",
                                           "slow_rate", "slow_call", NULL};
-static const char *const retry_keys[] = {"attempts", "backoff", "budget", NULL};
-static const char *const expect_keys[] = {"status", "content_type", NULL};
-static const char *const limits_keys[] = {"max_response_bytes", "max_header_bytes", NULL};
-static const char *const fallback_keys[] = {"status", "body", "content_type", NULL};
 static const char *const top_keys[] = {"admin", "log", "listeners", "upstreams", NULL};
 
 static const char *const mode_names[] = {"tcp", "http", NULL};
@@ -499,10 +500,13 @@ static void load_listener(loader_t *ld, const node_t *m, cynic__config_listener_
   l->header_timeout_ns = 10 * NS_PER_S;
   l->idle_timeout_ns = 60 * NS_PER_S;
   l->buffer_bytes = 64 * KIB;
-  if (!cynic__schema_check_map(&ld->rd, m, "listener", listener_keys))
+  if (!cynic__schema_check_map(&ld->rd, m, "listener", listener_keys)) {
+    cynic__config_load_listener_http(&ld->rd, NULL, l); /* defaults: the struct is whole */
     return;
+  }
   if (get_name(ld, m, "name", &l->name) == NULL)
     cynic__schema_error_at(&ld->rd, m, "listener is missing 'name'; add name: <a unique name>");
+  cynic__config_load_listener_http(&ld->rd, m, l);
   const node_t *listen = cynic__schema_get(m, "listen");
   if (listen == NULL)
     cynic__schema_error_at(&ld->rd, m, "listener is missing 'listen'; add listen: 127.0.0.1:8080");
@@ -670,140 +674,6 @@ static void load_breaker(loader_t *ld, const node_t *m, cynic__config_breaker_t 
         "it at least open_for");
 }
 
-/* "50ms..1s" */
-static void parse_backoff(loader_t *ld, const node_t *v, cynic__config_http_t *h) {
-  const char *s = cynic__schema_scalar(&ld->rd, v, "backoff");
-  if (s == NULL)
-    return;
-  char sv[64], lo[64], hint[192];
-  const char *dots = strstr(s, "..");
-  if (dots == NULL || (size_t)(dots - s) >= sizeof lo) {
-    cynic__schema_error_at(&ld->rd, v,
-                           "backoff: '%s' is not a range; write min..max, e.g. 50ms..1s",
-                           cynic__config_show(sv, s, v->len));
-    return;
-  }
-  memcpy(lo, s, (size_t)(dots - s));
-  lo[dots - s] = '\0';
-  uint64_t a, b;
-  if (cynic__config_parse_duration(lo, &a, hint, sizeof hint) != 0 ||
-      cynic__config_parse_duration(dots + 2, &b, hint, sizeof hint) != 0) {
-    cynic__schema_error_at(&ld->rd, v, "backoff: %s", hint);
-    return;
-  }
-  if (a == 0 || a > b || b > 3600 * NS_PER_S) {
-    cynic__schema_error_at(&ld->rd, v, "backoff: '%s' needs 0 < min <= max <= 1h, e.g. 50ms..1s",
-                           cynic__config_show(sv, s, v->len));
-    return;
-  }
-  h->retry_backoff_min_ns = a;
-  h->retry_backoff_max_ns = b;
-}
-
-static bool valid_content_type(const char *s) {
-  const char *slash = strchr(s, '/');
-  if (slash == NULL || slash == s || slash[1] == '\0' || strlen(s) > 255)
-    return false;
-  for (const char *p = s; *p; p++)
-    if (*p <= 0x20 || *p >= 0x7f || (*p == '/' && p != slash) || *p == ';')
-      return false;
-  return true;
-}
-
-static void get_content_type(loader_t *ld, const node_t *m, char **out) {
-  const node_t *v = cynic__schema_get_string(&ld->rd, m, "content_type", 255, out);
-  if (v != NULL && *out != NULL && !valid_content_type(*out)) {
-    char sv[64];
-    cynic__schema_error_at(&ld->rd, v,
-                           "content_type: '%s' is not a media type; write type/subtype, e.g. "
-                           "application/json",
-                           cynic__config_show(sv, *out, strlen(*out)));
-  }
-}
-
-static void load_http(loader_t *ld, const node_t *m, cynic__config_http_t *h) {
-  h->max_header_bytes = 32 * KIB;
-  const node_t *r = section(ld, m, "retry", retry_keys);
-  if (r != NULL) {
-    h->has_retry = true;
-    h->retry_attempts = 2;
-    h->retry_backoff_min_ns = 50 * NS_PER_MS;
-    h->retry_backoff_max_ns = NS_PER_S;
-    h->retry_budget_pct = 20;
-    cynic__schema_get_u32(&ld->rd, r, "attempts", 0, 10, &h->retry_attempts);
-    const node_t *bo = cynic__schema_get(r, "backoff");
-    if (bo != NULL)
-      parse_backoff(ld, bo, h);
-    cynic__schema_get_percent(&ld->rd, r, "budget", 0, 100, &h->retry_budget_pct);
-  }
-  const node_t *e = section(ld, m, "expect", expect_keys);
-  if (e != NULL) {
-    h->has_expect = true;
-    h->expect_status_min = 200;
-    h->expect_status_max = 499;
-    const node_t *sv_node = cynic__schema_get(e, "status");
-    const char *s = sv_node ? cynic__schema_scalar(&ld->rd, sv_node, "status") : NULL;
-    if (s != NULL) {
-      uint64_t a, b;
-      bool o1, o2 = false;
-      size_t n1 = cynic__config_digits(s, &a, &o1), n2 = 0;
-      b = a;
-      if (n1 > 0 && s[n1] == '-')
-        n2 = cynic__config_digits(s + n1 + 1, &b, &o2);
-      bool ok = n1 == 3 && (s[n1] == '\0' || (n2 == 3 && s[n1 + 1 + n2] == '\0'));
-      if (!ok || o1 || o2 || a < 100 || b > 599 || a > b) {
-        char sv[64];
-        cynic__schema_error_at(&ld->rd, sv_node,
-                               "status: '%s' is not a status range; write e.g. 200-499 or 200",
-                               cynic__config_show(sv, s, sv_node->len));
-      } else {
-        h->expect_status_min = (uint16_t)a;
-        h->expect_status_max = (uint16_t)b;
-      }
-    }
-    get_content_type(ld, e, &h->expect_content_type);
-  }
-  const node_t *lim = section(ld, m, "limits", limits_keys);
-  if (lim != NULL) {
-    const node_t *mr = cynic__schema_get(lim, "max_response_bytes");
-    if (mr != NULL && mr->type == CYNIC__YAML_SCALAR && strcmp(mr->str, "0") == 0)
-      h->max_response_bytes = 0;
-    else
-      cynic__schema_get_size(&ld->rd, lim, "max_response_bytes", KIB, TIB,
-                             "0 (no limit) or 1KB..1024GB", &h->max_response_bytes);
-    cynic__schema_get_size(&ld->rd, lim, "max_header_bytes", KIB, MIB, "1KB..1MB",
-                           &h->max_header_bytes);
-  }
-  const node_t *fb = section(ld, m, "fallback", fallback_keys);
-  if (fb != NULL) {
-    h->has_fallback = true;
-    uint32_t status = 503;
-    if (cynic__schema_get(fb, "status") == NULL)
-      cynic__schema_error_at(&ld->rd, cynic__schema_get(m, "fallback"),
-                             "fallback is missing 'status'; add e.g. status: 503");
-    else
-      cynic__schema_get_u32(&ld->rd, fb, "status", 200, 599, &status);
-    h->fallback_status = (uint16_t)status;
-    const node_t *body = cynic__schema_get(fb, "body");
-    if (body != NULL) {
-      const char *s = cynic__schema_scalar(&ld->rd, body, "body");
-      if (s != NULL && body->len > CYNIC__CONFIG_MAX_BODY) {
-        cynic__schema_error_at(&ld->rd, body, "body: %zu bytes; the limit is %u", body->len,
-                               (unsigned)CYNIC__CONFIG_MAX_BODY);
-      } else if (s != NULL) {
-        h->fallback_body = strdup(s);
-        h->fallback_body_len = body->len;
-        if (h->fallback_body == NULL)
-          cynic__schema_out_of_memory(&ld->rd);
-      }
-    }
-    get_content_type(ld, fb, &h->fallback_content_type);
-    if (h->fallback_content_type == NULL &&
-        (h->fallback_content_type = strdup("text/plain")) == NULL)
-      cynic__schema_out_of_memory(&ld->rd);
-  }
-}
-
 static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_t *u) {
   u->mark = m->mark;
   u->resolve_interval_ns = 30 * NS_PER_S;
@@ -818,7 +688,7 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
   u->queue_timeout_ns = 100 * NS_PER_MS;
   if (!cynic__schema_check_map(&ld->rd, m, "upstream", upstream_keys)) {
     load_breaker(ld, NULL, &u->breaker); /* defaults, so the struct is whole */
-    load_http(ld, NULL, &u->http);
+    cynic__config_load_upstream_http(&ld->rd, NULL, &u->http);
     return;
   }
   if (get_name(ld, m, "name", &u->name) == NULL)
@@ -889,7 +759,7 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
   }
   load_breaker(ld, m, &u->breaker);
   cynic__schema_get_bool(&ld->rd, m, "required", &u->required);
-  load_http(ld, m, &u->http);
+  cynic__config_load_upstream_http(&ld->rd, m, &u->http);
 }
 
 /* A list section: a sequence of 1..max mappings, each loaded by `one`. */

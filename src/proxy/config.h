@@ -111,6 +111,13 @@ typedef struct cynic__config_log {
   uint64_t summary_interval_ns;      /* window of the rate-limited error summaries; 10s */
 } cynic__config_log_t;
 
+/* Which header carries the client's address to the upstream (http mode). */
+typedef enum cynic__config_forwarded {
+  CYNIC__FORWARDED_XFF = 0,   /* X-Forwarded-For: appended */
+  CYNIC__FORWARDED_RFC7239,   /* Forwarded: for=...; appended */
+  CYNIC__FORWARDED_NONE,      /* neither */
+} cynic__config_forwarded_t;
+
 typedef struct cynic__config_listener {
   char *name;
   cynic__config_addr_t listen; /* an explicit IPv4 or IPv6 literal */
@@ -128,6 +135,11 @@ typedef struct cynic__config_listener {
   uint32_t rate_burst;
   uint64_t buffer_bytes; /* per direction per connection (back pressure) */
   char *access_log;      /* one JSON line per connection to this file; NULL = none */
+  /* http mode only (config_http.c) */
+  uint64_t max_request_head;           /* request line + headers, bytes (431 past it) */
+  uint64_t max_request_body;           /* bytes (413 past it); 0 = no limit */
+  cynic__config_forwarded_t forwarded; /* the client-address header appended */
+  char *request_id_header;             /* carried or made, and logged */
   cynic__config_mark_t mark;
 } cynic__config_listener_t;
 
@@ -148,8 +160,8 @@ typedef struct cynic__config_breaker {
   uint64_t slow_call_ns;     /* a call slower than this counts as slow */
 } cynic__config_breaker_t;
 
-/* The http-only keys (retry, expect, limits, fallback): parsed and checked now,
- * used once http mode lands. has_* says whether the section was written. */
+/* The http-only keys (retry, expect, limits, fallback, pool; config_http.c):
+ * parsed and checked now, used once http mode lands. has_* says whether the section was written. */
 typedef struct cynic__config_http {
   bool has_retry;
   uint32_t retry_attempts; /* extra attempts after the first, idempotent only */
@@ -167,6 +179,8 @@ typedef struct cynic__config_http {
   char *fallback_body; /* NUL-terminated; fallback_body_len bytes */
   size_t fallback_body_len;
   char *fallback_content_type;
+  uint32_t pool_max_idle;        /* idle upstream connections kept per endpoint; 0 = none */
+  uint64_t pool_idle_timeout_ns; /* an idle connection older than this is closed */
 } cynic__config_http_t;
 
 typedef struct cynic__config_upstream {

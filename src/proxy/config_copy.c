@@ -48,6 +48,10 @@ static const cynic__config_field_t listener_fields[] = {
     L(rate_burst, VALUE, RATE),
     L(buffer_bytes, VALUE, REBUILD), /* sizes its buffer pool and its connections */
     L(access_log, STR, ACCESSLOG),
+    L(max_request_head, VALUE, READ),
+    L(max_request_body, VALUE, READ),
+    L(forwarded, VALUE, READ),
+    L(request_id_header, STR, READ),
     L(mark, VALUE, NONE),
 };
 #undef L
@@ -78,6 +82,8 @@ static const cynic__config_field_t http_fields[] = {
     H(fallback_body, STR), /* the loader refuses NUL bytes in it */
     H(fallback_body_len, VALUE),
     H(fallback_content_type, STR),
+    H(pool_max_idle, VALUE),        /* read at each give (pool.c) */
+    H(pool_idle_timeout_ns, VALUE), /* read at each take and sweep */
 };
 #undef H
 

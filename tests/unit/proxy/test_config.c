@@ -133,6 +133,12 @@ static void test_defaults(void **state) {
   assert_false(u->http.has_fallback);
   assert_int_equal(u->http.max_response_bytes, 0);
   assert_int_equal(u->http.max_header_bytes, 32 * KB);
+  assert_int_equal(u->http.pool_max_idle, 16);
+  assert_int_equal(u->http.pool_idle_timeout_ns, 4 * SEC);
+  assert_int_equal(l->max_request_head, 32 * KB);
+  assert_int_equal(l->max_request_body, 0);
+  assert_int_equal(l->forwarded, CYNIC__FORWARDED_XFF);
+  assert_string_equal(l->request_id_header, "X-Request-Id");
   cynic__config_free(cfg);
 }
 
@@ -158,6 +164,9 @@ static const char *const full =
     "    timeouts: { header: 5s, idle: 2m }\n"
     "    rate_limit: { per_client: 600/m, burst: 50 }\n"
     "    buffer: 16KB\n"
+    "    limits: { max_request_head: 8KB, max_request_body: 10MB }\n"
+    "    forwarded: forwarded\n"
+    "    request_id_header: X-Correlation-ID\n"
     "  - name: db\n"
     "    listen: '[::]:5432'\n"
     "    upstream: db\n"
@@ -185,6 +194,7 @@ static const char *const full =
     "    limits: { max_response_bytes: 1GB, max_header_bytes: 64KB }\n"
     "    fallback: { status: 503, body: '{\"error\":\"down\"}', content_type: "
     "application/json }\n"
+    "    pool: { max_idle: 0, idle_timeout: 1500ms }\n"
     "  - name: db\n"
     "    endpoints: [db.internal:5432]\n"
     "    breaker: { window: { type: time, size: 30s } }\n";
@@ -220,6 +230,10 @@ static void test_every_key(void **state) {
   assert_int_equal(l->rate_period_ns, 60 * SEC);
   assert_int_equal(l->rate_burst, 50);
   assert_int_equal(l->buffer_bytes, 16 * KB);
+  assert_int_equal(l->max_request_head, 8 * KB);
+  assert_int_equal(l->max_request_body, 10 * MB);
+  assert_int_equal(l->forwarded, CYNIC__FORWARDED_RFC7239);
+  assert_string_equal(l->request_id_header, "X-Correlation-ID");
   l = &cfg->listeners[1];
   assert_int_equal(l->listen.kind, CYNIC__ADDR_IPV6);
   assert_string_equal(l->listen.host, "::");
@@ -280,6 +294,8 @@ static void test_every_key(void **state) {
   assert_string_equal(u->http.fallback_body, "{\"error\":\"down\"}");
   assert_int_equal(u->http.fallback_body_len, 16);
   assert_string_equal(u->http.fallback_content_type, "application/json");
+  assert_int_equal(u->http.pool_max_idle, 0);
+  assert_int_equal(u->http.pool_idle_timeout_ns, 1500 * MS);
 
   u = &cfg->upstreams[1];
   assert_int_equal(u->breaker.window_type, CYNIC__WINDOW_TIME);
@@ -290,6 +306,36 @@ static void test_every_key(void **state) {
   assert_int_equal(u->breaker.slow_call_ns, 2 * SEC);
   assert_int_equal(u->breaker.open_max_ns, 30 * SEC); /* = open_for */
   cynic__config_free(cfg);
+}
+
+/* The http-only keys of a listener and an upstream's pool: bounds and names. */
+static void test_http_keys_refused(void **state) {
+  (void)state;
+  static const struct {
+    const char *listener, *upstream, *error;
+  } cases[] = {
+      {"    limits: { max_request_head: 512B }\n", "",
+       "t.yaml:5:33: max_request_head: 512B is out of range; use 1KB..1MB"},
+      {"    forwarded: x-real-ip\n", "", "t.yaml:5:16: forwarded: unknown value 'x-real-ip'; use one of: x-forwarded-for, "
+       "forwarded, none"},
+      {"    request_id_header: 'X Request'\n", "",
+       "t.yaml:5:24: request_id_header: 'X Request' is not a header name"},
+      {"    limits: { max_request_size: 1KB }\n", "",
+       "t.yaml:5:15: unknown key 'max_request_size' in limits; valid keys: max_request_head, "
+       "max_request_body"},
+      {"", "    pool: { max_idle: 10001 }\n", "t.yaml:8:23: max_idle: 10001 is out of range; use 0..10000"},
+      {"", "    pool: { idle_timeout: 0s }\n", "t.yaml:8:27: idle_timeout: 0s is out of range; use 1ms..1h"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "listeners:\n  - name: l\n    listen: 127.0.0.1:8080\n    upstream: u\n%s"
+             "upstreams:\n  - name: u\n    endpoints: [127.0.0.1:9000]\n%s",
+             cases[i].listener, cases[i].upstream);
+    const char *line = parse_bad(text);
+    if (strncmp(line, cases[i].error, strlen(cases[i].error)) != 0)
+      fail_msg("case %zu: got \"%s\", want it to start with \"%s\"", i, line, cases[i].error);
+  }
 }
 
 static void test_retry_and_fallback_defaults(void **state) {
@@ -1071,6 +1117,7 @@ int main(void) {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_every_key),
       cmocka_unit_test(test_retry_and_fallback_defaults),
+      cmocka_unit_test(test_http_keys_refused),
       cmocka_unit_test(test_parse_duration),
       cmocka_unit_test(test_parse_size),
       cmocka_unit_test(test_parse_percent),
