@@ -16,6 +16,7 @@
 #include "admin.h"
 #include "json.h"
 #include "log.h"
+#include "pool.h"
 #include "token.h"
 
 typedef cynic__admin_req_t req_t;
@@ -487,8 +488,10 @@ static void breaker_action(req_t *r, cynic__upstream_t *u, cynic__endpoint_t *on
    * endpoint that hangs or corrupts, not just one to keep new work from. */
   size_t closed = 0;
   for (size_t k = 0; close_conns && k < u->endpoint_count; k++)
-    if (only == NULL || only == &u->endpoints[k])
+    if (only == NULL || only == &u->endpoints[k]) {
       closed += cynic__sessions_close_endpoint(r->p, &u->endpoints[k], "tripped");
+      cynic__pool_close_all(&u->endpoints[k]); /* and its idle connections (HTTP) */
+    }
   json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i}", "action", action, "upstream", u->cfg->name,
                         "by", peer, "reason", reason, "closed_connections", (json_int_t)closed);
   if (f != NULL && only != NULL)

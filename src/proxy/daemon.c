@@ -322,6 +322,7 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
 static void on_tick(uv_timer_t *t) {
   cynic__proxy_t *p = t->data;
   cynic__reload_sweep(p);
+  cynic__upstreams_tick(p);
   cynic__metrics_sample(p);
   if (p->admin != NULL)
     cynic__admin_streams_tick(p->admin);

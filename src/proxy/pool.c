@@ -2,6 +2,8 @@
  * src/proxy/pool.c: upstream connections, the per-endpoint idle pool and the
  * socket options of every proxied socket (contracts in pool.h).
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -142,20 +144,107 @@ void cynic__upconn_close(cynic__upconn_t *uc, bool reset, uv_close_cb cb) {
 
 /* ---- the idle pool ------------------------------------------------------------- */
 
-cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e) {
-  if (e->idle_count == 0)
-    return NULL;
-  cynic__upconn_t *uc = cynic__container_of(e->idle.next, cynic__upconn_t, idle);
-  cynic__list_remove(&uc->idle);
-  e->idle_count--;
-  return uc;
+cynic__upconn_t *cynic__upconn_new(void) {
+  return calloc(1, sizeof(cynic__upconn_t));
 }
 
-bool cynic__pool_give(cynic__upconn_t *uc) {
+void cynic__upconn_free_cb(uv_handle_t *h) {
+  free(cynic__container_of((uv_tcp_t *)h, cynic__upconn_t, handle));
+}
+
+static uint64_t idle_timeout_ms(const cynic__endpoint_t *e) {
+  uint64_t ns = e->upstream->cfg->http.pool_idle_timeout_ns;
+  return ns / 1000000u + (ns % 1000000u != 0);
+}
+
+/* Off the list and closed; the close callback frees it without touching its
+ * endpoint (which may be gone by then). */
+static void discard(cynic__upconn_t *uc) {
   cynic__endpoint_t *e = uc->endpoint;
-  if (e->idle_count >= e->idle_capacity)
+  cynic__list_remove(&uc->idle.link);
+  e->idle_count--;
+  e->pool_discarded++;
+  cynic__upconn_close(uc, false, cynic__upconn_free_cb);
+}
+
+/* While idle nothing is expected: whatever arrives is read into this and
+ * dropped (the connection is closed at once). One loop thread: one buffer. */
+static char idle_scratch[64];
+
+static void idle_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  (void)suggested;
+  *buf = uv_buf_init(idle_scratch, sizeof idle_scratch);
+}
+
+static void idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  if (nread == 0)
+    return; /* EAGAIN: nothing after all */
+  /* Bytes nobody asked for, EOF or an error: never hand this one out. */
+  discard(s->data);
+}
+
+/* True when the kernel holds nothing for the socket and it is not closed:
+ * the check just before reuse, for an EOF the loop has not read yet. */
+static bool still_open(cynic__upconn_t *uc) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&uc->handle, &fd) != 0)
     return false;
-  cynic__list_push(&e->idle, &uc->idle);
+  char c;
+  ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e, uint64_t now_ms) {
+  uint64_t max_age = idle_timeout_ms(e);
+  while (e->idle_count > 0) {
+    cynic__upconn_t *uc = cynic__container_of(e->idle.prev, cynic__upconn_t, idle.link);
+    if (now_ms - uc->idle.since_ms >= max_age || !still_open(uc)) {
+      discard(uc); /* the newest is too old or closed: older ones go at the sweep */
+      continue;
+    }
+    uv_read_stop((uv_stream_t *)&uc->handle);
+    cynic__list_remove(&uc->idle.link);
+    e->idle_count--;
+    e->pool_reused++;
+    uc->handle.data = NULL;
+    return uc;
+  }
+  return NULL;
+}
+
+bool cynic__pool_give(cynic__upconn_t *uc, uint64_t now_ms) {
+  cynic__endpoint_t *e = uc->endpoint;
+  uint32_t max = e->upstream->cfg == NULL || e->upstream->retired
+                     ? 0
+                     : e->upstream->cfg->http.pool_max_idle;
+  if (max == 0 || !uc->open)
+    return false;
+  uc->handle.data = uc;
+  if (uv_read_start((uv_stream_t *)&uc->handle, idle_alloc, idle_read) != 0)
+    return false;
+  while (e->idle_count >= max) /* full (or max lowered by a reload): the oldest goes */
+    discard(cynic__container_of(e->idle.next, cynic__upconn_t, idle.link));
+  uc->idle.since_ms = now_ms;
+  cynic__list_push(&e->idle, &uc->idle.link);
   e->idle_count++;
   return true;
+}
+
+void cynic__pool_sweep(cynic__endpoint_t *e, uint64_t now_ms) {
+  if (e->idle_count == 0)
+    return;
+  uint64_t max_age = idle_timeout_ms(e);
+  while (e->idle_count > 0) {
+    cynic__upconn_t *uc = cynic__container_of(e->idle.next, cynic__upconn_t, idle.link);
+    if (now_ms - uc->idle.since_ms < max_age)
+      break; /* oldest first: the rest are younger */
+    discard(uc);
+  }
+}
+
+void cynic__pool_close_all(cynic__endpoint_t *e) {
+  while (e->idle_count > 0)
+    discard(cynic__container_of(e->idle.next, cynic__upconn_t, idle.link));
 }

@@ -10,9 +10,9 @@
  * so that it can outlive one exchange in its endpoint's idle pool.
  *
  * The idle pool of an endpoint keeps connections done with an exchange for
- * the next one, at most `capacity` of them (Steady State: a hard cap set at
- * creation). TCP mode never reuses a connection: its pools have capacity 0,
- * take() finds nothing and give() keeps nothing.
+ * the next one (HTTP keep-alive), at most `pool.max_idle` of them, none older
+ * than `pool.idle_timeout`, and never one the upstream closed (Steady State).
+ * TCP mode never reuses a connection: it never gives one to the pool.
  *
  * Socket options (Integration Points: find the connection a firewall dropped
  * without a word): TCP keepalive and TCP_USER_TIMEOUT from the upstream's
@@ -32,10 +32,13 @@ typedef struct cynic__upconn cynic__upconn_t;
 typedef void (*cynic__upconn_cb)(cynic__upconn_t *uc, int status);
 
 struct cynic__upconn {
-  uv_tcp_t handle; /* the transport; handle.data is the user's */
+  uv_tcp_t handle; /* the transport; handle.data is the user's (the pool's while idle) */
   union {
     uv_connect_t connect_req; /* while connecting; data: this upconn */
-    cynic__link_t idle;       /* while in its endpoint's idle pool (never connecting) */
+    struct {
+      cynic__link_t link; /* its endpoint's idle list, newest last */
+      uint64_t since_ms;  /* loop time it went idle */
+    } idle;               /* while in its endpoint's idle pool (never connecting) */
   };
   cynic__endpoint_t *endpoint; /* connected (or connecting) to */
   cynic__upconn_cb on_connect;
@@ -66,13 +69,40 @@ static inline uv_stream_t *cynic__upconn_stream(cynic__upconn_t *uc) {
  * memory go. */
 void cynic__upconn_close(cynic__upconn_t *uc, bool reset, uv_close_cb cb);
 
-/* An idle connection to `e` for a new exchange, taken out of its pool, or
- * NULL (always NULL at capacity 0: TCP mode). */
-cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e);
-/* Offers `uc`, done with its exchange and healthy, to its endpoint's pool:
- * true when kept (the pool holds it until take()), false when the pool is at
- * capacity (always at capacity 0: the caller closes it). */
-bool cynic__pool_give(cynic__upconn_t *uc);
+/* ---- the idle pool (HTTP mode; TCP mode never gives) ----
+ *
+ * Only connections from cynic__upconn_new may be given: the pool frees the
+ * ones it closes. While idle a connection is read by the pool: any byte or EOF
+ * from the upstream (it closed, or says something nobody asked for) closes it
+ * at once. Bounds: `pool.max_idle` per endpoint (the oldest is closed to make
+ * room), `pool.idle_timeout` of age (checked at every take, swept every
+ * second), both read from the upstream's config at each call so a reload
+ * applies at once. */
+
+/* A zeroed upstream connection on the heap, or NULL without memory. Free it
+ * with cynic__upconn_free once closed (or never opened). */
+cynic__upconn_t *cynic__upconn_new(void);
+/* A close callback (for cynic__upconn_close) that frees the cynic__upconn_new
+ * connection whose handle `h` is. */
+void cynic__upconn_free_cb(uv_handle_t *h);
+
+/* An idle connection to `e` that is still good for a new exchange, or NULL.
+ * Newest first; each one older than the idle timeout, closed by the peer or
+ * holding unsolicited bytes is closed on the way (counted in
+ * e->pool_discarded); the one returned is counted in e->pool_reused, no
+ * longer read, and its handle.data is the caller's to set. */
+cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e, uint64_t now_ms);
+/* Offers `uc` (from cynic__upconn_new; connected, no read or write in
+ * flight), done with an exchange that ended cleanly, to its endpoint's pool:
+ * true when the pool owns it now (kept, the oldest closed if the pool was
+ * full), false when it keeps none (max_idle 0, a retired upstream, or the
+ * connection cannot be watched): then the caller closes it. */
+bool cynic__pool_give(cynic__upconn_t *uc, uint64_t now_ms);
+/* Closes e's idle connections older than the idle timeout. Every second. */
+void cynic__pool_sweep(cynic__endpoint_t *e, uint64_t now_ms);
+/* Closes every idle connection of `e` (the endpoint goes away, an operator
+ * trips it with close_connections, the daemon stops). */
+void cynic__pool_close_all(cynic__endpoint_t *e);
 
 /* Sets the upstream's TCP options (keepalive, user timeout, nodelay) on
  * socket `fd`: false when one of them could not be set. */

@@ -134,8 +134,9 @@ typedef struct cynic__endpoint {
   cynic_breaker_state_t state; /* as of its last transition (on_transition) */
   uint32_t active;             /* connections to it now (least_connections) */
   cynic__link_t idle;          /* idle upstream connections (pool.c), newest last */
-  uint32_t idle_count;         /* on that list */
-  uint32_t idle_capacity;      /* the most kept idle: 0 in TCP mode (never reused) */
+  uint32_t idle_count;         /* on that list (at most cfg->http.pool_max_idle) */
+  uint64_t pool_reused;        /* idle connections handed to a new exchange */
+  uint64_t pool_discarded;     /* idle ones closed: aged, closed by the peer, evicted */
   cynic__counters_t counters;
   cynic__endpoint_stats_t stats; /* metrics.h: admin listener */
 } cynic__endpoint_t;
@@ -328,6 +329,9 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
 int cynic__upstreams_start(cynic__proxy_t *p);
 /* Stops timers and resolutions and closes handles (loop must run after). */
 void cynic__upstreams_stop(cynic__proxy_t *p);
+/* Once a second (the daemon's tick): closes idle pooled connections past
+ * their idle timeout. */
+void cynic__upstreams_tick(cynic__proxy_t *p);
 /* One upstream: creates its endpoints, breakers and bulkhead for `cfg` (u
  * zeroed); host names are not resolved yet. 0 or a negative CYNIC_E*. */
 int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,

@@ -29,6 +29,7 @@
 #include "err.h"
 #include "addr.h"
 #include "log.h"
+#include "pool.h"
 #include "proxy.h"
 
 static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_state_t to,
@@ -196,7 +197,7 @@ int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
     cynic__endpoint_t *e = &u->endpoints[k];
     e->upstream = u;
     e->addr = &u->cfg->endpoints[k];
-    cynic__list_init(&e->idle); /* capacity 0: TCP mode never reuses a connection */
+    cynic__list_init(&e->idle); /* pool.c: filled by HTTP mode only */
     if ((rc = breaker_new(p, e)) != 0)
       return rc;
     if (e->addr->kind == CYNIC__ADDR_NAME)
@@ -234,8 +235,10 @@ static void close_timer(cynic__upstream_t *u) {
 
 static void upstream_free(cynic__upstream_t *u) {
   if (u->endpoints != NULL)
-    for (size_t k = 0; k < u->endpoint_count; k++)
+    for (size_t k = 0; k < u->endpoint_count; k++) {
+      cynic__pool_close_all(&u->endpoints[k]); /* their close callbacks never touch e */
       cynic_breaker_free(u->endpoints[k].breaker);
+    }
   free(u->endpoints);
   u->endpoints = NULL;
   cynic_bulkhead_free(u->bulkhead);
@@ -284,10 +287,21 @@ void cynic__upstreams_stop(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
     if (u->endpoints != NULL)
-      for (size_t k = 0; k < u->endpoint_count; k++)
+      for (size_t k = 0; k < u->endpoint_count; k++) {
         if (u->endpoints[k].resolving)
           uv_cancel((uv_req_t *)&u->endpoints[k].gai);
+        cynic__pool_close_all(&u->endpoints[k]);
+      }
     close_timer(u);
+  }
+}
+
+void cynic__upstreams_tick(cynic__proxy_t *p) {
+  uint64_t now = uv_now(p->loop);
+  for (size_t i = 0; i < p->upstream_count; i++) {
+    cynic__upstream_t *u = &p->upstreams[i];
+    for (size_t k = 0; u->endpoints != NULL && k < u->endpoint_count; k++)
+      cynic__pool_sweep(&u->endpoints[k], now);
   }
 }
 

@@ -22,6 +22,9 @@ void cynic__upstreams_stop(cynic__proxy_t *p) {
 void cynic__upstreams_free(cynic__proxy_t *p) {
   (void)p;
 }
+void cynic__upstreams_tick(cynic__proxy_t *p) {
+  (void)p;
+}
 int cynic__listeners_start(cynic__proxy_t *p) {
   (void)p;
   return 0;

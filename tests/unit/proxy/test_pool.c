@@ -3,8 +3,10 @@
  * The check that lets accepted sockets inherit their TCP options from the
  * listening socket (Linux copies them; cynic checks on a listener's first
  * accept rather than assume), and the fallback of setting them on every
- * socket. Real sockets on 127.0.0.1; the daemon's modules are linked as they
- * are (cynic_proxy_daemon). */
+ * socket; and the idle pool of upstream connections (HTTP keep-alive): its
+ * cap, its age limit, and that a connection the upstream closed is never
+ * handed out. Real sockets on 127.0.0.1; the daemon's modules are linked as
+ * they are (cynic_proxy_daemon). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -102,35 +104,173 @@ static void test_inheritance_check_has_a_budget(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-/* The idle pool: capacity 0 (TCP mode) keeps nothing; otherwise at most
- * `capacity`, oldest taken first. Never connected: the pool only links. */
-static void test_idle_pool_is_capped(void **state) {
-  (void)state;
+/* ---- the idle pool, over real loopback connections ---- */
+
+typedef struct pool_fixture {
+  uv_loop_t loop;
+  int lfd; /* the "upstream": a listening socket the test accepts from by hand */
+  cynic__config_upstream_t cfg;
+  cynic__upstream_t up;
   cynic__endpoint_t e;
-  memset(&e, 0, sizeof e);
-  cynic__list_init(&e.idle);
-  cynic__upconn_t a, b, c;
-  memset(&a, 0, sizeof a), memset(&b, 0, sizeof b), memset(&c, 0, sizeof c);
-  a.endpoint = b.endpoint = c.endpoint = &e;
-  assert_false(cynic__pool_give(&a)); /* capacity 0: never reused */
-  assert_null(cynic__pool_take(&e));
-  e.idle_capacity = 2;
-  assert_true(cynic__pool_give(&a));
-  assert_true(cynic__pool_give(&b));
-  assert_false(cynic__pool_give(&c)); /* full: the caller closes it */
-  assert_int_equal(e.idle_count, 2);
-  assert_ptr_equal(cynic__pool_take(&e), &a);
-  assert_ptr_equal(cynic__pool_take(&e), &b);
-  assert_null(cynic__pool_take(&e));
-  assert_int_equal(e.idle_count, 0);
-  assert_true(cynic__list_empty(&e.idle));
+  int connected;
+} pool_fixture_t;
+
+static void on_test_connect(cynic__upconn_t *uc, int status) {
+  assert_int_equal(status, 0);
+  ((pool_fixture_t *)uc->handle.data)->connected++;
+}
+
+/* A connected upstream connection from cynic__upconn_new; *server is the
+ * upstream's side of it. */
+static cynic__upconn_t *connect_one(pool_fixture_t *f, int *server) {
+  cynic__upconn_t *uc = cynic__upconn_new();
+  assert_non_null(uc);
+  int before = f->connected;
+  assert_int_equal(cynic__upconn_connect(uc, &f->loop, &f->e, f, on_test_connect), 0);
+  while (f->connected == before)
+    uv_run(&f->loop, UV_RUN_ONCE);
+  *server = accept(f->lfd, NULL, NULL);
+  assert_true(*server >= 0);
+  return uc;
+}
+
+/* Runs the loop until nothing is pending (closes done, reads seen). */
+static void settle(pool_fixture_t *f) {
+  for (int i = 0; i < 20; i++) {
+    usleep(2000);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+  }
+}
+
+/* True when the peer of server fd `fd` has closed (EOF waiting). */
+static bool peer_closed(int fd) {
+  char c;
+  return recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+}
+
+static void pool_setup(pool_fixture_t *f) {
+  memset(f, 0, sizeof *f);
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  f->cfg.connect_timeout_ns = UINT64_C(1000000000);
+  f->cfg.keepalive_idle_ns = UINT64_C(60000000000);
+  f->cfg.keepalive_interval_ns = UINT64_C(10000000000);
+  f->cfg.keepalive_probes = 3;
+  f->cfg.http.pool_max_idle = 2;
+  f->cfg.http.pool_idle_timeout_ns = UINT64_C(1000000000); /* 1,000 ms */
+  f->up.cfg = &f->cfg;
+  f->e.upstream = &f->up;
+  cynic__list_init(&f->e.idle);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(f->lfd >= 0);
+  assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(f->lfd, 16), 0);
+  assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &len), 0);
+  memcpy(&f->e.sa, &a, sizeof a);
+  f->e.resolved = true;
+}
+
+static void pool_teardown(pool_fixture_t *f) {
+  cynic__pool_close_all(&f->e);
+  settle(f);
+  close(f->lfd);
+  assert_int_equal(uv_loop_close(&f->loop), 0); /* no handle left behind */
+}
+
+/* Bounds: at most max_idle (the oldest closed to make room), newest first,
+ * max_idle 0 or a retired upstream keeps nothing. */
+static void test_pool_cap_evicts_the_oldest(void **state) {
+  (void)state;
+  pool_fixture_t f;
+  pool_setup(&f);
+  int sa, sb, sc;
+  cynic__upconn_t *a = connect_one(&f, &sa), *b = connect_one(&f, &sb), *c = connect_one(&f, &sc);
+  assert_true(cynic__pool_give(a, 0));
+  assert_true(cynic__pool_give(b, 10));
+  assert_true(cynic__pool_give(c, 20)); /* full: a, the oldest, is closed */
+  assert_int_equal(f.e.idle_count, 2);
+  assert_int_equal(f.e.pool_discarded, 1);
+  settle(&f);
+  assert_true(peer_closed(sa));
+  assert_false(peer_closed(sb));
+  assert_ptr_equal(cynic__pool_take(&f.e, 30), c); /* newest first */
+  assert_int_equal(f.e.pool_reused, 1);
+  assert_null(c->handle.data); /* the caller's to set */
+
+  f.cfg.http.pool_max_idle = 0; /* a reload that turns reuse off: read at each give */
+  assert_false(cynic__pool_give(c, 40));
+  f.cfg.http.pool_max_idle = 2;
+  f.up.retired = true; /* a retired upstream keeps nothing */
+  assert_false(cynic__pool_give(c, 40));
+  f.up.retired = false;
+  cynic__upconn_close(c, false, cynic__upconn_free_cb);
+  pool_teardown(&f);
+  assert_true(peer_closed(sb)); /* close_all closed b */
+  close(sa), close(sb), close(sc);
+}
+
+/* An idle connection the upstream closed, or that received bytes nobody
+ * asked for, is never handed out: the loop notices (the pool reads idle
+ * connections) and, before the loop has run, the check at take does. */
+static void test_pool_never_hands_out_a_closed_connection(void **state) {
+  (void)state;
+  pool_fixture_t f;
+  pool_setup(&f);
+  int sa, sb;
+  cynic__upconn_t *a = connect_one(&f, &sa), *b = connect_one(&f, &sb);
+  assert_true(cynic__pool_give(a, 0));
+  assert_true(cynic__pool_give(b, 10));
+  close(sb); /* the upstream closes b, the newest; the loop has not run */
+  usleep(20000);
+  assert_ptr_equal(cynic__pool_take(&f.e, 20), a); /* b failed the check at take */
+  assert_int_equal(f.e.pool_discarded, 1);
+  assert_int_equal(f.e.idle_count, 0);
+  /* a goes back; the upstream then sends bytes on it unasked: closed by the
+   * pool's read, without any take. */
+  assert_true(cynic__pool_give(a, 30));
+  assert_int_equal(write(sa, "HTTP/1.1 408 Request Timeout\r\n\r\n", 32), 32);
+  settle(&f);
+  assert_int_equal(f.e.idle_count, 0);
+  assert_int_equal(f.e.pool_discarded, 2);
+  assert_null(cynic__pool_take(&f.e, 40));
+  assert_true(peer_closed(sa));
+  pool_teardown(&f);
+  close(sa);
+}
+
+/* Age: the sweep closes connections idle for idle_timeout, and take never
+ * returns one that old even before the sweep. */
+static void test_pool_idle_timeout(void **state) {
+  (void)state;
+  pool_fixture_t f;
+  pool_setup(&f);
+  int sa, sb;
+  cynic__upconn_t *a = connect_one(&f, &sa), *b = connect_one(&f, &sb);
+  assert_true(cynic__pool_give(a, 100));
+  assert_true(cynic__pool_give(b, 600));
+  cynic__pool_sweep(&f.e, 1099); /* a is 999 ms idle: kept */
+  assert_int_equal(f.e.idle_count, 2);
+  cynic__pool_sweep(&f.e, 1100); /* 1,000 ms: closed; b stays */
+  assert_int_equal(f.e.idle_count, 1);
+  assert_null(cynic__pool_take(&f.e, 1600)); /* b is 1,000 ms idle: closed, not given */
+  assert_int_equal(f.e.idle_count, 0);
+  assert_int_equal(f.e.pool_discarded, 2);
+  assert_int_equal(f.e.pool_reused, 0);
+  settle(&f);
+  assert_true(peer_closed(sa));
+  assert_true(peer_closed(sb));
+  pool_teardown(&f);
+  close(sa), close(sb);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_client_options_inherited_from_listener),
       cmocka_unit_test(test_inheritance_check_has_a_budget),
-      cmocka_unit_test(test_idle_pool_is_capped),
+      cmocka_unit_test(test_pool_cap_evicts_the_oldest),
+      cmocka_unit_test(test_pool_never_hands_out_a_closed_connection),
+      cmocka_unit_test(test_pool_idle_timeout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
