@@ -1,0 +1,247 @@
+/*
+ * src/proxy/http_head.c: the heads HTTP mode writes (contract in http_head.h).
+ */
+#include "http_head.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cynic/common.h"
+#include "http.h"
+
+/* ---- output ------------------------------------------------------------------ */
+
+static bool put(cynic__http_out_t *o, const char *s, size_t n) {
+  if (n > o->cap - o->len)
+    return false;
+  memcpy(o->p + o->len, s, n);
+  o->len += n;
+  return true;
+}
+
+static bool puts_(cynic__http_out_t *o, const char *s) {
+  return put(o, s, strlen(s));
+}
+
+/* Formatted text (short: a status line, an address, a number) appended; the
+ * NUL vsnprintf writes never needs room in `o`. */
+__attribute__((format(printf, 2, 3))) static bool printf_(cynic__http_out_t *o, const char *fmt,
+                                                          ...) {
+  char tmp[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  return n >= 0 && (size_t)n < sizeof tmp && put(o, tmp, (size_t)n);
+}
+
+/* "Name: value\r\n" */
+static bool field(cynic__http_out_t *o, const char *name, size_t nlen, const char *value,
+                  size_t vlen) {
+  return put(o, name, nlen) && put(o, ": ", 2) && put(o, value, vlen) && put(o, "\r\n", 2);
+}
+
+/* ---- Connection and hop-by-hop ------------------------------------------------------ */
+
+static bool name_is(const char *name, size_t nlen, const char *lit) {
+  return strlen(lit) == nlen && strncasecmp(name, lit, nlen) == 0;
+}
+
+static bool tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+int cynic__http_conn_opts(const cynic__http_head_t *h, cynic__http_conn_opts_t *o) {
+  memset(o, 0, sizeof *o);
+  for (size_t i = 0; i < h->nfields; i++) {
+    const cynic__http_hfield_t *f = &h->fields[i];
+    if (!name_is(f->name, f->nlen, "connection"))
+      continue;
+    /* #token: a comma-separated list, empty elements and OWS allowed */
+    size_t k = 0;
+    while (k < f->vlen) {
+      while (k < f->vlen && (f->value[k] == ' ' || f->value[k] == '\t' || f->value[k] == ','))
+        k++;
+      size_t start = k;
+      while (k < f->vlen && tchar((unsigned char)f->value[k]))
+        k++;
+      size_t len = k - start;
+      while (k < f->vlen && (f->value[k] == ' ' || f->value[k] == '\t'))
+        k++;
+      if (k < f->vlen && f->value[k] != ',')
+        return CYNIC_EINVAL; /* not a token list */
+      if (len == 0)
+        continue;
+      const char *t = f->value + start;
+      if (name_is(t, len, "close"))
+        o->close = true;
+      else if (name_is(t, len, "keep-alive"))
+        o->keep_alive = true;
+      else if (o->count == CYNIC__HTTP_MAX_CONN_OPTIONS)
+        return CYNIC_EINVAL;
+      else {
+        o->names[o->count].name = t;
+        o->names[o->count].len = len;
+        o->count++;
+      }
+    }
+  }
+  return 0;
+}
+
+bool cynic__http_hop_by_hop(const char *name, size_t nlen, const cynic__http_conn_opts_t *o,
+                            bool to_upstream) {
+  static const char *const fixed[] = {"connection", "keep-alive", "te",
+                                      "trailer",    "upgrade",    "proxy-connection"};
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+    if (name_is(name, nlen, fixed[i]))
+      return true;
+  if (to_upstream && name_is(name, nlen, "proxy-authorization"))
+    return true;
+  for (size_t i = 0; o != NULL && i < o->count; i++)
+    if (o->names[i].len == nlen && strncasecmp(o->names[i].name, name, nlen) == 0)
+      return true;
+  return false;
+}
+
+/* ---- the request toward the upstream --------------------------------------------------- */
+
+/* The client's address as one element of the header `fwd` chooses. */
+static bool client_element(cynic__http_out_t *o, const cynic__http_fwd_t *f) {
+  if (f->forwarded == CYNIC__FORWARDED_RFC7239)
+    return strchr(f->client_ip, ':') != NULL ? printf_(o, "for=\"[%s]\"", f->client_ip)
+                                             : printf_(o, "for=%s", f->client_ip);
+  return puts_(o, f->client_ip);
+}
+
+int cynic__http_write_request(cynic__http_out_t *o, const cynic__http_head_t *h,
+                              const cynic__http_fwd_t *f) {
+  cynic__http_conn_opts_t opts;
+  if (cynic__http_conn_opts(h, &opts) != 0)
+    return CYNIC_EINVAL;
+  const char *fwd_name = f->forwarded == CYNIC__FORWARDED_XFF       ? "X-Forwarded-For"
+                         : f->forwarded == CYNIC__FORWARDED_RFC7239 ? "Forwarded"
+                                                                    : NULL;
+  bool ok = put(o, h->method, h->method_len) && put(o, " ", 1) &&
+            put(o, h->target, h->target_len) && puts_(o, " HTTP/1.1\r\n");
+  size_t earlier = 0; /* values of fwd_name already there, joined on one line below */
+  for (size_t i = 0; ok && i < h->nfields; i++) {
+    const cynic__http_hfield_t *hf = &h->fields[i];
+    if (cynic__http_hop_by_hop(hf->name, hf->nlen, &opts, true))
+      continue;
+    if (fwd_name != NULL && name_is(hf->name, hf->nlen, fwd_name)) {
+      earlier++;
+      continue;
+    }
+    if (f->request_id != NULL && name_is(hf->name, hf->nlen, f->request_id_header))
+      continue; /* the client's was not valid: ours replaces it */
+    ok = field(o, hf->name, hf->nlen, hf->value, hf->vlen);
+  }
+  if (ok && fwd_name != NULL) {
+    ok = puts_(o, fwd_name) && put(o, ": ", 2);
+    for (size_t i = 0; ok && earlier > 0 && i < h->nfields; i++) {
+      const cynic__http_hfield_t *hf = &h->fields[i];
+      if (name_is(hf->name, hf->nlen, fwd_name) && hf->vlen > 0)
+        ok = put(o, hf->value, hf->vlen) && put(o, ", ", 2);
+    }
+    ok = ok && client_element(o, f) && put(o, "\r\n", 2);
+  }
+  if (ok && f->request_id != NULL)
+    ok = field(o, f->request_id_header, strlen(f->request_id_header), f->request_id,
+               strlen(f->request_id));
+  ok = ok && printf_(o, "Via: 1.%d cynic\r\n\r\n", h->minor);
+  return ok ? 0 : CYNIC_ERANGE;
+}
+
+/* ---- the response toward the client ---------------------------------------------------- */
+
+int cynic__http_write_response(cynic__http_out_t *o, const cynic__http_head_t *h, bool close,
+                               int client_minor) {
+  cynic__http_conn_opts_t opts;
+  if (cynic__http_conn_opts(h, &opts) != 0)
+    return CYNIC_EINVAL;
+  bool ok = printf_(o, "HTTP/1.1 %03d ", h->status) && put(o, h->reason, h->reason_len) &&
+            put(o, "\r\n", 2);
+  for (size_t i = 0; ok && i < h->nfields; i++) {
+    const cynic__http_hfield_t *hf = &h->fields[i];
+    if (!cynic__http_hop_by_hop(hf->name, hf->nlen, &opts, false))
+      ok = field(o, hf->name, hf->nlen, hf->value, hf->vlen);
+  }
+  ok = ok && printf_(o, "Via: 1.%d cynic\r\n", h->minor);
+  if (close)
+    ok = ok && puts_(o, "Connection: close\r\n");
+  else if (client_minor == 0)
+    ok = ok && puts_(o, "Connection: keep-alive\r\n");
+  ok = ok && put(o, "\r\n", 2);
+  return ok ? 0 : CYNIC_ERANGE;
+}
+
+/* ---- cynic's own answers --------------------------------------------------------------- */
+
+/* A JSON string of s (visible ASCII: request ids and names are checked). */
+static bool json_str(cynic__http_out_t *o, const char *s) {
+  bool ok = put(o, "\"", 1);
+  for (; ok && *s; s++)
+    ok = (*s == '"' || *s == '\\') ? put(o, "\\", 1) && put(o, s, 1) : put(o, s, 1);
+  return ok && put(o, "\"", 1);
+}
+
+int cynic__http_write_answer(cynic__http_out_t *o, const cynic__http_answer_t *a) {
+  char body_buf[512];
+  cynic__http_out_t b = {body_buf, 0, sizeof body_buf};
+  bool ok = puts_(&b, "{\"error\": ") && json_str(&b, a->reason);
+  if (a->upstream != NULL)
+    ok = ok && puts_(&b, ", \"upstream\": ") && json_str(&b, a->upstream);
+  if (a->request_id != NULL)
+    ok = ok && puts_(&b, ", \"request_id\": ") && json_str(&b, a->request_id);
+  ok = ok && puts_(&b, "}\n");
+  if (!ok)
+    return CYNIC_ERANGE;
+  ok = printf_(o, "HTTP/1.1 %03d %s\r\n", a->status, cynic__http_reason(a->status)) &&
+       puts_(o, "Content-Type: application/json\r\n") &&
+       printf_(o, "Content-Length: %zu\r\n", b.len) &&
+       printf_(o, "Cynic-Answer: %s\r\n", a->reason);
+  if (a->retry_after_s > 0)
+    ok = ok && printf_(o, "Retry-After: %llu\r\n", (unsigned long long)a->retry_after_s);
+  if (a->request_id != NULL && a->request_id_header != NULL)
+    ok = ok && field(o, a->request_id_header, strlen(a->request_id_header), a->request_id,
+                     strlen(a->request_id));
+  if (a->close)
+    ok = ok && puts_(o, "Connection: close\r\n");
+  ok = ok && put(o, "\r\n", 2) && put(o, body_buf, b.len);
+  return ok ? 0 : CYNIC_ERANGE;
+}
+
+/* ---- request ids ----------------------------------------------------------------------- */
+
+bool cynic__http_request_id_valid(const char *v, size_t len) {
+  if (len == 0 || len > 128)
+    return false;
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)v[i] < 0x21 || (unsigned char)v[i] > 0x7e)
+      return false;
+  return true;
+}
+
+void cynic__http_request_id_make(char out[33]) {
+  /* One loop thread makes ids: no lock. The prefix comes from getrandom once
+   * (falling back to time and pid, still unique enough within a host). */
+  static uint64_t prefix, counter;
+  static bool seeded;
+  if (!seeded) {
+    if (getrandom(&prefix, sizeof prefix, GRND_NONBLOCK) != (ssize_t)sizeof prefix) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      prefix = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+    }
+    seeded = true;
+  }
+  counter++;
+  snprintf(out, 33, "%016llx%016llx", (unsigned long long)prefix, (unsigned long long)counter);
+}
