@@ -9,6 +9,7 @@ breaker of 3 faults, open for 3 s. Then:
 
   1. traffic flows;
   2. the dependency starts hanging (a `timeout` toxic through the harness API);
+     a client calling it directly waits until its own timeout gives up;
   3. cynic's first-byte timeout ends each hung call;
   4. after 3 of them the breaker opens;
   5. calls fail in microseconds instead of waiting for the timeout;
@@ -42,6 +43,7 @@ FAULTS = 3         # breaker.faults
 OPEN_FOR = 3.0     # s: breaker.open_for (long enough that step 5 ends well inside it)
 CALLS_OK, CALLS_FAST = 5, 5
 CLIENT_TIMEOUT = 10.0  # s a demo client waits before calling the call hung
+DIRECT_TIMEOUT = 1.0   # s the one client that bypasses cynic waits
 
 CONFIG = f"""# written by scripts/demo.py
 admin:
@@ -108,7 +110,7 @@ class Tour:
         self.slow = sanitized(build)
         # generous: the calls must only be told apart by orders of magnitude
         self.late = 2.0 if self.slow else 1.0            # s past the timeout a timed-out call may end
-        self.fast = 0.15 if self.slow else 0.1           # s: a fail-fast call (half the timeout or less)
+        self.fast = FIRST_BYTE / 2                      # s: a fail-fast call (the median is far below)
         self.children = []
         self.step = Step()
 
@@ -212,10 +214,16 @@ class Tour:
         if st != 200:
             s.fail(f"the harness refused the toxic: {st} {js}")
         s.say("POST /proxies/backend/toxics {\"type\":\"timeout\",\"attributes\":{\"timeout\":0}} on the harness:")
-        s.say("it now swallows every answer and never closes. A client without a timeout would wait forever.")
+        s.say("it now swallows every answer and never closes.")
+        # without cynic: a client calling the harness proxy directly, with a
+        # timeout of its own (one without would wait forever)
+        out, dt, _ = dl.call(*dl.split_address(self.endpoint), timeout=DIRECT_TIMEOUT)
+        if out != "hung":
+            s.fail(f"a direct call to the dependency ended as {out!r} after {fmt(dt)}; expected it to hang")
+        s.say(f"Without cynic: a client calling it directly got nothing and gave up after its own "
+              f"{fmt(dt)} timeout; with no timeout of its own it would still be waiting.")
 
         s.start("The timeout fires.")
-        t_fault = time.monotonic()
         timed = []
         for i in range(FAULTS):
             out, dt, body = self.call()
@@ -239,7 +247,7 @@ class Tour:
             s.fail(f"the breaker is {b['state']} ({b['reason']}, {b['failures']} failures); expected open "
                    f"(fault_threshold) after {FAULTS} failures")
         s.say(f"After {FAULTS} faults (breaker.faults: {FAULTS}) the admin API shows the breaker {b['state']} "
-              f"(reason {b['reason']}); next probe in {b['next_probe_s']:.1f} s.")
+              f"(reason {b['reason']}); next probe in {b['next_probe_s']:.2f} s.")
 
         s.start("Calls fail fast: microseconds, not the timeout.")
         fast = []
@@ -251,7 +259,7 @@ class Tour:
                        f"(under {fmt(self.fast)}) while the breaker is open")
             fast.append(dt)
             s.say(f"call {n} failed in {fmt(dt)} (breaker open) - the hung dependency would have cost "
-                  f"{fmt(FIRST_BYTE)}.")
+                  f"{fmt(statistics.median(timed))}.")
         b = self.breaker()
         _, up = self.counts()
         if b["state"] != "open" or up.get("breaker_open") != CALLS_FAST:
@@ -276,7 +284,7 @@ class Tour:
                 s.fail(f"a call ended as {out!r} after {fmt(dt)} while the breaker was still open")
             fast.append(dt)
             s.say(f"cynic does not know yet: a call now still fails fast ({fmt(dt)}); the breaker waits out "
-                  f"its open interval ({b['next_probe_s']:.1f} s left) before it risks a call.")
+                  f"its open interval ({b['next_probe_s']:.2f} s left) before it risks a call.")
 
         s.start("The half-open probe closes the breaker.")
         try:
@@ -301,13 +309,14 @@ class Tour:
             s.fail(f"the probe's answer is not the backend's JSON: {body[:100]!r}")
         # the backend numbers the requests it received: the first calls, the
         # hung ones (their answers were swallowed on the way back), the probe
-        if served != CALLS_OK + FAULTS + 1:
-            s.fail(f"the probe was the backend's request {served}, expected {CALLS_OK + FAULTS + 1}: "
+        if served != CALLS_OK + 1 + FAULTS + 1:
+            s.fail(f"the probe was the backend's request {served}, expected {CALLS_OK + 1 + FAULTS + 1}: "
                    f"calls rejected by the open breaker must never reach it")
         s.say(f"The open interval over ({OPEN_FOR:g} s), the next call went through as the probe and was "
               f"answered in {fmt(dt)}; the breaker closed (reason {b['reason']}).")
-        s.say(f"The probe was the backend's request #{served}: {CALLS_OK} before the fault, {FAULTS} hung, then "
-              f"this one; the calls the open breaker turned away never reached it.")
+        s.say(f"The probe was the backend's request #{served}: {CALLS_OK} before the fault, the direct one and "
+              f"{FAULTS} through cynic while it hung, then this one; the calls the open breaker turned away "
+              f"never reached it.")
         s.say("Transitions (GET /status): " + " -> ".join([want[0][0]] + [f"{t[1]} ({t[2]})" for t in trans]) + ".")
         after = []
         for i in range(CALLS_OK):
@@ -318,11 +327,10 @@ class Tour:
         s.say(f"{CALLS_OK} more calls, all answered (median {fmt(statistics.median(after))}, "
               f"as before the fault: {fmt(healthy)}).")
 
-        outage = t_fixed - t_fault
-        print(f"\nIn short: for the {outage:.1f} s the dependency hung, {FAULTS} callers waited "
-              f"{fmt(FIRST_BYTE)} each (the timeout), {len(fast)} were told at once "
-              f"(median {fmt(med_fast)}, the breaker), none hung; {time.monotonic() - t_fixed:.1f} s after it "
-              f"recovered, one probe closed the breaker and traffic flowed again.", flush=True)
+        print(f"\nIn short: while the dependency hung, {FAULTS} callers through cynic waited {fmt(med_timed)} "
+              f"(its first-byte timeout), {len(fast)} were turned away at once (median {fmt(med_fast)}, the "
+              f"open breaker), none hung; {time.monotonic() - t_fixed:.1f} s after it recovered, one probe "
+              f"closed the breaker and traffic flowed again.", flush=True)
 
 
 def main():
