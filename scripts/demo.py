@@ -159,11 +159,10 @@ class Tour:
         (under ASan a clean exit also means no leak)."""
         bad = []
         for c in reversed(self.children):
-            running = c.exited() is None
             rc = c.stop(20)
-            if running and rc != 0:
+            if rc != 0:  # at the stop, or earlier by itself (a crash: its stderr says why)
                 tail = c.log_tail()
-                bad.append(f"{c.name} stopped with {dl.describe_exit(rc)}" + (f":\n{tail}" if tail else ""))
+                bad.append(f"{c.name} did not exit cleanly ({dl.describe_exit(rc)})" + (f":\n{tail}" if tail else ""))
         self.children = []
         return bad
 

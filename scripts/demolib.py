@@ -199,12 +199,18 @@ def call(host, port, timeout=10.0):
 
     Returns (outcome, seconds, body): outcome "ok" (a 200 with a body),
     "closed" (cynic closed or reset the connection before any answer),
-    "hung" (nothing within `timeout` s) or "bad" (an answer that is not a
-    whole 200)."""
+    "hung" (nothing within `timeout` s), "bad" (an answer that is not a
+    whole 200) or "refused" (no connection at all: nobody listens)."""
     t0 = time.monotonic()
     got = bytearray()
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
+        conn = socket.create_connection((host, port), timeout=timeout)
+    except socket.timeout:
+        return "hung", time.monotonic() - t0, b""
+    except OSError:
+        return "refused", time.monotonic() - t0, b""
+    try:
+        with conn as s:
             s.sendall(REQUEST)
             while True:
                 head, sep, rest = bytes(got).partition(b"\r\n\r\n")

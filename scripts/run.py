@@ -70,6 +70,8 @@ def banner(run_dir):
       curl -s -XDELETE {HOST}:{HARNESS_API}/proxies/backend/toxics/hang
       curl -s {HOST}:{LISTENER}/
 
+ The same story, scripted and measured, on ports of its own: make demo
+
  cynic's log (JSON lines) follows; the harness's and the backend's are in
  {os.path.relpath(run_dir)}/. Ctrl-C stops all three.
 ==============================================================================
