@@ -9,7 +9,7 @@ DESTDIR    ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build test test-normal test-asan test-tsan run bench install install-lib clean format faults-doc fuzz
+.PHONY: all deps build test test-normal test-asan test-tsan run demo bench install install-lib clean format faults-doc fuzz
 
 all: build
 
@@ -44,9 +44,15 @@ test-tsan:
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  $(CURDIR)/scripts/no-aslr.sh ctest $(CTEST_ARGS) -L concurrency
 
-# The proxy in the foreground on the quickstart config (Ctrl-C drains and exits).
+# cynic on the quickstart config in front of a demo backend behind
+# cynic-harness, with the commands to try (scripts/run.py; Ctrl-C stops all).
 run: deps build
-	$(BUILD)/cynic -c examples/quickstart.yaml
+	@python3 scripts/run.py --build $(BUILD)
+
+# The narrated tour of the patterns, on free ports, in seconds (scripts/demo.py;
+# also ctest demo/tour).
+demo: deps build
+	@python3 scripts/demo.py --build $(BUILD)
 
 bench: deps build
 	@scripts/deps.sh bench

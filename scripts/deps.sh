@@ -2,9 +2,12 @@
 # Installs the Debian packages cynic needs that are missing. Idempotent and
 # quiet when nothing is missing. `scripts/deps.sh bench` adds the benchmark
 # peers (wrk, haproxy); `scripts/deps.sh fuzz` adds clang and libFuzzer.
+# python3 runs `make run`, `make demo` and the demo backend (scripts/run.py,
+# scripts/demo.py, examples/demo/); curl is what the commands `make run`
+# prints (and the README's) use.
 set -eu
 pkgs="cmake make gcc pkg-config libcmocka-dev libuv1-dev libyaml-dev libjansson-dev
-node-llhttp python3-pytest chromium"
+node-llhttp python3 python3-pytest curl chromium"
 if [ "${1:-}" = bench ]; then
   pkgs="$pkgs wrk haproxy"
 fi
