@@ -100,15 +100,67 @@ void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]) {
     }
 }
 
+/* At most this many connections are accepted per listener per loop turn
+ * (HAProxy's tune.maxaccept is 64 too). libuv accepts for as long as the
+ * backlog has connections, so without a bound a reconnect storm on one
+ * listener keeps the loop in its accept callback and every other socket
+ * waits: the admin listener's /health and /ready among them (measured by
+ * bench/overload.py: up to 725 ms under 1,000 reconnecting clients). Past
+ * the budget the connection stays in libuv (which stops watching the
+ * listener until it is accepted) and is taken at the end of this turn, after
+ * the other sockets' callbacks have run. */
+#define CYNIC__ACCEPT_BUDGET 64
+
+static void accept_one(cynic__listener_t *l);
+
 static void on_connection(uv_stream_t *server, int status) {
   cynic__listener_t *l = server->data;
-  cynic__proxy_t *p = l->proxy;
   if (status < 0) {
     /* EMFILE and friends: libuv sheds the connection; the log stays bounded. */
     cynic__proxy_event(&l->counters, CYNIC__EV_ACCEPT_ERROR, "listener", l->cfg->name, NULL,
                        cynic__strerror(status));
     return;
   }
+  cynic__proxy_t *p = l->proxy;
+  if (l->accept_turn != p->turn) {
+    l->accept_turn = p->turn;
+    l->accepted = 0;
+  }
+  if (l->accepted >= CYNIC__ACCEPT_BUDGET) {
+    l->accept_deferred = true; /* on_turn takes it */
+    p->accept_deferred = true;
+    return;
+  }
+  l->accepted++;
+  accept_one(l);
+}
+
+/* After the poll phase of every loop turn: a new turn for the budgets, and
+ * each listener that deferred a connection takes it now (which makes libuv
+ * watch the listener again). */
+static void on_turn(uv_check_t *c) {
+  cynic__proxy_t *p = c->data;
+  p->turn++;
+  if (!p->accept_deferred)
+    return;
+  p->accept_deferred = false;
+  for (size_t i = 0; i < p->listener_count; i++) {
+    cynic__listener_t *l = &p->listeners[i];
+    if (!l->accept_deferred)
+      continue;
+    l->accept_deferred = false;
+    if (!l->listening)
+      continue; /* closed meanwhile: libuv closed the pending socket with it */
+    l->accept_turn = p->turn;
+    l->accepted = 1;
+    accept_one(l);
+  }
+}
+
+/* Takes the connection libuv holds for `l`: front-door limits, then its mode. */
+static void accept_one(cynic__listener_t *l) {
+  cynic__proxy_t *p = l->proxy;
+  uv_stream_t *server = (uv_stream_t *)&l->handle;
   if (l->reserve == NULL)
     l->reserve = l->mode->client_new(p); /* refill after a shortage */
   uv_tcp_t *client = l->mode->client_new(p);
@@ -349,6 +401,12 @@ bool cynic__listener_reclaim(cynic__listener_t *l) {
 
 int cynic__listeners_start(cynic__proxy_t *p) {
   const cynic__config_t *cfg = p->cfg;
+  if (uv_check_init(p->loop, &p->turn_check) == 0) {
+    p->turn_check.data = p;
+    p->turn_check_open = true;
+    uv_check_start(&p->turn_check, on_turn);
+    uv_unref((uv_handle_t *)&p->turn_check); /* never keeps the loop alive */
+  }
   /* Room for the most a config may hold: a reload adds listeners in place and
    * never moves one (connections and libuv hold pointers into them). */
   p->listeners = calloc(CYNIC__CONFIG_MAX_LISTENERS, sizeof *p->listeners);
@@ -383,6 +441,10 @@ void cynic__listeners_options_refresh(cynic__proxy_t *p) {
 void cynic__listeners_stop(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->listener_count; i++) {
     cynic__listener_close(&p->listeners[i]);
+  }
+  if (p->turn_check_open) {
+    p->turn_check_open = false;
+    uv_close((uv_handle_t *)&p->turn_check, NULL);
   }
 }
 

@@ -191,6 +191,9 @@ struct cynic__listener {
   uv_tcp_t *reserve; /* a client handle kept to shed a connection when out of memory */
   char address[272]; /* the bound address, port 0 resolved (CYNIC_ADDR_STR_MAX) */
   uint32_t open;     /* client connections open now */
+  uint32_t accept_turn;  /* p->turn when `accepted` was last reset */
+  uint16_t accepted;     /* accepts in that loop turn (CYNIC__ACCEPT_BUDGET) */
+  bool accept_deferred;  /* a connection waits in libuv for the next turn */
   /* max_connections_per_client: a chained hash of the addresses with open
    * connections; at most max_connections entries, so bounded. */
   cynic__client_count_t **clients;
@@ -220,6 +223,12 @@ struct cynic__proxy {
   size_t conn_count;      /* sessions on that list (client connections) */
   uv_signal_t sigterm, sigint, sigusr1, sighup;
   uv_timer_t tick_timer;    /* the once-a-second housekeeping (daemon.c, on_tick) */
+  /* Accept fairness (listener.c): a check handle counts loop turns and
+   * resumes listeners that used up their accepts for the turn. */
+  uv_check_t turn_check;
+  bool turn_check_open;
+  bool accept_deferred; /* some listener has a deferred accept */
+  uint32_t turn;
   uv_timer_t summary_timer; /* rate-limited error summaries */
   uv_timer_t rotate_timer;  /* log.rotate: checks the log file's size */
   uv_timer_t drain_timer;
