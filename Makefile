@@ -51,6 +51,7 @@ run: deps build
 bench: deps build
 	@scripts/deps.sh bench
 	$(BUILD)/bench_lib
+	$(BUILD)/bench_bucket
 	$(BUILD)/bench_harness --harness $(BUILD)/cynic-harness --runs 5
 	bench/tcp.sh $(BUILD)
 

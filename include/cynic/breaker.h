@@ -52,9 +52,9 @@
  * fault leaks per leak_ns, so 1 s / leak_ns must be well above peak calls/s *
  * normal error ratio (faults come in random bursts; `faults` is the burst it
  * absorbs, not a rate). E.g. 100 calls/s at 1 % errors is 1 random fault/s;
- * with faults = 5 a leak of 1 s trips that healthy traffic in about 12 s
- * (median of a simulation), 500 ms in about 2 min, 200 ms in about 2 h,
- * 100 ms in about a day: the margin must be tenfold or more, and re-sized
+ * with faults = 5 a leak of 1 s trips that healthy traffic in about 14 s
+ * (median, bench/bench_bucket.c), 500 ms in 2.4 min, 200 ms in 2.5 h,
+ * 100 ms in 42 h: the margin must be tenfold or more, and re-sized
  * whenever the peak grows. Where the bucket judges all
  * traffic (no window, or bucket_low_traffic_only false) a busy dependency
  * is better judged by a rate; see cynic_breaker_config_default().
