@@ -248,8 +248,8 @@ static void test_bucket_judges_only_below_min_calls(void **state) {
     memset(&t, 0, sizeof t);
     cynic_breaker_t *b = NULL;
     assert_int_equal(cynic_breaker_new(&cfg, &b), 0);
-    traffic(b, NULL, 100, 3, 0); /* 300 calls: the window judges */
-    for (int i = 0; i < 5; i++) {  /* a burst of 5 faults among 300 calls: 1.6 % */
+    traffic(b, NULL, 100, 3, 0);  /* 300 calls: the window judges */
+    for (int i = 0; i < 5; i++) { /* a burst of 5 faults among 300 calls: 1.6 % */
       fake_clock_advance(&fc, CYNIC_MS(10));
       call(b, true);
     }

@@ -154,7 +154,8 @@ static void test_tick_runs_the_housekeeping_in_order(void **state) {
 
     w->steps[0] = '\0';
     cynic__proxy_tick(&w->p);
-    assert_string_equal(w->steps, with_admin ? "sweep,sample,streams,rotate" : "sweep,sample,rotate");
+    assert_string_equal(w->steps,
+                        with_admin ? "sweep,sample,streams,rotate" : "sweep,sample,rotate");
     /* the real steps did their work: one sample, stamped with the proxy's
      * wall clock; the access log past max_bytes rotated */
     assert_int_equal(u->stats.history_count, 1);
