@@ -4,7 +4,12 @@
  * simulated clock is fed faults at random (a Poisson stream of 1 fault a
  * second, e.g. 100 calls/s at 1 % errors); each run ends at the first trip.
  * Prints the median time to a trip over RUNS runs for each leak. The figures
- * back the sizing table in docs/patterns.md. Never part of the pass/fail
+ * back the sizing table in docs/patterns.md.
+ *
+ * Then the default config (the window judges busy traffic, the bucket quiet
+ * traffic) on a simulated day of calls arriving at random at a few calls a
+ * second, each failing with a fixed probability: how many times it opens on
+ * healthy traffic, where the bucket judges. Never part of the pass/fail
  * suite; a fixed seed gives the same figures on every run.
  */
 #include <math.h>
@@ -31,10 +36,35 @@ static double uniform(void) { /* (0, 1] */
 }
 
 static bool tripped;
+static unsigned trips_by_bucket, trips_by_rate;
 static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_state_t to,
                           cynic_breaker_reason_t reason, uint64_t at_ns) {
-  (void)arg, (void)from, (void)reason, (void)at_ns;
+  (void)arg, (void)from, (void)at_ns;
   tripped |= to == CYNIC_BREAKER_OPEN;
+  trips_by_bucket += to == CYNIC_BREAKER_OPEN && reason == CYNIC_BREAKER_REASON_FAULTS;
+  trips_by_rate += to == CYNIC_BREAKER_OPEN && reason == CYNIC_BREAKER_REASON_FAILURE_RATE;
+}
+
+/* A simulated day of the default config: calls at random, `per_s` a second,
+ * each failing with probability `err`; probes fail the same way. */
+static void default_day(double per_s, double err) {
+  cynic_breaker_config_t cfg;
+  cynic_breaker_config_default(&cfg);
+  cfg.clock.now = read_sim;
+  cfg.on_transition = on_transition;
+  cynic_breaker_t *b;
+  if (cynic_breaker_new(&cfg, &b) != 0)
+    exit(1);
+  trips_by_bucket = trips_by_rate = 0;
+  for (double t = 0; t < 86400.0;) {
+    t += -log(uniform()) / per_s;
+    sim_now = CYNIC_SEC(1) + (uint64_t)(t * 1e9);
+    cynic_breaker_permit_t p;
+    if (cynic_breaker_acquire(b, &p, NULL) == 0)
+      cynic_breaker_record(b, &p, uniform() <= err ? CYNIC_OUTCOME_FAILURE : CYNIC_OUTCOME_SUCCESS,
+                           0);
+  }
+  cynic_breaker_free(b);
 }
 
 /* Seconds to the first trip, or a negative number past the horizon. */
@@ -95,6 +125,24 @@ int main(void) {
       snprintf(med, sizeof med, "%.1f h", m / 3600);
     printf("%-8.0f %-12.1f %14s %6d/%d\n", (double)leaks[i] / 1e6, 1e9 / (double)leaks[i], med,
            never, RUNS);
+  }
+
+  static const double rates[] = {0.2, 1, 2, 3, 4, 6, 8, 100};
+  static const double errs[] = {0.001, 0.01, 0.025, 0.05};
+  printf("\ndefault config, a simulated day of calls at random: trips (bucket + rate)\n");
+  printf("%-10s", "calls/s");
+  for (size_t e = 0; e < sizeof errs / sizeof errs[0]; e++)
+    printf(" %12.1f%%", errs[e] * 100);
+  printf("\n");
+  for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++) {
+    printf("%-10.1f", rates[r]);
+    for (size_t e = 0; e < sizeof errs / sizeof errs[0]; e++) {
+      default_day(rates[r], errs[e]);
+      char cell[32];
+      snprintf(cell, sizeof cell, "%u + %u", trips_by_bucket, trips_by_rate);
+      printf(" %13s", cell);
+    }
+    printf("\n");
   }
   return 0;
 }

@@ -117,7 +117,7 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg.leak_ns, CYNIC_SEC(10));
   assert_int_equal(cfg.window.kind, CYNIC_BREAKER_WINDOW_TIME);
   assert_int_equal(cfg.window.size, 5);
-  assert_int_equal(cfg.window.min_calls, 20);
+  assert_int_equal(cfg.window.min_calls, 10);
   assert_true(cfg.window.failure_rate == 50.0);
   assert_true(cfg.window.slow_rate == 0.0);
   assert_true(cfg.bucket_low_traffic_only);
