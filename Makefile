@@ -57,6 +57,7 @@ demo: deps build
 bench: deps build
 	@scripts/deps.sh bench
 	$(BUILD)/bench_lib
+	$(BUILD)/bench_bucket
 	$(BUILD)/bench_harness --harness $(BUILD)/cynic-harness --runs 5
 	bench/tcp.sh $(BUILD)
 

@@ -25,7 +25,7 @@
 #define KEYS 10000
 
 static _Atomic uint64_t base_a, base_b;
-static cynic_breaker_t *breaker;
+static cynic_breaker_t *breaker, *breaker_cached, *breaker_bucket;
 static cynic_bulkhead_t *bulkhead;
 static cynic_tokens_t *tokens_real, *tokens_cached;
 static cynic_ratetable_t *table;
@@ -54,11 +54,28 @@ static void op_baseline(uint64_t i) {
   atomic_fetch_add(&base_b, 1);
 }
 
+static void breaker_call(cynic_breaker_t *b) {
+  cynic_breaker_permit_t p;
+  if (cynic_breaker_acquire(b, &p, NULL) == 0)
+    cynic_breaker_record(b, &p, CYNIC_OUTCOME_SUCCESS, 0);
+}
+
+/* The default config (a TIME window: the mutex and a clock read per record). */
 static void op_breaker(uint64_t i) {
   (void)i;
-  cynic_breaker_permit_t p;
-  if (cynic_breaker_acquire(breaker, &p, NULL) == 0)
-    cynic_breaker_record(breaker, &p, CYNIC_OUTCOME_SUCCESS, 0);
+  breaker_call(breaker);
+}
+
+/* The default config on the loop-cached clock. */
+static void op_breaker_cached(uint64_t i) {
+  (void)i;
+  breaker_call(breaker_cached);
+}
+
+/* The bucket alone (window off): a success is one atomic increment. */
+static void op_breaker_bucket(uint64_t i) {
+  (void)i;
+  breaker_call(breaker_bucket);
 }
 
 static void op_bulkhead(uint64_t i) {
@@ -216,6 +233,14 @@ static void setup(void) {
   cynic_breaker_config_default(&bc);
   if ((err = cynic_breaker_new(&bc, &breaker)) != 0)
     die("breaker", err);
+  cynic_breaker_config_t bcc = bc;
+  bcc.clock.now = read_cached;
+  if ((err = cynic_breaker_new(&bcc, &breaker_cached)) != 0)
+    die("breaker", err);
+  cynic_breaker_config_t bcb = bc;
+  bcb.window.kind = CYNIC_BREAKER_WINDOW_NONE;
+  if ((err = cynic_breaker_new(&bcb, &breaker_bucket)) != 0)
+    die("breaker", err);
 
   cynic_bulkhead_config_t hc;
   cynic_bulkhead_config_default(&hc);
@@ -296,7 +321,9 @@ int main(int argc, char **argv) {
     op_fn op;
     uint64_t divisor; /* slower cases run fewer iterations */
   } cases[] = {
-      {"breaker acquire+record", op_breaker, 1},
+      {"breaker acquire+record (default)", op_breaker, 1},
+      {"breaker, default, loop-cached clock", op_breaker_cached, 1},
+      {"breaker, bucket only (window NONE)", op_breaker_bucket, 1},
       {"bulkhead enter+leave", op_bulkhead, 1},
       {"token bucket take (CLOCK_MONOTONIC)", op_tokens_real, 2},
       {"token bucket take (loop-cached clock)", op_tokens_cached, 1},
@@ -374,6 +401,8 @@ int main(int argc, char **argv) {
   printf("\nbreaker after the run: %s (sanity: it must still be closed)\n",
          cynic_breaker_state_name(snap.state));
   cynic_breaker_free(breaker);
+  cynic_breaker_free(breaker_cached);
+  cynic_breaker_free(breaker_bucket);
   cynic_bulkhead_free(bulkhead);
   cynic_tokens_free(tokens_real);
   cynic_tokens_free(tokens_cached);

@@ -145,11 +145,17 @@ void cynic_breaker_config_default(cynic_breaker_config_t *cfg) {
   cfg->faults = 5;
   cfg->leak_ns = CYNIC_SEC(10);
   cfg->slow_is_fault = false;
-  cfg->window.kind = CYNIC_BREAKER_WINDOW_NONE;
-  cfg->window.size = 100;
+  /* The rate judges busy traffic: 10 calls in the last 5 s (2 calls/s) and up.
+   * 10, not more: the bucket judges what is below, and bench/bench_bucket.c
+   * found a 20-call threshold let the bucket trip 2-4 calls/s at 1 % errors
+   * a few times a day. */
+  cfg->window.kind = CYNIC_BREAKER_WINDOW_TIME;
+  cfg->window.size = 5;
   cfg->window.min_calls = 10;
   cfg->window.failure_rate = 50.0;
   cfg->window.slow_rate = 0.0;
+  /* The bucket guards quiet traffic only, below about 2 calls/s. */
+  cfg->bucket_low_traffic_only = true;
   cfg->slow_call_ns = 0;
   cfg->open_ns = CYNIC_SEC(30);
   cfg->open_max_ns = CYNIC_SEC(300);
@@ -160,14 +166,7 @@ void cynic_breaker_config_default(cynic_breaker_config_t *cfg) {
 }
 
 void cynic_breaker_config_rate(cynic_breaker_config_t *cfg) {
-  if (cfg == NULL)
-    return;
-  cynic_breaker_config_default(cfg);
-  cfg->leak_ns = CYNIC_SEC(1);
-  cfg->window.kind = CYNIC_BREAKER_WINDOW_COUNT;
-  cfg->window.size = 100;
-  cfg->window.min_calls = 20;
-  cfg->window.failure_rate = 50.0;
+  cynic_breaker_config_default(cfg); /* the default judges a rate now */
 }
 
 static bool rate_ok(double r) {
@@ -626,24 +625,29 @@ int cynic_breaker_record(cynic_breaker_t *b, const cynic_breaker_permit_t *permi
     uint64_t now = 0;
     bool have_now = false;
     cynic_breaker_reason_t why = CYNIC_BREAKER_REASON_NONE;
-    if (b->cfg.faults > 0 && is_fault) {
-      now = now_locked(b);
-      have_now = true;
-      if (bucket_add_fault(b, now) >= b->cfg.faults)
-        why = CYNIC_BREAKER_REASON_FAULTS;
-    }
     if (b->window_on) {
-      if (!have_now && b->cfg.window.kind == CYNIC_BREAKER_WINDOW_TIME) {
+      if (b->cfg.window.kind == CYNIC_BREAKER_WINDOW_TIME) {
         now = now_locked(b);
         have_now = true;
       }
       window_add(b, what, now);
-      if (why == CYNIC_BREAKER_REASON_NONE && b->w_calls >= b->cfg.window.min_calls) {
-        if (rate_reached(b->w_failures, b->w_calls, b->cfg.window.failure_rate))
-          why = CYNIC_BREAKER_REASON_FAILURE_RATE;
-        else if (rate_reached(b->w_slow, b->w_calls, b->cfg.window.slow_rate))
-          why = CYNIC_BREAKER_REASON_SLOW_RATE;
+    }
+    /* The window judges once it holds min_calls; with bucket_low_traffic_only
+     * the bucket then neither judges nor fills (busy traffic is a rate). */
+    bool window_judges = b->window_on && b->w_calls >= b->cfg.window.min_calls;
+    if (b->cfg.faults > 0 && is_fault && !(b->cfg.bucket_low_traffic_only && window_judges)) {
+      if (!have_now) {
+        now = now_locked(b);
+        have_now = true;
       }
+      if (bucket_add_fault(b, now) >= b->cfg.faults)
+        why = CYNIC_BREAKER_REASON_FAULTS;
+    }
+    if (why == CYNIC_BREAKER_REASON_NONE && window_judges) {
+      if (rate_reached(b->w_failures, b->w_calls, b->cfg.window.failure_rate))
+        why = CYNIC_BREAKER_REASON_FAILURE_RATE;
+      else if (rate_reached(b->w_slow, b->w_calls, b->cfg.window.slow_rate))
+        why = CYNIC_BREAKER_REASON_SLOW_RATE;
     }
     if (why != CYNIC_BREAKER_REASON_NONE && w_state(w) == CYNIC_BREAKER_CLOSED) {
       if (!have_now)

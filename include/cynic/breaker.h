@@ -41,6 +41,23 @@
  *    the calls of the last `size` whole seconds of the clock (TIME, one bucket per
  *    second). Once it holds at least `min_calls` calls, the breaker trips when the
  *    failure rate or the slow-call rate is at or above its threshold.
+ *  - Both (the default): with bucket_low_traffic_only, the window judges
+ *    busy traffic (once it holds min_calls calls) and the bucket only quiet
+ *    traffic (while it holds fewer; a fault then fills the bucket, not
+ *    otherwise). Without it, both judge every call and either trips.
+ *
+ * Sizing the bucket: it counts faults, not a rate, so it trips whenever faults
+ * arrive faster than one per leak_ns for long enough, however many successes
+ * surround them. The leak must outpace the expected fault rate at peak: one
+ * fault leaks per leak_ns, so 1 s / leak_ns must be well above peak calls/s *
+ * normal error ratio (faults come in random bursts; `faults` is the burst it
+ * absorbs, not a rate). E.g. 100 calls/s at 1 % errors is 1 random fault/s;
+ * with faults = 5 a leak of 1 s trips that healthy traffic in about 14 s
+ * (median, bench/bench_bucket.c), 500 ms in 2.4 min, 200 ms in 2.5 h,
+ * 100 ms in 42 h: the margin must be tenfold or more, and re-sized
+ * whenever the peak grows. Where the bucket judges all
+ * traffic (no window, or bucket_low_traffic_only false) a busy dependency
+ * is better judged by a rate; see cynic_breaker_config_default().
  *
  * Every transition into any state starts that state with an empty bucket and an
  * empty window; outcomes of calls admitted in an earlier state ("stale" permits,
@@ -61,7 +78,8 @@
  *    never more than `half_open_probes` probes are in flight, exactly;
  *  - record of a success (or of a slow success that does not feed the bucket)
  *    in a non-probe call with no window configured is one relaxed atomic
- *    increment: no clock read, no lock;
+ *    increment: no clock read, no lock (the default has a window, so there a
+ *    success takes the mutex and reads the clock);
  *  - failures, window updates, probe outcomes, manual changes and snapshots take
  *    the breaker's mutex: a bucket update is two words and a window update several,
  *    and a transition must publish state, interval and counters together.
@@ -114,9 +132,9 @@ typedef enum cynic_breaker_outcome {
 } cynic_breaker_outcome_t;
 
 typedef enum cynic_breaker_window_kind {
-  CYNIC_BREAKER_WINDOW_NONE = 0,  /* no failure-rate window (default) */
+  CYNIC_BREAKER_WINDOW_NONE = 0,  /* no failure-rate window */
   CYNIC_BREAKER_WINDOW_COUNT = 1, /* the last `size` calls */
-  CYNIC_BREAKER_WINDOW_TIME = 2,  /* the calls of the last `size` seconds */
+  CYNIC_BREAKER_WINDOW_TIME = 2,  /* the calls of the last `size` seconds (default) */
 } cynic_breaker_window_kind_t;
 
 #define CYNIC_BREAKER_MAX_FAULTS 1000000u
@@ -142,10 +160,10 @@ typedef void (*cynic_breaker_transition_fn)(void *arg, cynic_breaker_state_t fro
                                             uint64_t at_ns);
 
 typedef struct cynic_breaker_window_config {
-  cynic_breaker_window_kind_t kind; /* NONE (default), COUNT or TIME */
+  cynic_breaker_window_kind_t kind; /* NONE, COUNT or TIME (default) */
   uint32_t size;                    /* COUNT: calls, 1..10000; TIME: seconds, 1..3600: at time t
                                        the window holds the calls made in clock seconds
-                                       (t/1s - size, t/1s]. Default 100 */
+                                       (t/1s - size, t/1s]. Default 5 (TIME) */
   uint32_t min_calls;               /* rates are judged only from this many calls on; >= 1
                                        (and <= size for COUNT). Default 10 */
   double failure_rate;              /* percent in (0, 100] that trips; 0 = not judged. Default 50 */
@@ -197,36 +215,54 @@ typedef struct cynic_breaker_config {
   /* With half_open_calls = N: successes needed, 1..N; 0 means N (every probe
    * must succeed). Ignored when half_open_calls is 0. */
   uint32_t half_open_successes;
+
+  /*
+   * How bucket and window share the verdict when both are on. true (the
+   * default): the bucket is the guard for low traffic only: a fault fills it,
+   * and can trip it, only while the window holds fewer than min_calls calls;
+   * from min_calls on the window alone judges (busy traffic is judged by its
+   * failure rate, however many faults a second that is). Use it with a TIME
+   * window: a COUNT window never empties with time, so after min_calls calls
+   * the bucket would never judge again. false (zeroed configs, and the cynic
+   * proxy): both judge every call and either trips. Ignored without a window.
+   */
+  bool bucket_low_traffic_only;
 } cynic_breaker_config_t;
 
 /*
- * Fills `cfg` with the defaults above: 5 faults, leak 10 s, open 30 s, one
- * probe, no window, no growth, default clock, no callback, today's half-open
- * rule. Does nothing if cfg is NULL. Why: five faults is a burst a healthy
- * dependency does not produce at modest traffic, one leak per 10 s forgives
- * a stray error, 30 s open lets a restarting dependency come back, one probe
- * asks it as little as possible.
+ * Fills `cfg` with the defaults above, safe at any traffic: a TIME window of
+ * the last 5 s tripping at a 50 % failure rate from 10 calls on (traffic of
+ * 2 calls/s and up is judged by its rate), a bucket of 5 faults leaking one
+ * per 10 s judging only quieter traffic (bucket_low_traffic_only), open 30 s,
+ * one probe, no growth, default clock, no callback, today's half-open rule.
+ * Does nothing if cfg is NULL.
  *
- * These defaults suit LOW traffic only. The bucket counts faults, not a rate:
- * it trips whenever faults arrive faster than one per leak_ns for long
- * enough, whatever the number of successes around them. Sizing rule: the
- * leak must outpace the expected fault rate at peak, leak_ns < 1 s /
- * (peak calls/s * normal error ratio), with a margin. At 1,000 calls/s and
- * 0.1 % errors (1 fault/s) a 10 s leak trips in about 6 s of healthy
- * traffic. Above a few calls a second, judge a rate: set the window
- * (cynic_breaker_config_rate() does) and keep the bucket, if at all, as the
- * guard for low traffic, with a leak sized by the rule.
+ * Why: a healthy busy dependency still fails now and then, and a bucket that
+ * judged it would trip on its fault count alone (1,000 calls/s at 0.1 %
+ * errors is one fault a second, and a 10 s leak trips that in about 6 s); a
+ * failure rate does not care how busy it is, 1,000 calls/s at 0.1 % errors
+ * or 100 calls/s at 1 % never come near 50 %. A window needs calls to judge,
+ * so quiet traffic (a call a second) is judged by the bucket: five faults in
+ * a row trip it, one leak per 10 s forgives a stray error. On a simulated
+ * day of random calls at 0.2 to 100 calls/s (bench/bench_bucket.c) it never
+ * opened at 2.5 % errors or less; at 5 % the bucket opened it 12 to 22
+ * times a day at 1 to 2 calls/s, where 5 faults in 50 s are no longer
+ * rare. 30 s open lets a restarting dependency come back; one probe
+ * asks it as little as possible. A dead busy dependency trips within the
+ * window: 2 to 2.5 s at 100 % errors, about 5 s at 50 %.
+ *
+ * Cost: with a window every record takes the mutex and (TIME) reads the
+ * clock; without one a success is one atomic increment (docs/benchmarks.md
+ * has both figures). To go back to the book's bucket alone, set window.kind
+ * to CYNIC_BREAKER_WINDOW_NONE and size the leak by the rule above.
+ * (Before 2026-12 the default had no window; callers that relied on that
+ * must now set window.kind = CYNIC_BREAKER_WINDOW_NONE themselves.)
  */
 CYNIC_API void cynic_breaker_config_default(cynic_breaker_config_t *cfg);
 
 /*
- * Fills `cfg` with defaults safe at any traffic: those of
- * cynic_breaker_config_default(), plus a COUNT window of the last 100 calls
- * tripping at a 50 % failure rate from 20 calls on, and a bucket of 5 faults
- * leaking one per second as the guard for low traffic (a dependency called
- * a few times a minute never fills a 20-call window). Not the plain default,
- * because existing callers (the cynic proxy among them) build on that one
- * and rely on it having no window. Does nothing if cfg is NULL.
+ * The same as cynic_breaker_config_default(), kept for programs written when
+ * the default had no window and this one added it. Does nothing if cfg is NULL.
  */
 CYNIC_API void cynic_breaker_config_rate(cynic_breaker_config_t *cfg);
 

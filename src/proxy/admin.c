@@ -176,7 +176,7 @@ static void handle(void *arg, const cynic__http_parser_t *http, cynic__httpd_res
       cynic__admin_reply_json(
           r, 200,
           json_pack("{s:s, s:f}", "status", "alive", "uptime_s",
-                    (double)(cynic__unix_ms() - r->p->started_unix_ms) / 1000.0));
+                    (double)(cynic__proxy_unix_ms(r->p) - r->p->started_unix_ms) / 1000.0));
   } else if (seg_is(r, 1, "ready")) {
     const char *why;
     if (!cynic__admin_is(r, "GET"))

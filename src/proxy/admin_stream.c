@@ -78,7 +78,8 @@ static json_t *samples_json(cynic__admin_t *a) {
     if (s != NULL)
       json_object_set_new(us, p->upstreams[i].cfg->name, s);
   }
-  return json_pack("{s:I, s:o}", "now", (json_int_t)(cynic__unix_ms() / 1000), "upstreams", us);
+  return json_pack("{s:I, s:o}", "now", (json_int_t)(cynic__proxy_unix_ms(p) / 1000), "upstreams",
+                   us);
 }
 
 static void on_stream_closed(cynic__httpd_stream_t *st, void *arg);

@@ -49,7 +49,7 @@ static json_t *breaker_json(const cynic__endpoint_t *e) {
   cynic_breaker_snapshot_t s;
   cynic_breaker_snapshot(e->breaker, &s);
   const cynic__config_breaker_t *bc = &e->upstream->cfg->breaker;
-  int64_t now = cynic__unix_ms();
+  int64_t now = cynic__proxy_unix_ms(e->upstream->proxy);
   json_t *o = json_object();
   json_object_set_new(o, "state", json_string(cynic_breaker_state_name(s.state)));
   json_object_set_new(o, "reason", json_string(cynic_breaker_reason_name(s.last_reason)));
@@ -217,7 +217,7 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
  * one by one). */
 static json_t *status_head_json(cynic__admin_t *a) {
   cynic__proxy_t *p = a->proxy;
-  int64_t now = cynic__unix_ms();
+  int64_t now = cynic__proxy_unix_ms(p);
   const char *why;
   bool ready = cynic__admin_ready(p, &why);
   json_t *o = json_object();
@@ -298,7 +298,7 @@ static int listing_open(cynic__admin_listing_t *l, cynic__buf_t *b) {
   }
   case LIST_HISTORY:
     return cynic__buf_printf(b, "{\"interval_s\":1,\"now\":%lld,\"upstreams\":{",
-                             (long long)(cynic__unix_ms() / 1000));
+                             (long long)(cynic__proxy_unix_ms(l->a->proxy) / 1000));
   case LIST_BREAKERS:
     return cynic__buf_puts(b, "{\"upstreams\":[");
   default:

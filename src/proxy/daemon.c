@@ -33,6 +33,7 @@
 #include "proxy.h"
 #include "reload.h"
 #include "shed.h"
+#include "summary_text.h"
 
 #define ROTATE_CHECK_MS 1000u /* log.rotate: how often the file's size is checked */
 
@@ -66,6 +67,15 @@ void cynic__proxy_config_warnings(const cynic__config_t *cfg) {
                                (int)u->keepalive_old_name.column, "upstream", u->name, "key",
                                "keepalive", "use", "tcp_keepalive"));
   }
+}
+
+static int64_t wall_now(void *arg) {
+  (void)arg;
+  return cynic__unix_ms();
+}
+
+int64_t cynic__proxy_unix_ms(const cynic__proxy_t *p) {
+  return p->wall_ms != NULL ? p->wall_ms(p->wall_ms_arg) : cynic__unix_ms();
 }
 
 uint64_t cynic__proxy_clock(void *arg) {
@@ -121,19 +131,6 @@ static void log_totals(const cynic__proxy_t *p) {
       total(&p->listeners[i].counters, "listener", p->listeners[i].cfg->name);
 }
 
-/* "1234567" as "1,234,567", for people reading summary lines. */
-static void thousands(uint32_t n, char *out, size_t size) {
-  char digits[16];
-  int len = snprintf(digits, sizeof digits, "%u", n);
-  size_t o = 0;
-  for (int i = 0; i < len && o + 1 < size; i++) {
-    if (i > 0 && (len - i) % 3 == 0 && o + 2 < size)
-      out[o++] = ',';
-    out[o++] = digits[i];
-  }
-  out[o] = '\0';
-}
-
 /* Writes one summary line per counter that saw more than the one event
  * already logged, and starts a new window. */
 static void summarise(cynic__counters_t *c, const char *what, const char *name, const char *window,
@@ -145,22 +142,12 @@ static void summarise(cynic__counters_t *c, const char *what, const char *name, 
       continue;
     char text[256];
     char count[16];
-    thousands(n, count, sizeof count);
+    cynic__thousands(n, count, sizeof count);
     snprintf(text, sizeof text, "%s %s %s in the last %s", count, event_texts[ev], name, window);
     cynic__log_event(CYNIC_LOG_WARN, cynic__event_key(ev), text,
                      json_pack("{s:s, s:i, s:I}", what, name, "count", (json_int_t)n, "window_ms",
                                (json_int_t)window_ms));
   }
-}
-
-/* The summary window as people write it: "10s", "1m", "250ms". */
-static void window_text(uint64_t ms, char *out, size_t size) {
-  if (ms % 60000u == 0)
-    snprintf(out, size, "%llum", (unsigned long long)(ms / 60000u));
-  else if (ms % 1000u == 0)
-    snprintf(out, size, "%llus", (unsigned long long)(ms / 1000u));
-  else
-    snprintf(out, size, "%llums", (unsigned long long)ms);
 }
 
 static uint64_t summary_ms(const cynic__proxy_t *p) {
@@ -172,7 +159,7 @@ static void on_summary(uv_timer_t *t) {
   cynic__proxy_t *p = t->data;
   uint64_t ms = summary_ms(p);
   char w[32];
-  window_text(ms, w, sizeof w);
+  cynic__window_text(ms, w, sizeof w);
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
     if (u->cfg == NULL)
@@ -319,18 +306,58 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
   uv_timer_start(&p->drain_timer, on_drain_deadline, ms, 0);
 }
 
-static void on_tick(uv_timer_t *t) {
-  cynic__proxy_t *p = t->data;
+/* The tick's steps, in their order: the sweep first (retired objects give
+ * their places back), the idle pools' age limit, then the sample, then the streams that carry it, then
+ * the rotation check. A step returns false when it had nothing to do. */
+static bool tick_sweep(cynic__proxy_t *p) {
   cynic__reload_sweep(p);
-  cynic__upstreams_tick(p);
+  return true;
+}
+static bool tick_pool(cynic__proxy_t *p) {
+  cynic__upstreams_tick(p); /* idle upstream connections past pool.idle_timeout */
+  return true;
+}
+static bool tick_sample(cynic__proxy_t *p) {
   cynic__metrics_sample(p);
-  if (p->admin != NULL)
-    cynic__admin_streams_tick(p->admin);
+  return true;
+}
+static bool tick_streams(cynic__proxy_t *p) {
+  if (p->admin == NULL)
+    return false; /* no admin listener, no streams */
+  cynic__admin_streams_tick(p->admin);
+  return true;
+}
+static bool tick_rotate(cynic__proxy_t *p) {
   cynic__accesslog_rotate(p->cfg->log.rotate_max_bytes, p->cfg->log.rotate_keep);
+  return true;
+}
+
+static const struct tick_step {
+  const char *name;
+  bool (*run)(cynic__proxy_t *p);
+} tick_steps[] = {
+    {"sweep", tick_sweep},
+    {"pool", tick_pool},
+    {"sample", tick_sample},
+    {"streams", tick_streams},
+    {"rotate", tick_rotate},
+};
+
+void cynic__proxy_tick(cynic__proxy_t *p) {
+  for (size_t i = 0; i < sizeof tick_steps / sizeof tick_steps[0]; i++)
+    if (tick_steps[i].run(p) && p->tick_observer != NULL)
+      p->tick_observer(p->tick_observer_arg, tick_steps[i].name);
+}
+
+static void on_tick(uv_timer_t *t) {
+  cynic__proxy_tick(t->data);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
-  cynic__proxy_t *p = s->data;
+  cynic__proxy_signal(s->data, signum);
+}
+
+void cynic__proxy_signal(cynic__proxy_t *p, int signum) {
   if (signum == SIGHUP) {
     int status;
     json_decref(cynic__reload(p, "SIGHUP", &status)); /* reload.c logged the outcome */
@@ -403,8 +430,9 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   p.loop = &loop;
   p.clock.now = cynic__proxy_clock;
   p.clock.arg = &p;
+  p.wall_ms = wall_now;
   p.cfg = cfg;
-  p.started_unix_ms = p.config_unix_ms = cynic__unix_ms();
+  p.started_unix_ms = p.config_unix_ms = cynic__proxy_unix_ms(&p);
   cynic__list_init(&p.sessions);
   uv_timer_init(&loop, &p.summary_timer);
   uv_timer_init(&loop, &p.rotate_timer);

@@ -104,7 +104,7 @@ void cynic__metrics_transition(cynic__endpoint_t *e, cynic_breaker_state_t from,
     return;
   cynic__transition_rec_t *t = &a->ring[a->ring_next];
   memset(t, 0, sizeof *t);
-  t->unix_ms = cynic__unix_ms();
+  t->unix_ms = cynic__proxy_unix_ms(e->upstream->proxy);
   snprintf(t->upstream, sizeof t->upstream, "%s", e->upstream->cfg->name);
   snprintf(t->endpoint, sizeof t->endpoint, "%s", e->addr->text);
   t->from = from;
@@ -131,7 +131,7 @@ static bool breaker_open(const cynic_breaker_snapshot_t *s) {
 }
 
 void cynic__metrics_sample(cynic__proxy_t *p) {
-  int64_t now_s = cynic__unix_ms() / 1000;
+  int64_t now_s = cynic__proxy_unix_ms(p) / 1000;
   for (size_t i = 0; i < p->upstream_count; i++) {
     if (p->upstreams[i].retired)
       continue; /* replaced or removed by a reload */

@@ -214,6 +214,17 @@ struct cynic__proxy {
   uv_loop_t *loop;
   cynic_clock_t clock; /* breakers' and admission's clock: {cynic__proxy_clock, p}
                           in the daemon; unit tests move a fake one by hand */
+  /* The wall clock (Unix time, ms) history samples, breaker transitions and
+   * the admin's "now" are stamped with: cynic__unix_ms in the daemon; unit
+   * tests set their own. NULL reads cynic__unix_ms (cynic__proxy_unix_ms). */
+  int64_t (*wall_ms)(void *arg);
+  void *wall_ms_arg;
+  /* Told the name of each step of the once-a-second tick ("sweep", "sample",
+   * "streams", "rotate") as soon as it has run (a step with nothing to do,
+   * streams without an admin listener, is not told); NULL in the daemon. The
+   * unit tests watch the order through it while the real steps run. */
+  void (*tick_observer)(void *arg, const char *step);
+  void *tick_observer_arg;
   const cynic__config_t *cfg;
   cynic__listener_t *listeners;
   size_t listener_count;
@@ -327,6 +338,15 @@ json_t *cynic__counts_json(const cynic__counters_t *c);
 /* Wall-clock time in ms since the epoch (for /status and logs, never for
  * deadlines). */
 int64_t cynic__unix_ms(void);
+/* The proxy's wall clock (p->wall_ms, or cynic__unix_ms when not set). */
+int64_t cynic__proxy_unix_ms(const cynic__proxy_t *p);
+/* The once-a-second housekeeping (the tick timer's callback calls it): the
+ * reload sweep, a history sample, the status streams' tick (with an admin
+ * listener), the access logs' rotation check, in that order. */
+void cynic__proxy_tick(cynic__proxy_t *p);
+/* What the daemon does on a signal: SIGHUP reloads, SIGUSR1 reopens the
+ * logs, SIGTERM and SIGINT drain. */
+void cynic__proxy_signal(cynic__proxy_t *p, int signum);
 
 /* Starts a drain as SIGTERM does; `why` names the cause in the log. */
 void cynic__proxy_drain(cynic__proxy_t *p, const char *why);

@@ -598,7 +598,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
     cynic__config_free(p->reloaded_cfg);
   /* else: out of memory and out of pins: leak it rather than free what is used */
   p->reloaded_cfg = n;
-  p->config_unix_ms = cynic__unix_ms();
+  p->config_unix_ms = cynic__proxy_unix_ms(p);
   p->reloads++;
   cynic__proxy_config_warnings(n); /* deprecated names, in the log in use now */
   cynic__log_event(

@@ -57,10 +57,18 @@ static cynic_clock_t clock_of(cynic__proxy_t *p) {
 static int breaker_new(cynic__proxy_t *p, cynic__endpoint_t *e) {
   const cynic__config_breaker_t *bc = &e->upstream->cfg->breaker;
   cynic_breaker_config_t c;
+  /* Every field the proxy's semantics rest on is set here, whatever the
+   * library's defaults become: the bucket and the window (when configured)
+   * both judge every call, the window is off unless configured. */
   cynic_breaker_config_default(&c);
   c.clock = clock_of(p);
   c.faults = bc->faults;
   c.leak_ns = bc->leak_ns;
+  c.slow_is_fault = false;
+  c.window.kind = CYNIC_BREAKER_WINDOW_NONE;
+  c.bucket_low_traffic_only = false;
+  c.half_open_calls = 0;
+  c.half_open_successes = 0;
   c.open_ns = bc->open_for_ns;
   c.open_max_ns = bc->open_max_ns > bc->open_for_ns ? bc->open_max_ns : bc->open_for_ns;
   c.open_multiplier = bc->open_multiplier;

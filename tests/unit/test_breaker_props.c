@@ -258,6 +258,7 @@ static void test_props_bucket(void **state) {
   (void)state;
   cynic_breaker_config_t cfg;
   cynic_breaker_config_default(&cfg);
+  cfg.window.kind = CYNIC_BREAKER_WINDOW_NONE; /* the bucket alone */
   cfg.faults = 3;
   cfg.leak_ns = CYNIC_SEC(1);
   cfg.open_ns = CYNIC_SEC(2);
@@ -269,6 +270,7 @@ static void test_props_bucket_growth_slow_faults(void **state) {
   (void)state;
   cynic_breaker_config_t cfg;
   cynic_breaker_config_default(&cfg);
+  cfg.window.kind = CYNIC_BREAKER_WINDOW_NONE; /* the bucket alone */
   cfg.faults = 4;
   cfg.leak_ns = CYNIC_MS(500);
   cfg.slow_is_fault = true;
@@ -304,6 +306,7 @@ static void test_props_time_window_and_bucket(void **state) {
   cynic_breaker_config_default(&cfg);
   cfg.faults = 6;
   cfg.leak_ns = CYNIC_MS(200);
+  cfg.bucket_low_traffic_only = false; /* both judge every call */
   cfg.window.kind = CYNIC_BREAKER_WINDOW_TIME;
   cfg.window.size = 3;
   cfg.window.min_calls = 4;

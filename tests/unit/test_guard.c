@@ -78,6 +78,7 @@ static world_t *world_new(void) {
   cynic_breaker_config_t kc;
   cynic_breaker_config_default(&kc);
   kc.clock = clk;
+  kc.window.kind = CYNIC_BREAKER_WINDOW_NONE; /* the bucket alone */
   kc.faults = 100;
   assert_int_equal(cynic_breaker_new(&kc, &w->breaker), 0);
 

@@ -80,6 +80,7 @@ static void test_half_open_race(void **state) {
   (void)state;
   cynic_breaker_config_t cfg;
   cynic_breaker_config_default(&cfg);
+  cfg.window.kind = CYNIC_BREAKER_WINDOW_NONE; /* the bucket alone */
   cfg.faults = 1;
   cfg.open_ns = CYNIC_SEC(1);
   cfg.half_open_probes = PROBES;
@@ -259,6 +260,7 @@ static void test_hammer_bucket(void **state) {
   (void)state;
   cynic_breaker_config_t cfg;
   cynic_breaker_config_default(&cfg);
+  cfg.window.kind = CYNIC_BREAKER_WINDOW_NONE; /* the bucket alone */
   cfg.faults = 5;
   cfg.leak_ns = CYNIC_MS(1);
   cfg.open_ns = CYNIC_MS(2);
@@ -273,6 +275,7 @@ static void test_hammer_windows(void **state) {
   cynic_breaker_config_default(&cfg);
   cfg.faults = 8;
   cfg.leak_ns = CYNIC_MS(1);
+  cfg.bucket_low_traffic_only = false; /* both judge every call */
   cfg.window.kind = CYNIC_BREAKER_WINDOW_TIME;
   cfg.window.size = 2;
   cfg.window.min_calls = 20;
@@ -286,6 +289,12 @@ static void test_hammer_windows(void **state) {
   cfg.window.size = 50;
   cfg.window.min_calls = 20;
   cfg.window.failure_rate = 35;
+  cfg.open_ns = CYNIC_MS(2);
+  hammer(&cfg);
+  /* the defaults: the bucket judges only while the window is short of calls */
+  cynic_breaker_config_default(&cfg);
+  cfg.leak_ns = CYNIC_MS(1);
+  cfg.window.size = 1;
   cfg.open_ns = CYNIC_MS(2);
   hammer(&cfg);
 }
