@@ -140,8 +140,9 @@ static void finish(world_t *w) {
 }
 
 /* The daemon owns the once-a-second tick (issue 9): the reload sweep, the
- * idle pools' age limit, the history sample, then the status streams (which carry that sample), then
- * the access logs' rotation; without an admin listener, no streams. */
+ * idle pools' age limit, the history sample, then the status streams (which
+ * carry that sample), then the access logs' rotation; without an admin
+ * listener, no streams. */
 static void test_tick_runs_the_housekeeping_in_order(void **state) {
   (void)state;
   for (int with_admin = 1; with_admin >= 0; with_admin--) {
