@@ -77,10 +77,11 @@ int cynic__http_parser_feed(cynic__http_parser_t *p, const char *data, size_t le
     return CYNIC_HTTP_READY;
   if (len == 0)
     return CYNIC_HTTP_INCOMPLETE;
-  if (p->store == NULL && (p->store = malloc(p->store_cap > 0 ? p->store_cap : 1)) == NULL)
-    return fail(p, 503, "out of memory");
-  if (p->msg.store == NULL)
+  if (p->store == NULL) {
+    if ((p->store = malloc(p->store_cap > 0 ? p->store_cap : 1)) == NULL)
+      return fail(p, 503, "out of memory");
     cynic__http_msg_begin(&p->msg, p->store, p->store_cap > 0 ? p->store_cap : 1);
+  }
   size_t off = 0;
   for (;;) {
     size_t used = 0;
@@ -115,8 +116,10 @@ void cynic__http_parser_next(cynic__http_parser_t *p) {
   p->complete = false;
   p->expect_continue = false;
   cynic__http_msg_next(&p->msg);
-  if (p->store != NULL)
-    cynic__http_msg_begin(&p->msg, p->store, p->store_cap > 0 ? p->store_cap : 1);
+  /* An idle keep-alive connection holds no head store: the next request's
+   * first byte takes one again (a malloc per request; API traffic is light). */
+  free(p->store);
+  p->store = NULL;
 }
 
 int cynic__http_parser_finish(cynic__http_parser_t *p) {

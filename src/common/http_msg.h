@@ -25,10 +25,13 @@
  *      CYNIC__HTTP_DONE  the message ended after *consumed bytes (the last of
  *                        its body, 0 for a message without a body). Call
  *                        cynic__http_msg_next before the next message.
- *      CYNIC_EINVAL      refused: m->error_status (400, 431 for a request; 502
- *                        for a response) and m->error_reason (static text
- *                        naming the rule) say why. The connection must close;
- *                        every later feed fails the same way.
+ *      CYNIC_EINVAL      refused: m->error_status (400, 414, 431 for a
+ *                        request; 502 for a response, which the proxy answers
+ *                        as "bad framing") and m->error_reason say why: static
+ *                        text naming the rule, cynic's ("obs-fold", "duplicate
+ *                        Host") or llhttp's where llhttp refuses first
+ *                        ("Duplicate Content-Length"). Nothing is consumed;
+ *                        the connection must close; every later feed fails.
  *      CYNIC__HTTP_MORE  the head is incomplete: all len bytes consumed (they
  *                        are head bytes, copied as needed). Need more.
  *    Body bytes are never
