@@ -71,7 +71,8 @@ static uint64_t head_digest(const cynic__http_msg_t *m, size_t head_bytes) {
   h = mix_u(h, (uint64_t)m->version_minor);
   h = mix_u(h, (uint64_t)m->body);
   h = mix_u(h, m->content_length);
-  h = mix_u(h, (uint64_t)(m->keep_alive | m->upgrade << 1 | m->interim << 2 | m->expect_continue << 3));
+  h = mix_u(
+      h, (uint64_t)(m->keep_alive | m->upgrade << 1 | m->interim << 2 | m->expect_continue << 3));
   h = mix_u(h, head_bytes);
   for (size_t i = 0; i < cynic__http_msg_nfields(m); i++) {
     const char *name, *value;

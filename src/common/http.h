@@ -34,7 +34,7 @@ typedef struct cynic__http_parser {
   cynic__http_msg_t msg; /* the strict parser; its fields are valid once READY */
   cynic__http_limits_t limits;
   char *store; /* msg's head store (max_url + max_header_bytes): taken at a request's
-               * first byte, freed when it is answered (cynic__http_parser_next) */
+                * first byte, freed when it is answered (cynic__http_parser_next) */
   size_t store_cap;
   cynic__buf_t url; /* the request target, NUL-terminated */
   cynic__buf_t body;

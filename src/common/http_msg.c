@@ -134,25 +134,25 @@ static int on_header_field(llhttp_t *h, const char *at, size_t n) {
       m->trailers_from = at;
       m->last_byte = '\n';
     }
-    if (!m->in_value) { /* in_value doubles as "a name is under way" here */
+    if (!m->in_name) { /* a new trailer */
       if (m->ntrailers == m->limits.max_fields)
         return cynic__http_msg_fail(m, 431, "too many trailer fields");
       m->ntrailers++;
       m->trailer_name_len = 0;
-      m->in_value = true;
+      m->in_name = true;
     }
     m->trailer_name_len += n;
     return trailer_bytes(m, n);
   }
   if (head_limit(m, at, n))
     return -1;
-  if (!m->in_value) { /* a new field */
+  if (!m->in_name) { /* a new field */
     if (m->nfields == m->limits.max_fields)
       return cynic__http_msg_fail(m, 431, "too many header fields");
     m->nfields++;
     m->fields[m->nfields - 1].name.off = (uint32_t)m->used;
     m->fields[m->nfields - 1].name.len = 0;
-    m->in_value = true;
+    m->in_name = true;
   }
   return put(m, &m->fields[m->nfields - 1].name, at, n);
 }
@@ -161,8 +161,8 @@ static int on_header_field(llhttp_t *h, const char *at, size_t n) {
  * no data callback may have come. */
 static int on_header_field_complete(llhttp_t *h) {
   cynic__http_msg_t *m = owner(h);
-  bool began = m->in_value;
-  m->in_value = false;
+  bool began = m->in_name;
+  m->in_name = false;
   if (m->in_trailers) {
     if (!began || m->trailer_name_len == 0)
       return cynic__http_msg_fail(m, 400, "empty header name");
@@ -194,7 +194,8 @@ static int on_header_value_complete(llhttp_t *h) {
   if (m->in_trailers || m->nfields == 0)
     return 0;
   cynic__http_span_t *v = &m->fields[m->nfields - 1].value;
-  while (v->len > 0 && (m->store[v->off + v->len - 1] == ' ' || m->store[v->off + v->len - 1] == '\t'))
+  while (v->len > 0 &&
+         (m->store[v->off + v->len - 1] == ' ' || m->store[v->off + v->len - 1] == '\t'))
     v->len--;
   return 0;
 }
@@ -303,7 +304,7 @@ static int on_headers_complete(llhttp_t *h) {
   m->version_minor = h->http_minor;
   m->phase = PH_BODY_NEXT; /* feed tells HEAD from the pause */
   m->in_trailers = true;
-  m->in_value = false;
+  m->in_name = false;
   if (h->http_major != 1 || h->http_minor > 1)
     return cynic__http_msg_fail(m, 400, "unsupported HTTP version");
   bool chunked, has_length;
@@ -321,9 +322,9 @@ static int on_headers_complete(llhttp_t *h) {
       m->keep_alive = false;
       return HPE_PAUSED;
     }
-    m->body = chunked                                         ? CYNIC__HTTP_BODY_CHUNKED
+    m->body = chunked                               ? CYNIC__HTTP_BODY_CHUNKED
               : has_length && m->content_length > 0 ? CYNIC__HTTP_BODY_LENGTH
-                                                            : CYNIC__HTTP_BODY_NONE;
+                                                    : CYNIC__HTTP_BODY_NONE;
     body = m->body != CYNIC__HTTP_BODY_NONE;
   } else {
     m->status = h->status_code;
@@ -437,7 +438,7 @@ static void reset_message(cynic__http_msg_t *m) {
   m->head_bytes = 0;
   m->feed_at = NULL;
   m->last_byte = 0;
-  m->in_value = m->in_trailers = false;
+  m->in_name = m->in_trailers = false;
   m->trailer_bytes = m->ntrailers = m->trailer_name_len = 0;
   m->trailers_from = NULL;
   m->ext_piece = m->ext_len = 0;
@@ -570,7 +571,7 @@ int cynic__http_msg_eof(cynic__http_msg_t *m) {
   case PH_UPGRADED:
     return 0;
   case PH_HEAD:
-    if (!m->started && m->head_bytes == 0)
+    if (!m->started) /* nothing, or only the empty lines allowed before a request */
       return 0;
     return refuse(m, 400, "message cut short by EOF");
   default: /* PH_BODY_NEXT, PH_BODY */

@@ -124,14 +124,14 @@ struct cynic__http_msg {
   size_t head_bytes;    /* raw head bytes parsed before this feed */
   const char *feed_at;  /* the current feed's first byte */
   char last_byte;       /* the head's last byte so far (CR, LF checks across feeds) */
-  bool in_value;        /* the last header callback was a value */
+  bool in_name;         /* a header name is under way (a data callback came) */
   bool in_trailers;     /* header callbacks now are trailers */
   size_t trailer_bytes; /* trailer names and values so far */
   size_t ntrailers;
-  size_t trailer_name_len; /* the current trailer's name so far */
-  const char *trailers_from; /* the trailer section began: raw check from here in this feed */
-  size_t ext_piece;        /* the current chunk extension name or value so far */
-  size_t ext_len;          /* all extension bytes of the current chunk header */
+  size_t trailer_name_len;        /* the current trailer's name so far */
+  const char *trailers_from;      /* the trailer section began: raw check from here in this feed */
+  size_t ext_piece;               /* the current chunk extension name or value so far */
+  size_t ext_len;                 /* all extension bytes of the current chunk header */
   llhttp_method_t request_method; /* responses: what the request was */
   bool expect_kept;               /* responses: expectation set for this message */
   /* After HEAD. */

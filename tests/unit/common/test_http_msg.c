@@ -70,6 +70,8 @@ static const msg_case_t cases[] = {
   {Q, 0, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab", 0, true,
    "POST / 1.1 len=5 ka h=47ERR 400 message cut short by EOF"},
   {Q, 0, "GET / HTTP/1.1\r\nHost: a\r\n", 0, true, "ERR 400 message cut short by EOF"},
+  {Q, 0, "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0, false, "GET / 1.1 none ka h=29 b=0|"},
+  {Q, 0, "GET / HTTP/1.1\r\nHost: a\r\n\r\n\r\n", 0, true, "GET / 1.1 none ka h=27 b=0|"},
   /* ---- requests refused: framing ---- */
   {Q, 0, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 0,
    false, "ERR 400 Content-Length can't be present with Transfer-Encoding"},
@@ -270,7 +272,8 @@ static void sig_head(const cynic__http_msg_t *m, size_t head, char *sig, size_t 
     sig_printf(sig, cap, "%s %.*s", cynic__http_msg_method(m), (int)m->target.len,
                cynic__http_msg_at(m, m->target));
   else
-    sig_printf(sig, cap, "%d %.*s", m->status, (int)m->reason.len, cynic__http_msg_at(m, m->reason));
+    sig_printf(sig, cap, "%d %.*s", m->status, (int)m->reason.len,
+               cynic__http_msg_at(m, m->reason));
   sig_printf(sig, cap, " %d.%d %s%s%s%s%s h=%zu", m->version_major, m->version_minor,
              framing(m, fb, sizeof fb), m->keep_alive ? " ka" : "", m->upgrade ? " up" : "",
              m->expect_continue ? " 100c" : "", m->interim ? " int" : "", head);
@@ -407,21 +410,49 @@ static void limits(void **state) {
     int status;
     const char *reason;
   } lc[] = {
-      {Q, {.max_head = 40, .max_fields = 10}, 256, "GET / HTTP/1.1\r\nHost: a\r\nX: 0123456789abcdef\r\n\r\n",
-       431, "head too large"},
-      {Q, {.max_head = 40, .max_fields = 10}, 256, "GET / HTTP/1.1\r\nHost: a\r\nX:                 a\r\n\r\n",
-       431, "head too large"},
-      {Q, {.max_head = 256, .max_fields = 2}, 256, "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n",
-       431, "too many header fields"},
-      {Q, {.max_head = 256, .max_fields = 10, .max_target = 4}, 256, "GET /abcdef HTTP/1.1\r\n", 414,
-       "request target too long"},
-      {Q, {.max_head = 256, .max_fields = 10}, 8, "GET / HTTP/1.1\r\nHost: abcdefgh\r\n\r\n", 431,
+      {Q,
+       {.max_head = 40, .max_fields = 10},
+       256,
+       "GET / HTTP/1.1\r\nHost: a\r\nX: 0123456789abcdef\r\n\r\n",
+       431,
        "head too large"},
-      {R, {.max_head = 30, .max_fields = 10}, 256, "HTTP/1.1 200 OK\r\nServer: abcdefghijklmnop\r\n\r\n",
-       502, "head too large"},
-      {Q, {.max_head = 64, .max_fields = 2}, 256,
-       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
-       431, "too many trailer fields"},
+      {Q,
+       {.max_head = 40, .max_fields = 10},
+       256,
+       "GET / HTTP/1.1\r\nHost: a\r\nX:                 a\r\n\r\n",
+       431,
+       "head too large"},
+      {Q,
+       {.max_head = 256, .max_fields = 2},
+       256,
+       "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n",
+       431,
+       "too many header fields"},
+      {Q,
+       {.max_head = 256, .max_fields = 10, .max_target = 4},
+       256,
+       "GET /abcdef HTTP/1.1\r\n",
+       414,
+       "request target too long"},
+      {Q,
+       {.max_head = 256, .max_fields = 10},
+       8,
+       "GET / HTTP/1.1\r\nHost: abcdefgh\r\n\r\n",
+       431,
+       "head too large"},
+      {R,
+       {.max_head = 30, .max_fields = 10},
+       256,
+       "HTTP/1.1 200 OK\r\nServer: abcdefghijklmnop\r\n\r\n",
+       502,
+       "head too large"},
+      {Q,
+       {.max_head = 64, .max_fields = 2},
+       256,
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: 1\r\nB: 2\r\nC: "
+       "3\r\n\r\n",
+       431,
+       "too many trailer fields"},
   };
   for (size_t i = 0; i < sizeof(lc) / sizeof(lc[0]); i++) {
     for (int mode = 0; mode < 2; mode++) {
