@@ -2,125 +2,70 @@
 #include "http.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cynic/common.h"
 
-static cynic__http_parser_t *owner(llhttp_t *h) {
-  return (cynic__http_parser_t *)((char *)h - offsetof(cynic__http_parser_t, llhttp));
-}
-
 static int fail(cynic__http_parser_t *p, int status, const char *reason) {
   p->error_status = status;
   p->error_reason = reason;
-  return -1;
+  return CYNIC_EINVAL;
 }
 
-/* Appends a piece of the request: an over-limit piece fails with `status`
- * and `reason`, a failed allocation with 503 (the request may be fine: it is
- * the server that is short, and the client may retry). */
-static int take(cynic__http_parser_t *p, cynic__buf_t *b, size_t limit, const char *at, size_t n,
-                int status, const char *reason) {
-  if (b->len + n > limit)
-    return fail(p, status, reason);
-  int err = cynic__buf_append(b, at, n);
-  if (err == CYNIC_ENOMEM)
-    return fail(p, 503, "out of memory");
-  return err != 0 ? fail(p, status, reason) : 0;
-}
-
-static int on_message_begin(llhttp_t *h) {
-  owner(h)->started = true;
-  return 0;
-}
-
-static int on_url(llhttp_t *h, const char *at, size_t n) {
-  cynic__http_parser_t *p = owner(h);
-  return take(p, &p->url, p->limits.max_url, at, n, 414, "request target too long");
-}
-
-static int header_bytes(cynic__http_parser_t *p, const char *at, size_t n) {
-  size_t limit = p->limits.max_header_bytes < UINT32_MAX ? p->limits.max_header_bytes : UINT32_MAX;
-  return take(p, &p->hdrs, limit, at, n, 431, "request header fields too large");
-}
-
-static int on_header_field(llhttp_t *h, const char *at, size_t n) {
-  cynic__http_parser_t *p = owner(h);
-  if (p->nfields == 0 || p->in_value) {
-    if (p->nfields == CYNIC_HTTP_MAX_FIELDS)
-      return fail(p, 431, "too many header fields");
-    cynic__http_field_t *f = &p->fields[p->nfields++];
-    f->name_off = (uint32_t)p->hdrs.len;
-    f->name_len = 0;
-    f->value_off = (uint32_t)p->hdrs.len;
-    f->value_len = 0;
-    p->in_value = false;
-  }
-  if (header_bytes(p, at, n))
-    return -1;
-  p->fields[p->nfields - 1].name_len += (uint32_t)n;
-  p->fields[p->nfields - 1].value_off = (uint32_t)p->hdrs.len;
-  return 0;
-}
-
-static int on_header_value(llhttp_t *h, const char *at, size_t n) {
-  cynic__http_parser_t *p = owner(h);
-  if (p->nfields == 0)
-    return fail(p, 400, "header value without a name");
-  p->in_value = true;
-  if (header_bytes(p, at, n))
-    return -1;
-  p->fields[p->nfields - 1].value_len += (uint32_t)n;
-  return 0;
-}
-
-static int on_headers_complete(llhttp_t *h) {
-  cynic__http_parser_t *p = owner(h);
-  if (h->upgrade)
-    return fail(p, 400, "protocol upgrade not supported");
-  /* Refuse an announced oversized body before reading any of it. */
-  if ((h->flags & F_CONTENT_LENGTH) && h->content_length > p->limits.max_body)
-    return fail(p, 413, "request body too large");
-  size_t n;
-  const char *expect = cynic__http_header(p, "Expect", &n);
-  if (expect != NULL && n == 12 && strncasecmp(expect, "100-continue", 12) == 0)
-    p->expect_continue = true;
-  return 0;
-}
-
-static int on_body(llhttp_t *h, const char *at, size_t n) {
-  cynic__http_parser_t *p = owner(h);
-  return take(p, &p->body, p->limits.max_body, at, n, 413, "request body too large");
-}
-
-static int on_message_complete(llhttp_t *h) {
-  cynic__http_parser_t *p = owner(h);
-  p->complete = true;
-  return HPE_PAUSED;
+/* The decoded body, as llhttp validates it (cynic__http_msg's body hook). */
+static int on_body(cynic__http_msg_t *m, const char *at, size_t n) {
+  cynic__http_parser_t *p = m->data;
+  if (p->body.len + n > p->limits.max_body)
+    return cynic__http_msg_fail(m, 413, "request body too large");
+  int err = cynic__buf_append(&p->body, at, n);
+  if (err == CYNIC_ENOMEM) /* the server is short, not the request wrong: retry */
+    return cynic__http_msg_fail(m, 503, "out of memory");
+  return err != 0 ? cynic__http_msg_fail(m, 413, "request body too large") : 0;
 }
 
 void cynic__http_parser_init(cynic__http_parser_t *p, const cynic__http_limits_t *limits) {
   memset(p, 0, sizeof(*p));
   p->limits = *limits;
   cynic__buf_init(&p->url, limits->max_url + 1);
-  cynic__buf_init(&p->hdrs, limits->max_header_bytes + 1);
   cynic__buf_init(&p->body, limits->max_body + 1);
-  llhttp_settings_init(&p->settings);
-  p->settings.on_message_begin = on_message_begin;
-  p->settings.on_url = on_url;
-  p->settings.on_header_field = on_header_field;
-  p->settings.on_header_value = on_header_value;
-  p->settings.on_headers_complete = on_headers_complete;
-  p->settings.on_body = on_body;
-  p->settings.on_message_complete = on_message_complete;
-  llhttp_init(&p->llhttp, HTTP_REQUEST, &p->settings);
+  /* The store holds the target and the field names and values; the raw head
+   * adds the request line's words, ": ", CRLFs and optional whitespace, which
+   * max_head allows for generously: the precise bounds are max_url (414) and
+   * max_header_bytes (431), checked on the parts. */
+  p->store_cap = limits->max_url + limits->max_header_bytes;
+  cynic__http_msg_limits_t ml = {
+      .max_head = p->store_cap + limits->max_header_bytes + 8 * CYNIC_HTTP_MAX_FIELDS + 64,
+      .max_fields = CYNIC_HTTP_MAX_FIELDS,
+      .max_target = limits->max_url,
+  };
+  cynic__http_msg_init(&p->msg, CYNIC__HTTP_REQUEST, &ml);
+  p->msg.on_body = on_body;
+  p->msg.data = p;
 }
 
 void cynic__http_parser_free(cynic__http_parser_t *p) {
   cynic__buf_free(&p->url);
-  cynic__buf_free(&p->hdrs);
   cynic__buf_free(&p->body);
+  free(p->store);
+  p->store = NULL;
+}
+
+/* The head is complete: the API's own limits and refusals. */
+static int head_done(cynic__http_parser_t *p) {
+  cynic__http_msg_t *m = &p->msg;
+  if (m->upgrade)
+    return fail(p, 400, "protocol upgrade not supported");
+  if (m->body == CYNIC__HTTP_BODY_LENGTH && m->content_length > p->limits.max_body)
+    return fail(p, 413, "request body too large"); /* before reading any of it */
+  if (m->used - m->target.len > p->limits.max_header_bytes)
+    return fail(p, 431, "request header fields too large");
+  cynic__buf_reset(&p->url);
+  if (cynic__buf_append(&p->url, cynic__http_msg_at(m, m->target), m->target.len) != 0)
+    return fail(p, 503, "out of memory");
+  p->expect_continue = m->expect_continue;
+  return 0;
 }
 
 int cynic__http_parser_feed(cynic__http_parser_t *p, const char *data, size_t len,
@@ -128,63 +73,71 @@ int cynic__http_parser_feed(cynic__http_parser_t *p, const char *data, size_t le
   *consumed = 0;
   if (p->error_status)
     return CYNIC_EINVAL;
+  if (p->complete)
+    return CYNIC_HTTP_READY;
   if (len == 0)
     return CYNIC_HTTP_INCOMPLETE;
-  llhttp_errno_t e = llhttp_execute(&p->llhttp, data, len);
-  if (e == HPE_OK) {
-    *consumed = len;
+  if (p->store == NULL) {
+    if ((p->store = malloc(p->store_cap > 0 ? p->store_cap : 1)) == NULL)
+      return fail(p, 503, "out of memory");
+    cynic__http_msg_begin(&p->msg, p->store, p->store_cap > 0 ? p->store_cap : 1);
+  }
+  size_t off = 0;
+  for (;;) {
+    size_t used = 0;
+    int r = cynic__http_msg_feed(&p->msg, data + off, len - off, &used);
+    off += used;
+    p->started = p->started || p->msg.started;
+    if (r < 0) {
+      const char *why = p->msg.error_reason;
+      if (p->msg.error_status == 431 && strcmp(why, "head too large") == 0)
+        why = "request header fields too large";
+      return fail(p, p->msg.error_status, why);
+    }
+    if (r == CYNIC__HTTP_HEAD) {
+      if (head_done(p))
+        return CYNIC_EINVAL;
+      continue; /* a message without a body is DONE at once */
+    }
+    if (r == CYNIC__HTTP_DONE) {
+      p->complete = true;
+      *consumed = off;
+      return CYNIC_HTTP_READY;
+    }
+    *consumed = off; /* MORE or BODY: all of it taken */
     return CYNIC_HTTP_INCOMPLETE;
   }
-  if (e == HPE_PAUSED && p->complete) {
-    const char *pos = llhttp_get_error_pos(&p->llhttp);
-    *consumed = pos != NULL && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
-    return CYNIC_HTTP_READY;
-  }
-  if (!p->error_status) {
-    p->error_status = 400;
-    p->error_reason = "malformed HTTP request";
-  }
-  return CYNIC_EINVAL;
 }
 
 void cynic__http_parser_next(cynic__http_parser_t *p) {
   cynic__buf_reset(&p->url);
-  cynic__buf_reset(&p->hdrs);
   cynic__buf_reset(&p->body);
-  p->nfields = 0;
-  p->in_value = false;
   p->started = false;
   p->complete = false;
   p->expect_continue = false;
-  llhttp_resume(&p->llhttp);
+  cynic__http_msg_next(&p->msg);
+  /* An idle keep-alive connection holds no head store: the next request's
+   * first byte takes one again (a malloc per request; API traffic is light). */
+  free(p->store);
+  p->store = NULL;
 }
 
 int cynic__http_parser_finish(cynic__http_parser_t *p) {
   if (!p->started || p->complete)
     return 0;
-  if (llhttp_finish(&p->llhttp) != HPE_OK && !p->complete)
-    return CYNIC_EINVAL;
-  return p->complete ? 0 : CYNIC_EINVAL;
+  return cynic__http_msg_eof(&p->msg) == CYNIC__HTTP_DONE ? 0 : CYNIC_EINVAL;
 }
 
 const char *cynic__http_method(const cynic__http_parser_t *p) {
-  return llhttp_method_name((llhttp_method_t)p->llhttp.method);
+  return cynic__http_msg_method(&p->msg);
 }
 
 bool cynic__http_keep_alive(const cynic__http_parser_t *p) {
-  return llhttp_should_keep_alive(&p->llhttp) != 0;
+  return p->msg.keep_alive;
 }
 
 const char *cynic__http_header(const cynic__http_parser_t *p, const char *name, size_t *len) {
-  size_t n = strlen(name);
-  for (size_t i = 0; i < p->nfields; i++) {
-    const cynic__http_field_t *f = &p->fields[i];
-    if (f->name_len == n && strncasecmp(p->hdrs.data + f->name_off, name, n) == 0) {
-      *len = f->value_len;
-      return p->hdrs.data + f->value_off;
-    }
-  }
-  return NULL;
+  return cynic__http_msg_find(&p->msg, name, len);
 }
 
 static int hexval(char c) {

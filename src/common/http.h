@@ -1,7 +1,10 @@
 /*
- * http.h: HTTP/1.1 server side, without I/O: a request parser wrapped around
- * llhttp (Node's parser; never hand-written HTTP parsing) with hard limits on
- * every part of a request, and a response writer for small JSON APIs.
+ * http.h: HTTP/1.1 server side, without I/O: a request parser for small JSON
+ * APIs (the admin listener, the harness API) with hard limits on every part of
+ * a request, and a response writer. It sits on cynic__http_msg (http_msg.h),
+ * the one llhttp integration: the same strict checks (duplicate or missing
+ * Host, obs-fold, Content-Length with Transfer-Encoding, ... all 400), plus
+ * the buffering of the target, the header fields and the whole body.
  *
  * Feed bytes as they arrive; the parser stops after each complete request so
  * pipelined requests are answered one at a time, in order.
@@ -17,6 +20,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "http_msg.h"
 
 #define CYNIC_HTTP_MAX_FIELDS 64 /* header lines per request, hard */
 
@@ -26,24 +30,18 @@ typedef struct cynic__http_limits {
   size_t max_body;         /* body bytes (413 past it) */
 } cynic__http_limits_t;
 
-typedef struct cynic__http_field {
-  uint32_t name_off, name_len, value_off, value_len; /* into hdrs */
-} cynic__http_field_t;
-
 typedef struct cynic__http_parser {
-  llhttp_t llhttp;
-  llhttp_settings_t settings;
+  cynic__http_msg_t msg; /* the strict parser; its fields are valid once READY */
   cynic__http_limits_t limits;
-  cynic__buf_t url;
-  cynic__buf_t hdrs; /* header names and values, back to back */
-  cynic__http_field_t fields[CYNIC_HTTP_MAX_FIELDS];
-  size_t nfields;
-  bool in_value; /* the last header callback was a value */
+  char *store; /* msg's head store (max_url + max_header_bytes): taken at a request's
+                * first byte, freed when it is answered (cynic__http_parser_next) */
+  size_t store_cap;
+  cynic__buf_t url; /* the request target, NUL-terminated */
   cynic__buf_t body;
   bool started;             /* a request has begun (bytes seen since the last one) */
   bool complete;            /* a whole request is parsed and waiting to be answered */
   bool expect_continue;     /* the head asked for "100 Continue" before the body */
-  int error_status;         /* set when feed fails: 400, 413, 414, 431 */
+  int error_status;         /* set when feed fails: 400, 413, 414, 431, 503 */
   const char *error_reason; /* static text for that failure */
 } cynic__http_parser_t;
 

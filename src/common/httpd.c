@@ -542,7 +542,7 @@ static void produce_first(cynic__httpd_conn_t *c, cynic__httpd_response_t *resp)
     respond(c, resp);
     return;
   }
-  int major = c->parser.llhttp.http_major, minor = c->parser.llhttp.http_minor;
+  int major = c->parser.msg.version_major, minor = c->parser.msg.version_minor;
   c->chunked = major > 1 || (major == 1 && minor >= 1);
   c->keep = c->chunked && cynic__http_keep_alive(&c->parser) && !resp->close && !s->closing;
   char head[1024];

@@ -137,7 +137,7 @@ static int up_headers(llhttp_t *p) {
   if (gate_interim(p))
     return 0;
   g->up_last = harness_gate_claim(g, g->up_last);
-  return harness_gate_head(g, g->up_last) ? 1 : 0; /* a HEAD's response has no body */
+  return gate_skip_body(p, harness_gate_head(g, g->up_last));
 }
 
 /* Follow n response bytes at p, the first at stream position g->up_at. */
@@ -165,7 +165,7 @@ static void follow_responses(gate_t *g, const char *p, size_t n) {
 
 static int out_headers(llhttp_t *p) {
   gate_t *g = p->data;
-  return harness_gate_head(g, g->delivered) ? 1 : 0;
+  return gate_skip_body(p, harness_gate_head(g, g->delivered));
 }
 
 static int out_complete(llhttp_t *p) {

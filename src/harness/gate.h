@@ -44,6 +44,7 @@
 
 #include <llhttp.h>
 
+#include "http_msg.h"
 #include "link.h"
 
 #define GATE_FALLBACK_NS UINT64_C(10000000000) /* 10 s */
@@ -59,9 +60,16 @@ enum { GATE_FOUND, GATE_NOT_YET, GATE_NEVER }; /* harness_gate_find */
 
 /* A response parsed by p is interim (1xx but 101): it answers no request on
  * its own and the final response follows. Both the gate and the HTTP toxics
- * number responses with this. */
+ * number responses with this (the rule lives in src/common/http_msg.h, which
+ * the proxy's HTTP mode shares). */
 static inline bool gate_interim(const llhttp_t *p) {
-  return p->status_code >= 100 && p->status_code < 200 && p->status_code != 101;
+  return cynic__http_status_interim(p->status_code);
+}
+
+/* For on_headers_complete of a response parsed by p: 1 (no body, whatever
+ * the headers say) for a response to HEAD, 1xx, 204 and 304, else 0. */
+static inline int gate_skip_body(const llhttp_t *p, bool head) {
+  return cynic__http_response_has_body(head ? HTTP_HEAD : HTTP_GET, p->status_code) ? 0 : 1;
 }
 
 typedef struct gate gate_t;

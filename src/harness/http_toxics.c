@@ -104,7 +104,7 @@ static int on_headers(llhttp_t *p) {
   if (hs->stream != STREAM_DOWNSTREAM || gate_interim(p))
     return 0;
   hs->index = hs->last = hs->gate ? harness_gate_claim(hs->gate, hs->last) : hs->last + 1;
-  return hs->gate != NULL && harness_gate_head(hs->gate, hs->index) ? 1 : 0;
+  return gate_skip_body(p, hs->gate != NULL && harness_gate_head(hs->gate, hs->index));
 }
 
 static http_state_t *state(stage_t *st, step_ctx_t *ctx) {

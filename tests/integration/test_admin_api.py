@@ -341,3 +341,22 @@ def test_trip_can_close_open_connections_too():
     finally:
         px.stop()
         a.close()
+
+
+def test_request_smuggling_vectors_get_400_and_close():
+    """The admin listener parses requests with src/common's strict parser: two
+    Host fields, no Host on HTTP/1.1, `Host : a`, obs-fold,
+    `Transfer-Encoding: identity, chunked` and Content-Length with
+    Transfer-Encoding are each answered 400 and the connection closed; an
+    HTTP/1.0 request without Host is still served."""
+    a = pu.echo()
+    px = pu.Cynic(pu.config(pu.listener("app", "backend"), pu.upstream("backend", [a.endpoint])))
+    adm = au.Admin(px)
+    try:
+        netutil.assert_smuggling_refused(adm.host, adm.port, "/health")
+        head, body = netutil.raw_request(adm.host, adm.port, b"GET /health HTTP/1.0\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), (head, body)
+        assert adm.get("/health")[0] == 200  # http.client sends Host
+    finally:
+        px.stop()
+        a.close()

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from harness_util import Harness, harness  # noqa: F401
+import netutil
 from netutil import TcpServer, connect, echo_handler, refused, wait_for
 
 
@@ -808,3 +809,14 @@ def test_stop_while_a_listen_name_resolves(slow_harness):
     assert h.api.get("/version")[0] == 200
     waiting.close()
     h.stop()  # asserts a clean exit
+
+
+def test_request_smuggling_vectors_get_400_and_close(harness):  # noqa: F811
+    """The harness API refuses the same request-smuggling vectors as the admin
+    listener (one parser, src/common/http_msg.c): 400 and a close; HTTP/1.0
+    without Host still works, and nothing was created by the refused ones."""
+    netutil.assert_smuggling_refused(harness.host, harness.port, "/proxies")
+    head, body = netutil.raw_request(harness.host, harness.port, b"GET /version HTTP/1.0\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), (head, body)
+    st, js, _ = harness.api.get("/proxies")
+    assert st == 200 and js == {}

@@ -31,9 +31,9 @@ static uint64_t next(void) {
 static const char *seeds[] = {
     "GET /proxies HTTP/1.1\r\nHost: a\r\n\r\n",
     "POST /proxies HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
-    "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     "DELETE /proxies/x%2Fy HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-    "PATCH /a?b=c HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+    "PATCH /a?b=c HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
 };
 
 static size_t mutate(char *buf, size_t cap) {
