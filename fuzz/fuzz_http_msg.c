@@ -91,7 +91,7 @@ static uint64_t head_digest(const cynic__http_msg_t *m, size_t head_bytes) {
 /* seed 0: one piece; otherwise pieces of 1..n bytes drawn from the seed. */
 static void parse(int kind, llhttp_method_t method, const char *p, size_t n, uint64_t seed,
                   outcome_t *o) {
-  static char store[512];
+  static _Alignas(16) char store[CYNIC__HTTP_MSG_MAX_FIELDS * sizeof(cynic__http_field_spans_t) + 512];
   cynic__http_msg_t m;
   cynic__http_msg_init(&m, kind, &limits);
   cynic__http_msg_begin(&m, store, sizeof store);

@@ -34,13 +34,16 @@ void cynic__http_parser_init(cynic__http_parser_t *p, const cynic__http_limits_t
    * adds the request line's words, ": ", CRLFs and optional whitespace, which
    * max_head allows for generously: the precise bounds are max_url (414) and
    * max_header_bytes (431), checked on the parts. */
-  p->store_cap = limits->max_url + limits->max_header_bytes;
+  size_t parts = limits->max_url + limits->max_header_bytes;
   cynic__http_msg_limits_t ml = {
-      .max_head = p->store_cap + limits->max_header_bytes + 8 * CYNIC_HTTP_MAX_FIELDS + 64,
+      .max_head = parts + limits->max_header_bytes + 8 * CYNIC_HTTP_MAX_FIELDS + 64,
       .max_fields = CYNIC_HTTP_MAX_FIELDS,
       .max_target = limits->max_url,
   };
   cynic__http_msg_init(&p->msg, CYNIC__HTTP_REQUEST, &ml);
+  /* the field index, then room for the parts (the raw head's own bound is
+   * max_head, checked by the parser) */
+  p->store_cap = ml.max_fields * sizeof(cynic__http_field_spans_t) + parts;
   p->msg.on_body = on_body;
   p->msg.data = p;
 }
@@ -59,7 +62,8 @@ static int head_done(cynic__http_parser_t *p) {
     return fail(p, 400, "protocol upgrade not supported");
   if (m->body == CYNIC__HTTP_BODY_LENGTH && m->content_length > p->limits.max_body)
     return fail(p, 413, "request body too large"); /* before reading any of it */
-  if (m->used - m->target.len > p->limits.max_header_bytes)
+  size_t index = m->limits.max_fields * sizeof(cynic__http_field_spans_t);
+  if (m->used - index - m->target.len > p->limits.max_header_bytes)
     return fail(p, 431, "request header fields too large");
   cynic__buf_reset(&p->url);
   if (cynic__buf_append(&p->url, cynic__http_msg_at(m, m->target), m->target.len) != 0)
@@ -78,9 +82,9 @@ int cynic__http_parser_feed(cynic__http_parser_t *p, const char *data, size_t le
   if (len == 0)
     return CYNIC_HTTP_INCOMPLETE;
   if (p->store == NULL) {
-    if ((p->store = malloc(p->store_cap > 0 ? p->store_cap : 1)) == NULL)
+    if ((p->store = malloc(p->store_cap)) == NULL)
       return fail(p, 503, "out of memory");
-    cynic__http_msg_begin(&p->msg, p->store, p->store_cap > 0 ? p->store_cap : 1);
+    cynic__http_msg_begin(&p->msg, p->store, p->store_cap);
   }
   size_t off = 0;
   for (;;) {

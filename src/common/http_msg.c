@@ -107,6 +107,8 @@ static int on_url(llhttp_t *h, const char *at, size_t n) {
     return -1;
   if (m->limits.max_target != 0 && m->target.len + n > m->limits.max_target)
     return cynic__http_msg_fail(m, 414, "request target too long");
+  if (m->target.len == 0)
+    m->target.off = (uint32_t)m->used; /* the first part: right after the field index */
   return put(m, &m->target, at, n);
 }
 
@@ -114,6 +116,8 @@ static int on_status(llhttp_t *h, const char *at, size_t n) {
   cynic__http_msg_t *m = owner(h);
   if (head_limit(m, at, n))
     return -1;
+  if (m->reason.len == 0)
+    m->reason.off = (uint32_t)m->used;
   return put(m, &m->reason, at, n);
 }
 
@@ -432,6 +436,7 @@ static const llhttp_settings_t settings = {
 
 static void reset_message(cynic__http_msg_t *m) {
   m->store = NULL;
+  m->fields = NULL;
   m->cap = m->used = 0;
   m->phase = PH_IDLE;
   m->started = false;
@@ -467,13 +472,27 @@ void cynic__http_msg_init(cynic__http_msg_t *m, int kind, const cynic__http_msg_
   llhttp_init(&m->llhttp, kind == CYNIC__HTTP_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
 }
 
+static size_t index_bytes(const cynic__http_msg_limits_t *limits) {
+  return limits->max_fields * sizeof(cynic__http_field_spans_t);
+}
+
+size_t cynic__http_msg_store_size(const cynic__http_msg_limits_t *limits) {
+  size_t fields = limits->max_fields > CYNIC__HTTP_MSG_MAX_FIELDS ? CYNIC__HTTP_MSG_MAX_FIELDS
+                                                                  : limits->max_fields;
+  return fields * sizeof(cynic__http_field_spans_t) + limits->max_head;
+}
+
 int cynic__http_msg_begin(cynic__http_msg_t *m, char *store, size_t cap) {
-  if (store == NULL || cap == 0)
+  size_t index = index_bytes(&m->limits);
+  if (store == NULL || cap <= index ||
+      (uintptr_t)store % _Alignof(cynic__http_field_spans_t) != 0)
     return CYNIC_EINVAL;
   if (m->phase == PH_IDLE)
     m->phase = PH_HEAD;
   m->store = store;
   m->cap = cap > UINT32_MAX ? UINT32_MAX : cap;
+  m->fields = (cynic__http_field_spans_t *)(void *)store;
+  m->used = index; /* the parts follow the index */
   return 0;
 }
 

@@ -12,8 +12,9 @@
  *    responses from an upstream). No allocation: the caller hands a head store
  *    to cynic__http_msg_begin before each message and gets it back (untouched
  *    by the parser) once it called cynic__http_msg_next or gave up; the store
- *    receives the target, the reason phrase and the header names and values,
- *    which the message indexes by offset. A store of at least limits.max_head
+ *    holds the field index (max_fields entries, at its start) and receives the
+ *    target, the reason phrase and the header names and values, which the
+ *    message indexes by offset. A store of cynic__http_msg_store_size(limits)
  *    bytes never fills up before the head is too large anyway.
  *  - cynic__http_msg_feed parses bytes in the order they arrived, any split:
  *      CYNIC__HTTP_HEAD  the head is complete after *consumed bytes (those are
@@ -102,6 +103,11 @@ typedef struct cynic__http_span {
   uint32_t off, len; /* into the head store */
 } cynic__http_span_t;
 
+/* One header field's name and value. */
+typedef struct cynic__http_field_spans {
+  cynic__http_span_t name, value;
+} cynic__http_field_spans_t;
+
 typedef struct cynic__http_msg cynic__http_msg_t;
 
 /* Sees the decoded body bytes (no chunk framing) of the current message as
@@ -147,9 +153,10 @@ struct cynic__http_msg {
   bool upgrade;              /* upgrade or CONNECT (request), 101 or CONNECT 2xx (response) */
   bool interim;              /* a 1xx other than 101 */
   size_t nfields;
-  struct {
-    cynic__http_span_t name, value;
-  } fields[CYNIC__HTTP_MSG_MAX_FIELDS];
+  /* The field index: max_fields entries at the start of the head store
+   * (cynic__http_msg_begin), not here, so that a connection between messages
+   * holds neither the parts nor their index. */
+  cynic__http_field_spans_t *fields;
   /* On refusal. */
   int error_status;
   const char *error_reason;
@@ -161,11 +168,15 @@ struct cynic__http_msg {
  * nothing: no _free.
  */
 void cynic__http_msg_init(cynic__http_msg_t *m, int kind, const cynic__http_msg_limits_t *limits);
+/* The head store a message needs: room for the field index and for every
+ * part of a head of limits->max_head bytes. */
+size_t cynic__http_msg_store_size(const cynic__http_msg_limits_t *limits);
 /*
  * Hand the store for the next message (before its first byte is fed; and
  * after every cynic__http_msg_next). The store stays the caller's; the parser
- * writes into it until cynic__http_msg_next. CYNIC_EINVAL if store is NULL
- * or cap is 0.
+ * writes into it until cynic__http_msg_next. CYNIC_EINVAL if store is NULL,
+ * not aligned for a uint32_t, or too small for the field index (a smaller
+ * store than cynic__http_msg_store_size may refuse a head as too large).
  */
 int cynic__http_msg_begin(cynic__http_msg_t *m, char *store, size_t cap);
 /* Parse up to len bytes; see the contract above. */

@@ -236,6 +236,8 @@ static const msg_case_t cases[] = {
 /* clang-format on */
 
 static const cynic__http_msg_limits_t table_limits = {.max_head = 1024, .max_fields = 100};
+/* The field index at the start of every head store (table_limits' 100 fields) */
+#define IDX (CYNIC__HTTP_MSG_MAX_FIELDS * sizeof(cynic__http_field_spans_t))
 
 static uint64_t next_rand(uint64_t *x) {
   uint64_t z = (*x += UINT64_C(0x9E3779B97F4A7C15));
@@ -283,7 +285,7 @@ static void sig_head(const cynic__http_msg_t *m, size_t head, char *sig, size_t 
  * the seed. The signature of what was parsed goes to sig. */
 static void run(const msg_case_t *c, int mode, uint64_t seed, char *sig, size_t cap) {
   cynic__http_msg_t m;
-  char store[1024];
+  _Alignas(16) char store[IDX + 1024];
   cynic__http_msg_init(&m, c->kind, &table_limits);
   assert_int_equal(cynic__http_msg_begin(&m, store, sizeof store), 0);
   if (c->kind == R)
@@ -370,7 +372,7 @@ static void table(void **state) {
 static void iterator(void **state) {
   (void)state;
   cynic__http_msg_t m;
-  char store[256];
+  _Alignas(16) char store[IDX + 256];
   cynic__http_msg_init(&m, Q, &table_limits);
   cynic__http_msg_begin(&m, store, sizeof store);
   const char *in = "GET /x HTTP/1.1\r\nHost: h\r\nX-A: 1 \t\r\nx-a:2\r\nEmpty:\r\n\r\n";
@@ -457,9 +459,9 @@ static void limits(void **state) {
   for (size_t i = 0; i < sizeof(lc) / sizeof(lc[0]); i++) {
     for (int mode = 0; mode < 2; mode++) {
       cynic__http_msg_t m;
-      char store[256];
+      _Alignas(16) char store[IDX + 256];
       cynic__http_msg_init(&m, lc[i].kind, &lc[i].lim);
-      cynic__http_msg_begin(&m, store, lc[i].store);
+      cynic__http_msg_begin(&m, store, lc[i].lim.max_fields * sizeof(cynic__http_field_spans_t) + lc[i].store);
       size_t n = strlen(lc[i].in), off = 0, used;
       int r = 0;
       while (off < n) {
@@ -486,10 +488,13 @@ static void limits(void **state) {
 static void store_handoff(void **state) {
   (void)state;
   cynic__http_msg_t m;
-  char s1[128], s2[128];
+  _Alignas(16) char s1[IDX + 128], s2[IDX + 128];
   size_t used;
   cynic__http_msg_init(&m, Q, &table_limits);
   assert_int_equal(cynic__http_msg_begin(&m, NULL, 10), CYNIC_EINVAL);
+  assert_int_equal(cynic__http_msg_begin(&m, s1, IDX), CYNIC_EINVAL); /* no room past the index */
+  assert_int_equal(cynic__http_msg_begin(&m, s1 + 1, IDX + 64), CYNIC_EINVAL); /* misaligned */
+  assert_int_equal(cynic__http_msg_store_size(&table_limits), IDX + 1024);
   assert_int_equal(cynic__http_msg_eof(&m), 0); /* idle: nothing cut */
   cynic__http_msg_init(&m, Q, &table_limits);
   assert_int_equal(cynic__http_msg_feed(&m, "G", 1, &used), CYNIC_EINVAL); /* no store */
@@ -528,7 +533,7 @@ static int hook(cynic__http_msg_t *m, const char *at, size_t n) {
 static void body_hook(void **state) {
   (void)state;
   cynic__http_msg_t m;
-  char store[128];
+  _Alignas(16) char store[IDX + 128];
   cynic__http_msg_init(&m, Q, &table_limits);
   m.on_body = hook;
   cynic__http_msg_begin(&m, store, sizeof store);
