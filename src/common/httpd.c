@@ -806,12 +806,13 @@ static bool feed(cynic__httpd_conn_t *c, const char *p, size_t left, char *owned
 }
 
 /* At capacity: the connection idle longest (no read or write progress for
- * the longest time) makes room. Streams and closing ones are not candidates;
- * false when there is none. */
+ * the longest time) makes room. Streams, connections awaiting a deferred
+ * answer (working, not hoarding) and closing ones are not candidates; false
+ * when there is none. */
 static bool evict_idlest(cynic__httpd_t *s, cynic__httpd_conn_t *except) {
   cynic__httpd_conn_t *victim = NULL;
   for (cynic__httpd_conn_t *c = s->conns; c != NULL; c = c->next) {
-    if (c == except || c->closing || c->stream != NULL)
+    if (c == except || c->closing || c->stream != NULL || c->pending != NULL)
       continue;
     if (victim == NULL || c->last_io <= victim->last_io) /* ties: the older one */
       victim = c;

@@ -1,5 +1,5 @@
 /* token.c: the admin bearer token file (token.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* explicit_bzero; POSIX 2008 too */
 
 #include "token.h"
 
@@ -92,6 +92,6 @@ out_wipe:
 void cynic__token_free(char *token, size_t len) {
   if (token == NULL)
     return;
-  memset(token, 0, len);
+  explicit_bzero(token, len); /* not optimised away before free, as memset may be */
   free(token);
 }

@@ -278,6 +278,8 @@ typedef struct bh {
   atomic_int order_ok;      /* /next ran only after /big was complete */
   atomic_int failed;        /* a CHECK failed (cmocka's asserts are for the main thread) */
   size_t big_slices;        /* slices in /big */
+  uv_timer_t later;         /* completes /defer's answer 300 ms after the handler */
+  cynic__httpd_pending_t *pending;
 } bh_t;
 
 static bh_t *bhx;
@@ -330,10 +332,22 @@ static void count_free(void *arg) {
   atomic_fetch_add(&b->produce_frees, 1);
 }
 
+static void bh_later(uv_timer_t *t) {
+  bh_t *b = t->data;
+  cynic__buf_puts(&cynic__httpd_pending_response(b->pending)->body, "deferred-answer");
+  cynic__httpd_complete(b->pending);
+  b->pending = NULL;
+}
+
 static void bh_handler(void *arg, const cynic__http_parser_t *req, cynic__httpd_response_t *resp) {
   bh_t *b = arg;
   atomic_fetch_add(&b->handled, 1);
   const char *url = req->url.data;
+  if (strcmp(url, "/defer") == 0) {
+    b->pending = cynic__httpd_defer(resp);
+    uv_timer_start(&b->later, bh_later, 300, 0);
+    return;
+  }
   if (strcmp(url, "/big") == 0 || strcmp(url, "/fail-late") == 0 ||
       strcmp(url, "/fail-early") == 0) {
     resp->content_type = "text/plain";
@@ -363,6 +377,7 @@ static void *bh_thread(void *arg) {
 static void bh_stop(uv_async_t *a) {
   bh_t *b = a->data;
   uv_close((uv_handle_t *)a, NULL);
+  uv_close((uv_handle_t *)&b->later, NULL);
   cynic__httpd_close(&b->server, server_closed);
 }
 
@@ -379,6 +394,8 @@ static void bh_run(bh_t *b, cynic__httpd_config_t *cfg, void (*client)(bh_t *)) 
   b->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
   uv_async_init(&b->loop, &b->stop, bh_stop);
   b->stop.data = b;
+  uv_timer_init(&b->loop, &b->later);
+  b->later.data = b;
   CHECK((pthread_create(&b->thread, NULL, bh_thread, b)) == (0));
   uv_run(&b->loop, UV_RUN_DEFAULT);
   pthread_join(b->thread, NULL);
@@ -604,6 +621,44 @@ static void at_capacity_the_longest_idle_connection_is_evicted(void **state) {
   bh_run(&b, &cfg, client_evict);
 }
 
+/* A connection waiting for a deferred answer is working, not hoarding: at
+ * capacity the idlest of the others goes, even though the waiting one has
+ * moved no byte for longer. */
+static void client_evict_spares_pending(bh_t *b) {
+  int waiting = cl_connect(b);
+  cl_send(waiting, "GET /defer HTTP/1.1\r\nHost: a\r\n\r\n");
+  sleep_ms(50);
+  int idle = cl_connect(b);
+  cl_send(idle, "GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+  size_t len;
+  free(cl_read(idle, "/b", &len));
+  int fresh = cl_connect(b); /* the third: max_conns is 2 */
+  cl_send(fresh, "GET /c HTTP/1.1\r\nHost: a\r\n\r\n");
+  char *got = cl_read(fresh, "/c", &len);
+  CHECK(strstr(got, "HTTP/1.1 200") != NULL);
+  free(got);
+  got = cl_read(idle, NULL, &len); /* evicted: EOF */
+  CHECK(len == 0);
+  free(got);
+  got = cl_read(waiting, "deferred-answer", &len); /* kept: its answer arrives */
+  CHECK(strstr(got, "deferred-answer") != NULL);
+  free(got);
+  CHECK(b->server.evictions == 1);
+  close(waiting);
+  close(idle);
+  close(fresh);
+}
+
+static void at_capacity_a_connection_awaiting_its_answer_is_not_evicted(void **state) {
+  (void)state;
+  static bh_t b;
+  memset(&b, 0, sizeof b);
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  cfg.max_conns = 2;
+  bh_run(&b, &cfg, client_evict_spares_pending);
+}
+
 /* A connection that never sends a byte is closed at request_timeout_ms (not
  * the longer idle timeout). */
 static void client_silent(bh_t *b) {
@@ -704,6 +759,7 @@ int main(void) {
       cmocka_unit_test(produced_body_failing_before_the_head_is_a_503),
       cmocka_unit_test(produced_body_failing_after_the_head_cuts_the_connection),
       cmocka_unit_test(at_capacity_the_longest_idle_connection_is_evicted),
+      cmocka_unit_test(at_capacity_a_connection_awaiting_its_answer_is_not_evicted),
       cmocka_unit_test(a_silent_connection_closes_at_the_request_timeout),
       cmocka_unit_test(a_response_with_close_ends_the_connection),
       cmocka_unit_test(json_answers_and_their_failures),
