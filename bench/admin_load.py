@@ -35,7 +35,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 import adminutil as au  # noqa: E402
 import proxyutil as pu  # noqa: E402
-from test_admin_load import RoundTrips, big_config, hostile  # noqa: E402
+from netutil import RoundTrips, hostile  # noqa: E402
+from test_admin_load import big_config  # noqa: E402
 
 
 def pct(xs, q):

@@ -26,6 +26,7 @@ import time
 
 import adminutil as au
 import proxyutil as pu
+from netutil import RoundTrips, hostile
 
 
 def big_config(n_up, n_ep, backend_endpoint, admin=""):
@@ -33,61 +34,6 @@ def big_config(n_up, n_ep, backend_endpoint, admin=""):
     for i in range(1, n_up):
         ups += pu.upstream(f"u{i:03d}", [f"127.0.0.1:{20000 + k}" for k in range(n_ep)])
     return pu.config(pu.listener("app", "backend"), ups, admin=admin)
-
-
-def hostile(addr, request, count):
-    """A client that pipelines `count` copies of `request` (as many as the
-    server takes) and never reads; a tiny receive buffer. Returns the socket."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(addr)
-    s.setblocking(False)
-    data = request * count
-    sent = 0
-    try:
-        while sent < len(data):
-            sent += s.send(data[sent:sent + (1 << 16)])
-    except BlockingIOError:
-        pass  # the server stopped reading: no read-ahead
-    return s
-
-
-class RoundTrips:
-    """Proxied round trips on one kept connection, in a thread: 32 bytes out,
-    32 back, as fast as they come."""
-
-    def __init__(self, px):
-        self.sock = px.connect("app", timeout=30)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.samples = []
-        self.stop = threading.Event()
-        self.error = None
-        self.th = threading.Thread(target=self._run, daemon=True)
-        self.th.start()
-
-    def _run(self):
-        msg = b"x" * 32
-        try:
-            while not self.stop.is_set():
-                t0 = time.monotonic()
-                self.sock.sendall(msg)
-                got = b""
-                while len(got) < len(msg):
-                    d = self.sock.recv(64)
-                    if not d:
-                        raise EOFError("proxy closed the client")
-                    got += d
-                self.samples.append(time.monotonic() - t0)
-                time.sleep(0.001)
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            self.error = e
-
-    def finish(self):
-        self.stop.set()
-        self.th.join(30)
-        self.sock.close()
-        assert self.error is None, self.error
-        return self.samples
 
 
 def read_head(s):

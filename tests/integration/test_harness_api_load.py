@@ -13,7 +13,7 @@ import time
 import proxyutil as pu
 from harness_util import Harness
 from netutil import TcpServer, echo_handler
-from test_admin_load import RoundTrips, hostile
+from netutil import RoundTrips, hostile
 
 
 class _Px:
