@@ -34,13 +34,6 @@
 #include "file.h"
 #include "token.h"
 
-#define NS_PER_MS UINT64_C(1000000)
-#define NS_PER_S UINT64_C(1000000000)
-#define KIB UINT64_C(1024)
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
-#define TIB (GIB * 1024)
-
 typedef cynic__yaml_node_t node_t;
 
 typedef struct loader {
@@ -381,10 +374,7 @@ static const char *const format_names[] = {"json", NULL};
 /* A sub-mapping `key` of m checked against keys, or NULL if absent or bad. */
 static const node_t *section(loader_t *ld, const node_t *m, const char *key,
                              const char *const *keys) {
-  const node_t *v = cynic__schema_get(m, key);
-  if (v == NULL || !cynic__schema_check_map(&ld->rd, v, key, keys))
-    return NULL;
-  return v;
+  return cynic__schema_section(&ld->rd, m, key, keys);
 }
 
 static void load_admin(loader_t *ld, const node_t *m) {

@@ -13,13 +13,6 @@
 
 #include "config_value.h"
 
-#define NS_PER_MS UINT64_C(1000000)
-#define NS_PER_S UINT64_C(1000000000)
-#define KIB UINT64_C(1024)
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
-#define TIB (GIB * 1024)
-
 typedef cynic__yaml_node_t node_t;
 
 static const char *const retry_keys[] = {"attempts", "backoff", "budget", NULL};
@@ -30,14 +23,6 @@ static const char *const pool_keys[] = {"max_idle", "idle_timeout", NULL};
 static const char *const listener_limits_keys[] = {"max_request_head", "max_request_body", NULL};
 static const char *const forwarded_names[] = {"x-forwarded-for", "forwarded", "none", NULL};
 
-/* A sub-mapping `key` of m checked against keys, or NULL if absent or bad. */
-static const node_t *section(cynic__schema_t *rd, const node_t *m, const char *key,
-                             const char *const *keys) {
-  const node_t *v = cynic__schema_get(m, key);
-  if (v == NULL || !cynic__schema_check_map(rd, v, key, keys))
-    return NULL;
-  return v;
-}
 
 /* An RFC 9110 token character (header names). */
 static bool tchar(unsigned char c) {
@@ -54,7 +39,7 @@ void cynic__config_load_listener_http(cynic__schema_t *rd, const node_t *m,
     cynic__schema_out_of_memory(rd);
   if (m == NULL)
     return;
-  const node_t *lim = section(rd, m, "limits", listener_limits_keys);
+  const node_t *lim = cynic__schema_section(rd, m, "limits", listener_limits_keys);
   if (lim != NULL) {
     cynic__schema_get_size(rd, lim, "max_request_head", KIB, MIB, "1KB..1MB",
                            &l->max_request_head);
@@ -146,13 +131,13 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
   h->pool_idle_timeout_ns = 4 * NS_PER_S;
   if (m == NULL)
     return;
-  const node_t *pool = section(rd, m, "pool", pool_keys);
+  const node_t *pool = cynic__schema_section(rd, m, "pool", pool_keys);
   if (pool != NULL) {
     cynic__schema_get_u32(rd, pool, "max_idle", 0, 10000, &h->pool_max_idle);
     cynic__schema_get_duration(rd, pool, "idle_timeout", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h",
                                &h->pool_idle_timeout_ns);
   }
-  const node_t *r = section(rd, m, "retry", retry_keys);
+  const node_t *r = cynic__schema_section(rd, m, "retry", retry_keys);
   if (r != NULL) {
     h->has_retry = true;
     h->retry_attempts = 2;
@@ -165,7 +150,7 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
       parse_backoff(rd, bo, h);
     cynic__schema_get_percent(rd, r, "budget", 0, 100, &h->retry_budget_pct);
   }
-  const node_t *e = section(rd, m, "expect", expect_keys);
+  const node_t *e = cynic__schema_section(rd, m, "expect", expect_keys);
   if (e != NULL) {
     h->has_expect = true;
     h->expect_status_min = 200;
@@ -192,7 +177,7 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
     }
     get_content_type(rd, e, &h->expect_content_type);
   }
-  const node_t *lim = section(rd, m, "limits", limits_keys);
+  const node_t *lim = cynic__schema_section(rd, m, "limits", limits_keys);
   if (lim != NULL) {
     const node_t *mr = cynic__schema_get(lim, "max_response_bytes");
     if (mr != NULL && mr->type == CYNIC__YAML_SCALAR && strcmp(mr->str, "0") == 0)
@@ -203,7 +188,7 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
     cynic__schema_get_size(rd, lim, "max_header_bytes", KIB, MIB, "1KB..1MB",
                            &h->max_header_bytes);
   }
-  const node_t *fb = section(rd, m, "fallback", fallback_keys);
+  const node_t *fb = cynic__schema_section(rd, m, "fallback", fallback_keys);
   if (fb != NULL) {
     h->has_fallback = true;
     uint32_t status = 503;

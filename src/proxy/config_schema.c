@@ -413,3 +413,11 @@ const node_t *cynic__schema_get_string(cynic__schema_t *sc, const node_t *m, con
   *out = copy;
   return v;
 }
+
+const cynic__yaml_node_t *cynic__schema_section(cynic__schema_t *sc, const cynic__yaml_node_t *m,
+                                                const char *key, const char *const *keys) {
+  const cynic__yaml_node_t *v = cynic__schema_get(m, key);
+  if (v == NULL || !cynic__schema_check_map(sc, v, key, keys))
+    return NULL;
+  return v;
+}

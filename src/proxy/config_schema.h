@@ -58,6 +58,10 @@ const char *cynic__schema_closest(const char *word, const char *const *candidate
  * problem; returns false only when n is no mapping (or an empty value). */
 bool cynic__schema_check_map(cynic__schema_t *sc, const cynic__yaml_node_t *n, const char *what,
                              const char *const *keys);
+/* The sub-mapping `key` of m checked against `keys` (as check_map), or NULL
+ * when it is absent or no mapping. */
+const cynic__yaml_node_t *cynic__schema_section(cynic__schema_t *sc, const cynic__yaml_node_t *m,
+                                                const char *key, const char *const *keys);
 /* The value (key) node of `key` in mapping m, first occurrence; NULL when m
  * is no mapping or has no such key. Reports nothing. */
 const cynic__yaml_node_t *cynic__schema_get(const cynic__yaml_node_t *m, const char *key);
@@ -95,5 +99,13 @@ const cynic__yaml_node_t *cynic__schema_get_enum(cynic__schema_t *sc, const cyni
  * caller owns the new one). */
 const cynic__yaml_node_t *cynic__schema_get_string(cynic__schema_t *sc, const cynic__yaml_node_t *m,
                                                    const char *key, size_t max, char **out);
+
+/* Units for bounds and defaults in the schema (config.c, config_http.c). */
+#define NS_PER_MS UINT64_C(1000000)
+#define NS_PER_S UINT64_C(1000000000)
+#define KIB UINT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define TIB (GIB * 1024)
 
 #endif /* CYNIC_PROXY_CONFIG_SCHEMA_H */
