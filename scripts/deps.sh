@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages cynic needs that are missing. Idempotent and
 # quiet when nothing is missing. `scripts/deps.sh bench` adds the benchmark
-# peers (wrk, haproxy); `scripts/deps.sh fuzz` adds clang and libFuzzer.
+# peers (wrk, haproxy); `scripts/deps.sh fuzz` adds clang and libFuzzer;
+# `scripts/deps.sh soak` adds gnuplot (the soak's plot) and valgrind.
 set -eu
 pkgs="cmake make gcc pkg-config libcmocka-dev libuv1-dev libyaml-dev libjansson-dev
 node-llhttp python3-pytest chromium"
@@ -10,6 +11,9 @@ if [ "${1:-}" = bench ]; then
 fi
 if [ "${1:-}" = fuzz ]; then
   pkgs="$pkgs clang libclang-rt-14-dev"
+fi
+if [ "${1:-}" = soak ]; then
+  pkgs="$pkgs gnuplot-nox valgrind"
 fi
 missing=""
 for p in $pkgs; do
