@@ -261,6 +261,7 @@ class Schedule(threading.Thread):
         super().__init__(daemon=True)
         self.h, self.on, self.off, self.stop = harness, on, off, stop
         self.current = "none"
+        self.history = [(time.time(), "none")]  # (since, fault in force)
         self.injected = 0
         self.errors = []
 
@@ -282,6 +283,7 @@ class Schedule(threading.Thread):
                          {"name": label, "type": typ, "stream": stream, "toxicity": 1.0,
                           "attributes": attrs})
             self.current = label
+            self.history.append((time.time(), label))
             self.injected += 1
             self.stop.wait(self.on)
             self.clear()
@@ -291,6 +293,18 @@ class Schedule(threading.Thread):
         # POST /reset enables every proxy and removes every toxic
         self.api("POST", "/reset")
         self.current = "none"
+        self.history.append((time.time(), "none"))
+
+    def in_force(self, a, b):
+        """The fault in force for most of [a, b) (time.time() values)."""
+        spans = {}
+        hist = list(self.history)
+        for i, (since, label) in enumerate(hist):
+            until = hist[i + 1][0] if i + 1 < len(hist) else b
+            lo, hi = max(since, a), min(until, b)
+            if hi > lo:
+                spans[label] = spans.get(label, 0.0) + hi - lo
+        return max(spans, key=spans.get) if spans else self.current
 
 
 def admin_status(api):
@@ -306,6 +320,8 @@ def flaky_endpoint(status):
             return u["endpoints"][0]
     raise RuntimeError("no flaky upstream in /status")
 
+
+CHILDREN = []  # every process the run starts, for cleanup()
 
 BREAKER_LEVEL = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 2, "forced_closed": 0}
 
@@ -412,12 +428,14 @@ def main():
     back_conn, child_conn = ctx.Pipe()
     backends = ctx.Process(target=backends_main, args=(child_conn,), daemon=True)
     backends.start()
+    CHILDREN.append(backends)
     flaky_port, healthy_port = back_conn.recv()
 
     # cynic-harness as tests/integration/harness_util.py starts it (that
     # module imports pytest, which a soak does not need)
     harness = Program([binary("cynic-harness"), "-host", "127.0.0.1", "-port", "0", "-seed", "1"],
                       "API listening")
+    CHILDREN.append(harness.proc)
     harness.api = Api(harness.host, harness.port)
     st, js, raw = harness.api.post("/proxies", {"name": "flaky", "listen": "127.0.0.1:0",
                                                 "upstream": f"127.0.0.1:{flaky_port}"})
@@ -435,6 +453,7 @@ def main():
                     pu.upstream("flaky", [f"127.0.0.1:{harness_port}"], FLAKY)
                     + pu.upstream("healthy", [f"127.0.0.1:{healthy_port}"], HEALTHY))
     px = pu.Cynic(cfg, timeout=120 if a.valgrind else 15, wrap=wrap)
+    CHILDREN.append(px.proc)
     admin = Api(*px.addr("admin"), timeout=60 if a.valgrind else 10)
     load_start = os.getloadavg()
     print(f"soak: cynic pid {px.pid}{' under valgrind' if a.valgrind else ''}; {duration:g} s, "
@@ -457,6 +476,7 @@ def main():
                for n in ("healthy", "flaky")]
     for w in workers:
         w.start()
+        CHILDREN.append(w)
     sched_stop = threading.Event()
     sched = Schedule(harness, a.fault_on, a.fault_off, sched_stop)
     sched.start()
@@ -506,7 +526,7 @@ def main():
         ep = flaky_endpoint(st)
         br = ep["breaker"]
         row = {
-            "t_s": round(next_t - t0, 1), "fault": sched.current,
+            "t_s": round(next_t - t0, 1), "fault": sched.in_force(next_t - a.interval, next_t),
             "rss_kb": rss_kb(px.pid), "fds": fd_count(px.pid), "connections": st["connections"],
             "healthy_calls": len(h), "healthy_errors": len(herr),
             "healthy_p50_ms": f"{pct(hl, 0.5):.3f}" if hl else "",
@@ -667,5 +687,29 @@ def main():
     return 0 if not failed else 1
 
 
+def cleanup():
+    """Ends whatever the run started and is still running (an interrupted
+    or failed run): the processes in CHILDREN, each by its own handle."""
+    for c in reversed(CHILDREN):
+        try:
+            if isinstance(c, subprocess.Popen):
+                if c.poll() is None:
+                    c.kill()
+                    c.wait(10)
+            elif c.is_alive():
+                c.kill()
+                c.join(10)
+        except Exception:  # noqa: BLE001 (best effort on the way out)
+            pass
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        rc = main()
+    except KeyboardInterrupt:
+        rc = 130
+    finally:
+        cleanup()
+    sys.exit(rc)
