@@ -640,8 +640,8 @@ def main():
     if first and last:
         m0, m1 = statistics.median(first), statistics.median(last)
         growth = (m1 - m0) / m0 * 100
-        text = (f"RSS: median {m0 / 1024:.1f} MB in {warmup:g}-{warmup + window:g} s, "
-                f"{m1 / 1024:.1f} MB in the last {window:g} s: {growth:+.2f} % "
+        text = (f"RSS: median {m0 / 1024:.1f} MB in {warmup:.0f}-{warmup + window:.0f} s, "
+                f"{m1 / 1024:.1f} MB in the last {window:.0f} s: {growth:+.2f} % "
                 f"(limit {a.rss_growth:g} %; start {base_rss / 1024:.1f} MB, end {end_rss / 1024:.1f} MB, "
                 f"peak {max(r['rss_kb'] for r in rows) / 1024:.1f} MB)")
         if a.valgrind:
