@@ -9,7 +9,7 @@ DESTDIR    ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build test test-normal test-asan test-tsan run demo bench install install-lib clean format faults-doc fuzz
+.PHONY: all deps build test test-normal test-asan test-tsan run demo bench install install-lib clean format faults-doc fuzz soak soak-valgrind
 
 all: build
 
@@ -67,6 +67,21 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	@scripts/deps.sh fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+# The soak (bench/soak/soak.py, docs/soak.md): SOAK_SECONDS (default 600) of
+# mixed traffic with faults injected and cleared through cynic-harness; CSV,
+# PNG and a verdict in $(BUILD)/soak/. `make soak-valgrind`: a shorter run
+# (SOAK_VALGRIND_SECONDS, default 60) with cynic under valgrind. Neither is
+# part of `make test` nor CI.
+SOAK_SECONDS ?= 600
+SOAK_VALGRIND_SECONDS ?= 60
+soak: deps build
+	@scripts/deps.sh soak
+	bench/soak/soak.py --build-dir $(BUILD) --duration $(SOAK_SECONDS) --out $(BUILD)/soak
+
+soak-valgrind: deps build
+	@scripts/deps.sh soak
+	bench/soak/soak.py --build-dir $(BUILD) --valgrind --duration $(SOAK_VALGRIND_SECONDS) --out $(BUILD)/soak-valgrind
 
 # docs/faults.md from a fresh run of the fault matrix (tests/faults/); the
 # matrix's last test fails when the committed file no longer matches a run.

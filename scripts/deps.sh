@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages cynic needs that are missing. Idempotent and
 # quiet when nothing is missing. `scripts/deps.sh bench` adds the benchmark
-# peers (wrk, haproxy); `scripts/deps.sh fuzz` adds clang and libFuzzer.
+# peers (wrk, haproxy); `scripts/deps.sh fuzz` adds clang and libFuzzer;
+# `scripts/deps.sh soak` adds gnuplot (the soak's plot) and valgrind.
 # python3 runs `make run`, `make demo` and the demo backend (scripts/run.py,
 # scripts/demo.py, examples/demo/); curl is what the commands `make run`
 # prints (and the README's) use.
@@ -13,6 +14,9 @@ if [ "${1:-}" = bench ]; then
 fi
 if [ "${1:-}" = fuzz ]; then
   pkgs="$pkgs clang libclang-rt-14-dev"
+fi
+if [ "${1:-}" = soak ]; then
+  pkgs="$pkgs gnuplot-nox valgrind"
 fi
 missing=""
 for p in $pkgs; do
