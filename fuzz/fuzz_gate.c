@@ -27,7 +27,11 @@
  *  - every byte counted in a direction (hdir_t.buffered) is accounted for
  *    once the connection is torn down;
  *  - when no toxic that answers, drops, cuts or rewrites is active, each
- *    sink gets exactly the bytes its source sent, in order, and an EOF.
+ *    sink gets exactly the bytes its source sent, in order, and an EOF;
+ *  - when the toxics only delay or answer requests (http_status,
+ *    http_drop_first_n upstream) and both sources sent well-formed HTTP/1.1
+ *    (no HEAD, no upgrade), the client's responses parse too: a harness
+ *    answer goes between two responses, never inside one (gate.h).
  */
 #include <jansson.h>
 #include <stdbool.h>
@@ -35,6 +39,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <llhttp.h>
 
 #include "chain.h"
 #include "gate.h"
@@ -50,43 +56,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 typedef struct template {
   const char *json; /* a create request body, as a client sends it */
   bool transparent; /* passes every byte unchanged (only time changes) */
+  bool answers;     /* answers requests in the client's place (upstream HTTP toxics) */
 } template_t;
 
 static const template_t templates[] = {
-    {"{\"type\":\"noop\",\"stream\":\"upstream\"}", true},
-    {"{\"type\":\"noop\",\"stream\":\"downstream\"}", true},
+    {"{\"type\":\"noop\",\"stream\":\"upstream\"}", true, false},
+    {"{\"type\":\"noop\",\"stream\":\"downstream\"}", true, false},
     {"{\"type\":\"latency\",\"stream\":\"downstream\",\"attributes\":{\"latency\":20,\"jitter\":5}}",
-     true},
-    {"{\"type\":\"latency\",\"stream\":\"upstream\",\"attributes\":{\"latency\":3}}", true},
+     true, false},
+    {"{\"type\":\"latency\",\"stream\":\"upstream\",\"attributes\":{\"latency\":3}}", true, false},
     {"{\"type\":\"slicer\",\"stream\":\"downstream\",\"attributes\":{\"average_size\":7,"
      "\"size_variation\":5,\"delay\":1}}",
-     true},
+     true, false},
     {"{\"type\":\"slicer\",\"stream\":\"upstream\",\"attributes\":{\"average_size\":2,"
      "\"size_variation\":1,\"delay\":0}}",
-     true},
-    {"{\"type\":\"bandwidth\",\"stream\":\"downstream\",\"attributes\":{\"rate\":64}}", true},
+     true, false},
+    {"{\"type\":\"bandwidth\",\"stream\":\"downstream\",\"attributes\":{\"rate\":64}}", true, false},
     {"{\"type\":\"http_latency\",\"stream\":\"downstream\",\"attributes\":{\"latency\":15,"
      "\"jitter\":10}}",
-     true},
-    {"{\"type\":\"http_latency\",\"stream\":\"upstream\",\"attributes\":{\"latency\":5}}", true},
+     true, false},
+    {"{\"type\":\"http_latency\",\"stream\":\"upstream\",\"attributes\":{\"latency\":5}}", true, false},
     {"{\"type\":\"http_status\",\"stream\":\"upstream\",\"attributes\":{\"status\":503,"
      "\"percent\":50,\"body\":\"busy\"}}",
-     false},
+     false, true},
     {"{\"type\":\"http_status\",\"stream\":\"upstream\",\"attributes\":{\"status\":429,"
      "\"body\":\"slow down\",\"content_type\":\"text/plain\"}}",
-     false},
-    {"{\"type\":\"http_drop_first_n\",\"stream\":\"upstream\",\"attributes\":{\"n\":1}}", false},
+     false, true},
+    {"{\"type\":\"http_drop_first_n\",\"stream\":\"upstream\",\"attributes\":{\"n\":1}}", false, true},
     {"{\"type\":\"http_drop_first_n\",\"stream\":\"downstream\",\"attributes\":{\"n\":2,"
      "\"status\":502}}",
-     false},
+     false, false},
     {"{\"type\":\"http_content_type\",\"stream\":\"downstream\",\"attributes\":{"
      "\"content_type\":\"application/json\"}}",
-     false},
-    {"{\"type\":\"limit_data\",\"stream\":\"downstream\",\"attributes\":{\"bytes\":300}}", false},
+     false, false},
+    {"{\"type\":\"limit_data\",\"stream\":\"downstream\",\"attributes\":{\"bytes\":300}}", false, false},
     {"{\"type\":\"reset_after_bytes\",\"stream\":\"upstream\",\"attributes\":{\"bytes\":200}}",
-     false},
-    {"{\"type\":\"timeout\",\"stream\":\"downstream\",\"attributes\":{\"timeout\":50}}", false},
-    {"{\"type\":\"garbage\",\"stream\":\"downstream\",\"attributes\":{\"bytes\":16}}", false},
+     false, false},
+    {"{\"type\":\"timeout\",\"stream\":\"downstream\",\"attributes\":{\"timeout\":50}}", false, false},
+    {"{\"type\":\"garbage\",\"stream\":\"downstream\",\"attributes\":{\"bytes\":16}}", false, false},
 };
 #define NTEMPLATES (sizeof templates / sizeof templates[0])
 
@@ -95,6 +102,7 @@ typedef struct conn {
   toxic_t toxics[MAX_TOXICS];
   size_t ntoxics;
   bool transparent;       /* every toxic passes bytes unchanged */
+  bool framing;           /* every toxic passes bytes unchanged or answers requests */
   bool ended;             /* a CLOSE or RESET reached a writer, or a stage asked for one */
   bool stalled;           /* a source's bytes were dropped: it could not be read */
   uint64_t now;           /* ns, moved by hand */
@@ -254,6 +262,7 @@ static void add_toxic(conn_t *c, uint8_t pick) {
   snprintf(t->name, sizeof t->name, "t%zu", c->ntoxics); /* unique, as the API ensures */
   c->ntoxics++;
   c->transparent = c->transparent && tp->transparent;
+  c->framing = c->framing && (tp->transparent || tp->answers);
   hdir_t *d = &c->dir[t->stream];
   stage_t *st = calloc(1, sizeof *st);
   if (st == NULL)
@@ -291,6 +300,61 @@ static void conn_free(conn_t *c) {
   }
 }
 
+/* ---- answers between responses ------------------------------------------ */
+
+typedef struct framing {
+  bool head; /* a HEAD request seen */
+  bool upgrade;
+} framing_t;
+
+static int on_request_head(llhttp_t *p) {
+  framing_t *f = p->data;
+  if (llhttp_get_method(p) == HTTP_HEAD)
+    f->head = true;
+  return 0;
+}
+
+/* Whether `b` parses whole as HTTP/1.1 messages of `type` (requests or
+ * responses), up to its end (llhttp_finish); *f says what it saw. */
+static bool parses(const cynic__buf_t *b, llhttp_type_t type, framing_t *f) {
+  llhttp_settings_t s;
+  llhttp_settings_init(&s);
+  s.on_headers_complete = on_request_head;
+  llhttp_t p;
+  llhttp_init(&p, type, &s);
+  p.data = f;
+  llhttp_errno_t err = llhttp_execute(&p, b->data ? b->data : "", b->len);
+  if (err == HPE_PAUSED_UPGRADE)
+    f->upgrade = true;
+  if (err == HPE_OK)
+    err = llhttp_finish(&p);
+  return err == HPE_OK;
+}
+
+/* The gate's promise (gate.h): a harness answer goes out between two
+ * responses, never inside one. When the client's requests and the upstream's
+ * responses are both well-formed HTTP (no HEAD, whose answers llhttp cannot
+ * frame without knowing the request, no upgrade) and every toxic passes bytes
+ * unchanged or answers requests, what the client gets must parse as well. */
+static void check_framing(const conn_t *c, bool verbose) {
+  framing_t up = {0}, down = {0}, got = {0};
+  if (!parses(&c->sent[STREAM_UPSTREAM], HTTP_REQUEST, &up) || up.head || up.upgrade ||
+      !parses(&c->sent[STREAM_DOWNSTREAM], HTTP_RESPONSE, &down) || down.upgrade)
+    return;
+  if (verbose)
+    fprintf(stderr, "fuzz_gate: checking that answers fall between responses\n");
+  if (!parses(&c->got[STREAM_DOWNSTREAM], HTTP_RESPONSE, &got)) {
+    fprintf(stderr,
+            "fuzz_gate: the client's responses do not parse although the upstream's did: an "
+            "answer inside a response?\n--- requests:\n%.*s\n--- upstream sent:\n%.*s\n--- "
+            "client got:\n%.*s\n",
+            (int)c->sent[0].len, c->sent[0].data ? c->sent[0].data : "", (int)c->sent[1].len,
+            c->sent[1].data ? c->sent[1].data : "", (int)c->got[1].len,
+            c->got[1].data ? c->got[1].data : "");
+    abort();
+  }
+}
+
 static void check_transparent(const conn_t *c) {
   for (int s = 0; s < 2; s++) {
     const cynic__buf_t *in = &c->sent[s], *out = &c->got[s];
@@ -321,6 +385,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   c->now = 1000 * MS;
   c->transparent = true;
+  c->framing = true;
   size_t at = 0, want = data[at++] & 3;
   while (c->ntoxics < want && at < size)
     add_toxic(c, data[at++]);
@@ -350,6 +415,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             c->eof_out[1] ? " EOF" : "");
   if (c->transparent && !c->ended && !c->stalled)
     check_transparent(c);
+  if (c->framing && !c->ended && !c->stalled && c->eof_out[STREAM_DOWNSTREAM])
+    check_framing(c, getenv("FUZZ_VERBOSE") != NULL);
   conn_free(c);
   return 0;
 }
