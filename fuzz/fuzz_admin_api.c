@@ -37,11 +37,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fuzz_answers.h"
-#include "proxy.h" /* first: admin.h and metrics.h need its event list */
+#include "proxy.h" /* before admin.h: it and metrics.h need the event list */
+
 #include "admin.h"
 #include "buf.h"
 #include "config.h"
+#include "fuzz_answers.h"
 #include "httpd.h"
 #include "json.h"
 #include "log.h"
@@ -69,29 +70,28 @@ static void write_file(const char *path, const char *text) {
     die("cannot write the fixture files");
 }
 
-static const char config_text[] =
-    "admin:\n"
-    "  listen: 127.0.0.1:0\n"
-    "  drain_timeout: 1s\n"
-    "log:\n"
-    "  file: /dev/null\n"
-    "  level: debug\n"
-    "listeners:\n"
-    "  - name: app\n"
-    "    listen: 127.0.0.1:0\n"
-    "    upstream: backend\n"
-    "  - name: other\n"
-    "    listen: 127.0.0.1:0\n"
-    "    upstream: spare\n"
-    "upstreams:\n"
-    "  - name: backend\n"
-    "    endpoints: [127.0.0.1:9, \"[::1]:9\"]\n"
-    "    breaker:\n"
-    "      faults: 2\n"
-    "      leak: 10s\n"
-    "      open_for: 30s\n"
-    "  - name: spare\n"
-    "    endpoints: [127.0.0.2:9]\n";
+static const char config_text[] = "admin:\n"
+                                  "  listen: 127.0.0.1:0\n"
+                                  "  drain_timeout: 1s\n"
+                                  "log:\n"
+                                  "  file: /dev/null\n"
+                                  "  level: debug\n"
+                                  "listeners:\n"
+                                  "  - name: app\n"
+                                  "    listen: 127.0.0.1:0\n"
+                                  "    upstream: backend\n"
+                                  "  - name: other\n"
+                                  "    listen: 127.0.0.1:0\n"
+                                  "    upstream: spare\n"
+                                  "upstreams:\n"
+                                  "  - name: backend\n"
+                                  "    endpoints: [127.0.0.1:9, \"[::1]:9\"]\n"
+                                  "    breaker:\n"
+                                  "      faults: 2\n"
+                                  "      leak: 10s\n"
+                                  "      open_for: 30s\n"
+                                  "  - name: spare\n"
+                                  "    endpoints: [127.0.0.2:9]\n";
 
 static char dir[] = "/tmp/cynic-fuzz-admin-XXXXXX";
 static char path[256];
@@ -137,7 +137,8 @@ static int get(cynic__proxy_t *p, const char *what, cynic__buf_t *body) {
   if (cynic__httpd_feed(p->admin->httpd, req, strlen(req), &out) != 0)
     die("cannot feed the admin server");
   fuzz_methods_t m = {.count = 1};
-  fuzz_answers_t a = {.who = "fuzz_admin_api", .known = documented,
+  fuzz_answers_t a = {.who = "fuzz_admin_api",
+                      .known = documented,
                       .nknown = sizeof documented / sizeof documented[0]};
   fuzz_check_answers(&out, &m, &a);
   cynic__buf_free(&out);
@@ -220,7 +221,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (getenv("FUZZ_VERBOSE") != NULL) /* replaying one input by hand: show the answers */
     fprintf(stderr, "--- %zu requests, answers:\n%.*s\n", m.count, (int)out.len,
             out.data ? out.data : "");
-  fuzz_answers_t a = {.who = "fuzz_admin_api", .known = documented,
+  fuzz_answers_t a = {.who = "fuzz_admin_api",
+                      .known = documented,
                       .nknown = sizeof documented / sizeof documented[0]};
   fuzz_check_answers(&out, &m, &a);
   cynic__buf_free(&a.body);

@@ -17,7 +17,7 @@
 
 #include "buf.h"
 
-#define FUZZ_MAX_REQUESTS 512  /* requests followed per input (4 KiB inputs make fewer) */
+#define FUZZ_MAX_REQUESTS 512     /* requests followed per input (4 KiB inputs make fewer) */
 #define FUZZ_BODY_MAX (16u << 20) /* one answer's body, decoded */
 
 /* ---- the requests' methods (so HEAD answers are framed as such) ---------- */
@@ -50,14 +50,14 @@ static void fuzz_read_methods(const char *p, size_t n, fuzz_methods_t *m) {
 /* ---- the answers -------------------------------------------------------- */
 
 typedef struct fuzz_answers {
-  const char *who;         /* the target, for messages */
-  const int *known;        /* the documented statuses */
+  const char *who;  /* the target, for messages */
+  const int *known; /* the documented statuses */
   size_t nknown;
   const fuzz_methods_t *m;
-  size_t finals;      /* final (non-1xx) responses seen */
-  int status;         /* of the last response */
-  int bad_status;     /* an undocumented one seen (0: none) */
-  cynic__buf_t body;  /* the last response's body, chunks decoded; the caller frees it */
+  size_t finals;     /* final (non-1xx) responses seen */
+  int status;        /* of the last response */
+  int bad_status;    /* an undocumented one seen (0: none) */
+  cynic__buf_t body; /* the last response's body, chunks decoded; the caller frees it */
 } fuzz_answers_t;
 
 static int fuzz_on_response_head(llhttp_t *p) {

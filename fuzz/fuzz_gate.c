@@ -57,12 +57,14 @@ typedef struct template {
   const char *json; /* a create request body, as a client sends it */
   bool transparent; /* passes every byte unchanged (only time changes) */
   bool answers;     /* answers requests in the client's place (upstream HTTP toxics) */
-} template_t;
+}
+template_t;
 
 static const template_t templates[] = {
     {"{\"type\":\"noop\",\"stream\":\"upstream\"}", true, false},
     {"{\"type\":\"noop\",\"stream\":\"downstream\"}", true, false},
-    {"{\"type\":\"latency\",\"stream\":\"downstream\",\"attributes\":{\"latency\":20,\"jitter\":5}}",
+    {"{\"type\":\"latency\",\"stream\":\"downstream\",\"attributes\":{\"latency\":20,\"jitter\":5}"
+     "}",
      true, false},
     {"{\"type\":\"latency\",\"stream\":\"upstream\",\"attributes\":{\"latency\":3}}", true, false},
     {"{\"type\":\"slicer\",\"stream\":\"downstream\",\"attributes\":{\"average_size\":7,"
@@ -71,29 +73,35 @@ static const template_t templates[] = {
     {"{\"type\":\"slicer\",\"stream\":\"upstream\",\"attributes\":{\"average_size\":2,"
      "\"size_variation\":1,\"delay\":0}}",
      true, false},
-    {"{\"type\":\"bandwidth\",\"stream\":\"downstream\",\"attributes\":{\"rate\":64}}", true, false},
+    {"{\"type\":\"bandwidth\",\"stream\":\"downstream\",\"attributes\":{\"rate\":64}}", true,
+     false},
     {"{\"type\":\"http_latency\",\"stream\":\"downstream\",\"attributes\":{\"latency\":15,"
      "\"jitter\":10}}",
      true, false},
-    {"{\"type\":\"http_latency\",\"stream\":\"upstream\",\"attributes\":{\"latency\":5}}", true, false},
+    {"{\"type\":\"http_latency\",\"stream\":\"upstream\",\"attributes\":{\"latency\":5}}", true,
+     false},
     {"{\"type\":\"http_status\",\"stream\":\"upstream\",\"attributes\":{\"status\":503,"
      "\"percent\":50,\"body\":\"busy\"}}",
      false, true},
     {"{\"type\":\"http_status\",\"stream\":\"upstream\",\"attributes\":{\"status\":429,"
      "\"body\":\"slow down\",\"content_type\":\"text/plain\"}}",
      false, true},
-    {"{\"type\":\"http_drop_first_n\",\"stream\":\"upstream\",\"attributes\":{\"n\":1}}", false, true},
+    {"{\"type\":\"http_drop_first_n\",\"stream\":\"upstream\",\"attributes\":{\"n\":1}}", false,
+     true},
     {"{\"type\":\"http_drop_first_n\",\"stream\":\"downstream\",\"attributes\":{\"n\":2,"
      "\"status\":502}}",
      false, false},
     {"{\"type\":\"http_content_type\",\"stream\":\"downstream\",\"attributes\":{"
      "\"content_type\":\"application/json\"}}",
      false, false},
-    {"{\"type\":\"limit_data\",\"stream\":\"downstream\",\"attributes\":{\"bytes\":300}}", false, false},
+    {"{\"type\":\"limit_data\",\"stream\":\"downstream\",\"attributes\":{\"bytes\":300}}", false,
+     false},
     {"{\"type\":\"reset_after_bytes\",\"stream\":\"upstream\",\"attributes\":{\"bytes\":200}}",
      false, false},
-    {"{\"type\":\"timeout\",\"stream\":\"downstream\",\"attributes\":{\"timeout\":50}}", false, false},
-    {"{\"type\":\"garbage\",\"stream\":\"downstream\",\"attributes\":{\"bytes\":16}}", false, false},
+    {"{\"type\":\"timeout\",\"stream\":\"downstream\",\"attributes\":{\"timeout\":50}}", false,
+     false},
+    {"{\"type\":\"garbage\",\"stream\":\"downstream\",\"attributes\":{\"bytes\":16}}", false,
+     false},
 };
 #define NTEMPLATES (sizeof templates / sizeof templates[0])
 
@@ -101,17 +109,17 @@ typedef struct conn {
   hdir_t dir[2]; /* indexed by stream */
   toxic_t toxics[MAX_TOXICS];
   size_t ntoxics;
-  bool transparent;       /* every toxic passes bytes unchanged */
-  bool framing;           /* every toxic passes bytes unchanged or answers requests */
-  bool ended;             /* a CLOSE or RESET reached a writer, or a stage asked for one */
-  bool stalled;           /* a source's bytes were dropped: it could not be read */
-  uint64_t now;           /* ns, moved by hand */
-  uint64_t wake[2];       /* when each direction asked to be stepped again */
-  bool kick[2];           /* pump it again now (the other one answered back) */
-  bool eof_out[2];        /* the sink got EOF */
-  uint64_t next_pos[2];   /* where the next source bytes at a sink may start */
-  cynic__buf_t sent[2];   /* what each source sent */
-  cynic__buf_t got[2];    /* what each sink got */
+  bool transparent;     /* every toxic passes bytes unchanged */
+  bool framing;         /* every toxic passes bytes unchanged or answers requests */
+  bool ended;           /* a CLOSE or RESET reached a writer, or a stage asked for one */
+  bool stalled;         /* a source's bytes were dropped: it could not be read */
+  uint64_t now;         /* ns, moved by hand */
+  uint64_t wake[2];     /* when each direction asked to be stepped again */
+  bool kick[2];         /* pump it again now (the other one answered back) */
+  bool eof_out[2];      /* the sink got EOF */
+  uint64_t next_pos[2]; /* where the next source bytes at a sink may start */
+  cynic__buf_t sent[2]; /* what each source sent */
+  cynic__buf_t got[2];  /* what each sink got */
 } conn_t;
 
 static void die(const char *what) {
@@ -408,8 +416,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int i = 0; i < 100000 && !c->ended && advance(c); i++)
     pump_all(c);
   if (getenv("FUZZ_VERBOSE") != NULL) /* replaying one input by hand */
-    fprintf(stderr, "fuzz_gate: %zu toxics%s%s%s; up %zu -> %zu%s, down %zu -> %zu%s\n",
-            c->ntoxics, c->transparent ? ", transparent" : "", c->ended ? ", ended" : "",
+    fprintf(stderr, "fuzz_gate: %zu toxics%s%s%s; up %zu -> %zu%s, down %zu -> %zu%s\n", c->ntoxics,
+            c->transparent ? ", transparent" : "", c->ended ? ", ended" : "",
             c->stalled ? ", stalled" : "", c->sent[0].len, c->got[0].len,
             c->eof_out[0] ? " EOF" : "", c->sent[1].len, c->got[1].len,
             c->eof_out[1] ? " EOF" : "");

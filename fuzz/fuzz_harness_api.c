@@ -114,7 +114,8 @@ static int serve(const char *in, size_t n, cynic__buf_t *body) {
   if (getenv("FUZZ_VERBOSE") != NULL) /* replaying one input by hand: show the answers */
     fprintf(stderr, "--- %zu requests, answers:\n%.*s\n", m.count, (int)out.len,
             out.data ? out.data : "");
-  fuzz_answers_t a = {.who = "fuzz_harness_api", .known = documented,
+  fuzz_answers_t a = {.who = "fuzz_harness_api",
+                      .known = documented,
                       .nknown = sizeof documented / sizeof documented[0]};
   fuzz_check_answers(&out, &m, &a);
   cynic__buf_free(&out);
@@ -145,8 +146,8 @@ static void check_registry(void) {
     if (!json_is_object(o) || !json_is_array(toxics) || json_array_size(toxics) != p->ntoxics ||
         !json_is_string(json_object_get(o, "listen")) ||
         json_is_true(json_object_get(o, "enabled")) != p->enabled) {
-      fprintf(stderr, "fuzz_harness_api: GET /proxies does not show proxy %zu as it is\n%.*s\n",
-              i, (int)body.len, body.data ? body.data : "");
+      fprintf(stderr, "fuzz_harness_api: GET /proxies does not show proxy %zu as it is\n%.*s\n", i,
+              (int)body.len, body.data ? body.data : "");
       abort();
     }
   }

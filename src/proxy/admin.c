@@ -327,8 +327,8 @@ static int admin_start(cynic__proxy_t *p, bool local) {
   if ((a->httpd = calloc(1, sizeof *a->httpd)) == NULL)
     return CYNIC_ENOMEM;
   a->httpd_started = true;
-  int rc = cynic__httpd_start(a->httpd, p->loop, &hc, local ? NULL : (struct sockaddr *)&ss,
-                              handle, a);
+  int rc =
+      cynic__httpd_start(a->httpd, p->loop, &hc, local ? NULL : (struct sockaddr *)&ss, handle, a);
   if (local)
     return rc; /* no address: a->address stays "" */
   if (rc != 0) {
