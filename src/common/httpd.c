@@ -39,6 +39,8 @@ struct cynic__httpd_conn {
   bool keep;        /* keep the connection after the produced body */
   uint64_t last_io; /* uv_now of the last read or write progress (eviction order) */
   uv_shutdown_t shutdown;
+  cynic__buf_t *capture; /* a local connection (cynic__httpd_feed): what would be written
+                            goes here; its tcp handle has no socket and is never read */
 };
 
 struct cynic__httpd_pending {
@@ -211,7 +213,7 @@ static bool at_rest(const cynic__httpd_conn_t *c) {
 /* No read-ahead: a connection is read only when it is at rest and every
  * pipelined byte already read has been parsed. */
 static void update_reading(cynic__httpd_conn_t *c) {
-  if (c->lingering)
+  if (c->lingering || c->capture != NULL)
     return;
   if (c->stream != NULL) { /* always reading: only to see the client leave */
     if (!c->reading && !c->closing && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
@@ -266,11 +268,9 @@ static void advance(cynic__httpd_conn_t *c) {
   update_reading(c);
 }
 
-static void on_write(uv_write_t *req, int status) {
-  write_req_t *w = (write_req_t *)req;
-  cynic__httpd_conn_t *c = req->handle->data;
-  c->pending_write -= w->len;
-  free(w);
+/* n bytes handed to the socket are written (status 0) or failed. */
+static void wrote(cynic__httpd_conn_t *c, size_t n, int status) {
+  c->pending_write -= n;
   if (c->closing)
     return;
   if (status < 0) {
@@ -294,6 +294,14 @@ static void on_write(uv_write_t *req, int status) {
     advance(c);
 }
 
+static void on_write(uv_write_t *req, int status) {
+  write_req_t *w = (write_req_t *)req;
+  cynic__httpd_conn_t *c = req->handle->data;
+  size_t n = w->len;
+  free(w);
+  wrote(c, n, status);
+}
+
 /* A write request with room for n bytes; NULL (and the connection closed)
  * when out of memory. */
 static write_req_t *write_alloc(cynic__httpd_conn_t *c, size_t n) {
@@ -305,6 +313,15 @@ static write_req_t *write_alloc(cynic__httpd_conn_t *c, size_t n) {
 
 static void write_send(cynic__httpd_conn_t *c, write_req_t *w, size_t n) {
   w->len = n;
+  if (c->capture != NULL) { /* a local connection: "written" by cynic__httpd_feed */
+    int err = cynic__buf_append(c->capture, w->data, n);
+    free(w);
+    if (err != 0)
+      conn_close(c);
+    else
+      c->pending_write += n;
+    return;
+  }
   uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
   if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
     free(w);
@@ -878,10 +895,55 @@ int cynic__httpd_start(cynic__httpd_t *s, uv_loop_t *loop, const cynic__httpd_co
   uv_idle_init(loop, &s->work); /* cannot fail on Unix */
   s->work.data = s;
   s->work_open = true;
+  if (addr == NULL) /* no socket: only local connections (cynic__httpd_feed) */
+    return 0;
   err = uv_tcp_bind(&s->listener, addr, 0);
   if (!err)
     err = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
   return err;
+}
+
+int cynic__httpd_feed(cynic__httpd_t *s, const char *in, size_t n, cynic__buf_t *out) {
+  if (s->closing)
+    return CYNIC_EINVAL;
+  cynic__httpd_conn_t *c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return CYNIC_ENOMEM;
+  c->server = s;
+  c->capture = out;
+  uv_tcp_init(s->loop, &c->tcp); /* no socket: peer lookups fail, nothing is read */
+  uv_timer_init(s->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->open_handles = 2;
+  c->last_io = uv_now(s->loop);
+  cynic__http_parser_init(&c->parser, &s->config.limits);
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  s->nlive++;
+  feed(c, in, n, NULL, 0);
+  /* The loop's part, without the loop: each write completes at once and each
+   * queued answer or slice runs at once. Every turn either finishes a write or
+   * answers a request (consuming input) or produces a slice (of a body that
+   * ends), so this ends. */
+  while (!c->closing) {
+    if (c->pending_write > 0) {
+      wrote(c, c->pending_write, 0);
+    } else if (c->queued) {
+      unqueue(c);
+      if (c->request_ready)
+        answer(c);
+      else if (c->produce != NULL)
+        produce_next(c);
+    } else {
+      break;
+    }
+  }
+  conn_close(c); /* the client leaves (a deferred answer is discarded, a stream ends) */
+  return 0;
 }
 
 int cynic__httpd_address(cynic__httpd_t *s, struct sockaddr_storage *out) {

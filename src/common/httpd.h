@@ -186,10 +186,25 @@ void cynic__httpd_reply_error(cynic__httpd_response_t *resp, int status, const c
 void cynic__httpd_config_default(cynic__httpd_config_t *c);
 /*
  * Bind `addr` and listen. 0 or a libuv error code (UV_EADDRINUSE, ...); on
- * error the server must still be closed with cynic__httpd_close.
+ * error the server must still be closed with cynic__httpd_close. `addr` NULL
+ * makes a server without a socket, served only by cynic__httpd_feed.
  */
 int cynic__httpd_start(cynic__httpd_t *s, uv_loop_t *loop, const cynic__httpd_config_t *c,
                        const struct sockaddr *addr, cynic__httpd_handler_t handler, void *arg);
+/*
+ * Socket-free serving, for the fuzz targets (fuzz/fuzz_admin_api.c,
+ * fuzz_harness_api.c) and tests: one client connection on `s` that sends
+ * `in` (n bytes) and then leaves. Its requests go through the same parser,
+ * limits, handler, produced bodies and response writer as a socket's, in
+ * order, and every byte the server would write is appended to `out`
+ * (bounded by out's cap: past it the connection closes, as after a write
+ * error). It returns once nothing more can happen without the loop: the
+ * connection is then closed, so a deferred answer is discarded and a stream
+ * ends (its on_close runs). The peer address of its requests is unknown
+ * (cynic__httpd_peer fails). Its handles close on the loop's next turn, as
+ * any connection's. 0, CYNIC_EINVAL (the server is closing) or CYNIC_ENOMEM.
+ */
+int cynic__httpd_feed(cynic__httpd_t *s, const char *in, size_t n, cynic__buf_t *out);
 /* The bound address (for port 0). 0 or a libuv error. */
 int cynic__httpd_address(cynic__httpd_t *s, struct sockaddr_storage *out);
 /* The address of the peer that sent `req` (a parser handed to the handler) as

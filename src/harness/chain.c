@@ -139,6 +139,29 @@ int harness_chain_step(hdir_t *d, step_ctx_t *ctx) {
   return r;
 }
 
+chunk_t *harness_chain_next_out(hdir_t *d, uint64_t now) {
+  /* A harness answer that is due goes before anything else queued. */
+  chunk_t *ch = d->gate ? harness_gate_pop_due(d->gate, now) : NULL;
+  if (ch == NULL)
+    ch = harness_queue_pop(&d->out);
+  if (ch != NULL && ch->kind == CHUNK_DATA && d->gate != NULL && !d->dst_shut) {
+    /* Count the responses going out; stop at a boundary where an answer
+     * falls due and send the rest after it. */
+    size_t ok = harness_gate_scan(d->gate, ch->blk->data + ch->off, ch->len);
+    if (ok < ch->len) {
+      chunk_t *rest = calloc(1, sizeof(*rest));
+      if (rest != NULL) {
+        *rest = *ch;
+        rest->blk->refs++;
+        harness_chunk_skip(rest, ok);
+        ch->len = ok;
+        harness_queue_push_front(&d->out, rest);
+      }
+    }
+  }
+  return ch;
+}
+
 void harness_chain_end_when_flushed(hdir_t *d, bool reset, uint64_t now) {
   d->close_when_flushed = true;
   d->reset_when_flushed = reset;

@@ -124,6 +124,13 @@ int harness_chain_read(struct hdir *d, chunk_t *ch, bool first);
  * STEP_CLOSE or STEP_RESET as soon as a stage asks for it, else
  * STEP_PROGRESS if any stage moved something, else STEP_IDLE. */
 int harness_chain_step(struct hdir *d, step_ctx_t *ctx);
+/* The writer's next chunk for d's sink (link.c's flush, fuzz/fuzz_gate.c):
+ * a harness answer that is due (the gate's) before anything queued, else the
+ * head of the output queue; a data chunk to the client is counted by the
+ * gate (harness_gate_scan) and cut where a waiting answer falls due, the rest
+ * left at the head of the queue. NULL when there is nothing to write. The
+ * caller owns the chunk (and, for data, its bytes' count in d->buffered). */
+chunk_t *harness_chain_next_out(struct hdir *d, uint64_t now);
 /* d ends once its writes are out: closed, or (reset) reset after waiting at
  * most CHAIN_FLUSH_WAIT_NS from `now` for the kernel to send what it holds.
  * The writer's answer to a CLOSE or RESET marker, and a stage's when it

@@ -247,28 +247,10 @@ static bool flush(hdir_t *d, step_ctx_t *ctx) {
   for (;;) {
     if (d->writes >= LINK_WRITES_MAX || d->close_when_flushed)
       break;
-    /* A harness answer that is due goes before anything else queued. */
-    chunk_t *ch = d->gate ? harness_gate_pop_due(d->gate, ctx->now) : NULL;
-    if (ch == NULL)
-      ch = harness_queue_pop(&d->out);
+    chunk_t *ch = harness_chain_next_out(d, ctx->now); /* due answers first (chain.h) */
     if (ch == NULL)
       break;
     progress = true;
-    if (ch->kind == CHUNK_DATA && d->gate != NULL && !d->dst_shut) {
-      /* Count the responses going out; stop at a boundary where an answer
-       * falls due and send the rest after it. */
-      size_t ok = harness_gate_scan(d->gate, ch->blk->data + ch->off, ch->len);
-      if (ok < ch->len) {
-        chunk_t *rest = calloc(1, sizeof(*rest));
-        if (rest != NULL) {
-          *rest = *ch;
-          rest->blk->refs++;
-          harness_chunk_skip(rest, ok);
-          ch->len = ok;
-          harness_queue_push_front(&d->out, rest);
-        }
-      }
-    }
     if (ch->kind == CHUNK_DATA && !d->dst_shut) {
       if (d->writes == 0) {
         /* Nothing queued in libuv: try the socket at once and skip the

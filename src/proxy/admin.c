@@ -284,7 +284,8 @@ void cynic__admin_listen_swap(cynic__proxy_t *p, cynic__httpd_t *s) {
                              "previous", before, "token", a->token != NULL));
 }
 
-int cynic__admin_start(cynic__proxy_t *p) {
+/* cynic__admin_start, or with `local` its socket-free form. */
+static int admin_start(cynic__proxy_t *p, bool local) {
   const cynic__config_admin_t *ac = &p->cfg->admin;
   cynic__admin_t *a = calloc(1, sizeof *a);
   if (a == NULL)
@@ -326,7 +327,10 @@ int cynic__admin_start(cynic__proxy_t *p) {
   if ((a->httpd = calloc(1, sizeof *a->httpd)) == NULL)
     return CYNIC_ENOMEM;
   a->httpd_started = true;
-  int rc = cynic__httpd_start(a->httpd, p->loop, &hc, (struct sockaddr *)&ss, handle, a);
+  int rc =
+      cynic__httpd_start(a->httpd, p->loop, &hc, local ? NULL : (struct sockaddr *)&ss, handle, a);
+  if (local)
+    return rc; /* no address: a->address stays "" */
   if (rc != 0) {
     cynic__log_event(CYNIC_LOG_ERROR, "listen_failed", "cannot listen",
                      json_pack("{s:s, s:s, s:s}", "listener", "admin", "address", ac->listen.text,
@@ -339,6 +343,14 @@ int cynic__admin_start(cynic__proxy_t *p) {
                    json_pack("{s:s, s:s, s:b}", "listener", "admin", "address", a->address, "token",
                              a->token != NULL));
   return 0;
+}
+
+int cynic__admin_start(cynic__proxy_t *p) {
+  return admin_start(p, false);
+}
+
+int cynic__admin_start_local(cynic__proxy_t *p) {
+  return admin_start(p, true);
 }
 
 void cynic__admin_stop(cynic__proxy_t *p) {

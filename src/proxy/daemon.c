@@ -248,7 +248,7 @@ void cynic__proxy_log_apply(cynic__proxy_t *p, const cynic__config_t *n) {
 
 /* Ends the loop: every handle the proxy owns is closed; uv_run returns once
  * their close callbacks have run. */
-static void stop(cynic__proxy_t *p) {
+void cynic__proxy_stop(cynic__proxy_t *p) {
   if (p->stopping)
     return;
   p->stopping = true;
@@ -269,7 +269,7 @@ void cynic__proxy_conn_gone(cynic__proxy_t *p) {
   if (p->draining && p->conn_count == 0 && !p->stopping) {
     cynic__log_event(CYNIC_LOG_INFO, "drained", "drained",
                      json_pack("{s:b}", "complete", !p->drain_cut));
-    stop(p);
+    cynic__proxy_stop(p);
   }
 }
 
@@ -379,7 +379,7 @@ void cynic__proxy_signal(cynic__proxy_t *p, int signum) {
 static void serve(cynic__proxy_t *p) {
   if (cynic__listeners_start(p) != 0) {
     p->status = 1; /* listener.c said which address and why */
-    stop(p);
+    cynic__proxy_stop(p);
     return;
   }
   uv_timer_start(&p->summary_timer, on_summary, summary_ms(p), summary_ms(p));
@@ -401,10 +401,39 @@ void cynic__proxy_serve_if_resolved(cynic__proxy_t *p) {
     serve(p);
 }
 
-static int start_signal(cynic__proxy_t *p, uv_signal_t *s, int signum) {
-  uv_signal_init(p->loop, s);
-  s->data = p;
-  return uv_signal_start(s, on_signal, signum);
+void cynic__proxy_init(cynic__proxy_t *p, uv_loop_t *loop, const cynic__config_t *cfg) {
+  memset(p, 0, sizeof *p);
+  p->loop = loop;
+  p->clock.now = cynic__proxy_clock;
+  p->clock.arg = p;
+  p->wall_ms = wall_now; /* tests inject their own (test_daemon) */
+  p->cfg = cfg;
+  p->started_unix_ms = p->config_unix_ms = cynic__proxy_unix_ms(p);
+  cynic__list_init(&p->sessions);
+  uv_timer_init(loop, &p->summary_timer);
+  uv_timer_init(loop, &p->rotate_timer);
+  p->rotate_timer.data = p;
+  uv_unref((uv_handle_t *)&p->rotate_timer);
+  uv_timer_init(loop, &p->drain_timer);
+  p->summary_timer.data = p->drain_timer.data = p;
+  uv_unref((uv_handle_t *)&p->summary_timer);
+  uv_timer_init(loop, &p->tick_timer);
+  p->tick_timer.data = p;
+  uv_unref((uv_handle_t *)&p->tick_timer);
+  uv_signal_t *sigs[] = {&p->sigterm, &p->sigint, &p->sigusr1, &p->sighup};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+    uv_signal_init(loop, sigs[i]); /* started by cynic__proxy_run only */
+    sigs[i]->data = p;
+  }
+}
+
+void cynic__proxy_free(cynic__proxy_t *p) {
+  cynic__admin_free(p);
+  cynic__listeners_free(p);
+  cynic__upstreams_free(p);
+  cynic__config_free(p->reloaded_cfg); /* after everything that points into it */
+  p->reloaded_cfg = NULL;
+  cynic__reload_free(p);
 }
 
 int cynic__proxy_run(const cynic__config_t *cfg) {
@@ -420,35 +449,17 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
   signal(SIGPIPE, SIG_IGN);
 
   cynic__proxy_t p;
-  memset(&p, 0, sizeof p);
   uv_loop_t loop;
   if (uv_loop_init(&loop) != 0) {
     cynic__log_close();
     return 1;
   }
   cynic__reserve_fd_table(&loop, 65536); /* libuv aborts if it cannot grow it later */
-  p.loop = &loop;
-  p.clock.now = cynic__proxy_clock;
-  p.clock.arg = &p;
-  p.wall_ms = wall_now;
-  p.cfg = cfg;
-  p.started_unix_ms = p.config_unix_ms = cynic__proxy_unix_ms(&p);
-  cynic__list_init(&p.sessions);
-  uv_timer_init(&loop, &p.summary_timer);
-  uv_timer_init(&loop, &p.rotate_timer);
-  p.rotate_timer.data = &p;
-  uv_unref((uv_handle_t *)&p.rotate_timer);
-  uv_timer_init(&loop, &p.drain_timer);
-  p.summary_timer.data = p.drain_timer.data = &p;
-  uv_unref((uv_handle_t *)&p.summary_timer);
-  uv_timer_init(&loop, &p.tick_timer);
-  p.tick_timer.data = &p;
-  uv_unref((uv_handle_t *)&p.tick_timer);
-  uv_signal_init(&loop, &p.sighup); /* started with the admin: a reload needs it */
-  p.sighup.data = &p;
+  cynic__proxy_init(&p, &loop, cfg);
 
-  if (start_signal(&p, &p.sigterm, SIGTERM) != 0 || start_signal(&p, &p.sigint, SIGINT) != 0 ||
-      start_signal(&p, &p.sigusr1, SIGUSR1) != 0) {
+  if (uv_signal_start(&p.sigterm, on_signal, SIGTERM) != 0 ||
+      uv_signal_start(&p.sigint, on_signal, SIGINT) != 0 ||
+      uv_signal_start(&p.sigusr1, on_signal, SIGUSR1) != 0) {
     cynic__log_event(CYNIC_LOG_ERROR, "start_failed", "cannot install signal handlers", NULL);
     p.status = 1;
   } else if ((rc = cynic__upstreams_start(&p)) != 0) {
@@ -465,15 +476,11 @@ int cynic__proxy_run(const cynic__config_t *cfg) {
       serve(&p); /* no host names to wait for */
   }
   if (p.status != 0)
-    stop(&p);
+    cynic__proxy_stop(&p);
   uv_run(&loop, UV_RUN_DEFAULT);
 
   log_totals(&p);
-  cynic__admin_free(&p);
-  cynic__listeners_free(&p);
-  cynic__upstreams_free(&p);
-  cynic__config_free(p.reloaded_cfg); /* after everything that points into it */
-  cynic__reload_free(&p);
+  cynic__proxy_free(&p);
   int status = p.status;
   int close_rc = uv_loop_close(&loop);
   if (close_rc != 0) {

@@ -290,6 +290,20 @@ void cynic__proxy_resolved(cynic__proxy_t *p);
  * upstreams that were being waited for. */
 void cynic__proxy_serve_if_resolved(cynic__proxy_t *p);
 
+/* The parts of cynic__proxy_run, for the fuzz target fuzz/fuzz_admin_api.c,
+ * which runs the admin API on a proxy without sockets or signals.
+ * cynic__proxy_init sets up `p` for `cfg` on `loop`: its fields, its timers and
+ * its signal handles, initialised and not started (nothing can fail).
+ * cynic__proxy_stop closes every handle the proxy owns (the admin, listeners
+ * and upstreams stop; uv_run returns once their close callbacks have run); a
+ * drain that ends calls it too, and a second call does nothing.
+ * cynic__proxy_free, once the loop has run those callbacks, frees what the
+ * modules hold (admin, listeners, upstreams, a reloaded config, reload's
+ * copies); `cfg` stays the caller's. */
+void cynic__proxy_init(cynic__proxy_t *p, uv_loop_t *loop, const cynic__config_t *cfg);
+void cynic__proxy_stop(cynic__proxy_t *p);
+void cynic__proxy_free(cynic__proxy_t *p);
+
 /* Starts a drain, as SIGTERM does (`why` names the cause in the log). */
 void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
 
@@ -590,6 +604,9 @@ void cynic__metrics_transition(cynic__endpoint_t *e, cynic_breaker_state_t from,
 
 /* Binds admin.listen and serves the admin API. 0 or a negative error (logged). */
 int cynic__admin_start(cynic__proxy_t *p);
+/* The same without a socket (fuzz/fuzz_admin_api.c): requests reach the
+ * admin API only through cynic__httpd_feed(p->admin->httpd, ...) (admin.h). */
+int cynic__admin_start_local(cynic__proxy_t *p);
 /* Closes the admin listener (the loop must run after). */
 void cynic__admin_stop(cynic__proxy_t *p);
 /* Frees it, after the loop has ended. */

@@ -8,7 +8,8 @@
  * producer's failure before the head (503) and after it (cut, no last
  * chunk), eviction of the longest-idle connection at capacity, a silent
  * connection closed at the request timeout, an answer with close set (401)
- * ending the connection. */
+ * ending the connection. A local connection (cynic__httpd_feed, the fuzz
+ * targets' way in) gets the same answers with no socket at all. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -748,6 +749,123 @@ static void json_answers_and_their_failures(void **state) {
   cynic__buf_free(&resp.body);
 }
 
+/* ---- a local connection (cynic__httpd_feed): no socket at all ------------ */
+
+typedef struct local {
+  size_t produced; /* bytes of /big produced so far */
+  int frees;       /* produce_free calls */
+  cynic__httpd_pending_t *pending;
+} local_t;
+
+static int local_produce(void *arg, cynic__buf_t *out, size_t want) {
+  local_t *l = arg;
+  size_t n = want < 10 - l->produced ? want : 10 - l->produced;
+  for (size_t i = 0; i < n; i++)
+    cynic__buf_puts(out, "z");
+  l->produced += n;
+  return l->produced == 10 ? 1 : 0;
+}
+
+static void local_free(void *arg) {
+  ((local_t *)arg)->frees++;
+}
+
+static void local_handler(void *arg, const cynic__http_parser_t *req,
+                          cynic__httpd_response_t *resp) {
+  local_t *l = arg;
+  const char *url = req->url.data;
+  char peer[64];
+  assert_int_not_equal(cynic__httpd_peer(req, peer, sizeof peer), 0); /* no socket, no peer */
+  if (strcmp(url, "/big") == 0) {
+    resp->content_type = "text/plain";
+    resp->produce = local_produce;
+    resp->produce_free = local_free;
+    resp->produce_arg = l;
+    return;
+  }
+  if (strcmp(url, "/slow") == 0) {
+    l->pending = cynic__httpd_defer(resp);
+    assert_non_null(l->pending);
+    return;
+  }
+  if (strcmp(url, "/deny") == 0) {
+    resp->status = 401;
+    resp->close = true;
+  }
+  cynic__buf_puts(&resp->body, url);
+}
+
+static void local_connection_is_served_without_a_socket(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  cynic__httpd_t *s = calloc(1, sizeof *s);
+  assert_non_null(s);
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  cfg.slice_bytes = 4; /* /big comes in three slices */
+  local_t l = {0};
+  assert_int_equal(cynic__httpd_start(s, &loop, &cfg, NULL, local_handler, &l), 0);
+  struct sockaddr_storage ss;
+  assert_int_not_equal(cynic__httpd_address(s, &ss), 0); /* nothing bound */
+
+  /* Pipelined requests, answered in order; the 401 closes the connection, so
+   * /after gets no answer. */
+  static const char in[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                           "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+                           "HEAD /b HTTP/1.1\r\nHost: x\r\n\r\n"
+                           "GET /deny HTTP/1.1\r\nHost: x\r\n\r\n"
+                           "GET /after HTTP/1.1\r\nHost: x\r\n\r\n";
+  cynic__buf_t out;
+  cynic__buf_init(&out, 1u << 20);
+  assert_int_equal(cynic__httpd_feed(s, in, sizeof in - 1, &out), 0);
+  const char *a = strstr(out.data, "HTTP/1.1 200 OK\r\n");
+  const char *big = strstr(out.data, "Transfer-Encoding: chunked\r\n\r\n4\r\nzzzz\r\n4\r\nzzzz\r\n"
+                                     "2\r\nzz\r\n0\r\n\r\n");
+  const char *head = strstr(out.data, "Content-Length: 2\r\n\r\nHTTP/1.1 401"); /* HEAD: no body */
+  const char *deny = strstr(out.data, "\r\n\r\n/deny");
+  assert_non_null(a);
+  assert_non_null(big);
+  assert_non_null(head);
+  assert_non_null(deny);
+  assert_true(a < big && big < head && head < deny);
+  assert_null(strstr(out.data, "/after"));
+  assert_int_equal(l.produced, 10);
+  assert_int_equal(l.frees, 1);
+
+  /* A deferred answer: the connection has left when feed returns, so the
+   * answer is discarded (and freed) when completed. */
+  cynic__buf_reset(&out);
+  static const char slow[] = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+  assert_int_equal(cynic__httpd_feed(s, slow, sizeof slow - 1, &out), 0);
+  assert_int_equal(out.len, 0);
+  assert_non_null(l.pending);
+  assert_null(cynic__httpd_pending_request(l.pending));
+  cynic__httpd_complete(l.pending);
+
+  /* A request that does not parse: 400, then the connection closes. */
+  cynic__buf_reset(&out);
+  static const char bad[] = "GET / HTTP/1.1\r\nHost x\r\n\r\nGET /a HTTP/1.1\r\n\r\n";
+  assert_int_equal(cynic__httpd_feed(s, bad, sizeof bad - 1, &out), 0);
+  assert_non_null(strstr(out.data, "HTTP/1.1 400 "));
+  assert_null(strstr(out.data, "/a"));
+
+  /* Bounded by out's cap: an answer past it closes the connection. */
+  cynic__buf_t small;
+  cynic__buf_init(&small, 16);
+  assert_int_equal(cynic__httpd_feed(s, in, sizeof in - 1, &small), 0);
+  assert_true(small.len <= 16);
+  cynic__buf_free(&small);
+  cynic__buf_free(&out);
+
+  cynic__httpd_close(s, NULL);
+  assert_int_equal(cynic__httpd_feed(s, in, sizeof in - 1, &out), CYNIC_EINVAL);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(s->nconns, 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(deferred_answer_keeps_pipelined_order),
@@ -763,6 +881,7 @@ int main(void) {
       cmocka_unit_test(a_silent_connection_closes_at_the_request_timeout),
       cmocka_unit_test(a_response_with_close_ends_the_connection),
       cmocka_unit_test(json_answers_and_their_failures),
+      cmocka_unit_test(local_connection_is_served_without_a_socket),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
