@@ -414,8 +414,18 @@ static int on_message_complete(llhttp_t *h) {
   return HPE_PAUSED;
 }
 
+/* The request line is read: a HEAD request in HTTP/1.x gets answers without a
+ * body, refusals of its head included. */
+static int on_version_complete(llhttp_t *h) {
+  cynic__http_msg_t *m = owner(h);
+  if (m->kind == CYNIC__HTTP_REQUEST)
+    m->head_request = h->method == HTTP_HEAD && h->http_major == 1 && h->http_minor <= 1;
+  return 0;
+}
+
 static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
+    .on_version_complete = on_version_complete,
     .on_url = on_url,
     .on_status = on_status,
     .on_header_field = on_header_field,
@@ -455,7 +465,7 @@ static void reset_message(cynic__http_msg_t *m) {
   m->keep_alive = false;
   m->body = CYNIC__HTTP_BODY_NONE;
   m->content_length = 0;
-  m->expect_continue = m->upgrade = m->interim = false;
+  m->expect_continue = m->upgrade = m->interim = m->head_request = false;
   m->nfields = 0;
 }
 

@@ -358,8 +358,11 @@ static void send_error(cynic__httpd_conn_t *c, int status, const char *reason) {
     body.len = sizeof(oom_body) - 1;
   }
   json_decref(o);
-  if (cynic__http_response(&out, status, "application/json", body.data, body.len, false) == 0)
+  if (cynic__http_response(&out, status, "application/json", body.data, body.len, false) == 0) {
+    if (c->parser.msg.head_request)
+      out.len -= body.len; /* a refused HEAD request: its answer's head, no body */
     send_bytes(c, out.data, out.len);
+  }
   if (body.data != oom_body)
     cynic__buf_free(&body);
   cynic__buf_free(&out);

@@ -622,6 +622,30 @@ static void at_capacity_the_longest_idle_connection_is_evicted(void **state) {
   bh_run(&b, &cfg, client_evict);
 }
 
+/* A HEAD request refused by the parser (here: no Host) gets the error's head
+ * and no body, as any answer to HEAD (found by fuzz_admin_api). */
+static void client_head_refused(bh_t *b) {
+  int fd = cl_connect(b);
+  cl_send(fd, "HEAD /status HTTP/1.1\r\n\r\n");
+  size_t len;
+  char *got = cl_read(fd, NULL, &len); /* to EOF: a refusal closes */
+  CHECK(strstr(got, "HTTP/1.1 400 ") == got);
+  CHECK(strstr(got, "Content-Length: ") != NULL);
+  const char *end = strstr(got, "\r\n\r\n");
+  CHECK(end != NULL && end + 4 == got + len); /* nothing after the head */
+  free(got);
+  close(fd);
+}
+
+static void a_refused_head_request_gets_no_body(void **state) {
+  (void)state;
+  static bh_t b;
+  memset(&b, 0, sizeof b);
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  bh_run(&b, &cfg, client_head_refused);
+}
+
 /* A connection waiting for a deferred answer is working, not hoarding: at
  * capacity the idlest of the others goes, even though the waiting one has
  * moved no byte for longer. */
@@ -878,6 +902,7 @@ int main(void) {
       cmocka_unit_test(produced_body_failing_after_the_head_cuts_the_connection),
       cmocka_unit_test(at_capacity_the_longest_idle_connection_is_evicted),
       cmocka_unit_test(at_capacity_a_connection_awaiting_its_answer_is_not_evicted),
+      cmocka_unit_test(a_refused_head_request_gets_no_body),
       cmocka_unit_test(a_silent_connection_closes_at_the_request_timeout),
       cmocka_unit_test(a_response_with_close_ends_the_connection),
       cmocka_unit_test(json_answers_and_their_failures),
