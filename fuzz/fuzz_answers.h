@@ -27,14 +27,32 @@ typedef struct fuzz_methods {
   size_t count;
 } fuzz_methods_t;
 
-static int fuzz_on_request_head(llhttp_t *p) {
+/* A request counts (and its HEAD-ness is known) once its request line is
+ * complete: at its first header field, or at the end of a head without any.
+ * The servers answer every such request, refusals of the rest of its head
+ * included, and answer a HEAD request in HTTP/1.x without a body. */
+static bool fuzz_line_seen;
+
+static int fuzz_on_request_line_done(llhttp_t *p) {
   fuzz_methods_t *m = p->data;
-  /* Only a version the servers accept (1.0, 1.1) makes a HEAD request one: to
-   * "HEAD /x" (HTTP/0.9 to llhttp) they answer 400 with a body, as to any
-   * request they cannot take. */
+  if (fuzz_line_seen)
+    return 0;
+  fuzz_line_seen = true;
   bool http1 = p->http_major == 1 && p->http_minor <= 1;
   if (m->count < FUZZ_MAX_REQUESTS)
     m->head[m->count++] = http1 && llhttp_get_method(p) == HTTP_HEAD;
+  return 0;
+}
+
+static int fuzz_on_request_field(llhttp_t *p, const char *at, size_t n) {
+  (void)at;
+  (void)n;
+  return fuzz_on_request_line_done(p);
+}
+
+static int fuzz_on_request_begin(llhttp_t *p) {
+  (void)p;
+  fuzz_line_seen = false;
   return 0;
 }
 
@@ -43,7 +61,9 @@ static int fuzz_on_request_head(llhttp_t *p) {
 static void fuzz_read_methods(const char *p, size_t n, fuzz_methods_t *m) {
   llhttp_settings_t s;
   llhttp_settings_init(&s);
-  s.on_headers_complete = fuzz_on_request_head;
+  s.on_message_begin = fuzz_on_request_begin;
+  s.on_header_field = fuzz_on_request_field;
+  s.on_headers_complete = fuzz_on_request_line_done;
   llhttp_t parser;
   llhttp_init(&parser, HTTP_REQUEST, &s);
   parser.data = m;

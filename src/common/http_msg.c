@@ -127,8 +127,17 @@ static int trailer_bytes(cynic__http_msg_t *m, size_t n) {
                                                : 0;
 }
 
+/* The request line is complete (a header or the end of the head follows it):
+ * a HEAD request in HTTP/1.x gets answers without a body, the refusal of the
+ * rest of its head included. */
+static void request_line_done(cynic__http_msg_t *m, const llhttp_t *h) {
+  if (m->kind == CYNIC__HTTP_REQUEST && !m->in_trailers && m->nfields == 0 && !m->in_name)
+    m->head_request = h->method == HTTP_HEAD && h->http_major == 1 && h->http_minor <= 1;
+}
+
 static int on_header_field(llhttp_t *h, const char *at, size_t n) {
   cynic__http_msg_t *m = owner(h);
+  request_line_done(m, h);
   if (!name_bytes_ok(at, n))
     return cynic__http_msg_fail(m, 400, "header name is not a token");
   if (m->in_trailers) {
@@ -304,6 +313,7 @@ static const char *check_request(cynic__http_msg_t *m) {
  */
 static int on_headers_complete(llhttp_t *h) {
   cynic__http_msg_t *m = owner(h);
+  request_line_done(m, h); /* a head without fields */
   m->version_major = h->http_major;
   m->version_minor = h->http_minor;
   m->phase = PH_BODY_NEXT; /* feed tells HEAD from the pause */
@@ -414,18 +424,8 @@ static int on_message_complete(llhttp_t *h) {
   return HPE_PAUSED;
 }
 
-/* The request line is read: a HEAD request in HTTP/1.x gets answers without a
- * body, refusals of its head included. */
-static int on_version_complete(llhttp_t *h) {
-  cynic__http_msg_t *m = owner(h);
-  if (m->kind == CYNIC__HTTP_REQUEST)
-    m->head_request = h->method == HTTP_HEAD && h->http_major == 1 && h->http_minor <= 1;
-  return 0;
-}
-
 static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
-    .on_version_complete = on_version_complete,
     .on_url = on_url,
     .on_status = on_status,
     .on_header_field = on_header_field,

@@ -152,9 +152,9 @@ struct cynic__http_msg {
   bool expect_continue;      /* request: Expect: 100-continue */
   bool upgrade;              /* upgrade or CONNECT (request), 101 or CONNECT 2xx (response) */
   bool interim;              /* a 1xx other than 101 */
-  bool head_request;         /* request: its request line says HEAD in HTTP/1.x; known as
-                                soon as the line is read, so a refusal can leave out the
-                                body of its answer */
+  bool head_request;         /* request: its request line (complete: a header or the end
+                                of the head follows) says HEAD in HTTP/1.x, so a refusal
+                                of the rest of the head can leave out the answer's body */
   size_t nfields;
   /* The field index: max_fields entries at the start of the head store
    * (cynic__http_msg_begin), not here, so that a connection between messages
