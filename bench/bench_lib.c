@@ -60,7 +60,7 @@ static void breaker_call(cynic_breaker_t *b) {
     cynic_breaker_record(b, &p, CYNIC_OUTCOME_SUCCESS, 0);
 }
 
-/* The default config (a TIME window: the mutex and a clock read per record). */
+/* The default config (a TIME window: a coarse clock read and a CAS per success). */
 static void op_breaker(uint64_t i) {
   (void)i;
   breaker_call(breaker);

@@ -14,6 +14,29 @@
  *
  * Everything else (bucket, window, probe successes, interval) is guarded by `mu`.
  * The totals are relaxed atomics so the success fast path can bump one without it.
+ *
+ * TIME window successes without the mutex: a second atomic word, `fast`, holds
+ *   bits 0..18   successes counted lock-free in the armed second,
+ *   bits 19..63  the generation it was armed in (0: disarmed).
+ * Under `mu`, after a window update in CLOSED / FORCED_CLOSED, the breaker
+ * "arms" it for the window's newest second (`fast_sec`) when no number of
+ * further successes in that second could trip the breaker (see fast_safe());
+ * a plain success of the same generation whose window clock reads that second
+ * then only CASes the count up. Every locked window operation first folds the
+ * count into that second's bucket (exchange with 0, which also disarms), and a
+ * transition disarms it, so a success lands in exactly one second of exactly
+ * one generation:
+ *  - a CAS that succeeds was ordered before the fold's exchange (counted in
+ *    the armed second) or after a re-arm (counted in the re-armed one, which
+ *    the lock holder read from the clock before arming: a later second or the
+ *    same, never an earlier one), never in between;
+ *  - the generation in the word makes a success of an older period (a stale
+ *    permit) fail its CAS, however the word was re-armed since;
+ *  - `fast_sec` is stored with release after the fold and loaded with acquire
+ *    before the CAS: a success that saw the new second cannot CAS into the old
+ *    arm (the fold's exchange happens-before its CAS).
+ * A success that finds the word disarmed, full, or armed for another second
+ * takes the mutex as before (that is how the window rotates: under the mutex).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "cynic/breaker.h"
@@ -24,6 +47,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define ST_MASK UINT64_C(0x7)
 #define INF_SHIFT 3
@@ -55,11 +79,15 @@ struct cynic_breaker {
   _Atomic uint64_t abandoned;
   _Atomic uint64_t rejected;
   _Atomic uint64_t transitions;
+  /* TIME window: lock-free successes of the armed second (layout above). */
+  _Atomic uint64_t fast;
+  _Atomic uint64_t fast_sec; /* the second `fast` is armed for; release/acquire */
 
   /* Read-only after creation. */
   alignas(64) cynic_breaker_config_t cfg;
   bool window_on;
   bool slow_counts; /* a slow outcome counts against the breaker somewhere */
+  bool coarse_window; /* TIME window on the default clock: seconds from the coarse clock */
 
   /* Guarded by mu. */
   pthread_mutex_t mu;
@@ -81,7 +109,12 @@ struct cynic_breaker {
   time_bucket_t *tb; /* TIME: `size` one-second buckets */
   bool tb_started;
   uint64_t tb_head; /* newest second the window has advanced to */
+  uint64_t last_wnow; /* coarse_window: clamp of the window clock */
 };
+
+#define FAST_BITS 19
+#define FAST_MAX ((UINT64_C(1) << FAST_BITS) - 1)
+#define FAST_GEN_MASK ((UINT64_C(1) << (64 - FAST_BITS)) - 1)
 
 static inline cynic_breaker_state_t w_state(uint64_t w) {
   return (cynic_breaker_state_t)(w & ST_MASK);
@@ -230,6 +263,7 @@ int cynic_breaker_new(const cynic_breaker_config_t *cfg, cynic_breaker_t **out) 
   b->window_on = cfg->window.kind != CYNIC_BREAKER_WINDOW_NONE;
   b->probe_needed = cfg->half_open_successes != 0 ? cfg->half_open_successes : cfg->half_open_calls;
   b->slow_counts = cfg->slow_is_fault || (b->window_on && cfg->window.slow_rate > 0.0);
+  b->coarse_window = cfg->window.kind == CYNIC_BREAKER_WINDOW_TIME && cfg->clock.now == NULL;
   if (cfg->window.kind == CYNIC_BREAKER_WINDOW_COUNT) {
     b->ring = calloc(cfg->window.size, sizeof(*b->ring));
     if (b->ring == NULL) {
@@ -257,6 +291,8 @@ int cynic_breaker_new(const cynic_breaker_config_t *cfg, cynic_breaker_t **out) 
   atomic_init(&b->abandoned, 0);
   atomic_init(&b->rejected, 0);
   atomic_init(&b->transitions, 0);
+  atomic_init(&b->fast, 0);
+  atomic_init(&b->fast_sec, 0);
   *out = b;
   return 0;
 
@@ -279,12 +315,44 @@ void cynic_breaker_free(cynic_breaker_t *b) {
 
 /* ---- under mu ---------------------------------------------------------------- */
 
-static uint64_t now_locked(cynic_breaker_t *b) {
-  uint64_t now = cynic_clock_now(&b->cfg.clock);
+/* `now`, a reading of the breaker's clock, clamped so time never goes back. */
+static uint64_t now_locked_at(cynic_breaker_t *b, uint64_t now) {
   if (now < b->last_now)
     now = b->last_now;
   b->last_now = now;
   return now;
+}
+
+static uint64_t now_locked(cynic_breaker_t *b) {
+  return now_locked_at(b, cynic_clock_now(&b->cfg.clock));
+}
+
+/* CLOCK_MONOTONIC_COARSE: the time of the last timer tick, read from the vDSO
+ * without a syscall (resolution 1-4 ms, never ahead of CLOCK_MONOTONIC). On a
+ * VM whose clocksource makes CLOCK_MONOTONIC a syscall (kvm-clock here: ~70 ns)
+ * this is what keeps a success's clock read cheap. */
+static uint64_t coarse_now(void) {
+  struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+#endif
+  return cynic_clock_monotonic(NULL);
+}
+
+/* The clock the TIME window buckets calls by: the injected clock when there is
+ * one (the same reading as `now`), the coarse clock on the default clock. */
+static uint64_t window_clock(const cynic_breaker_t *b) {
+  return b->coarse_window ? coarse_now() : cynic_clock_now(&b->cfg.clock);
+}
+
+/* coarse_window: a window clock reading, clamped (its own clamp: it is another
+ * clock than `now`). */
+static uint64_t wnow_locked_at(cynic_breaker_t *b, uint64_t wnow) {
+  if (wnow < b->last_wnow)
+    wnow = b->last_wnow;
+  b->last_wnow = wnow;
+  return wnow;
 }
 
 /* The bucket's level at `now` without changing it; *anchor_out gets the anchor
@@ -343,6 +411,73 @@ static void tw_advance(cynic_breaker_t *b, uint64_t now_sec) {
   b->tb_head = now_sec;
 }
 
+static bool rate_reached(uint32_t part, uint32_t calls, double threshold) {
+  return threshold > 0.0 && (double)part * 100.0 >= threshold * (double)calls;
+}
+
+/* Moves the lock-free successes into the armed second's bucket and disarms the
+ * word (every locked window operation does this first). Armed implies the window
+ * has started and the armed second is its head, whose bucket is stamped with it. */
+static void fast_fold(cynic_breaker_t *b) {
+  uint64_t v = atomic_exchange_explicit(&b->fast, 0, memory_order_acq_rel);
+  uint32_t n = (uint32_t)(v & FAST_MAX);
+  if (n == 0)
+    return;
+  time_bucket_t *t = &b->tb[b->tb_head % b->cfg.window.size];
+  t->sec = b->tb_head;
+  t->calls += n;
+  b->w_calls += n;
+}
+
+/* Could any number k >= 1 of further successes, in the window's head second
+ * and without a rotation, trip a breaker in `st`? A success never feeds the
+ * bucket; it trips only through the window, when the calls reach min_calls
+ * with a rate at or above its threshold. Adding successes only lowers the
+ * rates, so the first k that makes the window judge decides: k = 1 once it
+ * judges, min_calls - calls before. Lock-free successes counted after this
+ * verdict only make it truer (more calls, the same failures and slow calls). */
+static bool fast_safe(const cynic_breaker_t *b, cynic_breaker_state_t st) {
+  if (st != CYNIC_BREAKER_CLOSED)
+    return true; /* FORCED_CLOSED never trips */
+  uint32_t min = b->cfg.window.min_calls;
+  uint32_t calls = b->w_calls >= min ? b->w_calls + 1 : min;
+  return !rate_reached(b->w_failures, calls, b->cfg.window.failure_rate) &&
+         !rate_reached(b->w_slow, calls, b->cfg.window.slow_rate);
+}
+
+/* After a locked window update that left the breaker in state word `w`
+ * (CLOSED or FORCED_CLOSED): let successes of its generation in the head
+ * second count lock-free, if they cannot trip it. */
+static void fast_arm(cynic_breaker_t *b, uint64_t w) {
+  uint64_t gen = w_gen(w); /* 45 bits: fits the word's tag exactly */
+  if (gen == 0 || !b->tb_started || !fast_safe(b, w_state(w)))
+    return;
+  atomic_store_explicit(&b->fast_sec, b->tb_head, memory_order_release);
+  atomic_store_explicit(&b->fast, gen << FAST_BITS, memory_order_release);
+}
+
+/* The lock-free success: counts one in the armed word if it is armed for the
+ * permit's generation and for the second the window clock reads now. Returns
+ * false, having counted nothing, when the caller must take the mutex; *t_out
+ * then holds the window clock reading, if one was made (else UINT64_MAX). */
+static bool fast_success(cynic_breaker_t *b, uint64_t generation, uint64_t *t_out) {
+  uint64_t v = atomic_load_explicit(&b->fast, memory_order_relaxed);
+  *t_out = UINT64_MAX;
+  if ((v >> FAST_BITS) != generation)
+    return false; /* disarmed, or stale permit: no clock read, as before */
+  uint64_t t = window_clock(b);
+  *t_out = t;
+  if (atomic_load_explicit(&b->fast_sec, memory_order_acquire) != t / CYNIC_SEC(1))
+    return false; /* a new second (rotate under the mutex) or a clock behind */
+  for (;;) {
+    if ((v >> FAST_BITS) != generation || (v & FAST_MAX) == FAST_MAX)
+      return false;
+    if (atomic_compare_exchange_weak_explicit(&b->fast, &v, v + 1, memory_order_acquire,
+                                              memory_order_relaxed))
+      return true;
+  }
+}
+
 static void window_add(cynic_breaker_t *b, int what, uint64_t now) {
   if (b->cfg.window.kind == CYNIC_BREAKER_WINDOW_COUNT) {
     if (b->ring_filled == b->cfg.window.size) {
@@ -380,10 +515,16 @@ static void window_peek(const cynic_breaker_t *b, uint64_t now, uint32_t *calls,
   } else if (b->cfg.window.kind == CYNIC_BREAKER_WINDOW_TIME && b->tb_started) {
     uint64_t sec = now / CYNIC_SEC(1);
     uint32_t size = b->cfg.window.size;
+    /* Lock-free successes not folded yet belong to the head second. */
+    uint32_t pending =
+        (uint32_t)(atomic_load_explicit(&((cynic_breaker_t *)b)->fast, memory_order_relaxed) &
+                   FAST_MAX);
     for (uint32_t i = 0; i < size; i++) {
       const time_bucket_t *t = &b->tb[i];
       if (t->calls == 0 || t->sec > sec || sec - t->sec >= size)
         continue;
+      if (t->sec == b->tb_head)
+        *calls += pending;
       *calls += t->calls;
       *fails += t->failures;
       *slow += t->slow;
@@ -400,6 +541,8 @@ static void counters_clear(cynic_breaker_t *b) {
   b->ring_pos = b->ring_filled = 0;
   b->tb_started = false;
   b->tb_head = 0;
+  /* Disarm: a success of the old generation must not count in the new window. */
+  atomic_store_explicit(&b->fast, 0, memory_order_release);
   if (b->tb != NULL)
     memset(b->tb, 0, (size_t)b->cfg.window.size * sizeof(*b->tb));
 }
@@ -438,10 +581,6 @@ static void trip_locked(cynic_breaker_t *b, cynic_breaker_reason_t reason, uint6
   if (b->consecutive_trips < UINT32_MAX)
     b->consecutive_trips++;
   transition_locked(b, CYNIC_BREAKER_OPEN, reason, now, 0);
-}
-
-static bool rate_reached(uint32_t part, uint32_t calls, double threshold) {
-  return threshold > 0.0 && (double)part * 100.0 >= threshold * (double)calls;
 }
 
 /* ---- acquire ------------------------------------------------------------------ */
@@ -590,6 +729,15 @@ int cynic_breaker_record(cynic_breaker_t *b, const cynic_breaker_permit_t *permi
     atomic_fetch_add_explicit(what == W_SLOW ? &b->slow : &b->successes, 1, memory_order_relaxed);
     return 0;
   }
+  /* TIME window: a plain success in an armed second is one CAS (fast_arm()). */
+  uint64_t t = UINT64_MAX; /* the window clock's reading, if the fast path made one */
+  if (what == W_SUCCESS && !(permit->flags & PERMIT_PROBE) &&
+      b->cfg.window.kind == CYNIC_BREAKER_WINDOW_TIME) {
+    if (fast_success(b, permit->generation, &t)) {
+      atomic_fetch_add_explicit(&b->successes, 1, memory_order_relaxed);
+      return 0;
+    }
+  }
 
   pthread_mutex_lock(&b->mu);
   atomic_fetch_add_explicit(what == W_SUCCESS   ? &b->successes
@@ -626,11 +774,19 @@ int cynic_breaker_record(cynic_breaker_t *b, const cynic_breaker_permit_t *permi
     bool have_now = false;
     cynic_breaker_reason_t why = CYNIC_BREAKER_REASON_NONE;
     if (b->window_on) {
+      uint64_t wnow = 0;
       if (b->cfg.window.kind == CYNIC_BREAKER_WINDOW_TIME) {
-        now = now_locked(b);
-        have_now = true;
+        if (b->coarse_window) {
+          wnow = wnow_locked_at(b, t != UINT64_MAX ? t : coarse_now());
+        } else {
+          /* one reading for both, as the window and `now` share the clock */
+          now = now_locked_at(b, t != UINT64_MAX ? t : cynic_clock_now(&b->cfg.clock));
+          have_now = true;
+          wnow = now;
+        }
+        fast_fold(b);
       }
-      window_add(b, what, now);
+      window_add(b, what, wnow);
     }
     /* The window judges once it holds min_calls; with bucket_low_traffic_only
      * the bucket then neither judges nor fills (busy traffic is a rate). */
@@ -653,6 +809,8 @@ int cynic_breaker_record(cynic_breaker_t *b, const cynic_breaker_permit_t *permi
       if (!have_now)
         now = now_locked(b);
       trip_locked(b, why, now);
+    } else if (b->cfg.window.kind == CYNIC_BREAKER_WINDOW_TIME) {
+      fast_arm(b, w);
     }
     break;
   }
@@ -760,7 +918,7 @@ int cynic_breaker_snapshot(const cynic_breaker_t *cb, cynic_breaker_snapshot_t *
   out->slow_rate = -1.0;
   if (b->window_on) {
     uint32_t calls, fails, slow;
-    window_peek(b, now, &calls, &fails, &slow);
+    window_peek(b, b->coarse_window ? wnow_locked_at(b, coarse_now()) : now, &calls, &fails, &slow);
     out->window_calls = calls;
     if (calls >= b->cfg.window.min_calls) {
       out->failure_rate = (double)fails * 100.0 / (double)calls;

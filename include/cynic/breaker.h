@@ -78,12 +78,32 @@
  *    never more than `half_open_probes` probes are in flight, exactly;
  *  - record of a success (or of a slow success that does not feed the bucket)
  *    in a non-probe call with no window configured is one relaxed atomic
- *    increment: no clock read, no lock (the default has a window, so there a
- *    success takes the mutex and reads the clock);
- *  - failures, window updates, probe outcomes, manual changes and snapshots take
- *    the breaker's mutex: a bucket update is two words and a window update several,
- *    and a transition must publish state, interval and counters together.
+ *    increment: no clock read, no lock;
+ *  - record of a success (not slow) in a non-probe call with a TIME window (the
+ *    default) is a clock read and one compare-and-swap, no lock, while the
+ *    window's newest second is "armed": the breaker arms it under the mutex
+ *    when no number of further successes in that second could trip it (they
+ *    only lower the rates; it stays disarmed while a success could bring the
+ *    window to min_calls at a rate at or above a threshold). The first success
+ *    of a new second, one that could trip, and one in every 524,287 of a
+ *    second take the mutex (the window rotates there), so every success
+ *    counts in exactly one second and the verdicts are the mutex's;
+ *  - failures, slow calls, COUNT window updates, probe outcomes, manual changes
+ *    and snapshots take the breaker's mutex: a bucket update is two words and a
+ *    window update several, and a transition must publish state, interval and
+ *    counters together.
  * Transitions are totally ordered (they happen under the mutex).
+ *
+ * Clocks: with an injected clock everything reads it, the TIME window included
+ * (one reading per record, as ever). On the default clock (clock.now NULL) the
+ * open interval, the bucket's leaks, slow calls and every time the breaker
+ * reports (at_ns, since_ns, now_ns) read CLOCK_MONOTONIC, but the TIME window
+ * buckets calls by the seconds of CLOCK_MONOTONIC_COARSE (Linux; a vDSO read
+ * without a syscall, the time of the last timer tick, 1-4 ms behind): a call
+ * made within a tick after a second boundary may count in the second before
+ * it, so it leaves the window up to a tick early. Where CLOCK_MONOTONIC itself
+ * is a syscall (VMs on kvm-clock: ~70 ns against ~10 ns) this is what keeps a
+ * success cheap; inject a clock to have the window on any other.
  */
 #ifndef CYNIC_BREAKER_H
 #define CYNIC_BREAKER_H
@@ -251,9 +271,10 @@ typedef struct cynic_breaker_config {
  * asks it as little as possible. A dead busy dependency trips within the
  * window: 2 to 2.5 s at 100 % errors, about 5 s at 50 %.
  *
- * Cost: with a window every record takes the mutex and (TIME) reads the
- * clock; without one a success is one atomic increment (docs/benchmarks.md
- * has both figures). To go back to the book's bucket alone, set window.kind
+ * Cost: a success is a coarse clock read and one compare-and-swap (the TIME
+ * window's armed second, see "Thread safety" above); without a window it is
+ * one atomic increment; failures take the mutex (docs/benchmarks.md has the
+ * figures). To go back to the book's bucket alone, set window.kind
  * to CYNIC_BREAKER_WINDOW_NONE and size the leak by the rule above.
  * (Before 2026-12 the default had no window; callers that relied on that
  * must now set window.kind = CYNIC_BREAKER_WINDOW_NONE themselves.)

@@ -9,11 +9,17 @@
  *    workers move forward. Probes of one half-open period in flight never exceed
  *    the limit (counted per generation by the test itself, and by snapshots); the
  *    totals add up to what the threads did; the callback sees a continuous chain.
+ *  - test_window_across_seconds: 4 threads record successes (lock-free in an
+ *    armed second) and failures (under the mutex) on a TIME window while a fifth
+ *    moves the fake clock across hundreds of second boundaries; the window then
+ *    holds exactly the calls recorded, none lost into a rotated second, none
+ *    counted twice, and its count never went down while it ran.
  * The test reads permit.generation (private): it starts at 1 and each transition
  * adds one, so it is bounded by 1 + the number of operations.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -299,11 +305,128 @@ static void test_hammer_windows(void **state) {
   hammer(&cfg);
 }
 
+/* ---- the window across second boundaries ----------------------------------------------- */
+
+#define WIN_ITERS 50000
+#define WIN_STEPS_MAX 30000 /* 100 ms each: 3,000 s, inside the 3,600 s window */
+
+static cynic_breaker_t *wb;
+static _Atomic uint64_t win_progress; /* calls recorded so far, all threads */
+static _Atomic bool win_done;
+static _Atomic uint64_t win_steps; /* clock steps the mover made */
+static uint64_t win_successes[THREADS], win_failures[THREADS];
+
+static void *window_worker(void *arg) {
+  int id = (int)(intptr_t)arg;
+  for (int i = 0; i < WIN_ITERS; i++) {
+    cynic_breaker_permit_t p;
+    if (cynic_breaker_acquire(wb, &p, NULL) != 0) {
+      atomic_store(&violation, true); /* it must never trip */
+      continue;
+    }
+    if (i % 4 == 3) {
+      cynic_breaker_record(wb, &p, CYNIC_OUTCOME_FAILURE, 0);
+      win_failures[id]++;
+    } else {
+      cynic_breaker_record(wb, &p, CYNIC_OUTCOME_SUCCESS, 0);
+      win_successes[id]++;
+    }
+    uint64_t done = atomic_fetch_add(&win_progress, 1) + 1;
+    /* keep within 200 calls of the mover, so every run crosses boundaries
+     * under load however the threads are scheduled (the mover always steps) */
+    while (done > (atomic_load(&win_steps) + 4) * 50 && atomic_load(&win_steps) < WIN_STEPS_MAX)
+      sched_yield();
+  }
+  return NULL;
+}
+
+/* Moves the clock 100 ms each time the workers have recorded 50 more calls
+ * (step n once n * 50 are recorded; the workers wait 200 calls ahead),
+ * and checks between steps that the window's count never goes down. */
+static void *clock_mover(void *arg) {
+  (void)arg;
+  uint32_t prev_calls = 0;
+  while (!atomic_load(&win_done)) {
+    uint64_t steps = atomic_load(&win_steps);
+    if (atomic_load(&win_progress) < (steps + 1) * 50 || steps >= WIN_STEPS_MAX) {
+      sched_yield();
+      continue;
+    }
+    fake_clock_advance(&fc, CYNIC_MS(100));
+    atomic_fetch_add(&win_steps, 1);
+    cynic_breaker_snapshot_t s;
+    cynic_breaker_snapshot(wb, &s);
+    if (s.window_calls < prev_calls)
+      atomic_store(&violation, true);
+    prev_calls = s.window_calls;
+  }
+  return NULL;
+}
+
+static void test_window_across_seconds(void **state) {
+  (void)state;
+  cynic_breaker_config_t cfg;
+  cynic_breaker_config_default(&cfg);
+  cfg.faults = 0;
+  cfg.window.kind = CYNIC_BREAKER_WINDOW_TIME;
+  cfg.window.size = CYNIC_BREAKER_MAX_WINDOW_SECONDS; /* nothing leaves it during the run */
+  cfg.window.min_calls = 100;
+  cfg.window.failure_rate = 90; /* the workers fail 1 call in 4: never trips */
+  fake_clock_set(&fc, CYNIC_SEC(1000) + CYNIC_MS(50));
+  cfg.clock = fake_clock_bind(&fc);
+  assert_int_equal(cynic_breaker_new(&cfg, &wb), 0);
+  atomic_store(&violation, false);
+  atomic_store(&win_progress, 0);
+  atomic_store(&win_done, false);
+  memset(win_successes, 0, sizeof(win_successes));
+  memset(win_failures, 0, sizeof(win_failures));
+
+  atomic_store(&win_steps, 0);
+  pthread_t mover, th[THREADS];
+  assert_int_equal(pthread_create(&mover, NULL, clock_mover, NULL), 0);
+  for (int i = 0; i < THREADS; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, window_worker, (void *)(intptr_t)i), 0);
+  for (int i = 0; i < THREADS; i++)
+    pthread_join(th[i], NULL);
+  atomic_store(&win_done, true);
+  pthread_join(mover, NULL);
+
+  uint64_t succ = 0, fail = 0;
+  for (int i = 0; i < THREADS; i++) {
+    succ += win_successes[i];
+    fail += win_failures[i];
+  }
+  assert_false(atomic_load(&violation));
+  /* 200,000 calls, a step per 50: about 400 second boundaries crossed under load */
+  assert_true(atomic_load(&win_steps) >= 3000);
+  cynic_breaker_snapshot_t s;
+  assert_int_equal(cynic_breaker_snapshot(wb, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_CLOSED);
+  assert_int_equal(s.transitions, 0);
+  assert_int_equal(s.successes, succ);
+  assert_int_equal(s.failures, fail);
+  assert_int_equal(s.window_calls, succ + fail); /* none lost, none twice */
+  assert_true(s.failure_rate == (double)fail * 100.0 / (double)(succ + fail));
+  /* the same once folded by a locked record, one second later */
+  fake_clock_advance(&fc, CYNIC_SEC(1));
+  cynic_breaker_permit_t p;
+  assert_int_equal(cynic_breaker_acquire(wb, &p, NULL), 0);
+  assert_int_equal(cynic_breaker_record(wb, &p, CYNIC_OUTCOME_SUCCESS, 0), 0);
+  assert_int_equal(cynic_breaker_snapshot(wb, &s), 0);
+  assert_int_equal(s.window_calls, succ + fail + 1);
+  /* and the window empties once its seconds are over */
+  fake_clock_advance(&fc, CYNIC_SEC(CYNIC_BREAKER_MAX_WINDOW_SECONDS));
+  assert_int_equal(cynic_breaker_snapshot(wb, &s), 0);
+  assert_int_equal(s.window_calls, 0);
+  cynic_breaker_free(wb);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_half_open_race),
       cmocka_unit_test(test_hammer_bucket),
       cmocka_unit_test(test_hammer_windows),
+      cmocka_unit_test(test_window_across_seconds),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
