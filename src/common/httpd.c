@@ -844,15 +844,8 @@ static bool evict_idlest(cynic__httpd_t *s, cynic__httpd_conn_t *except) {
   return true;
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  cynic__httpd_t *s = listener->data;
-  if (status < 0)
-    return;
-  cynic__httpd_conn_t *c = calloc(1, sizeof(*c));
-  if (c == NULL) {
-    cynic__shed(listener); /* returning without uv_accept would stop the listener */
-    return;
-  }
+/* A new connection's handles, parser and place on the server's list. */
+static void conn_setup(cynic__httpd_t *s, cynic__httpd_conn_t *c) {
   c->server = s;
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
@@ -867,6 +860,18 @@ static void on_connection(uv_stream_t *listener, int status) {
   s->conns = c;
   s->nconns++;
   s->nlive++;
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  cynic__httpd_t *s = listener->data;
+  if (status < 0)
+    return;
+  cynic__httpd_conn_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) {
+    cynic__shed(listener); /* returning without uv_accept would stop the listener */
+    return;
+  }
+  conn_setup(s, c);
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->closing) {
     conn_close(c);
     return;
@@ -912,21 +917,8 @@ int cynic__httpd_feed(cynic__httpd_t *s, const char *in, size_t n, cynic__buf_t 
   cynic__httpd_conn_t *c = calloc(1, sizeof(*c));
   if (c == NULL)
     return CYNIC_ENOMEM;
-  c->server = s;
+  conn_setup(s, c); /* its tcp handle gets no socket: peer lookups fail, nothing is read */
   c->capture = out;
-  uv_tcp_init(s->loop, &c->tcp); /* no socket: peer lookups fail, nothing is read */
-  uv_timer_init(s->loop, &c->timer);
-  c->tcp.data = c;
-  c->timer.data = c;
-  c->open_handles = 2;
-  c->last_io = uv_now(s->loop);
-  cynic__http_parser_init(&c->parser, &s->config.limits);
-  c->next = s->conns;
-  if (s->conns)
-    s->conns->prev = c;
-  s->conns = c;
-  s->nconns++;
-  s->nlive++;
   feed(c, in, n, NULL, 0);
   /* The loop's part, without the loop: each write completes at once and each
    * queued answer or slice runs at once. Every turn either finishes a write or
