@@ -150,9 +150,19 @@ static void *counting_malloc(size_t n) {
   return p;
 }
 
+/* At exit the reserve goes back too, so a leak checker sees every block freed
+ * (valgrind's "still reachable" showed this one). */
+static void release_ballast(void) {
+  free(ballast);
+  ballast = NULL;
+}
+
 void cynic__json_init(void) {
   json_set_alloc_funcs(counting_malloc, free);
   ballast = malloc(BALLAST_BYTES);
+  static bool registered;
+  if (!registered && atexit(release_ballast) == 0)
+    registered = true;
 }
 
 uint64_t cynic__json_alloc_failures(void) {
