@@ -26,14 +26,21 @@ static void buffer_put(cynic__listener_t *l, char *buf) {
 
 /* ---- the ring ---------------------------------------------------------------- */
 
-/* The pending bytes as at most two buffers (the ring may wrap). */
-static unsigned int pending_bufs(const cynic__relay_dir_t *d, uv_buf_t bufs[2]) {
-  size_t first = (size_t)d->head + d->len <= d->cap ? d->len : (size_t)(d->cap - d->head);
-  bufs[0] = uv_buf_init(d->buf + d->head, (unsigned int)first);
-  if (first == d->len)
+/* `n` bytes of the ring from offset `from` (relative to head) as at most two
+ * buffers (the ring may wrap). */
+static unsigned int ring_bufs(const cynic__relay_dir_t *d, size_t from, size_t n, uv_buf_t bufs[2]) {
+  size_t start = ((size_t)d->head + from) % d->cap;
+  size_t first = start + n <= d->cap ? n : d->cap - start;
+  bufs[0] = uv_buf_init(d->buf + start, (unsigned int)first);
+  if (first == n)
     return 1;
-  bufs[1] = uv_buf_init(d->buf, (unsigned int)(d->len - first));
+  bufs[1] = uv_buf_init(d->buf, (unsigned int)(n - first));
   return 2;
+}
+
+/* The pending bytes that may be written (all but the held ones). */
+static unsigned int pending_bufs(const cynic__relay_dir_t *d, uv_buf_t bufs[2]) {
+  return ring_bufs(d, 0, d->len - d->held, bufs);
 }
 
 /* The relay `d` belongs to: its `from` stream's data (relay.h), rather than a
@@ -87,7 +94,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
  * reading when there is room, and forwards EOF once everything is written. */
 static void flush(cynic__relay_dir_t *d) {
   cynic__relay_t *r = dir_relay(d);
-  if (d->writing == 0 && d->len > 0) {
+  if (d->writing == 0 && d->len > d->held) {
     uv_buf_t bufs[2];
     unsigned int n = pending_bufs(d, bufs);
     int w = uv_try_write(d->to, bufs, n);
@@ -97,14 +104,14 @@ static void flush(cynic__relay_dir_t *d) {
     }
     if (w > 0)
       consume(d, (size_t)w);
-    if (d->len > 0) {
+    if (d->len > d->held) {
       n = pending_bufs(d, bufs);
       int rc = uv_write(&d->write_req, d->to, bufs, n, on_write);
       if (rc != 0) {
         r->ops->failed(r, d, rc, true);
         return;
       }
-      d->writing = d->len;
+      d->writing = d->len - d->held;
     }
   }
   if (!d->reading && !d->eof && d->len < d->cap) {
@@ -116,7 +123,7 @@ static void flush(cynic__relay_dir_t *d) {
     d->buf = NULL;
     d->head = 0;
   }
-  if (d->eof && d->len == 0 && d->writing == 0 && !d->shut) {
+  if (d->eof && !d->hold && d->len == 0 && d->writing == 0 && !d->shut) {
     d->shut = true;
     if (uv_shutdown(&d->shutdown_req, d->to, on_shutdown) != 0)
       d->shut_done = true; /* the peer is gone already; nothing more to say */
@@ -160,6 +167,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (!d->got_bytes) {
       d->got_bytes = true;
       r->ops->first_bytes(r, d);
+      if (r->ops == NULL)
+        return;
+    }
+    if (d->hold) {
+      d->held += (uint32_t)nread;
+      r->ops->data(r, d); /* the owner releases, skips or keeps them */
       if (r->ops == NULL)
         return;
     }
@@ -222,6 +235,39 @@ void cynic__relay_start(cynic__relay_t *r, const cynic__relay_ops_t *ops) {
 
 void cynic__relay_stop(cynic__relay_t *r) {
   r->ops = NULL;
+}
+
+/* ---- hold mode ----------------------------------------------------------------- */
+
+void cynic__relay_hold(cynic__relay_dir_t *d, bool on) {
+  d->hold = on;
+}
+
+unsigned int cynic__relay_held(const cynic__relay_dir_t *d, uv_buf_t spans[2]) {
+  if (d->held == 0)
+    return 0;
+  return ring_bufs(d, d->len - d->held, d->held, spans);
+}
+
+void cynic__relay_release(cynic__relay_dir_t *d, size_t n) {
+  if (n > d->held)
+    n = d->held;
+  d->held -= (uint32_t)n;
+  if (n > 0 && dir_relay(d)->ops != NULL)
+    flush(d);
+}
+
+int cynic__relay_skip(cynic__relay_dir_t *d, size_t n) {
+  if (n > d->held || d->len != d->held)
+    return CYNIC_EINVAL; /* released bytes wait before the held ones */
+  d->head = (uint32_t)(((size_t)d->head + n) % d->cap);
+  d->len -= (uint32_t)n;
+  d->held -= (uint32_t)n;
+  if (d->len == 0)
+    d->head = 0; /* keep the free space contiguous */
+  if (dir_relay(d)->ops != NULL)
+    flush(d); /* room again: reading may resume; an empty ring goes back */
+  return 0;
 }
 
 void cynic__relay_free(cynic__relay_t *r) {

@@ -42,17 +42,21 @@ typedef struct cynic__relay_dir {
    * 8-byte words here would cost 32 bytes a connection for nothing. */
   uint32_t cap;     /* the listener's `buffer` */
   uint32_t head;    /* first byte not yet written */
-  uint32_t len;     /* bytes read and not yet written */
+  uint32_t len;     /* bytes read and not yet written (held ones included) */
   uint32_t writing; /* bytes of the write in flight (from head); 0 = none */
+  uint32_t held;    /* hold mode: the last `held` of `len` wait for the owner */
+  /* Flags as bits: with `held` the direction keeps its size (TCP mode's
+   * connection stays 1,664 bytes). */
+  bool reading : 1;    /* uv_read_start is on for `from` */
+  bool eof : 1;        /* `from` sent FIN */
+  bool shut : 1;       /* shutdown sent to `to` */
+  bool shut_done : 1;  /* ... and completed */
+  bool got_bytes : 1;  /* some bytes were read from `from` */
+  bool from_reset : 1; /* a read from `from` failed with ECONNRESET (it is closed) */
+  bool hold : 1;       /* hold mode (cynic__relay_hold) */
   uv_write_t write_req;
   uv_shutdown_t shutdown_req;
-  bool reading;    /* uv_read_start is on for `from` */
-  bool eof;        /* `from` sent FIN */
-  bool shut;       /* shutdown sent to `to` */
-  bool shut_done;  /* ... and completed */
-  bool got_bytes;  /* some bytes were read from `from` */
-  bool from_reset; /* a read from `from` failed with ECONNRESET (it is closed) */
-  uint64_t bytes;  /* forwarded so far */
+  uint64_t bytes; /* forwarded so far */
 } cynic__relay_dir_t;
 
 /* What the owner hears, on rare events only. Each may close the owner (after
@@ -69,6 +73,10 @@ typedef struct cynic__relay_ops {
   void (*failed)(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool writing);
   /* Both directions have been shut down: the owner closes normally. */
   void (*done)(cynic__relay_t *r);
+  /* Hold mode only (NULL otherwise): bytes arrived from d->from and wait,
+   * held, for the owner to read them (cynic__relay_held) and release or skip
+   * them. Called once per read, never per byte. */
+  void (*data)(cynic__relay_t *r, cynic__relay_dir_t *d);
 } cynic__relay_ops_t;
 
 struct cynic__relay {
@@ -89,6 +97,32 @@ void cynic__relay_start(cynic__relay_t *r, const cynic__relay_ops_t *ops);
 /* The owner is closing: from now on no callback of the streams moves bytes
  * or calls the ops. Idempotent. */
 void cynic__relay_stop(cynic__relay_t *r);
+/* ---- hold mode (HTTP: the owner parses what passes) ----
+ *
+ * In hold mode a direction forwards nothing it read until the owner says so:
+ * each read adds to the held bytes and calls ops->data; the owner reads them
+ * in order (cynic__relay_held) and, from the oldest, releases them to be
+ * forwarded (a body) or skips them (a head the owner rewrites and writes
+ * itself, with its own uv_write before it releases the body: libuv keeps
+ * writes on a stream in order and uv_try_write refuses while one is queued).
+ * Bytes it neither releases nor skips stay held (the next pipelined message)
+ * and count against the ring, so a peer that sends ahead is stopped by back
+ * pressure. The relay does not forward `from`'s EOF in hold mode: the owner
+ * hears it (ops->eof) and decides. TCP mode never holds: its path is
+ * unchanged. */
+
+/* Turns hold mode on or off for `d` (off releases nothing by itself). */
+void cynic__relay_hold(cynic__relay_dir_t *d, bool on);
+/* The held bytes, oldest first, as one or two spans (the ring may wrap):
+ * how many spans (0 when nothing is held). */
+unsigned int cynic__relay_held(const cynic__relay_dir_t *d, uv_buf_t spans[2]);
+/* The oldest `n` held bytes (n <= held) are forwarded. */
+void cynic__relay_release(cynic__relay_dir_t *d, size_t n);
+/* The oldest `n` held bytes (n <= held) are dropped unwritten: 0, or
+ * CYNIC_EINVAL while released bytes still wait to be written before them
+ * (the ring cannot drop bytes behind others) or n > held. */
+int cynic__relay_skip(cynic__relay_dir_t *d, size_t n);
+
 /* Gives the buffers back to the listener's pool (after the streams' close
  * callbacks: a write in flight may still point into them until then). A
  * relay never initialised (all zero) is fine. */
