@@ -227,28 +227,56 @@ int cynic__http_response(cynic__buf_t *out, int status, const char *content_type
   return cynic__http_response_headers(out, status, content_type, NULL, body, len, keep_alive);
 }
 
-int cynic__http_response_headers(cynic__buf_t *out, int status, const char *content_type,
-                                 const char *headers, const char *body, size_t len,
-                                 bool keep_alive) {
-  size_t before = out->len;
+/* The status line, Content-Type (omitted if NULL) and the handler's own
+ * header lines: the start every head shares. */
+static int head_start(cynic__buf_t *out, int status, const char *content_type,
+                      const char *headers) {
   int err = cynic__buf_printf(out, "HTTP/1.1 %d %s\r\n", status, cynic__http_reason(status));
   if (!err && content_type != NULL)
     err = cynic__buf_printf(out, "Content-Type: %s\r\n", content_type);
   if (!err && headers != NULL)
     err = cynic__buf_puts(out, headers);
-  bool no_body = status == 204 || status == 304;
-  if (!err && !no_body)
-    err = cynic__buf_printf(out, "Content-Length: %zu\r\n", len);
-  if (!err && !keep_alive)
-    err = cynic__buf_puts(out, "Connection: close\r\n");
-  if (!err)
-    err = cynic__buf_puts(out, "\r\n");
-  if (!err && !no_body && len > 0)
-    err = cynic__buf_append(out, body, len);
+  return err;
+}
+
+/* Connection: close when !keep_alive, and the blank line. */
+static int head_end(cynic__buf_t *out, bool keep_alive) {
+  int err = keep_alive ? 0 : cynic__buf_puts(out, "Connection: close\r\n");
+  return err ? err : cynic__buf_puts(out, "\r\n");
+}
+
+/* On failure nothing of the answer stays in `out`. */
+static int undo(cynic__buf_t *out, size_t before, int err) {
   if (err) {
     out->len = before;
     if (out->data)
       out->data[before] = '\0';
   }
   return err;
+}
+
+int cynic__http_response_headers(cynic__buf_t *out, int status, const char *content_type,
+                                 const char *headers, const char *body, size_t len,
+                                 bool keep_alive) {
+  size_t before = out->len;
+  int err = head_start(out, status, content_type, headers);
+  bool no_body = status == 204 || status == 304;
+  if (!err && !no_body)
+    err = cynic__buf_printf(out, "Content-Length: %zu\r\n", len);
+  if (!err)
+    err = head_end(out, keep_alive);
+  if (!err && !no_body && len > 0)
+    err = cynic__buf_append(out, body, len);
+  return undo(out, before, err);
+}
+
+int cynic__http_response_open(cynic__buf_t *out, int status, const char *content_type,
+                              const char *headers, bool chunked, bool keep_alive) {
+  size_t before = out->len;
+  int err = head_start(out, status, content_type, headers);
+  if (!err && chunked)
+    err = cynic__buf_puts(out, "Transfer-Encoding: chunked\r\n");
+  if (!err)
+    err = head_end(out, keep_alive && chunked);
+  return undo(out, before, err);
 }

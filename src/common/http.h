@@ -93,5 +93,14 @@ int cynic__http_response(cynic__buf_t *out, int status, const char *content_type
 int cynic__http_response_headers(cynic__buf_t *out, int status, const char *content_type,
                                  const char *headers, const char *body, size_t len,
                                  bool keep_alive);
+/*
+ * Append only the head of an answer whose body follows it, as written by
+ * cynic__http_response_headers but without Content-Length: framed with
+ * "Transfer-Encoding: chunked" when `chunked`, else delimited by the close
+ * (HTTP/1.0; Connection: close whatever keep_alive says). 0, CYNIC_ERANGE or
+ * CYNIC_ENOMEM, and nothing appended then.
+ */
+int cynic__http_response_open(cynic__buf_t *out, int status, const char *content_type,
+                              const char *headers, bool chunked, bool keep_alive);
 
 #endif

@@ -565,29 +565,33 @@ static void produce_first(cynic__httpd_conn_t *c, cynic__httpd_response_t *resp)
   int major = c->parser.msg.version_major, minor = c->parser.msg.version_minor;
   c->chunked = major > 1 || (major == 1 && minor >= 1);
   c->keep = c->chunked && cynic__http_keep_alive(&c->parser) && !resp->close && !s->closing;
-  char head[1024];
-  int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s\r\n",
-                   resp->status, cynic__http_reason(resp->status),
-                   resp->content_type != NULL ? resp->content_type : "application/octet-stream",
-                   resp->headers != NULL ? resp->headers : "",
-                   c->chunked ? "Transfer-Encoding: chunked\r\n" : "",
-                   c->keep ? "" : "Connection: close\r\n");
-  if (n < 0 || (size_t)n >= sizeof head) {
+  cynic__buf_t head;
+  cynic__buf_init(&head, s->config.max_response + 4096); /* respond()'s bound */
+  int err = cynic__http_response_open(
+      &head, resp->status,
+      resp->content_type != NULL ? resp->content_type : "application/octet-stream", resp->headers,
+      c->chunked, c->keep);
+  if (err != 0) {
     produce_end(c);
     cynic__buf_free(&resp->body);
-    send_error(c, 500, "response head too large");
+    cynic__buf_free(&head);
+    if (err == CYNIC_ENOMEM)
+      send_error(c, 503, "out of memory");
+    else
+      send_error(c, 500, "response head too large");
     return;
   }
   if (head_only) { /* the head a GET would get, and no body */
     cynic__buf_free(&resp->body);
     produce_end(c);
-    send_bytes(c, head, (size_t)n);
-    if (!c->closing)
-      request_done(c, c->keep);
-    return;
+    send_bytes(c, head.data, head.len);
+  } else {
+    send_slice(c, head.data, head.len, resp->body.data, resp->body.len, false);
+    cynic__buf_free(&resp->body);
   }
-  send_slice(c, head, (size_t)n, resp->body.data, resp->body.len, false);
-  cynic__buf_free(&resp->body);
+  cynic__buf_free(&head);
+  if (head_only && !c->closing)
+    request_done(c, c->keep);
   /* the next slice once this one is written (on_write queues it) */
 }
 

@@ -161,6 +161,18 @@ static void response_writer(void **state) {
   cynic__buf_init(&small, 10);
   assert_int_equal(cynic__http_response(&small, 200, NULL, "x", 1, true), CYNIC_ERANGE);
   assert_int_equal(small.len, 0);
+  /* the head of a body that follows: chunked, or to the close (HTTP/1.0) */
+  cynic__buf_reset(&b);
+  assert_int_equal(
+      cynic__http_response_open(&b, 200, "text/plain", "X-A: 1\r\n", true, true), 0);
+  assert_string_equal(b.data, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: 1\r\n"
+                              "Transfer-Encoding: chunked\r\n\r\n");
+  cynic__buf_reset(&b);
+  assert_int_equal(cynic__http_response_open(&b, 200, "text/plain", NULL, false, true), 0);
+  assert_string_equal(b.data, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                              "Connection: close\r\n\r\n");
+  assert_int_equal(cynic__http_response_open(&small, 200, NULL, NULL, true, true), CYNIC_ERANGE);
+  assert_int_equal(small.len, 0);
   cynic__buf_free(&small);
   cynic__buf_free(&b);
 }
