@@ -463,7 +463,7 @@ static void respond(cynic__httpd_conn_t *c, cynic__httpd_response_t *r) {
                                    keep) == 0) {
     /* HEAD: the same head, Content-Length included, and no body. */
     bool has_body = resp.status != 204 && resp.status != 304;
-    if (strcmp(cynic__http_method(&c->parser), "HEAD") == 0 && has_body)
+    if (c->parser.msg.head_request && has_body)
       out.len -= len;
     send_bytes(c, out.data, out.len);
   } else {
@@ -540,7 +540,6 @@ static void produce_first(cynic__httpd_conn_t *c, cynic__httpd_response_t *resp)
   c->produce = resp->produce;
   c->produce_free = resp->produce_free;
   c->produce_arg = resp->produce_arg;
-  bool head_only = strcmp(cynic__http_method(&c->parser), "HEAD") == 0;
   uint64_t failures = cynic__json_alloc_failures();
   cynic__buf_reset(&resp->body);
   int rc = c->produce(c->produce_arg, &resp->body, s->config.slice_bytes);
@@ -581,6 +580,7 @@ static void produce_first(cynic__httpd_conn_t *c, cynic__httpd_response_t *resp)
       send_error(c, 500, "response head too large");
     return;
   }
+  bool head_only = c->parser.msg.head_request;
   if (head_only) { /* the head a GET would get, and no body */
     cynic__buf_free(&resp->body);
     produce_end(c);
