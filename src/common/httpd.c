@@ -721,6 +721,15 @@ static void answer(cynic__httpd_conn_t *c) {
   respond(c, &rp.resp);
 }
 
+/* A connection's turn on the work queue (taken off it): its request's
+ * answer, or the next slice of its produced body once the last is written. */
+static void run_queued(cynic__httpd_conn_t *c) {
+  if (c->request_ready)
+    answer(c);
+  else if (c->produce != NULL && c->pending_write == 0)
+    produce_next(c);
+}
+
 /* The work queue: handlers and slices, round robin between connections, for
  * at most work_budget_us per loop turn (then the loop polls again: the data
  * plane's I/O goes first). An idle handle keeps the poll from blocking while
@@ -731,15 +740,8 @@ static void on_work(uv_idle_t *h) {
   uint64_t budget = s->config.work_budget_us * 1000u;
   while (s->work_head != NULL) {
     cynic__httpd_conn_t *c = s->work_head;
-    s->work_head = c->work_next;
-    if (s->work_head == NULL)
-      s->work_tail = NULL;
-    c->work_next = NULL;
-    c->queued = false;
-    if (c->request_ready)
-      answer(c);
-    else if (c->produce != NULL && c->pending_write == 0)
-      produce_next(c);
+    unqueue(c); /* the head: O(1) */
+    run_queued(c);
     if (uv_hrtime() - start >= budget)
       break;
   }
@@ -933,10 +935,7 @@ int cynic__httpd_feed(cynic__httpd_t *s, const char *in, size_t n, cynic__buf_t 
       wrote(c, c->pending_write, 0);
     } else if (c->queued) {
       unqueue(c);
-      if (c->request_ready)
-        answer(c);
-      else if (c->produce != NULL)
-        produce_next(c);
+      run_queued(c);
     } else {
       break;
     }
