@@ -404,6 +404,32 @@ static void bh_run(bh_t *b, cynic__httpd_config_t *cfg, void (*client)(bh_t *)) 
   assert_int_equal(uv_loop_close(&b->loop), 0); /* no handle left behind */
 }
 
+/* What a test changes from the defaults (0: the default). */
+typedef struct {
+  size_t big_slices; /* slices in /big */
+  size_t max_conns, slice_bytes;
+  uint64_t request_timeout_ms, idle_timeout_ms;
+} bh_opts_t;
+
+/* A server with cynic__httpd_config_default's settings but `o`'s, and
+ * `client` run against it in its own thread. */
+static void bh_test(void (*client)(bh_t *), bh_opts_t o) {
+  static bh_t b;
+  memset(&b, 0, sizeof b);
+  b.big_slices = o.big_slices;
+  cynic__httpd_config_t cfg;
+  cynic__httpd_config_default(&cfg);
+  if (o.max_conns != 0)
+    cfg.max_conns = o.max_conns;
+  if (o.slice_bytes != 0)
+    cfg.slice_bytes = o.slice_bytes;
+  if (o.request_timeout_ms != 0)
+    cfg.request_timeout_ms = o.request_timeout_ms;
+  if (o.idle_timeout_ms != 0)
+    cfg.idle_timeout_ms = o.idle_timeout_ms;
+  bh_run(&b, &cfg, client);
+}
+
 static int cl_connect(bh_t *b) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   CHECK(fd >= 0);
@@ -523,13 +549,8 @@ static void client_one_in_flight(bh_t *b) {
 
 static void one_in_flight_no_read_ahead_and_back_pressure(void **state) {
   (void)state;
-  static bh_t b;
-  memset(&b, 0, sizeof b);
-  b.big_slices = 4096; /* 4096 x 16 KiB: 64 MiB, far more than the socket buffers hold */
-  cynic__httpd_config_t cfg;
-  cynic__httpd_config_default(&cfg);
-  cfg.slice_bytes = 16384;
-  bh_run(&b, &cfg, client_one_in_flight);
+  /* 4096 x 16 KiB: 64 MiB, far more than the socket buffers hold */
+  bh_test(client_one_in_flight, (bh_opts_t){.big_slices = 4096, .slice_bytes = 16384});
 }
 
 /* An error after the head cuts the connection: no terminating chunk. An
@@ -567,21 +588,12 @@ static void client_fail_early(bh_t *b) {
 
 static void produced_body_failing_before_the_head_is_a_503(void **state) {
   (void)state;
-  static bh_t b;
-  memset(&b, 0, sizeof b);
-  cynic__httpd_config_t cfg;
-  cynic__httpd_config_default(&cfg);
-  bh_run(&b, &cfg, client_fail_early);
+  bh_test(client_fail_early, (bh_opts_t){0});
 }
 
 static void produced_body_failing_after_the_head_cuts_the_connection(void **state) {
   (void)state;
-  static bh_t b;
-  memset(&b, 0, sizeof b);
-  cynic__httpd_config_t cfg;
-  cynic__httpd_config_default(&cfg);
-  cfg.slice_bytes = 1024;
-  bh_run(&b, &cfg, client_fail_late);
+  bh_test(client_fail_late, (bh_opts_t){.slice_bytes = 1024});
 }
 
 /* At capacity, a new connection evicts the one idle longest. */
@@ -614,12 +626,7 @@ static void client_evict(bh_t *b) {
 
 static void at_capacity_the_longest_idle_connection_is_evicted(void **state) {
   (void)state;
-  static bh_t b;
-  memset(&b, 0, sizeof b);
-  cynic__httpd_config_t cfg;
-  cynic__httpd_config_default(&cfg);
-  cfg.max_conns = 2;
-  bh_run(&b, &cfg, client_evict);
+  bh_test(client_evict, (bh_opts_t){.max_conns = 2});
 }
 
 /* A HEAD request refused by the parser (here: no Host) gets the error's head
@@ -639,11 +646,7 @@ static void client_head_refused(bh_t *b) {
 
 static void a_refused_head_request_gets_no_body(void **state) {
   (void)state;
-  static bh_t b;
-  memset(&b, 0, sizeof b);
-  cynic__httpd_config_t cfg;
-  cynic__httpd_config_default(&cfg);
-  bh_run(&b, &cfg, client_head_refused);
+  bh_test(client_head_refused, (bh_opts_t){0});
 }
 
 /* A connection waiting for a deferred answer is working, not hoarding: at
@@ -676,12 +679,7 @@ static void client_evict_spares_pending(bh_t *b) {
 
 static void at_capacity_a_connection_awaiting_its_answer_is_not_evicted(void **state) {
   (void)state;
-  static bh_t b;
-  memset(&b, 0, sizeof b);
-  cynic__httpd_config_t cfg;
-  cynic__httpd_config_default(&cfg);
-  cfg.max_conns = 2;
-  bh_run(&b, &cfg, client_evict_spares_pending);
+  bh_test(client_evict_spares_pending, (bh_opts_t){.max_conns = 2});
 }
 
 /* A connection that never sends a byte is closed at request_timeout_ms (not
@@ -700,13 +698,7 @@ static void client_silent(bh_t *b) {
 
 static void a_silent_connection_closes_at_the_request_timeout(void **state) {
   (void)state;
-  static bh_t b;
-  memset(&b, 0, sizeof b);
-  cynic__httpd_config_t cfg;
-  cynic__httpd_config_default(&cfg);
-  cfg.request_timeout_ms = 200;
-  cfg.idle_timeout_ms = 60000;
-  bh_run(&b, &cfg, client_silent);
+  bh_test(client_silent, (bh_opts_t){.request_timeout_ms = 200, .idle_timeout_ms = 60000});
 }
 
 /* A response with close set (a 401, say) ends the connection: requests
@@ -725,11 +717,7 @@ static void client_deny(bh_t *b) {
 
 static void a_response_with_close_ends_the_connection(void **state) {
   (void)state;
-  static bh_t b;
-  memset(&b, 0, sizeof b);
-  cynic__httpd_config_t cfg;
-  cynic__httpd_config_default(&cfg);
-  bh_run(&b, &cfg, client_deny);
+  bh_test(client_deny, (bh_opts_t){0});
 }
 
 /* The JSON answers every control API shares (issue 9): the body, the
