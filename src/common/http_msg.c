@@ -52,10 +52,6 @@ static int put(cynic__http_msg_t *m, cynic__http_span_t *s, const char *at, size
   return 0;
 }
 
-static bool tchar(unsigned char c) {
-  return cynic__http_is_token((const char *)&c, 1);
-}
-
 /* Bytes allowed in a field value: VCHAR, SP, HTAB, obs-text. */
 static bool value_bytes_ok(const char *at, size_t n) {
   for (size_t i = 0; i < n; i++) {
@@ -66,11 +62,10 @@ static bool value_bytes_ok(const char *at, size_t n) {
   return true;
 }
 
+/* A piece of a field name (llhttp may split one; an empty name is refused
+ * when it completes). */
 static bool name_bytes_ok(const char *at, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!tchar((unsigned char)at[i]))
-      return false;
-  return true;
+  return n == 0 || cynic__http_is_token(at, n);
 }
 
 /*
