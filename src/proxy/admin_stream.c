@@ -117,6 +117,7 @@ struct cynic__admin_stream_build {
   cynic__buf_t out;                       /* the push, built in place (cap EVENT_MAX x 2) */
   cynic__buf_t sample;                    /* the `sample` event (TICK|TRANSITION) */
   size_t data_at;                         /* where the status's "data: " line starts in out */
+  uint64_t json_failures; /* cynic__json_alloc_failures() when it started (json.h) */
 };
 typedef struct cynic__admin_stream_build stream_build_t;
 
@@ -148,6 +149,7 @@ static bool stream_build_start(cynic__admin_t *a) {
     return false;
   }
   b->events = ev;
+  b->json_failures = cynic__json_alloc_failures();
   for (size_t i = 0; i < CYNIC__ADMIN_MAX_STREAMS; i++) {
     b->welcome[i] = a->streams[i] != NULL && a->stream_fresh[i];
     if (b->welcome[i])
@@ -229,6 +231,8 @@ static void on_stream_work(uv_idle_t *h) {
   if (rc == 0)
     return; /* more next turn */
   a->build = NULL;
+  if (rc == 1 && cynic__json_alloc_failures() != b->json_failures)
+    rc = CYNIC_ENOMEM; /* jansson may have left a value out: never push a cut status */
   /* the producer ends the JSON with "\n": one more ends the event */
   if (rc == 1 && (rc = cynic__buf_puts(&b->out, "\n")) == 0)
     stream_build_send(a, b);
