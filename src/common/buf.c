@@ -1,6 +1,8 @@
 /* buf.c: bounded growable byte buffer. */
 #include "buf.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +49,15 @@ static int reserve(cynic__buf_t *b, size_t n) {
 }
 
 int cynic__buf_append(cynic__buf_t *b, const void *p, size_t n) {
+  /* p may point into b itself (a part of it appended again): then it moves
+   * with the data should reserve() reallocate it */
+  uintptr_t at = (uintptr_t)p, base = (uintptr_t)b->data;
+  bool inside = b->data != NULL && at >= base && at < base + b->len;
   int err = reserve(b, n);
   if (err)
     return err;
+  if (inside)
+    p = b->data + (at - base);
   if (n > 0)
     memcpy(b->data + b->len, p, n);
   b->len += n;

@@ -26,7 +26,8 @@ void cynic__buf_init(cynic__buf_t *b, size_t max);
 void cynic__buf_free(cynic__buf_t *b);
 /* Forget the contents but keep the allocation. */
 void cynic__buf_reset(cynic__buf_t *b);
-/* Append n bytes. 0, CYNIC_ERANGE past max, CYNIC_ENOMEM. */
+/* Append n bytes; p may point into b itself (a part of its contents).
+ * 0, CYNIC_ERANGE past max, CYNIC_ENOMEM. */
 int cynic__buf_append(cynic__buf_t *b, const void *p, size_t n);
 /* Append a NUL-terminated string. */
 int cynic__buf_puts(cynic__buf_t *b, const char *s);

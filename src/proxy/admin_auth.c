@@ -146,8 +146,7 @@ bool cynic__admin_stream_authorised(req_t *r) {
         ok = check_token(r, got, strlen(got), true);
       else
         ok = check_token(r, "", 0, true); /* undecodable: a failure like any other */
-      memset(got, 0, CYNIC__TOKEN_MAX + 1);
-      free(got);
+      cynic__token_free(got, CYNIC__TOKEN_MAX + 1); /* wiped as every token copy is */
       return ok;
     }
     q = q[n] == '&' ? q + n : NULL;

@@ -116,8 +116,8 @@ struct cynic__admin_stream_build {
   cynic__admin_listing_t status;          /* the /status producer's cursor */
   cynic__buf_t out;                       /* the push, built in place (cap EVENT_MAX x 2) */
   cynic__buf_t sample;                    /* the `sample` event (TICK|TRANSITION) */
-  cynic__buf_t slice;                     /* one producer step */
   size_t data_at;                         /* where the status's "data: " line starts in out */
+  uint64_t json_failures; /* cynic__json_alloc_failures() when it started (json.h) */
 };
 typedef struct cynic__admin_stream_build stream_build_t;
 
@@ -126,7 +126,6 @@ static void stream_build_free(stream_build_t *b) {
     return;
   cynic__buf_free(&b->out);
   cynic__buf_free(&b->sample);
-  cynic__buf_free(&b->slice);
   free(b);
 }
 
@@ -150,6 +149,7 @@ static bool stream_build_start(cynic__admin_t *a) {
     return false;
   }
   b->events = ev;
+  b->json_failures = cynic__json_alloc_failures();
   for (size_t i = 0; i < CYNIC__ADMIN_MAX_STREAMS; i++) {
     b->welcome[i] = a->streams[i] != NULL && a->stream_fresh[i];
     if (b->welcome[i])
@@ -158,7 +158,6 @@ static bool stream_build_start(cynic__admin_t *a) {
   /* two copies of the status at most (transition and status), and a sample */
   cynic__buf_init(&b->out, 2 * (size_t)CYNIC__ADMIN_EVENT_MAX + (1u << 20));
   cynic__buf_init(&b->sample, 1u << 20);
-  cynic__buf_init(&b->slice, CYNIC__ADMIN_EVENT_MAX);
   b->status.a = a;
   b->status.kind = LIST_STATUS;
   int rc = 0;
@@ -224,20 +223,16 @@ static void on_stream_work(uv_idle_t *h) {
   uint64_t budget_ns = (uint64_t)a->httpd->config.work_budget_us * 1000u;
   uint64_t t0 = uv_hrtime();
   int rc;
-  do {
-    cynic__buf_reset(&b->slice);
-    rc = cynic__admin_listing_next(&b->status, &b->slice, CYNIC__ADMIN_JSON_SLICE);
-    if (rc >= 0) {
-      int arc = cynic__buf_append(&b->out, b->slice.data, b->slice.len);
-      if (arc == 0 && b->out.len - b->data_at > CYNIC__ADMIN_EVENT_MAX)
-        arc = CYNIC_ERANGE;
-      if (arc != 0)
-        rc = arc;
-    }
+  do { /* each step appends to the push itself; a step overshoots by one upstream at most */
+    rc = cynic__admin_listing_next(&b->status, &b->out, CYNIC__ADMIN_JSON_SLICE);
+    if (rc >= 0 && b->out.len - b->data_at > CYNIC__ADMIN_EVENT_MAX)
+      rc = CYNIC_ERANGE;
   } while (rc == 0 && uv_hrtime() - t0 < budget_ns);
   if (rc == 0)
     return; /* more next turn */
   a->build = NULL;
+  if (rc == 1 && cynic__json_alloc_failures() != b->json_failures)
+    rc = CYNIC_ENOMEM; /* jansson may have left a value out: never push a cut status */
   /* the producer ends the JSON with "\n": one more ends the event */
   if (rc == 1 && (rc = cynic__buf_puts(&b->out, "\n")) == 0)
     stream_build_send(a, b);

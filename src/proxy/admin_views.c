@@ -335,13 +335,14 @@ int cynic__admin_listing_next(void *arg, cynic__buf_t *b, size_t want) {
     return cynic__metrics_render_next(p, b, &l->cur, want);
   if (want > CYNIC__ADMIN_JSON_SLICE)
     want = CYNIC__ADMIN_JSON_SLICE;
+  size_t start = b->len; /* a slice is what this call appends */
   int rc = 0;
   if (!l->started) {
     if ((rc = listing_open(l, b)) != 0)
       return rc;
     l->started = true;
   }
-  while (b->len < want && l->next < p->upstream_count)
+  while (b->len - start < want && l->next < p->upstream_count)
     if ((rc = listing_item(l, b, &p->upstreams[l->next++])) != 0)
       return rc;
   if (l->next < p->upstream_count)

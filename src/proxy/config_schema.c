@@ -221,26 +221,27 @@ bool cynic__schema_check_map(cynic__schema_t *sc, const node_t *n, const char *w
   return true;
 }
 
+/* The index in m->kids of the first key `key` of mapping m (its value is
+ * the next kid), or SIZE_MAX. */
+static size_t key_at(const node_t *m, const char *key) {
+  if (m == NULL || m->type != CYNIC__YAML_MAP)
+    return SIZE_MAX;
+  for (size_t i = 0; i + 1 < m->count; i += 2)
+    if (m->kids[i]->type == CYNIC__YAML_SCALAR && strcmp(m->kids[i]->str, key) == 0)
+      return i;
+  return SIZE_MAX;
+}
+
 /* The value of `key` in mapping m (first occurrence), or NULL. */
 const node_t *cynic__schema_get(const node_t *m, const char *key) {
-  if (m == NULL || m->type != CYNIC__YAML_MAP)
-    return NULL;
-  for (size_t i = 0; i + 1 < m->count; i += 2) {
-    const node_t *k = m->kids[i];
-    if (k->type == CYNIC__YAML_SCALAR && strcmp(k->str, key) == 0)
-      return m->kids[i + 1];
-  }
-  return NULL;
+  size_t i = key_at(m, key);
+  return i != SIZE_MAX ? m->kids[i + 1] : NULL;
 }
 
 /* The key node `key` of mapping m (for its position), or NULL. */
 const node_t *cynic__schema_get_key(const node_t *m, const char *key) {
-  if (m == NULL || m->type != CYNIC__YAML_MAP)
-    return NULL;
-  for (size_t i = 0; i + 1 < m->count; i += 2)
-    if (m->kids[i]->type == CYNIC__YAML_SCALAR && strcmp(m->kids[i]->str, key) == 0)
-      return m->kids[i];
-  return NULL;
+  size_t i = key_at(m, key);
+  return i != SIZE_MAX ? m->kids[i] : NULL;
 }
 
 /* The text of a scalar value, or NULL after reporting why there is none. */

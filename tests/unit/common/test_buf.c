@@ -25,6 +25,23 @@ static void append_respects_cap(void **state) {
   cynic__buf_free(&b);
 }
 
+/* A part of the buffer appended to itself, when that makes it grow (the
+ * status stream repeats its status this way): the source moves with the data
+ * (under ASan the old code read freed memory here). */
+static void append_from_itself_while_growing(void **state) {
+  (void)state;
+  cynic__buf_t b;
+  cynic__buf_init(&b, 1 << 20);
+  for (int i = 0; i < 64; i++) /* exactly the first allocation (64): full */
+    assert_int_equal(cynic__buf_append(&b, i % 2 ? "b" : "a", 1), 0);
+  assert_int_equal(b.len, b.cap);
+  assert_int_equal(cynic__buf_append(&b, b.data + 2, 60), 0); /* grows */
+  assert_int_equal(b.len, 124);
+  for (size_t i = 0; i < b.len; i++)
+    assert_int_equal(b.data[i], i % 2 ? 'b' : 'a');
+  cynic__buf_free(&b);
+}
+
 static void printf_and_consume(void **state) {
   (void)state;
   cynic__buf_t b;
@@ -73,6 +90,7 @@ static void overflow_sizes_rejected(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(append_respects_cap),
+      cmocka_unit_test(append_from_itself_while_growing),
       cmocka_unit_test(printf_and_consume),
       cmocka_unit_test(grows_and_detaches),
       cmocka_unit_test(overflow_sizes_rejected),

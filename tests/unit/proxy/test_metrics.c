@@ -219,6 +219,47 @@ static void test_prometheus_text(void **state) {
   world_free(w);
 }
 
+/* /metrics is streamed in slices (cynic__metrics_render_next, admin_views.c):
+ * resumed from its cursor a byte's worth at a time, the exposition is the
+ * whole one byte for byte, every call but the last says more follows, and
+ * none comes back empty-handed before the end (a step that writes nothing,
+ * such as moving to the next family, never ends a slice). */
+static void test_prometheus_text_in_slices_is_the_whole_text(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  w->l.counters.total[CYNIC__EV_MAX_CONNECTIONS] = 2;
+  w->u.counters.total[CYNIC__EV_BULKHEAD_FULL] = 1;
+  cynic__buf_t whole, sliced, slice;
+  cynic__buf_init(&whole, 1 << 20);
+  cynic__buf_init(&sliced, 1 << 20);
+  cynic__buf_init(&slice, 1 << 20);
+  assert_int_equal(cynic__metrics_render(&w->p, &whole), 0);
+  cynic__metrics_cursor_t cur;
+  memset(&cur, 0, sizeof cur);
+  int rc = 0;
+  size_t calls = 0;
+  while (rc == 0) {
+    assert_true(++calls < 10000); /* bounded: the text is a few KB */
+    cynic__buf_reset(&slice);
+    rc = cynic__metrics_render_next(&w->p, &slice, &cur, 1);
+    assert_true(rc == 0 || rc == 1);
+    if (rc == 0)
+      assert_true(slice.len > 0);
+    assert_int_equal(cynic__buf_append(&sliced, slice.data, slice.len), 0);
+  }
+  assert_true(calls > 10); /* it was sliced, not made in one go */
+  assert_int_equal(sliced.len, whole.len);
+  assert_memory_equal(sliced.data, whole.data, whole.len);
+  /* the end is sticky: a call after it appends nothing and says so again */
+  cynic__buf_reset(&slice);
+  assert_int_equal(cynic__metrics_render_next(&w->p, &slice, &cur, 1), 1);
+  assert_int_equal(slice.len, 0);
+  cynic__buf_free(&whole);
+  cynic__buf_free(&sliced);
+  cynic__buf_free(&slice);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bucket_edges_are_inclusive),
@@ -227,6 +268,7 @@ int main(void) {
       cmocka_unit_test(test_label_escaping),
       cmocka_unit_test(test_history_ring_is_bounded_and_ordered),
       cmocka_unit_test(test_prometheus_text),
+      cmocka_unit_test(test_prometheus_text_in_slices_is_the_whole_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
