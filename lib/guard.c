@@ -136,10 +136,14 @@ static cynic_guard_action_t attempt(const cynic_guard_t *g, cynic_guard_call_t *
       uint64_t rest = left(c->deadline, now);
       rc = cynic_bulkhead_enter_wait(g->cfg.bulkhead,
                                      rest < g->cfg.bulkhead_wait_ns ? rest : g->cfg.bulkhead_wait_ns);
-      if (rc != 0) {
-        now = cynic_clock_now(&g->cfg.clock);
-        if (rc == CYNIC_EDEADLINE && !expired(c->deadline, now))
-          rc = CYNIC_EFULL; /* the bulkhead's wait ran out, not the call's time */
+      /* The wait was the call's time: the attempt starts now, with what is
+       * left (and the breaker is given the dependency's time, not the queue's). */
+      now = cynic_clock_now(&g->cfg.clock);
+      if (rc == 0 && expired(c->deadline, now)) {
+        cynic_bulkhead_leave(g->cfg.bulkhead); /* a slot too late: unused */
+        rc = CYNIC_EDEADLINE;
+      } else if (rc == CYNIC_EDEADLINE && !expired(c->deadline, now)) {
+        rc = CYNIC_EFULL; /* the bulkhead's wait ran out, not the call's time */
       }
     } else {
       rc = cynic_bulkhead_try_enter(g->cfg.bulkhead);

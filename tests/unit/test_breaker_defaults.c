@@ -52,16 +52,21 @@ static void count_trip(void *arg, cynic_breaker_state_t from, cynic_breaker_stat
 
 #define T0 CYNIC_SEC(1000)
 
+/* A breaker from `cfg` on the fake clock, counting its trips in `t`. */
+static cynic_breaker_t *make(cynic_breaker_config_t *cfg, trips_t *t) {
+  cfg->clock = fake_clock_bind(&fc);
+  cfg->on_transition = count_trip;
+  cfg->on_transition_arg = t;
+  memset(t, 0, sizeof(*t));
+  cynic_breaker_t *b = NULL;
+  assert_int_equal(cynic_breaker_new(cfg, &b), 0);
+  return b;
+}
+
 static cynic_breaker_t *make_default(trips_t *t) {
   cynic_breaker_config_t cfg;
   cynic_breaker_config_default(&cfg);
-  cfg.clock = fake_clock_bind(&fc);
-  cfg.on_transition = count_trip;
-  cfg.on_transition_arg = t;
-  memset(t, 0, sizeof(*t));
-  cynic_breaker_t *b = NULL;
-  assert_int_equal(cynic_breaker_new(&cfg, &b), 0);
-  return b;
+  return make(&cfg, t);
 }
 
 /* The default's bucket judging everything, window off: the old default. */
@@ -71,13 +76,7 @@ static cynic_breaker_t *make_bucket_only(trips_t *t, uint32_t faults, uint64_t l
   cfg.window.kind = CYNIC_BREAKER_WINDOW_NONE;
   cfg.faults = faults;
   cfg.leak_ns = leak_ns;
-  cfg.clock = fake_clock_bind(&fc);
-  cfg.on_transition = count_trip;
-  cfg.on_transition_arg = t;
-  memset(t, 0, sizeof(*t));
-  cynic_breaker_t *b = NULL;
-  assert_int_equal(cynic_breaker_new(&cfg, &b), 0);
-  return b;
+  return make(&cfg, t);
 }
 
 /* One call at the current time; returns false when it failed fast. */
@@ -241,13 +240,8 @@ static void test_bucket_judges_only_below_min_calls(void **state) {
     start(4);
     cynic_breaker_config_t cfg;
     cynic_breaker_config_default(&cfg);
-    cfg.clock = fake_clock_bind(&fc);
-    cfg.on_transition = count_trip;
-    cfg.on_transition_arg = &t;
     cfg.bucket_low_traffic_only = low_only;
-    memset(&t, 0, sizeof t);
-    cynic_breaker_t *b = NULL;
-    assert_int_equal(cynic_breaker_new(&cfg, &b), 0);
+    cynic_breaker_t *b = make(&cfg, &t);
     traffic(b, NULL, 100, 3, 0);  /* 300 calls: the window judges */
     for (int i = 0; i < 5; i++) { /* a burst of 5 faults among 300 calls: 1.6 % */
       fake_clock_advance(&fc, CYNIC_MS(10));

@@ -4,6 +4,8 @@
  * untouched), and the rule that a budget withdrawal is never made for a retry
  * the deadline would not let start.
  */
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -287,6 +289,89 @@ static void test_full_bulkhead_ends_the_call_before_the_breaker(void **state) {
   world_free(w);
 }
 
+/* Holds the only slot until the guard's caller blocks for it, moves the fake
+ * clock by `wait_ns` (the time the caller spent waiting), then leaves. */
+typedef struct holder {
+  world_t *w;
+  uint64_t wait_ns;
+} holder_t;
+
+static void *hold_then_leave(void *arg) {
+  holder_t *h = arg;
+  cynic_bulkhead_snapshot_t s;
+  do {
+    sched_yield();
+    cynic_bulkhead_snapshot(h->w->bulkhead, &s);
+  } while (s.pending == 0);
+  fake_clock_advance(&h->w->clock, h->wait_ns);
+  cynic_bulkhead_leave(h->w->bulkhead);
+  return NULL;
+}
+
+/* A bulkhead with a queue, and a breaker that calls 1 s slow, for the wait. */
+static void world_for_wait(world_t *w) {
+  cynic_bulkhead_free(w->bulkhead);
+  cynic_bulkhead_config_t hc;
+  cynic_bulkhead_config_default(&hc);
+  hc.max_concurrent = 1;
+  hc.max_pending = 1;
+  assert_int_equal(cynic_bulkhead_new(&hc, &w->bulkhead), 0);
+  cynic_breaker_free(w->breaker);
+  cynic_breaker_config_t kc;
+  cynic_breaker_config_default(&kc);
+  kc.clock = fake_clock_bind(&w->clock);
+  kc.window.kind = CYNIC_BREAKER_WINDOW_NONE;
+  kc.faults = 100;
+  kc.slow_call_ns = CYNIC_SEC(1);
+  assert_int_equal(cynic_breaker_new(&kc, &w->breaker), 0);
+  w->cfg.bulkhead = w->bulkhead;
+  w->cfg.breaker = w->breaker;
+  w->cfg.bulkhead_wait_ns = CYNIC_SEC(30); /* real time; the holder leaves at once */
+}
+
+/* The time spent waiting for a slot is the call's: the attempt gets what is
+ * left of the deadline after the wait, and the breaker is given the
+ * dependency's duration, not the queue's. */
+static void test_bulkhead_wait_counts_against_the_deadline(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  world_for_wait(w);
+  guard_up(w);
+  assert_int_equal(cynic_bulkhead_try_enter(w->bulkhead), 0); /* someone else */
+  holder_t h = {w, CYNIC_SEC(3)};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, hold_then_leave, &h), 0);
+  cynic_guard_call_t c;
+  assert_int_equal(run(w, &c), 0);
+  pthread_join(th, NULL);
+  assert_int_equal(w->calls, 1);
+  assert_int_equal(w->last_timeout, CYNIC_SEC(10) - CYNIC_SEC(3));
+  cynic_breaker_snapshot_t bs = breaker_of(w);
+  assert_int_equal(bs.successes, 1);
+  assert_int_equal(bs.slow, 0);
+  world_free(w);
+}
+
+/* A slot that comes after the deadline is given back unused. */
+static void test_bulkhead_wait_past_the_deadline_makes_no_call(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  world_for_wait(w);
+  guard_up(w);
+  assert_int_equal(cynic_bulkhead_try_enter(w->bulkhead), 0);
+  holder_t h = {w, CYNIC_SEC(11)};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, hold_then_leave, &h), 0);
+  cynic_guard_call_t c;
+  assert_int_equal(run(w, &c), CYNIC_EDEADLINE);
+  pthread_join(th, NULL);
+  assert_int_equal(w->calls, 0);
+  assert_int_equal(c.attempts, 0);
+  cynic_breaker_snapshot_t bs = breaker_of(w);
+  assert_int_equal(bs.rejected + bs.successes + bs.failures + bs.abandoned, 0);
+  world_free(w); /* asserts in_use == 0: the slot was given back */
+}
+
 static void test_open_breaker_gives_the_slot_back(void **state) {
   (void)state;
   world_t *w = world_new();
@@ -408,6 +493,8 @@ int main(void) {
       cmocka_unit_test(test_budget_exhausted_returns_dependency_error),
       cmocka_unit_test(test_attempts_run_out),
       cmocka_unit_test(test_full_bulkhead_ends_the_call_before_the_breaker),
+      cmocka_unit_test(test_bulkhead_wait_counts_against_the_deadline),
+      cmocka_unit_test(test_bulkhead_wait_past_the_deadline_makes_no_call),
       cmocka_unit_test(test_open_breaker_gives_the_slot_back),
       cmocka_unit_test(test_breaker_opening_between_attempts_stops_retries),
       cmocka_unit_test(test_step_form),
