@@ -50,11 +50,17 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define TOKEN "fuzz-admin-token-4f1c2a9e"
-#define OUT_MAX (16u << 20) /* what one input's answers may add up to */
 
 /* What docs/admin.md says the admin answers (100: Expect: 100-continue). */
 static const int documented[] = {100, 200, 202, 204, 400, 401, 404, 405,
                                  409, 413, 414, 429, 431, 500, 503};
+
+/* The oracle's settings for this target (fuzz_answers.h). */
+static fuzz_answers_t answers(void) {
+  return (fuzz_answers_t){.who = "fuzz_admin_api",
+                          .known = documented,
+                          .nknown = sizeof documented / sizeof documented[0]};
+}
 
 static cynic__config_t *config;
 #define REBUILD_EVERY 64
@@ -132,16 +138,8 @@ static int get(cynic__proxy_t *p, const char *what, cynic__buf_t *body) {
   char req[256];
   snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: fuzz\r\n%s\r\n", what,
            p->admin->token != NULL ? "Authorization: Bearer " TOKEN "\r\n" : "");
-  cynic__buf_t out;
-  cynic__buf_init(&out, OUT_MAX);
-  if (cynic__httpd_feed(p->admin->httpd, req, strlen(req), &out) != 0)
-    die("cannot feed the admin server");
-  fuzz_methods_t m = {.count = 1};
-  fuzz_answers_t a = {.who = "fuzz_admin_api",
-                      .known = documented,
-                      .nknown = sizeof documented / sizeof documented[0]};
-  fuzz_check_answers(&out, &m, &a);
-  cynic__buf_free(&out);
+  fuzz_answers_t a = answers();
+  fuzz_serve(p->admin->httpd, req, strlen(req), &a);
   if (a.finals != 1)
     die("no answer to a GET");
   *body = a.body;
@@ -212,21 +210,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *in = (const char *)data + 1;
   size_t n = size - 1;
 
-  fuzz_methods_t m;
-  fuzz_read_methods(in, n, &m);
-  cynic__buf_t out;
-  cynic__buf_init(&out, OUT_MAX);
-  if (cynic__httpd_feed(p->admin->httpd, in, n, &out) != 0)
-    die("cannot feed the admin server");
-  if (getenv("FUZZ_VERBOSE") != NULL) /* replaying one input by hand: show the answers */
-    fprintf(stderr, "--- %zu requests, answers:\n%.*s\n", m.count, (int)out.len,
-            out.data ? out.data : "");
-  fuzz_answers_t a = {.who = "fuzz_admin_api",
-                      .known = documented,
-                      .nknown = sizeof documented / sizeof documented[0]};
-  fuzz_check_answers(&out, &m, &a);
+  fuzz_answers_t a = answers();
+  fuzz_serve(p->admin->httpd, in, n, &a);
   cynic__buf_free(&a.body);
-  cynic__buf_free(&out);
   settle(&loop, 2); /* POST /drain's timer runs here */
 
   if (p->stopping) { /* drained: everything must have stopped */

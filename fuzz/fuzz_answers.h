@@ -3,8 +3,10 @@
  * (fuzz_admin_api.c, fuzz_harness_api.c): what a server wrote on one
  * connection must parse, with llhttp, as a sequence of HTTP/1.1 responses,
  * at most one final response per request, each with a status from the API's
- * documented set, HEAD answers framed without a body. Header-only (static
- * functions): each target includes it once.
+ * documented set, HEAD answers framed without a body; and fuzz_serve, which
+ * feeds one connection's bytes to a socket-free server (cynic__httpd_feed)
+ * and checks its answers so. Header-only (static functions): each target
+ * includes it once.
  */
 #ifndef CYNIC_FUZZ_ANSWERS_H
 #define CYNIC_FUZZ_ANSWERS_H
@@ -16,9 +18,11 @@
 #include <string.h>
 
 #include "buf.h"
+#include "httpd.h"
 
 #define FUZZ_MAX_REQUESTS 512     /* requests followed per input (4 KiB inputs make fewer) */
 #define FUZZ_BODY_MAX (16u << 20) /* one answer's body, decoded */
+#define FUZZ_OUT_MAX (16u << 20)  /* what one connection's answers may add up to */
 
 /* ---- the requests' methods (so HEAD answers are framed as such) ---------- */
 
@@ -152,6 +156,27 @@ static void fuzz_check_answers(const cynic__buf_t *out, const fuzz_methods_t *m,
    * (and then closes): one more answer than requests counted, at most. */
   if (m->count < FUZZ_MAX_REQUESTS && a->finals > m->count + 1)
     fuzz_answers_fail(a, out, "more answers than requests");
+}
+
+/* Feeds in[0..n) to `server` as one client connection's bytes (pipelined
+ * requests, answered in order) and checks the answers (fuzz_check_answers,
+ * with the caller's a->who, a->known and a->nknown); the last answer's
+ * status and body are left in *a (the caller frees a->body). FUZZ_VERBOSE=1
+ * in the environment prints the answers (replaying one input by hand). */
+static void fuzz_serve(cynic__httpd_t *server, const char *in, size_t n, fuzz_answers_t *a) {
+  fuzz_methods_t m;
+  fuzz_read_methods(in, n, &m);
+  cynic__buf_t out;
+  cynic__buf_init(&out, FUZZ_OUT_MAX);
+  if (cynic__httpd_feed(server, in, n, &out) != 0) {
+    fprintf(stderr, "%s: cannot feed the server\n", a->who);
+    abort();
+  }
+  if (getenv("FUZZ_VERBOSE") != NULL)
+    fprintf(stderr, "--- %zu requests, answers:\n%.*s\n", m.count, (int)out.len,
+            out.data ? out.data : "");
+  fuzz_check_answers(&out, &m, a);
+  cynic__buf_free(&out);
 }
 
 #endif

@@ -74,8 +74,6 @@ int __wrap_uv_getaddrinfo(uv_loop_t *loop, uv_getaddrinfo_t *req, uv_getaddrinfo
 
 /* ---- the harness ------------------------------------------------------------ */
 
-#define OUT_MAX (16u << 20) /* what one input's answers may add up to */
-
 /* Toxiproxy's statuses as the harness answers them (docs/harness.md), and
  * httpd's own (100 Continue, 413/414/431 past the request limits). */
 static const int documented[] = {100, 200, 201, 204, 400, 403, 404, 405,
@@ -105,20 +103,10 @@ static void settle(uv_loop_t *l) {
 /* Feeds `in` to the API on one connection and checks the answers; the last
  * answer's status, its body in *body when body is not NULL (caller frees). */
 static int serve(const char *in, size_t n, cynic__buf_t *body) {
-  fuzz_methods_t m;
-  fuzz_read_methods(in, n, &m);
-  cynic__buf_t out;
-  cynic__buf_init(&out, OUT_MAX);
-  if (cynic__httpd_feed(&h.api, in, n, &out) != 0)
-    die("cannot feed the API server");
-  if (getenv("FUZZ_VERBOSE") != NULL) /* replaying one input by hand: show the answers */
-    fprintf(stderr, "--- %zu requests, answers:\n%.*s\n", m.count, (int)out.len,
-            out.data ? out.data : "");
   fuzz_answers_t a = {.who = "fuzz_harness_api",
                       .known = documented,
                       .nknown = sizeof documented / sizeof documented[0]};
-  fuzz_check_answers(&out, &m, &a);
-  cynic__buf_free(&out);
+  fuzz_serve(&h.api, in, n, &a);
   if (body != NULL)
     *body = a.body;
   else

@@ -12,6 +12,7 @@
 #include "addr.h"
 #include "cynic/common.h"
 #include "harness.h"
+#include "http_msg.h"
 #include "json.h"
 #include "log.h"
 #include "toxic.h"
@@ -830,20 +831,17 @@ static void metrics_handler(req_ctx_t *r) {
 
 /* A query value of decimal digits only (no sign, no space, no exponent: what
  * strtoull would take beyond that, "-1" or " 3", is not a number here), at
- * most `max`; the value ends at '&', '#' or the string's end. */
+ * most `max`; the value ends at '&', '#' or the string's end. Leading zeros
+ * are dropped first, so any number of them is fine. */
 static bool query_uint(const char *v, uint64_t max, uint64_t *out) {
-  uint64_t x = 0;
-  size_t n = 0;
-  for (; v[n] != '\0' && v[n] != '&' && v[n] != '#'; n++) {
-    if (v[n] < '0' || v[n] > '9')
-      return false;
-    unsigned d = (unsigned)(v[n] - '0');
-    if (d > max || x > (max - d) / 10)
-      return false; /* above max: never wraps */
-    x = x * 10 + d;
+  size_t n = strcspn(v, "&#");
+  while (n > 1 && v[0] == '0') {
+    v++;
+    n--;
   }
-  if (n == 0)
-    return false;
+  uint64_t x;
+  if (!cynic__http_parse_length(v, n, &x) || x > max)
+    return false; /* more than 19 digits is above any max: never wraps */
   *out = x;
   return true;
 }
