@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from harness_util import Harness, harness  # noqa: F401
-from netutil import TcpServer, connect, echo_handler, recv_all, recv_exactly
+from harness_util import Harness, echo, harness  # noqa: F401
+from netutil import TcpServer, connect, recv_all, recv_exactly
 
 I64_MAX = 2**63 - 1
 I64_MIN = -2**63
@@ -164,13 +164,6 @@ def test_slicer_edges_forward_every_byte(harness, attrs, size):
         assert got == payload
     finally:
         up.close()
-
-
-@pytest.fixture
-def echo():
-    up = TcpServer(echo_handler)
-    yield up
-    up.close()
 
 
 @pytest.mark.parametrize("typ,attrs,tox", [
