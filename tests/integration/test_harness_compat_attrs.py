@@ -168,7 +168,7 @@ def test_slicer_edges_forward_every_byte(harness, attrs, size):
 
 @pytest.mark.parametrize("typ,attrs,tox", [
     ("latency", {"latency": -1000, "jitter": -5}, None),
-    ("latency", {"latency": 1, "jitter": 0}, -1),          # toxicity <= 0: never applies
+    ("latency", {"latency": 60000, "jitter": 0}, -1),      # toxicity <= 0: never applies
     ("latency", {"latency": 60000}, -0.5),
     ("bandwidth", {"rate": 0}, None),                      # no limit, as in Toxiproxy
     ("bandwidth", {"rate": -7}, None),
