@@ -34,7 +34,7 @@ Every row also checks, and fails otherwise:
 - the breaker opens after exactly 3 faults when the fault is one, then fails
   fast, and closes after the dependency recovers; for the others it stays closed;
 - the healthy upstream, called every 20 ms throughout, fails no call and none
-  takes over 0.5 s (1.5 s under the sanitizers);
+  takes over 0.9 s, under the first-byte timeout (1.5 s under the sanitizers);
 - cynic's descriptors return to their count before the fault and its RSS to
   within 8 MB of it (the buffer pools keep up to 4 MB).
 

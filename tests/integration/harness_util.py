@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from netutil import Api, Program, binary
+from netutil import Api, Program, TcpServer, binary, echo_handler
 
 
 class Harness(Program):
@@ -36,3 +36,11 @@ def harness():
     h = Harness()
     yield h
     h.stop()
+
+
+@pytest.fixture
+def echo():
+    """An echo server for a harness proxy's upstream."""
+    up = TcpServer(echo_handler)
+    yield up
+    up.close()

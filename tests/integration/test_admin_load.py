@@ -248,9 +248,20 @@ def test_failed_authentications_are_rate_limited_per_client(tmp_path):
         assert counts.get(401, 0) <= 20 + 5 * elapsed + 2, (counts, elapsed)
         assert counts.get(429, 0) >= 100, counts
         assert set(counts) <= {401, 429}, counts
-        # while refused, even the right token gets 429 (no oracle)...
-        st, h, js, _ = adm.get("/status", token="s3cret-token")
-        assert st == 429 and "retry-after" in h, (st, js)
+        # while refused, even the right token gets 429 (no oracle)... Asked
+        # right after a refused guess: the bucket refills one every 200 ms,
+        # which one slow round trip (ASan, a loaded machine) can outlast, so
+        # up to 20 tries; an oracle answers the right token every time.
+        def right_token_refused():
+            for i in range(20):
+                if adm.get("/status", token=f"again-{i}")[0] != 429:
+                    continue
+                st, h, js, _ = adm.get("/status", token="s3cret-token")
+                if st == 429:
+                    assert "retry-after" in h, (st, h, js)
+                    return True
+            return False
+        assert right_token_refused(), "the right token was answered while failures were refused"
         # ... and once the bucket refills, it works
         def ok():
             return adm.get("/health", token="s3cret-token")[0] == 200
@@ -341,19 +352,24 @@ def test_streamed_json_survives_a_reload_midway():
     echo.close()
 
 
-# Reads a status stream for argv[3] seconds and prints how many whole `status`
-# events came. In its own process: parsing a 6 MB event holds the test's GIL
-# for ~0.1 s, which the round-trip thread would count as a stall.
+# Reads a status stream until a 4th `status` event begins (3 whole ones: the
+# loop built two a second apart while the round trips ran) or for argv[3]
+# seconds (a bound, not a window), and prints how many whole `status` events
+# came. In its own process: parsing a 6 MB event holds the test's GIL for
+# ~0.1 s, which the round-trip thread would count as a stall.
 STREAM_READER = r"""
 import json, socket, sys, time
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
 s.sendall(b"GET /status/stream HTTP/1.1\r\nHost: a\r\n\r\n")
-chunks, t_end = [], time.monotonic() + float(sys.argv[3])
-while time.monotonic() < t_end:
+start = b"\n\nevent: status\n"
+chunks, begun, last, t_end = [], 0, b"", time.monotonic() + float(sys.argv[3])
+while begun < 4 and time.monotonic() < t_end:
     d = s.recv(1 << 20)
     if not d:
         break
     chunks.append(d)
+    begun += (last + d).count(start)
+    last = d[-(len(start) - 1):]
 s.close()
 head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
 n = 0
@@ -377,19 +393,24 @@ def test_a_status_stream_does_not_stall_the_data_plane():
     try:
         rt = RoundTrips(px)
         time.sleep(0.3)
-        reader = subprocess.run([sys.executable, "-c", STREAM_READER, adm.host, str(adm.port), "4.5"],
+        reader = subprocess.run([sys.executable, "-c", STREAM_READER, adm.host, str(adm.port), "30"],
                                 capture_output=True, timeout=60)
         samples = sorted(rt.finish())
         worst = samples[-1]
         assert reader.returncode == 0, reader.stderr.decode()
         statuses = int(reader.stdout)
+        slow = [t for t in samples if t > 0.15]
         print(f"round trips {len(samples)}, p50 {samples[len(samples) // 2] * 1e3:.2f} ms, "
-              f"worst {worst * 1e3:.1f} ms; {statuses} status events")
+              f"worst {worst * 1e3:.1f} ms, {len(slow)} over 150 ms; {statuses} status events")
         assert statuses >= 3, statuses
         assert len(samples) > 100, f"only {len(samples)} round trips in the window"
-        # built whole, the event held the loop >= 0.4 s here; sliced, a round
-        # trip waits for a slice or two and the push's copies (~10-25 ms)
-        assert worst < 0.15, f"a proxied round trip took {worst * 1e3:.0f} ms with a stream open"
+        # built whole, each event held the loop >= 0.4 s here, so every event
+        # stalled a round trip; sliced, a round trip waits for a slice or two
+        # and the push's copies (~10-25 ms). One slow round trip is the shared
+        # machine descheduling us (ctest -j2, other jobs), not the loop: a
+        # stall per event is >= 3 of them.
+        assert len(slow) <= 1, f"{len(slow)} proxied round trips over 150 ms with a stream open: {slow}"
+        assert worst < 1.0, f"a proxied round trip took {worst * 1e3:.0f} ms with a stream open"
     finally:
         px.stop()
         echo.close()

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from harness_util import Harness, harness  # noqa: F401
-from netutil import TcpServer, connect, echo_handler, recv_all, recv_exactly
+from harness_util import Harness, echo, harness  # noqa: F401
+from netutil import TcpServer, connect, recv_all, recv_exactly
 
 I64_MAX = 2**63 - 1
 I64_MIN = -2**63
@@ -166,16 +166,9 @@ def test_slicer_edges_forward_every_byte(harness, attrs, size):
         up.close()
 
 
-@pytest.fixture
-def echo():
-    up = TcpServer(echo_handler)
-    yield up
-    up.close()
-
-
 @pytest.mark.parametrize("typ,attrs,tox", [
     ("latency", {"latency": -1000, "jitter": -5}, None),
-    ("latency", {"latency": 1, "jitter": 0}, -1),          # toxicity <= 0: never applies
+    ("latency", {"latency": 60000, "jitter": 0}, -1),      # toxicity <= 0: never applies
     ("latency", {"latency": 60000}, -0.5),
     ("bandwidth", {"rate": 0}, None),                      # no limit, as in Toxiproxy
     ("bandwidth", {"rate": -7}, None),

@@ -6,17 +6,10 @@ import time
 
 import pytest
 
-from harness_util import Harness, harness  # noqa: F401
+from harness_util import Harness, echo, harness  # noqa: F401
 from netutil import TcpServer, connect, echo_handler, recv_all, recv_exactly, refused, wait_for
 
 SLACK = 1.5
-
-
-@pytest.fixture
-def echo():
-    up = TcpServer(echo_handler)
-    yield up
-    up.close()
 
 
 def test_refuse_closes_listener_and_reopens_same_port(harness, echo):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from harness_util import harness  # noqa: F401
-from netutil import TcpServer, connect, echo_handler, recv_exactly, wait_for
+from harness_util import echo, harness  # noqa: F401
+from netutil import connect, recv_exactly, wait_for
 
 
 def lines(raw):
@@ -15,18 +15,16 @@ def lines(raw):
 
 
 @pytest.fixture
-def logged(harness):
+def logged(harness, echo):
     """A harness whose log holds a few events (ids 1..n)."""
-    up = TcpServer(echo_handler)
-    p = harness.create("ev", up.address)
+    p = harness.create("ev", echo.address)
     s = connect(harness.listen_port(p))
     s.sendall(b"x")
     assert recv_exactly(s, 1) == b"x"
     s.close()
     wait_for(lambda: any(e["event"] == "connection_closed" for e in lines(harness.api.get("/events")[2])),
              what="connection_closed")
-    yield harness
-    up.close()
+    return harness
 
 
 SINCE_BAD = ["-1", "-0", "+3", " 3", "3 ", "1e3", "0x10", "3.0", "", "abc", "18446744073709551615",

@@ -9,17 +9,10 @@ import time
 
 import pytest
 
-from harness_util import Harness, harness  # noqa: F401
+from harness_util import Harness, echo, harness  # noqa: F401
 from netutil import TcpServer, connect, echo_handler, recv_all, recv_exactly, wait_for
 
 SLACK = 1.5  # seconds of allowed lateness
-
-
-@pytest.fixture
-def echo():
-    up = TcpServer(echo_handler)
-    yield up
-    up.close()
 
 
 def rtt(s, msg=b"ping"):
