@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http_msg.h"
+
 static const struct {
   const char *name;
   int status;  /* before any response byte went out */
@@ -84,7 +86,7 @@ cynic__hx_cause_t cynic__hx_response_head(cynic__hx_t *x, int status, bool has_b
                                           const char *content_type, size_t ctlen,
                                           int64_t content_length, uint64_t now_ms) {
   x->last_io_ms = now_ms;
-  if (status >= 100 && status < 200 && status != 101) {
+  if (cynic__http_status_interim(status)) {
     /* Interim: the upstream is alive; the final head follows under the idle
      * timeout rather than the first-byte one. */
     x->phase_deadline_ms = 0;
