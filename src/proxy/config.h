@@ -42,6 +42,12 @@
 #define CYNIC__CONFIG_MAX_ERRORS 20u
 #define CYNIC__CONFIG_MAX_MESSAGE 320u
 
+/* A duration of the config (ns) in the loop's milliseconds, rounded up: a
+ * timer armed with it never fires early. */
+static inline uint64_t cynic__config_ms(uint64_t ns) {
+  return ns / 1000000u + (ns % 1000000u != 0);
+}
+
 /* A position in the config file, 1-based; {0, 0} when there is none. */
 typedef struct cynic__config_mark {
   uint32_t line;

@@ -7,11 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-/* Nanoseconds of config to loop milliseconds, rounded up: a timeout never
- * fires early. */
-static uint64_t ms(uint64_t ns) {
-  return ns / 1000000u + (ns % 1000000u != 0);
-}
+#include "http_msg.h"
 
 static const struct {
   const char *name;
@@ -44,14 +40,14 @@ void cynic__hx_start(cynic__hx_t *x, const cynic__config_upstream_t *cfg, uint64
   x->cfg = cfg;
   x->phase = CYNIC__HX_ADMITTING;
   if (cfg->request_timeout_ns > 0)
-    x->request_deadline_ms = now_ms + ms(cfg->request_timeout_ns);
+    x->request_deadline_ms = now_ms + cynic__config_ms(cfg->request_timeout_ns);
   x->last_io_ms = now_ms;
 }
 
 void cynic__hx_connecting(cynic__hx_t *x, uint64_t now_ms) {
   x->phase = CYNIC__HX_CONNECTING;
   x->endpoint_involved = true;
-  x->phase_deadline_ms = now_ms + ms(x->cfg->connect_timeout_ns);
+  x->phase_deadline_ms = now_ms + cynic__config_ms(x->cfg->connect_timeout_ns);
 }
 
 void cynic__hx_connected(cynic__hx_t *x, uint64_t now_ms) {
@@ -71,7 +67,7 @@ void cynic__hx_request_sent(cynic__hx_t *x, uint64_t now_ms) {
     return; /* the response began first (an early answer): it goes on */
   x->phase = CYNIC__HX_WAITING;
   uint64_t fb = x->cfg->first_byte_timeout_ns;
-  x->phase_deadline_ms = fb > 0 ? now_ms + ms(fb) : 0;
+  x->phase_deadline_ms = fb > 0 ? now_ms + cynic__config_ms(fb) : 0;
 }
 
 bool cynic__hx_media_type_is(const char *ct, size_t len, const char *want) {
@@ -90,7 +86,7 @@ cynic__hx_cause_t cynic__hx_response_head(cynic__hx_t *x, int status, bool has_b
                                           const char *content_type, size_t ctlen,
                                           int64_t content_length, uint64_t now_ms) {
   x->last_io_ms = now_ms;
-  if (status >= 100 && status < 200 && status != 101) {
+  if (cynic__http_status_interim(status)) {
     /* Interim: the upstream is alive; the final head follows under the idle
      * timeout rather than the first-byte one. */
     x->phase_deadline_ms = 0;
@@ -133,7 +129,7 @@ bool cynic__hx_response_end(cynic__hx_t *x) {
 
 /* The idle deadline while bytes are expected either way. */
 static uint64_t idle_deadline(const cynic__hx_t *x) {
-  return x->last_io_ms + ms(x->cfg->idle_timeout_ns);
+  return x->last_io_ms + cynic__config_ms(x->cfg->idle_timeout_ns);
 }
 
 /* The phase's own deadline (0: none) and the cause when it passes. */

@@ -13,6 +13,7 @@
 
 #include "cynic/common.h"
 #include "http.h"
+#include "http_msg.h"
 
 /* ---- output ------------------------------------------------------------------ */
 
@@ -52,9 +53,8 @@ static bool name_is(const char *name, size_t nlen, const char *lit) {
   return strlen(lit) == nlen && strncasecmp(name, lit, nlen) == 0;
 }
 
-static bool tchar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+static bool ows(char c) {
+  return c == ' ' || c == '\t';
 }
 
 int cynic__http_conn_opts(const cynic__http_head_t *h, cynic__http_conn_opts_t *o) {
@@ -64,21 +64,20 @@ int cynic__http_conn_opts(const cynic__http_head_t *h, cynic__http_conn_opts_t *
     if (!name_is(f->name, f->nlen, "connection"))
       continue;
     /* #token: a comma-separated list, empty elements and OWS allowed */
-    size_t k = 0;
-    while (k < f->vlen) {
-      while (k < f->vlen && (f->value[k] == ' ' || f->value[k] == '\t' || f->value[k] == ','))
-        k++;
-      size_t start = k;
-      while (k < f->vlen && tchar((unsigned char)f->value[k]))
-        k++;
-      size_t len = k - start;
-      while (k < f->vlen && (f->value[k] == ' ' || f->value[k] == '\t'))
-        k++;
-      if (k < f->vlen && f->value[k] != ',')
-        return CYNIC_EINVAL; /* not a token list */
+    const char *v = f->value, *end = f->value + f->vlen;
+    for (const char *next; v < end; v = next) {
+      const char *comma = memchr(v, ',', (size_t)(end - v));
+      next = comma != NULL ? comma + 1 : end;
+      const char *t = v, *te = comma != NULL ? comma : end;
+      while (t < te && ows(*t))
+        t++;
+      while (te > t && ows(te[-1]))
+        te--;
+      size_t len = (size_t)(te - t);
       if (len == 0)
         continue;
-      const char *t = f->value + start;
+      if (!cynic__http_is_token(t, len))
+        return CYNIC_EINVAL; /* not a token list */
       if (name_is(t, len, "close"))
         o->close = true;
       else if (name_is(t, len, "keep-alive"))

@@ -123,7 +123,7 @@ int cynic__upconn_connect(cynic__upconn_t *uc, uv_loop_t *loop, cynic__endpoint_
   uint64_t ns = e->upstream->cfg->connect_timeout_ns;
   uc->endpoint = e;
   uc->on_connect = cb;
-  uc->deadline_ms = uv_now(loop) + ns / 1000000u + (ns % 1000000u != 0);
+  uc->deadline_ms = uv_now(loop) + cynic__config_ms(ns);
   int rc = uv_tcp_init(loop, &uc->handle);
   if (rc != 0)
     return rc;
@@ -153,8 +153,7 @@ void cynic__upconn_free_cb(uv_handle_t *h) {
 }
 
 static uint64_t idle_timeout_ms(const cynic__endpoint_t *e) {
-  uint64_t ns = e->upstream->cfg->http.pool_idle_timeout_ns;
-  return ns / 1000000u + (ns % 1000000u != 0);
+  return cynic__config_ms(e->upstream->cfg->http.pool_idle_timeout_ns);
 }
 
 /* Off the list and closed; the close callback frees it without touching its

@@ -362,9 +362,6 @@ void cynic__proxy_tick(cynic__proxy_t *p);
  * logs, SIGTERM and SIGINT drain. */
 void cynic__proxy_signal(cynic__proxy_t *p, int signum);
 
-/* Starts a drain as SIGTERM does; `why` names the cause in the log. */
-void cynic__proxy_drain(cynic__proxy_t *p, const char *why);
-
 /* ---- upstream.c ---------------------------------------------------------- */
 
 /* Creates the breakers and bulkhead of every upstream and starts resolving

@@ -99,11 +99,6 @@ static uint64_t now_us(void) {
   return uv_hrtime() / 1000u;
 }
 
-static uint64_t to_ms(uint64_t ns) {
-  uint64_t ms = ns / 1000000u + (ns % 1000000u != 0);
-  return ms;
-}
-
 /* ---- breaker outcomes and counters ------------------------------------------ */
 
 static void fault(cynic__conn_t *c, cynic__event_t ev, const char *detail) {
@@ -272,7 +267,7 @@ static void relay_first_bytes(cynic__relay_t *r, cynic__relay_dir_t *d) {
     /* The first bytes towards the upstream: from now on it owes an answer. */
     c->first_sent_us = now_us();
     if (!r->down.got_bytes && c->base.upstream->cfg->first_byte_timeout_ns > 0) {
-      c->first_byte_ms = r->last_active_ms + to_ms(c->base.upstream->cfg->first_byte_timeout_ns);
+      c->first_byte_ms = r->last_active_ms + cynic__config_ms(c->base.upstream->cfg->first_byte_timeout_ns);
       arm(c);
     }
   }
@@ -428,8 +423,8 @@ static void tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
   /* Idle: "no bytes either way" for the upstream; the listener's idle also
    * counts bytes both ways in tcp mode, so a long download is not cut off
    * because the client is quiet. The shorter one wins. */
-  c->idle_ms = to_ms(u->cfg->idle_timeout_ns);
-  uint64_t lidle = to_ms(l->cfg->idle_timeout_ns);
+  c->idle_ms = cynic__config_ms(u->cfg->idle_timeout_ns);
+  uint64_t lidle = cynic__config_ms(l->cfg->idle_timeout_ns);
   if (lidle > 0 && lidle < c->idle_ms)
     c->idle_ms = lidle;
   cynic__client_options(l, &c->client);

@@ -449,8 +449,8 @@ static void on_queue_timer(uv_timer_t *t) {
 
 /* Arms the queue timer to fire `ns` from now, rounded up to the loop's ms. */
 static void queue_timer_arm(cynic__upstream_t *u, uint64_t ns) {
-  uint64_t ms = ns / 1000000u + (ns % 1000000u != 0);
-  uv_timer_start(&u->queue_timer, on_queue_timer, ms, 0); /* fails once closing: fine */
+  /* fails once closing: fine */
+  uv_timer_start(&u->queue_timer, on_queue_timer, cynic__config_ms(ns), 0);
 }
 
 /* Hands free slots to the oldest waiters and runs their callbacks; true when
