@@ -108,8 +108,7 @@ void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]) {
  * bench/overload.py: up to 725 ms under 1,000 reconnecting clients). Past
  * the budget the connection stays in libuv (which stops watching the
  * listener until it is accepted) and is taken at the end of this turn, after
- * the other sockets' callbacks have run. */
-#define CYNIC__ACCEPT_BUDGET 64
+ * the other sockets' callbacks have run. CYNIC__ACCEPT_BUDGET (proxy.h). */
 
 static void accept_one(cynic__listener_t *l);
 

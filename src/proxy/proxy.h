@@ -177,6 +177,11 @@ typedef struct cynic__client_count {
   uint32_t open;
 } cynic__client_count_t;
 
+/* Connections a listener accepts per loop turn at most (listener.c; HAProxy's
+ * tune.maxaccept default too): one listener's storm cannot keep the loop from
+ * the other sockets. */
+#define CYNIC__ACCEPT_BUDGET 64
+
 struct cynic__listener {
   cynic__proxy_t *proxy;
   const cynic__config_listener_t *cfg; /* NULL: a vacant slot (retired, drained and
