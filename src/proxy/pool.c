@@ -220,9 +220,12 @@ bool cynic__pool_give(cynic__upconn_t *uc, uint64_t now_ms) {
                      : e->upstream->cfg->http.pool_max_idle;
   if (max == 0 || !uc->open)
     return false;
+  void *owner = uc->handle.data;
   uc->handle.data = uc;
-  if (uv_read_start((uv_stream_t *)&uc->handle, idle_alloc, idle_read) != 0)
+  if (uv_read_start((uv_stream_t *)&uc->handle, idle_alloc, idle_read) != 0) {
+    uc->handle.data = owner; /* still the caller's, for its own close */
     return false;
+  }
   while (e->idle_count >= max) /* full (or max lowered by a reload): the oldest goes */
     discard(cynic__container_of(e->idle.next, cynic__upconn_t, idle.link));
   uc->idle.since_ms = now_ms;
