@@ -84,7 +84,7 @@ static void post_drain(req_t *r) {
     /* After this answer is written: the drain may end the loop at once. */
     uv_timer_start(&r->a->action_timer, on_action, 0, 0);
   }
-  uint64_t ms = (r->p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
+  uint64_t ms = cynic__config_ms(r->p->cfg->admin.drain_timeout_ns);
   cynic__admin_reply_json(r, 202,
                           json_pack("{s:b, s:I, s:f}", "draining", 1, "connections",
                                     (json_int_t)r->p->conn_count, "drain_timeout_s",

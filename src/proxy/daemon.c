@@ -294,7 +294,7 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
     return;
   }
   p->draining = true;
-  uint64_t ms = (p->cfg->admin.drain_timeout_ns + 999999u) / 1000000u;
+  uint64_t ms = cynic__config_ms(p->cfg->admin.drain_timeout_ns);
   cynic__listeners_stop(p); /* new connections are refused from now on... */
   cynic__log_event(CYNIC_LOG_INFO, "draining", "draining", /* ...which this line may promise */
                    json_pack("{s:s, s:i, s:i}", "cause", why, "connections",
