@@ -80,7 +80,8 @@ typedef struct cynic__http_conn {
   bool req_done;   /* the request's last byte was released to the upstream */
   bool req_head_out;   /* the request head write is in flight */
   bool res_head_done;  /* the final response head was parsed (body follows) */
-  bool res_head_out;   /* a head or answer write to the client is in flight */
+  uint8_t res_head_out; /* head or answer writes to the client in flight (a 1xx
+                           head and the final one may both be) */
   bool close_after;    /* close once the current response is out */
   bool client_eof;     /* the client half-closed */
   bool reusable;       /* the upstream connection may go back to the pool */
@@ -210,7 +211,7 @@ static void on_head_written(uv_write_t *req, int status) {
   bool to_client = w->to_client, then_close = w->then_close;
   free(w);
   if (to_client)
-    c->res_head_out = false;
+    c->res_head_out--;
   else
     c->req_head_out = false;
   if (c->state == HS_CLOSING)
@@ -226,7 +227,8 @@ static void on_head_written(uv_write_t *req, int status) {
     conn_close(c, false, "answered");
     return;
   }
-  if (to_client && c->state == HS_FINISHING)
+  if (to_client && c->state == HS_FINISHING && c->res_head_out == 0 &&
+      cynic__relay_drained(&c->relay.down))
     next_request(c);
 }
 
@@ -251,7 +253,7 @@ static int head_write_send(cynic__http_conn_t *c, head_write_t *w, uv_stream_t *
     return rc;
   }
   if (w->to_client)
-    c->res_head_out = true;
+    c->res_head_out++;
   else
     c->req_head_out = true;
   return 0;
@@ -383,6 +385,8 @@ static void exchange_end(cynic__http_conn_t *c, bool reuse) {
   if (c->state == HS_QUEUED)
     cynic__admission_cancel(u, &c->waiter);
   cynic__attempt_release(&c->attempt);
+  if (!c->req_done)
+    c->close_after = true; /* the rest of the request was never read */
   if (c->uc != NULL) {
     if (upstream_quiet(c))
       upstream_release(c, reuse && c->req_done);
@@ -888,7 +892,6 @@ static void attempt(cynic__http_conn_t *c) {
   c->decision = cynic_breaker_state_name(c->attempt.permit.state);
   uint64_t now = now_ms(c);
   cynic__hx_connecting(&c->hx, now);
-  c->connect_us = now_us();
   c->reusable = true;
   cynic__upconn_t *pooled = cynic__pool_take(e, now);
   if (pooled != NULL) {
@@ -903,6 +906,7 @@ static void attempt(cynic__http_conn_t *c) {
     return;
   }
   c->state = HS_CONNECTING;
+  c->connect_us = now_us();
   rc = cynic__upconn_connect(c->uc, c->client.loop, e, &c->relay, on_connect);
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
     fail(c, CYNIC__HX_LOCAL_ERROR);
