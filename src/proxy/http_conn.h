@@ -10,6 +10,7 @@
 #define CYNIC_PROXY_HTTP_CONN_H
 
 #include "http_exchange.h"
+#include "http_head.h"
 #include "http_msg.h"
 #include "pool.h"
 #include "proxy.h"
@@ -120,13 +121,18 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why);
 void cynic__hs_next_request(cynic__http_conn_t *c);
 /* The current request's report (metrics, access log), once. */
 void cynic__hs_report(cynic__http_conn_t *c);
-/* A head write of at most `cap` bytes (NULL without memory), and sending it
+/* A buffer of `cap` bytes to render a head into (the process's one scratch
+ * buffer: valid until the next call; p NULL without memory); then a write
+ * holding a copy of what was rendered (NULL without memory), and sending it
  * on `s` (0, or a libuv error: then it is freed). */
-cynic__hs_write_t *cynic__hs_write_new(cynic__http_conn_t *c, size_t cap, bool to_client);
+cynic__http_out_t cynic__hs_scratch(size_t cap);
+cynic__hs_write_t *cynic__hs_write_copy(cynic__http_conn_t *c, const cynic__http_out_t *o,
+                                        bool to_client);
 int cynic__hs_write_send(cynic__http_conn_t *c, cynic__hs_write_t *w, uv_stream_t *s);
-/* A head store of `cap` bytes, and giving one back (sets *store NULL). */
+/* A head store of `cap` bytes (a cached one when there is), and giving one
+ * back (sets *store NULL). */
 char *cynic__hs_store_take(size_t cap);
-void cynic__hs_store_put(char **store);
+void cynic__hs_store_put(char **store, size_t cap);
 /* The response parser is done with its message: its store goes back. */
 void cynic__hs_res_reset(cynic__http_conn_t *c);
 

@@ -58,23 +58,73 @@ static void on_timer(uv_timer_t *t);
 
 /* A store for one message's head, from the heap: an idle connection holds
  * none. Stores are aligned for the field index (malloc is). */
+/* Head stores are large (the field index and room for a whole head: about
+ * max_request_head bytes) and every request needs one or two: a few are kept
+ * for reuse rather than returned to malloc, which would trim and grow the
+ * heap at every request. Matched by size (listeners and upstreams with the
+ * same limits share). Loop thread only. */
+#define STORE_CACHE 32
+static struct {
+  char *p;
+  size_t cap;
+} store_cache[STORE_CACHE];
+static size_t store_cached;
+
 char *cynic__hs_store_take(size_t cap) {
+  for (size_t i = store_cached; i-- > 0;) {
+    if (store_cache[i].cap == cap) {
+      char *p = store_cache[i].p;
+      store_cache[i] = store_cache[--store_cached];
+      return p;
+    }
+  }
   return malloc(cap);
 }
 
-void cynic__hs_store_put(char **store) {
-  free(*store);
+void cynic__hs_store_put(char **store, size_t cap) {
+  if (*store == NULL)
+    return;
+  if (store_cached < STORE_CACHE) {
+    store_cache[store_cached].p = *store;
+    store_cache[store_cached++].cap = cap;
+  } else {
+    free(*store);
+  }
   *store = NULL;
+}
+
+/* Heads are rendered here first (as large as the largest head allowed, kept
+ * between requests), then copied into a write of their own size. */
+static char *scratch;
+static size_t scratch_cap;
+
+cynic__http_out_t cynic__hs_scratch(size_t cap) {
+  if (cap > scratch_cap) {
+    char *p = realloc(scratch, cap);
+    if (p == NULL)
+      return (cynic__http_out_t){0};
+    scratch = p;
+    scratch_cap = cap;
+  }
+  return (cynic__http_out_t){.p = scratch, .len = 0, .cap = cap};
+}
+
+void cynic__http_free_caches(void) {
+  while (store_cached > 0)
+    free(store_cache[--store_cached].p);
+  free(scratch);
+  scratch = NULL;
+  scratch_cap = 0;
 }
 
 static void req_parser_reset(cynic__http_conn_t *c) {
   cynic__http_msg_next(&c->req);
-  cynic__hs_store_put(&c->req_store);
+  cynic__hs_store_put(&c->req_store, c->req_store_cap);
 }
 
 void cynic__hs_res_reset(cynic__http_conn_t *c) {
   cynic__http_msg_next(&c->res);
-  cynic__hs_store_put(&c->res_store);
+  cynic__hs_store_put(&c->res_store, c->res_store_cap);
 }
 
 /* ---- the report of one request --------------------------------------------- */
@@ -143,14 +193,16 @@ static void on_head_written(uv_write_t *req, int status) {
 }
 
 /* A write of `len` bytes from `o` (its buffer is w->data) on `s`. */
-cynic__hs_write_t *cynic__hs_write_new(cynic__http_conn_t *c, size_t cap, bool to_client) {
-  cynic__hs_write_t *w = malloc(sizeof *w + cap);
+cynic__hs_write_t *cynic__hs_write_copy(cynic__http_conn_t *c, const cynic__http_out_t *o,
+                                        bool to_client) {
+  cynic__hs_write_t *w = malloc(sizeof *w + o->len);
   if (w == NULL)
     return NULL;
+  memcpy(w->data, o->p, o->len);
   w->c = c;
   w->to_client = to_client;
   w->then_close = false;
-  w->len = 0;
+  w->len = o->len;
   w->req.data = w;
   return w;
 }
@@ -179,12 +231,7 @@ void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uin
   c->status = status;
   c->answer = reason;
   const cynic__config_listener_t *lc = c->base.listener->cfg;
-  cynic__hs_write_t *w = cynic__hs_write_new(c, 1024 + RID_MAX, true);
-  if (w == NULL) {
-    cynic__hs_close(c, true, "out_of_memory");
-    return;
-  }
-  cynic__http_out_t o = {.p = w->data, .len = 0, .cap = 1024 + RID_MAX};
+  cynic__http_out_t o = cynic__hs_scratch(1024 + RID_MAX);
   cynic__http_answer_t a = {
       .status = status,
       .reason = reason,
@@ -194,12 +241,12 @@ void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uin
       .retry_after_s = retry_after,
       .close = close,
   };
-  if (cynic__http_write_answer(&o, &a) != 0) {
-    free(w);
-    cynic__hs_close(c, true, "answer_too_large");
+  cynic__hs_write_t *w = NULL;
+  if (o.p == NULL || cynic__http_write_answer(&o, &a) != 0 ||
+      (w = cynic__hs_write_copy(c, &o, true)) == NULL) {
+    cynic__hs_close(c, true, "out_of_memory");
     return;
   }
-  w->len = o.len;
   w->then_close = close;
   if (close)
     c->close_after = true;
@@ -296,8 +343,8 @@ static void conn_free(cynic__http_conn_t *c) {
   cynic__listener_release(c->base.listener, c->base.ip);
   cynic__session_remove(p, &c->base);
   cynic__relay_free(&c->relay);
-  cynic__hs_store_put(&c->req_store);
-  cynic__hs_store_put(&c->res_store);
+  cynic__hs_store_put(&c->req_store, c->req_store_cap);
+  cynic__hs_store_put(&c->res_store, c->res_store_cap);
   free(c);
   cynic__proxy_conn_gone(p);
 }

@@ -221,19 +221,14 @@ static void response_head(cynic__http_conn_t *c) {
   if (close)
     c->close_after = true;
   size_t cap = (size_t)c->base.upstream->cfg->http.max_header_bytes + 256;
-  cynic__hs_write_t *w = cynic__hs_write_new(c, cap, true);
+  cynic__http_out_t o = cynic__hs_scratch(cap);
+  int rc = o.p != NULL ? cynic__http_write_response(&o, &h, close, c->req.version_minor)
+                       : CYNIC_ENOMEM;
+  cynic__hs_write_t *w = rc == 0 ? cynic__hs_write_copy(c, &o, true) : NULL;
   if (w == NULL) {
-    cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
-    return;
-  }
-  cynic__http_out_t o = {.p = w->data, .len = 0, .cap = cap};
-  int rc = cynic__http_write_response(&o, &h, close, c->req.version_minor);
-  if (rc != 0) {
-    free(w);
     cynic__hu_fail(c, rc == CYNIC_EINVAL ? CYNIC__HX_BAD_RESPONSE : CYNIC__HX_LOCAL_ERROR);
     return;
   }
-  w->len = o.len;
   if (cynic__hs_write_send(c, w, (uv_stream_t *)&c->client) != 0) {
     cynic__hs_close(c, true, "client_write_error");
     return;
@@ -402,19 +397,13 @@ static void request_out(cynic__http_conn_t *c) {
       .request_id = c->rid_made ? c->rid : NULL,
   };
   size_t cap = (size_t)lc->max_request_head + 512 + RID_MAX + INET6_ADDRSTRLEN;
-  cynic__hs_write_t *w = cynic__hs_write_new(c, cap, false);
-  if (w == NULL) {
+  cynic__http_out_t o = cynic__hs_scratch(cap);
+  cynic__hs_write_t *w = NULL;
+  if (o.p == NULL || cynic__http_write_request(&o, &h, &f) != 0 ||
+      (w = cynic__hs_write_copy(c, &o, false)) == NULL) {
     cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
     return;
   }
-  cynic__http_out_t o = {.p = w->data, .len = 0, .cap = cap};
-  int rc = cynic__http_write_request(&o, &h, &f);
-  if (rc != 0) {
-    free(w);
-    cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
-    return;
-  }
-  w->len = o.len;
   if (cynic__hs_write_send(c, w, cynic__upconn_stream(c->uc)) != 0) {
     cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET);
     return;
