@@ -130,6 +130,15 @@ def test_keep_alive_reuses_one_upstream_connection_and_logs_each_request():
                    x["answer"] is None for x in lines)
         assert lines[0]["request_id"] == made.group(1).decode() and lines[1]["request_id"] == "mine-1"
         assert lines[0]["connect_us"] is not None and lines[1]["connect_us"] is None  # pooled
+        # the operator's side: pool reuse and responses by class
+        adm = au.Admin(px)
+        up = adm.status()["upstreams"][0]
+        assert up["pool"]["reused"] == 2 and up["pool"]["idle"] == 1, up["pool"]
+        assert up["responses"]["2xx"] == 3 and up["responses"]["5xx"] == 0, up["responses"]
+        metrics = adm.get("/metrics")[3].decode()
+        assert 'cynic_http_responses_total{upstream="backend",class="2xx"} 3' in metrics
+        assert 'cynic_pool_reused_total{upstream="backend",endpoint="%s"} 2' % be.endpoint in metrics
+        assert 'cynic_pool_idle_connections{upstream="backend",endpoint="%s"} 1' % be.endpoint in metrics
     finally:
         px.stop()
         be.close()
