@@ -67,6 +67,7 @@ typedef struct cynic__http_conn {
   uint64_t body_bytes;       /* request body bytes released (max_request_body) */
   /* The current request, for the report (metrics, access log). */
   int status;          /* what the client got; 0 = nothing yet */
+  int upstream_status; /* the final status the upstream sent; 0 = none */
   const char *answer;  /* cynic's own answer's reason; NULL: the upstream's */
   const char *decision;
   int outcome;

@@ -157,6 +157,7 @@ void cynic__hs_report(cynic__http_conn_t *c) {
       .target_len = c->head_seen && c->req_store != NULL ? m->target.len : 0,
       .http = true,
       .status = c->status,
+      .upstream_status = c->upstream_status,
       .answer = c->answer,
       .request_id = c->rid[0] != '\0' ? c->rid : NULL,
   };
@@ -551,7 +552,7 @@ void cynic__hs_next_request(cynic__http_conn_t *c) {
   c->idle_since_ms = cynic__hs_now_ms(c);
   c->req_done = c->reusable = c->res_head_done = c->reported = c->has_outcome = false;
   c->started = c->head_seen = false;
-  c->status = 0;
+  c->status = c->upstream_status = 0;
   c->answer = NULL;
   c->decision = NULL;
   c->rid[0] = '\0';

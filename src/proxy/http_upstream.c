@@ -179,6 +179,8 @@ static void response_head(cynic__http_conn_t *c) {
   int64_t cl = m->body == CYNIC__HTTP_BODY_LENGTH ? (int64_t)m->content_length
                : has_body && m->body != CYNIC__HTTP_BODY_NONE ? -1
                                                                : 0;
+  if (!cynic__http_status_interim(m->status))
+    c->upstream_status = m->status;
   cynic__hx_cause_t cause =
       cynic__hx_response_head(&c->hx, m->status, has_body, ct, ctlen, cl, cynic__hs_now_ms(c));
   if (cause == CYNIC__HX_UNEXPECTED_TYPE || cause == CYNIC__HX_RESPONSE_TOO_LARGE) {

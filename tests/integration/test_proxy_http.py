@@ -126,8 +126,8 @@ def test_keep_alive_reuses_one_upstream_connection_and_logs_each_request():
         pu.wait_for(lambda: len(open(log).read().splitlines()) == 3, what="three access log lines")
         lines = [json.loads(x) for x in open(log).read().splitlines()]
         assert [x["path"] for x in lines] == ["/p0?q=1", "/p1?q=1", "/p2?q=1"]
-        assert all(x["method"] == "GET" and x["status"] == 200 and x["outcome"] == "ok" and
-                   x["answer"] is None for x in lines)
+        assert all(x["method"] == "GET" and x["status"] == 200 and x["upstream_status"] == 200 and
+                   x["outcome"] == "ok" and x["answer"] is None for x in lines)
         assert lines[0]["request_id"] == made.group(1).decode() and lines[1]["request_id"] == "mine-1"
         assert lines[0]["connect_us"] is not None and lines[1]["connect_us"] is None  # pooled
         # the operator's side: pool reuse and responses by class
