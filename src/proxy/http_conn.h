@@ -121,6 +121,10 @@ static inline void cynic__hs_outcome(cynic__http_conn_t *c, int outcome) {
 
 /* ---- http_session.c: the client side ---- */
 
+/* The parsed head's fields of `m` into fields[CYNIC__HTTP_MSG_MAX_FIELDS]
+ * (for http_head.c): how many. */
+size_t cynic__hs_fields(const cynic__http_msg_t *m, cynic__http_hfield_t *fields);
+
 /* cynic answers the request itself (status, Cynic-Answer reason, JSON body;
  * Retry-After when retry_after > 0); the connection closes after it unless
  * `keep` and the request was read to its end. */
@@ -177,6 +181,10 @@ void cynic__hu_response_end(cynic__http_conn_t *c);
  * byte of the response: when the request can go again (no body), it does,
  * once, on a new connection; true then. */
 bool cynic__hu_stale_retry(cynic__http_conn_t *c);
+/* An idle timeout (`cause`) that was the client's doing (cynic waited for
+ * its request body, or for it to read the response): the client is answered
+ * 408 or cut, no fault for the breaker; true then. */
+bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause);
 /* Whole seconds until some breaker of `u` lets a probe through (at least 1);
  * 0 when unknown (every one forced open). */
 uint64_t cynic__hu_retry_after_s(const cynic__upstream_t *u);

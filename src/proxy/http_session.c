@@ -56,8 +56,6 @@ static void on_timer(uv_timer_t *t);
 
 /* ---- head stores ------------------------------------------------------------ */
 
-/* A store for one message's head, from the heap: an idle connection holds
- * none. Stores are aligned for the field index (malloc is). */
 /* Head stores are large (the field index and room for a whole head: about
  * max_request_head bytes) and every request needs one or two: a few are kept
  * for reuse rather than returned to malloc, which would trim and grow the
@@ -125,6 +123,14 @@ static void req_parser_reset(cynic__http_conn_t *c) {
 void cynic__hs_res_reset(cynic__http_conn_t *c) {
   cynic__http_msg_next(&c->res);
   cynic__hs_store_put(&c->res_store, c->res_store_cap);
+}
+
+size_t cynic__hs_fields(const cynic__http_msg_t *m, cynic__http_hfield_t *fields) {
+  size_t n = cynic__http_msg_nfields(m);
+  for (size_t i = 0; i < n; i++)
+    cynic__http_msg_field(m, i, &fields[i].name, &fields[i].nlen, &fields[i].value,
+                          &fields[i].vlen);
+  return n;
 }
 
 /* ---- the report of one request --------------------------------------------- */
@@ -344,7 +350,8 @@ static void on_timer(uv_timer_t *t) {
   case HS_EXCHANGE: {
     cynic__hx_cause_t cause = cynic__hx_expired(&c->hx, now);
     if (cause != CYNIC__HX_OK) {
-      cynic__hu_fail(c, cause);
+      if (!cynic__hu_client_stall(c, cause))
+        cynic__hu_fail(c, cause);
       return;
     }
     break;
@@ -475,6 +482,18 @@ static void request_head(cynic__http_conn_t *c) {
   if (m->upgrade) {
     refuse(c, 501, "not_implemented", m->method == HTTP_CONNECT ? "CONNECT" : "Upgrade");
     return;
+  }
+  {
+    /* A Connection header cynic could not honour (more than 16 options, or
+     * one that is not a token) is the client's error, found before any
+     * upstream is involved. */
+    cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
+    cynic__http_head_t h = {.fields = fields, .nfields = cynic__hs_fields(m, fields)};
+    cynic__http_conn_opts_t opts;
+    if (cynic__http_conn_opts(&h, &opts) != 0) {
+      refuse(c, 400, "bad_request", "bad Connection header");
+      return;
+    }
   }
   if (lc->max_request_body > 0 && m->body == CYNIC__HTTP_BODY_LENGTH &&
       m->content_length > lc->max_request_body) {

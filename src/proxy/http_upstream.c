@@ -107,6 +107,8 @@ void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
     else
       c->close_after = true; /* the request is still going out: close with the connection */
   }
+  if (c->res_store != NULL)
+    cynic__hs_res_reset(c); /* a failed exchange: its store goes back too */
   cynic__hs_report(c);
   cynic__attempt_end(&c->attempt);
   memset(&c->attempt, 0, sizeof c->attempt);
@@ -114,6 +116,39 @@ void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
     c->has_slot = false;
     cynic__admission_leave(u); /* may start queued requests */
   }
+}
+
+bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
+  if (cause != CYNIC__HX_IDLE_TIMEOUT)
+    return false;
+  /* Silence during the exchange is the upstream's, unless cynic was waiting
+   * on the client: for the rest of its request body (nothing of it held or
+   * going out), or for it to take the response (bytes for it wait: back
+   * pressure stopped reading the upstream). Then the client is cut, the
+   * breaker hears nothing. */
+  bool body_wanted = !c->req_done && !c->req_head_out && c->relay.up.held == 0 &&
+                     cynic__relay_drained(&c->relay.up);
+  bool client_behind = c->hx.response_started &&
+                       (c->res_head_out > 0 || !cynic__relay_drained(&c->relay.down));
+  if (!body_wanted && !client_behind)
+    return false;
+  cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_CLIENT_TIMEOUT, "listener",
+                     c->base.listener->cfg->name, NULL,
+                     body_wanted ? "request body" : "reading the response");
+  cynic__hs_outcome(c, CYNIC__EV_CLIENT_TIMEOUT);
+  c->pend = NULL;
+  bool started = c->hx.response_started;
+  cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE); /* the permit goes back unused */
+  cynic__hu_exchange_end(c, false);
+  if (c->state == HS_CLOSING)
+    return true;
+  if (started || c->res_head_out > 0) {
+    cynic__hs_close(c, true, "client_timeout");
+  } else {
+    c->close_after = true;
+    cynic__hs_answer(c, 408, "client_timeout", 0, false);
+  }
+  return true;
 }
 
 /* The exchange failed with `cause` (hx decides what the client gets). */
@@ -180,8 +215,19 @@ static void response_head(cynic__http_conn_t *c) {
   int64_t cl = m->body == CYNIC__HTTP_BODY_LENGTH ? (int64_t)m->content_length
                : has_body && m->body != CYNIC__HTTP_BODY_NONE ? -1
                                                                : 0;
+  if (m->status < 100 || m->status > 599) {
+    cynic__hu_fail(c, CYNIC__HX_BAD_RESPONSE); /* RFC 9110 15: three digits, 1xx to 5xx */
+    return;
+  }
   if (!cynic__http_status_interim(m->status))
     c->upstream_status = m->status;
+  if (m->body == CYNIC__HTTP_BODY_CHUNKED && c->req.version_minor == 0) {
+    /* RFC 9112 6.1: no Transfer-Encoding in answer to an HTTP/1.0 request
+     * (cynic sends a 1.0 client's request as 1.0): its client cannot read
+     * chunks, and cynic forwards bodies raw */
+    cynic__hu_fail(c, CYNIC__HX_BAD_RESPONSE);
+    return;
+  }
   cynic__hx_cause_t cause =
       cynic__hx_response_head(&c->hx, m->status, has_body, ct, ctlen, cl, cynic__hs_now_ms(c));
   if (cause == CYNIC__HX_UNEXPECTED_TYPE || cause == CYNIC__HX_RESPONSE_TOO_LARGE) {
@@ -208,10 +254,7 @@ static void response_head(cynic__http_conn_t *c) {
   }
   /* The head for the client, rebuilt from the parsed parts. */
   cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
-  size_t n = cynic__http_msg_nfields(m);
-  for (size_t i = 0; i < n; i++)
-    cynic__http_msg_field(m, i, &fields[i].name, &fields[i].nlen, &fields[i].value,
-                          &fields[i].vlen);
+  size_t n = cynic__hs_fields(m, fields);
   cynic__http_head_t h = {
       .reason = cynic__http_msg_at(m, m->reason),
       .reason_len = m->reason.len,
@@ -417,10 +460,7 @@ static void request_out(cynic__http_conn_t *c) {
   c->res_head_done = false;
   /* the request head, rebuilt */
   cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
-  size_t n = cynic__http_msg_nfields(m);
-  for (size_t i = 0; i < n; i++)
-    cynic__http_msg_field(m, i, &fields[i].name, &fields[i].nlen, &fields[i].value,
-                          &fields[i].vlen);
+  size_t n = cynic__hs_fields(m, fields);
   const char *method = cynic__http_msg_method(m);
   cynic__http_head_t h = {
       .method = method,
