@@ -1,0 +1,798 @@
+"""HTTP/1.1 conformance of a `mode: http` listener (issue 11), over real
+sockets: raw requests from a client, a scripted raw backend behind cynic
+(httputil.Backend), and for each case the exact observable result: the status
+line the client gets, `Cynic-Answer` when cynic answers itself, the exact
+request the backend saw (or that it saw nothing), the exact response bytes
+the client got, and whether the client connection is closed after (or still
+serves a next request) and whether the upstream connection was reused.
+
+The contract is docs/design-http.md. Where it is silent the case asserts what
+a careful user would want and says so in a comment marked "silent:".
+
+One cynic and one backend serve the whole module: a listener per
+configuration a case needs (small timeouts, a breaker, a bulkhead, content
+type expectations, small limits), every upstream pointing at the same backend
+(or at a refused / black-holed port). Replies are scripted per request path,
+so cases cannot take each other's replies, even over pooled connections.
+"""
+import json
+import time
+
+import pytest
+
+import httputil as hu
+import proxyutil as pu
+from httputil import Client, Reply, ok
+
+# The status lines of cynic's own answers (src/common/http.c's phrases).
+PHRASE = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Payload Too Large",
+          431: b"Request Header Fields Too Large", 501: b"Not Implemented", 502: b"Bad Gateway",
+          503: b"Service Unavailable", 504: b"Gateway Timeout"}
+
+# Cynic-Answer reasons of the early answers (design-http.md names the
+# statuses, not the reasons: these are the proxy's names).
+BAD_REQUEST = "bad_request"
+HEAD_TOO_LARGE = "request_head_too_large"
+BODY_TOO_LARGE = "request_body_too_large"
+NOT_IMPLEMENTED = "not_implemented"
+HEADER_TIMEOUT = "header_timeout"
+
+MADE = object()  # in an expected field list: a request id cynic made (32 hex)
+NOTHING = object()  # the backend saw no byte
+VIA = (b"Via", b"1.1 cynic")
+XFF = (b"X-Forwarded-For", b"127.0.0.1")
+
+QUIET_BREAKER = "breaker: { faults: 1000000, leak: 1ms }"
+
+
+@pytest.fixture(scope="module")
+def env():
+    backend = hu.Backend()
+    refused = pu.Refused()
+    hole = pu.ConnectBlackHole()
+    ep = backend.endpoint
+    L = pu.listener
+    U = pu.upstream
+    listeners = (
+        L("app", "plain", "mode: http\nlimits: { max_request_head: 4KB, max_request_body: 1KB }")
+        + L("slow", "plain", "mode: http\ntimeouts: { header: 500ms, idle: 1s }")
+        + L("ct", "ct", "mode: http")
+        + L("small", "small", "mode: http")
+        + L("nopool", "nopool", "mode: http")
+        + L("fb", "fb", "mode: http")
+        + L("rt", "rt", "mode: http")
+        + L("bh", "bh", "mode: http")
+        + L("bq", "bq", "mode: http")
+        + L("brk", "brk", "mode: http")
+        + L("cto", "cto", "mode: http"))
+    upstreams = (
+        U("plain", [ep], QUIET_BREAKER)
+        + U("ct", [ep], QUIET_BREAKER + "\nexpect: { content_type: application/json }")
+        + U("small", [ep], QUIET_BREAKER + "\nlimits: { max_response_bytes: 1KB, max_header_bytes: 1KB }")
+        + U("nopool", [ep], QUIET_BREAKER + "\npool: { max_idle: 0 }")
+        + U("fb", [ep], QUIET_BREAKER + "\ntimeouts: { first_byte: 500ms }")
+        + U("rt", [ep], QUIET_BREAKER + "\ntimeouts: { first_byte: 0, request: 600ms }")
+        + U("bh", [ep], QUIET_BREAKER + "\nbulkhead: { max_connections: 1, max_pending: 0, queue_timeout: 0 }")
+        + U("bq", [ep], QUIET_BREAKER + "\nbulkhead: { max_connections: 1, max_pending: 1, queue_timeout: 300ms }")
+        + U("brk", [refused.endpoint], "breaker: { faults: 1, leak: 1h, open_for: 30s }")
+        + U("cto", [hole.endpoint], QUIET_BREAKER + "\ntimeouts: { connect: 300ms }"))
+    px = pu.Cynic(pu.config(listeners, upstreams))
+    try:
+        yield px, backend
+    finally:
+        backend.release.set()
+        try:
+            px.stop()
+        finally:
+            backend.close()
+            refused.close()
+            hole.close()
+
+
+# ---- assertions -------------------------------------------------------------------------------
+
+
+def assert_answer(r, status, reason, upstream=None):
+    """r is cynic's own answer: status line, Cynic-Answer, JSON body."""
+    assert r.line == b"HTTP/1.1 %d %s" % (status, PHRASE[status]), r
+    assert r.get(b"Cynic-Answer") == reason.encode(), r
+    assert r.get(b"Content-Type") == b"application/json", r
+    js = json.loads(r.decoded)
+    assert js["error"] == reason, js
+    if upstream is not None:
+        assert js["upstream"] == upstream, js
+    rid = js.get("request_id")
+    if rid is not None:  # the id in the body is the one in the head
+        assert hu.field(r.fields, b"X-Request-Id") == [rid.encode()], r
+
+
+def assert_fields(got, want):
+    """Ordered (name, value) lists equal; MADE matches a 32-hex request id."""
+    assert len(got) == len(want), (got, want)
+    for g, w in zip(got, want):
+        if w[1] is MADE:
+            assert g[0] == w[0] and hu.HEX32.match(g[1]), (g, got)
+        else:
+            assert g == w, (g, w, got)
+
+
+def fwd(*fields, xff=b"127.0.0.1", rid=MADE, via=b"1.1 cynic"):
+    """The header list the upstream should get: the client's fields (already
+    without hop-by-hop ones and X-Forwarded-For), then X-Forwarded-For, a
+    made X-Request-Id (rid=None: the client's was kept), Via last."""
+    out = list(fields)
+    if xff is not None:
+        out.append((b"X-Forwarded-For", xff))
+    if rid is not None:
+        out.append((b"X-Request-Id", rid))
+    out.append((b"Via", via))
+    return out
+
+
+def assert_kept_alive(c, backend, expect_conn=None, not_conn=None):
+    """The client connection still serves: nothing stray is buffered, a next
+    request on it gets the backend's answer. expect_conn / not_conn: the
+    backend connection that request must (not) arrive on (upstream reuse)."""
+    assert not c.buf, f"stray bytes after the response: {bytes(c.buf)!r}"
+    mark = backend.mark()
+    c.send(b"GET /probe HTTP/1.1\r\nHost: p\r\n\r\n")
+    r = c.response()
+    assert r.status == 200 and r.decoded == b"ok", r
+    probe = hu.wait_requests(backend, mark, 1)[0]
+    assert probe.line == b"GET /probe HTTP/1.1"
+    if expect_conn is not None:
+        assert probe.conn == expect_conn, "the upstream connection was not reused"
+    if not_conn is not None:
+        assert probe.conn != not_conn, "the upstream connection was reused"
+    return probe
+
+
+def assert_closed(c):
+    """The client connection ends (FIN or reset) with no further byte."""
+    how = c.ended(5.0)
+    assert how in ("fin", "reset"), "the client connection was left open"
+    assert not c.buf, f"bytes after the response: {bytes(c.buf)!r}"
+
+
+def assert_backend_saw_nothing(px, backend, mark, total):
+    """No byte reached the backend since (mark, total): a sentinel request on
+    a connection of its own is then the only thing the backend got."""
+    with Client(px.addr("app")) as s:
+        s.send(b"GET /sentinel HTTP/1.1\r\nHost: s\r\n\r\n")
+        assert s.response().status == 200
+    reqs = hu.wait_requests(backend, mark, 1)
+    assert [q.line for q in reqs] == [b"GET /sentinel HTTP/1.1"], reqs
+    hu.wait_for(lambda: backend.total() - total >= len(reqs[0].raw), 5)
+    assert backend.total() - total == len(reqs[0].raw), "the backend got bytes of the refused request"
+
+
+# ---- 1. refused before the upstream: 400 and close, the backend sees nothing ------------------
+
+R = b"POST /s HTTP/1.1\r\nHost: a.test\r\n"
+SMUGGLING = [
+    ("cl_and_te", R + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ("te_and_cl", R + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"),
+    ("duplicate_cl_same", R + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
+    ("duplicate_cl_differing", R + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+    ("cl_list", R + b"Content-Length: 5, 5\r\n\r\nhello"),
+    ("cl_not_a_number", R + b"Content-Length: abc\r\n\r\n"),
+    ("cl_negative", R + b"Content-Length: -1\r\n\r\n"),
+    ("cl_plus_sign", R + b"Content-Length: +5\r\n\r\nhello"),
+    ("cl_hex", R + b"Content-Length: 0x5\r\n\r\nhello"),
+    ("te_identity_chunked", R + b"Transfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n"),
+    ("te_chunked_not_final", R + b"Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"),
+    ("te_gzip_only", R + b"Transfer-Encoding: gzip\r\n\r\n"),
+    ("te_two_fields", R + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ("te_in_http10", b"POST /s HTTP/1.0\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ("obs_fold", b"GET /s HTTP/1.1\r\nHost: a.test\r\nX-A: 1\r\n 2\r\n\r\n"),
+    ("space_before_colon", b"GET /s HTTP/1.1\r\nHost : a.test\r\n\r\n"),
+    ("tab_before_colon", b"GET /s HTTP/1.1\r\nHost: a.test\r\nX-A\t: 1\r\n\r\n"),
+    ("bare_lf_everywhere", b"GET /s HTTP/1.1\nHost: a.test\n\n"),
+    ("bare_lf_one_line", b"GET /s HTTP/1.1\r\nHost: a.test\r\nX-A: 1\n\r\n"),
+    ("bare_cr_in_value", b"GET /s HTTP/1.1\r\nHost: a.test\r\nX-A: 1\r2\r\n\r\n"),
+    ("nul_in_value", b"GET /s HTTP/1.1\r\nHost: a.test\r\nX-A: a\x00b\r\n\r\n"),
+    ("control_in_value", b"GET /s HTTP/1.1\r\nHost: a.test\r\nX-A: a\x01b\r\n\r\n"),
+    ("empty_name", b"GET /s HTTP/1.1\r\nHost: a.test\r\n: x\r\n\r\n"),
+    ("name_not_token", b"GET /s HTTP/1.1\r\nHost: a.test\r\nX(A): 1\r\n\r\n"),
+    ("missing_host", b"GET /s HTTP/1.1\r\nUser-Agent: t\r\n\r\n"),
+    ("two_hosts", b"GET /s HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"),
+    ("empty_host", b"GET /s HTTP/1.1\r\nHost: \r\n\r\n"),
+    ("host_userinfo", b"GET /s HTTP/1.1\r\nHost: user@a.test\r\n\r\n"),
+    ("absolute_form_other_host", b"GET http://b.test/s HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+    ("bad_chunk_size", R + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"),
+    ("chunk_size_overflow", R + b"Transfer-Encoding: chunked\r\n\r\n10000000000000000\r\nx\r\n0\r\n\r\n"),
+    ("chunk_ext_not_token", R + b"Transfer-Encoding: chunked\r\n\r\n5;a b\r\nhello\r\n0\r\n\r\n"),
+    ("chunk_ext_quoted", R + b"Transfer-Encoding: chunked\r\n\r\n5;a=\"b\"\r\nhello\r\n0\r\n\r\n"),
+    ("chunk_missing_crlf", R + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"),
+    ("version_http12", b"GET /s HTTP/1.2\r\nHost: a.test\r\n\r\n"),
+    ("method_not_token", b"G@T /s HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("raw", [c[1] for c in SMUGGLING], ids=[c[0] for c in SMUGGLING])
+def test_refused_400_and_closed_backend_sees_nothing(env, raw):
+    px, backend = env
+    mark, total = backend.mark(), backend.total()
+    with Client(px.addr("app")) as c:
+        c.send(raw)
+        r = c.response()
+        assert_answer(r, 400, BAD_REQUEST)
+        assert r.get(b"Connection") == b"close", r
+        assert_closed(c)
+    assert_backend_saw_nothing(px, backend, mark, total)
+
+
+# ---- 2. the other early answers: 431, 413, 501 --------------------------------------------------
+
+EARLY = [
+    # limits.max_request_head: 4KB on the listener "app"
+    ("head_over_limit", b"GET /e HTTP/1.1\r\nHost: a.test\r\nX-Big: " + b"a" * 4200 + b"\r\n\r\n",
+     431, HEAD_TOO_LARGE),
+    ("head_over_limit_many_fields", b"GET /e HTTP/1.1\r\nHost: a.test\r\n"
+     + b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 40) for i in range(90)) + b"\r\n", 431, HEAD_TOO_LARGE),
+    # limits.max_request_body: 1KB
+    ("body_declared_over_limit", b"POST /e HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1025\r\n\r\n"
+     + b"b" * 1025, 413, BODY_TOO_LARGE),
+    ("upgrade_websocket", b"GET /e HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+     501, NOT_IMPLEMENTED),
+    ("upgrade_h2c", b"GET /e HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+     b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", 501, NOT_IMPLEMENTED),
+    ("connect", b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n", 501, NOT_IMPLEMENTED),
+]
+
+
+@pytest.mark.parametrize("raw,status,reason", [c[1:] for c in EARLY], ids=[c[0] for c in EARLY])
+def test_early_answer_and_closed_backend_sees_nothing(env, raw, status, reason):
+    px, backend = env
+    mark, total = backend.mark(), backend.total()
+    with Client(px.addr("app")) as c:
+        c.send(raw)
+        r = c.response()
+        assert_answer(r, status, reason)
+        assert r.get(b"Connection") == b"close", r
+        assert_closed(c)
+    assert_backend_saw_nothing(px, backend, mark, total)
+
+
+def test_body_at_the_limit_is_forwarded(env):
+    """The bound of the 413 above, exactly: 1KB of body passes."""
+    px, backend = env
+    mark = backend.mark()
+    with Client(px.addr("app")) as c:
+        c.send(b"POST /e/limit HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1024\r\n\r\n" + b"b" * 1024)
+        assert c.response().status == 200
+        q = hu.wait_requests(backend, mark, 1)[0]
+        assert q.body == b"b" * 1024
+        assert_kept_alive(c, backend)
+
+
+def test_chunked_body_over_limit_413_before_any_response(env):
+    """A chunked body has no declared length: the 413 comes when the limit is
+    crossed (design step 3), before any response byte, then close. The
+    backend may have seen the head and the first chunk, never a whole
+    request."""
+    px, backend = env
+    mark = backend.mark()
+    backend.script("/e/chunked-over", Reply(then="hang"))
+    with Client(px.addr("app")) as c:
+        c.send(b"POST /e/chunked-over HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"200\r\n" + b"c" * 512 + b"\r\n")
+        c.send(b"200\r\n" + b"c" * 512 + b"\r\n" + b"200\r\n" + b"c" * 512 + b"\r\n0\r\n\r\n")
+        r = c.response()
+        assert_answer(r, 413, BODY_TOO_LARGE)
+        assert_closed(c)
+    assert backend.since(mark) == []  # no complete request reached it
+
+
+# ---- 3. forwarding: the exact request the backend sees ----------------------------------------
+
+H = (b"Host", b"a.test")
+RID128 = b"r" * 128
+FORWARDING = [
+    ("get", b"GET /f/get HTTP/1.1\r\nHost: a.test\r\nUser-Agent: t/1\r\nAccept: */*\r\n\r\n",
+     b"GET /f/get HTTP/1.1", fwd(H, (b"User-Agent", b"t/1"), (b"Accept", b"*/*")), b""),
+    ("query_string", b"GET /f/q?a=1&b=%2F&c=&d HTTP/1.1\r\nHost: a.test\r\n\r\n",
+     b"GET /f/q?a=1&b=%2F&c=&d HTTP/1.1", fwd(H), b""),
+    ("options_star", b"OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n", b"OPTIONS * HTTP/1.1", fwd(H), b""),
+    ("delete", b"DELETE /f/d HTTP/1.1\r\nHost: a.test\r\n\r\n", b"DELETE /f/d HTTP/1.1", fwd(H), b""),
+    ("post_content_length", b"POST /f/post HTTP/1.1\r\nHost: a.test\r\nContent-Type: text/plain\r\n"
+     b"Content-Length: 11\r\n\r\nhello world", b"POST /f/post HTTP/1.1",
+     fwd(H, (b"Content-Type", b"text/plain"), (b"Content-Length", b"11")), b"hello world"),
+    ("post_empty_body", b"POST /f/empty HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n",
+     b"POST /f/empty HTTP/1.1", fwd(H, (b"Content-Length", b"0")), b""),
+    ("post_chunked_raw", b"POST /f/chunked HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", b"POST /f/chunked HTTP/1.1",
+     fwd(H, (b"Transfer-Encoding", b"chunked")), b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+    ("post_chunked_ext_and_trailer", b"POST /f/chunked2 HTTP/1.1\r\nHost: a.test\r\n"
+     b"Transfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5;name=value\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n",
+     b"POST /f/chunked2 HTTP/1.1", fwd(H, (b"Transfer-Encoding", b"chunked")),
+     b"5;name=value\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n"),
+    ("absolute_form", b"GET http://a.test/f/abs?x=1 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+     b"GET http://a.test/f/abs?x=1 HTTP/1.1", fwd(H), b""),
+    ("hop_by_hop_stripped", b"GET /f/hop HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, X-Hop\r\n"
+     b"X-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nProxy-Connection: keep-alive\r\n"
+     b"Proxy-Authorization: Basic Zm9vOmJhcg==\r\nX-Keep: yes\r\n\r\n",
+     b"GET /f/hop HTTP/1.1", fwd(H, (b"X-Keep", b"yes")), b""),
+    ("connection_names_any_case", b"GET /f/hop2 HTTP/1.1\r\nHost: a.test\r\nConnection: X-A,x-b\r\n"
+     b"x-a: 1\r\nX-B: 2\r\nX-C: 3\r\n\r\n", b"GET /f/hop2 HTTP/1.1", fwd(H, (b"X-C", b"3")), b""),
+    ("xff_appended", b"GET /f/xff HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n",
+     b"GET /f/xff HTTP/1.1", fwd(H, xff=b"192.0.2.1, 127.0.0.1"), b""),
+    ("xff_two_lines_joined", b"GET /f/xff2 HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.1\r\n"
+     b"X-Forwarded-For: 198.51.100.2\r\n\r\n", b"GET /f/xff2 HTTP/1.1",
+     fwd(H, xff=b"192.0.2.1, 198.51.100.2, 127.0.0.1"), b""),
+    ("request_id_valid_passed", b"GET /f/rid HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: abc-123_XYZ\r\n\r\n",
+     b"GET /f/rid HTTP/1.1", fwd(H, (b"X-Request-Id", b"abc-123_XYZ"), rid=None), b""),
+    ("request_id_128_passed", b"GET /f/rid HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: " + RID128 + b"\r\n\r\n",
+     b"GET /f/rid HTTP/1.1", fwd(H, (b"X-Request-Id", RID128), rid=None), b""),
+    ("request_id_129_replaced", b"GET /f/rid HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: " + RID128
+     + b"s\r\n\r\n", b"GET /f/rid HTTP/1.1", fwd(H), b""),
+    ("request_id_space_replaced", b"GET /f/rid HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: a b\r\n\r\n",
+     b"GET /f/rid HTTP/1.1", fwd(H), b""),
+    ("request_id_non_ascii_replaced", b"GET /f/rid HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: caf\xc3\xa9\r\n\r\n",
+     b"GET /f/rid HTTP/1.1", fwd(H), b""),
+    ("via_kept_and_added", b"GET /f/via HTTP/1.1\r\nHost: a.test\r\nVia: 1.0 fred\r\n\r\n",
+     b"GET /f/via HTTP/1.1", fwd(H, (b"Via", b"1.0 fred")), b""),
+    ("order_case_duplicates_kept", b"GET /f/dup HTTP/1.1\r\nhost: a.test\r\nx-dup: 1\r\nX-DUP: 2\r\n"
+     b"X-Mixed-Case: V a l\r\n\r\n", b"GET /f/dup HTTP/1.1",
+     fwd((b"host", b"a.test"), (b"x-dup", b"1"), (b"X-DUP", b"2"), (b"X-Mixed-Case", b"V a l")), b""),
+    ("head_near_the_limit", b"GET /f/big HTTP/1.1\r\nHost: a.test\r\nX-Big: " + b"a" * 3900 + b"\r\n\r\n",
+     b"GET /f/big HTTP/1.1", fwd(H, (b"X-Big", b"a" * 3900)), b""),
+    ("expect_passed_on", b"PUT /f/exp HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+     b"\r\nhi", b"PUT /f/exp HTTP/1.1", fwd(H, (b"Expect", b"100-continue"), (b"Content-Length", b"2")), b"hi"),
+]
+
+
+@pytest.mark.parametrize("raw,line,fields,body", [c[1:] for c in FORWARDING], ids=[c[0] for c in FORWARDING])
+def test_forwarded_exactly(env, raw, line, fields, body):
+    px, backend = env
+    mark = backend.mark()
+    with Client(px.addr("app")) as c:
+        c.send(raw)
+        r = c.response()
+        assert r.raw == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 cynic\r\n\r\nok", r
+        q = hu.wait_requests(backend, mark, 1)[0]
+        assert q.line == line, q
+        assert_fields(q.fields, fields)
+        assert q.body == body, q
+        assert_kept_alive(c, backend, expect_conn=q.conn)
+    assert len(backend.since(mark)) == 2  # the request and the probe, nothing else
+
+
+def test_http10_client_gets_close(env):
+    """An HTTP/1.0 request goes upstream as HTTP/1.1 with `Via: 1.0 cynic`
+    (the client's protocol); the client gets the response and the close,
+    since it did not ask for keep-alive."""
+    px, backend = env
+    mark = backend.mark()
+    with Client(px.addr("app")) as c:
+        c.send(b"GET /f/h10 HTTP/1.0\r\nHost: a.test\r\n\r\n")
+        r = c.response()
+        assert r.raw == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 cynic\r\nConnection: close\r\n\r\nok", r
+        assert_closed(c)
+    q = hu.wait_requests(backend, mark, 1)[0]
+    assert q.line == b"GET /f/h10 HTTP/1.1"
+    assert_fields(q.fields, fwd(H, via=b"1.0 cynic"))
+
+
+def test_http10_client_without_host(env):
+    """silent: HTTP/1.0 allows no Host; cynic forwards it as HTTP/1.1
+    without inventing one (what the backend sees is exactly the client's
+    fields plus cynic's three)."""
+    px, backend = env
+    mark = backend.mark()
+    with Client(px.addr("app")) as c:
+        c.send(b"GET /f/h10n HTTP/1.0\r\n\r\n")
+        r = c.response()
+        assert r.status == 200 and r.get(b"Connection") == b"close", r
+        assert_closed(c)
+    q = hu.wait_requests(backend, mark, 1)[0]
+    assert q.line == b"GET /f/h10n HTTP/1.1"
+    assert_fields(q.fields, fwd(via=b"1.0 cynic"))
+
+
+def test_http10_keep_alive(env):
+    """An HTTP/1.0 client asking for keep-alive gets `Connection:
+    keep-alive` and the connection stays open; the Connection header does not
+    go upstream."""
+    px, backend = env
+    mark = backend.mark()
+    with Client(px.addr("app")) as c:
+        c.send(b"GET /f/h10k HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
+        r = c.response()
+        assert r.raw == (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 cynic\r\n"
+                         b"Connection: keep-alive\r\n\r\nok"), r
+        q = hu.wait_requests(backend, mark, 1)[0]
+        assert_fields(q.fields, fwd(H, via=b"1.0 cynic"))
+        c.send(b"GET /f/h10k HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
+        assert c.response().status == 200
+
+
+def test_expect_100_continue(env):
+    """Expect: 100-continue goes to the backend (it is end-to-end); the
+    backend's 100 Continue comes back to the client as an interim response,
+    the client then sends the body, and the final response follows."""
+    px, backend = env
+    mark = backend.mark()
+    backend.script("/f/continue", Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone",
+                                        on_head=b"HTTP/1.1 100 Continue\r\n\r\n"))
+    with Client(px.addr("app")) as c:
+        c.send(b"PUT /f/continue HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        r = c.response()
+        assert r.raw == b"HTTP/1.1 100 Continue\r\nVia: 1.1 cynic\r\n\r\n", r
+        c.send(b"hello")
+        r = c.response()
+        assert r.raw == b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nVia: 1.1 cynic\r\n\r\ndone", r
+        q = hu.wait_requests(backend, mark, 1)[0]
+        assert_fields(q.fields, fwd(H, (b"Expect", b"100-continue"), (b"Content-Length", b"5")))
+        assert q.body == b"hello"
+        assert_kept_alive(c, backend, expect_conn=q.conn)
+
+
+# ---- 4. responses: what the client gets --------------------------------------------------------
+
+HOK = b"HTTP/1.1 200 OK\r\n"
+# (id, method, listener, replies, expected raw responses (interim first), client closed after,
+#  upstream connection reused for the next request)
+RESPONSES = [
+    ("content_length", b"GET", "app", [Reply(HOK + b"Content-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello")],
+     [HOK + b"Content-Length: 5\r\nContent-Type: text/plain\r\nVia: 1.1 cynic\r\n\r\nhello"], False, True),
+    ("chunked_raw", b"GET", "app", [Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")],
+     [HOK + b"Transfer-Encoding: chunked\r\nVia: 1.1 cynic\r\n\r\n5\r\nhello\r\n0\r\n\r\n"], False, True),
+    ("chunked_ext_and_trailer", b"GET", "app",
+     [Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n")],
+     [HOK + b"Transfer-Encoding: chunked\r\nVia: 1.1 cynic\r\n\r\n5;a=b\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n"],
+     False, True),
+    ("until_eof_closes_client", b"GET", "app",
+     [Reply(HOK + b"Content-Type: text/plain\r\n\r\nall of it", then="close")],
+     [HOK + b"Content-Type: text/plain\r\nVia: 1.1 cynic\r\nConnection: close\r\n\r\nall of it"], True, None),
+    ("status_204", b"GET", "app", [Reply(b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")],
+     [b"HTTP/1.1 204 No Content\r\nX-A: 1\r\nVia: 1.1 cynic\r\n\r\n"], False, True),
+    ("status_204_bogus_body", b"GET", "app", [Reply(b"HTTP/1.1 204 No Content\r\n\r\nhello")],
+     [b"HTTP/1.1 204 No Content\r\nVia: 1.1 cynic\r\n\r\n"], False, False),
+    ("status_304_with_length", b"GET", "app",
+     [Reply(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"x\"\r\n\r\n")],
+     [b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"x\"\r\nVia: 1.1 cynic\r\n\r\n"], False, True),
+    ("status_304_bogus_body", b"GET", "app",
+     [Reply(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello")],
+     [b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nVia: 1.1 cynic\r\n\r\n"], False, False),
+    ("head_length_no_body", b"HEAD", "app", [Reply(HOK + b"Content-Length: 5\r\n\r\n")],
+     [HOK + b"Content-Length: 5\r\nVia: 1.1 cynic\r\n\r\n"], False, True),
+    ("head_backend_sends_body_anyway", b"HEAD", "app", [Reply(HOK + b"Content-Length: 5\r\n\r\nhello")],
+     [HOK + b"Content-Length: 5\r\nVia: 1.1 cynic\r\n\r\n"], False, False),
+    ("interim_103_then_200", b"GET", "app",
+     [Reply(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" + HOK + b"Content-Length: 2\r\n\r\nok")],
+     [b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nVia: 1.1 cynic\r\n\r\n",
+      HOK + b"Content-Length: 2\r\nVia: 1.1 cynic\r\n\r\nok"], False, True),
+    ("interim_102_103_then_200_apart", b"GET", "app",
+     [Reply(pieces=[(0, b"HTTP/1.1 102 Processing\r\n\r\n"), (0.1, b"HTTP/1.1 103 Early Hints\r\n\r\n"),
+                    (0.1, HOK + b"Content-Length: 2\r\n\r\nok")])],
+     [b"HTTP/1.1 102 Processing\r\nVia: 1.1 cynic\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nVia: 1.1 cynic\r\n\r\n",
+      HOK + b"Content-Length: 2\r\nVia: 1.1 cynic\r\n\r\nok"], False, True),
+    ("status_500_passed_as_is", b"GET", "app",
+     [Reply(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom")],
+     [b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nVia: 1.1 cynic\r\n\r\nboom"], False, True),
+    ("status_503_retry_after_passed", b"GET", "app",
+     [Reply(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n")],
+     [b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Length: 0\r\nVia: 1.1 cynic\r\n\r\n"],
+     False, True),
+    ("hop_by_hop_stripped", b"GET", "app",
+     [Reply(HOK + b"Connection: X-Int\r\nX-Int: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\n"
+            b"Trailer: X-T\r\nX-Keep: 1\r\nContent-Length: 2\r\n\r\nok")],
+     [HOK + b"X-Keep: 1\r\nContent-Length: 2\r\nVia: 1.1 cynic\r\n\r\nok"], False, True),
+    ("upstream_connection_close", b"GET", "app",
+     [Reply(HOK + b"Connection: close\r\nContent-Length: 2\r\n\r\nok", then="close")],
+     [HOK + b"Content-Length: 2\r\nVia: 1.1 cynic\r\n\r\nok"], False, False),
+    ("upstream_http10", b"GET", "app", [Reply(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", then="close")],
+     [HOK + b"Content-Length: 2\r\nVia: 1.0 cynic\r\n\r\nok"], False, False),
+    ("bytes_after_the_response", b"GET", "app", [Reply(HOK + b"Content-Length: 2\r\n\r\nokEXTRA")],
+     [HOK + b"Content-Length: 2\r\nVia: 1.1 cynic\r\n\r\nok"], False, False),
+    ("content_type_expected", b"GET", "ct",
+     [Reply(HOK + b"Content-Type: application/json; charset=utf-8\r\nContent-Length: 2\r\n\r\n{}")],
+     [HOK + b"Content-Type: application/json; charset=utf-8\r\nContent-Length: 2\r\nVia: 1.1 cynic\r\n\r\n{}"],
+     False, True),
+    ("body_at_max_response_bytes", b"GET", "small", [Reply(HOK + b"Content-Length: 1024\r\n\r\n" + b"z" * 1024)],
+     [HOK + b"Content-Length: 1024\r\nVia: 1.1 cynic\r\n\r\n" + b"z" * 1024], False, True),
+]
+
+
+@pytest.mark.parametrize("method,listener,replies,want,closed,reused", [c[1:] for c in RESPONSES],
+                         ids=[c[0] for c in RESPONSES])
+def test_response_forwarded_exactly(env, request, method, listener, replies, want, closed, reused):
+    px, backend = env
+    path = "/r/" + request.node.callspec.id
+    backend.script(path, *replies)
+    mark = backend.mark()
+    with Client(px.addr(listener)) as c:
+        c.send(b"%s %s HTTP/1.1\r\nHost: a.test\r\n\r\n" % (method, path.encode()))
+        got = [c.response(method) for _ in want]
+        assert [r.raw for r in got] == want
+        for r in got:
+            assert r.get(b"Cynic-Answer") is None
+        q = hu.wait_requests(backend, mark, 1)[0]
+        assert q.line == b"%s %s HTTP/1.1" % (method, path.encode())
+        if closed:
+            assert_closed(c)
+        elif reused:
+            assert_kept_alive(c, backend, expect_conn=q.conn)
+        else:
+            assert_kept_alive(c, backend, not_conn=q.conn)
+
+
+def test_chunked_response_to_http10_client_decoded(env):
+    """design: an HTTP/1.0 client gets the body decoded (no chunk framing)
+    and the connection closes at its end. silent: no Transfer-Encoding
+    header goes to the 1.0 client."""
+    px, backend = env
+    backend.script("/r/chunked10", Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"))
+    with Client(px.addr("app")) as c:
+        c.send(b"GET /r/chunked10 HTTP/1.0\r\nHost: a.test\r\n\r\n")
+        r = c.response()
+        assert r.status == 200 and r.get(b"Transfer-Encoding") is None, r
+        assert r.get(b"Connection") == b"close", r
+        assert r.body == b"hello world", r
+        assert_closed(c)
+
+
+# Upstream faults answered by cynic: (id, listener, replies, status, reason)
+BAD_UPSTREAM = [
+    ("cl_and_te", "app", [Reply(HOK + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")],
+     502, "bad_response"),
+    ("duplicate_cl", "app", [Reply(HOK + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\nok")], 502, "bad_response"),
+    ("bad_cl", "app", [Reply(HOK + b"Content-Length: x\r\n\r\nok")], 502, "bad_response"),
+    ("te_not_chunked", "app", [Reply(HOK + b"Transfer-Encoding: gzip\r\n\r\nok", then="close")],
+     502, "bad_response"),
+    ("bad_status_line", "app", [Reply(b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok")], 502, "bad_response"),
+    ("obs_fold", "app", [Reply(HOK + b"X-A: 1\r\n 2\r\nContent-Length: 2\r\n\r\nok")], 502, "bad_response"),
+    ("bare_lf", "app", [Reply(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")], 502, "bad_response"),
+    ("not_http", "app", [Reply(b"SSH-2.0-OpenSSH_9.6\r\n")], 502, "bad_response"),
+    ("bad_chunk_with_head", "app", [Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")],
+     502, "bad_response"),
+    ("head_over_max_header_bytes", "small", [Reply(HOK + b"X-Big: " + b"h" * 1100 + b"\r\nContent-Length: 2\r\n\r\nok")],
+     502, "bad_response"),
+    ("closed_before_response", "app", [Reply(then="close")], 502, "upstream_closed"),
+    ("closed_mid_head", "app", [Reply(b"HTTP/1.1 200 OK\r\nContent-", then="close")], 502, "upstream_closed"),
+    ("reset_before_response", "app", [Reply(then="reset")], 502, "upstream_reset"),
+    ("content_type_mismatch", "ct", [Reply(HOK + b"Content-Type: text/html\r\nContent-Length: 6\r\n\r\n<html>")],
+     502, "unexpected_content_type"),
+    ("content_type_missing", "ct", [Reply(HOK + b"Content-Length: 2\r\n\r\n{}")], 502, "unexpected_content_type"),
+    ("declared_over_max_response_bytes", "small", [Reply(HOK + b"Content-Length: 1025\r\n\r\n" + b"z" * 1025)],
+     502, "response_too_large"),
+]
+
+
+@pytest.mark.parametrize("listener,replies,status,reason", [c[1:] for c in BAD_UPSTREAM],
+                         ids=[c[0] for c in BAD_UPSTREAM])
+def test_upstream_fault_answered_by_cynic(env, request, listener, replies, status, reason):
+    """Nothing of the bad response reaches the client: cynic's answer
+    instead; the upstream connection is never reused. silent: the request
+    was read to its end, so the client connection stays open."""
+    px, backend = env
+    path = "/b/" + request.node.callspec.id
+    backend.script(path, *replies)
+    mark = backend.mark()
+    upstream = {"app": "plain"}.get(listener, listener)
+    with Client(px.addr(listener)) as c:
+        c.send(b"GET %s HTTP/1.1\r\nHost: a.test\r\n\r\n" % path.encode())
+        r = c.response()
+        assert_answer(r, status, reason, upstream)
+        q = hu.wait_requests(backend, mark, 1)[0]
+        assert_kept_alive(c, backend, not_conn=q.conn)
+
+
+@pytest.mark.parametrize("listener,reply", [
+    ("app", Reply(pieces=[(0, HOK + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), (0.3, b"zz\r\n")])),
+    ("app", Reply(pieces=[(0, HOK + b"Content-Length: 10\r\n\r\nhello")], then="reset")),
+    ("small", Reply(pieces=[(0, HOK + b"Transfer-Encoding: chunked\r\n\r\n")]
+                    + [(0.05, b"258\r\n" + b"y" * 600 + b"\r\n")] * 3 + [(0, b"0\r\n\r\n")])),
+], ids=["bad_chunk_mid_body", "reset_mid_body", "streamed_over_max_response_bytes"])
+def test_fault_mid_body_cuts_the_client(env, request, listener, reply):
+    """A fault after the response head went out: the client gets the head
+    and part of the body, then its connection ends before the body does
+    (design step 12: a reset), never a complete response."""
+    px, backend = env
+    path = "/m/" + request.node.callspec.id
+    backend.script(path, reply)
+    with Client(px.addr(listener)) as c:
+        c.send(b"GET %s HTTP/1.1\r\nHost: a.test\r\n\r\n" % path.encode())
+        head = c._upto(b"\r\n\r\n")
+        assert head.startswith(HOK), head
+        how = c.ended(5.0)
+        assert how in ("fin", "reset"), "the client connection was left open"
+        assert how == "reset", f"cut with a FIN after {bytes(c.buf)!r}: looks like a complete response"
+        assert len(c.buf) < 1800
+
+
+# ---- 5. keep-alive and pipelining --------------------------------------------------------------
+
+
+def test_two_requests_in_order_on_one_upstream_connection(env):
+    px, backend = env
+    backend.script("/k/1", ok(b"one"))
+    backend.script("/k/2", ok(b"two"))
+    mark = backend.mark()
+    with Client(px.addr("app")) as c:
+        c.send(b"GET /k/1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert c.response().decoded == b"one"
+        c.send(b"GET /k/2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert c.response().decoded == b"two"
+    q1, q2 = hu.wait_requests(backend, mark, 2)
+    assert (q1.line, q2.line) == (b"GET /k/1 HTTP/1.1", b"GET /k/2 HTTP/1.1")
+    assert q1.conn == q2.conn, "the pool did not reuse the upstream connection"
+
+
+def test_no_pool_two_upstream_connections(env):
+    """pool.max_idle: 0: every request on a fresh upstream connection."""
+    px, backend = env
+    mark = backend.mark()
+    with Client(px.addr("nopool")) as c:
+        for _ in range(2):
+            c.send(b"GET /k/np HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            assert c.response().status == 200
+    q1, q2 = hu.wait_requests(backend, mark, 2)
+    assert q1.conn != q2.conn
+
+
+def test_pipelined_in_one_write_answered_in_order(env):
+    """Three requests in one write, the first answered slowest: answers in
+    request order, the bodies whole, and the backend gets each request only
+    after the previous one was answered (never interleaved)."""
+    px, backend = env
+    backend.script("/p/1", Reply(HOK + b"Content-Length: 3\r\n\r\none", before=0.3))
+    backend.script("/p/2", Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n"))
+    backend.script("/p/3", ok(b"three"))
+    mark = backend.mark()
+    reqs = (b"GET /p/1 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+            b"POST /p/2 HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\n\r\nbody"
+            b"POST /p/3 HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    with Client(px.addr("app")) as c:
+        c.send(reqs)
+        got = [c.response() for _ in range(3)]
+        assert [r.decoded for r in got] == [b"one", b"two", b"three"], got
+        assert_kept_alive(c, backend)
+    q = hu.wait_requests(backend, mark, 4)
+    assert [x.line for x in q[:3]] == [b"GET /p/1 HTTP/1.1", b"POST /p/2 HTTP/1.1", b"POST /p/3 HTTP/1.1"]
+    assert [x.body for x in q[:3]] == [b"", b"body", b"3\r\nabc\r\n0\r\n\r\n"]
+    assert q[0].conn == q[1].conn == q[2].conn
+
+
+def test_pipelined_bad_second_request(env):
+    """The first request is answered, the malformed second one gets 400 and
+    the close; the backend sees only the first."""
+    px, backend = env
+    mark = backend.mark()
+    with Client(px.addr("app")) as c:
+        c.send(b"GET /p/good HTTP/1.1\r\nHost: a.test\r\n\r\nGET /p/bad HTTP/1.1\r\nHost : a.test\r\n\r\n")
+        assert c.response().status == 200
+        assert_answer(c.response(), 400, BAD_REQUEST)
+        assert_closed(c)
+    assert [q.line for q in hu.wait_requests(backend, mark, 1)] == [b"GET /p/good HTTP/1.1"]
+
+
+def test_client_connection_close(env):
+    """Connection: close from the client: the response says so, the client
+    connection closes after it, and the header does not go upstream."""
+    px, backend = env
+    mark = backend.mark()
+    with Client(px.addr("app")) as c:
+        c.send(b"GET /k/close HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        r = c.response()
+        assert r.raw == HOK + b"Content-Length: 2\r\nVia: 1.1 cynic\r\nConnection: close\r\n\r\nok", r
+        assert_closed(c)
+    q = hu.wait_requests(backend, mark, 1)[0]
+    assert_fields(q.fields, fwd(H))
+
+
+# ---- 6. timeouts, breaker, bulkhead ------------------------------------------------------------
+
+
+def test_first_byte_timeout_504(env):
+    px, backend = env
+    backend.script("/t/fb", Reply(then="hang"))
+    with Client(px.addr("fb")) as c:
+        t0 = time.monotonic()
+        c.send(b"GET /t/fb HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r = c.response()
+        took = time.monotonic() - t0
+        assert_answer(r, 504, "first_byte_timeout", "fb")
+        assert 0.4 <= took <= 5.0, took  # first_byte: 500ms
+
+
+def test_request_timeout_504(env):
+    """timeouts.request (600ms) with first_byte off: 504 request_timeout."""
+    px, backend = env
+    backend.script("/t/rt", Reply(then="hang"))
+    with Client(px.addr("rt")) as c:
+        t0 = time.monotonic()
+        c.send(b"GET /t/rt HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r = c.response()
+        took = time.monotonic() - t0
+        assert_answer(r, 504, "request_timeout", "rt")
+        assert 0.5 <= took <= 5.0, took
+
+
+def test_connect_timeout_504(env):
+    px, _ = env
+    with Client(px.addr("cto")) as c:
+        t0 = time.monotonic()
+        c.send(b"GET /t/cto HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r = c.response()
+        took = time.monotonic() - t0
+        assert_answer(r, 504, "connect_timeout", "cto")
+        assert 0.25 <= took <= 5.0, took  # connect: 300ms
+
+
+def test_header_timeout_408(env):
+    """listener timeouts.header (500ms): a head that never ends gets 408 and
+    the close; the backend sees nothing."""
+    px, backend = env
+    mark, total = backend.mark(), backend.total()
+    with Client(px.addr("slow")) as c:
+        t0 = time.monotonic()
+        c.send(b"GET /t/slow HTTP/1.1\r\nHost: a.te")
+        r = c.response()
+        took = time.monotonic() - t0
+        assert_answer(r, 408, HEADER_TIMEOUT)
+        assert 0.4 <= took <= 5.0, took
+        assert_closed(c)
+    assert_backend_saw_nothing(px, backend, mark, total)
+
+
+def test_idle_keep_alive_closed_silently(env):
+    """listener timeouts.idle (1s) between requests: closed, no answer."""
+    px, _ = env
+    with Client(px.addr("slow")) as c:
+        c.send(b"GET /t/idle HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert c.response().status == 200
+        t0 = time.monotonic()
+        assert c.ended(6.0) == "fin"
+        took = time.monotonic() - t0
+        assert not c.buf, bytes(c.buf)
+        assert 0.8 <= took <= 6.0, took
+
+
+def test_breaker_open_503_with_retry_after(env):
+    """The endpoint refuses: 502 (a fault; faults: 1 opens the breaker), then
+    503 breaker_open with Retry-After (1..30 s, open_for: 30s) at once."""
+    px, _ = env
+    with Client(px.addr("brk")) as c:
+        c.send(b"GET /t/brk HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r = c.response()
+        assert_answer(r, 502, "connect_refused", "brk")
+        c.send(b"GET /t/brk HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r = c.response()
+        assert_answer(r, 503, "breaker_open", "brk")
+        assert 1 <= int(r.get(b"Retry-After")) <= 30, r
+
+
+def test_bulkhead_full_503(env):
+    """max_connections: 1, max_pending: 0: a second request while the first
+    is in flight gets 503 bulkhead_full at once; the first is served."""
+    px, backend = env
+    backend.script("/t/bh", Reply(ok(b"slow").data, before=1.0))
+    mark = backend.mark()
+    with Client(px.addr("bh")) as a, Client(px.addr("bh")) as b:
+        a.send(b"GET /t/bh HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        hu.wait_requests(backend, mark, 1)
+        b.send(b"GET /t/bh2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert_answer(b.response(), 503, "bulkhead_full", "bh")
+        assert a.response().decoded == b"slow"
+    assert [q.line for q in backend.since(mark)] == [b"GET /t/bh HTTP/1.1"]
+
+
+def test_queue_timeout_503(env):
+    """max_connections: 1, max_pending: 1, queue_timeout: 300ms: a queued
+    request gets 503 queue_timeout when the first holds its slot longer."""
+    px, backend = env
+    backend.script("/t/bq", Reply(ok(b"slow").data, before=1.5))
+    mark = backend.mark()
+    with Client(px.addr("bq")) as a, Client(px.addr("bq")) as b:
+        a.send(b"GET /t/bq HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        hu.wait_requests(backend, mark, 1)
+        t0 = time.monotonic()
+        b.send(b"GET /t/bq2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r = b.response()
+        took = time.monotonic() - t0
+        assert_answer(r, 503, "queue_timeout", "bq")
+        assert 0.25 <= took <= 5.0, took
+        assert a.response().decoded == b"slow"
