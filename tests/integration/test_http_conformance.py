@@ -79,6 +79,8 @@ def env():
     px = pu.Cynic(pu.config(listeners, upstreams))
     try:
         yield px, backend
+        # every byte cynic sent the backend was a request it could frame
+        assert backend.errors == [], backend.errors
     finally:
         backend.release.set()
         try:
@@ -228,8 +230,10 @@ EARLY = [
     # limits.max_request_head: 4KB on the listener "app"
     ("head_over_limit", b"GET /e HTTP/1.1\r\nHost: a.test\r\nX-Big: " + b"a" * 4200 + b"\r\n\r\n",
      431, HEAD_TOO_LARGE),
-    ("head_over_limit_many_fields", b"GET /e HTTP/1.1\r\nHost: a.test\r\n"
-     + b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 40) for i in range(90)) + b"\r\n", 431, HEAD_TOO_LARGE),
+    # silent: more fields than the parser's hard cap (100) in a head under the
+    # size limit; 431 is the status that names it (RFC 6585)
+    ("too_many_fields", b"GET /e HTTP/1.1\r\nHost: a.test\r\n"
+     + b"".join(b"X-F%d: v\r\n" % i for i in range(100)) + b"\r\n", 431, HEAD_TOO_LARGE),
     # limits.max_request_body: 1KB
     ("body_declared_over_limit", b"POST /e HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1025\r\n\r\n"
      + b"b" * 1025, 413, BODY_TOO_LARGE),
@@ -277,8 +281,7 @@ def test_chunked_body_over_limit_413_before_any_response(env):
     backend.script("/e/chunked-over", Reply(then="hang"))
     with Client(px.addr("app")) as c:
         c.send(b"POST /e/chunked-over HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
-               + b"200\r\n" + b"c" * 512 + b"\r\n")
-        c.send(b"200\r\n" + b"c" * 512 + b"\r\n" + b"200\r\n" + b"c" * 512 + b"\r\n0\r\n\r\n")
+               + (b"200\r\n" + b"c" * 512 + b"\r\n") * 3 + b"0\r\n\r\n")
         r = c.response()
         assert_answer(r, 413, BODY_TOO_LARGE)
         assert_closed(c)
@@ -478,7 +481,7 @@ RESPONSES = [
      False, True),
     ("hop_by_hop_stripped", b"GET", "app",
      [Reply(HOK + b"Connection: X-Int\r\nX-Int: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\n"
-            b"Trailer: X-T\r\nX-Keep: 1\r\nContent-Length: 2\r\n\r\nok")],
+            b"Trailer: X-T\r\nUpgrade: h2c\r\nX-Keep: 1\r\nContent-Length: 2\r\n\r\nok")],
      [HOK + b"X-Keep: 1\r\nContent-Length: 2\r\nVia: 1.1 cynic\r\n\r\nok"], False, True),
     ("upstream_connection_close", b"GET", "app",
      [Reply(HOK + b"Connection: close\r\nContent-Length: 2\r\n\r\nok", then="close")],
@@ -580,13 +583,16 @@ def test_upstream_fault_answered_by_cynic(env, request, listener, replies, statu
         assert_kept_alive(c, backend, not_conn=q.conn)
 
 
-@pytest.mark.parametrize("listener,reply", [
-    ("app", Reply(pieces=[(0, HOK + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), (0.3, b"zz\r\n")])),
-    ("app", Reply(pieces=[(0, HOK + b"Content-Length: 10\r\n\r\nhello")], then="reset")),
+@pytest.mark.parametrize("listener,reply,most", [
+    ("app", Reply(pieces=[(0, HOK + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), (0.3, b"zz\r\n")]),
+     len(b"5\r\nhello\r\n")),
+    ("app", Reply(pieces=[(0, HOK + b"Content-Length: 10\r\n\r\nhello")], then="reset"), len(b"hello")),
+    # limits.max_response_bytes: 1KB; chunks of 600 bytes 0.2 s apart: the
+    # second crosses it, the third is never forwarded
     ("small", Reply(pieces=[(0, HOK + b"Transfer-Encoding: chunked\r\n\r\n")]
-                    + [(0.05, b"258\r\n" + b"y" * 600 + b"\r\n")] * 3 + [(0, b"0\r\n\r\n")])),
+                    + [(0.2, b"258\r\n" + b"y" * 600 + b"\r\n")] * 3 + [(0, b"0\r\n\r\n")]), 2 * 607),
 ], ids=["bad_chunk_mid_body", "reset_mid_body", "streamed_over_max_response_bytes"])
-def test_fault_mid_body_cuts_the_client(env, request, listener, reply):
+def test_fault_mid_body_cuts_the_client(env, request, listener, reply, most):
     """A fault after the response head went out: the client gets the head
     and part of the body, then its connection ends before the body does
     (design step 12: a reset), never a complete response."""
@@ -600,7 +606,7 @@ def test_fault_mid_body_cuts_the_client(env, request, listener, reply):
         how = c.ended(5.0)
         assert how in ("fin", "reset"), "the client connection was left open"
         assert how == "reset", f"cut with a FIN after {bytes(c.buf)!r}: looks like a complete response"
-        assert len(c.buf) < 1800
+        assert len(c.buf) <= most, bytes(c.buf)
 
 
 # ---- 5. keep-alive and pipelining --------------------------------------------------------------
