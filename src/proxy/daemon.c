@@ -299,6 +299,7 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
   cynic__log_event(CYNIC_LOG_INFO, "draining", "draining", /* ...which this line may promise */
                    json_pack("{s:s, s:i, s:i}", "cause", why, "connections",
                              (json_int_t)p->conn_count, "drain_timeout_ms", (json_int_t)ms));
+  cynic__sessions_drain(p); /* idle keep-alive connections close now */
   if (p->conn_count == 0) {
     cynic__proxy_conn_gone(p);
     return;

@@ -1,0 +1,14 @@
+/*
+ * src/proxy/http_session.h: HTTP mode's entry points, for the mode table only
+ * (session.c), as tcp.h is TCP mode's.
+ */
+#ifndef CYNIC_PROXY_HTTP_SESSION_H
+#define CYNIC_PROXY_HTTP_SESSION_H
+
+#include "session.h"
+
+/* HTTP/1.1 mode: requests parsed, one exchange with the upstream per request
+ * (docs/design-http.md). */
+extern const cynic__mode_t cynic__http_mode;
+
+#endif /* CYNIC_PROXY_HTTP_SESSION_H */
