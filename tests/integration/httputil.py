@@ -99,6 +99,7 @@ class Backend:
         self.scripts = {}
         self.requests = []  # every framed request, in arrival order
         self.received = []  # raw bytes per connection (bytearrays)
+        self.ended = set()  # connections whose peer (cynic) closed or reset them
         self.release = threading.Event()
         self.errors = []  # what the test double could not frame (a bug of the test, or bytes
         #                   cynic should never have sent: a test asserts on requests anyway)
@@ -115,6 +116,25 @@ class Backend:
     def total(self):
         with self.lock:
             return sum(len(b) for b in self.received)
+
+    def snapshot(self):
+        """How many bytes each connection has received so far."""
+        with self.lock:
+            return [len(b) for b in self.received]
+
+    def grown(self, snap):
+        """{connection: the bytes it received since snapshot snap}."""
+        with self.lock:
+            out = {}
+            for i, b in enumerate(self.received):
+                start = snap[i] if i < len(snap) else 0
+                if len(b) > start:
+                    out[i] = bytes(b[start:])
+            return out
+
+    def is_ended(self, conn):
+        with self.lock:
+            return conn in self.ended
 
     def since(self, mark):
         """The requests recorded after mark (an index into requests)."""
@@ -152,7 +172,13 @@ class Backend:
         buf = bytearray()
 
         def more():
-            d = conn.recv(65536)
+            try:
+                d = conn.recv(65536)
+            except ConnectionResetError:
+                d = b""
+            if not d:
+                with self.lock:
+                    self.ended.add(num)
             if d:
                 with self.lock:
                     self.received[num] += d
@@ -242,9 +268,15 @@ class Backend:
                 while not self.release.is_set() and time.monotonic() < deadline:
                     try:
                         if not conn.recv(65536):
+                            with self.lock:
+                                self.ended.add(num)
                             return
                     except socket.timeout:
                         continue
+                    except ConnectionResetError:
+                        with self.lock:
+                            self.ended.add(num)
+                        return
                 return
 
     def close(self):

@@ -77,6 +77,9 @@ def env():
         + U("brk", [refused.endpoint], "breaker: { faults: 1, leak: 1h, open_for: 30s }")
         + U("cto", [hole.endpoint], QUIET_BREAKER + "\ntimeouts: { connect: 300ms }"))
     px = pu.Cynic(pu.config(listeners, upstreams))
+    # the probe of assert_kept_alive passes on every listener, "ct" included
+    backend.script("/probe", Reply(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                   b"Content-Length: 2\r\n\r\nok"))
     try:
         yield px, backend
         # every byte cynic sent the backend was a request it could frame
@@ -201,11 +204,6 @@ SMUGGLING = [
     ("empty_host", b"GET /s HTTP/1.1\r\nHost: \r\n\r\n"),
     ("host_userinfo", b"GET /s HTTP/1.1\r\nHost: user@a.test\r\n\r\n"),
     ("absolute_form_other_host", b"GET http://b.test/s HTTP/1.1\r\nHost: a.test\r\n\r\n"),
-    ("bad_chunk_size", R + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"),
-    ("chunk_size_overflow", R + b"Transfer-Encoding: chunked\r\n\r\n10000000000000000\r\nx\r\n0\r\n\r\n"),
-    ("chunk_ext_not_token", R + b"Transfer-Encoding: chunked\r\n\r\n5;a b\r\nhello\r\n0\r\n\r\n"),
-    ("chunk_ext_quoted", R + b"Transfer-Encoding: chunked\r\n\r\n5;a=\"b\"\r\nhello\r\n0\r\n\r\n"),
-    ("chunk_missing_crlf", R + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"),
     ("version_http12", b"GET /s HTTP/1.2\r\nHost: a.test\r\n\r\n"),
     ("method_not_token", b"G@T /s HTTP/1.1\r\nHost: a.test\r\n\r\n"),
 ]
@@ -222,6 +220,43 @@ def test_refused_400_and_closed_backend_sees_nothing(env, raw):
         assert r.get(b"Connection") == b"close", r
         assert_closed(c)
     assert_backend_saw_nothing(px, backend, mark, total)
+
+
+# A valid head, then a body whose chunk framing is bad (sent in the same
+# write). cynic validates a body as it streams it (design step 9), so the head
+# has gone upstream before the body is refused: the client gets 400 and the
+# close, the backend exactly the rewritten head and not one body byte, and the
+# upstream connection is closed (a half-sent request must never be reused).
+BAD_BODY = [
+    ("bad_chunk_size", b"zz\r\nhello\r\n0\r\n\r\n"),
+    ("chunk_size_overflow", b"10000000000000000\r\nx\r\n0\r\n\r\n"),
+    ("chunk_ext_not_token", b"5;a b\r\nhello\r\n0\r\n\r\n"),
+    ("chunk_ext_quoted", b"5;a=\"b\"\r\nhello\r\n0\r\n\r\n"),
+    ("chunk_missing_crlf", b"5\r\nhelloXX0\r\n\r\n"),
+    ("bad_trailer", b"5\r\nhello\r\n0\r\nX T: 1\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize("body", [c[1] for c in BAD_BODY], ids=[c[0] for c in BAD_BODY])
+def test_bad_chunked_body_400_upstream_connection_closed(env, body):
+    px, backend = env
+    mark, snap = backend.mark(), backend.snapshot()
+    with Client(px.addr("app")) as c:
+        c.send(R + b"Transfer-Encoding: chunked\r\n\r\n" + body)
+        r = c.response()
+        assert_answer(r, 400, BAD_REQUEST)
+        assert r.get(b"Connection") == b"close", r
+        assert_closed(c)
+    hu.wait_for(lambda: backend.grown(snap), 5, what="the head at the backend")
+    grown = backend.grown(snap)
+    assert len(grown) == 1, grown  # one upstream connection (new or pooled)
+    (conn, got), = grown.items()
+    assert got.endswith(b"\r\n\r\n") and got.count(b"\r\n\r\n") == 1, got  # the head, no body byte
+    line, fields = hu.parse_head(got[:-4])
+    assert line == b"POST /s HTTP/1.1"
+    assert_fields(fields, fwd(H, (b"Transfer-Encoding", b"chunked")))
+    hu.wait_for(lambda: backend.is_ended(conn), 5, what="cynic to close the upstream connection")
+    assert backend.since(mark) == []
 
 
 # ---- 2. the other early answers: 431, 413, 501 --------------------------------------------------
@@ -363,9 +398,10 @@ def test_forwarded_exactly(env, raw, line, fields, body):
 
 
 def test_http10_client_gets_close(env):
-    """An HTTP/1.0 request goes upstream as HTTP/1.1 with `Via: 1.0 cynic`
-    (the client's protocol); the client gets the response and the close,
-    since it did not ask for keep-alive."""
+    """An HTTP/1.0 request goes upstream as HTTP/1.0 (http_head.h: so that
+    the upstream never answers it chunked; design-http.md still says 1.1)
+    with `Via: 1.0 cynic` (the client's protocol); the client gets the
+    response and the close, since it did not ask for keep-alive."""
     px, backend = env
     mark = backend.mark()
     with Client(px.addr("app")) as c:
@@ -374,14 +410,14 @@ def test_http10_client_gets_close(env):
         assert r.raw == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 cynic\r\nConnection: close\r\n\r\nok", r
         assert_closed(c)
     q = hu.wait_requests(backend, mark, 1)[0]
-    assert q.line == b"GET /f/h10 HTTP/1.1"
+    assert q.line == b"GET /f/h10 HTTP/1.0"
     assert_fields(q.fields, fwd(H, via=b"1.0 cynic"))
 
 
 def test_http10_client_without_host(env):
-    """silent: HTTP/1.0 allows no Host; cynic forwards it as HTTP/1.1
-    without inventing one (what the backend sees is exactly the client's
-    fields plus cynic's three)."""
+    """silent: HTTP/1.0 allows no Host; cynic forwards it (as 1.0) without
+    inventing one: the backend sees exactly the client's fields plus cynic's
+    three."""
     px, backend = env
     mark = backend.mark()
     with Client(px.addr("app")) as c:
@@ -390,7 +426,7 @@ def test_http10_client_without_host(env):
         assert r.status == 200 and r.get(b"Connection") == b"close", r
         assert_closed(c)
     q = hu.wait_requests(backend, mark, 1)[0]
-    assert q.line == b"GET /f/h10n HTTP/1.1"
+    assert q.line == b"GET /f/h10n HTTP/1.0"
     assert_fields(q.fields, fwd(via=b"1.0 cynic"))
 
 
@@ -406,6 +442,7 @@ def test_http10_keep_alive(env):
         assert r.raw == (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 cynic\r\n"
                          b"Connection: keep-alive\r\n\r\nok"), r
         q = hu.wait_requests(backend, mark, 1)[0]
+        assert q.line == b"GET /f/h10k HTTP/1.0"
         assert_fields(q.fields, fwd(H, via=b"1.0 cynic"))
         c.send(b"GET /f/h10k HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
         assert c.response().status == 200
@@ -449,6 +486,8 @@ RESPONSES = [
     ("until_eof_closes_client", b"GET", "app",
      [Reply(HOK + b"Content-Type: text/plain\r\n\r\nall of it", then="close")],
      [HOK + b"Content-Type: text/plain\r\nVia: 1.1 cynic\r\nConnection: close\r\n\r\nall of it"], True, None),
+    ("empty_reason_phrase", b"GET", "app", [Reply(b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok")],
+     [b"HTTP/1.1 200 \r\nContent-Length: 2\r\nVia: 1.1 cynic\r\n\r\nok"], False, True),
     ("status_204", b"GET", "app", [Reply(b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")],
      [b"HTTP/1.1 204 No Content\r\nX-A: 1\r\nVia: 1.1 cynic\r\n\r\n"], False, True),
     ("status_204_bogus_body", b"GET", "app", [Reply(b"HTTP/1.1 204 No Content\r\n\r\nhello")],
@@ -522,10 +561,15 @@ def test_response_forwarded_exactly(env, request, method, listener, replies, wan
             assert_kept_alive(c, backend, not_conn=q.conn)
 
 
+@pytest.mark.xfail(strict=True, reason="proxy bug: an upstream that answers an HTTP/1.0 request "
+                   "chunked (RFC 9112 6.1 forbids it) has its chunk framing and Transfer-Encoding "
+                   "passed raw to the 1.0 client, which cannot read them (design: decoded)")
 def test_chunked_response_to_http10_client_decoded(env):
     """design: an HTTP/1.0 client gets the body decoded (no chunk framing)
-    and the connection closes at its end. silent: no Transfer-Encoding
-    header goes to the 1.0 client."""
+    and the connection closes at its end. cynic now forwards a 1.0 request
+    as 1.0, so only an upstream that breaks RFC 9112 6.1 answers chunked;
+    silent: then decode it (the design) or answer 502 bad_response; never
+    pass `Transfer-Encoding: chunked` to a 1.0 client."""
     px, backend = env
     backend.script("/r/chunked10", Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"))
     with Client(px.addr("app")) as c:
@@ -537,6 +581,9 @@ def test_chunked_response_to_http10_client_decoded(env):
         assert_closed(c)
 
 
+XF_STATUS = ("proxy bug: a status code that is not three digits in 100..599 (RFC 9110 15) is passed "
+             "on (\"20\" even rewritten to \"020\"); expected 502 bad_response")
+
 # Upstream faults answered by cynic: (id, listener, replies, status, reason)
 BAD_UPSTREAM = [
     ("cl_and_te", "app", [Reply(HOK + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")],
@@ -545,12 +592,26 @@ BAD_UPSTREAM = [
     ("bad_cl", "app", [Reply(HOK + b"Content-Length: x\r\n\r\nok")], 502, "bad_response"),
     ("te_not_chunked", "app", [Reply(HOK + b"Transfer-Encoding: gzip\r\n\r\nok", then="close")],
      502, "bad_response"),
-    ("bad_status_line", "app", [Reply(b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok")], 502, "bad_response"),
+    pytest.param("app", [Reply(b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok")], 502, "bad_response",
+                 id="status_two_digits", marks=pytest.mark.xfail(strict=True, reason=XF_STATUS)),
+    pytest.param("app", [Reply(b"HTTP/1.1 099 X\r\nContent-Length: 2\r\n\r\nok")], 502, "bad_response",
+                 id="status_099", marks=pytest.mark.xfail(strict=True, reason=XF_STATUS)),
+    pytest.param("app", [Reply(b"HTTP/1.1 600 X\r\nContent-Length: 2\r\n\r\nok")], 502, "bad_response",
+                 id="status_600", marks=pytest.mark.xfail(strict=True, reason=XF_STATUS)),
+    ("status_four_digits", "app", [Reply(b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok")], 502,
+     "bad_response"),
+    ("version_http2", "app", [Reply(b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok")], 502, "bad_response"),
+    ("version_lower_case", "app", [Reply(b"http/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")], 502,
+     "bad_response"),
+    ("switching_protocols_unasked", "app", [Reply(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                                  b"Connection: Upgrade\r\n\r\n")], 502, "bad_response"),
+    ("nul_in_value", "app", [Reply(HOK + b"X-A: a\x00b\r\nContent-Length: 2\r\n\r\nok")], 502, "bad_response"),
+    ("space_before_colon", "app", [Reply(HOK + b"X-A : b\r\nContent-Length: 2\r\n\r\nok")], 502, "bad_response"),
+    ("te_gzip_chunked", "app", [Reply(HOK + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")], 502,
+     "bad_response"),
     ("obs_fold", "app", [Reply(HOK + b"X-A: 1\r\n 2\r\nContent-Length: 2\r\n\r\nok")], 502, "bad_response"),
     ("bare_lf", "app", [Reply(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")], 502, "bad_response"),
     ("not_http", "app", [Reply(b"SSH-2.0-OpenSSH_9.6\r\n")], 502, "bad_response"),
-    ("bad_chunk_with_head", "app", [Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")],
-     502, "bad_response"),
     ("head_over_max_header_bytes", "small", [Reply(HOK + b"X-Big: " + b"h" * 1100 + b"\r\nContent-Length: 2\r\n\r\nok")],
      502, "bad_response"),
     ("closed_before_response", "app", [Reply(then="close")], 502, "upstream_closed"),
@@ -564,8 +625,9 @@ BAD_UPSTREAM = [
 ]
 
 
-@pytest.mark.parametrize("listener,replies,status,reason", [c[1:] for c in BAD_UPSTREAM],
-                         ids=[c[0] for c in BAD_UPSTREAM])
+@pytest.mark.parametrize("listener,replies,status,reason",
+                         [c if hasattr(c, "marks") else pytest.param(*c[1:], id=c[0])
+                          for c in BAD_UPSTREAM])
 def test_upstream_fault_answered_by_cynic(env, request, listener, replies, status, reason):
     """Nothing of the bad response reaches the client: cynic's answer
     instead; the upstream connection is never reused. silent: the request
@@ -587,11 +649,17 @@ def test_upstream_fault_answered_by_cynic(env, request, listener, replies, statu
     ("app", Reply(pieces=[(0, HOK + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), (0.3, b"zz\r\n")]),
      len(b"5\r\nhello\r\n")),
     ("app", Reply(pieces=[(0, HOK + b"Content-Length: 10\r\n\r\nhello")], then="reset"), len(b"hello")),
+    # the bad chunk in the same write as the head: the head goes out before
+    # the body is judged (design step 12), so a cut, not a 502
+    ("app", Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"), 0),
+    ("app", Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n2;a b\r\nok\r\n0\r\n\r\n"), 0),
+    ("app", Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX A: 1\r\n\r\n"), len(b"2\r\nok\r\n0\r\n")),
     # limits.max_response_bytes: 1KB; chunks of 600 bytes 0.2 s apart: the
     # second crosses it, the third is never forwarded
     ("small", Reply(pieces=[(0, HOK + b"Transfer-Encoding: chunked\r\n\r\n")]
                     + [(0.2, b"258\r\n" + b"y" * 600 + b"\r\n")] * 3 + [(0, b"0\r\n\r\n")]), 2 * 607),
-], ids=["bad_chunk_mid_body", "reset_mid_body", "streamed_over_max_response_bytes"])
+], ids=["bad_chunk_mid_body", "reset_mid_body", "bad_chunk_with_head", "bad_chunk_ext_with_head",
+        "bad_trailer_with_head", "streamed_over_max_response_bytes"])
 def test_fault_mid_body_cuts_the_client(env, request, listener, reply, most):
     """A fault after the response head went out: the client gets the head
     and part of the body, then its connection ends before the body does
