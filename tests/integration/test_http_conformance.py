@@ -16,6 +16,7 @@ type expectations, small limits), every upstream pointing at the same backend
 so cases cannot take each other's replies, even over pooled connections.
 """
 import json
+import socket
 import time
 
 import pytest
@@ -61,6 +62,7 @@ def env():
         + L("nopool", "nopool", "mode: http")
         + L("fb", "fb", "mode: http")
         + L("rt", "rt", "mode: http")
+        + L("ui", "ui", "mode: http")
         + L("bh", "bh", "mode: http")
         + L("bq", "bq", "mode: http")
         + L("brk", "brk", "mode: http")
@@ -72,6 +74,7 @@ def env():
         + U("nopool", [ep], QUIET_BREAKER + "\npool: { max_idle: 0 }")
         + U("fb", [ep], QUIET_BREAKER + "\ntimeouts: { first_byte: 500ms }")
         + U("rt", [ep], QUIET_BREAKER + "\ntimeouts: { first_byte: 0, request: 600ms }")
+        + U("ui", [ep], QUIET_BREAKER + "\ntimeouts: { idle: 1s }")
         + U("bh", [ep], QUIET_BREAKER + "\nbulkhead: { max_connections: 1, max_pending: 0, queue_timeout: 0 }")
         + U("bq", [ep], QUIET_BREAKER + "\nbulkhead: { max_connections: 1, max_pending: 1, queue_timeout: 300ms }")
         + U("brk", [refused.endpoint], "breaker: { faults: 1, leak: 1h, open_for: 30s }")
@@ -174,6 +177,14 @@ def assert_backend_saw_nothing(px, backend, mark, total):
 # ---- 1. refused before the upstream: 400 and close, the backend sees nothing ------------------
 
 R = b"POST /s HTTP/1.1\r\nHost: a.test\r\n"
+
+
+def sized(total, line):
+    """A head of exactly `total` bytes (final CRLF CRLF included): the
+    request line, Host, and X-B padded; returns (head, the X-B value)."""
+    base = line + b"\r\nHost: a.test\r\nX-B: "
+    value = b"b" * (total - len(base) - 4)
+    return base + value + b"\r\n\r\n", value
 SMUGGLING = [
     ("cl_and_te", R + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
     ("te_and_cl", R + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"),
@@ -204,6 +215,9 @@ SMUGGLING = [
     ("empty_host", b"GET /s HTTP/1.1\r\nHost: \r\n\r\n"),
     ("host_userinfo", b"GET /s HTTP/1.1\r\nHost: user@a.test\r\n\r\n"),
     ("absolute_form_other_host", b"GET http://b.test/s HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+    ("absolute_form_other_port", b"GET http://a.test:81/s HTTP/1.1\r\nHost: a.test:80\r\n\r\n"),
+    ("cl_overflow", R + b"Content-Length: 99999999999999999999999\r\n\r\n"),
+    ("space_in_target", b"GET /s t HTTP/1.1\r\nHost: a.test\r\n\r\n"),
     ("version_http12", b"GET /s HTTP/1.2\r\nHost: a.test\r\n\r\n"),
     ("method_not_token", b"G@T /s HTTP/1.1\r\nHost: a.test\r\n\r\n"),
 ]
@@ -269,9 +283,15 @@ EARLY = [
     # size limit; 431 is the status that names it (RFC 6585)
     ("too_many_fields", b"GET /e HTTP/1.1\r\nHost: a.test\r\n"
      + b"".join(b"X-F%d: v\r\n" % i for i in range(100)) + b"\r\n", 431, HEAD_TOO_LARGE),
+    ("head_one_byte_over", sized(4097, b"GET /e HTTP/1.1")[0], 431, HEAD_TOO_LARGE),
+    # silent: a long target is refused by the head limit (431), not 414
+    ("target_over_limit", b"GET /" + b"t" * 5000 + b" HTTP/1.1\r\nHost: a.test\r\n\r\n", 431, HEAD_TOO_LARGE),
     # limits.max_request_body: 1KB
     ("body_declared_over_limit", b"POST /e HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1025\r\n\r\n"
      + b"b" * 1025, 413, BODY_TOO_LARGE),
+    # the 413 comes at once: the client that waits for 100 Continue sends no body
+    ("body_declared_over_limit_expect", b"POST /e HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\n"
+     b"Content-Length: 2000\r\n\r\n", 413, BODY_TOO_LARGE),
     ("upgrade_websocket", b"GET /e HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
      501, NOT_IMPLEMENTED),
@@ -348,6 +368,15 @@ FORWARDING = [
      b"5;name=value\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n"),
     ("absolute_form", b"GET http://a.test/f/abs?x=1 HTTP/1.1\r\nHost: a.test\r\n\r\n",
      b"GET http://a.test/f/abs?x=1 HTTP/1.1", fwd(H), b""),
+    ("absolute_form_host_any_case", b"GET http://A.TEST:80/f/abs HTTP/1.1\r\nHost: a.test:80\r\n\r\n",
+     b"GET http://A.TEST:80/f/abs HTTP/1.1", fwd((b"Host", b"a.test:80")), b""),
+    ("te_chunked_any_case", b"POST /f/tecase HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: Chunked\r\n\r\n"
+     b"1\r\na\r\n0\r\n\r\n", b"POST /f/tecase HTTP/1.1", fwd(H, (b"Transfer-Encoding", b"Chunked")),
+     b"1\r\na\r\n0\r\n\r\n"),
+    ("cl_leading_zeros", b"POST /f/cl0 HTTP/1.1\r\nHost: a.test\r\nContent-Length: 005\r\n\r\nhello",
+     b"POST /f/cl0 HTTP/1.1", fwd(H, (b"Content-Length", b"005")), b"hello"),
+    # RFC 9112 2.2: empty lines before the request line are ignored
+    ("leading_empty_line", b"\r\nGET /f/lead HTTP/1.1\r\nHost: a.test\r\n\r\n", b"GET /f/lead HTTP/1.1", fwd(H), b""),
     ("hop_by_hop_stripped", b"GET /f/hop HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, X-Hop\r\n"
      b"X-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: X-T\r\nProxy-Connection: keep-alive\r\n"
      b"Proxy-Authorization: Basic Zm9vOmJhcg==\r\nX-Keep: yes\r\n\r\n",
@@ -376,6 +405,11 @@ FORWARDING = [
      fwd((b"host", b"a.test"), (b"x-dup", b"1"), (b"X-DUP", b"2"), (b"X-Mixed-Case", b"V a l")), b""),
     ("head_near_the_limit", b"GET /f/big HTTP/1.1\r\nHost: a.test\r\nX-Big: " + b"a" * 3900 + b"\r\n\r\n",
      b"GET /f/big HTTP/1.1", fwd(H, (b"X-Big", b"a" * 3900)), b""),
+    # limits.max_request_head: 4KB counts the whole head, the final CRLF CRLF included
+    ("head_exactly_at_the_limit", sized(4096, b"GET /f/big HTTP/1.1")[0],
+     b"GET /f/big HTTP/1.1", fwd(H, (b"X-B", sized(4096, b"GET /f/big HTTP/1.1")[1])), b""),
+    ("fields_at_the_cap", b"GET /f/many HTTP/1.1\r\nHost: a.test\r\n" + b"".join(b"X-F%d: v\r\n" % i for i in range(99))
+     + b"\r\n", b"GET /f/many HTTP/1.1", fwd(H, *[(b"X-F%d" % i, b"v") for i in range(99)]), b""),
     ("expect_passed_on", b"PUT /f/exp HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
      b"\r\nhi", b"PUT /f/exp HTTP/1.1", fwd(H, (b"Expect", b"100-continue"), (b"Content-Length", b"2")), b"hi"),
 ]
@@ -500,6 +534,8 @@ RESPONSES = [
      [b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nVia: 1.1 cynic\r\n\r\n"], False, False),
     ("head_length_no_body", b"HEAD", "app", [Reply(HOK + b"Content-Length: 5\r\n\r\n")],
      [HOK + b"Content-Length: 5\r\nVia: 1.1 cynic\r\n\r\n"], False, True),
+    ("head_chunked_no_body", b"HEAD", "app", [Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n")],
+     [HOK + b"Transfer-Encoding: chunked\r\nVia: 1.1 cynic\r\n\r\n"], False, True),
     ("head_backend_sends_body_anyway", b"HEAD", "app", [Reply(HOK + b"Content-Length: 5\r\n\r\nhello")],
      [HOK + b"Content-Length: 5\r\nVia: 1.1 cynic\r\n\r\n"], False, False),
     ("interim_103_then_200", b"GET", "app",
@@ -654,12 +690,17 @@ def test_upstream_fault_answered_by_cynic(env, request, listener, replies, statu
     ("app", Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"), 0),
     ("app", Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n2;a b\r\nok\r\n0\r\n\r\n"), 0),
     ("app", Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX A: 1\r\n\r\n"), len(b"2\r\nok\r\n0\r\n")),
+    # timeouts.request (600ms) and the upstream's timeouts.idle (1s) with the
+    # response under way
+    ("rt", Reply(pieces=[(0, HOK + b"Content-Length: 10\r\n\r\nhello")], then="hang"), len(b"hello")),
+    ("ui", Reply(pieces=[(0, HOK + b"Content-Length: 10\r\n\r\nhello")], then="hang"), len(b"hello")),
     # limits.max_response_bytes: 1KB; chunks of 600 bytes 0.2 s apart: the
     # second crosses it, the third is never forwarded
     ("small", Reply(pieces=[(0, HOK + b"Transfer-Encoding: chunked\r\n\r\n")]
                     + [(0.2, b"258\r\n" + b"y" * 600 + b"\r\n")] * 3 + [(0, b"0\r\n\r\n")]), 2 * 607),
 ], ids=["bad_chunk_mid_body", "reset_mid_body", "bad_chunk_with_head", "bad_chunk_ext_with_head",
-        "bad_trailer_with_head", "streamed_over_max_response_bytes"])
+        "bad_trailer_with_head", "request_timeout_mid_body", "upstream_idle_timeout_mid_body",
+        "streamed_over_max_response_bytes"])
 def test_fault_mid_body_cuts_the_client(env, request, listener, reply, most):
     """A fault after the response head went out: the client gets the head
     and part of the body, then its connection ends before the body does
@@ -743,6 +784,50 @@ def test_pipelined_bad_second_request(env):
     assert [q.line for q in hu.wait_requests(backend, mark, 1)] == [b"GET /p/good HTTP/1.1"]
 
 
+def test_pipelined_after_connection_close_not_served(env):
+    """A request after one that said `Connection: close`, in the same write:
+    the first is answered with the close, the second never reaches the
+    backend."""
+    px, backend = env
+    mark = backend.mark()
+    with Client(px.addr("app")) as c:
+        c.send(b"GET /p/last HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+               b"GET /p/never HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r = c.response()
+        assert r.raw == HOK + b"Content-Length: 2\r\nVia: 1.1 cynic\r\nConnection: close\r\n\r\nok", r
+        assert_closed(c)
+    assert [q.line for q in hu.wait_requests(backend, mark, 1)] == [b"GET /p/last HTTP/1.1"]
+    time.sleep(0.2)
+    assert len(backend.since(mark)) == 1, backend.since(mark)
+
+
+def test_pipelined_head_then_get(env):
+    """HEAD's response has no body even with Content-Length: the GET's
+    response after it is read whole (the response parser knew the method)."""
+    px, backend = env
+    backend.script("/p/h", Reply(HOK + b"Content-Length: 5\r\n\r\n"))
+    backend.script("/p/g", ok(b"hello"))
+    with Client(px.addr("app")) as c:
+        c.send(b"HEAD /p/h HTTP/1.1\r\nHost: a.test\r\n\r\nGET /p/g HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r1 = c.response(b"HEAD")
+        r2 = c.response()
+        assert r1.raw == HOK + b"Content-Length: 5\r\nVia: 1.1 cynic\r\n\r\n", r1
+        assert r2.raw == HOK + b"Content-Length: 5\r\nVia: 1.1 cynic\r\n\r\nhello", r2
+        assert_kept_alive(c, backend)
+
+
+def test_client_half_close_after_request(env):
+    """A client that sends its request and shuts down its sending side (nc -N,
+    HTTP/1.0 tools) still gets the whole response, then the close."""
+    px, backend = env
+    with Client(px.addr("app")) as c:
+        c.send(b"GET /k/half HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        r = c.response()
+        assert r.raw == HOK + b"Content-Length: 2\r\nVia: 1.1 cynic\r\nConnection: close\r\n\r\nok", r
+        assert_closed(c)
+
+
 def test_client_connection_close(env):
     """Connection: close from the client: the response says so, the client
     connection closes after it, and the header does not go upstream."""
@@ -796,18 +881,38 @@ def test_connect_timeout_504(env):
         assert 0.25 <= took <= 5.0, took  # connect: 300ms
 
 
-def test_header_timeout_408(env):
-    """listener timeouts.header (500ms): a head that never ends gets 408 and
-    the close; the backend sees nothing."""
+@pytest.mark.parametrize("drip", [False, True], ids=["stalled", "one_byte_every_100ms"])
+@pytest.mark.parametrize("start", [b"GET /t/slow HTTP/1.1\r\nHost: a.te", b"GET /\r\n"],
+                         ids=["partial_head", "http09_request_line"])
+def test_header_timeout_408(env, start, drip):
+    """listener timeouts.header (500ms) runs from the first byte to the end of
+    the head, whatever arrives meanwhile (slowloris): a head that never ends
+    gets 408 and the close; the backend sees nothing. silent: an HTTP/0.9
+    request line ("GET /" and CRLF) is not refused at once; it waits for the
+    rest of its line under the same bound."""
     px, backend = env
     mark, total = backend.mark(), backend.total()
     with Client(px.addr("slow")) as c:
         t0 = time.monotonic()
-        c.send(b"GET /t/slow HTTP/1.1\r\nHost: a.te")
+        c.send(start)
+        if drip:  # well past the 500ms, unless the 408 comes first
+            c.sock.setblocking(False)
+            for _ in range(40):
+                try:
+                    c.sock.send(b"X")
+                except OSError:
+                    break
+                time.sleep(0.1)
+                try:
+                    if c.sock.recv(1, socket.MSG_PEEK):
+                        break
+                except BlockingIOError:
+                    pass
+            c.sock.setblocking(True)
         r = c.response()
         took = time.monotonic() - t0
         assert_answer(r, 408, HEADER_TIMEOUT)
-        assert 0.4 <= took <= 5.0, took
+        assert 0.4 <= took <= 3.5, took
         assert_closed(c)
     assert_backend_saw_nothing(px, backend, mark, total)
 
@@ -851,7 +956,8 @@ def test_bulkhead_full_503(env):
         b.send(b"GET /t/bh2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
         assert_answer(b.response(), 503, "bulkhead_full", "bh")
         assert a.response().decoded == b"slow"
-    assert [q.line for q in backend.since(mark)] == [b"GET /t/bh HTTP/1.1"]
+        assert [q.line for q in backend.since(mark)] == [b"GET /t/bh HTTP/1.1"]
+        assert_kept_alive(b, backend)  # silent: the request was read whole, so b stays
 
 
 def test_queue_timeout_503(env):
