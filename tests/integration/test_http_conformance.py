@@ -45,9 +45,6 @@ NOT_IMPLEMENTED = "not_implemented"
 HEADER_TIMEOUT = "header_timeout"
 
 MADE = object()  # in an expected field list: a request id cynic made (32 hex)
-NOTHING = object()  # the backend saw no byte
-VIA = (b"Via", b"1.1 cynic")
-XFF = (b"X-Forwarded-For", b"127.0.0.1")
 
 QUIET_BREAKER = "breaker: { faults: 1000000, leak: 1ms }"
 
