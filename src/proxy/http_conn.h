@@ -27,6 +27,11 @@ typedef enum hs_state {
   HS_CLOSING     /* handles closing; freed in the last close callback */
 } hs_state_t;
 
+/* Body bytes copied behind a response head into its write at most (one
+ * write instead of two for a small response; larger ones are released to
+ * the relay and written from the ring). */
+#define CYNIC__HS_COPY_BODY 16384u
+
 /* The longest request id kept (longer ones are replaced by cynic's). */
 #define RID_MAX 128
 
@@ -62,12 +67,20 @@ typedef struct cynic__http_conn {
   uint64_t body_bytes;       /* request body bytes released (max_request_body) */
   /* The current request, for the report (metrics, access log). */
   int status;          /* what the client got; 0 = nothing yet */
+  int upstream_status; /* the final status the upstream sent; 0 = none */
   const char *answer;  /* cynic's own answer's reason; NULL: the upstream's */
   const char *decision;
   int outcome;
   bool has_outcome;
   uint64_t start_us, connect_us, connected_us, first_byte_us;
   uint64_t bytes_up, bytes_down; /* the relay's counts when the request began */
+  /* A final response head not yet written: body bytes that came with it
+   * are copied in behind it (at most CYNIC__HS_COPY_BODY), so that a small
+   * response goes to the client in one write, not a head and a body. It
+   * lives in the scratch buffer only while the response's bytes are parsed
+   * (cynic__hu_response_data writes it before it returns). */
+  char *pend; /* in the scratch buffer (cynic__hs_scratch); NULL: none */
+  size_t pend_len, pend_cap;
   char rid[RID_MAX + 1];
   bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
 } cynic__http_conn_t;
@@ -121,14 +134,16 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why);
 void cynic__hs_next_request(cynic__http_conn_t *c);
 /* The current request's report (metrics, access log), once. */
 void cynic__hs_report(cynic__http_conn_t *c);
-/* A buffer of `cap` bytes to render a head into (the process's one scratch
- * buffer: valid until the next call; p NULL without memory); then a write
- * holding a copy of what was rendered (NULL without memory), and sending it
- * on `s` (0, or a libuv error: then it is freed). */
+/* A buffer of `cap` bytes to render a head into: the process's one scratch
+ * buffer, valid until the next call (p NULL without memory). */
 cynic__http_out_t cynic__hs_scratch(size_t cap);
-cynic__hs_write_t *cynic__hs_write_copy(cynic__http_conn_t *c, const cynic__http_out_t *o,
-                                        bool to_client);
-int cynic__hs_write_send(cynic__http_conn_t *c, cynic__hs_write_t *w, uv_stream_t *s);
+/* Sends `len` bytes at `p` (the caller's; not kept) to the client or to the
+ * exchange's upstream: written at once when the socket takes them, else
+ * the rest copied into a write of its own (*queued: then `then_close`
+ * closes the connection once it is written, and a client write counts in
+ * res_head_out until then). 0 or a libuv error. */
+int cynic__hs_send(cynic__http_conn_t *c, const char *p, size_t len, bool to_client,
+                   bool then_close, bool *queued);
 /* A head store of `cap` bytes (a cached one when there is), and giving one
  * back (sets *store NULL). */
 char *cynic__hs_store_take(size_t cap);

@@ -157,6 +157,7 @@ void cynic__hs_report(cynic__http_conn_t *c) {
       .target_len = c->head_seen && c->req_store != NULL ? m->target.len : 0,
       .http = true,
       .status = c->status,
+      .upstream_status = c->upstream_status,
       .answer = c->answer,
       .request_id = c->rid[0] != '\0' ? c->rid : NULL,
   };
@@ -192,32 +193,40 @@ static void on_head_written(uv_write_t *req, int status) {
     cynic__hs_next_request(c);
 }
 
-/* A write of `len` bytes from `o` (its buffer is w->data) on `s`. */
-cynic__hs_write_t *cynic__hs_write_copy(cynic__http_conn_t *c, const cynic__http_out_t *o,
-                                        bool to_client) {
-  cynic__hs_write_t *w = malloc(sizeof *w + o->len);
+int cynic__hs_send(cynic__http_conn_t *c, const char *p, size_t len, bool to_client,
+                   bool then_close, bool *queued) {
+  uv_stream_t *s = to_client ? (uv_stream_t *)&c->client : cynic__upconn_stream(c->uc);
+  *queued = false;
+  /* Straight to the socket when it takes it all (the common case): no copy,
+   * no callback, and no epoll_ctl (a completed uv_write re-registers its
+   * stream). uv_try_write refuses while writes are queued, so order holds. */
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned int)len);
+  int n = uv_try_write(s, &b, 1);
+  if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS)
+    return n;
+  size_t done = n > 0 ? (size_t)n : 0;
+  if (done == len)
+    return 0;
+  cynic__hs_write_t *w = malloc(sizeof *w + (len - done));
   if (w == NULL)
-    return NULL;
-  memcpy(w->data, o->p, o->len);
+    return UV_ENOMEM;
+  memcpy(w->data, p + done, len - done);
   w->c = c;
   w->to_client = to_client;
-  w->then_close = false;
-  w->len = o->len;
+  w->then_close = then_close;
+  w->len = len - done;
   w->req.data = w;
-  return w;
-}
-
-int cynic__hs_write_send(cynic__http_conn_t *c, cynic__hs_write_t *w, uv_stream_t *s) {
-  uv_buf_t b = uv_buf_init(w->data, (unsigned int)w->len);
+  b = uv_buf_init(w->data, (unsigned int)w->len);
   int rc = uv_write(&w->req, s, &b, 1, on_head_written);
   if (rc != 0) {
     free(w);
     return rc;
   }
-  if (w->to_client)
+  if (to_client)
     c->res_head_out++;
   else
     c->req_head_out = true;
+  *queued = true;
   return 0;
 }
 
@@ -225,7 +234,7 @@ int cynic__hs_write_send(cynic__http_conn_t *c, cynic__hs_write_t *w, uv_stream_
  * JSON body). The connection closes after it unless `keep` and the request
  * was read to its end. */
 void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uint64_t retry_after,
-                   bool keep) {
+                      bool keep) {
   bool close = !keep || !c->req_done || c->close_after || c->client_eof ||
                c->base.listener->proxy->draining || !c->req.keep_alive;
   c->status = status;
@@ -241,22 +250,29 @@ void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uin
       .retry_after_s = retry_after,
       .close = close,
   };
-  cynic__hs_write_t *w = NULL;
-  if (o.p == NULL || cynic__http_write_answer(&o, &a) != 0 ||
-      (w = cynic__hs_write_copy(c, &o, true)) == NULL) {
+  if (o.p == NULL || cynic__http_write_answer(&o, &a) != 0) {
     cynic__hs_close(c, true, "out_of_memory");
     return;
   }
-  w->then_close = close;
   if (close)
     c->close_after = true;
   c->state = HS_FINISHING;
   c->idle_since_ms = cynic__hs_now_ms(c);
-  if (cynic__hs_write_send(c, w, (uv_stream_t *)&c->client) != 0) {
+  bool queued;
+  if (cynic__hs_send(c, o.p, o.len, true, close, &queued) != 0) {
     cynic__hs_close(c, true, "client_write_error");
     return;
   }
-  cynic__hs_arm(c);
+  if (queued) {
+    cynic__hs_arm(c);
+  } else if (close) {
+    cynic__hs_close(c, false, "answered");
+  } else {
+    /* Written: the next request on the next loop turn, not from here (a
+     * client's pipelined requests answered by cynic one after another would
+     * otherwise recurse once each). */
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+  }
 }
 
 /* ---- the end of an exchange -------------------------------------------------- */
@@ -302,6 +318,10 @@ static void on_timer(uv_timer_t *t) {
   switch (c->state) {
   case HS_IDLE:
   case HS_FINISHING: {
+    if (c->state == HS_FINISHING && c->res_head_out == 0 && cynic__relay_drained(&c->relay.down)) {
+      cynic__hs_next_request(c); /* an answer written at once (cynic__hs_answer) */
+      return;
+    }
     uint64_t idle = listener_idle_ms(c);
     if (idle > 0 && now >= c->idle_since_ms + idle) {
       cynic__hs_close(c, c->state == HS_FINISHING, "client_idle_timeout");
@@ -375,6 +395,7 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
   cynic__hs_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
   if (c->state == HS_QUEUED)
     cynic__admission_cancel(c->base.upstream, &c->waiter);
+  c->pend = NULL;
   bool in_exchange = c->state == HS_QUEUED || c->state == HS_CONNECTING || c->state == HS_EXCHANGE;
   c->state = HS_CLOSING;
   cynic__relay_stop(&c->relay);
@@ -531,7 +552,7 @@ void cynic__hs_next_request(cynic__http_conn_t *c) {
   c->idle_since_ms = cynic__hs_now_ms(c);
   c->req_done = c->reusable = c->res_head_done = c->reported = c->has_outcome = false;
   c->started = c->head_seen = false;
-  c->status = 0;
+  c->status = c->upstream_status = 0;
   c->answer = NULL;
   c->decision = NULL;
   c->rid[0] = '\0';

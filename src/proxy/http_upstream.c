@@ -75,7 +75,7 @@ static void upstream_release(cynic__http_conn_t *c, bool reuse) {
   if (uc == NULL)
     return;
   c->uc = NULL;
-  cynic__relay_detach(&c->relay);
+  uc->reading = cynic__relay_detach(&c->relay);
   if (c->relay.down.held > 0)
     cynic__relay_drop_held(&c->relay.down);
   if (reuse && uc->deadline_ms == 0 && cynic__pool_give(uc, cynic__hs_now_ms(c)))
@@ -117,6 +117,7 @@ void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
 
 /* The exchange failed with `cause` (hx decides what the client gets). */
 void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
+  c->pend = NULL; /* a head never sent: the client may still get cynic's answer */
   cynic__hx_outcome_t o = cynic__hx_fail(&c->hx, cause);
   cynic__event_t ev = cause_event(c, cause);
   if (o.fault && c->attempt.endpoint != NULL) {
@@ -178,6 +179,8 @@ static void response_head(cynic__http_conn_t *c) {
   int64_t cl = m->body == CYNIC__HTTP_BODY_LENGTH ? (int64_t)m->content_length
                : has_body && m->body != CYNIC__HTTP_BODY_NONE ? -1
                                                                : 0;
+  if (!cynic__http_status_interim(m->status))
+    c->upstream_status = m->status;
   cynic__hx_cause_t cause =
       cynic__hx_response_head(&c->hx, m->status, has_body, ct, ctlen, cl, cynic__hs_now_ms(c));
   if (cause == CYNIC__HX_UNEXPECTED_TYPE || cause == CYNIC__HX_RESPONSE_TOO_LARGE) {
@@ -221,15 +224,23 @@ static void response_head(cynic__http_conn_t *c) {
   if (close)
     c->close_after = true;
   size_t cap = (size_t)c->base.upstream->cfg->http.max_header_bytes + 256;
-  cynic__http_out_t o = cynic__hs_scratch(cap);
+  cynic__http_out_t o = cynic__hs_scratch(cap + CYNIC__HS_COPY_BODY);
   int rc = o.p != NULL ? cynic__http_write_response(&o, &h, close, c->req.version_minor)
                        : CYNIC_ENOMEM;
-  cynic__hs_write_t *w = rc == 0 ? cynic__hs_write_copy(c, &o, true) : NULL;
-  if (w == NULL) {
+  if (rc != 0) {
     cynic__hu_fail(c, rc == CYNIC_EINVAL ? CYNIC__HX_BAD_RESPONSE : CYNIC__HX_LOCAL_ERROR);
     return;
   }
-  if (cynic__hs_write_send(c, w, (uv_stream_t *)&c->client) != 0) {
+  if (!interim) {
+    /* held back until the body bytes that came with it are behind it */
+    c->pend = o.p;
+    c->pend_len = o.len;
+    c->pend_cap = o.len + CYNIC__HS_COPY_BODY;
+    cynic__hs_arm(c);
+    return;
+  }
+  bool queued;
+  if (cynic__hs_send(c, o.p, o.len, true, false, &queued) != 0) {
     cynic__hs_close(c, true, "client_write_error");
     return;
   }
@@ -239,7 +250,32 @@ static void response_head(cynic__http_conn_t *c) {
 
 /* Parses what the upstream sent: heads are skipped (rewritten copies go
  * out), body bytes released to the client. */
+/* Writes the held-back response head (and the body bytes copied behind
+ * it): from now on the response has started. False when the connection
+ * closed. */
+static bool pend_flush(cynic__http_conn_t *c) {
+  if (c->pend == NULL)
+    return true;
+  const char *p = c->pend;
+  c->pend = NULL;
+  bool queued;
+  if (cynic__hs_send(c, p, c->pend_len, true, false, &queued) != 0) {
+    cynic__hs_close(c, true, "client_write_error");
+    return false;
+  }
+  cynic__hx_response_started(&c->hx);
+  return true;
+}
+
+static void response_data(cynic__http_conn_t *c);
+
 void cynic__hu_response_data(cynic__http_conn_t *c) {
+  response_data(c);
+  if (c->state == HS_EXCHANGE)
+    pend_flush(c); /* what came so far goes out */
+}
+
+static void response_data(cynic__http_conn_t *c) {
   cynic__relay_dir_t *d = &c->relay.down;
   while (c->state == HS_EXCHANGE) {
     uv_buf_t spans[2];
@@ -274,12 +310,21 @@ void cynic__hu_response_data(cynic__http_conn_t *c) {
         cynic__hu_fail(c, CYNIC__HX_RESPONSE_TOO_LARGE);
         return;
       }
-      cynic__relay_release(d, used);
+      if (c->pend != NULL && c->pend_len + used <= c->pend_cap && d->len == d->held) {
+        memcpy(c->pend + c->pend_len, spans[0].base, used); /* behind its head */
+        c->pend_len += used;
+        cynic__relay_skip(d, used);
+      } else {
+        if (!pend_flush(c))
+          return;
+        cynic__relay_release(d, used);
+      }
       if (c->state != HS_EXCHANGE)
         return;
     }
     if (rc == CYNIC__HTTP_DONE) {
-      cynic__hu_response_end(c);
+      if (pend_flush(c))
+        cynic__hu_response_end(c);
       return;
     }
     if (used == 0 || cynic__relay_held(d, spans) == 0)
@@ -352,7 +397,8 @@ static void request_out(cynic__http_conn_t *c) {
   const cynic__config_listener_t *lc = c->base.listener->cfg;
   const cynic__config_upstream_t *uc = c->base.upstream->cfg;
   c->connected_us = cynic__hs_now_us();
-  cynic__relay_attach(&c->relay, cynic__upconn_stream(c->uc));
+  cynic__relay_attach(&c->relay, cynic__upconn_stream(c->uc), c->uc->reading);
+  c->uc->reading = true;
   cynic__hx_connected(&c->hx, cynic__hs_now_ms(c));
   c->state = HS_EXCHANGE;
   /* the response's parser */
@@ -398,13 +444,12 @@ static void request_out(cynic__http_conn_t *c) {
   };
   size_t cap = (size_t)lc->max_request_head + 512 + RID_MAX + INET6_ADDRSTRLEN;
   cynic__http_out_t o = cynic__hs_scratch(cap);
-  cynic__hs_write_t *w = NULL;
-  if (o.p == NULL || cynic__http_write_request(&o, &h, &f) != 0 ||
-      (w = cynic__hs_write_copy(c, &o, false)) == NULL) {
+  if (o.p == NULL || cynic__http_write_request(&o, &h, &f) != 0) {
     cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
     return;
   }
-  if (cynic__hs_write_send(c, w, cynic__upconn_stream(c->uc)) != 0) {
+  bool queued;
+  if (cynic__hs_send(c, o.p, o.len, false, false, &queued) != 0) {
     cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET);
     return;
   }

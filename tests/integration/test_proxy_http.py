@@ -126,10 +126,19 @@ def test_keep_alive_reuses_one_upstream_connection_and_logs_each_request():
         pu.wait_for(lambda: len(open(log).read().splitlines()) == 3, what="three access log lines")
         lines = [json.loads(x) for x in open(log).read().splitlines()]
         assert [x["path"] for x in lines] == ["/p0?q=1", "/p1?q=1", "/p2?q=1"]
-        assert all(x["method"] == "GET" and x["status"] == 200 and x["outcome"] == "ok" and
-                   x["answer"] is None for x in lines)
+        assert all(x["method"] == "GET" and x["status"] == 200 and x["upstream_status"] == 200 and
+                   x["outcome"] == "ok" and x["answer"] is None for x in lines)
         assert lines[0]["request_id"] == made.group(1).decode() and lines[1]["request_id"] == "mine-1"
         assert lines[0]["connect_us"] is not None and lines[1]["connect_us"] is None  # pooled
+        # the operator's side: pool reuse and responses by class
+        adm = au.Admin(px)
+        up = adm.status()["upstreams"][0]
+        assert up["pool"]["reused"] == 2 and up["pool"]["idle"] == 1, up["pool"]
+        assert up["responses"]["2xx"] == 3 and up["responses"]["5xx"] == 0, up["responses"]
+        metrics = adm.get("/metrics")[3].decode()
+        assert 'cynic_http_responses_total{upstream="backend",class="2xx"} 3' in metrics
+        assert 'cynic_pool_reused_total{upstream="backend",endpoint="%s"} 2' % be.endpoint in metrics
+        assert 'cynic_pool_idle_connections{upstream="backend",endpoint="%s"} 1' % be.endpoint in metrics
     finally:
         px.stop()
         be.close()
