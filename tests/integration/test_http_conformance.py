@@ -22,6 +22,7 @@ it when the module's shared cynic stops: the upstream-fault cases probe the
 kept-alive client connection after each 502.
 """
 import json
+import random
 import socket
 import time
 
@@ -831,6 +832,33 @@ def test_client_gone_mid_request_body_upstream_closed(env):
     (conn, got), = backend.grown(snap).items()
     assert got.split(b"\r\n")[0] == b"POST /k/gone HTTP/1.1" and got.endswith(b"\r\n\r\nhello"), got
     hu.wait_for(lambda: backend.is_ended(conn), 5, what="cynic to close the upstream connection")
+
+
+def test_large_bodies_exact_both_ways(env):
+    """Bodies many times the 64 KB ring, both ways, then a pipelined request
+    right behind: a 1 MiB Content-Length request body and a 1 MiB chunked
+    response (uneven chunks) arrive byte for byte, framing included."""
+    px, backend = env
+    rnd = random.Random(11)
+    req_body = rnd.randbytes(1 << 20)
+    chunks, left = [], 1 << 20
+    while left:
+        n = min(left, rnd.randint(1, 70000))
+        chunks.append(b"%x\r\n" % n + rnd.randbytes(n) + b"\r\n")
+        left -= n
+    res_body = b"".join(chunks) + b"0\r\n\r\n"
+    backend.script("/k/large", Reply(HOK + b"Transfer-Encoding: chunked\r\n\r\n" + res_body))
+    mark = backend.mark()
+    with Client(px.addr("nopool")) as c:
+        c.send(b"POST /k/large HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % len(req_body)
+               + req_body + b"GET /k/after HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r = c.response()
+        assert r.head == HOK + b"Transfer-Encoding: chunked\r\nVia: 1.1 cynic", r.head
+        assert r.body == res_body
+        assert c.response().decoded == b"ok"
+    q = hu.wait_requests(backend, mark, 2)
+    assert q[0].line == b"POST /k/large HTTP/1.1" and q[0].body == req_body
+    assert q[1].line == b"GET /k/after HTTP/1.1"
 
 
 def test_pipelined_bad_second_request(env):
