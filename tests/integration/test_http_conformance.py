@@ -67,6 +67,7 @@ def env():
         + L("fb", "fb", "mode: http")
         + L("rt", "rt", "mode: http")
         + L("ui", "ui", "mode: http")
+        + L("sb", "sb", "mode: http")
         + L("bh", "bh", "mode: http")
         + L("bq", "bq", "mode: http")
         + L("brk", "brk", "mode: http")
@@ -79,6 +80,7 @@ def env():
         + U("fb", [ep], QUIET_BREAKER + "\ntimeouts: { first_byte: 500ms }")
         + U("rt", [ep], QUIET_BREAKER + "\ntimeouts: { first_byte: 0, request: 600ms }")
         + U("ui", [ep], QUIET_BREAKER + "\ntimeouts: { idle: 1s }")
+        + U("sb", [ep], "breaker: { faults: 2, leak: 1h, open_for: 30s }\ntimeouts: { idle: 1s }")
         + U("bh", [ep], QUIET_BREAKER + "\nbulkhead: { max_connections: 1, max_pending: 0, queue_timeout: 0 }")
         + U("bq", [ep], QUIET_BREAKER + "\nbulkhead: { max_connections: 1, max_pending: 1, queue_timeout: 300ms }")
         + U("brk", [refused.endpoint], "breaker: { faults: 1, leak: 1h, open_for: 30s }")
@@ -979,6 +981,29 @@ def test_no_leak_on_keep_alive_after_cynic_502():
 
 
 # ---- 7. timeouts, breaker, bulkhead ------------------------------------------------------------
+# (the module's last test must not be an xfail: a failure of the shared
+# cynic's teardown is reported on the last test and would pass as expected)
+
+
+@pytest.mark.xfail(strict=True, reason="proxy bug: a client that stops sending its request body is "
+                   "answered 504 idle_timeout and the endpoint's breaker is charged a fault, so two "
+                   "slow clients open the breaker of a healthy upstream for everyone (503 breaker_open, "
+                   "Retry-After: 30); the silence was the client's, the upstream was waiting for the body")
+def test_stalled_request_body_is_not_the_upstreams_fault(env):
+    """Upstream "sb": breaker faults: 2, timeouts.idle: 1s. Two clients send
+    a head and half the declared body, then nothing: whatever they get, the
+    endpoint did nothing wrong, so a third, whole request is served (a
+    careful user would also want 408 for them, not 504)."""
+    px, backend = env
+    for _ in range(2):
+        with Client(px.addr("sb")) as c:
+            c.send(b"POST /t/stall HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\nhello")
+            r = c.response()
+            assert r.status in (408, 504), r
+    with Client(px.addr("sb")) as c:
+        c.send(b"GET /t/after-stall HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        r = c.response()
+        assert r.status == 200, r
 
 
 def test_first_byte_timeout_504(env):
