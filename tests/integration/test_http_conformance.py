@@ -1072,6 +1072,7 @@ def test_first_byte_timeout_504(env):
         took = time.monotonic() - t0
         assert_answer(r, 504, "first_byte_timeout", "fb")
         assert 0.4 <= took <= 5.0, took  # first_byte: 500ms
+        assert_kept_alive(c, backend)  # silent: the request was read whole
 
 
 def test_request_timeout_504(env):
@@ -1085,6 +1086,7 @@ def test_request_timeout_504(env):
         took = time.monotonic() - t0
         assert_answer(r, 504, "request_timeout", "rt")
         assert 0.5 <= took <= 5.0, took
+        assert_kept_alive(c, backend)
 
 
 def test_connect_timeout_504(env):
@@ -1193,3 +1195,4 @@ def test_queue_timeout_503(env):
         assert_answer(r, 503, "queue_timeout", "bq")
         assert 0.25 <= took <= 5.0, took
         assert a.response().decoded == b"slow"
+        assert_kept_alive(b, backend)
