@@ -60,6 +60,8 @@ typedef struct cynic__http_conn {
   bool client_eof;     /* the client half-closed */
   bool reusable;       /* the upstream connection may go back to the pool */
   bool reported;       /* the current request's report was made */
+  bool uc_pooled;      /* the upstream connection came from the idle pool */
+  bool stale_retried;  /* the request was sent again after a stale pooled one */
   bool started;        /* ... and counted as started (metrics) */
   bool head_seen;      /* the current request's head was parsed */
   uint64_t head_deadline_ms; /* HS_HEAD: the header timeout */
@@ -171,6 +173,10 @@ void cynic__hu_response_data(cynic__http_conn_t *c);
 /* The response ended (its last byte parsed, or the upstream's EOF for one
  * that ends so). */
 void cynic__hu_response_end(cynic__http_conn_t *c);
+/* The upstream closed or reset a connection taken from the pool before any
+ * byte of the response: when the request can go again (no body), it does,
+ * once, on a new connection; true then. */
+bool cynic__hu_stale_retry(cynic__http_conn_t *c);
 /* Whole seconds until some breaker of `u` lets a probe through (at least 1);
  * 0 when unknown (every one forced open). */
 uint64_t cynic__hu_retry_after_s(const cynic__upstream_t *u);

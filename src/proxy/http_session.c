@@ -180,7 +180,7 @@ static void on_head_written(uv_write_t *req, int status) {
   if (status < 0) {
     if (to_client)
       cynic__hs_close(c, true, "client_write_error");
-    else if (c->state == HS_EXCHANGE)
+    else if (c->state == HS_EXCHANGE && !cynic__hu_stale_retry(c))
       cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET); /* the upstream went away under the request head */
     return;
   }
@@ -551,7 +551,7 @@ void cynic__hs_next_request(cynic__http_conn_t *c) {
   c->state = HS_IDLE;
   c->idle_since_ms = cynic__hs_now_ms(c);
   c->req_done = c->reusable = c->res_head_done = c->reported = c->has_outcome = false;
-  c->started = c->head_seen = false;
+  c->started = c->head_seen = c->uc_pooled = c->stale_retried = false;
   c->status = c->upstream_status = 0;
   c->answer = NULL;
   c->decision = NULL;
@@ -650,6 +650,8 @@ static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
     cynic__hu_response_end(c);
     return;
   }
+  if (cynic__hu_stale_retry(c))
+    return;
   cynic__hu_fail(c, CYNIC__HX_UPSTREAM_CLOSED);
 }
 
@@ -669,7 +671,7 @@ static void relay_failed(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool
       cynic__hs_close(c, true, "client_reset");
     return;
   }
-  if (c->state == HS_EXCHANGE)
+  if (c->state == HS_EXCHANGE && !cynic__hu_stale_retry(c))
     cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET);
 }
 

@@ -16,6 +16,7 @@
 #include "http_head.h"
 
 static void request_out(cynic__http_conn_t *c);
+static void connect_new(cynic__http_conn_t *c, cynic__endpoint_t *e);
 
 /* The time until some breaker of u lets a probe through, in whole seconds
  * (at least 1); 0 when unknown (every one forced open). */
@@ -499,10 +500,17 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
   cynic__upconn_t *pooled = cynic__pool_take(e, now);
   if (pooled != NULL) {
     c->uc = pooled;
+    c->uc_pooled = true;
     pooled->handle.data = &c->relay;
     request_out(c);
     return;
   }
+  connect_new(c, e);
+}
+
+/* A new connection to `e` for the current request. */
+static void connect_new(cynic__http_conn_t *c, cynic__endpoint_t *e) {
+  c->uc_pooled = false;
   c->uc = cynic__upconn_new();
   if (c->uc == NULL) {
     cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
@@ -510,7 +518,7 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
   }
   c->state = HS_CONNECTING;
   c->connect_us = cynic__hs_now_us();
-  rc = cynic__upconn_connect(c->uc, c->client.loop, e, &c->relay, on_connect);
+  int rc = cynic__upconn_connect(c->uc, c->client.loop, e, &c->relay, on_connect);
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
     cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
     return;
@@ -520,6 +528,30 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
     return;
   }
   cynic__hs_arm(c);
+}
+
+bool cynic__hu_stale_retry(cynic__http_conn_t *c) {
+  /* The keep-alive race: an upstream may close an idle connection just as
+   * cynic sends on it. Nothing of a response came, the request has no body
+   * (its head is rebuilt from the parsed parts): it goes once more, on a new
+   * connection to the same endpoint, with the same slot and permit; not a
+   * fault (the connection was stale, not the endpoint down). */
+  if (!c->uc_pooled || c->stale_retried || c->first_byte_us != 0 || c->res_head_done ||
+      c->req.body != CYNIC__HTTP_BODY_NONE || c->state != HS_EXCHANGE || c->req_head_out)
+    return false;
+  c->stale_retried = true;
+  c->attempt.endpoint->pool_discarded++;
+  cynic__upconn_t *uc = c->uc;
+  c->uc = NULL;
+  cynic__relay_detach(&c->relay);
+  if (c->relay.down.held > 0)
+    cynic__relay_drop_held(&c->relay.down);
+  uc->handle.data = NULL;
+  cynic__upconn_close(uc, true, cynic__upconn_free_cb);
+  cynic__hs_res_reset(c);
+  cynic__hx_connecting(&c->hx, cynic__hs_now_ms(c));
+  connect_new(c, c->attempt.endpoint);
+  return true;
 }
 
 void cynic__hu_admitted(cynic__waiter_t *w, int status) {

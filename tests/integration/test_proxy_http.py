@@ -283,3 +283,28 @@ def test_http10_client_request_goes_upstream_as_10():
     finally:
         px.stop()
         be.close()
+
+
+def test_a_pooled_connection_the_upstream_closed_is_retried_not_a_fault():
+    """The keep-alive race: the upstream closes an idle connection (here: right
+    after every response, without saying so) just as cynic reuses it. A
+    request without a body goes once more on a new connection; the breaker
+    hears no fault."""
+    be = Backend(lambda head, body, n: (ok(b"r%d" % n), "close"))
+    px = pu.Cynic(http_config(be.endpoint, upstream_extra="breaker: { faults: 1 }\n"))
+    adm = au.Admin(px)
+    try:
+        for _ in range(5):
+            with px.connect() as c:
+                c.settimeout(10)
+                c.sendall(get(b"/1") + get(b"/2", b"Connection: close\r\n"))
+                s1, _, b1, rest = read_response(c)
+                s2, _, b2, rest = read_response(c, rest)
+                assert (s1, s2) == (200, 200), (s1, s2)
+        br = adm.status()["upstreams"][0]["endpoints"][0]["breaker"]
+        assert br["state"] == "closed" and br["bucket_level"] == 0, br
+        assert not px.logs(event="closed_before_first_byte") and not px.logs(event="reset_before_first_byte")
+        assert be.accepted >= 10  # every request on a connection of its own in the end
+    finally:
+        px.stop()
+        be.close()
