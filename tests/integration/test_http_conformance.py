@@ -62,6 +62,8 @@ def env():
         L("app", "plain", "mode: http\nlimits: { max_request_head: 4KB, max_request_body: 1KB }")
         + L("slow", "plain", "mode: http\ntimeouts: { header: 500ms, idle: 1s }")
         + L("ct", "ct", "mode: http")
+        + L("rfc7239", "plain", "mode: http\nforwarded: forwarded\nrequest_id_header: X-Trace")
+        + L("nofwd", "plain", "mode: http\nforwarded: none")
         + L("small", "small", "mode: http")
         + L("nopool", "nopool", "mode: http")
         + L("fb", "fb", "mode: http")
@@ -460,6 +462,31 @@ def test_forwarded_exactly(env, raw, line, fields, body):
         assert q.body == body, q
         assert_kept_alive(c, backend, expect_conn=q.conn)
     assert len(backend.since(mark)) == 2  # the request and the probe, nothing else
+
+
+@pytest.mark.parametrize("listener,raw,fields", [
+    ("rfc7239", b"GET /f/fw HTTP/1.1\r\nHost: a.test\r\n\r\n",
+     [H, (b"Forwarded", b"for=127.0.0.1"), (b"X-Trace", MADE), (b"Via", b"1.1 cynic")]),
+    ("rfc7239", b"GET /f/fw HTTP/1.1\r\nHost: a.test\r\nForwarded: for=192.0.2.1\r\nX-Request-Id: r1\r\n"
+     b"X-Trace: t-1\r\n\r\n",
+     [H, (b"X-Request-Id", b"r1"), (b"X-Trace", b"t-1"), (b"Forwarded", b"for=192.0.2.1, for=127.0.0.1"),
+      (b"Via", b"1.1 cynic")]),
+    ("nofwd", b"GET /f/fw HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n",
+     [H, (b"X-Forwarded-For", b"192.0.2.1"), (b"X-Request-Id", MADE), (b"Via", b"1.1 cynic")]),
+], ids=["forwarded_rfc7239_and_own_request_id_header", "forwarded_appended_request_id_header_kept",
+        "forwarded_none"])
+def test_forwarded_and_request_id_header_keys(env, listener, raw, fields):
+    """The listener's `forwarded` (x-forwarded-for | forwarded | none) and
+    `request_id_header`: the header that gets the client's address and the
+    one carrying the request id (X-Request-Id is then an ordinary header)."""
+    px, backend = env
+    mark = backend.mark()
+    with Client(px.addr(listener)) as c:
+        c.send(raw)
+        assert c.response().status == 200
+    q = hu.wait_requests(backend, mark, 1)[0]
+    assert q.line == b"GET /f/fw HTTP/1.1"
+    assert_fields(q.fields, fields)
 
 
 def test_http10_client_gets_close(env):
