@@ -914,6 +914,31 @@ def test_large_bodies_exact_both_ways(env):
     assert q[1].line == b"GET /k/after HTTP/1.1"
 
 
+@pytest.mark.parametrize("method,body,attempts", [
+    (b"GET", b"", 2), (b"POST", b"hello", 1)], ids=["get_once_more", "post_never_again"])
+def test_pooled_connection_closed_before_the_answer(env, request, method, body, attempts):
+    """The keep-alive race: the upstream closes a pooled connection as the
+    request arrives. A request without a body goes once more on a new
+    connection; one with a body is never sent twice (it may have been acted
+    on): 502 upstream_closed. The backend closes at once both times here."""
+    px, backend = env
+    path = "/k/race-" + request.node.callspec.id
+    backend.script(path, Reply(then="close"))
+    with Client(px.addr("app")) as c:
+        c.send(b"GET /k/warm HTTP/1.1\r\nHost: a.test\r\n\r\n")  # leaves a pooled connection
+        assert c.response().status == 200
+        pooled = backend.since(backend.mark() - 1)[0].conn
+        mark = backend.mark()
+        framing = b"Content-Length: %d\r\n" % len(body) if body else b""
+        c.send(b"%s %s HTTP/1.1\r\nHost: a.test\r\n%s\r\n%s" % (method, path.encode(), framing, body))
+        assert_answer(c.response(), 502, "upstream_closed", "plain")
+        q = hu.wait_requests(backend, mark, attempts)
+        time.sleep(0.2)
+        q = backend.since(mark)
+        assert [x.line for x in q] == [b"%s %s HTTP/1.1" % (method, path.encode())] * attempts, q
+        assert q[0].conn == pooled and len({x.conn for x in q}) == attempts
+
+
 def test_pipelined_bad_second_request(env):
     """The first request is answered, the malformed second one gets 400 and
     the close; the backend sees only the first."""
