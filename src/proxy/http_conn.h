@@ -67,6 +67,8 @@ typedef struct cynic__http_conn {
   uint64_t head_deadline_ms; /* HS_HEAD: the header timeout */
   uint64_t idle_since_ms;    /* HS_IDLE / HS_FINISHING: since when */
   uint64_t body_bytes;       /* request body bytes released (max_request_body) */
+  uint64_t stall_since_ms;   /* a slow reader: since when it took nothing (0: not) */
+  uint64_t stall_bytes;      /* relay.down.bytes then */
   /* The current request, for the report (metrics, access log). */
   int status;          /* what the client got; 0 = nothing yet */
   int upstream_status; /* the final status the upstream sent; 0 = none */
@@ -182,9 +184,10 @@ void cynic__hu_response_end(cynic__http_conn_t *c);
  * once, on a new connection; true then. */
 bool cynic__hu_stale_retry(cynic__http_conn_t *c);
 /* An idle timeout (`cause`) that was the client's doing (cynic waited for
- * its request body, or for it to read the response): the client is answered
- * 408 or cut, no fault for the breaker; true then. */
-bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause);
+ * its request body, or for it to read the response): no fault for the
+ * breaker; the body's is answered 408, a slow reader goes on while it reads
+ * within the listener's idle timeout and is cut past it; true then. */
+bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint64_t now_ms);
 /* Whole seconds until some breaker of `u` lets a probe through (at least 1);
  * 0 when unknown (every one forced open). */
 uint64_t cynic__hu_retry_after_s(const cynic__upstream_t *u);

@@ -264,6 +264,7 @@ void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uin
     c->close_after = true;
   c->state = HS_FINISHING;
   c->idle_since_ms = cynic__hs_now_ms(c);
+  c->stall_bytes = c->relay.down.bytes;
   bool queued;
   if (cynic__hs_send(c, o.p, o.len, true, close, &queued) != 0) {
     cynic__hs_close(c, true, "client_write_error");
@@ -328,9 +329,19 @@ static void on_timer(uv_timer_t *t) {
       cynic__hs_next_request(c); /* an answer written at once (cynic__hs_answer) */
       return;
     }
+    if (c->state == HS_FINISHING && c->relay.down.bytes != c->stall_bytes) {
+      c->stall_bytes = c->relay.down.bytes; /* a slow reader that reads is not idle */
+      c->idle_since_ms = now;
+    }
     uint64_t idle = listener_idle_ms(c);
     if (idle > 0 && now >= c->idle_since_ms + idle) {
-      cynic__hs_close(c, c->state == HS_FINISHING, "client_idle_timeout");
+      if (c->state == HS_FINISHING) {
+        cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_CLIENT_TIMEOUT, "listener",
+                           c->base.listener->cfg->name, NULL, "reading the response");
+        cynic__hs_close(c, true, "client_timeout");
+      } else {
+        cynic__hs_close(c, false, "client_idle_timeout");
+      }
       return;
     }
     break;
@@ -350,7 +361,7 @@ static void on_timer(uv_timer_t *t) {
   case HS_EXCHANGE: {
     cynic__hx_cause_t cause = cynic__hx_expired(&c->hx, now);
     if (cause != CYNIC__HX_OK) {
-      if (!cynic__hu_client_stall(c, cause))
+      if (!cynic__hu_client_stall(c, cause, now))
         cynic__hu_fail(c, cause);
       return;
     }
@@ -419,6 +430,9 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
   if (c->uc != NULL) {
     cynic__upconn_t *uc = c->uc;
     c->uc = NULL;
+    /* The relay forgets it first: its memory goes in its own close callback,
+     * and a write of the client's still finishing must not find it. */
+    cynic__relay_detach(&c->relay);
     if (uc->open) {
       c->handles++;
       uc->handle.data = &c->relay;
@@ -576,7 +590,7 @@ void cynic__hs_next_request(cynic__http_conn_t *c) {
   c->decision = NULL;
   c->rid[0] = '\0';
   c->start_us = c->connect_us = c->connected_us = c->first_byte_us = 0;
-  c->body_bytes = 0;
+  c->body_bytes = c->stall_since_ms = 0;
   if (c->relay.up.held > 0)
     client_data(c); /* a pipelined request is waiting */
   else

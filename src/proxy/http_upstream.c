@@ -118,20 +118,35 @@ void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
   }
 }
 
-bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
+bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint64_t now_ms) {
   if (cause != CYNIC__HX_IDLE_TIMEOUT)
     return false;
   /* Silence during the exchange is the upstream's, unless cynic was waiting
    * on the client: for the rest of its request body (nothing of it held or
    * going out), or for it to take the response (bytes for it wait: back
-   * pressure stopped reading the upstream). Then the client is cut, the
-   * breaker hears nothing. */
+   * pressure stopped reading the upstream). Neither is a fault. A body that
+   * stops coming for the upstream's idle timeout is answered 408 (the
+   * upstream holds a half request, the bulkhead a slot); a slow reader goes
+   * on while it takes something within the listener's idle timeout (a slow
+   * network is not an error), and is cut past it. */
   bool body_wanted = !c->req_done && !c->req_head_out && c->relay.up.held == 0 &&
                      cynic__relay_drained(&c->relay.up);
   bool client_behind = c->hx.response_started &&
                        (c->res_head_out > 0 || !cynic__relay_drained(&c->relay.down));
   if (!body_wanted && !client_behind)
     return false;
+  if (client_behind) {
+    uint64_t limit = cynic__config_ms(c->base.listener->cfg->idle_timeout_ns);
+    if (c->stall_since_ms == 0 || c->relay.down.bytes != c->stall_bytes) {
+      c->stall_bytes = c->relay.down.bytes; /* it took something: a new period */
+      c->stall_since_ms = now_ms;
+    }
+    if (limit == 0 || now_ms - c->stall_since_ms < limit) {
+      cynic__hx_io(&c->hx, now_ms); /* look again after another idle period */
+      cynic__hs_arm(c);
+      return true;
+    }
+  }
   cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_CLIENT_TIMEOUT, "listener",
                      c->base.listener->cfg->name, NULL,
                      body_wanted ? "request body" : "reading the response");
@@ -198,6 +213,7 @@ void cynic__hu_response_end(cynic__http_conn_t *c) {
   cynic__hs_res_reset(c);
   c->state = HS_FINISHING;
   c->idle_since_ms = cynic__hs_now_ms(c);
+  c->stall_bytes = c->relay.down.bytes;
   cynic__hu_exchange_end(c, c->reusable);
   if (c->state == HS_CLOSING)
     return;
