@@ -410,7 +410,8 @@ def breaker_row(rig, row, inject, clear, expect, bound, timed=False, check=None,
         a = call(rig.app)
         assert a.outcome == "503 breaker_open", a
         assert 1 <= int(a.headers["retry-after"]) <= 2, a.headers  # open_for 1.5 s, rounded up
-        assert json.loads(a.body)["error"] == "breaker_open"
+        said = json.loads(a.body)
+        assert (said["error"], said["upstream"]) == ("breaker_open", "dep"), said
         fast.append(a.seconds)
     assert max(fast) < AT_ONCE, f"fail fast took {max(fast):.3f}s"
     assert rig.backend.requests == before, "a request reached the dependency through an open breaker"
