@@ -29,6 +29,7 @@
 #include "admin.h"
 #include "err.h"
 #include "file.h"
+#include "http_session.h"
 #include "log.h"
 #include "proxy.h"
 #include "reload.h"
@@ -431,6 +432,7 @@ void cynic__proxy_init(cynic__proxy_t *p, uv_loop_t *loop, const cynic__config_t
 void cynic__proxy_free(cynic__proxy_t *p) {
   cynic__admin_free(p);
   cynic__listeners_free(p);
+  cynic__http_free_caches();
   cynic__upstreams_free(p);
   cynic__config_free(p->reloaded_cfg); /* after everything that points into it */
   p->reloaded_cfg = NULL;

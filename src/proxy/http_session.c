@@ -1,6 +1,8 @@
 /*
- * src/proxy/http_session.c: HTTP/1.1 mode, one client connection and the
- * exchange of each of its requests with the upstream (docs/design-http.md).
+ * src/proxy/http_session.c: HTTP/1.1 mode's client side: one client
+ * connection and its requests, one at a time (docs/design-http.md). The
+ * exchange of each with the upstream is http_upstream.c's; the object they
+ * share is http_conn.h's.
  *
  *   accept -> IDLE (listener idle timeout: close silently)
  *          -> HEAD: request head parsed strictly (header timeout: 408)
@@ -39,137 +41,95 @@
 #include <string.h>
 
 #include "err.h"
-#include "http_exchange.h"
+#include "http_conn.h"
 #include "http_head.h"
-#include "http_msg.h"
 #include "http_session.h"
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
 #include "relay.h"
 
-typedef enum hs_state {
-  HS_IDLE,       /* between requests: nothing of the next one yet */
-  HS_HEAD,       /* a request head is arriving (header timeout) */
-  HS_QUEUED,     /* waiting for a bulkhead slot, on upstream->waiters */
-  HS_CONNECTING, /* slot and permit held; connect in flight */
-  HS_EXCHANGE,   /* upstream attached: request out, response in */
-  HS_FINISHING,  /* the exchange is over; its last bytes go to the client */
-  HS_CLOSING     /* handles closing; freed in the last close callback */
-} hs_state_t;
-
-/* The longest request id kept (longer ones are replaced by cynic's). */
-#define RID_MAX 128
-
-typedef struct cynic__http_conn {
-  cynic__session_t base;
-  uv_tcp_t client; /* data: &relay */
-  uv_timer_t timer;
-  cynic__relay_t relay; /* up: client -> upstream, down: upstream -> client; both held */
-  cynic__http_msg_t req, res;
-  char *req_store, *res_store; /* head stores, only while a message is parsed */
-  size_t req_store_cap, res_store_cap;
-  cynic__upconn_t *uc; /* the exchange's upstream connection; NULL between them */
-  cynic__waiter_t waiter;
-  cynic__attempt_t attempt;
-  cynic__hx_t hx;
-  uint8_t state;   /* hs_state_t */
-  uint8_t handles; /* client, timer, and the upstream once cynic closes it with the
-                      connection; freed at 0 */
-  bool has_slot;   /* holds a bulkhead slot */
-  bool req_done;   /* the request's last byte was released to the upstream */
-  bool req_head_out;   /* the request head write is in flight */
-  bool res_head_done;  /* the final response head was parsed (body follows) */
-  uint8_t res_head_out; /* head or answer writes to the client in flight (a 1xx
-                           head and the final one may both be) */
-  bool close_after;    /* close once the current response is out */
-  bool client_eof;     /* the client half-closed */
-  bool reusable;       /* the upstream connection may go back to the pool */
-  bool reported;       /* the current request's report was made */
-  bool started;        /* ... and counted as started (metrics) */
-  bool head_seen;      /* the current request's head was parsed */
-  uint64_t head_deadline_ms; /* HS_HEAD: the header timeout */
-  uint64_t idle_since_ms;    /* HS_IDLE / HS_FINISHING: since when */
-  uint64_t body_bytes;       /* request body bytes released (max_request_body) */
-  /* The current request, for the report (metrics, access log). */
-  int status;          /* what the client got; 0 = nothing yet */
-  const char *answer;  /* cynic's own answer's reason; NULL: the upstream's */
-  const char *decision;
-  int outcome;
-  bool has_outcome;
-  uint64_t start_us, connect_us, connected_us, first_byte_us;
-  uint64_t bytes_up, bytes_down; /* the relay's counts when the request began */
-  char rid[RID_MAX + 1];
-  bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
-} cynic__http_conn_t;
-
-/* A head or an answer cynic writes itself, with its own uv_write; freed in
- * the write callback (which libuv calls, cancelled, even when the stream
- * closes first: the connection outlives it, its handles counted). */
-typedef struct head_write {
-  uv_write_t req;
-  cynic__http_conn_t *c;
-  bool to_client;
-  bool then_close; /* close the connection once written */
-  size_t len;
-  char data[];
-} head_write_t;
-
 static const cynic__session_ops_t session_ops;
 static const cynic__relay_ops_t relay_ops;
-static void conn_close(cynic__http_conn_t *c, bool reset, const char *why);
 static void client_data(cynic__http_conn_t *c);
-static void upstream_data(cynic__http_conn_t *c);
-static void arm(cynic__http_conn_t *c);
-static void next_request(cynic__http_conn_t *c);
-static void fail(cynic__http_conn_t *c, cynic__hx_cause_t cause);
 static void on_timer(uv_timer_t *t);
-
-static uint64_t now_us(void) {
-  return uv_hrtime() / 1000u;
-}
-
-static uint64_t now_ms(const cynic__http_conn_t *c) {
-  return uv_now(c->client.loop);
-}
-
-static cynic__http_conn_t *of_relay(cynic__relay_t *r) {
-  return cynic__container_of(r, cynic__http_conn_t, relay);
-}
-
-static void set_outcome(cynic__http_conn_t *c, int outcome) {
-  if (!c->has_outcome) {
-    c->has_outcome = true;
-    c->outcome = outcome;
-  }
-}
 
 /* ---- head stores ------------------------------------------------------------ */
 
 /* A store for one message's head, from the heap: an idle connection holds
  * none. Stores are aligned for the field index (malloc is). */
-static char *store_take(size_t cap) {
+/* Head stores are large (the field index and room for a whole head: about
+ * max_request_head bytes) and every request needs one or two: a few are kept
+ * for reuse rather than returned to malloc, which would trim and grow the
+ * heap at every request. Matched by size (listeners and upstreams with the
+ * same limits share). Loop thread only. */
+#define STORE_CACHE 32
+static struct {
+  char *p;
+  size_t cap;
+} store_cache[STORE_CACHE];
+static size_t store_cached;
+
+char *cynic__hs_store_take(size_t cap) {
+  for (size_t i = store_cached; i-- > 0;) {
+    if (store_cache[i].cap == cap) {
+      char *p = store_cache[i].p;
+      store_cache[i] = store_cache[--store_cached];
+      return p;
+    }
+  }
   return malloc(cap);
 }
 
-static void store_put(char **store) {
-  free(*store);
+void cynic__hs_store_put(char **store, size_t cap) {
+  if (*store == NULL)
+    return;
+  if (store_cached < STORE_CACHE) {
+    store_cache[store_cached].p = *store;
+    store_cache[store_cached++].cap = cap;
+  } else {
+    free(*store);
+  }
   *store = NULL;
+}
+
+/* Heads are rendered here first (as large as the largest head allowed, kept
+ * between requests), then copied into a write of their own size. */
+static char *scratch;
+static size_t scratch_cap;
+
+cynic__http_out_t cynic__hs_scratch(size_t cap) {
+  if (cap > scratch_cap) {
+    char *p = realloc(scratch, cap);
+    if (p == NULL)
+      return (cynic__http_out_t){0};
+    scratch = p;
+    scratch_cap = cap;
+  }
+  return (cynic__http_out_t){.p = scratch, .len = 0, .cap = cap};
+}
+
+void cynic__http_free_caches(void) {
+  while (store_cached > 0)
+    free(store_cache[--store_cached].p);
+  free(scratch);
+  scratch = NULL;
+  scratch_cap = 0;
 }
 
 static void req_parser_reset(cynic__http_conn_t *c) {
   cynic__http_msg_next(&c->req);
-  store_put(&c->req_store);
+  cynic__hs_store_put(&c->req_store, c->req_store_cap);
 }
 
-static void res_parser_reset(cynic__http_conn_t *c) {
+void cynic__hs_res_reset(cynic__http_conn_t *c) {
   cynic__http_msg_next(&c->res);
-  store_put(&c->res_store);
+  cynic__hs_store_put(&c->res_store, c->res_store_cap);
 }
 
 /* ---- the report of one request --------------------------------------------- */
 
-static void report(cynic__http_conn_t *c) {
+void cynic__hs_report(cynic__http_conn_t *c) {
   if (c->reported || c->start_us == 0)
     return;
   c->reported = true;
@@ -189,7 +149,7 @@ static void report(cynic__http_conn_t *c) {
       .connect_us = c->connect_us,
       .connected_us = c->connected_us,
       .first_byte_us = c->first_byte_us,
-      .end_us = now_us(),
+      .end_us = cynic__hs_now_us(),
       .bytes_up = c->relay.up.bytes - c->bytes_up,
       .bytes_down = c->relay.down.bytes - c->bytes_down,
       .method = c->head_seen ? cynic__http_msg_method(m) : NULL,
@@ -197,6 +157,7 @@ static void report(cynic__http_conn_t *c) {
       .target_len = c->head_seen && c->req_store != NULL ? m->target.len : 0,
       .http = true,
       .status = c->status,
+      .upstream_status = c->upstream_status,
       .answer = c->answer,
       .request_id = c->rid[0] != '\0' ? c->rid : NULL,
   };
@@ -206,7 +167,7 @@ static void report(cynic__http_conn_t *c) {
 /* ---- writing heads and answers --------------------------------------------- */
 
 static void on_head_written(uv_write_t *req, int status) {
-  head_write_t *w = req->data;
+  cynic__hs_write_t *w = req->data;
   cynic__http_conn_t *c = w->c;
   bool to_client = w->to_client, then_close = w->then_close;
   free(w);
@@ -218,80 +179,68 @@ static void on_head_written(uv_write_t *req, int status) {
     return;
   if (status < 0) {
     if (to_client)
-      conn_close(c, true, "client_write_error");
-    else if (c->state == HS_EXCHANGE)
-      fail(c, CYNIC__HX_UPSTREAM_RESET); /* the upstream went away under the request head */
+      cynic__hs_close(c, true, "client_write_error");
+    else if (c->state == HS_EXCHANGE && !cynic__hu_stale_retry(c))
+      cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET); /* the upstream went away under the request head */
     return;
   }
   if (then_close) {
-    conn_close(c, false, "answered");
+    cynic__hs_close(c, false, "answered");
     return;
   }
   if (to_client && c->state == HS_FINISHING && c->res_head_out == 0 &&
       cynic__relay_drained(&c->relay.down))
-    next_request(c);
+    cynic__hs_next_request(c);
 }
 
-/* A write of `len` bytes from `o` (its buffer is w->data) on `s`. */
-static head_write_t *head_write_new(cynic__http_conn_t *c, size_t cap, bool to_client) {
-  head_write_t *w = malloc(sizeof *w + cap);
+int cynic__hs_send(cynic__http_conn_t *c, const char *p, size_t len, bool to_client,
+                   bool then_close, bool *queued) {
+  uv_stream_t *s = to_client ? (uv_stream_t *)&c->client : cynic__upconn_stream(c->uc);
+  *queued = false;
+  /* Straight to the socket when it takes it all (the common case): no copy,
+   * no callback, and no epoll_ctl (a completed uv_write re-registers its
+   * stream). uv_try_write refuses while writes are queued, so order holds. */
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned int)len);
+  int n = uv_try_write(s, &b, 1);
+  if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS)
+    return n;
+  size_t done = n > 0 ? (size_t)n : 0;
+  if (done == len)
+    return 0;
+  cynic__hs_write_t *w = malloc(sizeof *w + (len - done));
   if (w == NULL)
-    return NULL;
+    return UV_ENOMEM;
+  memcpy(w->data, p + done, len - done);
   w->c = c;
   w->to_client = to_client;
-  w->then_close = false;
-  w->len = 0;
+  w->then_close = then_close;
+  w->len = len - done;
   w->req.data = w;
-  return w;
-}
-
-static int head_write_send(cynic__http_conn_t *c, head_write_t *w, uv_stream_t *s) {
-  uv_buf_t b = uv_buf_init(w->data, (unsigned int)w->len);
+  b = uv_buf_init(w->data, (unsigned int)w->len);
   int rc = uv_write(&w->req, s, &b, 1, on_head_written);
   if (rc != 0) {
     free(w);
     return rc;
   }
-  if (w->to_client)
+  if (to_client)
     c->res_head_out++;
   else
     c->req_head_out = true;
+  *queued = true;
   return 0;
-}
-
-/* The time until some breaker of u lets a probe through, in whole seconds
- * (at least 1); 0 when unknown (every one forced open). */
-static uint64_t retry_after_s(const cynic__upstream_t *u) {
-  uint64_t best = UINT64_MAX;
-  for (size_t i = 0; i < u->endpoint_count; i++) {
-    cynic_breaker_snapshot_t s;
-    if (cynic_breaker_snapshot(u->endpoints[i].breaker, &s) != 0 || s.state != CYNIC_BREAKER_OPEN)
-      continue;
-    if (s.next_probe_ns < best)
-      best = s.next_probe_ns;
-  }
-  if (best == UINT64_MAX)
-    return 0;
-  uint64_t s = (best + 999999999u) / 1000000000u;
-  return s < 1 ? 1 : s;
 }
 
 /* cynic answers the request itself: `status`, `reason` (Cynic-Answer and the
  * JSON body). The connection closes after it unless `keep` and the request
  * was read to its end. */
-static void answer(cynic__http_conn_t *c, int status, const char *reason, uint64_t retry_after,
-                   bool keep) {
+void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uint64_t retry_after,
+                      bool keep) {
   bool close = !keep || !c->req_done || c->close_after || c->client_eof ||
                c->base.listener->proxy->draining || !c->req.keep_alive;
   c->status = status;
   c->answer = reason;
   const cynic__config_listener_t *lc = c->base.listener->cfg;
-  head_write_t *w = head_write_new(c, 1024 + RID_MAX, true);
-  if (w == NULL) {
-    conn_close(c, true, "out_of_memory");
-    return;
-  }
-  cynic__http_out_t o = {.p = w->data, .len = 0, .cap = 1024 + RID_MAX};
+  cynic__http_out_t o = cynic__hs_scratch(1024 + RID_MAX);
   cynic__http_answer_t a = {
       .status = status,
       .reason = reason,
@@ -301,136 +250,32 @@ static void answer(cynic__http_conn_t *c, int status, const char *reason, uint64
       .retry_after_s = retry_after,
       .close = close,
   };
-  if (cynic__http_write_answer(&o, &a) != 0) {
-    free(w);
-    conn_close(c, true, "answer_too_large");
+  if (o.p == NULL || cynic__http_write_answer(&o, &a) != 0) {
+    cynic__hs_close(c, true, "out_of_memory");
     return;
   }
-  w->len = o.len;
-  w->then_close = close;
   if (close)
     c->close_after = true;
   c->state = HS_FINISHING;
-  c->idle_since_ms = now_ms(c);
-  if (head_write_send(c, w, (uv_stream_t *)&c->client) != 0) {
-    conn_close(c, true, "client_write_error");
+  c->idle_since_ms = cynic__hs_now_ms(c);
+  bool queued;
+  if (cynic__hs_send(c, o.p, o.len, true, close, &queued) != 0) {
+    cynic__hs_close(c, true, "client_write_error");
     return;
   }
-  arm(c);
+  if (queued) {
+    cynic__hs_arm(c);
+  } else if (close) {
+    cynic__hs_close(c, false, "answered");
+  } else {
+    /* Written: the next request on the next loop turn, not from here (a
+     * client's pipelined requests answered by cynic one after another would
+     * otherwise recurse once each). */
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+  }
 }
 
 /* ---- the end of an exchange -------------------------------------------------- */
-
-/* The breaker's event for a failed exchange, by cause. */
-static cynic__event_t cause_event(const cynic__http_conn_t *c, cynic__hx_cause_t cause) {
-  bool answered = c->first_byte_us != 0;
-  switch (cause) {
-  case CYNIC__HX_CONNECT_REFUSED:
-    return CYNIC__EV_CONNECT_REFUSED;
-  case CYNIC__HX_CONNECT_ERROR:
-    return CYNIC__EV_CONNECT_ERROR;
-  case CYNIC__HX_CONNECT_TIMEOUT:
-    return CYNIC__EV_CONNECT_TIMEOUT;
-  case CYNIC__HX_FIRST_BYTE_TIMEOUT:
-    return CYNIC__EV_FIRST_BYTE_TIMEOUT;
-  case CYNIC__HX_IDLE_TIMEOUT:
-    return CYNIC__EV_IDLE_TIMEOUT;
-  case CYNIC__HX_REQUEST_TIMEOUT:
-    return CYNIC__EV_REQUEST_TIMEOUT;
-  case CYNIC__HX_UPSTREAM_RESET:
-    return answered ? CYNIC__EV_UPSTREAM_RESET : CYNIC__EV_RESET_BEFORE_FIRST_BYTE;
-  case CYNIC__HX_UPSTREAM_CLOSED:
-    return answered ? CYNIC__EV_UPSTREAM_CLOSED : CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE;
-  case CYNIC__HX_BAD_RESPONSE:
-    return CYNIC__EV_BAD_RESPONSE;
-  case CYNIC__HX_RESPONSE_TOO_LARGE:
-    return CYNIC__EV_RESPONSE_TOO_LARGE;
-  case CYNIC__HX_UNEXPECTED_STATUS:
-    return CYNIC__EV_UNEXPECTED_STATUS;
-  case CYNIC__HX_UNEXPECTED_TYPE:
-    return CYNIC__EV_UNEXPECTED_CONTENT_TYPE;
-  default:
-    return CYNIC__EV_LOCAL_ERROR;
-  }
-}
-
-/* Takes the upstream connection off the relay: back to its endpoint's pool
- * when `reuse` and the pool takes it, closed otherwise. Only when nothing
- * moves on it (the caller checked). */
-static void upstream_release(cynic__http_conn_t *c, bool reuse) {
-  cynic__upconn_t *uc = c->uc;
-  if (uc == NULL)
-    return;
-  c->uc = NULL;
-  cynic__relay_detach(&c->relay);
-  if (c->relay.down.held > 0)
-    cynic__relay_drop_held(&c->relay.down);
-  if (reuse && uc->deadline_ms == 0 && cynic__pool_give(uc, now_ms(c)))
-    return;
-  uc->handle.data = NULL; /* a connect callback still to come finds nobody */
-  cynic__upconn_close(uc, !reuse, cynic__upconn_free_cb);
-}
-
-/* True when the upstream connection can be detached now: no write of the
- * request in flight or waiting. */
-static bool upstream_quiet(const cynic__http_conn_t *c) {
-  return !c->req_head_out && cynic__relay_drained(&c->relay.up);
-}
-
-/* The exchange is over (response ended, or failed and answered): the slot
- * and the attempt are given back, the report made, and the upstream
- * connection pooled or closed. */
-static void exchange_end(cynic__http_conn_t *c, bool reuse) {
-  cynic__upstream_t *u = c->base.upstream;
-  if (c->state == HS_QUEUED)
-    cynic__admission_cancel(u, &c->waiter);
-  cynic__attempt_release(&c->attempt);
-  if (!c->req_done)
-    c->close_after = true; /* the rest of the request was never read */
-  if (c->uc != NULL) {
-    if (upstream_quiet(c))
-      upstream_release(c, reuse && c->req_done);
-    else
-      c->close_after = true; /* the request is still going out: close with the connection */
-  }
-  report(c);
-  cynic__attempt_end(&c->attempt);
-  memset(&c->attempt, 0, sizeof c->attempt);
-  if (c->has_slot) {
-    c->has_slot = false;
-    cynic__admission_leave(u); /* may start queued requests */
-  }
-}
-
-/* The exchange failed with `cause` (hx decides what the client gets). */
-static void fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
-  cynic__hx_outcome_t o = cynic__hx_fail(&c->hx, cause);
-  cynic__event_t ev = cause_event(c, cause);
-  if (o.fault && c->attempt.endpoint != NULL) {
-    cynic__attempt_fault(&c->attempt, ev, cause == CYNIC__HX_OK ? NULL : cynic__hx_cause_name(cause));
-    set_outcome(c, (int)ev);
-  } else if (cause == CYNIC__HX_LOCAL_ERROR) {
-    set_outcome(c, CYNIC__EV_LOCAL_ERROR);
-    cynic__proxy_event(&c->base.upstream->counters, CYNIC__EV_LOCAL_ERROR, "upstream",
-                       c->base.upstream->cfg->name, NULL, NULL);
-  } else {
-    set_outcome(c, o.reset ? CYNIC__OUT_RESET : (int)ev);
-  }
-  c->reusable = false;
-  if (cause == CYNIC__HX_CLIENT_GONE) {
-    conn_close(c, true, "client_gone");
-    return;
-  }
-  if (o.reset) {
-    exchange_end(c, false);
-    conn_close(c, true, o.reason);
-    return;
-  }
-  exchange_end(c, false);
-  if (c->state == HS_CLOSING)
-    return;
-  answer(c, o.status, o.reason, 0, true);
-}
 
 /* ---- the timer ------------------------------------------------------------- */
 
@@ -438,7 +283,7 @@ static uint64_t listener_idle_ms(const cynic__http_conn_t *c) {
   return cynic__config_ms(c->base.listener->cfg->idle_timeout_ns);
 }
 
-static void arm(cynic__http_conn_t *c) {
+void cynic__hs_arm(cynic__http_conn_t *c) {
   uint64_t next = 0;
   switch (c->state) {
   case HS_IDLE:
@@ -463,30 +308,34 @@ static void arm(cynic__http_conn_t *c) {
     uv_timer_stop(&c->timer);
     return;
   }
-  uint64_t now = now_ms(c);
+  uint64_t now = cynic__hs_now_ms(c);
   uv_timer_start(&c->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
 static void on_timer(uv_timer_t *t) {
   cynic__http_conn_t *c = t->data;
-  uint64_t now = now_ms(c);
+  uint64_t now = cynic__hs_now_ms(c);
   switch (c->state) {
   case HS_IDLE:
   case HS_FINISHING: {
+    if (c->state == HS_FINISHING && c->res_head_out == 0 && cynic__relay_drained(&c->relay.down)) {
+      cynic__hs_next_request(c); /* an answer written at once (cynic__hs_answer) */
+      return;
+    }
     uint64_t idle = listener_idle_ms(c);
     if (idle > 0 && now >= c->idle_since_ms + idle) {
-      conn_close(c, c->state == HS_FINISHING, "client_idle_timeout");
+      cynic__hs_close(c, c->state == HS_FINISHING, "client_idle_timeout");
       return;
     }
     break;
   }
   case HS_HEAD:
     if (now >= c->head_deadline_ms) {
-      set_outcome(c, CYNIC__EV_HEADER_TIMEOUT);
+      cynic__hs_outcome(c, CYNIC__EV_HEADER_TIMEOUT);
       cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_HEADER_TIMEOUT, "listener",
                          c->base.listener->cfg->name, NULL, NULL);
       c->close_after = true;
-      answer(c, 408, "header_timeout", 0, false);
+      cynic__hs_answer(c, 408, "header_timeout", 0, false);
       return;
     }
     break;
@@ -495,7 +344,7 @@ static void on_timer(uv_timer_t *t) {
   case HS_EXCHANGE: {
     cynic__hx_cause_t cause = cynic__hx_expired(&c->hx, now);
     if (cause != CYNIC__HX_OK) {
-      fail(c, cause);
+      cynic__hu_fail(c, cause);
       return;
     }
     break;
@@ -503,7 +352,7 @@ static void on_timer(uv_timer_t *t) {
   default:
     return;
   }
-  arm(c);
+  cynic__hs_arm(c);
 }
 
 /* ---- freeing and closing ------------------------------------------------------ */
@@ -514,8 +363,8 @@ static void conn_free(cynic__http_conn_t *c) {
   cynic__listener_release(c->base.listener, c->base.ip);
   cynic__session_remove(p, &c->base);
   cynic__relay_free(&c->relay);
-  store_put(&c->req_store);
-  store_put(&c->res_store);
+  cynic__hs_store_put(&c->req_store, c->req_store_cap);
+  cynic__hs_store_put(&c->res_store, c->res_store_cap);
   free(c);
   cynic__proxy_conn_gone(p);
 }
@@ -530,27 +379,28 @@ static void on_timer_closed(uv_handle_t *h) {
 }
 
 static void on_client_closed(uv_handle_t *h) {
-  handle_closed(of_relay(h->data));
+  handle_closed(cynic__hs_of_relay(h->data));
 }
 
 static void on_upstream_closed(uv_handle_t *h) {
-  cynic__http_conn_t *c = of_relay(h->data);
+  cynic__http_conn_t *c = cynic__hs_of_relay(h->data);
   cynic__upconn_free_cb(h);
   handle_closed(c);
 }
 
-static void conn_close(cynic__http_conn_t *c, bool reset, const char *why) {
+void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
   if (c->state == HS_CLOSING)
     return;
   (void)why;
-  set_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
+  cynic__hs_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
   if (c->state == HS_QUEUED)
     cynic__admission_cancel(c->base.upstream, &c->waiter);
+  c->pend = NULL;
   bool in_exchange = c->state == HS_QUEUED || c->state == HS_CONNECTING || c->state == HS_EXCHANGE;
   c->state = HS_CLOSING;
   cynic__relay_stop(&c->relay);
   cynic__attempt_release(&c->attempt);
-  report(c); /* a request under way (or answered) gets its line */
+  cynic__hs_report(c); /* a request under way (or answered) gets its line */
   if (c->has_slot) {
     c->has_slot = false;
     cynic__admission_leave(c->base.upstream);
@@ -574,379 +424,17 @@ static void conn_close(cynic__http_conn_t *c, bool reset, const char *why) {
 
 /* ---- the response ------------------------------------------------------------ */
 
-static void response_end(cynic__http_conn_t *c) {
-  bool success = cynic__hx_response_end(&c->hx);
-  if (success)
-    cynic__attempt_success(&c->attempt);
-  cynic__http_msg_t *m = &c->res;
-  if (!m->keep_alive || m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
-    c->reusable = false;
-  if (m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
-    c->close_after = true; /* the client knows the end by the close */
-  if (c->relay.down.held > 0) {
-    c->reusable = false; /* bytes nobody asked for: never reuse */
-    cynic__relay_drop_held(&c->relay.down);
-  }
-  res_parser_reset(c);
-  c->state = HS_FINISHING;
-  c->idle_since_ms = now_ms(c);
-  exchange_end(c, c->reusable);
-  if (c->state == HS_CLOSING)
-    return;
-  if (!c->res_head_out && cynic__relay_drained(&c->relay.down))
-    next_request(c);
-  else
-    arm(c);
-}
-
-static void response_head(cynic__http_conn_t *c) {
-  cynic__http_msg_t *m = &c->res;
-  size_t ctlen = 0;
-  const char *ct = cynic__http_msg_find(m, "content-type", &ctlen);
-  bool has_body = cynic__http_response_has_body(c->req.method, m->status);
-  int64_t cl = m->body == CYNIC__HTTP_BODY_LENGTH ? (int64_t)m->content_length
-               : has_body && m->body != CYNIC__HTTP_BODY_NONE ? -1
-                                                               : 0;
-  cynic__hx_cause_t cause =
-      cynic__hx_response_head(&c->hx, m->status, has_body, ct, ctlen, cl, now_ms(c));
-  if (cause == CYNIC__HX_UNEXPECTED_TYPE || cause == CYNIC__HX_RESPONSE_TOO_LARGE) {
-    fail(c, cause);
-    return;
-  }
-  if (cause == CYNIC__HX_UNEXPECTED_STATUS) {
-    cynic__event_t ev = CYNIC__EV_UNEXPECTED_STATUS;
-    cynic__attempt_fault(&c->attempt, ev, NULL);
-    set_outcome(c, (int)ev);
-  }
-  if (m->upgrade) { /* 101 or a 2xx to CONNECT: never asked for (501 first) */
-    fail(c, CYNIC__HX_BAD_RESPONSE);
-    return;
-  }
-  bool interim = cynic__http_status_interim(m->status);
-  if (!interim) {
-    c->status = m->status;
-    c->res_head_done = true;
-    if (!m->keep_alive || m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
-      c->reusable = false;
-    if (m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
-      c->close_after = true;
-  }
-  /* The head for the client, rebuilt from the parsed parts. */
-  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
-  size_t n = cynic__http_msg_nfields(m);
-  for (size_t i = 0; i < n; i++)
-    cynic__http_msg_field(m, i, &fields[i].name, &fields[i].nlen, &fields[i].value,
-                          &fields[i].vlen);
-  cynic__http_head_t h = {
-      .reason = cynic__http_msg_at(m, m->reason),
-      .reason_len = m->reason.len,
-      .status = m->status,
-      .minor = m->version_minor,
-      .fields = fields,
-      .nfields = n,
-  };
-  bool close = !interim && (c->close_after || !c->req.keep_alive || c->client_eof ||
-                            c->base.listener->proxy->draining);
-  if (close)
-    c->close_after = true;
-  size_t cap = (size_t)c->base.upstream->cfg->http.max_header_bytes + 256;
-  head_write_t *w = head_write_new(c, cap, true);
-  if (w == NULL) {
-    fail(c, CYNIC__HX_LOCAL_ERROR);
-    return;
-  }
-  cynic__http_out_t o = {.p = w->data, .len = 0, .cap = cap};
-  int rc = cynic__http_write_response(&o, &h, close, c->req.version_minor);
-  if (rc != 0) {
-    free(w);
-    fail(c, rc == CYNIC_EINVAL ? CYNIC__HX_BAD_RESPONSE : CYNIC__HX_LOCAL_ERROR);
-    return;
-  }
-  w->len = o.len;
-  if (head_write_send(c, w, (uv_stream_t *)&c->client) != 0) {
-    conn_close(c, true, "client_write_error");
-    return;
-  }
-  cynic__hx_response_started(&c->hx);
-  arm(c);
-}
-
-/* Parses what the upstream sent: heads are skipped (rewritten copies go
- * out), body bytes released to the client. */
-static void upstream_data(cynic__http_conn_t *c) {
-  cynic__relay_dir_t *d = &c->relay.down;
-  while (c->state == HS_EXCHANGE) {
-    uv_buf_t spans[2];
-    unsigned int ns = cynic__relay_held(d, spans);
-    size_t len = ns > 0 ? spans[0].len : 0;
-    size_t used = 0;
-    int rc = cynic__http_msg_feed(&c->res, ns > 0 ? spans[0].base : "", len, &used);
-    if (rc < 0) {
-      fail(c, CYNIC__HX_BAD_RESPONSE);
-      return;
-    }
-    if (!c->res_head_done) {
-      if (cynic__relay_skip(d, used) != 0) {
-        fail(c, CYNIC__HX_LOCAL_ERROR);
-        return;
-      }
-      if (rc == CYNIC__HTTP_MORE)
-        return; /* all of it was head: more to come */
-      if (rc == CYNIC__HTTP_HEAD) {
-        response_head(c);
-        continue;
-      }
-      if (rc == CYNIC__HTTP_DONE) { /* an interim response ended: the final one follows */
-        cynic__http_msg_next(&c->res);
-        cynic__http_msg_begin(&c->res, c->res_store, c->res_store_cap);
-        continue;
-      }
-      return; /* BODY before a final head cannot happen */
-    }
-    if (used > 0) {
-      if (cynic__hx_response_body(&c->hx, used, now_ms(c)) != CYNIC__HX_OK) {
-        fail(c, CYNIC__HX_RESPONSE_TOO_LARGE);
-        return;
-      }
-      cynic__relay_release(d, used);
-      if (c->state != HS_EXCHANGE)
-        return;
-    }
-    if (rc == CYNIC__HTTP_DONE) {
-      response_end(c);
-      return;
-    }
-    if (used == 0 || cynic__relay_held(d, spans) == 0)
-      return;
-  }
-}
-
 /* ---- the request ------------------------------------------------------------- */
-
-/* Streams the request's body (already held) to the upstream. */
-static void request_body(cynic__http_conn_t *c) {
-  cynic__relay_dir_t *d = &c->relay.up;
-  uint64_t max = c->base.listener->cfg->max_request_body;
-  while (!c->req_done && c->state == HS_EXCHANGE) {
-    uv_buf_t spans[2];
-    unsigned int ns = cynic__relay_held(d, spans);
-    size_t used = 0;
-    int rc = cynic__http_msg_feed(&c->req, ns > 0 ? spans[0].base : "", ns > 0 ? spans[0].len : 0,
-                                  &used);
-    if (rc < 0) {
-      /* A bad chunk: the client's fault, not the endpoint's. */
-      set_outcome(c, CYNIC__EV_BAD_REQUEST);
-      cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_BAD_REQUEST, "listener",
-                         c->base.listener->cfg->name, NULL, c->req.error_reason);
-      cynic__hx_outcome_t o = cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
-      (void)o;
-      c->close_after = true;
-      exchange_end(c, false);
-      if (c->state == HS_CLOSING)
-        return;
-      if (c->hx.response_started || c->res_head_out)
-        conn_close(c, true, "bad_request_body");
-      else
-        answer(c, 400, "bad_request", 0, false);
-      return;
-    }
-    c->body_bytes += used;
-    if (max > 0 && c->body_bytes > max) {
-      set_outcome(c, CYNIC__EV_BAD_REQUEST);
-      cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
-      c->close_after = true;
-      exchange_end(c, false);
-      if (c->state == HS_CLOSING)
-        return;
-      if (c->hx.response_started || c->res_head_out)
-        conn_close(c, true, "request_body_too_large");
-      else
-        answer(c, 413, "request_body_too_large", 0, false);
-      return;
-    }
-    if (used > 0) {
-      cynic__hx_io(&c->hx, now_ms(c));
-      cynic__relay_release(d, used);
-      if (c->state != HS_EXCHANGE)
-        return;
-    }
-    if (rc == CYNIC__HTTP_DONE) {
-      c->req_done = true;
-      cynic__hx_request_sent(&c->hx, now_ms(c));
-      arm(c);
-      return;
-    }
-    if (used == 0 || cynic__relay_held(d, spans) == 0)
-      return;
-  }
-}
-
-/* The upstream connection is ready (connected or pooled): the request goes
- * out, and its response parser is set up. */
-static void request_out(cynic__http_conn_t *c) {
-  cynic__http_msg_t *m = &c->req;
-  const cynic__config_listener_t *lc = c->base.listener->cfg;
-  const cynic__config_upstream_t *uc = c->base.upstream->cfg;
-  c->connected_us = now_us();
-  cynic__relay_attach(&c->relay, cynic__upconn_stream(c->uc));
-  cynic__hx_connected(&c->hx, now_ms(c));
-  c->state = HS_EXCHANGE;
-  /* the response's parser */
-  cynic__http_msg_limits_t rl = {.max_head = (size_t)uc->http.max_header_bytes,
-                                 .max_fields = CYNIC__HTTP_MSG_MAX_FIELDS};
-  cynic__http_msg_init(&c->res, CYNIC__HTTP_RESPONSE, &rl);
-  c->res_store_cap = cynic__http_msg_store_size(&rl);
-  c->res_store = store_take(c->res_store_cap);
-  if (c->res_store == NULL ||
-      cynic__http_msg_begin(&c->res, c->res_store, c->res_store_cap) != 0) {
-    fail(c, CYNIC__HX_LOCAL_ERROR);
-    return;
-  }
-  cynic__http_msg_expect(&c->res, m->method);
-  c->res_head_done = false;
-  /* the request head, rebuilt */
-  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
-  size_t n = cynic__http_msg_nfields(m);
-  for (size_t i = 0; i < n; i++)
-    cynic__http_msg_field(m, i, &fields[i].name, &fields[i].nlen, &fields[i].value,
-                          &fields[i].vlen);
-  const char *method = cynic__http_msg_method(m);
-  cynic__http_head_t h = {
-      .method = method,
-      .method_len = strlen(method),
-      .target = cynic__http_msg_at(m, m->target),
-      .target_len = m->target.len,
-      .minor = m->version_minor,
-      .fields = fields,
-      .nfields = n,
-  };
-  char ip[INET6_ADDRSTRLEN] = "";
-  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (memcmp(c->base.ip, mapped, 12) == 0)
-    inet_ntop(AF_INET, c->base.ip + 12, ip, sizeof ip);
-  else
-    inet_ntop(AF_INET6, c->base.ip, ip, sizeof ip);
-  cynic__http_fwd_t f = {
-      .forwarded = lc->forwarded,
-      .client_ip = ip,
-      .request_id_header = lc->request_id_header,
-      .request_id = c->rid_made ? c->rid : NULL,
-  };
-  size_t cap = (size_t)lc->max_request_head + 512 + RID_MAX + INET6_ADDRSTRLEN;
-  head_write_t *w = head_write_new(c, cap, false);
-  if (w == NULL) {
-    fail(c, CYNIC__HX_LOCAL_ERROR);
-    return;
-  }
-  cynic__http_out_t o = {.p = w->data, .len = 0, .cap = cap};
-  int rc = cynic__http_write_request(&o, &h, &f);
-  if (rc != 0) {
-    free(w);
-    fail(c, CYNIC__HX_LOCAL_ERROR);
-    return;
-  }
-  w->len = o.len;
-  if (head_write_send(c, w, cynic__upconn_stream(c->uc)) != 0) {
-    fail(c, CYNIC__HX_UPSTREAM_RESET);
-    return;
-  }
-  cynic__hx_io(&c->hx, now_ms(c));
-  if (c->req_done)
-    cynic__hx_request_sent(&c->hx, now_ms(c)); /* no body: the head was all */
-  else
-    request_body(c);
-  if (c->state == HS_EXCHANGE)
-    arm(c);
-}
-
-static void on_connect(cynic__upconn_t *uc, int status) {
-  if (uc->handle.data == NULL)
-    return; /* given up on before the connect ended (upstream_release) */
-  cynic__http_conn_t *c = of_relay(uc->handle.data);
-  if (c->state != HS_CONNECTING || c->uc != uc)
-    return;
-  if (status != 0) {
-    fail(c, status == UV_ECONNREFUSED ? CYNIC__HX_CONNECT_REFUSED : CYNIC__HX_CONNECT_ERROR);
-    return;
-  }
-  uint64_t t = now_us();
-  cynic__metrics_connected(c->base.upstream, t >= c->connect_us ? t - c->connect_us : 0);
-  request_out(c);
-}
-
-/* A slot is held: pick an endpoint, then a pooled connection or a new one. */
-static void attempt(cynic__http_conn_t *c) {
-  cynic__upstream_t *u = c->base.upstream;
-  int rc = cynic__attempt_start(u, &c->attempt);
-  if (rc != 0) {
-    cynic__event_t ev = rc == CYNIC_EOPEN ? CYNIC__EV_BREAKER_OPEN : CYNIC__EV_UNRESOLVED;
-    set_outcome(c, (int)ev);
-    cynic__proxy_event(&u->counters, ev, "upstream", u->cfg->name, NULL, NULL);
-    cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
-    exchange_end(c, false);
-    if (c->state != HS_CLOSING)
-      answer(c, 503, cynic__event_key(ev), rc == CYNIC_EOPEN ? retry_after_s(u) : 1, true);
-    return;
-  }
-  cynic__endpoint_t *e = c->attempt.endpoint;
-  c->decision = cynic_breaker_state_name(c->attempt.permit.state);
-  uint64_t now = now_ms(c);
-  cynic__hx_connecting(&c->hx, now);
-  c->reusable = true;
-  cynic__upconn_t *pooled = cynic__pool_take(e, now);
-  if (pooled != NULL) {
-    c->uc = pooled;
-    pooled->handle.data = &c->relay;
-    request_out(c);
-    return;
-  }
-  c->uc = cynic__upconn_new();
-  if (c->uc == NULL) {
-    fail(c, CYNIC__HX_LOCAL_ERROR);
-    return;
-  }
-  c->state = HS_CONNECTING;
-  c->connect_us = now_us();
-  rc = cynic__upconn_connect(c->uc, c->client.loop, e, &c->relay, on_connect);
-  if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
-    fail(c, CYNIC__HX_LOCAL_ERROR);
-    return;
-  }
-  if (rc != 0) {
-    fail(c, rc == UV_ECONNREFUSED ? CYNIC__HX_CONNECT_REFUSED : CYNIC__HX_CONNECT_ERROR);
-    return;
-  }
-  arm(c);
-}
-
-static void on_admitted(cynic__waiter_t *w, int status) {
-  cynic__http_conn_t *c = cynic__container_of(w, cynic__http_conn_t, waiter);
-  if (c->state != HS_QUEUED)
-    return;
-  c->state = HS_CONNECTING; /* not queued any more, not yet connecting */
-  if (status != 0) {
-    cynic__upstream_t *u = c->base.upstream;
-    set_outcome(c, CYNIC__EV_QUEUE_TIMEOUT);
-    cynic__proxy_event(&u->counters, CYNIC__EV_QUEUE_TIMEOUT, "upstream", u->cfg->name, NULL, NULL);
-    cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
-    exchange_end(c, false);
-    if (c->state != HS_CLOSING)
-      answer(c, 503, "queue_timeout", 0, true);
-    return;
-  }
-  c->has_slot = true;
-  attempt(c);
-}
 
 /* A request that will not reach the upstream: `status` and close. */
 static void refuse(cynic__http_conn_t *c, int status, const char *reason, const char *rule) {
-  set_outcome(c, CYNIC__EV_BAD_REQUEST);
+  cynic__hs_outcome(c, CYNIC__EV_BAD_REQUEST);
   cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_BAD_REQUEST, "listener",
                      c->base.listener->cfg->name, NULL, rule);
   if (c->start_us == 0)
-    c->start_us = now_us();
+    c->start_us = cynic__hs_now_us();
   c->close_after = true;
-  answer(c, status, reason, 0, false);
+  cynic__hs_answer(c, status, reason, 0, false);
 }
 
 static const char *refusal_reason(int status) {
@@ -995,33 +483,33 @@ static void request_head(cynic__http_conn_t *c) {
   }
   c->started = true;
   cynic__metrics_conn_started(u);
-  cynic__hx_start(&c->hx, u->cfg, now_ms(c));
+  cynic__hx_start(&c->hx, u->cfg, cynic__hs_now_ms(c));
   if (!cynic__upstream_available(u)) {
-    set_outcome(c, CYNIC__EV_BREAKER_OPEN);
+    cynic__hs_outcome(c, CYNIC__EV_BREAKER_OPEN);
     c->decision = "rejected";
     cynic__proxy_event(&u->counters, CYNIC__EV_BREAKER_OPEN, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
     c->state = HS_FINISHING;
-    answer(c, 503, "breaker_open", retry_after_s(u), true);
+    cynic__hs_answer(c, 503, "breaker_open", cynic__hu_retry_after_s(u), true);
     return;
   }
   bool queued = false;
   c->state = HS_QUEUED;
-  if (cynic__admission_enter(u, &c->waiter, on_admitted, &queued) != 0) {
+  if (cynic__admission_enter(u, &c->waiter, cynic__hu_admitted, &queued) != 0) {
     c->state = HS_FINISHING;
-    set_outcome(c, CYNIC__EV_BULKHEAD_FULL);
+    cynic__hs_outcome(c, CYNIC__EV_BULKHEAD_FULL);
     cynic__proxy_event(&u->counters, CYNIC__EV_BULKHEAD_FULL, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
-    answer(c, 503, "bulkhead_full", 1, true);
+    cynic__hs_answer(c, 503, "bulkhead_full", 1, true);
     return;
   }
   if (queued) {
-    arm(c); /* the request timeout runs while queued */
+    cynic__hs_arm(c); /* the request timeout runs while queued */
     return;
   }
   c->state = HS_CONNECTING;
   c->has_slot = true;
-  attempt(c);
+  cynic__hu_attempt(c);
 }
 
 /* Parses what the client sent while a request head is arriving. */
@@ -1039,7 +527,7 @@ static void parse_head(cynic__http_conn_t *c) {
       return;
     }
     if (cynic__relay_skip(d, used) != 0) { /* head bytes: the rewritten head goes out */
-      conn_close(c, true, "ring_state");
+      cynic__hs_close(c, true, "ring_state");
       return;
     }
     if (rc == CYNIC__HTTP_HEAD) {
@@ -1050,21 +538,21 @@ static void parse_head(cynic__http_conn_t *c) {
 }
 
 /* The next request may start (the response before it is out). */
-static void next_request(cynic__http_conn_t *c) {
+void cynic__hs_next_request(cynic__http_conn_t *c) {
   if (c->state == HS_CLOSING)
     return;
   if (c->close_after || c->client_eof || c->base.listener->proxy->draining) {
-    conn_close(c, false, "done");
+    cynic__hs_close(c, false, "done");
     return;
   }
-  report(c);
+  cynic__hs_report(c);
   if (c->req_store != NULL)
     req_parser_reset(c);
   c->state = HS_IDLE;
-  c->idle_since_ms = now_ms(c);
+  c->idle_since_ms = cynic__hs_now_ms(c);
   c->req_done = c->reusable = c->res_head_done = c->reported = c->has_outcome = false;
-  c->started = c->head_seen = false;
-  c->status = 0;
+  c->started = c->head_seen = c->uc_pooled = c->stale_retried = false;
+  c->status = c->upstream_status = 0;
   c->answer = NULL;
   c->decision = NULL;
   c->rid[0] = '\0';
@@ -1073,7 +561,7 @@ static void next_request(cynic__http_conn_t *c) {
   if (c->relay.up.held > 0)
     client_data(c); /* a pipelined request is waiting */
   else
-    arm(c);
+    cynic__hs_arm(c);
 }
 
 /* The client sent bytes (held in the up ring). */
@@ -1085,18 +573,18 @@ static void client_data(cynic__http_conn_t *c) {
                                    .max_fields = CYNIC__HTTP_MSG_MAX_FIELDS};
     cynic__http_msg_init(&c->req, CYNIC__HTTP_REQUEST, &ql);
     c->req_store_cap = cynic__http_msg_store_size(&ql);
-    c->req_store = store_take(c->req_store_cap);
+    c->req_store = cynic__hs_store_take(c->req_store_cap);
     if (c->req_store == NULL ||
         cynic__http_msg_begin(&c->req, c->req_store, c->req_store_cap) != 0) {
-      conn_close(c, true, "out_of_memory");
+      cynic__hs_close(c, true, "out_of_memory");
       return;
     }
     c->state = HS_HEAD;
-    c->start_us = now_us();
+    c->start_us = cynic__hs_now_us();
     c->bytes_up = c->relay.up.bytes;
     c->bytes_down = c->relay.down.bytes;
-    c->head_deadline_ms = now_ms(c) + cynic__config_ms(lc->header_timeout_ns);
-    arm(c);
+    c->head_deadline_ms = cynic__hs_now_ms(c) + cynic__config_ms(lc->header_timeout_ns);
+    cynic__hs_arm(c);
     parse_head(c);
     return;
   }
@@ -1105,7 +593,7 @@ static void client_data(cynic__http_conn_t *c) {
     return;
   case HS_EXCHANGE:
     if (!c->req_done)
-      request_body(c); /* behind the head's write: libuv keeps the order */
+      cynic__hu_request_body(c); /* behind the head's write: libuv keeps the order */
     return;
   default:
     return; /* held: the request waits for its turn (back pressure) */
@@ -1115,9 +603,9 @@ static void client_data(cynic__http_conn_t *c) {
 /* ---- relay events --------------------------------------------------------- */
 
 static void relay_first_bytes(cynic__relay_t *r, cynic__relay_dir_t *d) {
-  cynic__http_conn_t *c = of_relay(r);
+  cynic__http_conn_t *c = cynic__hs_of_relay(r);
   if (d == &r->down && c->first_byte_us == 0) {
-    c->first_byte_us = now_us();
+    c->first_byte_us = cynic__hs_now_us();
     cynic__metrics_first_byte(c->base.upstream,
                               c->first_byte_us >= c->connected_us ? c->first_byte_us - c->connected_us
                                                                   : 0);
@@ -1125,15 +613,15 @@ static void relay_first_bytes(cynic__relay_t *r, cynic__relay_dir_t *d) {
 }
 
 static void relay_data(cynic__relay_t *r, cynic__relay_dir_t *d) {
-  cynic__http_conn_t *c = of_relay(r);
+  cynic__http_conn_t *c = cynic__hs_of_relay(r);
   if (d == &r->up) {
     client_data(c);
     return;
   }
   if (c->state == HS_EXCHANGE) {
     if (c->first_byte_us == 0)
-      c->first_byte_us = now_us();
-    upstream_data(c);
+      c->first_byte_us = cynic__hs_now_us();
+    cynic__hu_response_data(c);
     return;
   }
   /* bytes from an upstream between exchanges cannot arrive (detached) */
@@ -1141,16 +629,16 @@ static void relay_data(cynic__relay_t *r, cynic__relay_dir_t *d) {
 }
 
 static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
-  cynic__http_conn_t *c = of_relay(r);
+  cynic__http_conn_t *c = cynic__hs_of_relay(r);
   if (d == &r->up) {
     c->client_eof = true;
     if (c->state == HS_IDLE) {
-      conn_close(c, false, "client_closed");
+      cynic__hs_close(c, false, "client_closed");
     } else if (c->state == HS_HEAD) {
-      conn_close(c, false, "client_closed_mid_head");
+      cynic__hs_close(c, false, "client_closed_mid_head");
     } else if (!c->req_done && (c->state == HS_EXCHANGE || c->state == HS_CONNECTING ||
                                 c->state == HS_QUEUED)) {
-      fail(c, CYNIC__HX_CLIENT_GONE); /* the request was cut short */
+      cynic__hu_fail(c, CYNIC__HX_CLIENT_GONE); /* the request was cut short */
     }
     return;
   }
@@ -1159,36 +647,38 @@ static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
     return;
   c->reusable = false;
   if (c->res_head_done && cynic__http_msg_eof(&c->res) == CYNIC__HTTP_DONE) {
-    response_end(c);
+    cynic__hu_response_end(c);
     return;
   }
-  fail(c, CYNIC__HX_UPSTREAM_CLOSED);
+  if (cynic__hu_stale_retry(c))
+    return;
+  cynic__hu_fail(c, CYNIC__HX_UPSTREAM_CLOSED);
 }
 
 static void relay_failed(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool writing) {
-  cynic__http_conn_t *c = of_relay(r);
+  cynic__http_conn_t *c = cynic__hs_of_relay(r);
   bool client_side = writing ? d == &r->down : d == &r->up;
   if (err == UV_ENOBUFS && !writing) {
     cynic__log_event(CYNIC_LOG_ERROR, "out_of_memory", "out of memory for a connection buffer",
                      NULL);
-    conn_close(c, true, "out_of_memory");
+    cynic__hs_close(c, true, "out_of_memory");
     return;
   }
   if (client_side) {
     if (c->state == HS_EXCHANGE || c->state == HS_CONNECTING || c->state == HS_QUEUED)
-      fail(c, CYNIC__HX_CLIENT_GONE);
+      cynic__hu_fail(c, CYNIC__HX_CLIENT_GONE);
     else
-      conn_close(c, true, "client_reset");
+      cynic__hs_close(c, true, "client_reset");
     return;
   }
-  if (c->state == HS_EXCHANGE)
-    fail(c, CYNIC__HX_UPSTREAM_RESET);
+  if (c->state == HS_EXCHANGE && !cynic__hu_stale_retry(c))
+    cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET);
 }
 
 static void relay_drained(cynic__relay_t *r, cynic__relay_dir_t *d) {
-  cynic__http_conn_t *c = of_relay(r);
+  cynic__http_conn_t *c = cynic__hs_of_relay(r);
   if (d == &r->down && c->state == HS_FINISHING && !c->res_head_out)
-    next_request(c);
+    cynic__hs_next_request(c);
 }
 
 static void relay_done(cynic__relay_t *r) {
@@ -1219,7 +709,7 @@ static uv_tcp_t *client_new(cynic__proxy_t *p) {
 }
 
 static void on_discarded(uv_handle_t *h) {
-  free(of_relay(h->data));
+  free(cynic__hs_of_relay(h->data));
 }
 
 static void client_discard(uv_tcp_t *client) {
@@ -1240,14 +730,14 @@ static void http_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[
   c->timer.data = c;
   c->handles = 2; /* client, timer */
   c->state = HS_IDLE;
-  c->idle_since_ms = now_ms(c);
+  c->idle_since_ms = cynic__hs_now_ms(c);
   cynic__client_options(l, &c->client);
   cynic__relay_init(&c->relay, l, (uv_stream_t *)&c->client, NULL);
   cynic__relay_hold(&c->relay.up, true);
   cynic__relay_hold(&c->relay.down, true);
   cynic__relay_start(&c->relay, &relay_ops);
   if (c->state == HS_IDLE)
-    arm(c);
+    cynic__hs_arm(c);
 }
 
 /* ---- the session ops ------------------------------------------------------------ */
@@ -1256,8 +746,8 @@ static void session_close(cynic__session_t *s, const char *why) {
   cynic__http_conn_t *c = cynic__container_of(s, cynic__http_conn_t, base);
   if (c->state == HS_CLOSING)
     return;
-  set_outcome(c, CYNIC__OUT_CLOSED);
-  conn_close(c, false, why);
+  cynic__hs_outcome(c, CYNIC__OUT_CLOSED);
+  cynic__hs_close(c, false, why);
 }
 
 static bool session_uses_endpoint(const cynic__session_t *s, const cynic__endpoint_t *e) {
@@ -1268,8 +758,8 @@ static bool session_uses_endpoint(const cynic__session_t *s, const cynic__endpoi
 static void session_drain(cynic__session_t *s) {
   cynic__http_conn_t *c = cynic__container_of(s, cynic__http_conn_t, base);
   if (c->state == HS_IDLE)
-    conn_close(c, false, "draining");
-  /* others close after their current response (next_request) */
+    cynic__hs_close(c, false, "draining");
+  /* others close after their current response (cynic__hs_next_request) */
 }
 
 static const cynic__session_ops_t session_ops = {

@@ -11,4 +11,8 @@
  * (docs/design-http.md). */
 extern const cynic__mode_t cynic__http_mode;
 
+/* Frees the buffers HTTP mode keeps for reuse (head stores, the head
+ * scratch buffer), at exit. */
+void cynic__http_free_caches(void);
+
 #endif /* CYNIC_PROXY_HTTP_SESSION_H */

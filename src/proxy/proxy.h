@@ -618,6 +618,7 @@ typedef struct cynic__conn_report {
   const char *target;
   size_t target_len;
   int status;
+  int upstream_status; /* the upstream's final status (0: none came) */
   const char *answer;
   const char *request_id;
   bool http; /* an HTTP request's report (the fields above apply) */

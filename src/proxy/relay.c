@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "pool.h"
 #include "relay.h"
 #include "sock.h"
 
@@ -290,22 +291,25 @@ bool cynic__relay_drained(const cynic__relay_dir_t *d) {
   return d->writing == 0 && d->len == d->held;
 }
 
-void cynic__relay_attach(cynic__relay_t *r, uv_stream_t *server) {
+void cynic__relay_attach(cynic__relay_t *r, uv_stream_t *server, bool reading) {
   r->up.to = server;
   r->down.from = server;
-  r->down.reading = r->down.eof = r->down.shut = r->down.shut_done = false;
+  r->down.eof = r->down.shut = r->down.shut_done = false;
   r->down.got_bytes = r->down.from_reset = false;
   r->up.shut = r->up.shut_done = false;
+  r->down.reading = reading;
+  if (reading)
+    cynic__read_switch(server, on_alloc, on_read); /* from the pool's: no epoll_ctl */
   if (r->ops != NULL)
-    flush(&r->down); /* starts reading the upstream */
+    flush(&r->down); /* starts reading the upstream (when it is not yet) */
 }
 
-void cynic__relay_detach(cynic__relay_t *r) {
-  if (r->down.reading && r->down.from != NULL)
-    uv_read_stop(r->down.from);
+bool cynic__relay_detach(cynic__relay_t *r) {
+  bool reading = r->down.reading && r->down.from != NULL;
   r->down.reading = false;
   r->down.from = NULL;
   r->up.to = NULL;
+  return reading;
 }
 
 void cynic__relay_free(cynic__relay_t *r) {

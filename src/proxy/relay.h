@@ -141,12 +141,15 @@ bool cynic__relay_drained(const cynic__relay_dir_t *d);
  * A relay may be initialised and started with `server` NULL: the client is
  * read (in hold mode) and nothing goes anywhere until an upstream is
  * attached. Attach points up.to and down.from at `server` (its handle.data
- * must be the relay) and starts reading it; detach stops reading it and
- * forgets it, and the owner may then pool or close it. Detach only when
- * nothing moves on it: cynic__relay_drained(&r->up) and no held byte in
- * r->down (drop them first). */
-void cynic__relay_attach(cynic__relay_t *r, uv_stream_t *server);
-void cynic__relay_detach(cynic__relay_t *r);
+ * must be the relay) and reads it: `reading` says it is being read already
+ * (a pooled connection: the callbacks are switched, not restarted). Detach
+ * forgets it without stopping its read: it returns whether the stream is
+ * being read still (with the relay's callbacks, which must not run again:
+ * before the loop runs the owner switches them (the pool does) or closes
+ * it). Detach only when nothing moves on it: cynic__relay_drained(&r->up)
+ * and no held byte in r->down (drop them first). */
+void cynic__relay_attach(cynic__relay_t *r, uv_stream_t *server, bool reading);
+bool cynic__relay_detach(cynic__relay_t *r);
 
 /* Gives the buffers back to the listener's pool (after the streams' close
  * callbacks: a write in flight may still point into them until then). A
