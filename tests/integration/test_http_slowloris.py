@@ -146,7 +146,9 @@ def test_slowloris_gets_408_after_the_header_timeout_and_normal_clients_are_serv
         assert min(sent) >= int(HEADER) + 1, min(sent)  # bytes at 0, 1 and 2 s at least
         early = min(ended)
         late = max(ended)
-        assert early >= HEADER - 0.1, f"a slow client was closed {early:.3f}s after its first byte"
+        # cynic stamps the deadline with its loop's time, read once per turn:
+        # a turn busy with 2,000 reads may stamp it a little before the byte
+        assert early >= HEADER - 0.25, f"a slow client was closed {early:.3f}s after its first byte"
         assert late <= HEADER + LATE, f"a slow client was closed only {late:.3f}s after its first byte"
         assert peak_conns >= COUNT, peak_conns
         assert not normal.errors, normal.errors[:3]
