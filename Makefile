@@ -83,12 +83,15 @@ soak-valgrind: deps build
 	@scripts/deps.sh soak
 	bench/soak/soak.py --build-dir $(BUILD) --valgrind --duration $(SOAK_VALGRIND_SECONDS) --out $(BUILD)/soak-valgrind
 
-# docs/faults.md from a fresh run of the fault matrix (tests/faults/); the
-# matrix's last test fails when the committed file no longer matches a run.
+# docs/faults.md from a fresh run of the fault matrix (tests/faults/), TCP
+# mode then HTTP mode; each matrix's last test fails when its part of the
+# committed file no longer matches a run.
 faults-doc: deps build
 	cd tests/faults && CYNIC_BUILD_DIR=$(CURDIR)/$(BUILD) CYNIC_FAULTS_OUT=$(CURDIR)/$(BUILD)/faults/tcp.json \
 	  pytest-3 -q -p no:cacheprovider test_fault_matrix_tcp.py --deselect test_fault_matrix_tcp.py::test_zz_doc_matches_this_run
-	scripts/faults-doc.py $(BUILD)/faults/tcp.json > docs/faults.md
+	cd tests/faults && CYNIC_BUILD_DIR=$(CURDIR)/$(BUILD) CYNIC_FAULTS_OUT=$(CURDIR)/$(BUILD)/faults/http.json \
+	  pytest-3 -q -p no:cacheprovider test_fault_matrix_http.py --deselect test_fault_matrix_http.py::test_zz_doc_matches_this_run
+	scripts/faults-doc.py $(BUILD)/faults/tcp.json $(BUILD)/faults/http.json > docs/faults.md
 
 # Reconfigures with PREFIX so cynic.pc names the directories it is installed to.
 install:

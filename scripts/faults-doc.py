@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Renders docs/faults.md from what the fault matrix observed.
 
-    scripts/faults-doc.py build/faults/tcp.json > docs/faults.md   (make faults-doc)
+    scripts/faults-doc.py build/faults/tcp.json [build/faults/http.json] > docs/faults.md
+                                                                   (make faults-doc)
 
-tests/faults/test_fault_matrix_tcp.py writes the JSON and, in its last test,
-compares the committed document with a fresh rendering through stable(): the
-columns of what happened must match; the measured times may differ.
+tests/faults/test_fault_matrix_tcp.py and test_fault_matrix_http.py write the
+JSON and, in their last tests, compare the committed document with a fresh
+rendering through stable(): the columns of what happened must match; the
+measured times may differ. The TCP part is rendered by render() alone, as it
+was before HTTP mode; the HTTP part (render_http()) follows it under its own
+heading, and stable() reads one part at a time.
 """
 import json
 import sys
@@ -69,6 +73,33 @@ COLUMNS = [  # (title, key, stable)
 ]
 
 
+HTTP_HEAD = """
+## HTTP mode
+
+The same checks, `mode: http` listeners on both sides ({build} build;
+`tests/faults/test_fault_matrix_http.py`). The dependency is a scripted
+HTTP/1.1 backend (200 with 4 KB of JSON, keep-alive) behind the cynic-harness
+proxy; what the harness cannot do (a 1 GB response, streamed; a hang before or
+after the head; a slow body) the backend does. Upstream `dep`: `timeouts: {{
+connect: 300ms, first_byte: 1s, idle: 1s, request: 2500ms }}`, the same breaker and
+bulkhead as above, `expect: {{ content_type: application/json }}` (so
+`expect.status` is the default, 200-499), `limits: {{ max_response_bytes: 1MB }}`,
+`pool: {{ max_idle: 0 }}` (a connection per request, so a toxic that counts bytes
+counts them from the request's first). The healthy upstream is another such
+backend. A caller sends `GET / HTTP/1.1` with `Connection: close` and reads to
+the end.
+
+*Caller sees*: the upstream's own status (passed on as it is), or cynic's
+answer as status and `Cynic-Answer`, or `reset` when part of a response had
+already gone out (a cut response must not look whole). Breaker rows also check
+that the breaker is still closed one fault short, that while open every call
+gets `503 breaker_open` with `Retry-After` without reaching the dependency;
+rows that are not faults check that the breaker's bucket stays empty after
+more calls than `faults`. Columns as above.
+
+"""
+
+
 def cell(key, v):
     if v is None:
         return "—"
@@ -90,11 +121,26 @@ def render(data):
     return "\n".join(out) + "\n"
 
 
-def stable(markdown):
-    """The table's rows, stable columns only."""
+def render_http(data):
+    """The HTTP part: its heading, rig and table (appended to render()'s)."""
+    out = [HTTP_HEAD.format(build="sanitizer" if data.get("sanitized") else "normal")]
+    out.append("| " + " | ".join(t for t, _, _ in COLUMNS) + " |")
+    out.append("|" + "---|" * len(COLUMNS))
+    for r in data["rows"]:
+        out.append("| " + " | ".join(cell(k, r.get(k)) for _, k, _ in COLUMNS) + " |")
+    return "\n".join(out) + "\n"
+
+
+HTTP_HEADING = "\n## HTTP mode\n"
+
+
+def stable(markdown, part="tcp"):
+    """One part's table rows ("tcp": before the HTTP heading; "http": after
+    it), stable columns only."""
     keep = [i for i, (_, _, s) in enumerate(COLUMNS) if s]
     rows = []
-    for line in markdown.splitlines():
+    tcp, _, http = markdown.partition(HTTP_HEADING)
+    for line in (tcp if part == "tcp" else http).splitlines():
         if not line.startswith("| ") or line.startswith("| fault |"):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
@@ -103,11 +149,14 @@ def stable(markdown):
 
 
 def main(argv):
-    if len(argv) != 2:
-        print("usage: faults-doc.py RESULTS.json > docs/faults.md", file=sys.stderr)
+    if len(argv) not in (2, 3):
+        print("usage: faults-doc.py TCP.json [HTTP.json] > docs/faults.md", file=sys.stderr)
         return 2
     with open(argv[1]) as f:
         sys.stdout.write(render(json.load(f)))
+    if len(argv) == 3:
+        with open(argv[2]) as f:
+            sys.stdout.write(render_http(json.load(f)))
     return 0
 
 
