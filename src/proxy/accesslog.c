@@ -218,6 +218,16 @@ void cynic__accesslog_write(const cynic__conn_report_t *r) {
     snprintf(key, sizeof key, "duration_%s", units[i].name);
     json_object_set_new(o, key, phase(r->accepted_us, r->end_us, unit));
   }
+  if (r->http) { /* HTTP mode: the request and its answer */
+    json_object_set_new(o, "method", r->method != NULL ? json_string(r->method) : json_null());
+    size_t tl = r->target_len > CYNIC__ACCESSLOG_MAX_TARGET ? CYNIC__ACCESSLOG_MAX_TARGET
+                                                            : r->target_len;
+    json_object_set_new(o, "path", json_stringn(r->target, tl));
+    json_object_set_new(o, "status", r->status != 0 ? json_integer(r->status) : json_null());
+    json_object_set_new(o, "answer", r->answer != NULL ? json_string(r->answer) : json_null());
+    json_object_set_new(o, "request_id",
+                        r->request_id != NULL ? json_string(r->request_id) : json_null());
+  }
   json_object_set_new(o, "bytes_up", json_integer((json_int_t)r->bytes_up));
   json_object_set_new(o, "bytes_down", json_integer((json_int_t)r->bytes_down));
   char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -8,6 +8,9 @@
 
 #include "proxy.h"
 
+/* The request target's bytes an access log line keeps at most (HTTP mode). */
+#define CYNIC__ACCESSLOG_MAX_TARGET 1024u
+
 /* Opens every listener's access_log (append) that is not open yet (a reload
  * opens the new listeners' ones). 0 or a negative errno / file.h code,
  * logged as access_log_failed; `why` (when not NULL) says which file and why. */

@@ -117,6 +117,37 @@ static json_t *upstream_breakers_json(const cynic__upstream_t *u) {
   return eps;
 }
 
+/* True when an HTTP listener (live or retired) sends requests to `u`. */
+static bool serves_http(const cynic__upstream_t *u) {
+  const cynic__proxy_t *p = u->proxy;
+  for (size_t i = 0; i < p->listener_count; i++)
+    if (p->listeners[i].cfg != NULL && p->listeners[i].upstream == u &&
+        p->listeners[i].cfg->mode == CYNIC__MODE_HTTP)
+      return true;
+  return false;
+}
+
+/* The idle pool of every endpoint together. */
+static json_t *pool_json(const cynic__upstream_t *u) {
+  uint64_t idle = 0, reused = 0, discarded = 0;
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    idle += u->endpoints[k].idle_count;
+    reused += u->endpoints[k].pool_reused;
+    discarded += u->endpoints[k].pool_discarded;
+  }
+  return json_pack("{s:I, s:I, s:I, s:I}", "idle", (json_int_t)idle, "max_idle_per_endpoint",
+                   (json_int_t)u->cfg->http.pool_max_idle, "reused", (json_int_t)reused,
+                   "discarded", (json_int_t)discarded);
+}
+
+/* Requests by the status class the client got. */
+static json_t *responses_json(const cynic__upstream_t *u) {
+  const uint64_t *r = u->stats.responses;
+  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "1xx", (json_int_t)r[1], "2xx",
+                   (json_int_t)r[2], "3xx", (json_int_t)r[3], "4xx", (json_int_t)r[4], "5xx",
+                   (json_int_t)r[5], "none", (json_int_t)r[0]);
+}
+
 static json_t *upstream_json(const cynic__upstream_t *u) {
   json_t *o = json_object();
   json_object_set_new(o, "name", json_string(u->cfg->name));
@@ -142,9 +173,10 @@ static json_t *upstream_json(const cynic__upstream_t *u) {
   json_object_set_new(o, "errors", json_integer((json_int_t)u->stats.errors));
   double p99 = cynic__hist_quantile(&u->stats.first_byte, 0.99);
   json_object_set_new(o, "first_byte_p99_s", p99 < 0 ? json_null() : json_real(p99));
-  /* http mode: retry budget and connection pool; none in tcp mode */
+  /* http mode: retry budget (issue 12) and connection pool; none in tcp mode */
   json_object_set_new(o, "retry_budget", json_null());
-  json_object_set_new(o, "pool", json_null());
+  json_object_set_new(o, "pool", serves_http(u) ? pool_json(u) : json_null());
+  json_object_set_new(o, "responses", serves_http(u) ? responses_json(u) : json_null());
   json_object_set_new(o, "endpoints", upstream_breakers_json(u));
   return o;
 }

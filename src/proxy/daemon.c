@@ -29,6 +29,7 @@
 #include "admin.h"
 #include "err.h"
 #include "file.h"
+#include "http_session.h"
 #include "log.h"
 #include "proxy.h"
 #include "reload.h"
@@ -299,6 +300,7 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
   cynic__log_event(CYNIC_LOG_INFO, "draining", "draining", /* ...which this line may promise */
                    json_pack("{s:s, s:i, s:i}", "cause", why, "connections",
                              (json_int_t)p->conn_count, "drain_timeout_ms", (json_int_t)ms));
+  cynic__sessions_drain(p); /* idle keep-alive connections close now */
   if (p->conn_count == 0) {
     cynic__proxy_conn_gone(p);
     return;
@@ -430,6 +432,7 @@ void cynic__proxy_init(cynic__proxy_t *p, uv_loop_t *loop, const cynic__config_t
 void cynic__proxy_free(cynic__proxy_t *p) {
   cynic__admin_free(p);
   cynic__listeners_free(p);
+  cynic__http_free_caches();
   cynic__upstreams_free(p);
   cynic__config_free(p->reloaded_cfg); /* after everything that points into it */
   p->reloaded_cfg = NULL;

@@ -128,7 +128,7 @@ int cynic__http_write_request(cynic__http_out_t *o, const cynic__http_head_t *h,
                          : f->forwarded == CYNIC__FORWARDED_RFC7239 ? "Forwarded"
                                                                     : NULL;
   bool ok = put(o, h->method, h->method_len) && put(o, " ", 1) &&
-            put(o, h->target, h->target_len) && puts_(o, " HTTP/1.1\r\n");
+            put(o, h->target, h->target_len) && printf_(o, " HTTP/1.%d\r\n", h->minor);
   size_t earlier = 0; /* values of fwd_name already there, joined on one line below */
   for (size_t i = 0; ok && i < h->nfields; i++) {
     const cynic__http_hfield_t *hf = &h->fields[i];

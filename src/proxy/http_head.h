@@ -89,9 +89,11 @@ typedef struct cynic__http_fwd {
                                           was absent or invalid; NULL: passed through */
 } cynic__http_fwd_t;
 
-/* The request head for the upstream (always HTTP/1.1: cynic speaks its own
- * version to the next hop), from the client's parsed head `h`, appended to
- * `o`. 0, CYNIC_EINVAL (bad Connection header), or CYNIC_ERANGE (no room). */
+/* The request head for the upstream, in the client's version (an HTTP/1.0
+ * client's request goes on as 1.0, as nginx's proxy does by default, so the
+ * upstream never answers it chunked: cynic forwards bodies raw and a 1.0
+ * client could not read chunks), from the client's parsed head `h`,
+ * appended to `o`. 0, CYNIC_EINVAL (bad Connection header), or CYNIC_ERANGE (no room). */
 int cynic__http_write_request(cynic__http_out_t *o, const cynic__http_head_t *h,
                               const cynic__http_fwd_t *f);
 

@@ -351,10 +351,6 @@ int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *
 }
 
 int cynic__listener_bind(cynic__proxy_t *p, cynic__listener_t *l) {
-  if (l->cfg->mode == CYNIC__MODE_HTTP)
-    cynic__log_event(CYNIC_LOG_WARN, "http_mode_as_tcp",
-                     "http mode is not served yet: forwarding as tcp",
-                     json_pack("{s:s}", "listener", l->cfg->name));
   int rc = listener_start(p, l);
   if (rc != 0)
     cynic__log_event(CYNIC_LOG_ERROR, "listen_failed", "cannot listen",

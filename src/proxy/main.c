@@ -48,16 +48,16 @@ static void print_summary(const cynic__config_t *cfg) {
 
 /* Things that are valid but not done yet: say so, so nobody is surprised. */
 static void print_notes(const cynic__config_t *cfg) {
-  for (size_t i = 0; i < cfg->listener_count; i++) {
-    const cynic__config_listener_t *l = &cfg->listeners[i];
-    if (l->mode == CYNIC__MODE_HTTP)
-      fprintf(stderr,
-              "%s:%u:%u: note: listener '%s' has mode: http, which is checked but not served "
-              "yet; use mode: tcp until http mode lands\n",
-              cfg->path, (unsigned)l->mark.line, (unsigned)l->mark.column, l->name);
-  }
   for (size_t i = 0; i < cfg->upstream_count; i++) {
     const cynic__config_upstream_t *u = &cfg->upstreams[i];
+    if (u->http.has_retry || u->http.has_fallback)
+      fprintf(stderr,
+              "%s:%u:%u: note: upstream '%s': %s checked but not applied yet (retries and "
+              "fallbacks are the next release)\n",
+              cfg->path, (unsigned)u->mark.line, (unsigned)u->mark.column, u->name,
+              u->http.has_retry && u->http.has_fallback ? "'retry' and 'fallback' are"
+              : u->http.has_retry                       ? "'retry' is"
+                                                        : "'fallback' is");
     if (u->keepalive_old_name.line != 0)
       fprintf(stderr,
               "%s:%u:%u: warning: upstream '%s': 'keepalive' is deprecated; rename it to "

@@ -88,6 +88,8 @@ void cynic__metrics_conn_done(const cynic__conn_report_t *r) {
   if (r->outcome >= 0 && r->outcome < CYNIC__OUT_COUNT)
     r->listener->stats.outcomes[r->outcome]++;
   u->stats.done++;
+  if (r->http)
+    u->stats.responses[r->status >= 100 && r->status < 600 ? r->status / 100 : 0]++;
   if (cynic__outcome_is_error(r->outcome))
     u->stats.errors++;
   uint64_t us = r->end_us >= r->accepted_us ? r->end_us - r->accepted_us : 0;
@@ -286,6 +288,14 @@ static const cynic__event_t endpoint_faults[] = {
     CYNIC__EV_RESET_BEFORE_FIRST_BYTE,
     CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE,
     CYNIC__EV_FIRST_BYTE_TIMEOUT,
+    /* HTTP mode */
+    CYNIC__EV_REQUEST_TIMEOUT,
+    CYNIC__EV_UPSTREAM_RESET,
+    CYNIC__EV_UPSTREAM_CLOSED,
+    CYNIC__EV_BAD_RESPONSE,
+    CYNIC__EV_RESPONSE_TOO_LARGE,
+    CYNIC__EV_UNEXPECTED_STATUS,
+    CYNIC__EV_UNEXPECTED_CONTENT_TYPE,
 };
 
 static const cynic_breaker_state_t states[] = {CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN,
@@ -504,6 +514,39 @@ static void u_endpoint_faults(out_t *o, const cynic__upstream_t *u) {
   }
 }
 
+static void u_http_responses(out_t *o, const cynic__upstream_t *u) {
+  static const char *const classes[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+  char un[NAME_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t i = 0; i < 6; i++)
+    emit(o, "cynic_http_responses_total{upstream=\"%s\",class=\"%s\"} %" PRIu64 "\n", un,
+         classes[i], u->stats.responses[i]);
+}
+
+static void u_pool_idle(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    emit(o, "cynic_pool_idle_connections{upstream=\"%s\",endpoint=\"%s\"} %u\n", un,
+         esc(u->endpoints[k].addr->text, en, sizeof en), u->endpoints[k].idle_count);
+}
+
+static void u_pool_reused(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    emit(o, "cynic_pool_reused_total{upstream=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", un,
+         esc(u->endpoints[k].addr->text, en, sizeof en), u->endpoints[k].pool_reused);
+}
+
+static void u_pool_discarded(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++)
+    emit(o, "cynic_pool_discarded_total{upstream=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", un,
+         esc(u->endpoints[k].addr->text, en, sizeof en), u->endpoints[k].pool_discarded);
+}
+
 /* The families in order; a NULL name continues the previous family (the
  * events of listeners after those of upstreams). */
 static const struct family {
@@ -563,6 +606,17 @@ static const struct family {
      u_endpoint_active, NULL},
     {"cynic_endpoint_faults_total", "counter",
      "Faults counted against an endpoint's breaker, by kind.", NULL, u_endpoint_faults, NULL},
+    {"cynic_http_responses_total", "counter",
+     "HTTP mode: requests by the status class the client got (none: reset or closed).", NULL,
+     u_http_responses, NULL},
+    {"cynic_pool_idle_connections", "gauge",
+     "HTTP mode: idle upstream connections kept for reuse, per endpoint.", NULL, u_pool_idle, NULL},
+    {"cynic_pool_reused_total", "counter",
+     "HTTP mode: idle upstream connections handed to a new request, per endpoint.", NULL,
+     u_pool_reused, NULL},
+    {"cynic_pool_discarded_total", "counter",
+     "HTTP mode: idle upstream connections closed (aged, closed by the peer, evicted).", NULL,
+     u_pool_discarded, NULL},
 };
 #define NFAMILIES (sizeof families / sizeof families[0])
 

@@ -199,11 +199,14 @@ cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e, uint64_t now_ms) {
   uint64_t max_age = idle_timeout_ms(e);
   while (e->idle_count > 0) {
     cynic__upconn_t *uc = cynic__container_of(e->idle.prev, cynic__upconn_t, idle.link);
-    if (now_ms - uc->idle.since_ms >= max_age || !still_open(uc)) {
+    /* The check costs a system call: a connection given back in this very
+     * millisecond (back-to-back requests) was read by the loop since, and a
+     * peer that closes after a response says so in it. */
+    if (now_ms - uc->idle.since_ms >= max_age ||
+        (now_ms > uc->idle.since_ms && !still_open(uc))) {
       discard(uc); /* the newest is too old or closed: older ones go at the sweep */
       continue;
     }
-    uv_read_stop((uv_stream_t *)&uc->handle);
     cynic__list_remove(&uc->idle.link);
     e->idle_count--;
     e->pool_reused++;
@@ -222,10 +225,13 @@ bool cynic__pool_give(cynic__upconn_t *uc, uint64_t now_ms) {
     return false;
   void *owner = uc->handle.data;
   uc->handle.data = uc;
-  if (uv_read_start((uv_stream_t *)&uc->handle, idle_alloc, idle_read) != 0) {
+  if (uc->reading) {
+    cynic__read_switch((uv_stream_t *)&uc->handle, idle_alloc, idle_read);
+  } else if (uv_read_start((uv_stream_t *)&uc->handle, idle_alloc, idle_read) != 0) {
     uc->handle.data = owner; /* still the caller's, for its own close */
     return false;
   }
+  uc->reading = true;
   while (e->idle_count >= max) /* full (or max lowered by a reload): the oldest goes */
     discard(cynic__container_of(e->idle.next, cynic__upconn_t, idle.link));
   uc->idle.since_ms = now_ms;

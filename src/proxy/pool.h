@@ -44,7 +44,21 @@ struct cynic__upconn {
   cynic__upconn_cb on_connect;
   uint64_t deadline_ms; /* the connect timeout on the loop clock; 0 once connected */
   bool open;            /* handle initialised and not yet closed */
+  bool reading;         /* HTTP mode: the handle is being read, by the pool's
+                           callbacks or its user's (cynic__read_switch) */
 };
+
+/* Points a stream that is being read at other read callbacks without
+ * stopping and restarting it: in libuv 1.x a stop forgets the epoll
+ * registration and the next start re-adds it (two epoll_ctl calls), which
+ * HTTP mode would pay twice per request as a connection goes to the idle pool
+ * and back. alloc_cb and read_cb are public fields of uv_stream_t (uv.h's
+ * UV_STREAM_FIELDS; the layout is libuv 1.x's stable ABI), read by libuv at
+ * each read. */
+static inline void cynic__read_switch(uv_stream_t *s, uv_alloc_cb alloc_cb, uv_read_cb read_cb) {
+  s->alloc_cb = alloc_cb;
+  s->read_cb = read_cb;
+}
 
 /* Starts connecting `uc` (zeroed, or closed) to `e` on `loop`, the connect
  * timeout taken from e's upstream; `data` goes into uc->handle.data for the
@@ -89,11 +103,14 @@ void cynic__upconn_free_cb(uv_handle_t *h);
 /* An idle connection to `e` that is still good for a new exchange, or NULL.
  * Newest first; each one older than the idle timeout, closed by the peer or
  * holding unsolicited bytes is closed on the way (counted in
- * e->pool_discarded); the one returned is counted in e->pool_reused, no
- * longer read, and its handle.data is the caller's to set. */
+ * e->pool_discarded); the one returned is counted in e->pool_reused and its
+ * handle.data is the caller's to set. It is still being read (uc->reading)
+ * with the pool's callbacks: before the loop runs again the caller switches
+ * them to its own (cynic__read_switch) or stops reading. */
 cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e, uint64_t now_ms);
-/* Offers `uc` (from cynic__upconn_new; connected, no read or write in
- * flight), done with an exchange that ended cleanly, to its endpoint's pool:
+/* Offers `uc` (from cynic__upconn_new; connected, no write in flight; read
+ * or not as uc->reading says: the pool switches the callbacks to its own),
+ * done with an exchange that ended cleanly, to its endpoint's pool:
  * true when the pool owns it now (kept, the oldest closed if the pool was
  * full), false when it keeps none (max_idle 0, a retired upstream, or the
  * connection cannot be watched): then the caller closes it. */

@@ -102,7 +102,25 @@ typedef struct cynic__mode cynic__mode_t; /* session.h */
   XX(LOCAL_ERROR, "local_error", "client closed: no local resources for an upstream connection",   \
      "clients closed, no local resources (descriptors, memory), for")                              \
   XX(RATE_LIMITED, "rate_limited", "client closed: rate limit",                                    \
-     "clients closed at once, over their rate limit, on")
+     "clients closed at once, over their rate limit, on")                                          \
+  /* HTTP mode: faults of one exchange (endpoint) and refused requests (listener) */               \
+  XX(REQUEST_TIMEOUT, "request_timeout", "request timeout", "request timeouts from")               \
+  XX(UPSTREAM_RESET, "upstream_reset", "upstream reset during the response",                      \
+     "resets during the response from")                                                            \
+  XX(UPSTREAM_CLOSED, "upstream_closed", "upstream closed during the response",                   \
+     "closes during the response from")                                                            \
+  XX(BAD_RESPONSE, "bad_response", "upstream response refused: bad framing",                      \
+     "responses refused for bad framing from")                                                     \
+  XX(RESPONSE_TOO_LARGE, "response_too_large", "upstream response over max_response_bytes",       \
+     "responses over max_response_bytes from")                                                     \
+  XX(UNEXPECTED_STATUS, "unexpected_status", "upstream status outside expect.status",             \
+     "statuses outside expect.status from")                                                        \
+  XX(UNEXPECTED_CONTENT_TYPE, "unexpected_content_type",                                           \
+     "upstream content type outside expect.content_type",                                          \
+     "content types outside expect.content_type from")                                             \
+  XX(BAD_REQUEST, "bad_request", "client request refused", "requests refused (400, 413, 431, 501) on") \
+  XX(HEADER_TIMEOUT, "header_timeout", "client request head not complete in time",               \
+     "request heads not complete in time (408) on")
 
 typedef enum cynic__event {
 #define CYNIC__EVENT_ENUM(name, key, msg, text) CYNIC__EV_##name,
@@ -567,6 +585,8 @@ void cynic__listeners_reload_apply(cynic__proxy_t *p, cynic__listeners_reload_t 
 /* Closes every client session, whatever its mode (drain deadline, second
  * signal, exit); `why` (static) names the cause in the debug log. */
 void cynic__sessions_close_all(cynic__proxy_t *p, const char *why);
+/* Tells every session the proxy is draining (session ops' drain). */
+void cynic__sessions_drain(cynic__proxy_t *p);
 /* Closes every session with something going on with endpoint `e` (an
  * operator's trip with close_connections); returns how many. */
 size_t cynic__sessions_close_endpoint(cynic__proxy_t *p, const cynic__endpoint_t *e,
@@ -589,6 +609,18 @@ typedef struct cynic__conn_report {
   const uint8_t *ip;           /* the client, 16 bytes, IPv4 mapped */
   uint64_t accepted_us, connect_us, connected_us, first_byte_us, end_us;
   uint64_t bytes_up, bytes_down;
+  /* HTTP mode, one report per request (method NULL in TCP mode): what was
+   * asked, what the client got (status 0: no status line, it was reset or
+   * closed), cynic's own answer's reason (NULL: the upstream's response) and
+   * the request id. target is not NUL-terminated; method NULL when the head
+ * was refused before it was complete. */
+  const char *method;
+  const char *target;
+  size_t target_len;
+  int status;
+  const char *answer;
+  const char *request_id;
+  bool http; /* an HTTP request's report (the fields above apply) */
 } cynic__conn_report_t;
 
 void cynic__metrics_conn_started(cynic__upstream_t *u);

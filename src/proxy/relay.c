@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "pool.h"
 #include "relay.h"
 #include "sock.h"
 
@@ -46,7 +47,9 @@ static unsigned int pending_bufs(const cynic__relay_dir_t *d, uv_buf_t bufs[2]) 
 /* The relay `d` belongs to: its `from` stream's data (relay.h), rather than a
  * pointer per direction that would say the same. */
 static inline cynic__relay_t *dir_relay(const cynic__relay_dir_t *d) {
-  return d->from->data;
+  /* HTTP mode detaches the upstream between exchanges: one end may be NULL,
+   * never both (the client's stream stays). */
+  return (d->from != NULL ? d->from : d->to)->data;
 }
 
 static void consume(cynic__relay_dir_t *d, size_t n) {
@@ -94,7 +97,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
  * reading when there is room, and forwards EOF once everything is written. */
 static void flush(cynic__relay_dir_t *d) {
   cynic__relay_t *r = dir_relay(d);
-  if (d->writing == 0 && d->len > d->held) {
+  if (d->writing == 0 && d->len > d->held && d->to != NULL) {
     uv_buf_t bufs[2];
     unsigned int n = pending_bufs(d, bufs);
     int w = uv_try_write(d->to, bufs, n);
@@ -114,7 +117,7 @@ static void flush(cynic__relay_dir_t *d) {
       d->writing = d->len - d->held;
     }
   }
-  if (!d->reading && !d->eof && d->len < d->cap) {
+  if (!d->reading && !d->eof && d->len < d->cap && d->from != NULL) {
     if (uv_read_start(d->from, on_alloc, on_read) == 0)
       d->reading = true;
   }
@@ -144,6 +147,11 @@ static void on_write(uv_write_t *req, int status) {
   consume(d, d->writing);
   d->writing = 0;
   flush(d);
+  /* Hold mode: the owner waits for the bytes it released to be out (HTTP:
+   * the response before the next request starts). Rare: after a queued
+   * write only, never on the uv_try_write path. */
+  if (r->ops != NULL && r->ops->drained != NULL && d->writing == 0 && d->len == d->held)
+    r->ops->drained(r, d);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -268,6 +276,40 @@ int cynic__relay_skip(cynic__relay_dir_t *d, size_t n) {
   if (dir_relay(d)->ops != NULL)
     flush(d); /* room again: reading may resume; an empty ring goes back */
   return 0;
+}
+
+void cynic__relay_drop_held(cynic__relay_dir_t *d) {
+  d->len -= d->held; /* the held bytes are the newest: the ring's tail */
+  d->held = 0;
+  if (d->len == 0)
+    d->head = 0;
+  if (dir_relay(d)->ops != NULL)
+    flush(d);
+}
+
+bool cynic__relay_drained(const cynic__relay_dir_t *d) {
+  return d->writing == 0 && d->len == d->held;
+}
+
+void cynic__relay_attach(cynic__relay_t *r, uv_stream_t *server, bool reading) {
+  r->up.to = server;
+  r->down.from = server;
+  r->down.eof = r->down.shut = r->down.shut_done = false;
+  r->down.got_bytes = r->down.from_reset = false;
+  r->up.shut = r->up.shut_done = false;
+  r->down.reading = reading;
+  if (reading)
+    cynic__read_switch(server, on_alloc, on_read); /* from the pool's: no epoll_ctl */
+  if (r->ops != NULL)
+    flush(&r->down); /* starts reading the upstream (when it is not yet) */
+}
+
+bool cynic__relay_detach(cynic__relay_t *r) {
+  bool reading = r->down.reading && r->down.from != NULL;
+  r->down.reading = false;
+  r->down.from = NULL;
+  r->up.to = NULL;
+  return reading;
 }
 
 void cynic__relay_free(cynic__relay_t *r) {

@@ -77,6 +77,11 @@ typedef struct cynic__relay_ops {
    * held, for the owner to read them (cynic__relay_held) and release or skip
    * them. Called once per read, never per byte. */
   void (*data)(cynic__relay_t *r, cynic__relay_dir_t *d);
+  /* Optional (NULL in TCP mode): a queued write of d's released bytes
+   * completed and none is left to write (cynic__relay_drained). Not called
+   * when uv_try_write took everything at once: the owner checks after it
+   * releases. */
+  void (*drained)(cynic__relay_t *r, cynic__relay_dir_t *d);
 } cynic__relay_ops_t;
 
 struct cynic__relay {
@@ -122,6 +127,29 @@ void cynic__relay_release(cynic__relay_dir_t *d, size_t n);
  * CYNIC_EINVAL while released bytes still wait to be written before them
  * (the ring cannot drop bytes behind others) or n > held. */
 int cynic__relay_skip(cynic__relay_dir_t *d, size_t n);
+
+/* Drops every held byte unwritten (they are the newest in the ring): bytes
+ * an upstream sent after its response, never to be forwarded. */
+void cynic__relay_drop_held(cynic__relay_dir_t *d);
+/* True when no released byte of `d` waits to be written or is being
+ * written (held ones may remain). */
+bool cynic__relay_drained(const cynic__relay_dir_t *d);
+
+/* ---- a detachable upstream (HTTP: one client, a pooled connection per
+ * exchange) ----
+ *
+ * A relay may be initialised and started with `server` NULL: the client is
+ * read (in hold mode) and nothing goes anywhere until an upstream is
+ * attached. Attach points up.to and down.from at `server` (its handle.data
+ * must be the relay) and reads it: `reading` says it is being read already
+ * (a pooled connection: the callbacks are switched, not restarted). Detach
+ * forgets it without stopping its read: it returns whether the stream is
+ * being read still (with the relay's callbacks, which must not run again:
+ * before the loop runs the owner switches them (the pool does) or closes
+ * it). Detach only when nothing moves on it: cynic__relay_drained(&r->up)
+ * and no held byte in r->down (drop them first). */
+void cynic__relay_attach(cynic__relay_t *r, uv_stream_t *server, bool reading);
+bool cynic__relay_detach(cynic__relay_t *r);
 
 /* Gives the buffers back to the listener's pool (after the streams' close
  * callbacks: a write in flight may still point into them until then). A

@@ -8,11 +8,13 @@
  * may close as they go.
  */
 #include "session.h"
+#include "http_session.h"
 #include "tcp.h"
 
 const cynic__mode_t *cynic__mode_for(cynic__config_mode_t mode) {
   switch (mode) {
-  case CYNIC__MODE_HTTP: /* not served yet: forwarded as TCP (listener.c warns) */
+  case CYNIC__MODE_HTTP:
+    return &cynic__http_mode;
   case CYNIC__MODE_TCP:
   default:
     return &cynic__tcp_mode;
@@ -25,6 +27,17 @@ void cynic__sessions_close_all(cynic__proxy_t *p, const char *why) {
     cynic__link_t *next = l->next;
     cynic__session_t *s = cynic__container_of(l, cynic__session_t, link);
     s->ops->close(s, why);
+    l = next;
+  }
+}
+
+void cynic__sessions_drain(cynic__proxy_t *p) {
+  cynic__link_t *l = p->sessions.next;
+  while (l != &p->sessions) {
+    cynic__link_t *next = l->next;
+    cynic__session_t *s = cynic__container_of(l, cynic__session_t, link);
+    if (s->ops->drain != NULL)
+      s->ops->drain(s);
     l = next;
   }
 }

@@ -39,6 +39,10 @@ typedef struct cynic__session_ops {
   /* Optional (NULL: the base's listener and upstream are all it holds):
    * sets listeners[i] / upstreams[i] for every other slot it points to. */
   void (*mark_in_use)(const cynic__session_t *s, bool *listeners, bool *upstreams);
+  /* Optional (NULL: nothing to do): the proxy starts draining. HTTP mode
+   * closes an idle keep-alive connection now and the others after their
+   * current response; TCP mode's connections finish on their own. */
+  void (*drain)(cynic__session_t *s);
 } cynic__session_ops_t;
 
 struct cynic__session {
@@ -80,8 +84,8 @@ struct cynic__mode {
   void (*start)(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port);
 };
 
-/* The table for a listener's configured mode. `mode: http` is forwarded as
- * TCP until HTTP mode lands (listener.c logs a warning). Never NULL. */
+/* The table for a listener's configured mode (tcp.c's or http_session.c's).
+ * Never NULL. */
 const cynic__mode_t *cynic__mode_for(cynic__config_mode_t mode);
 
 #endif /* CYNIC_PROXY_SESSION_H */

@@ -194,14 +194,22 @@ def test_broken_config(tmp_path, name, text, expected):
     assert r.stderr.splitlines() == [e.format(f=f) for e in expected]
 
 
-def test_http_mode_is_noted(tmp_path):
+def test_http_mode_is_served_and_retry_is_noted(tmp_path):
     f = tmp_path / "http.yaml"
     f.write_text(GOOD.replace("    upstream: backend\n", "    upstream: backend\n    mode: http\n"))
     r = check(f)
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"{f}: ok\n1 listener, 1 upstream, 1 endpoint; admin on 127.0.0.1:9901\n"
-    assert r.stderr == (f"{f}:2:5: note: listener 'app' has mode: http, which is checked but not "
-                        "served yet; use mode: tcp until http mode lands\n")
+    assert r.stderr == ""  # http mode is served: nothing to note
+    # retry and fallback are checked ahead of the release that applies them
+    text = f.read_text()
+    at = text.index("  - name: backend\n") + len("  - name: backend\n")
+    f.write_text(text[:at] + "    retry: { attempts: 1 }\n" + text[at:])
+    r = check(f)
+    assert r.returncode == 0, r.stderr
+    line = text[:at].count("\n") - 0
+    assert r.stderr == (f"{f}:{line}:5: note: upstream 'backend': 'retry' is checked but not applied "
+                        "yet (retries and fallbacks are the next release)\n"), r.stderr
 
 
 def test_missing_file(tmp_path):

@@ -71,7 +71,7 @@ static void test_request_strips_hop_by_hop(void **state) {
 }
 
 /* Earlier X-Forwarded-For values keep their order on one line; the client's
- * valid request id passes; an HTTP/1.0 client's request goes on as 1.1 with
+ * valid request id passes; an HTTP/1.0 client's request goes on as 1.0 with
  * "Via: 1.0". */
 static void test_request_forwarding_headers(void **state) {
   (void)state;
@@ -87,7 +87,7 @@ static void test_request_forwarding_headers(void **state) {
   int rc;
   const char *out = write_request(&h, &f, &rc);
   assert_int_equal(rc, 0);
-  assert_string_equal(out, "GET /a?b=1 HTTP/1.1\r\n"
+  assert_string_equal(out, "GET /a?b=1 HTTP/1.0\r\n"
                            "Host: h\r\n"
                            "X-Request-Id: abc-123\r\n"
                            "Forwarded: for=203.0.113.1\r\n"

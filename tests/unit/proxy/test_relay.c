@@ -167,7 +167,7 @@ static void h_data(cynic__relay_t *r, cynic__relay_dir_t *d) {
   hold_world_t *w = cynic__container_of(r, hold_world_t, relay);
   w->data_calls++; /* the test decides outside, between loop turns */
 }
-static const cynic__relay_ops_t hold_ops = {h_first, h_eof, h_failed, h_done, h_data};
+static const cynic__relay_ops_t hold_ops = {h_first, h_eof, h_failed, h_done, h_data, NULL};
 
 static void turns(hold_world_t *w, int n) {
   for (int i = 0; i < n; i++) {

@@ -1,0 +1,177 @@
+/*
+ * src/proxy/http_conn.h: the HTTP mode connection object, shared by its two
+ * files only: http_session.c (the client side: reading and parsing requests,
+ * cynic's own answers, keep-alive, the timer, closing) and http_upstream.c
+ * (the exchange with the upstream: admission, attempt, pooled or new
+ * connection, request out, response in). Nothing else includes it: the rest
+ * of the daemon knows a session by its base (session.h).
+ */
+#ifndef CYNIC_PROXY_HTTP_CONN_H
+#define CYNIC_PROXY_HTTP_CONN_H
+
+#include "http_exchange.h"
+#include "http_head.h"
+#include "http_msg.h"
+#include "pool.h"
+#include "proxy.h"
+#include "relay.h"
+#include "session.h"
+
+typedef enum hs_state {
+  HS_IDLE,       /* between requests: nothing of the next one yet */
+  HS_HEAD,       /* a request head is arriving (header timeout) */
+  HS_QUEUED,     /* waiting for a bulkhead slot, on upstream->waiters */
+  HS_CONNECTING, /* slot and permit held; connect in flight */
+  HS_EXCHANGE,   /* upstream attached: request out, response in */
+  HS_FINISHING,  /* the exchange is over; its last bytes go to the client */
+  HS_CLOSING     /* handles closing; freed in the last close callback */
+} hs_state_t;
+
+/* Body bytes copied behind a response head into its write at most (one
+ * write instead of two for a small response; larger ones are released to
+ * the relay and written from the ring). */
+#define CYNIC__HS_COPY_BODY 16384u
+
+/* The longest request id kept (longer ones are replaced by cynic's). */
+#define RID_MAX 128
+
+typedef struct cynic__http_conn {
+  cynic__session_t base;
+  uv_tcp_t client; /* data: &relay */
+  uv_timer_t timer;
+  cynic__relay_t relay; /* up: client -> upstream, down: upstream -> client; both held */
+  cynic__http_msg_t req, res;
+  char *req_store, *res_store; /* head stores, only while a message is parsed */
+  size_t req_store_cap, res_store_cap;
+  cynic__upconn_t *uc; /* the exchange's upstream connection; NULL between them */
+  cynic__waiter_t waiter;
+  cynic__attempt_t attempt;
+  cynic__hx_t hx;
+  uint8_t state;   /* hs_state_t */
+  uint8_t handles; /* client, timer, and the upstream once cynic closes it with the
+                      connection; freed at 0 */
+  bool has_slot;   /* holds a bulkhead slot */
+  bool req_done;   /* the request's last byte was released to the upstream */
+  bool req_head_out;   /* the request head write is in flight */
+  bool res_head_done;  /* the final response head was parsed (body follows) */
+  uint8_t res_head_out; /* head or answer writes to the client in flight (a 1xx
+                           head and the final one may both be) */
+  bool close_after;    /* close once the current response is out */
+  bool client_eof;     /* the client half-closed */
+  bool reusable;       /* the upstream connection may go back to the pool */
+  bool reported;       /* the current request's report was made */
+  bool started;        /* ... and counted as started (metrics) */
+  bool head_seen;      /* the current request's head was parsed */
+  uint64_t head_deadline_ms; /* HS_HEAD: the header timeout */
+  uint64_t idle_since_ms;    /* HS_IDLE / HS_FINISHING: since when */
+  uint64_t body_bytes;       /* request body bytes released (max_request_body) */
+  /* The current request, for the report (metrics, access log). */
+  int status;          /* what the client got; 0 = nothing yet */
+  const char *answer;  /* cynic's own answer's reason; NULL: the upstream's */
+  const char *decision;
+  int outcome;
+  bool has_outcome;
+  uint64_t start_us, connect_us, connected_us, first_byte_us;
+  uint64_t bytes_up, bytes_down; /* the relay's counts when the request began */
+  /* A final response head not yet written: body bytes that came with it
+   * are copied in behind it (at most CYNIC__HS_COPY_BODY), so that a small
+   * response goes to the client in one write, not a head and a body. It
+   * lives in the scratch buffer only while the response's bytes are parsed
+   * (cynic__hu_response_data writes it before it returns). */
+  char *pend; /* in the scratch buffer (cynic__hs_scratch); NULL: none */
+  size_t pend_len, pend_cap;
+  char rid[RID_MAX + 1];
+  bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
+} cynic__http_conn_t;
+
+/* A head or an answer cynic writes itself, with its own uv_write; freed in
+ * the write callback (which libuv calls, cancelled, even when the stream
+ * closes first: the connection outlives it, its handles counted). */
+typedef struct cynic__hs_write {
+  uv_write_t req;
+  cynic__http_conn_t *c;
+  bool to_client;
+  bool then_close; /* close the connection once written */
+  size_t len;
+  char data[];
+} cynic__hs_write_t;
+
+static inline uint64_t cynic__hs_now_us(void) {
+  return uv_hrtime() / 1000u;
+}
+
+static inline uint64_t cynic__hs_now_ms(const cynic__http_conn_t *c) {
+  return uv_now(c->client.loop);
+}
+
+static inline cynic__http_conn_t *cynic__hs_of_relay(cynic__relay_t *r) {
+  return cynic__container_of(r, cynic__http_conn_t, relay);
+}
+
+static inline void cynic__hs_outcome(cynic__http_conn_t *c, int outcome) {
+  if (!c->has_outcome) {
+    c->has_outcome = true;
+    c->outcome = outcome;
+  }
+}
+
+
+/* ---- http_session.c: the client side ---- */
+
+/* cynic answers the request itself (status, Cynic-Answer reason, JSON body;
+ * Retry-After when retry_after > 0); the connection closes after it unless
+ * `keep` and the request was read to its end. */
+void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uint64_t retry_after,
+                      bool keep);
+/* (Re)arms the connection's one timer for its state's next deadline. */
+void cynic__hs_arm(cynic__http_conn_t *c);
+/* Closes everything now (reset: RST to the client); freed once every handle
+ * has closed. Idempotent. */
+void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why);
+/* The response before is out: the next request (held already, or read), or
+ * close when that was decided. */
+void cynic__hs_next_request(cynic__http_conn_t *c);
+/* The current request's report (metrics, access log), once. */
+void cynic__hs_report(cynic__http_conn_t *c);
+/* A buffer of `cap` bytes to render a head into: the process's one scratch
+ * buffer, valid until the next call (p NULL without memory). */
+cynic__http_out_t cynic__hs_scratch(size_t cap);
+/* Sends `len` bytes at `p` (the caller's; not kept) to the client or to the
+ * exchange's upstream: written at once when the socket takes them, else
+ * the rest copied into a write of its own (*queued: then `then_close`
+ * closes the connection once it is written, and a client write counts in
+ * res_head_out until then). 0 or a libuv error. */
+int cynic__hs_send(cynic__http_conn_t *c, const char *p, size_t len, bool to_client,
+                   bool then_close, bool *queued);
+/* A head store of `cap` bytes (a cached one when there is), and giving one
+ * back (sets *store NULL). */
+char *cynic__hs_store_take(size_t cap);
+void cynic__hs_store_put(char **store, size_t cap);
+/* The response parser is done with its message: its store goes back. */
+void cynic__hs_res_reset(cynic__http_conn_t *c);
+
+/* ---- http_upstream.c: the exchange ---- */
+
+/* The exchange fails with `cause`: the breaker's verdict, then cynic's
+ * answer or a reset (http_exchange.c decides which). */
+void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause);
+/* The exchange is over: the slot and the attempt go back, the report is
+ * made, the upstream connection is pooled (`reuse`) or closed. */
+void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse);
+/* A bulkhead slot is held: pick an endpoint, take a pooled connection or
+ * connect. */
+void cynic__hu_attempt(cynic__http_conn_t *c);
+/* The bulkhead queue's verdict for a queued request (upstream.c). */
+void cynic__hu_admitted(cynic__waiter_t *w, int status);
+/* Streams the request body already held in the client ring upstream. */
+void cynic__hu_request_body(cynic__http_conn_t *c);
+/* Parses what the upstream sent (held in the down ring). */
+void cynic__hu_response_data(cynic__http_conn_t *c);
+/* The response ended (its last byte parsed, or the upstream's EOF for one
+ * that ends so). */
+void cynic__hu_response_end(cynic__http_conn_t *c);
+/* Whole seconds until some breaker of `u` lets a probe through (at least 1);
+ * 0 when unknown (every one forced open). */
+uint64_t cynic__hu_retry_after_s(const cynic__upstream_t *u);
+
+#endif /* CYNIC_PROXY_HTTP_CONN_H */

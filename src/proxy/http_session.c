@@ -1,0 +1,774 @@
+/*
+ * src/proxy/http_session.c: HTTP/1.1 mode's client side: one client
+ * connection and its requests, one at a time (docs/design-http.md). The
+ * exchange of each with the upstream is http_upstream.c's; the object they
+ * share is http_conn.h's.
+ *
+ *   accept -> IDLE (listener idle timeout: close silently)
+ *          -> HEAD: request head parsed strictly (header timeout: 408)
+ *             refused: 400 / 413 / 414 / 431 / 501 and close
+ *          -> fail fast (every breaker open: 503 breaker_open, Retry-After)
+ *          -> bulkhead: slot / QUEUED (queue_timeout: 503) / full: 503
+ *          -> attempt: endpoint + breaker permit; pooled connection or
+ *             CONNECTING (connect timeout: 504)
+ *          -> EXCHANGE: rewritten request head, body streamed raw; response
+ *             head parsed and judged (http_exchange.c), rewritten, body
+ *             streamed raw (first-byte, idle, request timeouts: 504 or reset)
+ *          -> FINISHING: the response's tail goes out; then IDLE again (the
+ *             next pipelined request is already in the ring) or close
+ *
+ * Bytes move through relay.c in hold mode both ways, so back pressure and the
+ * listener's buffer pool are TCP mode's: the client ring holds what the
+ * client sent until this file has parsed it; head bytes are skipped (the
+ * rewritten head goes out with its own write, before the body is released)
+ * and body bytes are released to be forwarded raw. Between exchanges the
+ * upstream is detached from the relay and given to its endpoint's idle pool
+ * (pool.c) or closed.
+ *
+ * One request at a time per connection: a pipelined request waits, held in
+ * the client ring (reading stops when that is full), until the response
+ * before it has been written out, so responses are never interleaved.
+ *
+ * Circuit breaker, per request: a fault when the exchange fails in the
+ * endpoint's way (connect, timeouts, reset, bad framing, a status outside
+ * expect.status, a content type outside expect.content_type, an oversize
+ * response); a success when the response ends cleanly; the permit goes back
+ * unused when the client leaves or cynic runs short.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "http_conn.h"
+#include "http_head.h"
+#include "http_session.h"
+#include "log.h"
+#include "pool.h"
+#include "proxy.h"
+#include "relay.h"
+
+static const cynic__session_ops_t session_ops;
+static const cynic__relay_ops_t relay_ops;
+static void client_data(cynic__http_conn_t *c);
+static void on_timer(uv_timer_t *t);
+
+/* ---- head stores ------------------------------------------------------------ */
+
+/* A store for one message's head, from the heap: an idle connection holds
+ * none. Stores are aligned for the field index (malloc is). */
+/* Head stores are large (the field index and room for a whole head: about
+ * max_request_head bytes) and every request needs one or two: a few are kept
+ * for reuse rather than returned to malloc, which would trim and grow the
+ * heap at every request. Matched by size (listeners and upstreams with the
+ * same limits share). Loop thread only. */
+#define STORE_CACHE 32
+static struct {
+  char *p;
+  size_t cap;
+} store_cache[STORE_CACHE];
+static size_t store_cached;
+
+char *cynic__hs_store_take(size_t cap) {
+  for (size_t i = store_cached; i-- > 0;) {
+    if (store_cache[i].cap == cap) {
+      char *p = store_cache[i].p;
+      store_cache[i] = store_cache[--store_cached];
+      return p;
+    }
+  }
+  return malloc(cap);
+}
+
+void cynic__hs_store_put(char **store, size_t cap) {
+  if (*store == NULL)
+    return;
+  if (store_cached < STORE_CACHE) {
+    store_cache[store_cached].p = *store;
+    store_cache[store_cached++].cap = cap;
+  } else {
+    free(*store);
+  }
+  *store = NULL;
+}
+
+/* Heads are rendered here first (as large as the largest head allowed, kept
+ * between requests), then copied into a write of their own size. */
+static char *scratch;
+static size_t scratch_cap;
+
+cynic__http_out_t cynic__hs_scratch(size_t cap) {
+  if (cap > scratch_cap) {
+    char *p = realloc(scratch, cap);
+    if (p == NULL)
+      return (cynic__http_out_t){0};
+    scratch = p;
+    scratch_cap = cap;
+  }
+  return (cynic__http_out_t){.p = scratch, .len = 0, .cap = cap};
+}
+
+void cynic__http_free_caches(void) {
+  while (store_cached > 0)
+    free(store_cache[--store_cached].p);
+  free(scratch);
+  scratch = NULL;
+  scratch_cap = 0;
+}
+
+static void req_parser_reset(cynic__http_conn_t *c) {
+  cynic__http_msg_next(&c->req);
+  cynic__hs_store_put(&c->req_store, c->req_store_cap);
+}
+
+void cynic__hs_res_reset(cynic__http_conn_t *c) {
+  cynic__http_msg_next(&c->res);
+  cynic__hs_store_put(&c->res_store, c->res_store_cap);
+}
+
+/* ---- the report of one request --------------------------------------------- */
+
+void cynic__hs_report(cynic__http_conn_t *c) {
+  if (c->reported || c->start_us == 0)
+    return;
+  c->reported = true;
+  if (!c->started) {
+    c->started = true;
+    cynic__metrics_conn_started(c->base.upstream);
+  }
+  const cynic__http_msg_t *m = &c->req;
+  cynic__conn_report_t r = {
+      .listener = c->base.listener,
+      .upstream = c->base.upstream,
+      .endpoint = c->attempt.endpoint,
+      .outcome = c->has_outcome ? c->outcome : CYNIC__OUT_OK,
+      .decision = c->decision,
+      .ip = c->base.ip,
+      .accepted_us = c->start_us,
+      .connect_us = c->connect_us,
+      .connected_us = c->connected_us,
+      .first_byte_us = c->first_byte_us,
+      .end_us = cynic__hs_now_us(),
+      .bytes_up = c->relay.up.bytes - c->bytes_up,
+      .bytes_down = c->relay.down.bytes - c->bytes_down,
+      .method = c->head_seen ? cynic__http_msg_method(m) : NULL,
+      .target = c->head_seen && c->req_store != NULL ? cynic__http_msg_at(m, m->target) : "",
+      .target_len = c->head_seen && c->req_store != NULL ? m->target.len : 0,
+      .http = true,
+      .status = c->status,
+      .answer = c->answer,
+      .request_id = c->rid[0] != '\0' ? c->rid : NULL,
+  };
+  cynic__metrics_conn_done(&r);
+}
+
+/* ---- writing heads and answers --------------------------------------------- */
+
+static void on_head_written(uv_write_t *req, int status) {
+  cynic__hs_write_t *w = req->data;
+  cynic__http_conn_t *c = w->c;
+  bool to_client = w->to_client, then_close = w->then_close;
+  free(w);
+  if (to_client)
+    c->res_head_out--;
+  else
+    c->req_head_out = false;
+  if (c->state == HS_CLOSING)
+    return;
+  if (status < 0) {
+    if (to_client)
+      cynic__hs_close(c, true, "client_write_error");
+    else if (c->state == HS_EXCHANGE)
+      cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET); /* the upstream went away under the request head */
+    return;
+  }
+  if (then_close) {
+    cynic__hs_close(c, false, "answered");
+    return;
+  }
+  if (to_client && c->state == HS_FINISHING && c->res_head_out == 0 &&
+      cynic__relay_drained(&c->relay.down))
+    cynic__hs_next_request(c);
+}
+
+int cynic__hs_send(cynic__http_conn_t *c, const char *p, size_t len, bool to_client,
+                   bool then_close, bool *queued) {
+  uv_stream_t *s = to_client ? (uv_stream_t *)&c->client : cynic__upconn_stream(c->uc);
+  *queued = false;
+  /* Straight to the socket when it takes it all (the common case): no copy,
+   * no callback, and no epoll_ctl (a completed uv_write re-registers its
+   * stream). uv_try_write refuses while writes are queued, so order holds. */
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned int)len);
+  int n = uv_try_write(s, &b, 1);
+  if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS)
+    return n;
+  size_t done = n > 0 ? (size_t)n : 0;
+  if (done == len)
+    return 0;
+  cynic__hs_write_t *w = malloc(sizeof *w + (len - done));
+  if (w == NULL)
+    return UV_ENOMEM;
+  memcpy(w->data, p + done, len - done);
+  w->c = c;
+  w->to_client = to_client;
+  w->then_close = then_close;
+  w->len = len - done;
+  w->req.data = w;
+  b = uv_buf_init(w->data, (unsigned int)w->len);
+  int rc = uv_write(&w->req, s, &b, 1, on_head_written);
+  if (rc != 0) {
+    free(w);
+    return rc;
+  }
+  if (to_client)
+    c->res_head_out++;
+  else
+    c->req_head_out = true;
+  *queued = true;
+  return 0;
+}
+
+/* cynic answers the request itself: `status`, `reason` (Cynic-Answer and the
+ * JSON body). The connection closes after it unless `keep` and the request
+ * was read to its end. */
+void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uint64_t retry_after,
+                      bool keep) {
+  bool close = !keep || !c->req_done || c->close_after || c->client_eof ||
+               c->base.listener->proxy->draining || !c->req.keep_alive;
+  c->status = status;
+  c->answer = reason;
+  const cynic__config_listener_t *lc = c->base.listener->cfg;
+  cynic__http_out_t o = cynic__hs_scratch(1024 + RID_MAX);
+  cynic__http_answer_t a = {
+      .status = status,
+      .reason = reason,
+      .upstream = c->base.upstream->cfg->name,
+      .request_id_header = c->rid[0] != '\0' ? lc->request_id_header : NULL,
+      .request_id = c->rid[0] != '\0' ? c->rid : NULL,
+      .retry_after_s = retry_after,
+      .close = close,
+  };
+  if (o.p == NULL || cynic__http_write_answer(&o, &a) != 0) {
+    cynic__hs_close(c, true, "out_of_memory");
+    return;
+  }
+  if (close)
+    c->close_after = true;
+  c->state = HS_FINISHING;
+  c->idle_since_ms = cynic__hs_now_ms(c);
+  bool queued;
+  if (cynic__hs_send(c, o.p, o.len, true, close, &queued) != 0) {
+    cynic__hs_close(c, true, "client_write_error");
+    return;
+  }
+  if (queued) {
+    cynic__hs_arm(c);
+  } else if (close) {
+    cynic__hs_close(c, false, "answered");
+  } else {
+    /* Written: the next request on the next loop turn, not from here (a
+     * client's pipelined requests answered by cynic one after another would
+     * otherwise recurse once each). */
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+  }
+}
+
+/* ---- the end of an exchange -------------------------------------------------- */
+
+/* ---- the timer ------------------------------------------------------------- */
+
+static uint64_t listener_idle_ms(const cynic__http_conn_t *c) {
+  return cynic__config_ms(c->base.listener->cfg->idle_timeout_ns);
+}
+
+void cynic__hs_arm(cynic__http_conn_t *c) {
+  uint64_t next = 0;
+  switch (c->state) {
+  case HS_IDLE:
+  case HS_FINISHING: {
+    uint64_t idle = listener_idle_ms(c);
+    if (idle > 0)
+      next = c->idle_since_ms + idle;
+    break;
+  }
+  case HS_HEAD:
+    next = c->head_deadline_ms;
+    break;
+  case HS_QUEUED:
+  case HS_CONNECTING:
+  case HS_EXCHANGE:
+    next = cynic__hx_next_deadline(&c->hx);
+    break;
+  default:
+    return;
+  }
+  if (next == 0) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  uint64_t now = cynic__hs_now_ms(c);
+  uv_timer_start(&c->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t) {
+  cynic__http_conn_t *c = t->data;
+  uint64_t now = cynic__hs_now_ms(c);
+  switch (c->state) {
+  case HS_IDLE:
+  case HS_FINISHING: {
+    if (c->state == HS_FINISHING && c->res_head_out == 0 && cynic__relay_drained(&c->relay.down)) {
+      cynic__hs_next_request(c); /* an answer written at once (cynic__hs_answer) */
+      return;
+    }
+    uint64_t idle = listener_idle_ms(c);
+    if (idle > 0 && now >= c->idle_since_ms + idle) {
+      cynic__hs_close(c, c->state == HS_FINISHING, "client_idle_timeout");
+      return;
+    }
+    break;
+  }
+  case HS_HEAD:
+    if (now >= c->head_deadline_ms) {
+      cynic__hs_outcome(c, CYNIC__EV_HEADER_TIMEOUT);
+      cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_HEADER_TIMEOUT, "listener",
+                         c->base.listener->cfg->name, NULL, NULL);
+      c->close_after = true;
+      cynic__hs_answer(c, 408, "header_timeout", 0, false);
+      return;
+    }
+    break;
+  case HS_QUEUED:
+  case HS_CONNECTING:
+  case HS_EXCHANGE: {
+    cynic__hx_cause_t cause = cynic__hx_expired(&c->hx, now);
+    if (cause != CYNIC__HX_OK) {
+      cynic__hu_fail(c, cause);
+      return;
+    }
+    break;
+  }
+  default:
+    return;
+  }
+  cynic__hs_arm(c);
+}
+
+/* ---- freeing and closing ------------------------------------------------------ */
+
+static void conn_free(cynic__http_conn_t *c) {
+  cynic__proxy_t *p = c->base.listener->proxy;
+  cynic__attempt_end(&c->attempt);
+  cynic__listener_release(c->base.listener, c->base.ip);
+  cynic__session_remove(p, &c->base);
+  cynic__relay_free(&c->relay);
+  cynic__hs_store_put(&c->req_store, c->req_store_cap);
+  cynic__hs_store_put(&c->res_store, c->res_store_cap);
+  free(c);
+  cynic__proxy_conn_gone(p);
+}
+
+static void handle_closed(cynic__http_conn_t *c) {
+  if (--c->handles == 0)
+    conn_free(c);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  handle_closed(h->data);
+}
+
+static void on_client_closed(uv_handle_t *h) {
+  handle_closed(cynic__hs_of_relay(h->data));
+}
+
+static void on_upstream_closed(uv_handle_t *h) {
+  cynic__http_conn_t *c = cynic__hs_of_relay(h->data);
+  cynic__upconn_free_cb(h);
+  handle_closed(c);
+}
+
+void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
+  if (c->state == HS_CLOSING)
+    return;
+  (void)why;
+  cynic__hs_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
+  if (c->state == HS_QUEUED)
+    cynic__admission_cancel(c->base.upstream, &c->waiter);
+  c->pend = NULL;
+  bool in_exchange = c->state == HS_QUEUED || c->state == HS_CONNECTING || c->state == HS_EXCHANGE;
+  c->state = HS_CLOSING;
+  cynic__relay_stop(&c->relay);
+  cynic__attempt_release(&c->attempt);
+  cynic__hs_report(c); /* a request under way (or answered) gets its line */
+  if (c->has_slot) {
+    c->has_slot = false;
+    cynic__admission_leave(c->base.upstream);
+  }
+  if (reset && !c->relay.up.from_reset)
+    cynic__sock_linger_zero(&c->client);
+  uv_close((uv_handle_t *)&c->client, on_client_closed);
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+  if (c->uc != NULL) {
+    cynic__upconn_t *uc = c->uc;
+    c->uc = NULL;
+    if (uc->open) {
+      c->handles++;
+      uc->handle.data = &c->relay;
+      cynic__upconn_close(uc, reset || in_exchange, on_upstream_closed);
+    } else {
+      free(uc);
+    }
+  }
+}
+
+/* ---- the response ------------------------------------------------------------ */
+
+/* ---- the request ------------------------------------------------------------- */
+
+/* A request that will not reach the upstream: `status` and close. */
+static void refuse(cynic__http_conn_t *c, int status, const char *reason, const char *rule) {
+  cynic__hs_outcome(c, CYNIC__EV_BAD_REQUEST);
+  cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_BAD_REQUEST, "listener",
+                     c->base.listener->cfg->name, NULL, rule);
+  if (c->start_us == 0)
+    c->start_us = cynic__hs_now_us();
+  c->close_after = true;
+  cynic__hs_answer(c, status, reason, 0, false);
+}
+
+static const char *refusal_reason(int status) {
+  switch (status) {
+  case 413:
+    return "request_body_too_large";
+  case 414:
+    return "uri_too_long";
+  case 431:
+    return "request_head_too_large";
+  case 501:
+    return "not_implemented";
+  default:
+    return "bad_request";
+  }
+}
+
+/* The request head is complete: checks, then fail fast, the bulkhead, and
+ * an attempt. */
+static void request_head(cynic__http_conn_t *c) {
+  cynic__http_msg_t *m = &c->req;
+  cynic__upstream_t *u = c->base.upstream;
+  const cynic__config_listener_t *lc = c->base.listener->cfg;
+  c->head_seen = true;
+  c->req_done = m->body == CYNIC__HTTP_BODY_NONE; /* nothing more to read */
+  /* the request id: the client's when valid, else cynic's */
+  size_t rlen = 0;
+  const char *rid = cynic__http_msg_find(m, lc->request_id_header, &rlen);
+  if (rid != NULL && rlen <= RID_MAX && cynic__http_request_id_valid(rid, rlen) &&
+      cynic__http_msg_count(m, lc->request_id_header) == 1) {
+    memcpy(c->rid, rid, rlen);
+    c->rid[rlen] = '\0';
+    c->rid_made = false;
+  } else {
+    cynic__http_request_id_make(c->rid);
+    c->rid_made = true;
+  }
+  if (m->upgrade) {
+    refuse(c, 501, "not_implemented", m->method == HTTP_CONNECT ? "CONNECT" : "Upgrade");
+    return;
+  }
+  if (lc->max_request_body > 0 && m->body == CYNIC__HTTP_BODY_LENGTH &&
+      m->content_length > lc->max_request_body) {
+    refuse(c, 413, "request_body_too_large", "Content-Length over max_request_body");
+    return;
+  }
+  c->started = true;
+  cynic__metrics_conn_started(u);
+  cynic__hx_start(&c->hx, u->cfg, cynic__hs_now_ms(c));
+  if (!cynic__upstream_available(u)) {
+    cynic__hs_outcome(c, CYNIC__EV_BREAKER_OPEN);
+    c->decision = "rejected";
+    cynic__proxy_event(&u->counters, CYNIC__EV_BREAKER_OPEN, "upstream", u->cfg->name, NULL, NULL);
+    cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+    c->state = HS_FINISHING;
+    cynic__hs_answer(c, 503, "breaker_open", cynic__hu_retry_after_s(u), true);
+    return;
+  }
+  bool queued = false;
+  c->state = HS_QUEUED;
+  if (cynic__admission_enter(u, &c->waiter, cynic__hu_admitted, &queued) != 0) {
+    c->state = HS_FINISHING;
+    cynic__hs_outcome(c, CYNIC__EV_BULKHEAD_FULL);
+    cynic__proxy_event(&u->counters, CYNIC__EV_BULKHEAD_FULL, "upstream", u->cfg->name, NULL, NULL);
+    cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hs_answer(c, 503, "bulkhead_full", 1, true);
+    return;
+  }
+  if (queued) {
+    cynic__hs_arm(c); /* the request timeout runs while queued */
+    return;
+  }
+  c->state = HS_CONNECTING;
+  c->has_slot = true;
+  cynic__hu_attempt(c);
+}
+
+/* Parses what the client sent while a request head is arriving. */
+static void parse_head(cynic__http_conn_t *c) {
+  cynic__relay_dir_t *d = &c->relay.up;
+  while (c->state == HS_HEAD) {
+    uv_buf_t spans[2];
+    if (cynic__relay_held(d, spans) == 0)
+      return;
+    size_t used = 0;
+    int rc = cynic__http_msg_feed(&c->req, spans[0].base, spans[0].len, &used);
+    if (rc < 0) {
+      int status = c->req.error_status != 0 ? c->req.error_status : 400;
+      refuse(c, status, refusal_reason(status), c->req.error_reason);
+      return;
+    }
+    if (cynic__relay_skip(d, used) != 0) { /* head bytes: the rewritten head goes out */
+      cynic__hs_close(c, true, "ring_state");
+      return;
+    }
+    if (rc == CYNIC__HTTP_HEAD) {
+      request_head(c);
+      return;
+    }
+  }
+}
+
+/* The next request may start (the response before it is out). */
+void cynic__hs_next_request(cynic__http_conn_t *c) {
+  if (c->state == HS_CLOSING)
+    return;
+  if (c->close_after || c->client_eof || c->base.listener->proxy->draining) {
+    cynic__hs_close(c, false, "done");
+    return;
+  }
+  cynic__hs_report(c);
+  if (c->req_store != NULL)
+    req_parser_reset(c);
+  c->state = HS_IDLE;
+  c->idle_since_ms = cynic__hs_now_ms(c);
+  c->req_done = c->reusable = c->res_head_done = c->reported = c->has_outcome = false;
+  c->started = c->head_seen = false;
+  c->status = 0;
+  c->answer = NULL;
+  c->decision = NULL;
+  c->rid[0] = '\0';
+  c->start_us = c->connect_us = c->connected_us = c->first_byte_us = 0;
+  c->body_bytes = 0;
+  if (c->relay.up.held > 0)
+    client_data(c); /* a pipelined request is waiting */
+  else
+    cynic__hs_arm(c);
+}
+
+/* The client sent bytes (held in the up ring). */
+static void client_data(cynic__http_conn_t *c) {
+  switch (c->state) {
+  case HS_IDLE: {
+    const cynic__config_listener_t *lc = c->base.listener->cfg;
+    cynic__http_msg_limits_t ql = {.max_head = (size_t)lc->max_request_head,
+                                   .max_fields = CYNIC__HTTP_MSG_MAX_FIELDS};
+    cynic__http_msg_init(&c->req, CYNIC__HTTP_REQUEST, &ql);
+    c->req_store_cap = cynic__http_msg_store_size(&ql);
+    c->req_store = cynic__hs_store_take(c->req_store_cap);
+    if (c->req_store == NULL ||
+        cynic__http_msg_begin(&c->req, c->req_store, c->req_store_cap) != 0) {
+      cynic__hs_close(c, true, "out_of_memory");
+      return;
+    }
+    c->state = HS_HEAD;
+    c->start_us = cynic__hs_now_us();
+    c->bytes_up = c->relay.up.bytes;
+    c->bytes_down = c->relay.down.bytes;
+    c->head_deadline_ms = cynic__hs_now_ms(c) + cynic__config_ms(lc->header_timeout_ns);
+    cynic__hs_arm(c);
+    parse_head(c);
+    return;
+  }
+  case HS_HEAD:
+    parse_head(c);
+    return;
+  case HS_EXCHANGE:
+    if (!c->req_done)
+      cynic__hu_request_body(c); /* behind the head's write: libuv keeps the order */
+    return;
+  default:
+    return; /* held: the request waits for its turn (back pressure) */
+  }
+}
+
+/* ---- relay events --------------------------------------------------------- */
+
+static void relay_first_bytes(cynic__relay_t *r, cynic__relay_dir_t *d) {
+  cynic__http_conn_t *c = cynic__hs_of_relay(r);
+  if (d == &r->down && c->first_byte_us == 0) {
+    c->first_byte_us = cynic__hs_now_us();
+    cynic__metrics_first_byte(c->base.upstream,
+                              c->first_byte_us >= c->connected_us ? c->first_byte_us - c->connected_us
+                                                                  : 0);
+  }
+}
+
+static void relay_data(cynic__relay_t *r, cynic__relay_dir_t *d) {
+  cynic__http_conn_t *c = cynic__hs_of_relay(r);
+  if (d == &r->up) {
+    client_data(c);
+    return;
+  }
+  if (c->state == HS_EXCHANGE) {
+    if (c->first_byte_us == 0)
+      c->first_byte_us = cynic__hs_now_us();
+    cynic__hu_response_data(c);
+    return;
+  }
+  /* bytes from an upstream between exchanges cannot arrive (detached) */
+  cynic__relay_drop_held(d);
+}
+
+static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
+  cynic__http_conn_t *c = cynic__hs_of_relay(r);
+  if (d == &r->up) {
+    c->client_eof = true;
+    if (c->state == HS_IDLE) {
+      cynic__hs_close(c, false, "client_closed");
+    } else if (c->state == HS_HEAD) {
+      cynic__hs_close(c, false, "client_closed_mid_head");
+    } else if (!c->req_done && (c->state == HS_EXCHANGE || c->state == HS_CONNECTING ||
+                                c->state == HS_QUEUED)) {
+      cynic__hu_fail(c, CYNIC__HX_CLIENT_GONE); /* the request was cut short */
+    }
+    return;
+  }
+  /* the upstream closed */
+  if (c->state != HS_EXCHANGE)
+    return;
+  c->reusable = false;
+  if (c->res_head_done && cynic__http_msg_eof(&c->res) == CYNIC__HTTP_DONE) {
+    cynic__hu_response_end(c);
+    return;
+  }
+  cynic__hu_fail(c, CYNIC__HX_UPSTREAM_CLOSED);
+}
+
+static void relay_failed(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool writing) {
+  cynic__http_conn_t *c = cynic__hs_of_relay(r);
+  bool client_side = writing ? d == &r->down : d == &r->up;
+  if (err == UV_ENOBUFS && !writing) {
+    cynic__log_event(CYNIC_LOG_ERROR, "out_of_memory", "out of memory for a connection buffer",
+                     NULL);
+    cynic__hs_close(c, true, "out_of_memory");
+    return;
+  }
+  if (client_side) {
+    if (c->state == HS_EXCHANGE || c->state == HS_CONNECTING || c->state == HS_QUEUED)
+      cynic__hu_fail(c, CYNIC__HX_CLIENT_GONE);
+    else
+      cynic__hs_close(c, true, "client_reset");
+    return;
+  }
+  if (c->state == HS_EXCHANGE)
+    cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET);
+}
+
+static void relay_drained(cynic__relay_t *r, cynic__relay_dir_t *d) {
+  cynic__http_conn_t *c = cynic__hs_of_relay(r);
+  if (d == &r->down && c->state == HS_FINISHING && !c->res_head_out)
+    cynic__hs_next_request(c);
+}
+
+static void relay_done(cynic__relay_t *r) {
+  (void)r; /* hold mode never forwards a shutdown: never called */
+}
+
+static const cynic__relay_ops_t relay_ops = {
+    .first_bytes = relay_first_bytes,
+    .eof = relay_eof,
+    .failed = relay_failed,
+    .done = relay_done,
+    .data = relay_data,
+    .drained = relay_drained,
+};
+
+/* ---- accept ------------------------------------------------------------------ */
+
+static uv_tcp_t *client_new(cynic__proxy_t *p) {
+  cynic__http_conn_t *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return NULL;
+  if (uv_tcp_init(p->loop, &c->client) != 0) {
+    free(c);
+    return NULL;
+  }
+  c->client.data = &c->relay;
+  return &c->client;
+}
+
+static void on_discarded(uv_handle_t *h) {
+  free(cynic__hs_of_relay(h->data));
+}
+
+static void client_discard(uv_tcp_t *client) {
+  uv_close((uv_handle_t *)client, on_discarded);
+}
+
+static void http_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16],
+                       uint16_t port) {
+  cynic__http_conn_t *c = cynic__container_of(client, cynic__http_conn_t, client);
+  cynic__proxy_t *p = l->proxy;
+  c->base.listener = l;
+  c->base.upstream = l->upstream;
+  memcpy(c->base.ip, ip, 16);
+  c->base.port = port;
+  c->base.ops = &session_ops;
+  cynic__session_add(p, &c->base);
+  uv_timer_init(p->loop, &c->timer);
+  c->timer.data = c;
+  c->handles = 2; /* client, timer */
+  c->state = HS_IDLE;
+  c->idle_since_ms = cynic__hs_now_ms(c);
+  cynic__client_options(l, &c->client);
+  cynic__relay_init(&c->relay, l, (uv_stream_t *)&c->client, NULL);
+  cynic__relay_hold(&c->relay.up, true);
+  cynic__relay_hold(&c->relay.down, true);
+  cynic__relay_start(&c->relay, &relay_ops);
+  if (c->state == HS_IDLE)
+    cynic__hs_arm(c);
+}
+
+/* ---- the session ops ------------------------------------------------------------ */
+
+static void session_close(cynic__session_t *s, const char *why) {
+  cynic__http_conn_t *c = cynic__container_of(s, cynic__http_conn_t, base);
+  if (c->state == HS_CLOSING)
+    return;
+  cynic__hs_outcome(c, CYNIC__OUT_CLOSED);
+  cynic__hs_close(c, false, why);
+}
+
+static bool session_uses_endpoint(const cynic__session_t *s, const cynic__endpoint_t *e) {
+  const cynic__http_conn_t *c = cynic__container_of(s, cynic__http_conn_t, base);
+  return c->attempt.endpoint == e && c->state != HS_CLOSING;
+}
+
+static void session_drain(cynic__session_t *s) {
+  cynic__http_conn_t *c = cynic__container_of(s, cynic__http_conn_t, base);
+  if (c->state == HS_IDLE)
+    cynic__hs_close(c, false, "draining");
+  /* others close after their current response (cynic__hs_next_request) */
+}
+
+static const cynic__session_ops_t session_ops = {
+    .close = session_close,
+    .uses_endpoint = session_uses_endpoint,
+    .mark_in_use = NULL,
+    .drain = session_drain,
+};
+
+const cynic__mode_t cynic__http_mode = {
+    .name = "http",
+    .client_new = client_new,
+    .client_discard = client_discard,
+    .start = http_start,
+};

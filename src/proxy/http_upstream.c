@@ -1,0 +1,540 @@
+/*
+ * src/proxy/http_upstream.c: HTTP mode's exchange with the upstream, one per
+ * request (docs/design-http.md, steps 5 to 14): admission and the attempt
+ * (upstream.c), a pooled connection or a new one (pool.c), the rewritten
+ * request head (http_head.c) and the body streamed raw through the relay,
+ * the response parsed strictly (http_msg.c) and judged (http_exchange.c),
+ * its head rewritten for the client and its body released to it, and the
+ * verdict for the breaker. The client side is http_session.c.
+ */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "http_conn.h"
+#include "http_head.h"
+
+static void request_out(cynic__http_conn_t *c);
+
+/* The time until some breaker of u lets a probe through, in whole seconds
+ * (at least 1); 0 when unknown (every one forced open). */
+uint64_t cynic__hu_retry_after_s(const cynic__upstream_t *u) {
+  uint64_t best = UINT64_MAX;
+  for (size_t i = 0; i < u->endpoint_count; i++) {
+    cynic_breaker_snapshot_t s;
+    if (cynic_breaker_snapshot(u->endpoints[i].breaker, &s) != 0 || s.state != CYNIC_BREAKER_OPEN)
+      continue;
+    if (s.next_probe_ns < best)
+      best = s.next_probe_ns;
+  }
+  if (best == UINT64_MAX)
+    return 0;
+  uint64_t s = (best + 999999999u) / 1000000000u;
+  return s < 1 ? 1 : s;
+}
+
+/* The breaker's event for a failed exchange, by cause. */
+static cynic__event_t cause_event(const cynic__http_conn_t *c, cynic__hx_cause_t cause) {
+  bool answered = c->first_byte_us != 0;
+  switch (cause) {
+  case CYNIC__HX_CONNECT_REFUSED:
+    return CYNIC__EV_CONNECT_REFUSED;
+  case CYNIC__HX_CONNECT_ERROR:
+    return CYNIC__EV_CONNECT_ERROR;
+  case CYNIC__HX_CONNECT_TIMEOUT:
+    return CYNIC__EV_CONNECT_TIMEOUT;
+  case CYNIC__HX_FIRST_BYTE_TIMEOUT:
+    return CYNIC__EV_FIRST_BYTE_TIMEOUT;
+  case CYNIC__HX_IDLE_TIMEOUT:
+    return CYNIC__EV_IDLE_TIMEOUT;
+  case CYNIC__HX_REQUEST_TIMEOUT:
+    return CYNIC__EV_REQUEST_TIMEOUT;
+  case CYNIC__HX_UPSTREAM_RESET:
+    return answered ? CYNIC__EV_UPSTREAM_RESET : CYNIC__EV_RESET_BEFORE_FIRST_BYTE;
+  case CYNIC__HX_UPSTREAM_CLOSED:
+    return answered ? CYNIC__EV_UPSTREAM_CLOSED : CYNIC__EV_CLOSED_BEFORE_FIRST_BYTE;
+  case CYNIC__HX_BAD_RESPONSE:
+    return CYNIC__EV_BAD_RESPONSE;
+  case CYNIC__HX_RESPONSE_TOO_LARGE:
+    return CYNIC__EV_RESPONSE_TOO_LARGE;
+  case CYNIC__HX_UNEXPECTED_STATUS:
+    return CYNIC__EV_UNEXPECTED_STATUS;
+  case CYNIC__HX_UNEXPECTED_TYPE:
+    return CYNIC__EV_UNEXPECTED_CONTENT_TYPE;
+  default:
+    return CYNIC__EV_LOCAL_ERROR;
+  }
+}
+
+/* Takes the upstream connection off the relay: back to its endpoint's pool
+ * when `reuse` and the pool takes it, closed otherwise. Only when nothing
+ * moves on it (the caller checked). */
+static void upstream_release(cynic__http_conn_t *c, bool reuse) {
+  cynic__upconn_t *uc = c->uc;
+  if (uc == NULL)
+    return;
+  c->uc = NULL;
+  uc->reading = cynic__relay_detach(&c->relay);
+  if (c->relay.down.held > 0)
+    cynic__relay_drop_held(&c->relay.down);
+  if (reuse && uc->deadline_ms == 0 && cynic__pool_give(uc, cynic__hs_now_ms(c)))
+    return;
+  uc->handle.data = NULL; /* a connect callback still to come finds nobody */
+  cynic__upconn_close(uc, !reuse, cynic__upconn_free_cb);
+}
+
+/* True when the upstream connection can be detached now: no write of the
+ * request in flight or waiting. */
+static bool upstream_quiet(const cynic__http_conn_t *c) {
+  return !c->req_head_out && cynic__relay_drained(&c->relay.up);
+}
+
+/* The exchange is over (response ended, or failed and answered): the slot
+ * and the attempt are given back, the report made, and the upstream
+ * connection pooled or closed. */
+void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
+  cynic__upstream_t *u = c->base.upstream;
+  if (c->state == HS_QUEUED)
+    cynic__admission_cancel(u, &c->waiter);
+  cynic__attempt_release(&c->attempt);
+  if (!c->req_done)
+    c->close_after = true; /* the rest of the request was never read */
+  if (c->uc != NULL) {
+    if (upstream_quiet(c))
+      upstream_release(c, reuse && c->req_done);
+    else
+      c->close_after = true; /* the request is still going out: close with the connection */
+  }
+  cynic__hs_report(c);
+  cynic__attempt_end(&c->attempt);
+  memset(&c->attempt, 0, sizeof c->attempt);
+  if (c->has_slot) {
+    c->has_slot = false;
+    cynic__admission_leave(u); /* may start queued requests */
+  }
+}
+
+/* The exchange failed with `cause` (hx decides what the client gets). */
+void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
+  c->pend = NULL; /* a head never sent: the client may still get cynic's answer */
+  cynic__hx_outcome_t o = cynic__hx_fail(&c->hx, cause);
+  cynic__event_t ev = cause_event(c, cause);
+  if (o.fault && c->attempt.endpoint != NULL) {
+    cynic__attempt_fault(&c->attempt, ev, cause == CYNIC__HX_OK ? NULL : cynic__hx_cause_name(cause));
+    cynic__hs_outcome(c, (int)ev);
+  } else if (cause == CYNIC__HX_LOCAL_ERROR) {
+    cynic__hs_outcome(c, CYNIC__EV_LOCAL_ERROR);
+    cynic__proxy_event(&c->base.upstream->counters, CYNIC__EV_LOCAL_ERROR, "upstream",
+                       c->base.upstream->cfg->name, NULL, NULL);
+  } else {
+    cynic__hs_outcome(c, o.reset ? CYNIC__OUT_RESET : (int)ev);
+  }
+  c->reusable = false;
+  if (cause == CYNIC__HX_CLIENT_GONE) {
+    cynic__hs_close(c, true, "client_gone");
+    return;
+  }
+  if (o.reset) {
+    cynic__hu_exchange_end(c, false);
+    cynic__hs_close(c, true, o.reason);
+    return;
+  }
+  cynic__hu_exchange_end(c, false);
+  if (c->state == HS_CLOSING)
+    return;
+  cynic__hs_answer(c, o.status, o.reason, 0, true);
+}
+
+void cynic__hu_response_end(cynic__http_conn_t *c) {
+  bool success = cynic__hx_response_end(&c->hx);
+  if (success)
+    cynic__attempt_success(&c->attempt);
+  cynic__http_msg_t *m = &c->res;
+  if (!m->keep_alive || m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
+    c->reusable = false;
+  if (m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
+    c->close_after = true; /* the client knows the end by the close */
+  if (c->relay.down.held > 0) {
+    c->reusable = false; /* bytes nobody asked for: never reuse */
+    cynic__relay_drop_held(&c->relay.down);
+  }
+  cynic__hs_res_reset(c);
+  c->state = HS_FINISHING;
+  c->idle_since_ms = cynic__hs_now_ms(c);
+  cynic__hu_exchange_end(c, c->reusable);
+  if (c->state == HS_CLOSING)
+    return;
+  if (!c->res_head_out && cynic__relay_drained(&c->relay.down))
+    cynic__hs_next_request(c);
+  else
+    cynic__hs_arm(c);
+}
+
+static void response_head(cynic__http_conn_t *c) {
+  cynic__http_msg_t *m = &c->res;
+  size_t ctlen = 0;
+  const char *ct = cynic__http_msg_find(m, "content-type", &ctlen);
+  bool has_body = cynic__http_response_has_body(c->req.method, m->status);
+  int64_t cl = m->body == CYNIC__HTTP_BODY_LENGTH ? (int64_t)m->content_length
+               : has_body && m->body != CYNIC__HTTP_BODY_NONE ? -1
+                                                               : 0;
+  cynic__hx_cause_t cause =
+      cynic__hx_response_head(&c->hx, m->status, has_body, ct, ctlen, cl, cynic__hs_now_ms(c));
+  if (cause == CYNIC__HX_UNEXPECTED_TYPE || cause == CYNIC__HX_RESPONSE_TOO_LARGE) {
+    cynic__hu_fail(c, cause);
+    return;
+  }
+  if (cause == CYNIC__HX_UNEXPECTED_STATUS) {
+    cynic__event_t ev = CYNIC__EV_UNEXPECTED_STATUS;
+    cynic__attempt_fault(&c->attempt, ev, NULL);
+    cynic__hs_outcome(c, (int)ev);
+  }
+  if (m->upgrade) { /* 101 or a 2xx to CONNECT: never asked for (501 first) */
+    cynic__hu_fail(c, CYNIC__HX_BAD_RESPONSE);
+    return;
+  }
+  bool interim = cynic__http_status_interim(m->status);
+  if (!interim) {
+    c->status = m->status;
+    c->res_head_done = true;
+    if (!m->keep_alive || m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
+      c->reusable = false;
+    if (m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
+      c->close_after = true;
+  }
+  /* The head for the client, rebuilt from the parsed parts. */
+  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
+  size_t n = cynic__http_msg_nfields(m);
+  for (size_t i = 0; i < n; i++)
+    cynic__http_msg_field(m, i, &fields[i].name, &fields[i].nlen, &fields[i].value,
+                          &fields[i].vlen);
+  cynic__http_head_t h = {
+      .reason = cynic__http_msg_at(m, m->reason),
+      .reason_len = m->reason.len,
+      .status = m->status,
+      .minor = m->version_minor,
+      .fields = fields,
+      .nfields = n,
+  };
+  bool close = !interim && (c->close_after || !c->req.keep_alive || c->client_eof ||
+                            c->base.listener->proxy->draining);
+  if (close)
+    c->close_after = true;
+  size_t cap = (size_t)c->base.upstream->cfg->http.max_header_bytes + 256;
+  cynic__http_out_t o = cynic__hs_scratch(cap + CYNIC__HS_COPY_BODY);
+  int rc = o.p != NULL ? cynic__http_write_response(&o, &h, close, c->req.version_minor)
+                       : CYNIC_ENOMEM;
+  if (rc != 0) {
+    cynic__hu_fail(c, rc == CYNIC_EINVAL ? CYNIC__HX_BAD_RESPONSE : CYNIC__HX_LOCAL_ERROR);
+    return;
+  }
+  if (!interim) {
+    /* held back until the body bytes that came with it are behind it */
+    c->pend = o.p;
+    c->pend_len = o.len;
+    c->pend_cap = o.len + CYNIC__HS_COPY_BODY;
+    cynic__hs_arm(c);
+    return;
+  }
+  bool queued;
+  if (cynic__hs_send(c, o.p, o.len, true, false, &queued) != 0) {
+    cynic__hs_close(c, true, "client_write_error");
+    return;
+  }
+  cynic__hx_response_started(&c->hx);
+  cynic__hs_arm(c);
+}
+
+/* Parses what the upstream sent: heads are skipped (rewritten copies go
+ * out), body bytes released to the client. */
+/* Writes the held-back response head (and the body bytes copied behind
+ * it): from now on the response has started. False when the connection
+ * closed. */
+static bool pend_flush(cynic__http_conn_t *c) {
+  if (c->pend == NULL)
+    return true;
+  const char *p = c->pend;
+  c->pend = NULL;
+  bool queued;
+  if (cynic__hs_send(c, p, c->pend_len, true, false, &queued) != 0) {
+    cynic__hs_close(c, true, "client_write_error");
+    return false;
+  }
+  cynic__hx_response_started(&c->hx);
+  return true;
+}
+
+static void response_data(cynic__http_conn_t *c);
+
+void cynic__hu_response_data(cynic__http_conn_t *c) {
+  response_data(c);
+  if (c->state == HS_EXCHANGE)
+    pend_flush(c); /* what came so far goes out */
+}
+
+static void response_data(cynic__http_conn_t *c) {
+  cynic__relay_dir_t *d = &c->relay.down;
+  while (c->state == HS_EXCHANGE) {
+    uv_buf_t spans[2];
+    unsigned int ns = cynic__relay_held(d, spans);
+    size_t len = ns > 0 ? spans[0].len : 0;
+    size_t used = 0;
+    int rc = cynic__http_msg_feed(&c->res, ns > 0 ? spans[0].base : "", len, &used);
+    if (rc < 0) {
+      cynic__hu_fail(c, CYNIC__HX_BAD_RESPONSE);
+      return;
+    }
+    if (!c->res_head_done) {
+      if (cynic__relay_skip(d, used) != 0) {
+        cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
+        return;
+      }
+      if (rc == CYNIC__HTTP_MORE)
+        return; /* all of it was head: more to come */
+      if (rc == CYNIC__HTTP_HEAD) {
+        response_head(c);
+        continue;
+      }
+      if (rc == CYNIC__HTTP_DONE) { /* an interim response ended: the final one follows */
+        cynic__http_msg_next(&c->res);
+        cynic__http_msg_begin(&c->res, c->res_store, c->res_store_cap);
+        continue;
+      }
+      return; /* BODY before a final head cannot happen */
+    }
+    if (used > 0) {
+      if (cynic__hx_response_body(&c->hx, used, cynic__hs_now_ms(c)) != CYNIC__HX_OK) {
+        cynic__hu_fail(c, CYNIC__HX_RESPONSE_TOO_LARGE);
+        return;
+      }
+      if (c->pend != NULL && c->pend_len + used <= c->pend_cap && d->len == d->held) {
+        memcpy(c->pend + c->pend_len, spans[0].base, used); /* behind its head */
+        c->pend_len += used;
+        cynic__relay_skip(d, used);
+      } else {
+        if (!pend_flush(c))
+          return;
+        cynic__relay_release(d, used);
+      }
+      if (c->state != HS_EXCHANGE)
+        return;
+    }
+    if (rc == CYNIC__HTTP_DONE) {
+      if (pend_flush(c))
+        cynic__hu_response_end(c);
+      return;
+    }
+    if (used == 0 || cynic__relay_held(d, spans) == 0)
+      return;
+  }
+}
+
+/* Streams the request's body (already held) to the upstream. */
+void cynic__hu_request_body(cynic__http_conn_t *c) {
+  cynic__relay_dir_t *d = &c->relay.up;
+  uint64_t max = c->base.listener->cfg->max_request_body;
+  while (!c->req_done && c->state == HS_EXCHANGE) {
+    uv_buf_t spans[2];
+    unsigned int ns = cynic__relay_held(d, spans);
+    size_t used = 0;
+    int rc = cynic__http_msg_feed(&c->req, ns > 0 ? spans[0].base : "", ns > 0 ? spans[0].len : 0,
+                                  &used);
+    if (rc < 0) {
+      /* A bad chunk: the client's fault, not the endpoint's. */
+      cynic__hs_outcome(c, CYNIC__EV_BAD_REQUEST);
+      cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_BAD_REQUEST, "listener",
+                         c->base.listener->cfg->name, NULL, c->req.error_reason);
+      cynic__hx_outcome_t o = cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+      (void)o;
+      c->close_after = true;
+      cynic__hu_exchange_end(c, false);
+      if (c->state == HS_CLOSING)
+        return;
+      if (c->hx.response_started || c->res_head_out)
+        cynic__hs_close(c, true, "bad_request_body");
+      else
+        cynic__hs_answer(c, 400, "bad_request", 0, false);
+      return;
+    }
+    c->body_bytes += used;
+    if (max > 0 && c->body_bytes > max) {
+      cynic__hs_outcome(c, CYNIC__EV_BAD_REQUEST);
+      cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+      c->close_after = true;
+      cynic__hu_exchange_end(c, false);
+      if (c->state == HS_CLOSING)
+        return;
+      if (c->hx.response_started || c->res_head_out)
+        cynic__hs_close(c, true, "request_body_too_large");
+      else
+        cynic__hs_answer(c, 413, "request_body_too_large", 0, false);
+      return;
+    }
+    if (used > 0) {
+      cynic__hx_io(&c->hx, cynic__hs_now_ms(c));
+      cynic__relay_release(d, used);
+      if (c->state != HS_EXCHANGE)
+        return;
+    }
+    if (rc == CYNIC__HTTP_DONE) {
+      c->req_done = true;
+      cynic__hx_request_sent(&c->hx, cynic__hs_now_ms(c));
+      cynic__hs_arm(c);
+      return;
+    }
+    if (used == 0 || cynic__relay_held(d, spans) == 0)
+      return;
+  }
+}
+
+/* The upstream connection is ready (connected or pooled): the request goes
+ * out, and its response parser is set up. */
+static void request_out(cynic__http_conn_t *c) {
+  cynic__http_msg_t *m = &c->req;
+  const cynic__config_listener_t *lc = c->base.listener->cfg;
+  const cynic__config_upstream_t *uc = c->base.upstream->cfg;
+  c->connected_us = cynic__hs_now_us();
+  cynic__relay_attach(&c->relay, cynic__upconn_stream(c->uc), c->uc->reading);
+  c->uc->reading = true;
+  cynic__hx_connected(&c->hx, cynic__hs_now_ms(c));
+  c->state = HS_EXCHANGE;
+  /* the response's parser */
+  cynic__http_msg_limits_t rl = {.max_head = (size_t)uc->http.max_header_bytes,
+                                 .max_fields = CYNIC__HTTP_MSG_MAX_FIELDS};
+  cynic__http_msg_init(&c->res, CYNIC__HTTP_RESPONSE, &rl);
+  c->res_store_cap = cynic__http_msg_store_size(&rl);
+  c->res_store = cynic__hs_store_take(c->res_store_cap);
+  if (c->res_store == NULL ||
+      cynic__http_msg_begin(&c->res, c->res_store, c->res_store_cap) != 0) {
+    cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
+    return;
+  }
+  cynic__http_msg_expect(&c->res, m->method);
+  c->res_head_done = false;
+  /* the request head, rebuilt */
+  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
+  size_t n = cynic__http_msg_nfields(m);
+  for (size_t i = 0; i < n; i++)
+    cynic__http_msg_field(m, i, &fields[i].name, &fields[i].nlen, &fields[i].value,
+                          &fields[i].vlen);
+  const char *method = cynic__http_msg_method(m);
+  cynic__http_head_t h = {
+      .method = method,
+      .method_len = strlen(method),
+      .target = cynic__http_msg_at(m, m->target),
+      .target_len = m->target.len,
+      .minor = m->version_minor,
+      .fields = fields,
+      .nfields = n,
+  };
+  char ip[INET6_ADDRSTRLEN] = "";
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(c->base.ip, mapped, 12) == 0)
+    inet_ntop(AF_INET, c->base.ip + 12, ip, sizeof ip);
+  else
+    inet_ntop(AF_INET6, c->base.ip, ip, sizeof ip);
+  cynic__http_fwd_t f = {
+      .forwarded = lc->forwarded,
+      .client_ip = ip,
+      .request_id_header = lc->request_id_header,
+      .request_id = c->rid_made ? c->rid : NULL,
+  };
+  size_t cap = (size_t)lc->max_request_head + 512 + RID_MAX + INET6_ADDRSTRLEN;
+  cynic__http_out_t o = cynic__hs_scratch(cap);
+  if (o.p == NULL || cynic__http_write_request(&o, &h, &f) != 0) {
+    cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
+    return;
+  }
+  bool queued;
+  if (cynic__hs_send(c, o.p, o.len, false, false, &queued) != 0) {
+    cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET);
+    return;
+  }
+  cynic__hx_io(&c->hx, cynic__hs_now_ms(c));
+  if (c->req_done)
+    cynic__hx_request_sent(&c->hx, cynic__hs_now_ms(c)); /* no body: the head was all */
+  else
+    cynic__hu_request_body(c);
+  if (c->state == HS_EXCHANGE)
+    cynic__hs_arm(c);
+}
+
+static void on_connect(cynic__upconn_t *uc, int status) {
+  if (uc->handle.data == NULL)
+    return; /* given up on before the connect ended (upstream_release) */
+  cynic__http_conn_t *c = cynic__hs_of_relay(uc->handle.data);
+  if (c->state != HS_CONNECTING || c->uc != uc)
+    return;
+  if (status != 0) {
+    cynic__hu_fail(c, status == UV_ECONNREFUSED ? CYNIC__HX_CONNECT_REFUSED : CYNIC__HX_CONNECT_ERROR);
+    return;
+  }
+  uint64_t t = cynic__hs_now_us();
+  cynic__metrics_connected(c->base.upstream, t >= c->connect_us ? t - c->connect_us : 0);
+  request_out(c);
+}
+
+/* A slot is held: pick an endpoint, then a pooled connection or a new one. */
+void cynic__hu_attempt(cynic__http_conn_t *c) {
+  cynic__upstream_t *u = c->base.upstream;
+  int rc = cynic__attempt_start(u, &c->attempt);
+  if (rc != 0) {
+    cynic__event_t ev = rc == CYNIC_EOPEN ? CYNIC__EV_BREAKER_OPEN : CYNIC__EV_UNRESOLVED;
+    cynic__hs_outcome(c, (int)ev);
+    cynic__proxy_event(&u->counters, ev, "upstream", u->cfg->name, NULL, NULL);
+    cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hu_exchange_end(c, false);
+    if (c->state != HS_CLOSING)
+      cynic__hs_answer(c, 503, cynic__event_key(ev), rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1, true);
+    return;
+  }
+  cynic__endpoint_t *e = c->attempt.endpoint;
+  c->decision = cynic_breaker_state_name(c->attempt.permit.state);
+  uint64_t now = cynic__hs_now_ms(c);
+  cynic__hx_connecting(&c->hx, now);
+  c->reusable = true;
+  cynic__upconn_t *pooled = cynic__pool_take(e, now);
+  if (pooled != NULL) {
+    c->uc = pooled;
+    pooled->handle.data = &c->relay;
+    request_out(c);
+    return;
+  }
+  c->uc = cynic__upconn_new();
+  if (c->uc == NULL) {
+    cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
+    return;
+  }
+  c->state = HS_CONNECTING;
+  c->connect_us = cynic__hs_now_us();
+  rc = cynic__upconn_connect(c->uc, c->client.loop, e, &c->relay, on_connect);
+  if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
+    cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
+    return;
+  }
+  if (rc != 0) {
+    cynic__hu_fail(c, rc == UV_ECONNREFUSED ? CYNIC__HX_CONNECT_REFUSED : CYNIC__HX_CONNECT_ERROR);
+    return;
+  }
+  cynic__hs_arm(c);
+}
+
+void cynic__hu_admitted(cynic__waiter_t *w, int status) {
+  cynic__http_conn_t *c = cynic__container_of(w, cynic__http_conn_t, waiter);
+  if (c->state != HS_QUEUED)
+    return;
+  c->state = HS_CONNECTING; /* not queued any more, not yet connecting */
+  if (status != 0) {
+    cynic__upstream_t *u = c->base.upstream;
+    cynic__hs_outcome(c, CYNIC__EV_QUEUE_TIMEOUT);
+    cynic__proxy_event(&u->counters, CYNIC__EV_QUEUE_TIMEOUT, "upstream", u->cfg->name, NULL, NULL);
+    cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hu_exchange_end(c, false);
+    if (c->state != HS_CLOSING)
+      cynic__hs_answer(c, 503, "queue_timeout", 0, true);
+    return;
+  }
+  c->has_slot = true;
+  cynic__hu_attempt(c);
+}
