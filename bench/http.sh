@@ -127,6 +127,7 @@ nginx_pid=$!; pids+=("$nginx_pid")
 cat > "$work/cynic.yaml" <<YAML
 admin:
   listen: 127.0.0.1:$aport
+  drain_timeout: 5s
 log:
   file: "$work/cynic.log"
   level: info
@@ -326,6 +327,17 @@ echo "took $(( $(date +%s) - started )) s"
 if grep -q -E '"event":"(draining|breaker_transition)"' "$work/cynic.log" 2>/dev/null; then
   problem "cynic drained or a breaker changed state during the run (its log below)"
 fi
+# cynic must exit cleanly on SIGTERM (a sanitizer build reports leaks and
+# errors through its exit status); its drain is bounded by drain_timeout.
+kill -TERM "$cynic_pid" 2>/dev/null || true
+for _ in $(seq 1 200); do kill -0 "$cynic_pid" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$cynic_pid" 2>/dev/null; then
+  problem "cynic still running 10 s after SIGTERM"
+else
+  cynic_rc=0; wait "$cynic_pid" || cynic_rc=$?
+  [ "$cynic_rc" -eq 0 ] || problem "cynic exited with status $cynic_rc after SIGTERM (its stderr below)"
+fi
+
 if [ "${#problems[@]}" -gt 0 ]; then
   {
     echo
@@ -337,7 +349,7 @@ if [ "${#problems[@]}" -gt 0 ]; then
     done
     echo "--- cynic's log (last 40 lines) and stderr"
     tail -n 40 "$work/cynic.log" 2>/dev/null || true
-    tail -n 20 "$work/cynic.stderr"
+    tail -n 40 "$work/cynic.stderr"
     echo "--- haproxy's stderr (last 20 lines)"; tail -n 20 "$work/haproxy.stderr"
     echo "--- nginx's error log (last 20 lines)"; tail -n 20 "$work/nginx.error.log" 2>/dev/null || true
   } >&2

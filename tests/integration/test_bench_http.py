@@ -236,5 +236,7 @@ def test_bench_reports_a_path_that_answers_wrong(tmp_path):
                       rf"connect/read/write/status/timeout 0/0/0/(\d+)/0", err)
         assert m and int(m.group(1)) > 0 and m.group(1) == m.group(2), (test, err)
     assert "Non-2xx or 3xx responses" in err  # wrk's own text is shown
+    # The stand-in dies of SIGTERM instead of draining and exiting 0.
+    assert "cynic exited with status 143 after SIGTERM" in err
     # The other paths answered right: no problem is reported for them.
     assert not re.search(r"^  - (direct|haproxy)", err, re.M), err
