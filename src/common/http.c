@@ -209,6 +209,8 @@ const char *cynic__http_reason(int status) {
     return "Request Header Fields Too Large";
   case 500:
     return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
   case 502:
     return "Bad Gateway";
   case 503:

@@ -60,6 +60,8 @@ typedef struct cynic__http_conn {
   bool client_eof;     /* the client half-closed */
   bool reusable;       /* the upstream connection may go back to the pool */
   bool reported;       /* the current request's report was made */
+  bool uc_pooled;      /* the upstream connection came from the idle pool */
+  bool stale_retried;  /* the request was sent again after a stale pooled one */
   bool started;        /* ... and counted as started (metrics) */
   bool head_seen;      /* the current request's head was parsed */
   uint64_t head_deadline_ms; /* HS_HEAD: the header timeout */
@@ -67,6 +69,7 @@ typedef struct cynic__http_conn {
   uint64_t body_bytes;       /* request body bytes released (max_request_body) */
   /* The current request, for the report (metrics, access log). */
   int status;          /* what the client got; 0 = nothing yet */
+  int upstream_status; /* the final status the upstream sent; 0 = none */
   const char *answer;  /* cynic's own answer's reason; NULL: the upstream's */
   const char *decision;
   int outcome;
@@ -117,6 +120,10 @@ static inline void cynic__hs_outcome(cynic__http_conn_t *c, int outcome) {
 
 
 /* ---- http_session.c: the client side ---- */
+
+/* The parsed head's fields of `m` into fields[CYNIC__HTTP_MSG_MAX_FIELDS]
+ * (for http_head.c): how many. */
+size_t cynic__hs_fields(const cynic__http_msg_t *m, cynic__http_hfield_t *fields);
 
 /* cynic answers the request itself (status, Cynic-Answer reason, JSON body;
  * Retry-After when retry_after > 0); the connection closes after it unless
@@ -170,6 +177,14 @@ void cynic__hu_response_data(cynic__http_conn_t *c);
 /* The response ended (its last byte parsed, or the upstream's EOF for one
  * that ends so). */
 void cynic__hu_response_end(cynic__http_conn_t *c);
+/* The upstream closed or reset a connection taken from the pool before any
+ * byte of the response: when the request can go again (no body), it does,
+ * once, on a new connection; true then. */
+bool cynic__hu_stale_retry(cynic__http_conn_t *c);
+/* An idle timeout (`cause`) that was the client's doing (cynic waited for
+ * its request body, or for it to read the response): the client is answered
+ * 408 or cut, no fault for the breaker; true then. */
+bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause);
 /* Whole seconds until some breaker of `u` lets a probe through (at least 1);
  * 0 when unknown (every one forced open). */
 uint64_t cynic__hu_retry_after_s(const cynic__upstream_t *u);

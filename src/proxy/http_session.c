@@ -56,8 +56,6 @@ static void on_timer(uv_timer_t *t);
 
 /* ---- head stores ------------------------------------------------------------ */
 
-/* A store for one message's head, from the heap: an idle connection holds
- * none. Stores are aligned for the field index (malloc is). */
 /* Head stores are large (the field index and room for a whole head: about
  * max_request_head bytes) and every request needs one or two: a few are kept
  * for reuse rather than returned to malloc, which would trim and grow the
@@ -127,6 +125,14 @@ void cynic__hs_res_reset(cynic__http_conn_t *c) {
   cynic__hs_store_put(&c->res_store, c->res_store_cap);
 }
 
+size_t cynic__hs_fields(const cynic__http_msg_t *m, cynic__http_hfield_t *fields) {
+  size_t n = cynic__http_msg_nfields(m);
+  for (size_t i = 0; i < n; i++)
+    cynic__http_msg_field(m, i, &fields[i].name, &fields[i].nlen, &fields[i].value,
+                          &fields[i].vlen);
+  return n;
+}
+
 /* ---- the report of one request --------------------------------------------- */
 
 void cynic__hs_report(cynic__http_conn_t *c) {
@@ -157,6 +163,7 @@ void cynic__hs_report(cynic__http_conn_t *c) {
       .target_len = c->head_seen && c->req_store != NULL ? m->target.len : 0,
       .http = true,
       .status = c->status,
+      .upstream_status = c->upstream_status,
       .answer = c->answer,
       .request_id = c->rid[0] != '\0' ? c->rid : NULL,
   };
@@ -179,7 +186,7 @@ static void on_head_written(uv_write_t *req, int status) {
   if (status < 0) {
     if (to_client)
       cynic__hs_close(c, true, "client_write_error");
-    else if (c->state == HS_EXCHANGE)
+    else if (c->state == HS_EXCHANGE && !cynic__hu_stale_retry(c))
       cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET); /* the upstream went away under the request head */
     return;
   }
@@ -343,7 +350,8 @@ static void on_timer(uv_timer_t *t) {
   case HS_EXCHANGE: {
     cynic__hx_cause_t cause = cynic__hx_expired(&c->hx, now);
     if (cause != CYNIC__HX_OK) {
-      cynic__hu_fail(c, cause);
+      if (!cynic__hu_client_stall(c, cause))
+        cynic__hu_fail(c, cause);
       return;
     }
     break;
@@ -475,6 +483,18 @@ static void request_head(cynic__http_conn_t *c) {
     refuse(c, 501, "not_implemented", m->method == HTTP_CONNECT ? "CONNECT" : "Upgrade");
     return;
   }
+  {
+    /* A Connection header cynic could not honour (more than 16 options, or
+     * one that is not a token) is the client's error, found before any
+     * upstream is involved. */
+    cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
+    cynic__http_head_t h = {.fields = fields, .nfields = cynic__hs_fields(m, fields)};
+    cynic__http_conn_opts_t opts;
+    if (cynic__http_conn_opts(&h, &opts) != 0) {
+      refuse(c, 400, "bad_request", "bad Connection header");
+      return;
+    }
+  }
   if (lc->max_request_body > 0 && m->body == CYNIC__HTTP_BODY_LENGTH &&
       m->content_length > lc->max_request_body) {
     refuse(c, 413, "request_body_too_large", "Content-Length over max_request_body");
@@ -550,8 +570,8 @@ void cynic__hs_next_request(cynic__http_conn_t *c) {
   c->state = HS_IDLE;
   c->idle_since_ms = cynic__hs_now_ms(c);
   c->req_done = c->reusable = c->res_head_done = c->reported = c->has_outcome = false;
-  c->started = c->head_seen = false;
-  c->status = 0;
+  c->started = c->head_seen = c->uc_pooled = c->stale_retried = false;
+  c->status = c->upstream_status = 0;
   c->answer = NULL;
   c->decision = NULL;
   c->rid[0] = '\0';
@@ -649,6 +669,8 @@ static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
     cynic__hu_response_end(c);
     return;
   }
+  if (cynic__hu_stale_retry(c))
+    return;
   cynic__hu_fail(c, CYNIC__HX_UPSTREAM_CLOSED);
 }
 
@@ -668,7 +690,7 @@ static void relay_failed(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool
       cynic__hs_close(c, true, "client_reset");
     return;
   }
-  if (c->state == HS_EXCHANGE)
+  if (c->state == HS_EXCHANGE && !cynic__hu_stale_retry(c))
     cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET);
 }
 

@@ -16,6 +16,7 @@
 #include "http_head.h"
 
 static void request_out(cynic__http_conn_t *c);
+static void connect_new(cynic__http_conn_t *c, cynic__endpoint_t *e);
 
 /* The time until some breaker of u lets a probe through, in whole seconds
  * (at least 1); 0 when unknown (every one forced open). */
@@ -106,6 +107,8 @@ void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
     else
       c->close_after = true; /* the request is still going out: close with the connection */
   }
+  if (c->res_store != NULL)
+    cynic__hs_res_reset(c); /* a failed exchange: its store goes back too */
   cynic__hs_report(c);
   cynic__attempt_end(&c->attempt);
   memset(&c->attempt, 0, sizeof c->attempt);
@@ -113,6 +116,39 @@ void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
     c->has_slot = false;
     cynic__admission_leave(u); /* may start queued requests */
   }
+}
+
+bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
+  if (cause != CYNIC__HX_IDLE_TIMEOUT)
+    return false;
+  /* Silence during the exchange is the upstream's, unless cynic was waiting
+   * on the client: for the rest of its request body (nothing of it held or
+   * going out), or for it to take the response (bytes for it wait: back
+   * pressure stopped reading the upstream). Then the client is cut, the
+   * breaker hears nothing. */
+  bool body_wanted = !c->req_done && !c->req_head_out && c->relay.up.held == 0 &&
+                     cynic__relay_drained(&c->relay.up);
+  bool client_behind = c->hx.response_started &&
+                       (c->res_head_out > 0 || !cynic__relay_drained(&c->relay.down));
+  if (!body_wanted && !client_behind)
+    return false;
+  cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_CLIENT_TIMEOUT, "listener",
+                     c->base.listener->cfg->name, NULL,
+                     body_wanted ? "request body" : "reading the response");
+  cynic__hs_outcome(c, CYNIC__EV_CLIENT_TIMEOUT);
+  c->pend = NULL;
+  bool started = c->hx.response_started;
+  cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE); /* the permit goes back unused */
+  cynic__hu_exchange_end(c, false);
+  if (c->state == HS_CLOSING)
+    return true;
+  if (started || c->res_head_out > 0) {
+    cynic__hs_close(c, true, "client_timeout");
+  } else {
+    c->close_after = true;
+    cynic__hs_answer(c, 408, "client_timeout", 0, false);
+  }
+  return true;
 }
 
 /* The exchange failed with `cause` (hx decides what the client gets). */
@@ -179,6 +215,19 @@ static void response_head(cynic__http_conn_t *c) {
   int64_t cl = m->body == CYNIC__HTTP_BODY_LENGTH ? (int64_t)m->content_length
                : has_body && m->body != CYNIC__HTTP_BODY_NONE ? -1
                                                                : 0;
+  if (m->status < 100 || m->status > 599) {
+    cynic__hu_fail(c, CYNIC__HX_BAD_RESPONSE); /* RFC 9110 15: three digits, 1xx to 5xx */
+    return;
+  }
+  if (!cynic__http_status_interim(m->status))
+    c->upstream_status = m->status;
+  if (m->body == CYNIC__HTTP_BODY_CHUNKED && c->req.version_minor == 0) {
+    /* RFC 9112 6.1: no Transfer-Encoding in answer to an HTTP/1.0 request
+     * (cynic sends a 1.0 client's request as 1.0): its client cannot read
+     * chunks, and cynic forwards bodies raw */
+    cynic__hu_fail(c, CYNIC__HX_BAD_RESPONSE);
+    return;
+  }
   cynic__hx_cause_t cause =
       cynic__hx_response_head(&c->hx, m->status, has_body, ct, ctlen, cl, cynic__hs_now_ms(c));
   if (cause == CYNIC__HX_UNEXPECTED_TYPE || cause == CYNIC__HX_RESPONSE_TOO_LARGE) {
@@ -205,10 +254,7 @@ static void response_head(cynic__http_conn_t *c) {
   }
   /* The head for the client, rebuilt from the parsed parts. */
   cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
-  size_t n = cynic__http_msg_nfields(m);
-  for (size_t i = 0; i < n; i++)
-    cynic__http_msg_field(m, i, &fields[i].name, &fields[i].nlen, &fields[i].value,
-                          &fields[i].vlen);
+  size_t n = cynic__hs_fields(m, fields);
   cynic__http_head_t h = {
       .reason = cynic__http_msg_at(m, m->reason),
       .reason_len = m->reason.len,
@@ -414,10 +460,7 @@ static void request_out(cynic__http_conn_t *c) {
   c->res_head_done = false;
   /* the request head, rebuilt */
   cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
-  size_t n = cynic__http_msg_nfields(m);
-  for (size_t i = 0; i < n; i++)
-    cynic__http_msg_field(m, i, &fields[i].name, &fields[i].nlen, &fields[i].value,
-                          &fields[i].vlen);
+  size_t n = cynic__hs_fields(m, fields);
   const char *method = cynic__http_msg_method(m);
   cynic__http_head_t h = {
       .method = method,
@@ -497,10 +540,17 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
   cynic__upconn_t *pooled = cynic__pool_take(e, now);
   if (pooled != NULL) {
     c->uc = pooled;
+    c->uc_pooled = true;
     pooled->handle.data = &c->relay;
     request_out(c);
     return;
   }
+  connect_new(c, e);
+}
+
+/* A new connection to `e` for the current request. */
+static void connect_new(cynic__http_conn_t *c, cynic__endpoint_t *e) {
+  c->uc_pooled = false;
   c->uc = cynic__upconn_new();
   if (c->uc == NULL) {
     cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
@@ -508,7 +558,7 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
   }
   c->state = HS_CONNECTING;
   c->connect_us = cynic__hs_now_us();
-  rc = cynic__upconn_connect(c->uc, c->client.loop, e, &c->relay, on_connect);
+  int rc = cynic__upconn_connect(c->uc, c->client.loop, e, &c->relay, on_connect);
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
     cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
     return;
@@ -518,6 +568,30 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
     return;
   }
   cynic__hs_arm(c);
+}
+
+bool cynic__hu_stale_retry(cynic__http_conn_t *c) {
+  /* The keep-alive race: an upstream may close an idle connection just as
+   * cynic sends on it. Nothing of a response came, the request has no body
+   * (its head is rebuilt from the parsed parts): it goes once more, on a new
+   * connection to the same endpoint, with the same slot and permit; not a
+   * fault (the connection was stale, not the endpoint down). */
+  if (!c->uc_pooled || c->stale_retried || c->first_byte_us != 0 || c->res_head_done ||
+      c->req.body != CYNIC__HTTP_BODY_NONE || c->state != HS_EXCHANGE || c->req_head_out)
+    return false;
+  c->stale_retried = true;
+  c->attempt.endpoint->pool_discarded++;
+  cynic__upconn_t *uc = c->uc;
+  c->uc = NULL;
+  cynic__relay_detach(&c->relay);
+  if (c->relay.down.held > 0)
+    cynic__relay_drop_held(&c->relay.down);
+  uc->handle.data = NULL;
+  cynic__upconn_close(uc, true, cynic__upconn_free_cb);
+  cynic__hs_res_reset(c);
+  cynic__hx_connecting(&c->hx, cynic__hs_now_ms(c));
+  connect_new(c, c->attempt.endpoint);
+  return true;
 }
 
 void cynic__hu_admitted(cynic__waiter_t *w, int status) {

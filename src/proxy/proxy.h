@@ -120,7 +120,9 @@ typedef struct cynic__mode cynic__mode_t; /* session.h */
      "content types outside expect.content_type from")                                             \
   XX(BAD_REQUEST, "bad_request", "client request refused", "requests refused (400, 413, 431, 501) on") \
   XX(HEADER_TIMEOUT, "header_timeout", "client request head not complete in time",               \
-     "request heads not complete in time (408) on")
+     "request heads not complete in time (408) on")                                                \
+  XX(CLIENT_TIMEOUT, "client_timeout", "client too slow: its request body or reading the response", \
+     "clients too slow (request body, or reading the response) on")
 
 typedef enum cynic__event {
 #define CYNIC__EVENT_ENUM(name, key, msg, text) CYNIC__EV_##name,
@@ -618,6 +620,7 @@ typedef struct cynic__conn_report {
   const char *target;
   size_t target_len;
   int status;
+  int upstream_status; /* the upstream's final status (0: none came) */
   const char *answer;
   const char *request_id;
   bool http; /* an HTTP request's report (the fields above apply) */

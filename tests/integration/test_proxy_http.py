@@ -126,8 +126,8 @@ def test_keep_alive_reuses_one_upstream_connection_and_logs_each_request():
         pu.wait_for(lambda: len(open(log).read().splitlines()) == 3, what="three access log lines")
         lines = [json.loads(x) for x in open(log).read().splitlines()]
         assert [x["path"] for x in lines] == ["/p0?q=1", "/p1?q=1", "/p2?q=1"]
-        assert all(x["method"] == "GET" and x["status"] == 200 and x["outcome"] == "ok" and
-                   x["answer"] is None for x in lines)
+        assert all(x["method"] == "GET" and x["status"] == 200 and x["upstream_status"] == 200 and
+                   x["outcome"] == "ok" and x["answer"] is None for x in lines)
         assert lines[0]["request_id"] == made.group(1).decode() and lines[1]["request_id"] == "mine-1"
         assert lines[0]["connect_us"] is not None and lines[1]["connect_us"] is None  # pooled
         # the operator's side: pool reuse and responses by class
@@ -280,6 +280,31 @@ def test_http10_client_request_goes_upstream_as_10():
         assert got.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nVia: 1.0 cynic\r\n" in got, got
         assert got.endswith(b"\r\nConnection: close\r\n\r\nold style"), got
         assert be.requests[0][0].startswith(b"GET /old HTTP/1.0\r\n")
+    finally:
+        px.stop()
+        be.close()
+
+
+def test_a_pooled_connection_the_upstream_closed_is_retried_not_a_fault():
+    """The keep-alive race: the upstream closes an idle connection (here: right
+    after every response, without saying so) just as cynic reuses it. A
+    request without a body goes once more on a new connection; the breaker
+    hears no fault."""
+    be = Backend(lambda head, body, n: (ok(b"r%d" % n), "close"))
+    px = pu.Cynic(http_config(be.endpoint, upstream_extra="breaker: { faults: 1 }\n"))
+    adm = au.Admin(px)
+    try:
+        for _ in range(5):
+            with px.connect() as c:
+                c.settimeout(10)
+                c.sendall(get(b"/1") + get(b"/2", b"Connection: close\r\n"))
+                s1, _, b1, rest = read_response(c)
+                s2, _, b2, rest = read_response(c, rest)
+                assert (s1, s2) == (200, 200), (s1, s2)
+        br = adm.status()["upstreams"][0]["endpoints"][0]["breaker"]
+        assert br["state"] == "closed" and br["bucket_level"] == 0, br
+        assert not px.logs(event="closed_before_first_byte") and not px.logs(event="reset_before_first_byte")
+        assert be.accepted >= 10  # every request on a connection of its own in the end
     finally:
         px.stop()
         be.close()

@@ -238,3 +238,75 @@ upstreams:
     echo.close();
   }
 });
+
+// An upstream behind an HTTP listener speaks HTTP on its tile: requests/s,
+// responses by status class, the idle pool.
+function httpServer() {
+  return new Promise((resolve) => {
+    const srv = net.createServer((c) => {
+      c.on("error", () => {});
+      let buf = "";
+      c.on("data", (d) => {
+        buf += d;
+        let i;
+        while ((i = buf.indexOf("\r\n\r\n")) >= 0) {
+          buf = buf.slice(i + 4);
+          c.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+      });
+    });
+    srv.listen(0, "127.0.0.1", () => resolve(srv));
+  });
+}
+
+function httpGets(port, n) {
+  return new Promise((resolve) => {
+    const c = net.connect(port, "127.0.0.1");
+    let got = "";
+    c.on("connect", () => { for (let i = 0; i < n; i++) c.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n"); });
+    c.on("data", (d) => { got += d; if (got.split("HTTP/1.1 200").length - 1 === n) c.end(); });
+    c.on("close", () => resolve(got.split("HTTP/1.1 200").length - 1));
+    c.on("error", () => resolve(-1));
+    c.setTimeout(5000, () => c.destroy());
+  });
+}
+
+test("an HTTP upstream's tile shows requests, status classes and the pool", async () => {
+  const be = await httpServer();
+  const cy = startCynic(`admin:
+  listen: 127.0.0.1:0
+log:
+  file: "-"
+listeners:
+  - name: web
+    listen: 127.0.0.1:0
+    mode: http
+    upstream: api
+upstreams:
+  - name: api
+    endpoints: [127.0.0.1:${be.address().port}]
+`);
+  let browser;
+  try {
+    const admin = (await cy.waitLog((r) => r.msg === "admin listening")).address;
+    await cy.waitLog((r) => r.msg === "started");
+    const port = Number(cy.records.find((r) => r.msg === "listening" && r.listener === "web").address.split(":").pop());
+    assert.equal(await httpGets(port, 3), 3);
+    browser = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), "cynic-chromium-")), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+    });
+    const page = await browser.newPage();
+    await page.goto(`http://${admin}/`);
+    const row = page.locator('section.tile[data-upstream="api"] .row.http');
+    await row.waitFor({ timeout: 10000 });
+    assert.match(await row.textContent(), /2xx 3 · 3xx 0 · 4xx 0 · 5xx 0/);
+    assert.match(await row.textContent(), /pool 1 idle · 2 reused/);
+    assert.equal(await page.locator('section.tile[data-upstream="api"] .spark .label').first().textContent(), "requests/s");
+  } finally {
+    if (browser) await browser.close();
+    assert.equal(await cy.stop(), 0);
+    be.close();
+  }
+});
