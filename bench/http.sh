@@ -3,8 +3,9 @@
 # direct to nginx and through HAProxy (`mode http`), in one run on loopback.
 # Prints figures and ratios (cynic/direct, cynic/haproxy); the figures are
 # never pass/fail, but a run in which any path answered wrongly (wrk errors,
-# answers outside 2xx/3xx, short bodies, idle connections dropped) prints
-# what went wrong and exits 3.
+# answers outside 2xx/3xx, short bodies, idle connections dropped, no HTTP
+# mode in cynic, cynic draining, a breaker moving, cynic not exiting 0 on
+# SIGTERM at the end) prints what went wrong and exits 3.
 #
 #   bench/http.sh [--seconds S] [--rounds R] [--cynic-mode http|tcp] [BUILD_DIR]
 #
@@ -22,7 +23,7 @@
 #
 # --cynic-mode tcp runs cynic's listener in `mode: tcp` (bytes relayed, no
 # parsing): a reference for what HTTP parsing costs, and the stand-in used
-# before HTTP mode landed. The first line says which mode cynic actually ran.
+# before HTTP mode landed. The second line says which mode cynic really ran.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 me=bench/http.sh
@@ -42,7 +43,7 @@ while [ $# -gt 0 ]; do
     *) [ -z "$build" ] || usage; build=$1; shift ;;
   esac
 done
-in_range() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
+in_range() { [[ "$1" =~ ^[0-9]{1,4}$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 in_range "$seconds" 1 30 || { echo "$me: --seconds must be a whole number from 1 to 30, not '$seconds'" >&2; exit 2; }
 in_range "$rounds" 1 10 || { echo "$me: --rounds must be a whole number from 1 to 10, not '$rounds'" >&2; exit 2; }
 case "$cmode" in http|tcp) ;; *) echo "$me: --cynic-mode must be http or tcp, not '$cmode'" >&2; exit 2 ;; esac
