@@ -1,7 +1,10 @@
 #!/bin/sh
 # Installs the Debian packages cynic needs that are missing. Idempotent and
 # quiet when nothing is missing. `scripts/deps.sh bench` adds the benchmark
-# peers (wrk, haproxy); `scripts/deps.sh fuzz` adds clang and libFuzzer;
+# peers (wrk, haproxy, nginx: bench/http.sh runs its own nginx as the current
+# user from a temp dir on a free loopback port, never the packaged service;
+# on these machines policy-rc.d keeps the package from starting that service);
+# `scripts/deps.sh fuzz` adds clang and libFuzzer;
 # `scripts/deps.sh soak` adds gnuplot (the soak's plot) and valgrind.
 # python3 runs `make run`, `make demo` and the demo backend (scripts/run.py,
 # scripts/demo.py, examples/demo/); curl is what the commands `make run`
@@ -10,7 +13,7 @@ set -eu
 pkgs="cmake make gcc pkg-config libcmocka-dev libuv1-dev libyaml-dev libjansson-dev
 node-llhttp python3 python3-pytest curl chromium"
 if [ "${1:-}" = bench ]; then
-  pkgs="$pkgs wrk haproxy"
+  pkgs="$pkgs wrk haproxy nginx"
 fi
 if [ "${1:-}" = fuzz ]; then
   pkgs="$pkgs clang libclang-rt-14-dev"

@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# bench/http.sh: cynic's `mode: http` against the same HTTP traffic sent
+# direct to nginx and through HAProxy (`mode http`), in one run on loopback.
+# Prints figures and ratios (cynic/direct, cynic/haproxy); the figures are
+# never pass/fail, but a run in which any path answered wrongly (wrk errors,
+# answers outside 2xx/3xx, short bodies, idle connections dropped, no HTTP
+# mode in cynic, cynic draining, a breaker moving, cynic not exiting 0 on
+# SIGTERM at the end) prints what went wrong and exits 3.
+#
+#   bench/http.sh [--seconds S] [--rounds R] [--cynic-mode http|tcp] [BUILD_DIR]
+#
+# The backend is nginx (one worker, keep-alive, access log off) serving a
+# 128-byte and a 1 MiB file. The load is wrk over keep-alive connections, one
+# wrk thread for every path: requests/s and latency p50/p99 for the small body
+# at 1, 16 and 64 connections, MB/s (MiB/s) for the big one at 4 connections.
+# Each figure is the best of R rounds of S seconds (the round with the most
+# requests/s or MB/s, its latencies with it); rounds go direct, cynic,
+# HAProxy in turn, so a noisy neighbour hits every path. Then the RSS each
+# proxy adds per 1,000 idle keep-alive client connections that have made one
+# request each, measured on the proxy's own process before any load. Both
+# proxies run one thread (HAProxy nbthread 1; cynic is one libuv loop).
+# With the defaults (3 rounds of 3 s) the whole run takes about 2 minutes.
+#
+# --cynic-mode tcp runs cynic's listener in `mode: tcp` (bytes relayed, no
+# parsing): a reference for what HTTP parsing costs, and the stand-in used
+# before HTTP mode landed. The second line says which mode cynic really ran.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+me=bench/http.sh
+
+usage() {
+  echo "usage: $me [--seconds 1..30] [--rounds 1..10] [--cynic-mode http|tcp] [BUILD_DIR]" >&2
+  exit 2
+}
+seconds=3 rounds=3 cmode=http build=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) [ $# -ge 2 ] || usage; seconds=$2; shift 2 ;;
+    --rounds) [ $# -ge 2 ] || usage; rounds=$2; shift 2 ;;
+    --cynic-mode) [ $# -ge 2 ] || usage; cmode=$2; shift 2 ;;
+    -h|--help) usage ;;
+    -*) echo "$me: unknown option $1" >&2; usage ;;
+    *) [ -z "$build" ] || usage; build=$1; shift ;;
+  esac
+done
+in_range() { [[ "$1" =~ ^[0-9]{1,4}$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
+in_range "$seconds" 1 30 || { echo "$me: --seconds must be a whole number from 1 to 30, not '$seconds'" >&2; exit 2; }
+in_range "$rounds" 1 10 || { echo "$me: --rounds must be a whole number from 1 to 10, not '$rounds'" >&2; exit 2; }
+case "$cmode" in http|tcp) ;; *) echo "$me: --cynic-mode must be http or tcp, not '$cmode'" >&2; exit 2 ;; esac
+build=${build:-$here/build}
+cynic=$build/cynic
+[ -x "$cynic" ] || { echo "$me: $cynic missing; run make first" >&2; exit 1; }
+for tool in nginx haproxy wrk python3 curl ss; do
+  command -v "$tool" >/dev/null || { echo "$me: $tool missing (scripts/deps.sh bench installs the benchmark's tools)" >&2; exit 1; }
+done
+
+# Connections held at once: 1,000 idle + 64 loaded, each through a proxy
+# (two descriptors there) to nginx; HAProxy refuses to start when maxconn
+# needs more descriptors than the hard limit allows.
+idle_n=1000
+maxconn=$(( ($(ulimit -Hn) - 100) / 2 )); [ "$maxconn" -gt 20000 ] && maxconn=20000
+[ "$maxconn" -ge 1200 ] || { echo "$me: the descriptor limit ($(ulimit -Hn)) is too low for $idle_n idle connections" >&2; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/www" "$work/nginx" "$work/wrk"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { # name pid port: bounded wait for a listener, or its stderr and exit
+  for _ in $(seq 1 100); do
+    kill -0 "$2" 2>/dev/null || { echo "$me: $1 exited at start:" >&2; cat "$work/$1.stderr" >&2; exit 1; }
+    (exec 3<>/dev/tcp/127.0.0.1/"$3") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "$me: $1 does not listen on $3 after 5 s" >&2; exit 1
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status; }
+# The RSS figures must be the proxy's own process (not a wrapper, not wrk).
+is_process() { [ "$(cat /proc/"$1"/comm 2>/dev/null)" = "$2" ] || {
+  echo "$me: pid $1 is '$(cat /proc/"$1"/comm 2>/dev/null)', not $2" >&2; exit 1; }; }
+
+small_size=128 big_size=$((1024 * 1024))
+head -c "$small_size" /dev/zero | tr '\0' s > "$work/www/small"
+head -c "$big_size" /dev/urandom > "$work/www/big"
+
+nport=$(free_port); cport=$(free_port); aport=$(free_port); hport=$(free_port)
+
+# nginx as the current user from the temp dir: no master, one worker, every
+# path it writes under $work (the -e flag keeps it off /var/log at start).
+cat > "$work/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile $(( maxconn * 2 ));
+pid $work/nginx/nginx.pid;
+error_log $work/nginx.error.log warn;
+events { worker_connections $(( maxconn * 2 )); }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  default_type application/octet-stream;
+  sendfile on;
+  keepalive_timeout 120s;
+  keepalive_requests 100000000;
+  server {
+    listen 127.0.0.1:$nport;
+    root $work/www;
+    location = /nginx_status { stub_status; }
+  }
+}
+CONF
+nginx -p "$work/nginx" -c "$work/nginx.conf" -e "$work/nginx.error.log" 2>"$work/nginx.stderr" &
+nginx_pid=$!; pids+=("$nginx_pid")
+
+# cynic. The pool keeps as many idle upstream connections as the largest
+# load has requests in flight (HAProxy keeps every one by default), so both
+# proxies reuse rather than reconnect; the default (16) would not.
+cat > "$work/cynic.yaml" <<YAML
+admin:
+  listen: 127.0.0.1:$aport
+  drain_timeout: 5s
+log:
+  file: "$work/cynic.log"
+  level: info
+listeners:
+  - name: bench
+    listen: 127.0.0.1:$cport
+    mode: $cmode
+    upstream: backend
+    max_connections: $maxconn
+    timeouts: { header: 10s, idle: 120s }
+upstreams:
+  - name: backend
+    endpoints: [127.0.0.1:$nport]
+    timeouts: { connect: 1s, first_byte: 10s, idle: 120s }
+    bulkhead: { max_connections: $maxconn, max_pending: 1000, queue_timeout: 100ms }
+    breaker: { faults: 5, leak: 10s, open_for: 30s, half_open_probes: 1 }
+    pool: { max_idle: 128, idle_timeout: 60s }
+YAML
+"$cynic" -c "$work/cynic.yaml" 2>"$work/cynic.stderr" & cynic_pid=$!; pids+=("$cynic_pid")
+
+# HAProxy in HTTP mode, keep-alive on both sides, idle server connections
+# shared safely, doing the per-request header work cynic does: X-Forwarded-For,
+# Via both ways, a request id.
+cat > "$work/haproxy.cfg" <<CFG
+global
+  nbthread 1
+  maxconn $maxconn
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse safe
+  timeout connect 1s
+  timeout client 120s
+  timeout server 120s
+  timeout http-request 10s
+  timeout http-keep-alive 120s
+frontend bench
+  bind 127.0.0.1:$hport
+  option forwardfor
+  unique-id-format %{+X}o\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
+  unique-id-header X-Request-Id
+  http-request add-header Via "1.1 haproxy"
+  http-response add-header Via "1.1 haproxy"
+  default_backend backend
+backend backend
+  server b1 127.0.0.1:$nport maxconn $maxconn
+CFG
+haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.stderr" & haproxy_pid=$!; pids+=("$haproxy_pid")
+
+wait_port nginx "$nginx_pid" "$nport"; wait_port cynic "$cynic_pid" "$cport"; wait_port haproxy "$haproxy_pid" "$hport"
+is_process "$cynic_pid" cynic; is_process "$haproxy_pid" haproxy; is_process "$nginx_pid" nginx
+
+declare -A port=([direct]=$nport [cynic]=$cport [haproxy]=$hport)
+declare -A pid=([cynic]=$cynic_pid [haproxy]=$haproxy_pid)
+problems=()
+problem() { problems+=("$1"); }
+
+# Which mode cynic really runs: HTTP mode adds `Via: 1.1 cynic` to responses.
+via=$(curl -s -m 5 -o /dev/null -D - "http://127.0.0.1:$cport/small" | tr -d '\r' | awk 'tolower($1) == "via:"' | tr '\n' ' ')
+if [ "$cmode" = tcp ]; then
+  mode_note="cynic mode: tcp (bytes relayed, no HTTP parsing)"
+elif [[ "$via" == *cynic* ]]; then
+  mode_note="cynic mode: http (responses carry '${via% }')"
+else
+  mode_note="cynic mode: http requested, but responses carry no 'Via: ... cynic': this build relays the listener as tcp (HTTP mode not in it)"
+  problem "cynic: a mode: http listener answered without Via (HTTP mode not active); its figures are TCP mode's"
+fi
+
+nginx_counts() { # -> "accepted_connections requests", less this query's own
+  curl -s -m 5 "http://127.0.0.1:$nport/nginx_status" | awk 'NR == 3 {print $1 - 1, $3 - 1}'
+}
+
+# One wrk run: path test conns seconds url_path body_size round.
+# Appends "rps p50 p99 mbs accepted" to $work/wrk/path-test; a failed run
+# (wrk's exit, errors, answers outside 2xx/3xx, short bodies) is a problem.
+run_wrk() {
+  local path=$1 test=$2 conns=$3 secs=$4 urlp=$5 size=$6 round=$7
+  local out="$work/wrk/$path-$test-$round.txt" before after line
+  before=$(nginx_counts)
+  if ! timeout $((secs + 30)) wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s -s "$here/bench/http_report.lua" \
+      "http://127.0.0.1:${port[$path]}$urlp" >"$out" 2>&1; then
+    problem "$path $test round $round: wrk failed (exit status above 0): $out"
+  fi
+  after=$(nginx_counts)
+  line=$(awk '$1 == "RESULT"' "$out")
+  if [ -z "$line" ]; then
+    problem "$path $test round $round: no result from wrk: $out"
+    return 0
+  fi
+  # shellcheck disable=SC2086
+  set -- $line
+  local reqs=$2 dur=$3 bytes=$4 p50=$5 p99=$6 errs=$(($8 + $9 + ${10} + ${11} + ${12}))
+  if [ "$errs" -gt 0 ] || [ "$reqs" -eq 0 ] || [ "$bytes" -lt $((reqs * size)) ]; then
+    problem "$path $test round $round: $reqs requests, $bytes bytes, errors connect/read/write/status/timeout $8/$9/${10}/${11}/${12}: $out"
+  fi
+  awk -v r="$reqs" -v d="$dur" -v b="$bytes" -v p50="$p50" -v p99="$p99" -v bf="$before" -v af="$after" 'BEGIN {
+    split(bf, x, " "); split(af, y, " ");
+    printf "%.0f %s %s %.1f %d\n", r / (d / 1e6), p50, p99, b / (d / 1e6) / 1048576, y[1] - x[1] - 1 }' \
+    >>"$work/wrk/$path-$test"
+  if [ "$path" != direct ] && ! kill -0 "${pid[$path]}" 2>/dev/null; then
+    problem "$path exited during $test round $round"
+  fi
+}
+best() { sort -g -k"$2" "$work/wrk/$1" | tail -1; } # file column -> the best round's line
+
+# RSS added by idle keep-alive connections that made one request each.
+# Sets idle_kb, idle_up (upstream connections the proxy then holds to nginx)
+# and idle_open (client connections still open once measured).
+idle_rss() { # path n
+  local path=$1 n=$2 p=${pid[$1]} line before after
+  before=$(rss_kb "$p")
+  local from to cpid
+  # The helper talks through two FIFOs (a coproc's descriptors vanish as soon
+  # as it exits, which may be before its last line is read).
+  rm -f "$work/idle.in" "$work/idle.out"; mkfifo "$work/idle.in" "$work/idle.out"
+  timeout 120 python3 "$here/bench/http_idle.py" "${port[$path]}" "$n" /small "$small_size" \
+    <"$work/idle.in" >"$work/idle.out" 2>"$work/idle-$path.stderr" & cpid=$!
+  exec {to}>"$work/idle.in" {from}<"$work/idle.out"
+  idle_kb=- idle_up=- idle_open=-
+  if ! read -r -t 100 line <&"$from" || [ "$line" != "ready $n" ]; then
+    problem "$path: $n idle connections could not be set up: $(cat "$work/idle-$path.stderr")"
+    exec {from}<&- {to}>&-
+    wait "$cpid" 2>/dev/null || true
+    return 0
+  fi
+  after=$(rss_kb "$p")
+  idle_up=$(ss -Htnp state established "( dport = :$nport )" | grep -c "pid=$p," || true)
+  echo check >&"$to"
+  read -r -t 30 line <&"$from" || line=""
+  idle_open=${line#open }
+  exec {from}<&- {to}>&-
+  wait "$cpid" 2>/dev/null || true
+  idle_kb=$(( (after - before) * 1000 / n ))
+  [ "$idle_open" = "$n" ] || problem "$path: of $n idle connections ${idle_open:-?} were still open when measured"
+}
+
+started=$(date +%s)
+echo "HTTP benchmark, $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)," \
+  "$(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+echo "$mode_note"
+echo "wrk: 1 thread, keep-alive; best of $rounds rounds of $seconds s; bodies $small_size B and 1 MiB"
+
+declare -A mem up
+for path in cynic haproxy; do
+  idle_rss "$path" 16 # warm-up: first-use allocations are not per-connection memory
+  idle_rss "$path" "$idle_n"
+  mem[$path]=$idle_kb up[$path]=$idle_up
+done
+
+for path in direct cynic haproxy; do # warm-up, not measured
+  timeout 30 wrk -t1 -c16 -d1s "http://127.0.0.1:${port[$path]}/small" >/dev/null 2>&1 || true
+done
+conn_list="1 16 64"
+for round in $(seq 1 "$rounds"); do
+  for conns in $conn_list; do
+    for path in direct cynic haproxy; do
+      run_wrk "$path" "small$conns" "$conns" "$seconds" /small "$small_size" "$round"
+    done
+  done
+  for path in direct cynic haproxy; do
+    run_wrk "$path" big 4 "$seconds" /big "$big_size" "$round"
+  done
+done
+
+fig() { # path test column -> the figure from the best round, "-" without one
+  local sortcol=$4
+  [ -s "$work/wrk/$1-$2" ] || { echo -; return; }
+  best "$1-$2" "$sortcol" | awk -v c="$3" '{print $c}'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2fx\n", a / b }'; }
+row() { # label direct cynic haproxy [noratio]
+  local r1 r2
+  r1=$(ratio "$3" "$2") r2=$(ratio "$3" "$4")
+  [ -z "${5:-}" ] || r1=- r2=-
+  printf '%-40s %11s %11s %11s %13s %14s\n' "$1" "$2" "$3" "$4" "$r1" "$r2"
+}
+printf '\n%-40s %11s %11s %11s %13s %14s\n' "" direct cynic haproxy cynic/direct cynic/haproxy
+for conns in $conn_list; do
+  t=small$conns
+  row "requests/s, $conns conn(s)" "$(fig direct "$t" 1 1)" "$(fig cynic "$t" 1 1)" "$(fig haproxy "$t" 1 1)"
+  row "  latency p50 (us)" "$(fig direct "$t" 2 1)" "$(fig cynic "$t" 2 1)" "$(fig haproxy "$t" 2 1)"
+  row "  latency p99 (us)" "$(fig direct "$t" 3 1)" "$(fig cynic "$t" 3 1)" "$(fig haproxy "$t" 3 1)"
+done
+row "1 MiB body, 4 conns (MB/s)" "$(fig direct big 4 4)" "$(fig cynic big 4 4)" "$(fig haproxy big 4 4)"
+row "RSS per 1,000 idle keep-alive conns (KB)" - "${mem[cynic]}" "${mem[haproxy]}"
+row "  upstream conns held meanwhile" - "${up[cynic]}" "${up[haproxy]}" noratio
+echo
+echo "connections nginx accepted during the best round (keep-alive reuse; 64 = one per client):"
+for path in direct cynic haproxy; do
+  printf '  %-8s 1 conn: %s, 16 conns: %s, 64 conns: %s, 1 MiB x 4: %s\n' "$path" \
+    "$(fig $path small1 5 1)" "$(fig $path small16 5 1)" "$(fig $path small64 5 1)" "$(fig $path big 5 4)"
+done
+echo "took $(( $(date +%s) - started )) s"
+
+# cynic logs at info level (a handful of lines, none per request): a drain or
+# a breaker that opened during the run makes its figures meaningless.
+if grep -q -E '"event":"(draining|breaker_transition)"' "$work/cynic.log" 2>/dev/null; then
+  problem "cynic drained or a breaker changed state during the run (its log below)"
+fi
+# cynic must exit cleanly on SIGTERM (a sanitizer build reports leaks and
+# errors through its exit status); its drain is bounded by drain_timeout.
+kill -TERM "$cynic_pid" 2>/dev/null || true
+for _ in $(seq 1 200); do kill -0 "$cynic_pid" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$cynic_pid" 2>/dev/null; then
+  problem "cynic still running 10 s after SIGTERM"
+else
+  cynic_rc=0; wait "$cynic_pid" || cynic_rc=$?
+  [ "$cynic_rc" -eq 0 ] || problem "cynic exited with status $cynic_rc after SIGTERM (its stderr below)"
+fi
+
+if [ "${#problems[@]}" -gt 0 ]; then
+  {
+    echo
+    echo "$me: the figures above are not valid; what went wrong:"
+    for p in "${problems[@]}"; do echo "  - $p"; done
+    for f in "$work"/wrk/*.txt; do
+      grep -q -E 'errors|Non-2xx' "$f" || ! grep -q '^RESULT' "$f" || continue
+      echo "--- $f"; cat "$f"
+    done
+    echo "--- cynic's log (last 40 lines) and stderr"
+    tail -n 40 "$work/cynic.log" 2>/dev/null || true
+    tail -n 40 "$work/cynic.stderr"
+    echo "--- haproxy's stderr (last 20 lines)"; tail -n 20 "$work/haproxy.stderr"
+    echo "--- nginx's error log (last 20 lines)"; tail -n 20 "$work/nginx.error.log" 2>/dev/null || true
+  } >&2
+  exit 3
+fi
