@@ -35,47 +35,36 @@ typedef enum hs_state {
 /* The longest request id kept (longer ones are replaced by cynic's). */
 #define RID_MAX 128
 
-typedef struct cynic__http_conn {
-  cynic__session_t base;
-  uv_tcp_t client; /* data: &relay */
-  uv_timer_t timer;
-  cynic__relay_t relay; /* up: client -> upstream, down: upstream -> client; both held */
+/* One request and its exchange with the upstream: from the first byte of
+ * its head until the response is out (or the connection closes). Taken from
+ * a bounded free list when a request begins, so that an idle keep-alive
+ * connection holds none of it: no parser, no exchange state. */
+typedef struct cynic__http_xchg {
+  struct cynic__http_conn *c;
   cynic__http_msg_t req, res;
   char *req_store, *res_store; /* head stores, only while a message is parsed */
   size_t req_store_cap, res_store_cap;
-  cynic__upconn_t *uc; /* the exchange's upstream connection; NULL between them */
-  cynic__waiter_t waiter;
+  cynic__waiter_t waiter; /* on the upstream's queue while HS_QUEUED (upstream.c) */
   cynic__attempt_t attempt;
   cynic__hx_t hx;
-  uint8_t state;   /* hs_state_t */
-  uint8_t handles; /* client, timer, and the upstream once cynic closes it with the
-                      connection; freed at 0 */
-  bool has_slot;   /* holds a bulkhead slot */
-  bool req_done;   /* the request's last byte was released to the upstream */
-  bool req_head_out;   /* the request head write is in flight */
-  bool res_head_done;  /* the final response head was parsed (body follows) */
-  uint8_t res_head_out; /* head or answer writes to the client in flight (a 1xx
-                           head and the final one may both be) */
-  bool close_after;    /* close once the current response is out */
-  bool client_eof;     /* the client half-closed */
-  bool reusable;       /* the upstream connection may go back to the pool */
-  bool reported;       /* the current request's report was made */
-  bool uc_pooled;      /* the upstream connection came from the idle pool */
-  bool stale_retried;  /* the request was sent again after a stale pooled one */
-  bool started;        /* ... and counted as started (metrics) */
-  bool head_seen;      /* the current request's head was parsed */
-  uint64_t head_deadline_ms; /* HS_HEAD: the header timeout */
-  uint64_t idle_since_ms;    /* HS_IDLE / HS_FINISHING: since when */
-  uint64_t body_bytes;       /* request body bytes released (max_request_body) */
-  uint64_t stall_since_ms;   /* a slow reader: since when it took nothing (0: not) */
-  uint64_t stall_bytes;      /* relay.down.bytes then */
-  /* The current request, for the report (metrics, access log). */
+  bool req_done;      /* the request's last byte was released to the upstream */
+  bool res_head_done; /* the final response head was parsed (body follows) */
+  bool reusable;      /* the upstream connection may go back to the pool */
+  bool reported;      /* the request's report was made */
+  bool started;       /* ... and counted as started (metrics) */
+  bool head_seen;     /* the request's head was parsed */
+  bool uc_pooled;     /* the upstream connection came from the idle pool */
+  bool stale_retried; /* the request was sent again after a stale pooled one */
+  bool has_outcome;
+  bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
+  uint64_t body_bytes;     /* request body bytes released (max_request_body) */
+  uint64_t stall_since_ms; /* a slow reader: since when it took nothing (0: not) */
+  /* For the report (metrics, access log). */
   int status;          /* what the client got; 0 = nothing yet */
   int upstream_status; /* the final status the upstream sent; 0 = none */
-  const char *answer;  /* cynic's own answer's reason; NULL: the upstream's */
-  const char *decision;
   int outcome;
-  bool has_outcome;
+  const char *answer; /* cynic's own answer's reason; NULL: the upstream's */
+  const char *decision;
   uint64_t start_us, connect_us, connected_us, first_byte_us;
   uint64_t bytes_up, bytes_down; /* the relay's counts when the request began */
   /* A final response head not yet written: body bytes that came with it
@@ -86,7 +75,30 @@ typedef struct cynic__http_conn {
   char *pend; /* in the scratch buffer (cynic__hs_scratch); NULL: none */
   size_t pend_len, pend_cap;
   char rid[RID_MAX + 1];
-  bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
+} cynic__http_xchg_t;
+
+/* Exchanges kept for reuse at most (the rest are freed): a hard cap. */
+#define CYNIC__HS_XCHG_CACHE 256
+
+typedef struct cynic__http_conn {
+  cynic__session_t base;
+  uv_tcp_t client; /* data: &relay */
+  uv_timer_t timer;
+  cynic__relay_t relay; /* up: client -> upstream, down: upstream -> client; both held */
+  cynic__upconn_t *uc;  /* the exchange's upstream connection; NULL between them */
+  cynic__http_xchg_t *x; /* the request under way; NULL on an idle connection */
+  uint64_t head_deadline_ms; /* HS_HEAD: the header timeout */
+  uint64_t idle_since_ms;    /* HS_IDLE / HS_FINISHING: since when */
+  uint64_t stall_bytes;      /* relay.down.bytes when the client last took some */
+  uint8_t state;   /* hs_state_t */
+  uint8_t handles; /* client, timer, and the upstream once cynic closes it with the
+                      connection; freed at 0 */
+  uint8_t res_head_out; /* head or answer writes to the client in flight (a 1xx
+                           head and the final one may both be) */
+  bool has_slot;     /* holds a bulkhead slot */
+  bool req_head_out; /* the request head write is in flight */
+  bool close_after;  /* close once the current response is out */
+  bool client_eof;   /* the client half-closed */
 } cynic__http_conn_t;
 
 /* A head or an answer cynic writes itself, with its own uv_write; freed in
@@ -114,14 +126,19 @@ static inline cynic__http_conn_t *cynic__hs_of_relay(cynic__relay_t *r) {
 }
 
 static inline void cynic__hs_outcome(cynic__http_conn_t *c, int outcome) {
-  if (!c->has_outcome) {
-    c->has_outcome = true;
-    c->outcome = outcome;
+  if (c->x != NULL && !c->x->has_outcome) {
+    c->x->has_outcome = true;
+    c->x->outcome = outcome;
   }
 }
 
 
 /* ---- http_session.c: the client side ---- */
+
+/* A zeroed exchange for c's next request (from the free list), or NULL
+ * without memory; and giving it back (its stores and attempt too). */
+cynic__http_xchg_t *cynic__hs_xchg_take(cynic__http_conn_t *c);
+void cynic__hs_xchg_put(cynic__http_conn_t *c);
 
 /* The parsed head's fields of `m` into fields[CYNIC__HTTP_MSG_MAX_FIELDS]
  * (for http_head.c): how many. */

@@ -91,6 +91,40 @@ void cynic__hs_store_put(char **store, size_t cap) {
   *store = NULL;
 }
 
+/* Exchanges, reused LIFO (one per request in flight; an idle connection
+ * holds none). */
+static cynic__http_xchg_t *xchg_cache[CYNIC__HS_XCHG_CACHE];
+static size_t xchg_cached;
+
+cynic__http_xchg_t *cynic__hs_xchg_take(cynic__http_conn_t *c) {
+  cynic__http_xchg_t *x = xchg_cached > 0 ? xchg_cache[--xchg_cached] : malloc(sizeof *x);
+  if (x == NULL)
+    return NULL;
+  memset(x, 0, sizeof *x);
+  x->c = c;
+  return x;
+}
+
+void cynic__hs_xchg_put(cynic__http_conn_t *c) {
+  cynic__http_xchg_t *x = c->x;
+  if (x == NULL)
+    return;
+  c->x = NULL;
+  cynic__attempt_end(&x->attempt);
+  if (x->req_store != NULL) {
+    cynic__http_msg_next(&x->req);
+    cynic__hs_store_put(&x->req_store, x->req_store_cap);
+  }
+  if (x->res_store != NULL) {
+    cynic__http_msg_next(&x->res);
+    cynic__hs_store_put(&x->res_store, x->res_store_cap);
+  }
+  if (xchg_cached < CYNIC__HS_XCHG_CACHE)
+    xchg_cache[xchg_cached++] = x;
+  else
+    free(x);
+}
+
 /* Heads are rendered here first (as large as the largest head allowed, kept
  * between requests), then copied into a write of their own size. */
 static char *scratch;
@@ -108,6 +142,8 @@ cynic__http_out_t cynic__hs_scratch(size_t cap) {
 }
 
 void cynic__http_free_caches(void) {
+  while (xchg_cached > 0)
+    free(xchg_cache[--xchg_cached]);
   while (store_cached > 0)
     free(store_cache[--store_cached].p);
   free(scratch);
@@ -115,14 +151,9 @@ void cynic__http_free_caches(void) {
   scratch_cap = 0;
 }
 
-static void req_parser_reset(cynic__http_conn_t *c) {
-  cynic__http_msg_next(&c->req);
-  cynic__hs_store_put(&c->req_store, c->req_store_cap);
-}
-
 void cynic__hs_res_reset(cynic__http_conn_t *c) {
-  cynic__http_msg_next(&c->res);
-  cynic__hs_store_put(&c->res_store, c->res_store_cap);
+  cynic__http_msg_next(&c->x->res);
+  cynic__hs_store_put(&c->x->res_store, c->x->res_store_cap);
 }
 
 size_t cynic__hs_fields(const cynic__http_msg_t *m, cynic__http_hfield_t *fields) {
@@ -136,36 +167,36 @@ size_t cynic__hs_fields(const cynic__http_msg_t *m, cynic__http_hfield_t *fields
 /* ---- the report of one request --------------------------------------------- */
 
 void cynic__hs_report(cynic__http_conn_t *c) {
-  if (c->reported || c->start_us == 0)
+  if (c->x == NULL || c->x->reported || c->x->start_us == 0)
     return;
-  c->reported = true;
-  if (!c->started) {
-    c->started = true;
+  c->x->reported = true;
+  if (!c->x->started) {
+    c->x->started = true;
     cynic__metrics_conn_started(c->base.upstream);
   }
-  const cynic__http_msg_t *m = &c->req;
+  const cynic__http_msg_t *m = &c->x->req;
   cynic__conn_report_t r = {
       .listener = c->base.listener,
       .upstream = c->base.upstream,
-      .endpoint = c->attempt.endpoint,
-      .outcome = c->has_outcome ? c->outcome : CYNIC__OUT_OK,
-      .decision = c->decision,
+      .endpoint = c->x->attempt.endpoint,
+      .outcome = c->x->has_outcome ? c->x->outcome : CYNIC__OUT_OK,
+      .decision = c->x->decision,
       .ip = c->base.ip,
-      .accepted_us = c->start_us,
-      .connect_us = c->connect_us,
-      .connected_us = c->connected_us,
-      .first_byte_us = c->first_byte_us,
+      .accepted_us = c->x->start_us,
+      .connect_us = c->x->connect_us,
+      .connected_us = c->x->connected_us,
+      .first_byte_us = c->x->first_byte_us,
       .end_us = cynic__hs_now_us(),
-      .bytes_up = c->relay.up.bytes - c->bytes_up,
-      .bytes_down = c->relay.down.bytes - c->bytes_down,
-      .method = c->head_seen ? cynic__http_msg_method(m) : NULL,
-      .target = c->head_seen && c->req_store != NULL ? cynic__http_msg_at(m, m->target) : "",
-      .target_len = c->head_seen && c->req_store != NULL ? m->target.len : 0,
+      .bytes_up = c->relay.up.bytes - c->x->bytes_up,
+      .bytes_down = c->relay.down.bytes - c->x->bytes_down,
+      .method = c->x->head_seen ? cynic__http_msg_method(m) : NULL,
+      .target = c->x->head_seen && c->x->req_store != NULL ? cynic__http_msg_at(m, m->target) : "",
+      .target_len = c->x->head_seen && c->x->req_store != NULL ? m->target.len : 0,
       .http = true,
-      .status = c->status,
-      .upstream_status = c->upstream_status,
-      .answer = c->answer,
-      .request_id = c->rid[0] != '\0' ? c->rid : NULL,
+      .status = c->x->status,
+      .upstream_status = c->x->upstream_status,
+      .answer = c->x->answer,
+      .request_id = c->x->rid[0] != '\0' ? c->x->rid : NULL,
   };
   cynic__metrics_conn_done(&r);
 }
@@ -241,18 +272,18 @@ int cynic__hs_send(cynic__http_conn_t *c, const char *p, size_t len, bool to_cli
  * was read to its end. */
 void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uint64_t retry_after,
                       bool keep) {
-  bool close = !keep || !c->req_done || c->close_after || c->client_eof ||
-               c->base.listener->proxy->draining || !c->req.keep_alive;
-  c->status = status;
-  c->answer = reason;
+  bool close = !keep || !c->x->req_done || c->close_after || c->client_eof ||
+               c->base.listener->proxy->draining || !c->x->req.keep_alive;
+  c->x->status = status;
+  c->x->answer = reason;
   const cynic__config_listener_t *lc = c->base.listener->cfg;
   cynic__http_out_t o = cynic__hs_scratch(1024 + RID_MAX);
   cynic__http_answer_t a = {
       .status = status,
       .reason = reason,
       .upstream = c->base.upstream->cfg->name,
-      .request_id_header = c->rid[0] != '\0' ? lc->request_id_header : NULL,
-      .request_id = c->rid[0] != '\0' ? c->rid : NULL,
+      .request_id_header = c->x->rid[0] != '\0' ? lc->request_id_header : NULL,
+      .request_id = c->x->rid[0] != '\0' ? c->x->rid : NULL,
       .retry_after_s = retry_after,
       .close = close,
   };
@@ -306,7 +337,7 @@ void cynic__hs_arm(cynic__http_conn_t *c) {
   case HS_QUEUED:
   case HS_CONNECTING:
   case HS_EXCHANGE:
-    next = cynic__hx_next_deadline(&c->hx);
+    next = cynic__hx_next_deadline(&c->x->hx);
     break;
   default:
     return;
@@ -359,7 +390,7 @@ static void on_timer(uv_timer_t *t) {
   case HS_QUEUED:
   case HS_CONNECTING:
   case HS_EXCHANGE: {
-    cynic__hx_cause_t cause = cynic__hx_expired(&c->hx, now);
+    cynic__hx_cause_t cause = cynic__hx_expired(&c->x->hx, now);
     if (cause != CYNIC__HX_OK) {
       if (!cynic__hu_client_stall(c, cause, now))
         cynic__hu_fail(c, cause);
@@ -377,12 +408,10 @@ static void on_timer(uv_timer_t *t) {
 
 static void conn_free(cynic__http_conn_t *c) {
   cynic__proxy_t *p = c->base.listener->proxy;
-  cynic__attempt_end(&c->attempt);
+  cynic__hs_xchg_put(c);
   cynic__listener_release(c->base.listener, c->base.ip);
   cynic__session_remove(p, &c->base);
   cynic__relay_free(&c->relay);
-  cynic__hs_store_put(&c->req_store, c->req_store_cap);
-  cynic__hs_store_put(&c->res_store, c->res_store_cap);
   free(c);
   cynic__proxy_conn_gone(p);
 }
@@ -412,12 +441,14 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
   (void)why;
   cynic__hs_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
   if (c->state == HS_QUEUED)
-    cynic__admission_cancel(c->base.upstream, &c->waiter);
-  c->pend = NULL;
+    cynic__admission_cancel(c->base.upstream, &c->x->waiter);
   bool in_exchange = c->state == HS_QUEUED || c->state == HS_CONNECTING || c->state == HS_EXCHANGE;
   c->state = HS_CLOSING;
   cynic__relay_stop(&c->relay);
-  cynic__attempt_release(&c->attempt);
+  if (c->x != NULL) {
+    c->x->pend = NULL;
+    cynic__attempt_release(&c->x->attempt);
+  }
   cynic__hs_report(c); /* a request under way (or answered) gets its line */
   if (c->has_slot) {
     c->has_slot = false;
@@ -452,8 +483,8 @@ static void refuse(cynic__http_conn_t *c, int status, const char *reason, const 
   cynic__hs_outcome(c, CYNIC__EV_BAD_REQUEST);
   cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_BAD_REQUEST, "listener",
                      c->base.listener->cfg->name, NULL, rule);
-  if (c->start_us == 0)
-    c->start_us = cynic__hs_now_us();
+  if (c->x->start_us == 0)
+    c->x->start_us = cynic__hs_now_us();
   c->close_after = true;
   cynic__hs_answer(c, status, reason, 0, false);
 }
@@ -476,22 +507,22 @@ static const char *refusal_reason(int status) {
 /* The request head is complete: checks, then fail fast, the bulkhead, and
  * an attempt. */
 static void request_head(cynic__http_conn_t *c) {
-  cynic__http_msg_t *m = &c->req;
+  cynic__http_msg_t *m = &c->x->req;
   cynic__upstream_t *u = c->base.upstream;
   const cynic__config_listener_t *lc = c->base.listener->cfg;
-  c->head_seen = true;
-  c->req_done = m->body == CYNIC__HTTP_BODY_NONE; /* nothing more to read */
+  c->x->head_seen = true;
+  c->x->req_done = m->body == CYNIC__HTTP_BODY_NONE; /* nothing more to read */
   /* the request id: the client's when valid, else cynic's */
   size_t rlen = 0;
   const char *rid = cynic__http_msg_find(m, lc->request_id_header, &rlen);
   if (rid != NULL && rlen <= RID_MAX && cynic__http_request_id_valid(rid, rlen) &&
       cynic__http_msg_count(m, lc->request_id_header) == 1) {
-    memcpy(c->rid, rid, rlen);
-    c->rid[rlen] = '\0';
-    c->rid_made = false;
+    memcpy(c->x->rid, rid, rlen);
+    c->x->rid[rlen] = '\0';
+    c->x->rid_made = false;
   } else {
-    cynic__http_request_id_make(c->rid);
-    c->rid_made = true;
+    cynic__http_request_id_make(c->x->rid);
+    c->x->rid_made = true;
   }
   if (m->upgrade) {
     refuse(c, 501, "not_implemented", m->method == HTTP_CONNECT ? "CONNECT" : "Upgrade");
@@ -514,25 +545,25 @@ static void request_head(cynic__http_conn_t *c) {
     refuse(c, 413, "request_body_too_large", "Content-Length over max_request_body");
     return;
   }
-  c->started = true;
+  c->x->started = true;
   cynic__metrics_conn_started(u);
-  cynic__hx_start(&c->hx, u->cfg, cynic__hs_now_ms(c));
+  cynic__hx_start(&c->x->hx, u->cfg, cynic__hs_now_ms(c));
   if (!cynic__upstream_available(u)) {
     cynic__hs_outcome(c, CYNIC__EV_BREAKER_OPEN);
-    c->decision = "rejected";
+    c->x->decision = "rejected";
     cynic__proxy_event(&u->counters, CYNIC__EV_BREAKER_OPEN, "upstream", u->cfg->name, NULL, NULL);
-    cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
     c->state = HS_FINISHING;
     cynic__hs_answer(c, 503, "breaker_open", cynic__hu_retry_after_s(u), true);
     return;
   }
   bool queued = false;
   c->state = HS_QUEUED;
-  if (cynic__admission_enter(u, &c->waiter, cynic__hu_admitted, &queued) != 0) {
+  if (cynic__admission_enter(u, &c->x->waiter, cynic__hu_admitted, &queued) != 0) {
     c->state = HS_FINISHING;
     cynic__hs_outcome(c, CYNIC__EV_BULKHEAD_FULL);
     cynic__proxy_event(&u->counters, CYNIC__EV_BULKHEAD_FULL, "upstream", u->cfg->name, NULL, NULL);
-    cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
     cynic__hs_answer(c, 503, "bulkhead_full", 1, true);
     return;
   }
@@ -553,10 +584,10 @@ static void parse_head(cynic__http_conn_t *c) {
     if (cynic__relay_held(d, spans) == 0)
       return;
     size_t used = 0;
-    int rc = cynic__http_msg_feed(&c->req, spans[0].base, spans[0].len, &used);
+    int rc = cynic__http_msg_feed(&c->x->req, spans[0].base, spans[0].len, &used);
     if (rc < 0) {
-      int status = c->req.error_status != 0 ? c->req.error_status : 400;
-      refuse(c, status, refusal_reason(status), c->req.error_reason);
+      int status = c->x->req.error_status != 0 ? c->x->req.error_status : 400;
+      refuse(c, status, refusal_reason(status), c->x->req.error_reason);
       return;
     }
     if (cynic__relay_skip(d, used) != 0) { /* head bytes: the rewritten head goes out */
@@ -579,18 +610,9 @@ void cynic__hs_next_request(cynic__http_conn_t *c) {
     return;
   }
   cynic__hs_report(c);
-  if (c->req_store != NULL)
-    req_parser_reset(c);
+  cynic__hs_xchg_put(c); /* an idle connection holds no exchange */
   c->state = HS_IDLE;
   c->idle_since_ms = cynic__hs_now_ms(c);
-  c->req_done = c->reusable = c->res_head_done = c->reported = c->has_outcome = false;
-  c->started = c->head_seen = c->uc_pooled = c->stale_retried = false;
-  c->status = c->upstream_status = 0;
-  c->answer = NULL;
-  c->decision = NULL;
-  c->rid[0] = '\0';
-  c->start_us = c->connect_us = c->connected_us = c->first_byte_us = 0;
-  c->body_bytes = c->stall_since_ms = 0;
   if (c->relay.up.held > 0)
     client_data(c); /* a pipelined request is waiting */
   else
@@ -602,20 +624,26 @@ static void client_data(cynic__http_conn_t *c) {
   switch (c->state) {
   case HS_IDLE: {
     const cynic__config_listener_t *lc = c->base.listener->cfg;
+    c->x = cynic__hs_xchg_take(c);
+    if (c->x == NULL) {
+      cynic__log_event(CYNIC_LOG_ERROR, "out_of_memory", "out of memory for a request", NULL);
+      cynic__hs_close(c, true, "out_of_memory");
+      return;
+    }
     cynic__http_msg_limits_t ql = {.max_head = (size_t)lc->max_request_head,
                                    .max_fields = CYNIC__HTTP_MSG_MAX_FIELDS};
-    cynic__http_msg_init(&c->req, CYNIC__HTTP_REQUEST, &ql);
-    c->req_store_cap = cynic__http_msg_store_size(&ql);
-    c->req_store = cynic__hs_store_take(c->req_store_cap);
-    if (c->req_store == NULL ||
-        cynic__http_msg_begin(&c->req, c->req_store, c->req_store_cap) != 0) {
+    cynic__http_msg_init(&c->x->req, CYNIC__HTTP_REQUEST, &ql);
+    c->x->req_store_cap = cynic__http_msg_store_size(&ql);
+    c->x->req_store = cynic__hs_store_take(c->x->req_store_cap);
+    if (c->x->req_store == NULL ||
+        cynic__http_msg_begin(&c->x->req, c->x->req_store, c->x->req_store_cap) != 0) {
       cynic__hs_close(c, true, "out_of_memory");
       return;
     }
     c->state = HS_HEAD;
-    c->start_us = cynic__hs_now_us();
-    c->bytes_up = c->relay.up.bytes;
-    c->bytes_down = c->relay.down.bytes;
+    c->x->start_us = cynic__hs_now_us();
+    c->x->bytes_up = c->relay.up.bytes;
+    c->x->bytes_down = c->relay.down.bytes;
     c->head_deadline_ms = cynic__hs_now_ms(c) + cynic__config_ms(lc->header_timeout_ns);
     cynic__hs_arm(c);
     parse_head(c);
@@ -625,7 +653,7 @@ static void client_data(cynic__http_conn_t *c) {
     parse_head(c);
     return;
   case HS_EXCHANGE:
-    if (!c->req_done)
+    if (!c->x->req_done)
       cynic__hu_request_body(c); /* behind the head's write: libuv keeps the order */
     return;
   default:
@@ -637,10 +665,10 @@ static void client_data(cynic__http_conn_t *c) {
 
 static void relay_first_bytes(cynic__relay_t *r, cynic__relay_dir_t *d) {
   cynic__http_conn_t *c = cynic__hs_of_relay(r);
-  if (d == &r->down && c->first_byte_us == 0) {
-    c->first_byte_us = cynic__hs_now_us();
+  if (d == &r->down && c->x != NULL && c->x->first_byte_us == 0) {
+    c->x->first_byte_us = cynic__hs_now_us();
     cynic__metrics_first_byte(c->base.upstream,
-                              c->first_byte_us >= c->connected_us ? c->first_byte_us - c->connected_us
+                              c->x->first_byte_us >= c->x->connected_us ? c->x->first_byte_us - c->x->connected_us
                                                                   : 0);
   }
 }
@@ -652,8 +680,8 @@ static void relay_data(cynic__relay_t *r, cynic__relay_dir_t *d) {
     return;
   }
   if (c->state == HS_EXCHANGE) {
-    if (c->first_byte_us == 0)
-      c->first_byte_us = cynic__hs_now_us();
+    if (c->x->first_byte_us == 0)
+      c->x->first_byte_us = cynic__hs_now_us();
     cynic__hu_response_data(c);
     return;
   }
@@ -669,7 +697,7 @@ static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
       cynic__hs_close(c, false, "client_closed");
     } else if (c->state == HS_HEAD) {
       cynic__hs_close(c, false, "client_closed_mid_head");
-    } else if (!c->req_done && (c->state == HS_EXCHANGE || c->state == HS_CONNECTING ||
+    } else if (c->x != NULL && !c->x->req_done && (c->state == HS_EXCHANGE || c->state == HS_CONNECTING ||
                                 c->state == HS_QUEUED)) {
       cynic__hu_fail(c, CYNIC__HX_CLIENT_GONE); /* the request was cut short */
     }
@@ -678,8 +706,8 @@ static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
   /* the upstream closed */
   if (c->state != HS_EXCHANGE)
     return;
-  c->reusable = false;
-  if (c->res_head_done && cynic__http_msg_eof(&c->res) == CYNIC__HTTP_DONE) {
+  c->x->reusable = false;
+  if (c->x->res_head_done && cynic__http_msg_eof(&c->x->res) == CYNIC__HTTP_DONE) {
     cynic__hu_response_end(c);
     return;
   }
@@ -785,7 +813,7 @@ static void session_close(cynic__session_t *s, const char *why) {
 
 static bool session_uses_endpoint(const cynic__session_t *s, const cynic__endpoint_t *e) {
   const cynic__http_conn_t *c = cynic__container_of(s, cynic__http_conn_t, base);
-  return c->attempt.endpoint == e && c->state != HS_CLOSING;
+  return c->x != NULL && c->x->attempt.endpoint == e && c->state != HS_CLOSING;
 }
 
 static void session_drain(cynic__session_t *s) {

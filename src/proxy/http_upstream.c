@@ -37,7 +37,7 @@ uint64_t cynic__hu_retry_after_s(const cynic__upstream_t *u) {
 
 /* The breaker's event for a failed exchange, by cause. */
 static cynic__event_t cause_event(const cynic__http_conn_t *c, cynic__hx_cause_t cause) {
-  bool answered = c->first_byte_us != 0;
+  bool answered = c->x->first_byte_us != 0;
   switch (cause) {
   case CYNIC__HX_CONNECT_REFUSED:
     return CYNIC__EV_CONNECT_REFUSED;
@@ -97,21 +97,21 @@ static bool upstream_quiet(const cynic__http_conn_t *c) {
 void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
   cynic__upstream_t *u = c->base.upstream;
   if (c->state == HS_QUEUED)
-    cynic__admission_cancel(u, &c->waiter);
-  cynic__attempt_release(&c->attempt);
-  if (!c->req_done)
+    cynic__admission_cancel(u, &c->x->waiter);
+  cynic__attempt_release(&c->x->attempt);
+  if (!c->x->req_done)
     c->close_after = true; /* the rest of the request was never read */
   if (c->uc != NULL) {
     if (upstream_quiet(c))
-      upstream_release(c, reuse && c->req_done);
+      upstream_release(c, reuse && c->x->req_done);
     else
       c->close_after = true; /* the request is still going out: close with the connection */
   }
-  if (c->res_store != NULL)
+  if (c->x->res_store != NULL)
     cynic__hs_res_reset(c); /* a failed exchange: its store goes back too */
   cynic__hs_report(c);
-  cynic__attempt_end(&c->attempt);
-  memset(&c->attempt, 0, sizeof c->attempt);
+  cynic__attempt_end(&c->x->attempt);
+  memset(&c->x->attempt, 0, sizeof c->x->attempt);
   if (c->has_slot) {
     c->has_slot = false;
     cynic__admission_leave(u); /* may start queued requests */
@@ -129,20 +129,20 @@ bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint
    * upstream holds a half request, the bulkhead a slot); a slow reader goes
    * on while it takes something within the listener's idle timeout (a slow
    * network is not an error), and is cut past it. */
-  bool body_wanted = !c->req_done && !c->req_head_out && c->relay.up.held == 0 &&
+  bool body_wanted = !c->x->req_done && !c->req_head_out && c->relay.up.held == 0 &&
                      cynic__relay_drained(&c->relay.up);
-  bool client_behind = c->hx.response_started &&
+  bool client_behind = c->x->hx.response_started &&
                        (c->res_head_out > 0 || !cynic__relay_drained(&c->relay.down));
   if (!body_wanted && !client_behind)
     return false;
   if (client_behind) {
     uint64_t limit = cynic__config_ms(c->base.listener->cfg->idle_timeout_ns);
-    if (c->stall_since_ms == 0 || c->relay.down.bytes != c->stall_bytes) {
+    if (c->x->stall_since_ms == 0 || c->relay.down.bytes != c->stall_bytes) {
       c->stall_bytes = c->relay.down.bytes; /* it took something: a new period */
-      c->stall_since_ms = now_ms;
+      c->x->stall_since_ms = now_ms;
     }
-    if (limit == 0 || now_ms - c->stall_since_ms < limit) {
-      cynic__hx_io(&c->hx, now_ms); /* look again after another idle period */
+    if (limit == 0 || now_ms - c->x->stall_since_ms < limit) {
+      cynic__hx_io(&c->x->hx, now_ms); /* look again after another idle period */
       cynic__hs_arm(c);
       return true;
     }
@@ -151,9 +151,9 @@ bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint
                      c->base.listener->cfg->name, NULL,
                      body_wanted ? "request body" : "reading the response");
   cynic__hs_outcome(c, CYNIC__EV_CLIENT_TIMEOUT);
-  c->pend = NULL;
-  bool started = c->hx.response_started;
-  cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE); /* the permit goes back unused */
+  c->x->pend = NULL;
+  bool started = c->x->hx.response_started;
+  cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE); /* the permit goes back unused */
   cynic__hu_exchange_end(c, false);
   if (c->state == HS_CLOSING)
     return true;
@@ -168,11 +168,11 @@ bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint
 
 /* The exchange failed with `cause` (hx decides what the client gets). */
 void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
-  c->pend = NULL; /* a head never sent: the client may still get cynic's answer */
-  cynic__hx_outcome_t o = cynic__hx_fail(&c->hx, cause);
+  c->x->pend = NULL; /* a head never sent: the client may still get cynic's answer */
+  cynic__hx_outcome_t o = cynic__hx_fail(&c->x->hx, cause);
   cynic__event_t ev = cause_event(c, cause);
-  if (o.fault && c->attempt.endpoint != NULL) {
-    cynic__attempt_fault(&c->attempt, ev, cause == CYNIC__HX_OK ? NULL : cynic__hx_cause_name(cause));
+  if (o.fault && c->x->attempt.endpoint != NULL) {
+    cynic__attempt_fault(&c->x->attempt, ev, cause == CYNIC__HX_OK ? NULL : cynic__hx_cause_name(cause));
     cynic__hs_outcome(c, (int)ev);
   } else if (cause == CYNIC__HX_LOCAL_ERROR) {
     cynic__hs_outcome(c, CYNIC__EV_LOCAL_ERROR);
@@ -181,7 +181,7 @@ void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
   } else {
     cynic__hs_outcome(c, o.reset ? CYNIC__OUT_RESET : (int)ev);
   }
-  c->reusable = false;
+  c->x->reusable = false;
   if (cause == CYNIC__HX_CLIENT_GONE) {
     cynic__hs_close(c, true, "client_gone");
     return;
@@ -198,23 +198,23 @@ void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
 }
 
 void cynic__hu_response_end(cynic__http_conn_t *c) {
-  bool success = cynic__hx_response_end(&c->hx);
+  bool success = cynic__hx_response_end(&c->x->hx);
   if (success)
-    cynic__attempt_success(&c->attempt);
-  cynic__http_msg_t *m = &c->res;
+    cynic__attempt_success(&c->x->attempt);
+  cynic__http_msg_t *m = &c->x->res;
   if (!m->keep_alive || m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
-    c->reusable = false;
+    c->x->reusable = false;
   if (m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
     c->close_after = true; /* the client knows the end by the close */
   if (c->relay.down.held > 0) {
-    c->reusable = false; /* bytes nobody asked for: never reuse */
+    c->x->reusable = false; /* bytes nobody asked for: never reuse */
     cynic__relay_drop_held(&c->relay.down);
   }
   cynic__hs_res_reset(c);
   c->state = HS_FINISHING;
   c->idle_since_ms = cynic__hs_now_ms(c);
   c->stall_bytes = c->relay.down.bytes;
-  cynic__hu_exchange_end(c, c->reusable);
+  cynic__hu_exchange_end(c, c->x->reusable);
   if (c->state == HS_CLOSING)
     return;
   if (!c->res_head_out && cynic__relay_drained(&c->relay.down))
@@ -224,10 +224,10 @@ void cynic__hu_response_end(cynic__http_conn_t *c) {
 }
 
 static void response_head(cynic__http_conn_t *c) {
-  cynic__http_msg_t *m = &c->res;
+  cynic__http_msg_t *m = &c->x->res;
   size_t ctlen = 0;
   const char *ct = cynic__http_msg_find(m, "content-type", &ctlen);
-  bool has_body = cynic__http_response_has_body(c->req.method, m->status);
+  bool has_body = cynic__http_response_has_body(c->x->req.method, m->status);
   int64_t cl = m->body == CYNIC__HTTP_BODY_LENGTH ? (int64_t)m->content_length
                : has_body && m->body != CYNIC__HTTP_BODY_NONE ? -1
                                                                : 0;
@@ -236,8 +236,8 @@ static void response_head(cynic__http_conn_t *c) {
     return;
   }
   if (!cynic__http_status_interim(m->status))
-    c->upstream_status = m->status;
-  if (m->body == CYNIC__HTTP_BODY_CHUNKED && c->req.version_minor == 0) {
+    c->x->upstream_status = m->status;
+  if (m->body == CYNIC__HTTP_BODY_CHUNKED && c->x->req.version_minor == 0) {
     /* RFC 9112 6.1: no Transfer-Encoding in answer to an HTTP/1.0 request
      * (cynic sends a 1.0 client's request as 1.0): its client cannot read
      * chunks, and cynic forwards bodies raw */
@@ -245,14 +245,14 @@ static void response_head(cynic__http_conn_t *c) {
     return;
   }
   cynic__hx_cause_t cause =
-      cynic__hx_response_head(&c->hx, m->status, has_body, ct, ctlen, cl, cynic__hs_now_ms(c));
+      cynic__hx_response_head(&c->x->hx, m->status, has_body, ct, ctlen, cl, cynic__hs_now_ms(c));
   if (cause == CYNIC__HX_UNEXPECTED_TYPE || cause == CYNIC__HX_RESPONSE_TOO_LARGE) {
     cynic__hu_fail(c, cause);
     return;
   }
   if (cause == CYNIC__HX_UNEXPECTED_STATUS) {
     cynic__event_t ev = CYNIC__EV_UNEXPECTED_STATUS;
-    cynic__attempt_fault(&c->attempt, ev, NULL);
+    cynic__attempt_fault(&c->x->attempt, ev, NULL);
     cynic__hs_outcome(c, (int)ev);
   }
   if (m->upgrade) { /* 101 or a 2xx to CONNECT: never asked for (501 first) */
@@ -261,10 +261,10 @@ static void response_head(cynic__http_conn_t *c) {
   }
   bool interim = cynic__http_status_interim(m->status);
   if (!interim) {
-    c->status = m->status;
-    c->res_head_done = true;
+    c->x->status = m->status;
+    c->x->res_head_done = true;
     if (!m->keep_alive || m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
-      c->reusable = false;
+      c->x->reusable = false;
     if (m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
       c->close_after = true;
   }
@@ -279,13 +279,13 @@ static void response_head(cynic__http_conn_t *c) {
       .fields = fields,
       .nfields = n,
   };
-  bool close = !interim && (c->close_after || !c->req.keep_alive || c->client_eof ||
+  bool close = !interim && (c->close_after || !c->x->req.keep_alive || c->client_eof ||
                             c->base.listener->proxy->draining);
   if (close)
     c->close_after = true;
   size_t cap = (size_t)c->base.upstream->cfg->http.max_header_bytes + 256;
   cynic__http_out_t o = cynic__hs_scratch(cap + CYNIC__HS_COPY_BODY);
-  int rc = o.p != NULL ? cynic__http_write_response(&o, &h, close, c->req.version_minor)
+  int rc = o.p != NULL ? cynic__http_write_response(&o, &h, close, c->x->req.version_minor)
                        : CYNIC_ENOMEM;
   if (rc != 0) {
     cynic__hu_fail(c, rc == CYNIC_EINVAL ? CYNIC__HX_BAD_RESPONSE : CYNIC__HX_LOCAL_ERROR);
@@ -293,9 +293,9 @@ static void response_head(cynic__http_conn_t *c) {
   }
   if (!interim) {
     /* held back until the body bytes that came with it are behind it */
-    c->pend = o.p;
-    c->pend_len = o.len;
-    c->pend_cap = o.len + CYNIC__HS_COPY_BODY;
+    c->x->pend = o.p;
+    c->x->pend_len = o.len;
+    c->x->pend_cap = o.len + CYNIC__HS_COPY_BODY;
     cynic__hs_arm(c);
     return;
   }
@@ -304,7 +304,7 @@ static void response_head(cynic__http_conn_t *c) {
     cynic__hs_close(c, true, "client_write_error");
     return;
   }
-  cynic__hx_response_started(&c->hx);
+  cynic__hx_response_started(&c->x->hx);
   cynic__hs_arm(c);
 }
 
@@ -314,16 +314,16 @@ static void response_head(cynic__http_conn_t *c) {
  * it): from now on the response has started. False when the connection
  * closed. */
 static bool pend_flush(cynic__http_conn_t *c) {
-  if (c->pend == NULL)
+  if (c->x->pend == NULL)
     return true;
-  const char *p = c->pend;
-  c->pend = NULL;
+  const char *p = c->x->pend;
+  c->x->pend = NULL;
   bool queued;
-  if (cynic__hs_send(c, p, c->pend_len, true, false, &queued) != 0) {
+  if (cynic__hs_send(c, p, c->x->pend_len, true, false, &queued) != 0) {
     cynic__hs_close(c, true, "client_write_error");
     return false;
   }
-  cynic__hx_response_started(&c->hx);
+  cynic__hx_response_started(&c->x->hx);
   return true;
 }
 
@@ -342,12 +342,12 @@ static void response_data(cynic__http_conn_t *c) {
     unsigned int ns = cynic__relay_held(d, spans);
     size_t len = ns > 0 ? spans[0].len : 0;
     size_t used = 0;
-    int rc = cynic__http_msg_feed(&c->res, ns > 0 ? spans[0].base : "", len, &used);
+    int rc = cynic__http_msg_feed(&c->x->res, ns > 0 ? spans[0].base : "", len, &used);
     if (rc < 0) {
       cynic__hu_fail(c, CYNIC__HX_BAD_RESPONSE);
       return;
     }
-    if (!c->res_head_done) {
+    if (!c->x->res_head_done) {
       if (cynic__relay_skip(d, used) != 0) {
         cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
         return;
@@ -359,20 +359,20 @@ static void response_data(cynic__http_conn_t *c) {
         continue;
       }
       if (rc == CYNIC__HTTP_DONE) { /* an interim response ended: the final one follows */
-        cynic__http_msg_next(&c->res);
-        cynic__http_msg_begin(&c->res, c->res_store, c->res_store_cap);
+        cynic__http_msg_next(&c->x->res);
+        cynic__http_msg_begin(&c->x->res, c->x->res_store, c->x->res_store_cap);
         continue;
       }
       return; /* BODY before a final head cannot happen */
     }
     if (used > 0) {
-      if (cynic__hx_response_body(&c->hx, used, cynic__hs_now_ms(c)) != CYNIC__HX_OK) {
+      if (cynic__hx_response_body(&c->x->hx, used, cynic__hs_now_ms(c)) != CYNIC__HX_OK) {
         cynic__hu_fail(c, CYNIC__HX_RESPONSE_TOO_LARGE);
         return;
       }
-      if (c->pend != NULL && c->pend_len + used <= c->pend_cap && d->len == d->held) {
-        memcpy(c->pend + c->pend_len, spans[0].base, used); /* behind its head */
-        c->pend_len += used;
+      if (c->x->pend != NULL && c->x->pend_len + used <= c->x->pend_cap && d->len == d->held) {
+        memcpy(c->x->pend + c->x->pend_len, spans[0].base, used); /* behind its head */
+        c->x->pend_len += used;
         cynic__relay_skip(d, used);
       } else {
         if (!pend_flush(c))
@@ -396,52 +396,52 @@ static void response_data(cynic__http_conn_t *c) {
 void cynic__hu_request_body(cynic__http_conn_t *c) {
   cynic__relay_dir_t *d = &c->relay.up;
   uint64_t max = c->base.listener->cfg->max_request_body;
-  while (!c->req_done && c->state == HS_EXCHANGE) {
+  while (!c->x->req_done && c->state == HS_EXCHANGE) {
     uv_buf_t spans[2];
     unsigned int ns = cynic__relay_held(d, spans);
     size_t used = 0;
-    int rc = cynic__http_msg_feed(&c->req, ns > 0 ? spans[0].base : "", ns > 0 ? spans[0].len : 0,
+    int rc = cynic__http_msg_feed(&c->x->req, ns > 0 ? spans[0].base : "", ns > 0 ? spans[0].len : 0,
                                   &used);
     if (rc < 0) {
       /* A bad chunk: the client's fault, not the endpoint's. */
       cynic__hs_outcome(c, CYNIC__EV_BAD_REQUEST);
       cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_BAD_REQUEST, "listener",
-                         c->base.listener->cfg->name, NULL, c->req.error_reason);
-      cynic__hx_outcome_t o = cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+                         c->base.listener->cfg->name, NULL, c->x->req.error_reason);
+      cynic__hx_outcome_t o = cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
       (void)o;
       c->close_after = true;
       cynic__hu_exchange_end(c, false);
       if (c->state == HS_CLOSING)
         return;
-      if (c->hx.response_started || c->res_head_out)
+      if (c->x->hx.response_started || c->res_head_out)
         cynic__hs_close(c, true, "bad_request_body");
       else
         cynic__hs_answer(c, 400, "bad_request", 0, false);
       return;
     }
-    c->body_bytes += used;
-    if (max > 0 && c->body_bytes > max) {
+    c->x->body_bytes += used;
+    if (max > 0 && c->x->body_bytes > max) {
       cynic__hs_outcome(c, CYNIC__EV_BAD_REQUEST);
-      cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+      cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
       c->close_after = true;
       cynic__hu_exchange_end(c, false);
       if (c->state == HS_CLOSING)
         return;
-      if (c->hx.response_started || c->res_head_out)
+      if (c->x->hx.response_started || c->res_head_out)
         cynic__hs_close(c, true, "request_body_too_large");
       else
         cynic__hs_answer(c, 413, "request_body_too_large", 0, false);
       return;
     }
     if (used > 0) {
-      cynic__hx_io(&c->hx, cynic__hs_now_ms(c));
+      cynic__hx_io(&c->x->hx, cynic__hs_now_ms(c));
       cynic__relay_release(d, used);
       if (c->state != HS_EXCHANGE)
         return;
     }
     if (rc == CYNIC__HTTP_DONE) {
-      c->req_done = true;
-      cynic__hx_request_sent(&c->hx, cynic__hs_now_ms(c));
+      c->x->req_done = true;
+      cynic__hx_request_sent(&c->x->hx, cynic__hs_now_ms(c));
       cynic__hs_arm(c);
       return;
     }
@@ -453,27 +453,27 @@ void cynic__hu_request_body(cynic__http_conn_t *c) {
 /* The upstream connection is ready (connected or pooled): the request goes
  * out, and its response parser is set up. */
 static void request_out(cynic__http_conn_t *c) {
-  cynic__http_msg_t *m = &c->req;
+  cynic__http_msg_t *m = &c->x->req;
   const cynic__config_listener_t *lc = c->base.listener->cfg;
   const cynic__config_upstream_t *uc = c->base.upstream->cfg;
-  c->connected_us = cynic__hs_now_us();
+  c->x->connected_us = cynic__hs_now_us();
   cynic__relay_attach(&c->relay, cynic__upconn_stream(c->uc), c->uc->reading);
   c->uc->reading = true;
-  cynic__hx_connected(&c->hx, cynic__hs_now_ms(c));
+  cynic__hx_connected(&c->x->hx, cynic__hs_now_ms(c));
   c->state = HS_EXCHANGE;
   /* the response's parser */
   cynic__http_msg_limits_t rl = {.max_head = (size_t)uc->http.max_header_bytes,
                                  .max_fields = CYNIC__HTTP_MSG_MAX_FIELDS};
-  cynic__http_msg_init(&c->res, CYNIC__HTTP_RESPONSE, &rl);
-  c->res_store_cap = cynic__http_msg_store_size(&rl);
-  c->res_store = cynic__hs_store_take(c->res_store_cap);
-  if (c->res_store == NULL ||
-      cynic__http_msg_begin(&c->res, c->res_store, c->res_store_cap) != 0) {
+  cynic__http_msg_init(&c->x->res, CYNIC__HTTP_RESPONSE, &rl);
+  c->x->res_store_cap = cynic__http_msg_store_size(&rl);
+  c->x->res_store = cynic__hs_store_take(c->x->res_store_cap);
+  if (c->x->res_store == NULL ||
+      cynic__http_msg_begin(&c->x->res, c->x->res_store, c->x->res_store_cap) != 0) {
     cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
     return;
   }
-  cynic__http_msg_expect(&c->res, m->method);
-  c->res_head_done = false;
+  cynic__http_msg_expect(&c->x->res, m->method);
+  c->x->res_head_done = false;
   /* the request head, rebuilt */
   cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
   size_t n = cynic__hs_fields(m, fields);
@@ -497,7 +497,7 @@ static void request_out(cynic__http_conn_t *c) {
       .forwarded = lc->forwarded,
       .client_ip = ip,
       .request_id_header = lc->request_id_header,
-      .request_id = c->rid_made ? c->rid : NULL,
+      .request_id = c->x->rid_made ? c->x->rid : NULL,
   };
   size_t cap = (size_t)lc->max_request_head + 512 + RID_MAX + INET6_ADDRSTRLEN;
   cynic__http_out_t o = cynic__hs_scratch(cap);
@@ -510,9 +510,9 @@ static void request_out(cynic__http_conn_t *c) {
     cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET);
     return;
   }
-  cynic__hx_io(&c->hx, cynic__hs_now_ms(c));
-  if (c->req_done)
-    cynic__hx_request_sent(&c->hx, cynic__hs_now_ms(c)); /* no body: the head was all */
+  cynic__hx_io(&c->x->hx, cynic__hs_now_ms(c));
+  if (c->x->req_done)
+    cynic__hx_request_sent(&c->x->hx, cynic__hs_now_ms(c)); /* no body: the head was all */
   else
     cynic__hu_request_body(c);
   if (c->state == HS_EXCHANGE)
@@ -530,33 +530,33 @@ static void on_connect(cynic__upconn_t *uc, int status) {
     return;
   }
   uint64_t t = cynic__hs_now_us();
-  cynic__metrics_connected(c->base.upstream, t >= c->connect_us ? t - c->connect_us : 0);
+  cynic__metrics_connected(c->base.upstream, t >= c->x->connect_us ? t - c->x->connect_us : 0);
   request_out(c);
 }
 
 /* A slot is held: pick an endpoint, then a pooled connection or a new one. */
 void cynic__hu_attempt(cynic__http_conn_t *c) {
   cynic__upstream_t *u = c->base.upstream;
-  int rc = cynic__attempt_start(u, &c->attempt);
+  int rc = cynic__attempt_start(u, &c->x->attempt);
   if (rc != 0) {
     cynic__event_t ev = rc == CYNIC_EOPEN ? CYNIC__EV_BREAKER_OPEN : CYNIC__EV_UNRESOLVED;
     cynic__hs_outcome(c, (int)ev);
     cynic__proxy_event(&u->counters, ev, "upstream", u->cfg->name, NULL, NULL);
-    cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
     cynic__hu_exchange_end(c, false);
     if (c->state != HS_CLOSING)
       cynic__hs_answer(c, 503, cynic__event_key(ev), rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1, true);
     return;
   }
-  cynic__endpoint_t *e = c->attempt.endpoint;
-  c->decision = cynic_breaker_state_name(c->attempt.permit.state);
+  cynic__endpoint_t *e = c->x->attempt.endpoint;
+  c->x->decision = cynic_breaker_state_name(c->x->attempt.permit.state);
   uint64_t now = cynic__hs_now_ms(c);
-  cynic__hx_connecting(&c->hx, now);
-  c->reusable = true;
+  cynic__hx_connecting(&c->x->hx, now);
+  c->x->reusable = true;
   cynic__upconn_t *pooled = cynic__pool_take(e, now);
   if (pooled != NULL) {
     c->uc = pooled;
-    c->uc_pooled = true;
+    c->x->uc_pooled = true;
     pooled->handle.data = &c->relay;
     request_out(c);
     return;
@@ -566,14 +566,14 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
 
 /* A new connection to `e` for the current request. */
 static void connect_new(cynic__http_conn_t *c, cynic__endpoint_t *e) {
-  c->uc_pooled = false;
+  c->x->uc_pooled = false;
   c->uc = cynic__upconn_new();
   if (c->uc == NULL) {
     cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
     return;
   }
   c->state = HS_CONNECTING;
-  c->connect_us = cynic__hs_now_us();
+  c->x->connect_us = cynic__hs_now_us();
   int rc = cynic__upconn_connect(c->uc, c->client.loop, e, &c->relay, on_connect);
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
     cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
@@ -592,11 +592,11 @@ bool cynic__hu_stale_retry(cynic__http_conn_t *c) {
    * (its head is rebuilt from the parsed parts): it goes once more, on a new
    * connection to the same endpoint, with the same slot and permit; not a
    * fault (the connection was stale, not the endpoint down). */
-  if (!c->uc_pooled || c->stale_retried || c->first_byte_us != 0 || c->res_head_done ||
-      c->req.body != CYNIC__HTTP_BODY_NONE || c->state != HS_EXCHANGE || c->req_head_out)
+  if (!c->x->uc_pooled || c->x->stale_retried || c->x->first_byte_us != 0 || c->x->res_head_done ||
+      c->x->req.body != CYNIC__HTTP_BODY_NONE || c->state != HS_EXCHANGE || c->req_head_out)
     return false;
-  c->stale_retried = true;
-  c->attempt.endpoint->pool_discarded++;
+  c->x->stale_retried = true;
+  c->x->attempt.endpoint->pool_discarded++;
   cynic__upconn_t *uc = c->uc;
   c->uc = NULL;
   cynic__relay_detach(&c->relay);
@@ -605,13 +605,13 @@ bool cynic__hu_stale_retry(cynic__http_conn_t *c) {
   uc->handle.data = NULL;
   cynic__upconn_close(uc, true, cynic__upconn_free_cb);
   cynic__hs_res_reset(c);
-  cynic__hx_connecting(&c->hx, cynic__hs_now_ms(c));
-  connect_new(c, c->attempt.endpoint);
+  cynic__hx_connecting(&c->x->hx, cynic__hs_now_ms(c));
+  connect_new(c, c->x->attempt.endpoint);
   return true;
 }
 
 void cynic__hu_admitted(cynic__waiter_t *w, int status) {
-  cynic__http_conn_t *c = cynic__container_of(w, cynic__http_conn_t, waiter);
+  cynic__http_conn_t *c = cynic__container_of(w, cynic__http_xchg_t, waiter)->c;
   if (c->state != HS_QUEUED)
     return;
   c->state = HS_CONNECTING; /* not queued any more, not yet connecting */
@@ -619,7 +619,7 @@ void cynic__hu_admitted(cynic__waiter_t *w, int status) {
     cynic__upstream_t *u = c->base.upstream;
     cynic__hs_outcome(c, CYNIC__EV_QUEUE_TIMEOUT);
     cynic__proxy_event(&u->counters, CYNIC__EV_QUEUE_TIMEOUT, "upstream", u->cfg->name, NULL, NULL);
-    cynic__hx_fail(&c->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
     cynic__hu_exchange_end(c, false);
     if (c->state != HS_CLOSING)
       cynic__hs_answer(c, 503, "queue_timeout", 0, true);
