@@ -128,7 +128,8 @@ int cynic__http_write_request(cynic__http_out_t *o, const cynic__http_head_t *h,
                          : f->forwarded == CYNIC__FORWARDED_RFC7239 ? "Forwarded"
                                                                     : NULL;
   bool ok = put(o, h->method, h->method_len) && put(o, " ", 1) &&
-            put(o, h->target, h->target_len) && printf_(o, " HTTP/1.%d\r\n", h->minor);
+            put(o, h->target, h->target_len) &&
+            puts_(o, h->minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
   size_t earlier = 0; /* values of fwd_name already there, joined on one line below */
   for (size_t i = 0; ok && i < h->nfields; i++) {
     const cynic__http_hfield_t *hf = &h->fields[i];
@@ -154,25 +155,36 @@ int cynic__http_write_request(cynic__http_out_t *o, const cynic__http_head_t *h,
   if (ok && f->request_id != NULL)
     ok = field(o, f->request_id_header, strlen(f->request_id_header), f->request_id,
                strlen(f->request_id));
-  ok = ok && printf_(o, "Via: 1.%d cynic\r\n\r\n", h->minor);
+  ok = ok && puts_(o, h->minor == 0 ? "Via: 1.0 cynic\r\n\r\n" : "Via: 1.1 cynic\r\n\r\n");
   return ok ? 0 : CYNIC_ERANGE;
 }
 
 /* ---- the response toward the client ---------------------------------------------------- */
+
+/* "HTTP/1.1 NNN " without printf (once per response: it shows). */
+static bool status_line(cynic__http_out_t *o, int status) {
+  if (status < 0 || status > 999)
+    return printf_(o, "HTTP/1.1 %03d ", status);
+  char line[14] = "HTTP/1.1 000 ";
+  line[9] = (char)('0' + status / 100);
+  line[10] = (char)('0' + status / 10 % 10);
+  line[11] = (char)('0' + status % 10);
+  return put(o, line, 13);
+}
 
 int cynic__http_write_response(cynic__http_out_t *o, const cynic__http_head_t *h, bool close,
                                int client_minor) {
   cynic__http_conn_opts_t opts;
   if (cynic__http_conn_opts(h, &opts) != 0)
     return CYNIC_EINVAL;
-  bool ok = printf_(o, "HTTP/1.1 %03d ", h->status) && put(o, h->reason, h->reason_len) &&
+  bool ok = status_line(o, h->status) && put(o, h->reason, h->reason_len) &&
             put(o, "\r\n", 2);
   for (size_t i = 0; ok && i < h->nfields; i++) {
     const cynic__http_hfield_t *hf = &h->fields[i];
     if (!cynic__http_hop_by_hop(hf->name, hf->nlen, &opts, false))
       ok = field(o, hf->name, hf->nlen, hf->value, hf->vlen);
   }
-  ok = ok && printf_(o, "Via: 1.%d cynic\r\n", h->minor);
+  ok = ok && puts_(o, h->minor == 0 ? "Via: 1.0 cynic\r\n" : "Via: 1.1 cynic\r\n");
   if (close)
     ok = ok && puts_(o, "Connection: close\r\n");
   else if (client_minor == 0)

@@ -553,7 +553,9 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
   uint64_t now = cynic__hs_now_ms(c);
   cynic__hx_connecting(&c->x->hx, now);
   c->x->reusable = true;
-  cynic__upconn_t *pooled = cynic__pool_take(e, now);
+  /* A request without a body survives a stale connection (it goes again:
+   * cynic__hu_stale_retry), so only one with a body pays for the check. */
+  cynic__upconn_t *pooled = cynic__pool_take(e, now, c->x->req.body != CYNIC__HTTP_BODY_NONE);
   if (pooled != NULL) {
     c->uc = pooled;
     c->x->uc_pooled = true;

@@ -195,15 +195,16 @@ static bool still_open(cynic__upconn_t *uc) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e, uint64_t now_ms) {
+cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e, uint64_t now_ms, bool check) {
   uint64_t max_age = idle_timeout_ms(e);
   while (e->idle_count > 0) {
     cynic__upconn_t *uc = cynic__container_of(e->idle.prev, cynic__upconn_t, idle.link);
-    /* The check costs a system call: a connection given back in this very
-     * millisecond (back-to-back requests) was read by the loop since, and a
-     * peer that closes after a response says so in it. */
+    /* The check costs a system call: the caller asks for it when a stale
+     * connection would cost more than a retry (a request with a body, which
+     * cannot go twice); and a connection given back in this very millisecond
+     * (back-to-back requests) was read by the loop since. */
     if (now_ms - uc->idle.since_ms >= max_age ||
-        (now_ms > uc->idle.since_ms && !still_open(uc))) {
+        (check && now_ms > uc->idle.since_ms && !still_open(uc))) {
       discard(uc); /* the newest is too old or closed: older ones go at the sweep */
       continue;
     }

@@ -101,13 +101,14 @@ cynic__upconn_t *cynic__upconn_new(void);
 void cynic__upconn_free_cb(uv_handle_t *h);
 
 /* An idle connection to `e` that is still good for a new exchange, or NULL.
- * Newest first; each one older than the idle timeout, closed by the peer or
- * holding unsolicited bytes is closed on the way (counted in
+ * Newest first; each one older than the idle timeout, or (`check`: a
+ * MSG_PEEK, one system call) closed by the peer or holding unsolicited bytes
+ * the loop has not read yet, is closed on the way (counted in
  * e->pool_discarded); the one returned is counted in e->pool_reused and its
  * handle.data is the caller's to set. It is still being read (uc->reading)
  * with the pool's callbacks: before the loop runs again the caller switches
  * them to its own (cynic__read_switch) or stops reading. */
-cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e, uint64_t now_ms);
+cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e, uint64_t now_ms, bool check);
 /* Offers `uc` (from cynic__upconn_new; connected, no write in flight; read
  * or not as uc->reading says: the pool switches the callbacks to its own),
  * done with an exchange that ended cleanly, to its endpoint's pool:

@@ -194,7 +194,7 @@ static void test_pool_cap_evicts_the_oldest(void **state) {
   settle(&f);
   assert_true(peer_closed(sa));
   assert_false(peer_closed(sb));
-  assert_ptr_equal(cynic__pool_take(&f.e, 30), c); /* newest first */
+  assert_ptr_equal(cynic__pool_take(&f.e, 30, true), c); /* newest first */
   assert_int_equal(f.e.pool_reused, 1);
   assert_null(c->handle.data); /* the caller's to set */
 
@@ -223,7 +223,7 @@ static void test_pool_never_hands_out_a_closed_connection(void **state) {
   assert_true(cynic__pool_give(b, 10));
   close(sb); /* the upstream closes b, the newest; the loop has not run */
   usleep(20000);
-  assert_ptr_equal(cynic__pool_take(&f.e, 20), a); /* b failed the check at take */
+  assert_ptr_equal(cynic__pool_take(&f.e, 20, true), a); /* b failed the check at take */
   assert_int_equal(f.e.pool_discarded, 1);
   assert_int_equal(f.e.idle_count, 0);
   /* a goes back; the upstream then sends bytes on it unasked: closed by the
@@ -233,7 +233,7 @@ static void test_pool_never_hands_out_a_closed_connection(void **state) {
   settle(&f);
   assert_int_equal(f.e.idle_count, 0);
   assert_int_equal(f.e.pool_discarded, 2);
-  assert_null(cynic__pool_take(&f.e, 40));
+  assert_null(cynic__pool_take(&f.e, 40, true));
   assert_true(peer_closed(sa));
   pool_teardown(&f);
   close(sa);
@@ -253,7 +253,7 @@ static void test_pool_idle_timeout(void **state) {
   assert_int_equal(f.e.idle_count, 2);
   cynic__pool_sweep(&f.e, 1100); /* 1,000 ms: closed; b stays */
   assert_int_equal(f.e.idle_count, 1);
-  assert_null(cynic__pool_take(&f.e, 1600)); /* b is 1,000 ms idle: closed, not given */
+  assert_null(cynic__pool_take(&f.e, 1600, true)); /* b is 1,000 ms idle: closed, not given */
   assert_int_equal(f.e.idle_count, 0);
   assert_int_equal(f.e.pool_discarded, 2);
   assert_int_equal(f.e.pool_reused, 0);
