@@ -52,8 +52,9 @@ breaker closing after its half-open probe); *fail fast* the median call while
 the breaker is open; *healthy* the healthy upstream's worst call meanwhile;
 *RSS* how much cynic grew.
 
-HTTP mode's rows (500s, HTML instead of JSON, a hang after the headers, request
-deadlines, expectations, retries, fallbacks) arrive with HTTP mode.
+HTTP mode's rows (500s, HTML instead of JSON, a hang after the headers, a 1 GB
+response, a reset mid-body, ...) follow the TCP table; rows for request deadlines,
+retries and fallbacks come with them (the next release).
 
 """
 
