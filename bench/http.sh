@@ -321,13 +321,44 @@ for path in direct cynic haproxy; do
   printf '  %-8s 1 conn: %s, 16 conns: %s, 64 conns: %s, 1 MiB x 4: %s\n' "$path" \
     "$(fig $path small1 5 1)" "$(fig $path small16 5 1)" "$(fig $path small64 5 1)" "$(fig $path big 5 4)"
 done
-echo "took $(( $(date +%s) - started )) s"
 
 # cynic logs at info level (a handful of lines, none per request): a drain or
 # a breaker that opened during the run makes its figures meaningless.
 if grep -q -E '"event":"(draining|breaker_transition)"' "$work/cynic.log" 2>/dev/null; then
   problem "cynic drained or a breaker changed state during the run (its log below)"
 fi
+# Fail fast: an operator trips the upstream's breaker; every request is then
+# cynic's own 503 (Cynic-Answer: breaker_open), never reaching nginx. Its
+# latency is what a caller waits for "no" while the dependency is down.
+ff_line=""
+if [ "$cmode" = http ] && curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: application/json' \
+    -d '{"reason": "bench: fail fast"}' "http://127.0.0.1:$aport/breakers/backend/trip"; then
+  answer=$(curl -s -m 5 -o /dev/null -D - "http://127.0.0.1:$cport/small" | tr -d '\r' |
+    awk 'tolower($1) == "cynic-answer:" {print $2}')
+  if [ "$answer" != breaker_open ]; then
+    problem "fail fast: a request with the breaker tripped was not answered breaker_open ('$answer')"
+  fi
+  out="$work/wrk/failfast.txt"
+  before=$(nginx_counts)
+  timeout $((seconds + 30)) wrk -t1 -c16 -d"${seconds}s" --timeout 5s -s "$here/bench/http_report.lua" \
+    "http://127.0.0.1:$cport/small" >"$out" 2>&1 || problem "fail fast: wrk failed: $out"
+  after=$(nginx_counts)
+  ff_line=$(awk '$1 == "RESULT" {printf "%.0f %s %s %s", $2 / ($3 / 1e6), $5, $6, $2}' "$out")
+  if [ $(( $(echo "$after" | awk '{print $2}') - $(echo "$before" | awk '{print $2}') )) -gt 1 ]; then
+    problem "fail fast: requests reached nginx while the breaker was tripped ($before -> $after)"
+  fi
+  curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"reason": "bench"}' \
+    "http://127.0.0.1:$aport/breakers/backend/reset" || true
+fi
+if [ -n "$ff_line" ]; then
+  # shellcheck disable=SC2086
+  set -- $ff_line
+  printf '%-40s %11s %11s %11s %13s %14s\n' "fail fast (breaker tripped), 16 conns" - "$1 req/s" - - \
+    "$(ratio "$1" "$(fig cynic small16 1 1)") of proxied"
+  printf '%-40s %11s %11s %11s\n' "  latency p50 / p99 (us)" - "$2 / $3" -
+fi
+echo "took $(( $(date +%s) - started )) s"
+
 # cynic must exit cleanly on SIGTERM (a sanitizer build reports leaks and
 # errors through its exit status); its drain is bounded by drain_timeout.
 kill -TERM "$cynic_pid" 2>/dev/null || true
