@@ -342,11 +342,15 @@ void cynic__hs_arm(cynic__http_conn_t *c) {
   default:
     return;
   }
-  if (next == 0) {
-    uv_timer_stop(&c->timer);
+  /* Lazily: a timer already due sooner stays (when it fires, on_timer checks
+   * the state and arms again), so the many deadline moves of a request (most
+   * of them later, never sooner than the phase's) cost no heap update each;
+   * with nothing to wait for, a running timer is left to fire for nothing. */
+  if (next == 0)
     return;
-  }
   uint64_t now = cynic__hs_now_ms(c);
+  if (uv_is_active((uv_handle_t *)&c->timer) && now + uv_timer_get_due_in(&c->timer) <= next)
+    return;
   uv_timer_start(&c->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
