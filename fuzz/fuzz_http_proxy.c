@@ -61,6 +61,7 @@
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -548,6 +549,9 @@ static void remove_files(void) {
  * request timeouts fire within an input's ~~w waits. The idle timeouts have
  * a 1 s floor (docs/configuration.md) and never fire within an input. */
 static void setup(void) {
+  /* as cynic__proxy_run does: a write to a peer that reset is an error
+   * (EPIPE), not the end of the process */
+  signal(SIGPIPE, SIG_IGN);
   up_listen_fd = loopback_socket(&up_port, true);
   refuse_fd = loopback_socket(&refuse_port, false);
   up_settings.on_message_begin = up_on_begin;
