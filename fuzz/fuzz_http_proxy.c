@@ -13,9 +13,13 @@
  *   flags bit 0   the "strict" listener (upstream with expect.status 200-299,
  *                 expect.content_type application/json, 1KB max_response_bytes,
  *                 a breaker that trips on 2 faults, and a second endpoint that
- *                 refuses connections) instead of "app" (no expectations, a
- *                 breaker that never trips);
- *         bit 1   the client ends with a reset (SO_LINGER 0) instead of close.
+ *                 refuses connections, one bulkhead slot and no queue) instead
+ *                 of "app" (no expectations, a breaker that never trips, one
+ *                 bulkhead slot and one queue place);
+ *         bit 1   the client ends with a reset (SO_LINGER 0) instead of close;
+ *         bit 2   a twin: a second client connection sends the same chunks
+ *                 alongside (it skips the waits), so the bulkhead queues or
+ *                 refuses one of them.
  *   ~~c  a client chunk follows (the bytes before the first marker are one
  *        too): sent with one send(), the loop turned after each chunk;
  *   ~~n  a new scripted response starts, its first chunk follows; response k
@@ -31,7 +35,7 @@
  * At most 64 ops; a response or a chunk past the caps is dropped.
  *
  * After the script, the loop turns until nothing moves for a few turns (at
- * most 400 turns); then the client closes (or resets) and the upstream
+ * most 400 turns); then the clients close (or reset) and the upstream
  * connections close, and the proxy must let go of everything: no session,
  * no pooled connection left within a bounded settle (LeakSanitizer then
  * sees every allocation of the input freed).
@@ -111,6 +115,7 @@ typedef struct response {
 
 typedef struct script {
   bool strict, client_reset;
+  bool twin; /* a second client connection runs the same client ops */
   op_t client[MAX_OPS];
   size_t nclient;
   response_t resp[MAX_RESPONSES];
@@ -142,6 +147,7 @@ static void parse_script(const uint8_t *data, size_t size, script_t *s) {
   memset(s, 0, sizeof *s);
   s->strict = (data[0] & 1) != 0;
   s->client_reset = (data[0] & 2) != 0;
+  s->twin = (data[0] & 4) != 0;
   size_t ops = 0;
   char kind = 'c';
   size_t start = 1;
@@ -229,6 +235,14 @@ typedef struct up {
   size_t sent;  /* bytes of that chunk already sent */
 } up_t;
 
+typedef struct client {
+  int fd; /* -1: closed */
+  bool eof, reset_seen, dead;
+  sink_t got;
+  sink_t sent;
+  size_t op, off; /* the next op, and how much of its chunk went out */
+} client_t;
+
 typedef struct run {
   const script_t *s;
   up_t up[MAX_UP];
@@ -236,11 +250,8 @@ typedef struct run {
   size_t heads;       /* request heads the upstream received (all connections) */
   size_t next_resp;   /* the next scripted response to hand out */
   size_t extra_conns; /* connections past MAX_UP, reset at once */
-  int client;         /* -1: closed */
-  bool client_eof, client_reset_seen, client_dead;
-  sink_t client_got;
-  sink_t client_sent;
-  size_t client_op, client_off;
+  client_t cl[2];     /* the client, and its twin (flags bit 2) */
+  size_t ncl;
   int waits;
 } run_t;
 
@@ -382,22 +393,22 @@ static bool up_write(run_t *r, up_t *u) {
 
 /* ---- the client the target plays --------------------------------------------------- */
 
-static size_t client_read(run_t *r) {
+static size_t client_read(client_t *c) {
   size_t moved = 0;
   char buf[8192];
-  while (r->client >= 0 && !r->client_eof && !r->client_reset_seen) {
-    ssize_t n = recv(r->client, buf, sizeof buf, MSG_DONTWAIT);
+  while (c->fd >= 0 && !c->eof && !c->reset_seen) {
+    ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n > 0) {
       moved += (size_t)n;
-      sink_add(&r->client_got, buf, (size_t)n);
+      sink_add(&c->got, buf, (size_t)n);
       continue;
     }
     if (n == 0)
-      r->client_eof = true;
+      c->eof = true;
     else if (errno == EINTR)
       continue;
     else if (errno != EAGAIN && errno != EWOULDBLOCK)
-      r->client_reset_seen = true;
+      c->reset_seen = true;
     break;
   }
   return moved;
@@ -405,42 +416,42 @@ static size_t client_read(run_t *r) {
 
 static void settle_wait(uv_loop_t *l, uint64_t ms);
 
-/* Runs the client's next op; true when it did something. */
-static bool client_step(run_t *r, uv_loop_t *l) {
+/* Runs client c's next op; true when it did something. Only the first
+ * client waits (the twin passes over ~~w). */
+static bool client_step(run_t *r, client_t *c, uv_loop_t *l) {
   const script_t *s = r->s;
-  if (r->client_op >= s->nclient)
+  if (c->op >= s->nclient)
     return false;
-  const op_t *o = &s->client[r->client_op];
+  const op_t *o = &s->client[c->op];
   if (o->kind == 'w') {
-    if (r->waits++ < MAX_WAITS)
+    if (c == &r->cl[0] && r->waits++ < MAX_WAITS)
       settle_wait(l, WAIT_MS);
-    r->client_op++;
+    c->op++;
     return true;
   }
   if (o->kind == 'e') {
-    if (!r->client_dead)
-      shutdown(r->client, SHUT_WR);
-    r->client_dead = true; /* nothing more is sent */
-    r->client_op++;
+    if (!c->dead)
+      shutdown(c->fd, SHUT_WR);
+    c->dead = true; /* nothing more is sent */
+    c->op++;
     return true;
   }
-  if (r->client_dead) {
-    r->client_op++;
+  if (c->dead) {
+    c->op++;
     return true;
   }
-  ssize_t w =
-      send(r->client, o->p + r->client_off, o->n - r->client_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+  ssize_t w = send(c->fd, o->p + c->off, o->n - c->off, MSG_DONTWAIT | MSG_NOSIGNAL);
   if (w < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
       return false;
-    r->client_dead = true; /* the proxy closed it */
+    c->dead = true; /* the proxy closed it */
     return true;
   }
-  sink_add(&r->client_sent, (const char *)o->p + r->client_off, (size_t)w);
-  r->client_off += (size_t)w;
-  if (r->client_off == o->n) {
-    r->client_op++;
-    r->client_off = 0;
+  sink_add(&c->sent, (const char *)o->p + c->off, (size_t)w);
+  c->off += (size_t)w;
+  if (c->off == o->n) {
+    c->op++;
+    c->off = 0;
   }
   return true;
 }
@@ -578,7 +589,7 @@ static void setup(void) {
           "  - name: backend\n    endpoints: [127.0.0.1:%u]\n"
           "    timeouts:\n      connect: 10ms\n      first_byte: 10ms\n      idle: 1s\n"
           "    breaker:\n      faults: 1000000\n      leak: 1ms\n"
-          "    bulkhead:\n      max_connections: 4\n      max_pending: 4\n"
+          "    bulkhead:\n      max_connections: 1\n      max_pending: 1\n"
           "      queue_timeout: 10ms\n"
           "    pool:\n      max_idle: 2\n      idle_timeout: 5ms\n"
           "  - name: fragile\n    endpoints: [127.0.0.1:%u, 127.0.0.1:%u]\n"
@@ -684,22 +695,32 @@ static int res_head(llhttp_t *p) {
   return a->last_head || p->status_code == 204 || p->status_code == 304 ? 1 : 0;
 }
 
-static void fail_with(const run_t *r, const char *why) {
-  fprintf(stderr,
-          "fuzz_http_proxy: %s\n--- client sent (%zu):\n%.*s\n--- client got (%zu):\n%.*s\n", why,
-          r->client_sent.total, (int)r->client_sent.len,
-          r->client_sent.data ? r->client_sent.data : "", r->client_got.total,
-          (int)r->client_got.len, r->client_got.data ? r->client_got.data : "");
+static void dump(const run_t *r) {
+  for (size_t k = 0; k < r->ncl; k++) {
+    const client_t *c = &r->cl[k];
+    fprintf(stderr, "--- client %zu sent (%zu):\n%.*s\n--- client %zu got (%zu%s):\n%.*s\n", k,
+            c->sent.total, (int)c->sent.len, c->sent.data ? c->sent.data : "", k, c->got.total,
+            c->reset_seen ? ", reset"
+            : c->eof      ? ", closed"
+                          : "",
+            (int)c->got.len, c->got.data ? c->got.data : "");
+  }
   for (size_t i = 0; i < r->nup; i++)
     fprintf(stderr, "--- upstream connection %zu got (%zu):\n%.*s\n", i, r->up[i].got.total,
             (int)r->up[i].got.len, r->up[i].got.data ? r->up[i].got.data : "");
+}
+
+static void fail_with(const run_t *r, const char *why) {
+  fprintf(stderr, "fuzz_http_proxy: %s\n", why);
+  dump(r);
   abort();
 }
 
-static void check(const run_t *r) {
+/* Checks what client c got against what it sent; returns the number of
+ * requests it sent (llhttp's count). */
+static size_t check_client(const run_t *r, const client_t *c) {
   methods_t m;
-  read_methods(&r->client_sent, &m);
-  /* the client's side */
+  read_methods(&c->sent, &m);
   llhttp_settings_t s;
   llhttp_settings_init(&s);
   s.on_headers_complete = res_head;
@@ -708,20 +729,19 @@ static void check(const run_t *r) {
   llhttp_init(&parser, HTTP_RESPONSE, &s);
   parser.data = &a;
   char why[256];
-  if (r->client_got.total == r->client_got.len) { /* all of it kept */
-    llhttp_errno_t err =
-        llhttp_execute(&parser, r->client_got.data ? r->client_got.data : "", r->client_got.len);
+  if (c->got.total == c->got.len && c->sent.total == c->sent.len) { /* all of it kept */
+    llhttp_errno_t err = llhttp_execute(&parser, c->got.data ? c->got.data : "", c->got.len);
     /* cynic refuses a malformed HEAD request before it knows the method
      * (the head is not complete), so its answer has a body; the connection
      * closes after it, so no client misreads a later response: tolerated. */
     if (err == HPE_CLOSED_CONNECTION && a.last_head)
       err = HPE_OK;
-    else if (err == HPE_OK && r->client_eof && !r->client_reset_seen)
+    else if (err == HPE_OK && c->eof && !c->reset_seen)
       err = llhttp_finish(&parser); /* a clean close ends a complete stream */
     if (err != HPE_OK) {
       snprintf(why, sizeof why, "the client got bytes that are not HTTP/1.1 responses: %s (%s)%s",
                llhttp_errno_name(err), llhttp_get_error_reason(&parser),
-               r->client_eof ? " before a clean close" : "");
+               c->eof ? " before a clean close" : "");
       fail_with(r, why);
     }
     if (a.bad_version != 0) {
@@ -739,6 +759,14 @@ static void check(const run_t *r) {
       fail_with(r, why);
     }
   }
+  return m.count;
+}
+
+static void check(const run_t *r) {
+  char why[256];
+  size_t sent = 0; /* requests the clients sent */
+  for (size_t k = 0; k < r->ncl; k++)
+    sent += check_client(r, &r->cl[k]);
   /* the upstream's side */
   size_t upstream_requests = 0;
   for (size_t i = 0; i < r->nup; i++) {
@@ -751,9 +779,9 @@ static void check(const run_t *r) {
       fail_with(r, why);
     }
   }
-  if (m.count < MAX_REQUESTS && upstream_requests > m.count) {
-    snprintf(why, sizeof why, "the upstream got %zu requests, the client sent %zu",
-             upstream_requests, m.count);
+  if (sent < MAX_REQUESTS && upstream_requests > sent) {
+    snprintf(why, sizeof why, "the upstream got %zu requests, the clients sent %zu",
+             upstream_requests, sent);
     fail_with(r, why);
   }
 }
@@ -777,17 +805,6 @@ static int client_connect(uint16_t port) {
   return fd;
 }
 
-static void verbose(const run_t *r) {
-  fprintf(stderr, "--- client got (%zu%s):\n%.*s\n", r->client_got.total,
-          r->client_reset_seen ? ", reset"
-          : r->client_eof      ? ", closed"
-                               : "",
-          (int)r->client_got.len, r->client_got.data ? r->client_got.data : "");
-  for (size_t i = 0; i < r->nup; i++)
-    fprintf(stderr, "--- upstream connection %zu got (%zu):\n%.*s\n", i, r->up[i].got.total,
-            (int)r->up[i].got.len, r->up[i].got.data ? r->up[i].got.data : "");
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (config == NULL)
     setup();
@@ -805,38 +822,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memset(&r, 0, sizeof r);
   r.s = &s;
   current = &r;
-  r.client = client_connect(s.strict ? strict_port : app_port);
+  r.ncl = s.twin ? 2 : 1;
+  for (size_t k = 0; k < r.ncl; k++)
+    r.cl[k].fd = client_connect(s.strict ? strict_port : app_port);
 
   /* the script */
   int quiet = 0, t = 0;
   uint64_t began = uv_hrtime();
   for (; t < MAX_TURNS && quiet < QUIET_TURNS; t++) {
-    bool moved = client_step(&r, &loop);
+    bool moved = false;
+    for (size_t k = 0; k < r.ncl; k++)
+      moved = client_step(&r, &r.cl[k], &loop) || moved;
     turn(&loop);
     up_accept(&r);
-    moved = client_read(&r) > 0 || moved;
+    for (size_t k = 0; k < r.ncl; k++)
+      moved = client_read(&r.cl[k]) > 0 || moved;
     for (size_t i = 0; i < r.nup; i++) {
       moved = up_read(&r.up[i]) > 0 || moved;
       moved = up_write(&r, &r.up[i]) || moved;
     }
     quiet = moved ? 0 : quiet + 1;
   }
-  client_read(&r);
+  for (size_t k = 0; k < r.ncl; k++)
+    client_read(&r.cl[k]);
   for (size_t i = 0; i < r.nup; i++)
     up_read(&r.up[i]);
   if (getenv("FUZZ_VERBOSE") != NULL) {
     fprintf(stderr, "--- %d turns, %.3f ms\n", t, (double)(uv_hrtime() - began) / 1e6);
-    verbose(&r);
+    dump(&r);
   }
   check(&r);
 
   /* both peers leave; the proxy must let go of everything */
-  if (s.client_reset) {
-    struct linger lg = {1, 0};
-    setsockopt(r.client, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  for (size_t k = 0; k < r.ncl; k++) {
+    if (s.client_reset) {
+      struct linger lg = {1, 0};
+      setsockopt(r.cl[k].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(r.cl[k].fd);
+    r.cl[k].fd = -1;
   }
-  close(r.client);
-  r.client = -1;
   for (size_t i = 0; i < r.nup; i++)
     up_close(&r.up[i], false);
   uint64_t start = uv_hrtime();
@@ -857,8 +882,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       fail_with(&r, why);
     }
   }
-  sink_free(&r.client_got);
-  sink_free(&r.client_sent);
+  for (size_t k = 0; k < r.ncl; k++) {
+    sink_free(&r.cl[k].got);
+    sink_free(&r.cl[k].sent);
+  }
   for (size_t i = 0; i < r.nup; i++)
     sink_free(&r.up[i].got);
   return 0;
