@@ -286,6 +286,11 @@ static void up_add(run_t *r, int fd) {
   memset(u, 0, sizeof *u);
   u->fd = fd;
   llhttp_init(&u->parser, HTTP_REQUEST, &up_settings);
+  /* an HTTP/1.0 request without keep-alive, answered in HTTP/1.1 without
+   * close, leaves the connection persistent for cynic (RFC 9112 9.3: the
+   * latest message received decides); llhttp, reading as the server, would
+   * call the next request data after close */
+  llhttp_set_lenient_keep_alive(&u->parser, 1);
   u->parser.data = u;
   u->err = HPE_OK;
 }
