@@ -793,21 +793,39 @@ static void check(const run_t *r) {
 
 /* ---- one input ---------------------------------------------------------------------------- */
 
+/* A client connection to the proxy on `port`, or -1 when the machine is
+ * out of ports. Each input leaves a few connections in TIME_WAIT (600
+ * inputs a second outrun the 28,000 ephemeral ports of one source address
+ * in a minute), so clients take their source address in turn from
+ * 127.0.0.2..127.0.0.201 (loopback, each with its own ports). */
 static int client_connect(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    die("socket");
-  struct sockaddr_in a = {
-      .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port)};
-  /* blocking: on loopback the kernel completes the handshake into the
-   * listener's backlog at once */
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-    die("cannot connect to the proxy");
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (fcntl(fd, F_SETFL, O_NONBLOCK) != 0)
-    die("fcntl");
-  return fd;
+  static unsigned next;
+  for (int attempt = 0; attempt < 4; attempt++) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+      die("socket");
+    struct sockaddr_in src = {.sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1 + next++ % 200)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons(port)};
+    /* blocking: on loopback the kernel completes the handshake into the
+     * listener's backlog at once */
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) == 0 &&
+        connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      if (fcntl(fd, F_SETFL, O_NONBLOCK) != 0)
+        die("fcntl");
+      return fd;
+    }
+    int err = errno;
+    close(fd);
+    if (err != EADDRNOTAVAIL && err != EADDRINUSE && err != EAGAIN) {
+      fprintf(stderr, "fuzz_http_proxy: cannot connect to the proxy: %s\n", strerror(err));
+      abort();
+    }
+  }
+  return -1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -830,6 +848,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   r.ncl = s.twin ? 2 : 1;
   for (size_t k = 0; k < r.ncl; k++)
     r.cl[k].fd = client_connect(s.strict ? strict_port : app_port);
+  if (r.cl[0].fd < 0 || (r.ncl == 2 && r.cl[1].fd < 0)) { /* out of ports: skip it */
+    for (size_t k = 0; k < r.ncl; k++)
+      if (r.cl[k].fd >= 0)
+        close(r.cl[k].fd);
+    for (int i = 0; i < 64 && proxy.conn_count > 0; i++)
+      settle_wait(&loop, 1);
+    return 0;
+  }
 
   /* the script */
   int quiet = 0, t = 0;
