@@ -225,7 +225,7 @@ int cynic__http_write_answer(cynic__http_out_t *o, const cynic__http_answer_t *a
                      strlen(a->request_id));
   if (a->close)
     ok = ok && puts_(o, "Connection: close\r\n");
-  ok = ok && put(o, "\r\n", 2) && put(o, body_buf, b.len);
+  ok = ok && put(o, "\r\n", 2) && (a->head_only || put(o, body_buf, b.len));
   return ok ? 0 : CYNIC_ERANGE;
 }
 

@@ -117,6 +117,8 @@ typedef struct cynic__http_answer {
   const char *request_id;
   uint64_t retry_after_s; /* 0: none */
   bool close;
+  bool head_only; /* the answer to a HEAD request: the head alone (Content-Length
+                     says what the body would be, RFC 9110 9.3.2) */
 } cynic__http_answer_t;
 int cynic__http_write_answer(cynic__http_out_t *o, const cynic__http_answer_t *a);
 

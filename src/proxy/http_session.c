@@ -286,6 +286,9 @@ void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uin
       .request_id = c->x->rid[0] != '\0' ? c->x->rid : NULL,
       .retry_after_s = retry_after,
       .close = close,
+      /* a HEAD request gets no body (the parser knows from the request line
+       * on, so even a head refused later is answered right) */
+      .head_only = c->x->req.head_request,
   };
   if (o.p == NULL || cynic__http_write_answer(&o, &a) != 0) {
     cynic__hs_close(c, true, "out_of_memory");

@@ -308,3 +308,31 @@ def test_a_pooled_connection_the_upstream_closed_is_retried_not_a_fault():
     finally:
         px.stop()
         be.close()
+
+
+def test_cynic_answers_a_head_request_without_a_body():
+    """cynic's own answer to HEAD is its head alone (Content-Length says what
+    the body would be): the connection stays usable for the next request."""
+    be = Backend(lambda head, body, n: None)  # hangs: first_byte_timeout
+    px = pu.Cynic(http_config(be.endpoint, upstream_extra="timeouts: { first_byte: 300ms }\n"
+                                                        "breaker: { faults: 100 }\n"))
+    try:
+        with px.connect() as c:
+            c.settimeout(10)
+            c.sendall(b"HEAD /h HTTP/1.1\r\nHost: app\r\n\r\n")
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += c.recv(65536)
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 504 ") and b"\r\nCynic-Answer: first_byte_timeout" in head
+            assert int(re.search(rb"\r\nContent-Length: (\d+)", head).group(1)) > 0
+            assert rest == b""
+            c.settimeout(0.5)  # no body follows
+            try:
+                assert c.recv(100) == b"", "a body followed the HEAD answer"
+            except socket.timeout:
+                pass
+    finally:
+        be.hang.set()
+        px.stop()
+        be.close()

@@ -208,6 +208,13 @@ static void test_answer(void **state) {
            "\r\n%s",
            strlen(body), body);
   assert_string_equal(buf, want);
+  /* the answer to a HEAD request: the same head, no body */
+  a.head_only = true;
+  o.len = 0;
+  assert_int_equal(cynic__http_write_answer(&o, &a), 0);
+  buf[o.len] = '\0';
+  want[strlen(want) - strlen(body)] = '\0';
+  assert_string_equal(buf, want);
   /* before an upstream is known, closing, no retry-after */
   cynic__http_answer_t b = {.status = 400, .reason = "bad_request", .close = true};
   o.len = 0;
