@@ -32,6 +32,11 @@ typedef enum hs_state {
  * the relay and written from the ring). */
 #define CYNIC__HS_COPY_BODY 16384u
 
+/* Interim (1xx) responses forwarded for one request at most; past it the
+ * response is bad (502): an upstream sending 100 Continue without end would
+ * otherwise queue a write per head for a client that does not read. */
+#define CYNIC__HS_MAX_INTERIM 8
+
 /* The longest request id kept (longer ones are replaced by cynic's). */
 #define RID_MAX 128
 
@@ -57,6 +62,7 @@ typedef struct cynic__http_xchg {
   bool stale_retried; /* the request was sent again after a stale pooled one */
   bool has_outcome;
   bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
+  uint8_t interims; /* 1xx responses forwarded (CYNIC__HS_MAX_INTERIM) */
   uint64_t body_bytes;     /* request body bytes released (max_request_body) */
   uint64_t stall_since_ms; /* a slow reader: since when it took nothing (0: not) */
   /* For the report (metrics, access log). */

@@ -316,8 +316,6 @@ void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uin
   }
 }
 
-/* ---- the end of an exchange -------------------------------------------------- */
-
 /* ---- the timer ------------------------------------------------------------- */
 
 static uint64_t listener_idle_ms(const cynic__http_conn_t *c) {
@@ -480,8 +478,6 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
     }
   }
 }
-
-/* ---- the response ------------------------------------------------------------ */
 
 /* ---- the request ------------------------------------------------------------- */
 
@@ -687,9 +683,9 @@ static void relay_first_bytes(cynic__relay_t *r, cynic__relay_dir_t *d) {
   cynic__http_conn_t *c = cynic__hs_of_relay(r);
   if (d == &r->down && c->x != NULL && c->x->first_byte_us == 0) {
     c->x->first_byte_us = cynic__hs_now_us();
+    uint64_t from = c->x->connected_us;
     cynic__metrics_first_byte(c->base.upstream,
-                              c->x->first_byte_us >= c->x->connected_us ? c->x->first_byte_us - c->x->connected_us
-                                                                  : 0);
+                              c->x->first_byte_us >= from ? c->x->first_byte_us - from : 0);
   }
 }
 
@@ -700,9 +696,7 @@ static void relay_data(cynic__relay_t *r, cynic__relay_dir_t *d) {
     return;
   }
   if (c->state == HS_EXCHANGE) {
-    if (c->x->first_byte_us == 0)
-      c->x->first_byte_us = cynic__hs_now_us();
-    cynic__hu_response_data(c);
+    cynic__hu_response_data(c); /* first_byte_us: relay_first_bytes, on the same read */
     return;
   }
   /* bytes from an upstream between exchanges cannot arrive (detached) */

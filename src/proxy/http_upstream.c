@@ -172,7 +172,7 @@ void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
   cynic__hx_outcome_t o = cynic__hx_fail(&c->x->hx, cause);
   cynic__event_t ev = cause_event(c, cause);
   if (o.fault && c->x->attempt.endpoint != NULL) {
-    cynic__attempt_fault(&c->x->attempt, ev, cause == CYNIC__HX_OK ? NULL : cynic__hx_cause_name(cause));
+    cynic__attempt_fault(&c->x->attempt, ev, cynic__hx_cause_name(cause));
     cynic__hs_outcome(c, (int)ev);
   } else if (cause == CYNIC__HX_LOCAL_ERROR) {
     cynic__hs_outcome(c, CYNIC__EV_LOCAL_ERROR);
@@ -235,7 +235,8 @@ static void response_head(cynic__http_conn_t *c) {
     cynic__hu_fail(c, CYNIC__HX_BAD_RESPONSE); /* RFC 9110 15: three digits, 1xx to 5xx */
     return;
   }
-  if (!cynic__http_status_interim(m->status))
+  bool interim = cynic__http_status_interim(m->status);
+  if (!interim)
     c->x->upstream_status = m->status;
   if (m->body == CYNIC__HTTP_BODY_CHUNKED && c->x->req.version_minor == 0) {
     /* RFC 9112 6.1: no Transfer-Encoding in answer to an HTTP/1.0 request
@@ -259,7 +260,6 @@ static void response_head(cynic__http_conn_t *c) {
     cynic__hu_fail(c, CYNIC__HX_BAD_RESPONSE);
     return;
   }
-  bool interim = cynic__http_status_interim(m->status);
   if (!interim) {
     c->x->status = m->status;
     c->x->res_head_done = true;
@@ -308,8 +308,6 @@ static void response_head(cynic__http_conn_t *c) {
   cynic__hs_arm(c);
 }
 
-/* Parses what the upstream sent: heads are skipped (rewritten copies go
- * out), body bytes released to the client. */
 /* Writes the held-back response head (and the body bytes copied behind
  * it): from now on the response has started. False when the connection
  * closed. */
@@ -335,6 +333,9 @@ void cynic__hu_response_data(cynic__http_conn_t *c) {
     pend_flush(c); /* what came so far goes out */
 }
 
+/* Parses what the upstream sent: heads are skipped (rewritten copies go
+ * out), body bytes copied behind a held-back head or released to the
+ * client. */
 static void response_data(cynic__http_conn_t *c) {
   cynic__relay_dir_t *d = &c->relay.down;
   while (c->state == HS_EXCHANGE) {
@@ -359,6 +360,10 @@ static void response_data(cynic__http_conn_t *c) {
         continue;
       }
       if (rc == CYNIC__HTTP_DONE) { /* an interim response ended: the final one follows */
+        if (++c->x->interims > CYNIC__HS_MAX_INTERIM) {
+          cynic__hu_fail(c, CYNIC__HX_BAD_RESPONSE); /* 1xx without end: each is a write */
+          return;
+        }
         cynic__http_msg_next(&c->x->res);
         cynic__http_msg_begin(&c->x->res, c->x->res_store, c->x->res_store_cap);
         continue;
@@ -392,6 +397,24 @@ static void response_data(cynic__http_conn_t *c) {
   }
 }
 
+/* The request's body is refused part way (bad framing, over the limit):
+ * no fault, the exchange ends, and the client gets `status` if nothing of the
+ * response reached it yet, a reset otherwise; the connection closes. */
+static void refuse_body(cynic__http_conn_t *c, int status, const char *reason, const char *rule) {
+  cynic__hs_outcome(c, CYNIC__EV_BAD_REQUEST);
+  cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_BAD_REQUEST, "listener",
+                     c->base.listener->cfg->name, NULL, rule);
+  cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
+  c->close_after = true;
+  cynic__hu_exchange_end(c, false);
+  if (c->state == HS_CLOSING)
+    return;
+  if (c->x->hx.response_started || c->res_head_out)
+    cynic__hs_close(c, true, reason);
+  else
+    cynic__hs_answer(c, status, reason, 0, false);
+}
+
 /* Streams the request's body (already held) to the upstream. */
 void cynic__hu_request_body(cynic__http_conn_t *c) {
   cynic__relay_dir_t *d = &c->relay.up;
@@ -402,35 +425,13 @@ void cynic__hu_request_body(cynic__http_conn_t *c) {
     size_t used = 0;
     int rc = cynic__http_msg_feed(&c->x->req, ns > 0 ? spans[0].base : "", ns > 0 ? spans[0].len : 0,
                                   &used);
-    if (rc < 0) {
-      /* A bad chunk: the client's fault, not the endpoint's. */
-      cynic__hs_outcome(c, CYNIC__EV_BAD_REQUEST);
-      cynic__proxy_event(&c->base.listener->counters, CYNIC__EV_BAD_REQUEST, "listener",
-                         c->base.listener->cfg->name, NULL, c->x->req.error_reason);
-      cynic__hx_outcome_t o = cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
-      (void)o;
-      c->close_after = true;
-      cynic__hu_exchange_end(c, false);
-      if (c->state == HS_CLOSING)
-        return;
-      if (c->x->hx.response_started || c->res_head_out)
-        cynic__hs_close(c, true, "bad_request_body");
-      else
-        cynic__hs_answer(c, 400, "bad_request", 0, false);
+    if (rc < 0) { /* a bad chunk: the client's fault, not the endpoint's */
+      refuse_body(c, 400, "bad_request", c->x->req.error_reason);
       return;
     }
     c->x->body_bytes += used;
     if (max > 0 && c->x->body_bytes > max) {
-      cynic__hs_outcome(c, CYNIC__EV_BAD_REQUEST);
-      cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
-      c->close_after = true;
-      cynic__hu_exchange_end(c, false);
-      if (c->state == HS_CLOSING)
-        return;
-      if (c->x->hx.response_started || c->res_head_out)
-        cynic__hs_close(c, true, "request_body_too_large");
-      else
-        cynic__hs_answer(c, 413, "request_body_too_large", 0, false);
+      refuse_body(c, 413, "request_body_too_large", "body over max_request_body");
       return;
     }
     if (used > 0) {
@@ -599,13 +600,7 @@ bool cynic__hu_stale_retry(cynic__http_conn_t *c) {
     return false;
   c->x->stale_retried = true;
   c->x->attempt.endpoint->pool_discarded++;
-  cynic__upconn_t *uc = c->uc;
-  c->uc = NULL;
-  cynic__relay_detach(&c->relay);
-  if (c->relay.down.held > 0)
-    cynic__relay_drop_held(&c->relay.down);
-  uc->handle.data = NULL;
-  cynic__upconn_close(uc, true, cynic__upconn_free_cb);
+  upstream_release(c, false); /* closed with a reset */
   cynic__hs_res_reset(c);
   cynic__hx_connecting(&c->x->hx, cynic__hs_now_ms(c));
   connect_new(c, c->x->attempt.endpoint);

@@ -523,28 +523,36 @@ static void u_http_responses(out_t *o, const cynic__upstream_t *u) {
          classes[i], u->stats.responses[i]);
 }
 
-static void u_pool_idle(out_t *o, const cynic__upstream_t *u) {
+/* One line per endpoint of u: `name`{upstream, endpoint} and what `get` reads. */
+static void per_endpoint(out_t *o, const cynic__upstream_t *u, const char *name,
+                         uint64_t (*get)(const cynic__endpoint_t *e)) {
   char un[NAME_BUF], en[ADDR_BUF];
   esc(u->cfg->name, un, sizeof un);
   for (size_t k = 0; k < u->endpoint_count; k++)
-    emit(o, "cynic_pool_idle_connections{upstream=\"%s\",endpoint=\"%s\"} %u\n", un,
-         esc(u->endpoints[k].addr->text, en, sizeof en), u->endpoints[k].idle_count);
+    emit(o, "%s{upstream=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", name, un,
+         esc(u->endpoints[k].addr->text, en, sizeof en), get(&u->endpoints[k]));
+}
+
+static uint64_t pool_idle(const cynic__endpoint_t *e) {
+  return e->idle_count;
+}
+static uint64_t pool_reused(const cynic__endpoint_t *e) {
+  return e->pool_reused;
+}
+static uint64_t pool_discarded(const cynic__endpoint_t *e) {
+  return e->pool_discarded;
+}
+
+static void u_pool_idle(out_t *o, const cynic__upstream_t *u) {
+  per_endpoint(o, u, "cynic_pool_idle_connections", pool_idle);
 }
 
 static void u_pool_reused(out_t *o, const cynic__upstream_t *u) {
-  char un[NAME_BUF], en[ADDR_BUF];
-  esc(u->cfg->name, un, sizeof un);
-  for (size_t k = 0; k < u->endpoint_count; k++)
-    emit(o, "cynic_pool_reused_total{upstream=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", un,
-         esc(u->endpoints[k].addr->text, en, sizeof en), u->endpoints[k].pool_reused);
+  per_endpoint(o, u, "cynic_pool_reused_total", pool_reused);
 }
 
 static void u_pool_discarded(out_t *o, const cynic__upstream_t *u) {
-  char un[NAME_BUF], en[ADDR_BUF];
-  esc(u->cfg->name, un, sizeof un);
-  for (size_t k = 0; k < u->endpoint_count; k++)
-    emit(o, "cynic_pool_discarded_total{upstream=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", un,
-         esc(u->endpoints[k].addr->text, en, sizeof en), u->endpoints[k].pool_discarded);
+  per_endpoint(o, u, "cynic_pool_discarded_total", pool_discarded);
 }
 
 /* The families in order; a NULL name continues the previous family (the

@@ -18,7 +18,7 @@ SLOW = pu.sanitized()
 COUNT = 300 if SLOW else 2000   # slow clients, all open at once
 HEADER = 2.5                    # s: the listener's timeouts.header, between two bytes
 LATE = 10.0 if SLOW else 3.0    # s past HEADER a 408 may come (2,000 timers fire at once)
-NORMAL_WORST = 3.0 if SLOW else 1.0  # s: the normal client's worst call, generous
+NORMAL_WORST = 3.0 if SLOW else 2.0  # s: the normal client's worst call: generous, under HEADER
 HEAD = b"GET /slow HTTP/1.1\r\nHost: app\r\nUser-Agent: slowloris\r\n\r\n"  # never all sent
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 

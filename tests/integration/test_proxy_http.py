@@ -336,3 +336,33 @@ def test_cynic_answers_a_head_request_without_a_body():
         be.hang.set()
         px.stop()
         be.close()
+
+
+def test_interim_responses_are_bounded():
+    """At most 8 interim (1xx) responses are forwarded for one request: an
+    upstream that sends more is cut (each is a write to a client that may not
+    read). Eight pass and the final response follows; nine cut the client."""
+    def respond(head, body, n):
+        interims = int(head.split(b" ")[1].strip(b"/"))
+        return b"HTTP/1.1 100 Continue\r\n\r\n" * interims + ok(b"done")
+
+    be = Backend(respond)
+    px = pu.Cynic(http_config(be.endpoint, upstream_extra="breaker: { faults: 100 }\n"))
+    try:
+        for interims, whole in ((8, True), (9, False)):
+            with px.connect() as c:
+                c.settimeout(10)
+                c.sendall(get(b"/%d" % interims, b"Connection: close\r\n"))
+                try:
+                    got = pu.recv_all(c)
+                except ConnectionResetError:
+                    got = b"<reset>"
+                if whole:
+                    assert got.count(b"HTTP/1.1 100 Continue\r\n") == 8, got
+                    assert b"HTTP/1.1 200 OK\r\n" in got and got.endswith(b"done"), got
+                else:
+                    assert b"HTTP/1.1 200 OK" not in got, got
+        assert px.logs(event="bad_response")
+    finally:
+        px.stop()
+        be.close()
