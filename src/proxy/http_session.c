@@ -141,6 +141,11 @@ cynic__http_out_t cynic__hs_scratch(size_t cap) {
   return (cynic__http_out_t){.p = scratch, .len = 0, .cap = cap};
 }
 
+void cynic__http_caches_kept(size_t *exchanges, size_t *stores) {
+  *exchanges = xchg_cached;
+  *stores = store_cached;
+}
+
 void cynic__http_free_caches(void) {
   while (xchg_cached > 0)
     free(xchg_cache[--xchg_cached]);

@@ -14,5 +14,8 @@ extern const cynic__mode_t cynic__http_mode;
 /* Frees the buffers HTTP mode keeps for reuse (head stores, the head
  * scratch buffer), at exit. */
 void cynic__http_free_caches(void);
+/* How many exchanges and head stores are kept for reuse now (the tests of
+ * their bounds). */
+void cynic__http_caches_kept(size_t *exchanges, size_t *stores);
 
 #endif /* CYNIC_PROXY_HTTP_SESSION_H */
