@@ -204,7 +204,7 @@ def test_unexpected_status_is_passed_on_and_opens_the_breaker():
         assert status == 503 and h["cynic-answer"] == "breaker_open"
         assert 1 <= int(h["retry-after"]) <= 30
         assert len(be.requests) == 3
-        assert px.logs(event="unexpected_status")
+        px.wait_log(lambda r: r.get("event") == "unexpected_status", what="the unexpected_status event")
     finally:
         px.stop()
         be.close()
@@ -362,7 +362,7 @@ def test_interim_responses_are_bounded():
                     assert b"HTTP/1.1 200 OK\r\n" in got and got.endswith(b"done"), got
                 else:
                     assert b"HTTP/1.1 200 OK" not in got, got
-        assert px.logs(event="bad_response")
+        px.wait_log(lambda r: r.get("event") == "bad_response", what="the bad_response event")
     finally:
         px.stop()
         be.close()
