@@ -229,6 +229,14 @@ void cynic__accesslog_write(const cynic__conn_report_t *r) {
     json_object_set_new(o, "answer", r->answer != NULL ? json_string(r->answer) : json_null());
     json_object_set_new(o, "request_id",
                         r->request_id != NULL ? json_string(r->request_id) : json_null());
+    json_object_set_new(o, "attempts", json_integer((json_int_t)r->attempts));
+    if (r->attempts > 1 && r->upstream != NULL) { /* retried: where each attempt went */
+      json_t *tried = json_array();
+      for (size_t i = 0; i < r->attempts && tried != NULL; i++)
+        if (r->tried[i] < r->upstream->endpoint_count)
+          json_array_append_new(tried, json_string(r->upstream->endpoints[r->tried[i]].addr->text));
+      json_object_set_new(o, "tried", tried);
+    }
   }
   json_object_set_new(o, "bytes_up", json_integer((json_int_t)r->bytes_up));
   json_object_set_new(o, "bytes_down", json_integer((json_int_t)r->bytes_down));

@@ -140,6 +140,20 @@ static json_t *pool_json(const cynic__upstream_t *u) {
                    "discarded", (json_int_t)discarded);
 }
 
+/* Retries: the budget's balance (NULL budget: retries off) and what became
+ * of failed attempts retry.on names. */
+static json_t *retry_json(const cynic__upstream_t *u) {
+  cynic_budget_snapshot_t b;
+  if (u->retry_budget == NULL || cynic_budget_snapshot(u->retry_budget, &b) != 0)
+    return json_null();
+  const uint64_t *r = u->stats.retries;
+  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "balance", (json_int_t)b.balance,
+                   "requests_in_window", (json_int_t)b.deposits_in_window, "retries_in_window",
+                   (json_int_t)b.withdrawals_in_window, "retried", (json_int_t)r[0],
+                   "refused_budget", (json_int_t)r[1], "refused_deadline", (json_int_t)r[2],
+                   "refused_body", (json_int_t)r[3]);
+}
+
 /* Requests by the status class the client got. */
 static json_t *responses_json(const cynic__upstream_t *u) {
   const uint64_t *r = u->stats.responses;
@@ -174,7 +188,7 @@ static json_t *upstream_json(const cynic__upstream_t *u) {
   double p99 = cynic__hist_quantile(&u->stats.first_byte, 0.99);
   json_object_set_new(o, "first_byte_p99_s", p99 < 0 ? json_null() : json_real(p99));
   /* http mode: retry budget (issue 12) and connection pool; none in tcp mode */
-  json_object_set_new(o, "retry_budget", json_null());
+  json_object_set_new(o, "retry_budget", serves_http(u) ? retry_json(u) : json_null());
   json_object_set_new(o, "pool", serves_http(u) ? pool_json(u) : json_null());
   json_object_set_new(o, "responses", serves_http(u) ? responses_json(u) : json_null());
   json_object_set_new(o, "endpoints", upstream_breakers_json(u));

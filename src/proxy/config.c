@@ -350,7 +350,7 @@ static const char *const rate_limit_keys[] = {"per_client", "burst", NULL};
 static const char *const upstream_keys[] = {
     "name",    "endpoints", "balance", "resolve_interval", "timeouts", "tcp_keepalive", "bulkhead",
     "breaker", "required",  "retry",   "expect",           "limits",   "fallback",      "pool",
-    NULL};
+    "deadline_header", NULL};
 static const char *const upstream_timeout_keys[] = {"connect", "first_byte", "idle", "request",
                                                     NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "probes", "user_timeout", NULL};

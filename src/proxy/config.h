@@ -166,6 +166,14 @@ typedef struct cynic__config_breaker {
   uint64_t slow_call_ns;     /* a call slower than this counts as slow */
 } cynic__config_breaker_t;
 
+/* retry.on: what a retry answers (besides the statuses in retry_on_status). */
+enum {
+  CYNIC__RETRY_ON_CONNECT = 1u << 0,    /* connect refused, failed or timed out */
+  CYNIC__RETRY_ON_RESET = 1u << 1,      /* reset or closed before any response byte */
+  CYNIC__RETRY_ON_FIRST_BYTE = 1u << 2, /* timeouts.first_byte */
+  CYNIC__RETRY_ON_BAD_RESPONSE = 1u << 3 /* a response head the parser refused */
+};
+
 /* The http-only keys (retry, expect, limits, fallback, pool; config_http.c):
  * parsed and checked now, used once http mode lands. has_* says whether the section was written. */
 typedef struct cynic__config_http {
@@ -173,7 +181,13 @@ typedef struct cynic__config_http {
   uint32_t retry_attempts; /* extra attempts after the first, idempotent only */
   uint64_t retry_backoff_min_ns;
   uint64_t retry_backoff_max_ns;
-  uint32_t retry_budget_pct; /* retries as a share of requests */
+  uint32_t retry_budget_pct; /* retries as a share of requests; 0 = never retry */
+  uint32_t retry_min_per_sec; /* the budget's reserve: retries a second allowed anyway */
+  uint32_t retry_on;          /* CYNIC__RETRY_ON_* conditions that retry */
+  uint64_t retry_on_status[2]; /* statuses 500..599 that retry: bit (status - 500) */
+  uint64_t retry_max_body;     /* request body bytes kept for a replay; 0 = none */
+  char *retry_idempotent_header; /* its presence marks a request idempotent; NULL = none */
+  char *deadline_header; /* the remaining time in ms, read from clients, sent upstream */
   bool has_expect;
   uint16_t expect_status_min; /* a status outside min..max is a fault */
   uint16_t expect_status_max;

@@ -15,7 +15,11 @@
 
 typedef cynic__yaml_node_t node_t;
 
-static const char *const retry_keys[] = {"attempts", "backoff", "budget", NULL};
+static const char *const retry_keys[] = {"attempts",   "backoff",           "budget",
+                                         "min_per_second", "on", "idempotent_header",
+                                         "max_body",   NULL};
+static const char *const retry_on_names[] = {"connect_failure", "reset", "first_byte_timeout",
+                                             "bad_response", NULL};
 static const char *const expect_keys[] = {"status", "content_type", NULL};
 static const char *const limits_keys[] = {"max_response_bytes", "max_header_bytes", NULL};
 static const char *const fallback_keys[] = {"status", "body", "content_type", NULL};
@@ -28,6 +32,30 @@ static const char *const forwarded_names[] = {"x-forwarded-for", "forwarded", "n
 static bool tchar(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* A header name (a token, at most 64 bytes) at m's `key` into *out (the
+ * old value freed) when given and valid. */
+static void get_header_name(cynic__schema_t *rd, const node_t *m, const char *key,
+                            const char *example, char **out) {
+  char *name = NULL;
+  const node_t *v = cynic__schema_get_string(rd, m, key, 64, &name);
+  if (v == NULL || name == NULL)
+    return;
+  bool ok = name[0] != '\0';
+  for (const char *p = name; *p; p++)
+    ok = ok && tchar((unsigned char)*p);
+  if (!ok) {
+    char sv[64];
+    cynic__schema_error_at(rd, v,
+                           "%s: '%s' is not a header name (letters, digits and "
+                           "!#$%%&'*+-.^_`|~ only), e.g. %s",
+                           key, cynic__config_show(sv, name, strlen(name)), example);
+    free(name);
+    return;
+  }
+  free(*out);
+  *out = name;
 }
 
 void cynic__config_load_listener_http(cynic__schema_t *rd, const node_t *m,
@@ -53,23 +81,43 @@ void cynic__config_load_listener_http(cynic__schema_t *rd, const node_t *m,
   int fwd = (int)l->forwarded;
   cynic__schema_get_enum(rd, m, "forwarded", forwarded_names, &fwd);
   l->forwarded = (cynic__config_forwarded_t)fwd;
-  char *name = NULL;
-  const node_t *rid = cynic__schema_get_string(rd, m, "request_id_header", 64, &name);
-  if (rid != NULL && name != NULL) {
-    bool ok = name[0] != '\0';
-    for (const char *p = name; *p; p++)
-      ok = ok && tchar((unsigned char)*p);
-    if (!ok) {
-      char sv[64];
-      cynic__schema_error_at(rd, rid,
-                             "request_id_header: '%s' is not a header name (letters, digits and "
-                             "!#$%%&'*+-.^_`|~ only), e.g. X-Request-Id",
-                             cynic__config_show(sv, name, strlen(name)));
-      free(name);
-    } else {
-      free(l->request_id_header);
-      l->request_id_header = name;
+  get_header_name(rd, m, "request_id_header", "X-Request-Id", &l->request_id_header);
+}
+
+/* retry.on: a list of condition names and 5xx statuses. */
+static void parse_retry_on(cynic__schema_t *rd, const node_t *v, cynic__config_http_t *h) {
+  if (v->type != CYNIC__YAML_SEQ || v->count == 0 || v->count > 64) {
+    cynic__schema_error_at(rd, v,
+                           "on: expected a list of 1..64 conditions, got %s; write e.g. "
+                           "[connect_failure, reset, first_byte_timeout, 502, 503, 504]",
+                           cynic__schema_describe(v));
+    return;
+  }
+  h->retry_on = 0;
+  h->retry_on_status[0] = h->retry_on_status[1] = 0;
+  for (size_t i = 0; i < v->count; i++) {
+    const node_t *k = v->kids[i];
+    const char *s = cynic__schema_scalar(rd, k, "on");
+    if (s == NULL)
+      continue;
+    size_t j = 0;
+    while (retry_on_names[j] != NULL && strcmp(retry_on_names[j], s) != 0)
+      j++;
+    if (retry_on_names[j] != NULL) {
+      h->retry_on |= 1u << j;
+      continue;
     }
+    uint64_t st;
+    bool over;
+    if (cynic__config_digits(s, &st, &over) == 3 && s[3] == '\0' && st >= 500 && st <= 599) {
+      h->retry_on_status[(st - 500) / 64] |= UINT64_C(1) << ((st - 500) % 64);
+      continue;
+    }
+    char sv[64];
+    cynic__schema_error_at(rd, k,
+                           "on: '%s' is not a retry condition; use connect_failure, reset, "
+                           "first_byte_timeout, bad_response or a status 500..599",
+                           cynic__config_show(sv, s, k->len));
   }
 }
 
@@ -144,12 +192,28 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
     h->retry_backoff_min_ns = 50 * NS_PER_MS;
     h->retry_backoff_max_ns = NS_PER_S;
     h->retry_budget_pct = 20;
+    h->retry_min_per_sec = 10;
+    h->retry_on = CYNIC__RETRY_ON_CONNECT | CYNIC__RETRY_ON_RESET | CYNIC__RETRY_ON_FIRST_BYTE;
+    h->retry_on_status[0] = (UINT64_C(1) << 2) | (UINT64_C(1) << 3) | (UINT64_C(1) << 4);
+    h->retry_max_body = 64 * KIB;
     cynic__schema_get_u32(rd, r, "attempts", 0, 10, &h->retry_attempts);
     const node_t *bo = cynic__schema_get(r, "backoff");
     if (bo != NULL)
       parse_backoff(rd, bo, h);
     cynic__schema_get_percent(rd, r, "budget", 0, 100, &h->retry_budget_pct);
+    cynic__schema_get_u32(rd, r, "min_per_second", 0, 1000000, &h->retry_min_per_sec);
+    const node_t *on = cynic__schema_get(r, "on");
+    if (on != NULL)
+      parse_retry_on(rd, on, h);
+    const node_t *mb = cynic__schema_get(r, "max_body");
+    if (mb != NULL && mb->type == CYNIC__YAML_SCALAR && strcmp(mb->str, "0") == 0)
+      h->retry_max_body = 0;
+    else
+      cynic__schema_get_size(rd, r, "max_body", 1, 16 * MIB, "0 (bodiless only) or 1B..16MB",
+                             &h->retry_max_body);
+    get_header_name(rd, r, "idempotent_header", "Idempotency-Key", &h->retry_idempotent_header);
   }
+  get_header_name(rd, m, "deadline_header", "X-Deadline-Ms", &h->deadline_header);
   const node_t *e = cynic__schema_section(rd, m, "expect", expect_keys);
   if (e != NULL) {
     h->has_expect = true;

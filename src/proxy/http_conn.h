@@ -9,6 +9,7 @@
 #ifndef CYNIC_PROXY_HTTP_CONN_H
 #define CYNIC_PROXY_HTTP_CONN_H
 
+#include "cynic/backoff.h"
 #include "http_exchange.h"
 #include "http_head.h"
 #include "http_msg.h"
@@ -22,6 +23,7 @@ typedef enum hs_state {
   HS_HEAD,       /* a request head is arriving (header timeout) */
   HS_QUEUED,     /* waiting for a bulkhead slot, on upstream->waiters */
   HS_CONNECTING, /* slot and permit held; connect in flight */
+  HS_BACKOFF,    /* an attempt failed: slot held, waiting to try again (retry) */
   HS_EXCHANGE,   /* upstream attached: request out, response in */
   HS_FINISHING,  /* the exchange is over; its last bytes go to the client */
   HS_CLOSING     /* handles closing; freed in the last close callback */
@@ -36,6 +38,13 @@ typedef enum hs_state {
  * response is bad (502): an upstream sending 100 Continue without end would
  * otherwise queue a write per head for a client that does not read. */
 #define CYNIC__HS_MAX_INTERIM 8
+
+/* An attempt needs at least this long before the request's deadline: with
+ * less left cynic answers 504 `deadline_exceeded` at once (or does not retry). */
+#define CYNIC__HS_MIN_ATTEMPT_MS 10u
+/* Kept back from the deadline sent upstream (deadline_header): the time for
+ * the next hop's answer to come back through cynic. */
+#define CYNIC__HS_DEADLINE_RESERVE_MS 5u
 
 /* The longest request id kept (longer ones are replaced by cynic's). */
 #define RID_MAX 128
@@ -60,9 +69,20 @@ typedef struct cynic__http_xchg {
   bool head_seen;     /* the request's head was parsed */
   bool uc_pooled;     /* the upstream connection came from the idle pool */
   bool stale_retried; /* the request was sent again after a stale pooled one */
+  bool idempotent;    /* may be sent again (method, or retry.idempotent_header) */
+  bool replay_keep;   /* the body is kept as it goes out (retry.max_body) */
+  bool replay_lost;   /* body bytes went out that were not kept: no retry */
+  bool backoff_ready; /* backoff initialised (at the first retry) */
   bool has_outcome;
   bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
   uint8_t interims; /* 1xx responses forwarded (CYNIC__HS_MAX_INTERIM) */
+  uint8_t attempts; /* made so far (the first included) */
+  uint64_t tried;   /* endpoints tried: bit (1 << index) */
+  uint8_t order[11]; /* their indices in the order tried (1 + retry.attempts at most) */
+  uint64_t backoff_until_ms; /* HS_BACKOFF: when the next attempt starts */
+  cynic_backoff_t backoff;   /* the request's own jittered sequence */
+  char *replay;      /* the request body sent so far, kept for a retry (retry.max_body) */
+  size_t replay_len, replay_cap;
   uint64_t body_bytes;     /* request body bytes released (max_request_body) */
   uint64_t stall_since_ms; /* a slow reader: since when it took nothing (0: not) */
   /* For the report (metrics, access log). */
@@ -102,7 +122,7 @@ typedef struct cynic__http_conn {
   uint8_t res_head_out; /* head or answer writes to the client in flight (a 1xx
                            head and the final one may both be) */
   bool has_slot;     /* holds a bulkhead slot */
-  bool req_head_out; /* the request head write is in flight */
+  uint8_t req_head_out; /* request head (and replayed body) writes in flight */
   bool close_after;  /* close once the current response is out */
   bool client_eof;   /* the client half-closed */
 } cynic__http_conn_t;
@@ -211,6 +231,8 @@ bool cynic__hu_stale_retry(cynic__http_conn_t *c);
  * breaker; the body's is answered 408, a slow reader goes on while it reads
  * within the listener's idle timeout and is cut past it; true then. */
 bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint64_t now_ms);
+/* The backoff before a retry is over: the next attempt (HS_BACKOFF). */
+void cynic__hu_retry_now(cynic__http_conn_t *c);
 /* Whole seconds until some breaker of `u` lets a probe through (at least 1);
  * 0 when unknown (every one forced open). */
 uint64_t cynic__hu_retry_after_s(const cynic__upstream_t *u);

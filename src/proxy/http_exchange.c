@@ -44,6 +44,20 @@ void cynic__hx_start(cynic__hx_t *x, const cynic__config_upstream_t *cfg, uint64
   x->last_io_ms = now_ms;
 }
 
+void cynic__hx_shorten(cynic__hx_t *x, uint64_t deadline_ms) {
+  if (x->request_deadline_ms == 0 || deadline_ms < x->request_deadline_ms)
+    x->request_deadline_ms = deadline_ms;
+}
+
+void cynic__hx_retry(cynic__hx_t *x, uint64_t now_ms) {
+  x->phase = CYNIC__HX_ADMITTING; /* only the request deadline runs until the next attempt */
+  x->phase_deadline_ms = 0;
+  x->response_bytes = 0;
+  x->response_started = false;
+  x->charged = CYNIC__HX_OK;
+  x->last_io_ms = now_ms;
+}
+
 void cynic__hx_connecting(cynic__hx_t *x, uint64_t now_ms) {
   x->phase = CYNIC__HX_CONNECTING;
   x->endpoint_involved = true;

@@ -85,6 +85,13 @@ typedef struct cynic__hx_outcome {
 
 /* The request head is complete at `now`: the exchange begins (ADMITTING). */
 void cynic__hx_start(cynic__hx_t *x, const cynic__config_upstream_t *cfg, uint64_t now_ms);
+/* The request's deadline becomes `deadline_ms` if that is sooner (an
+ * incoming deadline header). */
+void cynic__hx_shorten(cynic__hx_t *x, uint64_t deadline_ms);
+/* A failed attempt (nothing of its response reached the client) will be
+ * made again: back to waiting, the request deadline kept, the attempt's
+ * state gone. */
+void cynic__hx_retry(cynic__hx_t *x, uint64_t now_ms);
 /* Admitted (a slot, an endpoint, a permit): connecting from `now`. */
 void cynic__hx_connecting(cynic__hx_t *x, uint64_t now_ms);
 /* Connected, or a pooled connection taken: the request goes out. */

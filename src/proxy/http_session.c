@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "cynic/deadline.h"
 #include "http_conn.h"
 #include "http_head.h"
 #include "http_session.h"
@@ -111,6 +112,7 @@ void cynic__hs_xchg_put(cynic__http_conn_t *c) {
     return;
   c->x = NULL;
   cynic__attempt_end(&x->attempt);
+  free(x->replay);
   if (x->req_store != NULL) {
     cynic__http_msg_next(&x->req);
     cynic__hs_store_put(&x->req_store, x->req_store_cap);
@@ -202,6 +204,8 @@ void cynic__hs_report(cynic__http_conn_t *c) {
       .upstream_status = c->x->upstream_status,
       .answer = c->x->answer,
       .request_id = c->x->rid[0] != '\0' ? c->x->rid : NULL,
+      .tried = c->x->order,
+      .attempts = c->x->attempts,
   };
   cynic__metrics_conn_done(&r);
 }
@@ -216,7 +220,7 @@ static void on_head_written(uv_write_t *req, int status) {
   if (to_client)
     c->res_head_out--;
   else
-    c->req_head_out = false;
+    c->req_head_out--;
   if (c->state == HS_CLOSING)
     return;
   if (status < 0) {
@@ -267,7 +271,7 @@ int cynic__hs_send(cynic__http_conn_t *c, const char *p, size_t len, bool to_cli
   if (to_client)
     c->res_head_out++;
   else
-    c->req_head_out = true;
+    c->req_head_out++;
   *queued = true;
   return 0;
 }
@@ -345,6 +349,11 @@ void cynic__hs_arm(cynic__http_conn_t *c) {
   case HS_EXCHANGE:
     next = cynic__hx_next_deadline(&c->x->hx);
     break;
+  case HS_BACKOFF:
+    next = cynic__hx_next_deadline(&c->x->hx);
+    if (next == 0 || c->x->backoff_until_ms < next)
+      next = c->x->backoff_until_ms;
+    break;
   default:
     return;
   }
@@ -394,6 +403,16 @@ static void on_timer(uv_timer_t *t) {
                          c->base.listener->cfg->name, NULL, NULL);
       c->close_after = true;
       cynic__hs_answer(c, 408, "header_timeout", 0, false);
+      return;
+    }
+    break;
+  case HS_BACKOFF:
+    if (cynic__hx_expired(&c->x->hx, now) != CYNIC__HX_OK) {
+      cynic__hu_fail(c, CYNIC__HX_REQUEST_TIMEOUT);
+      return;
+    }
+    if (now >= c->x->backoff_until_ms) {
+      cynic__hu_retry_now(c);
       return;
     }
     break;
@@ -452,7 +471,8 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
   cynic__hs_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
   if (c->state == HS_QUEUED)
     cynic__admission_cancel(c->base.upstream, &c->x->waiter);
-  bool in_exchange = c->state == HS_QUEUED || c->state == HS_CONNECTING || c->state == HS_EXCHANGE;
+  bool in_exchange = c->state == HS_QUEUED || c->state == HS_CONNECTING || c->state == HS_EXCHANGE ||
+                     c->state == HS_BACKOFF;
   c->state = HS_CLOSING;
   cynic__relay_stop(&c->relay);
   if (c->x != NULL) {
@@ -512,6 +532,57 @@ static const char *refusal_reason(int status) {
   }
 }
 
+/* RFC 9110 9.2.2: methods whose request may be sent twice. */
+static bool idempotent_method(int method) {
+  return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
+         method == HTTP_PUT || method == HTTP_DELETE || method == HTTP_TRACE;
+}
+
+/* What the request may do (issue 12): go again (idempotent, its body kept
+ * for a replay up to retry.max_body; the retry budget hears of it), and by
+ * when (an incoming deadline_header shortens timeouts.request). False when
+ * it was answered already: 504 `deadline_exceeded`, too little time left
+ * for an attempt to be of use. */
+static bool request_plan(cynic__http_conn_t *c) {
+  cynic__http_xchg_t *x = c->x;
+  const cynic__http_msg_t *m = &x->req;
+  cynic__upstream_t *u = c->base.upstream;
+  const cynic__config_http_t *h = &u->cfg->http;
+  uint64_t now = cynic__hs_now_ms(c);
+  if (h->has_retry) {
+    size_t len;
+    x->idempotent = idempotent_method(m->method) ||
+                    (h->retry_idempotent_header != NULL &&
+                     cynic__http_msg_find(m, h->retry_idempotent_header, &len) != NULL);
+    x->replay_keep = m->body != CYNIC__HTTP_BODY_NONE && x->idempotent && h->retry_max_body > 0;
+    x->replay_lost = m->body == CYNIC__HTTP_BODY_LENGTH && m->content_length > h->retry_max_body;
+    if (u->retry_budget != NULL)
+      cynic_budget_deposit(u->retry_budget);
+  } else {
+    x->idempotent = idempotent_method(m->method); /* a stale pooled connection's retry */
+  }
+  if (h->deadline_header != NULL) {
+    size_t len = 0;
+    const char *v = cynic__http_msg_find(m, h->deadline_header, &len);
+    cynic_deadline_t d;
+    /* an unreadable value is ignored (the request keeps its own deadline):
+     * the header is advice from the caller, not part of the request */
+    if (v != NULL && cynic_deadline_from_ms_header(v, len, 0, &d) == 0 && !cynic_deadline_is_none(d))
+      cynic__hx_shorten(&x->hx, now + cynic_deadline_left(d, 0) / 1000000u);
+  }
+  uint64_t dl = x->hx.request_deadline_ms;
+  if (dl != 0 && (dl <= now || dl - now < CYNIC__HS_MIN_ATTEMPT_MS)) {
+    cynic__hs_outcome(c, CYNIC__EV_DEADLINE_EXCEEDED);
+    cynic__proxy_event(&u->counters, CYNIC__EV_DEADLINE_EXCEEDED, "upstream", u->cfg->name, NULL,
+                       NULL);
+    cynic__hx_fail(&x->hx, CYNIC__HX_CLIENT_GONE);
+    c->state = HS_FINISHING;
+    cynic__hs_answer(c, 504, "deadline_exceeded", 0, true);
+    return false;
+  }
+  return true;
+}
+
 /* The request head is complete: checks, then fail fast, the bulkhead, and
  * an attempt. */
 static void request_head(cynic__http_conn_t *c) {
@@ -556,6 +627,8 @@ static void request_head(cynic__http_conn_t *c) {
   c->x->started = true;
   cynic__metrics_conn_started(u);
   cynic__hx_start(&c->x->hx, u->cfg, cynic__hs_now_ms(c));
+  if (!request_plan(c))
+    return;
   if (!cynic__upstream_available(u)) {
     cynic__hs_outcome(c, CYNIC__EV_BREAKER_OPEN);
     c->x->decision = "rejected";
@@ -716,8 +789,9 @@ static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
       cynic__hs_close(c, false, "client_closed");
     } else if (c->state == HS_HEAD) {
       cynic__hs_close(c, false, "client_closed_mid_head");
-    } else if (c->x != NULL && !c->x->req_done && (c->state == HS_EXCHANGE || c->state == HS_CONNECTING ||
-                                c->state == HS_QUEUED)) {
+    } else if (c->x != NULL && !c->x->req_done &&
+               (c->state == HS_EXCHANGE || c->state == HS_CONNECTING || c->state == HS_QUEUED ||
+                c->state == HS_BACKOFF)) {
       cynic__hu_fail(c, CYNIC__HX_CLIENT_GONE); /* the request was cut short */
     }
     return;
@@ -745,7 +819,8 @@ static void relay_failed(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool
     return;
   }
   if (client_side) {
-    if (c->state == HS_EXCHANGE || c->state == HS_CONNECTING || c->state == HS_QUEUED)
+    if (c->state == HS_EXCHANGE || c->state == HS_CONNECTING || c->state == HS_QUEUED ||
+        c->state == HS_BACKOFF)
       cynic__hu_fail(c, CYNIC__HX_CLIENT_GONE);
     else
       cynic__hs_close(c, true, "client_reset");

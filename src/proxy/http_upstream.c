@@ -8,8 +8,11 @@
  * verdict for the breaker. The client side is http_session.c.
  */
 #include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "err.h"
 #include "http_conn.h"
@@ -166,8 +169,132 @@ bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint
   return true;
 }
 
+/* ---- retries (docs/design-http.md, "Retries") ---- */
+
+static bool status_retries(const cynic__config_http_t *h, int status) {
+  if (status < 500 || status > 599)
+    return false;
+  unsigned k = (unsigned)(status - 500);
+  return (h->retry_on_status[k / 64] >> (k % 64)) & 1u;
+}
+
+static bool cause_retries(const cynic__config_http_t *h, cynic__hx_cause_t cause) {
+  switch (cause) {
+  case CYNIC__HX_CONNECT_REFUSED:
+  case CYNIC__HX_CONNECT_ERROR:
+  case CYNIC__HX_CONNECT_TIMEOUT:
+    return h->retry_on & CYNIC__RETRY_ON_CONNECT;
+  case CYNIC__HX_UPSTREAM_RESET:
+  case CYNIC__HX_UPSTREAM_CLOSED:
+    return h->retry_on & CYNIC__RETRY_ON_RESET;
+  case CYNIC__HX_FIRST_BYTE_TIMEOUT:
+    return h->retry_on & CYNIC__RETRY_ON_FIRST_BYTE;
+  case CYNIC__HX_BAD_RESPONSE:
+    return h->retry_on & CYNIC__RETRY_ON_BAD_RESPONSE;
+  default:
+    return false;
+  }
+}
+
+/* Whether what went out of the request can go out again: its head is
+ * rebuilt from the parsed parts, its body only when kept whole so far. */
+static bool replayable(const cynic__http_xchg_t *x) {
+  return x->req.body == CYNIC__HTTP_BODY_NONE || (x->replay_keep && !x->replay_lost);
+}
+
+/* A failed attempt that retry.on names does not go again: why, counted in
+ * /status and /metrics (retries[k]) and logged (summarised). */
+static bool retry_refused(cynic__http_conn_t *c, int k, const char *why) {
+  cynic__upstream_t *u = c->base.upstream;
+  u->stats.retries[k]++;
+  cynic__proxy_event(&u->counters, CYNIC__EV_RETRY_REFUSED, "upstream", u->cfg->name, NULL, why);
+  return false;
+}
+
+/* The attempt failed with `cause`, or the upstream answered `status` (not 0:
+ * a retry.on status, its head parsed and not passed on). When the request
+ * may go again (retry.on, idempotent, nothing of a response reached the
+ * client, attempts left, the body kept, time before the deadline, the
+ * budget), this attempt ends here with its verdict for the breaker and the
+ * next one starts after a jittered backoff, on another endpoint when there
+ * is one; true then. */
+static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
+  cynic__http_xchg_t *x = c->x;
+  cynic__upstream_t *u = c->base.upstream;
+  const cynic__config_http_t *h = &u->cfg->http;
+  if (!h->has_retry || x->attempt.endpoint == NULL ||
+      (status != 0 ? !status_retries(h, status) : !cause_retries(h, cause)))
+    return false;
+  if (!x->idempotent || x->hx.response_started || c->res_head_out > 0 || x->interims > 0 ||
+      (c->state != HS_EXCHANGE && c->state != HS_CONNECTING) ||
+      x->attempts > h->retry_attempts || (c->uc != NULL && !upstream_quiet(c)))
+    return false;
+  if (!replayable(x))
+    return retry_refused(c, 3, "request body over retry.max_body");
+  uint64_t now = cynic__hs_now_ms(c);
+  if (!x->backoff_ready) {
+    cynic_backoff_config_t bc;
+    cynic_backoff_config_default(&bc);
+    bc.kind = CYNIC_BACKOFF_DECORRELATED_JITTER; /* in min..max, never in step */
+    bc.base_ns = h->retry_backoff_min_ns;
+    bc.cap_ns = h->retry_backoff_max_ns;
+    if (cynic_backoff_init(&x->backoff, &bc) != 0)
+      return false;
+    x->backoff_ready = true;
+  }
+  uint64_t delay = cynic_backoff_next(&x->backoff) / 1000000u;
+  if (delay == 0)
+    delay = 1;
+  if (x->hx.request_deadline_ms != 0 &&
+      now + delay + CYNIC__HS_MIN_ATTEMPT_MS > x->hx.request_deadline_ms)
+    return retry_refused(c, 2, "too close to the request deadline");
+  if (u->retry_budget == NULL || cynic_budget_withdraw(u->retry_budget) != 0)
+    return retry_refused(c, 1, "retry budget spent");
+  /* this attempt's verdict */
+  bool fault;
+  cynic__event_t ev;
+  if (status != 0) {
+    fault = x->hx.charged != CYNIC__HX_OK; /* outside expect.status */
+    ev = CYNIC__EV_UNEXPECTED_STATUS;
+  } else {
+    fault = cynic__hx_fail(&x->hx, cause).fault;
+    ev = cause_event(c, cause);
+  }
+  if (fault)
+    cynic__attempt_fault(&x->attempt, ev, status != 0 ? NULL : cynic__hx_cause_name(cause));
+  u->stats.retries[0]++;
+  cynic__proxy_event(&u->counters, CYNIC__EV_RETRY, "upstream", u->cfg->name, NULL,
+                     cynic__event_key(ev));
+  /* and its state gone: the connection closed, the slot kept */
+  upstream_release(c, false);
+  if (x->res_store != NULL)
+    cynic__hs_res_reset(c);
+  cynic__attempt_end(&x->attempt);
+  memset(&x->attempt, 0, sizeof x->attempt);
+  x->pend = NULL;
+  x->res_head_done = false;
+  x->reusable = false;
+  x->uc_pooled = false;
+  x->first_byte_us = 0;
+  x->upstream_status = 0;
+  x->status = 0;
+  cynic__hx_retry(&x->hx, now);
+  x->backoff_until_ms = now + delay;
+  c->state = HS_BACKOFF;
+  cynic__hs_arm(c);
+  return true;
+}
+
+/* The backoff is over: the next attempt. */
+void cynic__hu_retry_now(cynic__http_conn_t *c) {
+  c->state = HS_CONNECTING;
+  cynic__hu_attempt(c);
+}
+
 /* The exchange failed with `cause` (hx decides what the client gets). */
 void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
+  if (retry(c, cause, 0))
+    return;
   c->x->pend = NULL; /* a head never sent: the client may still get cynic's answer */
   cynic__hx_outcome_t o = cynic__hx_fail(&c->x->hx, cause);
   cynic__event_t ev = cause_event(c, cause);
@@ -251,6 +378,8 @@ static void response_head(cynic__http_conn_t *c) {
     cynic__hu_fail(c, cause);
     return;
   }
+  if (!interim && retry(c, CYNIC__HX_OK, m->status))
+    return; /* a retry.on status: not passed on, the request goes again */
   if (cause == CYNIC__HX_UNEXPECTED_STATUS) {
     cynic__event_t ev = CYNIC__EV_UNEXPECTED_STATUS;
     cynic__attempt_fault(&c->x->attempt, ev, NULL);
@@ -415,6 +544,36 @@ static void refuse_body(cynic__http_conn_t *c, int status, const char *reason, c
     cynic__hs_answer(c, status, reason, 0, false);
 }
 
+/* Keeps a copy of body bytes going out, for a retry, up to retry.max_body;
+ * past it (or without memory) the request can no longer go again. */
+static void keep_body(cynic__http_conn_t *c, const char *p, size_t n) {
+  cynic__http_xchg_t *x = c->x;
+  uint64_t max = c->base.upstream->cfg->http.retry_max_body;
+  if (x->replay_len + n > max) {
+    x->replay_lost = true;
+    free(x->replay);
+    x->replay = NULL;
+    x->replay_len = x->replay_cap = 0;
+    return;
+  }
+  if (x->replay_len + n > x->replay_cap) {
+    size_t cap = x->replay_cap > 0 ? x->replay_cap : 4096;
+    while (cap < x->replay_len + n)
+      cap *= 2;
+    if (cap > max)
+      cap = (size_t)max;
+    char *r = realloc(x->replay, cap);
+    if (r == NULL) {
+      x->replay_lost = true;
+      return;
+    }
+    x->replay = r;
+    x->replay_cap = cap;
+  }
+  memcpy(x->replay + x->replay_len, p, n);
+  x->replay_len += n;
+}
+
 /* Streams the request's body (already held) to the upstream. */
 void cynic__hu_request_body(cynic__http_conn_t *c) {
   cynic__relay_dir_t *d = &c->relay.up;
@@ -435,6 +594,8 @@ void cynic__hu_request_body(cynic__http_conn_t *c) {
       return;
     }
     if (used > 0) {
+      if (c->x->replay_keep && !c->x->replay_lost)
+        keep_body(c, spans[0].base, used);
       cynic__hx_io(&c->x->hx, cynic__hs_now_ms(c));
       cynic__relay_release(d, used);
       if (c->state != HS_EXCHANGE)
@@ -449,6 +610,26 @@ void cynic__hu_request_body(cynic__http_conn_t *c) {
     if (used == 0 || cynic__relay_held(d, spans) == 0)
       return;
   }
+}
+
+/* deadline_header: the client's field (if any) out of fields[0..n), the
+ * time left before the request's deadline in its place (less a reserve for
+ * the answer's way back), in `left`. The new count. */
+static size_t deadline_field(cynic__http_conn_t *c, cynic__http_hfield_t *fields, size_t n,
+                             char left[32]) {
+  const char *name = c->base.upstream->cfg->http.deadline_header;
+  size_t nlen = strlen(name), k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (fields[i].nlen != nlen || strncasecmp(fields[i].name, name, nlen) != 0)
+      fields[k++] = fields[i];
+  uint64_t d = c->x->hx.request_deadline_ms, now = cynic__hs_now_ms(c);
+  if (d == 0)
+    return k; /* no deadline: none sent */
+  uint64_t ms = d > now + CYNIC__HS_DEADLINE_RESERVE_MS ? d - now - CYNIC__HS_DEADLINE_RESERVE_MS : 0;
+  int len = snprintf(left, 32, "%" PRIu64, ms);
+  fields[k++] = (cynic__http_hfield_t){.name = name, .nlen = nlen, .value = left,
+                                       .vlen = (size_t)len};
+  return k;
 }
 
 /* The upstream connection is ready (connected or pooled): the request goes
@@ -476,8 +657,11 @@ static void request_out(cynic__http_conn_t *c) {
   cynic__http_msg_expect(&c->x->res, m->method);
   c->x->res_head_done = false;
   /* the request head, rebuilt */
-  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
+  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS + 1];
   size_t n = cynic__hs_fields(m, fields);
+  char left[32];
+  if (uc->http.deadline_header != NULL)
+    n = deadline_field(c, fields, n, left);
   const char *method = cynic__http_msg_method(m);
   cynic__http_head_t h = {
       .method = method,
@@ -507,7 +691,9 @@ static void request_out(cynic__http_conn_t *c) {
     return;
   }
   bool queued;
-  if (cynic__hs_send(c, o.p, o.len, false, false, &queued) != 0) {
+  if (cynic__hs_send(c, o.p, o.len, false, false, &queued) != 0 ||
+      (c->x->replay_len > 0 &&
+       cynic__hs_send(c, c->x->replay, c->x->replay_len, false, false, &queued) != 0)) {
     cynic__hu_fail(c, CYNIC__HX_UPSTREAM_RESET);
     return;
   }
@@ -538,7 +724,7 @@ static void on_connect(cynic__upconn_t *uc, int status) {
 /* A slot is held: pick an endpoint, then a pooled connection or a new one. */
 void cynic__hu_attempt(cynic__http_conn_t *c) {
   cynic__upstream_t *u = c->base.upstream;
-  int rc = cynic__attempt_start(u, &c->x->attempt);
+  int rc = cynic__attempt_start_avoid(u, &c->x->attempt, c->x->tried);
   if (rc != 0) {
     cynic__event_t ev = rc == CYNIC_EOPEN ? CYNIC__EV_BREAKER_OPEN : CYNIC__EV_UNRESOLVED;
     cynic__hs_outcome(c, (int)ev);
@@ -550,13 +736,20 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
     return;
   }
   cynic__endpoint_t *e = c->x->attempt.endpoint;
+  size_t idx = (size_t)(e - u->endpoints);
+  c->x->tried |= UINT64_C(1) << idx;
+  if (c->x->attempts < sizeof c->x->order)
+    c->x->order[c->x->attempts++] = (uint8_t)idx;
   c->x->decision = cynic_breaker_state_name(c->x->attempt.permit.state);
   uint64_t now = cynic__hs_now_ms(c);
   cynic__hx_connecting(&c->x->hx, now);
   c->x->reusable = true;
-  /* A request without a body survives a stale connection (it goes again:
-   * cynic__hu_stale_retry), so only one with a body pays for the check. */
-  cynic__upconn_t *pooled = cynic__pool_take(e, now, c->x->req.body != CYNIC__HTTP_BODY_NONE);
+  /* A request that can go again survives a stale connection
+   * (cynic__hu_stale_retry), so only the others pay for the check: one with
+   * a body, or one that is not idempotent (a POST goes again only when none
+   * of it was sent, and the check is how cynic knows). */
+  cynic__upconn_t *pooled = cynic__pool_take(e, now, c->x->req.body != CYNIC__HTTP_BODY_NONE ||
+                                                         !c->x->idempotent);
   if (pooled != NULL) {
     c->uc = pooled;
     c->x->uc_pooled = true;
@@ -596,7 +789,8 @@ bool cynic__hu_stale_retry(cynic__http_conn_t *c) {
    * connection to the same endpoint, with the same slot and permit; not a
    * fault (the connection was stale, not the endpoint down). */
   if (!c->x->uc_pooled || c->x->stale_retried || c->x->first_byte_us != 0 || c->x->res_head_done ||
-      c->x->req.body != CYNIC__HTTP_BODY_NONE || c->state != HS_EXCHANGE || c->req_head_out)
+      !c->x->idempotent || !replayable(c->x) || c->state != HS_EXCHANGE || c->req_head_out ||
+      !cynic__relay_drained(&c->relay.up))
     return false;
   c->x->stale_retried = true;
   c->x->attempt.endpoint->pool_discarded++;

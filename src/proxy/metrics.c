@@ -523,6 +523,15 @@ static void u_http_responses(out_t *o, const cynic__upstream_t *u) {
          classes[i], u->stats.responses[i]);
 }
 
+static void u_retries(out_t *o, const cynic__upstream_t *u) {
+  static const char *const results[4] = {"retried", "budget_exhausted", "deadline", "body_too_large"};
+  char un[NAME_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t i = 0; i < 4; i++)
+    emit(o, "cynic_retries_total{upstream=\"%s\",result=\"%s\"} %" PRIu64 "\n", un, results[i],
+         u->stats.retries[i]);
+}
+
 /* One line per endpoint of u: `name`{upstream, endpoint} and what `get` reads. */
 static void per_endpoint(out_t *o, const cynic__upstream_t *u, const char *name,
                          uint64_t (*get)(const cynic__endpoint_t *e)) {
@@ -617,6 +626,10 @@ static const struct family {
     {"cynic_http_responses_total", "counter",
      "HTTP mode: requests by the status class the client got (none: reset or closed).", NULL,
      u_http_responses, NULL},
+    {"cynic_retries_total", "counter",
+     "HTTP mode: failed attempts retry.on names, by what became of them (retried, or refused "
+     "for want of budget, time before the deadline, or a kept body).",
+     NULL, u_retries, NULL},
     {"cynic_pool_idle_connections", "gauge",
      "HTTP mode: idle upstream connections kept for reuse, per endpoint.", NULL, u_pool_idle, NULL},
     {"cynic_pool_reused_total", "counter",

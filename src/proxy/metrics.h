@@ -83,6 +83,8 @@ typedef struct cynic__upstream_stats {
   cynic__hist_t second_ttfb; /* first_byte of the current second (history p99) */
   uint64_t responses[6]; /* HTTP mode: requests by the status the client got:
                             [0] none (reset or closed), [1..5] 1xx..5xx */
+  uint64_t retries[4];   /* HTTP mode: failed attempts [0] retried, not retried for want of
+                            [1] budget, [2] time before the deadline, [3] a kept body */
   uint64_t last_started, last_done, last_errors; /* at the previous sample */
   cynic__sample_t history[CYNIC__HISTORY_SECONDS];
   size_t history_next;  /* ring position of the next sample */

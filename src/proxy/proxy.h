@@ -35,6 +35,7 @@
 
 #include "config.h"
 #include "cynic/breaker.h"
+#include "cynic/budget.h"
 #include "cynic/bulkhead.h"
 #include "cynic/ratelimit.h"
 
@@ -122,7 +123,13 @@ typedef struct cynic__mode cynic__mode_t; /* session.h */
   XX(HEADER_TIMEOUT, "header_timeout", "client request head not complete in time",               \
      "request heads not complete in time (408) on")                                                \
   XX(CLIENT_TIMEOUT, "client_timeout", "client too slow: its request body or reading the response", \
-     "clients too slow (request body, or reading the response) on")
+     "clients too slow (request body, or reading the response) on")                                \
+  XX(RETRY, "retry", "request sent again after a failed attempt", "requests sent again to")        \
+  XX(RETRY_REFUSED, "retry_refused",                                                               \
+     "failed attempt not retried: retry budget, deadline or request body",                         \
+     "retries refused (budget, deadline, body) for")                                               \
+  XX(DEADLINE_EXCEEDED, "deadline_exceeded", "request deadline too close to start an attempt",    \
+     "requests answered 504 at once (deadline too close) for")
 
 typedef enum cynic__event {
 #define CYNIC__EVENT_ENUM(name, key, msg, text) CYNIC__EV_##name,
@@ -169,6 +176,8 @@ struct cynic__upstream {
   size_t endpoint_count;
   size_t next; /* round robin: where the next pick starts */
   cynic_bulkhead_t *bulkhead;
+  cynic_budget_t *retry_budget; /* http mode's retry.budget; NULL: no retries */
+  uint32_t budget_pct, budget_min; /* the settings it was made with */
   cynic__link_t waiters;  /* cynic__waiter_t.link, oldest first (upstream.c) */
   uv_timer_t queue_timer; /* the oldest waiter's queue timeout (upstream.c) */
   uv_timer_t resolve_timer;
@@ -445,6 +454,12 @@ typedef struct cynic__attempt {
  * CYNIC_ESTATE when no endpoint has an address yet (a left as it was). On 0
  * the caller owes one cynic__attempt_end. */
 int cynic__attempt_start(cynic__upstream_t *u, cynic__attempt_t *a);
+/* The same, preferring endpoints whose bit (1 << index) is not in `avoid`
+ * (a retry goes to another endpoint when one is available). */
+int cynic__attempt_start_avoid(cynic__upstream_t *u, cynic__attempt_t *a, uint64_t avoid);
+/* The retry budget of `u` for its config (made, remade when retry.budget
+ * changed, freed without retries): 0 or CYNIC_ENOMEM. */
+int cynic__upstream_budget(cynic__upstream_t *u);
 /* The endpoint answered: success for its breaker (once; later calls and
  * calls after a fault do nothing). */
 void cynic__attempt_success(cynic__attempt_t *a);
@@ -623,6 +638,8 @@ typedef struct cynic__conn_report {
   int upstream_status; /* the upstream's final status (0: none came) */
   const char *answer;
   const char *request_id;
+  const uint8_t *tried; /* the endpoints' indices in upstream, in the order tried */
+  size_t attempts;      /* how many (more than 1: retries) */
   bool http; /* an HTTP request's report (the fields above apply) */
 } cynic__conn_report_t;
 

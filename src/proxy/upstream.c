@@ -199,7 +199,7 @@ int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
   bc.max_concurrent = u->cfg->max_connections;
   bc.max_pending = u->cfg->max_pending;
   int rc = cynic_bulkhead_new(&bc, &u->bulkhead);
-  if (rc != 0)
+  if (rc != 0 || (rc = cynic__upstream_budget(u)) != 0)
     return rc;
   for (size_t k = 0; k < u->endpoint_count; k++) {
     cynic__endpoint_t *e = &u->endpoints[k];
@@ -251,6 +251,8 @@ static void upstream_free(cynic__upstream_t *u) {
   u->endpoints = NULL;
   cynic_bulkhead_free(u->bulkhead);
   u->bulkhead = NULL;
+  cynic_budget_free(u->retry_budget);
+  u->retry_budget = NULL;
 }
 
 void cynic__upstream_discard(cynic__upstream_t *u) {
@@ -321,6 +323,7 @@ void cynic__upstreams_free(cynic__proxy_t *p) {
         cynic_breaker_free(u->endpoints[k].breaker);
     free(u->endpoints);
     cynic_bulkhead_free(u->bulkhead);
+    cynic_budget_free(u->retry_budget);
   }
   free(p->upstreams);
   p->upstreams = NULL;
@@ -339,12 +342,15 @@ static bool try_endpoint(cynic__endpoint_t *e, cynic_breaker_permit_t *permit, b
 /* Picks an endpoint (balance, skipping open breakers) and takes a breaker
  * permit on it: 0, CYNIC_EOPEN when every breaker is open, CYNIC_ESTATE when
  * no endpoint has an address yet. */
-static int pick(cynic__upstream_t *u, cynic__endpoint_t **out, cynic_breaker_permit_t *permit) {
+static int pick(cynic__upstream_t *u, cynic__endpoint_t **out, cynic_breaker_permit_t *permit,
+                uint64_t avoid) {
   size_t n = u->endpoint_count;
   bool any_resolved = false;
   if (u->cfg->balance == CYNIC__BALANCE_ROUND_ROBIN) {
     for (size_t i = 0; i < n; i++) {
       size_t k = (u->next + i) % n;
+      if (avoid & (UINT64_C(1) << k))
+        continue;
       if (try_endpoint(&u->endpoints[k], permit, &any_resolved)) {
         u->next = (k + 1) % n;
         *out = &u->endpoints[k];
@@ -355,7 +361,7 @@ static int pick(cynic__upstream_t *u, cynic__endpoint_t **out, cynic_breaker_per
     /* Least connections: fewest active first, ties in round-robin order. An
      * endpoint whose breaker refuses is left out of the next rounds; at most
      * 64 endpoints, so the O(n^2) walk is a few hundred comparisons. */
-    uint64_t tried = 0;
+    uint64_t tried = avoid;
     for (size_t round = 0; round < n; round++) {
       size_t best = n;
       for (size_t i = 0; i < n; i++) {
@@ -378,15 +384,43 @@ static int pick(cynic__upstream_t *u, cynic__endpoint_t **out, cynic_breaker_per
   return any_resolved ? CYNIC_EOPEN : CYNIC_ESTATE;
 }
 
-int cynic__attempt_start(cynic__upstream_t *u, cynic__attempt_t *a) {
+int cynic__attempt_start_avoid(cynic__upstream_t *u, cynic__attempt_t *a, uint64_t avoid) {
   cynic__endpoint_t *e;
-  int rc = pick(u, &e, &a->permit);
+  int rc = avoid != 0 ? pick(u, &e, &a->permit, avoid) : CYNIC_EOPEN;
+  if (rc != 0) /* none left that was not tried: any, the tried ones included */
+    rc = pick(u, &e, &a->permit, 0);
   if (rc != 0)
     return rc;
   a->endpoint = e;
   a->has_permit = true;
   e->active++;
   return 0;
+}
+
+int cynic__attempt_start(cynic__upstream_t *u, cynic__attempt_t *a) {
+  return cynic__attempt_start_avoid(u, a, 0);
+}
+
+int cynic__upstream_budget(cynic__upstream_t *u) {
+  const cynic__config_http_t *h = &u->cfg->http;
+  bool want = h->has_retry && h->retry_attempts > 0 && h->retry_budget_pct > 0;
+  cynic_budget_config_t bc;
+  cynic_budget_config_default(&bc);
+  bc.retry_percent = h->retry_budget_pct;
+  bc.min_retries_per_sec = h->retry_min_per_sec;
+  if (u->retry_budget != NULL && want) {
+    cynic_budget_snapshot_t s; /* the same settings: keep its window */
+    if (u->budget_pct == h->retry_budget_pct && u->budget_min == h->retry_min_per_sec &&
+        cynic_budget_snapshot(u->retry_budget, &s) == 0)
+      return 0;
+  }
+  cynic_budget_free(u->retry_budget);
+  u->retry_budget = NULL;
+  if (!want)
+    return 0;
+  u->budget_pct = h->retry_budget_pct;
+  u->budget_min = h->retry_min_per_sec;
+  return cynic_budget_new(&bc, &u->retry_budget);
 }
 
 void cynic__attempt_success(cynic__attempt_t *a) {
@@ -532,6 +566,9 @@ void cynic__upstream_cfg_set(cynic__upstream_t *u, const cynic__config_upstream_
   u->cfg = cfg;
   for (size_t k = 0; k < u->endpoint_count; k++)
     u->endpoints[k].addr = &cfg->endpoints[k];
+  if (cynic__upstream_budget(u) != 0) /* out of memory: no retries until the next reload */
+    cynic__log_event(CYNIC_LOG_ERROR, "out_of_memory", "out of memory for a retry budget",
+                     json_pack("{s:s}", "upstream", cfg->name));
 }
 
 void cynic__upstream_carry(cynic__upstream_t *u, const cynic__upstream_t *old) {

@@ -194,22 +194,25 @@ def test_broken_config(tmp_path, name, text, expected):
     assert r.stderr.splitlines() == [e.format(f=f) for e in expected]
 
 
-def test_http_mode_is_served_and_retry_is_noted(tmp_path):
+def test_http_mode_is_served_and_fallback_is_noted(tmp_path):
     f = tmp_path / "http.yaml"
     f.write_text(GOOD.replace("    upstream: backend\n", "    upstream: backend\n    mode: http\n"))
     r = check(f)
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"{f}: ok\n1 listener, 1 upstream, 1 endpoint; admin on 127.0.0.1:9901\n"
     assert r.stderr == ""  # http mode is served: nothing to note
-    # retry and fallback are checked ahead of the release that applies them
+    # retry is applied: nothing to note; fallback is checked ahead of its release
     text = f.read_text()
     at = text.index("  - name: backend\n") + len("  - name: backend\n")
     f.write_text(text[:at] + "    retry: { attempts: 1 }\n" + text[at:])
     r = check(f)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    f.write_text(text[:at] + "    fallback: { status: 503 }\n" + text[at:])
+    r = check(f)
     assert r.returncode == 0, r.stderr
     line = text[:at].count("\n") - 0
-    assert r.stderr == (f"{f}:{line}:5: note: upstream 'backend': 'retry' is checked but not applied "
-                        "yet (retries and fallbacks are the next release)\n"), r.stderr
+    assert r.stderr == (f"{f}:{line}:5: note: upstream 'backend': 'fallback' is checked but not "
+                        "applied yet (fallbacks are the next release)\n"), r.stderr
 
 
 def test_missing_file(tmp_path):
@@ -226,7 +229,7 @@ def test_errors_are_capped(tmp_path):
     assert r.returncode == 2
     lines = r.stderr.splitlines()
     assert len(lines) == 21
-    assert lines[0] == f"{f}:8:5: unknown key 'bogus0' in upstream; valid keys: name, endpoints, balance, resolve_interval, timeouts, tcp_keepalive, bulkhead, breaker, required, retry, expect, limits, fallback, pool"
+    assert lines[0] == f"{f}:8:5: unknown key 'bogus0' in upstream; valid keys: name, endpoints, balance, resolve_interval, timeouts, tcp_keepalive, bulkhead, breaker, required, retry, expect, limits, fallback, pool, deadline_header"
     assert lines[-1] == f"{f}: stopped after 20 errors; fix these and run --check again"
 
 

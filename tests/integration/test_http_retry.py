@@ -1,0 +1,335 @@
+"""HTTP mode's retries and deadlines (issue 12) over real sockets: a failed
+attempt goes again on another endpoint after a jittered backoff, only for
+idempotent requests, never once a response byte reached the client, never
+past the deadline, and only while the retry budget allows; the request
+deadline travels upstream in a header and an incoming one is honoured."""
+import json
+import socket
+import subprocess
+import struct
+import tempfile
+import threading
+import time
+
+import adminutil as au
+import proxyutil as pu
+from test_proxy_http import content_length, get, ok, read_head, read_response
+
+RESET = "reset"
+
+
+class Backend(pu.Server):
+    """An HTTP/1.1 backend whose respond(head, body) returns bytes, RESET
+    (close with RST), or None (hang). Records (time, head, body)."""
+
+    def __init__(self, respond):
+        self.requests = []
+        self.respond = respond
+        self.hang = threading.Event()
+        super().__init__(self.handle)
+
+    def handle(self, conn):
+        buf = b""
+        while True:
+            head, buf = read_head(conn, buf)
+            if head is None:
+                return
+            need = content_length(head)
+            while len(buf) < need:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            body, buf = buf[:need], buf[need:]
+            self.requests.append((time.monotonic(), head, body))
+            out = self.respond(head, body)
+            if out is None:
+                self.hang.wait(30)
+                return
+            if out == RESET:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+                return
+            conn.sendall(out)
+
+
+def first_attempt_resets():
+    """respond() for backends sharing it: the first attempt at each path is
+    reset, the next one answered."""
+    seen, lock = set(), threading.Lock()
+
+    def respond(head, body):
+        path = head.split(b" ")[1]
+        with lock:
+            first = path not in seen
+            seen.add(path)
+        return RESET if first else ok(b"ok " + path + b" " + body)
+    return respond
+
+
+def config(endpoints, retry="retry: { attempts: 2, backoff: 10ms..20ms }", listener_extra="",
+           upstream_extra="", breaker="breaker: { faults: 1000000 }"):
+    ups = "\n".join(x for x in (retry, breaker, upstream_extra) if x)
+    return pu.config(pu.listener("app", "backend", "mode: http\n" + listener_extra),
+                     pu.upstream("backend", endpoints, ups))
+
+
+def access_log():
+    return tempfile.NamedTemporaryFile(suffix=".log", delete=False).name
+
+
+def records(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def wait_records(path, n, timeout=10):
+    pu.wait_for(lambda: len(records(path)) >= n, timeout=timeout, what=f"{n} access-log lines")
+    return records(path)
+
+
+def metrics(px):
+    st, _, raw = px.api().get("/metrics")
+    assert st == 200
+    return au.parse_prometheus(raw.decode())
+
+
+def status_of(px):
+    st, js, _ = px.api().get("/status")
+    assert st == 200
+    return js
+
+
+def check(text):
+    """cynic --check on a config: (exit code, output)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    r = subprocess.run([pu.CYNIC, "--check", "-c", f.name], capture_output=True, text=True,
+                       timeout=20)
+    return r.returncode, r.stdout + r.stderr
+
+
+def request(px, raw, timeout=10):
+    with px.connect() as c:
+        c.settimeout(timeout)
+        c.sendall(raw)
+        return read_response(c)
+
+
+def test_a_reset_first_attempt_goes_again_on_the_other_endpoint():
+    respond = first_attempt_resets()
+    a, b = Backend(respond), Backend(respond)
+    log = access_log()
+    px = pu.Cynic(config([a.endpoint, b.endpoint], listener_extra=f"access_log: {log}"))
+    try:
+        with px.connect() as c:
+            c.settimeout(10)
+            rest = b""
+            for i in range(4):
+                c.sendall(get(b"/g%d" % i))
+                status, h, body, rest = read_response(c, rest)
+                assert (status, body) == (200, b"ok /g%d " % i), (status, h, body)
+        recs = wait_records(log, 4)
+        for r in recs:
+            assert r["status"] == 200 and r["attempts"] == 2, r
+            assert sorted(r["tried"]) == sorted([a.endpoint, b.endpoint]), r
+        assert len(a.requests) + len(b.requests) == 8
+        m = metrics(px)
+        assert m.get("cynic_retries_total", upstream="backend", result="retried") == 4
+        st = status_of(px)
+        rb = st["upstreams"][0]["retry_budget"]
+        assert rb["retried"] == 4 and rb["refused_budget"] == 0, rb
+        px.wait_log(lambda r: r.get("event") == "retry", what="the retry event")
+    finally:
+        px.stop()
+        a.close(), b.close()
+
+
+def test_a_post_is_not_retried_and_an_idempotent_header_marks_one():
+    respond = first_attempt_resets()
+    a, b = Backend(respond), Backend(respond)
+    px = pu.Cynic(config([a.endpoint, b.endpoint],
+                         retry="retry: { attempts: 2, backoff: 10ms..20ms, "
+                               "idempotent_header: Idempotency-Key }"))
+    try:
+        post = b"POST /p1 HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\n\r\nbody"
+        status, h, body, _ = request(px, post)
+        assert status == 502 and h["cynic-answer"] in ("upstream_reset", "upstream_closed"), (status, h)
+        assert len(a.requests) + len(b.requests) == 1
+        marked = (b"POST /p2 HTTP/1.1\r\nHost: app\r\nIdempotency-Key: k1\r\n"
+                  b"Content-Length: 4\r\n\r\nbody")
+        status, h, body, _ = request(px, marked)
+        assert (status, body) == (200, b"ok /p2 body"), (status, h, body)
+        assert len(a.requests) + len(b.requests) == 3
+    finally:
+        px.stop()
+        a.close(), b.close()
+
+
+def test_a_put_body_is_replayed_but_not_past_max_body():
+    respond = first_attempt_resets()
+    a, b = Backend(respond), Backend(respond)
+    px = pu.Cynic(config([a.endpoint, b.endpoint],
+                         retry="retry: { attempts: 1, backoff: 10ms..20ms, max_body: 1KB }"))
+    try:
+        small = b"x" * 1000
+        put = b"PUT /s HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n" % len(small) + small
+        status, h, body, _ = request(px, put)
+        assert (status, body) == (200, b"ok /s " + small), (status, h)
+        assert [r[2] for r in a.requests + b.requests] == [small, small]
+        big = b"y" * 2000
+        put = b"PUT /b HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n" % len(big) + big
+        status, h, body, _ = request(px, put)
+        assert status == 502, (status, h)
+        assert len(a.requests) + len(b.requests) == 3
+        rec = px.wait_log(lambda r: r.get("event") == "retry_refused", what="retry_refused")
+        assert rec["error"] == "request body over retry.max_body", rec
+    finally:
+        px.stop()
+        a.close(), b.close()
+
+
+def test_no_retry_with_a_zero_budget():
+    respond = first_attempt_resets()
+    a, b = Backend(respond), Backend(respond)
+    px = pu.Cynic(config([a.endpoint, b.endpoint],
+                         retry="retry: { attempts: 2, backoff: 10ms..20ms, budget: 0% }"))
+    try:
+        status, h, _, _ = request(px, get(b"/z"))
+        assert status == 502, (status, h)
+        assert len(a.requests) + len(b.requests) == 1
+    finally:
+        px.stop()
+        a.close(), b.close()
+
+
+def test_the_budget_bounds_attempts_against_a_failing_upstream():
+    """Every attempt fails: without a budget 1,000 requests would make 3,000
+    attempts; with 20 % (and no reserve) at most 1.2 x requests."""
+    a = Backend(lambda head, body: RESET)
+    px = pu.Cynic(config([a.endpoint],
+                         retry="retry: { attempts: 2, backoff: 1ms..1ms, budget: 20%, "
+                               "min_per_second: 0 }"))
+    try:
+        n = 1000
+        for _ in range(n):
+            status, h, _, _ = request(px, get(b"/f"))
+            assert status == 502, (status, h)
+        attempts = len(a.requests)
+        assert n < attempts <= 1.2 * n + 2, attempts
+        m = metrics(px)
+        retried = m.get("cynic_retries_total", upstream="backend", result="retried")
+        refused = m.get("cynic_retries_total", upstream="backend", result="budget_exhausted")
+        assert retried == attempts - n and refused > 0, (retried, refused)
+    finally:
+        px.stop()
+        a.close()
+
+
+def test_backoff_delays_fall_within_their_bounds():
+    a = Backend(lambda head, body: RESET)
+    px = pu.Cynic(config([a.endpoint],
+                         retry="retry: { attempts: 3, backoff: 150ms..300ms, budget: 100% }"))
+    try:
+        status, _, _, _ = request(px, get(b"/slow"))
+        assert status == 502
+        times = [t for t, _, _ in a.requests]
+        assert len(times) == 4, times
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        for g in gaps:  # decorrelated jitter: each delay in min..max (plus scheduling)
+            assert 0.14 <= g <= 0.3 + 0.25, gaps
+    finally:
+        px.stop()
+        a.close()
+
+
+def test_a_retry_never_starts_after_the_deadline():
+    a = Backend(lambda head, body: None)  # hangs: first-byte timeouts
+    px = pu.Cynic(config([a.endpoint],
+                         retry="retry: { attempts: 10, backoff: 50ms..50ms, budget: 100% }",
+                         upstream_extra="timeouts: { first_byte: 100ms, request: 600ms }"))
+    try:
+        t0 = time.monotonic()
+        status, h, _, _ = request(px, get(b"/d"))
+        took = time.monotonic() - t0
+        assert status == 504 and h["cynic-answer"] in ("first_byte_timeout", "request_timeout"), (status, h)
+        assert 0.5 <= took <= 2.0, took
+        times = [t for t, _, _ in a.requests]
+        assert 2 <= len(times) <= 5, times
+        assert all(t - t0 < 0.6 for t in times), [t - t0 for t in times]
+    finally:
+        a.hang.set()
+        px.stop()
+        a.close()
+
+
+def test_a_retry_on_status_hides_the_first_503():
+    state = {"n": 0}
+
+    def respond(head, body):
+        state["n"] += 1
+        return ok(b"busy", b"503 Service Unavailable") if state["n"] == 1 else ok(b"fine")
+    a = Backend(respond)
+    px = pu.Cynic(config([a.endpoint]))
+    try:
+        status, h, body, _ = request(px, get(b"/s"))
+        assert (status, body) == (200, b"fine"), (status, h, body)
+        assert state["n"] == 2
+    finally:
+        px.stop()
+        a.close()
+
+
+def test_the_deadline_travels_and_an_incoming_one_is_honoured():
+    """cynic -> cynic -> a backend that never answers: the inner hop gives up
+    when the outer deadline would, not after its own 10 s."""
+    a = Backend(lambda head, body: None)
+    inner = pu.Cynic(config([a.endpoint], retry="",
+                            upstream_extra="deadline_header: X-Deadline-Ms\n"
+                                           "timeouts: { first_byte: 10s, request: 10s }"))
+    outer = pu.Cynic(config(["%s:%d" % inner.addr()], retry="",
+                            upstream_extra="deadline_header: X-Deadline-Ms\n"
+                                           "timeouts: { first_byte: 10s, request: 700ms }"))
+    try:
+        t0 = time.monotonic()
+        status, h, _, _ = request(outer, get(b"/chain"))
+        took = time.monotonic() - t0
+        # the inner hop's 504 (its request_timeout) came back before the outer's own
+        assert status == 504 and h["cynic-answer"] == "request_timeout", (status, h)
+        assert 0.5 <= took <= 2.5, took
+        inner.wait_log(lambda r: r.get("event") == "request_timeout", what="inner request_timeout")
+        head = a.requests[0][1].decode().lower()
+        sent = int(head.split("x-deadline-ms:")[1].split("\r\n")[0])
+        assert 400 <= sent <= 700, head
+        # a client's deadline shorter than the upstream's is taken
+        t0 = time.monotonic()
+        status, h, _, _ = request(inner, get(b"/own", b"X-Deadline-Ms: 300\r\n"))
+        assert status == 504 and 0.25 <= time.monotonic() - t0 <= 2.0
+        # too little left for an attempt: 504 at once, no upstream call
+        before = len(a.requests)
+        status, h, _, _ = request(inner, get(b"/none", b"X-Deadline-Ms: 3\r\n"))
+        assert status == 504 and h["cynic-answer"] == "deadline_exceeded", (status, h)
+        assert len(a.requests) == before
+        # an unreadable value is ignored: the upstream's own deadline applies
+        status, h, _, _ = request(outer, get(b"/bad", b"X-Deadline-Ms: soon\r\n"))
+        assert status == 504
+    finally:
+        a.hang.set()
+        outer.stop()
+        inner.stop()
+        a.close()
+
+
+def test_the_config_is_checked():
+    bad = [
+        ("retry: { on: [teapot] }", "not a retry condition"),
+        ("retry: { on: [404] }", "not a retry condition"),
+        ("retry: { max_body: 32MB }", "max_body"),
+        ("retry: { idempotent_header: 'a b' }", "not a header name"),
+        ("deadline_header: 'x:y'", "not a header name"),
+    ]
+    for text, want in bad:
+        out = check(config(["127.0.0.1:1"], retry=text, breaker=""))
+        assert out[0] != 0 and want in out[1], (text, out)
+    assert check(config(["127.0.0.1:1"], retry="retry: { on: [reset, 500, 599], min_per_second: 0 }",
+                        breaker=""))[0] == 0
