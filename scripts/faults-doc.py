@@ -53,8 +53,8 @@ the breaker is open; *healthy* the healthy upstream's worst call meanwhile;
 *RSS* how much cynic grew.
 
 HTTP mode's rows (500s, HTML instead of JSON, a hang after the headers, a 1 GB
-response, a reset mid-body, ...) follow the TCP table; rows for request deadlines,
-retries and fallbacks come with them (the next release).
+response, a reset mid-body, ...) follow the TCP table, with a retry row (one endpoint
+of two refusing: every call still 200); fallback rows come with fallbacks.
 
 """
 

@@ -289,14 +289,16 @@ def fds(pid):
 class Rig:
     """The dependency behind the harness, the healthy upstream, and cynic."""
 
-    def __init__(self):
+    def __init__(self, spare=None, extra=""):
         self.backend = Backend()
         self.healthy = Backend()
+        self.spare = spare  # a second endpoint of `dep`, direct (the retry rows)
         self.harness = Harness()
         self.dep = self.harness.create("dep", self.backend.endpoint)["listen"]
+        endpoints = [self.dep] + ([spare.endpoint] if spare else [])
         self.px = pu.Cynic(pu.config(
             pu.listener("app", "dep", "mode: http") + pu.listener("other", "healthy", "mode: http"),
-            pu.upstream("dep", [self.dep], DEP) + pu.upstream("healthy", [self.healthy.endpoint])))
+            pu.upstream("dep", endpoints, DEP + extra) + pu.upstream("healthy", [self.healthy.endpoint])))
         self.admin = au.Admin(self.px)
         self.app, self.other = self.px.addr("app"), self.px.addr("other")
         for _ in range(5):  # warm up both paths, then take the baseline
@@ -352,6 +354,8 @@ class Rig:
         self.harness.stop()
         self.backend.close()
         self.healthy.close()
+        if self.spare:
+            self.spare.close()
 
 
 def log_time(rec):
@@ -648,6 +652,54 @@ def test_bulkhead_holds_a_hanging_dependency(rig):
            breaker="opens (4 first-byte timeouts)",
            bound_ms=ms(FIRST_BYTE), worst_ms=ms(times[-1]), detect_ms=ms(times[0]), recover_ms=ms(recover),
            fail_fast_us=round(times[0] * 1e6), healthy_worst_ms=ms(healthy), rss_delta_kb=rss)
+
+
+# ---- retries ---------------------------------------------------------------------
+
+RETRY = "retry: { attempts: 1, backoff: 10ms..50ms, on: [connect_failure] }\n"
+
+
+def test_retry_on_the_other_endpoint():
+    """One of two endpoints refuses: each call that lands on it goes again on
+    the other one (retry.on connect_failure) and the caller sees 200; the
+    refusing endpoint's breaker still counts every refusal, opens after
+    `faults`, and from then on no call tries it (no retry needed either)."""
+    r = row("40-retry-other-endpoint", "one of two endpoints refuses connections",
+            "`refuse` on one endpoint; the other direct",
+            "retry.on connect_failure: sent again on the other endpoint, the caller sees 200; "
+            "the refusing endpoint's breaker opens")
+    rig = Rig(spare=Backend(), extra=RETRY)
+    try:
+        name = rig.toxic("refuse")
+        worst, opened_at = 0.0, None
+        for _ in range(4 * FAULTS):
+            a = call(rig.app, timeout=10)
+            assert a.outcome == "200", a
+            worst = max(worst, a.seconds)
+            if opened_at is None and rig.transitions():
+                opened_at = rig.transitions()[0][3]
+        pu.wait_for(rig.transitions, timeout=5, what="the refusing endpoint's breaker to open")
+        opened = rig.transitions()[0]
+        assert opened[:3] == ("closed", "open", "fault_threshold"), opened
+        assert worst <= CONNECT + 0.05 + MARGIN, f"a caller waited {worst:.3f}s"
+        retried = [x for x in rig.px.logs(event="retry")]
+        assert retried, "no retry was logged"
+        spare_before = rig.spare.requests
+        for _ in range(4):  # the open endpoint is skipped: straight to the other one
+            assert call(rig.app).outcome == "200"
+        assert rig.spare.requests == spare_before + 4
+        rig.clear(name)
+        pu.wait_for(lambda: call(rig.app).outcome == "200" and any(t[1] == "closed" for t in rig.transitions()),
+                    timeout=OPEN_FOR + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+        ts = rig.transitions()
+        healthy, rss = rig.finish()
+        record(r, caller_sees="200 (every call)",
+               breaker="the refusing endpoint's opens after 3 faults, closes after recovery",
+               bound_ms=ms(CONNECT), worst_ms=ms(worst), detect_ms=ms(opened[3] - rig.injected),
+               recover_ms=ms(ts[-1][3] - rig.cleared), fail_fast_us=None,
+               healthy_worst_ms=ms(healthy), rss_delta_kb=rss)
+    finally:
+        rig.close()
 
 
 # ---- the document ------------------------------------------------------------

@@ -263,6 +263,28 @@ def test_a_retry_never_starts_after_the_deadline():
         a.close()
 
 
+def test_a_backoff_that_would_outlast_the_deadline_is_not_waited():
+    """The first attempt fails at 100 ms; a 1 s backoff would end past the
+    500 ms deadline: the failure is answered at once, not at the deadline."""
+    a = Backend(lambda head, body: None)
+    px = pu.Cynic(config([a.endpoint],
+                         retry="retry: { attempts: 2, backoff: 1s..1s, budget: 100% }",
+                         upstream_extra="timeouts: { first_byte: 100ms, request: 500ms }"))
+    try:
+        t0 = time.monotonic()
+        status, h, _, _ = request(px, get(b"/d"))
+        took = time.monotonic() - t0
+        assert status == 504 and h["cynic-answer"] == "first_byte_timeout", (status, h)
+        assert took < 0.45, took
+        assert len(a.requests) == 1
+        rec = px.wait_log(lambda r: r.get("event") == "retry_refused", what="retry_refused")
+        assert rec["error"] == "too close to the request deadline", rec
+    finally:
+        a.hang.set()
+        px.stop()
+        a.close()
+
+
 def test_a_retry_on_status_hides_the_first_503():
     state = {"n": 0}
 

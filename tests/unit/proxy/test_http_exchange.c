@@ -105,6 +105,43 @@ static void test_request_timeout(void **state) {
   assert_int_equal(cynic__hx_expired(&x, 3000), CYNIC__HX_REQUEST_TIMEOUT);
 }
 
+/* A retry: the failed attempt's state goes (its charge, its phase deadline),
+ * the request's deadline stays and is the only one that runs until the next
+ * attempt connects; an incoming deadline only ever shortens it. */
+static void test_retry_and_shorten(void **state) {
+  (void)state;
+  cynic__config_upstream_t u = cfg();
+  u.request_timeout_ns = 3000 * MS;
+  cynic__hx_t x;
+  cynic__hx_start(&x, &u, 0);
+  cynic__hx_shorten(&x, 5000); /* later: no effect */
+  assert_int_equal(x.request_deadline_ms, 3000);
+  cynic__hx_shorten(&x, 2500);
+  assert_int_equal(x.request_deadline_ms, 2500);
+  cynic__hx_connecting(&x, 10);
+  cynic__hx_connected(&x, 20);
+  cynic__hx_request_sent(&x, 30);
+  assert_int_equal(cynic__hx_response_head(&x, 503, true, NULL, 0, -1, 40),
+                   CYNIC__HX_UNEXPECTED_STATUS);
+  cynic__hx_retry(&x, 50);
+  assert_int_equal(x.phase, CYNIC__HX_ADMITTING);
+  assert_int_equal(x.charged, CYNIC__HX_OK);
+  assert_int_equal(cynic__hx_next_deadline(&x), 2500); /* only the request's */
+  assert_int_equal(cynic__hx_expired(&x, 2499), CYNIC__HX_OK);
+  assert_int_equal(cynic__hx_expired(&x, 2500), CYNIC__HX_REQUEST_TIMEOUT);
+  cynic__hx_connecting(&x, 100);
+  cynic__hx_connected(&x, 110);
+  cynic__hx_request_sent(&x, 120);
+  assert_int_equal(cynic__hx_response_head(&x, 200, true, NULL, 0, -1, 130), CYNIC__HX_OK);
+  assert_true(cynic__hx_response_end(&x)); /* the second attempt's success is its own */
+
+  u.request_timeout_ns = 0; /* none configured: an incoming one becomes the deadline */
+  cynic__hx_start(&x, &u, 0);
+  assert_int_equal(x.request_deadline_ms, 0);
+  cynic__hx_shorten(&x, 700);
+  assert_int_equal(cynic__hx_next_deadline(&x), 700);
+}
+
 /* Response heads: 5xx is a fault by default (forwarded), expect.status
  * narrows it, expect.content_type refuses the HTML page in place of JSON,
  * a declared size over the limit is refused before a byte, and interim
@@ -309,6 +346,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_deadlines_through_the_phases),
       cmocka_unit_test(test_request_timeout),
+      cmocka_unit_test(test_retry_and_shorten),
       cmocka_unit_test(test_response_heads),
       cmocka_unit_test(test_response_size_limit),
       cmocka_unit_test(test_failures),
