@@ -89,7 +89,7 @@ small_size=128 big_size=$((1024 * 1024))
 head -c "$small_size" /dev/zero | tr '\0' s > "$work/www/small"
 head -c "$big_size" /dev/urandom > "$work/www/big"
 
-nport=$(free_port); cport=$(free_port); aport=$(free_port); hport=$(free_port)
+nport=$(free_port); cport=$(free_port); aport=$(free_port); hport=$(free_port); rport=$(free_port)
 
 # nginx as the current user from the temp dir: no master, one worker, every
 # path it writes under $work (the -e flag keeps it off /var/log at start).
@@ -139,6 +139,12 @@ listeners:
     upstream: backend
     max_connections: $maxconn
     timeouts: { header: 10s, idle: 120s }
+  - name: bench_retry
+    listen: 127.0.0.1:$rport
+    mode: $cmode
+    upstream: backend_retry
+    max_connections: $maxconn
+    timeouts: { header: 10s, idle: 120s }
 upstreams:
   - name: backend
     endpoints: [127.0.0.1:$nport]
@@ -146,6 +152,13 @@ upstreams:
     bulkhead: { max_connections: $maxconn, max_pending: 1000, queue_timeout: 100ms }
     breaker: { faults: 5, leak: 10s, open_for: 30s, half_open_probes: 1 }
     pool: { max_idle: 128, idle_timeout: 60s }
+  - name: backend_retry # the same, with retries configured (never needed here)
+    endpoints: [127.0.0.1:$nport]
+    timeouts: { connect: 1s, first_byte: 10s, idle: 120s }
+    bulkhead: { max_connections: $maxconn, max_pending: 1000, queue_timeout: 100ms }
+    breaker: { faults: 5, leak: 10s, open_for: 30s, half_open_probes: 1 }
+    pool: { max_idle: 128, idle_timeout: 60s }
+    retry: { attempts: 2, backoff: 50ms..1s, budget: 20% }
 YAML
 "$cynic" -c "$work/cynic.yaml" 2>"$work/cynic.stderr" & cynic_pid=$!; pids+=("$cynic_pid")
 
@@ -181,8 +194,8 @@ haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.stderr" & haproxy_pid=$!; pi
 wait_port nginx "$nginx_pid" "$nport"; wait_port cynic "$cynic_pid" "$cport"; wait_port haproxy "$haproxy_pid" "$hport"
 is_process "$cynic_pid" cynic; is_process "$haproxy_pid" haproxy; is_process "$nginx_pid" nginx
 
-declare -A port=([direct]=$nport [cynic]=$cport [haproxy]=$hport)
-declare -A pid=([cynic]=$cynic_pid [haproxy]=$haproxy_pid)
+declare -A port=([direct]=$nport [cynic]=$cport [haproxy]=$hport [retry]=$rport)
+declare -A pid=([cynic]=$cynic_pid [haproxy]=$haproxy_pid [retry]=$cynic_pid)
 problems=()
 problem() { problems+=("$1"); }
 
@@ -293,6 +306,15 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
+# The retry machinery's cost when nothing fails: the same upstream without
+# and with `retry`, through the same cynic, back to back in each round.
+if [ "$cmode" = http ]; then
+  for round in $(seq 1 "$rounds"); do
+    run_wrk cynic plain16 16 "$seconds" /small "$small_size" "$round"
+    run_wrk retry retry16 16 "$seconds" /small "$small_size" "$round"
+  done
+fi
+
 fig() { # path test column -> the figure from the best round, "-" without one
   local sortcol=$4
   [ -s "$work/wrk/$1-$2" ] || { echo -; return; }
@@ -313,6 +335,13 @@ for conns in $conn_list; do
   row "  latency p99 (us)" "$(fig direct "$t" 3 1)" "$(fig cynic "$t" 3 1)" "$(fig haproxy "$t" 3 1)"
 done
 row "1 MiB body, 4 conns (MB/s)" "$(fig direct big 4 4)" "$(fig cynic big 4 4)" "$(fig haproxy big 4 4)"
+if [ "$cmode" = http ]; then
+  rr=$(fig retry retry16 1 1) rp=$(fig cynic plain16 1 1)
+  printf '%-40s %11s %11s %11s %13s\n' "retry configured, not needed, 16 conns" "$rp req/s" "$rr req/s" - \
+    "$(ratio "$rr" "$rp") of without"
+  printf '%-40s %11s %11s %11s %13s\n' "  p99 without / with retry (us)" "$(fig cynic plain16 3 1)" "$(fig retry retry16 3 1)" - \
+    "$(ratio "$(fig retry retry16 3 1)" "$(fig cynic plain16 3 1)")"
+fi
 row "RSS per 1,000 idle keep-alive conns (KB)" - "${mem[cynic]}" "${mem[haproxy]}"
 row "  upstream conns held meanwhile" - "${up[cynic]}" "${up[haproxy]}" noratio
 echo
