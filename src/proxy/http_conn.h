@@ -62,6 +62,7 @@ typedef struct cynic__http_xchg {
   bool stale_retried; /* the request was sent again after a stale pooled one */
   bool has_outcome;
   bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
+  bool pending;  /* counted in p->requests_pending until its report (http_limits.c) */
   uint8_t interims; /* 1xx responses forwarded (CYNIC__HS_MAX_INTERIM) */
   uint64_t body_bytes;     /* request body bytes released (max_request_body) */
   uint64_t stall_since_ms; /* a slow reader: since when it took nothing (0: not) */
