@@ -244,6 +244,42 @@ def test_100000_distinct_keys_keep_memory_bounded_by_max_clients():
         refused.close()
 
 
+def test_a_reload_applies_key_header_max_clients_and_the_pending_ceiling():
+    """key_header is read per request; max_clients makes a new table (which
+    starts full); limits.max_pending_requests applies at once."""
+    be = Backend(lambda head, body, n: ok(b"ok"))
+    text = rate_config(be.endpoint, "{ per_client: 1/h, burst: 1 }")
+    px = pu.Cynic(text)
+    admin = au.Admin(px)
+    try:
+        with px.connect() as c:
+            c.settimeout(10)
+            assert pipeline_ok(c, b"X-Client: a\r\n") == 200
+            assert pipeline_ok(c, b"X-Client: b\r\n") == 429  # one client: the address
+        with open(px.config, "w") as f:
+            f.write("limits:\n  max_pending_requests: 7\n" +
+                    rate_config(be.endpoint, "{ per_client: 1/h, burst: 1, key_header: X-Client, max_clients: 5 }"))
+        st, _, js, _ = admin.post("/reload")
+        assert st == 200, js
+        status = admin.status()
+        rl = status["listeners"][0]["rate_limit"]
+        assert (rl["key_header"], rl["max_clients"], rl["clients"]) == ("X-Client", 5, 0), rl
+        assert status["requests"]["max_pending"] == 7, status["requests"]
+        with px.connect() as c:
+            c.settimeout(10)
+            assert pipeline_ok(c, b"X-Client: a\r\n") == 200
+            assert pipeline_ok(c, b"X-Client: a\r\n") == 429
+            assert pipeline_ok(c, b"X-Client: b\r\n") == 200
+    finally:
+        px.stop()
+        be.close()
+
+
+def pipeline_ok(c, extra):
+    c.sendall(get(b"/", extra))
+    return read_response(c)[0]
+
+
 def check(tmp_path, text):
     f = tmp_path / "c.yaml"
     f.write_text(text)
