@@ -124,8 +124,8 @@ bool cynic__hl_admit(cynic__http_conn_t *c) {
     struct sockaddr_storage ss;
     cynic__client_sockaddr(c->base.ip, c->base.port, &ss);
     cynic__addr_format((struct sockaddr *)&ss, who, sizeof who);
-    answer(c, CYNIC__EV_REQUEST_RATE_LIMITED, 429, "rate_limited",
-           cynic__hl_retry_after_s(wait_ns), who);
+    answer(c, CYNIC__EV_REQUEST_RATE_LIMITED, 429, "rate_limited", cynic__hl_retry_after_s(wait_ns),
+           who);
     return false;
   }
   uint32_t max = p->cfg->limits.max_pending_requests;
