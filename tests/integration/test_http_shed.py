@@ -274,6 +274,45 @@ def test_the_pending_count_returns_to_zero_however_requests_end():
         refused.close()
 
 
+def test_a_drain_lets_pending_requests_finish_and_counts_each_once():
+    """POST /drain with two requests in flight: each still gets its response
+    (with Connection: close) and leaves the pending count as it does; the
+    process exits once the last is done."""
+    gates = {b"/slowA": threading.Event(), b"/slowB": threading.Event()}
+
+    def respond(head, body, n):
+        gates[head.split(b" ")[1]].wait(30)
+        return ok(b"done")
+    be = Backend(respond)
+    px = pu.Cynic(shed_config(pu.listener("app", "backend", "mode: http\n"),
+                              pu.upstream("backend", [be.endpoint]), 100))
+    admin = au.Admin(px)
+    a, b = px.connect(), px.connect()
+    try:
+        for s, path in ((a, b"/slowA"), (b, b"/slowB")):
+            s.settimeout(10)
+            s.sendall(get(path))
+        pu.wait_for(lambda: pending(admin) == 2, 5)
+        assert admin.post("/drain")[0] == 202
+        st, _, js, _ = admin.get("/ready")
+        assert st == 503 and js["reason"] == "draining", (st, js)
+        gates[b"/slowA"].set()
+        status, h, body, _ = read_response(a)
+        assert (status, body, h.get("connection")) == (200, b"done", "close")
+        pu.wait_for(lambda: pending(admin) == 1, 5)
+        gates[b"/slowB"].set()
+        status, h, body, _ = read_response(b)
+        assert (status, body) == (200, b"done")
+        assert px.wait_exit(10) == 0
+    finally:
+        for g in gates.values():
+            g.set()
+        a.close()
+        b.close()
+        px.stop()
+        be.close()
+
+
 def check(tmp_path, text):
     f = tmp_path / "c.yaml"
     f.write_text(text)
