@@ -205,6 +205,8 @@ const char *cynic__http_reason(int status) {
     return "Payload Too Large";
   case 414:
     return "URI Too Long";
+  case 429:
+    return "Too Many Requests";
   case 431:
     return "Request Header Fields Too Large";
   case 500:

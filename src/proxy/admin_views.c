@@ -219,6 +219,17 @@ static json_t *transitions_json(const cynic__admin_t *a, const char *upstream) {
   return arr;
 }
 
+/* A listener's rate table: what it counts, its key and how full it is. */
+static json_t *rate_json(const cynic__listener_t *l) {
+  cynic_ratetable_snapshot_t s;
+  cynic_ratetable_snapshot(l->rate, &s);
+  return json_pack("{s:s, s:s?, s:I, s:I, s:I, s:I, s:I}", "counts",
+                   l->cfg->mode == CYNIC__MODE_HTTP ? "requests" : "connections", "key_header",
+                   l->cfg->rate_key_header, "clients", (json_int_t)s.size, "max_clients",
+                   (json_int_t)s.capacity, "evictions", (json_int_t)s.evictions, "granted",
+                   (json_int_t)s.granted, "limited", (json_int_t)s.rejected);
+}
+
 bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
   static char text[200];
   if (p->draining) {
@@ -227,6 +238,14 @@ bool cynic__admin_ready(cynic__proxy_t *p, const char **why) {
   }
   if (p->listener_count == 0) {
     *why = "starting: resolving endpoint host names";
+    return false;
+  }
+  if (cynic__hl_overloaded(p)) { /* load shedding (http_limits.c) */
+    snprintf(text, sizeof text,
+             "overloaded: %u requests pending, limits.max_pending_requests %u (ready again "
+             "below 90%%)",
+             p->requests_pending, p->cfg->limits.max_pending_requests);
+    *why = text;
     return false;
   }
   for (size_t i = 0; i < p->listener_count; i++) {
@@ -279,6 +298,11 @@ static json_t *status_head_json(cynic__admin_t *a) {
   json_object_set_new(o, "ready_reason", json_string(why));
   json_object_set_new(o, "draining", json_boolean(p->draining));
   json_object_set_new(o, "connections", json_integer((json_int_t)p->conn_count));
+  json_object_set_new(o, "requests",
+                      json_pack("{s:I, s:I, s:I, s:b}", "pending", (json_int_t)p->requests_pending,
+                                "max_pending", (json_int_t)p->cfg->limits.max_pending_requests,
+                                "shed", (json_int_t)p->requests_shed, "overloaded",
+                                cynic__hl_overloaded(p)));
   json_t *ls = json_array();
   for (size_t i = 0; i < p->listener_count; i++) {
     const cynic__listener_t *l = &p->listeners[i];
@@ -294,6 +318,8 @@ static json_t *status_head_json(cynic__admin_t *a) {
     json_object_set_new(lo, "max_connections", json_integer(l->cfg->max_connections));
     json_object_set_new(lo, "max_connections_per_client",
                         json_integer(l->cfg->max_connections_per_client));
+    if (l->rate != NULL)
+      json_object_set_new(lo, "rate_limit", rate_json(l));
     json_object_set_new(lo, "listening", json_boolean(l->listening));
     json_object_set_new(lo, "retired", json_boolean(l->retired));
     json_object_set_new(lo, "counts", cynic__counts_json(&l->counters));

@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include "config_http.h"
+#include "config_limits.h"
 #include "config_schema.h"
 #include "config_value.h"
 #include "config_yaml.h"
@@ -346,7 +347,8 @@ static const char *const listener_keys[] = {"name",
                                             "request_id_header",
                                             NULL};
 static const char *const listener_timeout_keys[] = {"header", "idle", NULL};
-static const char *const rate_limit_keys[] = {"per_client", "burst", NULL};
+static const char *const rate_limit_keys[] = {"per_client", "burst", "key_header", "max_clients",
+                                              NULL};
 static const char *const upstream_keys[] = {
     "name",    "endpoints", "balance", "resolve_interval", "timeouts", "tcp_keepalive", "bulkhead",
     "breaker", "required",  "retry",   "expect",           "limits",   "fallback",      "pool",
@@ -361,7 +363,7 @@ static const char *const breaker_keys[] = {
     "half_open_probes", "window", NULL};
 static const char *const window_keys[] = {"type",      "size",      "min_calls", "failure_rate",
                                           "slow_rate", "slow_call", NULL};
-static const char *const top_keys[] = {"admin", "log", "listeners", "upstreams", NULL};
+static const char *const top_keys[] = {"admin", "log", "limits", "listeners", "upstreams", NULL};
 
 static const char *const mode_names[] = {"tcp", "http", NULL};
 static const char *const balance_names[] = {"round_robin", "least_connections", NULL};
@@ -492,6 +494,7 @@ static void load_listener(loader_t *ld, const node_t *m, cynic__config_listener_
   l->buffer_bytes = 64 * KIB;
   if (!cynic__schema_check_map(&ld->rd, m, "listener", listener_keys)) {
     cynic__config_load_listener_http(&ld->rd, NULL, l); /* defaults: the struct is whole */
+    cynic__config_load_rate_keys(&ld->rd, NULL, l);
     return;
   }
   if (get_name(ld, m, "name", &l->name) == NULL)
@@ -538,6 +541,7 @@ static void load_listener(loader_t *ld, const node_t *m, cynic__config_listener_
     l->rate_burst = l->rate_count;
     cynic__schema_get_u32(&ld->rd, rl, "burst", 1, 1000000, &l->rate_burst);
   }
+  cynic__config_load_rate_keys(&ld->rd, rl, l);
   cynic__schema_get_size(&ld->rd, m, "buffer", 4 * KIB, 16 * MIB, "4KB..16MB", &l->buffer_bytes);
   const node_t *al =
       cynic__schema_get_string(&ld->rd, m, "access_log", CYNIC__CONFIG_MAX_PATH, &l->access_log);
@@ -864,6 +868,7 @@ static void load_root(loader_t *ld, const node_t *root) {
   }
   load_admin(ld, cynic__schema_get(root, "admin"));
   load_log(ld, cynic__schema_get(root, "log"));
+  cynic__config_load_limits(&ld->rd, cynic__schema_get(root, "limits"), &cfg->limits);
   const node_t *ups = list_section(ld, root, "upstreams", CYNIC__CONFIG_MAX_UPSTREAMS,
                                    "upstreams: [{name: app, endpoints: [127.0.0.1:9000]}]");
   if (ups != NULL) {

@@ -139,6 +139,9 @@ typedef struct cynic__config_listener {
   uint32_t rate_count;
   uint64_t rate_period_ns;
   uint32_t rate_burst;
+  char *rate_key_header;     /* http: the header naming the client (a trusted proxy's);
+                                NULL = the client address (config_limits.c) */
+  uint32_t rate_max_clients; /* clients the rate table remembers (LRU beyond) */
   uint64_t buffer_bytes; /* per direction per connection (back pressure) */
   char *access_log;      /* one JSON line per connection to this file; NULL = none */
   /* http mode only (config_http.c) */
@@ -230,9 +233,15 @@ typedef struct cynic__config_upstream {
   cynic__config_mark_t mark;
 } cynic__config_upstream_t;
 
+/* limits: process-wide bounds (config_limits.c), read where used. */
+typedef struct cynic__config_limits {
+  uint32_t max_pending_requests; /* http requests in flight at most; 0 = no ceiling */
+} cynic__config_limits_t;
+
 typedef struct cynic__config {
   char *path; /* the file it came from, or the name given to _parse */
   cynic__config_admin_t admin;
+  cynic__config_limits_t limits;
   cynic__config_log_t log;
   cynic__config_listener_t *listeners;
   size_t listener_count;

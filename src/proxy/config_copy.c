@@ -46,6 +46,8 @@ static const cynic__config_field_t listener_fields[] = {
     L(rate_count, VALUE, RATE),
     L(rate_period_ns, VALUE, RATE),
     L(rate_burst, VALUE, RATE),
+    L(rate_key_header, STR, READ), /* read at each request (http_limits.c) */
+    L(rate_max_clients, VALUE, RATE), /* the table's size */
     L(buffer_bytes, VALUE, REBUILD), /* sizes its buffer pool and its connections */
     L(access_log, STR, ACCESSLOG),
     L(max_request_head, VALUE, READ),

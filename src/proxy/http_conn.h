@@ -75,6 +75,7 @@ typedef struct cynic__http_xchg {
   bool backoff_ready; /* backoff initialised (at the first retry) */
   bool has_outcome;
   bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
+  bool pending;  /* counted in p->requests_pending until its report (http_limits.c) */
   uint8_t interims; /* 1xx responses forwarded (CYNIC__HS_MAX_INTERIM) */
   uint8_t attempts; /* made so far (the first included) */
   uint64_t tried;   /* endpoints tried: bit (1 << index) */

@@ -44,6 +44,7 @@
 #include "cynic/deadline.h"
 #include "http_conn.h"
 #include "http_head.h"
+#include "http_limits.h"
 #include "http_session.h"
 #include "log.h"
 #include "pool.h"
@@ -110,6 +111,7 @@ void cynic__hs_xchg_put(cynic__http_conn_t *c) {
   cynic__http_xchg_t *x = c->x;
   if (x == NULL)
     return;
+  cynic__hl_done(c); /* the report did already, unless the request never had one */
   c->x = NULL;
   cynic__attempt_end(&x->attempt);
   free(x->replay);
@@ -174,6 +176,7 @@ size_t cynic__hs_fields(const cynic__http_msg_t *m, cynic__http_hfield_t *fields
 /* ---- the report of one request --------------------------------------------- */
 
 void cynic__hs_report(cynic__http_conn_t *c) {
+  cynic__hl_done(c); /* no longer pending (load shedding) */
   if (c->x == NULL || c->x->reported || c->x->start_us == 0)
     return;
   c->x->reported = true;
@@ -603,6 +606,8 @@ static void request_head(cynic__http_conn_t *c) {
     cynic__http_request_id_make(c->x->rid);
     c->x->rid_made = true;
   }
+  if (!cynic__hl_admit(c))
+    return; /* rate limit or load shedding answered it (http_limits.c) */
   if (m->upgrade) {
     refuse(c, 501, "not_implemented", m->method == HTTP_CONNECT ? "CONNECT" : "Upgrade");
     return;

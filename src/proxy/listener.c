@@ -27,7 +27,6 @@
 #include "shed.h"
 
 #define LISTEN_BACKLOG 511
-#define RATE_TABLE_CLIENTS 65536u /* client addresses a rate-limited listener tracks */
 
 /* The client's address as 16 bytes, IPv4 mapped into IPv6. */
 static void client_ip(const struct sockaddr_storage *ss, uint8_t ip[16]) {
@@ -188,7 +187,10 @@ static void accept_one(cynic__listener_t *l) {
   memset(&peer, 0, sizeof peer);
   uv_tcp_getpeername(client, (struct sockaddr *)&peer, &len);
   client_ip(&peer, ip);
-  if (l->rate != NULL && cynic_ratetable_take(l->rate, ip, 16, 1, NULL) != 0) {
+  /* tcp mode: new connections per client; http mode counts requests instead
+   * (http_limits.c). */
+  if (l->rate != NULL && l->cfg->mode == CYNIC__MODE_TCP &&
+      cynic_ratetable_take(l->rate, ip, 16, 1, NULL) != 0) {
     char who[CYNIC_ADDR_STR_MAX];
     cynic__addr_format((struct sockaddr *)&peer, who, sizeof who);
     cynic__proxy_event(&l->counters, CYNIC__EV_RATE_LIMITED, "listener", l->cfg->name, NULL, who);
@@ -338,15 +340,16 @@ int cynic__listener_rate_new(cynic__proxy_t *p, const cynic__config_listener_t *
   *out = NULL;
   if (cfg->rate_count == 0)
     return 0;
-  /* Unwanted Users: new connections per client address. The table is
-   * bounded (least recently seen clients are forgotten first). */
+  /* Unwanted Users: new connections (tcp) or requests (http) per client.
+   * The table is bounded at rate_limit.max_clients (least recently seen
+   * clients are forgotten first). */
   cynic_ratetable_config_t rc;
   cynic_ratetable_config_default(&rc);
   rc.clock.now = cynic__proxy_clock;
   rc.clock.arg = p;
   rc.rate_per_sec = (double)cfg->rate_count * 1e9 / (double)cfg->rate_period_ns;
   rc.burst = cfg->rate_burst;
-  rc.capacity = RATE_TABLE_CLIENTS;
+  rc.capacity = cfg->rate_max_clients;
   return cynic_ratetable_new(&rc, out);
 }
 

@@ -319,12 +319,32 @@ static void process_rows(out_t *o, cynic__proxy_t *p) {
   emit(o, "cynic_draining %d\n", p->draining ? 1 : 0);
   header(o, "cynic_ready", "gauge", "1 when GET /ready answers 200.");
   emit(o, "cynic_ready %d\n", cynic__admin_ready(p, &why) ? 1 : 0);
+  header(o, "cynic_requests_pending", "gauge",
+         "HTTP requests in flight, all listeners: from a complete head until the response.");
+  emit(o, "cynic_requests_pending %u\n", p->requests_pending);
+  header(o, "cynic_requests_pending_limit", "gauge",
+         "limits.max_pending_requests (0: no ceiling).");
+  emit(o, "cynic_requests_pending_limit %u\n", p->cfg->limits.max_pending_requests);
+  header(o, "cynic_requests_shed_total", "counter",
+         "HTTP requests answered 503 overloaded: past limits.max_pending_requests.");
+  emit(o, "cynic_requests_shed_total %" PRIu64 "\n", p->requests_shed);
+  header(o, "cynic_overloaded", "gauge",
+         "1 while overloaded (GET /ready answers 503 for it): from the ceiling until below 90%.");
+  emit(o, "cynic_overloaded %d\n", cynic__hl_overloaded(p) ? 1 : 0);
 }
 
 static void l_open(out_t *o, const cynic__listener_t *l) {
   char ln[NAME_BUF];
   emit(o, "cynic_listener_connections_open{listener=\"%s\"} %u\n", esc(l->cfg->name, ln, sizeof ln),
        l->open);
+}
+
+static void l_rate_limited(out_t *o, const cynic__listener_t *l) {
+  if (l->cfg->mode != CYNIC__MODE_HTTP)
+    return; /* tcp mode counts connections: cynic_connections_total{outcome="rate_limited"} */
+  char ln[NAME_BUF];
+  emit(o, "cynic_requests_rate_limited_total{listener=\"%s\"} %" PRIu64 "\n",
+       esc(l->cfg->name, ln, sizeof ln), l->counters.total[CYNIC__EV_REQUEST_RATE_LIMITED]);
 }
 
 static void l_limit(out_t *o, const cynic__listener_t *l) {
@@ -582,6 +602,9 @@ static const struct family {
     {"cynic_bytes_total", "counter",
      "Bytes forwarded, by listener, upstream and direction (to_upstream, to_client).", l_bytes,
      NULL, NULL},
+    {"cynic_requests_rate_limited_total", "counter",
+     "HTTP requests answered 429 rate_limited, per listener (its rate_limit, per client).",
+     l_rate_limited, NULL, NULL},
     {"cynic_upstream_connect_duration_seconds", "histogram", "Time to connect to an endpoint.",
      NULL, u_connect, NULL},
     {"cynic_upstream_first_byte_seconds", "histogram",

@@ -129,7 +129,11 @@ typedef struct cynic__mode cynic__mode_t; /* session.h */
      "failed attempt not retried: retry budget, deadline or request body",                         \
      "retries refused (budget, deadline, body) for")                                               \
   XX(DEADLINE_EXCEEDED, "deadline_exceeded", "request deadline too close to start an attempt",    \
-     "requests answered 504 at once (deadline too close) for")
+     "requests answered 504 at once (deadline too close) for")                                      \
+  XX(REQUEST_RATE_LIMITED, "request_rate_limited", "request refused: client over its rate limit", \
+     "requests answered 429, over their client's rate limit, on")                                  \
+  XX(OVERLOADED, "overloaded", "request refused: too many requests pending",                      \
+     "requests answered 503, limits.max_pending_requests reached, on")
 
 typedef enum cynic__event {
 #define CYNIC__EVENT_ENUM(name, key, msg, text) CYNIC__EV_##name,
@@ -239,7 +243,8 @@ struct cynic__listener {
   uint32_t pool_len;
   cynic__options_t options; /* keepalive, user timeout, nodelay of client sockets */
   uint8_t options_checks;   /* UNKNOWN: accepts left to see them inherited (pool.c) */
-  cynic_ratetable_t *rate;  /* rate_limit.per_client: new connections per client */
+  cynic_ratetable_t *rate;  /* rate_limit.per_client: new connections per client (tcp),
+                               requests per client (http: http_limits.c) */
   cynic__counters_t counters;
   cynic__listener_stats_t stats; /* metrics.h: admin listener */
 };
@@ -279,6 +284,13 @@ struct cynic__proxy {
   uv_timer_t drain_timer;
   size_t first_resolutions; /* host names not yet resolved once: serve() at 0 */
   bool draining;
+  /* Load shedding (http_limits.c): http requests from a complete head until
+   * their report, across listeners; those answered 503 for being past
+   * cfg->limits.max_pending_requests; and whether /ready says overloaded
+   * (from the ceiling until pending falls below 90% of it). */
+  uint32_t requests_pending;
+  uint64_t requests_shed;
+  bool overloaded;
   bool drain_cut; /* the drain deadline or a second signal closed connections */
   bool stopping;  /* closing every handle: the loop is about to end */
   int status;     /* exit status */
@@ -653,6 +665,14 @@ void cynic__metrics_first_byte(cynic__upstream_t *u, uint64_t us);
 /* A breaker transition (called from the breaker's callback: records only). */
 void cynic__metrics_transition(cynic__endpoint_t *e, cynic_breaker_state_t from,
                                cynic_breaker_state_t to, cynic_breaker_reason_t reason);
+
+/* ---- http_limits.c: load shedding (the rest: http_limits.h) ------------- */
+
+/* True while the process is overloaded: from the moment pending requests
+ * reach limits.max_pending_requests until they fall below 90% of it (so
+ * /ready does not flap at the edge); never with no ceiling. Re-reads the
+ * ceiling (a reload may have changed it). */
+bool cynic__hl_overloaded(cynic__proxy_t *p);
 
 /* ---- admin.c ------------------------------------------------------------- */
 

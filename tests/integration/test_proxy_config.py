@@ -52,7 +52,7 @@ BROKEN = [
     ("unknown-key-typo", GOOD + "admin:\n  drain_timout: 5s\n",
      ["{f}:9:3: unknown key 'drain_timout' in admin; did you mean 'drain_timeout'?"]),
     ("unknown-key-no-guess", GOOD + "metrics: {}\n",
-     ["{f}:8:1: unknown key 'metrics' in the config; valid keys: admin, log, listeners, upstreams"]),
+     ["{f}:8:1: unknown key 'metrics' in the config; valid keys: admin, log, limits, listeners, upstreams"]),
     ("duplicate-key", GOOD.replace("    upstream: backend\n", "    upstream: backend\n    upstream: backend\n"),
      ["{f}:5:5: duplicate key 'upstream' (first at line 4); keep one"]),
     ("missing-listeners", "upstreams:\n  - name: backend\n    endpoints: [127.0.0.1:9000]\n",
