@@ -122,7 +122,10 @@ typedef struct cynic__mode cynic__mode_t; /* session.h */
   XX(HEADER_TIMEOUT, "header_timeout", "client request head not complete in time",               \
      "request heads not complete in time (408) on")                                                \
   XX(CLIENT_TIMEOUT, "client_timeout", "client too slow: its request body or reading the response", \
-     "clients too slow (request body, or reading the response) on")
+     "clients too slow (request body, or reading the response) on")                               \
+  /* health.c: an active check of an endpoint failed (never the breaker's fault count) */         \
+  XX(HEALTH_CHECK_FAILED, "health_check_failed", "health check failed",                           \
+     "health checks failed for")
 
 typedef enum cynic__event {
 #define CYNIC__EVENT_ENUM(name, key, msg, text) CYNIC__EV_##name,
@@ -134,6 +137,7 @@ typedef enum cynic__event {
 #include "metrics.h" /* needs CYNIC__EV_COUNT */
 
 typedef struct cynic__admin cynic__admin_t;
+typedef struct cynic__health cynic__health_t; /* health.h */
 
 /* Counters of one thing (endpoint, upstream or listener): totals since start,
  * and the current summary window's counts (reset every summary interval). */
@@ -179,6 +183,7 @@ struct cynic__upstream {
                          have not run yet: the slot is busy while non-zero */
   cynic__counters_t counters;
   cynic__upstream_stats_t stats; /* metrics.h: admin listener */
+  cynic__health_t *health;       /* health_check's checks (health.c); NULL without */
 };
 
 #define CYNIC__BUFFER_POOL_MAX 64u /* free buffers kept per listener: 4 MB at 64KB */
