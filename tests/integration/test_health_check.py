@@ -241,13 +241,22 @@ def test_operator_trip_is_not_undone_by_passing_checks():
     px = pu.Cynic(http_config([a.endpoint, b.endpoint], health_cfg()))
     try:
         adm = au.Admin(px)
+        # out of rotation by its checks, then tripped by hand: checks that pass
+        # again bring it back to healthy, but never close the operator's breaker
+        a.health = response(b"500 Internal Server Error")
+        pu.wait_for(lambda: health_state(adm, a.endpoint) == "unhealthy", timeout=5,
+                    what="a unhealthy")
         st, _, _, _ = adm.post(f"/breakers/backend/{a.endpoint}/trip", {"reason": "maintenance"})
         assert st == 200
+        a.health = response()
+        pu.wait_for(lambda: health_state(adm, a.endpoint) == "healthy", timeout=5, what="a passes")
         n = len(a.checks)
-        pu.wait_for(lambda: len(a.checks) >= n + 5, timeout=5, what="5 more checks")
+        pu.wait_for(lambda: len(a.checks) >= n + 3, timeout=5, what="3 more checks")
         e = endpoint_status(adm, "backend", a.endpoint)
         assert e["breaker"]["state"] == "forced_open", e["breaker"]
         assert e["health"]["state"] == "healthy"  # the checks still run and pass
+        rec = px.wait_log(lambda r: r.get("event") == "endpoint_healthy")
+        assert rec["breaker_closed"] is False
         # an unhealthy endpoint forced closed by hand stays forced closed too
         b.health = response(b"503 Service Unavailable")
         st, _, _, _ = adm.post(f"/breakers/backend/{b.endpoint}/force_closed")
@@ -257,7 +266,8 @@ def test_operator_trip_is_not_undone_by_passing_checks():
         n = len(b.checks)
         pu.wait_for(lambda: len(b.checks) >= n + 3, timeout=5, what="3 more checks")
         assert endpoint_status(adm, "backend", b.endpoint)["breaker"]["state"] == "forced_closed"
-        rec = px.wait_log(lambda r: r.get("event") == "endpoint_unhealthy")
+        rec = px.wait_log(lambda r: r.get("event") == "endpoint_unhealthy" and
+                          r["endpoint"] == b.endpoint)
         assert rec["breaker_held"] is False
         # a reset by hand gives it back to automatic control: the next failed check holds it
         adm.post(f"/breakers/backend/{b.endpoint}/reset")
@@ -279,8 +289,7 @@ def test_every_endpoint_unhealthy_fails_fast_and_not_ready():
                     what="a unhealthy")
         status, body = get(px)
         assert status == 503 and a.users == 0
-        recs = px.logs(event="breaker_open")
-        assert recs, px.tail()
+        px.wait_log(lambda r: r.get("event") == "breaker_open", what="breaker_open")
         st, _, js, _ = adm.get("/ready")
         assert st == 503, js
     finally:
