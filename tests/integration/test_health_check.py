@@ -327,6 +327,9 @@ def test_status_and_metrics_show_the_counts():
         a.health = response(b"500 Internal Server Error")
         pu.wait_for(lambda: adm.metrics().get("cynic_endpoint_healthy", **lab) == 0, timeout=5,
                     what="healthy 0")
+        # the status page renders each endpoint's health from /status
+        st, _, _, raw = adm.get("/")
+        assert st == 200 and b"e.health.state" in raw and b"data-health" in raw
     finally:
         px.stop()
         a.close()
