@@ -84,7 +84,7 @@ def http_config(endpoints, health, admin_extra="", upstream_extra=""):
 
 def endpoint_status(adm, upstream, endpoint):
     for u in adm.status()["upstreams"]:
-        if u["name"] == upstream:
+        if u["name"] == upstream and not u.get("retired"):  # a reload's old object: no checks
             for e in u["endpoints"]:
                 if e["name"] == endpoint:
                     return e
@@ -336,7 +336,7 @@ def test_status_and_metrics_show_the_counts():
 
 
 def test_reload_changes_the_interval_and_keeps_the_counts():
-    a = Backend()
+    a, b = Backend(), Backend()
     text = http_config([a.endpoint], "health_check: { path: /healthz, interval: 1s }")
     px = pu.Cynic(text)
     try:
@@ -357,6 +357,27 @@ def test_reload_changes_the_interval_and_keeps_the_counts():
         fast = (len(a.checks) - n1) / (time.monotonic() - t1)
         assert slow <= 1.6 and fast >= 5, (slow, fast)
         assert endpoint_status(adm, "backend", a.endpoint)["health"]["checks"] >= checks_before
+        # a out of rotation, then a reload that rebuilds the upstream (another
+        # endpoint): a's verdict, counts and held breaker carry over to the new
+        # object, b gets checks of its own, the old object's checks stop
+        a.health = response(b"500 Internal Server Error")
+        pu.wait_for(lambda: health_state(adm, a.endpoint) == "unhealthy", timeout=5,
+                    what="a unhealthy")
+        fails = endpoint_status(adm, "backend", a.endpoint)["health"]["failures"]
+        with open(px.config, "w") as f:
+            f.write(http_config([a.endpoint, b.endpoint],
+                                "health_check: { path: /healthz, interval: 100ms }"))
+        st, _, js, _ = adm.post("/reload")
+        assert st == 200 and js["removed"]["upstreams"] == ["backend"], js
+        e = endpoint_status(adm, "backend", a.endpoint)
+        assert e["health"]["state"] == "unhealthy" and e["health"]["failures"] >= fails, e["health"]
+        assert e["breaker"]["state"] == "open" and e["breaker"]["reason"] == "health_check"
+        pu.wait_for(lambda: health_state(adm, b.endpoint) == "healthy", timeout=5, what="b checked")
+        for _ in range(5):
+            assert get(px)[0] == 200
+        assert a.users == 0
+        a.health = response()
+        pu.wait_for(lambda: health_state(adm, a.endpoint) == "healthy", timeout=5, what="a back")
         # health_check removed: the checks stop, the endpoint shows none
         with open(px.config, "w") as f:
             f.write(pu.config(pu.listener("app", "backend", "mode: http"),
@@ -364,13 +385,14 @@ def test_reload_changes_the_interval_and_keeps_the_counts():
         st, _, js, _ = adm.post("/reload")
         assert st == 200, js
         time.sleep(0.2)
-        n = len(a.checks)
+        n, nb = len(a.checks), len(b.checks)
         time.sleep(0.5)
-        assert len(a.checks) == n
+        assert len(a.checks) == n and len(b.checks) == nb
         assert endpoint_status(adm, "backend", a.endpoint)["health"] is None
     finally:
         px.stop()
         a.close()
+        b.close()
 
 
 def test_a_check_that_hangs_is_cut_at_its_timeout():
