@@ -65,6 +65,9 @@ class Backend(pu.Server):
                 return  # Connection: close
             with self.lock:
                 self.users += 1
+            if target == b"/slow":  # a user request that holds its bulkhead slot
+                self.release.wait(30)
+                return
             conn.sendall(response(body=b"user"))
 
     def close(self):
@@ -393,6 +396,31 @@ def test_reload_changes_the_interval_and_keeps_the_counts():
         px.stop()
         a.close()
         b.close()
+
+
+def test_checks_take_no_bulkhead_slot_and_are_no_breaker_calls():
+    a = Backend()
+    px = pu.Cynic(http_config([a.endpoint], health_cfg(),
+                              upstream_extra="bulkhead: { max_connections: 1, max_pending: 0 }"))
+    try:
+        adm = au.Admin(px)
+        hold = px.connect("app")
+        hold.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        pu.wait_for(lambda: adm.bulkhead("backend")["in_use"] == 1, timeout=5, what="slot taken")
+        assert get(px)[0] == 503  # the bulkhead is full for users...
+        n = endpoint_status(adm, "backend", a.endpoint)["health"]["checks"]
+        pu.wait_for(lambda: endpoint_status(adm, "backend", a.endpoint)["health"]["checks"] >= n + 5,
+                    timeout=5, what="5 more checks")
+        e = endpoint_status(adm, "backend", a.endpoint)  # ...and the checks go on and pass
+        assert e["health"]["state"] == "healthy" and e["health"]["failures"] == 0, e["health"]
+        # the breaker heard of no check: only the one user request that got through
+        assert e["breaker"]["successes"] == 0 and e["breaker"]["failures"] == 0, e["breaker"]
+        assert adm.bulkhead("backend")["in_use"] == 1
+        hold.close()
+        a.release.set()  # the slow request ends: nothing left for the drain to wait for
+    finally:
+        px.stop()
+        a.close()
 
 
 def test_a_check_that_hangs_is_cut_at_its_timeout():
