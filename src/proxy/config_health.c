@@ -51,8 +51,9 @@ static void get_host(cynic__schema_t *rd, const node_t *m, cynic__config_health_
     return;
   if (!visible(h->host) || strpbrk(h->host, "/@?#,") != NULL) {
     char sv[64];
-    cynic__schema_error_at(rd, v, "host: '%s' is not a Host header value; write host[:port], "
-                                  "e.g. api.internal or 10.0.0.1:8080",
+    cynic__schema_error_at(rd, v,
+                           "host: '%s' is not a Host header value; write host[:port], "
+                           "e.g. api.internal or 10.0.0.1:8080",
                            cynic__config_show(sv, h->host, strlen(h->host)));
     free(h->host);
     h->host = NULL;

@@ -47,32 +47,32 @@ struct check {
   uv_tcp_t tcp;         /* the running check's connection */
   uv_connect_t connect;
   uv_write_t write;
-  bool tcp_open;           /* tcp initialised, its close callback not yet run */
-  bool in_flight;          /* a check runs and has no verdict yet */
-  uint64_t started_hr;     /* uv_hrtime() at its start (latency) */
-  uint64_t started_ms;     /* uv_now() at its start (the next one's schedule) */
-  size_t read;             /* response bytes read by the running check */
-  bool head_ok;            /* its head passed; waiting for expect.body */
-  bool body_found;         /* expect.body seen */
-  size_t tail_len;         /* body bytes kept to match expect.body across reads */
+  bool tcp_open;       /* tcp initialised, its close callback not yet run */
+  bool in_flight;      /* a check runs and has no verdict yet */
+  uint64_t started_hr; /* uv_hrtime() at its start (latency) */
+  uint64_t started_ms; /* uv_now() at its start (the next one's schedule) */
+  size_t read;         /* response bytes read by the running check */
+  bool head_ok;        /* its head passed; waiting for expect.body */
+  bool body_found;     /* expect.body seen */
+  size_t tail_len;     /* body bytes kept to match expect.body across reads */
   char tail[CYNIC__HEALTH_MAX_BODY];
-  cynic__http_msg_t msg;   /* the response parser (HTTP checks) */
-  char *store;             /* its head store; NULL for a TCP check */
+  cynic__http_msg_t msg; /* the response parser (HTTP checks) */
+  char *store;           /* its head store; NULL for a TCP check */
   size_t store_size;
-  char *buf;               /* the read buffer (READ_BUF); NULL for a TCP check */
-  char *request;           /* the request, made once; NULL for a TCP check */
+  char *buf;     /* the read buffer (READ_BUF); NULL for a TCP check */
+  char *request; /* the request, made once; NULL for a TCP check */
   size_t request_len;
   cynic__health_status_t st;
 };
 
 struct cynic__health {
   cynic__proxy_t *proxy;
-  cynic__config_health_t *cfg;                  /* our own copy (a reload compares it) */
-  char upstream[CYNIC__CONFIG_MAX_NAME + 1];     /* its name, for logs */
-  size_t open_handles;                          /* handles whose close callbacks are due */
-  bool stopped;                                 /* freed once open_handles is 0 */
+  cynic__config_health_t *cfg;               /* our own copy (a reload compares it) */
+  char upstream[CYNIC__CONFIG_MAX_NAME + 1]; /* its name, for logs */
+  size_t open_handles;                       /* handles whose close callbacks are due */
+  bool stopped;                              /* freed once open_handles is 0 */
   size_t count;
-  check_t checks[];                             /* one per endpoint, in the same order */
+  check_t checks[]; /* one per endpoint, in the same order */
 };
 
 /* One per process: checks of every endpoint draw from it. */
@@ -151,11 +151,10 @@ static void judge(check_t *c, bool pass) {
       st->state = CYNIC__HEALTH_HEALTHY;
       /* CYNIC_ESTATE: an operator holds it (or reset it): theirs to change */
       bool released = cynic_breaker_end_hold(e->breaker) == 0;
-      cynic__log_event(CYNIC_LOG_INFO, "endpoint_healthy",
-                       "endpoint back in rotation: its health checks pass",
-                       json_pack("{s:s, s:s, s:i, s:b}", "upstream", c->h->upstream, "endpoint",
-                                 e->addr->text, "passes", (int)st->passes_in_row,
-                                 "breaker_closed", released));
+      cynic__log_event(
+          CYNIC_LOG_INFO, "endpoint_healthy", "endpoint back in rotation: its health checks pass",
+          json_pack("{s:s, s:s, s:i, s:b}", "upstream", c->h->upstream, "endpoint", e->addr->text,
+                    "passes", (int)st->passes_in_row, "breaker_closed", released));
     }
     return;
   }
@@ -320,8 +319,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     if (rc == CYNIC__HTTP_DONE)
       response_done(c);
     else
-      finish(c, false, "%s", c->msg.status == 0 ? "closed before a response"
-                                                : "closed before the response was complete");
+      finish(c, false, "%s",
+             c->msg.status == 0 ? "closed before a response"
+                                : "closed before the response was complete");
     return;
   }
   if (n < 0) {

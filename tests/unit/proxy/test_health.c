@@ -147,7 +147,7 @@ static void test_an_operator_wins(void **state) {
     check_fails(c);
   assert_true(snap(e).held);
   assert_int_equal(cynic_breaker_reset(e->breaker), 0); /* reset while unhealthy... */
-  check_fails(c);                                              /* ...and the next failure re-holds */
+  check_fails(c);                                       /* ...and the next failure re-holds */
   assert_true(snap(e).held);
 }
 
@@ -202,9 +202,10 @@ static void test_status_carries_by_address(void **state) {
   assert_string_equal(n->checks[1].st.last_failure, "status 500 outside 200-299");
   assert_int_equal(n->checks[0].st.state, CYNIC__HEALTH_HEALTHY);
   /* the request it will send, made once */
-  assert_string_equal(n->checks[1].request,
-                      "GET /h HTTP/1.1\r\nHost: 127.0.0.1:9002\r\nUser-Agent: cynic-health-check\r\n"
-                      "Accept: */*\r\nConnection: close\r\n\r\n");
+  assert_string_equal(
+      n->checks[1].request,
+      "GET /h HTTP/1.1\r\nHost: 127.0.0.1:9002\r\nUser-Agent: cynic-health-check\r\n"
+      "Accept: */*\r\nConnection: close\r\n\r\n");
   health_free(n);
 }
 
