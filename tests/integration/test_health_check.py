@@ -211,6 +211,32 @@ def test_checks_of_several_endpoints_are_not_synchronised():
             assert near <= 5, (i, j, near)
 
 
+def test_checks_of_two_instances_are_not_synchronised():
+    """Two cynic processes checking the same endpoint (told apart by the Host
+    header of their checks): each process seeds its own jitter, so their
+    checks drift apart instead of keeping one rhythm."""
+    a = Backend()
+    one = pu.Cynic(http_config([a.endpoint], health_cfg(", host: one")))
+    two = pu.Cynic(http_config([a.endpoint], health_cfg(", host: two")))
+    try:
+        def times(host):
+            with a.lock:
+                return [t for t, h in zip(a.checks, a.check_heads) if b"\r\nHost: " + host + b"\r\n" in h]
+        pu.wait_for(lambda: len(times(b"one")) >= 21 and len(times(b"two")) >= 21, timeout=15,
+                    what="21 checks from each")
+    finally:
+        one.stop()
+        two.stop()
+        a.close()
+    t1, t2 = times(b"one"), times(b"two")
+    # the same random sequence in both (one seed for every process), or no
+    # jitter at all, would give the same gaps to within the loop's millisecond;
+    # independent draws of interval +-10 % differ by 13 ms on average
+    g1 = [(y - x) * 1000 for x, y in zip(t1, t1[1:])][:20]
+    g2 = [(y - x) * 1000 for x, y in zip(t2, t2[1:])][:20]
+    assert statistics.mean(abs(x - y) for x, y in zip(g1, g2)) > 5.0, (g1, g2)
+
+
 def test_tcp_upstream_checked_by_a_connect():
     a, b = pu.echo(), pu.echo()
     text = pu.config(pu.listener("app", "backend"),
