@@ -110,6 +110,7 @@ struct cynic_breaker {
   bool tb_started;
   uint64_t tb_head; /* newest second the window has advanced to */
   uint64_t last_wnow; /* coarse_window: clamp of the window clock */
+  bool held; /* OPEN held by hold_open(): open_until is UINT64_MAX; any transition clears it */
 };
 
 #define FAST_BITS 19
@@ -167,6 +168,8 @@ const char *cynic_breaker_reason_name(cynic_breaker_reason_t reason) {
     return "manual_force_closed";
   case CYNIC_BREAKER_REASON_MANUAL_RESET:
     return "manual_reset";
+  case CYNIC_BREAKER_REASON_HEALTH_CHECK:
+    return "health_check";
   }
   return "unknown";
 }
@@ -556,6 +559,7 @@ static uint64_t transition_locked(cynic_breaker_t *b, cynic_breaker_state_t to,
   cynic_breaker_state_t from = w_state(w);
   uint64_t gen = w_gen(w) + 1;
   counters_clear(b);
+  b->held = false;
   if (to == CYNIC_BREAKER_OPEN)
     atomic_store_explicit(&b->open_until, cynic__sat_add(now, b->cur_open_ns),
                           memory_order_relaxed);
@@ -618,7 +622,7 @@ static int acquire_locked(cynic_breaker_t *b, cynic_breaker_permit_t *permit,
       uint64_t now = now_locked(b);
       uint64_t until = atomic_load_explicit(&b->open_until, memory_order_relaxed);
       if (now < until) {
-        rc = reject(b, retry_after_ns, until - now);
+        rc = reject(b, retry_after_ns, until == UINT64_MAX ? UINT64_MAX : until - now);
         goto out_unlock;
       }
       uint64_t gen =
@@ -663,7 +667,7 @@ int cynic_breaker_acquire(cynic_breaker_t *b, cynic_breaker_permit_t *permit,
       uint64_t until = atomic_load_explicit(&b->open_until, memory_order_relaxed);
       uint64_t now = cynic_clock_now(&b->cfg.clock);
       if (now < until)
-        return reject(b, retry_after_ns, until - now);
+        return reject(b, retry_after_ns, until == UINT64_MAX ? UINT64_MAX : until - now);
       return acquire_locked(b, permit, retry_after_ns);
     }
     case CYNIC_BREAKER_HALF_OPEN:
@@ -851,6 +855,42 @@ int cynic_breaker_reset(cynic_breaker_t *b) {
   return manual(b, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_REASON_MANUAL_RESET);
 }
 
+int cynic_breaker_hold_open(cynic_breaker_t *b) {
+  if (b == NULL)
+    return CYNIC_EINVAL;
+  int rc = 0;
+  pthread_mutex_lock(&b->mu);
+  cynic_breaker_state_t st = w_state(atomic_load_explicit(&b->word, memory_order_acquire));
+  if (st == CYNIC_BREAKER_FORCED_OPEN || st == CYNIC_BREAKER_FORCED_CLOSED) {
+    rc = CYNIC_ESTATE; /* an operator's decision wins */
+  } else if (!b->held) {
+    uint64_t now = now_locked(b);
+    /* open_until is written before the word (transition_locked's store), so a
+     * lock-free acquire that sees OPEN of this generation sees "never" */
+    transition_locked(b, CYNIC_BREAKER_OPEN, CYNIC_BREAKER_REASON_HEALTH_CHECK, now, 0);
+    atomic_store_explicit(&b->open_until, UINT64_MAX, memory_order_relaxed);
+    b->held = true;
+  }
+  pthread_mutex_unlock(&b->mu);
+  return rc;
+}
+
+int cynic_breaker_end_hold(cynic_breaker_t *b) {
+  if (b == NULL)
+    return CYNIC_EINVAL;
+  int rc = CYNIC_ESTATE;
+  pthread_mutex_lock(&b->mu);
+  if (b->held) {
+    uint64_t now = now_locked(b);
+    b->consecutive_trips = 0;
+    b->cur_open_ns = b->cfg.open_ns;
+    transition_locked(b, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_REASON_HEALTH_CHECK, now, 0);
+    rc = 0;
+  }
+  pthread_mutex_unlock(&b->mu);
+  return rc;
+}
+
 int cynic_breaker_carry(cynic_breaker_t *to, const cynic_breaker_t *cfrom) {
   if (to == NULL || cfrom == NULL || to == cfrom)
     return CYNIC_EINVAL;
@@ -863,6 +903,7 @@ int cynic_breaker_carry(cynic_breaker_t *to, const cynic_breaker_t *cfrom) {
   uint64_t since = from->since_ns, open_ns = from->cur_open_ns;
   cynic_breaker_reason_t reason = from->last_reason;
   uint32_t trips = from->consecutive_trips;
+  bool held = from->held;
   pthread_mutex_unlock(&from->mu);
   if (state == CYNIC_BREAKER_CLOSED)
     return 0;
@@ -884,6 +925,7 @@ int cynic_breaker_carry(cynic_breaker_t *to, const cynic_breaker_t *cfrom) {
   }
   to->since_ns = since;
   to->last_reason = reason;
+  to->held = held && state == CYNIC_BREAKER_OPEN;
   atomic_store_explicit(&to->word, w_make(state, 0, w_gen(w) + 1), memory_order_release);
   pthread_mutex_unlock(&to->mu);
   return 0;
@@ -932,7 +974,10 @@ int cynic_breaker_snapshot(const cynic_breaker_t *cb, cynic_breaker_snapshot_t *
   }
   out->consecutive_trips = b->consecutive_trips;
   out->open_interval_ns = b->cur_open_ns;
-  if (out->state == CYNIC_BREAKER_OPEN)
+  out->held = b->held;
+  if (b->held)
+    out->next_probe_ns = UINT64_MAX;
+  else if (out->state == CYNIC_BREAKER_OPEN)
     out->next_probe_ns =
         cynic__sat_sub(atomic_load_explicit(&b->open_until, memory_order_relaxed), now);
   else if (out->state == CYNIC_BREAKER_FORCED_OPEN)

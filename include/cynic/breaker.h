@@ -138,6 +138,8 @@ typedef enum cynic_breaker_reason {
   CYNIC_BREAKER_REASON_MANUAL_TRIP,         /* "manual_trip": cynic_breaker_trip() */
   CYNIC_BREAKER_REASON_MANUAL_FORCE_CLOSED, /* "manual_force_closed" */
   CYNIC_BREAKER_REASON_MANUAL_RESET,        /* "manual_reset": cynic_breaker_reset() */
+  CYNIC_BREAKER_REASON_HEALTH_CHECK,        /* "health_check": cynic_breaker_hold_open() or
+                                               cynic_breaker_end_hold() */
 } cynic_breaker_reason_t;
 
 /* The reason's short snake_case name (shown above), fit for logs and metric
@@ -371,6 +373,29 @@ CYNIC_API int cynic_breaker_force_closed(cynic_breaker_t *b);
 CYNIC_API int cynic_breaker_reset(cynic_breaker_t *b);
 
 /*
+ * An external judge (an active health check: "synthetic transactions") says
+ * the dependency is down or back, without a call of its own going through the
+ * breaker.
+ *  - hold_open(): OPEN with reason HEALTH_CHECK, "held": the open interval
+ *    never ends by itself (no half-open probe is let through; acquire answers
+ *    CYNIC_EOPEN with *retry_after_ns UINT64_MAX, the snapshot's next_probe_ns
+ *    is UINT64_MAX and `held` is true) until end_hold(), an operator's
+ *    trip/force_closed/reset, or a carry. Consecutive trips and the open
+ *    interval are left as they are (this is not a fault trip). Already held:
+ *    nothing happens, 0.
+ *  - end_hold(): a held breaker goes straight to CLOSED with reason
+ *    HEALTH_CHECK (no user call risked as the probe), consecutive trips and
+ *    the open interval back to their start. CYNIC_ESTATE when the breaker is
+ *    not held (nothing happens: a breaker opened by faults keeps its own
+ *    half-open probing).
+ * An operator wins: in FORCED_OPEN or FORCED_CLOSED both return CYNIC_ESTATE
+ * and change nothing. Each real change is a transition (callback, counted).
+ * Return 0, CYNIC_ESTATE as above, or CYNIC_EINVAL when b is NULL.
+ */
+CYNIC_API int cynic_breaker_hold_open(cynic_breaker_t *b);
+CYNIC_API int cynic_breaker_end_hold(cynic_breaker_t *b);
+
+/*
  * Starts `to` where `from` stands: for a breaker rebuilt with another config
  * (a reload that changed the thresholds or the endpoint list), so that what
  * was known about the dependency is not forgotten.
@@ -383,7 +408,8 @@ CYNIC_API int cynic_breaker_reset(cynic_breaker_t *b);
  *  - HALF_OPEN becomes OPEN with the interval over: the next acquire of `to`
  *    is a probe (the probes in flight belong to `from`);
  *  - CLOSED leaves `to` as it is (a bucket or window of another config is not
- *    comparable).
+ *    comparable);
+ *  - a held OPEN (cynic_breaker_hold_open) stays held.
  * The time of the last transition (since) and its reason carry over too. This
  * is not a transition of `to`: the callback does not fire and `transitions`
  * does not count it (the caller mirrors the state itself if it keeps a copy);
@@ -426,6 +452,8 @@ typedef struct cynic_breaker_snapshot {
   uint64_t next_probe_ns;     /* time until a probe may be admitted: OPEN: rest of the
                                  interval; FORCED_OPEN: UINT64_MAX; otherwise 0 */
   uint32_t probe_failures;    /* HALF_OPEN with half_open_calls: failures so far */
+  bool held;                  /* OPEN held by cynic_breaker_hold_open() (next_probe_ns is
+                                 UINT64_MAX) */
 } cynic_breaker_snapshot_t;
 
 /*

@@ -14,6 +14,7 @@
 #include "accesslog.h"
 #include "addr.h"
 #include "admin.h"
+#include "health.h"
 #include "json.h"
 #include "log.h"
 #include "pool.h"
@@ -86,6 +87,19 @@ static json_t *breaker_json(const cynic__endpoint_t *e) {
   return o;
 }
 
+/* health_check's view of e (health.c); null when its upstream has none. */
+static json_t *health_json(const cynic__endpoint_t *e) {
+  const cynic__health_status_t *h = cynic__health_of(e);
+  if (h == NULL)
+    return json_null();
+  return json_pack("{s:s, s:I, s:I, s:i, s:i, s:I, s:s?}", "state",
+                   cynic__health_state_name(h->state), "checks", (json_int_t)h->checks, "failures",
+                   (json_int_t)h->failures, "passes_in_row", (int)h->passes_in_row,
+                   "failures_in_row", (int)h->failures_in_row, "last_latency_us",
+                   (json_int_t)h->last_latency_us,
+                   "last_failure", h->last_failure[0] != '\0' ? h->last_failure : NULL);
+}
+
 static json_t *endpoint_json(const cynic__endpoint_t *e) {
   json_t *o = json_object();
   json_object_set_new(o, "name", json_string(e->addr->text));
@@ -97,6 +111,7 @@ static json_t *endpoint_json(const cynic__endpoint_t *e) {
   json_object_set_new(o, "active", json_integer(e->active));
   json_object_set_new(o, "breaker", breaker_json(e));
   json_object_set_new(o, "counts", cynic__counts_json(&e->counters));
+  json_object_set_new(o, "health", health_json(e));
   return o;
 }
 

@@ -15,6 +15,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
 
+#include "config_health.h"
 #include "config_http.h"
 #include "config_limits.h"
 #include "config_schema.h"
@@ -352,7 +353,7 @@ static const char *const rate_limit_keys[] = {"per_client", "burst", "key_header
 static const char *const upstream_keys[] = {
     "name",    "endpoints", "balance", "resolve_interval", "timeouts", "tcp_keepalive", "bulkhead",
     "breaker", "required",  "retry",   "expect",           "limits",   "fallback",      "pool",
-    "deadline_header", NULL};
+    "deadline_header", "health_check", NULL};
 static const char *const upstream_timeout_keys[] = {"connect", "first_byte", "idle", "request",
                                                     NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "probes", "user_timeout", NULL};
@@ -683,6 +684,7 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
   if (!cynic__schema_check_map(&ld->rd, m, "upstream", upstream_keys)) {
     load_breaker(ld, NULL, &u->breaker); /* defaults, so the struct is whole */
     cynic__config_load_upstream_http(&ld->rd, NULL, &u->http);
+    cynic__config_load_upstream_health(&ld->rd, NULL, &u->health);
     return;
   }
   if (get_name(ld, m, "name", &u->name) == NULL)
@@ -754,6 +756,7 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
   load_breaker(ld, m, &u->breaker);
   cynic__schema_get_bool(&ld->rd, m, "required", &u->required);
   cynic__config_load_upstream_http(&ld->rd, m, &u->http);
+  cynic__config_load_upstream_health(&ld->rd, m, &u->health);
 }
 
 /* A list section: a sequence of 1..max mappings, each loaded by `one`. */

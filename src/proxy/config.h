@@ -206,6 +206,25 @@ typedef struct cynic__config_http {
   uint64_t pool_idle_timeout_ns; /* an idle connection older than this is closed */
 } cynic__config_http_t;
 
+/* health_check (config_health.c; run by health.c): active checks of every
+ * endpoint, a synthetic transaction each (an HTTP GET of `path`) or a TCP
+ * connect without a path. enabled false: the section was not written. */
+#define CYNIC__HEALTH_MAX_PATH 1024u /* path bytes */
+#define CYNIC__HEALTH_MAX_BODY 256u  /* expect.body bytes */
+typedef struct cynic__config_health {
+  bool enabled;
+  char *path;                  /* origin-form ("/healthz"); NULL: a TCP connect is the check */
+  char *host;                  /* the Host header; NULL: the endpoint's address as written */
+  uint64_t interval_ns;        /* between checks of one endpoint (+-10 %), 100ms..1h */
+  uint64_t timeout_ns;         /* one check, connect to verdict; 1ms..interval */
+  uint16_t expect_status_min;  /* a status outside min..max fails; 200-299 */
+  uint16_t expect_status_max;
+  char *expect_content_type;   /* NULL: any */
+  char *expect_body;           /* a substring the body must hold; NULL: any */
+  uint32_t healthy_after;      /* consecutive passes that bring an endpoint back; 1..100 */
+  uint32_t unhealthy_after;    /* consecutive failures that take it out; 1..100 */
+} cynic__config_health_t;
+
 typedef struct cynic__config_upstream {
   char *name;
   cynic__config_addr_t *endpoints; /* 1..CYNIC__CONFIG_MAX_ENDPOINTS */
@@ -230,6 +249,7 @@ typedef struct cynic__config_upstream {
   cynic__config_breaker_t breaker;
   bool required; /* readiness fails when every endpoint's breaker is open */
   cynic__config_http_t http;
+  cynic__config_health_t health;
   cynic__config_mark_t mark;
 } cynic__config_upstream_t;
 
@@ -350,6 +370,13 @@ unsigned cynic__config_upstream_diff(const cynic__config_upstream_t *a,
                                      const cynic__config_upstream_t *b);
 unsigned cynic__config_log_diff(const cynic__config_log_t *a, const cynic__config_log_t *b);
 unsigned cynic__config_admin_diff(const cynic__config_admin_t *a, const cynic__config_admin_t *b);
+/* The health_check part alone: a deep copy (NULL without memory; freed with
+ * _free, NULL is fine) and a comparison (non-zero when some setting differs),
+ * for health.c, which keeps the settings its checks run with. */
+cynic__config_health_t *cynic__config_health_copy(const cynic__config_health_t *c);
+void cynic__config_health_free(cynic__config_health_t *c);
+unsigned cynic__config_health_diff(const cynic__config_health_t *a,
+                                   const cynic__config_health_t *b);
 
 /* The listener (upstream) named `name` in cfg, or NULL. */
 const cynic__config_listener_t *cynic__config_listener_find(const cynic__config_t *cfg,
@@ -365,7 +392,8 @@ typedef enum cynic__config_kind {
   CYNIC__FIELD_ADDR,      /* cynic__config_addr_t: its own fields */
   CYNIC__FIELD_ENDPOINTS, /* cynic__config_addr_t *, the count in the size_t right after */
   CYNIC__FIELD_BREAKER,   /* cynic__config_breaker_t: its own fields */
-  CYNIC__FIELD_HTTP       /* cynic__config_http_t: its own fields */
+  CYNIC__FIELD_HTTP,      /* cynic__config_http_t: its own fields */
+  CYNIC__FIELD_HEALTH     /* cynic__config_health_t: its own fields */
 } cynic__config_kind_t;
 
 typedef enum cynic__config_part {
@@ -376,6 +404,7 @@ typedef enum cynic__config_part {
   CYNIC__PART_UPSTREAM,
   CYNIC__PART_LOG,
   CYNIC__PART_ADMIN,
+  CYNIC__PART_HEALTH,
   CYNIC__PART_COUNT
 } cynic__config_part_t;
 

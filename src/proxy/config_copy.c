@@ -95,6 +95,19 @@ static const cynic__config_field_t http_fields[] = {
 };
 #undef H
 
+/* health.c keeps a copy of these and restarts the checks when one differs
+ * after a reload (cynic__health_reload), so each is "read" by it. */
+#define K(m, k) FIELD(cynic__config_health_t, m, k, READ)
+static const cynic__config_field_t health_fields[] = {
+    K(enabled, VALUE),           K(path, STR),
+    K(host, STR),                K(interval_ns, VALUE),
+    K(timeout_ns, VALUE),        K(expect_status_min, VALUE),
+    K(expect_status_max, VALUE), K(expect_content_type, STR),
+    K(expect_body, STR),         K(healthy_after, VALUE),
+    K(unhealthy_after, VALUE),
+};
+#undef K
+
 #define U(m, k, c) FIELD(cynic__config_upstream_t, m, k, c)
 static const cynic__config_field_t upstream_fields[] = {
     U(name, STR, REBUILD),
@@ -117,6 +130,7 @@ static const cynic__config_field_t upstream_fields[] = {
     U(breaker, BREAKER, REBUILD),
     U(required, VALUE, READ),
     U(http, HTTP, READ), /* http mode's, read per request once it lands */
+    U(health, HEALTH, READ), /* health.c compares its own copy at each reload */
     U(mark, VALUE, NONE),
 };
 #undef U
@@ -165,6 +179,7 @@ static const part_t parts[CYNIC__PART_COUNT] = {
                               sizeof(cynic__config_upstream_t)},
     [CYNIC__PART_LOG] = {log_fields, COUNT(log_fields), sizeof(cynic__config_log_t)},
     [CYNIC__PART_ADMIN] = {admin_fields, COUNT(admin_fields), sizeof(cynic__config_admin_t)},
+    [CYNIC__PART_HEALTH] = {health_fields, COUNT(health_fields), sizeof(cynic__config_health_t)},
 };
 
 const cynic__config_field_t *cynic__config_fields(cynic__config_part_t part, size_t *count,
@@ -183,6 +198,8 @@ static const part_t *nested(cynic__config_kind_t kind) {
     return &parts[CYNIC__PART_BREAKER];
   case CYNIC__FIELD_HTTP:
     return &parts[CYNIC__PART_HTTP];
+  case CYNIC__FIELD_HEALTH:
+    return &parts[CYNIC__PART_HEALTH];
   default:
     return NULL;
   }
@@ -360,6 +377,21 @@ unsigned cynic__config_log_diff(const cynic__config_log_t *a, const cynic__confi
 
 unsigned cynic__config_admin_diff(const cynic__config_admin_t *a, const cynic__config_admin_t *b) {
   return diff(&parts[CYNIC__PART_ADMIN], a, b);
+}
+
+cynic__config_health_t *cynic__config_health_copy(const cynic__config_health_t *c) {
+  return part_copy(&parts[CYNIC__PART_HEALTH], c);
+}
+
+void cynic__config_health_free(cynic__config_health_t *c) {
+  if (c != NULL)
+    clear(&parts[CYNIC__PART_HEALTH], c);
+  free(c);
+}
+
+unsigned cynic__config_health_diff(const cynic__config_health_t *a,
+                                   const cynic__config_health_t *b) {
+  return diff(&parts[CYNIC__PART_HEALTH], a, b);
 }
 
 const cynic__config_listener_t *cynic__config_listener_find(const cynic__config_t *cfg,

@@ -161,7 +161,7 @@ static bool valid_content_type(const char *s) {
   return true;
 }
 
-static void get_content_type(cynic__schema_t *rd, const node_t *m, char **out) {
+void cynic__config_get_content_type(cynic__schema_t *rd, const node_t *m, char **out) {
   const node_t *v = cynic__schema_get_string(rd, m, "content_type", 255, out);
   if (v != NULL && *out != NULL && !valid_content_type(*out)) {
     char sv[64];
@@ -239,7 +239,7 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
         h->expect_status_max = (uint16_t)b;
       }
     }
-    get_content_type(rd, e, &h->expect_content_type);
+    cynic__config_get_content_type(rd, e, &h->expect_content_type);
   }
   const node_t *lim = cynic__schema_section(rd, m, "limits", limits_keys);
   if (lim != NULL) {
@@ -275,7 +275,7 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
           cynic__schema_out_of_memory(rd);
       }
     }
-    get_content_type(rd, fb, &h->fallback_content_type);
+    cynic__config_get_content_type(rd, fb, &h->fallback_content_type);
     if (h->fallback_content_type == NULL &&
         (h->fallback_content_type = strdup("text/plain")) == NULL)
       cynic__schema_out_of_memory(rd);

@@ -17,4 +17,9 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const cynic__yaml_nod
 void cynic__config_load_listener_http(cynic__schema_t *rd, const cynic__yaml_node_t *m,
                                       cynic__config_listener_t *l);
 
+/* `content_type` of mapping m (a media type, type/subtype, up to 255 bytes)
+ * into *out; errors reported at its position. Shared by expect, fallback and
+ * health_check.expect. */
+void cynic__config_get_content_type(cynic__schema_t *rd, const cynic__yaml_node_t *m, char **out);
+
 #endif /* CYNIC_PROXY_CONFIG_HTTP_H */

@@ -20,6 +20,7 @@
 
 #include "accesslog.h"
 #include "admin.h"
+#include "health.h"
 
 static const double bounds[CYNIC__HIST_BUCKETS] = CYNIC__HIST_BOUNDS;
 
@@ -584,6 +585,47 @@ static void u_pool_discarded(out_t *o, const cynic__upstream_t *u) {
   per_endpoint(o, u, "cynic_pool_discarded_total", pool_discarded);
 }
 
+/* health_check (health.c): rows only for endpoints whose upstream has checks. */
+static void u_health_checks(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    const cynic__health_status_t *h = cynic__health_of(&u->endpoints[k]);
+    if (h == NULL)
+      continue;
+    esc(u->endpoints[k].addr->text, en, sizeof en);
+    emit(o, "cynic_health_checks_total{upstream=\"%s\",endpoint=\"%s\",result=\"pass\"} %" PRIu64
+            "\n",
+         un, en, h->checks - h->failures);
+    emit(o, "cynic_health_checks_total{upstream=\"%s\",endpoint=\"%s\",result=\"fail\"} %" PRIu64
+            "\n",
+         un, en, h->failures);
+  }
+}
+
+static void u_health_healthy(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    const cynic__health_status_t *h = cynic__health_of(&u->endpoints[k]);
+    if (h != NULL)
+      emit(o, "cynic_endpoint_healthy{upstream=\"%s\",endpoint=\"%s\"} %d\n", un,
+           esc(u->endpoints[k].addr->text, en, sizeof en),
+           h->state != CYNIC__HEALTH_UNHEALTHY);
+  }
+}
+
+static void u_health_duration(out_t *o, const cynic__upstream_t *u) {
+  char un[NAME_BUF], en[ADDR_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (size_t k = 0; k < u->endpoint_count; k++) {
+    const cynic__health_status_t *h = cynic__health_of(&u->endpoints[k]);
+    if (h != NULL && h->checks > 0)
+      emit(o, "cynic_health_check_duration_seconds{upstream=\"%s\",endpoint=\"%s\"} %.6f\n", un,
+           esc(u->endpoints[k].addr->text, en, sizeof en), (double)h->last_latency_us / 1e6);
+  }
+}
+
 /* The families in order; a NULL name continues the previous family (the
  * events of listeners after those of upstreams). */
 static const struct family {
@@ -661,6 +703,16 @@ static const struct family {
     {"cynic_pool_discarded_total", "counter",
      "HTTP mode: idle upstream connections closed (aged, closed by the peer, evicted).", NULL,
      u_pool_discarded, NULL},
+    {"cynic_health_checks_total", "counter",
+     "health_check: verdicts of an endpoint's active checks, by result (pass, fail).", NULL,
+     u_health_checks, NULL},
+    {"cynic_endpoint_healthy", "gauge",
+     "health_check: 1 while the endpoint is in rotation (healthy, or no verdict yet), 0 while "
+     "its checks hold it out.",
+     NULL, u_health_healthy, NULL},
+    {"cynic_health_check_duration_seconds", "gauge",
+     "health_check: how long the endpoint's last check took, start to verdict.", NULL,
+     u_health_duration, NULL},
 };
 #define NFAMILIES (sizeof families / sizeof families[0])
 

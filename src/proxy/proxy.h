@@ -133,7 +133,10 @@ typedef struct cynic__mode cynic__mode_t; /* session.h */
   XX(REQUEST_RATE_LIMITED, "request_rate_limited", "request refused: client over its rate limit", \
      "requests answered 429, over their client's rate limit, on")                                  \
   XX(OVERLOADED, "overloaded", "request refused: too many requests pending",                      \
-     "requests answered 503, limits.max_pending_requests reached, on")
+     "requests answered 503, limits.max_pending_requests reached, on")                               \
+  /* health.c: an active check of an endpoint failed (never the breaker's fault count) */         \
+  XX(HEALTH_CHECK_FAILED, "health_check_failed", "health check failed",                           \
+     "health checks failed for")
 
 typedef enum cynic__event {
 #define CYNIC__EVENT_ENUM(name, key, msg, text) CYNIC__EV_##name,
@@ -145,6 +148,7 @@ typedef enum cynic__event {
 #include "metrics.h" /* needs CYNIC__EV_COUNT */
 
 typedef struct cynic__admin cynic__admin_t;
+typedef struct cynic__health cynic__health_t; /* health.h */
 
 /* Counters of one thing (endpoint, upstream or listener): totals since start,
  * and the current summary window's counts (reset every summary interval). */
@@ -192,6 +196,7 @@ struct cynic__upstream {
                          have not run yet: the slot is busy while non-zero */
   cynic__counters_t counters;
   cynic__upstream_stats_t stats; /* metrics.h: admin listener */
+  cynic__health_t *health;       /* health_check's checks (health.c); NULL without */
 };
 
 #define CYNIC__BUFFER_POOL_MAX 64u /* free buffers kept per listener: 4 MB at 64KB */

@@ -85,6 +85,7 @@
 #include "accesslog.h"
 #include "admin.h"
 #include "err.h"
+#include "health.h"
 #include "log.h"
 #include "reload.h"
 #include "token.h"
@@ -588,6 +589,7 @@ json_t *cynic__reload(cynic__proxy_t *p, const char *who, int *status) {
   for (size_t i = 0; i < p->upstream_count; i++)
     p->upstreams[i].fresh = false;
   cynic__listeners_reload_apply(p, &lr); /* tables, upstreams, socket options */
+  cynic__health_sync(p); /* checks made, restarted (state carried) or stopped */
   /* Retired objects own copies of their config; only when a copy could not
    * be made (no memory) do they point into the config being replaced: keep it
    * then (main.c's first one lives to the end anyway). */

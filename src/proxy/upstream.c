@@ -28,6 +28,7 @@
 
 #include "err.h"
 #include "addr.h"
+#include "health.h"
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
@@ -290,10 +291,12 @@ int cynic__upstreams_start(cynic__proxy_t *p) {
       return rc;
     cynic__upstream_resolve_start(p, &p->upstreams[i]);
   }
+  cynic__health_sync(p); /* health_check: checks of every endpoint (health.c) */
   return 0;
 }
 
 void cynic__upstreams_stop(cynic__proxy_t *p) {
+  cynic__health_stop_all(p);
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
     if (u->endpoints != NULL)

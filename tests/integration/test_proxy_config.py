@@ -229,7 +229,7 @@ def test_errors_are_capped(tmp_path):
     assert r.returncode == 2
     lines = r.stderr.splitlines()
     assert len(lines) == 21
-    assert lines[0] == f"{f}:8:5: unknown key 'bogus0' in upstream; valid keys: name, endpoints, balance, resolve_interval, timeouts, tcp_keepalive, bulkhead, breaker, required, retry, expect, limits, fallback, pool, deadline_header"
+    assert lines[0] == f"{f}:8:5: unknown key 'bogus0' in upstream; valid keys: name, endpoints, balance, resolve_interval, timeouts, tcp_keepalive, bulkhead, breaker, required, retry, expect, limits, fallback, pool, deadline_header, health_check"
     assert lines[-1] == f"{f}: stopped after 20 errors; fix these and run --check again"
 
 

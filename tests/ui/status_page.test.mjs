@@ -310,3 +310,46 @@ upstreams:
     be.close();
   }
 });
+
+test("each endpoint shows its health check verdict; one held out by its checks says so", async () => {
+  const good = await echoServer();
+  const bad = await refusedPort();
+  const cy = startCynic(`admin:
+  listen: 127.0.0.1:0
+log:
+  file: "-"
+listeners:
+  - name: app
+    listen: 127.0.0.1:0
+    upstream: db
+upstreams:
+  - name: db
+    endpoints: [127.0.0.1:${good.address().port}, 127.0.0.1:${bad}]
+    health_check: { interval: 200ms, timeout: 100ms, unhealthy_after: 1 }
+`);
+  let browser;
+  try {
+    const admin = (await cy.waitLog((r) => r.msg === "admin listening")).address;
+    await cy.waitLog((r) => r.event === "endpoint_unhealthy");
+    browser = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), "cynic-chromium-")), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+    });
+    const page = await browser.newPage();
+    await page.goto(`http://${admin}/`);
+    const tile = page.locator('section.tile[data-upstream="db"]');
+    const out = tile.locator(`tr[data-endpoint="127.0.0.1:${bad}"]`);
+    await out.locator('td.health[data-health="unhealthy"]').waitFor({ timeout: 10000 });
+    assert.match(await out.textContent(), /held open by its health checks/);
+    assert.match(await out.locator("td.health").textContent(), /health unhealthy · \d+\/\d+ failed/);
+    assert.match(await out.locator("td.health").getAttribute("title"), /last failure: connect: connection refused/);
+    const ok = tile.locator(`tr[data-endpoint="127.0.0.1:${good.address().port}"] td.health`);
+    await tile.locator('td.health[data-health="healthy"]').waitFor({ timeout: 10000 });
+    assert.match(await ok.textContent(), /health healthy · 0\/\d+ failed · [\d.]+ ms/);
+  } finally {
+    if (browser) await browser.close();
+    assert.equal(await cy.stop(), 0);
+    good.close();
+  }
+});

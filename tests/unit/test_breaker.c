@@ -103,8 +103,8 @@ static void test_names(void **state) {
   const char *names[] = {"none",           "fault_threshold", "failure_rate",
                          "slow_call_rate", "open_elapsed",    "probes_succeeded",
                          "probe_failed",   "manual_trip",     "manual_force_closed",
-                         "manual_reset"};
-  for (int r = 0; r <= (int)CYNIC_BREAKER_REASON_MANUAL_RESET; r++)
+                         "manual_reset",   "health_check"};
+  for (int r = 0; r <= (int)CYNIC_BREAKER_REASON_HEALTH_CHECK; r++)
     assert_string_equal(cynic_breaker_reason_name((cynic_breaker_reason_t)r), names[r]);
   assert_string_equal(cynic_breaker_reason_name((cynic_breaker_reason_t)99), "unknown");
 }
@@ -1102,6 +1102,112 @@ static void test_carry_forced_half_open_and_closed(void **state) {
   cynic_breaker_free(to2);
 }
 
+/* ---- held open by a health check ------------------------------------------------ */
+
+static void test_hold_open_and_end_hold(void **state) {
+  (void)state;
+  cynic_breaker_config_t cfg;
+  config(&cfg);
+  cynic_breaker_t *b = make(&cfg);
+  /* not held: end_hold changes nothing */
+  assert_int_equal(cynic_breaker_end_hold(b), CYNIC_ESTATE);
+  assert_int_equal(nevents, 0);
+  assert_int_equal(cynic_breaker_hold_open(b), 0);
+  expect_event(0, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_OPEN, CYNIC_BREAKER_REASON_HEALTH_CHECK, T0);
+  cynic_breaker_snapshot_t s;
+  assert_int_equal(cynic_breaker_snapshot(b, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_OPEN);
+  assert_true(s.held);
+  assert_int_equal(s.last_reason, CYNIC_BREAKER_REASON_HEALTH_CHECK);
+  assert_int_equal(s.next_probe_ns, UINT64_MAX);
+  assert_int_equal(s.consecutive_trips, 0); /* not a fault trip */
+  /* the open interval never ends by itself: no half-open probe, ever */
+  fake_clock_advance(&fc, CYNIC_SEC(3600));
+  expect_rejected(b, UINT64_MAX);
+  assert_int_equal(state_of(b), CYNIC_BREAKER_OPEN);
+  /* already held: no second transition */
+  assert_int_equal(cynic_breaker_hold_open(b), 0);
+  assert_int_equal(nevents, 1);
+  /* back: straight to closed, no probe */
+  assert_int_equal(cynic_breaker_end_hold(b), 0);
+  expect_event(1, CYNIC_BREAKER_OPEN, CYNIC_BREAKER_CLOSED, CYNIC_BREAKER_REASON_HEALTH_CHECK,
+               T0 + CYNIC_SEC(3600));
+  assert_int_equal(cynic_breaker_snapshot(b, &s), 0);
+  assert_false(s.held);
+  assert_int_equal(s.next_probe_ns, 0);
+  call(b, CYNIC_OUTCOME_SUCCESS, 0);
+  assert_int_equal(cynic_breaker_end_hold(b), CYNIC_ESTATE);
+  /* an open breaker (faults) is held over, and a held one's faults trip nothing */
+  cfg.faults = 1;
+  cynic_breaker_t *c = make(&cfg);
+  call(c, CYNIC_OUTCOME_FAILURE, 0);
+  assert_int_equal(state_of(c), CYNIC_BREAKER_OPEN);
+  assert_int_equal(cynic_breaker_hold_open(c), 0);
+  assert_int_equal(cynic_breaker_snapshot(c, &s), 0);
+  assert_true(s.held);
+  assert_int_equal(s.consecutive_trips, 1);
+  assert_int_equal(cynic_breaker_end_hold(c), 0);
+  assert_int_equal(cynic_breaker_snapshot(c, &s), 0);
+  assert_int_equal(s.consecutive_trips, 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_CLOSED);
+  cynic_breaker_free(b);
+  cynic_breaker_free(c);
+}
+
+static void test_hold_never_overrides_an_operator(void **state) {
+  (void)state;
+  cynic_breaker_config_t cfg;
+  config(&cfg);
+  cynic_breaker_t *b = make(&cfg);
+  assert_int_equal(cynic_breaker_trip(b), 0);
+  assert_int_equal(cynic_breaker_hold_open(b), CYNIC_ESTATE);
+  assert_int_equal(cynic_breaker_end_hold(b), CYNIC_ESTATE);
+  assert_int_equal(state_of(b), CYNIC_BREAKER_FORCED_OPEN);
+  assert_int_equal(cynic_breaker_force_closed(b), 0);
+  assert_int_equal(cynic_breaker_hold_open(b), CYNIC_ESTATE);
+  assert_int_equal(state_of(b), CYNIC_BREAKER_FORCED_CLOSED);
+  assert_int_equal(nevents, 2);
+  /* held, then the operator trips: the trip clears the hold and stays */
+  assert_int_equal(cynic_breaker_reset(b), 0);
+  assert_int_equal(cynic_breaker_hold_open(b), 0);
+  assert_int_equal(cynic_breaker_trip(b), 0);
+  assert_int_equal(cynic_breaker_end_hold(b), CYNIC_ESTATE);
+  cynic_breaker_snapshot_t s;
+  assert_int_equal(cynic_breaker_snapshot(b, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_FORCED_OPEN);
+  assert_false(s.held);
+  /* a reset by hand ends a hold too (automatic control again) */
+  assert_int_equal(cynic_breaker_reset(b), 0);
+  assert_int_equal(cynic_breaker_hold_open(b), 0);
+  assert_int_equal(cynic_breaker_reset(b), 0);
+  assert_int_equal(state_of(b), CYNIC_BREAKER_CLOSED);
+  assert_int_equal(cynic_breaker_end_hold(b), CYNIC_ESTATE);
+  assert_int_equal(cynic_breaker_hold_open(NULL), CYNIC_EINVAL);
+  assert_int_equal(cynic_breaker_end_hold(NULL), CYNIC_EINVAL);
+  cynic_breaker_free(b);
+}
+
+static void test_carry_keeps_a_hold(void **state) {
+  (void)state;
+  cynic_breaker_config_t cfg;
+  config(&cfg);
+  cynic_breaker_t *from = make(&cfg);
+  cynic_breaker_t *to = make(&cfg);
+  assert_int_equal(cynic_breaker_hold_open(from), 0);
+  fake_clock_advance(&fc, CYNIC_SEC(100));
+  assert_int_equal(cynic_breaker_carry(to, from), 0);
+  cynic_breaker_snapshot_t s;
+  assert_int_equal(cynic_breaker_snapshot(to, &s), 0);
+  assert_int_equal(s.state, CYNIC_BREAKER_OPEN);
+  assert_true(s.held);
+  assert_int_equal(s.last_reason, CYNIC_BREAKER_REASON_HEALTH_CHECK);
+  expect_rejected(to, UINT64_MAX);
+  assert_int_equal(cynic_breaker_end_hold(to), 0);
+  assert_int_equal(state_of(to), CYNIC_BREAKER_CLOSED);
+  cynic_breaker_free(from);
+  cynic_breaker_free(to);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),
@@ -1131,6 +1237,9 @@ int main(void) {
       cmocka_unit_test(test_snapshot_does_not_move_state),
       cmocka_unit_test(test_carry_open_keeps_the_end_of_the_interval),
       cmocka_unit_test(test_carry_forced_half_open_and_closed),
+      cmocka_unit_test(test_hold_open_and_end_hold),
+      cmocka_unit_test(test_hold_never_overrides_an_operator),
+      cmocka_unit_test(test_carry_keeps_a_hold),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,6 +73,10 @@ static bool legal(cynic_breaker_state_t from, cynic_breaker_state_t to, cynic_br
     return to == CYNIC_BREAKER_FORCED_CLOSED;
   case CYNIC_BREAKER_REASON_MANUAL_RESET:
     return to == CYNIC_BREAKER_CLOSED;
+  case CYNIC_BREAKER_REASON_HEALTH_CHECK: /* held open, or released straight to closed */
+    return (from != CYNIC_BREAKER_FORCED_OPEN && from != CYNIC_BREAKER_FORCED_CLOSED &&
+            to == CYNIC_BREAKER_OPEN) ||
+           (from == CYNIC_BREAKER_OPEN && to == CYNIC_BREAKER_CLOSED);
   case CYNIC_BREAKER_REASON_NONE:
     break;
   }

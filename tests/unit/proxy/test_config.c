@@ -195,6 +195,9 @@ static const char *const full =
     "    fallback: { status: 503, body: '{\"error\":\"down\"}', content_type: "
     "application/json }\n"
     "    pool: { max_idle: 0, idle_timeout: 1500ms }\n"
+    "    health_check: { path: /healthz, interval: 2s, timeout: 500ms, host: api.internal,\n"
+    "                    expect: { status: 200-204, content_type: application/json, body: ok },\n"
+    "                    healthy_after: 4, unhealthy_after: 5 }\n"
     "  - name: db\n"
     "    endpoints: [db.internal:5432]\n"
     "    breaker: { window: { type: time, size: 30s } }\n";
@@ -296,8 +299,20 @@ static void test_every_key(void **state) {
   assert_string_equal(u->http.fallback_content_type, "application/json");
   assert_int_equal(u->http.pool_max_idle, 0);
   assert_int_equal(u->http.pool_idle_timeout_ns, 1500 * MS);
+  assert_true(u->health.enabled);
+  assert_string_equal(u->health.path, "/healthz");
+  assert_string_equal(u->health.host, "api.internal");
+  assert_int_equal(u->health.interval_ns, 2 * SEC);
+  assert_int_equal(u->health.timeout_ns, 500 * MS);
+  assert_int_equal(u->health.expect_status_min, 200);
+  assert_int_equal(u->health.expect_status_max, 204);
+  assert_string_equal(u->health.expect_content_type, "application/json");
+  assert_string_equal(u->health.expect_body, "ok");
+  assert_int_equal(u->health.healthy_after, 4);
+  assert_int_equal(u->health.unhealthy_after, 5);
 
   u = &cfg->upstreams[1];
+  assert_false(u->health.enabled);
   assert_int_equal(u->breaker.window_type, CYNIC__WINDOW_TIME);
   assert_int_equal(u->breaker.window_size_ns, 30 * SEC);
   assert_int_equal(u->breaker.window_min_calls, 10);
@@ -336,6 +351,82 @@ static void test_http_keys_refused(void **state) {
     if (strncmp(line, cases[i].error, strlen(cases[i].error)) != 0)
       fail_msg("case %zu: got \"%s\", want it to start with \"%s\"", i, line, cases[i].error);
   }
+}
+
+/* health_check: every bound and rule refused with its position and a fix. */
+static void test_health_check_refused(void **state) {
+  (void)state;
+  static const struct {
+    const char *upstream, *error;
+  } cases[] = {
+      {"    health_check: { interval: 50ms }\n",
+       "t.yaml:8:31: interval: 50ms is out of range; use 100ms..1h"},
+      {"    health_check: { interval: 2h }\n",
+       "t.yaml:8:31: interval: 2h is out of range; use 100ms..1h"},
+      {"    health_check: { interval: 1s, timeout: 2s }\n",
+       "t.yaml:8:44: timeout: longer than interval"},
+      {"    health_check: { timeout: 0s }\n",
+       "t.yaml:8:30: timeout: 0s is out of range; use 1ms..1h"},
+      {"    health_check: { path: healthz }\n",
+       "t.yaml:8:27: path: 'healthz' is not a request path"},
+      {"    health_check: { path: '/a b' }\n", "t.yaml:8:27: path: '/a b' is not a request path"},
+      {"    health_check: { healthy_after: 0 }\n",
+       "t.yaml:8:36: healthy_after: 0 is out of range; use 1..100"},
+      {"    health_check: { unhealthy_after: 101 }\n",
+       "t.yaml:8:38: unhealthy_after: 101 is out of range; use 1..100"},
+      {"    health_check: { path: /h, expect: { status: 2xx } }\n",
+       "t.yaml:8:49: status: '2xx' is not a status range"},
+      {"    health_check: { path: /h, expect: { content_type: json } }\n",
+       "t.yaml:8:55: content_type: 'json' is not a media type"},
+      {"    health_check: { expect: { status: 200 } }\n",
+       "t.yaml:8:29: expect: a check without 'path' is a TCP connect"},
+      {"    health_check: { host: 'a b' }\n", "t.yaml:8:27: host: 'a b' is not a Host header"},
+      {"    health_check: { paht: /h }\n",
+       "t.yaml:8:21: unknown key 'paht' in health_check; valid keys: path, interval"},
+      {"    health_check: { path: /h, expect: { body: '' } }\n",
+       "t.yaml:8:47: body: must be 1..256 bytes long, got 0"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char text[1024];
+    snprintf(text, sizeof text, "%s%s", minimal, cases[i].upstream);
+    const char *line = parse_bad(text);
+    if (strncmp(line, cases[i].error, strlen(cases[i].error)) != 0)
+      fail_msg("case %zu: got \"%s\", want it to start with \"%s\"", i, line, cases[i].error);
+  }
+}
+
+static void test_health_check_defaults(void **state) {
+  (void)state;
+  char text[1024];
+  snprintf(text, sizeof text, "%s    health_check: {}\n", minimal);
+  cynic__config_t *cfg = parse_ok(text);
+  const cynic__config_health_t *h = &cfg->upstreams[0].health;
+  assert_true(h->enabled);
+  assert_null(h->path); /* a TCP connect */
+  assert_null(h->host);
+  assert_int_equal(h->interval_ns, 5 * SEC);
+  assert_int_equal(h->timeout_ns, SEC);
+  assert_int_equal(h->expect_status_min, 200);
+  assert_int_equal(h->expect_status_max, 299);
+  assert_null(h->expect_content_type);
+  assert_null(h->expect_body);
+  assert_int_equal(h->healthy_after, 2);
+  assert_int_equal(h->unhealthy_after, 3);
+  cynic__config_free(cfg);
+  /* the default timeout never outlasts a shorter interval */
+  snprintf(text, sizeof text, "%s    health_check: { path: /h, interval: 200ms }\n", minimal);
+  cfg = parse_ok(text);
+  assert_int_equal(cfg->upstreams[0].health.timeout_ns, 200 * MS);
+  /* the part's own copy and comparison (health.c keeps one) */
+  cynic__config_health_t *c = cynic__config_health_copy(&cfg->upstreams[0].health);
+  assert_non_null(c);
+  assert_ptr_not_equal(c->path, cfg->upstreams[0].health.path);
+  assert_int_equal(cynic__config_health_diff(c, &cfg->upstreams[0].health), 0);
+  c->interval_ns++;
+  assert_int_not_equal(cynic__config_health_diff(c, &cfg->upstreams[0].health), 0);
+  cynic__config_health_free(c);
+  cynic__config_health_free(NULL);
+  cynic__config_free(cfg);
 }
 
 static void test_retry_and_fallback_defaults(void **state) {
@@ -819,8 +910,8 @@ static void test_tcp_keepalive_and_its_old_name(void **state) {
  * other case.) */
 static void test_field_lists_cover_their_structs(void **state) {
   (void)state;
-  static const char *const names[] = {"addr",     "listener", "breaker", "http",
-                                      "upstream", "log",      "admin"};
+  static const char *const names[] = {"addr", "listener", "breaker", "http",
+                                      "upstream", "log", "admin", "health"};
   for (int part = 0; part < CYNIC__PART_COUNT; part++) {
     size_t count, size, end = 0, max_align = 1;
     const cynic__config_field_t *f = cynic__config_fields(part, &count, &size);
@@ -847,6 +938,7 @@ static const cynic__config_field_t *part_fields(cynic__config_kind_t kind, size_
   size_t size;
   cynic__config_part_t part = kind == CYNIC__FIELD_BREAKER ? CYNIC__PART_BREAKER
                               : kind == CYNIC__FIELD_HTTP  ? CYNIC__PART_HTTP
+                              : kind == CYNIC__FIELD_HEALTH ? CYNIC__PART_HEALTH
                                                            : CYNIC__PART_ADDR;
   return cynic__config_fields(part, count, &size);
 }
@@ -1134,6 +1226,8 @@ int main(void) {
       cmocka_unit_test(test_field_lists_cover_their_structs),
       cmocka_unit_test(test_copies_are_deep_and_equal),
       cmocka_unit_test(test_every_change_is_detected),
+      cmocka_unit_test(test_health_check_refused),
+      cmocka_unit_test(test_health_check_defaults),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
