@@ -52,13 +52,37 @@ static int put(cynic__http_msg_t *m, cynic__http_span_t *s, const char *at, size
   return 0;
 }
 
+/*
+ * The offset of the first byte below 0x20 or equal to 0x7f in p[0..n), or n.
+ * Every head byte goes through this (the raw check and the value check), so
+ * it looks at eight bytes at a time: a word with no such byte is skipped
+ * whole. Both tests are exact for a whole word (a borrow starts only at a
+ * byte below the bound, which is a find anyway); the byte loop then says
+ * which.
+ */
+static size_t plain_run(const char *p, size_t n) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, sizeof w);
+    uint64_t del = w ^ (ones * 0x7f);
+    if ((((w - ones * 0x20) & ~w) | ((del - ones) & ~del)) & highs)
+      break;
+  }
+  for (; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c < 0x20 || c == 0x7f)
+      break;
+  }
+  return i;
+}
+
 /* Bytes allowed in a field value: VCHAR, SP, HTAB, obs-text. */
 static bool value_bytes_ok(const char *at, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)at[i];
-    if ((c < 0x20 && c != '\t') || c == 0x7f)
+  for (size_t i = plain_run(at, n); i < n; i += 1 + plain_run(at + i + 1, n - i - 1))
+    if (at[i] != '\t')
       return false;
-  }
   return true;
 }
 
@@ -76,8 +100,10 @@ static bool name_bytes_ok(const char *at, size_t n) {
  * outside line ends. NULL, or the rule broken.
  */
 static const char *scan_head(cynic__http_msg_t *m, const char *p, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)p[i], prev = (unsigned char)m->last_byte;
+  unsigned char prev = (unsigned char)m->last_byte;
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = (unsigned char)p[i];
     if (prev == '\r' && c != '\n')
       return "bare CR";
     if (c == '\n' && prev != '\r')
@@ -86,8 +112,19 @@ static const char *scan_head(cynic__http_msg_t *m, const char *p, size_t n) {
       return "obs-fold";
     if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c == 0x7f)
       return "control byte in the head";
-    m->last_byte = (char)c;
+    prev = c;
+    i++;
+    if (c != '\r' && c != '\n') {
+      /* After any other byte, the bytes of a plain run (no control byte,
+       * no DEL) break no rule: skip them; the loop checks the byte after. */
+      size_t run = plain_run(p + i, n - i);
+      if (run > 0) {
+        i += run;
+        prev = (unsigned char)p[i - 1];
+      }
+    }
   }
+  m->last_byte = (char)prev;
   return NULL;
 }
 
@@ -238,10 +275,59 @@ static const char *check_absolute(const cynic__http_msg_t *m, const char *host, 
   return NULL;
 }
 
+/* A field the head's meaning depends on: how many times it came, and the
+ * first one's value. */
+typedef struct known_field {
+  size_t count;
+  const char *value;
+  size_t vlen;
+} known_field_t;
+
+/* Host, Content-Length, Transfer-Encoding and Expect, found in one pass over
+ * the fields (by length first: most names are none of them). */
+typedef struct known_fields {
+  known_field_t host, content_length, transfer_encoding, expect;
+} known_fields_t;
+
+static void note(const cynic__http_msg_t *m, size_t i, known_field_t *k) {
+  if (k->count++ == 0) {
+    k->value = m->store + m->fields[i].value.off;
+    k->vlen = m->fields[i].value.len;
+  }
+}
+
+static void find_known(const cynic__http_msg_t *m, known_fields_t *k) {
+  memset(k, 0, sizeof *k);
+  for (size_t i = 0; i < m->nfields; i++) {
+    const char *name = m->store + m->fields[i].name.off;
+    switch (m->fields[i].name.len) {
+    case 4:
+      if (strncasecmp(name, "host", 4) == 0)
+        note(m, i, &k->host);
+      break;
+    case 6:
+      if (strncasecmp(name, "expect", 6) == 0)
+        note(m, i, &k->expect);
+      break;
+    case 14:
+      if (strncasecmp(name, "content-length", 14) == 0)
+        note(m, i, &k->content_length);
+      break;
+    case 17:
+      if (strncasecmp(name, "transfer-encoding", 17) == 0)
+        note(m, i, &k->transfer_encoding);
+      break;
+    default:
+      break;
+    }
+  }
+}
+
 /* RFC 9112 6.1: one Transfer-Encoding, "chunked", only in HTTP/1.1. */
-static const char *check_framing(cynic__http_msg_t *m, bool *chunked, bool *has_length) {
-  size_t te = cynic__http_msg_count(m, "transfer-encoding");
-  size_t cl = cynic__http_msg_count(m, "content-length");
+static const char *check_framing(cynic__http_msg_t *m, const known_fields_t *k, bool *chunked,
+                                 bool *has_length) {
+  size_t te = k->transfer_encoding.count;
+  size_t cl = k->content_length.count;
   *chunked = false;
   *has_length = false;
   if (cl > 1)
@@ -249,9 +335,8 @@ static const char *check_framing(cynic__http_msg_t *m, bool *chunked, bool *has_
   if (te > 0 && cl > 0)
     return "Content-Length with Transfer-Encoding";
   if (cl == 1) {
-    size_t n;
-    const char *v = cynic__http_msg_find(m, "content-length", &n);
-    if (!cynic__http_parse_length(v, n, &m->content_length))
+    if (!cynic__http_parse_length(k->content_length.value, k->content_length.vlen,
+                                  &m->content_length))
       return "malformed Content-Length";
     *has_length = true;
   }
@@ -260,17 +345,16 @@ static const char *check_framing(cynic__http_msg_t *m, bool *chunked, bool *has_
       return "Transfer-Encoding in HTTP/1.0";
     if (te > 1)
       return "more than one Transfer-Encoding";
-    size_t n;
-    const char *v = cynic__http_msg_find(m, "transfer-encoding", &n);
-    if (n != 7 || strncasecmp(v, "chunked", 7) != 0)
+    const char *v = k->transfer_encoding.value;
+    if (k->transfer_encoding.vlen != 7 || strncasecmp(v, "chunked", 7) != 0)
       return "Transfer-Encoding other than chunked";
     *chunked = true;
   }
   return NULL;
 }
 
-static const char *check_request(cynic__http_msg_t *m) {
-  size_t hosts = cynic__http_msg_count(m, "host");
+static const char *check_request(cynic__http_msg_t *m, const known_fields_t *k) {
+  size_t hosts = k->host.count;
   const char *host = NULL;
   size_t hlen = 0;
   if (hosts > 1)
@@ -278,7 +362,8 @@ static const char *check_request(cynic__http_msg_t *m) {
   if (hosts == 0 && m->version_minor == 1)
     return "missing Host";
   if (hosts == 1) {
-    host = cynic__http_msg_find(m, "host", &hlen);
+    host = k->host.value;
+    hlen = k->host.vlen;
     const char *bad = cynic__http_check_host(host, hlen);
     if (bad != NULL)
       return bad;
@@ -294,9 +379,8 @@ static const char *check_request(cynic__http_msg_t *m) {
     if (bad != NULL && strcmp(bad, "absolute-form target authority is not Host") != 0)
       return bad;
   }
-  size_t n;
-  const char *expect = cynic__http_msg_find(m, "expect", &n);
-  m->expect_continue = expect != NULL && n == 12 && strncasecmp(expect, "100-continue", 12) == 0;
+  m->expect_continue = k->expect.count > 0 && k->expect.vlen == 12 &&
+                       strncasecmp(k->expect.value, "100-continue", 12) == 0;
   return NULL;
 }
 
@@ -317,10 +401,12 @@ static int on_headers_complete(llhttp_t *h) {
   if (h->http_major != 1 || h->http_minor > 1)
     return cynic__http_msg_fail(m, 400, "unsupported HTTP version");
   bool chunked, has_length;
-  const char *bad = check_framing(m, &chunked, &has_length);
+  known_fields_t known;
+  find_known(m, &known);
+  const char *bad = check_framing(m, &known, &chunked, &has_length);
   if (bad == NULL && m->kind == CYNIC__HTTP_REQUEST) {
     m->method = (llhttp_method_t)h->method;
-    bad = check_request(m);
+    bad = check_request(m, &known);
   }
   if (bad != NULL)
     return cynic__http_msg_fail(m, 400, bad);
