@@ -32,6 +32,19 @@ static bool hex(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+/* reg-name bytes but '%' (RFC 3986: unreserved, sub-delims), by table: the
+ * Host of every request is checked. */
+#define RN_MARK(c)                                                                                 \
+  ((c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '!' || (c) == '$' ||            \
+   (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' || (c) == '*' || (c) == '+' ||            \
+   (c) == ',' || (c) == ';' || (c) == '=')
+#define RN(c) (TC_ALNUM(c) || RN_MARK(c))
+#define RN4(c) RN(c), RN((c) + 1), RN((c) + 2), RN((c) + 3)
+#define RN16(c) RN4(c), RN4((c) + 4), RN4((c) + 8), RN4((c) + 12)
+static const bool reg_name_chars[256] = {
+    RN16(0),   RN16(16),  RN16(32),  RN16(48),  RN16(64),  RN16(80),  RN16(96),  RN16(112),
+    RN16(128), RN16(144), RN16(160), RN16(176), RN16(192), RN16(208), RN16(224), RN16(240)};
+
 /* reg-name = *( unreserved / pct-encoded / sub-delims ), RFC 3986; IPv4 is a
  * reg-name too. Non-empty here. */
 static bool reg_name(const char *s, size_t n) {
@@ -39,7 +52,7 @@ static bool reg_name(const char *s, size_t n) {
     return false;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+    if (reg_name_chars[c])
       continue;
     if (c == '%') {
       if (i + 2 >= n || !hex((unsigned char)s[i + 1]) || !hex((unsigned char)s[i + 2]))
@@ -47,8 +60,6 @@ static bool reg_name(const char *s, size_t n) {
       i += 2;
       continue;
     }
-    if (c != '\0' && strchr("-._~!$&'()*+,;=", c) != NULL)
-      continue;
     return false;
   }
   return true;

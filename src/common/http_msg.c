@@ -713,18 +713,6 @@ const char *cynic__http_msg_method(const cynic__http_msg_t *m) {
   return llhttp_method_name(m->method);
 }
 
-size_t cynic__http_msg_nfields(const cynic__http_msg_t *m) {
-  return m->nfields;
-}
-
-void cynic__http_msg_field(const cynic__http_msg_t *m, size_t i, const char **name, size_t *nlen,
-                           const char **value, size_t *vlen) {
-  *name = m->store + m->fields[i].name.off;
-  *nlen = m->fields[i].name.len;
-  *value = m->store + m->fields[i].value.off;
-  *vlen = m->fields[i].value.len;
-}
-
 const char *cynic__http_msg_find(const cynic__http_msg_t *m, const char *name, size_t *vlen) {
   for (size_t i = 0; i < m->nfields; i++)
     if (span_is(m, m->fields[i].name, name)) {

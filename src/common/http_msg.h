@@ -207,9 +207,16 @@ static inline const char *cynic__http_msg_at(const cynic__http_msg_t *m, cynic__
 }
 
 /* The header iterator: fields in order, names as sent (no trailers). */
-size_t cynic__http_msg_nfields(const cynic__http_msg_t *m);
-void cynic__http_msg_field(const cynic__http_msg_t *m, size_t i, const char **name, size_t *nlen,
-                           const char **value, size_t *vlen);
+static inline size_t cynic__http_msg_nfields(const cynic__http_msg_t *m) {
+  return m->nfields;
+}
+static inline void cynic__http_msg_field(const cynic__http_msg_t *m, size_t i, const char **name,
+                                         size_t *nlen, const char **value, size_t *vlen) {
+  *name = m->store + m->fields[i].name.off;
+  *nlen = m->fields[i].name.len;
+  *value = m->store + m->fields[i].value.off;
+  *vlen = m->fields[i].value.len;
+}
 /* The first field named `name` (case-insensitive): its value (not
  * NUL-terminated, trailing whitespace removed) and length; NULL if none. */
 const char *cynic__http_msg_find(const cynic__http_msg_t *m, const char *name, size_t *vlen);

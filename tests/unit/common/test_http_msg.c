@@ -633,6 +633,11 @@ static void every_byte(void **state) {
   (void)state;
   for (unsigned c = 0; c < 256; c++) {
     assert_int_equal(cynic__http_is_token((const char *)&(char){(char)c}, 1), oracle_tchar(c));
+    /* a Host's reg-name: unreserved and sub-delims (RFC 3986), '%' only as %XX */
+    char host[3] = {'a', (char)c, 'b'};
+    bool rn = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c != 0 && strchr("-._~!$&'()*+,;=", (int)c) != NULL);
+    assert_int_equal(cynic__http_check_host(host, 3) == NULL, rn);
     if (c == '\r' || c == '\n')
       continue; /* line ends: the table's bare CR / bare LF cases */
     bool value_ok = c == '\t' || (c >= 0x20 && c != 0x7f);
