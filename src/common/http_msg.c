@@ -6,6 +6,9 @@
 
 #include <string.h>
 #include <strings.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "cynic/common.h"
 
@@ -63,6 +66,19 @@ static int put(cynic__http_msg_t *m, cynic__http_span_t *s, const char *at, size
 static inline size_t plain_run(const char *p, size_t n) {
   const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
   size_t i = 0;
+#if defined(__SSE2__)
+  /* Sixteen at a time where the build has SSE2 (every x86-64): a byte is
+   * marked when min(b, 0x1f) == b (below 0x20) or b == 0x7f; the mask's
+   * lowest bit is the first. The word loop below takes what is left. */
+  const __m128i ctl = _mm_set1_epi8(0x1f), del7f = _mm_set1_epi8(0x7f);
+  for (; i + 16 <= n; i += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+    __m128i marked = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v), _mm_cmpeq_epi8(v, del7f));
+    unsigned mask = (unsigned)_mm_movemask_epi8(marked);
+    if (mask != 0)
+      return i + (size_t)__builtin_ctz(mask);
+  }
+#endif
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   for (; i + 8 <= n; i += 8) {
     uint64_t w;
