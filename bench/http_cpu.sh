@@ -20,7 +20,8 @@
 #
 # Requests/s under callgrind are 10 to 50 times lower than native and mean
 # nothing; the figure is instructions per request. A run with wrk errors or
-# answers outside 2xx/3xx prints them and exits 3.
+# answers outside 2xx/3xx, or a cynic whose responses carry no
+# `Via: 1.1 cynic` (not HTTP mode), prints what went wrong and exits 3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 me=bench/http_cpu.sh
@@ -52,7 +53,7 @@ case "$only" in ""|cynic|haproxy) ;; *) echo "$me: --only must be cynic or hapro
 build=${build:-$here/build}
 cynic=$build/cynic
 [ -x "$cynic" ] || { echo "$me: $cynic missing; run make first" >&2; exit 1; }
-tools="nginx haproxy wrk python3"
+tools="nginx haproxy wrk python3 curl"
 [ "$native" = 1 ] || tools="$tools valgrind callgrind_control"
 for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "$me: $tool missing" >&2; exit 1; }
@@ -164,6 +165,15 @@ for p in $paths; do
 done
 wait_port nginx "$nginx_pid" "$nport"
 for p in $paths; do wait_port "$p" "${pid[$p]}" "${port[$p]}"; done
+# Only cynic's HTTP mode adds `Via: 1.1 cynic` to responses: a build or a
+# stand-in that does not is not what this measures.
+if [ -n "${pid[cynic]:-}" ]; then
+  via=$(curl -s -m 30 -o /dev/null -D - "http://127.0.0.1:$cport/small" | tr -d '\r' | awk 'tolower($1) == "via:"' | tr '\n' ' ')
+  if [[ "$via" != *cynic* ]]; then
+    echo "$me: cynic's responses carry no 'Via: 1.1 cynic' (got '${via% }'): not HTTP mode; nothing measured" >&2
+    exit 3
+  fi
+fi
 for p in $paths; do # warm-up: first-use allocations, page faults, the pool filling
   timeout 60 wrk -t1 -c64 -d2s "http://127.0.0.1:${port[$p]}/small" >/dev/null 2>&1 || true
 done
