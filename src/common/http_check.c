@@ -7,9 +7,10 @@
 
 /* tchar (RFC 9110 5.6.2) by table: every header name byte of every head
  * is looked up here. */
-#define TC_ALNUM(c) (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+#define TC_ALNUM(c)                                                                                \
+  (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define TC_MARK(c)                                                                                 \
-  ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || (c) == '\'' ||             \
+  ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || (c) == '\'' ||            \
    (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' ||             \
    (c) == '`' || (c) == '|' || (c) == '~')
 #define TC(c) (TC_ALNUM(c) || TC_MARK(c))
@@ -35,7 +36,7 @@ static bool hex(unsigned char c) {
 /* reg-name bytes but '%' (RFC 3986: unreserved, sub-delims), by table: the
  * Host of every request is checked. */
 #define RN_MARK(c)                                                                                 \
-  ((c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '!' || (c) == '$' ||            \
+  ((c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '!' || (c) == '$' ||             \
    (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' || (c) == '*' || (c) == '+' ||            \
    (c) == ',' || (c) == ';' || (c) == '=')
 #define RN(c) (TC_ALNUM(c) || RN_MARK(c))

@@ -73,7 +73,8 @@ static inline size_t plain_run(const char *p, size_t n) {
   const __m128i ctl = _mm_set1_epi8(0x1f), del7f = _mm_set1_epi8(0x7f);
   for (; i + 16 <= n; i += 16) {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
-    __m128i marked = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v), _mm_cmpeq_epi8(v, del7f));
+    __m128i marked =
+        _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v), _mm_cmpeq_epi8(v, del7f));
     unsigned mask = (unsigned)_mm_movemask_epi8(marked);
     if (mask != 0)
       return i + (size_t)__builtin_ctz(mask);

@@ -625,7 +625,9 @@ static void one_byte_case(int where, unsigned c, size_t pos, bool want_ok, const
     const char *err = strstr(sig, "ERR 400 ");
     if (ok != want_ok || (!ok && (err == NULL || (why != NULL && strcmp(err + 8, why) != 0))))
       fail_msg("where %d byte 0x%02x at %zu mode %d: got %s, want %s", where, c, pos, mode, sig,
-               want_ok ? "accepted" : why != NULL ? why : "ERR 400");
+               want_ok       ? "accepted"
+               : why != NULL ? why
+                             : "ERR 400");
   }
 }
 

@@ -65,7 +65,8 @@ static void random_heads(void **state) {
     }
     char start = starts[next_rand(&seed) % sizeof starts];
     /* the same bytes in up to three feeds: the state carries across */
-    size_t cut1 = n ? next_rand(&seed) % (n + 1) : 0, cut2 = cut1 + (n - cut1 ? next_rand(&seed) % (n - cut1 + 1) : 0);
+    size_t cut1 = n ? next_rand(&seed) % (n + 1) : 0,
+           cut2 = cut1 + (n - cut1 ? next_rand(&seed) % (n - cut1 + 1) : 0);
     cynic__http_msg_t m;
     memset(&m, 0, sizeof m);
     m.last_byte = start;
@@ -78,8 +79,9 @@ static void random_heads(void **state) {
       got = scan_head(&m, buf + cut2, n - cut2);
     if ((want == NULL) != (got == NULL) || (want != NULL && strcmp(want, got) != 0) ||
         (want == NULL && m.last_byte != last))
-      fail_msg("case %d (n %zu, start 0x%02x, cuts %zu %zu): got %s (last 0x%02x), want %s (last 0x%02x)", k,
-               n, (unsigned char)start, cut1, cut2, got ? got : "ok", (unsigned char)m.last_byte,
+      fail_msg("case %d (n %zu, start 0x%02x, cuts %zu %zu): got %s (last 0x%02x), want %s (last "
+               "0x%02x)",
+               k, n, (unsigned char)start, cut1, cut2, got ? got : "ok", (unsigned char)m.last_byte,
                want ? want : "ok", (unsigned char)last);
     if (want == NULL)
       passes++;

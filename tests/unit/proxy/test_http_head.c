@@ -265,8 +265,8 @@ static void test_request_ids(void **state) {
  * only toward the upstream; names one byte off are end-to-end. */
 static void test_hop_by_hop_names(void **state) {
   (void)state;
-  static const char *const hop[] = {"connection", "KEEP-ALIVE", "Te",        "tRAILER",
-                                    "Upgrade",    "Proxy-Connection"};
+  static const char *const hop[] = {"connection", "KEEP-ALIVE", "Te",
+                                    "tRAILER",    "Upgrade",    "Proxy-Connection"};
   for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++) {
     assert_true(cynic__http_hop_by_hop(hop[i], strlen(hop[i]), NULL, true));
     assert_true(cynic__http_hop_by_hop(hop[i], strlen(hop[i]), NULL, false));
@@ -274,8 +274,15 @@ static void test_hop_by_hop_names(void **state) {
   }
   assert_true(cynic__http_hop_by_hop("Proxy-AUTHORIZATION", 19, NULL, true));
   assert_false(cynic__http_hop_by_hop("Proxy-AUTHORIZATION", 19, NULL, false));
-  static const char *const not_hop[] = {"tf", "trailers", "upgradf", "connectiom", "keep_alive",
-                                        "proxy-connectio", "Proxy-Authorizatiom", "Host", ""};
+  static const char *const not_hop[] = {"tf",
+                                        "trailers",
+                                        "upgradf",
+                                        "connectiom",
+                                        "keep_alive",
+                                        "proxy-connectio",
+                                        "Proxy-Authorizatiom",
+                                        "Host",
+                                        ""};
   for (size_t i = 0; i < sizeof not_hop / sizeof not_hop[0]; i++)
     assert_false(cynic__http_hop_by_hop(not_hop[i], strlen(not_hop[i]), NULL, true));
   cynic__http_conn_opts_t o = {.count = 1};
