@@ -24,8 +24,9 @@ BENCH = os.path.join(SOURCE, "bench", "http_cpu.sh")
 TOOLS = ("nginx", "haproxy", "wrk", "curl")
 needs_tools = pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
                                  reason="needs nginx, haproxy, wrk and curl (scripts/deps.sh bench)")
-needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None or shutil.which("callgrind_control") is None,
-                                    reason="needs valgrind")
+# valgrind cannot run a sanitizer build (its shadow memory is ASan's too).
+needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None or shutil.which("callgrind_control") is None
+                                    or pu.sanitized(), reason="needs valgrind and a build without sanitizers")
 
 
 @pytest.mark.parametrize("args, msg", [
