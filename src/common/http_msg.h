@@ -55,8 +55,9 @@
  * Content-Length; any Transfer-Encoding but one final "chunked" (one field,
  * one element), and any in HTTP/1.0; HTTP versions other than 1.0 and 1.1;
  * obs-fold, bare CR, bare LF and control bytes other than HTAB anywhere in the
- * head (HTAB and obs-text only in values); header names that are not tokens
- * (empty ones, whitespace before the colon); chunk extensions whose name or
+ * head (HTAB and obs-text only in values); empty header names (llhttp's
+ * strict mode refuses every other name that is not a token, whitespace
+ * before the colon included); chunk extensions whose name or
  * value is not a token (llhttp itself refuses quoted-string values, so they
  * are refused); on requests, a missing Host in HTTP/1.1, two Host fields, an
  * empty Host, a Host with userinfo or not host[:port], and an absolute-form
