@@ -55,8 +55,9 @@
  * Content-Length; any Transfer-Encoding but one final "chunked" (one field,
  * one element), and any in HTTP/1.0; HTTP versions other than 1.0 and 1.1;
  * obs-fold, bare CR, bare LF and control bytes other than HTAB anywhere in the
- * head (HTAB and obs-text only in values); header names that are not tokens
- * (empty ones, whitespace before the colon); chunk extensions whose name or
+ * head (HTAB and obs-text only in values); empty header names (llhttp's
+ * strict mode refuses every other name that is not a token, whitespace
+ * before the colon included); chunk extensions whose name or
  * value is not a token (llhttp itself refuses quoted-string values, so they
  * are refused); on requests, a missing Host in HTTP/1.1, two Host fields, an
  * empty Host, a Host with userinfo or not host[:port], and an absolute-form
@@ -207,9 +208,16 @@ static inline const char *cynic__http_msg_at(const cynic__http_msg_t *m, cynic__
 }
 
 /* The header iterator: fields in order, names as sent (no trailers). */
-size_t cynic__http_msg_nfields(const cynic__http_msg_t *m);
-void cynic__http_msg_field(const cynic__http_msg_t *m, size_t i, const char **name, size_t *nlen,
-                           const char **value, size_t *vlen);
+static inline size_t cynic__http_msg_nfields(const cynic__http_msg_t *m) {
+  return m->nfields;
+}
+static inline void cynic__http_msg_field(const cynic__http_msg_t *m, size_t i, const char **name,
+                                         size_t *nlen, const char **value, size_t *vlen) {
+  *name = m->store + m->fields[i].name.off;
+  *nlen = m->fields[i].name.len;
+  *value = m->store + m->fields[i].value.off;
+  *vlen = m->fields[i].value.len;
+}
 /* The first field named `name` (case-insensitive): its value (not
  * NUL-terminated, trailing whitespace removed) and length; NULL if none. */
 const char *cynic__http_msg_find(const cynic__http_msg_t *m, const char *name, size_t *vlen);

@@ -3,6 +3,7 @@
  */
 #include "http_head.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,16 +42,46 @@ __attribute__((format(printf, 2, 3))) static bool printf_(cynic__http_out_t *o, 
   return n >= 0 && (size_t)n < sizeof tmp && put(o, tmp, (size_t)n);
 }
 
-/* "Name: value\r\n" */
+/* "Name: value\r\n", room checked once (every forwarded field of every head) */
 static bool field(cynic__http_out_t *o, const char *name, size_t nlen, const char *value,
                   size_t vlen) {
-  return put(o, name, nlen) && put(o, ": ", 2) && put(o, value, vlen) && put(o, "\r\n", 2);
+  if (nlen > o->cap - o->len || vlen + 4 > o->cap - o->len - nlen)
+    return false;
+  char *d = o->p + o->len;
+  memcpy(d, name, nlen);
+  d += nlen;
+  *d++ = ':';
+  *d++ = ' ';
+  memcpy(d, value, vlen);
+  d += vlen;
+  *d++ = '\r';
+  *d++ = '\n';
+  o->len = (size_t)(d - o->p);
+  return true;
 }
 
 /* ---- Connection and hop-by-hop ------------------------------------------------------ */
 
-static bool name_is(const char *name, size_t nlen, const char *lit) {
-  return strlen(lit) == nlen && strncasecmp(name, lit, nlen) == 0;
+/* ASCII case-insensitive equality of n bytes, `lower` in lower case (no
+ * locale: header names are ASCII tokens). Every header of every head is
+ * compared with a few names, lengths first. */
+static bool lower_eq(const char *s, const char *lower, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 'A' && c <= 'Z')
+      c = (unsigned char)(c + ('a' - 'A'));
+    if (c != (unsigned char)lower[i])
+      return false;
+  }
+  return true;
+}
+
+/* name_is(name, nlen, "literal"): the literal in lower case. */
+#define name_is(name, nlen, lit) ((nlen) == sizeof(lit) - 1 && lower_eq(name, lit, sizeof(lit) - 1))
+
+/* Case-insensitive, for names not known in advance (the listener's). */
+static bool name_eq(const char *a, size_t alen, const char *b, size_t blen) {
+  return alen == blen && strncasecmp(a, b, alen) == 0;
 }
 
 static bool ows(char c) {
@@ -58,7 +89,10 @@ static bool ows(char c) {
 }
 
 int cynic__http_conn_opts(const cynic__http_head_t *h, cynic__http_conn_opts_t *o) {
-  memset(o, 0, sizeof *o);
+  /* names[] is read only up to count: no memset of its 256 bytes, three
+   * times per request */
+  o->close = o->keep_alive = false;
+  o->count = 0;
   for (size_t i = 0; i < h->nfields; i++) {
     const cynic__http_hfield_t *f = &h->fields[i];
     if (!name_is(f->name, f->nlen, "connection"))
@@ -96,15 +130,32 @@ int cynic__http_conn_opts(const cynic__http_head_t *h, cynic__http_conn_opts_t *
 
 bool cynic__http_hop_by_hop(const char *name, size_t nlen, const cynic__http_conn_opts_t *o,
                             bool to_upstream) {
-  static const char *const fixed[] = {"connection", "keep-alive", "te",
-                                      "trailer",    "upgrade",    "proxy-connection"};
-  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-    if (name_is(name, nlen, fixed[i]))
+  switch (nlen) { /* the fixed set, by length */
+  case 2:
+    if (name_is(name, nlen, "te"))
       return true;
-  if (to_upstream && name_is(name, nlen, "proxy-authorization"))
-    return true;
+    break;
+  case 7:
+    if (name_is(name, nlen, "trailer") || name_is(name, nlen, "upgrade"))
+      return true;
+    break;
+  case 10:
+    if (name_is(name, nlen, "connection") || name_is(name, nlen, "keep-alive"))
+      return true;
+    break;
+  case 16:
+    if (name_is(name, nlen, "proxy-connection"))
+      return true;
+    break;
+  case 19:
+    if (to_upstream && name_is(name, nlen, "proxy-authorization"))
+      return true;
+    break;
+  default:
+    break;
+  }
   for (size_t i = 0; o != NULL && i < o->count; i++)
-    if (o->names[i].len == nlen && strncasecmp(o->names[i].name, name, nlen) == 0)
+    if (name_eq(o->names[i].name, o->names[i].len, name, nlen))
       return true;
   return false;
 }
@@ -127,6 +178,8 @@ int cynic__http_write_request(cynic__http_out_t *o, const cynic__http_head_t *h,
   const char *fwd_name = f->forwarded == CYNIC__FORWARDED_XFF       ? "X-Forwarded-For"
                          : f->forwarded == CYNIC__FORWARDED_RFC7239 ? "Forwarded"
                                                                     : NULL;
+  size_t fwd_len = fwd_name != NULL ? strlen(fwd_name) : 0;
+  size_t rid_hlen = f->request_id != NULL ? strlen(f->request_id_header) : 0;
   bool ok = put(o, h->method, h->method_len) && put(o, " ", 1) &&
             put(o, h->target, h->target_len) &&
             puts_(o, h->minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
@@ -135,11 +188,11 @@ int cynic__http_write_request(cynic__http_out_t *o, const cynic__http_head_t *h,
     const cynic__http_hfield_t *hf = &h->fields[i];
     if (cynic__http_hop_by_hop(hf->name, hf->nlen, &opts, true))
       continue;
-    if (fwd_name != NULL && name_is(hf->name, hf->nlen, fwd_name)) {
+    if (fwd_name != NULL && name_eq(hf->name, hf->nlen, fwd_name, fwd_len)) {
       earlier++;
       continue;
     }
-    if (f->request_id != NULL && name_is(hf->name, hf->nlen, f->request_id_header))
+    if (f->request_id != NULL && name_eq(hf->name, hf->nlen, f->request_id_header, rid_hlen))
       continue; /* the client's was not valid: ours replaces it */
     ok = field(o, hf->name, hf->nlen, hf->value, hf->vlen);
   }
@@ -147,14 +200,13 @@ int cynic__http_write_request(cynic__http_out_t *o, const cynic__http_head_t *h,
     ok = puts_(o, fwd_name) && put(o, ": ", 2);
     for (size_t i = 0; ok && earlier > 0 && i < h->nfields; i++) {
       const cynic__http_hfield_t *hf = &h->fields[i];
-      if (name_is(hf->name, hf->nlen, fwd_name) && hf->vlen > 0)
+      if (name_eq(hf->name, hf->nlen, fwd_name, fwd_len) && hf->vlen > 0)
         ok = put(o, hf->value, hf->vlen) && put(o, ", ", 2);
     }
     ok = ok && client_element(o, f) && put(o, "\r\n", 2);
   }
   if (ok && f->request_id != NULL)
-    ok = field(o, f->request_id_header, strlen(f->request_id_header), f->request_id,
-               strlen(f->request_id));
+    ok = field(o, f->request_id_header, rid_hlen, f->request_id, strlen(f->request_id));
   ok = ok && puts_(o, h->minor == 0 ? "Via: 1.0 cynic\r\n\r\n" : "Via: 1.1 cynic\r\n\r\n");
   return ok ? 0 : CYNIC_ERANGE;
 }
@@ -240,19 +292,59 @@ bool cynic__http_request_id_valid(const char *v, size_t len) {
   return true;
 }
 
+/* v as 16 lowercase hex digits (what "%016llx" writes), no NUL. */
+static void hex16(char *out, uint64_t v) {
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--, v >>= 4)
+    out[i] = digits[v & 0xf];
+}
+
 void cynic__http_request_id_make(char out[33]) {
   /* One loop thread makes ids: no lock. The prefix comes from getrandom once
-   * (falling back to time and pid, still unique enough within a host). */
-  static uint64_t prefix, counter;
+   * (falling back to time and pid, still unique enough within a host). Made
+   * per request that has no valid id of its own: hex by hand, no printf. */
+  static uint64_t counter;
+  static char prefix_hex[16];
   static bool seeded;
   if (!seeded) {
+    uint64_t prefix;
     if (getrandom(&prefix, sizeof prefix, GRND_NONBLOCK) != (ssize_t)sizeof prefix) {
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
       prefix = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
     }
+    hex16(prefix_hex, prefix);
     seeded = true;
   }
   counter++;
-  snprintf(out, 33, "%016llx%016llx", (unsigned long long)prefix, (unsigned long long)counter);
+  memcpy(out, prefix_hex, 16);
+  hex16(out + 16, counter);
+  out[32] = '\0';
+}
+
+/* Up to three decimal digits of v (0..255) at out: how many. */
+static size_t octet(char *out, unsigned v) {
+  size_t n = 0;
+  if (v >= 100)
+    out[n++] = (char)('0' + v / 100);
+  if (v >= 10)
+    out[n++] = (char)('0' + v / 10 % 10);
+  out[n++] = (char)('0' + v % 10);
+  return n;
+}
+
+void cynic__http_client_ip(const uint8_t ip[16], char out[INET6_ADDRSTRLEN]) {
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(ip, mapped, sizeof mapped) != 0) {
+    if (inet_ntop(AF_INET6, ip, out, INET6_ADDRSTRLEN) == NULL)
+      out[0] = '\0'; /* cannot fail with this size; an empty address if it did */
+    return;
+  }
+  /* IPv4 (v4-mapped), what inet_ntop writes, without its sprintf: this runs
+   * for every request that goes upstream. */
+  size_t n = 0;
+  for (int i = 12; i < 16; i++) {
+    n += octet(out + n, ip[i]);
+    out[n++] = i < 15 ? '.' : '\0';
+  }
 }

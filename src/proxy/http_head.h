@@ -26,6 +26,7 @@
 #ifndef CYNIC_PROXY_HTTP_HEAD_H
 #define CYNIC_PROXY_HTTP_HEAD_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -130,5 +131,10 @@ bool cynic__http_request_id_valid(const char *v, size_t len);
  * per-process random prefix (read once) and a counter, so unique within and
  * across processes without a system call per request. */
 void cynic__http_request_id_make(char out[33]);
+
+/* The client's address `ip` (IPv6, IPv4 v4-mapped) as the text forwarded
+ * headers carry, as inet_ntop writes it: "192.0.2.7" for a v4-mapped one,
+ * "2001:db8::1" otherwise. out is NUL-terminated. */
+void cynic__http_client_ip(const uint8_t ip[16], char out[INET6_ADDRSTRLEN]);
 
 #endif /* CYNIC_PROXY_HTTP_HEAD_H */

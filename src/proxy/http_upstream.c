@@ -672,12 +672,8 @@ static void request_out(cynic__http_conn_t *c) {
       .fields = fields,
       .nfields = n,
   };
-  char ip[INET6_ADDRSTRLEN] = "";
-  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (memcmp(c->base.ip, mapped, 12) == 0)
-    inet_ntop(AF_INET, c->base.ip + 12, ip, sizeof ip);
-  else
-    inet_ntop(AF_INET6, c->base.ip, ip, sizeof ip);
+  char ip[INET6_ADDRSTRLEN];
+  cynic__http_client_ip(c->base.ip, ip);
   cynic__http_fwd_t f = {
       .forwarded = lc->forwarded,
       .client_ip = ip,

@@ -2,10 +2,12 @@
  * (src/proxy/http_head.c): hop-by-hop headers stay behind both ways, Via,
  * X-Forwarded-For / Forwarded, request ids, and cynic's own answers. Exact
  * bytes compared: what the next hop reads is what these tests say. */
+#include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -251,6 +253,69 @@ static void test_request_ids(void **state) {
   assert_string_not_equal(a, b);
   assert_memory_equal(a, b, 16); /* same process: same prefix, counter differs */
   assert_int_equal(strspn(a, "0123456789abcdef"), 32);
+  /* the second half is a counter in 16 hex digits: the next id is one more */
+  char hb[17], ha[17];
+  memcpy(ha, a + 16, 16);
+  memcpy(hb, b + 16, 16);
+  ha[16] = hb[16] = '\0';
+  assert_int_equal(strtoull(hb, NULL, 16), strtoull(ha, NULL, 16) + 1);
+}
+
+/* The fixed hop-by-hop set in any case, both ways; Proxy-Authorization
+ * only toward the upstream; names one byte off are end-to-end. */
+static void test_hop_by_hop_names(void **state) {
+  (void)state;
+  static const char *const hop[] = {"connection", "KEEP-ALIVE", "Te",
+                                    "tRAILER",    "Upgrade",    "Proxy-Connection"};
+  for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++) {
+    assert_true(cynic__http_hop_by_hop(hop[i], strlen(hop[i]), NULL, true));
+    assert_true(cynic__http_hop_by_hop(hop[i], strlen(hop[i]), NULL, false));
+    assert_false(cynic__http_hop_by_hop(hop[i], strlen(hop[i]) - 1, NULL, true));
+  }
+  assert_true(cynic__http_hop_by_hop("Proxy-AUTHORIZATION", 19, NULL, true));
+  assert_false(cynic__http_hop_by_hop("Proxy-AUTHORIZATION", 19, NULL, false));
+  static const char *const not_hop[] = {"tf",
+                                        "trailers",
+                                        "upgradf",
+                                        "connectiom",
+                                        "keep_alive",
+                                        "proxy-connectio",
+                                        "Proxy-Authorizatiom",
+                                        "Host",
+                                        ""};
+  for (size_t i = 0; i < sizeof not_hop / sizeof not_hop[0]; i++)
+    assert_false(cynic__http_hop_by_hop(not_hop[i], strlen(not_hop[i]), NULL, true));
+  cynic__http_conn_opts_t o = {.count = 1};
+  o.names[0].name = "X-Secret";
+  o.names[0].len = 8;
+  assert_true(cynic__http_hop_by_hop("x-secreT", 8, &o, false));
+  assert_false(cynic__http_hop_by_hop("x-secret2", 9, &o, false));
+}
+
+/* The client's address as text: what inet_ntop writes, v4-mapped as IPv4. */
+static void test_client_ip(void **state) {
+  (void)state;
+  uint8_t ip[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  char got[INET6_ADDRSTRLEN], want[INET6_ADDRSTRLEN];
+  uint32_t x = 12345;
+  for (int k = 0; k < 20000; k++) {
+    x = x * 1103515245u + 12345u;
+    /* every octet value at every place, then random addresses */
+    uint8_t v[4] = {(uint8_t)k, (uint8_t)(k + 1), (uint8_t)(255 - k), (uint8_t)(x >> 24)};
+    if (k >= 256)
+      memcpy(v, &x, 4);
+    memcpy(ip + 12, v, 4);
+    cynic__http_client_ip(ip, got);
+    assert_non_null(inet_ntop(AF_INET, v, want, sizeof want));
+    assert_string_equal(got, want);
+  }
+  static const char *const v6[] = {"::1", "2001:db8::7", "fe80::1:2:3:4", "::"};
+  for (size_t i = 0; i < sizeof v6 / sizeof v6[0]; i++) {
+    uint8_t b[16];
+    assert_int_equal(inet_pton(AF_INET6, v6[i], b), 1);
+    cynic__http_client_ip(b, got);
+    assert_string_equal(got, v6[i]);
+  }
 }
 
 int main(void) {
@@ -261,6 +326,8 @@ int main(void) {
       cmocka_unit_test(test_response_head),
       cmocka_unit_test(test_answer),
       cmocka_unit_test(test_request_ids),
+      cmocka_unit_test(test_hop_by_hop_names),
+      cmocka_unit_test(test_client_ip),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
