@@ -17,4 +17,9 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const cynic__yaml_nod
 void cynic__config_load_listener_http(cynic__schema_t *rd, const cynic__yaml_node_t *m,
                                       cynic__config_listener_t *l);
 
+/* Cross-checks of every upstream's fallback.secondary once all are loaded:
+ * another upstream's name, not its own, and one without a secondary of its
+ * own (one hop only). */
+void cynic__config_check_fallbacks(cynic__schema_t *rd, const cynic__config_t *cfg);
+
 #endif /* CYNIC_PROXY_CONFIG_HTTP_H */

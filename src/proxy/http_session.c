@@ -42,6 +42,7 @@
 
 #include "err.h"
 #include "http_conn.h"
+#include "http_fallback.h"
 #include "http_head.h"
 #include "http_session.h"
 #include "log.h"
@@ -110,6 +111,7 @@ void cynic__hs_xchg_put(cynic__http_conn_t *c) {
   if (x == NULL)
     return;
   c->x = NULL;
+  cynic__hs_capture_drop(c, x);
   cynic__attempt_end(&x->attempt);
   if (x->req_store != NULL) {
     cynic__http_msg_next(&x->req);
@@ -201,6 +203,7 @@ void cynic__hs_report(cynic__http_conn_t *c) {
       .status = c->x->status,
       .upstream_status = c->x->upstream_status,
       .answer = c->x->answer,
+      .fallback = c->x->fallback,
       .request_id = c->x->rid[0] != '\0' ? c->x->rid : NULL,
   };
   cynic__metrics_conn_done(&r);
@@ -309,6 +312,10 @@ void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uin
     cynic__hs_close(c, true, "client_write_error");
     return;
   }
+  cynic__hs_answer_sent(c, close, queued);
+}
+
+void cynic__hs_answer_sent(cynic__http_conn_t *c, bool close, bool queued) {
   if (queued) {
     cynic__hs_arm(c);
   } else if (close) {
@@ -562,7 +569,8 @@ static void request_head(cynic__http_conn_t *c) {
     cynic__proxy_event(&u->counters, CYNIC__EV_BREAKER_OPEN, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
     c->state = HS_FINISHING;
-    cynic__hs_answer(c, 503, "breaker_open", cynic__hu_retry_after_s(u), true);
+    if (!cynic__hs_fallback(c, "breaker_open"))
+      cynic__hs_answer(c, 503, "breaker_open", cynic__hu_retry_after_s(u), true);
     return;
   }
   bool queued = false;
@@ -572,7 +580,8 @@ static void request_head(cynic__http_conn_t *c) {
     cynic__hs_outcome(c, CYNIC__EV_BULKHEAD_FULL);
     cynic__proxy_event(&u->counters, CYNIC__EV_BULKHEAD_FULL, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
-    cynic__hs_answer(c, 503, "bulkhead_full", 1, true);
+    if (!cynic__hs_fallback(c, "bulkhead_full"))
+      cynic__hs_answer(c, 503, "bulkhead_full", 1, true);
     return;
   }
   if (queued) {

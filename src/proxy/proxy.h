@@ -179,6 +179,9 @@ struct cynic__upstream {
                          have not run yet: the slot is busy while non-zero */
   cynic__counters_t counters;
   cynic__upstream_stats_t stats; /* metrics.h: admin listener */
+  struct cynic__stale_cache *stale; /* fallback.stale's cache (stale_cache.c), made at the
+                                       first response kept; freed with the upstream */
+  uint64_t fallbacks[CYNIC__FALLBACK_KINDS]; /* fallback answers given, by kind */
 };
 
 #define CYNIC__BUFFER_POOL_MAX 64u /* free buffers kept per listener: 4 MB at 64KB */
@@ -622,6 +625,7 @@ typedef struct cynic__conn_report {
   int status;
   int upstream_status; /* the upstream's final status (0: none came) */
   const char *answer;
+  const char *fallback; /* the fallback kind that answered instead ("stale", "static") */
   const char *request_id;
   bool http; /* an HTTP request's report (the fields above apply) */
 } cynic__conn_report_t;

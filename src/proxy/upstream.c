@@ -31,6 +31,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
+#include "stale_cache.h"
 
 static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_state_t to,
                           cynic_breaker_reason_t reason, uint64_t at_ns) {
@@ -251,6 +252,8 @@ static void upstream_free(cynic__upstream_t *u) {
   u->endpoints = NULL;
   cynic_bulkhead_free(u->bulkhead);
   u->bulkhead = NULL;
+  cynic__stale_free(u->stale); /* no session uses u any more: no capture is under way */
+  u->stale = NULL;
 }
 
 void cynic__upstream_discard(cynic__upstream_t *u) {

@@ -209,7 +209,7 @@ def test_http_mode_is_served_and_retry_is_noted(tmp_path):
     assert r.returncode == 0, r.stderr
     line = text[:at].count("\n") - 0
     assert r.stderr == (f"{f}:{line}:5: note: upstream 'backend': 'retry' is checked but not applied "
-                        "yet (retries and fallbacks are the next release)\n"), r.stderr
+                        "yet (retries are the next release)\n"), r.stderr
 
 
 def test_missing_file(tmp_path):
