@@ -255,7 +255,9 @@ static void load_stale(cynic__schema_t *rd, const node_t *fb, cynic__config_http
                                             &h->stale_max_entry_bytes);
   cynic__schema_get_duration(rd, st, "max_age", NS_PER_S, 7 * 86400 * NS_PER_S, "1s..7d",
                              &h->stale_max_age_ns);
-  if (h->stale_max_entry_bytes > h->stale_max_bytes / 2)
+  if (me == NULL && h->stale_max_entry_bytes > h->stale_max_bytes / 2)
+    h->stale_max_entry_bytes = h->stale_max_bytes / 2; /* the default follows a small cache */
+  else if (h->stale_max_entry_bytes > h->stale_max_bytes / 2)
     cynic__schema_error_at(rd, me != NULL ? me : cynic__schema_get(fb, "stale"),
                            "max_entry_bytes: %llu bytes is more than half of max_bytes (%llu); "
                            "one response could empty the cache",

@@ -231,22 +231,48 @@ bool cynic__hs_fallback(cynic__http_conn_t *c, const char *reason) {
   return false;
 }
 
-bool cynic__hs_fallback_ready(cynic__http_conn_t *c) {
+/* The kind that would answer now (-1: none) and the status it would give;
+ * changes nothing. */
+static int pick(cynic__http_conn_t *c, int *status) {
   cynic__upstream_t *u = c->base.upstream;
   const cynic__config_http_t *h = &u->cfg->http;
-  if (!h->has_fallback)
-    return false;
-  if (h->fallback_static)
-    return true;
+  if (!h->has_fallback || c->x == NULL || !c->x->head_seen)
+    return -1;
   const cynic__http_msg_t *m = &c->x->req;
-  if (!h->fallback_stale || u->stale == NULL || (m->method != HTTP_GET && m->method != HTTP_HEAD))
-    return false;
-  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
-  cynic__stale_req_t r;
-  cynic__stale_limits_t lim;
-  limits_of(h, &lim);
-  return stale_req(c, fields, &r) &&
-         cynic__stale_lookup(u->stale, &r, &lim, cynic__hs_now_ms(c)) != NULL;
+  for (size_t i = 0; i < h->fallback_kinds; i++) {
+    int kind = h->fallback_order[i];
+    if (kind == CYNIC__FALLBACK_STATIC) {
+      *status = h->fallback_status;
+      return kind;
+    }
+    if (kind != CYNIC__FALLBACK_STALE || u->stale == NULL ||
+        (m->method != HTTP_GET && m->method != HTTP_HEAD))
+      continue;
+    cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
+    cynic__stale_req_t r;
+    cynic__stale_limits_t lim;
+    limits_of(h, &lim);
+    const cynic__stale_entry_t *e;
+    if (stale_req(c, fields, &r) &&
+        (e = cynic__stale_peek(u->stale, &r, &lim, cynic__hs_now_ms(c))) != NULL) {
+      *status = cynic__stale_status(e);
+      return kind;
+    }
+  }
+  return -1;
+}
+
+bool cynic__hs_fallback_ready(cynic__http_conn_t *c) {
+  int status;
+  return pick(c, &status) >= 0;
+}
+
+void cynic__hs_answer_note(cynic__http_conn_t *c, int status, const char *reason) {
+  int fb_status;
+  int kind = pick(c, &fb_status);
+  c->x->answer = reason;
+  c->x->status = kind >= 0 ? fb_status : status;
+  c->x->fallback = kind >= 0 ? kind_names[kind] : NULL;
 }
 
 /* ---- capturing responses for the stale cache ------------------------------------------- */

@@ -38,6 +38,12 @@ bool cynic__hs_fallback(struct cynic__http_conn *c, const char *reason);
  * forward the response as before. Nothing is changed either way. */
 bool cynic__hs_fallback_ready(struct cynic__http_conn *c);
 
+/* The request's report is about to be made (the exchange ends) before its
+ * answer is written: it records what the client will get, cynic's `status`
+ * and `reason` or the fallback's answer (what cynic__hs_fallback will send
+ * in the same loop turn). */
+void cynic__hs_answer_note(struct cynic__http_conn *c, int status, const char *reason);
+
 /* A final response head was parsed and will be forwarded: when the request is
  * a GET and the upstream keeps a stale cache and the response may be stored,
  * its body is captured from here on. */

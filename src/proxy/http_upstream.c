@@ -192,6 +192,7 @@ void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
     cynic__hs_close(c, true, o.reason);
     return;
   }
+  cynic__hs_answer_note(c, o.status, o.reason); /* for the report exchange_end makes */
   cynic__hu_exchange_end(c, false);
   if (c->state == HS_CLOSING || cynic__hs_fallback(c, o.reason))
     return;
@@ -551,6 +552,7 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
     cynic__hs_outcome(c, (int)ev);
     cynic__proxy_event(&u->counters, ev, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hs_answer_note(c, 503, cynic__event_key(ev));
     cynic__hu_exchange_end(c, false);
     if (c->state != HS_CLOSING && !cynic__hs_fallback(c, cynic__event_key(ev)))
       cynic__hs_answer(c, 503, cynic__event_key(ev), rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1, true);
@@ -624,6 +626,7 @@ void cynic__hu_admitted(cynic__waiter_t *w, int status) {
     cynic__hs_outcome(c, CYNIC__EV_QUEUE_TIMEOUT);
     cynic__proxy_event(&u->counters, CYNIC__EV_QUEUE_TIMEOUT, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hs_answer_note(c, 503, "queue_timeout");
     cynic__hu_exchange_end(c, false);
     if (c->state != HS_CLOSING && !cynic__hs_fallback(c, "queue_timeout"))
       cynic__hs_answer(c, 503, "queue_timeout", 0, true);

@@ -541,23 +541,36 @@ void cynic__stale_commit(cynic__stale_cache_t *c, cynic__stale_entry_t *e,
 
 /* ---- serving ------------------------------------------------------------------------ */
 
+/* The entry stored under req's key, whatever its age and Vary (NULL: none,
+ * or no memory for a long key). */
+static cynic__stale_entry_t *entry_for(const cynic__stale_cache_t *c,
+                                       const cynic__stale_req_t *req) {
+  size_t len = key_size(req);
+  char stack[2048];
+  char *key = len <= sizeof stack ? stack : malloc(len);
+  if (key == NULL)
+    return NULL;
+  key_write(key, req);
+  cynic__stale_entry_t *e = find_key(c, key_hash(c, key, len), key, len);
+  if (key != stack)
+    free(key);
+  return e;
+}
+
+const cynic__stale_entry_t *cynic__stale_peek(const cynic__stale_cache_t *c,
+                                              const cynic__stale_req_t *req,
+                                              const cynic__stale_limits_t *lim, uint64_t now_ms) {
+  const cynic__stale_entry_t *e = c != NULL ? entry_for(c, req) : NULL;
+  return e != NULL && !expired(e, lim, now_ms) && vary_matches(e, req) ? e : NULL;
+}
+
 const cynic__stale_entry_t *cynic__stale_lookup(cynic__stale_cache_t *c,
                                                 const cynic__stale_req_t *req,
                                                 const cynic__stale_limits_t *lim,
                                                 uint64_t now_ms) {
   if (c == NULL)
     return NULL;
-  size_t len = key_size(req);
-  char stack[2048];
-  char *key = len <= sizeof stack ? stack : malloc(len);
-  if (key == NULL) {
-    c->misses++;
-    return NULL;
-  }
-  key_write(key, req);
-  cynic__stale_entry_t *e = find_key(c, key_hash(c, key, len), key, len);
-  if (key != stack)
-    free(key);
+  cynic__stale_entry_t *e = entry_for(c, req);
   if (e != NULL && expired(e, lim, now_ms)) {
     c->expired++;
     remove_entry(c, e);

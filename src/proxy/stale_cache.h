@@ -121,6 +121,12 @@ const cynic__stale_entry_t *cynic__stale_lookup(cynic__stale_cache_t *c,
                                                 const cynic__stale_limits_t *lim,
                                                 uint64_t now_ms);
 
+/* As cynic__stale_lookup, but changes nothing: no count, no LRU move, an
+ * expired entry left for the next lookup or store to free. */
+const cynic__stale_entry_t *cynic__stale_peek(const cynic__stale_cache_t *c,
+                                              const cynic__stale_req_t *req,
+                                              const cynic__stale_limits_t *lim, uint64_t now_ms);
+
 /* An entry's parts: status, reason, its header lines ("Name: value\r\n"
  * each, framing, Age and hop-by-hop ones left out), body, and its Age at
  * `now` in seconds (the upstream's Age plus the time since it was stored). */
