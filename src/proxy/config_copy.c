@@ -78,11 +78,11 @@ static const cynic__config_field_t http_fields[] = {
     H(max_response_bytes, VALUE),
     H(max_header_bytes, VALUE),
     H(has_fallback, VALUE),
+    H(fallback_static, VALUE),
     H(fallback_status, VALUE),
     H(fallback_body, STR), /* the loader refuses NUL bytes in it */
     H(fallback_body_len, VALUE),
     H(fallback_content_type, STR),
-    H(fallback_static, VALUE),
     H(fallback_headers, STR),
     H(fallback_stale, VALUE),
     H(stale_max_entries, VALUE),     /* read at each store: the cache evicts down to it */
