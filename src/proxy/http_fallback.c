@@ -325,7 +325,7 @@ void cynic__hs_capture_begin(cynic__http_conn_t *c) {
   };
   cynic__stale_limits_t lim;
   limits_of(h, &lim);
-  c->x->capture = cynic__stale_capture(u->stale, &r, &res, &lim);
+  c->x->capture = cynic__stale_capture(u->stale, &r, &res, &lim, cynic__hs_now_ms(c));
   if (c->x->capture != NULL && m->body != CYNIC__HTTP_BODY_NONE) {
     m->on_body = capture_body;
     m->data = c;

@@ -388,11 +388,18 @@ const char *cynic__stale_refusal(const cynic__stale_req_t *req, const cynic__sta
   return NULL;
 }
 
+static cynic__stale_entry_t *entry_for(const cynic__stale_cache_t *c,
+                                       const cynic__stale_req_t *req);
+
 cynic__stale_entry_t *cynic__stale_capture(cynic__stale_cache_t *c, const cynic__stale_req_t *req,
                                            const cynic__stale_res_t *res,
-                                           const cynic__stale_limits_t *lim) {
+                                           const cynic__stale_limits_t *lim, uint64_t now_ms) {
   if (c == NULL || cynic__stale_refusal(req, res, lim) != NULL)
     return NULL;
+  const cynic__stale_entry_t *kept = entry_for(c, req);
+  if (kept != NULL && now_ms >= kept->stored_ms && now_ms - kept->stored_ms < CYNIC__STALE_REFRESH_MS &&
+      vary_matches(kept, req))
+    return NULL; /* kept a moment ago: not again */
   cynic__http_conn_opts_t opts;
   cynic__http_head_t h = {.fields = res->fields, .nfields = res->nfields};
   if (cynic__http_conn_opts(&h, &opts) != 0)

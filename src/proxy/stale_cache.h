@@ -91,14 +91,19 @@ void cynic__stale_free(cynic__stale_cache_t *c);
 const char *cynic__stale_refusal(const cynic__stale_req_t *req, const cynic__stale_res_t *res,
                                  const cynic__stale_limits_t *lim);
 
+/* A URL's kept response is replaced at most once in this long: a hot URL
+ * costs a lookup per response, not a copy. */
+#define CYNIC__STALE_REFRESH_MS 1000
+
 /* Begins keeping the response `res` to `req` (its body follows through
- * cynic__stale_capture_body), or NULL: not storable (the refusal rules), no
+ * cynic__stale_capture_body), or NULL: not storable (the refusal rules), the
+ * same variant was kept less than CYNIC__STALE_REFRESH_MS before `now`, no
  * memory, or the captures under way already hold max_bytes. The capture is
  * the caller's until it passes it to cynic__stale_commit or
  * cynic__stale_drop. */
 cynic__stale_entry_t *cynic__stale_capture(cynic__stale_cache_t *c, const cynic__stale_req_t *req,
                                            const cynic__stale_res_t *res,
-                                           const cynic__stale_limits_t *lim);
+                                           const cynic__stale_limits_t *lim, uint64_t now_ms);
 /* `n` more decoded body bytes. False when they would take the body past
  * max_entry_bytes (or the captures past max_bytes) or memory ran out: the
  * capture was dropped then (freed; the caller forgets it). */

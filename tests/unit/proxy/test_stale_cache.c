@@ -37,7 +37,7 @@ static bool store(cynic__stale_cache_t *c, const char *target, const cynic__http
                   const cynic__stale_limits_t *lim, uint64_t now) {
   cynic__stale_req_t q = req(target, qf, qn);
   cynic__stale_res_t s = res(200, f, n, (int64_t)strlen(body));
-  cynic__stale_entry_t *e = cynic__stale_capture(c, &q, &s, lim);
+  cynic__stale_entry_t *e = cynic__stale_capture(c, &q, &s, lim, now);
   if (e == NULL)
     return false;
   if (!cynic__stale_capture_body(c, e, body, strlen(body), lim))
@@ -62,7 +62,7 @@ static void test_a_stored_response_is_served_with_its_head_and_body(void **state
                               F("Content-Length", "5"), F("Age", "10"), F("ETag", "\"v1\"")};
   cynic__stale_req_t q = req("/a?b=1", NULL, 0);
   cynic__stale_res_t s = res(200, f, 7, 5);
-  cynic__stale_entry_t *e = cynic__stale_capture(c, &q, &s, &LIM);
+  cynic__stale_entry_t *e = cynic__stale_capture(c, &q, &s, &LIM, 0);
   assert_non_null(e);
   assert_true(cynic__stale_capture_body(c, e, "hel", 3, &LIM));
   assert_true(cynic__stale_capture_body(c, e, "lo", 2, &LIM));
@@ -147,7 +147,7 @@ static void test_what_is_never_stored(void **state) {
       fail_msg("case %zu (%d %.*s): want %s, got %s", i, cases[i].status,
                (int)cases[i].res.vlen, cases[i].res.value, cases[i].rule ? cases[i].rule : "stored",
                rule ? rule : "stored");
-    cynic__stale_entry_t *e = cynic__stale_capture(c, &q, &s, &LIM);
+    cynic__stale_entry_t *e = cynic__stale_capture(c, &q, &s, &LIM, 0);
     assert_true((e == NULL) == (cases[i].rule != NULL));
     cynic__stale_drop(c, e);
   }
@@ -164,7 +164,7 @@ static void test_a_body_over_max_entry_bytes_is_dropped_while_it_streams(void **
   cynic__stale_cache_t *c = cynic__stale_new();
   cynic__stale_req_t q = req("/big", NULL, 0);
   cynic__stale_res_t s = res(200, NULL, 0, -1); /* chunked: no length declared */
-  cynic__stale_entry_t *e = cynic__stale_capture(c, &q, &s, &lim);
+  cynic__stale_entry_t *e = cynic__stale_capture(c, &q, &s, &lim, 0);
   assert_non_null(e);
   char chunk[3000];
   memset(chunk, 'z', sizeof chunk);
@@ -177,7 +177,7 @@ static void test_a_body_over_max_entry_bytes_is_dropped_while_it_streams(void **
   assert_int_equal(st.dropped, 1);
   assert_int_equal(st.entries, 0);
   /* exactly at the bound is kept */
-  e = cynic__stale_capture(c, &q, &s, &lim);
+  e = cynic__stale_capture(c, &q, &s, &lim, 0);
   char all[10000];
   memset(all, 'a', sizeof all);
   assert_true(cynic__stale_capture_body(c, e, all, sizeof all, &lim));
@@ -202,19 +202,21 @@ static void test_entries_bound_evicts_the_least_recently_used(void **state) {
   assert_null(find(c, "/b", NULL, 0, &lim, 4));
   assert_non_null(find(c, "/a", NULL, 0, &lim, 4));
   assert_non_null(find(c, "/c", NULL, 0, &lim, 4));
-  /* the same URL again replaces its entry, evicting nothing */
-  assert_true(store(c, "/c", NULL, 0, NULL, 0, "c2", &lim, 5));
+  /* the same URL again within CYNIC__STALE_REFRESH_MS is not kept again;
+   * later it replaces its entry, evicting nothing */
+  assert_false(store(c, "/c", NULL, 0, NULL, 0, "c2", &lim, 3 + CYNIC__STALE_REFRESH_MS - 1));
+  assert_true(store(c, "/c", NULL, 0, NULL, 0, "c2", &lim, 3 + CYNIC__STALE_REFRESH_MS));
   cynic__stale_stats_t st;
   cynic__stale_stats(c, &st);
   assert_int_equal(st.entries, 2);
   assert_int_equal(st.evicted, 1);
   size_t len;
-  const char *b = cynic__stale_body(find(c, "/c", NULL, 0, &lim, 6), &len);
+  const char *b = cynic__stale_body(find(c, "/c", NULL, 0, &lim, 2000), &len);
   assert_int_equal(len, 2);
   assert_memory_equal(b, "c2", 2);
   /* a reload that lowers the bound: the next store evicts down to it */
   lim.max_entries = 1;
-  assert_true(store(c, "/d", NULL, 0, NULL, 0, "d", &lim, 7));
+  assert_true(store(c, "/d", NULL, 0, NULL, 0, "d", &lim, 2001));
   cynic__stale_stats(c, &st);
   assert_int_equal(st.entries, 1);
   cynic__stale_free(c);
@@ -256,13 +258,13 @@ static void test_captures_under_way_are_bounded_too(void **state) {
   cynic__stale_cache_t *c = cynic__stale_new();
   cynic__stale_req_t q = req("/p", NULL, 0);
   cynic__stale_res_t s = res(200, NULL, 0, 40 * 1024);
-  cynic__stale_entry_t *a = cynic__stale_capture(c, &q, &s, &lim);
-  cynic__stale_entry_t *b = cynic__stale_capture(c, &q, &s, &lim);
+  cynic__stale_entry_t *a = cynic__stale_capture(c, &q, &s, &lim, 0);
+  cynic__stale_entry_t *b = cynic__stale_capture(c, &q, &s, &lim, 0);
   assert_non_null(a);
   assert_non_null(b);
-  assert_null(cynic__stale_capture(c, &q, &s, &lim)); /* a third would pass max_bytes */
+  assert_null(cynic__stale_capture(c, &q, &s, &lim, 0)); /* a third would pass max_bytes */
   cynic__stale_drop(c, a);
-  cynic__stale_entry_t *d = cynic__stale_capture(c, &q, &s, &lim);
+  cynic__stale_entry_t *d = cynic__stale_capture(c, &q, &s, &lim, 0);
   assert_non_null(d);
   cynic__stale_drop(c, b);
   cynic__stale_drop(c, d);
