@@ -324,6 +324,7 @@ void cynic__upstreams_free(cynic__proxy_t *p) {
         cynic_breaker_free(u->endpoints[k].breaker);
     free(u->endpoints);
     cynic_bulkhead_free(u->bulkhead);
+    cynic__stale_free(u->stale);
   }
   free(p->upstreams);
   p->upstreams = NULL;
