@@ -371,19 +371,22 @@ if [ "$cmode" = http ] && curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: ap
   curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"reason": "bench"}' \
     "http://127.0.0.1:$aport/breakers/backend/reset" || true
 fi
-# The fail-fast path answered from the stale cache: /small kept by one GET
-# through the `stale` listener, then its upstream's breaker tripped; every
-# request is then the kept response (Cynic-Fallback: stale), never nginx's.
+# The fail-fast path answered from the stale cache: /small kept by the GETs
+# through the `stale` listener, then both upstreams' breakers tripped; every
+# request there is then the kept response (Cynic-Fallback: stale, checked),
+# never nginx's (checked), measured against the plain listener's breaker_open
+# answers in the same rounds (R of each in turn, best of each).
 # Before that, what keeping costs: the `stale` listener proxying (each GET
 # looked up and, at most once a second per URL, its body copied and stored)
 # against the plain listener, R rounds of each in turn, best of each.
-st_line="" sp_line=""
-wrk_line() { # port -> "rps p50 p99 requests" of one 16-connection run on /small
-  local out="$work/wrk/$2.txt"
+st_line="" sp_line="" st_plain=""
+wrk_line() { # port name [503s] -> "rps p50 p99 requests" of one 16-connection run on /small
+  local out="$work/wrk/$2.txt" no5xx=1
+  [ -z "${3:-}" ] || no5xx=0 # cynic's breaker_open answers are 503s: not errors there
   timeout $((seconds + 30)) wrk -t1 -c16 -d"${seconds}s" --timeout 5s -s "$here/bench/http_report.lua" \
     "http://127.0.0.1:$1/small" >"$out" 2>&1 || problem "$2: wrk failed: $out"
-  awk '$1 == "RESULT" {
-    if ($8 + $9 + $10 + $11 + $12 > 0) print "errors"; else printf "%.0f %s %s %s", $2 / ($3 / 1e6), $5, $6, $2 }' "$out"
+  awk -v s="$no5xx" '$1 == "RESULT" {
+    if ($8 + $9 + $10 + s * $11 + $12 > 0) print "errors"; else printf "%.0f %s %s %s", $2 / ($3 / 1e6), $5, $6, $2 }' "$out"
 }
 sp_plain=""
 if [ "$cmode" = http ] && [ -n "$ff_line" ]; then
@@ -401,21 +404,38 @@ if [ "$cmode" = http ] && [ -n "$ff_line" ]; then
   done
   sp_line=$(sort -g -k1 "$work/wrk/sp-stale" | tail -1) sp_plain=$(sort -g -k1 "$work/wrk/sp-plain" | tail -1)
   sp_plain=${sp_plain%% *}
-  curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: application/json' \
-    -d '{"reason": "bench: stale"}' "http://127.0.0.1:$aport/breakers/cached/trip" ||
-    problem "stale: the breaker of 'cached' could not be tripped"
+  for u in cached backend; do
+    curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: application/json' \
+      -d '{"reason": "bench: stale"}' "http://127.0.0.1:$aport/breakers/$u/trip" ||
+      problem "stale: the breaker of '$u' could not be tripped"
+  done
   marker=$(curl -s -m 5 -o /dev/null -D - "http://127.0.0.1:$sport/small" | tr -d '\r' |
     awk 'tolower($1) == "cynic-fallback:" {print $2}')
   [ "$marker" = stale ] || problem "stale: a request with the breaker tripped was not answered from the stale cache ('$marker')"
+  # rounds of plain fail fast (breaker_open) and the stale answer in turn
+  : >"$work/wrk/st-plain" && : >"$work/wrk/st-stale"
   before=$(nginx_counts)
-  st_line=$(wrk_line "$sport" stale-failfast)
+  for round in $(seq 1 "$rounds"); do
+    for which in plain stale; do
+      if [ $which = plain ]; then l=$(wrk_line "$cport" "st-$which-$round" 503s)
+      else l=$(wrk_line "$sport" "st-$which-$round"); fi
+      if [ "$l" = errors ] || [ -z "$l" ]; then
+        problem "fail fast ($which listener) round $round: wrk errors: $work/wrk/st-$which-$round.txt"
+      else
+        echo "$l" >>"$work/wrk/st-$which"
+      fi
+    done
+  done
   after=$(nginx_counts)
-  [ "$st_line" != errors ] || { problem "stale fail fast: wrk errors: $work/wrk/stale-failfast.txt"; st_line=""; }
+  st_line=$(sort -g -k1 "$work/wrk/st-stale" | tail -1) st_plain=$(sort -g -k1 "$work/wrk/st-plain" | tail -1)
+  st_plain=${st_plain%% *}
   if [ $(( $(echo "$after" | awk '{print $2}') - $(echo "$before" | awk '{print $2}') )) -gt 1 ]; then
-    problem "stale: requests reached nginx while the breaker was tripped ($before -> $after)"
+    problem "stale: requests reached nginx while the breakers were tripped ($before -> $after)"
   fi
-  curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"reason": "bench"}' \
-    "http://127.0.0.1:$aport/breakers/cached/reset" || true
+  for u in cached backend; do
+    curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"reason": "bench"}' \
+      "http://127.0.0.1:$aport/breakers/$u/reset" || true
+  done
 fi
 if [ -n "$ff_line" ]; then
   # shellcheck disable=SC2086
@@ -423,12 +443,11 @@ if [ -n "$ff_line" ]; then
   printf '%-40s %11s %11s %11s %13s %14s\n' "fail fast (breaker tripped), 16 conns" - "$1 req/s" - - \
     "$(ratio "$1" "$(fig cynic small16 1 1)") of proxied"
   printf '%-40s %11s %11s %11s\n' "  latency p50 / p99 (us)" - "$2 / $3" -
-  ff_rps=$1
   if [ -n "$st_line" ]; then
     # shellcheck disable=SC2086
     set -- $st_line
     printf '%-40s %11s %11s %11s %13s %14s\n' "fail fast from the stale cache, 16 conns" - "$1 req/s" - - \
-      "$(ratio "$1" "$ff_rps") of fail fast"
+      "$(ratio "$1" "$st_plain") of fail fast"
     printf '%-40s %11s %11s %11s\n' "  latency p50 / p99 (us)" - "$2 / $3" -
   fi
   if [ -n "$sp_line" ]; then
