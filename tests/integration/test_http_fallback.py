@@ -380,3 +380,73 @@ def test_the_config_checks_fallbacks():
         assert r.returncode == 2 and want in r.stderr, (fb, r.stderr)
     r = checked("{ secondary: b }", "{ secondary: a }")
     assert r.returncode == 2 and "a fallback goes one hop only" in r.stderr, r.stderr
+
+
+# ---- more answer points, framing, reload ---------------------------------------------------
+
+def test_bulkhead_full_is_answered_by_the_fallback():
+    be = Backend(lambda head, body, n: None if b"/hang" in head else ok(b"ok"))
+    px = pu.Cynic(config(be.endpoint, "status: 200\nbody: busy, try later\n",
+                         upstream_extra="bulkhead: { max_connections: 1, max_pending: 0 }\n"))
+    try:
+        hold = px.connect()
+        hold.sendall(get(b"/hang"))
+        pu.wait_for(lambda: len(be.requests) == 1, what="the first request upstream")
+        status, h, body = ask(px, b"/next")
+        assert (status, body) == (200, b"busy, try later")
+        assert h["cynic-fallback"] == "static" and h["cynic-answer"] == "bulkhead_full"
+        hold.close()
+    finally:
+        be.hang.set()
+        px.stop()
+        be.close()
+
+
+def test_a_chunked_response_is_kept_decoded_and_served_with_its_length():
+    def respond(head, body, n):
+        return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+                b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n")
+    be = Backend(respond)
+    px = pu.Cynic(config(be.endpoint, "stale: {}\n", upstream_extra=NO_TRIP))
+    try:
+        with px.connect() as c:  # as the upstream sent it: chunked
+            c.settimeout(10)
+            c.sendall(get(b"/chunked"))
+            got = b""
+            while not got.endswith(b"0\r\n\r\n"):
+                data = c.recv(65536)
+                assert data
+                got += data
+            assert b"transfer-encoding: chunked" in got.lower()
+        be.close()
+        status, h, body = ask(px, b"/chunked")
+        assert (status, body, h["cynic-fallback"]) == (200, b"hello, world", "stale")
+        assert h["content-length"] == "12" and "transfer-encoding" not in h
+    finally:
+        px.stop()
+        be.close()
+
+
+def test_a_reload_applies_a_new_fallback():
+    be = Backend()
+    px = pu.Cynic(config(be.endpoint, "status: 503\nbody: first\n"))
+    try:
+        adm = au.Admin(px)
+        adm.post("/breakers/backend/trip", {"reason": "test"})
+        assert ask(px)[2] == b"first"
+        with open(px.config, "w") as f:
+            f.write(config(be.endpoint, "status: 200\nbody: second\nheaders: { X-New: 'yes' }\n"))
+        status, _, js, _ = adm.post("/reload")
+        assert status == 200 and js["reloaded"] is True, js
+        status, h, body = ask(px)
+        assert (status, body, h["x-new"]) == (200, b"second", "yes")
+        with open(px.config, "w") as f:  # no fallback: cynic's own answer again
+            f.write(pu.config(pu.listener("app", "backend", "mode: http\n"),
+                              pu.upstream("backend", [be.endpoint])))
+        assert adm.post("/reload")[0] == 200
+        status, h, _ = ask(px)
+        assert status == 503 and h["cynic-answer"] == "breaker_open" and "cynic-fallback" not in h
+        assert upstream_status(adm)["fallback"] is None
+    finally:
+        px.stop()
+        be.close()
