@@ -92,8 +92,8 @@ static bool put_lines(cynic__http_out_t *o, const char *lines, size_t len, const
   for (const char *p = lines, *end = lines + len; p < end;) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *next = eol != NULL ? eol + 1 : end;
-    bool skipped = slen > 0 && (size_t)(next - p) > slen && p[slen] == ':' &&
-                   strncasecmp(p, skip, slen) == 0;
+    bool skipped =
+        slen > 0 && (size_t)(next - p) > slen && p[slen] == ':' && strncasecmp(p, skip, slen) == 0;
     if (!skipped && !put(o, p, (size_t)(next - p)))
       return false;
     p = next;
@@ -163,8 +163,7 @@ static bool answer_static(cynic__http_conn_t *c, const char *reason, bool close)
   if (!ok)
     return false;
   c->x->status = st;
-  send_answer(c, &o, h->fallback_body != NULL ? h->fallback_body : "", head_only ? 0 : blen,
-              close);
+  send_answer(c, &o, h->fallback_body != NULL ? h->fallback_body : "", head_only ? 0 : blen, close);
   return true;
 }
 

@@ -24,15 +24,14 @@
 #define SWEEP_STEPS 4   /* expired entries looked for at the LRU tail per store */
 
 struct cynic__stale_entry {
-  cynic__stale_entry_t *chain;              /* next in the bucket */
+  cynic__stale_entry_t *chain;               /* next in the bucket */
   cynic__stale_entry_t *lru_prev, *lru_next; /* towards the newest / the oldest */
   uint64_t hash;
   uint64_t stored_ms;
-  uint64_t limit_ms;    /* max-age + stale-if-error from the response; UINT64_MAX: none */
-  uint64_t age_s;       /* the upstream's Age when it came */
-  uint64_t bytes;       /* what it counts against max_bytes (pending: its allocations) */
+  uint64_t limit_ms; /* max-age + stale-if-error from the response; UINT64_MAX: none */
+  uint64_t age_s;    /* the upstream's Age when it came */
+  uint64_t bytes;    /* what it counts against max_bytes (pending: its allocations) */
   int status;
-  bool committed;       /* in the table (else a capture under way) */
   char *body;
   size_t body_len, body_cap;
   /* Behind the struct, in this order: key (host lowercased, '\n', target),
@@ -112,9 +111,8 @@ typedef struct cc {
 } cc_t;
 
 static void read_cc(const cynic__http_hfield_t *f, size_t n, cc_t *cc) {
-  static const char *const forbidding[] = {"private",         "no-store",         "no-cache",
-                                           "must-revalidate", "proxy-revalidate", "s-maxage",
-                                           NULL};
+  static const char *const forbidding[] = {
+      "private", "no-store", "no-cache", "must-revalidate", "proxy-revalidate", "s-maxage", NULL};
   memset(cc, 0, sizeof *cc);
   for (size_t i = 0; i < n; i++) {
     if (!name_is(f[i].name, f[i].nlen, "cache-control"))
@@ -352,6 +350,22 @@ static cynic__stale_entry_t *find_key(const cynic__stale_cache_t *c, uint64_t ha
   return NULL;
 }
 
+/* The entry stored under req's key, whatever its age and Vary (NULL: none,
+ * or no memory for a long key). */
+static cynic__stale_entry_t *entry_for(const cynic__stale_cache_t *c,
+                                       const cynic__stale_req_t *req) {
+  size_t len = key_size(req);
+  char stack[2048];
+  char *key = len <= sizeof stack ? stack : malloc(len);
+  if (key == NULL)
+    return NULL;
+  key_write(key, req);
+  cynic__stale_entry_t *e = find_key(c, key_hash(c, key, len), key, len);
+  if (key != stack)
+    free(key);
+  return e;
+}
+
 static bool expired(const cynic__stale_entry_t *e, const cynic__stale_limits_t *lim,
                     uint64_t now_ms) {
   uint64_t limit = lim->max_age_ms < e->limit_ms ? lim->max_age_ms : e->limit_ms;
@@ -388,17 +402,14 @@ const char *cynic__stale_refusal(const cynic__stale_req_t *req, const cynic__sta
   return NULL;
 }
 
-static cynic__stale_entry_t *entry_for(const cynic__stale_cache_t *c,
-                                       const cynic__stale_req_t *req);
-
 cynic__stale_entry_t *cynic__stale_capture(cynic__stale_cache_t *c, const cynic__stale_req_t *req,
                                            const cynic__stale_res_t *res,
                                            const cynic__stale_limits_t *lim, uint64_t now_ms) {
   if (c == NULL || cynic__stale_refusal(req, res, lim) != NULL)
     return NULL;
   const cynic__stale_entry_t *kept = entry_for(c, req);
-  if (kept != NULL && now_ms >= kept->stored_ms && now_ms - kept->stored_ms < CYNIC__STALE_REFRESH_MS &&
-      vary_matches(kept, req))
+  if (kept != NULL && now_ms >= kept->stored_ms &&
+      now_ms - kept->stored_ms < CYNIC__STALE_REFRESH_MS && vary_matches(kept, req))
     return NULL; /* kept a moment ago: not again */
   cynic__http_conn_opts_t opts;
   cynic__http_head_t h = {.fields = res->fields, .nfields = res->nfields};
@@ -527,18 +538,19 @@ void cynic__stale_commit(cynic__stale_cache_t *c, cynic__stale_entry_t *e,
     remove_entry(c, old);
   /* a few expired entries at the old end go first, then the least recently
    * used until it fits */
-  for (int i = 0; i < SWEEP_STEPS && c->lru_tail != NULL && expired(c->lru_tail, lim, now_ms); i++) {
+  for (int i = 0; i < SWEEP_STEPS && c->lru_tail != NULL && expired(c->lru_tail, lim, now_ms);
+       i++) {
     c->expired++;
     remove_entry(c, c->lru_tail);
   }
-  while (c->lru_tail != NULL && (c->count + 1 > lim->max_entries || c->bytes + e->bytes > lim->max_bytes)) {
+  while (c->lru_tail != NULL &&
+         (c->count + 1 > lim->max_entries || c->bytes + e->bytes > lim->max_bytes)) {
     c->evicted++;
     remove_entry(c, c->lru_tail);
   }
   cynic__stale_entry_t **head = &c->buckets[e->hash & c->mask];
   e->chain = *head;
   *head = e;
-  e->committed = true;
   lru_push_front(c, e);
   c->count++;
   c->bytes += e->bytes;
@@ -547,22 +559,6 @@ void cynic__stale_commit(cynic__stale_cache_t *c, cynic__stale_entry_t *e,
 }
 
 /* ---- serving ------------------------------------------------------------------------ */
-
-/* The entry stored under req's key, whatever its age and Vary (NULL: none,
- * or no memory for a long key). */
-static cynic__stale_entry_t *entry_for(const cynic__stale_cache_t *c,
-                                       const cynic__stale_req_t *req) {
-  size_t len = key_size(req);
-  char stack[2048];
-  char *key = len <= sizeof stack ? stack : malloc(len);
-  if (key == NULL)
-    return NULL;
-  key_write(key, req);
-  cynic__stale_entry_t *e = find_key(c, key_hash(c, key, len), key, len);
-  if (key != stack)
-    free(key);
-  return e;
-}
 
 const cynic__stale_entry_t *cynic__stale_peek(const cynic__stale_cache_t *c,
                                               const cynic__stale_req_t *req,
@@ -573,8 +569,7 @@ const cynic__stale_entry_t *cynic__stale_peek(const cynic__stale_cache_t *c,
 
 const cynic__stale_entry_t *cynic__stale_lookup(cynic__stale_cache_t *c,
                                                 const cynic__stale_req_t *req,
-                                                const cynic__stale_limits_t *lim,
-                                                uint64_t now_ms) {
+                                                const cynic__stale_limits_t *lim, uint64_t now_ms) {
   if (c == NULL)
     return NULL;
   cynic__stale_entry_t *e = entry_for(c, req);

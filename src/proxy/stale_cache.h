@@ -76,8 +76,8 @@ typedef struct cynic__stale_res {
 } cynic__stale_res_t;
 
 typedef struct cynic__stale_stats {
-  uint64_t entries, bytes;  /* now */
-  uint64_t pending_bytes;   /* held by captures under way */
+  uint64_t entries, bytes;                                  /* now */
+  uint64_t pending_bytes;                                   /* held by captures under way */
   uint64_t stored, hits, misses, expired, evicted, dropped; /* since the cache was made */
 } cynic__stale_stats_t;
 
@@ -123,8 +123,7 @@ void cynic__stale_drop(cynic__stale_cache_t *c, cynic__stale_entry_t *e);
  * cache. */
 const cynic__stale_entry_t *cynic__stale_lookup(cynic__stale_cache_t *c,
                                                 const cynic__stale_req_t *req,
-                                                const cynic__stale_limits_t *lim,
-                                                uint64_t now_ms);
+                                                const cynic__stale_limits_t *lim, uint64_t now_ms);
 
 /* As cynic__stale_lookup, but changes nothing: no count, no LRU move, an
  * expired entry left for the next lookup or store to free. */

@@ -14,20 +14,29 @@
 
 #include "stale_cache.h"
 
-#define F(n, v) {n, v, sizeof(n) - 1, sizeof(v) - 1}
+#define F(n, v)                                                                                    \
+  { n, v, sizeof(n) - 1, sizeof(v) - 1 }
 
 static const cynic__stale_limits_t LIM = {
     .max_entries = 100, .max_bytes = 1 << 20, .max_entry_bytes = 64 * 1024, .max_age_ms = 60000};
 
 static cynic__stale_req_t req(const char *target, const cynic__http_hfield_t *f, size_t n) {
-  cynic__stale_req_t r = {.host = "App.Example", .host_len = 11, .target = target,
-                          .target_len = strlen(target), .fields = f, .nfields = n};
+  cynic__stale_req_t r = {.host = "App.Example",
+                          .host_len = 11,
+                          .target = target,
+                          .target_len = strlen(target),
+                          .fields = f,
+                          .nfields = n};
   return r;
 }
 
 static cynic__stale_res_t res(int status, const cynic__http_hfield_t *f, size_t n, int64_t cl) {
-  cynic__stale_res_t r = {.status = status, .reason = "OK", .reason_len = 2, .fields = f,
-                          .nfields = n, .content_length = cl};
+  cynic__stale_res_t r = {.status = status,
+                          .reason = "OK",
+                          .reason_len = 2,
+                          .fields = f,
+                          .nfields = n,
+                          .content_length = cl};
   return r;
 }
 
@@ -57,9 +66,13 @@ static void test_a_stored_response_is_served_with_its_head_and_body(void **state
   (void)state;
   cynic__stale_cache_t *c = cynic__stale_new();
   assert_non_null(c);
-  cynic__http_hfield_t f[] = {F("Content-Type", "text/plain"), F("Connection", "x-hop"),
-                              F("X-Hop", "1"),  F("Keep-Alive", "timeout=5"),
-                              F("Content-Length", "5"), F("Age", "10"), F("ETag", "\"v1\"")};
+  cynic__http_hfield_t f[] = {F("Content-Type", "text/plain"),
+                              F("Connection", "x-hop"),
+                              F("X-Hop", "1"),
+                              F("Keep-Alive", "timeout=5"),
+                              F("Content-Length", "5"),
+                              F("Age", "10"),
+                              F("ETag", "\"v1\"")};
   cynic__stale_req_t q = req("/a?b=1", NULL, 0);
   cynic__stale_res_t s = res(200, f, 7, 5);
   cynic__stale_entry_t *e = cynic__stale_capture(c, &q, &s, &LIM, 0);
@@ -77,8 +90,8 @@ static void test_a_stored_response_is_served_with_its_head_and_body(void **state
   assert_int_equal(st.stored, 1);
 
   /* the Host is case-insensitive, the target exact */
-  cynic__stale_req_t q2 = {.host = "app.example", .host_len = 11, .target = "/a?b=1",
-                           .target_len = 6};
+  cynic__stale_req_t q2 = {
+      .host = "app.example", .host_len = 11, .target = "/a?b=1", .target_len = 6};
   const cynic__stale_entry_t *hit = cynic__stale_lookup(c, &q2, &LIM, 4500);
   assert_non_null(hit);
   assert_null(find(c, "/a?b=2", NULL, 0, &LIM, 4500));
@@ -89,7 +102,8 @@ static void test_a_stored_response_is_served_with_its_head_and_body(void **state
   assert_int_equal(len, 2);
   assert_memory_equal(p, "OK", 2);
   p = cynic__stale_head(hit, &len);
-  const char *want = "Content-Type: text/plain\r\nETag: \"v1\"\r\n"; /* hop-by-hop, framing, Age out */
+  const char *want =
+      "Content-Type: text/plain\r\nETag: \"v1\"\r\n"; /* hop-by-hop, framing, Age out */
   assert_int_equal(len, strlen(want));
   assert_memory_equal(p, want, len);
   p = cynic__stale_body(hit, &len);
@@ -144,8 +158,8 @@ static void test_what_is_never_stored(void **state) {
     const char *rule = cynic__stale_refusal(&q, &s, &LIM);
     if ((rule == NULL) != (cases[i].rule == NULL) ||
         (rule != NULL && strcmp(rule, cases[i].rule) != 0))
-      fail_msg("case %zu (%d %.*s): want %s, got %s", i, cases[i].status,
-               (int)cases[i].res.vlen, cases[i].res.value, cases[i].rule ? cases[i].rule : "stored",
+      fail_msg("case %zu (%d %.*s): want %s, got %s", i, cases[i].status, (int)cases[i].res.vlen,
+               cases[i].res.value, cases[i].rule ? cases[i].rule : "stored",
                rule ? rule : "stored");
     cynic__stale_entry_t *e = cynic__stale_capture(c, &q, &s, &LIM, 0);
     assert_true((e == NULL) == (cases[i].rule != NULL));
@@ -170,7 +184,7 @@ static void test_a_body_over_max_entry_bytes_is_dropped_while_it_streams(void **
   memset(chunk, 'z', sizeof chunk);
   for (int i = 0; i < 3; i++)
     assert_true(cynic__stale_capture_body(c, e, chunk, sizeof chunk, &lim)); /* 9,000 */
-  assert_false(cynic__stale_capture_body(c, e, chunk, sizeof chunk, &lim)); /* 12,000: dropped */
+  assert_false(cynic__stale_capture_body(c, e, chunk, sizeof chunk, &lim));  /* 12,000: dropped */
   cynic__stale_stats_t st;
   cynic__stale_stats(c, &st);
   assert_int_equal(st.pending_bytes, 0);
@@ -224,8 +238,8 @@ static void test_entries_bound_evicts_the_least_recently_used(void **state) {
 
 static void test_a_flood_of_urls_never_passes_max_bytes(void **state) {
   (void)state;
-  cynic__stale_limits_t lim = {.max_entries = 1000000, .max_bytes = 64 * 1024,
-                               .max_entry_bytes = 8192, .max_age_ms = 60000};
+  cynic__stale_limits_t lim = {
+      .max_entries = 1000000, .max_bytes = 64 * 1024, .max_entry_bytes = 8192, .max_age_ms = 60000};
   cynic__stale_cache_t *c = cynic__stale_new();
   char body[1000], target[32];
   memset(body, 'y', sizeof body - 1);
@@ -253,8 +267,10 @@ static void test_a_flood_of_urls_never_passes_max_bytes(void **state) {
 
 static void test_captures_under_way_are_bounded_too(void **state) {
   (void)state;
-  cynic__stale_limits_t lim = {.max_entries = 100, .max_bytes = 100 * 1024,
-                               .max_entry_bytes = 40 * 1024, .max_age_ms = 60000};
+  cynic__stale_limits_t lim = {.max_entries = 100,
+                               .max_bytes = 100 * 1024,
+                               .max_entry_bytes = 40 * 1024,
+                               .max_age_ms = 60000};
   cynic__stale_cache_t *c = cynic__stale_new();
   cynic__stale_req_t q = req("/p", NULL, 0);
   cynic__stale_res_t s = res(200, NULL, 0, 40 * 1024);
@@ -351,8 +367,8 @@ static void test_vary_keeps_the_variant_it_was_stored_for(void **state) {
 
 static void test_the_hash_table_grows_and_finds_everything(void **state) {
   (void)state;
-  cynic__stale_limits_t lim = {.max_entries = 5000, .max_bytes = 64 << 20,
-                               .max_entry_bytes = 1024, .max_age_ms = 60000};
+  cynic__stale_limits_t lim = {
+      .max_entries = 5000, .max_bytes = 64 << 20, .max_entry_bytes = 1024, .max_age_ms = 60000};
   cynic__stale_cache_t *c = cynic__stale_new();
   char target[32];
   for (int i = 0; i < 5000; i++) {
