@@ -450,3 +450,24 @@ def test_a_reload_applies_a_new_fallback():
     finally:
         px.stop()
         be.close()
+
+
+def test_a_large_kept_body_is_served_whole_to_a_slow_reader():
+    big = bytes(range(256)) * 800  # 200 KB: its head and body go in two writes
+    be = Backend(lambda head, body, n: ok(big))
+    px = pu.Cynic(config(be.endpoint, "stale: {}\n", upstream_extra=NO_TRIP))
+    try:
+        assert ask(px, b"/big")[2] == big
+        be.close()
+        with px.connect() as c:
+            c.settimeout(10)
+            c.setsockopt(pu.socket.SOL_SOCKET, pu.socket.SO_RCVBUF, 32768)
+            for _ in range(2):  # keep-alive holds after a queued write too
+                c.sendall(get(b"/big"))
+                time.sleep(0.2)  # the answer fills the socket and waits in a write
+                status, h, body, rest = read_response(c)
+                assert (status, len(body), body == big, rest) == (200, len(big), True, b"")
+                assert h["cynic-fallback"] == "stale"
+    finally:
+        px.stop()
+        be.close()
