@@ -106,6 +106,7 @@ static bool delta_seconds(const char *s, size_t n, uint64_t *out) {
 typedef struct cc {
   const char *forbids; /* a directive that forbids serving it stale; NULL: none */
   bool is_public;
+  bool no_store;
   bool has_max_age, has_sie;
   uint64_t max_age_s, sie_s;
 } cc_t;
@@ -131,6 +132,8 @@ static void read_cc(const cynic__http_hfield_t *f, size_t n, cc_t *cc) {
       for (size_t k = 0; forbidding[k] != NULL; k++)
         if (cc->forbids == NULL && name_is(e, nlen, forbidding[k]))
           cc->forbids = forbidding[k];
+      if (name_is(e, nlen, "no-store"))
+        cc->no_store = true;
       if (name_is(e, nlen, "public"))
         cc->is_public = true;
       else if (name_is(e, nlen, "max-age") && v != NULL)
@@ -395,7 +398,7 @@ const char *cynic__stale_refusal(const cynic__stale_req_t *req, const cynic__sta
     return "Authorization";
   cc_t rcc;
   read_cc(req->fields, req->nfields, &rcc);
-  if (rcc.forbids != NULL && strcmp(rcc.forbids, "no-store") == 0)
+  if (rcc.no_store)
     return "request no-store";
   if (res->content_length > 0 && (uint64_t)res->content_length > lim->max_entry_bytes)
     return "max_entry_bytes";

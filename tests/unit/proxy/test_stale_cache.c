@@ -148,6 +148,8 @@ static void test_what_is_never_stored(void **state) {
       {200, F("X-A", "1"), F("Authorization", "Bearer x"), 10, "Authorization"},
       {200, F("Cache-Control", "public"), F("Authorization", "Bearer x"), 10, NULL},
       {200, F("X-A", "1"), F("Cache-Control", "no-store"), 10, "request no-store"},
+      {200, F("X-A", "1"), F("Cache-Control", "no-cache, No-Store"), 10, "request no-store"},
+      {200, F("X-A", "1"), F("Cache-Control", "no-cache"), 10, NULL},
       {200, F("X-A", "1"), F("X-B", "1"), 64 * 1024, NULL},
       {200, F("X-A", "1"), F("X-B", "1"), 64 * 1024 + 1, "max_entry_bytes"},
   };
