@@ -89,7 +89,7 @@ small_size=128 big_size=$((1024 * 1024))
 head -c "$small_size" /dev/zero | tr '\0' s > "$work/www/small"
 head -c "$big_size" /dev/urandom > "$work/www/big"
 
-nport=$(free_port); cport=$(free_port); aport=$(free_port); hport=$(free_port); rport=$(free_port)
+nport=$(free_port); cport=$(free_port); aport=$(free_port); hport=$(free_port); rport=$(free_port); sport=$(free_port)
 
 # nginx as the current user from the temp dir: no master, one worker, every
 # path it writes under $work (the -e flag keeps it off /var/log at start).
@@ -160,6 +160,27 @@ upstreams:
     pool: { max_idle: 128, idle_timeout: 60s }
     retry: { attempts: 2, backoff: 50ms..1s, budget: 20% }
 YAML
+# The stale fallback's rows use a listener and upstream of their own (the same
+# nginx), so the rows above never pay for its capture.
+if [ "$cmode" = http ]; then
+  cat >> "$work/cynic.yaml" <<YAML
+  - name: cached
+    endpoints: [127.0.0.1:$nport]
+    timeouts: { connect: 1s, first_byte: 10s, idle: 120s }
+    bulkhead: { max_connections: $maxconn, max_pending: 1000, queue_timeout: 100ms }
+    breaker: { faults: 5, leak: 10s, open_for: 30s, half_open_probes: 1 }
+    pool: { max_idle: 128, idle_timeout: 60s }
+    fallback: { stale: { max_age: 1h } }
+YAML
+  python3 - "$work/cynic.yaml" "$sport" <<'PY'
+import sys
+path, port = sys.argv[1], sys.argv[2]
+text = open(path).read()
+listener = (f"  - name: stale\n    listen: 127.0.0.1:{port}\n    mode: http\n    upstream: cached\n"
+            "    timeouts: { header: 10s, idle: 120s }\n")
+open(path, "w").write(text.replace("upstreams:\n", listener + "upstreams:\n", 1))
+PY
+fi
 "$cynic" -c "$work/cynic.yaml" 2>"$work/cynic.stderr" & cynic_pid=$!; pids+=("$cynic_pid")
 
 # HAProxy in HTTP mode, keep-alive on both sides, idle server connections
@@ -379,12 +400,91 @@ if [ "$cmode" = http ] && curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: ap
   curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"reason": "bench"}' \
     "http://127.0.0.1:$aport/breakers/backend/reset" || true
 fi
+# The fail-fast path answered from the stale cache: /small kept by the GETs
+# through the `stale` listener, then both upstreams' breakers tripped; every
+# request there is then the kept response (Cynic-Fallback: stale, checked),
+# never nginx's (checked), measured against the plain listener's breaker_open
+# answers in the same rounds (R of each in turn, best of each).
+# Before that, what keeping costs: the `stale` listener proxying (each GET
+# looked up and, at most once a second per URL, its body copied and stored)
+# against the plain listener, R rounds of each in turn, best of each.
+st_line="" sp_line="" st_plain=""
+wrk_line() { # port name [503s] -> "rps p50 p99 requests" of one 16-connection run on /small
+  local out="$work/wrk/$2.txt" no5xx=1
+  [ -z "${3:-}" ] || no5xx=0 # cynic's breaker_open answers are 503s: not errors there
+  timeout $((seconds + 30)) wrk -t1 -c16 -d"${seconds}s" --timeout 5s -s "$here/bench/http_report.lua" \
+    "http://127.0.0.1:$1/small" >"$out" 2>&1 || problem "$2: wrk failed: $out"
+  awk -v s="$no5xx" '$1 == "RESULT" {
+    if ($8 + $9 + $10 + s * $11 + $12 > 0) print "errors"; else printf "%.0f %s %s %s", $2 / ($3 / 1e6), $5, $6, $2 }' "$out"
+}
+sp_plain=""
+if [ "$cmode" = http ] && [ -n "$ff_line" ]; then
+  # rounds of the plain listener and the keeping one in turn, best of each
+  : >"$work/wrk/sp-plain" && : >"$work/wrk/sp-stale"
+  for round in $(seq 1 "$rounds"); do
+    for which in plain stale; do
+      l=$(wrk_line "$([ $which = plain ] && echo "$cport" || echo "$sport")" "sp-$which-$round")
+      if [ "$l" = errors ] || [ -z "$l" ]; then
+        problem "proxied ($which listener) round $round: wrk errors: $work/wrk/sp-$which-$round.txt"
+      else
+        echo "$l" >>"$work/wrk/sp-$which"
+      fi
+    done
+  done
+  sp_line=$(sort -g -k1 "$work/wrk/sp-stale" | tail -1) sp_plain=$(sort -g -k1 "$work/wrk/sp-plain" | tail -1)
+  sp_plain=${sp_plain%% *}
+  for u in cached backend; do
+    curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: application/json' \
+      -d '{"reason": "bench: stale"}' "http://127.0.0.1:$aport/breakers/$u/trip" ||
+      problem "stale: the breaker of '$u' could not be tripped"
+  done
+  marker=$(curl -s -m 5 -o /dev/null -D - "http://127.0.0.1:$sport/small" | tr -d '\r' |
+    awk 'tolower($1) == "cynic-fallback:" {print $2}')
+  [ "$marker" = stale ] || problem "stale: a request with the breaker tripped was not answered from the stale cache ('$marker')"
+  # rounds of plain fail fast (breaker_open) and the stale answer in turn
+  : >"$work/wrk/st-plain" && : >"$work/wrk/st-stale"
+  before=$(nginx_counts)
+  for round in $(seq 1 "$rounds"); do
+    for which in plain stale; do
+      if [ $which = plain ]; then l=$(wrk_line "$cport" "st-$which-$round" 503s)
+      else l=$(wrk_line "$sport" "st-$which-$round"); fi
+      if [ "$l" = errors ] || [ -z "$l" ]; then
+        problem "fail fast ($which listener) round $round: wrk errors: $work/wrk/st-$which-$round.txt"
+      else
+        echo "$l" >>"$work/wrk/st-$which"
+      fi
+    done
+  done
+  after=$(nginx_counts)
+  st_line=$(sort -g -k1 "$work/wrk/st-stale" | tail -1) st_plain=$(sort -g -k1 "$work/wrk/st-plain" | tail -1)
+  st_plain=${st_plain%% *}
+  if [ $(( $(echo "$after" | awk '{print $2}') - $(echo "$before" | awk '{print $2}') )) -gt 1 ]; then
+    problem "stale: requests reached nginx while the breakers were tripped ($before -> $after)"
+  fi
+  for u in cached backend; do
+    curl -s -m 5 -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"reason": "bench"}' \
+      "http://127.0.0.1:$aport/breakers/$u/reset" || true
+  done
+fi
 if [ -n "$ff_line" ]; then
   # shellcheck disable=SC2086
   set -- $ff_line
   printf '%-40s %11s %11s %11s %13s %14s\n' "fail fast (breaker tripped), 16 conns" - "$1 req/s" - - \
     "$(ratio "$1" "$(fig cynic small16 1 1)") of proxied"
   printf '%-40s %11s %11s %11s\n' "  latency p50 / p99 (us)" - "$2 / $3" -
+  if [ -n "$st_line" ]; then
+    # shellcheck disable=SC2086
+    set -- $st_line
+    printf '%-40s %11s %11s %11s %13s %14s\n' "fail fast from the stale cache, 16 conns" - "$1 req/s" - - \
+      "$(ratio "$1" "$st_plain") of fail fast"
+    printf '%-40s %11s %11s %11s\n' "  latency p50 / p99 (us)" - "$2 / $3" -
+  fi
+  if [ -n "$sp_line" ]; then
+    # shellcheck disable=SC2086
+    set -- $sp_line
+    printf '%-40s %11s %11s %11s %13s %14s\n' "proxied, fallback.stale keeping, 16 c." - "$1 req/s" - - \
+      "$(ratio "$1" "$sp_plain") of proxied"
+  fi
 fi
 echo "took $(( $(date +%s) - started )) s"
 

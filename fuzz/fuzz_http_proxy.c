@@ -605,6 +605,8 @@ static void setup(void) {
           "      queue_timeout: 0\n"
           "    expect:\n      status: 200-299\n      content_type: application/json\n"
           "    limits:\n      max_response_bytes: 1KB\n      max_header_bytes: 1KB\n"
+          "    fallback:\n      status: 503\n      body: down\n      headers: { X-Fb: '1' }\n"
+          "      stale: { max_entries: 4, max_bytes: 64KB, max_entry_bytes: 1KB, max_age: 1s }\n"
           "    pool:\n      max_idle: 1\n      idle_timeout: 5ms\n",
           up_port, up_port, refuse_port);
   if (fclose(f) != 0)

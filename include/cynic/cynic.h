@@ -22,6 +22,7 @@
 #include "cynic/bulkhead.h"
 #include "cynic/deadline.h"
 #include "cynic/guard.h"
+#include "cynic/hash.h"
 #include "cynic/ratelimit.h"
 
 #endif /* CYNIC_CYNIC_H */

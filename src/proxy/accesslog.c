@@ -227,6 +227,8 @@ void cynic__accesslog_write(const cynic__conn_report_t *r) {
     json_object_set_new(o, "upstream_status",
                         r->upstream_status != 0 ? json_integer(r->upstream_status) : json_null());
     json_object_set_new(o, "answer", r->answer != NULL ? json_string(r->answer) : json_null());
+    json_object_set_new(o, "fallback",
+                        r->fallback != NULL ? json_string(r->fallback) : json_null());
     json_object_set_new(o, "request_id",
                         r->request_id != NULL ? json_string(r->request_id) : json_null());
     json_object_set_new(o, "attempts", json_integer((json_int_t)r->attempts));

@@ -15,6 +15,8 @@
 #include "addr.h"
 #include "admin.h"
 #include "health.h"
+#include "http_fallback.h"
+#include "stale_cache.h"
 #include "json.h"
 #include "log.h"
 #include "pool.h"
@@ -177,6 +179,46 @@ static json_t *responses_json(const cynic__upstream_t *u) {
                    (json_int_t)r[5], "none", (json_int_t)r[0]);
 }
 
+/* The fallback: its kinds in order, the answers it gave, and the stale
+ * cache's bounds and counts. */
+static json_t *fallback_json(const cynic__upstream_t *u) {
+  const cynic__config_http_t *h = &u->cfg->http;
+  json_t *order = json_array(), *answers = json_object();
+  for (size_t i = 0; i < h->fallback_kinds; i++)
+    json_array_append_new(order, json_string(cynic__fallback_kind_name(h->fallback_order[i])));
+  for (int k = 0; k < CYNIC__FALLBACK_KINDS; k++)
+    json_object_set_new(answers, cynic__fallback_kind_name(k),
+                        json_integer((json_int_t)u->fallbacks[k]));
+  json_t *o = json_object();
+  json_object_set_new(o, "order", order);
+  json_object_set_new(o, "answers", answers);
+  json_object_set_new(o, "secondary",
+                      h->fallback_secondary != NULL ? json_string(h->fallback_secondary)
+                                                    : json_null());
+  if (!h->fallback_stale) {
+    json_object_set_new(o, "stale_cache", json_null());
+    return o;
+  }
+  cynic__stale_stats_t s;
+  cynic__stale_stats(u->stale, &s);
+  json_t *c = json_object();
+  json_object_set_new(c, "entries", json_integer((json_int_t)s.entries));
+  json_object_set_new(c, "bytes", json_integer((json_int_t)s.bytes));
+  json_object_set_new(c, "pending_bytes", json_integer((json_int_t)s.pending_bytes));
+  json_object_set_new(c, "max_entries", json_integer((json_int_t)h->stale_max_entries));
+  json_object_set_new(c, "max_bytes", json_integer((json_int_t)h->stale_max_bytes));
+  json_object_set_new(c, "max_entry_bytes", json_integer((json_int_t)h->stale_max_entry_bytes));
+  json_object_set_new(c, "max_age_s", json_integer((json_int_t)(h->stale_max_age_ns / 1000000000u)));
+  json_object_set_new(c, "stored", json_integer((json_int_t)s.stored));
+  json_object_set_new(c, "hits", json_integer((json_int_t)s.hits));
+  json_object_set_new(c, "misses", json_integer((json_int_t)s.misses));
+  json_object_set_new(c, "expired", json_integer((json_int_t)s.expired));
+  json_object_set_new(c, "evicted", json_integer((json_int_t)s.evicted));
+  json_object_set_new(c, "dropped", json_integer((json_int_t)s.dropped));
+  json_object_set_new(o, "stale_cache", c);
+  return o;
+}
+
 static json_t *upstream_json(const cynic__upstream_t *u) {
   json_t *o = json_object();
   json_object_set_new(o, "name", json_string(u->cfg->name));
@@ -206,6 +248,8 @@ static json_t *upstream_json(const cynic__upstream_t *u) {
   json_object_set_new(o, "retry_budget", serves_http(u) ? retry_json(u) : json_null());
   json_object_set_new(o, "pool", serves_http(u) ? pool_json(u) : json_null());
   json_object_set_new(o, "responses", serves_http(u) ? responses_json(u) : json_null());
+  json_object_set_new(o, "fallback",
+                      u->cfg->http.has_fallback ? fallback_json(u) : json_null());
   json_object_set_new(o, "endpoints", upstream_breakers_json(u));
   return o;
 }

@@ -900,6 +900,7 @@ static void load_root(loader_t *ld, const node_t *root) {
     }
     cross_check(ld, lis);
   }
+  cynic__config_check_fallbacks(&ld->rd, cfg);
 }
 
 /* ---- entry points -------------------------------------------------------------- */

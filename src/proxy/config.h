@@ -176,6 +176,17 @@ enum {
   CYNIC__RETRY_ON_FIRST_BYTE = 1u << 2, /* timeouts.first_byte */
   CYNIC__RETRY_ON_BAD_RESPONSE = 1u << 3 /* a response head the parser refused */
 };
+/* The kinds of fallback answer (fallback.order), in their default order. */
+typedef enum cynic__fallback_kind {
+  CYNIC__FALLBACK_STALE = 0,     /* the last good response (stale_cache.c) */
+  CYNIC__FALLBACK_SECONDARY = 1, /* another upstream (checked, not applied yet) */
+  CYNIC__FALLBACK_STATIC = 2,    /* the configured status, headers and body */
+  CYNIC__FALLBACK_KINDS = 3
+} cynic__fallback_kind_t;
+
+/* Bounds of fallback.headers. */
+#define CYNIC__CONFIG_MAX_FALLBACK_HEADERS 32 /* headers */
+#define CYNIC__CONFIG_MAX_FALLBACK_HEADER 1024u /* bytes of one name or value */
 
 /* The http-only keys (retry, expect, limits, fallback, pool; config_http.c):
  * parsed and checked now, used once http mode lands. has_* says whether the section was written. */
@@ -198,10 +209,23 @@ typedef struct cynic__config_http {
   uint64_t max_response_bytes; /* 0 = no limit */
   uint64_t max_header_bytes;
   bool has_fallback;
+  bool fallback_static; /* `status` written: the static kind answers */
   uint16_t fallback_status;
   char *fallback_body; /* NUL-terminated; fallback_body_len bytes */
   size_t fallback_body_len;
   char *fallback_content_type;
+  char *fallback_headers; /* the static answer's `headers`, rendered "Name: value\r\n"
+                             lines (checked: tokens, no CR/LF, no framing); NULL: none */
+  bool fallback_stale;    /* `stale` written: the stale cache (stale_cache.c) */
+  uint32_t stale_max_entries;
+  uint64_t stale_max_bytes;       /* every entry's bytes, head and body, at most */
+  uint64_t stale_max_entry_bytes; /* one response's body at most */
+  uint64_t stale_max_age_ns;      /* an entry older than this is never served */
+  char *fallback_secondary;       /* another upstream's name; NULL: none (checked, not
+                                     applied yet) */
+  cynic__config_mark_t fallback_secondary_mark;
+  uint8_t fallback_order[CYNIC__FALLBACK_KINDS]; /* cynic__fallback_kind_t, tried in order */
+  uint8_t fallback_kinds;                        /* how many of fallback_order are used */
   uint32_t pool_max_idle;        /* idle upstream connections kept per endpoint; 0 = none */
   uint64_t pool_idle_timeout_ns; /* an idle connection older than this is closed */
 } cynic__config_http_t;

@@ -86,10 +86,21 @@ static const cynic__config_field_t http_fields[] = {
     H(max_response_bytes, VALUE),
     H(max_header_bytes, VALUE),
     H(has_fallback, VALUE),
+    H(fallback_static, VALUE),
     H(fallback_status, VALUE),
     H(fallback_body, STR), /* the loader refuses NUL bytes in it */
     H(fallback_body_len, VALUE),
     H(fallback_content_type, STR),
+    H(fallback_headers, STR),
+    H(fallback_stale, VALUE),
+    H(stale_max_entries, VALUE),     /* read at each store: the cache evicts down to it */
+    H(stale_max_bytes, VALUE),       /* ditto */
+    H(stale_max_entry_bytes, VALUE), /* read when a capture begins */
+    H(stale_max_age_ns, VALUE),      /* read at each lookup */
+    H(fallback_secondary, STR),
+    FIELD(cynic__config_http_t, fallback_secondary_mark, VALUE, NONE),
+    H(fallback_order, VALUE),
+    H(fallback_kinds, VALUE),
     H(pool_max_idle, VALUE),        /* read at each give (pool.c) */
     H(pool_idle_timeout_ns, VALUE), /* read at each take and sweep */
 };

@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config_value.h"
 
@@ -22,7 +23,11 @@ static const char *const retry_on_names[] = {"connect_failure", "reset", "first_
                                              "bad_response", NULL};
 static const char *const expect_keys[] = {"status", "content_type", NULL};
 static const char *const limits_keys[] = {"max_response_bytes", "max_header_bytes", NULL};
-static const char *const fallback_keys[] = {"status", "body", "content_type", NULL};
+static const char *const fallback_keys[] = {"status",    "body",  "content_type", "headers",
+                                            "stale",     "order", "secondary",    NULL};
+static const char *const stale_keys[] = {"max_entries", "max_bytes", "max_age", "max_entry_bytes",
+                                         NULL};
+static const char *const fallback_kind_names[] = {"stale", "secondary", "static", NULL};
 static const char *const pool_keys[] = {"max_idle", "idle_timeout", NULL};
 static const char *const listener_limits_keys[] = {"max_request_head", "max_request_body", NULL};
 static const char *const forwarded_names[] = {"x-forwarded-for", "forwarded", "none", NULL};
@@ -172,6 +177,287 @@ void cynic__config_get_content_type(cynic__schema_t *rd, const node_t *m, char *
   }
 }
 
+/* A header name cynic must not take from the config: framing and
+ * connection management are cynic's own (a wrong Content-Length would
+ * desynchronise the client), and its markers are its own. */
+static bool reserved_header(const char *n) {
+  static const char *const names[] = {"content-length", "transfer-encoding", "connection",
+                                      "keep-alive",     "te",                "trailer",
+                                      "upgrade",        "proxy-connection",  "content-type",
+                                      "cynic-fallback", "cynic-answer",      NULL};
+  for (size_t i = 0; names[i] != NULL; i++)
+    if (strcasecmp(n, names[i]) == 0)
+      return true;
+  return false;
+}
+
+/* fallback.headers: a mapping of names to values, rendered once into
+ * "Name: value\r\n" lines (what the answer copies as it is). */
+static void load_fallback_headers(cynic__schema_t *rd, const node_t *v, cynic__config_http_t *h) {
+  if (v->type != CYNIC__YAML_MAP) {
+    cynic__schema_error_at(rd, v, "headers: %s; write a mapping, e.g. {Cache-Control: no-store}",
+                           cynic__schema_describe(v));
+    return;
+  }
+  size_t n = v->count / 2;
+  if (n > CYNIC__CONFIG_MAX_FALLBACK_HEADERS) {
+    cynic__schema_error_at(rd, v, "headers: %zu headers; the limit is %d", n,
+                           CYNIC__CONFIG_MAX_FALLBACK_HEADERS);
+    return;
+  }
+  size_t cap = 1;
+  for (size_t i = 0; i + 1 < v->count; i += 2)
+    cap += v->kids[i]->len + v->kids[i + 1]->len + 4;
+  char *out = malloc(cap), sv[64];
+  if (out == NULL) {
+    cynic__schema_out_of_memory(rd);
+    return;
+  }
+  size_t len = 0;
+  bool ok = true;
+  for (size_t i = 0; i + 1 < v->count; i += 2) {
+    const node_t *k = v->kids[i], *val = v->kids[i + 1];
+    const char *name = cynic__schema_scalar(rd, k, "headers");
+    const char *value = cynic__schema_scalar(rd, val, "headers");
+    if (name == NULL || value == NULL) {
+      ok = false;
+      continue;
+    }
+    bool token = k->len > 0 && k->len <= CYNIC__CONFIG_MAX_FALLBACK_HEADER;
+    for (size_t j = 0; token && j < k->len; j++)
+      token = tchar((unsigned char)name[j]);
+    if (!token) {
+      cynic__schema_error_at(rd, k,
+                             "headers: '%s' is not a header name (1..%u letters, digits and "
+                             "!#$%%&'*+-.^_`|~), e.g. Cache-Control",
+                             cynic__config_show(sv, name, k->len),
+                             CYNIC__CONFIG_MAX_FALLBACK_HEADER);
+      ok = false;
+      continue;
+    }
+    if (reserved_header(name)) {
+      cynic__schema_error_at(rd, k,
+                             "headers: cynic writes '%s' itself; leave it out (the body's type "
+                             "is fallback.content_type)",
+                             name);
+      ok = false;
+      continue;
+    }
+    bool clean = val->len <= CYNIC__CONFIG_MAX_FALLBACK_HEADER;
+    for (size_t j = 0; clean && j < val->len; j++) {
+      unsigned char ch = (unsigned char)value[j];
+      clean = ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+    }
+    if (!clean || (val->len > 0 && (value[0] == ' ' || value[0] == '\t' ||
+                                    value[val->len - 1] == ' ' || value[val->len - 1] == '\t'))) {
+      cynic__schema_error_at(rd, val,
+                             "headers: the value of '%s' must be at most %u bytes without "
+                             "control characters (CR, LF) or spaces at either end",
+                             name, CYNIC__CONFIG_MAX_FALLBACK_HEADER);
+      ok = false;
+      continue;
+    }
+    for (size_t j = 0; j < i; j += 2) {
+      if (strcasecmp(v->kids[j]->str != NULL ? v->kids[j]->str : "", name) == 0) {
+        cynic__schema_error_at(rd, k, "headers: '%s' is given twice (line %u); give it once",
+                               name, (unsigned)v->kids[j]->mark.line);
+        ok = false;
+        break;
+      }
+    }
+    memcpy(out + len, name, k->len);
+    len += k->len;
+    memcpy(out + len, ": ", 2);
+    len += 2;
+    memcpy(out + len, value, val->len);
+    len += val->len;
+    memcpy(out + len, "\r\n", 2);
+    len += 2;
+  }
+  out[len] = '\0';
+  if (!ok || len == 0) {
+    free(out);
+    return;
+  }
+  free(h->fallback_headers);
+  h->fallback_headers = out;
+}
+
+/* fallback.stale: the cache's bounds (docs/configuration.md). */
+static void load_stale(cynic__schema_t *rd, const node_t *fb, cynic__config_http_t *h) {
+  const node_t *v = cynic__schema_get(fb, "stale");
+  h->fallback_stale = true;
+  h->stale_max_entries = 1000;
+  h->stale_max_bytes = 16 * MIB;
+  h->stale_max_entry_bytes = MIB;
+  h->stale_max_age_ns = 300 * NS_PER_S;
+  if (v->type == CYNIC__YAML_SCALAR && v->plain && v->len == 0)
+    return; /* `stale:` alone: the defaults */
+  const node_t *st = cynic__schema_section(rd, fb, "stale", stale_keys);
+  if (st == NULL)
+    return;
+  cynic__schema_get_u32(rd, st, "max_entries", 1, 1000000, &h->stale_max_entries);
+  cynic__schema_get_size(rd, st, "max_bytes", 64 * KIB, 16 * GIB, "64KB..16GB",
+                         &h->stale_max_bytes);
+  const node_t *me = cynic__schema_get_size(rd, st, "max_entry_bytes", KIB, 64 * MIB, "1KB..64MB",
+                                            &h->stale_max_entry_bytes);
+  cynic__schema_get_duration(rd, st, "max_age", NS_PER_S, 7 * 86400 * NS_PER_S, "1s..7d",
+                             &h->stale_max_age_ns);
+  if (me == NULL && h->stale_max_entry_bytes > h->stale_max_bytes / 2)
+    h->stale_max_entry_bytes = h->stale_max_bytes / 2; /* the default follows a small cache */
+  else if (h->stale_max_entry_bytes > h->stale_max_bytes / 2)
+    cynic__schema_error_at(rd, me != NULL ? me : cynic__schema_get(fb, "stale"),
+                           "max_entry_bytes: %llu bytes is more than half of max_bytes (%llu); "
+                           "one response could empty the cache",
+                           (unsigned long long)h->stale_max_entry_bytes,
+                           (unsigned long long)h->stale_max_bytes);
+}
+
+/* fallback.order: each configured kind at most once. */
+static void load_order(cynic__schema_t *rd, const node_t *v, cynic__config_http_t *h,
+                       const bool have[CYNIC__FALLBACK_KINDS]) {
+  if (v->type != CYNIC__YAML_SEQ || v->count == 0 || v->count > CYNIC__FALLBACK_KINDS) {
+    cynic__schema_error_at(rd, v,
+                           "order: %s; write a list of 1 to 3 of stale, secondary, static, "
+                           "e.g. [stale, static]",
+                           cynic__schema_describe(v));
+    return;
+  }
+  uint8_t order[CYNIC__FALLBACK_KINDS];
+  bool seen[CYNIC__FALLBACK_KINDS] = {false};
+  for (size_t i = 0; i < v->count; i++) {
+    const node_t *k = v->kids[i];
+    const char *s = cynic__schema_scalar(rd, k, "order");
+    if (s == NULL)
+      return;
+    int kind = -1;
+    for (int j = 0; fallback_kind_names[j] != NULL; j++)
+      if (strcmp(s, fallback_kind_names[j]) == 0)
+        kind = j;
+    char sv[64];
+    if (kind < 0) {
+      cynic__schema_error_at(rd, k, "order: '%s' is no fallback kind; use stale, secondary or static",
+                             cynic__config_show(sv, s, k->len));
+      return;
+    }
+    if (seen[kind]) {
+      cynic__schema_error_at(rd, k, "order: '%s' is listed twice", s);
+      return;
+    }
+    if (!have[kind]) {
+      cynic__schema_error_at(rd, k,
+                             "order: '%s' is not configured in this fallback (%s)", s,
+                             kind == CYNIC__FALLBACK_STATIC ? "add status: to answer one"
+                             : kind == CYNIC__FALLBACK_STALE ? "add stale: to keep a cache"
+                                                             : "add secondary: <upstream>");
+      return;
+    }
+    seen[kind] = true;
+    order[i] = (uint8_t)kind;
+  }
+  for (int j = 0; j < CYNIC__FALLBACK_KINDS; j++)
+    if (have[j] && !seen[j]) {
+      cynic__schema_error_at(rd, v, "order: '%s' is configured but not listed; list it or "
+                             "remove it", fallback_kind_names[j]);
+      return;
+    }
+  memcpy(h->fallback_order, order, v->count);
+  h->fallback_kinds = (uint8_t)v->count;
+}
+
+/* The fallback section (docs/configuration.md, "Fallbacks"). */
+static void load_fallback(cynic__schema_t *rd, const node_t *m, const node_t *fb,
+                          cynic__config_http_t *h) {
+  h->has_fallback = true;
+  bool have[CYNIC__FALLBACK_KINDS] = {false};
+  const node_t *st = cynic__schema_get(fb, "status");
+  uint32_t status = 503;
+  if (st != NULL) {
+    h->fallback_static = true;
+    cynic__schema_get_u32(rd, fb, "status", 200, 599, &status);
+  }
+  h->fallback_status = (uint16_t)status;
+  const node_t *body = cynic__schema_get(fb, "body");
+  if (body != NULL) {
+    const char *s = cynic__schema_scalar(rd, body, "body");
+    if (s != NULL && body->len > CYNIC__CONFIG_MAX_BODY) {
+      cynic__schema_error_at(rd, body, "body: %zu bytes; the limit is %u", body->len,
+                             (unsigned)CYNIC__CONFIG_MAX_BODY);
+    } else if (s != NULL) {
+      h->fallback_body = strdup(s);
+      h->fallback_body_len = body->len;
+      if (h->fallback_body == NULL)
+        cynic__schema_out_of_memory(rd);
+    }
+  }
+  cynic__config_get_content_type(rd, fb, &h->fallback_content_type);
+  if (h->fallback_content_type == NULL &&
+      (h->fallback_content_type = strdup("text/plain")) == NULL)
+    cynic__schema_out_of_memory(rd);
+  const node_t *hd = cynic__schema_get(fb, "headers");
+  if (hd != NULL)
+    load_fallback_headers(rd, hd, h);
+  if (cynic__schema_get(fb, "stale") != NULL)
+    load_stale(rd, fb, h);
+  const node_t *sec = cynic__schema_get_string(rd, fb, "secondary", CYNIC__CONFIG_MAX_NAME,
+                                               &h->fallback_secondary);
+  if (sec != NULL)
+    h->fallback_secondary_mark = sec->mark;
+  have[CYNIC__FALLBACK_STATIC] = h->fallback_static;
+  have[CYNIC__FALLBACK_STALE] = h->fallback_stale;
+  have[CYNIC__FALLBACK_SECONDARY] = h->fallback_secondary != NULL;
+  if (!have[0] && !have[1] && !have[2]) {
+    cynic__schema_error_at(rd, cynic__schema_get(m, "fallback"),
+                           "fallback answers nothing; add status: (e.g. status: 503), stale: "
+                           "or secondary: <upstream>");
+    return;
+  }
+  if (!h->fallback_static && (body != NULL || hd != NULL ||
+                              cynic__schema_get(fb, "content_type") != NULL))
+    cynic__schema_error_at(rd, body != NULL ? body : hd != NULL ? hd : cynic__schema_get(fb, "content_type"),
+                           "fallback: body, content_type and headers belong to the static "
+                           "answer; add status: (e.g. status: 503)");
+  const node_t *ord = cynic__schema_get(fb, "order");
+  if (ord != NULL) {
+    load_order(rd, ord, h, have);
+    return;
+  }
+  h->fallback_kinds = 0;
+  for (int k = 0; k < CYNIC__FALLBACK_KINDS; k++) /* stale, secondary, static */
+    if (have[k])
+      h->fallback_order[h->fallback_kinds++] = (uint8_t)k;
+}
+
+void cynic__config_check_fallbacks(cynic__schema_t *rd, const cynic__config_t *cfg) {
+  for (size_t i = 0; i < cfg->upstream_count; i++) {
+    const cynic__config_upstream_t *u = &cfg->upstreams[i];
+    const char *sec = u->http.fallback_secondary;
+    if (sec == NULL || u->name == NULL)
+      continue;
+    if (strcmp(sec, u->name) == 0) {
+      cynic__schema_error_at_mark(rd, u->http.fallback_secondary_mark,
+                                  "secondary: '%s' is this upstream; name another one", sec);
+      continue;
+    }
+    const cynic__config_upstream_t *s = NULL;
+    for (size_t j = 0; j < cfg->upstream_count; j++)
+      if (cfg->upstreams[j].name != NULL && strcmp(cfg->upstreams[j].name, sec) == 0)
+        s = &cfg->upstreams[j];
+    if (s == NULL) {
+      cynic__schema_error_at_mark(rd, u->http.fallback_secondary_mark,
+                                  "secondary: no upstream is named '%s'; define it under "
+                                  "upstreams:",
+                                  sec);
+      continue;
+    }
+    if (s->http.fallback_secondary != NULL)
+      cynic__schema_error_at_mark(rd, u->http.fallback_secondary_mark,
+                                  "secondary: '%s' has a secondary of its own ('%s'); a fallback "
+                                  "goes one hop only, so remove one of them",
+                                  sec, s->http.fallback_secondary);
+  }
+}
+
 void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
                                       cynic__config_http_t *h) {
   h->max_header_bytes = 32 * KIB;
@@ -253,32 +539,7 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
                            &h->max_header_bytes);
   }
   const node_t *fb = cynic__schema_section(rd, m, "fallback", fallback_keys);
-  if (fb != NULL) {
-    h->has_fallback = true;
-    uint32_t status = 503;
-    if (cynic__schema_get(fb, "status") == NULL)
-      cynic__schema_error_at(rd, cynic__schema_get(m, "fallback"),
-                             "fallback is missing 'status'; add e.g. status: 503");
-    else
-      cynic__schema_get_u32(rd, fb, "status", 200, 599, &status);
-    h->fallback_status = (uint16_t)status;
-    const node_t *body = cynic__schema_get(fb, "body");
-    if (body != NULL) {
-      const char *s = cynic__schema_scalar(rd, body, "body");
-      if (s != NULL && body->len > CYNIC__CONFIG_MAX_BODY) {
-        cynic__schema_error_at(rd, body, "body: %zu bytes; the limit is %u", body->len,
-                               (unsigned)CYNIC__CONFIG_MAX_BODY);
-      } else if (s != NULL) {
-        h->fallback_body = strdup(s);
-        h->fallback_body_len = body->len;
-        if (h->fallback_body == NULL)
-          cynic__schema_out_of_memory(rd);
-      }
-    }
-    cynic__config_get_content_type(rd, fb, &h->fallback_content_type);
-    if (h->fallback_content_type == NULL &&
-        (h->fallback_content_type = strdup("text/plain")) == NULL)
-      cynic__schema_out_of_memory(rd);
-  }
+  if (fb != NULL)
+    load_fallback(rd, m, fb, h);
 }
 

@@ -21,5 +21,9 @@ void cynic__config_load_listener_http(cynic__schema_t *rd, const cynic__yaml_nod
  * into *out; errors reported at its position. Shared by expect, fallback and
  * health_check.expect. */
 void cynic__config_get_content_type(cynic__schema_t *rd, const cynic__yaml_node_t *m, char **out);
+/* Cross-checks of every upstream's fallback.secondary once all are loaded:
+ * another upstream's name, not its own, and one without a secondary of its
+ * own (one hop only). */
+void cynic__config_check_fallbacks(cynic__schema_t *rd, const cynic__config_t *cfg);
 
 #endif /* CYNIC_PROXY_CONFIG_HTTP_H */

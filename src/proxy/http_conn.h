@@ -91,6 +91,9 @@ typedef struct cynic__http_xchg {
   int upstream_status; /* the final status the upstream sent; 0 = none */
   int outcome;
   const char *answer; /* cynic's own answer's reason; NULL: the upstream's */
+  const char *fallback; /* the fallback kind that answered ("stale", "static"); NULL: none */
+  struct cynic__stale_entry *capture; /* the response's body kept for the stale cache
+                                         (http_fallback.c); NULL: not kept */
   const char *decision;
   uint64_t start_us, connect_us, connected_us, first_byte_us;
   uint64_t bytes_up, bytes_down; /* the relay's counts when the request began */
@@ -176,6 +179,9 @@ size_t cynic__hs_fields(const cynic__http_msg_t *m, cynic__http_hfield_t *fields
  * `keep` and the request was read to its end. */
 void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uint64_t retry_after,
                       bool keep);
+/* An answer cynic wrote (its own or a fallback, http_fallback.c) is sent or
+ * queued: close, wait for the write, or go on to the next request. */
+void cynic__hs_answer_sent(cynic__http_conn_t *c, bool close, bool queued);
 /* (Re)arms the connection's one timer for its state's next deadline. */
 void cynic__hs_arm(cynic__http_conn_t *c);
 /* Closes everything now (reset: RST to the client); freed once every handle

@@ -43,6 +43,7 @@
 #include "err.h"
 #include "cynic/deadline.h"
 #include "http_conn.h"
+#include "http_fallback.h"
 #include "http_head.h"
 #include "http_limits.h"
 #include "http_session.h"
@@ -113,6 +114,7 @@ void cynic__hs_xchg_put(cynic__http_conn_t *c) {
     return;
   cynic__hl_done(c); /* the report did already, unless the request never had one */
   c->x = NULL;
+  cynic__hs_capture_drop(c, x);
   cynic__attempt_end(&x->attempt);
   free(x->replay);
   if (x->req_store != NULL) {
@@ -206,6 +208,7 @@ void cynic__hs_report(cynic__http_conn_t *c) {
       .status = c->x->status,
       .upstream_status = c->x->upstream_status,
       .answer = c->x->answer,
+      .fallback = c->x->fallback,
       .request_id = c->x->rid[0] != '\0' ? c->x->rid : NULL,
       .tried = c->x->order,
       .attempts = c->x->attempts,
@@ -316,6 +319,10 @@ void cynic__hs_answer(cynic__http_conn_t *c, int status, const char *reason, uin
     cynic__hs_close(c, true, "client_write_error");
     return;
   }
+  cynic__hs_answer_sent(c, close, queued);
+}
+
+void cynic__hs_answer_sent(cynic__http_conn_t *c, bool close, bool queued) {
   if (queued) {
     cynic__hs_arm(c);
   } else if (close) {
@@ -580,7 +587,8 @@ static bool request_plan(cynic__http_conn_t *c) {
                        NULL);
     cynic__hx_fail(&x->hx, CYNIC__HX_CLIENT_GONE);
     c->state = HS_FINISHING;
-    cynic__hs_answer(c, 504, "deadline_exceeded", 0, true);
+    if (!cynic__hs_fallback(c, "deadline_exceeded"))
+      cynic__hs_answer(c, 504, "deadline_exceeded", 0, true);
     return false;
   }
   return true;
@@ -640,7 +648,8 @@ static void request_head(cynic__http_conn_t *c) {
     cynic__proxy_event(&u->counters, CYNIC__EV_BREAKER_OPEN, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
     c->state = HS_FINISHING;
-    cynic__hs_answer(c, 503, "breaker_open", cynic__hu_retry_after_s(u), true);
+    if (!cynic__hs_fallback(c, "breaker_open"))
+      cynic__hs_answer(c, 503, "breaker_open", cynic__hu_retry_after_s(u), true);
     return;
   }
   bool queued = false;
@@ -650,7 +659,8 @@ static void request_head(cynic__http_conn_t *c) {
     cynic__hs_outcome(c, CYNIC__EV_BULKHEAD_FULL);
     cynic__proxy_event(&u->counters, CYNIC__EV_BULKHEAD_FULL, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
-    cynic__hs_answer(c, 503, "bulkhead_full", 1, true);
+    if (!cynic__hs_fallback(c, "bulkhead_full"))
+      cynic__hs_answer(c, 503, "bulkhead_full", 1, true);
     return;
   }
   if (queued) {

@@ -16,6 +16,7 @@
 
 #include "err.h"
 #include "http_conn.h"
+#include "http_fallback.h"
 #include "http_head.h"
 
 static void request_out(cynic__http_conn_t *c);
@@ -318,8 +319,9 @@ void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
     cynic__hs_close(c, true, o.reason);
     return;
   }
+  cynic__hs_answer_note(c, o.status, o.reason); /* for the report exchange_end makes */
   cynic__hu_exchange_end(c, false);
-  if (c->state == HS_CLOSING)
+  if (c->state == HS_CLOSING || cynic__hs_fallback(c, o.reason))
     return;
   cynic__hs_answer(c, o.status, o.reason, 0, true);
 }
@@ -328,6 +330,7 @@ void cynic__hu_response_end(cynic__http_conn_t *c) {
   bool success = cynic__hx_response_end(&c->x->hx);
   if (success)
     cynic__attempt_success(&c->x->attempt);
+  cynic__hs_capture_end(c, success);
   cynic__http_msg_t *m = &c->x->res;
   if (!m->keep_alive || m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
     c->x->reusable = false;
@@ -380,6 +383,10 @@ static void response_head(cynic__http_conn_t *c) {
   }
   if (!interim && retry(c, CYNIC__HX_OK, m->status))
     return; /* a retry.on status: not passed on, the request goes again */
+  if (cause == CYNIC__HX_UNEXPECTED_STATUS && cynic__hs_fallback_ready(c)) {
+    cynic__hu_fail(c, cause); /* replaced by the fallback, not forwarded */
+    return;
+  }
   if (cause == CYNIC__HX_UNEXPECTED_STATUS) {
     cynic__event_t ev = CYNIC__EV_UNEXPECTED_STATUS;
     cynic__attempt_fault(&c->x->attempt, ev, NULL);
@@ -396,6 +403,7 @@ static void response_head(cynic__http_conn_t *c) {
       c->x->reusable = false;
     if (m->body == CYNIC__HTTP_BODY_UNTIL_EOF)
       c->close_after = true;
+    cynic__hs_capture_begin(c);
   }
   /* The head for the client, rebuilt from the parsed parts. */
   cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
@@ -726,8 +734,9 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
     cynic__hs_outcome(c, (int)ev);
     cynic__proxy_event(&u->counters, ev, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hs_answer_note(c, 503, cynic__event_key(ev));
     cynic__hu_exchange_end(c, false);
-    if (c->state != HS_CLOSING)
+    if (c->state != HS_CLOSING && !cynic__hs_fallback(c, cynic__event_key(ev)))
       cynic__hs_answer(c, 503, cynic__event_key(ev), rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1, true);
     return;
   }
@@ -807,8 +816,9 @@ void cynic__hu_admitted(cynic__waiter_t *w, int status) {
     cynic__hs_outcome(c, CYNIC__EV_QUEUE_TIMEOUT);
     cynic__proxy_event(&u->counters, CYNIC__EV_QUEUE_TIMEOUT, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
+    cynic__hs_answer_note(c, 503, "queue_timeout");
     cynic__hu_exchange_end(c, false);
-    if (c->state != HS_CLOSING)
+    if (c->state != HS_CLOSING && !cynic__hs_fallback(c, "queue_timeout"))
       cynic__hs_answer(c, 503, "queue_timeout", 0, true);
     return;
   }

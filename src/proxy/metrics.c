@@ -21,6 +21,8 @@
 #include "accesslog.h"
 #include "admin.h"
 #include "health.h"
+#include "http_fallback.h"
+#include "stale_cache.h"
 
 static const double bounds[CYNIC__HIST_BUCKETS] = CYNIC__HIST_BOUNDS;
 
@@ -553,6 +555,36 @@ static void u_retries(out_t *o, const cynic__upstream_t *u) {
          u->stats.retries[i]);
 }
 
+/* Fallback answers by kind (upstreams with a fallback only). */
+static void u_fallbacks(out_t *o, const cynic__upstream_t *u) {
+  if (!u->cfg->http.has_fallback)
+    return;
+  char un[NAME_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  for (int k = 0; k < CYNIC__FALLBACK_KINDS; k++)
+    emit(o, "cynic_fallbacks_total{upstream=\"%s\",kind=\"%s\"} %" PRIu64 "\n", un,
+         cynic__fallback_kind_name(k), u->fallbacks[k]);
+}
+
+/* The stale cache's size now (upstreams with fallback.stale only). */
+static void stale_gauge(out_t *o, const cynic__upstream_t *u, const char *name, bool bytes) {
+  if (!u->cfg->http.fallback_stale)
+    return;
+  cynic__stale_stats_t s;
+  cynic__stale_stats(u->stale, &s);
+  char un[NAME_BUF];
+  esc(u->cfg->name, un, sizeof un);
+  emit(o, "%s{upstream=\"%s\"} %" PRIu64 "\n", name, un, bytes ? s.bytes : s.entries);
+}
+
+static void u_stale_entries(out_t *o, const cynic__upstream_t *u) {
+  stale_gauge(o, u, "cynic_stale_cache_entries", false);
+}
+
+static void u_stale_bytes(out_t *o, const cynic__upstream_t *u) {
+  stale_gauge(o, u, "cynic_stale_cache_bytes", true);
+}
+
 /* One line per endpoint of u: `name`{upstream, endpoint} and what `get` reads. */
 static void per_endpoint(out_t *o, const cynic__upstream_t *u, const char *name,
                          uint64_t (*get)(const cynic__endpoint_t *e)) {
@@ -695,6 +727,16 @@ static const struct family {
      "HTTP mode: failed attempts retry.on names, by what became of them (retried, or refused "
      "for want of budget, time before the deadline, or a kept body).",
      NULL, u_retries, NULL},
+    {"cynic_fallbacks_total", "counter",
+     "HTTP mode: answers an upstream's fallback gave instead of cynic's error, by kind (stale, "
+     "secondary, static).",
+     NULL, u_fallbacks, NULL},
+    {"cynic_stale_cache_entries", "gauge",
+     "HTTP mode: responses kept in an upstream's stale cache (fallback.stale).", NULL,
+     u_stale_entries, NULL},
+    {"cynic_stale_cache_bytes", "gauge",
+     "HTTP mode: bytes the stale cache's entries hold (at most fallback.stale.max_bytes).", NULL,
+     u_stale_bytes, NULL},
     {"cynic_pool_idle_connections", "gauge",
      "HTTP mode: idle upstream connections kept for reuse, per endpoint.", NULL, u_pool_idle, NULL},
     {"cynic_pool_reused_total", "counter",

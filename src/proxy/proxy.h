@@ -197,6 +197,9 @@ struct cynic__upstream {
   cynic__counters_t counters;
   cynic__upstream_stats_t stats; /* metrics.h: admin listener */
   cynic__health_t *health;       /* health_check's checks (health.c); NULL without */
+  struct cynic__stale_cache *stale; /* fallback.stale's cache (stale_cache.c), made at the
+                                       first response kept; freed with the upstream */
+  uint64_t fallbacks[CYNIC__FALLBACK_KINDS]; /* fallback answers given, by kind */
 };
 
 #define CYNIC__BUFFER_POOL_MAX 64u /* free buffers kept per listener: 4 MB at 64KB */
@@ -654,6 +657,7 @@ typedef struct cynic__conn_report {
   int status;
   int upstream_status; /* the upstream's final status (0: none came) */
   const char *answer;
+  const char *fallback; /* the fallback kind that answered instead ("stale", "static") */
   const char *request_id;
   const uint8_t *tried; /* the endpoints' indices in upstream, in the order tried */
   size_t attempts;      /* how many (more than 1: retries) */

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
+#include "stale_cache.h"
 
 static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_state_t to,
                           cynic_breaker_reason_t reason, uint64_t at_ns) {
@@ -254,6 +255,8 @@ static void upstream_free(cynic__upstream_t *u) {
   u->bulkhead = NULL;
   cynic_budget_free(u->retry_budget);
   u->retry_budget = NULL;
+  cynic__stale_free(u->stale); /* no session uses u any more: no capture is under way */
+  u->stale = NULL;
 }
 
 void cynic__upstream_discard(cynic__upstream_t *u) {
@@ -327,6 +330,7 @@ void cynic__upstreams_free(cynic__proxy_t *p) {
     free(u->endpoints);
     cynic_bulkhead_free(u->bulkhead);
     cynic_budget_free(u->retry_budget);
+    cynic__stale_free(u->stale);
   }
   free(p->upstreams);
   p->upstreams = NULL;

@@ -193,6 +193,14 @@ def test_bench_short_run_prints_every_figure():
     assert 0 < int(c_kb) < 64000 and 0 < int(h_kb) < 64000, rss
     held = [ln for ln in out.splitlines() if ln.startswith("  upstream conns held meanwhile")]
     assert len(held) == 1 and int(held[0].split()[5]) <= 128, held  # at most the pool's max_idle
+    # the fail-fast rows: plain, from the stale cache (a ratio of the plain
+    # one), and proxying with the stale cache keeping responses
+    for label, of in (("fail fast (breaker tripped), 16 conns", "proxied"),
+                      ("fail fast from the stale cache, 16 conns", "fail fast"),
+                      ("proxied, fallback.stale keeping, 16 c.", "proxied")):
+        ln = [x for x in out.splitlines() if x.startswith(label)]
+        assert len(ln) == 1, (label, out)
+        assert re.fullmatch(r"\s+-\s+\d+ req/s\s+-\s+-\s+\d+\.\d\dx of " + of, ln[0][len(label):]), ln
     m = re.search(r"^took (\d+) s$", out, re.M)
     assert m and int(m.group(1)) < 150, out
 

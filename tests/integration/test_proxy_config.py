@@ -194,14 +194,14 @@ def test_broken_config(tmp_path, name, text, expected):
     assert r.stderr.splitlines() == [e.format(f=f) for e in expected]
 
 
-def test_http_mode_is_served_and_fallback_is_noted(tmp_path):
+def test_http_mode_retry_and_fallback_pass_without_notes(tmp_path):
     f = tmp_path / "http.yaml"
     f.write_text(GOOD.replace("    upstream: backend\n", "    upstream: backend\n    mode: http\n"))
     r = check(f)
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"{f}: ok\n1 listener, 1 upstream, 1 endpoint; admin on 127.0.0.1:9901\n"
     assert r.stderr == ""  # http mode is served: nothing to note
-    # retry is applied: nothing to note; fallback is checked ahead of its release
+    # retry and a static fallback are applied: nothing to note
     text = f.read_text()
     at = text.index("  - name: backend\n") + len("  - name: backend\n")
     f.write_text(text[:at] + "    retry: { attempts: 1 }\n" + text[at:])
@@ -209,10 +209,7 @@ def test_http_mode_is_served_and_fallback_is_noted(tmp_path):
     assert r.returncode == 0 and r.stderr == "", r.stderr
     f.write_text(text[:at] + "    fallback: { status: 503 }\n" + text[at:])
     r = check(f)
-    assert r.returncode == 0, r.stderr
-    line = text[:at].count("\n") - 0
-    assert r.stderr == (f"{f}:{line}:5: note: upstream 'backend': 'fallback' is checked but not "
-                        "applied yet (fallbacks are the next release)\n"), r.stderr
+    assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
 def test_missing_file(tmp_path):

@@ -353,3 +353,51 @@ upstreams:
     good.close();
   }
 });
+
+// An upstream with a fallback shows its answers by kind and the stale cache.
+test("an upstream's tile shows its fallback answers and the stale cache", async () => {
+  const be = await httpServer();
+  const cy = startCynic(`admin:
+  listen: 127.0.0.1:0
+log:
+  file: "-"
+listeners:
+  - name: web
+    listen: 127.0.0.1:0
+    mode: http
+    upstream: api
+upstreams:
+  - name: api
+    endpoints: [127.0.0.1:${be.address().port}]
+    fallback:
+      status: 503
+      stale: { max_bytes: 1MB }
+`);
+  let browser;
+  try {
+    const admin = (await cy.waitLog((r) => r.msg === "admin listening")).address;
+    await cy.waitLog((r) => r.msg === "started");
+    const port = Number(cy.records.find((r) => r.msg === "listening" && r.listener === "web").address.split(":").pop());
+    assert.equal(await httpGets(port, 2), 2); // GET / kept in the stale cache
+    const trip = await fetch(`http://${admin}/breakers/api/trip`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ reason: "test" }),
+    });
+    assert.equal(trip.status, 200);
+    assert.equal(await httpGets(port, 3), 3); // answered from the cache: 200
+    browser = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), "cynic-chromium-")), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+    });
+    const page = await browser.newPage();
+    await page.goto(`http://${admin}/`);
+    const row = page.locator('section.tile[data-upstream="api"] .row.fallback');
+    await row.waitFor({ timeout: 10000 });
+    assert.match(await row.textContent(), /fallback stale 3 · static 0/);
+    assert.match(await row.textContent(), /cache 1 · \d+ B \/ 1\.0 MB/);
+  } finally {
+    if (browser) await browser.close();
+    assert.equal(await cy.stop(), 0);
+    be.close();
+  }
+});
