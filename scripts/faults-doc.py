@@ -54,7 +54,8 @@ the breaker is open; *healthy* the healthy upstream's worst call meanwhile;
 
 HTTP mode's rows (500s, HTML instead of JSON, a hang after the headers, a 1 GB
 response, a reset mid-body, ...) follow the TCP table, with a retry row (one endpoint
-of two refusing: every call still 200); fallback rows come with fallbacks.
+of two refusing: every call still 200) and two fallback rows (a hang answered from the
+stale cache, 500s replaced by the static answer).
 
 """
 

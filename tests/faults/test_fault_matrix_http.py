@@ -702,6 +702,84 @@ def test_retry_on_the_other_endpoint():
         rig.close()
 
 
+# ---- fallbacks -------------------------------------------------------------------
+
+STALE = "fallback: { stale: { max_age: 1h } }\n"
+STATIC = ("fallback: { status: 200, content_type: application/json, body: '{\"degraded\": true}', "
+          "headers: { Cache-Control: no-store } }\n")
+
+
+def fallback_row(rig, r, inject, clear, kind, body, bound, timed=False):
+    """The dependency fails while a fallback is configured: `faults` calls
+    each get the fallback's answer (Cynic-Fallback: kind, the expected body)
+    within bound + MARGIN (timed: no sooner than the bound); the breaker still
+    counts each failure and opens after the last; later calls get the same
+    answer at once, without reaching the dependency; after the fault clears a
+    probe closes the breaker and whole answers of the upstream's come back."""
+    name = inject()
+    worst = 0.0
+    for i in range(FAULTS):
+        if i == FAULTS - 1:
+            assert rig.breaker()["state"] == "closed"
+        a = call(rig.app, timeout=bound + 10)
+        assert a.status == 200 and a.headers.get("cynic-fallback") == kind and a.body == body, a
+        assert not timed or a.seconds >= bound - 0.05, a
+        worst = max(worst, a.seconds)
+    assert worst <= bound + MARGIN, f"a caller waited {worst:.3f}s (bound {bound}s)"
+    pu.wait_for(rig.transitions, timeout=5, what="the breaker to open")
+    opened = rig.transitions()[0]
+    assert opened[:3] == ("closed", "open", "fault_threshold"), opened
+    before = rig.backend.requests
+    fast = []
+    for _ in range(5):
+        a = call(rig.app)
+        assert a.status == 200 and a.headers.get("cynic-fallback") == kind, a
+        assert a.headers.get("cynic-answer") == "breaker_open", a.headers
+        fast.append(a.seconds)
+    assert max(fast) < AT_ONCE, f"the fallback took {max(fast):.3f}s with the breaker open"
+    assert rig.backend.requests == before, "a request reached the dependency through an open breaker"
+    clear(name)
+
+    def whole():
+        a = call(rig.app)
+        return a.outcome == "200" and "cynic-fallback" not in a.headers
+    pu.wait_for(lambda: whole() and any(t[1] == "closed" for t in rig.transitions()),
+                timeout=OPEN_FOR + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+    ts = rig.transitions()
+    healthy, rss = rig.finish()
+    record(r, caller_sees=f"200 (Cynic-Fallback: {kind})",
+           breaker="opens after 3 faults, the fallback answers at once, closes after recovery",
+           bound_ms=ms(bound), worst_ms=ms(worst), detect_ms=ms(opened[3] - rig.injected),
+           recover_ms=ms(ts[-1][3] - rig.cleared), fail_fast_us=round(statistics.median(fast) * 1e6),
+           healthy_worst_ms=ms(healthy), rss_delta_kb=rss)
+
+
+def test_fallback_stale_for_a_hanging_dependency():
+    r = row("41-fallback-stale", "reads the request, never answers; a good answer was seen before",
+            "backend (hangs before the head)",
+            "first-byte timeout, then fallback.stale: the last good response instead of a 504; "
+            "breaker")
+    rig = Rig(extra=STALE)  # the warm-up's GETs leave "/" in the stale cache
+    try:
+        fallback_row(rig, r, lambda: rig.backend_mode("hang"), rig.backend_ok, "stale", BODY,
+                     FIRST_BYTE, timed=True)
+    finally:
+        rig.close()
+
+
+def test_fallback_static_for_500s():
+    r = row("42-fallback-static", "500 Internal Server Error", "`http_status` 500, JSON (downstream)",
+            "expect.status, then the static fallback replaces the 500 (the caller never sees it); "
+            "breaker")
+    rig = Rig(extra=STATIC)
+    try:
+        fallback_row(rig, r, lambda: rig.toxic("http_status", status=500, body='{"error": "oops"}',
+                                               content_type="application/json"),
+                     rig.clear, "static", b'{"degraded": true}', NO_TIMER)
+    finally:
+        rig.close()
+
+
 # ---- the document ------------------------------------------------------------
 
 def test_zz_doc_matches_this_run():
