@@ -232,11 +232,12 @@ void cynic__accesslog_write(const cynic__conn_report_t *r) {
     json_object_set_new(o, "request_id",
                         r->request_id != NULL ? json_string(r->request_id) : json_null());
     json_object_set_new(o, "attempts", json_integer((json_int_t)r->attempts));
-    if (r->attempts > 1 && r->upstream != NULL) { /* retried: where each attempt went */
+    const cynic__upstream_t *tu = r->tried_upstream != NULL ? r->tried_upstream : r->upstream;
+    if (r->attempts > 1 && tu != NULL) { /* retried: where each attempt went */
       json_t *tried = json_array();
       for (size_t i = 0; i < r->attempts && tried != NULL; i++)
-        if (r->tried[i] < r->upstream->endpoint_count)
-          json_array_append_new(tried, json_string(r->upstream->endpoints[r->tried[i]].addr->text));
+        if (r->tried[i] < tu->endpoint_count)
+          json_array_append_new(tried, json_string(tu->endpoints[r->tried[i]].addr->text));
       json_object_set_new(o, "tried", tried);
     }
   }

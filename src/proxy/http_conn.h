@@ -55,6 +55,8 @@ typedef enum hs_state {
  * connection holds none of it: no parser, no exchange state. */
 typedef struct cynic__http_xchg {
   struct cynic__http_conn *c;
+  cynic__upstream_t *up; /* the upstream the exchange is with when not the listener's
+                            (fallback.secondary; counted in its `borrowed`); NULL: that one */
   cynic__http_msg_t req, res;
   char *req_store, *res_store; /* head stores, only while a message is parsed */
   size_t req_store_cap, res_store_cap;
@@ -73,6 +75,8 @@ typedef struct cynic__http_xchg {
   bool replay_keep;   /* the body is kept as it goes out (retry.max_body) */
   bool replay_lost;   /* body bytes went out that were not kept: no retry */
   bool backoff_ready; /* backoff initialised (at the first retry) */
+  bool report_later;  /* the exchange ends, but a fallback.secondary may take the request
+                         over: its report waits for the end of that (hu_exchange_end) */
   bool has_outcome;
   bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
   bool pending;  /* counted in p->requests_pending until its report (http_limits.c) */
@@ -151,6 +155,12 @@ static inline uint64_t cynic__hs_now_ms(const cynic__http_conn_t *c) {
   return uv_now(c->client.loop);
 }
 
+/* The upstream the current exchange is with: the listener's, or the
+ * secondary a fallback handed the request to. */
+static inline cynic__upstream_t *cynic__hs_up(const cynic__http_conn_t *c) {
+  return c->x != NULL && c->x->up != NULL ? c->x->up : c->base.upstream;
+}
+
 static inline cynic__http_conn_t *cynic__hs_of_relay(cynic__relay_t *r) {
   return cynic__container_of(r, cynic__http_conn_t, relay);
 }
@@ -224,6 +234,11 @@ void cynic__hu_attempt(cynic__http_conn_t *c);
 void cynic__hu_admitted(cynic__waiter_t *w, int status);
 /* Streams the request body already held in the client ring upstream. */
 void cynic__hu_request_body(cynic__http_conn_t *c);
+/* fallback.secondary: the request goes to `s` instead (fail fast, its
+ * bulkhead, an attempt), the exchange before it over; false (nothing
+ * changed) when it cannot: not re-sendable, `s` unavailable or full, too
+ * little time left. */
+bool cynic__hu_secondary(cynic__http_conn_t *c, cynic__upstream_t *s);
 /* Parses what the upstream sent (held in the down ring). */
 void cynic__hu_response_data(cynic__http_conn_t *c);
 /* The response ended (its last byte parsed, or the upstream's EOF for one

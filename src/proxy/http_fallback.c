@@ -7,8 +7,9 @@
  *
  *   stale      the last good response to the same GET (or HEAD) URL and
  *              Vary values, as stored, with `Age` (stale-if-error, RFC 5861);
- *   secondary  another upstream: checked by the config, not applied yet
- *              (skipped here);
+ *   secondary  another upstream (its own breakers, bulkhead and timeouts,
+ *              within the request's deadline): the request goes there
+ *              (cynic__hu_secondary) and its answer, marked, is the client's;
  *   static     the configured status, headers, content type and body.
  *
  * The first kind that can answer does; none can, and cynic's own answer goes
@@ -217,9 +218,18 @@ bool cynic__hs_fallback(cynic__http_conn_t *c, const char *reason) {
                c->base.listener->proxy->draining || !c->x->req.keep_alive;
   for (size_t i = 0; i < h->fallback_kinds; i++) {
     int kind = h->fallback_order[i];
+    if (kind == CYNIC__FALLBACK_SECONDARY) {
+      /* the request goes to another upstream; its answer is that one's */
+      if (!cynic__hu_secondary(c, cynic__upstream_named(c->base.listener->proxy,
+                                                        h->fallback_secondary)))
+        continue;
+      c->x->fallback = kind_names[kind];
+      u->fallbacks[kind]++;
+      return true;
+    }
     bool answered = kind == CYNIC__FALLBACK_STALE    ? answer_stale(c, reason, close)
                     : kind == CYNIC__FALLBACK_STATIC ? answer_static(c, reason, close)
-                                                     : false; /* secondary: a later release */
+                                                     : false;
     if (answered) {
       c->x->answer = reason;
       c->x->fallback = kind_names[kind];

@@ -211,6 +211,7 @@ void cynic__hs_report(cynic__http_conn_t *c) {
       .fallback = c->x->fallback,
       .request_id = c->x->rid[0] != '\0' ? c->x->rid : NULL,
       .tried = c->x->order,
+      .tried_upstream = cynic__hs_up(c),
       .attempts = c->x->attempts,
   };
   cynic__metrics_conn_done(&r);
@@ -480,7 +481,7 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
   (void)why;
   cynic__hs_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
   if (c->state == HS_QUEUED)
-    cynic__admission_cancel(c->base.upstream, &c->x->waiter);
+    cynic__admission_cancel(cynic__hs_up(c), &c->x->waiter);
   bool in_exchange = c->state == HS_QUEUED || c->state == HS_CONNECTING || c->state == HS_EXCHANGE ||
                      c->state == HS_BACKOFF;
   c->state = HS_CLOSING;
@@ -492,7 +493,7 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
   cynic__hs_report(c); /* a request under way (or answered) gets its line */
   if (c->has_slot) {
     c->has_slot = false;
-    cynic__admission_leave(c->base.upstream);
+    cynic__admission_leave(cynic__hs_up(c));
   }
   if (reset && !c->relay.up.from_reset)
     cynic__sock_linger_zero(&c->client);
@@ -777,7 +778,7 @@ static void relay_first_bytes(cynic__relay_t *r, cynic__relay_dir_t *d) {
   if (d == &r->down && c->x != NULL && c->x->first_byte_us == 0) {
     c->x->first_byte_us = cynic__hs_now_us();
     uint64_t from = c->x->connected_us;
-    cynic__metrics_first_byte(c->base.upstream,
+    cynic__metrics_first_byte(cynic__hs_up(c),
                               c->x->first_byte_us >= from ? c->x->first_byte_us - from : 0);
   }
 }

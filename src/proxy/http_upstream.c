@@ -99,7 +99,7 @@ static bool upstream_quiet(const cynic__http_conn_t *c) {
  * and the attempt are given back, the report made, and the upstream
  * connection pooled or closed. */
 void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
-  cynic__upstream_t *u = c->base.upstream;
+  cynic__upstream_t *u = cynic__hs_up(c);
   if (c->state == HS_QUEUED)
     cynic__admission_cancel(u, &c->x->waiter);
   cynic__attempt_release(&c->x->attempt);
@@ -113,7 +113,9 @@ void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
   }
   if (c->x->res_store != NULL)
     cynic__hs_res_reset(c); /* a failed exchange: its store goes back too */
-  cynic__hs_report(c);
+  if (!c->x->report_later)
+    cynic__hs_report(c);
+  c->x->report_later = false;
   cynic__attempt_end(&c->x->attempt);
   memset(&c->x->attempt, 0, sizeof c->x->attempt);
   if (c->has_slot) {
@@ -170,6 +172,64 @@ bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint
   return true;
 }
 
+/* ---- fallback.secondary ---- */
+
+/* Whether a fallback.secondary could take the request over after this
+ * exchange (the listener's upstream names one, the request is still with
+ * it): then the exchange's report waits. */
+static bool secondary_possible(const cynic__http_conn_t *c) {
+  return c->x->up == NULL && c->base.upstream->cfg->http.has_fallback &&
+         c->base.upstream->cfg->http.fallback_secondary != NULL;
+}
+
+static bool replayable(const cynic__http_xchg_t *x);
+
+bool cynic__hu_secondary(cynic__http_conn_t *c, cynic__upstream_t *s) {
+  cynic__http_xchg_t *x = c->x;
+  uint64_t now = cynic__hs_now_ms(c), dl = x->hx.request_deadline_ms;
+  /* One hop, a request that can be sent whole (none of its body sent yet,
+   * or all of it kept), nothing of the exchange before still held. */
+  bool whole = x->req_done ? replayable(x) : x->body_bytes == 0 && x->replay_len == 0;
+  if (s == NULL || x->up != NULL || s == c->base.upstream || c->state == HS_CLOSING || !whole ||
+      c->uc != NULL || c->has_slot || x->hx.response_started || c->res_head_out > 0)
+    return false;
+  if (dl != 0 && (dl <= now || dl - now < CYNIC__HS_MIN_ATTEMPT_MS))
+    return false;
+  if (!cynic__upstream_available(s))
+    return false; /* every breaker of the secondary is open too */
+  bool queued = false;
+  if (cynic__admission_enter(s, &x->waiter, cynic__hu_admitted, &queued) != 0)
+    return false; /* its bulkhead is full */
+  x->up = s;
+  s->borrowed++;
+  /* the exchange starts over with s's timeouts, within the request's deadline */
+  cynic__hx_start(&x->hx, s->cfg, now);
+  if (dl != 0)
+    cynic__hx_shorten(&x->hx, dl);
+  memset(&x->attempt, 0, sizeof x->attempt);
+  x->status = x->upstream_status = 0;
+  x->answer = NULL;
+  x->decision = NULL;
+  x->has_outcome = false;
+  x->first_byte_us = x->connect_us = x->connected_us = 0;
+  x->attempts = 0;
+  x->tried = 0;
+  x->backoff_ready = x->res_head_done = x->reusable = x->uc_pooled = x->stale_retried = false;
+  x->interims = 0;
+  x->pend = NULL;
+  if (s->retry_budget != NULL)
+    cynic_budget_deposit(s->retry_budget);
+  if (queued) {
+    c->state = HS_QUEUED;
+    cynic__hs_arm(c);
+    return true;
+  }
+  c->state = HS_CONNECTING;
+  c->has_slot = true;
+  cynic__hu_attempt(c);
+  return true;
+}
+
 /* ---- retries (docs/design-http.md, "Retries") ---- */
 
 static bool status_retries(const cynic__config_http_t *h, int status) {
@@ -206,7 +266,7 @@ static bool replayable(const cynic__http_xchg_t *x) {
 /* A failed attempt that retry.on names does not go again: why, counted in
  * /status and /metrics (retries[k]) and logged (summarised). */
 static bool retry_refused(cynic__http_conn_t *c, int k, const char *why) {
-  cynic__upstream_t *u = c->base.upstream;
+  cynic__upstream_t *u = cynic__hs_up(c);
   u->stats.retries[k]++;
   cynic__proxy_event(&u->counters, CYNIC__EV_RETRY_REFUSED, "upstream", u->cfg->name, NULL, why);
   return false;
@@ -221,7 +281,7 @@ static bool retry_refused(cynic__http_conn_t *c, int k, const char *why) {
  * is one; true then. */
 static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
   cynic__http_xchg_t *x = c->x;
-  cynic__upstream_t *u = c->base.upstream;
+  cynic__upstream_t *u = cynic__hs_up(c);
   const cynic__config_http_t *h = &u->cfg->http;
   if (!h->has_retry || x->attempt.endpoint == NULL ||
       (status != 0 ? !status_retries(h, status) : !cause_retries(h, cause)))
@@ -304,8 +364,8 @@ void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
     cynic__hs_outcome(c, (int)ev);
   } else if (cause == CYNIC__HX_LOCAL_ERROR) {
     cynic__hs_outcome(c, CYNIC__EV_LOCAL_ERROR);
-    cynic__proxy_event(&c->base.upstream->counters, CYNIC__EV_LOCAL_ERROR, "upstream",
-                       c->base.upstream->cfg->name, NULL, NULL);
+    cynic__proxy_event(&cynic__hs_up(c)->counters, CYNIC__EV_LOCAL_ERROR, "upstream",
+                       cynic__hs_up(c)->cfg->name, NULL, NULL);
   } else {
     cynic__hs_outcome(c, o.reset ? CYNIC__OUT_RESET : (int)ev);
   }
@@ -320,6 +380,7 @@ void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
     return;
   }
   cynic__hs_answer_note(c, o.status, o.reason); /* for the report exchange_end makes */
+  c->x->report_later = secondary_possible(c);
   cynic__hu_exchange_end(c, false);
   if (c->state == HS_CLOSING || cynic__hs_fallback(c, o.reason))
     return;
@@ -406,8 +467,11 @@ static void response_head(cynic__http_conn_t *c) {
     cynic__hs_capture_begin(c);
   }
   /* The head for the client, rebuilt from the parsed parts. */
-  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
+  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS + 1];
   size_t n = cynic__hs_fields(m, fields);
+  if (c->x->up != NULL) /* a fallback.secondary's answer says so */
+    fields[n++] = (cynic__http_hfield_t){.name = "Cynic-Fallback", .nlen = 14,
+                                         .value = "secondary", .vlen = 9};
   cynic__http_head_t h = {
       .reason = cynic__http_msg_at(m, m->reason),
       .reason_len = m->reason.len,
@@ -420,7 +484,7 @@ static void response_head(cynic__http_conn_t *c) {
                             c->base.listener->proxy->draining);
   if (close)
     c->close_after = true;
-  size_t cap = (size_t)c->base.upstream->cfg->http.max_header_bytes + 256;
+  size_t cap = (size_t)cynic__hs_up(c)->cfg->http.max_header_bytes + 256;
   cynic__http_out_t o = cynic__hs_scratch(cap + CYNIC__HS_COPY_BODY);
   int rc = o.p != NULL ? cynic__http_write_response(&o, &h, close, c->x->req.version_minor)
                        : CYNIC_ENOMEM;
@@ -556,7 +620,7 @@ static void refuse_body(cynic__http_conn_t *c, int status, const char *reason, c
  * past it (or without memory) the request can no longer go again. */
 static void keep_body(cynic__http_conn_t *c, const char *p, size_t n) {
   cynic__http_xchg_t *x = c->x;
-  uint64_t max = c->base.upstream->cfg->http.retry_max_body;
+  uint64_t max = cynic__hs_up(c)->cfg->http.retry_max_body;
   if (x->replay_len + n > max) {
     x->replay_lost = true;
     free(x->replay);
@@ -625,7 +689,7 @@ void cynic__hu_request_body(cynic__http_conn_t *c) {
  * the answer's way back), in `left`. The new count. */
 static size_t deadline_field(cynic__http_conn_t *c, cynic__http_hfield_t *fields, size_t n,
                              char left[32]) {
-  const char *name = c->base.upstream->cfg->http.deadline_header;
+  const char *name = cynic__hs_up(c)->cfg->http.deadline_header;
   size_t nlen = strlen(name), k = 0;
   for (size_t i = 0; i < n; i++)
     if (fields[i].nlen != nlen || strncasecmp(fields[i].name, name, nlen) != 0)
@@ -645,7 +709,7 @@ static size_t deadline_field(cynic__http_conn_t *c, cynic__http_hfield_t *fields
 static void request_out(cynic__http_conn_t *c) {
   cynic__http_msg_t *m = &c->x->req;
   const cynic__config_listener_t *lc = c->base.listener->cfg;
-  const cynic__config_upstream_t *uc = c->base.upstream->cfg;
+  const cynic__config_upstream_t *uc = cynic__hs_up(c)->cfg;
   c->x->connected_us = cynic__hs_now_us();
   cynic__relay_attach(&c->relay, cynic__upconn_stream(c->uc), c->uc->reading);
   c->uc->reading = true;
@@ -721,13 +785,13 @@ static void on_connect(cynic__upconn_t *uc, int status) {
     return;
   }
   uint64_t t = cynic__hs_now_us();
-  cynic__metrics_connected(c->base.upstream, t >= c->x->connect_us ? t - c->x->connect_us : 0);
+  cynic__metrics_connected(cynic__hs_up(c), t >= c->x->connect_us ? t - c->x->connect_us : 0);
   request_out(c);
 }
 
 /* A slot is held: pick an endpoint, then a pooled connection or a new one. */
 void cynic__hu_attempt(cynic__http_conn_t *c) {
-  cynic__upstream_t *u = c->base.upstream;
+  cynic__upstream_t *u = cynic__hs_up(c);
   int rc = cynic__attempt_start_avoid(u, &c->x->attempt, c->x->tried);
   if (rc != 0) {
     cynic__event_t ev = rc == CYNIC_EOPEN ? CYNIC__EV_BREAKER_OPEN : CYNIC__EV_UNRESOLVED;
@@ -735,6 +799,7 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
     cynic__proxy_event(&u->counters, ev, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
     cynic__hs_answer_note(c, 503, cynic__event_key(ev));
+    c->x->report_later = secondary_possible(c);
     cynic__hu_exchange_end(c, false);
     if (c->state != HS_CLOSING && !cynic__hs_fallback(c, cynic__event_key(ev)))
       cynic__hs_answer(c, 503, cynic__event_key(ev), rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1, true);
@@ -812,11 +877,12 @@ void cynic__hu_admitted(cynic__waiter_t *w, int status) {
     return;
   c->state = HS_CONNECTING; /* not queued any more, not yet connecting */
   if (status != 0) {
-    cynic__upstream_t *u = c->base.upstream;
+    cynic__upstream_t *u = cynic__hs_up(c);
     cynic__hs_outcome(c, CYNIC__EV_QUEUE_TIMEOUT);
     cynic__proxy_event(&u->counters, CYNIC__EV_QUEUE_TIMEOUT, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
     cynic__hs_answer_note(c, 503, "queue_timeout");
+    c->x->report_later = secondary_possible(c);
     cynic__hu_exchange_end(c, false);
     if (c->state != HS_CLOSING && !cynic__hs_fallback(c, "queue_timeout"))
       cynic__hs_answer(c, 503, "queue_timeout", 0, true);

@@ -50,12 +50,6 @@ static void print_summary(const cynic__config_t *cfg) {
 static void print_notes(const cynic__config_t *cfg) {
   for (size_t i = 0; i < cfg->upstream_count; i++) {
     const cynic__config_upstream_t *u = &cfg->upstreams[i];
-    if (u->http.fallback_secondary != NULL)
-      fprintf(stderr,
-              "%s:%u:%u: note: upstream '%s': fallback.secondary is checked, applied in a later "
-              "release\n",
-              cfg->path, (unsigned)u->http.fallback_secondary_mark.line,
-              (unsigned)u->http.fallback_secondary_mark.column, u->name);
     if (u->keepalive_old_name.line != 0)
       fprintf(stderr,
               "%s:%u:%u: warning: upstream '%s': 'keepalive' is deprecated; rename it to "

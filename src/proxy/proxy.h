@@ -185,6 +185,8 @@ struct cynic__upstream {
   size_t next; /* round robin: where the next pick starts */
   cynic_bulkhead_t *bulkhead;
   cynic_budget_t *retry_budget; /* http mode's retry.budget; NULL: no retries */
+  uint32_t borrowed; /* exchanges sent here as another upstream's fallback.secondary:
+                        a retired upstream is not reclaimed while any runs */
   uint32_t budget_pct, budget_min; /* the settings it was made with */
   cynic__link_t waiters;  /* cynic__waiter_t.link, oldest first (upstream.c) */
   uv_timer_t queue_timer; /* the oldest waiter's queue timeout (upstream.c) */
@@ -659,7 +661,9 @@ typedef struct cynic__conn_report {
   const char *answer;
   const char *fallback; /* the fallback kind that answered instead ("stale", "static") */
   const char *request_id;
-  const uint8_t *tried; /* the endpoints' indices in upstream, in the order tried */
+  const uint8_t *tried; /* the endpoints' indices, in the order tried, in tried_upstream
+                           (NULL: upstream; another after a fallback.secondary) */
+  const cynic__upstream_t *tried_upstream;
   size_t attempts;      /* how many (more than 1: retries) */
   bool http; /* an HTTP request's report (the fields above apply) */
 } cynic__conn_report_t;

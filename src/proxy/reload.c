@@ -308,7 +308,8 @@ void cynic__reload_sweep(cynic__proxy_t *p) {
       uused[p->listeners[i].upstream - p->upstreams] = true; /* a retired one's, too */
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
-    if (!u->retired || u->cfg == NULL || uused[i] || !cynic__list_empty(&u->waiters))
+    if (!u->retired || u->cfg == NULL || uused[i] || !cynic__list_empty(&u->waiters) ||
+        u->borrowed > 0)
       continue;
     const cynic__config_upstream_t *c = u->cfg;
     char name[CYNIC__CONFIG_MAX_NAME + 1];

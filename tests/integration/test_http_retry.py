@@ -355,3 +355,76 @@ def test_the_config_is_checked():
         assert out[0] != 0 and want in out[1], (text, out)
     assert check(config(["127.0.0.1:1"], retry="retry: { on: [reset, 500, 599], min_per_second: 0 }",
                         breaker=""))[0] == 0
+
+
+def test_secondary_takes_over_while_the_primary_is_open_and_gives_back_after_its_probe():
+    """fallback.secondary: the primary resets every request; once its breaker
+    is open (and before, when its failure is answered) the request goes to
+    the secondary upstream, whose answer carries Cynic-Fallback: secondary;
+    when the primary heals, its half-open probe closes the breaker and the
+    requests go back to it."""
+    mode = {"primary": "bad"}
+    primary = Backend(lambda head, body: RESET if mode["primary"] == "bad" else ok(b"primary"))
+    second = Backend(lambda head, body: ok(b"secondary " + head.split(b" ")[1]))
+    log = access_log()
+    cfg = pu.config(pu.listener("app", "main", f"mode: http\naccess_log: {log}"),
+                    pu.upstream("main", [primary.endpoint],
+                                "breaker: { faults: 2, open_for: 600ms }\n"
+                                "fallback: { secondary: spare, status: 503 }") +
+                    pu.upstream("spare", [second.endpoint]))
+    px = pu.Cynic(cfg)
+    try:
+        with px.connect() as c:
+            c.settimeout(10)
+            rest = b""
+            for i in range(5):
+                c.sendall(get(b"/s%d" % i))
+                status, h, body, rest = read_response(c, rest)
+                assert (status, body) == (200, b"secondary /s%d" % i), (status, h, body)
+                assert h["cynic-fallback"] == "secondary" and "cynic-answer" not in h, h
+        assert len(primary.requests) == 2  # then its breaker opened: no more calls
+        assert len(second.requests) == 5
+        # a POST's body goes along when none of it had gone out: a breaker_open
+        # is decided before the body is read
+        post = b"POST /p HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n\r\nabc"
+        status, h, body, _ = request(px, post)
+        assert (status, body, h.get("cynic-fallback")) == (200, b"secondary /p", "secondary")
+        assert second.requests[-1][2] == b"abc"
+        recs = wait_records(log, 6)
+        assert all(r["fallback"] == "secondary" and r["status"] == 200 for r in recs), recs
+        assert recs[-1]["endpoint"] == second.endpoint, recs[-1]
+        m = metrics(px)
+        assert m.get("cynic_fallbacks_total", upstream="main", kind="secondary") == 6
+        mode["primary"] = "good"
+        time.sleep(0.7)  # open_for: the next request is the primary's probe
+
+        def back():
+            s, h, b, _ = request(px, get(b"/back"))
+            return (s, b) == (200, b"primary") and "cynic-fallback" not in h
+        pu.wait_for(back, timeout=10, what="requests back on the primary")
+        assert status_of(px)["upstreams"][0]["endpoints"][0]["breaker"]["state"] == "closed"
+    finally:
+        px.stop()
+        primary.close(), second.close()
+
+
+def test_without_a_usable_secondary_the_next_kind_answers():
+    """The secondary's breaker is open too: the static answer goes out."""
+    primary = Backend(lambda head, body: RESET)
+    second = Backend(lambda head, body: RESET)
+    cfg = pu.config(pu.listener("app", "main", "mode: http"),
+                    pu.upstream("main", [primary.endpoint],
+                                "breaker: { faults: 1, open_for: 30s }\n"
+                                "fallback: { secondary: spare, status: 299, body: static }") +
+                    pu.upstream("spare", [second.endpoint], "breaker: { faults: 1, open_for: 30s }"))
+    px = pu.Cynic(cfg)
+    try:
+        status, h, body, _ = request(px, get(b"/1"))  # primary resets, then the secondary resets
+        assert status in (502, 299), (status, h)
+        for _ in range(3):
+            status, h, body, _ = request(px, get(b"/2"))
+            assert (status, body, h["cynic-fallback"]) == (299, b"static", "static"), (status, h, body)
+        assert len(second.requests) == 1
+    finally:
+        px.stop()
+        primary.close(), second.close()
