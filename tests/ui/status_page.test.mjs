@@ -285,6 +285,7 @@ listeners:
 upstreams:
   - name: api
     endpoints: [127.0.0.1:${be.address().port}]
+    pool: { idle_timeout: 120s } # the idle connection outlives Chromium's start on a loaded machine
 `);
   let browser;
   try {
