@@ -179,7 +179,7 @@ enum {
 /* The kinds of fallback answer (fallback.order), in their default order. */
 typedef enum cynic__fallback_kind {
   CYNIC__FALLBACK_STALE = 0,     /* the last good response (stale_cache.c) */
-  CYNIC__FALLBACK_SECONDARY = 1, /* another upstream (checked, not applied yet) */
+  CYNIC__FALLBACK_SECONDARY = 1, /* another upstream (cynic__hu_secondary) */
   CYNIC__FALLBACK_STATIC = 2,    /* the configured status, headers and body */
   CYNIC__FALLBACK_KINDS = 3
 } cynic__fallback_kind_t;
@@ -188,8 +188,8 @@ typedef enum cynic__fallback_kind {
 #define CYNIC__CONFIG_MAX_FALLBACK_HEADERS 32 /* headers */
 #define CYNIC__CONFIG_MAX_FALLBACK_HEADER 1024u /* bytes of one name or value */
 
-/* The http-only keys (retry, expect, limits, fallback, pool; config_http.c):
- * parsed and checked now, used once http mode lands. has_* says whether the section was written. */
+/* The http-only keys (retry, expect, limits, fallback, pool; config_http.c),
+ * read per request by http mode. has_* says whether the section was written. */
 typedef struct cynic__config_http {
   bool has_retry;
   uint32_t retry_attempts; /* extra attempts after the first, idempotent only */
@@ -221,8 +221,7 @@ typedef struct cynic__config_http {
   uint64_t stale_max_bytes;       /* every entry's bytes, head and body, at most */
   uint64_t stale_max_entry_bytes; /* one response's body at most */
   uint64_t stale_max_age_ns;      /* an entry older than this is never served */
-  char *fallback_secondary;       /* another upstream's name; NULL: none (checked, not
-                                     applied yet) */
+  char *fallback_secondary;       /* another upstream's name; NULL: none */
   cynic__config_mark_t fallback_secondary_mark;
   uint8_t fallback_order[CYNIC__FALLBACK_KINDS]; /* cynic__fallback_kind_t, tried in order */
   uint8_t fallback_kinds;                        /* how many of fallback_order are used */
