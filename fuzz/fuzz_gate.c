@@ -315,11 +315,17 @@ typedef struct framing {
   bool upgrade;
 } framing_t;
 
-static int on_request_head(llhttp_t *p) {
+static int on_head(llhttp_t *p) {
   framing_t *f = p->data;
-  if (llhttp_get_method(p) == HTTP_HEAD)
-    f->head = true;
-  return 0;
+  if (llhttp_get_type(p) == HTTP_REQUEST) {
+    if (llhttp_get_method(p) == HTTP_HEAD)
+      f->head = true;
+    return 0;
+  }
+  /* RFC 9112 6.3: a 204 or 304 ends at its head whatever its Content-Length
+   * says, as the gate frames it (plain llhttp would read a declared body) */
+  int st = llhttp_get_status_code(p);
+  return st == 204 || st == 304 ? 1 : 0;
 }
 
 /* Whether `b` parses whole as HTTP/1.1 messages of `type` (requests or
@@ -327,7 +333,7 @@ static int on_request_head(llhttp_t *p) {
 static bool parses(const cynic__buf_t *b, llhttp_type_t type, framing_t *f) {
   llhttp_settings_t s;
   llhttp_settings_init(&s);
-  s.on_headers_complete = on_request_head;
+  s.on_headers_complete = on_head;
   llhttp_t p;
   llhttp_init(&p, type, &s);
   p.data = f;
