@@ -822,7 +822,9 @@ static int client_connect(uint16_t port) {
     }
     int err = errno;
     close(fd);
-    if (err != EADDRNOTAVAIL && err != EADDRINUSE && err != EAGAIN) {
+    /* EINTR: libFuzzer's timeout timer (SIGALRM) landed in the blocking
+     * connect; a new socket tries again */
+    if (err != EADDRNOTAVAIL && err != EADDRINUSE && err != EAGAIN && err != EINTR) {
       fprintf(stderr, "fuzz_http_proxy: cannot connect to the proxy: %s\n", strerror(err));
       abort();
     }
