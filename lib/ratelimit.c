@@ -14,7 +14,6 @@
  * relinking touches three entries and cannot be made lock-free cheaply, and
  * the section is a few dozen instructions.
  */
-#define _DEFAULT_SOURCE /* getrandom */
 #include "cynic/ratelimit.h"
 
 #include "cynic/hash.h"
@@ -24,7 +23,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define TICKS_PER_NS 16
 /* Elapsed ns are clamped here so ticks stay below 2^63 and tat + tau
@@ -202,10 +200,6 @@ void cynic_tokens_stats(const cynic_tokens_t *t, cynic_tokens_stats_t *out) {
   out->limited = atomic_load_explicit(&m->limited, memory_order_relaxed);
 }
 
-/* SipHash-1-3 and SplitMix64 live in lib/hash.c (cynic/hash.h). */
-#define siphash13 cynic_siphash13
-#define splitmix64 cynic_splitmix64
-
 /* ---- the keyed table ------------------------------------------------------ */
 
 typedef struct entry {
@@ -243,21 +237,10 @@ void cynic_ratetable_config_default(cynic_ratetable_config_t *cfg) {
   cfg->capacity = 10000;
 }
 
-static void random_seed(cynic_ratetable_t *t) {
-  uint64_t k[2];
-  if (getrandom(k, sizeof(k), GRND_NONBLOCK) != (ssize_t)sizeof(k)) {
-    /* No entropy yet (early boot): weaker, but never a fixed key. */
-    k[0] = splitmix64(cynic_clock_monotonic(NULL) ^ (uint64_t)(uintptr_t)t);
-    k[1] = splitmix64(k[0] ^ (uint64_t)(uintptr_t)&k);
-  }
-  t->k0 = k[0];
-  t->k1 = k[1];
-}
-
 /* The digest key, derived from the first so a seed still fixes the layout. */
 static void derive_digest_key(cynic_ratetable_t *t) {
-  t->k2 = splitmix64(t->k0 ^ UINT64_C(0x6c6f6e67206b6579)); /* "long key" */
-  t->k3 = splitmix64(t->k1 ^ t->k2);
+  t->k2 = cynic_splitmix64(t->k0 ^ UINT64_C(0x6c6f6e67206b6579)); /* "long key" */
+  t->k3 = cynic_splitmix64(t->k1 ^ t->k2);
 }
 
 int cynic_ratetable_new(const cynic_ratetable_config_t *cfg,
@@ -291,10 +274,13 @@ int cynic_ratetable_new(const cynic_ratetable_config_t *cfg,
   t->capacity = cfg->capacity;
   t->lru_head = t->lru_tail = NIL;
   if (cfg->seed != 0) {
-    t->k0 = splitmix64(cfg->seed);
-    t->k1 = splitmix64(t->k0);
+    t->k0 = cynic_splitmix64(cfg->seed);
+    t->k1 = cynic_splitmix64(t->k0);
   } else {
-    random_seed(t);
+    uint64_t k[2];
+    cynic_hash_key(k, (uint64_t)(uintptr_t)t); /* never a fixed key, even without entropy */
+    t->k0 = k[0];
+    t->k1 = k[1];
   }
   derive_digest_key(t);
   *out = t;
@@ -391,13 +377,13 @@ int cynic_ratetable_take(cynic_ratetable_t *t, const void *key, size_t keylen,
                          uint32_t n, uint64_t *wait_ns) {
   if (t == NULL || key == NULL || keylen == 0)
     return CYNIC_EINVAL;
-  uint64_t hash = siphash13(t->k0, t->k1, key, keylen);
+  uint64_t hash = cynic_siphash13(t->k0, t->k1, key, keylen);
   /* A key longer than KEY_MAX is stored as a 128-bit keyed digest: the chain
    * hash and a second SipHash under an independent key. Outside the lock. */
   uint8_t stored[CYNIC_RATETABLE_KEY_MAX];
   bool digest = keylen > CYNIC_RATETABLE_KEY_MAX;
   if (digest) {
-    uint64_t hi = siphash13(t->k2, t->k3, key, keylen);
+    uint64_t hi = cynic_siphash13(t->k2, t->k3, key, keylen);
     for (int b = 0; b < 8; b++) {
       stored[b] = (uint8_t)(hash >> (8 * b));
       stored[8 + b] = (uint8_t)(hi >> (8 * b));
