@@ -39,14 +39,12 @@ static bool tchar(unsigned char c) {
          (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-/* A header name (a token, at most 64 bytes) at m's `key` into *out (the
- * old value freed) when given and valid. */
-static void get_header_name(cynic__schema_t *rd, const node_t *m, const char *key,
-                            const char *example, char **out) {
+const node_t *cynic__config_get_header_name(cynic__schema_t *rd, const node_t *m, const char *key,
+                                            const char *example, char **out) {
   char *name = NULL;
-  const node_t *v = cynic__schema_get_string(rd, m, key, 64, &name);
+  const node_t *v = cynic__schema_get_string(rd, m, key, CYNIC__CONFIG_MAX_HEADER_NAME, &name);
   if (v == NULL || name == NULL)
-    return;
+    return NULL;
   bool ok = name[0] != '\0';
   for (const char *p = name; *p; p++)
     ok = ok && tchar((unsigned char)*p);
@@ -57,10 +55,11 @@ static void get_header_name(cynic__schema_t *rd, const node_t *m, const char *ke
                            "!#$%%&'*+-.^_`|~ only), e.g. %s",
                            key, cynic__config_show(sv, name, strlen(name)), example);
     free(name);
-    return;
+    return NULL;
   }
   free(*out);
   *out = name;
+  return v;
 }
 
 void cynic__config_load_listener_http(cynic__schema_t *rd, const node_t *m,
@@ -86,7 +85,7 @@ void cynic__config_load_listener_http(cynic__schema_t *rd, const node_t *m,
   int fwd = (int)l->forwarded;
   cynic__schema_get_enum(rd, m, "forwarded", forwarded_names, &fwd);
   l->forwarded = (cynic__config_forwarded_t)fwd;
-  get_header_name(rd, m, "request_id_header", "X-Request-Id", &l->request_id_header);
+  cynic__config_get_header_name(rd, m, "request_id_header", "X-Request-Id", &l->request_id_header);
 }
 
 /* retry.on: a list of condition names and 5xx statuses. */
@@ -497,9 +496,10 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
     else
       cynic__schema_get_size(rd, r, "max_body", 1, 16 * MIB, "0 (bodiless only) or 1B..16MB",
                              &h->retry_max_body);
-    get_header_name(rd, r, "idempotent_header", "Idempotency-Key", &h->retry_idempotent_header);
+    cynic__config_get_header_name(rd, r, "idempotent_header", "Idempotency-Key",
+                                  &h->retry_idempotent_header);
   }
-  get_header_name(rd, m, "deadline_header", "X-Deadline-Ms", &h->deadline_header);
+  cynic__config_get_header_name(rd, m, "deadline_header", "X-Deadline-Ms", &h->deadline_header);
   const node_t *e = cynic__schema_section(rd, m, "expect", expect_keys);
   if (e != NULL) {
     h->has_expect = true;

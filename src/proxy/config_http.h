@@ -17,6 +17,19 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const cynic__yaml_nod
 void cynic__config_load_listener_http(cynic__schema_t *rd, const cynic__yaml_node_t *m,
                                       cynic__config_listener_t *l);
 
+/* The longest header name the config takes (request_id_header,
+ * deadline_header, retry.idempotent_header, rate_limit.key_header). */
+#define CYNIC__CONFIG_MAX_HEADER_NAME 64u
+
+/* A header name (an RFC 9110 token, 1..CYNIC__CONFIG_MAX_HEADER_NAME bytes)
+ * at m's `key` into *out (the old value freed) when given and valid; else an
+ * error at its position with `example` as the fix. The key's node when the
+ * name was stored, NULL when absent or refused. */
+const cynic__yaml_node_t *cynic__config_get_header_name(cynic__schema_t *rd,
+                                                        const cynic__yaml_node_t *m,
+                                                        const char *key, const char *example,
+                                                        char **out);
+
 /* `content_type` of mapping m (a media type, type/subtype, up to 255 bytes)
  * into *out; errors reported at its position. Shared by expect, fallback and
  * health_check.expect. */

@@ -12,17 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_http.h"
 #include "config_value.h"
 
 typedef cynic__yaml_node_t node_t;
 
 static const char *const limits_keys[] = {"max_pending_requests", NULL};
-
-/* An RFC 9110 token character (header names). */
-static bool tchar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
 
 void cynic__config_load_rate_keys(cynic__schema_t *rd, const node_t *rl,
                                   cynic__config_listener_t *l) {
@@ -31,35 +26,19 @@ void cynic__config_load_rate_keys(cynic__schema_t *rd, const node_t *rl,
     return;
   cynic__schema_get_u32(rd, rl, "max_clients", 1, CYNIC__RATE_MAX_CLIENTS_MAX,
                         &l->rate_max_clients);
-  char *name = NULL;
   const node_t *kh =
-      cynic__schema_get_string(rd, rl, "key_header", CYNIC__RATE_KEY_HEADER_MAX, &name);
-  if (kh == NULL || name == NULL)
-    return;
-  bool ok = name[0] != '\0';
-  for (const char *p = name; *p; p++)
-    ok = ok && tchar((unsigned char)*p);
-  char sv[64];
-  if (!ok) {
-    cynic__schema_error_at(rd, kh,
-                           "key_header: '%s' is not a header name (letters, digits and "
-                           "!#$%%&'*+-.^_`|~ only), e.g. X-Forwarded-For",
-                           cynic__config_show(sv, name, strlen(name)));
-    free(name);
-    return;
-  }
-  if (l->mode != CYNIC__MODE_HTTP) {
+      cynic__config_get_header_name(rd, rl, "key_header", "X-Forwarded-For", &l->rate_key_header);
+  if (kh != NULL && l->mode != CYNIC__MODE_HTTP) {
     /* A tcp listener reads no header: the key would silently be the address. */
+    char sv[64];
     cynic__schema_error_at(rd, kh,
                            "key_header: '%s' needs mode: http (a tcp listener reads no headers "
                            "and limits new connections per client address); remove it or set "
                            "mode: http",
-                           cynic__config_show(sv, name, strlen(name)));
-    free(name);
-    return;
+                           cynic__config_show(sv, l->rate_key_header, strlen(l->rate_key_header)));
+    free(l->rate_key_header);
+    l->rate_key_header = NULL;
   }
-  free(l->rate_key_header);
-  l->rate_key_header = name;
 }
 
 void cynic__config_load_limits(cynic__schema_t *rd, const node_t *m, cynic__config_limits_t *out) {

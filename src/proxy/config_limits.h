@@ -14,8 +14,6 @@
 #define CYNIC__RATE_MAX_CLIENTS_DEFAULT 65536u
 /* ... and its largest (about 68 bytes a client: 68 MB). */
 #define CYNIC__RATE_MAX_CLIENTS_MAX 1000000u
-/* The longest header name key_header takes (as request_id_header). */
-#define CYNIC__RATE_KEY_HEADER_MAX 64u
 /* The top-level limits.max_pending_requests bound. */
 #define CYNIC__MAX_PENDING_REQUESTS_MAX 1000000u
 

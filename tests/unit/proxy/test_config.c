@@ -338,6 +338,16 @@ static void test_http_keys_refused(void **state) {
       {"    limits: { max_request_size: 1KB }\n", "",
        "t.yaml:5:15: unknown key 'max_request_size' in limits; valid keys: max_request_head, "
        "max_request_body"},
+      {"", "    deadline_header: 'X:D'\n",
+       "t.yaml:8:22: deadline_header: 'X:D' is not a header name (letters, digits and "
+       "!#$%&'*+-.^_`|~ only), e.g. X-Deadline-Ms"},
+      {"", "    retry: { idempotent_header: '' }\n",
+       "t.yaml:8:33: idempotent_header: must be 1..64 bytes long, got 0"},
+      {"    rate_limit: { per_client: 10/s, key_header: 'X Client' }\n    mode: http\n", "",
+       "t.yaml:5:49: key_header: 'X Client' is not a header name (letters, digits and "
+       "!#$%&'*+-.^_`|~ only), e.g. X-Forwarded-For"},
+      {"    rate_limit: { per_client: 10/s, key_header: X-Client }\n", "",
+       "t.yaml:5:49: key_header: 'X-Client' needs mode: http"},
       {"", "    pool: { max_idle: 10001 }\n", "t.yaml:8:23: max_idle: 10001 is out of range; use 0..10000"},
       {"", "    pool: { idle_timeout: 0s }\n", "t.yaml:8:27: idle_timeout: 0s is out of range; use 1ms..1h"},
   };
