@@ -60,29 +60,6 @@ static void get_host(cynic__schema_t *rd, const node_t *m, cynic__config_health_
   }
 }
 
-/* "200-299" or "200". */
-static void get_status(cynic__schema_t *rd, const node_t *e, cynic__config_health_t *h) {
-  const node_t *v = cynic__schema_get(e, "status");
-  const char *s = v != NULL ? cynic__schema_scalar(rd, v, "status") : NULL;
-  if (s == NULL)
-    return;
-  uint64_t a, b;
-  bool o1, o2 = false;
-  size_t n1 = cynic__config_digits(s, &a, &o1), n2 = 0;
-  b = a;
-  if (n1 > 0 && s[n1] == '-')
-    n2 = cynic__config_digits(s + n1 + 1, &b, &o2);
-  bool ok = n1 == 3 && (s[n1] == '\0' || (n2 == 3 && s[n1 + 1 + n2] == '\0'));
-  if (!ok || o1 || o2 || a < 100 || b > 599 || a > b) {
-    char sv[64];
-    cynic__schema_error_at(rd, v, "status: '%s' is not a status range; write e.g. 200-299 or 200",
-                           cynic__config_show(sv, s, v->len));
-    return;
-  }
-  h->expect_status_min = (uint16_t)a;
-  h->expect_status_max = (uint16_t)b;
-}
-
 void cynic__config_load_upstream_health(cynic__schema_t *rd, const node_t *m,
                                         cynic__config_health_t *h) {
   h->enabled = false;
@@ -124,7 +101,7 @@ void cynic__config_load_upstream_health(cynic__schema_t *rd, const node_t *m,
                            "response; add path: /healthz or remove expect");
     return;
   }
-  get_status(rd, e, h);
+  cynic__config_get_status_range(rd, e, "200-299", &h->expect_status_min, &h->expect_status_max);
   cynic__config_get_content_type(rd, e, &h->expect_content_type);
   cynic__schema_get_string(rd, e, "body", CYNIC__HEALTH_MAX_BODY, &h->expect_body);
 }

@@ -176,6 +176,29 @@ void cynic__config_get_content_type(cynic__schema_t *rd, const node_t *m, char *
   }
 }
 
+void cynic__config_get_status_range(cynic__schema_t *rd, const node_t *m, const char *example,
+                                    uint16_t *min, uint16_t *max) {
+  const node_t *v = cynic__schema_get(m, "status");
+  const char *s = v != NULL ? cynic__schema_scalar(rd, v, "status") : NULL;
+  if (s == NULL)
+    return;
+  uint64_t a, b;
+  bool o1, o2 = false;
+  size_t n1 = cynic__config_digits(s, &a, &o1), n2 = 0;
+  b = a;
+  if (n1 > 0 && s[n1] == '-')
+    n2 = cynic__config_digits(s + n1 + 1, &b, &o2);
+  bool ok = n1 == 3 && (s[n1] == '\0' || (n2 == 3 && s[n1 + 1 + n2] == '\0'));
+  if (!ok || o1 || o2 || a < 100 || b > 599 || a > b) {
+    char sv[64];
+    cynic__schema_error_at(rd, v, "status: '%s' is not a status range; write e.g. %s or 200",
+                           cynic__config_show(sv, s, v->len), example);
+    return;
+  }
+  *min = (uint16_t)a;
+  *max = (uint16_t)b;
+}
+
 /* A header name cynic must not take from the config: framing and
  * connection management are cynic's own (a wrong Content-Length would
  * desynchronise the client), and its markers are its own. */
@@ -505,26 +528,8 @@ void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
     h->has_expect = true;
     h->expect_status_min = 200;
     h->expect_status_max = 499;
-    const node_t *sv_node = cynic__schema_get(e, "status");
-    const char *s = sv_node ? cynic__schema_scalar(rd, sv_node, "status") : NULL;
-    if (s != NULL) {
-      uint64_t a, b;
-      bool o1, o2 = false;
-      size_t n1 = cynic__config_digits(s, &a, &o1), n2 = 0;
-      b = a;
-      if (n1 > 0 && s[n1] == '-')
-        n2 = cynic__config_digits(s + n1 + 1, &b, &o2);
-      bool ok = n1 == 3 && (s[n1] == '\0' || (n2 == 3 && s[n1 + 1 + n2] == '\0'));
-      if (!ok || o1 || o2 || a < 100 || b > 599 || a > b) {
-        char sv[64];
-        cynic__schema_error_at(rd, sv_node,
-                               "status: '%s' is not a status range; write e.g. 200-499 or 200",
-                               cynic__config_show(sv, s, sv_node->len));
-      } else {
-        h->expect_status_min = (uint16_t)a;
-        h->expect_status_max = (uint16_t)b;
-      }
-    }
+    cynic__config_get_status_range(rd, e, "200-499", &h->expect_status_min,
+                                   &h->expect_status_max);
     cynic__config_get_content_type(rd, e, &h->expect_content_type);
   }
   const node_t *lim = cynic__schema_section(rd, m, "limits", limits_keys);

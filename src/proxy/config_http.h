@@ -34,6 +34,11 @@ const cynic__yaml_node_t *cynic__config_get_header_name(cynic__schema_t *rd,
  * into *out; errors reported at its position. Shared by expect, fallback and
  * health_check.expect. */
 void cynic__config_get_content_type(cynic__schema_t *rd, const cynic__yaml_node_t *m, char **out);
+/* `status` of mapping m, a range "200-299" or one status "200" (100..599,
+ * min <= max), into *min and *max; errors reported at its position with
+ * `example` as the fix. Shared by expect and health_check.expect. */
+void cynic__config_get_status_range(cynic__schema_t *rd, const cynic__yaml_node_t *m,
+                                    const char *example, uint16_t *min, uint16_t *max);
 /* Cross-checks of every upstream's fallback.secondary once all are loaded:
  * another upstream's name, not its own, and one without a secondary of its
  * own (one hop only). */
