@@ -29,9 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cynic/backoff.h"
+#include "http_exchange.h"
 #include "http_msg.h"
 #include "log.h"
 
@@ -232,17 +232,6 @@ static int on_body(cynic__http_msg_t *m, const char *at, size_t n) {
   return 0;
 }
 
-/* The media type of a Content-Type value (up to ';', trimmed) equals `want`
- * (case-insensitive). */
-static bool same_media_type(const char *v, size_t n, const char *want) {
-  const char *semi = memchr(v, ';', n);
-  if (semi != NULL)
-    n = (size_t)(semi - v);
-  while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-    n--;
-  return n == strlen(want) && strncasecmp(v, want, n) == 0;
-}
-
 /* The head is complete: status and content type. */
 static void judge_head(check_t *c) {
   const cynic__config_health_t *cfg = c->h->cfg;
@@ -259,7 +248,7 @@ static void judge_head(check_t *c) {
       finish(c, false, "no Content-Type; expected %s", cfg->expect_content_type);
       return;
     }
-    if (!same_media_type(v, n, cfg->expect_content_type)) {
+    if (!cynic__hx_media_type_is(v, n, cfg->expect_content_type)) {
       finish(c, false, "content type %.*s; expected %s", (int)(n > 64 ? 64 : n), v,
              cfg->expect_content_type);
       return;

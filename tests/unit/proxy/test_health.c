@@ -2,11 +2,11 @@
  * socket: the verdicts (unhealthy_after failures in a row hold the breaker
  * open with reason health_check, healthy_after passes close it, an operator's
  * forced state is never changed), the expect.body match across reads, the
- * media type comparison, and the carry of a check's status by endpoint
- * address. health.c is included to reach its statics (the daemon library's
- * copy is then never linked in); the upstream is made by
- * cynic__upstream_init from a parsed config on a loop that never runs a
- * check, its breakers on a fake clock. */
+ * media type comparison (http_exchange.c's, which the check uses), and the
+ * carry of a check's status by endpoint address. health.c is included to
+ * reach its statics (the daemon library's copy is then never linked in); the
+ * upstream is made by cynic__upstream_init from a parsed config on a loop
+ * that never runs a check, its breakers on a fake clock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -184,10 +184,10 @@ static void test_media_types(void **state) {
   static const char *const v[] = {"application/json", "application/json; charset=utf-8",
                                   "Application/JSON", "application/json \t"};
   for (size_t i = 0; i < 4; i++)
-    assert_true(same_media_type(v[i], strlen(v[i]), "application/json"));
-  assert_false(same_media_type("application/jsonx", 17, "application/json"));
-  assert_false(same_media_type("text/html", 9, "application/json"));
-  assert_false(same_media_type("application/jso", 15, "application/json"));
+    assert_true(cynic__hx_media_type_is(v[i], strlen(v[i]), "application/json"));
+  assert_false(cynic__hx_media_type_is("application/jsonx", 17, "application/json"));
+  assert_false(cynic__hx_media_type_is("text/html", 9, "application/json"));
+  assert_false(cynic__hx_media_type_is("application/jso", 15, "application/json"));
 }
 
 static void test_status_carries_by_address(void **state) {
