@@ -355,6 +355,23 @@ static void on_connect(uv_connect_t *req, int status) {
     finish(c, false, "write: %s", uv_strerror(rc));
 }
 
+/* The check is under way: its state afresh and, for an HTTP check, the
+ * response parser ready for the answer. */
+static void begin(check_t *c) {
+  c->in_flight = true;
+  c->read = 0;
+  c->head_ok = c->body_found = false;
+  c->tail_len = 0;
+  if (c->request != NULL) {
+    cynic__http_msg_limits_t lim = {CYNIC__HEALTH_MAX_HEAD, CYNIC__HTTP_MSG_MAX_FIELDS, 0};
+    cynic__http_msg_init(&c->msg, CYNIC__HTTP_RESPONSE, &lim);
+    c->msg.on_body = on_body;
+    c->msg.data = c;
+    cynic__http_msg_begin(&c->msg, c->store, c->store_size);
+    cynic__http_msg_expect(&c->msg, HTTP_GET);
+  }
+}
+
 static void start(check_t *c) {
   cynic__health_t *h = c->h;
   cynic__proxy_t *p = h->proxy;
@@ -370,18 +387,7 @@ static void start(check_t *c) {
     schedule(c);
     return;
   }
-  c->in_flight = true;
-  c->read = 0;
-  c->head_ok = c->body_found = false;
-  c->tail_len = 0;
-  if (c->request != NULL) {
-    cynic__http_msg_limits_t lim = {CYNIC__HEALTH_MAX_HEAD, CYNIC__HTTP_MSG_MAX_FIELDS, 0};
-    cynic__http_msg_init(&c->msg, CYNIC__HTTP_RESPONSE, &lim);
-    c->msg.on_body = on_body;
-    c->msg.data = c;
-    cynic__http_msg_begin(&c->msg, c->store, c->store_size);
-    cynic__http_msg_expect(&c->msg, HTTP_GET);
-  }
+  begin(c);
   int rc = uv_tcp_init(p->loop, &c->tcp);
   if (rc != 0) {
     finish(c, false, "no local resources: %s", uv_strerror(rc));

@@ -2,11 +2,12 @@
  * socket: the verdicts (unhealthy_after failures in a row hold the breaker
  * open with reason health_check, healthy_after passes close it, an operator's
  * forced state is never changed), the expect.body match across reads, the
- * media type comparison (http_exchange.c's, which the check uses), and the
- * carry of a check's status by endpoint address. health.c is included to
- * reach its statics (the daemon library's copy is then never linked in); the
- * upstream is made by cynic__upstream_init from a parsed config on a loop
- * that never runs a check, its breakers on a fake clock. */
+ * media type comparison (http_exchange.c's, which the check uses), the carry
+ * of a check's status by endpoint address, and the bounds of a check's read
+ * (response and head bytes, fed as on_read gets them). health.c is included
+ * to reach its statics (the daemon library's copy is then never linked in);
+ * the upstream is made by cynic__upstream_init from a parsed config on a
+ * loop that never runs a check, its breakers on a fake clock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -209,6 +210,83 @@ static void test_status_carries_by_address(void **state) {
   health_free(n);
 }
 
+/* The running check c reads `data` as the socket would hand it over, in
+ * reads of 3000 bytes (so one read straddles each bound), until it has a
+ * verdict or the data ends. */
+static void respond(check_t *c, const char *data, size_t len) {
+  c->tcp.data = c;
+  for (size_t off = 0; c->in_flight && off < len;) {
+    size_t n = len - off < 3000 ? len - off : 3000;
+    memcpy(c->buf, data + off, n);
+    uv_buf_t b = uv_buf_init(c->buf, (unsigned)n);
+    on_read((uv_stream_t *)&c->tcp, (ssize_t)n, &b);
+    off += n;
+  }
+}
+
+/* A 200 whose body never ends (Content-Length far beyond) and holds the
+ * expected text "ok" (quotes included) ending at response byte `end`. */
+static char *endless_response(size_t end, size_t *len) {
+  static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n";
+  *len = end + 4096;
+  char *r = malloc(*len);
+  assert_non_null(r);
+  memset(r, 'a', *len);
+  memcpy(r, head, sizeof head - 1);
+  memcpy(r + end - 4, "\"ok\"", 4);
+  return r;
+}
+
+/* Bounds of a check's read: CYNIC__HEALTH_MAX_RESPONSE bytes of response
+ * (head included) at most, the text found in its very last byte passing and
+ * one byte further failing; a head over CYNIC__HEALTH_MAX_HEAD refused by the
+ * parser. The loop never runs: p->stopping keeps finish from arming the
+ * next check. */
+static void test_a_check_reads_a_bounded_response(void **state) {
+  world_t *w = *state;
+  w->p.stopping = true;
+  check_t *c = &w->h->checks[0];
+  size_t len;
+  char *r = endless_response(CYNIC__HEALTH_MAX_RESPONSE, &len);
+  begin(c);
+  respond(c, r, len);
+  free(r);
+  assert_false(c->in_flight);
+  assert_int_equal(c->st.checks, 1);
+  assert_int_equal(c->st.failures, 0);
+  assert_int_equal(c->read, CYNIC__HEALTH_MAX_RESPONSE);
+
+  r = endless_response(CYNIC__HEALTH_MAX_RESPONSE + 1, &len);
+  begin(c);
+  respond(c, r, len);
+  free(r);
+  assert_false(c->in_flight);
+  assert_int_equal(c->st.checks, 2);
+  assert_int_equal(c->st.failures, 1);
+  assert_string_equal(c->st.last_failure, "no verdict in the first 65536 bytes of the response");
+  assert_int_equal(c->read, CYNIC__HEALTH_MAX_RESPONSE);
+
+  /* a head just under its bound is read; one over it is a bad response */
+  size_t big = CYNIC__HEALTH_MAX_HEAD - 200;
+  char *head = malloc(CYNIC__HEALTH_MAX_HEAD + 256);
+  assert_non_null(head);
+  for (int over = 0; over <= 1; over++) {
+    size_t vlen = big + (size_t)over * 400;
+    int n = snprintf(head, 64, "HTTP/1.1 200 OK\r\nX-Big: ");
+    memset(head + n, 'b', vlen);
+    n += (int)vlen;
+    n += snprintf(head + n, 64, "\r\nContent-Length: 4\r\n\r\n\"ok\"");
+    begin(c);
+    respond(c, head, (size_t)n);
+    assert_false(c->in_flight);
+    assert_int_equal(c->st.checks, 3 + (uint64_t)over);
+    assert_int_equal(c->st.failures, 1 + (uint64_t)over);
+    if (over)
+      assert_string_equal(c->st.last_failure, "bad response: head too large");
+  }
+  free(head);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_verdicts_hold_and_release_the_breaker, setup, teardown),
@@ -216,6 +294,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_body_text_is_found_across_reads, setup, teardown),
       cmocka_unit_test(test_media_types),
       cmocka_unit_test_setup_teardown(test_status_carries_by_address, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_check_reads_a_bounded_response, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
