@@ -417,20 +417,18 @@ static void on_timer(uv_timer_t *t) {
 
 /* "GET <path> HTTP/1.1" with Host (the configured one or the endpoint as
  * written), closing the connection after. */
+#define REQUEST_FORMAT                                                                             \
+  "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cynic-health-check\r\nAccept: */*\r\n"               \
+  "Connection: close\r\n\r\n"
+
 static char *request_new(const cynic__config_health_t *cfg, const cynic__endpoint_t *e,
                          size_t *len) {
   const char *host = cfg->host != NULL ? cfg->host : e->addr->text;
-  int n = snprintf(NULL, 0,
-                   "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cynic-health-check\r\n"
-                   "Accept: */*\r\nConnection: close\r\n\r\n",
-                   cfg->path, host);
+  int n = snprintf(NULL, 0, REQUEST_FORMAT, cfg->path, host);
   char *r = n > 0 ? malloc((size_t)n + 1) : NULL;
   if (r == NULL)
     return NULL;
-  snprintf(r, (size_t)n + 1,
-           "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cynic-health-check\r\n"
-           "Accept: */*\r\nConnection: close\r\n\r\n",
-           cfg->path, host);
+  snprintf(r, (size_t)n + 1, REQUEST_FORMAT, cfg->path, host);
   *len = (size_t)n;
   return r;
 }
