@@ -2,11 +2,13 @@
  * tests/unit/test_breaker_props.c: randomised property test of the breaker.
  *
  * A fixed-seed stream of random operations (acquire, record, release, clock moves,
- * manual trip/force/reset) drives one breaker on a fake clock, and after every step
- * the breaker is checked against a small model:
+ * manual trip/force/reset, a health check's hold_open/end_hold) drives one
+ * breaker on a fake clock, and after every step the breaker is checked against a
+ * small model:
  *  - admission matches the state: closed and forced-closed admit, forced-open never
- *    does, open admits only at or after since + open interval, half-open only while
- *    fewer than half_open_probes probes of the current period are out;
+ *    does, open admits only at or after since + open interval (held open: never,
+ *    retry after UINT64_MAX), half-open only while fewer than half_open_probes
+ *    probes of the current period are out;
  *  - the breaker's probes in flight equal the model's count, never above the limit;
  *  - every transition is a legal edge with its right reason, continues from the
  *    previous one, and time never goes back;
@@ -40,6 +42,8 @@ typedef struct model {
   int nout;
   uint64_t successes, failures, slow, abandoned, rejected;
   uint64_t seen[5]; /* transitions into each state, to show the walk covers them all */
+  bool held;        /* OPEN held by cynic_breaker_hold_open (any transition ends it) */
+  uint64_t holds;   /* hold_open calls that held it, to show the walk covers them */
 } model_t;
 
 static model_t m;
@@ -93,8 +97,10 @@ static void on_transition(void *arg, cynic_breaker_state_t from, cynic_breaker_s
   if (reason == CYNIC_BREAKER_REASON_PROBE_FAILED || reason <= CYNIC_BREAKER_REASON_SLOW_RATE)
     m.consecutive++;
   else if (reason == CYNIC_BREAKER_REASON_PROBES_SUCCEEDED ||
-           reason == CYNIC_BREAKER_REASON_MANUAL_RESET)
+           reason == CYNIC_BREAKER_REASON_MANUAL_RESET ||
+           (reason == CYNIC_BREAKER_REASON_HEALTH_CHECK && to == CYNIC_BREAKER_CLOSED))
     m.consecutive = 0;
+  m.held = false;
   m.state = to;
   m.last_at = at;
   m.gen++;
@@ -130,7 +136,10 @@ static void snap(const cynic_breaker_t *b, const cynic_breaker_config_t *cfg,
   } else {
     assert_int_equal(probes, 0);
   }
-  if (m.state == CYNIC_BREAKER_OPEN)
+  assert_int_equal(s->held, m.held);
+  if (m.held)
+    assert_int_equal(s->next_probe_ns, UINT64_MAX);
+  else if (m.state == CYNIC_BREAKER_OPEN)
     assert_int_equal(s->next_probe_ns, s->since_ns + s->open_interval_ns > s->now_ns
                                            ? s->since_ns + s->open_interval_ns - s->now_ns
                                            : 0);
@@ -153,7 +162,10 @@ static void step_acquire(cynic_breaker_t *b, const cynic_breaker_config_t *cfg) 
     assert_int_equal(ra, UINT64_MAX);
     break;
   case CYNIC_BREAKER_OPEN:
-    if (s.now_ns < s.since_ns + s.open_interval_ns) { /* never before open_until */
+    if (m.held) { /* no probe until the hold ends */
+      assert_int_equal(rc, CYNIC_EOPEN);
+      assert_int_equal(ra, UINT64_MAX);
+    } else if (s.now_ns < s.since_ns + s.open_interval_ns) { /* never before open_until */
       assert_int_equal(rc, CYNIC_EOPEN);
       assert_int_equal(ra, s.since_ns + s.open_interval_ns - s.now_ns);
     } else {
@@ -220,6 +232,34 @@ static void step_finish(cynic_breaker_t *b, const cynic_breaker_config_t *cfg) {
   }
 }
 
+/* A health check's verdicts: hold open (never over an operator's forced
+ * state), or end a hold (only a held breaker, straight to closed). */
+static void step_hold(cynic_breaker_t *b, const cynic_breaker_config_t *cfg) {
+  bool forced = m.state == CYNIC_BREAKER_FORCED_OPEN || m.state == CYNIC_BREAKER_FORCED_CLOSED;
+  int rc = cynic_breaker_hold_open(b);
+  assert_int_equal(rc, forced ? CYNIC_ESTATE : 0);
+  if (!forced) {
+    assert_int_equal(m.state, CYNIC_BREAKER_OPEN);
+    m.held = true;
+    m.holds++;
+  }
+  cynic_breaker_snapshot_t s;
+  snap(b, cfg, &s);
+}
+
+static void step_end_hold(cynic_breaker_t *b, const cynic_breaker_config_t *cfg) {
+  bool was_held = m.held;
+  assert_int_equal(cynic_breaker_end_hold(b), was_held ? 0 : CYNIC_ESTATE);
+  if (was_held) {
+    assert_int_equal(m.state, CYNIC_BREAKER_CLOSED);
+    assert_false(m.held);
+  }
+  cynic_breaker_snapshot_t s;
+  snap(b, cfg, &s);
+  if (was_held)
+    assert_int_equal(s.open_interval_ns, cfg->open_ns); /* back to its start */
+}
+
 static void run(cynic_breaker_config_t *cfg, uint64_t seed) {
   memset(&m, 0, sizeof(m));
   m.gen = 1;
@@ -245,8 +285,12 @@ static void run(cynic_breaker_config_t *cfg, uint64_t seed) {
       assert_int_equal(cynic_breaker_trip(b), 0);
     } else if (r < 998) {
       assert_int_equal(cynic_breaker_force_closed(b), 0);
-    } else {
+    } else if (r < 999) {
       assert_int_equal(cynic_breaker_reset(b), 0);
+    } else if (below(2) == 0) {
+      step_hold(b, cfg);
+    } else {
+      step_end_hold(b, cfg);
     }
   }
   cynic_breaker_snapshot_t s;
@@ -255,6 +299,7 @@ static void run(cynic_breaker_config_t *cfg, uint64_t seed) {
   for (int st = 0; st < 5; st++)
     assert_true(m.seen[st] > 0);
   assert_true(m.seen[CYNIC_BREAKER_HALF_OPEN] > 100);
+  assert_true(m.holds > 10);
   cynic_breaker_free(b);
 }
 
