@@ -50,7 +50,8 @@ static void limits_of(const cynic__config_http_t *h, cynic__stale_limits_t *lim)
 }
 
 /* The request as the stale cache sees it (fields: room for
- * CYNIC__HTTP_MSG_MAX_FIELDS). False without a Host (HTTP/1.0). */
+ * CYNIC__HTTP_MSG_MAX_FIELDS; no Host, as HTTP/1.0 may send, is the empty
+ * one). False before its head is whole. */
 static bool stale_req(const cynic__http_conn_t *c, cynic__http_hfield_t *fields,
                       cynic__stale_req_t *r) {
   const cynic__http_msg_t *m = &c->x->req;
@@ -65,6 +66,24 @@ static bool stale_req(const cynic__http_conn_t *c, cynic__http_hfield_t *fields,
   r->nfields = cynic__hs_fields(m, fields);
   r->fields = fields;
   return true;
+}
+
+/* The stale cache's entry for the GET or HEAD request in c->x that may be
+ * served at `now`: looked up (a hit or a miss counted, a hit made the most
+ * recent), or with `peek` only looked at. NULL: none, or no cache. */
+static const cynic__stale_entry_t *stale_entry(cynic__http_conn_t *c, bool peek, uint64_t now) {
+  cynic__upstream_t *u = c->base.upstream;
+  const cynic__http_msg_t *m = &c->x->req;
+  if (u->stale == NULL || (m->method != HTTP_GET && m->method != HTTP_HEAD))
+    return NULL;
+  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
+  cynic__stale_req_t r;
+  if (!stale_req(c, fields, &r))
+    return NULL;
+  cynic__stale_limits_t lim;
+  limits_of(&u->cfg->http, &lim);
+  return peek ? cynic__stale_peek(u->stale, &r, &lim, now)
+              : cynic__stale_lookup(u->stale, &r, &lim, now);
 }
 
 /* ---- writing the answer ---------------------------------------------------------- */
@@ -170,17 +189,10 @@ static bool answer_static(cynic__http_conn_t *c, const char *reason, bool close)
 
 /* The stale answer: the stored response for the same URL, when there is one. */
 static bool answer_stale(cynic__http_conn_t *c, const char *reason, bool close) {
-  cynic__upstream_t *u = c->base.upstream;
   const cynic__http_msg_t *m = &c->x->req;
-  if (u->stale == NULL || (m->method != HTTP_GET && m->method != HTTP_HEAD))
-    return false;
-  cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
-  cynic__stale_req_t r;
-  cynic__stale_limits_t lim;
-  limits_of(&u->cfg->http, &lim);
   uint64_t now = cynic__hs_now_ms(c);
-  const cynic__stale_entry_t *e;
-  if (!stale_req(c, fields, &r) || (e = cynic__stale_lookup(u->stale, &r, &lim, now)) == NULL)
+  const cynic__stale_entry_t *e = stale_entry(c, false, now);
+  if (e == NULL)
     return false;
   size_t reason_len, head_len, blen;
   const char *why = cynic__stale_reason(e, &reason_len);
@@ -247,23 +259,14 @@ static int pick(cynic__http_conn_t *c, int *status) {
   const cynic__config_http_t *h = &u->cfg->http;
   if (!h->has_fallback || c->x == NULL || !c->x->head_seen)
     return -1;
-  const cynic__http_msg_t *m = &c->x->req;
   for (size_t i = 0; i < h->fallback_kinds; i++) {
     int kind = h->fallback_order[i];
     if (kind == CYNIC__FALLBACK_STATIC) {
       *status = h->fallback_status;
       return kind;
     }
-    if (kind != CYNIC__FALLBACK_STALE || u->stale == NULL ||
-        (m->method != HTTP_GET && m->method != HTTP_HEAD))
-      continue;
-    cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
-    cynic__stale_req_t r;
-    cynic__stale_limits_t lim;
-    limits_of(h, &lim);
     const cynic__stale_entry_t *e;
-    if (stale_req(c, fields, &r) &&
-        (e = cynic__stale_peek(u->stale, &r, &lim, cynic__hs_now_ms(c))) != NULL) {
+    if (kind == CYNIC__FALLBACK_STALE && (e = stale_entry(c, true, cynic__hs_now_ms(c))) != NULL) {
       *status = cynic__stale_status(e);
       return kind;
     }
