@@ -307,11 +307,13 @@ void cynic__hs_capture_begin(cynic__http_conn_t *c) {
   cynic__upstream_t *u = c->base.upstream;
   const cynic__config_http_t *h = &u->cfg->http;
   if (!h->fallback_stale) {
-    cynic__stale_stats_t s;
-    cynic__stale_stats(u->stale, &s);
-    if (u->stale != NULL && s.pending_bytes == 0) { /* a reload turned it off */
-      cynic__stale_free(u->stale);
-      u->stale = NULL;
+    if (u->stale != NULL) { /* a reload turned it off: freed once no capture holds it */
+      cynic__stale_stats_t s;
+      cynic__stale_stats(u->stale, &s);
+      if (s.pending_bytes == 0) {
+        cynic__stale_free(u->stale);
+        u->stale = NULL;
+      }
     }
     return;
   }
