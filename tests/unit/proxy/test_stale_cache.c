@@ -145,6 +145,10 @@ static void test_what_is_never_stored(void **state) {
       {200, F("Cache-Control", "public, max-age=60"), F("X-B", "1"), 10, NULL},
       {200, F("Vary", "*"), F("X-B", "1"), 10, "Vary"},
       {200, F("Vary", "accept, *"), F("X-B", "1"), 10, "Vary"},
+      /* at most MAX_VARY (16) names: a response varying on more is not kept */
+      {200, F("Vary", "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p"), F("X-B", "1"), 10, NULL},
+      {200, F("Vary", "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q"), F("X-B", "1"), 10, "Vary"},
+      {200, F("Vary", "a, ,b,,c,d,e,f,g,h,i,j,k,l,m,n,o,p"), F("X-B", "1"), 10, NULL},
       {200, F("X-A", "1"), F("Authorization", "Bearer x"), 10, "Authorization"},
       {200, F("Cache-Control", "public"), F("Authorization", "Bearer x"), 10, NULL},
       {200, F("X-A", "1"), F("Cache-Control", "no-store"), 10, "request no-store"},
