@@ -72,7 +72,7 @@ typedef struct cynic__config_addr {
 
 typedef enum cynic__config_mode {
   CYNIC__MODE_TCP,
-  CYNIC__MODE_HTTP /* accepted and checked; served once http mode lands */
+  CYNIC__MODE_HTTP /* HTTP/1.1, request by request (http_session.c) */
 } cynic__config_mode_t;
 
 typedef enum cynic__config_balance {

@@ -107,7 +107,7 @@ static const cynic__config_field_t http_fields[] = {
 #undef H
 
 /* health.c keeps a copy of these and restarts the checks when one differs
- * after a reload (cynic__health_reload), so each is "read" by it. */
+ * after a reload (cynic__health_sync), so each is "read" by it. */
 #define K(m, k) FIELD(cynic__config_health_t, m, k, READ)
 static const cynic__config_field_t health_fields[] = {
     K(enabled, VALUE),           K(path, STR),
@@ -140,7 +140,7 @@ static const cynic__config_field_t upstream_fields[] = {
     U(queue_timeout_ns, VALUE, READ),
     U(breaker, BREAKER, REBUILD),
     U(required, VALUE, READ),
-    U(http, HTTP, READ), /* http mode's, read per request once it lands */
+    U(http, HTTP, READ), /* read per request by http mode */
     U(health, HEALTH, READ), /* health.c compares its own copy at each reload */
     U(mark, VALUE, NONE),
 };

@@ -46,7 +46,7 @@ static void print_summary(const cynic__config_t *cfg) {
          cfg->admin.listen.text);
 }
 
-/* Things that are valid but not done yet: say so, so nobody is surprised. */
+/* Valid but deprecated names: say so, so nobody is surprised when they go. */
 static void print_notes(const cynic__config_t *cfg) {
   for (size_t i = 0; i < cfg->upstream_count; i++) {
     const cynic__config_upstream_t *u = &cfg->upstreams[i];
