@@ -515,6 +515,62 @@ typedef struct duration_case {
   uint64_t ns;
 } duration_case_t;
 
+/* The static answer's bounds, each at its limit and one past it: headers
+ * (CYNIC__CONFIG_MAX_FALLBACK_HEADERS of them), one header's name and value
+ * (CYNIC__CONFIG_MAX_FALLBACK_HEADER bytes), the body (CYNIC__CONFIG_MAX_BODY). */
+static void test_fallback_bounds(void **state) {
+  (void)state;
+  size_t cap = 4 * CYNIC__CONFIG_MAX_BODY;
+  char *text = malloc(cap), *big = malloc(CYNIC__CONFIG_MAX_BODY + 2);
+  assert_non_null(text);
+  assert_non_null(big);
+  for (int over = 0; over <= 1; over++) {
+    /* headers: { X-0: v, X-1: v, ... } */
+    int n = snprintf(text, cap, "%s    fallback:\n      status: 503\n      headers: {", minimal);
+    for (int i = 0; i < CYNIC__CONFIG_MAX_FALLBACK_HEADERS + over; i++)
+      n += snprintf(text + n, cap - (size_t)n, "%sX-%d: v", i > 0 ? ", " : " ", i);
+    snprintf(text + n, cap - (size_t)n, " }\n");
+    if (over) {
+      assert_string_equal(parse_bad(text), "t.yaml:10:16: headers: 33 headers; the limit is 32");
+    } else {
+      cynic__config_t *cfg = parse_ok(text);
+      assert_int_equal(strlen(cfg->upstreams[0].http.fallback_headers), 10 * 8 + 22 * 9);
+      cynic__config_free(cfg);
+    }
+    /* one header whose name, then value, is at the limit or one byte past it
+     * (a long name as an explicit key: YAML's implicit ones stop at 1024) */
+    memset(big, 'n', CYNIC__CONFIG_MAX_FALLBACK_HEADER + 1);
+    big[CYNIC__CONFIG_MAX_FALLBACK_HEADER + (size_t)over] = '\0';
+    snprintf(text, cap,
+             "%s    fallback:\n      status: 503\n      headers:\n        ? %s\n        : v\n",
+             minimal, big);
+    if (over)
+      assert_memory_equal(parse_bad(text), "t.yaml:11:11: headers: 'nnn", 27);
+    else
+      cynic__config_free(parse_ok(text));
+    snprintf(text, cap, "%s    fallback: { status: 503, headers: { X-A: %s } }\n", minimal, big);
+    if (over)
+      assert_string_equal(parse_bad(text), "t.yaml:8:46: headers: the value of 'X-A' must be at "
+                                           "most 1024 bytes without control characters (CR, LF) "
+                                           "or spaces at either end");
+    else
+      cynic__config_free(parse_ok(text));
+    /* the body */
+    memset(big, 'b', CYNIC__CONFIG_MAX_BODY + 1);
+    big[CYNIC__CONFIG_MAX_BODY + (size_t)over] = '\0';
+    snprintf(text, cap, "%s    fallback: { status: 503, body: %s }\n", minimal, big);
+    if (over) {
+      assert_string_equal(parse_bad(text), "t.yaml:8:36: body: 65537 bytes; the limit is 65536");
+    } else {
+      cynic__config_t *cfg = parse_ok(text);
+      assert_int_equal(cfg->upstreams[0].http.fallback_body_len, CYNIC__CONFIG_MAX_BODY);
+      cynic__config_free(cfg);
+    }
+  }
+  free(big);
+  free(text);
+}
+
 static void test_parse_duration(void **state) {
   (void)state;
   static const duration_case_t cases[] = {
@@ -1274,6 +1330,7 @@ int main(void) {
       cmocka_unit_test(test_retry_and_fallback_defaults),
       cmocka_unit_test(test_fallback_kinds_and_their_defaults),
       cmocka_unit_test(test_http_keys_refused),
+      cmocka_unit_test(test_fallback_bounds),
       cmocka_unit_test(test_parse_duration),
       cmocka_unit_test(test_parse_size),
       cmocka_unit_test(test_parse_percent),
