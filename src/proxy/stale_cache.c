@@ -150,11 +150,14 @@ static size_t key_size(const cynic__stale_req_t *req) {
   return req->host_len + 1 + req->target_len;
 }
 
+/* n bytes of `in` at out, ASCII letters lowercased (no locale). */
+static void lower_copy(char *out, const char *in, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    out[i] = in[i] >= 'A' && in[i] <= 'Z' ? (char)(in[i] - 'A' + 'a') : in[i];
+}
+
 static void key_write(char *out, const cynic__stale_req_t *req) {
-  for (size_t i = 0; i < req->host_len; i++) {
-    char ch = req->host[i];
-    out[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
-  }
+  lower_copy(out, req->host, req->host_len);
   out[req->host_len] = '\n';
   memcpy(out + req->host_len + 1, req->target, req->target_len);
 }
@@ -204,8 +207,7 @@ static size_t vary_block(const cynic__stale_req_t *req, const cynic__stale_res_t
       if (++names > MAX_VARY)
         return SIZE_MAX;
       if (out != NULL) {
-        for (size_t k = 0; k < elen; k++)
-          out[len + k] = e[k] >= 'A' && e[k] <= 'Z' ? (char)(e[k] - 'A' + 'a') : e[k];
+        lower_copy(out + len, e, elen);
         out[len + elen] = '\0';
       }
       len += elen + 1;
