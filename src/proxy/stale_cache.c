@@ -380,8 +380,10 @@ static bool expired(const cynic__stale_entry_t *e, const cynic__stale_limits_t *
 
 /* ---- storing ------------------------------------------------------------------------ */
 
-const char *cynic__stale_refusal(const cynic__stale_req_t *req, const cynic__stale_res_t *res,
-                                 const cynic__stale_limits_t *lim) {
+/* cynic__stale_refusal, and when it is NULL what the capture needs next:
+ * the response's Cache-Control in *cc and its Vary block's length. */
+static const char *refusal(const cynic__stale_req_t *req, const cynic__stale_res_t *res,
+                           const cynic__stale_limits_t *lim, cc_t *cc, size_t *vary_len) {
   static const int ok_status[] = {200, 203, 204, 300, 301, 404, 410};
   bool status_ok = false;
   for (size_t i = 0; i < sizeof ok_status / sizeof ok_status[0]; i++)
@@ -390,13 +392,12 @@ const char *cynic__stale_refusal(const cynic__stale_req_t *req, const cynic__sta
     return "status";
   if (find(res->fields, res->nfields, "set-cookie") != NULL)
     return "Set-Cookie";
-  cc_t cc;
-  read_cc(res->fields, res->nfields, &cc);
-  if (cc.forbids != NULL)
-    return cc.forbids;
-  if (vary_block(req, res, NULL) == SIZE_MAX)
+  read_cc(res->fields, res->nfields, cc);
+  if (cc->forbids != NULL)
+    return cc->forbids;
+  if ((*vary_len = vary_block(req, res, NULL)) == SIZE_MAX)
     return "Vary";
-  if (find(req->fields, req->nfields, "authorization") != NULL && !cc.is_public)
+  if (find(req->fields, req->nfields, "authorization") != NULL && !cc->is_public)
     return "Authorization";
   cc_t rcc;
   read_cc(req->fields, req->nfields, &rcc);
@@ -407,10 +408,19 @@ const char *cynic__stale_refusal(const cynic__stale_req_t *req, const cynic__sta
   return NULL;
 }
 
+const char *cynic__stale_refusal(const cynic__stale_req_t *req, const cynic__stale_res_t *res,
+                                 const cynic__stale_limits_t *lim) {
+  cc_t cc;
+  size_t vary_len;
+  return refusal(req, res, lim, &cc, &vary_len);
+}
+
 cynic__stale_entry_t *cynic__stale_capture(cynic__stale_cache_t *c, const cynic__stale_req_t *req,
                                            const cynic__stale_res_t *res,
                                            const cynic__stale_limits_t *lim, uint64_t now_ms) {
-  if (c == NULL || cynic__stale_refusal(req, res, lim) != NULL)
+  cc_t cc;
+  size_t vary_len;
+  if (c == NULL || refusal(req, res, lim, &cc, &vary_len) != NULL)
     return NULL;
   const cynic__stale_entry_t *kept = entry_for(c, req);
   if (kept != NULL && now_ms >= kept->stored_ms &&
@@ -424,7 +434,7 @@ cynic__stale_entry_t *cynic__stale_capture(cynic__stale_cache_t *c, const cynic_
   for (size_t i = 0; i < res->nfields; i++)
     if (kept_field(&res->fields[i], &opts))
       head_len += res->fields[i].nlen + res->fields[i].vlen + 4;
-  size_t key_len = key_size(req), vary_len = vary_block(req, res, NULL);
+  size_t key_len = key_size(req);
   size_t meta = key_len + vary_len + res->reason_len + head_len;
   size_t body_cap = res->content_length >= 0 ? (size_t)res->content_length : BODY_START;
   if (body_cap > lim->max_entry_bytes)
@@ -470,8 +480,6 @@ cynic__stale_entry_t *cynic__stale_capture(cynic__stale_cache_t *c, const cynic_
     memcpy(p, "\r\n", 2);
     p += 2;
   }
-  cc_t cc;
-  read_cc(res->fields, res->nfields, &cc);
   if (cc.has_sie) {
     uint64_t s = cc.sie_s + (cc.has_max_age ? cc.max_age_s : 0);
     e->limit_ms = s * 1000;
