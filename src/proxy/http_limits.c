@@ -22,6 +22,7 @@
  */
 #include "http_limits.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -120,10 +121,11 @@ bool cynic__hl_admit(cynic__http_conn_t *c) {
   cynic__proxy_t *p = l->proxy;
   uint64_t wait_ns = 0;
   if (l->rate != NULL && take_token(c, &wait_ns) != 0) {
-    char who[CYNIC_ADDR_STR_MAX];
+    char who[CYNIC_ADDR_STR_MAX] = "?";
     struct sockaddr_storage ss;
     cynic__client_sockaddr(c->base.ip, c->base.port, &ss);
-    cynic__addr_format((struct sockaddr *)&ss, who, sizeof who);
+    if (cynic__addr_format((struct sockaddr *)&ss, who, sizeof who) != 0)
+      snprintf(who, sizeof who, "?"); /* never an unformatted buffer in the log */
     answer(c, CYNIC__EV_REQUEST_RATE_LIMITED, 429, "rate_limited", cynic__hl_retry_after_s(wait_ns),
            who);
     return false;
