@@ -865,8 +865,10 @@ int cynic_breaker_hold_open(cynic_breaker_t *b) {
     rc = CYNIC_ESTATE; /* an operator's decision wins */
   } else if (!b->held) {
     uint64_t now = now_locked(b);
-    /* open_until is written before the word (transition_locked's store), so a
-     * lock-free acquire that sees OPEN of this generation sees "never" */
+    /* "never" lands just after the word is published with the usual interval:
+     * a lock-free acquire in between is refused with that interval, and one
+     * that finds it over goes to acquire_locked, which waits for mu and reads
+     * "never" (no probe slips through) */
     transition_locked(b, CYNIC_BREAKER_OPEN, CYNIC_BREAKER_REASON_HEALTH_CHECK, now, 0);
     atomic_store_explicit(&b->open_until, UINT64_MAX, memory_order_relaxed);
     b->held = true;
