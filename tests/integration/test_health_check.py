@@ -351,7 +351,9 @@ def test_status_and_metrics_show_the_counts():
         fails = m.get("cynic_health_checks_total", result="fail", **lab)
         assert fails >= h["failures"] and passes >= 2 and passes + fails >= h["checks"]
         assert m.get("cynic_endpoint_healthy", **lab) == 1
-        assert 0 < m.get("cynic_health_check_duration_seconds", **lab) < 0.15
+        # the last check's duration: at most its 150 ms timeout, plus however
+        # late a loaded machine runs the loop's timer
+        assert 0 < m.get("cynic_health_check_duration_seconds", **lab) < 1.0
         assert m.get("cynic_events_total", event="health_check_failed", **lab) == fails
         a.health = response(b"500 Internal Server Error")
         pu.wait_for(lambda: adm.metrics().get("cynic_endpoint_healthy", **lab) == 0, timeout=5,
