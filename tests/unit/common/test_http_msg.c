@@ -400,8 +400,9 @@ static void iterator(void **state) {
   assert_int_equal(used, 0);
 }
 
-/* Bounds: max_head (431), max_fields (431), max_target (414), a small store
- * (431), and a response over a bound is 502. */
+/* Bounds: max_head (431; the trailers' too), max_fields (431; the trailers'
+ * too), max_target (414), a small store (431), and a response over a bound
+ * is 502. */
 static void limits(void **state) {
   (void)state;
   struct {
@@ -455,6 +456,13 @@ static void limits(void **state) {
        "3\r\n\r\n",
        431,
        "too many trailer fields"},
+      {Q, /* the trailer section's bytes have max_head as their bound too */
+       {.max_head = 64, .max_fields = 10},
+       256,
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: "
+       "0123456789012345678901234567890123456789012345678901234567890123\r\n\r\n",
+       431,
+       "trailers too large"},
   };
   for (size_t i = 0; i < sizeof(lc) / sizeof(lc[0]); i++) {
     for (int mode = 0; mode < 2; mode++) {
