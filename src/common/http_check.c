@@ -5,8 +5,9 @@
 
 #include "http_msg.h"
 
-/* tchar (RFC 9110 5.6.2) by table: every header name byte of every head
- * is looked up here. */
+/* tchar (RFC 9110 5.6.2) by table: the Connection options of every head
+ * (http_head.c) and chunk extensions are looked up here (header names are
+ * llhttp's: its strict mode refuses a non-token before a callback sees it). */
 #define TC_ALNUM(c)                                                                                \
   (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define TC_MARK(c)                                                                                 \

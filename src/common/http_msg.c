@@ -57,8 +57,9 @@ static int put(cynic__http_msg_t *m, cynic__http_span_t *s, const char *at, size
 
 /*
  * The offset of the first byte below 0x20 or equal to 0x7f in p[0..n), or n.
- * Every head byte goes through this (the raw check), so it looks at eight
- * bytes at a time. In each byte's high bit, `low` marks a
+ * Every head byte goes through this (the raw check), so it looks at sixteen
+ * bytes at a time with SSE2, then eight by the word's bits, then one at a
+ * time for the last few. In each byte's high bit, `low` marks a
  * byte below 0x20 and `del` a 0x7f; a borrow runs only upwards from a marked
  * byte, so the lowest marked byte is the first real one: on a little-endian
  * machine its offset is the count of trailing zero bits over eight.
