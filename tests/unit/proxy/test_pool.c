@@ -255,7 +255,7 @@ static void test_pool_checks_only_when_asked(void **state) {
   close(sa); /* the upstream closes both; the loop has not run */
   close(sb);
   usleep(20000);
-  assert_ptr_equal(cynic__pool_take(&f.e, 20, true), b); /* given back this millisecond */
+  assert_ptr_equal(cynic__pool_take(&f.e, 20, true), b);  /* given back this millisecond */
   assert_ptr_equal(cynic__pool_take(&f.e, 30, false), a); /* not asked */
   assert_int_equal(f.e.pool_discarded, 0);
   assert_int_equal(f.e.pool_reused, 2);
