@@ -591,9 +591,9 @@ static void rules(void **state) {
   assert_false(cynic__http_is_token("", 0));
 }
 
-/* The byte checks look at eight head bytes at a time: every byte value at
- * every position of a long value, name and trailer value (so at every
- * offset within a word, and across the feed's splits) is judged as the
+/* The raw check looks at sixteen (SSE2) or eight head bytes at a time: every
+ * byte value at every position of a long value, name and trailer value (so
+ * at every offset within a block, and across the feed's splits) is judged as the
  * byte-by-byte rules say: a value takes HTAB, SP, VCHAR and obs-text; a name
  * takes tchars only (RFC 9110 5.6.2, spelt out here apart from the code). */
 static bool oracle_tchar(unsigned c) {
