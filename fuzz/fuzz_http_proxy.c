@@ -42,11 +42,11 @@
  *
  * Oracles, besides ASan/UBSan and the leak check:
  *  - what the client received parses with llhttp (strict) as a prefix of
- *    a stream of HTTP/1.1 responses (answers to HEAD, 204 and 304 without a
- *    body; a body after a refused HEAD is tolerated when the connection
- *    closes after it, since cynic cannot know the method of a head it could
- *    not parse), at most one final response per request the client sent
- *    plus one (a refusal), none with Transfer-Encoding to an HTTP/1.0
+ *    a stream of HTTP/1.1 responses (1xx, 204, 304 and answers to HEAD
+ *    without a body; a body after a refused HEAD is tolerated when the
+ *    connection closes after it, since cynic cannot know the method of a
+ *    head it could not parse), at most one final response per request the
+ *    client sent plus one (a refusal), none with Transfer-Encoding to an HTTP/1.0
  *    request; a stream that ended with a clean close (not a reset) is
  *    complete;
  *  - what each upstream connection received parses with llhttp as a prefix
@@ -688,7 +688,7 @@ static int res_head(llhttp_t *p) {
   if (p->http_major != 1 || p->http_minor != 1)
     a->bad_version = 1 + p->http_major * 10 + p->http_minor;
   if (p->status_code >= 100 && p->status_code < 200)
-    return 0;
+    return 1; /* interim: ends at its head whatever Content-Length says (RFC 9112 6.3) */
   size_t i = a->finals++;
   /* RFC 9112 6.1: no Transfer-Encoding in a response to HTTP/1.0; cynic
    * forwards the body decoded instead (docs/design-http.md) */
