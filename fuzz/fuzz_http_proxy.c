@@ -74,11 +74,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proxy.h"
-
-#include "config.h"
-#include "json.h"
-#include "log.h"
+#include "fuzz_proxy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -525,15 +521,7 @@ static void teardown(void) {
   cynic__proxy_stop(&proxy);
   for (int i = 0; i < 64 && uv_run(&loop, UV_RUN_NOWAIT) != 0; i++)
     up_accept(NULL);
-  if (uv_loop_alive(&loop)) {
-    uv_print_all_handles(&loop, stderr);
-    die("handles left open after the proxy stopped");
-  }
-  cynic__proxy_free(&proxy);
-  if (uv_loop_close(&loop) != 0) {
-    uv_print_all_handles(&loop, stderr);
-    die("the loop does not close");
-  }
+  fuzz_proxy_close("fuzz_http_proxy", &loop, &proxy);
 }
 
 /* Idle upstream connections in every endpoint's pool. */
@@ -611,18 +599,7 @@ static void setup(void) {
           up_port, up_port, refuse_port);
   if (fclose(f) != 0)
     die("cannot write the config");
-  static cynic__config_errors_t errs;
-  if (cynic__config_load(path, &config, &errs) != 0) {
-    for (size_t k = 0; k < errs.count; k++) {
-      char line[512];
-      cynic__config_error_format(&errs, k, line, sizeof line);
-      fprintf(stderr, "%s\n", line);
-    }
-    die("the fixture config does not load");
-  }
-  cynic__json_init();
-  if (cynic__log_open("/dev/null", CYNIC_LOG_DEBUG) != 0)
-    die("cannot open /dev/null for the log");
+  config = fuzz_proxy_config("fuzz_http_proxy", path);
 }
 
 /* ---- the oracles ------------------------------------------------------------------------ */
