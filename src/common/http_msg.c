@@ -65,7 +65,6 @@ static int put(cynic__http_msg_t *m, cynic__http_span_t *s, const char *at, size
  * machine its offset is the count of trailing zero bits over eight.
  */
 static inline size_t plain_run(const char *p, size_t n) {
-  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
   size_t i = 0;
 #if defined(__SSE2__)
   /* Sixteen at a time where the build has SSE2 (every x86-64): a byte is
@@ -82,6 +81,7 @@ static inline size_t plain_run(const char *p, size_t n) {
   }
 #endif
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
   for (; i + 8 <= n; i += 8) {
     uint64_t w;
     memcpy(&w, p + i, sizeof w);
