@@ -43,9 +43,8 @@
 #include "buf.h"
 #include "config.h"
 #include "fuzz_answers.h"
+#include "fuzz_proxy.h"
 #include "httpd.h"
-#include "json.h"
-#include "log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -118,18 +117,7 @@ static void setup(void) {
   atexit(remove_files);
   snprintf(path, sizeof path, "%s/cynic.yaml", dir);
   write_file(path, config_text);
-  static cynic__config_errors_t errs;
-  if (cynic__config_load(path, &config, &errs) != 0) {
-    for (size_t k = 0; k < errs.count; k++) {
-      char line[512];
-      cynic__config_error_format(&errs, k, line, sizeof line);
-      fprintf(stderr, "%s\n", line);
-    }
-    die("the fixture config does not load");
-  }
-  cynic__json_init();
-  if (cynic__log_open("/dev/null", CYNIC_LOG_DEBUG) != 0)
-    die("cannot open /dev/null for the log");
+  config = fuzz_proxy_config("fuzz_admin_api", path);
 }
 
 /* GET `what` on the admin (with the token when there is one): its status,
@@ -181,15 +169,7 @@ static void teardown(void) {
   built = false;
   cynic__proxy_stop(&proxy);
   settle(&loop, 16);
-  if (uv_loop_alive(&loop)) {
-    uv_print_all_handles(&loop, stderr);
-    die("handles left open after the proxy stopped");
-  }
-  cynic__proxy_free(&proxy);
-  if (uv_loop_close(&loop) != 0) {
-    uv_print_all_handles(&loop, stderr);
-    die("the loop does not close");
-  }
+  fuzz_proxy_close("fuzz_admin_api", &loop, &proxy);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -322,10 +322,11 @@ static int on_head(llhttp_t *p) {
       f->head = true;
     return 0;
   }
-  /* RFC 9112 6.3: a 204 or 304 ends at its head whatever its Content-Length
-   * says, as the gate frames it (plain llhttp would read a declared body) */
+  /* RFC 9112 6.3: a 1xx, 204 or 304 ends at its head whatever its
+   * Content-Length says, as the gate frames it (plain llhttp would read a
+   * declared body) */
   int st = llhttp_get_status_code(p);
-  return st == 204 || st == 304 ? 1 : 0;
+  return (st >= 100 && st <= 199) || st == 204 || st == 304 ? 1 : 0;
 }
 
 /* Whether `b` parses whole as HTTP/1.1 messages of `type` (requests or

@@ -5,8 +5,19 @@
 
 #include "http_msg.h"
 
-/* tchar (RFC 9110 5.6.2) by table: every header name byte of every head
- * is looked up here. */
+/* A table of IS(c) for each of the 256 byte values, filled by the compiler. */
+#define ROW4(IS, c) IS(c), IS((c) + 1), IS((c) + 2), IS((c) + 3)
+#define ROW16(IS, c) ROW4(IS, c), ROW4(IS, (c) + 4), ROW4(IS, (c) + 8), ROW4(IS, (c) + 12)
+#define BYTE_TABLE(IS)                                                                             \
+  {                                                                                                \
+    ROW16(IS, 0), ROW16(IS, 16), ROW16(IS, 32), ROW16(IS, 48), ROW16(IS, 64), ROW16(IS, 80),       \
+        ROW16(IS, 96), ROW16(IS, 112), ROW16(IS, 128), ROW16(IS, 144), ROW16(IS, 160),             \
+        ROW16(IS, 176), ROW16(IS, 192), ROW16(IS, 208), ROW16(IS, 224), ROW16(IS, 240)             \
+  }
+
+/* tchar (RFC 9110 5.6.2) by table: the Connection options of every head
+ * (http_head.c) and chunk extensions are looked up here (header names are
+ * llhttp's: its strict mode refuses a non-token before a callback sees it). */
 #define TC_ALNUM(c)                                                                                \
   (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define TC_MARK(c)                                                                                 \
@@ -14,11 +25,7 @@
    (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' ||             \
    (c) == '`' || (c) == '|' || (c) == '~')
 #define TC(c) (TC_ALNUM(c) || TC_MARK(c))
-#define TC4(c) TC(c), TC((c) + 1), TC((c) + 2), TC((c) + 3)
-#define TC16(c) TC4(c), TC4((c) + 4), TC4((c) + 8), TC4((c) + 12)
-static const bool tchars[256] = {TC16(0),   TC16(16),  TC16(32),  TC16(48),  TC16(64),  TC16(80),
-                                 TC16(96),  TC16(112), TC16(128), TC16(144), TC16(160), TC16(176),
-                                 TC16(192), TC16(208), TC16(224), TC16(240)};
+static const bool tchars[256] = BYTE_TABLE(TC);
 
 bool cynic__http_is_token(const char *s, size_t n) {
   if (n == 0)
@@ -40,11 +47,7 @@ static bool hex(unsigned char c) {
    (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' || (c) == '*' || (c) == '+' ||            \
    (c) == ',' || (c) == ';' || (c) == '=')
 #define RN(c) (TC_ALNUM(c) || RN_MARK(c))
-#define RN4(c) RN(c), RN((c) + 1), RN((c) + 2), RN((c) + 3)
-#define RN16(c) RN4(c), RN4((c) + 4), RN4((c) + 8), RN4((c) + 12)
-static const bool reg_name_chars[256] = {
-    RN16(0),   RN16(16),  RN16(32),  RN16(48),  RN16(64),  RN16(80),  RN16(96),  RN16(112),
-    RN16(128), RN16(144), RN16(160), RN16(176), RN16(192), RN16(208), RN16(224), RN16(240)};
+static const bool reg_name_chars[256] = BYTE_TABLE(RN);
 
 /* reg-name = *( unreserved / pct-encoded / sub-delims ), RFC 3986; IPv4 is a
  * reg-name too. Non-empty here. */

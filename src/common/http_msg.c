@@ -57,14 +57,14 @@ static int put(cynic__http_msg_t *m, cynic__http_span_t *s, const char *at, size
 
 /*
  * The offset of the first byte below 0x20 or equal to 0x7f in p[0..n), or n.
- * Every head byte goes through this (the raw check), so it looks at eight
- * bytes at a time. In each byte's high bit, `low` marks a
+ * Every head byte goes through this (the raw check), so it looks at sixteen
+ * bytes at a time with SSE2, then eight by the word's bits, then one at a
+ * time for the last few. In each byte's high bit, `low` marks a
  * byte below 0x20 and `del` a 0x7f; a borrow runs only upwards from a marked
  * byte, so the lowest marked byte is the first real one: on a little-endian
  * machine its offset is the count of trailing zero bits over eight.
  */
 static inline size_t plain_run(const char *p, size_t n) {
-  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
   size_t i = 0;
 #if defined(__SSE2__)
   /* Sixteen at a time where the build has SSE2 (every x86-64): a byte is
@@ -81,6 +81,7 @@ static inline size_t plain_run(const char *p, size_t n) {
   }
 #endif
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
   for (; i + 8 <= n; i += 8) {
     uint64_t w;
     memcpy(&w, p + i, sizeof w);

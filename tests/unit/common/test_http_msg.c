@@ -400,8 +400,9 @@ static void iterator(void **state) {
   assert_int_equal(used, 0);
 }
 
-/* Bounds: max_head (431), max_fields (431), max_target (414), a small store
- * (431), and a response over a bound is 502. */
+/* Bounds: max_head (431; the trailers' too), max_fields (431; the trailers'
+ * too), max_target (414), a small store (431), and a response over a bound
+ * is 502. */
 static void limits(void **state) {
   (void)state;
   struct {
@@ -455,6 +456,13 @@ static void limits(void **state) {
        "3\r\n\r\n",
        431,
        "too many trailer fields"},
+      {Q, /* the trailer section's bytes have max_head as their bound too */
+       {.max_head = 64, .max_fields = 10},
+       256,
+       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: "
+       "0123456789012345678901234567890123456789012345678901234567890123\r\n\r\n",
+       431,
+       "trailers too large"},
   };
   for (size_t i = 0; i < sizeof(lc) / sizeof(lc[0]); i++) {
     for (int mode = 0; mode < 2; mode++) {
@@ -583,9 +591,9 @@ static void rules(void **state) {
   assert_false(cynic__http_is_token("", 0));
 }
 
-/* The byte checks look at eight head bytes at a time: every byte value at
- * every position of a long value, name and trailer value (so at every
- * offset within a word, and across the feed's splits) is judged as the
+/* The raw check looks at sixteen (SSE2) or eight head bytes at a time: every
+ * byte value at every position of a long value, name and trailer value (so
+ * at every offset within a block, and across the feed's splits) is judged as the
  * byte-by-byte rules say: a value takes HTAB, SP, VCHAR and obs-text; a name
  * takes tchars only (RFC 9110 5.6.2, spelt out here apart from the code). */
 static bool oracle_tchar(unsigned c) {

@@ -239,6 +239,31 @@ static void test_pool_never_hands_out_a_closed_connection(void **state) {
   close(sa);
 }
 
+/* The check at take costs a system call, so it runs only when the caller asks
+ * (a request with a body, which cannot go twice) and not for a connection
+ * given back in this very millisecond: otherwise a connection whose peer
+ * closed before the loop read it is handed out (a bodiless request goes
+ * again). Both peers have closed here; no take discards. */
+static void test_pool_checks_only_when_asked(void **state) {
+  (void)state;
+  pool_fixture_t f;
+  pool_setup(&f);
+  int sa, sb;
+  cynic__upconn_t *a = connect_one(&f, &sa), *b = connect_one(&f, &sb);
+  assert_true(cynic__pool_give(a, 10));
+  assert_true(cynic__pool_give(b, 20));
+  close(sa); /* the upstream closes both; the loop has not run */
+  close(sb);
+  usleep(20000);
+  assert_ptr_equal(cynic__pool_take(&f.e, 20, true), b);  /* given back this millisecond */
+  assert_ptr_equal(cynic__pool_take(&f.e, 30, false), a); /* not asked */
+  assert_int_equal(f.e.pool_discarded, 0);
+  assert_int_equal(f.e.pool_reused, 2);
+  cynic__upconn_close(a, false, cynic__upconn_free_cb);
+  cynic__upconn_close(b, false, cynic__upconn_free_cb);
+  pool_teardown(&f);
+}
+
 /* Age: the sweep closes connections idle for idle_timeout, and take never
  * returns one that old even before the sweep. */
 static void test_pool_idle_timeout(void **state) {
@@ -270,6 +295,7 @@ int main(void) {
       cmocka_unit_test(test_inheritance_check_has_a_budget),
       cmocka_unit_test(test_pool_cap_evicts_the_oldest),
       cmocka_unit_test(test_pool_never_hands_out_a_closed_connection),
+      cmocka_unit_test(test_pool_checks_only_when_asked),
       cmocka_unit_test(test_pool_idle_timeout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
