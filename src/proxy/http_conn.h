@@ -75,8 +75,6 @@ typedef struct cynic__http_xchg {
   bool replay_keep;   /* the body is kept as it goes out (retry.max_body) */
   bool replay_lost;   /* body bytes went out that were not kept: no retry */
   bool backoff_ready; /* backoff initialised (at the first retry) */
-  bool report_later;  /* the exchange ends, but a fallback.secondary may take the request
-                         over: its report waits for the end of that (hu_exchange_end) */
   bool has_outcome;
   bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
   bool pending;  /* counted in p->requests_pending until its report (http_limits.c) */

@@ -96,9 +96,10 @@ static bool upstream_quiet(const cynic__http_conn_t *c) {
 }
 
 /* The exchange is over (response ended, or failed and answered): the slot
- * and the attempt are given back, the report made, and the upstream
- * connection pooled or closed. */
-void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
+ * and the attempt are given back, the report made (unless `report` is false:
+ * a fallback.secondary may take the request over, and the report waits for
+ * the end of that exchange), and the upstream connection pooled or closed. */
+static void exchange_end(cynic__http_conn_t *c, bool reuse, bool report) {
   cynic__upstream_t *u = cynic__hs_up(c);
   if (c->state == HS_QUEUED)
     cynic__admission_cancel(u, &c->x->waiter);
@@ -113,15 +114,18 @@ void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
   }
   if (c->x->res_store != NULL)
     cynic__hs_res_reset(c); /* a failed exchange: its store goes back too */
-  if (!c->x->report_later)
+  if (report)
     cynic__hs_report(c);
-  c->x->report_later = false;
   cynic__attempt_end(&c->x->attempt);
   memset(&c->x->attempt, 0, sizeof c->x->attempt);
   if (c->has_slot) {
     c->has_slot = false;
     cynic__admission_leave(u); /* may start queued requests */
   }
+}
+
+void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
+  exchange_end(c, reuse, true);
 }
 
 bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint64_t now_ms) {
@@ -180,6 +184,19 @@ bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint
 static bool secondary_possible(const cynic__http_conn_t *c) {
   return c->x->up == NULL && c->base.upstream->cfg->http.has_fallback &&
          c->base.upstream->cfg->http.fallback_secondary != NULL;
+}
+
+/* The exchange failed before anything of a response reached the client:
+ * it ends (no reuse), and the client gets a fallback (http_fallback.c), or
+ * cynic's `status` `reason` (Retry-After when retry_after > 0). The report
+ * notes that answer, and waits when a fallback.secondary may take the
+ * request over (that exchange's end makes it). */
+static void answer_failure(cynic__http_conn_t *c, int status, const char *reason,
+                           uint64_t retry_after) {
+  cynic__hs_answer_note(c, status, reason);
+  exchange_end(c, false, !secondary_possible(c));
+  if (c->state != HS_CLOSING && !cynic__hs_fallback(c, reason))
+    cynic__hs_answer(c, status, reason, retry_after, true);
 }
 
 static bool replayable(const cynic__http_xchg_t *x);
@@ -379,12 +396,7 @@ void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
     cynic__hs_close(c, true, o.reason);
     return;
   }
-  cynic__hs_answer_note(c, o.status, o.reason); /* for the report exchange_end makes */
-  c->x->report_later = secondary_possible(c);
-  cynic__hu_exchange_end(c, false);
-  if (c->state == HS_CLOSING || cynic__hs_fallback(c, o.reason))
-    return;
-  cynic__hs_answer(c, o.status, o.reason, 0, true);
+  answer_failure(c, o.status, o.reason, 0);
 }
 
 void cynic__hu_response_end(cynic__http_conn_t *c) {
@@ -798,11 +810,7 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
     cynic__hs_outcome(c, (int)ev);
     cynic__proxy_event(&u->counters, ev, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
-    cynic__hs_answer_note(c, 503, cynic__event_key(ev));
-    c->x->report_later = secondary_possible(c);
-    cynic__hu_exchange_end(c, false);
-    if (c->state != HS_CLOSING && !cynic__hs_fallback(c, cynic__event_key(ev)))
-      cynic__hs_answer(c, 503, cynic__event_key(ev), rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1, true);
+    answer_failure(c, 503, cynic__event_key(ev), rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1);
     return;
   }
   cynic__endpoint_t *e = c->x->attempt.endpoint;
@@ -881,11 +889,7 @@ void cynic__hu_admitted(cynic__waiter_t *w, int status) {
     cynic__hs_outcome(c, CYNIC__EV_QUEUE_TIMEOUT);
     cynic__proxy_event(&u->counters, CYNIC__EV_QUEUE_TIMEOUT, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
-    cynic__hs_answer_note(c, 503, "queue_timeout");
-    c->x->report_later = secondary_possible(c);
-    cynic__hu_exchange_end(c, false);
-    if (c->state != HS_CLOSING && !cynic__hs_fallback(c, "queue_timeout"))
-      cynic__hs_answer(c, 503, "queue_timeout", 0, true);
+    answer_failure(c, 503, "queue_timeout", 0);
     return;
   }
   c->has_slot = true;
