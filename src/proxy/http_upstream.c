@@ -201,6 +201,17 @@ static void answer_failure(cynic__http_conn_t *c, int status, const char *reason
 
 static bool replayable(const cynic__http_xchg_t *x);
 
+/* What one attempt left in x forgotten (its endpoint and permit, ended
+ * already; its response), the request's own state kept: before the next
+ * attempt, a retry's or a fallback.secondary's. */
+static void attempt_forget(cynic__http_xchg_t *x) {
+  memset(&x->attempt, 0, sizeof x->attempt);
+  x->pend = NULL;
+  x->res_head_done = x->reusable = x->uc_pooled = false;
+  x->first_byte_us = 0;
+  x->status = x->upstream_status = 0;
+}
+
 bool cynic__hu_secondary(cynic__http_conn_t *c, cynic__upstream_t *s) {
   cynic__http_xchg_t *x = c->x;
   uint64_t now = cynic__hs_now_ms(c), dl = x->hx.request_deadline_ms;
@@ -223,17 +234,15 @@ bool cynic__hu_secondary(cynic__http_conn_t *c, cynic__upstream_t *s) {
   cynic__hx_start(&x->hx, s->cfg, now);
   if (dl != 0)
     cynic__hx_shorten(&x->hx, dl);
-  memset(&x->attempt, 0, sizeof x->attempt);
-  x->status = x->upstream_status = 0;
+  attempt_forget(x);
   x->answer = NULL;
   x->decision = NULL;
   x->has_outcome = false;
-  x->first_byte_us = x->connect_us = x->connected_us = 0;
+  x->connect_us = x->connected_us = 0;
   x->attempts = 0;
   x->tried = 0;
-  x->backoff_ready = x->res_head_done = x->reusable = x->uc_pooled = x->stale_retried = false;
+  x->backoff_ready = x->stale_retried = false;
   x->interims = 0;
-  x->pend = NULL;
   if (s->retry_budget != NULL)
     cynic_budget_deposit(s->retry_budget);
   if (queued) {
@@ -348,14 +357,7 @@ static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
   if (x->res_store != NULL)
     cynic__hs_res_reset(c);
   cynic__attempt_end(&x->attempt);
-  memset(&x->attempt, 0, sizeof x->attempt);
-  x->pend = NULL;
-  x->res_head_done = false;
-  x->reusable = false;
-  x->uc_pooled = false;
-  x->first_byte_us = 0;
-  x->upstream_status = 0;
-  x->status = 0;
+  attempt_forget(x);
   cynic__hx_retry(&x->hx, now);
   x->backoff_until_ms = now + delay;
   c->state = HS_BACKOFF;
