@@ -166,9 +166,11 @@ static json_t *retry_json(const cynic__upstream_t *u) {
   const uint64_t *r = u->stats.retries;
   return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "balance", (json_int_t)b.balance,
                    "requests_in_window", (json_int_t)b.deposits_in_window, "retries_in_window",
-                   (json_int_t)b.withdrawals_in_window, "retried", (json_int_t)r[0],
-                   "refused_budget", (json_int_t)r[1], "refused_deadline", (json_int_t)r[2],
-                   "refused_body", (json_int_t)r[3]);
+                   (json_int_t)b.withdrawals_in_window, "retried",
+                   (json_int_t)r[CYNIC__RETRY_RETRIED], "refused_budget",
+                   (json_int_t)r[CYNIC__RETRY_NO_BUDGET], "refused_deadline",
+                   (json_int_t)r[CYNIC__RETRY_NO_TIME], "refused_body",
+                   (json_int_t)r[CYNIC__RETRY_BODY_TOO_LARGE]);
 }
 
 /* Requests by the status class the client got. */

@@ -291,7 +291,7 @@ static bool replayable(const cynic__http_xchg_t *x) {
 
 /* A failed attempt that retry.on names does not go again: why, counted in
  * /status and /metrics (retries[k]) and logged (summarised). */
-static bool retry_refused(cynic__http_conn_t *c, int k, const char *why) {
+static bool retry_refused(cynic__http_conn_t *c, cynic__retry_result_t k, const char *why) {
   cynic__upstream_t *u = cynic__hs_up(c);
   u->stats.retries[k]++;
   cynic__proxy_event(&u->counters, CYNIC__EV_RETRY_REFUSED, "upstream", u->cfg->name, NULL, why);
@@ -317,7 +317,7 @@ static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
       x->attempts > h->retry_attempts || (c->uc != NULL && !upstream_quiet(c)))
     return false;
   if (!replayable(x))
-    return retry_refused(c, 3, "request body over retry.max_body");
+    return retry_refused(c, CYNIC__RETRY_BODY_TOO_LARGE, "request body over retry.max_body");
   uint64_t now = cynic__hs_now_ms(c);
   if (!x->backoff_ready) {
     cynic_backoff_config_t bc;
@@ -334,9 +334,9 @@ static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
     delay = 1;
   if (x->hx.request_deadline_ms != 0 &&
       now + delay + CYNIC__HS_MIN_ATTEMPT_MS > x->hx.request_deadline_ms)
-    return retry_refused(c, 2, "too close to the request deadline");
+    return retry_refused(c, CYNIC__RETRY_NO_TIME, "too close to the request deadline");
   if (u->retry_budget == NULL || cynic_budget_withdraw(u->retry_budget) != 0)
-    return retry_refused(c, 1, "retry budget spent");
+    return retry_refused(c, CYNIC__RETRY_NO_BUDGET, "retry budget spent");
   /* this attempt's verdict */
   bool fault;
   cynic__event_t ev;
@@ -349,7 +349,7 @@ static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
   }
   if (fault)
     cynic__attempt_fault(&x->attempt, ev, status != 0 ? NULL : cynic__hx_cause_name(cause));
-  u->stats.retries[0]++;
+  u->stats.retries[CYNIC__RETRY_RETRIED]++;
   cynic__proxy_event(&u->counters, CYNIC__EV_RETRY, "upstream", u->cfg->name, NULL,
                      cynic__event_key(ev));
   /* and its state gone: the connection closed, the slot kept */
