@@ -812,7 +812,8 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
     cynic__hs_outcome(c, (int)ev);
     cynic__proxy_event(&u->counters, ev, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
-    answer_failure(c, 503, cynic__event_key(ev), rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1);
+    answer_failure(c, 503, cynic__event_key(ev),
+                   rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1);
     return;
   }
   cynic__endpoint_t *e = c->x->attempt.endpoint;
