@@ -635,17 +635,22 @@ static void refuse_body(cynic__http_conn_t *c, int status, const char *reason, c
 static void keep_body(cynic__http_conn_t *c, const char *p, size_t n) {
   cynic__http_xchg_t *x = c->x;
   uint64_t max = cynic__hs_up(c)->cfg->http.retry_max_body;
-  if (x->replay_len + n > max) {
+  size_t want = x->replay_len + n;
+  if (want > max) {
     x->replay_lost = true;
     free(x->replay);
     x->replay = NULL;
     x->replay_len = x->replay_cap = 0;
     return;
   }
-  if (x->replay_len + n > x->replay_cap) {
-    size_t cap = x->replay_cap > 0 ? x->replay_cap : 4096;
-    while (cap < x->replay_len + n)
-      cap *= 2;
+  if (want > x->replay_cap) {
+    /* A declared length is the whole body (request_plan gave up on one
+     * over retry.max_body already): one allocation, nothing copied again as
+     * it grows. A chunked body's size is not known: it doubles. */
+    size_t cap = x->req.body == CYNIC__HTTP_BODY_LENGTH ? (size_t)x->req.content_length
+                                                         : 2 * x->replay_cap;
+    if (cap < want)
+      cap = want < 4096 ? 4096 : want;
     if (cap > max)
       cap = (size_t)max;
     char *r = realloc(x->replay, cap);
