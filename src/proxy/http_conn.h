@@ -159,6 +159,14 @@ static inline cynic__upstream_t *cynic__hs_up(const cynic__http_conn_t *c) {
   return c->x != NULL && c->x->up != NULL ? c->x->up : c->base.upstream;
 }
 
+/* Whether an attempt starting at `at_ms` would have too little time before
+ * the request's deadline `deadline_ms` (0: none) to be of use
+ * (CYNIC__HS_MIN_ATTEMPT_MS): the request is answered, not sent, then. */
+static inline bool cynic__hs_too_late(uint64_t deadline_ms, uint64_t at_ms) {
+  return deadline_ms != 0 &&
+         (deadline_ms <= at_ms || deadline_ms - at_ms < CYNIC__HS_MIN_ATTEMPT_MS);
+}
+
 static inline cynic__http_conn_t *cynic__hs_of_relay(cynic__relay_t *r) {
   return cynic__container_of(r, cynic__http_conn_t, relay);
 }

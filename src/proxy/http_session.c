@@ -588,7 +588,7 @@ static bool request_plan(cynic__http_conn_t *c) {
       cynic__hx_shorten(&x->hx, now + cynic_deadline_left(d, 0) / 1000000u);
   }
   uint64_t dl = x->hx.request_deadline_ms;
-  if (dl != 0 && (dl <= now || dl - now < CYNIC__HS_MIN_ATTEMPT_MS)) {
+  if (cynic__hs_too_late(dl, now)) {
     cynic__hs_outcome(c, CYNIC__EV_DEADLINE_EXCEEDED);
     cynic__proxy_event(&u->counters, CYNIC__EV_DEADLINE_EXCEEDED, "upstream", u->cfg->name, NULL,
                        NULL);

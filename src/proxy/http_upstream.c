@@ -221,7 +221,7 @@ bool cynic__hu_secondary(cynic__http_conn_t *c, cynic__upstream_t *s) {
   if (s == NULL || x->up != NULL || s == c->base.upstream || c->state == HS_CLOSING || !whole ||
       c->uc != NULL || c->has_slot || x->hx.response_started || c->res_head_out > 0)
     return false;
-  if (dl != 0 && (dl <= now || dl - now < CYNIC__HS_MIN_ATTEMPT_MS))
+  if (cynic__hs_too_late(dl, now))
     return false;
   if (!cynic__upstream_available(s))
     return false; /* every breaker of the secondary is open too */
@@ -332,8 +332,7 @@ static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
   uint64_t delay = cynic_backoff_next(&x->backoff) / 1000000u;
   if (delay == 0)
     delay = 1;
-  if (x->hx.request_deadline_ms != 0 &&
-      now + delay + CYNIC__HS_MIN_ATTEMPT_MS > x->hx.request_deadline_ms)
+  if (cynic__hs_too_late(x->hx.request_deadline_ms, now + delay))
     return retry_refused(c, CYNIC__RETRY_NO_TIME, "too close to the request deadline");
   if (u->retry_budget == NULL || cynic_budget_withdraw(u->retry_budget) != 0)
     return retry_refused(c, CYNIC__RETRY_NO_BUDGET, "retry budget spent");
