@@ -255,6 +255,38 @@ def test_a_chunked_put_is_replayed_as_sent_but_not_past_max_body():
         a.close(), b.close()
 
 
+def test_a_reload_keeps_the_budgets_window_unless_the_budget_changes():
+    """The retry budget counts requests over a 10 s window: a reload that
+    changes another setting of the upstream keeps it (and its count); one
+    that changes the budget's share or floor makes a new, empty one."""
+    be = Backend(lambda head, body: ok(b"fine"))
+    retry = "retry: { attempts: 1, backoff: 10ms..20ms, budget: 20%%, min_per_second: %d }"
+    px = pu.Cynic(config([be.endpoint], retry=retry % 10))
+    adm = au.Admin(px)
+
+    def reload(text):
+        with open(px.config, "w") as f:
+            f.write(text)
+        st, _, js, _ = adm.post("/reload")
+        assert st == 200, js
+
+    def window():
+        return status_of(px)["upstreams"][0]["retry_budget"]["requests_in_window"]
+    try:
+        for i in range(5):
+            assert request(px, get(b"/w%d" % i))[0] == 200
+        assert window() == 5
+        reload(config([be.endpoint], retry=retry % 10, upstream_extra="timeouts: { first_byte: 9s }"))
+        assert window() == 5  # the same budget
+        reload(config([be.endpoint], retry=retry % 11, upstream_extra="timeouts: { first_byte: 9s }"))
+        assert window() == 0  # a new one
+        assert request(px, get(b"/after"))[0] == 200
+        assert window() == 1
+    finally:
+        px.stop()
+        be.close()
+
+
 def test_no_retry_with_a_zero_budget():
     respond = first_attempt_resets()
     a, b = Backend(respond), Backend(respond)
