@@ -646,8 +646,8 @@ static void keep_body(cynic__http_conn_t *c, const char *p, size_t n) {
     /* A declared length is the whole body (request_plan gave up on one
      * over retry.max_body already): one allocation, nothing copied again as
      * it grows. A chunked body's size is not known: it doubles. */
-    size_t cap = x->req.body == CYNIC__HTTP_BODY_LENGTH ? (size_t)x->req.content_length
-                                                         : 2 * x->replay_cap;
+    size_t cap =
+        x->req.body == CYNIC__HTTP_BODY_LENGTH ? (size_t)x->req.content_length : 2 * x->replay_cap;
     if (cap < want)
       cap = want < 4096 ? 4096 : want;
     if (cap > max)

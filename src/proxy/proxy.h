@@ -185,8 +185,8 @@ struct cynic__upstream {
   size_t next; /* round robin: where the next pick starts */
   cynic_bulkhead_t *bulkhead;
   cynic_budget_t *retry_budget; /* http mode's retry.budget; NULL: no retries */
-  uint32_t borrowed; /* exchanges sent here as another upstream's fallback.secondary:
-                        a retired upstream is not reclaimed while any runs */
+  uint32_t borrowed;            /* exchanges sent here as another upstream's fallback.secondary:
+                                   a retired upstream is not reclaimed while any runs */
   cynic__link_t waiters;  /* cynic__waiter_t.link, oldest first (upstream.c) */
   uv_timer_t queue_timer; /* the oldest waiter's queue timeout (upstream.c) */
   uv_timer_t resolve_timer;
