@@ -21,9 +21,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "addr.h"
 #include "admin.h"
 #include "file.h"
+#include "http_head.h"
 #include "log.h"
 
 typedef struct alog {
@@ -176,19 +176,10 @@ void cynic__accesslog_write(const cynic__conn_report_t *r) {
   gmtime_r(&s, &tm);
   snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec % 60, (int)(ms % 1000));
-  /* the client: IPv4 comes mapped (::ffff:a.b.c.d) */
-  char client[CYNIC_ADDR_STR_MAX] = "?";
-  struct sockaddr_storage ss;
-  cynic__client_sockaddr(r->ip, 0, &ss);
-  if (cynic__addr_format((struct sockaddr *)&ss, client, sizeof client) == 0) {
-    char *colon = strrchr(client, ':'); /* no port is known here: drop ":0" */
-    if (colon != NULL)
-      *colon = '\0';
-    if (client[0] == '[') {
-      memmove(client, client + 1, strlen(client));
-      client[strlen(client) - 1] = '\0';
-    }
-  }
+  /* the client's address without a port: "192.0.2.7" (IPv4 comes mapped),
+   * "2001:db8::1" */
+  char client[INET6_ADDRSTRLEN];
+  cynic__http_client_ip(r->ip, client);
   json_t *o = json_object();
   json_object_set_new(o, "time", json_string(when));
   json_object_set_new(o, "listener", json_string(r->listener->cfg->name));

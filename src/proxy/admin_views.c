@@ -166,9 +166,11 @@ static json_t *retry_json(const cynic__upstream_t *u) {
   const uint64_t *r = u->stats.retries;
   return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "balance", (json_int_t)b.balance,
                    "requests_in_window", (json_int_t)b.deposits_in_window, "retries_in_window",
-                   (json_int_t)b.withdrawals_in_window, "retried", (json_int_t)r[0],
-                   "refused_budget", (json_int_t)r[1], "refused_deadline", (json_int_t)r[2],
-                   "refused_body", (json_int_t)r[3]);
+                   (json_int_t)b.withdrawals_in_window, "retried",
+                   (json_int_t)r[CYNIC__RETRY_RETRIED], "refused_budget",
+                   (json_int_t)r[CYNIC__RETRY_NO_BUDGET], "refused_deadline",
+                   (json_int_t)r[CYNIC__RETRY_NO_TIME], "refused_body",
+                   (json_int_t)r[CYNIC__RETRY_BODY_TOO_LARGE]);
 }
 
 /* Requests by the status class the client got. */
@@ -245,9 +247,10 @@ static json_t *upstream_json(const cynic__upstream_t *u) {
   double p99 = cynic__hist_quantile(&u->stats.first_byte, 0.99);
   json_object_set_new(o, "first_byte_p99_s", p99 < 0 ? json_null() : json_real(p99));
   /* http mode: retry budget (issue 12) and connection pool; none in tcp mode */
-  json_object_set_new(o, "retry_budget", serves_http(u) ? retry_json(u) : json_null());
-  json_object_set_new(o, "pool", serves_http(u) ? pool_json(u) : json_null());
-  json_object_set_new(o, "responses", serves_http(u) ? responses_json(u) : json_null());
+  bool http = serves_http(u);
+  json_object_set_new(o, "retry_budget", http ? retry_json(u) : json_null());
+  json_object_set_new(o, "pool", http ? pool_json(u) : json_null());
+  json_object_set_new(o, "responses", http ? responses_json(u) : json_null());
   json_object_set_new(o, "fallback",
                       u->cfg->http.has_fallback ? fallback_json(u) : json_null());
   json_object_set_new(o, "endpoints", upstream_breakers_json(u));

@@ -75,8 +75,6 @@ typedef struct cynic__http_xchg {
   bool replay_keep;   /* the body is kept as it goes out (retry.max_body) */
   bool replay_lost;   /* body bytes went out that were not kept: no retry */
   bool backoff_ready; /* backoff initialised (at the first retry) */
-  bool report_later;  /* the exchange ends, but a fallback.secondary may take the request
-                         over: its report waits for the end of that (hu_exchange_end) */
   bool has_outcome;
   bool rid_made; /* rid is cynic's (the client's was absent or invalid) */
   bool pending;  /* counted in p->requests_pending until its report (http_limits.c) */
@@ -159,6 +157,14 @@ static inline uint64_t cynic__hs_now_ms(const cynic__http_conn_t *c) {
  * secondary a fallback handed the request to. */
 static inline cynic__upstream_t *cynic__hs_up(const cynic__http_conn_t *c) {
   return c->x != NULL && c->x->up != NULL ? c->x->up : c->base.upstream;
+}
+
+/* Whether an attempt starting at `at_ms` would have too little time before
+ * the request's deadline `deadline_ms` (0: none) to be of use
+ * (CYNIC__HS_MIN_ATTEMPT_MS): the request is answered, not sent, then. */
+static inline bool cynic__hs_too_late(uint64_t deadline_ms, uint64_t at_ms) {
+  return deadline_ms != 0 &&
+         (deadline_ms <= at_ms || deadline_ms - at_ms < CYNIC__HS_MIN_ATTEMPT_MS);
 }
 
 static inline cynic__http_conn_t *cynic__hs_of_relay(cynic__relay_t *r) {

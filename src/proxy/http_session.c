@@ -446,6 +446,13 @@ static void on_timer(uv_timer_t *t) {
 
 /* ---- freeing and closing ------------------------------------------------------ */
 
+/* From admission to the exchange's end: queued, connecting, backing off
+ * before a retry, or exchanging (a failure there is cynic__hu_fail's). */
+static bool exchange_under_way(const cynic__http_conn_t *c) {
+  return c->state == HS_QUEUED || c->state == HS_CONNECTING || c->state == HS_BACKOFF ||
+         c->state == HS_EXCHANGE;
+}
+
 static void conn_free(cynic__http_conn_t *c) {
   cynic__proxy_t *p = c->base.listener->proxy;
   cynic__hs_xchg_put(c);
@@ -482,8 +489,7 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
   cynic__hs_outcome(c, reset ? CYNIC__OUT_RESET : CYNIC__OUT_OK);
   if (c->state == HS_QUEUED)
     cynic__admission_cancel(cynic__hs_up(c), &c->x->waiter);
-  bool in_exchange = c->state == HS_QUEUED || c->state == HS_CONNECTING || c->state == HS_EXCHANGE ||
-                     c->state == HS_BACKOFF;
+  bool in_exchange = exchange_under_way(c);
   c->state = HS_CLOSING;
   cynic__relay_stop(&c->relay);
   if (c->x != NULL) {
@@ -582,7 +588,7 @@ static bool request_plan(cynic__http_conn_t *c) {
       cynic__hx_shorten(&x->hx, now + cynic_deadline_left(d, 0) / 1000000u);
   }
   uint64_t dl = x->hx.request_deadline_ms;
-  if (dl != 0 && (dl <= now || dl - now < CYNIC__HS_MIN_ATTEMPT_MS)) {
+  if (cynic__hs_too_late(dl, now)) {
     cynic__hs_outcome(c, CYNIC__EV_DEADLINE_EXCEEDED);
     cynic__proxy_event(&u->counters, CYNIC__EV_DEADLINE_EXCEEDED, "upstream", u->cfg->name, NULL,
                        NULL);
@@ -805,9 +811,7 @@ static void relay_eof(cynic__relay_t *r, cynic__relay_dir_t *d) {
       cynic__hs_close(c, false, "client_closed");
     } else if (c->state == HS_HEAD) {
       cynic__hs_close(c, false, "client_closed_mid_head");
-    } else if (c->x != NULL && !c->x->req_done &&
-               (c->state == HS_EXCHANGE || c->state == HS_CONNECTING || c->state == HS_QUEUED ||
-                c->state == HS_BACKOFF)) {
+    } else if (c->x != NULL && !c->x->req_done && exchange_under_way(c)) {
       cynic__hu_fail(c, CYNIC__HX_CLIENT_GONE); /* the request was cut short */
     }
     return;
@@ -835,8 +839,7 @@ static void relay_failed(cynic__relay_t *r, cynic__relay_dir_t *d, int err, bool
     return;
   }
   if (client_side) {
-    if (c->state == HS_EXCHANGE || c->state == HS_CONNECTING || c->state == HS_QUEUED ||
-        c->state == HS_BACKOFF)
+    if (exchange_under_way(c))
       cynic__hu_fail(c, CYNIC__HX_CLIENT_GONE);
     else
       cynic__hs_close(c, true, "client_reset");

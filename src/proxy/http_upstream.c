@@ -96,9 +96,10 @@ static bool upstream_quiet(const cynic__http_conn_t *c) {
 }
 
 /* The exchange is over (response ended, or failed and answered): the slot
- * and the attempt are given back, the report made, and the upstream
- * connection pooled or closed. */
-void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
+ * and the attempt are given back, the report made (unless `report` is false:
+ * a fallback.secondary may take the request over, and the report waits for
+ * the end of that exchange), and the upstream connection pooled or closed. */
+static void exchange_end(cynic__http_conn_t *c, bool reuse, bool report) {
   cynic__upstream_t *u = cynic__hs_up(c);
   if (c->state == HS_QUEUED)
     cynic__admission_cancel(u, &c->x->waiter);
@@ -113,15 +114,18 @@ void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
   }
   if (c->x->res_store != NULL)
     cynic__hs_res_reset(c); /* a failed exchange: its store goes back too */
-  if (!c->x->report_later)
+  if (report)
     cynic__hs_report(c);
-  c->x->report_later = false;
   cynic__attempt_end(&c->x->attempt);
   memset(&c->x->attempt, 0, sizeof c->x->attempt);
   if (c->has_slot) {
     c->has_slot = false;
     cynic__admission_leave(u); /* may start queued requests */
   }
+}
+
+void cynic__hu_exchange_end(cynic__http_conn_t *c, bool reuse) {
+  exchange_end(c, reuse, true);
 }
 
 bool cynic__hu_client_stall(cynic__http_conn_t *c, cynic__hx_cause_t cause, uint64_t now_ms) {
@@ -182,7 +186,31 @@ static bool secondary_possible(const cynic__http_conn_t *c) {
          c->base.upstream->cfg->http.fallback_secondary != NULL;
 }
 
+/* The exchange failed before anything of a response reached the client:
+ * it ends (no reuse), and the client gets a fallback (http_fallback.c), or
+ * cynic's `status` `reason` (Retry-After when retry_after > 0). The report
+ * notes that answer, and waits when a fallback.secondary may take the
+ * request over (that exchange's end makes it). */
+static void answer_failure(cynic__http_conn_t *c, int status, const char *reason,
+                           uint64_t retry_after) {
+  cynic__hs_answer_note(c, status, reason);
+  exchange_end(c, false, !secondary_possible(c));
+  if (c->state != HS_CLOSING && !cynic__hs_fallback(c, reason))
+    cynic__hs_answer(c, status, reason, retry_after, true);
+}
+
 static bool replayable(const cynic__http_xchg_t *x);
+
+/* What one attempt left in x forgotten (its endpoint and permit, ended
+ * already; its response), the request's own state kept: before the next
+ * attempt, a retry's or a fallback.secondary's. */
+static void attempt_forget(cynic__http_xchg_t *x) {
+  memset(&x->attempt, 0, sizeof x->attempt);
+  x->pend = NULL;
+  x->res_head_done = x->reusable = x->uc_pooled = false;
+  x->first_byte_us = 0;
+  x->status = x->upstream_status = 0;
+}
 
 bool cynic__hu_secondary(cynic__http_conn_t *c, cynic__upstream_t *s) {
   cynic__http_xchg_t *x = c->x;
@@ -193,7 +221,7 @@ bool cynic__hu_secondary(cynic__http_conn_t *c, cynic__upstream_t *s) {
   if (s == NULL || x->up != NULL || s == c->base.upstream || c->state == HS_CLOSING || !whole ||
       c->uc != NULL || c->has_slot || x->hx.response_started || c->res_head_out > 0)
     return false;
-  if (dl != 0 && (dl <= now || dl - now < CYNIC__HS_MIN_ATTEMPT_MS))
+  if (cynic__hs_too_late(dl, now))
     return false;
   if (!cynic__upstream_available(s))
     return false; /* every breaker of the secondary is open too */
@@ -206,17 +234,15 @@ bool cynic__hu_secondary(cynic__http_conn_t *c, cynic__upstream_t *s) {
   cynic__hx_start(&x->hx, s->cfg, now);
   if (dl != 0)
     cynic__hx_shorten(&x->hx, dl);
-  memset(&x->attempt, 0, sizeof x->attempt);
-  x->status = x->upstream_status = 0;
+  attempt_forget(x);
   x->answer = NULL;
   x->decision = NULL;
   x->has_outcome = false;
-  x->first_byte_us = x->connect_us = x->connected_us = 0;
+  x->connect_us = x->connected_us = 0;
   x->attempts = 0;
   x->tried = 0;
-  x->backoff_ready = x->res_head_done = x->reusable = x->uc_pooled = x->stale_retried = false;
+  x->backoff_ready = x->stale_retried = false;
   x->interims = 0;
-  x->pend = NULL;
   if (s->retry_budget != NULL)
     cynic_budget_deposit(s->retry_budget);
   if (queued) {
@@ -265,7 +291,7 @@ static bool replayable(const cynic__http_xchg_t *x) {
 
 /* A failed attempt that retry.on names does not go again: why, counted in
  * /status and /metrics (retries[k]) and logged (summarised). */
-static bool retry_refused(cynic__http_conn_t *c, int k, const char *why) {
+static bool retry_refused(cynic__http_conn_t *c, cynic__retry_result_t k, const char *why) {
   cynic__upstream_t *u = cynic__hs_up(c);
   u->stats.retries[k]++;
   cynic__proxy_event(&u->counters, CYNIC__EV_RETRY_REFUSED, "upstream", u->cfg->name, NULL, why);
@@ -291,7 +317,7 @@ static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
       x->attempts > h->retry_attempts || (c->uc != NULL && !upstream_quiet(c)))
     return false;
   if (!replayable(x))
-    return retry_refused(c, 3, "request body over retry.max_body");
+    return retry_refused(c, CYNIC__RETRY_BODY_TOO_LARGE, "request body over retry.max_body");
   uint64_t now = cynic__hs_now_ms(c);
   if (!x->backoff_ready) {
     cynic_backoff_config_t bc;
@@ -306,11 +332,10 @@ static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
   uint64_t delay = cynic_backoff_next(&x->backoff) / 1000000u;
   if (delay == 0)
     delay = 1;
-  if (x->hx.request_deadline_ms != 0 &&
-      now + delay + CYNIC__HS_MIN_ATTEMPT_MS > x->hx.request_deadline_ms)
-    return retry_refused(c, 2, "too close to the request deadline");
+  if (cynic__hs_too_late(x->hx.request_deadline_ms, now + delay))
+    return retry_refused(c, CYNIC__RETRY_NO_TIME, "too close to the request deadline");
   if (u->retry_budget == NULL || cynic_budget_withdraw(u->retry_budget) != 0)
-    return retry_refused(c, 1, "retry budget spent");
+    return retry_refused(c, CYNIC__RETRY_NO_BUDGET, "retry budget spent");
   /* this attempt's verdict */
   bool fault;
   cynic__event_t ev;
@@ -323,7 +348,7 @@ static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
   }
   if (fault)
     cynic__attempt_fault(&x->attempt, ev, status != 0 ? NULL : cynic__hx_cause_name(cause));
-  u->stats.retries[0]++;
+  u->stats.retries[CYNIC__RETRY_RETRIED]++;
   cynic__proxy_event(&u->counters, CYNIC__EV_RETRY, "upstream", u->cfg->name, NULL,
                      cynic__event_key(ev));
   /* and its state gone: the connection closed, the slot kept */
@@ -331,14 +356,7 @@ static bool retry(cynic__http_conn_t *c, cynic__hx_cause_t cause, int status) {
   if (x->res_store != NULL)
     cynic__hs_res_reset(c);
   cynic__attempt_end(&x->attempt);
-  memset(&x->attempt, 0, sizeof x->attempt);
-  x->pend = NULL;
-  x->res_head_done = false;
-  x->reusable = false;
-  x->uc_pooled = false;
-  x->first_byte_us = 0;
-  x->upstream_status = 0;
-  x->status = 0;
+  attempt_forget(x);
   cynic__hx_retry(&x->hx, now);
   x->backoff_until_ms = now + delay;
   c->state = HS_BACKOFF;
@@ -379,12 +397,7 @@ void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
     cynic__hs_close(c, true, o.reason);
     return;
   }
-  cynic__hs_answer_note(c, o.status, o.reason); /* for the report exchange_end makes */
-  c->x->report_later = secondary_possible(c);
-  cynic__hu_exchange_end(c, false);
-  if (c->state == HS_CLOSING || cynic__hs_fallback(c, o.reason))
-    return;
-  cynic__hs_answer(c, o.status, o.reason, 0, true);
+  answer_failure(c, o.status, o.reason, 0);
 }
 
 void cynic__hu_response_end(cynic__http_conn_t *c) {
@@ -621,17 +634,22 @@ static void refuse_body(cynic__http_conn_t *c, int status, const char *reason, c
 static void keep_body(cynic__http_conn_t *c, const char *p, size_t n) {
   cynic__http_xchg_t *x = c->x;
   uint64_t max = cynic__hs_up(c)->cfg->http.retry_max_body;
-  if (x->replay_len + n > max) {
+  size_t want = x->replay_len + n;
+  if (want > max) {
     x->replay_lost = true;
     free(x->replay);
     x->replay = NULL;
     x->replay_len = x->replay_cap = 0;
     return;
   }
-  if (x->replay_len + n > x->replay_cap) {
-    size_t cap = x->replay_cap > 0 ? x->replay_cap : 4096;
-    while (cap < x->replay_len + n)
-      cap *= 2;
+  if (want > x->replay_cap) {
+    /* A declared length is the whole body (request_plan gave up on one
+     * over retry.max_body already): one allocation, nothing copied again as
+     * it grows. A chunked body's size is not known: it doubles. */
+    size_t cap =
+        x->req.body == CYNIC__HTTP_BODY_LENGTH ? (size_t)x->req.content_length : 2 * x->replay_cap;
+    if (cap < want)
+      cap = want < 4096 ? 4096 : want;
     if (cap > max)
       cap = (size_t)max;
     char *r = realloc(x->replay, cap);
@@ -798,11 +816,8 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
     cynic__hs_outcome(c, (int)ev);
     cynic__proxy_event(&u->counters, ev, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
-    cynic__hs_answer_note(c, 503, cynic__event_key(ev));
-    c->x->report_later = secondary_possible(c);
-    cynic__hu_exchange_end(c, false);
-    if (c->state != HS_CLOSING && !cynic__hs_fallback(c, cynic__event_key(ev)))
-      cynic__hs_answer(c, 503, cynic__event_key(ev), rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1, true);
+    answer_failure(c, 503, cynic__event_key(ev),
+                   rc == CYNIC_EOPEN ? cynic__hu_retry_after_s(u) : 1);
     return;
   }
   cynic__endpoint_t *e = c->x->attempt.endpoint;
@@ -881,11 +896,7 @@ void cynic__hu_admitted(cynic__waiter_t *w, int status) {
     cynic__hs_outcome(c, CYNIC__EV_QUEUE_TIMEOUT);
     cynic__proxy_event(&u->counters, CYNIC__EV_QUEUE_TIMEOUT, "upstream", u->cfg->name, NULL, NULL);
     cynic__hx_fail(&c->x->hx, CYNIC__HX_CLIENT_GONE);
-    cynic__hs_answer_note(c, 503, "queue_timeout");
-    c->x->report_later = secondary_possible(c);
-    cynic__hu_exchange_end(c, false);
-    if (c->state != HS_CLOSING && !cynic__hs_fallback(c, "queue_timeout"))
-      cynic__hs_answer(c, 503, "queue_timeout", 0, true);
+    answer_failure(c, 503, "queue_timeout", 0);
     return;
   }
   c->has_slot = true;

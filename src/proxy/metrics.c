@@ -547,10 +547,11 @@ static void u_http_responses(out_t *o, const cynic__upstream_t *u) {
 }
 
 static void u_retries(out_t *o, const cynic__upstream_t *u) {
-  static const char *const results[4] = {"retried", "budget_exhausted", "deadline", "body_too_large"};
+  static const char *const results[CYNIC__RETRY_RESULTS] = {"retried", "budget_exhausted",
+                                                            "deadline", "body_too_large"};
   char un[NAME_BUF];
   esc(u->cfg->name, un, sizeof un);
-  for (size_t i = 0; i < 4; i++)
+  for (size_t i = 0; i < CYNIC__RETRY_RESULTS; i++)
     emit(o, "cynic_retries_total{upstream=\"%s\",result=\"%s\"} %" PRIu64 "\n", un, results[i],
          u->stats.retries[i]);
 }

@@ -73,6 +73,16 @@ typedef struct cynic__endpoint_stats {
   char manual_reason[128];    /*   and why */
 } cynic__endpoint_stats_t;
 
+/* What became of a failed attempt retry.on names (/status's `retries`,
+ * cynic_retries_total's `result`, in this order). */
+typedef enum cynic__retry_result {
+  CYNIC__RETRY_RETRIED,        /* it went again */
+  CYNIC__RETRY_NO_BUDGET,      /* not: the retry budget was spent */
+  CYNIC__RETRY_NO_TIME,        /* not: too close to the request deadline */
+  CYNIC__RETRY_BODY_TOO_LARGE, /* not: its body was over retry.max_body */
+  CYNIC__RETRY_RESULTS
+} cynic__retry_result_t;
+
 typedef struct cynic__upstream_stats {
   uint64_t started;          /* connections that began (tcp_start) */
   uint64_t done;             /* connections that ended */
@@ -83,8 +93,8 @@ typedef struct cynic__upstream_stats {
   cynic__hist_t second_ttfb; /* first_byte of the current second (history p99) */
   uint64_t responses[6]; /* HTTP mode: requests by the status the client got:
                             [0] none (reset or closed), [1..5] 1xx..5xx */
-  uint64_t retries[4];   /* HTTP mode: failed attempts [0] retried, not retried for want of
-                            [1] budget, [2] time before the deadline, [3] a kept body */
+  uint64_t retries[CYNIC__RETRY_RESULTS];        /* HTTP mode: failed attempts retry.on names, by
+                                                    what became of them (cynic__retry_result_t) */
   uint64_t last_started, last_done, last_errors; /* at the previous sample */
   cynic__sample_t history[CYNIC__HISTORY_SECONDS];
   size_t history_next;  /* ring position of the next sample */

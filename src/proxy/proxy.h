@@ -185,9 +185,8 @@ struct cynic__upstream {
   size_t next; /* round robin: where the next pick starts */
   cynic_bulkhead_t *bulkhead;
   cynic_budget_t *retry_budget; /* http mode's retry.budget; NULL: no retries */
-  uint32_t borrowed; /* exchanges sent here as another upstream's fallback.secondary:
-                        a retired upstream is not reclaimed while any runs */
-  uint32_t budget_pct, budget_min; /* the settings it was made with */
+  uint32_t borrowed;            /* exchanges sent here as another upstream's fallback.secondary:
+                                   a retired upstream is not reclaimed while any runs */
   cynic__link_t waiters;  /* cynic__waiter_t.link, oldest first (upstream.c) */
   uv_timer_t queue_timer; /* the oldest waiter's queue timeout (upstream.c) */
   uv_timer_t resolve_timer;
@@ -439,7 +438,9 @@ void cynic__upstream_resolve_start(cynic__proxy_t *p, cynic__upstream_t *u);
 cynic__upstream_t *cynic__upstream_named(cynic__proxy_t *p, const char *name);
 /* Points u and its endpoints at `cfg`: the same upstream in another config
  * (a reload keeps u) or a retired u's own copy. Same endpoints in the same
- * order (cynic__config_upstream_diff reports no CYNIC__CHANGE_REBUILD). */
+ * order (cynic__config_upstream_diff reports no CYNIC__CHANGE_REBUILD). The
+ * config u pointed at must still be alive (its retry budget settings are
+ * compared with cfg's: the budget keeps its window when they are the same). */
 void cynic__upstream_cfg_set(cynic__upstream_t *u, const cynic__config_upstream_t *cfg);
 /* A rebuilt upstream `u` starts where the one it replaces (`old`, NULL for a
  * new name) stands, endpoint by endpoint (matched by address text): an
@@ -479,9 +480,6 @@ int cynic__attempt_start(cynic__upstream_t *u, cynic__attempt_t *a);
 /* The same, preferring endpoints whose bit (1 << index) is not in `avoid`
  * (a retry goes to another endpoint when one is available). */
 int cynic__attempt_start_avoid(cynic__upstream_t *u, cynic__attempt_t *a, uint64_t avoid);
-/* The retry budget of `u` for its config (made, remade when retry.budget
- * changed, freed without retries): 0 or CYNIC_ENOMEM. */
-int cynic__upstream_budget(cynic__upstream_t *u);
 /* The endpoint answered: success for its breaker (once; later calls and
  * calls after a fault do nothing). */
 void cynic__attempt_success(cynic__attempt_t *a);

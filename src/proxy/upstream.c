@@ -181,6 +181,27 @@ static void on_resolve_timer(uv_timer_t *t) {
     resolve(u->proxy, &u->endpoints[i]);
 }
 
+/* The retry budget of `u` for its config, which replaced `was` (NULL: u is
+ * new): made, kept with its window when `was` had the same budget settings,
+ * remade when they changed, freed without retries. 0 or CYNIC_ENOMEM. */
+static int budget_sync(cynic__upstream_t *u, const cynic__config_upstream_t *was) {
+  const cynic__config_http_t *h = &u->cfg->http;
+  bool want = h->has_retry && h->retry_attempts > 0 && h->retry_budget_pct > 0;
+  if (u->retry_budget != NULL && want && was != NULL &&
+      was->http.retry_budget_pct == h->retry_budget_pct &&
+      was->http.retry_min_per_sec == h->retry_min_per_sec)
+    return 0;
+  cynic_budget_free(u->retry_budget);
+  u->retry_budget = NULL;
+  if (!want)
+    return 0;
+  cynic_budget_config_t bc;
+  cynic_budget_config_default(&bc);
+  bc.retry_percent = h->retry_budget_pct;
+  bc.min_retries_per_sec = h->retry_min_per_sec;
+  return cynic_budget_new(&bc, &u->retry_budget);
+}
+
 int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
                          const cynic__config_upstream_t *cfg) {
   u->proxy = p;
@@ -201,7 +222,7 @@ int cynic__upstream_init(cynic__proxy_t *p, cynic__upstream_t *u,
   bc.max_concurrent = u->cfg->max_connections;
   bc.max_pending = u->cfg->max_pending;
   int rc = cynic_bulkhead_new(&bc, &u->bulkhead);
-  if (rc != 0 || (rc = cynic__upstream_budget(u)) != 0)
+  if (rc != 0 || (rc = budget_sync(u, NULL)) != 0)
     return rc;
   for (size_t k = 0; k < u->endpoint_count; k++) {
     cynic__endpoint_t *e = &u->endpoints[k];
@@ -408,28 +429,6 @@ int cynic__attempt_start(cynic__upstream_t *u, cynic__attempt_t *a) {
   return cynic__attempt_start_avoid(u, a, 0);
 }
 
-int cynic__upstream_budget(cynic__upstream_t *u) {
-  const cynic__config_http_t *h = &u->cfg->http;
-  bool want = h->has_retry && h->retry_attempts > 0 && h->retry_budget_pct > 0;
-  cynic_budget_config_t bc;
-  cynic_budget_config_default(&bc);
-  bc.retry_percent = h->retry_budget_pct;
-  bc.min_retries_per_sec = h->retry_min_per_sec;
-  if (u->retry_budget != NULL && want) {
-    cynic_budget_snapshot_t s; /* the same settings: keep its window */
-    if (u->budget_pct == h->retry_budget_pct && u->budget_min == h->retry_min_per_sec &&
-        cynic_budget_snapshot(u->retry_budget, &s) == 0)
-      return 0;
-  }
-  cynic_budget_free(u->retry_budget);
-  u->retry_budget = NULL;
-  if (!want)
-    return 0;
-  u->budget_pct = h->retry_budget_pct;
-  u->budget_min = h->retry_min_per_sec;
-  return cynic_budget_new(&bc, &u->retry_budget);
-}
-
 void cynic__attempt_success(cynic__attempt_t *a) {
   if (!a->has_permit)
     return;
@@ -570,10 +569,11 @@ cynic__upstream_t *cynic__upstream_named(cynic__proxy_t *p, const char *name) {
 }
 
 void cynic__upstream_cfg_set(cynic__upstream_t *u, const cynic__config_upstream_t *cfg) {
+  const cynic__config_upstream_t *was = u->cfg; /* alive until the reload is over */
   u->cfg = cfg;
   for (size_t k = 0; k < u->endpoint_count; k++)
     u->endpoints[k].addr = &cfg->endpoints[k];
-  if (cynic__upstream_budget(u) != 0) /* out of memory: no retries until the next reload */
+  if (budget_sync(u, was) != 0) /* out of memory: no retries until the next reload */
     cynic__log_event(CYNIC_LOG_ERROR, "out_of_memory", "out of memory for a retry budget",
                      json_pack("{s:s}", "upstream", cfg->name));
 }

@@ -196,3 +196,25 @@ def test_every_line_has_a_documented_event(tmp_path):
     finally:
         px.stop()
         good.close(), bad.close()
+
+
+def test_access_log_names_the_client_without_port_or_brackets_ipv4_and_ipv6(tmp_path):
+    """The access log's `client` is the bare address in both families:
+    "127.0.0.1" (IPv4 comes to cynic v4-mapped) and "::1", never "[::1]"
+    or with a port."""
+    good = pu.echo()
+    acc = str(tmp_path / "access.log")
+    text = pu.config(
+        pu.listener("v4", "backend", f"access_log: {acc}") +
+        pu.listener("v6", "backend", f"access_log: {acc}").replace("127.0.0.1:0", "\"[::1]:0\""),
+        pu.upstream("backend", [good.endpoint]))
+    px = pu.Cynic(text)
+    try:
+        assert exchange(px, "v4", b"four")
+        assert exchange(px, "v6", b"six")
+        pu.wait_for(lambda: len(lines(acc)) == 2, what="2 access lines")
+        got = {r["listener"]: r["client"] for r in lines(acc)}
+        assert got == {"v4": "127.0.0.1", "v6": "::1"}, got
+    finally:
+        px.stop()
+        good.close()

@@ -18,6 +18,29 @@ from test_proxy_http import content_length, get, ok, read_head, read_response
 RESET = "reset"
 
 
+def read_chunked(conn, buf):
+    """A chunked body (no trailers) as it came, framing included: (raw, the
+    bytes after it), or (None, b"") when the peer closed first."""
+    at = 0
+    while True:
+        while b"\r\n" not in buf[at:]:
+            data = conn.recv(65536)
+            if not data:
+                return None, b""
+            buf += data
+        eol = buf.index(b"\r\n", at)
+        size = int(buf[at:eol].split(b";")[0], 16)
+        end = eol + 2 + size + 2
+        while len(buf) < end:
+            data = conn.recv(65536)
+            if not data:
+                return None, b""
+            buf += data
+        at = end
+        if size == 0:
+            return buf[:at], buf[at:]
+
+
 class Backend(pu.Server):
     """An HTTP/1.1 backend whose respond(head, body) returns bytes, RESET
     (close with RST), or None (hang). Records (time, head, body)."""
@@ -34,13 +57,18 @@ class Backend(pu.Server):
             head, buf = read_head(conn, buf)
             if head is None:
                 return
-            need = content_length(head)
-            while len(buf) < need:
-                data = conn.recv(65536)
-                if not data:
+            if b"transfer-encoding: chunked" in head.lower():
+                body, buf = read_chunked(conn, buf)
+                if body is None:
                     return
-                buf += data
-            body, buf = buf[:need], buf[need:]
+            else:
+                need = content_length(head)
+                while len(buf) < need:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                body, buf = buf[:need], buf[need:]
             self.requests.append((time.monotonic(), head, body))
             out = self.respond(head, body)
             if out is None:
@@ -187,6 +215,76 @@ def test_a_put_body_is_replayed_but_not_past_max_body():
     finally:
         px.stop()
         a.close(), b.close()
+
+
+def chunked(body, size):
+    return b"".join(b"%x\r\n" % len(body[i:i + size]) + body[i:i + size] + b"\r\n"
+                    for i in range(0, len(body), size)) + b"0\r\n\r\n"
+
+
+def test_a_chunked_put_is_replayed_as_sent_but_not_past_max_body():
+    """A chunked body is kept as it went out (framing and all, grown as it
+    comes: its length is not known in advance) and sent whole again; one
+    whose bytes pass retry.max_body is not retried."""
+    respond = first_attempt_resets()
+    a, b = Backend(respond), Backend(respond)
+    px = pu.Cynic(config([a.endpoint, b.endpoint],
+                         retry="retry: { attempts: 1, backoff: 10ms..20ms, max_body: 64KB }"))
+    try:
+        head = b"PUT /%s HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n"
+        small = chunked(bytes(range(256)) * 40, 1000)  # 10,240 bytes in 11 chunks
+        with px.connect() as c:  # in four writes apart: the kept copy grows three times
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.settimeout(10)
+            c.sendall(head % b"s")
+            for i in range(0, len(small), 2600):
+                c.sendall(small[i:i + 2600])
+                time.sleep(0.05)
+            status, h, body, _ = read_response(c)
+        assert status == 200, (status, h)
+        assert [r[2] for r in a.requests + b.requests] == [small, small]
+        big = chunked(b"z" * 70000, 7000)
+        status, h, body, _ = request(px, head % b"b" + big)
+        assert status == 502, (status, h)
+        sent = sorted(a.requests + b.requests, key=lambda r: r[0])
+        assert [r[2] for r in sent[2:]] == [big]  # once: not again
+        rec = px.wait_log(lambda r: r.get("event") == "retry_refused", what="retry_refused")
+        assert rec["error"] == "request body over retry.max_body", rec
+    finally:
+        px.stop()
+        a.close(), b.close()
+
+
+def test_a_reload_keeps_the_budgets_window_unless_the_budget_changes():
+    """The retry budget counts requests over a 10 s window: a reload that
+    changes another setting of the upstream keeps it (and its count); one
+    that changes the budget's share or floor makes a new, empty one."""
+    be = Backend(lambda head, body: ok(b"fine"))
+    retry = "retry: { attempts: 1, backoff: 10ms..20ms, budget: 20%%, min_per_second: %d }"
+    px = pu.Cynic(config([be.endpoint], retry=retry % 10))
+    adm = au.Admin(px)
+
+    def reload(text):
+        with open(px.config, "w") as f:
+            f.write(text)
+        st, _, js, _ = adm.post("/reload")
+        assert st == 200, js
+
+    def window():
+        return status_of(px)["upstreams"][0]["retry_budget"]["requests_in_window"]
+    try:
+        for i in range(5):
+            assert request(px, get(b"/w%d" % i))[0] == 200
+        assert window() == 5
+        reload(config([be.endpoint], retry=retry % 10, upstream_extra="timeouts: { first_byte: 9s }"))
+        assert window() == 5  # the same budget
+        reload(config([be.endpoint], retry=retry % 11, upstream_extra="timeouts: { first_byte: 9s }"))
+        assert window() == 0  # a new one
+        assert request(px, get(b"/after"))[0] == 200
+        assert window() == 1
+    finally:
+        px.stop()
+        be.close()
 
 
 def test_no_retry_with_a_zero_budget():
