@@ -229,34 +229,41 @@ def test_the_budget_bounds_attempts_against_a_failing_upstream():
 def test_backoff_delays_fall_within_their_bounds():
     a = Backend(lambda head, body: RESET)
     px = pu.Cynic(config([a.endpoint],
-                         retry="retry: { attempts: 3, backoff: 150ms..300ms, budget: 100% }"))
+                         retry="retry: { attempts: 3, backoff: 300ms..600ms, budget: 100% }"))
     try:
         status, _, _, _ = request(px, get(b"/slow"))
         assert status == 502
         times = [t for t, _, _ in a.requests]
         assert len(times) == 4, times
         gaps = [b - a for a, b in zip(times, times[1:])]
-        for g in gaps:  # decorrelated jitter: each delay in min..max (plus scheduling)
-            assert 0.14 <= g <= 0.3 + 0.25, gaps
+        # decorrelated jitter: each delay in min..max. A gap is measured where
+        # the backend's threads note each request: the earlier one noted late
+        # shortens it (50 ms allowed), scheduling lengthens it (500 ms allowed)
+        for g in gaps:
+            assert 0.25 <= g <= 0.6 + 0.5, gaps
     finally:
         px.stop()
         a.close()
 
 
 def test_a_retry_never_starts_after_the_deadline():
+    """Attempts every 450 ms (300 ms first-byte timeout, 150 ms backoff)
+    under a 1.8 s deadline: the fourth starts at 1.35 s, a fifth would start
+    at the deadline and is not made. The last attempt's start sits 450 ms
+    before the bound, room for a loaded machine's late timers."""
     a = Backend(lambda head, body: None)  # hangs: first-byte timeouts
     px = pu.Cynic(config([a.endpoint],
-                         retry="retry: { attempts: 10, backoff: 50ms..50ms, budget: 100% }",
-                         upstream_extra="timeouts: { first_byte: 100ms, request: 600ms }"))
+                         retry="retry: { attempts: 10, backoff: 150ms..150ms, budget: 100% }",
+                         upstream_extra="timeouts: { first_byte: 300ms, request: 1800ms }"))
     try:
         t0 = time.monotonic()
         status, h, _, _ = request(px, get(b"/d"))
         took = time.monotonic() - t0
         assert status == 504 and h["cynic-answer"] in ("first_byte_timeout", "request_timeout"), (status, h)
-        assert 0.5 <= took <= 2.0, took
+        assert 1.5 <= took <= 3.5, took
         times = [t for t, _, _ in a.requests]
         assert 2 <= len(times) <= 5, times
-        assert all(t - t0 < 0.6 for t in times), [t - t0 for t in times]
+        assert all(t - t0 < 1.8 for t in times), [t - t0 for t in times]
     finally:
         a.hang.set()
         px.stop()
@@ -264,18 +271,20 @@ def test_a_retry_never_starts_after_the_deadline():
 
 
 def test_a_backoff_that_would_outlast_the_deadline_is_not_waited():
-    """The first attempt fails at 100 ms; a 1 s backoff would end past the
-    500 ms deadline: the failure is answered at once, not at the deadline."""
+    """The first attempt fails at 100 ms; a 10 s backoff would end past the
+    3 s deadline: the failure is answered at once, not at the deadline (the
+    2 s bound leaves a loaded machine 1.9 s past the first-byte timeout and
+    still tells the two apart)."""
     a = Backend(lambda head, body: None)
     px = pu.Cynic(config([a.endpoint],
-                         retry="retry: { attempts: 2, backoff: 1s..1s, budget: 100% }",
-                         upstream_extra="timeouts: { first_byte: 100ms, request: 500ms }"))
+                         retry="retry: { attempts: 2, backoff: 10s..10s, budget: 100% }",
+                         upstream_extra="timeouts: { first_byte: 100ms, request: 3s }"))
     try:
         t0 = time.monotonic()
         status, h, _, _ = request(px, get(b"/d"))
         took = time.monotonic() - t0
         assert status == 504 and h["cynic-answer"] == "first_byte_timeout", (status, h)
-        assert took < 0.45, took
+        assert took < 2.0, took
         assert len(a.requests) == 1
         rec = px.wait_log(lambda r: r.get("event") == "retry_refused", what="retry_refused")
         assert rec["error"] == "too close to the request deadline", rec
@@ -316,10 +325,14 @@ def test_the_deadline_travels_and_an_incoming_one_is_honoured():
         t0 = time.monotonic()
         status, h, _, _ = request(outer, get(b"/chain"))
         took = time.monotonic() - t0
-        # the inner hop's 504 (its request_timeout) came back before the outer's own
+        # the inner hop gives up with the outer: its deadline is the outer's
+        # less 5 ms (the header's allowance for the way back), so either
+        # hop's request_timeout may answer first on a loaded machine; the
+        # inner honouring a header on its own is asserted below (300 ms)
         assert status == 504 and h["cynic-answer"] == "request_timeout", (status, h)
         assert 0.5 <= took <= 2.5, took
-        inner.wait_log(lambda r: r.get("event") == "request_timeout", what="inner request_timeout")
+        pu.wait_for(lambda: inner.logs(event="request_timeout") or outer.logs(event="request_timeout"),
+                    what="a request_timeout on either hop")
         head = a.requests[0][1].decode().lower()
         sent = int(head.split("x-deadline-ms:")[1].split("\r\n")[0])
         assert 400 <= sent <= 700, head
