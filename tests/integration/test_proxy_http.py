@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -31,12 +32,18 @@ def content_length(head):
     return int(m.group(1)) if m else 0
 
 
+RESET = "reset"
+
+
 class Backend(pu.Server):
-    """HTTP/1.1 backend: answers each request with respond(head, body, n)
-    (raw bytes, or None to hang), keeps the connection; records requests."""
+    """HTTP/1.1 backend: answers each request with respond(head, body, n):
+    raw bytes (the connection kept), (bytes, "close"), RESET (closed with
+    RST) or None (hang). Records each request as (head, body) in requests
+    and its time.monotonic() in times."""
 
     def __init__(self, respond=None):
         self.requests = []
+        self.times = []
         self.respond = respond or (lambda head, body, n: ok(b"hi"))
         self.hang = threading.Event()
         super().__init__(self.handle)
@@ -54,10 +61,15 @@ class Backend(pu.Server):
                     return
                 buf += data
             body, buf = buf[:need], buf[need:]
+            self.times.append(time.monotonic())
             self.requests.append((head, body))
             out = self.respond(head, body, len(self.requests))
             if out is None:
                 self.hang.wait(60)
+                return
+            if out == RESET:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
                 return
             close = isinstance(out, tuple)  # (bytes, "close"): then close
             conn.sendall(out[0] if close else out)
