@@ -4,7 +4,6 @@ idempotent requests, never once a response byte reached the client, never
 past the deadline, and only while the retry budget allows; the request
 deadline travels upstream in a header and an incoming one is honoured."""
 import contextlib
-import json
 import subprocess
 import tempfile
 import threading
@@ -13,7 +12,7 @@ import time
 import adminutil as au
 import proxyutil as pu
 import test_proxy_http as tph
-from test_proxy_http import RESET, get, ok, read_response
+from test_proxy_http import RESET, access_records, get, ok, read_response
 
 
 class Backend(tph.Backend):
@@ -65,16 +64,6 @@ def access_log():
     return tempfile.NamedTemporaryFile(suffix=".log", delete=False).name
 
 
-def records(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def wait_records(path, n, timeout=10):
-    pu.wait_for(lambda: len(records(path)) >= n, timeout=timeout, what=f"{n} access-log lines")
-    return records(path)
-
-
 def metrics(px):
     st, _, raw = px.api().get("/metrics")
     assert st == 200
@@ -113,7 +102,7 @@ def test_a_reset_first_attempt_goes_again_on_the_other_endpoint():
                 c.sendall(get(b"/g%d" % i))
                 status, h, body, rest = read_response(c, rest)
                 assert (status, body) == (200, b"ok /g%d " % i), (status, h, body)
-        recs = wait_records(log, 4)
+        recs = access_records(log, 4)
         for r in recs:
             assert r["status"] == 200 and r["attempts"] == 2, r
             assert sorted(r["tried"]) == sorted([a.endpoint, b.endpoint]), r
@@ -363,7 +352,7 @@ def test_secondary_takes_over_while_the_primary_is_open_and_gives_back_after_its
         status, h, body, _ = request(px, post)
         assert (status, body, h.get("cynic-fallback")) == (200, b"secondary /p", "secondary")
         assert second.requests[-1][1] == b"abc"
-        recs = wait_records(log, 6)
+        recs = access_records(log, 6)
         assert all(r["fallback"] == "secondary" and r["status"] == 200 for r in recs), recs
         assert recs[-1]["endpoint"] == second.endpoint, recs[-1]
         m = metrics(px)

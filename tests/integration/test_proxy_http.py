@@ -109,6 +109,16 @@ def get(path=b"/", extra=b""):
     return b"GET " + path + b" HTTP/1.1\r\nHost: app\r\n" + extra + b"\r\n"
 
 
+def access_records(path, n, timeout=10.0):
+    """The access log's records (one JSON object a line) once it has n at
+    least; a bounded wait."""
+    def read():
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    pu.wait_for(lambda: len(read()) >= n, timeout=timeout, what=f"{n} access-log lines")
+    return read()
+
+
 def http_config(be_endpoint, listener_extra="", upstream_extra="", admin=""):
     return pu.config(pu.listener("app", "backend", "mode: http\n" + listener_extra),
                      pu.upstream("backend", [be_endpoint], upstream_extra), admin=admin)
@@ -135,8 +145,7 @@ def test_keep_alive_reuses_one_upstream_connection_and_logs_each_request():
         made = re.search(rb"\r\nX-Request-Id: ([0-9a-f]{32})\r\n", heads[0])
         assert made, heads[0]
         assert b"\r\nX-Request-Id: mine-1\r\n" in heads[1]
-        pu.wait_for(lambda: len(open(log).read().splitlines()) == 3, what="three access log lines")
-        lines = [json.loads(x) for x in open(log).read().splitlines()]
+        lines = access_records(log, 3)
         assert [x["path"] for x in lines] == ["/p0?q=1", "/p1?q=1", "/p2?q=1"]
         assert all(x["method"] == "GET" and x["status"] == 200 and x["upstream_status"] == 200 and
                    x["outcome"] == "ok" and x["answer"] is None for x in lines)
