@@ -6,7 +6,6 @@ checks of several endpoints are not synchronised; TCP upstreams are checked
 by a connect; an operator's trip outlives passing checks; /status and
 /metrics show the counts; a reload changes the interval and keeps the
 counts; a check that hangs is cut at its timeout."""
-import socket
 import statistics
 import threading
 import time

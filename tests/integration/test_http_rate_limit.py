@@ -6,8 +6,6 @@ clients by a trusted proxy's header; the table of clients stays bounded by
 `max_clients` however many distinct keys arrive; and the config refuses
 what it cannot apply."""
 import json
-import os
-import socket
 import subprocess
 import threading
 import time
