@@ -91,6 +91,13 @@ class RigBase:
         return [(r["from"], r["to"], r["reason"], log_time(r))
                 for r in self.px.logs(msg="breaker transition", endpoint=self.dep)]
 
+    def wait_closed(self, whole, open_for):
+        """Waits, calling whole() (one call that got a whole answer of the
+        upstream's) every 50 ms, until one does and the breaker has closed:
+        open_for for the probe's turn, then room for a loaded machine."""
+        pu.wait_for(lambda: whole() and any(t[1] == "closed" for t in self.transitions()),
+                    timeout=open_for + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+
     def finish(self):
         """Healthy upstream unharmed, no leak; returns (healthy worst, rss delta)."""
         worst = self.monitor.finish()

@@ -340,8 +340,7 @@ def breaker_row(rig, row, inject, clear, expect, bound, timed=False, check=None,
     assert max(fast) < AT_ONCE, f"fail fast took {max(fast):.3f}s"
     assert rig.backend.requests == before, "a request reached the dependency through an open breaker"
     clear(name)
-    pu.wait_for(lambda: call(rig.app).outcome == "200" and any(t[1] == "closed" for t in rig.transitions()),
-                timeout=OPEN_FOR + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+    rig.wait_closed(lambda: call(rig.app).outcome == "200", OPEN_FOR)
     ts = rig.transitions()
     assert [t[:2] for t in ts] == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")], ts
     healthy, rss = rig.finish()
@@ -609,8 +608,7 @@ def test_retry_on_the_other_endpoint():
             assert call(rig.app).outcome == "200"
         assert rig.spare.requests == spare_before + 4
         rig.clear(name)
-        pu.wait_for(lambda: call(rig.app).outcome == "200" and any(t[1] == "closed" for t in rig.transitions()),
-                    timeout=OPEN_FOR + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+        rig.wait_closed(lambda: call(rig.app).outcome == "200", OPEN_FOR)
         ts = rig.transitions()
         healthy, rss = rig.finish()
         record(r, caller_sees="200 (every call)",
@@ -663,8 +661,7 @@ def fallback_row(rig, r, inject, clear, kind, body, bound, timed=False):
     def whole():
         a = call(rig.app)
         return a.outcome == "200" and "cynic-fallback" not in a.headers
-    pu.wait_for(lambda: whole() and any(t[1] == "closed" for t in rig.transitions()),
-                timeout=OPEN_FOR + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+    rig.wait_closed(whole, OPEN_FOR)
     ts = rig.transitions()
     healthy, rss = rig.finish()
     record(r, caller_sees=f"200 (Cynic-Fallback: {kind})",

@@ -183,8 +183,7 @@ def breaker_row(rig, row, inject, clear, expect, bound, half_close=True, timed=F
         fast.append(dt)
     assert max(fast) < AT_ONCE, f"fail fast took {max(fast):.3f}s"
     clear(name)
-    pu.wait_for(lambda: call(rig.app)[0] == "ok" and any(t[1] == "closed" for t in rig.transitions()),
-                timeout=OPEN_FOR + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+    rig.wait_closed(lambda: call(rig.app)[0] == "ok", OPEN_FOR)
     ts = rig.transitions()
     assert [t[:2] for t in ts] == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")], ts
     healthy, rss = rig.finish()
