@@ -71,15 +71,8 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$work/www" "$work/nginx" "$work/wrk"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # name pid port: bounded wait for a listener, or its stderr and exit
-  for _ in $(seq 1 100); do
-    kill -0 "$2" 2>/dev/null || { echo "$me: $1 exited at start:" >&2; cat "$work/$1.stderr" >&2; exit 1; }
-    (exec 3<>/dev/tcp/127.0.0.1/"$3") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "$me: $1 does not listen on $3 after 5 s" >&2; exit 1
-}
+# shellcheck source=bench/http_common.sh
+. "$here/bench/http_common.sh"
 rss_kb() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status; }
 # The RSS figures must be the proxy's own process (not a wrapper, not wrk).
 is_process() { [ "$(cat /proc/"$1"/comm 2>/dev/null)" = "$2" ] || {
@@ -91,128 +84,29 @@ head -c "$big_size" /dev/urandom > "$work/www/big"
 
 nport=$(free_port); cport=$(free_port); aport=$(free_port); hport=$(free_port); rport=$(free_port); sport=$(free_port)
 
-# nginx as the current user from the temp dir: no master, one worker, every
-# path it writes under $work (the -e flag keeps it off /var/log at start).
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile $(( maxconn * 2 ));
-pid $work/nginx/nginx.pid;
-error_log $work/nginx.error.log warn;
-events { worker_connections $(( maxconn * 2 )); }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  default_type application/octet-stream;
-  sendfile on;
-  keepalive_timeout 120s;
-  keepalive_requests 100000000;
-  server {
-    listen 127.0.0.1:$nport;
-    root $work/www;
-    location = /nginx_status { stub_status; }
-  }
-}
-CONF
+nginx_conf "$nport" $(( maxconn * 2 )) '    location = /nginx_status { stub_status; }' > "$work/nginx.conf"
 nginx -p "$work/nginx" -c "$work/nginx.conf" -e "$work/nginx.error.log" 2>"$work/nginx.stderr" &
 nginx_pid=$!; pids+=("$nginx_pid")
 
-# cynic. The pool keeps as many idle upstream connections as the largest
-# load has requests in flight (HAProxy keeps every one by default), so both
-# proxies reuse rather than reconnect; the default (16) would not.
-cat > "$work/cynic.yaml" <<YAML
-admin:
-  listen: 127.0.0.1:$aport
-  drain_timeout: 5s
-log:
-  file: "$work/cynic.log"
-  level: info
-listeners:
-  - name: bench
-    listen: 127.0.0.1:$cport
-    mode: $cmode
-    upstream: backend
-    max_connections: $maxconn
-    timeouts: { header: 10s, idle: 120s }
-  - name: bench_retry
-    listen: 127.0.0.1:$rport
-    mode: $cmode
-    upstream: backend_retry
-    max_connections: $maxconn
-    timeouts: { header: 10s, idle: 120s }
-upstreams:
-  - name: backend
-    endpoints: [127.0.0.1:$nport]
-    timeouts: { connect: 1s, first_byte: 10s, idle: 120s }
-    bulkhead: { max_connections: $maxconn, max_pending: 1000, queue_timeout: 100ms }
-    breaker: { faults: 5, leak: 10s, open_for: 30s, half_open_probes: 1 }
-    pool: { max_idle: 128, idle_timeout: 60s }
-  - name: backend_retry # the same, with retries configured (never needed here)
-    endpoints: [127.0.0.1:$nport]
-    timeouts: { connect: 1s, first_byte: 10s, idle: 120s }
-    bulkhead: { max_connections: $maxconn, max_pending: 1000, queue_timeout: 100ms }
-    breaker: { faults: 5, leak: 10s, open_for: 30s, half_open_probes: 1 }
-    pool: { max_idle: 128, idle_timeout: 60s }
-    retry: { attempts: 2, backoff: 50ms..1s, budget: 20% }
-YAML
-# The stale fallback's rows use a listener and upstream of their own (the same
-# nginx), so the rows above never pay for its capture.
-if [ "$cmode" = http ]; then
-  cat >> "$work/cynic.yaml" <<YAML
-  - name: cached
-    endpoints: [127.0.0.1:$nport]
-    timeouts: { connect: 1s, first_byte: 10s, idle: 120s }
-    bulkhead: { max_connections: $maxconn, max_pending: 1000, queue_timeout: 100ms }
-    breaker: { faults: 5, leak: 10s, open_for: 30s, half_open_probes: 1 }
-    pool: { max_idle: 128, idle_timeout: 60s }
-    fallback: { stale: { max_age: 1h } }
-YAML
-  python3 - "$work/cynic.yaml" "$sport" <<'PY'
-import sys
-path, port = sys.argv[1], sys.argv[2]
-text = open(path).read()
-listener = (f"  - name: stale\n    listen: 127.0.0.1:{port}\n    mode: http\n    upstream: cached\n"
-            "    timeouts: { header: 10s, idle: 120s }\n")
-open(path, "w").write(text.replace("upstreams:\n", listener + "upstreams:\n", 1))
-PY
-fi
+# cynic. The stale fallback's rows use a listener and upstream of their own
+# (the same nginx), so the other rows never pay for its capture.
+{
+  cynic_head "$aport"
+  cynic_listener bench "$cport" "$cmode" backend "$maxconn"
+  cynic_listener bench_retry "$rport" "$cmode" backend_retry "$maxconn"
+  [ "$cmode" != http ] || cynic_listener stale "$sport" http cached
+  echo "upstreams:"
+  cynic_upstream backend "$nport" "$maxconn"
+  # the same, with retries configured (never needed here)
+  cynic_upstream backend_retry "$nport" "$maxconn" "retry: { attempts: 2, backoff: 50ms..1s, budget: 20% }"
+  [ "$cmode" != http ] || cynic_upstream cached "$nport" "$maxconn" "fallback: { stale: { max_age: 1h } }"
+} > "$work/cynic.yaml"
 "$cynic" -c "$work/cynic.yaml" 2>"$work/cynic.stderr" & cynic_pid=$!; pids+=("$cynic_pid")
 
-# HAProxy in HTTP mode, keep-alive on both sides, idle server connections
-# shared safely, doing the per-request header work cynic does: X-Forwarded-For,
-# Via both ways, a request id.
-cat > "$work/haproxy.cfg" <<CFG
-global
-  nbthread 1
-  maxconn $maxconn
-defaults
-  mode http
-  option http-keep-alive
-  http-reuse safe
-  timeout connect 1s
-  timeout client 120s
-  timeout server 120s
-  timeout http-request 10s
-  timeout http-keep-alive 120s
-frontend bench
-  bind 127.0.0.1:$hport
-  option forwardfor
-  unique-id-format %{+X}o\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
-  unique-id-header X-Request-Id
-  http-request add-header Via "1.1 haproxy"
-  http-response add-header Via "1.1 haproxy"
-  default_backend backend
-backend backend
-  server b1 127.0.0.1:$nport maxconn $maxconn
-CFG
+haproxy_cfg "$hport" "$nport" "$maxconn" > "$work/haproxy.cfg"
 haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.stderr" & haproxy_pid=$!; pids+=("$haproxy_pid")
 
-wait_port nginx "$nginx_pid" "$nport"; wait_port cynic "$cynic_pid" "$cport"; wait_port haproxy "$haproxy_pid" "$hport"
+wait_port nginx "$nginx_pid" "$nport" 5; wait_port cynic "$cynic_pid" "$cport" 5; wait_port haproxy "$haproxy_pid" "$hport" 5
 is_process "$cynic_pid" cynic; is_process "$haproxy_pid" haproxy; is_process "$nginx_pid" nginx
 
 declare -A port=([direct]=$nport [cynic]=$cport [haproxy]=$hport [retry]=$rport)

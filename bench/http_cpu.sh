@@ -68,91 +68,25 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$work/www" "$work/nginx"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # name pid port: bounded (valgrind starts slowly)
-  for _ in $(seq 1 600); do
-    kill -0 "$2" 2>/dev/null || { echo "$me: $1 exited at start:" >&2; cat "$work/$1.stderr" >&2; exit 1; }
-    (exec 3<>/dev/tcp/127.0.0.1/"$3") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "$me: $1 does not listen on $3 after 30 s" >&2; exit 1
-}
+# shellcheck source=bench/http_common.sh
+. "$here/bench/http_common.sh"
 head -c 128 /dev/zero | tr '\0' s > "$work/www/small"
 nport=$(free_port); cport=$(free_port); aport=$(free_port); hport=$(free_port)
 maxconn=2000
 vg=()
 [ "$native" = 1 ] || vg=(valgrind -q --tool=callgrind "--callgrind-out-file=$work/callgrind.out.%p")
 
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx.error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  default_type application/octet-stream;
-  sendfile on;
-  keepalive_timeout 120s;
-  keepalive_requests 100000000;
-  server { listen 127.0.0.1:$nport; root $work/www; }
-}
-CONF
+nginx_conf "$nport" 4096 > "$work/nginx.conf"
 nginx -p "$work/nginx" -c "$work/nginx.conf" -e "$work/nginx.error.log" 2>"$work/nginx.stderr" &
 nginx_pid=$!; pids+=("$nginx_pid")
 
-cat > "$work/cynic.yaml" <<YAML
-admin:
-  listen: 127.0.0.1:$aport
-  drain_timeout: 5s
-log:
-  file: "$work/cynic.log"
-  level: info
-listeners:
-  - name: bench
-    listen: 127.0.0.1:$cport
-    mode: http
-    upstream: backend
-    max_connections: $maxconn
-    timeouts: { header: 10s, idle: 120s }
-upstreams:
-  - name: backend
-    endpoints: [127.0.0.1:$nport]
-    timeouts: { connect: 1s, first_byte: 10s, idle: 120s }
-    bulkhead: { max_connections: $maxconn, max_pending: 1000, queue_timeout: 100ms }
-    breaker: { faults: 5, leak: 10s, open_for: 30s, half_open_probes: 1 }
-    pool: { max_idle: 128, idle_timeout: 60s }
-YAML
-cat > "$work/haproxy.cfg" <<CFG
-global
-  nbthread 1
-  maxconn $maxconn
-defaults
-  mode http
-  option http-keep-alive
-  http-reuse safe
-  timeout connect 1s
-  timeout client 120s
-  timeout server 120s
-  timeout http-request 10s
-  timeout http-keep-alive 120s
-frontend bench
-  bind 127.0.0.1:$hport
-  option forwardfor
-  unique-id-format %{+X}o\ %ci:%cp_%fi:%fp_%Ts_%rt:%pid
-  unique-id-header X-Request-Id
-  http-request add-header Via "1.1 haproxy"
-  http-response add-header Via "1.1 haproxy"
-  default_backend backend
-backend backend
-  server b1 127.0.0.1:$nport maxconn $maxconn
-CFG
+{
+  cynic_head "$aport"
+  cynic_listener bench "$cport" http backend "$maxconn"
+  echo "upstreams:"
+  cynic_upstream backend "$nport" "$maxconn"
+} > "$work/cynic.yaml"
+haproxy_cfg "$hport" "$nport" "$maxconn" > "$work/haproxy.cfg"
 paths=${only:-cynic haproxy}
 declare -A port=([cynic]=$cport [haproxy]=$hport) pid=()
 for p in $paths; do
@@ -163,8 +97,8 @@ for p in $paths; do
   fi
   pids+=("${pid[$p]}")
 done
-wait_port nginx "$nginx_pid" "$nport"
-for p in $paths; do wait_port "$p" "${pid[$p]}" "${port[$p]}"; done
+wait_port nginx "$nginx_pid" "$nport" 30 # valgrind starts slowly
+for p in $paths; do wait_port "$p" "${pid[$p]}" "${port[$p]}" 30; done
 # Only cynic's HTTP mode adds `Via: 1.1 cynic` to responses: a build or a
 # stand-in that does not is not what this measures.
 if [ -n "${pid[cynic]:-}" ]; then

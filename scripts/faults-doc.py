@@ -114,23 +114,25 @@ def cell(key, v):
     return str(v).replace("|", "\\|")
 
 
-def render(data):
-    out = [HEAD.format(build="sanitizer" if data.get("sanitized") else "normal")]
+def section(head, data):
+    """A part of the document: its prose (head, formatted with the build),
+    then the table of data's rows."""
+    out = [head.format(build="sanitizer" if data.get("sanitized") else "normal")]
     out.append("| " + " | ".join(t for t, _, _ in COLUMNS) + " |")
     out.append("|" + "---|" * len(COLUMNS))
     for r in data["rows"]:
         out.append("| " + " | ".join(cell(k, r.get(k)) for _, k, _ in COLUMNS) + " |")
     return "\n".join(out) + "\n"
+
+
+def render(data):
+    """The TCP part, which starts the document."""
+    return section(HEAD, data)
 
 
 def render_http(data):
     """The HTTP part: its heading, rig and table (appended to render()'s)."""
-    out = [HTTP_HEAD.format(build="sanitizer" if data.get("sanitized") else "normal")]
-    out.append("| " + " | ".join(t for t, _, _ in COLUMNS) + " |")
-    out.append("|" + "---|" * len(COLUMNS))
-    for r in data["rows"]:
-        out.append("| " + " | ".join(cell(k, r.get(k)) for _, k, _ in COLUMNS) + " |")
-    return "\n".join(out) + "\n"
+    return section(HTTP_HEAD, data)
 
 
 HTTP_HEADING = "\n## HTTP mode\n"

@@ -34,9 +34,7 @@ after the head; a slow body). Upstream `dep` keeps no idle connections
 (pool.max_idle 0): every request gets a connection of its own through the
 harness, so a toxic that counts bytes counts them from the request's first.
 """
-import importlib.util
 import json
-import os
 import socket
 import statistics
 import threading
@@ -47,19 +45,19 @@ import pytest
 import adminutil as au
 import proxyutil as pu
 from harness_util import Harness
+import matrixutil as mu
+from matrixutil import MARGIN, SLOW, fds, ms
 
-SLOW = pu.sanitized()
 CONNECT, FIRST_BYTE, IDLE, REQUEST, OPEN_FOR, FAULTS = 0.3, 1.0, 1.0, 2.5, 1.5, 3
 MAX_RESPONSE = 1 << 20  # limits.max_response_bytes: 1MB
 GIGABYTE = 1 << 30
 
 # Bounds sit against the configured timeouts, not against how fast the
-# (shared, 2-core) machine is (as in the TCP matrix).
-MARGIN = 1.5 if SLOW else 0.5          # s a caller may wait past a configured bound
+# (shared, 2-core) machine is (as in the TCP matrix; MARGIN and RSS_MARGIN_KB
+# are matrixutil's).
 AT_ONCE = CONNECT if SLOW else CONNECT - 0.05  # s: a fail-fast answer
 NO_TIMER = 0.1                          # s: the bound of an answer no timer has to end
 HEALTHY_WORST = 1.5 if SLOW else FIRST_BYTE - 0.1
-RSS_MARGIN_KB = 65536 if SLOW else 8192
 MAX_CONNECTIONS, MAX_PENDING = 4, 2
 DEP = f"""
 timeouts: {{ connect: 300ms, first_byte: 1s, idle: 1s, request: 2500ms }}
@@ -71,25 +69,14 @@ pool: {{ max_idle: 0 }}
 """
 BODY = (b'{"pad": "' + b"x" * 4000 + b'"}')  # a 4 KB JSON body
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
-RESULTS = {}
-
-
-def _doc_module():
-    spec = importlib.util.spec_from_file_location("faults_doc", os.path.join(ROOT, "scripts", "faults-doc.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+RESULTS = mu.Results("http")
+record = RESULTS.record
 
 
 @pytest.fixture(scope="module", autouse=True)
 def write_results():
     yield
-    out = os.environ.get("CYNIC_FAULTS_OUT") or os.path.join(pu.BUILD, "faults", "http.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump({"mode": "http", "sanitized": SLOW, "rows": [RESULTS[k] for k in sorted(RESULTS)]}, f, indent=1)
+    RESULTS.write()
 
 
 # ---- the dependency ------------------------------------------------------------
@@ -258,35 +245,7 @@ def call(addr, path="/", timeout=10.0, keep=1 << 22):
     return ans
 
 
-class Monitor(threading.Thread):
-    """Calls the healthy upstream every 20 ms until stopped."""
-
-    def __init__(self, addr):
-        super().__init__(daemon=True)
-        self.addr, self.samples, self.halt = addr, [], threading.Event()
-
-    def run(self):
-        while not self.halt.is_set():
-            a = call(self.addr, "/healthy", timeout=5)
-            self.samples.append((a.outcome, a.seconds))
-            self.halt.wait(0.02)
-
-    def finish(self):
-        self.halt.set()
-        self.join(10)
-        assert self.samples, "the healthy upstream was never called"
-        bad = [s for s in self.samples if s[0] != "200"]
-        worst = max(dt for _, dt in self.samples)
-        assert not bad, f"healthy upstream failed during the fault: {bad[:5]}"
-        assert worst < HEALTHY_WORST, f"healthy upstream's worst call {worst:.3f}s"
-        return worst
-
-
-def fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-class Rig:
+class Rig(mu.RigBase):
     """The dependency behind the harness, the healthy upstream, and cynic."""
 
     def __init__(self, spare=None, extra=""):
@@ -304,23 +263,11 @@ class Rig:
         for _ in range(5):  # warm up both paths, then take the baseline
             assert call(self.app).outcome == "200"
             assert call(self.other).outcome == "200"
-        self.base_fds = fds(self.px.pid)
-        self.base_rss = pu.rss_kb(self.px.pid)
-        self.monitor = Monitor(self.other)
-        self.monitor.start()
-        self.injected = self.cleared = None
+        self.watch(mu.Monitor(self.probe_healthy, "200", HEALTHY_WORST))
 
-    def toxic(self, type_, stream="downstream", **attributes):
-        name = f"{type_}_{stream}"
-        self.harness.add_toxic("dep", name=name, type=type_, stream=stream, toxicity=1.0,
-                               attributes=attributes)
-        self.injected = time.time()
-        return name
-
-    def clear(self, name):
-        st, _, raw = self.harness.api.delete(f"/proxies/dep/toxics/{name}")
-        assert st == 204, raw
-        self.cleared = time.time()
+    def probe_healthy(self):
+        a = call(self.other, "/healthy", timeout=5)
+        return a.outcome, a.seconds
 
     def backend_mode(self, mode):
         """A fault the backend makes: returns a clear() for it."""
@@ -332,21 +279,8 @@ class Rig:
         self.backend.mode = "ok"
         self.cleared = time.time()
 
-    def transitions(self):
-        return [(r["from"], r["to"], r["reason"], log_time(r))
-                for r in self.px.logs(msg="breaker transition", endpoint=self.dep)]
-
     def breaker(self):
         return self.admin.breaker("dep", self.dep)
-
-    def finish(self):
-        """Healthy upstream unharmed, no leak; returns (healthy worst, rss delta)."""
-        worst = self.monitor.finish()
-        pu.wait_for(lambda: fds(self.px.pid) <= self.base_fds, timeout=10,
-                    what=f"cynic's descriptors back to {self.base_fds} (now {fds(self.px.pid)})")
-        rss = pu.rss_kb(self.px.pid) - self.base_rss
-        assert rss < RSS_MARGIN_KB, f"RSS grew {rss} KB over the fault"
-        return worst, rss
 
     def close(self):
         self.monitor.halt.set()
@@ -356,20 +290,6 @@ class Rig:
         self.healthy.close()
         if self.spare:
             self.spare.close()
-
-
-def log_time(rec):
-    import datetime
-    return datetime.datetime.strptime(rec["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
-
-
-def ms(s):
-    return None if s is None else round(s * 1000)
-
-
-def record(row, **fields):
-    RESULTS[row["id"]] = {**row, **fields}
 
 
 @pytest.fixture
@@ -420,8 +340,7 @@ def breaker_row(rig, row, inject, clear, expect, bound, timed=False, check=None,
     assert max(fast) < AT_ONCE, f"fail fast took {max(fast):.3f}s"
     assert rig.backend.requests == before, "a request reached the dependency through an open breaker"
     clear(name)
-    pu.wait_for(lambda: call(rig.app).outcome == "200" and any(t[1] == "closed" for t in rig.transitions()),
-                timeout=OPEN_FOR + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+    rig.wait_closed(lambda: call(rig.app).outcome == "200", OPEN_FOR)
     ts = rig.transitions()
     assert [t[:2] for t in ts] == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")], ts
     healthy, rss = rig.finish()
@@ -689,8 +608,7 @@ def test_retry_on_the_other_endpoint():
             assert call(rig.app).outcome == "200"
         assert rig.spare.requests == spare_before + 4
         rig.clear(name)
-        pu.wait_for(lambda: call(rig.app).outcome == "200" and any(t[1] == "closed" for t in rig.transitions()),
-                    timeout=OPEN_FOR + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+        rig.wait_closed(lambda: call(rig.app).outcome == "200", OPEN_FOR)
         ts = rig.transitions()
         healthy, rss = rig.finish()
         record(r, caller_sees="200 (every call)",
@@ -743,8 +661,7 @@ def fallback_row(rig, r, inject, clear, kind, body, bound, timed=False):
     def whole():
         a = call(rig.app)
         return a.outcome == "200" and "cynic-fallback" not in a.headers
-    pu.wait_for(lambda: whole() and any(t[1] == "closed" for t in rig.transitions()),
-                timeout=OPEN_FOR + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+    rig.wait_closed(whole, OPEN_FOR)
     ts = rig.transitions()
     healthy, rss = rig.finish()
     record(r, caller_sees=f"200 (Cynic-Fallback: {kind})",
@@ -786,12 +703,5 @@ def test_zz_doc_matches_this_run():
     """docs/faults.md's HTTP section shows what this run observed (timings
     aside). Runs last (pytest keeps file order); skipped when only some rows
     ran."""
-    doc = _doc_module()
     expected_rows = len([k for k in globals() if k.startswith("test_") and k != "test_zz_doc_matches_this_run"])
-    if len(RESULTS) != expected_rows:
-        pytest.skip(f"{len(RESULTS)} of {expected_rows} rows ran")
-    fresh = doc.render_http({"mode": "http", "sanitized": SLOW, "rows": [RESULTS[k] for k in sorted(RESULTS)]})
-    with open(os.path.join(ROOT, "docs", "faults.md")) as f:
-        committed = f.read()
-    assert doc.stable(committed, "http") == doc.stable(fresh, "http"), (
-        "docs/faults.md no longer matches what the HTTP fault matrix observes: run `make faults-doc`")
+    RESULTS.check_doc(expected_rows)

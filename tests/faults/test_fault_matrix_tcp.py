@@ -23,10 +23,7 @@ proxy `dep`, cynic's listener `app` -> upstream `dep` (one endpoint: the
 harness proxy), and cynic's listener `other` -> upstream `healthy` (another
 echo server, direct). A call sends PAYLOAD, half-closes and reads to EOF.
 """
-import importlib.util
-import json
 import errno
-import os
 import socket
 import statistics
 import threading
@@ -36,22 +33,23 @@ import pytest
 
 import proxyutil as pu
 from harness_util import Harness
+import matrixutil as mu
+from matrixutil import MARGIN, RSS_MARGIN_KB, SLOW, fds, ms
 from netutil import recv_exactly
 
-SLOW = pu.sanitized()
 CONNECT, FIRST_BYTE, IDLE, OPEN_FOR, FAULTS = 0.3, 1.0, 2.0, 1.5, 3
 
 # Bounds sit against the configured timeouts, not against how fast the
 # (shared, 2-core, ctest -j2) machine is: a normal run sees fail fast in
-# ~0.2 ms and the healthy upstream's worst call at up to ~0.2 s.
-MARGIN = 1.5 if SLOW else 0.5          # s a caller may wait past a configured bound
+# ~0.2 ms and the healthy upstream's worst call at up to ~0.2 s. MARGIN (s
+# a caller may wait past a configured bound) and RSS_MARGIN_KB are
+# matrixutil's, shared with the HTTP matrix.
 # s: a fail-fast answer: sooner than the shortest timeout (connect) that
 # would have ended a call that was let through
 AT_ONCE = CONNECT if SLOW else CONNECT - 0.05
 # s: the healthy upstream's worst call during a fault: sooner than the
 # dependency's first-byte timeout, so no healthy call waited on the fault
 HEALTHY_WORST = 1.5 if SLOW else FIRST_BYTE - 0.1
-RSS_MARGIN_KB = 65536 if SLOW else 8192  # buffer pools keep up to 4 MB per listener
 MAX_CONNECTIONS, MAX_PENDING, QUEUE_TIMEOUT = 4, 2, 0.2
 DEP = f"""
 timeouts: {{ connect: 300ms, first_byte: 1s, idle: 2s }}
@@ -60,25 +58,14 @@ bulkhead: {{ max_connections: {MAX_CONNECTIONS}, max_pending: {MAX_PENDING}, que
 """
 PAYLOAD = bytes(range(256)) * 16  # 4 KB
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
-RESULTS = {}
-
-
-def _doc_module():
-    spec = importlib.util.spec_from_file_location("faults_doc", os.path.join(ROOT, "scripts", "faults-doc.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+RESULTS = mu.Results("tcp")
+record = RESULTS.record
 
 
 @pytest.fixture(scope="module", autouse=True)
 def write_results():
     yield
-    out = os.environ.get("CYNIC_FAULTS_OUT") or os.path.join(pu.BUILD, "faults", "tcp.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump({"mode": "tcp", "sanitized": SLOW, "rows": [RESULTS[k] for k in sorted(RESULTS)]}, f, indent=1)
+    RESULTS.write()
 
 
 # ---- calls -------------------------------------------------------------------
@@ -128,35 +115,7 @@ def call(addr, payload=PAYLOAD, timeout=10.0, half_close=True, reset_seen=False)
     return "altered", dt, len(got)
 
 
-class Monitor(threading.Thread):
-    """Calls the healthy upstream every 20 ms until stopped."""
-
-    def __init__(self, addr):
-        super().__init__(daemon=True)
-        self.addr, self.samples, self.halt = addr, [], threading.Event()
-
-    def run(self):
-        while not self.halt.is_set():
-            out, dt, _ = call(self.addr, b"h" * 64, timeout=5)
-            self.samples.append((out, dt))
-            self.halt.wait(0.02)
-
-    def finish(self):
-        self.halt.set()
-        self.join(10)
-        assert self.samples, "the healthy upstream was never called"
-        bad = [s for s in self.samples if s[0] != "ok"]
-        worst = max(dt for _, dt in self.samples)
-        assert not bad, f"healthy upstream failed during the fault: {bad[:5]}"
-        assert worst < HEALTHY_WORST, f"healthy upstream's worst call {worst:.3f}s"
-        return worst
-
-
-def fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-class Rig:
+class Rig(mu.RigBase):
     """The dependency behind the harness, the healthy upstream, and cynic."""
 
     def __init__(self, dep_endpoint=None):
@@ -173,36 +132,11 @@ class Rig:
             if dep_endpoint is None:  # (a given endpoint may be the fault itself)
                 assert call(self.app)[0] == "ok"
             assert call(self.other)[0] == "ok"
-        self.base_fds = fds(self.px.pid)
-        self.base_rss = pu.rss_kb(self.px.pid)
-        self.monitor = Monitor(self.other)
-        self.monitor.start()
-        self.injected = self.cleared = None
+        self.watch(mu.Monitor(self.probe_healthy, "ok", HEALTHY_WORST))
 
-    def toxic(self, type_, stream="downstream", **attributes):
-        name = f"{type_}_{stream}"
-        self.harness.add_toxic("dep", name=name, type=type_, stream=stream, toxicity=1.0,
-                               attributes=attributes)
-        self.injected = time.time()
-        return name
-
-    def clear(self, name):
-        st, _, raw = self.harness.api.delete(f"/proxies/dep/toxics/{name}")
-        assert st == 204, raw
-        self.cleared = time.time()
-
-    def transitions(self):
-        return [(r["from"], r["to"], r["reason"], log_time(r))
-                for r in self.px.logs(msg="breaker transition", endpoint=self.dep)]
-
-    def finish(self):
-        """Healthy upstream unharmed, no leak; returns (healthy worst, rss delta)."""
-        worst = self.monitor.finish()
-        pu.wait_for(lambda: fds(self.px.pid) <= self.base_fds, timeout=10,
-                    what=f"cynic's descriptors back to {self.base_fds} (now {fds(self.px.pid)})")
-        rss = pu.rss_kb(self.px.pid) - self.base_rss
-        assert rss < RSS_MARGIN_KB, f"RSS grew {rss} KB over the fault"
-        return worst, rss
+    def probe_healthy(self):
+        out, dt, _ = call(self.other, b"h" * 64, timeout=5)
+        return out, dt
 
     def close(self):
         self.monitor.halt.set()
@@ -210,20 +144,6 @@ class Rig:
         self.harness.stop()
         self.backend.close()
         self.healthy.close()
-
-
-def log_time(rec):
-    import datetime
-    return datetime.datetime.strptime(rec["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
-
-
-def ms(s):
-    return None if s is None else round(s * 1000)
-
-
-def record(row, **fields):
-    RESULTS[row["id"]] = {**row, **fields}
 
 
 @pytest.fixture
@@ -263,8 +183,7 @@ def breaker_row(rig, row, inject, clear, expect, bound, half_close=True, timed=F
         fast.append(dt)
     assert max(fast) < AT_ONCE, f"fail fast took {max(fast):.3f}s"
     clear(name)
-    pu.wait_for(lambda: call(rig.app)[0] == "ok" and any(t[1] == "closed" for t in rig.transitions()),
-                timeout=OPEN_FOR + (20 if SLOW else 8), interval=0.05, what="the breaker to close")
+    rig.wait_closed(lambda: call(rig.app)[0] == "ok", OPEN_FOR)
     ts = rig.transitions()
     assert [t[:2] for t in ts] == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")], ts
     healthy, rss = rig.finish()
@@ -534,12 +453,5 @@ def test_connect_hangs():
 def test_zz_doc_matches_this_run():
     """docs/faults.md shows what this run observed (timings aside). Runs last
     (pytest keeps file order); skipped when only some rows ran."""
-    doc = _doc_module()
     expected_rows = len([k for k in globals() if k.startswith("test_") and k != "test_zz_doc_matches_this_run"])
-    if len(RESULTS) != expected_rows:
-        pytest.skip(f"{len(RESULTS)} of {expected_rows} rows ran")
-    fresh = doc.render({"mode": "tcp", "sanitized": SLOW, "rows": [RESULTS[k] for k in sorted(RESULTS)]})
-    with open(os.path.join(ROOT, "docs", "faults.md")) as f:
-        committed = f.read()
-    assert doc.stable(committed) == doc.stable(fresh), (
-        "docs/faults.md no longer matches what the fault matrix observes: run `make faults-doc`")
+    RESULTS.check_doc(expected_rows)

@@ -6,7 +6,6 @@ checks of several endpoints are not synchronised; TCP upstreams are checked
 by a connect; an operator's trip outlives passing checks; /status and
 /metrics show the counts; a reload changes the interval and keeps the
 counts; a check that hangs is cut at its timeout."""
-import socket
 import statistics
 import threading
 import time
@@ -156,7 +155,10 @@ def test_failing_endpoint_leaves_the_rotation_and_comes_back():
         assert rec["level"] == "warn" and "status 500" in rec["error"], rec
         assert px.wait_log(lambda r: r.get("event") == "health_check_failed")["endpoint"] == a.endpoint
         # out of rotation: no user request reaches a any more
-        time.sleep(0.05)  # a request picked just before the verdict may still be on its way
+        # a request picked just before the verdict may still be on its way:
+        # Users sends one at a time, so once one more has ended, none is
+        n = len(users.statuses)
+        pu.wait_for(lambda: len(users.statuses) > n, timeout=10, what="a user request after the verdict")
         before_a, before_b = a.users, b.users
         pu.wait_for(lambda: b.users >= before_b + 20, timeout=10, what="users on b")
         assert a.users == before_a

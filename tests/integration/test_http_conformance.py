@@ -1087,42 +1087,28 @@ def test_slow_reading_client_is_not_the_upstreams_fault(env):
         c.send(b"GET /t/after-slow HTTP/1.1\r\nHost: a.test\r\n\r\n")
         r = c.response()
         assert r.status == 200, r
-def test_first_byte_timeout_504(env):
+
+
+@pytest.mark.parametrize("name,answer,lower,kept", [
+    ("fb", "first_byte_timeout", 0.4, True),  # timeouts.first_byte: 500ms
+    ("rt", "request_timeout", 0.5, True),     # timeouts.request: 600ms, first_byte off
+    ("cto", "connect_timeout", 0.25, False),  # timeouts.connect: 300ms, a black hole
+], ids=["first_byte", "request", "connect"])
+def test_upstream_timeout_504(env, name, answer, lower, kept):
+    """An upstream timeout answers 504 with its name, no sooner than the
+    configured bound; silent: the request was read whole, so the client
+    connection stays (the black hole has no backend to probe it with)."""
     px, backend = env
-    backend.script("/t/fb", Reply(then="hang"))
-    with Client(px.addr("fb")) as c:
+    backend.script("/t/" + name, Reply(then="hang"))
+    with Client(px.addr(name)) as c:
         t0 = time.monotonic()
-        c.send(b"GET /t/fb HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        c.send(b"GET /t/%s HTTP/1.1\r\nHost: a.test\r\n\r\n" % name.encode())
         r = c.response()
         took = time.monotonic() - t0
-        assert_answer(r, 504, "first_byte_timeout", "fb")
-        assert 0.4 <= took <= 5.0, took  # first_byte: 500ms
-        assert_kept_alive(c, backend)  # silent: the request was read whole
-
-
-def test_request_timeout_504(env):
-    """timeouts.request (600ms) with first_byte off: 504 request_timeout."""
-    px, backend = env
-    backend.script("/t/rt", Reply(then="hang"))
-    with Client(px.addr("rt")) as c:
-        t0 = time.monotonic()
-        c.send(b"GET /t/rt HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        r = c.response()
-        took = time.monotonic() - t0
-        assert_answer(r, 504, "request_timeout", "rt")
-        assert 0.5 <= took <= 5.0, took
-        assert_kept_alive(c, backend)
-
-
-def test_connect_timeout_504(env):
-    px, _ = env
-    with Client(px.addr("cto")) as c:
-        t0 = time.monotonic()
-        c.send(b"GET /t/cto HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        r = c.response()
-        took = time.monotonic() - t0
-        assert_answer(r, 504, "connect_timeout", "cto")
-        assert 0.25 <= took <= 5.0, took  # connect: 300ms
+        assert_answer(r, 504, answer, name)
+        assert lower <= took <= 5.0, took
+        if kept:
+            assert_kept_alive(c, backend)
 
 
 @pytest.mark.parametrize("drip", [False, True], ids=["stalled", "one_byte_every_100ms"])

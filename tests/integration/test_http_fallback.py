@@ -6,7 +6,6 @@ kept (Set-Cookie, no-store, private) or another Vary variant; the cache's
 byte bound under a flood of distinct URLs; an expect.status rejection
 replaced by the fallback; the counts in /metrics and /status and the access
 log's `fallback` field; the config's checks."""
-import json
 import os
 import subprocess
 import tempfile
@@ -14,7 +13,7 @@ import time
 
 import adminutil as au
 import proxyutil as pu
-from test_proxy_http import Backend, get, ok, read_response
+from test_proxy_http import Backend, access_records, get, ok, read_response
 
 BUILD = os.environ.get("CYNIC_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 CYNIC = os.path.join(BUILD, "cynic")
@@ -52,16 +51,6 @@ def ask(px, path=b"/", extra=b"", method=b"GET"):
         return status, h, body
 
 
-def access_lines(path, n, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        with open(path) as f:
-            lines = [json.loads(x) for x in f if x.strip()]
-        if len(lines) >= n or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
-
-
 # ---- static ------------------------------------------------------------------------------
 
 def test_static_answer_when_the_breaker_is_open_with_its_headers_marker_counts_and_log():
@@ -96,7 +85,7 @@ headers: { Cache-Control: no-store, X-Degraded: "yes" }
         fb = upstream_status(adm)["fallback"]
         assert fb["order"] == ["static"] and fb["answers"]["static"] == 2
         assert fb["stale_cache"] is None
-        lines = access_lines(log, 3)
+        lines = access_records(log, 3)
         assert [x["fallback"] for x in lines] == [None, "static", "static"]
         assert lines[1]["answer"] == "breaker_open" and lines[1]["status"] == 200
         assert lines[1]["path"] == "/p0"
@@ -198,7 +187,7 @@ def test_stale_answers_a_kept_get_once_the_backend_is_gone():
         assert m.get("cynic_fallbacks_total", upstream="backend", kind="stale") == 3
         assert m.get("cynic_stale_cache_entries", upstream="backend") == 2
         assert 0 < m.get("cynic_stale_cache_bytes", upstream="backend") <= 1 << 20
-        lines = access_lines(log, 17)
+        lines = access_records(log, 17)
         stale = [x for x in lines if x["fallback"] == "stale"]
         assert len(stale) == 3 and stale[0]["path"] == "/a" and stale[0]["upstream_status"] is None
     finally:
@@ -295,7 +284,7 @@ def test_a_response_outside_expect_status_is_replaced_by_the_fallback():
         # nothing kept for /other: the upstream's 500 is forwarded as before
         status, h, body = ask(px, b"/other")
         assert (status, body) == (500, b"oops") and "cynic-fallback" not in h
-        lines = access_lines(log, 3)
+        lines = access_records(log, 3)
         assert lines[1]["fallback"] == "stale" and lines[1]["upstream_status"] == 500
         assert lines[1]["status"] == 200 and lines[1]["outcome"] == "unexpected_status"
         assert lines[2]["fallback"] is None and lines[2]["status"] == 500

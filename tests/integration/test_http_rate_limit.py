@@ -6,8 +6,6 @@ clients by a trusted proxy's header; the table of clients stays bounded by
 `max_clients` however many distinct keys arrive; and the config refuses
 what it cannot apply."""
 import json
-import os
-import socket
 import subprocess
 import threading
 import time
@@ -31,7 +29,10 @@ def test_requests_past_the_rate_get_429_within_ten_percent_over_a_measured_secon
     about 1.2 s: those sent within the first measured second that got 200 are
     burst + rate x 1 s, within 10%; the rest got 429 rate_limited with a
     Retry-After of whole seconds (at least 1), and no connection closed."""
-    rate, burst = 300, 30
+    # the burst holds half a second of tokens: the four clients may all stall
+    # that long on a loaded machine before an idle bucket overflows and the
+    # count falls short (with 30, a 0.2 s stall lost more than the 10 %)
+    rate, burst = 300, 150
     be = Backend(lambda head, body, n: ok(b"ok"))
     px = pu.Cynic(rate_config(be.endpoint, f"{{ per_client: {rate}/s, burst: {burst} }}"))
     results = []  # (sent at, status)

@@ -64,7 +64,9 @@ def test_a_storm_of_ten_times_the_ceiling_is_shed_at_once_and_service_returns():
         for s in socks:
             sel.register(s, selectors.EVENT_READ)
         answered = {}
-        deadline = time.monotonic() + 2.0
+        # "at once": well before the gate (30 s) or any timeout, with room
+        # for a loaded machine under ASan (the print below has the figure)
+        deadline = time.monotonic() + 5.0
         while len(answered) < n - ceiling and time.monotonic() < deadline:
             for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
                 answered[key.fileobj] = time.monotonic() - sent_at[key.fileobj]
@@ -81,7 +83,7 @@ def test_a_storm_of_ten_times_the_ceiling_is_shed_at_once_and_service_returns():
             assert h["retry-after"] == "1", h
             assert b'"error": "overloaded"' in body, body
             assert "connection" not in h, h  # the connection stays open
-            assert took < 1.0, took
+            assert took < 3.0, took
             shed.append(took)
         assert len(shed) == n - ceiling and len(waiting) == ceiling, (len(shed), len(waiting))
         print(f"{len(shed)} shed: slowest answer {max(shed) * 1000:.1f} ms after its request")

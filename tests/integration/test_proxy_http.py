@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -31,12 +32,41 @@ def content_length(head):
     return int(m.group(1)) if m else 0
 
 
+RESET = "reset"
+
+
+def read_chunked(conn, buf):
+    """A chunked body (no trailers) as it came, framing included: (raw, the
+    bytes after it), or (None, b"") when the peer closed first."""
+    at = 0
+    while True:
+        while b"\r\n" not in buf[at:]:
+            data = conn.recv(65536)
+            if not data:
+                return None, b""
+            buf += data
+        eol = buf.index(b"\r\n", at)
+        size = int(buf[at:eol].split(b";")[0], 16)
+        end = eol + 2 + size + 2
+        while len(buf) < end:
+            data = conn.recv(65536)
+            if not data:
+                return None, b""
+            buf += data
+        at = end
+        if size == 0:
+            return buf[:at], buf[at:]
+
+
 class Backend(pu.Server):
-    """HTTP/1.1 backend: answers each request with respond(head, body, n)
-    (raw bytes, or None to hang), keeps the connection; records requests."""
+    """HTTP/1.1 backend: answers each request with respond(head, body, n):
+    raw bytes (the connection kept), (bytes, "close"), RESET (closed with
+    RST) or None (hang). Records each request as (head, body) in requests
+    and its time.monotonic() in times."""
 
     def __init__(self, respond=None):
         self.requests = []
+        self.times = []
         self.respond = respond or (lambda head, body, n: ok(b"hi"))
         self.hang = threading.Event()
         super().__init__(self.handle)
@@ -47,17 +77,27 @@ class Backend(pu.Server):
             head, buf = read_head(conn, buf)
             if head is None:
                 return
-            need = content_length(head)
-            while len(buf) < need:
-                data = conn.recv(65536)
-                if not data:
+            if b"transfer-encoding: chunked" in head.lower():
+                body, buf = read_chunked(conn, buf)  # as it came, framing included
+                if body is None:
                     return
-                buf += data
-            body, buf = buf[:need], buf[need:]
+            else:
+                need = content_length(head)
+                while len(buf) < need:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                body, buf = buf[:need], buf[need:]
+            self.times.append(time.monotonic())
             self.requests.append((head, body))
             out = self.respond(head, body, len(self.requests))
             if out is None:
                 self.hang.wait(60)
+                return
+            if out == RESET:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
                 return
             close = isinstance(out, tuple)  # (bytes, "close"): then close
             conn.sendall(out[0] if close else out)
@@ -97,6 +137,16 @@ def get(path=b"/", extra=b""):
     return b"GET " + path + b" HTTP/1.1\r\nHost: app\r\n" + extra + b"\r\n"
 
 
+def access_records(path, n, timeout=10.0):
+    """The access log's records (one JSON object a line) once it has n at
+    least; a bounded wait."""
+    def read():
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    pu.wait_for(lambda: len(read()) >= n, timeout=timeout, what=f"{n} access-log lines")
+    return read()
+
+
 def http_config(be_endpoint, listener_extra="", upstream_extra="", admin=""):
     return pu.config(pu.listener("app", "backend", "mode: http\n" + listener_extra),
                      pu.upstream("backend", [be_endpoint], upstream_extra), admin=admin)
@@ -123,8 +173,7 @@ def test_keep_alive_reuses_one_upstream_connection_and_logs_each_request():
         made = re.search(rb"\r\nX-Request-Id: ([0-9a-f]{32})\r\n", heads[0])
         assert made, heads[0]
         assert b"\r\nX-Request-Id: mine-1\r\n" in heads[1]
-        pu.wait_for(lambda: len(open(log).read().splitlines()) == 3, what="three access log lines")
-        lines = [json.loads(x) for x in open(log).read().splitlines()]
+        lines = access_records(log, 3)
         assert [x["path"] for x in lines] == ["/p0?q=1", "/p1?q=1", "/p2?q=1"]
         assert all(x["method"] == "GET" and x["status"] == 200 and x["upstream_status"] == 200 and
                    x["outcome"] == "ok" and x["answer"] is None for x in lines)
@@ -153,7 +202,6 @@ def test_pipelined_requests_are_answered_in_order():
             c.settimeout(10)
             c.sendall(get(b"/a") + b"POST /b HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n\r\nxyz" +
                       get(b"/c", b"Connection: close\r\n"))
-            got = [], b""
             rest = b""
             for want in (b"/a", b"/b", b"/c"):
                 status, h, body, rest = read_response(c, rest)
@@ -322,16 +370,24 @@ def test_cynic_answers_a_head_request_without_a_body():
             c.sendall(b"HEAD /h HTTP/1.1\r\nHost: app\r\n\r\n")
             buf = b""
             while b"\r\n\r\n" not in buf:
-                buf += c.recv(65536)
+                data = c.recv(65536)
+                assert data, "closed before the answer's head: %r" % buf
+                buf += data
             head, rest = buf.split(b"\r\n\r\n", 1)
             assert head.startswith(b"HTTP/1.1 504 ") and b"\r\nCynic-Answer: first_byte_timeout" in head
             assert int(re.search(rb"\r\nContent-Length: (\d+)", head).group(1)) > 0
             assert rest == b""
-            c.settimeout(0.5)  # no body follows
+            c.settimeout(0.5)  # no body follows, and the connection is not closed
             try:
-                assert c.recv(100) == b"", "a body followed the HEAD answer"
+                after = c.recv(100)
+                raise AssertionError("after the HEAD answer: %r (a body, or the close)" % after)
             except socket.timeout:
                 pass
+            # the next request on it gets its answer (a GET's, with the body)
+            c.settimeout(10)
+            c.sendall(get(b"/next"))
+            status, h, body, _ = read_response(c)
+            assert status == 504 and h["cynic-answer"] == "first_byte_timeout" and body, (status, h, body)
     finally:
         be.hang.set()
         px.stop()

@@ -37,10 +37,16 @@ async function refusedPort() {
   return port;
 }
 
-function startCynic(config) {
+// cynic from its listeners and upstreams sections, with an admin listener
+// and its logs on stderr (read into `records`).
+function startCynic(sections) {
   const dir = mkdtempSync(path.join(tmpdir(), "cynic-ui-"));
   const file = path.join(dir, "cynic.yaml");
-  writeFileSync(file, config);
+  writeFileSync(file, `admin:
+  listen: 127.0.0.1:0
+log:
+  file: "-"
+${sections}`);
   const proc = spawn(CYNIC, ["-c", file], { stdio: ["ignore", "ignore", "pipe"] });
   const records = [];
   let buf = "";
@@ -64,14 +70,51 @@ function startCynic(config) {
     }
   };
   const stop = () => new Promise((resolve) => {
-    if (proc.exitCode !== null) return resolve(proc.exitCode);
-    proc.on("exit", (code) => { rmSync(dir, { recursive: true, force: true }); resolve(code); });
+    const done = (code) => { rmSync(dir, { recursive: true, force: true }); resolve(code); };
+    if (proc.exitCode !== null) return done(proc.exitCode);
+    proc.on("exit", done);
     proc.kill("SIGTERM");
   });
   return { proc, records, waitLog, stop };
 }
 
-// One client through the proxy: resolves true when the echo came back.
+// Waits until cynic's log says `ready` (default: "started"): its admin
+// address and port(listener), the port a listener is bound to.
+async function started(cy, ready = (r) => r.msg === "started") {
+  const admin = (await cy.waitLog((r) => r.msg === "admin listening")).address;
+  await cy.waitLog(ready);
+  const port = (name) => Number(cy.records.find((r) => r.msg === "listening" && r.listener === name)
+    .address.split(":").pop());
+  return { admin, port };
+}
+
+// Headless Chromium with a fresh profile (playwright passes it as
+// --user-data-dir); options add to the defaults (`args` too). closeBrowser()
+// removes the profile as well: each one is a few MB left in the temp dir.
+const BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"];
+async function launchBrowser(options = {}) {
+  const profile = mkdtempSync(path.join(tmpdir(), "cynic-chromium-"));
+  try {
+    const browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      ...options,
+      args: [...BROWSER_ARGS, ...(options.args || [])],
+    });
+    browser.profile = profile;
+    return browser;
+  } catch (e) {
+    rmSync(profile, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function closeBrowser(browser) {
+  if (!browser) return;
+  await browser.close();
+  rmSync(browser.profile, { recursive: true, force: true });
+}
+
 // The border colour of an upstream's tile, read in one step in the page (the
 // tiles are rebuilt on every update: a handle taken earlier may be detached).
 function tileColour(page, upstream) {
@@ -81,6 +124,7 @@ function tileColour(page, upstream) {
   }, upstream);
 }
 
+// One client through the proxy: resolves true when the echo came back.
 function exchange(port, payload = "hello") {
   return new Promise((resolve) => {
     const c = net.connect(port, "127.0.0.1");
@@ -96,11 +140,7 @@ function exchange(port, payload = "hello") {
 test("a tile turns red when its upstream fails, and green after Reset", async () => {
   const echo = await echoServer();
   const refused = await refusedPort();
-  const cy = startCynic(`admin:
-  listen: 127.0.0.1:0
-log:
-  file: "-"
-listeners:
+  const cy = startCynic(`listeners:
   - name: web
     listen: 127.0.0.1:0
     upstream: api
@@ -117,16 +157,10 @@ upstreams:
 `);
   let browser;
   try {
-    const admin = (await cy.waitLog((r) => r.msg === "admin listening")).address;
-    await cy.waitLog((r) => r.msg === "started");
-    const port = (name) => Number(cy.records.find((r) => r.msg === "listening" && r.listener === name).address.split(":").pop());
-    // a fresh profile each run: playwright passes it as --user-data-dir
-    browser = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), "cynic-chromium-")), {
-      executablePath: CHROMIUM,
-      headless: true,
+    const { admin, port } = await started(cy);
+    browser = await launchBrowser({
       viewport: { width: 1100, height: 390 },
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: ["--disable-quic", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
     });
     const page = await browser.newPage();
     const errors = [];
@@ -233,7 +267,7 @@ upstreams:
     await old.close();
     assert.deepEqual(errors, []);
   } finally {
-    if (browser) await browser.close();
+    await closeBrowser(browser);
     assert.equal(await cy.stop(), 0);
     echo.close();
   }
@@ -273,11 +307,7 @@ function httpGets(port, n) {
 
 test("an HTTP upstream's tile shows requests, status classes and the pool", async () => {
   const be = await httpServer();
-  const cy = startCynic(`admin:
-  listen: 127.0.0.1:0
-log:
-  file: "-"
-listeners:
+  const cy = startCynic(`listeners:
   - name: web
     listen: 127.0.0.1:0
     mode: http
@@ -289,15 +319,10 @@ upstreams:
 `);
   let browser;
   try {
-    const admin = (await cy.waitLog((r) => r.msg === "admin listening")).address;
-    await cy.waitLog((r) => r.msg === "started");
-    const port = Number(cy.records.find((r) => r.msg === "listening" && r.listener === "web").address.split(":").pop());
+    const { admin, port: portOf } = await started(cy);
+    const port = portOf("web");
     assert.equal(await httpGets(port, 3), 3);
-    browser = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), "cynic-chromium-")), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-    });
+    browser = await launchBrowser();
     const page = await browser.newPage();
     await page.goto(`http://${admin}/`);
     const row = page.locator('section.tile[data-upstream="api"] .row.http');
@@ -306,7 +331,7 @@ upstreams:
     assert.match(await row.textContent(), /pool 1 idle · 2 reused/);
     assert.equal(await page.locator('section.tile[data-upstream="api"] .spark .label').first().textContent(), "requests/s");
   } finally {
-    if (browser) await browser.close();
+    await closeBrowser(browser);
     assert.equal(await cy.stop(), 0);
     be.close();
   }
@@ -315,11 +340,7 @@ upstreams:
 test("each endpoint shows its health check verdict; one held out by its checks says so", async () => {
   const good = await echoServer();
   const bad = await refusedPort();
-  const cy = startCynic(`admin:
-  listen: 127.0.0.1:0
-log:
-  file: "-"
-listeners:
+  const cy = startCynic(`listeners:
   - name: app
     listen: 127.0.0.1:0
     upstream: db
@@ -330,13 +351,8 @@ upstreams:
 `);
   let browser;
   try {
-    const admin = (await cy.waitLog((r) => r.msg === "admin listening")).address;
-    await cy.waitLog((r) => r.event === "endpoint_unhealthy");
-    browser = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), "cynic-chromium-")), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-    });
+    const { admin } = await started(cy, (r) => r.event === "endpoint_unhealthy");
+    browser = await launchBrowser();
     const page = await browser.newPage();
     await page.goto(`http://${admin}/`);
     const tile = page.locator('section.tile[data-upstream="db"]');
@@ -349,7 +365,7 @@ upstreams:
     await tile.locator('td.health[data-health="healthy"]').waitFor({ timeout: 10000 });
     assert.match(await ok.textContent(), /health healthy · 0\/\d+ failed · [\d.]+ ms/);
   } finally {
-    if (browser) await browser.close();
+    await closeBrowser(browser);
     assert.equal(await cy.stop(), 0);
     good.close();
   }
@@ -358,11 +374,7 @@ upstreams:
 // An upstream with a fallback shows its answers by kind and the stale cache.
 test("an upstream's tile shows its fallback answers and the stale cache", async () => {
   const be = await httpServer();
-  const cy = startCynic(`admin:
-  listen: 127.0.0.1:0
-log:
-  file: "-"
-listeners:
+  const cy = startCynic(`listeners:
   - name: web
     listen: 127.0.0.1:0
     mode: http
@@ -376,20 +388,15 @@ upstreams:
 `);
   let browser;
   try {
-    const admin = (await cy.waitLog((r) => r.msg === "admin listening")).address;
-    await cy.waitLog((r) => r.msg === "started");
-    const port = Number(cy.records.find((r) => r.msg === "listening" && r.listener === "web").address.split(":").pop());
+    const { admin, port: portOf } = await started(cy);
+    const port = portOf("web");
     assert.equal(await httpGets(port, 2), 2); // GET / kept in the stale cache
     const trip = await fetch(`http://${admin}/breakers/api/trip`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ reason: "test" }),
     });
     assert.equal(trip.status, 200);
     assert.equal(await httpGets(port, 3), 3); // answered from the cache: 200
-    browser = await chromium.launchPersistentContext(mkdtempSync(path.join(tmpdir(), "cynic-chromium-")), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-    });
+    browser = await launchBrowser();
     const page = await browser.newPage();
     await page.goto(`http://${admin}/`);
     const row = page.locator('section.tile[data-upstream="api"] .row.fallback');
@@ -397,7 +404,7 @@ upstreams:
     assert.match(await row.textContent(), /fallback stale 3 · static 0/);
     assert.match(await row.textContent(), /cache 1 · \d+ B \/ 1\.0 MB/);
   } finally {
-    if (browser) await browser.close();
+    await closeBrowser(browser);
     assert.equal(await cy.stop(), 0);
     be.close();
   }
