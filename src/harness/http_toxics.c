@@ -101,8 +101,10 @@ static int on_complete(llhttp_t *p) {
  * a HEAD (whose response has a length but no body)? */
 static int on_headers(llhttp_t *p) {
   http_state_t *hs = p->data;
-  if (hs->stream != STREAM_DOWNSTREAM || gate_interim(p))
+  if (hs->stream != STREAM_DOWNSTREAM)
     return 0;
+  if (gate_interim(p))
+    return 1; /* a 1xx ends at its head (RFC 9112 6.3): answers no request */
   hs->index = hs->last = hs->gate ? harness_gate_claim(hs->gate, hs->last) : hs->last + 1;
   return gate_skip_body(p, hs->gate != NULL && harness_gate_head(hs->gate, hs->index));
 }

@@ -721,6 +721,25 @@ static void gate_marks_where_messages_begin(void **state) {
   conn_rig_free(r);
 }
 
+/* A 1xx ends at its head whatever its Content-Length says (RFC 9112 6.3):
+ * the final response begins right after it, on both the upstream's and the
+ * client's side of the gate. */
+static void gate_ends_an_interim_at_its_head(void **state) {
+  (void)state;
+  conn_rig_t *r = conn_rig_new();
+  conn_rig_read(r, STREAM_UPSTREAM, 0, "GET / HTTP/1.1\r\n\r\n");
+  gate_t *g = r->dir[STREAM_DOWNSTREAM].gate;
+  assert_non_null(g);
+  const char *early = "HTTP/1.1 103 Early Hints\r\nContent-Length: 4\r\n\r\n";
+  conn_rig_read(r, STREAM_DOWNSTREAM, 0, early);
+  conn_rig_read(r, STREAM_DOWNSTREAM, 0, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  uint64_t at = 0, last = 0;
+  assert_int_equal(harness_gate_find(g, STREAM_DOWNSTREAM, 1, &at, &last), GATE_FOUND);
+  assert_int_equal(at, strlen(early)); /* not 4 bytes later, inside the final head */
+  assert_int_equal(last, GATE_NONE);
+  conn_rig_free(r);
+}
+
 /* The gate stops following requests when GATE_WINDOW are outstanding; a
  * joining stage whose bytes reach past that point passes what the gate has
  * followed and waits for the rest (never guesses), and goes on when a
@@ -786,6 +805,7 @@ int main(void) {
       cmocka_unit_test(joining_stage_takes_a_request_held_whole),
       cmocka_unit_test(joining_stage_behind_held_response_body_acts_on_next_response),
       cmocka_unit_test(gate_marks_where_messages_begin),
+      cmocka_unit_test(gate_ends_an_interim_at_its_head),
       cmocka_unit_test(joining_stage_waits_where_the_gate_paused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
