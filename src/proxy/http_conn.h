@@ -63,6 +63,8 @@ typedef struct cynic__http_xchg {
   cynic__waiter_t waiter; /* on the upstream's queue while HS_QUEUED (upstream.c) */
   cynic__attempt_t attempt;
   cynic__hx_t hx;
+  cynic__http_conn_opts_t req_opts; /* the request's Connection options, read once at its
+                                       head (pointing into req_store) for every attempt */
   bool req_done;      /* the request's last byte was released to the upstream */
   bool res_head_done; /* the final response head was parsed (body follows) */
   bool reusable;      /* the upstream connection may go back to the pool */

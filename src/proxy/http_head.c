@@ -172,9 +172,13 @@ static bool client_element(cynic__http_out_t *o, const cynic__http_fwd_t *f) {
 
 int cynic__http_write_request(cynic__http_out_t *o, const cynic__http_head_t *h,
                               const cynic__http_fwd_t *f) {
-  cynic__http_conn_opts_t opts;
-  if (cynic__http_conn_opts(h, &opts) != 0)
-    return CYNIC_EINVAL;
+  cynic__http_conn_opts_t own;
+  const cynic__http_conn_opts_t *opts = f->opts;
+  if (opts == NULL) {
+    if (cynic__http_conn_opts(h, &own) != 0)
+      return CYNIC_EINVAL;
+    opts = &own;
+  }
   const char *fwd_name = f->forwarded == CYNIC__FORWARDED_XFF       ? "X-Forwarded-For"
                          : f->forwarded == CYNIC__FORWARDED_RFC7239 ? "Forwarded"
                                                                     : NULL;
@@ -186,7 +190,7 @@ int cynic__http_write_request(cynic__http_out_t *o, const cynic__http_head_t *h,
   size_t earlier = 0; /* values of fwd_name already there, joined on one line below */
   for (size_t i = 0; ok && i < h->nfields; i++) {
     const cynic__http_hfield_t *hf = &h->fields[i];
-    if (cynic__http_hop_by_hop(hf->name, hf->nlen, &opts, true))
+    if (cynic__http_hop_by_hop(hf->name, hf->nlen, opts, true))
       continue;
     if (fwd_name != NULL && name_eq(hf->name, hf->nlen, fwd_name, fwd_len)) {
       earlier++;

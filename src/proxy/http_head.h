@@ -88,6 +88,8 @@ typedef struct cynic__http_fwd {
   const char *request_id_header;       /* its name (the listener's) */
   const char *request_id;              /* the id made for this request when the client's
                                           was absent or invalid; NULL: passed through */
+  const cynic__http_conn_opts_t *opts; /* the request's Connection options, read already
+                                          (cynic__http_conn_opts); NULL: read here */
 } cynic__http_fwd_t;
 
 /* The request head for the upstream, in the client's version (an HTTP/1.0

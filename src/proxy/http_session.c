@@ -630,11 +630,11 @@ static void request_head(cynic__http_conn_t *c) {
   {
     /* A Connection header cynic could not honour (more than 16 options, or
      * one that is not a token) is the client's error, found before any
-     * upstream is involved. */
+     * upstream is involved. The options read are kept for every attempt's
+     * request head. */
     cynic__http_hfield_t fields[CYNIC__HTTP_MSG_MAX_FIELDS];
     cynic__http_head_t h = {.fields = fields, .nfields = cynic__hs_fields(m, fields)};
-    cynic__http_conn_opts_t opts;
-    if (cynic__http_conn_opts(&h, &opts) != 0) {
+    if (cynic__http_conn_opts(&h, &c->x->req_opts) != 0) {
       refuse(c, 400, "bad_request", "bad Connection header");
       return;
     }

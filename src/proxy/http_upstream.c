@@ -769,6 +769,7 @@ static void request_out(cynic__http_conn_t *c) {
       .client_ip = ip,
       .request_id_header = lc->request_id_header,
       .request_id = c->x->rid_made ? c->x->rid : NULL,
+      .opts = &c->x->req_opts,
   };
   size_t cap = (size_t)lc->max_request_head + 512 + RID_MAX + INET6_ADDRSTRLEN;
   cynic__http_out_t o = cynic__hs_scratch(cap);
