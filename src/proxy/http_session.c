@@ -116,6 +116,8 @@ void cynic__hs_xchg_put(cynic__http_conn_t *c) {
   c->x = NULL;
   cynic__hs_capture_drop(c, x);
   cynic__attempt_end(&x->attempt);
+  if (x->up != NULL)
+    x->up->borrowed--; /* a retired secondary may be reclaimed now */
   free(x->replay);
   if (x->req_store != NULL) {
     cynic__http_msg_next(&x->req);

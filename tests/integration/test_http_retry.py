@@ -461,3 +461,50 @@ def test_without_a_usable_secondary_the_next_kind_answers():
     finally:
         px.stop()
         primary.close(), second.close()
+
+
+def test_a_secondary_retired_by_a_reload_lives_until_its_borrowed_request_ends():
+    """A reload rebuilds the secondary (new endpoints) while a request handed
+    to it waits on its hanging backend: the retired upstream is not reclaimed
+    (its memory freed) until that request has its answer, which it still gets
+    from the old endpoint."""
+    primary = Backend(lambda head, body: RESET)
+    release = threading.Event()
+
+    def slow(head, body):
+        release.wait(10)
+        return ok(b"from the old secondary")
+    old, new = Backend(slow), Backend(lambda head, body: ok(b"from the new secondary"))
+
+    def cfg(spare):
+        return pu.config(pu.listener("app", "main", "mode: http"),
+                         pu.upstream("main", [primary.endpoint],
+                                     "breaker: { faults: 1000 }\nfallback: { secondary: spare }") +
+                         pu.upstream("spare", [spare.endpoint]))
+    px = pu.Cynic(cfg(old))
+    try:
+        got = {}
+
+        def one():
+            got["answer"] = request(px, get(b"/slow"), timeout=20)
+        t = threading.Thread(target=one)
+        t.start()
+        pu.wait_for(lambda: len(old.requests) == 1, what="the request at the old secondary")
+        with open(px.config, "w") as f:
+            f.write(cfg(new))
+        st, js, _ = px.api().post("/reload")
+        assert st == 200, js
+        time.sleep(1.5)  # sweeps run each second: the retired upstream must still be there
+        assert not px.logs(event="upstream_reclaimed"), px.logs(event="upstream_reclaimed")
+        release.set()
+        t.join(20)
+        status, h, body, _ = got["answer"]
+        assert (status, body, h["cynic-fallback"]) == (200, b"from the old secondary", "secondary")
+        px.wait_log(lambda r: r.get("event") == "upstream_reclaimed" and r.get("upstream") == "spare",
+                    what="the old secondary reclaimed once its request ended")
+        status, h, body, _ = request(px, get(b"/next"))
+        assert (status, body) == (200, b"from the new secondary"), (status, body)
+    finally:
+        release.set()
+        px.stop()
+        primary.close(), old.close(), new.close()
