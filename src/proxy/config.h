@@ -124,6 +124,39 @@ typedef enum cynic__config_forwarded {
   CYNIC__FORWARDED_NONE,      /* neither */
 } cynic__config_forwarded_t;
 
+/* tls (config_tls.c; used by tls.c). Under an upstream: cynic originates
+ * TLS to every endpoint (HTTPS to a vendor; TCP mode wraps a plain protocol).
+ * Under a listener: cynic terminates TLS from clients. enabled false: the
+ * section was not written (or says enabled: false); every other field is
+ * then unused. Paths are as written (relative to the working directory);
+ * tls.c reads the files, at start and at every reload, and refuses the
+ * config whole when one is unreadable, malformed, or a key does not match
+ * its certificate. */
+#define CYNIC__TLS_MAX_NAME 253u /* server_name bytes (a DNS name at most) */
+typedef enum cynic__tls_version {
+  CYNIC__TLS_1_2 = 0, /* the default minimum */
+  CYNIC__TLS_1_3 = 1,
+} cynic__tls_version_t;
+typedef struct cynic__config_tls {
+  bool enabled;
+  cynic__tls_version_t min_version; /* "1.2" (default) or "1.3" */
+  char *cert_file; /* PEM, chain included (leaf first); listener: required;
+                      upstream: the client certificate (mutual TLS), with key_file */
+  char *key_file;  /* PEM private key of cert_file; both or neither */
+  char *ca_file;   /* upstream: CAs that verify the server (NULL: the system
+                      store); listener: CAs that verify client certificates,
+                      which are then required (NULL: none asked for) */
+  /* upstream only */
+  char *server_name;         /* SNI and the name verified; NULL: the endpoint's host
+                                as written (a name, or an IP address verified as such) */
+  bool insecure_skip_verify; /* no verification at all: test setups only, logged
+                                loudly at every load */
+  uint64_t handshake_timeout_ns; /* timeouts.tls_handshake (of the upstream or the
+                                    listener): from connect (upstream) or accept
+                                    (listener) to a finished handshake */
+  cynic__config_mark_t mark; /* where the section is (for tls.c's errors) */
+} cynic__config_tls_t;
+
 typedef struct cynic__config_listener {
   char *name;
   cynic__config_addr_t listen; /* an explicit IPv4 or IPv6 literal */
@@ -149,6 +182,7 @@ typedef struct cynic__config_listener {
   uint64_t max_request_body;           /* bytes (413 past it); 0 = no limit */
   cynic__config_forwarded_t forwarded; /* the client-address header appended */
   char *request_id_header;             /* carried or made, and logged */
+  cynic__config_tls_t tls;             /* termination (config_tls.c) */
   cynic__config_mark_t mark;
 } cynic__config_listener_t;
 
@@ -273,6 +307,7 @@ typedef struct cynic__config_upstream {
   bool required; /* readiness fails when every endpoint's breaker is open */
   cynic__config_http_t http;
   cynic__config_health_t health;
+  cynic__config_tls_t tls; /* origination (config_tls.c) */
   cynic__config_mark_t mark;
 } cynic__config_upstream_t;
 
