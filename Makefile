@@ -60,6 +60,7 @@ bench: deps build
 	$(BUILD)/bench_bucket
 	$(BUILD)/bench_harness --harness $(BUILD)/cynic-harness --runs 5
 	bench/tcp.sh $(BUILD)
+	bench/tls.sh $(BUILD)
 	bench/http.sh $(BUILD)
 
 # Every libFuzzer target for FUZZ_SECONDS each (default 60), two at a time,

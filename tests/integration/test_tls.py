@@ -28,7 +28,6 @@ import json
 import os
 import random
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -133,8 +132,10 @@ def tls_failure_samples(adm):
     """/metrics samples counting TLS failures (a name with tls and fail or
     error, or a tls sample with a reason label), as (name, labels, value)."""
     m = adm.metrics()
+    failing = re.compile(r"fail|error|verif|expired|mismatch|untrusted|self|refus")
     return [(n, lab, v) for n, lab, v in m.samples
-            if "tls" in n and (re.search(r"fail|error", n) or "reason" in lab) and not n.endswith("_created")]
+            if "tls" in n and "expiry" not in n and not n.endswith("_created")
+            and (failing.search(n) or "reason" in lab or any(failing.search(str(x)) for x in lab.values()))]
 
 
 def expiry_forms(when):
@@ -406,8 +407,10 @@ def test_mutual_tls_to_a_backend_that_requires_it(certs):
         try:
             st, h, body = http_get(px.addr())
             assert st in (502, 503), (st, body)
-            pu.wait_for(lambda: len(be.handshakes) > before, what="the refused handshake")
-            assert all(h["error"] is not None for h in be.handshakes[before:]), be.handshakes[before:]
+            pu.wait_for(lambda: len(be.handshakes) > before
+                        and all(h["error"] is not None for h in be.handshakes[before:]),
+                        what="the backend to refuse the handshake")
+            assert not [h for h in be.handshakes[before:] if h["peer"]], be.handshakes[before:]
         finally:
             px.stop()
     finally:
@@ -432,9 +435,8 @@ def test_handshake_into_a_blackhole_cut_at_tls_handshake_and_trips_the_breaker(c
         try:
             # healthy first: the path works through the harness
             assert pu.exchange(px, payload=b"through")
+            # blackhole: neither direction is read nor written (docs/harness.md)
             harness.add_toxic("dep", name="bh", type="blackhole", stream="downstream", toxicity=1.0, attributes={})
-            harness.add_toxic("dep", name="bh_up", type="blackhole", stream="upstream", toxicity=1.0,
-                              attributes={})
             took = []
             for i in range(3):
                 with px.connect(timeout=30) as s:
@@ -546,7 +548,7 @@ def test_listener_requires_client_certificates_signed_by_client_ca(certs):
         assert st == 200 and body == b"ok\n" and serial == certs.server.serial
         served = be.requests
         for who, cert in (("no certificate", None), ("a self-signed one", certs.self_signed)):
-            with pytest.raises((ssl.SSLError, ConnectionError, ValueError, IndexError)):
+            with pytest.raises((OSError, ValueError, IndexError)):  # ssl.SSLError, resets, ENOTCONN
                 # TLS 1.3: the refusal may come after the client's Finished, at the first read
                 st, body, _ = https_get(px.addr(), tu.client_context(certs, cert=cert))
                 raise AssertionError(f"{who}: answered {st} {body!r}")
@@ -600,15 +602,17 @@ def test_certificate_reload_under_traffic(certs):
     px = pu.Cynic(term_config((cert, key), be.endpoint))
     adm = au.Admin(px)
     ctx = tu.client_context(certs)
-    results, stop = [], threading.Event()
+    results, stop = [], threading.Event()  # (status or error, serial, started, ended)
+    marks = {}  # when each reload was asked for and answered (time.monotonic())
 
     def loop():
         while not stop.is_set() and len(results) < 100000:
+            t0 = time.monotonic()
             try:
                 st, body, serial = https_get(px.addr(), ctx)
-                results.append((st, serial))
+                results.append((st, serial, t0, time.monotonic()))
             except Exception as e:  # noqa: BLE001 - counted as a failure
-                results.append((repr(e), None))
+                results.append((repr(e), None, t0, time.monotonic()))
     # one connection opened before the reload, kept alive across it
     kept = tu.tls_connect(px.addr(), ctx)
     kept_serial = tu.peer_serial(kept)
@@ -628,15 +632,18 @@ def test_certificate_reload_under_traffic(certs):
             t.start()
         pu.wait_for(lambda: len(results) >= 20, timeout=30, what="traffic before the reload")
         tu.install(certs.server2, cert, key)
+        marks["asked"] = time.monotonic()
         st, _, js, raw = adm.post("/reload")
+        marks["answered"] = time.monotonic()
         assert st == 200, raw
         n_at_reload = len(results)
-        pu.wait_for(lambda: any(s == certs.server2.serial for _, s in results[n_at_reload:]), timeout=10,
+        pu.wait_for(lambda: any(r[1] == certs.server2.serial for r in results[n_at_reload:]), timeout=10,
                     what="a new connection with the new certificate")
         pu.wait_for(lambda: len(results) >= n_at_reload + 40, timeout=30, what="traffic after the reload")
         assert kept_request()  # the open connection keeps working
         # a mismatched pair: refused whole, the new-old one keeps serving
         tu.install(certs.mismatched, cert, key)
+        marks["bad"] = time.monotonic()
         st, _, js, raw = adm.post("/reload")
         assert 400 <= st < 500, (st, raw)
         assert re.search(rb"key|match|certificate", raw, re.I), raw
@@ -653,12 +660,15 @@ def test_certificate_reload_under_traffic(certs):
         d.cleanup()
     failed = [r for r in results if r[0] != 200]
     assert not failed, (len(failed), failed[:5])
-    serials = [s for _, s in results]
-    # before the reload only the old serial; after the switch only the new one
-    first_new = serials.index(certs.server2.serial)
-    assert set(serials[:first_new]) == {certs.server.serial}
-    assert set(serials[first_new:]) == {certs.server2.serial}, "the refused reload changed the certificate"
-    assert first_new >= 20
+    # connections over before the reload was asked for saw the old
+    # certificate; every one begun after it was answered, the new one, also
+    # after the refused reload (those in between may see either)
+    before = [r for r in results if r[3] < marks["asked"]]
+    after = [r for r in results if r[2] > marks["answered"]]
+    assert len(before) >= 20 and len(after) >= 40, (len(before), len(after))
+    assert {r[1] for r in before} == {certs.server.serial}
+    assert {r[1] for r in after} == {certs.server2.serial}, "the refused reload changed the certificate"
+    assert [r for r in after if r[2] > marks["bad"]], "no traffic after the refused reload"
 
 
 @needs_tls
@@ -675,7 +685,9 @@ def test_status_warns_of_a_certificate_expiring_within_14_days(certs):
         samples = adm.metrics().all("cynic_tls_cert_expiry_seconds")
         assert samples, "no cynic_tls_cert_expiry_seconds"
         left = (certs.soon.not_after - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
-        assert any(abs(v - left) < 3600 for _, v in samples), (samples, left)
+        # seconds left, or the expiry as a Unix time: either names this certificate
+        assert any(abs(v - left) < 3600 or abs(v - certs.soon.not_after.timestamp()) < 3600
+                   for _, v in samples), (samples, left)
     finally:
         px.stop()
         be.close()
