@@ -6,12 +6,14 @@
 # on these machines policy-rc.d keeps the package from starting that service);
 # `scripts/deps.sh fuzz` adds clang and libFuzzer;
 # `scripts/deps.sh soak` adds gnuplot (the soak's plot) and valgrind.
+# libssl-dev is OpenSSL 3 for TLS (src/proxy/tls.c); the openssl CLI makes the
+# tests' certificates.
 # python3 runs `make run`, `make demo` and the demo backend (scripts/run.py,
 # scripts/demo.py, examples/demo/); curl is what the commands `make run`
 # prints (and the README's) use.
 set -eu
 pkgs="cmake make gcc pkg-config libcmocka-dev libuv1-dev libyaml-dev libjansson-dev
-node-llhttp python3 python3-pytest curl chromium"
+libssl-dev openssl node-llhttp python3 python3-pytest curl chromium"
 if [ "${1:-}" = bench ]; then
   pkgs="$pkgs wrk haproxy nginx"
 fi
