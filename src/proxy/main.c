@@ -56,6 +56,10 @@ static void print_notes(const cynic__config_t *cfg) {
               "'tcp_keepalive'\n",
               cfg->path, (unsigned)u->keepalive_old_name.line,
               (unsigned)u->keepalive_old_name.column, u->name);
+    if (u->tls.enabled && u->tls.insecure_skip_verify)
+      fprintf(stderr, "%s:%u:%u: warning: upstream '%s': %s\n", cfg->path,
+              (unsigned)u->tls.mark.line, (unsigned)u->tls.mark.column, u->name,
+              CYNIC__TLS_INSECURE_TEXT);
   }
 }
 

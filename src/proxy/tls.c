@@ -137,7 +137,7 @@ static bool load_pair(SSL_CTX *ssl, const cynic__config_tls_t *cfg, char *err, s
 }
 
 cynic__tls_ctx_t *cynic__tls_ctx_new(const cynic__config_tls_t *cfg, bool server, bool http,
-                                     const char *who, char *err, size_t errlen) {
+                                     char *err, size_t errlen) {
   ERR_clear_error();
   cynic__tls_ctx_t *c = calloc(1, sizeof *c);
   if (c == NULL) {
@@ -184,11 +184,7 @@ cynic__tls_ctx_t *cynic__tls_ctx_new(const cynic__config_tls_t *cfg, bool server
       SSL_CTX_set_alpn_select_cb(s, on_alpn, NULL);
   } else {
     if (cfg->insecure_skip_verify) {
-      SSL_CTX_set_verify(s, SSL_VERIFY_NONE, NULL);
-      cynic__log_event(CYNIC_LOG_WARN, "tls_insecure",
-                       "tls.insecure_skip_verify: the upstream's certificate is NOT verified; "
-                       "anyone on the path can read and change this traffic (test setups only)",
-                       json_pack("{s:s}", "upstream", who));
+      SSL_CTX_set_verify(s, SSL_VERIFY_NONE, NULL); /* cynic__tls_apply says so, loudly */
     } else {
       SSL_CTX_set_verify(s, SSL_VERIFY_PEER, on_verify);
       if (cfg->ca_file != NULL) {
@@ -1164,7 +1160,7 @@ int cynic__tls_prepare(const cynic__config_t *n, cynic__tls_reload_t *r, char *w
     const cynic__config_listener_t *l = &n->listeners[i];
     if (!l->tls.enabled)
       continue;
-    r->listeners[i] = cynic__tls_ctx_new(&l->tls, true, listener_is_http(l), l->name, err, sizeof err);
+    r->listeners[i] = cynic__tls_ctx_new(&l->tls, true, listener_is_http(l), err, sizeof err);
     if (r->listeners[i] == NULL) {
       snprintf(why, len, "listener '%s': %s", l->name, err);
       ctxs_free(r);
@@ -1175,7 +1171,7 @@ int cynic__tls_prepare(const cynic__config_t *n, cynic__tls_reload_t *r, char *w
     const cynic__config_upstream_t *u = &n->upstreams[i];
     if (!u->tls.enabled)
       continue;
-    r->upstreams[i] = cynic__tls_ctx_new(&u->tls, false, false, u->name, err, sizeof err);
+    r->upstreams[i] = cynic__tls_ctx_new(&u->tls, false, false, err, sizeof err);
     if (r->upstreams[i] == NULL) {
       snprintf(why, len, "upstream '%s': %s", u->name, err);
       ctxs_free(r);
@@ -1214,6 +1210,9 @@ void cynic__tls_apply(cynic__proxy_t *p, const cynic__config_t *n, cynic__tls_re
     cynic__tls_ctx_free(u->tls);
     u->tls = r->upstreams[k];
     r->upstreams[k] = NULL;
+    if (u->tls != NULL && u->cfg->tls.insecure_skip_verify)
+      cynic__log_event(CYNIC_LOG_WARN, "tls_insecure", CYNIC__TLS_INSECURE_TEXT,
+                       json_pack("{s:s}", "upstream", u->cfg->name));
     /* A session resumed skips verification: none survives new trust. */
     forget_sessions(u);
   }

@@ -74,10 +74,14 @@ static inline cynic__tls_t *cynic__stream_tls(const uv_stream_t *s) {
  * files now. `server`: a listener's (terminating; `http` selects ALPN
  * http/1.1 when a client offers it); otherwise an upstream's (originating;
  * each connection says whether it offers ALPN http/1.1). NULL on failure, with a message naming the
- * file and OpenSSL's reason in `err`. `who` names the listener or upstream in
- * the loud insecure_skip_verify warning. */
+ * file and OpenSSL's reason in `err`. */
 cynic__tls_ctx_t *cynic__tls_ctx_new(const cynic__config_tls_t *cfg, bool server, bool http,
-                                     const char *who, char *err, size_t errlen);
+                                     char *err, size_t errlen);
+/* What cynic says of an upstream with tls.insecure_skip_verify (the log at
+ * start and at each reload, and --check). */
+#define CYNIC__TLS_INSECURE_TEXT                                                                  \
+  "tls.insecure_skip_verify: the upstream's certificate is NOT verified; anyone on the path "     \
+  "can read and change this traffic (test setups only)"
 void cynic__tls_ctx_free(cynic__tls_ctx_t *ctx);
 /* The configured certificate's expiry (Unix seconds) and subject; 0 and ""
  * when the context has none (an upstream without a client certificate). */
