@@ -191,7 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     drain(cfd);
   }
   uv_close((uv_handle_t *)&r.guard, on_closed);
-  cynic__io_close(&r.s, on_closed);
+  cynic__io_close(&r.s, false, on_closed);
   while (r.handles > 0)
     uv_run(&loop, UV_RUN_ONCE);
   close(cfd);

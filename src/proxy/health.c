@@ -190,7 +190,7 @@ static void finish(check_t *c, bool pass, const char *fmt, ...) {
   c->in_flight = false;
   uv_timer_stop(&c->timer);
   if (c->tcp_open && !uv_is_closing((uv_handle_t *)&c->tcp))
-    cynic__io_close(&c->tcp, on_tcp_closed);
+    cynic__io_close(&c->tcp, true, on_tcp_closed);
   c->st.last_latency_us = (uv_hrtime() - c->started_hr) / 1000u;
   if (!pass) {
     va_list ap;
@@ -532,7 +532,7 @@ static void health_stop(cynic__health_t *h) {
     if (!uv_is_closing((uv_handle_t *)&c->timer))
       uv_close((uv_handle_t *)&c->timer, on_timer_closed);
     if (c->tcp_open && !uv_is_closing((uv_handle_t *)&c->tcp))
-      cynic__io_close(&c->tcp, on_tcp_closed);
+      cynic__io_close(&c->tcp, true, on_tcp_closed);
   }
   if (h->open_handles == 0)
     health_free(h);

@@ -509,7 +509,7 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
   }
   if (reset && !c->relay.up.from_reset)
     cynic__sock_linger_zero(&c->client.tcp);
-  cynic__io_close(&c->client, on_client_closed);
+  cynic__io_close(&c->client, reset, on_client_closed);
   uv_close((uv_handle_t *)&c->timer, on_timer_closed);
   if (c->uc != NULL) {
     cynic__upconn_t *uc = c->uc;
@@ -893,7 +893,7 @@ static void on_discarded(uv_handle_t *h) {
 }
 
 static void client_discard(uv_tcp_t *client) {
-  cynic__io_close((cynic__stream_t *)(void *)client, on_discarded);
+  cynic__io_close((cynic__stream_t *)(void *)client, true, on_discarded);
 }
 
 static void http_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16],

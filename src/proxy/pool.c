@@ -167,7 +167,7 @@ void cynic__upconn_close(cynic__upconn_t *uc, bool reset, uv_close_cb cb) {
   uc->open = false;
   if (reset)
     cynic__sock_linger_zero(&uc->handle.tcp);
-  cynic__io_close(&uc->handle, cb);
+  cynic__io_close(&uc->handle, reset, cb);
 }
 
 /* ---- the idle pool ------------------------------------------------------------- */

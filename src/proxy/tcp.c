@@ -252,7 +252,7 @@ static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
    * to send on close), so only the other side needs SO_LINGER 0. */
   if (reset && !c->relay.up.from_reset)
     cynic__sock_linger_zero(&c->client.tcp);
-  cynic__io_close(&c->client, on_stream_closed);
+  cynic__io_close(&c->client, reset, on_stream_closed);
   uv_close((uv_handle_t *)&c->timer, on_timer_closed);
   cynic__upconn_close(&c->server, reset && !c->relay.down.from_reset, on_stream_closed);
 }
@@ -416,7 +416,7 @@ static void on_discarded(uv_handle_t *h) {
 }
 
 static void client_discard(uv_tcp_t *client) {
-  cynic__io_close((cynic__stream_t *)(void *)client, on_discarded);
+  cynic__io_close((cynic__stream_t *)(void *)client, true, on_discarded);
 }
 
 static void tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port) {

@@ -307,6 +307,7 @@ struct cynic__tls {
   bool read_over : 1; /* EOF or an error was delivered: nothing more to read */
   bool deferred : 1;
   bool hs_listed : 1;
+  bool lingering : 1; /* closed by the user; the last ciphertext goes out first */
 };
 
 static inline uv_stream_t *tcp_of(cynic__tls_t *t) {
@@ -527,7 +528,7 @@ static int shut_step(cynic__tls_t *t, bool from_user);
 
 /* Starts writing the chunks that wait, unless a write is in flight. */
 static int kick(cynic__tls_t *t) {
-  if (t->out_busy > 0 || t->out_head == NULL || t->closing)
+  if (t->out_busy > 0 || t->out_head == NULL || (t->closing && !t->lingering))
     return 0;
   uv_buf_t bufs[WRITE_VEC];
   unsigned int n = 0;
@@ -546,12 +547,19 @@ static int kick(cynic__tls_t *t) {
   return 0;
 }
 
+static void finish_close(cynic__tls_t *t);
+
 static void on_out(uv_write_t *req, int status) {
   cynic__tls_t *t = req->data;
   unsigned int n = t->out_busy;
   t->out_busy = 0;
   for (unsigned int i = 0; i < n && t->out_head != NULL; i++)
     chunk_done(t, status);
+  if (t->lingering) {
+    if (status < 0 || t->out_head == NULL || kick(t) != 0)
+      finish_close(t); /* all out, or it never will be */
+    return;
+  }
   if (status < 0 || t->closing) {
     fail_writes(t, status < 0 ? status : UV_ECANCELED);
     return;
@@ -840,12 +848,36 @@ static void hs_unlist(cynic__tls_t *t) {
     uv_timer_stop(&hs_timer);
 }
 
+static void on_hs_timer(uv_timer_t *h);
+
+/* On the engine's deadline list (a server handshake, or a lingering close),
+ * due `ms` from now. */
+static void hs_list(cynic__tls_t *t, uint64_t ms) {
+  uv_loop_t *loop = t->s->tcp.loop;
+  if (!hs_timer_open) {
+    uv_timer_init(loop, &hs_timer);
+    uv_unref((uv_handle_t *)&hs_timer);
+    hs_timer_open = true;
+  }
+  t->hs_deadline_ms = uv_now(loop) + ms;
+  t->hs_next = hs_head;
+  t->hs_prev = NULL;
+  if (hs_head != NULL)
+    hs_head->hs_prev = t;
+  hs_head = t;
+  t->hs_listed = true;
+  if (!uv_is_active((uv_handle_t *)&hs_timer))
+    uv_timer_start(&hs_timer, on_hs_timer, HS_STEP_MS, HS_STEP_MS);
+}
+
 static void on_hs_timer(uv_timer_t *h) {
   uint64_t now = uv_now(h->loop);
   cynic__tls_t *t = hs_head;
   while (t != NULL) {
     cynic__tls_t *next = t->hs_next;
-    if (now >= t->hs_deadline_ms && t->state == T_HANDSHAKE && !t->closing) {
+    if (t->lingering && now >= t->hs_deadline_ms) {
+      finish_close(t); /* a peer that does not read: the rest is dropped */
+    } else if (now >= t->hs_deadline_ms && t->state == T_HANDSHAKE && !t->closing) {
       hs_unlist(t);
       t->state = T_FAILED;
       t->fail_err = UV_ETIMEDOUT;
@@ -874,19 +906,7 @@ int cynic__tls_accept(cynic__stream_t *s, cynic__tls_ctx_t *ctx, cynic__tls_stat
   t->report_arg = report_arg;
   t->fail_err = UV_EPROTO;
   s->tls = t;
-  if (!hs_timer_open) {
-    uv_timer_init(s->tcp.loop, &hs_timer);
-    uv_unref((uv_handle_t *)&hs_timer);
-    hs_timer_open = true;
-  }
-  t->hs_deadline_ms = uv_now(s->tcp.loop) + timeout_ms;
-  t->hs_next = hs_head;
-  if (hs_head != NULL)
-    hs_head->hs_prev = t;
-  hs_head = t;
-  t->hs_listed = true;
-  if (!uv_is_active((uv_handle_t *)&hs_timer))
-    uv_timer_start(&hs_timer, on_hs_timer, HS_STEP_MS, HS_STEP_MS);
+  hs_list(t, timeout_ms);
   update_reading(t);
   return 0;
 }
@@ -1125,13 +1145,32 @@ static void tls_closed(uv_handle_t *h) {
     cb(h);
 }
 
-void cynic__tls_close(cynic__stream_t *s, uv_close_cb cb) {
+static void finish_close(cynic__tls_t *t) {
+  t->lingering = false;
+  hs_unlist(t);
+  uv_close((uv_handle_t *)&t->s->tcp, tls_closed);
+}
+
+void cynic__tls_close(cynic__stream_t *s, bool reset, uv_close_cb cb) {
   cynic__tls_t *t = s->tls;
   t->closing = true;
   t->close_cb = cb;
   undefer(t);
   hs_unlist(t);
-  uv_close((uv_handle_t *)&s->tcp, tls_closed);
+  update_reading(t); /* nobody reads any more */
+  if (!reset && t->state == T_OPEN && !(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) {
+    ERR_clear_error();
+    SSL_shutdown(t->ssl); /* close_notify: the peer sees an end, not a cut */
+    ERR_clear_error();
+  }
+  if (!reset && (t->out_head != NULL || t->out_busy > 0)) {
+    t->lingering = true;
+    hs_list(t, CYNIC__TLS_LINGER_MS);
+    if (kick(t) != 0)
+      finish_close(t);
+    return;
+  }
+  finish_close(t);
 }
 
 /* ---- the proxy's listeners and upstreams ------------------------------------------ */

@@ -138,7 +138,7 @@ int cynic__tls_try_write(cynic__tls_t *t, const uv_buf_t bufs[], unsigned int n)
 int cynic__tls_write(cynic__tls_t *t, uv_write_t *req, const uv_buf_t bufs[], unsigned int n,
                      uv_write_cb cb);
 int cynic__tls_shutdown(cynic__tls_t *t, uv_shutdown_t *req, uv_shutdown_cb cb);
-void cynic__tls_close(cynic__stream_t *s, uv_close_cb cb);
+void cynic__tls_close(cynic__stream_t *s, bool reset, uv_close_cb cb);
 
 static inline int cynic__io_read_start(uv_stream_t *s, uv_alloc_cb a, uv_read_cb r) {
   cynic__tls_t *t = cynic__stream_tls(s);
@@ -178,12 +178,16 @@ static inline int cynic__io_shutdown(uv_shutdown_t *req, uv_stream_t *s, uv_shut
   cynic__tls_t *t = cynic__stream_tls(s);
   return t == NULL ? uv_shutdown(req, s, cb) : cynic__tls_shutdown(t, req, cb);
 }
-/* Closes the stream (and frees its TLS state once libuv is done with it). */
-static inline void cynic__io_close(cynic__stream_t *s, uv_close_cb cb) {
+/* Closes the stream (and frees its TLS state once libuv is done with it).
+ * A TLS stream closed without `reset` says close_notify and first writes
+ * what it still holds (ciphertext a plain socket would have left to the
+ * kernel), for at most CYNIC__TLS_LINGER_MS; `cb` runs once it is closed. */
+#define CYNIC__TLS_LINGER_MS 10000u
+static inline void cynic__io_close(cynic__stream_t *s, bool reset, uv_close_cb cb) {
   if (s->tls == NULL)
     uv_close((uv_handle_t *)&s->tcp, cb);
   else
-    cynic__tls_close(s, cb);
+    cynic__tls_close(s, reset, cb);
 }
 
 /* ---- the proxy's listeners and upstreams (at start and at each reload) ---- */
