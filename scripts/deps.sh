@@ -6,14 +6,15 @@
 # on these machines policy-rc.d keeps the package from starting that service);
 # `scripts/deps.sh fuzz` adds clang and libFuzzer;
 # `scripts/deps.sh soak` adds gnuplot (the soak's plot) and valgrind.
+# libssl-dev is OpenSSL 3 for TLS (src/proxy/tls.c); the openssl CLI makes the
+# tests' certificates.
 # python3 runs `make run`, `make demo` and the demo backend (scripts/run.py,
 # scripts/demo.py, examples/demo/); curl is what the commands `make run`
-# prints (and the README's) use. openssl (the CLI) makes the certificates of
-# tests/integration/test_tls.py and nginx is its HTTPS backend (run as the
-# current user from a temp dir, like the benchmark's).
+# prints (and the README's) use. nginx is test_tls.py's HTTPS backend (run as
+# the current user from a temp dir, like the benchmark's).
 set -eu
 pkgs="cmake make gcc pkg-config libcmocka-dev libuv1-dev libyaml-dev libjansson-dev
-node-llhttp python3 python3-pytest curl chromium openssl nginx"
+libssl-dev openssl node-llhttp python3 python3-pytest curl chromium nginx"
 if [ "${1:-}" = bench ]; then
   pkgs="$pkgs wrk haproxy nginx"
 fi

@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-${FUZZ_SECONDS:-60}}
 build=${FUZZ_BUILD:-$here/build-fuzz}
 targets="fuzz_config fuzz_config_values fuzz_deadline_header fuzz_http_request fuzz_http_msg fuzz_addr
-  fuzz_admin_api fuzz_harness_api fuzz_gate fuzz_http_proxy"
+  fuzz_admin_api fuzz_harness_api fuzz_gate fuzz_http_proxy fuzz_tls_listener"
 
 CC=clang cmake -S "$here" -B "$build" -DCYNIC_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DBUILD_TESTING=OFF >/dev/null

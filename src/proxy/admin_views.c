@@ -221,6 +221,41 @@ static json_t *fallback_json(const cynic__upstream_t *u) {
   return o;
 }
 
+/* A listener's or upstream's TLS: handshakes, resumption, failures by
+ * reason, and its configured certificate (subject, expiry, days left, and a
+ * warning within CYNIC__TLS_WARN_DAYS). null without tls. */
+#define CYNIC__TLS_WARN_DAYS 14
+static json_t *tls_json(const cynic__tls_ctx_t *ctx, const cynic__tls_stats_t *st, int64_t now_ms) {
+  if (ctx == NULL)
+    return json_null();
+  json_t *f = json_object();
+  static const char *const kinds[CYNIC__TLS_FAIL_KINDS] = {"timeout", "verify", "protocol",
+                                                           "closed"};
+  for (int k = 0; k < CYNIC__TLS_FAIL_KINDS; k++)
+    json_object_set_new(f, kinds[k], json_integer((json_int_t)st->failed[k]));
+  json_t *o = json_pack("{s:I, s:I, s:o}", "handshakes", (json_int_t)st->handshakes, "resumed",
+                        (json_int_t)st->resumed, "failures", f);
+  json_object_set_new(o, "resumption_rate",
+                      st->handshakes > 0 ? json_real((double)st->resumed / (double)st->handshakes)
+                                         : json_null());
+  int64_t at = cynic__tls_ctx_cert_expiry(ctx);
+  if (at != 0) {
+    int64_t left_s = at - now_ms / 1000;
+    json_t *c = json_pack("{s:s, s:o, s:I}", "subject", cynic__tls_ctx_cert_subject(ctx),
+                          "expires", iso_time(at * 1000), "expires_in_days",
+                          (json_int_t)(left_s / 86400));
+    if (left_s < (int64_t)CYNIC__TLS_WARN_DAYS * 86400) {
+      char w[160];
+      snprintf(w, sizeof w, left_s < 0 ? "the certificate has expired" :
+               "the certificate expires within %d days: renew it, then reload",
+               CYNIC__TLS_WARN_DAYS);
+      json_object_set_new(c, "warning", json_string(w));
+    }
+    json_object_set_new(o, "certificate", c);
+  }
+  return o;
+}
+
 static json_t *upstream_json(const cynic__upstream_t *u) {
   json_t *o = json_object();
   json_object_set_new(o, "name", json_string(u->cfg->name));
@@ -253,6 +288,7 @@ static json_t *upstream_json(const cynic__upstream_t *u) {
   json_object_set_new(o, "responses", http ? responses_json(u) : json_null());
   json_object_set_new(o, "fallback",
                       u->cfg->http.has_fallback ? fallback_json(u) : json_null());
+  json_object_set_new(o, "tls", tls_json(u->tls, &u->tls_stats, cynic__proxy_unix_ms(u->proxy)));
   json_object_set_new(o, "endpoints", upstream_breakers_json(u));
   return o;
 }
@@ -385,6 +421,7 @@ static json_t *status_head_json(cynic__admin_t *a) {
     json_object_set_new(lo, "listening", json_boolean(l->listening));
     json_object_set_new(lo, "retired", json_boolean(l->retired));
     json_object_set_new(lo, "counts", cynic__counts_json(&l->counters));
+    json_object_set_new(lo, "tls", tls_json(l->tls, &l->tls_stats, now));
     json_array_append_new(ls, lo);
   }
   json_object_set_new(o, "listeners", ls);

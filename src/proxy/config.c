@@ -18,6 +18,7 @@
 #include "config_health.h"
 #include "config_http.h"
 #include "config_limits.h"
+#include "config_tls.h"
 #include "config_schema.h"
 #include "config_value.h"
 #include "config_yaml.h"
@@ -346,16 +347,17 @@ static const char *const listener_keys[] = {"name",
                                             "limits",
                                             "forwarded",
                                             "request_id_header",
+                                            "tls",
                                             NULL};
-static const char *const listener_timeout_keys[] = {"header", "idle", NULL};
+static const char *const listener_timeout_keys[] = {"header", "idle", "tls_handshake", NULL};
 static const char *const rate_limit_keys[] = {"per_client", "burst", "key_header", "max_clients",
                                               NULL};
 static const char *const upstream_keys[] = {
     "name",    "endpoints", "balance", "resolve_interval", "timeouts", "tcp_keepalive", "bulkhead",
     "breaker", "required",  "retry",   "expect",           "limits",   "fallback",      "pool",
-    "deadline_header", "health_check", NULL};
+    "deadline_header", "health_check", "tls", NULL};
 static const char *const upstream_timeout_keys[] = {"connect", "first_byte", "idle", "request",
-                                                    NULL};
+                                                    "tls_handshake", NULL};
 static const char *const keepalive_keys[] = {"idle", "interval", "probes", "user_timeout", NULL};
 static const char *const bulkhead_keys[] = {"max_connections", "max_pending", "queue_timeout",
                                             NULL};
@@ -496,6 +498,7 @@ static void load_listener(loader_t *ld, const node_t *m, cynic__config_listener_
   if (!cynic__schema_check_map(&ld->rd, m, "listener", listener_keys)) {
     cynic__config_load_listener_http(&ld->rd, NULL, l); /* defaults: the struct is whole */
     cynic__config_load_rate_keys(&ld->rd, NULL, l);
+    cynic__config_load_listener_tls(&ld->rd, NULL, &l->tls);
     return;
   }
   if (get_name(ld, m, "name", &l->name) == NULL)
@@ -550,6 +553,7 @@ static void load_listener(loader_t *ld, const node_t *m, cynic__config_listener_
     cynic__schema_error_at(
         &ld->rd, al,
         "access_log: '-' would mix access lines into the log on stderr; give a file path");
+  cynic__config_load_listener_tls(&ld->rd, m, &l->tls);
 }
 
 static void load_endpoints(loader_t *ld, const node_t *m, cynic__config_upstream_t *u) {
@@ -685,6 +689,7 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
     load_breaker(ld, NULL, &u->breaker); /* defaults, so the struct is whole */
     cynic__config_load_upstream_http(&ld->rd, NULL, &u->http);
     cynic__config_load_upstream_health(&ld->rd, NULL, &u->health);
+    cynic__config_load_upstream_tls(&ld->rd, NULL, &u->tls);
     return;
   }
   if (get_name(ld, m, "name", &u->name) == NULL)
@@ -757,6 +762,7 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
   cynic__schema_get_bool(&ld->rd, m, "required", &u->required);
   cynic__config_load_upstream_http(&ld->rd, m, &u->http);
   cynic__config_load_upstream_health(&ld->rd, m, &u->health);
+  cynic__config_load_upstream_tls(&ld->rd, m, &u->tls);
 }
 
 /* A list section: a sequence of 1..max mappings, each loaded by `one`. */

@@ -435,6 +435,11 @@ cynic__config_health_t *cynic__config_health_copy(const cynic__config_health_t *
 void cynic__config_health_free(cynic__config_health_t *c);
 unsigned cynic__config_health_diff(const cynic__config_health_t *a,
                                    const cynic__config_health_t *b);
+/* The tls part alone, the same way: for tls.c, should it keep the settings
+ * a context was built from beside the context. */
+cynic__config_tls_t *cynic__config_tls_copy(const cynic__config_tls_t *c);
+void cynic__config_tls_free(cynic__config_tls_t *c);
+unsigned cynic__config_tls_diff(const cynic__config_tls_t *a, const cynic__config_tls_t *b);
 
 /* The listener (upstream) named `name` in cfg, or NULL. */
 const cynic__config_listener_t *cynic__config_listener_find(const cynic__config_t *cfg,
@@ -451,7 +456,8 @@ typedef enum cynic__config_kind {
   CYNIC__FIELD_ENDPOINTS, /* cynic__config_addr_t *, the count in the size_t right after */
   CYNIC__FIELD_BREAKER,   /* cynic__config_breaker_t: its own fields */
   CYNIC__FIELD_HTTP,      /* cynic__config_http_t: its own fields */
-  CYNIC__FIELD_HEALTH     /* cynic__config_health_t: its own fields */
+  CYNIC__FIELD_HEALTH,    /* cynic__config_health_t: its own fields */
+  CYNIC__FIELD_TLS        /* cynic__config_tls_t: its own fields */
 } cynic__config_kind_t;
 
 typedef enum cynic__config_part {
@@ -463,6 +469,7 @@ typedef enum cynic__config_part {
   CYNIC__PART_LOG,
   CYNIC__PART_ADMIN,
   CYNIC__PART_HEALTH,
+  CYNIC__PART_TLS,
   CYNIC__PART_COUNT
 } cynic__config_part_t;
 

@@ -54,6 +54,7 @@ static const cynic__config_field_t listener_fields[] = {
     L(max_request_body, VALUE, READ),
     L(forwarded, VALUE, READ),
     L(request_id_header, STR, READ),
+    L(tls, TLS, READ), /* tls.c: a new context at reload (below) */
     L(mark, VALUE, NONE),
 };
 #undef L
@@ -119,6 +120,26 @@ static const cynic__config_field_t health_fields[] = {
 };
 #undef K
 
+/* A listener's or an upstream's tls: tls.c builds a new context from them
+ * at every reload (the files' contents may have changed under the same
+ * paths, which no comparison here can see) for the connections made from
+ * then on; open connections keep the context they began with. So each is
+ * "read" by tls.c, as health's are by health.c, and none rebuilds the
+ * listener or upstream. The handshake timeout is read at each connection. */
+#define T(m, k) FIELD(cynic__config_tls_t, m, k, READ)
+static const cynic__config_field_t tls_fields[] = {
+    T(enabled, VALUE),
+    T(min_version, VALUE),
+    T(cert_file, STR),
+    T(key_file, STR),
+    T(ca_file, STR),
+    T(server_name, STR),
+    T(insecure_skip_verify, VALUE),
+    T(handshake_timeout_ns, VALUE),
+    FIELD(cynic__config_tls_t, mark, VALUE, NONE),
+};
+#undef T
+
 #define U(m, k, c) FIELD(cynic__config_upstream_t, m, k, c)
 static const cynic__config_field_t upstream_fields[] = {
     U(name, STR, REBUILD),
@@ -142,6 +163,7 @@ static const cynic__config_field_t upstream_fields[] = {
     U(required, VALUE, READ),
     U(http, HTTP, READ), /* read per request by http mode */
     U(health, HEALTH, READ), /* health.c compares its own copy at each reload */
+    U(tls, TLS, READ),       /* tls.c: a new context at reload (below) */
     U(mark, VALUE, NONE),
 };
 #undef U
@@ -191,6 +213,7 @@ static const part_t parts[CYNIC__PART_COUNT] = {
     [CYNIC__PART_LOG] = {log_fields, COUNT(log_fields), sizeof(cynic__config_log_t)},
     [CYNIC__PART_ADMIN] = {admin_fields, COUNT(admin_fields), sizeof(cynic__config_admin_t)},
     [CYNIC__PART_HEALTH] = {health_fields, COUNT(health_fields), sizeof(cynic__config_health_t)},
+    [CYNIC__PART_TLS] = {tls_fields, COUNT(tls_fields), sizeof(cynic__config_tls_t)},
 };
 
 const cynic__config_field_t *cynic__config_fields(cynic__config_part_t part, size_t *count,
@@ -211,6 +234,8 @@ static const part_t *nested(cynic__config_kind_t kind) {
     return &parts[CYNIC__PART_HTTP];
   case CYNIC__FIELD_HEALTH:
     return &parts[CYNIC__PART_HEALTH];
+  case CYNIC__FIELD_TLS:
+    return &parts[CYNIC__PART_TLS];
   default:
     return NULL;
   }
@@ -403,6 +428,20 @@ void cynic__config_health_free(cynic__config_health_t *c) {
 unsigned cynic__config_health_diff(const cynic__config_health_t *a,
                                    const cynic__config_health_t *b) {
   return diff(&parts[CYNIC__PART_HEALTH], a, b);
+}
+
+cynic__config_tls_t *cynic__config_tls_copy(const cynic__config_tls_t *c) {
+  return part_copy(&parts[CYNIC__PART_TLS], c);
+}
+
+void cynic__config_tls_free(cynic__config_tls_t *c) {
+  if (c != NULL)
+    clear(&parts[CYNIC__PART_TLS], c);
+  free(c);
+}
+
+unsigned cynic__config_tls_diff(const cynic__config_tls_t *a, const cynic__config_tls_t *b) {
+  return diff(&parts[CYNIC__PART_TLS], a, b);
 }
 
 const cynic__config_listener_t *cynic__config_listener_find(const cynic__config_t *cfg,

@@ -264,6 +264,7 @@ void cynic__proxy_stop(cynic__proxy_t *p) {
   uv_close((uv_handle_t *)&p->summary_timer, NULL);
   uv_close((uv_handle_t *)&p->rotate_timer, NULL);
   uv_close((uv_handle_t *)&p->drain_timer, NULL);
+  cynic__tls_stop();
 }
 
 void cynic__proxy_conn_gone(cynic__proxy_t *p) {
@@ -379,11 +380,24 @@ void cynic__proxy_signal(cynic__proxy_t *p, int signum) {
  * names of every endpoint have had their first resolution, so the first
  * clients do not find endpoints without an address. */
 static void serve(cynic__proxy_t *p) {
+  /* TLS contexts from the files as they are now (main.c read them once to
+   * check; a reload during the start may have changed the config). */
+  static cynic__tls_reload_t tls; /* loop thread only */
+  char why[512];
+  if (cynic__tls_prepare(p->cfg, &tls, why, sizeof why) != 0) {
+    cynic__log_event(CYNIC_LOG_ERROR, "start_failed", "cannot load TLS files",
+                     json_pack("{s:s}", "error", why));
+    p->status = 2;
+    cynic__proxy_stop(p);
+    return;
+  }
   if (cynic__listeners_start(p) != 0) {
+    cynic__tls_undo(&tls);
     p->status = 1; /* listener.c said which address and why */
     cynic__proxy_stop(p);
     return;
   }
+  cynic__tls_apply(p, p->cfg, &tls); /* before the first accept: a later loop turn */
   uv_timer_start(&p->summary_timer, on_summary, summary_ms(p), summary_ms(p));
   cynic__proxy_rotate_apply(p);
   cynic__log_event(CYNIC_LOG_INFO, "started", "started",

@@ -44,7 +44,7 @@ struct check {
   cynic__health_t *h;
   cynic__endpoint_t *e; /* NULL once the checks are stopped */
   uv_timer_t timer;     /* the next check, or the running one's timeout */
-  uv_tcp_t tcp;         /* the running check's connection */
+  cynic__stream_t tcp;  /* the running check's connection (TLS when the upstream has tls) */
   uv_connect_t connect;
   uv_write_t write;
   bool tcp_open;       /* tcp initialised, its close callback not yet run */
@@ -190,7 +190,7 @@ static void finish(check_t *c, bool pass, const char *fmt, ...) {
   c->in_flight = false;
   uv_timer_stop(&c->timer);
   if (c->tcp_open && !uv_is_closing((uv_handle_t *)&c->tcp))
-    uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
+    cynic__io_close(&c->tcp, true, on_tcp_closed);
   c->st.last_latency_us = (uv_hrtime() - c->started_hr) / 1000u;
   if (!pass) {
     va_list ap;
@@ -335,6 +335,33 @@ static void on_write(uv_write_t *w, int status) {
 
 /* ---- the check -------------------------------------------------------------- */
 
+/* Connected (and, for a tls upstream, the handshake done): a TCP check
+ * passes; an HTTP check sends its request. */
+static void connected(check_t *c) {
+  if (c->request == NULL) { /* a TCP check: the connect is the check */
+    finish(c, true, NULL);
+    return;
+  }
+  uv_buf_t b = uv_buf_init(c->request, (unsigned)c->request_len);
+  uv_stream_t *s = (uv_stream_t *)&c->tcp.tcp;
+  int rc = cynic__io_write(&c->write, s, &b, 1, on_write);
+  if (rc == 0)
+    rc = cynic__io_read_start(s, on_alloc, on_read);
+  if (rc != 0)
+    finish(c, false, "write: %s", uv_strerror(rc));
+}
+
+static void on_handshake(cynic__stream_t *s, int status) {
+  check_t *c = cynic__container_of(s, check_t, tcp);
+  if (!c->in_flight)
+    return;
+  if (status != 0) {
+    finish(c, false, "tls: %s", cynic__tls_last_error());
+    return;
+  }
+  connected(c);
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   check_t *c = req->data;
   if (!c->in_flight || status == UV_ECANCELED)
@@ -343,16 +370,19 @@ static void on_connect(uv_connect_t *req, int status) {
     finish(c, false, "connect: %s", uv_strerror(status));
     return;
   }
-  if (c->request == NULL) { /* a TCP check: the connect is the check */
-    finish(c, true, NULL);
+  /* A tls upstream's endpoint is checked as traffic reaches it: through a
+   * verified handshake (a TCP check passes on the handshake). */
+  cynic__upstream_t *u = c->e->upstream;
+  if (u->tls != NULL) {
+    const char *name =
+        u->cfg->tls.server_name != NULL ? u->cfg->tls.server_name : c->e->addr->host;
+    int rc = cynic__tls_connect(&c->tcp, u->tls, name, c->request != NULL, &c->e->tls_session,
+                                NULL, on_handshake);
+    if (rc != 0)
+      finish(c, false, "tls: %s", uv_strerror(rc));
     return;
   }
-  uv_buf_t b = uv_buf_init(c->request, (unsigned)c->request_len);
-  int rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-  if (rc == 0)
-    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  if (rc != 0)
-    finish(c, false, "write: %s", uv_strerror(rc));
+  connected(c);
 }
 
 /* The check is under way: its state afresh and, for an HTTP check, the
@@ -388,18 +418,19 @@ static void start(check_t *c) {
     return;
   }
   begin(c);
-  int rc = uv_tcp_init(p->loop, &c->tcp);
+  c->tcp.tls = NULL;
+  int rc = uv_tcp_init(p->loop, &c->tcp.tcp);
   if (rc != 0) {
     finish(c, false, "no local resources: %s", uv_strerror(rc));
     return;
   }
-  c->tcp.data = c;
+  c->tcp.tcp.data = c;
   c->tcp_open = true;
   h->open_handles++;
   c->connect.data = c;
   c->write.data = c;
   uv_timer_start(&c->timer, on_timer, cynic__config_ms(h->cfg->timeout_ns), 0);
-  rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&c->e->sa, on_connect);
+  rc = uv_tcp_connect(&c->connect, &c->tcp.tcp, (const struct sockaddr *)&c->e->sa, on_connect);
   if (rc != 0)
     finish(c, false, "connect: %s", uv_strerror(rc));
 }
@@ -501,7 +532,7 @@ static void health_stop(cynic__health_t *h) {
     if (!uv_is_closing((uv_handle_t *)&c->timer))
       uv_close((uv_handle_t *)&c->timer, on_timer_closed);
     if (c->tcp_open && !uv_is_closing((uv_handle_t *)&c->tcp))
-      uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
+      cynic__io_close(&c->tcp, true, on_tcp_closed);
   }
   if (h->open_handles == 0)
     health_free(h);

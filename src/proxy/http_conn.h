@@ -116,7 +116,7 @@ typedef struct cynic__http_xchg {
 
 typedef struct cynic__http_conn {
   cynic__session_t base;
-  uv_tcp_t client; /* data: &relay */
+  cynic__stream_t client; /* data: &relay; TLS when the listener terminates it */
   uv_timer_t timer;
   cynic__relay_t relay; /* up: client -> upstream, down: upstream -> client; both held */
   cynic__upconn_t *uc;  /* the exchange's upstream connection; NULL between them */
@@ -152,7 +152,7 @@ static inline uint64_t cynic__hs_now_us(void) {
 }
 
 static inline uint64_t cynic__hs_now_ms(const cynic__http_conn_t *c) {
-  return uv_now(c->client.loop);
+  return uv_now(c->client.tcp.loop);
 }
 
 /* The upstream the current exchange is with: the listener's, or the

@@ -18,6 +18,8 @@ static const struct {
     [CYNIC__HX_CONNECT_REFUSED] = {"connect_refused", 502, true},
     [CYNIC__HX_CONNECT_ERROR] = {"connect_error", 502, true},
     [CYNIC__HX_CONNECT_TIMEOUT] = {"connect_timeout", 504, true},
+    [CYNIC__HX_TLS_HANDSHAKE_TIMEOUT] = {"tls_handshake_timeout", 504, true},
+    [CYNIC__HX_TLS_FAILED] = {"tls_failed", 502, true},
     [CYNIC__HX_FIRST_BYTE_TIMEOUT] = {"first_byte_timeout", 504, true},
     [CYNIC__HX_IDLE_TIMEOUT] = {"idle_timeout", 504, true},
     [CYNIC__HX_REQUEST_TIMEOUT] = {"request_timeout", 504, true},

@@ -49,6 +49,8 @@ typedef enum cynic__hx_cause {
   CYNIC__HX_CONNECT_REFUSED,     /* fault; 502 */
   CYNIC__HX_CONNECT_ERROR,       /* fault; 502 */
   CYNIC__HX_CONNECT_TIMEOUT,     /* fault; 504 */
+  CYNIC__HX_TLS_HANDSHAKE_TIMEOUT, /* fault; 504 (timeouts.tls_handshake) */
+  CYNIC__HX_TLS_FAILED,          /* fault; 502 (certificate refused, protocol) */
   CYNIC__HX_FIRST_BYTE_TIMEOUT,  /* fault; 504 */
   CYNIC__HX_IDLE_TIMEOUT,        /* fault; 504 or reset */
   CYNIC__HX_REQUEST_TIMEOUT,     /* fault once an endpoint was involved; 504 or reset */

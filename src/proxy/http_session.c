@@ -250,13 +250,13 @@ static void on_head_written(uv_write_t *req, int status) {
 
 int cynic__hs_send(cynic__http_conn_t *c, const char *p, size_t len, bool to_client,
                    bool then_close, bool *queued) {
-  uv_stream_t *s = to_client ? (uv_stream_t *)&c->client : cynic__upconn_stream(c->uc);
+  uv_stream_t *s = to_client ? (uv_stream_t *)&c->client.tcp : cynic__upconn_stream(c->uc);
   *queued = false;
   /* Straight to the socket when it takes it all (the common case): no copy,
    * no callback, and no epoll_ctl (a completed uv_write re-registers its
    * stream). uv_try_write refuses while writes are queued, so order holds. */
   uv_buf_t b = uv_buf_init((char *)p, (unsigned int)len);
-  int n = uv_try_write(s, &b, 1);
+  int n = cynic__io_try_write(s, &b, 1);
   if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS)
     return n;
   size_t done = n > 0 ? (size_t)n : 0;
@@ -272,7 +272,7 @@ int cynic__hs_send(cynic__http_conn_t *c, const char *p, size_t len, bool to_cli
   w->len = len - done;
   w->req.data = w;
   b = uv_buf_init(w->data, (unsigned int)w->len);
-  int rc = uv_write(&w->req, s, &b, 1, on_head_written);
+  int rc = cynic__io_write(&w->req, s, &b, 1, on_head_written);
   if (rc != 0) {
     free(w);
     return rc;
@@ -433,6 +433,10 @@ static void on_timer(uv_timer_t *t) {
   case HS_CONNECTING:
   case HS_EXCHANGE: {
     cynic__hx_cause_t cause = cynic__hx_expired(&c->x->hx, now);
+    if (cause == CYNIC__HX_CONNECT_TIMEOUT && c->uc != NULL && c->uc->handshaking) {
+      cynic__tls_count_timeout(cynic__upconn_stream(c->uc));
+      cause = CYNIC__HX_TLS_HANDSHAKE_TIMEOUT;
+    }
     if (cause != CYNIC__HX_OK) {
       if (!cynic__hu_client_stall(c, cause, now))
         cynic__hu_fail(c, cause);
@@ -504,8 +508,8 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
     cynic__admission_leave(cynic__hs_up(c));
   }
   if (reset && !c->relay.up.from_reset)
-    cynic__sock_linger_zero(&c->client);
-  uv_close((uv_handle_t *)&c->client, on_client_closed);
+    cynic__sock_linger_zero(&c->client.tcp);
+  cynic__io_close(&c->client, reset, on_client_closed);
   uv_close((uv_handle_t *)&c->timer, on_timer_closed);
   if (c->uc != NULL) {
     cynic__upconn_t *uc = c->uc;
@@ -515,7 +519,7 @@ void cynic__hs_close(cynic__http_conn_t *c, bool reset, const char *why) {
     cynic__relay_detach(&c->relay);
     if (uc->open) {
       c->handles++;
-      uc->handle.data = &c->relay;
+      uc->handle.tcp.data = &c->relay;
       cynic__upconn_close(uc, reset || in_exchange, on_upstream_closed);
     } else {
       free(uc);
@@ -876,12 +880,12 @@ static uv_tcp_t *client_new(cynic__proxy_t *p) {
   cynic__http_conn_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return NULL;
-  if (uv_tcp_init(p->loop, &c->client) != 0) {
+  if (uv_tcp_init(p->loop, &c->client.tcp) != 0) {
     free(c);
     return NULL;
   }
-  c->client.data = &c->relay;
-  return &c->client;
+  c->client.tcp.data = &c->relay;
+  return &c->client.tcp;
 }
 
 static void on_discarded(uv_handle_t *h) {
@@ -889,7 +893,7 @@ static void on_discarded(uv_handle_t *h) {
 }
 
 static void client_discard(uv_tcp_t *client) {
-  uv_close((uv_handle_t *)client, on_discarded);
+  cynic__io_close((cynic__stream_t *)(void *)client, true, on_discarded);
 }
 
 static void http_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16],
@@ -907,8 +911,8 @@ static void http_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[
   c->handles = 2; /* client, timer */
   c->state = HS_IDLE;
   c->idle_since_ms = cynic__hs_now_ms(c);
-  cynic__client_options(l, &c->client);
-  cynic__relay_init(&c->relay, l, (uv_stream_t *)&c->client, NULL);
+  cynic__client_options(l, &c->client.tcp);
+  cynic__relay_init(&c->relay, l, (uv_stream_t *)&c->client.tcp, NULL);
   cynic__relay_hold(&c->relay.up, true);
   cynic__relay_hold(&c->relay.down, true);
   cynic__relay_start(&c->relay, &relay_ops);

@@ -49,6 +49,10 @@ static cynic__event_t cause_event(const cynic__http_conn_t *c, cynic__hx_cause_t
     return CYNIC__EV_CONNECT_ERROR;
   case CYNIC__HX_CONNECT_TIMEOUT:
     return CYNIC__EV_CONNECT_TIMEOUT;
+  case CYNIC__HX_TLS_HANDSHAKE_TIMEOUT:
+    return CYNIC__EV_TLS_HANDSHAKE_TIMEOUT;
+  case CYNIC__HX_TLS_FAILED:
+    return CYNIC__EV_TLS_FAILED;
   case CYNIC__HX_FIRST_BYTE_TIMEOUT:
     return CYNIC__EV_FIRST_BYTE_TIMEOUT;
   case CYNIC__HX_IDLE_TIMEOUT:
@@ -85,7 +89,7 @@ static void upstream_release(cynic__http_conn_t *c, bool reuse) {
     cynic__relay_drop_held(&c->relay.down);
   if (reuse && uc->deadline_ms == 0 && cynic__pool_give(uc, cynic__hs_now_ms(c)))
     return;
-  uc->handle.data = NULL; /* a connect callback still to come finds nobody */
+  uc->handle.tcp.data = NULL; /* a connect callback still to come finds nobody */
   cynic__upconn_close(uc, !reuse, cynic__upconn_free_cb);
 }
 
@@ -270,6 +274,8 @@ static bool cause_retries(const cynic__config_http_t *h, cynic__hx_cause_t cause
   case CYNIC__HX_CONNECT_REFUSED:
   case CYNIC__HX_CONNECT_ERROR:
   case CYNIC__HX_CONNECT_TIMEOUT:
+  case CYNIC__HX_TLS_HANDSHAKE_TIMEOUT: /* no byte of the request went: like a connect */
+  case CYNIC__HX_TLS_FAILED:
     return h->retry_on & CYNIC__RETRY_ON_CONNECT;
   case CYNIC__HX_UPSTREAM_RESET:
   case CYNIC__HX_UPSTREAM_CLOSED:
@@ -378,7 +384,9 @@ void cynic__hu_fail(cynic__http_conn_t *c, cynic__hx_cause_t cause) {
   cynic__hx_outcome_t o = cynic__hx_fail(&c->x->hx, cause);
   cynic__event_t ev = cause_event(c, cause);
   if (o.fault && c->x->attempt.endpoint != NULL) {
-    cynic__attempt_fault(&c->x->attempt, ev, cynic__hx_cause_name(cause));
+    cynic__attempt_fault(&c->x->attempt, ev,
+                         cause == CYNIC__HX_TLS_FAILED ? cynic__tls_last_error()
+                                                       : cynic__hx_cause_name(cause));
     cynic__hs_outcome(c, (int)ev);
   } else if (cause == CYNIC__HX_LOCAL_ERROR) {
     cynic__hs_outcome(c, CYNIC__EV_LOCAL_ERROR);
@@ -794,11 +802,21 @@ static void request_out(cynic__http_conn_t *c) {
 }
 
 static void on_connect(cynic__upconn_t *uc, int status) {
-  if (uc->handle.data == NULL)
+  if (uc->handle.tcp.data == NULL)
     return; /* given up on before the connect ended (upstream_release) */
-  cynic__http_conn_t *c = cynic__hs_of_relay(uc->handle.data);
+  cynic__http_conn_t *c = cynic__hs_of_relay(uc->handle.tcp.data);
   if (c->state != HS_CONNECTING || c->uc != uc)
     return;
+  if (status == CYNIC__UPCONN_HANDSHAKING) {
+    /* Connected: the handshake's own deadline replaces the connect's. */
+    c->x->hx.phase_deadline_ms = uc->deadline_ms;
+    cynic__hs_arm(c);
+    return;
+  }
+  if (status == CYNIC__TLS_EVERIFY || status == CYNIC__TLS_EPROTOCOL) {
+    cynic__hu_fail(c, CYNIC__HX_TLS_FAILED);
+    return;
+  }
   if (status != 0) {
     cynic__hu_fail(c, status == UV_ECONNREFUSED ? CYNIC__HX_CONNECT_REFUSED : CYNIC__HX_CONNECT_ERROR);
     return;
@@ -839,7 +857,7 @@ void cynic__hu_attempt(cynic__http_conn_t *c) {
   if (pooled != NULL) {
     c->uc = pooled;
     c->x->uc_pooled = true;
-    pooled->handle.data = &c->relay;
+    pooled->handle.tcp.data = &c->relay;
     request_out(c);
     return;
   }
@@ -856,7 +874,8 @@ static void connect_new(cynic__http_conn_t *c, cynic__endpoint_t *e) {
   }
   c->state = HS_CONNECTING;
   c->x->connect_us = cynic__hs_now_us();
-  int rc = cynic__upconn_connect(c->uc, c->client.loop, e, &c->relay, on_connect);
+  c->uc->http = true; /* ALPN http/1.1 when the upstream speaks TLS */
+  int rc = cynic__upconn_connect(c->uc, c->client.tcp.loop, e, &c->relay, on_connect);
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
     cynic__hu_fail(c, CYNIC__HX_LOCAL_ERROR);
     return;

@@ -155,6 +155,15 @@ static void on_turn(uv_check_t *c) {
   }
 }
 
+/* A client's TLS handshake failed or timed out: counted and summarised. */
+static void on_client_tls_failed(void *arg, cynic__tls_fail_t kind, const char *why) {
+  (void)kind; /* l->tls_stats counts by kind (tls.c) */
+  cynic__listener_t *l = arg;
+  if (l->cfg != NULL)
+    cynic__proxy_event(&l->counters, CYNIC__EV_CLIENT_TLS_FAILED, "listener", l->cfg->name, NULL,
+                       why);
+}
+
 /* Takes the connection libuv holds for `l`: front-door limits, then its mode. */
 static void accept_one(cynic__listener_t *l) {
   cynic__proxy_t *p = l->proxy;
@@ -207,6 +216,16 @@ static void accept_one(cynic__listener_t *l) {
     char who[CYNIC_ADDR_STR_MAX];
     cynic__addr_format((struct sockaddr *)&peer, who, sizeof who);
     cynic__proxy_event(&l->counters, CYNIC__EV_MAX_PER_CLIENT, "listener", l->cfg->name, NULL, who);
+    l->mode->client_discard(client);
+    return;
+  }
+  /* TLS after the limits: a client refused costs no handshake. */
+  if (l->tls != NULL &&
+      cynic__tls_accept((cynic__stream_t *)(void *)client, l->tls, &l->tls_stats,
+                        cynic__config_ms(l->cfg->tls.handshake_timeout_ns), on_client_tls_failed,
+                        l) != 0) {
+    cynic__proxy_event(&l->counters, CYNIC__EV_ACCEPT_ERROR, "listener", l->cfg->name, NULL,
+                       "out of memory for TLS");
     l->mode->client_discard(client);
     return;
   }
@@ -375,6 +394,7 @@ void cynic__listener_clients_free(cynic__listener_t *l) {
 }
 
 static void listener_free(cynic__listener_t *l) {
+  cynic__tls_listener_free(l);
   cynic__listener_clients_free(l);
   cynic_ratetable_free(l->rate);
   l->rate = NULL;

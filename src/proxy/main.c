@@ -56,6 +56,10 @@ static void print_notes(const cynic__config_t *cfg) {
               "'tcp_keepalive'\n",
               cfg->path, (unsigned)u->keepalive_old_name.line,
               (unsigned)u->keepalive_old_name.column, u->name);
+    if (u->tls.enabled && u->tls.insecure_skip_verify)
+      fprintf(stderr, "%s:%u:%u: warning: upstream '%s': %s\n", cfg->path,
+              (unsigned)u->tls.mark.line, (unsigned)u->tls.mark.column, u->name,
+              CYNIC__TLS_INSECURE_TEXT);
   }
 }
 
@@ -103,6 +107,16 @@ int main(int argc, char **argv) {
     cynic__config_errors_print(&errs, stderr);
     return EXIT_BAD_CONFIG;
   }
+  /* The TLS files (certificates, keys, CAs) are part of the config: read
+   * them now, so a bad one stops the start (and --check) with its reason. */
+  static cynic__tls_reload_t tls; /* ~2.5 KB of pointers: off the stack */
+  char why[512];
+  if (cynic__tls_prepare(cfg, &tls, why, sizeof why) != 0) {
+    fprintf(stderr, "%s: %s\n", path, why);
+    cynic__config_free(cfg);
+    return EXIT_BAD_CONFIG;
+  }
+  cynic__tls_undo(&tls); /* the daemon builds its own once it serves */
   if (check) {
     printf("%s: ok\n", path);
     print_summary(cfg);

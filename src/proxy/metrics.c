@@ -586,6 +586,60 @@ static void u_stale_bytes(out_t *o, const cynic__upstream_t *u) {
   stale_gauge(o, u, "cynic_stale_cache_bytes", true);
 }
 
+/* ---- TLS (listeners and upstreams with tls on) ---- */
+
+static const char *const tls_fail_names[CYNIC__TLS_FAIL_KINDS] = {"timeout", "verify", "protocol",
+                                                                  "closed"};
+
+/* `what` is "listener" or "upstream", `name` its name (escaped here). */
+static void tls_counts(out_t *o, const char *what, const char *name, const cynic__tls_stats_t *st,
+                       int which) {
+  char n[NAME_BUF];
+  esc(name, n, sizeof n);
+  if (which == 0)
+    emit(o, "cynic_tls_handshakes_total{%s=\"%s\"} %" PRIu64 "\n", what, n, st->handshakes);
+  else if (which == 1)
+    emit(o, "cynic_tls_resumed_total{%s=\"%s\"} %" PRIu64 "\n", what, n, st->resumed);
+  else
+    for (int k = 0; k < CYNIC__TLS_FAIL_KINDS; k++)
+      emit(o, "cynic_tls_handshake_failures_total{%s=\"%s\",reason=\"%s\"} %" PRIu64 "\n", what,
+           n, tls_fail_names[k], st->failed[k]);
+}
+
+static void tls_expiry(out_t *o, const char *what, const char *name, const cynic__proxy_t *p,
+                       const cynic__tls_ctx_t *ctx) {
+  int64_t at = cynic__tls_ctx_cert_expiry(ctx);
+  if (at == 0)
+    return; /* no certificate of its own (an upstream without a client certificate) */
+  char n[NAME_BUF];
+  emit(o, "cynic_tls_cert_expiry_seconds{%s=\"%s\"} %" PRId64 "\n", what,
+       esc(name, n, sizeof n), at - cynic__proxy_unix_ms(p) / 1000);
+}
+
+#define TLS_FAMILY(fn, which)                                                                      \
+  static void l_##fn(out_t *o, const cynic__listener_t *l) {                                     \
+    if (l->tls != NULL)                                                                            \
+      tls_counts(o, "listener", l->cfg->name, &l->tls_stats, which);                               \
+  }                                                                                                \
+  static void u_##fn(out_t *o, const cynic__upstream_t *u) {                                     \
+    if (u->tls != NULL)                                                                            \
+      tls_counts(o, "upstream", u->cfg->name, &u->tls_stats, which);                               \
+  }
+TLS_FAMILY(tls_handshakes, 0)
+TLS_FAMILY(tls_resumed, 1)
+TLS_FAMILY(tls_failures, 2)
+#undef TLS_FAMILY
+
+static void l_tls_expiry(out_t *o, const cynic__listener_t *l) {
+  if (l->tls != NULL)
+    tls_expiry(o, "listener", l->cfg->name, l->proxy, l->tls);
+}
+
+static void u_tls_expiry(out_t *o, const cynic__upstream_t *u) {
+  if (u->tls != NULL)
+    tls_expiry(o, "upstream", u->cfg->name, u->proxy, u->tls);
+}
+
 /* One line per endpoint of u: `name`{upstream, endpoint} and what `get` reads. */
 static void per_endpoint(out_t *o, const cynic__upstream_t *u, const char *name,
                          uint64_t (*get)(const cynic__endpoint_t *e)) {
@@ -746,6 +800,24 @@ static const struct family {
     {"cynic_pool_discarded_total", "counter",
      "HTTP mode: idle upstream connections closed (aged, closed by the peer, evicted).", NULL,
      u_pool_discarded, NULL},
+    {"cynic_tls_handshakes_total", "counter",
+     "TLS handshakes completed: clients' with a listener, cynic's with an upstream's endpoints.",
+     l_tls_handshakes, NULL, NULL},
+    {NULL, NULL, NULL, NULL, u_tls_handshakes, NULL},
+    {"cynic_tls_resumed_total", "counter",
+     "Of those, handshakes that resumed a session (no full handshake).", l_tls_resumed, NULL,
+     NULL},
+    {NULL, NULL, NULL, NULL, u_tls_resumed, NULL},
+    {"cynic_tls_handshake_failures_total", "counter",
+     "TLS handshakes that failed, by reason: timeout (timeouts.tls_handshake), verify (the "
+     "peer's certificate), protocol (versions, ciphers, alerts), closed (the peer left).",
+     l_tls_failures, NULL, NULL},
+    {NULL, NULL, NULL, NULL, u_tls_failures, NULL},
+    {"cynic_tls_cert_expiry_seconds", "gauge",
+     "Seconds until the configured certificate expires (negative: expired): a listener's, an "
+     "upstream's client certificate.",
+     l_tls_expiry, NULL, NULL},
+    {NULL, NULL, NULL, NULL, u_tls_expiry, NULL},
     {"cynic_health_checks_total", "counter",
      "health_check: verdicts of an endpoint's active checks, by result (pass, fail).", NULL,
      u_health_checks, NULL},

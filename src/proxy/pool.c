@@ -107,13 +107,38 @@ void cynic__client_options(cynic__listener_t *l, uv_tcp_t *client) {
 
 /* ---- upstream connections ------------------------------------------------------ */
 
+static void on_handshake(cynic__stream_t *s, int status) {
+  cynic__upconn_t *uc = cynic__container_of(s, cynic__upconn_t, handle);
+  uc->handshaking = false;
+  uc->deadline_ms = 0;
+  uc->on_connect(uc, status);
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   cynic__upconn_t *uc = req->data;
   if (status == 0) {
     uv_os_fd_t fd;
     uc->deadline_ms = 0;
-    if (uv_fileno((uv_handle_t *)&uc->handle, &fd) == 0)
-      cynic__sock_options_set(fd, uc->endpoint->upstream->cfg);
+    cynic__upstream_t *u = uc->endpoint->upstream;
+    if (uv_fileno((uv_handle_t *)&uc->handle.tcp, &fd) == 0)
+      cynic__sock_options_set(fd, u->cfg);
+    if (u->tls != NULL) {
+      /* The name verified and sent (SNI): tls.server_name, or the endpoint's
+       * host as written. */
+      const char *name = u->cfg->tls.server_name != NULL ? u->cfg->tls.server_name
+                                                         : uc->endpoint->addr->host;
+      uc->deadline_ms =
+          uv_now(uc->handle.tcp.loop) + cynic__config_ms(u->cfg->tls.handshake_timeout_ns);
+      uc->handshaking = true;
+      status = cynic__tls_connect(&uc->handle, u->tls, name, uc->http, &uc->endpoint->tls_session,
+                                  &u->tls_stats, on_handshake);
+      if (status == 0) {
+        uc->on_connect(uc, CYNIC__UPCONN_HANDSHAKING);
+        return; /* on_handshake goes on */
+      }
+      uc->handshaking = false;
+      uc->deadline_ms = 0;
+    }
   }
   uc->on_connect(uc, status);
 }
@@ -124,13 +149,16 @@ int cynic__upconn_connect(cynic__upconn_t *uc, uv_loop_t *loop, cynic__endpoint_
   uc->endpoint = e;
   uc->on_connect = cb;
   uc->deadline_ms = uv_now(loop) + cynic__config_ms(ns);
-  int rc = uv_tcp_init(loop, &uc->handle);
+  uc->handshaking = false;
+  uc->handle.tls = NULL;
+  int rc = uv_tcp_init(loop, &uc->handle.tcp);
   if (rc != 0)
     return rc;
   uc->open = true;
-  uc->handle.data = data;
+  uc->handle.tcp.data = data;
   uc->connect_req.data = uc;
-  return uv_tcp_connect(&uc->connect_req, &uc->handle, (const struct sockaddr *)&e->sa, on_connect);
+  return uv_tcp_connect(&uc->connect_req, &uc->handle.tcp, (const struct sockaddr *)&e->sa,
+                        on_connect);
 }
 
 void cynic__upconn_close(cynic__upconn_t *uc, bool reset, uv_close_cb cb) {
@@ -138,8 +166,8 @@ void cynic__upconn_close(cynic__upconn_t *uc, bool reset, uv_close_cb cb) {
     return;
   uc->open = false;
   if (reset)
-    cynic__sock_linger_zero(&uc->handle);
-  uv_close((uv_handle_t *)&uc->handle, cb);
+    cynic__sock_linger_zero(&uc->handle.tcp);
+  cynic__io_close(&uc->handle, reset, cb);
 }
 
 /* ---- the idle pool ------------------------------------------------------------- */
@@ -149,7 +177,7 @@ cynic__upconn_t *cynic__upconn_new(void) {
 }
 
 void cynic__upconn_free_cb(uv_handle_t *h) {
-  free(cynic__container_of((uv_tcp_t *)h, cynic__upconn_t, handle));
+  free(cynic__container_of((cynic__stream_t *)(void *)h, cynic__upconn_t, handle));
 }
 
 static uint64_t idle_timeout_ms(const cynic__endpoint_t *e) {
@@ -188,7 +216,7 @@ static void idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * the check just before reuse, for an EOF the loop has not read yet. */
 static bool still_open(cynic__upconn_t *uc) {
   uv_os_fd_t fd;
-  if (uv_fileno((uv_handle_t *)&uc->handle, &fd) != 0)
+  if (uv_fileno((uv_handle_t *)&uc->handle.tcp, &fd) != 0)
     return false;
   char c;
   ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -211,7 +239,7 @@ cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e, uint64_t now_ms, bool ch
     cynic__list_remove(&uc->idle.link);
     e->idle_count--;
     e->pool_reused++;
-    uc->handle.data = NULL;
+    uc->handle.tcp.data = NULL;
     return uc;
   }
   return NULL;
@@ -224,12 +252,13 @@ bool cynic__pool_give(cynic__upconn_t *uc, uint64_t now_ms) {
                      : e->upstream->cfg->http.pool_max_idle;
   if (max == 0 || !uc->open)
     return false;
-  void *owner = uc->handle.data;
-  uc->handle.data = uc;
+  void *owner = uc->handle.tcp.data;
+  uc->handle.tcp.data = uc;
+  uv_stream_t *st = cynic__upconn_stream(uc);
   if (uc->reading) {
-    cynic__read_switch((uv_stream_t *)&uc->handle, idle_alloc, idle_read);
-  } else if (uv_read_start((uv_stream_t *)&uc->handle, idle_alloc, idle_read) != 0) {
-    uc->handle.data = owner; /* still the caller's, for its own close */
+    cynic__io_read_switch(st, idle_alloc, idle_read);
+  } else if (cynic__io_read_start(st, idle_alloc, idle_read) != 0) {
+    uc->handle.tcp.data = owner; /* still the caller's, for its own close */
     return false;
   }
   uc->reading = true;

@@ -25,14 +25,21 @@
 #define CYNIC_PROXY_POOL_H
 
 #include "proxy.h"
+#include "tls.h"
 
 typedef struct cynic__upconn cynic__upconn_t;
 
 /* The connect is over: status 0 (connected, options set) or a libuv error. */
 typedef void (*cynic__upconn_cb)(cynic__upconn_t *uc, int status);
+/* (status may also be CYNIC__TLS_EVERIFY or CYNIC__TLS_EPROTOCOL: the
+ * handshake failed; cynic__tls_last_error() says why. And, before the final
+ * call, CYNIC__UPCONN_HANDSHAKING once: connected, the TLS handshake starts,
+ * uc->deadline_ms is now its deadline (the user re-arms its timer).) */
+#define CYNIC__UPCONN_HANDSHAKING 1
 
 struct cynic__upconn {
-  uv_tcp_t handle; /* the transport; handle.data is the user's (the pool's while idle) */
+  cynic__stream_t handle; /* the transport (TLS when the upstream says so);
+                             handle.tcp.data is the user's (the pool's while idle) */
   union {
     uv_connect_t connect_req; /* while connecting; data: this upconn */
     struct {
@@ -42,26 +49,18 @@ struct cynic__upconn {
   };
   cynic__endpoint_t *endpoint; /* connected (or connecting) to */
   cynic__upconn_cb on_connect;
-  uint64_t deadline_ms; /* the connect timeout on the loop clock; 0 once connected */
+  uint64_t deadline_ms; /* the connect timeout on the loop clock, then (TLS) the
+                           handshake's; 0 once connected */
   bool open;            /* handle initialised and not yet closed */
+  bool handshaking;     /* TLS: connected, the handshake runs (deadline_ms is its) */
+  bool http;            /* HTTP mode's (ALPN http/1.1); set before the connect */
   bool reading;         /* HTTP mode: the handle is being read, by the pool's
-                           callbacks or its user's (cynic__read_switch) */
+                           callbacks or its user's (cynic__io_read_switch) */
 };
 
-/* Points a stream that is being read at other read callbacks without
- * stopping and restarting it: in libuv 1.x a stop forgets the epoll
- * registration and the next start re-adds it (two epoll_ctl calls), which
- * HTTP mode would pay twice per request as a connection goes to the idle pool
- * and back. alloc_cb and read_cb are public fields of uv_stream_t (uv.h's
- * UV_STREAM_FIELDS; the layout is libuv 1.x's stable ABI), read by libuv at
- * each read. */
-static inline void cynic__read_switch(uv_stream_t *s, uv_alloc_cb alloc_cb, uv_read_cb read_cb) {
-  s->alloc_cb = alloc_cb;
-  s->read_cb = read_cb;
-}
-
 /* Starts connecting `uc` (zeroed, or closed) to `e` on `loop`, the connect
- * timeout taken from e's upstream; `data` goes into uc->handle.data for the
+ * timeout taken from e's upstream, then, when the upstream has `tls`, the
+ * TLS handshake within timeouts.tls_handshake (uc->handshaking meanwhile); `data` goes into uc->handle.data for the
  * user's own callbacks. 0: `cb` will be called once. Otherwise a libuv error
  * (UV_EMFILE, UV_ENOMEM...: a local shortage; others: the endpoint's) and no
  * callback. Either way, when uc->open the user must close it with
@@ -75,7 +74,7 @@ static inline bool cynic__upconn_connect_expired(const cynic__upconn_t *uc, uint
 }
 /* The stream to read and write (the transport's). */
 static inline uv_stream_t *cynic__upconn_stream(cynic__upconn_t *uc) {
-  return (uv_stream_t *)&uc->handle;
+  return (uv_stream_t *)&uc->handle.tcp;
 }
 /* Closes uc's handle if open; `reset` sends RST instead of FIN (the peer
  * reset us, or the other side did and we forward it). `cb` runs once the
@@ -107,7 +106,7 @@ void cynic__upconn_free_cb(uv_handle_t *h);
  * e->pool_discarded); the one returned is counted in e->pool_reused and its
  * handle.data is the caller's to set. It is still being read (uc->reading)
  * with the pool's callbacks: before the loop runs again the caller switches
- * them to its own (cynic__read_switch) or stops reading. */
+ * them to its own (cynic__io_read_switch) or stops reading. */
 cynic__upconn_t *cynic__pool_take(cynic__endpoint_t *e, uint64_t now_ms, bool check);
 /* Offers `uc` (from cynic__upconn_new; connected, no write in flight; read
  * or not as uc->reading says: the pool switches the callbacks to its own),

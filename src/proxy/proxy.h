@@ -38,6 +38,7 @@
 #include "cynic/budget.h"
 #include "cynic/bulkhead.h"
 #include "cynic/ratelimit.h"
+#include "tls.h"
 
 #define cynic__container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -81,6 +82,9 @@ typedef struct cynic__mode cynic__mode_t; /* session.h */
   XX(CONNECT_REFUSED, "connect_refused", "connect refused", "connect refused by")                  \
   XX(CONNECT_TIMEOUT, "connect_timeout", "connect timeout", "connect timeouts to")                 \
   XX(CONNECT_ERROR, "connect_error", "connect failed", "connect errors to")                        \
+  XX(TLS_HANDSHAKE_TIMEOUT, "tls_handshake_timeout", "TLS handshake timeout",                      \
+     "TLS handshake timeouts with")                                                                \
+  XX(TLS_FAILED, "tls_failed", "TLS handshake failed", "TLS handshakes failed with")               \
   XX(RESET_BEFORE_FIRST_BYTE, "reset_before_first_byte", "upstream reset before its first byte",   \
      "resets before the first byte from")                                                          \
   XX(CLOSED_BEFORE_FIRST_BYTE, "closed_before_first_byte",                                         \
@@ -100,6 +104,8 @@ typedef struct cynic__mode cynic__mode_t; /* session.h */
   XX(MAX_PER_CLIENT, "max_connections_per_client", "client closed: per-client limit reached",      \
      "clients closed at once, per-client limit, on")                                               \
   XX(ACCEPT_ERROR, "accept_error", "accept failed", "accept errors on")                            \
+  XX(CLIENT_TLS_FAILED, "client_tls_failed", "client TLS handshake failed or timed out",          \
+     "client TLS handshakes failed (certificate, protocol, timeout) on")                          \
   XX(LOCAL_ERROR, "local_error", "client closed: no local resources for an upstream connection",   \
      "clients closed, no local resources (descriptors, memory), for")                              \
   XX(RATE_LIMITED, "rate_limited", "client closed: rate limit",                                    \
@@ -172,6 +178,8 @@ typedef struct cynic__endpoint {
   uint32_t idle_count;         /* on that list (at most cfg->http.pool_max_idle) */
   uint64_t pool_reused;        /* idle connections handed to a new exchange */
   uint64_t pool_discarded;     /* idle ones closed: aged, closed by the peer, evicted */
+  void *tls_session;           /* tls: the last session it gave (an SSL_SESSION), resumed
+                                  by the next connection; NULL: none */
   cynic__counters_t counters;
   cynic__endpoint_stats_t stats; /* metrics.h: admin listener */
 } cynic__endpoint_t;
@@ -201,6 +209,8 @@ struct cynic__upstream {
   struct cynic__stale_cache *stale; /* fallback.stale's cache (stale_cache.c), made at the
                                        first response kept; freed with the upstream */
   uint64_t fallbacks[CYNIC__FALLBACK_KINDS]; /* fallback answers given, by kind */
+  cynic__tls_ctx_t *tls;        /* tls: the context of new connections (tls.c); NULL: plain */
+  cynic__tls_stats_t tls_stats; /* handshakes to its endpoints, across reloads */
 };
 
 #define CYNIC__BUFFER_POOL_MAX 64u /* free buffers kept per listener: 4 MB at 64KB */
@@ -256,6 +266,8 @@ struct cynic__listener {
                                requests per client (http: http_limits.c) */
   cynic__counters_t counters;
   cynic__listener_stats_t stats; /* metrics.h: admin listener */
+  cynic__tls_ctx_t *tls;        /* tls: the context of new clients (tls.c); NULL: plain */
+  cynic__tls_stats_t tls_stats; /* clients' handshakes, across reloads */
 };
 
 struct cynic__proxy {

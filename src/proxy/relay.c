@@ -100,7 +100,7 @@ static void flush(cynic__relay_dir_t *d) {
   if (d->writing == 0 && d->len > d->held && d->to != NULL) {
     uv_buf_t bufs[2];
     unsigned int n = pending_bufs(d, bufs);
-    int w = uv_try_write(d->to, bufs, n);
+    int w = cynic__io_try_write(d->to, bufs, n);
     if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS) {
       r->ops->failed(r, d, w, true);
       return;
@@ -109,7 +109,7 @@ static void flush(cynic__relay_dir_t *d) {
       consume(d, (size_t)w);
     if (d->len > d->held) {
       n = pending_bufs(d, bufs);
-      int rc = uv_write(&d->write_req, d->to, bufs, n, on_write);
+      int rc = cynic__io_write(&d->write_req, d->to, bufs, n, on_write);
       if (rc != 0) {
         r->ops->failed(r, d, rc, true);
         return;
@@ -118,7 +118,7 @@ static void flush(cynic__relay_dir_t *d) {
     }
   }
   if (!d->reading && !d->eof && d->len < d->cap && d->from != NULL) {
-    if (uv_read_start(d->from, on_alloc, on_read) == 0)
+    if (cynic__io_read_start(d->from, on_alloc, on_read) == 0)
       d->reading = true;
   }
   if (d->len == 0 && d->writing == 0 && d->buf != NULL) {
@@ -128,7 +128,7 @@ static void flush(cynic__relay_dir_t *d) {
   }
   if (d->eof && !d->hold && d->len == 0 && d->writing == 0 && !d->shut) {
     d->shut = true;
-    if (uv_shutdown(&d->shutdown_req, d->to, on_shutdown) != 0)
+    if (cynic__io_shutdown(&d->shutdown_req, d->to, on_shutdown) != 0)
       d->shut_done = true; /* the peer is gone already; nothing more to say */
   }
   if (r->up.shut_done && r->down.shut_done)
@@ -167,8 +167,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   (void)buf;
   cynic__relay_t *r = s->data;
   cynic__relay_dir_t *d = s == r->up.from ? &r->up : &r->down;
-  if (r->ops == NULL || nread == 0)
+  if (r->ops == NULL)
     return;
+  if (nread == 0) {
+    /* Nothing after all (EAGAIN; a TLS stream's read that completed no
+     * record): an empty ring goes back, so an idle connection holds none. */
+    if (d->len == 0 && d->writing == 0 && d->buf != NULL) {
+      buffer_put(r->listener, d->buf);
+      d->buf = NULL;
+      d->head = 0;
+    }
+    return;
+  }
   if (nread > 0) {
     r->last_active_ms = uv_now(s->loop);
     d->len += (uint32_t)nread; /* at most the room on_alloc gave, < cap */
@@ -186,7 +196,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     flush(d);
     if (r->ops != NULL && d->reading && d->len == d->cap) {
-      uv_read_stop(s); /* back pressure: the other side is behind */
+      cynic__io_read_stop(s); /* back pressure: the other side is behind */
       d->reading = false;
     }
     return;
@@ -196,7 +206,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == UV_EOF)
     nread = cynic__sock_pending_error(s) == UV_ECONNRESET ? UV_ECONNRESET : UV_EOF;
   if (nread == UV_EOF) {
-    uv_read_stop(s);
+    cynic__io_read_stop(s);
     d->reading = false;
     d->eof = true;
     r->ops->eof(r, d);
@@ -205,7 +215,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == UV_ENOBUFS && d->buf != NULL) { /* cannot happen: reading stops when full */
-    uv_read_stop(s);
+    cynic__io_read_stop(s);
     d->reading = false;
     return;
   }
@@ -299,7 +309,7 @@ void cynic__relay_attach(cynic__relay_t *r, uv_stream_t *server, bool reading) {
   r->up.shut = r->up.shut_done = false;
   r->down.reading = reading;
   if (reading)
-    cynic__read_switch(server, on_alloc, on_read); /* from the pool's: no epoll_ctl */
+    cynic__io_read_switch(server, on_alloc, on_read); /* from the pool's: no epoll_ctl */
   if (r->ops != NULL)
     flush(&r->down); /* starts reading the upstream (when it is not yet) */
 }

@@ -63,7 +63,8 @@ struct cynic__conn {
   bool has_slot;    /* holds a bulkhead slot: leave() when freed */
   bool has_outcome; /* outcome is set (metrics.c) */
   int outcome; /* CYNIC__EV_* or CYNIC__OUT_*: the first reason the connection ended */
-  uv_tcp_t client;        /* data: &relay (the streams' callbacks are relay.c's) */
+  cynic__stream_t client; /* data: &relay (the streams' callbacks are relay.c's); TLS
+                             when the listener terminates it (tls.c) */
   cynic__upconn_t server; /* the upstream connection (pool.c); open once connecting */
   uv_timer_t timer;       /* data: this connection */
   cynic__relay_t relay;   /* the byte pump (relay.c), set up once connected:
@@ -131,17 +132,22 @@ static void arm(cynic__conn_t *c) {
   }
   if (next == UINT64_MAX)
     return;
-  uint64_t now = uv_now(c->client.loop);
+  uint64_t now = uv_now(c->client.tcp.loop);
   uv_timer_start(&c->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
 static void on_timer(uv_timer_t *t) {
   cynic__conn_t *c = t->data;
-  uint64_t now = uv_now(c->client.loop);
+  uint64_t now = uv_now(c->client.tcp.loop);
   switch (c->state) {
   case ST_CONNECTING:
     if (cynic__upconn_connect_expired(&c->server, now)) {
-      fault(c, CYNIC__EV_CONNECT_TIMEOUT, NULL);
+      if (c->server.handshaking) {
+        cynic__tls_count_timeout(cynic__upconn_stream(&c->server));
+        fault(c, CYNIC__EV_TLS_HANDSHAKE_TIMEOUT, NULL);
+      } else {
+        fault(c, CYNIC__EV_CONNECT_TIMEOUT, NULL);
+      }
       conn_close(c, false, NULL);
       return;
     }
@@ -245,8 +251,8 @@ static void conn_close(cynic__conn_t *c, bool reset, const char *why) {
   /* A socket that received a RST is closed already (the kernel has nothing
    * to send on close), so only the other side needs SO_LINGER 0. */
   if (reset && !c->relay.up.from_reset)
-    cynic__sock_linger_zero(&c->client);
-  uv_close((uv_handle_t *)&c->client, on_stream_closed);
+    cynic__sock_linger_zero(&c->client.tcp);
+  cynic__io_close(&c->client, reset, on_stream_closed);
   uv_close((uv_handle_t *)&c->timer, on_timer_closed);
   cynic__upconn_close(&c->server, reset && !c->relay.down.from_reset, on_stream_closed);
 }
@@ -321,6 +327,15 @@ static void on_connect(cynic__upconn_t *uc, int status) {
   cynic__conn_t *c = cynic__container_of(uc, cynic__conn_t, server);
   if (c->state == ST_CLOSING)
     return;
+  if (status == CYNIC__UPCONN_HANDSHAKING) {
+    arm(c); /* the handshake's deadline */
+    return;
+  }
+  if (status == CYNIC__TLS_EVERIFY || status == CYNIC__TLS_EPROTOCOL) {
+    fault(c, CYNIC__EV_TLS_FAILED, cynic__tls_last_error());
+    conn_close(c, false, NULL);
+    return;
+  }
   if (status != 0) {
     fault(c, status == UV_ECONNREFUSED ? CYNIC__EV_CONNECT_REFUSED : CYNIC__EV_CONNECT_ERROR,
           cynic__strerror(status));
@@ -351,7 +366,7 @@ static void connect_upstream(cynic__conn_t *c) {
   c->decision = cynic_breaker_state_name(c->attempt.permit.state);
   c->state = ST_CONNECTING;
   c->connect_us = now_us();
-  rc = cynic__upconn_connect(&c->server, c->client.loop, e, &c->relay, on_connect);
+  rc = cynic__upconn_connect(&c->server, c->client.tcp.loop, e, &c->relay, on_connect);
   if (c->server.open)
     c->handles++;
   if (rc == UV_EMFILE || rc == UV_ENFILE || rc == UV_ENOBUFS || rc == UV_ENOMEM) {
@@ -388,12 +403,12 @@ static uv_tcp_t *client_new(cynic__proxy_t *p) {
   cynic__conn_t *c = calloc(1, sizeof *c);
   if (c == NULL)
     return NULL;
-  if (uv_tcp_init(p->loop, &c->client) != 0) {
+  if (uv_tcp_init(p->loop, &c->client.tcp) != 0) {
     free(c);
     return NULL;
   }
-  c->client.data = &c->relay;
-  return &c->client;
+  c->client.tcp.data = &c->relay;
+  return &c->client.tcp;
 }
 
 static void on_discarded(uv_handle_t *h) {
@@ -401,7 +416,7 @@ static void on_discarded(uv_handle_t *h) {
 }
 
 static void client_discard(uv_tcp_t *client) {
-  uv_close((uv_handle_t *)client, on_discarded);
+  cynic__io_close((cynic__stream_t *)(void *)client, true, on_discarded);
 }
 
 static void tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[16], uint16_t port) {
@@ -427,7 +442,7 @@ static void tcp_start(cynic__listener_t *l, uv_tcp_t *client, const uint8_t ip[1
   uint64_t lidle = cynic__config_ms(l->cfg->idle_timeout_ns);
   if (lidle > 0 && lidle < c->idle_ms)
     c->idle_ms = lidle;
-  cynic__client_options(l, &c->client);
+  cynic__client_options(l, &c->client.tcp);
 
   if (!cynic__upstream_available(u)) {
     upstream_event(c, CYNIC__EV_BREAKER_OPEN);

@@ -265,6 +265,7 @@ static void close_timer(cynic__upstream_t *u) {
 }
 
 static void upstream_free(cynic__upstream_t *u) {
+  cynic__tls_upstream_free(u);
   if (u->endpoints != NULL)
     for (size_t k = 0; k < u->endpoint_count; k++) {
       cynic__pool_close_all(&u->endpoints[k]); /* their close callbacks never touch e */
@@ -345,6 +346,7 @@ void cynic__upstreams_tick(cynic__proxy_t *p) {
 void cynic__upstreams_free(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->upstream_count; i++) {
     cynic__upstream_t *u = &p->upstreams[i];
+    cynic__tls_upstream_free(u);
     if (u->endpoints != NULL)
       for (size_t k = 0; k < u->endpoint_count; k++)
         cynic_breaker_free(u->endpoints[k].breaker);

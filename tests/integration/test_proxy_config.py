@@ -158,6 +158,14 @@ BROKEN = [
      ["{f}:8:26: connect: '1' has no unit; add a unit, e.g. 250ms",
       "{f}:9:34: max_connections: 0 is out of range; use 1..1000000",
       "{f}:10:23: backoff: '1s..50ms' needs 0 < min <= max <= 1h, e.g. 50ms..1s"]),
+    ("tls-skip-verify-with-ca", with_upstream("tls: { ca_file: ca.pem, insecure_skip_verify: true }\n"),
+     ["{f}:8:51: insecure_skip_verify: true contradicts ca_file (the CAs to verify against); drop one: ca_file to verify, or insecure_skip_verify for a test setup that verifies nothing"]),
+    ("tls-min-version", with_upstream("tls: { min_version: 1.1 }\n"),
+     ["{f}:8:25: min_version: '1.1' is not a TLS version cynic offers; write 1.2 or 1.3 (TLS 1.0 and 1.1 are deprecated, RFC 8996)"]),
+    ("tls-listener-without-cert", GOOD.replace("    upstream: backend\n", "    upstream: backend\n    tls: { client_ca_file: ca.pem }\n"),
+     ["{f}:5:10: tls: a listener needs cert_file and key_file (its certificate, chain included, and the private key); add both, e.g. {{ cert_file: /etc/cynic/server.pem, key_file: /etc/cynic/server.key }}"]),
+    ("tls-handshake-range", with_upstream("timeouts: { tls_handshake: 0 }\n"),
+     ["{f}:8:32: tls_handshake: 0 is out of range; use 1ms..60s"]),
 ]
 
 
@@ -226,7 +234,7 @@ def test_errors_are_capped(tmp_path):
     assert r.returncode == 2
     lines = r.stderr.splitlines()
     assert len(lines) == 21
-    assert lines[0] == f"{f}:8:5: unknown key 'bogus0' in upstream; valid keys: name, endpoints, balance, resolve_interval, timeouts, tcp_keepalive, bulkhead, breaker, required, retry, expect, limits, fallback, pool, deadline_header, health_check"
+    assert lines[0] == f"{f}:8:5: unknown key 'bogus0' in upstream; valid keys: name, endpoints, balance, resolve_interval, timeouts, tcp_keepalive, bulkhead, breaker, required, retry, expect, limits, fallback, pool, deadline_header, health_check, tls"
     assert lines[-1] == f"{f}: stopped after 20 errors; fix these and run --check again"
 
 

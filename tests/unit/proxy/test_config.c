@@ -1030,7 +1030,7 @@ static void test_tcp_keepalive_and_its_old_name(void **state) {
 static void test_field_lists_cover_their_structs(void **state) {
   (void)state;
   static const char *const names[] = {"addr", "listener", "breaker", "http",
-                                      "upstream", "log", "admin", "health"};
+                                      "upstream", "log", "admin", "health", "tls"};
   for (int part = 0; part < CYNIC__PART_COUNT; part++) {
     size_t count, size, end = 0, max_align = 1;
     const cynic__config_field_t *f = cynic__config_fields(part, &count, &size);
@@ -1058,6 +1058,7 @@ static const cynic__config_field_t *part_fields(cynic__config_kind_t kind, size_
   cynic__config_part_t part = kind == CYNIC__FIELD_BREAKER ? CYNIC__PART_BREAKER
                               : kind == CYNIC__FIELD_HTTP  ? CYNIC__PART_HTTP
                               : kind == CYNIC__FIELD_HEALTH ? CYNIC__PART_HEALTH
+                              : kind == CYNIC__FIELD_TLS    ? CYNIC__PART_TLS
                                                            : CYNIC__PART_ADDR;
   return cynic__config_fields(part, count, &size);
 }
@@ -1272,6 +1273,11 @@ static void test_every_change_is_detected(void **state) {
       {"rate_period_ns", CYNIC__CHANGE_RATE},
       {"rate_burst", CYNIC__CHANGE_RATE},
       {"access_log", CYNIC__CHANGE_ACCESSLOG},
+      {"tls.enabled", CYNIC__CHANGE_READ}, /* tls.c: a new context at reload */
+      {"tls.cert_file", CYNIC__CHANGE_READ},
+      {"tls.ca_file", CYNIC__CHANGE_READ},
+      {"tls.handshake_timeout_ns", CYNIC__CHANGE_READ},
+      {"tls.mark", CYNIC__CHANGE_NONE},
       {"listen.mark", CYNIC__CHANGE_NONE},
       {"mark", CYNIC__CHANGE_NONE},
       {NULL, 0},
@@ -1292,6 +1298,11 @@ static void test_every_change_is_detected(void **state) {
       {"keepalive_probes", CYNIC__CHANGE_SOCKET},
       {"user_timeout_ns", CYNIC__CHANGE_SOCKET},
       {"http.fallback_body", CYNIC__CHANGE_READ},
+      {"tls.server_name", CYNIC__CHANGE_READ},
+      {"tls.insecure_skip_verify", CYNIC__CHANGE_READ},
+      {"tls.min_version", CYNIC__CHANGE_READ},
+      {"tls.key_file", CYNIC__CHANGE_READ},
+      {"tls.mark", CYNIC__CHANGE_NONE},
       {"keepalive_old_name", CYNIC__CHANGE_NONE},
       {NULL, 0},
   };

@@ -214,7 +214,7 @@ static void test_status_carries_by_address(void **state) {
  * reads of 3000 bytes (so one read straddles each bound), until it has a
  * verdict or the data ends. */
 static void respond(check_t *c, const char *data, size_t len) {
-  c->tcp.data = c;
+  c->tcp.tcp.data = c;
   for (size_t off = 0; c->in_flight && off < len;) {
     size_t n = len - off < 3000 ? len - off : 3000;
     memcpy(c->buf, data + off, n);

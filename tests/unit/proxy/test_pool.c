@@ -117,7 +117,7 @@ typedef struct pool_fixture {
 
 static void on_test_connect(cynic__upconn_t *uc, int status) {
   assert_int_equal(status, 0);
-  ((pool_fixture_t *)uc->handle.data)->connected++;
+  ((pool_fixture_t *)uc->handle.tcp.data)->connected++;
 }
 
 /* A connected upstream connection from cynic__upconn_new; *server is the
@@ -196,7 +196,7 @@ static void test_pool_cap_evicts_the_oldest(void **state) {
   assert_false(peer_closed(sb));
   assert_ptr_equal(cynic__pool_take(&f.e, 30, true), c); /* newest first */
   assert_int_equal(f.e.pool_reused, 1);
-  assert_null(c->handle.data); /* the caller's to set */
+  assert_null(c->handle.tcp.data); /* the caller's to set */
 
   f.cfg.http.pool_max_idle = 0; /* a reload that turns reuse off: read at each give */
   assert_false(cynic__pool_give(c, 40));
