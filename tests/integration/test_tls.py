@@ -723,3 +723,141 @@ def test_status_warns_of_a_certificate_expiring_within_14_days(certs):
     finally:
         px.stop()
         be.close()
+
+
+# ---- versions, insecure_skip_verify, ALPN, limits, bad files -----------------
+
+@needs_tls
+def test_min_version_1_3_on_both_sides_refuses_tls_1_2(certs):
+    # listener: a client that stops at TLS 1.2 is refused, one with 1.3 served
+    be = tu.plain_http()
+    px = pu.Cynic(term_config((certs.server.cert, certs.server.key), be.endpoint, extra_tls=', min_version: "1.3"'))
+    adm = au.Admin(px)
+    try:
+        with pytest.raises(ssl.SSLError):
+            tu.tls_connect(px.addr(), tu.client_context(certs, max_version=ssl.TLSVersion.TLSv1_2)).close()
+        tls = tu.tls_connect(px.addr(), tu.client_context(certs))
+        assert tls.version() == "TLSv1.3"
+        tls.close()
+        rec = px.wait_msg("client TLS handshake failed or timed out", event="client_tls_failed", listener="app")
+        assert "unsupported protocol" in rec["error"], rec
+        assert tls_counts(adm, listener="app")["protocol"] == 1
+    finally:
+        px.stop()
+        be.close()
+    # upstream: a backend that stops at TLS 1.2 is refused (and counted), one with 1.3 served
+    old = tu.TlsServer(certs.server, tu.HTTP, max_version="1.2")
+    new = tu.TlsServer(certs.server, tu.HTTP, max_version="1.3")
+    try:
+        for be, want in ((old, 502), (new, 200)):
+            px = pu.Cynic(origin_config(be.endpoint, tls_block(server_name="localhost", ca_file=certs.ca.cert,
+                                                               min_version="1.3")))
+            adm = au.Admin(px)
+            try:
+                st, h, body = http_get(px.addr())
+                assert st == want, (st, h, body)
+                if want == 502:
+                    assert h["cynic-answer"] == "tls_failed"
+                    assert tls_counts(adm, upstream="vendor")["protocol"] == 1
+                    assert tls_failures(px)[0]["error"].startswith("TLS handshake failed"), tls_failures(px)
+                else:
+                    assert json.loads(body)["version"] == "TLSv1.3"
+            finally:
+                px.stop()
+        assert old.ok_handshakes() == []
+    finally:
+        old.close(), new.close()
+
+
+@needs_tls
+def test_insecure_skip_verify_works_and_is_logged_loudly(certs):
+    be = tu.TlsServer(certs.self_signed, tu.HTTP)
+    px = pu.Cynic(origin_config(be.endpoint, tls_block(server_name="localhost", insecure_skip_verify=True)))
+    adm = au.Admin(px)
+    try:
+        st, h, body = http_get(px.addr())
+        assert st == 200 and json.loads(body)["sni"] == "localhost", (st, body)
+        rec = px.wait_log(lambda r: r.get("event") == "tls_insecure")
+        assert rec["level"] == "warn" and rec["upstream"] == "vendor" and "NOT verified" in rec["msg"], rec
+        # again at every reload
+        st, _, js, raw = adm.post("/reload")
+        assert st == 200, raw
+        pu.wait_for(lambda: len(px.logs(event="tls_insecure")) == 2, what="tls_insecure at the reload")
+        assert tls_failures(px) == []
+    finally:
+        px.stop()
+        be.close()
+
+
+@needs_tls
+def test_alpn_http_1_1_is_offered_behind_http_listeners_only(certs):
+    be = tu.TlsServer(certs.server, tu.ECHO)
+    px = pu.Cynic(origin_config(be.endpoint, tls_block(server_name="localhost", ca_file=certs.ca.cert), mode="tcp"))
+    try:
+        assert tu.plain_half_close_exchange(px.addr(), b"not http") == b"not http"
+        pu.wait_for(lambda: be.ok_handshakes(), what="the handshake")
+        # a TCP listener may carry any protocol: it must not claim http/1.1
+        assert be.ok_handshakes()[0]["alpn"] is None and be.ok_handshakes()[0]["sni"] == "localhost"
+    finally:
+        px.stop()
+        be.close()
+
+
+@needs_tls
+def test_per_client_limit_applies_before_the_handshake(certs):
+    """A client holding its allowance of silent connections gets its next one
+    closed at once, not after tls_handshake (issue 14: the per-client limits
+    apply before the handshake)."""
+    be = tu.plain_http()
+    px = pu.Cynic(pu.config(
+        pu.listener("app", "backend", "mode: http\nmax_connections_per_client: 2\ntimeouts: { tls_handshake: 10s }\n"
+                    f"tls: {{ cert_file: {q(certs.server.cert)}, key_file: {q(certs.server.key)} }}"),
+        pu.upstream("backend", [be.endpoint], "timeouts: { connect: 1s }")))
+    held = []
+    try:
+        held = [px.connect() for _ in range(2)]
+        time.sleep(0.2)  # both accepted and counted (a bounded pause; the check below is by closing time)
+        with px.connect() as s:
+            took = pu.closed_within(s, 5)
+            assert took is not None and took < 5, "the third connection was held into its handshake"
+        for h in held:  # the two silent ones are still open (waiting to handshake)
+            h.settimeout(0.1)
+            with pytest.raises(socket.timeout):
+                h.recv(1)
+    finally:
+        for h in held:
+            h.close()
+        px.stop()
+        be.close()
+
+
+@needs_tls
+def test_bad_certificate_files_refused_at_start_with_a_clear_error(certs):
+    d = tempfile.TemporaryDirectory(prefix="cynic-badtls-")
+    try:
+        cases = [
+            ("missing", (os.path.join(d.name, "nope.pem"), certs.server.key), "No such file"),
+            ("mismatched", (certs.mismatched.cert, certs.mismatched.key), "key values mismatch"),
+            ("not PEM", (certs.ext, certs.server.key), "no start line"),
+            ("key for cert", (certs.server.key, certs.server.key), "tls.cert_file"),
+        ]
+        for what, pair, words in cases:
+            path = os.path.join(d.name, "c.yaml")
+            with open(path, "w") as f:
+                f.write(term_config(pair, "127.0.0.1:1"))
+            r = subprocess.run([pu.CYNIC, "--check", "-c", path], capture_output=True, timeout=30)
+            out = (r.stdout + r.stderr).decode(errors="replace")
+            assert r.returncode == 2, (what, r.returncode, out)
+            assert words in out and "listener 'app'" in out, (what, out)
+            for line in key_material(certs.server) + key_material(certs.server2):
+                assert line not in out, (what, "key material in the error")
+            # and the daemon itself does not start on it
+            px = pu.Cynic(term_config(pair, "127.0.0.1:1"), wait_started=False)
+            try:
+                assert px.wait_exit(30) == 2, px.tail()
+            finally:
+                px.kill()
+                px.proc.stdout.close(), px.proc.stderr.close()
+                px.dir.cleanup()
+    finally:
+        d.cleanup()
