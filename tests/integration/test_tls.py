@@ -28,7 +28,6 @@ import http.client
 import json
 import os
 import random
-import re
 import socket
 import ssl
 import subprocess
@@ -53,22 +52,6 @@ def certs():
     c, tmp = tu.make_certs()
     yield c
     tmp.cleanup()
-
-
-def cynic_has_tls():
-    """False when this build's cynic does not know `tls:` yet (the config
-    reader answers "unknown key 'tls'"): then the tests of cynic skip, and
-    the fixture tests still run. Any other answer runs them."""
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "c.yaml")
-        with open(path, "w") as f:
-            f.write(pu.config(pu.listener("app", "backend", "tls: { cert_file: a.pem, key_file: a.key }"),
-                              pu.upstream("backend", ["127.0.0.1:1"])))
-        r = subprocess.run([pu.CYNIC, "--check", "-c", path], capture_output=True, timeout=30)
-        return "unknown key 'tls'" not in (r.stdout + r.stderr).decode(errors="replace")
-
-
-needs_tls = pytest.mark.skipif(not cynic_has_tls(), reason="this cynic has no TLS yet (issue 14 not merged)")
 
 
 # ---- helpers ----------------------------------------------------------------
@@ -290,7 +273,6 @@ def origin_config(endpoint, tls, mode="http", upstream_extra="", listener_extra=
         pu.upstream("vendor", [endpoint], f"timeouts: {{ connect: 1s, tls_handshake: 2s }}\n{tls}\n{upstream_extra}"))
 
 
-@needs_tls
 @pytest.mark.skipif(not tu.have_nginx(), reason="nginx not installed (scripts/deps.sh installs it)")
 def test_verified_https_upstream_nginx(certs):
     ng = tu.Nginx(certs.server)
@@ -310,7 +292,6 @@ def test_verified_https_upstream_nginx(certs):
         ng.close()
 
 
-@needs_tls
 def test_verified_https_upstream_python_backend_and_server_name_defaults(certs):
     be = tu.TlsServer(certs.server, tu.HTTP)
     try:
@@ -354,7 +335,6 @@ BAD = {
 }
 
 
-@needs_tls
 @pytest.mark.parametrize("mode", ["http", "tcp"])
 @pytest.mark.parametrize("bad", sorted(BAD))
 def test_bad_upstream_certificate_refused_logged_counted(certs, bad, mode):
@@ -396,7 +376,6 @@ def test_bad_upstream_certificate_refused_logged_counted(certs, bad, mode):
         be.close()
 
 
-@needs_tls
 def test_mutual_tls_to_a_backend_that_requires_it(certs):
     be = tu.TlsServer(certs.server, tu.HTTP, client_ca=certs.ca.cert)
     try:
@@ -424,7 +403,6 @@ def test_mutual_tls_to_a_backend_that_requires_it(certs):
         be.close()
 
 
-@needs_tls
 def test_handshake_into_a_blackhole_cut_at_tls_handshake_and_trips_the_breaker(certs):
     be = tu.TlsServer(certs.server, tu.ECHO)
     harness = Harness()
@@ -472,7 +450,6 @@ def test_handshake_into_a_blackhole_cut_at_tls_handshake_and_trips_the_breaker(c
         be.close()
 
 
-@needs_tls
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
 def test_session_resumed_on_the_next_connection(certs, version):
     be = tu.TlsServer(certs.server, tu.ECHO, max_version=version)
@@ -496,7 +473,6 @@ def test_session_resumed_on_the_next_connection(certs, version):
 SIZES = [1, 1000, 65537, 1 << 20]
 
 
-@needs_tls
 def test_tcp_mode_plain_client_to_tls_upstream_exact_bytes(certs):
     be = tu.TlsServer(certs.server, tu.ECHO)
     px = pu.Cynic(origin_config(be.endpoint, tls_block(server_name="localhost", ca_file=certs.ca.cert), mode="tcp"))
@@ -511,7 +487,6 @@ def test_tcp_mode_plain_client_to_tls_upstream_exact_bytes(certs):
         be.close()
 
 
-@needs_tls
 def test_tcp_mode_origination_ends_the_stream_with_close_notify(certs):
     """The client's FIN reaches the TLS backend as close_notify (a bare TCP
     FIN is indistinguishable from a truncation attack)."""
@@ -536,7 +511,6 @@ def term_config(certs_dir_or_leaf, upstream_endpoint, mode="http", extra_tls="",
         pu.upstream("backend", [upstream_endpoint], "timeouts: { connect: 1s }"))
 
 
-@needs_tls
 def test_tcp_mode_tls_client_to_plain_upstream_exact_bytes(certs):
     echo = pu.echo()
     px = pu.Cynic(term_config((certs.server.cert, certs.server.key), echo.endpoint, mode="tcp"))
@@ -551,7 +525,6 @@ def test_tcp_mode_tls_client_to_plain_upstream_exact_bytes(certs):
         echo.close()
 
 
-@needs_tls
 def test_listener_requires_client_certificates_signed_by_client_ca(certs):
     be = tu.plain_http()
     px = pu.Cynic(term_config((certs.server.cert, certs.server.key), be.endpoint,
@@ -576,7 +549,6 @@ def test_listener_requires_client_certificates_signed_by_client_ca(certs):
         be.close()
 
 
-@needs_tls
 def test_listener_closes_a_silent_or_half_hello_client_at_tls_handshake(certs):
     be = tu.plain_http()
     hs = 1.0
@@ -615,7 +587,6 @@ def test_listener_closes_a_silent_or_half_hello_client_at_tls_handshake(certs):
         be.close()
 
 
-@needs_tls
 def test_certificate_reload_under_traffic(certs):
     be = tu.plain_http()
     d = tempfile.TemporaryDirectory(prefix="cynic-reload-")
@@ -696,7 +667,6 @@ def test_certificate_reload_under_traffic(certs):
     assert [r for r in after if r[2] > marks["bad"]], "no traffic after the refused reload"
 
 
-@needs_tls
 def test_status_warns_of_a_certificate_expiring_within_14_days(certs):
     be = tu.plain_http()
     px = pu.Cynic(term_config((certs.soon.cert, certs.soon.key), be.endpoint))
@@ -727,7 +697,6 @@ def test_status_warns_of_a_certificate_expiring_within_14_days(certs):
 
 # ---- versions, insecure_skip_verify, ALPN, limits, bad files -----------------
 
-@needs_tls
 def test_min_version_1_3_on_both_sides_refuses_tls_1_2(certs):
     # listener: a client that stops at TLS 1.2 is refused, one with 1.3 served
     be = tu.plain_http()
@@ -769,7 +738,6 @@ def test_min_version_1_3_on_both_sides_refuses_tls_1_2(certs):
         old.close(), new.close()
 
 
-@needs_tls
 def test_insecure_skip_verify_works_and_is_logged_loudly(certs):
     be = tu.TlsServer(certs.self_signed, tu.HTTP)
     px = pu.Cynic(origin_config(be.endpoint, tls_block(server_name="localhost", insecure_skip_verify=True)))
@@ -789,7 +757,6 @@ def test_insecure_skip_verify_works_and_is_logged_loudly(certs):
         be.close()
 
 
-@needs_tls
 def test_alpn_http_1_1_is_offered_behind_http_listeners_only(certs):
     be = tu.TlsServer(certs.server, tu.ECHO)
     px = pu.Cynic(origin_config(be.endpoint, tls_block(server_name="localhost", ca_file=certs.ca.cert), mode="tcp"))
@@ -803,7 +770,6 @@ def test_alpn_http_1_1_is_offered_behind_http_listeners_only(certs):
         be.close()
 
 
-@needs_tls
 def test_per_client_limit_applies_before_the_handshake(certs):
     """A client holding its allowance of silent connections gets its next one
     closed at once, not after tls_handshake (issue 14: the per-client limits
@@ -831,7 +797,6 @@ def test_per_client_limit_applies_before_the_handshake(certs):
         be.close()
 
 
-@needs_tls
 def test_bad_certificate_files_refused_at_start_with_a_clear_error(certs):
     d = tempfile.TemporaryDirectory(prefix="cynic-badtls-")
     try:
