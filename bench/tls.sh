@@ -217,9 +217,13 @@ echo "negotiated, terminating (client <-> proxy):"
 echo "  haproxy: $(negotiated "$hterm")"
 [ -z "$cynic_pid" ] || echo "  cynic:   $(negotiated "$cterm")"
 echo "  nginx:   $(negotiated "$sport")"
-echo "negotiated, originating (proxy <-> nginx, first request):"
-echo "  haproxy: $(upstream_tls "$horig") / refusing resumption: $(upstream_tls "$hfull")"
-[ -z "$cynic_pid" ] || echo "  cynic:   $(upstream_tls "$corig") / refusing resumption: $(upstream_tls "$cfull")"
+echo "negotiated, originating (proxy <-> nginx; a first request, then a second on a new connection):"
+echo "  haproxy: $(upstream_tls "$horig") / $(upstream_tls "$horig" | grep -o 'reused=.*')"
+echo "           refusing resumption: $(upstream_tls "$hfull" | grep -o 'reused=.*')"
+if [ -n "$cynic_pid" ]; then
+  echo "  cynic:   $(upstream_tls "$corig") / $(upstream_tls "$corig" | grep -o 'reused=.*')"
+  echo "           refusing resumption: $(upstream_tls "$cfull" | grep -o 'reused=.*')"
+fi
 
 # ---- the measurements
 best() { sort -g | tail -1; }

@@ -606,21 +606,21 @@ def test_certificate_reload_under_traffic(certs):
                 results.append((st, serial, t0, time.monotonic()))
             except Exception as e:  # noqa: BLE001 - counted as a failure
                 results.append((repr(e), None, t0, time.monotonic()))
-    # one connection opened before the reload, kept alive across it
-    kept = tu.tls_connect(px.addr(), ctx)
-    kept_serial = tu.peer_serial(kept)
+    kept = []  # one connection opened before the reload, kept alive across it
 
     def kept_request():
-        kept.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        tls = kept[0]
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         buf = b""
         while b"ok\n" not in buf:
-            data = kept.recv(4096)
+            data = tls.recv(4096)
             assert data, "the kept connection was closed"
             buf += data
         return buf.startswith(b"HTTP/1.1 200 ")
     threads = [threading.Thread(target=loop, daemon=True) for _ in range(2)]
     try:
-        assert kept_request() and kept_serial == certs.server.serial
+        kept.append(tu.tls_connect(px.addr(), ctx))
+        assert kept_request() and tu.peer_serial(kept[0]) == certs.server.serial
         for t in threads:
             t.start()
         pu.wait_for(lambda: len(results) >= 20, timeout=30, what="traffic before the reload")
@@ -649,8 +649,10 @@ def test_certificate_reload_under_traffic(certs):
     finally:
         stop.set()
         for t in threads:
-            t.join(30)
-        kept.close()
+            if t.ident is not None:  # started
+                t.join(30)
+        for tls in kept:
+            tls.close()
         px.stop()
         be.close()
         d.cleanup()
