@@ -97,29 +97,6 @@ static const node_t *get_name(loader_t *ld, const node_t *m, const char *key, ch
 
 /* ---- addresses --------------------------------------------------------------- */
 
-static bool valid_hostname(const char *s, size_t len) {
-  if (len == 0 || len > 253)
-    return false;
-  size_t label = 0;
-  bool alpha = false;
-  for (size_t i = 0; i <= len; i++) {
-    char c = i < len ? s[i] : '.';
-    if (c == '.') {
-      if (label == 0 || label > 63 || s[i - 1] == '-')
-        return false;
-      label = 0;
-      continue;
-    }
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_';
-    if (!ok || (label == 0 && c == '-'))
-      return false;
-    alpha = alpha || !(c >= '0' && c <= '9');
-    label++;
-  }
-  return alpha; /* all digits and dots is a broken IPv4 address, not a name */
-}
-
 static void addr_clear(cynic__config_addr_t *a) {
   free(a->host);
   free(a->text);
@@ -155,7 +132,7 @@ static bool check_host(loader_t *ld, const node_t *v, const addr_rules_t *r, con
     a->kind = CYNIC__ADDR_IPV6;
   } else if (inet_pton(AF_INET, host, a->ip) == 1) {
     a->kind = CYNIC__ADDR_IPV4;
-  } else if (valid_hostname(host, strlen(host))) {
+  } else if (cynic__config_dns_name(host, strlen(host), true)) {
     if (!r->allow_names) {
       cynic__schema_error_at(&ld->rd, v,
                              "%s: '%s' is a host name; bind an explicit IP address, e.g. %s",

@@ -156,36 +156,10 @@ static bool ip_literal(const char *s) {
   return inet_pton(AF_INET, s, ip) == 1 || inet_pton(AF_INET6, s, ip) == 1;
 }
 
-/* A DNS name by the LDH rule: labels of 1..63 letters, digits and '-', not
- * starting or ending with '-'; not all digits and dots (that is a broken
- * IPv4 address). */
-static bool dns_name(const char *s, size_t len) {
-  if (len == 0 || len > CYNIC__TLS_MAX_NAME)
-    return false;
-  size_t label = 0;
-  bool alpha = false;
-  for (size_t i = 0; i <= len; i++) {
-    char c = i < len ? s[i] : '.';
-    if (c == '.') {
-      if (label == 0 || label > 63 || s[i - 1] == '-')
-        return false;
-      label = 0;
-      continue;
-    }
-    bool digit = c >= '0' && c <= '9';
-    bool ok = digit || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
-    if (!ok || (label == 0 && c == '-'))
-      return false;
-    alpha = alpha || !digit;
-    label++;
-  }
-  return alpha;
-}
-
 bool cynic__config_tls_server_name_valid(const char *s, size_t len) {
   if (len == 0 || len > CYNIC__TLS_MAX_NAME || strlen(s) != len)
     return false;
-  return dns_name(s, len) || ip_literal(s);
+  return cynic__config_dns_name(s, len, false) || ip_literal(s);
 }
 
 /* Why s is no server_name, in the words that fix it. */
@@ -208,7 +182,7 @@ static void bad_server_name(cynic__schema_t *rd, const node_t *v, const char *s)
                            "server_name: '%s' is a wildcard; those belong in certificates. Write "
                            "the host name asked for, e.g. api.example.com",
                            show);
-  else if (len > 1 && s[len - 1] == '.' && dns_name(s, len - 1))
+  else if (len > 1 && s[len - 1] == '.' && cynic__config_dns_name(s, len - 1, false))
     cynic__schema_error_at(rd, v,
                            "server_name: '%s' ends with a dot; write the name without it (SNI "
                            "carries none)",

@@ -217,3 +217,27 @@ int cynic__config_parse_number(const char *s, double min, double max, double *ou
   *out = v;
   return 0;
 }
+
+bool cynic__config_dns_name(const char *s, size_t len, bool underscore) {
+  if (len == 0 || len > 253)
+    return false;
+  size_t label = 0;
+  bool alpha = false;
+  for (size_t i = 0; i <= len; i++) {
+    char c = i < len ? s[i] : '.';
+    if (c == '.') {
+      if (label == 0 || label > 63 || s[i - 1] == '-')
+        return false;
+      label = 0;
+      continue;
+    }
+    bool digit = c >= '0' && c <= '9';
+    bool ok = digit || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+              (underscore && c == '_');
+    if (!ok || (label == 0 && c == '-'))
+      return false;
+    alpha = alpha || !digit;
+    label++;
+  }
+  return alpha;
+}

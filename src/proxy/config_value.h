@@ -39,4 +39,10 @@ size_t cynic__config_digits(const char *s, uint64_t *v, bool *overflow);
  * non-printable bytes as '?'. Writes and returns buf. */
 const char *cynic__config_show(char buf[64], const char *s, size_t len);
 
+/* A DNS host name by the LDH rule: at most 253 bytes, labels of 1..63
+ * letters, digits and '-' (not first or last; '_' too when `underscore`:
+ * endpoint names, which are looked up but never verified against a
+ * certificate), not all digits and dots (that is a broken IPv4 address). */
+bool cynic__config_dns_name(const char *s, size_t len, bool underscore);
+
 #endif /* CYNIC_PROXY_CONFIG_VALUE_H */

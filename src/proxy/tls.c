@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <openssl/bio.h>
@@ -548,6 +549,7 @@ static int kick(cynic__tls_t *t) {
 }
 
 static void finish_close(cynic__tls_t *t);
+static void drain_unread(cynic__tls_t *t);
 
 static void on_out(uv_write_t *req, int status) {
   cynic__tls_t *t = req->data;
@@ -556,8 +558,10 @@ static void on_out(uv_write_t *req, int status) {
   for (unsigned int i = 0; i < n && t->out_head != NULL; i++)
     chunk_done(t, status);
   if (t->lingering) {
-    if (status < 0 || t->out_head == NULL || kick(t) != 0)
+    if (status < 0 || t->out_head == NULL || kick(t) != 0) {
+      drain_unread(t);
       finish_close(t); /* all out, or it never will be */
+    }
     return;
   }
   if (status < 0 || t->closing) {
@@ -1145,6 +1149,21 @@ static void tls_closed(uv_handle_t *h) {
     cb(h);
 }
 
+/* Bytes the peer sent that nobody will read (TLS 1.3 session tickets, a
+ * request after the last): dropped before the close, or the kernel would
+ * answer the close with a reset and the peer could lose what it has not
+ * read yet. At most DRAIN_MAX bytes. */
+#define DRAIN_MAX (256u * 1024u)
+static void drain_unread(cynic__tls_t *t) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&t->s->tcp, &fd) != 0)
+    return;
+  size_t total = 0;
+  ssize_t n;
+  while (total < DRAIN_MAX && (n = recv(fd, in_scratch, sizeof in_scratch, MSG_DONTWAIT)) > 0)
+    total += (size_t)n;
+}
+
 static void finish_close(cynic__tls_t *t) {
   t->lingering = false;
   hs_unlist(t);
@@ -1163,6 +1182,8 @@ void cynic__tls_close(cynic__stream_t *s, bool reset, uv_close_cb cb) {
     SSL_shutdown(t->ssl); /* close_notify: the peer sees an end, not a cut */
     ERR_clear_error();
   }
+  if (!reset)
+    drain_unread(t);
   if (!reset && (t->out_head != NULL || t->out_busy > 0)) {
     t->lingering = true;
     hs_list(t, CYNIC__TLS_LINGER_MS);
