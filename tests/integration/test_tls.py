@@ -828,3 +828,50 @@ def test_bad_certificate_files_refused_at_start_with_a_clear_error(certs):
                 px.dir.cleanup()
     finally:
         d.cleanup()
+
+
+def test_health_checks_of_a_tls_upstream_speak_tls(certs):
+    """health_check on a tls upstream: an HTTP check goes over a verified
+    handshake (SNI, ALPN as traffic) and passes; a TCP check passes on the
+    handshake; a certificate the upstream's tls refuses fails the check with
+    the verification's reason and takes the endpoint out of rotation."""
+    good = tu.TlsServer(certs.server, tu.HTTP)
+    bad = tu.TlsServer(certs.wrong_name, tu.HTTP)
+    checks = "health_check: { path: /healthz, interval: 200ms, timeout: 150ms, unhealthy_after: 2, healthy_after: 1 }"
+    tcp_checks = "health_check: { interval: 200ms, timeout: 150ms, unhealthy_after: 2, healthy_after: 1 }"
+    tls = tls_block(server_name="localhost", ca_file=certs.ca.cert)
+    for hc in (checks, tcp_checks):
+        px = pu.Cynic(origin_config(good.endpoint, tls, upstream_extra=hc))
+        try:
+            adm = au.Admin(px)
+            pu.wait_for(lambda: endpoint_health(adm, good.endpoint)["checks"] >= 3, timeout=5,
+                        what="three checks of the good endpoint")
+            h = endpoint_health(adm, good.endpoint)
+            assert h["state"] == "healthy" and h["failures"] == 0, h
+        finally:
+            px.stop()
+        px = pu.Cynic(origin_config(bad.endpoint, tls, upstream_extra=hc))
+        try:
+            adm = au.Admin(px)
+            pu.wait_for(lambda: endpoint_health(adm, bad.endpoint)["state"] == "unhealthy", timeout=5,
+                        what="the wrong-name endpoint unhealthy")
+            h = endpoint_health(adm, bad.endpoint)
+            assert "tls: certificate verify failed: hostname mismatch" in h["last_failure"], h
+        finally:
+            px.stop()
+    # every check reached the good backend through a full TLS handshake: SNI
+    # always, ALPN http/1.1 for the HTTP checks (offered as traffic offers it)
+    ok = good.ok_handshakes()
+    good.close()
+    bad.close()
+    assert len(ok) >= 6, ok
+    assert all(h["sni"] == "localhost" for h in ok), ok[:3]
+    assert any(h["alpn"] == "http/1.1" for h in ok), ok[:3]
+
+
+def endpoint_health(adm, endpoint):
+    for u in adm.status()["upstreams"]:
+        for e in u["endpoints"]:
+            if e["name"] == endpoint:
+                return e["health"]
+    raise AssertionError(f"no endpoint {endpoint}")
