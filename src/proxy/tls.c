@@ -1155,12 +1155,15 @@ static void tls_closed(uv_handle_t *h) {
  * read yet. At most DRAIN_MAX bytes. */
 #define DRAIN_MAX (256u * 1024u)
 static void drain_unread(cynic__tls_t *t) {
+  /* Not in_scratch: a close may come from inside another connection's read,
+   * whose unread ciphertext is still there. */
+  static char sink[16 * 1024];
   uv_os_fd_t fd;
   if (uv_fileno((uv_handle_t *)&t->s->tcp, &fd) != 0)
     return;
   size_t total = 0;
   ssize_t n;
-  while (total < DRAIN_MAX && (n = recv(fd, in_scratch, sizeof in_scratch, MSG_DONTWAIT)) > 0)
+  while (total < DRAIN_MAX && (n = recv(fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
     total += (size_t)n;
 }
 
