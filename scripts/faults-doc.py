@@ -29,7 +29,10 @@ upstream `dep` with one endpoint (that proxy), `timeouts: {{ connect: 300ms,
 first_byte: 1s, idle: 2s }}`, `breaker: {{ faults: 3, leak: 60s, open_for: 1500ms }}`,
 `bulkhead: {{ max_connections: 4, max_pending: 2, queue_timeout: 200ms }}`; a second
 upstream `healthy` (another echo server, direct) behind the same cynic. A caller
-sends 4 KB, half-closes and reads to the end.
+sends 4 KB, half-closes and reads to the end. The rows marked *TLS* use a
+dependency that speaks TLS (a TLS echo server behind the harness) and an upstream
+`dep` with `tls` (verified against the test CA) and `timeouts.tls_handshake: 500ms`;
+their callers still speak plain TCP to cynic.
 
 Every row also checks, and fails otherwise:
 

@@ -32,6 +32,7 @@ import time
 import pytest
 
 import proxyutil as pu
+import tlsutil as tu
 from harness_util import Harness
 import matrixutil as mu
 from matrixutil import MARGIN, RSS_MARGIN_KB, SLOW, fds, ms
@@ -57,6 +58,8 @@ breaker: {{ faults: {FAULTS}, leak: 60s, open_for: 1500ms, half_open_probes: 1 }
 bulkhead: {{ max_connections: {MAX_CONNECTIONS}, max_pending: {MAX_PENDING}, queue_timeout: 200ms }}
 """
 PAYLOAD = bytes(range(256)) * 16  # 4 KB
+# The TLS rows (issue 14): the same dependency speaking TLS, cynic verifying it.
+TLS_HANDSHAKE = 0.5
 
 RESULTS = mu.Results("tcp")
 record = RESULTS.record
@@ -149,6 +152,46 @@ class Rig(mu.RigBase):
 @pytest.fixture
 def rig():
     r = Rig()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def certs():
+    c, tmp = tu.make_certs()
+    yield c
+    tmp.cleanup()
+
+
+class TlsRig(Rig):
+    """The rig with a dependency that speaks TLS: a TLS echo server (the
+    integration tests' tlsutil) behind the harness, and cynic's upstream
+    `dep` with `tls` (verified against the test CA, name localhost) and
+    `timeouts.tls_handshake` TLS_HANDSHAKE. The callers still speak plain
+    TCP to cynic (TCP mode wrapping the dependency's protocol in TLS)."""
+
+    def __init__(self, certs):
+        self.backend = tu.TlsServer(certs.server, tu.ECHO)
+        self.healthy = pu.echo()
+        self.harness = Harness()
+        self.dep = self.harness.create("dep", self.backend.endpoint)["listen"]
+        tls = (f"tls: {{ server_name: localhost, ca_file: \"{certs.ca.cert}\" }}\n"
+               f"timeouts: {{ connect: 300ms, tls_handshake: {int(TLS_HANDSHAKE * 1000)}ms, "
+               f"first_byte: 1s, idle: 2s }}")
+        dep = DEP.replace("timeouts: { connect: 300ms, first_byte: 1s, idle: 2s }\n", "") + tls
+        self.px = pu.Cynic(pu.config(
+            pu.listener("app", "dep") + pu.listener("other", "healthy"),
+            pu.upstream("dep", [self.dep], dep) + pu.upstream("healthy", [self.healthy.endpoint])))
+        self.app, self.other = self.px.addr("app"), self.px.addr("other")
+        for _ in range(5):
+            assert call(self.app)[0] == "ok"
+            assert call(self.other)[0] == "ok"
+        self.watch(mu.Monitor(self.probe_healthy, "ok", HEALTHY_WORST))
+
+
+@pytest.fixture
+def tls_rig(certs):
+    r = TlsRig(certs)
     yield r
     r.close()
 
@@ -307,6 +350,49 @@ def test_slow_close(rig):
     pass_row(rig, row("16-slow-close", "slow close (FIN held 5 s)", "`slow_close` 5000",
                       "idle timeout ends the connection"),
              lambda: rig.toxic("slow_close", delay=5000), rig.clear, "ok", IDLE, lower=IDLE - 0.1, calls=2)
+
+
+# ---- a dependency that speaks TLS (cynic verifies it) --------------------------
+
+def test_tls_blackhole_in_the_handshake(tls_rig):
+    breaker_row(tls_rig, row("30-tls-blackhole", "TLS: accepts, never answers the ClientHello",
+                             "`blackhole`, upstream with `tls`",
+                             "TLS handshake timeout (`tls_handshake_timeout`), breaker"),
+                lambda: tls_rig.toxic("blackhole"), tls_rig.clear, "nothing", TLS_HANDSHAKE, timed=True)
+
+
+def test_tls_garbage_in_the_handshake(tls_rig):
+    breaker_row(tls_rig, row("31-tls-garbage", "TLS: garbage instead of the server's handshake",
+                             "`garbage` 512, upstream with `tls`",
+                             "the handshake fails (`tls_failed`, protocol), breaker"),
+                lambda: tls_rig.toxic("garbage", bytes=512), tls_rig.clear, "nothing", CONNECT)
+
+
+def test_tls_reset_in_the_handshake(tls_rig):
+    breaker_row(tls_rig, row("32-tls-reset", "TLS: reset during the handshake",
+                             "`reset_peer` 0 ms (upstream), upstream with `tls`",
+                             "the handshake fails (`tls_failed`, closed), breaker"),
+                lambda: tls_rig.toxic("reset_peer", stream="upstream", timeout=0), tls_rig.clear,
+                "nothing", CONNECT)
+
+
+def test_tls_latency_under_the_bound(tls_rig):
+    # 100 ms each way on the handshake's flights and on the echo: well under
+    # tls_handshake (0.5 s) and first_byte (1 s)
+    pass_row(tls_rig, row("33-tls-latency", "TLS: latency under the bounds (100 ms)",
+                          "`latency` 100, upstream with `tls`",
+                          "none needed: the handshake and the answer come in time"),
+             lambda: tls_rig.toxic("latency", latency=100), tls_rig.clear, "ok", 0.6)
+
+
+def test_tls_records_in_slices(tls_rig):
+    # the handshake's flights and the echoed records in ~64-byte pieces, 2 ms
+    # apart: the engine puts records together from whatever arrives
+    pass_row(tls_rig, row("34-tls-slicer", "TLS: records cut in small slices",
+                          "`slicer` 64 ± 32 B, 2 ms apart, upstream with `tls`",
+                          "none needed: the TLS engine reassembles records from partial reads"),
+             lambda: tls_rig.toxic("slicer", average_size=64, size_variation=32, delay=2000),
+             tls_rig.clear, "ok", 0.6, lower=0.05)
 
 
 # ---- the rest: their own shapes ----------------------------------------------
