@@ -10,7 +10,7 @@
 // /usr/bin/chromium).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import net from "node:net";
@@ -407,5 +407,41 @@ upstreams:
     await closeBrowser(browser);
     assert.equal(await cy.stop(), 0);
     be.close();
+  }
+});
+
+// A listener whose certificate expires within 14 days: the page warns above
+// the tiles (issue 14); an upstream with tls shows its handshakes.
+test("a certificate expiring within 14 days is warned about above the tiles", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "cynic-ui-tls-"));
+  const cert = path.join(dir, "cert.pem"), key = path.join(dir, "key.pem");
+  const made = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+    "-nodes", "-keyout", key, "-out", cert, "-days", "7", "-subj", "/CN=soon.example"]);
+  assert.equal(made.status, 0, String(made.stderr));
+  const be = await echoServer();
+  const cy = startCynic(`listeners:
+  - name: web
+    listen: 127.0.0.1:0
+    upstream: db
+    tls: { cert_file: "${cert}", key_file: "${key}" }
+upstreams:
+  - name: db
+    endpoints: [127.0.0.1:${be.address().port}]
+`);
+  let browser;
+  try {
+    const { admin } = await started(cy);
+    browser = await launchBrowser();
+    const page = await browser.newPage();
+    await page.goto(`http://${admin}/`);
+    const warn = page.locator("#tlswarn");
+    await warn.waitFor({ state: "visible", timeout: 10000 });
+    assert.match(await warn.textContent(),
+      /listener web: the certificate expires within 14 days: renew it, then reload \(CN=soon\.example, expires \d{4}-\d{2}-\d{2}\)/);
+  } finally {
+    await closeBrowser(browser);
+    assert.equal(await cy.stop(), 0);
+    be.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
