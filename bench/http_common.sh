@@ -20,10 +20,10 @@ wait_port() {
   echo "$me: $1 does not listen on $3 after $4 s" >&2; exit 1
 }
 
-# port connections [server lines]: nginx as the current user from the temp
-# dir, no master, one worker, every path it writes under $work (start it
-# with -e so it stays off /var/log at start); keep-alive for as long as a
-# run lasts, access log off.
+# port connections [server lines] [more server blocks]: nginx as the current
+# user from the temp dir, no master, one worker, every path it writes under
+# $work (start it with -e so it stays off /var/log at start); keep-alive for
+# as long as a run lasts, access log off.
 nginx_conf() {
   cat <<CONF
 daemon off;
@@ -49,6 +49,7 @@ http {
     root $work/www;
 ${3:-}
   }
+${4:-}
 }
 CONF
 }

@@ -90,30 +90,9 @@ tls_server() { # port cache-lines
   }
 CONF
 }
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile $(( maxconn * 2 ));
-pid $work/nginx/nginx.pid;
-error_log $work/nginx.error.log warn;
-events { worker_connections $(( maxconn * 2 )); }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  default_type application/octet-stream;
-  sendfile on;
-  keepalive_timeout 120s;
-  keepalive_requests 100000000;
-  server { listen 127.0.0.1:$nport; root $work/www; }
-$(tls_server "$sport" "ssl_session_cache shared:bench:10m; ssl_session_tickets on;")
-$(tls_server "$fport" "ssl_session_cache off; ssl_session_tickets off;")
-}
-CONF
+nginx_conf "$nport" $((maxconn * 2)) "" \
+  "$(tls_server "$sport" "ssl_session_cache shared:bench:10m; ssl_session_tickets on;")
+$(tls_server "$fport" "ssl_session_cache off; ssl_session_tickets off;")" > "$work/nginx.conf"
 nginx -p "$work/nginx" -c "$work/nginx.conf" -e "$work/nginx.error.log" 2>"$work/nginx.stderr" &
 nginx_pid=$!; pids+=("$nginx_pid")
 
