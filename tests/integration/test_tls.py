@@ -859,14 +859,17 @@ def test_health_checks_of_a_tls_upstream_speak_tls(certs):
             assert "tls: certificate verify failed: hostname mismatch" in h["last_failure"], h
         finally:
             px.stop()
-    # every check reached the good backend through a full TLS handshake: SNI
-    # always, ALPN http/1.1 for the HTTP checks (offered as traffic offers it)
+    # the checks reached the good backend through TLS handshakes: SNI always,
+    # ALPN http/1.1 for the HTTP checks (offered as traffic offers it). At
+    # least the HTTP checks' three: a TCP check passes on cynic's side of the
+    # handshake and closes, which the backend may see before its own side
+    # ends (then it records an error, not a handshake).
     ok = good.ok_handshakes()
     good.close()
     bad.close()
-    assert len(ok) >= 6, ok
+    assert len(ok) >= 3, ok
     assert all(h["sni"] == "localhost" for h in ok), ok[:3]
-    assert any(h["alpn"] == "http/1.1" for h in ok), ok[:3]
+    assert sum(h["alpn"] == "http/1.1" for h in ok) >= 3, ok
 
 
 def endpoint_health(adm, endpoint):

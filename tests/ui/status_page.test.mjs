@@ -218,8 +218,9 @@ upstreams:
     // pointer: the click on release is not lost (force closed on api)
     const FC = 'section.tile[data-upstream="api"] button[data-action="force_closed"]';
     let held = false;
-    for (let i = 0; i < 5 && !held; i++) { // an update may move the layout between aim and press
+    for (let i = 0; i < 10 && !held; i++) { // an update may move the layout between aim and press
       const box = await page.locator(FC).boundingBox();
+      if (box === null) continue; // rebuilt by an update between locating and measuring: aim again
       await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
       await page.mouse.down();
       held = await page.evaluate((sel) => {
