@@ -18,7 +18,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "config_tls.h"
 
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,15 +150,10 @@ static void get_min_version(cynic__schema_t *rd, const node_t *sec, cynic__confi
 
 /* ---- server_name ----------------------------------------------------------- */
 
-static bool ip_literal(const char *s) {
-  unsigned char ip[16];
-  return inet_pton(AF_INET, s, ip) == 1 || inet_pton(AF_INET6, s, ip) == 1;
-}
-
 bool cynic__config_tls_server_name_valid(const char *s, size_t len) {
   if (len == 0 || len > CYNIC__TLS_MAX_NAME || strlen(s) != len)
     return false;
-  return cynic__config_dns_name(s, len, false) || ip_literal(s);
+  return cynic__config_dns_name(s, len, false) || cynic__config_ip_literal(s);
 }
 
 /* Why s is no server_name, in the words that fix it. */

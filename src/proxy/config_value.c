@@ -3,6 +3,7 @@
  * percentages (config_value.h). Whole numbers only, a unit always (bare 0
  * aside), overflow detected before it happens.
  */
+#include <arpa/inet.h>
 #include "config_value.h"
 
 #include <stdio.h>
@@ -240,4 +241,9 @@ bool cynic__config_dns_name(const char *s, size_t len, bool underscore) {
     label++;
   }
   return alpha;
+}
+
+bool cynic__config_ip_literal(const char *s) {
+  unsigned char a[16];
+  return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
 }

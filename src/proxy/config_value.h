@@ -44,5 +44,7 @@ const char *cynic__config_show(char buf[64], const char *s, size_t len);
  * endpoint names, which are looked up but never verified against a
  * certificate), not all digits and dots (that is a broken IPv4 address). */
 bool cynic__config_dns_name(const char *s, size_t len, bool underscore);
+/* An IPv4 or IPv6 address as text (IPv6 without brackets). */
+bool cynic__config_ip_literal(const char *s);
 
 #endif /* CYNIC_PROXY_CONFIG_VALUE_H */
