@@ -121,15 +121,15 @@ def call(addr, payload=PAYLOAD, timeout=10.0, half_close=True, reset_seen=False)
 class Rig(mu.RigBase):
     """The dependency behind the harness, the healthy upstream, and cynic."""
 
-    def __init__(self, dep_endpoint=None):
-        self.backend = pu.echo()
+    def __init__(self, dep_endpoint=None, backend=None, dep=DEP):
+        self.backend = backend or pu.echo()
         self.healthy = pu.echo()
         self.harness = Harness()
         proxy = self.harness.create("dep", self.backend.endpoint)
         self.dep = dep_endpoint or proxy["listen"]
         self.px = pu.Cynic(pu.config(
             pu.listener("app", "dep") + pu.listener("other", "healthy"),
-            pu.upstream("dep", [self.dep], DEP) + pu.upstream("healthy", [self.healthy.endpoint])))
+            pu.upstream("dep", [self.dep], dep) + pu.upstream("healthy", [self.healthy.endpoint])))
         self.app, self.other = self.px.addr("app"), self.px.addr("other")
         for _ in range(5):  # warm up both paths, then take the baseline
             if dep_endpoint is None:  # (a given endpoint may be the fault itself)
@@ -163,35 +163,19 @@ def certs():
     tmp.cleanup()
 
 
-class TlsRig(Rig):
-    """The rig with a dependency that speaks TLS: a TLS echo server (the
-    integration tests' tlsutil) behind the harness, and cynic's upstream
-    `dep` with `tls` (verified against the test CA, name localhost) and
-    `timeouts.tls_handshake` TLS_HANDSHAKE. The callers still speak plain
-    TCP to cynic (TCP mode wrapping the dependency's protocol in TLS)."""
-
-    def __init__(self, certs):
-        self.backend = tu.TlsServer(certs.server, tu.ECHO)
-        self.healthy = pu.echo()
-        self.harness = Harness()
-        self.dep = self.harness.create("dep", self.backend.endpoint)["listen"]
-        tls = (f"tls: {{ server_name: localhost, ca_file: \"{certs.ca.cert}\" }}\n"
-               f"timeouts: {{ connect: 300ms, tls_handshake: {int(TLS_HANDSHAKE * 1000)}ms, "
-               f"first_byte: 1s, idle: 2s }}")
-        dep = DEP.replace("timeouts: { connect: 300ms, first_byte: 1s, idle: 2s }\n", "") + tls
-        self.px = pu.Cynic(pu.config(
-            pu.listener("app", "dep") + pu.listener("other", "healthy"),
-            pu.upstream("dep", [self.dep], dep) + pu.upstream("healthy", [self.healthy.endpoint])))
-        self.app, self.other = self.px.addr("app"), self.px.addr("other")
-        for _ in range(5):
-            assert call(self.app)[0] == "ok"
-            assert call(self.other)[0] == "ok"
-        self.watch(mu.Monitor(self.probe_healthy, "ok", HEALTHY_WORST))
+def tls_dep(certs):
+    """DEP for a dependency that speaks TLS: `tls` verified against the test
+    CA (name localhost) and `timeouts.tls_handshake` TLS_HANDSHAKE. The
+    callers still speak plain TCP to cynic (TCP mode wrapping the
+    dependency's protocol in TLS); the backend is a TLS echo server (the
+    integration tests' tlsutil)."""
+    return DEP.replace("first_byte: 1s", f"tls_handshake: {int(TLS_HANDSHAKE * 1000)}ms, first_byte: 1s") + \
+        f"tls: {{ server_name: localhost, ca_file: \"{certs.ca.cert}\" }}\n"
 
 
 @pytest.fixture
 def tls_rig(certs):
-    r = TlsRig(certs)
+    r = Rig(backend=tu.TlsServer(certs.server, tu.ECHO), dep=tls_dep(certs))
     yield r
     r.close()
 

@@ -391,7 +391,8 @@ static void test_a_silent_client_is_cut_at_the_handshake_deadline(void **state) 
   RUN_UNTIL(p, p->s.end != 0);
   uint64_t took = uv_now(&p->loop) - start;
   assert_int_equal(p->s.end, UV_ETIMEDOUT);
-  assert_true(took >= 1900 && took < 4000); /* 2 s, on the engine's 100 ms steps */
+  /* 2 s, on the engine's 100 ms steps; late by up to 5 s on a loaded machine */
+  assert_true(took >= 1900 && took < 7000);
   assert_int_equal(p->sstats.failed[CYNIC__TLS_FAIL_TIMEOUT], 1);
   pair_free(p);
 }
