@@ -310,14 +310,19 @@ void cynic__proxy_drain(cynic__proxy_t *p, const char *why) {
 }
 
 /* The tick's steps, in their order: the sweep first (retired objects give
- * their places back), the idle pools' age limit, then the sample, then the streams that carry it, then
- * the rotation check. A step returns false when it had nothing to do. */
+ * their places back), the idle pools' age limit, the reuse caches' trim, then the sample, then
+ * the streams that carry it, then the rotation check. A step returns false when it had nothing to do. */
 static bool tick_sweep(cynic__proxy_t *p) {
   cynic__reload_sweep(p);
   return true;
 }
 static bool tick_pool(cynic__proxy_t *p) {
   cynic__upstreams_tick(p); /* idle upstream connections past pool.idle_timeout */
+  return true;
+}
+static bool tick_trim(cynic__proxy_t *p) {
+  cynic__listeners_trim(p); /* buffers and HTTP's stores beyond the last second's peak */
+  cynic__http_caches_trim();
   return true;
 }
 static bool tick_sample(cynic__proxy_t *p) {
@@ -341,6 +346,7 @@ static const struct tick_step {
 } tick_steps[] = {
     {"sweep", tick_sweep},
     {"pool", tick_pool},
+    {"trim", tick_trim},
     {"sample", tick_sample},
     {"streams", tick_streams},
     {"rotate", tick_rotate},

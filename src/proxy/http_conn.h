@@ -111,8 +111,12 @@ typedef struct cynic__http_xchg {
   char rid[RID_MAX + 1];
 } cynic__http_xchg_t;
 
-/* Exchanges kept for reuse at most (the rest are freed): a hard cap. */
-#define CYNIC__HS_XCHG_CACHE 256
+/* Exchanges and head stores (of each size) kept for reuse at most: a hard
+ * cap over blocks.h's own (never more than the recent peak in flight needs). */
+#define CYNIC__HS_KEPT_MAX 4096
+/* Store sizes kept apart (listeners' and upstreams' head limits in use at
+ * once; stores of any further size are not kept). */
+#define CYNIC__HS_STORE_SIZES 8
 
 typedef struct cynic__http_conn {
   cynic__session_t base;

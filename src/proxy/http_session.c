@@ -60,47 +60,53 @@ static void on_timer(uv_timer_t *t);
 /* ---- head stores ------------------------------------------------------------ */
 
 /* Head stores are large (the field index and room for a whole head: about
- * max_request_head bytes) and every request needs one or two: a few are kept
- * for reuse rather than returned to malloc, which would trim and grow the
- * heap at every request. Matched by size (listeners and upstreams with the
- * same limits share). Loop thread only. */
-#define STORE_CACHE 32
-static struct {
-  char *p;
-  size_t cap;
-} store_cache[STORE_CACHE];
-static size_t store_cached;
+ * max_request_head bytes) and every request needs one or two: they are kept
+ * for reuse (blocks.h: as many as the recent peak of requests in flight
+ * needs) rather than returned to malloc, which would trim and grow the heap
+ * at every request. One set per store size (listeners and upstreams with the
+ * same limits share), CYNIC__HS_STORE_SIZES of them; a store of yet another
+ * size comes from malloc and goes back to it. Loop thread only. */
+static cynic__blocks_t store_sets[CYNIC__HS_STORE_SIZES];
+
+static cynic__blocks_t *store_set(size_t cap, bool make) {
+  cynic__blocks_t *vacant = NULL;
+  for (size_t i = 0; i < CYNIC__HS_STORE_SIZES; i++) {
+    cynic__blocks_t *b = &store_sets[i];
+    if (b->size == cap)
+      return b;
+    if (vacant == NULL && b->out == 0 && b->len == 0)
+      vacant = b; /* never used, or every store of its size is back and trimmed */
+  }
+  if (make && vacant != NULL) {
+    cynic__blocks_free(vacant);
+    cynic__blocks_init(vacant, cap, CYNIC__HS_KEPT_MAX);
+    return vacant;
+  }
+  return NULL;
+}
 
 char *cynic__hs_store_take(size_t cap) {
-  for (size_t i = store_cached; i-- > 0;) {
-    if (store_cache[i].cap == cap) {
-      char *p = store_cache[i].p;
-      store_cache[i] = store_cache[--store_cached];
-      return p;
-    }
-  }
-  return malloc(cap);
+  cynic__blocks_t *b = store_set(cap, true);
+  return b != NULL ? cynic__blocks_take(b) : malloc(cap);
 }
 
 void cynic__hs_store_put(char **store, size_t cap) {
   if (*store == NULL)
     return;
-  if (store_cached < STORE_CACHE) {
-    store_cache[store_cached].p = *store;
-    store_cache[store_cached++].cap = cap;
-  } else {
+  cynic__blocks_t *b = store_set(cap, false);
+  if (b != NULL)
+    cynic__blocks_put(b, *store);
+  else
     free(*store);
-  }
   *store = NULL;
 }
 
-/* Exchanges, reused LIFO (one per request in flight; an idle connection
- * holds none). */
-static cynic__http_xchg_t *xchg_cache[CYNIC__HS_XCHG_CACHE];
-static size_t xchg_cached;
+/* Exchanges, reused newest first (one per request in flight; an idle
+ * connection holds none). */
+static cynic__blocks_t xchgs = {.size = sizeof(cynic__http_xchg_t), .max = CYNIC__HS_KEPT_MAX};
 
 cynic__http_xchg_t *cynic__hs_xchg_take(cynic__http_conn_t *c) {
-  cynic__http_xchg_t *x = xchg_cached > 0 ? xchg_cache[--xchg_cached] : malloc(sizeof *x);
+  cynic__http_xchg_t *x = cynic__blocks_take(&xchgs);
   if (x == NULL)
     return NULL;
   memset(x, 0, sizeof *x);
@@ -127,10 +133,7 @@ void cynic__hs_xchg_put(cynic__http_conn_t *c) {
     cynic__http_msg_next(&x->res);
     cynic__hs_store_put(&x->res_store, x->res_store_cap);
   }
-  if (xchg_cached < CYNIC__HS_XCHG_CACHE)
-    xchg_cache[xchg_cached++] = x;
-  else
-    free(x);
+  cynic__blocks_put(&xchgs, x);
 }
 
 /* Heads are rendered here first (as large as the largest head allowed, kept
@@ -150,15 +153,22 @@ cynic__http_out_t cynic__hs_scratch(size_t cap) {
 }
 
 void cynic__http_caches_kept(size_t *exchanges, size_t *stores) {
-  *exchanges = xchg_cached;
-  *stores = store_cached;
+  *exchanges = xchgs.len;
+  *stores = 0;
+  for (size_t i = 0; i < CYNIC__HS_STORE_SIZES; i++)
+    *stores += store_sets[i].len;
+}
+
+void cynic__http_caches_trim(void) {
+  cynic__blocks_trim(&xchgs);
+  for (size_t i = 0; i < CYNIC__HS_STORE_SIZES; i++)
+    cynic__blocks_trim(&store_sets[i]);
 }
 
 void cynic__http_free_caches(void) {
-  while (xchg_cached > 0)
-    free(xchg_cache[--xchg_cached]);
-  while (store_cached > 0)
-    free(store_cache[--store_cached].p);
+  cynic__blocks_free(&xchgs);
+  for (size_t i = 0; i < CYNIC__HS_STORE_SIZES; i++)
+    cynic__blocks_free(&store_sets[i]);
   free(scratch);
   scratch = NULL;
   scratch_cap = 0;

@@ -17,5 +17,8 @@ void cynic__http_free_caches(void);
 /* How many exchanges and head stores are kept for reuse now (the tests of
  * their bounds). */
 void cynic__http_caches_kept(size_t *exchanges, size_t *stores);
+/* Gives back to malloc what the last second's peak of requests in flight
+ * did not need (blocks.h); every second, from the proxy's tick. */
+void cynic__http_caches_trim(void);
 
 #endif /* CYNIC_PROXY_HTTP_SESSION_H */

@@ -398,8 +398,7 @@ static void listener_free(cynic__listener_t *l) {
   cynic__listener_clients_free(l);
   cynic_ratetable_free(l->rate);
   l->rate = NULL;
-  while (l->pool_len > 0)
-    free(l->pool[--l->pool_len]);
+  cynic__blocks_free(&l->buffers);
 }
 
 void cynic__listener_discard(cynic__listener_t *l) {
@@ -454,6 +453,11 @@ void cynic__listeners_options_refresh(cynic__proxy_t *p) {
   for (size_t i = 0; i < p->listener_count; i++)
     if (p->listeners[i].cfg != NULL)
       cynic__listener_options_refresh(&p->listeners[i]);
+}
+
+void cynic__listeners_trim(cynic__proxy_t *p) {
+  for (size_t i = 0; i < p->listener_count; i++)
+    cynic__blocks_trim(&p->listeners[i].buffers);
 }
 
 void cynic__listeners_stop(cynic__proxy_t *p) {

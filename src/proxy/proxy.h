@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "blocks.h"
 #include "config.h"
 #include "cynic/breaker.h"
 #include "cynic/budget.h"
@@ -213,7 +214,10 @@ struct cynic__upstream {
   cynic__tls_stats_t tls_stats; /* handshakes to its endpoints, across reloads */
 };
 
-#define CYNIC__BUFFER_POOL_MAX 64u /* free buffers kept per listener: 4 MB at 64KB */
+/* Free connection buffers a listener keeps at most (blocks.h: never more than
+ * its recent peak in use needs; 256 MB at 64KB, only after 2,048 busy
+ * connections). */
+#define CYNIC__BUFFERS_KEPT_MAX 4096u
 
 /* Whether accepted sockets take their TCP options from the listening socket. */
 typedef enum cynic__options {
@@ -255,11 +259,12 @@ struct cynic__listener {
    * connections; at most max_connections entries, so bounded. */
   cynic__client_count_t **clients;
   size_t client_buckets; /* power of two; 0 = no per-client limit */
-  /* Free connection buffers (cfg->buffer_bytes each), reused LIFO. A
-   * direction gives its buffer back as soon as it is empty, so an idle
-   * connection holds none; at most CYNIC__BUFFER_POOL_MAX are kept. */
-  char *pool[CYNIC__BUFFER_POOL_MAX];
-  uint32_t pool_len;
+  /* Connection buffers (cfg->buffer_bytes each; blocks.h), reused newest
+   * first; set up at the first take. A direction gives its buffer back as
+   * soon as it is empty, so an idle connection holds none; the free ones are
+   * trimmed to the recent peak every second (cynic__listeners_trim), at most
+   * CYNIC__BUFFERS_KEPT_MAX. */
+  cynic__blocks_t buffers;
   cynic__options_t options; /* keepalive, user timeout, nodelay of client sockets */
   uint8_t options_checks;   /* UNKNOWN: accepts left to see them inherited (pool.c) */
   cynic_ratetable_t *rate;  /* rate_limit.per_client: new connections per client (tcp),
@@ -596,6 +601,9 @@ void cynic__listener_clients_free(cynic__listener_t *l);
 /* After a reload: every listening socket gets the TCP options its upstream
  * asks for now, so that new client sockets inherit them (pool.c). */
 void cynic__listeners_options_refresh(cynic__proxy_t *p);
+/* Every second: each listener's free connection buffers trimmed to what the
+ * last second's peak needed (blocks.h). */
+void cynic__listeners_trim(cynic__proxy_t *p);
 /* A client connection of `l` from `ip` (16 bytes, as stored) is gone. */
 void cynic__listener_release(cynic__listener_t *l, const uint8_t ip[16]);
 

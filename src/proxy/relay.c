@@ -11,18 +11,13 @@
 /* ---- buffers --------------------------------------------------------------- */
 
 static char *buffer_get(cynic__listener_t *l) {
-  if (l->pool_len > 0)
-    return l->pool[--l->pool_len];
-  return malloc((size_t)l->cfg->buffer_bytes);
+  if (l->buffers.size == 0)
+    cynic__blocks_init(&l->buffers, (size_t)l->cfg->buffer_bytes, CYNIC__BUFFERS_KEPT_MAX);
+  return cynic__blocks_take(&l->buffers);
 }
 
 static void buffer_put(cynic__listener_t *l, char *buf) {
-  if (buf == NULL)
-    return;
-  if (l->pool_len < CYNIC__BUFFER_POOL_MAX)
-    l->pool[l->pool_len++] = buf;
-  else
-    free(buf);
+  cynic__blocks_put(&l->buffers, buf);
 }
 
 /* ---- the ring ---------------------------------------------------------------- */

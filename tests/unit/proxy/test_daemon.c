@@ -152,16 +152,25 @@ static void test_tick_runs_the_housekeeping_in_order(void **state) {
     snprintf(rotated, sizeof rotated, "%s.1", w->access_path);
     assert_int_equal(u->stats.history_count, 0);
     assert_false(exists(rotated));
+    /* two connection buffers were in use at once and are back */
+    cynic__blocks_t *bufs = &w->p.listeners[0].buffers;
+    cynic__blocks_init(bufs, 4096, CYNIC__BUFFERS_KEPT_MAX);
+    void *b1 = cynic__blocks_take(bufs), *b2 = cynic__blocks_take(bufs);
+    cynic__blocks_put(bufs, b1);
+    cynic__blocks_put(bufs, b2);
 
     w->steps[0] = '\0';
     cynic__proxy_tick(&w->p);
-    assert_string_equal(w->steps,
-                        with_admin ? "sweep,pool,sample,streams,rotate" : "sweep,pool,sample,rotate");
+    assert_string_equal(w->steps, with_admin ? "sweep,pool,trim,sample,streams,rotate"
+                                             : "sweep,pool,trim,sample,rotate");
+    assert_int_equal(bufs->len, 2); /* the last second's peak needed them */
     /* the real steps did their work: one sample, stamped with the proxy's
      * wall clock; the access log past max_bytes rotated */
     assert_int_equal(u->stats.history_count, 1);
     assert_int_equal(u->stats.history[0].unix_s, fake_unix_ms / 1000);
     assert_true(exists(rotated));
+    cynic__proxy_tick(&w->p);
+    assert_int_equal(bufs->len, 0); /* this second's did not: back to malloc */
     finish(w);
   }
 }

@@ -43,8 +43,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fixture_t *f = *state;
   free(f->relay.up.buf);
-  while (f->listener.pool_len > 0)
-    free(f->listener.pool[--f->listener.pool_len]);
+  cynic__blocks_free(&f->listener.buffers);
   free(f);
   return 0;
 }
@@ -115,20 +114,30 @@ static void test_full_ring_offers_nothing(void **state) {
   assert_int_equal(bufs[0].len + bufs[1].len, CAP);
 }
 
+/* 200 connections' buffers at once (past the old fixed cache of 64): all
+ * kept while that peak is recent, reused newest first, bounded by
+ * CYNIC__BUFFERS_KEPT_MAX, and back to malloc two trims after it. */
 static void test_pool_is_bounded_and_reused(void **state) {
   fixture_t *f = *state;
   cynic__listener_t *l = &f->listener;
-  char *bufs[CYNIC__BUFFER_POOL_MAX + 6];
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+  enum { N = 200 };
+  char *bufs[N];
+  for (size_t i = 0; i < N; i++)
     bufs[i] = buffer_get(l);
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-    buffer_put(l, bufs[i]); /* past the cap they are freed (ASan checks) */
-  assert_int_equal(l->pool_len, CYNIC__BUFFER_POOL_MAX);
+  assert_int_equal(l->buffers.size, CAP); /* set up at the first take, at the listener's size */
+  assert_int_equal(l->buffers.max, CYNIC__BUFFERS_KEPT_MAX);
+  for (size_t i = 0; i < N; i++)
+    buffer_put(l, bufs[i]);
+  assert_int_equal(l->buffers.len, N);
   char *again = buffer_get(l);
-  assert_ptr_equal(again, bufs[CYNIC__BUFFER_POOL_MAX - 1]); /* LIFO: still warm */
+  assert_ptr_equal(again, bufs[N - 1]); /* newest first: still warm */
   buffer_put(l, again);
   buffer_put(l, NULL); /* a direction without a buffer */
-  assert_int_equal(l->pool_len, CYNIC__BUFFER_POOL_MAX);
+  assert_int_equal(l->buffers.len, N);
+  cynic__blocks_trim(&l->buffers);
+  assert_int_equal(l->buffers.len, N); /* the peak was this second's */
+  cynic__blocks_trim(&l->buffers);
+  assert_int_equal(l->buffers.len, 0); /* freed (LeakSanitizer checks) */
 }
 
 /* ---- hold mode over real sockets (unix socketpairs as libuv pipes) ---- */
@@ -224,8 +233,7 @@ static void hold_teardown(hold_world_t *w) {
   uv_close((uv_handle_t *)&w->server, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   cynic__relay_free(&w->relay);
-  while (w->listener.pool_len > 0)
-    free(w->listener.pool[--w->listener.pool_len]);
+  cynic__blocks_free(&w->listener.buffers);
   assert_int_equal(uv_loop_close(&w->loop), 0);
   close(w->client_end);
   close(w->upstream_end);
