@@ -7,7 +7,8 @@
 # mode in cynic, cynic draining, a breaker moving, cynic not exiting 0 on
 # SIGTERM at the end) prints what went wrong and exits 3.
 #
-#   bench/http.sh [--seconds S] [--rounds R] [--cynic-mode http|tcp] [BUILD_DIR]
+#   bench/http.sh [--seconds S] [--rounds R] [--cynic-mode http|tcp]
+#                 [--proxy-cpu PCT] [BUILD_DIR]
 #
 # The backend is nginx (one worker, keep-alive, access log off) serving a
 # 128-byte and a 1 MiB file. The load is wrk over keep-alive connections, one
@@ -19,7 +20,17 @@
 # proxy adds per 1,000 idle keep-alive client connections that have made one
 # request each, measured on the proxy's own process before any load. Both
 # proxies run one thread (HAProxy nbthread 1; cynic is one libuv loop).
-# With the defaults (3 rounds of 3 s) the whole run takes about 2 minutes.
+# With the defaults (3 rounds of 3 s) the whole run takes about 3 minutes.
+#
+# Proxy-bound rows: on a machine where wrk, nginx and the proxy share few
+# cores, the rows above are bound by all three processes' CPU (the kernel's
+# loopback TCP most of it), not by the proxy's. So each proxy is then held to
+# PCT % of one core by a cgroup CPU quota (10 ms period; default 40, 0 turns
+# the rows off), with wrk and nginx free, and the same small GETs at 16 and 64
+# connections measure what the proxy itself can carry: requests/s, p50/p99
+# and its CPU (user + system) per request. They need root and a writable
+# cgroup cpu controller (v1 cpu.cfs_quota_us or v2 cpu.max); without one the
+# run says so and skips them.
 #
 # --cynic-mode tcp runs cynic's listener in `mode: tcp` (bytes relayed, no
 # parsing): a reference for what HTTP parsing costs, and the stand-in used
@@ -29,15 +40,16 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 me=bench/http.sh
 
 usage() {
-  echo "usage: $me [--seconds 1..30] [--rounds 1..10] [--cynic-mode http|tcp] [BUILD_DIR]" >&2
+  echo "usage: $me [--seconds 1..30] [--rounds 1..10] [--cynic-mode http|tcp] [--proxy-cpu 0|10..100] [BUILD_DIR]" >&2
   exit 2
 }
-seconds=3 rounds=3 cmode=http build=""
+seconds=3 rounds=3 cmode=http build="" proxy_cpu=40
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) [ $# -ge 2 ] || usage; seconds=$2; shift 2 ;;
     --rounds) [ $# -ge 2 ] || usage; rounds=$2; shift 2 ;;
     --cynic-mode) [ $# -ge 2 ] || usage; cmode=$2; shift 2 ;;
+    --proxy-cpu) [ $# -ge 2 ] || usage; proxy_cpu=$2; shift 2 ;;
     -h|--help) usage ;;
     -*) echo "$me: unknown option $1" >&2; usage ;;
     *) [ -z "$build" ] || usage; build=$1; shift ;;
@@ -47,6 +59,8 @@ in_range() { [[ "$1" =~ ^[0-9]{1,4}$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" 
 in_range "$seconds" 1 30 || { echo "$me: --seconds must be a whole number from 1 to 30, not '$seconds'" >&2; exit 2; }
 in_range "$rounds" 1 10 || { echo "$me: --rounds must be a whole number from 1 to 10, not '$rounds'" >&2; exit 2; }
 case "$cmode" in http|tcp) ;; *) echo "$me: --cynic-mode must be http or tcp, not '$cmode'" >&2; exit 2 ;; esac
+[ "$proxy_cpu" = 0 ] || in_range "$proxy_cpu" 10 100 ||
+  { echo "$me: --proxy-cpu must be 0 (no proxy-bound rows) or a whole number from 10 to 100, not '$proxy_cpu'" >&2; exit 2; }
 build=${build:-$here/build}
 cynic=$build/cynic
 [ -x "$cynic" ] || { echo "$me: $cynic missing; run make first" >&2; exit 1; }
@@ -63,9 +77,11 @@ maxconn=$(( ($(ulimit -Hn) - 100) / 2 )); [ "$maxconn" -gt 20000 ] && maxconn=20
 
 work=$(mktemp -d)
 pids=()
+cgroups=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  for g in "${cgroups[@]}"; do rmdir "$g" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -230,6 +246,63 @@ if [ "$cmode" = http ]; then
   done
 fi
 
+# Proxy-bound rounds (see the top): each proxy in a cgroup of its own with a
+# CPU quota, the same small GETs at 16 and 64 connections, and the proxy's
+# CPU time per request over all rounds (from /proc/<pid>/stat).
+cg_base="" cg_kind="" bound_note=""
+if [ "$proxy_cpu" = 0 ]; then
+  bound_note="proxy-bound rows: off (--proxy-cpu 0)"
+elif [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ] && [ -w /sys/fs/cgroup/cpu ]; then
+  cg_kind=v1 cg_base=/sys/fs/cgroup/cpu
+elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null && [ -w /sys/fs/cgroup/cgroup.subtree_control ]; then
+  cg_kind=v2 cg_base=/sys/fs/cgroup
+else
+  bound_note="proxy-bound rows: skipped (no writable cgroup cpu controller: needs root and cgroup v1 cpu or v2 cpu.max)"
+fi
+declare -A cg
+cg_make() { # name: cg[name], a cgroup held to $proxy_cpu % of one core
+  local g="$cg_base/cynic-bench-$$-$1"
+  mkdir "$g" 2>/dev/null || return 1
+  cgroups+=("$g") cg[$1]=$g
+  if [ "$cg_kind" = v1 ]; then
+    echo 10000 >"$g/cpu.cfs_period_us" && echo $((proxy_cpu * 100)) >"$g/cpu.cfs_quota_us" || return 1
+  else
+    grep -qw cpu "$cg_base/cgroup.subtree_control" || echo +cpu >"$cg_base/cgroup.subtree_control" || return 1
+    echo "$((proxy_cpu * 100)) 10000" >"$g/cpu.max" || return 1
+  fi
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+bound_ok=0
+if [ -n "$cg_kind" ]; then
+  if cg_make cynic && cg_make haproxy &&
+      echo "$cynic_pid" >"${cg[cynic]}/cgroup.procs" && echo "$haproxy_pid" >"${cg[haproxy]}/cgroup.procs"; then
+    bound_ok=1
+    for path in cynic haproxy; do # settle under the quota, not measured
+      timeout 30 wrk -t1 -c16 -d1s "http://127.0.0.1:${port[$path]}/small" >/dev/null 2>&1 || true
+    done
+    for round in $(seq 1 "$rounds"); do
+      for conns in 16 64; do
+        for path in cynic haproxy; do
+          t0=$(cpu_ticks "${pid[$path]}")
+          run_wrk "$path" "bound$conns" "$conns" "$seconds" /small "$small_size" "$round"
+          t1=$(cpu_ticks "${pid[$path]}")
+          reqs=$(awk '$1 == "RESULT" {print $2}' "$work/wrk/$path-bound$conns-$round.txt")
+          echo "$((t1 - t0)) ${reqs:-0}" >>"$work/wrk/$path-bound$conns.cpu"
+        done
+      done
+    done
+    bound_note="proxy-bound: each proxy held to $proxy_cpu % of one core (cgroup $cg_kind CPU quota, 10 ms period); wrk and nginx unbound"
+  else
+    bound_note="proxy-bound rows: skipped (the cgroup $cg_kind cpu controller refused the quota)"
+  fi
+  # back to the root group for the rows that follow (fail fast, stale)
+  for path in cynic haproxy; do echo "${pid[$path]}" >"$cg_base/cgroup.procs" 2>/dev/null || true; done
+fi
+cpu_per_req() { # path test -> CPU us per request over every round, "-" without requests
+  awk -v t="$(getconf CLK_TCK)" '{ticks += $1; reqs += $2}
+    END { if (reqs > 0) printf "%.1f\n", ticks * 1e6 / t / reqs; else print "-" }' "$work/wrk/$1-$2.cpu" 2>/dev/null || echo -
+}
+
 fig() { # path test column -> the figure from the best round, "-" without one
   local sortcol=$4
   [ -s "$work/wrk/$1-$2" ] || { echo -; return; }
@@ -259,6 +332,17 @@ if [ "$cmode" = http ]; then
 fi
 row "RSS per 1,000 idle keep-alive conns (KB)" - "${mem[cynic]}" "${mem[haproxy]}"
 row "  upstream conns held meanwhile" - "${up[cynic]}" "${up[haproxy]}" noratio
+echo
+echo "$bound_note"
+if [ "$bound_ok" = 1 ]; then
+  for conns in 16 64; do
+    t=bound$conns
+    row "bound requests/s, $conns conns" - "$(fig cynic "$t" 1 1)" "$(fig haproxy "$t" 1 1)"
+    row "  bound p50 (us)" - "$(fig cynic "$t" 2 1)" "$(fig haproxy "$t" 2 1)"
+    row "  bound p99 (us)" - "$(fig cynic "$t" 3 1)" "$(fig haproxy "$t" 3 1)"
+    row "  bound CPU per request (us)" - "$(cpu_per_req cynic "$t")" "$(cpu_per_req haproxy "$t")"
+  done
+fi
 echo
 echo "connections nginx accepted during the best round (keep-alive reuse; 64 = one per client):"
 for path in direct cynic haproxy; do

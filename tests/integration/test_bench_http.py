@@ -152,6 +152,8 @@ def test_idle_client_refuses_bad_arguments_and_a_refused_port():
     (["--seconds", "31"], "--seconds must be a whole number from 1 to 30, not '31'"),
     (["--rounds", "x"], "--rounds must be a whole number from 1 to 10, not 'x'"),
     (["--cynic-mode", "udp"], "--cynic-mode must be http or tcp, not 'udp'"),
+    (["--proxy-cpu", "5"], "--proxy-cpu must be 0 (no proxy-bound rows) or a whole number from 10 to 100, not '5'"),
+    (["--proxy-cpu", "101"], "--proxy-cpu must be 0 (no proxy-bound rows) or a whole number from 10 to 100, not '101'"),
     (["--frobnicate"], "unknown option --frobnicate"),
     (["--seconds"], "usage: bench/http.sh"),
     (["a", "b"], "usage: bench/http.sh"),
@@ -193,6 +195,24 @@ def test_bench_short_run_prints_every_figure():
     assert 0 < int(c_kb) < 64000 and 0 < int(h_kb) < 64000, rss
     held = [ln for ln in out.splitlines() if ln.startswith("  upstream conns held meanwhile")]
     assert len(held) == 1 and int(held[0].split()[5]) <= 128, held  # at most the pool's max_idle
+    # the proxy-bound rows (each proxy under a CPU quota), or why there are none
+    notes = [ln for ln in out.splitlines() if ln.startswith("proxy-bound")]
+    assert len(notes) == 1, out
+    if notes[0].startswith("proxy-bound: each proxy held to 40 % of one core (cgroup v"):
+        lines = out.splitlines()
+        rows = lines[lines.index(notes[0]) + 1:][:8]
+        for i, conns in enumerate((16, 64)):
+            for j, label in enumerate((f"bound requests/s, {conns} conns", "  bound p50 (us)",
+                                       "  bound p99 (us)", "  bound CPU per request (us)")):
+                ln = rows[i * 4 + j]
+                assert ln.startswith(label), (label, rows)
+                nums = ln[len(label):].split()
+                # -, cynic, haproxy, -, cynic/haproxy
+                assert len(nums) == 5 and nums[0] == "-" and nums[3] == "-", ln
+                assert float(nums[1]) > 0 and float(nums[2]) > 0, ln
+                assert re.fullmatch(r"\d+\.\d\dx", nums[4]), ln
+    else:
+        assert notes[0].startswith("proxy-bound rows: skipped ("), notes
     # the fail-fast rows: plain, from the stale cache (a ratio of the plain
     # one), and proxying with the stale cache keeping responses
     for label, of in (("fail fast (breaker tripped), 16 conns", "proxied"),
