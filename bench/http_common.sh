@@ -78,7 +78,8 @@ cynic_listener() {
 # (after an `upstreams:` line). The pool keeps as many idle upstream
 # connections as the largest load has requests in flight (HAProxy keeps
 # every one by default), so both proxies reuse rather than reconnect; the
-# default (16) would not.
+# default (the bulkhead's max_connections, here 2,000 or more) would too,
+# with a larger bound than the bench needs.
 cynic_upstream() {
   cat <<YAML
   - name: $1

@@ -664,7 +664,7 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
   u->queue_timeout_ns = 100 * NS_PER_MS;
   if (!cynic__schema_check_map(&ld->rd, m, "upstream", upstream_keys)) {
     load_breaker(ld, NULL, &u->breaker); /* defaults, so the struct is whole */
-    cynic__config_load_upstream_http(&ld->rd, NULL, &u->http);
+    cynic__config_load_upstream_http(&ld->rd, NULL, &u->http, u->max_connections);
     cynic__config_load_upstream_health(&ld->rd, NULL, &u->health);
     cynic__config_load_upstream_tls(&ld->rd, NULL, &u->tls);
     return;
@@ -737,7 +737,7 @@ static void load_upstream(loader_t *ld, const node_t *m, cynic__config_upstream_
   }
   load_breaker(ld, m, &u->breaker);
   cynic__schema_get_bool(&ld->rd, m, "required", &u->required);
-  cynic__config_load_upstream_http(&ld->rd, m, &u->http);
+  cynic__config_load_upstream_http(&ld->rd, m, &u->http, u->max_connections);
   cynic__config_load_upstream_health(&ld->rd, m, &u->health);
   cynic__config_load_upstream_tls(&ld->rd, m, &u->tls);
 }

@@ -481,15 +481,18 @@ void cynic__config_check_fallbacks(cynic__schema_t *rd, const cynic__config_t *c
 }
 
 void cynic__config_load_upstream_http(cynic__schema_t *rd, const node_t *m,
-                                      cynic__config_http_t *h) {
+                                      cynic__config_http_t *h, uint32_t busy_max) {
   h->max_header_bytes = 32 * KIB;
-  h->pool_max_idle = 16;
+  /* Fewer than the requests in flight would close a connection at each
+   * response and open one for the next request past it (at 64 in flight with
+   * 16 kept: 1.8x the CPU per request; benchmarks.md). */
+  h->pool_max_idle = busy_max < CYNIC__POOL_MAX_IDLE_MAX ? busy_max : CYNIC__POOL_MAX_IDLE_MAX;
   h->pool_idle_timeout_ns = 4 * NS_PER_S;
   if (m == NULL)
     return;
   const node_t *pool = cynic__schema_section(rd, m, "pool", pool_keys);
   if (pool != NULL) {
-    cynic__schema_get_u32(rd, pool, "max_idle", 0, 10000, &h->pool_max_idle);
+    cynic__schema_get_u32(rd, pool, "max_idle", 0, CYNIC__POOL_MAX_IDLE_MAX, &h->pool_max_idle);
     cynic__schema_get_duration(rd, pool, "idle_timeout", NS_PER_MS, 3600 * NS_PER_S, "1ms..1h",
                                &h->pool_idle_timeout_ns);
   }

@@ -9,9 +9,13 @@
 #include "config_schema.h"
 
 /* An upstream's retry, expect, limits, fallback and pool sections from mapping
- * `m` into *h, defaults first (m NULL: defaults only). */
+ * `m` into *h, defaults first (m NULL: defaults only). `busy_max` is the
+ * upstream's bulkhead.max_connections: pool.max_idle's default, so that every
+ * connection the bulkhead lets be busy at once can wait for the next request
+ * (CYNIC__POOL_MAX_IDLE_MAX at most). */
 void cynic__config_load_upstream_http(cynic__schema_t *rd, const cynic__yaml_node_t *m,
-                                      cynic__config_http_t *h);
+                                      cynic__config_http_t *h, uint32_t busy_max);
+#define CYNIC__POOL_MAX_IDLE_MAX 10000u
 /* A listener's limits, forwarded and request_id_header keys from mapping `m`
  * into *l, defaults first (m NULL: defaults only). */
 void cynic__config_load_listener_http(cynic__schema_t *rd, const cynic__yaml_node_t *m,

@@ -133,7 +133,7 @@ static void test_defaults(void **state) {
   assert_false(u->http.has_fallback);
   assert_int_equal(u->http.max_response_bytes, 0);
   assert_int_equal(u->http.max_header_bytes, 32 * KB);
-  assert_int_equal(u->http.pool_max_idle, 16);
+  assert_int_equal(u->http.pool_max_idle, 100); /* bulkhead.max_connections */
   assert_int_equal(u->http.pool_idle_timeout_ns, 4 * SEC);
   assert_int_equal(l->max_request_head, 32 * KB);
   assert_int_equal(l->max_request_body, 0);
@@ -445,6 +445,30 @@ static void test_health_check_defaults(void **state) {
   cynic__config_health_free(c);
   cynic__config_health_free(NULL);
   cynic__config_free(cfg);
+}
+
+/* pool.max_idle defaults to the upstream's bulkhead.max_connections (every
+ * connection busy at once may wait for the next request), at most 10000; a
+ * value given wins either way. */
+static void test_pool_max_idle_follows_the_bulkhead(void **state) {
+  (void)state;
+  static const struct {
+    const char *extra;
+    uint32_t want;
+  } cases[] = {
+      {"", 100},
+      {"    bulkhead: { max_connections: 7 }\n", 7},
+      {"    bulkhead: { max_connections: 250000 }\n", 10000},
+      {"    bulkhead: { max_connections: 7 }\n    pool: { max_idle: 30 }\n", 30},
+      {"    pool: { max_idle: 0 }\n    bulkhead: { max_connections: 500 }\n", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char text[1024];
+    snprintf(text, sizeof text, "%s%s", minimal, cases[i].extra);
+    cynic__config_t *cfg = parse_ok(text);
+    assert_int_equal(cfg->upstreams[0].http.pool_max_idle, cases[i].want);
+    cynic__config_free(cfg);
+  }
 }
 
 static void test_retry_and_fallback_defaults(void **state) {
@@ -1339,6 +1363,7 @@ int main(void) {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_every_key),
       cmocka_unit_test(test_retry_and_fallback_defaults),
+      cmocka_unit_test(test_pool_max_idle_follows_the_bulkhead),
       cmocka_unit_test(test_fallback_kinds_and_their_defaults),
       cmocka_unit_test(test_http_keys_refused),
       cmocka_unit_test(test_fallback_bounds),
