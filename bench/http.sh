@@ -26,11 +26,13 @@
 # cores, the rows above are bound by all three processes' CPU (the kernel's
 # loopback TCP most of it), not by the proxy's. So each proxy is then held to
 # PCT % of one core by a cgroup CPU quota (10 ms period; default 40, 0 turns
-# the rows off), with wrk and nginx free, and the same small GETs at 16 and 64
-# connections measure what the proxy itself can carry: requests/s, p50/p99
-# and its CPU (user + system) per request. They need root and a writable
-# cgroup cpu controller (v1 cpu.cfs_quota_us or v2 cpu.max); without one the
-# run says so and skips them.
+# the rows off) and pinned to the last core, with wrk and nginx pinned to the
+# first (where the scheduler puts them otherwise moves a round by tens of
+# percent), and the same small GETs at 16 and 64 connections measure what the
+# proxy itself can carry: requests/s, p50/p99 and its CPU (user + system) per
+# request. They need two cores, root and a writable cgroup cpu controller (v1
+# cpu.cfs_quota_us or v2 cpu.max); without them the run says so and skips
+# them.
 #
 # --cynic-mode tcp runs cynic's listener in `mode: tcp` (bytes relayed, no
 # parsing): a reference for what HTTP parsing costs, and the stand-in used
@@ -152,7 +154,7 @@ run_wrk() {
   local path=$1 test=$2 conns=$3 secs=$4 urlp=$5 size=$6 round=$7
   local out="$work/wrk/$path-$test-$round.txt" before after line
   before=$(nginx_counts)
-  if ! timeout $((secs + 30)) wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s -s "$here/bench/http_report.lua" \
+  if ! timeout $((secs + 30)) "${wrk_pin[@]}" wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s -s "$here/bench/http_report.lua" \
       "http://127.0.0.1:${port[$path]}$urlp" >"$out" 2>&1; then
     problem "$path $test round $round: wrk failed (exit status above 0): $out"
   fi
@@ -177,6 +179,7 @@ run_wrk() {
   fi
 }
 best() { sort -g -k"$2" "$work/wrk/$1" | tail -1; } # file column -> the best round's line
+wrk_pin=() # the proxy-bound rows pin wrk to core 0 (below)
 
 # RSS added by idle keep-alive connections that made one request each.
 # Sets idle_kb, idle_up (upstream connections the proxy then holds to nginx)
@@ -250,8 +253,11 @@ fi
 # CPU quota, the same small GETs at 16 and 64 connections, and the proxy's
 # CPU time per request over all rounds (from /proc/<pid>/stat).
 cg_base="" cg_kind="" bound_note=""
+ncpu=$(nproc)
 if [ "$proxy_cpu" = 0 ]; then
   bound_note="proxy-bound rows: off (--proxy-cpu 0)"
+elif [ "$ncpu" -lt 2 ] || ! command -v taskset >/dev/null; then
+  bound_note="proxy-bound rows: skipped (they need two cores and taskset)"
 elif [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ] && [ -w /sys/fs/cgroup/cpu ]; then
   cg_kind=v1 cg_base=/sys/fs/cgroup/cpu
 elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null && [ -w /sys/fs/cgroup/cgroup.subtree_control ]; then
@@ -274,11 +280,15 @@ cg_make() { # name: cg[name], a cgroup held to $proxy_cpu % of one core
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 bound_ok=0
 if [ -n "$cg_kind" ]; then
+  last=$((ncpu - 1))
   if cg_make cynic && cg_make haproxy &&
-      echo "$cynic_pid" >"${cg[cynic]}/cgroup.procs" && echo "$haproxy_pid" >"${cg[haproxy]}/cgroup.procs"; then
+      echo "$cynic_pid" >"${cg[cynic]}/cgroup.procs" && echo "$haproxy_pid" >"${cg[haproxy]}/cgroup.procs" &&
+      taskset -a -p -c "$last" "$cynic_pid" >/dev/null && taskset -a -p -c "$last" "$haproxy_pid" >/dev/null &&
+      taskset -a -p -c 0 "$nginx_pid" >/dev/null; then
     bound_ok=1
+    wrk_pin=(taskset -c 0)
     for path in cynic haproxy; do # settle under the quota, not measured
-      timeout 30 wrk -t1 -c16 -d1s "http://127.0.0.1:${port[$path]}/small" >/dev/null 2>&1 || true
+      timeout 30 "${wrk_pin[@]}" wrk -t1 -c16 -d1s "http://127.0.0.1:${port[$path]}/small" >/dev/null 2>&1 || true
     done
     for round in $(seq 1 "$rounds"); do
       for conns in 16 64; do
@@ -291,12 +301,14 @@ if [ -n "$cg_kind" ]; then
         done
       done
     done
-    bound_note="proxy-bound: each proxy held to $proxy_cpu % of one core (cgroup $cg_kind CPU quota, 10 ms period); wrk and nginx unbound"
+    wrk_pin=()
+    bound_note="proxy-bound: each proxy held to $proxy_cpu % of core $last (cgroup $cg_kind CPU quota, 10 ms period); wrk and nginx on core 0, unbound"
   else
-    bound_note="proxy-bound rows: skipped (the cgroup $cg_kind cpu controller refused the quota)"
+    bound_note="proxy-bound rows: skipped (the cgroup $cg_kind cpu controller or taskset refused)"
   fi
-  # back to the root group for the rows that follow (fail fast, stale)
-  for path in cynic haproxy; do echo "${pid[$path]}" >"$cg_base/cgroup.procs" 2>/dev/null || true; done
+  # back to the root group and every core for the rows that follow (fail fast, stale)
+  for p in "$cynic_pid" "$haproxy_pid"; do echo "$p" >"$cg_base/cgroup.procs" 2>/dev/null || true; done
+  for p in "$cynic_pid" "$haproxy_pid" "$nginx_pid"; do taskset -a -p -c "0-$last" "$p" >/dev/null 2>&1 || true; done
 fi
 cpu_per_req() { # path test -> CPU us per request over every round, "-" without requests
   awk -v t="$(getconf CLK_TCK)" '{ticks += $1; reqs += $2}

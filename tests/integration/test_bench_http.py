@@ -198,7 +198,8 @@ def test_bench_short_run_prints_every_figure():
     # the proxy-bound rows (each proxy under a CPU quota), or why there are none
     notes = [ln for ln in out.splitlines() if ln.startswith("proxy-bound")]
     assert len(notes) == 1, out
-    if notes[0].startswith("proxy-bound: each proxy held to 40 % of one core (cgroup v"):
+    if re.match(r"proxy-bound: each proxy held to 40 % of core \d+ \(cgroup v[12] CPU quota, 10 ms "
+                r"period\); wrk and nginx on core 0, unbound$", notes[0]):
         lines = out.splitlines()
         rows = lines[lines.index(notes[0]) + 1:][:8]
         for i, conns in enumerate((16, 64)):
