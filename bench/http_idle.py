@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""bench/http_idle.py: the idle keep-alive clients of the HTTP benchmark
-(bench/http.sh).
+"""bench/http_idle.py: the idle keep-alive clients of the HTTP and TLS
+benchmarks (bench/http.sh, bench/tls.sh).
 
-    http_idle.py PORT N PATH SIZE
+    http_idle.py PORT N PATH SIZE [--tls CAFILE]
 
 Opens N keep-alive connections to 127.0.0.1:PORT one after the other and sends
 one `GET PATH` on each; every answer must be a 200 with a body of exactly SIZE
@@ -11,10 +11,13 @@ connections, idle, until a line arrives on stdin; then checks that each is
 still open (the proxy has not closed it meanwhile), prints "open K" and exits.
 Exits 1 with the reason on stderr when a connection or an answer fails; every
 socket operation has a 10 s timeout, so a stalled proxy cannot hang it.
+With --tls each connection is HTTPS, the server's certificate verified
+against CAFILE for 127.0.0.1 (so every handshake is done before "ready").
 """
 import http.client
 import resource
 import socket
+import ssl
 import sys
 
 TIMEOUT_S = 10.0
@@ -27,8 +30,14 @@ def fail(msg):
 
 
 def main():
-    if len(sys.argv) != 5:
-        fail("usage: http_idle.py PORT N PATH SIZE")
+    ctx = None
+    if len(sys.argv) == 7 and sys.argv[5] == "--tls":
+        try:
+            ctx = ssl.create_default_context(cafile=sys.argv[6])
+        except (OSError, ssl.SSLError) as e:
+            fail(f"--tls {sys.argv[6]}: {e}")
+    elif len(sys.argv) != 5:
+        fail("usage: http_idle.py PORT N PATH SIZE [--tls CAFILE]")
     try:
         port, n, path, size = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     except ValueError:
@@ -44,7 +53,10 @@ def main():
 
     conns = []
     for i in range(n):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
+        if ctx is None:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
+        else:
+            c = http.client.HTTPSConnection("127.0.0.1", port, timeout=TIMEOUT_S, context=ctx)
         try:
             c.request("GET", path)
             r = c.getresponse()
@@ -64,14 +76,19 @@ def main():
         # An idle connection the proxy closed reads EOF (or an error); one
         # still open has nothing to read (or unasked bytes: still open).
         # (Non-blocking: with a timeout set, Python waits for data first.)
-        c.sock.setblocking(False)
+        # Peeked on a duplicate of the descriptor: a TLS socket takes no
+        # flags, and the raw bytes are all that matters here.
+        raw = socket.fromfd(c.sock.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        raw.setblocking(False)
         try:
-            if c.sock.recv(1, socket.MSG_PEEK) == b"":
+            if raw.recv(1, socket.MSG_PEEK) == b"":
                 continue
         except BlockingIOError:
             pass
         except OSError:
             continue
+        finally:
+            raw.close()
         still_open += 1
     print(f"open {still_open}", flush=True)
     for c in conns:

@@ -24,7 +24,7 @@
 #   nginx that refuses resumption (no cache, no tickets): full handshakes.
 # - bulk throughput (MB/s), both ways: wrk -t1 -c1 keep-alive GET of a 64 MB
 #   file, one connection (the response direction).
-# - RSS added per 1,000 idle TLS connections (bench/tls_idle.py: one
+# - RSS added per 1,000 idle TLS connections (bench/http_idle.py --tls: one
 #   keep-alive request each, then held): terminating (the client side is
 #   TLS) and originating (the upstream side is TLS).
 # Both proxies run one thread (HAProxy nbthread 1; cynic is one libuv loop).
@@ -232,12 +232,14 @@ twice() { for _ in 1 2; do "$@"; done | best; }
 idle_rss() { # pid port [--tls CA]: KB added per 1,000 idle connections
   local before after
   before=$(rss_kb "$1")
-  coproc IDLE { python3 "$here/bench/tls_idle.py" "$2" 1000 "${@:3}"; }
-  read -r _ <&"${IDLE[0]}"
+  local line=""
+  coproc IDLE { python3 "$here/bench/http_idle.py" "$2" 1000 /small 1024 "${@:3}"; }
+  read -r line <&"${IDLE[0]}" || true
   after=$(rss_kb "$1")
   exec {IDLE[1]}>&-
   wait "$IDLE_PID" 2>/dev/null || true
-  echo $((after - before))
+  # without all 1,000 set up (http_idle.py said why on stderr) there is no figure
+  if [ "$line" = "ready 1000" ]; then echo $((after - before)); else echo -; fi
 }
 cyn() { if [ -n "$cynic_pid" ]; then "$@"; else echo -; fi; }
 

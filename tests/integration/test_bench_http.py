@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -44,7 +45,7 @@ class Server:
     its first answer (without saying so), `connection_close` says
     `Connection: close`."""
 
-    def __init__(self, status=200, size=128, close_after=False, connection_close=False):
+    def __init__(self, status=200, size=128, close_after=False, connection_close=False, tls=None):
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -67,6 +68,8 @@ class Server:
         self.close_after, self.connection_close = close_after, connection_close
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:  # an ssl.SSLContext: HTTPS
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -76,10 +79,10 @@ class Server:
         self.httpd.server_close()
 
 
-def run_idle(port, n, size=128, timeout=60):
+def run_idle(port, n, size=128, timeout=60, extra=()):
     """Runs http_idle.py: returns (its "ready" line, its "open" line, exit
     status, stderr)."""
-    p = subprocess.Popen([sys.executable, IDLE, str(port), str(n), "/x", str(size)],
+    p = subprocess.Popen([sys.executable, IDLE, str(port), str(n), "/x", str(size), *extra],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready = p.stdout.readline().strip()
@@ -104,6 +107,26 @@ def test_idle_client_holds_keepalive_connections():
     finally:
         srv.close()
     assert (ready, opened, rc) == ("ready 50", "open 50", 0), err
+
+
+def test_idle_client_over_tls_verifies_and_holds(tmp_path):
+    """--tls CAFILE (bench/tls.sh's memory rows): HTTPS keep-alive connections,
+    the certificate verified for 127.0.0.1; one it cannot verify is refused."""
+    cert, key, other = (str(tmp_path / n) for n in ("cert.pem", "key.pem", "other.pem"))
+    for out, k in ((cert, key), (other, str(tmp_path / "other.key"))):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", k, "-out", out, "-days", "2", "-subj", "/CN=idle",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv = Server(tls=ctx)
+    try:
+        ok = run_idle(srv.port, 10, extra=("--tls", cert))
+        refused = run_idle(srv.port, 1, extra=("--tls", other))
+    finally:
+        srv.close()
+    assert ok[:3] == ("ready 10", "open 10", 0), ok[3]
+    assert refused[:3] == ("", "", 1) and "CERTIFICATE_VERIFY_FAILED" in refused[3], refused[3]
 
 
 def test_idle_client_counts_connections_the_server_closed():
