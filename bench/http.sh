@@ -66,9 +66,9 @@ case "$cmode" in http|tcp) ;; *) echo "$me: --cynic-mode must be http or tcp, no
 build=${build:-$here/build}
 cynic=$build/cynic
 [ -x "$cynic" ] || { echo "$me: $cynic missing; run make first" >&2; exit 1; }
-for tool in nginx haproxy wrk python3 curl ss; do
-  command -v "$tool" >/dev/null || { echo "$me: $tool missing (scripts/deps.sh bench installs the benchmark's tools)" >&2; exit 1; }
-done
+# shellcheck source=bench/http_common.sh
+. "$here/bench/http_common.sh"
+need_tools nginx haproxy wrk python3 curl ss
 
 # Connections held at once: 1,000 idle + 64 loaded, each through a proxy
 # (two descriptors there) to nginx; HAProxy refuses to start when maxconn
@@ -77,21 +77,8 @@ idle_n=1000
 maxconn=$(( ($(ulimit -Hn) - 100) / 2 )); [ "$maxconn" -gt 20000 ] && maxconn=20000
 [ "$maxconn" -ge 1200 ] || { echo "$me: the descriptor limit ($(ulimit -Hn)) is too low for $idle_n idle connections" >&2; exit 1; }
 
-work=$(mktemp -d)
-pids=()
-cgroups=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for g in "${cgroups[@]}"; do rmdir "$g" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 mkdir -p "$work/www" "$work/nginx" "$work/wrk"
-
-# shellcheck source=bench/http_common.sh
-. "$here/bench/http_common.sh"
-rss_kb() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status; }
 # The RSS figures must be the proxy's own process (not a wrapper, not wrk).
 is_process() { [ "$(cat /proc/"$1"/comm 2>/dev/null)" = "$2" ] || {
   echo "$me: pid $1 is '$(cat /proc/"$1"/comm 2>/dev/null)', not $2" >&2; exit 1; }; }

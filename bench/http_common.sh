@@ -1,11 +1,37 @@
-# bench/http_common.sh: sourced by bench/http.sh and bench/http_cpu.sh (not
-# run on its own): the helpers both use, and the set-up both measure, written
-# once so the CPU figures are of the same backend and proxy configs as the
-# throughput ones: nginx serving $work/www, cynic's listener and upstream
-# blocks, HAProxy in `mode http` doing the per-request header work cynic does.
-# The caller sets $me (its name in messages) and $work (its temp directory)
-# first.
+# bench/http_common.sh: sourced by bench/http.sh, bench/http_cpu.sh and
+# bench/tls.sh (not run on its own): the helpers they use (tools, the temp
+# dir and its clean-up, ports, RSS), and the set-up http.sh and http_cpu.sh
+# both measure, written once so the CPU figures are of the same backend and
+# proxy configs as the throughput ones: nginx serving $work/www, cynic's
+# listener and upstream blocks, HAProxy in `mode http` doing the per-request
+# header work cynic does. The caller sets $me (its name in messages) first;
+# bench_workdir sets $work (its temp directory).
 # shellcheck shell=bash disable=SC2154
+
+# tool...: each on PATH, or a line naming the missing one and exit 1
+need_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$me: $tool missing (scripts/deps.sh bench installs the benchmark's tools)" >&2; exit 1; }
+  done
+}
+
+# $work, a temp dir removed at exit, after every process in $pids is killed
+# and every cgroup in $cgroups (bench/http.sh's proxy-bound rows) removed.
+bench_workdir() {
+  work=$(mktemp -d)
+  pids=() cgroups=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  local p g
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for g in "${cgroups[@]}"; do rmdir "$g" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+
+rss_kb() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status; } # pid -> VmRSS in KB
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

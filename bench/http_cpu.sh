@@ -55,21 +55,12 @@ cynic=$build/cynic
 [ -x "$cynic" ] || { echo "$me: $cynic missing; run make first" >&2; exit 1; }
 tools="nginx haproxy wrk python3 curl"
 [ "$native" = 1 ] || tools="$tools valgrind callgrind_control"
-for tool in $tools; do
-  command -v "$tool" >/dev/null || { echo "$me: $tool missing" >&2; exit 1; }
-done
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-mkdir -p "$work/www" "$work/nginx"
 # shellcheck source=bench/http_common.sh
 . "$here/bench/http_common.sh"
+# shellcheck disable=SC2086
+need_tools $tools
+bench_workdir
+mkdir -p "$work/www" "$work/nginx"
 head -c 128 /dev/zero | tr '\0' s > "$work/www/small"
 nport=$(free_port); cport=$(free_port); aport=$(free_port); hport=$(free_port)
 maxconn=2000

@@ -37,21 +37,10 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
 cynic=$build/cynic
 [ -x "$cynic" ] || { echo "$me: $cynic missing; run make first" >&2; exit 1; }
-for tool in nginx haproxy wrk openssl python3 curl; do
-  command -v "$tool" >/dev/null || { echo "$me: $tool missing (scripts/deps.sh bench installs it)" >&2; exit 1; }
-done
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 # shellcheck source=bench/http_common.sh
 . "$here/bench/http_common.sh"
-rss_kb() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status; }
+need_tools nginx haproxy wrk openssl python3 curl
+bench_workdir
 SECONDS_PER_RUN=${TLS_BENCH_SECONDS:-5}
 SUITE=TLS_AES_256_GCM_SHA384
 
