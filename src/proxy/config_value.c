@@ -3,9 +3,9 @@
  * percentages (config_value.h). Whole numbers only, a unit always (bare 0
  * aside), overflow detected before it happens.
  */
-#include <arpa/inet.h>
 #include "config_value.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
